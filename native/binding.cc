@@ -1,0 +1,680 @@
+// binding.cc - N-API glue (node-addon-api) over the plain C core in src/.
+//
+// Each exported function validates its arguments on the main thread
+// (TypeError / RangeError, thrown synchronously), copies them into an
+// AsyncWorker, and returns a Promise.  The worker runs the C core on the
+// libuv thread pool and settles the promise on the main thread: resolved
+// with the result, or rejected with a Node-style errno Error
+// ({ errno: -N, code, syscall, path? }, message "CODE: description, syscall").
+//
+// Built with NAPI_DISABLE_CPP_EXCEPTIONS: errors are thrown with
+// ThrowAsJavaScriptException() and the function returns right after.
+
+#include <napi.h>
+#include <uv.h>  // uv_err_name_r / uv_strerror_r: Node's own errno names and texts
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <dirent.h>
+
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "src/blockcopy.h"
+#include "src/dirents.h"
+#include "src/sysops.h"
+#include "src/xattr.h"
+
+namespace {
+
+constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1
+
+// ---------------------------------------------------------------------------
+// Errors
+
+// A Node-style system error from an sn_err filled in by the C core.
+Napi::Error MakeErrnoError(Napi::Env env, const sn_err& e,
+                           const std::string& path) {
+  char name[64];
+  char desc[256];
+  // libuv error codes are negated errno values on Unix.
+  uv_err_name_r(-e.code, name, sizeof name);
+  uv_strerror_r(-e.code, desc, sizeof desc);
+  const char* syscall = e.syscall != nullptr ? e.syscall : "unknown";
+
+  std::string msg = std::string(name) + ": " + desc + ", " + syscall;
+  if (!path.empty()) msg += " '" + path + "'";
+
+  Napi::Error err = Napi::Error::New(env, msg);
+  Napi::Object obj = err.Value();
+  obj.Set("errno", Napi::Number::New(env, -e.code));
+  obj.Set("code", Napi::String::New(env, name));
+  obj.Set("syscall", Napi::String::New(env, syscall));
+  if (!path.empty()) obj.Set("path", Napi::String::New(env, path));
+  return err;
+}
+
+std::string FormatNumber(double d) {
+  char buf[64];
+  if (std::isfinite(d) && std::trunc(d) == d && std::fabs(d) <= kMaxSafeInteger)
+    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(d));
+  else
+    std::snprintf(buf, sizeof buf, "%.17g", d);
+  return buf;
+}
+
+void ThrowTypeError(Napi::Env env, const char* code, const std::string& msg) {
+  Napi::Error err = Napi::TypeError::New(env, msg);
+  err.Value().Set("code", Napi::String::New(env, code));
+  err.ThrowAsJavaScriptException();
+}
+
+void ThrowRangeError(Napi::Env env, const std::string& msg) {
+  Napi::Error err = Napi::RangeError::New(env, msg);
+  err.Value().Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
+  err.ThrowAsJavaScriptException();
+}
+
+// ---------------------------------------------------------------------------
+// Argument validation.  Each returns false after throwing.
+
+bool CheckInteger(Napi::Env env, Napi::Value v, const char* name, double min,
+                  double max, double* out) {
+  if (!v.IsNumber()) {
+    ThrowTypeError(env, "ERR_INVALID_ARG_TYPE",
+                   std::string("The \"") + name +
+                       "\" argument must be of type number");
+    return false;
+  }
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::trunc(d) != d) {
+    ThrowRangeError(env, std::string("The value of \"") + name +
+                             "\" is out of range. It must be an integer. "
+                             "Received " + FormatNumber(d));
+    return false;
+  }
+  if (d < min || d > max) {
+    ThrowRangeError(env, std::string("The value of \"") + name +
+                             "\" is out of range. It must be >= " +
+                             FormatNumber(min) + " && <= " + FormatNumber(max) +
+                             ". Received " + FormatNumber(d));
+    return false;
+  }
+  *out = d;
+  return true;
+}
+
+bool GetFd(const Napi::CallbackInfo& info, size_t i, const char* name,
+           int* out) {
+  double d;
+  if (!CheckInteger(info.Env(), info[i], name, 0, INT_MAX, &d)) return false;
+  *out = static_cast<int>(d);
+  return true;
+}
+
+// Offsets and lengths: 0 .. 2^53-1.
+bool GetSize(const Napi::CallbackInfo& info, size_t i, const char* name,
+             uint64_t* out) {
+  double d;
+  if (!CheckInteger(info.Env(), info[i], name, 0, kMaxSafeInteger, &d))
+    return false;
+  *out = static_cast<uint64_t>(d);
+  return true;
+}
+
+bool GetUint32(const Napi::CallbackInfo& info, size_t i, const char* name,
+               uint32_t* out) {
+  double d;
+  if (!CheckInteger(info.Env(), info[i], name, 0, 4294967295.0, &d))
+    return false;
+  *out = static_cast<uint32_t>(d);
+  return true;
+}
+
+// A string without NUL bytes (paths and xattr names go to C as char*).
+bool GetString(const Napi::CallbackInfo& info, size_t i, const char* name,
+               std::string* out) {
+  Napi::Env env = info.Env();
+  if (!info[i].IsString()) {
+    ThrowTypeError(env, "ERR_INVALID_ARG_TYPE",
+                   std::string("The \"") + name +
+                       "\" argument must be of type string");
+    return false;
+  }
+  *out = info[i].As<Napi::String>().Utf8Value();
+  if (out->find('\0') != std::string::npos) {
+    ThrowTypeError(env, "ERR_INVALID_ARG_VALUE",
+                   std::string("The argument '") + name +
+                       "' must be a string without null bytes");
+    return false;
+  }
+  return true;
+}
+
+// Optional string from a fixed set; undefined -> index 0 (the default).
+bool GetChoice(const Napi::CallbackInfo& info, size_t i, const char* name,
+               const std::vector<const char*>& choices, int* out) {
+  Napi::Env env = info.Env();
+  Napi::Value v = info[i];
+  if (v.IsUndefined()) {
+    *out = 0;
+    return true;
+  }
+  if (v.IsString()) {
+    std::string s = v.As<Napi::String>().Utf8Value();
+    for (size_t k = 0; k < choices.size(); k++) {
+      if (s == choices[k]) {
+        *out = static_cast<int>(k);
+        return true;
+      }
+    }
+  }
+  std::string list;
+  for (size_t k = 0; k < choices.size(); k++)
+    list += std::string(k ? ", '" : "'") + choices[k] + "'";
+  ThrowTypeError(env, "ERR_INVALID_ARG_VALUE",
+                 std::string("The argument '") + name + "' must be one of " +
+                     list);
+  return false;
+}
+
+// TimeSpec: { sec, nsec } | 'now' | 'omit'.
+bool GetTimeSpec(const Napi::CallbackInfo& info, size_t i, const char* name,
+                 struct timespec* ts) {
+  Napi::Env env = info.Env();
+  Napi::Value v = info[i];
+  if (v.IsString()) {
+    std::string s = v.As<Napi::String>().Utf8Value();
+    if (s == "now" || s == "omit") {
+      ts->tv_sec = 0;
+      ts->tv_nsec = s == "now" ? UTIME_NOW : UTIME_OMIT;
+      return true;
+    }
+  } else if (v.IsObject()) {
+    Napi::Object o = v.As<Napi::Object>();
+    Napi::Value sec = o.Get("sec");
+    if (env.IsExceptionPending()) return false;  // a throwing getter
+    Napi::Value nsec = o.Get("nsec");
+    if (env.IsExceptionPending()) return false;
+    std::string base(name);
+    double s, ns;
+    if (!CheckInteger(env, sec, (base + ".sec").c_str(), -kMaxSafeInteger,
+                      kMaxSafeInteger, &s))
+      return false;
+    if (!CheckInteger(env, nsec, (base + ".nsec").c_str(), 0, 999999999, &ns))
+      return false;
+    ts->tv_sec = static_cast<time_t>(s);
+    ts->tv_nsec = static_cast<long>(ns);
+    return true;
+  }
+  ThrowTypeError(env, "ERR_INVALID_ARG_TYPE",
+                 std::string("The \"") + name +
+                     "\" argument must be { sec, nsec }, 'now' or 'omit'");
+  return false;
+}
+
+// ---------------------------------------------------------------------------
+// Workers
+
+// Base: owns the Deferred and the error slot.  Subclasses implement
+// Execute() (thread pool, no JS) and Result() (main thread).
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  PromiseWorker(Napi::Env env, const char* name)
+      : Napi::AsyncWorker(env, name),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  // Queue the work and hand out the promise.  The worker deletes itself
+  // after settling it (AsyncWorker's default), running our destructors.
+  Napi::Value Start() {
+    Napi::Promise promise = deferred_.Promise();
+    Queue();
+    return promise;
+  }
+
+ protected:
+  virtual Napi::Value Result(Napi::Env env) { return env.Undefined(); }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (err_.code != 0)
+      deferred_.Reject(MakeErrnoError(env, err_, path_).Value());
+    else
+      deferred_.Resolve(Result(env));
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+  Napi::Promise::Deferred deferred_;
+  sn_err err_ = {0, nullptr};
+  std::string path_;  // put into the error when non-empty
+};
+
+class CopyRangeWorker : public PromiseWorker {
+ public:
+  CopyRangeWorker(Napi::Env env, int fd_in, uint64_t off_in, int fd_out,
+                  uint64_t off_out, uint64_t len, sn_copy_method method)
+      : PromiseWorker(env, "strata:copyRange"), fd_in_(fd_in), off_in_(off_in),
+        fd_out_(fd_out), off_out_(off_out), len_(len), method_(method) {}
+
+  void Execute() override {
+    sn_copy_range(fd_in_, off_in_, fd_out_, off_out_, len_, method_, &copied_,
+                  &err_);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    return Napi::Number::New(env, static_cast<double>(copied_));
+  }
+
+ private:
+  int fd_in_;
+  uint64_t off_in_;
+  int fd_out_;
+  uint64_t off_out_;
+  uint64_t len_;
+  sn_copy_method method_;
+  uint64_t copied_ = 0;
+};
+
+class CloneFileWorker : public PromiseWorker {
+ public:
+  CloneFileWorker(Napi::Env env, int fd_in, int fd_out, sn_clone_method method)
+      : PromiseWorker(env, "strata:cloneFile"), fd_in_(fd_in), fd_out_(fd_out),
+        method_(method) {}
+
+  void Execute() override {
+    sn_clone_file(fd_in_, fd_out_, method_, &reflinked_, &err_);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    return Napi::String::New(env, reflinked_ ? "reflink" : "copy");
+  }
+
+ private:
+  int fd_in_;
+  int fd_out_;
+  sn_clone_method method_;
+  int reflinked_ = 0;
+};
+
+class ListExtentsWorker : public PromiseWorker {
+ public:
+  ListExtentsWorker(Napi::Env env, int fd)
+      : PromiseWorker(env, "strata:listExtents"), fd_(fd) {}
+  ~ListExtentsWorker() override { std::free(ext_); }
+
+  void Execute() override { sn_list_extents(fd_, &ext_, &count_, &err_); }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Array arr = Napi::Array::New(env, count_);
+    for (size_t i = 0; i < count_; i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("offset", Napi::Number::New(env, static_cast<double>(ext_[i].offset)));
+      o.Set("length", Napi::Number::New(env, static_cast<double>(ext_[i].length)));
+      arr.Set(static_cast<uint32_t>(i), o);
+    }
+    return arr;
+  }
+
+ private:
+  int fd_;
+  sn_extent* ext_ = nullptr;
+  size_t count_ = 0;
+};
+
+class UtimensWorker : public PromiseWorker {
+ public:
+  // fd >= 0: futimens(fd); otherwise utimensat(AT_FDCWD, path).
+  UtimensWorker(Napi::Env env, std::string path, int fd,
+                const struct timespec ts[2], bool no_follow)
+      : PromiseWorker(env, fd >= 0 ? "strata:futimens" : "strata:utimens"),
+        fd_(fd), no_follow_(no_follow) {
+    path_ = std::move(path);
+    ts_[0] = ts[0];
+    ts_[1] = ts[1];
+  }
+
+  void Execute() override {
+    if (fd_ >= 0)
+      sn_futimens(fd_, ts_, &err_);
+    else
+      sn_utimens(path_.c_str(), ts_, no_follow_ ? 1 : 0, &err_);
+  }
+
+ private:
+  int fd_;
+  bool no_follow_;
+  struct timespec ts_[2];
+};
+
+class MknodWorker : public PromiseWorker {
+ public:
+  MknodWorker(Napi::Env env, std::string path, uint32_t mode, uint64_t dev)
+      : PromiseWorker(env, "strata:mknod"), mode_(mode), dev_(dev) {
+    path_ = std::move(path);
+  }
+  void Execute() override { sn_mknod(path_.c_str(), mode_, dev_, &err_); }
+
+ private:
+  uint32_t mode_;
+  uint64_t dev_;
+};
+
+class FallocateWorker : public PromiseWorker {
+ public:
+  FallocateWorker(Napi::Env env, int fd, int mode, uint64_t offset,
+                  uint64_t len)
+      : PromiseWorker(env, "strata:fallocate"), fd_(fd), mode_(mode),
+        offset_(offset), len_(len) {}
+  void Execute() override { sn_fallocate(fd_, mode_, offset_, len_, &err_); }
+
+ private:
+  int fd_;
+  int mode_;
+  uint64_t offset_;
+  uint64_t len_;
+};
+
+class GetxattrWorker : public PromiseWorker {
+ public:
+  GetxattrWorker(Napi::Env env, std::string path, std::string name)
+      : PromiseWorker(env, "strata:getxattr"), name_(std::move(name)) {
+    path_ = std::move(path);
+  }
+  ~GetxattrWorker() override { std::free(buf_); }
+
+  void Execute() override {
+    sn_getxattr(path_.c_str(), name_.c_str(), &buf_, &len_, &err_);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    // Copy so the JS Buffer owns ordinary memory; ours is freed in the dtor.
+    return Napi::Buffer<char>::Copy(env, buf_, len_);
+  }
+
+ private:
+  std::string name_;
+  char* buf_ = nullptr;
+  size_t len_ = 0;
+};
+
+class SetxattrWorker : public PromiseWorker {
+ public:
+  SetxattrWorker(Napi::Env env, std::string path, std::string name,
+                 std::vector<uint8_t> value, int flags)
+      : PromiseWorker(env, "strata:setxattr"), name_(std::move(name)),
+        value_(std::move(value)), flags_(flags) {
+    path_ = std::move(path);
+  }
+  void Execute() override {
+    sn_setxattr(path_.c_str(), name_.c_str(), value_.data(), value_.size(),
+                flags_, &err_);
+  }
+
+ private:
+  std::string name_;
+  std::vector<uint8_t> value_;  // private copy: JS may change its buffer
+  int flags_;
+};
+
+class ListxattrWorker : public PromiseWorker {
+ public:
+  ListxattrWorker(Napi::Env env, std::string path)
+      : PromiseWorker(env, "strata:listxattr") {
+    path_ = std::move(path);
+  }
+  ~ListxattrWorker() override { std::free(buf_); }
+
+  void Execute() override { sn_listxattr(path_.c_str(), &buf_, &len_, &err_); }
+  Napi::Value Result(Napi::Env env) override {
+    // The kernel's list is "name\0name\0...".
+    Napi::Array arr = Napi::Array::New(env);
+    uint32_t n = 0;
+    size_t start = 0;
+    for (size_t i = 0; i < len_; i++) {
+      if (buf_[i] != '\0') continue;
+      if (i > start)
+        arr.Set(n++, Napi::String::New(env, buf_ + start, i - start));
+      start = i + 1;
+    }
+    if (start < len_)  // unterminated tail (should not happen)
+      arr.Set(n++, Napi::String::New(env, buf_ + start, len_ - start));
+    return arr;
+  }
+
+ private:
+  char* buf_ = nullptr;
+  size_t len_ = 0;
+};
+
+class RemovexattrWorker : public PromiseWorker {
+ public:
+  RemovexattrWorker(Napi::Env env, std::string path, std::string name)
+      : PromiseWorker(env, "strata:removexattr"), name_(std::move(name)) {
+    path_ = std::move(path);
+  }
+  void Execute() override {
+    sn_removexattr(path_.c_str(), name_.c_str(), &err_);
+  }
+
+ private:
+  std::string name_;
+};
+
+class ReaddirWorker : public PromiseWorker {
+ public:
+  ReaddirWorker(Napi::Env env, std::string path)
+      : PromiseWorker(env, "strata:readdirIno") {
+    path_ = std::move(path);
+  }
+  ~ReaddirWorker() override { sn_dirents_free(ents_, count_); }
+
+  void Execute() override { sn_readdir(path_.c_str(), &ents_, &count_, &err_); }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Array arr = Napi::Array::New(env, count_);
+    for (size_t i = 0; i < count_; i++) {
+      Napi::Object o = Napi::Object::New(env);
+      // Names are bytes; decode as UTF-8 like fs.readdir (bad bytes -> U+FFFD).
+      o.Set("name", Napi::String::New(env, ents_[i].name));
+      o.Set("ino", Napi::BigInt::New(env, ents_[i].ino));
+      o.Set("type", Napi::Number::New(env, ents_[i].type));
+      arr.Set(static_cast<uint32_t>(i), o);
+    }
+    return arr;
+  }
+
+ private:
+  sn_dirent* ents_ = nullptr;
+  size_t count_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Exported functions
+
+// copyRange(fdIn, offIn, fdOut, offOut, length, method?)
+Napi::Value CopyRange(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd_in, fd_out, method;
+  uint64_t off_in, off_out, len;
+  if (!GetFd(info, 0, "fdIn", &fd_in) || !GetSize(info, 1, "offIn", &off_in) ||
+      !GetFd(info, 2, "fdOut", &fd_out) ||
+      !GetSize(info, 3, "offOut", &off_out) ||
+      !GetSize(info, 4, "length", &len) ||
+      !GetChoice(info, 5, "method", {"auto", "copy_file_range", "readwrite"},
+                 &method))
+    return env.Undefined();
+  // GetChoice index order matches sn_copy_method.
+  auto* w = new CopyRangeWorker(env, fd_in, off_in, fd_out, off_out, len,
+                                static_cast<sn_copy_method>(method));
+  return w->Start();
+}
+
+// cloneFile(fdIn, fdOut, method?)
+Napi::Value CloneFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd_in, fd_out, method;
+  if (!GetFd(info, 0, "fdIn", &fd_in) || !GetFd(info, 1, "fdOut", &fd_out) ||
+      !GetChoice(info, 2, "method", {"auto", "reflink", "copy"}, &method))
+    return env.Undefined();
+  // GetChoice index order matches sn_clone_method.
+  auto* w = new CloneFileWorker(env, fd_in, fd_out,
+                                static_cast<sn_clone_method>(method));
+  return w->Start();
+}
+
+// listExtents(fd)
+Napi::Value ListExtents(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!GetFd(info, 0, "fd", &fd)) return env.Undefined();
+  return (new ListExtentsWorker(env, fd))->Start();
+}
+
+// utimens(path, atime, mtime, noFollow?)
+Napi::Value Utimens(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path;
+  struct timespec ts[2];
+  if (!GetString(info, 0, "path", &path) ||
+      !GetTimeSpec(info, 1, "atime", &ts[0]) ||
+      !GetTimeSpec(info, 2, "mtime", &ts[1]))
+    return env.Undefined();
+  bool no_follow = info[3].ToBoolean().Value();
+  return (new UtimensWorker(env, std::move(path), -1, ts, no_follow))->Start();
+}
+
+// futimens(fd, atime, mtime)
+Napi::Value Futimens(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  struct timespec ts[2];
+  if (!GetFd(info, 0, "fd", &fd) || !GetTimeSpec(info, 1, "atime", &ts[0]) ||
+      !GetTimeSpec(info, 2, "mtime", &ts[1]))
+    return env.Undefined();
+  return (new UtimensWorker(env, std::string(), fd, ts, false))->Start();
+}
+
+// mknod(path, mode, dev)
+Napi::Value Mknod(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path;
+  uint32_t mode;
+  uint64_t dev;
+  if (!GetString(info, 0, "path", &path) || !GetUint32(info, 1, "mode", &mode) ||
+      !GetSize(info, 2, "dev", &dev))
+    return env.Undefined();
+  return (new MknodWorker(env, std::move(path), mode, dev))->Start();
+}
+
+// fallocate(fd, mode, offset, length)
+Napi::Value Fallocate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  uint32_t mode;
+  uint64_t offset, len;
+  if (!GetFd(info, 0, "fd", &fd) || !GetUint32(info, 1, "mode", &mode) ||
+      !GetSize(info, 2, "offset", &offset) || !GetSize(info, 3, "length", &len))
+    return env.Undefined();
+  return (new FallocateWorker(env, fd, static_cast<int>(mode), offset, len))
+      ->Start();
+}
+
+// getxattr(path, name)
+Napi::Value Getxattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path, name;
+  if (!GetString(info, 0, "path", &path) || !GetString(info, 1, "name", &name))
+    return env.Undefined();
+  return (new GetxattrWorker(env, std::move(path), std::move(name)))->Start();
+}
+
+// setxattr(path, name, value, flags)
+Napi::Value Setxattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path, name;
+  if (!GetString(info, 0, "path", &path) || !GetString(info, 1, "name", &name))
+    return env.Undefined();
+  Napi::Value v = info[2];
+  // Buffer is a Uint8Array, so this accepts both.
+  if (!v.IsTypedArray() ||
+      v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowTypeError(env, "ERR_INVALID_ARG_TYPE",
+                   "The \"value\" argument must be an instance of Buffer or "
+                   "Uint8Array");
+    return env.Undefined();
+  }
+  uint32_t flags;
+  if (!GetUint32(info, 3, "flags", &flags)) return env.Undefined();
+  Napi::Uint8Array arr = v.As<Napi::Uint8Array>();
+  std::vector<uint8_t> value(arr.Data(), arr.Data() + arr.ByteLength());
+  return (new SetxattrWorker(env, std::move(path), std::move(name),
+                             std::move(value), static_cast<int>(flags)))
+      ->Start();
+}
+
+// listxattr(path)
+Napi::Value Listxattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path;
+  if (!GetString(info, 0, "path", &path)) return env.Undefined();
+  return (new ListxattrWorker(env, std::move(path)))->Start();
+}
+
+// removexattr(path, name)
+Napi::Value Removexattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path, name;
+  if (!GetString(info, 0, "path", &path) || !GetString(info, 1, "name", &name))
+    return env.Undefined();
+  return (new RemovexattrWorker(env, std::move(path), std::move(name)))
+      ->Start();
+}
+
+// readdirIno(path)
+Napi::Value ReaddirIno(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path;
+  if (!GetString(info, 0, "path", &path)) return env.Undefined();
+  return (new ReaddirWorker(env, std::move(path)))->Start();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("copyRange", Napi::Function::New(env, CopyRange, "copyRange"));
+  exports.Set("cloneFile", Napi::Function::New(env, CloneFile, "cloneFile"));
+  exports.Set("listExtents",
+              Napi::Function::New(env, ListExtents, "listExtents"));
+  exports.Set("utimens", Napi::Function::New(env, Utimens, "utimens"));
+  exports.Set("futimens", Napi::Function::New(env, Futimens, "futimens"));
+  exports.Set("mknod", Napi::Function::New(env, Mknod, "mknod"));
+  exports.Set("fallocate", Napi::Function::New(env, Fallocate, "fallocate"));
+  exports.Set("getxattr", Napi::Function::New(env, Getxattr, "getxattr"));
+  exports.Set("setxattr", Napi::Function::New(env, Setxattr, "setxattr"));
+  exports.Set("listxattr", Napi::Function::New(env, Listxattr, "listxattr"));
+  exports.Set("removexattr",
+              Napi::Function::New(env, Removexattr, "removexattr"));
+  exports.Set("readdirIno", Napi::Function::New(env, ReaddirIno, "readdirIno"));
+
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("FALLOC_FL_KEEP_SIZE", Napi::Number::New(env, FALLOC_FL_KEEP_SIZE));
+  c.Set("FALLOC_FL_PUNCH_HOLE", Napi::Number::New(env, FALLOC_FL_PUNCH_HOLE));
+  c.Set("FALLOC_FL_ZERO_RANGE", Napi::Number::New(env, FALLOC_FL_ZERO_RANGE));
+  c.Set("XATTR_CREATE", Napi::Number::New(env, XATTR_CREATE));
+  c.Set("XATTR_REPLACE", Napi::Number::New(env, XATTR_REPLACE));
+  c.Set("DT_UNKNOWN", Napi::Number::New(env, DT_UNKNOWN));
+  c.Set("DT_FIFO", Napi::Number::New(env, DT_FIFO));
+  c.Set("DT_CHR", Napi::Number::New(env, DT_CHR));
+  c.Set("DT_DIR", Napi::Number::New(env, DT_DIR));
+  c.Set("DT_BLK", Napi::Number::New(env, DT_BLK));
+  c.Set("DT_REG", Napi::Number::New(env, DT_REG));
+  c.Set("DT_LNK", Napi::Number::New(env, DT_LNK));
+  c.Set("DT_SOCK", Napi::Number::New(env, DT_SOCK));
+  exports.Set("constants", c);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(strata_native, Init)

@@ -1,0 +1,63 @@
+/*
+ * blockcopy.h - copying blocks between files (plain C, no N-API).
+ *
+ *   sn_copy_range    copy_file_range(2) loop, optional pread/pwrite fallback
+ *   sn_clone_file    FICLONE ioctl, optional hole-preserving copy fallback
+ *   sn_list_extents  data extents of a file via lseek SEEK_DATA/SEEK_HOLE
+ */
+#ifndef STRATA_BLOCKCOPY_H
+#define STRATA_BLOCKCOPY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "errinfo.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sn_copy_method {
+  SN_COPY_AUTO = 0,            /* copy_file_range, fall back to read/write */
+  SN_COPY_COPY_FILE_RANGE = 1, /* copy_file_range only */
+  SN_COPY_READWRITE = 2        /* pread/pwrite only */
+} sn_copy_method;
+
+typedef enum sn_clone_method {
+  SN_CLONE_AUTO = 0,    /* FICLONE, fall back to a sparse copy */
+  SN_CLONE_REFLINK = 1, /* FICLONE only */
+  SN_CLONE_COPY = 2     /* sparse copy only */
+} sn_clone_method;
+
+typedef struct sn_extent {
+  uint64_t offset;
+  uint64_t length;
+} sn_extent;
+
+/*
+ * Copy up to `len` bytes from fd_in at off_in to fd_out at off_out using
+ * explicit offsets (the file positions of both fds are left alone).  Loops
+ * until `len` bytes are copied or fd_in hits EOF; *copied gets the count.
+ */
+int sn_copy_range(int fd_in, uint64_t off_in, int fd_out, uint64_t off_out,
+                  uint64_t len, sn_copy_method method, uint64_t *copied,
+                  sn_err *err);
+
+/*
+ * Make fd_out's contents identical to fd_in's.  *reflinked is set to 1 when
+ * FICLONE shared the blocks, 0 when the data was copied.
+ */
+int sn_clone_file(int fd_in, int fd_out, sn_clone_method method,
+                  int *reflinked, sn_err *err);
+
+/*
+ * List the data extents of fd.  On success *out is a malloc'd array of
+ * *count extents (NULL when count is 0) that the caller frees with free().
+ */
+int sn_list_extents(int fd, sn_extent **out, size_t *count, sn_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// Builds strata's native code on `npm install` / `npm ci`:
+//  1. applies patches/ (patch-package) — the fuse-native fixes documented in
+//     docs/fuse-native-patch.md;
+//  2. builds the patched fuse-native from source against the libfuse 2.9 headers
+//     that fuse-shared-library ships (its prebuilt binary is the unpatched code);
+//  3. builds strata's own addon (binding.gyp at the top).
+// npm 11 does not run dependencies' install scripts unless allowed, so this, the
+// root package's own install script, is where all native code gets built.
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createRequire } from 'node:module'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const require = createRequire(join(root, 'package.json'))
+
+function run (label, cmd, args, cwd) {
+  process.stderr.write(`[strata build] ${label}: ${cmd} ${args.join(' ')} (in ${cwd})\n`)
+  const res = spawnSync(cmd, args, { cwd, stdio: 'inherit' })
+  if (res.status !== 0) {
+    process.stderr.write(`[strata build] ${label} failed (exit ${res.status ?? res.signal})\n`)
+    process.exit(res.status || 1)
+  }
+}
+
+const nodeGyp = require.resolve('node-gyp/bin/node-gyp.js')
+// Build against the headers of the running Node when it ships them (Debian's and
+// the official tarballs do): no header download, which this network forbids.
+const gypArgs = ['rebuild', '--release']
+const nodePrefix = dirname(dirname(process.execPath))
+if (process.env.npm_config_nodedir) gypArgs.push(`--nodedir=${process.env.npm_config_nodedir}`)
+else if (existsSync(join(nodePrefix, 'include', 'node', 'common.gypi'))) gypArgs.push(`--nodedir=${nodePrefix}`)
+const patchPackage = require.resolve('patch-package/index.js')
+
+run('patch fuse-native', process.execPath, [patchPackage, '--error-on-fail'], root)
+
+const fuseNativeDir = dirname(require.resolve('fuse-native/package.json'))
+run('build fuse-native', process.execPath, [nodeGyp, ...gypArgs], fuseNativeDir)
+
+if (existsSync(join(root, 'binding.gyp'))) {
+  run('build strata native addon', process.execPath, [nodeGyp, ...gypArgs], root)
+}

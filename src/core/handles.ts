@@ -1,0 +1,52 @@
+// Open file and directory handles. FUSE hands a handle number back on every
+// op of an open file; fuse-native carries 32 bits of it to JavaScript, so the
+// table hands out small integers and reuses freed ones.
+
+export interface OpenFile {
+  readonly kind: 'file';
+  /** Backing descriptor in the local store. */
+  readonly fd: number;
+  /** The open(2) flags the program used. */
+  readonly flags: number;
+}
+
+export interface OpenDir {
+  readonly kind: 'dir';
+  /** Namespace path the directory had when it was opened. */
+  readonly path: string;
+}
+
+export type OpenHandle = OpenFile | OpenDir;
+
+export class HandleTable {
+  private readonly entries = new Map<number, OpenHandle>();
+  private readonly free: number[] = [];
+  private next = 1;
+
+  add(entry: OpenHandle): number {
+    const id = this.free.pop() ?? this.next++;
+    this.entries.set(id, entry);
+    return id;
+  }
+
+  get(id: number): OpenHandle | undefined {
+    return this.entries.get(id);
+  }
+
+  remove(id: number): OpenHandle | undefined {
+    const entry = this.entries.get(id);
+    if (entry !== undefined) {
+      this.entries.delete(id);
+      this.free.push(id);
+    }
+    return entry;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  values(): IterableIterator<OpenHandle> {
+    return this.entries.values();
+  }
+}

@@ -1,0 +1,128 @@
+// `strata mount` in the foreground: prepares the store and the mountpoint,
+// mounts, serves the control socket, and unmounts cleanly on request or on
+// SIGTERM/SIGINT. The daemon never touches its own mountpoint once mounted.
+import { resolve } from 'node:path';
+import type { Server } from 'node:net';
+import { LocalStore } from '../store/local-store.js';
+import { Filesystem } from '../core/filesystem.js';
+import { FuseAdapter, type MountOptions } from '../fuse/adapter.js';
+import type { Logger } from '../log/logger.js';
+import { serveControl, callControl, type ControlRequest } from './control.js';
+import { probeMountpoint, detach } from './mount-table.js';
+
+export interface MountConfig {
+  store: string;
+  mountpoint: string;
+  options: MountOptions;
+}
+
+export interface DaemonStatus {
+  state: 'serving' | 'unmounting';
+  mountpoint: string;
+  store: string;
+  pid: number;
+  startedAt: string;
+  uptimeSeconds: number;
+  openHandles: number;
+  knownInodes: number;
+  requests: Record<string, number>;
+  mirror: null;
+}
+
+export class MountDaemon {
+  private readonly store: LocalStore;
+  private readonly mountpoint: string;
+  private adapter: FuseAdapter | null = null;
+  private control: Server | null = null;
+  private fs: Filesystem | null = null;
+  private readonly startedAt = new Date();
+  private state: DaemonStatus['state'] = 'serving';
+  private stopping: Promise<void> | null = null;
+
+  constructor(private readonly config: MountConfig, private readonly log: Logger) {
+    this.store = new LocalStore(config.store);
+    this.mountpoint = resolve(config.mountpoint);
+  }
+
+  /** Prepares everything and mounts; resolves once the mount serves. */
+  async start(): Promise<void> {
+    await this.prepareMountpoint();
+    await this.store.init();
+    // Modes arrive already masked by the caller's umask; never mask them again.
+    process.umask(0);
+    this.store.enter();
+    this.fs = new Filesystem(this.store, { onWarning: (msg, err) => this.log.warn({ err }, msg) });
+    this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options }, this.log);
+    await this.adapter.mount();
+    this.control = await serveControl(this.mountpoint, (req) => this.onControl(req));
+    process.once('SIGTERM', () => void this.stop(true).then(() => process.exit(0)));
+    process.once('SIGINT', () => void this.stop(true).then(() => process.exit(0)));
+    this.log.info({ mountpoint: this.mountpoint, store: this.store.root, options: this.config.options }, 'mounted');
+  }
+
+  status(): DaemonStatus {
+    return {
+      state: this.state,
+      mountpoint: this.mountpoint,
+      store: this.store.root,
+      pid: process.pid,
+      startedAt: this.startedAt.toISOString(),
+      uptimeSeconds: Math.round((Date.now() - this.startedAt.getTime()) / 1000),
+      openHandles: this.fs?.handles.size ?? 0,
+      knownInodes: this.adapter?.knownInodes ?? 0,
+      requests: Object.fromEntries(this.adapter?.opCounts ?? []),
+      mirror: null,
+    };
+  }
+
+  /** Unmounts (lazily when asked: on a signal the process is going away anyway). */
+  stop(lazy: boolean): Promise<void> {
+    this.stopping ??= this.doStop(lazy);
+    return this.stopping;
+  }
+
+  private async doStop(lazy: boolean): Promise<void> {
+    this.state = 'unmounting';
+    this.log.info({ lazy }, 'unmounting');
+    try {
+      await detach(this.mountpoint, lazy);
+    } catch (err) {
+      this.state = 'serving';
+      this.stopping = null;
+      throw err;
+    }
+    await Promise.race([this.adapter?.whenExited(), new Promise((r) => setTimeout(r, 5000))]);
+    this.adapter?.release();
+    await this.fs?.closeAll();
+    this.control?.close();
+    this.log.info('unmounted');
+  }
+
+  private async onControl(req: ControlRequest): Promise<unknown> {
+    switch (req.cmd) {
+      case 'status':
+        return this.status();
+      case 'unmount':
+        await this.stop(req.lazy ?? false);
+        // Reply first, then leave.
+        setTimeout(() => process.exit(0), 50);
+        return { unmounted: this.mountpoint };
+      default:
+        throw new Error(`unknown command ${(req as { cmd: string }).cmd}`);
+    }
+  }
+
+  private async prepareMountpoint(): Promise<void> {
+    const state = await probeMountpoint(this.mountpoint);
+    if (state === 'missing') throw new Error(`mountpoint ${this.mountpoint} does not exist or is not a directory`);
+    if (state === 'stale') {
+      this.log.warn({ mountpoint: this.mountpoint }, 'clearing a stale mount left by a dead daemon');
+      await detach(this.mountpoint, true);
+      return;
+    }
+    if (state === 'mounted') {
+      const alive = await callControl(this.mountpoint, { cmd: 'status' }, 2000).then(() => true, () => false);
+      throw new Error(alive ? `${this.mountpoint} is already served by a strata daemon` : `${this.mountpoint} is already a mountpoint`);
+    }
+  }
+}

@@ -1,0 +1,449 @@
+// The FUSE adapter: translates kernel requests (libfuse 2.9's low-level API,
+// through the bridge in the patched fuse-native) into filesystem-core calls.
+// It owns the kernel's view (node ids, lookup counts: InodeTable), answers
+// every request exactly once, and maps every error through the one errno
+// table. Reads and writes of plain local files are served by the FUSE thread
+// itself (direct descriptors), so they never reach this thread.
+import { ll, type Session } from './bridge.js';
+import type { BigIntStats } from 'node:fs';
+import type { Filesystem, Caller, OpenResult, DirEntryInfo } from '../core/filesystem.js';
+import { errnoOf, isExpectedError, FsError } from '../core/errno.js';
+import type { TimeSpec } from '../native/index.js';
+import type { Logger } from '../log/logger.js';
+import { InodeTable, type Inode } from './inode-table.js';
+import { encodeAttr, encodeDirEntries, encodeStatfs } from './attr-encoding.js';
+
+/** Open flags understood by the bridge (lowlevel.c). */
+const OPEN_KEEP_CACHE = 1;
+const OPEN_DIRECT_READ = 4;
+const OPEN_DIRECT_WRITE = 8;
+
+const SET_MODE = 1 << 0;
+const SET_UID = 1 << 1;
+const SET_GID = 1 << 2;
+const SET_SIZE = 1 << 3;
+const SET_ATIME = 1 << 4;
+const SET_MTIME = 1 << 5;
+const SET_ATIME_NOW = 1 << 7;
+const SET_MTIME_NOW = 1 << 8;
+
+const OP = ll.ops;
+const OP_NAMES: string[] = Object.entries(OP).sort((a, b) => a[1] - b[1]).map(([k]) => k);
+
+export interface MountOptions {
+  /** Let other users use the mount (always together with default_permissions). */
+  allowOther?: boolean;
+  /**
+   * Seconds the kernel may cache attributes, names and "no such name". strata
+   * is the only writer of its store and every object has one kernel inode, so
+   * the kernel's caches stay right; these only bound the staleness if the store
+   * is changed behind strata's back.
+   */
+  attrTimeout?: number;
+  entryTimeout?: number;
+  negativeTimeout?: number;
+  /** Serve reads/writes of local files on the FUSE thread (default true). */
+  directIo?: boolean;
+  /** Largest write the kernel sends in one request, bytes (default 128 KiB). */
+  maxWrite?: number;
+  /** Name shown in /proc/mounts. */
+  fsname?: string;
+  /** libfuse's request trace on stderr. */
+  debug?: boolean;
+}
+
+export function fuseOptionString(opts: MountOptions): string {
+  const list = ['default_permissions', 'big_writes', `max_write=${opts.maxWrite ?? 131072}`, 'subtype=strata'];
+  if (opts.fsname) list.push(`fsname=${opts.fsname.replace(/[,\\]/g, '_')}`);
+  if (opts.allowOther) list.push('allow_other');
+  if (opts.debug) list.push('debug');
+  return list.join(',');
+}
+
+interface Request {
+  op: number;
+  req: number;
+  ino: number;
+  ino2: number;
+  name: string | undefined;
+  name2: string | undefined;
+  fh: number;
+  off: number;
+  size: number;
+  mode: number;
+  toSet: number;
+  rdev: number;
+  caller: Caller;
+  data: Buffer | undefined;
+  times: Float64Array | undefined;
+  fiFlags: number;
+}
+
+export class FuseAdapter {
+  private session: Session | null = null;
+  private inodes: InodeTable | null = null;
+  private readonly log: Logger;
+  private readonly directIo: boolean;
+  private readonly attrTimeout: number;
+  private readonly entryTimeout: number;
+  private readonly negativeTimeout: number;
+  private readonly dirListings = new Map<number, DirEntryInfo[]>();
+  private onInit: (() => void) | null = null;
+  private exited: Promise<void> = Promise.resolve();
+  /** Requests answered so far, per op (for `strata status`). */
+  readonly opCounts = new Map<string, number>();
+
+  constructor(private readonly fs: Filesystem, readonly mountpoint: string, private readonly opts: MountOptions, log: Logger) {
+    this.log = log.child({ component: 'fuse' });
+    this.directIo = opts.directIo ?? true;
+    this.attrTimeout = opts.attrTimeout ?? 60;
+    this.entryTimeout = opts.entryTimeout ?? 60;
+    this.negativeTimeout = opts.negativeTimeout ?? 60;
+  }
+
+  get knownInodes(): number {
+    return this.inodes?.size ?? 0;
+  }
+
+  /** Mounts; resolves once the kernel has initialised the connection. */
+  async mount(): Promise<void> {
+    const rootStat = await this.fs.getattr('/');
+    this.inodes = new InodeTable(rootStat.ino);
+    let exitedResolve!: () => void;
+    this.exited = new Promise((resolve) => { exitedResolve = resolve; });
+    const ready = new Promise<void>((resolve) => { this.onInit = resolve; });
+    this.session = ll.mount(this.mountpoint, fuseOptionString(this.opts),
+      (op, req, ino, ino2, name, name2, fh, off, size, mode, toSet, rdev, uid, gid, pid, data, times, fiFlags) => {
+        if (op === OP.exit) {
+          exitedResolve();
+          return;
+        }
+        this.dispatch({ op, req, ino, ino2, name, name2, fh, off, size, mode, toSet, rdev, caller: { uid, gid, pid }, data, times, fiFlags });
+      });
+    await ready;
+  }
+
+  /** Resolves when the kernel connection has ended (after an unmount). */
+  whenExited(): Promise<void> {
+    return this.exited;
+  }
+
+  /** Lets the process exit once the connection is gone. */
+  release(): void {
+    if (this.session) ll.unref(this.session);
+  }
+
+  private dispatch(r: Request): void {
+    if (r.op === OP.init) {
+      this.onInit?.();
+      this.onInit = null;
+      return;
+    }
+    if (r.op === OP.forget) {
+      this.inodes?.forget(r.ino, r.off);
+      return;
+    }
+    const opName = OP_NAMES[r.op] ?? `op${r.op}`;
+    let answered = false;
+    const answer = (f: () => void): void => {
+      if (answered) {
+        this.log.error({ op: opName, ino: r.ino }, 'request answered twice (ignored)');
+        return;
+      }
+      answered = true;
+      this.opCounts.set(opName, (this.opCounts.get(opName) ?? 0) + 1);
+      try {
+        f();
+      } catch (err) {
+        this.log.error({ op: opName, err }, 'reply failed');
+      }
+    };
+    let work: Promise<void>;
+    try {
+      work = this.handle(r, answer);
+    } catch (err) {
+      work = Promise.reject(err);
+    }
+    work.catch((err: unknown) => {
+      const errno = errnoOf(err, (e) => this.log.error({ op: opName, ino: r.ino, name: r.name, err: e }, 'unexpected error, answered EIO'));
+      if (!isExpectedError(errno)) this.log.warn({ op: opName, ino: r.ino, name: r.name, errno, err }, 'request failed');
+      answer(() => ll.replyErr(r.req, errno));
+    });
+  }
+
+  private table(): InodeTable {
+    if (!this.inodes) throw new FsError('EIO', 'not mounted');
+    return this.inodes;
+  }
+
+  private name(r: Request, which: 'name' | 'name2'): string {
+    const n = r[which];
+    if (n === undefined || n.length === 0 || n === '.' || n === '..' || n.includes('/')) throw new FsError('EINVAL', 'bad name');
+    return n;
+  }
+
+  /** Attributes of an object: through an open handle when it has no name left. */
+  private async attrsOf(inode: Inode, fh: number): Promise<BigIntStats> {
+    const t = this.table();
+    if (fh !== 0 && inode.handles.has(fh)) return this.fs.fgetattr(fh);
+    const path = t.pathOf(inode);
+    if (path !== null) return this.fs.getattr(path);
+    const any = inode.handles.values().next();
+    if (!any.done) return this.fs.fgetattr(any.value);
+    throw new FsError('ENOENT', 'object has no name and no open handle');
+  }
+
+  /** Replies with a new entry for `parent/name` (after a create-like op or a lookup). */
+  private async replyNewEntry(r: Request, parent: Inode, name: string, answer: (f: () => void) => void): Promise<void> {
+    const t = this.table();
+    const st = await this.fs.getattr(t.childPath(parent, name));
+    const inode = t.remember(parent, name, st.ino);
+    answer(() => ll.replyEntry(r.req, inode.nodeid, encodeAttr(st), this.attrTimeout, this.entryTimeout));
+  }
+
+  private openFlags(res: OpenResult): { fd: number; flags: number } {
+    const keep = res.keepCache ? OPEN_KEEP_CACHE : 0;
+    if (!this.directIo) return { fd: -1, flags: keep };
+    return { fd: res.fd, flags: keep | OPEN_DIRECT_READ | OPEN_DIRECT_WRITE };
+  }
+
+  private async handle(r: Request, answer: (f: () => void) => void): Promise<void> {
+    const t = this.table();
+    const fs = this.fs;
+    switch (r.op) {
+      case OP.lookup: {
+        const parent = t.get(r.ino);
+        const name = this.name(r, 'name');
+        let st: BigIntStats;
+        try {
+          st = await fs.getattr(t.childPath(parent, name));
+        } catch (err) {
+          if ((err as { code?: string }).code === 'ENOENT') {
+            answer(() => ll.replyEntry(r.req, 0, null, 0, this.negativeTimeout));
+            return;
+          }
+          throw err;
+        }
+        const inode = t.remember(parent, name, st.ino);
+        answer(() => ll.replyEntry(r.req, inode.nodeid, encodeAttr(st), this.attrTimeout, this.entryTimeout));
+        return;
+      }
+      case OP.getattr: {
+        const st = await this.attrsOf(t.get(r.ino), r.fh);
+        answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
+        return;
+      }
+      case OP.setattr: {
+        const inode = t.get(r.ino);
+        const viaHandle = r.fh !== 0 && inode.handles.has(r.fh) ? r.fh : (t.pathOf(inode) === null ? inode.handles.values().next().value : undefined);
+        const path = viaHandle === undefined ? t.requirePath(inode) : null;
+        const times = r.times ?? new Float64Array(6);
+        if (r.toSet & SET_MODE) {
+          if (viaHandle !== undefined) await fs.fchmod(viaHandle, r.mode);
+          else await fs.chmod(path!, r.mode);
+        }
+        if (r.toSet & (SET_UID | SET_GID)) {
+          const uid = r.toSet & SET_UID ? times[0]! : 0xffffffff;
+          const gid = r.toSet & SET_GID ? times[1]! : 0xffffffff;
+          if (viaHandle !== undefined) await fs.fchown(viaHandle, uid, gid);
+          else await fs.chown(path!, uid, gid);
+        }
+        if (r.toSet & SET_SIZE) {
+          if (viaHandle !== undefined) await fs.ftruncate(viaHandle, r.off);
+          else await fs.truncate(path!, r.off);
+        }
+        if (r.toSet & (SET_ATIME | SET_MTIME | SET_ATIME_NOW | SET_MTIME_NOW)) {
+          const a: TimeSpec = r.toSet & SET_ATIME_NOW ? 'now' : r.toSet & SET_ATIME ? { sec: times[2]!, nsec: times[3]! } : 'omit';
+          const m: TimeSpec = r.toSet & SET_MTIME_NOW ? 'now' : r.toSet & SET_MTIME ? { sec: times[4]!, nsec: times[5]! } : 'omit';
+          if (viaHandle !== undefined) await fs.futimens(viaHandle, a, m);
+          else await fs.utimens(path!, a, m);
+        }
+        const st = await this.attrsOf(inode, r.fh);
+        answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
+        return;
+      }
+      case OP.readlink: {
+        const target = await fs.readlink(t.requirePath(t.get(r.ino)));
+        answer(() => ll.replyReadlink(r.req, target));
+        return;
+      }
+      case OP.mknod: {
+        const parent = t.get(r.ino);
+        const name = this.name(r, 'name');
+        await fs.mknod(t.childPath(parent, name), r.mode, r.rdev, r.caller);
+        return this.replyNewEntry(r, parent, name, answer);
+      }
+      case OP.mkdir: {
+        const parent = t.get(r.ino);
+        const name = this.name(r, 'name');
+        await fs.mkdir(t.childPath(parent, name), r.mode, r.caller);
+        return this.replyNewEntry(r, parent, name, answer);
+      }
+      case OP.symlink: {
+        const parent = t.get(r.ino);
+        const name = this.name(r, 'name');
+        if (r.name2 === undefined) throw new FsError('EINVAL');
+        await fs.symlink(r.name2, t.childPath(parent, name), r.caller);
+        return this.replyNewEntry(r, parent, name, answer);
+      }
+      case OP.link: {
+        const inode = t.get(r.ino);
+        const parent = t.get(r.ino2);
+        const name = this.name(r, 'name2');
+        await fs.link(t.requirePath(inode), t.childPath(parent, name));
+        return this.replyNewEntry(r, parent, name, answer);
+      }
+      case OP.unlink:
+      case OP.rmdir: {
+        const parent = t.get(r.ino);
+        const name = this.name(r, 'name');
+        const path = t.childPath(parent, name);
+        if (r.op === OP.unlink) await fs.unlink(path);
+        else await fs.rmdir(path);
+        t.forgetName(parent, name);
+        answer(() => ll.replyErr(r.req, 0));
+        return;
+      }
+      case OP.rename: {
+        const parent = t.get(r.ino);
+        const newParent = t.get(r.ino2);
+        const name = this.name(r, 'name');
+        const newName = this.name(r, 'name2');
+        await fs.rename(t.childPath(parent, name), t.childPath(newParent, newName));
+        t.moveName(parent, name, newParent, newName);
+        answer(() => ll.replyErr(r.req, 0));
+        return;
+      }
+      case OP.open: {
+        const inode = t.get(r.ino);
+        const res = await fs.open(t.requirePath(inode), r.mode);
+        inode.handles.add(res.handle);
+        const { fd, flags } = this.openFlags(res);
+        let delivered = false;
+        answer(() => { delivered = ll.replyOpen(r.req, res.handle, fd, flags); });
+        if (!delivered) await this.closeHandle(inode, res.handle);
+        return;
+      }
+      case OP.create: {
+        const parent = t.get(r.ino);
+        const name = this.name(r, 'name');
+        const res = await fs.create(t.childPath(parent, name), r.mode, r.fiFlags, r.caller);
+        let st: BigIntStats;
+        try {
+          st = await fs.fgetattr(res.handle);
+        } catch (err) {
+          await fs.release(res.handle).catch(() => {});
+          throw err;
+        }
+        const inode = t.remember(parent, name, st.ino);
+        inode.handles.add(res.handle);
+        const { fd, flags } = this.openFlags(res);
+        let delivered = false;
+        answer(() => { delivered = ll.replyCreate(r.req, inode.nodeid, encodeAttr(st), this.attrTimeout, this.entryTimeout, res.handle, fd, flags); });
+        if (!delivered) await this.closeHandle(inode, res.handle);
+        return;
+      }
+      case OP.read: {
+        const buf = Buffer.allocUnsafe(r.size);
+        const n = await fs.read(r.fh, buf, r.size, r.off);
+        answer(() => ll.replyBuf(r.req, buf, n));
+        return;
+      }
+      case OP.write: {
+        const data = r.data ?? Buffer.alloc(0);
+        const n = await fs.write(r.fh, data, data.length, r.off);
+        answer(() => ll.replyWrite(r.req, n));
+        return;
+      }
+      case OP.flush:
+        await fs.flush(r.fh);
+        answer(() => ll.replyErr(r.req, 0));
+        return;
+      case OP.release: {
+        await this.closeHandle(t.get(r.ino), r.fh);
+        answer(() => ll.replyErr(r.req, 0));
+        return;
+      }
+      case OP.fsync:
+        await fs.fsync(r.fh, r.mode !== 0);
+        answer(() => ll.replyErr(r.req, 0));
+        return;
+      case OP.fallocate:
+        await fs.fallocate(r.fh, r.mode, r.off, r.size);
+        answer(() => ll.replyErr(r.req, 0));
+        return;
+      case OP.opendir: {
+        const handle = await fs.opendir(t.requirePath(t.get(r.ino)));
+        let delivered = false;
+        answer(() => { delivered = ll.replyOpen(r.req, handle, -1, 0); });
+        if (!delivered) await fs.releasedir(handle).catch(() => {});
+        return;
+      }
+      case OP.readdir: {
+        let entries = this.dirListings.get(r.fh);
+        if (entries === undefined || r.off === 0) {
+          entries = await fs.readdir(t.requirePath(t.get(r.ino)));
+          this.dirListings.set(r.fh, entries);
+        }
+        const slice = entries.slice(r.off);
+        const { names, packed } = encodeDirEntries(slice);
+        answer(() => ll.replyDir(r.req, names, packed, r.off));
+        return;
+      }
+      case OP.releasedir:
+        this.dirListings.delete(r.fh);
+        await fs.releasedir(r.fh);
+        answer(() => ll.replyErr(r.req, 0));
+        return;
+      case OP.fsyncdir:
+        await fs.fsyncdir(r.fh);
+        answer(() => ll.replyErr(r.req, 0));
+        return;
+      case OP.statfs: {
+        const s = await fs.statfs();
+        answer(() => ll.replyStatfs(r.req, encodeStatfs(s)));
+        return;
+      }
+      case OP.access:
+        await fs.access(t.requirePath(t.get(r.ino)), r.mode);
+        answer(() => ll.replyErr(r.req, 0));
+        return;
+      case OP.setxattr: {
+        const name = r.name ?? '';
+        await fs.setxattr(t.requirePath(t.get(r.ino)), name, r.data ?? Buffer.alloc(0), r.mode);
+        answer(() => ll.replyErr(r.req, 0));
+        return;
+      }
+      case OP.getxattr: {
+        const value = await fs.getxattr(t.requirePath(t.get(r.ino)), r.name ?? '');
+        if (r.size === 0) answer(() => ll.replyXattrSize(r.req, value.length));
+        else if (value.length > r.size) answer(() => ll.replyErr(r.req, -34 /* ERANGE */));
+        else answer(() => ll.replyBuf(r.req, value, value.length));
+        return;
+      }
+      case OP.listxattr: {
+        const names = await fs.listxattr(t.requirePath(t.get(r.ino)));
+        const list = Buffer.from(names.map((n) => `${n}\0`).join(''));
+        if (r.size === 0) answer(() => ll.replyXattrSize(r.req, list.length));
+        else if (list.length > r.size) answer(() => ll.replyErr(r.req, -34 /* ERANGE */));
+        else answer(() => ll.replyBuf(r.req, list, list.length));
+        return;
+      }
+      case OP.removexattr:
+        await fs.removexattr(t.requirePath(t.get(r.ino)), r.name ?? '');
+        answer(() => ll.replyErr(r.req, 0));
+        return;
+      default:
+        answer(() => ll.replyErr(r.req, -38 /* ENOSYS */));
+    }
+  }
+
+  private async closeHandle(inode: Inode, handle: number): Promise<void> {
+    inode.handles.delete(handle);
+    try {
+      await this.fs.release(handle);
+    } finally {
+      this.table().collect(inode);
+    }
+  }
+}

@@ -1,0 +1,148 @@
+// The kernel's view of the namespace: one node id per object (not per name, so
+// hard links share one kernel inode, as on ext4), the names each object is
+// known by, and the kernel's lookup count. A node id stays valid until the
+// kernel forgets it, even after its last name is gone (an unlinked-but-open
+// file); node ids are never reused within a mount.
+import { FsError } from '../core/errno.js';
+
+export const ROOT_NODEID = 1;
+
+export interface NameLink {
+  parent: Inode;
+  name: string;
+}
+
+export class Inode {
+  /** Names this object is known by (a directory has at most one). */
+  readonly links: NameLink[] = [];
+  /** Children looked up through this directory, by name. */
+  readonly children = new Map<string, Inode>();
+  /** Open file handles on this object. */
+  readonly handles = new Set<number>();
+  nlookup = 0;
+
+  constructor(readonly nodeid: number, readonly ino: bigint) {}
+
+  get isNameless(): boolean {
+    return this.links.length === 0 && this.nodeid !== ROOT_NODEID;
+  }
+}
+
+export class InodeTable {
+  private readonly byNodeid = new Map<number, Inode>();
+  private readonly byIno = new Map<bigint, Inode>();
+  private nextNodeid = ROOT_NODEID + 1;
+  readonly root: Inode;
+
+  constructor(rootIno: bigint) {
+    this.root = new Inode(ROOT_NODEID, rootIno);
+    this.byNodeid.set(ROOT_NODEID, this.root);
+    this.byIno.set(rootIno, this.root);
+  }
+
+  get size(): number {
+    return this.byNodeid.size;
+  }
+
+  get(nodeid: number): Inode {
+    const inode = this.byNodeid.get(nodeid);
+    if (inode === undefined) throw new FsError('ESTALE', `unknown node id ${nodeid}`);
+    return inode;
+  }
+
+  /** Namespace path of an object, or null when it has no name left. */
+  pathOf(inode: Inode): string | null {
+    if (inode === this.root) return '/';
+    const parts: string[] = [];
+    let cur: Inode = inode;
+    for (let depth = 0; cur !== this.root; depth++) {
+      const link = cur.links[0];
+      if (link === undefined || depth > 4096) return null;
+      parts.push(link.name);
+      cur = link.parent;
+    }
+    return '/' + parts.reverse().join('/');
+  }
+
+  /** Path of an object that must still have a name. */
+  requirePath(inode: Inode): string {
+    const p = this.pathOf(inode);
+    if (p === null) throw new FsError('ENOENT', 'object has no name left');
+    return p;
+  }
+
+  /** Path of `name` inside the directory `parent`. */
+  childPath(parent: Inode, name: string): string {
+    const p = this.requirePath(parent);
+    return p === '/' ? `/${name}` : `${p}/${name}`;
+  }
+
+  /**
+   * Records that the kernel now knows `parent/name` as the object with backing
+   * inode number `ino`; increments its lookup count.
+   */
+  remember(parent: Inode, name: string, ino: bigint): Inode {
+    let inode = this.byIno.get(ino);
+    if (inode === undefined) {
+      inode = new Inode(this.nextNodeid++, ino);
+      this.byNodeid.set(inode.nodeid, inode);
+      this.byIno.set(ino, inode);
+    }
+    const previous = parent.children.get(name);
+    if (previous !== undefined && previous !== inode) this.dropLink(previous, parent, name);
+    if (!inode.links.some((l) => l.parent === parent && l.name === name)) {
+      inode.links.push({ parent, name });
+      parent.children.set(name, inode);
+    }
+    inode.nlookup++;
+    return inode;
+  }
+
+  /** A name was removed (unlink, rmdir, replaced by rename). */
+  forgetName(parent: Inode, name: string): void {
+    const inode = parent.children.get(name);
+    if (inode !== undefined) this.dropLink(inode, parent, name);
+  }
+
+  /** A name moved (rename); whatever `newParent/newName` named before is gone. */
+  moveName(parent: Inode, name: string, newParent: Inode, newName: string): void {
+    const inode = parent.children.get(name);
+    this.forgetName(newParent, newName);
+    if (inode === undefined) return;
+    const link = inode.links.find((l) => l.parent === parent && l.name === name);
+    parent.children.delete(name);
+    if (link) {
+      link.parent = newParent;
+      link.name = newName;
+    }
+    newParent.children.set(newName, inode);
+  }
+
+  /** The kernel dropped `count` lookups; the entry goes when nothing holds it. */
+  forget(nodeid: number, count: number): void {
+    const inode = this.byNodeid.get(nodeid);
+    if (inode === undefined || inode === this.root) return;
+    inode.nlookup -= count;
+    this.collect(inode);
+  }
+
+  /** Drops an inode nobody references any more (no lookups, no open handles). */
+  collect(inode: Inode): void {
+    if (inode === this.root || inode.nlookup > 0 || inode.handles.size > 0) return;
+    this.byNodeid.delete(inode.nodeid);
+    if (this.byIno.get(inode.ino) === inode) this.byIno.delete(inode.ino);
+    for (const link of inode.links) {
+      if (link.parent.children.get(link.name) === inode) link.parent.children.delete(link.name);
+    }
+    inode.links.length = 0;
+  }
+
+  private dropLink(inode: Inode, parent: Inode, name: string): void {
+    const i = inode.links.findIndex((l) => l.parent === parent && l.name === name);
+    if (i >= 0) inode.links.splice(i, 1);
+    if (parent.children.get(name) === inode) parent.children.delete(name);
+    // With no name left, the backing inode number may be reused by a new file:
+    // it must not resolve to this (still referenced) node.
+    if (inode.links.length === 0 && this.byIno.get(inode.ino) === inode) this.byIno.delete(inode.ino);
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * Typed API over the strata native addon (binding.gyp target `strata_native`,
+ * sources in native/).  Every function returns a Promise; the syscalls run on
+ * the libuv thread pool.  Failures reject with a Node-style system error
+ * (see {@link NativeError}); bad arguments reject with a TypeError or
+ * RangeError.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type CopyMethod = 'auto' | 'copy_file_range' | 'readwrite';
+export type CloneMethod = 'auto' | 'reflink' | 'copy';
+export interface Extent {
+  offset: number;
+  length: number;
+}
+export type TimeSpec = { sec: number; nsec: number } | 'now' | 'omit';
+export interface DirEntry {
+  name: string;
+  ino: bigint;
+  /** d_type: see {@link DirentType}. */
+  type: number;
+}
+
+/** Rejection value of a failed syscall, shaped like Node's fs errors. */
+export interface NativeError extends Error {
+  /** e.g. 'EBADF', 'EXDEV', 'ENODATA' (libuv's names, as in Node: errno 95 is 'ENOTSUP'). */
+  code: string;
+  /** Negative errno, Node's convention (e.g. -9 for EBADF). */
+  errno: number;
+  /** The failing syscall, e.g. 'copy_file_range', 'lgetxattr'. */
+  syscall: string;
+  /** Set by the path-based functions. */
+  path?: string;
+}
+
+interface NativeConstants {
+  readonly FALLOC_FL_KEEP_SIZE: number;
+  readonly FALLOC_FL_PUNCH_HOLE: number;
+  readonly FALLOC_FL_ZERO_RANGE: number;
+  readonly XATTR_CREATE: number;
+  readonly XATTR_REPLACE: number;
+  readonly DT_UNKNOWN: number;
+  readonly DT_FIFO: number;
+  readonly DT_CHR: number;
+  readonly DT_DIR: number;
+  readonly DT_BLK: number;
+  readonly DT_REG: number;
+  readonly DT_LNK: number;
+  readonly DT_SOCK: number;
+}
+
+/** Shape of the compiled addon (native/binding.cc). */
+interface NativeBinding {
+  copyRange(
+    fdIn: number,
+    offIn: number,
+    fdOut: number,
+    offOut: number,
+    length: number,
+    method: CopyMethod,
+  ): Promise<number>;
+  cloneFile(fdIn: number, fdOut: number, method: CloneMethod): Promise<'reflink' | 'copy'>;
+  listExtents(fd: number): Promise<Extent[]>;
+  utimens(path: string, atime: TimeSpec, mtime: TimeSpec, noFollow: boolean): Promise<void>;
+  futimens(fd: number, atime: TimeSpec, mtime: TimeSpec): Promise<void>;
+  mknod(path: string, mode: number, dev: number): Promise<void>;
+  fallocate(fd: number, mode: number, offset: number, length: number): Promise<void>;
+  getxattr(path: string, name: string): Promise<Buffer>;
+  setxattr(path: string, name: string, value: Uint8Array, flags: number): Promise<void>;
+  listxattr(path: string): Promise<string[]>;
+  removexattr(path: string, name: string): Promise<void>;
+  readdirIno(path: string): Promise<DirEntry[]>;
+  readonly constants: NativeConstants;
+}
+
+/** Walk up from `file` to the first directory holding binding.gyp (the package root). */
+function findPackageRoot(file: string): string {
+  let dir = path.dirname(file);
+  for (;;) {
+    if (existsSync(path.join(dir, 'binding.gyp'))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`strata native: no binding.gyp in any parent of ${file}`);
+    dir = parent;
+  }
+}
+
+const require = createRequire(import.meta.url);
+const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+
+/** Directory the addon was loaded from (build/ or prebuilds/ below it). */
+export const packageRoot: string = findPackageRoot(fileURLToPath(import.meta.url));
+const binding = nodeGypBuild(packageRoot) as NativeBinding;
+
+// ---------------------------------------------------------------------------
+// Constants
+
+export const FALLOC_FL_KEEP_SIZE: number = binding.constants.FALLOC_FL_KEEP_SIZE;
+export const FALLOC_FL_PUNCH_HOLE: number = binding.constants.FALLOC_FL_PUNCH_HOLE;
+export const FALLOC_FL_ZERO_RANGE: number = binding.constants.FALLOC_FL_ZERO_RANGE;
+export const XATTR_CREATE: number = binding.constants.XATTR_CREATE;
+export const XATTR_REPLACE: number = binding.constants.XATTR_REPLACE;
+
+/** d_type values of {@link DirEntry.type}. */
+export const DirentType = Object.freeze({
+  UNKNOWN: binding.constants.DT_UNKNOWN,
+  FIFO: binding.constants.DT_FIFO,
+  CHR: binding.constants.DT_CHR,
+  DIR: binding.constants.DT_DIR,
+  BLK: binding.constants.DT_BLK,
+  REG: binding.constants.DT_REG,
+  LNK: binding.constants.DT_LNK,
+  SOCK: binding.constants.DT_SOCK,
+});
+
+/** glibc's makedev(3): a dev_t for {@link mknod} from major and minor numbers. */
+export function makedev(major: number, minor: number): number {
+  const ma = BigInt(major);
+  const mi = BigInt(minor);
+  const dev =
+    ((ma & 0xfffn) << 8n) | ((ma & 0xfffff000n) << 32n) | (mi & 0xffn) | ((mi & 0xffffff00n) << 12n);
+  if (dev > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError('makedev: device number exceeds 2^53 - 1');
+  return Number(dev);
+}
+
+/** True when `e` is a system error from this module (or Node's fs). */
+export function isNativeError(e: unknown): e is NativeError {
+  return (
+    e instanceof Error &&
+    typeof (e as Partial<NativeError>).code === 'string' &&
+    typeof (e as Partial<NativeError>).errno === 'number' &&
+    typeof (e as Partial<NativeError>).syscall === 'string'
+  );
+}
+
+// ---------------------------------------------------------------------------
+// Block copy.  The wrappers are async so argument errors thrown synchronously
+// by the addon become rejections too.
+
+/**
+ * Copy `length` bytes from `fdIn` at `offIn` to `fdOut` at `offOut` (file
+ * positions untouched).  Resolves with the bytes copied: less than `length`
+ * only if `fdIn` hit EOF.  'auto' uses copy_file_range(2) and falls back to
+ * pread/pwrite when the first call fails with EXDEV, ENOSYS, EOPNOTSUPP or
+ * EINVAL; 'copy_file_range' never falls back; 'readwrite' never tries it.
+ */
+export async function copyRange(
+  fdIn: number,
+  offIn: number,
+  fdOut: number,
+  offOut: number,
+  length: number,
+  opts?: { method?: CopyMethod },
+): Promise<number> {
+  return binding.copyRange(fdIn, offIn, fdOut, offOut, length, opts?.method ?? 'auto');
+}
+
+/**
+ * Make `fdOut` an exact copy of `fdIn`.  'auto' tries FICLONE (shared blocks)
+ * and otherwise copies only the data extents and sets the size, so holes stay
+ * holes; 'reflink' rejects with the ioctl's error instead of copying; 'copy'
+ * never tries FICLONE.  Resolves with what was done.
+ */
+export async function cloneFile(
+  fdIn: number,
+  fdOut: number,
+  opts?: { method?: CloneMethod },
+): Promise<'reflink' | 'copy'> {
+  return binding.cloneFile(fdIn, fdOut, opts?.method ?? 'auto');
+}
+
+/**
+ * Data extents of `fd` via lseek SEEK_DATA/SEEK_HOLE (the fd's position is
+ * restored).  Empty file: []; no SEEK_DATA support: one extent of the size.
+ */
+export async function listExtents(fd: number): Promise<Extent[]> {
+  return binding.listExtents(fd);
+}
+
+// ---------------------------------------------------------------------------
+// Syscalls Node lacks
+
+/** utimensat(AT_FDCWD, path): exact nanoseconds, 'now' = UTIME_NOW, 'omit' = UTIME_OMIT. */
+export async function utimens(
+  path: string,
+  atime: TimeSpec,
+  mtime: TimeSpec,
+  opts?: { noFollow?: boolean },
+): Promise<void> {
+  return binding.utimens(path, atime, mtime, opts?.noFollow === true);
+}
+
+/** futimens(fd): as {@link utimens} on an open file. */
+export async function futimens(fd: number, atime: TimeSpec, mtime: TimeSpec): Promise<void> {
+  return binding.futimens(fd, atime, mtime);
+}
+
+/** mknod(2): `mode` includes the type (S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK, S_IFREG); see {@link makedev}. */
+export async function mknod(path: string, mode: number, dev: number): Promise<void> {
+  return binding.mknod(path, mode, dev);
+}
+
+/** fallocate(2); `mode` is 0 or FALLOC_FL_* flags. */
+export async function fallocate(fd: number, mode: number, offset: number, length: number): Promise<void> {
+  return binding.fallocate(fd, mode, offset, length);
+}
+
+/** lgetxattr(2): never follows a final symlink. */
+export async function getxattr(path: string, name: string): Promise<Buffer> {
+  return binding.getxattr(path, name);
+}
+
+/** lsetxattr(2); `flags` is 0, XATTR_CREATE or XATTR_REPLACE. */
+export async function setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
+  return binding.setxattr(path, name, value, flags);
+}
+
+/** llistxattr(2): attribute names. */
+export async function listxattr(path: string): Promise<string[]> {
+  return binding.listxattr(path);
+}
+
+/** lremovexattr(2). */
+export async function removexattr(path: string, name: string): Promise<void> {
+  return binding.removexattr(path, name);
+}
+
+/** opendir/readdir: entries with inode numbers and d_type, without '.' and '..'. */
+export async function readdirIno(path: string): Promise<DirEntry[]> {
+  return binding.readdirIno(path);
+}

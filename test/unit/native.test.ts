@@ -1,0 +1,639 @@
+import test, { type ExecutionContext } from 'ava';
+import { execFile as execFileCb } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { constants as fsc, existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+import {
+  cloneFile,
+  copyRange,
+  DirentType,
+  fallocate,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  FALLOC_FL_ZERO_RANGE,
+  futimens,
+  getxattr,
+  isNativeError,
+  listExtents,
+  listxattr,
+  makedev,
+  mknod,
+  type NativeError,
+  readdirIno,
+  removexattr,
+  setxattr,
+  utimens,
+  XATTR_CREATE,
+  XATTR_REPLACE,
+} from '../../src/native/index.js';
+
+const execFile = promisify(execFileCb);
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const EXT4_SUPER_MAGIC = 0xef53;
+const TMPFS_MAGIC = 0x01021994;
+
+// --- registration-time facts (decide what to skip, and say why) -------------
+
+const isRoot = process.getuid?.() === 0;
+const tmpIsExt4 = (await fs.statfs(os.tmpdir())).type === EXT4_SUPER_MAGIC;
+const shmIsTmpfs = await fs
+  .statfs('/dev/shm')
+  .then((s) => s.type === TMPFS_MAGIC)
+  .catch(() => false);
+const mkfsXfs = ['/usr/sbin/mkfs.xfs', '/sbin/mkfs.xfs', ...(process.env.PATH ?? '').split(':').map((d) => path.join(d, 'mkfs.xfs'))].find((p) =>
+  existsSync(p),
+);
+const canLoopMount = isRoot && existsSync('/dev/loop-control');
+
+const ext4Test = tmpIsExt4 ? test : test.skip;
+const rootTest = isRoot ? test : test.skip;
+const shmTest = shmIsTmpfs ? test : test.skip;
+const xfsTest = mkfsXfs !== undefined && canLoopMount ? test : test.skip;
+const ext4Why = tmpIsExt4 ? '' : ` (skipped: ${os.tmpdir()} is not ext4)`;
+const shmWhy = shmIsTmpfs ? '' : ' (skipped: /dev/shm is not a tmpfs)';
+const xfsWhy =
+  mkfsXfs === undefined
+    ? ' (skipped: mkfs.xfs not installed; apt-get install xfsprogs)'
+    : !canLoopMount
+      ? ' (skipped: needs root and /dev/loop-control to loop-mount)'
+      : '';
+
+// --- helpers ------------------------------------------------------------------
+
+async function tmpDir(t: ExecutionContext, base: string = os.tmpdir()): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(base, 'strata-native-'));
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function openFile(t: ExecutionContext, p: string, flags: string): Promise<fs.FileHandle> {
+  const fh = await fs.open(p, flags);
+  t.teardown(() => fh.close().catch(() => undefined));
+  return fh;
+}
+
+/** Assert `p` rejects with a system error of one of `codes`; returns it. */
+async function rejectsWith(t: ExecutionContext, p: Promise<unknown>, codes: string[], syscall?: string): Promise<NativeError> {
+  const err = await t.throwsAsync(p);
+  if (!isNativeError(err)) {
+    t.fail(`not a system error: ${String(err)}`);
+    throw err;
+  }
+  t.true(codes.includes(err.code), `code ${err.code} not in ${codes.join('|')}`);
+  const expectedErrno = os.constants.errno[err.code as keyof typeof os.constants.errno];
+  t.is(err.errno, -expectedErrno, 'errno is the negative errno of code');
+  t.true(err.message.startsWith(`${err.code}: `), err.message);
+  if (syscall !== undefined) {
+    t.is(err.syscall, syscall);
+    t.true(err.message.includes(`, ${syscall}`), err.message);
+  }
+  return err;
+}
+
+/** Compare a file's bytes with Buffer.equals (ava's deepEqual is very slow on MiB-sized buffers). */
+async function sameBytes(t: ExecutionContext, file: string, expected: Buffer): Promise<void> {
+  const actual = await fs.readFile(file);
+  t.is(actual.length, expected.length, `${file}: length`);
+  t.true(actual.equals(expected), `${file}: contents differ`);
+}
+
+/** A sparse file: `size` bytes with random data at the given offsets. */
+async function sparseFile(p: string, size: number, chunks: Array<{ at: number; len: number }>): Promise<Buffer> {
+  const content = Buffer.alloc(size);
+  const fh = await fs.open(p, 'w');
+  try {
+    for (const { at, len } of chunks) {
+      const data = randomBytes(len);
+      data.copy(content, at);
+      await fh.write(data, 0, len, at);
+    }
+    await fh.truncate(size);
+  } finally {
+    await fh.close();
+  }
+  return content;
+}
+
+// --- copyRange ------------------------------------------------------------------
+
+for (const method of ['auto', 'copy_file_range', 'readwrite'] as const) {
+  test(`copyRange ${method}: whole file, partial ranges with offsets, short copy at EOF`, async (t) => {
+    const dir = await tmpDir(t);
+    const src = path.join(dir, 'src');
+    const data = randomBytes(3 * MiB + 12345); // spans several read/write buffers
+    await fs.writeFile(src, data);
+    const fin = await openFile(t, src, 'r');
+
+    // whole file
+    const whole = await openFile(t, path.join(dir, 'whole'), 'w+');
+    t.is(await copyRange(fin.fd, 0, whole.fd, 0, data.length, { method }), data.length);
+    await sameBytes(t, path.join(dir, 'whole'), data);
+
+    // a middle range, to a different offset
+    const part = await openFile(t, path.join(dir, 'part'), 'w+');
+    t.is(await copyRange(fin.fd, 100_000, part.fd, 777, 1_000_000, { method }), 1_000_000);
+    const got = await fs.readFile(path.join(dir, 'part'));
+    t.is(got.length, 777 + 1_000_000);
+    t.true(got.subarray(0, 777).equals(Buffer.alloc(777)));
+    t.true(got.subarray(777).equals(data.subarray(100_000, 1_100_000)));
+
+    // past EOF: short count, then 0 at/after EOF
+    const tail = await openFile(t, path.join(dir, 'tail'), 'w+');
+    t.is(await copyRange(fin.fd, data.length - 10, tail.fd, 0, 1 * MiB, { method }), 10);
+    await sameBytes(t, path.join(dir, 'tail'), data.subarray(data.length - 10));
+    t.is(await copyRange(fin.fd, data.length, tail.fd, 0, 100, { method }), 0);
+    t.is(await copyRange(fin.fd, data.length + 5000, tail.fd, 0, 100, { method }), 0);
+    t.is(await copyRange(fin.fd, 0, tail.fd, 0, 0, { method }), 0);
+
+    // the fds' own positions are not used or moved
+    const pos = await fin.read(Buffer.alloc(4), 0, 4, null);
+    t.is(pos.bytesRead, 4);
+    t.true(pos.buffer.equals(data.subarray(0, 4)));
+  });
+}
+
+test('copyRange defaults to auto', async (t) => {
+  const dir = await tmpDir(t);
+  await fs.writeFile(path.join(dir, 'a'), 'hello world');
+  const a = await openFile(t, path.join(dir, 'a'), 'r');
+  const b = await openFile(t, path.join(dir, 'b'), 'w+');
+  t.is(await copyRange(a.fd, 6, b.fd, 0, 100), 5);
+  t.is(await fs.readFile(path.join(dir, 'b'), 'utf8'), 'world');
+});
+
+shmTest(`copyRange tmpfs -> ext4: copy_file_range rejects EXDEV, auto falls back to read/write${shmWhy}`, async (t) => {
+  const shm = await tmpDir(t, '/dev/shm');
+  const dir = await tmpDir(t);
+  const data = randomBytes(2 * MiB + 3);
+  await fs.writeFile(path.join(shm, 'src'), data);
+  const fin = await openFile(t, path.join(shm, 'src'), 'r');
+  const fout = await openFile(t, path.join(dir, 'dst'), 'w+');
+
+  await rejectsWith(t, copyRange(fin.fd, 0, fout.fd, 0, data.length, { method: 'copy_file_range' }), ['EXDEV'], 'copy_file_range');
+  t.is(await copyRange(fin.fd, 0, fout.fd, 0, data.length, { method: 'auto' }), data.length);
+  await sameBytes(t, path.join(dir, 'dst'), data);
+});
+
+test('copyRange on a bad fd rejects with EBADF from the syscall of each method', async (t) => {
+  const dir = await tmpDir(t);
+  const out = await openFile(t, path.join(dir, 'out'), 'w+');
+  const bad = 2_000_000_000; // valid number, never an open fd
+  const err = await rejectsWith(t, copyRange(bad, 0, out.fd, 0, 10), ['EBADF'], 'copy_file_range');
+  t.is(err.errno, -9);
+  t.is(err.message, 'EBADF: bad file descriptor, copy_file_range');
+  await rejectsWith(t, copyRange(bad, 0, out.fd, 0, 10, { method: 'copy_file_range' }), ['EBADF'], 'copy_file_range');
+  await rejectsWith(t, copyRange(bad, 0, out.fd, 0, 10, { method: 'readwrite' }), ['EBADF'], 'pread');
+
+  // read-only destination: the write side fails
+  await fs.writeFile(path.join(dir, 'src'), 'abc');
+  const src = await openFile(t, path.join(dir, 'src'), 'r');
+  const ro = await openFile(t, path.join(dir, 'out'), 'r');
+  await rejectsWith(t, copyRange(src.fd, 0, ro.fd, 0, 3, { method: 'readwrite' }), ['EBADF'], 'pwrite');
+});
+
+test('argument validation: TypeError / RangeError rejections, no crash', async (t) => {
+  // Bad fds everywhere, so a check that slipped would fail with EBADF, not touch a real file.
+  const bad = 2_000_000_000;
+  const bogus = copyRange as unknown as (...args: unknown[]) => Promise<number>;
+  await t.throwsAsync(bogus(String(bad), 0, bad, 0, 1), { instanceOf: TypeError });
+  await t.throwsAsync(bogus(bad, 0, bad, 0), { instanceOf: TypeError });
+  await t.throwsAsync(copyRange(-1, 0, bad, 0, 1), { instanceOf: RangeError });
+  await t.throwsAsync(copyRange(bad, -5, bad, 0, 1), { instanceOf: RangeError });
+  await t.throwsAsync(copyRange(bad, 0, bad, 0, 1.5), { instanceOf: RangeError });
+  await t.throwsAsync(copyRange(bad, 0, bad, 0, 2 ** 53), { instanceOf: RangeError });
+  await t.throwsAsync(copyRange(bad, 0, bad, 0, Number.NaN), { instanceOf: RangeError });
+  await t.throwsAsync(copyRange(2 ** 31, 0, bad, 0, 1), { instanceOf: RangeError });
+  await t.throwsAsync(copyRange(bad, 0, bad, 0, 1, { method: 'sendfile' as 'auto' }), { instanceOf: TypeError });
+  await t.throwsAsync(cloneFile(bad, bad, { method: 'bogus' as 'auto' }), { instanceOf: TypeError });
+  await t.throwsAsync(listExtents(null as unknown as number), { instanceOf: TypeError });
+  await t.throwsAsync(utimens('/nonexistent', { sec: 0, nsec: 1e9 }, 'now'), { instanceOf: RangeError });
+  await t.throwsAsync(utimens('/nonexistent', { sec: 0.5, nsec: 0 }, 'now'), { instanceOf: RangeError });
+  await t.throwsAsync(utimens('/nonexistent', 'later' as 'now', 'now'), { instanceOf: TypeError });
+  await t.throwsAsync(utimens('/nonexistent', 1 as unknown as 'now', 'now'), { instanceOf: TypeError });
+  await t.throwsAsync(utimens('/nonexistent\0y', 'now', 'now'), { instanceOf: TypeError });
+  await t.throwsAsync(futimens(bad, { sec: 0, nsec: -1 }, 'now'), { instanceOf: RangeError });
+  await t.throwsAsync(getxattr(42 as unknown as string, 'user.a'), { instanceOf: TypeError });
+  await t.throwsAsync(setxattr('/nonexistent', 'user.a', 'str' as unknown as Buffer, 0), { instanceOf: TypeError });
+  await t.throwsAsync(setxattr('/nonexistent', 'user.a', Buffer.from('v'), -1), { instanceOf: RangeError });
+  await t.throwsAsync(fallocate(bad, -1, 0, 1), { instanceOf: RangeError });
+  await t.throwsAsync(fallocate(bad, 0, 0, -1), { instanceOf: RangeError });
+  await t.throwsAsync(mknod('/nonexistent/x', 0o10644, -1), { instanceOf: RangeError });
+  await t.throwsAsync(readdirIno(undefined as unknown as string), { instanceOf: TypeError });
+  const err = await t.throwsAsync(copyRange(bad, -5, bad, 0, 1));
+  t.is((err as NodeJS.ErrnoException | undefined)?.code, 'ERR_OUT_OF_RANGE');
+});
+
+test('work runs off the main thread: the event loop turns while a copy is in flight', async (t) => {
+  const dir = await tmpDir(t);
+  const size = 32 * MiB;
+  await fs.writeFile(path.join(dir, 'src'), Buffer.alloc(size, 0x5a));
+  const fin = await openFile(t, path.join(dir, 'src'), 'r');
+  const fout = await openFile(t, path.join(dir, 'dst'), 'w+');
+
+  let turns = 0;
+  let running = true;
+  const spin = (): void => {
+    turns++;
+    if (running) setImmediate(spin);
+  };
+  const p = copyRange(fin.fd, 0, fout.fd, 0, size, { method: 'readwrite' });
+  setImmediate(spin);
+  t.is(await p, size);
+  running = false;
+  t.true(turns > 0, `event loop turned ${turns} times during the copy`);
+
+  // many concurrent calls all settle
+  const all = await Promise.all(Array.from({ length: 32 }, () => listExtents(fin.fd)));
+  for (const ext of all) t.deepEqual(ext, [{ offset: 0, length: size }]);
+});
+
+// --- cloneFile -------------------------------------------------------------------
+
+ext4Test(`cloneFile auto on ext4 falls back to a copy that keeps content and holes${ext4Why}`, async (t) => {
+  const dir = await tmpDir(t);
+  const src = path.join(dir, 'sparse');
+  const size = 8 * MiB + 64 * KiB + 100;
+  const content = await sparseFile(src, size, [
+    { at: 0, len: 64 * KiB },
+    { at: 8 * MiB, len: 64 * KiB },
+  ]);
+  // The destination starts with stale data everywhere: it must not survive in the holes.
+  const dst = path.join(dir, 'dst');
+  await fs.writeFile(dst, Buffer.alloc(9 * MiB, 0xff));
+
+  const fin = await openFile(t, src, 'r');
+  const fout = await openFile(t, dst, 'r+');
+  t.is(await cloneFile(fin.fd, fout.fd), 'copy');
+  await fout.sync();
+
+  await sameBytes(t, dst, content);
+  t.deepEqual(await listExtents(fout.fd), [
+    { offset: 0, length: 64 * KiB },
+    { offset: 8 * MiB, length: 64 * KiB }, // the 100-byte tail lies in a hole block
+  ]);
+  t.deepEqual(await listExtents(fout.fd), await listExtents(fin.fd));
+  const st = await fs.stat(dst);
+  t.is(st.size, size);
+  // 128 KiB of data = 256 sectors (+ metadata); a dense copy would be ~16,600.
+  t.true(st.blocks < 1024, `st_blocks ${st.blocks}`);
+});
+
+test("cloneFile 'copy' never tries FICLONE and handles an empty source", async (t) => {
+  const dir = await tmpDir(t);
+  const data = randomBytes(300 * KiB);
+  await fs.writeFile(path.join(dir, 'a'), data);
+  await fs.writeFile(path.join(dir, 'empty'), '');
+  await fs.writeFile(path.join(dir, 'b'), 'old contents that must go away');
+  const a = await openFile(t, path.join(dir, 'a'), 'r');
+  const empty = await openFile(t, path.join(dir, 'empty'), 'r');
+  const b = await openFile(t, path.join(dir, 'b'), 'r+');
+  t.is(await cloneFile(a.fd, b.fd, { method: 'copy' }), 'copy');
+  await sameBytes(t, path.join(dir, 'b'), data);
+  t.is(await cloneFile(empty.fd, b.fd, { method: 'copy' }), 'copy');
+  t.is((await fs.stat(path.join(dir, 'b'))).size, 0);
+
+  // the same file as source and destination is refused, not truncated
+  await rejectsWith(t, cloneFile(a.fd, a.fd, { method: 'copy' }), ['EINVAL', 'EBADF']);
+  await sameBytes(t, path.join(dir, 'a'), data);
+});
+
+ext4Test(`cloneFile 'reflink' on ext4 rejects with the ioctl's error${ext4Why}`, async (t) => {
+  const dir = await tmpDir(t);
+  await fs.writeFile(path.join(dir, 'a'), 'data');
+  const a = await openFile(t, path.join(dir, 'a'), 'r');
+  const b = await openFile(t, path.join(dir, 'b'), 'w');
+  // errno 95: libuv (and so Node) names it ENOTSUP; glibc also calls it EOPNOTSUPP.
+  const err = await rejectsWith(t, cloneFile(a.fd, b.fd, { method: 'reflink' }), ['ENOTSUP', 'EOPNOTSUPP', 'EXDEV'], 'ioctl');
+  t.true([-os.constants.errno.EOPNOTSUPP, -os.constants.errno.EXDEV].includes(err.errno));
+  t.is((await fs.stat(path.join(dir, 'b'))).size, 0);
+});
+
+test('cloneFile on a bad fd rejects with EBADF (no fallback)', async (t) => {
+  const dir = await tmpDir(t);
+  const b = await openFile(t, path.join(dir, 'b'), 'w');
+  await rejectsWith(t, cloneFile(2_000_000_000, b.fd), ['EBADF'], 'ioctl');
+});
+
+xfsTest(`cloneFile reflink succeeds on a loop-mounted XFS with reflink=1${xfsWhy}`, async (t) => {
+  t.timeout(120_000);
+  const dir = await tmpDir(t);
+  const img = path.join(dir, 'xfs.img');
+  const mnt = path.join(dir, 'mnt');
+  await fs.mkdir(mnt);
+  // mkfs.xfs (xfsprogs >= 5.19) refuses file systems under 300 MB; the
+  // image is sparse, so this costs ~65 MB of real disk.
+  await fs.writeFile(img, '');
+  await fs.truncate(img, 512 * MiB);
+  await execFile(mkfsXfs as string, ['-q', '-m', 'reflink=1', img]);
+  await execFile('mount', ['-o', 'loop', img, mnt]);
+  // Teardowns run last-in first-out: this runs before the rm of `dir`, and
+  // the file handles opened below are closed before this.
+  t.teardown(async () => {
+    try {
+      await execFile('umount', [mnt]);
+    } catch {
+      await execFile('umount', ['-l', mnt]).catch(() => undefined);
+    }
+  });
+
+  const data = randomBytes(4 * MiB);
+  const src = path.join(mnt, 'src');
+  await fs.writeFile(src, data);
+  const fin = await openFile(t, src, 'r');
+  const f1 = await openFile(t, path.join(mnt, 'r1'), 'w+');
+  const f2 = await openFile(t, path.join(mnt, 'r2'), 'w+');
+  t.is(await cloneFile(fin.fd, f1.fd, { method: 'reflink' }), 'reflink');
+  t.is(await cloneFile(fin.fd, f2.fd), 'reflink');
+  await sameBytes(t, path.join(mnt, 'r1'), data);
+  await sameBytes(t, path.join(mnt, 'r2'), data);
+
+  // XFS -> ext4 is cross-device: FICLONE fails with EXDEV and auto copies.
+  const outside = await openFile(t, path.join(dir, 'outside'), 'w+');
+  await rejectsWith(t, cloneFile(fin.fd, outside.fd, { method: 'reflink' }), ['EXDEV'], 'ioctl');
+  t.is(await cloneFile(fin.fd, outside.fd), 'copy');
+  await sameBytes(t, path.join(dir, 'outside'), data);
+
+  // copy_file_range within XFS works too.
+  const f3 = await openFile(t, path.join(mnt, 'r3'), 'w+');
+  t.is(await copyRange(fin.fd, 0, f3.fd, 0, data.length, { method: 'copy_file_range' }), data.length);
+  await sameBytes(t, path.join(mnt, 'r3'), data);
+});
+
+// --- listExtents --------------------------------------------------------------------
+
+test('listExtents: empty, dense, sparse, trailing hole; fd position is kept', async (t) => {
+  const dir = await tmpDir(t);
+
+  await fs.writeFile(path.join(dir, 'empty'), '');
+  const empty = await openFile(t, path.join(dir, 'empty'), 'r');
+  t.deepEqual(await listExtents(empty.fd), []);
+
+  const dense = randomBytes(100 * KiB + 1);
+  await fs.writeFile(path.join(dir, 'dense'), dense);
+  const d = await openFile(t, path.join(dir, 'dense'), 'r');
+  t.deepEqual(await listExtents(d.fd), [{ offset: 0, length: dense.length }]);
+
+  const size = 16 * MiB;
+  await sparseFile(path.join(dir, 'sparse'), size, [
+    { at: 4 * MiB, len: 4 * KiB },
+    { at: size - 4 * KiB, len: 4 * KiB },
+  ]);
+  const s = await openFile(t, path.join(dir, 'sparse'), 'r');
+  t.deepEqual(await listExtents(s.fd), [
+    { offset: 4 * MiB, length: 4 * KiB },
+    { offset: size - 4 * KiB, length: 4 * KiB },
+  ]);
+
+  await sparseFile(path.join(dir, 'tailhole'), 1 * MiB, [{ at: 0, len: 4 * KiB }]);
+  const th = await openFile(t, path.join(dir, 'tailhole'), 'r');
+  t.deepEqual(await listExtents(th.fd), [{ offset: 0, length: 4 * KiB }]);
+
+  // SEEK_DATA/SEEK_HOLE move the shared file position; it must be restored.
+  const first = await d.read(Buffer.alloc(10), 0, 10, null);
+  t.true(first.buffer.equals(dense.subarray(0, 10)));
+  await listExtents(d.fd);
+  const next = await d.read(Buffer.alloc(10), 0, 10, null);
+  t.true(next.buffer.equals(dense.subarray(10, 20)));
+
+  await rejectsWith(t, listExtents(2_000_000_000), ['EBADF'], 'fstat');
+});
+
+// --- utimens / futimens ------------------------------------------------------------------
+
+test('utimens: exact nanoseconds round trip, omit, now, ENOENT', async (t) => {
+  const dir = await tmpDir(t);
+  const p = path.join(dir, 'f');
+  await fs.writeFile(p, 'x');
+
+  await utimens(p, { sec: 1_600_000_000, nsec: 123_456_789 }, { sec: 1_500_000_000, nsec: 987_654_321 });
+  let st = await fs.stat(p, { bigint: true });
+  t.is(st.atimeNs, 1_600_000_000_123_456_789n);
+  t.is(st.mtimeNs, 1_500_000_000_987_654_321n);
+
+  // omit leaves a field alone
+  await utimens(p, 'omit', { sec: 1_400_000_000, nsec: 1 });
+  st = await fs.stat(p, { bigint: true });
+  t.is(st.atimeNs, 1_600_000_000_123_456_789n);
+  t.is(st.mtimeNs, 1_400_000_000_000_000_001n);
+  await utimens(p, { sec: 1_300_000_000, nsec: 999_999_999 }, 'omit');
+  st = await fs.stat(p, { bigint: true });
+  t.is(st.atimeNs, 1_300_000_000_999_999_999n);
+  t.is(st.mtimeNs, 1_400_000_000_000_000_001n);
+
+  // now: near the current time (the kernel's clock is coarse; allow slack)
+  const before = BigInt(Date.now() - 2000) * 1_000_000n;
+  await utimens(p, 'now', 'now');
+  const after = BigInt(Date.now() + 2000) * 1_000_000n;
+  st = await fs.stat(p, { bigint: true });
+  for (const ns of [st.atimeNs, st.mtimeNs]) t.true(ns >= before && ns <= after, `${ns} not in [${before}, ${after}]`);
+
+  // pre-epoch seconds are allowed
+  await utimens(p, 'omit', { sec: -1, nsec: 500_000_000 });
+  st = await fs.stat(p, { bigint: true });
+  t.is(st.mtimeNs, -500_000_000n);
+
+  const err = await rejectsWith(t, utimens(path.join(dir, 'missing'), 'now', 'now'), ['ENOENT'], 'utimensat');
+  t.is(err.path, path.join(dir, 'missing'));
+  t.is(err.message, `ENOENT: no such file or directory, utimensat '${path.join(dir, 'missing')}'`);
+});
+
+test('utimens noFollow changes the symlink, not its target', async (t) => {
+  const dir = await tmpDir(t);
+  const target = path.join(dir, 'target');
+  const link = path.join(dir, 'link');
+  await fs.writeFile(target, 'x');
+  await fs.symlink('target', link);
+  await utimens(target, { sec: 1_000_000_000, nsec: 0 }, { sec: 1_000_000_000, nsec: 0 });
+
+  await utimens(link, { sec: 1_200_000_000, nsec: 42 }, { sec: 1_200_000_000, nsec: 43 }, { noFollow: true });
+  const ls = await fs.lstat(link, { bigint: true });
+  t.is(ls.atimeNs, 1_200_000_000_000_000_042n);
+  t.is(ls.mtimeNs, 1_200_000_000_000_000_043n);
+  let ts = await fs.stat(target, { bigint: true });
+  t.is(ts.mtimeNs, 1_000_000_000_000_000_000n);
+
+  // without noFollow the target changes
+  await utimens(link, 'omit', { sec: 1_100_000_000, nsec: 7 });
+  ts = await fs.stat(target, { bigint: true });
+  t.is(ts.mtimeNs, 1_100_000_000_000_000_007n);
+  t.is((await fs.lstat(link, { bigint: true })).mtimeNs, 1_200_000_000_000_000_043n);
+});
+
+test('futimens sets exact nanoseconds on an fd; EBADF', async (t) => {
+  const dir = await tmpDir(t);
+  const p = path.join(dir, 'f');
+  const fh = await openFile(t, p, 'w');
+  await futimens(fh.fd, { sec: 1_234_567_890, nsec: 111_222_333 }, 'omit');
+  await futimens(fh.fd, 'omit', { sec: 1_234_567_891, nsec: 444_555_666 });
+  const st = await fs.stat(p, { bigint: true });
+  t.is(st.atimeNs, 1_234_567_890_111_222_333n);
+  t.is(st.mtimeNs, 1_234_567_891_444_555_666n);
+  await rejectsWith(t, futimens(2_000_000_000, 'now', 'now'), ['EBADF'], 'futimens');
+});
+
+// --- mknod ----------------------------------------------------------------------------------
+
+test('mknod makes a fifo and a socket; EEXIST on an existing path', async (t) => {
+  const dir = await tmpDir(t);
+  const umask = process.umask();
+  const fifo = path.join(dir, 'fifo');
+  await mknod(fifo, fsc.S_IFIFO | 0o644, 0);
+  const st = await fs.lstat(fifo);
+  t.true(st.isFIFO());
+  t.is(st.mode & 0o777, 0o644 & ~umask);
+
+  const sock = path.join(dir, 'sock');
+  await mknod(sock, fsc.S_IFSOCK | 0o600, 0);
+  t.true((await fs.lstat(sock)).isSocket());
+
+  await rejectsWith(t, mknod(fifo, fsc.S_IFIFO | 0o644, 0), ['EEXIST'], 'mknod');
+});
+
+rootTest(`mknod makes a character device (makedev(1, 3))${isRoot ? '' : ' (skipped: needs root)'}`, async (t) => {
+  const dir = await tmpDir(t);
+  const p = path.join(dir, 'null');
+  t.is(makedev(1, 3), 259);
+  await mknod(p, fsc.S_IFCHR | 0o600, makedev(1, 3));
+  const st = await fs.lstat(p);
+  t.true(st.isCharacterDevice());
+  t.is(st.rdev, makedev(1, 3));
+  t.is(st.mode & 0o777, 0o600 & ~process.umask());
+});
+
+// --- fallocate ------------------------------------------------------------------------------
+
+test('fallocate: plain, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE', async (t) => {
+  const dir = await tmpDir(t);
+  const p = path.join(dir, 'f');
+  const fh = await openFile(t, p, 'w+');
+
+  await fallocate(fh.fd, FALLOC_FL_KEEP_SIZE, 0, 1 * MiB);
+  let st = await fh.stat();
+  t.is(st.size, 0);
+  t.true(st.blocks >= 2048, `blocks ${st.blocks}`);
+
+  await fallocate(fh.fd, 0, 0, 256 * KiB);
+  t.is((await fh.stat()).size, 256 * KiB);
+
+  // 1 MiB of data, then punch a hole in its middle
+  const data = Buffer.alloc(1 * MiB, 0xab);
+  await fh.write(data, 0, data.length, 0);
+  await fh.sync();
+  const blocksBefore = (await fh.stat()).blocks;
+  await fallocate(fh.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 256 * KiB, 256 * KiB);
+  st = await fh.stat();
+  t.is(st.size, 1 * MiB);
+  t.true(st.blocks <= blocksBefore - 512, `blocks ${blocksBefore} -> ${st.blocks}`);
+  const got = await fs.readFile(p);
+  t.true(got.subarray(0, 256 * KiB).equals(data.subarray(0, 256 * KiB)));
+  t.true(got.subarray(256 * KiB, 512 * KiB).equals(Buffer.alloc(256 * KiB)));
+  t.true(got.subarray(512 * KiB).equals(data.subarray(512 * KiB)));
+  if (tmpIsExt4) {
+    t.deepEqual(await listExtents(fh.fd), [
+      { offset: 0, length: 256 * KiB },
+      { offset: 512 * KiB, length: 512 * KiB },
+    ]);
+  }
+
+  await fallocate(fh.fd, FALLOC_FL_ZERO_RANGE, 900 * KiB, 4 * KiB);
+  const z = await fs.readFile(p);
+  t.true(z.subarray(900 * KiB, 904 * KiB).equals(Buffer.alloc(4 * KiB)));
+  t.is(z[904 * KiB], 0xab);
+
+  await rejectsWith(t, fallocate(2_000_000_000, 0, 0, 1), ['EBADF'], 'fallocate');
+});
+
+// --- xattrs -----------------------------------------------------------------------------------
+
+test('xattr set/get/list/remove with user. names and their errors', async (t) => {
+  const dir = await tmpDir(t);
+  const p = path.join(dir, 'f');
+  await fs.writeFile(p, 'x');
+
+  const value = Buffer.from([0, 1, 2, 255, 0]);
+  await setxattr(p, 'user.strata.a', value, 0);
+  t.deepEqual(await getxattr(p, 'user.strata.a'), value);
+  await setxattr(p, 'user.strata.empty', Buffer.alloc(0), XATTR_CREATE);
+  t.deepEqual(await getxattr(p, 'user.strata.empty'), Buffer.alloc(0));
+  const big = randomBytes(3000);
+  await setxattr(p, 'user.strata.big', big, 0);
+  t.deepEqual(await getxattr(p, 'user.strata.big'), big);
+
+  const names = await listxattr(p);
+  for (const n of ['user.strata.a', 'user.strata.empty', 'user.strata.big']) t.true(names.includes(n), names.join(','));
+
+  await rejectsWith(t, setxattr(p, 'user.strata.a', Buffer.from('x'), XATTR_CREATE), ['EEXIST'], 'lsetxattr');
+  await rejectsWith(t, setxattr(p, 'user.strata.nope', Buffer.from('x'), XATTR_REPLACE), ['ENODATA'], 'lsetxattr');
+  await setxattr(p, 'user.strata.a', Buffer.from('replaced'), XATTR_REPLACE);
+  t.is((await getxattr(p, 'user.strata.a')).toString(), 'replaced');
+
+  const missing = await rejectsWith(t, getxattr(p, 'user.strata.nope'), ['ENODATA'], 'lgetxattr');
+  t.is(missing.errno, -os.constants.errno.ENODATA);
+  t.is(missing.path, p);
+
+  await removexattr(p, 'user.strata.a');
+  t.false((await listxattr(p)).includes('user.strata.a'));
+  await rejectsWith(t, removexattr(p, 'user.strata.a'), ['ENODATA'], 'lremovexattr');
+
+  await rejectsWith(t, listxattr(path.join(dir, 'missing')), ['ENOENT'], 'llistxattr');
+});
+
+test('xattr calls do not follow symlinks', async (t) => {
+  const dir = await tmpDir(t);
+  const target = path.join(dir, 'target');
+  const link = path.join(dir, 'link');
+  await fs.writeFile(target, 'x');
+  await fs.symlink('target', link);
+  await setxattr(target, 'user.strata.t', Buffer.from('on target'), 0);
+  await rejectsWith(t, getxattr(link, 'user.strata.t'), ['ENODATA'], 'lgetxattr');
+  t.false((await listxattr(link)).includes('user.strata.t'));
+  // A dangling link is fine too: nothing is followed.
+  await fs.symlink('nowhere', path.join(dir, 'dangling'));
+  t.true(Array.isArray(await listxattr(path.join(dir, 'dangling'))));
+});
+
+// --- readdirIno ---------------------------------------------------------------------------------
+
+test('readdirIno: inode numbers match lstat, d_type correct, no . or ..', async (t) => {
+  const dir = await tmpDir(t);
+  await fs.writeFile(path.join(dir, 'file'), 'x');
+  await fs.mkdir(path.join(dir, 'sub'));
+  await fs.symlink('file', path.join(dir, 'link'));
+  await mknod(path.join(dir, 'fifo'), fsc.S_IFIFO | 0o644, 0);
+  await fs.writeFile(path.join(dir, 'héllo-✓'), 'utf8 name');
+
+  const entries = await readdirIno(dir);
+  const byName = new Map(entries.map((e) => [e.name, e]));
+  t.deepEqual([...byName.keys()].sort(), ['fifo', 'file', 'héllo-✓', 'link', 'sub']);
+  t.deepEqual([...byName.keys()].sort(), (await fs.readdir(dir)).sort());
+
+  const expected: Record<string, number> = {
+    file: DirentType.REG,
+    sub: DirentType.DIR,
+    link: DirentType.LNK,
+    fifo: DirentType.FIFO,
+    'héllo-✓': DirentType.REG,
+  };
+  t.is(DirentType.REG, 8);
+  t.is(DirentType.DIR, 4);
+  t.is(DirentType.LNK, 10);
+  for (const [name, type] of Object.entries(expected)) {
+    const e = byName.get(name);
+    if (e === undefined) {
+      t.fail(`missing ${name}`);
+      continue;
+    }
+    t.is(typeof e.ino, 'bigint');
+    t.is(e.ino, (await fs.lstat(path.join(dir, name), { bigint: true })).ino, name);
+    t.is(e.type, type, name);
+  }
+
+  t.deepEqual(await readdirIno(path.join(dir, 'sub')), []);
+  await rejectsWith(t, readdirIno(path.join(dir, 'missing')), ['ENOENT'], 'opendir');
+  await rejectsWith(t, readdirIno(path.join(dir, 'file')), ['ENOTDIR'], 'opendir');
+});

@@ -3,7 +3,7 @@
 // store-relative paths, so a path near PATH_MAX on the mount never overflows by
 // a store prefix. The store's private state lives under RESERVED_NAME at the
 // store root, which the mount never shows and never lets anyone create.
-import { mkdir, stat } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { resolve, join } from 'node:path';
 import { FsError } from '../core/errno.js';
 
@@ -23,6 +23,7 @@ export class LocalStore {
   /** Creates the store root and its private directory if missing. */
   async init(): Promise<void> {
     await mkdir(this.privateDir, { recursive: true, mode: 0o700 });
+    await chmod(this.privateDir, 0o700);
     const st = await stat(this.root);
     if (!st.isDirectory()) throw new FsError('ENOTDIR', `store ${this.root} is not a directory`);
   }

@@ -59,6 +59,13 @@ test('a file unlinked while open stays usable and reports nlink 0', (t) => {
   t.is(r.mnt, "b'still' 0\n0o600 2\nFalse\n");
 });
 
+test('mv -n never replaces an existing name', (t) => {
+  const m = withMount(t);
+  const r = both(m, 'echo a > a && echo b > b && mv -n a b; cat a b');
+  t.is(r.mnt, r.native);
+  t.is(r.mnt, 'a\nb\n');
+});
+
 test('long symlink targets and dangling symlinks', (t) => {
   const m = withMount(t);
   const r = both(m, 'ln -s $(printf "y%.0s" $(seq 1 4000)) long && readlink long | wc -c && ln -s /nowhere/at/all d && readlink d && cat d 2>&1 | sed "s/.*: //"');

@@ -32,6 +32,8 @@ export interface DirEntryInfo {
 
 export interface OpenResult {
   handle: number;
+  /** Attributes of the opened object, taken right after the open. */
+  stat: fs.BigIntStats;
   /** Backing descriptor, for the adapter's direct I/O path. */
   fd: number;
   /** The page cache may be kept across opens (nothing else changes the file). */
@@ -55,20 +57,12 @@ const OPEN_STRIP = C.O_CREAT | C.O_EXCL | C.O_NOCTTY | (C.O_DIRECT ?? 0);
 /** Flags every backing open gets: never follow a symlink, never leak into children. */
 const OPEN_ADD = C.O_NOFOLLOW | 0o2000000; /* O_CLOEXEC */
 
-export interface FilesystemOptions {
-  /** Called with errors the core saw but answered anyway (for logging). */
-  onWarning?: (msg: string, err: unknown) => void;
-}
-
 export class Filesystem {
   readonly handles = new HandleTable();
   private readonly daemonUid = process.geteuid?.() ?? 0;
   private readonly daemonGid = process.getegid?.() ?? 0;
-  private readonly onWarning: (msg: string, err: unknown) => void;
 
-  constructor(readonly store: LocalStore, options: FilesystemOptions = {}) {
-    this.onWarning = options.onWarning ?? (() => {});
-  }
+  constructor(readonly store: LocalStore) {}
 
   // ---- attributes -------------------------------------------------------
 
@@ -321,17 +315,17 @@ export class Filesystem {
   }
 
   private async registerFile(fd: number, flags: number): Promise<OpenResult> {
-    let keepCache = false;
+    let stat: fs.BigIntStats;
     try {
-      const st = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(fd, (err, s) => (err ? reject(err) : resolve(s))));
-      // A hard-linked file has another kernel inode per name under libfuse 2.9's
-      // path-based API, so only a single-link file may keep its page cache.
-      keepCache = st.isFile() && st.nlink === 1;
+      stat = await new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
     } catch (err) {
-      this.onWarning('fstat after open failed', err);
+      fs.close(fd, () => {});
+      throw err;
     }
+    // Only a single-link regular file may keep its page cache across opens.
+    const keepCache = (Number(stat.mode) & C.S_IFMT) === C.S_IFREG && stat.nlink === 1n;
     const handle = this.handles.add({ kind: 'file', fd, flags });
-    return { handle, fd, keepCache };
+    return { handle, fd, keepCache, stat };
   }
 
   /**

@@ -51,7 +51,7 @@ export class MountDaemon {
     // Modes arrive already masked by the caller's umask; never mask them again.
     process.umask(0);
     this.store.enter();
-    this.fs = new Filesystem(this.store, { onWarning: (msg, err) => this.log.warn({ err }, msg) });
+    this.fs = new Filesystem(this.store);
     this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options }, this.log);
     await this.adapter.mount();
     this.control = await serveControl(this.mountpoint, (req) => this.onControl(req));

@@ -328,13 +328,7 @@ export class FuseAdapter {
         const parent = t.get(r.ino);
         const name = this.name(r, 'name');
         const res = await fs.create(t.childPath(parent, name), r.mode, r.fiFlags, r.caller);
-        let st: BigIntStats;
-        try {
-          st = await fs.fgetattr(res.handle);
-        } catch (err) {
-          await fs.release(res.handle).catch(() => {});
-          throw err;
-        }
+        const st = res.stat;
         const inode = t.remember(parent, name, st.ino);
         inode.handles.add(res.handle);
         const { fd, flags } = this.openFlags(res);

@@ -2,6 +2,7 @@
 // mounts, serves the control socket, and unmounts cleanly on request or on
 // SIGTERM/SIGINT. The daemon never touches its own mountpoint once mounted.
 import { resolve } from 'node:path';
+import { stat } from 'node:fs/promises';
 import type { Server } from 'node:net';
 import { LocalStore } from '../store/local-store.js';
 import { Filesystem } from '../core/filesystem.js';
@@ -47,6 +48,7 @@ export class MountDaemon {
   /** Prepares everything and mounts; resolves once the mount serves. */
   async start(): Promise<void> {
     await this.prepareMountpoint();
+    await checkStore(this.store.root);
     await this.store.init();
     // Modes arrive already masked by the caller's umask; never mask them again.
     process.umask(0);
@@ -55,8 +57,26 @@ export class MountDaemon {
     this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options }, this.log);
     await this.adapter.mount();
     this.control = await serveControl(this.mountpoint, (req) => this.onControl(req));
-    process.once('SIGTERM', () => void this.stop(true).then(() => process.exit(0)));
-    process.once('SIGINT', () => void this.stop(true).then(() => process.exit(0)));
+    // Unmounted by someone else (umount, fusermount -u): nothing left to serve.
+    void this.adapter.whenExited().then(async () => {
+      if (this.stopping) return;
+      this.log.warn({ mountpoint: this.mountpoint }, 'the kernel ended the connection (unmounted from outside); exiting');
+      this.adapter?.release();
+      await this.fs?.closeAll();
+      this.control?.close();
+      process.exit(0);
+    });
+    // A failed unmount on a signal must not become an unhandled rejection that
+    // leaves the process hanging or crashing without a word in the log.
+    const onSignal = (signal: NodeJS.Signals): void => {
+      this.log.info({ signal }, 'signal received, unmounting');
+      this.stop(true).then(
+        () => process.exit(0),
+        (err: unknown) => { this.log.error({ err, signal }, 'unmount on signal failed'); process.exit(1); },
+      );
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
     this.log.info({ mountpoint: this.mountpoint, store: this.store.root, options: this.config.options }, 'mounted');
   }
 
@@ -106,7 +126,7 @@ export class MountDaemon {
         await this.stop(req.lazy ?? false);
         // Reply first, then leave.
         setTimeout(() => process.exit(0), 50);
-        return { unmounted: this.mountpoint };
+        return { unmounted: this.mountpoint, pid: process.pid };
       default:
         throw new Error(`unknown command ${(req as { cmd: string }).cmd}`);
     }
@@ -125,4 +145,23 @@ export class MountDaemon {
       throw new Error(alive ? `${this.mountpoint} is already served by a strata daemon` : `${this.mountpoint} is already a mountpoint`);
     }
   }
+}
+
+/**
+ * Refuses a store path that exists but is not a directory, with a message that
+ * says so (instead of "ENOTDIR: mkdir STORE/.strata"). A missing store is fine:
+ * it is created.
+ */
+export async function checkStore(store: string): Promise<void> {
+  const root = resolve(store);
+  let isDir: boolean;
+  try {
+    isDir = (await stat(root)).isDirectory();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTDIR') throw new Error(`store ${root}: a component of the path is not a directory`);
+    throw err;
+  }
+  if (!isDir) throw new Error(`store ${root} exists and is not a directory`);
 }

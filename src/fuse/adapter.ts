@@ -28,6 +28,8 @@ const SET_ATIME_NOW = 1 << 7;
 const SET_MTIME_NOW = 1 << 8;
 
 const OP = ll.ops;
+/** Asked by the kernel before every write(2); see noCapabilities in lowlevel.c. */
+const CAPS_XATTR = 'security.capability';
 const OP_NAMES: string[] = Object.entries(OP).sort((a, b) => a[1] - b[1]).map(([k]) => k);
 
 export interface MountOptions {
@@ -404,12 +406,21 @@ export class FuseAdapter {
         return;
       case OP.setxattr: {
         const name = r.name ?? '';
+        if (name === CAPS_XATTR) ll.noCapabilities(r.ino, false);
         await fs.setxattr(t.requirePath(t.get(r.ino)), name, r.data ?? Buffer.alloc(0), r.mode);
         answer(() => ll.replyErr(r.req, 0));
         return;
       }
       case OP.getxattr: {
-        const value = await fs.getxattr(t.requirePath(t.get(r.ino)), r.name ?? '');
+        const name = r.name ?? '';
+        let value: Buffer;
+        try {
+          value = await fs.getxattr(t.requirePath(t.get(r.ino)), name);
+        } catch (err) {
+          // Let the bridge answer the kernel's per-write capability probe itself.
+          if (name === CAPS_XATTR && (err as { code?: string }).code === 'ENODATA') ll.noCapabilities(r.ino, true);
+          throw err;
+        }
         if (r.size === 0) answer(() => ll.replyXattrSize(r.req, value.length));
         else if (value.length > r.size) answer(() => ll.replyErr(r.req, -34 /* ERANGE */));
         else answer(() => ll.replyBuf(r.req, value, value.length));
@@ -424,6 +435,7 @@ export class FuseAdapter {
         return;
       }
       case OP.removexattr:
+        if (r.name === CAPS_XATTR) ll.noCapabilities(r.ino, false);
         await fs.removexattr(t.requirePath(t.get(r.ino)), r.name ?? '');
         answer(() => ll.replyErr(r.req, 0));
         return;

@@ -23,6 +23,8 @@ declare module 'fuse-native/lowlevel' {
   export function replyXattrSize(req: number, size: number): void;
   export function replyStatfs(req: number, statfs: Float64Array): void;
   export function replyDir(req: number, names: string[], entries: Float64Array, firstOffset: number): void;
+  /** Notes (true) or forgets (false) that an object has no security.capability xattr. */
+  export function noCapabilities(nodeid: number, known: boolean): void;
   export function notifyInvalInode(session: Session, nodeid: number, offset: number, length: number): number;
   export function notifyInvalEntry(session: Session, parent: number, name: string): number;
   export const ops: Readonly<Record<

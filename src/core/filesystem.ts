@@ -169,9 +169,21 @@ export class Filesystem {
 
   // ---- files --------------------------------------------------------------
 
-  async open(path: string, flags: number): Promise<OpenResult> {
+  /**
+   * Opens an existing object. With `caller`, an O_TRUNC open by an unprivileged
+   * caller drops the set-ID bits as the kernel would (see dropSetIdOnTruncate).
+   */
+  async open(path: string, flags: number, caller?: Caller): Promise<OpenResult> {
     const rel = LocalStore.relative(path);
     const fd = await openFd(rel, (flags & ~OPEN_STRIP) | OPEN_ADD, 0);
+    if ((flags & C.O_TRUNC) !== 0 && caller !== undefined && caller.uid !== 0) {
+      try {
+        await dropSetIdOnTruncate(fd);
+      } catch (err) {
+        fs.close(fd, () => {});
+        throw err;
+      }
+    }
     return this.registerFile(fd, flags);
   }
 
@@ -217,8 +229,10 @@ export class Filesystem {
   }
 
   release(handle: number): Promise<void> {
-    const entry = this.handles.remove(handle);
+    const entry = this.handles.get(handle);
+    // Check the kind before removing: a directory handle must stay in the table.
     if (entry === undefined || entry.kind !== 'file') return Promise.reject(new FsError('EBADF'));
+    this.handles.remove(handle);
     return new Promise((resolve, reject) => fs.close(entry.fd, (err) => (err ? reject(err) : resolve())));
   }
 
@@ -253,8 +267,10 @@ export class Filesystem {
   }
 
   async releasedir(handle: number): Promise<void> {
-    const entry = this.handles.remove(handle);
+    const entry = this.handles.get(handle);
+    // Check the kind before removing: a file handle (and its fd) must stay.
     if (entry === undefined || entry.kind !== 'dir') throw new FsError('EBADF');
+    this.handles.remove(handle);
   }
 
   async fsyncdir(handle: number): Promise<void> {
@@ -345,6 +361,25 @@ export class Filesystem {
       await fsp.lchown(rel, caller.uid, gid);
     }
   }
+}
+
+const S_ISUID = 0o4000;
+const S_ISGID = 0o2000;
+
+/**
+ * The kernel leaves O_TRUNC of an open to strata (atomic_o_trunc) and the
+ * daemon truncates as root, which keeps the set-ID bits. A truncation by a
+ * process without CAP_FSETID drops them natively; as the kernel does for a
+ * FUSE setattr that must drop them, S_ISUID always goes and S_ISGID when
+ * group-execute is set.
+ */
+async function dropSetIdOnTruncate(fd: number): Promise<void> {
+  const st = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(fd, (err, s) => (err ? reject(err) : resolve(s))));
+  if (!st.isFile()) return;
+  let drop = st.mode & S_ISUID;
+  if ((st.mode & (S_ISGID | C.S_IXGRP)) === (S_ISGID | C.S_IXGRP)) drop |= S_ISGID;
+  if (drop === 0) return;
+  await new Promise<void>((resolve, reject) => fs.fchmod(fd, st.mode & 0o7777 & ~drop, (err) => (err ? reject(err) : resolve())));
 }
 
 function openFd(rel: string, flags: number, mode: number): Promise<number> {

@@ -300,9 +300,15 @@ export class FuseAdapter {
         const parent = t.get(r.ino);
         const name = this.name(r, 'name');
         const path = t.childPath(parent, name);
-        if (r.op === OP.unlink) await fs.unlink(path);
-        else await fs.rmdir(path);
-        t.forgetName(parent, name);
+        let survives = false;
+        if (r.op === OP.unlink) {
+          // Other names of a hard-linked file must keep finding this node.
+          survives = await this.hasOtherNames(path);
+          await fs.unlink(path);
+        } else {
+          await fs.rmdir(path);
+        }
+        t.forgetName(parent, name, survives);
         answer(() => ll.replyErr(r.req, 0));
         return;
       }
@@ -311,14 +317,16 @@ export class FuseAdapter {
         const newParent = t.get(r.ino2);
         const name = this.name(r, 'name');
         const newName = this.name(r, 'name2');
-        await fs.rename(t.childPath(parent, name), t.childPath(newParent, newName));
-        t.moveName(parent, name, newParent, newName);
+        const to = t.childPath(newParent, newName);
+        const targetSurvives = await this.hasOtherNames(to);
+        await fs.rename(t.childPath(parent, name), to);
+        t.moveName(parent, name, newParent, newName, targetSurvives);
         answer(() => ll.replyErr(r.req, 0));
         return;
       }
       case OP.open: {
         const inode = t.get(r.ino);
-        const res = await fs.open(t.requirePath(inode), r.mode);
+        const res = await fs.open(t.requirePath(inode), r.mode, r.caller);
         inode.handles.add(res.handle);
         const { fd, flags } = this.openFlags(res);
         let delivered = false;
@@ -441,6 +449,21 @@ export class FuseAdapter {
         return;
       default:
         answer(() => ll.replyErr(r.req, -38 /* ENOSYS */));
+    }
+  }
+
+  /**
+   * True when the non-directory at `path` has more than one name in the store,
+   * so that removing `path` leaves it alive. The kernel holds the object's inode
+   * lock across the removal, so the count cannot change in between through the
+   * mount.
+   */
+  private async hasOtherNames(path: string): Promise<boolean> {
+    try {
+      const st = await this.fs.getattr(path);
+      return !st.isDirectory() && st.nlink > 1n;
+    } catch {
+      return false; // the removal itself reports what is wrong
     }
   }
 

@@ -50,11 +50,24 @@ export class InodeTable {
     return inode;
   }
 
-  /** Namespace path of an object, or null when it has no name left. */
+  /**
+   * Namespace path of an object, or null when it has no name left. A hard-linked
+   * object may have several names; the first one that still leads to the root
+   * is used.
+   */
   pathOf(inode: Inode): string | null {
     if (inode === this.root) return '/';
+    for (const link of inode.links) {
+      const dir = this.dirPathOf(link.parent);
+      if (dir !== null) return dir === '/' ? `/${link.name}` : `${dir}/${link.name}`;
+    }
+    return null;
+  }
+
+  /** Path of a directory (a directory has at most one name). */
+  private dirPathOf(dir: Inode): string | null {
     const parts: string[] = [];
-    let cur: Inode = inode;
+    let cur: Inode = dir;
     for (let depth = 0; cur !== this.root; depth++) {
       const link = cur.links[0];
       if (link === undefined || depth > 4096) return null;
@@ -98,16 +111,26 @@ export class InodeTable {
     return inode;
   }
 
-  /** A name was removed (unlink, rmdir, replaced by rename). */
-  forgetName(parent: Inode, name: string): void {
+  /**
+   * A name was removed (unlink, rmdir, replaced by rename). `survives`: the
+   * object still has other names in the store (its link count was above one),
+   * perhaps names the kernel has not looked up (again) yet; a lookup of one of
+   * them must find this same node, so its backing inode number stays mapped.
+   */
+  forgetName(parent: Inode, name: string, survives = false): void {
     const inode = parent.children.get(name);
-    if (inode !== undefined) this.dropLink(inode, parent, name);
+    if (inode !== undefined) this.dropLink(inode, parent, name, survives);
   }
 
-  /** A name moved (rename); whatever `newParent/newName` named before is gone. */
-  moveName(parent: Inode, name: string, newParent: Inode, newName: string): void {
+  /**
+   * A name moved (rename); whatever `newParent/newName` named before is gone
+   * (`targetSurvives` as `survives` of forgetName, for that replaced object).
+   */
+  moveName(parent: Inode, name: string, newParent: Inode, newName: string, targetSurvives = false): void {
+    // rename(a, a) changes nothing (forgetting the target would drop the only name).
+    if (parent === newParent && name === newName) return;
     const inode = parent.children.get(name);
-    this.forgetName(newParent, newName);
+    this.forgetName(newParent, newName, targetSurvives);
     if (inode === undefined) return;
     const link = inode.links.find((l) => l.parent === parent && l.name === name);
     parent.children.delete(name);
@@ -135,14 +158,24 @@ export class InodeTable {
       if (link.parent.children.get(link.name) === inode) link.parent.children.delete(link.name);
     }
     inode.links.length = 0;
+    // A forgotten directory has no child dentry left in the kernel, but a child
+    // may live on through another name (a hard link elsewhere): its name in this
+    // directory must not lead through the dropped node. The name still exists
+    // in the store, so the child stays mapped by its backing inode number.
+    for (const [name, child] of inode.children) {
+      const i = child.links.findIndex((l) => l.parent === inode && l.name === name);
+      if (i >= 0) child.links.splice(i, 1);
+    }
+    inode.children.clear();
   }
 
-  private dropLink(inode: Inode, parent: Inode, name: string): void {
+  private dropLink(inode: Inode, parent: Inode, name: string, survives = false): void {
     const i = inode.links.findIndex((l) => l.parent === parent && l.name === name);
     if (i >= 0) inode.links.splice(i, 1);
     if (parent.children.get(name) === inode) parent.children.delete(name);
     // With no name left, the backing inode number may be reused by a new file:
-    // it must not resolve to this (still referenced) node.
-    if (inode.links.length === 0 && this.byIno.get(inode.ino) === inode) this.byIno.delete(inode.ino);
+    // it must not resolve to this (still referenced) node. Unless the object
+    // has other names in the store that the kernel has not looked up.
+    if (!survives && inode.links.length === 0 && this.byIno.get(inode.ino) === inode) this.byIno.delete(inode.ino);
   }
 }

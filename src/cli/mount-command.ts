@@ -2,8 +2,10 @@
 // daemon running in the background (like mount-s3); --foreground stays attached.
 import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
-import { createLogger } from '../log/logger.js';
-import { MountDaemon } from '../daemon/mount-daemon.js';
+import { pino } from 'pino';
+import { createLogger, type Logger } from '../log/logger.js';
+import { DaemonLogFile } from '../daemon/log-file.js';
+import { MountDaemon, checkStore } from '../daemon/mount-daemon.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import type { MountOptions } from '../fuse/adapter.js';
 
@@ -35,11 +37,29 @@ function mountOptions(o: MountCliOptions): MountOptions {
 }
 
 export async function mountCommand(mountpoint: string, o: MountCliOptions): Promise<number> {
-  if (!o.foreground) return spawnBackground(mountpoint, o);
-  const logOpts: { level?: string; file?: string } = {};
-  if (o.logLevel) logOpts.level = o.logLevel;
-  if (o.logFile) logOpts.file = resolve(o.logFile);
-  const log = createLogger(logOpts);
+  if (!o.foreground) {
+    // Checked here too: the background daemon's log lives in the store, so
+    // with a store that is a file it could only die without a word.
+    try {
+      await checkStore(o.store);
+    } catch (err) {
+      process.stderr.write(`strata mount: ${(err as Error).message}\n`);
+      return 1;
+    }
+    return spawnBackground(mountpoint, o);
+  }
+  let log: Logger;
+  try {
+    // A log file must neither kill nor hang the daemon when its disk fills up (see DaemonLogFile).
+    log = o.logFile
+      ? pino({ name: 'strata', level: o.logLevel ?? 'info', base: { pid: process.pid } }, new DaemonLogFile(resolve(o.logFile)))
+      : createLogger(o.logLevel ? { level: o.logLevel } : {});
+  } catch (err) {
+    const message = `cannot start logging${o.logFile ? ` to ${resolve(o.logFile)}` : ''}: ${(err as Error).message}`;
+    notify({ type: 'error', message });
+    process.stderr.write(`strata mount: ${message}\n`);
+    return 1;
+  }
   const daemon = new MountDaemon({ store: o.store, mountpoint, options: mountOptions(o) }, log);
   try {
     await daemon.start();

@@ -1,20 +1,39 @@
 // `strata unmount` and `strata status`.
 import { resolve } from 'node:path';
-import { callControl } from '../daemon/control.js';
+import { readFileSync, rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { callControl, controlSocketPath } from '../daemon/control.js';
 import { probeMountpoint, detach } from '../daemon/mount-table.js';
+
+/** True while `pid` runs (a zombie no longer holds its files: counted as gone). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
 
 export async function unmountCommand(mountpoint: string, opts: { lazy?: boolean }): Promise<number> {
   const mnt = resolve(mountpoint);
   try {
-    await callControl(mnt, { cmd: 'unmount', lazy: opts.lazy ?? false });
+    const reply = (await callControl(mnt, { cmd: 'unmount', lazy: opts.lazy ?? false })) as { pid?: unknown } | null;
+    // The daemon leaves right after replying; wait for it, so that the store's
+    // disk is free (`strata unmount M && umount DISK`) when this returns.
+    const pid = typeof reply?.pid === 'number' ? reply.pid : 0;
+    for (let i = 0; pid > 0 && i < 250 && running(pid); i++) await sleep(20);
     process.stdout.write(`unmounted ${mnt}\n`);
     return 0;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT' && code !== 'ECONNREFUSED') {
-      process.stderr.write(`strata unmount: ${(err as Error).message}\n`);
+      const busy = /\bbusy\b/.test((err as Error).message);
+      process.stderr.write(`strata unmount: ${(err as Error).message}${busy && !opts.lazy ? "; it keeps serving ('strata unmount --lazy' detaches it anyway)" : ''}\n`);
       return 1;
     }
+    // A socket nobody listens on is what a killed daemon leaves behind.
+    if (code === 'ECONNREFUSED') rmSync(controlSocketPath(mnt), { force: true });
   }
   // No daemon answers: clear what the kernel still has there.
   const state = await probeMountpoint(mnt);

@@ -104,6 +104,8 @@ export class MountDaemon {
   private async doStop(lazy: boolean): Promise<void> {
     this.state = 'unmounting';
     this.log.info({ lazy }, 'unmounting');
+    // Answer what is in flight first (see FuseAdapter.whenIdle).
+    await this.adapter?.whenIdle(2000);
     try {
       await detach(this.mountpoint, lazy);
     } catch (err) {

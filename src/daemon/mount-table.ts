@@ -49,14 +49,19 @@ function exec(cmd: string, args: string[]): Promise<void> {
   });
 }
 
-/** Unmounts a FUSE mount; `lazy` detaches it even while busy. */
+/** Unmounts a FUSE mount; `lazy` detaches it even while busy. Rejects with code EBUSY when in use. */
 export async function detach(mountpoint: string, lazy: boolean): Promise<void> {
   const args = lazy ? ['-u', '-z', mountpoint] : ['-u', mountpoint];
   try {
-    await exec('fusermount', args);
+    try {
+      await exec('fusermount', args);
+    } catch (err) {
+      // fusermount refuses mounts it does not recognise as the user's; root can umount.
+      if (process.geteuid?.() !== 0) throw err;
+      await exec('umount', lazy ? ['-l', mountpoint] : [mountpoint]);
+    }
   } catch (err) {
-    // fusermount refuses mounts it does not recognise as the user's; root can umount.
-    if (process.geteuid?.() !== 0) throw err;
-    await exec('umount', lazy ? ['-l', mountpoint] : [mountpoint]);
+    if (!/\bbusy\b/i.test((err as Error).message)) throw err;
+    throw Object.assign(new Error(`${resolve(mountpoint)} is busy: a program has its working directory or an open file there`), { code: 'EBUSY' });
   }
 }

@@ -94,6 +94,9 @@ export class FuseAdapter {
   private exited: Promise<void> = Promise.resolve();
   /** Requests answered so far, per op (for `strata status`). */
   readonly opCounts = new Map<string, number>();
+  /** Requests handed to JavaScript and not answered yet, and when the last one came. */
+  private unanswered = 0;
+  private lastRequestAt = 0;
 
   constructor(private readonly fs: Filesystem, readonly mountpoint: string, private readonly opts: MountOptions, log: Logger) {
     this.log = log.child({ component: 'fuse' });
@@ -130,6 +133,21 @@ export class FuseAdapter {
     return this.exited;
   }
 
+  /**
+   * Resolves once no request has waited for an answer for `quietMs`, or after
+   * `ms`. The daemon waits for this before it unmounts: when the kernel ends
+   * the connection the bridge frees the libfuse session, and answering a
+   * request after that is a use-after-free in libfuse (SIGSEGV). A file closed
+   * just before SIGTERM has its `release` still on the way, and the daemon
+   * crashed on exit. This narrows that window; only the bridge can close it.
+   */
+  async whenIdle(ms: number, quietMs = 50): Promise<void> {
+    const until = Date.now() + ms;
+    while ((this.unanswered > 0 || Date.now() - this.lastRequestAt < quietMs) && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
   /** Lets the process exit once the connection is gone. */
   release(): void {
     if (this.session) ll.unref(this.session);
@@ -147,12 +165,15 @@ export class FuseAdapter {
     }
     const opName = OP_NAMES[r.op] ?? `op${r.op}`;
     let answered = false;
+    this.unanswered++;
+    this.lastRequestAt = Date.now();
     const answer = (f: () => void): void => {
       if (answered) {
         this.log.error({ op: opName, ino: r.ino }, 'request answered twice (ignored)');
         return;
       }
       answered = true;
+      this.unanswered--;
       this.opCounts.set(opName, (this.opCounts.get(opName) ?? 0) + 1);
       try {
         f();

@@ -34,6 +34,8 @@ export interface OpenResult {
   handle: number;
   /** Attributes of the opened object, taken right after the open. */
   stat: fs.BigIntStats;
+  /** The open created the file. */
+  created?: boolean;
   /** Backing descriptor, for the adapter's direct I/O path. */
   fd: number;
   /** The page cache may be kept across opens (nothing else changes the file). */
@@ -196,7 +198,9 @@ export class Filesystem {
       fs.close(fd, () => {});
       throw err;
     }
-    return this.registerFile(fd, flags);
+    // The kernel only sends create for a name it knows is absent, and strata
+    // is the only writer of its store: the file is new.
+    return { ...(await this.registerFile(fd, flags)), created: true };
   }
 
   read(handle: number, buf: Buffer, length: number, position: number): Promise<number> {
@@ -350,11 +354,14 @@ export class Filesystem {
    * caller's gid. The daemon creates objects as itself, so this is a chown.
    */
   private async own(rel: string, caller: Caller, isPathOnly: boolean, fd?: number): Promise<void> {
+    // Created by the daemon's own user and group: already right (the kernel
+    // applied set-group-ID inheritance when it created the object).
+    if (caller.uid === this.daemonUid && caller.gid === this.daemonGid) return;
     const parentRel = rel.includes('/') ? dirname(rel) : '.';
     const parent = await fsp.stat(parentRel);
     const inheritGroup = (parent.mode & 0o2000) !== 0; // S_ISGID
     const gid = inheritGroup ? -1 : caller.gid;
-    if (caller.uid === this.daemonUid && (gid === -1 || gid === this.daemonGid)) return;
+    if (caller.uid === this.daemonUid && gid === -1) return;
     if (fd !== undefined && !isPathOnly) {
       await new Promise<void>((resolve, reject) => fs.fchown(fd, caller.uid, gid, (err) => (err ? reject(err) : resolve())));
     } else {

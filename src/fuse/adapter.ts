@@ -96,6 +96,8 @@ export class FuseAdapter {
   readonly opCounts = new Map<string, number>();
   /** Requests handed to JavaScript and not answered yet, and when the last one came. */
   private unanswered = 0;
+  /** The bridge's session has been freed (after the connection ended). */
+  private closed = false;
   private lastRequestAt = 0;
 
   constructor(private readonly fs: Filesystem, readonly mountpoint: string, private readonly opts: MountOptions, log: Logger) {
@@ -120,11 +122,18 @@ export class FuseAdapter {
     this.session = ll.mount(this.mountpoint, fuseOptionString(this.opts),
       (op, req, ino, ino2, name, name2, fh, off, size, mode, toSet, rdev, uid, gid, pid, data, times, fiFlags) => {
         if (op === OP.exit) {
-          exitedResolve();
+          // The kernel connection is gone. Answer what is in flight, then let
+          // the bridge free the session (no reply may follow close()).
+          void this.whenIdle(10_000, 0).then(() => {
+            this.closed = true;
+            if (this.unanswered > 0) this.log.warn({ unanswered: this.unanswered }, 'requests left unanswered at exit');
+            else if (this.session) ll.close(this.session);
+            exitedResolve();
+          });
           return;
         }
         this.dispatch({ op, req, ino, ino2, name, name2, fh, off, size, mode, toSet, rdev, caller: { uid, gid, pid }, data, times, fiFlags });
-      });
+      }, this.attrTimeout);
     await ready;
   }
 
@@ -135,11 +144,9 @@ export class FuseAdapter {
 
   /**
    * Resolves once no request has waited for an answer for `quietMs`, or after
-   * `ms`. The daemon waits for this before it unmounts: when the kernel ends
-   * the connection the bridge frees the libfuse session, and answering a
-   * request after that is a use-after-free in libfuse (SIGSEGV). A file closed
-   * just before SIGTERM has its `release` still on the way, and the daemon
-   * crashed on exit. This narrows that window; only the bridge can close it.
+   * `ms`. Used before an unmount (so a `release` on its way is answered while
+   * the connection still serves) and after the connection ends (the bridge's
+   * session is freed only once every request has been answered).
    */
   async whenIdle(ms: number, quietMs = 50): Promise<void> {
     const until = Date.now() + ms;
@@ -150,7 +157,7 @@ export class FuseAdapter {
 
   /** Lets the process exit once the connection is gone. */
   release(): void {
-    if (this.session) ll.unref(this.session);
+    if (this.session && !this.closed) ll.unref(this.session);
   }
 
   private dispatch(r: Request): void {
@@ -174,6 +181,7 @@ export class FuseAdapter {
       }
       answered = true;
       this.unanswered--;
+      if (this.closed) return; // the session is freed: nobody is listening
       this.opCounts.set(opName, (this.opCounts.get(opName) ?? 0) + 1);
       try {
         f();
@@ -221,6 +229,8 @@ export class FuseAdapter {
     const t = this.table();
     const st = await this.fs.getattr(t.childPath(parent, name));
     const inode = t.remember(parent, name, st.ino);
+    // Just created through the mount: it has no security.capability.
+    if (r.op !== OP.link) ll.noCapabilities(inode.nodeid, true);
     answer(() => ll.replyEntry(r.req, inode.nodeid, encodeAttr(st), this.attrTimeout, this.entryTimeout));
   }
 
@@ -362,6 +372,7 @@ export class FuseAdapter {
         const st = res.stat;
         const inode = t.remember(parent, name, st.ino);
         inode.handles.add(res.handle);
+        if (res.created) ll.noCapabilities(inode.nodeid, true);
         const { fd, flags } = this.openFlags(res);
         let delivered = false;
         answer(() => { delivered = ll.replyCreate(r.req, inode.nodeid, encodeAttr(st), this.attrTimeout, this.entryTimeout, res.handle, fd, flags); });

@@ -10,8 +10,10 @@ declare module 'fuse-native/lowlevel' {
     uid: number, gid: number, pid: number, data: Buffer | undefined, times: Float64Array | undefined, fiFlags: number,
   ) => void;
 
-  export function mount(mountpoint: string, options: string, onRequest: RequestHandler): Session;
+  export function mount(mountpoint: string, options: string, onRequest: RequestHandler, attrTimeout: number): Session;
   export function unref(session: Session): void;
+  /** Frees the session after the connection ended and every request was answered. */
+  export function close(session: Session): void;
   export function replyErr(req: number, errno: number): void;
   export function replyEntry(req: number, nodeid: number, attrs: Float64Array | null, attrTimeout: number, entryTimeout: number): void;
   export function replyCreate(req: number, nodeid: number, attrs: Float64Array, attrTimeout: number, entryTimeout: number, handle: number, directFd: number, openFlags: number): boolean;

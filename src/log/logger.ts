@@ -16,8 +16,3 @@ export function createLogger(opts: LogOptions = {}): Logger {
     : pino.destination({ fd: 2, sync: true });
   return pino({ name: opts.name ?? 'strata', level: opts.level ?? 'info', base: { pid: process.pid } }, destination);
 }
-
-/** A logger that drops everything (tests of the core). */
-export function silentLogger(): Logger {
-  return pino({ level: 'silent' });
-}

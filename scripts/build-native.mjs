@@ -4,7 +4,9 @@
 //     docs/fuse-native-patch.md;
 //  2. builds the patched fuse-native from source against the libfuse 2.9 headers
 //     that fuse-shared-library ships (its prebuilt binary is the unpatched code);
-//  3. builds strata's own addon (binding.gyp at the top).
+//  3. builds better-sqlite3 (the archive's metadata database) from its bundled
+//     SQLite sources: its own install script would download a prebuilt binary;
+//  4. builds strata's own addon (binding.gyp at the top).
 // npm 11 does not run dependencies' install scripts unless allowed, so this, the
 // root package's own install script, is where all native code gets built.
 import { spawnSync } from 'node:child_process'
@@ -12,6 +14,7 @@ import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
+import { availableParallelism } from 'node:os'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const require = createRequire(join(root, 'package.json'))
@@ -38,6 +41,13 @@ run('patch fuse-native', process.execPath, [patchPackage, '--error-on-fail'], ro
 
 const fuseNativeDir = dirname(require.resolve('fuse-native/package.json'))
 run('build fuse-native', process.execPath, [nodeGyp, ...gypArgs], fuseNativeDir)
+
+const sqliteDir = dirname(require.resolve('better-sqlite3/package.json'))
+if (process.env.STRATA_SKIP_SQLITE_BUILD && existsSync(join(sqliteDir, 'build', 'Release', 'better_sqlite3.node'))) {
+  process.stderr.write('[strata build] better-sqlite3: kept the existing build (STRATA_SKIP_SQLITE_BUILD)\n')
+} else {
+  run('build better-sqlite3', process.execPath, [nodeGyp, ...gypArgs, `--jobs=${Math.max(1, availableParallelism())}`], sqliteDir)
+}
 
 if (existsSync(join(root, 'binding.gyp'))) {
   run('build strata native addon', process.execPath, [nodeGyp, ...gypArgs], root)

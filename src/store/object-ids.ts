@@ -1,0 +1,57 @@
+// Stable object ids on the local store. Each file, directory and symlink keeps
+// its id in an extended attribute of its backing inode, so the id survives
+// rename and is shared by hard links for free. The mount hides every
+// attribute under PRIVATE_XATTR_PREFIX (see core/filesystem.ts).
+import { randomBytes } from 'node:crypto';
+import * as native from '../native/index.js';
+import { ROOT_ID, isObjectId, type ObjectId } from '../protocol/records.js';
+
+export const PRIVATE_XATTR_PREFIX = 'trusted.strata.';
+export const ID_XATTR = `${PRIVATE_XATTR_PREFIX}id`;
+
+export function isPrivateXattr(name: string): boolean {
+  return name.startsWith(PRIVATE_XATTR_PREFIX);
+}
+
+let pool = Buffer.alloc(0);
+let poolOffset = 0;
+
+/** A fresh random 128-bit id (drawn from a pooled buffer: no syscall per id). */
+export function newObjectId(): ObjectId {
+  if (poolOffset + 16 > pool.length) {
+    pool = randomBytes(16 * 256);
+    poolOffset = 0;
+  }
+  const id = pool.toString('hex', poolOffset, poolOffset + 16);
+  poolOffset += 16;
+  return id === ROOT_ID ? newObjectId() : id;
+}
+
+/** The id stored on the object at `path` (never follows a final symlink), or null when it has none. */
+export async function readObjectId(path: string): Promise<ObjectId | null> {
+  try {
+    const v = (await native.getxattr(path, ID_XATTR)).toString('latin1');
+    return isObjectId(v) ? v : null;
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENODATA') return null;
+    throw err;
+  }
+}
+
+/** Stores `id` on the object at `path`. */
+export async function writeObjectId(path: string, id: ObjectId): Promise<void> {
+  await native.setxattr(path, ID_XATTR, Buffer.from(id, 'latin1'), 0);
+}
+
+/**
+ * The id of the object at `path`, assigning a new one when it has none (an
+ * object that reached the store without strata). `isRoot` gives the store root
+ * its fixed id.
+ */
+export async function ensureObjectId(path: string, isRoot = false): Promise<ObjectId> {
+  const have = await readObjectId(path);
+  if (have !== null) return have;
+  const id = isRoot ? ROOT_ID : newObjectId();
+  await writeObjectId(path, id);
+  return id;
+}

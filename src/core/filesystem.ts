@@ -9,12 +9,15 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { constants as C } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { FsError } from './errno.js';
 import { HandleTable, type OpenFile, type OpenDir } from './handles.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import * as native from '../native/index.js';
 import type { TimeSpec } from '../native/index.js';
+import type { ChangeSink } from './change-sink.js';
+import { attrsFromStat, timeFromNs, MAX_WRITE_BYTES, ROOT_ID, type ObjectId, type Time } from '../protocol/records.js';
+import { isPrivateXattr, newObjectId, readObjectId, writeObjectId } from '../store/object-ids.js';
 
 /** The process on whose behalf an operation runs (from the FUSE request). */
 export interface Caller {
@@ -42,6 +45,22 @@ export interface OpenResult {
   keepCache: boolean;
 }
 
+/** What a setattr changes; absent fields stay as they are. */
+export interface SetattrChanges {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atime?: TimeSpec;
+  mtime?: TimeSpec;
+}
+
+/** The object a setattr acts on: through an open handle, or by path. */
+export type ObjectRef = { handle: number } | { path: string };
+
+/** Bytes a record of a namespace or attribute change takes, for the journal bound. */
+const META_RECORD_BYTES = 512;
+
 export interface StatfsResult {
   bsize: number;
   frsize: number;
@@ -64,7 +83,11 @@ export class Filesystem {
   private readonly daemonUid = process.geteuid?.() ?? 0;
   private readonly daemonGid = process.getegid?.() ?? 0;
 
-  constructor(readonly store: LocalStore) {}
+  /**
+   * `sink` receives a record of every change applied to the store (the
+   * mirror's journal); null when the store is not mirrored.
+   */
+  constructor(readonly store: LocalStore, readonly sink: ChangeSink | null = null) {}
 
   // ---- attributes -------------------------------------------------------
 
@@ -79,42 +102,81 @@ export class Filesystem {
     });
   }
 
+  /**
+   * Applies the changes of one FUSE setattr in order (mode, owner, size,
+   * times) and returns the resulting attributes; records them as one change.
+   */
+  async setattr(ref: ObjectRef, ch: SetattrChanges): Promise<fs.BigIntStats> {
+    const f = 'handle' in ref ? this.file(ref.handle) : null;
+    const rel = 'path' in ref ? this.existing(ref.path) : null;
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    if (ch.mode !== undefined) {
+      const mode = ch.mode & 0o7777;
+      if (f) await new Promise<void>((resolve, reject) => fs.fchmod(f.fd, mode, (err) => (err ? reject(err) : resolve())));
+      else await fsp.chmod(rel!, mode);
+    }
+    if (ch.uid !== undefined || ch.gid !== undefined) {
+      // (uint32)-1 means "leave unchanged", which chown spells -1.
+      const u = ch.uid === undefined || ch.uid === 0xffffffff ? -1 : ch.uid;
+      const g = ch.gid === undefined || ch.gid === 0xffffffff ? -1 : ch.gid;
+      if (f) await new Promise<void>((resolve, reject) => fs.fchown(f.fd, u, g, (err) => (err ? reject(err) : resolve())));
+      else await fsp.lchown(rel!, u, g);
+    }
+    if (ch.size !== undefined) {
+      const size = ch.size;
+      if (f) await new Promise<void>((resolve, reject) => fs.ftruncate(f.fd, size, (err) => (err ? reject(err) : resolve())));
+      else await fsp.truncate(rel!, size);
+    }
+    if (ch.atime !== undefined || ch.mtime !== undefined) {
+      const a = ch.atime ?? 'omit';
+      const m = ch.mtime ?? 'omit';
+      if (f) await native.futimens(f.fd, a, m);
+      else await native.utimens(rel!, a, m, { noFollow: true });
+    }
+    if (f) {
+      const st = await this.fgetattr((ref as { handle: number }).handle);
+      if (this.sink && f.id !== null) {
+        f.dirty = false;
+        await this.sink.committed(this.sink.append({ op: 'setattr', id: f.id, attrs: attrsFromStat(st) }));
+      }
+      return st;
+    }
+    if (!this.sink) return fsp.lstat(rel!, { bigint: true });
+    const [st, id] = await Promise.all([fsp.lstat(rel!, { bigint: true }), this.idOf(rel!)]);
+    if (id !== null) await this.sink.committed(this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(st) }));
+    return st;
+  }
+
   async chmod(path: string, mode: number): Promise<void> {
-    await fsp.chmod(this.existing(path), mode & 0o7777);
+    await this.setattr({ path }, { mode });
   }
 
   async chown(path: string, uid: number, gid: number): Promise<void> {
-    // (uint32)-1 means "leave unchanged", which lchown spells -1.
-    await fsp.lchown(this.existing(path), uid === 0xffffffff ? -1 : uid, gid === 0xffffffff ? -1 : gid);
+    await this.setattr({ path }, { uid, gid });
   }
 
   async utimens(path: string, atime: TimeSpec, mtime: TimeSpec): Promise<void> {
-    await native.utimens(this.existing(path), atime, mtime, { noFollow: true });
+    await this.setattr({ path }, { atime, mtime });
   }
 
   async fchmod(handle: number, mode: number): Promise<void> {
-    const f = this.file(handle);
-    await new Promise<void>((resolve, reject) => fs.fchmod(f.fd, mode & 0o7777, (err) => (err ? reject(err) : resolve())));
+    await this.setattr({ handle }, { mode });
   }
 
   async fchown(handle: number, uid: number, gid: number): Promise<void> {
-    const f = this.file(handle);
-    const u = uid === 0xffffffff ? -1 : uid;
-    const g = gid === 0xffffffff ? -1 : gid;
-    await new Promise<void>((resolve, reject) => fs.fchown(f.fd, u, g, (err) => (err ? reject(err) : resolve())));
+    await this.setattr({ handle }, { uid, gid });
   }
 
   async futimens(handle: number, atime: TimeSpec, mtime: TimeSpec): Promise<void> {
-    await native.futimens(this.file(handle).fd, atime, mtime);
+    await this.setattr({ handle }, { atime, mtime });
   }
 
   async truncate(path: string, size: number): Promise<void> {
-    await fsp.truncate(this.existing(path), size);
+    await this.setattr({ path }, { size });
   }
 
   async ftruncate(handle: number, size: number): Promise<void> {
-    const f = this.file(handle);
-    await new Promise<void>((resolve, reject) => fs.ftruncate(f.fd, size, (err) => (err ? reject(err) : resolve())));
+    await this.setattr({ handle }, { size });
   }
 
   async access(path: string, mode: number): Promise<void> {
@@ -131,38 +193,70 @@ export class Filesystem {
 
   // ---- namespace --------------------------------------------------------
 
-  async mkdir(path: string, mode: number, caller: Caller): Promise<void> {
+  /** Creates a directory owned by the caller; returns its attributes. */
+  async mkdir(path: string, mode: number, caller: Caller): Promise<fs.BigIntStats> {
     const rel = LocalStore.relativeForCreate(path);
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     await fsp.mkdir(rel, mode & 0o7777);
     await this.own(rel, caller, true);
+    return this.recordCreated(rel);
   }
 
-  async mknod(path: string, mode: number, dev: number, caller: Caller): Promise<void> {
+  /** Creates a fifo, socket or device node owned by the caller; returns its attributes. */
+  async mknod(path: string, mode: number, dev: number, caller: Caller): Promise<fs.BigIntStats> {
     const rel = LocalStore.relativeForCreate(path);
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     await native.mknod(rel, mode, dev);
     await this.own(rel, caller, true);
+    return this.recordCreated(rel);
   }
 
-  async symlink(target: string, path: string, caller: Caller): Promise<void> {
+  async symlink(target: string, path: string, caller: Caller): Promise<fs.BigIntStats> {
     const rel = LocalStore.relativeForCreate(path);
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES + target.length);
     await fsp.symlink(target, rel);
     await this.own(rel, caller, true);
+    return this.recordCreated(rel, target);
   }
 
-  async link(existingPath: string, newPath: string): Promise<void> {
-    await fsp.link(LocalStore.relative(existingPath), LocalStore.relativeForCreate(newPath));
+  /** Gives `existingPath`'s object the name `newPath`; returns its attributes. */
+  async link(existingPath: string, newPath: string): Promise<fs.BigIntStats> {
+    const rel = LocalStore.relativeForCreate(newPath);
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    await fsp.link(LocalStore.relative(existingPath), rel);
+    if (!this.sink) return fsp.lstat(rel, { bigint: true });
+    const [st, id, parent] = await Promise.all([fsp.lstat(rel, { bigint: true }), this.idOf(rel), this.parentOf(rel)]);
+    if (id !== null) {
+      await this.sink.committed(this.sink.append({ op: 'link', parent: parent.id, name: basename(rel), id, parentMtime: parent.mtime }));
+    }
+    return st;
   }
 
   async unlink(path: string): Promise<void> {
-    await fsp.unlink(LocalStore.relative(path));
+    const rel = LocalStore.relative(path);
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    await fsp.unlink(rel);
+    await this.recordRemoved('unlink', rel);
   }
 
   async rmdir(path: string): Promise<void> {
-    await fsp.rmdir(LocalStore.relative(path));
+    const rel = LocalStore.relative(path);
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    await fsp.rmdir(rel);
+    await this.recordRemoved('rmdir', rel);
   }
 
   async rename(from: string, to: string): Promise<void> {
-    await fsp.rename(LocalStore.relative(from), LocalStore.relativeForCreate(to));
+    const fromRel = LocalStore.relative(from);
+    const toRel = LocalStore.relativeForCreate(to);
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    await fsp.rename(fromRel, toRel);
+    if (!this.sink) return;
+    const [p, np] = await Promise.all([this.parentOf(fromRel), this.parentOf(toRel)]);
+    await this.sink.committed(this.sink.append({
+      op: 'rename', parent: p.id, name: basename(fromRel), newParent: np.id, newName: basename(toRel),
+      parentMtime: p.mtime, newParentMtime: np.mtime,
+    }));
   }
 
   async readlink(path: string): Promise<string> {
@@ -177,8 +271,10 @@ export class Filesystem {
    */
   async open(path: string, flags: number, caller?: Caller): Promise<OpenResult> {
     const rel = LocalStore.relative(path);
+    const truncates = (flags & C.O_TRUNC) !== 0 && (flags & 3 /* O_ACCMODE */) !== C.O_RDONLY;
+    if (this.sink && truncates) await this.sink.admit(META_RECORD_BYTES);
     const fd = await openFd(rel, (flags & ~OPEN_STRIP) | OPEN_ADD, 0);
-    if ((flags & C.O_TRUNC) !== 0 && caller !== undefined && caller.uid !== 0) {
+    if (truncates && caller !== undefined && caller.uid !== 0) {
       try {
         await dropSetIdOnTruncate(fd);
       } catch (err) {
@@ -186,11 +282,17 @@ export class Filesystem {
         throw err;
       }
     }
-    return this.registerFile(fd, flags);
+    const id = this.sink ? await this.idOf(rel).catch(() => null) : null;
+    const res = await this.registerFile(fd, flags, id);
+    if (this.sink && truncates && id !== null) {
+      await this.sink.committed(this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(res.stat) }));
+    }
+    return res;
   }
 
   async create(path: string, mode: number, flags: number, caller: Caller): Promise<OpenResult> {
     const rel = LocalStore.relativeForCreate(path);
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     const fd = await openFd(rel, (flags & ~(C.O_NOCTTY | (C.O_DIRECT ?? 0))) | C.O_CREAT | OPEN_ADD, mode & 0o7777);
     try {
       await this.own(rel, caller, false, fd);
@@ -200,7 +302,17 @@ export class Filesystem {
     }
     // The kernel only sends create for a name it knows is absent, and strata
     // is the only writer of its store: the file is new.
-    return { ...(await this.registerFile(fd, flags)), created: true };
+    if (!this.sink) return { ...(await this.registerFile(fd, flags, null)), created: true };
+    const id = newObjectId();
+    const [res, parent] = await Promise.all([
+      this.registerFile(fd, flags, id),
+      this.parentOf(rel),
+      writeObjectId(rel, id),
+    ]);
+    await this.sink.committed(this.sink.append({
+      op: 'create', parent: parent.id, name: basename(rel), id, attrs: attrsFromStat(res.stat), parentMtime: parent.mtime,
+    }));
+    return { ...res, created: true };
   }
 
   read(handle: number, buf: Buffer, length: number, position: number): Promise<number> {
@@ -210,34 +322,77 @@ export class Filesystem {
     });
   }
 
-  write(handle: number, buf: Buffer, length: number, position: number): Promise<number> {
+  async write(handle: number, buf: Buffer, length: number, position: number): Promise<number> {
     const f = this.file(handle);
-    return new Promise((resolve, reject) => {
-      fs.write(f.fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n)));
+    if (this.sink) await this.sink.admit(length + 128);
+    const n = await new Promise<number>((resolve, reject) => {
+      fs.write(f.fd, buf, 0, length, position, (err, written) => (err ? reject(err) : resolve(written)));
     });
+    if (this.sink && f.id !== null && n > 0) {
+      let seq = 0;
+      for (let off = 0; off < n; off += MAX_WRITE_BYTES) {
+        seq = this.sink.append({ op: 'write', id: f.id, offset: position + off, data: buf.subarray(off, Math.min(n, off + MAX_WRITE_BYTES)) });
+      }
+      // Size and mtime follow in a setattr at flush, fsync or release.
+      f.dirty = true;
+      await this.sink.committed(seq);
+    }
+    return n;
   }
 
+  /** close(2) of one descriptor of the file: records its attributes if it was written. */
   async flush(handle: number): Promise<void> {
-    this.file(handle);
+    await this.recordAttrsIfDirty(this.file(handle));
   }
 
-  fsync(handle: number, datasync: boolean): Promise<void> {
+  async fsync(handle: number, datasync: boolean): Promise<void> {
     const f = this.file(handle);
-    return new Promise((resolve, reject) => {
+    await new Promise<void>((resolve, reject) => {
       (datasync ? fs.fdatasync : fs.fsync)(f.fd, (err) => (err ? reject(err) : resolve()));
     });
+    if (!this.sink) return;
+    await this.recordAttrsIfDirty(f);
+    // The local data is durable; now every record up to here must be acked.
+    await this.sink.barrier();
   }
 
   async fallocate(handle: number, mode: number, offset: number, length: number): Promise<void> {
-    await native.fallocate(this.file(handle).fd, mode, offset, length);
+    const f = this.file(handle);
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    await native.fallocate(f.fd, mode, offset, length);
+    if (!this.sink || f.id === null) return;
+    const st = await this.fgetattr(handle);
+    if ((mode & (native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_ZERO_RANGE)) !== 0) {
+      // The range now reads as zeros: ship it as written zeros.
+      const end = Math.min(offset + length, Number(st.size));
+      for (let off = offset; off < end; off += MAX_WRITE_BYTES) {
+        this.sink.append({ op: 'write', id: f.id, offset: off, data: zeros(Math.min(MAX_WRITE_BYTES, end - off)) });
+      }
+    }
+    f.dirty = false;
+    await this.sink.committed(this.sink.append({ op: 'setattr', id: f.id, attrs: attrsFromStat(st) }));
   }
 
-  release(handle: number): Promise<void> {
+  async release(handle: number): Promise<void> {
     const entry = this.handles.get(handle);
     // Check the kind before removing: a directory handle must stay in the table.
-    if (entry === undefined || entry.kind !== 'file') return Promise.reject(new FsError('EBADF'));
-    this.handles.remove(handle);
-    return new Promise((resolve, reject) => fs.close(entry.fd, (err) => (err ? reject(err) : resolve())));
+    if (entry === undefined || entry.kind !== 'file') throw new FsError('EBADF');
+    try {
+      await this.recordAttrsIfDirty(entry);
+    } finally {
+      this.handles.remove(handle);
+      await new Promise<void>((resolve, reject) => fs.close(entry.fd, (err) => (err ? reject(err) : resolve())));
+    }
+  }
+
+  /**
+   * Records the attributes of every open file written since they were last
+   * recorded (before `strata sync` waits for the archive).
+   */
+  async recordDirtyAttrs(): Promise<void> {
+    const work: Promise<void>[] = [];
+    for (const entry of this.handles.values()) if (entry.kind === 'file') work.push(this.recordAttrsIfDirty(entry));
+    await Promise.all(work);
   }
 
   // ---- directories ----------------------------------------------------------
@@ -288,20 +443,36 @@ export class Filesystem {
 
   // ---- extended attributes --------------------------------------------------
 
+  // Attributes under trusted.strata. are strata's own (object ids): the mount
+  // neither shows them nor lets anyone set them.
+
   async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
-    await native.setxattr(this.existing(path), name, value, flags);
+    if (isPrivateXattr(name)) throw new FsError('EPERM', `${name} is reserved by strata`);
+    const rel = this.existing(path);
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES + value.length);
+    await native.setxattr(rel, name, value, flags);
+    if (!this.sink) return;
+    const id = await this.idOf(rel);
+    if (id !== null) await this.sink.committed(this.sink.append({ op: 'setxattr', id, name, value }));
   }
 
   getxattr(path: string, name: string): Promise<Buffer> {
+    if (isPrivateXattr(name)) return Promise.reject(new FsError('ENODATA'));
     return native.getxattr(this.existing(path), name);
   }
 
-  listxattr(path: string): Promise<string[]> {
-    return native.listxattr(this.existing(path));
+  async listxattr(path: string): Promise<string[]> {
+    return (await native.listxattr(this.existing(path))).filter((n) => !isPrivateXattr(n));
   }
 
   async removexattr(path: string, name: string): Promise<void> {
-    await native.removexattr(this.existing(path), name);
+    if (isPrivateXattr(name)) throw new FsError('EPERM', `${name} is reserved by strata`);
+    const rel = this.existing(path);
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    await native.removexattr(rel, name);
+    if (!this.sink) return;
+    const id = await this.idOf(rel);
+    if (id !== null) await this.sink.committed(this.sink.append({ op: 'removexattr', id, name }));
   }
 
   // ---- helpers ----------------------------------------------------------------
@@ -334,7 +505,44 @@ export class Filesystem {
     return entry;
   }
 
-  private async registerFile(fd: number, flags: number): Promise<OpenResult> {
+  /** The object id stored on `rel`; null (and a warning) when it has none. */
+  private async idOf(rel: string): Promise<ObjectId | null> {
+    if (rel === '.') return ROOT_ID;
+    return readObjectId(rel);
+  }
+
+  /** Id and (post-change) mtime of the directory holding `rel`. */
+  private async parentOf(rel: string): Promise<{ id: ObjectId; mtime: Time }> {
+    const parentRel = rel.includes('/') ? dirname(rel) : '.';
+    const [st, id] = await Promise.all([fsp.lstat(parentRel, { bigint: true }), this.idOf(parentRel)]);
+    if (id === null) throw new FsError('EIO', `directory ${parentRel} has no object id (changed outside strata?)`);
+    return { id, mtime: timeFromNs(st.mtimeNs) };
+  }
+
+  /** Gives a just-created object its id and records its creation; returns its attributes. */
+  private async recordCreated(rel: string, target?: string): Promise<fs.BigIntStats> {
+    if (!this.sink) return fsp.lstat(rel, { bigint: true });
+    const id = newObjectId();
+    const [st, parent] = await Promise.all([fsp.lstat(rel, { bigint: true }), this.parentOf(rel), writeObjectId(rel, id)]);
+    const rec = { op: 'create' as const, parent: parent.id, name: basename(rel), id, attrs: attrsFromStat(st), parentMtime: parent.mtime };
+    await this.sink.committed(this.sink.append(target === undefined ? rec : { ...rec, target }));
+    return st;
+  }
+
+  private async recordRemoved(op: 'unlink' | 'rmdir', rel: string): Promise<void> {
+    if (!this.sink) return;
+    const parent = await this.parentOf(rel);
+    await this.sink.committed(this.sink.append({ op, parent: parent.id, name: basename(rel), parentMtime: parent.mtime }));
+  }
+
+  private async recordAttrsIfDirty(f: OpenFile): Promise<void> {
+    if (!this.sink || !f.dirty || f.id === null) return;
+    f.dirty = false;
+    const st = await new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(f.fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
+    await this.sink.committed(this.sink.append({ op: 'setattr', id: f.id, attrs: attrsFromStat(st) }));
+  }
+
+  private async registerFile(fd: number, flags: number, id: ObjectId | null): Promise<OpenResult> {
     let stat: fs.BigIntStats;
     try {
       stat = await new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
@@ -344,7 +552,7 @@ export class Filesystem {
     }
     // Only a single-link regular file may keep its page cache across opens.
     const keepCache = (Number(stat.mode) & C.S_IFMT) === C.S_IFREG && stat.nlink === 1n;
-    const handle = this.handles.add({ kind: 'file', fd, flags });
+    const handle = this.handles.add({ kind: 'file', fd, flags, id, dirty: false });
     return { handle, fd, keepCache, stat };
   }
 
@@ -391,6 +599,13 @@ async function dropSetIdOnTruncate(fd: number): Promise<void> {
 
 function openFd(rel: string, flags: number, mode: number): Promise<number> {
   return new Promise((resolve, reject) => fs.open(rel, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+let zeroBuffer = Buffer.alloc(0);
+/** A read-only buffer of `n` zero bytes (shared). */
+function zeros(n: number): Buffer {
+  if (zeroBuffer.length < n) zeroBuffer = Buffer.alloc(Math.max(n, MAX_WRITE_BYTES));
+  return zeroBuffer.subarray(0, n);
 }
 
 const DT_TO_MODE: Readonly<Record<number, number>> = {

@@ -8,6 +8,10 @@ export interface OpenFile {
   readonly fd: number;
   /** The open(2) flags the program used. */
   readonly flags: number;
+  /** The object's id, when changes are mirrored (null: the object has none). */
+  readonly id: string | null;
+  /** Written since its attributes were last recorded (mirroring). */
+  dirty: boolean;
 }
 
 export interface OpenDir {

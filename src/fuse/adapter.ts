@@ -6,9 +6,8 @@
 // itself (direct descriptors), so they never reach this thread.
 import { ll, type Session } from './bridge.js';
 import type { BigIntStats } from 'node:fs';
-import type { Filesystem, Caller, OpenResult, DirEntryInfo } from '../core/filesystem.js';
+import type { Filesystem, Caller, OpenResult, DirEntryInfo, ObjectRef, SetattrChanges } from '../core/filesystem.js';
 import { errnoOf, isExpectedError, FsError } from '../core/errno.js';
-import type { TimeSpec } from '../native/index.js';
 import type { Logger } from '../log/logger.js';
 import { InodeTable, type Inode } from './inode-table.js';
 import { encodeAttr, encodeDirEntries, encodeStatfs } from './attr-encoding.js';
@@ -224,10 +223,9 @@ export class FuseAdapter {
     throw new FsError('ENOENT', 'object has no name and no open handle');
   }
 
-  /** Replies with a new entry for `parent/name` (after a create-like op or a lookup). */
-  private async replyNewEntry(r: Request, parent: Inode, name: string, answer: (f: () => void) => void): Promise<void> {
+  /** Replies with the new entry `parent/name` (after a create-like op), whose attributes are `st`. */
+  private replyNewEntry(r: Request, parent: Inode, name: string, st: BigIntStats, answer: (f: () => void) => void): void {
     const t = this.table();
-    const st = await this.fs.getattr(t.childPath(parent, name));
     const inode = t.remember(parent, name, st.ino);
     // Just created through the mount: it has no security.capability.
     if (r.op !== OP.link) ll.noCapabilities(inode.nodeid, true);
@@ -237,7 +235,8 @@ export class FuseAdapter {
   private openFlags(res: OpenResult): { fd: number; flags: number } {
     const keep = res.keepCache ? OPEN_KEEP_CACHE : 0;
     if (!this.directIo) return { fd: -1, flags: keep };
-    return { fd: res.fd, flags: keep | OPEN_DIRECT_READ | OPEN_DIRECT_WRITE };
+    // A mirrored store journals every write: writes must come through the core.
+    return { fd: res.fd, flags: keep | OPEN_DIRECT_READ | (this.fs.sink ? 0 : OPEN_DIRECT_WRITE) };
   }
 
   private async handle(r: Request, answer: (f: () => void) => void): Promise<void> {
@@ -268,30 +267,20 @@ export class FuseAdapter {
       }
       case OP.setattr: {
         const inode = t.get(r.ino);
-        const viaHandle = r.fh !== 0 && inode.handles.has(r.fh) ? r.fh : (t.pathOf(inode) === null ? inode.handles.values().next().value : undefined);
-        const path = viaHandle === undefined ? t.requirePath(inode) : null;
+        // Through the handle when the kernel gave one, or when no name is left.
+        const handle = r.fh !== 0 && inode.handles.has(r.fh) ? r.fh : (t.pathOf(inode) === null ? inode.handles.values().next().value : undefined);
+        const ref: ObjectRef = handle !== undefined ? { handle } : { path: t.requirePath(inode) };
         const times = r.times ?? new Float64Array(6);
-        if (r.toSet & SET_MODE) {
-          if (viaHandle !== undefined) await fs.fchmod(viaHandle, r.mode);
-          else await fs.chmod(path!, r.mode);
-        }
-        if (r.toSet & (SET_UID | SET_GID)) {
-          const uid = r.toSet & SET_UID ? times[0]! : 0xffffffff;
-          const gid = r.toSet & SET_GID ? times[1]! : 0xffffffff;
-          if (viaHandle !== undefined) await fs.fchown(viaHandle, uid, gid);
-          else await fs.chown(path!, uid, gid);
-        }
-        if (r.toSet & SET_SIZE) {
-          if (viaHandle !== undefined) await fs.ftruncate(viaHandle, r.off);
-          else await fs.truncate(path!, r.off);
-        }
+        const ch: SetattrChanges = {};
+        if (r.toSet & SET_MODE) ch.mode = r.mode;
+        if (r.toSet & SET_UID) ch.uid = times[0]!;
+        if (r.toSet & SET_GID) ch.gid = times[1]!;
+        if (r.toSet & SET_SIZE) ch.size = r.off;
         if (r.toSet & (SET_ATIME | SET_MTIME | SET_ATIME_NOW | SET_MTIME_NOW)) {
-          const a: TimeSpec = r.toSet & SET_ATIME_NOW ? 'now' : r.toSet & SET_ATIME ? { sec: times[2]!, nsec: times[3]! } : 'omit';
-          const m: TimeSpec = r.toSet & SET_MTIME_NOW ? 'now' : r.toSet & SET_MTIME ? { sec: times[4]!, nsec: times[5]! } : 'omit';
-          if (viaHandle !== undefined) await fs.futimens(viaHandle, a, m);
-          else await fs.utimens(path!, a, m);
+          ch.atime = r.toSet & SET_ATIME_NOW ? 'now' : r.toSet & SET_ATIME ? { sec: times[2]!, nsec: times[3]! } : 'omit';
+          ch.mtime = r.toSet & SET_MTIME_NOW ? 'now' : r.toSet & SET_MTIME ? { sec: times[4]!, nsec: times[5]! } : 'omit';
         }
-        const st = await this.attrsOf(inode, r.fh);
+        const st = await fs.setattr(ref, ch);
         answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
         return;
       }
@@ -303,28 +292,28 @@ export class FuseAdapter {
       case OP.mknod: {
         const parent = t.get(r.ino);
         const name = this.name(r, 'name');
-        await fs.mknod(t.childPath(parent, name), r.mode, r.rdev, r.caller);
-        return this.replyNewEntry(r, parent, name, answer);
+        const st = await fs.mknod(t.childPath(parent, name), r.mode, r.rdev, r.caller);
+        return this.replyNewEntry(r, parent, name, st, answer);
       }
       case OP.mkdir: {
         const parent = t.get(r.ino);
         const name = this.name(r, 'name');
-        await fs.mkdir(t.childPath(parent, name), r.mode, r.caller);
-        return this.replyNewEntry(r, parent, name, answer);
+        const st = await fs.mkdir(t.childPath(parent, name), r.mode, r.caller);
+        return this.replyNewEntry(r, parent, name, st, answer);
       }
       case OP.symlink: {
         const parent = t.get(r.ino);
         const name = this.name(r, 'name');
         if (r.name2 === undefined) throw new FsError('EINVAL');
-        await fs.symlink(r.name2, t.childPath(parent, name), r.caller);
-        return this.replyNewEntry(r, parent, name, answer);
+        const st = await fs.symlink(r.name2, t.childPath(parent, name), r.caller);
+        return this.replyNewEntry(r, parent, name, st, answer);
       }
       case OP.link: {
         const inode = t.get(r.ino);
         const parent = t.get(r.ino2);
         const name = this.name(r, 'name2');
-        await fs.link(t.requirePath(inode), t.childPath(parent, name));
-        return this.replyNewEntry(r, parent, name, answer);
+        const st = await fs.link(t.requirePath(inode), t.childPath(parent, name));
+        return this.replyNewEntry(r, parent, name, st, answer);
       }
       case OP.unlink:
       case OP.rmdir: {

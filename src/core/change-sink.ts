@@ -1,0 +1,22 @@
+// Where the filesystem core reports the changes it applied to the local store
+// (the mirror's journal). The core depends on this interface only; the
+// mirror (src/mirror) implements it.
+import type { NewRecord } from '../protocol/records.js';
+
+export interface ChangeSink {
+  /**
+   * Called before a mutating op touches the store, with the bytes its record
+   * will take: resolves when the journal has room, or throws (ENOSPC) when its
+   * bound is reached and the policy says to fail writers.
+   */
+  admit(bytes: number): Promise<void>;
+  /** Records a change that has been applied; returns its sequence number. */
+  append(rec: NewRecord): number;
+  /**
+   * Called before the op answers the program: in `sync` mode it resolves once
+   * the archive has acknowledged record `seq`; in `async` mode at once.
+   */
+  committed(seq: number): Promise<void>;
+  /** fsync/fdatasync: resolves once every record so far is acknowledged. */
+  barrier(): Promise<void>;
+}

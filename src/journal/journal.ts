@@ -1,0 +1,386 @@
+// The primary's journal: an append-only, segmented log of every mutating op,
+// in the frame format of protocol/records.ts (each frame checksummed and
+// numbered). Appends go to memory and reach the segment with one writev per
+// event-loop turn; durability is group commit: every `sync()` waiting at the
+// same time shares one fsync. A torn tail (a crash in the middle of a write)
+// is detected on open and cut. Segments are deleted only once the archive has
+// acknowledged every record in them (`trim`).
+//
+// Files: DIR/NNNNNNNNNNNNNNNN.seg, named by the sequence number of their first
+// record (16 decimal digits, so names sort in order).
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { join } from 'node:path';
+import { encodeRecord, readFrame, FRAME_HEADER_BYTES, type NewRecord, type Record } from '../protocol/records.js';
+import type { Logger } from '../log/logger.js';
+
+const SEGMENT_SUFFIX = '.seg';
+const SEGMENT_NAME_RE = /^(\d{16})\.seg$/;
+
+export interface JournalOptions {
+  /** Roll over to a new segment past this size (default 64 MiB). */
+  segmentBytes?: number;
+  /** The archive already holds every record up to here: a new journal starts after it. */
+  startAfterSeq?: number;
+}
+
+interface Segment {
+  firstSeq: number;
+  path: string;
+  /** Bytes of whole frames in it. */
+  bytes: number;
+  /** Sequence number of its last record (firstSeq - 1 when empty). */
+  lastSeq: number;
+}
+
+/** A position in the journal from which records are read for shipping. */
+export interface JournalBatch {
+  frames: Buffer;
+  firstSeq: number;
+  lastSeq: number;
+  count: number;
+}
+
+export class Journal {
+  private readonly segments: Segment[] = [];
+  private fd = -1;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private pendingLastSeq = 0;
+  private flushScheduled = false;
+  private chain: Promise<void> = Promise.resolve();
+  private nextSeqValue: number;
+  /** Every record up to here is in a segment file (written, maybe not durable). */
+  private writtenSeqValue: number;
+  /** Every record up to here is durable (fsynced). */
+  private durableSeqValue: number;
+  private readonly segmentBytes: number;
+  private readonly writtenListeners = new Set<() => void>();
+  private failure: Error | null = null;
+
+  private constructor(readonly dir: string, private readonly log: Logger, opts: JournalOptions, lastSeq: number) {
+    this.segmentBytes = opts.segmentBytes ?? 64 * 1024 * 1024;
+    this.nextSeqValue = lastSeq + 1;
+    this.writtenSeqValue = lastSeq;
+    this.durableSeqValue = lastSeq;
+  }
+
+  /**
+   * Opens (or creates) the journal in `dir`: reads every segment, cuts a torn
+   * or corrupt tail of the last one, and continues after its last record.
+   */
+  static async open(dir: string, log: Logger, opts: JournalOptions = {}): Promise<Journal> {
+    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+    const names = (await fsp.readdir(dir)).filter((n) => SEGMENT_NAME_RE.test(n)).sort();
+    const segments: Segment[] = [];
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!;
+      const path = join(dir, name);
+      const firstSeq = Number(SEGMENT_NAME_RE.exec(name)![1]);
+      const isLast = i === names.length - 1;
+      const scan = await scanSegment(path, firstSeq);
+      if (scan.damage !== null) {
+        if (!isLast) throw new Error(`journal segment ${path} is damaged at byte ${scan.bytes} (${scan.damage}) and is not the last one`);
+        log.warn({ segment: path, validBytes: scan.bytes, damage: scan.damage }, 'journal: cutting a torn tail');
+        await fsp.truncate(path, scan.bytes);
+      }
+      if (segments.length > 0 && firstSeq !== segments[segments.length - 1]!.lastSeq + 1) {
+        throw new Error(`journal segment ${name} does not continue the previous one (expected seq ${segments[segments.length - 1]!.lastSeq + 1})`);
+      }
+      segments.push({ firstSeq, path, bytes: scan.bytes, lastSeq: scan.lastSeq });
+    }
+    // Drop empty segments except the last (a crash right after a roll-over).
+    while (segments.length > 1 && segments[0]!.bytes === 0) {
+      await fsp.rm(segments[0]!.path, { force: true });
+      segments.shift();
+    }
+    const floor = opts.startAfterSeq ?? 0;
+    const lastSeq = segments.length > 0 ? Math.max(segments[segments.length - 1]!.lastSeq, floor) : floor;
+    const j = new Journal(dir, log, opts, lastSeq);
+    j.segments.push(...segments);
+    const last = segments[segments.length - 1];
+    if (last !== undefined && last.lastSeq === lastSeq) {
+      j.fd = await openAppend(last.path);
+    } else {
+      // No segment, or the archive is ahead of every segment (a journal that
+      // was trimmed and then lost its newest empty segment): start a new one.
+      await j.startSegment(lastSeq + 1);
+    }
+    return j;
+  }
+
+  get nextSeq(): number {
+    return this.nextSeqValue;
+  }
+
+  /** The last sequence number handed out. */
+  get lastSeq(): number {
+    return this.nextSeqValue - 1;
+  }
+
+  get writtenSeq(): number {
+    return this.writtenSeqValue;
+  }
+
+  get durableSeq(): number {
+    return this.durableSeqValue;
+  }
+
+  /** Bytes in segment files plus bytes not written yet. */
+  get bytes(): number {
+    let n = this.pendingBytes;
+    for (const s of this.segments) n += s.bytes;
+    return n;
+  }
+
+  /** Sequence number of the oldest record still kept. */
+  get firstSeq(): number {
+    return this.segments[0]?.firstSeq ?? this.nextSeqValue;
+  }
+
+  /**
+   * Appends a record and returns its sequence number. The frame is encoded
+   * now (so the caller may reuse its buffers) and written on the next turn of
+   * the event loop together with every other record appended meanwhile.
+   */
+  append(rec: NewRecord): number {
+    if (this.failure) throw this.failure;
+    const seq = this.nextSeqValue++;
+    const frame = encodeRecord({ ...rec, seq } as Record);
+    this.pending.push(frame);
+    this.pendingBytes += frame.length;
+    this.pendingLastSeq = seq;
+    this.scheduleFlush();
+    return seq;
+  }
+
+  /** Writes every appended record to its segment (not durable yet). */
+  flush(): Promise<void> {
+    return this.exclusive(() => this.writePending());
+  }
+
+  /**
+   * Makes every record appended so far durable. Callers waiting at the same
+   * time share one fsync (group commit): the ones queued behind a sync find
+   * their records already durable.
+   */
+  sync(): Promise<void> {
+    const target = this.lastSeq;
+    if (this.durableSeqValue >= target) return Promise.resolve();
+    return this.exclusive(async () => {
+      if (this.durableSeqValue >= target) return;
+      await this.writePending();
+      const upTo = this.writtenSeqValue;
+      await fdatasync(this.fd);
+      this.durableSeqValue = Math.max(this.durableSeqValue, upTo);
+    });
+  }
+
+  /** Runs segment-file work one piece at a time (writes, fsyncs, roll-overs). */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn);
+    this.chain = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  private async writePending(): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.pending.length === 0) return;
+    const buffers = this.pending;
+    let seq = this.pendingLastSeq - buffers.length + 1;
+    this.pending = [];
+    this.pendingBytes = 0;
+    try {
+      // Write in chunks that end where a segment reaches its size, then roll over.
+      let i = 0;
+      while (i < buffers.length) {
+        const seg = this.segments[this.segments.length - 1]!;
+        let chunkBytes = 0;
+        let j = i;
+        while (j < buffers.length && (j === i || seg.bytes + chunkBytes < this.segmentBytes)) chunkBytes += buffers[j++]!.length;
+        await writevAll(this.fd, buffers.slice(i, j));
+        seq += j - i;
+        seg.bytes += chunkBytes;
+        seg.lastSeq = seq - 1;
+        this.writtenSeqValue = seq - 1;
+        i = j;
+        if (seg.bytes >= this.segmentBytes) await this.rollOver();
+      }
+      for (const l of [...this.writtenListeners]) l();
+    } catch (err) {
+      // The journal can no longer promise anything: fail every later append.
+      this.failure = err as Error;
+      this.log.error({ err }, 'journal write failed');
+      throw err;
+    }
+  }
+
+  /** Calls `listener` whenever more records have been written to a segment. */
+  onWritten(listener: () => void): () => void {
+    this.writtenListeners.add(listener);
+    return () => this.writtenListeners.delete(listener);
+  }
+
+  /**
+   * Reads written records with seq > `afterSeq`, up to about `maxBytes` (at
+   * least one record), for shipping. Null when there is none yet.
+   */
+  async readAfter(afterSeq: number, maxBytes: number): Promise<JournalBatch | null> {
+    if (afterSeq >= this.writtenSeqValue) return null;
+    const idx = this.segments.findIndex((s) => s.lastSeq > afterSeq);
+    if (idx < 0) return null;
+    const seg = this.segments[idx]!;
+    if (afterSeq + 1 < seg.firstSeq) throw new Error(`journal no longer holds record ${afterSeq + 1} (oldest kept: ${seg.firstSeq})`);
+    // Walk frame headers from the segment start up to the first wanted record.
+    const fh = await fsp.open(seg.path, 'r');
+    try {
+      let offset = 0;
+      let seq = seg.firstSeq;
+      const header = Buffer.alloc(FRAME_HEADER_BYTES);
+      while (seq <= afterSeq) {
+        await fh.read(header, 0, FRAME_HEADER_BYTES, offset);
+        offset += FRAME_HEADER_BYTES + header.readUInt32LE(0);
+        seq++;
+      }
+      const end = Math.min(seg.bytes, offset + Math.max(maxBytes, 1));
+      let buf = Buffer.allocUnsafe(end - offset);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+      buf = buf.subarray(0, bytesRead);
+      // Keep whole frames only; make sure at least one fits.
+      let used = 0;
+      let count = 0;
+      for (;;) {
+        const r = readFrame(buf, used);
+        if (r.kind !== 'record') break;
+        used += r.bytes;
+        count++;
+      }
+      if (count === 0) {
+        const len = buf.readUInt32LE(0) + FRAME_HEADER_BYTES;
+        buf = Buffer.allocUnsafe(len);
+        await fh.read(buf, 0, len, offset);
+        const r = readFrame(buf, 0);
+        if (r.kind !== 'record') throw new Error(`journal segment ${seg.path}: unreadable record ${afterSeq + 1}`);
+        return { frames: buf, firstSeq: afterSeq + 1, lastSeq: afterSeq + 1, count: 1 };
+      }
+      return { frames: buf.subarray(0, used), firstSeq: afterSeq + 1, lastSeq: afterSeq + count, count };
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /**
+   * Deletes segments whose every record is at or below `ackedSeq`. The
+   * segment being written is kept: it rolls over by size.
+   */
+  async trim(ackedSeq: number): Promise<void> {
+    while (this.segments.length > 1 && this.segments[0]!.lastSeq <= ackedSeq) {
+      const seg = this.segments.shift()!;
+      await fsp.rm(seg.path, { force: true });
+    }
+  }
+
+  /** Bytes of the records after `ackedSeq` (an estimate within one segment's granularity). */
+  bytesAfter(ackedSeq: number): number {
+    let n = this.pendingBytes;
+    for (const s of this.segments) {
+      if (s.lastSeq <= ackedSeq) continue;
+      if (s.firstSeq > ackedSeq) n += s.bytes;
+      else n += Math.round(s.bytes * (s.lastSeq - ackedSeq) / Math.max(1, s.lastSeq - s.firstSeq + 1));
+    }
+    return n;
+  }
+
+  async close(): Promise<void> {
+    await this.sync();
+    await this.chain;
+    if (this.fd >= 0) {
+      const fd = this.fd;
+      this.fd = -1;
+      await new Promise<void>((resolve) => fs.close(fd, () => resolve()));
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush().catch(() => {});
+    });
+  }
+
+  private async rollOver(): Promise<void> {
+    await fdatasync(this.fd);
+    this.durableSeqValue = Math.max(this.durableSeqValue, this.writtenSeqValue);
+    const old = this.fd;
+    await this.startSegment(this.writtenSeqValue + 1);
+    await new Promise<void>((resolve) => fs.close(old, () => resolve()));
+  }
+
+  private async startSegment(firstSeq: number): Promise<void> {
+    const path = join(this.dir, `${String(firstSeq).padStart(16, '0')}${SEGMENT_SUFFIX}`);
+    this.fd = await openAppend(path);
+    this.segments.push({ firstSeq, path, bytes: 0, lastSeq: firstSeq - 1 });
+    // The new name must survive a crash before any record in it is durable.
+    const dirFd = await fsp.open(this.dir, 'r');
+    try {
+      await dirFd.sync();
+    } finally {
+      await dirFd.close();
+    }
+  }
+}
+
+interface SegmentScan {
+  bytes: number;
+  lastSeq: number;
+  damage: string | null;
+}
+
+/** Reads a segment's frames; stops at the first torn or corrupt one. */
+async function scanSegment(path: string, firstSeq: number): Promise<SegmentScan> {
+  const buf = await fsp.readFile(path);
+  let off = 0;
+  let expect = firstSeq;
+  while (off < buf.length) {
+    const r = readFrame(buf, off);
+    if (r.kind === 'incomplete') return { bytes: off, lastSeq: expect - 1, damage: 'torn frame' };
+    if (r.kind === 'corrupt') return { bytes: off, lastSeq: expect - 1, damage: r.reason };
+    if (r.record.seq !== expect) return { bytes: off, lastSeq: expect - 1, damage: `sequence ${r.record.seq} where ${expect} was expected` };
+    off += r.bytes;
+    expect++;
+  }
+  return { bytes: off, lastSeq: expect - 1, damage: null };
+}
+
+function openAppend(path: string): Promise<number> {
+  return new Promise((resolve, reject) => fs.open(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+function fdatasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+async function writevAll(fd: number, buffers: Buffer[]): Promise<void> {
+  let list = buffers;
+  while (list.length > 0) {
+    // writev takes at most IOV_MAX (1024) buffers per call.
+    const chunk = list.slice(0, 1024);
+    const total = chunk.reduce((n, b) => n + b.length, 0);
+    const written = await new Promise<number>((resolve, reject) => fs.writev(fd, chunk, (err, n) => (err ? reject(err) : resolve(n))));
+    if (written === total) {
+      list = list.slice(chunk.length);
+      continue;
+    }
+    // A short write: continue with what is left.
+    let skip = written;
+    const rest: Buffer[] = [];
+    for (const b of list) {
+      if (skip >= b.length) { skip -= b.length; continue; }
+      rest.push(skip > 0 ? b.subarray(skip) : b);
+      skip = 0;
+    }
+    list = rest;
+  }
+}

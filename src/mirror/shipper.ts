@@ -1,0 +1,204 @@
+// The shipper: streams journal records in order to the archive, one batch at
+// a time, and waits for each ack. After any failure it reconnects with
+// exponential backoff and asks the archive where it stands (its applied
+// sequence number), so it resumes exactly there; the archive skips records it
+// already has, so a batch resent after a lost ack is harmless. Acknowledged
+// segments are trimmed from the journal.
+import type { Journal } from '../journal/journal.js';
+import { isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
+import type { Logger } from '../log/logger.js';
+
+export type ShipperState =
+  /** Not connected yet, or reconnecting after a failure. */
+  | 'connecting'
+  /** Connected: every record written so far has been sent or is being sent. */
+  | 'connected'
+  /** The last attempt failed; retrying after a backoff. */
+  | 'disconnected'
+  /** The archive refused our epoch: another primary owns the volume. Shipping stopped. */
+  | 'fenced'
+  /** The archive refused our records for good (a gap, a bad record). Shipping stopped. */
+  | 'failed'
+  | 'stopped';
+
+export interface ShipperOptions {
+  /** Bytes of records per batch (default 4 MiB). */
+  batchBytes?: number;
+  /** First and largest pause between attempts, ms (defaults 100 and 5 000). */
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+}
+
+interface AckWaiter {
+  seq: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+export class Shipper {
+  state: ShipperState = 'connecting';
+  lastError: string | null = null;
+  /** The archive's applied sequence number, as last heard (0 until then). */
+  ackedSeq = 0;
+  lastAckAt: Date | null = null;
+  /** Records and bytes shipped by this process. */
+  shippedRecords = 0;
+  shippedBytes = 0;
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private interrupt: (() => void) | null = null;
+  private waiters: AckWaiter[] = [];
+  private readonly ackListeners = new Set<(seq: number) => void>();
+  private knowsArchive = false;
+  private backoffMs: number;
+  private readonly batchBytes: number;
+  private readonly backoffMinMs: number;
+  private readonly backoffMaxMs: number;
+  private stopWritten: (() => void) | null = null;
+
+  constructor(
+    private readonly journal: Journal,
+    private readonly client: ArchiveClient,
+    readonly volume: string,
+    readonly epoch: number,
+    private readonly log: Logger,
+    opts: ShipperOptions = {},
+  ) {
+    this.batchBytes = opts.batchBytes ?? 4 * 1024 * 1024;
+    this.backoffMinMs = opts.backoffMinMs ?? 100;
+    this.backoffMaxMs = opts.backoffMaxMs ?? 5000;
+    this.backoffMs = this.backoffMinMs;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.stopWritten = this.journal.onWritten(() => this.poke());
+    this.loop = this.run();
+  }
+
+  /** Stops after the batch in flight (if any). */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.stopWritten?.();
+    this.poke();
+    this.interrupt?.();
+    await this.loop;
+    if (this.state !== 'fenced' && this.state !== 'failed') this.state = 'stopped';
+  }
+
+  /** True when the archive has every record appended so far. */
+  get drained(): boolean {
+    return this.ackedSeq >= this.journal.lastSeq;
+  }
+
+  /** Resolves once the archive acknowledged `seq`; rejects when shipping stopped for good. */
+  waitAcked(seq: number): Promise<void> {
+    if (this.ackedSeq >= seq) return Promise.resolve();
+    if (this.state === 'fenced' || this.state === 'failed') return Promise.reject(new Error(`shipping stopped: ${this.lastError ?? this.state}`));
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ seq, resolve, reject });
+      // A record still in memory must reach the segment before it can ship.
+      this.journal.flush().catch(() => {});
+    });
+  }
+
+  /** Called with the new acked sequence number after every ack. */
+  onAck(listener: (seq: number) => void): () => void {
+    this.ackListeners.add(listener);
+    return () => this.ackListeners.delete(listener);
+  }
+
+  /** Wakes the loop (new records were written). */
+  poke(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      try {
+        if (!this.knowsArchive) {
+          const st = await this.client.volumeState(this.volume);
+          if (st === null) throw Object.assign(new Error(`volume ${this.volume} does not exist on the archive`), { code: 'ENOVOLUME' });
+          if (st.epoch > this.epoch) {
+            this.stopFor('fenced', `the archive's epoch for ${this.volume} is ${st.epoch}, this primary's is ${this.epoch}: another primary took over`);
+            return;
+          }
+          this.knowsArchive = true;
+          this.acknowledge(st.appliedSeq);
+          if (this.state !== 'connected') this.log.info({ volume: this.volume, appliedSeq: st.appliedSeq }, 'shipper: connected to the archive');
+          this.state = 'connected';
+          this.lastError = null;
+        }
+        const batch = await this.journal.readAfter(this.ackedSeq, this.batchBytes);
+        if (batch === null) {
+          await this.idle();
+          continue;
+        }
+        const res = await this.client.ship(this.volume, this.epoch, batch.frames);
+        this.shippedRecords += batch.count;
+        this.shippedBytes += batch.frames.length;
+        this.acknowledge(res.appliedSeq);
+        this.backoffMs = this.backoffMinMs;
+        await this.journal.trim(this.ackedSeq);
+      } catch (err) {
+        if (isArchiveError(err, 'EFENCED')) {
+          this.stopFor('fenced', (err as Error).message);
+          return;
+        }
+        if (isArchiveError(err, 'EGAP') || isArchiveError(err, 'EBADREQ') || isArchiveError(err, 'ENOVOLUME')) {
+          this.stopFor('failed', (err as Error).message);
+          return;
+        }
+        this.knowsArchive = false;
+        if (this.state !== 'disconnected') this.log.warn({ err, volume: this.volume }, 'shipper: archive unreachable, retrying');
+        this.state = 'disconnected';
+        this.lastError = (err as Error).message;
+        await this.sleep(this.backoffMs);
+        this.backoffMs = Math.min(this.backoffMaxMs, this.backoffMs * 2);
+      }
+    }
+  }
+
+  private acknowledge(seq: number): void {
+    if (seq <= this.ackedSeq) return;
+    this.ackedSeq = seq;
+    this.lastAckAt = new Date();
+    const keep: AckWaiter[] = [];
+    for (const w of this.waiters) {
+      if (w.seq <= seq) w.resolve();
+      else keep.push(w);
+    }
+    this.waiters = keep;
+    for (const l of this.ackListeners) l(seq);
+  }
+
+  private stopFor(state: 'fenced' | 'failed', reason: string): void {
+    this.state = state;
+    this.lastError = reason;
+    this.running = false;
+    this.log.error({ volume: this.volume, reason }, `shipper: stopped (${state})`);
+    const err = new Error(`shipping stopped (${state}): ${reason}`);
+    for (const w of this.waiters) w.reject(err);
+    this.waiters = [];
+  }
+
+  private idle(): Promise<void> {
+    return new Promise((resolve) => {
+      this.wake = resolve;
+      // Records written between the read and now would otherwise wait for the next append.
+      if (this.journal.writtenSeq > this.ackedSeq || !this.running) this.poke();
+    });
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      // New records do not cut a backoff short; only stop() does.
+      const timer = setTimeout(() => { this.interrupt = null; resolve(); }, ms);
+      this.interrupt = () => { clearTimeout(timer); resolve(); };
+    });
+  }
+}

@@ -1,0 +1,162 @@
+// The journal on its own: group commit, torn and corrupt tails, reading for
+// shipping, trimming, reopening.
+import test from 'ava';
+import { mkdtemp, readdir, rm, stat, truncate, readFile, writeFile, appendFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { Journal } from '../../src/journal/journal.js';
+import { decodeFrames, encodeRecord, type NewRecord, type Record } from '../../src/protocol/records.js';
+
+const log = pino({ level: 'silent' });
+const ID = 'ab'.repeat(16);
+
+function write(offset: number, text: string): NewRecord {
+  return { op: 'write', id: ID, offset, data: Buffer.from(text) };
+}
+
+async function tempDir(t: { teardown(fn: () => Promise<void>): void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'strata-journal-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function allRecords(j: Journal, after = 0): Promise<Record[]> {
+  const out: Record[] = [];
+  for (let seq = after; ;) {
+    const batch = await j.readAfter(seq, 1 << 20);
+    if (batch === null) return out;
+    out.push(...decodeFrames(batch.frames));
+    seq = batch.lastSeq;
+  }
+}
+
+test('appends get consecutive sequence numbers and read back in order after a flush', async (t) => {
+  const j = await Journal.open(await tempDir(t), log);
+  const seqs = [j.append(write(0, 'a')), j.append(write(1, 'b')), j.append(write(2, 'c'))];
+  t.deepEqual(seqs, [1, 2, 3]);
+  t.is(await j.readAfter(0, 1024), null, 'nothing is readable before it reaches the segment');
+  await j.flush();
+  const recs = await allRecords(j);
+  t.deepEqual(recs.map((r) => r.seq), [1, 2, 3]);
+  t.deepEqual(recs.map((r) => (r.op === 'write' ? r.data.toString() : '')), ['a', 'b', 'c']);
+  const tail = await allRecords(j, 2);
+  t.deepEqual(tail.map((r) => r.seq), [3]);
+  await j.close();
+});
+
+test('group commit: syncs waiting together share fsyncs and all become durable', async (t) => {
+  const j = await Journal.open(await tempDir(t), log);
+  const waits: Promise<void>[] = [];
+  for (let i = 0; i < 50; i++) {
+    j.append(write(i, `r${i}`));
+    waits.push(j.sync());
+  }
+  await Promise.all(waits);
+  t.is(j.durableSeq, 50);
+  t.is(j.writtenSeq, 50);
+  await j.close();
+});
+
+test('a torn tail is cut on open and the journal continues after the last whole record', async (t) => {
+  const dir = await tempDir(t);
+  const j = await Journal.open(dir, log);
+  for (let i = 0; i < 10; i++) j.append(write(i * 10, 'x'.repeat(100)));
+  await j.close();
+  const [seg] = await readdir(dir);
+  const path = join(dir, seg!);
+  const size = (await stat(path)).size;
+  await truncate(path, size - 30); // a crash in the middle of the last frame
+  const j2 = await Journal.open(dir, log);
+  t.is(j2.lastSeq, 9);
+  t.is(j2.append(write(0, 'after')), 10);
+  await j2.flush();
+  const recs = await allRecords(j2);
+  t.deepEqual(recs.map((r) => r.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  await j2.close();
+});
+
+test('a corrupt last frame (bad checksum) is cut too; garbage after it never ships', async (t) => {
+  const dir = await tempDir(t);
+  const j = await Journal.open(dir, log);
+  for (let i = 0; i < 3; i++) j.append(write(i, 'abc'));
+  await j.close();
+  const [seg] = await readdir(dir);
+  const path = join(dir, seg!);
+  const buf = await readFile(path);
+  buf[buf.length - 2] ^= 0xff; // flip a byte of record 3's payload
+  await writeFile(path, buf);
+  await appendFile(path, Buffer.from('garbage that is not a frame'));
+  const j2 = await Journal.open(dir, log);
+  t.is(j2.lastSeq, 2);
+  t.deepEqual((await allRecords(j2)).map((r) => r.seq), [1, 2]);
+  await j2.close();
+});
+
+test('damage in a segment that is not the last one refuses to open (never silently drops records)', async (t) => {
+  const dir = await tempDir(t);
+  const j = await Journal.open(dir, log, { segmentBytes: 200 });
+  for (let i = 0; i < 20; i++) j.append(write(i, 'y'.repeat(60)));
+  await j.close();
+  const segs = (await readdir(dir)).sort();
+  t.true(segs.length > 2);
+  const first = join(dir, segs[0]!);
+  const buf = await readFile(first);
+  buf[20] ^= 0xff;
+  await writeFile(first, buf);
+  await t.throwsAsync(Journal.open(dir, log), { message: /damaged/ });
+});
+
+test('segments roll over by size, batches stop at segment ends, trim removes only acked segments', async (t) => {
+  const dir = await tempDir(t);
+  const j = await Journal.open(dir, log, { segmentBytes: 1000 });
+  for (let i = 0; i < 100; i++) j.append(write(i, 'z'.repeat(50)));
+  await j.flush();
+  const before = (await readdir(dir)).length;
+  t.true(before > 5, `${before} segments`);
+  const recs = await allRecords(j);
+  t.deepEqual(recs.map((r) => r.seq), Array.from({ length: 100 }, (_, i) => i + 1));
+  await j.trim(50);
+  const after = (await readdir(dir)).length;
+  t.true(after < before);
+  t.true(j.firstSeq <= 51, 'records after the ack are kept');
+  t.deepEqual((await allRecords(j, 50)).map((r) => r.seq), Array.from({ length: 50 }, (_, i) => i + 51));
+  await t.throwsAsync(j.readAfter(0, 1024), { message: /no longer holds/ });
+  await j.close();
+  // Reopening continues the sequence from the kept segments.
+  const j2 = await Journal.open(dir, log, { segmentBytes: 1000 });
+  t.is(j2.lastSeq, 100);
+  t.is(j2.firstSeq <= 51, true);
+  await j2.close();
+});
+
+test('an empty journal starts after the sequence the archive already holds', async (t) => {
+  const j = await Journal.open(await tempDir(t), log, { startAfterSeq: 41 });
+  t.is(j.append(write(0, 'q')), 42);
+  await j.flush();
+  t.deepEqual((await allRecords(j, 41)).map((r) => r.seq), [42]);
+  await j.close();
+});
+
+test('a record bigger than the read size is still read whole', async (t) => {
+  const j = await Journal.open(await tempDir(t), log);
+  j.append(write(0, 'w'.repeat(200_000)));
+  j.append(write(0, 'small'));
+  await j.flush();
+  const batch = await j.readAfter(0, 1000);
+  t.truthy(batch);
+  t.is(batch!.count, 1);
+  t.is(decodeFrames(batch!.frames)[0]!.seq, 1);
+  await j.close();
+});
+
+test('bytesAfter counts only what the archive has not acknowledged', async (t) => {
+  const j = await Journal.open(await tempDir(t), log);
+  for (let i = 0; i < 10; i++) j.append(write(i, 'k'.repeat(100)));
+  await j.flush();
+  const frame = encodeRecord({ ...write(0, 'k'.repeat(100)), seq: 1 } as Record).length;
+  t.is(j.bytesAfter(0), 10 * frame);
+  t.is(j.bytesAfter(10), 0);
+  t.is(j.bytesAfter(5), 5 * frame);
+  await j.close();
+});

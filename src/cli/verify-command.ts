@@ -1,0 +1,85 @@
+// `strata verify`: compares a store with its archive volume (diffTree) and
+// prints each difference, one per line, then a summary. Read-only on both
+// sides. Exit status: 0 equal, 1 different, 2 could not compare (archive
+// unreachable, no such volume, unreadable store...).
+//
+// Run it when the journal is drained and the store is quiet (unmounted, or
+// after `strata sync` with no writers): otherwise it reports changes that are
+// still on their way.
+import { resolve } from 'node:path';
+import { diffTree, type Difference, type DiffValue } from '../mirror/tree-diff.js';
+import { isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
+import { openArchiveClient } from '../archive-client/open-archive.js';
+import { badVolumeNameReason } from '../protocol/images.js';
+
+export interface VerifyOptions {
+  store: string;
+  archive: string;
+  volume: string;
+  tokenFile?: string;
+  json?: boolean;
+  /** Commander's negation of --no-content: false skips the block comparison. */
+  content?: boolean;
+}
+
+/** A printable xattr value: its text when it is plain text, else its base64. */
+function xattrValue(b64: string | null): string {
+  if (b64 === null) return 'absent';
+  const text = Buffer.from(b64, 'base64').toString('utf8');
+  return /^[\x20-\x7e]*$/.test(text) && Buffer.from(text).toString('base64') === b64 ? JSON.stringify(text) : `base64:${b64}`;
+}
+
+function show(v: DiffValue | undefined): string {
+  if (v === undefined || v === null) return 'none';
+  if (typeof v === 'object') return Object.entries(v).map(([k, x]) => `${k}=${xattrValue(x)}`).join(' ');
+  return String(v);
+}
+
+/** One readable line: `path: kind (local …, archive …)`. */
+export function formatDifference(d: Difference): string {
+  if (d.kind === 'missing-on-archive') return `${d.path}: missing-on-archive (local ${show(d.local)})`;
+  if (d.kind === 'missing-locally') return `${d.path}: missing-locally (archive ${show(d.archive)})`;
+  if (d.kind === 'content') return `${d.path}: content (${show(d.local)})`;
+  return `${d.path}: ${d.kind} (local ${show(d.local)}, archive ${show(d.archive)})`;
+}
+
+export async function verifyCommand(opts: VerifyOptions): Promise<number> {
+  const fail = (msg: string): number => {
+    process.stderr.write(`strata verify: ${msg}\n`);
+    return 2;
+  };
+  const badVolume = badVolumeNameReason(opts.volume);
+  if (badVolume !== null) return fail(badVolume);
+  let client: ArchiveClient;
+  try {
+    client = await openArchiveClient(opts.archive, opts.tokenFile !== undefined ? { tokenFile: opts.tokenFile } : {});
+  } catch (err) {
+    return fail(`cannot open archive ${opts.archive}: ${(err as Error).message}`);
+  }
+  const ac = new AbortController();
+  const onSignal = (): void => ac.abort();
+  process.once('SIGINT', onSignal);
+  try {
+    const result = await diffTree({
+      store: resolve(opts.store),
+      archive: client,
+      volume: opts.volume,
+      content: opts.content === false ? 'none' : 'all',
+      signal: ac.signal,
+      onDifference: (d) => process.stdout.write(opts.json ? `${JSON.stringify(d)}\n` : `${formatDifference(d)}\n`),
+    });
+    process.stdout.write(opts.json
+      ? `${JSON.stringify({ objects: result.objects, differences: result.count })}\n`
+      : `${result.objects} objects compared, ${result.count} difference${result.count === 1 ? '' : 's'}\n`);
+    return result.count === 0 ? 0 : 1;
+  } catch (err) {
+    if (isArchiveError(err, 'ENOVOLUME')) return fail(`volume ${opts.volume} does not exist on ${opts.archive}`);
+    if (isArchiveError(err)) return fail(`archive ${opts.archive}: ${(err as Error).message}`);
+    if (ac.signal.aborted) return fail('interrupted');
+    const code = (err as { code?: string }).code;
+    return fail(code === 'ENOENT' ? `store ${opts.store}: no such directory` : (err as Error).message);
+  } finally {
+    process.off('SIGINT', onSignal);
+    await client.close().catch(() => {});
+  }
+}

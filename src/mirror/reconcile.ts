@@ -1,0 +1,430 @@
+// `reconcile`: walks the local store and the archive volume as tree-diff.ts
+// does, and instead of reporting the differences emits the records that make
+// the archive equal to the local tree. Used for the initial sync of a store
+// that already holds data, and to re-converge after an unclean stop.
+//
+// PRECONDITION (the caller's job): the archive holds every record the primary
+// journaled before (the journal is drained first), and nothing changes the
+// store during the run (it runs before the mount serves). The records go to
+// `sink` in order and must reach the archive after what it already holds.
+//
+// Order of the records:
+//  - per directory: entries replaced locally (same name, another object or
+//    type) are first renamed aside in their directory; then, per name, the
+//    creates (a file: `create` with its final attrs but size 0, `write`s of
+//    its non-zero blocks, a `setattr` with the local attrs), `link`s, updates
+//    of objects on both sides (writes of differing blocks, setattr), xattr
+//    fixes; then the subdirectories, in name order; last a `setattr` of the
+//    directory when its attributes differ. Namespace records carry the local
+//    directory's mtime as parentMtime.
+//  - at the very end: the removals (`unlink`/`rmdir`) of archive names that
+//    are gone locally, and of the names set aside.
+// Why removals come last: until then no archive object is deleted, so an
+// object that moved (a rename whose record never became durable) is moved or
+// linked at its new name with its data in place — the archive moves a
+// directory that is `create`d with its existing id, and `link` adds a name to
+// a file — instead of being deleted and shipped again. A removal of a name
+// that such a move already took away is a no-op on the archive. Every image
+// fetched during the run is still right for the parts the run has not
+// visited yet, since the run only changes a directory's entries when it visits
+// it and deletes nothing before the end.
+//
+// Which objects are known to the archive: an object whose name and id match
+// is compared; an object without a local id gets one (ensureObjectId) and is
+// new; an object with an id the archive does not have at this name is looked
+// up: among the names this run saw gone elsewhere, else by asking the archive
+// for its image (directories) or its blocks (files). A volume that was empty
+// at the start has nothing to look up. A directory this run creates is empty
+// on the archive: its image is not fetched.
+//
+// Memory: one directory listing and image per level (plus a few images
+// fetched ahead), the ids of multiply-linked local objects handled so far,
+// and the names to remove at the end (as many as there are removals).
+import { lstat } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { ArchiveError, isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
+import type { DirImage, EntryImage, FileBlocks } from '../protocol/images.js';
+import { MAX_WRITE_BYTES, ROOT_ID, attrsFromStat, timeFromNs, type Attrs, type NewRecord, type ObjectId, type Time } from '../protocol/records.js';
+import { ensureObjectId, newObjectId, readObjectId, writeObjectId } from '../store/object-ids.js';
+import {
+  Lookahead, attrDifferences, listLocalDir, localTarget, localXattrs, sameTime, typeOfMode, xattrDifferences,
+  type LocalEntry,
+} from './tree-local.js';
+import { differingBlocks } from './tree-blocks.js';
+
+export interface RecordSink {
+  append(rec: NewRecord): Promise<void>;
+}
+
+export interface ReconcileProgress {
+  entries: number;
+  /** Bytes of the regular files visited (shipped or found equal). */
+  bytes: number;
+}
+
+export interface ReconcileOptions {
+  /** The store directory. */
+  store: string;
+  archive: ArchiveClient;
+  volume: string;
+  sink: RecordSink;
+  /**
+   * Which files present on both sides get their blocks compared. Files whose
+   * size or mtime differ always are (and files the archive lacks are shipped
+   * whole). 'changed' (default) adds nothing else; 'all' compares every file;
+   * a function adds the files it accepts.
+   */
+  content?: 'all' | 'changed' | ((local: BigIntStats, archive: EntryImage) => boolean);
+  /**
+   * After an unclean stop: also compare every file whose ctime is at or after
+   * this (ns since the epoch). The kernel updates ctime on every change, so
+   * it bounds what may have reached the store without a durable record.
+   */
+  changedSinceNs?: bigint;
+  /** Called as the walk advances (at most every 100 ms, and once at the end). */
+  onProgress?: (done: ReconcileProgress, total?: ReconcileProgress) => void;
+  /**
+   * Where `total` comes from: the archive's root totals, a quick local walk
+   * (names and stats only), or 'auto' (default: the archive's when it holds
+   * anything, else the local walk). Only computed with `onProgress`.
+   */
+  total?: 'auto' | 'archive' | 'local' | 'none';
+  signal?: AbortSignal;
+  /** Directory images fetched ahead of the walk (default 4). */
+  lookahead?: number;
+}
+
+export interface ReconcileStats {
+  /** Local entries visited (the root included). */
+  entries: number;
+  /** Records emitted. */
+  records: number;
+  /** Bytes of file data shipped in `write` records. */
+  bytes: number;
+}
+
+export async function reconcile(opts: ReconcileOptions): Promise<ReconcileStats> {
+  return new Reconciler(opts).run();
+}
+
+/** What the archive holds for a local object that is not at its name there. */
+type Prior =
+  /** Nothing: the object is new. */
+  | { kind: 'new' }
+  /** It is elsewhere on the archive, as this entry image says (a name this run saw gone). */
+  | { kind: 'entry'; entry: EntryImage }
+  /** A directory elsewhere on the archive. */
+  | { kind: 'dir'; image: DirImage }
+  /** A file elsewhere on the archive, with these blocks; its attributes and xattrs are unknown. */
+  | { kind: 'file'; blocks: FileBlocks }
+  /** Maybe elsewhere (a symlink or special file: nothing to ask the archive). */
+  | { kind: 'unknown' };
+
+/** A subdirectory to visit: its archive image, to fetch, or none (created empty by this run). */
+interface Subdir {
+  entry: LocalEntry;
+  nsPath: string;
+  id: ObjectId;
+  image: DirImage | 'fetch' | null;
+}
+
+interface Removal {
+  op: 'unlink' | 'rmdir';
+  parent: ObjectId;
+  name: string;
+  parentMtime: Time;
+}
+
+const PROGRESS_INTERVAL_MS = 100;
+
+function childPath(parent: string, name: string): string {
+  return parent === '/' ? `/${name}` : `${parent}/${name}`;
+}
+
+class Reconciler {
+  private readonly stats: ReconcileStats = { entries: 0, records: 0, bytes: 0 };
+  private readonly done: ReconcileProgress = { entries: 0, bytes: 0 };
+  private total: ReconcileProgress | undefined;
+  private lastProgress = 0;
+  /** The volume held nothing at the start: every object is new. */
+  private fresh = false;
+  /** dev:ino of multiply-linked local non-directories handled in this run → their id. */
+  private readonly linked = new Map<string, ObjectId>();
+  /** Archive entries whose name is gone locally (or set aside), by id: if the object turns up elsewhere, this is its archive state. */
+  private readonly gone = new Map<ObjectId, EntryImage>();
+  /** Removals emitted at the end, in the order found. */
+  private readonly removals: Removal[] = [];
+  /** Names for entries set aside: unique per run, never a name a user has. */
+  private readonly asideTag = randomBytes(6).toString('hex');
+  private asideCount = 0;
+
+  constructor(private readonly opts: ReconcileOptions) {}
+
+  async run(): Promise<ReconcileStats> {
+    const { archive, volume, store } = this.opts;
+    const state = await archive.volumeState(volume);
+    if (state === null) throw new ArchiveError('ENOVOLUME', `volume ${volume} does not exist on ${archive.url}`);
+    const rootImage = await archive.dirImage(volume, ROOT_ID);
+    this.fresh = rootImage.entries.length === 0;
+    const st = await lstat(store, { bigint: true });
+    if (!st.isDirectory()) throw new Error(`store ${store} is not a directory`);
+    await ensureObjectId(store, true);
+    if (this.opts.onProgress) this.total = await this.estimateTotal(rootImage);
+    this.stats.entries++;
+    this.done.entries++;
+    await this.fixXattrs(ROOT_ID, store, rootImage.xattrs);
+    await this.syncDir('/', store, ROOT_ID, st, rootImage, rootImage.attrs, true);
+    for (const r of this.removals) await this.emit(r);
+    this.progress(true);
+    return this.stats;
+  }
+
+  private async emit(rec: NewRecord): Promise<void> {
+    this.stats.records++;
+    if (rec.op === 'write') this.stats.bytes += rec.data.length;
+    await this.opts.sink.append(rec);
+  }
+
+  private progress(force: boolean): void {
+    const cb = this.opts.onProgress;
+    if (!cb) return;
+    const now = Date.now();
+    if (!force && now - this.lastProgress < PROGRESS_INTERVAL_MS) return;
+    this.lastProgress = now;
+    cb({ ...this.done }, this.total ? { ...this.total } : undefined);
+  }
+
+  private async estimateTotal(rootImage: DirImage): Promise<ReconcileProgress | undefined> {
+    const how = this.opts.total ?? 'auto';
+    if (how === 'none') return undefined;
+    if (how === 'archive' || (how === 'auto' && rootImage.totals.entries > 0)) {
+      return { entries: rootImage.totals.entries + 1, bytes: rootImage.totals.bytes };
+    }
+    const total: ReconcileProgress = { entries: 1, bytes: 0 };
+    const walk = async (fsPath: string, isRoot: boolean): Promise<void> => {
+      for (const e of await listLocalDir(fsPath, isRoot)) {
+        this.opts.signal?.throwIfAborted();
+        total.entries++;
+        if (e.type === 'file') total.bytes += Number(e.st.size);
+        else if (e.type === 'dir') await walk(e.fsPath, false);
+      }
+    };
+    await walk(this.opts.store, true);
+    return total;
+  }
+
+  /** The local object's id, and whether this run just gave it one (then it is new to the archive). */
+  private async idOf(e: LocalEntry): Promise<{ id: ObjectId; assigned: boolean }> {
+    const have = await readObjectId(e.fsPath);
+    if (have !== null) return { id: have, assigned: false };
+    const id = newObjectId();
+    await writeObjectId(e.fsPath, id);
+    return { id, assigned: true };
+  }
+
+  private async syncDir(nsPath: string, fsPath: string, dirId: ObjectId, st: BigIntStats, image: DirImage | null, archiveAttrs: Attrs, isRoot: boolean): Promise<void> {
+    const parentMtime = timeFromNs(st.mtimeNs);
+    const locals = await listLocalDir(fsPath, isRoot);
+    const remote = new Map((image?.entries ?? []).map((e) => [e.name, e]));
+    const localNames = new Set(locals.map((e) => e.name));
+    const ids: { id: ObjectId; assigned: boolean }[] = [];
+    for (const e of locals) ids.push(await this.idOf(e));
+
+    // Names gone locally: removed at the end (see the head of this file).
+    for (const a of remote.values()) {
+      if (!localNames.has(a.name)) this.removeLater(dirId, a.name, a, parentMtime);
+    }
+    // Names now held by another object: set the archive's object aside first.
+    for (let i = 0; i < locals.length; i++) {
+      const l = locals[i]!;
+      const a = remote.get(l.name);
+      if (a === undefined || !(await this.replaced(l, ids[i]!.id, a))) continue;
+      const aside = `.strata-aside-${this.asideTag}-${this.asideCount++}`;
+      await this.emit({ op: 'rename', parent: dirId, name: l.name, newParent: dirId, newName: aside, parentMtime, newParentMtime: parentMtime });
+      this.removeLater(dirId, aside, a, parentMtime);
+      remote.delete(l.name);
+    }
+
+    const subdirs: Subdir[] = [];
+    for (let i = 0; i < locals.length; i++) {
+      const l = locals[i]!;
+      const { id, assigned } = ids[i]!;
+      this.opts.signal?.throwIfAborted();
+      this.stats.entries++;
+      this.done.entries++;
+      if (l.type === 'file') this.done.bytes += Number(l.st.size);
+      const sub = await this.syncEntry(nsPath, dirId, parentMtime, l, id, assigned, remote.get(l.name));
+      if (sub) subdirs.push(sub);
+      this.progress(false);
+    }
+
+    const ahead = new Lookahead(subdirs, (s) => (s.image === 'fetch' ? this.opts.archive.dirImage(this.opts.volume, s.id) : null), this.opts.lookahead ?? 4);
+    for (let i = 0; i < subdirs.length; i++) {
+      const s = subdirs[i]!;
+      const fetched = await ahead.get(i);
+      const img = s.image === 'fetch' ? fetched! : s.image;
+      const attrs = img?.attrs ?? attrsFromStat(s.entry.st);
+      await this.syncDir(s.nsPath, s.entry.fsPath, s.id, s.entry.st, img, attrs, false);
+    }
+
+    const mine = attrsFromStat(st);
+    if (attrDifferences('dir', mine, archiveAttrs).length > 0) await this.emit({ op: 'setattr', id: dirId, attrs: mine });
+  }
+
+  /** True when the archive's entry at this name is another object than the local one. */
+  private async replaced(l: LocalEntry, id: ObjectId, a: EntryImage): Promise<boolean> {
+    if (a.id !== id || typeOfMode(a.attrs.mode) !== l.type) return true;
+    // A symlink's target never changes in place: a different one is another symlink.
+    return l.type === 'symlink' && (await localTarget(l.fsPath)) !== a.target;
+  }
+
+  private removeLater(parent: ObjectId, name: string, a: EntryImage, parentMtime: Time): void {
+    this.removals.push({ op: typeOfMode(a.attrs.mode) === 'dir' ? 'rmdir' : 'unlink', parent, name, parentMtime });
+    if (!this.gone.has(a.id)) this.gone.set(a.id, a);
+  }
+
+  /** Brings one local entry to the archive; returns the subdirectory to visit, if it is one. */
+  private async syncEntry(nsPath: string, parent: ObjectId, parentMtime: Time, l: LocalEntry, id: ObjectId, assigned: boolean, a: EntryImage | undefined): Promise<Subdir | null> {
+    const path = childPath(nsPath, l.name);
+    const attrs = attrsFromStat(l.st);
+    if (l.type !== 'dir' && l.st.nlink > 1n) {
+      const key = `${l.st.dev}:${l.st.ino}`;
+      if (this.linked.has(key)) {
+        // Another name of an object this run already brought over.
+        if (a === undefined) await this.emit({ op: 'link', parent, name: l.name, id, parentMtime });
+        return null;
+      }
+      this.linked.set(key, id);
+    }
+    if (a !== undefined) {
+      await this.update(l, id, attrs, a);
+      return l.type === 'dir' ? { entry: l, nsPath: path, id, image: 'fetch' } : null;
+    }
+
+    const prior = assigned || this.fresh ? { kind: 'new' as const } : await this.priorOf(l, id);
+    switch (prior.kind) {
+      case 'new': {
+        const target = l.type === 'symlink' ? await localTarget(l.fsPath) : undefined;
+        const createAttrs = l.type === 'file' ? { ...attrs, size: 0 } : attrs;
+        await this.emit({ op: 'create', parent, name: l.name, id, attrs: createAttrs, ...(target !== undefined ? { target } : {}), parentMtime });
+        if (l.type === 'file' && attrs.size > 0) {
+          await this.shipBlocks(id, l, null);
+          await this.emit({ op: 'setattr', id, attrs });
+        }
+        await this.fixXattrs(id, l.fsPath, {});
+        return l.type === 'dir' ? { entry: l, nsPath: path, id, image: null } : null;
+      }
+      case 'dir':
+        // The archive moves the directory here, with its entries.
+        await this.emit({ op: 'create', parent, name: l.name, id, attrs, parentMtime });
+        await this.fixXattrs(id, l.fsPath, prior.image.xattrs);
+        return { entry: l, nsPath: path, id, image: prior.image };
+      case 'entry':
+        if (l.type === 'dir') {
+          // Seen gone elsewhere: it exists; its entries come with its image.
+          await this.emit({ op: 'create', parent, name: l.name, id, attrs, parentMtime });
+          const image = await this.opts.archive.dirImage(this.opts.volume, id);
+          await this.fixXattrs(id, l.fsPath, image.xattrs);
+          return { entry: l, nsPath: path, id, image };
+        }
+        await this.emit({ op: 'link', parent, name: l.name, id, parentMtime });
+        await this.update(l, id, attrs, prior.entry);
+        return null;
+      case 'file': {
+        await this.emit({ op: 'link', parent, name: l.name, id, parentMtime });
+        await this.shipBlocks(id, l, prior.blocks);
+        await this.emit({ op: 'setattr', id, attrs });
+        // Its xattrs on the archive are unknown: set every local one. (A name
+        // only the archive has would stay: the one known gap, for a file that
+        // moved without a record into a directory visited before its old one.)
+        await this.fixXattrs(id, l.fsPath, {});
+        return null;
+      }
+      case 'unknown': {
+        // A create with a known id only adds the name; with the local attrs it
+        // is right either way, and the setattr covers an existing object.
+        const target = l.type === 'symlink' ? await localTarget(l.fsPath) : undefined;
+        await this.emit({ op: 'create', parent, name: l.name, id, attrs, ...(target !== undefined ? { target } : {}), parentMtime });
+        await this.emit({ op: 'setattr', id, attrs });
+        await this.fixXattrs(id, l.fsPath, {});
+        return null;
+      }
+    }
+  }
+
+  /** What the archive holds for an object with an id that is not at this name there. */
+  private async priorOf(l: LocalEntry, id: ObjectId): Promise<Prior> {
+    const seen = this.gone.get(id);
+    if (seen !== undefined && typeOfMode(seen.attrs.mode) === l.type) return { kind: 'entry', entry: seen };
+    const { archive, volume } = this.opts;
+    try {
+      if (l.type === 'dir') return { kind: 'dir', image: await archive.dirImage(volume, id) };
+      if (l.type === 'file') return { kind: 'file', blocks: await archive.fileBlocks(volume, id) };
+    } catch (err) {
+      if (isArchiveError(err, 'ENOOBJECT')) return { kind: 'new' };
+      throw err;
+    }
+    return { kind: 'unknown' };
+  }
+
+  /** An object present at its name on both sides: content, attributes, xattrs. */
+  private async update(l: LocalEntry, id: ObjectId, attrs: Attrs, a: EntryImage): Promise<void> {
+    if (l.type === 'dir') {
+      // Its attributes are set after its entries (which change its mtime).
+      await this.fixXattrs(id, l.fsPath, a.xattrs);
+      return;
+    }
+    let wrote = 0;
+    if (l.type === 'file' && this.wantContent(l.st, attrs, a)) {
+      wrote = await this.shipBlocks(id, l, await this.opts.archive.fileBlocks(this.opts.volume, id));
+    }
+    if (wrote > 0 || attrDifferences(l.type, attrs, a.attrs).length > 0) await this.emit({ op: 'setattr', id, attrs });
+    await this.fixXattrs(id, l.fsPath, a.xattrs);
+  }
+
+  private wantContent(st: BigIntStats, attrs: Attrs, a: EntryImage): boolean {
+    const c = this.opts.content ?? 'changed';
+    if (c === 'all' || attrs.size !== a.attrs.size || !sameTime(attrs.mtime, a.attrs.mtime)) return true;
+    if (this.opts.changedSinceNs !== undefined && st.ctimeNs >= this.opts.changedSinceNs) return true;
+    return typeof c === 'function' && c(st, a);
+  }
+
+  /**
+   * Writes the blocks of the local file that differ from `blocks` (null: the
+   * archive has no data for it), joining neighbours into records of up to
+   * MAX_WRITE_BYTES. Returns the number of write records.
+   */
+  private async shipBlocks(id: ObjectId, l: LocalEntry, blocks: FileBlocks | null): Promise<number> {
+    let records = 0;
+    let run: Buffer[] = [];
+    let runOffset = 0;
+    let runBytes = 0;
+    const flush = async (): Promise<void> => {
+      if (runBytes === 0) return;
+      await this.emit({ op: 'write', id, offset: runOffset, data: run.length === 1 ? run[0]! : Buffer.concat(run, runBytes) });
+      records++;
+      run = [];
+      runBytes = 0;
+    };
+    for await (const b of differingBlocks(l.fsPath, Number(l.st.size), blocks)) {
+      this.opts.signal?.throwIfAborted();
+      if (runBytes > 0 && (runOffset + runBytes !== b.offset || runBytes + b.data.length > MAX_WRITE_BYTES)) await flush();
+      if (runBytes === 0) runOffset = b.offset;
+      run.push(b.data);
+      runBytes += b.data.length;
+    }
+    await flush();
+    return records;
+  }
+
+  /** Makes the archive's xattrs of `id` equal to the local object's (strata's own excepted). */
+  private async fixXattrs(id: ObjectId, fsPath: string, archive: { readonly [name: string]: string }): Promise<void> {
+    const d = xattrDifferences(await localXattrs(fsPath), archive);
+    if (d === null) return;
+    for (const [name, value] of Object.entries(d.local)) {
+      if (value === null) await this.emit({ op: 'removexattr', id, name });
+      else await this.emit({ op: 'setxattr', id, name, value: Buffer.from(value, 'base64') });
+    }
+  }
+}

@@ -1,0 +1,120 @@
+// Block-level comparison of a local file with the archive's copy of it: the
+// sha256 of each 64 KiB block of the local file against the archive's
+// FileBlocks. A local block of zeros (a hole or written zeros) equals an
+// archive hole or an archive block of zeros, so sparse files compare without
+// shipping their holes. Only the local file's data extents are read (lseek
+// SEEK_DATA/SEEK_HOLE), so a huge sparse file costs what its data costs.
+import { createHash } from 'node:crypto';
+import { constants as C } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import * as native from '../native/index.js';
+import { BLOCK_SIZE } from '../protocol/records.js';
+import type { FileBlocks } from '../protocol/images.js';
+
+const ZERO = Buffer.alloc(BLOCK_SIZE);
+const zeroDigests = new Map<number, string>();
+
+export function sha256Hex(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** The digest of `length` zero bytes (the archive may store written zeros as a block). */
+export function zeroDigest(length: number): string {
+  let d = zeroDigests.get(length);
+  if (d === undefined) {
+    d = sha256Hex(ZERO.subarray(0, length));
+    zeroDigests.set(length, d);
+  }
+  return d;
+}
+
+export function isZero(data: Buffer): boolean {
+  return data.equals(ZERO.subarray(0, data.length));
+}
+
+/**
+ * Opens a file for reading without touching its atime when allowed
+ * (O_NOATIME: a verify must leave the store as it found it).
+ */
+export async function openQuiet(fsPath: string): Promise<FileHandle> {
+  try {
+    return await open(fsPath, C.O_RDONLY | C.O_NOATIME | C.O_NOFOLLOW);
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'EPERM') throw err;
+    return open(fsPath, C.O_RDONLY | C.O_NOFOLLOW);
+  }
+}
+
+/**
+ * Whether the archive's block holds the local bytes. An archive block shorter
+ * than the local one (the archive's old last block, before the file grew)
+ * holds them when it matches their start and the rest is zeros: extending a
+ * file on the archive fills with zeros, as it does locally.
+ */
+function sameBlock(data: Buffer, archive: { digest: string; length: number }): boolean {
+  if (archive.length === data.length) return archive.digest === sha256Hex(data);
+  return archive.length < data.length && isZero(data.subarray(archive.length)) && archive.digest === sha256Hex(data.subarray(0, archive.length));
+}
+
+/** A block where the local file and the archive differ. */
+export interface DifferingBlock {
+  index: number;
+  /** Offset of the block in the file. */
+  offset: number;
+  /** The local bytes (the block's length within the local size); zeros when the local block is zero. */
+  data: Buffer;
+}
+
+/**
+ * The blocks of the local file (`size` bytes, from its stat) that differ from
+ * `archive` (null: the archive has no data for it, e.g. a file this run
+ * creates), in increasing order. Blocks that are zero locally differ only
+ * when the archive holds non-zero data there. Blocks at or beyond the local
+ * size are not looked at: a setattr with the local size cuts them.
+ */
+export async function* differingBlocks(fsPath: string, size: number, archive: FileBlocks | null): AsyncGenerator<DifferingBlock> {
+  const nblocks = Math.ceil(size / BLOCK_SIZE);
+  const lengthOf = (i: number): number => Math.min(BLOCK_SIZE, size - i * BLOCK_SIZE);
+  // Archive blocks inside the local size, in order; the ones with non-zero data
+  // that the local walk does not meet are local zeros that must be written.
+  const remote = (archive?.blocks ?? [])
+    .filter((b) => b.index < nblocks)
+    .sort((a, b) => a.index - b.index);
+  let r = 0;
+  function* zerosBefore(index: number): Generator<DifferingBlock> {
+    for (; r < remote.length && remote[r]!.index < index; r++) {
+      const b = remote[r]!;
+      const len = lengthOf(b.index);
+      if (b.length !== len || b.digest !== zeroDigest(len)) yield { index: b.index, offset: b.index * BLOCK_SIZE, data: Buffer.alloc(len) };
+    }
+  }
+  if (size > 0) {
+    const fh = await openQuiet(fsPath);
+    try {
+      const extents = await native.listExtents(fh.fd);
+      let next = 0; // first block index not read yet
+      for (const ext of extents) {
+        const first = Math.max(next, Math.floor(ext.offset / BLOCK_SIZE));
+        const end = Math.min(nblocks, Math.ceil((ext.offset + ext.length) / BLOCK_SIZE));
+        for (let i = first; i < end; i++) {
+          const len = lengthOf(i);
+          const data = Buffer.allocUnsafe(len);
+          const { bytesRead } = await fh.read(data, 0, len, i * BLOCK_SIZE);
+          // A file shorter than its stat said (it changed under us) reads as zeros.
+          if (bytesRead < len) data.fill(0, bytesRead);
+          yield* zerosBefore(i);
+          const mine = r < remote.length && remote[r]!.index === i ? remote[r++]! : null;
+          if (isZero(data)) {
+            if (mine !== null && (mine.length !== len || mine.digest !== zeroDigest(len))) yield { index: i, offset: i * BLOCK_SIZE, data };
+          } else if (mine === null || !sameBlock(data, mine)) {
+            yield { index: i, offset: i * BLOCK_SIZE, data };
+          }
+        }
+        next = Math.max(next, end);
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+  yield* zerosBefore(nblocks);
+}

@@ -1,0 +1,209 @@
+// `diffTree`: compares a primary's local store with its archive volume and
+// reports every difference (invariant I2: names, types, modes, owners, sizes,
+// contents, symlink targets, xattrs, hard links, mtimes; plus object ids, which
+// make renames cheap and must agree for the mirror to stay right).
+//
+// The walk goes directory by directory from the root, in step on both sides:
+// one local directory listing and one archive directory image at a time (plus
+// a few images fetched ahead), so memory follows the largest directory and
+// the depth, not the volume. The only state that spans the walk is the first
+// path of each multiply-linked object (to compare hard-link groups), which
+// grows with the number of hard-linked objects only.
+//
+// Read-only: it never assigns ids, and reads files with O_NOATIME.
+//
+// A subtree missing on one side is reported once, at its top. File contents
+// are compared only when the sizes agree (a size difference already says the
+// data differs, and the blocks past the shorter end would only add noise).
+import { lstat } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import { ArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
+import type { DirImage, EntryImage } from '../protocol/images.js';
+import { ROOT_ID, attrsFromStat, type ObjectId } from '../protocol/records.js';
+import { readObjectId } from '../store/object-ids.js';
+import {
+  Lookahead, attrDifferences, compareNames, listLocalDir, localTarget, localXattrs, typeOfMode, xattrDifferences,
+  type LocalEntry, type ObjectType,
+} from './tree-local.js';
+import { differingBlocks } from './tree-blocks.js';
+
+export type DiffKind =
+  | 'missing-on-archive' | 'missing-locally' | 'type'
+  | 'mode' | 'uid' | 'gid' | 'size' | 'mtime' | 'rdev'
+  | 'target' | 'xattrs' | 'content' | 'id' | 'hard-link';
+
+/** A value shown for one side: a number, a formatted string (modes in octal, times as sec.nsec), null for none, or per-name xattr values (base64). */
+export type DiffValue = string | number | null | { readonly [name: string]: string | null };
+
+export interface Difference {
+  /** Namespace path ('/' is the store root). */
+  path: string;
+  kind: DiffKind;
+  local?: DiffValue;
+  archive?: DiffValue;
+}
+
+/** Which regular files get their blocks compared (given the local stat). */
+export type ContentChoice = 'all' | 'none' | ((local: BigIntStats) => boolean);
+
+export interface DiffOptions {
+  /** The store directory (the tree's root; its private directory is not part of the tree). */
+  store: string;
+  archive: ArchiveClient;
+  volume: string;
+  /** Default 'all'. */
+  content?: ContentChoice;
+  /** Receives each difference as found; then they are not collected (bounded memory for a huge report). */
+  onDifference?: (d: Difference) => void;
+  signal?: AbortSignal;
+  /** Directory images fetched ahead of the walk (default 4). */
+  lookahead?: number;
+}
+
+export interface DiffResult {
+  /** Paths compared (the root, and each name on either side; a missing subtree counts once). */
+  objects: number;
+  /** Number of differences. */
+  count: number;
+  /** The differences, unless `onDifference` took them. */
+  differences: Difference[];
+}
+
+/** At most this many differing block indices are listed in a 'content' difference. */
+const LISTED_BLOCKS = 8;
+
+export async function diffTree(opts: DiffOptions): Promise<DiffResult> {
+  const walk = new DiffWalk(opts);
+  return walk.run();
+}
+
+function childPath(parent: string, name: string): string {
+  return parent === '/' ? `/${name}` : `${parent}/${name}`;
+}
+
+class DiffWalk {
+  private readonly result: DiffResult = { objects: 0, count: 0, differences: [] };
+  /** dev:ino of a multiply-linked local object → the first path it was compared at. */
+  private readonly localFirst = new Map<string, string>();
+  /** Archive id of a multiply-linked object → the first path it was compared at. */
+  private readonly archiveFirst = new Map<ObjectId, string>();
+  private readonly wantContent: (st: BigIntStats) => boolean;
+
+  constructor(private readonly opts: DiffOptions) {
+    const c = opts.content ?? 'all';
+    this.wantContent = c === 'all' ? () => true : c === 'none' ? () => false : c;
+  }
+
+  async run(): Promise<DiffResult> {
+    const { archive, volume, store } = this.opts;
+    if ((await archive.volumeState(volume)) === null) throw new ArchiveError('ENOVOLUME', `volume ${volume} does not exist on ${archive.url}`);
+    const rootImage = await archive.dirImage(volume, ROOT_ID);
+    const st = await lstat(store, { bigint: true });
+    if (!st.isDirectory()) throw new Error(`store ${store} is not a directory`);
+    this.result.objects++;
+    const id = await readObjectId(store);
+    if (id !== ROOT_ID) this.report('/', 'id', id, ROOT_ID);
+    for (const d of attrDifferences('dir', attrsFromStat(st), rootImage.attrs)) this.report('/', d.kind, d.local, d.archive);
+    await this.compareXattrs('/', store, rootImage.xattrs);
+    await this.walkDir('/', store, rootImage, true);
+    return this.result;
+  }
+
+  private report(path: string, kind: DiffKind, local?: DiffValue, archive?: DiffValue): void {
+    const d: Difference = { path, kind };
+    if (local !== undefined) d.local = local;
+    if (archive !== undefined) d.archive = archive;
+    this.result.count++;
+    if (this.opts.onDifference) this.opts.onDifference(d);
+    else this.result.differences.push(d);
+  }
+
+  private async compareXattrs(path: string, fsPath: string, archive: { readonly [name: string]: string }): Promise<void> {
+    const d = xattrDifferences(await localXattrs(fsPath), archive);
+    if (d) this.report(path, 'xattrs', d.local, d.archive);
+  }
+
+  private async walkDir(nsPath: string, fsPath: string, image: DirImage, isRoot: boolean): Promise<void> {
+    const locals = new Map((await listLocalDir(fsPath, isRoot)).map((e) => [e.name, e]));
+    const remote = new Map(image.entries.map((e) => [e.name, e]));
+    const names = [...new Set([...locals.keys(), ...remote.keys()])].sort(compareNames);
+    const subdirs: { nsPath: string; fsPath: string; id: ObjectId }[] = [];
+    for (const name of names) {
+      this.opts.signal?.throwIfAborted();
+      this.result.objects++;
+      const path = childPath(nsPath, name);
+      const l = locals.get(name);
+      const a = remote.get(name);
+      if (a === undefined) this.report(path, 'missing-on-archive', l!.type);
+      else if (l === undefined) this.report(path, 'missing-locally', undefined, typeOfMode(a.attrs.mode));
+      else if (await this.compareEntry(path, l, a)) subdirs.push({ nsPath: path, fsPath: l.fsPath, id: a.id });
+    }
+    const ahead = new Lookahead(subdirs, (s) => this.opts.archive.dirImage(this.opts.volume, s.id), this.opts.lookahead ?? 4);
+    for (let i = 0; i < subdirs.length; i++) {
+      const s = subdirs[i]!;
+      const img = await ahead.get(i);
+      await this.walkDir(s.nsPath, s.fsPath, img!, false);
+    }
+  }
+
+  /** Compares one name present on both sides; true when both are directories to descend into. */
+  private async compareEntry(path: string, l: LocalEntry, a: EntryImage): Promise<boolean> {
+    const type: ObjectType = l.type;
+    const atype = typeOfMode(a.attrs.mode);
+    if (type !== atype) {
+      this.report(path, 'type', type, atype);
+      return false;
+    }
+    const id = await readObjectId(l.fsPath);
+    if (id !== a.id) this.report(path, 'id', id, a.id);
+    const attrs = attrsFromStat(l.st);
+    for (const d of attrDifferences(type, attrs, a.attrs)) this.report(path, d.kind, d.local, d.archive);
+    if (type === 'symlink') {
+      const target = await localTarget(l.fsPath);
+      if (target !== (a.target ?? null)) this.report(path, 'target', target, a.target ?? null);
+    }
+    await this.compareXattrs(path, l.fsPath, a.xattrs);
+    if (type === 'dir') return true;
+    this.compareLinks(path, l, a);
+    if (type === 'file' && attrs.size === a.attrs.size && this.wantContent(l.st)) await this.compareContent(path, l, a);
+    return false;
+  }
+
+  /**
+   * Hard links: a name's group is the first path (in walk order) of the
+   * object it names. Both sides are walked in the same order over the names
+   * they share, so equal groups give equal first paths.
+   */
+  private compareLinks(path: string, l: LocalEntry, a: EntryImage): void {
+    let localGroup = path;
+    if (l.st.nlink > 1n) {
+      const key = `${l.st.dev}:${l.st.ino}`;
+      const first = this.localFirst.get(key);
+      if (first === undefined) this.localFirst.set(key, path);
+      else localGroup = first;
+    }
+    let archiveGroup = path;
+    if (a.nlink > 1) {
+      const first = this.archiveFirst.get(a.id);
+      if (first === undefined) this.archiveFirst.set(a.id, path);
+      else archiveGroup = first;
+    }
+    if (localGroup !== archiveGroup) {
+      this.report(path, 'hard-link', localGroup === path ? null : localGroup, archiveGroup === path ? null : archiveGroup);
+    }
+  }
+
+  private async compareContent(path: string, l: LocalEntry, a: EntryImage): Promise<void> {
+    const blocks = await this.opts.archive.fileBlocks(this.opts.volume, a.id);
+    const listed: number[] = [];
+    let n = 0;
+    for await (const b of differingBlocks(l.fsPath, Number(l.st.size), blocks)) {
+      if (listed.length < LISTED_BLOCKS) listed.push(b.index);
+      n++;
+    }
+    if (n > 0) {
+      const more = n > listed.length ? ` and ${n - listed.length} more` : '';
+      this.report(path, 'content', `block${n > 1 ? 's' : ''} ${listed.join(', ')}${more} differ`, null);
+    }
+  }
+}

@@ -1,0 +1,180 @@
+// The local side of a tree comparison (tree-diff.ts, reconcile.ts): one
+// directory's entries with their bigint stats, an object's xattrs as the
+// archive keeps them, attribute comparison, and a bounded look-ahead for
+// fetching directory images. Read-only: nothing here changes the store.
+import { lstat, readlink } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import { join } from 'node:path';
+import * as native from '../native/index.js';
+import { isPrivateXattr } from '../store/object-ids.js';
+import { RESERVED_NAME } from '../store/local-store.js';
+import type { Attrs, Time } from '../protocol/records.js';
+
+export type ObjectType = 'file' | 'dir' | 'symlink' | 'fifo' | 'chardev' | 'blockdev' | 'socket' | 'unknown';
+
+export const S_IFMT = 0o170000;
+
+export function typeOfMode(mode: number | bigint): ObjectType {
+  switch (Number(mode) & S_IFMT) {
+    case 0o100000: return 'file';
+    case 0o040000: return 'dir';
+    case 0o120000: return 'symlink';
+    case 0o010000: return 'fifo';
+    case 0o020000: return 'chardev';
+    case 0o060000: return 'blockdev';
+    case 0o140000: return 'socket';
+    default: return 'unknown';
+  }
+}
+
+/** One entry of a local directory. */
+export interface LocalEntry {
+  name: string;
+  /** Path for fs calls: the store path joined with the store-relative path. */
+  fsPath: string;
+  st: BigIntStats;
+  type: ObjectType;
+}
+
+/** How many lstat calls one directory listing keeps in flight. */
+const STAT_PARALLEL = 32;
+
+/**
+ * The entries of the local directory at `fsPath`, sorted by name, without
+ * the store's private directory when `isRoot`. An entry that vanished between
+ * readdir and lstat is left out (the precondition is a quiet store; this only
+ * keeps a stray temp file from failing a verify).
+ */
+export async function listLocalDir(fsPath: string, isRoot: boolean): Promise<LocalEntry[]> {
+  const names = (await native.readdirIno(fsPath))
+    .map((d) => d.name)
+    .filter((n) => !(isRoot && n === RESERVED_NAME))
+    .sort(compareNames);
+  const out: (LocalEntry | null)[] = new Array<LocalEntry | null>(names.length).fill(null);
+  for (let i = 0; i < names.length; i += STAT_PARALLEL) {
+    await Promise.all(names.slice(i, i + STAT_PARALLEL).map(async (name, k) => {
+      const p = join(fsPath, name);
+      try {
+        const st = await lstat(p, { bigint: true });
+        out[i + k] = { name, fsPath: p, st, type: typeOfMode(st.mode) };
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'ENOENT') throw err;
+      }
+    }));
+  }
+  return out.filter((e): e is LocalEntry => e !== null);
+}
+
+/** One order for names on both sides (code units; only needs to be total and stable). */
+export function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The object's extended attributes except strata's own, values base64, as in an EntryImage. */
+export async function localXattrs(fsPath: string): Promise<{ [name: string]: string }> {
+  const out: { [name: string]: string } = {};
+  let names: string[];
+  try {
+    names = await native.listxattr(fsPath);
+  } catch (err) {
+    // Filesystems or object types without xattr support have none.
+    if ((err as { code?: string }).code === 'ENOTSUP') return out;
+    throw err;
+  }
+  for (const name of names.filter((n) => !isPrivateXattr(n)).sort(compareNames)) {
+    try {
+      out[name] = (await native.getxattr(fsPath, name)).toString('base64');
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ENODATA') throw err;
+    }
+  }
+  return out;
+}
+
+/** Names whose value differs between two xattr maps (present on one side only included). */
+export function xattrDifferences(
+  local: { readonly [name: string]: string },
+  archive: { readonly [name: string]: string },
+): { local: { [name: string]: string | null }; archive: { [name: string]: string | null } } | null {
+  const l: { [name: string]: string | null } = {};
+  const a: { [name: string]: string | null } = {};
+  let any = false;
+  for (const name of new Set([...Object.keys(local), ...Object.keys(archive).filter((n) => !isPrivateXattr(n))])) {
+    const lv = local[name] ?? null;
+    const av = archive[name] ?? null;
+    if (lv !== av) {
+      l[name] = lv;
+      a[name] = av;
+      any = true;
+    }
+  }
+  return any ? { local: l, archive: a } : null;
+}
+
+export async function localTarget(fsPath: string): Promise<string> {
+  return readlink(fsPath);
+}
+
+export function sameTime(a: Time, b: Time): boolean {
+  return a[0] === b[0] && a[1] === b[1];
+}
+
+export function formatTime(t: Time): string {
+  return `${t[0]}.${String(t[1]).padStart(9, '0')}`;
+}
+
+export function formatMode(mode: number): string {
+  return `0${(mode & 0o7777).toString(8).padStart(3, '0')}`;
+}
+
+/** An attribute that the archive keeps and a comparison looks at (atime never: reads change it). */
+export type AttrKind = 'mode' | 'uid' | 'gid' | 'size' | 'mtime' | 'rdev';
+
+/**
+ * The attributes of `type` that differ. Size only counts for regular files
+ * (a directory's or a symlink's size is the filesystem's business; a symlink's
+ * target is compared on its own), rdev only for devices. The type bits of the
+ * mode are the caller's 'type' comparison.
+ */
+export function attrDifferences(type: ObjectType, local: Attrs, archive: Attrs): { kind: AttrKind; local: string | number; archive: string | number }[] {
+  const out: { kind: AttrKind; local: string | number; archive: string | number }[] = [];
+  if ((local.mode & 0o7777) !== (archive.mode & 0o7777)) out.push({ kind: 'mode', local: formatMode(local.mode), archive: formatMode(archive.mode) });
+  if (local.uid !== archive.uid) out.push({ kind: 'uid', local: local.uid, archive: archive.uid });
+  if (local.gid !== archive.gid) out.push({ kind: 'gid', local: local.gid, archive: archive.gid });
+  if (type === 'file' && local.size !== archive.size) out.push({ kind: 'size', local: local.size, archive: archive.size });
+  if (!sameTime(local.mtime, archive.mtime)) out.push({ kind: 'mtime', local: formatTime(local.mtime), archive: formatTime(archive.mtime) });
+  if ((type === 'chardev' || type === 'blockdev') && local.rdev !== archive.rdev) out.push({ kind: 'rdev', local: local.rdev, archive: archive.rdev });
+  return out;
+}
+
+/**
+ * Runs `fetch` for the items of a list a few ahead of the one being used, so
+ * a walk that visits subdirectories in order does not wait one round trip per
+ * directory, while at most `ahead` results are held beyond the current one.
+ */
+export class Lookahead<T, R> {
+  private readonly started = new Map<number, Promise<R>>();
+
+  constructor(
+    private readonly items: readonly T[],
+    private readonly fetch: (item: T) => Promise<R> | null,
+    private readonly ahead: number,
+  ) {}
+
+  /** The result for item `i` (null when `fetch` declined it), starting the next few fetches. */
+  async get(i: number): Promise<R | null> {
+    for (let j = i; j < Math.min(this.items.length, i + 1 + this.ahead); j++) this.start(j);
+    const p = this.started.get(i);
+    this.started.delete(i);
+    return p === undefined ? null : p;
+  }
+
+  private start(j: number): void {
+    if (this.started.has(j) || j < 0) return;
+    const p = this.fetch(this.items[j]!);
+    if (p === null) return;
+    // A fetch that fails before its turn is reported when its turn comes.
+    p.catch(() => {});
+    this.started.set(j, p);
+  }
+}

@@ -1,7 +1,8 @@
-// `strata demo` / `npm run demo`: the main job on one machine. For now it
-// mounts a fresh store, runs real programs on the mount, shows that the files
-// are plain files in the store, and unmounts. (Mirroring to a file:// archive,
-// disk loss and recovery join it as those capabilities land.)
+// `strata demo` / `npm run demo`: the main job on one machine. It mounts a
+// fresh store mirrored to an embedded file:// archive, runs real programs on
+// the mount, shows that the files are plain files in the store, waits until
+// the archive holds every change, verifies the archive against the store, and
+// unmounts. (Disk loss and recovery join it when `strata recover` lands.)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,12 +32,13 @@ export async function demoCommand(opts: { keep?: boolean }): Promise<number> {
   const base = mkdtempSync(join(tmpdir(), 'strata-demo-'));
   const store = join(base, 'store');
   const mnt = join(base, 'mnt');
+  const archive = `file://${join(base, 'archive')}`;
   mkdirSync(mnt);
   let mounted = false;
   try {
-    step(`mount a fresh store (${store}) at ${mnt}`);
+    step(`mount a fresh store (${store}) at ${mnt}, mirrored to ${archive} (volume demo)`);
     const t0 = process.hrtime.bigint();
-    execFileSync(process.execPath, [cli, 'mount', '--store', store, mnt], { stdio: 'inherit' });
+    execFileSync(process.execPath, [cli, 'mount', '--store', store, '--archive', archive, '--volume', 'demo', mnt], { stdio: 'inherit' });
     mounted = true;
     process.stdout.write(`  serving after ${Number((process.hrtime.bigint() - t0) / 1_000_000n)} ms\n`);
 
@@ -57,6 +59,10 @@ export async function demoCommand(opts: { keep?: boolean }): Promise<number> {
 
     step('the store holds plain files');
     sh(`ls -la ${store} && diff -r ${join(mnt, 'repo')} ${join(store, 'repo')} && echo identical`, base);
+
+    step('the archive catches up (strata sync), then holds exactly the store (strata verify)');
+    sh(`node ${cli} sync ${mnt}`, base);
+    sh(`node ${cli} verify --store ${store} --archive ${archive} --volume demo`, base);
 
     step('daemon status');
     sh(`node ${cli} status ${mnt}`, base);

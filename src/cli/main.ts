@@ -1,13 +1,23 @@
 // The `strata` command line.
 import { Command, InvalidArgumentError } from 'commander';
 import { mountCommand } from './mount-command.js';
-import { unmountCommand, statusCommand } from './operator-commands.js';
+import { unmountCommand, statusCommand, syncCommand } from './operator-commands.js';
 import { demoCommand } from './demo.js';
+import { archiveServeCommand, type ArchiveServeOptions } from './archive-command.js';
+import { verifyCommand, type VerifyOptions } from './verify-command.js';
 
 function seconds(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('not a number of seconds');
   return n;
+}
+
+function bytes(v: string): number {
+  const m = /^(\d+)([kmgt]i?b?)?$/i.exec(v.trim());
+  if (!m) throw new InvalidArgumentError('not a size (e.g. 1048576, 512M, 2G)');
+  const unit = (m[2] ?? '').charAt(0).toLowerCase();
+  const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : unit === 't' ? 1024 ** 4 : 1;
+  return Number(m[1]) * mult;
 }
 
 const program = new Command();
@@ -27,6 +37,14 @@ program
   .option('--negative-timeout <s>', 'seconds the kernel caches "no such name"', seconds)
   .option('--no-direct-io', 'route every read and write through the JavaScript core')
   .option('--debug-fuse', 'libfuse debug output on stderr')
+  .option('--archive <url>', 'mirror every change to this archive: file:///DIR, strata://HOST:PORT or stratas://HOST:PORT')
+  .option('--volume <name>', 'the archive volume of this store')
+  .option('--mirror <mode>', 'async (default: fsync waits for the archive) or sync (every change waits)')
+  .option('--token-file <file>', 'token of a remote archive')
+  .option('--journal-max <bytes>', 'journal bytes not yet acked by the archive before --journal-full applies (default 1 GiB)', bytes)
+  .option('--journal-full <policy>', 'when the journal is full: block writers (default), or fail them with enospc')
+  .option('--ack-timeout <s>', 'ops waiting for the archive (sync mode, fsync) fail with EIO after this long (default: wait)', seconds)
+  .option('--archive-wait <s>', 'how long to wait for the archive when the store must re-converge before serving (default 60)', seconds)
   .option('--notify-parent', '(internal) report readiness over IPC')
   .action(async (mountpoint: string, opts) => { process.exitCode = await mountCommand(mountpoint, opts); });
 
@@ -46,9 +64,40 @@ program
   .action(async (mountpoint: string, opts: { json?: boolean }) => { process.exitCode = await statusCommand(mountpoint, opts); });
 
 program
+  .command('sync')
+  .description('wait until the archive holds every change made so far on a mirrored mount')
+  .argument('<mountpoint>')
+  .option('--timeout <s>', 'give up after this long (default 60)', seconds)
+  .option('--json', 'machine-readable output')
+  .action(async (mountpoint: string, opts: { timeout?: number; json?: boolean }) => { process.exitCode = await syncCommand(mountpoint, opts); });
+
+program
+  .command('verify')
+  .description('compare a store with its archive volume; exit 0 when equal, 1 when different, 2 on error')
+  .requiredOption('--store <dir>', 'the local store')
+  .requiredOption('--archive <url>', 'file:///DIR, strata://HOST:PORT or stratas://HOST:PORT')
+  .requiredOption('--volume <name>', 'the archive volume of this store')
+  .option('--token-file <file>', 'token of a remote archive')
+  .option('--json', 'one JSON object per difference, then a summary object')
+  .option('--no-content', 'skip the block-by-block comparison of file contents')
+  .action(async (opts: VerifyOptions) => { process.exitCode = await verifyCommand(opts); });
+
+program
   .command('demo')
   .description('mount a store, run real programs on it, show the results, unmount')
   .option('--keep', 'keep the demo directory')
   .action(async (opts: { keep?: boolean }) => { process.exitCode = await demoCommand(opts); });
+
+const archive = program.command('archive').description('the archive node: volumes mirrored from primaries');
+archive
+  .command('serve')
+  .description('serve the archive under --data over HTTP/2 (strata:// or, with --tls-cert/--tls-key, stratas://)')
+  .requiredOption('--data <dir>', 'archive data directory (created if missing)')
+  .requiredOption('--listen <host:port>', 'address to listen on (port 0: any free port)')
+  .requiredOption('--token-file <file>', 'file holding the shared token clients must present (chmod 600)')
+  .option('--tls-cert <file>', 'TLS certificate (PEM); with --tls-key, serve stratas://')
+  .option('--tls-key <file>', 'TLS private key (PEM)')
+  .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+  .action(async (opts: ArchiveServeOptions) => { process.exitCode = await archiveServeCommand(opts); });
 
 await program.parseAsync(process.argv);

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { createLogger, type Logger } from '../log/logger.js';
 import { DaemonLogFile } from '../daemon/log-file.js';
-import { MountDaemon, checkStore } from '../daemon/mount-daemon.js';
+import { MountDaemon, checkStore, type MountConfig } from '../daemon/mount-daemon.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import type { MountOptions } from '../fuse/adapter.js';
 
@@ -21,6 +21,14 @@ export interface MountCliOptions {
   directIo?: boolean;
   debugFuse?: boolean;
   notifyParent?: boolean;
+  archive?: string;
+  volume?: string;
+  mirror?: string;
+  tokenFile?: string;
+  journalMax?: number;
+  journalFull?: string;
+  ackTimeout?: number;
+  archiveWait?: number;
 }
 
 type ParentMessage = { type: 'ready' } | { type: 'error'; message: string };
@@ -36,7 +44,33 @@ function mountOptions(o: MountCliOptions): MountOptions {
   return m;
 }
 
+/** The mirror settings of the command line; throws a clear message on a bad combination. */
+export function mirrorConfig(o: MountCliOptions): MountConfig['mirror'] {
+  if (o.archive === undefined) {
+    if (o.volume !== undefined || o.mirror !== undefined) throw new Error('--volume and --mirror need --archive');
+    return undefined;
+  }
+  if (o.volume === undefined) throw new Error('--archive needs --volume NAME');
+  const mode = o.mirror ?? 'async';
+  if (mode !== 'async' && mode !== 'sync') throw new Error(`--mirror must be async or sync, not ${mode}`);
+  const full = o.journalFull ?? 'block';
+  if (full !== 'block' && full !== 'enospc') throw new Error(`--journal-full must be block or enospc, not ${full}`);
+  const cfg: NonNullable<MountConfig['mirror']> = { archiveUrl: o.archive, volume: o.volume, mode, fullPolicy: full };
+  if (o.tokenFile !== undefined) cfg.tokenFile = resolve(o.tokenFile);
+  if (o.journalMax !== undefined) cfg.journalMaxBytes = o.journalMax;
+  if (o.ackTimeout !== undefined) cfg.ackTimeoutMs = Math.round(o.ackTimeout * 1000);
+  if (o.archiveWait !== undefined) cfg.archiveWaitMs = Math.round(o.archiveWait * 1000);
+  return cfg;
+}
+
 export async function mountCommand(mountpoint: string, o: MountCliOptions): Promise<number> {
+  let mirror: MountConfig['mirror'];
+  try {
+    mirror = mirrorConfig(o);
+  } catch (err) {
+    process.stderr.write(`strata mount: ${(err as Error).message}\n`);
+    return 2;
+  }
   if (!o.foreground) {
     // Checked here too: the background daemon's log lives in the store, so
     // with a store that is a file it could only die without a word.
@@ -60,7 +94,7 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
     process.stderr.write(`strata mount: ${message}\n`);
     return 1;
   }
-  const daemon = new MountDaemon({ store: o.store, mountpoint, options: mountOptions(o) }, log);
+  const daemon = new MountDaemon({ store: o.store, mountpoint, options: mountOptions(o), ...(mirror ? { mirror } : {}) }, log);
   try {
     await daemon.start();
   } catch (err) {
@@ -92,6 +126,14 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
   if (o.entryTimeout !== undefined) args.push('--entry-timeout', String(o.entryTimeout));
   if (o.negativeTimeout !== undefined) args.push('--negative-timeout', String(o.negativeTimeout));
   if (o.directIo === false) args.push('--no-direct-io');
+  if (o.archive !== undefined) args.push('--archive', o.archive);
+  if (o.volume !== undefined) args.push('--volume', o.volume);
+  if (o.mirror !== undefined) args.push('--mirror', o.mirror);
+  if (o.tokenFile !== undefined) args.push('--token-file', resolve(o.tokenFile));
+  if (o.journalMax !== undefined) args.push('--journal-max', String(o.journalMax));
+  if (o.journalFull !== undefined) args.push('--journal-full', o.journalFull);
+  if (o.ackTimeout !== undefined) args.push('--ack-timeout', String(o.ackTimeout));
+  if (o.archiveWait !== undefined) args.push('--archive-wait', String(o.archiveWait));
   args.push(resolve(mountpoint));
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
   return new Promise((resolvePromise) => {

@@ -4,6 +4,26 @@ import { readFileSync, rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callControl, controlSocketPath } from '../daemon/control.js';
 import { probeMountpoint, detach } from '../daemon/mount-table.js';
+import type { MirrorStatus } from '../mirror/mirror.js';
+
+function mib(n: number): string {
+  return `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+/** The mirror part of `strata status`, for people. */
+function mirrorLines(m: MirrorStatus | null): string[] {
+  if (m === null) return ['mirror       none (no archive configured)'];
+  const sync = m.initialSync;
+  const total = sync.totalEntries !== null ? ` of ${sync.totalEntries} entries, ${mib(sync.totalBytes ?? 0)}` : '';
+  return [
+    `archive      ${m.archive} volume ${m.volume} (epoch ${m.epoch})`,
+    `mirror       ${m.mode}, ${m.connection}${m.lastError ? ` (${m.lastError})` : ''}${m.lastAckAt ? `, last ack ${m.lastAckAt}` : ''}`,
+    `lag          ${m.lag.records} records, ${mib(m.lag.bytes)}, ${m.lag.seconds} s (acked ${m.ackedSeq} of ${m.lastSeq})`,
+    `journal      ${mib(m.journal.bytes)} of ${mib(m.journal.limitBytes)} un-acked allowed, when full: ${m.journal.fullPolicy}` +
+      (m.journal.writersBlocked > 0 ? `, ${m.journal.writersBlocked} writers waiting` : ''),
+    `initial sync ${sync.state}${sync.state === 'done' ? '' : `: ${sync.entries} entries, ${mib(sync.bytes)}${total}`}`,
+  ];
+}
 
 /** True while `pid` runs (a zombie no longer holds its files: counted as gone). */
 function running(pid: number): boolean {
@@ -72,9 +92,36 @@ export async function statusCommand(mountpoint: string, opts: { json?: boolean }
     `store        ${String(status.store)}`,
     `daemon pid   ${String(status.pid)} (up ${String(status.uptimeSeconds)} s)`,
     `open handles ${String(status.openHandles)}`,
-    `mirror       ${status.mirror === null ? 'none (no archive configured)' : JSON.stringify(status.mirror)}`,
+    ...mirrorLines(status.mirror as MirrorStatus | null),
     `requests     ${Object.entries((status.requests ?? {}) as Record<string, number>).map(([k, v]) => `${k}=${v}`).join(' ') || '-'}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
   return 0;
+}
+
+/** `strata sync`: exit 0 once the archive holds every change so far, 1 on timeout, 2 when unreachable. */
+export async function syncCommand(mountpoint: string, opts: { timeout?: number; json?: boolean }): Promise<number> {
+  const mnt = resolve(mountpoint);
+  const timeoutMs = Math.round((opts.timeout ?? 60) * 1000);
+  let reply: { mirrored?: boolean; drained?: boolean; ackedSeq?: number; lastSeq?: number; connection?: string; lastError?: string | null };
+  try {
+    reply = (await callControl(mnt, { cmd: 'sync', timeoutMs }, timeoutMs + 5000)) as typeof reply;
+  } catch (err) {
+    process.stderr.write(`strata sync: ${mnt} is not served by a strata daemon (${(err as Error).message})\n`);
+    return 2;
+  }
+  if (opts.json) process.stdout.write(JSON.stringify(reply) + '\n');
+  if (reply.mirrored === false) {
+    if (!opts.json) process.stdout.write(`${mnt}: not mirrored (no archive configured)\n`);
+    return 0;
+  }
+  if (reply.drained) {
+    if (!opts.json) process.stdout.write(`${mnt}: the archive holds every change (record ${reply.ackedSeq})\n`);
+    return 0;
+  }
+  if (!opts.json) {
+    process.stdout.write(`${mnt}: not drained after ${timeoutMs / 1000} s: archive has ${reply.ackedSeq} of ${reply.lastSeq} records` +
+      ` (${reply.connection}${reply.lastError ? `: ${reply.lastError}` : ''})\n`);
+  }
+  return 1;
 }

@@ -10,15 +10,25 @@ import { FuseAdapter, type MountOptions } from '../fuse/adapter.js';
 import type { Logger } from '../log/logger.js';
 import { serveControl, callControl, type ControlRequest } from './control.js';
 import { probeMountpoint, detach } from './mount-table.js';
+import { Mirror, type MirrorOptions, type MirrorStatus } from '../mirror/mirror.js';
+import { openArchiveClient } from '../archive-client/open-archive.js';
+import { reconcileBeforeServing } from '../mirror/startup.js';
 
 export interface MountConfig {
   store: string;
   mountpoint: string;
   options: MountOptions;
+  /** Mirror every change to this archive volume. */
+  mirror?: MirrorOptions & {
+    archiveUrl: string;
+    tokenFile?: string;
+    /** How long to wait for the archive when the store must re-converge before serving, ms. */
+    archiveWaitMs?: number;
+  };
 }
 
 export interface DaemonStatus {
-  state: 'serving' | 'unmounting';
+  state: 'starting' | 'syncing' | 'serving' | 'unmounting';
   mountpoint: string;
   store: string;
   pid: number;
@@ -27,7 +37,7 @@ export interface DaemonStatus {
   openHandles: number;
   knownInodes: number;
   requests: Record<string, number>;
-  mirror: null;
+  mirror: MirrorStatus | null;
 }
 
 export class MountDaemon {
@@ -37,7 +47,8 @@ export class MountDaemon {
   private control: Server | null = null;
   private fs: Filesystem | null = null;
   private readonly startedAt = new Date();
-  private state: DaemonStatus['state'] = 'serving';
+  private state: DaemonStatus['state'] = 'starting';
+  private mirror: Mirror | null = null;
   private stopping: Promise<void> | null = null;
 
   constructor(private readonly config: MountConfig, private readonly log: Logger) {
@@ -53,16 +64,20 @@ export class MountDaemon {
     // Modes arrive already masked by the caller's umask; never mask them again.
     process.umask(0);
     this.store.enter();
-    this.fs = new Filesystem(this.store);
+    // The control socket answers (status) while the store re-converges with its archive.
+    this.control = await serveControl(this.mountpoint, (req) => this.onControl(req));
+    if (this.config.mirror) await this.startMirror(this.config.mirror);
+    this.fs = new Filesystem(this.store, this.mirror);
     this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options }, this.log);
     await this.adapter.mount();
-    this.control = await serveControl(this.mountpoint, (req) => this.onControl(req));
+    this.state = 'serving';
     // Unmounted by someone else (umount, fusermount -u): nothing left to serve.
     void this.adapter.whenExited().then(async () => {
       if (this.stopping) return;
       this.log.warn({ mountpoint: this.mountpoint }, 'the kernel ended the connection (unmounted from outside); exiting');
       this.adapter?.release();
       await this.fs?.closeAll();
+      await this.stopMirror();
       this.control?.close();
       process.exit(0);
     });
@@ -91,8 +106,36 @@ export class MountDaemon {
       openHandles: this.fs?.handles.size ?? 0,
       knownInodes: this.adapter?.knownInodes ?? 0,
       requests: Object.fromEntries(this.adapter?.opCounts ?? []),
-      mirror: null,
+      mirror: this.mirror?.status() ?? null,
     };
+  }
+
+  /**
+   * Opens the mirror; when the store may hold changes the archive lacks (first
+   * mount with an archive, or after an unclean stop) ships them before serving.
+   */
+  private async startMirror(cfg: NonNullable<MountConfig['mirror']>): Promise<void> {
+    const log = this.log.child({ component: 'mirror' });
+    const client = await openArchiveClient(cfg.archiveUrl, cfg.tokenFile ? { tokenFile: cfg.tokenFile } : {});
+    try {
+      this.mirror = await Mirror.open(this.store.privateDir, client, cfg, log);
+    } catch (err) {
+      await client.close().catch(() => {});
+      throw err;
+    }
+    await this.mirror.start();
+    if (this.mirror.needsReconcile) {
+      this.state = 'syncing';
+      await reconcileBeforeServing(this.mirror, this.store.root, cfg.archiveWaitMs ?? 60_000, log);
+    }
+  }
+
+  private async stopMirror(): Promise<void> {
+    const m = this.mirror;
+    if (!m) return;
+    this.mirror = null;
+    await this.fs?.recordDirtyAttrs().catch(() => {});
+    await m.stop(5000).catch((err: unknown) => this.log.error({ err }, 'mirror stop failed'));
   }
 
   /** Unmounts (lazily when asked: on a signal the process is going away anyway). */
@@ -116,6 +159,7 @@ export class MountDaemon {
     await Promise.race([this.adapter?.whenExited(), new Promise((r) => setTimeout(r, 5000))]);
     this.adapter?.release();
     await this.fs?.closeAll();
+    await this.stopMirror();
     this.control?.close();
     this.log.info('unmounted');
   }
@@ -124,6 +168,12 @@ export class MountDaemon {
     switch (req.cmd) {
       case 'status':
         return this.status();
+      case 'sync': {
+        if (!this.mirror || !this.fs) return { mirrored: false };
+        await this.fs.recordDirtyAttrs();
+        const drained = await this.mirror.drain(req.timeoutMs ?? 60_000);
+        return { mirrored: true, drained, ...this.mirror.status() };
+      }
       case 'unmount':
         await this.stop(req.lazy ?? false);
         // Reply first, then leave.

@@ -1,0 +1,428 @@
+// Applies journal records to one volume's tree inside the caller's write
+// transaction. Lenient where a crash-reconciler may resend state (a record
+// naming an unknown id or a vanished parent is a no-op, a create over a name
+// replaces it, an rmdir takes a whole subtree), strict where applying would
+// corrupt the tree (a directory moved into itself, a type change): those
+// throw EBADREQ and the caller rolls the whole batch back.
+//
+// Derived state kept incrementally, so images need no deep walk:
+// - counts.nlink: a non-directory's number of names; a directory's 2 + subdirectories;
+// - counts.sub_entries / sub_bytes: entries and regular-file bytes below a
+//   directory (a hard-linked file counts once per name). Each change is added
+//   along the directory's ancestor chain (a directory has exactly one parent).
+//
+// Writes coalesce: a run of `write` records edits blocks in memory (`dirty`)
+// and the blocks are hashed and stored once, before the next other record or
+// at the end of the batch, so sixteen 4 KiB writes store one 64 KiB block.
+import type Database from 'better-sqlite3';
+import { ArchiveError } from '../protocol/archive-api.js';
+import { BLOCK_SIZE, type Attrs, type Record, type Time } from '../protocol/records.js';
+import type { FileData } from './file-data.js';
+import { LIVE } from './schema.js';
+import { OBJECT_VALUE_COLS, S_IFMT, isDirMode, isRegMode, objectValues, withAttrs, type CountsRow, type ObjectRow } from './rows.js';
+import { VersionedTable } from './versioned.js';
+
+/** Dirty block bytes held before they are stored mid-batch. */
+const MAX_DIRTY_BYTES = 32 * 1024 * 1024;
+/** Deeper than any real tree: an ancestor walk this long means a cycle. */
+const MAX_DEPTH = 1_000_000;
+const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
+
+interface DirtyBlock {
+  data: Buffer;
+  /** The last record that changed it (becomes the block row's seq_from). */
+  seq: number;
+}
+
+export class Applier {
+  private readonly objects: VersionedTable;
+  private readonly entries: VersionedTable;
+  private readonly xattrs: VersionedTable;
+  private readonly fileBlocks: VersionedTable;
+  private readonly q: { [name: string]: Database.Statement };
+
+  // The batch being applied.
+  private volume = '';
+  private vid = 0;
+  private floor = 0;
+  private readonly dirty = new Map<string, Map<number, DirtyBlock>>();
+  private dirtyBytes = 0;
+
+  constructor(db: Database.Database, private readonly data: FileData) {
+    this.objects = new VersionedTable(db, 'objects', ['vid', 'id'], OBJECT_VALUE_COLS);
+    this.entries = new VersionedTable(db, 'entries', ['vid', 'parent', 'name'], ['child']);
+    this.xattrs = new VersionedTable(db, 'xattrs', ['vid', 'id', 'name'], ['value']);
+    this.fileBlocks = new VersionedTable(db, 'file_blocks', ['vid', 'id', 'idx'], ['digest', 'length']);
+    const live = `seq_to = ${LIVE}`;
+    this.q = {
+      object: db.prepare(`SELECT * FROM objects WHERE vid = ? AND id = ? AND ${live}`),
+      parentOf: db.prepare(`SELECT parent FROM objects WHERE vid = ? AND id = ? AND ${live}`).pluck(),
+      counts: db.prepare('SELECT nlink, sub_entries, sub_bytes FROM counts WHERE vid = ? AND id = ?'),
+      insertCounts: db.prepare('INSERT OR REPLACE INTO counts (vid, id, nlink, sub_entries, sub_bytes) VALUES (?, ?, ?, 0, 0)'),
+      deleteCounts: db.prepare('DELETE FROM counts WHERE vid = ? AND id = ?'),
+      bumpNlink: db.prepare('UPDATE counts SET nlink = nlink + ? WHERE vid = ? AND id = ?'),
+      bumpTotals: db.prepare('UPDATE counts SET sub_entries = sub_entries + ?, sub_bytes = sub_bytes + ? WHERE vid = ? AND id = ?'),
+      entry: db.prepare(`SELECT child FROM entries WHERE vid = ? AND parent = ? AND name = ? AND ${live}`).pluck(),
+      entriesOf: db.prepare(`SELECT name, child FROM entries WHERE vid = ? AND parent = ? AND ${live}`),
+      namesOf: db.prepare(`SELECT parent, name FROM entries WHERE vid = ? AND child = ? AND ${live}`),
+      hasBlock: db.prepare(`SELECT 1 FROM file_blocks WHERE vid = ? AND id = ? AND idx = ? AND ${live}`).pluck(),
+      blocksFrom: db.prepare(`SELECT idx FROM file_blocks WHERE vid = ? AND id = ? AND idx >= ? AND ${live}`).pluck(),
+    };
+  }
+
+  /** Applies `records` (already checked for sequence) to volume `vid`. */
+  apply(volume: string, vid: number, floor: number, records: readonly Record[]): void {
+    this.volume = volume;
+    this.vid = vid;
+    this.floor = floor;
+    try {
+      for (const r of records) {
+        if (r.op !== 'write') this.flush();
+        this.applyOne(r);
+        if (this.dirtyBytes > MAX_DIRTY_BYTES) this.flush();
+      }
+      this.flush();
+    } finally {
+      this.dirty.clear();
+      this.dirtyBytes = 0;
+    }
+  }
+
+  private applyOne(r: Record): void {
+    switch (r.op) {
+      case 'create': return this.create(r);
+      case 'link': return this.link(r);
+      case 'unlink':
+      case 'rmdir': {
+        if (!this.dir(r.parent)) return;
+        this.dropName(r.parent, r.name, r.seq);
+        this.setMtime(r.parent, r.parentMtime, r.seq);
+        return;
+      }
+      case 'rename': return this.rename(r);
+      case 'setattr': {
+        const o = this.object(r.id);
+        if (o) this.setAttrs(o, r.attrs, r.seq, r);
+        return;
+      }
+      case 'write': return this.write(r);
+      case 'setxattr':
+        if (this.object(r.id)) this.xattrs.put([this.vid, r.id, r.name], [r.value], r.seq, this.floor);
+        return;
+      case 'removexattr':
+        if (this.object(r.id)) this.xattrs.remove([this.vid, r.id, r.name], r.seq, this.floor);
+        return;
+    }
+  }
+
+  // ---- records ---------------------------------------------------------------
+
+  private create(r: Extract<Record, { op: 'create' }>): void {
+    if (!this.dir(r.parent)) return; // the parent went later in the primary's history
+    const have = this.object(r.id);
+    if (have && (have.mode & S_IFMT) !== (r.attrs.mode & S_IFMT)) throw bad(r, `object ${r.id} exists with another type (mode ${octal(have.mode)})`);
+    const haveDir = have !== undefined && isDirMode(have.mode);
+    if (haveDir && this.isWithin(r.parent, r.id)) throw bad(r, `would move directory ${r.id} into its own subtree`);
+    if (this.entryOf(r.parent, r.name) !== r.id) {
+      if (haveDir) {
+        // A directory has one name: the create moves it here.
+        const at = this.q.namesOf.get(this.vid, r.id) as { parent: string; name: string } | undefined;
+        if (at) this.detach(at.parent, at.name, r.seq);
+      }
+      this.holding(have, () => {
+        this.dropName(r.parent, r.name, r.seq);
+        let o = this.object(r.id);
+        if (!o) {
+          o = withAttrs({ id: r.id, target: r.target ?? null, parent: isDirMode(r.attrs.mode) ? r.parent : null } as ObjectRow, r.attrs);
+          this.putObject(o, r.seq);
+          this.q.insertCounts.run(this.vid, r.id, isDirMode(o.mode) ? 2 : 0);
+        }
+        this.attach(r.parent, r.name, o, r.seq);
+      });
+    }
+    if (have) {
+      const o = this.object(r.id)!;
+      this.setAttrs(r.target !== undefined ? { ...o, target: r.target } : o, r.attrs, r.seq, r);
+    }
+    this.setMtime(r.parent, r.parentMtime, r.seq);
+  }
+
+  private link(r: Extract<Record, { op: 'link' }>): void {
+    const o = this.object(r.id);
+    if (!this.dir(r.parent) || !o || isDirMode(o.mode)) return;
+    if (this.entryOf(r.parent, r.name) !== r.id) {
+      this.holding(o, () => {
+        this.dropName(r.parent, r.name, r.seq);
+        this.attach(r.parent, r.name, this.object(r.id)!, r.seq);
+      });
+    }
+    this.setMtime(r.parent, r.parentMtime, r.seq);
+  }
+
+  private rename(r: Extract<Record, { op: 'rename' }>): void {
+    if (!this.dir(r.parent) || !this.dir(r.newParent)) return;
+    const id = this.entryOf(r.parent, r.name);
+    const o = id === undefined ? undefined : this.object(id);
+    if (!o) return;
+    // Same entry, or two names of one file: POSIX rename does nothing.
+    const same = (r.parent === r.newParent && r.name === r.newName) || this.entryOf(r.newParent, r.newName) === o.id;
+    if (!same) {
+      if (isDirMode(o.mode) && this.isWithin(r.newParent, o.id)) throw bad(r, `would move directory ${o.id} into its own subtree`);
+      this.holding(o, () => {
+        this.detach(r.parent, r.name, r.seq);
+        this.dropName(r.newParent, r.newName, r.seq);
+        this.attach(r.newParent, r.newName, this.object(o.id)!, r.seq);
+      });
+    }
+    this.setMtime(r.parent, r.parentMtime, r.seq);
+    this.setMtime(r.newParent, r.newParentMtime, r.seq);
+  }
+
+  private write(r: Extract<Record, { op: 'write' }>): void {
+    const o = this.object(r.id);
+    if (!o) return;
+    if (!isRegMode(o.mode)) throw bad(r, `object ${r.id} is not a regular file`);
+    if (r.data.length === 0) return;
+    const oldSize = o.size;
+    const end = r.offset + r.data.length;
+    if (end > oldSize) {
+      this.resize(o, end, r.seq);
+      this.putObject({ ...o, size: end }, r.seq);
+    }
+    for (let done = 0; done < r.data.length;) {
+      const off = r.offset + done;
+      const idx = Math.floor(off / BLOCK_SIZE);
+      const inBlock = off - idx * BLOCK_SIZE;
+      const n = Math.min(BLOCK_SIZE - inBlock, r.data.length - done);
+      // No read when the write covers every byte the block held.
+      const coversOld = inBlock === 0 && n >= Math.min(BLOCK_SIZE, oldSize - idx * BLOCK_SIZE);
+      r.data.copy(this.dirtyBlock(r.id, idx, r.seq, !coversOld), inBlock, done, done + n);
+      done += n;
+    }
+  }
+
+  // ---- attributes and data ----------------------------------------------------
+
+  private setAttrs(o: ObjectRow, a: Attrs, seq: number, r: Record): void {
+    if ((a.mode & S_IFMT) !== (o.mode & S_IFMT)) throw bad(r, `mode ${octal(a.mode)} changes the type of ${o.id} (mode ${octal(o.mode)})`);
+    if (isRegMode(o.mode) && a.size !== o.size) this.resize(o, a.size, seq);
+    this.putObject(withAttrs(o, a), seq);
+  }
+
+  /**
+   * Block and totals bookkeeping for a regular file's size change (the caller
+   * writes the new size). Cutting drops the blocks past the end and zeroes
+   * the new last block's tail; growing re-stores a short last block at its
+   * new length (zero-padded), so every block row's length is its length
+   * within the file and a digest always covers exactly the file's bytes.
+   */
+  private resize(o: ObjectRow, size: number, seq: number): void {
+    const old = o.size;
+    if (size < old) {
+      const keep = Math.ceil(size / BLOCK_SIZE);
+      for (const idx of this.q.blocksFrom.all(this.vid, o.id, keep) as number[]) this.fileBlocks.remove([this.vid, o.id, idx], seq, this.floor);
+      const mine = this.dirty.get(o.id);
+      for (const idx of [...(mine?.keys() ?? [])]) if (idx >= keep) this.dropDirty(o.id, idx);
+      const tail = size % BLOCK_SIZE;
+      if (tail !== 0 && this.hasData(o.id, keep - 1)) this.dirtyBlock(o.id, keep - 1, seq, true).fill(0, tail);
+    } else if (size > old && old % BLOCK_SIZE !== 0) {
+      const last = Math.floor(old / BLOCK_SIZE);
+      if (this.hasData(o.id, last)) this.dirtyBlock(o.id, last, seq, true);
+    }
+    for (const { parent } of this.q.namesOf.all(this.vid, o.id) as { parent: string }[]) this.addToChain(parent, 0, size - old);
+  }
+
+  private hasData(id: string, idx: number): boolean {
+    return this.dirty.get(id)?.has(idx) === true || this.q.hasBlock.get(this.vid, id, idx) !== undefined;
+  }
+
+  /** The in-memory copy of a block for this batch (loaded from the store when `load`). */
+  private dirtyBlock(id: string, idx: number, seq: number, load: boolean): Buffer {
+    let mine = this.dirty.get(id);
+    if (!mine) this.dirty.set(id, (mine = new Map()));
+    const have = mine.get(idx);
+    if (have) {
+      have.seq = seq;
+      return have.data;
+    }
+    const data = Buffer.alloc(BLOCK_SIZE);
+    if (load) this.data.readBlock(this.volume, this.vid, id, idx)?.copy(data);
+    mine.set(idx, { data, seq });
+    this.dirtyBytes += BLOCK_SIZE;
+    return data;
+  }
+
+  private dropDirty(id: string, idx: number): void {
+    if (this.dirty.get(id)?.delete(idx)) this.dirtyBytes -= BLOCK_SIZE;
+  }
+
+  /**
+   * Stores the dirty blocks at their length within their file; a block of
+   * zeros is stored as a hole (no row), which reads the same.
+   */
+  private flush(): void {
+    for (const [id, blocks] of this.dirty) {
+      const o = this.object(id);
+      if (!o) continue;
+      for (const [idx, d] of [...blocks].sort((a, b) => a[0] - b[0])) {
+        const len = Math.min(BLOCK_SIZE, o.size - idx * BLOCK_SIZE);
+        const bytes = d.data.subarray(0, Math.max(0, len));
+        if (len <= 0 || bytes.equals(ZERO_BLOCK.subarray(0, len))) {
+          this.fileBlocks.remove([this.vid, id, idx], d.seq, this.floor);
+        } else {
+          this.fileBlocks.put([this.vid, id, idx], [this.data.store(bytes), len], d.seq, this.floor);
+        }
+      }
+    }
+    this.dirty.clear();
+    this.dirtyBytes = 0;
+  }
+
+  // ---- names ------------------------------------------------------------------
+
+  /** Adds entry parent/name -> o (the name must be free). */
+  private attach(parent: string, name: string, o: ObjectRow, seq: number): void {
+    this.entries.put([this.vid, parent, name], [o.id], seq, this.floor);
+    if (isDirMode(o.mode)) {
+      if (o.parent !== parent) this.putObject({ ...o, parent }, seq);
+      const c = this.counts(o.id);
+      this.q.bumpNlink.run(1, this.vid, parent);
+      this.addToChain(parent, 1 + c.sub_entries, c.sub_bytes);
+    } else {
+      this.q.bumpNlink.run(1, this.vid, o.id);
+      this.addToChain(parent, 1, isRegMode(o.mode) ? o.size : 0);
+    }
+  }
+
+  /** Removes entry parent/name and its counts; the object stays (see dropName). Returns it. */
+  private detach(parent: string, name: string, seq: number): ObjectRow | undefined {
+    const id = this.entryOf(parent, name);
+    if (id === undefined) return undefined;
+    this.entries.remove([this.vid, parent, name], seq, this.floor);
+    const o = this.object(id);
+    if (!o) return undefined;
+    if (isDirMode(o.mode)) {
+      const c = this.counts(o.id);
+      this.q.bumpNlink.run(-1, this.vid, parent);
+      this.addToChain(parent, -(1 + c.sub_entries), -c.sub_bytes);
+    } else {
+      this.q.bumpNlink.run(-1, this.vid, o.id);
+      this.addToChain(parent, -1, isRegMode(o.mode) ? -o.size : 0);
+    }
+    return o;
+  }
+
+  /** Removes a name; the object goes with its last name (a directory with its whole subtree). */
+  private dropName(parent: string, name: string, seq: number): void {
+    const o = this.detach(parent, name, seq);
+    if (!o) return;
+    if (isDirMode(o.mode)) this.deleteSubtree(o.id, seq);
+    else if (this.counts(o.id).nlink <= 0) this.deleteObject(o.id, seq);
+  }
+
+  /**
+   * Deletes a detached directory and everything below it. Its totals were
+   * already taken off its ancestors by detach; a file below with a name
+   * elsewhere only loses the names in here.
+   */
+  private deleteSubtree(dirId: string, seq: number): void {
+    const stack = [dirId];
+    for (let x = stack.pop(); x !== undefined; x = stack.pop()) {
+      for (const e of this.q.entriesOf.all(this.vid, x) as { name: string; child: string }[]) {
+        this.entries.remove([this.vid, x, e.name], seq, this.floor);
+        const c = this.object(e.child);
+        if (!c) continue;
+        if (isDirMode(c.mode)) {
+          stack.push(c.id);
+        } else {
+          this.q.bumpNlink.run(-1, this.vid, c.id);
+          if (this.counts(c.id).nlink <= 0) this.deleteObject(c.id, seq);
+        }
+      }
+      this.deleteObject(x, seq);
+    }
+  }
+
+  private deleteObject(id: string, seq: number): void {
+    const key = [this.vid, id];
+    this.objects.remove(key, seq, this.floor);
+    this.xattrs.remove(key, seq, this.floor);
+    this.fileBlocks.remove(key, seq, this.floor);
+    this.q.deleteCounts.run(this.vid, id);
+    const mine = this.dirty.get(id);
+    if (mine) {
+      this.dirtyBytes -= mine.size * BLOCK_SIZE;
+      this.dirty.delete(id);
+    }
+  }
+
+  /**
+   * Runs `fn` with a non-directory's link count raised by one, so that the
+   * object survives while a name it is about to take is cleared (its other
+   * names may be below a directory that goes with that name).
+   */
+  private holding(o: ObjectRow | undefined, fn: () => void): void {
+    const hold = o !== undefined && !isDirMode(o.mode);
+    if (hold) this.q.bumpNlink.run(1, this.vid, o.id);
+    fn();
+    if (hold) this.q.bumpNlink.run(-1, this.vid, o.id);
+  }
+
+  /** Adds to the subtree totals of `dirId` and each of its ancestors. */
+  private addToChain(dirId: string, entries: number, bytes: number): void {
+    if (entries === 0 && bytes === 0) return;
+    let cur: string | null | undefined = dirId;
+    for (let depth = 0; cur; depth++) {
+      if (depth > MAX_DEPTH) throw new ArchiveError('ECORRUPT', `volume ${this.volume}: directory ${dirId} has a cyclic ancestor chain`);
+      this.q.bumpTotals.run(entries, bytes, this.vid, cur);
+      cur = this.q.parentOf.get(this.vid, cur) as string | null | undefined;
+    }
+  }
+
+  /** Whether `id` is `ancestor` or below it. */
+  private isWithin(id: string, ancestor: string): boolean {
+    let cur: string | null | undefined = id;
+    for (let depth = 0; cur; depth++) {
+      if (cur === ancestor) return true;
+      if (depth > MAX_DEPTH) throw new ArchiveError('ECORRUPT', `volume ${this.volume}: directory ${id} has a cyclic ancestor chain`);
+      cur = this.q.parentOf.get(this.vid, cur) as string | null | undefined;
+    }
+    return false;
+  }
+
+  // ---- rows -------------------------------------------------------------------
+
+  private object(id: string): ObjectRow | undefined {
+    return this.q.object.get(this.vid, id) as ObjectRow | undefined;
+  }
+
+  private dir(id: string): ObjectRow | undefined {
+    const o = this.object(id);
+    return o && isDirMode(o.mode) ? o : undefined;
+  }
+
+  private counts(id: string): CountsRow {
+    return (this.q.counts.get(this.vid, id) as CountsRow | undefined) ?? { nlink: 0, sub_entries: 0, sub_bytes: 0 };
+  }
+
+  private entryOf(parent: string, name: string): string | undefined {
+    return this.q.entry.get(this.vid, parent, name) as string | undefined;
+  }
+
+  private putObject(o: ObjectRow, seq: number): void {
+    this.objects.put([this.vid, o.id], objectValues(o), seq, this.floor);
+  }
+
+  private setMtime(dirId: string, t: Time, seq: number): void {
+    const d = this.dir(dirId);
+    if (d && (d.mtime_s !== t[0] || d.mtime_ns !== t[1])) this.putObject({ ...d, mtime_s: t[0], mtime_ns: t[1] }, seq);
+  }
+}
+
+function bad(r: Record, why: string): ArchiveError {
+  return new ArchiveError('EBADREQ', `${r.op} record ${r.seq}: ${why}`);
+}
+
+function octal(mode: number): string {
+  return `0o${mode.toString(8)}`;
+}

@@ -1,0 +1,63 @@
+// File data in the archive: a file's block map (file_blocks: index -> digest,
+// length) over the deduplicated block store (blocks: digest -> place in a
+// pack). A block is stored once whatever number of files or volumes hold it;
+// every read re-hashes it (Packs.read), so corrupt data is never returned.
+import type Database from 'better-sqlite3';
+import { ArchiveError } from '../protocol/archive-api.js';
+import { LIVE } from './schema.js';
+import { Packs, sha256 } from './packs.js';
+
+interface StoredBlockRow {
+  idx: number;
+  digest: Buffer;
+  length: number;
+  pack: number | null;
+  offset: number | null;
+  blen: number | null;
+}
+
+export class FileData {
+  private readonly blockAt: Database.Statement;
+  private readonly blocksFrom: Database.Statement;
+  private readonly findBlock: Database.Statement;
+  private readonly insertBlock: Database.Statement;
+
+  constructor(db: Database.Database, readonly packs: Packs) {
+    const select = `SELECT fb.idx, fb.digest, fb.length, b.pack, b.offset, b.length AS blen
+      FROM file_blocks fb LEFT JOIN blocks b ON b.digest = fb.digest
+      WHERE fb.vid = ? AND fb.id = ? AND fb.seq_to = ${LIVE}`;
+    this.blockAt = db.prepare(`${select} AND fb.idx = ?`);
+    this.blocksFrom = db.prepare(`${select} AND fb.idx >= ? AND fb.idx <= ? ORDER BY fb.idx`);
+    this.findBlock = db.prepare('SELECT 1 FROM blocks WHERE digest = ?').pluck();
+    this.insertBlock = db.prepare('INSERT INTO blocks (digest, pack, offset, length) VALUES (?, ?, ?, ?)');
+  }
+
+  /** Block `idx` of a file, verified; null for a hole. `volume` names it in errors. */
+  readBlock(volume: string, vid: number, id: string, idx: number): Buffer | null {
+    const row = this.blockAt.get(vid, id, idx) as StoredBlockRow | undefined;
+    return row === undefined ? null : this.load(volume, id, row);
+  }
+
+  /** The stored blocks first..last of a file (holes left out), verified, in order. */
+  *readBlocks(volume: string, vid: number, id: string, first: number, last: number): Generator<{ idx: number; data: Buffer }> {
+    const rows = this.blocksFrom.all(vid, id, first, last) as StoredBlockRow[];
+    for (const row of rows) yield { idx: row.idx, data: this.load(volume, id, row) };
+  }
+
+  /** Stores `data` once; returns its digest. Only inside a write transaction. */
+  store(data: Buffer): Buffer {
+    const digest = sha256(data);
+    if (this.findBlock.get(digest) === undefined) {
+      const loc = this.packs.append(digest, data);
+      this.insertBlock.run(digest, loc.pack, loc.offset, loc.length);
+    }
+    return digest;
+  }
+
+  private load(volume: string, id: string, row: StoredBlockRow): Buffer {
+    const what = `volume ${volume} object ${id} block ${row.idx}`;
+    if (row.pack === null || row.offset === null || row.blen === null) throw new ArchiveError('ECORRUPT', `${what}: no stored block for digest ${row.digest.toString('hex')}`);
+    if (row.blen !== row.length) throw new ArchiveError('ECORRUPT', `${what}: block map says ${row.length} bytes, block store ${row.blen}`);
+    return this.packs.read({ pack: row.pack, offset: row.offset, length: row.blen }, row.digest, what);
+  }
+}

@@ -1,0 +1,177 @@
+// Pack files: the archive's block data, appended to DIR/packs/NNNNNN.pack and
+// located by the `blocks` table (digest -> pack, offset, length). A block in a
+// pack is a 40-byte header (magic "SBK1", u32 LE length, the 32-byte sha256)
+// followed by its bytes; the header makes a pack self-describing, so a lost
+// database could be rebuilt from the packs, and a read checks it against the
+// row as well as re-hashing the bytes.
+//
+// Appends happen only inside a write transaction (which holds SQLite's write
+// lock across processes); the append position is the pack's length from
+// fstat at the transaction's start, never a remembered one, since another
+// process may have appended since. Bytes appended by a transaction that
+// rolled back are unreferenced garbage: harmless, and overwritten by nobody.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+import { ArchiveError } from '../protocol/archive-api.js';
+
+export const PACK_MAGIC = 0x314b4253; // "SBK1" read as u32 LE
+export const BLOCK_HEADER_BYTES = 40;
+/** Roll over to a new pack once the current one reaches this size. */
+export const DEFAULT_PACK_LIMIT = 256 * 1024 * 1024;
+/** Read descriptors kept open (least recently used closed first). */
+const MAX_READ_FDS = 32;
+
+export function packName(pack: number): string {
+  return `${String(pack).padStart(6, '0')}.pack`;
+}
+
+export function sha256(data: Uint8Array): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+export interface BlockLocation {
+  pack: number;
+  offset: number;
+  length: number;
+}
+
+export class Packs {
+  private readonly readFds = new Map<number, number>();
+  /** The transaction's append state; null outside a write transaction. */
+  private writing: { pack: number; fd: number; position: number; appended: boolean; created: boolean } | null = null;
+
+  constructor(readonly dir: string, private readonly limit = DEFAULT_PACK_LIMIT) {}
+
+  /** Starts appending to `pack` (the database's current pack), at its real length. */
+  begin(pack: number): void {
+    this.abort();
+    this.writing = this.openForAppend(pack);
+  }
+
+  /**
+   * Appends one block; returns where it went. Rolls to the next pack when this
+   * one is full; the caller records the new current pack (`currentPack`).
+   */
+  append(digest: Buffer, data: Buffer): BlockLocation {
+    let w = this.writing;
+    if (w === null) throw new Error('Packs.append outside a write transaction');
+    if (w.position > 0 && w.position + BLOCK_HEADER_BYTES + data.length > this.limit) {
+      // The full pack's appends become durable now; its descriptor is done.
+      this.finishPack(w);
+      fs.closeSync(w.fd);
+      this.writing = null;
+      w = this.writing = this.openForAppend(w.pack + 1);
+    }
+    const header = Buffer.alloc(BLOCK_HEADER_BYTES);
+    header.writeUInt32LE(PACK_MAGIC, 0);
+    header.writeUInt32LE(data.length, 4);
+    digest.copy(header, 8);
+    const offset = w.position;
+    writeFully(w.fd, header, offset);
+    writeFully(w.fd, data, offset + BLOCK_HEADER_BYTES);
+    w.position += BLOCK_HEADER_BYTES + data.length;
+    w.appended = true;
+    return { pack: w.pack, offset, length: data.length };
+  }
+
+  /** The pack appends go to now (the database keeps it in meta.current_pack). */
+  get currentPack(): number | null {
+    return this.writing?.pack ?? null;
+  }
+
+  /** Makes every append of this transaction durable; call before COMMIT. */
+  sync(): void {
+    const w = this.writing;
+    if (w === null) return;
+    this.finishPack(w);
+    this.writing = { ...w, appended: false, created: false };
+  }
+
+  /** Ends the transaction's append state (after COMMIT or ROLLBACK). */
+  abort(): void {
+    if (this.writing !== null) fs.closeSync(this.writing.fd);
+    this.writing = null;
+  }
+
+  /**
+   * The block at `loc`, verified: header and sha256 must match `digest`.
+   * `what` names the block in the error (volume, object, index).
+   */
+  read(loc: BlockLocation, digest: Buffer, what: string): Buffer {
+    const fd = this.readFd(loc.pack, what);
+    const buf = Buffer.allocUnsafe(BLOCK_HEADER_BYTES + loc.length);
+    let got = 0;
+    while (got < buf.length) {
+      const n = fs.readSync(fd, buf, got, buf.length - got, loc.offset + got);
+      if (n === 0) break;
+      got += n;
+    }
+    const corrupt = (why: string): ArchiveError => new ArchiveError('ECORRUPT', `${what}: ${why} (pack ${packName(loc.pack)} at ${loc.offset})`);
+    if (got < buf.length) throw corrupt('pack ends inside the block');
+    if (buf.readUInt32LE(0) !== PACK_MAGIC || buf.readUInt32LE(4) !== loc.length || !buf.subarray(8, 40).equals(digest)) throw corrupt('block header does not match');
+    const data = buf.subarray(BLOCK_HEADER_BYTES);
+    if (!sha256(data).equals(digest)) throw corrupt('sha256 mismatch');
+    return data;
+  }
+
+  close(): void {
+    this.abort();
+    for (const fd of this.readFds.values()) fs.closeSync(fd);
+    this.readFds.clear();
+  }
+
+  private openForAppend(pack: number): { pack: number; fd: number; position: number; appended: boolean; created: boolean } {
+    const path = join(this.dir, packName(pack));
+    let created = false;
+    let fd: number;
+    try {
+      fd = fs.openSync(path, fs.constants.O_RDWR);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+      created = true;
+    }
+    return { pack, fd, position: fs.fstatSync(fd).size, appended: false, created };
+  }
+
+  private finishPack(w: { fd: number; appended: boolean; created: boolean }): void {
+    if (w.appended) fs.fsyncSync(w.fd);
+    if (w.created) fsyncDir(this.dir);
+  }
+
+  private readFd(pack: number, what: string): number {
+    let fd = this.readFds.get(pack);
+    if (fd !== undefined) {
+      this.readFds.delete(pack);
+      this.readFds.set(pack, fd);
+      return fd;
+    }
+    try {
+      fd = fs.openSync(join(this.dir, packName(pack)), fs.constants.O_RDONLY);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ArchiveError('ECORRUPT', `${what}: pack ${packName(pack)} is missing`);
+      throw err;
+    }
+    this.readFds.set(pack, fd);
+    if (this.readFds.size > MAX_READ_FDS) {
+      const [oldest, oldFd] = this.readFds.entries().next().value as [number, number];
+      this.readFds.delete(oldest);
+      fs.closeSync(oldFd);
+    }
+    return fd;
+  }
+}
+
+function writeFully(fd: number, buf: Buffer, position: number): void {
+  for (let done = 0; done < buf.length;) done += fs.writeSync(fd, buf, done, buf.length - done, position + done);
+}
+
+export function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

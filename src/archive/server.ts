@@ -1,0 +1,309 @@
+// The archive server (`strata archive serve`): the ArchiveClient API over
+// HTTP/2, backed by the archive store running in a worker thread.
+//
+// Why HTTP/2: each request is its own stream, multiplexed on one connection
+// with per-stream flow control, so an on-demand fetch during a recovery never
+// waits behind a large shipping batch, and a slow reader (or a server that
+// is not reading yet) pushes back on the sender for free. TLS comes with ALPN.
+// We write no framing of our own beyond the record frames of a ship body.
+//
+// Routes (docs/archive-protocol.md): versioned paths under /v1; JSON answers;
+// errors as `{code, message}` with a status from STATUS_OF. Every input is
+// bounded (body size while it streams, headers, session memory, time, streams)
+// and validated before it reaches the store; no request can crash the process.
+import http2, { constants, type Http2Session, type Http2Server, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../log/logger.js';
+import { ArchiveError } from '../protocol/archive-api.js';
+import type { DirImage } from '../protocol/images.js';
+import type { TokenCheck } from './server-auth.js';
+import { drained, Gate, HttpError, PROTOCOL_HEADER, PROTOCOL_VERSION, readBody, sendBytes, sendError, sendJson, STATUS_OF } from './server-http.js';
+import { WorkerArchiveClient } from './worker-client.js';
+import { checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkVolume, LIMITS, toWireError } from './worker-protocol.js';
+
+export const SERVER_LIMITS = {
+  ...LIMITS,
+  /** Any body other than a ship batch. */
+  maxSmallBodyBytes: 64 * 1024,
+  /** Header block a peer may send (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE). */
+  maxHeaderListBytes: 16 * 1024,
+  maxHeaderPairs: 64,
+  /** Streams at once per connection. */
+  maxConcurrentStreams: 128,
+  /** nghttp2's memory per session, MiB (beyond it new streams are refused). */
+  maxSessionMemoryMiB: 64,
+  /** A request with no progress (no bytes in or out) for this long is cancelled. */
+  streamIdleMs: 60_000,
+  /** A connection with no activity for this long is closed. */
+  sessionIdleMs: 300_000,
+  /** Ship batches applied or being read at once (bounds memory to ~N x 64 MiB); more wait, unread. */
+  activeShips: 4,
+  queuedShips: 256,
+  /** Per-stream receive window: a ship batch flows without a round trip per 64 KiB. */
+  streamWindowBytes: 1024 * 1024,
+  connectionWindowBytes: 16 * 1024 * 1024,
+} as const;
+
+export interface ArchiveServerOptions {
+  dataDir: string;
+  auth: TokenCheck;
+  log: Logger;
+  tls?: { cert: Buffer; key: Buffer };
+}
+
+interface Route {
+  volume?: string;
+  id?: string;
+  kind: 'hello' | 'volume' | 'journal' | 'fence' | 'dir' | 'tiers' | 'data' | 'blocks';
+  query: URLSearchParams;
+}
+
+export class ArchiveServer {
+  private readonly server: Http2Server | Http2SecureServer;
+  private readonly sessions = new Set<Http2Session>();
+  private readonly ships = new Gate(SERVER_LIMITS.activeShips, SERVER_LIMITS.queuedShips);
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  private constructor(private readonly store: WorkerArchiveClient, private readonly opts: ArchiveServerOptions) {
+    const settings: http2.Settings = {
+      maxConcurrentStreams: SERVER_LIMITS.maxConcurrentStreams,
+      maxHeaderListSize: SERVER_LIMITS.maxHeaderListBytes,
+      initialWindowSize: SERVER_LIMITS.streamWindowBytes,
+      enablePush: false,
+    };
+    const common = {
+      settings,
+      maxSessionMemory: SERVER_LIMITS.maxSessionMemoryMiB,
+      maxHeaderListPairs: SERVER_LIMITS.maxHeaderPairs,
+      maxOutstandingPings: 10,
+      maxSettings: 32,
+    };
+    this.server = opts.tls
+      ? http2.createSecureServer({ ...common, cert: opts.tls.cert, key: opts.tls.key, allowHTTP1: false, minVersion: 'TLSv1.2' })
+      : http2.createServer(common);
+    this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
+    this.server.on('session', (s) => this.onSession(s));
+    // A peer that cannot even start a session (garbage, a bad preface, a TLS failure) costs a log line.
+    this.server.on('sessionError', (err: Error) => this.opts.log.debug({ err: err.message }, 'session error'));
+    this.server.on('error', (err: Error) => this.opts.log.error({ err }, 'server error'));
+    if (opts.tls) (this.server as Http2SecureServer).on('tlsClientError', (err: Error) => this.opts.log.debug({ err: err.message }, 'TLS handshake failed'));
+    this.server.on('unknownProtocol', (socket) => socket.destroy());
+    this.server.setTimeout(SERVER_LIMITS.sessionIdleMs);
+  }
+
+  /** Opens the store (in its worker) and the server; call listen() next. */
+  static async open(opts: ArchiveServerOptions): Promise<ArchiveServer> {
+    const store = await WorkerArchiveClient.open(opts.dataDir);
+    return new ArchiveServer(store, opts);
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /**
+   * Stops accepting connections, lets requests in flight finish (at most
+   * `graceMs`), then closes every session and the store.
+   */
+  async close(graceMs = 10_000): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const s of this.sessions) if (!s.closed) s.close(); // GOAWAY: open streams finish, no new ones
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => (this.inFlight === 0 ? resolve() : this.idleWaiters.push(resolve))),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
+    ]);
+    clearTimeout(timer);
+    if (this.inFlight > 0) this.opts.log.warn({ inFlight: this.inFlight }, 'closing with requests still in flight');
+    for (const s of this.sessions) s.destroy();
+    // A destroyed session does not always report 'close' promptly; the store closes regardless.
+    await Promise.race([closed, new Promise<void>((resolve) => setTimeout(resolve, 2000).unref())]);
+    await this.store.close();
+  }
+
+  private onSession(s: Http2Session): void {
+    this.sessions.add(s);
+    s.on('close', () => this.sessions.delete(s));
+    s.on('error', (err: Error) => this.opts.log.debug({ err: err.message }, 'session error'));
+    s.on('frameError', (type: number, code: number) => this.opts.log.debug({ type, code }, 'frame error'));
+    try {
+      s.setLocalWindowSize(SERVER_LIMITS.connectionWindowBytes);
+    } catch {
+      // A session that is already closing: nothing to tune.
+    }
+  }
+
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    stream.on('error', (err: Error) => this.opts.log.debug({ err: err.message }, 'stream error'));
+    stream.setTimeout(SERVER_LIMITS.streamIdleMs, () => {
+      this.opts.log.warn({ path: headers[':path'] }, 'request idle too long; cancelled');
+      stream.close(constants.NGHTTP2_CANCEL);
+    });
+    this.inFlight++;
+    const started = process.hrtime.bigint();
+    this.handle(stream, headers)
+      .catch((err: unknown) => this.fail(stream, headers, err))
+      .finally(() => {
+        this.opts.log.debug({ method: headers[':method'], path: headers[':path'], status: stream.sentHeaders[':status'], ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'request');
+        if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+      });
+  }
+
+  private fail(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, err: unknown): void {
+    const wire = toWireError(err);
+    const status = err instanceof HttpError ? err.status : STATUS_OF[wire.code];
+    const ctx = { method: headers[':method'], path: String(headers[':path']).slice(0, 200), status, code: wire.code, err: wire.message };
+    if (status >= 500) this.opts.log.error(ctx, 'request failed');
+    else if (wire.code === 'EAUTH' || wire.code === 'EBADREQ') this.opts.log.warn(ctx, 'request refused');
+    else this.opts.log.debug(ctx, 'request answered with an error');
+    // An answer sent before the body was read tells the client to stop sending it.
+    sendError(stream, status, wire.code, wire.message, !stream.readableEnded);
+  }
+
+  private async handle(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
+    const method = headers[':method'];
+    const route = parseRoute(headers[':path']);
+    if (route.kind === 'hello') {
+      if (method !== 'GET') throw notAllowed();
+      return sendJson(stream, 200, { protocol: Number(PROTOCOL_VERSION), server: 'strata-archive' });
+    }
+    const peer = headers[PROTOCOL_HEADER];
+    if (peer !== undefined && peer !== PROTOCOL_VERSION) throw new ArchiveError('EBADREQ', `client speaks protocol ${String(peer).slice(0, 20)}, this server ${PROTOCOL_VERSION}`);
+    const why = this.opts.auth.reject(headers);
+    if (why !== null) {
+      this.opts.log.warn({ remote: stream.session?.socket?.remoteAddress, path: String(headers[':path']).slice(0, 200), reason: why }, 'authentication failed');
+      throw new ArchiveError('EAUTH', 'missing or wrong token');
+    }
+    const volume = route.volume!;
+    switch (route.kind) {
+      case 'volume':
+        if (method === 'GET') {
+          const st = await this.store.volumeState(volume);
+          if (st === null) throw new ArchiveError('ENOVOLUME', `no volume ${volume}`);
+          return sendJson(stream, 200, st);
+        }
+        if (method === 'POST') {
+          await readBody(stream, headers, SERVER_LIMITS.maxSmallBodyBytes);
+          return sendJson(stream, 200, await this.store.createVolume(volume));
+        }
+        throw notAllowed();
+      case 'journal':
+        if (method !== 'POST') throw notAllowed();
+        return this.ship(stream, headers, volume);
+      case 'fence':
+        if (method !== 'POST') throw notAllowed();
+        await readBody(stream, headers, SERVER_LIMITS.maxSmallBodyBytes);
+        return sendJson(stream, 200, await this.store.fence(volume));
+      case 'dir':
+        if (method !== 'GET') throw notAllowed();
+        return sendJson(stream, 200, await this.store.dirImage(volume, route.id!));
+      case 'blocks':
+        if (method !== 'GET') throw notAllowed();
+        return sendJson(stream, 200, await this.store.fileBlocks(volume, route.id!));
+      case 'data': {
+        if (method !== 'GET') throw notAllowed();
+        const offset = checkOffset(queryInt(route.query, 'offset'));
+        const length = checkLength(queryInt(route.query, 'length'));
+        return sendBytes(stream, await this.store.readRange(volume, route.id!, offset, length));
+      }
+      case 'tiers':
+        if (method !== 'GET') throw notAllowed();
+        return this.tiers(stream, volume, checkDepth(queryInt(route.query, 'depth')));
+    }
+  }
+
+  private async ship(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, volume: string): Promise<void> {
+    const epochHeader = headers['strata-epoch'];
+    const epoch = checkEpoch(typeof epochHeader === 'string' && /^\d{1,16}$/.test(epochHeader) ? Number(epochHeader) : NaN);
+    // Waiting here leaves the body unread: HTTP/2 flow control holds the sender back.
+    const release = await this.ships.enter();
+    try {
+      if (stream.destroyed) return;
+      const body = await readBody(stream, headers, SERVER_LIMITS.maxShipBytes);
+      if (body.length === 0) throw new ArchiveError('EBADREQ', 'empty batch');
+      sendJson(stream, 200, await this.store.shipTransfer(volume, epoch, body));
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * NDJSON: one directory image per line, then `{"done":true,"count":N}`; an
+   * error after the first image ends the stream with `{"error":{code,message}}`.
+   * Written at the reader's pace (write() returning false waits for 'drain'),
+   * and pulled from the worker at that pace too.
+   */
+  private async tiers(stream: ServerHttp2Stream, volume: string, depth: number): Promise<void> {
+    const it = this.store.tierImages(volume, depth)[Symbol.asyncIterator]();
+    let first: IteratorResult<DirImage>;
+    try {
+      first = await it.next(); // an unknown volume is still a plain error answer
+    } catch (err) {
+      await it.return?.();
+      throw err;
+    }
+    if (stream.destroyed || stream.closed) {
+      await it.return?.();
+      return;
+    }
+    stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson', [PROTOCOL_HEADER]: PROTOCOL_VERSION });
+    let count = 0;
+    try {
+      for (let r = first; !r.done; r = await it.next()) {
+        if (stream.destroyed || stream.closed) return;
+        count++;
+        if (!stream.write(`${JSON.stringify(r.value)}\n`)) await drained(stream);
+      }
+      if (!stream.destroyed) stream.end(`${JSON.stringify({ done: true, count })}\n`);
+    } catch (err) {
+      const error = toWireError(err);
+      this.opts.log.error({ volume, depth, count, ...error }, 'tier stream failed');
+      if (!stream.destroyed) stream.end(`${JSON.stringify({ error })}\n`);
+    } finally {
+      await it.return?.();
+    }
+  }
+}
+
+function notAllowed(): HttpError {
+  return new HttpError(405, 'EBADREQ', 'method not allowed');
+}
+
+function queryInt(q: URLSearchParams, name: string): number {
+  const v = q.get(name);
+  if (v === null || !/^\d{1,16}$/.test(v)) throw new ArchiveError('EBADREQ', `query parameter ${name} must be a non-negative integer`);
+  return Number(v);
+}
+
+const ROUTE_404 = (): HttpError => new HttpError(404, 'EBADREQ', 'no such route');
+
+/** Path → route, with the volume name and object id checked before anything touches storage. */
+export function parseRoute(path: string | undefined): Route {
+  if (typeof path !== 'string' || !path.startsWith('/') || path.length > 2048) throw ROUTE_404();
+  // Split by hand rather than with URL: no dot-segment or percent normalisation, so
+  // what is validated is exactly what the client sent ('..' is a bad name, not a parent).
+  const q = path.indexOf('?');
+  const seg = (q === -1 ? path : path.slice(0, q)).split('/').slice(1);
+  const query = new URLSearchParams(q === -1 ? '' : path.slice(q + 1));
+  if (seg[0] !== 'v1') throw ROUTE_404();
+  if (seg.length === 2 && seg[1] === 'hello') return { kind: 'hello', query };
+  if (seg[1] !== 'volumes' || seg.length < 3) throw ROUTE_404();
+  const volume = checkVolume(seg[2]);
+  const rest = seg.slice(3);
+  if (rest.length === 0) return { kind: 'volume', volume, query };
+  if (rest.length === 1 && rest[0] === 'journal') return { kind: 'journal', volume, query };
+  if (rest.length === 1 && rest[0] === 'fence') return { kind: 'fence', volume, query };
+  if (rest.length === 1 && rest[0] === 'tiers') return { kind: 'tiers', volume, query };
+  if (rest.length === 2 && rest[0] === 'dirs') return { kind: 'dir', volume, id: checkId(rest[1]), query };
+  if (rest.length === 3 && rest[0] === 'objects' && (rest[2] === 'data' || rest[2] === 'blocks')) {
+    return { kind: rest[2], volume, id: checkId(rest[1]), query };
+  }
+  throw ROUTE_404();
+}

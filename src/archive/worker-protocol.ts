@@ -1,0 +1,104 @@
+// The messages between a WorkerArchiveClient (calling thread) and the archive
+// worker (worker.ts), and the argument checks the worker makes before any
+// call reaches the store. Kept apart so both sides share one definition.
+import type { DirImage } from '../protocol/images.js';
+import { badVolumeNameReason } from '../protocol/images.js';
+import { isObjectId } from '../protocol/records.js';
+import { ArchiveError, type ArchiveErrorCode } from '../protocol/archive-api.js';
+
+/** Bounds every transport enforces, whoever the caller is. */
+export const LIMITS = {
+  /** One ship batch (concatenated frames). */
+  maxShipBytes: 64 * 1024 * 1024,
+  /** One readRange. */
+  maxReadBytes: 16 * 1024 * 1024,
+  /** Deepest tier a tier stream may ask for. */
+  maxDepth: 64,
+} as const;
+
+/** Tier images travel in chunks of at most this many images or entries, one chunk per pull. */
+export const TIER_CHUNK_IMAGES = 64;
+export const TIER_CHUNK_ENTRIES = 4096;
+
+export type UnaryMethod = 'open' | 'volumeState' | 'createVolume' | 'ship' | 'fence' | 'dirImage' | 'readRange' | 'fileBlocks';
+
+export type ToWorker =
+  | { type: 'call'; id: number; method: UnaryMethod; args: unknown[]; bytes?: ArrayBuffer }
+  /** Starts a tier stream (no answer until the first pull). */
+  | { type: 'stream'; id: number; args: unknown[] }
+  /** Asks for the next chunk of a stream. */
+  | { type: 'pull'; id: number }
+  /** The consumer is gone: drop the stream. */
+  | { type: 'cancel'; id: number }
+  | { type: 'close' };
+
+export interface WireError { code: ArchiveErrorCode; message: string }
+
+export type FromWorker =
+  | { type: 'result'; id: number; result: unknown; bytes?: ArrayBuffer }
+  | { type: 'error'; id: number; error: WireError }
+  | { type: 'chunk'; id: number; images: DirImage[]; done: boolean }
+  | { type: 'closed' };
+
+const bad = (message: string): ArchiveError => new ArchiveError('EBADREQ', message);
+
+export function checkVolume(v: unknown): string {
+  const why = badVolumeNameReason(v);
+  if (why !== null) throw bad(why);
+  return v as string;
+}
+
+export function checkId(id: unknown): string {
+  if (!isObjectId(id)) throw bad(`bad object id ${JSON.stringify(id)?.slice(0, 80)} (32 lowercase hex digits)`);
+  return id;
+}
+
+function checkUint(v: unknown, what: string, max: number): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > max) throw bad(`${what} must be an integer 0..${max}`);
+  return v;
+}
+
+export const checkEpoch = (v: unknown): number => checkUint(v, 'epoch', Number.MAX_SAFE_INTEGER);
+export const checkDepth = (v: unknown): number => checkUint(v, 'depth', LIMITS.maxDepth);
+export const checkOffset = (v: unknown): number => checkUint(v, 'offset', Number.MAX_SAFE_INTEGER);
+export const checkLength = (v: unknown): number => checkUint(v, 'length', LIMITS.maxReadBytes);
+
+/** Why a ship body cannot be a batch before decoding it, or null. */
+export function shipSizeReason(bytes: number): string | null {
+  if (bytes === 0) return 'empty batch';
+  if (bytes > LIMITS.maxShipBytes) return `batch of ${bytes} bytes exceeds ${LIMITS.maxShipBytes}`;
+  return null;
+}
+
+/** Copies `buf` into an ArrayBuffer of its own, so it can be transferred without detaching anyone else's memory. */
+export function ownArrayBuffer(buf: Uint8Array): ArrayBuffer {
+  const ab = new ArrayBuffer(buf.byteLength);
+  new Uint8Array(ab).set(buf);
+  return ab;
+}
+
+/** The message an unexpected error should carry across a thread or the network. */
+export function toWireError(err: unknown): WireError {
+  if (err instanceof Error && err.name === 'ArchiveError') return { code: (err as ArchiveError).code, message: stripCode(err as ArchiveError) };
+  if (err instanceof Error && (err as { code?: unknown }).code === 'EBADRECORD') return { code: 'EBADREQ', message: err.message };
+  return { code: 'EARCHIVE', message: err instanceof Error ? err.message : String(err) };
+}
+
+/** ArchiveError prefixes its message with the code; the wire carries the bare message. */
+function stripCode(err: ArchiveError): string {
+  const prefix = `${err.code}: `;
+  return err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
+}
+
+const CODES: ReadonlySet<string> = new Set<ArchiveErrorCode>(['ENOVOLUME', 'EFENCED', 'EGAP', 'EAUTH', 'EBADREQ', 'ENOOBJECT', 'ECORRUPT', 'EUNAVAILABLE', 'EARCHIVE']);
+
+export function isArchiveErrorCode(v: unknown): v is ArchiveErrorCode {
+  return typeof v === 'string' && CODES.has(v);
+}
+
+/** Re-creates an error that crossed a thread or the network. */
+export function fromWireError(e: unknown): ArchiveError {
+  const x = (e ?? {}) as { code?: unknown; message?: unknown };
+  const code = isArchiveErrorCode(x.code) ? x.code : 'EARCHIVE';
+  return new ArchiveError(code, typeof x.message === 'string' ? x.message : 'unknown archive error');
+}

@@ -1,0 +1,150 @@
+// The archive worker: runs the synchronous ArchiveStore (SQLite, fsync) on a
+// thread of its own, so its blocking work never stalls the event loop of the
+// process that uses it (a FUSE daemon, or the archive server). One message is
+// handled at a time, so calls reach the store in the order they were sent.
+// Messages: worker-protocol.ts. Started by WorkerArchiveClient.
+import { parentPort, workerData } from 'node:worker_threads';
+import { ArchiveError } from '../protocol/archive-api.js';
+import type { DirImage } from '../protocol/images.js';
+import { ArchiveStore } from './archive-store.js';
+import {
+  checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkVolume, ownArrayBuffer, shipSizeReason, toWireError,
+  TIER_CHUNK_ENTRIES, TIER_CHUNK_IMAGES,
+  type FromWorker, type ToWorker, type UnaryMethod,
+} from './worker-protocol.js';
+
+export interface WorkerData {
+  dir: string;
+}
+
+/** Open tier streams are bounded: a caller that never drains one cannot pile up iterators. */
+const MAX_STREAMS = 256;
+
+const port = parentPort;
+if (!port) throw new Error('archive worker must run in a worker thread');
+const data = workerData as WorkerData;
+
+let store: ArchiveStore | null = null;
+const streams = new Map<number, Iterator<DirImage>>();
+
+/** Opened on first use, so an engine that fails to open reports through a call with its code. */
+function theStore(): ArchiveStore {
+  store ??= ArchiveStore.open(data.dir);
+  return store;
+}
+
+function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
+  port!.postMessage(msg, transfer);
+}
+
+function callStore(method: UnaryMethod, args: unknown[], bytes: ArrayBuffer | undefined): unknown {
+  switch (method) {
+    case 'open':
+      theStore();
+      return null;
+    case 'volumeState':
+      return theStore().volumeState(checkVolume(args[0]));
+    case 'createVolume':
+      return theStore().createVolume(checkVolume(args[0]));
+    case 'ship': {
+      const volume = checkVolume(args[0]);
+      const epoch = checkEpoch(args[1]);
+      const frames = Buffer.from(bytes ?? new ArrayBuffer(0));
+      const why = shipSizeReason(frames.length);
+      if (why !== null) throw new ArchiveError('EBADREQ', why);
+      // The store decodes and checks every frame (checksums, names with '/'
+      // or '..', bounds) before its transaction: EBADREQ, nothing applied.
+      return theStore().applyBatch(volume, epoch, frames);
+    }
+    case 'fence':
+      return theStore().fence(checkVolume(args[0]));
+    case 'dirImage':
+      return theStore().dirImage(checkVolume(args[0]), checkId(args[1]));
+    case 'readRange':
+      return theStore().readRange(checkVolume(args[0]), checkId(args[1]), checkOffset(args[2]), checkLength(args[3]));
+    case 'fileBlocks':
+      return theStore().fileBlocks(checkVolume(args[0]), checkId(args[1]));
+    default:
+      throw new ArchiveError('EBADREQ', `unknown method ${String(method)}`);
+  }
+}
+
+function onCall(id: number, method: UnaryMethod, args: unknown[], bytes: ArrayBuffer | undefined): void {
+  try {
+    const result = callStore(method, args, bytes);
+    if (Buffer.isBuffer(result)) {
+      // A copy of our own to transfer: the store may keep the buffer it returned (a cache).
+      const ab = ownArrayBuffer(result);
+      post({ type: 'result', id, result: null, bytes: ab }, [ab]);
+    } else {
+      post({ type: 'result', id, result });
+    }
+  } catch (err) {
+    post({ type: 'error', id, error: toWireError(err) });
+  }
+}
+
+function onStream(id: number, args: unknown[]): void {
+  try {
+    if (streams.size >= MAX_STREAMS) throw new ArchiveError('EARCHIVE', `more than ${MAX_STREAMS} tier streams open`);
+    const it = theStore().tierImages(checkVolume(args[0]), checkDepth(args[1]))[Symbol.iterator]();
+    streams.set(id, it);
+  } catch (err) {
+    post({ type: 'error', id, error: toWireError(err) });
+  }
+}
+
+/** One chunk per pull: the consumer's pace bounds what sits in either thread's memory. */
+function onPull(id: number): void {
+  const it = streams.get(id);
+  if (!it) return; // cancelled, or already reported as an error
+  const images: DirImage[] = [];
+  let entries = 0;
+  try {
+    while (images.length < TIER_CHUNK_IMAGES && entries < TIER_CHUNK_ENTRIES) {
+      const r = it.next();
+      if (r.done) {
+        streams.delete(id);
+        post({ type: 'chunk', id, images, done: true });
+        return;
+      }
+      images.push(r.value);
+      entries += r.value.entries.length;
+    }
+    post({ type: 'chunk', id, images, done: false });
+  } catch (err) {
+    streams.delete(id);
+    post({ type: 'error', id, error: toWireError(err) });
+  }
+}
+
+function onCancel(id: number): void {
+  const it = streams.get(id);
+  streams.delete(id);
+  try {
+    it?.return?.();
+  } catch {
+    // The consumer is gone; nobody to tell.
+  }
+}
+
+function onClose(): void {
+  for (const id of [...streams.keys()]) onCancel(id);
+  try {
+    store?.close();
+  } finally {
+    store = null;
+    post({ type: 'closed' });
+    port!.close();
+  }
+}
+
+port.on('message', (msg: ToWorker) => {
+  switch (msg.type) {
+    case 'call': return onCall(msg.id, msg.method, msg.args, msg.bytes);
+    case 'stream': return onStream(msg.id, msg.args);
+    case 'pull': return onPull(msg.id);
+    case 'cancel': return onCancel(msg.id);
+    case 'close': return onClose();
+  }
+});

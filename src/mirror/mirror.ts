@@ -1,0 +1,331 @@
+// Mirroring of one local store to one archive volume: the journal, the
+// shipper, the replication mode and the journal's bound. It is the core's
+// ChangeSink: every applied change is appended here before the op answers.
+//
+// Modes (named after DRBD's protocols; see docs/mirroring.md):
+//  - async (default): an op returns after the local apply and the append;
+//    fsync/fdatasync return once every record up to then is acked.
+//  - sync: every mutating op returns only once the archive acked its record.
+// Journal full (un-acked bytes past the bound, the archive being away): the
+// policy either blocks writers until the archive catches up, or fails them
+// with ENOSPC. Records are never dropped.
+import { readFile, rename, writeFile, open as openFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Journal } from '../journal/journal.js';
+import { Shipper, type ShipperState } from './shipper.js';
+import { FsError } from '../core/errno.js';
+import type { ChangeSink } from '../core/change-sink.js';
+import type { ArchiveClient } from '../protocol/archive-api.js';
+import type { NewRecord } from '../protocol/records.js';
+import type { Logger } from '../log/logger.js';
+
+export type MirrorMode = 'async' | 'sync';
+export type JournalFullPolicy = 'block' | 'enospc';
+
+export interface MirrorOptions {
+  volume: string;
+  mode: MirrorMode;
+  /** Un-acked journal bytes allowed before the policy applies (default 1 GiB). */
+  journalMaxBytes?: number;
+  fullPolicy?: JournalFullPolicy;
+  /**
+   * Ops waiting for an ack (sync-mode ops, fsync) fail with EIO after this
+   * many ms; 0 waits for as long as it takes (default).
+   */
+  ackTimeoutMs?: number;
+  /** Segment size of the journal, bytes (tests make it small). */
+  segmentBytes?: number;
+}
+
+/** What the store remembers of its mirror, in STORE/.strata/mirror.json. */
+export interface MirrorState {
+  format: 1;
+  volume: string;
+  epoch: number;
+  /** Every object of the store has reached the journal at least once. */
+  initialSyncDone: boolean;
+  /** The daemon stopped cleanly: every change to the store is in the journal. */
+  clean: boolean;
+  /**
+   * Every change whose ctime is older than this (ns since the epoch, as a
+   * string) had a durable journal record when it was written here.
+   */
+  checkpointNs: string;
+}
+
+export interface MirrorStatus {
+  archive: string;
+  volume: string;
+  mode: MirrorMode;
+  epoch: number;
+  connection: ShipperState;
+  lastError: string | null;
+  lastAckAt: string | null;
+  ackedSeq: number;
+  lastSeq: number;
+  lag: { records: number; bytes: number; seconds: number };
+  journal: { bytes: number; limitBytes: number; fullPolicy: JournalFullPolicy; segmentsDir: string; writersBlocked: number };
+  initialSync: SyncProgress;
+}
+
+export interface SyncProgress {
+  state: 'pending' | 'running' | 'done';
+  entries: number;
+  bytes: number;
+  totalEntries: number | null;
+  totalBytes: number | null;
+}
+
+const STATE_FILE = 'mirror.json';
+const CHECKPOINT_MARGIN_NS = 5_000_000_000n;
+
+export class Mirror implements ChangeSink {
+  readonly journal: Journal;
+  readonly shipper: Shipper;
+  private readonly limitBytes: number;
+  private readonly fullPolicy: JournalFullPolicy;
+  private readonly ackTimeoutMs: number;
+  /** (seq, time appended) samples, oldest first, for the lag in seconds. */
+  private samples: [number, number][] = [];
+  private blockedWriters = 0;
+  private checkpointTimer: NodeJS.Timeout | null = null;
+  private lastCheckpointSeq = 0;
+  readonly initialSync: SyncProgress = { state: 'pending', entries: 0, bytes: 0, totalEntries: null, totalBytes: null };
+
+  private constructor(
+    readonly privateDir: string,
+    readonly client: ArchiveClient,
+    private state: MirrorState,
+    journal: Journal,
+    readonly opts: MirrorOptions,
+    private readonly log: Logger,
+  ) {
+    this.journal = journal;
+    this.shipper = new Shipper(journal, client, opts.volume, state.epoch, log.child({ part: 'shipper' }));
+    this.limitBytes = opts.journalMaxBytes ?? 1024 * 1024 * 1024;
+    this.fullPolicy = opts.fullPolicy ?? 'block';
+    this.ackTimeoutMs = opts.ackTimeoutMs ?? 0;
+    if (state.initialSyncDone) this.initialSync.state = 'done';
+  }
+
+  /**
+   * Opens the mirror of the store whose private directory is `privateDir`.
+   * The first time, the volume is created on the archive (an existing volume
+   * that holds data belongs to another store and is refused). Returns with the
+   * journal open and the shipper running; the caller then re-converges if
+   * `needsReconcile` says so, before serving.
+   */
+  static async open(privateDir: string, client: ArchiveClient, opts: MirrorOptions, log: Logger): Promise<Mirror> {
+    let state = await readState(privateDir);
+    if (state !== null && state.volume !== opts.volume) {
+      throw new Error(`this store mirrors volume "${state.volume}", not "${opts.volume}" (see ${join(privateDir, STATE_FILE)})`);
+    }
+    const remote = await client.volumeState(opts.volume);
+    if (state === null) {
+      if (remote !== null && (remote.appliedSeq > 0 || remote.totals.entries > 0)) {
+        throw new Error(`volume "${opts.volume}" already holds data on ${client.url} and this store has never mirrored to it: ` +
+          'recover it with `strata recover`, or choose another volume name');
+      }
+      const created = remote ?? (await client.createVolume(opts.volume));
+      state = { format: 1, volume: opts.volume, epoch: created.epoch, initialSyncDone: false, clean: false, checkpointNs: '0' };
+      await writeState(privateDir, state);
+      log.info({ volume: opts.volume, archive: client.url }, 'mirror: volume attached for the first time');
+    } else if (remote === null) {
+      throw new Error(`volume "${opts.volume}" does not exist on ${client.url}, but this store mirrored to it before`);
+    }
+    const journal = await Journal.open(join(privateDir, 'journal'), log.child({ part: 'journal' }), {
+      segmentBytes: opts.segmentBytes,
+      startAfterSeq: remote?.appliedSeq ?? 0,
+    });
+    const mirror = new Mirror(privateDir, client, state, journal, opts, log);
+    mirror.lastCheckpointSeq = journal.lastSeq;
+    return mirror;
+  }
+
+  /** The store may hold changes the archive lacks beyond the journal: re-compare before serving. */
+  get needsReconcile(): boolean {
+    return !this.state.initialSyncDone || !this.state.clean;
+  }
+
+  /** First time: everything; after an unclean stop: what changed since the checkpoint. */
+  get reconcileScope(): { kind: 'initial' } | { kind: 'since'; ctimeNs: bigint } {
+    return this.state.initialSyncDone ? { kind: 'since', ctimeNs: BigInt(this.state.checkpointNs) } : { kind: 'initial' };
+  }
+
+  get mode(): MirrorMode {
+    return this.opts.mode;
+  }
+
+  /** Starts shipping and the periodic checkpoint; marks the store as in use (not clean). */
+  async start(): Promise<void> {
+    this.shipper.start();
+    if (this.state.clean) {
+      this.state.clean = false;
+      await writeState(this.privateDir, this.state);
+    }
+    this.checkpointTimer = setInterval(() => { this.checkpoint().catch((err: unknown) => this.log.warn({ err }, 'checkpoint failed')); }, 2000);
+    this.checkpointTimer.unref();
+  }
+
+  /** Records that the initial sync or a re-convergence has put every change into the journal. */
+  async reconciled(): Promise<void> {
+    await this.journal.sync();
+    this.state.initialSyncDone = true;
+    this.state.checkpointNs = String(BigInt(Date.now()) * 1_000_000n - CHECKPOINT_MARGIN_NS);
+    this.initialSync.state = 'done';
+    await writeState(this.privateDir, this.state);
+  }
+
+  // ---- ChangeSink ------------------------------------------------------------
+
+  async admit(bytes: number): Promise<void> {
+    if (this.unackedBytes() + bytes <= this.limitBytes) return;
+    if (this.fullPolicy === 'enospc') {
+      throw new FsError('ENOSPC', `journal full (${this.limitBytes} bytes not yet acked by the archive)`);
+    }
+    this.blockedWriters++;
+    if (this.blockedWriters === 1) this.log.warn({ limitBytes: this.limitBytes }, 'journal full: writers wait for the archive');
+    try {
+      while (this.unackedBytes() + bytes > this.limitBytes && this.unackedBytes() > 0) {
+        await new Promise<void>((resolve) => {
+          const off = this.shipper.onAck(() => { off(); resolve(); });
+        });
+      }
+    } finally {
+      this.blockedWriters--;
+    }
+  }
+
+  append(rec: NewRecord): number {
+    const seq = this.journal.append(rec);
+    const now = Date.now();
+    const last = this.samples[this.samples.length - 1];
+    if (last === undefined || now - last[1] >= 50) this.samples.push([seq, now]);
+    return seq;
+  }
+
+  committed(seq: number): Promise<void> {
+    return this.opts.mode === 'sync' ? this.waitAcked(seq) : Promise.resolve();
+  }
+
+  barrier(): Promise<void> {
+    return this.waitAcked(this.journal.lastSeq);
+  }
+
+  // ---- operator view -----------------------------------------------------------
+
+  /** Waits until the archive holds every record so far; false after `timeoutMs`. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const target = this.journal.lastSeq;
+    if (this.shipper.ackedSeq >= target) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); });
+    try {
+      return await Promise.race([this.shipper.waitAcked(target).then(() => true), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  status(): MirrorStatus {
+    const acked = this.shipper.ackedSeq;
+    this.samples = this.samples.filter(([seq]) => seq > acked);
+    const oldest = this.samples[0];
+    const lagRecords = Math.max(0, this.journal.lastSeq - acked);
+    return {
+      archive: this.client.url,
+      volume: this.opts.volume,
+      mode: this.opts.mode,
+      epoch: this.state.epoch,
+      connection: this.shipper.state,
+      lastError: this.shipper.lastError,
+      lastAckAt: this.shipper.lastAckAt?.toISOString() ?? null,
+      ackedSeq: acked,
+      lastSeq: this.journal.lastSeq,
+      lag: {
+        records: lagRecords,
+        bytes: this.unackedBytes(),
+        seconds: lagRecords === 0 || oldest === undefined ? 0 : Math.round((Date.now() - oldest[1]) / 100) / 10,
+      },
+      journal: {
+        bytes: this.journal.bytes, limitBytes: this.limitBytes, fullPolicy: this.fullPolicy,
+        segmentsDir: this.journal.dir, writersBlocked: this.blockedWriters,
+      },
+      initialSync: { ...this.initialSync },
+    };
+  }
+
+  /**
+   * Clean stop: gives the archive up to `drainMs` to catch up, stops the
+   * shipper, makes the journal durable and marks the store clean (whatever is
+   * not shipped yet is in the journal and ships at the next start).
+   */
+  async stop(drainMs: number): Promise<void> {
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    const drained = await this.drain(drainMs);
+    await this.shipper.stop();
+    await this.journal.close();
+    this.state.clean = true;
+    await writeState(this.privateDir, this.state);
+    this.log.info({ drained, ackedSeq: this.shipper.ackedSeq, lastSeq: this.journal.lastSeq }, 'mirror stopped');
+    await this.client.close();
+  }
+
+  private unackedBytes(): number {
+    return this.journal.bytesAfter(this.shipper.ackedSeq);
+  }
+
+  private waitAcked(seq: number): Promise<void> {
+    const wait = this.shipper.waitAcked(seq).catch((err: unknown) => {
+      throw new FsError('EIO', (err as Error).message);
+    });
+    if (this.ackTimeoutMs <= 0) return wait;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new FsError('EIO', `the archive did not acknowledge record ${seq} within ${this.ackTimeoutMs} ms`)), this.ackTimeoutMs);
+    });
+    return Promise.race([wait, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * Moves the checkpoint forward: after an fsync of the journal started at T,
+   * every change applied before T (less a margin for the time between a
+   * change and its append) has a durable record.
+   */
+  private async checkpoint(): Promise<void> {
+    if (this.journal.lastSeq === this.lastCheckpointSeq) return;
+    const startedNs = BigInt(Date.now()) * 1_000_000n;
+    const seq = this.journal.lastSeq;
+    await this.journal.sync();
+    this.lastCheckpointSeq = seq;
+    this.state.checkpointNs = String(startedNs - CHECKPOINT_MARGIN_NS);
+    await writeState(this.privateDir, this.state);
+  }
+}
+
+async function readState(privateDir: string): Promise<MirrorState | null> {
+  let text: string;
+  try {
+    text = await readFile(join(privateDir, STATE_FILE), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  const s = JSON.parse(text) as MirrorState;
+  if (s.format !== 1 || typeof s.volume !== 'string' || typeof s.epoch !== 'number') throw new Error(`unreadable ${STATE_FILE} in ${privateDir}`);
+  return s;
+}
+
+/** Replaces the state file atomically and durably. */
+async function writeState(privateDir: string, state: MirrorState): Promise<void> {
+  const path = join(privateDir, STATE_FILE);
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  const fh = await openFile(tmp, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+}

@@ -1,0 +1,173 @@
+// Mirroring under faults, with real processes: the archive server killed
+// (-9) while records ship and kept away for a while, the journal bound and
+// its two policies, the primary killed (-9) in a write storm, and I1 (no
+// acknowledged loss) in async and sync mode, proven by killing the primary
+// right after and reading the archive.
+import test, { type ExecutionContext } from 'ava';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sh, strata } from '../helpers/mount.js';
+import { withMirroredMount, syncMount, assertConverged, mirrorStatus, forceUnmount, mount, readFromArchive, type MirroredMount } from '../helpers/mirror.js';
+import { startArchiveServer, type ArchiveServer } from '../helpers/archive.js';
+
+async function serverFor(t: ExecutionContext): Promise<ArchiveServer> {
+  const server = await startArchiveServer();
+  t.teardown(() => server.stop());
+  return server;
+}
+
+/** PID of the daemon serving `m` (from `strata status`). */
+function daemonPid(m: MirroredMount): number {
+  const r = strata(['status', '--json', m.mnt]);
+  return (JSON.parse(r.stdout) as { pid: number }).pid;
+}
+
+/** kill -9 of the primary's daemon; waits until it is gone. */
+async function killPrimary(m: MirroredMount): Promise<void> {
+  const pid = daemonPid(m);
+  process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 200; i++) {
+    try { process.kill(pid, 0); } catch { return; }
+    await sleep(10);
+  }
+}
+
+test('archive server killed -9 while records ship, away for a while: the mount serves on, nothing is lost, it converges', async (t) => {
+  const server = await serverFor(t);
+  const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
+  // A write storm in the background while the archive dies and comes back.
+  const storm = spawn('bash', ['-c', 'for i in $(seq 1 300); do head -c 20000 /dev/urandom > f$((i % 40)); mkdir -p d$((i % 7)); mv f$((i % 40)) d$((i % 7))/g$i; done'], { cwd: m.mnt });
+  const stormDone = new Promise<number | null>((resolve) => storm.on('exit', resolve));
+  await sleep(300);
+  server.kill();
+  await sleep(1500);
+  // The mount keeps serving while the archive is away.
+  const r = sh('echo during-outage > outage.txt && cat outage.txt', m.mnt);
+  t.is(r.stdout.trim(), 'during-outage');
+  const during = mirrorStatus(m);
+  t.not(during.mirror.connection, 'connected', 'the outage shows in status');
+  t.true(during.mirror.lag.records > 0);
+  t.is(await stormDone, 0, 'the write storm never failed');
+  await server.restart();
+  syncMount(m, 90);
+  assertConverged(t, m, 'after the archive came back');
+});
+
+test('journal full with --journal-full enospc: writers fail with ENOSPC, records are never dropped, it converges later', async (t) => {
+  const server = await serverFor(t);
+  const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile, extraArgs: ['--journal-max', '1M', '--journal-full', 'enospc'] });
+  sh('echo before > before.txt', m.mnt);
+  syncMount(m);
+  server.kill();
+  const r = sh('dd if=/dev/urandom of=big bs=64k count=64 status=none', m.mnt);
+  t.not(r.status, 0);
+  t.regex(r.stderr, /No space left on device/);
+  const st = mirrorStatus(m);
+  t.true(st.mirror.journal.bytes >= 1024 * 1024 * 0.9, `journal ${st.mirror.journal.bytes} bytes`);
+  t.is(sh('cat before.txt', m.mnt).stdout.trim(), 'before', 'reads still work');
+  await server.restart();
+  syncMount(m, 60);
+  assertConverged(t, m, 'after the archive came back');
+  t.is(sh('dd if=/dev/urandom of=big2 bs=64k count=8 status=none', m.mnt).status, 0, 'writes within the bound work again');
+  syncMount(m);
+  assertConverged(t, m, 'after more writes');
+});
+
+test('journal full with --journal-full block: writers wait for the archive and finish once it is back', async (t) => {
+  const server = await serverFor(t);
+  const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile, extraArgs: ['--journal-max', '1M'] });
+  server.kill();
+  const writer = spawn('dd', ['if=/dev/urandom', 'of=big', 'bs=64k', 'count=64', 'status=none'], { cwd: m.mnt });
+  const done = new Promise<number | null>((resolve) => writer.on('exit', resolve));
+  let finished = false;
+  void done.then(() => { finished = true; });
+  await sleep(2000);
+  t.false(finished, 'the writer is held while the journal is full');
+  t.true(mirrorStatus(m).mirror.journal.writersBlocked > 0);
+  await server.restart();
+  t.is(await done, 0, 'the writer finished once the archive came back');
+  syncMount(m, 60);
+  assertConverged(t, m);
+});
+
+test('primary killed -9 during a write storm: the restart re-converges', async (t) => {
+  const m = withMirroredMount(t);
+  const storm = spawn('bash', ['-c', 'for i in $(seq 1 100000); do head -c $((i * 37 % 70000)) /dev/urandom > f$((i % 50)) || exit 0; setfattr -n user.i -v $i f$((i % 50)) || exit 0; mv f$((i % 50)) g$((i % 13)) || exit 0; done'], { cwd: m.mnt });
+  storm.on('error', () => {});
+  const stormExited = new Promise((resolve) => storm.on('exit', resolve));
+  await sleep(1500);
+  await killPrimary(m);
+  storm.kill('SIGKILL');
+  await stormExited;
+  // The next mount clears the stale mount, re-compares and re-ships.
+  mount(m);
+  syncMount(m);
+  assertConverged(t, m, 'after the restart');
+});
+
+test('I1 async: every fsync that returned is on the archive, even when the primary dies right after', async (t) => {
+  const m = withMirroredMount(t);
+  const py = 'import os,sys\nfor i in range(5):\n  fd=os.open(f"f{i}",os.O_CREAT|os.O_WRONLY|os.O_TRUNC,0o644)\n  os.write(fd,(f"committed {i}\\n"*1000).encode())\n  os.fsync(fd)\n  os.close(fd)\nprint("done",flush=True)\n';
+  writeFileSync(join(m.base, 'w.py'), py);
+  const r = spawnSync('python3', [join(m.base, 'w.py')], { cwd: m.mnt, encoding: 'utf8' });
+  t.is(r.stdout.trim(), 'done', r.stderr);
+  await killPrimary(m);
+  for (let i = 0; i < 5; i++) {
+    const data = await readFromArchive(m.archiveUrl, m.volume, `f${i}`);
+    t.is(data?.toString(), `committed ${i}\n`.repeat(1000), `f${i} on the archive`);
+  }
+});
+
+test('I1 sync: every op that returned is on the archive when the primary dies right after', async (t) => {
+  const m = withMirroredMount(t, { extraArgs: ['--mirror', 'sync'] });
+  const r = sh('mkdir dir && echo one > dir/one && mv dir/one dir/two && ln -s two dir/link', m.mnt);
+  t.is(r.status, 0, r.stderr);
+  await killPrimary(m);
+  t.is((await readFromArchive(m.archiveUrl, m.volume, 'dir/two'))?.toString(), 'one\n');
+  t.is(await readFromArchive(m.archiveUrl, m.volume, 'dir/one'), null);
+  t.is((await readFromArchive(m.archiveUrl, m.volume, 'dir/link'))?.toString(), 'two');
+});
+
+test('sync mode with the archive stopped: mutating ops do not return success', async (t) => {
+  const server = await serverFor(t);
+  const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile, extraArgs: ['--mirror', 'sync', '--ack-timeout', '2'] });
+  t.is(sh('echo ok > before', m.mnt).status, 0);
+  server.kill();
+  const r = sh('echo lost > after', m.mnt);
+  t.not(r.status, 0, 'the write did not report success');
+  t.regex(r.stderr, /Input\/output error/);
+  const mk = sh('mkdir newdir', m.mnt);
+  t.not(mk.status, 0);
+  t.is(sh('cat before', m.mnt).stdout.trim(), 'ok', 'reads still work');
+  await server.restart();
+  syncMount(m, 60);
+  assertConverged(t, m, 'after the archive came back');
+});
+
+test('fenced: after the volume is fenced on the archive, the old primary cannot ship and says so', async (t) => {
+  const m = withMirroredMount(t);
+  sh('echo a > a', m.mnt);
+  syncMount(m);
+  const fence = spawnSync(process.execPath, ['--input-type=module', '-e', `
+    const { openArchiveClient } = await import(${JSON.stringify(new URL('../../src/archive-client/open-archive.js', import.meta.url).href)});
+    const c = await openArchiveClient(${JSON.stringify(m.archiveUrl)});
+    await c.fence(${JSON.stringify(m.volume)});
+    await c.close();
+  `], { encoding: 'utf8', input: '' , env: process.env });
+  t.is(fence.status, 0, fence.stderr);
+  sh('echo b > b', m.mnt);
+  for (let i = 0; i < 100 && mirrorStatus(m).mirror.connection !== 'fenced'; i++) await sleep(50);
+  t.is(mirrorStatus(m).mirror.connection, 'fenced');
+  t.is(await readFromArchive(m.archiveUrl, m.volume, 'b'), null, 'nothing shipped after the fence');
+  const log = readFileSync(join(m.store, '.strata', 'daemon.log'), 'utf8');
+  t.regex(log, /fenced/);
+});
+
+test.after.always('no mirrored mount is left behind', () => {
+  const left = readFileSync('/proc/mounts', 'utf8').split('\n').filter((l) => l.includes('strata-mirror-'));
+  for (const l of left) spawnSync('umount', ['-l', l.split(' ')[1]!]);
+  rmSync(mkdtempSync(join(tmpdir(), 'strata-check-')), { recursive: true });
+});

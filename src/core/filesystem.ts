@@ -43,6 +43,8 @@ export interface OpenResult {
   fd: number;
   /** The page cache may be kept across opens (nothing else changes the file). */
   keepCache: boolean;
+  /** The object's id when the store is mirrored (null: not mirrored, or it has none). */
+  id: ObjectId | null;
 }
 
 /** What a setattr changes; absent fields stay as they are. */
@@ -273,7 +275,12 @@ export class Filesystem {
     const rel = LocalStore.relative(path);
     const truncates = (flags & C.O_TRUNC) !== 0 && (flags & 3 /* O_ACCMODE */) !== C.O_RDONLY;
     if (this.sink && truncates) await this.sink.admit(META_RECORD_BYTES);
-    const fd = await openFd(rel, (flags & ~OPEN_STRIP) | OPEN_ADD, 0);
+    // The id (for the records of writes and setattrs through this handle) is read alongside the open.
+    const idRead = this.sink ? this.idOf(rel).catch(() => null) : Promise.resolve(null);
+    const fd = await openFd(rel, (flags & ~OPEN_STRIP) | OPEN_ADD, 0).catch(async (err: unknown) => {
+      await idRead;
+      throw err;
+    });
     if (truncates && caller !== undefined && caller.uid !== 0) {
       try {
         await dropSetIdOnTruncate(fd);
@@ -282,8 +289,8 @@ export class Filesystem {
         throw err;
       }
     }
-    const id = this.sink ? await this.idOf(rel).catch(() => null) : null;
-    const res = await this.registerFile(fd, flags, id);
+    const res = await this.registerFile(fd, flags, await idRead);
+    const id = res.id;
     if (this.sink && truncates && id !== null) {
       await this.sink.committed(this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(res.stat) }));
     }
@@ -553,7 +560,7 @@ export class Filesystem {
     // Only a single-link regular file may keep its page cache across opens.
     const keepCache = (Number(stat.mode) & C.S_IFMT) === C.S_IFREG && stat.nlink === 1n;
     const handle = this.handles.add({ kind: 'file', fd, flags, id, dirty: false });
-    return { handle, fd, keepCache, stat };
+    return { handle, fd, keepCache, stat, id };
   }
 
   /**

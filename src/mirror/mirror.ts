@@ -187,8 +187,14 @@ export class Mirror implements ChangeSink {
     if (this.blockedWriters === 1) this.log.warn({ limitBytes: this.limitBytes }, 'journal full: writers wait for the archive');
     try {
       while (this.unackedBytes() + bytes > this.limitBytes && this.unackedBytes() > 0) {
+        const st = this.shipper.state;
+        if (st === 'fenced' || st === 'failed') {
+          throw new FsError('EIO', `journal full and shipping stopped (${st}): ${this.shipper.lastError ?? ''}`);
+        }
+        // Woken by the next ack, or after a second to look at the shipper again.
         await new Promise<void>((resolve) => {
-          const off = this.shipper.onAck(() => { off(); resolve(); });
+          const timer = setTimeout(() => { off(); resolve(); }, 1000);
+          const off = this.shipper.onAck(() => { clearTimeout(timer); off(); resolve(); });
         });
       }
     } finally {

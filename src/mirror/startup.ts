@@ -17,7 +17,14 @@ import type { Logger } from '../log/logger.js';
 export async function reconcileBeforeServing(mirror: Mirror, storeRoot: string, archiveWaitMs: number, log: Logger): Promise<void> {
   const scope = mirror.reconcileScope;
   log.info({ scope: scope.kind, journalRecords: mirror.journal.lastSeq - mirror.shipper.ackedSeq }, 'mirror: draining the journal before re-converging');
-  if (!(await mirror.drain(archiveWaitMs))) {
+  const drained = await mirror.drain(archiveWaitMs).catch(() => false);
+  if (mirror.shipper.state === 'fenced') {
+    // Another primary owns the volume: nothing this store does can reach the
+    // archive again. Serve (status and the log say why), never re-converge.
+    log.error({ reason: mirror.shipper.lastError }, 'mirror: this store is fenced off its volume; serving without shipping');
+    return;
+  }
+  if (!drained) {
     const st = mirror.status();
     throw new Error(`the archive ${st.archive} did not take the journal within ${Math.round(archiveWaitMs / 1000)} s ` +
       `(${st.connection}${st.lastError ? `: ${st.lastError}` : ''}); this store must re-converge with it before serving`);

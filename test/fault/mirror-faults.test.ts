@@ -164,6 +164,14 @@ test('fenced: after the volume is fenced on the archive, the old primary cannot 
   t.is(await readFromArchive(m.archiveUrl, m.volume, 'b'), null, 'nothing shipped after the fence');
   const log = readFileSync(join(m.store, '.strata', 'daemon.log'), 'utf8');
   t.regex(log, /fenced/);
+  // Restarted after a crash, it still serves its store but never ships.
+  await killPrimary(m);
+  mount(m);
+  sh('echo c > c', m.mnt);
+  for (let i = 0; i < 100 && mirrorStatus(m).mirror.connection !== 'fenced'; i++) await sleep(50);
+  t.is(mirrorStatus(m).mirror.connection, 'fenced');
+  t.is(sh('cat b c', m.mnt).stdout, 'b\nc\n');
+  t.is(await readFromArchive(m.archiveUrl, m.volume, 'c'), null, 'nothing shipped after the restart either');
 });
 
 test.after.always('no mirrored mount is left behind', () => {

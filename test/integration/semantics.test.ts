@@ -2,6 +2,9 @@
 // (programs.test.ts) do not already make, each against a live mount and,
 // where the claim is "as on ext4", against a native directory too.
 import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { withMount, sh } from '../helpers/mount.js';
 
 function both(m: { mnt: string; native: string }, script: string): { mnt: string; native: string } {
@@ -57,6 +60,20 @@ test('a file unlinked while open stays usable and reports nlink 0', (t) => {
   const r = both(m, `python3 -c '${py}'`);
   t.is(r.mnt, r.native);
   t.is(r.mnt, "b'still' 0\n0o600 2\nFalse\n");
+});
+
+test("strata's own xattrs (trusted.strata.*) are neither shown nor settable through a mirrored mount", (t) => {
+  const archive = mkdtempSync(join(tmpdir(), 'strata-sem-archive-'));
+  t.teardown(() => rmSync(archive, { recursive: true, force: true }));
+  const m = withMount(t, ['--archive', `file://${archive}`, '--volume', 'v']);
+  const r = sh('touch f && setfattr -n user.k -v 1 f && getfattr -d -m - f; getfattr -n trusted.strata.id f; ' +
+    'setfattr -n trusted.strata.id -v 0x00 f; setfattr -x trusted.strata.id f; mkdir d; setfattr -n trusted.strata.x -v 1 d; echo end', m.mnt);
+  t.notRegex(r.stdout, /trusted\.strata/, 'never listed');
+  t.regex(r.stdout, /user\.k="1"/);
+  t.regex(r.stderr, /trusted\.strata\.id: No such attribute/);
+  t.is((r.stderr.match(/Operation not permitted/g) ?? []).length, 3, r.stderr);
+  const inStore = sh(`getfattr --only-values -n trusted.strata.id ${join(m.store, 'f')}`, m.base);
+  t.regex(inStore.stdout, /^[0-9a-f]{32}$/, 'the id is still on the backing file');
 });
 
 test('mv -n never replaces an existing name', (t) => {

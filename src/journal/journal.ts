@@ -49,6 +49,9 @@ export class Journal {
   private pendingLastSeq = 0;
   private flushScheduled = false;
   private chain: Promise<void> = Promise.resolve();
+  /** Where the last readAfter stopped: the next record's seq and byte offset. */
+  private cursor: { seg: Segment; nextSeq: number; offset: number } | null = null;
+  private reader: { seg: Segment; fh: fsp.FileHandle } | null = null;
   private nextSeqValue: number;
   /** Every record up to here is in a segment file (written, maybe not durable). */
   private writtenSeqValue: number;
@@ -223,7 +226,10 @@ export class Journal {
 
   /**
    * Reads written records with seq > `afterSeq`, up to about `maxBytes` (at
-   * least one record), for shipping. Null when there is none yet.
+   * least one record), for shipping. Null when there is none yet. Reading on
+   * from where the previous call stopped costs no seek: a cursor remembers
+   * the byte offset of the next record (otherwise the frame headers of the
+   * segment are walked from its start).
    */
   async readAfter(afterSeq: number, maxBytes: number): Promise<JournalBatch | null> {
     if (afterSeq >= this.writtenSeqValue) return null;
@@ -231,42 +237,57 @@ export class Journal {
     if (idx < 0) return null;
     const seg = this.segments[idx]!;
     if (afterSeq + 1 < seg.firstSeq) throw new Error(`journal no longer holds record ${afterSeq + 1} (oldest kept: ${seg.firstSeq})`);
-    // Walk frame headers from the segment start up to the first wanted record.
-    const fh = await fsp.open(seg.path, 'r');
-    try {
-      let offset = 0;
-      let seq = seg.firstSeq;
+    const fh = await this.readHandle(seg);
+    let offset: number;
+    const c = this.cursor;
+    if (c !== null && c.seg === seg && c.nextSeq === afterSeq + 1) {
+      offset = c.offset;
+    } else {
+      offset = 0;
       const header = Buffer.alloc(FRAME_HEADER_BYTES);
-      while (seq <= afterSeq) {
+      for (let seq = seg.firstSeq; seq <= afterSeq; seq++) {
         await fh.read(header, 0, FRAME_HEADER_BYTES, offset);
         offset += FRAME_HEADER_BYTES + header.readUInt32LE(0);
-        seq++;
       }
-      const end = Math.min(seg.bytes, offset + Math.max(maxBytes, 1));
-      let buf = Buffer.allocUnsafe(end - offset);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
-      buf = buf.subarray(0, bytesRead);
-      // Keep whole frames only; make sure at least one fits.
-      let used = 0;
-      let count = 0;
-      for (;;) {
-        const r = readFrame(buf, used);
-        if (r.kind !== 'record') break;
-        used += r.bytes;
-        count++;
-      }
-      if (count === 0) {
-        const len = buf.readUInt32LE(0) + FRAME_HEADER_BYTES;
-        buf = Buffer.allocUnsafe(len);
-        await fh.read(buf, 0, len, offset);
-        const r = readFrame(buf, 0);
-        if (r.kind !== 'record') throw new Error(`journal segment ${seg.path}: unreadable record ${afterSeq + 1}`);
-        return { frames: buf, firstSeq: afterSeq + 1, lastSeq: afterSeq + 1, count: 1 };
-      }
-      return { frames: buf.subarray(0, used), firstSeq: afterSeq + 1, lastSeq: afterSeq + count, count };
-    } finally {
-      await fh.close();
     }
+    // Whole frames only (their checksums were checked when the segment was
+    // opened or written; the archive checks them again); at least one.
+    const wanted = Math.min(seg.bytes - offset, Math.max(maxBytes, FRAME_HEADER_BYTES));
+    let buf = Buffer.allocUnsafe(wanted);
+    buf = buf.subarray(0, (await fh.read(buf, 0, buf.length, offset)).bytesRead);
+    let used = 0;
+    let count = 0;
+    while (used + FRAME_HEADER_BYTES <= buf.length && afterSeq + count < seg.lastSeq) {
+      const len = FRAME_HEADER_BYTES + buf.readUInt32LE(used);
+      if (used + len > buf.length) break;
+      used += len;
+      count++;
+    }
+    if (count === 0) {
+      const len = FRAME_HEADER_BYTES + buf.readUInt32LE(0);
+      buf = Buffer.allocUnsafe(len);
+      await fh.read(buf, 0, len, offset);
+      if (readFrame(buf, 0).kind !== 'record') throw new Error(`journal segment ${seg.path}: unreadable record ${afterSeq + 1}`);
+      used = len;
+      count = 1;
+    }
+    this.cursor = { seg, nextSeq: afterSeq + count + 1, offset: offset + used };
+    return { frames: buf.subarray(0, used), firstSeq: afterSeq + 1, lastSeq: afterSeq + count, count };
+  }
+
+  /** A read descriptor of `seg`, kept open while the shipper reads it. */
+  private async readHandle(seg: Segment): Promise<fsp.FileHandle> {
+    if (this.reader !== null && this.reader.seg === seg) return this.reader.fh;
+    await this.closeReader();
+    const fh = await fsp.open(seg.path, 'r');
+    this.reader = { seg, fh };
+    return fh;
+  }
+
+  private async closeReader(): Promise<void> {
+    const r = this.reader;
+    this.reader = null;
+    if (r !== null) await r.fh.close().catch(() => {});
   }
 
   /**
@@ -276,6 +297,7 @@ export class Journal {
   async trim(ackedSeq: number): Promise<void> {
     while (this.segments.length > 1 && this.segments[0]!.lastSeq <= ackedSeq) {
       const seg = this.segments.shift()!;
+      if (this.reader?.seg === seg) await this.closeReader();
       await fsp.rm(seg.path, { force: true });
     }
   }
@@ -292,6 +314,7 @@ export class Journal {
   }
 
   async close(): Promise<void> {
+    await this.closeReader();
     await this.sync();
     await this.chain;
     if (this.fd >= 0) {

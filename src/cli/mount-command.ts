@@ -102,6 +102,8 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
     log.error({ err }, 'mount failed');
     notify({ type: 'error', message });
     process.stderr.write(`strata mount: ${message}\n`);
+    // Whatever start() had opened (control socket, archive client) must not keep the process alive.
+    await daemon.abort();
     return 1;
   }
   notify({ type: 'ready' });

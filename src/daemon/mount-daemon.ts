@@ -12,6 +12,7 @@ import { serveControl, callControl, type ControlRequest } from './control.js';
 import { probeMountpoint, detach } from './mount-table.js';
 import { Mirror, type MirrorOptions, type MirrorStatus } from '../mirror/mirror.js';
 import { openArchiveClient } from '../archive-client/open-archive.js';
+import type { ArchiveClient } from '../protocol/archive-api.js';
 import { reconcileBeforeServing } from '../mirror/startup.js';
 
 export interface MountConfig {
@@ -49,6 +50,8 @@ export class MountDaemon {
   private readonly startedAt = new Date();
   private state: DaemonStatus['state'] = 'starting';
   private mirror: Mirror | null = null;
+  /** The archive client while the mirror is being opened (closed by abort()). */
+  private pendingClient: ArchiveClient | null = null;
   private stopping: Promise<void> | null = null;
 
   constructor(private readonly config: MountConfig, private readonly log: Logger) {
@@ -117,12 +120,9 @@ export class MountDaemon {
   private async startMirror(cfg: NonNullable<MountConfig['mirror']>): Promise<void> {
     const log = this.log.child({ component: 'mirror' });
     const client = await openArchiveClient(cfg.archiveUrl, cfg.tokenFile ? { tokenFile: cfg.tokenFile } : {});
-    try {
-      this.mirror = await Mirror.open(this.store.privateDir, client, cfg, log);
-    } catch (err) {
-      await client.close().catch(() => {});
-      throw err;
-    }
+    this.pendingClient = client;
+    this.mirror = await Mirror.open(this.store.privateDir, client, cfg, log);
+    this.pendingClient = null;
     await this.mirror.start();
     if (this.mirror.needsReconcile) {
       this.state = 'syncing';
@@ -136,6 +136,16 @@ export class MountDaemon {
     this.mirror = null;
     await this.fs?.recordDirtyAttrs().catch(() => {});
     await m.stop(5000).catch((err: unknown) => this.log.error({ err }, 'mirror stop failed'));
+  }
+
+  /** Releases what a failed start() had opened, so that the process can exit. */
+  async abort(): Promise<void> {
+    this.control?.close();
+    this.control = null;
+    const m = this.mirror;
+    this.mirror = null;
+    if (m) await m.abandon().catch(() => {});
+    else await this.pendingClient?.close().catch(() => {});
   }
 
   /** Unmounts (lazily when asked: on a signal the process is going away anyway). */

@@ -277,6 +277,17 @@ export class Mirror implements ChangeSink {
     await this.client.close();
   }
 
+  /**
+   * Stops without marking the store clean (a start that failed part-way):
+   * the journal stays as it is for the next start.
+   */
+  async abandon(): Promise<void> {
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    await this.shipper.stop();
+    await this.journal.close();
+    await this.client.close();
+  }
+
   private unackedBytes(): number {
     return this.journal.bytesAfter(this.shipper.ackedSeq);
   }

@@ -4,6 +4,8 @@
 // targets, xattrs, hard links, mtimes.
 import test from 'ava';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { sh, strata } from '../helpers/mount.js';
 import { withMirroredMount, syncMount, assertConverged, verify, mirrorStatus, forceUnmount, mount } from '../helpers/mirror.js';
@@ -98,7 +100,7 @@ test('status reports the mirror; sync on an unmirrored mount says so; bad mirror
   t.false(existsSync(join(m.base, 's2', '.strata', 'mirror.json')));
 });
 
-test('a store that already holds data ships everything at its first mirrored mount (initial sync)', (t) => {
+test('a store that already holds data ships everything at its first mirrored mount (initial sync)', async (t) => {
   const m = withMirroredMount(t);
   forceUnmount(m.mnt);
   // Fill a second store without strata, then attach it to a new volume.
@@ -119,4 +121,11 @@ test('a store that already holds data ships everything at its first mirrored mou
   const refused = strata(['mount', '--store', store3, '--archive', m.archiveUrl, '--volume', 'vol2', m.mnt]);
   t.not(refused.status, 0);
   t.regex(refused.stderr, /already holds data/);
+  // The refused daemon does not linger.
+  let lingering = true;
+  for (let i = 0; i < 50 && lingering; i++) {
+    lingering = spawnSync('pgrep', ['-f', `--store ${store3} `]).status === 0;
+    if (lingering) await sleep(100);
+  }
+  t.false(lingering, 'the daemon of the refused mount exited');
 });

@@ -1,15 +1,17 @@
 // `npm run bench`: every benchmark against a native directory and a strata
 // mount on the same disk, in the same run; ONE JSON document on stdout,
 // progress on stderr. See bench/README.md.
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, accessSync, constants } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, accessSync, constants } from 'node:fs';
 import { loadavg } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ALL, type Benchmark, type Config, type Ctx, type RunFigures, type Side, type TarballInfo } from './benchmarks.js';
 import { fioVersion } from './lib/fio.js';
 import { checkpoint, installInterruptHandlers, Interrupted, progress, run, wasInterrupted } from './lib/proc.js';
 import { median, ratioOf, sig, sigOrNull, spread } from './lib/stats.js';
 import { StrataMount } from './lib/strata.js';
+import { buildTarball, tarballReport } from './lib/tarball.js';
+import { envFlag, envInt } from './lib/env.js';
 import { cpuBusyPercent, isMountPoint, machineFacts, ownCacheDrops, slabDropCount, type MachineFacts } from './lib/system.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -29,18 +31,7 @@ const interference = {
 
 // ---------------------------------------------------------------- settings
 
-function envInt(name: string, dflt: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min} (got "${raw}")`);
-  return n;
-}
 
-function envFlag(name: string): boolean {
-  const v = process.env[name];
-  return v !== undefined && v !== '' && v !== '0' && v.toLowerCase() !== 'false';
-}
 
 interface Settings {
   cfg: Config;
@@ -170,44 +161,8 @@ function summarize(b: Benchmark, runs: { native: RunRecord[]; strata: RunRecord[
 
 // ---------------------------------------------------------------- the tarball
 
-function countTree(root: string): Omit<TarballInfo, 'path' | 'source' | 'tarball_bytes'> {
-  const c = { entries: 0, files: 0, directories: 0, symlinks: 0, other: 0, content_bytes: 0 };
-  const walk = (dir: string): void => {
-    for (const name of readdirSync(dir)) {
-      const p = join(dir, name);
-      const st = lstatSync(p);
-      c.entries++;
-      if (st.isDirectory()) {
-        c.directories++;
-        walk(p);
-      } else if (st.isFile()) {
-        c.files++;
-        c.content_bytes += st.size;
-      } else if (st.isSymbolicLink()) c.symlinks++;
-      else c.other++;
-    }
-  };
-  walk(root);
-  // tar also stores the top directory itself.
-  c.entries++;
-  c.directories++;
-  return c;
-}
 
-function buildTarball(source: string, workDir: string): TarballInfo {
-  if (!existsSync(source) || !statSync(source).isDirectory()) throw new Error(`BENCH_TAR_SOURCE ${source} is not a directory`);
-  const path = join(workDir, 'source-tree.tar');
-  run('tar', ['-C', dirname(source), '-cf', path, basename(source)], { timeoutMs: 600_000 });
-  const listed = run('tar', ['-tf', path], { timeoutMs: 120_000 }).stdout.split('\n').filter(Boolean).length;
-  const counts = countTree(source);
-  if (listed !== counts.entries) progress(`note: tar lists ${listed} entries, the tree walk found ${counts.entries}`);
-  return { path, source, ...counts, entries: listed, tarball_bytes: statSync(path).size };
-}
 
-function tarballReport(t: TarballInfo): Omit<TarballInfo, 'path'> & { built_with: string } {
-  const { path: _path, ...rest } = t;
-  return { ...rest, built_with: `tar -C ${dirname(t.source)} -cf source-tree.tar ${basename(t.source)}` };
-}
 
 // ---------------------------------------------------------------- main
 

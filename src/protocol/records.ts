@@ -186,8 +186,8 @@ function decodeBody(body: Buffer): Record {
   if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) throw new RecordError('meta is not an object');
   const payload = body.subarray(13 + metaLen);
   const rec = { ...meta, seq, op } as { [k: string]: unknown };
-  if (op === 'write') rec.data = Buffer.from(payload);
-  else if (op === 'setxattr') rec.value = Buffer.from(payload);
+  if (op === 'write') rec.data = payload; // a view: the frame buffer stays alive as long as the record
+  else if (op === 'setxattr') rec.value = payload;
   else if (payload.length !== 0) throw new RecordError(`${op} carries an unexpected payload`);
   const reason = invalidRecordReason(rec);
   if (reason !== null) throw new RecordError(`${op} record ${seq}: ${reason}`);

@@ -14,7 +14,7 @@ import { ArchiveServerProcess, drain, ingest, mirrorLag, openArchiveClient, smal
 import type { LatencySummary } from './lib/mirror-stats.js';
 import { buildTarball, tarballReport } from './lib/tarball.js';
 import { envFlag, envInt } from './lib/env.js';
-import { checkpoint, installInterruptHandlers, Interrupted, progress, run, wasInterrupted } from './lib/proc.js';
+import { checkpoint, installInterruptHandlers, Interrupted, progress, run, wasInterrupted, removeWorkDir } from './lib/proc.js';
 import { median, sig, sigOrNull, spread } from './lib/stats.js';
 import { StrataMount } from './lib/strata.js';
 import { cpuBusyPercent, isMountPoint, machineFacts, readToNull, syncAll } from './lib/system.js';
@@ -153,10 +153,7 @@ async function main(): Promise<number> {
       progress(`BENCH_KEEP: leaving ${workDir}`);
     } else {
       progress(`cleaning up: removing ${workDir}`);
-      if (run('rm', ['-rf', '--one-file-system', workDir], { allowFailure: true, timeoutMs: 600_000 }).status !== 0) {
-        rmSync(workDir, { recursive: true, force: true });
-      }
-      removed = !existsSync(workDir);
+      removed = removeWorkDir(workDir);
     }
     return { unmounted: unmounted && still.length === 0, removed };
   };

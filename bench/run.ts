@@ -1,13 +1,13 @@
 // `npm run bench`: every benchmark against a native directory and a strata
 // mount on the same disk, in the same run; ONE JSON document on stdout,
 // progress on stderr. See bench/README.md.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, accessSync, constants } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync, accessSync, constants } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ALL, type Benchmark, type Config, type Ctx, type RunFigures, type Side, type TarballInfo } from './benchmarks.js';
 import { fioVersion } from './lib/fio.js';
-import { checkpoint, installInterruptHandlers, Interrupted, progress, run, wasInterrupted } from './lib/proc.js';
+import { checkpoint, installInterruptHandlers, Interrupted, progress, run, wasInterrupted, removeWorkDir } from './lib/proc.js';
 import { median, ratioOf, sig, sigOrNull, spread } from './lib/stats.js';
 import { StrataMount } from './lib/strata.js';
 import { buildTarball, tarballReport } from './lib/tarball.js';
@@ -284,11 +284,7 @@ async function main(): Promise<number> {
       progress(`BENCH_KEEP: leaving ${workDir}`);
     } else {
       progress(`cleaning up: removing ${workDir}`);
-      // rm -rf is several times faster than fs.rmSync on the ~200,000 entries left behind.
-      if (run('rm', ['-rf', '--one-file-system', workDir], { allowFailure: true, timeoutMs: 600_000 }).status !== 0) {
-        rmSync(workDir, { recursive: true, force: true });
-      }
-      removed = !existsSync(workDir);
+      removed = removeWorkDir(workDir);
     }
     return { unmounted, removed };
   };

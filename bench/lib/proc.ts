@@ -2,6 +2,7 @@
 // with a time limit (a hung FUSE daemon must not hang the harness), and with
 // Ctrl-C turned into an exception so that `finally` blocks unmount and clean up.
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
 
 export class Interrupted extends Error {
   constructor(signal: string) {
@@ -91,4 +92,15 @@ const started = Date.now();
 export function progress(msg: string): void {
   const s = ((Date.now() - started) / 1000).toFixed(1).padStart(6);
   process.stderr.write(`[bench ${s}s] ${msg}\n`);
+}
+
+/**
+ * Removes a benchmark's work directory (rm -rf is several times faster than
+ * fs.rmSync on the ~200,000 entries left behind); true when it is gone.
+ */
+export function removeWorkDir(workDir: string): boolean {
+  if (run('rm', ['-rf', '--one-file-system', workDir], { allowFailure: true, timeoutMs: 600_000 }).status !== 0) {
+    rmSync(workDir, { recursive: true, force: true });
+  }
+  return !existsSync(workDir);
 }

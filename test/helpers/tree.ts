@@ -4,6 +4,7 @@ import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { listxattr, getxattr } from '../../src/native/index.js';
+import { typeOfMode } from '../../src/mirror/tree-local.js';
 
 export interface EntryPicture {
   type: string;
@@ -31,18 +32,6 @@ export interface PictureOptions {
   ignoreTop?: string[];
 }
 
-function typeOf(mode: bigint): string {
-  switch (Number(mode) & 0o170000) {
-    case 0o100000: return 'file';
-    case 0o040000: return 'dir';
-    case 0o120000: return 'symlink';
-    case 0o010000: return 'fifo';
-    case 0o020000: return 'chardev';
-    case 0o060000: return 'blockdev';
-    case 0o140000: return 'socket';
-    default: return 'unknown';
-  }
-}
 
 export async function pictureOf(root: string, opts: PictureOptions = {}): Promise<Record<string, EntryPicture>> {
   const out: Record<string, EntryPicture> = {};
@@ -54,7 +43,7 @@ export async function pictureOf(root: string, opts: PictureOptions = {}): Promis
       const r = rel ? `${rel}/${name}` : name;
       const abs = join(root, r);
       const st = await lstat(abs, { bigint: true });
-      const type = typeOf(st.mode);
+      const type = typeOfMode(st.mode);
       const e: EntryPicture = { type, mode: (Number(st.mode) & 0o7777).toString(8), uid: Number(st.uid), gid: Number(st.gid), nlink: Number(st.nlink) };
       if (type === 'file' && !opts.ignoreContent?.test(r)) {
         e.size = Number(st.size);

@@ -19,7 +19,7 @@ function mirrorLines(m: MirrorStatus | null): string[] {
     `archive      ${m.archive} volume ${m.volume} (epoch ${m.epoch})`,
     `mirror       ${m.mode}, ${m.connection}${m.lastError ? ` (${m.lastError})` : ''}${m.lastAckAt ? `, last ack ${m.lastAckAt}` : ''}`,
     `lag          ${m.lag.records} records, ${mib(m.lag.bytes)}, ${m.lag.seconds} s (acked ${m.ackedSeq} of ${m.lastSeq})`,
-    `journal      ${mib(m.journal.bytes)} of ${mib(m.journal.limitBytes)} un-acked allowed, when full: ${m.journal.fullPolicy}` +
+    `journal      ${mib(m.journal.bytes)} on disk; at most ${mib(m.journal.limitBytes)} not yet acked, then ${m.journal.fullPolicy === 'block' ? 'writers wait' : 'writers get ENOSPC'}` +
       (m.journal.writersBlocked > 0 ? `, ${m.journal.writersBlocked} writers waiting` : ''),
     `initial sync ${sync.state}${sync.state === 'done' ? '' : `: ${sync.entries} entries, ${mib(sync.bytes)}${total}`}`,
   ];

@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  libfuse2 fuse fio sqlite3 rsync git attr xfsprogs python3 tar coreutils util-linux procps >/dev/null
+  libfuse2 fuse fio sqlite3 rsync git attr xfsprogs python3 tar coreutils util-linux procps openssl g++ make >/dev/null
 npm ci --no-audit --no-fund

@@ -133,7 +133,15 @@ export class Shipper {
           this.state = 'connected';
           this.lastError = null;
         }
-        const batch = await this.journal.readAfter(this.ackedSeq, this.batchBytes);
+        let batch;
+        try {
+          batch = await this.journal.readAfter(this.ackedSeq, this.batchBytes);
+        } catch (err) {
+          // The journal cannot continue where the archive stands (it lost records
+          // the archive never got): retrying cannot help.
+          this.stopFor('failed', `journal: ${(err as Error).message}`);
+          return;
+        }
         if (batch === null) {
           await this.idle();
           continue;

@@ -138,3 +138,16 @@ test('a restart resumes from the archive: records it already holds are not sent 
   await shipper.waitAcked(30);
   t.deepEqual(archive.applied, Array.from({ length: 30 }, (_, i) => i + 1));
 });
+
+test('an archive behind what the journal still holds: shipping stops as failed, it does not retry forever', async (t) => {
+  const archive = new FakeArchive();
+  const { journal, shipper } = await setup(t, archive);
+  for (let i = 0; i < 100; i++) journal.append(rec(i));
+  await journal.flush();
+  await journal.trim(60); // as if the archive had acked up to 60 before losing it
+  shipper.start();
+  const err = await t.throwsAsync(shipper.waitAcked(100));
+  t.regex(err!.message, /no longer holds record 1/);
+  t.is(shipper.state, 'failed');
+  t.deepEqual(archive.applied, []);
+});

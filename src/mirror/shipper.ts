@@ -24,6 +24,12 @@ export type ShipperState =
 export interface ShipperOptions {
   /** Bytes of records per batch (default 4 MiB). */
   batchBytes?: number;
+  /**
+   * A batch smaller than a quarter of batchBytes waits this long for more
+   * records when nobody waits for an ack (default 100 ms): fewer, larger
+   * archive transactions. A waiter (sync mode, fsync, strata sync) cuts it short.
+   */
+  lingerMs?: number;
   /** First and largest pause between attempts, ms (defaults 100 and 5 000). */
   backoffMinMs?: number;
   backoffMaxMs?: number;
@@ -48,6 +54,8 @@ export class Shipper {
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
   private interrupt: (() => void) | null = null;
+  private cutLinger: (() => void) | null = null;
+  private readonly lingerMs: number;
   private waiters: AckWaiter[] = [];
   private readonly ackListeners = new Set<(seq: number) => void>();
   private knowsArchive = false;
@@ -69,6 +77,7 @@ export class Shipper {
     this.backoffMinMs = opts.backoffMinMs ?? 100;
     this.backoffMaxMs = opts.backoffMaxMs ?? 5000;
     this.backoffMs = this.backoffMinMs;
+    this.lingerMs = opts.lingerMs ?? 100;
   }
 
   start(): void {
@@ -84,6 +93,7 @@ export class Shipper {
     this.stopWritten?.();
     this.poke();
     this.interrupt?.();
+    this.cutLinger?.();
     await this.loop;
     if (this.state !== 'fenced' && this.state !== 'failed') this.state = 'stopped';
   }
@@ -99,6 +109,7 @@ export class Shipper {
     if (this.state === 'fenced' || this.state === 'failed') return Promise.reject(new Error(`shipping stopped: ${this.lastError ?? this.state}`));
     return new Promise((resolve, reject) => {
       this.waiters.push({ seq, resolve, reject });
+      this.cutLinger?.();
       // A record still in memory must reach the segment before it can ship.
       this.journal.flush().catch(() => {});
     });
@@ -118,6 +129,7 @@ export class Shipper {
   }
 
   private async run(): Promise<void> {
+    let lingered = false;
     while (this.running) {
       try {
         if (!this.knowsArchive) {
@@ -146,6 +158,12 @@ export class Shipper {
           await this.idle();
           continue;
         }
+        if (!lingered && this.lingerMs > 0 && this.waiters.length === 0 && batch.frames.length < this.batchBytes / 4) {
+          lingered = true;
+          await this.linger(this.lingerMs);
+          continue;
+        }
+        lingered = false;
         const res = await this.client.ship(this.volume, this.epoch, batch.frames);
         this.shippedRecords += batch.count;
         this.shippedBytes += batch.frames.length;
@@ -199,6 +217,13 @@ export class Shipper {
       this.wake = resolve;
       // Records written between the read and now would otherwise wait for the next append.
       if (this.journal.writtenSeq > this.ackedSeq || !this.running) this.poke();
+    });
+  }
+
+  private linger(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { this.cutLinger = null; resolve(); }, ms);
+      this.cutLinger = () => { this.cutLinger = null; clearTimeout(timer); resolve(); };
     });
   }
 

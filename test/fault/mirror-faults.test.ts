@@ -47,7 +47,12 @@ test('archive server killed -9 while records ship, away for a while: the mount s
   // The mount keeps serving while the archive is away.
   const r = sh('echo during-outage > outage.txt && cat outage.txt', m.mnt);
   t.is(r.stdout.trim(), 'during-outage');
-  const during = mirrorStatus(m);
+  // The shipper notices at its next attempt (records wait up to its linger time).
+  let during = mirrorStatus(m);
+  for (let i = 0; i < 100 && during.mirror.connection === 'connected'; i++) {
+    await sleep(50);
+    during = mirrorStatus(m);
+  }
   t.not(during.mirror.connection, 'connected', 'the outage shows in status');
   t.true(during.mirror.lag.records > 0);
   t.is(await stormDone, 0, 'the write storm never failed');

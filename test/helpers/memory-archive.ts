@@ -8,9 +8,7 @@
 // factory list (this one, and the real file:// client) and a
 // sink that ships what reconcile emits.
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ArchiveError, type ArchiveClient, type ShipResult } from '../../src/protocol/archive-api.js';
@@ -309,17 +307,27 @@ export interface ArchiveFixture {
 
 export const VOLUME = 'vol1';
 
-/**
- * The clients the behavioural tests run against: the in-memory one, and the
- * real file:// one as soon as the archive store it runs in its worker is
- * built (src/archive/archive-store.ts; until then only the in-memory one).
- */
+/** Directories of the file:// archives the fixtures made (see removeArchiveFixtures). */
+const fixtureDirs: string[] = [];
+
+/** The clients the behavioural tests run against: the in-memory one and the real file:// one. */
 export function archiveFixtures(): ArchiveFixture[] {
-  const out: ArchiveFixture[] = [{ name: 'memory', open: async () => new MemoryArchive() }];
-  if (existsSync(fileURLToPath(new URL('../../src/archive/archive-store.js', import.meta.url)))) {
-    out.push({ name: 'file', open: async () => openArchiveClient(`file://${await mkdtemp(join(tmpdir(), 'strata-archive-'))}`) });
-  }
-  return out;
+  return [
+    { name: 'memory', open: async () => new MemoryArchive() },
+    {
+      name: 'file',
+      open: async () => {
+        const dir = await mkdtemp(join(tmpdir(), 'strata-archive-'));
+        fixtureDirs.push(dir);
+        return openArchiveClient(`file://${dir}`);
+      },
+    },
+  ];
+}
+
+/** Removes the file:// archives made by the fixtures (a test file's `test.after.always`). */
+export async function removeArchiveFixtures(): Promise<void> {
+  await Promise.all(fixtureDirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
 }
 
 /** Collects emitted records; `ship` sends them as frames after the volume's applied sequence. */

@@ -17,10 +17,11 @@ import { RESERVED_NAME } from '../../src/store/local-store.js';
 import { BLOCK_SIZE, ROOT_ID } from '../../src/protocol/records.js';
 import * as native from '../../src/native/index.js';
 import type { ArchiveClient } from '../../src/protocol/archive-api.js';
-import { ShippingSink, VOLUME, archiveFixtures, type ArchiveFixture } from '../helpers/memory-archive.js';
+import { ShippingSink, VOLUME, archiveFixtures, removeArchiveFixtures, type ArchiveFixture } from '../helpers/memory-archive.js';
 
 const base = mkdtempSync(join(tmpdir(), 'strata-reconcile-'));
 test.after.always(() => rmSync(base, { recursive: true, force: true }));
+test.after.always(removeArchiveFixtures);
 let counter = 0;
 
 const T0 = { sec: 1_700_000_000, nsec: 123_456_789 };

@@ -13,10 +13,11 @@ import { ID_XATTR, readObjectId } from '../../src/store/object-ids.js';
 import { isArchiveError, type ArchiveClient } from '../../src/protocol/archive-api.js';
 import { BLOCK_SIZE } from '../../src/protocol/records.js';
 import * as native from '../../src/native/index.js';
-import { ShippingSink, VOLUME, archiveFixtures } from '../helpers/memory-archive.js';
+import { ShippingSink, VOLUME, archiveFixtures, removeArchiveFixtures } from '../helpers/memory-archive.js';
 
 const base = mkdtempSync(join(tmpdir(), 'strata-tree-diff-'));
 test.after.always(() => rmSync(base, { recursive: true, force: true }));
+test.after.always(removeArchiveFixtures);
 let counter = 0;
 
 async function makeStore(): Promise<string> {

@@ -101,28 +101,29 @@ export class ArchiveServerProcess {
    * finish the TCP close, which a blocked event loop never does.
    */
   async stopAsync(): Promise<void> {
-    const pid = this.proc?.pid;
-    if (pid === undefined || !pidAlive(pid)) return;
-    progress(`stopping the archive server (pid ${pid})`);
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      return;
-    }
+    const pid = this.terminate();
+    if (pid === null) return;
     for (let i = 0; i < 150 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
     this.stop();
   }
 
-  /** SIGTERM, up to 15 s for a clean exit, then SIGKILL. Synchronous (usable from a signal handler). */
-  stop(): void {
+  /** Sends SIGTERM to a running server; its pid, or null when there is none. */
+  private terminate(): number | null {
     const pid = this.proc?.pid;
-    if (pid === undefined || !pidAlive(pid)) return;
+    if (pid === undefined || !pidAlive(pid)) return null;
     progress(`stopping the archive server (pid ${pid})`);
     try {
       process.kill(pid, 'SIGTERM');
     } catch {
-      return;
+      return null;
     }
+    return pid;
+  }
+
+  /** SIGTERM, up to 15 s for a clean exit, then SIGKILL. Synchronous (usable from a signal handler). */
+  stop(): void {
+    const pid = this.terminate();
+    if (pid === null) return;
     for (let i = 0; i < 150 && pidAlive(pid); i++) sleepMs(100);
     if (pidAlive(pid)) {
       progress(`archive server ${pid} still running after 15 s: SIGKILL`);

@@ -11,7 +11,6 @@
 // next start does it again; the comparison skips what already arrived.
 import type { Mirror } from './mirror.js';
 import { reconcile } from './reconcile.js';
-import { encodeRecord, type Record } from '../protocol/records.js';
 import type { Logger } from '../log/logger.js';
 
 export async function reconcileBeforeServing(mirror: Mirror, storeRoot: string, archiveWaitMs: number, log: Logger): Promise<void> {
@@ -39,8 +38,8 @@ export async function reconcileBeforeServing(mirror: Mirror, storeRoot: string, 
     ...(scope.kind === 'since' ? { changedSinceNs: scope.ctimeNs } : {}),
     sink: {
       append: async (rec) => {
-        // Size estimate for the journal bound (an exact frame costs an encode).
-        await mirror.admit(rec.op === 'write' ? rec.data.length + 256 : encodeRecord({ ...rec, seq: 1 } as Record).length);
+        // Room in the journal: an estimate, as the core's (encoding the frame twice would be exact, and wasted).
+        await mirror.admit(512 + (rec.op === 'write' ? rec.data.length : rec.op === 'setxattr' ? rec.value.length : 0));
         mirror.append(rec);
       },
     },

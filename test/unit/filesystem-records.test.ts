@@ -7,12 +7,10 @@
 // The core works relative to the process's working directory, so this file
 // uses one store and runs its tests serially.
 import test from 'ava';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Filesystem, type Caller } from '../../src/core/filesystem.js';
-import { LocalStore } from '../../src/store/local-store.js';
+import { enterTempStore } from '../helpers/core-store.js';
 import { FsError } from '../../src/core/errno.js';
 import type { ChangeSink } from '../../src/core/change-sink.js';
 import { ROOT_ID, isObjectId, type NewRecord } from '../../src/protocol/records.js';
@@ -44,23 +42,13 @@ class RecordingSink implements ChangeSink {
   }
 }
 
-const base = mkdtempSync(join(tmpdir(), 'strata-records-'));
-const store = new LocalStore(join(base, 'store'));
-const startCwd = process.cwd();
-const startUmask = process.umask();
-await store.init();
-process.umask(0);
-store.enter();
+const { store, leave } = await enterTempStore('strata-records-');
 await writeObjectId('.', ROOT_ID);
 const sink = new RecordingSink();
 const core = new Filesystem(store, sink);
 const ROOT: Caller = { uid: 0, gid: 0, pid: process.pid };
 
-test.after.always(() => {
-  process.chdir(startCwd);
-  process.umask(startUmask);
-  rmSync(base, { recursive: true, force: true });
-});
+test.after.always(leave);
 
 test.serial('create, write, release: a create with a fresh id, the write with its bytes, then the final attributes', async (t) => {
   sink.take();

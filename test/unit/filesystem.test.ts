@@ -7,33 +7,22 @@
 // serially. Every test works under its own top-level name, so their order does
 // not matter.
 import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync, rmSync, constants as C } from 'node:fs';
-import * as fsp from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { constants as C } from 'node:fs';
 import { join } from 'node:path';
+import * as fsp from 'node:fs/promises';
 import { Filesystem, type Caller } from '../../src/core/filesystem.js';
-import { LocalStore, RESERVED_NAME } from '../../src/store/local-store.js';
+import { enterTempStore } from '../helpers/core-store.js';
+import { RESERVED_NAME } from '../../src/store/local-store.js';
 import { FsError, errnoOf, errnoForCode, isExpectedError, EIO } from '../../src/core/errno.js';
 import { InodeTable, ROOT_NODEID } from '../../src/fuse/inode-table.js';
 import { XATTR_CREATE, XATTR_REPLACE } from '../../src/native/index.js';
 
 // ---- one store for the whole file ---------------------------------------------
 
-const base = mkdtempSync(join(tmpdir(), 'strata-core-'));
-const store = new LocalStore(join(base, 'store'));
-const startCwd = process.cwd();
-const startUmask = process.umask();
-await store.init();
-// As the daemon does: modes arrive already masked by the caller's umask.
-process.umask(0);
-store.enter();
+const { base, store, leave } = await enterTempStore('strata-core-');
 const core = new Filesystem(store);
 
-test.after.always(() => {
-  process.chdir(startCwd);
-  process.umask(startUmask);
-  rmSync(base, { recursive: true, force: true });
-});
+test.after.always(leave);
 
 const ROOT: Caller = { uid: 0, gid: 0, pid: process.pid };
 const USER: Caller = { uid: 1234, gid: 5678, pid: process.pid };
@@ -54,11 +43,6 @@ async function codeOf(f: () => unknown): Promise<string | undefined> {
     if (err !== null && typeof err === 'object' && 'code' in err) return String((err as { code: unknown }).code);
     return `not a coded error: ${String(err)}`;
   }
-}
-
-/** Path in the store (absolute, for checking the backing objects directly). */
-function inStore(path: string): string {
-  return join(store.root, path);
 }
 
 function modeOf(st: { mode: bigint }): number {

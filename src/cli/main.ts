@@ -45,6 +45,32 @@ program
   .option('--journal-full <policy>', 'when the journal is full: block writers (default), or fail them with enospc')
   .option('--ack-timeout <s>', 'ops waiting for the archive (sync mode, fsync) fail with EIO after this long (default: wait)', seconds)
   .option('--archive-wait <s>', 'how long to wait for the archive when the store must re-converge before serving (default 60)', seconds)
+  .option('--fetch-timeout <s>', 'on a recovered store not yet fully local: an op waiting for the archive fails with EIO after this long (default 5)', seconds)
+  .option('--notify-parent', '(internal) report readiness over IPC')
+  .action(async (mountpoint: string, opts) => { process.exitCode = await mountCommand(mountpoint, opts); });
+
+program
+  .command('recover')
+  .description('after losing the store: fence the volume, restore its top tiers, serve at MOUNTPOINT; the rest comes on demand and in the background')
+  .argument('<mountpoint>')
+  .requiredOption('--archive <url>', 'file:///DIR, strata://HOST:PORT or stratas://HOST:PORT')
+  .requiredOption('--volume <name>', 'the archive volume to recover')
+  .requiredOption('--store <dir>', 'local store directory: empty, or partly restored by an earlier run')
+  .option('--depth <n>', 'directories at this tier stay pending (root = tier 0)', (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('not a tier number');
+    return n;
+  }, 2)
+  .option('--foreground', 'stay attached and show the background restore\'s progress')
+  .option('--log-file <file>', 'append JSON log lines here (background default: STORE/.strata/daemon.log)')
+  .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+  .option('--allow-other', 'let other users use the mount (always with default_permissions)')
+  .option('--mirror <mode>', 'async (default) or sync, for the changes made from now on')
+  .option('--token-file <file>', 'token of a remote archive')
+  .option('--fetch-timeout <s>', 'an op waiting for the archive fails with EIO after this long (default 5)', seconds)
+  .option('--journal-max <bytes>', 'journal bytes not yet acked before --journal-full applies (default 1 GiB)', bytes)
+  .option('--journal-full <policy>', 'block (default) or enospc')
+  .option('--ack-timeout <s>', 'ops waiting for the archive fail with EIO after this long (default: wait)', seconds)
   .option('--notify-parent', '(internal) report readiness over IPC')
   .action(async (mountpoint: string, opts) => { process.exitCode = await mountCommand(mountpoint, opts); });
 

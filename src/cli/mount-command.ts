@@ -8,6 +8,7 @@ import { DaemonLogFile } from '../daemon/log-file.js';
 import { MountDaemon, checkStore, type MountConfig } from '../daemon/mount-daemon.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import type { MountOptions } from '../fuse/adapter.js';
+import { formatRestoreProgress } from './restore-format.js';
 
 export interface MountCliOptions {
   store: string;
@@ -29,9 +30,18 @@ export interface MountCliOptions {
   journalFull?: string;
   ackTimeout?: number;
   archiveWait?: number;
+  /** `strata recover`: the tier whose directories stay pending. */
+  depth?: number;
+  /** Seconds an op waits for data of an unfinished restore before EIO. */
+  fetchTimeout?: number;
 }
 
-type ParentMessage = { type: 'ready' } | { type: 'error'; message: string };
+type ParentMessage = { type: 'ready'; detail?: string } | { type: 'error'; message: string };
+
+/** The command this process runs as. */
+function commandName(o: MountCliOptions): string {
+  return o.depth !== undefined ? 'recover' : 'mount';
+}
 
 function mountOptions(o: MountCliOptions): MountOptions {
   const m: MountOptions = {};
@@ -60,15 +70,19 @@ export function mirrorConfig(o: MountCliOptions): MountConfig['mirror'] {
   if (o.journalMax !== undefined) cfg.journalMaxBytes = o.journalMax;
   if (o.ackTimeout !== undefined) cfg.ackTimeoutMs = Math.round(o.ackTimeout * 1000);
   if (o.archiveWait !== undefined) cfg.archiveWaitMs = Math.round(o.archiveWait * 1000);
+  if (o.fetchTimeout !== undefined) cfg.fetchTimeoutMs = Math.max(1, Math.round(o.fetchTimeout * 1000));
   return cfg;
 }
 
 export async function mountCommand(mountpoint: string, o: MountCliOptions): Promise<number> {
+  const cmd = commandName(o);
   let mirror: MountConfig['mirror'];
   try {
     mirror = mirrorConfig(o);
+    if (o.depth !== undefined && mirror === undefined) throw new Error('recover needs --archive and --volume');
+    if (o.depth !== undefined && (!Number.isInteger(o.depth) || o.depth < 0 || o.depth > 64)) throw new Error('--depth must be an integer from 0 to 64');
   } catch (err) {
-    process.stderr.write(`strata mount: ${(err as Error).message}\n`);
+    process.stderr.write(`strata ${cmd}: ${(err as Error).message}\n`);
     return 2;
   }
   if (!o.foreground) {
@@ -77,7 +91,7 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
     try {
       await checkStore(o.store);
     } catch (err) {
-      process.stderr.write(`strata mount: ${(err as Error).message}\n`);
+      process.stderr.write(`strata ${cmd}: ${(err as Error).message}\n`);
       return 1;
     }
     return spawnBackground(mountpoint, o);
@@ -91,24 +105,51 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
   } catch (err) {
     const message = `cannot start logging${o.logFile ? ` to ${resolve(o.logFile)}` : ''}: ${(err as Error).message}`;
     notify({ type: 'error', message });
-    process.stderr.write(`strata mount: ${message}\n`);
+    process.stderr.write(`strata ${cmd}: ${message}\n`);
     return 1;
   }
-  const daemon = new MountDaemon({ store: o.store, mountpoint, options: mountOptions(o), ...(mirror ? { mirror } : {}) }, log);
+  const daemon = new MountDaemon({
+    store: o.store, mountpoint, options: mountOptions(o), ...(mirror ? { mirror } : {}),
+    ...(o.depth !== undefined ? { recover: { depth: o.depth } } : {}),
+  }, log);
   try {
     await daemon.start();
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     log.error({ err }, 'mount failed');
     notify({ type: 'error', message });
-    process.stderr.write(`strata mount: ${message}\n`);
+    process.stderr.write(`strata ${cmd}: ${message}\n`);
     // Whatever start() had opened (control socket, archive client) must not keep the process alive.
     await daemon.abort();
     return 1;
   }
-  notify({ type: 'ready' });
-  if (!o.notifyParent) process.stderr.write(`strata: serving ${resolve(o.store)} at ${resolve(mountpoint)} (Ctrl-C or 'strata unmount' to stop)\n`);
+  const restore = daemon.status().restore;
+  const detail = restore !== null && daemon.timeToServeMs !== null
+    ? `serving after ${(daemon.timeToServeMs / 1000).toFixed(2)} s; restore ${restore.phase}: ${restore.entries.done} of ${restore.entries.total} entries local`
+    : undefined;
+  notify(detail !== undefined ? { type: 'ready', detail } : { type: 'ready' });
+  if (!o.notifyParent) {
+    process.stderr.write(`strata: serving ${resolve(o.store)} at ${resolve(mountpoint)}${detail ? ` (${detail})` : ''} (Ctrl-C or 'strata unmount' to stop)\n`);
+    if (restore !== null && restore.phase !== 'complete') showRestoreProgress(daemon);
+  }
   return new Promise<number>(() => { /* serve until unmounted or signalled */ });
+}
+
+/** The background restore's progress on stderr: a bar on a terminal, a line every 10 s otherwise. */
+function showRestoreProgress(daemon: MountDaemon): void {
+  const tty = process.stderr.isTTY === true;
+  const timer = setInterval(() => {
+    const p = daemon.status().restore;
+    if (p === null) return;
+    const line = formatRestoreProgress(p);
+    if (tty) process.stderr.write(`\r\x1b[K${line}`);
+    else process.stderr.write(`${line}\n`);
+    if (p.phase === 'complete') {
+      if (tty) process.stderr.write('\n');
+      clearInterval(timer);
+    }
+  }, tty ? 500 : 10_000);
+  timer.unref();
 }
 
 function notify(msg: ParentMessage): void {
@@ -121,7 +162,7 @@ function notify(msg: ParentMessage): void {
 /** Starts `strata mount --foreground` detached and waits until it serves or fails. */
 function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number> {
   const logFile = o.logFile ? resolve(o.logFile) : join(resolve(o.store), RESERVED_NAME, 'daemon.log');
-  const args = [process.argv[1]!, 'mount', '--foreground', '--notify-parent', '--store', resolve(o.store), '--log-file', logFile];
+  const args = [process.argv[1]!, commandName(o), '--foreground', '--notify-parent', '--store', resolve(o.store), '--log-file', logFile];
   if (o.logLevel) args.push('--log-level', o.logLevel);
   if (o.allowOther) args.push('--allow-other');
   if (o.attrTimeout !== undefined) args.push('--attr-timeout', String(o.attrTimeout));
@@ -136,6 +177,8 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
   if (o.journalFull !== undefined) args.push('--journal-full', o.journalFull);
   if (o.ackTimeout !== undefined) args.push('--ack-timeout', String(o.ackTimeout));
   if (o.archiveWait !== undefined) args.push('--archive-wait', String(o.archiveWait));
+  if (o.fetchTimeout !== undefined) args.push('--fetch-timeout', String(o.fetchTimeout));
+  if (o.depth !== undefined) args.push('--depth', String(o.depth));
   args.push(resolve(mountpoint));
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
   return new Promise((resolvePromise) => {
@@ -144,19 +187,20 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
       if (settled) return;
       settled = true;
       if (msg.type === 'ready') {
-        process.stdout.write(`mounted ${resolve(o.store)} at ${resolve(mountpoint)} (daemon pid ${child.pid}, log ${logFile})\n`);
+        process.stdout.write(`${o.depth !== undefined ? 'recovered' : 'mounted'} ${resolve(o.store)} at ${resolve(mountpoint)} (daemon pid ${child.pid}, log ${logFile})\n`);
+        if (msg.detail) process.stdout.write(`${msg.detail}\n`);
         child.unref();
         child.disconnect();
         resolvePromise(0);
       } else {
-        process.stderr.write(`strata mount: ${msg.message}\n`);
+        process.stderr.write(`strata ${commandName(o)}: ${msg.message}\n`);
         resolvePromise(1);
       }
     });
     child.on('exit', (code, signal) => {
       if (settled) return;
       settled = true;
-      process.stderr.write(`strata mount: the daemon exited before serving (${signal ?? `exit ${code}`}); see ${logFile}\n`);
+      process.stderr.write(`strata ${commandName(o)}: the daemon exited before serving (${signal ?? `exit ${code}`}); see ${logFile}\n`);
       resolvePromise(1);
     });
   });

@@ -5,6 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { callControl, controlSocketPath } from '../daemon/control.js';
 import { probeMountpoint, detach } from '../daemon/mount-table.js';
 import type { MirrorStatus } from '../mirror/mirror.js';
+import type { RestoreProgress } from '../restore/background.js';
+import { restoreLines } from './restore-format.js';
 
 function mib(n: number): string {
   return `${(n / 1048576).toFixed(1)} MiB`;
@@ -93,6 +95,7 @@ export async function statusCommand(mountpoint: string, opts: { json?: boolean }
     `daemon pid   ${String(status.pid)} (up ${String(status.uptimeSeconds)} s)`,
     `open handles ${String(status.openHandles)}`,
     ...mirrorLines(status.mirror as MirrorStatus | null),
+    ...restoreLines((status.restore ?? null) as RestoreProgress | null),
     `requests     ${Object.entries((status.requests ?? {}) as Record<string, number>).map(([k, v]) => `${k}=${v}`).join(' ') || '-'}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');

@@ -68,9 +68,12 @@ export async function verifyCommand(opts: VerifyOptions): Promise<number> {
       signal: ac.signal,
       onDifference: (d) => process.stdout.write(opts.json ? `${JSON.stringify(d)}\n` : `${formatDifference(d)}\n`),
     });
+    const unfinished = result.pendingDirs + result.remoteFiles > 0
+      ? ` (restore unfinished: ${result.pendingDirs} pending directories not descended into, ${result.remoteFiles} files compared only where local)`
+      : '';
     process.stdout.write(opts.json
-      ? `${JSON.stringify({ objects: result.objects, differences: result.count })}\n`
-      : `${result.objects} objects compared, ${result.count} difference${result.count === 1 ? '' : 's'}\n`);
+      ? `${JSON.stringify({ objects: result.objects, differences: result.count, pendingDirs: result.pendingDirs, remoteFiles: result.remoteFiles })}\n`
+      : `${result.objects} objects compared, ${result.count} difference${result.count === 1 ? '' : 's'}${unfinished}\n`);
     return result.count === 0 ? 0 : 1;
   } catch (err) {
     if (isArchiveError(err, 'ENOVOLUME')) return fail(`volume ${opts.volume} does not exist on ${opts.archive}`);

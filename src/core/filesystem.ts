@@ -16,6 +16,7 @@ import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import * as native from '../native/index.js';
 import type { TimeSpec } from '../native/index.js';
 import type { ChangeSink } from './change-sink.js';
+import type { RestoreHooks } from './restore-hooks.js';
 import { attrsFromStat, timeFromNs, MAX_WRITE_BYTES, ROOT_ID, type ObjectId, type Time } from '../protocol/records.js';
 import { isPrivateXattr, newObjectId, readObjectId, writeObjectId } from '../store/object-ids.js';
 
@@ -45,6 +46,8 @@ export interface OpenResult {
   keepCache: boolean;
   /** The object's id when the store is mirrored (null: not mirrored, or it has none). */
   id: ObjectId | null;
+  /** All of the file's data is in the store (not waiting for an unfinished restore). */
+  local: boolean;
 }
 
 /** What a setattr changes; absent fields stay as they are. */
@@ -89,12 +92,24 @@ export class Filesystem {
    * `sink` receives a record of every change applied to the store (the
    * mirror's journal); null when the store is not mirrored.
    */
-  constructor(readonly store: LocalStore, readonly sink: ChangeSink | null = null) {}
+  constructor(readonly store: LocalStore, readonly sink: ChangeSink | null = null, private restore: RestoreHooks | null = null) {}
+
+  /** The restore is finished (or was never needed): no op asks it anything any more. */
+  restoreFinished(): void {
+    this.restore = null;
+  }
 
   // ---- attributes -------------------------------------------------------
 
   getattr(path: string): Promise<fs.BigIntStats> {
     return fsp.lstat(LocalStore.relative(path), { bigint: true });
+  }
+
+  /** Attributes of the entry `path` names, once its directory's entries are in the store. */
+  async lookup(path: string): Promise<fs.BigIntStats> {
+    const rel = LocalStore.relative(path);
+    if (this.restore) await this.restore.entries(parentRelOf(rel));
+    return fsp.lstat(rel, { bigint: true });
   }
 
   fgetattr(handle: number): Promise<fs.BigIntStats> {
@@ -112,6 +127,9 @@ export class Filesystem {
     const f = 'handle' in ref ? this.file(ref.handle) : null;
     const rel = 'path' in ref ? this.existing(ref.path) : null;
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    // A pending directory's entries come first (they would move its times afterwards).
+    if (this.restore && rel !== null) await this.restore.entries(rel);
+    if (this.restore && ch.size !== undefined) await this.beforeSizeChange(f, rel!, ch.size);
     if (ch.mode !== undefined) {
       const mode = ch.mode & 0o7777;
       if (f) await new Promise<void>((resolve, reject) => fs.fchmod(f.fd, mode, (err) => (err ? reject(err) : resolve())));
@@ -198,6 +216,7 @@ export class Filesystem {
   /** Creates a directory owned by the caller; returns its attributes. */
   async mkdir(path: string, mode: number, caller: Caller): Promise<fs.BigIntStats> {
     const rel = LocalStore.relativeForCreate(path);
+    if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     await fsp.mkdir(rel, mode & 0o7777);
     await this.own(rel, caller, true);
@@ -207,6 +226,7 @@ export class Filesystem {
   /** Creates a fifo, socket or device node owned by the caller; returns its attributes. */
   async mknod(path: string, mode: number, dev: number, caller: Caller): Promise<fs.BigIntStats> {
     const rel = LocalStore.relativeForCreate(path);
+    if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     await native.mknod(rel, mode, dev);
     await this.own(rel, caller, true);
@@ -215,6 +235,7 @@ export class Filesystem {
 
   async symlink(target: string, path: string, caller: Caller): Promise<fs.BigIntStats> {
     const rel = LocalStore.relativeForCreate(path);
+    if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES + target.length);
     await fsp.symlink(target, rel);
     await this.own(rel, caller, true);
@@ -224,6 +245,7 @@ export class Filesystem {
   /** Gives `existingPath`'s object the name `newPath`; returns its attributes. */
   async link(existingPath: string, newPath: string): Promise<fs.BigIntStats> {
     const rel = LocalStore.relativeForCreate(newPath);
+    if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     await fsp.link(LocalStore.relative(existingPath), rel);
     if (!this.sink) return fsp.lstat(rel, { bigint: true });
@@ -236,6 +258,7 @@ export class Filesystem {
 
   async unlink(path: string): Promise<void> {
     const rel = LocalStore.relative(path);
+    if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     await fsp.unlink(rel);
     await this.recordRemoved('unlink', rel);
@@ -243,6 +266,8 @@ export class Filesystem {
 
   async rmdir(path: string): Promise<void> {
     const rel = LocalStore.relative(path);
+    // Its own entries too: whether it is empty is the archive's to say until then.
+    if (this.restore) await Promise.all([this.restore.entries(parentRelOf(rel)), this.restore.entries(rel)]);
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     await fsp.rmdir(rel);
     await this.recordRemoved('rmdir', rel);
@@ -251,6 +276,11 @@ export class Filesystem {
   async rename(from: string, to: string): Promise<void> {
     const fromRel = LocalStore.relative(from);
     const toRel = LocalStore.relativeForCreate(to);
+    if (this.restore) {
+      // Both directories, and a directory replaced by the rename (it must be empty).
+      await Promise.all([this.restore.entries(parentRelOf(fromRel)), this.restore.entries(parentRelOf(toRel))]);
+      await this.restore.entries(toRel);
+    }
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     await fsp.rename(fromRel, toRel);
     if (!this.sink) return;
@@ -276,7 +306,7 @@ export class Filesystem {
     const truncates = (flags & C.O_TRUNC) !== 0 && (flags & 3 /* O_ACCMODE */) !== C.O_RDONLY;
     if (this.sink && truncates) await this.sink.admit(META_RECORD_BYTES);
     // The id (for the records of writes and setattrs through this handle) is read alongside the open.
-    const idRead = this.sink ? this.idOf(rel).catch(() => null) : Promise.resolve(null);
+    const idRead = this.sink || this.restore ? this.idOf(rel).catch(() => null) : Promise.resolve(null);
     const fd = await openFd(rel, (flags & ~OPEN_STRIP) | OPEN_ADD, 0).catch(async (err: unknown) => {
       await idRead;
       throw err;
@@ -291,6 +321,13 @@ export class Filesystem {
     }
     const res = await this.registerFile(fd, flags, await idRead);
     const id = res.id;
+    if (this.restore && id !== null && res.stat.isFile()) {
+      if (truncates) await this.restore.discard(id);
+      else if (await this.restore.isRemote(id).catch(async (err: unknown) => { await this.release(res.handle); throw err; })) {
+        this.file(res.handle).remote = true;
+        res.local = false;
+      }
+    }
     if (this.sink && truncates && id !== null) {
       await this.sink.committed(this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(res.stat) }));
     }
@@ -299,6 +336,7 @@ export class Filesystem {
 
   async create(path: string, mode: number, flags: number, caller: Caller): Promise<OpenResult> {
     const rel = LocalStore.relativeForCreate(path);
+    if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     const fd = await openFd(rel, (flags & ~(C.O_NOCTTY | (C.O_DIRECT ?? 0))) | C.O_CREAT | OPEN_ADD, mode & 0o7777);
     try {
@@ -322,8 +360,9 @@ export class Filesystem {
     return { ...res, created: true };
   }
 
-  read(handle: number, buf: Buffer, length: number, position: number): Promise<number> {
+  async read(handle: number, buf: Buffer, length: number, position: number): Promise<number> {
     const f = this.file(handle);
+    if (f.remote && this.restore && f.id !== null) f.remote = await this.restore.fetchRange(f.id, f.fd, position, length);
     return new Promise((resolve, reject) => {
       fs.read(f.fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n)));
     });
@@ -332,9 +371,10 @@ export class Filesystem {
   async write(handle: number, buf: Buffer, length: number, position: number): Promise<number> {
     const f = this.file(handle);
     if (this.sink) await this.sink.admit(length + 128);
-    const n = await new Promise<number>((resolve, reject) => {
+    const doWrite = (): Promise<number> => new Promise<number>((resolve, reject) => {
       fs.write(f.fd, buf, 0, length, position, (err, written) => (err ? reject(err) : resolve(written)));
     });
+    const n = f.remote && this.restore && f.id !== null ? await this.restore.write(f.id, f.fd, position, length, doWrite) : await doWrite();
     if (this.sink && f.id !== null && n > 0) {
       let seq = 0;
       for (let off = 0; off < n; off += MAX_WRITE_BYTES) {
@@ -366,6 +406,10 @@ export class Filesystem {
   async fallocate(handle: number, mode: number, offset: number, length: number): Promise<void> {
     const f = this.file(handle);
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    if (f.remote && this.restore && f.id !== null) {
+      await this.restore.fetchAll(f.id, f.fd);
+      f.remote = false;
+    }
     await native.fallocate(f.fd, mode, offset, length);
     if (!this.sink || f.id === null) return;
     const st = await this.fgetattr(handle);
@@ -414,6 +458,7 @@ export class Filesystem {
   /** All entries of a directory, '.' and '..' first, the reserved entry hidden. */
   async readdir(path: string): Promise<DirEntryInfo[]> {
     const rel = this.existing(path);
+    if (this.restore) await this.restore.entries(rel);
     const parentRel = path === '/' ? '.' : LocalStore.relative(dirname(path));
     const [entries, self, parent] = await Promise.all([
       native.readdirIno(rel),
@@ -512,6 +557,31 @@ export class Filesystem {
     return entry;
   }
 
+  /**
+   * Before a file's size changes during an unfinished restore: to 0 nothing of
+   * the archive's data is needed any more; to any other size the file is
+   * fetched whole first (its blocks past the cut or the extension are then right).
+   */
+  private async beforeSizeChange(f: OpenFile | null, rel: string, size: number): Promise<void> {
+    const restore = this.restore!;
+    const id = f ? f.id : await this.idOf(rel);
+    if (id === null || (f !== null && !f.remote)) return;
+    if (size === 0) {
+      await restore.discard(id);
+    } else if (f !== null) {
+      await restore.fetchAll(id, f.fd);
+    } else {
+      if (!(await restore.isRemote(id))) return;
+      const fd = await openFd(rel, C.O_RDONLY | OPEN_ADD, 0);
+      try {
+        await restore.fetchAll(id, fd);
+      } finally {
+        fs.close(fd, () => {});
+      }
+    }
+    if (f !== null) f.remote = false;
+  }
+
   /** The object id stored on `rel`; null (and a warning) when it has none. */
   private async idOf(rel: string): Promise<ObjectId | null> {
     if (rel === '.') return ROOT_ID;
@@ -559,8 +629,8 @@ export class Filesystem {
     }
     // Only a single-link regular file may keep its page cache across opens.
     const keepCache = (Number(stat.mode) & C.S_IFMT) === C.S_IFREG && stat.nlink === 1n;
-    const handle = this.handles.add({ kind: 'file', fd, flags, id, dirty: false });
-    return { handle, fd, keepCache, stat, id };
+    const handle = this.handles.add({ kind: 'file', fd, flags, id, dirty: false, remote: false });
+    return { handle, fd, keepCache, stat, id, local: true };
   }
 
   /**
@@ -602,6 +672,12 @@ async function dropSetIdOnTruncate(fd: number): Promise<void> {
   if ((st.mode & (S_ISGID | C.S_IXGRP)) === (S_ISGID | C.S_IXGRP)) drop |= S_ISGID;
   if (drop === 0) return;
   await new Promise<void>((resolve, reject) => fs.fchmod(fd, st.mode & 0o7777 & ~drop, (err) => (err ? reject(err) : resolve())));
+}
+
+/** Store-relative path of the directory holding `rel`. */
+function parentRelOf(rel: string): string {
+  const i = rel.lastIndexOf('/');
+  return i < 0 ? '.' : rel.slice(0, i);
 }
 
 function openFd(rel: string, flags: number, mode: number): Promise<number> {

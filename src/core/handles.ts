@@ -12,6 +12,8 @@ export interface OpenFile {
   readonly id: string | null;
   /** Written since its attributes were last recorded (mirroring). */
   dirty: boolean;
+  /** Some of its data may still be only in the archive (an unfinished restore). */
+  remote: boolean;
 }
 
 export interface OpenDir {

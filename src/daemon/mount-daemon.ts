@@ -14,6 +14,10 @@ import { Mirror, type MirrorOptions, type MirrorStatus } from '../mirror/mirror.
 import { openArchiveClient } from '../archive-client/open-archive.js';
 import type { ArchiveClient } from '../protocol/archive-api.js';
 import { reconcileBeforeServing } from '../mirror/startup.js';
+import { prepareRecovery } from '../restore/recover.js';
+import { readRestoreState } from '../restore/state.js';
+import { OnDemandRestore } from '../restore/on-demand.js';
+import { BackgroundRestore, type RestoreProgress } from '../restore/background.js';
 
 export interface MountConfig {
   store: string;
@@ -25,11 +29,17 @@ export interface MountConfig {
     tokenFile?: string;
     /** How long to wait for the archive when the store must re-converge before serving, ms. */
     archiveWaitMs?: number;
+    /** An op waiting for data of an unfinished restore fails with EIO after this many ms (default 5000). */
+    fetchTimeoutMs?: number;
   };
+  /** `strata recover`: fence the volume and materialise its top tiers before serving. */
+  recover?: { depth: number };
+  /** Called with each step of the recovery's first part (for the CLI's output). */
+  onRecoverProgress?: (dirs: number, entries: number) => void;
 }
 
 export interface DaemonStatus {
-  state: 'starting' | 'syncing' | 'serving' | 'unmounting';
+  state: 'starting' | 'recovering' | 'syncing' | 'serving' | 'unmounting';
   mountpoint: string;
   store: string;
   pid: number;
@@ -39,6 +49,8 @@ export interface DaemonStatus {
   knownInodes: number;
   requests: Record<string, number>;
   mirror: MirrorStatus | null;
+  /** The restore after a recovery, while one is known to this store. */
+  restore: RestoreProgress | null;
 }
 
 export class MountDaemon {
@@ -53,6 +65,10 @@ export class MountDaemon {
   /** The archive client while the mirror is being opened (closed by abort()). */
   private pendingClient: ArchiveClient | null = null;
   private stopping: Promise<void> | null = null;
+  private onDemand: OnDemandRestore | null = null;
+  private background: BackgroundRestore | null = null;
+  /** Time from start() to the mount serving, ms. */
+  timeToServeMs: number | null = null;
 
   constructor(private readonly config: MountConfig, private readonly log: Logger) {
     this.store = new LocalStore(config.store);
@@ -70,15 +86,21 @@ export class MountDaemon {
     // The control socket answers (status) while the store re-converges with its archive.
     this.control = await serveControl(this.mountpoint, (req) => this.onControl(req));
     if (this.config.mirror) await this.startMirror(this.config.mirror);
-    this.fs = new Filesystem(this.store, this.mirror);
+    if (!this.mirror && (await readRestoreState(this.store.privateDir)) !== null) {
+      throw new Error('this store is a recovered volume: mount it with --archive and --volume (or run `strata recover` again)');
+    }
+    this.fs = new Filesystem(this.store, this.mirror, this.onDemand);
     this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options }, this.log);
     await this.adapter.mount();
     this.state = 'serving';
+    this.timeToServeMs = Date.now() - this.startedAt.getTime();
+    this.background?.start();
     // Unmounted by someone else (umount, fusermount -u): nothing left to serve.
     void this.adapter.whenExited().then(async () => {
       if (this.stopping) return;
       this.log.warn({ mountpoint: this.mountpoint }, 'the kernel ended the connection (unmounted from outside); exiting');
       this.adapter?.release();
+      await this.background?.stop();
       await this.fs?.closeAll();
       await this.stopMirror();
       this.control?.close();
@@ -110,6 +132,7 @@ export class MountDaemon {
       knownInodes: this.adapter?.knownInodes ?? 0,
       requests: Object.fromEntries(this.adapter?.opCounts ?? []),
       mirror: this.mirror?.status() ?? null,
+      restore: this.background?.progress() ?? null,
     };
   }
 
@@ -121,9 +144,33 @@ export class MountDaemon {
     const log = this.log.child({ component: 'mirror' });
     const client = await openArchiveClient(cfg.archiveUrl, cfg.tokenFile ? { tokenFile: cfg.tokenFile } : {});
     this.pendingClient = client;
+    if (this.config.recover) {
+      this.state = 'recovering';
+      await prepareRecovery({
+        client, volume: cfg.volume, depth: this.config.recover.depth, privateDir: this.store.privateDir,
+        log: this.log.child({ component: 'restore' }),
+        ...(this.config.onRecoverProgress ? { onProgress: this.config.onRecoverProgress } : {}),
+      });
+    }
+    const restore = await readRestoreState(this.store.privateDir);
+    if (restore?.phase === 'materialising') {
+      throw new Error('the recovery of this store stopped before its top tiers were in place: run `strata recover` again');
+    }
     this.mirror = await Mirror.open(this.store.privateDir, client, cfg, log);
     this.pendingClient = null;
     await this.mirror.start();
+    if (restore !== null && restore.phase !== 'complete') {
+      const rlog = this.log.child({ component: 'restore' });
+      this.onDemand = new OnDemandRestore({
+        client, volume: cfg.volume, privateDir: this.store.privateDir, log: rlog,
+        ...(cfg.fetchTimeoutMs !== undefined ? { fetchTimeoutMs: cfg.fetchTimeoutMs } : {}),
+      });
+      this.background = new BackgroundRestore(this.onDemand, this.store.privateDir, restore, rlog, {
+        onComplete: () => this.fs?.restoreFinished(),
+      });
+    } else if (restore !== null) {
+      this.background = new BackgroundRestore(new OnDemandRestore({ client, volume: cfg.volume, privateDir: this.store.privateDir, log }), this.store.privateDir, restore, log);
+    }
     if (this.mirror.needsReconcile) {
       this.state = 'syncing';
       await reconcileBeforeServing(this.mirror, this.store.root, cfg.archiveWaitMs ?? 60_000, log);
@@ -168,6 +215,7 @@ export class MountDaemon {
     }
     await Promise.race([this.adapter?.whenExited(), new Promise((r) => setTimeout(r, 5000))]);
     this.adapter?.release();
+    await this.background?.stop();
     await this.fs?.closeAll();
     await this.stopMirror();
     this.control?.close();

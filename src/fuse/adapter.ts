@@ -236,7 +236,8 @@ export class FuseAdapter {
     const keep = res.keepCache ? OPEN_KEEP_CACHE : 0;
     if (!this.directIo) return { fd: -1, flags: keep };
     // A mirrored store journals every write: writes must come through the core.
-    return { fd: res.fd, flags: keep | OPEN_DIRECT_READ | (this.fs.sink ? 0 : OPEN_DIRECT_WRITE) };
+    // A file still (partly) in the archive is read through the core, which fetches what is missing.
+    return { fd: res.fd, flags: keep | (res.local ? OPEN_DIRECT_READ : 0) | (this.fs.sink ? 0 : OPEN_DIRECT_WRITE) };
   }
 
   private async handle(r: Request, answer: (f: () => void) => void): Promise<void> {
@@ -248,7 +249,7 @@ export class FuseAdapter {
         const name = this.name(r, 'name');
         let st: BigIntStats;
         try {
-          st = await fs.getattr(t.childPath(parent, name));
+          st = await fs.lookup(t.childPath(parent, name));
         } catch (err) {
           if ((err as { code?: string }).code === 'ENOENT') {
             answer(() => ll.replyEntry(r.req, 0, null, 0, this.negativeTimeout));

@@ -9,7 +9,8 @@
 // Journal full (un-acked bytes past the bound, the archive being away): the
 // policy either blocks writers until the archive catches up, or fails them
 // with ENOSPC. Records are never dropped.
-import { readFile, rename, writeFile, open as openFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileDurably } from '../store/durable-file.js';
 import { join } from 'node:path';
 import { Journal } from '../journal/journal.js';
 import { Shipper, type ShipperState } from './shipper.js';
@@ -91,6 +92,8 @@ export class Mirror implements ChangeSink {
   private checkpointTimer: NodeJS.Timeout | null = null;
   private lastCheckpointSeq = 0;
   readonly initialSync: SyncProgress = { state: 'pending', entries: 0, bytes: 0, totalEntries: null, totalBytes: null };
+  /** The store was stopped cleanly before this daemon opened it (start() clears the flag on disk). */
+  private readonly openedClean: boolean;
 
   private constructor(
     readonly privateDir: string,
@@ -106,6 +109,7 @@ export class Mirror implements ChangeSink {
     this.fullPolicy = opts.fullPolicy ?? 'block';
     this.ackTimeoutMs = opts.ackTimeoutMs ?? 0;
     if (state.initialSyncDone) this.initialSync.state = 'done';
+    this.openedClean = state.clean;
   }
 
   /**
@@ -142,9 +146,22 @@ export class Mirror implements ChangeSink {
     return mirror;
   }
 
+  /**
+   * Makes a store that is being recovered from `volume` (fenced at `epoch`)
+   * its mirror: every object it holds came from the archive, so nothing needs
+   * shipping or re-comparing; new changes continue the volume's sequence.
+   */
+  static async adopt(privateDir: string, volume: string, epoch: number): Promise<void> {
+    const state: MirrorState = {
+      format: 1, volume, epoch, initialSyncDone: true, clean: true,
+      checkpointNs: String(BigInt(Date.now()) * 1_000_000n - CHECKPOINT_MARGIN_NS),
+    };
+    await writeState(privateDir, state);
+  }
+
   /** The store may hold changes the archive lacks beyond the journal: re-compare before serving. */
   get needsReconcile(): boolean {
-    return !this.state.initialSyncDone || !this.state.clean;
+    return !this.state.initialSyncDone || !this.openedClean;
   }
 
   /** First time: everything; after an unclean stop: what changed since the checkpoint. */
@@ -335,14 +352,5 @@ async function readState(privateDir: string): Promise<MirrorState | null> {
 
 /** Replaces the state file atomically and durably. */
 async function writeState(privateDir: string, state: MirrorState): Promise<void> {
-  const path = join(privateDir, STATE_FILE);
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
-  const fh = await openFile(tmp, 'r+');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
+  await writeFileDurably(join(privateDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
 }

@@ -52,6 +52,9 @@ import {
   type LocalEntry,
 } from './tree-local.js';
 import { differingBlocks } from './tree-blocks.js';
+import { isPending, remoteBlocksOf } from '../store/restore-marks.js';
+import { RESERVED_NAME } from '../store/local-store.js';
+import { join } from 'node:path';
 
 export interface RecordSink {
   append(rec: NewRecord): Promise<void>;
@@ -225,6 +228,12 @@ class Reconciler {
 
   private async syncDir(nsPath: string, fsPath: string, dirId: ObjectId, st: BigIntStats, image: DirImage | null, archiveAttrs: Attrs, isRoot: boolean): Promise<void> {
     const parentMtime = timeFromNs(st.mtimeNs);
+    if (await isPending(fsPath)) {
+      // An unfinished restore: its entries are only in the archive, nothing local changed them.
+      const mine = attrsFromStat(st);
+      if (attrDifferences('dir', mine, archiveAttrs).length > 0) await this.emit({ op: 'setattr', id: dirId, attrs: mine });
+      return;
+    }
     const locals = await listLocalDir(fsPath, isRoot);
     const remote = new Map((image?.entries ?? []).map((e) => [e.name, e]));
     const localNames = new Set(locals.map((e) => e.name));
@@ -407,7 +416,9 @@ class Reconciler {
       run = [];
       runBytes = 0;
     };
-    for await (const b of differingBlocks(l.fsPath, Number(l.st.size), blocks)) {
+    // A file still partly in the archive: only its local blocks can differ.
+    const skip = blocks === null ? null : await remoteBlocksOf(join(this.opts.store, RESERVED_NAME), id);
+    for await (const b of differingBlocks(l.fsPath, Number(l.st.size), blocks, skip)) {
       this.opts.signal?.throwIfAborted();
       if (runBytes > 0 && (runOffset + runBytes !== b.offset || runBytes + b.data.length > MAX_WRITE_BYTES)) await flush();
       if (runBytes === 0) runOffset = b.offset;

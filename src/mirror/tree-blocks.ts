@@ -71,8 +71,15 @@ export interface DifferingBlock {
  * creates), in increasing order. Blocks that are zero locally differ only
  * when the archive holds non-zero data there. Blocks at or beyond the local
  * size are not looked at: a setattr with the local size cuts them.
+ * Nor are the blocks `skip` names.
  */
-export async function* differingBlocks(fsPath: string, size: number, archive: FileBlocks | null): AsyncGenerator<DifferingBlock> {
+export async function* differingBlocks(
+  fsPath: string,
+  size: number,
+  archive: FileBlocks | null,
+  /** Blocks to leave out (a partly restored file's blocks that are not local yet). */
+  skip: ((index: number) => boolean) | null = null,
+): AsyncGenerator<DifferingBlock> {
   const nblocks = Math.ceil(size / BLOCK_SIZE);
   const lengthOf = (i: number): number => Math.min(BLOCK_SIZE, size - i * BLOCK_SIZE);
   // Archive blocks inside the local size, in order; the ones with non-zero data
@@ -84,6 +91,7 @@ export async function* differingBlocks(fsPath: string, size: number, archive: Fi
   function* zerosBefore(index: number): Generator<DifferingBlock> {
     for (; r < remote.length && remote[r]!.index < index; r++) {
       const b = remote[r]!;
+      if (skip?.(b.index)) continue;
       const len = lengthOf(b.index);
       if (b.length !== len || b.digest !== zeroDigest(len)) yield { index: b.index, offset: b.index * BLOCK_SIZE, data: Buffer.alloc(len) };
     }
@@ -104,6 +112,7 @@ export async function* differingBlocks(fsPath: string, size: number, archive: Fi
           if (bytesRead < len) data.fill(0, bytesRead);
           yield* zerosBefore(i);
           const mine = r < remote.length && remote[r]!.index === i ? remote[r++]! : null;
+          if (skip?.(i)) continue;
           if (isZero(data)) {
             if (mine !== null && (mine.length !== len || mine.digest !== zeroDigest(len))) yield { index: i, offset: i * BLOCK_SIZE, data };
           } else if (mine === null || !sameBlock(data, mine)) {

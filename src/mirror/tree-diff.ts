@@ -21,6 +21,9 @@ import { ArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import type { DirImage, EntryImage } from '../protocol/images.js';
 import { ROOT_ID, attrsFromStat, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
+import { isPending, remoteBlocksOf } from '../store/restore-marks.js';
+import { RESERVED_NAME } from '../store/local-store.js';
+import { join } from 'node:path';
 import {
   Lookahead, attrDifferences, compareNames, listLocalDir, localTarget, localXattrs, typeOfMode, xattrDifferences,
   type LocalEntry, type ObjectType,
@@ -65,6 +68,10 @@ export interface DiffResult {
   objects: number;
   /** Number of differences. */
   count: number;
+  /** Pending directories (an unfinished restore): their entries are only in the archive and were not compared. */
+  pendingDirs: number;
+  /** Files not fully local yet: only their local blocks were compared. */
+  remoteFiles: number;
   /** The differences, unless `onDifference` took them. */
   differences: Difference[];
 }
@@ -82,7 +89,8 @@ function childPath(parent: string, name: string): string {
 }
 
 class DiffWalk {
-  private readonly result: DiffResult = { objects: 0, count: 0, differences: [] };
+  private readonly result: DiffResult = { objects: 0, count: 0, pendingDirs: 0, remoteFiles: 0, differences: [] };
+  private readonly privateDir: string;
   /** dev:ino of a multiply-linked local object → the first path it was compared at. */
   private readonly localFirst = new Map<string, string>();
   /** Archive id of a multiply-linked object → the first path it was compared at. */
@@ -92,6 +100,7 @@ class DiffWalk {
   constructor(private readonly opts: DiffOptions) {
     const c = opts.content ?? 'all';
     this.wantContent = c === 'all' ? () => true : c === 'none' ? () => false : c;
+    this.privateDir = join(opts.store, RESERVED_NAME);
   }
 
   async run(): Promise<DiffResult> {
@@ -124,6 +133,10 @@ class DiffWalk {
   }
 
   private async walkDir(nsPath: string, fsPath: string, image: DirImage, isRoot: boolean): Promise<void> {
+    if (await isPending(fsPath)) {
+      this.result.pendingDirs++;
+      return;
+    }
     const locals = new Map((await listLocalDir(fsPath, isRoot)).map((e) => [e.name, e]));
     const remote = new Map(image.entries.map((e) => [e.name, e]));
     const names = [...new Set([...locals.keys(), ...remote.keys()])].sort(compareNames);
@@ -195,9 +208,11 @@ class DiffWalk {
 
   private async compareContent(path: string, l: LocalEntry, a: EntryImage): Promise<void> {
     const blocks = await this.opts.archive.fileBlocks(this.opts.volume, a.id);
+    const skip = await remoteBlocksOf(this.privateDir, a.id);
+    if (skip !== null) this.result.remoteFiles++;
     const listed: number[] = [];
     let n = 0;
-    for await (const b of differingBlocks(l.fsPath, Number(l.st.size), blocks)) {
+    for await (const b of differingBlocks(l.fsPath, Number(l.st.size), blocks, skip)) {
       if (listed.length < LISTED_BLOCKS) listed.push(b.index);
       n++;
     }

@@ -1,0 +1,35 @@
+// The background restore's progress for people: one line, with a bar.
+import type { RestoreProgress } from '../restore/background.js';
+
+function mib(n: number): string {
+  return `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+function duration(s: number): string {
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+export function formatRestoreProgress(p: RestoreProgress, width = 24): string {
+  const frac = p.bytes.total > 0 ? p.bytes.done / p.bytes.total : p.entries.total > 0 ? p.entries.done / p.entries.total : 1;
+  const filled = Math.round(Math.min(1, frac) * width);
+  const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+  const pct = `${(Math.min(1, frac) * 100).toFixed(1)}%`;
+  if (p.phase === 'complete') return `restore complete: ${p.entries.total} entries, ${mib(p.bytes.total)} local`;
+  const eta = p.etaSeconds === null ? 'ETA unknown' : `ETA ${duration(p.etaSeconds)}`;
+  return `restore ${bar} ${pct} ${p.entries.done}/${p.entries.total} entries, ${mib(p.bytes.done)}/${mib(p.bytes.total)}, ` +
+    `${mib(p.rate)}/s, ${eta}${p.lastError ? ` (waiting: ${p.lastError})` : ''}`;
+}
+
+/** The restore part of `strata status`, for people. */
+export function restoreLines(p: RestoreProgress | null): string[] {
+  if (p === null) return [];
+  const f = p.fetch;
+  return [
+    `restore      ${p.phase} (volume ${p.volume}, epoch ${p.epoch}, depth ${p.depth}, recovery point record ${p.recoveredSeq})`,
+    `             ${formatRestoreProgress(p)}`,
+    `fetched      ${f.dirFetches} directories, ${f.blocksFetched} blocks in ${f.rangeFetches} requests (${mib(f.bytesFetched)})` +
+      (f.failures > 0 ? `, ${f.failures} failed (last: ${f.lastError ?? '?'})` : ''),
+  ];
+}

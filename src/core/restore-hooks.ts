@@ -1,0 +1,31 @@
+// What the filesystem core asks of an unfinished restore (src/restore
+// implements it): before an op needs a pending directory's entries, or bytes
+// of a file whose data is still only in the archive. The core depends on this
+// interface only; a store that is fully local has none (no cost per op).
+import type { ObjectId } from '../protocol/records.js';
+
+export interface RestoreHooks {
+  /**
+   * Resolves once the directory at store-relative `rel` has its entries in
+   * the store (at once for a restored directory or a non-directory). Fails
+   * with EIO when the archive does not answer in time.
+   */
+  entries(rel: string): Promise<void>;
+  /** True while some of the file's data is still only in the archive. */
+  isRemote(id: ObjectId): Promise<boolean>;
+  /**
+   * Makes bytes [offset, offset + length) of the file open on `fd` local.
+   * Resolves with whether any of the file is still remote afterwards.
+   */
+  fetchRange(id: ObjectId, fd: number, offset: number, length: number): Promise<boolean>;
+  /** Makes the whole file local (before a size change other than to 0, a fallocate). */
+  fetchAll(id: ObjectId, fd: number): Promise<void>;
+  /**
+   * Runs `write` (a write of [offset, offset + length) through `fd`) with the
+   * blocks it covers only in part fetched first, and marks the covered blocks
+   * local after it; no fetch of the same file writes in between.
+   */
+  write<T>(id: ObjectId, fd: number, offset: number, length: number, write: () => Promise<T>): Promise<T>;
+  /** The file was truncated to size 0: none of the archive's data is needed any more. */
+  discard(id: ObjectId): Promise<void>;
+}

@@ -1,0 +1,163 @@
+// Materialisation: turning one directory image from the archive into local
+// objects under a pending directory — subdirectories (pending, or restored
+// when the caller says so), files as stubs (right size and attributes, a block
+// map, no data), symlinks, fifos, sockets and devices — each with its id,
+// owner, mode, times and extended attributes.
+//
+// No half states (I4): each object is built under a temporary name
+// (MATERIALISING_PREFIX + id) and renamed to its name only once complete; a
+// rerun after a crash removes leftover temporary names, keeps the names that
+// are already in place (same id) and creates the rest. The directory stays
+// pending until the caller clears the mark after this returns, so nothing
+// but materialisation ever changes a pending directory's entries.
+import * as fsp from 'node:fs/promises';
+import * as native from '../native/index.js';
+import type { DirImage, EntryImage } from '../protocol/images.js';
+import { ROOT_ID, badNameReason, type Attrs, type ObjectId } from '../protocol/records.js';
+import { RESERVED_NAME } from '../store/local-store.js';
+import { ID_XATTR, readObjectId, writeObjectId } from '../store/object-ids.js';
+import {
+  MATERIALISING_PREFIX, linkPath, markPending, readBlockMap, writeEmptyMap,
+} from '../store/restore-marks.js';
+import { typeOfMode } from '../mirror/tree-local.js';
+import type { Logger } from '../log/logger.js';
+
+export interface MaterialiseOptions {
+  /** The store's private directory (block maps, link registry). */
+  privateDir: string;
+  /** Subdirectories are created pending (true) or as restored, empty directories (false). */
+  childDirsPending: boolean;
+  log: Logger;
+}
+
+export interface MaterialiseResult {
+  /** Objects created by this run (names already in place are not counted). */
+  created: number;
+  /** The image's subdirectories: name and id. */
+  subdirs: { name: string; id: ObjectId }[];
+}
+
+/**
+ * Creates the entries of `image` inside the directory at `dirPath` (a path the
+ * process can use: store-relative, or /proc/self/fd/N of an open directory).
+ */
+export async function materialiseEntries(dirPath: string, image: DirImage, opts: MaterialiseOptions): Promise<MaterialiseResult> {
+  const present = new Set((await native.readdirIno(dirPath)).map((e) => e.name));
+  const wanted = new Set(image.entries.map((e) => e.name));
+  // Leftovers of a run that crashed between creating an object and renaming it into place.
+  for (const name of present) {
+    if (name.startsWith(MATERIALISING_PREFIX) && !wanted.has(name)) {
+      await fsp.rm(`${dirPath}/${name}`, { recursive: true, force: true });
+      present.delete(name);
+    }
+  }
+  const out: MaterialiseResult = { created: 0, subdirs: [] };
+  for (const entry of image.entries) {
+    const bad = entry.name === RESERVED_NAME && image.id === ROOT_ID ? `${RESERVED_NAME} is reserved by strata` : badNameReason(entry.name);
+    if (bad !== null) {
+      opts.log.error({ dir: image.id, id: entry.id, reason: bad }, 'restore: the archive sent an entry with a bad name; skipped');
+      continue;
+    }
+    const type = typeOfMode(entry.attrs.mode);
+    if (type === 'dir') out.subdirs.push({ name: entry.name, id: entry.id });
+    const path = `${dirPath}/${entry.name}`;
+    if (present.has(entry.name)) {
+      await checkInPlace(path, entry, opts);
+      continue;
+    }
+    await materialiseEntry(dirPath, entry, opts);
+    out.created++;
+  }
+  return out;
+}
+
+/** A name already in place (an earlier run got this far): it must be this object. */
+async function checkInPlace(path: string, entry: EntryImage, opts: MaterialiseOptions): Promise<void> {
+  const id = await readObjectId(path);
+  if (id !== entry.id) {
+    throw new Error(`restore: ${path} holds object ${id ?? '(none)'}, the archive says ${entry.id}; the store was changed outside strata`);
+  }
+  // A single-link file's map is written before its rename; should it be lost
+  // anyway, the file has no data yet (its directory is still pending).
+  if (typeOfMode(entry.attrs.mode) === 'file' && entry.nlink === 1 && entry.attrs.size > 0 &&
+      (await readBlockMap(opts.privateDir, entry.id)) === null) {
+    const st = await fsp.lstat(path);
+    if (st.blocks === 0) await writeEmptyMap(opts.privateDir, entry.id, entry.attrs.size);
+  }
+}
+
+async function materialiseEntry(dirPath: string, entry: EntryImage, opts: MaterialiseOptions): Promise<void> {
+  const type = typeOfMode(entry.attrs.mode);
+  const final = `${dirPath}/${entry.name}`;
+  const multiLinked = type !== 'dir' && entry.nlink > 1;
+  if (multiLinked) {
+    // Another name of this object may be restored already: add this name to it.
+    const reg = linkPath(opts.privateDir, entry.id);
+    try {
+      await fsp.link(reg, final);
+      await dropRegistryWhenComplete(reg, entry.nlink);
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ENOENT') throw err;
+    }
+  }
+  const tmp = `${dirPath}/${MATERIALISING_PREFIX}${entry.id}`;
+  await createObject(tmp, entry, opts);
+  if (multiLinked) await fsp.link(tmp, linkPath(opts.privateDir, entry.id));
+  await fsp.rename(tmp, final);
+}
+
+/** Once every name of a hard-linked object is restored, its registry name goes. */
+async function dropRegistryWhenComplete(reg: string, nlink: number): Promise<void> {
+  const st = await fsp.lstat(reg);
+  if (st.nlink >= nlink + 1) await fsp.unlink(reg);
+}
+
+/** Creates one object at `path` with everything but its final name. */
+async function createObject(path: string, entry: EntryImage, opts: MaterialiseOptions): Promise<void> {
+  const a = entry.attrs;
+  const type = typeOfMode(a.mode);
+  switch (type) {
+    case 'dir':
+      await fsp.mkdir(path, 0o700);
+      if (opts.childDirsPending) await markPending(path);
+      break;
+    case 'file': {
+      const fh = await fsp.open(path, 'wx', 0o600);
+      try {
+        if (a.size > 0) await fh.truncate(a.size);
+      } finally {
+        await fh.close();
+      }
+      if (a.size > 0) await writeEmptyMap(opts.privateDir, entry.id, a.size);
+      break;
+    }
+    case 'symlink':
+      if (entry.target === undefined) throw new Error(`restore: symlink ${entry.id} has no target in the archive`);
+      await fsp.symlink(entry.target, path);
+      break;
+    case 'fifo': case 'socket': case 'chardev': case 'blockdev':
+      await native.mknod(path, a.mode, a.rdev);
+      break;
+    default:
+      throw new Error(`restore: object ${entry.id} has an unknown type (mode 0${a.mode.toString(8)})`);
+  }
+  await writeObjectId(path, entry.id);
+  await applyAttrs(path, a, entry.xattrs);
+}
+
+/**
+ * Gives the object at `path` the archive's extended attributes, owner, mode
+ * and times (in that order: chown clears set-ID bits, and every change before
+ * the times would move ctime-driven tools' view of mtime).
+ */
+export async function applyAttrs(path: string, a: Attrs, xattrs: { readonly [name: string]: string }): Promise<void> {
+  const type = typeOfMode(a.mode);
+  for (const [name, value] of Object.entries(xattrs)) {
+    if (name === ID_XATTR || name.startsWith('trusted.strata.')) continue;
+    await native.setxattr(path, name, Buffer.from(value, 'base64'), 0);
+  }
+  await fsp.lchown(path, a.uid, a.gid);
+  if (type !== 'symlink') await fsp.chmod(path, a.mode & 0o7777);
+  await native.utimens(path, { sec: a.atime[0], nsec: a.atime[1] }, { sec: a.mtime[0], nsec: a.mtime[1] }, { noFollow: true });
+}

@@ -1,0 +1,364 @@
+// On-demand restore: the core's RestoreHooks for a store whose restore is not
+// finished. A pending directory's image is fetched and materialised before an
+// op needs its entries (concurrent requests for one directory share one
+// fetch); a file's missing blocks are fetched before a read needs them, by
+// range; a write first makes the blocks it covers only in part local.
+//
+// Every fetch is bounded in time (fetchTimeoutMs): when the archive does not
+// answer, the op fails with EIO and the next op tries again.
+//
+// Ordering of a block fetch (I4): the bytes are written to the file and made
+// durable (fdatasync) before the block map says so; a crash in between only
+// costs a refetch. Fetched blocks of zeros are not written (holes stay holes).
+//
+// Lock order: a file's write lock (FileLock) is taken after its bytes have
+// been fetched from the archive, never across a network round trip by a
+// fetch; a write holds it across the fetch of its partial blocks.
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { constants as C } from 'node:fs';
+import { LRUCache } from 'lru-cache';
+import * as native from '../native/index.js';
+import { FsError } from '../core/errno.js';
+import type { RestoreHooks } from '../core/restore-hooks.js';
+import { isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
+import { BLOCK_SIZE, ROOT_ID, type ObjectId } from '../protocol/records.js';
+import { readObjectId } from '../store/object-ids.js';
+import {
+  clearPending, isPending, markBlocksPresent, readBlockMap, removeBlockMap, type BlockMap,
+} from '../store/restore-marks.js';
+import { isZero } from '../mirror/tree-blocks.js';
+import { materialiseEntries } from './materialise.js';
+import type { Logger } from '../log/logger.js';
+
+export interface OnDemandOptions {
+  client: ArchiveClient;
+  volume: string;
+  /** The store's private directory (absolute). */
+  privateDir: string;
+  /** An op waiting for the archive fails with EIO after this many ms (default 5000). */
+  fetchTimeoutMs?: number;
+  /** Bytes of block maps kept in memory (default 32 MiB). */
+  mapCacheBytes?: number;
+  log: Logger;
+}
+
+/** Counters for `strata status` and the tests. */
+export interface FetchStats {
+  /** Directory images fetched and materialised. */
+  dirFetches: number;
+  /** readRange requests made. */
+  rangeFetches: number;
+  /** Blocks made local by fetching. */
+  blocksFetched: number;
+  /** Bytes received from the archive for file data. */
+  bytesFetched: number;
+  /** Objects created by materialisation. */
+  entriesMaterialised: number;
+  /** Fetches that failed (timeouts, archive errors). */
+  failures: number;
+  lastError: string | null;
+}
+
+/** At most this many blocks in one readRange (4 MiB). */
+const MAX_RUN_BLOCKS = 64;
+
+export class OnDemandRestore implements RestoreHooks {
+  readonly stats: FetchStats = {
+    dirFetches: 0, rangeFetches: 0, blocksFetched: 0, bytesFetched: 0, entriesMaterialised: 0, failures: 0, lastError: null,
+  };
+  private readonly client: ArchiveClient;
+  private readonly volume: string;
+  private readonly privateDir: string;
+  private readonly timeoutMs: number;
+  private readonly log: Logger;
+  /** Directory hydrations in flight, by directory id. */
+  private readonly dirsInFlight = new Map<ObjectId, Promise<void>>();
+  /** Block fetches in flight, by `${id}:${index}`. */
+  private readonly blocksInFlight = new Map<string, Promise<void>>();
+  private readonly maps: LRUCache<ObjectId, BlockMap>;
+  private readonly locks = new Map<ObjectId, Promise<unknown>>();
+  /** Fetches for programs in flight (the background restorer yields to them). */
+  private foreground = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(opts: OnDemandOptions) {
+    this.client = opts.client;
+    this.volume = opts.volume;
+    this.privateDir = opts.privateDir;
+    this.timeoutMs = opts.fetchTimeoutMs ?? 5000;
+    this.log = opts.log;
+    this.maps = new LRUCache<ObjectId, BlockMap>({
+      maxSize: opts.mapCacheBytes ?? 32 * 1024 * 1024,
+      sizeCalculation: (m) => m.present.length + 64,
+    });
+  }
+
+  // ---- RestoreHooks ------------------------------------------------------------
+
+  async entries(rel: string): Promise<void> {
+    if (!(await isPending(rel))) return;
+    await this.foregroundWork(() => this.hydrateDir(rel));
+  }
+
+  async isRemote(id: ObjectId): Promise<boolean> {
+    return (await this.mapOf(id)) !== null;
+  }
+
+  fetchRange(id: ObjectId, fd: number, offset: number, length: number): Promise<boolean> {
+    return this.foregroundWork(() => this.fetchRangeNow(id, fd, offset, length));
+  }
+
+  async fetchAll(id: ObjectId, fd: number): Promise<void> {
+    const map = await this.mapOf(id);
+    if (map === null) return;
+    await this.fetchRange(id, fd, 0, map.remoteSize);
+  }
+
+  async write<T>(id: ObjectId, fd: number, offset: number, length: number, write: () => Promise<T>): Promise<T> {
+    const map = await this.mapOf(id);
+    if (map === null || length === 0) return write();
+    const first = Math.floor(offset / BLOCK_SIZE);
+    const last = Math.floor((offset + length - 1) / BLOCK_SIZE);
+    const nblocks = map.present.length;
+    // Blocks the write covers only in part keep bytes of the archive's.
+    const partial = [first, last].filter((i, k, all) => all.indexOf(i) === k && i < nblocks && map.present[i] !== 1 &&
+      !(offset <= i * BLOCK_SIZE && offset + length >= Math.min((i + 1) * BLOCK_SIZE, map.remoteSize)));
+    for (const i of partial) await this.fetchRange(id, fd, i * BLOCK_SIZE, 1);
+    return this.withLock(id, async () => {
+      const result = await write();
+      const covered: number[] = [];
+      for (let i = first; i <= Math.min(last, nblocks - 1); i++) if (map.present[i] !== 1) covered.push(i);
+      if (covered.length > 0) await this.markPresent(id, map, covered);
+      return result;
+    });
+  }
+
+  async discard(id: ObjectId): Promise<void> {
+    await this.withLock(id, async () => {
+      this.maps.delete(id);
+      await removeBlockMap(this.privateDir, id);
+    });
+  }
+
+  // ---- for the background restorer --------------------------------------------
+
+  /** Resolves when no program waits for the archive. */
+  whenIdle(): Promise<void> {
+    if (this.foreground === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  get busy(): boolean {
+    return this.foreground > 0;
+  }
+
+  /** Hydrates a pending directory (without foreground priority). */
+  async restoreDir(rel: string): Promise<boolean> {
+    if (!(await isPending(rel))) return false;
+    await this.hydrateDir(rel);
+    return true;
+  }
+
+  /** Fetches the blocks [first, last] of the file open on `fd` that are missing (without foreground priority). */
+  async restoreBlocks(id: ObjectId, fd: number, first: number, last: number): Promise<number> {
+    const map = await this.mapOf(id);
+    if (map === null) return 0;
+    const before = this.stats.bytesFetched;
+    await this.fetchRangeNow(id, fd, first * BLOCK_SIZE, (last - first + 1) * BLOCK_SIZE);
+    return this.stats.bytesFetched - before;
+  }
+
+  /** The block map of a file (null: local). */
+  async mapOf(id: ObjectId): Promise<BlockMap | null> {
+    const cached = this.maps.get(id);
+    if (cached !== undefined) return cached.missing === 0 ? null : cached;
+    const map = await readBlockMap(this.privateDir, id);
+    if (map === null) return null;
+    if (map.missing === 0) {
+      await removeBlockMap(this.privateDir, id);
+      return null;
+    }
+    this.maps.set(id, map);
+    return map;
+  }
+
+  // ---- internals -----------------------------------------------------------------
+
+  private async foregroundWork<T>(f: () => Promise<T>): Promise<T> {
+    this.foreground++;
+    try {
+      return await f();
+    } finally {
+      if (--this.foreground === 0) {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const w of waiters) w();
+      }
+    }
+  }
+
+  private async hydrateDir(rel: string): Promise<void> {
+    const id = rel === '.' ? ROOT_ID : await readObjectId(rel);
+    if (id === null) throw new FsError('EIO', `pending directory ${rel} has no object id`);
+    let p = this.dirsInFlight.get(id);
+    if (p === undefined) {
+      p = this.hydrateDirOnce(rel, id).finally(() => this.dirsInFlight.delete(id));
+      this.dirsInFlight.set(id, p);
+    }
+    await p;
+  }
+
+  private async hydrateDirOnce(rel: string, id: ObjectId): Promise<void> {
+    // Work through a descriptor: a rename of the directory or an ancestor meanwhile changes nothing.
+    const fd = await new Promise<number>((resolve, reject) =>
+      fs.open(rel, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW, (err, n) => (err ? reject(err) : resolve(n))));
+    const self = `/proc/self/fd/${fd}/.`;
+    const base = `/proc/self/fd/${fd}`;
+    try {
+      if (!(await isPending(self))) return;
+      const before = await fsp.lstat(self, { bigint: true });
+      const image = await this.bounded(this.client.dirImage(this.volume, id), `directory ${id}`);
+      const res = await materialiseEntries(base, image, { privateDir: this.privateDir, childDirsPending: true, log: this.log });
+      // Its own times stay what they were locally (set by materialisation or by a program since).
+      await native.utimens(self, timeSpecOf(before.atimeNs), timeSpecOf(before.mtimeNs), { noFollow: true });
+      await clearPending(self);
+      this.stats.dirFetches++;
+      this.stats.entriesMaterialised += res.created;
+      this.log.debug({ dir: id, entries: image.entries.length, created: res.created }, 'restore: directory materialised');
+    } finally {
+      fs.close(fd, () => {});
+    }
+  }
+
+  private async fetchRangeNow(id: ObjectId, fd: number, offset: number, length: number): Promise<boolean> {
+    const map = await this.mapOf(id);
+    if (map === null) return false;
+    const nblocks = map.present.length;
+    const first = Math.floor(offset / BLOCK_SIZE);
+    const last = Math.min(nblocks - 1, Math.floor((offset + Math.max(length, 1) - 1) / BLOCK_SIZE));
+    const waits: Promise<void>[] = [];
+    let runStart = -1;
+    const startRun = (a: number, b: number): void => {
+      const p = this.fetchBlocks(id, map, fd, a, b);
+      for (let i = a; i <= b; i++) this.blocksInFlight.set(`${id}:${i}`, p);
+      void p.finally(() => { for (let i = a; i <= b; i++) if (this.blocksInFlight.get(`${id}:${i}`) === p) this.blocksInFlight.delete(`${id}:${i}`); }).catch(() => {});
+      waits.push(p);
+    };
+    for (let i = first; i <= last + 1; i++) {
+      const need = i <= last && map.present[i] !== 1;
+      const inFlight = need ? this.blocksInFlight.get(`${id}:${i}`) : undefined;
+      if (need && inFlight === undefined) {
+        if (runStart < 0) runStart = i;
+        if (i - runStart + 1 === MAX_RUN_BLOCKS) { startRun(runStart, i); runStart = -1; }
+        continue;
+      }
+      if (runStart >= 0) { startRun(runStart, i - 1); runStart = -1; }
+      if (inFlight !== undefined) waits.push(inFlight);
+    }
+    await Promise.all(waits);
+    return map.missing > 0;
+  }
+
+  /** Fetches blocks [a, b] of the file, writes the ones still missing, marks them. */
+  private async fetchBlocks(id: ObjectId, map: BlockMap, fd: number, a: number, b: number): Promise<void> {
+    const offset = a * BLOCK_SIZE;
+    const length = Math.min((b + 1) * BLOCK_SIZE, map.remoteSize) - offset;
+    this.stats.rangeFetches++;
+    const data = await this.bounded(this.client.readRange(this.volume, id, offset, length), `file ${id} bytes ${offset}+${length}`);
+    this.stats.bytesFetched += data.length;
+    await this.withLock(id, async () => {
+      // Reopen for writing through the handle's descriptor (it may be read-only).
+      const wfd = await new Promise<number>((resolve, reject) =>
+        fs.open(`/proc/self/fd/${fd}`, C.O_WRONLY, (err, n) => (err ? reject(err) : resolve(n))));
+      const done: number[] = [];
+      try {
+        // Restoring bytes is not a change: the file's times stay as they are.
+        const before = await new Promise<fs.BigIntStats>((resolve, reject) =>
+          fs.fstat(wfd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st))));
+        for (let i = a; i <= b; i++) {
+          if (map.present[i] === 1) continue; // written through the mount meanwhile
+          const start = (i - a) * BLOCK_SIZE;
+          const chunk = data.subarray(start, Math.min(start + BLOCK_SIZE, data.length));
+          if (chunk.length > 0 && !isZero(chunk)) await writeAll(wfd, chunk, i * BLOCK_SIZE);
+          done.push(i);
+        }
+        if (done.length > 0) {
+          await native.futimens(wfd, timeSpecOf(before.atimeNs), timeSpecOf(before.mtimeNs));
+          await new Promise<void>((resolve, reject) => fs.fdatasync(wfd, (err) => (err ? reject(err) : resolve())));
+        }
+      } finally {
+        fs.close(wfd, () => {});
+      }
+      this.stats.blocksFetched += done.length;
+      if (done.length > 0) await this.markPresent(id, map, done);
+    });
+  }
+
+  /** Marks blocks local in the map (memory and file); the map goes when none is missing. */
+  private async markPresent(id: ObjectId, map: BlockMap, blocks: number[]): Promise<void> {
+    for (const i of blocks) {
+      if (map.present[i] !== 1) {
+        map.present[i] = 1;
+        map.missing--;
+      }
+    }
+    if (map.missing === 0) {
+      await removeBlockMap(this.privateDir, id);
+      this.maps.delete(id);
+      return;
+    }
+    // Contiguous runs, one write each.
+    let s = 0;
+    const sorted = [...blocks].sort((x, y) => x - y);
+    for (let k = 1; k <= sorted.length; k++) {
+      if (k === sorted.length || sorted[k] !== sorted[k - 1]! + 1) {
+        await markBlocksPresent(this.privateDir, id, sorted[s]!, sorted[k - 1]!);
+        s = k;
+      }
+    }
+  }
+
+  private withLock<T>(id: ObjectId, f: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const next = prev.catch(() => {}).then(f);
+    const tail = next.catch(() => {});
+    this.locks.set(id, tail);
+    void tail.then(() => { if (this.locks.get(id) === tail) this.locks.delete(id); });
+    return next;
+  }
+
+  /** The archive's answer within the time bound; EIO (and a warning) otherwise. */
+  private async bounded<T>(p: Promise<T>, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new FsError('EIO', `the archive did not answer for ${what} within ${this.timeoutMs} ms`)), this.timeoutMs);
+    });
+    p.catch(() => {});
+    try {
+      return await Promise.race([p, timeout]);
+    } catch (err) {
+      this.stats.failures++;
+      this.stats.lastError = (err as Error).message;
+      this.log.warn({ err: (err as Error).message, what }, 'restore: fetch failed');
+      if (err instanceof FsError) throw err;
+      if (isArchiveError(err)) throw new FsError('EIO', (err as Error).message);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+async function writeAll(fd: number, buf: Buffer, position: number): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const n = await new Promise<number>((resolve, reject) =>
+      fs.write(fd, buf, off, buf.length - off, position + off, (err, w) => (err ? reject(err) : resolve(w))));
+    off += n;
+  }
+}
+
+function timeSpecOf(ns: bigint): { sec: number; nsec: number } {
+  return { sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) };
+}

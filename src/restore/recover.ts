@@ -1,0 +1,135 @@
+// The first part of `strata recover`, before the mount serves: fence the
+// volume (an epoch bump: an older primary that comes back is refused when it
+// ships), then fetch the directory images of the top tiers in one streamed
+// request and materialise them — directories above the frontier restored,
+// directories at tier `depth` pending, files as stubs. Its cost follows the
+// number of entries in the top tiers, not the size of the volume.
+//
+// Every step can be repeated: a rerun after a crash finds restore.json, keeps
+// its epoch (no second fence), skips the directories already restored and
+// completes the rest (materialise.ts explains why no half-made directory is
+// ever shown).
+import { mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ArchiveClient } from '../protocol/archive-api.js';
+import type { DirImage } from '../protocol/images.js';
+import { ROOT_ID, type ObjectId } from '../protocol/records.js';
+import { readObjectId, writeObjectId } from '../store/object-ids.js';
+import { clearPending, isPending, markPending, linksDir, mapsDir } from '../store/restore-marks.js';
+import { RESERVED_NAME } from '../store/local-store.js';
+import { Mirror } from '../mirror/mirror.js';
+import { applyAttrs, materialiseEntries } from './materialise.js';
+import { readRestoreState, writeRestoreState, type RestoreState } from './state.js';
+import type { Logger } from '../log/logger.js';
+
+export interface RecoverOptions {
+  client: ArchiveClient;
+  volume: string;
+  /** Directories at this tier stay pending (root = tier 0). */
+  depth: number;
+  /** The store root; the process's working directory is the store root. */
+  privateDir: string;
+  log: Logger;
+  /** Called after each directory image of the top tiers is materialised. */
+  onProgress?: (dirs: number, entries: number) => void;
+}
+
+export interface RecoverResult {
+  state: RestoreState;
+  /** Directory images materialised by this run. */
+  dirs: number;
+  /** Objects created by this run. */
+  entries: number;
+  /** This run fenced the volume (false when resuming). */
+  fenced: boolean;
+}
+
+/**
+ * Prepares the store in the working directory to serve `volume`: fences it
+ * (first run only) and materialises the top tiers. Returns the restore state.
+ */
+export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResult> {
+  const { client, volume, privateDir, log } = opts;
+  let state = await readRestoreState(privateDir);
+  let fenced = false;
+  if (state !== null) {
+    if (state.volume !== volume) throw new Error(`this store is being restored from volume "${state.volume}", not "${volume}"`);
+    const remote = await client.volumeState(volume);
+    if (remote === null) throw new Error(`volume "${volume}" does not exist on ${client.url}`);
+    if (remote.epoch > state.epoch) {
+      throw new Error(`volume "${volume}" was taken over by another primary (epoch ${remote.epoch}, this store has ${state.epoch}); ` +
+        'this store must not serve it');
+    }
+    if (state.phase !== 'materialising') return { state, dirs: 0, entries: 0, fenced };
+    log.info({ volume, epoch: state.epoch }, 'recover: resuming the materialisation of the top tiers');
+  } else {
+    await refuseNonEmptyStore(privateDir);
+    const before = await client.volumeState(volume);
+    if (before === null) throw new Error(`volume "${volume}" does not exist on ${client.url}`);
+    // The fence first: from here on, an older primary's shipments are refused.
+    const after = await client.fence(volume);
+    fenced = true;
+    log.info({ volume, epoch: after.epoch, appliedSeq: after.appliedSeq }, 'recover: volume fenced');
+    state = {
+      format: 1, volume, archive: client.url, epoch: after.epoch, depth: opts.depth, phase: 'materialising',
+      recoveredSeq: after.appliedSeq, totals: after.totals, startedAt: new Date().toISOString(),
+      servingAt: null, completedAt: null, done: { entries: 0, bytes: 0 },
+    };
+    await writeRestoreState(privateDir, state);
+  }
+  // The store mirrors the volume from the recovery point on.
+  await Mirror.adopt(privateDir, volume, state.epoch);
+  await mkdir(mapsDir(privateDir), { recursive: true, mode: 0o700 });
+  await mkdir(linksDir(privateDir), { recursive: true, mode: 0o700 });
+
+  // The root: its id, and pending until its image is materialised.
+  if ((await readObjectId('.')) === null) {
+    await writeObjectId('.', ROOT_ID);
+    await markPending('.');
+  }
+  let dirs = 0;
+  let entries = 0;
+  const depth = state.depth;
+  /** Store-relative paths of the directories of tiers 1..depth-1, by id (parents come before children). */
+  const paths = new Map<ObjectId, string>([[ROOT_ID, '.']]);
+  const materialise = async (image: DirImage): Promise<void> => {
+    const rel = paths.get(image.id);
+    if (rel === undefined) throw new Error(`recover: the archive sent directory ${image.id} before its parent`);
+    const tier = image.tier ?? 0;
+    if (tier < depth - 1) {
+      for (const e of image.entries) if ((e.attrs.mode & 0o170000) === 0o040000) paths.set(e.id, rel === '.' ? e.name : `${rel}/${e.name}`);
+    }
+    if (!(await isPending(rel))) return; // done by an earlier run
+    const res = await materialiseEntries(rel, image, { privateDir, childDirsPending: true, log });
+    await applyAttrs(rel, image.attrs, image.xattrs);
+    await clearPending(rel);
+    dirs++;
+    entries += res.created;
+    opts.onProgress?.(dirs, entries);
+  };
+  if (depth === 0) {
+    // Only the root itself: its attributes; its entries stay in the archive.
+    const root = await client.dirImage(volume, ROOT_ID);
+    await applyAttrs('.', root.attrs, root.xattrs);
+  } else {
+    for await (const image of client.tierImages(volume, depth - 1)) await materialise(image);
+  }
+  state.phase = 'restoring';
+  state.servingAt = new Date().toISOString();
+  state.done = { entries, bytes: 0 };
+  await writeRestoreState(privateDir, state);
+  log.info({ volume, depth, dirs, entries }, 'recover: top tiers in place');
+  return { state, dirs, entries, fenced };
+}
+
+/** A store that holds anything of its own (files, or a mirror of its own) is not recovered over. */
+async function refuseNonEmptyStore(privateDir: string): Promise<void> {
+  const names = (await readdir('.')).filter((n) => n !== RESERVED_NAME);
+  if (names.length > 0) {
+    throw new Error(`the store is not empty (${names.slice(0, 3).join(', ')}${names.length > 3 ? ', …' : ''}); recover into an empty store`);
+  }
+  const priv = await readdir(privateDir).catch(() => [] as string[]);
+  if (priv.includes('mirror.json')) {
+    throw new Error(`the store already mirrors a volume (${join(privateDir, 'mirror.json')}); recover into an empty store`);
+  }
+}

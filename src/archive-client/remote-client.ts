@@ -202,7 +202,8 @@ export class RemoteArchiveClient implements ArchiveClient {
   private open(method: string, path: string, body?: Buffer, extra: OutgoingHttpHeaders = {}): Promise<{ req: ClientHttp2Stream; status: number; headers: IncomingHttpHeaders }> {
     return this.bounded<{ req: ClientHttp2Stream; status: number; headers: IncomingHttpHeaders }>((settle, onReq) => {
       void this.connect().then((s) => {
-        const req = this.request(s, method, path, body, extra);
+        const req = this.startRequest(s, method, path, body, extra, settle);
+        if (req === null) return;
         onReq(req);
         req.once('response', (headers) => settle(null, { req, status: Number(headers[':status']), headers }));
       }, (err: unknown) => settle(asArchiveError(err)));
@@ -214,7 +215,8 @@ export class RemoteArchiveClient implements ArchiveClient {
     this.begin();
     return this.bounded<Reply>((settle, onReq) => {
       void this.connect().then((s) => {
-        const req = this.request(s, method, path, body, extra);
+        const req = this.startRequest(s, method, path, body, extra, settle);
+        if (req === null) return;
         onReq(req);
         req.once('response', (headers) => {
           const chunks: Buffer[] = [];
@@ -232,6 +234,22 @@ export class RemoteArchiveClient implements ArchiveClient {
         });
       }, (err: unknown) => settle(asArchiveError(err)));
     }).finally(() => this.end());
+  }
+
+  /**
+   * Starts a request; a session that can take no new stream (the server sent
+   * GOAWAY or is closing) throws at once: it is dropped, so that the next call
+   * reconnects, and this call fails with EUNAVAILABLE (null returned).
+   */
+  private startRequest<T>(s: ClientHttp2Session, method: string, path: string, body: Buffer | undefined, extra: OutgoingHttpHeaders,
+    settle: (err: Error | null, v?: T) => void): ClientHttp2Stream | null {
+    try {
+      return this.request(s, method, path, body, extra);
+    } catch (err) {
+      if (this.session === s) this.session = null;
+      settle(unavailable(`cannot start a request to ${this.url}: ${(err as Error).message}`));
+      return null;
+    }
   }
 
   private request(s: ClientHttp2Session, method: string, path: string, body: Buffer | undefined, extra: OutgoingHttpHeaders): ClientHttp2Stream {

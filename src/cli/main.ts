@@ -46,6 +46,7 @@ program
   .option('--ack-timeout <s>', 'ops waiting for the archive (sync mode, fsync) fail with EIO after this long (default: wait)', seconds)
   .option('--archive-wait <s>', 'how long to wait for the archive when the store must re-converge before serving (default 60)', seconds)
   .option('--fetch-timeout <s>', 'on a recovered store not yet fully local: an op waiting for the archive fails with EIO after this long (default 5)', seconds)
+  .option('--no-background-restore', 'on a recovered store not yet fully local: fetch only what programs touch')
   .option('--notify-parent', '(internal) report readiness over IPC')
   .action(async (mountpoint: string, opts) => { process.exitCode = await mountCommand(mountpoint, opts); });
 
@@ -68,6 +69,7 @@ program
   .option('--mirror <mode>', 'async (default) or sync, for the changes made from now on')
   .option('--token-file <file>', 'token of a remote archive')
   .option('--fetch-timeout <s>', 'an op waiting for the archive fails with EIO after this long (default 5)', seconds)
+  .option('--no-background-restore', 'fetch only what programs touch; a later mount without this flag finishes the restore')
   .option('--journal-max <bytes>', 'journal bytes not yet acked before --journal-full applies (default 1 GiB)', bytes)
   .option('--journal-full <policy>', 'block (default) or enospc')
   .option('--ack-timeout <s>', 'ops waiting for the archive fail with EIO after this long (default: wait)', seconds)

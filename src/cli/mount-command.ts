@@ -34,6 +34,8 @@ export interface MountCliOptions {
   depth?: number;
   /** Seconds an op waits for data of an unfinished restore before EIO. */
   fetchTimeout?: number;
+  /** Commander's negation of --no-background-restore. */
+  backgroundRestore?: boolean;
 }
 
 type ParentMessage = { type: 'ready'; detail?: string } | { type: 'error'; message: string };
@@ -111,6 +113,7 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
   const daemon = new MountDaemon({
     store: o.store, mountpoint, options: mountOptions(o), ...(mirror ? { mirror } : {}),
     ...(o.depth !== undefined ? { recover: { depth: o.depth } } : {}),
+    ...(o.backgroundRestore === false ? { backgroundRestore: false } : {}),
   }, log);
   try {
     await daemon.start();
@@ -179,6 +182,7 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
   if (o.archiveWait !== undefined) args.push('--archive-wait', String(o.archiveWait));
   if (o.fetchTimeout !== undefined) args.push('--fetch-timeout', String(o.fetchTimeout));
   if (o.depth !== undefined) args.push('--depth', String(o.depth));
+  if (o.backgroundRestore === false) args.push('--no-background-restore');
   args.push(resolve(mountpoint));
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
   return new Promise((resolvePromise) => {

@@ -32,6 +32,8 @@ export interface MountConfig {
     /** An op waiting for data of an unfinished restore fails with EIO after this many ms (default 5000). */
     fetchTimeoutMs?: number;
   };
+  /** Restore what is still in the archive in the background (default true); false: only on demand. */
+  backgroundRestore?: boolean;
   /** `strata recover`: fence the volume and materialise its top tiers before serving. */
   recover?: { depth: number };
   /** Called with each step of the recovery's first part (for the CLI's output). */
@@ -94,7 +96,7 @@ export class MountDaemon {
     await this.adapter.mount();
     this.state = 'serving';
     this.timeToServeMs = Date.now() - this.startedAt.getTime();
-    this.background?.start();
+    if (this.config.backgroundRestore !== false) this.background?.start();
     // Unmounted by someone else (umount, fusermount -u): nothing left to serve.
     void this.adapter.whenExited().then(async () => {
       if (this.stopping) return;

@@ -18,6 +18,7 @@ import { MATERIALISING_PREFIX, linksDir, mapsDir } from '../store/restore-marks.
 import type { OnDemandRestore, FetchStats } from './on-demand.js';
 import { writeRestoreState, type RestoreState, type RestorePhase } from './state.js';
 import type { Logger } from '../log/logger.js';
+import { crashPoint } from './crash-points.js';
 
 const DT_DIR = 4;
 const DT_REG = 8;
@@ -188,7 +189,7 @@ export class BackgroundRestore {
         } else if (e.type === DT_REG) {
           while (inFlight.size >= limit) await Promise.race(inFlight);
           const p: Promise<void> = this.restoreFile(child).then(
-            (did) => { if (did) work++; },
+            (did) => { if (did) { work++; crashPoint('background-file'); } },
             (err: unknown) => { failure ??= err; },
           ).finally(() => inFlight.delete(p));
           inFlight.add(p);

@@ -21,6 +21,7 @@ import {
 } from '../store/restore-marks.js';
 import { typeOfMode } from '../mirror/tree-local.js';
 import type { Logger } from '../log/logger.js';
+import { crashPoint } from './crash-points.js';
 
 export interface MaterialiseOptions {
   /** The store's private directory (block maps, link registry). */
@@ -103,6 +104,7 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
   }
   const tmp = `${dirPath}/${MATERIALISING_PREFIX}${entry.id}`;
   await createObject(tmp, entry, opts);
+  crashPoint('materialise-object');
   if (multiLinked) await fsp.link(tmp, linkPath(opts.privateDir, entry.id));
   await fsp.rename(tmp, final);
 }

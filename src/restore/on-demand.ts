@@ -30,6 +30,7 @@ import {
 import { isZero } from '../mirror/tree-blocks.js';
 import { materialiseEntries } from './materialise.js';
 import type { Logger } from '../log/logger.js';
+import { crashPoint } from './crash-points.js';
 
 export interface OnDemandOptions {
   client: ArchiveClient;
@@ -222,6 +223,7 @@ export class OnDemandRestore implements RestoreHooks {
       const res = await materialiseEntries(base, image, { privateDir: this.privateDir, childDirsPending: true, log: this.log });
       // Its own times stay what they were locally (set by materialisation or by a program since).
       await native.utimens(self, timeSpecOf(before.atimeNs), timeSpecOf(before.mtimeNs), { noFollow: true });
+      crashPoint('materialise-dir');
       await clearPending(self);
       this.stats.dirFetches++;
       this.stats.entriesMaterialised += res.created;
@@ -291,6 +293,7 @@ export class OnDemandRestore implements RestoreHooks {
         fs.close(wfd, () => {});
       }
       this.stats.blocksFetched += done.length;
+      if (done.length > 0) crashPoint('fetch-written');
       if (done.length > 0) await this.markPresent(id, map, done);
     });
   }

@@ -21,6 +21,7 @@ import { Mirror } from '../mirror/mirror.js';
 import { applyAttrs, materialiseEntries } from './materialise.js';
 import { readRestoreState, writeRestoreState, type RestoreState } from './state.js';
 import type { Logger } from '../log/logger.js';
+import { crashPoint } from './crash-points.js';
 
 export interface RecoverOptions {
   client: ArchiveClient;
@@ -102,6 +103,7 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
     if (!(await isPending(rel))) return; // done by an earlier run
     const res = await materialiseEntries(rel, image, { privateDir, childDirsPending: true, log });
     await applyAttrs(rel, image.attrs, image.xattrs);
+    crashPoint('materialise-dir');
     await clearPending(rel);
     dirs++;
     entries += res.created;

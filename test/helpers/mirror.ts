@@ -99,7 +99,8 @@ export async function readFromArchive(url: string, volume: string, path: string,
       const img = await client.dirImage(volume, dir);
       const e = img.entries.find((x) => x.name === parts[i]);
       if (e === undefined) return null;
-      if (i === parts.length - 1) return e.target !== undefined ? Buffer.from(e.target) : client.readRange(volume, e.id, 0, e.attrs.size);
+      // Awaited here: the client closes in `finally`.
+      if (i === parts.length - 1) return e.target !== undefined ? Buffer.from(e.target) : await client.readRange(volume, e.id, 0, e.attrs.size);
       dir = e.id;
     }
     return null;

@@ -1,0 +1,210 @@
+// Recovery after disk loss (issue: `strata recover`), on real mounts against a
+// real `strata archive serve` process: I3 (the recovered mount shows exactly
+// the archive's tree, however each part came back), each on-demand path with
+// the number of fetches it costs, writes during the recovery, the archive
+// going away during on-demand access, and the epoch fence.
+// Serial: the helpers block the test process (spawnSync) while archive
+// clients of other tests in it would wait for answers.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { sh, strata } from '../helpers/mount.js';
+import { forceUnmount, mount, mirrorStatus, readFromArchive, syncMount } from '../helpers/mirror.js';
+import {
+  buildVolume, manifest, recover, restoreStatus, verifySummary, waitRestored,
+} from '../helpers/recover.js';
+
+test.serial('I3: a recovered mount equals the archive, first through on-demand access of everything, then after the background restore', async (t) => {
+  const v = await buildVolume(t);
+  const r = recover(t, v, ['--no-background-restore']);
+  t.regex(r.output, /serving after [\d.]+ s/);
+  const s0 = restoreStatus(r.mnt);
+  t.is(s0.phase, 'restoring');
+  t.true(s0.entries.done < s0.entries.total, `only the top tiers are local: ${JSON.stringify(s0.entries)}`);
+  // Before anything is touched: what is local equals the archive, and verify says the rest is pending.
+  const before = verifySummary(r);
+  t.is(before.status, 0, before.out);
+  t.true(before.summary.pendingDirs > 0, before.out);
+  // Everything through the mount (on demand), then the programs' own checks.
+  t.is(manifest(r.mnt), v.manifest);
+  const git = sh('git fsck --strict && git log --oneline | wc -l', join(r.mnt, 'repo'));
+  t.is(git.status, 0, git.stderr);
+  t.is(git.stdout.trim().split('\n').pop(), '3');
+  const db = sh('sqlite3 data/db.sqlite "pragma integrity_check; select count(*) from t"', r.mnt);
+  t.is(db.stdout, 'ok\n3000\n', db.stderr);
+  const after = verifySummary(r);
+  t.is(after.status, 0, after.out);
+  t.is(after.summary.pendingDirs, 0, 'every directory was materialised by the walk');
+  t.is(after.summary.remoteFiles, 0, 'every file was fetched by the walk');
+  // The same store mounted again finishes in the background (nothing is left but the last pass).
+  t.is(strata(['unmount', r.mnt]).status, 0);
+  mount(r);
+  await waitRestored(r.mnt);
+  t.false(existsSync(join(r.store, '.strata', 'restore', 'maps')), 'no block map is left');
+
+  // A second recovery, this time left to the background restore alone.
+  const b = recover(t, v);
+  const done = await waitRestored(b.mnt);
+  t.is(done.entries.done, done.entries.total);
+  t.is(strata(['unmount', b.mnt]).status, 0);
+  const vb = verifySummary(b);
+  t.is(vb.status, 0, vb.out);
+  t.is(vb.summary.pendingDirs + vb.summary.remoteFiles, 0);
+  mount(b);
+  t.is(manifest(b.mnt), v.manifest);
+});
+
+test.serial('on demand: one image fetch per pending directory (shared by concurrent requests), only the blocks read or partly written, nothing for O_TRUNC', async (t) => {
+  const v = await buildVolume(t, [
+    'mkdir -p top/mid/low && for i in $(seq 1 50); do echo $i > top/mid/low/f$i; done',
+    'mkdir -p files/sub && head -c 5000000 /dev/urandom > files/sub/large && head -c 300000 /dev/urandom > files/sub/patch && ' +
+      'echo keep > files/sub/trunc1 && head -c 200000 /dev/urandom > files/sub/trunc2 && head -c 200000 /dev/urandom > files/sub/trunc3',
+    'mkdir -p p1/p2/p3/p4/p5/p6/p7/p8 && echo deep > p1/p2/p3/p4/p5/p6/p7/p8/file',
+    'mkdir -p ns/a ns/b/full && echo x > ns/a/old && echo y > ns/b/full/z',
+  ]);
+  const r = recover(t, v, ['--depth', '1', '--no-background-restore']);
+  const fetches = (): RestoreStatusFetch => restoreStatus(r.mnt).fetch;
+
+  // Two concurrent listings of one pending directory: one image fetch.
+  let f0 = fetches();
+  const two = sh('ls top & ls top & wait', r.mnt);
+  t.is(two.status, 0, two.stderr);
+  t.is(fetches().dirFetches - f0.dirFetches, 1, 'two concurrent ls of one pending directory share one fetch');
+
+  // A deep path: one round trip per pending tier (p1 is at the frontier, 8 directories down to the file).
+  f0 = fetches();
+  t.is(readFileSync(join(r.mnt, 'p1/p2/p3/p4/p5/p6/p7/p8/file'), 'utf8'), 'deep\n');
+  t.is(fetches().dirFetches - f0.dirFetches, 8);
+
+  // The last 4 KiB of a large stub: its last block only.
+  t.is(sh('ls files/sub > /dev/null', r.mnt).status, 0);
+  f0 = fetches();
+  const tail = sh('tail -c 4096 files/sub/large | sha256sum', r.mnt);
+  const want = await readFromArchive(v.server.url, v.volume, 'files/sub/large', v.server.tokenFile);
+  t.is(tail.stdout.split(' ')[0], sha256(want!.subarray(want!.length - 4096)));
+  let f1 = fetches();
+  t.is(f1.rangeFetches - f0.rangeFetches, 1);
+  t.is(f1.blocksFetched - f0.blocksFetched, 1);
+
+  // A write into the middle of a stub: only the block it covers in part.
+  f0 = fetches();
+  t.is(sh('printf XXXX | dd of=files/sub/patch bs=1 seek=200000 conv=notrunc status=none', r.mnt).status, 0);
+  f1 = fetches();
+  t.is(f1.blocksFetched - f0.blocksFetched, 1);
+  const patched = Buffer.from((await readFromArchive(v.server.url, v.volume, 'files/sub/patch', v.server.tokenFile))!);
+  patched.write('XXXX', 200000);
+  t.is(sh('sha256sum < files/sub/patch', r.mnt).stdout.split(' ')[0], sha256(patched));
+
+  // O_TRUNC and truncate to 0 need nothing from the archive.
+  f0 = fetches();
+  t.is(sh(': > files/sub/trunc2 && truncate -s 0 files/sub/trunc3 && echo new > files/sub/trunc1', r.mnt).status, 0);
+  f1 = fetches();
+  t.is(f1.blocksFetched - f0.blocksFetched, 0);
+  t.is(f1.rangeFetches - f0.rangeFetches, 0);
+  t.is(readFileSync(join(r.mnt, 'files/sub/trunc1'), 'utf8'), 'new\n');
+
+  // Namespace ops in pending directories: each is materialised first, so the op sees the archive's entries.
+  const ns = sh([
+    'test "$(ls ns/a)" = old',
+    'echo new > ns/a/created && mkdir ns/a/dir',
+    'mv ns/a/old ns/b/moved',
+    'rmdir ns/b/full 2>err; grep -q "not empty" err',
+    'rm ns/b/full/z && rmdir ns/b/full',
+  ].join(' && '), r.mnt);
+  t.is(ns.status, 0, ns.stderr + ns.stdout);
+  t.is(sh('ls ns/a ns/b | tr "\\n" " "', r.mnt).stdout, 'ns/a: created dir  ns/b: moved ');
+
+  // All of it reaches the archive, and the partly restored store agrees with it.
+  syncMount(r);
+  const vr = verifySummary(r);
+  t.is(vr.status, 0, vr.out);
+  t.true(vr.summary.remoteFiles + vr.summary.pendingDirs > 0, 'the restore is still unfinished');
+});
+
+interface RestoreStatusFetch { dirFetches: number; rangeFetches: number; blocksFetched: number }
+
+function sha256(b: Buffer): string {
+  return spawnSync('sha256sum', { input: b, encoding: 'utf8' }).stdout.split(' ')[0]!;
+}
+
+test.serial('writes during recovery, into restored, pending and stub parts, converge', async (t) => {
+  const v = await buildVolume(t, [
+    'mkdir -p a/b/c && echo one > a/b/c/f && head -c 1000000 /dev/urandom > a/b/stub && echo top > a/topfile',
+    'mkdir -p a/b/gone && echo bye > a/b/gone/x && head -c 300000 /dev/urandom > a/b/del',
+  ]);
+  const r = recover(t, v, ['--depth', '2', '--no-background-restore']);
+  const w = sh([
+    'echo restored >> a/topfile',                       // a restored directory
+    'echo fresh > a/b/c/new',                           // c is pending at depth 2... (b restored at tier 1)
+    'printf ABC | dd of=a/b/stub bs=1 seek=70000 conv=notrunc status=none', // a stub, in part
+    'head -c 100 /dev/zero >> a/b/stub',                // extends a stub
+    'mv a/b/c a/b/c2 && rm -rf a/b/gone && rm a/b/del', // rename and removal of pending and stub parts
+    'mkdir a/b/c2/sub && echo s > a/b/c2/sub/s',
+  ].join(' && '), r.mnt);
+  t.is(w.status, 0, w.stderr);
+  syncMount(r);
+  const mid = verifySummary(r);
+  t.is(mid.status, 0, mid.out);
+  // Finish the restore, then everything must match.
+  t.is(strata(['unmount', r.mnt]).status, 0);
+  mount(r);
+  await waitRestored(r.mnt);
+  syncMount(r);
+  const end = verifySummary(r);
+  t.is(end.status, 0, end.out);
+  t.is(end.summary.pendingDirs + end.summary.remoteFiles, 0);
+  t.is(readFileSync(join(r.mnt, 'a/topfile'), 'utf8'), 'top\nrestored\n');
+  t.is(readFileSync(join(r.mnt, 'a/b/c2/f'), 'utf8'), 'one\n');
+  t.is(readFileSync(join(r.mnt, 'a/b/stub')).subarray(70000, 70003).toString(), 'ABC');
+});
+
+test.serial('archive away during on-demand access: EIO within the fetch timeout, and it works again once the archive is back', async (t) => {
+  const v = await buildVolume(t, ['mkdir -p a/b/c && echo hello > a/b/c/f && head -c 300000 /dev/urandom > a/b/c/g']);
+  const r = recover(t, v, ['--depth', '1', '--fetch-timeout', '1', '--no-background-restore']);
+  // A hung archive (stopped, not gone): the op fails once the timeout passes.
+  process.kill(v.server.pid, 'SIGSTOP');
+  let hung;
+  try {
+    hung = spawnSync('cat', [join(r.mnt, 'a/b/c/f')], { encoding: 'utf8', timeout: 30_000 });
+  } finally {
+    process.kill(v.server.pid, 'SIGCONT');
+  }
+  t.not(hung.status, 0);
+  t.regex(hung.stderr, /Input\/output error/);
+  t.is(readFileSync(join(r.mnt, 'a/b/c/f'), 'utf8'), 'hello\n', 'works again once the archive answers');
+  // A dead archive: refused at once; back after a restart.
+  await v.server.kill();
+  const dead = spawnSync('head', ['-c', '10', join(r.mnt, 'a/b/c/g')], { timeout: 30_000 });
+  t.not(dead.status, 0);
+  t.regex(dead.stderr.toString(), /Input\/output error/);
+  t.true(restoreStatus(r.mnt).fetch.failures >= 2);
+  await v.server.restart();
+  const back = spawnSync('head', ['-c', '10', join(r.mnt, 'a/b/c/g')], { timeout: 30_000 });
+  t.is(back.status, 0, back.stderr.toString());
+  t.is(back.stdout.length, 10);
+});
+
+test.serial('fencing: the old primary, back after a recover elsewhere, cannot ship', async (t) => {
+  const v = await buildVolume(t, ['echo before > f']);
+  const r = recover(t, v);
+  await waitRestored(r.mnt);
+  // The old primary comes back with its disk intact and keeps writing.
+  mount(v.primary);
+  t.is(sh('echo stale > written-by-old-primary', v.primary.mnt).status, 0);
+  let fenced = false;
+  for (let i = 0; i < 100 && !fenced; i++) {
+    fenced = mirrorStatus(v.primary).mirror.connection === 'fenced';
+    if (!fenced) await new Promise((res) => setTimeout(res, 100));
+  }
+  t.true(fenced, 'the old primary says it is fenced');
+  const human = strata(['status', v.primary.mnt]).stdout;
+  t.regex(human, /fenced/);
+  t.not(strata(['sync', '--timeout', '2', v.primary.mnt]).status, 0, 'its sync cannot drain');
+  forceUnmount(v.primary.mnt);
+  t.is(await readFromArchive(v.server.url, v.volume, 'written-by-old-primary', v.server.tokenFile), null);
+  // The new primary ships as usual.
+  t.is(sh('echo new > written-by-new-primary', r.mnt).status, 0);
+  syncMount(r);
+  t.deepEqual(await readFromArchive(v.server.url, v.volume, 'written-by-new-primary', v.server.tokenFile), Buffer.from('new\n'));
+});

@@ -223,6 +223,7 @@ export class BackgroundRestore {
       throw err;
     }
     try {
+      await this.hooks.skipHoles(id);
       const n = map.present.length;
       for (let a = 0; a < n && !this.stopping; a += CHUNK_BLOCKS) {
         const b = Math.min(n - 1, a + CHUNK_BLOCKS - 1);

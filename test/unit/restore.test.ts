@@ -42,7 +42,7 @@ class Counting extends MemoryArchive {
   }
 }
 
-const ids = { d: 'd'.repeat(32), sub: 'e'.repeat(32), big: 'b'.repeat(32), small: 'c'.repeat(32) };
+const ids = { d: 'd'.repeat(32), sub: 'e'.repeat(32), big: 'b'.repeat(32), small: 'c'.repeat(32), sparse: 'f'.repeat(32) };
 const dirAttrs: Attrs = { mode: 0o040755, uid: 0, gid: 0, size: 0, atime: [1000, 1], mtime: [2000, 2], rdev: 0 };
 const fileAttrs = (size: number): Attrs => ({ mode: 0o100644, uid: 12, gid: 34, size, atime: [1000, 5], mtime: [3000, 6], rdev: 0 });
 const bigData = Buffer.alloc(10 * BLOCK_SIZE + 123);
@@ -61,6 +61,10 @@ async function archive(): Promise<Counting> {
   await sink.append({ op: 'create', parent: ids.d, name: 'small', id: ids.small, attrs: fileAttrs(0), parentMtime: [2000, 2] });
   await sink.append({ op: 'write', id: ids.small, offset: 0, data: Buffer.from('hello') });
   await sink.append({ op: 'setattr', id: ids.small, attrs: fileAttrs(5) });
+  // 20 blocks, data in block 5 only.
+  await sink.append({ op: 'create', parent: ids.d, name: 'sparse', id: ids.sparse, attrs: fileAttrs(0), parentMtime: [2000, 2] });
+  await sink.append({ op: 'write', id: ids.sparse, offset: 5 * BLOCK_SIZE + 7, data: Buffer.from('data') });
+  await sink.append({ op: 'setattr', id: ids.sparse, attrs: fileAttrs(20 * BLOCK_SIZE) });
   await sink.ship();
   return a;
 }
@@ -83,8 +87,8 @@ test.serial('recover with depth 1 materialises the root, leaves /d pending; the 
   const before = a.dirImages;
   const [l1, l2] = await Promise.all([fs.readdir('/d'), fs.readdir('/d')]);
   t.is(a.dirImages - before, 1, 'two concurrent readdirs share one fetch');
-  t.deepEqual(l1.map((e) => e.name).sort(), ['.', '..', 'big', 'small', 'sub']);
-  t.deepEqual(l2.map((e) => e.name).sort(), ['.', '..', 'big', 'small', 'sub']);
+  t.deepEqual(l1.map((e) => e.name).sort(), ['.', '..', 'big', 'small', 'sparse', 'sub']);
+  t.deepEqual(l2.map((e) => e.name).sort(), ['.', '..', 'big', 'small', 'sparse', 'sub']);
   t.false(await isPending('d'));
   t.true(await isPending('d/sub'), 'the next tier is pending');
   const st = await fs.getattr('/d/big');
@@ -131,7 +135,7 @@ test.serial('recover with depth 1 materialises the root, leaves /d pending; the 
   t.is(readFileSync('d/small', 'utf8'), '');
 });
 
-test.serial('an archive that does not answer: EIO after the bound; the background restore finishes once it answers', async (t) => {
+test.serial('an archive that does not answer: EIO after the bound; the background restore finishes once it answers, fetching no holes', async (t) => {
   const a = await archive();
   const h = hooks(a, 100);
   const fs = new Filesystem(entered.store, null, h);
@@ -150,6 +154,12 @@ test.serial('an archive that does not answer: EIO after the bound; the backgroun
   bg.start();
   await bg.whenDone();
   t.true(completed);
+  // The sparse file: its one data block fetched, its 19 holes not.
+  t.is(h.stats.holesSkipped, 19);
+  const sparse = readFileSync('d/sparse');
+  t.is(sparse.length, 20 * BLOCK_SIZE);
+  t.is(sparse.subarray(5 * BLOCK_SIZE + 7, 5 * BLOCK_SIZE + 11).toString(), 'data');
+  t.is(sparse.subarray(0, 5 * BLOCK_SIZE).some((b) => b !== 0), false);
   t.is(bg.progress().phase, 'complete');
   t.false(existsSync(join(entered.store.privateDir, 'restore', 'maps')));
 });

@@ -52,7 +52,7 @@ import {
   type LocalEntry,
 } from './tree-local.js';
 import { differingBlocks } from './tree-blocks.js';
-import { isPending, remoteBlocksOf } from '../store/restore-marks.js';
+import { isPending, readBlockMap, remoteBlocksOf } from '../store/restore-marks.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { join } from 'node:path';
 
@@ -162,7 +162,12 @@ class Reconciler {
   private readonly asideTag = randomBytes(6).toString('hex');
   private asideCount = 0;
 
-  constructor(private readonly opts: ReconcileOptions) {}
+  /** Where an unfinished restore keeps its block maps. */
+  private readonly privateDir: string;
+
+  constructor(private readonly opts: ReconcileOptions) {
+    this.privateDir = join(opts.store, RESERVED_NAME);
+  }
 
   async run(): Promise<ReconcileStats> {
     const { archive, volume, store } = this.opts;
@@ -386,7 +391,11 @@ class Reconciler {
     }
     let wrote = 0;
     if (l.type === 'file' && this.wantContent(l.st, attrs, a)) {
-      wrote = await this.shipBlocks(id, l, await this.opts.archive.fileBlocks(this.opts.volume, id));
+      // A stub of an unfinished restore with no block local yet holds nothing the archive lacks.
+      const map = await readBlockMap(this.privateDir, id);
+      if (map === null || map.missing < map.present.length) {
+        wrote = await this.shipBlocks(id, l, await this.opts.archive.fileBlocks(this.opts.volume, id));
+      }
     }
     if (wrote > 0 || attrDifferences(l.type, attrs, a.attrs).length > 0) await this.emit({ op: 'setattr', id, attrs });
     await this.fixXattrs(id, l.fsPath, a.xattrs);
@@ -417,7 +426,7 @@ class Reconciler {
       runBytes = 0;
     };
     // A file still partly in the archive: only its local blocks can differ.
-    const skip = blocks === null ? null : await remoteBlocksOf(join(this.opts.store, RESERVED_NAME), id);
+    const skip = blocks === null ? null : await remoteBlocksOf(this.privateDir, id);
     for await (const b of differingBlocks(l.fsPath, Number(l.st.size), blocks, skip)) {
       this.opts.signal?.throwIfAborted();
       if (runBytes > 0 && (runOffset + runBytes !== b.offset || runBytes + b.data.length > MAX_WRITE_BYTES)) await flush();

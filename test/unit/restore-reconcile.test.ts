@@ -1,0 +1,59 @@
+// Re-convergence (after an unclean stop) of a partly restored store: a
+// pending directory's entries and a stub's missing blocks are only in the
+// archive — nothing may be removed or overwritten there; what a program wrote
+// locally (a block of a partial file) is shipped.
+import test from 'ava';
+import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { MemoryArchive, ShippingSink, VOLUME } from '../helpers/memory-archive.js';
+import { enterTempStore, type EnteredStore } from '../helpers/core-store.js';
+import { prepareRecovery } from '../../src/restore/recover.js';
+import { reconcile } from '../../src/mirror/reconcile.js';
+import { markBlocksPresent } from '../../src/store/restore-marks.js';
+import { BLOCK_SIZE, ROOT_ID, type Attrs } from '../../src/protocol/records.js';
+import { createLogger } from '../../src/log/logger.js';
+
+const log = createLogger({ level: 'silent' });
+let entered: EnteredStore;
+test.before(async () => {
+  entered = await enterTempStore('strata-restore-reconcile-');
+});
+test.after.always(() => entered.leave());
+
+const dir: Attrs = { mode: 0o040755, uid: 0, gid: 0, size: 0, atime: [1, 0], mtime: [2, 0], rdev: 0 };
+const file = (size: number): Attrs => ({ mode: 0o100644, uid: 0, gid: 0, size, atime: [1, 0], mtime: [3, 0], rdev: 0 });
+
+test('a pending directory and the missing blocks of a partial file are left alone; a locally written block is shipped', async (t) => {
+  const a = new MemoryArchive();
+  await a.createVolume(VOLUME);
+  const build = new ShippingSink(a, VOLUME);
+  const [d, sub, f, g] = ['d', 'e', 'f', 'a'].map((c) => c.repeat(32)) as [string, string, string, string];
+  await build.append({ op: 'create', parent: ROOT_ID, name: 'd', id: d, attrs: dir, parentMtime: [2, 0] });
+  await build.append({ op: 'create', parent: d, name: 'sub', id: sub, attrs: dir, parentMtime: [2, 0] });
+  await build.append({ op: 'create', parent: sub, name: 'inside', id: g, attrs: file(0), parentMtime: [2, 0] });
+  await build.append({ op: 'create', parent: d, name: 'big', id: f, attrs: file(0), parentMtime: [2, 0] });
+  await build.append({ op: 'write', id: f, offset: 0, data: Buffer.alloc(4 * BLOCK_SIZE, 7) });
+  await build.append({ op: 'setattr', id: f, attrs: file(4 * BLOCK_SIZE) });
+  await build.ship();
+  // Depth 2: /d restored, /d/sub pending, /d/big a stub.
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, privateDir: entered.store.privateDir, log });
+  // A program wrote block 1 (as the core would: the bytes, then the map), without its record reaching the journal.
+  const fd = openSync('d/big', 'r+');
+  writeSync(fd, Buffer.alloc(BLOCK_SIZE, 9), 0, BLOCK_SIZE, BLOCK_SIZE);
+  closeSync(fd);
+  await markBlocksPresent(entered.store.privateDir, f, 1, 1);
+  writeFileSync('d/new', 'x');
+
+  const sink = new ShippingSink(a, VOLUME);
+  await reconcile({ store: entered.store.root, archive: a, volume: VOLUME, sink, content: 'all' });
+  t.is(sink.count('unlink') + sink.count('rmdir'), 0, JSON.stringify(sink.records.map((r) => r.op)));
+  const writes = sink.records.filter((r) => r.op === 'write' && r.id === f);
+  t.deepEqual(writes.map((w) => (w.op === 'write' ? [w.id, w.offset, w.data.length] : [])), [[f, BLOCK_SIZE, BLOCK_SIZE]]);
+  t.is(sink.records.filter((r) => r.op === 'create').length, 1, 'the new file');
+  await sink.ship();
+  const inside = await a.dirImage(VOLUME, sub);
+  t.deepEqual(inside.entries.map((e) => e.name), ['inside']);
+  const data = await a.readRange(VOLUME, f, 0, 4 * BLOCK_SIZE);
+  t.is(data[0], 7);
+  t.is(data[BLOCK_SIZE], 9);
+  t.is(data[2 * BLOCK_SIZE], 7);
+});

@@ -53,23 +53,41 @@ export async function materialiseEntries(dirPath: string, image: DirImage, opts:
     }
   }
   const out: MaterialiseResult = { created: 0, subdirs: [] };
+  const single: EntryImage[] = [];
+  const multi: EntryImage[] = [];
   for (const entry of image.entries) {
     const bad = entry.name === RESERVED_NAME && image.id === ROOT_ID ? `${RESERVED_NAME} is reserved by strata` : badNameReason(entry.name);
     if (bad !== null) {
       opts.log.error({ dir: image.id, id: entry.id, reason: bad }, 'restore: the archive sent an entry with a bad name; skipped');
       continue;
     }
-    const type = typeOfMode(entry.attrs.mode);
-    if (type === 'dir') out.subdirs.push({ name: entry.name, id: entry.id });
-    const path = `${dirPath}/${entry.name}`;
+    if (typeOfMode(entry.attrs.mode) === 'dir') out.subdirs.push({ name: entry.name, id: entry.id });
+    (typeOfMode(entry.attrs.mode) !== 'dir' && entry.nlink > 1 ? multi : single).push(entry);
+  }
+  const one = async (entry: EntryImage): Promise<void> => {
     if (present.has(entry.name)) {
-      await checkInPlace(path, entry, opts);
-      continue;
+      await checkInPlace(`${dirPath}/${entry.name}`, entry, opts);
+      return;
     }
     await materialiseEntry(dirPath, entry, opts);
     out.created++;
-  }
+  };
+  // Objects with one name are independent: several at a time. The names of
+  // hard-linked objects share a registry entry (and a temporary name): in turn.
+  await forEachLimited(single, MATERIALISE_PARALLEL, one);
+  for (const entry of multi) await one(entry);
   return out;
+}
+
+/** Objects of one directory built at the same time. */
+const MATERIALISE_PARALLEL = 16;
+
+async function forEachLimited<T>(items: readonly T[], limit: number, f: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await f(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 /** A name already in place (an earlier run got this far): it must be this object. */

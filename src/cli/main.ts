@@ -112,7 +112,7 @@ program
 
 program
   .command('demo')
-  .description('mount a store, run real programs on it, show the results, unmount')
+  .description('mirror a store to an embedded archive, build a real tree, lose the disk, recover it and verify')
   .option('--keep', 'keep the demo directory')
   .action(async (opts: { keep?: boolean }) => { process.exitCode = await demoCommand(opts); });
 

@@ -122,6 +122,11 @@ export async function syncCommand(mountpoint: string, opts: { timeout?: number; 
     if (!opts.json) process.stdout.write(`${mnt}: the archive holds every change (record ${reply.ackedSeq})\n`);
     return 0;
   }
+  if (!opts.json && reply.connection === 'fenced') {
+    process.stdout.write(`${mnt}: fenced off its volume (another primary recovered it); ${(reply.lastSeq ?? 0) - (reply.ackedSeq ?? 0)} records ` +
+      `will never reach the archive (${reply.lastError ?? 'EFENCED'})\n`);
+    return 1;
+  }
   if (!opts.json) {
     process.stdout.write(`${mnt}: not drained after ${timeoutMs / 1000} s: archive has ${reply.ackedSeq} of ${reply.lastSeq} records` +
       ` (${reply.connection}${reply.lastError ? `: ${reply.lastError}` : ''})\n`);

@@ -231,7 +231,8 @@ export class MountDaemon {
       case 'sync': {
         if (!this.mirror || !this.fs) return { mirrored: false };
         await this.fs.recordDirtyAttrs();
-        const drained = await this.mirror.drain(req.timeoutMs ?? 60_000);
+        // A fenced or failed shipper never drains: the answer says why, the daemon serves on.
+        const drained = await this.mirror.drain(req.timeoutMs ?? 60_000).catch(() => false);
         return { mirrored: true, drained, ...this.mirror.status() };
       }
       case 'unmount':

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { constants as C } from 'node:fs';
 import * as native from '../native/index.js';
-import type { ObjectId } from '../protocol/records.js';
+import { BLOCK_SIZE, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { MATERIALISING_PREFIX, linksDir, mapsDir } from '../store/restore-marks.js';
@@ -21,6 +21,8 @@ import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
 
 const DT_DIR = 4;
+/** The rate (and so the ETA) looks at the last 10 seconds. */
+const RATE_WINDOW_MS = 10_000;
 const DT_REG = 8;
 /** Blocks fetched per request by the background restore (4 MiB). */
 const CHUNK_BLOCKS = 64;
@@ -33,7 +35,7 @@ export interface RestoreProgress {
   recoveredSeq: number;
   entries: { done: number; total: number };
   bytes: { done: number; total: number };
-  /** Bytes per second fetched by this daemon since it started restoring. */
+  /** Bytes per second made local over the last 10 s. */
   rate: number;
   /** Seconds left at that rate (null: unknown). */
   etaSeconds: number | null;
@@ -57,11 +59,12 @@ export class BackgroundRestore {
   private running: Promise<void> | null = null;
   private passes = 0;
   private lastError: string | null = null;
-  private readonly startedAt = Date.now();
   /** Progress saved before this daemon started (restore.json), which this run adds to. */
   private readonly base: { entries: number; bytes: number };
   private saveTimer: NodeJS.Timeout | null = null;
   private sleeper: { timer: NodeJS.Timeout; wake: () => void } | null = null;
+  /** (time, bytes made local) samples for the rate, oldest first; the first one is the start. */
+  private readonly samples: [number, number][] = [[Date.now(), 0]];
 
   constructor(
     private readonly hooks: OnDemandRestore,
@@ -103,9 +106,8 @@ export class BackgroundRestore {
     const complete = this.state.phase === 'complete';
     const total = this.state.totals;
     const entries = complete ? total.entries : Math.min(total.entries, this.base.entries + s.entriesMaterialised);
-    const bytes = complete ? total.bytes : Math.min(total.bytes, this.base.bytes + s.bytesFetched);
-    const elapsed = (Date.now() - this.startedAt) / 1000;
-    const rate = elapsed > 0 ? Math.round(s.bytesFetched / elapsed) : 0;
+    const bytes = complete ? total.bytes : Math.min(total.bytes, this.base.bytes + this.bytesMadeLocal());
+    const rate = this.rate();
     return {
       phase: this.state.phase,
       volume: this.state.volume,
@@ -122,6 +124,21 @@ export class BackgroundRestore {
       servingAt: this.state.servingAt,
       completedAt: this.state.completedAt,
     };
+  }
+
+  /** Bytes this daemon made local: fetched, or holes on the archive that needed no fetch. */
+  private bytesMadeLocal(): number {
+    return this.hooks.stats.bytesFetched + this.hooks.stats.holesSkipped * BLOCK_SIZE;
+  }
+
+  /** Bytes made local per second over the last RATE_WINDOW_MS (since the start before that). */
+  private rate(): number {
+    const now = Date.now();
+    const done = this.bytesMadeLocal();
+    this.samples.push([now, done]);
+    while (this.samples.length > 2 && this.samples[1]![0] <= now - RATE_WINDOW_MS) this.samples.shift();
+    const [t0, b0] = this.samples[0]!;
+    return now > t0 ? Math.round(((done - b0) * 1000) / (now - t0)) : 0;
   }
 
   private async save(): Promise<void> {

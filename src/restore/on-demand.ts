@@ -65,6 +65,9 @@ export interface FetchStats {
 
 /** At most this many blocks in one readRange (4 MiB). */
 const MAX_RUN_BLOCKS = 64;
+/** Blocks fetched from where a read starts (1 MiB), and when reads are sequential (4 MiB). */
+const READAHEAD_BLOCKS = 16;
+const READAHEAD_SEQUENTIAL_BLOCKS = 64;
 
 export class OnDemandRestore implements RestoreHooks {
   readonly stats: FetchStats = {
@@ -81,6 +84,8 @@ export class OnDemandRestore implements RestoreHooks {
   private readonly blocksInFlight = new Map<string, Promise<void>>();
   private readonly maps: LRUCache<ObjectId, BlockMap>;
   private readonly locks = new Map<ObjectId, Promise<unknown>>();
+  /** Where the last read of a file ended (sequential reads get a larger window). */
+  private readonly readEnds = new LRUCache<ObjectId, number>({ max: 4096 });
   /** Fetches for programs in flight (the background restorer yields to them). */
   private foreground = 0;
   private idleWaiters: (() => void)[] = [];
@@ -108,14 +113,23 @@ export class OnDemandRestore implements RestoreHooks {
     return (await this.mapOf(id)) !== null;
   }
 
+  /**
+   * For a read: the blocks it covers, and ahead of it a window of what is
+   * missing (1 MiB, 4 MiB when the reads are sequential), so a program
+   * reading a large file does not wait one round trip per read.
+   */
   fetchRange(id: ObjectId, fd: number, offset: number, length: number): Promise<boolean> {
-    return this.foregroundWork(() => this.fetchRangeNow(id, fd, offset, length));
+    const sequential = this.readEnds.get(id) === offset;
+    this.readEnds.set(id, offset + length);
+    const ahead = (sequential ? READAHEAD_SEQUENTIAL_BLOCKS : READAHEAD_BLOCKS) * BLOCK_SIZE;
+    const start = Math.floor(offset / BLOCK_SIZE) * BLOCK_SIZE;
+    return this.foregroundWork(() => this.fetchRangeNow(id, fd, offset, Math.max(length, start + ahead - offset)));
   }
 
   async fetchAll(id: ObjectId, fd: number): Promise<void> {
     const map = await this.mapOf(id);
     if (map === null) return;
-    await this.fetchRange(id, fd, 0, map.remoteSize);
+    await this.foregroundWork(() => this.fetchRangeNow(id, fd, 0, map.remoteSize));
   }
 
   async write<T>(id: ObjectId, fd: number, offset: number, length: number, write: () => Promise<T>): Promise<T> {
@@ -127,7 +141,7 @@ export class OnDemandRestore implements RestoreHooks {
     // Blocks the write covers only in part keep bytes of the archive's.
     const partial = [first, last].filter((i, k, all) => all.indexOf(i) === k && i < nblocks && map.present[i] !== 1 &&
       !(offset <= i * BLOCK_SIZE && offset + length >= Math.min((i + 1) * BLOCK_SIZE, map.remoteSize)));
-    for (const i of partial) await this.fetchRange(id, fd, i * BLOCK_SIZE, 1);
+    for (const i of partial) await this.foregroundWork(() => this.fetchRangeNow(id, fd, i * BLOCK_SIZE, 1));
     return this.withLock(id, async () => {
       const result = await write();
       const covered: number[] = [];

@@ -15,7 +15,8 @@ import type { ArchiveClient } from '../protocol/archive-api.js';
 import type { DirImage } from '../protocol/images.js';
 import { ROOT_ID, type ObjectId } from '../protocol/records.js';
 import { readObjectId, writeObjectId } from '../store/object-ids.js';
-import { clearPending, isPending, markPending, linksDir, mapsDir } from '../store/restore-marks.js';
+import { PENDING_XATTR, clearPending, isPending, markPending, linksDir, mapsDir } from '../store/restore-marks.js';
+import * as native from '../native/index.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { Mirror } from '../mirror/mirror.js';
 import { applyAttrs, materialiseEntries } from './materialise.js';
@@ -83,11 +84,16 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
   await mkdir(mapsDir(privateDir), { recursive: true, mode: 0o700 });
   await mkdir(linksDir(privateDir), { recursive: true, mode: 0o700 });
 
-  // The root: its id, and pending until its image is materialised.
-  if ((await readObjectId('.')) === null) {
-    await writeObjectId('.', ROOT_ID);
+  // The root: its id, and pending until its image is materialised. On the
+  // first run the store root may be an emptied directory that kept strata's
+  // marks or a user's xattrs (a reused disk's mountpoint): none of it counts.
+  if (fenced) {
+    for (const name of await native.listxattr('.')) {
+      if ((name.startsWith('user.') || name.startsWith('trusted.')) && name !== PENDING_XATTR) await native.removexattr('.', name);
+    }
     await markPending('.');
   }
+  if ((await readObjectId('.')) !== ROOT_ID) await writeObjectId('.', ROOT_ID);
   let dirs = 0;
   let entries = 0;
   const depth = state.depth;

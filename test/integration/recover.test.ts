@@ -200,7 +200,9 @@ test.serial('fencing: the old primary, back after a recover elsewhere, cannot sh
   t.true(fenced, 'the old primary says it is fenced');
   const human = strata(['status', v.primary.mnt]).stdout;
   t.regex(human, /fenced/);
-  t.not(strata(['sync', '--timeout', '2', v.primary.mnt]).status, 0, 'its sync cannot drain');
+  const sync = strata(['sync', '--timeout', '2', v.primary.mnt]);
+  t.is(sync.status, 1, 'its sync cannot drain');
+  t.regex(sync.stdout, /fenced off its volume/);
   forceUnmount(v.primary.mnt);
   t.is(await readFromArchive(v.server.url, v.volume, 'written-by-old-primary', v.server.tokenFile), null);
   // The new primary ships as usual.

@@ -1,9 +1,11 @@
 // Re-convergence (after an unclean stop) of a partly restored store: a
 // pending directory's entries and a stub's missing blocks are only in the
 // archive — nothing may be removed or overwritten there; what a program wrote
-// locally (a block of a partial file) is shipped.
+// locally (a block of a partial file) is shipped. And a recovery into a store
+// root that was emptied but kept strata's marks (a reused disk) restores it all.
 import test from 'ava';
-import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import * as native from '../../src/native/index.js';
 import { MemoryArchive, ShippingSink, VOLUME } from '../helpers/memory-archive.js';
 import { enterTempStore, type EnteredStore } from '../helpers/core-store.js';
 import { prepareRecovery } from '../../src/restore/recover.js';
@@ -22,7 +24,7 @@ test.after.always(() => entered.leave());
 const dir: Attrs = { mode: 0o040755, uid: 0, gid: 0, size: 0, atime: [1, 0], mtime: [2, 0], rdev: 0 };
 const file = (size: number): Attrs => ({ mode: 0o100644, uid: 0, gid: 0, size, atime: [1, 0], mtime: [3, 0], rdev: 0 });
 
-test('a pending directory and the missing blocks of a partial file are left alone; a locally written block is shipped', async (t) => {
+test.serial('a pending directory and the missing blocks of a partial file are left alone; a locally written block is shipped', async (t) => {
   const a = new MemoryArchive();
   await a.createVolume(VOLUME);
   const build = new ShippingSink(a, VOLUME);
@@ -56,4 +58,19 @@ test('a pending directory and the missing blocks of a partial file are left alon
   t.is(data[0], 7);
   t.is(data[BLOCK_SIZE], 9);
   t.is(data[2 * BLOCK_SIZE], 7);
+});
+
+test.serial('a recovery into an emptied store root that kept its id and xattrs restores the root\'s entries', async (t) => {
+  // The store of the test above, emptied as a reused disk's mountpoint would be: its root keeps its xattrs.
+  for (const name of readdirSync('.')) rmSync(name, { recursive: true, force: true });
+  mkdirSync(entered.store.privateDir, { mode: 0o700 });
+  await native.setxattr('.', 'user.leftover', Buffer.from('x'), 0);
+  const a = new MemoryArchive();
+  await a.createVolume(VOLUME);
+  const build = new ShippingSink(a, VOLUME);
+  await build.append({ op: 'create', parent: ROOT_ID, name: 'kept', id: '9'.repeat(32), attrs: dir, parentMtime: [2, 0] });
+  await build.ship();
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, privateDir: entered.store.privateDir, log });
+  t.deepEqual(readdirSync('.').sort(), ['.strata', 'kept']);
+  t.false((await native.listxattr('.')).includes('user.leftover'));
 });

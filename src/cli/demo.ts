@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callControl } from '../daemon/control.js';
+import { processRunning } from '../daemon/process-running.js';
 import type { DaemonStatus } from '../daemon/mount-daemon.js';
 import type { RestoreProgress } from '../restore/background.js';
 import type { FetchStats } from '../restore/on-demand.js';
@@ -85,16 +86,6 @@ function has(program: string): boolean {
 
 function mib(n: number): string {
   return `${(n / 1048576).toFixed(1)} MiB`;
-}
-
-/** True while `pid` runs (a zombie counts as gone). */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 function inMountTable(mnt: string): boolean {
@@ -215,8 +206,8 @@ export async function demoCommand(opts: { keep?: boolean }): Promise<number> {
     if (typeof st.pid !== 'number') throw new Error('strata status --json has no daemon pid');
     daemonPid = st.pid;
     sh(`kill -9 ${daemonPid}`, base);
-    for (let i = 0; i < 250 && alive(daemonPid); i++) await sleep(20);
-    if (alive(daemonPid)) throw new Error(`daemon ${daemonPid} survived kill -9`);
+    for (let i = 0; i < 250 && processRunning(daemonPid); i++) await sleep(20);
+    if (processRunning(daemonPid)) throw new Error(`daemon ${daemonPid} survived kill -9`);
     daemonPid = 0;
     sh(`ls ${mnt}`, base, { allowFail: true });
     sh(strata(`unmount ${mnt}`), base);
@@ -339,9 +330,9 @@ export async function demoCommand(opts: { keep?: boolean }): Promise<number> {
     if (inMountTable(mnt) || daemonPid !== 0) {
       spawnSync(process.execPath, [cli, 'unmount', '--lazy', mnt], { stdio: 'inherit' });
     }
-    if (daemonPid !== 0 && alive(daemonPid)) {
+    if (daemonPid !== 0 && processRunning(daemonPid)) {
       try { process.kill(daemonPid, 'SIGTERM'); } catch { /* gone */ }
-      for (let i = 0; i < 250 && alive(daemonPid); i++) await sleep(20);
+      for (let i = 0; i < 250 && processRunning(daemonPid); i++) await sleep(20);
     }
     if (inMountTable(mnt)) {
       process.stderr.write(`demo: ${mnt} is still mounted; not removing ${base}\n`);

@@ -23,34 +23,40 @@ function bytes(v: string): number {
 const program = new Command();
 program.name('strata').description('A FUSE filesystem that is back in seconds after it loses its disk').showHelpAfterError();
 
-program
+/** Options every serving daemon takes (strata mount, strata recover). */
+function daemonOptions(cmd: Command): void {
+  cmd
+    .option('--log-file <file>', 'append JSON log lines here (background default: STORE/.strata/daemon.log)')
+    .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+    .option('--allow-other', 'let other users use the mount (always with default_permissions)')
+    .option('--mirror <mode>', 'async (default: fsync waits for the archive) or sync (every change waits)')
+    .option('--token-file <file>', 'token of a remote archive')
+    .option('--journal-max <bytes>', 'journal bytes not yet acked by the archive before --journal-full applies (default 1 GiB)', bytes)
+    .option('--journal-full <policy>', 'when the journal is full: block writers (default), or fail them with enospc')
+    .option('--ack-timeout <s>', 'ops waiting for the archive (sync mode, fsync) fail with EIO after this long (default: wait)', seconds)
+    .option('--archive-wait <s>', 'how long to wait for the archive when the store must re-converge before serving (default 60)', seconds)
+    .option('--fetch-timeout <s>', 'while a recovered store is not fully local: an op waiting for the archive fails with EIO after this long (default 5)', seconds)
+    .option('--no-background-restore', 'while a recovered store is not fully local: fetch only what programs touch')
+    .option('--notify-parent', '(internal) report readiness over IPC')
+    .action(async (mountpoint: string, opts) => { process.exitCode = await mountCommand(mountpoint, opts); });
+}
+
+const mount = program
   .command('mount')
   .description('serve the tree under --store at MOUNTPOINT')
   .argument('<mountpoint>')
   .requiredOption('--store <dir>', 'local store directory (created if missing)')
   .option('--foreground', 'stay attached (for systemd); logs go to stderr unless --log-file')
-  .option('--log-file <file>', 'append JSON log lines here (background default: STORE/.strata/daemon.log)')
-  .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
-  .option('--allow-other', 'let other users use the mount (always with default_permissions)')
   .option('--attr-timeout <s>', 'seconds the kernel caches attributes', seconds)
   .option('--entry-timeout <s>', 'seconds the kernel caches names', seconds)
   .option('--negative-timeout <s>', 'seconds the kernel caches "no such name"', seconds)
   .option('--no-direct-io', 'route every read and write through the JavaScript core')
   .option('--debug-fuse', 'libfuse debug output on stderr')
   .option('--archive <url>', 'mirror every change to this archive: file:///DIR, strata://HOST:PORT or stratas://HOST:PORT')
-  .option('--volume <name>', 'the archive volume of this store')
-  .option('--mirror <mode>', 'async (default: fsync waits for the archive) or sync (every change waits)')
-  .option('--token-file <file>', 'token of a remote archive')
-  .option('--journal-max <bytes>', 'journal bytes not yet acked by the archive before --journal-full applies (default 1 GiB)', bytes)
-  .option('--journal-full <policy>', 'when the journal is full: block writers (default), or fail them with enospc')
-  .option('--ack-timeout <s>', 'ops waiting for the archive (sync mode, fsync) fail with EIO after this long (default: wait)', seconds)
-  .option('--archive-wait <s>', 'how long to wait for the archive when the store must re-converge before serving (default 60)', seconds)
-  .option('--fetch-timeout <s>', 'on a recovered store not yet fully local: an op waiting for the archive fails with EIO after this long (default 5)', seconds)
-  .option('--no-background-restore', 'on a recovered store not yet fully local: fetch only what programs touch')
-  .option('--notify-parent', '(internal) report readiness over IPC')
-  .action(async (mountpoint: string, opts) => { process.exitCode = await mountCommand(mountpoint, opts); });
+  .option('--volume <name>', 'the archive volume of this store');
+daemonOptions(mount);
 
-program
+const recover = program
   .command('recover')
   .description('after losing the store: fence the volume, restore its top tiers, serve at MOUNTPOINT; the rest comes on demand and in the background')
   .argument('<mountpoint>')
@@ -62,19 +68,8 @@ program
     if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('not a tier number');
     return n;
   }, 2)
-  .option('--foreground', 'stay attached and show the background restore\'s progress')
-  .option('--log-file <file>', 'append JSON log lines here (background default: STORE/.strata/daemon.log)')
-  .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
-  .option('--allow-other', 'let other users use the mount (always with default_permissions)')
-  .option('--mirror <mode>', 'async (default) or sync, for the changes made from now on')
-  .option('--token-file <file>', 'token of a remote archive')
-  .option('--fetch-timeout <s>', 'an op waiting for the archive fails with EIO after this long (default 5)', seconds)
-  .option('--no-background-restore', 'fetch only what programs touch; a later mount without this flag finishes the restore')
-  .option('--journal-max <bytes>', 'journal bytes not yet acked before --journal-full applies (default 1 GiB)', bytes)
-  .option('--journal-full <policy>', 'block (default) or enospc')
-  .option('--ack-timeout <s>', 'ops waiting for the archive fail with EIO after this long (default: wait)', seconds)
-  .option('--notify-parent', '(internal) report readiness over IPC')
-  .action(async (mountpoint: string, opts) => { process.exitCode = await mountCommand(mountpoint, opts); });
+  .option('--foreground', 'stay attached and show the background restore\'s progress');
+daemonOptions(recover);
 
 program
   .command('unmount')

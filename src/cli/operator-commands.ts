@@ -1,6 +1,7 @@
 // `strata unmount` and `strata status`.
 import { resolve } from 'node:path';
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
+import { processRunning } from '../daemon/process-running.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callControl, controlSocketPath } from '../daemon/control.js';
 import { probeMountpoint, detach } from '../daemon/mount-table.js';
@@ -27,16 +28,6 @@ function mirrorLines(m: MirrorStatus | null): string[] {
   ];
 }
 
-/** True while `pid` runs (a zombie no longer holds its files: counted as gone). */
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
 export async function unmountCommand(mountpoint: string, opts: { lazy?: boolean }): Promise<number> {
   const mnt = resolve(mountpoint);
   try {
@@ -44,7 +35,7 @@ export async function unmountCommand(mountpoint: string, opts: { lazy?: boolean 
     // The daemon leaves right after replying; wait for it, so that the store's
     // disk is free (`strata unmount M && umount DISK`) when this returns.
     const pid = typeof reply?.pid === 'number' ? reply.pid : 0;
-    for (let i = 0; pid > 0 && i < 250 && running(pid); i++) await sleep(20);
+    for (let i = 0; pid > 0 && i < 250 && processRunning(pid); i++) await sleep(20);
     process.stdout.write(`unmounted ${mnt}\n`);
     return 0;
   } catch (err) {

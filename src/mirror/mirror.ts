@@ -9,8 +9,7 @@
 // Journal full (un-acked bytes past the bound, the archive being away): the
 // policy either blocks writers until the archive catches up, or fails them
 // with ENOSPC. Records are never dropped.
-import { readFile } from 'node:fs/promises';
-import { writeFileDurably } from '../store/durable-file.js';
+import { readFileIfExists, writeFileDurably } from '../store/durable-file.js';
 import { join } from 'node:path';
 import { Journal } from '../journal/journal.js';
 import { Shipper, type ShipperState } from './shipper.js';
@@ -338,13 +337,8 @@ export class Mirror implements ChangeSink {
 }
 
 async function readState(privateDir: string): Promise<MirrorState | null> {
-  let text: string;
-  try {
-    text = await readFile(join(privateDir, STATE_FILE), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
+  const text = await readFileIfExists(join(privateDir, STATE_FILE));
+  if (text === null) return null;
   const s = JSON.parse(text) as MirrorState;
   if (s.format !== 1 || typeof s.volume !== 'string' || typeof s.epoch !== 'number') throw new Error(`unreadable ${STATE_FILE} in ${privateDir}`);
   return s;

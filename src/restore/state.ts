@@ -1,9 +1,8 @@
 // What a store remembers of its restore, in STORE/.strata/restore.json:
 // which volume and epoch it was recovered from, how deep the first pass
 // went, the phase it reached, and the totals to show progress against.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileDurably } from '../store/durable-file.js';
+import { readFileIfExists, writeFileDurably } from '../store/durable-file.js';
 import type { SubtreeTotals } from '../protocol/images.js';
 
 export type RestorePhase =
@@ -37,13 +36,8 @@ export interface RestoreState {
 const STATE_FILE = 'restore.json';
 
 export async function readRestoreState(privateDir: string): Promise<RestoreState | null> {
-  let text: string;
-  try {
-    text = await readFile(join(privateDir, STATE_FILE), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
+  const text = await readFileIfExists(join(privateDir, STATE_FILE));
+  if (text === null) return null;
   const s = JSON.parse(text) as RestoreState;
   if (s.format !== 1 || typeof s.volume !== 'string' || typeof s.epoch !== 'number') throw new Error(`unreadable ${STATE_FILE} in ${privateDir}`);
   return s;

@@ -1,6 +1,16 @@
-// Replacing a small state file atomically and durably: write a temporary
-// file, fsync it, rename it over the old one.
-import { open, rename, writeFile } from 'node:fs/promises';
+// Small state files (STORE/.strata/*.json): read when present, replaced
+// atomically and durably (write a temporary file, fsync it, rename it over).
+import { open, readFile, rename, writeFile } from 'node:fs/promises';
+
+/** The file's text, or null when it does not exist. */
+export async function readFileIfExists(path: string): Promise<string | null> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
 
 export async function writeFileDurably(path: string, text: string): Promise<void> {
   const tmp = `${path}.tmp`;

@@ -49,30 +49,26 @@ for (const [point, nth, depth] of [['materialise-object', 7, 2], ['materialise-d
   });
 }
 
-test.serial('kill -9 while a pending directory is materialised on demand: a rerun completes', async (t) => {
-  const v = await buildVolume(t, TREE);
-  const r = newRecoveryTarget(t, v);
+// Under a program's op: the daemon dies, the program gets an error, a rerun completes.
+const ON_DEMAND = [
   // Depth 1: the root's is the first directory materialised, the next one is on demand.
-  runRecover(r, ['--depth', '1', '--no-background-restore'], { STRATA_CRASH_AT: 'materialise-dir:2' });
-  const pid = daemonPid(r.mnt);
-  const ls = spawnSync('ls', [join(r.mnt, 'a')], { encoding: 'utf8', timeout: 30_000 });
-  t.not(ls.status, 0, 'the daemon died under the ls');
-  await waitGone(pid);
-  killDaemon(r.mnt, pid);
-  await completes(t, v, r);
-});
+  { what: 'while a pending directory is materialised on demand', point: 'materialise-dir:2', depth: 1, program: ['ls', 'a'] },
+  { what: 'between a block fetch and its block map', point: 'fetch-written:1', depth: 2, program: ['head', '-c', '100', 'a/x/y/large'] },
+] as const;
 
-test.serial('kill -9 between a block fetch and its block map: a rerun completes', async (t) => {
-  const v = await buildVolume(t, TREE);
-  const r = newRecoveryTarget(t, v);
-  runRecover(r, ['--depth', '2', '--no-background-restore'], { STRATA_CRASH_AT: 'fetch-written:1' });
-  const pid = daemonPid(r.mnt);
-  const read = spawnSync('head', ['-c', '100', join(r.mnt, 'a/x/y/large')], { timeout: 30_000 });
-  t.not(read.status, 0, 'the daemon died under the read');
-  await waitGone(pid);
-  killDaemon(r.mnt, pid);
-  await completes(t, v, r);
-});
+for (const c of ON_DEMAND) {
+  test.serial(`kill -9 ${c.what}: a rerun completes`, async (t) => {
+    const v = await buildVolume(t, TREE);
+    const r = newRecoveryTarget(t, v);
+    runRecover(r, ['--depth', String(c.depth), '--no-background-restore'], { STRATA_CRASH_AT: c.point });
+    const pid = daemonPid(r.mnt);
+    const run = spawnSync(c.program[0], [...c.program.slice(1, -1), join(r.mnt, c.program[c.program.length - 1]!)], { timeout: 30_000 });
+    t.not(run.status, 0, 'the daemon died under the program');
+    await waitGone(pid);
+    killDaemon(r.mnt, pid);
+    await completes(t, v, r);
+  });
+}
 
 test.serial('kill -9 during the background restore: a rerun completes', async (t) => {
   const v = await buildVolume(t, TREE);

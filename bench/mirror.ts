@@ -14,7 +14,7 @@ import { ArchiveServerProcess, drain, ingest, mirrorLag, openArchiveClient, smal
 import type { LatencySummary } from './lib/mirror-stats.js';
 import { buildTarball, tarballReport } from './lib/tarball.js';
 import { envFlag, envInt } from './lib/env.js';
-import { checkpoint, installInterruptHandlers, Interrupted, progress, run, wasInterrupted, removeWorkDir } from './lib/proc.js';
+import { checkpoint, documentHead, finishDocument, installInterruptHandlers, Interrupted, partRunner, progress, run, wasInterrupted, removeWorkDir } from './lib/proc.js';
 import { median, sig, sigOrNull, spread } from './lib/stats.js';
 import { StrataMount } from './lib/strata.js';
 import { cpuBusyPercent, isMountPoint, machineFacts, readToNull, syncAll } from './lib/system.js';
@@ -174,18 +174,9 @@ async function main(): Promise<number> {
   let cleanupResult = { unmounted: false, removed: false };
 
   /** Runs one part; an error there is recorded and the next part still runs (unless interrupted). */
-  const part = async (name: Phase, body: () => Promise<unknown>): Promise<void> => {
-    if (!wants(name)) return;
-    await checkpoint();
-    try {
-      results[name] = await body();
-    } catch (err) {
-      if (err instanceof Interrupted) throw err;
-      // fio and tar exit non-zero on Ctrl-C; give the signal handler a moment to run.
-      await new Promise((r) => setTimeout(r, 100));
-      await checkpoint();
-      errors[name] = errMsg(err);
-      progress(`${name}: FAILED: ${errors[name]}`);
+  const part = partRunner<Phase>({
+    wants, results, errors,
+    afterFailure: () => {
       // A part may have died with a mount broken: remount for the next one.
       for (const m of mounts()) {
         try {
@@ -195,8 +186,8 @@ async function main(): Promise<number> {
           progress(`could not remount ${m.mountpoint}: ${errMsg(e)}`);
         }
       }
-    }
-  };
+    },
+  });
 
   /**
    * BENCH_RUNS repetitions of unmirrored vs mirrored-async, alternating which
@@ -476,14 +467,7 @@ async function main(): Promise<number> {
   const goals = [sw, ut].filter((x): x is NonNullable<typeof x> => x !== undefined);
   const complete = fatal === null && !wasInterrupted() && wanted.every((p) => results[p] !== undefined);
   const doc = {
-    schema: 'strata-bench-mirror/1',
-    started_at: startedAt,
-    finished_at: new Date().toISOString(),
-    duration_s: Math.round((Date.now() - t0) / 100) / 10,
-    complete,
-    interrupted: wasInterrupted(),
-    fatal_error: fatal,
-    errors,
+    ...documentHead('strata-bench-mirror/1', startedAt, t0, complete, fatal, errors),
     summary: {
       goals_met: goals.filter((g) => g.met).length,
       goals_total: (wants('seq_write') ? 1 : 0) + (wants('untar') ? 1 : 0),
@@ -520,14 +504,7 @@ async function main(): Promise<number> {
     tarball: tarball === null ? null : tarballReport(tarball),
     results,
   };
-  const text = `${JSON.stringify(doc, null, 2)}\n`;
-  process.stdout.write(text);
-  if (s.output !== null) writeFileSync(s.output, text);
-  progress(`done in ${doc.duration_s} s: ${doc.summary.goals_met}/${doc.summary.goals_total} goals met${complete ? '' : ' (INCOMPLETE run)'}`);
-  if (wasInterrupted()) return 130;
-  if (!complete) return 1;
-  if (s.strict && !doc.summary.all_met) return 3;
-  return 0;
+  return finishDocument(doc, s.output, s.strict);
 }
 
 function ratioOrNull(num: number | undefined, den: number | undefined): number | null {

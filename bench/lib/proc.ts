@@ -2,7 +2,7 @@
 // with a time limit (a hung FUSE daemon must not hang the harness), and with
 // Ctrl-C turned into an exception so that `finally` blocks unmount and clean up.
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 
 export class Interrupted extends Error {
   constructor(signal: string) {
@@ -103,4 +103,74 @@ export function removeWorkDir(workDir: string): boolean {
     rmSync(workDir, { recursive: true, force: true });
   }
   return !existsSync(workDir);
+}
+
+/**
+ * Runs the named parts of a benchmark: each result goes to `results[name]`;
+ * an error is recorded in `errors[name]` and the next part still runs
+ * (unless the run was interrupted), after `afterFailure` has put things
+ * right for it (a mount left broken, say).
+ */
+export function partRunner<P extends string>(o: {
+  wants: (name: P) => boolean;
+  results: Record<string, unknown>;
+  errors: Record<string, string>;
+  afterFailure: () => void;
+}): (name: P, body: () => Promise<unknown>) => Promise<void> {
+  return async (name, body) => {
+    if (!o.wants(name)) return;
+    await checkpoint();
+    try {
+      o.results[name] = await body();
+    } catch (err) {
+      if (err instanceof Interrupted) throw err;
+      // fio, tar and friends exit non-zero on Ctrl-C; give the signal handler a moment to run.
+      await new Promise((r) => setTimeout(r, 100));
+      await checkpoint();
+      o.errors[name] = err instanceof Error ? err.message : String(err);
+      progress(`${name}: FAILED: ${o.errors[name]}`);
+      o.afterFailure();
+    }
+  };
+}
+
+export interface DocumentHead {
+  schema: string;
+  started_at: string;
+  finished_at: string;
+  duration_s: number;
+  complete: boolean;
+  interrupted: boolean;
+  fatal_error: string | null;
+  errors: Record<string, string>;
+}
+
+/** The fields every benchmark's JSON document starts with. */
+export function documentHead(schema: string, startedAt: string, t0: number, complete: boolean, fatal: string | null, errors: Record<string, string>): DocumentHead {
+  return {
+    schema,
+    started_at: startedAt,
+    finished_at: new Date().toISOString(),
+    duration_s: Math.round((Date.now() - t0) / 100) / 10,
+    complete,
+    interrupted: wasInterrupted(),
+    fatal_error: fatal,
+    errors,
+  };
+}
+
+/**
+ * Prints a benchmark's JSON document (and writes it to `output`), says how it
+ * went, and gives the exit code: 130 interrupted, 1 incomplete, 3 a goal
+ * missed under `strict`, else 0.
+ */
+export function finishDocument(doc: DocumentHead & { summary: { goals_met: number; goals_total: number; all_met: boolean } }, output: string | null, strict: boolean): number {
+  const text = `${JSON.stringify(doc, null, 2)}\n`;
+  process.stdout.write(text);
+  if (output !== null) writeFileSync(output, text);
+  progress(`done in ${doc.duration_s} s: ${doc.summary.goals_met}/${doc.summary.goals_total} goals met${doc.complete ? '' : ' (INCOMPLETE run)'}`);
+  if (wasInterrupted()) return 130;
+  if (!doc.complete) return 1;
+  if (strict && !doc.summary.all_met) return 3;
+  return 0;
 }

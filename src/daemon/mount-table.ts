@@ -40,9 +40,32 @@ export async function probeMountpoint(mountpoint: string): Promise<'free' | 'mou
   return (await mountsAt(mountpoint)).length > 0 ? 'mounted' : 'free';
 }
 
-function exec(cmd: string, args: string[]): Promise<void> {
+/** How long an unmount command may take before the mount table decides. */
+const DETACH_WAIT_MS = 10_000;
+
+/**
+ * Runs an unmount command. Seen once under heavy load: the command exited
+ * but its completion never reached the daemon (a zombie child), which then
+ * waited forever; after DETACH_WAIT_MS the mount table says whether the
+ * mount is gone instead.
+ */
+function exec(cmd: string, args: string[], mountpoint: string): Promise<void> {
   return new Promise((res, rej) => {
+    let done = false;
+    const timer = setTimeout(() => {
+      void mountsAt(mountpoint).then((m) => {
+        if (done) return;
+        done = true;
+        if (m.length === 0) res();
+        else rej(new Error(`${cmd} ${args.join(' ')}: no answer within ${DETACH_WAIT_MS / 1000} s and still mounted`));
+      }, (err: unknown) => {
+        if (!done) { done = true; rej(err as Error); }
+      });
+    }, DETACH_WAIT_MS);
     execFile(cmd, args, (err, _stdout, stderr) => {
+      clearTimeout(timer);
+      if (done) return;
+      done = true;
       if (err) rej(new Error(`${cmd} ${args.join(' ')}: ${stderr.trim() || err.message}`));
       else res();
     });
@@ -54,11 +77,11 @@ export async function detach(mountpoint: string, lazy: boolean): Promise<void> {
   const args = lazy ? ['-u', '-z', mountpoint] : ['-u', mountpoint];
   try {
     try {
-      await exec('fusermount', args);
+      await exec('fusermount', args, mountpoint);
     } catch (err) {
       // fusermount refuses mounts it does not recognise as the user's; root can umount.
       if (process.geteuid?.() !== 0) throw err;
-      await exec('umount', lazy ? ['-l', mountpoint] : [mountpoint]);
+      await exec('umount', lazy ? ['-l', mountpoint] : [mountpoint], mountpoint);
     }
   } catch (err) {
     if (!/\bbusy\b/i.test((err as Error).message)) throw err;

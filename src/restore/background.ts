@@ -24,8 +24,6 @@ const DT_DIR = 4;
 /** The rate (and so the ETA) looks at the last 10 seconds. */
 const RATE_WINDOW_MS = 10_000;
 const DT_REG = 8;
-/** Blocks fetched per request by the background restore (4 MiB). */
-const CHUNK_BLOCKS = 64;
 
 export interface RestoreProgress {
   phase: RestorePhase;
@@ -240,16 +238,7 @@ export class BackgroundRestore {
       throw err;
     }
     try {
-      await this.hooks.skipHoles(id);
-      const n = map.present.length;
-      for (let a = 0; a < n && !this.stopping; a += CHUNK_BLOCKS) {
-        const b = Math.min(n - 1, a + CHUNK_BLOCKS - 1);
-        let missing = false;
-        for (let i = a; i <= b; i++) if (map.present[i] !== 1) { missing = true; break; }
-        if (!missing) continue;
-        await this.hooks.whenIdle();
-        await this.hooks.restoreBlocks(id, fd, a, b);
-      }
+      await this.hooks.restoreFileData(id, fd);
     } finally {
       fs.close(fd, () => {});
     }

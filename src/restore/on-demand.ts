@@ -177,22 +177,13 @@ export class OnDemandRestore implements RestoreHooks {
     return true;
   }
 
-  /** Fetches the blocks [first, last] of the file open on `fd` that are missing (without foreground priority). */
-  async restoreBlocks(id: ObjectId, fd: number, first: number, last: number): Promise<number> {
-    const map = await this.mapOf(id);
-    if (map === null) return 0;
-    const before = this.stats.bytesFetched;
-    await this.fetchRangeNow(id, fd, first * BLOCK_SIZE, (last - first + 1) * BLOCK_SIZE);
-    return this.stats.bytesFetched - before;
-  }
-
   /**
    * Marks the blocks that are holes on the archive local without fetching
    * them: a stub's unfetched blocks are holes locally too, so they read as
    * zeros already. Sparse files then cost what their data costs. (Without an
    * answer from the archive nothing is skipped: the blocks are fetched.)
    */
-  async skipHoles(id: ObjectId): Promise<void> {
+  private async skipHoles(id: ObjectId): Promise<void> {
     const map = await this.mapOf(id);
     if (map === null || map.missing < 2) return;
     let data: Set<number>;
@@ -282,7 +273,7 @@ export class OnDemandRestore implements RestoreHooks {
     const waits: Promise<void>[] = [];
     let runStart = -1;
     const startRun = (a: number, b: number): void => {
-      const p = this.fetchBlocks(id, map, fd, a, b);
+      const p = this.fetchBlocks(id, map, fd, a, b).then(() => {});
       for (let i = a; i <= b; i++) this.blocksInFlight.set(`${id}:${i}`, p);
       void p.finally(() => { for (let i = a; i <= b; i++) if (this.blocksInFlight.get(`${id}:${i}`) === p) this.blocksInFlight.delete(`${id}:${i}`); }).catch(() => {});
       waits.push(p);
@@ -302,17 +293,22 @@ export class OnDemandRestore implements RestoreHooks {
     return map.missing > 0;
   }
 
-  /** Fetches blocks [a, b] of the file, writes the ones still missing, marks them. */
-  private async fetchBlocks(id: ObjectId, map: BlockMap, fd: number, a: number, b: number): Promise<void> {
+  /**
+   * Fetches blocks [a, b] of the file and writes the ones still missing.
+   * `durable`: they are fdatasync'ed and the block map says so before this
+   * returns. Otherwise only the in-memory map says so (readers see them), and
+   * the caller makes them durable and persists the map later (persistPresent).
+   * Returns the blocks written.
+   */
+  private async fetchBlocks(id: ObjectId, map: BlockMap, fd: number, a: number, b: number, durable = true): Promise<number[]> {
     const offset = a * BLOCK_SIZE;
     const length = Math.min((b + 1) * BLOCK_SIZE, map.remoteSize) - offset;
     this.stats.rangeFetches++;
     const data = await this.bounded(this.client.readRange(this.volume, id, offset, length), `file ${id} bytes ${offset}+${length}`);
     this.stats.bytesFetched += data.length;
-    await this.withLock(id, async () => {
+    return this.withLock(id, async () => {
       // Reopen for writing through the handle's descriptor (it may be read-only).
-      const wfd = await new Promise<number>((resolve, reject) =>
-        fs.open(`/proc/self/fd/${fd}`, C.O_WRONLY, (err, n) => (err ? reject(err) : resolve(n))));
+      const wfd = await openForWriting(fd);
       const done: number[] = [];
       try {
         // Restoring bytes is not a change: the file's times stay as they are.
@@ -327,25 +323,78 @@ export class OnDemandRestore implements RestoreHooks {
         }
         if (done.length > 0) {
           await native.futimens(wfd, timeSpecOf(before.atimeNs), timeSpecOf(before.mtimeNs));
-          await new Promise<void>((resolve, reject) => fs.fdatasync(wfd, (err) => (err ? reject(err) : resolve())));
+          if (durable) await fdatasync(wfd);
         }
       } finally {
         fs.close(wfd, () => {});
       }
       this.stats.blocksFetched += done.length;
       if (done.length > 0) crashPoint('fetch-written');
-      if (done.length > 0) await this.markPresent(id, map, done);
+      if (done.length === 0) return done;
+      if (durable) await this.markPresent(id, map, done);
+      else setPresent(map, done);
+      return done;
     });
+  }
+
+  /**
+   * The background restore of a whole file: holes skipped, the missing blocks
+   * fetched in 4 MiB requests, two in flight (each waiting until no program
+   * waits for the archive), one fdatasync at the end, then the map.
+   * Returns the bytes fetched.
+   */
+  async restoreFileData(id: ObjectId, fd: number): Promise<number> {
+    await this.skipHoles(id);
+    const map = await this.mapOf(id);
+    if (map === null) return 0;
+    const runs: [number, number][] = [];
+    for (let i = 0; i < map.present.length; i++) {
+      if (map.present[i] === 1) continue;
+      const last = runs[runs.length - 1];
+      if (last !== undefined && last[1] === i - 1 && i - last[0] < MAX_RUN_BLOCKS) last[1] = i;
+      else runs.push([i, i]);
+    }
+    const before = this.stats.bytesFetched;
+    const written: number[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < runs.length) {
+        const [a, b] = runs[next++]!;
+        await this.whenIdle();
+        written.push(...(await this.fetchBlocks(id, map, fd, a, b, false)));
+      }
+    };
+    try {
+      await Promise.all([worker(), worker()]);
+    } finally {
+      // What was written is made durable and recorded, even when a fetch failed.
+      if (written.length > 0) {
+        await this.withLock(id, async () => {
+          const wfd = await openForWriting(fd);
+          try {
+            await fdatasync(wfd);
+          } finally {
+            fs.close(wfd, () => {});
+          }
+          await this.persistPresent(id, map, written);
+        });
+      }
+    }
+    return this.stats.bytesFetched - before;
   }
 
   /** Marks blocks local in the map (memory and file); the map goes when none is missing. */
   private async markPresent(id: ObjectId, map: BlockMap, blocks: number[]): Promise<void> {
-    for (const i of blocks) {
-      if (map.present[i] !== 1) {
-        map.present[i] = 1;
-        map.missing--;
-      }
-    }
+    setPresent(map, blocks);
+    await this.persistPresent(id, map, blocks);
+  }
+
+  /**
+   * Records blocks already marked in memory in the map file (their bytes are
+   * durable: an fdatasync of the file came after their writes). The map goes
+   * when none is missing.
+   */
+  private async persistPresent(id: ObjectId, map: BlockMap, blocks: number[]): Promise<void> {
     if (map.missing === 0) {
       await removeBlockMap(this.privateDir, id);
       this.maps.delete(id);
@@ -391,6 +440,26 @@ export class OnDemandRestore implements RestoreHooks {
       clearTimeout(timer);
     }
   }
+}
+
+/** Marks blocks local in the in-memory map. */
+function setPresent(map: BlockMap, blocks: number[]): void {
+  for (const i of blocks) {
+    if (map.present[i] !== 1) {
+      map.present[i] = 1;
+      map.missing--;
+    }
+  }
+}
+
+/** A writable descriptor of the file open on `fd` (which may be read-only). */
+function openForWriting(fd: number): Promise<number> {
+  return new Promise<number>((resolve, reject) =>
+    fs.open(`/proc/self/fd/${fd}`, C.O_WRONLY, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+function fdatasync(fd: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
 async function writeAll(fd: number, buf: Buffer, position: number): Promise<void> {

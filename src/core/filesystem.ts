@@ -108,7 +108,7 @@ export class Filesystem {
   /** Attributes of the entry `path` names, once its directory's entries are in the store. */
   async lookup(path: string): Promise<fs.BigIntStats> {
     const rel = LocalStore.relative(path);
-    if (this.restore) await this.restore.entries(parentRelOf(rel));
+    if (this.restore) await this.restore.child(parentRelOf(rel), basename(rel));
     return fsp.lstat(rel, { bigint: true });
   }
 

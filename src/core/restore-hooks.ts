@@ -11,6 +11,12 @@ export interface RestoreHooks {
    * with EIO when the archive does not answer in time.
    */
   entries(rel: string): Promise<void>;
+  /**
+   * Before a lookup of `name` in the directory at `parentRel`: resolves once
+   * that entry is in the store, if the directory has it (a pending
+   * directory's other entries may stay in the archive).
+   */
+  child(parentRel: string, name: string): Promise<void>;
   /** True while some of the file's data is still only in the archive. */
   isRemote(id: ObjectId): Promise<boolean>;
   /**

@@ -90,6 +90,25 @@ async function forEachLimited<T>(items: readonly T[], limit: number, f: (item: T
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
+/**
+ * Materialises one entry of a pending directory (a lookup's): false when its
+ * name is already in place. A temporary name left by a crash goes first.
+ */
+export async function materialiseOne(dirPath: string, entry: EntryImage, opts: MaterialiseOptions): Promise<boolean> {
+  if (badNameReason(entry.name) !== null) return false;
+  const path = `${dirPath}/${entry.name}`;
+  try {
+    await fsp.lstat(path);
+    await checkInPlace(path, entry, opts);
+    return false;
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ENOENT') throw err;
+  }
+  await fsp.rm(`${dirPath}/${MATERIALISING_PREFIX}${entry.id}`, { recursive: true, force: true });
+  await materialiseEntry(dirPath, entry, opts);
+  return true;
+}
+
 /** A name already in place (an earlier run got this far): it must be this object. */
 async function checkInPlace(path: string, entry: EntryImage, opts: MaterialiseOptions): Promise<void> {
   const id = await readObjectId(path);

@@ -28,7 +28,8 @@ import {
   clearPending, isPending, markBlocksPresent, readBlockMap, removeBlockMap, type BlockMap,
 } from '../store/restore-marks.js';
 import { isZero } from '../mirror/tree-blocks.js';
-import { materialiseEntries } from './materialise.js';
+import { materialiseEntries, materialiseOne } from './materialise.js';
+import type { DirImage, EntryImage } from '../protocol/images.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
 
@@ -41,12 +42,14 @@ export interface OnDemandOptions {
   fetchTimeoutMs?: number;
   /** Bytes of block maps kept in memory (default 32 MiB). */
   mapCacheBytes?: number;
+  /** Bytes of directory images kept for lookups (default 16 MiB). */
+  imageCacheBytes?: number;
   log: Logger;
 }
 
 /** Counters for `strata status` and the tests. */
 export interface FetchStats {
-  /** Directory images fetched and materialised. */
+  /** Directory images fetched. */
   dirFetches: number;
   /** readRange requests made. */
   rangeFetches: number;
@@ -61,6 +64,11 @@ export interface FetchStats {
   /** Fetches that failed (timeouts, archive errors). */
   failures: number;
   lastError: string | null;
+}
+
+interface CachedImage {
+  image: DirImage;
+  byName: Map<string, EntryImage>;
 }
 
 /** At most this many blocks in one readRange (4 MiB). */
@@ -83,6 +91,9 @@ export class OnDemandRestore implements RestoreHooks {
   /** Block fetches in flight, by `${id}:${index}`. */
   private readonly blocksInFlight = new Map<string, Promise<void>>();
   private readonly maps: LRUCache<ObjectId, BlockMap>;
+  /** Images of pending directories, for lookups (bounded by bytes; dropped once a directory is materialised). */
+  private readonly images: LRUCache<ObjectId, CachedImage>;
+  private readonly imagesInFlight = new Map<ObjectId, Promise<CachedImage>>();
   private readonly locks = new Map<ObjectId, Promise<unknown>>();
   /** Where the last read of a file ended (sequential reads get a larger window). */
   private readonly readEnds = new LRUCache<ObjectId, number>({ max: 4096 });
@@ -96,6 +107,11 @@ export class OnDemandRestore implements RestoreHooks {
     this.privateDir = opts.privateDir;
     this.timeoutMs = opts.fetchTimeoutMs ?? 5000;
     this.log = opts.log;
+    this.images = new LRUCache<ObjectId, CachedImage>({
+      maxSize: opts.imageCacheBytes ?? 16 * 1024 * 1024,
+      // An estimate: the entry objects, their names and attributes.
+      sizeCalculation: (c) => 512 + c.image.entries.length * 400,
+    });
     this.maps = new LRUCache<ObjectId, BlockMap>({
       maxSize: opts.mapCacheBytes ?? 32 * 1024 * 1024,
       sizeCalculation: (m) => m.present.length + 64,
@@ -107,6 +123,11 @@ export class OnDemandRestore implements RestoreHooks {
   async entries(rel: string): Promise<void> {
     if (!(await isPending(rel))) return;
     await this.foregroundWork(() => this.hydrateDir(rel));
+  }
+
+  async child(parentRel: string, name: string): Promise<void> {
+    if (!(await isPending(parentRel))) return;
+    await this.foregroundWork(() => this.materialiseChild(parentRel, name));
   }
 
   async isRemote(id: ObjectId): Promise<boolean> {
@@ -231,37 +252,87 @@ export class OnDemandRestore implements RestoreHooks {
   }
 
   private async hydrateDir(rel: string): Promise<void> {
-    const id = rel === '.' ? ROOT_ID : await readObjectId(rel);
-    if (id === null) throw new FsError('EIO', `pending directory ${rel} has no object id`);
+    const id = await this.dirIdOf(rel);
     let p = this.dirsInFlight.get(id);
     if (p === undefined) {
-      p = this.hydrateDirOnce(rel, id).finally(() => this.dirsInFlight.delete(id));
+      p = this.withDir(rel, id, (dir) => this.hydrateDirOnce(dir, id)).finally(() => this.dirsInFlight.delete(id));
       this.dirsInFlight.set(id, p);
     }
     await p;
   }
 
-  private async hydrateDirOnce(rel: string, id: ObjectId): Promise<void> {
-    // Work through a descriptor: a rename of the directory or an ancestor meanwhile changes nothing.
-    const fd = await new Promise<number>((resolve, reject) =>
-      fs.open(rel, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW, (err, n) => (err ? reject(err) : resolve(n))));
-    const self = `/proc/self/fd/${fd}/.`;
-    const base = `/proc/self/fd/${fd}`;
-    try {
-      if (!(await isPending(self))) return;
-      const before = await fsp.lstat(self, { bigint: true });
-      const image = await this.bounded(this.client.dirImage(this.volume, id), `directory ${id}`);
-      const res = await materialiseEntries(base, image, { privateDir: this.privateDir, childDirsPending: true, log: this.log });
-      // Its own times stay what they were locally (set by materialisation or by a program since).
-      await native.utimens(self, timeSpecOf(before.atimeNs), timeSpecOf(before.mtimeNs), { noFollow: true });
-      crashPoint('materialise-dir');
-      await clearPending(self);
-      this.stats.dirFetches++;
-      this.stats.entriesMaterialised += res.created;
-      this.log.debug({ dir: id, entries: image.entries.length, created: res.created }, 'restore: directory materialised');
-    } finally {
-      fs.close(fd, () => {});
+  private async dirIdOf(rel: string): Promise<ObjectId> {
+    const id = rel === '.' ? ROOT_ID : await readObjectId(rel);
+    if (id === null) throw new FsError('EIO', `pending directory ${rel} has no object id`);
+    return id;
+  }
+
+  /**
+   * Runs `f` on the directory at `rel` through a descriptor (a rename of the
+   * directory or an ancestor meanwhile changes nothing), holding the
+   * directory's lock (one materialisation in it at a time), when it is still
+   * pending. `f` gets paths for the directory itself and for its entries.
+   */
+  private async withDir(rel: string, id: ObjectId, f: (dir: { self: string; base: string }) => Promise<void>): Promise<void> {
+    await this.withLock(`dir:${id}`, async () => {
+      const fd = await new Promise<number>((resolve, reject) =>
+        fs.open(rel, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW, (err, n) => (err ? reject(err) : resolve(n))));
+      const dir = { self: `/proc/self/fd/${fd}/.`, base: `/proc/self/fd/${fd}` };
+      try {
+        if (await isPending(dir.self)) await f(dir);
+      } finally {
+        fs.close(fd, () => {});
+      }
+    });
+  }
+
+  /** A directory's image (fetched once for concurrent callers, kept while its directory is pending). */
+  private async imageOf(id: ObjectId): Promise<CachedImage> {
+    const cached = this.images.get(id);
+    if (cached !== undefined) return cached;
+    let p = this.imagesInFlight.get(id);
+    if (p === undefined) {
+      p = this.bounded(this.client.dirImage(this.volume, id), `directory ${id}`).then((image) => {
+        this.stats.dirFetches++;
+        const c: CachedImage = { image, byName: new Map(image.entries.map((e) => [e.name, e])) };
+        this.images.set(id, c);
+        return c;
+      }).finally(() => this.imagesInFlight.delete(id));
+      this.imagesInFlight.set(id, p);
     }
+    return p;
+  }
+
+  private async hydrateDirOnce(dir: { self: string; base: string }, id: ObjectId): Promise<void> {
+    const before = await fsp.lstat(dir.self, { bigint: true });
+    const { image } = await this.imageOf(id);
+    const res = await materialiseEntries(dir.base, image, { privateDir: this.privateDir, childDirsPending: true, log: this.log });
+    // Its own times stay what they were locally (set by materialisation or by a program since).
+    await native.utimens(dir.self, timeSpecOf(before.atimeNs), timeSpecOf(before.mtimeNs), { noFollow: true });
+    crashPoint('materialise-dir');
+    await clearPending(dir.self);
+    this.images.delete(id);
+    this.stats.entriesMaterialised += res.created;
+    this.log.debug({ dir: id, entries: image.entries.length, created: res.created }, 'restore: directory materialised');
+  }
+
+  /**
+   * A lookup of `name` in the pending directory `parentRel`: answered from the
+   * directory's image, materialising that one entry (the directory stays
+   * pending; its other entries come when an op needs them all). A name the
+   * image lacks is left absent (the lookup answers ENOENT).
+   */
+  private async materialiseChild(parentRel: string, name: string): Promise<void> {
+    const id = await this.dirIdOf(parentRel);
+    await this.withDir(parentRel, id, async (dir) => {
+      const entry = (await this.imageOf(id)).byName.get(name);
+      if (entry === undefined) return;
+      const before = await fsp.lstat(dir.self, { bigint: true });
+      if (await materialiseOne(dir.base, entry, { privateDir: this.privateDir, childDirsPending: true, log: this.log })) {
+        this.stats.entriesMaterialised++;
+        await native.utimens(dir.self, timeSpecOf(before.atimeNs), timeSpecOf(before.mtimeNs), { noFollow: true });
+      }
+    });
   }
 
   private async fetchRangeNow(id: ObjectId, fd: number, offset: number, length: number): Promise<boolean> {

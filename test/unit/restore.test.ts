@@ -42,7 +42,7 @@ class Counting extends MemoryArchive {
   }
 }
 
-const ids = { d: 'd'.repeat(32), sub: 'e'.repeat(32), big: 'b'.repeat(32), small: 'c'.repeat(32), sparse: 'f'.repeat(32) };
+const ids = { d: 'd'.repeat(32), sub: 'e'.repeat(32), big: 'b'.repeat(32), small: 'c'.repeat(32), sparse: 'f'.repeat(32), d2: '2'.repeat(32), x: '3'.repeat(32), y: '4'.repeat(32) };
 const dirAttrs: Attrs = { mode: 0o040755, uid: 0, gid: 0, size: 0, atime: [1000, 1], mtime: [2000, 2], rdev: 0 };
 const fileAttrs = (size: number): Attrs => ({ mode: 0o100644, uid: 12, gid: 34, size, atime: [1000, 5], mtime: [3000, 6], rdev: 0 });
 const bigData = Buffer.alloc(10 * BLOCK_SIZE + 123);
@@ -55,6 +55,9 @@ async function archive(): Promise<Counting> {
   const sink = new ShippingSink(a, VOLUME);
   await sink.append({ op: 'create', parent: ROOT_ID, name: 'd', id: ids.d, attrs: dirAttrs, parentMtime: [5, 0] });
   await sink.append({ op: 'create', parent: ids.d, name: 'sub', id: ids.sub, attrs: dirAttrs, parentMtime: [2000, 2] });
+  await sink.append({ op: 'create', parent: ROOT_ID, name: 'd2', id: ids.d2, attrs: dirAttrs, parentMtime: [5, 0] });
+  await sink.append({ op: 'create', parent: ids.d2, name: 'x', id: ids.x, attrs: fileAttrs(0), parentMtime: [2000, 2] });
+  await sink.append({ op: 'create', parent: ids.d2, name: 'y', id: ids.y, attrs: fileAttrs(0), parentMtime: [2000, 2] });
   await sink.append({ op: 'create', parent: ids.d, name: 'big', id: ids.big, attrs: fileAttrs(0), parentMtime: [2000, 2] });
   await sink.append({ op: 'write', id: ids.big, offset: 0, data: bigData });
   await sink.append({ op: 'setattr', id: ids.big, attrs: fileAttrs(bigData.length) });
@@ -84,7 +87,19 @@ test.serial('recover with depth 1 materialises the root, leaves /d pending; the 
 
   const h = hooks(a);
   const fs = new Filesystem(entered.store, null, h);
-  const before = a.dirImages;
+  // A lookup in a pending directory: answered from its image, only that entry materialised.
+  let before = a.dirImages;
+  t.is(Number((await fs.lookup('/d2/x')).uid), 12);
+  t.true(existsSync('d2/x'));
+  t.false(existsSync('d2/y'), 'the other entries stay in the archive');
+  t.true(await isPending('d2'));
+  t.is(((await t.throwsAsync(fs.lookup('/d2/nope'))) as { code?: string } | undefined)?.code, 'ENOENT');
+  t.is((await fs.getattr('/d2')).mtimeNs, 2000_000_000_002n, "materialising an entry keeps the directory's times");
+  t.is(a.dirImages - before, 1, 'one image fetch for both lookups');
+  t.deepEqual((await fs.readdir('/d2')).map((e) => e.name).sort(), ['.', '..', 'x', 'y']);
+  t.is(a.dirImages - before, 1, 'readdir materialised the rest from the same image');
+  t.false(await isPending('d2'));
+  before = a.dirImages;
   const [l1, l2] = await Promise.all([fs.readdir('/d'), fs.readdir('/d')]);
   t.is(a.dirImages - before, 1, 'two concurrent readdirs share one fetch');
   t.deepEqual(l1.map((e) => e.name).sort(), ['.', '..', 'big', 'small', 'sparse', 'sub']);

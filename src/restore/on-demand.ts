@@ -135,16 +135,25 @@ export class OnDemandRestore implements RestoreHooks {
   }
 
   /**
-   * For a read: the blocks it covers, and ahead of it a window of what is
-   * missing (1 MiB, 4 MiB when the reads are sequential), so a program
-   * reading a large file does not wait one round trip per read.
+   * For a read: the blocks it covers, and a window of what is missing ahead
+   * (1 MiB, 4 MiB when the reads are sequential), so a program reading a
+   * large file does not wait one round trip per read.
    */
   fetchRange(id: ObjectId, fd: number, offset: number, length: number): Promise<boolean> {
-    const sequential = this.readEnds.get(id) === offset;
+    // The kernel's readahead sends several reads at once, not always in order: near the last one counts as sequential.
+    const lastEnd = this.readEnds.get(id);
+    const sequential = lastEnd !== undefined && Math.abs(offset - lastEnd) <= READAHEAD_BLOCKS * BLOCK_SIZE;
     this.readEnds.set(id, offset + length);
-    const ahead = (sequential ? READAHEAD_SEQUENTIAL_BLOCKS : READAHEAD_BLOCKS) * BLOCK_SIZE;
-    const start = Math.floor(offset / BLOCK_SIZE) * BLOCK_SIZE;
-    return this.foregroundWork(() => this.fetchRangeNow(id, fd, offset, Math.max(length, start + ahead - offset)));
+    return this.foregroundWork(async () => {
+      const map = await this.mapOf(id);
+      if (map === null) return false;
+      // The window starts at the first block neither local nor on its way, so concurrent reads make long requests.
+      let from = Math.floor(offset / BLOCK_SIZE);
+      while (from < map.present.length && (map.present[from] === 1 || this.blocksInFlight.has(`${id}:${from}`))) from++;
+      const window = sequential ? READAHEAD_SEQUENTIAL_BLOCKS : READAHEAD_BLOCKS;
+      const end = Math.max(offset + length, (from + window) * BLOCK_SIZE);
+      return this.fetchRangeNow(id, fd, offset, end - offset);
+    });
   }
 
   async fetchAll(id: ObjectId, fd: number): Promise<void> {

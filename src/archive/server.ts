@@ -151,8 +151,11 @@ export class ArchiveServer {
     this.handle(stream, headers)
       .catch((err: unknown) => this.fail(stream, headers, err))
       .finally(() => {
-        this.opts.log.debug({ method: headers[':method'], path: headers[':path'], status: stream.sentHeaders[':status'], ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'request');
         if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+        // A stream whose client went away before any answer has no sent headers.
+        if (this.opts.log.isLevelEnabled('debug')) {
+          this.opts.log.debug({ method: headers[':method'], path: headers[':path'], status: stream.sentHeaders?.[':status'] ?? null, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'request');
+        }
       });
   }
 

@@ -233,12 +233,10 @@ class Reconciler {
 
   private async syncDir(nsPath: string, fsPath: string, dirId: ObjectId, st: BigIntStats, image: DirImage | null, archiveAttrs: Attrs, isRoot: boolean): Promise<void> {
     const parentMtime = timeFromNs(st.mtimeNs);
-    if (await isPending(fsPath)) {
-      // An unfinished restore: its entries are only in the archive, nothing local changed them.
-      const mine = attrsFromStat(st);
-      if (attrDifferences('dir', mine, archiveAttrs).length > 0) await this.emit({ op: 'setattr', id: dirId, attrs: mine });
-      return;
-    }
+    // An unfinished restore: a pending directory is the archive's (nothing but
+    // materialisation changes it; a crash in the middle of one may have moved
+    // its mtime, which the next materialisation puts back).
+    if (await isPending(fsPath)) return;
     const locals = await listLocalDir(fsPath, isRoot);
     const remote = new Map((image?.entries ?? []).map((e) => [e.name, e]));
     const localNames = new Set(locals.map((e) => e.name));

@@ -170,7 +170,9 @@ class DiffWalk {
     const id = await readObjectId(l.fsPath);
     if (id !== a.id) this.report(path, 'id', id, a.id);
     const attrs = attrsFromStat(l.st);
-    for (const d of attrDifferences(type, attrs, a.attrs)) this.report(path, d.kind, d.local, d.archive);
+    // A pending directory is the archive's until it is materialised (a crash in the middle of one may have moved its mtime).
+    const pending = type === 'dir' && (await isPending(l.fsPath));
+    if (!pending) for (const d of attrDifferences(type, attrs, a.attrs)) this.report(path, d.kind, d.local, d.archive);
     if (type === 'symlink') {
       const target = await localTarget(l.fsPath);
       if (target !== (a.target ?? null)) this.report(path, 'target', target, a.target ?? null);

@@ -22,6 +22,7 @@ import {
 import { typeOfMode } from '../mirror/tree-local.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
+import { isZero } from '../mirror/tree-blocks.js';
 
 export interface MaterialiseOptions {
   /** The store's private directory (block maps, link registry). */
@@ -29,11 +30,21 @@ export interface MaterialiseOptions {
   /** Subdirectories are created pending (true) or as restored, empty directories (false). */
   childDirsPending: boolean;
   log: Logger;
+  /**
+   * The data of a small single-link file, to create it whole instead of as a
+   * stub (the background restore); null: a stub after all.
+   */
+  fileData?: (entry: EntryImage) => Promise<Buffer | null>;
 }
+
+/** Files up to this size may be created whole when `fileData` is given. */
+export const WHOLE_FILE_MAX_BYTES = 1024 * 1024;
 
 export interface MaterialiseResult {
   /** Objects created by this run (names already in place are not counted). */
   created: number;
+  /** Names of files created whole (with their data). */
+  whole: Set<string>;
   /** The image's subdirectories: name and id. */
   subdirs: { name: string; id: ObjectId }[];
 }
@@ -52,7 +63,7 @@ export async function materialiseEntries(dirPath: string, image: DirImage, opts:
       present.delete(name);
     }
   }
-  const out: MaterialiseResult = { created: 0, subdirs: [] };
+  const out: MaterialiseResult = { created: 0, whole: new Set(), subdirs: [] };
   const single: EntryImage[] = [];
   const multi: EntryImage[] = [];
   for (const entry of image.entries) {
@@ -69,7 +80,7 @@ export async function materialiseEntries(dirPath: string, image: DirImage, opts:
       await checkInPlace(`${dirPath}/${entry.name}`, entry, opts);
       return;
     }
-    await materialiseEntry(dirPath, entry, opts);
+    if (await materialiseEntry(dirPath, entry, opts)) out.whole.add(entry.name);
     out.created++;
   };
   // Objects with one name are independent: several at a time. The names of
@@ -124,7 +135,8 @@ async function checkInPlace(path: string, entry: EntryImage, opts: MaterialiseOp
   }
 }
 
-async function materialiseEntry(dirPath: string, entry: EntryImage, opts: MaterialiseOptions): Promise<void> {
+/** Creates one entry under its temporary name, then renames it into place; true when a file was created whole. */
+async function materialiseEntry(dirPath: string, entry: EntryImage, opts: MaterialiseOptions): Promise<boolean> {
   const type = typeOfMode(entry.attrs.mode);
   const final = `${dirPath}/${entry.name}`;
   const multiLinked = type !== 'dir' && entry.nlink > 1;
@@ -134,16 +146,17 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
     try {
       await fsp.link(reg, final);
       await dropRegistryWhenComplete(reg, entry.nlink);
-      return;
+      return false;
     } catch (err) {
       if ((err as { code?: string }).code !== 'ENOENT') throw err;
     }
   }
   const tmp = `${dirPath}/${MATERIALISING_PREFIX}${entry.id}`;
-  await createObject(tmp, entry, opts);
+  const whole = await createObject(tmp, entry, opts);
   crashPoint('materialise-object');
   if (multiLinked) await fsp.link(tmp, linkPath(opts.privateDir, entry.id));
   await fsp.rename(tmp, final);
+  return whole;
 }
 
 /** Once every name of a hard-linked object is restored, its registry name goes. */
@@ -152,23 +165,33 @@ async function dropRegistryWhenComplete(reg: string, nlink: number): Promise<voi
   if (st.nlink >= nlink + 1) await fsp.unlink(reg);
 }
 
-/** Creates one object at `path` with everything but its final name. */
-async function createObject(path: string, entry: EntryImage, opts: MaterialiseOptions): Promise<void> {
+/**
+ * Creates one object at `path` with everything but its final name; true when
+ * a file was created whole. A whole file's bytes, like a map, reach the disk
+ * no later than the rename that shows it (ext4 data=ordered, xfs).
+ */
+async function createObject(path: string, entry: EntryImage, opts: MaterialiseOptions): Promise<boolean> {
   const a = entry.attrs;
   const type = typeOfMode(a.mode);
+  let whole = false;
   switch (type) {
     case 'dir':
       await fsp.mkdir(path, 0o700);
       if (opts.childDirsPending) await markPending(path);
       break;
     case 'file': {
+      const data = opts.fileData && entry.nlink === 1 && a.size > 0 && a.size <= WHOLE_FILE_MAX_BYTES ? await opts.fileData(entry) : null;
       const fh = await fsp.open(path, 'wx', 0o600);
       try {
+        if (data !== null && data.length === a.size) {
+          if (!isZero(data)) await fh.write(data, 0, data.length, 0);
+          whole = true;
+        }
         if (a.size > 0) await fh.truncate(a.size);
       } finally {
         await fh.close();
       }
-      if (a.size > 0) await writeEmptyMap(opts.privateDir, entry.id, a.size);
+      if (a.size > 0 && !whole) await writeEmptyMap(opts.privateDir, entry.id, a.size);
       break;
     }
     case 'symlink':
@@ -183,6 +206,7 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
   }
   await writeObjectId(path, entry.id);
   await applyAttrs(path, a, entry.xattrs);
+  return whole;
 }
 
 /**

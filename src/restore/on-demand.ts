@@ -87,7 +87,7 @@ export class OnDemandRestore implements RestoreHooks {
   private readonly timeoutMs: number;
   private readonly log: Logger;
   /** Directory hydrations in flight, by directory id. */
-  private readonly dirsInFlight = new Map<ObjectId, Promise<void>>();
+  private readonly dirsInFlight = new Map<ObjectId, Promise<Set<string>>>();
   /** Block fetches in flight, by `${id}:${index}`. */
   private readonly blocksInFlight = new Map<string, Promise<void>>();
   private readonly maps: LRUCache<ObjectId, BlockMap>;
@@ -196,16 +196,12 @@ export class OnDemandRestore implements RestoreHooks {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  get busy(): boolean {
-    return this.foreground > 0;
+  /** Materialises a pending directory, small files whole (without foreground priority); the names of those files, or null when it was not pending. */
+  async restoreDir(rel: string): Promise<Set<string> | null> {
+    if (!(await isPending(rel))) return null;
+    return this.hydrateDir(rel, true);
   }
 
-  /** Hydrates a pending directory (without foreground priority). */
-  async restoreDir(rel: string): Promise<boolean> {
-    if (!(await isPending(rel))) return false;
-    await this.hydrateDir(rel);
-    return true;
-  }
 
   /**
    * Marks the blocks that are holes on the archive local without fetching
@@ -260,14 +256,42 @@ export class OnDemandRestore implements RestoreHooks {
     }
   }
 
-  private async hydrateDir(rel: string): Promise<void> {
+  /**
+   * Materialises all of a pending directory's entries (`withData`: small
+   * files whole, for the background restore). Resolves with the names of the
+   * files created whole.
+   */
+  private async hydrateDir(rel: string, withData = false): Promise<Set<string>> {
     const id = await this.dirIdOf(rel);
     let p = this.dirsInFlight.get(id);
     if (p === undefined) {
-      p = this.withDir(rel, id, (dir) => this.hydrateDirOnce(dir, id)).finally(() => this.dirsInFlight.delete(id));
+      let whole = new Set<string>();
+      p = this.withDir(rel, id, async (dir) => { whole = await this.hydrateDirOnce(dir, id, withData); })
+        .then(() => whole)
+        .finally(() => this.dirsInFlight.delete(id));
       this.dirsInFlight.set(id, p);
     }
-    await p;
+    return p;
+  }
+
+  /**
+   * Puts a pending directory's times back after entries were created in it.
+   * While it is pending nothing but materialisation changes it (every op on
+   * it or in it materialises it first), so its times are its image's — also
+   * after a crash left some of its entries created (and its mtime moved).
+   */
+  private async keepArchiveTimes(self: string, image: DirImage): Promise<void> {
+    const a = image.attrs;
+    await native.utimens(self, { sec: a.atime[0], nsec: a.atime[1] }, { sec: a.mtime[0], nsec: a.mtime[1] }, { noFollow: true });
+  }
+
+  /** A small file's whole content (counted as fetched). */
+  private async wholeFile(entry: EntryImage): Promise<Buffer> {
+    this.stats.rangeFetches++;
+    const data = await this.bounded(this.client.readRange(this.volume, entry.id, 0, entry.attrs.size), `file ${entry.id}`);
+    this.stats.bytesFetched += data.length;
+    this.stats.blocksFetched += Math.ceil(data.length / BLOCK_SIZE);
+    return data;
   }
 
   private async dirIdOf(rel: string): Promise<ObjectId> {
@@ -312,17 +336,19 @@ export class OnDemandRestore implements RestoreHooks {
     return p;
   }
 
-  private async hydrateDirOnce(dir: { self: string; base: string }, id: ObjectId): Promise<void> {
-    const before = await fsp.lstat(dir.self, { bigint: true });
+  private async hydrateDirOnce(dir: { self: string; base: string }, id: ObjectId, withData: boolean): Promise<Set<string>> {
     const { image } = await this.imageOf(id);
-    const res = await materialiseEntries(dir.base, image, { privateDir: this.privateDir, childDirsPending: true, log: this.log });
-    // Its own times stay what they were locally (set by materialisation or by a program since).
-    await native.utimens(dir.self, timeSpecOf(before.atimeNs), timeSpecOf(before.mtimeNs), { noFollow: true });
+    const res = await materialiseEntries(dir.base, image, {
+      privateDir: this.privateDir, childDirsPending: true, log: this.log,
+      ...(withData ? { fileData: (e: EntryImage) => this.wholeFile(e) } : {}),
+    });
+    await this.keepArchiveTimes(dir.self, image);
     crashPoint('materialise-dir');
     await clearPending(dir.self);
     this.images.delete(id);
     this.stats.entriesMaterialised += res.created;
-    this.log.debug({ dir: id, entries: image.entries.length, created: res.created }, 'restore: directory materialised');
+    this.log.debug({ dir: id, entries: image.entries.length, created: res.created, whole: res.whole.size }, 'restore: directory materialised');
+    return res.whole;
   }
 
   /**
@@ -334,12 +360,12 @@ export class OnDemandRestore implements RestoreHooks {
   private async materialiseChild(parentRel: string, name: string): Promise<void> {
     const id = await this.dirIdOf(parentRel);
     await this.withDir(parentRel, id, async (dir) => {
-      const entry = (await this.imageOf(id)).byName.get(name);
+      const { image, byName } = await this.imageOf(id);
+      const entry = byName.get(name);
       if (entry === undefined) return;
-      const before = await fsp.lstat(dir.self, { bigint: true });
       if (await materialiseOne(dir.base, entry, { privateDir: this.privateDir, childDirsPending: true, log: this.log })) {
         this.stats.entriesMaterialised++;
-        await native.utimens(dir.self, timeSpecOf(before.atimeNs), timeSpecOf(before.mtimeNs), { noFollow: true });
+        await this.keepArchiveTimes(dir.self, image);
       }
     });
   }

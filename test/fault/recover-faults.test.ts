@@ -7,7 +7,7 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { sh } from '../helpers/mount.js';
+import { sh, strata } from '../helpers/mount.js';
 import {
   buildVolume, daemonPid, killDaemon, manifest, newRecoveryTarget, runRecover, verifySummary, waitRestored, type Recovered, type Volume,
 } from '../helpers/recover.js';
@@ -70,12 +70,24 @@ for (const c of ON_DEMAND) {
   });
 }
 
-test.serial('kill -9 during the background restore: a rerun completes', async (t) => {
-  const v = await buildVolume(t, TREE);
-  const r = newRecoveryTarget(t, v);
-  runRecover(r, ['--depth', '1'], { STRATA_CRASH_AT: 'background-file:3' });
-  const pid = daemonPid(r.mnt);
-  await waitGone(pid);
-  killDaemon(r.mnt, pid);
-  await completes(t, v, r);
-});
+// In the background: after a large file is made local, and while a directory's small files are created whole.
+for (const point of ['background-file:1', 'materialise-object:20'] as const) {
+  test.serial(`kill -9 during the background restore (${point}): a rerun completes`, async (t) => {
+    const v = await buildVolume(t, TREE);
+    const r = newRecoveryTarget(t, v);
+    // Depth 1: the top tier has 3 objects; the rest is the background's. The daemon dies soon after serving.
+    runRecover(r, ['--depth', '1'], { STRATA_CRASH_AT: point });
+    await waitStale(r.mnt);
+    t.is(strata(['unmount', r.mnt]).status, 0, 'the stale mount is cleared');
+    await completes(t, v, r);
+  });
+}
+
+/** Waits until the daemon at `mnt` is dead (its mount stale). */
+async function waitStale(mnt: string): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (/stale/.test(strata(['status', mnt]).stdout)) return;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error(`the daemon at ${mnt} did not die`);
+}

@@ -420,3 +420,29 @@ test('an idle client does not keep its process alive (file:// and strata://)', a
     t.is(out.trim(), 'done');
   }
 });
+
+test('clients that go away before their answer: the server keeps serving (a request log line once crashed it)', async (t) => {
+  const s = await server(t, { logLevel: 'debug' });
+  const c = await client(t, s.url, { tokenFile: s.tokenFile });
+  const v = vol('gone');
+  await c.createVolume(v);
+  const id = newId();
+  const MiB = 1024 * 1024;
+  const { frames } = batch(1, [mkfile(ROOT_ID, 'big', id), ...[0, 1, 2, 3].map((k): NewRecord => ({ op: 'write', id, offset: k * MiB, data: randomBytes(MiB) }))]);
+  await c.ship(v, 1, frames);
+  // Requests whose sessions are destroyed at once, many times: some answers find their stream gone.
+  for (let i = 0; i < 40; i++) {
+    const session = http2.connect(s.url.replace(/^strata:/, 'http:'));
+    session.on('error', () => {});
+    const req = session.request({
+      ':method': 'GET', ':path': `/v1/volumes/${v}/objects/${id}/data?offset=0&length=${4 * 1024 * 1024}`,
+      'strata-protocol': '1', authorization: `Bearer ${s.token}`,
+    });
+    req.on('error', () => {});
+    await sleep(i % 4);
+    session.destroy();
+  }
+  await sleep(200);
+  t.is((await c.volumeState(v))?.appliedSeq, 5, 'the server still answers');
+  t.notRegex(s.logs(), /TypeError/);
+});

@@ -30,6 +30,8 @@ export interface MaterialiseOptions {
   /** Subdirectories are created pending (true) or as restored, empty directories (false). */
   childDirsPending: boolean;
   log: Logger;
+  /** The directory the objects go into is set-group-ID (its image's mode says so). */
+  parentSetGid?: boolean;
   /**
    * The data of a small single-link file, to create it whole instead of as a
    * stub (the background restore); null: a stub after all.
@@ -53,7 +55,8 @@ export interface MaterialiseResult {
  * Creates the entries of `image` inside the directory at `dirPath` (a path the
  * process can use: store-relative, or /proc/self/fd/N of an open directory).
  */
-export async function materialiseEntries(dirPath: string, image: DirImage, opts: MaterialiseOptions): Promise<MaterialiseResult> {
+export async function materialiseEntries(dirPath: string, image: DirImage, options: MaterialiseOptions): Promise<MaterialiseResult> {
+  const opts: MaterialiseOptions = { ...options, parentSetGid: (image.attrs.mode & 0o2000) !== 0 };
   const present = new Set((await native.readdirIno(dirPath)).map((e) => e.name));
   const wanted = new Set(image.entries.map((e) => e.name));
   // Leftovers of a run that crashed between creating an object and renaming it into place.
@@ -90,6 +93,9 @@ export async function materialiseEntries(dirPath: string, image: DirImage, opts:
   return out;
 }
 
+const DAEMON_UID = process.geteuid?.() ?? 0;
+const DAEMON_GID = process.getegid?.() ?? 0;
+
 /** Objects of one directory built at the same time. */
 const MATERIALISE_PARALLEL = 16;
 
@@ -103,7 +109,7 @@ async function forEachLimited<T>(items: readonly T[], limit: number, f: (item: T
 
 /**
  * Materialises one entry of a pending directory (a lookup's): false when its
- * name is already in place. A temporary name left by a crash goes first.
+ * name is already in place. A temporary name left by a crash goes when met.
  */
 export async function materialiseOne(dirPath: string, entry: EntryImage, opts: MaterialiseOptions): Promise<boolean> {
   if (badNameReason(entry.name) !== null) return false;
@@ -115,8 +121,14 @@ export async function materialiseOne(dirPath: string, entry: EntryImage, opts: M
   } catch (err) {
     if ((err as { code?: string }).code !== 'ENOENT') throw err;
   }
-  await fsp.rm(`${dirPath}/${MATERIALISING_PREFIX}${entry.id}`, { recursive: true, force: true });
-  await materialiseEntry(dirPath, entry, opts);
+  try {
+    await materialiseEntry(dirPath, entry, opts);
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'EEXIST') throw err;
+    // A temporary name left by a crash: away with it, and again.
+    await fsp.rm(`${dirPath}/${MATERIALISING_PREFIX}${entry.id}`, { recursive: true, force: true });
+    await materialiseEntry(dirPath, entry, opts);
+  }
   return true;
 }
 
@@ -176,12 +188,12 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
   let whole = false;
   switch (type) {
     case 'dir':
-      await fsp.mkdir(path, 0o700);
+      await fsp.mkdir(path, a.mode & 0o777);
       if (opts.childDirsPending) await markPending(path);
       break;
     case 'file': {
       const data = opts.fileData && entry.nlink === 1 && a.size > 0 && a.size <= WHOLE_FILE_MAX_BYTES ? await opts.fileData(entry) : null;
-      const fh = await fsp.open(path, 'wx', 0o600);
+      const fh = await fsp.open(path, 'wx', a.mode & 0o777);
       try {
         if (data !== null && data.length === a.size) {
           if (!isZero(data)) await fh.write(data, 0, data.length, 0);
@@ -205,7 +217,9 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
       throw new Error(`restore: object ${entry.id} has an unknown type (mode 0${a.mode.toString(8)})`);
   }
   await writeObjectId(path, entry.id);
-  await applyAttrs(path, a, entry.xattrs);
+  // In a set-group-ID directory the kernel gives new objects its group (and directories the bit): set everything.
+  const plain = (type === 'dir' || type === 'file') && !opts.parentSetGid;
+  await applyAttrs(path, a, entry.xattrs, plain ? a.mode & 0o777 : null);
   return whole;
 }
 
@@ -214,13 +228,15 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
  * and times (in that order: chown clears set-ID bits, and every change before
  * the times would move ctime-driven tools' view of mtime).
  */
-export async function applyAttrs(path: string, a: Attrs, xattrs: { readonly [name: string]: string }): Promise<void> {
+export async function applyAttrs(path: string, a: Attrs, xattrs: { readonly [name: string]: string }, createdMode: number | null = null): Promise<void> {
   const type = typeOfMode(a.mode);
   for (const [name, value] of Object.entries(xattrs)) {
     if (name === ID_XATTR || name.startsWith('trusted.strata.')) continue;
     await native.setxattr(path, name, Buffer.from(value, 'base64'), 0);
   }
-  await fsp.lchown(path, a.uid, a.gid);
-  if (type !== 'symlink') await fsp.chmod(path, a.mode & 0o7777);
+  // Created by root with its final permission bits (the daemon's umask is 0):
+  // chown only for another owner, chmod only for set-ID or sticky bits (chown clears set-ID).
+  if (createdMode === null || a.uid !== DAEMON_UID || a.gid !== DAEMON_GID) await fsp.lchown(path, a.uid, a.gid);
+  if (type !== 'symlink' && (createdMode === null || (a.mode & 0o7777) !== createdMode)) await fsp.chmod(path, a.mode & 0o7777);
   await native.utimens(path, { sec: a.atime[0], nsec: a.atime[1] }, { sec: a.mtime[0], nsec: a.mtime[1] }, { noFollow: true });
 }

@@ -363,10 +363,14 @@ export class OnDemandRestore implements RestoreHooks {
       const { image, byName } = await this.imageOf(id);
       const entry = byName.get(name);
       if (entry === undefined) return;
-      if (await materialiseOne(dir.base, entry, { privateDir: this.privateDir, childDirsPending: true, log: this.log })) {
+      if (await materialiseOne(dir.base, entry, {
+        privateDir: this.privateDir, childDirsPending: true, log: this.log, parentSetGid: (image.attrs.mode & 0o2000) !== 0,
+      })) {
         this.stats.entriesMaterialised++;
         await this.keepArchiveTimes(dir.self, image);
       }
+      // A program walking down a path looks up in this directory next: its image is on its way meanwhile.
+      if ((entry.attrs.mode & 0o170000) === 0o040000) void this.imageOf(entry.id).catch(() => {});
     });
   }
 

@@ -51,6 +51,9 @@ export const DEFAULT_TREE = [
   'mkdir -p links/inner && echo shared > links/a && ln links/a links/inner/b && ln -s ../a links/inner/sym && mkfifo links/fifo',
   'setfattr -n user.color -v blue links/a && setfattr -n user.dir -v yes links/inner && chmod 640 links/a && chown 1234:5678 links/inner/sym -h',
   'mkdir -p deep/l1/l2/l3/l4/l5/l6/l7/l8 && echo bottom > deep/l1/l2/l3/l4/l5/l6/l7/l8/file && touch -d "2001-02-03 04:05:06.123456789" deep/l1/l2/l3/l4/l5/l6/l7/l8/file',
+  // A set-group-ID directory whose entries do not all have its group (the kernel would give them its group).
+  'mkdir -p sgid/a/b && chgrp 5678 sgid sgid/a && chmod 2775 sgid sgid/a && mkdir sgid/a/plain && chmod 755 sgid/a/plain && ' +
+    'echo x > sgid/a/file && chgrp 1234 sgid/a/file sgid/a/plain && chmod 2750 sgid/a/b',
 ];
 
 export async function buildVolume(t: ExecutionContext, steps: string[] = DEFAULT_TREE): Promise<Volume> {

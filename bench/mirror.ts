@@ -4,7 +4,7 @@
 // server on 127.0.0.1) next to the archive protocol's loopback round trip,
 // and archive ingest MB/s. ONE JSON document on stdout, progress on stderr.
 // See bench/README.md ("Mirroring benchmark").
-import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,7 @@ import { ArchiveServerProcess, drain, ingest, mirrorLag, openArchiveClient, smal
 import type { LatencySummary } from './lib/mirror-stats.js';
 import { buildTarball, tarballReport } from './lib/tarball.js';
 import { envFlag, envInt } from './lib/env.js';
-import { checkpoint, documentHead, finishDocument, installInterruptHandlers, Interrupted, partRunner, progress, run, wasInterrupted, removeWorkDir } from './lib/proc.js';
+import { checkpoint, documentHead, finishDocument, installInterruptHandlers, partRunner, progress, run, wasInterrupted, removeWorkDir } from './lib/proc.js';
 import { median, sig, sigOrNull, spread } from './lib/stats.js';
 import { StrataMount } from './lib/strata.js';
 import { cpuBusyPercent, isMountPoint, machineFacts, readToNull, syncAll } from './lib/system.js';

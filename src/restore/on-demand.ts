@@ -15,7 +15,6 @@
 // been fetched from the archive, never across a network round trip by a
 // fetch; a write holds it across the fetch of its partial blocks.
 import * as fs from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import { constants as C } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import * as native from '../native/index.js';

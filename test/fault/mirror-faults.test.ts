@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sh, strata } from '../helpers/mount.js';
-import { withMirroredMount, syncMount, assertConverged, mirrorStatus, forceUnmount, mount, readFromArchive, type MirroredMount } from '../helpers/mirror.js';
+import { withMirroredMount, syncMount, assertConverged, mirrorStatus, mount, readFromArchive, type MirroredMount } from '../helpers/mirror.js';
 import { startArchiveServer, type ArchiveServer } from '../helpers/archive.js';
 
 async function serverFor(t: ExecutionContext): Promise<ArchiveServer> {

@@ -266,8 +266,11 @@ export class Filesystem {
 
   async rmdir(path: string): Promise<void> {
     const rel = LocalStore.relative(path);
-    // Its own entries too: whether it is empty is the archive's to say until then.
-    if (this.restore) await Promise.all([this.restore.entries(parentRelOf(rel)), this.restore.entries(rel)]);
+    if (this.restore) {
+      // Its own entries too (after its parent's): whether it is empty is the archive's to say until then.
+      await this.restore.entries(parentRelOf(rel));
+      await this.restore.entries(rel);
+    }
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     await fsp.rmdir(rel);
     await this.recordRemoved('rmdir', rel);

@@ -17,7 +17,7 @@ import { reconcileBeforeServing } from '../mirror/startup.js';
 import { prepareRecovery } from '../restore/recover.js';
 import { readRestoreState } from '../restore/state.js';
 import { OnDemandRestore } from '../restore/on-demand.js';
-import { BackgroundRestore, type RestoreProgress } from '../restore/background.js';
+import { BackgroundRestore, completedProgress, type RestoreProgress } from '../restore/background.js';
 
 export interface MountConfig {
   store: string;
@@ -36,8 +36,6 @@ export interface MountConfig {
   backgroundRestore?: boolean;
   /** `strata recover`: fence the volume and materialise its top tiers before serving. */
   recover?: { depth: number };
-  /** Called with each step of the recovery's first part (for the CLI's output). */
-  onRecoverProgress?: (dirs: number, entries: number) => void;
 }
 
 export interface DaemonStatus {
@@ -69,6 +67,8 @@ export class MountDaemon {
   private stopping: Promise<void> | null = null;
   private onDemand: OnDemandRestore | null = null;
   private background: BackgroundRestore | null = null;
+  /** What status says of a restore that was complete before this daemon started. */
+  private restoreCompleted: RestoreProgress | null = null;
   /** Time from start() to the mount serving, ms. */
   timeToServeMs: number | null = null;
 
@@ -134,7 +134,7 @@ export class MountDaemon {
       knownInodes: this.adapter?.knownInodes ?? 0,
       requests: Object.fromEntries(this.adapter?.opCounts ?? []),
       mirror: this.mirror?.status() ?? null,
-      restore: this.background?.progress() ?? null,
+      restore: this.background?.progress() ?? this.restoreCompleted,
     };
   }
 
@@ -151,7 +151,6 @@ export class MountDaemon {
       await prepareRecovery({
         client, volume: cfg.volume, depth: this.config.recover.depth, privateDir: this.store.privateDir,
         log: this.log.child({ component: 'restore' }),
-        ...(this.config.onRecoverProgress ? { onProgress: this.config.onRecoverProgress } : {}),
       });
     }
     const restore = await readRestoreState(this.store.privateDir);
@@ -171,7 +170,7 @@ export class MountDaemon {
         onComplete: () => this.fs?.restoreFinished(),
       });
     } else if (restore !== null) {
-      this.background = new BackgroundRestore(new OnDemandRestore({ client, volume: cfg.volume, privateDir: this.store.privateDir, log }), this.store.privateDir, restore, log);
+      this.restoreCompleted = completedProgress(restore);
     }
     if (this.mirror.needsReconcile) {
       this.state = 'syncing';

@@ -15,7 +15,7 @@ import { BLOCK_SIZE, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { MATERIALISING_PREFIX, linksDir, mapsDir } from '../store/restore-marks.js';
-import type { OnDemandRestore, FetchStats } from './on-demand.js';
+import { noFetches, type OnDemandRestore, type FetchStats } from './on-demand.js';
 import { writeRestoreState, type RestoreState, type RestorePhase } from './state.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
@@ -295,4 +295,15 @@ class Semaphore {
       else this.free++;
     }
   }
+}
+
+/** The progress of a restore that was complete before this daemon started. */
+export function completedProgress(state: RestoreState): RestoreProgress {
+  return {
+    phase: state.phase, volume: state.volume, epoch: state.epoch, depth: state.depth, recoveredSeq: state.recoveredSeq,
+    entries: { done: state.totals.entries, total: state.totals.entries },
+    bytes: { done: state.totals.bytes, total: state.totals.bytes },
+    rate: 0, etaSeconds: 0, passes: 0, lastError: null, fetch: noFetches(),
+    servingAt: state.servingAt, completedAt: state.completedAt,
+  };
 }

@@ -70,6 +70,11 @@ interface CachedImage {
   byName: Map<string, EntryImage>;
 }
 
+/** Counters before any fetch. */
+export function noFetches(): FetchStats {
+  return { dirFetches: 0, rangeFetches: 0, blocksFetched: 0, bytesFetched: 0, holesSkipped: 0, entriesMaterialised: 0, failures: 0, lastError: null };
+}
+
 /** At most this many blocks in one readRange (4 MiB). */
 const MAX_RUN_BLOCKS = 64;
 /** Blocks fetched from where a read starts (1 MiB), and when reads are sequential (4 MiB). */
@@ -77,9 +82,7 @@ const READAHEAD_BLOCKS = 16;
 const READAHEAD_SEQUENTIAL_BLOCKS = 64;
 
 export class OnDemandRestore implements RestoreHooks {
-  readonly stats: FetchStats = {
-    dirFetches: 0, rangeFetches: 0, blocksFetched: 0, bytesFetched: 0, holesSkipped: 0, entriesMaterialised: 0, failures: 0, lastError: null,
-  };
+  readonly stats: FetchStats = noFetches();
   private readonly client: ArchiveClient;
   private readonly volume: string;
   private readonly privateDir: string;

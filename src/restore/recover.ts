@@ -32,8 +32,6 @@ export interface RecoverOptions {
   /** The store root; the process's working directory is the store root. */
   privateDir: string;
   log: Logger;
-  /** Called after each directory image of the top tiers is materialised. */
-  onProgress?: (dirs: number, entries: number) => void;
 }
 
 export interface RecoverResult {
@@ -113,7 +111,6 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
     await clearPending(rel);
     dirs++;
     entries += res.created;
-    opts.onProgress?.(dirs, entries);
   };
   if (depth === 0) {
     // Only the root itself: its attributes; its entries stay in the archive.

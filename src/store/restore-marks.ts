@@ -28,9 +28,6 @@ export const MATERIALISING_PREFIX = '.strata-restoring.';
 
 const MAP_HEADER_BYTES = 8;
 
-export function restoreDir(privateDir: string): string {
-  return join(privateDir, 'restore');
-}
 export function mapsDir(privateDir: string): string {
   return join(privateDir, 'restore', 'maps');
 }
@@ -69,7 +66,7 @@ export async function clearPending(path: string): Promise<void> {
 }
 
 /** Number of blocks of a file of `size` bytes. */
-export function blockCount(size: number): number {
+function blockCount(size: number): number {
   return Math.ceil(size / BLOCK_SIZE);
 }
 
@@ -84,7 +81,7 @@ export interface BlockMap {
 }
 
 /** The map's file content for a file of `remoteSize` with no block present. */
-export function emptyMapBytes(remoteSize: number): Buffer {
+function emptyMapBytes(remoteSize: number): Buffer {
   const buf = Buffer.alloc(MAP_HEADER_BYTES + blockCount(remoteSize));
   buf.writeBigUInt64LE(BigInt(remoteSize), 0);
   return buf;

@@ -52,6 +52,7 @@ test.serial('I3: a recovered mount equals the archive, first through on-demand a
   t.is(vb.status, 0, vb.out);
   t.is(vb.summary.pendingDirs + vb.summary.remoteFiles, 0);
   mount(b);
+  t.is(restoreStatus(b.mnt).phase, 'complete', 'a later mount still reports the finished restore');
   t.is(manifest(b.mnt), v.manifest);
 });
 

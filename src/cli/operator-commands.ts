@@ -88,6 +88,7 @@ export async function statusCommand(mountpoint: string, opts: { json?: boolean }
     ...mirrorLines(status.mirror as MirrorStatus | null),
     ...restoreLines((status.restore ?? null) as RestoreProgress | null),
     `requests     ${Object.entries((status.requests ?? {}) as Record<string, number>).map(([k, v]) => `${k}=${v}`).join(' ') || '-'}`,
+    `  of which answered on the FUSE thread: ${Object.entries((status.requestsOnFuseThread ?? {}) as Record<string, number>).map(([k, v]) => `${k}=${v}`).join(' ') || '-'}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
   return 0;

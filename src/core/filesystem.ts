@@ -94,6 +94,11 @@ export class Filesystem {
    */
   constructor(readonly store: LocalStore, readonly sink: ChangeSink | null = null, private restore: RestoreHooks | null = null) {}
 
+  /** A restore is under way: some names and data are still in the archive. */
+  get restoring(): boolean {
+    return this.restore !== null;
+  }
+
   /** The restore is finished (or was never needed): no op asks it anything any more. */
   restoreFinished(): void {
     this.restore = null;

@@ -47,7 +47,10 @@ export interface DaemonStatus {
   uptimeSeconds: number;
   openHandles: number;
   knownInodes: number;
+  /** Requests answered, per op (by JavaScript and by the FUSE thread). */
   requests: Record<string, number>;
+  /** Of those, the ones the FUSE thread answered itself. */
+  requestsOnFuseThread: Record<string, number>;
   mirror: MirrorStatus | null;
   /** The restore after a recovery, while one is known to this store. */
   restore: RestoreProgress | null;
@@ -132,7 +135,8 @@ export class MountDaemon {
       uptimeSeconds: Math.round((Date.now() - this.startedAt.getTime()) / 1000),
       openHandles: this.fs?.handles.size ?? 0,
       knownInodes: this.adapter?.knownInodes ?? 0,
-      requests: Object.fromEntries(this.adapter?.opCounts ?? []),
+      requests: this.adapter?.requestCounts() ?? {},
+      requestsOnFuseThread: this.adapter?.bridgeCounts() ?? {},
       mirror: this.mirror?.status() ?? null,
       restore: this.background?.progress() ?? this.restoreCompleted,
     };
@@ -167,7 +171,10 @@ export class MountDaemon {
         ...(cfg.fetchTimeoutMs !== undefined ? { fetchTimeoutMs: cfg.fetchTimeoutMs } : {}),
       });
       this.background = new BackgroundRestore(this.onDemand, this.store.privateDir, restore, rlog, {
-        onComplete: () => this.fs?.restoreFinished(),
+        onComplete: () => {
+          this.fs?.restoreFinished();
+          this.adapter?.enableFastPaths();
+        },
       });
     } else if (restore !== null) {
       this.restoreCompleted = completedProgress(restore);

@@ -17,6 +17,10 @@ const OPEN_KEEP_CACHE = 1;
 const OPEN_DIRECT_READ = 4;
 const OPEN_DIRECT_WRITE = 8;
 
+/** What the FUSE thread may answer itself (fastPaths in lowlevel.c). */
+const FAST_READ = 1;
+const FAST_WRITE = 2;
+
 const SET_MODE = 1 << 0;
 const SET_UID = 1 << 1;
 const SET_GID = 1 << 2;
@@ -43,8 +47,20 @@ export interface MountOptions {
   attrTimeout?: number;
   entryTimeout?: number;
   negativeTimeout?: number;
-  /** Serve reads/writes of local files on the FUSE thread (default true). */
+  /**
+   * Let the FUSE thread answer what needs no JavaScript (default true): reads
+   * and writes of local files, and, relative to O_PATH descriptors of the
+   * store, getattr and lookup, plus setattr, create and mkdir when nothing
+   * journals the store. False routes every request through the core.
+   */
   directIo?: boolean;
+  /**
+   * Most descriptors the FUSE thread keeps for nodes (default: half the
+   * process's descriptor limit; it lets go of the least recently used). The
+   * environment variable STRATA_NODE_TABLE_MAX sets it too (tests use a tiny
+   * table so that nodes leave it all the time).
+   */
+  nodeTableMax?: number;
   /** Largest write the kernel sends in one request, bytes (default 128 KiB). */
   maxWrite?: number;
   /** Name shown in /proc/mounts. */
@@ -111,10 +127,47 @@ export class FuseAdapter {
     return this.inodes?.size ?? 0;
   }
 
+  /** Requests answered so far, per op: by this thread and by the FUSE thread. */
+  requestCounts(): Record<string, number> {
+    const out: Record<string, number> = Object.fromEntries(this.opCounts);
+    const fast = this.session && !this.closed ? ll.fastCounts(this.session) : null;
+    fast?.forEach((n, op) => {
+      const name = OP_NAMES[op];
+      if (n > 0 && name !== undefined) out[name] = (out[name] ?? 0) + n;
+    });
+    return out;
+  }
+
+  /** Requests the FUSE thread answered itself, per op. */
+  bridgeCounts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const fast = this.session && !this.closed ? ll.fastCounts(this.session) : null;
+    fast?.forEach((n, op) => {
+      const name = OP_NAMES[op];
+      if (n > 0 && name !== undefined) out[name] = n;
+    });
+    return out;
+  }
+
+  /**
+   * Lets the FUSE thread answer what it can (see MountOptions.directIo). Not
+   * while a restore is under way: names in pending directories come from the
+   * archive. The daemon calls it again once the restore has finished.
+   */
+  enableFastPaths(): void {
+    if (!this.session || this.closed || !this.directIo || this.fs.restoring) return;
+    const flags = FAST_READ | (this.fs.sink ? 0 : FAST_WRITE);
+    const max = this.opts.nodeTableMax ?? Number(process.env['STRATA_NODE_TABLE_MAX'] ?? 0);
+    ll.fastPaths(this.session, this.fs.store.root, flags, this.entryTimeout, this.negativeTimeout, Number.isFinite(max) ? max : 0);
+  }
+
   /** Mounts; resolves once the kernel has initialised the connection. */
   async mount(): Promise<void> {
     const rootStat = await this.fs.getattr('/');
-    this.inodes = new InodeTable(rootStat.ino);
+    this.inodes = new InodeTable(rootStat.ino, () => {
+      if (!this.session) throw new FsError('EIO', 'not mounted');
+      return ll.allocNodeid(this.session);
+    });
     let exitedResolve!: () => void;
     this.exited = new Promise((resolve) => { exitedResolve = resolve; });
     const ready = new Promise<void>((resolve) => { this.onInit = resolve; });
@@ -133,6 +186,7 @@ export class FuseAdapter {
         }
         this.dispatch({ op, req, ino, ino2, name, name2, fh, off, size, mode, toSet, rdev, caller: { uid, gid, pid }, data, times, fiFlags });
       }, this.attrTimeout);
+    this.enableFastPaths();
     await ready;
   }
 
@@ -169,6 +223,16 @@ export class FuseAdapter {
       this.inodes?.forget(r.ino, r.off);
       return;
     }
+    if (r.op === OP.newnode) {
+      this.adoptBridgeNode(r);
+      return;
+    }
+    if (r.op === OP.failed) {
+      // The FUSE thread answered an error (errno in mode, its op in rdev): logged by the same rule.
+      const errno = -r.mode;
+      if (!isExpectedError(errno)) this.log.warn({ op: OP_NAMES[r.rdev] ?? `op${r.rdev}`, ino: r.ino, name: r.name, errno, thread: 'fuse' }, 'request failed');
+      return;
+    }
     const opName = OP_NAMES[r.op] ?? `op${r.op}`;
     let answered = false;
     this.unanswered++;
@@ -199,6 +263,17 @@ export class FuseAdapter {
       if (!isExpectedError(errno)) this.log.warn({ op: opName, ino: r.ino, name: r.name, errno, err }, 'request failed');
       answer(() => ll.replyErr(r.req, errno));
     });
+  }
+
+  /** The FUSE thread created `name` in node `ino` as node `ino2` (attributes in `times`). */
+  private adoptBridgeNode(r: Request): void {
+    const t = this.inodes;
+    const parent = t?.find(r.ino);
+    if (!t || !parent || r.name === undefined || r.times === undefined) {
+      this.log.error({ parent: r.ino, name: r.name, nodeid: r.ino2 }, 'node created by the FUSE thread in an unknown directory');
+      return;
+    }
+    t.adopt(parent, r.name, inoOf(r.times), r.ino2);
   }
 
   private table(): InodeTable {
@@ -247,6 +322,13 @@ export class FuseAdapter {
       case OP.lookup: {
         const parent = t.get(r.ino);
         const name = this.name(r, 'name');
+        if (r.times !== undefined) {
+          // Resolved on the FUSE thread (its descriptor becomes the node's): only the node id is missing.
+          const attrs = r.times;
+          const inode = t.remember(parent, name, inoOf(attrs));
+          answer(() => ll.replyEntry(r.req, inode.nodeid, attrs, this.attrTimeout, this.entryTimeout));
+          return;
+        }
         let st: BigIntStats;
         try {
           st = await fs.lookup(t.childPath(parent, name));
@@ -497,4 +579,9 @@ export class FuseAdapter {
       this.table().collect(inode);
     }
   }
+}
+
+/** The backing inode number in an attribute array (ATTR_INO_LO/HI). */
+function inoOf(attrs: Float64Array): bigint {
+  return BigInt(attrs[0] ?? 0) | (BigInt(attrs[1] ?? 0) << 32n);
 }

@@ -28,13 +28,21 @@ export class Inode {
   }
 }
 
+function localNodeids(): () => number {
+  let next = ROOT_NODEID + 1;
+  return () => next++;
+}
+
 export class InodeTable {
   private readonly byNodeid = new Map<number, Inode>();
   private readonly byIno = new Map<bigint, Inode>();
-  private nextNodeid = ROOT_NODEID + 1;
   readonly root: Inode;
 
-  constructor(rootIno: bigint) {
+  /**
+   * `allocNodeid` hands out node ids; the FUSE bridge shares its counter (it
+   * creates nodes itself and announces them through `adopt`).
+   */
+  constructor(rootIno: bigint, private readonly allocNodeid: () => number = localNodeids()) {
     this.root = new Inode(ROOT_NODEID, rootIno);
     this.byNodeid.set(ROOT_NODEID, this.root);
     this.byIno.set(rootIno, this.root);
@@ -42,6 +50,11 @@ export class InodeTable {
 
   get size(): number {
     return this.byNodeid.size;
+  }
+
+  /** The node, or undefined when the kernel has forgotten it. */
+  find(nodeid: number): Inode | undefined {
+    return this.byNodeid.get(nodeid);
   }
 
   get(nodeid: number): Inode {
@@ -97,7 +110,7 @@ export class InodeTable {
   remember(parent: Inode, name: string, ino: bigint): Inode {
     let inode = this.byIno.get(ino);
     if (inode === undefined) {
-      inode = new Inode(this.nextNodeid++, ino);
+      inode = new Inode(this.allocNodeid(), ino);
       this.byNodeid.set(inode.nodeid, inode);
       this.byIno.set(ino, inode);
     }
@@ -108,6 +121,23 @@ export class InodeTable {
       parent.children.set(name, inode);
     }
     inode.nlookup++;
+    return inode;
+  }
+
+  /**
+   * Records a node the FUSE bridge created as `parent/name` (a new object with
+   * backing inode number `ino`, already given to the kernel once as `nodeid`).
+   */
+  adopt(parent: Inode, name: string, ino: bigint, nodeid: number): Inode {
+    const inode = new Inode(nodeid, ino);
+    this.byNodeid.set(nodeid, inode);
+    // A new object: whatever this inode number stood for is gone.
+    this.byIno.set(ino, inode);
+    const previous = parent.children.get(name);
+    if (previous !== undefined) this.dropLink(previous, parent, name);
+    inode.links.push({ parent, name });
+    parent.children.set(name, inode);
+    inode.nlookup = 1;
     return inode;
   }
 

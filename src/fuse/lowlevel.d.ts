@@ -29,9 +29,20 @@ declare module 'fuse-native/lowlevel' {
   export function noCapabilities(nodeid: number, known: boolean): void;
   export function notifyInvalInode(session: Session, nodeid: number, offset: number, length: number): number;
   export function notifyInvalEntry(session: Session, parent: number, name: string): number;
+  /**
+   * Lets the FUSE thread answer requests itself, relative to O_PATH descriptors
+   * of the store (1: getattr, lookup; 2: also setattr, create, mkdir, flush and
+   * the handles it makes), or stops it (0). `maxNodes` caps the node table
+   * (default: half the descriptor limit).
+   */
+  export function fastPaths(session: Session, storeRoot: string, flags: number, entryTimeout: number, negativeTimeout: number, maxNodes?: number): void;
+  /** The next node id; the FUSE thread takes its node ids from the same counter. */
+  export function allocNodeid(session: Session): number;
+  /** Requests answered on the FUSE thread so far, indexed by op. */
+  export function fastCounts(session: Session): Float64Array;
   export const ops: Readonly<Record<
     'init' | 'lookup' | 'forget' | 'getattr' | 'setattr' | 'readlink' | 'mknod' | 'mkdir' | 'unlink' | 'rmdir' |
     'symlink' | 'rename' | 'link' | 'open' | 'read' | 'write' | 'flush' | 'release' | 'fsync' | 'opendir' |
     'readdir' | 'releasedir' | 'fsyncdir' | 'statfs' | 'setxattr' | 'getxattr' | 'listxattr' | 'removexattr' |
-    'access' | 'create' | 'fallocate' | 'exit', number>>;
+    'access' | 'create' | 'fallocate' | 'exit' | 'newnode' | 'failed', number>>;
 }

@@ -26,7 +26,7 @@ export function mountpointIsMounted(mnt: string): boolean {
 }
 
 /** Mounts a fresh store; teardown unmounts and deletes everything. */
-export function withMount(t: ExecutionContext, extraArgs: string[] = []): TestMount {
+export function withMount(t: ExecutionContext, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): TestMount {
   const base = mkdtempSync(join(tmpdir(), 'strata-it-'));
   const m: TestMount = { base, store: join(base, 'store'), mnt: join(base, 'mnt'), native: join(base, 'native') };
   mkdirSync(m.mnt);
@@ -39,7 +39,7 @@ export function withMount(t: ExecutionContext, extraArgs: string[] = []): TestMo
     }
     if (existsSync(base)) rmSync(base, { recursive: true, force: true });
   });
-  const r = strata(['mount', '--store', m.store, ...extraArgs, m.mnt]);
+  const r = strata(['mount', '--store', m.store, ...extraArgs, m.mnt], env);
   if (r.status !== 0) throw new Error(`strata mount failed: ${r.stderr}${r.stdout}`);
   return m;
 }

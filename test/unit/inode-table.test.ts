@@ -1,0 +1,42 @@
+// The adapter's inode table: one node per object, names, lookup counts, and
+// nodes the FUSE bridge made itself (adopt).
+import test from 'ava';
+import { InodeTable, ROOT_NODEID } from '../../src/fuse/inode-table.js';
+
+function counter(start: number): () => number {
+  let next = start;
+  return () => next++;
+}
+
+test('a node the bridge made is found by its name and its inode number; a later lookup is the same node', (t) => {
+  const ids = counter(2);
+  const table = new InodeTable(100n, ids);
+  const dir = table.remember(table.root, 'd', 200n);
+  t.is(dir.nodeid, 2);
+  // The bridge took id 3 from the shared counter.
+  const made = table.adopt(dir, 'f', 300n, ids());
+  t.is(made.nodeid, 3);
+  t.is(table.pathOf(made), '/d/f');
+  t.is(table.get(3), made);
+  t.is(made.nlookup, 1);
+  const again = table.remember(dir, 'f', 300n);
+  t.is(again, made);
+  t.is(made.nlookup, 2);
+  // A new node after that takes the next id.
+  t.is(table.remember(dir, 'g', 301n).nodeid, 4);
+  table.forget(3, 2);
+  t.is(table.find(3), undefined);
+  t.is(table.find(ROOT_NODEID), table.root);
+});
+
+test('adopt replaces what the name stood for; the replaced node keeps its id until forgotten', (t) => {
+  const table = new InodeTable(1n);
+  const old = table.remember(table.root, 'x', 10n);
+  const made = table.adopt(table.root, 'x', 11n, 50);
+  t.is(table.pathOf(made), '/x');
+  t.is(table.pathOf(old), null);
+  t.is(table.get(old.nodeid), old);
+  // The reused inode number of an unrelated new object maps to the new node.
+  const reuse = table.adopt(table.root, 'y', 10n, 51);
+  t.is(table.remember(table.root, 'y', 10n), reuse);
+});

@@ -414,7 +414,8 @@ test('an idle client does not keep its process alive (file:// and strata://)', a
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    const code = await Promise.race([new Promise<number | null>((r) => child.on('exit', r)), sleep(8000).then(() => 'hung' as const)]);
+    // 'close', not 'exit': the child's stdout may still hold "done" when it exits.
+    const code = await Promise.race([new Promise<number | null>((r) => child.on('close', r)), sleep(8000).then(() => 'hung' as const)]);
     if (code === 'hung') child.kill('SIGKILL');
     t.is(code, 0, `${url}: exited by itself`);
     t.is(out.trim(), 'done');

@@ -50,7 +50,7 @@ const mount = program
   .option('--attr-timeout <s>', 'seconds the kernel caches attributes', seconds)
   .option('--entry-timeout <s>', 'seconds the kernel caches names', seconds)
   .option('--negative-timeout <s>', 'seconds the kernel caches "no such name"', seconds)
-  .option('--no-direct-io', 'answer every request in the JavaScript core (no reads, writes, getattr, lookup, setattr or create on the FUSE thread)')
+  .option('--no-direct-io', 'answer every request in the JavaScript core (no reads, writes, getattr, lookup, setattr, create or open on the FUSE thread)')
   .option('--debug-fuse', 'libfuse debug output on stderr')
   .option('--archive <url>', 'mirror every change to this archive: file:///DIR, strata://HOST:PORT or stratas://HOST:PORT')
   .option('--volume <name>', 'the archive volume of this store');

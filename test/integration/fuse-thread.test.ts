@@ -1,6 +1,6 @@
 // The FUSE thread answers most requests itself (lowlevel.c, "node table"):
 // getattr and lookup from O_PATH descriptors of the store, and on a store
-// nobody journals also setattr, create, mkdir and the handles it made. These
+// nobody journals also setattr, create, mkdir, open and the handles it made. These
 // tests check that it does (strata status counts what it answered), that what
 // it does is what the JavaScript core would do (owners, set-group-ID
 // inheritance, times, unlinked-but-open files, compared with a native
@@ -36,13 +36,13 @@ const WORKLOAD = [
   'stat -c "%n %s %a %u:%g %h" a/b/c/f1 a/b/c/f2 a/b/c/f3 a/b/c/f4 a/b/c/f5 a a/b a/b/c && stat -c "%n %y %x" a/b/c/f3',
 ].join(' && ');
 
-test('an unjournalled mount: the FUSE thread answers lookup, getattr, setattr, create, mkdir, release; FLUSH stops after the first', (t) => {
+test('an unjournalled mount: the FUSE thread answers lookup, getattr, setattr, create, mkdir, open, release; FLUSH stops after the first', (t) => {
   const m = withMount(t);
   const r = both(m, WORKLOAD);
   t.is(r.mnt, r.native);
   const c = counts(m.mnt);
   const fast = c.requestsOnFuseThread;
-  for (const op of ['lookup', 'getattr', 'setattr', 'create', 'mkdir', 'release']) {
+  for (const op of ['lookup', 'getattr', 'setattr', 'create', 'mkdir', 'open', 'release']) {
     t.true((fast[op] ?? 0) > 0, `${op} not answered on the FUSE thread: ${JSON.stringify(c)}`);
   }
   t.true((fast['create'] ?? 0) >= 40, JSON.stringify(fast));
@@ -65,6 +65,8 @@ test('files and directories made on the FUSE thread belong to the caller, inheri
     'stat -c "%n %u:%g %A" mine/f mine/d shared/g shared/e shared/e/h',
     // rename, then use the old descriptor-backed node under its new name
     'mv mine/f mine/f2 && chmod 600 mine/f2 && touch -m -d "2002-02-02 02:02:02.2" mine/f2 && stat -c "%n %a %y" mine/f2',
+    // a truncating open by the owner (not root) drops set-user-ID (open answered on the FUSE thread)
+    'chmod 4755 mine/f2 && : > mine/f2 && stat -c "%n %a %s" mine/f2',
     // an unlinked-but-open file: fstat says nlink 0, fchmod and ftruncate still work
     `python3 -c 'import os; fd=os.open("mine/u",os.O_CREAT|os.O_RDWR,0o644); os.write(fd,b"abcdef"); os.unlink("mine/u"); os.fchmod(fd,0o600); os.ftruncate(fd,2); st=os.fstat(fd); print(st.st_nlink, oct(st.st_mode & 0o777), st.st_size, st.st_uid); os.close(fd)'`,
   ].join(' && ');
@@ -79,7 +81,7 @@ test('a mirrored mount: every create, mkdir and setattr goes through the journal
   const m = withMirroredMount(t);
   t.is(sh(WORKLOAD, m.mnt).status, 0);
   const c = counts(m.mnt);
-  for (const op of ['create', 'mkdir', 'setattr', 'release', 'flush']) {
+  for (const op of ['create', 'mkdir', 'setattr', 'open', 'release', 'flush']) {
     t.is(c.requestsOnFuseThread[op] ?? 0, 0, `${op} answered without the journal: ${JSON.stringify(c.requestsOnFuseThread)}`);
   }
   t.true((c.requests['create'] ?? 0) >= 40);

@@ -75,7 +75,8 @@ export interface Benchmark {
 
 const FILES_WORKER = fileURLToPath(new URL('./workers/files.js', import.meta.url));
 
-function filesWorker(args: readonly string[]): Record<string, number> {
+/** Runs bench/workers/files.ts with `args`; its JSON figures (always `seconds`). */
+export function filesWorker(args: readonly string[]): Record<string, number> {
   const r = run(process.execPath, [FILES_WORKER, ...args], { timeoutMs: 600_000 });
   const parsed: unknown = JSON.parse(r.stdout.trim());
   if (typeof parsed !== 'object' || parsed === null) throw new Error(`files worker printed ${r.stdout}`);

@@ -16,7 +16,7 @@
 // costs here (per round trip, and per file in round trips).
 import { mkdirSync, mkdtempSync, existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { filesWorker } from './benchmarks.js';
 import { envInt } from './lib/env.js';
 import { runFio } from './lib/fio.js';
 import { progress, removeWorkDir, run } from './lib/proc.js';
@@ -24,8 +24,6 @@ import { median, ratioOf, sigOrNull } from './lib/stats.js';
 import { StrataMount } from './lib/strata.js';
 import { dropCaches, syncAll, isMountPoint, readToNull } from './lib/system.js';
 import { buildTarball } from './lib/tarball.js';
-
-const FILES_WORKER = fileURLToPath(new URL('./workers/files.js', import.meta.url));
 
 interface Side {
   name: 'native' | 'strata' | 'passthrough_hp';
@@ -36,12 +34,6 @@ interface Figures {
   untar_seconds: number[];
   create_10k_seconds: number[];
   seq_read_mib_s: number[];
-}
-
-function secondsOf(f: () => void): number {
-  const t0 = process.hrtime.bigint();
-  f();
-  return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
 function main(): number {
@@ -74,14 +66,14 @@ function main(): number {
         mkdirSync(createDir);
         syncAll();
         readToNull(tarball.path);
-        f.untar_seconds.push(secondsOf(() => run('tar', ['-xf', tarball.path, '-C', untarDir], { timeoutMs: 900_000 })));
+        f.untar_seconds.push(run('tar', ['-xf', tarball.path, '-C', untarDir], { timeoutMs: 900_000 }).seconds);
         syncAll();
-        const created = JSON.parse(run(process.execPath, [FILES_WORKER, 'create', createDir, '10000', '10', '100'], { timeoutMs: 900_000 }).stdout) as { seconds: number };
-        f.create_10k_seconds.push(created.seconds);
+        const created = filesWorker(['create', createDir, '10000', '10', '100']).seconds ?? NaN;
+        f.create_10k_seconds.push(created);
         dropCaches();
         const fio = runFio({ name: 'seqread', filename: join(side.dir, 'seq'), rw: 'read', bs: '1M', size: `${seqMiB}m` });
         f.seq_read_mib_s.push(fio.bwMiBs);
-        progress(`run ${rep}/${runs} ${side.name}: untar ${f.untar_seconds.at(-1)?.toFixed(3)} s, create_10k ${created.seconds.toFixed(3)} s, seq read ${fio.bwMiBs.toFixed(0)} MiB/s`);
+        progress(`run ${rep}/${runs} ${side.name}: untar ${f.untar_seconds.at(-1)?.toFixed(3)} s, create_10k ${created.toFixed(3)} s, seq read ${fio.bwMiBs.toFixed(0)} MiB/s`);
       }
     }
   } finally {

@@ -50,8 +50,8 @@ export interface MountOptions {
   /**
    * Let the FUSE thread answer what needs no JavaScript (default true): reads
    * and writes of local files, and, relative to O_PATH descriptors of the
-   * store, getattr and lookup, plus setattr, create and mkdir when nothing
-   * journals the store. False routes every request through the core.
+   * store, getattr and lookup, plus setattr, create, mkdir and open when
+   * nothing journals the store. False routes every request through the core.
    */
   directIo?: boolean;
   /**
@@ -130,11 +130,7 @@ export class FuseAdapter {
   /** Requests answered so far, per op: by this thread and by the FUSE thread. */
   requestCounts(): Record<string, number> {
     const out: Record<string, number> = Object.fromEntries(this.opCounts);
-    const fast = this.session && !this.closed ? ll.fastCounts(this.session) : null;
-    fast?.forEach((n, op) => {
-      const name = OP_NAMES[op];
-      if (n > 0 && name !== undefined) out[name] = (out[name] ?? 0) + n;
-    });
+    for (const [op, n] of Object.entries(this.bridgeCounts())) out[op] = (out[op] ?? 0) + n;
     return out;
   }
 

@@ -31,8 +31,8 @@ declare module 'fuse-native/lowlevel' {
   export function notifyInvalEntry(session: Session, parent: number, name: string): number;
   /**
    * Lets the FUSE thread answer requests itself, relative to O_PATH descriptors
-   * of the store (1: getattr, lookup; 2: also setattr, create, mkdir, flush and
-   * the handles it makes), or stops it (0). `maxNodes` caps the node table
+   * of the store (1: getattr, lookup; 2: also setattr, create, mkdir, open,
+   * flush and the handles it makes), or stops it (0). `maxNodes` caps the node table
    * (default: half the descriptor limit).
    */
   export function fastPaths(session: Session, storeRoot: string, flags: number, entryTimeout: number, negativeTimeout: number, maxNodes?: number): void;

@@ -1,5 +1,6 @@
 // The background restore's progress for people: one line, with a bar.
 import type { RestoreProgress } from '../restore/background.js';
+import { BLOCK_SIZE } from '../protocol/records.js';
 
 function mib(n: number): string {
   return `${(n / 1048576).toFixed(1)} MiB`;
@@ -16,10 +17,13 @@ export function formatRestoreProgress(p: RestoreProgress, width = 24): string {
   const filled = Math.round(Math.min(1, frac) * width);
   const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
   const pct = `${(Math.min(1, frac) * 100).toFixed(1)}%`;
-  if (p.phase === 'complete') return `restore complete: ${p.entries.total} entries, ${mib(p.bytes.total)} local`;
+  if (p.phase === 'complete') {
+    const bad = p.unreadable.length > 0 ? ` with ${p.unreadable.length} unreadable object${p.unreadable.length === 1 ? '' : 's'}` : '';
+    return `restore complete${bad}: ${p.entries.total} entries, ${mib(p.bytes.total)} local`;
+  }
   const eta = p.etaSeconds === null ? 'ETA unknown' : `ETA ${duration(p.etaSeconds)}`;
   return `restore ${bar} ${pct} ${p.entries.done}/${p.entries.total} entries, ${mib(p.bytes.done)}/${mib(p.bytes.total)}, ` +
-    `${mib(p.rate)}/s, ${eta}${p.lastError ? ` (waiting: ${p.lastError})` : ''}`;
+    `${mib(p.rate)}/s, ${eta}${p.unreadable.length > 0 ? `, ${p.unreadable.length} unreadable` : ''}${p.lastError ? ` (waiting: ${p.lastError})` : ''}`;
 }
 
 /** The restore part of `strata status`, for people. */
@@ -31,5 +35,8 @@ export function restoreLines(p: RestoreProgress | null): string[] {
     `             ${formatRestoreProgress(p)}`,
     `fetched      ${f.dirFetches} directories, ${f.blocksFetched} blocks in ${f.rangeFetches} requests (${mib(f.bytesFetched)})` +
       (f.failures > 0 ? `, ${f.failures} failed (last: ${f.lastError ?? '?'})` : ''),
+    ...p.unreadable.slice(0, 20).map((o) =>
+      `unreadable   ${o.path ?? `object ${o.id}`}: ${o.blocks.length} block${o.blocks.length === 1 ? '' : 's'} (from byte ${o.blocks[0]! * BLOCK_SIZE}) the archive cannot deliver: ${o.error}`),
+    ...(p.unreadable.length > 20 ? [`             … and ${p.unreadable.length - 20} more (strata status --json)`] : []),
   ];
 }

@@ -106,22 +106,34 @@ export class Filesystem {
 
   // ---- attributes -------------------------------------------------------
 
-  getattr(path: string): Promise<fs.BigIntStats> {
-    return fsp.lstat(LocalStore.relative(path), { bigint: true });
+  async getattr(path: string): Promise<fs.BigIntStats> {
+    const rel = LocalStore.relative(path);
+    return this.shown(await fsp.lstat(rel, { bigint: true }), rel, null);
   }
 
   /** Attributes of the entry `path` names, once its directory's entries are in the store. */
   async lookup(path: string): Promise<fs.BigIntStats> {
     const rel = LocalStore.relative(path);
     if (this.restore) await this.restore.child(parentRelOf(rel), basename(rel));
-    return fsp.lstat(rel, { bigint: true });
+    return this.shown(await fsp.lstat(rel, { bigint: true }), rel, null);
   }
 
-  fgetattr(handle: number): Promise<fs.BigIntStats> {
+  async fgetattr(handle: number): Promise<fs.BigIntStats> {
     const f = this.file(handle);
-    return new Promise((resolve, reject) => {
-      fs.fstat(f.fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st)));
+    const st = await new Promise<fs.BigIntStats>((resolve, reject) => {
+      fs.fstat(f.fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s)));
     });
+    return this.shown(st, null, f.id);
+  }
+
+  /**
+   * Attributes as programs see them: the store root does not count the
+   * private directory among its subdirectories, and during a restore link
+   * counts include the names still only in the archive.
+   */
+  private async shown(st: fs.BigIntStats, rel: string | null, id: ObjectId | null): Promise<fs.BigIntStats> {
+    if (rel === '.' && st.nlink > 2n) st.nlink -= 1n;
+    return this.restore ? this.restore.shownStat(st, rel, id) : st;
   }
 
   /**
@@ -134,6 +146,10 @@ export class Filesystem {
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     // A pending directory's entries come first (they would move its times afterwards).
     if (this.restore && rel !== null) await this.restore.entries(rel);
+    if (this.restore) {
+      const id = f ? f.id : await this.idOf(rel!);
+      if (id !== null) await this.restore.changing(id, f ? f.fd : rel!);
+    }
     if (this.restore && ch.size !== undefined) await this.beforeSizeChange(f, rel!, ch.size);
     if (ch.mode !== undefined) {
       const mode = ch.mode & 0o7777;
@@ -166,10 +182,10 @@ export class Filesystem {
       }
       return st;
     }
-    if (!this.sink) return fsp.lstat(rel!, { bigint: true });
+    if (!this.sink) return this.shown(await fsp.lstat(rel!, { bigint: true }), rel, null);
     const [st, id] = await Promise.all([fsp.lstat(rel!, { bigint: true }), this.idOf(rel!)]);
     if (id !== null) await this.sink.committed(this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(st) }));
-    return st;
+    return this.shown(st, rel, id);
   }
 
   async chmod(path: string, mode: number): Promise<void> {
@@ -253,12 +269,12 @@ export class Filesystem {
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     await fsp.link(LocalStore.relative(existingPath), rel);
-    if (!this.sink) return fsp.lstat(rel, { bigint: true });
+    if (!this.sink) return this.shown(await fsp.lstat(rel, { bigint: true }), rel, null);
     const [st, id, parent] = await Promise.all([fsp.lstat(rel, { bigint: true }), this.idOf(rel), this.parentOf(rel)]);
     if (id !== null) {
       await this.sink.committed(this.sink.append({ op: 'link', parent: parent.id, name: basename(rel), id, parentMtime: parent.mtime }));
     }
-    return st;
+    return this.shown(st, rel, id);
   }
 
   async unlink(path: string): Promise<void> {

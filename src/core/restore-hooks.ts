@@ -2,6 +2,7 @@
 // implements it): before an op needs a pending directory's entries, or bytes
 // of a file whose data is still only in the archive. The core depends on this
 // interface only; a store that is fully local has none (no cost per op).
+import type { BigIntStats } from 'node:fs';
 import type { ObjectId } from '../protocol/records.js';
 
 export interface RestoreHooks {
@@ -34,4 +35,16 @@ export interface RestoreHooks {
   write<T>(id: ObjectId, fd: number, offset: number, length: number, write: () => Promise<T>): Promise<T>;
   /** The file was truncated to size 0: none of the archive's data is needed any more. */
   discard(id: ObjectId): Promise<void>;
+  /**
+   * Before a program changes the attributes of the file (a store path or an
+   * open descriptor): whatever the restore itself left unfinished on them
+   * (times moved by a crash during a fetch) is put right first.
+   */
+  changing(id: ObjectId, file: string | number): Promise<void>;
+  /**
+   * The attributes a program sees of the object at store-relative `rel`
+   * (null: known only by its id, e.g. through an open handle): link counts
+   * that count the names still only in the archive. Changes `st` in place.
+   */
+  shownStat(st: BigIntStats, rel: string | null, id: ObjectId | null): Promise<BigIntStats>;
 }

@@ -164,19 +164,25 @@ export class MountDaemon {
     this.mirror = await Mirror.open(this.store.privateDir, client, cfg, log);
     this.pendingClient = null;
     await this.mirror.start();
-    if (restore !== null && restore.phase !== 'complete') {
+    const unreadable = restore?.unreadable ?? [];
+    if (restore !== null && (restore.phase !== 'complete' || unreadable.length > 0)) {
       const rlog = this.log.child({ component: 'restore' });
       this.onDemand = new OnDemandRestore({
         client, volume: cfg.volume, privateDir: this.store.privateDir, log: rlog,
         ...(cfg.fetchTimeoutMs !== undefined ? { fetchTimeoutMs: cfg.fetchTimeoutMs } : {}),
       });
-      this.background = new BackgroundRestore(this.onDemand, this.store.privateDir, restore, rlog, {
-        onComplete: () => {
-          this.fs?.restoreFinished();
+    }
+    if (restore !== null && restore.phase !== 'complete') {
+      this.background = new BackgroundRestore(this.onDemand!, this.store.privateDir, restore, this.log.child({ component: 'restore' }), {
+        onComplete: (left) => {
+          // Files the archive could not deliver in full stay remote: the core keeps asking for those only.
+          if (left.length === 0) this.fs?.restoreFinished();
           this.adapter?.enableFastPaths();
         },
       });
     } else if (restore !== null) {
+      // Complete; files with unreadable blocks (if any) keep failing only the reads of those blocks.
+      if (unreadable.length > 0) this.onDemand!.finishWithUnreadable(unreadable);
       this.restoreCompleted = completedProgress(restore);
     }
     if (this.mirror.needsReconcile) {

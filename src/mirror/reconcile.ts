@@ -52,7 +52,7 @@ import {
   type LocalEntry,
 } from './tree-local.js';
 import { differingBlocks } from './tree-blocks.js';
-import { isPending, readBlockMap, remoteBlocksOf } from '../store/restore-marks.js';
+import { isPending, listTimesRecords, readBlockMap, remoteBlocksOf, settleTimesRecord } from '../store/restore-marks.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { join } from 'node:path';
 
@@ -164,6 +164,8 @@ class Reconciler {
 
   /** Where an unfinished restore keeps its block maps. */
   private readonly privateDir: string;
+  /** Files whose restored bytes a crash interrupted (their times records, see store/restore-marks.ts). */
+  private timesRecords = new Set<ObjectId>();
 
   constructor(private readonly opts: ReconcileOptions) {
     this.privateDir = join(opts.store, RESERVED_NAME);
@@ -178,6 +180,7 @@ class Reconciler {
     const st = await lstat(store, { bigint: true });
     if (!st.isDirectory()) throw new Error(`store ${store} is not a directory`);
     await ensureObjectId(store, true);
+    this.timesRecords = await listTimesRecords(this.privateDir);
     if (this.opts.onProgress) this.total = await this.estimateTotal(rootImage);
     this.stats.entries++;
     this.done.entries++;
@@ -298,6 +301,13 @@ class Reconciler {
 
   /** Brings one local entry to the archive; returns the subdirectory to visit, if it is one. */
   private async syncEntry(nsPath: string, parent: ObjectId, parentMtime: Time, l: LocalEntry, id: ObjectId, assigned: boolean, a: EntryImage | undefined): Promise<Subdir | null> {
+    if (l.type === 'file' && this.timesRecords.has(id)) {
+      // A crash interrupted the writing of restored bytes into this file: its
+      // times moved, but nobody changed it. They are put back, not shipped.
+      await settleTimesRecord(this.privateDir, id, l.fsPath);
+      this.timesRecords.delete(id);
+      l = { ...l, st: await lstat(l.fsPath, { bigint: true }) };
+    }
     const path = childPath(nsPath, l.name);
     const attrs = attrsFromStat(l.st);
     if (l.type !== 'dir' && l.st.nlink > 1n) {

@@ -8,14 +8,15 @@
 // Memory: the walk holds one directory listing per level of the tree being
 // walked and at most `concurrency` open files.
 import * as fs from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { constants as C } from 'node:fs';
 import * as native from '../native/index.js';
 import { BLOCK_SIZE, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import { RESERVED_NAME } from '../store/local-store.js';
-import { MATERIALISING_PREFIX, linksDir, mapsDir } from '../store/restore-marks.js';
-import { noFetches, type OnDemandRestore, type FetchStats } from './on-demand.js';
+import { MATERIALISING_PREFIX, UNRESTORED_NAMES_XATTR, linksDir, mapsDir, timesDir } from '../store/restore-marks.js';
+import { noFetches, type OnDemandRestore, type FetchStats, type UnreadableObject } from './on-demand.js';
 import { writeRestoreState, type RestoreState, type RestorePhase } from './state.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
@@ -43,6 +44,8 @@ export interface RestoreProgress {
   /** Why the background restore is waiting (the archive is away), if it is. */
   lastError: string | null;
   fetch: FetchStats;
+  /** Files with blocks the archive could not deliver (corrupt or missing there): reads of those blocks fail with EIO. */
+  unreadable: UnreadableObject[];
   servingAt: string | null;
   completedAt: string | null;
 }
@@ -50,8 +53,8 @@ export interface RestoreProgress {
 export interface BackgroundOptions {
   /** Files fetched at the same time (default 16: small files cost a round trip and an fdatasync each, and concurrent fdatasyncs share journal commits). */
   concurrency?: number;
-  /** Called once everything is local. */
-  onComplete?: () => void;
+  /** Called once everything is local, but for the files with blocks the archive could not deliver. */
+  onComplete?: (unreadable: UnreadableObject[]) => void;
 }
 
 export class BackgroundRestore {
@@ -121,6 +124,7 @@ export class BackgroundRestore {
       passes: this.passes,
       lastError: this.lastError,
       fetch: { ...s },
+      unreadable: complete ? (this.state.unreadable ?? []) : this.hooks.unreadableObjects(),
       servingAt: this.state.servingAt,
       completedAt: this.state.completedAt,
     };
@@ -247,6 +251,11 @@ export class BackgroundRestore {
     if (id === null) return false;
     const map = await this.hooks.mapOf(id);
     if (map === null) return false;
+    // What is left of it the archive cannot deliver: nothing to do (it is listed as unreadable).
+    if (this.hooks.onlyUnreadableLeft(id, map)) {
+      this.hooks.notePath(id, rel);
+      return false;
+    }
     let fd: number;
     try {
       fd = await new Promise<number>((resolve, reject) =>
@@ -259,6 +268,7 @@ export class BackgroundRestore {
       await this.hooks.restoreFileData(id, fd);
     } finally {
       fs.close(fd, () => {});
+      this.hooks.notePath(id, rel);
     }
     return true;
   }
@@ -266,18 +276,59 @@ export class BackgroundRestore {
   private async finish(): Promise<void> {
     // Whatever is left: maps of files deleted while stubs, registry names of
     // hard-linked files that lost a name before all were restored.
-    await rm(mapsDir(this.privateDir), { recursive: true, force: true });
-    await rm(linksDir(this.privateDir), { recursive: true, force: true });
+    // Files with blocks the archive cannot deliver keep their maps (reads of those blocks fail, and retry).
+    const unreadable = this.hooks.unreadableObjects();
+    await removeMapsExcept(this.privateDir, new Set(unreadable.map((o) => o.id)));
+    await rm(timesDir(this.privateDir), { recursive: true, force: true });
+    await dropLinkRegistry(this.privateDir);
     this.state.phase = 'complete';
     this.state.completedAt = new Date().toISOString();
     this.state.done = { ...this.state.totals };
+    this.state.unreadable = unreadable;
     await writeRestoreState(this.privateDir, this.state);
     if (this.saveTimer) clearInterval(this.saveTimer);
-    this.log.info({ volume: this.state.volume, passes: this.passes, fetch: this.hooks.stats }, 'restore: complete, the volume is fully local');
-    this.opts.onComplete?.();
+    if (unreadable.length > 0) {
+      this.hooks.finishWithUnreadable(unreadable);
+      this.log.error({ volume: this.state.volume, unreadable }, `restore: complete with ${unreadable.length} unreadable objects (the archive cannot deliver some of their blocks)`);
+    } else {
+      this.log.info({ volume: this.state.volume, passes: this.passes, fetch: this.hooks.stats }, 'restore: complete, the volume is fully local');
+    }
+    this.opts.onComplete?.(unreadable);
   }
 }
 
+
+/**
+ * Once every name is restored: the registry names of hard-linked files go,
+ * and with them the count of unrestored names on their inodes.
+ */
+async function removeMapsExcept(privateDir: string, keep: ReadonlySet<ObjectId>): Promise<void> {
+  if (keep.size === 0) {
+    await rm(mapsDir(privateDir), { recursive: true, force: true });
+    return;
+  }
+  for (const name of await readdir(mapsDir(privateDir)).catch(() => [] as string[])) {
+    if (!keep.has(name)) await rm(join(mapsDir(privateDir), name), { force: true });
+  }
+}
+
+async function dropLinkRegistry(privateDir: string): Promise<void> {
+  const dir = linksDir(privateDir);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') return;
+    throw err;
+  }
+  for (const name of names) {
+    await native.removexattr(join(dir, name), UNRESTORED_NAMES_XATTR).catch((err: unknown) => {
+      if ((err as { code?: string }).code !== 'ENODATA') throw err;
+    });
+    await rm(join(dir, name), { force: true });
+  }
+  await rm(dir, { recursive: true, force: true });
+}
 
 /** At most `n` calls of run() at a time; the others wait in order. */
 class Semaphore {
@@ -303,7 +354,7 @@ export function completedProgress(state: RestoreState): RestoreProgress {
     phase: state.phase, volume: state.volume, epoch: state.epoch, depth: state.depth, recoveredSeq: state.recoveredSeq,
     entries: { done: state.totals.entries, total: state.totals.entries },
     bytes: { done: state.totals.bytes, total: state.totals.bytes },
-    rate: 0, etaSeconds: 0, passes: 0, lastError: null, fetch: noFetches(),
+    rate: 0, etaSeconds: 0, passes: 0, lastError: null, fetch: noFetches(), unreadable: state.unreadable ?? [],
     servingAt: state.servingAt, completedAt: state.completedAt,
   };
 }

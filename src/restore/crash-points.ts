@@ -14,6 +14,12 @@ export type CrashPoint =
   | 'materialise-dir'
   /** Fetched bytes are written and durable; the block map does not say so yet. */
   | 'fetch-written'
+  /** The times of a file are recorded; fetched bytes are about to be written into it. */
+  | 'fetch-times-recorded'
+  /** Fetched bytes are written into a file (its mtime moved); its times are not put back yet. */
+  | 'fetch-bytes-written'
+  /** A file's times are put back after fetched bytes; its times record is still there. */
+  | 'fetch-times-restored'
   /** The background restore made one more file local. */
   | 'background-file';
 

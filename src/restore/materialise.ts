@@ -17,7 +17,7 @@ import { ROOT_ID, badNameReason, type Attrs, type ObjectId } from '../protocol/r
 import { RESERVED_NAME } from '../store/local-store.js';
 import { ID_XATTR, readObjectId, writeObjectId } from '../store/object-ids.js';
 import {
-  MATERIALISING_PREFIX, linkPath, markPending, readBlockMap, writeEmptyMap,
+  MATERIALISING_PREFIX, linkPath, markPending, readBlockMap, setUnrestoredNames, unrestoredNames, writeEmptyMap,
 } from '../store/restore-marks.js';
 import { typeOfMode } from '../mirror/tree-local.js';
 import type { Logger } from '../log/logger.js';
@@ -153,28 +153,35 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
   const final = `${dirPath}/${entry.name}`;
   const multiLinked = type !== 'dir' && entry.nlink > 1;
   if (multiLinked) {
-    // Another name of this object may be restored already: add this name to it.
+    // Another name of this object may be restored already: add this name to
+    // its inode (through the registry name, which stays until the restore is
+    // complete, so that the object is never created twice).
     const reg = linkPath(opts.privateDir, entry.id);
+    let linked = false;
     try {
       await fsp.link(reg, final);
-      await dropRegistryWhenComplete(reg, entry.nlink);
-      return false;
+      linked = true;
     } catch (err) {
       if ((err as { code?: string }).code !== 'ENOENT') throw err;
+    }
+    if (linked) {
+      const left = await unrestoredNames(final);
+      if (left !== null && left > 0) await setUnrestoredNames(final, left - 1);
+      return false;
     }
   }
   const tmp = `${dirPath}/${MATERIALISING_PREFIX}${entry.id}`;
   const whole = await createObject(tmp, entry, opts);
   crashPoint('materialise-object');
-  if (multiLinked) await fsp.link(tmp, linkPath(opts.privateDir, entry.id));
+  if (multiLinked) {
+    // The archive's other names of the object are all in directories still
+    // pending (this is its first name here): the link count `stat` shows
+    // adds them. A crash before the rename leaves at most one too many.
+    await setUnrestoredNames(tmp, entry.nlink - 1);
+    await fsp.link(tmp, linkPath(opts.privateDir, entry.id));
+  }
   await fsp.rename(tmp, final);
   return whole;
-}
-
-/** Once every name of a hard-linked object is restored, its registry name goes. */
-async function dropRegistryWhenComplete(reg: string, nlink: number): Promise<void> {
-  const st = await fsp.lstat(reg);
-  if (st.nlink >= nlink + 1) await fsp.unlink(reg);
 }
 
 /**
@@ -189,7 +196,7 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
   switch (type) {
     case 'dir':
       await fsp.mkdir(path, a.mode & 0o777);
-      if (opts.childDirsPending) await markPending(path);
+      if (opts.childDirsPending) await markPending(path, entry.nlink);
       break;
     case 'file': {
       const data = opts.fileData && entry.nlink === 1 && a.size > 0 && a.size <= WHOLE_FILE_MAX_BYTES ? await opts.fileData(entry) : null;

@@ -24,7 +24,8 @@ import { isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import { BLOCK_SIZE, ROOT_ID, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import {
-  clearPending, isPending, markBlocksPresent, readBlockMap, removeBlockMap, type BlockMap,
+  clearPending, isPending, linkPath, listTimesRecords, pendingNlink, unrestoredNames, markBlocksPresent, readBlockMap, readTimesRecord, removeBlockMap,
+  removeTimesRecord, settleTimesRecord, timesDir, writeTimesRecord, type BlockMap, type FileTimes,
 } from '../store/restore-marks.js';
 import { isZero } from '../mirror/tree-blocks.js';
 import { materialiseEntries, materialiseOne } from './materialise.js';
@@ -62,7 +63,27 @@ export interface FetchStats {
   entriesMaterialised: number;
   /** Fetches that failed (timeouts, archive errors). */
   failures: number;
+  /** Blocks the archive could not deliver (corrupt or missing there). */
+  unreadableBlocks: number;
   lastError: string | null;
+}
+
+/** A file with blocks the archive cannot deliver. */
+export interface UnreadableObject {
+  id: ObjectId;
+  /** Where the background restore met it (store-relative), if it did. */
+  path: string | null;
+  /** Indices of the blocks (of BLOCK_SIZE bytes). */
+  blocks: number[];
+  /** The archive's answer. */
+  error: string;
+}
+
+/** The archive cannot deliver the data (corrupt or missing there): trying again does not help, other blocks may still come. */
+export class UnreadableError extends FsError {
+  constructor(message: string) {
+    super('EIO', message);
+  }
 }
 
 interface CachedImage {
@@ -72,7 +93,7 @@ interface CachedImage {
 
 /** Counters before any fetch. */
 export function noFetches(): FetchStats {
-  return { dirFetches: 0, rangeFetches: 0, blocksFetched: 0, bytesFetched: 0, holesSkipped: 0, entriesMaterialised: 0, failures: 0, lastError: null };
+  return { dirFetches: 0, rangeFetches: 0, blocksFetched: 0, bytesFetched: 0, holesSkipped: 0, entriesMaterialised: 0, failures: 0, unreadableBlocks: 0, lastError: null };
 }
 
 /** At most this many blocks in one readRange (4 MiB). */
@@ -90,8 +111,16 @@ export class OnDemandRestore implements RestoreHooks {
   private readonly log: Logger;
   /** Directory hydrations in flight, by directory id. */
   private readonly dirsInFlight = new Map<ObjectId, Promise<Set<string>>>();
-  /** Block fetches in flight, by `${id}:${index}`. */
-  private readonly blocksInFlight = new Map<string, Promise<void>>();
+  /** Block fetches in flight, by `${id}:${index}`, with the number of blocks their request covers. */
+  private readonly blocksInFlight = new Map<string, { p: Promise<void>; blocks: number }>();
+  /** Objects with blocks the archive cannot deliver (corrupt or missing there), by id. */
+  private readonly unreadable = new Map<ObjectId, UnreadableObject>();
+  /**
+   * Set once the background restore is complete but some files keep blocks
+   * the archive could not deliver: no pending directory is left, and only
+   * these files are still remote.
+   */
+  private residual: Set<ObjectId> | null = null;
   private readonly maps: LRUCache<ObjectId, BlockMap>;
   /** Images of pending directories, for lookups (bounded by bytes; dropped once a directory is materialised). */
   private readonly images: LRUCache<ObjectId, CachedImage>;
@@ -99,6 +128,11 @@ export class OnDemandRestore implements RestoreHooks {
   private readonly locks = new Map<ObjectId, Promise<unknown>>();
   /** Where the last read of a file ended (sequential reads get a larger window). */
   private readonly readEnds = new LRUCache<ObjectId, number>({ max: 4096 });
+  /**
+   * Ids with a times record left by a crash (loaded once): their times are
+   * put back from it before anything else touches them.
+   */
+  private timesRecords: Promise<Set<ObjectId>> | null = null;
   /** Fetches for programs in flight (the background restorer yields to them). */
   private foreground = 0;
   private idleWaiters: (() => void)[] = [];
@@ -123,17 +157,64 @@ export class OnDemandRestore implements RestoreHooks {
   // ---- RestoreHooks ------------------------------------------------------------
 
   async entries(rel: string): Promise<void> {
-    if (!(await isPending(rel))) return;
+    if (this.residual !== null || !(await isPending(rel))) return;
     await this.foregroundWork(() => this.hydrateDir(rel));
   }
 
   async child(parentRel: string, name: string): Promise<void> {
-    if (!(await isPending(parentRel))) return;
+    if (this.residual !== null || !(await isPending(parentRel))) return;
     await this.foregroundWork(() => this.materialiseChild(parentRel, name));
   }
 
   async isRemote(id: ObjectId): Promise<boolean> {
+    if (this.residual !== null && !this.residual.has(id)) return false;
     return (await this.mapOf(id)) !== null;
+  }
+
+  // ---- blocks the archive cannot deliver -------------------------------------------
+
+  /**
+   * The restore is complete but for `objects`, whose unreadable blocks stay
+   * remote: reads that need them keep failing with EIO (and try again), the
+   * rest of the volume costs nothing per op.
+   */
+  finishWithUnreadable(objects: readonly UnreadableObject[]): void {
+    this.residual = new Set(objects.map((o) => o.id));
+    for (const o of objects) if (!this.unreadable.has(o.id)) this.unreadable.set(o.id, { ...o, blocks: [...o.blocks] });
+  }
+
+  /** Objects with blocks the archive could not deliver so far (this daemon's run). */
+  unreadableObjects(): UnreadableObject[] {
+    return [...this.unreadable.values()].map((o) => ({ ...o, blocks: [...o.blocks] }));
+  }
+
+  /** True when every block the file still lacks is one the archive could not deliver. */
+  onlyUnreadableLeft(id: ObjectId, map: BlockMap): boolean {
+    const bad = this.unreadable.get(id);
+    if (bad === undefined) return false;
+    const known = new Set(bad.blocks);
+    for (let i = 0; i < map.present.length; i++) if (map.present[i] !== 1 && !known.has(i)) return false;
+    return true;
+  }
+
+  /** Where the background restore met the file (for the list of unreadable objects). */
+  notePath(id: ObjectId, path: string): void {
+    const o = this.unreadable.get(id);
+    if (o !== undefined) o.path = path;
+  }
+
+  private noteUnreadable(id: ObjectId, block: number, err: Error): void {
+    let o = this.unreadable.get(id);
+    if (o === undefined) {
+      o = { id, path: null, blocks: [], error: err.message };
+      this.unreadable.set(id, o);
+    }
+    if (!o.blocks.includes(block)) {
+      o.blocks.push(block);
+      o.blocks.sort((x, y) => x - y);
+      this.stats.unreadableBlocks++;
+      this.log.error({ id, block, offset: block * BLOCK_SIZE, err: err.message }, 'restore: the archive cannot deliver a block of this file; reads that need it fail with EIO');
+    }
   }
 
   /**
@@ -154,8 +235,38 @@ export class OnDemandRestore implements RestoreHooks {
       while (from < map.present.length && (map.present[from] === 1 || this.blocksInFlight.has(`${id}:${from}`))) from++;
       const window = sequential ? READAHEAD_SEQUENTIAL_BLOCKS : READAHEAD_BLOCKS;
       const end = Math.max(offset + length, (from + window) * BLOCK_SIZE);
-      return this.fetchRangeNow(id, fd, offset, end - offset);
+      try {
+        return await this.fetchRangeNow(id, fd, offset, end - offset);
+      } catch (err) {
+        if (!(err instanceof UnreadableError)) throw err;
+        // A bad block fails only the reads that need it: the blocks of this read, one by one.
+        return this.fetchEachBlock(id, fd, offset, length);
+      }
     });
+  }
+
+  /**
+   * Fetches the blocks of [offset, offset + length) one request each, so that
+   * a block the archive cannot deliver fails alone; it is noted as
+   * unreadable, and the call fails with EIO when it is one of these.
+   */
+  private async fetchEachBlock(id: ObjectId, fd: number, offset: number, length: number): Promise<boolean> {
+    const map = await this.mapOf(id);
+    if (map === null) return false;
+    const first = Math.floor(offset / BLOCK_SIZE);
+    const last = Math.min(map.present.length - 1, Math.floor((offset + Math.max(length, 1) - 1) / BLOCK_SIZE));
+    let failure: UnreadableError | null = null;
+    for (let i = first; i <= last; i++) {
+      try {
+        await this.fetchRangeNow(id, fd, i * BLOCK_SIZE, 1, 1);
+      } catch (err) {
+        if (!(err instanceof UnreadableError)) throw err;
+        this.noteUnreadable(id, i, err);
+        failure ??= err;
+      }
+    }
+    if (failure !== null) throw failure;
+    return map.missing > 0;
   }
 
   async fetchAll(id: ObjectId, fd: number): Promise<void> {
@@ -175,6 +286,7 @@ export class OnDemandRestore implements RestoreHooks {
       !(offset <= i * BLOCK_SIZE && offset + length >= Math.min((i + 1) * BLOCK_SIZE, map.remoteSize)));
     for (const i of partial) await this.foregroundWork(() => this.fetchRangeNow(id, fd, i * BLOCK_SIZE, 1));
     return this.withLock(id, async () => {
+      await this.settleTimes(id, fd);
       const result = await write();
       const covered: number[] = [];
       for (let i = first; i <= Math.min(last, nblocks - 1); i++) if (map.present[i] !== 1) covered.push(i);
@@ -187,7 +299,78 @@ export class OnDemandRestore implements RestoreHooks {
     await this.withLock(id, async () => {
       this.maps.delete(id);
       await removeBlockMap(this.privateDir, id);
+      await removeTimesRecord(this.privateDir, id);
+      (await this.loadTimesRecords()).delete(id);
     });
+  }
+
+  async shownStat(st: fs.BigIntStats, rel: string | null, id: ObjectId | null): Promise<fs.BigIntStats> {
+    if (st.isDirectory()) {
+      // A pending directory: the archive's count (its subdirectories are not all here).
+      const n = rel === null ? null : await pendingNlink(rel);
+      if (n !== null) st.nlink = BigInt(n);
+      return st;
+    }
+    if (rel !== null && st.isFile() && (await this.loadTimesRecords()).size > 0) {
+      // Times a crash left moved during a fetch: put back before anyone sees them.
+      const fid = id ?? (await readObjectId(rel));
+      if (fid !== null && (await this.loadTimesRecords()).has(fid)) {
+        await this.changing(fid, rel);
+        const again = await fs.promises.lstat(rel, { bigint: true });
+        st.atimeNs = again.atimeNs;
+        st.mtimeNs = again.mtimeNs;
+        st.ctimeNs = again.ctimeNs;
+      }
+    }
+    if (st.nlink > 1n) {
+      // A hard-linked file with names still in the archive: the registry name is not one of its names, those are.
+      const path = rel ?? (id === null ? null : linkPath(this.privateDir, id));
+      const n = path === null ? null : await unrestoredNames(path);
+      if (n !== null) st.nlink = st.nlink - 1n + BigInt(n);
+    }
+    return st;
+  }
+
+  async changing(id: ObjectId, file: string | number): Promise<void> {
+    if (!(await this.loadTimesRecords()).has(id)) return;
+    await this.withLock(id, () => this.settleTimes(id, file));
+  }
+
+  // ---- times records (see store/restore-marks.ts) ---------------------------------
+
+  private loadTimesRecords(): Promise<Set<ObjectId>> {
+    this.timesRecords ??= (async () => {
+      await fs.promises.mkdir(timesDir(this.privateDir), { recursive: true, mode: 0o700 });
+      return listTimesRecords(this.privateDir);
+    })();
+    return this.timesRecords;
+  }
+
+  /** Puts back the times a crash left moved (from the file's times record), before a program changes the file. Under the file's lock. */
+  private async settleTimes(id: ObjectId, file: string | number): Promise<void> {
+    const records = await this.loadTimesRecords();
+    if (!records.has(id)) return;
+    await settleTimesRecord(this.privateDir, id, file);
+    records.delete(id);
+  }
+
+  /**
+   * The times to put back after fetched bytes are written into the file open
+   * on `wfd`: those of a record a crash left, else the file's own, recorded
+   * now. Under the file's lock.
+   */
+  private async timesBeforeWrite(id: ObjectId, wfd: number): Promise<FileTimes> {
+    const records = await this.loadTimesRecords();
+    if (records.has(id)) {
+      const t = await readTimesRecord(this.privateDir, id);
+      if (t !== null) return t;
+    }
+    const st = await new Promise<fs.BigIntStats>((resolve, reject) =>
+      fs.fstat(wfd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
+    const t = { atime: timeSpecOf(st.atimeNs), mtime: timeSpecOf(st.mtimeNs) };
+    await writeTimesRecord(this.privateDir, id, t);
+    records.add(id);
+    return t;
   }
 
   // ---- for the background restorer --------------------------------------------
@@ -376,7 +559,13 @@ export class OnDemandRestore implements RestoreHooks {
     });
   }
 
-  private async fetchRangeNow(id: ObjectId, fd: number, offset: number, length: number): Promise<boolean> {
+  /**
+   * Makes blocks of [offset, offset + length) local: in requests of up to
+   * `maxRun` blocks, joining fetches already in flight (with maxRun 1 only
+   * single-block ones, so that a bad block elsewhere in a long request does
+   * not fail this one).
+   */
+  private async fetchRangeNow(id: ObjectId, fd: number, offset: number, length: number, maxRun = MAX_RUN_BLOCKS): Promise<boolean> {
     const map = await this.mapOf(id);
     if (map === null) return false;
     const nblocks = map.present.length;
@@ -385,17 +574,15 @@ export class OnDemandRestore implements RestoreHooks {
     const waits: Promise<void>[] = [];
     let runStart = -1;
     const startRun = (a: number, b: number): void => {
-      const p = this.fetchBlocks(id, map, fd, a, b).then(() => {});
-      for (let i = a; i <= b; i++) this.blocksInFlight.set(`${id}:${i}`, p);
-      void p.finally(() => { for (let i = a; i <= b; i++) if (this.blocksInFlight.get(`${id}:${i}`) === p) this.blocksInFlight.delete(`${id}:${i}`); }).catch(() => {});
-      waits.push(p);
+      waits.push(this.startFetch(id, map, fd, a, b, true).then(() => {}));
     };
     for (let i = first; i <= last + 1; i++) {
       const need = i <= last && map.present[i] !== 1;
-      const inFlight = need ? this.blocksInFlight.get(`${id}:${i}`) : undefined;
+      const flight = need ? this.blocksInFlight.get(`${id}:${i}`) : undefined;
+      const inFlight = flight !== undefined && flight.blocks <= maxRun ? flight.p : undefined;
       if (need && inFlight === undefined) {
         if (runStart < 0) runStart = i;
-        if (i - runStart + 1 === MAX_RUN_BLOCKS) { startRun(runStart, i); runStart = -1; }
+        if (i - runStart + 1 === maxRun) { startRun(runStart, i); runStart = -1; }
         continue;
       }
       if (runStart >= 0) { startRun(runStart, i - 1); runStart = -1; }
@@ -403,6 +590,16 @@ export class OnDemandRestore implements RestoreHooks {
     }
     await Promise.all(waits);
     return map.missing > 0;
+  }
+
+  /** fetchBlocks(a, b), known as in flight for each block until it settles. */
+  private startFetch(id: ObjectId, map: BlockMap, fd: number, a: number, b: number, durable: boolean): Promise<number[]> {
+    const fetched = this.fetchBlocks(id, map, fd, a, b, durable);
+    const p = fetched.then(() => {});
+    const flight = { p, blocks: b - a + 1 };
+    for (let i = a; i <= b; i++) this.blocksInFlight.set(`${id}:${i}`, flight);
+    void p.finally(() => { for (let i = a; i <= b; i++) if (this.blocksInFlight.get(`${id}:${i}`) === flight) this.blocksInFlight.delete(`${id}:${i}`); }).catch(() => {});
+    return fetched;
   }
 
   /**
@@ -424,19 +621,30 @@ export class OnDemandRestore implements RestoreHooks {
       const done: number[] = [];
       try {
         // Restoring bytes is not a change: the file's times stay as they are.
-        const before = await new Promise<fs.BigIntStats>((resolve, reject) =>
-          fs.fstat(wfd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st))));
-        for (let i = a; i <= b; i++) {
-          if (map.present[i] === 1) continue; // written through the mount meanwhile
+        // They are recorded first (a crash before they are put back must not
+        // leave the time of the crash as the file's mtime), or come from the
+        // record a crash left.
+        const blocks: number[] = [];
+        for (let i = a; i <= b; i++) if (map.present[i] !== 1) blocks.push(i); // else written through the mount meanwhile
+        const writes = blocks.filter((i) => {
           const start = (i - a) * BLOCK_SIZE;
-          const chunk = data.subarray(start, Math.min(start + BLOCK_SIZE, data.length));
-          if (chunk.length > 0 && !isZero(chunk)) await writeAll(wfd, chunk, i * BLOCK_SIZE);
-          done.push(i);
+          return start < data.length && !isZero(data.subarray(start, Math.min(start + BLOCK_SIZE, data.length)));
+        });
+        if (writes.length > 0) {
+          const times = await this.timesBeforeWrite(id, wfd);
+          crashPoint('fetch-times-recorded');
+          for (const i of writes) {
+            const start = (i - a) * BLOCK_SIZE;
+            await writeAll(wfd, data.subarray(start, Math.min(start + BLOCK_SIZE, data.length)), i * BLOCK_SIZE);
+          }
+          crashPoint('fetch-bytes-written');
+          await native.futimens(wfd, times.atime, times.mtime);
+          crashPoint('fetch-times-restored');
+          await removeTimesRecord(this.privateDir, id);
+          (await this.loadTimesRecords()).delete(id);
         }
-        if (done.length > 0) {
-          await native.futimens(wfd, timeSpecOf(before.atimeNs), timeSpecOf(before.mtimeNs));
-          if (durable) await fdatasync(wfd);
-        }
+        done.push(...blocks);
+        if (done.length > 0 && durable) await fdatasync(wfd);
       } finally {
         fs.close(wfd, () => {});
       }
@@ -459,9 +667,10 @@ export class OnDemandRestore implements RestoreHooks {
     await this.skipHoles(id);
     const map = await this.mapOf(id);
     if (map === null) return 0;
+    const bad = new Set(this.unreadable.get(id)?.blocks ?? []);
     const runs: [number, number][] = [];
     for (let i = 0; i < map.present.length; i++) {
-      if (map.present[i] === 1) continue;
+      if (map.present[i] === 1 || bad.has(i)) continue;
       const last = runs[runs.length - 1];
       if (last !== undefined && last[1] === i - 1 && i - last[0] < MAX_RUN_BLOCKS) last[1] = i;
       else runs.push([i, i]);
@@ -469,11 +678,42 @@ export class OnDemandRestore implements RestoreHooks {
     const before = this.stats.bytesFetched;
     const written: number[] = [];
     let next = 0;
+    /** Fetches [a, b] (blocks a program is fetching meanwhile are waited for, not fetched twice). */
+    const fetchRun = async (a: number, b: number): Promise<void> => {
+      const waits: Promise<void>[] = [];
+      let start = -1;
+      for (let i = a; i <= b + 1; i++) {
+        const flight = i <= b && map.present[i] !== 1 ? this.blocksInFlight.get(`${id}:${i}`) : undefined;
+        const need = i <= b && map.present[i] !== 1 && flight === undefined;
+        if (need) { if (start < 0) start = i; continue; }
+        if (start >= 0) {
+          const [s0, s1] = [start, i - 1];
+          waits.push(this.startFetch(id, map, fd, s0, s1, false).then((w) => { written.push(...w); }));
+          start = -1;
+        }
+        if (flight !== undefined) waits.push(flight.p.catch(() => {}));
+      }
+      await Promise.all(waits);
+    };
     const worker = async (): Promise<void> => {
       while (next < runs.length) {
         const [a, b] = runs[next++]!;
         await this.whenIdle();
-        written.push(...(await this.fetchBlocks(id, map, fd, a, b, false)));
+        try {
+          await fetchRun(a, b);
+        } catch (err) {
+          if (!(err instanceof UnreadableError)) throw err;
+          // One bad block must not keep the rest of the run (or the file) from being restored.
+          for (let i = a; i <= b; i++) {
+            if (map.present[i] === 1) continue;
+            try {
+              await fetchRun(i, i);
+            } catch (e) {
+              if (!(e instanceof UnreadableError)) throw e;
+              this.noteUnreadable(id, i, e);
+            }
+          }
+        }
       }
     };
     try {
@@ -546,6 +786,7 @@ export class OnDemandRestore implements RestoreHooks {
       this.stats.lastError = (err as Error).message;
       this.log.warn({ err: (err as Error).message, what }, 'restore: fetch failed');
       if (err instanceof FsError) throw err;
+      if (isArchiveError(err, 'ECORRUPT') || isArchiveError(err, 'ENOOBJECT')) throw new UnreadableError((err as Error).message);
       if (isArchiveError(err)) throw new FsError('EIO', (err as Error).message);
       throw err;
     } finally {

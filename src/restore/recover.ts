@@ -15,7 +15,7 @@ import type { ArchiveClient } from '../protocol/archive-api.js';
 import type { DirImage } from '../protocol/images.js';
 import { ROOT_ID, type ObjectId } from '../protocol/records.js';
 import { readObjectId, writeObjectId } from '../store/object-ids.js';
-import { PENDING_XATTR, clearPending, isPending, markPending, linksDir, mapsDir } from '../store/restore-marks.js';
+import { PENDING_XATTR, clearPending, isPending, markPending, linksDir, mapsDir, timesDir } from '../store/restore-marks.js';
 import * as native from '../native/index.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { Mirror } from '../mirror/mirror.js';
@@ -81,6 +81,7 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
   await Mirror.adopt(privateDir, volume, state.epoch);
   await mkdir(mapsDir(privateDir), { recursive: true, mode: 0o700 });
   await mkdir(linksDir(privateDir), { recursive: true, mode: 0o700 });
+  await mkdir(timesDir(privateDir), { recursive: true, mode: 0o700 });
 
   // The root: its id, and pending until its image is materialised. On the
   // first run the store root may be an emptied directory that kept strata's
@@ -116,6 +117,7 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
     // Only the root itself: its attributes; its entries stay in the archive.
     const root = await client.dirImage(volume, ROOT_ID);
     await applyAttrs('.', root.attrs, root.xattrs);
+    await markPending('.', root.nlink);
   } else {
     for await (const image of client.tierImages(volume, depth - 1)) await materialise(image);
   }

@@ -31,6 +31,8 @@ export interface RestoreState {
   completedAt: string | null;
   /** Progress saved by the background restore: entries and bytes made local. */
   done: SubtreeTotals;
+  /** Set when complete: files with blocks the archive could not deliver (they stay remote, reads of those blocks fail). */
+  unreadable?: { id: string; path: string | null; blocks: number[]; error: string }[];
 }
 
 const STATE_FILE = 'restore.json';

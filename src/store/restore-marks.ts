@@ -10,7 +10,20 @@
 //    block's local bytes are the file's (fetched, or written through the mount).
 //    Keyed by object id, so hard links share it. A file without a map is local.
 //  - A hard-linked file whose names are not all restored yet has one more name
-//    at PRIVATE/restore/links/<id>, through which later names are linked.
+//    at PRIVATE/restore/links/<id>, through which later names are linked. The
+//    registry name stays until the restore is complete: only then is it sure
+//    that no pending directory still holds a name of the object (a count of
+//    the names the archive had, compared with the local link count, is not:
+//    links and unlinks through the mount change the local count). The inode
+//    carries UNRESTORED_NAMES_XATTR: how many of its names are still only in
+//    the archive (at most: a crash may leave it one too high), so that
+//    `stat` can show the object's true link count meanwhile.
+//  - A file whose fetched bytes are being written has a times record at
+//    PRIVATE/restore/times/<id> (its atime and mtime before the write),
+//    written before the bytes and removed after the times are put back. A
+//    crash in between leaves the record: the next start puts the times back
+//    from it (re-convergence, or the next fetch of the file) instead of
+//    taking the time of the crash for a change.
 //
 // Durability: every mark is in place before the object is renamed to its final
 // name, and the name is only made visible by that rename (see
@@ -40,6 +53,92 @@ export function mapPath(privateDir: string, id: ObjectId): string {
 export function linkPath(privateDir: string, id: ObjectId): string {
   return join(privateDir, 'restore', 'links', id);
 }
+export function timesDir(privateDir: string): string {
+  return join(privateDir, 'restore', 'times');
+}
+export function timesPath(privateDir: string, id: ObjectId): string {
+  return join(privateDir, 'restore', 'times', id);
+}
+
+/** On a hard-linked file's inode while some of its names are only in the archive: how many. */
+export const UNRESTORED_NAMES_XATTR = `${PRIVATE_XATTR_PREFIX}unrestored-names`;
+
+/** Names of the object at `path` still only in the archive (null: all restored, or not recorded). */
+export async function unrestoredNames(path: string): Promise<number | null> {
+  try {
+    const n = Number((await native.getxattr(path, UNRESTORED_NAMES_XATTR)).toString('latin1'));
+    return Number.isInteger(n) && n >= 0 ? n : null;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ENODATA' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+export async function setUnrestoredNames(path: string, n: number): Promise<void> {
+  await native.setxattr(path, UNRESTORED_NAMES_XATTR, Buffer.from(String(Math.max(0, n)), 'latin1'), 0);
+}
+
+/** A file's access and modification times, as a times record keeps them. */
+export interface FileTimes {
+  atime: { sec: number; nsec: number };
+  mtime: { sec: number; nsec: number };
+}
+
+/** Records the times of `id` before fetched bytes are written into it (see the header). */
+export async function writeTimesRecord(privateDir: string, id: ObjectId, t: FileTimes): Promise<void> {
+  const buf = Buffer.alloc(24);
+  buf.writeBigInt64LE(BigInt(t.atime.sec), 0);
+  buf.writeUInt32LE(t.atime.nsec, 8);
+  buf.writeBigInt64LE(BigInt(t.mtime.sec), 12);
+  buf.writeUInt32LE(t.mtime.nsec, 20);
+  await fs.promises.writeFile(timesPath(privateDir, id), buf, { mode: 0o600 });
+}
+
+/** The times record of `id`, or null when there is none (or it is torn: then the file's times were never moved). */
+export async function readTimesRecord(privateDir: string, id: ObjectId): Promise<FileTimes | null> {
+  let buf: Buffer;
+  try {
+    buf = await fs.promises.readFile(timesPath(privateDir, id));
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') return null;
+    throw err;
+  }
+  if (buf.length !== 24) return null;
+  return {
+    atime: { sec: Number(buf.readBigInt64LE(0)), nsec: buf.readUInt32LE(8) },
+    mtime: { sec: Number(buf.readBigInt64LE(12)), nsec: buf.readUInt32LE(20) },
+  };
+}
+
+export async function removeTimesRecord(privateDir: string, id: ObjectId): Promise<void> {
+  await fs.promises.rm(timesPath(privateDir, id), { force: true });
+}
+
+/** Ids with a times record: a crash interrupted the writing of fetched bytes into them. */
+export async function listTimesRecords(privateDir: string): Promise<Set<ObjectId>> {
+  try {
+    return new Set(await fs.promises.readdir(timesDir(privateDir)));
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') return new Set();
+    throw err;
+  }
+}
+
+/**
+ * Puts back the times a crash left moved on the file (a store path, or an
+ * open descriptor) from the times record of `id`, then drops the record.
+ * True when there was one.
+ */
+export async function settleTimesRecord(privateDir: string, id: ObjectId, file: string | number): Promise<boolean> {
+  const t = await readTimesRecord(privateDir, id);
+  if (t !== null) {
+    if (typeof file === 'number') await native.futimens(file, t.atime, t.mtime);
+    else await native.utimens(file, t.atime, t.mtime, { noFollow: true });
+  }
+  await removeTimesRecord(privateDir, id);
+  return t !== null;
+}
 
 /** True when the directory at `path` is pending (never follows a final symlink; false when nothing is there). */
 export async function isPending(path: string): Promise<boolean> {
@@ -53,8 +152,24 @@ export async function isPending(path: string): Promise<boolean> {
   }
 }
 
-export async function markPending(path: string): Promise<void> {
-  await native.setxattr(path, PENDING_XATTR, Buffer.from('1'), 0);
+/**
+ * Marks the directory at `path` pending. `nlink`: its link count on the
+ * archive (2 + its subdirectories), which `stat` shows while it is pending.
+ */
+export async function markPending(path: string, nlink?: number): Promise<void> {
+  await native.setxattr(path, PENDING_XATTR, Buffer.from(nlink !== undefined && nlink >= 2 ? String(nlink) : '1'), 0);
+}
+
+/** The archive's link count of a pending directory (null: not pending, or not recorded). */
+export async function pendingNlink(path: string): Promise<number | null> {
+  try {
+    const n = Number((await native.getxattr(path, PENDING_XATTR)).toString('latin1'));
+    return Number.isInteger(n) && n >= 2 ? n : null;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ENODATA' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOENT') return null;
+    throw err;
+  }
 }
 
 export async function clearPending(path: string): Promise<void> {

@@ -1,6 +1,7 @@
 // `strata mount`: by default returns once the mount serves and leaves the
 // daemon running in the background (like mount-s3); --foreground stays attached.
 import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { createLogger, type Logger } from '../log/logger.js';
@@ -162,6 +163,26 @@ function notify(msg: ParentMessage): void {
   }
 }
 
+/**
+ * What a refused start should not leave behind: the store directory and its
+ * private directory when this start creates them, else only the default log
+ * file when it does not exist yet. Returns the clean-up (nothing is removed
+ * that holds anything else).
+ */
+function whatAStartLeaves(store: string, logFile: string): () => void {
+  const priv = join(store, RESERVED_NAME);
+  const created = [store, priv].filter((d) => !existsSync(d));
+  const newLog = logFile === join(priv, 'daemon.log') && !existsSync(logFile);
+  return () => {
+    try {
+      if (newLog) rmSync(logFile, { force: true });
+      for (const d of created.reverse()) if (existsSync(d) && readdirSync(d).length === 0) rmdirSync(d);
+    } catch {
+      // Best effort: a leftover is untidy, not harmful.
+    }
+  };
+}
+
 /** Starts `strata mount --foreground` detached and waits until it serves or fails. */
 function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number> {
   const logFile = o.logFile ? resolve(o.logFile) : join(resolve(o.store), RESERVED_NAME, 'daemon.log');
@@ -184,6 +205,7 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
   if (o.depth !== undefined) args.push('--depth', String(o.depth));
   if (o.backgroundRestore === false) args.push('--no-background-restore');
   args.push(resolve(mountpoint));
+  const leftovers = whatAStartLeaves(resolve(o.store), logFile);
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
   return new Promise((resolvePromise) => {
     let settled = false;
@@ -197,8 +219,9 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
         child.disconnect();
         resolvePromise(0);
       } else {
+        // Refused (the message says why): a store this start created, or its log, goes again.
         process.stderr.write(`strata ${commandName(o)}: ${msg.message}\n`);
-        resolvePromise(1);
+        child.once('exit', () => { leftovers(); resolvePromise(1); });
       }
     });
     child.on('exit', (code, signal) => {

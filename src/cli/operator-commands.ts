@@ -28,6 +28,9 @@ function mirrorLines(m: MirrorStatus | null): string[] {
   ];
 }
 
+/** How long `strata unmount` waits for the daemon to exit after it unmounted (it closes its journal and archive link). */
+const DAEMON_EXIT_WAIT_MS = 60_000;
+
 export async function unmountCommand(mountpoint: string, opts: { lazy?: boolean }): Promise<number> {
   const mnt = resolve(mountpoint);
   try {
@@ -35,7 +38,19 @@ export async function unmountCommand(mountpoint: string, opts: { lazy?: boolean 
     // The daemon leaves right after replying; wait for it, so that the store's
     // disk is free (`strata unmount M && umount DISK`) when this returns.
     const pid = typeof reply?.pid === 'number' ? reply.pid : 0;
-    for (let i = 0; pid > 0 && i < 250 && processRunning(pid); i++) await sleep(20);
+    const start = Date.now();
+    let told = false;
+    while (pid > 0 && processRunning(pid)) {
+      if (Date.now() - start > DAEMON_EXIT_WAIT_MS) {
+        process.stderr.write(`strata unmount: ${mnt} is unmounted, but its daemon (pid ${pid}) has not exited after ${DAEMON_EXIT_WAIT_MS / 1000} s\n`);
+        return 1;
+      }
+      if (!told && Date.now() - start > 2000) {
+        process.stderr.write(`strata unmount: waiting for the daemon (pid ${pid}) to finish and exit\n`);
+        told = true;
+      }
+      await sleep(20);
+    }
     process.stdout.write(`unmounted ${mnt}\n`);
     return 0;
   } catch (err) {

@@ -15,6 +15,8 @@ export type ShipperState =
   | 'connected'
   /** The last attempt failed; retrying after a backoff. */
   | 'disconnected'
+  /** A request to the archive has had no answer for UNRESPONSIVE_MS (a hung archive or link): nothing is acknowledged meanwhile. */
+  | 'unresponsive'
   /** The archive refused our epoch: another primary owns the volume. Shipping stopped. */
   | 'fenced'
   /** The archive refused our records for good (a gap, a bad record). Shipping stopped. */
@@ -33,6 +35,10 @@ export interface ShipperOptions {
   /** First and largest pause between attempts, ms (defaults 100 and 5 000). */
   backoffMinMs?: number;
   backoffMaxMs?: number;
+  /** An idle shipper asks the archive where it stands this often (default 5 000 ms). */
+  heartbeatMs?: number;
+  /** A request without answer for this long shows as 'unresponsive' (default 5 000 ms). */
+  unresponsiveMs?: number;
 }
 
 interface AckWaiter {
@@ -64,6 +70,12 @@ export class Shipper {
   private readonly backoffMinMs: number;
   private readonly backoffMaxMs: number;
   private stopWritten: (() => void) | null = null;
+  /** When the request to the archive in flight was sent (null: none). */
+  private requestSince: number | null = null;
+  /** An idle shipper asks the archive where it stands this often, so that status sees an archive that went away. */
+  private readonly heartbeatMs: number;
+  /** A request outstanding this long makes the connection 'unresponsive' in status. */
+  private readonly unresponsiveMs: number;
 
   constructor(
     private readonly journal: Journal,
@@ -78,6 +90,8 @@ export class Shipper {
     this.backoffMaxMs = opts.backoffMaxMs ?? 5000;
     this.backoffMs = this.backoffMinMs;
     this.lingerMs = opts.lingerMs ?? 100;
+    this.heartbeatMs = opts.heartbeatMs ?? 5000;
+    this.unresponsiveMs = opts.unresponsiveMs ?? 5000;
   }
 
   start(): void {
@@ -96,6 +110,25 @@ export class Shipper {
     this.cutLinger?.();
     await this.loop;
     if (this.state !== 'fenced' && this.state !== 'failed') this.state = 'stopped';
+  }
+
+  /** The state as `strata status` shows it: a request long without answer makes a connected shipper 'unresponsive'. */
+  get connection(): { state: ShipperState; lastError: string | null } {
+    const waited = this.requestSince === null ? 0 : Date.now() - this.requestSince;
+    if (this.state === 'connected' && waited > this.unresponsiveMs) {
+      return { state: 'unresponsive', lastError: `no answer from the archive for ${Math.round(waited / 1000)} s` };
+    }
+    return { state: this.state, lastError: this.lastError };
+  }
+
+  /** A request to the archive, timed for `connection`. */
+  private async ask<T>(p: () => Promise<T>): Promise<T> {
+    this.requestSince = Date.now();
+    try {
+      return await p();
+    } finally {
+      this.requestSince = null;
+    }
   }
 
   /** True when the archive has every record appended so far. */
@@ -133,7 +166,7 @@ export class Shipper {
     while (this.running) {
       try {
         if (!this.knowsArchive) {
-          const st = await this.client.volumeState(this.volume);
+          const st = await this.ask(() => this.client.volumeState(this.volume));
           if (st === null) throw Object.assign(new Error(`volume ${this.volume} does not exist on the archive`), { code: 'ENOVOLUME' });
           if (st.epoch > this.epoch) {
             this.stopFor('fenced', `the archive's epoch for ${this.volume} is ${st.epoch}, this primary's is ${this.epoch}: another primary took over`);
@@ -155,7 +188,8 @@ export class Shipper {
           return;
         }
         if (batch === null) {
-          await this.idle();
+          // Nothing to ship: ask the archive again now and then (it may have gone, or fenced this primary).
+          if (!(await this.idle())) this.knowsArchive = false;
           continue;
         }
         if (!lingered && this.lingerMs > 0 && this.waiters.length === 0 && batch.frames.length < this.batchBytes / 4) {
@@ -164,7 +198,7 @@ export class Shipper {
           continue;
         }
         lingered = false;
-        const res = await this.client.ship(this.volume, this.epoch, batch.frames);
+        const res = await this.ask(() => this.client.ship(this.volume, this.epoch, batch.frames));
         this.shippedRecords += batch.count;
         this.shippedBytes += batch.frames.length;
         this.acknowledge(res.appliedSeq);
@@ -212,9 +246,12 @@ export class Shipper {
     this.waiters = [];
   }
 
-  private idle(): Promise<void> {
+  /** Waits for new records (true) or the heartbeat (false). */
+  private idle(): Promise<boolean> {
     return new Promise((resolve) => {
-      this.wake = resolve;
+      const timer = setTimeout(() => { this.wake = null; resolve(false); }, this.heartbeatMs);
+      timer.unref();
+      this.wake = () => { clearTimeout(timer); resolve(true); };
       // Records written between the read and now would otherwise wait for the next append.
       if (this.journal.writtenSeq > this.ackedSeq || !this.running) this.poke();
     });

@@ -5,7 +5,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { isArchiveError, type ArchiveClient, type ArchiveErrorCode } from '../..
 import type { DirImage } from '../../src/protocol/images.js';
 import { encodeRecord, ROOT_ID, type Attrs, type NewRecord, type ObjectId, type Record as StrataRecord } from '../../src/protocol/records.js';
 import { startArchiveServer, type ArchiveServer } from '../helpers/archive.js';
+import { strata } from '../helpers/mount.js';
 
 // ---- building batches ------------------------------------------------------
 
@@ -446,4 +447,23 @@ test('clients that go away before their answer: the server keeps serving (a requ
   await sleep(200);
   t.is((await c.volumeState(v))?.appliedSeq, 5, 'the server still answers');
   t.notRegex(s.logs(), /TypeError/);
+});
+
+test('a mount or recover the archive refuses leaves nothing behind: no store it created, no log in a store it did not', async (t) => {
+  const s = await server(t);
+  const dir = mkdtempSync(join(tmpdir(), 'strata-refused-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const wrongFile = join(dir, 'wrong');
+  writeFileSync(wrongFile, 'not-the-token-123\n');
+  mkdirSync(join(dir, 'mnt'));
+  const wrong = strata(['mount', '--store', join(dir, 'store'), '--archive', s.url, '--token-file', wrongFile, '--volume', 'v', '--archive-wait', '1', join(dir, 'mnt')]);
+  t.not(wrong.status, 0);
+  t.regex(wrong.stderr, /EAUTH/);
+  t.false(existsSync(join(dir, 'store')), 'the store this start created is gone again');
+  mkdirSync(join(dir, 'full'));
+  writeFileSync(join(dir, 'full', 'mine'), 'data\n');
+  const full = strata(['recover', '--store', join(dir, 'full'), '--archive', s.url, '--token-file', s.tokenFile, '--volume', 'v', join(dir, 'mnt')]);
+  t.not(full.status, 0);
+  t.regex(full.stderr, /not empty/);
+  t.deepEqual(readdirSync(join(dir, 'full')), ['mine'], 'nothing added to a store that was not strata\'s');
 });

@@ -21,11 +21,14 @@ class FakeArchive implements Pick<ArchiveClient, 'url' | 'volumeState' | 'ship' 
   applied: number[] = [];
   epoch = 1;
   down = false;
+  /** Every call hangs (a stopped archive process) until released. */
+  hang: Promise<void> | null = null;
   loseAcks = 0;
   calls = 0;
 
   async volumeState(volume: string): Promise<VolumeState | null> {
     this.calls++;
+    if (this.hang) await this.hang;
     if (this.down) throw new ArchiveError('EUNAVAILABLE', 'down');
     return { name: volume, epoch: this.epoch, appliedSeq: this.appliedSeq, totals: { entries: 0, bytes: 0 } };
   }
@@ -59,7 +62,9 @@ class FakeArchive implements Pick<ArchiveClient, 'url' | 'volumeState' | 'ship' 
 async function setup(t: { teardown(fn: () => Promise<void>): void }, archive: FakeArchive) {
   const dir = await mkdtemp(join(tmpdir(), 'strata-shipper-'));
   const journal = await Journal.open(dir, log, { segmentBytes: 4096 });
-  const shipper = new Shipper(journal, archive as unknown as ArchiveClient, 'vol', 1, log, { backoffMinMs: 10, backoffMaxMs: 40, batchBytes: 2048 });
+  const shipper = new Shipper(journal, archive as unknown as ArchiveClient, 'vol', 1, log, {
+    backoffMinMs: 10, backoffMaxMs: 40, batchBytes: 2048, heartbeatMs: 50, unresponsiveMs: 100,
+  });
   t.teardown(async () => {
     await shipper.stop();
     await journal.close();
@@ -150,4 +155,29 @@ test('an archive behind what the journal still holds: shipping stops as failed, 
   t.regex(err!.message, /no longer holds record 1/);
   t.is(shipper.state, 'failed');
   t.deepEqual(archive.applied, []);
+});
+
+test('an idle shipper notices an archive that went away or hangs, and says so in its connection state', async (t) => {
+  const archive = new FakeArchive();
+  const { journal, shipper } = await setup(t, archive);
+  shipper.start();
+  await shipper.waitAcked(journal.append(rec(0)));
+  t.is(shipper.connection.state, 'connected');
+  // Gone, with nothing to ship: the heartbeat finds out.
+  archive.down = true;
+  await sleep(300);
+  t.is(shipper.connection.state, 'disconnected');
+  archive.down = false;
+  await sleep(300);
+  t.is(shipper.connection.state, 'connected');
+  // Hung (stopped, not gone): a request without answer.
+  let release!: () => void;
+  archive.hang = new Promise((resolve) => { release = resolve; });
+  await sleep(400);
+  t.is(shipper.connection.state, 'unresponsive');
+  t.regex(shipper.connection.lastError ?? '', /no answer from the archive/);
+  archive.hang = null;
+  release();
+  await sleep(200);
+  t.is(shipper.connection.state, 'connected');
 });

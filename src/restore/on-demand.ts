@@ -122,6 +122,7 @@ export class OnDemandRestore implements RestoreHooks {
    */
   private residual: Set<ObjectId> | null = null;
   private readonly maps: LRUCache<ObjectId, BlockMap>;
+  private readonly mapsLoading = new Map<ObjectId, Promise<BlockMap | null>>();
   /** Images of pending directories, for lookups (bounded by bytes; dropped once a directory is materialised). */
   private readonly images: LRUCache<ObjectId, CachedImage>;
   private readonly imagesInFlight = new Map<ObjectId, Promise<CachedImage>>();
@@ -416,14 +417,22 @@ export class OnDemandRestore implements RestoreHooks {
   async mapOf(id: ObjectId): Promise<BlockMap | null> {
     const cached = this.maps.get(id);
     if (cached !== undefined) return cached.missing === 0 ? null : cached;
-    const map = await readBlockMap(this.privateDir, id);
-    if (map === null) return null;
-    if (map.missing === 0) {
-      await removeBlockMap(this.privateDir, id);
-      return null;
+    // One load for concurrent callers: two copies of a map would each miss what the other's fetches made local.
+    let loading = this.mapsLoading.get(id);
+    if (loading === undefined) {
+      loading = (async () => {
+        const map = await readBlockMap(this.privateDir, id);
+        if (map === null) return null;
+        if (map.missing === 0) {
+          await removeBlockMap(this.privateDir, id);
+          return null;
+        }
+        this.maps.set(id, map);
+        return map;
+      })().finally(() => this.mapsLoading.delete(id));
+      this.mapsLoading.set(id, loading);
     }
-    this.maps.set(id, map);
-    return map;
+    return loading;
   }
 
   // ---- internals -----------------------------------------------------------------

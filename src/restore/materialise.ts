@@ -37,6 +37,12 @@ export interface MaterialiseOptions {
    * stub (the background restore); null: a stub after all.
    */
   fileData?: (entry: EntryImage) => Promise<Buffer | null>;
+  /**
+   * Runs `f` (a new name linked to a hard-linked object, and its count of
+   * names still in the archive lowered) so that the object's link count is
+   * never read between the two (`stat` takes the same lock).
+   */
+  namesLock?: <T>(id: ObjectId, f: () => Promise<T>) => Promise<T>;
 }
 
 /** Files up to this size may be created whole when `fileData` is given. */
@@ -157,18 +163,18 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
     // its inode (through the registry name, which stays until the restore is
     // complete, so that the object is never created twice).
     const reg = linkPath(opts.privateDir, entry.id);
-    let linked = false;
-    try {
-      await fsp.link(reg, final);
-      linked = true;
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'ENOENT') throw err;
-    }
-    if (linked) {
+    const linkName = async (): Promise<boolean> => {
+      try {
+        await fsp.link(reg, final);
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'ENOENT') throw err;
+        return false;
+      }
       const left = await unrestoredNames(final);
       if (left !== null && left > 0) await setUnrestoredNames(final, left - 1);
-      return false;
-    }
+      return true;
+    };
+    if (await (opts.namesLock ? opts.namesLock(entry.id, linkName) : linkName())) return false;
   }
   const tmp = `${dirPath}/${MATERIALISING_PREFIX}${entry.id}`;
   const whole = await createObject(tmp, entry, opts);

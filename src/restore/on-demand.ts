@@ -325,9 +325,16 @@ export class OnDemandRestore implements RestoreHooks {
     }
     if (st.nlink > 1n) {
       // A hard-linked file with names still in the archive: the registry name is not one of its names, those are.
-      const path = rel ?? (id === null ? null : linkPath(this.privateDir, id));
-      const n = path === null ? null : await unrestoredNames(path);
-      if (n !== null) st.nlink = st.nlink - 1n + BigInt(n);
+      const oid = id ?? (rel === null ? null : await readObjectId(rel));
+      if (oid === null) return st;
+      const path = rel ?? linkPath(this.privateDir, oid);
+      // The count and the link count are read together, not between a name's materialisation and its count.
+      await this.namesLock(oid, async () => {
+        const n = await unrestoredNames(path).catch(() => null);
+        if (n === null) return;
+        const now = await fs.promises.lstat(path, { bigint: true }).catch(() => null);
+        if (now !== null) st.nlink = now.nlink - 1n + BigInt(n);
+      });
     }
     return st;
   }
@@ -533,7 +540,7 @@ export class OnDemandRestore implements RestoreHooks {
   private async hydrateDirOnce(dir: { self: string; base: string }, id: ObjectId, withData: boolean): Promise<Set<string>> {
     const { image } = await this.imageOf(id);
     const res = await materialiseEntries(dir.base, image, {
-      privateDir: this.privateDir, childDirsPending: true, log: this.log,
+      privateDir: this.privateDir, childDirsPending: true, log: this.log, namesLock: this.namesLock,
       ...(withData ? { fileData: (e: EntryImage) => this.wholeFile(e) } : {}),
     });
     await this.keepArchiveTimes(dir.self, image);
@@ -558,7 +565,7 @@ export class OnDemandRestore implements RestoreHooks {
       const entry = byName.get(name);
       if (entry === undefined) return;
       if (await materialiseOne(dir.base, entry, {
-        privateDir: this.privateDir, childDirsPending: true, log: this.log, parentSetGid: (image.attrs.mode & 0o2000) !== 0,
+        privateDir: this.privateDir, childDirsPending: true, log: this.log, namesLock: this.namesLock, parentSetGid: (image.attrs.mode & 0o2000) !== 0,
       })) {
         this.stats.entriesMaterialised++;
         await this.keepArchiveTimes(dir.self, image);
@@ -771,6 +778,9 @@ export class OnDemandRestore implements RestoreHooks {
       }
     }
   }
+
+  /** Held while a hard-linked object gains a name by materialisation, and while its link count is read. */
+  private readonly namesLock = <T>(id: ObjectId, f: () => Promise<T>): Promise<T> => this.withLock(`names:${id}`, f);
 
   private withLock<T>(id: ObjectId, f: () => Promise<T>): Promise<T> {
     const prev = this.locks.get(id) ?? Promise.resolve();

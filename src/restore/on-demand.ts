@@ -288,6 +288,20 @@ export class OnDemandRestore implements RestoreHooks {
     for (const i of partial) await this.foregroundWork(() => this.fetchRangeNow(id, fd, i * BLOCK_SIZE, 1));
     return this.withLock(id, async () => {
       await this.settleTimes(id, fd);
+      // Blocks the background restore made local but has not recorded yet:
+      // durable and recorded first, so that this write's block can never be
+      // taken for missing (and fetched over) after a crash.
+      const unrecorded: number[] = [];
+      for (let i = first; i <= Math.min(last, nblocks - 1); i++) if (map.unrecorded?.has(i)) unrecorded.push(i);
+      if (unrecorded.length > 0) {
+        const wfd = await openForWriting(fd);
+        try {
+          await fdatasync(wfd);
+        } finally {
+          fs.close(wfd, () => {});
+        }
+        await this.persistPresent(id, map, unrecorded);
+      }
       const result = await write();
       const covered: number[] = [];
       for (let i = first; i <= Math.min(last, nblocks - 1); i++) if (map.present[i] !== 1) covered.push(i);
@@ -423,7 +437,8 @@ export class OnDemandRestore implements RestoreHooks {
   /** The block map of a file (null: local). */
   async mapOf(id: ObjectId): Promise<BlockMap | null> {
     const cached = this.maps.get(id);
-    if (cached !== undefined) return cached.missing === 0 ? null : cached;
+    // A file is local once no block is missing and every block is recorded.
+    if (cached !== undefined) return cached.missing === 0 && !(cached.unrecorded?.size) ? null : cached;
     // One load for concurrent callers: two copies of a map would each miss what the other's fetches made local.
     let loading = this.mapsLoading.get(id);
     if (loading === undefined) {
@@ -668,7 +683,11 @@ export class OnDemandRestore implements RestoreHooks {
       if (done.length > 0) crashPoint('fetch-written');
       if (done.length === 0) return done;
       if (durable) await this.markPresent(id, map, done);
-      else setPresent(map, done);
+      else {
+        setPresent(map, done);
+        map.unrecorded ??= new Set();
+        for (const i of done) map.unrecorded.add(i);
+      }
       return done;
     });
   }
@@ -763,6 +782,7 @@ export class OnDemandRestore implements RestoreHooks {
    * when none is missing.
    */
   private async persistPresent(id: ObjectId, map: BlockMap, blocks: number[]): Promise<void> {
+    for (const i of blocks) map.unrecorded?.delete(i);
     if (map.missing === 0) {
       await removeBlockMap(this.privateDir, id);
       this.maps.delete(id);

@@ -193,6 +193,12 @@ export interface BlockMap {
   readonly present: Uint8Array;
   /** Blocks still missing. */
   missing: number;
+  /**
+   * Blocks marked present in memory whose bytes are not durable and not
+   * recorded in the map file yet (the background restore records them once
+   * per file, after one fdatasync).
+   */
+  unrecorded?: Set<number>;
 }
 
 /** The map's file content for a file of `remoteSize` with no block present. */

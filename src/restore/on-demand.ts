@@ -784,6 +784,8 @@ export class OnDemandRestore implements RestoreHooks {
   private async persistPresent(id: ObjectId, map: BlockMap, blocks: number[]): Promise<void> {
     for (const i of blocks) map.unrecorded?.delete(i);
     if (map.missing === 0) {
+      // Every caller made the whole file durable first (fdatasync): nothing is left unrecorded.
+      map.unrecorded?.clear();
       await removeBlockMap(this.privateDir, id);
       this.maps.delete(id);
       return;

@@ -5,6 +5,9 @@ import { unmountCommand, statusCommand, syncCommand } from './operator-commands.
 import { demoCommand } from './demo.js';
 import { archiveServeCommand, type ArchiveServeOptions } from './archive-command.js';
 import { verifyCommand, type VerifyOptions } from './verify-command.js';
+import { installMountHelper, mountArgs, parseHelperArgv } from './mount-helper.js';
+import { spawnSync } from 'node:child_process';
+import { resolve as resolvePath } from 'node:path';
 
 function seconds(v: string): number {
   const n = Number(v);
@@ -122,5 +125,34 @@ archive
   .option('--tls-key <file>', 'TLS private key (PEM)')
   .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
   .action(async (opts: ArchiveServeOptions) => { process.exitCode = await archiveServeCommand(opts); });
+
+program
+  .command('install-mount-helper')
+  .description('make `mount -t fuse.strata` and /etc/fstab lines work: writes DIR/mount.fuse.strata (mount(8) looks in /sbin)')
+  .option('--dir <dir>', 'where mount(8) looks for helpers', '/sbin')
+  .action((opts: { dir: string }) => {
+    const path = installMountHelper(opts.dir, process.execPath, resolvePath(process.argv[1]!));
+    process.stdout.write(`${path}: mount -t fuse.strata SOURCE MOUNTPOINT -o store=...,archive=...,volume=... now runs strata mount\n`);
+  });
+
+program
+  .command('mount-helper', { hidden: true })
+  .description('(run by mount.fuse.strata) mount(8)\'s SOURCE MOUNTPOINT -o OPTIONS as `strata mount`')
+  .allowUnknownOption()
+  .helpOption(false)
+  .argument('[args...]')
+  .action((args: string[]) => {
+    let argv: string[];
+    try {
+      const h = parseHelperArgv(args);
+      argv = mountArgs(h.source, h.mountpoint, h.options, mount.options);
+    } catch (err) {
+      process.stderr.write(`mount.fuse.strata: ${(err as Error).message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    const r = spawnSync(process.execPath, [process.argv[1]!, ...argv], { stdio: 'inherit' });
+    process.exitCode = r.status ?? 1;
+  });
 
 await program.parseAsync(process.argv);

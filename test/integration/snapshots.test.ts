@@ -53,8 +53,9 @@ interface World {
   primary: MirroredMount;
 }
 
-async function world(t: import('ava').ExecutionContext, rules = ISSUE_RULES): Promise<World> {
+async function world(t: import('ava').ExecutionContext, rules = ISSUE_RULES, storeDisk?: (base: string) => string): Promise<World> {
   const base = mkdtempSync(join(tmpdir(), 'strata-snapit-'));
+  const storeRoot = storeDisk ? storeDisk(base) : base;
   const tA = join(base, 'targetA');
   const tB = join(base, 'targetB');
   writeFileSync(join(base, 'rules.yaml'), rules);
@@ -67,8 +68,8 @@ async function world(t: import('ava').ExecutionContext, rules = ISSUE_RULES): Pr
     rmSync(base, { recursive: true, force: true });
   });
   const primary: MirroredMount = {
-    base, store: join(base, 'primary'), mnt: join(base, 'primary-mnt'), archiveUrl: server.url, volume: 'v1', tokenFile: server.tokenFile,
-    args: ['--store', join(base, 'primary'), '--archive', server.url, '--volume', 'v1', '--token-file', server.tokenFile],
+    base, store: join(storeRoot, 'primary'), mnt: join(base, 'primary-mnt'), archiveUrl: server.url, volume: 'v1', tokenFile: server.tokenFile,
+    args: ['--store', join(storeRoot, 'primary'), '--archive', server.url, '--volume', 'v1', '--token-file', server.tokenFile],
   };
   mkdirSync(primary.mnt);
   t.teardown(() => forceUnmount(primary.mnt));
@@ -262,4 +263,60 @@ test.serial('disaster: primary killed, store wiped, target A removed; recover --
   const rec2 = newRecoveryTarget(t, v);
   runRecover(rec2, ['--snapshot', kept.id]);
   t.is(manifest(rec2.mnt), headBefore);
+});
+
+test.serial('a primary-raised condition: the store (a small tmpfs) fills up until ENOSPC -> StrataStoreFull -> condition store-full -> a snapshot', async (t) => {
+  const rules = `${ISSUE_RULES.replace('schedules:', `  - name: store-full
+    match: { alertname: StrataStoreFull, source: strata-primary }
+    min-interval: 10m
+    keep: 3
+schedules:`)}`;
+  let disk = '';
+  const w = await world(t, rules, (base) => {
+    disk = join(base, 'disk');
+    mkdirSync(disk);
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', disk]);
+    if (m.status !== 0) throw new Error(`mount tmpfs: ${m.stderr}`);
+    return disk;
+  });
+  // Registered after world()'s teardowns, so it runs before them? ava runs teardowns in reverse order: this one runs first,
+  // so the mount is unmounted before the tmpfs; forceUnmount is idempotent.
+  t.teardown(() => {
+    forceUnmount(w.primary.mnt);
+    spawnSync('umount', ['-l', disk]);
+  });
+  const first = sh('echo hello > a && mkdir d && echo x > d/f', w.primary.mnt);
+  t.is(first.status, 0, first.stderr);
+  syncMount(w.primary);
+  t.deepEqual(json<SnapshotInfo[]>(w, ['snapshot', 'list']), [], 'nothing before the store fills up');
+  const fill = sh('dd if=/dev/urandom of=fill bs=1M count=64 2>&1', w.primary.mnt);
+  t.not(fill.status, 0);
+  t.regex(fill.stdout, /No space left on device/);
+  let snaps: SnapshotInfo[] = [];
+  const until = Date.now() + 30_000;
+  while (Date.now() < until) {
+    snaps = json<SnapshotInfo[]>(w, ['snapshot', 'list', '--condition', 'store-full']);
+    if (snaps.length > 0) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  t.is(snaps.length, 1, 'one snapshot for the condition');
+  const s = snaps[0]!;
+  t.is(s.trigger, 'alert');
+  t.is(s.volume, 'v1');
+  t.is(s.labels.alertname, 'StrataStoreFull');
+  t.is(s.labels.source, 'strata-primary');
+  t.regex(s.annotations.summary ?? '', /bytes free/);
+  t.is((await waitState(w, s.id)).state, 'complete');
+  const log = json<AlertDecision[]>(w, ['archive', 'alerts']);
+  const fromPrimary = log.filter((a) => a.source === 'primary');
+  t.true(fromPrimary.some((a) => a.decision === 'snapshot' && a.condition === 'store-full'));
+  // More space resolves it (logged, no snapshot). Not `rm`: on a full store a mirrored mount cannot even journal an unlink
+  // (the journal shares the store's disk; see the report), so the tmpfs grows instead.
+  t.is(spawnSync('mount', ['-o', 'remount,size=256m', disk]).status, 0);
+  const until2 = Date.now() + 30_000;
+  while (Date.now() < until2 && !json<AlertDecision[]>(w, ['archive', 'alerts']).some((a) => a.source === 'primary' && a.status === 'resolved')) {
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  t.true(json<AlertDecision[]>(w, ['archive', 'alerts']).some((a) => a.source === 'primary' && a.status === 'resolved' && a.decision === 'resolved'));
+  t.is(json<SnapshotInfo[]>(w, ['snapshot', 'list', '--condition', 'store-full']).length, 1);
 });

@@ -1153,22 +1153,27 @@ function collect(db: Database.Database, packs: Packs, graceMs: number, nowMs: nu
     blocksDropped = db.prepare('DELETE FROM blocks WHERE digest NOT IN (SELECT digest FROM temp.gc_live)').run().changes;
     db.exec('DELETE FROM temp.gc_live');
   }).immediate();
-  // Packs whose live bytes are under 3/4 of their size are rewritten (never the one appends go to).
+  // Packs whose live bytes are under 3/4 of their size are rewritten: their live blocks are appended to the
+  // current pack (the current pack's own to a new one, which becomes current), all under the write lock.
   let bytesReclaimed = 0;
   let packsRewritten = 0;
   const current = (): number => Number(db.prepare(`SELECT value FROM meta WHERE key = 'current_pack'`).pluck().get());
   const retired = new Set((JSON.parse((db.prepare(`SELECT value FROM meta WHERE key = 'gc_dead_packs'`).pluck().get() as string | undefined) ?? '[]') as { pack: number }[]).map((d) => d.pack));
   const files = fs.readdirSync(dir).filter((n) => /^\d{6}\.pack$/.test(n)).map((n) => Number(n.slice(0, 6))).sort((a, b) => a - b);
   for (const pack of files) {
-    if (pack >= current() || retired.has(pack)) continue;
-    const size = fs.statSync(join(dir, packName(pack))).size;
-    const live = db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(length), 0) AS bytes FROM blocks WHERE pack = ?').get(pack) as { n: number; bytes: number };
-    const liveBytes = live.bytes + live.n * BLOCK_HEADER_BYTES;
-    if (liveBytes > size * 0.75) continue;
-    db.transaction(() => {
+    if (retired.has(pack)) continue;
+    const rewritten = db.transaction(() => {
+      const cur = current();
+      if (pack > cur) return false; // a pack a concurrent writer is starting
+      const size = fs.statSync(join(dir, packName(pack))).size;
+      const live = db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(length), 0) AS bytes FROM blocks WHERE pack = ?').get(pack) as { n: number; bytes: number };
+      const liveBytes = live.bytes + live.n * BLOCK_HEADER_BYTES;
+      if (size === 0 || liveBytes > size * 0.75) return false;
+      const dest = pack === cur ? cur + 1 : cur;
       const rows = db.prepare('SELECT digest, offset, length FROM blocks WHERE pack = ? ORDER BY offset').all(pack) as { digest: Buffer; offset: number; length: number }[];
+      let newCurrent = dest;
       if (rows.length > 0) {
-        packs.begin(current());
+        packs.begin(dest);
         try {
           const upd = db.prepare('UPDATE blocks SET pack = ?, offset = ? WHERE digest = ?');
           for (const b of rows) {
@@ -1176,15 +1181,17 @@ function collect(db: Database.Database, packs: Packs, graceMs: number, nowMs: nu
             const loc = packs.append(b.digest, data);
             upd.run(loc.pack, loc.offset, b.digest);
           }
-          const cur = packs.currentPack;
-          if (cur !== null) db.prepare(`UPDATE meta SET value = ? WHERE key = 'current_pack'`).run(String(cur));
+          newCurrent = Math.max(dest, packs.currentPack ?? dest);
           packs.sync();
         } finally {
           packs.abort();
         }
       }
+      if (newCurrent !== cur) db.prepare(`UPDATE meta SET value = ? WHERE key = 'current_pack'`).run(String(newCurrent));
+      bytesReclaimed += size - liveBytes;
+      return true;
     }).immediate();
-    bytesReclaimed += size - liveBytes;
+    if (!rewritten) continue;
     packsRewritten++;
     retirePack(db, dir, pack, graceMs, nowMs);
   }

@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { ArchiveStore } from '../../src/archive/archive-store.js';
 import { SnapshotEngine } from '../../src/archive/snapshots.js';
 import { parseRules } from '../../src/alerts/rules.js';
@@ -309,3 +310,138 @@ test('a target on a small tmpfs that fills up mid-copy: the copy goes to the oth
   t.false(existsSync(join(small, 't', 'nothing')));
   t.true(statSync(join(small, 't')).isDirectory());
 });
+
+/** Deterministic PRNG (mulberry32): the seed is in the test name, a failure replays exactly. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function packBytes(dir: string): number {
+  const p = join(dir, 'packs');
+  return existsSync(p) ? readdirSync(p).reduce((n, f) => n + statSync(join(p, f)).size, 0) : 0;
+}
+
+for (const seed of [1, 2, 3]) {
+  test(`GC against a model (seed ${seed}): random writes, deletes, snapshots, snapshot deletes and collections never lose a referenced block and reclaim the rest`, (t) => {
+    const base = mkdtempSync(join(tmpdir(), 'strata-snapgc-'));
+    const data = join(base, 'data');
+    let store = ArchiveStore.open(data, { packLimitBytes: 256 * 1024 });
+    let engine = SnapshotEngine.open(data, { targets: [{ name: 'A', path: join(base, 'tA') }, { name: 'B', path: join(base, 'tB') }], pageRows: 5, packGraceMs: 0 });
+    t.teardown(() => {
+      engine.close();
+      store.close();
+      rmSync(base, { recursive: true, force: true });
+    });
+    const rand = rng(seed);
+    const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)]!;
+    const vols = ['v1', 'v2'];
+    // Model: per volume, file name -> (id, content seeds, one per 64 KiB block); per snapshot, its volume's files then.
+    const heads = new Map<string, Map<string, { id: string; blocks: number[] }>>();
+    const snaps = new Map<string, { volume: string; files: Map<string, number[]>; target: string }>();
+    const feeds = new Map<string, Feeder>();
+    for (const v of vols) {
+      store.createVolume(v);
+      heads.set(v, new Map());
+      feeds.set(v, new Feeder(store, v));
+    }
+    const content = (blocks: number[]): Buffer => Buffer.concat(blocks.map((b) => pattern(65536, b)));
+    const check = (label: string): void => {
+      for (const v of vols) {
+        const root = store.dirImage(v, ROOT_ID);
+        const files = heads.get(v)!;
+        t.deepEqual(root.entries.map((e) => e.name).sort(), [...files.keys()].sort(), `${label}: ${v} names`);
+        for (const [name, f] of files) t.true(store.readRange(v, f.id, 0, f.blocks.length * 65536).equals(content(f.blocks)), `${label}: ${v}/${name}`);
+      }
+      for (const [id, s] of snaps) {
+        const dir = join(base, `t${s.target}`);
+        onTarget(dir, (ts) => {
+          const root = ts.dirImage(id, ROOT_ID);
+          t.deepEqual(root.entries.map((e) => e.name).sort(), [...s.files.keys()].sort(), `${label}: snapshot ${id} names`);
+          for (const e of root.entries) t.true(ts.readRange(id, e.id, 0, 16 * 65536).equals(content(s.files.get(e.name)!)), `${label}: snapshot ${id} ${e.name}`);
+        });
+      }
+    };
+    const leaks = (dir: string): number => onTarget(dir, () => 0) + (() => {
+      // Block rows no file_blocks row references: what GC must have dropped.
+      const db = new Database(join(dir, 'archive.db'), { readonly: true });
+      try {
+        return db.prepare('SELECT COUNT(*) FROM blocks WHERE digest NOT IN (SELECT digest FROM file_blocks)').pluck().get() as number;
+      } finally {
+        db.close();
+      }
+    })();
+    let n = 0;
+    for (let step = 0; step < 60; step++) {
+      const v = pick(vols);
+      const files = heads.get(v)!;
+      const r = rand();
+      if (r < 0.35 || files.size === 0) {
+        const name = `f${n++}`;
+        const id = newId();
+        const blocks = Array.from({ length: 1 + Math.floor(rand() * 4) }, () => Math.floor(rand() * 12)); // a small pool: blocks shared across files and volumes
+        feeds.get(v)!.send(mkfile(ROOT_ID, name, id), write(id, 0, content(blocks)));
+        files.set(name, { id, blocks });
+      } else if (r < 0.5) {
+        const name = pick([...files.keys()]);
+        const f = files.get(name)!;
+        const i = Math.floor(rand() * f.blocks.length);
+        f.blocks[i] = 100 + Math.floor(rand() * 12);
+        feeds.get(v)!.send(write(f.id, i * 65536, pattern(65536, f.blocks[i]!)));
+      } else if (r < 0.65) {
+        const name = pick([...files.keys()]);
+        feeds.get(v)!.send(unlink(ROOT_ID, name));
+        files.delete(name);
+      } else if (r < 0.78) {
+        const s = engine.createSnapshot(v);
+        // Mirroring goes on during the copy.
+        let k = 0;
+        const copyFiles = new Map([...files].map(([name, f]) => [name, [...f.blocks]]));
+        while (engine.step()) {
+          if (k++ % 4 === 0 && files.size > 0) {
+            const name = pick([...files.keys()]);
+            feeds.get(v)!.send(unlink(ROOT_ID, name));
+            files.delete(name);
+          }
+          if (k === 3) engine.gc(); // a collection during the copy must leave the pinned rows' blocks alone
+        }
+        const done = engine.getSnapshot(s.id);
+        t.is(done.state, 'complete');
+        snaps.set(s.id, { volume: v, files: copyFiles, target: done.target! });
+      } else if (r < 0.9 && snaps.size > 0) {
+        const id = pick([...snaps.keys()]);
+        engine.deleteSnapshot(id);
+        snaps.delete(id);
+      } else {
+        engine.gc();
+        check(`step ${step} after gc`);
+        t.is(leaks(data), 0, 'no unreferenced block left on the data directory');
+        for (const x of ['A', 'B']) if (existsSync(join(base, `t${x}`, 'archive.db'))) t.is(leaks(join(base, `t${x}`)), 0, `no unreferenced block left on ${x}`);
+      }
+      if (step === 30) {
+        // Reopen everything: nothing depends on memory.
+        engine.close();
+        store.close();
+        store = ArchiveStore.open(data, { packLimitBytes: 256 * 1024 });
+        engine = SnapshotEngine.open(data, { pageRows: 5, packGraceMs: 0 });
+        for (const v of vols) feeds.set(v, new Feeder(store, v));
+      }
+    }
+    engine.gc();
+    check('end');
+    // Delete everything: the space comes back.
+    const beforeData = packBytes(data);
+    for (const id of [...snaps.keys()]) engine.deleteSnapshot(id);
+    for (const v of vols) for (const name of [...heads.get(v)!.keys()]) feeds.get(v)!.send(unlink(ROOT_ID, name));
+    const r = engine.gc();
+    t.true(r.stores.find((s) => s.store === 'data')!.blocksDropped >= 0);
+    t.true(packBytes(data) < Math.max(beforeData / 4, 300 * 1024), `data packs ${beforeData} -> ${packBytes(data)} bytes`);
+    for (const x of ['A', 'B']) t.true(packBytes(join(base, `t${x}`)) < 200 * 1024, `target ${x} packs: ${packBytes(join(base, `t${x}`))} bytes left`);
+  });
+}

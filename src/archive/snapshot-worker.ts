@@ -22,8 +22,10 @@ export interface SnapshotWorkerData {
   rulesFile?: string;
   /** Schedules, retention and health every this many ms (0: never). */
   tickMs: number;
-  /** Time between copy steps while messages wait (ms); 0: copy as fast as possible. */
+  /** Time between copy steps (ms); 0: copy as fast as possible. */
   stepPauseMs?: number;
+  /** Rows per copy step (default: the engine's). */
+  pageRows?: number;
 }
 
 export type SnapshotMethod =
@@ -55,6 +57,7 @@ function theEngine(): SnapshotEngine {
     ...(data.targets !== undefined ? { targets: data.targets } : {}),
     rules: data.rulesText !== undefined ? parseRules(data.rulesText, data.rulesFile ?? 'rules') : EMPTY_RULES,
     log,
+    ...(data.pageRows !== undefined ? { pageRows: data.pageRows } : {}),
   });
   return engine;
 }

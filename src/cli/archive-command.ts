@@ -69,7 +69,11 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
     const dataDir = resolve(o.data);
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
     const snapshots = await WorkerSnapshotClient.open({
-      dataDir, targets, tickMs: 30_000, ...(rulesText !== undefined ? { rulesText, rulesFile: resolve(o.rules!) } : {}),
+      dataDir, targets, tickMs: 30_000,
+      // Tests only: slows snapshot copies down so a kill -9 can land in the middle of one.
+      ...(process.env.STRATA_SNAPSHOT_STEP_PAUSE_MS ? { stepPauseMs: Number(process.env.STRATA_SNAPSHOT_STEP_PAUSE_MS) } : {}),
+      ...(process.env.STRATA_SNAPSHOT_PAGE_ROWS ? { pageRows: Number(process.env.STRATA_SNAPSHOT_PAGE_ROWS) } : {}),
+      ...(rulesText !== undefined ? { rulesText, rulesFile: resolve(o.rules!) } : {}),
     }, log);
     const infos = await snapshots.targets();
     for (const t of infos) {

@@ -22,8 +22,14 @@ export interface SnapshotWorkerData {
   rulesFile?: string;
   /** Schedules, retention and health every this many ms (0: never). */
   tickMs: number;
-  /** Time between copy steps (ms); 0: copy as fast as possible. */
+  /** Time between copy steps (ms), added to the duty-cycle pause. */
   stepPauseMs?: number;
+  /**
+   * Share of the time copies may run (0 < duty <= 1, default 0.5): after a
+   * step that took d ms the worker rests d * (1 - duty) / duty ms, so the
+   * disks and CPUs that apply the primaries' batches are not taken over.
+   */
+  copyDuty?: number;
   /** Rows per copy step (default: the engine's). */
   pageRows?: number;
 }
@@ -115,12 +121,14 @@ function work(): void {
   const next = (): void => {
     if (closing || engine === null) { working = false; return; }
     let more = false;
+    const t0 = Date.now();
     try {
       more = engine.step();
     } catch (err) {
       log.error({ err: (err as Error).message }, 'snapshot copy step failed');
     }
-    if (more) setTimeout(next, data.stepPauseMs ?? 0);
+    const duty = Math.min(1, Math.max(0.05, data.copyDuty ?? 0.5));
+    if (more) setTimeout(next, (data.stepPauseMs ?? 0) + ((Date.now() - t0) * (1 - duty)) / duty);
     else working = false;
   };
   setImmediate(next);

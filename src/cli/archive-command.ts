@@ -28,6 +28,8 @@ export interface ArchiveServeOptions {
   rules?: string;
   /** `--alerts-listen HOST:PORT`: the Alertmanager webhook endpoint (HTTP/1.1, POST /alerts). */
   alertsListen?: string;
+  /** `--snapshot-duty F`: share of the time snapshot copies may run (default 0.5). */
+  snapshotDuty?: number;
 }
 
 /** "host:port", "[v6]:port" or ":port" (all interfaces). */
@@ -73,6 +75,7 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
       // Tests only: slows snapshot copies down so a kill -9 can land in the middle of one.
       ...(process.env.STRATA_SNAPSHOT_STEP_PAUSE_MS ? { stepPauseMs: Number(process.env.STRATA_SNAPSHOT_STEP_PAUSE_MS) } : {}),
       ...(process.env.STRATA_SNAPSHOT_PAGE_ROWS ? { pageRows: Number(process.env.STRATA_SNAPSHOT_PAGE_ROWS) } : {}),
+      ...(o.snapshotDuty !== undefined ? { copyDuty: o.snapshotDuty } : {}),
       ...(rulesText !== undefined ? { rulesText, rulesFile: resolve(o.rules!) } : {}),
     }, log);
     const infos = await snapshots.targets();

@@ -135,6 +135,11 @@ archive
   .option('--target <name=dir>', 'a storage target for snapshots (repeat; each on its own disk)', collect)
   .option('--rules <file>', 'conditions and schedules that take snapshots (YAML, docs/snapshots.md)')
   .option('--alerts-listen <host:port>', 'accept Alertmanager webhooks at http://HOST:PORT/alerts (Bearer token)')
+  .option('--snapshot-duty <fraction>', 'share of the time snapshot copies may run, 0.05-1 (default 0.5: mirroring keeps most of the disks)', (v: string) => {
+    const n = Number(v);
+    if (!(n >= 0.05 && n <= 1)) throw new InvalidArgumentError('a fraction from 0.05 to 1');
+    return n;
+  })
   .action(async (opts: ArchiveServeOptions) => { process.exitCode = await archiveServeCommand(opts); });
 
 /** --archive/--token-file/--json, which every archive-side command takes. */

@@ -462,7 +462,13 @@ export class SnapshotEngine {
     const healthy = infos.filter((i) => i.healthy);
     const others = healthy.filter((i) => i.name !== prev?.target);
     const lastUse = (name: string): number => (this.db.prepare(`SELECT MAX(created_ms) FROM snapshots WHERE volume = ? AND target = ?`).pluck().get(volume, name) as number | null) ?? -1;
-    const pick = (list: typeof healthy): string => [...list].sort((a, b) => lastUse(a.name) - lastUse(b.name) || (b.freeBytes ?? 0) - (a.freeBytes ?? 0) || a.name.localeCompare(b.name))[0]!.name;
+    // Free space decides only when it clearly differs (two directories on one disk report slightly different figures from one moment to the next).
+    const roomier = (a: { freeBytes: number | null }, b: { freeBytes: number | null }): number => {
+      const fa = a.freeBytes ?? 0;
+      const fb = b.freeBytes ?? 0;
+      return Math.abs(fa - fb) <= 0.05 * Math.max(fa, fb) ? 0 : fb - fa;
+    };
+    const pick = (list: typeof healthy): string => [...list].sort((a, b) => lastUse(a.name) - lastUse(b.name) || roomier(a, b) || a.name.localeCompare(b.name))[0]!.name;
     if (others.length > 0) return pick(others);
     const why = infos.filter((i) => !i.healthy).map((i) => `${i.name}: ${i.problem}`).join('; ');
     if (trigger !== 'alert' && healthy.length > 0) {

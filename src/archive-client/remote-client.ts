@@ -124,6 +124,16 @@ export class RemoteArchiveClient implements ArchiveClient {
     }
   }
 
+  /**
+   * A JSON request to any route of the server, answered with JSON (the
+   * snapshot routes, src/archive-client/open-snapshots.ts, use it).
+   */
+  async requestJson<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const buf = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const headers: OutgoingHttpHeaders = buf ? { 'content-type': 'application/json', 'content-length': buf.length } : {};
+    return this.json<T>(await this.unary(method, path, buf, headers));
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const s = this.session;

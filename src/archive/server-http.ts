@@ -11,6 +11,8 @@ export const PROTOCOL_HEADER = 'strata-protocol';
 export const STATUS_OF: Readonly<{ [K in ArchiveErrorCode]: number }> = {
   ENOVOLUME: 404,
   ENOOBJECT: 404,
+  ENOSNAPSHOT: 404,
+  ENOTARGET: 409,
   EFENCED: 409,
   EGAP: 409,
   EAUTH: 401,

@@ -19,6 +19,9 @@ import type { DirImage } from '../protocol/images.js';
 import type { TokenCheck } from './server-auth.js';
 import { drained, Gate, HttpError, PROTOCOL_HEADER, PROTOCOL_VERSION, readBody, sendBytes, sendError, sendJson, STATUS_OF } from './server-http.js';
 import { WorkerArchiveClient } from './worker-client.js';
+import { WorkerSnapshotClient } from './snapshot-worker-client.js';
+import { parseAlert } from '../alerts/alertmanager.js';
+import { isSnapshotId } from '../protocol/snapshot-api.js';
 import { checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkVolume, LIMITS, toWireError } from './worker-protocol.js';
 
 export const SERVER_LIMITS = {
@@ -49,12 +52,16 @@ export interface ArchiveServerOptions {
   auth: TokenCheck;
   log: Logger;
   tls?: { cert: Buffer; key: Buffer };
+  /** The snapshot engine (targets, catalog, alerts), closed with the server; default: one with the targets the catalog knows. */
+  snapshots?: WorkerSnapshotClient;
 }
 
 interface Route {
   volume?: string;
   id?: string;
-  kind: 'hello' | 'volume' | 'journal' | 'fence' | 'dir' | 'tiers' | 'data' | 'blocks';
+  kind: 'hello' | 'volume' | 'journal' | 'fence' | 'dir' | 'tiers' | 'data' | 'blocks'
+    | 'targets' | 'snapshots' | 'snapshot' | 'snapshot-verify' | 'alerts' | 'gc' | 'vol-snapshots' | 'snapshot-choice' | 'rollback' | 'conditions';
+  snapshot?: string;
   query: URLSearchParams;
 }
 
@@ -95,7 +102,13 @@ export class ArchiveServer {
   /** Opens the store (in its worker) and the server; call listen() next. */
   static async open(opts: ArchiveServerOptions): Promise<ArchiveServer> {
     const store = await WorkerArchiveClient.open(opts.dataDir);
-    return new ArchiveServer(store, opts);
+    try {
+      const snapshots = opts.snapshots ?? await WorkerSnapshotClient.open({ dataDir: opts.dataDir, tickMs: 60_000 }, opts.log);
+      return new ArchiveServer(store, { ...opts, snapshots });
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
@@ -126,6 +139,7 @@ export class ArchiveServer {
     // A destroyed session does not always report 'close' promptly; the store closes regardless.
     await Promise.race([closed, new Promise<void>((resolve) => setTimeout(resolve, 2000).unref())]);
     await this.store.close();
+    await this.opts.snapshots?.close();
   }
 
   private onSession(s: Http2Session): void {
@@ -184,7 +198,45 @@ export class ArchiveServer {
       this.opts.log.warn({ remote: stream.session?.socket?.remoteAddress, path: String(headers[':path']).slice(0, 200), reason: why }, 'authentication failed');
       throw new ArchiveError('EAUTH', 'missing or wrong token');
     }
-    const volume = route.volume!;
+    if (route.volume === undefined) return this.archiveWide(stream, headers, method, route);
+    const volume = route.volume;
+    const snaps = this.opts.snapshots!;
+    switch (route.kind) {
+      case 'vol-snapshots': {
+        if (method !== 'POST') throw notAllowed();
+        const body = await readJson(stream, headers);
+        const reason = (body as { reason?: unknown } | null)?.reason;
+        if (reason !== undefined && typeof reason !== 'string') throw new ArchiveError('EBADREQ', 'reason must be a string');
+        return sendJson(stream, 200, await snaps.createSnapshot(volume, reason !== undefined ? { reason } : {}));
+      }
+      case 'snapshot-choice': {
+        if (method !== 'GET') throw notAllowed();
+        const condition = route.query.get('condition');
+        if (condition === null) throw new ArchiveError('EBADREQ', 'query parameter condition is required');
+        const before = route.query.get('before');
+        return sendJson(stream, 200, await snaps.chooseSnapshot(volume, { condition, ...(before !== null ? { before } : {}) }));
+      }
+      case 'rollback': {
+        if (method !== 'POST') throw notAllowed();
+        const body = await readJson(stream, headers) as { snapshot?: unknown } | null;
+        if (!isSnapshotId(body?.snapshot)) throw new ArchiveError('EBADREQ', 'body must be {"snapshot": ID}');
+        stream.setTimeout(0);
+        return sendJson(stream, 200, await snaps.rollback(volume, body.snapshot));
+      }
+      case 'conditions': {
+        if (method !== 'POST') throw notAllowed();
+        let alert;
+        try {
+          alert = parseAlert(await readJson(stream, headers), 'alert');
+        } catch (err) {
+          if (err instanceof ArchiveError) throw err;
+          throw new ArchiveError('EBADREQ', (err as Error).message);
+        }
+        return sendJson(stream, 200, await snaps.raise(volume, alert));
+      }
+      default:
+        break;
+    }
     switch (route.kind) {
       case 'volume':
         if (method === 'GET') {
@@ -219,6 +271,46 @@ export class ArchiveServer {
       case 'tiers':
         if (method !== 'GET') throw notAllowed();
         return this.tiers(stream, volume, checkDepth(queryInt(route.query, 'depth')));
+    }
+  }
+
+  /** Routes that name no volume: targets, the snapshot catalog, alerts, GC. */
+  private async archiveWide(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, method: string | undefined, route: Route): Promise<void> {
+    const snaps = this.opts.snapshots!;
+    switch (route.kind) {
+      case 'targets':
+        if (method !== 'GET') throw notAllowed();
+        return sendJson(stream, 200, await snaps.targets());
+      case 'snapshots': {
+        if (method !== 'GET') throw notAllowed();
+        const volume = route.query.get('volume');
+        const condition = route.query.get('condition');
+        return sendJson(stream, 200, await snaps.listSnapshots({ ...(volume !== null ? { volume: checkVolume(volume) } : {}), ...(condition !== null ? { condition } : {}) }));
+      }
+      case 'snapshot':
+        if (method === 'GET') return sendJson(stream, 200, await snaps.getSnapshot(route.snapshot!));
+        if (method === 'DELETE') {
+          stream.setTimeout(0);
+          return sendJson(stream, 200, await snaps.deleteSnapshot(route.snapshot!));
+        }
+        throw notAllowed();
+      case 'snapshot-verify':
+        if (method !== 'POST') throw notAllowed();
+        await readBody(stream, headers, SERVER_LIMITS.maxSmallBodyBytes);
+        stream.setTimeout(0); // re-hashing a large snapshot sends nothing for a while
+        return sendJson(stream, 200, await snaps.verifySnapshot(route.snapshot!));
+      case 'alerts': {
+        if (method !== 'GET') throw notAllowed();
+        const limit = route.query.get('limit');
+        return sendJson(stream, 200, await snaps.alerts(limit === null ? 100 : queryInt(route.query, 'limit')));
+      }
+      case 'gc':
+        if (method !== 'POST') throw notAllowed();
+        await readBody(stream, headers, SERVER_LIMITS.maxSmallBodyBytes);
+        stream.setTimeout(0);
+        return sendJson(stream, 200, await snaps.gc());
+      default:
+        throw ROUTE_404();
     }
   }
 
@@ -275,6 +367,17 @@ export class ArchiveServer {
   }
 }
 
+/** A small JSON body (null when empty). */
+async function readJson(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<unknown> {
+  const body = await readBody(stream, headers, SERVER_LIMITS.maxSmallBodyBytes);
+  if (body.length === 0) return null;
+  try {
+    return JSON.parse(body.toString('utf8')) as unknown;
+  } catch {
+    throw new ArchiveError('EBADREQ', 'body is not JSON');
+  }
+}
+
 function notAllowed(): HttpError {
   return new HttpError(405, 'EBADREQ', 'method not allowed');
 }
@@ -297,6 +400,15 @@ export function parseRoute(path: string | undefined): Route {
   const query = new URLSearchParams(q === -1 ? '' : path.slice(q + 1));
   if (seg[0] !== 'v1') throw ROUTE_404();
   if (seg.length === 2 && seg[1] === 'hello') return { kind: 'hello', query };
+  if (seg.length === 2 && seg[1] === 'targets') return { kind: 'targets', query };
+  if (seg.length === 2 && seg[1] === 'alerts') return { kind: 'alerts', query };
+  if (seg.length === 2 && seg[1] === 'gc') return { kind: 'gc', query };
+  if (seg.length === 2 && seg[1] === 'snapshots') return { kind: 'snapshots', query };
+  if (seg[1] === 'snapshots' && (seg.length === 3 || (seg.length === 4 && seg[3] === 'verify'))) {
+    const snapshot = seg[2];
+    if (!isSnapshotId(snapshot)) throw new HttpError(404, 'EBADREQ', `bad snapshot id ${JSON.stringify(snapshot).slice(0, 80)}`);
+    return { kind: seg.length === 3 ? 'snapshot' : 'snapshot-verify', snapshot, query };
+  }
   if (seg[1] !== 'volumes' || seg.length < 3) throw ROUTE_404();
   const volume = checkVolume(seg[2]);
   const rest = seg.slice(3);
@@ -304,6 +416,10 @@ export function parseRoute(path: string | undefined): Route {
   if (rest.length === 1 && rest[0] === 'journal') return { kind: 'journal', volume, query };
   if (rest.length === 1 && rest[0] === 'fence') return { kind: 'fence', volume, query };
   if (rest.length === 1 && rest[0] === 'tiers') return { kind: 'tiers', volume, query };
+  if (rest.length === 1 && rest[0] === 'snapshots') return { kind: 'vol-snapshots', volume, query };
+  if (rest.length === 1 && rest[0] === 'snapshot-choice') return { kind: 'snapshot-choice', volume, query };
+  if (rest.length === 1 && rest[0] === 'rollback') return { kind: 'rollback', volume, query };
+  if (rest.length === 1 && rest[0] === 'conditions') return { kind: 'conditions', volume, query };
   if (rest.length === 2 && rest[0] === 'dirs') return { kind: 'dir', volume, id: checkId(rest[1]), query };
   if (rest.length === 3 && rest[0] === 'objects' && (rest[2] === 'data' || rest[2] === 'blocks')) {
     return { kind: rest[2], volume, id: checkId(rest[1]), query };

@@ -90,7 +90,7 @@ function stripCode(err: ArchiveError): string {
   return err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
 }
 
-const CODES: ReadonlySet<string> = new Set<ArchiveErrorCode>(['ENOVOLUME', 'EFENCED', 'EGAP', 'EAUTH', 'EBADREQ', 'ENOOBJECT', 'ECORRUPT', 'EUNAVAILABLE', 'EARCHIVE']);
+const CODES: ReadonlySet<string> = new Set<ArchiveErrorCode>(['ENOVOLUME', 'EFENCED', 'EGAP', 'EAUTH', 'EBADREQ', 'ENOOBJECT', 'ECORRUPT', 'EUNAVAILABLE', 'ENOSNAPSHOT', 'ENOTARGET', 'EARCHIVE']);
 
 export function isArchiveErrorCode(v: unknown): v is ArchiveErrorCode {
   return typeof v === 'string' && CODES.has(v);

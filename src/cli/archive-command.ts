@@ -8,6 +8,10 @@ import { resolve } from 'node:path';
 import { ArchiveServer } from '../archive/server.js';
 import { loadToken } from '../archive/server-auth.js';
 import { createLogger, type Logger } from '../log/logger.js';
+import { WorkerSnapshotClient } from '../archive/snapshot-worker-client.js';
+import { parseTargetSpec, type TargetSpec } from '../archive/targets.js';
+import { loadRules, RulesError } from '../alerts/rules.js';
+import { AlertListener } from '../alerts/webhook.js';
 
 export interface ArchiveServeOptions {
   data: string;
@@ -18,6 +22,14 @@ export interface ArchiveServeOptions {
   logLevel?: string;
   /** Seconds in-flight requests get to finish at shutdown. */
   shutdownGrace?: number;
+  /** `--target NAME=DIR`, repeatable: the storage targets for snapshots. */
+  target?: string[];
+  /** `--rules FILE`: conditions and schedules (YAML). */
+  rules?: string;
+  /** `--alerts-listen HOST:PORT`: the Alertmanager webhook endpoint (HTTP/1.1, POST /alerts). */
+  alertsListen?: string;
+  /** `--snapshot-duty F`: share of the time snapshot copies may run (default 0.5). */
+  snapshotDuty?: number;
 }
 
 /** "host:port", "[v6]:port" or ":port" (all interfaces). */
@@ -41,21 +53,56 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
     return 1;
   }
   let server: ArchiveServer;
+  let alerts: AlertListener | null = null;
   try {
     const { host, port } = parseListen(o.listen);
+    const alertsAt = o.alertsListen !== undefined ? parseListen(o.alertsListen) : null;
+    const targets: TargetSpec[] = (o.target ?? []).map(parseTargetSpec);
+    let rulesText: string | undefined;
+    if (o.rules !== undefined) {
+      const file = resolve(o.rules);
+      const rules = loadRules(file); // every problem, with its line, before anything starts
+      rulesText = (await readFile(file)).toString('utf8');
+      log.info({ rules: file, conditions: rules.conditions.map((c) => c.name), schedules: rules.schedules.map((x) => x.name) }, 'rules loaded');
+    }
     if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
     const auth = await loadToken(resolve(o.tokenFile), (msg) => log.warn(msg));
     const tls = o.tlsCert && o.tlsKey ? { cert: await readFile(o.tlsCert), key: await readFile(o.tlsKey) } : undefined;
     const dataDir = resolve(o.data);
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
-    server = await ArchiveServer.open({ dataDir, auth, log, ...(tls ? { tls } : {}) });
+    const snapshots = await WorkerSnapshotClient.open({
+      dataDir, targets, tickMs: 30_000,
+      // Tests only: slows snapshot copies down so a kill -9 can land in the middle of one.
+      ...(process.env.STRATA_SNAPSHOT_STEP_PAUSE_MS ? { stepPauseMs: Number(process.env.STRATA_SNAPSHOT_STEP_PAUSE_MS) } : {}),
+      ...(process.env.STRATA_SNAPSHOT_PAGE_ROWS ? { pageRows: Number(process.env.STRATA_SNAPSHOT_PAGE_ROWS) } : {}),
+      ...(o.snapshotDuty !== undefined ? { copyDuty: o.snapshotDuty } : {}),
+      ...(rulesText !== undefined ? { rulesText, rulesFile: resolve(o.rules!) } : {}),
+    }, log);
+    const infos = await snapshots.targets();
+    for (const t of infos) {
+      if (!t.healthy) log.warn({ target: t.name, path: t.path, problem: t.problem }, 'storage target unhealthy');
+      if (t.sharesDeviceWith.length > 0) log.warn({ target: t.name, device: t.device, with: t.sharesDeviceWith }, 'storage target shares a device: a failing disk takes both');
+    }
+    log.info({ targets: infos.map((t) => ({ name: t.name, path: t.path, device: t.device, freeBytes: t.freeBytes, healthy: t.healthy })) }, 'storage targets');
+    server = await ArchiveServer.open({ dataDir, auth, log, snapshots, ...(tls ? { tls } : {}) });
     const addr = await server.listen(host, port);
     const listening = formatAddress(addr.address, addr.port);
-    log.info({ listening, dataDir, tls: tls !== undefined }, 'archive server ready');
-    process.stdout.write(`${JSON.stringify({ listening })}\n`);
+    let alertsListening: string | undefined;
+    if (alertsAt !== null) {
+      alerts = new AlertListener({ auth, log, receive: (list) => snapshots.receiveAlerts(list) });
+      const a = await alerts.listen(alertsAt.host, alertsAt.port);
+      alertsListening = formatAddress(a.address, a.port);
+    }
+    log.info({ listening, alerts: alertsListening ?? null, dataDir, tls: tls !== undefined }, 'archive server ready');
+    process.stdout.write(`${JSON.stringify({ listening, ...(alertsListening !== undefined ? { alerts: alertsListening } : {}) })}\n`);
   } catch (err) {
-    log.error({ err: (err as Error).message }, 'archive server failed to start');
-    process.stderr.write(`strata archive serve: ${(err as Error).message}\n`);
+    const message = err instanceof RulesError ? err.message : (err as Error).message;
+    log.error({ err: message }, 'archive server failed to start');
+    process.stderr.write(`strata archive serve: ${message}\n`);
+    await alerts?.close();
+    // The server (and the workers it opened) must not keep this process alive.
+    process.exitCode = 1;
+    setTimeout(() => process.exit(1), 2000).unref();
     return 1;
   }
   await new Promise<void>((done) => {
@@ -63,6 +110,7 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
       log.info({ signal }, 'shutting down');
+      void alerts?.close();
       server.close((o.shutdownGrace ?? 10) * 1000).then(done, (err: unknown) => {
         log.error({ err }, 'shutdown failed');
         done();

@@ -9,6 +9,15 @@ import { installMountHelper, mountArgs, parseHelperArgv } from './mount-helper.j
 import { spawnSync } from 'node:child_process';
 import { resolve as resolvePath } from 'node:path';
 
+import {
+  alertsCommand, gcCommand, snapshotCreateCommand, snapshotDeleteCommand, snapshotListCommand, snapshotShowCommand, snapshotVerifyCommand, targetsCommand,
+  type ArchiveCliOptions, type CreateOptions,
+} from './snapshot-command.js';
+
+function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
+
 function seconds(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('not a number of seconds');
@@ -71,7 +80,10 @@ const recover = program
     if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('not a tier number');
     return n;
   }, 2)
-  .option('--foreground', 'stay attached and show the background restore\'s progress');
+  .option('--foreground', 'stay attached and show the background restore\'s progress')
+  .option('--snapshot <id>', 'recover from this snapshot: the volume\'s head becomes its tree (the head is kept as a snapshot first)')
+  .option('--condition <name>', 'recover from the newest complete snapshot taken for this condition, on a readable target')
+  .option('--before <time>', 'with --condition: the newest taken before this time (ISO 8601)');
 daemonOptions(recover);
 
 program
@@ -124,6 +136,14 @@ archive
   .option('--tls-cert <file>', 'TLS certificate (PEM); with --tls-key, serve stratas://')
   .option('--tls-key <file>', 'TLS private key (PEM)')
   .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+  .option('--target <name=dir>', 'a storage target for snapshots (repeat; each on its own disk)', collect)
+  .option('--rules <file>', 'conditions and schedules that take snapshots (YAML, docs/snapshots.md)')
+  .option('--alerts-listen <host:port>', 'accept Alertmanager webhooks at http://HOST:PORT/alerts (Bearer token)')
+  .option('--snapshot-duty <fraction>', 'share of the time snapshot copies may run, 0.05-1 (default 0.5: mirroring keeps most of the disks)', (v: string) => {
+    const n = Number(v);
+    if (!(n >= 0.05 && n <= 1)) throw new InvalidArgumentError('a fraction from 0.05 to 1');
+    return n;
+  })
   .action(async (opts: ArchiveServeOptions) => { process.exitCode = await archiveServeCommand(opts); });
 
 program
@@ -154,5 +174,41 @@ program
     const r = spawnSync(process.execPath, [process.argv[1]!, ...argv], { stdio: 'inherit' });
     process.exitCode = r.status ?? 1;
   });
+
+/** --archive/--token-file/--json, which every archive-side command takes. */
+function archiveOpts(cmd: Command): Command {
+  return cmd
+    .option('--archive <url>', 'file:///DIR, strata://HOST:PORT or stratas://HOST:PORT')
+    .option('--token-file <file>', 'token of a remote archive')
+    .option('--json', 'machine-readable output');
+}
+
+archiveOpts(archive.command('targets').description('the storage targets: device, free space, health (for file:// archives, --target sets them)'))
+  .option('--target <name=dir>', 'file:// archives: the storage targets (repeat; replaces the set)', collect)
+  .action(async (opts: ArchiveCliOptions & { target?: string[] }) => { process.exitCode = await targetsCommand(opts); });
+archiveOpts(archive.command('alerts').description('the alerts the archive received and what it decided'))
+  .option('--limit <n>', 'newest N (default 50)', (v: string) => Number(v))
+  .action(async (opts: ArchiveCliOptions & { limit?: number }) => { process.exitCode = await alertsCommand(opts); });
+archiveOpts(archive.command('gc').description('reclaim blocks no volume head or snapshot references (data directory and targets)'))
+  .action(async (opts: ArchiveCliOptions) => { process.exitCode = await gcCommand(opts); });
+
+const snapshot = program.command('snapshot').description('point-in-time copies of a volume on the archive\'s storage targets (docs/snapshots.md)');
+archiveOpts(snapshot.command('create').description('snapshot a volume now (from MOUNTPOINT: after the archive holds every change made so far)'))
+  .argument('[mountpoint]')
+  .option('--volume <name>', 'the volume (with --archive)')
+  .option('--reason <text>', 'why, kept in the catalog')
+  .option('--wait', 'return once the copy is complete (file:// archives always wait)')
+  .option('--timeout <s>', 'from a mountpoint: how long to wait for the archive to hold every change (default 60)', seconds)
+  .action(async (mountpoint: string | undefined, opts: CreateOptions) => { process.exitCode = await snapshotCreateCommand(mountpoint, opts); });
+archiveOpts(snapshot.command('list').description('the catalog: snapshots, their state, target, trigger and condition'))
+  .option('--volume <name>', 'only this volume')
+  .option('--condition <name>', 'only snapshots taken for this condition')
+  .action(async (opts: ArchiveCliOptions & { volume?: string; condition?: string }) => { process.exitCode = await snapshotListCommand(opts); });
+archiveOpts(snapshot.command('show').description('one snapshot\'s catalog row').argument('<id>'))
+  .action(async (id: string, opts: ArchiveCliOptions) => { process.exitCode = await snapshotShowCommand(id, opts); });
+archiveOpts(snapshot.command('delete').description('delete a snapshot (its blocks are reclaimed from its target)').argument('<id>'))
+  .action(async (id: string, opts: ArchiveCliOptions) => { process.exitCode = await snapshotDeleteCommand(id, opts); });
+archiveOpts(snapshot.command('verify').description('re-hash every block of a snapshot on its target; exit 1 when any is damaged').argument('<id>'))
+  .action(async (id: string, opts: ArchiveCliOptions) => { process.exitCode = await snapshotVerifyCommand(id, opts); });
 
 await program.parseAsync(process.argv);

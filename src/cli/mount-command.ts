@@ -10,6 +10,7 @@ import { MountDaemon, checkStore, type MountConfig } from '../daemon/mount-daemo
 import { RESERVED_NAME } from '../store/local-store.js';
 import type { MountOptions } from '../fuse/adapter.js';
 import { formatRestoreProgress } from './restore-format.js';
+import { rollbackBeforeRecovery } from './recover-snapshot.js';
 
 export interface MountCliOptions {
   store: string;
@@ -37,6 +38,11 @@ export interface MountCliOptions {
   fetchTimeout?: number;
   /** Commander's negation of --no-background-restore. */
   backgroundRestore?: boolean;
+  /** `strata recover --snapshot ID`: roll the volume back to this snapshot first. */
+  snapshot?: string;
+  /** `strata recover --condition NAME [--before TIME]`: the newest complete snapshot for the condition. */
+  condition?: string;
+  before?: string;
 }
 
 type ParentMessage = { type: 'ready'; detail?: string } | { type: 'error'; message: string };
@@ -87,6 +93,11 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
   } catch (err) {
     process.stderr.write(`strata ${cmd}: ${(err as Error).message}\n`);
     return 2;
+  }
+  if (o.depth !== undefined && (o.snapshot !== undefined || o.condition !== undefined || o.before !== undefined)) {
+    // The archive makes the volume's head the snapshot's tree (keeping the head as a snapshot); the recovery then restores that head.
+    const code = await rollbackBeforeRecovery({ ...mirror!, store: resolve(o.store), snapshot: o.snapshot, condition: o.condition, before: o.before });
+    if (code !== 0) return code;
   }
   if (!o.foreground) {
     // Checked here too: the background daemon's log lives in the store, so

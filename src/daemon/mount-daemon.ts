@@ -15,6 +15,9 @@ import { openArchiveClient } from '../archive-client/open-archive.js';
 import type { ArchiveClient } from '../protocol/archive-api.js';
 import { reconcileBeforeServing } from '../mirror/startup.js';
 import { prepareRecovery } from '../restore/recover.js';
+import { ConditionWatcher, tapRequestErrors } from '../alerts/primary-conditions.js';
+import { openSnapshotClient } from '../archive-client/open-snapshots.js';
+import type { SnapshotClient } from '../protocol/snapshot-api.js';
 import { readRestoreState } from '../restore/state.js';
 import { OnDemandRestore } from '../restore/on-demand.js';
 import { BackgroundRestore, completedProgress, type RestoreProgress } from '../restore/background.js';
@@ -72,6 +75,8 @@ export class MountDaemon {
   private background: BackgroundRestore | null = null;
   /** What status says of a restore that was complete before this daemon started. */
   private restoreCompleted: RestoreProgress | null = null;
+  private conditions: ConditionWatcher | null = null;
+  private conditionClient: (() => SnapshotClient | null) | null = null;
   /** Time from start() to the mount serving, ms. */
   timeToServeMs: number | null = null;
 
@@ -95,7 +100,8 @@ export class MountDaemon {
       throw new Error('this store is a recovered volume: mount it with --archive and --volume (or run `strata recover` again)');
     }
     this.fs = new Filesystem(this.store, this.mirror, this.onDemand);
-    this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options }, this.log);
+    const adapterLog = this.config.mirror ? tapRequestErrors(this.log.child({}), this.startConditions(this.config.mirror)) : this.log;
+    this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options }, adapterLog);
     await this.adapter.mount();
     this.state = 'serving';
     this.timeToServeMs = Date.now() - this.startedAt.getTime();
@@ -191,7 +197,34 @@ export class MountDaemon {
     }
   }
 
+  /** Conditions this primary raises to its archive (src/alerts/primary-conditions.ts). */
+  private startConditions(cfg: NonNullable<MountConfig['mirror']>): ConditionWatcher {
+    const remote = !cfg.archiveUrl.startsWith('file:');
+    const log = this.log.child({ component: 'conditions' });
+    let client: SnapshotClient | null = null;
+    const watcher = new ConditionWatcher({
+      volume: cfg.volume, storeDir: this.store.root, log,
+      get client() { return client; },
+      mirror: () => {
+        const m = this.mirror?.status();
+        return m ? { lag: { seconds: m.lag.seconds, bytes: m.lag.bytes }, journal: { limitBytes: m.journal.limitBytes }, connection: m.connection } : null;
+      },
+    });
+    if (remote) {
+      openSnapshotClient(cfg.archiveUrl, cfg.tokenFile ? { tokenFile: cfg.tokenFile, requestTimeoutMs: 10_000 } : { requestTimeoutMs: 10_000 })
+        .then((c) => { client = c; }, (err: unknown) => log.warn({ err: (err as Error).message }, 'conditions will not reach the archive'));
+    } else {
+      log.info({}, 'file:// archive: conditions are logged here only (rules run on strata archive serve)');
+    }
+    this.conditions = watcher;
+    this.conditionClient = () => client;
+    watcher.start();
+    return watcher;
+  }
+
   private async stopMirror(): Promise<void> {
+    this.conditions?.stop();
+    await this.conditionClient?.()?.close().catch(() => {});
     const m = this.mirror;
     if (!m) return;
     this.mirror = null;

@@ -21,6 +21,10 @@ export type ArchiveErrorCode =
   | 'ECORRUPT'
   /** The archive cannot be reached or did not answer in time. */
   | 'EUNAVAILABLE'
+  /** A snapshot id the archive's catalog does not have. */
+  | 'ENOSNAPSHOT'
+  /** No storage target can take or serve what was asked (none healthy, or only the one to avoid). */
+  | 'ENOTARGET'
   /** Anything else on the archive's side. */
   | 'EARCHIVE';
 

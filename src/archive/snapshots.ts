@@ -1,0 +1,1225 @@
+// Snapshots on conditions, the archive's side (docs/snapshots.md): the
+// catalog in the archive's database, placement on storage targets, the copy
+// of a volume's tree at one applied record onto a target, verification,
+// deletion with retention, alerts and the rules that turn them into
+// snapshots, the choice of a snapshot for a recovery, the rollback of a
+// volume's head to a snapshot, and garbage collection.
+//
+// Synchronous (better-sqlite3, fsync), like ArchiveStore: the archive server
+// runs it on a thread of its own (snapshot-worker.ts), the `file://` tools in
+// their process. It opens the archive's database with a connection of its
+// own; SQLite's write lock orders it with the mirroring batches.
+//
+// How a snapshot stays consistent while mirroring goes on: taking one pins
+// its record S in the same transaction that reads the volume's applied
+// record (volumes.snapshot_floor = the newest record a copying snapshot
+// pins). From then on the applier closes rows instead of rewriting them
+// (versioned.ts), so the rows with seq_from <= S < seq_to are the tree at S
+// for as long as the pin holds, however many batches arrive. The copy reads
+// them in short transactions (keyset pages), never holding the write lock,
+// and writes them into the target, where the snapshot is one volume of the
+// target's own archive database. When the copy is complete (or failed, or
+// deleted) the pin goes and the closed rows no copy needs are pruned.
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+import type Database from 'better-sqlite3';
+import { ArchiveError } from '../protocol/archive-api.js';
+import type { VolumeState } from '../protocol/images.js';
+import { ROOT_ID } from '../protocol/records.js';
+import type {
+  AlertDecision, AlertDecisionKind, GcResult, IncomingAlert, RollbackResult, SnapshotChoice, SnapshotInfo, SnapshotState,
+  SnapshotTrigger, SnapshotVerification, TargetInfo,
+} from '../protocol/snapshot-api.js';
+import { isSnapshotId } from '../protocol/snapshot-api.js';
+import { conditionMatches, EMPTY_RULES, volumeOf, type Rules } from '../alerts/rules.js';
+import { Packs, BLOCK_HEADER_BYTES, packName, fsyncDir } from './packs.js';
+import { LIVE, NO_SNAPSHOT, openDatabase } from './schema.js';
+import { deviceOf, initialiseTarget, noTarget, probeTarget, readMarker, TargetFailure, TargetStore, type TargetSpec } from './targets.js';
+import { checkVolume } from './worker-protocol.js';
+
+export interface EngineLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+const SILENT: EngineLog = { info() {}, warn() {}, error() {} };
+
+export interface EngineOptions {
+  /**
+   * The targets (`--target NAME=DIR`): registered in the catalog, new ones
+   * initialised. Omitted: the targets the catalog already knows (a `file://`
+   * tool on an archive whose server registered them).
+   */
+  targets?: TargetSpec[];
+  rules?: Rules;
+  log?: EngineLog;
+  /** Rows per page of a copy step (default 2000). */
+  pageRows?: number;
+  /** Block bytes per copy step (default 32 MiB). */
+  pageBytes?: number;
+  /** How long a rewritten data pack is kept before it is unlinked (readers of other processes may still be reading it). */
+  packGraceMs?: number;
+  /** Clock (tests). */
+  now?: () => number;
+}
+
+const CATALOG = `
+CREATE TABLE IF NOT EXISTS targets (
+  name       TEXT PRIMARY KEY,
+  path       TEXT NOT NULL,
+  added_ms   INTEGER NOT NULL,
+  retired_ms INTEGER
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS snapshots (
+  id           TEXT PRIMARY KEY,
+  volume       TEXT NOT NULL,
+  vid          INTEGER NOT NULL,
+  record       INTEGER NOT NULL,
+  created_ms   INTEGER NOT NULL,
+  target       TEXT,
+  trigger      TEXT NOT NULL,
+  condition    TEXT,
+  reason       TEXT,
+  labels       TEXT NOT NULL,
+  annotations  TEXT NOT NULL,
+  state        TEXT NOT NULL,
+  error        TEXT,
+  attempts     TEXT NOT NULL DEFAULT '[]',
+  completed_ms INTEGER,
+  size_bytes   INTEGER NOT NULL DEFAULT 0,
+  block_count  INTEGER NOT NULL DEFAULT 0,
+  entries      INTEGER NOT NULL DEFAULT 0,
+  verified_ms  INTEGER,
+  verification TEXT
+);
+CREATE INDEX IF NOT EXISTS snapshots_by_volume ON snapshots (volume, created_ms);
+
+CREATE TABLE IF NOT EXISTS alerts (
+  n           INTEGER PRIMARY KEY,
+  received_ms INTEGER NOT NULL,
+  source      TEXT NOT NULL,
+  status      TEXT NOT NULL,
+  alertname   TEXT,
+  labels      TEXT NOT NULL,
+  annotations TEXT NOT NULL,
+  fingerprint TEXT,
+  volume      TEXT,
+  condition   TEXT,
+  decision    TEXT NOT NULL,
+  snapshot    TEXT,
+  detail      TEXT NOT NULL
+);
+`;
+
+/** Alert log rows kept (the oldest go first). */
+const MAX_ALERT_ROWS = 100_000;
+const MAX_LABELS = 64;
+const MAX_LABEL_BYTES = 4096;
+
+interface SnapshotRow {
+  id: string;
+  volume: string;
+  vid: number;
+  record: number;
+  created_ms: number;
+  target: string | null;
+  trigger: SnapshotTrigger;
+  condition: string | null;
+  reason: string | null;
+  labels: string;
+  annotations: string;
+  state: SnapshotState;
+  error: string | null;
+  attempts: string;
+  completed_ms: number | null;
+  size_bytes: number;
+  block_count: number;
+  entries: number;
+  verified_ms: number | null;
+  verification: string | null;
+}
+
+interface VolumeRow {
+  vid: number;
+  name: string;
+  epoch: number;
+  applied_seq: number;
+  snapshot_floor: number;
+}
+
+type Phase = 'start' | 'objects' | 'entries' | 'xattrs' | 'blocks' | 'counts' | 'finish';
+
+interface CopyJob {
+  id: string;
+  phase: Phase;
+  /** Keyset cursor of the current phase (the last key copied), null before the first page. */
+  cursor: (string | number)[] | null;
+  store: TargetStore | null;
+  /** The snapshot's vid in the target's database. */
+  tvid: number;
+  bytes: number;
+}
+
+const OBJECT_COLS = 'mode, uid, gid, size, atime_s, atime_ns, mtime_s, mtime_ns, rdev, target, parent';
+const VERSIONED = ['objects', 'entries', 'xattrs', 'file_blocks'] as const;
+
+export class SnapshotEngine {
+  private readonly db: Database.Database;
+  private readonly packs: Packs;
+  private readonly log: EngineLog;
+  private readonly now: () => number;
+  private readonly pageRows: number;
+  private readonly pageBytes: number;
+  private readonly packGraceMs: number;
+  private rules: Rules;
+  archiveId: string;
+  private readonly stores = new Map<string, TargetStore>();
+  private readonly jobs = new Map<string, CopyJob>();
+  private closed = false;
+
+  static open(dataDir: string, opts: EngineOptions = {}): SnapshotEngine {
+    fs.mkdirSync(join(dataDir, 'packs'), { recursive: true });
+    const db = openDatabase(join(dataDir, 'archive.db'));
+    try {
+      return new SnapshotEngine(dataDir, db, opts);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  private constructor(readonly dataDir: string, db: Database.Database, opts: EngineOptions) {
+    this.db = db;
+    this.log = opts.log ?? SILENT;
+    this.now = opts.now ?? Date.now;
+    this.pageRows = opts.pageRows ?? 2000;
+    this.pageBytes = opts.pageBytes ?? 32 * 1024 * 1024;
+    this.packGraceMs = opts.packGraceMs ?? 60_000;
+    this.rules = opts.rules ?? EMPTY_RULES;
+    this.packs = new Packs(join(dataDir, 'packs'));
+    this.db.exec(CATALOG);
+    this.archiveId = this.db.transaction(() => {
+      this.db.prepare(`INSERT OR IGNORE INTO meta (key, value) VALUES ('archive_id', ?)`).run(randomBytes(8).toString('hex'));
+      return this.db.prepare(`SELECT value FROM meta WHERE key = 'archive_id'`).pluck().get() as string;
+    }).immediate();
+    if (opts.targets !== undefined) {
+      this.registerTargets(opts.targets);
+      this.importFromTargets();
+    }
+    // Copies a crash interrupted start again (blocks already on the target are not copied twice).
+    for (const r of this.db.prepare(`SELECT id FROM snapshots WHERE state = 'copying' ORDER BY created_ms`).all() as { id: string }[]) {
+      this.jobs.set(r.id, { id: r.id, phase: 'start', cursor: null, store: null, tvid: 0, bytes: 0 });
+      this.log.info({ snapshot: r.id }, 'snapshot copy interrupted earlier: starting it again');
+    }
+    this.repinAll();
+  }
+
+  setRules(rules: Rules): void {
+    this.rules = rules;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of this.stores.values()) {
+      try { s.close(); } catch { /* closing anyway */ }
+    }
+    this.stores.clear();
+    this.packs.close();
+    this.db.close();
+  }
+
+  // ---- targets ---------------------------------------------------------------
+
+  private registerTargets(specs: TargetSpec[]): void {
+    const names = new Set<string>();
+    for (const s of specs) {
+      if (names.has(s.name)) throw new Error(`target ${s.name} is given twice`);
+      names.add(s.name);
+    }
+    // A new data directory given an archive's old targets (the data directory was lost) adopts them and their snapshots.
+    const empty = this.db.prepare('SELECT (SELECT COUNT(*) FROM targets) + (SELECT COUNT(*) FROM volumes) + (SELECT COUNT(*) FROM snapshots)').pluck().get() === 0;
+    const foreign = empty ? specs.map((s) => readMarker(s.path)).find((m) => m !== null && m.archive !== this.archiveId) : undefined;
+    if (foreign) {
+      this.db.prepare(`UPDATE meta SET value = ? WHERE key = 'archive_id'`).run(foreign.archive);
+      this.log.warn({ archive: foreign.archive }, 'new data directory: adopting the targets (and snapshots) of the archive they belong to');
+      this.archiveId = foreign.archive;
+    }
+    const known = new Map((this.db.prepare('SELECT name, path, retired_ms FROM targets').all() as { name: string; path: string; retired_ms: number | null }[]).map((r) => [r.name, r]));
+    for (const s of specs) {
+      const k = known.get(s.name);
+      const marker = readMarker(s.path);
+      if (marker === null && k !== undefined && k.path === s.path) {
+        // Registered (and marked) before, but its marker is gone: the disk is not mounted, or was replaced. Never initialise over it.
+        this.log.warn({ target: s.name, path: s.path }, 'target has lost its marker (disk not mounted, or replaced?): it takes no snapshot and its snapshots are lost');
+      } else if (marker === null && k !== undefined && k.path !== s.path && this.holding(s.name) > 0) {
+        throw new Error(`target ${s.name} was ${k.path} and holds ${this.holding(s.name)} snapshots; ${s.path} is not that disk (no marker). ` +
+          'Give a new disk a new target name');
+      } else {
+        initialiseTarget(s, this.archiveId); // checks an existing marker: this archive, this name
+      }
+      this.db.prepare(`INSERT INTO targets (name, path, added_ms, retired_ms) VALUES (?, ?, ?, NULL)
+        ON CONFLICT (name) DO UPDATE SET path = excluded.path, retired_ms = NULL`).run(s.name, s.path, this.now());
+    }
+    for (const k of known.values()) {
+      if (!names.has(k.name) && k.retired_ms === null) {
+        this.db.prepare('UPDATE targets SET retired_ms = ? WHERE name = ?').run(this.now(), k.name);
+        this.log.warn({ target: k.name, path: k.path }, 'target no longer configured: it takes no new snapshot; its snapshots stay readable while its directory is there');
+      }
+    }
+  }
+
+  /** Complete snapshots a target holds that the catalog does not list (a new or restored data directory) go into the catalog. */
+  private importFromTargets(): void {
+    for (const t of this.targetSpecs(false)) {
+      let rows: { id: string; volume: string; record: number; created_ms: number; trigger: string; condition: string | null; reason: string | null; labels: string; annotations: string; completed_ms: number | null }[];
+      try {
+        if (!fs.existsSync(join(t.path, 'archive.db')) || readMarker(t.path)?.archive !== this.archiveId) continue;
+        rows = this.store(t.name).db.prepare(`SELECT * FROM snapshot_info WHERE state = 'complete'`).all() as typeof rows;
+      } catch (err) {
+        this.log.warn({ target: t.name, err: (err as Error).message }, 'cannot read the target\'s snapshots');
+        continue;
+      }
+      let n = 0;
+      for (const r of rows) {
+        if (this.db.prepare('SELECT 1 FROM snapshots WHERE id = ?').get(r.id) !== undefined) continue;
+        const vid = (this.db.prepare('SELECT vid FROM volumes WHERE name = ?').pluck().get(r.volume) as number | undefined) ?? 0;
+        this.db.prepare(`INSERT INTO snapshots (id, volume, vid, record, created_ms, target, trigger, condition, reason, labels, annotations, state, completed_ms)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'complete', ?)`).run(r.id, r.volume, vid, r.record, r.created_ms, t.name, r.trigger, r.condition, r.reason, r.labels, r.annotations, r.completed_ms);
+        n++;
+      }
+      if (n > 0) this.log.warn({ target: t.name, snapshots: n }, 'snapshots found on a target but not in the catalog: added (sizes are filled in by verify)');
+    }
+  }
+
+  private holding(target: string): number {
+    return this.db.prepare(`SELECT COUNT(*) FROM snapshots WHERE target = ? AND state IN ('copying', 'complete', 'lost')`).pluck().get(target) as number;
+  }
+
+  private targetSpecs(includeRetired = true): (TargetSpec & { retired: boolean })[] {
+    const rows = this.db.prepare('SELECT name, path, retired_ms FROM targets ORDER BY name').all() as { name: string; path: string; retired_ms: number | null }[];
+    return rows.filter((r) => includeRetired || r.retired_ms === null).map((r) => ({ name: r.name, path: r.path, retired: r.retired_ms !== null }));
+  }
+
+  targets(): TargetInfo[] {
+    const specs = this.targetSpecs(false);
+    const dataDev = deviceOf(this.dataDir);
+    const infos: TargetInfo[] = specs.map((s) => ({
+      ...probeTarget(s, this.archiveId),
+      sharesDeviceWith: [],
+      snapshots: this.db.prepare(`SELECT COUNT(*) FROM snapshots WHERE target = ? AND state = 'complete'`).pluck().get(s.name) as number,
+    }));
+    for (const a of infos) {
+      if (a.device === null) continue;
+      if (a.device === dataDev) a.sharesDeviceWith.push('data');
+      for (const b of infos) if (b !== a && b.device === a.device) a.sharesDeviceWith.push(b.name);
+    }
+    this.refreshLost(infos);
+    return infos;
+  }
+
+  /** Snapshots on a target that is gone become `lost`; lost ones whose target is back become `complete` again. */
+  private refreshLost(infos: TargetInfo[]): void {
+    for (const t of infos) {
+      if (!t.readable) {
+        const n = this.db.prepare(`UPDATE snapshots SET state = 'lost', error = ? WHERE target = ? AND state = 'complete'`).run(`target ${t.name} unreadable: ${t.problem}`, t.name).changes;
+        if (n > 0) this.log.warn({ target: t.name, problem: t.problem, snapshots: n }, 'target unreadable: its snapshots are lost');
+      } else {
+        const lost = this.db.prepare(`SELECT id FROM snapshots WHERE target = ? AND state = 'lost'`).pluck().all(t.name) as string[];
+        for (const id of lost) {
+          if (this.targetHolds(t.name, id)) {
+            this.db.prepare(`UPDATE snapshots SET state = 'complete', error = NULL WHERE id = ?`).run(id);
+            this.log.info({ target: t.name, snapshot: id }, 'target readable again: snapshot complete');
+          }
+        }
+      }
+    }
+  }
+
+  private targetHolds(target: string, id: string): boolean {
+    try {
+      const st = this.store(target);
+      return st.db.prepare(`SELECT state FROM snapshot_info WHERE id = ?`).pluck().get(id) === 'complete';
+    } catch {
+      return false;
+    }
+  }
+
+  /** The target's store, opened once (dropped again when it fails). */
+  private store(name: string): TargetStore {
+    let s = this.stores.get(name);
+    if (s !== undefined) {
+      // A directory replaced or unmounted under an open database must not be written through stale descriptors.
+      if (readMarker(s.dir)?.archive === this.archiveId && fs.existsSync(join(s.dir, 'archive.db'))) return s;
+      this.dropStore(name);
+    }
+    const spec = this.targetSpecs().find((t) => t.name === name);
+    if (spec === undefined) throw noTarget(`no target ${name}`);
+    const m = readMarker(spec.path);
+    if (m === null || m.archive !== this.archiveId || m.name !== name) throw new TargetFailure(name, new Error(`${spec.path} is not this archive's target ${name} (no matching ${'strata-target.json'})`));
+    try {
+      s = new TargetStore(name, spec.path);
+    } catch (err) {
+      throw new TargetFailure(name, err);
+    }
+    this.stores.set(name, s);
+    return s;
+  }
+
+  private dropStore(name: string): void {
+    const s = this.stores.get(name);
+    this.stores.delete(name);
+    try { s?.close(); } catch { /* it failed already */ }
+  }
+
+  // ---- catalog ---------------------------------------------------------------
+
+  listSnapshots(filter: { volume?: string; condition?: string } = {}): SnapshotInfo[] {
+    this.targets(); // states follow the targets' health
+    let sql = 'SELECT * FROM snapshots WHERE 1 = 1';
+    const args: string[] = [];
+    if (filter.volume !== undefined) { sql += ' AND volume = ?'; args.push(checkVolume(filter.volume)); }
+    if (filter.condition !== undefined) { sql += ' AND condition = ?'; args.push(String(filter.condition)); }
+    sql += ' ORDER BY created_ms, rowid';
+    return (this.db.prepare(sql).all(...args) as SnapshotRow[]).map((r) => this.info(r));
+  }
+
+  getSnapshot(id: string): SnapshotInfo {
+    return this.info(this.row(id));
+  }
+
+  private row(id: string): SnapshotRow {
+    if (!isSnapshotId(id)) throw new ArchiveError('EBADREQ', `bad snapshot id ${JSON.stringify(id).slice(0, 80)} (s-YYYYMMDD-HHMMSS-xxxxxx)`);
+    const r = this.db.prepare('SELECT * FROM snapshots WHERE id = ?').get(id) as SnapshotRow | undefined;
+    if (r === undefined) throw new ArchiveError('ENOSNAPSHOT', `no snapshot ${id}`);
+    return r;
+  }
+
+  private info(r: SnapshotRow): SnapshotInfo {
+    return {
+      id: r.id, volume: r.volume, target: r.target, trigger: r.trigger, condition: r.condition, reason: r.reason, state: r.state, record: r.record,
+      createdAt: new Date(r.created_ms).toISOString(), completedAt: r.completed_ms === null ? null : new Date(r.completed_ms).toISOString(),
+      labels: JSON.parse(r.labels) as { [k: string]: string }, annotations: JSON.parse(r.annotations) as { [k: string]: string },
+      sizeBytes: r.size_bytes, blockCount: r.block_count, entries: r.entries, error: r.error,
+      attempts: JSON.parse(r.attempts) as { target: string; error: string }[],
+      lastVerification: r.verification === null ? null : JSON.parse(r.verification) as SnapshotVerification,
+    };
+  }
+
+  // ---- taking a snapshot -----------------------------------------------------
+
+  createSnapshot(volume: string, opts: { trigger?: SnapshotTrigger; condition?: string | null; reason?: string | null; labels?: { [k: string]: string }; annotations?: { [k: string]: string } } = {}): SnapshotInfo {
+    checkVolume(volume);
+    const trigger = opts.trigger ?? 'manual';
+    if (opts.reason !== undefined && opts.reason !== null && (typeof opts.reason !== 'string' || opts.reason.length > 1000)) throw new ArchiveError('EBADREQ', 'reason must be a string of at most 1000 characters');
+    const v = this.db.prepare('SELECT vid, name, epoch, applied_seq, snapshot_floor FROM volumes WHERE name = ?').get(volume) as VolumeRow | undefined;
+    if (v === undefined) throw new ArchiveError('ENOVOLUME', `no volume ${volume}`);
+    const target = this.place(volume, trigger, new Set());
+    const id = this.newId();
+    const info = this.db.transaction(() => {
+      const cur = this.db.prepare('SELECT vid, applied_seq FROM volumes WHERE name = ?').get(volume) as VolumeRow;
+      const nowMs = this.now();
+      this.db.prepare(`INSERT INTO snapshots (id, volume, vid, record, created_ms, target, trigger, condition, reason, labels, annotations, state)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'copying')`).run(
+        id, volume, cur.vid, cur.applied_seq, nowMs, target, trigger, opts.condition ?? null, opts.reason ?? null,
+        JSON.stringify(opts.labels ?? {}), JSON.stringify(opts.annotations ?? {}));
+      this.repin(cur.vid);
+      return this.getSnapshot(id);
+    }).immediate();
+    this.jobs.set(id, { id, phase: 'start', cursor: null, store: null, tvid: 0, bytes: 0 });
+    this.log.info({ snapshot: id, volume, record: info.record, target, trigger, condition: opts.condition ?? null }, 'snapshot taken; copying');
+    return info;
+  }
+
+  private newId(): string {
+    const d = new Date(this.now());
+    const p = (n: number, w = 2): string => String(n).padStart(w, '0');
+    for (;;) {
+      const id = `s-${p(d.getUTCFullYear(), 4)}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}-${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}-${randomBytes(3).toString('hex')}`;
+      if (this.db.prepare('SELECT 1 FROM snapshots WHERE id = ?').get(id) === undefined) return id;
+    }
+  }
+
+  /**
+   * The target for a new snapshot of `volume`: a healthy one other than the
+   * one holding the volume's previous snapshot (the point is another disk),
+   * the least recently used for this volume first. Condition (`alert`)
+   * snapshots are refused when no such target exists; the others fall back
+   * to the previous snapshot's target if it is healthy.
+   */
+  private place(volume: string, trigger: SnapshotTrigger, tried: Set<string>): string {
+    const all = this.targetSpecs(false);
+    if (all.length === 0) throw noTarget('this archive has no storage targets: start the server with --target NAME=DIR (two or more, on separate disks)');
+    if (trigger === 'alert' && all.length < 2) {
+      throw noTarget(`a condition snapshot goes to another disk than the previous one, and this archive has only one target (${all[0]!.name}): add a second --target`);
+    }
+    const prev = this.db.prepare(`SELECT id, target FROM snapshots WHERE volume = ? AND state IN ('copying', 'complete') AND target IS NOT NULL
+      ORDER BY created_ms DESC, rowid DESC LIMIT 1`).get(volume) as { id: string; target: string } | undefined;
+    const infos = all.filter((s) => !tried.has(s.name)).map((s) => probeTarget(s, this.archiveId));
+    const healthy = infos.filter((i) => i.healthy);
+    const others = healthy.filter((i) => i.name !== prev?.target);
+    const lastUse = (name: string): number => (this.db.prepare(`SELECT MAX(created_ms) FROM snapshots WHERE volume = ? AND target = ?`).pluck().get(volume, name) as number | null) ?? -1;
+    // Free space decides only when it clearly differs (two directories on one disk report slightly different figures from one moment to the next).
+    const roomier = (a: { freeBytes: number | null }, b: { freeBytes: number | null }): number => {
+      const fa = a.freeBytes ?? 0;
+      const fb = b.freeBytes ?? 0;
+      return Math.abs(fa - fb) <= 0.05 * Math.max(fa, fb) ? 0 : fb - fa;
+    };
+    const pick = (list: typeof healthy): string => [...list].sort((a, b) => lastUse(a.name) - lastUse(b.name) || roomier(a, b) || a.name.localeCompare(b.name))[0]!.name;
+    if (others.length > 0) return pick(others);
+    const why = infos.filter((i) => !i.healthy).map((i) => `${i.name}: ${i.problem}`).join('; ');
+    if (trigger !== 'alert' && healthy.length > 0) {
+      this.log.warn({ volume, target: healthy[0]!.name, previous: prev?.id }, 'no other healthy target: this snapshot goes to the same target as the previous one');
+      return healthy[0]!.name;
+    }
+    throw noTarget(`no healthy target${prev ? ` other than ${prev.target} (which holds the previous snapshot ${prev.id} of ${volume})` : ''}` +
+      `${tried.size > 0 ? ` and not already tried (${[...tried].join(', ')})` : ''}${why ? `; ${why}` : ''}`);
+  }
+
+  /** Sets the volume's floor to the newest record a copying snapshot pins, and prunes the closed rows no copy needs. */
+  private repin(vid: number): number {
+    const pins = this.db.prepare(`SELECT MIN(record) AS lo, MAX(record) AS hi FROM snapshots WHERE vid = ? AND state = 'copying'`).get(vid) as { lo: number | null; hi: number | null };
+    this.db.prepare('UPDATE volumes SET snapshot_floor = ? WHERE vid = ?').run(pins.hi ?? NO_SNAPSHOT, vid);
+    // A row closed at or before the oldest pin is invisible to every pinned record.
+    let pruned = 0;
+    for (const t of VERSIONED) {
+      pruned += pins.lo === null
+        ? this.db.prepare(`DELETE FROM ${t} WHERE vid = ? AND seq_to != ${LIVE}`).run(vid).changes
+        : this.db.prepare(`DELETE FROM ${t} WHERE vid = ? AND seq_to != ${LIVE} AND seq_to <= ?`).run(vid, pins.lo).changes;
+    }
+    return pruned;
+  }
+
+  private repinAll(): void {
+    this.db.transaction(() => {
+      for (const vid of this.db.prepare('SELECT vid FROM volumes').pluck().all() as number[]) this.repin(vid);
+    }).immediate();
+  }
+
+  // ---- copying ---------------------------------------------------------------
+
+  /** Copies in progress. */
+  get busy(): boolean {
+    return this.jobs.size > 0;
+  }
+
+  /** Does one bounded step of the oldest copy; returns whether copies remain. */
+  step(): boolean {
+    const job = this.jobs.values().next().value as CopyJob | undefined;
+    if (job === undefined) return false;
+    const r = this.db.prepare('SELECT * FROM snapshots WHERE id = ?').get(job.id) as SnapshotRow | undefined;
+    if (r === undefined || r.state !== 'copying') {
+      this.jobs.delete(job.id); // deleted meanwhile
+      return this.jobs.size > 0;
+    }
+    try {
+      this.copyStep(job, r);
+    } catch (err) {
+      if (err instanceof TargetFailure) this.moveOn(job, r, err);
+      else this.fail(job, r, err);
+    }
+    return this.jobs.size > 0;
+  }
+
+  /** Runs every copy to its end (the `file://` tools; tests). */
+  drain(): void {
+    while (this.step()) { /* next step */ }
+  }
+
+  private copyStep(job: CopyJob, r: SnapshotRow): void {
+    const tname = r.target!;
+    const onTarget = <T>(fn: (s: TargetStore) => T): T => {
+      try {
+        return fn(job.store ?? this.store(tname));
+      } catch (err) {
+        if (err instanceof TargetFailure) throw err;
+        if (err instanceof ArchiveError && err.code !== 'EARCHIVE' && err.code !== 'ECORRUPT') throw err;
+        throw new TargetFailure(tname, err);
+      }
+    };
+    const S = r.record;
+    const visible = `vid = ? AND seq_from <= ? AND seq_to > ?`;
+    switch (job.phase) {
+      case 'start': {
+        job.store = onTarget((s) => s);
+        job.tvid = onTarget((s) => s.db.transaction(() => {
+          this.dropOnTarget(s, r.id);
+          const tvid = Number(s.db.prepare('INSERT INTO volumes (name, epoch, applied_seq, created_ms) VALUES (?, 1, ?, ?)').run(r.id, r.record, r.created_ms).lastInsertRowid);
+          s.db.prepare(`INSERT INTO snapshot_info (id, volume, record, created_ms, trigger, condition, reason, labels, annotations, state)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'copying')`).run(r.id, r.volume, r.record, r.created_ms, r.trigger, r.condition, r.reason, r.labels, r.annotations);
+          return tvid;
+        }).immediate());
+        job.phase = 'objects';
+        job.cursor = null;
+        job.bytes = 0;
+        return;
+      }
+      case 'objects': {
+        const rows = this.db.prepare(`SELECT id, ${OBJECT_COLS} FROM objects WHERE ${visible} ${job.cursor ? 'AND id > ?' : ''} ORDER BY id LIMIT ?`)
+          .all(r.vid, S, S, ...(job.cursor ?? []), this.pageRows) as { id: string; size: number; mode: number }[];
+        onTarget((s) => s.db.transaction(() => {
+          const ins = s.db.prepare(`INSERT INTO objects (vid, id, seq_to, seq_from, ${OBJECT_COLS}) VALUES (?, ?, ${LIVE}, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+          for (const o of rows as unknown as { [k: string]: string | number | null }[]) {
+            ins.run(job.tvid, o.id, o.mode, o.uid, o.gid, o.size, o.atime_s, o.atime_ns, o.mtime_s, o.mtime_ns, o.rdev, o.target, o.parent);
+          }
+        }).immediate());
+        return this.advance(job, rows.length, rows.length > 0 ? [rows[rows.length - 1]!.id] : null, 'entries');
+      }
+      case 'entries': {
+        const rows = this.db.prepare(`SELECT parent, name, child FROM entries WHERE ${visible} ${job.cursor ? 'AND (parent, name) > (?, ?)' : ''} ORDER BY parent, name LIMIT ?`)
+          .all(r.vid, S, S, ...(job.cursor ?? []), this.pageRows) as { parent: string; name: string; child: string }[];
+        onTarget((s) => s.db.transaction(() => {
+          const ins = s.db.prepare(`INSERT INTO entries (vid, parent, name, seq_to, seq_from, child) VALUES (?, ?, ?, ${LIVE}, 0, ?)`);
+          for (const e of rows) ins.run(job.tvid, e.parent, e.name, e.child);
+        }).immediate());
+        const last = rows[rows.length - 1];
+        return this.advance(job, rows.length, last ? [last.parent, last.name] : null, 'xattrs');
+      }
+      case 'xattrs': {
+        const rows = this.db.prepare(`SELECT id, name, value FROM xattrs WHERE ${visible} ${job.cursor ? 'AND (id, name) > (?, ?)' : ''} ORDER BY id, name LIMIT ?`)
+          .all(r.vid, S, S, ...(job.cursor ?? []), this.pageRows) as { id: string; name: string; value: Buffer }[];
+        onTarget((s) => s.db.transaction(() => {
+          const ins = s.db.prepare(`INSERT INTO xattrs (vid, id, name, seq_to, seq_from, value) VALUES (?, ?, ?, ${LIVE}, 0, ?)`);
+          for (const x of rows) ins.run(job.tvid, x.id, x.name, x.value);
+        }).immediate());
+        const last = rows[rows.length - 1];
+        return this.advance(job, rows.length, last ? [last.id, last.name] : null, 'blocks');
+      }
+      case 'blocks': {
+        // Source rows first (and their bytes, verified), then one target transaction.
+        const rows = this.db.prepare(`SELECT fb.id, fb.idx, fb.digest, fb.length, b.pack, b.offset, b.length AS blen
+          FROM file_blocks fb LEFT JOIN blocks b ON b.digest = fb.digest
+          WHERE fb.vid = ? AND fb.seq_from <= ? AND fb.seq_to > ? ${job.cursor ? 'AND (fb.id, fb.idx) > (?, ?)' : ''} ORDER BY fb.id, fb.idx LIMIT ?`)
+          .all(r.vid, S, S, ...(job.cursor ?? []), this.pageRows) as { id: string; idx: number; digest: Buffer; length: number; pack: number | null; offset: number | null; blen: number | null }[];
+        const s = onTarget((st) => st);
+        const has = s.db.prepare('SELECT 1 FROM blocks WHERE digest = ?').pluck();
+        const fresh = new Map<string, Buffer>();
+        let taken = 0;
+        let bytes = 0;
+        for (const b of rows) {
+          const key = b.digest.toString('hex');
+          if (!fresh.has(key) && onTarget(() => has.get(b.digest)) === undefined) {
+            if (b.pack === null || b.offset === null || b.blen === null) {
+              throw new ArchiveError('ECORRUPT', `volume ${r.volume} object ${b.id} block ${b.idx}: no stored block for digest ${key}`);
+            }
+            const data = this.packs.read({ pack: b.pack, offset: b.offset, length: b.blen }, b.digest, `volume ${r.volume} object ${b.id} block ${b.idx}`);
+            fresh.set(key, data);
+            bytes += data.length;
+          }
+          taken++;
+          if (bytes >= this.pageBytes) break;
+        }
+        const page = rows.slice(0, taken);
+        onTarget((st) => {
+          st.db.transaction(() => {
+            st.packs.begin(Number(st.db.prepare(`SELECT value FROM meta WHERE key = 'current_pack'`).pluck().get()));
+            try {
+              const insBlock = st.db.prepare('INSERT OR IGNORE INTO blocks (digest, pack, offset, length) VALUES (?, ?, ?, ?)');
+              for (const [key, data] of fresh) {
+                const digest = Buffer.from(key, 'hex');
+                const loc = st.packs.append(digest, data);
+                insBlock.run(digest, loc.pack, loc.offset, loc.length);
+              }
+              const cur = st.packs.currentPack;
+              if (cur !== null) st.db.prepare(`UPDATE meta SET value = ? WHERE key = 'current_pack'`).run(String(cur));
+              const ins = st.db.prepare(`INSERT INTO file_blocks (vid, id, idx, seq_to, seq_from, digest, length) VALUES (?, ?, ?, ${LIVE}, 0, ?, ?)`);
+              for (const b of page) ins.run(job.tvid, b.id, b.idx, b.digest, b.length);
+              st.packs.sync(); // the bytes are durable before the rows that point at them
+            } finally {
+              st.packs.abort();
+            }
+          }).immediate();
+        });
+        job.bytes += bytes;
+        const last = page[page.length - 1];
+        return this.advance(job, rows.length, last ? [last.id, last.idx] : null, 'counts');
+      }
+      case 'counts': {
+        onTarget((st) => computeCounts(st.db, job.tvid));
+        job.phase = 'finish';
+        return;
+      }
+      case 'finish': {
+        const totals = onTarget((st) => st.db.transaction(() => {
+          const c = st.db.prepare('SELECT sub_entries, sub_bytes FROM counts WHERE vid = ? AND id = ?').get(job.tvid, ROOT_ID) as { sub_entries: number; sub_bytes: number } | undefined;
+          const blocks = st.db.prepare('SELECT COUNT(DISTINCT digest) FROM file_blocks WHERE vid = ?').pluck().get(job.tvid) as number;
+          st.db.prepare(`UPDATE snapshot_info SET state = 'complete', completed_ms = ? WHERE id = ?`).run(this.now(), r.id);
+          return { entries: c?.sub_entries ?? 0, bytes: c?.sub_bytes ?? 0, blocks };
+        }).immediate());
+        this.db.transaction(() => {
+          this.db.prepare(`UPDATE snapshots SET state = 'complete', completed_ms = ?, entries = ?, size_bytes = ?, block_count = ?, error = NULL WHERE id = ?`)
+            .run(this.now(), totals.entries, totals.bytes, totals.blocks, r.id);
+          this.repin(r.vid);
+        }).immediate();
+        this.jobs.delete(job.id);
+        this.log.info({ snapshot: r.id, volume: r.volume, target: tname, entries: totals.entries, bytes: totals.bytes, blocks: totals.blocks, newBlockBytes: job.bytes }, 'snapshot complete');
+        this.applyRetention(r.volume);
+        return;
+      }
+    }
+  }
+
+  private advance(job: CopyJob, got: number, cursor: (string | number)[] | null, next: Phase): void {
+    if (got < this.pageRows || cursor === null) {
+      job.phase = next;
+      job.cursor = null;
+    } else {
+      job.cursor = cursor;
+    }
+  }
+
+  /** The target failed under the copy: what was written there goes (if it can), and the next eligible target takes over. */
+  private moveOn(job: CopyJob, r: SnapshotRow, err: TargetFailure): void {
+    const tname = r.target!;
+    this.log.warn({ snapshot: r.id, target: tname, err: err.message }, 'snapshot copy failed on its target; trying another');
+    this.cleanupOnTarget(tname, r.id);
+    this.dropStore(tname);
+    const attempts = [...(JSON.parse(r.attempts) as { target: string; error: string }[]), { target: tname, error: err.message }];
+    let next: string | null = null;
+    let why = '';
+    try {
+      next = this.place(r.volume, r.trigger, new Set(attempts.map((a) => a.target)));
+    } catch (e) {
+      why = (e as Error).message;
+    }
+    if (next === null) {
+      this.db.transaction(() => {
+        this.db.prepare(`UPDATE snapshots SET state = 'failed', attempts = ?, error = ? WHERE id = ?`).run(JSON.stringify(attempts), `${err.message}; ${why}`, r.id);
+        this.repin(r.vid);
+      }).immediate();
+      this.jobs.delete(job.id);
+      this.log.error({ snapshot: r.id, attempts }, 'snapshot failed: no other target can take it');
+      return;
+    }
+    this.db.prepare('UPDATE snapshots SET target = ?, attempts = ? WHERE id = ?').run(next, JSON.stringify(attempts), r.id);
+    Object.assign(job, { phase: 'start', cursor: null, store: null, tvid: 0, bytes: 0 });
+  }
+
+  private fail(job: CopyJob, r: SnapshotRow, err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    this.log.error({ snapshot: r.id, err: message }, 'snapshot failed');
+    if (r.target !== null) this.cleanupOnTarget(r.target, r.id);
+    this.db.transaction(() => {
+      this.db.prepare(`UPDATE snapshots SET state = 'failed', error = ? WHERE id = ?`).run(message, r.id);
+      this.repin(r.vid);
+    }).immediate();
+    this.jobs.delete(job.id);
+  }
+
+  /** Removes a snapshot's rows from a target, best effort (a full or vanished disk may refuse; GC and the next copy clean up). */
+  private cleanupOnTarget(target: string, id: string): void {
+    try {
+      const s = this.store(target);
+      s.db.transaction(() => this.dropOnTarget(s, id)).immediate();
+    } catch (err) {
+      this.log.warn({ target, snapshot: id, err: (err as Error).message }, 'could not remove a snapshot from its target (removed at its next use)');
+    }
+  }
+
+  private dropOnTarget(s: TargetStore, id: string): void {
+    const tvid = s.db.prepare('SELECT vid FROM volumes WHERE name = ?').pluck().get(id) as number | undefined;
+    if (tvid !== undefined) {
+      for (const t of [...VERSIONED, 'counts']) s.db.prepare(`DELETE FROM ${t} WHERE vid = ?`).run(tvid);
+      s.db.prepare('DELETE FROM volumes WHERE vid = ?').run(tvid);
+    }
+    s.db.prepare('DELETE FROM snapshot_info WHERE id = ?').run(id);
+  }
+
+  // ---- verify, delete, retention --------------------------------------------
+
+  verifySnapshot(id: string): SnapshotInfo {
+    const r = this.row(id);
+    if (r.state !== 'complete' && r.state !== 'lost') throw new ArchiveError('EBADREQ', `snapshot ${id} is ${r.state}: only a complete snapshot can be verified`);
+    const v: SnapshotVerification = { at: new Date(this.now()).toISOString(), ok: true, blocks: 0, bad: 0, errors: [] };
+    const problem = (msg: string): void => {
+      v.ok = false;
+      if (v.errors.length < 20) v.errors.push(msg);
+    };
+    let s: TargetStore | null = null;
+    try {
+      s = this.store(r.target!);
+    } catch (err) {
+      problem(`target ${r.target} cannot be opened: ${(err as Error).message}`);
+    }
+    if (s !== null) {
+      const tvid = s.db.prepare('SELECT vid FROM volumes WHERE name = ?').pluck().get(id) as number | undefined;
+      const state = s.db.prepare('SELECT state FROM snapshot_info WHERE id = ?').pluck().get(id) as string | undefined;
+      if (tvid === undefined || state !== 'complete') {
+        problem(`target ${r.target} does not hold snapshot ${id} complete`);
+      } else {
+        const root = s.db.prepare(`SELECT 1 FROM objects WHERE vid = ? AND id = ? AND seq_to = ${LIVE}`).get(tvid, ROOT_ID);
+        if (root === undefined) problem('the snapshot has no root directory');
+        const it = s.db.prepare(`SELECT DISTINCT fb.digest, b.pack, b.offset, b.length FROM file_blocks fb LEFT JOIN blocks b ON b.digest = fb.digest WHERE fb.vid = ?`)
+          .iterate(tvid) as Iterable<{ digest: Buffer; pack: number | null; offset: number | null; length: number | null }>;
+        for (const b of it) {
+          v.blocks++;
+          if (b.pack === null || b.offset === null || b.length === null) {
+            v.bad++;
+            problem(`block ${b.digest.toString('hex')}: not in the target's block store`);
+            continue;
+          }
+          try {
+            s.packs.read({ pack: b.pack, offset: b.offset, length: b.length }, b.digest, `snapshot ${id} block ${b.digest.toString('hex').slice(0, 16)}`);
+          } catch (err) {
+            v.bad++;
+            problem((err as Error).message);
+          }
+        }
+      }
+    }
+    this.db.prepare('UPDATE snapshots SET verified_ms = ?, verification = ? WHERE id = ?').run(this.now(), JSON.stringify(v), id);
+    this.log[v.ok ? 'info' : 'error']({ snapshot: id, target: r.target, blocks: v.blocks, bad: v.bad }, v.ok ? 'snapshot verified' : 'snapshot verification FAILED');
+    return this.getSnapshot(id);
+  }
+
+  deleteSnapshot(id: string): SnapshotInfo {
+    const r = this.row(id);
+    const before = this.info(r);
+    this.jobs.delete(id);
+    let reclaim: string | null = null;
+    if (r.target !== null && r.state !== 'failed') {
+      try {
+        const s = this.store(r.target);
+        s.db.transaction(() => this.dropOnTarget(s, id)).immediate();
+        reclaim = r.target;
+      } catch (err) {
+        // A lost target: nothing to remove there; the catalog row goes anyway.
+        if (r.state === 'complete' || r.state === 'copying') {
+          throw new ArchiveError('EARCHIVE', `snapshot ${id} could not be removed from target ${r.target}: ${(err as Error).message}`);
+        }
+      }
+    }
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM snapshots WHERE id = ?').run(id);
+      this.repin(r.vid);
+    }).immediate();
+    this.log.info({ snapshot: id, volume: r.volume, target: r.target, state: r.state }, 'snapshot deleted');
+    if (reclaim !== null) {
+      try {
+        this.gcTarget(reclaim);
+      } catch (err) {
+        this.log.warn({ target: reclaim, err: (err as Error).message }, 'garbage collection after a delete failed (the next one retries)');
+      }
+    }
+    return before;
+  }
+
+  /** Keeps each condition's newest `keep` complete snapshots per volume (and none beyond max-age); the same per schedule. */
+  applyRetention(volume?: string): string[] {
+    const deleted: string[] = [];
+    const nowMs = this.now();
+    const prune = (rows: SnapshotRow[], keep: number, maxAgeMs: number | null): void => {
+      rows.forEach((r, i) => {
+        if (i >= keep || (maxAgeMs !== null && nowMs - r.created_ms > maxAgeMs)) {
+          try {
+            this.deleteSnapshot(r.id);
+            deleted.push(r.id);
+          } catch (err) {
+            this.log.warn({ snapshot: r.id, err: (err as Error).message }, 'retention could not delete a snapshot');
+          }
+        }
+      });
+    };
+    const vols = volume !== undefined ? [volume] : (this.db.prepare('SELECT DISTINCT volume FROM snapshots').pluck().all() as string[]);
+    for (const vol of vols) {
+      for (const c of this.rules.conditions) {
+        prune(this.db.prepare(`SELECT * FROM snapshots WHERE volume = ? AND trigger = 'alert' AND condition = ? AND state IN ('complete', 'lost') ORDER BY created_ms DESC`)
+          .all(vol, c.name) as SnapshotRow[], c.keep, c.maxAgeMs);
+      }
+      for (const s of this.rules.schedules) {
+        prune(this.db.prepare(`SELECT * FROM snapshots WHERE volume = ? AND trigger = 'schedule' AND condition = ? AND state IN ('complete', 'lost') ORDER BY created_ms DESC`)
+          .all(vol, s.name) as SnapshotRow[], s.keep, null);
+      }
+    }
+    return deleted;
+  }
+
+  /** Starts the scheduled snapshots that are due; returns their ids. */
+  runSchedules(): string[] {
+    const started: string[] = [];
+    const nowMs = this.now();
+    for (const s of this.rules.schedules) {
+      const vols = s.volumes ?? (this.db.prepare('SELECT name FROM volumes ORDER BY name').pluck().all() as string[]);
+      for (const vol of vols) {
+        const last = this.db.prepare(`SELECT MAX(created_ms) FROM snapshots WHERE volume = ? AND trigger = 'schedule' AND condition = ? AND state != 'failed'`).pluck().get(vol, s.name) as number | null;
+        if (last !== null && nowMs - last < s.everyMs) continue;
+        try {
+          started.push(this.createSnapshot(vol, { trigger: 'schedule', condition: s.name, reason: `schedule ${s.name}` }).id);
+        } catch (err) {
+          this.log.warn({ schedule: s.name, volume: vol, err: (err as Error).message }, 'scheduled snapshot not taken');
+        }
+      }
+    }
+    return started;
+  }
+
+  // ---- alerts ----------------------------------------------------------------
+
+  receiveAlert(alert: IncomingAlert, source: 'alertmanager' | 'primary'): AlertDecision {
+    const labels = alert.labels;
+    const alertname = labels.alertname ?? null;
+    const d: AlertDecision = {
+      receivedAt: new Date(this.now()).toISOString(), source, status: alert.status, alertname, labels, volume: null, condition: null,
+      decision: 'no-match', snapshot: null, detail: '',
+    };
+    const decide = (kind: AlertDecisionKind, detail: string): void => { d.decision = kind; d.detail = detail; };
+    const c = this.rules.conditions.find((x) => conditionMatches(x, labels));
+    if (c === undefined) {
+      decide(alert.status === 'resolved' ? 'resolved' : 'no-match', alert.status === 'resolved' ? 'resolved alert: logged' : `no condition matches (${this.rules.conditions.length} conditions)`);
+    } else {
+      d.condition = c.name;
+      const vol = volumeOf(c, labels);
+      if ('problem' in vol) {
+        decide(alert.status === 'resolved' ? 'resolved' : vol.problem, vol.detail);
+      } else {
+        d.volume = vol.volume;
+        if (alert.status === 'resolved') {
+          decide('resolved', 'resolved alert: logged, no snapshot');
+        } else if (this.db.prepare('SELECT 1 FROM volumes WHERE name = ?').get(vol.volume) === undefined) {
+          decide('unknown-volume', `this archive has no volume ${vol.volume}`);
+        } else {
+          const last = this.db.prepare(`SELECT id, created_ms FROM snapshots WHERE volume = ? AND trigger = 'alert' AND condition = ? AND state != 'failed'
+            ORDER BY created_ms DESC, rowid DESC LIMIT 1`).get(vol.volume, c.name) as { id: string; created_ms: number } | undefined;
+          if (last !== undefined && this.now() - last.created_ms < c.minIntervalMs) {
+            decide('suppressed', `snapshot ${last.id} of ${vol.volume} for ${c.name} was taken ${Math.round((this.now() - last.created_ms) / 1000)} s ago (min-interval ${Math.round(c.minIntervalMs / 1000)} s)`);
+            d.snapshot = last.id;
+          } else {
+            try {
+              const snap = this.createSnapshot(vol.volume, {
+                trigger: 'alert', condition: c.name, labels, annotations: alert.annotations,
+                reason: `${source === 'primary' ? 'raised by the primary' : 'alert'} ${alertname ?? '(no alertname)'}${alert.annotations.summary ? `: ${alert.annotations.summary.slice(0, 200)}` : ''}`,
+              });
+              d.snapshot = snap.id;
+              decide('snapshot', `snapshot ${snap.id} of ${vol.volume} at record ${snap.record} on target ${snap.target}`);
+            } catch (err) {
+              decide('refused', err instanceof Error ? err.message : String(err));
+            }
+          }
+        }
+      }
+    }
+    this.db.prepare(`INSERT INTO alerts (received_ms, source, status, alertname, labels, annotations, fingerprint, volume, condition, decision, snapshot, detail)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(this.now(), source, alert.status, alertname, JSON.stringify(labels), JSON.stringify(alert.annotations),
+      alert.fingerprint ?? null, d.volume, d.condition, d.decision, d.snapshot, d.detail);
+    const n = this.db.prepare('SELECT MAX(n) FROM alerts').pluck().get() as number;
+    if (n % 1000 === 0) this.db.prepare('DELETE FROM alerts WHERE n <= ?').run(n - MAX_ALERT_ROWS);
+    const level = d.decision === 'refused' || d.decision === 'no-volume' || d.decision === 'unknown-volume' ? 'warn' : 'info';
+    this.log[level]({ source, status: d.status, alertname, volume: d.volume, condition: d.condition, decision: d.decision, snapshot: d.snapshot, detail: d.detail }, 'alert');
+    return d;
+  }
+
+  alerts(limit = 100): AlertDecision[] {
+    const n = Math.max(1, Math.min(10_000, Math.floor(Number(limit) || 100)));
+    const rows = this.db.prepare('SELECT * FROM alerts ORDER BY n DESC LIMIT ?').all(n) as {
+      received_ms: number; source: 'alertmanager' | 'primary'; status: 'firing' | 'resolved'; alertname: string | null; labels: string; volume: string | null;
+      condition: string | null; decision: AlertDecisionKind; snapshot: string | null; detail: string;
+    }[];
+    return rows.map((r) => ({
+      receivedAt: new Date(r.received_ms).toISOString(), source: r.source, status: r.status, alertname: r.alertname, labels: JSON.parse(r.labels) as { [k: string]: string },
+      volume: r.volume, condition: r.condition, decision: r.decision, snapshot: r.snapshot, detail: r.detail,
+    }));
+  }
+
+  // ---- recovery from a snapshot --------------------------------------------
+
+  chooseSnapshot(volume: string, opts: { condition: string; before?: string }): SnapshotChoice {
+    checkVolume(volume);
+    if (typeof opts.condition !== 'string' || opts.condition.length === 0 || opts.condition.length > 64) throw new ArchiveError('EBADREQ', 'condition must be a name');
+    let beforeMs = Number.MAX_SAFE_INTEGER;
+    if (opts.before !== undefined) {
+      beforeMs = Date.parse(opts.before);
+      if (!Number.isFinite(beforeMs)) throw new ArchiveError('EBADREQ', `--before ${JSON.stringify(opts.before).slice(0, 60)} is not a time (ISO 8601, e.g. 2025-01-02T03:04:05Z)`);
+    }
+    const infos = new Map(this.targets().map((t) => [t.name, t]));
+    const rows = this.db.prepare(`SELECT * FROM snapshots WHERE volume = ? AND condition = ? AND created_ms < ? ORDER BY created_ms DESC, rowid DESC`)
+      .all(volume, opts.condition, beforeMs) as SnapshotRow[];
+    const skipped: SnapshotChoice['skipped'] = [];
+    for (const r of rows) {
+      const t = r.target === null ? undefined : infos.get(r.target);
+      let why: string | null = null;
+      if (r.state !== 'complete') why = `${r.state}${r.error ? ` (${r.error})` : ''}`;
+      else if (t === undefined) why = `its target ${r.target} is not configured`;
+      else if (!t.readable) why = `its target ${t.name} is unreadable: ${t.problem}`;
+      else if (!this.targetHolds(t.name, r.id)) why = `its target ${t.name} does not hold it complete`;
+      else if (r.verification !== null && !(JSON.parse(r.verification) as SnapshotVerification).ok) why = 'its last verification failed';
+      if (why !== null) {
+        skipped.push({ id: r.id, target: r.target, why });
+        continue;
+      }
+      const info = this.info(r);
+      const whyText = `newest complete snapshot of ${volume} for condition ${opts.condition}${opts.before ? ` taken before ${opts.before}` : ''} on a readable target: ` +
+        `${r.id} (record ${r.record}, taken ${info.createdAt}, target ${r.target})${skipped.length > 0 ? `; skipped ${skipped.map((s) => `${s.id}: ${s.why}`).join('; ')}` : ''}`;
+      return { snapshot: info, why: whyText, skipped };
+    }
+    throw new ArchiveError('ENOSNAPSHOT', `no complete snapshot of ${volume} for condition ${opts.condition}${opts.before ? ` taken before ${opts.before}` : ''} on a readable target` +
+      `${skipped.length > 0 ? ` (skipped ${skipped.map((s) => `${s.id}: ${s.why}`).join('; ')})` : rows.length === 0 ? ' (the catalog has none)' : ''}`);
+  }
+
+  /**
+   * Makes the volume's head the snapshot's tree. First the head is kept: a
+   * `rollback` snapshot pins it (and copies it to a target in the
+   * background), so nothing is lost by choosing an old point. Then, in one
+   * transaction, every current row of the volume is closed (the pin keeps
+   * them for that copy) and the snapshot's rows come in from its target as
+   * of a new record; blocks the data directory lacks are copied back from
+   * the target; the epoch goes up (a fence: the old primary is refused).
+   */
+  rollback(volume: string, snapshotId: string): RollbackResult {
+    checkVolume(volume);
+    const r = this.row(snapshotId);
+    if (r.volume !== volume) throw new ArchiveError('EBADREQ', `snapshot ${snapshotId} is of volume ${r.volume}, not ${volume}`);
+    if (r.state !== 'complete') throw new ArchiveError('EBADREQ', `snapshot ${snapshotId} is ${r.state}${r.error ? ` (${r.error})` : ''}: only a complete snapshot can be recovered from`);
+    const src = this.store(r.target!);
+    const tvid = src.db.prepare('SELECT vid FROM volumes WHERE name = ?').pluck().get(snapshotId) as number | undefined;
+    if (tvid === undefined || src.db.prepare('SELECT state FROM snapshot_info WHERE id = ?').pluck().get(snapshotId) !== 'complete') {
+      throw new ArchiveError('ENOTARGET', `target ${r.target} does not hold snapshot ${snapshotId} complete`);
+    }
+    let v = this.db.prepare('SELECT vid, name, epoch, applied_seq, snapshot_floor FROM volumes WHERE name = ?').get(volume) as VolumeRow | undefined;
+    let kept: SnapshotInfo | null = null;
+    if (v !== undefined && v.applied_seq > 0) {
+      kept = this.createSnapshot(volume, { trigger: 'rollback', reason: `the head at record ${v.applied_seq}, kept before the rollback to ${snapshotId}` });
+    }
+    // ATTACH cannot run inside a transaction.
+    this.db.prepare('ATTACH DATABASE ? AS snap').run(join(src.dir, 'archive.db'));
+    let state: VolumeState;
+    try {
+      state = this.db.transaction(() => {
+        v = this.db.prepare('SELECT vid, name, epoch, applied_seq, snapshot_floor FROM volumes WHERE name = ?').get(volume) as VolumeRow | undefined;
+        if (v === undefined) {
+          const vid = Number(this.db.prepare('INSERT INTO volumes (name, epoch, applied_seq, created_ms) VALUES (?, 1, 0, ?)').run(volume, this.now()).lastInsertRowid);
+          v = { vid, name: volume, epoch: 1, applied_seq: 0, snapshot_floor: NO_SNAPSHOT };
+          this.db.prepare('UPDATE snapshots SET vid = ? WHERE volume = ?').run(vid, volume);
+        }
+        const seq = v.applied_seq + 1;
+        for (const t of VERSIONED) {
+          this.db.prepare(`UPDATE main.${t} SET seq_to = ? WHERE vid = ? AND seq_to = ${LIVE} AND seq_from <= ?`).run(seq, v.vid, v.snapshot_floor);
+          this.db.prepare(`DELETE FROM main.${t} WHERE vid = ? AND seq_to = ${LIVE}`).run(v.vid);
+        }
+        this.db.prepare(`INSERT INTO main.objects (vid, id, seq_to, seq_from, ${OBJECT_COLS}) SELECT ?, id, ${LIVE}, ?, ${OBJECT_COLS} FROM snap.objects WHERE vid = ? AND seq_to = ${LIVE}`).run(v.vid, seq, tvid);
+        this.db.prepare(`INSERT INTO main.entries (vid, parent, name, seq_to, seq_from, child) SELECT ?, parent, name, ${LIVE}, ?, child FROM snap.entries WHERE vid = ? AND seq_to = ${LIVE}`).run(v.vid, seq, tvid);
+        this.db.prepare(`INSERT INTO main.xattrs (vid, id, name, seq_to, seq_from, value) SELECT ?, id, name, ${LIVE}, ?, value FROM snap.xattrs WHERE vid = ? AND seq_to = ${LIVE}`).run(v.vid, seq, tvid);
+        this.db.prepare(`INSERT INTO main.file_blocks (vid, id, idx, seq_to, seq_from, digest, length) SELECT ?, id, idx, ${LIVE}, ?, digest, length FROM snap.file_blocks WHERE vid = ? AND seq_to = ${LIVE}`).run(v.vid, seq, tvid);
+        this.db.prepare('DELETE FROM main.counts WHERE vid = ?').run(v.vid);
+        this.db.prepare('INSERT INTO main.counts (vid, id, nlink, sub_entries, sub_bytes) SELECT ?, id, nlink, sub_entries, sub_bytes FROM snap.counts WHERE vid = ?').run(v.vid, tvid);
+        // Blocks the data directory no longer has (collected, or a new data directory) come back from the target.
+        const missing = this.db.prepare(`SELECT DISTINCT fb.digest, b.pack, b.offset, b.length FROM snap.file_blocks fb JOIN snap.blocks b ON b.digest = fb.digest
+          WHERE fb.vid = ? AND NOT EXISTS (SELECT 1 FROM main.blocks m WHERE m.digest = fb.digest)`).all(tvid) as { digest: Buffer; pack: number; offset: number; length: number }[];
+        if (missing.length > 0) {
+          this.packs.begin(Number(this.db.prepare(`SELECT value FROM main.meta WHERE key = 'current_pack'`).pluck().get()));
+          try {
+            const ins = this.db.prepare('INSERT INTO main.blocks (digest, pack, offset, length) VALUES (?, ?, ?, ?)');
+            for (const b of missing) {
+              const data = src.packs.read({ pack: b.pack, offset: b.offset, length: b.length }, b.digest, `snapshot ${snapshotId} block ${b.digest.toString('hex').slice(0, 16)}`);
+              const loc = this.packs.append(b.digest, data);
+              ins.run(b.digest, loc.pack, loc.offset, loc.length);
+            }
+            const cur = this.packs.currentPack;
+            if (cur !== null) this.db.prepare(`UPDATE main.meta SET value = ? WHERE key = 'current_pack'`).run(String(cur));
+            this.packs.sync();
+          } finally {
+            this.packs.abort();
+          }
+        }
+        this.db.prepare('UPDATE volumes SET applied_seq = ?, epoch = epoch + 1 WHERE vid = ?').run(seq, v.vid);
+        const root = this.db.prepare('SELECT sub_entries, sub_bytes FROM counts WHERE vid = ? AND id = ?').get(v.vid, ROOT_ID) as { sub_entries: number; sub_bytes: number } | undefined;
+        this.log.info({ volume, snapshot: snapshotId, record: seq, epoch: v.epoch + 1, blocksCopiedBack: missing.length, kept: kept?.id ?? null }, 'volume rolled back to a snapshot');
+        return { name: volume, epoch: v.epoch + 1, appliedSeq: seq, totals: { entries: root?.sub_entries ?? 0, bytes: root?.sub_bytes ?? 0 } };
+      }).immediate();
+    } finally {
+      this.db.prepare('DETACH DATABASE snap').run();
+    }
+    return { state, from: this.getSnapshot(snapshotId), kept: kept === null ? null : this.getSnapshot(kept.id) };
+  }
+
+  // ---- garbage collection ----------------------------------------------------
+
+  /**
+   * Reclaims blocks nothing references: on the data directory (no versioned
+   * row of any volume, live or pinned) and on every readable target (no
+   * snapshot's row). Unreferenced block rows go in one write transaction (so
+   * no batch or copy can start using a block between the check and the
+   * removal: they store a block anew when its row is gone); packs that are
+   * mostly garbage are rewritten, their live blocks appended to the current
+   * pack under the write lock, the old file unlinked (on the data directory
+   * only after packGraceMs, for readers in other processes).
+   */
+  gc(): GcResult {
+    const out: GcResult = { stores: [] };
+    const pruned = this.db.transaction(() => {
+      let n = 0;
+      for (const vid of this.db.prepare('SELECT vid FROM volumes').pluck().all() as number[]) n += this.repin(vid);
+      return n;
+    }).immediate();
+    out.stores.push({ store: 'data', ...collect(this.db, this.packs, this.packGraceMs, this.now()), rowsPruned: pruned });
+    for (const t of this.targetSpecs()) {
+      try {
+        out.stores.push(this.gcTarget(t.name));
+      } catch (err) {
+        this.log.warn({ target: t.name, err: (err as Error).message }, 'garbage collection skipped a target');
+      }
+    }
+    this.log.info({ stores: out.stores }, 'garbage collected');
+    return out;
+  }
+
+  private gcTarget(name: string): GcResult['stores'][number] {
+    if (this.busy) {
+      // A copy to this target in progress writes rows for blocks it has appended: its blocks are referenced only once the page commits,
+      // which happens in the same transaction. Still, keep it simple: no target collection while any copy runs.
+      for (const j of this.jobs.values()) if ((this.db.prepare('SELECT target FROM snapshots WHERE id = ?').pluck().get(j.id) as string | null) === name) {
+        return { store: name, blocksDropped: 0, bytesReclaimed: 0, packsRewritten: 0, rowsPruned: 0 };
+      }
+    }
+    const s = this.store(name);
+    // Orphans: snapshot volumes on the target that the catalog does not list as complete or copying (a crash, a failed cleanup).
+    const live = new Set(this.db.prepare(`SELECT id FROM snapshots WHERE target = ? AND state IN ('complete', 'copying', 'lost')`).pluck().all(name) as string[]);
+    let rowsPruned = 0;
+    s.db.transaction(() => {
+      for (const id of s.db.prepare('SELECT name FROM volumes').pluck().all() as string[]) {
+        if (!live.has(id)) {
+          this.dropOnTarget(s, id);
+          rowsPruned++;
+        }
+      }
+    }).immediate();
+    return { store: name, ...collect(s.db, s.packs, 0, this.now()), rowsPruned };
+  }
+}
+
+/** nlink and subtree totals of one volume of a database, from its entries (a snapshot copy's last step). Memory: one record per directory. */
+export function computeCounts(db: Database.Database, vid: number): void {
+  db.transaction(() => {
+    db.prepare('DELETE FROM counts WHERE vid = ?').run(vid);
+    db.prepare(`INSERT INTO counts (vid, id, nlink, sub_entries, sub_bytes)
+      SELECT ?, o.id,
+        CASE WHEN (o.mode & 61440) = 16384
+          THEN 2 + (SELECT COUNT(*) FROM entries e JOIN objects c ON c.vid = e.vid AND c.id = e.child AND c.seq_to = ${LIVE}
+                    WHERE e.vid = o.vid AND e.parent = o.id AND e.seq_to = ${LIVE} AND (c.mode & 61440) = 16384)
+          ELSE (SELECT COUNT(*) FROM entries e WHERE e.vid = o.vid AND e.child = o.id AND e.seq_to = ${LIVE}) END,
+        0, 0
+      FROM objects o WHERE o.vid = ? AND o.seq_to = ${LIVE}`).run(vid, vid);
+    // Direct totals per directory, then added up each directory's ancestor chain, deepest first.
+    const dirs = new Map<string, { parent: string | null; entries: number; bytes: number }>();
+    for (const d of db.prepare(`SELECT id, parent FROM objects WHERE vid = ? AND seq_to = ${LIVE} AND (mode & 61440) = 16384`).iterate(vid) as Iterable<{ id: string; parent: string | null }>) {
+      dirs.set(d.id, { parent: d.parent, entries: 0, bytes: 0 });
+    }
+    for (const r of db.prepare(`SELECT e.parent, COUNT(*) AS n, SUM(CASE WHEN (o.mode & 61440) = 32768 THEN o.size ELSE 0 END) AS bytes
+      FROM entries e JOIN objects o ON o.vid = e.vid AND o.id = e.child AND o.seq_to = ${LIVE}
+      WHERE e.vid = ? AND e.seq_to = ${LIVE} GROUP BY e.parent`).iterate(vid) as Iterable<{ parent: string; n: number; bytes: number | null }>) {
+      const d = dirs.get(r.parent);
+      if (d) { d.entries = r.n; d.bytes = r.bytes ?? 0; }
+    }
+    const depth = new Map<string, number>();
+    const depthOf = (id: string): number => {
+      const chain: string[] = [];
+      let cur: string | null = id;
+      let base = 0;
+      while (cur !== null) {
+        const known = depth.get(cur);
+        if (known !== undefined) { base = known; break; }
+        chain.push(cur);
+        const p: string | null = dirs.get(cur)?.parent ?? null;
+        if (chain.length > 1_000_000) throw new Error('directory cycle');
+        cur = p;
+        if (cur === null) base = -1;
+      }
+      for (let i = chain.length - 1; i >= 0; i--) depth.set(chain[i]!, ++base);
+      return depth.get(id)!;
+    };
+    const order = [...dirs.keys()].sort((a, b) => depthOf(b) - depthOf(a));
+    const sub = new Map<string, { entries: number; bytes: number }>();
+    for (const id of order) {
+      const d = dirs.get(id)!;
+      const own = sub.get(id) ?? { entries: 0, bytes: 0 };
+      own.entries += d.entries;
+      own.bytes += d.bytes;
+      sub.set(id, own);
+      if (d.parent !== null && dirs.has(d.parent)) {
+        const p = sub.get(d.parent) ?? { entries: 0, bytes: 0 };
+        p.entries += own.entries;
+        p.bytes += own.bytes;
+        sub.set(d.parent, p);
+      }
+    }
+    const upd = db.prepare('UPDATE counts SET sub_entries = ?, sub_bytes = ? WHERE vid = ? AND id = ?');
+    for (const [id, t] of sub) upd.run(t.entries, t.bytes, vid, id);
+  }).immediate();
+}
+
+/** Drops unreferenced blocks and rewrites packs that are mostly garbage. */
+function collect(db: Database.Database, packs: Packs, graceMs: number, nowMs: number): { blocksDropped: number; bytesReclaimed: number; packsRewritten: number } {
+  const dir = packs.dir;
+  let blocksDropped = 0;
+  db.transaction(() => {
+    db.exec('CREATE TEMP TABLE IF NOT EXISTS gc_live (digest BLOB PRIMARY KEY) WITHOUT ROWID; DELETE FROM temp.gc_live;');
+    db.exec('INSERT OR IGNORE INTO temp.gc_live SELECT digest FROM file_blocks');
+    blocksDropped = db.prepare('DELETE FROM blocks WHERE digest NOT IN (SELECT digest FROM temp.gc_live)').run().changes;
+    db.exec('DELETE FROM temp.gc_live');
+  }).immediate();
+  // Packs whose live bytes are under 3/4 of their size are rewritten: their live blocks are appended to the
+  // current pack (the current pack's own to a new one, which becomes current), all under the write lock.
+  let bytesReclaimed = 0;
+  let packsRewritten = 0;
+  const current = (): number => Number(db.prepare(`SELECT value FROM meta WHERE key = 'current_pack'`).pluck().get());
+  const retired = new Set((JSON.parse((db.prepare(`SELECT value FROM meta WHERE key = 'gc_dead_packs'`).pluck().get() as string | undefined) ?? '[]') as { pack: number }[]).map((d) => d.pack));
+  const files = fs.readdirSync(dir).filter((n) => /^\d{6}\.pack$/.test(n)).map((n) => Number(n.slice(0, 6))).sort((a, b) => a - b);
+  for (const pack of files) {
+    if (retired.has(pack)) continue;
+    const rewritten = db.transaction(() => {
+      const cur = current();
+      if (pack > cur) return false; // a pack a concurrent writer is starting
+      const size = fs.statSync(join(dir, packName(pack))).size;
+      const live = db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(length), 0) AS bytes FROM blocks WHERE pack = ?').get(pack) as { n: number; bytes: number };
+      const liveBytes = live.bytes + live.n * BLOCK_HEADER_BYTES;
+      if (size === 0 || liveBytes > size * 0.75) return false;
+      const dest = pack === cur ? cur + 1 : cur;
+      const rows = db.prepare('SELECT digest, offset, length FROM blocks WHERE pack = ? ORDER BY offset').all(pack) as { digest: Buffer; offset: number; length: number }[];
+      let newCurrent = dest;
+      if (rows.length > 0) {
+        packs.begin(dest);
+        try {
+          const upd = db.prepare('UPDATE blocks SET pack = ?, offset = ? WHERE digest = ?');
+          for (const b of rows) {
+            const data = packs.read({ pack, offset: b.offset, length: b.length }, b.digest, `pack ${packName(pack)} block ${b.digest.toString('hex').slice(0, 16)}`);
+            const loc = packs.append(b.digest, data);
+            upd.run(loc.pack, loc.offset, b.digest);
+          }
+          newCurrent = Math.max(dest, packs.currentPack ?? dest);
+          packs.sync();
+        } finally {
+          packs.abort();
+        }
+      }
+      if (newCurrent !== cur) db.prepare(`UPDATE meta SET value = ? WHERE key = 'current_pack'`).run(String(newCurrent));
+      bytesReclaimed += size - liveBytes;
+      return true;
+    }).immediate();
+    if (!rewritten) continue;
+    packsRewritten++;
+    retirePack(db, dir, pack, graceMs, nowMs);
+  }
+  // Packs retired by an earlier run whose grace is over.
+  const dead = JSON.parse((db.prepare(`SELECT value FROM meta WHERE key = 'gc_dead_packs'`).pluck().get() as string | undefined) ?? '[]') as { pack: number; at: number }[];
+  const keep = dead.filter((d) => {
+    if (nowMs - d.at < graceMs) return true;
+    const still = db.prepare('SELECT 1 FROM blocks WHERE pack = ? LIMIT 1').get(d.pack) !== undefined;
+    if (!still) fs.rmSync(join(dir, packName(d.pack)), { force: true });
+    return false;
+  });
+  if (keep.length !== dead.length) db.prepare(`INSERT OR REPLACE INTO meta (key, value) VALUES ('gc_dead_packs', ?)`).run(JSON.stringify(keep));
+  if (packsRewritten > 0) fsyncDir(dir);
+  return { blocksDropped, bytesReclaimed, packsRewritten };
+}
+
+function retirePack(db: Database.Database, dir: string, pack: number, graceMs: number, nowMs: number): void {
+  if (graceMs <= 0) {
+    fs.rmSync(join(dir, packName(pack)), { force: true });
+    return;
+  }
+  const dead = JSON.parse((db.prepare(`SELECT value FROM meta WHERE key = 'gc_dead_packs'`).pluck().get() as string | undefined) ?? '[]') as { pack: number; at: number }[];
+  if (!dead.some((d) => d.pack === pack)) dead.push({ pack, at: nowMs });
+  db.prepare(`INSERT OR REPLACE INTO meta (key, value) VALUES ('gc_dead_packs', ?)`).run(JSON.stringify(dead));
+}

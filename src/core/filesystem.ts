@@ -123,7 +123,7 @@ export class Filesystem {
     const st = await new Promise<fs.BigIntStats>((resolve, reject) => {
       fs.fstat(f.fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s)));
     });
-    return this.shown(st, null, f.id);
+    return this.shown(st, null, f.id, f.fd);
   }
 
   /**
@@ -131,9 +131,9 @@ export class Filesystem {
    * private directory among its subdirectories, and during a restore link
    * counts include the names still only in the archive.
    */
-  private async shown(st: fs.BigIntStats, rel: string | null, id: ObjectId | null): Promise<fs.BigIntStats> {
+  private async shown(st: fs.BigIntStats, rel: string | null, id: ObjectId | null, fd?: number): Promise<fs.BigIntStats> {
     if (rel === '.' && st.nlink > 2n) st.nlink -= 1n;
-    return this.restore ? this.restore.shownStat(st, rel, id) : st;
+    return this.restore ? this.restore.shownStat(st, rel, id, fd) : st;
   }
 
   /**

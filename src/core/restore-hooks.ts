@@ -43,8 +43,10 @@ export interface RestoreHooks {
   changing(id: ObjectId, file: string | number): Promise<void>;
   /**
    * The attributes a program sees of the object at store-relative `rel`
-   * (null: known only by its id, e.g. through an open handle): link counts
-   * that count the names still only in the archive. Changes `st` in place.
+   * (null: known only by its id and the descriptor `fd` of an open handle):
+   * times as they are once the restore's own writes into it are done, and
+   * link counts that count the names still only in the archive. Changes `st`
+   * in place.
    */
-  shownStat(st: BigIntStats, rel: string | null, id: ObjectId | null): Promise<BigIntStats>;
+  shownStat(st: BigIntStats, rel: string | null, id: ObjectId | null, fd?: number): Promise<BigIntStats>;
 }

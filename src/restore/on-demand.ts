@@ -319,7 +319,23 @@ export class OnDemandRestore implements RestoreHooks {
     });
   }
 
-  async shownStat(st: fs.BigIntStats, rel: string | null, id: ObjectId | null): Promise<fs.BigIntStats> {
+  async shownStat(st: fs.BigIntStats, rel: string | null, id: ObjectId | null, fd?: number): Promise<fs.BigIntStats> {
+    const moving = this.moving.get(st.ino);
+    if (moving !== undefined) {
+      // The restore is writing into it (its times are moved until it is done): what it looks like afterwards.
+      await moving.catch(() => {});
+      const again = rel !== null
+        ? await fs.promises.lstat(rel, { bigint: true }).catch(() => null)
+        : fd !== undefined ? await new Promise<fs.BigIntStats | null>((resolve) => fs.fstat(fd, { bigint: true }, (err, s) => resolve(err ? null : s))) : null;
+      if (again !== null) {
+        st.atimeNs = again.atimeNs;
+        st.mtimeNs = again.mtimeNs;
+        st.ctimeNs = again.ctimeNs;
+        if (!again.isDirectory()) st.nlink = again.nlink; // a directory's count is settled below (pending or not, the root's without .strata)
+        st.size = again.size;
+        st.blocks = again.blocks;
+      }
+    }
     if (st.isDirectory()) {
       // A pending directory: the archive's count (its subdirectories are not all here).
       const n = rel === null ? null : await pendingNlink(rel);
@@ -377,18 +393,16 @@ export class OnDemandRestore implements RestoreHooks {
   }
 
   /**
-   * The times to put back after fetched bytes are written into the file open
-   * on `wfd`: those of a record a crash left, else the file's own, recorded
-   * now. Under the file's lock.
+   * The times to put back after fetched bytes are written into the file
+   * (`st`: its attributes now): those of a record a crash left, else the
+   * file's own, recorded now. Under the file's lock.
    */
-  private async timesBeforeWrite(id: ObjectId, wfd: number): Promise<FileTimes> {
+  private async timesBeforeWrite(id: ObjectId, st: fs.BigIntStats): Promise<FileTimes> {
     const records = await this.loadTimesRecords();
     if (records.has(id)) {
       const t = await readTimesRecord(this.privateDir, id);
       if (t !== null) return t;
     }
-    const st = await new Promise<fs.BigIntStats>((resolve, reject) =>
-      fs.fstat(wfd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
     const t = { atime: timeSpecOf(st.atimeNs), mtime: timeSpecOf(st.mtimeNs) };
     await writeTimesRecord(this.privateDir, id, t);
     records.add(id);
@@ -528,7 +542,11 @@ export class OnDemandRestore implements RestoreHooks {
         fs.open(rel, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW, (err, n) => (err ? reject(err) : resolve(n))));
       const dir = { self: `/proc/self/fd/${fd}/.`, base: `/proc/self/fd/${fd}` };
       try {
-        if (await isPending(dir.self)) await f(dir);
+        if (!(await isPending(dir.self))) return;
+        // Creating entries moves the directory's times until they are put back: a stat of it waits meanwhile.
+        const st = await new Promise<fs.BigIntStats>((resolve, reject) =>
+          fs.fstat(fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
+        await this.timesInMotion(st.ino, () => f(dir));
       } finally {
         fs.close(fd, () => {});
       }
@@ -662,14 +680,19 @@ export class OnDemandRestore implements RestoreHooks {
           return start < data.length && !isZero(data.subarray(start, Math.min(start + BLOCK_SIZE, data.length)));
         });
         if (writes.length > 0) {
-          const times = await this.timesBeforeWrite(id, wfd);
-          crashPoint('fetch-times-recorded');
-          for (const i of writes) {
-            const start = (i - a) * BLOCK_SIZE;
-            await writeAll(wfd, data.subarray(start, Math.min(start + BLOCK_SIZE, data.length)), i * BLOCK_SIZE);
-          }
-          crashPoint('fetch-bytes-written');
-          await native.futimens(wfd, times.atime, times.mtime);
+          const st = await new Promise<fs.BigIntStats>((resolve, reject) =>
+            fs.fstat(wfd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
+          const times = await this.timesBeforeWrite(id, st);
+          // Until the times are back, a stat of the file waits (it would see, and the kernel cache, the moved mtime).
+          await this.timesInMotion(st.ino, async () => {
+            crashPoint('fetch-times-recorded');
+            for (const i of writes) {
+              const start = (i - a) * BLOCK_SIZE;
+              await writeAll(wfd, data.subarray(start, Math.min(start + BLOCK_SIZE, data.length)), i * BLOCK_SIZE);
+            }
+            crashPoint('fetch-bytes-written');
+            await native.futimens(wfd, times.atime, times.mtime);
+          });
           crashPoint('fetch-times-restored');
           await removeTimesRecord(this.privateDir, id);
           (await this.loadTimesRecords()).delete(id);
@@ -798,6 +821,20 @@ export class OnDemandRestore implements RestoreHooks {
         await markBlocksPresent(this.privateDir, id, sorted[s]!, sorted[k - 1]!);
         s = k;
       }
+    }
+  }
+
+  /** Inodes whose times the restore has moved and not put back yet, until it has. */
+  private readonly moving = new Map<bigint, Promise<void>>();
+
+  /** Runs `f`, which moves the times of inode `ino` and puts them back; a stat of it waits for `f` (shownStat). */
+  private async timesInMotion(ino: bigint, f: () => Promise<void>): Promise<void> {
+    const p = f();
+    this.moving.set(ino, p);
+    try {
+      await p;
+    } finally {
+      if (this.moving.get(ino) === p) this.moving.delete(ino);
     }
   }
 

@@ -44,7 +44,6 @@ export class FetchScheduler {
   private queue: Job[] = [];
   /** First live element of `queue` (jobs are taken from the front; the array is compacted now and then). */
   private head = 0;
-  private idleWaiters: (() => void)[] = [];
   private readonly maxRequests: number;
   private readonly maxBytes: number;
   /** Set once the background restore stopped: its fetches fail at once. */
@@ -61,19 +60,8 @@ export class FetchScheduler {
     try {
       return await f();
     } finally {
-      if (--this.foreground === 0) {
-        const waiters = this.idleWaiters;
-        this.idleWaiters = [];
-        for (const w of waiters) w();
-        this.pump();
-      }
+      if (--this.foreground === 0) this.pump();
     }
-  }
-
-  /** Resolves when no program waits for the restore. */
-  whenIdle(): Promise<void> {
-    if (this.foreground === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Background fetches waiting to be sent. */

@@ -5,7 +5,9 @@
 // range; a write first makes the blocks it covers only in part local.
 //
 // Every fetch is bounded in time (fetchTimeoutMs): when the archive does not
-// answer, the op fails with EIO and the next op tries again.
+// answer, the op fails with EIO and the next op tries again. Programs'
+// fetches go first; the background restore's go through the background lane
+// of the fetch scheduler (fetch-scheduler.ts).
 //
 // Ordering of a block fetch (I4): the bytes are written to the file and made
 // durable (fdatasync) before the block map says so; a crash in between only
@@ -204,11 +206,6 @@ export class OnDemandRestore implements RestoreHooks {
   }
 
   // ---- for the background restorer --------------------------------------------
-
-  /** Resolves when no program waits for the archive. */
-  whenIdle(): Promise<void> {
-    return this.scheduler.whenIdle();
-  }
 
   /** The background restore stops: its fetches not sent yet fail. */
   cancelBackground(): void {

@@ -277,6 +277,8 @@ export class BackgroundRestore {
    * the file pool.
    */
   private async visit(rel: string, walk: Walk): Promise<void> {
+    // Programs first: while one waits for the archive, no new step starts.
+    await this.hooks.whenIdle();
     const whole = await this.hooks.restoreDir(rel);
     if (whole !== null) walk.work++;
     let entries: native.DirEntry[];
@@ -305,6 +307,7 @@ export class BackgroundRestore {
         checkFiles ??= await this.anyBlockMaps();
         if (!checkFiles) continue;
         await walk.files.acquire();
+        await this.hooks.whenIdle();
         this.restoreFile(child).then(
           (did) => { if (did) { walk.work++; crashPoint('background-file'); } },
           (err: unknown) => { walk.failure ??= err; },

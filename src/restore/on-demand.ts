@@ -46,7 +46,7 @@ export interface OnDemandOptions {
   mapCacheBytes?: number;
   /** Bytes of directory images kept for lookups (default 16 MiB). */
   imageCacheBytes?: number;
-  /** The background restore's fetches in flight at most: requests (default 8) and bytes (default 4 MiB). */
+  /** The background restore's fetches in flight at most: requests (default 4) and bytes (default 4 MiB). */
   backgroundRequests?: number;
   backgroundBytes?: number;
   log: Logger;
@@ -207,6 +207,11 @@ export class OnDemandRestore implements RestoreHooks {
 
   // ---- for the background restorer --------------------------------------------
 
+  /** Resolves when no program waits for the archive (the background restore's next step waits for that). */
+  whenIdle(): Promise<void> {
+    return this.scheduler.whenIdle();
+  }
+
   /** The background restore stops: its fetches not sent yet fail. */
   cancelBackground(): void {
     this.scheduler.cancelQueued(new FsError('EIO', 'the background restore stopped'));
@@ -307,12 +312,16 @@ export class OnDemandRestore implements RestoreHooks {
     await native.utimens(self, { sec: a.atime[0], nsec: a.atime[1] }, { sec: a.mtime[0], nsec: a.mtime[1] }, { noFollow: true });
   }
 
-  /** A small file's whole content (counted as fetched), for the background restore. */
-  private async wholeFile(entry: EntryImage, group: FetchGroup): Promise<Buffer> {
-    const data = await this.scheduler.background(entry.attrs.size, () => {
+  /**
+   * A small file's whole content (counted as fetched), for the background
+   * restore; null (a stub, fetched later) once a program waits for the directory.
+   */
+  private async wholeFile(entry: EntryImage, group: FetchGroup): Promise<Buffer | null> {
+    const data = await this.scheduler.optional(entry.attrs.size, () => {
       this.stats.rangeFetches++;
       return this.bounded(this.client.readRange(this.volume, entry.id, 0, entry.attrs.size), `file ${entry.id}`);
     }, group);
+    if (data === null) return null;
     this.stats.bytesFetched += data.length;
     this.stats.blocksFetched += Math.ceil(data.length / BLOCK_SIZE);
     return data;

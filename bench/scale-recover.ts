@@ -51,6 +51,7 @@ function settings() {
     maxS: envInt('SCALE_MAX_S', 3600, 10),
     faRuns: envInt('SCALE_FA_RUNS', 3, 1),
     faEveryS: envInt('SCALE_FA_EVERY_S', 30, 1),
+    idleS: envInt('SCALE_IDLE_S', 10, 1),
     archive: archive as 'server' | 'file',
     verify: verify as 'full' | 'none',
     archiveDir: process.env['SCALE_ARCHIVE_DIR'] ? resolve(process.env['SCALE_ARCHIVE_DIR']) : null,
@@ -422,11 +423,26 @@ async function main(): Promise<number> {
     // ------------------------------------------------------------ 1. first access without the background restore
     await checkpoint();
     const without: { path: string; ms: number; dir_fetches: number; range_fetches: number; recover_wall_s: number }[] = [];
-    for (const k of spreadPick(s.faRuns)) {
+    for (const [i, k] of spreadPick(s.faRuns).entries()) {
       await checkpoint();
       const store = join(L.rec, `nobg-${k}`);
       const r = recover(store, ['--no-background-restore']);
       try {
+        if (i === 0) {
+          // The floor: the same sampler on the same mount with nothing else to do (the machine's own load shows here).
+          const idleFile = join(workDir, 'idle.jsonl');
+          const idle = spawn('python3', [L.sampler, L.mnt, 'd00/README', tree.tier2(0), 'd00'], { stdio: ['ignore', openSync(idleFile, 'w'), 'ignore'] });
+          await sleep(s.idleS * 1000);
+          idle.kill('SIGTERM');
+          await sleep(200);
+          const xs = readSamples(idleFile);
+          results['mount_latency_idle'] = {
+            note: `the sampler for ${s.idleS} s on a recovered mount without the background restore, before any access`,
+            file: latencySummary(xs.map((x) => x.file)), dir: latencySummary(xs.map((x) => x.dir)), missing: latencySummary(xs.map((x) => x.missing)),
+            longest_ms: sigOrNull(xs.length ? Math.max(...xs.map((x) => Math.max(x.file, x.dir, x.missing))) : null, 4),
+            load_1m: loadavg()[0],
+          };
+        }
         const rel = tree.deepFile(k);
         const before = await restoreStatus(L.mnt);
         const c = catTimed(join(L.mnt, rel), fileContent(rel, fileSize(rel, s.maxFileBytes)));
@@ -548,6 +564,8 @@ async function main(): Promise<number> {
         missing: latencySummary(inRestore.map((x) => x.missing)),
         longest_ms: sigOrNull(inRestore.length ? Math.max(...inRestore.map((x) => Math.max(x.file, x.dir, x.missing))) : null, 4),
         unexpected_errnos: inRestore.filter((x) => x.errno[0] !== 0 || x.errno[1] !== 0 || x.errno[2] !== 2).length,
+        over_50ms: inRestore.filter((x) => Math.max(x.file, x.dir, x.missing) > 50).slice(0, 200)
+          .map((x) => ({ t_s: sig(x.t - tStart / 1000, 4), file: sig(x.file, 3), dir: sig(x.dir, 3), missing: sig(x.missing, 3) })),
       },
       first_access_during_background: { runs: during, median_ms: sigOrNull(median(during.map((x) => x.ms))), max_ms: during.length ? Math.max(...during.map((x) => x.ms)) : null },
       unmount,

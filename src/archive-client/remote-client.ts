@@ -298,7 +298,8 @@ export class RemoteArchiveClient implements ArchiveClient {
       start(settle, (r) => {
         req = r;
         r.on('error', (err: Error) => settle(unavailable(`request to ${this.url} failed: ${err.message}`)));
-        r.once('close', () => settle(unavailable(`${this.url} closed the request (code ${r.rstCode ?? 'none'}) before answering`)));
+        // Every request closes, mostly after its answer: no error (and its stack) is made then.
+        r.once('close', () => { if (!settled) settle(unavailable(`${this.url} closed the request (code ${r.rstCode ?? 'none'}) before answering`)); });
       });
     });
   }

@@ -106,6 +106,7 @@ export class MountDaemon {
     this.state = 'serving';
     this.timeToServeMs = Date.now() - this.startedAt.getTime();
     if (this.config.backgroundRestore !== false) this.background?.start();
+    else this.background?.trackProgress();
     // Unmounted by someone else (umount, fusermount -u): nothing left to serve.
     void this.adapter.whenExited().then(async () => {
       if (this.stopping) return;

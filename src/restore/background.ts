@@ -1,14 +1,26 @@
 // The background restore: after the mount serves, walks the local tree and
 // makes everything local — pending directories materialised, stub files
-// fetched — yielding to programs (every step waits until no on-demand fetch
-// is in flight). A pass that finds nothing left to do ends it: leftover block
-// maps (of files deleted while stubs) and link-registry names go, and the
-// state says 'complete'.
+// fetched — behind the programs: its archive fetches go in the background
+// lane of the fetch scheduler (fetch-scheduler.ts), sent only while no
+// program waits for the restore. A pass that finds nothing left to do ends
+// it: leftover block maps (of files deleted while stubs) and link-registry
+// names go, and the state says 'complete'.
 //
-// Memory: the walk holds one directory listing per level of the tree being
-// walked and at most `concurrency` open files.
+// Cost and memory (I5): a walk is a depth-first stack of directory paths
+// worked on by a few workers (DIRS_AT_ONCE); each directory's files are
+// checked and fetched through one bounded pool (`concurrency`) whose waiters
+// are woken one at a time. Nothing waits per entry on anything that grows
+// with the tree, so a pass costs the same per entry from the first directory
+// to the last, and memory holds the stack (the unvisited siblings along the
+// paths being walked), the workers' listings and the files in flight. Long
+// listings give the event loop back every LISTING_SLICE entries.
+//
+// Progress (entries and bytes made local) is persisted in restore.json every
+// second and `strata status` shows the persisted figures, never more: a
+// restart (even after kill -9) starts from them, so progress never goes
+// backwards.
 import * as fs from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
+import { opendir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants as C } from 'node:fs';
 import * as native from '../native/index.js';
@@ -22,11 +34,13 @@ import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
 
 const DT_DIR = 4;
-/** Directories materialised at the same time by the background restore. */
-const DIRS_AT_ONCE = 8;
+const DT_REG = 8;
+/** Directories worked on at the same time by the background restore. */
+const DIRS_AT_ONCE = 4;
+/** A listing is gone through this many entries at a time, the event loop served in between. */
+const LISTING_SLICE = 512;
 /** The rate (and so the ETA) looks at the last 10 seconds. */
 const RATE_WINDOW_MS = 10_000;
-const DT_REG = 8;
 
 export interface RestoreProgress {
   phase: RestorePhase;
@@ -51,8 +65,12 @@ export interface RestoreProgress {
 }
 
 export interface BackgroundOptions {
-  /** Files fetched at the same time (default 16: small files cost a round trip and an fdatasync each, and concurrent fdatasyncs share journal commits). */
+  /** Files checked or fetched at the same time (default 16). */
   concurrency?: number;
+  /** Directories worked on at the same time (default 4). */
+  dirs?: number;
+  /** How often progress is persisted, ms (default 1000). */
+  saveEveryMs?: number;
   /** Called once everything is local, but for the files with blocks the archive could not deliver. */
   onComplete?: (unreadable: UnreadableObject[]) => void;
 }
@@ -65,6 +83,7 @@ export class BackgroundRestore {
   /** Progress saved before this daemon started (restore.json), which this run adds to. */
   private readonly base: { entries: number; bytes: number };
   private saveTimer: NodeJS.Timeout | null = null;
+  private saving: Promise<void> | null = null;
   private sleeper: { timer: NodeJS.Timeout; wake: () => void } | null = null;
   /** (time, bytes made local) samples for the rate, oldest first; the first one is the start. */
   private readonly samples: [number, number][] = [[Date.now(), 0]];
@@ -79,13 +98,20 @@ export class BackgroundRestore {
     this.base = { ...state.done };
   }
 
+  /** Starts the walk (and the progress bookkeeping). */
   start(): void {
     if (this.running || this.state.phase === 'complete') return;
-    this.saveTimer = setInterval(() => { void this.save().catch(() => {}); }, 5000);
-    this.saveTimer.unref();
+    this.trackProgress();
     this.running = this.run().catch((err: unknown) => {
       this.log.error({ err }, 'restore: background restore stopped');
     });
+  }
+
+  /** Persists progress every second (also without a walk: what programs fetch counts too). */
+  trackProgress(): void {
+    if (this.saveTimer || this.state.phase === 'complete') return;
+    this.saveTimer = setInterval(() => { void this.save().catch(() => {}); }, this.opts.saveEveryMs ?? 1000);
+    this.saveTimer.unref();
   }
 
   async stop(): Promise<void> {
@@ -95,6 +121,8 @@ export class BackgroundRestore {
       this.sleeper.wake();
     }
     if (this.saveTimer) clearInterval(this.saveTimer);
+    this.saveTimer = null;
+    this.hooks.cancelBackground();
     await this.running;
     if (this.state.phase !== 'complete') await this.save().catch(() => {});
   }
@@ -104,12 +132,16 @@ export class BackgroundRestore {
     return this.running ?? Promise.resolve();
   }
 
+  /**
+   * Progress as persisted (restore.json, at most a second old): a restart
+   * starts from exactly these figures, so what status shows never goes back.
+   */
   progress(): RestoreProgress {
     const s = this.hooks.stats;
     const complete = this.state.phase === 'complete';
     const total = this.state.totals;
-    const entries = complete ? total.entries : Math.min(total.entries, this.base.entries + s.entriesMaterialised);
-    const bytes = complete ? total.bytes : Math.min(total.bytes, this.base.bytes + this.bytesMadeLocal());
+    const entries = complete ? total.entries : Math.min(total.entries, this.state.done.entries);
+    const bytes = complete ? total.bytes : Math.min(total.bytes, this.state.done.bytes);
     const rate = this.rate();
     return {
       phase: this.state.phase,
@@ -139,16 +171,30 @@ export class BackgroundRestore {
   private rate(): number {
     const now = Date.now();
     const done = this.bytesMadeLocal();
-    this.samples.push([now, done]);
+    const last = this.samples[this.samples.length - 1]!;
+    if (now - last[0] >= 100 || this.samples.length === 1) this.samples.push([now, done]);
     while (this.samples.length > 2 && this.samples[1]![0] <= now - RATE_WINDOW_MS) this.samples.shift();
     const [t0, b0] = this.samples[0]!;
     return now > t0 ? Math.round(((done - b0) * 1000) / (now - t0)) : 0;
   }
 
-  private async save(): Promise<void> {
-    const p = this.progress();
-    this.state.done = { entries: p.entries.done, bytes: p.bytes.done };
-    await writeRestoreState(this.privateDir, this.state);
+  /** Persists the progress made so far (never less than what was persisted before). */
+  private save(): Promise<void> {
+    // One write at a time: a slow disk must not pile up writers of one file.
+    this.saving ??= (async () => {
+      try {
+        if (this.state.phase === 'complete') return;
+        const entries = Math.max(this.state.done.entries, this.base.entries + this.hooks.stats.entriesMaterialised);
+        const bytes = Math.max(this.state.done.bytes, this.base.bytes + this.bytesMadeLocal());
+        if (entries === this.state.done.entries && bytes === this.state.done.bytes) return;
+        await writeRestoreState(this.privateDir, { ...this.state, done: { entries, bytes } });
+        // Shown once it is on disk (finish() waits for this write before it changes the state).
+        this.state.done = { entries, bytes };
+      } finally {
+        this.saving = null;
+      }
+    })();
+    return this.saving;
   }
 
   private async run(): Promise<void> {
@@ -185,58 +231,111 @@ export class BackgroundRestore {
 
   /**
    * One walk of the tree; returns how many directories and files it restored.
-   * Directories are materialised several at a time (each directory's own
-   * entries are created one after another by the kernel anyway), files
-   * fetched `concurrency` at a time.
+   * A depth-first stack of directories, DIRS_AT_ONCE workers taking from it;
+   * files go through one pool of `concurrency`.
    */
   private async pass(): Promise<number> {
-    let work = 0;
-    const inFlight = new Set<Promise<void>>();
-    let failure: unknown = null;
-    const limit = this.opts.concurrency ?? 16;
-    const dirs = new Semaphore(DIRS_AT_ONCE);
-    const walk = async (rel: string): Promise<void> => {
-      if (this.stopping || failure !== null) return;
-      let whole: Set<string> | null = null;
-      const entries = await dirs.run(async () => {
-        await this.hooks.whenIdle();
-        whole = await this.hooks.restoreDir(rel);
-        if (whole !== null) work++;
-        try {
-          return await native.readdirIno(rel);
-        } catch (err) {
-          const code = (err as { code?: string }).code;
-          if (code === 'ENOENT' || code === 'ENOTDIR') return []; // moved or removed meanwhile
-          throw err;
-        }
-      });
-      const createdWhole: Set<string> = whole ?? new Set();
-      const subdirs: string[] = [];
-      for (const e of entries) {
-        if (this.stopping || failure !== null) return;
-        if (rel === '.' && e.name === RESERVED_NAME) continue;
-        if (e.name.startsWith(MATERIALISING_PREFIX)) continue;
-        const child = rel === '.' ? e.name : `${rel}/${e.name}`;
-        if (e.type === DT_DIR) {
-          subdirs.push(child);
-        } else if (e.type === DT_REG && !createdWhole.has(e.name)) {
-          while (inFlight.size >= limit) await Promise.race(inFlight);
-          const p: Promise<void> = this.restoreFile(child).then(
-            (did) => { if (did) { work++; crashPoint('background-file'); } },
-            (err: unknown) => { failure ??= err; },
-          ).finally(() => inFlight.delete(p));
-          inFlight.add(p);
-        }
-      }
-      // A few subdirectories at a time (so what waits stays bounded by the tree's depth).
-      for (let i = 0; i < subdirs.length; i += DIRS_AT_ONCE) {
-        await Promise.all(subdirs.slice(i, i + DIRS_AT_ONCE).map((d) => walk(d).catch((err: unknown) => { failure ??= err; })));
-      }
+    const walk: Walk = {
+      stack: ['.'],
+      busy: 0,
+      idle: [],
+      work: 0,
+      failure: null,
+      files: new Pool(this.opts.concurrency ?? 16),
     };
-    await walk('.');
-    await Promise.all(inFlight);
-    if (failure !== null) throw failure;
-    return work;
+    const wakeIdle = (): void => {
+      const idle = walk.idle;
+      walk.idle = [];
+      for (const w of idle) w();
+    };
+    const worker = async (): Promise<void> => {
+      while (!this.stopping && walk.failure === null) {
+        const rel = walk.stack.pop();
+        if (rel === undefined) {
+          if (walk.busy === 0) break;
+          // Another worker may still push subdirectories.
+          await new Promise<void>((resolve) => walk.idle.push(resolve));
+          continue;
+        }
+        walk.busy++;
+        try {
+          await this.visit(rel, walk);
+        } catch (err) {
+          walk.failure ??= err;
+        } finally {
+          walk.busy--;
+          wakeIdle();
+        }
+      }
+      wakeIdle();
+    };
+    await Promise.all(Array.from({ length: Math.max(1, this.opts.dirs ?? DIRS_AT_ONCE) }, worker));
+    await walk.files.drained();
+    if (walk.failure !== null) throw walk.failure;
+    return walk.work;
+  }
+
+  /**
+   * One directory: materialised when pending (small files whole), listed; its
+   * subdirectories go on the stack, its files that may still need data into
+   * the file pool.
+   */
+  private async visit(rel: string, walk: Walk): Promise<void> {
+    // Programs first: while one waits for the archive, no new step starts.
+    await this.hooks.whenIdle();
+    const whole = await this.hooks.restoreDir(rel);
+    if (whole !== null) walk.work++;
+    let entries: native.DirEntry[];
+    try {
+      entries = await native.readdirIno(rel);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return; // moved or removed meanwhile
+      throw err;
+    }
+    // A file needs data only while it has a block map: none at all (checked
+    // after the listing, and a map is written before its file gets its name)
+    // means none of these files does.
+    let checkFiles: boolean | null = null;
+    const subdirs: string[] = [];
+    for (let i = 0; i < entries.length; i++) {
+      if (this.stopping || walk.failure !== null) return;
+      if (i > 0 && i % LISTING_SLICE === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      const e = entries[i]!;
+      if (rel === '.' && e.name === RESERVED_NAME) continue;
+      if (e.name.startsWith(MATERIALISING_PREFIX)) continue;
+      const child = rel === '.' ? e.name : `${rel}/${e.name}`;
+      if (e.type === DT_DIR) {
+        subdirs.push(child);
+      } else if (e.type === DT_REG && !(whole?.has(e.name) ?? false)) {
+        checkFiles ??= await this.anyBlockMaps();
+        if (!checkFiles) continue;
+        await walk.files.acquire();
+        await this.hooks.whenIdle();
+        this.restoreFile(child).then(
+          (did) => { if (did) { walk.work++; crashPoint('background-file'); } },
+          (err: unknown) => { walk.failure ??= err; },
+        ).finally(() => walk.files.release());
+      }
+    }
+    // Reversed: the stack gives them back in the listing's order.
+    for (let i = subdirs.length - 1; i >= 0; i--) walk.stack.push(subdirs[i]!);
+  }
+
+  /** Whether any file of the store still has a block map (some of its data is only in the archive). */
+  private async anyBlockMaps(): Promise<boolean> {
+    let dir: fs.Dir;
+    try {
+      dir = await opendir(mapsDir(this.privateDir), { bufferSize: 1 });
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT') return false;
+      throw err;
+    }
+    try {
+      return (await dir.read()) !== null;
+    } finally {
+      await dir.close();
+    }
   }
 
   /** Fetches what is missing of the file at `rel`; true when something was. */
@@ -281,12 +380,14 @@ export class BackgroundRestore {
     await removeMapsExcept(this.privateDir, new Set(unreadable.map((o) => o.id)));
     await rm(timesDir(this.privateDir), { recursive: true, force: true });
     await dropLinkRegistry(this.privateDir);
+    await this.saving;
     this.state.phase = 'complete';
     this.state.completedAt = new Date().toISOString();
     this.state.done = { ...this.state.totals };
     this.state.unreadable = unreadable;
     await writeRestoreState(this.privateDir, this.state);
     if (this.saveTimer) clearInterval(this.saveTimer);
+    this.saveTimer = null;
     if (unreadable.length > 0) {
       this.hooks.finishWithUnreadable(unreadable);
       this.log.error({ volume: this.state.volume, unreadable }, `restore: complete with ${unreadable.length} unreadable objects (the archive cannot deliver some of their blocks)`);
@@ -297,11 +398,21 @@ export class BackgroundRestore {
   }
 }
 
+/** The state of one pass. */
+interface Walk {
+  /** Directories still to visit (store-relative paths), depth first. */
+  stack: string[];
+  /** Workers inside a directory (they may push more). */
+  busy: number;
+  /** Workers waiting for the stack to fill or the pass to end. */
+  idle: (() => void)[];
+  /** Directories and files restored by this pass. */
+  work: number;
+  failure: unknown;
+  files: Pool;
+}
 
-/**
- * Once every name is restored: the registry names of hard-linked files go,
- * and with them the count of unrestored names on their inodes.
- */
+/** Block maps go, but those of `keep`. */
 async function removeMapsExcept(privateDir: string, keep: ReadonlySet<ObjectId>): Promise<void> {
   if (keep.size === 0) {
     await rm(mapsDir(privateDir), { recursive: true, force: true });
@@ -312,6 +423,10 @@ async function removeMapsExcept(privateDir: string, keep: ReadonlySet<ObjectId>)
   }
 }
 
+/**
+ * Once every name is restored: the registry names of hard-linked files go,
+ * and with them the count of unrestored names on their inodes.
+ */
 async function dropLinkRegistry(privateDir: string): Promise<void> {
   const dir = linksDir(privateDir);
   let names: string[];
@@ -330,21 +445,46 @@ async function dropLinkRegistry(privateDir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
 }
 
-/** At most `n` calls of run() at a time; the others wait in order. */
-class Semaphore {
+/** At most `size` holders at a time; waiters get in in order, woken one at a time. */
+class Pool {
+  private held = 0;
   private waiting: (() => void)[] = [];
-  constructor(private free: number) {}
+  private head = 0;
+  private drainWaiters: (() => void)[] = [];
 
-  async run<T>(f: () => Promise<T>): Promise<T> {
-    if (this.free > 0) this.free--;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
-    try {
-      return await f();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.free++;
+  constructor(private readonly size: number) {}
+
+  acquire(): Promise<void> {
+    if (this.held < this.size && this.head === this.waiting.length) {
+      this.held++;
+      return Promise.resolve();
     }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  release(): void {
+    if (this.head < this.waiting.length) {
+      const next = this.waiting[this.head]!;
+      this.waiting[this.head++] = undefined as unknown as () => void;
+      if (this.head === this.waiting.length) {
+        this.waiting = [];
+        this.head = 0;
+      }
+      next(); // the slot passes on
+      return;
+    }
+    this.held--;
+    if (this.held === 0) {
+      const d = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of d) w();
+    }
+  }
+
+  /** Resolves when nothing holds the pool. */
+  drained(): Promise<void> {
+    if (this.held === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 }
 

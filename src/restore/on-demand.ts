@@ -5,7 +5,9 @@
 // range; a write first makes the blocks it covers only in part local.
 //
 // Every fetch is bounded in time (fetchTimeoutMs): when the archive does not
-// answer, the op fails with EIO and the next op tries again.
+// answer, the op fails with EIO and the next op tries again. Programs'
+// fetches go first; the background restore's go through the background lane
+// of the fetch scheduler (fetch-scheduler.ts).
 //
 // Ordering of a block fetch (I4): the bytes are written to the file and made
 // durable (fdatasync) before the block map says so; a crash in between only
@@ -32,6 +34,7 @@ import { materialiseEntries, materialiseOne } from './materialise.js';
 import type { DirImage, EntryImage } from '../protocol/images.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
+import { FetchScheduler, type FetchGroup } from './fetch-scheduler.js';
 
 export interface OnDemandOptions {
   client: ArchiveClient;
@@ -44,6 +47,9 @@ export interface OnDemandOptions {
   mapCacheBytes?: number;
   /** Bytes of directory images kept for lookups (default 16 MiB). */
   imageCacheBytes?: number;
+  /** The background restore's fetches in flight at most: requests (default 4) and bytes (default 4 MiB). */
+  backgroundRequests?: number;
+  backgroundBytes?: number;
   log: Logger;
 }
 
@@ -101,6 +107,10 @@ const MAX_RUN_BLOCKS = 64;
 /** Blocks fetched from where a read starts (1 MiB), and when reads are sequential (4 MiB). */
 const READAHEAD_BLOCKS = 16;
 const READAHEAD_SEQUENTIAL_BLOCKS = 64;
+/** The background restore fetches a file 1 MiB at a time (a program's fetch never waits behind much). */
+const BACKGROUND_RUN_BLOCKS = 16;
+/** What a directory image request counts for against the background's byte budget. */
+const IMAGE_FETCH_BYTES = 64 * 1024;
 
 export class OnDemandRestore implements RestoreHooks {
   readonly stats: FetchStats = noFetches();
@@ -112,7 +122,7 @@ export class OnDemandRestore implements RestoreHooks {
   /** Directory hydrations in flight, by directory id. */
   private readonly dirsInFlight = new Map<ObjectId, Promise<Set<string>>>();
   /** Block fetches in flight, by `${id}:${index}`, with the number of blocks their request covers. */
-  private readonly blocksInFlight = new Map<string, { p: Promise<void>; blocks: number }>();
+  private readonly blocksInFlight = new Map<string, { p: Promise<void>; blocks: number; group: FetchGroup | null }>();
   /** Objects with blocks the archive cannot deliver (corrupt or missing there), by id. */
   private readonly unreadable = new Map<ObjectId, UnreadableObject>();
   /**
@@ -134,9 +144,10 @@ export class OnDemandRestore implements RestoreHooks {
    * put back from it before anything else touches them.
    */
   private timesRecords: Promise<Set<ObjectId>> | null = null;
-  /** Fetches for programs in flight (the background restorer yields to them). */
-  private foreground = 0;
-  private idleWaiters: (() => void)[] = [];
+  /** Programs' fetches go first; the background restore's wait (fetch-scheduler.ts). */
+  private readonly scheduler: FetchScheduler;
+  /** Directories the background restore is materialising: a program that waits for one promotes its fetches. */
+  private readonly backgroundDirs = new Map<ObjectId, FetchGroup>();
 
   constructor(opts: OnDemandOptions) {
     this.client = opts.client;
@@ -144,6 +155,10 @@ export class OnDemandRestore implements RestoreHooks {
     this.privateDir = opts.privateDir;
     this.timeoutMs = opts.fetchTimeoutMs ?? 5000;
     this.log = opts.log;
+    this.scheduler = new FetchScheduler({
+      ...(opts.backgroundRequests !== undefined ? { requests: opts.backgroundRequests } : {}),
+      ...(opts.backgroundBytes !== undefined ? { bytes: opts.backgroundBytes } : {}),
+    });
     this.images = new LRUCache<ObjectId, CachedImage>({
       maxSize: opts.imageCacheBytes ?? 16 * 1024 * 1024,
       // An estimate: the entry objects, their names and attributes.
@@ -411,10 +426,14 @@ export class OnDemandRestore implements RestoreHooks {
 
   // ---- for the background restorer --------------------------------------------
 
-  /** Resolves when no program waits for the archive. */
+  /** Resolves when no program waits for the archive (the background restore's next step waits for that). */
   whenIdle(): Promise<void> {
-    if (this.foreground === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return this.scheduler.whenIdle();
+  }
+
+  /** The background restore stops: its fetches not sent yet fail. */
+  cancelBackground(): void {
+    this.scheduler.cancelQueued(new FsError('EIO', 'the background restore stopped'));
   }
 
   /** Materialises a pending directory, small files whole (without foreground priority); the names of those files, or null when it was not pending. */
@@ -435,7 +454,8 @@ export class OnDemandRestore implements RestoreHooks {
     if (map === null || map.missing < 2) return;
     let data: Set<number>;
     try {
-      data = new Set((await this.bounded(this.client.fileBlocks(this.volume, id), `blocks of file ${id}`)).blocks.map((b) => b.index));
+      const blocks = await this.scheduler.background(IMAGE_FETCH_BYTES, () => this.bounded(this.client.fileBlocks(this.volume, id), `blocks of file ${id}`));
+      data = new Set(blocks.blocks.map((b) => b.index));
     } catch {
       return;
     }
@@ -473,17 +493,14 @@ export class OnDemandRestore implements RestoreHooks {
 
   // ---- internals -----------------------------------------------------------------
 
-  private async foregroundWork<T>(f: () => Promise<T>): Promise<T> {
-    this.foreground++;
-    try {
-      return await f();
-    } finally {
-      if (--this.foreground === 0) {
-        const waiters = this.idleWaiters;
-        this.idleWaiters = [];
-        for (const w of waiters) w();
-      }
-    }
+  private foregroundWork<T>(f: () => Promise<T>): Promise<T> {
+    return this.scheduler.foregroundWork(f);
+  }
+
+  /** A program waits for the directory `id`: what the background restore fetches for it goes first. */
+  private promote(id: ObjectId): void {
+    const group = this.backgroundDirs.get(id);
+    if (group !== undefined) this.scheduler.promote(group);
   }
 
   /**
@@ -496,10 +513,18 @@ export class OnDemandRestore implements RestoreHooks {
     let p = this.dirsInFlight.get(id);
     if (p === undefined) {
       let whole = new Set<string>();
-      p = this.withDir(rel, id, async (dir) => { whole = await this.hydrateDirOnce(dir, id, withData); })
+      // The background's fetches for this directory wait their turn, unless a program comes to wait for it.
+      const group = withData ? this.scheduler.group() : null;
+      if (group !== null) this.backgroundDirs.set(id, group);
+      p = this.withDir(rel, id, async (dir) => { whole = await this.hydrateDirOnce(dir, id, group); })
         .then(() => whole)
-        .finally(() => this.dirsInFlight.delete(id));
+        .finally(() => {
+          this.dirsInFlight.delete(id);
+          if (group !== null && this.backgroundDirs.get(id) === group) this.backgroundDirs.delete(id);
+        });
       this.dirsInFlight.set(id, p);
+    } else if (!withData) {
+      this.promote(id);
     }
     return p;
   }
@@ -515,10 +540,16 @@ export class OnDemandRestore implements RestoreHooks {
     await native.utimens(self, { sec: a.atime[0], nsec: a.atime[1] }, { sec: a.mtime[0], nsec: a.mtime[1] }, { noFollow: true });
   }
 
-  /** A small file's whole content (counted as fetched). */
-  private async wholeFile(entry: EntryImage): Promise<Buffer> {
-    this.stats.rangeFetches++;
-    const data = await this.bounded(this.client.readRange(this.volume, entry.id, 0, entry.attrs.size), `file ${entry.id}`);
+  /**
+   * A small file's whole content (counted as fetched), for the background
+   * restore; null (a stub, fetched later) once a program waits for the directory.
+   */
+  private async wholeFile(entry: EntryImage, group: FetchGroup): Promise<Buffer | null> {
+    const data = await this.scheduler.optional(entry.attrs.size, () => {
+      this.stats.rangeFetches++;
+      return this.bounded(this.client.readRange(this.volume, entry.id, 0, entry.attrs.size), `file ${entry.id}`);
+    }, group);
+    if (data === null) return null;
     this.stats.bytesFetched += data.length;
     this.stats.blocksFetched += Math.ceil(data.length / BLOCK_SIZE);
     return data;
@@ -553,13 +584,17 @@ export class OnDemandRestore implements RestoreHooks {
     });
   }
 
-  /** A directory's image (fetched once for concurrent callers, kept while its directory is pending). */
-  private async imageOf(id: ObjectId): Promise<CachedImage> {
+  /**
+   * A directory's image (fetched once for concurrent callers, kept while its
+   * directory is pending); `group`: for the background restore.
+   */
+  private async imageOf(id: ObjectId, group: FetchGroup | null = null): Promise<CachedImage> {
     const cached = this.images.get(id);
     if (cached !== undefined) return cached;
     let p = this.imagesInFlight.get(id);
     if (p === undefined) {
-      p = this.bounded(this.client.dirImage(this.volume, id), `directory ${id}`).then((image) => {
+      const fetch = (): Promise<DirImage> => this.bounded(this.client.dirImage(this.volume, id), `directory ${id}`);
+      p = (group === null ? fetch() : this.scheduler.background(IMAGE_FETCH_BYTES, fetch, group)).then((image) => {
         this.stats.dirFetches++;
         const c: CachedImage = { image, byName: new Map(image.entries.map((e) => [e.name, e])) };
         this.images.set(id, c);
@@ -570,11 +605,11 @@ export class OnDemandRestore implements RestoreHooks {
     return p;
   }
 
-  private async hydrateDirOnce(dir: { self: string; base: string }, id: ObjectId, withData: boolean): Promise<Set<string>> {
-    const { image } = await this.imageOf(id);
+  private async hydrateDirOnce(dir: { self: string; base: string }, id: ObjectId, group: FetchGroup | null): Promise<Set<string>> {
+    const { image } = await this.imageOf(id, group);
     const res = await materialiseEntries(dir.base, image, {
       privateDir: this.privateDir, childDirsPending: true, log: this.log, namesLock: this.namesLock,
-      ...(withData ? { fileData: (e: EntryImage) => this.wholeFile(e) } : {}),
+      ...(group !== null ? { fileData: (e: EntryImage) => this.wholeFile(e, group) } : {}),
     });
     await this.keepArchiveTimes(dir.self, image);
     crashPoint('materialise-dir');
@@ -593,6 +628,7 @@ export class OnDemandRestore implements RestoreHooks {
    */
   private async materialiseChild(parentRel: string, name: string): Promise<void> {
     const id = await this.dirIdOf(parentRel);
+    this.promote(id);
     await this.withDir(parentRel, id, async (dir) => {
       const { image, byName } = await this.imageOf(id);
       const entry = byName.get(name);
@@ -629,6 +665,8 @@ export class OnDemandRestore implements RestoreHooks {
       const need = i <= last && map.present[i] !== 1;
       const flight = need ? this.blocksInFlight.get(`${id}:${i}`) : undefined;
       const inFlight = flight !== undefined && flight.blocks <= maxRun ? flight.p : undefined;
+      // A program now waits for it: a background fetch still in its lane is sent at once.
+      if (inFlight !== undefined && flight!.group !== null) this.scheduler.promote(flight!.group);
       if (need && inFlight === undefined) {
         if (runStart < 0) runStart = i;
         if (i - runStart + 1 === maxRun) { startRun(runStart, i); runStart = -1; }
@@ -643,9 +681,11 @@ export class OnDemandRestore implements RestoreHooks {
 
   /** fetchBlocks(a, b), known as in flight for each block until it settles. */
   private startFetch(id: ObjectId, map: BlockMap, fd: number, a: number, b: number, durable: boolean): Promise<number[]> {
-    const fetched = this.fetchBlocks(id, map, fd, a, b, durable);
+    // A background fetch (not durable at once) waits in its lane; a program that joins it promotes it.
+    const group = durable ? null : this.scheduler.group();
+    const fetched = this.fetchBlocks(id, map, fd, a, b, durable, group);
     const p = fetched.then(() => {});
-    const flight = { p, blocks: b - a + 1 };
+    const flight = { p, blocks: b - a + 1, group };
     for (let i = a; i <= b; i++) this.blocksInFlight.set(`${id}:${i}`, flight);
     void p.finally(() => { for (let i = a; i <= b; i++) if (this.blocksInFlight.get(`${id}:${i}`) === flight) this.blocksInFlight.delete(`${id}:${i}`); }).catch(() => {});
     return fetched;
@@ -658,11 +698,15 @@ export class OnDemandRestore implements RestoreHooks {
    * the caller makes them durable and persists the map later (persistPresent).
    * Returns the blocks written.
    */
-  private async fetchBlocks(id: ObjectId, map: BlockMap, fd: number, a: number, b: number, durable = true): Promise<number[]> {
+  private async fetchBlocks(id: ObjectId, map: BlockMap, fd: number, a: number, b: number, durable = true, group: FetchGroup | null = null): Promise<number[]> {
     const offset = a * BLOCK_SIZE;
     const length = Math.min((b + 1) * BLOCK_SIZE, map.remoteSize) - offset;
-    this.stats.rangeFetches++;
-    const data = await this.bounded(this.client.readRange(this.volume, id, offset, length), `file ${id} bytes ${offset}+${length}`);
+    const fetch = (): Promise<Buffer> => {
+      this.stats.rangeFetches++;
+      return this.bounded(this.client.readRange(this.volume, id, offset, length), `file ${id} bytes ${offset}+${length}`);
+    };
+    // Not durable at once: the background restore's (restoreFileData), in its lane.
+    const data = await (durable ? fetch() : this.scheduler.background(length, fetch, group));
     this.stats.bytesFetched += data.length;
     return this.withLock(id, async () => {
       // Reopen for writing through the handle's descriptor (it may be read-only).
@@ -717,8 +761,8 @@ export class OnDemandRestore implements RestoreHooks {
 
   /**
    * The background restore of a whole file: holes skipped, the missing blocks
-   * fetched in 4 MiB requests, two in flight (each waiting until no program
-   * waits for the archive), one fdatasync at the end, then the map.
+   * fetched in 1 MiB requests, two in flight (in the background lane), one
+   * fdatasync at the end, then the map.
    * Returns the bytes fetched.
    */
   async restoreFileData(id: ObjectId, fd: number): Promise<number> {
@@ -730,7 +774,7 @@ export class OnDemandRestore implements RestoreHooks {
     for (let i = 0; i < map.present.length; i++) {
       if (map.present[i] === 1 || bad.has(i)) continue;
       const last = runs[runs.length - 1];
-      if (last !== undefined && last[1] === i - 1 && i - last[0] < MAX_RUN_BLOCKS) last[1] = i;
+      if (last !== undefined && last[1] === i - 1 && i - last[0] < BACKGROUND_RUN_BLOCKS) last[1] = i;
       else runs.push([i, i]);
     }
     const before = this.stats.bytesFetched;
@@ -756,7 +800,6 @@ export class OnDemandRestore implements RestoreHooks {
     const worker = async (): Promise<void> => {
       while (next < runs.length) {
         const [a, b] = runs[next++]!;
-        await this.whenIdle();
         try {
           await fetchRun(a, b);
         } catch (err) {

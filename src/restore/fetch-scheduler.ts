@@ -1,0 +1,210 @@
+// Who goes first at the archive while a restore runs. The archive answers a
+// client's requests in order (the file:// worker, and the server's worker,
+// handle one at a time), so whatever the background restore has sent is
+// ahead of a program's fetch. Hence two lanes:
+//
+//  - foreground (an op of a program waits for it): sent at once;
+//  - background: queued here, in order, and sent only while no program waits
+//    for the restore, nor has for the last `quietMs` (a program's ops come in
+//    bursts: a path walked down one lookup at a time), at most `requests` at
+//    a time and about `bytes` bytes (one larger request alone), so a
+//    program's fetch finds at most that much ahead of it at the archive.
+//
+// A program can end up waiting for background work (a directory the
+// background restore is materialising holds that directory's lock until its
+// entries are in place): it promotes that work's group, whose queued fetches
+// are then sent at once, and so are the group's later ones — except those
+// the work can do without (a small file's data: the file is then made a stub
+// and fetched later), which are dropped.
+//
+// Memory: the queue holds the background restore's waiting fetches, which
+// its own concurrency bounds (a few directories, a few files at a time).
+
+/** Background work that a program may come to wait for (one directory's materialisation). */
+export interface FetchGroup {
+  promoted: boolean;
+}
+
+interface Job {
+  bytes: number;
+  group: FetchGroup | null;
+  start: () => void;
+  cancel: (err: Error) => void;
+  /** Set for a fetch its group can do without: resolves it with null instead. */
+  drop: (() => void) | null;
+}
+
+export interface FetchSchedulerOptions {
+  /** Background requests in flight at most (default 4). */
+  requests?: number;
+  /** The background waits this long after the last program's op ended (default 50 ms). */
+  quietMs?: number;
+  /** Bytes of background requests in flight at most (default 4 MiB; a larger request goes alone). */
+  bytes?: number;
+}
+
+export class FetchScheduler {
+  /** Ops of programs waiting for the restore. */
+  private foreground = 0;
+  /** No background work before this time (ms): a program's op ended shortly before. */
+  private quietUntil = 0;
+  private quietTimer: NodeJS.Timeout | null = null;
+  private idleWaiters: (() => void)[] = [];
+  private readonly quietMs: number;
+  private inFlight = 0;
+  private inFlightBytes = 0;
+  private queue: Job[] = [];
+  /** First live element of `queue` (jobs are taken from the front; the array is compacted now and then). */
+  private head = 0;
+  private readonly maxRequests: number;
+  private readonly maxBytes: number;
+  /** Set once the background restore stopped: its fetches fail at once. */
+  private cancelled: Error | null = null;
+
+  constructor(opts: FetchSchedulerOptions = {}) {
+    this.maxRequests = Math.max(1, opts.requests ?? 4);
+    this.maxBytes = Math.max(1, opts.bytes ?? 4 * 1024 * 1024);
+    this.quietMs = Math.max(0, opts.quietMs ?? 50);
+  }
+
+  /** Runs `f`, an op of a program that waits for the restore: no background fetch is sent meanwhile. */
+  async foregroundWork<T>(f: () => Promise<T>): Promise<T> {
+    this.foreground++;
+    try {
+      return await f();
+    } finally {
+      if (--this.foreground === 0) this.quiet();
+    }
+  }
+
+  /** Resolves when no program waits for the restore, nor has lately (the background's own local work waits for that too). */
+  whenIdle(): Promise<void> {
+    if (this.idle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private idle(): boolean {
+    return this.foreground === 0 && this.quietTimer === null;
+  }
+
+  /** The last program's op ended: the background goes on after quietMs, unless another comes. */
+  private quiet(): void {
+    if (this.quietMs === 0) return this.resume();
+    this.quietUntil = Date.now() + this.quietMs;
+    if (this.quietTimer !== null) return;
+    const tick = (): void => {
+      const left = this.quietUntil - Date.now();
+      if (left > 0) {
+        this.quietTimer = setTimeout(tick, left);
+        return;
+      }
+      this.quietTimer = null;
+      if (this.foreground === 0) this.resume();
+    };
+    this.quietTimer = setTimeout(tick, this.quietMs);
+  }
+
+  private resume(): void {
+    this.pump();
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Background fetches waiting to be sent. */
+  get queued(): number {
+    return this.queue.length - this.head;
+  }
+
+  /** A new group for background work a program may come to wait for. */
+  group(): FetchGroup {
+    return { promoted: false };
+  }
+
+  /**
+   * A background fetch of about `bytes` bytes: `f` is called when it may be
+   * sent. A promoted `group`'s fetches are sent at once.
+   */
+  background<T>(bytes: number, f: () => Promise<T>, group: FetchGroup | null = null): Promise<T> {
+    return this.enqueue(bytes, f, group, false) as Promise<T>;
+  }
+
+  /**
+   * A background fetch that `group`'s work can do without: null, not sent,
+   * once a program waits for the group (promoted before it was sent).
+   */
+  optional<T>(bytes: number, f: () => Promise<T>, group: FetchGroup): Promise<T | null> {
+    if (group.promoted) return Promise.resolve(null);
+    return this.enqueue(bytes, f, group, true);
+  }
+
+  private enqueue<T>(bytes: number, f: () => Promise<T>, group: FetchGroup | null, optional: boolean): Promise<T | null> {
+    if (this.cancelled !== null) return Promise.reject(this.cancelled);
+    return new Promise<T | null>((resolve, reject) => {
+      const job: Job = {
+        bytes,
+        group,
+        drop: optional ? () => resolve(null) : null,
+        start: () => {
+          this.inFlight++;
+          this.inFlightBytes += bytes;
+          let p: Promise<T>;
+          try {
+            p = f();
+          } catch (err) {
+            p = Promise.reject(err);
+          }
+          p.then(resolve, reject).finally(() => {
+            this.inFlight--;
+            this.inFlightBytes -= bytes;
+            this.pump();
+          });
+        },
+        cancel: reject,
+      };
+      if (group?.promoted) job.start();
+      else {
+        this.queue.push(job);
+        this.pump();
+      }
+    });
+  }
+
+  /** A program waits for `group`'s work: its fetches go now (or are dropped, if optional). */
+  promote(group: FetchGroup): void {
+    if (group.promoted) return;
+    group.promoted = true;
+    const mine: Job[] = [];
+    const rest: Job[] = [];
+    for (let i = this.head; i < this.queue.length; i++) (this.queue[i]!.group === group ? mine : rest).push(this.queue[i]!);
+    if (mine.length === 0) return;
+    this.queue = rest;
+    this.head = 0;
+    for (const j of mine) {
+      if (j.drop) j.drop();
+      else j.start();
+    }
+  }
+
+  /** Fails every background fetch not sent yet, and every later one (the restore stops). */
+  cancelQueued(err: Error): void {
+    this.cancelled = err;
+    const jobs = this.queue.slice(this.head);
+    this.queue = [];
+    this.head = 0;
+    for (const j of jobs) j.cancel(err);
+  }
+
+  private pump(): void {
+    while (this.idle() && this.head < this.queue.length && this.inFlight < this.maxRequests) {
+      const job = this.queue[this.head]!;
+      if (this.inFlight > 0 && this.inFlightBytes + job.bytes > this.maxBytes) return;
+      this.queue[this.head++] = undefined as unknown as Job;
+      if (this.head > 1024 && this.head * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
+      }
+      job.start();
+    }
+  }
+}

@@ -28,7 +28,17 @@ function run (label, cmd, args, cwd) {
   }
 }
 
-const nodeGyp = require.resolve('node-gyp/bin/node-gyp.js')
+// node-gyp: the devDependency in a checkout; npm's own (npm_config_node_gyp)
+// when strata is installed from its tarball, without devDependencies.
+function findNodeGyp () {
+  try {
+    return require.resolve('node-gyp/bin/node-gyp.js')
+  } catch (err) {
+    if (process.env.npm_config_node_gyp && existsSync(process.env.npm_config_node_gyp)) return process.env.npm_config_node_gyp
+    throw err
+  }
+}
+const nodeGyp = findNodeGyp()
 // Build against the headers of the running Node when it ships them (Debian's and
 // the official tarballs do): no header download, which this network forbids.
 const gypArgs = ['rebuild', '--release']

@@ -223,9 +223,10 @@ void req_free (bridge_req_t *r);
 void req_submit (bridge_session_t *s, fuse_req_t req, bridge_req_t *r);
 // Hands a notice to JavaScript (dropped if the queue is closed).
 void req_notify (bridge_session_t *s, bridge_req_t *r);
-// The record behind a handle JavaScript passed, still due a reply; else throws
-// (TypeError for a value that is no handle, an Error with code
-// ERR_FUSE_REQUEST_ANSWERED for one answered or freed) and returns NULL.
+// The record behind a handle JavaScript passed, delivered to it and still due
+// a reply; else throws (TypeError for a value that is no number, an Error
+// with code ERR_FUSE_REQUEST_ANSWERED for a handle answered, dropped by
+// close(), not delivered yet or never issued) and returns NULL.
 bridge_req_t *req_peek (napi_env env, napi_value handle);
 // Takes the record out of the handle table: after this no reply can reach it
 // again. Call right before fuse_reply_*, then req_done.

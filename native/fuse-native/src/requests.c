@@ -169,6 +169,10 @@ bridge_req_t *req_peek (napi_env env, napi_value v) {
   pthread_mutex_lock(&table_lock);
   bridge_req_t *r = table_find_locked(d);
   pthread_mutex_unlock(&table_lock);
+  // A handle is JavaScript's only once the request has been delivered: one
+  // still in the queue is not answerable yet (delivered is only touched on
+  // this thread).
+  if (r != NULL && !r->delivered) r = NULL;
   if (r == NULL) {
     napi_value code, msg, err;
     napi_create_string_utf8(env, "ERR_FUSE_REQUEST_ANSWERED", NAPI_AUTO_LENGTH, &code);

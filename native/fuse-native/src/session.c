@@ -151,7 +151,7 @@ napi_value js_fast_paths (napi_env env, napi_callback_info info) {
   char root[4096];
   size_t len = 0;
   uint32_t flags = 0;
-  bridge_session_t *s = argc >= 1 ? js_session(env, argv[0]) : NULL;
+  bridge_session_t *s = js_session(env, argv[0]);
   if (s == NULL) return NULL;
   if (argc < 5 || napi_get_value_string_utf8(env, argv[1], root, sizeof(root), &len) != napi_ok ||
       napi_get_value_uint32(env, argv[2], &flags) != napi_ok) {

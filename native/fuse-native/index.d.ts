@@ -1,3 +1,4 @@
+/// <reference types="node" />
 // Types of strata's FUSE bridge (src/*.c). The values of `ops` and
 // `constants` come from the C at load time (src/module.c); only their names
 // are written here. Request handles are opaque numbers: every request with a

@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // Builds strata's native code on `npm install` / `npm ci`:
-//  1. applies patches/ (patch-package) — the fuse-native fixes documented in
-//     docs/fuse-native-patch.md;
-//  2. builds the patched fuse-native from source against the libfuse 2.9 headers
-//     that fuse-shared-library ships (its prebuilt binary is the unpatched code);
-//  3. builds better-sqlite3 (the archive's metadata database) from its bundled
+//  1. strata's FUSE bridge: the in-tree fork of fuse-native (native/fuse-native,
+//     a `file:` dependency, so node_modules/fuse-native links to it), built from
+//     its sources against the libfuse 2.9 headers that fuse-shared-library
+//     ships (docs/fuse-bridge.md);
+//  2. better-sqlite3 (the archive's metadata database) from its bundled
 //     SQLite sources: its own install script would download a prebuilt binary;
-//  4. builds strata's own addon (binding.gyp at the top).
+//  3. strata's own addon (binding.gyp at the top).
 // npm 11 does not run dependencies' install scripts unless allowed, so this, the
 // root package's own install script, is where all native code gets built.
 import { spawnSync } from 'node:child_process'
@@ -28,19 +28,26 @@ function run (label, cmd, args, cwd) {
   }
 }
 
-const nodeGyp = require.resolve('node-gyp/bin/node-gyp.js')
+// node-gyp: the devDependency in a checkout; npm's own (npm_config_node_gyp)
+// when strata is installed from its tarball, without devDependencies.
+function findNodeGyp () {
+  try {
+    return require.resolve('node-gyp/bin/node-gyp.js')
+  } catch (err) {
+    if (process.env.npm_config_node_gyp && existsSync(process.env.npm_config_node_gyp)) return process.env.npm_config_node_gyp
+    throw err
+  }
+}
+const nodeGyp = findNodeGyp()
 // Build against the headers of the running Node when it ships them (Debian's and
 // the official tarballs do): no header download, which this network forbids.
 const gypArgs = ['rebuild', '--release']
 const nodePrefix = dirname(dirname(process.execPath))
 if (process.env.npm_config_nodedir) gypArgs.push(`--nodedir=${process.env.npm_config_nodedir}`)
 else if (existsSync(join(nodePrefix, 'include', 'node', 'common.gypi'))) gypArgs.push(`--nodedir=${nodePrefix}`)
-const patchPackage = require.resolve('patch-package/index.js')
-
-run('patch fuse-native', process.execPath, [patchPackage, '--error-on-fail'], root)
 
 const fuseNativeDir = dirname(require.resolve('fuse-native/package.json'))
-run('build fuse-native', process.execPath, [nodeGyp, ...gypArgs], fuseNativeDir)
+run('build the FUSE bridge (fuse-native fork)', process.execPath, [nodeGyp, ...gypArgs], fuseNativeDir)
 
 const sqliteDir = dirname(require.resolve('better-sqlite3/package.json'))
 if (process.env.STRATA_SKIP_SQLITE_BUILD && existsSync(join(sqliteDir, 'build', 'Release', 'better_sqlite3.node'))) {

@@ -2,7 +2,7 @@
 # Installs everything strata needs on a fresh Debian 12 machine with Node 20
 # (run as root): the libfuse 2.9 runtime and fusermount, the real programs the
 # tests and the demo use, fio for the benchmarks; then builds strata (npm ci:
-# patched fuse-native, strata's native addon, TypeScript).
+# the FUSE bridge in native/fuse-native, strata's native addon, TypeScript).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive

@@ -1,5 +1,5 @@
 // Open file and directory handles. FUSE hands a handle number back on every
-// op of an open file; fuse-native carries 32 bits of it to JavaScript, so the
+// op of an open file; the FUSE bridge carries 32 bits of it to JavaScript, so the
 // table hands out small integers and reuses freed ones.
 
 export interface OpenFile {

@@ -1,37 +1,27 @@
 // The FUSE adapter: translates kernel requests (libfuse 2.9's low-level API,
-// through the bridge in the patched fuse-native) into filesystem-core calls.
+// through strata's FUSE bridge, native/fuse-native) into filesystem-core calls.
 // It owns the kernel's view (node ids, lookup counts: InodeTable), answers
 // every request exactly once, and maps every error through the one errno
 // table. Reads and writes of plain local files are served by the FUSE thread
 // itself (direct descriptors), so they never reach this thread.
-import { ll, type Session } from './bridge.js';
+import { ll, FC, type Session } from './bridge.js';
 import type { BigIntStats } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import type { Filesystem, Caller, OpenResult, DirEntryInfo, ObjectRef, SetattrChanges } from '../core/filesystem.js';
 import { errnoOf, isExpectedError, FsError } from '../core/errno.js';
 import type { Logger } from '../log/logger.js';
 import { InodeTable, type Inode } from './inode-table.js';
-import { encodeAttr, encodeDirEntries, encodeStatfs } from './attr-encoding.js';
+import { encodeAttr, encodeDirEntries, encodeStatfs, inoOfAttrs } from './attr-encoding.js';
 
-/** Open flags understood by the bridge (lowlevel.c). */
-const OPEN_KEEP_CACHE = 1;
-const OPEN_DIRECT_READ = 4;
-const OPEN_DIRECT_WRITE = 8;
-
-/** What the FUSE thread may answer itself (fastPaths in lowlevel.c). */
-const FAST_READ = 1;
-const FAST_WRITE = 2;
-
-const SET_MODE = 1 << 0;
-const SET_UID = 1 << 1;
-const SET_GID = 1 << 2;
-const SET_SIZE = 1 << 3;
-const SET_ATIME = 1 << 4;
-const SET_MTIME = 1 << 5;
-const SET_ATIME_NOW = 1 << 7;
-const SET_MTIME_NOW = 1 << 8;
+/** Open flags of replyOpen/replyCreate, what fastPaths lets the FUSE thread answer, setattr's bits and arguments: all from the bridge's C. */
+const OPEN = FC.open;
+const FAST = FC.fast;
+const SET = FC.setattr;
+const SETARG = FC.setattrArgs;
+const { EIO, ERANGE, ENOSYS } = osConstants.errno;
 
 const OP = ll.ops;
-/** Asked by the kernel before every write(2); see noCapabilities in lowlevel.c. */
+/** Asked by the kernel before every write(2); see noCapabilities (native/fuse-native/src/fastpath.c). */
 const CAPS_XATTR = 'security.capability';
 const OP_NAMES: string[] = Object.entries(OP).sort((a, b) => a[1] - b[1]).map(([k]) => k);
 
@@ -92,7 +82,7 @@ interface Request {
   rdev: number;
   caller: Caller;
   data: Buffer | undefined;
-  times: Float64Array | undefined;
+  attrs: Float64Array | undefined;
   fiFlags: number;
 }
 
@@ -152,7 +142,7 @@ export class FuseAdapter {
    */
   enableFastPaths(): void {
     if (!this.session || this.closed || !this.directIo || this.fs.restoring) return;
-    const flags = FAST_READ | (this.fs.sink ? 0 : FAST_WRITE);
+    const flags = FAST.READ | (this.fs.sink ? 0 : FAST.WRITE);
     const max = this.opts.nodeTableMax ?? Number(process.env['STRATA_NODE_TABLE_MAX'] ?? 0);
     ll.fastPaths(this.session, this.fs.store.root, flags, this.entryTimeout, this.negativeTimeout, Number.isFinite(max) ? max : 0);
   }
@@ -168,19 +158,20 @@ export class FuseAdapter {
     this.exited = new Promise((resolve) => { exitedResolve = resolve; });
     const ready = new Promise<void>((resolve) => { this.onInit = resolve; });
     this.session = ll.mount(this.mountpoint, fuseOptionString(this.opts),
-      (op, req, ino, ino2, name, name2, fh, off, size, mode, toSet, rdev, uid, gid, pid, data, times, fiFlags) => {
+      (op, req, ino, ino2, name, name2, fh, off, size, mode, toSet, rdev, uid, gid, pid, data, attrs, fiFlags) => {
         if (op === OP.exit) {
           // The kernel connection is gone. Answer what is in flight, then let
-          // the bridge free the session (no reply may follow close()).
+          // the bridge free the session: close() answers what is still
+          // pending with EIO, and refuses any reply after it.
           void this.whenIdle(10_000, 0).then(() => {
             this.closed = true;
-            if (this.unanswered > 0) this.log.warn({ unanswered: this.unanswered }, 'requests left unanswered at exit');
-            else if (this.session) ll.close(this.session);
+            const dropped = this.session ? ll.close(this.session) : 0;
+            if (this.unanswered > 0 || dropped > 0) this.log.warn({ unanswered: this.unanswered, answeredEio: dropped }, 'requests left unanswered at exit');
             exitedResolve();
           });
           return;
         }
-        this.dispatch({ op, req, ino, ino2, name, name2, fh, off, size, mode, toSet, rdev, caller: { uid, gid, pid }, data, times, fiFlags });
+        this.dispatch({ op, req, ino, ino2, name, name2, fh, off, size, mode, toSet, rdev, caller: { uid, gid, pid }, data, attrs, fiFlags });
       }, this.attrTimeout);
     this.enableFastPaths();
     await ready;
@@ -246,6 +237,10 @@ export class FuseAdapter {
         f();
       } catch (err) {
         this.log.error({ op: opName, err }, 'reply failed');
+        // A reply the bridge refused for its arguments left the request
+        // pending: the kernel still needs an answer. (A request already
+        // answered refuses this one too, and nothing is sent.)
+        try { ll.replyErr(r.req, EIO); } catch { /* answered */ }
       }
     };
     let work: Promise<void>;
@@ -261,15 +256,15 @@ export class FuseAdapter {
     });
   }
 
-  /** The FUSE thread created `name` in node `ino` as node `ino2` (attributes in `times`). */
+  /** The FUSE thread created `name` in node `ino` as node `ino2` (attributes in `attrs`). */
   private adoptBridgeNode(r: Request): void {
     const t = this.inodes;
     const parent = t?.find(r.ino);
-    if (!t || !parent || r.name === undefined || r.times === undefined) {
+    if (!t || !parent || r.name === undefined || r.attrs === undefined) {
       this.log.error({ parent: r.ino, name: r.name, nodeid: r.ino2 }, 'node created by the FUSE thread in an unknown directory');
       return;
     }
-    t.adopt(parent, r.name, inoOf(r.times), r.ino2);
+    t.adopt(parent, r.name, inoOfAttrs(r.attrs), r.ino2);
   }
 
   private table(): InodeTable {
@@ -304,11 +299,11 @@ export class FuseAdapter {
   }
 
   private openFlags(res: OpenResult): { fd: number; flags: number } {
-    const keep = res.keepCache ? OPEN_KEEP_CACHE : 0;
+    const keep = res.keepCache ? OPEN.KEEP_CACHE : 0;
     if (!this.directIo) return { fd: -1, flags: keep };
     // A mirrored store journals every write: writes must come through the core.
     // A file still (partly) in the archive is read through the core, which fetches what is missing.
-    return { fd: res.fd, flags: keep | (res.local ? OPEN_DIRECT_READ : 0) | (this.fs.sink ? 0 : OPEN_DIRECT_WRITE) };
+    return { fd: res.fd, flags: keep | (res.local ? OPEN.DIRECT_READ : 0) | (this.fs.sink ? 0 : OPEN.DIRECT_WRITE) };
   }
 
   private async handle(r: Request, answer: (f: () => void) => void): Promise<void> {
@@ -318,10 +313,10 @@ export class FuseAdapter {
       case OP.lookup: {
         const parent = t.get(r.ino);
         const name = this.name(r, 'name');
-        if (r.times !== undefined) {
+        if (r.attrs !== undefined) {
           // Resolved on the FUSE thread (its descriptor becomes the node's): only the node id is missing.
-          const attrs = r.times;
-          const inode = t.remember(parent, name, inoOf(attrs));
+          const attrs = r.attrs;
+          const inode = t.remember(parent, name, inoOfAttrs(attrs));
           answer(() => ll.replyEntry(r.req, inode.nodeid, attrs, this.attrTimeout, this.entryTimeout));
           return;
         }
@@ -349,15 +344,15 @@ export class FuseAdapter {
         // Through the handle when the kernel gave one, or when no name is left.
         const handle = r.fh !== 0 && inode.handles.has(r.fh) ? r.fh : (t.pathOf(inode) === null ? inode.handles.values().next().value : undefined);
         const ref: ObjectRef = handle !== undefined ? { handle } : { path: t.requirePath(inode) };
-        const times = r.times ?? new Float64Array(6);
+        const args = r.attrs ?? new Float64Array(SETARG.LEN);
         const ch: SetattrChanges = {};
-        if (r.toSet & SET_MODE) ch.mode = r.mode;
-        if (r.toSet & SET_UID) ch.uid = times[0]!;
-        if (r.toSet & SET_GID) ch.gid = times[1]!;
-        if (r.toSet & SET_SIZE) ch.size = r.off;
-        if (r.toSet & (SET_ATIME | SET_MTIME | SET_ATIME_NOW | SET_MTIME_NOW)) {
-          ch.atime = r.toSet & SET_ATIME_NOW ? 'now' : r.toSet & SET_ATIME ? { sec: times[2]!, nsec: times[3]! } : 'omit';
-          ch.mtime = r.toSet & SET_MTIME_NOW ? 'now' : r.toSet & SET_MTIME ? { sec: times[4]!, nsec: times[5]! } : 'omit';
+        if (r.toSet & SET.MODE) ch.mode = r.mode;
+        if (r.toSet & SET.UID) ch.uid = args[SETARG.UID]!;
+        if (r.toSet & SET.GID) ch.gid = args[SETARG.GID]!;
+        if (r.toSet & SET.SIZE) ch.size = r.off;
+        if (r.toSet & (SET.ATIME | SET.MTIME | SET.ATIME_NOW | SET.MTIME_NOW)) {
+          ch.atime = r.toSet & SET.ATIME_NOW ? 'now' : r.toSet & SET.ATIME ? { sec: args[SETARG.ATIME_S]!, nsec: args[SETARG.ATIME_NS]! } : 'omit';
+          ch.mtime = r.toSet & SET.MTIME_NOW ? 'now' : r.toSet & SET.MTIME ? { sec: args[SETARG.MTIME_S]!, nsec: args[SETARG.MTIME_NS]! } : 'omit';
         }
         const st = await fs.setattr(ref, ch);
         answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
@@ -530,7 +525,7 @@ export class FuseAdapter {
           throw err;
         }
         if (r.size === 0) answer(() => ll.replyXattrSize(r.req, value.length));
-        else if (value.length > r.size) answer(() => ll.replyErr(r.req, -34 /* ERANGE */));
+        else if (value.length > r.size) answer(() => ll.replyErr(r.req, ERANGE));
         else answer(() => ll.replyBuf(r.req, value, value.length));
         return;
       }
@@ -538,7 +533,7 @@ export class FuseAdapter {
         const names = await fs.listxattr(t.requirePath(t.get(r.ino)));
         const list = Buffer.from(names.map((n) => `${n}\0`).join(''));
         if (r.size === 0) answer(() => ll.replyXattrSize(r.req, list.length));
-        else if (list.length > r.size) answer(() => ll.replyErr(r.req, -34 /* ERANGE */));
+        else if (list.length > r.size) answer(() => ll.replyErr(r.req, ERANGE));
         else answer(() => ll.replyBuf(r.req, list, list.length));
         return;
       }
@@ -548,7 +543,7 @@ export class FuseAdapter {
         answer(() => ll.replyErr(r.req, 0));
         return;
       default:
-        answer(() => ll.replyErr(r.req, -38 /* ENOSYS */));
+        answer(() => ll.replyErr(r.req, ENOSYS));
     }
   }
 
@@ -575,9 +570,4 @@ export class FuseAdapter {
       this.table().collect(inode);
     }
   }
-}
-
-/** The backing inode number in an attribute array (ATTR_INO_LO/HI). */
-function inoOf(attrs: Float64Array): bigint {
-  return BigInt(attrs[0] ?? 0) | (BigInt(attrs[1] ?? 0) << 32n);
 }

@@ -1,48 +1,69 @@
-// Attribute arrays for the low-level bridge (layout: ATTR_* in lowlevel.c).
+// Attribute arrays for the FUSE bridge (layouts: constants.attr, .dirent and
+// .statfs, exported by native/fuse-native/src/module.c).
 import type { BigIntStats } from 'node:fs';
 import type { StatfsResult, DirEntryInfo } from '../core/filesystem.js';
+import { FC } from './bridge.js';
 
 const NS_PER_S = 1_000_000_000n;
 const MASK32 = 0xffffffffn;
+const A = FC.attr;
+const D = FC.dirent;
+const S = FC.statfs;
 
-function setTime(out: Float64Array, i: number, ns: bigint): void {
-  let sec = ns / NS_PER_S;
-  let nsec = ns % NS_PER_S;
-  if (nsec < 0n) { sec -= 1n; nsec += NS_PER_S; }
-  out[i] = Number(sec);
-  out[i + 1] = Number(nsec);
+function setTime(out: Float64Array, sec: number, nsecAt: number, ns: bigint): void {
+  let s = ns / NS_PER_S;
+  let n = ns % NS_PER_S;
+  if (n < 0n) { s -= 1n; n += NS_PER_S; }
+  out[sec] = Number(s);
+  out[nsecAt] = Number(n);
 }
 
 export function encodeAttr(st: BigIntStats): Float64Array {
-  const a = new Float64Array(16);
-  a[0] = Number(st.ino & MASK32);
-  a[1] = Number(st.ino >> 32n);
-  a[2] = Number(st.mode);
-  a[3] = Number(st.nlink);
-  a[4] = Number(st.uid);
-  a[5] = Number(st.gid);
-  a[6] = Number(st.rdev);
-  a[7] = Number(st.size);
-  a[8] = Number(st.blksize);
-  a[9] = Number(st.blocks);
-  setTime(a, 10, st.atimeNs);
-  setTime(a, 12, st.mtimeNs);
-  setTime(a, 14, st.ctimeNs);
+  const a = new Float64Array(A.LEN);
+  a[A.INO_LO] = Number(st.ino & MASK32);
+  a[A.INO_HI] = Number(st.ino >> 32n);
+  a[A.MODE] = Number(st.mode);
+  a[A.NLINK] = Number(st.nlink);
+  a[A.UID] = Number(st.uid);
+  a[A.GID] = Number(st.gid);
+  a[A.RDEV] = Number(st.rdev);
+  a[A.SIZE] = Number(st.size);
+  a[A.BLKSIZE] = Number(st.blksize);
+  a[A.BLOCKS] = Number(st.blocks);
+  setTime(a, A.ATIME_S, A.ATIME_NS, st.atimeNs);
+  setTime(a, A.MTIME_S, A.MTIME_NS, st.mtimeNs);
+  setTime(a, A.CTIME_S, A.CTIME_NS, st.ctimeNs);
   return a;
 }
 
+/** The backing inode number in an attribute array. */
+export function inoOfAttrs(attrs: Float64Array): bigint {
+  return BigInt(attrs[A.INO_LO] ?? 0) | (BigInt(attrs[A.INO_HI] ?? 0) << 32n);
+}
+
 export function encodeDirEntries(entries: readonly DirEntryInfo[]): { names: string[]; packed: Float64Array } {
-  const packed = new Float64Array(entries.length * 3);
+  const packed = new Float64Array(entries.length * D.LEN);
   const names: string[] = new Array<string>(entries.length);
   entries.forEach((e, i) => {
+    const at = i * D.LEN;
     names[i] = e.name;
-    packed[3 * i] = Number(e.ino & MASK32);
-    packed[3 * i + 1] = Number(e.ino >> 32n);
-    packed[3 * i + 2] = e.mode;
+    packed[at + D.INO_LO] = Number(e.ino & MASK32);
+    packed[at + D.INO_HI] = Number(e.ino >> 32n);
+    packed[at + D.MODE] = e.mode;
   });
   return { names, packed };
 }
 
 export function encodeStatfs(s: StatfsResult): Float64Array {
-  return Float64Array.of(s.bsize, s.frsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.favail, s.namemax);
+  const a = new Float64Array(S.LEN);
+  a[S.BSIZE] = s.bsize;
+  a[S.FRSIZE] = s.frsize;
+  a[S.BLOCKS] = s.blocks;
+  a[S.BFREE] = s.bfree;
+  a[S.BAVAIL] = s.bavail;
+  a[S.FILES] = s.files;
+  a[S.FFREE] = s.ffree;
+  a[S.FAVAIL] = s.favail;
+  a[S.NAMEMAX] = s.namemax;
+  return a;
 }

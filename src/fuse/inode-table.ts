@@ -4,8 +4,10 @@
 // kernel forgets it, even after its last name is gone (an unlinked-but-open
 // file); node ids are never reused within a mount.
 import { FsError } from '../core/errno.js';
+import { FC } from './bridge.js';
 
-export const ROOT_NODEID = 1;
+/** The root's node id (FUSE_ROOT_ID, from the bridge's C). */
+export const ROOT_NODEID: number = FC.ROOT_ID;
 
 export interface NameLink {
   parent: Inode;

@@ -1,4 +1,4 @@
-// The FUSE thread answers most requests itself (lowlevel.c, "node table"):
+// The FUSE thread answers most requests itself (native/fuse-native/src/fastpath.c):
 // getattr and lookup from O_PATH descriptors of the store, and on a store
 // nobody journals also setattr, create, mkdir, open and the handles it made. These
 // tests check that it does (strata status counts what it answered), that what

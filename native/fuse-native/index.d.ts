@@ -1,0 +1,98 @@
+/// <reference types="node" />
+// Types of strata's FUSE bridge (src/*.c). The values of `ops` and
+// `constants` come from the C at load time (src/module.c); only their names
+// are written here. Request handles are opaque numbers: every request with a
+// non-zero handle must be answered exactly once with one reply*; a second
+// reply, or one after close(), throws an Error with code
+// ERR_FUSE_REQUEST_ANSWERED and sends nothing.
+
+export interface Session { readonly __session: unique symbol }
+
+export type OpName =
+  'init' | 'lookup' | 'forget' | 'getattr' | 'setattr' | 'readlink' | 'mknod' | 'mkdir' | 'unlink' | 'rmdir' |
+  'symlink' | 'rename' | 'link' | 'open' | 'read' | 'write' | 'flush' | 'release' | 'fsync' | 'opendir' |
+  'readdir' | 'releasedir' | 'fsyncdir' | 'statfs' | 'setxattr' | 'getxattr' | 'listxattr' | 'removexattr' |
+  'access' | 'create' | 'fallocate' | 'exit' | 'newnode' | 'failed';
+
+export type AttrField =
+  'INO_LO' | 'INO_HI' | 'MODE' | 'NLINK' | 'UID' | 'GID' | 'RDEV' | 'SIZE' | 'BLKSIZE' | 'BLOCKS' |
+  'ATIME_S' | 'ATIME_NS' | 'MTIME_S' | 'MTIME_NS' | 'CTIME_S' | 'CTIME_NS';
+export type SetattrArgField = 'UID' | 'GID' | 'ATIME_S' | 'ATIME_NS' | 'MTIME_S' | 'MTIME_NS';
+export type SetattrBit = 'MODE' | 'UID' | 'GID' | 'SIZE' | 'ATIME' | 'MTIME' | 'ATIME_NOW' | 'MTIME_NOW';
+export type StatfsField = 'BSIZE' | 'FRSIZE' | 'BLOCKS' | 'BFREE' | 'BAVAIL' | 'FILES' | 'FFREE' | 'FAVAIL' | 'NAMEMAX';
+export type DirentField = 'INO_LO' | 'INO_HI' | 'MODE';
+export type OpenFlag = 'KEEP_CACHE' | 'DIRECT_IO' | 'DIRECT_READ' | 'DIRECT_WRITE';
+export type FastFlag = 'READ' | 'WRITE';
+
+export interface Constants {
+  /** The root's node id (FUSE_ROOT_ID). */
+  readonly ROOT_ID: number;
+  /** Largest file handle JavaScript may give (replyOpen, replyCreate). */
+  readonly HANDLE_MAX: number;
+  /** Index of each field in an attribute array; LEN its length. */
+  readonly attr: Readonly<Record<AttrField | 'LEN', number>>;
+  /** Index of each field in a setattr record's array (the handler's `attrs`). */
+  readonly setattrArgs: Readonly<Record<SetattrArgField | 'LEN', number>>;
+  /** Bits of a setattr record's `toSet` (libfuse's FUSE_SET_ATTR_*). */
+  readonly setattr: Readonly<Record<SetattrBit, number>>;
+  /** Index of each field in replyStatfs's array. */
+  readonly statfs: Readonly<Record<StatfsField | 'LEN', number>>;
+  /** Index of each field of one name in replyDir's array; LEN numbers per name. */
+  readonly dirent: Readonly<Record<DirentField | 'LEN', number>>;
+  /** Flags of replyOpen and replyCreate. */
+  readonly open: Readonly<Record<OpenFlag, number>>;
+  /** Flags of fastPaths. */
+  readonly fast: Readonly<Record<FastFlag, number>>;
+}
+
+/**
+ * Called on the JavaScript thread for every record. `req` is 0 for notices
+ * (init, forget, exit, newnode, failed), which take no reply. `attrs` is a
+ * setattr record's arguments (constants.setattrArgs), or the attributes of a
+ * lookup resolved on the FUSE thread or of a node it made (constants.attr).
+ * A failed record carries the op in `rdev` and the errno in `mode`.
+ */
+export type RequestHandler = (
+  op: number, req: number, ino: number, ino2: number, name: string | undefined, name2: string | undefined,
+  fh: number, off: number, size: number, mode: number, toSet: number, rdev: number,
+  uid: number, gid: number, pid: number, data: Buffer | undefined, attrs: Float64Array | undefined, fiFlags: number,
+) => void;
+
+export function mount(mountpoint: string, options: string, onRequest: RequestHandler, attrTimeout: number): Session;
+export function unref(session: Session): void;
+/**
+ * Frees the session once the connection has ended (after the `exit` record):
+ * answers requests still pending with EIO and returns how many. Throws EBUSY
+ * while the mount still serves. No reply may follow.
+ */
+export function close(session: Session): number;
+export function replyErr(req: number, errno: number): void;
+export function replyEntry(req: number, nodeid: number, attrs: Float64Array | null, attrTimeout: number, entryTimeout: number): void;
+export function replyCreate(req: number, nodeid: number, attrs: Float64Array, attrTimeout: number, entryTimeout: number, handle: number, directFd: number, openFlags: number): boolean;
+export function replyOpen(req: number, handle: number, directFd: number, openFlags: number): boolean;
+export function replyAttr(req: number, attrs: Float64Array, timeout: number): void;
+export function replyReadlink(req: number, target: string): void;
+export function replyWrite(req: number, count: number): void;
+export function replyBuf(req: number, buf: Buffer, length: number): void;
+export function replyXattrSize(req: number, size: number): void;
+export function replyStatfs(req: number, statfs: Float64Array): void;
+export function replyDir(req: number, names: string[], entries: Float64Array, firstOffset: number): void;
+/** Notes (true) or forgets (false) that an object has no security.capability xattr. */
+export function noCapabilities(nodeid: number, known: boolean): void;
+export function notifyInvalInode(session: Session, nodeid: number, offset: number, length: number): number;
+export function notifyInvalEntry(session: Session, parent: number, name: string): number;
+/**
+ * Lets the FUSE thread answer requests itself, relative to O_PATH descriptors
+ * of the store (constants.fast.READ: getattr, lookup; WRITE: also setattr,
+ * create, mkdir, open, flush and the handles it makes), or stops it (0).
+ * `maxNodes` caps the node table (default: half the descriptor limit).
+ */
+export function fastPaths(session: Session, storeRoot: string, flags: number, entryTimeout: number, negativeTimeout: number, maxNodes?: number): void;
+/** The next node id; the FUSE thread takes its node ids from the same counter. */
+export function allocNodeid(session: Session): number;
+/** Requests answered on the FUSE thread so far, indexed by op. */
+export function fastCounts(session: Session): Float64Array;
+/** Requests handed to JavaScript and not answered yet (all sessions of the process). */
+export function pendingRequests(): number;
+export const ops: Readonly<Record<OpName, number>>;
+export const constants: Constants;

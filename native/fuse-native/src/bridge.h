@@ -1,0 +1,328 @@
+// bridge.h - what the parts of strata's FUSE bridge share: the request record,
+// the session, the node table's entry, and every constant JavaScript needs
+// (module.c exports them; TypeScript never copies a value by hand).
+//
+// The bridge binds libfuse 2.9's LOW-LEVEL (inode-based) API. The filesystem
+// chooses node ids itself (strata: one per object, so hard links share a
+// kernel inode, as on ext4). A kernel request is answered on the FUSE thread
+// when it can be (fastpath.c), else copied into a request record (this
+// header's bridge_req_t) and handed to JavaScript (requests.c), which answers
+// it later with one of the reply functions (replies.c). libfuse allows replies
+// from any thread, so no FUSE thread ever waits for JavaScript.
+//
+// Files:
+//   session.c   mount, unmount/close, the FUSE loop thread, connection init,
+//               turning the FUSE thread's own answers on (fastPaths)
+//   intake.c    the fuse_lowlevel_ops table: each kernel request is answered
+//               on the FUSE thread (fastpath.c) or becomes a record
+//   requests.c  request records, the table of request handles (no reply twice,
+//               none after free), the queue to JavaScript and the call into it
+//   replies.c   the reply* functions JavaScript answers with, notifications
+//   nodes.c     the node table: node id -> O_PATH descriptor in the store
+//   fastpath.c  what the FUSE thread answers itself (the passthrough_hp model)
+//   module.c    the module's exports: functions and constants
+//
+// Numbers: node ids, offsets and sizes travel to JavaScript as doubles (exact
+// below 2^53); attributes in a Float64Array (ATTR_* layout below); a request
+// handle is a double made of a table slot and a generation (requests.c).
+#ifndef STRATA_FUSE_BRIDGE_H
+#define STRATA_FUSE_BRIDGE_H
+
+#define FUSE_USE_VERSION 29
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <node_api.h>
+#include <fuse_lowlevel.h>
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+// ---- constants (module.c exports each of them) ----------------------------------
+
+// Kinds of records JavaScript gets: the kernel's requests, then the bridge's
+// own notices (exit: the connection ended; newnode: a node the FUSE thread
+// made; failed: an error the FUSE thread answered). Exported as `ops`.
+#define BRIDGE_OPS(X) \
+  X(INIT, init) X(LOOKUP, lookup) X(FORGET, forget) X(GETATTR, getattr) X(SETATTR, setattr) \
+  X(READLINK, readlink) X(MKNOD, mknod) X(MKDIR, mkdir) X(UNLINK, unlink) X(RMDIR, rmdir) \
+  X(SYMLINK, symlink) X(RENAME, rename) X(LINK, link) X(OPEN, open) X(READ, read) X(WRITE, write) \
+  X(FLUSH, flush) X(RELEASE, release) X(FSYNC, fsync) X(OPENDIR, opendir) X(READDIR, readdir) \
+  X(RELEASEDIR, releasedir) X(FSYNCDIR, fsyncdir) X(STATFS, statfs) X(SETXATTR, setxattr) \
+  X(GETXATTR, getxattr) X(LISTXATTR, listxattr) X(REMOVEXATTR, removexattr) X(ACCESS, access) \
+  X(CREATE, create) X(FALLOCATE, fallocate) X(EXIT, exit) X(NEWNODE, newnode) X(FAILED, failed)
+
+enum {
+#define BRIDGE_OP_ENUM(c, n) LL_##c,
+  BRIDGE_OPS(BRIDGE_OP_ENUM)
+#undef BRIDGE_OP_ENUM
+  LL_OP_COUNT
+};
+extern const char *const bridge_op_names[LL_OP_COUNT];
+
+// Attribute array (Float64Array of ATTR_LEN): replies, resolved lookups, new
+// nodes. Exported as `constants.attr`.
+#define BRIDGE_ATTR_FIELDS(X) \
+  X(INO_LO) X(INO_HI) X(MODE) X(NLINK) X(UID) X(GID) X(RDEV) X(SIZE) X(BLKSIZE) X(BLOCKS) \
+  X(ATIME_S) X(ATIME_NS) X(MTIME_S) X(MTIME_NS) X(CTIME_S) X(CTIME_NS)
+enum {
+#define BRIDGE_FIELD_ENUM(n) ATTR_##n,
+  BRIDGE_ATTR_FIELDS(BRIDGE_FIELD_ENUM)
+#undef BRIDGE_FIELD_ENUM
+  ATTR_LEN
+};
+
+// What a setattr record carries besides mode and size (Float64Array of
+// SETATTR_LEN). Exported as `constants.setattrArgs`; the bits saying which
+// fields to set are libfuse's FUSE_SET_ATTR_* (`constants.setattr`).
+#define BRIDGE_SETATTR_FIELDS(X) X(UID) X(GID) X(ATIME_S) X(ATIME_NS) X(MTIME_S) X(MTIME_NS)
+enum {
+#define BRIDGE_FIELD_ENUM(n) SETATTR_##n,
+  BRIDGE_SETATTR_FIELDS(BRIDGE_FIELD_ENUM)
+#undef BRIDGE_FIELD_ENUM
+  SETATTR_LEN
+};
+#define BRIDGE_SETATTR_BITS(X) \
+  X(MODE, FUSE_SET_ATTR_MODE) X(UID, FUSE_SET_ATTR_UID) X(GID, FUSE_SET_ATTR_GID) \
+  X(SIZE, FUSE_SET_ATTR_SIZE) X(ATIME, FUSE_SET_ATTR_ATIME) X(MTIME, FUSE_SET_ATTR_MTIME) \
+  X(ATIME_NOW, FUSE_SET_ATTR_ATIME_NOW) X(MTIME_NOW, FUSE_SET_ATTR_MTIME_NOW)
+
+// replyStatfs's Float64Array. Exported as `constants.statfs`.
+#define BRIDGE_STATFS_FIELDS(X) \
+  X(BSIZE) X(FRSIZE) X(BLOCKS) X(BFREE) X(BAVAIL) X(FILES) X(FFREE) X(FAVAIL) X(NAMEMAX)
+enum {
+#define BRIDGE_FIELD_ENUM(n) STATFS_##n,
+  BRIDGE_STATFS_FIELDS(BRIDGE_FIELD_ENUM)
+#undef BRIDGE_FIELD_ENUM
+  STATFS_LEN
+};
+
+// replyDir's Float64Array: DIRENT_LEN numbers per name. Exported as `constants.dirent`.
+#define BRIDGE_DIRENT_FIELDS(X) X(INO_LO) X(INO_HI) X(MODE)
+enum {
+#define BRIDGE_FIELD_ENUM(n) DIRENT_##n,
+  BRIDGE_DIRENT_FIELDS(BRIDGE_FIELD_ENUM)
+#undef BRIDGE_FIELD_ENUM
+  DIRENT_LEN
+};
+
+// Open flags of replyOpen/replyCreate (`constants.open`).
+#define LL_OPEN_KEEP_CACHE   1
+#define LL_OPEN_DIRECT_IO    2
+#define LL_OPEN_DIRECT_READ  4
+#define LL_OPEN_DIRECT_WRITE 8
+
+// What fastPaths lets the FUSE thread answer (`constants.fast`).
+#define LL_FAST_READ  1
+#define LL_FAST_WRITE 2
+
+// fi->fh: bits 0-31 the JavaScript handle (`constants.HANDLE_MAX`), bits 32-61
+// direct descriptor + 1, bit 62 direct read, bit 63 direct write.
+#define LL_HANDLE_MASK 0xFFFFFFFFULL
+#define LL_FH_FD_MASK 0x3FFFFFFFULL
+#define LL_FH_DIRECT_READ  (1ULL << 62)
+#define LL_FH_DIRECT_WRITE (1ULL << 63)
+
+// The store's private directory at the root: the FUSE thread never resolves it.
+#define LL_RESERVED_NAME ".strata"
+// Asked by the kernel before every write(2).
+#define LL_CAPS_NAME "security.capability"
+
+// ---- the request record -----------------------------------------------------------
+
+struct bridge_session;
+
+// One kernel request (or a notice) on its way to JavaScript. JavaScript gets
+// its fields as the handler's arguments (requests.c, deliver); a request with
+// a reply due is owned by the handle table until a reply takes it.
+typedef struct bridge_req {
+  fuse_req_t req;          // the kernel request to answer; NULL for notices (no reply due)
+  struct bridge_session *s;
+  double handle;           // JavaScript's name for it (requests.c); 0 for notices
+  uint32_t op;             // LL_*
+  fuse_ino_t ino;          // target or parent; failed: the node
+  fuse_ino_t ino2;         // new parent (rename, link); newnode: the new node id
+  char *name;              // name in parent; xattr name
+  char *name2;             // new name (rename, link), symlink target
+  struct fuse_file_info fi;
+  int has_fi;
+  double off;              // offset; new size (setattr); nlookup (forget)
+  double size;             // requested size (read, readdir, xattr probes); fallocate length
+  uint32_t mode;           // mode; access mask; fallocate mode; datasync; xattr flags; failed: errno
+  uint32_t to_set;         // setattr: FUSE_SET_ATTR_* bits
+  uint32_t rdev;           // mknod: device; create: open flags; failed: the op (LL_*)
+  double setattr_args[SETATTR_LEN];
+  char *data;              // write payload / xattr value (malloc'd)
+  size_t data_len;
+  uint32_t uid, gid, pid;  // the caller
+  int delivered;           // JavaScript has been called with it (requests.c)
+  int pre_fd;              // lookup resolved on the FUSE thread: O_PATH descriptor, or -1
+  struct stat pre_st;      // ... and its attributes (also newnode's)
+  int has_pre;             // pre_st is set (resolved lookup, newnode)
+  struct bridge_req *next; // in the session's list of announced nodes
+} bridge_req_t;
+
+// ---- the node table's entry -----------------------------------------------------------
+
+typedef struct bridge_node {
+  uint64_t nodeid;
+  int fd;                  // O_PATH descriptor of the object in the store
+  int64_t nlookup;
+  int refs;                // requests using fd right now
+  int opens;               // handles the bridge made on it and has not released
+  int is_dir;              // directories leave the table last
+  int dead;                // out of the table; freed when refs drops to 0
+  struct bridge_node *next;                // hash chain
+  struct bridge_node *lru_prev, *lru_next; // recency list
+} bridge_node_t;
+
+// ---- the session -------------------------------------------------------------------
+
+typedef struct bridge_session {
+  napi_threadsafe_function tsfn; // the queue to JavaScript
+  struct fuse_session *se;
+  struct fuse_chan *ch;
+  char *mnt;
+  pthread_t thread;
+  int loop_result;
+  int loop_done;           // the FUSE loop has ended (the kernel connection is gone)
+  int closed;              // close() ran: no more replies, no more calls into libfuse
+  double attr_timeout;     // for attributes the FUSE thread answers itself
+  // The FUSE thread's own answers; all zero until fastPaths() turns them on.
+  int fast;                // LL_FAST_* bits, read with __atomic_load_n
+  double entry_timeout;
+  double negative_timeout;
+  uid_t daemon_uid;
+  gid_t daemon_gid;
+  uint64_t next_nodeid;    // shared with JavaScript (allocNodeid), __atomic
+  uint64_t fast_counts[LL_OP_COUNT]; // requests answered on the FUSE thread, per op
+  // The node table (nodes.c), under nodes_lock.
+  pthread_mutex_t nodes_lock;
+  bridge_node_t **buckets;
+  bridge_node_t *lru_head, *lru_tail; // most / least recently used (the root is not in it)
+  size_t nbuckets;
+  size_t nnodes;
+  size_t max_nodes;
+  // Nodes the FUSE thread created, not yet handed to JavaScript (under nodes_lock).
+  bridge_req_t *announced_head, *announced_tail;
+  size_t announced;
+} bridge_session_t;
+
+// ---- requests.c ------------------------------------------------------------------------
+
+// A record for `req` (NULL: a notice), with the caller's credentials; a record
+// with a reply due gets a handle. NULL when out of memory.
+bridge_req_t *req_new (bridge_session_t *s, fuse_req_t req, uint32_t op, fuse_ino_t ino);
+void req_free (bridge_req_t *r);
+// Hands a record to JavaScript; when that fails, answers the kernel itself
+// (ENOMEM for no record, EIO for a closed queue).
+void req_submit (bridge_session_t *s, fuse_req_t req, bridge_req_t *r);
+// Hands a notice to JavaScript (dropped if the queue is closed).
+void req_notify (bridge_session_t *s, bridge_req_t *r);
+// The record behind a handle JavaScript passed, delivered to it and still due
+// a reply; else throws (TypeError for a value that is no number, an Error
+// with code ERR_FUSE_REQUEST_ANSWERED for a handle answered, dropped by
+// close(), not delivered yet or never issued) and returns NULL.
+bridge_req_t *req_peek (napi_env env, napi_value handle);
+// Takes the record out of the handle table: after this no reply can reach it
+// again. Call right before fuse_reply_*, then req_done.
+void req_take (bridge_req_t *r);
+void req_done (bridge_req_t *r);
+// Answers every request of `s` still waiting for JavaScript with EIO (the
+// connection has ended) and frees them; later replies to them are refused.
+size_t req_drop_session (bridge_session_t *s);
+// How many requests wait for a reply (all sessions).
+size_t req_pending (void);
+// The threadsafe function's call_js: runs on the JavaScript thread.
+void req_call_js (napi_env env, napi_value js_cb, void *context, void *data);
+
+// ---- nodes.c ---------------------------------------------------------------------------
+
+int nodes_init (bridge_session_t *s, int root_fd, size_t max_nodes);
+void nodes_free (bridge_session_t *s);
+int nodes_ready (bridge_session_t *s);
+size_t node_table_capacity (void);
+// Takes a reference on the node's entry, or NULL when it has no descriptor.
+bridge_node_t *node_acquire (bridge_session_t *s, uint64_t nodeid);
+void node_release (bridge_session_t *s, bridge_node_t *n);
+// The kernel learned `nodeid` once more; fd (>= 0) may become its descriptor.
+int node_learned (bridge_session_t *s, uint64_t nodeid, int fd, int is_dir);
+void node_pin (bridge_session_t *s, uint64_t nodeid, int delta);
+void node_forget (bridge_session_t *s, uint64_t nodeid, uint64_t count);
+
+// ---- fastpath.c ------------------------------------------------------------------------
+
+// Each returns 1 when it answered the kernel, 0 when JavaScript must.
+int fast_lookup (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const char *name, int *fd, struct stat *st);
+int fast_getattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+int fast_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi);
+int fast_open (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+int fast_new (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi);
+int fast_read (bridge_session_t *s, fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi);
+int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi);
+int fast_flush (bridge_session_t *s, fuse_req_t req, struct fuse_file_info *fi);
+int fast_release (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+int fast_fsync (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+int fast_fallocate (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi);
+int fast_getxattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *name);
+// fi->fh and the open flags of a reply: JavaScript handle, direct descriptor, LL_OPEN_* bits.
+void fill_open (struct fuse_file_info *fi, uint32_t handle, int32_t direct_fd, uint32_t flags);
+// Notes (known) or forgets that a node has no security.capability attribute.
+void nocaps_set (uint64_t nodeid, int known);
+
+// ---- intake.c ------------------------------------------------------------------------------
+
+extern const struct fuse_lowlevel_ops bridge_ll_ops;
+
+// Is this part of the FUSE thread's own answers on (LL_FAST_*)?
+static inline int fast_on (bridge_session_t *s, int bit) {
+  return s != NULL && (__atomic_load_n(&s->fast, __ATOMIC_ACQUIRE) & bit) != 0;
+}
+
+// One more request answered on the FUSE thread (fastCounts).
+static inline void fast_count (bridge_session_t *s, uint32_t op) {
+  __atomic_fetch_add(&s->fast_counts[op], 1, __ATOMIC_RELAXED);
+}
+
+// ---- N-API helpers (napi_util.c) ----------------------------------------------------------
+
+napi_value js_num (napi_env env, double d);
+napi_value js_bool (napi_env env, int b);
+napi_value js_str_or_undefined (napi_env env, const char *str);
+double js_dbl (napi_env env, napi_value v);
+void js_throw_type (napi_env env, const char *msg);
+bridge_session_t *js_session (napi_env env, napi_value v);
+
+#define JS_ARGS(n) \
+  size_t argc = n; \
+  napi_value argv[n]; \
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+
+// The JavaScript-callable functions, by file (module.c exports them).
+napi_value js_mount (napi_env env, napi_callback_info info);
+napi_value js_close (napi_env env, napi_callback_info info);
+napi_value js_unref (napi_env env, napi_callback_info info);
+napi_value js_fast_paths (napi_env env, napi_callback_info info);
+napi_value js_alloc_nodeid (napi_env env, napi_callback_info info);
+napi_value js_fast_counts (napi_env env, napi_callback_info info);
+napi_value js_pending_requests (napi_env env, napi_callback_info info);
+napi_value js_reply_err (napi_env env, napi_callback_info info);
+napi_value js_reply_entry (napi_env env, napi_callback_info info);
+napi_value js_reply_create (napi_env env, napi_callback_info info);
+napi_value js_reply_open (napi_env env, napi_callback_info info);
+napi_value js_reply_attr (napi_env env, napi_callback_info info);
+napi_value js_reply_readlink (napi_env env, napi_callback_info info);
+napi_value js_reply_write (napi_env env, napi_callback_info info);
+napi_value js_reply_buf (napi_env env, napi_callback_info info);
+napi_value js_reply_xattr_size (napi_env env, napi_callback_info info);
+napi_value js_reply_statfs (napi_env env, napi_callback_info info);
+napi_value js_reply_dir (napi_env env, napi_callback_info info);
+napi_value js_no_capabilities (napi_env env, napi_callback_info info);
+napi_value js_notify_inval_inode (napi_env env, napi_callback_info info);
+napi_value js_notify_inval_entry (napi_env env, napi_callback_info info);
+
+#endif

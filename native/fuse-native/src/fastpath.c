@@ -1,0 +1,429 @@
+// fastpath.c - the requests the FUSE thread answers itself.
+//
+// Every request that reaches JavaScript costs two cross-thread wake-ups (about
+// 100-150 us on a small VM), far more than the system call it stands for. So
+// the FUSE thread answers the commonest requests itself (the model of
+// libfuse's passthrough_hp):
+//
+// - Direct handles (any time JavaScript's replyOpen/replyCreate gave a
+//   descriptor with LL_OPEN_DIRECT_READ/WRITE): read with splice, write with
+//   pwrite, getattr with fstat, fsync, fallocate and flush of that descriptor.
+// - LL_FAST_READ (any store that is not being restored), relative to the
+//   node table's O_PATH descriptors (nodes.c): getattr from the node's
+//   descriptor; lookup with openat(parent) + fstat, answering "no such name"
+//   itself and handing a found name to JavaScript already resolved (no file
+//   system call there, JavaScript only picks the node id).
+// - LL_FAST_WRITE (additionally, a store nobody journals): setattr, create,
+//   mkdir, open of an existing file, and the handles create and open make
+//   here (JavaScript handle 0): release, fsync, fallocate; FLUSH answered
+//   ENOSYS once, after which the kernel sends no more.
+//
+// JavaScript stays the authority on names and node ids: node ids come from one
+// counter (allocNodeid), and a node made here is announced to JavaScript
+// (LL_NEWNODE) ahead of the next record it gets, so every later request about
+// it that reaches JavaScript finds it known (one FIFO queue). Errors answered
+// here are reported to JavaScript (LL_FAILED) and logged by its rules.
+#include "bridge.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+// ---- helpers -------------------------------------------------------------------------
+
+// An error answered on this thread: JavaScript logs it by the same rules as its
+// own (errno in mode, op in rdev). Errors are rare enough to wake it for.
+static void report_failure (bridge_session_t *s, uint32_t op, fuse_ino_t ino, const char *name, int err) {
+  bridge_req_t *r = req_new(s, NULL, LL_FAILED, ino);
+  if (r == NULL) return;
+  r->name = name == NULL ? NULL : strdup(name);
+  r->mode = (uint32_t) err;
+  r->rdev = op;
+  req_notify(s, r);
+}
+
+// Names the FUSE thread never resolves itself: JavaScript rejects or hides them.
+static int name_is_special (fuse_ino_t parent, const char *name) {
+  if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) return 1;
+  if (strchr(name, '/') != NULL) return 1;
+  return parent == FUSE_ROOT_ID && strcmp(name, LL_RESERVED_NAME) == 0;
+}
+
+static void proc_path (char *buf, size_t len, int fd) {
+  snprintf(buf, len, "/proc/self/fd/%d", fd);
+}
+
+static int direct_fd (uint64_t fh) {
+  return (int) ((fh >> 32) & LL_FH_FD_MASK) - 1;
+}
+
+static int fh_is_direct (const struct fuse_file_info *fi) {
+  return fi != NULL && (fi->fh & (LL_FH_DIRECT_READ | LL_FH_DIRECT_WRITE)) != 0;
+}
+
+// A handle the bridge owns (made by a create or open on this thread):
+// JavaScript handle 0 with a direct descriptor.
+static int fh_is_bridge_owned (uint64_t fh) {
+  return (fh & LL_HANDLE_MASK) == 0 && ((fh >> 32) & LL_FH_FD_MASK) != 0;
+}
+
+void fill_open (struct fuse_file_info *fi, uint32_t handle, int32_t fd, uint32_t flags) {
+  uint64_t fh = handle;
+  if (fd >= 0) {
+    fh |= ((uint64_t) (fd + 1) & LL_FH_FD_MASK) << 32;
+    if (flags & LL_OPEN_DIRECT_READ) fh |= LL_FH_DIRECT_READ;
+    if (flags & LL_OPEN_DIRECT_WRITE) fh |= LL_FH_DIRECT_WRITE;
+  }
+  fi->fh = fh;
+  fi->keep_cache = (flags & LL_OPEN_KEEP_CACHE) ? 1 : 0;
+  fi->direct_io = (flags & LL_OPEN_DIRECT_IO) ? 1 : 0;
+}
+
+// ---- security.capability ----------------------------------------------------------------
+
+// The kernel asks for security.capability before every write(2) (to drop file
+// capabilities). Objects JavaScript has seen answer ENODATA for it are noted
+// here, so later asks are answered on the FUSE thread. Bounded: one slot per
+// (node id mod size), a collision just forgets the older node. Node ids are
+// never reused within a mount, so a slot can never vouch for another object.
+// JavaScript clears a node's slot before any change of that attribute
+// (setxattr, removexattr, or writing xattrs into the store behind the kernel).
+#define NOCAPS_SLOTS 65536
+static uint64_t nocaps[NOCAPS_SLOTS];
+
+void nocaps_set (uint64_t nodeid, int known) {
+  uint64_t *slot = &nocaps[nodeid % NOCAPS_SLOTS];
+  if (known) {
+    __atomic_store_n(slot, nodeid, __ATOMIC_RELEASE);
+  } else {
+    uint64_t expected = nodeid;
+    __atomic_compare_exchange_n(slot, &expected, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+  }
+}
+
+int fast_getxattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *name) {
+  if (strcmp(name, LL_CAPS_NAME) != 0 || __atomic_load_n(&nocaps[ino % NOCAPS_SLOTS], __ATOMIC_ACQUIRE) != (uint64_t) ino) return 0;
+  fuse_reply_err(req, ENODATA);
+  fast_count(s, LL_GETXATTR);
+  return 1;
+}
+
+// ---- names and attributes --------------------------------------------------------------
+
+// lookup: "no such name" is answered here (1); a found name comes back in
+// *fd/*st for JavaScript to give a node id (0, *fd >= 0); else *fd is -1.
+int fast_lookup (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const char *name, int *fd_out, struct stat *st) {
+  *fd_out = -1;
+  if (!fast_on(s, LL_FAST_READ) || name_is_special(parent, name)) return 0;
+  bridge_node_t *p = node_acquire(s, parent);
+  if (p == NULL) return 0;
+  int fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  int err = fd < 0 ? errno : 0;
+  node_release(s, p);
+  if (err == ENOENT) {
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof(e));
+    e.entry_timeout = s->negative_timeout;
+    fuse_reply_entry(req, &e);
+    fast_count(s, LL_LOOKUP);
+    return 1;
+  }
+  if (fd >= 0 && fstat(fd, st) != 0) { close(fd); fd = -1; }
+  *fd_out = fd;
+  return 0;
+}
+
+int fast_getattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  int fd = -1;
+  bridge_node_t *n = NULL;
+  if (fh_is_direct(fi)) {
+    // Through a direct handle: fstat of the backing descriptor.
+    fd = direct_fd(fi->fh);
+  } else if (fast_on(s, LL_FAST_READ)) {
+    // Through the node's own descriptor (it also serves an unlinked object).
+    n = node_acquire(s, ino);
+    if (n == NULL) return 0;
+    fd = n->fd;
+  } else {
+    return 0;
+  }
+  struct stat st;
+  int err = fstat(fd, &st) == 0 ? 0 : errno;
+  node_release(s, n);
+  if (err == 0) fuse_reply_attr(req, &st, s->attr_timeout);
+  else { fuse_reply_err(req, err); report_failure(s, LL_GETATTR, ino, NULL, err); }
+  fast_count(s, LL_GETATTR);
+  return 1;
+}
+
+// setattr on this thread, in the core's order (mode, owner, size, times), each
+// through the open descriptor when the kernel gave one, else through the node's
+// O_PATH descriptor (/proc/self/fd/N for the calls that do not take one). A
+// symbolic link goes to JavaScript.
+int fast_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
+  if (!fast_on(s, LL_FAST_WRITE)) return 0;
+  int fd = fh_is_direct(fi) ? direct_fd(fi->fh) : -1;
+  bridge_node_t *n = fd < 0 ? node_acquire(s, ino) : NULL;
+  if (fd < 0 && n == NULL) return 0;
+  int pfd = n != NULL ? n->fd : -1;
+  char proc[64];
+  struct stat st;
+  int err = 0;
+  if (fd < 0) {
+    if (fstat(pfd, &st) != 0) err = errno;
+    else if (S_ISLNK(st.st_mode)) { node_release(s, n); return 0; }
+    proc_path(proc, sizeof(proc), pfd);
+  }
+  if (err == 0 && (to_set & FUSE_SET_ATTR_MODE)) {
+    mode_t m = attr->st_mode & 07777;
+    if ((fd >= 0 ? fchmod(fd, m) : chmod(proc, m)) != 0) err = errno;
+  }
+  if (err == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+    uid_t u = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t) -1;
+    gid_t g = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t) -1;
+    if ((fd >= 0 ? fchown(fd, u, g) : fchownat(pfd, "", u, g, AT_EMPTY_PATH)) != 0) err = errno;
+  }
+  if (err == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+    if ((fd >= 0 ? ftruncate(fd, attr->st_size) : truncate(proc, attr->st_size)) != 0) err = errno;
+  }
+  if (err == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW))) {
+    struct timespec ts[2];
+    ts[0].tv_sec = 0; ts[0].tv_nsec = UTIME_OMIT;
+    ts[1] = ts[0];
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) ts[0].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_ATIME) ts[0] = attr->st_atim;
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) ts[1].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_MTIME) ts[1] = attr->st_mtim;
+    if ((fd >= 0 ? futimens(fd, ts) : utimensat(AT_FDCWD, proc, ts, 0)) != 0) err = errno;
+  }
+  if (err == 0 && fstat(fd >= 0 ? fd : pfd, &st) != 0) err = errno;
+  node_release(s, n);
+  if (err != 0) { fuse_reply_err(req, err); report_failure(s, LL_SETATTR, ino, NULL, err); }
+  else fuse_reply_attr(req, &st, s->attr_timeout);
+  fast_count(s, LL_SETATTR);
+  return 1;
+}
+
+// ---- new objects ------------------------------------------------------------------------
+
+// Ownership of a new object, as the core's own(): the caller's uid and gid,
+// except that the group of a set-group-ID parent stays (the kernel gave it).
+static int fast_own (bridge_session_t *s, const struct fuse_ctx *ctx, int parent_fd, int fd, int path_fd) {
+  if (ctx->uid == s->daemon_uid && ctx->gid == s->daemon_gid) return 0;
+  struct stat pst;
+  if (fstat(parent_fd, &pst) != 0) return errno;
+  gid_t gid = (pst.st_mode & S_ISGID) ? (gid_t) -1 : ctx->gid;
+  if (ctx->uid == s->daemon_uid && gid == (gid_t) -1) return 0;
+  int rc = fd >= 0 ? fchown(fd, ctx->uid, gid) : fchownat(path_fd, "", ctx->uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+  return rc == 0 ? 0 : errno;
+}
+
+// Tells JavaScript of a node made on this thread. Waking the JavaScript thread
+// for each would cost more than the create itself, so the node waits in a list
+// that goes ahead of the next record JavaScript gets (req_call_js), with a
+// nudge every ANNOUNCE_BATCH nodes so the list stays short.
+#define ANNOUNCE_BATCH 256
+static int announce_node (bridge_session_t *s, fuse_ino_t parent, const char *name, uint64_t nodeid, const struct stat *st) {
+  bridge_req_t *r = req_new(s, NULL, LL_NEWNODE, parent);
+  if (r == NULL) return 0;
+  r->name = strdup(name);
+  r->ino2 = nodeid;
+  r->pre_st = *st;
+  r->has_pre = 1;
+  if (r->name == NULL) { req_free(r); return 0; }
+  pthread_mutex_lock(&s->nodes_lock);
+  if (s->announced_tail != NULL) s->announced_tail->next = r;
+  else s->announced_head = r;
+  s->announced_tail = r;
+  size_t n = ++s->announced;
+  pthread_mutex_unlock(&s->nodes_lock);
+  if (n % ANNOUNCE_BATCH == 0) req_notify(s, req_new(s, NULL, LL_NEWNODE, 0));
+  return 1;
+}
+
+// create (fi != NULL) or mkdir on this thread.
+int fast_new (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  if (!fast_on(s, LL_FAST_WRITE) || name_is_special(parent, name)) return 0;
+  bridge_node_t *p = node_acquire(s, parent);
+  if (p == NULL) return 0;
+  int fd = -1, path_fd = -1, err = 0;
+  if (fi != NULL) {
+    int flags = (fi->flags & ~(O_NOCTTY | O_DIRECT)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+    fd = openat(p->fd, name, flags, mode & 07777);
+    if (fd < 0) err = errno;
+  } else if (mkdirat(p->fd, name, mode & 07777) != 0) {
+    err = errno;
+  }
+  if (err == 0) {
+    path_fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (path_fd < 0) err = errno;
+  }
+  if (err == 0) err = fast_own(s, fuse_req_ctx(req), p->fd, fd, path_fd);
+  node_release(s, p);
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof(e));
+  if (err == 0 && fstat(fd >= 0 ? fd : path_fd, &e.attr) != 0) err = errno;
+  uint64_t nodeid = 0;
+  if (err == 0) {
+    nodeid = __atomic_fetch_add(&s->next_nodeid, 1, __ATOMIC_RELAXED);
+    // JavaScript hears of the node before the kernel can name it.
+    if (!announce_node(s, parent, name, nodeid, &e.attr)) err = EIO;
+  }
+  if (err != 0) {
+    if (fd >= 0) close(fd);
+    if (path_fd >= 0) close(path_fd);
+    fuse_reply_err(req, err);
+    report_failure(s, fi != NULL ? LL_CREATE : LL_MKDIR, parent, name, err);
+    fast_count(s, fi != NULL ? LL_CREATE : LL_MKDIR);
+    return 1;
+  }
+  node_learned(s, nodeid, path_fd, fi == NULL);
+  if (fi != NULL) node_pin(s, nodeid, 1);
+  // Just created: it has no security.capability.
+  nocaps_set(nodeid, 1);
+  e.ino = nodeid;
+  e.attr_timeout = s->attr_timeout;
+  e.entry_timeout = s->entry_timeout;
+  if (fi == NULL) {
+    if (fuse_reply_entry(req, &e) == -ENOENT) node_forget(s, nodeid, 1);
+    fast_count(s, LL_MKDIR);
+    return 1;
+  }
+  fill_open(fi, 0, fd, LL_OPEN_KEEP_CACHE | LL_OPEN_DIRECT_READ | LL_OPEN_DIRECT_WRITE);
+  if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+    // The creator was interrupted: nobody will release this handle.
+    close(fd);
+    node_pin(s, nodeid, -1);
+    node_forget(s, nodeid, 1);
+  }
+  fast_count(s, LL_CREATE);
+  return 1;
+}
+
+// ---- open files ------------------------------------------------------------------------
+
+// open of an existing file (LL_FAST_WRITE: nothing journals its writes,
+// nothing is left to fetch): a new descriptor through the node's
+// (/proc/self/fd/N), with the core's rules: an O_TRUNC open by anyone but root
+// drops set-user-ID, and set-group-ID with group-execute; only a single-link
+// regular file keeps its page cache.
+int fast_open (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (!fast_on(s, LL_FAST_WRITE)) return 0;
+  bridge_node_t *n = node_acquire(s, ino);
+  if (n == NULL) return 0;
+  char proc[64];
+  proc_path(proc, sizeof(proc), n->fd);
+  int fd = open(proc, (fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOFOLLOW)) | O_CLOEXEC);
+  int err = fd < 0 ? errno : 0;
+  struct stat st;
+  if (err == 0 && fstat(fd, &st) != 0) err = errno;
+  if (err == 0 && (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY && fuse_req_ctx(req)->uid != 0 && S_ISREG(st.st_mode)) {
+    mode_t drop = st.st_mode & S_ISUID;
+    if ((st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) drop |= S_ISGID;
+    if (drop != 0 && fchmod(fd, st.st_mode & 07777 & ~drop) != 0) err = errno;
+  }
+  if (err == 0) node_pin(s, ino, 1);
+  node_release(s, n);
+  if (err != 0) {
+    if (fd >= 0) close(fd);
+    fuse_reply_err(req, err);
+    report_failure(s, LL_OPEN, ino, NULL, err);
+    fast_count(s, LL_OPEN);
+    return 1;
+  }
+  fill_open(fi, 0, fd, (S_ISREG(st.st_mode) && st.st_nlink == 1 ? LL_OPEN_KEEP_CACHE : 0) | LL_OPEN_DIRECT_READ | LL_OPEN_DIRECT_WRITE);
+  if (fuse_reply_open(req, fi) == -ENOENT) {
+    // The opener was interrupted: nobody will release this handle.
+    close(fd);
+    node_pin(s, ino, -1);
+  }
+  fast_count(s, LL_OPEN);
+  return 1;
+}
+
+int fast_read (bridge_session_t *s, fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi) {
+  if (!(fi->fh & LL_FH_DIRECT_READ)) return 0;
+  struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+  buf.buf[0].flags = (enum fuse_buf_flags) (FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  buf.buf[0].fd = direct_fd(fi->fh);
+  buf.buf[0].pos = off;
+  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+  fast_count(s, LL_READ);
+  return 1;
+}
+
+int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  if (!(fi->fh & LL_FH_DIRECT_WRITE)) return 0;
+  int fd = direct_fd(fi->fh);
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = pwrite(fd, buf + done, size - done, off + done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      if (done == 0) {
+        fuse_reply_err(req, err);
+        report_failure(s, LL_WRITE, ino, NULL, err);
+        return 1;
+      }
+      break;
+    }
+    done += (size_t) n;
+  }
+  fuse_reply_write(req, done);
+  fast_count(s, LL_WRITE);
+  return 1;
+}
+
+int fast_flush (bridge_session_t *s, fuse_req_t req, struct fuse_file_info *fi) {
+  // Nothing journals this store, so no close(2) has anything to flush: ENOSYS
+  // tells the kernel to stop sending FLUSH on this connection (fc->no_flush),
+  // one round trip less per close. Locks stay in the kernel, so none is lost.
+  if (fast_on(s, LL_FAST_WRITE)) {
+    fuse_reply_err(req, ENOSYS);
+    fast_count(s, LL_FLUSH);
+    return 1;
+  }
+  // A direct handle's writes are already in the backing file: nothing to flush.
+  if (fi->fh & LL_FH_DIRECT_WRITE) {
+    fuse_reply_err(req, 0);
+    fast_count(s, LL_FLUSH);
+    return 1;
+  }
+  return 0;
+}
+
+int fast_release (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  // A handle the bridge made: nobody else knows its descriptor.
+  if (!fh_is_bridge_owned(fi->fh)) return 0;
+  close(direct_fd(fi->fh));
+  node_pin(s, ino, -1);
+  fuse_reply_err(req, 0);
+  fast_count(s, LL_RELEASE);
+  return 1;
+}
+
+// Direct writes are only given when nothing journals them: fsync of the
+// descriptor is all there is to do.
+int fast_fsync (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  if (!(fi->fh & LL_FH_DIRECT_WRITE)) return 0;
+  int fd = direct_fd(fi->fh);
+  int err = (datasync ? fdatasync(fd) : fsync(fd)) == 0 ? 0 : errno;
+  fuse_reply_err(req, err);
+  if (err != 0) report_failure(s, LL_FSYNC, ino, NULL, err);
+  fast_count(s, LL_FSYNC);
+  return 1;
+}
+
+// As fsync: a direct-write handle has nothing to journal.
+int fast_fallocate (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi) {
+  if (!(fi->fh & LL_FH_DIRECT_WRITE)) return 0;
+  int err = fallocate(direct_fd(fi->fh), mode, offset, length) == 0 ? 0 : errno;
+  fuse_reply_err(req, err);
+  if (err != 0) report_failure(s, LL_FALLOCATE, ino, NULL, err);
+  fast_count(s, LL_FALLOCATE);
+  return 1;
+}

@@ -1,0 +1,325 @@
+// intake.c - the kernel's requests, as libfuse's low-level API hands them over.
+//
+// Each callback runs on a FUSE thread. It lets fastpath.c answer when it can,
+// else copies the request into a record (bridge_req_t) and queues it for
+// JavaScript (requests.c). Nothing here waits for JavaScript.
+#include "bridge.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static bridge_session_t *session_of (fuse_req_t req) {
+  return (bridge_session_t *) fuse_req_userdata(req);
+}
+
+static char *dup_str (const char *s) {
+  return s == NULL ? NULL : strdup(s);
+}
+
+static void set_fi (bridge_req_t *r, struct fuse_file_info *fi) {
+  if (fi != NULL) {
+    r->fi = *fi;
+    r->has_fi = 1;
+  }
+}
+
+// A record for a request that needs nothing but its node (and handle).
+static void queue_plain (fuse_req_t req, uint32_t op, fuse_ino_t ino, struct fuse_file_info *fi) {
+  bridge_session_t *s = session_of(req);
+  bridge_req_t *r = req_new(s, req, op, ino);
+  if (r) set_fi(r, fi);
+  req_submit(s, req, r);
+}
+
+// A record for a request about `name` in `parent`.
+static void queue_named (fuse_req_t req, uint32_t op, fuse_ino_t parent, const char *name, uint32_t mode) {
+  bridge_session_t *s = session_of(req);
+  bridge_req_t *r = req_new(s, req, op, parent);
+  if (r) { r->name = dup_str(name); r->mode = mode; }
+  req_submit(s, req, r);
+}
+
+// A copy of a payload (the request buffer is reused as soon as we return).
+static int copy_data (bridge_req_t *r, const char *data, size_t size) {
+  r->data = malloc(size > 0 ? size : 1);
+  if (r->data == NULL) return 0;
+  memcpy(r->data, data, size);
+  r->data_len = size;
+  return 1;
+}
+
+static void ll_init (void *userdata, struct fuse_conn_info *conn) {
+  bridge_session_t *s = (bridge_session_t *) userdata;
+  conn->want |= FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_BIG_WRITES;
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
+  // Locks stay local to this kernel (strata is the only writer of its store).
+  conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+  req_notify(s, req_new(s, NULL, LL_INIT, 0));
+}
+
+static void ll_lookup (fuse_req_t req, fuse_ino_t parent, const char *name) {
+  bridge_session_t *s = session_of(req);
+  int fd = -1;
+  struct stat st;
+  if (fast_lookup(s, req, parent, name, &fd, &st)) return;
+  bridge_req_t *r = req_new(s, req, LL_LOOKUP, parent);
+  if (r) {
+    r->name = dup_str(name);
+    if (fd >= 0) { r->pre_fd = fd; r->pre_st = st; r->has_pre = 1; }
+  } else if (fd >= 0) {
+    close(fd);
+  }
+  req_submit(s, req, r);
+}
+
+static void ll_forget (fuse_req_t req, fuse_ino_t ino, unsigned long nlookup) {
+  bridge_session_t *s = session_of(req);
+  bridge_req_t *r = req_new(s, NULL, LL_FORGET, ino);
+  if (r) r->off = (double) nlookup;
+  node_forget(s, ino, nlookup);
+  fuse_reply_none(req);
+  req_notify(s, r);
+}
+
+static void ll_forget_multi (fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
+  bridge_session_t *s = session_of(req);
+  for (size_t i = 0; i < count; i++) {
+    bridge_req_t *r = req_new(s, NULL, LL_FORGET, forgets[i].ino);
+    if (r) r->off = (double) forgets[i].nlookup;
+    node_forget(s, forgets[i].ino, forgets[i].nlookup);
+    req_notify(s, r);
+  }
+  fuse_reply_none(req);
+}
+
+static void ll_getattr (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (fast_getattr(session_of(req), req, ino, fi)) return;
+  queue_plain(req, LL_GETATTR, ino, fi);
+}
+
+static void ll_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
+  bridge_session_t *s = session_of(req);
+  if (fast_setattr(s, req, ino, attr, to_set, fi)) return;
+  bridge_req_t *r = req_new(s, req, LL_SETATTR, ino);
+  if (r) {
+    set_fi(r, fi);
+    r->to_set = (uint32_t) to_set;
+    r->mode = attr->st_mode;
+    r->off = (double) attr->st_size;
+    r->setattr_args[SETATTR_UID] = (double) attr->st_uid;
+    r->setattr_args[SETATTR_GID] = (double) attr->st_gid;
+    r->setattr_args[SETATTR_ATIME_S] = (double) attr->st_atim.tv_sec;
+    r->setattr_args[SETATTR_ATIME_NS] = (double) attr->st_atim.tv_nsec;
+    r->setattr_args[SETATTR_MTIME_S] = (double) attr->st_mtim.tv_sec;
+    r->setattr_args[SETATTR_MTIME_NS] = (double) attr->st_mtim.tv_nsec;
+  }
+  req_submit(s, req, r);
+}
+
+static void ll_readlink (fuse_req_t req, fuse_ino_t ino) {
+  queue_plain(req, LL_READLINK, ino, NULL);
+}
+
+static void ll_mknod (fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
+  bridge_session_t *s = session_of(req);
+  bridge_req_t *r = req_new(s, req, LL_MKNOD, parent);
+  if (r) { r->name = dup_str(name); r->mode = mode; r->rdev = (uint32_t) rdev; }
+  req_submit(s, req, r);
+}
+
+static void ll_mkdir (fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+  if (fast_new(session_of(req), req, parent, name, S_IFDIR | mode, NULL)) return;
+  queue_named(req, LL_MKDIR, parent, name, mode);
+}
+
+static void ll_unlink (fuse_req_t req, fuse_ino_t parent, const char *name) {
+  queue_named(req, LL_UNLINK, parent, name, 0);
+}
+
+static void ll_rmdir (fuse_req_t req, fuse_ino_t parent, const char *name) {
+  queue_named(req, LL_RMDIR, parent, name, 0);
+}
+
+static void ll_symlink (fuse_req_t req, const char *link, fuse_ino_t parent, const char *name) {
+  bridge_session_t *s = session_of(req);
+  bridge_req_t *r = req_new(s, req, LL_SYMLINK, parent);
+  if (r) { r->name = dup_str(name); r->name2 = dup_str(link); }
+  req_submit(s, req, r);
+}
+
+static void ll_rename (fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname) {
+  bridge_session_t *s = session_of(req);
+  bridge_req_t *r = req_new(s, req, LL_RENAME, parent);
+  if (r) { r->name = dup_str(name); r->ino2 = newparent; r->name2 = dup_str(newname); }
+  req_submit(s, req, r);
+}
+
+static void ll_link (fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname) {
+  bridge_session_t *s = session_of(req);
+  bridge_req_t *r = req_new(s, req, LL_LINK, ino);
+  if (r) { r->ino2 = newparent; r->name2 = dup_str(newname); }
+  req_submit(s, req, r);
+}
+
+static void ll_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  bridge_session_t *s = session_of(req);
+  if (fast_open(s, req, ino, fi)) return;
+  bridge_req_t *r = req_new(s, req, LL_OPEN, ino);
+  if (r) { set_fi(r, fi); r->mode = (uint32_t) fi->flags; }
+  req_submit(s, req, r);
+}
+
+static void ll_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  bridge_session_t *s = session_of(req);
+  if (fast_read(s, req, size, off, fi)) return;
+  bridge_req_t *r = req_new(s, req, LL_READ, ino);
+  if (r) { set_fi(r, fi); r->size = (double) size; r->off = (double) off; }
+  req_submit(s, req, r);
+}
+
+static void ll_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  bridge_session_t *s = session_of(req);
+  if (fast_write(s, req, ino, buf, size, off, fi)) return;
+  bridge_req_t *r = req_new(s, req, LL_WRITE, ino);
+  if (r) {
+    set_fi(r, fi);
+    r->off = (double) off;
+    if (!copy_data(r, buf, size)) { req_take(r); req_done(r); fuse_reply_err(req, ENOMEM); return; }
+  }
+  req_submit(s, req, r);
+}
+
+static void ll_flush (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (fast_flush(session_of(req), req, fi)) return;
+  queue_plain(req, LL_FLUSH, ino, fi);
+}
+
+static void ll_release (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (fast_release(session_of(req), req, ino, fi)) return;
+  queue_plain(req, LL_RELEASE, ino, fi);
+}
+
+static void ll_opendir (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  queue_plain(req, LL_OPENDIR, ino, fi);
+}
+
+static void ll_releasedir (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  queue_plain(req, LL_RELEASEDIR, ino, fi);
+}
+
+static void ll_fsync (fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  bridge_session_t *s = session_of(req);
+  if (fast_fsync(s, req, ino, datasync, fi)) return;
+  bridge_req_t *r = req_new(s, req, LL_FSYNC, ino);
+  if (r) { set_fi(r, fi); r->mode = (uint32_t) datasync; }
+  req_submit(s, req, r);
+}
+
+static void ll_fsyncdir (fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  bridge_session_t *s = session_of(req);
+  bridge_req_t *r = req_new(s, req, LL_FSYNCDIR, ino);
+  if (r) { set_fi(r, fi); r->mode = (uint32_t) datasync; }
+  req_submit(s, req, r);
+}
+
+static void ll_readdir (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  bridge_session_t *s = session_of(req);
+  bridge_req_t *r = req_new(s, req, LL_READDIR, ino);
+  if (r) { set_fi(r, fi); r->size = (double) size; r->off = (double) off; }
+  req_submit(s, req, r);
+}
+
+static void ll_statfs (fuse_req_t req, fuse_ino_t ino) {
+  queue_plain(req, LL_STATFS, ino, NULL);
+}
+
+static void ll_setxattr (fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags) {
+  bridge_session_t *s = session_of(req);
+  bridge_req_t *r = req_new(s, req, LL_SETXATTR, ino);
+  if (r) {
+    r->name = dup_str(name);
+    r->mode = (uint32_t) flags;
+    if (!copy_data(r, value, size)) { req_take(r); req_done(r); fuse_reply_err(req, ENOMEM); return; }
+  }
+  req_submit(s, req, r);
+}
+
+static void ll_getxattr (fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
+  bridge_session_t *s = session_of(req);
+  if (fast_getxattr(s, req, ino, name)) return;
+  bridge_req_t *r = req_new(s, req, LL_GETXATTR, ino);
+  if (r) { r->name = dup_str(name); r->size = (double) size; }
+  req_submit(s, req, r);
+}
+
+static void ll_listxattr (fuse_req_t req, fuse_ino_t ino, size_t size) {
+  bridge_session_t *s = session_of(req);
+  bridge_req_t *r = req_new(s, req, LL_LISTXATTR, ino);
+  if (r) r->size = (double) size;
+  req_submit(s, req, r);
+}
+
+static void ll_removexattr (fuse_req_t req, fuse_ino_t ino, const char *name) {
+  queue_named(req, LL_REMOVEXATTR, ino, name, 0);
+}
+
+static void ll_access (fuse_req_t req, fuse_ino_t ino, int mask) {
+  bridge_session_t *s = session_of(req);
+  bridge_req_t *r = req_new(s, req, LL_ACCESS, ino);
+  if (r) r->mode = (uint32_t) mask;
+  req_submit(s, req, r);
+}
+
+static void ll_create (fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  bridge_session_t *s = session_of(req);
+  if (fast_new(s, req, parent, name, mode, fi)) return;
+  bridge_req_t *r = req_new(s, req, LL_CREATE, parent);
+  if (r) { set_fi(r, fi); r->name = dup_str(name); r->mode = mode; r->rdev = (uint32_t) fi->flags; }
+  req_submit(s, req, r);
+}
+
+static void ll_fallocate (fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi) {
+  bridge_session_t *s = session_of(req);
+  if (fast_fallocate(s, req, ino, mode, offset, length, fi)) return;
+  bridge_req_t *r = req_new(s, req, LL_FALLOCATE, ino);
+  if (r) { set_fi(r, fi); r->mode = (uint32_t) mode; r->off = (double) offset; r->size = (double) length; }
+  req_submit(s, req, r);
+}
+
+const struct fuse_lowlevel_ops bridge_ll_ops = {
+  .init = ll_init,
+  .lookup = ll_lookup,
+  .forget = ll_forget,
+  .forget_multi = ll_forget_multi,
+  .getattr = ll_getattr,
+  .setattr = ll_setattr,
+  .readlink = ll_readlink,
+  .mknod = ll_mknod,
+  .mkdir = ll_mkdir,
+  .unlink = ll_unlink,
+  .rmdir = ll_rmdir,
+  .symlink = ll_symlink,
+  .rename = ll_rename,
+  .link = ll_link,
+  .open = ll_open,
+  .read = ll_read,
+  .write = ll_write,
+  .flush = ll_flush,
+  .release = ll_release,
+  .fsync = ll_fsync,
+  .opendir = ll_opendir,
+  .readdir = ll_readdir,
+  .releasedir = ll_releasedir,
+  .fsyncdir = ll_fsyncdir,
+  .statfs = ll_statfs,
+  .setxattr = ll_setxattr,
+  .getxattr = ll_getxattr,
+  .listxattr = ll_listxattr,
+  .removexattr = ll_removexattr,
+  .access = ll_access,
+  .create = ll_create,
+  .fallocate = ll_fallocate,
+};

@@ -1,0 +1,211 @@
+// session.c - a mount's life: mount, the FUSE loop thread, close; and the
+// switches JavaScript sets on a live session (fastPaths, allocNodeid).
+//
+// mount() mounts and starts one thread running libfuse's multi-threaded loop
+// (its workers run intake.c). The loop ends when the kernel ends the
+// connection (unmount, abort); the thread then queues LL_EXIT. The session is
+// NOT freed there: requests JavaScript has not answered yet belong to it.
+// JavaScript answers what is in flight and calls close(), which answers what
+// is still pending with EIO, frees libfuse's session and the node table, and
+// releases the queue; replies after that are refused (requests.c). The
+// bridge_session_t itself stays allocated (a few hundred bytes per mount), so
+// a late call with the session value finds `closed` instead of freed memory.
+#include "bridge.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void *loop_thread (void *data) {
+  bridge_session_t *s = (bridge_session_t *) data;
+  s->loop_result = fuse_session_loop_mt(s->se);
+  __atomic_store_n(&s->loop_done, 1, __ATOMIC_RELEASE);
+  req_notify(s, req_new(s, NULL, LL_EXIT, 0));
+  return NULL;
+}
+
+static void throw_code (napi_env env, const char *code, const char *msg) {
+  napi_throw_error(env, code, msg);
+}
+
+static void session_free_early (bridge_session_t *s) {
+  pthread_mutex_destroy(&s->nodes_lock);
+  free(s->mnt);
+  free(s);
+}
+
+// mount(mountpoint, options: string ("-o" list, comma separated), onRequest, attrTimeout) -> session
+napi_value js_mount (napi_env env, napi_callback_info info) {
+  JS_ARGS(4)
+  char mnt[4096], opts[8192];
+  size_t len;
+  napi_valuetype cb_type = napi_undefined;
+  if (argc < 3 || napi_get_value_string_utf8(env, argv[0], mnt, sizeof(mnt), &len) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[1], opts, sizeof(opts), &len) != napi_ok ||
+      napi_typeof(env, argv[2], &cb_type) != napi_ok || cb_type != napi_function) {
+    js_throw_type(env, "mount(mountpoint: string, options: string, onRequest: function, attrTimeout)");
+    return NULL;
+  }
+  char *fargv[] = { "strata", "-o", opts, NULL };
+  struct fuse_args args = FUSE_ARGS_INIT(opts[0] ? 3 : 1, fargv);
+
+  bridge_session_t *s = calloc(1, sizeof(bridge_session_t));
+  if (s == NULL) { throw_code(env, "ENOMEM", "out of memory"); return NULL; }
+  s->mnt = strdup(mnt);
+  s->next_nodeid = FUSE_ROOT_ID + 1;
+  pthread_mutex_init(&s->nodes_lock, NULL);
+  if (argc >= 4) napi_get_value_double(env, argv[3], &s->attr_timeout);
+  napi_value resource_name;
+  napi_create_string_utf8(env, "strata-fuse-bridge", NAPI_AUTO_LENGTH, &resource_name);
+  if (s->mnt == NULL ||
+      napi_create_threadsafe_function(env, argv[2], NULL, resource_name, 0, 1, NULL, NULL, s, req_call_js, &s->tsfn) != napi_ok) {
+    session_free_early(s);
+    throw_code(env, "EIO", "cannot create the request queue");
+    return NULL;
+  }
+  errno = 0;
+  s->ch = fuse_mount(mnt, &args);
+  if (s->ch == NULL) {
+    int err = errno;
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    session_free_early(s);
+    char msg[256];
+    snprintf(msg, sizeof(msg), "fuse_mount failed (%s); is /dev/fuse usable and fusermount installed?", err ? strerror(err) : "see stderr");
+    throw_code(env, "EIO", msg);
+    return NULL;
+  }
+  s->se = fuse_lowlevel_new(&args, &bridge_ll_ops, sizeof(bridge_ll_ops), s);
+  if (s->se == NULL) {
+    fuse_unmount(mnt, s->ch);
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    session_free_early(s);
+    throw_code(env, "EINVAL", "fuse_lowlevel_new failed (bad mount options?)");
+    return NULL;
+  }
+  fuse_session_add_chan(s->se, s->ch);
+  if (pthread_create(&s->thread, NULL, loop_thread, s) != 0) {
+    fuse_session_remove_chan(s->ch);
+    fuse_session_destroy(s->se);
+    fuse_unmount(mnt, s->ch);
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    session_free_early(s);
+    throw_code(env, "EAGAIN", "cannot start the FUSE thread");
+    return NULL;
+  }
+  pthread_detach(s->thread);
+  napi_value ext;
+  napi_create_external(env, s, NULL, NULL, &ext);
+  return ext;
+}
+
+// close(session) -> number of requests it answered with EIO: after the
+// connection ended (LL_EXIT) and, normally, after the last reply. Frees the
+// libfuse session, the node table and the request queue. Throws EBUSY while
+// the connection still serves (unmount first). A second close does nothing.
+napi_value js_close (napi_env env, napi_callback_info info) {
+  JS_ARGS(1)
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  if (s->closed) return js_num(env, 0);
+  if (!__atomic_load_n(&s->loop_done, __ATOMIC_ACQUIRE)) {
+    throw_code(env, "EBUSY", "the session still serves its mount: unmount first, close after the exit record");
+    return NULL;
+  }
+  s->closed = 1;
+  size_t dropped = req_drop_session(s);
+  fuse_session_remove_chan(s->ch);
+  fuse_session_destroy(s->se);
+  fuse_unmount(s->mnt, s->ch);
+  nodes_free(s);
+  pthread_mutex_lock(&s->nodes_lock);
+  bridge_req_t *nodes = s->announced_head;
+  s->announced_head = s->announced_tail = NULL;
+  s->announced = 0;
+  pthread_mutex_unlock(&s->nodes_lock);
+  while (nodes != NULL) {
+    bridge_req_t *next = nodes->next;
+    req_free(nodes);
+    nodes = next;
+  }
+  napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  return js_num(env, (double) dropped);
+}
+
+// unref(session): the session no longer keeps the event loop alive.
+napi_value js_unref (napi_env env, napi_callback_info info) {
+  JS_ARGS(1)
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL || s->closed) return NULL;
+  napi_unref_threadsafe_function(env, s->tsfn);
+  return NULL;
+}
+
+// fastPaths(session, storeRoot, flags, entryTimeout, negativeTimeout[, maxNodes]):
+// turns the FUSE thread's own answers on (LL_FAST_READ | LL_FAST_WRITE) or off
+// (0). maxNodes bounds the node table below its default (tests use a tiny one).
+napi_value js_fast_paths (napi_env env, napi_callback_info info) {
+  JS_ARGS(6)
+  char root[4096];
+  size_t len = 0;
+  uint32_t flags = 0;
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  if (argc < 5 || napi_get_value_string_utf8(env, argv[1], root, sizeof(root), &len) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], &flags) != napi_ok) {
+    js_throw_type(env, "fastPaths(session, storeRoot, flags, entryTimeout, negativeTimeout[, maxNodes])");
+    return NULL;
+  }
+  if (s->closed) return NULL;
+  if (flags != 0) {
+    if (!nodes_ready(s)) {
+      int fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0) {
+        throw_code(env, "EIO", "cannot open the store root");
+        return NULL;
+      }
+      size_t cap = node_table_capacity();
+      double max_nodes = argc >= 6 ? js_dbl(env, argv[5]) : 0;
+      if (max_nodes >= 1 && (size_t) max_nodes < cap) cap = (size_t) max_nodes;
+      if (!nodes_init(s, fd, cap)) {
+        throw_code(env, "ENOMEM", "cannot make the node table");
+        return NULL;
+      }
+    }
+    s->entry_timeout = js_dbl(env, argv[3]);
+    s->negative_timeout = js_dbl(env, argv[4]);
+    s->daemon_uid = geteuid();
+    s->daemon_gid = getegid();
+  }
+  __atomic_store_n(&s->fast, (int) flags, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+// allocNodeid(session): the next node id (one counter for JavaScript and the FUSE thread).
+napi_value js_alloc_nodeid (napi_env env, napi_callback_info info) {
+  JS_ARGS(1)
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  return js_num(env, (double) __atomic_fetch_add(&s->next_nodeid, 1, __ATOMIC_RELAXED));
+}
+
+// fastCounts(session) -> Float64Array: requests answered on the FUSE thread, per op.
+napi_value js_fast_counts (napi_env env, napi_callback_info info) {
+  JS_ARGS(1)
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  napi_value ab, arr;
+  void *data;
+  napi_create_arraybuffer(env, LL_OP_COUNT * sizeof(double), &data, &ab);
+  for (int i = 0; i < LL_OP_COUNT; i++) ((double *) data)[i] = (double) __atomic_load_n(&s->fast_counts[i], __ATOMIC_RELAXED);
+  napi_create_typedarray(env, napi_float64_array, LL_OP_COUNT, ab, 0, &arr);
+  return arr;
+}
+
+// pendingRequests() -> requests handed to JavaScript and not answered yet (all sessions).
+napi_value js_pending_requests (napi_env env, napi_callback_info info) {
+  (void) info;
+  return js_num(env, (double) req_pending());
+}

@@ -24,6 +24,8 @@ export interface Site {
 /** A server (takeover armed when `takeoverAfter` is given); teardown unmounts every takeover mount and stops it. */
 export async function startSite(t: ExecutionContext, opts: { takeoverAfter?: number; takeoverLease?: number; onTakeover?: string; depth?: number } = {}): Promise<Site> {
   const base = mkdtempSync(join(tmpdir(), 'strata-takeover-'));
+  // --on-takeover commands of the tests write to $HOOK_LOG.
+  process.env.HOOK_LOG = join(base, 'hook.log');
   const takeoverDir = join(base, 'takeover');
   const extra = opts.takeoverAfter === undefined ? [] : [
     '--takeover-dir', takeoverDir, '--takeover-after', String(opts.takeoverAfter), '--takeover-lease', String(opts.takeoverLease ?? 3),

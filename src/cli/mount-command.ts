@@ -104,7 +104,7 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
   }
   if (o.depth !== undefined && (o.snapshot !== undefined || o.condition !== undefined || o.before !== undefined)) {
     // The archive makes the volume's head the snapshot's tree (keeping the head as a snapshot); the recovery then restores that head.
-    const code = await rollbackBeforeRecovery({ ...mirror!, store: resolve(o.store), snapshot: o.snapshot, condition: o.condition, before: o.before });
+    const code = await rollbackBeforeRecovery({ ...mirror!, store: resolve(o.store), snapshot: o.snapshot, condition: o.condition, before: o.before, ...(o.force ? { force: true } : {}) });
     if (code !== 0) return code;
   }
   if (!o.foreground) {

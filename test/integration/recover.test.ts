@@ -43,7 +43,9 @@ test.serial('I3: a recovered mount equals the archive, first through on-demand a
   await waitRestored(r.mnt);
   t.false(existsSync(join(r.store, '.strata', 'restore', 'maps')), 'no block map is left');
 
-  // A second recovery, this time left to the background restore alone.
+  // A second recovery, this time left to the background restore alone. The first recovered mount holds the
+  // volume's lease (issue 15: a recover of a volume whose lease is live is refused); a clean unmount releases it.
+  t.is(strata(['unmount', r.mnt]).status, 0);
   const b = recover(t, v);
   const done = await waitRestored(b.mnt);
   t.is(done.entries.done, done.entries.total);

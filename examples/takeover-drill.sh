@@ -53,7 +53,7 @@ LOADS=()
 for v in "${VOLS[@]}"; do
   mkdir -p "$WORK/mnt-$v"
   $STRATA mount --store "$WORK/store-$v" "${A[@]}" --volume "$v" --lease "$LEASE" "$WORK/mnt-$v"
-  ( i=0; mkdir -p "$WORK/mnt-$v/load"
+  ( set +o pipefail; i=0; mkdir -p "$WORK/mnt-$v/load"
     while true; do i=$((i+1))
       if yes "$v file $i" | head -c 8192 | dd of="$WORK/mnt-$v/load/f$i" conv=fsync status=none 2>/dev/null; then echo "$i" >> "$WORK/fsynced-$v"; else sleep 0.2; fi
       sleep 0.05

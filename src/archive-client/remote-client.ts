@@ -9,6 +9,7 @@
 import http2, { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { ArchiveError, isArchiveError, type ArchiveClient, type ShipResult } from '../protocol/archive-api.js';
 import type { DirImage, FileBlocks, VolumeState } from '../protocol/images.js';
+import type { FenceOptions, LeaseGrant, LeaseRelease, LeaseRenewal, VolumeLease } from '../protocol/leases.js';
 import type { ObjectId } from '../protocol/records.js';
 import { checkDepth, checkId, checkLength, checkOffset, checkVolume, fromWireError, isArchiveErrorCode, LIMITS } from '../archive/worker-protocol.js';
 import { LineSplitter } from './ndjson.js';
@@ -69,8 +70,26 @@ export class RemoteArchiveClient implements ArchiveClient {
     return this.json<ShipResult>(await this.unary('POST', `${volPath(volume)}/journal`, frames, headers));
   }
 
-  async fence(volume: string): Promise<VolumeState> {
-    return this.json<VolumeState>(await this.unary('POST', `${volPath(volume)}/fence`));
+  async fence(volume: string, opts?: FenceOptions): Promise<VolumeState> {
+    if (opts === undefined) return this.json<VolumeState>(await this.unary('POST', `${volPath(volume)}/fence`));
+    return this.requestJson<VolumeState>('POST', `${volPath(volume)}/fence`, opts);
+  }
+
+  /** Over the same HTTP/2 session as everything else; `timeoutMs` bounds this call alone (a renewal must not wait 10 s). */
+  async renewLease(volume: string, renewal: LeaseRenewal, timeoutMs?: number): Promise<LeaseGrant> {
+    return this.requestJson<LeaseGrant>('POST', `${volPath(volume)}/lease`, renewal, timeoutMs);
+  }
+
+  async releaseLease(volume: string, release: LeaseRelease): Promise<VolumeLease> {
+    return this.requestJson<VolumeLease>('POST', `${volPath(volume)}/lease/release`, release);
+  }
+
+  async leases(volume?: string): Promise<VolumeLease[]> {
+    return this.requestJson<VolumeLease[]>('GET', volume === undefined ? '/v1/leases' : `/v1/leases?volume=${encodeURIComponent(checkVolume(volume))}`);
+  }
+
+  async releaseVolume(volume: string): Promise<VolumeLease> {
+    return this.requestJson<VolumeLease>('POST', `${volPath(volume)}/release`, {}, 120_000);
   }
 
   async dirImage(volume: string, dirId: ObjectId): Promise<DirImage> {
@@ -128,10 +147,10 @@ export class RemoteArchiveClient implements ArchiveClient {
    * A JSON request to any route of the server, answered with JSON (the
    * snapshot routes, src/archive-client/open-snapshots.ts, use it).
    */
-  async requestJson<T>(method: string, path: string, body?: unknown): Promise<T> {
+  async requestJson<T>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
     const buf = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const headers: OutgoingHttpHeaders = buf ? { 'content-type': 'application/json', 'content-length': buf.length } : {};
-    return this.json<T>(await this.unary(method, path, buf, headers));
+    return this.json<T>(await this.unary(method, path, buf, headers, timeoutMs));
   }
 
   async close(): Promise<void> {
@@ -221,7 +240,7 @@ export class RemoteArchiveClient implements ArchiveClient {
   }
 
   /** One request with its whole answer, bounded by the time limit. */
-  private unary(method: string, path: string, body?: Buffer, extra: OutgoingHttpHeaders = {}): Promise<Reply> {
+  private unary(method: string, path: string, body?: Buffer, extra: OutgoingHttpHeaders = {}, timeoutMs?: number): Promise<Reply> {
     this.begin();
     return this.bounded<Reply>((settle, onReq) => {
       void this.connect().then((s) => {
@@ -243,7 +262,7 @@ export class RemoteArchiveClient implements ArchiveClient {
           req.once('end', () => settle(null, { status: Number(headers[':status']), headers, body: Buffer.concat(chunks, n) }));
         });
       }, (err: unknown) => settle(asArchiveError(err)));
-    }).finally(() => this.end());
+    }, timeoutMs).finally(() => this.end());
   }
 
   /**
@@ -276,7 +295,7 @@ export class RemoteArchiveClient implements ArchiveClient {
    * the call fails with EUNAVAILABLE. A stream that closes or errors before
    * settling fails the call too, so nothing ever waits forever.
    */
-  private bounded<T>(start: (settle: (err: Error | null, v?: T) => void, onReq: (req: ClientHttp2Stream) => void) => void): Promise<T> {
+  private bounded<T>(start: (settle: (err: Error | null, v?: T) => void, onReq: (req: ClientHttp2Stream) => void) => void, timeoutMs = this.target.timeoutMs): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let settled = false;
       let req: ClientHttp2Stream | undefined;
@@ -293,8 +312,8 @@ export class RemoteArchiveClient implements ArchiveClient {
       };
       const timer = setTimeout(() => {
         this.probe();
-        settle(unavailable(`no answer from ${this.url} within ${this.target.timeoutMs} ms`));
-      }, this.target.timeoutMs);
+        settle(unavailable(`no answer from ${this.url} within ${timeoutMs} ms`));
+      }, timeoutMs);
       start(settle, (r) => {
         req = r;
         r.on('error', (err: Error) => settle(unavailable(`request to ${this.url} failed: ${err.message}`)));

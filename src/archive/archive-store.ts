@@ -75,6 +75,7 @@ export class ArchiveStore {
     const live = `seq_to = ${LIVE}`;
     this.q = {
       volume: db.prepare('SELECT vid, name, epoch, applied_seq, snapshot_floor FROM volumes WHERE name = ?'),
+      volumes: db.prepare('SELECT vid, name, epoch, applied_seq, snapshot_floor FROM volumes ORDER BY name'),
       insertVolume: db.prepare('INSERT INTO volumes (name, epoch, applied_seq, created_ms) VALUES (?, 1, 0, ?)'),
       setApplied: db.prepare('UPDATE volumes SET applied_seq = ? WHERE vid = ?'),
       bumpEpoch: db.prepare('UPDATE volumes SET epoch = epoch + 1 WHERE vid = ?'),
@@ -105,6 +106,11 @@ export class ArchiveStore {
       const v = this.q.volume.get(volume) as VolumeRow | undefined;
       return v === undefined ? null : this.stateOf(v);
     }));
+  }
+
+  /** Every volume's state, by name. */
+  listVolumes(): VolumeState[] {
+    return this.run(() => this.read(() => (this.q.volumes.all() as VolumeRow[]).map((v) => this.stateOf(v))));
   }
 
   /** Creates the volume if missing (epoch 1, an empty root); returns its state. */

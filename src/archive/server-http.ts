@@ -15,6 +15,7 @@ export const STATUS_OF: Readonly<{ [K in ArchiveErrorCode]: number }> = {
   ENOTARGET: 409,
   EFENCED: 409,
   EGAP: 409,
+  EHELD: 409,
   EAUTH: 401,
   EBADREQ: 400,
   ECORRUPT: 500,

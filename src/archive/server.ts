@@ -23,6 +23,14 @@ import { WorkerSnapshotClient } from './snapshot-worker-client.js';
 import { parseAlert } from '../alerts/alertmanager.js';
 import { isSnapshotId } from '../protocol/snapshot-api.js';
 import { checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkVolume, LIMITS, toWireError } from './worker-protocol.js';
+import { join } from 'node:path';
+import { isArchiveError } from '../protocol/archive-api.js';
+import { LeaseTable } from './leases.js';
+import {
+  badFenceOptionsReason, badReleaseReason, badRenewalReason, type FenceOptions, type LeaseHolder, type LeaseRelease, type LeaseRenewal,
+  type TakeoverInfo, type VolumeLease,
+} from '../protocol/leases.js';
+import type { VolumeState } from '../protocol/images.js';
 
 export const SERVER_LIMITS = {
   ...LIMITS,
@@ -56,10 +64,22 @@ export interface ArchiveServerOptions {
   snapshots?: WorkerSnapshotClient;
 }
 
+/** What the server asks of the takeover supervisor (src/archive/takeover.ts), when there is one. */
+export interface TakeoverHooks {
+  /** The holder is this host's own takeover mount. */
+  isTakeover(h: LeaseHolder): boolean;
+  info(volume: string): TakeoverInfo | null;
+  /** Drains and releases the takeover mount of `volume` (`strata release` on it); false when there is none serving. */
+  release(volume: string): Promise<boolean>;
+}
+
+/** How long a volume's epoch, as this server last read it, is trusted for a renewal (fences through this server update it at once). */
+const EPOCH_CACHE_MS = 5000;
+
 interface Route {
   volume?: string;
   id?: string;
-  kind: 'hello' | 'volume' | 'journal' | 'fence' | 'dir' | 'tiers' | 'data' | 'blocks'
+  kind: 'hello' | 'volume' | 'journal' | 'fence' | 'dir' | 'tiers' | 'data' | 'blocks' | 'lease' | 'lease-release' | 'release' | 'leases'
     | 'targets' | 'snapshots' | 'snapshot' | 'snapshot-verify' | 'alerts' | 'gc' | 'vol-snapshots' | 'snapshot-choice' | 'rollback' | 'conditions';
   snapshot?: string;
   query: URLSearchParams;
@@ -71,8 +91,18 @@ export class ArchiveServer {
   private readonly ships = new Gate(SERVER_LIMITS.activeShips, SERVER_LIMITS.queuedShips);
   private inFlight = 0;
   private idleWaiters: (() => void)[] = [];
+  /** The lease of every volume (docs/takeover.md). */
+  readonly leases: LeaseTable;
+  private takeover: TakeoverHooks | null = null;
+  private readonly epochCache = new Map<string, { epoch: number; at: number }>();
+  /** Fences and renewals of one volume run one at a time. */
+  private readonly volumeLocks = new Map<string, Promise<unknown>>();
+  private leaseTimer: NodeJS.Timeout | null = null;
 
   private constructor(private readonly store: WorkerArchiveClient, private readonly opts: ArchiveServerOptions) {
+    this.leases = new LeaseTable({ file: join(opts.dataDir, 'leases.json'), log: opts.log.child({ component: 'leases' }), isTakeover: (h) => this.takeover?.isTakeover(h) ?? false });
+    this.leaseTimer = setInterval(() => this.leases.tick(), 500);
+    this.leaseTimer.unref();
     const settings: http2.Settings = {
       maxConcurrentStreams: SERVER_LIMITS.maxConcurrentStreams,
       maxHeaderListSize: SERVER_LIMITS.maxHeaderListBytes,
@@ -111,6 +141,107 @@ export class ArchiveServer {
     }
   }
 
+  /** Connects the takeover supervisor (it needs the lease table and the address this server listens on). */
+  setTakeover(hooks: TakeoverHooks): void {
+    this.takeover = hooks;
+  }
+
+  /** The volume's epoch as the store has it now. */
+  async currentEpoch(volume: string): Promise<number> {
+    const st = await this.store.volumeState(volume);
+    if (st === null) throw new ArchiveError('ENOVOLUME', `no volume ${volume}`);
+    return st.epoch;
+  }
+
+  /** Every volume with its lease state (one when named): `strata archive status`. */
+  async volumeLeases(only?: string): Promise<VolumeLease[]> {
+    const states: VolumeState[] = only !== undefined
+      ? [await this.store.volumeState(only)].filter((v): v is VolumeState => v !== null)
+      : await this.store.listVolumes();
+    return states.map((st) => {
+      this.epochCache.set(st.name, { epoch: st.epoch, at: Date.now() });
+      const row = this.leases.get(st.name);
+      const age = row ? this.leases.ageSeconds(row) : null;
+      return {
+        volume: st.name,
+        state: this.leases.stateOf(row, st.epoch),
+        epoch: st.epoch,
+        appliedSeq: st.appliedSeq,
+        holder: row?.holder ?? null,
+        holderEpoch: row?.holderEpoch ?? null,
+        leaseAgeSeconds: age === null ? null : Math.round(age * 10) / 10,
+        leaseSeconds: row?.holder ? row.leaseMs / 1000 : null,
+        lagRecords: row?.holder && row.renewedAt !== null ? Math.max(0, row.lastSeq - st.appliedSeq) : null,
+        releasedAt: row?.releasedAt ?? null,
+        fencedBy: row?.fencedBy ?? null,
+        takeover: this.takeover?.info(st.name) ?? null,
+      };
+    });
+  }
+
+  /** The volume's epoch: cached for a few seconds (a renewal a second per primary must not queue behind ship batches in the store's worker). */
+  private async epochOf(volume: string): Promise<number> {
+    const c = this.epochCache.get(volume);
+    if (c !== undefined && Date.now() - c.at < EPOCH_CACHE_MS) return c.epoch;
+    const st = await this.store.volumeState(volume);
+    if (st === null) throw new ArchiveError('ENOVOLUME', `no volume ${volume}`);
+    this.epochCache.set(volume, { epoch: st.epoch, at: Date.now() });
+    return st.epoch;
+  }
+
+  private locked<T>(volume: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.volumeLocks.get(volume) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => {});
+    this.volumeLocks.set(volume, tail);
+    void tail.then(() => { if (this.volumeLocks.get(volume) === tail) this.volumeLocks.delete(volume); });
+    return next;
+  }
+
+  private async renew(volume: string, r: LeaseRenewal): Promise<unknown> {
+    return this.locked(volume, async () => {
+      let epoch = await this.epochOf(volume);
+      if (r.epoch > epoch) {
+        // Our cached epoch may be old (a fence through another opener): read it again before refusing.
+        this.epochCache.delete(volume);
+        epoch = await this.epochOf(volume);
+      }
+      return this.leases.renew(volume, r, epoch);
+    });
+  }
+
+  private async fence(volume: string, opts: FenceOptions): Promise<VolumeState> {
+    return this.locked(volume, async () => {
+      this.leases.checkFence(volume, opts);
+      const st = await this.store.fence(volume);
+      this.epochCache.set(volume, { epoch: st.epoch, at: Date.now() });
+      this.leases.fenced(volume, st.epoch, opts);
+      return st;
+    });
+  }
+
+  private async releaseLease(volume: string, r: LeaseRelease): Promise<VolumeLease> {
+    await this.locked(volume, async () => {
+      const st = await this.store.volumeState(volume);
+      if (st === null) throw new ArchiveError('ENOVOLUME', `no volume ${volume}`);
+      if (st.appliedSeq < r.lastSeq) throw new ArchiveError('EBADREQ', `volume ${volume} has applied ${st.appliedSeq} of this primary's ${r.lastSeq} records: drain (strata sync) before releasing`);
+      this.leases.release(volume, r);
+    });
+    return (await this.volumeLeases(volume))[0]!;
+  }
+
+  /** `strata archive release VOLUME`: a takeover mount is drained and released; a lapsed holder's lease is cleared; a live one is refused. */
+  private async operatorRelease(volume: string): Promise<VolumeLease> {
+    if (await this.store.volumeState(volume) === null) throw new ArchiveError('ENOVOLUME', `no volume ${volume}`);
+    const row = this.leases.get(volume);
+    if (row?.holder && this.takeover?.isTakeover(row.holder) && this.leases.live(row)) {
+      if (!(await this.takeover.release(volume))) throw new ArchiveError('EARCHIVE', `the takeover mount of ${volume} did not release it`);
+    } else {
+      await this.locked(volume, async () => this.leases.releaseLapsed(volume));
+    }
+    return (await this.volumeLeases(volume))[0]!;
+  }
+
   listen(host: string, port: number): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
@@ -126,6 +257,7 @@ export class ArchiveServer {
    * `graceMs`), then closes every session and the store.
    */
   async close(graceMs = 10_000): Promise<void> {
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const s of this.sessions) if (!s.closed) s.close(); // GOAWAY: open streams finish, no new ones
     let timer: NodeJS.Timeout | undefined;
@@ -221,6 +353,7 @@ export class ArchiveServer {
         const body = await readJson(stream, headers) as { snapshot?: unknown } | null;
         if (!isSnapshotId(body?.snapshot)) throw new ArchiveError('EBADREQ', 'body must be {"snapshot": ID}');
         stream.setTimeout(0);
+        this.epochCache.delete(volume); // a rollback gives the volume a new epoch
         return sendJson(stream, 200, await snaps.rollback(volume, body.snapshot));
       }
       case 'conditions': {
@@ -252,10 +385,32 @@ export class ArchiveServer {
       case 'journal':
         if (method !== 'POST') throw notAllowed();
         return this.ship(stream, headers, volume);
-      case 'fence':
+      case 'fence': {
+        if (method !== 'POST') throw notAllowed();
+        const body = await readJson(stream, headers);
+        const why = badFenceOptionsReason(body);
+        if (why !== null) throw new ArchiveError('EBADREQ', why);
+        return sendJson(stream, 200, await this.fence(volume, (body ?? {}) as FenceOptions));
+      }
+      case 'lease': {
+        if (method !== 'POST') throw notAllowed();
+        const body = await readJson(stream, headers);
+        const why = badRenewalReason(body);
+        if (why !== null) throw new ArchiveError('EBADREQ', why);
+        return sendJson(stream, 200, await this.renew(volume, body as LeaseRenewal));
+      }
+      case 'lease-release': {
+        if (method !== 'POST') throw notAllowed();
+        const body = await readJson(stream, headers);
+        const why = badReleaseReason(body);
+        if (why !== null) throw new ArchiveError('EBADREQ', why);
+        return sendJson(stream, 200, await this.releaseLease(volume, body as LeaseRelease));
+      }
+      case 'release':
         if (method !== 'POST') throw notAllowed();
         await readBody(stream, headers, SERVER_LIMITS.maxSmallBodyBytes);
-        return sendJson(stream, 200, await this.store.fence(volume));
+        stream.setTimeout(0); // draining a takeover mount may send nothing for a while
+        return sendJson(stream, 200, await this.operatorRelease(volume));
       case 'dir':
         if (method !== 'GET') throw notAllowed();
         return sendJson(stream, 200, await this.store.dirImage(volume, route.id!));
@@ -278,6 +433,11 @@ export class ArchiveServer {
   private async archiveWide(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, method: string | undefined, route: Route): Promise<void> {
     const snaps = this.opts.snapshots!;
     switch (route.kind) {
+      case 'leases': {
+        if (method !== 'GET') throw notAllowed();
+        const v = route.query.get('volume');
+        return sendJson(stream, 200, await this.volumeLeases(v !== null ? checkVolume(v) : undefined));
+      }
       case 'targets':
         if (method !== 'GET') throw notAllowed();
         return sendJson(stream, 200, await snaps.targets());
@@ -323,7 +483,18 @@ export class ArchiveServer {
       if (stream.destroyed) return;
       const body = await readBody(stream, headers, SERVER_LIMITS.maxShipBytes);
       if (body.length === 0) throw new ArchiveError('EBADREQ', 'empty batch');
-      sendJson(stream, 200, await this.store.shipTransfer(volume, epoch, body));
+      let res;
+      try {
+        res = await this.store.shipTransfer(volume, epoch, body);
+      } catch (err) {
+        // Say who fenced the shipper, and when.
+        if (isArchiveError(err, 'EFENCED')) {
+          this.epochCache.delete(volume);
+          throw new ArchiveError('EFENCED', this.leases.fencedMessage(volume, epoch, await this.epochOf(volume).catch(() => epoch + 1)));
+        }
+        throw err;
+      }
+      sendJson(stream, 200, res);
     } finally {
       release();
     }
@@ -403,6 +574,7 @@ export function parseRoute(path: string | undefined): Route {
   if (seg.length === 2 && seg[1] === 'targets') return { kind: 'targets', query };
   if (seg.length === 2 && seg[1] === 'alerts') return { kind: 'alerts', query };
   if (seg.length === 2 && seg[1] === 'gc') return { kind: 'gc', query };
+  if (seg.length === 2 && seg[1] === 'leases') return { kind: 'leases', query };
   if (seg.length === 2 && seg[1] === 'snapshots') return { kind: 'snapshots', query };
   if (seg[1] === 'snapshots' && (seg.length === 3 || (seg.length === 4 && seg[3] === 'verify'))) {
     const snapshot = seg[2];
@@ -415,6 +587,9 @@ export function parseRoute(path: string | undefined): Route {
   if (rest.length === 0) return { kind: 'volume', volume, query };
   if (rest.length === 1 && rest[0] === 'journal') return { kind: 'journal', volume, query };
   if (rest.length === 1 && rest[0] === 'fence') return { kind: 'fence', volume, query };
+  if (rest.length === 1 && rest[0] === 'lease') return { kind: 'lease', volume, query };
+  if (rest.length === 2 && rest[0] === 'lease' && rest[1] === 'release') return { kind: 'lease-release', volume, query };
+  if (rest.length === 1 && rest[0] === 'release') return { kind: 'release', volume, query };
   if (rest.length === 1 && rest[0] === 'tiers') return { kind: 'tiers', volume, query };
   if (rest.length === 1 && rest[0] === 'snapshots') return { kind: 'vol-snapshots', volume, query };
   if (rest.length === 1 && rest[0] === 'snapshot-choice') return { kind: 'snapshot-choice', volume, query };

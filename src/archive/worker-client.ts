@@ -6,6 +6,7 @@
 import { Worker } from 'node:worker_threads';
 import { ArchiveError, type ArchiveClient, type ShipResult } from '../protocol/archive-api.js';
 import type { DirImage, FileBlocks, VolumeState } from '../protocol/images.js';
+import type { FenceOptions, LeaseGrant, LeaseRelease, LeaseRenewal, VolumeLease } from '../protocol/leases.js';
 import type { ObjectId } from '../protocol/records.js';
 import type { WorkerData } from './worker.js';
 import { fromWireError, LIMITS, ownArrayBuffer, type FromWorker, type ToWorker, type UnaryMethod } from './worker-protocol.js';
@@ -70,8 +71,43 @@ export class WorkerArchiveClient implements ArchiveClient {
     return (await this.call('ship', [volume, epoch], frames.buffer as ArrayBuffer)) as ShipResult;
   }
 
-  async fence(volume: string): Promise<VolumeState> {
+  /**
+   * An in-process archive has no lease server (nothing outlives this process
+   * to keep leases): the fence always proceeds, `opts` is not used.
+   */
+  async fence(volume: string, opts?: FenceOptions): Promise<VolumeState> {
+    void opts;
     return (await this.call('fence', [volume])) as VolumeState;
+  }
+
+  /** No lease server in process: only the epoch is checked (EFENCED when another primary fenced the volume); the grant never expires. */
+  async renewLease(volume: string, renewal: LeaseRenewal): Promise<LeaseGrant> {
+    const st = await this.volumeState(volume);
+    if (st === null) throw new ArchiveError('ENOVOLUME', `no volume ${volume}`);
+    if (renewal.epoch < st.epoch) throw new ArchiveError('EFENCED', `volume ${volume} is at epoch ${st.epoch}; epoch ${renewal.epoch} was fenced (by a recovery through ${this.url})`);
+    return { epoch: st.epoch, leaseMs: renewal.leaseMs, enforced: false };
+  }
+
+  async releaseLease(volume: string, release: LeaseRelease): Promise<VolumeLease> {
+    const st = await this.volumeState(volume);
+    if (st === null) throw new ArchiveError('ENOVOLUME', `no volume ${volume}`);
+    if (st.appliedSeq < release.lastSeq) throw new ArchiveError('EBADREQ', `volume ${volume} has applied ${st.appliedSeq} of ${release.lastSeq} records: drain before releasing`);
+    return { ...noLease(st), state: 'released', releasedAt: new Date().toISOString() };
+  }
+
+  async leases(volume?: string): Promise<VolumeLease[]> {
+    const all = await this.listVolumes();
+    return all.filter((v) => volume === undefined || v.name === volume).map(noLease);
+  }
+
+  async releaseVolume(volume: string): Promise<VolumeLease> {
+    const st = await this.volumeState(volume);
+    if (st === null) throw new ArchiveError('ENOVOLUME', `no volume ${volume}`);
+    return noLease(st);
+  }
+
+  async listVolumes(): Promise<VolumeState[]> {
+    return (await this.call('listVolumes', [])) as VolumeState[];
   }
 
   async dirImage(volume: string, dirId: ObjectId): Promise<DirImage> {
@@ -193,4 +229,12 @@ export class WorkerArchiveClient implements ArchiveClient {
     for (const p of this.pending.values()) if (p.worker === w) return;
     w.unref();
   }
+}
+
+/** A volume's row where no lease server keeps leases. */
+function noLease(st: VolumeState): VolumeLease {
+  return {
+    volume: st.name, state: 'none', epoch: st.epoch, appliedSeq: st.appliedSeq, holder: null, holderEpoch: null,
+    leaseAgeSeconds: null, leaseSeconds: null, lagRecords: null, releasedAt: null, fencedBy: null, takeover: null,
+  };
 }

@@ -20,7 +20,7 @@ export const LIMITS = {
 export const TIER_CHUNK_IMAGES = 64;
 export const TIER_CHUNK_ENTRIES = 4096;
 
-export type UnaryMethod = 'open' | 'volumeState' | 'createVolume' | 'ship' | 'fence' | 'dirImage' | 'readRange' | 'fileBlocks';
+export type UnaryMethod = 'open' | 'volumeState' | 'createVolume' | 'ship' | 'fence' | 'dirImage' | 'readRange' | 'fileBlocks' | 'listVolumes';
 
 export type ToWorker =
   | { type: 'call'; id: number; method: UnaryMethod; args: unknown[]; bytes?: ArrayBuffer }
@@ -90,7 +90,7 @@ function stripCode(err: ArchiveError): string {
   return err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
 }
 
-const CODES: ReadonlySet<string> = new Set<ArchiveErrorCode>(['ENOVOLUME', 'EFENCED', 'EGAP', 'EAUTH', 'EBADREQ', 'ENOOBJECT', 'ECORRUPT', 'EUNAVAILABLE', 'ENOSNAPSHOT', 'ENOTARGET', 'EARCHIVE']);
+const CODES: ReadonlySet<string> = new Set<ArchiveErrorCode>(['ENOVOLUME', 'EFENCED', 'EGAP', 'EAUTH', 'EBADREQ', 'ENOOBJECT', 'ECORRUPT', 'EUNAVAILABLE', 'ENOSNAPSHOT', 'ENOTARGET', 'EHELD', 'EARCHIVE']);
 
 export function isArchiveErrorCode(v: unknown): v is ArchiveErrorCode {
   return typeof v === 'string' && CODES.has(v);

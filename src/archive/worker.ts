@@ -64,6 +64,8 @@ function callStore(method: UnaryMethod, args: unknown[], bytes: ArrayBuffer | un
       return theStore().readRange(checkVolume(args[0]), checkId(args[1]), checkOffset(args[2]), checkLength(args[3]));
     case 'fileBlocks':
       return theStore().fileBlocks(checkVolume(args[0]), checkId(args[1]));
+    case 'listVolumes':
+      return theStore().listVolumes();
     default:
       throw new ArchiveError('EBADREQ', `unknown method ${String(method)}`);
   }

@@ -12,6 +12,7 @@ import { WorkerSnapshotClient } from '../archive/snapshot-worker-client.js';
 import { parseTargetSpec, type TargetSpec } from '../archive/targets.js';
 import { loadRules, RulesError } from '../alerts/rules.js';
 import { AlertListener } from '../alerts/webhook.js';
+import { TakeoverSupervisor } from '../archive/takeover.js';
 
 export interface ArchiveServeOptions {
   data: string;
@@ -30,6 +31,16 @@ export interface ArchiveServeOptions {
   alertsListen?: string;
   /** `--snapshot-duty F`: share of the time snapshot copies may run (default 0.5). */
   snapshotDuty?: number;
+  /** `--takeover-dir DIR`: recover and serve a volume here when its lease lapses (docs/takeover.md). */
+  takeoverDir?: string;
+  /** `--takeover-after S` (default 30): how long a lease must have lapsed. */
+  takeoverAfter?: number;
+  /** `--takeover-depth N` (default 2): `strata recover --depth` of a takeover. */
+  takeoverDepth?: number;
+  /** `--on-takeover CMD`: run (sh -c) once a takeover mount serves. */
+  onTakeover?: string;
+  /** `--takeover-lease S` (default 10): the takeover mount's own lease. */
+  takeoverLease?: number;
 }
 
 /** "host:port", "[v6]:port" or ":port" (all interfaces). */
@@ -54,6 +65,7 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
   }
   let server: ArchiveServer;
   let alerts: AlertListener | null = null;
+  let takeover: TakeoverSupervisor | null = null;
   try {
     const { host, port } = parseListen(o.listen);
     const alertsAt = o.alertsListen !== undefined ? parseListen(o.alertsListen) : null;
@@ -66,6 +78,14 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
       log.info({ rules: file, conditions: rules.conditions.map((c) => c.name), schedules: rules.schedules.map((x) => x.name) }, 'rules loaded');
     }
     if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
+    if (o.takeoverDir === undefined && (o.takeoverAfter !== undefined || o.takeoverDepth !== undefined || o.onTakeover !== undefined || o.takeoverLease !== undefined)) {
+      throw new Error('--takeover-after, --takeover-depth, --takeover-lease and --on-takeover need --takeover-dir');
+    }
+    const takeoverAfter = o.takeoverAfter ?? 30;
+    const takeoverLease = o.takeoverLease ?? 10;
+    if (!(takeoverAfter >= 1 && takeoverAfter <= 86_400)) throw new Error('--takeover-after must be 1 to 86400 seconds');
+    if (!(takeoverLease >= 1 && takeoverLease <= 3600)) throw new Error('--takeover-lease must be 1 to 3600 seconds');
+    if (o.takeoverDepth !== undefined && (!Number.isInteger(o.takeoverDepth) || o.takeoverDepth < 0 || o.takeoverDepth > 64)) throw new Error('--takeover-depth must be an integer 0 to 64');
     const auth = await loadToken(resolve(o.tokenFile), (msg) => log.warn(msg));
     const tls = o.tlsCert && o.tlsKey ? { cert: await readFile(o.tlsCert), key: await readFile(o.tlsKey) } : undefined;
     const dataDir = resolve(o.data);
@@ -93,7 +113,21 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
       const a = await alerts.listen(alertsAt.host, alertsAt.port);
       alertsListening = formatAddress(a.address, a.port);
     }
-    log.info({ listening, alerts: alertsListening ?? null, dataDir, tls: tls !== undefined }, 'archive server ready');
+    if (o.takeoverDir !== undefined) {
+      // The takeover mounts reach this server over loopback, like any primary.
+      const url = tls ? `stratas://localhost:${addr.port}` : `strata://127.0.0.1:${addr.port}`;
+      const srv = server;
+      takeover = new TakeoverSupervisor({
+        dir: resolve(o.takeoverDir), afterMs: takeoverAfter * 1000, depth: o.takeoverDepth ?? 2,
+        ...(o.onTakeover !== undefined ? { onTakeover: o.onTakeover } : {}),
+        archiveUrl: url, tokenFile: resolve(o.tokenFile), cli: resolve(process.argv[1]!), leaseSeconds: takeoverLease,
+        ...(tls ? { env: { NODE_EXTRA_CA_CERTS: resolve(o.tlsCert!) } } : {}),
+        log: log.child({ component: 'takeover' }), table: server.leases, epochOf: (v) => srv.currentEpoch(v),
+      });
+      server.setTakeover(takeover);
+      takeover.start();
+    }
+    log.info({ listening, alerts: alertsListening ?? null, dataDir, tls: tls !== undefined, takeoverDir: o.takeoverDir ?? null }, 'archive server ready');
     process.stdout.write(`${JSON.stringify({ listening, ...(alertsListening !== undefined ? { alerts: alertsListening } : {}) })}\n`);
   } catch (err) {
     const message = err instanceof RulesError ? err.message : (err as Error).message;
@@ -110,6 +144,7 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
       log.info({ signal }, 'shutting down');
+      takeover?.stop();
       void alerts?.close();
       server.close((o.shutdownGrace ?? 10) * 1000).then(done, (err: unknown) => {
         log.error({ err }, 'shutdown failed');

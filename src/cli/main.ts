@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { mountCommand } from './mount-command.js';
 import { unmountCommand, statusCommand, syncCommand } from './operator-commands.js';
+import { archiveReleaseCommand, archiveStatusCommand, releaseCommand, type ArchiveLeaseOptions } from './lease-commands.js';
 import { demoCommand } from './demo.js';
 import { archiveServeCommand, type ArchiveServeOptions } from './archive-command.js';
 import { verifyCommand, type VerifyOptions } from './verify-command.js';
@@ -49,6 +50,7 @@ function daemonOptions(cmd: Command): void {
     .option('--archive-wait <s>', 'how long to wait for the archive when the store must re-converge before serving (default 60)', seconds)
     .option('--fetch-timeout <s>', 'while a recovered store is not fully local: an op waiting for the archive fails with EIO after this long (default 5)', seconds)
     .option('--no-background-restore', 'while a recovered store is not fully local: fetch only what programs touch')
+    .option('--lease <s>', 'the lease on the volume at a strata:// archive: without a renewal for this long, fsync and sync-mode writes fail with EIO (default 10)', seconds)
     .option('--notify-parent', '(internal) report readiness over IPC')
     .action(async (mountpoint: string, opts) => { process.exitCode = await mountCommand(mountpoint, opts); });
 }
@@ -83,7 +85,8 @@ const recover = program
   .option('--foreground', 'stay attached and show the background restore\'s progress')
   .option('--snapshot <id>', 'recover from this snapshot: the volume\'s head becomes its tree (the head is kept as a snapshot first)')
   .option('--condition <name>', 'recover from the newest complete snapshot taken for this condition, on a readable target')
-  .option('--before <time>', 'with --condition: the newest taken before this time (ISO 8601)');
+  .option('--before <time>', 'with --condition: the newest taken before this time (ISO 8601)')
+  .option('--force', 'fence the volume even though another primary holds a live lease on it (that primary turns read-only)');
 daemonOptions(recover);
 
 program
@@ -108,6 +111,15 @@ program
   .option('--timeout <s>', 'give up after this long (default 60)', seconds)
   .option('--json', 'machine-readable output')
   .action(async (mountpoint: string, opts: { timeout?: number; json?: boolean }) => { process.exitCode = await syncCommand(mountpoint, opts); });
+
+program
+  .command('release')
+  .description('a planned move: stop accepting writes, drain the journal to the archive, give the lease up, unmount')
+  .argument('<mountpoint>')
+  .option('--timeout <s>', 'how long the drain may take; when it does not finish, the mount serves on with its lease (default 60)', seconds)
+  .option('--lazy', 'detach even while programs still use the mount')
+  .option('--json', 'machine-readable output')
+  .action(async (mountpoint: string, opts: { timeout?: number; lazy?: boolean; json?: boolean }) => { process.exitCode = await releaseCommand(mountpoint, opts); });
 
 program
   .command('verify')
@@ -144,6 +156,11 @@ archive
     if (!(n >= 0.05 && n <= 1)) throw new InvalidArgumentError('a fraction from 0.05 to 1');
     return n;
   })
+  .option('--takeover-dir <dir>', 'automatic takeover: when a volume\'s lease lapses, recover it into DIR/VOLUME/store and serve it at DIR/VOLUME/mnt')
+  .option('--takeover-after <s>', 'with --takeover-dir: seconds a lease must have lapsed (default 30; never less than the holder\'s lease + 1 s)', seconds)
+  .option('--takeover-depth <n>', 'with --takeover-dir: strata recover --depth of a takeover (default 2)', (v: string) => Number(v))
+  .option('--takeover-lease <s>', 'with --takeover-dir: the takeover mount\'s own lease (default 10)', seconds)
+  .option('--on-takeover <cmd>', 'with --takeover-dir: run this (sh -c) once a takeover mount serves; env STRATA_VOLUME, STRATA_MOUNTPOINT, STRATA_EPOCH')
   .action(async (opts: ArchiveServeOptions) => { process.exitCode = await archiveServeCommand(opts); });
 
 program
@@ -189,6 +206,11 @@ archiveOpts(archive.command('targets').description('the storage targets: device,
 archiveOpts(archive.command('alerts').description('the alerts the archive received and what it decided'))
   .option('--limit <n>', 'newest N (default 50)', (v: string) => Number(v))
   .action(async (opts: ArchiveCliOptions & { limit?: number }) => { process.exitCode = await alertsCommand(opts); });
+archiveOpts(archive.command('status').description('every volume: its lease holder, epoch, lease age, state (active, lapsed, taken over, released, fenced), applied record, lag, takeover'))
+  .option('--volume <name>', 'only this volume')
+  .action(async (opts: ArchiveLeaseOptions & { volume?: string }) => { process.exitCode = await archiveStatusCommand(opts); });
+archiveOpts(archive.command('release').description('release a volume: its takeover mount is drained and unmounted; a lapsed holder\'s lease is cleared (a live one is refused)').argument('<volume>'))
+  .action(async (volume: string, opts: ArchiveLeaseOptions) => { process.exitCode = await archiveReleaseCommand(volume, opts); });
 archiveOpts(archive.command('gc').description('reclaim blocks no volume head or snapshot references (data directory and targets)'))
   .action(async (opts: ArchiveCliOptions) => { process.exitCode = await gcCommand(opts); });
 

@@ -43,6 +43,10 @@ export interface MountCliOptions {
   /** `strata recover --condition NAME [--before TIME]`: the newest complete snapshot for the condition. */
   condition?: string;
   before?: string;
+  /** `--lease S`: the lease on the volume, seconds. */
+  lease?: number;
+  /** `strata recover --force`: fence even while another primary's lease is live. */
+  force?: boolean;
 }
 
 type ParentMessage = { type: 'ready'; detail?: string } | { type: 'error'; message: string };
@@ -80,6 +84,10 @@ export function mirrorConfig(o: MountCliOptions): MountConfig['mirror'] {
   if (o.ackTimeout !== undefined) cfg.ackTimeoutMs = Math.round(o.ackTimeout * 1000);
   if (o.archiveWait !== undefined) cfg.archiveWaitMs = Math.round(o.archiveWait * 1000);
   if (o.fetchTimeout !== undefined) cfg.fetchTimeoutMs = Math.max(1, Math.round(o.fetchTimeout * 1000));
+  if (o.lease !== undefined) {
+    if (!(o.lease >= 1 && o.lease <= 3600)) throw new Error('--lease must be 1 to 3600 seconds');
+    cfg.leaseMs = Math.round(o.lease * 1000);
+  }
   return cfg;
 }
 
@@ -96,7 +104,7 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
   }
   if (o.depth !== undefined && (o.snapshot !== undefined || o.condition !== undefined || o.before !== undefined)) {
     // The archive makes the volume's head the snapshot's tree (keeping the head as a snapshot); the recovery then restores that head.
-    const code = await rollbackBeforeRecovery({ ...mirror!, store: resolve(o.store), snapshot: o.snapshot, condition: o.condition, before: o.before });
+    const code = await rollbackBeforeRecovery({ ...mirror!, store: resolve(o.store), snapshot: o.snapshot, condition: o.condition, before: o.before, ...(o.force ? { force: true } : {}) });
     if (code !== 0) return code;
   }
   if (!o.foreground) {
@@ -124,7 +132,7 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
   }
   const daemon = new MountDaemon({
     store: o.store, mountpoint, options: mountOptions(o), ...(mirror ? { mirror } : {}),
-    ...(o.depth !== undefined ? { recover: { depth: o.depth } } : {}),
+    ...(o.depth !== undefined ? { recover: { depth: o.depth, ...(o.force ? { force: true } : {}) } } : {}),
     ...(o.backgroundRestore === false ? { backgroundRestore: false } : {}),
   }, log);
   try {
@@ -215,6 +223,8 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
   if (o.fetchTimeout !== undefined) args.push('--fetch-timeout', String(o.fetchTimeout));
   if (o.depth !== undefined) args.push('--depth', String(o.depth));
   if (o.backgroundRestore === false) args.push('--no-background-restore');
+  if (o.lease !== undefined) args.push('--lease', String(o.lease));
+  if (o.force) args.push('--force');
   args.push(resolve(mountpoint));
   const leftovers = whatAStartLeaves(resolve(o.store), logFile);
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });

@@ -25,7 +25,22 @@ function mirrorLines(m: MirrorStatus | null): string[] {
     `journal      ${mib(m.journal.bytes)} on disk; at most ${mib(m.journal.limitBytes)} not yet acked, then ${m.journal.fullPolicy === 'block' ? 'writers wait' : 'writers get ENOSPC'}` +
       (m.journal.writersBlocked > 0 ? `, ${m.journal.writersBlocked} writers waiting` : ''),
     `initial sync ${sync.state}${sync.state === 'done' ? '' : `: ${sync.entries} entries, ${mib(sync.bytes)}${total}`}`,
+    leaseLine(m),
   ];
+}
+
+function leaseLine(m: MirrorStatus): string {
+  const l = m.lease;
+  if (l === undefined) return 'lease        -';
+  const age = l.ageSeconds === null ? 'never renewed' : `renewed ${l.ageSeconds} s ago`;
+  switch (l.state) {
+    case 'held': return `lease        held (${age}, lease ${l.leaseSeconds} s)`;
+    case 'local': return 'lease        none needed (in-process file:// archive; the epoch is checked every second)';
+    case 'acquiring': return `lease        acquiring (${l.lastError ?? 'first renewal'})`;
+    case 'expired': return `lease        EXPIRED (${age}, lease ${l.leaseSeconds} s): fsync and sync-mode writes fail with EIO${l.lastError ? ` (${l.lastError})` : ''}`;
+    case 'fenced': return `lease        FENCED: read-only, every change answers EROFS (${l.readOnly ?? ''})`;
+    case 'released': return 'lease        released (planned move): read-only';
+  }
 }
 
 /** How long `strata unmount` waits for the daemon to exit after it unmounted (it closes its journal and archive link). */
@@ -100,6 +115,7 @@ export async function statusCommand(mountpoint: string, opts: { json?: boolean }
     `store        ${String(status.store)}`,
     `daemon pid   ${String(status.pid)} (up ${String(status.uptimeSeconds)} s)`,
     `open handles ${String(status.openHandles)}`,
+    ...(typeof status.readOnly === 'string' ? [`read-only    ${status.readOnly}`] : []),
     ...mirrorLines(status.mirror as MirrorStatus | null),
     ...restoreLines((status.restore ?? null) as RestoreProgress | null),
     `requests     ${Object.entries((status.requests ?? {}) as Record<string, number>).map(([k, v]) => `${k}=${v}`).join(' ') || '-'}`,

@@ -13,6 +13,8 @@ import { RESERVED_NAME } from '../store/local-store.js';
 import type { SnapshotClient } from '../protocol/snapshot-api.js';
 import { WorkerSnapshotClient } from '../archive/snapshot-worker-client.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { openArchiveClient } from '../archive-client/open-archive.js';
+import { describeHolder } from '../protocol/leases.js';
 
 export interface RollbackRequest {
   archiveUrl: string;
@@ -22,6 +24,20 @@ export interface RollbackRequest {
   snapshot: string | undefined;
   condition: string | undefined;
   before: string | undefined;
+  /** --force: roll back even while another primary's lease is live. */
+  force?: boolean;
+}
+
+/** The volume's live holder, when another primary's lease is live (the rollback would change the tree under it). */
+async function liveHolder(r: RollbackRequest): Promise<string | null> {
+  const c = await openArchiveClient(r.archiveUrl, r.tokenFile !== undefined ? { tokenFile: r.tokenFile } : {});
+  try {
+    const row = (await c.leases(r.volume))[0];
+    if (row === undefined || row.holder === null || (row.state !== 'active' && row.state !== 'taken over')) return null;
+    return `volume ${r.volume} is held by ${describeHolder(row.holder)} (lease renewed ${row.leaseAgeSeconds ?? '?'} s ago): release it there first (strata release), or recover with --force`;
+  } finally {
+    await c.close();
+  }
 }
 
 /** Exit code: 0 when the head is the snapshot's tree, 2 when nothing was changed (the message says why). */
@@ -39,6 +55,10 @@ export async function rollbackBeforeRecovery(r: RollbackRequest): Promise<number
   if (existsSync(r.store)) {
     const names = readdirSync(r.store).filter((n) => n !== RESERVED_NAME);
     if (names.length > 0 || existsSync(join(r.store, RESERVED_NAME, 'mirror.json'))) return fail(`the store ${r.store} is not empty; recover a snapshot into an empty store`);
+  }
+  if (!r.force) {
+    const held = await liveHolder(r).catch((err: unknown) => `cannot check the lease: ${(err as Error).message}`);
+    if (held !== null) return fail(held);
   }
   let c: SnapshotClient | null = null;
   try {

@@ -19,4 +19,11 @@ export interface ChangeSink {
   committed(seq: number): Promise<void>;
   /** fsync/fdatasync: resolves once every record so far is acknowledged. */
   barrier(): Promise<void>;
+  /**
+   * Throws EROFS when the store may not change any more (its volume was
+   * fenced, or released): the core asks before an open for writing, which
+   * records nothing itself. Every op that records something is refused by
+   * `admit` too.
+   */
+  writable?(): void;
 }

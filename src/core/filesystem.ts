@@ -328,6 +328,8 @@ export class Filesystem {
   async open(path: string, flags: number, caller?: Caller): Promise<OpenResult> {
     const rel = LocalStore.relative(path);
     const truncates = (flags & C.O_TRUNC) !== 0 && (flags & 3 /* O_ACCMODE */) !== C.O_RDONLY;
+    // A read-only (fenced) mount refuses an open for writing, as a read-only ext4 does.
+    if (this.sink && (flags & 3 /* O_ACCMODE */) !== C.O_RDONLY) this.sink.writable?.();
     if (this.sink && truncates) await this.sink.admit(META_RECORD_BYTES);
     // The id (for the records of writes and setattrs through this handle) is read alongside the open.
     const idRead = this.sink || this.restore ? this.idOf(rel).catch(() => null) : Promise.resolve(null);

@@ -16,7 +16,8 @@ export function controlSocketPath(mountpoint: string): string {
   return join(runDir(), `${id}.sock`);
 }
 
-export type ControlRequest = { cmd: 'status' } | { cmd: 'unmount'; lazy?: boolean } | { cmd: 'sync'; timeoutMs?: number };
+export type ControlRequest = { cmd: 'status' } | { cmd: 'unmount'; lazy?: boolean } | { cmd: 'sync'; timeoutMs?: number }
+  | { cmd: 'release'; timeoutMs?: number; lazy?: boolean };
 export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string };
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 

@@ -21,6 +21,7 @@ import type { SnapshotClient } from '../protocol/snapshot-api.js';
 import { readRestoreState } from '../restore/state.js';
 import { OnDemandRestore } from '../restore/on-demand.js';
 import { BackgroundRestore, completedProgress, type RestoreProgress } from '../restore/background.js';
+import { hostname } from 'node:os';
 
 export interface MountConfig {
   store: string;
@@ -37,8 +38,8 @@ export interface MountConfig {
   };
   /** Restore what is still in the archive in the background (default true); false: only on demand. */
   backgroundRestore?: boolean;
-  /** `strata recover`: fence the volume and materialise its top tiers before serving. */
-  recover?: { depth: number };
+  /** `strata recover`: fence the volume and materialise its top tiers before serving (`force`: even while another primary's lease is live). */
+  recover?: { depth: number; force?: boolean };
 }
 
 export interface DaemonStatus {
@@ -55,6 +56,8 @@ export interface DaemonStatus {
   /** Of those, the ones the FUSE thread answered itself. */
   requestsOnFuseThread: Record<string, number>;
   mirror: MirrorStatus | null;
+  /** Why the mount answers EROFS to every change (fenced: by whom and when; released), or null. */
+  readOnly: string | null;
   /** The restore after a recovery, while one is known to this store. */
   restore: RestoreProgress | null;
 }
@@ -145,6 +148,7 @@ export class MountDaemon {
       requests: this.adapter?.requestCounts() ?? {},
       requestsOnFuseThread: this.adapter?.bridgeCounts() ?? {},
       mirror: this.mirror?.status() ?? null,
+      readOnly: this.mirror?.readOnly ?? null,
       restore: this.background?.progress() ?? this.restoreCompleted,
     };
   }
@@ -157,19 +161,26 @@ export class MountDaemon {
     const log = this.log.child({ component: 'mirror' });
     const client = await openArchiveClient(cfg.archiveUrl, cfg.tokenFile ? { tokenFile: cfg.tokenFile } : {});
     this.pendingClient = client;
+    const leaseMs = cfg.leaseMs;
     if (this.config.recover) {
       this.state = 'recovering';
+      // The fence names this store as the new holder of the lease; a live lease of another primary refuses it (unless --force).
+      const holder = { host: hostname(), storeId: await Mirror.storeIdOf(this.store.privateDir), pid: process.pid, mountpoint: this.mountpoint };
       await prepareRecovery({
         client, volume: cfg.volume, depth: this.config.recover.depth, privateDir: this.store.privateDir,
         log: this.log.child({ component: 'restore' }),
+        fence: { holder, ...(leaseMs !== undefined ? { leaseMs } : {}), ...(this.config.recover.force ? { force: true } : {}) },
       });
     }
     const restore = await readRestoreState(this.store.privateDir);
     if (restore?.phase === 'materialising') {
       throw new Error('the recovery of this store stopped before its top tiers were in place: run `strata recover` again');
     }
-    this.mirror = await Mirror.open(this.store.privateDir, client, cfg, log);
+    this.mirror = await Mirror.open(this.store.privateDir, client, { ...cfg, mountpoint: this.mountpoint }, log);
     this.pendingClient = null;
+    // Before serving: the lease (another primary's live lease refuses the mount; a fenced store serves read-only).
+    const lease = await this.mirror.acquireLease();
+    if (lease === 'fenced') this.log.error({ volume: cfg.volume, reason: this.mirror.readOnly }, 'this store was fenced off its volume: serving it read-only');
     await this.mirror.start();
     const unreadable = restore?.unreadable ?? [];
     if (restore !== null && (restore.phase !== 'complete' || unreadable.length > 0)) {
@@ -192,7 +203,7 @@ export class MountDaemon {
       if (unreadable.length > 0) this.onDemand!.finishWithUnreadable(unreadable);
       this.restoreCompleted = completedProgress(restore);
     }
-    if (this.mirror.needsReconcile) {
+    if (this.mirror.needsReconcile && this.mirror.readOnly === null) {
       this.state = 'syncing';
       await reconcileBeforeServing(this.mirror, this.store.root, cfg.archiveWaitMs ?? 60_000, log);
     }
@@ -280,6 +291,21 @@ export class MountDaemon {
         // A fenced or failed shipper never drains: the answer says why, the daemon serves on.
         const drained = await this.mirror.drain(req.timeoutMs ?? 60_000).catch(() => false);
         return { mirrored: true, drained, ...this.mirror.status() };
+      }
+      case 'release': {
+        // A planned move: no more writes, drain, give the lease up, unmount.
+        if (!this.mirror || !this.fs) throw new Error('this mount is not mirrored: there is no lease to release');
+        await this.fs.recordDirtyAttrs();
+        await this.mirror.releaseForMove(req.timeoutMs ?? 60_000);
+        const st = this.mirror.status();
+        this.log.info({ event: 'released', volume: st.volume, epoch: st.epoch, appliedSeq: st.ackedSeq }, 'lease released after draining; unmounting');
+        try {
+          await this.stop(req.lazy ?? false);
+        } catch (err) {
+          throw new Error(`the lease is released and the mount is read-only, but the unmount failed: ${(err as Error).message} (strata unmount --lazy detaches it)`);
+        }
+        setTimeout(() => process.exit(0), 50);
+        return { released: this.mountpoint, volume: st.volume, epoch: st.epoch, appliedSeq: st.ackedSeq, pid: process.pid };
       }
       case 'unmount':
         await this.stop(req.lazy ?? false);

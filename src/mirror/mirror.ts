@@ -11,6 +11,11 @@
 // with ENOSPC. Records are never dropped.
 import { readFileIfExists, writeFileDurably } from '../store/durable-file.js';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { LeaseKeeper, type LeaseState, type LeaseStatus } from './lease.js';
+import { describeHolder, type LeaseHolder } from '../protocol/leases.js';
+import { isArchiveError } from '../protocol/archive-api.js';
 import { Journal } from '../journal/journal.js';
 import { Shipper, type ShipperState } from './shipper.js';
 import { FsError } from '../core/errno.js';
@@ -35,7 +40,13 @@ export interface MirrorOptions {
   ackTimeoutMs?: number;
   /** Segment size of the journal, bytes (tests make it small). */
   segmentBytes?: number;
+  /** The lease on the volume, ms (default 10 000): without a renewal for this long, fsync and sync-mode ops fail with EIO. */
+  leaseMs?: number;
+  /** Where this store is mounted (named in the lease, so that others see who holds the volume). */
+  mountpoint?: string;
 }
+
+export const DEFAULT_LEASE_MS = 10_000;
 
 /** What the store remembers of its mirror, in STORE/.strata/mirror.json. */
 export interface MirrorState {
@@ -51,6 +62,8 @@ export interface MirrorState {
    * string) had a durable journal record when it was written here.
    */
   checkpointNs: string;
+  /** A random id of this store: the archive knows the lease holder by it (absent before issue 15: made at the next start). */
+  storeId?: string;
 }
 
 export interface MirrorStatus {
@@ -66,6 +79,9 @@ export interface MirrorStatus {
   lag: { records: number; bytes: number; seconds: number };
   journal: { bytes: number; limitBytes: number; fullPolicy: JournalFullPolicy; segmentsDir: string; writersBlocked: number };
   initialSync: SyncProgress;
+  lease: LeaseStatus;
+  /** Why every mutating op answers EROFS (fenced: who and when; released; releasing), or null. */
+  readOnly: string | null;
 }
 
 export interface SyncProgress {
@@ -93,6 +109,10 @@ export class Mirror implements ChangeSink {
   readonly initialSync: SyncProgress = { state: 'pending', entries: 0, bytes: 0, totalEntries: null, totalBytes: null };
   /** The store was stopped cleanly before this daemon opened it (start() clears the flag on disk). */
   private readonly openedClean: boolean;
+  readonly lease: LeaseKeeper;
+  private readOnlyReason: string | null = null;
+  /** Ops waiting for an ack, told at once when the lease runs out or the volume is fenced. */
+  private readonly ackWaiters = new Set<(err: Error) => void>();
 
   private constructor(
     readonly privateDir: string,
@@ -109,6 +129,54 @@ export class Mirror implements ChangeSink {
     this.ackTimeoutMs = opts.ackTimeoutMs ?? 0;
     if (state.initialSyncDone) this.initialSync.state = 'done';
     this.openedClean = state.clean;
+    const holder: LeaseHolder = { host: hostname(), storeId: state.storeId!, pid: process.pid, mountpoint: opts.mountpoint ?? '(none)' };
+    this.lease = new LeaseKeeper(client, opts.volume, state.epoch, holder, log.child({ part: 'lease' }), {
+      leaseMs: opts.leaseMs ?? DEFAULT_LEASE_MS,
+      progress: () => ({ ackedSeq: this.shipper.ackedSeq, lastSeq: this.journal.lastSeq }),
+      onFenced: (reason) => this.fence(reason),
+      onChange: (st) => { if (st === 'expired') this.failAckWaiters(`the lease on ${opts.volume} expired (no renewal within ${(opts.leaseMs ?? DEFAULT_LEASE_MS) / 1000} s): durability is not promised`); },
+    });
+    this.shipper.onStop = (st, reason) => { if (st === 'fenced') this.lease.markFenced(reason); };
+  }
+
+  /** A random store id, or the one mirror.json keeps. */
+  static async storeIdOf(privateDir: string): Promise<string> {
+    return (await readState(privateDir))?.storeId ?? newStoreId();
+  }
+
+  /**
+   * Before serving: the first lease renewal. Another primary's live lease
+   * refuses the mount (the message names it); a fenced store serves read-only.
+   */
+  async acquireLease(): Promise<LeaseState | 'unreachable'> {
+    const got = await this.lease.acquire();
+    if (got === 'unreachable') this.log.warn({ volume: this.opts.volume }, 'lease: the archive did not answer; serving, and renewing until it does');
+    return got;
+  }
+
+  /** Every mutating op fails with EROFS from now on (fenced, released, releasing). */
+  setReadOnly(reason: string): void {
+    this.readOnlyReason ??= reason;
+  }
+
+  /** Undoes setReadOnly of a planned move that could not drain (never after a fence). */
+  setWritable(): void {
+    if (this.lease.fenced === null) this.readOnlyReason = null;
+  }
+
+  get readOnly(): string | null {
+    return this.readOnlyReason;
+  }
+
+  private fence(reason: string): void {
+    this.readOnlyReason = `fenced: ${reason}`;
+    this.failAckWaiters(`fenced: ${reason}`);
+  }
+
+  private failAckWaiters(message: string): void {
+    const err = new FsError('EIO', message);
+    for (const w of [...this.ackWaiters]) w(err);
+    this.ackWaiters.clear();
   }
 
   /**
@@ -124,17 +192,22 @@ export class Mirror implements ChangeSink {
       throw new Error(`this store mirrors volume "${state.volume}", not "${opts.volume}" (see ${join(privateDir, STATE_FILE)})`);
     }
     const remote = await client.volumeState(opts.volume);
+    if (remote !== null) await refuseIfHeld(client, opts.volume, state, remote.epoch);
     if (state === null) {
       if (remote !== null && (remote.appliedSeq > 0 || remote.totals.entries > 0)) {
         throw new Error(`volume "${opts.volume}" already holds data on ${client.url} and this store has never mirrored to it: ` +
           'recover it with `strata recover`, or choose another volume name');
       }
       const created = remote ?? (await client.createVolume(opts.volume));
-      state = { format: 1, volume: opts.volume, epoch: created.epoch, initialSyncDone: false, clean: false, checkpointNs: '0' };
+      state = { format: 1, volume: opts.volume, epoch: created.epoch, initialSyncDone: false, clean: false, checkpointNs: '0', storeId: newStoreId() };
       await writeState(privateDir, state);
       log.info({ volume: opts.volume, archive: client.url }, 'mirror: volume attached for the first time');
     } else if (remote === null) {
       throw new Error(`volume "${opts.volume}" does not exist on ${client.url}, but this store mirrored to it before`);
+    }
+    if (state.storeId === undefined) {
+      state.storeId = newStoreId();
+      await writeState(privateDir, state);
     }
     const journal = await Journal.open(join(privateDir, 'journal'), log.child({ part: 'journal' }), {
       segmentBytes: opts.segmentBytes,
@@ -150,10 +223,11 @@ export class Mirror implements ChangeSink {
    * its mirror: every object it holds came from the archive, so nothing needs
    * shipping or re-comparing; new changes continue the volume's sequence.
    */
-  static async adopt(privateDir: string, volume: string, epoch: number): Promise<void> {
+  static async adopt(privateDir: string, volume: string, epoch: number, storeId?: string): Promise<void> {
     const state: MirrorState = {
       format: 1, volume, epoch, initialSyncDone: true, clean: true,
       checkpointNs: String(BigInt(Date.now()) * 1_000_000n - CHECKPOINT_MARGIN_NS),
+      storeId: storeId ?? (await readState(privateDir).catch(() => null))?.storeId ?? newStoreId(),
     };
     await writeState(privateDir, state);
   }
@@ -175,6 +249,7 @@ export class Mirror implements ChangeSink {
   /** Starts shipping and the periodic checkpoint; marks the store as in use (not clean). */
   async start(): Promise<void> {
     this.shipper.start();
+    this.lease.start();
     if (this.state.clean) {
       this.state.clean = false;
       await writeState(this.privateDir, this.state);
@@ -194,7 +269,12 @@ export class Mirror implements ChangeSink {
 
   // ---- ChangeSink ------------------------------------------------------------
 
+  writable(): void {
+    if (this.readOnlyReason !== null) throw new FsError('EROFS', this.readOnlyReason);
+  }
+
   async admit(bytes: number): Promise<void> {
+    if (this.readOnlyReason !== null) throw new FsError('EROFS', this.readOnlyReason);
     if (this.unackedBytes() + bytes <= this.limitBytes) return;
     if (this.fullPolicy === 'enospc') {
       throw new FsError('ENOSPC', `journal full (${this.limitBytes} bytes not yet acked by the archive)`);
@@ -274,7 +354,33 @@ export class Mirror implements ChangeSink {
         segmentsDir: this.journal.dir, writersBlocked: this.blockedWriters,
       },
       initialSync: { ...this.initialSync },
+      lease: this.lease.status(),
+      readOnly: this.readOnlyReason,
     };
+  }
+
+  /**
+   * A planned move (`strata release`): refuse writes, drain every record to
+   * the archive (at most `timeoutMs`), then give the lease up. When the drain
+   * does not finish, writes are accepted again and this throws.
+   */
+  async releaseForMove(timeoutMs: number): Promise<void> {
+    if (this.lease.fenced !== null) throw new Error(`fenced: nothing to release (${this.lease.fenced})`);
+    this.setReadOnly('released: draining for a planned move (strata release)');
+    const drained = await this.drain(timeoutMs).catch(() => false);
+    if (!drained) {
+      this.setWritable();
+      const st = this.status();
+      throw new Error(`not drained after ${Math.round(timeoutMs / 1000)} s (the archive has ${st.ackedSeq} of ${st.lastSeq} records; ${st.connection}${st.lastError ? `: ${st.lastError}` : ''}): the lease is kept and the mount serves on`);
+    }
+    try {
+      await this.lease.release(this.journal.lastSeq);
+    } catch (err) {
+      this.setWritable();
+      this.lease.start();
+      throw err;
+    }
+    this.readOnlyReason = `released: the lease on ${this.opts.volume} was given up for a planned move`;
   }
 
   /**
@@ -284,8 +390,15 @@ export class Mirror implements ChangeSink {
    */
   async stop(drainMs: number): Promise<void> {
     if (this.checkpointTimer) clearInterval(this.checkpointTimer);
-    const drained = await this.drain(drainMs);
+    const drained = await this.drain(drainMs).catch(() => false);
     await this.shipper.stop();
+    // Nothing left to ship: the lease goes too, so that no takeover follows a clean unmount.
+    // Otherwise it lapses, like a crashed primary's.
+    const ls = this.lease.state;
+    if (drained && ls !== 'fenced' && ls !== 'released') {
+      await this.lease.release(this.journal.lastSeq).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'lease not released at unmount; it lapses'));
+    }
+    await this.lease.stop();
     await this.journal.close();
     this.state.clean = true;
     await writeState(this.privateDir, this.state);
@@ -299,6 +412,7 @@ export class Mirror implements ChangeSink {
    */
   async abandon(): Promise<void> {
     if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    await this.lease.stop();
     await this.shipper.stop();
     await this.journal.close();
     await this.client.close();
@@ -309,9 +423,19 @@ export class Mirror implements ChangeSink {
   }
 
   private waitAcked(seq: number): Promise<void> {
-    const wait = this.shipper.waitAcked(seq).catch((err: unknown) => {
+    if (!this.lease.durable) {
+      return Promise.reject(new FsError('EIO', this.readOnlyReason ?? `the lease on ${this.opts.volume} has expired (${this.lease.status().lastError ?? 'no renewal'}): durability is not promised`));
+    }
+    let off: ((err: Error) => void) | null = null;
+    const lost = new Promise<never>((_, reject) => { off = reject; this.ackWaiters.add(reject); });
+    lost.catch(() => {});
+    const acked = this.shipper.waitAcked(seq).then(() => {
+      // An ack that arrives after the lease ran out is not shown as durable.
+      if (!this.lease.durable) throw new FsError('EIO', `the lease on ${this.opts.volume} expired before the ack: durability is not promised`);
+    }, (err: unknown) => {
       throw new FsError('EIO', (err as Error).message);
     });
+    const wait = Promise.race([acked, lost]).finally(() => { if (off) this.ackWaiters.delete(off); });
     if (this.ackTimeoutMs <= 0) return wait;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -347,4 +471,30 @@ async function readState(privateDir: string): Promise<MirrorState | null> {
 /** Replaces the state file atomically and durably. */
 async function writeState(privateDir: string, state: MirrorState): Promise<void> {
   await writeFileDurably(join(privateDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
+}
+
+function newStoreId(): string {
+  return randomBytes(16).toString('hex');
+}
+
+/**
+ * Another primary holds a live lease on the volume: refuse, naming it. A store
+ * whose epoch is older than the volume's is fenced, not refused (it serves
+ * read-only); an unreachable archive is no reason to refuse here.
+ */
+async function refuseIfHeld(client: ArchiveClient, volume: string, state: MirrorState | null, remoteEpoch: number): Promise<void> {
+  if (state !== null && state.epoch < remoteEpoch) return;
+  let rows;
+  try {
+    rows = await client.leases(volume);
+  } catch (err) {
+    if (isArchiveError(err, 'EBADREQ')) return; // an older server without leases
+    return;
+  }
+  const row = rows[0];
+  if (row === undefined || row.holder === null) return;
+  if ((row.state === 'active' || row.state === 'taken over') && row.holder.storeId !== state?.storeId) {
+    throw Object.assign(new Error(`volume "${volume}" is held by ${describeHolder(row.holder)} (lease renewed ${row.leaseAgeSeconds ?? '?'} s ago, ` +
+      `state ${row.state}): refused; run strata release there first, or wait until its lease lapses`), { code: 'EHELD' });
+  }
 }

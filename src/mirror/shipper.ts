@@ -56,6 +56,8 @@ export class Shipper {
   /** Records and bytes shipped by this process. */
   shippedRecords = 0;
   shippedBytes = 0;
+  /** Told when shipping stops for good (fenced, failed). */
+  onStop: ((state: 'fenced' | 'failed', reason: string) => void) | null = null;
   private running = false;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
@@ -244,6 +246,7 @@ export class Shipper {
     const err = new Error(`shipping stopped (${state}): ${reason}`);
     for (const w of this.waiters) w.reject(err);
     this.waiters = [];
+    this.onStop?.(state, reason);
   }
 
   /** Waits for new records (true) or the heartbeat (false). */

@@ -3,6 +3,7 @@
 // `strata://HOST:PORT` and `stratas://HOST:PORT`. Errors carry a `.code`.
 import type { ObjectId } from './records.js';
 import type { DirImage, FileBlocks, VolumeState } from './images.js';
+import type { FenceOptions, LeaseGrant, LeaseRelease, LeaseRenewal, VolumeLease } from './leases.js';
 
 export type ArchiveErrorCode =
   /** The volume does not exist. */
@@ -25,6 +26,8 @@ export type ArchiveErrorCode =
   | 'ENOSNAPSHOT'
   /** No storage target can take or serve what was asked (none healthy, or only the one to avoid). */
   | 'ENOTARGET'
+  /** Another primary holds a live lease on the volume (the message names it). */
+  | 'EHELD'
   /** Anything else on the archive's side. */
   | 'EARCHIVE';
 
@@ -58,8 +61,20 @@ export interface ArchiveClient {
    * appliedSeq + 1 is refused with EGAP; an epoch below the volume's with EFENCED.
    */
   ship(volume: string, epoch: number, frames: Buffer): Promise<ShipResult>;
-  /** Raises the volume's epoch by one (fencing older primaries); returns the new state. */
-  fence(volume: string): Promise<VolumeState>;
+  /**
+   * Raises the volume's epoch by one (fencing older primaries); returns the new
+   * state. A served archive refuses (EHELD) while another primary's lease is
+   * live, unless `force`; the fencer (`holder`) holds the lease from then on.
+   */
+  fence(volume: string, opts?: FenceOptions): Promise<VolumeState>;
+  /** Acquires or renews the lease (EHELD: another holder's lease is live; EFENCED: the epoch is old). */
+  renewLease(volume: string, renewal: LeaseRenewal, timeoutMs?: number): Promise<LeaseGrant>;
+  /** Gives the lease up after draining (refused unless the archive has applied `lastSeq`). */
+  releaseLease(volume: string, release: LeaseRelease): Promise<VolumeLease>;
+  /** Every volume with its lease (one volume when named). */
+  leases(volume?: string): Promise<VolumeLease[]>;
+  /** Operator: release a volume whose holder is gone (a takeover mount is released by draining it). EHELD while a primary's lease is live. */
+  releaseVolume(volume: string): Promise<VolumeLease>;
   /** One directory's image; ENOOBJECT when the id is not a directory of the volume. */
   dirImage(volume: string, dirId: ObjectId): Promise<DirImage>;
   /** Every directory image of tiers 0..depth (root = 0), parents before children, streamed. */

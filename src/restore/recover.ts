@@ -12,6 +12,7 @@
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ArchiveClient } from '../protocol/archive-api.js';
+import type { FenceOptions } from '../protocol/leases.js';
 import type { DirImage } from '../protocol/images.js';
 import { ROOT_ID, type ObjectId } from '../protocol/records.js';
 import { readObjectId, writeObjectId } from '../store/object-ids.js';
@@ -32,6 +33,8 @@ export interface RecoverOptions {
   /** The store root; the process's working directory is the store root. */
   privateDir: string;
   log: Logger;
+  /** The fence's lease options: the recovering store as the new holder; `force` fences even a live lease (docs/takeover.md). */
+  fence?: FenceOptions;
 }
 
 export interface RecoverResult {
@@ -67,7 +70,7 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
     const before = await client.volumeState(volume);
     if (before === null) throw new Error(`volume "${volume}" does not exist on ${client.url}`);
     // The fence first: from here on, an older primary's shipments are refused.
-    const after = await client.fence(volume);
+    const after = await client.fence(volume, opts.fence);
     fenced = true;
     log.info({ volume, epoch: after.epoch, appliedSeq: after.appliedSeq }, 'recover: volume fenced');
     state = {
@@ -78,7 +81,7 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
     await writeRestoreState(privateDir, state);
   }
   // The store mirrors the volume from the recovery point on.
-  await Mirror.adopt(privateDir, volume, state.epoch);
+  await Mirror.adopt(privateDir, volume, state.epoch, opts.fence?.holder?.storeId);
   await mkdir(mapsDir(privateDir), { recursive: true, mode: 0o700 });
   await mkdir(linksDir(privateDir), { recursive: true, mode: 0o700 });
   await mkdir(timesDir(privateDir), { recursive: true, mode: 0o700 });

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { ArchiveError, type ArchiveClient, type ShipResult } from '../../src/protocol/archive-api.js';
 import { openArchiveClient } from '../../src/archive-client/open-archive.js';
 import type { DirImage, EntryImage, FileBlocks, VolumeState } from '../../src/protocol/images.js';
+import type { LeaseGrant, LeaseRelease, LeaseRenewal, VolumeLease } from '../../src/protocol/leases.js';
 import { BLOCK_SIZE, ROOT_ID, decodeFrames, encodeRecord, type Attrs, type NewRecord, type ObjectId, type Record } from '../../src/protocol/records.js';
 
 interface Obj {
@@ -73,6 +74,34 @@ export class MemoryArchive implements ArchiveClient {
   async fence(volume: string): Promise<VolumeState> {
     this.vol(volume).epoch++;
     return (await this.volumeState(volume))!;
+  }
+
+  /** Like an in-process archive: no lease server, only the epoch is checked. */
+  async renewLease(volume: string, r: LeaseRenewal): Promise<LeaseGrant> {
+    const v = this.vol(volume);
+    if (r.epoch < v.epoch) throw new ArchiveError('EFENCED', 'old epoch');
+    return { epoch: v.epoch, leaseMs: r.leaseMs, enforced: false };
+  }
+
+  async releaseLease(volume: string, r: LeaseRelease): Promise<VolumeLease> {
+    void r;
+    return { ...this.row(volume), state: 'released' };
+  }
+
+  async leases(volume?: string): Promise<VolumeLease[]> {
+    return [...this.vols.keys()].filter((n) => volume === undefined || n === volume).map((n) => this.row(n));
+  }
+
+  async releaseVolume(volume: string): Promise<VolumeLease> {
+    return this.row(volume);
+  }
+
+  private row(volume: string): VolumeLease {
+    const v = this.vol(volume);
+    return {
+      volume, state: 'none', epoch: v.epoch, appliedSeq: v.appliedSeq, holder: null, holderEpoch: null, leaseAgeSeconds: null,
+      leaseSeconds: null, lagRecords: null, releasedAt: null, fencedBy: null, takeover: null,
+    };
   }
 
   async dirImage(volume: string, dirId: ObjectId): Promise<DirImage> {

@@ -133,8 +133,12 @@ export class LeaseKeeper {
     this.log.info({ event: 'lease-released', volume: this.volume, lastSeq }, 'lease released after draining');
   }
 
-  /** Shipping found out it was fenced (EFENCED on a batch). */
-  markFenced(reason: string): void {
+  /**
+   * Shipping found out it was fenced (EFENCED on a batch, or a higher epoch
+   * seen while idle). The mount turns read-only at once; one more renewal
+   * then asks the archive who fenced it and when, to say so.
+   */
+  markFenced(reason: string, fromRenewal = false): void {
     if (this.fencedReason !== null) return;
     this.fencedReason = reason;
     if (this.timer) clearInterval(this.timer);
@@ -142,6 +146,16 @@ export class LeaseKeeper {
     this.log.error({ event: 'fenced', volume: this.volume, epoch: this.epoch, reason }, `fenced: this mount is read-only from now on (${reason})`);
     this.opts.onFenced(reason);
     this.report();
+    if (fromRenewal) return;
+    const p = this.opts.progress();
+    this.client.renewLease(this.volume, { holder: this.holder, epoch: this.epoch, leaseMs: this.opts.leaseMs, ackedSeq: p.ackedSeq, lastSeq: p.lastSeq }, 5000)
+      .catch((err: unknown) => {
+        if (!isArchiveError(err, 'EFENCED')) return;
+        const detail = (err as Error).message;
+        if (detail === this.fencedReason) return;
+        this.fencedReason = detail;
+        this.opts.onFenced(detail);
+      });
   }
 
   private lastSentAt = -Infinity;
@@ -169,7 +183,7 @@ export class LeaseKeeper {
     } catch (err) {
       const msg = (err as Error).message;
       if (isArchiveError(err, 'EFENCED')) {
-        this.markFenced(msg);
+        this.markFenced(msg, true);
         return;
       }
       if (this.lastError === null) this.log.warn({ event: 'lease-renewal-failed', volume: this.volume, err: msg }, 'lease: renewal failed; retrying');

@@ -97,3 +97,11 @@ test('known limitation: names that are not valid UTF-8 are not preserved', (t) =
   t.is(r.status, 0, r.stderr);
   t.false(r.stdout.includes('377'), 'if this fails, non-UTF-8 names now work: update docs/SEMANTICS.md');
 });
+
+test('the root\'s link count is as on ext4: strata\'s private directory is not counted (FUSE thread and core alike)', (t) => {
+  for (const args of [[], ['--no-direct-io']]) {
+    const m = withMount(t, args);
+    const r = both(m, 'mkdir a b && stat -c %h . && touch . && stat -c %h .');
+    t.is(r.mnt, r.native, `with ${args.join(' ') || 'defaults'}`);
+  }
+});

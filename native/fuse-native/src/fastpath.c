@@ -52,6 +52,12 @@ static int name_is_special (fuse_ino_t parent, const char *name) {
   return parent == FUSE_ROOT_ID && strcmp(name, LL_RESERVED_NAME) == 0;
 }
 
+// The store root holds strata's private directory, which the mount never
+// shows: its link count is one less than the store's (as the core answers).
+static void hide_private_dir (fuse_ino_t ino, struct stat *st) {
+  if (ino == FUSE_ROOT_ID && S_ISDIR(st->st_mode) && st->st_nlink > 2) st->st_nlink--;
+}
+
 static void proc_path (char *buf, size_t len, int fd) {
   snprintf(buf, len, "/proc/self/fd/%d", fd);
 }
@@ -153,6 +159,7 @@ int fast_getattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fu
   struct stat st;
   int err = fstat(fd, &st) == 0 ? 0 : errno;
   node_release(s, n);
+  hide_private_dir(ino, &st);
   if (err == 0) fuse_reply_attr(req, &st, s->attr_timeout);
   else { fuse_reply_err(req, err); report_failure(s, LL_GETATTR, ino, NULL, err); }
   fast_count(s, LL_GETATTR);
@@ -202,7 +209,7 @@ int fast_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct st
   if (err == 0 && fstat(fd >= 0 ? fd : pfd, &st) != 0) err = errno;
   node_release(s, n);
   if (err != 0) { fuse_reply_err(req, err); report_failure(s, LL_SETATTR, ino, NULL, err); }
-  else fuse_reply_attr(req, &st, s->attr_timeout);
+  else { hide_private_dir(ino, &st); fuse_reply_attr(req, &st, s->attr_timeout); }
   fast_count(s, LL_SETATTR);
   return 1;
 }

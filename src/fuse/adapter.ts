@@ -1,4 +1,4 @@
-// The FUSE adapter: translates kernel requests (libfuse 2.9's low-level API,
+// The FUSE adapter: translates kernel requests (libfuse 3's low-level API,
 // through strata's FUSE bridge, native/fuse-native) into filesystem-core calls.
 // It owns the kernel's view (node ids, lookup counts: InodeTable), answers
 // every request exactly once, and maps every error through the one errno
@@ -60,7 +60,7 @@ export interface MountOptions {
 }
 
 export function fuseOptionString(opts: MountOptions): string {
-  const list = ['default_permissions', 'big_writes', `max_write=${opts.maxWrite ?? 131072}`, 'subtype=strata'];
+  const list = ['default_permissions', `max_write=${opts.maxWrite ?? 131072}`, 'subtype=strata'];
   if (opts.fsname) list.push(`fsname=${opts.fsname.replace(/[,\\]/g, '_')}`);
   if (opts.allowOther) list.push('allow_other');
   if (opts.debug) list.push('debug');

@@ -11,13 +11,8 @@
       "src/fastpath.c",
       "src/napi_util.c"
     ],
-    "include_dirs": [
-      "<!(node -e \"require('fuse-shared-library/include')\")"
-    ],
-    "libraries": [
-      "<!(node -e \"require('fuse-shared-library/lib')\")",
-      "-lpthread"
-    ],
+    "cflags": ["<!@(pkg-config --cflags fuse3)"],
+    "libraries": ["<!@(pkg-config --libs fuse3)"],
     "defines": ["NAPI_VERSION=8", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],
     "cflags!": ["-O3"],
     "cflags_c": ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]

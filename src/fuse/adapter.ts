@@ -1,4 +1,4 @@
-// The FUSE adapter: translates kernel requests (libfuse 2.9's low-level API,
+// The FUSE adapter: translates kernel requests (libfuse 3's low-level API,
 // through strata's FUSE bridge, native/fuse-native) into filesystem-core calls.
 // It owns the kernel's view (node ids, lookup counts: InodeTable), answers
 // every request exactly once, and maps every error through the one errno
@@ -51,7 +51,10 @@ export interface MountOptions {
    * table so that nodes leave it all the time).
    */
   nodeTableMax?: number;
-  /** Largest write the kernel sends in one request, bytes (default 128 KiB). */
+  /**
+   * Largest write the kernel sends in one request, bytes (default 1 MiB: the
+   * kernel's max_pages limit of 256 pages, which libfuse 3 negotiates from it).
+   */
   maxWrite?: number;
   /** Name shown in /proc/mounts. */
   fsname?: string;
@@ -60,7 +63,7 @@ export interface MountOptions {
 }
 
 export function fuseOptionString(opts: MountOptions): string {
-  const list = ['default_permissions', 'big_writes', `max_write=${opts.maxWrite ?? 131072}`, 'subtype=strata'];
+  const list = ['default_permissions', `max_write=${opts.maxWrite ?? 1048576}`, 'subtype=strata'];
   if (opts.fsname) list.push(`fsname=${opts.fsname.replace(/[,\\]/g, '_')}`);
   if (opts.allowOther) list.push('allow_other');
   if (opts.debug) list.push('debug');

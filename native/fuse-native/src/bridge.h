@@ -2,7 +2,8 @@
 // the session, the node table's entry, and every constant JavaScript needs
 // (module.c exports them; TypeScript never copies a value by hand).
 //
-// The bridge binds libfuse 2.9's LOW-LEVEL (inode-based) API. The filesystem
+// The bridge binds libfuse 3's LOW-LEVEL (inode-based) API (3.14, Debian 12's
+// libfuse3-3). The filesystem
 // chooses node ids itself (strata: one per object, so hard links share a
 // kernel inode, as on ext4). A kernel request is answered on the FUSE thread
 // when it can be (fastpath.c), else copied into a request record (this
@@ -28,7 +29,7 @@
 #ifndef STRATA_FUSE_BRIDGE_H
 #define STRATA_FUSE_BRIDGE_H
 
-#define FUSE_USE_VERSION 29
+#define FUSE_USE_VERSION 314
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -185,8 +186,8 @@ typedef struct bridge_node {
 typedef struct bridge_session {
   napi_threadsafe_function tsfn; // the queue to JavaScript
   struct fuse_session *se;
-  struct fuse_chan *ch;
   char *mnt;
+  unsigned max_write;      // bytes per WRITE request (the max_write= option), 0: libfuse's
   pthread_t thread;
   int loop_result;
   int loop_done;           // the FUSE loop has ended (the kernel connection is gone)

@@ -50,13 +50,25 @@ static int copy_data (bridge_req_t *r, const char *data, size_t size) {
   return 1;
 }
 
+// What the connection asks of the kernel. libfuse 3 turns on by default some
+// capabilities libfuse 2 left off; those that would change what a program
+// sees stay off until strata handles them:
+// - HANDLE_KILLPRIV: the kernel would no longer clear set-user-ID/set-group-ID
+//   bits on write, chown and truncate, leaving it to us (a direct write by the
+//   FUSE thread runs as root, which keeps them);
+// - AUTO_INVAL_DATA: the kernel would drop cached pages whenever a getattr
+//   shows another mtime; strata is the only writer (keep_cache decides);
+// - PARALLEL_DIROPS, ASYNC_DIO: lookups and readdir of one directory, and
+//   direct I/O, stay serialised as before.
 static void ll_init (void *userdata, struct fuse_conn_info *conn) {
   bridge_session_t *s = (bridge_session_t *) userdata;
-  conn->want |= FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_BIG_WRITES;
+  conn->want &= ~(FUSE_CAP_HANDLE_KILLPRIV | FUSE_CAP_AUTO_INVAL_DATA | FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_ASYNC_DIO);
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
   if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
   // Locks stay local to this kernel (strata is the only writer of its store).
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+  if (s->max_write != 0) conn->max_write = s->max_write;
   req_notify(s, req_new(s, NULL, LL_INIT, 0));
 }
 
@@ -75,7 +87,7 @@ static void ll_lookup (fuse_req_t req, fuse_ino_t parent, const char *name) {
   req_submit(s, req, r);
 }
 
-static void ll_forget (fuse_req_t req, fuse_ino_t ino, unsigned long nlookup) {
+static void ll_forget (fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
   bridge_session_t *s = session_of(req);
   bridge_req_t *r = req_new(s, NULL, LL_FORGET, ino);
   if (r) r->off = (double) nlookup;
@@ -150,8 +162,14 @@ static void ll_symlink (fuse_req_t req, const char *link, fuse_ino_t parent, con
   req_submit(s, req, r);
 }
 
-static void ll_rename (fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname) {
+static void ll_rename (fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags) {
   bridge_session_t *s = session_of(req);
+  // renameat2 flags are not supported: ENOSYS makes the kernel answer EINVAL
+  // to this and every later one (fc->no_rename2), as it did under libfuse 2.
+  if (flags != 0) {
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
   bridge_req_t *r = req_new(s, req, LL_RENAME, parent);
   if (r) { r->name = dup_str(name); r->ino2 = newparent; r->name2 = dup_str(newname); }
   req_submit(s, req, r);

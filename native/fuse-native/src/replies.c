@@ -289,7 +289,7 @@ napi_value js_notify_inval_inode (napi_env env, napi_callback_info info) {
   bridge_session_t *s = js_session(env, argv[0]);
   if (s == NULL) return NULL;
   if (s->closed) return js_num(env, -ENOTCONN);
-  int rc = fuse_lowlevel_notify_inval_inode(s->ch, (fuse_ino_t) js_dbl(env, argv[1]), (off_t) js_dbl(env, argv[2]), (off_t) js_dbl(env, argv[3]));
+  int rc = fuse_lowlevel_notify_inval_inode(s->se, (fuse_ino_t) js_dbl(env, argv[1]), (off_t) js_dbl(env, argv[2]), (off_t) js_dbl(env, argv[3]));
   return js_num(env, rc);
 }
 
@@ -302,6 +302,6 @@ napi_value js_notify_inval_entry (napi_env env, napi_callback_info info) {
   if (s == NULL) return NULL;
   if (napi_get_value_string_utf8(env, argv[2], name, sizeof(name), &len) != napi_ok) { js_throw_type(env, "name must be a string"); return NULL; }
   if (s->closed) return js_num(env, -ENOTCONN);
-  int rc = fuse_lowlevel_notify_inval_entry(s->ch, (fuse_ino_t) js_dbl(env, argv[1]), name, len);
+  int rc = fuse_lowlevel_notify_inval_entry(s->se, (fuse_ino_t) js_dbl(env, argv[1]), name, len);
   return js_num(env, rc);
 }

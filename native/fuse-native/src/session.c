@@ -19,9 +19,24 @@
 #include <string.h>
 #include <unistd.h>
 
+// libfuse 2's loop started a worker whenever all were busy; libfuse 3's stops
+// at max_threads (default 10). A FUSE thread may sit in fsync or fallocate of
+// a direct handle, so allow more.
+#define LOOP_MAX_THREADS 64
+#define LOOP_IDLE_THREADS 10
+
 static void *loop_thread (void *data) {
   bridge_session_t *s = (bridge_session_t *) data;
-  s->loop_result = fuse_session_loop_mt(s->se);
+  struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+  if (cfg == NULL) {
+    s->loop_result = -ENOMEM;
+  } else {
+    fuse_loop_cfg_set_clone_fd(cfg, 0);
+    fuse_loop_cfg_set_max_threads(cfg, LOOP_MAX_THREADS);
+    fuse_loop_cfg_set_idle_threads(cfg, LOOP_IDLE_THREADS);
+    s->loop_result = fuse_session_loop_mt(s->se, cfg);
+    fuse_loop_cfg_destroy(cfg);
+  }
   __atomic_store_n(&s->loop_done, 1, __ATOMIC_RELEASE);
   req_notify(s, req_new(s, NULL, LL_EXIT, 0));
   return NULL;
@@ -37,6 +52,36 @@ static void session_free_early (bridge_session_t *s) {
   free(s);
 }
 
+// Takes the bridge's own options out of a comma-separated "-o" list (in
+// place): max_write=N (libfuse 3 sets it in init, not as a mount option).
+// Returns 0 for a malformed max_write.
+static int take_bridge_options (char *opts, bridge_session_t *s) {
+  char *out = opts;
+  char *p = opts;
+  while (*p != 0) {
+    char *end = strchr(p, ',');
+    size_t n = end != NULL ? (size_t) (end - p) : strlen(p);
+    if (n > 10 && strncmp(p, "max_write=", 10) == 0) {
+      char num[32];
+      size_t k = n - 10 < sizeof(num) - 1 ? n - 10 : sizeof(num) - 1;
+      memcpy(num, p + 10, k);
+      num[k] = 0;
+      char *bad = NULL;
+      unsigned long v = strtoul(num, &bad, 10);
+      if (bad == num || *bad != 0 || v == 0 || v > (1UL << 30)) return 0;
+      s->max_write = (unsigned) v;
+    } else if (n > 0) {
+      if (out != opts) *out++ = ',';
+      memmove(out, p, n);
+      out += n;
+    }
+    p += n;
+    if (*p == ',') p++;
+  }
+  *out = 0;
+  return 1;
+}
+
 // mount(mountpoint, options: string ("-o" list, comma separated), onRequest, attrTimeout) -> session
 napi_value js_mount (napi_env env, napi_callback_info info) {
   JS_ARGS(4)
@@ -49,14 +94,19 @@ napi_value js_mount (napi_env env, napi_callback_info info) {
     js_throw_type(env, "mount(mountpoint: string, options: string, onRequest: function, attrTimeout)");
     return NULL;
   }
-  char *fargv[] = { "strata", "-o", opts, NULL };
-  struct fuse_args args = FUSE_ARGS_INIT(opts[0] ? 3 : 1, fargv);
 
   bridge_session_t *s = calloc(1, sizeof(bridge_session_t));
   if (s == NULL) { throw_code(env, "ENOMEM", "out of memory"); return NULL; }
   s->mnt = strdup(mnt);
   s->next_nodeid = FUSE_ROOT_ID + 1;
   pthread_mutex_init(&s->nodes_lock, NULL);
+  if (!take_bridge_options(opts, s)) {
+    session_free_early(s);
+    throw_code(env, "EINVAL", "bad max_write= option");
+    return NULL;
+  }
+  char *fargv[] = { "strata", "-o", opts, NULL };
+  struct fuse_args args = FUSE_ARGS_INIT(opts[0] ? 3 : 1, fargv);
   if (argc >= 4) napi_get_value_double(env, argv[3], &s->attr_timeout);
   napi_value resource_name;
   napi_create_string_utf8(env, "strata-fuse-bridge", NAPI_AUTO_LENGTH, &resource_name);
@@ -66,30 +116,28 @@ napi_value js_mount (napi_env env, napi_callback_info info) {
     throw_code(env, "EIO", "cannot create the request queue");
     return NULL;
   }
+  s->se = fuse_session_new(&args, &bridge_ll_ops, sizeof(bridge_ll_ops), s);
+  fuse_opt_free_args(&args);
+  if (s->se == NULL) {
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    session_free_early(s);
+    throw_code(env, "EINVAL", "fuse_session_new failed (bad mount options? libfuse says why on stderr)");
+    return NULL;
+  }
   errno = 0;
-  s->ch = fuse_mount(mnt, &args);
-  if (s->ch == NULL) {
+  if (fuse_session_mount(s->se, mnt) != 0) {
     int err = errno;
+    fuse_session_destroy(s->se);
     napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
     session_free_early(s);
     char msg[256];
-    snprintf(msg, sizeof(msg), "fuse_mount failed (%s); is /dev/fuse usable and fusermount installed?", err ? strerror(err) : "see stderr");
+    snprintf(msg, sizeof(msg), "fuse_session_mount failed (%s); is /dev/fuse usable?", err ? strerror(err) : "see stderr");
     throw_code(env, "EIO", msg);
     return NULL;
   }
-  s->se = fuse_lowlevel_new(&args, &bridge_ll_ops, sizeof(bridge_ll_ops), s);
-  if (s->se == NULL) {
-    fuse_unmount(mnt, s->ch);
-    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
-    session_free_early(s);
-    throw_code(env, "EINVAL", "fuse_lowlevel_new failed (bad mount options?)");
-    return NULL;
-  }
-  fuse_session_add_chan(s->se, s->ch);
   if (pthread_create(&s->thread, NULL, loop_thread, s) != 0) {
-    fuse_session_remove_chan(s->ch);
+    fuse_session_unmount(s->se);
     fuse_session_destroy(s->se);
-    fuse_unmount(mnt, s->ch);
     napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
     session_free_early(s);
     throw_code(env, "EAGAIN", "cannot start the FUSE thread");
@@ -116,9 +164,8 @@ napi_value js_close (napi_env env, napi_callback_info info) {
   }
   s->closed = 1;
   size_t dropped = req_drop_session(s);
-  fuse_session_remove_chan(s->ch);
+  fuse_session_unmount(s->se);
   fuse_session_destroy(s->se);
-  fuse_unmount(s->mnt, s->ch);
   nodes_free(s);
   pthread_mutex_lock(&s->nodes_lock);
   bridge_req_t *nodes = s->announced_head;

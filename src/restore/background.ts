@@ -268,6 +268,7 @@ export class BackgroundRestore {
     // hard-linked files that lost a name before all were restored.
     await rm(mapsDir(this.privateDir), { recursive: true, force: true });
     await rm(linksDir(this.privateDir), { recursive: true, force: true });
+    crashPoint('finish-before-state');
     this.state.phase = 'complete';
     this.state.completedAt = new Date().toISOString();
     this.state.done = { ...this.state.totals };

@@ -144,6 +144,7 @@ async function checkInPlace(path: string, entry: EntryImage, opts: MaterialiseOp
       (await readBlockMap(opts.privateDir, entry.id)) === null) {
     const st = await fsp.lstat(path);
     if (st.blocks === 0) await writeEmptyMap(opts.privateDir, entry.id, entry.attrs.size);
+    if (st.blocks === 0) crashPoint('map-recreated');
   }
 }
 
@@ -157,6 +158,7 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
     const reg = linkPath(opts.privateDir, entry.id);
     try {
       await fsp.link(reg, final);
+      crashPoint('registry-linked');
       await dropRegistryWhenComplete(reg, entry.nlink);
       return false;
     } catch (err) {
@@ -167,6 +169,7 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
   const whole = await createObject(tmp, entry, opts);
   crashPoint('materialise-object');
   if (multiLinked) await fsp.link(tmp, linkPath(opts.privateDir, entry.id));
+  if (multiLinked) crashPoint('registry-created');
   await fsp.rename(tmp, final);
   return whole;
 }
@@ -175,6 +178,7 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
 async function dropRegistryWhenComplete(reg: string, nlink: number): Promise<void> {
   const st = await fsp.lstat(reg);
   if (st.nlink >= nlink + 1) await fsp.unlink(reg);
+  if (st.nlink >= nlink + 1) crashPoint('registry-dropped');
 }
 
 /**
@@ -204,6 +208,7 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
         await fh.close();
       }
       if (a.size > 0 && !whole) await writeEmptyMap(opts.privateDir, entry.id, a.size);
+      if (a.size > 0 && !whole) crashPoint('map-created');
       break;
     }
     case 'symlink':
@@ -238,5 +243,6 @@ export async function applyAttrs(path: string, a: Attrs, xattrs: { readonly [nam
   // chown only for another owner, chmod only for set-ID or sticky bits (chown clears set-ID).
   if (createdMode === null || a.uid !== DAEMON_UID || a.gid !== DAEMON_GID) await fsp.lchown(path, a.uid, a.gid);
   if (type !== 'symlink' && (createdMode === null || (a.mode & 0o7777) !== createdMode)) await fsp.chmod(path, a.mode & 0o7777);
+  crashPoint('attrs-before-times');
   await native.utimens(path, { sec: a.atime[0], nsec: a.atime[1] }, { sec: a.mtime[0], nsec: a.mtime[1] }, { noFollow: true });
 }

@@ -176,6 +176,7 @@ export class OnDemandRestore implements RestoreHooks {
     for (const i of partial) await this.foregroundWork(() => this.fetchRangeNow(id, fd, i * BLOCK_SIZE, 1));
     return this.withLock(id, async () => {
       const result = await write();
+      crashPoint('write-before-map');
       const covered: number[] = [];
       for (let i = first; i <= Math.min(last, nblocks - 1); i++) if (map.present[i] !== 1) covered.push(i);
       if (covered.length > 0) await this.markPresent(id, map, covered);
@@ -187,6 +188,7 @@ export class OnDemandRestore implements RestoreHooks {
     await this.withLock(id, async () => {
       this.maps.delete(id);
       await removeBlockMap(this.privateDir, id);
+      crashPoint('discard-map');
     });
   }
 
@@ -225,6 +227,7 @@ export class OnDemandRestore implements RestoreHooks {
       for (let i = 0; i < map.present.length; i++) if (map.present[i] !== 1 && !data.has(i)) holes.push(i);
       if (holes.length === 0) return;
       this.stats.holesSkipped += holes.length;
+      crashPoint('holes-before-map');
       await this.markPresent(id, map, holes);
     });
   }
@@ -284,6 +287,7 @@ export class OnDemandRestore implements RestoreHooks {
    */
   private async keepArchiveTimes(self: string, image: DirImage): Promise<void> {
     const a = image.attrs;
+    crashPoint('dir-before-times');
     await native.utimens(self, { sec: a.atime[0], nsec: a.atime[1] }, { sec: a.mtime[0], nsec: a.mtime[1] }, { noFollow: true });
   }
 
@@ -434,6 +438,7 @@ export class OnDemandRestore implements RestoreHooks {
           done.push(i);
         }
         if (done.length > 0) {
+          crashPoint('fetch-before-times');
           await native.futimens(wfd, timeSpecOf(before.atimeNs), timeSpecOf(before.mtimeNs));
           if (durable) await fdatasync(wfd);
         }
@@ -488,6 +493,7 @@ export class OnDemandRestore implements RestoreHooks {
           } finally {
             fs.close(wfd, () => {});
           }
+          crashPoint('background-before-map');
           await this.persistPresent(id, map, written);
         });
       }

@@ -240,7 +240,7 @@ function pickDir(rng: Rng, s: Scan): string {
 function pickFile(rng: Rng, s: Scan): string | null {
   if (s.files.length === 0) return null;
   const linked = s.files.filter((f) => f.nlink > 1);
-  if (linked.length > 0 && rng.chance(0.4)) return rng.pick(linked).path;
+  if (linked.length > 0 && rng.chance(0.5)) return rng.pick(linked).path;
   return rng.pick(s.files).path;
 }
 
@@ -248,9 +248,28 @@ function sizeOf(s: Scan, path: string): number {
   return s.files.find((f) => f.path === path)?.size ?? 0;
 }
 
+/**
+ * Directories holding a name of a hard-linked file: their images, names and
+ * link counts are where restored and pending names of one file meet, so ops
+ * go there more often than chance would send them.
+ */
+function linkedDirs(s: Scan): string[] {
+  const dirs = new Set<string>();
+  for (const f of s.files) if (f.nlink > 1) dirs.add(f.path.includes('/') ? posix.dirname(f.path) : '');
+  return [...dirs];
+}
+
 /** A read-only op (the only kind run while a daemon may die at a crash point). */
 export function readOnlyOp(rng: Rng, s: Scan): Op {
   const big = s.files.filter((f) => f.size > 256 * 1024);
+  const near = linkedDirs(s);
+  if (near.length > 0 && rng.chance(0.3)) {
+    // A listing of such a directory, or a lookup of one of its entries (which fetches its image ahead).
+    const dir = rng.pick(near);
+    const names = [...(s.names.get(dir) ?? [])];
+    if (names.length === 0 || rng.chance(0.3)) return { op: 'readdir', path: dir };
+    return { op: 'stat', path: join2(dir, rng.pick(names)) };
+  }
   const kind = rng.weighted([['read', 6], ['readdir', 3], ['stat', 3], ['xattrs', 1], ['readlink', 1]] as const);
   if (kind === 'read' && s.files.length > 0) {
     const f = big.length > 0 && rng.chance(0.6) ? rng.pick(big) : rng.pick(s.files);
@@ -301,7 +320,7 @@ export function randomOp(rng: Rng, s: Scan): Op {
     case 'symlink': return { op: 'symlink', path: newName(rng, s, pickDir(rng, s)), target: rng.pick(['target', '../x', 'a/b c', '/abs/ünï', file ?? 'none']) };
     case 'link':
       if (file === null) break;
-      return { op: 'link', from: file, to: newName(rng, s, pickDir(rng, s)) };
+      return { op: 'link', from: file, to: newName(rng, s, rng.chance(0.4) ? rng.pick(s.dirs.filter((d) => tierOf(d) <= 1)) : pickDir(rng, s)) };
     case 'unlink': {
       const victims = [...s.files.map((f) => f.path), ...s.symlinks, ...s.others];
       if (victims.length === 0) break;

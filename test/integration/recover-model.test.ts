@@ -55,7 +55,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import * as fsp from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { utimens } from '../../src/native/index.js';
@@ -63,7 +63,9 @@ import { CRASH_POINTS, type CrashPoint } from '../../src/restore/crash-points.js
 import { strata, mountpointIsMounted } from '../helpers/mount.js';
 import { startArchiveServer, type ArchiveServer } from '../helpers/archive.js';
 import { forceUnmount, mount, syncMount } from '../helpers/mirror.js';
-import { manifest, mountPrimary, newRecoveryTarget, runRecover, verifySummary, waitRestored, type Recovered } from '../helpers/recover.js';
+import {
+  buildVolume, manifest, mountPrimary, newRecoveryTarget, recover, runRecover, verifySummary, waitRestored, type Recovered,
+} from '../helpers/recover.js';
 import { Rng, applyBuild, diffPictures, livePicture, randomTree, type Picture } from '../helpers/model-tree.js';
 import { archivePicture, withoutDirNlink } from '../helpers/archive-tree.js';
 import {
@@ -506,7 +508,7 @@ function onlyNowMtime(a: Outcome, b: Outcome): boolean {
 }
 
 async function dropCachesIfLookingPast(): Promise<void> {
-  if (LOOK_PAST.size > 0) await writeFile('/proc/sys/vm/drop_caches', '2').catch(() => {});
+  if (LOOK_PAST.size > 0) await fsp.writeFile('/proc/sys/vm/drop_caches', '2').catch(() => {});
 }
 
 function readFileIfThere(path: string): string {
@@ -526,8 +528,7 @@ function brief(o: Outcome): string {
 
 async function lstatNs(path: string): Promise<bigint | null> {
   try {
-    const { lstat } = await import('node:fs/promises');
-    return (await lstat(path, { bigint: true })).mtimeNs;
+    return (await fsp.lstat(path, { bigint: true })).mtimeNs;
   } catch {
     return null;
   }
@@ -634,4 +635,30 @@ test.serial('model-based recovery: random trees, recoveries, operations and kill
     `${((Date.now() - started) / 1000).toFixed(0)} s`);
   if (failures.length > 0) t.fail(`${failures.length} sequence(s) failed:\n\n${failures.map((f) => f.split('\n').slice(0, 3).join('\n')).join('\n\n')}`);
   else t.pass();
+});
+
+// ---- regressions found by the sequences above -------------------------------------------------
+
+test.serial('regression: a link made while a pending directory\'s image is cached keeps every name of a hard-linked file on one inode', async (t) => {
+  // Seen as names of one file on two inodes, one reading as NUL bytes. The
+  // names a/f (restored), b/x/l1 and c/x/l2 (pending) share a registry name.
+  // A lookup in b/x caches its image (l1 has 3 names); `ln a/f a/new` makes 4;
+  // materialising b/x with the cached count took the registry away although
+  // c/x/l2 was still pending, and c/x/l2 became a new stub whose block map the
+  // daemon already held as complete.
+  const v = await buildVolume(t, ['mkdir -p a b/x c/x && echo hello > a/f && ln a/f b/x/l1 && ln a/f c/x/l2 && echo o > b/x/other']);
+  const r = recover(t, v, ['--depth', '2', '--no-background-restore']);
+  const p = (rel: string): string => join(r.mnt, rel);
+  await fsp.lstat(p('b/x/other'));
+  await fsp.link(p('a/f'), p('a/new'));
+  await fsp.readdir(p('b/x'));
+  await fsp.appendFile(p('a/f'), 'appended\n');
+  const names = ['a/f', 'a/new', 'b/x/l1', 'c/x/l2'];
+  const inodes = await Promise.all(names.map(async (n) => (await fsp.lstat(p(n))).ino));
+  const contents = await Promise.all(names.map(async (n) => (await fsp.readFile(p(n), 'utf8'))));
+  t.deepEqual(inodes.map((i) => i === inodes[0]), [true, true, true, true], `inodes: ${names.map((n, k) => `${n} ${inodes[k]}`).join(', ')}`);
+  t.deepEqual(contents, names.map(() => 'hello\nappended\n'));
+  syncMount(r);
+  const archive = await archivePicture(v.server.url, v.volume, v.server.tokenFile, { nlink: true });
+  t.deepEqual(names.map((n) => [archive[n]?.linkGroup, archive[n]?.nlink]), names.map(() => ['a/f', 4]));
 });

@@ -54,7 +54,7 @@
 // Serial: the helpers block the test process (spawnSync).
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -665,3 +665,27 @@ test.serial('regression: a link made while a pending directory\'s image is cache
   const archive = await archivePicture(v.server.url, v.volume, v.server.tokenFile, { nlink: true });
   t.deepEqual(names.map((n) => [archive[n]?.linkGroup, archive[n]?.nlink]), names.map(() => ['a/f', 4]));
 });
+
+test.serial('regression: a rename between two pending directories that hold names of the same hard-linked files succeeds', async (t) => {
+  // Seen as EEXIST from rename (seed 202) and a `.strata-restoring.<id>` left
+  // in a pending directory: rename materialises both directories at once, and
+  // both found no registry name for a file, built it, and the second link to
+  // the registry failed.
+  const v = await buildVolume(t, ['mkdir -p p/a p/b && for i in 1 2 3 4 5 6 7 8; do echo data$i > p/a/f$i && ln p/a/f$i p/b/g$i; done']);
+  const r = recover(t, v, ['--depth', '2', '--no-background-restore']);
+  const outcome = await fsp.rename(join(r.mnt, 'p/a/f1'), join(r.mnt, 'p/b/moved')).then(() => 'ok', (err: NodeJS.ErrnoException) => err.code);
+  t.is(outcome, 'ok');
+  const left = [...readdirNames(join(r.store, 'p/a')), ...readdirNames(join(r.store, 'p/b'))].filter((n) => n.startsWith('.strata-restoring.'));
+  t.deepEqual(left, [], 'no half-made object is left');
+  const pairs = await Promise.all([2, 3, 4, 5, 6, 7, 8].map(async (i) =>
+    (await fsp.lstat(join(r.mnt, `p/a/f${i}`))).ino === (await fsp.lstat(join(r.mnt, `p/b/g${i}`))).ino));
+  t.deepEqual(pairs, pairs.map(() => true), 'each pair of names is one inode');
+});
+
+function readdirNames(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}

@@ -607,7 +607,8 @@ function report(t: ExecutionContext, res: SequenceResult): string {
 }
 
 test.serial('model-based recovery: random trees, recoveries, operations and kill -9 against a native model; the archive, the mount and fresh recoveries equal the model', async (t) => {
-  t.timeout(RUNS * 240_000 + 120_000);
+  // A sequence takes 10-60 s (more on a loaded machine); shrinking replays a failure many times.
+  t.timeout(RUNS * 240_000 + 120_000 + (SHRINK ? 4 * 3_600_000 : 0));
   const base = mkdtempSync(join(tmpdir(), 'strata-model-'));
   const server = await startArchiveServer({ logLevel: 'warn' });
   t.teardown(async () => {

@@ -42,7 +42,7 @@
 // to /tmp/strata-recover-model-<seed>.{json,log}.
 //
 // Run (from the package root, after `npm run compile`):
-//   npx ava dist/test/integration/recover-model.test.js                 # 4 sequences, random seeds (~2-3 min)
+//   npx ava dist/test/integration/recover-model.test.js                 # 5 sequences, random seeds (~2-3 min)
 //   STRATA_RECOVER_MODEL_SEED=<seed> npx ava dist/test/…                # replay one sequence (same ops; kill delays aside)
 //   STRATA_RECOVER_MODEL_SEED=<first> STRATA_RECOVER_MODEL_RUNS=<n> …   # seeds first..first+n-1
 //   STRATA_RECOVER_MODEL_RUNS=2000 STRATA_RECOVER_MODEL_KEEP_GOING=1 …  # thousands: every failure, listed at the end
@@ -113,7 +113,7 @@ const envInt = (name: string): number | undefined => {
   const v = process.env[name];
   return v === undefined || v === '' ? undefined : Number.parseInt(v, 10);
 };
-const DEFAULT_RUNS = 4;
+const DEFAULT_RUNS = 5;
 const SEED = envInt('STRATA_RECOVER_MODEL_SEED');
 const REPLAY = process.env.STRATA_RECOVER_MODEL_REPLAY;
 const RUNS = REPLAY ? 1 : envInt('STRATA_RECOVER_MODEL_RUNS') ?? (SEED !== undefined ? 1 : DEFAULT_RUNS);

@@ -50,7 +50,9 @@
 //   STRATA_RECOVER_MODEL_SHRINK=1                                       # on a failure, drop events while it still fails the same way
 //   STRATA_RECOVER_MODEL_KEEP=1                                         # keep the stores and model of a failed sequence
 //   STRATA_RECOVER_MODEL_LOGS=1                                         # write the log of every sequence, not only of failed ones
-// Runs take ~30-40 s per sequence on 2 cores; 2000 runs take about a day.
+//   STRATA_RECOVER_MODEL_LOOK_PAST=now-mtime                            # exploration only: see LOOK_PAST below
+// A sequence takes 10-60 s on 2 shared cores (about 25 s on average); 2000 take about 14 hours.
+// (Only this test, without the regressions below: add `--match 'model-based*'`.)
 // Serial: the helpers block the test process (spawnSync).
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';

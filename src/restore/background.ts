@@ -381,6 +381,7 @@ export class BackgroundRestore {
     await rm(timesDir(this.privateDir), { recursive: true, force: true });
     await dropLinkRegistry(this.privateDir);
     await this.saving;
+    crashPoint('finish-before-state');
     this.state.phase = 'complete';
     this.state.completedAt = new Date().toISOString();
     this.state.done = { ...this.state.totals };
@@ -441,6 +442,7 @@ async function dropLinkRegistry(privateDir: string): Promise<void> {
       if ((err as { code?: string }).code !== 'ENODATA') throw err;
     });
     await rm(join(dir, name), { force: true });
+    crashPoint('registry-dropped');
   }
   await rm(dir, { recursive: true, force: true });
 }

@@ -150,6 +150,7 @@ async function checkInPlace(path: string, entry: EntryImage, opts: MaterialiseOp
       (await readBlockMap(opts.privateDir, entry.id)) === null) {
     const st = await fsp.lstat(path);
     if (st.blocks === 0) await writeEmptyMap(opts.privateDir, entry.id, entry.attrs.size);
+    if (st.blocks === 0) crashPoint('map-recreated');
   }
 }
 
@@ -166,6 +167,7 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
     const linkName = async (): Promise<boolean> => {
       try {
         await fsp.link(reg, final);
+        crashPoint('registry-linked');
       } catch (err) {
         if ((err as { code?: string }).code !== 'ENOENT') throw err;
         return false;
@@ -185,6 +187,7 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
     // adds them. A crash before the rename leaves at most one too many.
     await setUnrestoredNames(tmp, entry.nlink - 1);
     await fsp.link(tmp, linkPath(opts.privateDir, entry.id));
+    crashPoint('registry-created');
   }
   await fsp.rename(tmp, final);
   return whole;
@@ -217,6 +220,7 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
         await fh.close();
       }
       if (a.size > 0 && !whole) await writeEmptyMap(opts.privateDir, entry.id, a.size);
+      if (a.size > 0 && !whole) crashPoint('map-created');
       break;
     }
     case 'symlink':
@@ -251,5 +255,6 @@ export async function applyAttrs(path: string, a: Attrs, xattrs: { readonly [nam
   // chown only for another owner, chmod only for set-ID or sticky bits (chown clears set-ID).
   if (createdMode === null || a.uid !== DAEMON_UID || a.gid !== DAEMON_GID) await fsp.lchown(path, a.uid, a.gid);
   if (type !== 'symlink' && (createdMode === null || (a.mode & 0o7777) !== createdMode)) await fsp.chmod(path, a.mode & 0o7777);
+  crashPoint('attrs-before-times');
   await native.utimens(path, { sec: a.atime[0], nsec: a.atime[1] }, { sec: a.mtime[0], nsec: a.mtime[1] }, { noFollow: true });
 }

@@ -318,6 +318,7 @@ export class OnDemandRestore implements RestoreHooks {
         await this.persistPresent(id, map, unrecorded);
       }
       const result = await write();
+      crashPoint('write-before-map');
       const covered: number[] = [];
       for (let i = first; i <= Math.min(last, nblocks - 1); i++) if (map.present[i] !== 1) covered.push(i);
       if (covered.length > 0) await this.markPresent(id, map, covered);
@@ -329,6 +330,7 @@ export class OnDemandRestore implements RestoreHooks {
     await this.withLock(id, async () => {
       this.maps.delete(id);
       await removeBlockMap(this.privateDir, id);
+      crashPoint('discard-map');
       await removeTimesRecord(this.privateDir, id);
       (await this.loadTimesRecords()).delete(id);
     });
@@ -464,6 +466,7 @@ export class OnDemandRestore implements RestoreHooks {
       for (let i = 0; i < map.present.length; i++) if (map.present[i] !== 1 && !data.has(i)) holes.push(i);
       if (holes.length === 0) return;
       this.stats.holesSkipped += holes.length;
+      crashPoint('holes-before-map');
       await this.markPresent(id, map, holes);
     });
   }
@@ -537,6 +540,7 @@ export class OnDemandRestore implements RestoreHooks {
    */
   private async keepArchiveTimes(self: string, image: DirImage): Promise<void> {
     const a = image.attrs;
+    crashPoint('dir-before-times');
     await native.utimens(self, { sec: a.atime[0], nsec: a.atime[1] }, { sec: a.mtime[0], nsec: a.mtime[1] }, { noFollow: true });
   }
 
@@ -734,7 +738,7 @@ export class OnDemandRestore implements RestoreHooks {
               const start = (i - a) * BLOCK_SIZE;
               await writeAll(wfd, data.subarray(start, Math.min(start + BLOCK_SIZE, data.length)), i * BLOCK_SIZE);
             }
-            crashPoint('fetch-bytes-written');
+            crashPoint('fetch-before-times');
             await native.futimens(wfd, times.atime, times.mtime);
           });
           crashPoint('fetch-times-restored');
@@ -829,6 +833,7 @@ export class OnDemandRestore implements RestoreHooks {
           } finally {
             fs.close(wfd, () => {});
           }
+          crashPoint('background-before-map');
           await this.persistPresent(id, map, written);
         });
       }

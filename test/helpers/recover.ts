@@ -11,6 +11,7 @@ import type { ExecutionContext } from 'ava';
 import { sh, strata } from './mount.js';
 import { startArchiveServer, type ArchiveServer } from './archive.js';
 import { forceUnmount, mount, syncMount, type MirroredMount } from './mirror.js';
+import { livePicture, type Picture } from './model-tree.js';
 
 export interface Volume {
   base: string;
@@ -20,6 +21,8 @@ export interface Volume {
   primary: MirroredMount;
   /** `manifest()` of the primary's tree at the recovery point. */
   manifest: string;
+  /** `livePicture()` of the primary's tree at the recovery point (with link counts), when asked for. */
+  picture?: Picture;
 }
 
 /**
@@ -56,30 +59,37 @@ export const DEFAULT_TREE = [
     'echo x > sgid/a/file && chgrp 1234 sgid/a/file sgid/a/plain && chmod 2750 sgid/a/b',
 ];
 
-export async function buildVolume(t: ExecutionContext, steps: string[] = DEFAULT_TREE): Promise<Volume> {
+/** A mirrored primary of `volume` on `server`, store and mountpoint under `base`, mounted (unmounted in teardown). */
+export function mountPrimary(t: ExecutionContext, base: string, server: ArchiveServer, volume: string): MirroredMount {
+  const primary: MirroredMount = {
+    base, store: join(base, 'primary'), mnt: join(base, 'primary-mnt'), archiveUrl: server.url, volume,
+    tokenFile: server.tokenFile, args: [],
+  };
+  primary.args = ['--store', primary.store, '--archive', server.url, '--volume', volume, '--token-file', server.tokenFile];
+  mkdirSync(primary.mnt);
+  t.teardown(() => forceUnmount(primary.mnt));
+  mount(primary);
+  return primary;
+}
+
+export async function buildVolume(t: ExecutionContext, steps: string[] = DEFAULT_TREE, opts: { picture?: boolean } = {}): Promise<Volume> {
   const base = mkdtempSync(join(tmpdir(), 'strata-recover-'));
   const server = await startArchiveServer();
   t.teardown(async () => {
     await server.stop();
     if (existsSync(base)) rmSync(base, { recursive: true, force: true });
   });
-  const primary: MirroredMount = {
-    base, store: join(base, 'primary'), mnt: join(base, 'primary-mnt'), archiveUrl: server.url, volume: 'vol1',
-    tokenFile: server.tokenFile, args: [],
-  };
-  primary.args = ['--store', primary.store, '--archive', server.url, '--volume', 'vol1', '--token-file', server.tokenFile];
-  mkdirSync(primary.mnt);
-  t.teardown(() => forceUnmount(primary.mnt));
-  mount(primary);
+  const primary = mountPrimary(t, base, server, 'vol1');
   for (const s of steps) {
     const r = sh(s, primary.mnt);
     if (r.status !== 0) throw new Error(`${s}: ${r.stderr}`);
   }
   syncMount(primary);
   const m = manifest(primary.mnt);
+  const picture = opts.picture ? await livePicture(primary.mnt, { nlink: true }) : undefined;
   const u = strata(['unmount', primary.mnt]);
   if (u.status !== 0) throw new Error(`unmount: ${u.stderr}`);
-  return { base, server, volume: 'vol1', primary, manifest: m };
+  return { base, server, volume: 'vol1', primary, manifest: m, ...(picture ? { picture } : {}) };
 }
 
 export interface Recovered extends MirroredMount {
@@ -90,7 +100,7 @@ export interface Recovered extends MirroredMount {
 let counter = 0;
 
 /** A fresh, empty store and mountpoint for a recovery of `v`. */
-export function newRecoveryTarget(t: ExecutionContext, v: Volume): Recovered {
+export function newRecoveryTarget(t: ExecutionContext, v: Pick<Volume, 'base' | 'server' | 'volume'>): Recovered {
   const n = counter++;
   const r: Recovered = {
     base: v.base, store: join(v.base, `store${n}`), mnt: join(v.base, `mnt${n}`), archiveUrl: v.server.url, volume: v.volume,

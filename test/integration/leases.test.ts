@@ -31,7 +31,7 @@ test.serial('a volume held by a live lease: a second mount and a recover are ref
   t.regex(second.stderr, new RegExp(a.mnt.replace(/[/.]/g, '\\$&')));
 
   // strata recover on another store: refused too, the store is left as it was.
-  const r = newRecoveryTarget(t, { base: site.base, server: site.server, volume: 'web', primary: a, manifest: '' });
+  const r = newRecoveryTarget(t, { base: site.base, server: site.server, volume: 'web' });
   const refused = runRecover(r, [], {}, false);
   t.is(refused.status, 1, refused.out);
   t.regex(refused.out, /EHELD: volume web is held by .* --force/);
@@ -77,7 +77,7 @@ test.serial('strata release drains, gives the lease up and unmounts; a recover e
   t.truthy(row.releasedAt);
   t.regex(JSON.stringify(archiveStatus(site)), /"state":"released"/);
   // Failback elsewhere: no --force needed.
-  const r = newRecoveryTarget(t, { base: site.base, server: site.server, volume: 'db', primary: a, manifest: '' });
+  const r = newRecoveryTarget(t, { base: site.base, server: site.server, volume: 'db' });
   runRecover(r, ['--lease', '2']);
   t.is(sh('wc -l < table', r.mnt).stdout.trim(), '200');
   t.is(sh('cat x/y/z', r.mnt).stdout, 'deep\n');

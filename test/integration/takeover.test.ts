@@ -80,7 +80,7 @@ test.serial('three primaries, one archive: kill -9 of one primary, the archive h
   }
 
   // Failback: the repaired primary's recover is refused while the takeover mount holds the lease...
-  const fresh = newRecoveryTarget(t, { base: site.base, server: site.server, volume: 'alpha', primary: victim, manifest: '' });
+  const fresh = newRecoveryTarget(t, { base: site.base, server: site.server, volume: 'alpha' });
   const refused = runRecover(fresh, [], {}, false);
   t.is(refused.status, 1);
   t.regex(refused.out, /held by .*takeover\/alpha\/mnt/);

@@ -167,6 +167,7 @@ export class Filesystem {
       const size = ch.size;
       if (f) await new Promise<void>((resolve, reject) => fs.ftruncate(f.fd, size, (err) => (err ? reject(err) : resolve())));
       else await fsp.truncate(rel!, size);
+      if (this.restore) await this.afterSizeChange(f, rel!, size);
     }
     if (ch.atime !== undefined || ch.mtime !== undefined) {
       const a = ch.atime ?? 'omit';
@@ -591,10 +592,9 @@ export class Filesystem {
   private async beforeSizeChange(f: OpenFile | null, rel: string, size: number): Promise<void> {
     const restore = this.restore!;
     const id = f ? f.id : await this.idOf(rel);
-    if (id === null || (f !== null && !f.remote)) return;
-    if (size === 0) {
-      await restore.discard(id);
-    } else if (f !== null) {
+    // To 0: nothing is needed; the archive's data is discarded once the file is cut (afterSizeChange).
+    if (id === null || (f !== null && !f.remote) || size === 0) return;
+    if (f !== null) {
       await restore.fetchAll(id, f.fd);
     } else {
       if (!(await restore.isRemote(id))) return;
@@ -605,6 +605,20 @@ export class Filesystem {
         fs.close(fd, () => {});
       }
     }
+    if (f !== null) f.remote = false;
+  }
+
+  /**
+   * After a file was cut to size 0 during an unfinished restore: none of the
+   * archive's data is needed any more. Only now: had its block map gone first,
+   * a crash before the cut would leave a stub that reads as zeros and is
+   * taken for local (and shipped so).
+   */
+  private async afterSizeChange(f: OpenFile | null, rel: string, size: number): Promise<void> {
+    if (size !== 0) return;
+    const id = f ? f.id : await this.idOf(rel);
+    if (id === null) return;
+    await this.restore!.discard(id);
     if (f !== null) f.remote = false;
   }
 

@@ -52,7 +52,7 @@ import {
   type LocalEntry,
 } from './tree-local.js';
 import { differingBlocks } from './tree-blocks.js';
-import { isPending, listTimesRecords, readBlockMap, remoteBlocksOf, settleTimesRecord } from '../store/restore-marks.js';
+import { MATERIALISING_PREFIX, isPending, listTimesRecords, readBlockMap, remoteBlocksOf, settleTimesRecord } from '../store/restore-marks.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { join } from 'node:path';
 
@@ -236,19 +236,23 @@ class Reconciler {
 
   private async syncDir(nsPath: string, fsPath: string, dirId: ObjectId, st: BigIntStats, image: DirImage | null, archiveAttrs: Attrs, isRoot: boolean): Promise<void> {
     const parentMtime = timeFromNs(st.mtimeNs);
-    // An unfinished restore: a pending directory is the archive's (nothing but
-    // materialisation changes it; a crash in the middle of one may have moved
-    // its mtime, which the next materialisation puts back).
-    if (await isPending(fsPath)) return;
-    const locals = await listLocalDir(fsPath, isRoot);
+    // An unfinished restore: a pending directory's names and attributes are
+    // the archive's (nothing but materialisation changes them; a crash in the
+    // middle of one may have moved its mtime, which the next materialisation
+    // puts back). But the entries lookups materialised in it are objects like
+    // any other: a program may have changed them (a write into a stub) without
+    // a durable record. Those are compared; nothing else is.
+    const pending = await isPending(fsPath);
+    const locals = (await listLocalDir(fsPath, isRoot)).filter((e) => !(pending && e.name.startsWith(MATERIALISING_PREFIX)));
     const remote = new Map((image?.entries ?? []).map((e) => [e.name, e]));
     const localNames = new Set(locals.map((e) => e.name));
     const ids: { id: ObjectId; assigned: boolean }[] = [];
     for (const e of locals) ids.push(await this.idOf(e));
 
-    // Names gone locally: removed at the end (see the head of this file).
+    // Names gone locally: removed at the end (see the head of this file). In
+    // a pending directory a name not here is one not materialised yet.
     for (const a of remote.values()) {
-      if (!localNames.has(a.name)) this.removeLater(dirId, a.name, a, parentMtime);
+      if (!pending && !localNames.has(a.name)) this.removeLater(dirId, a.name, a, parentMtime);
     }
     // Names now held by another object: set the archive's object aside first.
     for (let i = 0; i < locals.length; i++) {
@@ -284,7 +288,7 @@ class Reconciler {
     }
 
     const mine = attrsFromStat(st);
-    if (attrDifferences('dir', mine, archiveAttrs).length > 0) await this.emit({ op: 'setattr', id: dirId, attrs: mine });
+    if (!pending && attrDifferences('dir', mine, archiveAttrs).length > 0) await this.emit({ op: 'setattr', id: dirId, attrs: mine });
   }
 
   /** True when the archive's entry at this name is another object than the local one. */

@@ -157,27 +157,32 @@ async function checkInPlace(path: string, entry: EntryImage, opts: MaterialiseOp
 /** Creates one entry under its temporary name, then renames it into place; true when a file was created whole. */
 async function materialiseEntry(dirPath: string, entry: EntryImage, opts: MaterialiseOptions): Promise<boolean> {
   const type = typeOfMode(entry.attrs.mode);
-  const final = `${dirPath}/${entry.name}`;
-  const multiLinked = type !== 'dir' && entry.nlink > 1;
-  if (multiLinked) {
+  if (type === 'dir' || entry.nlink <= 1) return createInPlace(dirPath, entry, opts, false);
+  // A hard-linked object: its names in different directories may be
+  // materialised at the same time (a rename between two pending directories,
+  // the background restore's directories): one at a time, so that exactly one
+  // of them creates the object and the others link to it.
+  const body = async (): Promise<boolean> => {
     // Another name of this object may be restored already: add this name to
     // its inode (through the registry name, which stays until the restore is
     // complete, so that the object is never created twice).
-    const reg = linkPath(opts.privateDir, entry.id);
-    const linkName = async (): Promise<boolean> => {
-      try {
-        await fsp.link(reg, final);
-        crashPoint('registry-linked');
-      } catch (err) {
-        if ((err as { code?: string }).code !== 'ENOENT') throw err;
-        return false;
-      }
-      const left = await unrestoredNames(final);
-      if (left !== null && left > 0) await setUnrestoredNames(final, left - 1);
-      return true;
-    };
-    if (await (opts.namesLock ? opts.namesLock(entry.id, linkName) : linkName())) return false;
-  }
+    const final = `${dirPath}/${entry.name}`;
+    try {
+      await fsp.link(linkPath(opts.privateDir, entry.id), final);
+      crashPoint('registry-linked');
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ENOENT') throw err;
+      return createInPlace(dirPath, entry, opts, true);
+    }
+    const left = await unrestoredNames(final);
+    if (left !== null && left > 0) await setUnrestoredNames(final, left - 1);
+    return false;
+  };
+  return opts.namesLock ? opts.namesLock(entry.id, body) : body();
+}
+
+/** Creates the object of `entry` under its temporary name, registers a hard-linked one, renames it into place. */
+async function createInPlace(dirPath: string, entry: EntryImage, opts: MaterialiseOptions, multiLinked: boolean): Promise<boolean> {
   const tmp = `${dirPath}/${MATERIALISING_PREFIX}${entry.id}`;
   const whole = await createObject(tmp, entry, opts);
   crashPoint('materialise-object');
@@ -189,7 +194,7 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
     await fsp.link(tmp, linkPath(opts.privateDir, entry.id));
     crashPoint('registry-created');
   }
-  await fsp.rename(tmp, final);
+  await fsp.rename(tmp, `${dirPath}/${entry.name}`);
   return whole;
 }
 

@@ -723,21 +723,25 @@ export class OnDemandRestore implements RestoreHooks {
         // record a crash left.
         const blocks: number[] = [];
         for (let i = a; i <= b; i++) if (map.present[i] !== 1) blocks.push(i); // else written through the mount meanwhile
-        const writes = blocks.filter((i) => {
+        const st = await new Promise<fs.BigIntStats>((resolve, reject) =>
+          fs.fstat(wfd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
+        // Never past the file's end: a file cut while its map was still there
+        // (a crash between a truncation to 0 and its discard) stays cut.
+        const size = Number(st.size);
+        const chunkOf = (i: number): Buffer => {
           const start = (i - a) * BLOCK_SIZE;
-          return start < data.length && !isZero(data.subarray(start, Math.min(start + BLOCK_SIZE, data.length)));
+          return data.subarray(Math.min(start, data.length), Math.max(Math.min(start, data.length), Math.min(start + BLOCK_SIZE, data.length, size - a * BLOCK_SIZE)));
+        };
+        const writes = blocks.filter((i) => {
+          const chunk = chunkOf(i);
+          return chunk.length > 0 && !isZero(chunk);
         });
         if (writes.length > 0) {
-          const st = await new Promise<fs.BigIntStats>((resolve, reject) =>
-            fs.fstat(wfd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
           const times = await this.timesBeforeWrite(id, st);
           // Until the times are back, a stat of the file waits (it would see, and the kernel cache, the moved mtime).
           await this.timesInMotion(st.ino, async () => {
             crashPoint('fetch-times-recorded');
-            for (const i of writes) {
-              const start = (i - a) * BLOCK_SIZE;
-              await writeAll(wfd, data.subarray(start, Math.min(start + BLOCK_SIZE, data.length)), i * BLOCK_SIZE);
-            }
+            for (const i of writes) await writeAll(wfd, chunkOf(i), i * BLOCK_SIZE);
             crashPoint('fetch-before-times');
             await native.futimens(wfd, times.atime, times.mtime);
           });

@@ -164,6 +164,8 @@ class Reconciler {
 
   /** Where an unfinished restore keeps its block maps. */
   private readonly privateDir: string;
+  /** The entries being compared are those lookups materialised in a pending directory. */
+  private inPendingDir = false;
   /** Files whose restored bytes a crash interrupted (their times records, see store/restore-marks.ts). */
   private timesRecords = new Set<ObjectId>();
 
@@ -266,6 +268,7 @@ class Reconciler {
     }
 
     const subdirs: Subdir[] = [];
+    this.inPendingDir = pending;
     for (let i = 0; i < locals.length; i++) {
       const l = locals[i]!;
       const { id, assigned } = ids[i]!;
@@ -277,6 +280,7 @@ class Reconciler {
       if (sub) subdirs.push(sub);
       this.progress(false);
     }
+    this.inPendingDir = false;
 
     const ahead = new Lookahead(subdirs, (s) => (s.image === 'fetch' ? this.opts.archive.dirImage(this.opts.volume, s.id) : null), this.opts.lookahead ?? 4);
     for (let i = 0; i < subdirs.length; i++) {
@@ -403,9 +407,12 @@ class Reconciler {
     }
     let wrote = 0;
     if (l.type === 'file' && this.wantContent(l.st, attrs, a)) {
-      // A stub of an unfinished restore with no block local yet holds nothing the archive lacks.
+      // A stub of an unfinished restore with no block local yet holds nothing the archive lacks;
+      // nor does one in a pending directory that lost its map (no block allocated: the next
+      // materialisation writes its map again), which must not be taken for a file of zeros.
       const map = await readBlockMap(this.privateDir, id);
-      if (map === null || map.missing < map.present.length) {
+      const lostMap = map === null && this.inPendingDir && l.st.blocks === 0n && l.st.size > 0n;
+      if (!lostMap && (map === null || map.missing < map.present.length)) {
         wrote = await this.shipBlocks(id, l, await this.opts.archive.fileBlocks(this.opts.volume, id));
       }
     }

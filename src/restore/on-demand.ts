@@ -353,14 +353,8 @@ export class OnDemandRestore implements RestoreHooks {
         st.blocks = again.blocks;
       }
     }
-    if (st.isDirectory()) {
-      // A pending directory: the archive's count (its subdirectories are not all here).
-      const n = rel === null ? null : await pendingNlink(rel);
-      if (n !== null) st.nlink = BigInt(n);
-      return st;
-    }
-    if (rel !== null && st.isFile() && (await this.loadTimesRecords()).size > 0) {
-      // Times a crash left moved during a fetch: put back before anyone sees them.
+    if (rel !== null && (await this.loadTimesRecords()).size > 0) {
+      // Times a crash left moved (a fetch into a file, entries created in a directory): put back before anyone sees them.
       const fid = id ?? (await readObjectId(rel));
       if (fid !== null && (await this.loadTimesRecords()).has(fid)) {
         await this.changing(fid, rel);
@@ -369,6 +363,12 @@ export class OnDemandRestore implements RestoreHooks {
         st.mtimeNs = again.mtimeNs;
         st.ctimeNs = again.ctimeNs;
       }
+    }
+    if (st.isDirectory()) {
+      // A pending directory: the archive's count (its subdirectories are not all here).
+      const n = rel === null ? null : await pendingNlink(rel);
+      if (n !== null) st.nlink = BigInt(n);
+      return st;
     }
     if (st.nlink > 1n) {
       // A hard-linked file with names still in the archive: the registry name is not one of its names, those are.
@@ -578,10 +578,18 @@ export class OnDemandRestore implements RestoreHooks {
       const dir = { self: `/proc/self/fd/${fd}/.`, base: `/proc/self/fd/${fd}` };
       try {
         if (!(await isPending(dir.self))) return;
-        // Creating entries moves the directory's times until they are put back: a stat of it waits meanwhile.
+        // Creating entries moves the directory's times until they are put
+        // back: a stat of it waits meanwhile, and a times record (as for a
+        // file's fetched bytes) says what they were should a crash come first.
         const st = await new Promise<fs.BigIntStats>((resolve, reject) =>
           fs.fstat(fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
-        await this.timesInMotion(st.ino, () => f(dir));
+        const times = await this.timesBeforeWrite(id, st);
+        await this.timesInMotion(st.ino, async () => {
+          await native.utimens(dir.self, times.atime, times.mtime, { noFollow: true });
+          await f(dir);
+        });
+        await removeTimesRecord(this.privateDir, id);
+        (await this.loadTimesRecords()).delete(id);
       } finally {
         fs.close(fd, () => {});
       }

@@ -85,7 +85,7 @@ const CASES: Case[] = [
   { point: 'attrs-before-times', n: 4, depth: 2, trigger: { kind: 'recover' }, what: 'the root has its entries, xattrs, owner and mode, not its times', probes: ['.', 'a', 'b', 'c'] },
   // On demand (on-demand.ts, materialise.ts).
   { point: 'registry-linked', n: 2, depth: 2, trigger: { kind: 'program', script: 'ls b/x' }, what: 'a pending directory\'s name of a hard-linked file was linked from the registry', probes: ['a/f1', 'b/x', 'b/x/link-to-a-f1'] },
-  { point: 'registry-dropped', n: 1, depth: 2, trigger: { kind: 'program', script: 'ls b/x' }, what: 'the last name of a hard-linked file was restored and its registry name removed', probes: ['a/f1', 'b/x', 'b/x/link-to-a-f1'] },
+  { point: 'registry-dropped', n: 1, depth: 2, trigger: { kind: 'background' }, what: 'the restore is complete and the registry name of a hard-linked file was removed (the registry stays until then)', probes: ['a/f1', 'b/x', 'b/x/link-to-a-f1'] },
   { point: 'dir-before-times', n: 1, depth: 1, trigger: { kind: 'program', script: 'ls a' }, what: 'a pending directory\'s entries were all created (readdir), its times not put back', probes: ['a', 'a/x'] },
   { point: 'dir-before-times', n: 1, depth: 1, trigger: { kind: 'program', script: 'stat a/f3' }, what: 'one entry of a pending directory was created (lookup), its times not put back', probes: ['a', 'a/f3'] },
   { point: 'fetch-before-times', n: 1, depth: 2, trigger: { kind: 'program', script: 'head -c 100 a/x/y/large' }, what: 'fetched bytes of a stub are written (a read), its times not put back', probes: ['a/x/y/large', 'a/x/y'] },
@@ -103,7 +103,8 @@ const CASES: Case[] = [
   // The same in a restored directory (depth 3: a/x restored, its files stubs; depth 4: a/x/y too).
   {
     point: 'discard-map', n: 1, depth: 3, trigger: { kind: 'program', script: 'truncate -s 0 a/x/g3' },
-    what: 'the map of a stub in a restored directory was removed for a truncation to 0', probes: ['a/x', 'a/x/g3'],
+    // The cut reached the store before the kill (the map goes only after it), so g3's times are the cut's: not probed.
+    what: 'the map of a stub in a restored directory was removed for a truncation to 0', probes: ['a/x'],
     changing: { path: 'a/x/g3', after: () => Buffer.alloc(0) },
   },
   {

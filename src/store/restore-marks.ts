@@ -63,16 +63,21 @@ export function timesPath(privateDir: string, id: ObjectId): string {
 /** On a hard-linked file's inode while some of its names are only in the archive: how many. */
 export const UNRESTORED_NAMES_XATTR = `${PRIVATE_XATTR_PREFIX}unrestored-names`;
 
-/** Names of the object at `path` still only in the archive (null: all restored, or not recorded). */
-export async function unrestoredNames(path: string): Promise<number | null> {
+/** A mark's value (a decimal number of at least `min`) on the object at `path`; null when it has none. */
+async function numberMark(path: string, name: string, min: number): Promise<number | null> {
   try {
-    const n = Number((await native.getxattr(path, UNRESTORED_NAMES_XATTR)).toString('latin1'));
-    return Number.isInteger(n) && n >= 0 ? n : null;
+    const n = Number((await native.getxattr(path, name)).toString('latin1'));
+    return Number.isInteger(n) && n >= min ? n : null;
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === 'ENODATA' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOENT') return null;
     throw err;
   }
+}
+
+/** Names of the object at `path` still only in the archive (null: all restored, or not recorded). */
+export function unrestoredNames(path: string): Promise<number | null> {
+  return numberMark(path, UNRESTORED_NAMES_XATTR, 0);
 }
 
 export async function setUnrestoredNames(path: string, n: number): Promise<void> {
@@ -161,15 +166,8 @@ export async function markPending(path: string, nlink?: number): Promise<void> {
 }
 
 /** The archive's link count of a pending directory (null: not pending, or not recorded). */
-export async function pendingNlink(path: string): Promise<number | null> {
-  try {
-    const n = Number((await native.getxattr(path, PENDING_XATTR)).toString('latin1'));
-    return Number.isInteger(n) && n >= 2 ? n : null;
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code === 'ENODATA' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOENT') return null;
-    throw err;
-  }
+export function pendingNlink(path: string): Promise<number | null> {
+  return numberMark(path, PENDING_XATTR, 2);
 }
 
 export async function clearPending(path: string): Promise<void> {

@@ -41,7 +41,7 @@ export class ArchiveServerProcess {
   readonly stdoutFile: string;
   readonly stderrFile: string;
 
-  constructor(readonly dir: string, readonly logLevel: string) {
+  constructor(readonly dir: string, readonly logLevel: string, readonly extraArgs: readonly string[] = []) {
     mkdirSync(dir, { recursive: true });
     this.tokenFile = join(dir, 'token');
     this.dataDir = join(dir, 'data');
@@ -65,7 +65,7 @@ export class ArchiveServerProcess {
       // Its own process group (detached): a Ctrl-C in the terminal must not stop
       // the archive under the sync-mode mount before that mount is unmounted.
       this.proc = spawn(process.execPath, [
-        STRATA_CLI, 'archive', 'serve', '--data', this.dataDir, '--listen', '127.0.0.1:0', '--token-file', this.tokenFile, '--log-level', this.logLevel,
+        STRATA_CLI, 'archive', 'serve', '--data', this.dataDir, '--listen', '127.0.0.1:0', '--token-file', this.tokenFile, '--log-level', this.logLevel, ...this.extraArgs,
       ], { stdio: ['ignore', out, err], detached: true });
       this.proc.unref();
     } finally {

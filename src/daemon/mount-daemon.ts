@@ -4,6 +4,7 @@
 import { resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { LOOP_PROBE_MS, loopLateness } from './loop-lateness.js';
 import type { Server } from 'node:net';
 import { LocalStore } from '../store/local-store.js';
 import { Filesystem } from '../core/filesystem.js';
@@ -89,7 +90,7 @@ export class MountDaemon {
   private conditionClient: (() => SnapshotClient | null) | null = null;
   /** Time from start() to the mount serving, ms. */
   timeToServeMs: number | null = null;
-  private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_PROBE_MS });
   private loopWindow = { p50: 0, p99: 0, max: 0 };
   private loopMax = 0;
 
@@ -97,9 +98,8 @@ export class MountDaemon {
     this.store = new LocalStore(config.store);
     this.mountpoint = resolve(config.mountpoint);
     this.loopDelay.enable();
-    const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
     setInterval(() => {
-      this.loopWindow = { p50: ms(this.loopDelay.percentile(50)), p99: ms(this.loopDelay.percentile(99)), max: ms(this.loopDelay.max) };
+      this.loopWindow = loopLateness(this.loopDelay);
       this.loopMax = Math.max(this.loopMax, this.loopWindow.max);
       this.loopDelay.reset();
     }, 10_000).unref();

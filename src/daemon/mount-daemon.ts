@@ -3,6 +3,7 @@
 // SIGTERM/SIGINT. The daemon never touches its own mountpoint once mounted.
 import { resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { Server } from 'node:net';
 import { LocalStore } from '../store/local-store.js';
 import { Filesystem } from '../core/filesystem.js';
@@ -54,6 +55,12 @@ export interface DaemonStatus {
   mirror: MirrorStatus | null;
   /** The restore after a recovery, while one is known to this store. */
   restore: RestoreProgress | null;
+  /**
+   * How late the JavaScript thread ran what was due (every request not
+   * answered by the FUSE thread waits that long first), ms: percentiles of the
+   * last complete 10-s window, and the largest since the start.
+   */
+  eventLoopDelayMs: { p50: number; p99: number; max: number; maxSinceStart: number };
 }
 
 export class MountDaemon {
@@ -74,10 +81,20 @@ export class MountDaemon {
   private restoreCompleted: RestoreProgress | null = null;
   /** Time from start() to the mount serving, ms. */
   timeToServeMs: number | null = null;
+  private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  private loopWindow = { p50: 0, p99: 0, max: 0 };
+  private loopMax = 0;
 
   constructor(private readonly config: MountConfig, private readonly log: Logger) {
     this.store = new LocalStore(config.store);
     this.mountpoint = resolve(config.mountpoint);
+    this.loopDelay.enable();
+    const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
+    setInterval(() => {
+      this.loopWindow = { p50: ms(this.loopDelay.percentile(50)), p99: ms(this.loopDelay.percentile(99)), max: ms(this.loopDelay.max) };
+      this.loopMax = Math.max(this.loopMax, this.loopWindow.max);
+      this.loopDelay.reset();
+    }, 10_000).unref();
   }
 
   /** Prepares everything and mounts; resolves once the mount serves. */
@@ -140,6 +157,7 @@ export class MountDaemon {
       requestsOnFuseThread: this.adapter?.bridgeCounts() ?? {},
       mirror: this.mirror?.status() ?? null,
       restore: this.background?.progress() ?? this.restoreCompleted,
+      eventLoopDelayMs: { ...this.loopWindow, maxSinceStart: this.loopMax },
     };
   }
 

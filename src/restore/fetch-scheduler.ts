@@ -10,6 +10,12 @@
 //    a time and about `bytes` bytes (one larger request alone), so a
 //    program's fetch finds at most that much ahead of it at the archive.
 //
+// The mount's answers wait for the JavaScript thread, which the background
+// restore's own work (its fetches' answers, the local steps they start)
+// keeps busy: while the background runs, a probe measures how late a timer
+// runs, and when it runs more than `maxLagMs` late the background holds for
+// about as long (its work in progress drains, the thread answers programs).
+//
 // A program can end up waiting for background work (a directory the
 // background restore is materialising holds that directory's lock until its
 // entries are in place): it promotes that work's group, whose queued fetches
@@ -39,9 +45,15 @@ export interface FetchSchedulerOptions {
   requests?: number;
   /** The background waits this long after the last program's op ended (default 50 ms). */
   quietMs?: number;
+  /** The background holds while the event loop runs more than this late (default 5 ms; 0: never). */
+  maxLagMs?: number;
   /** Bytes of background requests in flight at most (default 4 MiB; a larger request goes alone). */
   bytes?: number;
 }
+
+/** The lag probe's interval, and the longest hold one late run causes (ms). */
+const LAG_PROBE_MS = 10;
+const MAX_LAG_HOLD_MS = 50;
 
 export class FetchScheduler {
   /** Ops of programs waiting for the restore. */
@@ -58,6 +70,13 @@ export class FetchScheduler {
   private head = 0;
   private readonly maxRequests: number;
   private readonly maxBytes: number;
+  private readonly maxLagMs: number;
+  private lagProbe: NodeJS.Timeout | null = null;
+  private lastProbe = 0;
+  /** When background work was last queued or answered (the lag probe stops after a second without). */
+  private lastBackground = 0;
+  /** Times the background held because the event loop ran late. */
+  lagHolds = 0;
   /** Set once the background restore stopped: its fetches fail at once. */
   private cancelled: Error | null = null;
 
@@ -65,6 +84,7 @@ export class FetchScheduler {
     this.maxRequests = Math.max(1, opts.requests ?? 4);
     this.maxBytes = Math.max(1, opts.bytes ?? 4 * 1024 * 1024);
     this.quietMs = Math.max(0, opts.quietMs ?? 50);
+    this.maxLagMs = Math.max(0, opts.maxLagMs ?? 5);
   }
 
   /** Runs `f`, an op of a program that waits for the restore: no background fetch is sent meanwhile. */
@@ -73,7 +93,10 @@ export class FetchScheduler {
     try {
       return await f();
     } finally {
-      if (--this.foreground === 0) this.quiet();
+      if (--this.foreground === 0) {
+        if (this.quietMs === 0) this.resume();
+        else this.hold(this.quietMs);
+      }
     }
   }
 
@@ -87,10 +110,9 @@ export class FetchScheduler {
     return this.foreground === 0 && this.quietTimer === null;
   }
 
-  /** The last program's op ended: the background goes on after quietMs, unless another comes. */
-  private quiet(): void {
-    if (this.quietMs === 0) return this.resume();
-    this.quietUntil = Date.now() + this.quietMs;
+  /** No background work for the next `ms` (a program's op ended, or the event loop ran late). */
+  private hold(ms: number): void {
+    this.quietUntil = Math.max(this.quietUntil, Date.now() + ms);
     if (this.quietTimer !== null) return;
     const tick = (): void => {
       const left = this.quietUntil - Date.now();
@@ -101,7 +123,27 @@ export class FetchScheduler {
       this.quietTimer = null;
       if (this.foreground === 0) this.resume();
     };
-    this.quietTimer = setTimeout(tick, this.quietMs);
+    this.quietTimer = setTimeout(tick, ms);
+  }
+
+  /** While background work exists: hold it when the event loop runs late. */
+  private watchLag(): void {
+    this.lastBackground = performance.now();
+    if (this.lagProbe !== null || this.maxLagMs === 0) return;
+    this.lastProbe = performance.now();
+    this.lagProbe = setInterval(() => {
+      const now = performance.now();
+      const late = now - this.lastProbe - LAG_PROBE_MS;
+      this.lastProbe = now;
+      if (late > this.maxLagMs) {
+        this.lagHolds++;
+        this.hold(Math.min(MAX_LAG_HOLD_MS, late));
+      }
+      if (this.inFlight === 0 && this.queued === 0 && now - this.lastBackground > 1000) {
+        clearInterval(this.lagProbe!);
+        this.lagProbe = null;
+      }
+    }, LAG_PROBE_MS);
   }
 
   private resume(): void {
@@ -140,6 +182,7 @@ export class FetchScheduler {
 
   private enqueue<T>(bytes: number, f: () => Promise<T>, group: FetchGroup | null, optional: boolean): Promise<T | null> {
     if (this.cancelled !== null) return Promise.reject(this.cancelled);
+    this.watchLag();
     return new Promise<T | null>((resolve, reject) => {
       const job: Job = {
         bytes,
@@ -155,6 +198,7 @@ export class FetchScheduler {
             p = Promise.reject(err);
           }
           p.then(resolve, reject).finally(() => {
+            this.lastBackground = performance.now();
             this.inFlight--;
             this.inFlightBytes -= bytes;
             this.pump();
@@ -189,6 +233,8 @@ export class FetchScheduler {
   /** Fails every background fetch not sent yet, and every later one (the restore stops). */
   cancelQueued(err: Error): void {
     this.cancelled = err;
+    if (this.lagProbe !== null) clearInterval(this.lagProbe);
+    this.lagProbe = null;
     const jobs = this.queue.slice(this.head);
     this.queue = [];
     this.head = 0;

@@ -14,7 +14,9 @@
 // restore's own work (its fetches' answers, the local steps they start)
 // keeps busy: while the background runs, a probe measures how late a timer
 // runs, and when it runs more than `maxLagMs` late the background holds for
-// about as long (its work in progress drains, the thread answers programs).
+// about as long (its work in progress drains, the thread answers programs);
+// never more than half of the time, so a machine busy with other work slows
+// the restore down but never stops it.
 //
 // A program can end up waiting for background work (a directory the
 // background restore is materialising holds that directory's lock until its
@@ -75,8 +77,8 @@ export class FetchScheduler {
   private lastProbe = 0;
   /** When background work was last queued or answered (the lag probe stops after a second without). */
   private lastBackground = 0;
-  /** Times the background held because the event loop ran late. */
-  lagHolds = 0;
+  /** No hold for a late event loop before this time (performance.now()): the background runs at least half the time. */
+  private lagHoldAllowedAt = 0;
   /** Set once the background restore stopped: its fetches fail at once. */
   private cancelled: Error | null = null;
 
@@ -135,9 +137,10 @@ export class FetchScheduler {
       const now = performance.now();
       const late = now - this.lastProbe - LAG_PROBE_MS;
       this.lastProbe = now;
-      if (late > this.maxLagMs) {
-        this.lagHolds++;
-        this.hold(Math.min(MAX_LAG_HOLD_MS, late));
+      if (late > this.maxLagMs && now >= this.lagHoldAllowedAt) {
+        const ms = Math.min(MAX_LAG_HOLD_MS, late);
+        this.lagHoldAllowedAt = now + 2 * ms;
+        this.hold(ms);
       }
       if (this.inFlight === 0 && this.queued === 0 && now - this.lastBackground > 1000) {
         clearInterval(this.lagProbe!);

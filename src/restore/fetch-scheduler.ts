@@ -43,7 +43,7 @@ interface Job {
 }
 
 export interface FetchSchedulerOptions {
-  /** Background requests in flight at most (default 4). */
+  /** Background requests in flight at most (default 8). */
   requests?: number;
   /** The background waits this long after the last program's op ended (default 50 ms). */
   quietMs?: number;
@@ -83,7 +83,7 @@ export class FetchScheduler {
   private cancelled: Error | null = null;
 
   constructor(opts: FetchSchedulerOptions = {}) {
-    this.maxRequests = Math.max(1, opts.requests ?? 4);
+    this.maxRequests = Math.max(1, opts.requests ?? 8);
     this.maxBytes = Math.max(1, opts.bytes ?? 4 * 1024 * 1024);
     this.quietMs = Math.max(0, opts.quietMs ?? 50);
     this.maxLagMs = Math.max(0, opts.maxLagMs ?? 5);

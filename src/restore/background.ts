@@ -36,7 +36,7 @@ import { crashPoint } from './crash-points.js';
 const DT_DIR = 4;
 const DT_REG = 8;
 /** Directories worked on at the same time by the background restore. */
-const DIRS_AT_ONCE = 4;
+const DIRS_AT_ONCE = 8;
 /** A listing is gone through this many entries at a time, the event loop served in between. */
 const LISTING_SLICE = 512;
 /** The rate (and so the ETA) looks at the last 10 seconds. */
@@ -67,7 +67,7 @@ export interface RestoreProgress {
 export interface BackgroundOptions {
   /** Files checked or fetched at the same time (default 16). */
   concurrency?: number;
-  /** Directories worked on at the same time (default 4). */
+  /** Directories worked on at the same time (default 8). */
   dirs?: number;
   /** How often progress is persisted, ms (default 1000). */
   saveEveryMs?: number;

@@ -14,7 +14,9 @@
 // restore's own work (its fetches' answers, the local steps they start)
 // keeps busy: while the background runs, a probe measures how late a timer
 // runs, and when it runs more than `maxLagMs` late the background holds for
-// about as long (its work in progress drains, the thread answers programs).
+// about as long (its work in progress drains, the thread answers programs);
+// never more than half of the time, so a machine busy with other work slows
+// the restore down but never stops it.
 //
 // A program can end up waiting for background work (a directory the
 // background restore is materialising holds that directory's lock until its
@@ -41,7 +43,7 @@ interface Job {
 }
 
 export interface FetchSchedulerOptions {
-  /** Background requests in flight at most (default 4). */
+  /** Background requests in flight at most (default 8). */
   requests?: number;
   /** The background waits this long after the last program's op ended (default 50 ms). */
   quietMs?: number;
@@ -77,11 +79,13 @@ export class FetchScheduler {
   private lastBackground = 0;
   /** Times the background held because the event loop ran late. */
   lagHolds = 0;
+  /** No hold for a late event loop before this time (performance.now()): the background runs at least half the time. */
+  private lagHoldAllowedAt = 0;
   /** Set once the background restore stopped: its fetches fail at once. */
   private cancelled: Error | null = null;
 
   constructor(opts: FetchSchedulerOptions = {}) {
-    this.maxRequests = Math.max(1, opts.requests ?? 4);
+    this.maxRequests = Math.max(1, opts.requests ?? 8);
     this.maxBytes = Math.max(1, opts.bytes ?? 4 * 1024 * 1024);
     this.quietMs = Math.max(0, opts.quietMs ?? 50);
     this.maxLagMs = Math.max(0, opts.maxLagMs ?? 5);
@@ -135,9 +139,11 @@ export class FetchScheduler {
       const now = performance.now();
       const late = now - this.lastProbe - LAG_PROBE_MS;
       this.lastProbe = now;
-      if (late > this.maxLagMs) {
+      if (late > this.maxLagMs && now >= this.lagHoldAllowedAt) {
+        const ms = Math.min(MAX_LAG_HOLD_MS, late);
+        this.lagHoldAllowedAt = now + 2 * ms;
         this.lagHolds++;
-        this.hold(Math.min(MAX_LAG_HOLD_MS, late));
+        this.hold(ms);
       }
       if (this.inFlight === 0 && this.queued === 0 && now - this.lastBackground > 1000) {
         clearInterval(this.lagProbe!);

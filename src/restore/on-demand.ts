@@ -47,7 +47,7 @@ export interface OnDemandOptions {
   mapCacheBytes?: number;
   /** Bytes of directory images kept for lookups (default 16 MiB). */
   imageCacheBytes?: number;
-  /** The background restore's fetches in flight at most: requests (default 4) and bytes (default 4 MiB). */
+  /** The background restore's fetches in flight at most: requests (default 8) and bytes (default 4 MiB). */
   backgroundRequests?: number;
   backgroundBytes?: number;
   log: Logger;

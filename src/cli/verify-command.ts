@@ -69,7 +69,7 @@ export async function verifyCommand(opts: VerifyOptions): Promise<number> {
       onDifference: (d) => process.stdout.write(opts.json ? `${JSON.stringify(d)}\n` : `${formatDifference(d)}\n`),
     });
     const unfinished = result.pendingDirs + result.remoteFiles > 0
-      ? ` (restore unfinished: ${result.pendingDirs} pending directories not descended into, ${result.remoteFiles} files compared only where local)`
+      ? ` (restore unfinished: ${result.pendingDirs} pending directories (only their materialised entries compared), ${result.remoteFiles} files compared only where local)`
       : '';
     process.stdout.write(opts.json
       ? `${JSON.stringify({ objects: result.objects, differences: result.count, pendingDirs: result.pendingDirs, remoteFiles: result.remoteFiles })}\n`

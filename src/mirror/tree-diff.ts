@@ -21,7 +21,7 @@ import { ArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import type { DirImage, EntryImage } from '../protocol/images.js';
 import { ROOT_ID, attrsFromStat, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
-import { isPending, remoteBlocksOf } from '../store/restore-marks.js';
+import { MATERIALISING_PREFIX, isPending, remoteBlocksOf } from '../store/restore-marks.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { join } from 'node:path';
 import {
@@ -133,13 +133,16 @@ class DiffWalk {
   }
 
   private async walkDir(nsPath: string, fsPath: string, image: DirImage, isRoot: boolean): Promise<void> {
-    if (await isPending(fsPath)) {
-      this.result.pendingDirs++;
-      return;
-    }
-    const locals = new Map((await listLocalDir(fsPath, isRoot)).map((e) => [e.name, e]));
+    // A pending directory's names are the archive's until it is materialised:
+    // a name not here yet is not a difference. But the entries lookups
+    // materialised in it are objects like any other (a program may have
+    // written into one), so those are compared, and descended into.
+    const pending = await isPending(fsPath);
+    if (pending) this.result.pendingDirs++;
+    const listed = await listLocalDir(fsPath, isRoot);
+    const locals = new Map(listed.filter((e) => !(pending && e.name.startsWith(MATERIALISING_PREFIX))).map((e) => [e.name, e]));
     const remote = new Map(image.entries.map((e) => [e.name, e]));
-    const names = [...new Set([...locals.keys(), ...remote.keys()])].sort(compareNames);
+    const names = (pending ? [...locals.keys()] : [...new Set([...locals.keys(), ...remote.keys()])]).sort(compareNames);
     const subdirs: { nsPath: string; fsPath: string; id: ObjectId }[] = [];
     for (const name of names) {
       this.opts.signal?.throwIfAborted();
@@ -149,7 +152,7 @@ class DiffWalk {
       const a = remote.get(name);
       if (a === undefined) this.report(path, 'missing-on-archive', l!.type);
       else if (l === undefined) this.report(path, 'missing-locally', undefined, typeOfMode(a.attrs.mode));
-      else if (await this.compareEntry(path, l, a)) subdirs.push({ nsPath: path, fsPath: l.fsPath, id: a.id });
+      else if (await this.compareEntry(path, l, a, pending)) subdirs.push({ nsPath: path, fsPath: l.fsPath, id: a.id });
     }
     const ahead = new Lookahead(subdirs, (s) => this.opts.archive.dirImage(this.opts.volume, s.id), this.opts.lookahead ?? 4);
     for (let i = 0; i < subdirs.length; i++) {
@@ -160,7 +163,7 @@ class DiffWalk {
   }
 
   /** Compares one name present on both sides; true when both are directories to descend into. */
-  private async compareEntry(path: string, l: LocalEntry, a: EntryImage): Promise<boolean> {
+  private async compareEntry(path: string, l: LocalEntry, a: EntryImage, inPendingDir: boolean): Promise<boolean> {
     const type: ObjectType = l.type;
     const atype = typeOfMode(a.attrs.mode);
     if (type !== atype) {
@@ -180,7 +183,7 @@ class DiffWalk {
     await this.compareXattrs(path, l.fsPath, a.xattrs);
     if (type === 'dir') return true;
     this.compareLinks(path, l, a);
-    if (type === 'file' && attrs.size === a.attrs.size && this.wantContent(l.st)) await this.compareContent(path, l, a);
+    if (type === 'file' && attrs.size === a.attrs.size && this.wantContent(l.st)) await this.compareContent(path, l, a, inPendingDir);
     return false;
   }
 
@@ -208,10 +211,15 @@ class DiffWalk {
     }
   }
 
-  private async compareContent(path: string, l: LocalEntry, a: EntryImage): Promise<void> {
-    const blocks = await this.opts.archive.fileBlocks(this.opts.volume, a.id);
+  private async compareContent(path: string, l: LocalEntry, a: EntryImage, inPendingDir: boolean): Promise<void> {
     const skip = await remoteBlocksOf(this.privateDir, a.id);
-    if (skip !== null) this.result.remoteFiles++;
+    // A stub in a pending directory that a crash left without its block map
+    // holds no byte yet (the next materialisation writes its map again, as
+    // reconcile knows): all of it is still the archive's.
+    const lostMap = skip === null && inPendingDir && l.st.blocks === 0n && l.st.size > 0n;
+    if (skip !== null || lostMap) this.result.remoteFiles++;
+    if (lostMap) return;
+    const blocks = await this.opts.archive.fileBlocks(this.opts.volume, a.id);
     const listed: number[] = [];
     let n = 0;
     for await (const b of differingBlocks(l.fsPath, Number(l.st.size), blocks, skip)) {

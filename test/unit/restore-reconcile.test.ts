@@ -10,6 +10,8 @@ import { MemoryArchive, ShippingSink, VOLUME } from '../helpers/memory-archive.j
 import { enterTempStore, type EnteredStore } from '../helpers/core-store.js';
 import { prepareRecovery } from '../../src/restore/recover.js';
 import { reconcile } from '../../src/mirror/reconcile.js';
+import { diffTree } from '../../src/mirror/tree-diff.js';
+import { materialiseOne } from '../../src/restore/materialise.js';
 import { markBlocksPresent } from '../../src/store/restore-marks.js';
 import { BLOCK_SIZE, ROOT_ID, type Attrs } from '../../src/protocol/records.js';
 import { createLogger } from '../../src/log/logger.js';
@@ -73,4 +75,41 @@ test.serial('a recovery into an emptied store root that kept its id and xattrs r
   await prepareRecovery({ client: a, volume: VOLUME, depth: 2, privateDir: entered.store.privateDir, log });
   t.deepEqual(readdirSync('.').sort(), ['.strata', 'kept']);
   t.false((await native.listxattr('.')).includes('user.leftover'));
+});
+
+test.serial('verify compares the entries lookups materialised in a pending directory, and nothing else there', async (t) => {
+  for (const name of readdirSync('.')) rmSync(name, { recursive: true, force: true });
+  mkdirSync(entered.store.privateDir, { mode: 0o700 });
+  const a = new MemoryArchive();
+  await a.createVolume(VOLUME);
+  const build = new ShippingSink(a, VOLUME);
+  const [d, sub, f, g, h] = ['1', '2', '3', '4', '5'].map((c) => c.repeat(32)) as [string, string, string, string, string];
+  await build.append({ op: 'create', parent: ROOT_ID, name: 'd', id: d, attrs: dir, parentMtime: [2, 0] });
+  await build.append({ op: 'create', parent: d, name: 'sub', id: sub, attrs: dir, parentMtime: [2, 0] });
+  await build.append({ op: 'create', parent: sub, name: 'seen', id: g, attrs: file(0), parentMtime: [2, 0] });
+  await build.append({ op: 'write', id: g, offset: 0, data: Buffer.alloc(BLOCK_SIZE, 5) });
+  await build.append({ op: 'setattr', id: g, attrs: file(BLOCK_SIZE) });
+  await build.append({ op: 'create', parent: sub, name: 'unseen', id: h, attrs: file(0), parentMtime: [2, 0] });
+  await build.append({ op: 'create', parent: d, name: 'top', id: f, attrs: file(0), parentMtime: [2, 0] });
+  await build.ship();
+  // Depth 1: /d pending. A lookup of d/sub and of d/sub/seen materialise those two only.
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, privateDir: entered.store.privateDir, log });
+  const opts = { privateDir: entered.store.privateDir, childDirsPending: true, log };
+  const dImage = await a.dirImage(VOLUME, d);
+  t.true(await materialiseOne('d', dImage.entries.find((e) => e.name === 'sub')!, opts));
+  const subImage = await a.dirImage(VOLUME, sub);
+  t.true(await materialiseOne('d/sub', subImage.entries.find((e) => e.name === 'seen')!, opts));
+
+  const clean = await diffTree({ store: entered.store.root, archive: a, volume: VOLUME });
+  t.deepEqual(clean.differences, [], 'names not materialised yet are not differences');
+  t.is(clean.pendingDirs, 2);
+
+  // A block a program wrote into the stub, with its record lost: verify sees it now.
+  const fd = openSync('d/sub/seen', 'r+');
+  writeSync(fd, Buffer.alloc(16, 9), 0, 16, 0);
+  closeSync(fd);
+  await markBlocksPresent(entered.store.privateDir, g, 0, 1);
+  await native.setxattr('d/sub/seen', 'user.added', Buffer.from('x'), 0);
+  const dirty = await diffTree({ store: entered.store.root, archive: a, volume: VOLUME });
+  t.deepEqual(dirty.differences.map((x) => `${x.path}:${x.kind}`).sort(), ['/d/sub/seen:content', '/d/sub/seen:mtime', '/d/sub/seen:xattrs']);
 });

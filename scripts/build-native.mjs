@@ -2,8 +2,8 @@
 // Builds strata's native code on `npm install` / `npm ci`:
 //  1. strata's FUSE bridge: the in-tree fork of fuse-native (native/fuse-native,
 //     a `file:` dependency, so node_modules/fuse-native links to it), built from
-//     its sources against the libfuse 2.9 headers that fuse-shared-library
-//     ships (docs/fuse-bridge.md);
+//     its sources against libfuse 3 (libfuse3-dev, found with pkg-config;
+//     docs/fuse-bridge.md);
 //  2. better-sqlite3 (the archive's metadata database) from its bundled
 //     SQLite sources: its own install script would download a prebuilt binary;
 //  3. strata's own addon (binding.gyp at the top).

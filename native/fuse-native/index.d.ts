@@ -92,6 +92,8 @@ export function fastPaths(session: Session, storeRoot: string, flags: number, en
 export function allocNodeid(session: Session): number;
 /** Requests answered on the FUSE thread so far, indexed by op. */
 export function fastCounts(session: Session): Float64Array;
+/** The kernel caches writes (the writeback_cache option was given and the kernel granted it at init). */
+export function writebackCache(session: Session): boolean;
 /** Requests handed to JavaScript and not answered yet (all sessions of the process). */
 export function pendingRequests(): number;
 export const ops: Readonly<Record<OpName, number>>;

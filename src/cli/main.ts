@@ -42,6 +42,7 @@ function daemonOptions(cmd: Command): void {
     .option('--log-file <file>', 'append JSON log lines here (background default: STORE/.strata/daemon.log)')
     .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
     .option('--allow-other', 'let other users use the mount (always with default_permissions)')
+    .option('--writeback-cache', 'let the kernel cache writes and send them in batches (faster small writes; not with --mirror sync; docs/fuse-bridge.md)')
     .option('--mirror <mode>', 'async (default: fsync waits for the archive) or sync (every change waits)')
     .option('--token-file <file>', 'token of a remote archive')
     .option('--journal-max <bytes>', 'journal bytes not yet acked by the archive before --journal-full applies (default 1 GiB)', bytes)

@@ -22,6 +22,7 @@ export interface MountCliOptions {
   entryTimeout?: number;
   negativeTimeout?: number;
   directIo?: boolean;
+  writebackCache?: boolean;
   debugFuse?: boolean;
   notifyParent?: boolean;
   archive?: string;
@@ -63,6 +64,7 @@ function mountOptions(o: MountCliOptions): MountOptions {
   if (o.entryTimeout !== undefined) m.entryTimeout = o.entryTimeout;
   if (o.negativeTimeout !== undefined) m.negativeTimeout = o.negativeTimeout;
   if (o.directIo === false) m.directIo = false;
+  if (o.writebackCache) m.writebackCache = true;
   if (o.debugFuse) m.debug = true;
   return m;
 }
@@ -76,6 +78,7 @@ export function mirrorConfig(o: MountCliOptions): MountConfig['mirror'] {
   if (o.volume === undefined) throw new Error('--archive needs --volume NAME');
   const mode = o.mirror ?? 'async';
   if (mode !== 'async' && mode !== 'sync') throw new Error(`--mirror must be async or sync, not ${mode}`);
+  if (mode === 'sync' && o.writebackCache) throw new Error('--writeback-cache cannot be used with --mirror sync: a write would return before the archive has it');
   const full = o.journalFull ?? 'block';
   if (full !== 'block' && full !== 'enospc') throw new Error(`--journal-full must be block or enospc, not ${full}`);
   const cfg: NonNullable<MountConfig['mirror']> = { archiveUrl: o.archive, volume: o.volume, mode, fullPolicy: full };
@@ -212,6 +215,7 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
   if (o.entryTimeout !== undefined) args.push('--entry-timeout', String(o.entryTimeout));
   if (o.negativeTimeout !== undefined) args.push('--negative-timeout', String(o.negativeTimeout));
   if (o.directIo === false) args.push('--no-direct-io');
+  if (o.writebackCache) args.push('--writeback-cache');
   if (o.archive !== undefined) args.push('--archive', o.archive);
   if (o.volume !== undefined) args.push('--volume', o.volume);
   if (o.mirror !== undefined) args.push('--mirror', o.mirror);

@@ -115,6 +115,7 @@ export async function statusCommand(mountpoint: string, opts: { json?: boolean }
     `store        ${String(status.store)}`,
     `daemon pid   ${String(status.pid)} (up ${String(status.uptimeSeconds)} s)`,
     `open handles ${String(status.openHandles)}`,
+    ...(status.writebackCache === true ? ['page cache   writeback (the kernel caches writes)'] : []),
     ...(typeof status.readOnly === 'string' ? [`read-only    ${status.readOnly}`] : []),
     ...mirrorLines(status.mirror as MirrorStatus | null),
     ...restoreLines((status.restore ?? null) as RestoreProgress | null),

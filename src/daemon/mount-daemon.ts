@@ -53,6 +53,8 @@ export interface DaemonStatus {
   uptimeSeconds: number;
   openHandles: number;
   knownInodes: number;
+  /** The kernel caches writes (--writeback-cache, granted by the kernel). */
+  writebackCache: boolean;
   /** Requests answered, per op (by JavaScript and by the FUSE thread). */
   requests: Record<string, number>;
   /** Of those, the ones the FUSE thread answered itself. */
@@ -162,6 +164,7 @@ export class MountDaemon {
       uptimeSeconds: Math.round((Date.now() - this.startedAt.getTime()) / 1000),
       openHandles: this.fs?.handles.size ?? 0,
       knownInodes: this.adapter?.knownInodes ?? 0,
+      writebackCache: this.adapter?.writebackCache ?? false,
       requests: this.adapter?.requestCounts() ?? {},
       requestsOnFuseThread: this.adapter?.bridgeCounts() ?? {},
       mirror: this.mirror?.status() ?? null,

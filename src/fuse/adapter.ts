@@ -56,6 +56,13 @@ export interface MountOptions {
    * kernel's max_pages limit of 256 pages, which libfuse 3 negotiates from it).
    */
   maxWrite?: number;
+  /**
+   * Ask the kernel for its writeback cache: writes land in the page cache and
+   * reach strata in page-sized batches later (at the latest on fsync, close
+   * or memory pressure); the kernel keeps size and mtime meanwhile. Not for a
+   * sync-mode mirror, where every write must wait for the archive.
+   */
+  writebackCache?: boolean;
   /** Name shown in /proc/mounts. */
   fsname?: string;
   /** libfuse's request trace on stderr. */
@@ -66,6 +73,7 @@ export function fuseOptionString(opts: MountOptions): string {
   const list = ['default_permissions', `max_write=${opts.maxWrite ?? 1048576}`, 'subtype=strata'];
   if (opts.fsname) list.push(`fsname=${opts.fsname.replace(/[,\\]/g, '_')}`);
   if (opts.allowOther) list.push('allow_other');
+  if (opts.writebackCache) list.push('writeback_cache');
   if (opts.debug) list.push('debug');
   return list.join(',');
 }
@@ -125,6 +133,11 @@ export class FuseAdapter {
     const out: Record<string, number> = Object.fromEntries(this.opCounts);
     for (const [op, n] of Object.entries(this.bridgeCounts())) out[op] = (out[op] ?? 0) + n;
     return out;
+  }
+
+  /** The kernel caches writes (asked for with writebackCache and granted). */
+  get writebackCache(): boolean {
+    return this.session !== null && !this.closed && ll.writebackCache(this.session);
   }
 
   /** Requests the FUSE thread answered itself, per op. */

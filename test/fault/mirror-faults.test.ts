@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sh, strata } from '../helpers/mount.js';
-import { withMirroredMount, syncMount, assertConverged, mirrorStatus, mount, readFromArchive, type MirroredMount } from '../helpers/mirror.js';
+import { withMirroredMount, syncMount, assertConverged, mirrorStatus, mount, readFromArchive, killPrimary, type MirroredMount } from '../helpers/mirror.js';
 import { startArchiveServer, type ArchiveServer } from '../helpers/archive.js';
 
 async function serverFor(t: ExecutionContext): Promise<ArchiveServer> {
@@ -19,21 +19,6 @@ async function serverFor(t: ExecutionContext): Promise<ArchiveServer> {
   return server;
 }
 
-/** PID of the daemon serving `m` (from `strata status`). */
-function daemonPid(m: MirroredMount): number {
-  const r = strata(['status', '--json', m.mnt]);
-  return (JSON.parse(r.stdout) as { pid: number }).pid;
-}
-
-/** kill -9 of the primary's daemon; waits until it is gone. */
-async function killPrimary(m: MirroredMount): Promise<void> {
-  const pid = daemonPid(m);
-  process.kill(pid, 'SIGKILL');
-  for (let i = 0; i < 200; i++) {
-    try { process.kill(pid, 0); } catch { return; }
-    await sleep(10);
-  }
-}
 
 test('archive server killed -9 while records ship, away for a while: the mount serves on, nothing is lost, it converges', async (t) => {
   const server = await serverFor(t);

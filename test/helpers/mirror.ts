@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { strata, mountpointIsMounted, type ShResult } from './mount.js';
+import { daemonPid, strata, mountpointIsMounted, type ShResult } from './mount.js';
 import { openArchiveClient } from '../../src/archive-client/open-archive.js';
 import { ROOT_ID } from '../../src/protocol/records.js';
 
@@ -27,6 +27,16 @@ export interface MirrorOpts {
   archiveUrl?: string;
   tokenFile?: string;
   extraArgs?: string[];
+}
+
+/** kill -9 of the primary's daemon; waits until it is gone (its stale mount stays, for the next mount to clear). */
+export async function killPrimary(m: MirroredMount): Promise<void> {
+  const pid = daemonPid(m.mnt);
+  process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 200; i++) {
+    try { process.kill(pid, 0); } catch { return; }
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 /** Removes a mount whatever its state (live daemon, dead daemon, nothing). */

@@ -21,6 +21,12 @@ export function strata(args: string[], env: NodeJS.ProcessEnv = {}): SpawnSyncRe
   return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
 }
 
+/** The pid of the daemon serving `mnt` (from `strata status`). */
+export function daemonPid(mnt: string): number {
+  const r = strata(['status', '--json', mnt]);
+  return (JSON.parse(r.stdout) as { pid: number }).pid;
+}
+
 export function mountpointIsMounted(mnt: string): boolean {
   return spawnSync('mountpoint', ['-q', mnt]).status === 0;
 }

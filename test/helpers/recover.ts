@@ -161,11 +161,7 @@ export function verifySummary(r: MirroredMount): { status: number | null; summar
   return { status: res.status, summary, out: `${res.stdout}${res.stderr}` };
 }
 
-/** The daemon's pid (from status), to kill it. */
-export function daemonPid(mnt: string): number {
-  const r = strata(['status', '--json', mnt]);
-  return (JSON.parse(r.stdout) as { pid: number }).pid;
-}
+export { daemonPid } from './mount.js';
 
 /** kill -9 of a daemon, and the stale mount it leaves cleared. */
 export function killDaemon(mnt: string, pid: number): void {

@@ -10,13 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { forceUnmount } from '../helpers/mirror.js';
-import { mountpointIsMounted, strata } from '../helpers/mount.js';
+import { daemonPid, mountpointIsMounted, strata } from '../helpers/mount.js';
 
 const HELPER = '/sbin/mount.fuse.strata';
-
-function daemonPid(mnt: string): number {
-  return (JSON.parse(strata(['status', '--json', mnt]).stdout) as { pid: number }).pid;
-}
 
 async function gone(pid: number): Promise<boolean> {
   for (let i = 0; i < 100; i++) {

@@ -12,10 +12,10 @@
 // compared only right after they were set: a read served from the page cache
 // does not reach the store, so relatime updates legitimately differ.
 //
-// Four mounts: the default one (the FUSE thread answers most requests itself),
+// Five mounts: the default one (the FUSE thread answers most requests itself),
 // --no-direct-io (every request through the JavaScript core), no kernel caching
-// with a tiny FUSE-thread node table, and one where steps run as other users
-// (--allow-other). A 'forget' step makes the kernel drop
+// with a tiny FUSE-thread node table, one where steps run as other users
+// (--allow-other), and --writeback-cache (with another user). A 'forget' step makes the kernel drop
 // every unused dentry and inode (FORGET requests), as memory pressure would.
 //
 // Replay a failure with the seed (and path) fast-check prints:
@@ -474,6 +474,10 @@ const CONFIGS: readonly Config[] = [
     args: ['--attr-timeout', '0', '--entry-timeout', '0', '--negative-timeout', '0'], runs: 100, users: [], env: { STRATA_NODE_TABLE_MAX: '4' },
   },
   { title: 'steps by three users in a sticky world-writable root (--allow-other)', args: ['--allow-other'], runs: 150, users: [1000, 1001] },
+  // The kernel caches writes and sends them later in pages, keeps size and
+  // mtime itself, and reads pages of write-only handles (the bridge opens them
+  // read-write and without O_APPEND).
+  { title: '--writeback-cache (the kernel caches writes), steps by two users (--allow-other)', args: ['--writeback-cache', '--allow-other'], runs: 120, users: [1000] },
 ];
 
 for (const config of CONFIGS) {

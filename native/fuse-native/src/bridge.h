@@ -188,6 +188,8 @@ typedef struct bridge_session {
   struct fuse_session *se;
   char *mnt;
   unsigned max_write;      // bytes per WRITE request (the max_write= option), 0: libfuse's
+  int writeback_wanted;    // the writeback_cache option: ask the kernel for its writeback cache
+  int writeback_on;        // the kernel granted it (set in init, read by open/create after)
   pthread_t thread;
   int loop_result;
   int loop_done;           // the FUSE loop has ended (the kernel connection is gone)
@@ -310,6 +312,7 @@ napi_value js_unref (napi_env env, napi_callback_info info);
 napi_value js_fast_paths (napi_env env, napi_callback_info info);
 napi_value js_alloc_nodeid (napi_env env, napi_callback_info info);
 napi_value js_fast_counts (napi_env env, napi_callback_info info);
+napi_value js_writeback_cache (napi_env env, napi_callback_info info);
 napi_value js_pending_requests (napi_env env, napi_callback_info info);
 napi_value js_reply_err (napi_env env, napi_callback_info info);
 napi_value js_reply_entry (napi_env env, napi_callback_info info);

@@ -6,6 +6,7 @@
 #include "bridge.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -69,6 +70,13 @@ static void ll_init (void *userdata, struct fuse_conn_info *conn) {
   // Locks stay local to this kernel (strata is the only writer of its store).
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
   if (s->max_write != 0) conn->max_write = s->max_write;
+  // The writeback cache (the writeback_cache option; see writeback_flags).
+  if (s->writeback_wanted && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
+    conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+    __atomic_store_n(&s->writeback_on, 1, __ATOMIC_RELEASE);
+  } else {
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  }
   req_notify(s, req_new(s, NULL, LL_INIT, 0));
 }
 
@@ -182,8 +190,22 @@ static void ll_link (fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const
   req_submit(s, req, r);
 }
 
+// With the writeback cache the kernel writes whole pages back later, through
+// any writable handle of the file, and may read a page before writing part of
+// it: a handle the program opened write-only must be readable. And it keeps
+// the file's size itself and sends appends at the offsets it chose, so the
+// store's descriptor must not append on its own (libfuse's passthrough_hp does
+// the same). The program's open was checked by the kernel against what it
+// asked for; these flags only shape the daemon's own descriptor.
+static void writeback_flags (bridge_session_t *s, struct fuse_file_info *fi) {
+  if (!__atomic_load_n(&s->writeback_on, __ATOMIC_ACQUIRE)) return;
+  if ((fi->flags & O_ACCMODE) == O_WRONLY) fi->flags = (fi->flags & ~O_ACCMODE) | O_RDWR;
+  fi->flags &= ~O_APPEND;
+}
+
 static void ll_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   bridge_session_t *s = session_of(req);
+  writeback_flags(s, fi);
   if (fast_open(s, req, ino, fi)) return;
   bridge_req_t *r = req_new(s, req, LL_OPEN, ino);
   if (r) { set_fi(r, fi); r->mode = (uint32_t) fi->flags; }
@@ -293,6 +315,7 @@ static void ll_access (fuse_req_t req, fuse_ino_t ino, int mask) {
 
 static void ll_create (fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
   bridge_session_t *s = session_of(req);
+  writeback_flags(s, fi);
   if (fast_new(s, req, parent, name, mode, fi)) return;
   bridge_req_t *r = req_new(s, req, LL_CREATE, parent);
   if (r) { set_fi(r, fi); r->name = dup_str(name); r->mode = mode; r->rdev = (uint32_t) fi->flags; }

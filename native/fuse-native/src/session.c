@@ -53,8 +53,8 @@ static void session_free_early (bridge_session_t *s) {
 }
 
 // Takes the bridge's own options out of a comma-separated "-o" list (in
-// place): max_write=N (libfuse 3 sets it in init, not as a mount option).
-// Returns 0 for a malformed max_write.
+// place): max_write=N and writeback_cache (libfuse 3 sets both in init, not
+// as mount options). Returns 0 for a malformed max_write.
 static int take_bridge_options (char *opts, bridge_session_t *s) {
   char *out = opts;
   char *p = opts;
@@ -70,6 +70,8 @@ static int take_bridge_options (char *opts, bridge_session_t *s) {
       unsigned long v = strtoul(num, &bad, 10);
       if (bad == num || *bad != 0 || v == 0 || v > (1UL << 30)) return 0;
       s->max_write = (unsigned) v;
+    } else if (n == 15 && strncmp(p, "writeback_cache", 15) == 0) {
+      s->writeback_wanted = 1;
     } else if (n > 0) {
       if (out != opts) *out++ = ',';
       memmove(out, p, n);
@@ -249,6 +251,16 @@ napi_value js_fast_counts (napi_env env, napi_callback_info info) {
   for (int i = 0; i < LL_OP_COUNT; i++) ((double *) data)[i] = (double) __atomic_load_n(&s->fast_counts[i], __ATOMIC_RELAXED);
   napi_create_typedarray(env, napi_float64_array, LL_OP_COUNT, ab, 0, &arr);
   return arr;
+}
+
+// writebackCache(session) -> the kernel caches writes (asked for and granted at init).
+napi_value js_writeback_cache (napi_env env, napi_callback_info info) {
+  JS_ARGS(1)
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  napi_value v;
+  napi_get_boolean(env, __atomic_load_n(&s->writeback_on, __ATOMIC_ACQUIRE) != 0, &v);
+  return v;
 }
 
 // pendingRequests() -> requests handed to JavaScript and not answered yet (all sessions).

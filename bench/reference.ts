@@ -26,7 +26,7 @@ import { dropCaches, syncAll, isMountPoint, readToNull } from './lib/system.js';
 import { buildTarball } from './lib/tarball.js';
 
 interface Side {
-  name: 'native' | 'strata' | 'passthrough_hp';
+  name: 'native' | 'strata' | 'strata_writeback' | 'passthrough_hp';
   dir: string;
 }
 
@@ -43,14 +43,18 @@ function main(): number {
   if (passthrough !== null && !existsSync(passthrough)) throw new Error(`PASSTHROUGH_HP ${passthrough} does not exist`);
   const work = mkdtempSync(join(resolve(process.env['BENCH_DIR'] || '/var/tmp'), 'strata-ref-'));
   const strata = new StrataMount(join(work, 'store'), join(work, 'mnt'), [], false);
+  const writeback = new StrataMount(join(work, 'store-wb'), join(work, 'mnt-wb'), ['--writeback-cache'], false);
   const phMnt = join(work, 'ph-mnt');
-  const sides: Side[] = [{ name: 'native', dir: join(work, 'native') }, { name: 'strata', dir: strata.mountpoint }];
+  const sides: Side[] = [
+    { name: 'native', dir: join(work, 'native') }, { name: 'strata', dir: strata.mountpoint }, { name: 'strata_writeback', dir: writeback.mountpoint },
+  ];
   if (passthrough) sides.push({ name: 'passthrough_hp', dir: phMnt });
   const figures = new Map<string, Figures>(sides.map((s) => [s.name, { untar_seconds: [], create_10k_seconds: [], seq_read_mib_s: [] }]));
   try {
-    for (const d of [join(work, 'native'), strata.mountpoint, join(work, 'ph-src'), phMnt]) mkdirSync(d);
+    for (const d of [join(work, 'native'), strata.mountpoint, writeback.mountpoint, join(work, 'ph-src'), phMnt]) mkdirSync(d);
     const tarball = buildTarball(resolve(process.env['BENCH_TAR_SOURCE'] || '/usr/include'), work);
     strata.mount();
+    writeback.mount();
     if (passthrough) run(passthrough, [join(work, 'ph-src'), phMnt], { timeoutMs: 30_000 });
     if (passthrough && !isMountPoint(phMnt)) throw new Error('passthrough_hp did not mount');
     for (const side of sides) {
@@ -79,6 +83,7 @@ function main(): number {
   } finally {
     if (passthrough && isMountPoint(phMnt)) run('umount', [phMnt], { allowFailure: true, timeoutMs: 60_000 });
     strata.unmount();
+    writeback.unmount();
     if (!removeWorkDir(work)) progress(`left ${work} (still mounted?)`);
   }
   const med = (name: string, key: keyof Figures): number | null => median(figures.get(name)?.[key] ?? []);

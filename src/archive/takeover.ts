@@ -13,7 +13,14 @@
 // full) is retried with backoff and reported; `strata recover` resumes a
 // half-done restore, so no attempt leaves a half state. Then `--on-takeover
 // CMD` runs with STRATA_VOLUME, STRATA_MOUNTPOINT, STRATA_EPOCH.
-import { spawn } from 'node:child_process';
+//
+// A warm standby: the supervisor keeps one `strata standby` child waiting
+// (Node started, strata's modules loaded). A takeover hands it the recover's
+// command line (`--foreground --notify-parent`) and it becomes the takeover
+// daemon in place, detached, reporting readiness over IPC; then a new standby
+// is started. Without one ready (it died, or STRATA_TAKEOVER_STANDBY=0), the
+// takeover runs `strata recover` as before.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +72,10 @@ export class TakeoverSupervisor implements TakeoverHooks {
   private timer: NodeJS.Timeout | null = null;
   private readonly host = hostname();
   private readonly file: string;
+  /** The warm `strata standby` child, once it said it is ready. */
+  private standby: ChildProcess | null = null;
+  private standbyReady = false;
+  private stopped = false;
 
   constructor(private readonly o: TakeoverOptions) {
     mkdirSync(o.dir, { recursive: true, mode: 0o700 });
@@ -75,6 +86,7 @@ export class TakeoverSupervisor implements TakeoverHooks {
   start(): void {
     this.timer = setInterval(() => this.tick(), 250);
     this.timer.unref();
+    this.spawnStandby();
     this.o.log.info({ event: 'takeover-armed', dir: this.o.dir, afterSeconds: this.o.afterMs / 1000, depth: this.o.depth, onTakeover: this.o.onTakeover ?? null },
       'automatic takeover armed');
   }
@@ -82,6 +94,11 @@ export class TakeoverSupervisor implements TakeoverHooks {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.stopped = true;
+    if (this.standby !== null) {
+      this.standby.kill();
+      this.standby = null;
+    }
     const serving = [...this.takeovers.values()].filter((t) => t.state === 'serving').map((t) => t.mountpoint);
     if (serving.length > 0) this.o.log.info({ serving }, 'takeover mounts keep serving (their daemons are detached); stop them with strata release or strata unmount');
   }
@@ -157,10 +174,13 @@ export class TakeoverSupervisor implements TakeoverHooks {
     try {
       mkdirSync(mnt, { recursive: true });
       await this.prepareStore(volume, store, prevEpoch);
-      const r = await this.run([
+      const recoverArgs = [
         'recover', '--archive', this.o.archiveUrl, '--token-file', this.o.tokenFile, '--volume', volume, '--store', store,
-        '--depth', String(this.o.depth), '--lease', String(this.o.leaseSeconds), mnt,
-      ], {});
+        '--depth', String(this.o.depth), '--lease', String(this.o.leaseSeconds),
+      ];
+      const onStandby = this.runOnStandby([...recoverArgs, '--foreground', '--notify-parent', '--log-file', join(store, '.strata', 'daemon.log'), mnt]);
+      const via = onStandby !== null ? 'standby' : 'strata recover';
+      const r = onStandby !== null ? await onStandby : await this.run([...recoverArgs, mnt], {});
       const recoverS = (performance.now() - started) / 1000;
       if (r.code !== 0) {
         if (/EHELD|is held by/.test(r.out)) {
@@ -180,8 +200,8 @@ export class TakeoverSupervisor implements TakeoverHooks {
       t.backoffMs = BACKOFF_MIN_MS;
       t.timings = { detection: lapsedMs / 1000, recover: recoverS, servedAfter: servedAfter ? Number(servedAfter[1]) : null, hook: null };
       this.save();
-      this.o.log.warn({ event: 'takeover-serving', volume, mountpoint: mnt, epoch: t.epoch, detectionSeconds: lapsedMs / 1000, recoverSeconds: recoverS, servedAfter: t.timings.servedAfter },
-        `takeover of ${volume}: serving at ${mnt} (epoch ${t.epoch}) ${recoverS.toFixed(2)} s after the lapse was detected`);
+      this.o.log.warn({ event: 'takeover-serving', volume, mountpoint: mnt, epoch: t.epoch, detectionSeconds: lapsedMs / 1000, recoverSeconds: recoverS, servedAfter: t.timings.servedAfter, via },
+        `takeover of ${volume}: serving at ${mnt} (epoch ${t.epoch}) ${recoverS.toFixed(2)} s after the lapse was detected (via ${via})`);
       if (this.o.onTakeover !== undefined) await this.hook(t);
     } catch (err) {
       const msg = (err as Error).message;
@@ -229,6 +249,62 @@ export class TakeoverSupervisor implements TakeoverHooks {
     const ctx = { event: 'takeover-hook', volume: t.volume, command: this.o.onTakeover, exit: r.code, output: tail(r.out, 2000) };
     if (r.code === 0) this.o.log.info(ctx, `--on-takeover for ${t.volume} succeeded`);
     else this.o.log.error(ctx, `--on-takeover for ${t.volume} failed (exit ${r.code}); the takeover mount serves regardless`);
+  }
+
+  /** Starts the warm standby (unless one exists, the supervisor stopped, or STRATA_TAKEOVER_STANDBY=0). */
+  private spawnStandby(): void {
+    if (this.stopped || this.standby !== null || process.env['STRATA_TAKEOVER_STANDBY'] === '0') return;
+    const p = spawn(process.execPath, [this.o.cli, 'standby'], { detached: true, env: { ...process.env, ...this.o.env }, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    this.standby = p;
+    this.standbyReady = false;
+    p.on('message', (m: { type?: string }) => {
+      if (m?.type === 'standby' && this.standby === p) this.standbyReady = true;
+    });
+    p.on('error', (err) => this.o.log.warn({ err: err.message }, 'takeover standby failed to start'));
+    p.on('exit', (code, signal) => {
+      if (this.standby !== p) return;
+      this.standby = null;
+      this.standbyReady = false;
+      if (this.stopped) return;
+      this.o.log.warn({ code, signal }, 'takeover standby exited; starting another in 5 s');
+      setTimeout(() => this.spawnStandby(), 5000).unref();
+    });
+    p.unref();
+    (p.channel as { unref?: () => void } | undefined)?.unref?.();
+  }
+
+  /**
+   * Runs a `strata recover --foreground --notify-parent` command line on the
+   * warm standby: resolves like run() once it serves or failed, or null when
+   * no standby is ready (the caller runs the CLI instead).
+   */
+  private runOnStandby(argv: string[]): Promise<{ code: number | null; out: string }> | null {
+    const p = this.standby;
+    if (p === null || !this.standbyReady || !p.connected) return null;
+    this.standby = null;
+    this.standbyReady = false;
+    return new Promise((resolve) => {
+      let settled = false;
+      const done = (r: { code: number | null; out: string }): void => {
+        if (settled) return;
+        settled = true;
+        // The next standby starts once this takeover is done with the CPU.
+        setTimeout(() => this.spawnStandby(), 1000).unref();
+        resolve(r);
+      };
+      p.on('message', (m: { type?: string; detail?: string; message?: string }) => {
+        if (m?.type === 'ready') {
+          if (p.connected) p.disconnect();
+          done({ code: 0, out: m.detail ?? '' });
+        } else if (m?.type === 'error') {
+          const message = m.message ?? 'the takeover daemon refused to start';
+          p.once('exit', (code) => done({ code: code ?? 1, out: message }));
+          setTimeout(() => done({ code: 1, out: message }), 10_000).unref();
+        }
+      });
+      p.on('exit', (code, signal) => done({ code: code ?? 1, out: `the takeover daemon exited before serving (${signal ?? `exit ${code}`})` }));
+      p.send({ type: 'run', argv });
+    });
   }
 
   /** Runs the strata CLI; resolves with its exit code and output. */

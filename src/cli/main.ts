@@ -4,6 +4,7 @@ import { mountCommand } from './mount-command.js';
 import { unmountCommand, statusCommand, syncCommand } from './operator-commands.js';
 import { archiveReleaseCommand, archiveStatusCommand, releaseCommand, type ArchiveLeaseOptions } from './lease-commands.js';
 import { demoCommand } from './demo.js';
+import { standby } from './standby.js';
 import { archiveServeCommand, type ArchiveServeOptions } from './archive-command.js';
 import { verifyCommand, type VerifyOptions } from './verify-command.js';
 import { installMountHelper, mountArgs, parseHelperArgv } from './mount-helper.js';
@@ -163,6 +164,11 @@ archive
   .option('--takeover-lease <s>', 'with --takeover-dir: the takeover mount\'s own lease (default 10)', seconds)
   .option('--on-takeover <cmd>', 'with --takeover-dir: run this (sh -c) once a takeover mount serves; env STRATA_VOLUME, STRATA_MOUNTPOINT, STRATA_EPOCH')
   .action(async (opts: ArchiveServeOptions) => { process.exitCode = await archiveServeCommand(opts); });
+
+program
+  .command('standby', { hidden: true })
+  .description('(run by the takeover supervisor) wait, warm, for a strata recover command line and become its daemon')
+  .action(async () => { process.exitCode = await standby((argv) => program.parseAsync(argv, { from: 'user' })); });
 
 program
   .command('install-mount-helper')

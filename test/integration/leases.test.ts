@@ -117,7 +117,10 @@ test.serial('the archive restarted (kill -9) while primaries run: the leases com
 });
 
 test.serial('network partition: the cut-off primary stops acknowledging fsync within its lease, the archive takes over, and after the heal the old primary is fenced and read-only', async (t) => {
-  const site = await startSite(t, { takeoverAfter: 5 });
+  // This takeover runs `strata recover` as a child (no warm standby): the
+  // fallback path; the takeover test runs the standby's.
+  process.env.STRATA_TAKEOVER_STANDBY = '0';
+  const site = await startSite(t, { takeoverAfter: 5 }).finally(() => { delete process.env.STRATA_TAKEOVER_STANDBY; });
   const proxy = await startProxy(t, site.server.port);
   const a = primary(t, site, 'part', { url: proxy.url, lease: 2 });
   for (let i = 0; i < 20; i++) t.is(writeFsync(join(a.mnt, `acked${i}`), `acked ${i}\n`), null);
@@ -142,6 +145,7 @@ test.serial('network partition: the cut-off primary stops acknowledging fsync wi
   const tmnt = join(site.takeoverDir, 'part', 'mnt');
   for (let i = 0; i < 20; i++) t.is(sh(`cat acked${i}`, tmnt).stdout, `acked ${i}\n`, `acked${i} is on the takeover mount`);
   t.is(row.epoch, 2);
+  t.regex(site.server.logs(), /"via":"strata recover"/);
 
   // Heal: the old primary's next renewal is refused (EFENCED): read-only, and it says who fenced it.
   await proxy.heal();

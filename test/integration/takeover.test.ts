@@ -107,4 +107,6 @@ test.serial('three primaries, one archive: kill -9 of one primary, the archive h
   await new Promise((r) => setTimeout(r, 500)); // the server's stderr is read when this process's event loop runs
   const logs = site.server.logs();
   for (const ev of ['lease-lapsed', 'takeover-start', 'fenced', 'takeover-serving', 'takeover-hook', 'lease-released']) t.regex(logs, new RegExp(`"event":"${ev}"`));
+  // The takeover daemon was the warm standby (no Node start after the lapse).
+  t.regex(logs, /"event":"takeover-serving".*"via":"standby"/);
 });

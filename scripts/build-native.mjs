@@ -46,8 +46,16 @@ const nodePrefix = dirname(dirname(process.execPath))
 if (process.env.npm_config_nodedir) gypArgs.push(`--nodedir=${process.env.npm_config_nodedir}`)
 else if (existsSync(join(nodePrefix, 'include', 'node', 'common.gypi'))) gypArgs.push(`--nodedir=${nodePrefix}`)
 
+// An installed tarball carries both of strata's own binaries prebuilt
+// (scripts/prebuild.mjs, at prepack): nothing of them to compile then.
+// A git checkout always compiles them (its prebuilds/ may be older than its
+// sources), and STRATA_BUILD_FROM_SOURCE=1 does anywhere.
+const platformDir = `${process.platform}-${process.arch}`
+const prebuilt = (dir) => !process.env.STRATA_BUILD_FROM_SOURCE && !existsSync(join(root, '.git')) && existsSync(join(dir, 'prebuilds', platformDir))
+
 const fuseNativeDir = dirname(require.resolve('fuse-native/package.json'))
-run('build the FUSE bridge (fuse-native fork)', process.execPath, [nodeGyp, ...gypArgs], fuseNativeDir)
+if (prebuilt(fuseNativeDir)) process.stderr.write(`[strata build] FUSE bridge: prebuilt (${join(fuseNativeDir, 'prebuilds', platformDir)})\n`)
+else run('build the FUSE bridge (fuse-native fork)', process.execPath, [nodeGyp, ...gypArgs], fuseNativeDir)
 
 const sqliteDir = dirname(require.resolve('better-sqlite3/package.json'))
 if (process.env.STRATA_SKIP_SQLITE_BUILD && existsSync(join(sqliteDir, 'build', 'Release', 'better_sqlite3.node'))) {
@@ -56,6 +64,5 @@ if (process.env.STRATA_SKIP_SQLITE_BUILD && existsSync(join(sqliteDir, 'build', 
   run('build better-sqlite3', process.execPath, [nodeGyp, ...gypArgs, `--jobs=${Math.max(1, availableParallelism())}`], sqliteDir)
 }
 
-if (existsSync(join(root, 'binding.gyp'))) {
-  run('build strata native addon', process.execPath, [nodeGyp, ...gypArgs], root)
-}
+if (prebuilt(root)) process.stderr.write(`[strata build] strata native addon: prebuilt (${join(root, 'prebuilds', platformDir)})\n`)
+else if (existsSync(join(root, 'binding.gyp'))) run('build strata native addon', process.execPath, [nodeGyp, ...gypArgs], root)

@@ -28,9 +28,8 @@ export function zeroDigest(length: number): string {
   return d;
 }
 
-export function isZero(data: Buffer): boolean {
-  return data.equals(ZERO.subarray(0, data.length));
-}
+import { isZero } from '../protocol/records.js';
+export { isZero };
 
 /**
  * Opens a file for reading without touching its atime when allowed

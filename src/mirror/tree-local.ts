@@ -10,22 +10,9 @@ import { isPrivateXattr } from '../store/object-ids.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import type { Attrs, Time } from '../protocol/records.js';
 
-export type ObjectType = 'file' | 'dir' | 'symlink' | 'fifo' | 'chardev' | 'blockdev' | 'socket' | 'unknown';
-
-export const S_IFMT = 0o170000;
-
-export function typeOfMode(mode: number | bigint): ObjectType {
-  switch (Number(mode) & S_IFMT) {
-    case 0o100000: return 'file';
-    case 0o040000: return 'dir';
-    case 0o120000: return 'symlink';
-    case 0o010000: return 'fifo';
-    case 0o020000: return 'chardev';
-    case 0o060000: return 'blockdev';
-    case 0o140000: return 'socket';
-    default: return 'unknown';
-  }
-}
+// The object types and mode rule live with the records (src/protocol/records.ts): restore uses them too.
+import { typeOfMode, type ObjectType } from '../protocol/records.js';
+export { S_IFMT, typeOfMode, type ObjectType } from '../protocol/records.js';
 
 /** One entry of a local directory. */
 export interface LocalEntry {

@@ -271,3 +271,28 @@ export function attrsFromStat(st: { mode: bigint; uid: bigint; gid: bigint; size
     atime: timeFromNs(st.atimeNs), mtime: timeFromNs(st.mtimeNs),
   };
 }
+
+/** The type of an object, from its mode. */
+export type ObjectType = 'file' | 'dir' | 'symlink' | 'fifo' | 'chardev' | 'blockdev' | 'socket' | 'unknown';
+
+export const S_IFMT = 0o170000;
+
+export function typeOfMode(mode: number | bigint): ObjectType {
+  switch (Number(mode) & S_IFMT) {
+    case 0o100000: return 'file';
+    case 0o040000: return 'dir';
+    case 0o120000: return 'symlink';
+    case 0o010000: return 'fifo';
+    case 0o020000: return 'chardev';
+    case 0o060000: return 'blockdev';
+    case 0o140000: return 'socket';
+    default: return 'unknown';
+  }
+}
+
+const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
+
+/** True when `data` (at most one block) is all zero bytes. */
+export function isZero(data: Buffer): boolean {
+  return data.length <= BLOCK_SIZE ? data.equals(ZERO_BLOCK.subarray(0, data.length)) : data.every((b) => b === 0);
+}

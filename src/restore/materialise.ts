@@ -13,16 +13,14 @@
 import * as fsp from 'node:fs/promises';
 import * as native from '../native/index.js';
 import type { DirImage, EntryImage } from '../protocol/images.js';
-import { ROOT_ID, badNameReason, type Attrs, type ObjectId } from '../protocol/records.js';
+import { ROOT_ID, badNameReason, isZero, typeOfMode, type Attrs, type ObjectId } from '../protocol/records.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { ID_XATTR, readObjectId, writeObjectId } from '../store/object-ids.js';
 import {
   MATERIALISING_PREFIX, linkPath, markPending, readBlockMap, setUnrestoredNames, unrestoredNames, writeEmptyMap,
 } from '../store/restore-marks.js';
-import { typeOfMode } from '../mirror/tree-local.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
-import { isZero } from '../mirror/tree-blocks.js';
 
 export interface MaterialiseOptions {
   /** The store's private directory (block maps, link registry). */

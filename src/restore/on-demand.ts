@@ -23,13 +23,12 @@ import * as native from '../native/index.js';
 import { FsError } from '../core/errno.js';
 import type { RestoreHooks } from '../core/restore-hooks.js';
 import { isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
-import { BLOCK_SIZE, ROOT_ID, type ObjectId } from '../protocol/records.js';
+import { BLOCK_SIZE, ROOT_ID, isZero, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import {
   clearPending, isPending, linkPath, listTimesRecords, pendingNlink, unrestoredNames, markBlocksPresent, readBlockMap, readTimesRecord, removeBlockMap,
   removeTimesRecord, settleTimesRecord, timesDir, writeTimesRecord, type BlockMap, type FileTimes,
 } from '../store/restore-marks.js';
-import { isZero } from '../mirror/tree-blocks.js';
 import { materialiseEntries, materialiseOne } from './materialise.js';
 import type { DirImage, EntryImage } from '../protocol/images.js';
 import type { Logger } from '../log/logger.js';

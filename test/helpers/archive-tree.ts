@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { openArchiveClient } from '../../src/archive-client/open-archive.js';
 import { ROOT_ID, type Attrs, type ObjectId } from '../../src/protocol/records.js';
 import type { ArchiveClient } from '../../src/protocol/archive-api.js';
-import { typeOfMode } from '../../src/mirror/tree-local.js';
+import { typeOfMode } from '../../src/protocol/records.js';
 import type { ObjectPicture, Picture } from './model-tree.js';
 
 const CHUNK = 4 * 1024 * 1024;

@@ -10,7 +10,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { createHash } from 'node:crypto';
 import { join, posix } from 'node:path';
 import { getxattr, listxattr, removexattr, setxattr, utimens } from '../../src/native/index.js';
-import { typeOfMode } from '../../src/mirror/tree-local.js';
+import { typeOfMode } from '../../src/protocol/records.js';
 import {
   BLOCK, DIR_MODES, FILE_MODES, ODD_NAMES, OWNERS, XATTR_NAMES, fillBytes, randomTime, tierOf, type Fill, type Rng,
 } from './model-tree.js';

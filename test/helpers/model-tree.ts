@@ -10,7 +10,7 @@ import * as fsp from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join, posix } from 'node:path';
 import { getxattr, listxattr, mknod, setxattr, utimens, type TimeSpec } from '../../src/native/index.js';
-import { typeOfMode } from '../../src/mirror/tree-local.js';
+import { typeOfMode } from '../../src/protocol/records.js';
 
 // ---- a seeded PRNG (sfc32) ----------------------------------------------------------------
 

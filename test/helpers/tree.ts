@@ -4,7 +4,7 @@ import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { listxattr, getxattr } from '../../src/native/index.js';
-import { typeOfMode } from '../../src/mirror/tree-local.js';
+import { typeOfMode } from '../../src/protocol/records.js';
 
 export interface EntryPicture {
   type: string;

@@ -92,6 +92,8 @@ export function fastPaths(session: Session, storeRoot: string, flags: number, en
 export function allocNodeid(session: Session): number;
 /** Requests answered on the FUSE thread so far, indexed by op. */
 export function fastCounts(session: Session): Float64Array;
+/** Bytes of reads (the sizes the kernel asked for) and of writes answered on the FUSE thread so far: [read, written]. */
+export function fastBytes(session: Session): Float64Array;
 /** Requests handed to JavaScript and not answered yet (all sessions of the process). */
 export function pendingRequests(): number;
 export const ops: Readonly<Record<OpName, number>>;

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, existsSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sh, strata, mountpointIsMounted, withMount } from '../helpers/mount.js';
-import { withMirroredMount, syncMount, mirrorStatus } from '../helpers/mirror.js';
+import { withMirroredMount, syncMount, mirrorStatus, forceUnmount } from '../helpers/mirror.js';
 import { startArchiveServer } from '../helpers/archive.js';
 import { buildVolume, recover } from '../helpers/recover.js';
 import { freePort, scrape, series, total } from '../helpers/prometheus.js';
@@ -154,4 +154,23 @@ test('strata recover --metrics: restore progress, fetch counts and their latency
   t.true(total(s1, 'strata_restore_entries_materialised_total') > total(s0, 'strata_restore_entries_materialised_total'));
   t.is(total(s1, 'strata_restore_fetch_failures_total'), 0);
   t.is(total(s1, 'strata_daemon_state', { state: 'serving' }), 1);
+});
+
+test('metrics= as a mount option (what mount -t fuse.strata and an fstab line pass through mount.fuse.strata)', async (t) => {
+  const base = mkdtempSync(join(tmpdir(), 'strata-metrics-'));
+  const mnt = join(base, 'mnt');
+  mkdirSync(mnt);
+  t.teardown(() => {
+    forceUnmount(mnt);
+    if (existsSync(base)) rmSync(base, { recursive: true, force: true });
+  });
+  const port = await freePort();
+  // The command mount.fuse.strata runs (installing that helper into /sbin is test/integration/fstab.test.ts's business).
+  const r = strata(['mount-helper', join(base, 'store'), mnt, '-o', `metrics=127.0.0.1:${port},_netdev,nofail`]);
+  t.is(r.status, 0, `${r.stdout}${r.stderr}`);
+  t.true(mountpointIsMounted(mnt));
+  writeFileSync(join(mnt, 'f'), 'x'.repeat(10_000));
+  const s = await scrape(`http://127.0.0.1:${port}/metrics`);
+  t.is(series(s, 'strata_open_handles')[0]?.labels['mountpoint'], mnt);
+  t.true(total(s, 'strata_fuse_written_bytes_total') >= 10_000);
 });

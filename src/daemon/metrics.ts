@@ -205,9 +205,9 @@ export class DaemonMetrics {
     // The restore after a recovery (absent when the store was never recovered).
     vgauge('strata_restore_complete', '1 once the whole volume is local (but for unreadable objects), 0 while the restore runs', (st) => (st.restore === null ? null : st.restore.phase === 'complete' ? 1 : 0));
     vgauge('strata_restore_entries_done', 'Entries restored (saved every second; never goes back, also across restarts)', (st) => st.restore?.entries.done ?? null);
-    vgauge('strata_restore_entries_total', 'Entries of the volume at the recovery point', (st) => st.restore?.entries.total ?? null);
+    vgauge('strata_restore_volume_entries', 'Entries of the volume at the recovery point', (st) => st.restore?.entries.total ?? null);
     vgauge('strata_restore_bytes_done', 'Bytes of file data made local', (st) => st.restore?.bytes.done ?? null);
-    vgauge('strata_restore_bytes_total', 'Bytes of file data of the volume at the recovery point', (st) => st.restore?.bytes.total ?? null);
+    vgauge('strata_restore_volume_bytes', 'Bytes of file data of the volume at the recovery point', (st) => st.restore?.bytes.total ?? null);
     vgauge('strata_restore_rate_bytes_per_second', 'Bytes made local per second over the last 10 s', (st) => st.restore?.rate ?? null);
     vgauge('strata_restore_eta_seconds', 'Seconds left at that rate (absent while unknown)', (st) => st.restore?.etaSeconds ?? null);
     vgauge('strata_restore_directories_queued', 'Directories the background restore found and has not visited yet (each may still be pending: its entries only in the archive)', (st, fig) => (st.restore === null ? null : fig.restoreWalk.queued));

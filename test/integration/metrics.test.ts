@@ -138,8 +138,8 @@ test('strata recover --metrics: restore progress, fetch counts and their latency
   t.regex(r.output, new RegExp(`metrics at http://127\\.0\\.0\\.1:${port}/metrics`));
   const s0 = await scrape(url);
   t.is(total(s0, 'strata_restore_complete'), 0);
-  t.true(total(s0, 'strata_restore_entries_total') >= 12);
-  t.true(total(s0, 'strata_restore_bytes_total') >= 300000);
+  t.true(total(s0, 'strata_restore_volume_entries') >= 12);
+  t.true(total(s0, 'strata_restore_volume_bytes') >= 300000);
   t.is(series(s0, 'strata_restore_directories_queued').length, 1);
   t.is(series(s0, 'strata_restore_unreadable_objects').length, 1);
   const range0 = total(s0, 'strata_restore_fetches_total', { kind: 'range' });

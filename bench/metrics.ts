@@ -12,6 +12,31 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { STRATA_CLI } from './lib/strata.js';
 import { median, ratioOf, sigOrNull } from './lib/stats.js';
+import { DaemonMetrics } from '../src/daemon/metrics.js';
+
+/**
+ * The observer's own cost per request, in this process: what dispatch adds
+ * (two hrtime reads) plus a histogram observation, over N calls spread on a
+ * few ops, in ns. CPU-bound, so far less noisy on a busy machine than the
+ * mounts' figures.
+ */
+function observerCost(n: number): { ns_per_request: number; ns_per_hrtime_pair: number } {
+  const m = new DaemonMetrics({ mountpoint: '/bench' });
+  const observe = m.observers.request!;
+  const ops = ['lookup', 'getattr', 'create', 'write', 'flush', 'release'];
+  let t0 = process.hrtime.bigint();
+  let sink = 0n;
+  for (let i = 0; i < n; i++) sink += process.hrtime.bigint() - process.hrtime.bigint();
+  const pair = Number(process.hrtime.bigint() - t0) / n;
+  t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) {
+    const a = process.hrtime.bigint();
+    observe(ops[i % ops.length]!, Number(process.hrtime.bigint() - a) / 1e9, 0);
+  }
+  const per = Number(process.hrtime.bigint() - t0) / n;
+  if (sink === 1n) process.stderr.write('');
+  return { ns_per_request: Math.round(per), ns_per_hrtime_pair: Math.round(pair) };
+}
 
 const FILES_WORKER = fileURLToPath(new URL('./workers/files.js', import.meta.url));
 const runs = Number(process.env['BENCH_RUNS'] ?? 7);
@@ -79,10 +104,12 @@ async function main(): Promise<void> {
       }
     }
     const med = (s: Side, k: 'create' | 'stat'): number | null => median(times[s][k]);
+    const observer = observerCost(1_000_000);
     const doc = {
       schema: 'strata-bench-metrics/1',
       files, runs,
       mount_args: MOUNT_ARGS.join(' '),
+      observer,
       scrapes, scrape_errors: scrapeErrors, last_scrape_error: lastScrapeError, scrape_body_bytes: scrapeBytes,
       seconds_median: Object.fromEntries(SIDES.map((s) => [s, { create: sigOrNull(med(s, 'create')), stat: sigOrNull(med(s, 'stat')) }])),
       ratios: {

@@ -6,6 +6,7 @@
         "native/src/blockcopy.c",
         "native/src/dirents.c",
         "native/src/sysops.c",
+        "native/src/notify.c",
         "native/src/xattr.c",
         "native/binding.cc"
       ],

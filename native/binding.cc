@@ -30,6 +30,7 @@
 #include "src/blockcopy.h"
 #include "src/dirents.h"
 #include "src/sysops.h"
+#include "src/notify.h"
 #include "src/xattr.h"
 
 namespace {
@@ -379,6 +380,20 @@ class FallocateWorker : public PromiseWorker {
   uint64_t len_;
 };
 
+class NotifyWorker : public PromiseWorker {
+ public:
+  NotifyWorker(Napi::Env env, std::string socket, std::string msg)
+      : PromiseWorker(env, "strata:sdNotify"), msg_(std::move(msg)) {
+    path_ = std::move(socket);
+  }
+  void Execute() override {
+    sn_notify(path_.c_str(), msg_.data(), msg_.size(), &err_);
+  }
+
+ private:
+  std::string msg_;
+};
+
 class GetxattrWorker : public PromiseWorker {
  public:
   GetxattrWorker(Napi::Env env, std::string path, std::string name)
@@ -582,6 +597,15 @@ Napi::Value Fallocate(const Napi::CallbackInfo& info) {
       ->Start();
 }
 
+// sdNotify(socketPath, message): one datagram to systemd's NOTIFY_SOCKET.
+Napi::Value SdNotify(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string socket, msg;
+  if (!GetString(info, 0, "socketPath", &socket) || !GetString(info, 1, "message", &msg))
+    return env.Undefined();
+  return (new NotifyWorker(env, std::move(socket), std::move(msg)))->Start();
+}
+
 // getxattr(path, name)
 Napi::Value Getxattr(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -656,6 +680,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("removexattr",
               Napi::Function::New(env, Removexattr, "removexattr"));
   exports.Set("readdirIno", Napi::Function::New(env, ReaddirIno, "readdirIno"));
+  exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
 
   Napi::Object c = Napi::Object::New(env);
   c.Set("FALLOC_FL_KEEP_SIZE", Napi::Number::New(env, FALLOC_FL_KEEP_SIZE));

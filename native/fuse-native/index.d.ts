@@ -94,6 +94,8 @@ export function allocNodeid(session: Session): number;
 export function fastCounts(session: Session): Float64Array;
 /** The kernel caches writes (the writeback_cache option was given and the kernel granted it at init). */
 export function writebackCache(session: Session): boolean;
+/** Bytes of reads (the sizes the kernel asked for) and of writes answered on the FUSE thread so far: [read, written]. */
+export function fastBytes(session: Session): Float64Array;
 /** Requests handed to JavaScript and not answered yet (all sessions of the process). */
 export function pendingRequests(): number;
 export const ops: Readonly<Record<OpName, number>>;

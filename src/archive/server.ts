@@ -141,6 +141,9 @@ export class ArchiveServer {
     }
   }
 
+  /** Told of every ship batch applied: the volume, its applied record after it, the batch's bytes, the seconds it took (metrics). */
+  onApplied: ((volume: string, appliedSeq: number, bytes: number, seconds: number) => void) | null = null;
+
   /** Connects the takeover supervisor (it needs the lease table and the address this server listens on). */
   setTakeover(hooks: TakeoverHooks): void {
     this.takeover = hooks;
@@ -484,8 +487,11 @@ export class ArchiveServer {
       const body = await readBody(stream, headers, SERVER_LIMITS.maxShipBytes);
       if (body.length === 0) throw new ArchiveError('EBADREQ', 'empty batch');
       let res;
+      const started = process.hrtime.bigint();
+      const size = body.length;
       try {
         res = await this.store.shipTransfer(volume, epoch, body);
+        this.onApplied?.(volume, res.appliedSeq, size, Number(process.hrtime.bigint() - started) / 1e9);
       } catch (err) {
         // Say who fenced the shipper, and when.
         if (isArchiveError(err, 'EFENCED')) {

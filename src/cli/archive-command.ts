@@ -13,6 +13,9 @@ import { parseTargetSpec, type TargetSpec } from '../archive/targets.js';
 import { loadRules, RulesError } from '../alerts/rules.js';
 import { AlertListener } from '../alerts/webhook.js';
 import { TakeoverSupervisor } from '../archive/takeover.js';
+import { ArchiveMetrics } from '../archive/metrics.js';
+import { parseMetricsAddress, serveMetrics, type MetricsListener } from '../metrics-http/listener.js';
+import { notifySystemd } from '../daemon/sd-notify.js';
 
 export interface ArchiveServeOptions {
   data: string;
@@ -41,6 +44,8 @@ export interface ArchiveServeOptions {
   onTakeover?: string;
   /** `--takeover-lease S` (default 10): the takeover mount's own lease. */
   takeoverLease?: number;
+  /** `--metrics HOST:PORT`: Prometheus metrics at http://HOST:PORT/metrics. */
+  metrics?: string;
 }
 
 /** "host:port", "[v6]:port" or ":port" (all interfaces). */
@@ -66,8 +71,10 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
   let server: ArchiveServer;
   let alerts: AlertListener | null = null;
   let takeover: TakeoverSupervisor | null = null;
+  let metricsListener: MetricsListener | null = null;
   try {
     const { host, port } = parseListen(o.listen);
+    const metricsAt = o.metrics !== undefined ? parseMetricsAddress(o.metrics) : null;
     const alertsAt = o.alertsListen !== undefined ? parseListen(o.alertsListen) : null;
     const targets: TargetSpec[] = (o.target ?? []).map(parseTargetSpec);
     let rulesText: string | undefined;
@@ -105,6 +112,11 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
     }
     log.info({ targets: infos.map((t) => ({ name: t.name, path: t.path, device: t.device, freeBytes: t.freeBytes, healthy: t.healthy })) }, 'storage targets');
     server = await ArchiveServer.open({ dataDir, auth, log, snapshots, ...(tls ? { tls } : {}) });
+    if (metricsAt !== null) {
+      // Before the server takes its first batch (the metrics count the records each one applies).
+      const metrics = await ArchiveMetrics.open(server, snapshots);
+      metricsListener = await serveMetrics(metrics.registry, metricsAt.host, metricsAt.port, (err) => log.warn({ err: err.message }, 'metrics'));
+    }
     const addr = await server.listen(host, port);
     const listening = formatAddress(addr.address, addr.port);
     let alertsListening: string | undefined;
@@ -127,13 +139,18 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
       server.setTakeover(takeover);
       takeover.start();
     }
-    log.info({ listening, alerts: alertsListening ?? null, dataDir, tls: tls !== undefined, takeoverDir: o.takeoverDir ?? null }, 'archive server ready');
-    process.stdout.write(`${JSON.stringify({ listening, ...(alertsListening !== undefined ? { alerts: alertsListening } : {}) })}\n`);
+    const metricsAddress = metricsListener?.address;
+    log.info({ listening, alerts: alertsListening ?? null, metrics: metricsAddress ?? null, dataDir, tls: tls !== undefined, takeoverDir: o.takeoverDir ?? null }, 'archive server ready');
+    process.stdout.write(`${JSON.stringify({ listening, ...(alertsListening !== undefined ? { alerts: alertsListening } : {}), ...(metricsAddress !== undefined ? { metrics: metricsAddress } : {}) })}\n`);
+    // systemd (Type=notify): accepting connections now.
+    await notifySystemd({ READY: '1', STATUS: `serving ${dataDir} on ${listening}` })
+      .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not tell systemd that the archive serves (NOTIFY_SOCKET)'));
   } catch (err) {
     const message = err instanceof RulesError ? err.message : (err as Error).message;
     log.error({ err: message }, 'archive server failed to start');
     process.stderr.write(`strata archive serve: ${message}\n`);
     await alerts?.close();
+    await metricsListener?.close();
     // The server (and the workers it opened) must not keep this process alive.
     process.exitCode = 1;
     setTimeout(() => process.exit(1), 2000).unref();
@@ -144,7 +161,9 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
       log.info({ signal }, 'shutting down');
+      void notifySystemd({ STOPPING: '1', STATUS: 'shutting down' }).catch(() => {});
       takeover?.stop();
+      void metricsListener?.close();
       void alerts?.close();
       server.close((o.shutdownGrace ?? 10) * 1000).then(done, (err: unknown) => {
         log.error({ err }, 'shutdown failed');

@@ -53,6 +53,7 @@ function daemonOptions(cmd: Command): void {
     .option('--fetch-timeout <s>', 'while a recovered store is not fully local: an op waiting for the archive fails with EIO after this long (default 5)', seconds)
     .option('--no-background-restore', 'while a recovered store is not fully local: fetch only what programs touch')
     .option('--lease <s>', 'the lease on the volume at a strata:// archive: without a renewal for this long, fsync and sync-mode writes fail with EIO (default 10)', seconds)
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (docs/operations.md)')
     .option('--notify-parent', '(internal) report readiness over IPC')
     .action(async (mountpoint: string, opts) => { process.exitCode = await mountCommand(mountpoint, opts); });
 }
@@ -162,6 +163,7 @@ archive
   .option('--takeover-after <s>', 'with --takeover-dir: seconds a lease must have lapsed (default 30; never less than the holder\'s lease + 1 s)', seconds)
   .option('--takeover-depth <n>', 'with --takeover-dir: strata recover --depth of a takeover (default 2)', (v: string) => Number(v))
   .option('--takeover-lease <s>', 'with --takeover-dir: the takeover mount\'s own lease (default 10)', seconds)
+  .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (docs/operations.md)')
   .option('--on-takeover <cmd>', 'with --takeover-dir: run this (sh -c) once a takeover mount serves; env STRATA_VOLUME, STRATA_MOUNTPOINT, STRATA_EPOCH')
   .action(async (opts: ArchiveServeOptions) => { process.exitCode = await archiveServeCommand(opts); });
 

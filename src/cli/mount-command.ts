@@ -11,6 +11,9 @@ import { RESERVED_NAME } from '../store/local-store.js';
 import type { MountOptions } from '../fuse/adapter.js';
 import { formatRestoreProgress } from './restore-format.js';
 import { rollbackBeforeRecovery } from './recover-snapshot.js';
+import { DaemonMetrics } from '../daemon/metrics.js';
+import { parseMetricsAddress, serveMetrics, type MetricsListener } from '../metrics-http/listener.js';
+import { notifySystemd } from '../daemon/sd-notify.js';
 
 export interface MountCliOptions {
   store: string;
@@ -48,9 +51,11 @@ export interface MountCliOptions {
   lease?: number;
   /** `strata recover --force`: fence even while another primary's lease is live. */
   force?: boolean;
+  /** `--metrics HOST:PORT`: serve Prometheus metrics at http://HOST:PORT/metrics. */
+  metrics?: string;
 }
 
-type ParentMessage = { type: 'ready'; detail?: string } | { type: 'error'; message: string };
+type ParentMessage = { type: 'ready'; detail?: string; metrics?: string } | { type: 'error'; message: string };
 
 /** The command this process runs as. */
 function commandName(o: MountCliOptions): string {
@@ -101,6 +106,7 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
     mirror = mirrorConfig(o);
     if (o.depth !== undefined && mirror === undefined) throw new Error('recover needs --archive and --volume');
     if (o.depth !== undefined && (!Number.isInteger(o.depth) || o.depth < 0 || o.depth > 64)) throw new Error('--depth must be an integer from 0 to 64');
+    if (o.metrics !== undefined) parseMetricsAddress(o.metrics);
   } catch (err) {
     process.stderr.write(`strata ${cmd}: ${(err as Error).message}\n`);
     return 2;
@@ -133,11 +139,30 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
     process.stderr.write(`strata ${cmd}: ${message}\n`);
     return 1;
   }
+  const metrics = o.metrics !== undefined ? new DaemonMetrics({ mountpoint: resolve(mountpoint), ...(mirror ? { volume: mirror.volume } : {}) }) : null;
   const daemon = new MountDaemon({
     store: o.store, mountpoint, options: mountOptions(o), ...(mirror ? { mirror } : {}),
     ...(o.depth !== undefined ? { recover: { depth: o.depth, ...(o.force ? { force: true } : {}) } } : {}),
     ...(o.backgroundRestore === false ? { backgroundRestore: false } : {}),
+    ...(metrics !== null ? { observers: metrics.observers } : {}),
+    onStopping: async () => { await notifySystemd({ STOPPING: '1', STATUS: 'unmounting' }); },
   }, log);
+  let listener: MetricsListener | null = null;
+  if (metrics !== null) {
+    // Before anything is mounted: a port in use refuses the start with nothing to undo.
+    metrics.attach(daemon);
+    try {
+      const at = parseMetricsAddress(o.metrics!);
+      listener = await serveMetrics(metrics.registry, at.host, at.port, (err) => log.warn({ err: err.message }, 'metrics'));
+      log.info({ metrics: `http://${listener.address}/metrics` }, 'metrics served');
+    } catch (err) {
+      const message = (err as Error).message;
+      log.error({ err: message }, 'mount refused');
+      notify({ type: 'error', message });
+      process.stderr.write(`strata ${cmd}: ${message}\n`);
+      return 1;
+    }
+  }
   try {
     await daemon.start();
   } catch (err) {
@@ -147,15 +172,20 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
     process.stderr.write(`strata ${cmd}: ${message}\n`);
     // Whatever start() had opened (control socket, archive client) must not keep the process alive.
     await daemon.abort();
+    await listener?.close();
     return 1;
   }
   const restore = daemon.status().restore;
   const detail = restore !== null && daemon.timeToServeMs !== null
     ? `serving after ${(daemon.timeToServeMs / 1000).toFixed(2)} s; restore ${restore.phase}: ${restore.entries.done} of ${restore.entries.total} entries local`
     : undefined;
-  notify(detail !== undefined ? { type: 'ready', detail } : { type: 'ready' });
+  const metricsUrl = listener !== null ? `http://${listener.address}/metrics` : undefined;
+  notify({ type: 'ready', ...(detail !== undefined ? { detail } : {}), ...(metricsUrl !== undefined ? { metrics: metricsUrl } : {}) });
+  // systemd (Type=notify): the mount serves now.
+  await notifySystemd({ READY: '1', STATUS: `serving ${resolve(o.store)} at ${resolve(mountpoint)}${detail ? `; ${detail}` : ''}` })
+    .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not tell systemd that the mount serves (NOTIFY_SOCKET)'));
   if (!o.notifyParent) {
-    process.stderr.write(`strata: serving ${resolve(o.store)} at ${resolve(mountpoint)}${detail ? ` (${detail})` : ''} (Ctrl-C or 'strata unmount' to stop)\n`);
+    process.stderr.write(`strata: serving ${resolve(o.store)} at ${resolve(mountpoint)}${detail ? ` (${detail})` : ''}${metricsUrl ? `, metrics at ${metricsUrl}` : ''} (Ctrl-C or 'strata unmount' to stop)\n`);
     if (restore !== null && restore.phase !== 'complete') showRestoreProgress(daemon);
   }
   return new Promise<number>(() => { /* serve until unmounted or signalled */ });
@@ -229,6 +259,7 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
   if (o.backgroundRestore === false) args.push('--no-background-restore');
   if (o.lease !== undefined) args.push('--lease', String(o.lease));
   if (o.force) args.push('--force');
+  if (o.metrics !== undefined) args.push('--metrics', o.metrics);
   args.push(resolve(mountpoint));
   const leftovers = whatAStartLeaves(resolve(o.store), logFile);
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
@@ -240,6 +271,7 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
       if (msg.type === 'ready') {
         process.stdout.write(`${o.depth !== undefined ? 'recovered' : 'mounted'} ${resolve(o.store)} at ${resolve(mountpoint)} (daemon pid ${child.pid}, log ${logFile})\n`);
         if (msg.detail) process.stdout.write(`${msg.detail}\n`);
+        if (msg.metrics) process.stdout.write(`metrics at ${msg.metrics}\n`);
         child.unref();
         child.disconnect();
         resolvePromise(0);

@@ -42,6 +42,32 @@ export interface MountConfig {
   backgroundRestore?: boolean;
   /** `strata recover`: fence the volume and materialise its top tiers before serving (`force`: even while another primary's lease is live). */
   recover?: { depth: number; force?: boolean };
+  /** Told of events the metrics time (src/daemon/metrics.ts). */
+  observers?: DaemonObservers;
+  /** Awaited (at most 1 s) when the daemon starts to stop, whatever the cause: systemd's STOPPING=1. */
+  onStopping?: () => Promise<void>;
+}
+
+/** Events with a duration, for the metrics' histograms. */
+export interface DaemonObservers {
+  /** A request answered by the JavaScript thread: op, seconds from arrival to answer, errno of the error path (0: none). */
+  request?: (op: string, seconds: number, errno: number) => void;
+  /** An op waited for the archive's ack (fsync; every change in sync mode). */
+  ackWait?: (seconds: number, acked: boolean) => void;
+  /** The archive acked a shipped batch. */
+  ship?: (records: number, bytes: number, seconds: number) => void;
+  /** A request to the archive for a restore (directory image, blocks, a range of data) was answered. */
+  fetch?: (seconds: number, ok: boolean) => void;
+}
+
+/** Figures the metrics read besides status(). */
+export interface DaemonFigures {
+  /** Bytes read and written through the mount (FUSE-thread reads: the sizes asked for). */
+  bytes: { read: number; written: number };
+  /** Records and bytes the archive acked from this daemon. */
+  shipped: { records: number; bytes: number };
+  /** The background restore's walk: directories queued and being visited. */
+  restoreWalk: { queued: number; visiting: number };
 }
 
 export interface DaemonStatus {
@@ -124,6 +150,7 @@ export class MountDaemon {
     this.fs = new Filesystem(this.store, this.mirror, this.onDemand);
     const adapterLog = this.config.mirror ? tapRequestErrors(this.log.child({}), this.startConditions(this.config.mirror)) : this.log;
     this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options }, adapterLog);
+    this.installObservers();
     await this.adapter.mount();
     this.state = 'serving';
     this.timeToServeMs = Date.now() - this.startedAt.getTime();
@@ -133,6 +160,7 @@ export class MountDaemon {
     void this.adapter.whenExited().then(async () => {
       if (this.stopping) return;
       this.log.warn({ mountpoint: this.mountpoint }, 'the kernel ended the connection (unmounted from outside); exiting');
+      await this.tellStopping();
       this.adapter?.release();
       await this.background?.stop();
       await this.fs?.closeAll();
@@ -174,6 +202,25 @@ export class MountDaemon {
     };
   }
 
+  /** Figures the metrics read besides status(). */
+  figures(): DaemonFigures {
+    return {
+      bytes: this.adapter?.byteCounts() ?? { read: 0, written: 0 },
+      shipped: { records: this.mirror?.shipper.shippedRecords ?? 0, bytes: this.mirror?.shipper.shippedBytes ?? 0 },
+      restoreWalk: this.background?.walkState() ?? { queued: 0, visiting: 0 },
+    };
+  }
+
+  /** Connects config.observers to what exists so far (the adapter, the mirror, the restore). */
+  private installObservers(): void {
+    const o = this.config.observers;
+    if (o === undefined) return;
+    if (this.adapter && o.request) this.adapter.onAnswered = o.request;
+    if (this.mirror && o.ackWait) this.mirror.onAckWait = o.ackWait;
+    if (this.mirror && o.ship) this.mirror.shipper.onShipped = o.ship;
+    if (this.onDemand && o.fetch) this.onDemand.onFetch = o.fetch;
+  }
+
   /**
    * Opens the mirror; when the store may hold changes the archive lacks (first
    * mount with an archive, or after an unclean stop) ships them before serving.
@@ -199,6 +246,7 @@ export class MountDaemon {
     }
     this.mirror = await Mirror.open(this.store.privateDir, client, { ...cfg, mountpoint: this.mountpoint }, log);
     this.pendingClient = null;
+    this.installObservers();
     // Before serving: the lease (another primary's live lease refuses the mount; a fenced store serves read-only).
     const lease = await this.mirror.acquireLease();
     if (lease === 'fenced') this.log.error({ volume: cfg.volume, reason: this.mirror.readOnly }, 'this store was fenced off its volume: serving it read-only');
@@ -265,6 +313,17 @@ export class MountDaemon {
     await m.stop(5000).catch((err: unknown) => this.log.error({ err }, 'mirror stop failed'));
   }
 
+  /** config.onStopping, once, bounded (a hung notification must not hold the stop). */
+  private told = false;
+  private async tellStopping(): Promise<void> {
+    const f = this.config.onStopping;
+    if (f === undefined || this.told) return;
+    this.told = true;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([f().catch(() => {}), new Promise((r) => { timer = setTimeout(r, 1000); })]);
+    clearTimeout(timer);
+  }
+
   /** Releases what a failed start() had opened, so that the process can exit. */
   async abort(): Promise<void> {
     this.control?.close();
@@ -283,6 +342,7 @@ export class MountDaemon {
 
   private async doStop(lazy: boolean): Promise<void> {
     this.state = 'unmounting';
+    await this.tellStopping();
     this.log.info({ lazy }, 'unmounting');
     // Answer what is in flight first (see FuseAdapter.whenIdle).
     await this.adapter?.whenIdle(2000);

@@ -110,6 +110,14 @@ export class FuseAdapter {
   private exited: Promise<void> = Promise.resolve();
   /** Requests answered so far, per op (for `strata status`). */
   readonly opCounts = new Map<string, number>();
+  /** Bytes read and written by requests this thread answered (the FUSE thread's own: bridgeBytes). */
+  private readonly jsBytes = { read: 0, written: 0 };
+  /**
+   * Told of every request this thread answers: its op, the seconds from its
+   * arrival here to the answer, and the errno it was answered with by the
+   * error path (0 otherwise). For the metrics (src/daemon/metrics.ts).
+   */
+  onAnswered: ((op: string, seconds: number, errno: number) => void) | null = null;
   /** Requests handed to JavaScript and not answered yet, and when the last one came. */
   private unanswered = 0;
   /** The bridge's session has been freed (after the connection ended). */
@@ -149,6 +157,16 @@ export class FuseAdapter {
       if (n > 0 && name !== undefined) out[name] = n;
     });
     return out;
+  }
+
+  /**
+   * Bytes read and written through the mount so far: by this thread, and by
+   * the FUSE thread (its reads count the size the kernel asked for, which is
+   * more than was sent at the end of a file).
+   */
+  byteCounts(): { read: number; written: number } {
+    const fast = this.session && !this.closed ? ll.fastBytes(this.session) : null;
+    return { read: this.jsBytes.read + (fast?.[0] ?? 0), written: this.jsBytes.written + (fast?.[1] ?? 0) };
   }
 
   /**
@@ -240,7 +258,8 @@ export class FuseAdapter {
     let answered = false;
     this.unanswered++;
     this.lastRequestAt = Date.now();
-    const answer = (f: () => void): void => {
+    const arrived = this.onAnswered ? process.hrtime.bigint() : 0n;
+    const answer = (f: () => void, errno = 0): void => {
       if (answered) {
         this.log.error({ op: opName, ino: r.ino }, 'request answered twice (ignored)');
         return;
@@ -249,6 +268,7 @@ export class FuseAdapter {
       this.unanswered--;
       if (this.closed) return; // the session is freed: nobody is listening
       this.opCounts.set(opName, (this.opCounts.get(opName) ?? 0) + 1);
+      if (this.onAnswered) this.onAnswered(opName, Number(process.hrtime.bigint() - arrived) / 1e9, errno);
       try {
         f();
       } catch (err) {
@@ -268,7 +288,7 @@ export class FuseAdapter {
     work.catch((err: unknown) => {
       const errno = errnoOf(err, (e) => this.log.error({ op: opName, ino: r.ino, name: r.name, err: e }, 'unexpected error, answered EIO'));
       if (!isExpectedError(errno)) this.log.warn({ op: opName, ino: r.ino, name: r.name, errno, err }, 'request failed');
-      answer(() => ll.replyErr(r.req, errno));
+      answer(() => ll.replyErr(r.req, errno), errno);
     });
   }
 
@@ -461,12 +481,14 @@ export class FuseAdapter {
       case OP.read: {
         const buf = Buffer.allocUnsafe(r.size);
         const n = await fs.read(r.fh, buf, r.size, r.off);
+        this.jsBytes.read += n;
         answer(() => ll.replyBuf(r.req, buf, n));
         return;
       }
       case OP.write: {
         const data = r.data ?? Buffer.alloc(0);
         const n = await fs.write(r.fh, data, data.length, r.off);
+        this.jsBytes.written += n;
         answer(() => ll.replyWrite(r.req, n));
         return;
       }

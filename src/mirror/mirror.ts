@@ -111,6 +111,8 @@ export class Mirror implements ChangeSink {
   private readonly openedClean: boolean;
   readonly lease: LeaseKeeper;
   private readOnlyReason: string | null = null;
+  /** Told how long each op that waited for the archive's ack (fsync, sync mode) waited, and whether it got it (metrics). */
+  onAckWait: ((seconds: number, acked: boolean) => void) | null = null;
   /** Ops waiting for an ack, told at once when the lease runs out or the volume is fenced. */
   private readonly ackWaiters = new Set<(err: Error) => void>();
 
@@ -436,12 +438,21 @@ export class Mirror implements ChangeSink {
       throw new FsError('EIO', (err as Error).message);
     });
     const wait = Promise.race([acked, lost]).finally(() => { if (off) this.ackWaiters.delete(off); });
-    if (this.ackTimeoutMs <= 0) return wait;
+    if (this.ackTimeoutMs <= 0) return this.timed(wait);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new FsError('EIO', `the archive did not acknowledge record ${seq} within ${this.ackTimeoutMs} ms`)), this.ackTimeoutMs);
     });
-    return Promise.race([wait, timeout]).finally(() => clearTimeout(timer));
+    return this.timed(Promise.race([wait, timeout]).finally(() => clearTimeout(timer)));
+  }
+
+  /** Tells onAckWait how long an op waited for its ack. */
+  private timed(p: Promise<void>): Promise<void> {
+    const observe = this.onAckWait;
+    if (observe === null) return p;
+    const t0 = process.hrtime.bigint();
+    const secs = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
+    return p.then(() => observe(secs(), true), (err: unknown) => { observe(secs(), false); throw err; });
   }
 
   /**

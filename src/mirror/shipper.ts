@@ -56,6 +56,8 @@ export class Shipper {
   /** Records and bytes shipped by this process. */
   shippedRecords = 0;
   shippedBytes = 0;
+  /** Told of every batch the archive acked: its records, bytes, and the seconds from sending it to the ack (metrics). */
+  onShipped: ((records: number, bytes: number, seconds: number) => void) | null = null;
   /** Told when shipping stops for good (fenced, failed). */
   onStop: ((state: 'fenced' | 'failed', reason: string) => void) | null = null;
   private running = false;
@@ -200,7 +202,9 @@ export class Shipper {
           continue;
         }
         lingered = false;
+        const sentAt = process.hrtime.bigint();
         const res = await this.ask(() => this.client.ship(this.volume, this.epoch, batch.frames));
+        this.onShipped?.(batch.count, batch.frames.length, Number(process.hrtime.bigint() - sentAt) / 1e9);
         this.shippedRecords += batch.count;
         this.shippedBytes += batch.frames.length;
         this.acknowledge(res.appliedSeq);

@@ -73,6 +73,7 @@ interface NativeBinding {
   listxattr(path: string): Promise<string[]>;
   removexattr(path: string, name: string): Promise<void>;
   readdirIno(path: string): Promise<DirEntry[]>;
+  sdNotify(socketPath: string, message: string): Promise<void>;
   readonly constants: NativeConstants;
 }
 
@@ -230,4 +231,13 @@ export async function removexattr(path: string, name: string): Promise<void> {
 /** opendir/readdir: entries with inode numbers and d_type, without '.' and '..'. */
 export async function readdirIno(path: string): Promise<DirEntry[]> {
   return binding.readdirIno(path);
+}
+
+/**
+ * Sends `message` (e.g. "READY=1") as one datagram to systemd's notification
+ * socket (NOTIFY_SOCKET: a path, or "@name" in the abstract namespace), as
+ * sd_notify(3) does. Node's dgram has no AF_UNIX datagram sockets.
+ */
+export async function sdNotify(socketPath: string, message: string): Promise<void> {
+  return binding.sdNotify(socketPath, message);
 }

@@ -80,6 +80,8 @@ export class BackgroundRestore {
   private running: Promise<void> | null = null;
   private passes = 0;
   private lastError: string | null = null;
+  /** The pass under way (its stack of directories), for walkState(). */
+  private walk: Walk | null = null;
   /** Progress saved before this daemon started (restore.json), which this run adds to. */
   private readonly base: { entries: number; bytes: number };
   private saveTimer: NodeJS.Timeout | null = null;
@@ -162,6 +164,16 @@ export class BackgroundRestore {
     };
   }
 
+  /**
+   * The walk of the pass under way: directories found and not visited yet
+   * (queued), and being visited (materialised when pending, listed). Both 0
+   * between passes and once the restore is complete.
+   */
+  walkState(): { queued: number; visiting: number } {
+    const w = this.walk;
+    return w === null || this.state.phase === 'complete' ? { queued: 0, visiting: 0 } : { queued: w.stack.length, visiting: w.busy };
+  }
+
   /** Bytes this daemon made local: fetched, or holes on the archive that needed no fetch. */
   private bytesMadeLocal(): number {
     return this.hooks.stats.bytesFetched + this.hooks.stats.holesSkipped * BLOCK_SIZE;
@@ -235,7 +247,7 @@ export class BackgroundRestore {
    * files go through one pool of `concurrency`.
    */
   private async pass(): Promise<number> {
-    const walk: Walk = {
+    const walk: Walk = this.walk = {
       stack: ['.'],
       busy: 0,
       idle: [],

@@ -143,6 +143,8 @@ export class OnDemandRestore implements RestoreHooks {
    * put back from it before anything else touches them.
    */
   private timesRecords: Promise<Set<ObjectId>> | null = null;
+  /** Told of every request to the archive: seconds until its answer, and whether it succeeded (metrics). */
+  onFetch: ((seconds: number, ok: boolean) => void) | null = null;
   /** Programs' fetches go first; the background restore's wait (fetch-scheduler.ts). */
   private readonly scheduler: FetchScheduler;
   /** Directories the background restore is materialising: a program that waits for one promotes its fetches. */
@@ -911,6 +913,12 @@ export class OnDemandRestore implements RestoreHooks {
 
   /** The archive's answer within the time bound; EIO (and a warning) otherwise. */
   private async bounded<T>(p: Promise<T>, what: string): Promise<T> {
+    const observe = this.onFetch;
+    if (observe !== null) {
+      const t0 = process.hrtime.bigint();
+      const secs = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
+      p.then(() => observe(secs(), true), () => observe(secs(), false));
+    }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new FsError('EIO', `the archive did not answer for ${what} within ${this.timeoutMs} ms`)), this.timeoutMs);

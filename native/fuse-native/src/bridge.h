@@ -203,6 +203,7 @@ typedef struct bridge_session {
   gid_t daemon_gid;
   uint64_t next_nodeid;    // shared with JavaScript (allocNodeid), __atomic
   uint64_t fast_counts[LL_OP_COUNT]; // requests answered on the FUSE thread, per op
+  uint64_t fast_bytes[2];  // bytes of reads (as asked: see fastBytes) and writes the FUSE thread answered
   // The node table (nodes.c), under nodes_lock.
   pthread_mutex_t nodes_lock;
   bridge_node_t **buckets;
@@ -291,6 +292,11 @@ static inline void fast_count (bridge_session_t *s, uint32_t op) {
   __atomic_fetch_add(&s->fast_counts[op], 1, __ATOMIC_RELAXED);
 }
 
+// Bytes of a read (0) or write (1) answered on the FUSE thread (fastBytes).
+static inline void fast_bytes (bridge_session_t *s, int which, uint64_t n) {
+  __atomic_fetch_add(&s->fast_bytes[which], n, __ATOMIC_RELAXED);
+}
+
 // ---- N-API helpers (napi_util.c) ----------------------------------------------------------
 
 napi_value js_num (napi_env env, double d);
@@ -313,6 +319,7 @@ napi_value js_fast_paths (napi_env env, napi_callback_info info);
 napi_value js_alloc_nodeid (napi_env env, napi_callback_info info);
 napi_value js_fast_counts (napi_env env, napi_callback_info info);
 napi_value js_writeback_cache (napi_env env, napi_callback_info info);
+napi_value js_fast_bytes (napi_env env, napi_callback_info info);
 napi_value js_pending_requests (napi_env env, napi_callback_info info);
 napi_value js_reply_err (napi_env env, napi_callback_info info);
 napi_value js_reply_entry (napi_env env, napi_callback_info info);

@@ -359,6 +359,8 @@ int fast_read (bridge_session_t *s, fuse_req_t req, size_t size, off_t off, stru
   buf.buf[0].pos = off;
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
   fast_count(s, LL_READ);
+  // The size asked for: splice does not say how much it moved (less at the end of a file).
+  fast_bytes(s, 0, size);
   return 1;
 }
 
@@ -382,6 +384,7 @@ int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char 
   }
   fuse_reply_write(req, done);
   fast_count(s, LL_WRITE);
+  fast_bytes(s, 1, done);
   return 1;
 }
 

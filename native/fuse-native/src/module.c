@@ -105,6 +105,7 @@ static napi_value init (napi_env env, napi_value exports) {
   export_fn(env, exports, "allocNodeid", js_alloc_nodeid);
   export_fn(env, exports, "fastCounts", js_fast_counts);
   export_fn(env, exports, "writebackCache", js_writeback_cache);
+  export_fn(env, exports, "fastBytes", js_fast_bytes);
   export_fn(env, exports, "pendingRequests", js_pending_requests);
   // replies.c
   export_fn(env, exports, "replyErr", js_reply_err);

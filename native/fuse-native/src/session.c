@@ -263,6 +263,20 @@ napi_value js_writeback_cache (napi_env env, napi_callback_info info) {
   return v;
 }
 
+// fastBytes(session) -> [read, written]: bytes of the reads (the sizes the kernel
+// asked for) and writes the FUSE thread answered.
+napi_value js_fast_bytes (napi_env env, napi_callback_info info) {
+  JS_ARGS(1)
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  napi_value ab, arr;
+  void *data;
+  napi_create_arraybuffer(env, 2 * sizeof(double), &data, &ab);
+  for (int i = 0; i < 2; i++) ((double *) data)[i] = (double) __atomic_load_n(&s->fast_bytes[i], __ATOMIC_RELAXED);
+  napi_create_typedarray(env, napi_float64_array, 2, ab, 0, &arr);
+  return arr;
+}
+
 // pendingRequests() -> requests handed to JavaScript and not answered yet (all sessions).
 napi_value js_pending_requests (napi_env env, napi_callback_info info) {
   (void) info;

@@ -13,6 +13,7 @@ import { parseTargetSpec, type TargetSpec } from '../archive/targets.js';
 import { loadRules, RulesError } from '../alerts/rules.js';
 import { AlertListener } from '../alerts/webhook.js';
 import { TakeoverSupervisor } from '../archive/takeover.js';
+import { ObjectSync, prepareObjects } from '../archive/object-sync-client.js';
 
 export interface ArchiveServeOptions {
   data: string;
@@ -41,6 +42,14 @@ export interface ArchiveServeOptions {
   onTakeover?: string;
   /** `--takeover-lease S` (default 10): the takeover mount's own lease. */
   takeoverLease?: number;
+  /** `--objects s3://BUCKET[/PREFIX]`: sealed packs and metadata copies in object storage (docs/object-storage.md). */
+  objects?: string;
+  s3Endpoint?: string;
+  s3Region?: string;
+  /** `--metadata-upload-interval S` (default 60). */
+  metadataUploadInterval?: number;
+  /** `--fetch-timeout S` (default 4): a ranged GET of a pack. */
+  fetchTimeout?: number;
 }
 
 /** "host:port", "[v6]:port" or ":port" (all interfaces). */
@@ -66,6 +75,7 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
   let server: ArchiveServer;
   let alerts: AlertListener | null = null;
   let takeover: TakeoverSupervisor | null = null;
+  let objectSync: ObjectSync | null = null;
   try {
     const { host, port } = parseListen(o.listen);
     const alertsAt = o.alertsListen !== undefined ? parseListen(o.alertsListen) : null;
@@ -90,6 +100,9 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
     const tls = o.tlsCert && o.tlsKey ? { cert: await readFile(o.tlsCert), key: await readFile(o.tlsKey) } : undefined;
     const dataDir = resolve(o.data);
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    // Object storage: records the bucket in DIR/objects.json (every opener of DIR reads packs from it) and, for an
+    // empty DIR, rebuilds the metadata database from the newest copy in the bucket.
+    const objects = prepareObjects(dataDir, o, log);
     const snapshots = await WorkerSnapshotClient.open({
       dataDir, targets, tickMs: 30_000,
       // Tests only: slows snapshot copies down so a kill -9 can land in the middle of one.
@@ -105,6 +118,7 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
     }
     log.info({ targets: infos.map((t) => ({ name: t.name, path: t.path, device: t.device, freeBytes: t.freeBytes, healthy: t.healthy })) }, 'storage targets');
     server = await ArchiveServer.open({ dataDir, auth, log, snapshots, ...(tls ? { tls } : {}) });
+    if (objects !== null) objectSync = await ObjectSync.start(dataDir, objects, (o.metadataUploadInterval ?? 60) * 1000, log.child({ component: 'objects' }));
     const addr = await server.listen(host, port);
     const listening = formatAddress(addr.address, addr.port);
     let alertsListening: string | undefined;
@@ -134,6 +148,7 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
     log.error({ err: message }, 'archive server failed to start');
     process.stderr.write(`strata archive serve: ${message}\n`);
     await alerts?.close();
+    await objectSync?.stop();
     // The server (and the workers it opened) must not keep this process alive.
     process.exitCode = 1;
     setTimeout(() => process.exit(1), 2000).unref();
@@ -146,7 +161,10 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
       log.info({ signal }, 'shutting down');
       takeover?.stop();
       void alerts?.close();
-      server.close((o.shutdownGrace ?? 10) * 1000).then(done, (err: unknown) => {
+      server.close((o.shutdownGrace ?? 10) * 1000).then(async () => {
+        await objectSync?.stop(); // a last metadata point, after the last batch
+        done();
+      }, (err: unknown) => {
         log.error({ err }, 'shutdown failed');
         done();
       });

@@ -8,10 +8,14 @@
 #   scripts/s3-engine.sh start   install (apt-get, once), bootstrap, start; prints env lines
 #   scripts/s3-engine.sh env     prints the env lines of a running engine
 #   scripts/s3-engine.sh stop    stops the daemons and removes the engine's directory
-#   scripts/s3-engine.sh stop-rgw / start-rgw   only the S3 gateway (fault tests)
+#   scripts/s3-engine.sh start-rgw b / stop-rgw b
+#                                a second S3 gateway on the same cluster, for the
+#                                fault tests (the object store unreachable, and back)
+#                                without disturbing tests that use the first one
 #
-# Env lines (eval-able): STRATA_S3_ENDPOINT, STRATA_S3_BUCKET, AWS_ACCESS_KEY_ID,
-# AWS_SECRET_ACCESS_KEY, AWS_REGION. They are also written to $DIR/env.
+# Env lines (eval-able): STRATA_S3_ENDPOINT, STRATA_S3_FAULT_ENDPOINT (gateway b,
+# started on demand), STRATA_S3_BUCKET, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+# AWS_REGION. They are also written to $DIR/env.
 # Settings: STRATA_S3_ENGINE_DIR (default /var/tmp/strata-s3-engine),
 # STRATA_S3_PORT (default 7480), STRATA_S3_MON_PORT (default 16789, v1; v2 is +1).
 # The OSD keeps its objects in memory (memstore, 2 GiB): the engine is for
@@ -47,6 +51,7 @@ install() {
 print_env() {
   cat <<EOF
 STRATA_S3_ENDPOINT=http://127.0.0.1:$PORT
+STRATA_S3_FAULT_ENDPOINT=http://127.0.0.1:$((PORT + 1))
 STRATA_S3_BUCKET=$BUCKET
 AWS_ACCESS_KEY_ID=$ACCESS_KEY
 AWS_SECRET_ACCESS_KEY=$SECRET_KEY
@@ -62,10 +67,12 @@ wait_for() { # seconds, description, command...
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-start_rgw() {
-  pid_alive "$DIR/run/client.rgw.a.pid" && return 0
-  radosgw -c "$CONF" -n client.rgw.a --keyring "$DIR/rgw/keyring"
-  wait_for 60 "radosgw on port $PORT" curl -sf "http://127.0.0.1:$PORT/"
+start_rgw() { # a (the tests' gateway) or b (the fault tests')
+  local name=${1:-a} port=$PORT
+  [ "$name" = b ] && port=$((PORT + 1))
+  pid_alive "$DIR/run/client.rgw.$name.pid" && return 0
+  radosgw -c "$CONF" -n "client.rgw.$name" --keyring "$DIR/rgw/keyring.$name"
+  wait_for 60 "radosgw $name on port $port" curl -sf "http://127.0.0.1:$port/"
 }
 
 stop_pidfile() {
@@ -83,6 +90,10 @@ start() {
   [ "$(id -u)" = 0 ] || { log "must run as root"; exit 1; }
   if [ -f "$DIR/env" ] && pid_alive "$DIR/run/client.rgw.a.pid"; then cat "$DIR/env"; return 0; fi
   [ -d "$DIR" ] && stop
+  for p in "$PORT" "$MON_PORT" "$MON_PORT2"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then log "port $p is in use (another engine? STRATA_S3_PORT, STRATA_S3_MON_PORT)"; exit 1; fi
+  done
+  trap 'log "start failed (logs: $DIR/log); stopping what started"; stop_daemons' ERR
   local t0; t0=$(date +%s.%N)
   install
   local t1; t1=$(date +%s.%N)
@@ -131,8 +142,11 @@ keyring = \$mgr_data/keyring
 keyring = \$osd_data/keyring
 [client.rgw.a]
 rgw frontends = beast endpoint=127.0.0.1:$PORT
-rgw data = $DIR/rgw
-keyring = $DIR/rgw/keyring
+rgw data = $DIR/rgw/a
+rgw enable usage log = false
+[client.rgw.b]
+rgw frontends = beast endpoint=127.0.0.1:$((PORT + 1))
+rgw data = $DIR/rgw/b
 rgw enable usage log = false
 EOF
   ceph-authtool --create-keyring "$DIR/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
@@ -158,8 +172,11 @@ EOF
   wait_for 120 "the OSD" sh -c "ceph -c '$CONF' -k '$DIR/admin.keyring' osd stat | grep -q '1 up'"
   log "osd up"
 
-  ceph_ auth get-or-create client.rgw.a mon 'allow rw' osd 'allow rwx' mgr 'allow rw' >"$DIR/rgw/keyring"
-  start_rgw
+  for g in a b; do
+    mkdir -p "$DIR/rgw/$g"
+    ceph_ auth get-or-create "client.rgw.$g" mon 'allow rw' osd 'allow rwx' mgr 'allow rw' >"$DIR/rgw/keyring.$g"
+  done
+  start_rgw a
   log "radosgw up on 127.0.0.1:$PORT"
   radosgw-admin -c "$CONF" -n client.admin user create --uid strata-test --display-name 'strata tests' \
     --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" >/dev/null
@@ -171,9 +188,13 @@ EOF
   cat "$DIR/env"
 }
 
+stop_daemons() {
+  for f in client.rgw.b client.rgw.a osd.0 mgr.x mon.a; do stop_pidfile "$DIR/run/$f.pid"; done
+}
+
 stop() {
   [ -d "$DIR" ] || return 0
-  for f in client.rgw.a osd.0 mgr.x mon.a; do stop_pidfile "$DIR/run/$f.pid"; done
+  stop_daemons
   rm -rf "$DIR"
 }
 
@@ -181,7 +202,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   env) [ -f "$DIR/env" ] && cat "$DIR/env" || { log "not running"; exit 1; } ;;
-  stop-rgw) stop_pidfile "$DIR/run/client.rgw.a.pid" ;;
-  start-rgw) start_rgw ;;
-  *) echo "usage: $0 start|stop|env|stop-rgw|start-rgw" >&2; exit 2 ;;
+  stop-rgw) stop_pidfile "$DIR/run/client.rgw.${2:-a}.pid" ;;
+  start-rgw) start_rgw "${2:-a}" ;;
+  *) echo "usage: $0 start|stop|env|start-rgw [a|b]|stop-rgw [a|b]" >&2; exit 2 ;;
 esac

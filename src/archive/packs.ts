@@ -130,7 +130,7 @@ export class Packs {
       try {
         buf = this.sealed!.readRange(loc.pack, loc.offset, buf.length);
       } catch (err) {
-        if (err instanceof ArchiveError) throw new ArchiveError(err.code, `${what}: ${err.message}`);
+        if (err instanceof ArchiveError) throw new ArchiveError(err.code, `${what}: ${err.message.slice(err.code.length + 2)}`);
         throw err;
       }
       got = buf.length;

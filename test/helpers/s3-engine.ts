@@ -18,6 +18,8 @@ export const ENGINE_SCRIPT = fileURLToPath(new URL('../../../scripts/s3-engine.s
 
 export interface S3Engine {
   endpoint: string;
+  /** The engine's second gateway (same cluster), which fault tests stop and start. */
+  faultEndpoint: string;
   bucket: string;
 }
 
@@ -38,12 +40,12 @@ export function s3Engine(): S3Engine | string {
   if (!env.STRATA_S3_ENDPOINT || !env.STRATA_S3_BUCKET) return (cached = `no S3 engine: scripts/s3-engine.sh printed no endpoint (${r.stdout.trim()})`);
   for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_REGION']) if (env[k]) process.env[k] = env[k];
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
-  return (cached = { endpoint: env.STRATA_S3_ENDPOINT, bucket: env.STRATA_S3_BUCKET });
+  return (cached = { endpoint: env.STRATA_S3_ENDPOINT, faultEndpoint: env.STRATA_S3_FAULT_ENDPOINT ?? env.STRATA_S3_ENDPOINT, bucket: env.STRATA_S3_BUCKET });
 }
 
-/** Stops or starts only the engine's S3 gateway (the cluster stays): the object store unreachable, and back. */
-export function gateway(action: 'stop-rgw' | 'start-rgw'): void {
-  const r = spawnSync(ENGINE_SCRIPT, [action], { encoding: 'utf8', timeout: 120_000 });
+/** Stops or starts one of the engine's S3 gateways (the cluster stays): the object store unreachable, and back. */
+export function gateway(action: 'stop-rgw' | 'start-rgw', name: 'a' | 'b'): void {
+  const r = spawnSync(ENGINE_SCRIPT, [action, name], { encoding: 'utf8', timeout: 120_000 });
   if (r.status !== 0) throw new Error(`s3-engine.sh ${action}: ${r.stderr}`);
 }
 

@@ -1,14 +1,153 @@
-// The archive store's behavioural suite (test/helpers/archive-store-suite.ts)
-// on object storage: a real S3 engine (Ceph radosgw, scripts/s3-engine.sh),
-// every sealed pack in the bucket and read back with ranged GETs.
+// The archive on object storage against a real S3 engine (Ceph radosgw,
+// scripts/s3-engine.sh): the store's behavioural suite
+// (test/helpers/archive-store-suite.ts) with every sealed pack in the bucket
+// and read back with ranged GETs; then the faults: the store unreachable (its
+// own gateway stopped and started again), a missing pack object, the archive
+// node's disk wiped (rebuild from the bucket). The fault tests are serial (ava
+// runs them before the suite) and use the engine's second gateway, so stopping
+// it disturbs no other test.
 import test from 'ava';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ArchiveStore } from '../../src/archive/archive-store.js';
+import { rebuildFromObjects, syncPoint } from '../../src/archive/object-sync.js';
+import { S3PackStore, writeObjectsConfig, type ObjectsConfig } from '../../src/archive/s3-packs.js';
+import { isArchiveError } from '../../src/protocol/archive-api.js';
+import { BLOCK_SIZE, ROOT_ID, encodeRecord, type NewRecord, type Record, type Time } from '../../src/protocol/records.js';
 import { archiveStoreSuite } from '../helpers/archive-store-suite.js';
-import { s3Backend, s3Engine } from '../helpers/s3-engine.js';
+import { gateway, objectsConfigFor, s3Backend, s3Engine } from '../helpers/s3-engine.js';
 
 const engine = s3Engine();
+const T: Time = [1_700_000_000, 0];
+let nextId = 0x5000;
+const newId = (): string => (nextId++).toString(16).padStart(32, '0');
+const mkfile = (name: string, id: string): NewRecord => ({ op: 'create', parent: ROOT_ID, name, id, attrs: { mode: 0o100644, uid: 0, gid: 0, size: 0, atime: T, mtime: T, rdev: 0 }, parentMtime: T });
+const write = (id: string, offset: number, data: Buffer): NewRecord => ({ op: 'write', id, offset, data });
+
+function bytes(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n);
+  let x = seed * 2654435761 >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    b[i] = (x & 0xff) || 1;
+  }
+  return b;
+}
+
+/** An archive directory on a fresh prefix, its store, and a shipper for volume v. */
+function archive(t: import('ava').ExecutionContext, config: ObjectsConfig): { dir: string; store: ArchiveStore; packs: S3PackStore; ship: (...r: NewRecord[]) => number } {
+  const dir = mkdtempSync('/var/tmp/strata-objects-test-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeObjectsConfig(dir, config);
+  const store = ArchiveStore.open(dir);
+  const packs = S3PackStore.open(config);
+  t.teardown(() => {
+    store.close();
+    packs.close();
+  });
+  store.createVolume('v');
+  let seq = 0;
+  const ship = (...recs: NewRecord[]): number => {
+    const frames = Buffer.concat(recs.map((r, i) => encodeRecord({ ...r, seq: seq + 1 + i } as Record)));
+    seq = store.applyBatch('v', 1, frames).appliedSeq;
+    return seq;
+  };
+  return { dir, store, packs, ship };
+}
+
 if (typeof engine === 'string') {
   console.error(`archive-objects: skipped: ${engine}`);
-  test.skip(`object-storage suite skipped: ${engine}`, () => {});
+  test.skip(`object-storage tests skipped: ${engine}`, () => {});
 } else {
+  test.serial('the object store unreachable: reads of sealed packs fail with EUNAVAILABLE, writes go on, metadata points fail; all recover when it returns', (t) => {
+    gateway('start-rgw', 'b');
+    t.teardown(() => gateway('start-rgw', 'b'));
+    const { dir, store, packs, ship } = archive(t, objectsConfigFor(engine, { endpoint: engine.faultEndpoint, fetchTimeoutMs: 1500 }));
+    const a = newId();
+    const aData = bytes(3 * BLOCK_SIZE + 5, 1);
+    ship(mkfile('a', a), write(a, 0, aData));
+    syncPoint(dir, packs);
+    t.deepEqual(readdirSync(join(dir, 'packs')), [], 'the sealed pack left the disk');
+    gateway('stop-rgw', 'b');
+    const started = Date.now();
+    const err = t.throws(() => store.readRange('v', a, 0, 100));
+    t.log(`a read with the gateway down failed after ${Date.now() - started} ms (fetch timeout 1500 ms): ${err?.message}`);
+    t.true(isArchiveError(err, 'EUNAVAILABLE'), String(err));
+    t.regex(err!.message, new RegExp(`volume v object ${a} block 0`));
+    // Writes land in the local pack and are acked: the primary's journal does not wait for object storage.
+    const b = newId();
+    const bData = bytes(2 * BLOCK_SIZE, 2);
+    ship(mkfile('b', b), write(b, 0, bData));
+    t.deepEqual(store.readRange('v', b, 0, bData.length), bData, 'a write during the outage reads back (local pack)');
+    const failed = t.throws(() => syncPoint(dir, packs));
+    t.true(isArchiveError(failed, 'EUNAVAILABLE'), String(failed));
+    gateway('start-rgw', 'b');
+    t.deepEqual(store.readRange('v', a, 0, aData.length), aData, 'reads recover');
+    const point = syncPoint(dir, packs);
+    t.is(point.packsUploaded, 1, 'the outage\'s pack goes up at the next metadata point');
+    t.deepEqual(readdirSync(join(dir, 'packs')), []);
+    t.deepEqual(store.readRange('v', b, 0, bData.length), bData, 'read back from the bucket');
+  });
+
+  test.serial('a missing pack object fails the read with ECORRUPT naming the pack and its key; other packs still read', (t) => {
+    const config = objectsConfigFor(engine);
+    const { dir, store, packs, ship } = archive(t, config);
+    const [a, b] = [newId(), newId()];
+    ship(mkfile('a', a), write(a, 0, bytes(BLOCK_SIZE, 3)));
+    syncPoint(dir, packs); // pack 1
+    ship(mkfile('b', b), write(b, 0, bytes(BLOCK_SIZE, 4)));
+    syncPoint(dir, packs); // pack 2
+    packs.objects.delete(packs.key(1));
+    const err = t.throws(() => store.readRange('v', a, 0, 10));
+    t.true(isArchiveError(err, 'ECORRUPT'), String(err));
+    t.regex(err!.message, new RegExp(`volume v object ${a} block 0: pack 000001\\.pack is missing from s3://${engine.bucket}/.*/packs/000001\\.pack`));
+    t.deepEqual(store.readRange('v', b, 0, BLOCK_SIZE), bytes(BLOCK_SIZE, 4));
+  });
+
+  test.serial('the archive disk wiped: an empty directory rebuilds from the bucket and serves up to the last metadata point, then goes on', (t) => {
+    const config = objectsConfigFor(engine);
+    const { dir, store, packs, ship } = archive(t, config);
+    const files: { id: string; data: Buffer }[] = [];
+    for (let i = 0; i < 5; i++) {
+      const f = { id: newId(), data: bytes(BLOCK_SIZE * (i + 1) + i, 10 + i) };
+      files.push(f);
+      ship(mkfile(`f${i}`, f.id), write(f.id, 0, f.data));
+    }
+    const point = syncPoint(dir, packs);
+    const late = newId();
+    const upTo = ship(mkfile('late', late), write(late, 0, bytes(BLOCK_SIZE, 99))); // after the metadata point: lost with the disk
+    t.is(point.volumes[0]!.appliedSeq, 10);
+    t.is(upTo, 12);
+    const images = [...store.tierImages('v', 1)];
+    store.close();
+    rmSync(dir, { recursive: true, force: true }); // the disk is gone
+
+    const fresh = mkdtempSync('/var/tmp/strata-objects-test-');
+    t.teardown(() => rmSync(fresh, { recursive: true, force: true }));
+    writeObjectsConfig(fresh, config);
+    mkdirSync(join(fresh, 'packs'));
+    const r = rebuildFromObjects(fresh, packs);
+    t.truthy(r);
+    t.is(r!.key, point.key);
+    t.deepEqual(r!.volumes, [{ name: 'v', appliedSeq: 10 }]);
+    const again = ArchiveStore.open(fresh);
+    t.teardown(() => again.close());
+    t.is(again.volumeState('v')!.appliedSeq, 10, 'served up to the metadata point');
+    const img = [...again.tierImages('v', 1)];
+    t.deepEqual(img[0]!.entries.map((e) => e.name), images[0]!.entries.map((e) => e.name).filter((n) => n !== 'late'));
+    for (const f of files) t.deepEqual(again.readRange('v', f.id, 0, f.data.length), f.data);
+    // The records after the point come again (a primary re-ships them); new packs never clobber the bucket's.
+    let seq = 10;
+    const more = newId();
+    const frames = Buffer.concat([mkfile('more', more), write(more, 0, bytes(BLOCK_SIZE, 7))].map((rec, i) => encodeRecord({ ...rec, seq: seq + 1 + i } as Record)));
+    seq = again.applyBatch('v', 1, frames).appliedSeq;
+    t.is(seq, 12);
+    const next = syncPoint(fresh, packs);
+    t.true(next.packsUploaded === 1);
+    for (const f of files) t.deepEqual(again.readRange('v', f.id, 0, f.data.length), f.data, 'old packs intact');
+    t.deepEqual(again.readRange('v', more, 0, BLOCK_SIZE), bytes(BLOCK_SIZE, 7));
+    t.is(rebuildFromObjects(fresh, packs), null, 'a directory with a database is left alone');
+  });
+
   archiveStoreSuite(s3Backend(engine));
 }

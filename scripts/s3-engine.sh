@@ -12,6 +12,8 @@
 #                                a second S3 gateway on the same cluster, for the
 #                                fault tests (the object store unreachable, and back)
 #                                without disturbing tests that use the first one
+#   scripts/s3-engine.sh freeze-rgw b / thaw-rgw b
+#                                SIGSTOP/SIGCONT of a gateway: connections open, no answers
 #
 # Env lines (eval-able): STRATA_S3_ENDPOINT, STRATA_S3_FAULT_ENDPOINT (gateway b,
 # started on demand), STRATA_S3_BUCKET, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
@@ -204,5 +206,7 @@ case "${1:-}" in
   env) [ -f "$DIR/env" ] && cat "$DIR/env" || { log "not running"; exit 1; } ;;
   stop-rgw) stop_pidfile "$DIR/run/client.rgw.${2:-a}.pid" ;;
   start-rgw) start_rgw "${2:-a}" ;;
-  *) echo "usage: $0 start|stop|env|start-rgw [a|b]|stop-rgw [a|b]" >&2; exit 2 ;;
+  freeze-rgw) kill -STOP "$(cat "$DIR/run/client.rgw.${2:-a}.pid")" ;; # accepts connections, answers nothing
+  thaw-rgw) kill -CONT "$(cat "$DIR/run/client.rgw.${2:-a}.pid")" ;;
+  *) echo "usage: $0 start|stop|env|start-rgw [a|b]|stop-rgw [a|b]|freeze-rgw [a|b]|thaw-rgw [a|b]" >&2; exit 2 ;;
 esac

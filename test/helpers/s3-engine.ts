@@ -44,7 +44,7 @@ export function s3Engine(): S3Engine | string {
 }
 
 /** Stops or starts one of the engine's S3 gateways (the cluster stays): the object store unreachable, and back. */
-export function gateway(action: 'stop-rgw' | 'start-rgw', name: 'a' | 'b'): void {
+export function gateway(action: 'stop-rgw' | 'start-rgw' | 'freeze-rgw' | 'thaw-rgw', name: 'a' | 'b'): void {
   const r = spawnSync(ENGINE_SCRIPT, [action, name], { encoding: 'utf8', timeout: 120_000 });
   if (r.status !== 0) throw new Error(`s3-engine.sh ${action}: ${r.stderr}`);
 }

@@ -10,6 +10,7 @@ import test from 'ava';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ArchiveStore } from '../../src/archive/archive-store.js';
+import { SnapshotEngine } from '../../src/archive/snapshots.js';
 import { rebuildFromObjects, syncPoint } from '../../src/archive/object-sync.js';
 import { S3PackStore, writeObjectsConfig, type ObjectsConfig } from '../../src/archive/s3-packs.js';
 import { isArchiveError } from '../../src/protocol/archive-api.js';
@@ -83,10 +84,22 @@ if (typeof engine === 'string') {
     t.true(isArchiveError(failed, 'EUNAVAILABLE'), String(failed));
     gateway('start-rgw', 'b');
     t.deepEqual(store.readRange('v', a, 0, aData.length), aData, 'reads recover');
+    // A gateway that takes connections and never answers: the read gives up at the fetch timeout.
     const point = syncPoint(dir, packs);
     t.is(point.packsUploaded, 1, 'the outage\'s pack goes up at the next metadata point');
     t.deepEqual(readdirSync(join(dir, 'packs')), []);
     t.deepEqual(store.readRange('v', b, 0, bData.length), bData, 'read back from the bucket');
+    const c = newId();
+    ship(mkfile('c', c), write(c, 0, bytes(BLOCK_SIZE, 5)));
+    syncPoint(dir, packs);
+    gateway('freeze-rgw', 'b');
+    t.teardown(() => gateway('thaw-rgw', 'b'));
+    const hung = Date.now();
+    const stalled = t.throws(() => store.readRange('v', c, 0, 5)); // a pack not read yet: not in the cache
+    t.log(`a read from a frozen gateway failed after ${Date.now() - hung} ms (fetch timeout 1500 ms): ${stalled?.message}`);
+    t.true(isArchiveError(stalled, 'EUNAVAILABLE'), String(stalled));
+    gateway('thaw-rgw', 'b');
+    t.deepEqual(store.readRange('v', c, 0, BLOCK_SIZE), bytes(BLOCK_SIZE, 5), 'reads recover');
   });
 
   test.serial('a missing pack object fails the read with ECORRUPT naming the pack and its key; other packs still read', (t) => {
@@ -147,6 +160,26 @@ if (typeof engine === 'string') {
     for (const f of files) t.deepEqual(again.readRange('v', f.id, 0, f.data.length), f.data, 'old packs intact');
     t.deepEqual(again.readRange('v', more, 0, BLOCK_SIZE), bytes(BLOCK_SIZE, 7));
     t.is(rebuildFromObjects(fresh, packs), null, 'a directory with a database is left alone');
+  });
+
+  test.serial('garbage collection rewrites and deletes packs in the bucket, only once a newer metadata copy is up', async (t) => {
+    const { dir, store, packs, ship } = archive(t, objectsConfigFor(engine));
+    const f = newId();
+    ship(mkfile('f', f), write(f, 0, bytes(4 * BLOCK_SIZE, 20)));
+    syncPoint(dir, packs); // pack 1
+    ship(write(f, 0, bytes(4 * BLOCK_SIZE, 21))); // every block of pack 1 is garbage now
+    syncPoint(dir, packs); // pack 2
+    t.deepEqual([...packs.list().keys()], [1, 2]);
+    const gc = SnapshotEngine.open(dir, { packGraceMs: 0 });
+    t.teardown(() => gc.close());
+    const first = gc.gc().stores.find((x) => x.store === 'data')!;
+    t.is(first.packsRewritten, 1);
+    t.deepEqual([...packs.list().keys()], [1, 2], 'the uploaded metadata copy still points into pack 1: it stays');
+    await new Promise((r) => setTimeout(r, 5));
+    syncPoint(dir, packs);
+    gc.gc();
+    t.deepEqual([...packs.list().keys()], [2], 'gone once a newer copy is up');
+    t.deepEqual(store.readRange('v', f, 0, 4 * BLOCK_SIZE), bytes(4 * BLOCK_SIZE, 21));
   });
 
   archiveStoreSuite(s3Backend(engine));

@@ -20,7 +20,7 @@
 # AWS_REGION. They are also written to $DIR/env.
 # Settings: STRATA_S3_ENGINE_DIR (default /var/tmp/strata-s3-engine),
 # STRATA_S3_PORT (default 7480), STRATA_S3_MON_PORT (default 16789, v1; v2 is +1).
-# The OSD keeps its objects in memory (memstore, 2 GiB): the engine is for
+# The OSD keeps its objects in memory (memstore, 4 GiB): the engine is for
 # tests; stopping it loses the bucket. Must run as root.
 set -euo pipefail
 
@@ -131,7 +131,7 @@ mon max pg per osd = 1000
 mon data avail warn = 1
 mon data avail crit = 0
 osd objectstore = memstore
-memstore device bytes = 2147483648
+memstore device bytes = 4294967296
 osd max object name len = 256
 osd max object namespace len = 64
 ms bind ipv4 = true

@@ -1,14 +1,16 @@
 // The archive node's disk wiped, with real processes: a primary mirrors to
 // `strata archive serve --objects` (a real radosgw, scripts/s3-engine.sh);
-// once a metadata point covers everything the primary has had acked, the
+// a volume snapshot triggers a metadata point (the interval is an hour); once
+// a point covers everything the primary has had acked, the
 // archive server is killed (-9) and its data directory deleted; the same
 // command on the empty directory rebuilds the database from the bucket, the
 // primary reconnects, `strata verify` is clean, and mirroring goes on.
 import test from 'ava';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { sh } from '../helpers/mount.js';
+import { sh, strata } from '../helpers/mount.js';
 import { assertConverged, mirrorStatus, syncMount, withMirroredMount } from '../helpers/mirror.js';
 import { startArchiveServer, type ArchiveServer } from '../helpers/archive.js';
 import { objectsConfigFor, s3Engine } from '../helpers/s3-engine.js';
@@ -28,10 +30,10 @@ function points(server: ArchiveServer): Point[] {
   return out;
 }
 
-/** Waits for a metadata point in which `volume` has at least `seq` applied. */
-async function waitPoint(server: ArchiveServer, volume: string, seq: number, timeoutMs = 60_000): Promise<Point> {
+/** Waits for a metadata point (for `why`) in which `volume` has at least `seq` applied. */
+async function waitPoint(server: ArchiveServer, volume: string, seq: number, why: string, timeoutMs = 60_000): Promise<Point> {
   for (const end = Date.now() + timeoutMs; Date.now() < end; await sleep(200)) {
-    const p = points(server).find((x) => (x.volumes.find((v) => v.name === volume)?.appliedSeq ?? -1) >= seq);
+    const p = points(server).find((x) => x.why === why && (x.volumes.find((v) => v.name === volume)?.appliedSeq ?? -1) >= seq);
     if (p) return p;
   }
   throw new Error(`no metadata point with ${volume} at ${seq} within ${timeoutMs} ms; logs: ${server.logs().slice(-3000)}`);
@@ -43,8 +45,17 @@ if (typeof engine === 'string') {
 } else {
   test('archive disk wiped: the same --objects on an empty --data rebuilds from the bucket; verify of the primary is clean; mirroring goes on', async (t) => {
     const config = objectsConfigFor(engine);
-    const server = await startArchiveServer({ extraArgs: ['--objects', config.url, '--s3-endpoint', config.endpoint!, '--metadata-upload-interval', '1'] });
+    const targets = mkdtempSync(join(tmpdir(), 'strata-objects-targets-')); // snapshot targets: other disks, they survive
+    t.teardown(() => rmSync(targets, { recursive: true, force: true }));
+    const server = await startArchiveServer({ extraArgs: [
+      '--objects', config.url, '--s3-endpoint', config.endpoint!, '--metadata-upload-interval', '3600',
+      '--target', `A=${join(targets, 'A')}`, '--target', `B=${join(targets, 'B')}`,
+    ] });
     t.teardown(() => server.stop());
+    const snapshot = (): void => {
+      const r = strata(['snapshot', 'create', '--volume', m.volume, '--archive', server.url, '--token-file', server.tokenFile, '--json']);
+      t.is(r.status, 0, r.stderr);
+    };
     const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
     const w = sh([
       'set -e', 'mkdir -p a/b/c d',
@@ -55,7 +66,8 @@ if (typeof engine === 'string') {
     t.is(w.status, 0, w.stderr);
     syncMount(m);
     const acked = mirrorStatus(m).mirror.ackedSeq;
-    const point = await waitPoint(server, m.volume, acked);
+    snapshot(); // a metadata point follows every volume snapshot
+    const point = await waitPoint(server, m.volume, acked, 'snapshot');
     t.log(`metadata point ${point.key} (${point.why}) covers ${m.volume} up to record ${acked}`);
     const packsLeft = readdirSync(join(server.dataDir, 'packs'));
     t.log(`packs still on the archive disk: ${JSON.stringify(packsLeft)}`);
@@ -71,7 +83,8 @@ if (typeof engine === 'string') {
     t.is(sh('head -c 500000 /dev/urandom > after && echo more >> a/b/f7', m.mnt).status, 0);
     syncMount(m);
     assertConverged(t, m, 'after new writes');
-    const later = await waitPoint(server, m.volume, mirrorStatus(m).mirror.ackedSeq);
+    snapshot();
+    const later = await waitPoint(server, m.volume, mirrorStatus(m).mirror.ackedSeq, 'snapshot');
     t.not(later.key, point.key);
   });
 }

@@ -21,7 +21,7 @@ export interface BridgeConfig {
 }
 
 export type BridgeRequest =
-  | { id: number; op: 'get'; key: string; start: number; end: number; timeoutMs: number }
+  | { id: number; op: 'get'; key: string; start: number; end: number; timeoutMs: number; /** Ranges of the same size after this one to fetch ahead. */ ahead?: number }
   | { id: number; op: 'download'; key: string; file: string; timeoutMs: number }
   | { id: number; op: 'put'; key: string; file: string; timeoutMs: number }
   | { id: number; op: 'head'; key: string; timeoutMs: number }
@@ -117,11 +117,37 @@ export async function runRequest(client: S3Client, bucket: string, req: BridgeRe
 
 // ---- the worker thread ----------------------------------------------------------------
 if (workerData !== null && typeof workerData === 'object' && 'counter' in (workerData as object)) {
+  // The SDK warns on every process that versions after January 2027 need Node 22; strata pins the version it
+  // was tested with (package.json), so the warning would only fill the archive's log.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const { config, port, counter } = workerData as BridgeWorkerData;
   const client = makeClient(config);
   const count = new Int32Array(counter);
+  // Read-ahead: GETs of the ranges after a ranged GET, started at once and kept (a few) until asked for, so a
+  // caller reading a pack in order finds the next window on its way. A failed one is not kept.
+  const ahead = new Map<string, Promise<BridgeReply>>();
+  const MAX_AHEAD = 16;
+  const getOf = (req: Extract<BridgeRequest, { op: 'get' }>): Promise<BridgeReply> => {
+    const k = `${req.key}\0${req.start}\0${req.end}`;
+    const early = ahead.get(k);
+    ahead.delete(k);
+    const reply = early !== undefined
+      ? early.then((r) => (r.ok ? { ...r, id: req.id } : runRequest(client, config.bucket, req)))
+      : runRequest(client, config.bucket, req);
+    const size = req.end - req.start;
+    for (let i = 1; i <= (req.ahead ?? 0); i++) {
+      const next = { ...req, id: -1, start: req.start + i * size, end: req.end + i * size, ahead: 0 };
+      const nk = `${next.key}\0${next.start}\0${next.end}`;
+      if (ahead.has(nk)) continue;
+      const pr = runRequest(client, config.bucket, next);
+      ahead.set(nk, pr);
+      void pr.then((r) => { if (!r.ok) ahead.delete(nk); });
+      while (ahead.size > MAX_AHEAD) ahead.delete(ahead.keys().next().value as string);
+    }
+    return reply;
+  };
   port.on('message', (req: BridgeRequest) => {
-    void runRequest(client, config.bucket, req).then((reply) => {
+    void (req.op === 'get' ? getOf(req) : runRequest(client, config.bucket, req)).then((reply) => {
       port.postMessage(reply); // copied: the SDK's bytes may share a pooled buffer
       Atomics.add(count, 0, 1);
       Atomics.notify(count, 0);

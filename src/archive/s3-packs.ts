@@ -30,6 +30,8 @@ export interface ObjectsConfig {
 export const OBJECTS_FILE = 'objects.json';
 const WINDOW_BYTES = 4 * 1024 * 1024;
 const CACHE_BYTES = 64 * 1024 * 1024;
+/** Windows fetched ahead of a read (restores read packs in order). */
+const READ_AHEAD_WINDOWS = 2;
 const DEFAULT_FETCH_TIMEOUT_MS = 4000;
 const UPLOAD_TIMEOUT_MS = 15 * 60_000;
 
@@ -91,8 +93,9 @@ export class SyncObjects {
     return this.config.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
   }
 
-  getRange(key: string, start: number, end: number): Buffer {
-    const r = this.call({ op: 'get', key, start, end, timeoutMs: this.fetchTimeoutMs });
+  /** Bytes [start, end) of the object (short at its end); `ahead` ranges of the same size after it are fetched ahead. */
+  getRange(key: string, start: number, end: number, ahead = 0): Buffer {
+    const r = this.call({ op: 'get', key, start, end, timeoutMs: this.fetchTimeoutMs, ahead });
     return Buffer.from(r.data!.buffer, r.data!.byteOffset, r.data!.byteLength);
   }
 
@@ -225,7 +228,7 @@ export class S3PackStore implements PackStore {
     if (hit !== undefined) return hit;
     let data: Buffer;
     try {
-      data = this.objects.getRange(this.key(pack), w * WINDOW_BYTES, (w + 1) * WINDOW_BYTES);
+      data = this.objects.getRange(this.key(pack), w * WINDOW_BYTES, (w + 1) * WINDOW_BYTES, READ_AHEAD_WINDOWS);
     } catch (err) {
       if (err instanceof ArchiveError && err.code === 'ENOOBJECT') {
         // No such object, or a range past its end: either way the block is not where the database says.

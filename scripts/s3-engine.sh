@@ -8,10 +8,10 @@
 #   scripts/s3-engine.sh start   install (apt-get, once), bootstrap, start; prints env lines
 #   scripts/s3-engine.sh env     prints the env lines of a running engine
 #   scripts/s3-engine.sh stop    stops the daemons and removes the engine's directory
-#   scripts/s3-engine.sh start-rgw b / stop-rgw b
-#                                a second S3 gateway on the same cluster, for the
-#                                fault tests (the object store unreachable, and back)
-#                                without disturbing tests that use the first one
+#   scripts/s3-engine.sh start-rgw b|c / stop-rgw b|c
+#                                more S3 gateways on the same cluster (ports +1, +2),
+#                                for fault tests (the object store unreachable, and
+#                                back) without disturbing tests that use another one
 #   scripts/s3-engine.sh freeze-rgw b / thaw-rgw b
 #                                SIGSTOP/SIGCONT of a gateway: connections open, no answers
 #
@@ -54,6 +54,7 @@ print_env() {
   cat <<EOF
 STRATA_S3_ENDPOINT=http://127.0.0.1:$PORT
 STRATA_S3_FAULT_ENDPOINT=http://127.0.0.1:$((PORT + 1))
+STRATA_S3_FAULT_ENDPOINT_C=http://127.0.0.1:$((PORT + 2))
 STRATA_S3_BUCKET=$BUCKET
 AWS_ACCESS_KEY_ID=$ACCESS_KEY
 AWS_SECRET_ACCESS_KEY=$SECRET_KEY
@@ -72,6 +73,7 @@ pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 start_rgw() { # a (the tests' gateway) or b (the fault tests')
   local name=${1:-a} port=$PORT
   [ "$name" = b ] && port=$((PORT + 1))
+  [ "$name" = c ] && port=$((PORT + 2))
   pid_alive "$DIR/run/client.rgw.$name.pid" && return 0
   radosgw -c "$CONF" -n "client.rgw.$name" --keyring "$DIR/rgw/keyring.$name"
   wait_for 60 "radosgw $name on port $port" curl -sf "http://127.0.0.1:$port/"
@@ -149,6 +151,9 @@ rgw enable usage log = false
 [client.rgw.b]
 rgw frontends = beast endpoint=127.0.0.1:$((PORT + 1))
 rgw data = $DIR/rgw/b
+[client.rgw.c]
+rgw frontends = beast endpoint=127.0.0.1:$((PORT + 2))
+rgw data = $DIR/rgw/c
 rgw enable usage log = false
 EOF
   ceph-authtool --create-keyring "$DIR/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
@@ -174,7 +179,7 @@ EOF
   wait_for 120 "the OSD" sh -c "ceph -c '$CONF' -k '$DIR/admin.keyring' osd stat | grep -q '1 up'"
   log "osd up"
 
-  for g in a b; do
+  for g in a b c; do
     mkdir -p "$DIR/rgw/$g"
     ceph_ auth get-or-create "client.rgw.$g" mon 'allow rw' osd 'allow rwx' mgr 'allow rw' >"$DIR/rgw/keyring.$g"
   done
@@ -191,7 +196,7 @@ EOF
 }
 
 stop_daemons() {
-  for f in client.rgw.b client.rgw.a osd.0 mgr.x mon.a; do stop_pidfile "$DIR/run/$f.pid"; done
+  for f in client.rgw.c client.rgw.b client.rgw.a osd.0 mgr.x mon.a; do stop_pidfile "$DIR/run/$f.pid"; done
 }
 
 stop() {
@@ -208,5 +213,5 @@ case "${1:-}" in
   start-rgw) start_rgw "${2:-a}" ;;
   freeze-rgw) kill -STOP "$(cat "$DIR/run/client.rgw.${2:-a}.pid")" ;; # accepts connections, answers nothing
   thaw-rgw) kill -CONT "$(cat "$DIR/run/client.rgw.${2:-a}.pid")" ;;
-  *) echo "usage: $0 start|stop|env|start-rgw [a|b]|stop-rgw [a|b]|freeze-rgw [a|b]|thaw-rgw [a|b]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|env|start-rgw [a|b|c]|stop-rgw [a|b|c]|freeze-rgw [a|b|c]|thaw-rgw [a|b|c]" >&2; exit 2 ;;
 esac

@@ -5,15 +5,20 @@
 // archive server is killed (-9) and its data directory deleted; the same
 // command on the empty directory rebuilds the database from the bucket, the
 // primary reconnects, `strata verify` is clean, and mirroring goes on.
+// And the object store unreachable under a recovery: the primary's reads of
+// data in the bucket get EIO at its fetch timeout, its writes are still acked,
+// and everything reads again once the gateway is back.
 import test from 'ava';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sh, strata } from '../helpers/mount.js';
+import { readFileSync } from 'node:fs';
 import { assertConverged, mirrorStatus, syncMount, withMirroredMount } from '../helpers/mirror.js';
 import { startArchiveServer, type ArchiveServer } from '../helpers/archive.js';
-import { objectsConfigFor, s3Engine } from '../helpers/s3-engine.js';
+import { gateway, objectsConfigFor, s3Engine } from '../helpers/s3-engine.js';
+import { newRecoveryTarget, runRecover } from '../helpers/recover.js';
 
 const engine = s3Engine();
 
@@ -86,5 +91,37 @@ if (typeof engine === 'string') {
     snapshot();
     const later = await waitPoint(server, m.volume, mirrorStatus(m).mirror.ackedSeq, 'snapshot');
     t.not(later.key, point.key);
+  });
+
+  test('the object store unreachable during a recovery: reads of data in the bucket get EIO at the fetch timeout, writes are acked, all reads again when it is back', async (t) => {
+    gateway('start-rgw', 'c');
+    t.teardown(() => gateway('start-rgw', 'c'));
+    const config = objectsConfigFor(engine, { endpoint: engine.faultEndpointC });
+    const server = await startArchiveServer({ extraArgs: ['--objects', config.url, '--s3-endpoint', config.endpoint!, '--metadata-upload-interval', '1', '--fetch-timeout', '2'] });
+    t.teardown(() => server.stop());
+    const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
+    t.is(sh('mkdir d && head -c 2000000 /dev/urandom > d/big && echo small > d/small', m.mnt).status, 0);
+    const want = readFileSync(join(m.mnt, 'd', 'big'));
+    syncMount(m);
+    await waitPoint(server, m.volume, mirrorStatus(m).mirror.ackedSeq, 'interval');
+    t.deepEqual(readdirSync(join(server.dataDir, 'packs')), [], 'every pack is in the bucket');
+    t.is(strata(['unmount', m.mnt]).status, 0);
+    await server.restart(); // a server with an empty window cache (the writes' read-modify-writes may have filled it)
+
+    gateway('stop-rgw', 'c');
+    const r = newRecoveryTarget(t, { base: m.base, server, volume: m.volume });
+    runRecover(r, ['--depth', '2', '--no-background-restore', '--fetch-timeout', '4']);
+    const started = Date.now();
+    const cat = sh('cat d/big > /dev/null', r.mnt);
+    t.log(`cat of a file in the bucket with the gateway down: exit ${cat.status} after ${Date.now() - started} ms (primary fetch timeout 4 s, archive 2 s): ${cat.stderr.trim()}`);
+    t.not(cat.status, 0);
+    t.regex(cat.stderr, /Input\/output error/);
+    t.is(sh('echo during > during.txt', r.mnt).status, 0);
+    syncMount(r); // acked: the archive's local pack takes it
+
+    gateway('start-rgw', 'c');
+    t.deepEqual(readFileSync(join(r.mnt, 'd', 'big')), want, 'reads recover');
+    t.is(readFileSync(join(r.mnt, 'd', 'small'), 'utf8'), 'small\n');
+    assertConverged(t, r, 'after the gateway came back');
   });
 }

@@ -18,8 +18,10 @@ export const ENGINE_SCRIPT = fileURLToPath(new URL('../../../scripts/s3-engine.s
 
 export interface S3Engine {
   endpoint: string;
-  /** The engine's second gateway (same cluster), which fault tests stop and start. */
+  /** The engine's second gateway (same cluster), which test/integration/archive-objects.test.ts stops and starts. */
   faultEndpoint: string;
+  /** A third one, for test/fault/archive-objects-wipe.test.ts (test files run in parallel). */
+  faultEndpointC: string;
   bucket: string;
 }
 
@@ -40,11 +42,11 @@ export function s3Engine(): S3Engine | string {
   if (!env.STRATA_S3_ENDPOINT || !env.STRATA_S3_BUCKET) return (cached = `no S3 engine: scripts/s3-engine.sh printed no endpoint (${r.stdout.trim()})`);
   for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_REGION']) if (env[k]) process.env[k] = env[k];
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
-  return (cached = { endpoint: env.STRATA_S3_ENDPOINT, faultEndpoint: env.STRATA_S3_FAULT_ENDPOINT ?? env.STRATA_S3_ENDPOINT, bucket: env.STRATA_S3_BUCKET });
+  return (cached = { endpoint: env.STRATA_S3_ENDPOINT, faultEndpoint: env.STRATA_S3_FAULT_ENDPOINT ?? env.STRATA_S3_ENDPOINT, faultEndpointC: env.STRATA_S3_FAULT_ENDPOINT_C ?? env.STRATA_S3_ENDPOINT, bucket: env.STRATA_S3_BUCKET });
 }
 
 /** Stops or starts one of the engine's S3 gateways (the cluster stays): the object store unreachable, and back. */
-export function gateway(action: 'stop-rgw' | 'start-rgw' | 'freeze-rgw' | 'thaw-rgw', name: 'a' | 'b'): void {
+export function gateway(action: 'stop-rgw' | 'start-rgw' | 'freeze-rgw' | 'thaw-rgw', name: 'a' | 'b' | 'c'): void {
   const r = spawnSync(ENGINE_SCRIPT, [action, name], { encoding: 'utf8', timeout: 120_000 });
   if (r.status !== 0) throw new Error(`s3-engine.sh ${action}: ${r.stderr}`);
 }

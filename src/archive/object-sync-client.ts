@@ -2,7 +2,10 @@
 // object storage, and the metadata uploader's thread (object-sync-worker.ts).
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../log/logger.js';
-import { rebuildFromObjects } from './object-sync.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { checkPackNumbers, rebuildFromObjects } from './object-sync.js';
+import { openDatabase } from './schema.js';
 import type { ObjectSyncMessage, ObjectSyncWorkerData } from './object-sync-worker.js';
 import { parseObjectsUrl, readObjectsConfig, S3PackStore, writeObjectsConfig, type ObjectsConfig } from './s3-packs.js';
 
@@ -52,6 +55,10 @@ export function prepareObjects(dataDir: string, o: ObjectsOptions, log: Logger):
       log.warn({ from: r.key, takenMs: r.takenMs, taken: new Date(r.takenMs).toISOString(), volumes: r.volumes, currentPack: r.currentPack },
         'metadata database rebuilt from the bucket: volumes are served as of this metadata point');
     }
+    const created = !existsSync(join(dataDir, 'archive.db'));
+    if (created) openDatabase(join(dataDir, 'archive.db')).close();
+    const top = checkPackNumbers(dataDir, store, created);
+    if (created && top > 0) log.warn({ packs: top }, 'the bucket holds packs but no metadata copy: a new, empty archive continues after them');
   } finally {
     store.close();
   }

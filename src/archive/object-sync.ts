@@ -152,3 +152,28 @@ export function rebuildFromObjects(dir: string, store: S3PackStore): RebuildResu
   renameSync(tmp, join(dir, 'archive.db'));
   return { key: latest.key, takenMs: latest.takenMs, currentPack, volumes };
 }
+
+/**
+ * Keeps appends clear of the bucket's packs: a new archive directory on a
+ * prefix that already holds packs (no metadata copy there: a first archive
+ * lost before its first point) continues after them; an existing database
+ * whose current pack is not past every pack in the bucket shares the prefix
+ * with another archive: refused, since its seals would overwrite their packs.
+ * Returns the highest pack in the bucket (0: none).
+ */
+export function checkPackNumbers(dir: string, store: S3PackStore, created: boolean): number {
+  const top = Math.max(0, ...store.list().keys());
+  if (top === 0) return 0;
+  const db = openLive(dir);
+  try {
+    const cur = Number(db.prepare(`SELECT value FROM meta WHERE key = 'current_pack'`).pluck().get());
+    if (cur > top) return top;
+    if (!created) {
+      throw new Error(`${store.name} holds packs up to ${packName(top)} that the database in ${dir} (current pack ${packName(cur)}) does not know: is another archive using this bucket prefix?`);
+    }
+    db.prepare(`UPDATE meta SET value = ? WHERE key = 'current_pack'`).run(String(top + 1));
+    return top;
+  } finally {
+    db.close();
+  }
+}

@@ -11,6 +11,8 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ArchiveStore } from '../../src/archive/archive-store.js';
 import { SnapshotEngine } from '../../src/archive/snapshots.js';
+import { prepareObjects } from '../../src/archive/object-sync-client.js';
+import { createLogger } from '../../src/log/logger.js';
 import { rebuildFromObjects, syncPoint } from '../../src/archive/object-sync.js';
 import { S3PackStore, writeObjectsConfig, type ObjectsConfig } from '../../src/archive/s3-packs.js';
 import { isArchiveError } from '../../src/protocol/archive-api.js';
@@ -180,6 +182,29 @@ if (typeof engine === 'string') {
     gc.gc();
     t.deepEqual([...packs.list().keys()], [2], 'gone once a newer copy is up');
     t.deepEqual(store.readRange('v', f, 0, 4 * BLOCK_SIZE), bytes(4 * BLOCK_SIZE, 21));
+  });
+
+  test.serial('a prefix with packs but no metadata copy: a new archive continues after them; a database that does not know them is refused', (t) => {
+    const config = objectsConfigFor(engine);
+    const { dir, store, packs, ship } = archive(t, config);
+    const f = newId();
+    ship(mkfile('f', f), write(f, 0, bytes(BLOCK_SIZE, 30)));
+    syncPoint(dir, packs); // pack 1 and a metadata copy
+    for (const o of packs.objects.list(`${packs.objects.prefix}metadata/`)) packs.objects.delete(o.key); // lost before any copy
+    const log = createLogger({ level: 'silent' });
+    const fresh = mkdtempSync('/var/tmp/strata-objects-test-');
+    t.teardown(() => rmSync(fresh, { recursive: true, force: true }));
+    prepareObjects(fresh, { objects: config.url, s3Endpoint: config.endpoint! }, log);
+    const other = ArchiveStore.open(fresh);
+    t.teardown(() => other.close());
+    other.createVolume('w');
+    const g = newId();
+    other.applyBatch('w', 1, Buffer.concat([mkfile('g', g), write(g, 0, bytes(BLOCK_SIZE, 31))].map((r, i) => encodeRecord({ ...r, seq: i + 1 } as Record))));
+    syncPoint(fresh, packs);
+    t.deepEqual([...packs.list().keys()], [1, 2], 'pack 1 is left alone; the new archive wrote pack 2');
+    t.deepEqual(store.readRange('v', f, 0, BLOCK_SIZE), bytes(BLOCK_SIZE, 30), 'the first archive\'s pack is intact');
+    // The first archive's directory now lags behind the bucket: starting it on this prefix is refused.
+    t.throws(() => prepareObjects(dir, { objects: config.url, s3Endpoint: config.endpoint! }, log), { message: /another archive using this bucket prefix/ });
   });
 
   archiveStoreSuite(s3Backend(engine));

@@ -106,7 +106,7 @@ export function syncPoint(dir: string, store: S3PackStore): SyncPointResult {
   }
   const old = objects.list(`${objects.prefix}metadata/`).map((o) => o.key).filter((k) => METADATA_RE.test(k)).sort();
   for (const k of old.slice(0, Math.max(0, old.length - KEEP_METADATA))) objects.delete(k);
-  return { key, takenMs, packsUploaded, bytesUploaded: bytesUploaded, volumes };
+  return { key, takenMs, packsUploaded, bytesUploaded, volumes };
 }
 
 export interface RebuildResult {

@@ -148,14 +148,9 @@ export class SyncObjects {
       }
       const left = deadline - Date.now();
       if (left <= 0) throw new ArchiveError('EUNAVAILABLE', `object store: ${req.op} ${this.where(String(req.key ?? req.prefix ?? ''))}: no answer within ${timeoutMs} ms`);
-      Atomics.wait(this.count, 0, this.seenCount(), left);
+      // The bridge bumps the counter after posting each answer: sleep while it still equals the answers taken.
+      Atomics.wait(this.count, 0, this.seen | 0, left);
     }
-  }
-
-  /** The counter value meaning "no answer beyond those already taken". */
-  private seenCount(): number {
-    // The bridge bumps the counter after each posted answer; the answers taken so far are `seen`.
-    return this.seen | 0;
   }
 }
 

@@ -126,7 +126,7 @@ if (workerData !== null && typeof workerData === 'object' && 'counter' in (worke
   // Read-ahead: GETs of the ranges after a ranged GET, started at once and kept (a few) until asked for, so a
   // caller reading a pack in order finds the next window on its way. A failed one is not kept.
   const ahead = new Map<string, Promise<BridgeReply>>();
-  const MAX_AHEAD = 16;
+  const MAX_AHEAD = 8;
   const getOf = (req: Extract<BridgeRequest, { op: 'get' }>): Promise<BridgeReply> => {
     const k = `${req.key}\0${req.start}\0${req.end}`;
     const early = ahead.get(k);

@@ -4,7 +4,7 @@
 // current pack (and sealed packs not uploaded yet) in DIR/packs; every sealed
 // pack lives in the bucket as PREFIX/packs/NNNNNN.pack, written once, never
 // rewritten. Reads of a pack that is no longer local are ranged GETs of whole
-// 4 MiB windows (kept in a bounded cache, so a restore reading the blocks of a
+// 8 MiB windows (kept in a bounded cache, so a restore reading the blocks of a
 // pack in order makes one request per window); every block is still verified
 // against its digest by Packs.read. The calls are synchronous, like the rest
 // of the store: they run on a bridge thread (s3-bridge.ts) and this thread
@@ -28,8 +28,8 @@ export interface ObjectsConfig {
 }
 
 export const OBJECTS_FILE = 'objects.json';
-const WINDOW_BYTES = 4 * 1024 * 1024;
-const CACHE_BYTES = 64 * 1024 * 1024;
+const WINDOW_BYTES = 8 * 1024 * 1024;
+const CACHE_BYTES = 128 * 1024 * 1024;
 /** Windows fetched ahead of a read (restores read packs in order). */
 const READ_AHEAD_WINDOWS = 2;
 const DEFAULT_FETCH_TIMEOUT_MS = 4000;

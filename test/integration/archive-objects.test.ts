@@ -19,6 +19,8 @@ import { isArchiveError } from '../../src/protocol/archive-api.js';
 import { BLOCK_SIZE, ROOT_ID, encodeRecord, type NewRecord, type Record, type Time } from '../../src/protocol/records.js';
 import { archiveStoreSuite } from '../helpers/archive-store-suite.js';
 import { gateway, objectsConfigFor, s3Backend, s3Engine } from '../helpers/s3-engine.js';
+import { strata } from '../helpers/mount.js';
+import { writeFileSync } from 'node:fs';
 
 const engine = s3Engine();
 const T: Time = [1_700_000_000, 0];
@@ -57,6 +59,27 @@ function archive(t: import('ava').ExecutionContext, config: ObjectsConfig): { di
   };
   return { dir, store, packs, ship };
 }
+
+test('bad object-storage options stop the server at start with a clear message, before anything is written', (t) => {
+  const base = mkdtempSync('/var/tmp/strata-objects-opts-');
+  t.teardown(() => rmSync(base, { recursive: true, force: true }));
+  writeFileSync(join(base, 'token'), 'tok\n', { mode: 0o600 });
+  const serve = (...extra: string[]) => strata(['archive', 'serve', '--data', join(base, 'data'), '--listen', '127.0.0.1:0', '--token-file', join(base, 'token'), ...extra]);
+  const cases: [string[], RegExp][] = [
+    [['--objects', 'http://bucket'], /--objects "http:\/\/bucket": expected s3:\/\/BUCKET or s3:\/\/BUCKET\/PREFIX/],
+    [['--objects', 's3://Bad_Bucket'], /expected s3:\/\/BUCKET/],
+    [['--objects', 's3://bucket/a/../b'], /must not contain \. or \.\. parts/],
+    [['--s3-endpoint', 'http://127.0.0.1:1'], /need --objects/],
+    [['--objects', 's3://bucket', '--s3-endpoint', 'rgw:7480'], /--s3-endpoint "rgw:7480": expected http\(s\):\/\/HOST\[:PORT\]/],
+    [['--objects', 's3://bucket', '--metadata-upload-interval', '0'], /--metadata-upload-interval must be 1 to 86400 seconds/],
+  ];
+  for (const [extra, re] of cases) {
+    const r = serve(...extra);
+    t.is(r.status, 1, extra.join(' '));
+    t.regex(r.stderr, re, extra.join(' '));
+  }
+  t.deepEqual(readdirSync(join(base, 'data')), [], 'nothing written in --data');
+});
 
 if (typeof engine === 'string') {
   console.error(`archive-objects: skipped: ${engine}`);

@@ -4,6 +4,7 @@
 //
 //   DIR/archive.db      SQLite (WAL, synchronous=FULL): every piece of metadata
 //   DIR/packs/*.pack    block data, deduplicated by sha256, verified on every read
+//                       (with DIR/objects.json: sealed packs in a bucket, s3-packs.ts)
 //
 // Synchronous by design: the worker (worker.ts) runs it on a thread of its
 // own. Every method validates its arguments and throws ArchiveError.
@@ -32,6 +33,7 @@ import { BLOCK_SIZE, ROOT_ID, decodeFrames, type Record } from '../protocol/reco
 import { Applier } from './apply.js';
 import { FileData } from './file-data.js';
 import { DEFAULT_PACK_LIMIT, Packs } from './packs.js';
+import { openSealedPackStore } from './s3-packs.js';
 import { LIVE, openDatabase } from './schema.js';
 import { attrsOf, isDirMode, isRegMode, type CountsRow, type ObjectRow } from './rows.js';
 import { LIMITS, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkVolume } from './worker-protocol.js';
@@ -69,7 +71,7 @@ export class ArchiveStore {
   }
 
   private constructor(readonly dir: string, private readonly db: Database.Database, options: ArchiveStoreOptions) {
-    this.packs = new Packs(join(dir, 'packs'), options.packLimitBytes ?? DEFAULT_PACK_LIMIT);
+    this.packs = new Packs(join(dir, 'packs'), options.packLimitBytes ?? DEFAULT_PACK_LIMIT, openSealedPackStore(dir));
     this.data = new FileData(db, this.packs);
     this.applier = new Applier(db, this.data);
     const live = `seq_to = ${LIVE}`;

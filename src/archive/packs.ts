@@ -30,6 +30,29 @@ export function sha256(data: Uint8Array): Buffer {
   return createHash('sha256').update(data).digest();
 }
 
+/**
+ * Where sealed packs live when they are not in the archive directory (object
+ * storage: s3-packs.ts). Packs are appended in DIR/packs; once sealed (no
+ * longer the current pack) one is stored here once, never rewritten, and its
+ * local file may go. Without a PackStore every pack stays in DIR/packs.
+ * Synchronous like the rest of the store; failures are ArchiveErrors
+ * (ECORRUPT for a missing pack, EUNAVAILABLE when the store does not answer).
+ */
+export interface PackStore {
+  /** For messages: where the packs are (e.g. s3://bucket/prefix/packs/). */
+  readonly name: string;
+  /** Stores the sealed pack `pack` from `file`; storing it again is harmless (same bytes). */
+  put(pack: number, file: string): void;
+  /** Up to `length` bytes at `offset` (short at the pack's end). */
+  readRange(pack: number, offset: number, length: number): Buffer;
+  /** The pack's size, or null when it is not there. */
+  size(pack: number): number | null;
+  /** Every stored pack and its size. */
+  list(): Map<number, number>;
+  delete(pack: number): void;
+  close(): void;
+}
+
 export interface BlockLocation {
   pack: number;
   offset: number;
@@ -41,7 +64,7 @@ export class Packs {
   /** The transaction's append state; null outside a write transaction. */
   private writing: { pack: number; fd: number; position: number; appended: boolean; created: boolean } | null = null;
 
-  constructor(readonly dir: string, private readonly limit = DEFAULT_PACK_LIMIT) {}
+  constructor(readonly dir: string, private readonly limit = DEFAULT_PACK_LIMIT, readonly sealed?: PackStore) {}
 
   /** Starts appending to `pack` (the database's current pack), at its real length. */
   begin(pack: number): void {
@@ -100,14 +123,26 @@ export class Packs {
    */
   read(loc: BlockLocation, digest: Buffer, what: string): Buffer {
     const fd = this.readFd(loc.pack, what);
-    const buf = Buffer.allocUnsafe(BLOCK_HEADER_BYTES + loc.length);
+    let buf: Buffer = Buffer.allocUnsafe(BLOCK_HEADER_BYTES + loc.length);
     let got = 0;
-    while (got < buf.length) {
+    if (fd === null) {
+      // Sealed and no longer local: from the pack store (a ranged GET).
+      try {
+        buf = this.sealed!.readRange(loc.pack, loc.offset, buf.length);
+      } catch (err) {
+        if (err instanceof ArchiveError) throw new ArchiveError(err.code, `${what}: ${err.message.slice(err.code.length + 2)}`);
+        throw err;
+      }
+      got = buf.length;
+      buf = got === BLOCK_HEADER_BYTES + loc.length ? buf : Buffer.concat([buf, Buffer.alloc(BLOCK_HEADER_BYTES + loc.length - got)]);
+    }
+    while (fd !== null && got < buf.length) {
       const n = fs.readSync(fd, buf, got, buf.length - got, loc.offset + got);
       if (n === 0) break;
       got += n;
     }
-    const corrupt = (why: string): ArchiveError => new ArchiveError('ECORRUPT', `${what}: ${why} (pack ${packName(loc.pack)} at ${loc.offset})`);
+    const where = fd === null ? ` in ${this.sealed!.name}` : '';
+    const corrupt = (why: string): ArchiveError => new ArchiveError('ECORRUPT', `${what}: ${why} (pack ${packName(loc.pack)}${where} at ${loc.offset})`);
     if (got < buf.length) throw corrupt('pack ends inside the block');
     if (buf.readUInt32LE(0) !== PACK_MAGIC || buf.readUInt32LE(4) !== loc.length || !buf.subarray(8, 40).equals(digest)) throw corrupt('block header does not match');
     const data = buf.subarray(BLOCK_HEADER_BYTES);
@@ -115,10 +150,32 @@ export class Packs {
     return data;
   }
 
+  /** The pack's size, local or sealed in the pack store; null when it is nowhere. */
+  size(pack: number): number | null {
+    try {
+      return fs.statSync(join(this.dir, packName(pack))).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    return this.sealed?.size(pack) ?? null;
+  }
+
+  /** Removes a pack (garbage collection), wherever it is. */
+  remove(pack: number): void {
+    const fd = this.readFds.get(pack);
+    if (fd !== undefined) {
+      this.readFds.delete(pack);
+      fs.closeSync(fd);
+    }
+    fs.rmSync(join(this.dir, packName(pack)), { force: true });
+    this.sealed?.delete(pack);
+  }
+
   close(): void {
     this.abort();
     for (const fd of this.readFds.values()) fs.closeSync(fd);
     this.readFds.clear();
+    this.sealed?.close();
   }
 
   private openForAppend(pack: number): { pack: number; fd: number; position: number; appended: boolean; created: boolean } {
@@ -140,7 +197,8 @@ export class Packs {
     if (w.created) fsyncDir(this.dir);
   }
 
-  private readFd(pack: number, what: string): number {
+  /** A descriptor of the local pack; null when it is only in the pack store. */
+  private readFd(pack: number, what: string): number | null {
     let fd = this.readFds.get(pack);
     if (fd !== undefined) {
       this.readFds.delete(pack);
@@ -150,7 +208,10 @@ export class Packs {
     try {
       fd = fs.openSync(join(this.dir, packName(pack)), fs.constants.O_RDONLY);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ArchiveError('ECORRUPT', `${what}: pack ${packName(pack)} is missing`);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        if (this.sealed !== undefined) return null;
+        throw new ArchiveError('ECORRUPT', `${what}: pack ${packName(pack)} is missing`);
+      }
       throw err;
     }
     this.readFds.set(pack, fd);

@@ -34,6 +34,7 @@ import type {
 import { isSnapshotId } from '../protocol/snapshot-api.js';
 import { conditionMatches, EMPTY_RULES, volumeOf, type Rules } from '../alerts/rules.js';
 import { Packs, BLOCK_HEADER_BYTES, packName, fsyncDir } from './packs.js';
+import { openSealedPackStore } from './s3-packs.js';
 import { LIVE, NO_SNAPSHOT, openDatabase } from './schema.js';
 import { deviceOf, initialiseTarget, noTarget, probeTarget, readMarker, TargetFailure, TargetStore, type TargetSpec } from './targets.js';
 import { checkVolume } from './worker-protocol.js';
@@ -199,7 +200,7 @@ export class SnapshotEngine {
     this.pageBytes = opts.pageBytes ?? 32 * 1024 * 1024;
     this.packGraceMs = opts.packGraceMs ?? 60_000;
     this.rules = opts.rules ?? EMPTY_RULES;
-    this.packs = new Packs(join(dataDir, 'packs'));
+    this.packs = new Packs(join(dataDir, 'packs'), undefined, openSealedPackStore(dataDir));
     this.db.exec(CATALOG);
     this.archiveId = this.db.transaction(() => {
       this.db.prepare(`INSERT OR IGNORE INTO meta (key, value) VALUES ('archive_id', ?)`).run(randomBytes(8).toString('hex'));
@@ -1165,13 +1166,14 @@ function collect(db: Database.Database, packs: Packs, graceMs: number, nowMs: nu
   let packsRewritten = 0;
   const current = (): number => Number(db.prepare(`SELECT value FROM meta WHERE key = 'current_pack'`).pluck().get());
   const retired = new Set((JSON.parse((db.prepare(`SELECT value FROM meta WHERE key = 'gc_dead_packs'`).pluck().get() as string | undefined) ?? '[]') as { pack: number }[]).map((d) => d.pack));
-  const files = fs.readdirSync(dir).filter((n) => /^\d{6}\.pack$/.test(n)).map((n) => Number(n.slice(0, 6))).sort((a, b) => a - b);
+  const local = fs.readdirSync(dir).filter((n) => /^\d{6}\.pack$/.test(n)).map((n) => Number(n.slice(0, 6)));
+  const files = [...new Set([...local, ...(packs.sealed?.list().keys() ?? [])])].sort((a, b) => a - b);
   for (const pack of files) {
     if (retired.has(pack)) continue;
     const rewritten = db.transaction(() => {
       const cur = current();
       if (pack > cur) return false; // a pack a concurrent writer is starting
-      const size = fs.statSync(join(dir, packName(pack))).size;
+      const size = packs.size(pack) ?? 0;
       const live = db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(length), 0) AS bytes FROM blocks WHERE pack = ?').get(pack) as { n: number; bytes: number };
       const liveBytes = live.bytes + live.n * BLOCK_HEADER_BYTES;
       if (size === 0 || liveBytes > size * 0.75) return false;
@@ -1199,14 +1201,16 @@ function collect(db: Database.Database, packs: Packs, graceMs: number, nowMs: nu
     }).immediate();
     if (!rewritten) continue;
     packsRewritten++;
-    retirePack(db, dir, pack, graceMs, nowMs);
+    retirePack(db, packs, pack, graceMs, nowMs);
   }
   // Packs retired by an earlier run whose grace is over.
   const dead = JSON.parse((db.prepare(`SELECT value FROM meta WHERE key = 'gc_dead_packs'`).pluck().get() as string | undefined) ?? '[]') as { pack: number; at: number }[];
   const keep = dead.filter((d) => {
     if (nowMs - d.at < graceMs) return true;
+    // In object storage the last uploaded metadata may still point into the pack: it goes once a newer one is up (object-sync.ts).
+    if (packs.sealed !== undefined && !(d.at < Number(db.prepare(`SELECT value FROM meta WHERE key = 'objects_metadata_ms'`).pluck().get() ?? 0))) return true;
     const still = db.prepare('SELECT 1 FROM blocks WHERE pack = ? LIMIT 1').get(d.pack) !== undefined;
-    if (!still) fs.rmSync(join(dir, packName(d.pack)), { force: true });
+    if (!still) packs.remove(d.pack);
     return false;
   });
   if (keep.length !== dead.length) db.prepare(`INSERT OR REPLACE INTO meta (key, value) VALUES ('gc_dead_packs', ?)`).run(JSON.stringify(keep));
@@ -1214,9 +1218,9 @@ function collect(db: Database.Database, packs: Packs, graceMs: number, nowMs: nu
   return { blocksDropped, bytesReclaimed, packsRewritten };
 }
 
-function retirePack(db: Database.Database, dir: string, pack: number, graceMs: number, nowMs: number): void {
-  if (graceMs <= 0) {
-    fs.rmSync(join(dir, packName(pack)), { force: true });
+function retirePack(db: Database.Database, packs: Packs, pack: number, graceMs: number, nowMs: number): void {
+  if (graceMs <= 0 && packs.sealed === undefined) {
+    packs.remove(pack);
     return;
   }
   const dead = JSON.parse((db.prepare(`SELECT value FROM meta WHERE key = 'gc_dead_packs'`).pluck().get() as string | undefined) ?? '[]') as { pack: number; at: number }[];

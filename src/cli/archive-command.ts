@@ -16,6 +16,7 @@ import { TakeoverSupervisor } from '../archive/takeover.js';
 import { ArchiveMetrics } from '../archive/metrics.js';
 import { parseMetricsAddress, serveMetrics, type MetricsListener } from '../metrics-http/listener.js';
 import { notifySystemd } from '../daemon/sd-notify.js';
+import { ObjectSync, prepareObjects } from '../archive/object-sync-client.js';
 
 export interface ArchiveServeOptions {
   data: string;
@@ -46,6 +47,14 @@ export interface ArchiveServeOptions {
   takeoverLease?: number;
   /** `--metrics HOST:PORT`: Prometheus metrics at http://HOST:PORT/metrics. */
   metrics?: string;
+  /** `--objects s3://BUCKET[/PREFIX]`: sealed packs and metadata copies in object storage (docs/object-storage.md). */
+  objects?: string;
+  s3Endpoint?: string;
+  s3Region?: string;
+  /** `--metadata-upload-interval S` (default 60). */
+  metadataUploadInterval?: number;
+  /** `--fetch-timeout S` (default 4): a ranged GET of a pack. */
+  fetchTimeout?: number;
 }
 
 /** "host:port", "[v6]:port" or ":port" (all interfaces). */
@@ -72,6 +81,7 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
   let alerts: AlertListener | null = null;
   let takeover: TakeoverSupervisor | null = null;
   let metricsListener: MetricsListener | null = null;
+  let objectSync: ObjectSync | null = null;
   try {
     const { host, port } = parseListen(o.listen);
     const metricsAt = o.metrics !== undefined ? parseMetricsAddress(o.metrics) : null;
@@ -97,6 +107,9 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
     const tls = o.tlsCert && o.tlsKey ? { cert: await readFile(o.tlsCert), key: await readFile(o.tlsKey) } : undefined;
     const dataDir = resolve(o.data);
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    // Object storage: records the bucket in DIR/objects.json (every opener of DIR reads packs from it) and, for an
+    // empty DIR, rebuilds the metadata database from the newest copy in the bucket.
+    const objects = prepareObjects(dataDir, o, log);
     const snapshots = await WorkerSnapshotClient.open({
       dataDir, targets, tickMs: 30_000,
       // Tests only: slows snapshot copies down so a kill -9 can land in the middle of one.
@@ -117,6 +130,7 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
       const metrics = await ArchiveMetrics.open(server, snapshots);
       metricsListener = await serveMetrics(metrics.registry, metricsAt.host, metricsAt.port, (err) => log.warn({ err: err.message }, 'metrics'));
     }
+    if (objects !== null) objectSync = await ObjectSync.start(dataDir, objects, (o.metadataUploadInterval ?? 60) * 1000, log.child({ component: 'objects' }));
     const addr = await server.listen(host, port);
     const listening = formatAddress(addr.address, addr.port);
     let alertsListening: string | undefined;
@@ -151,6 +165,7 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
     process.stderr.write(`strata archive serve: ${message}\n`);
     await alerts?.close();
     await metricsListener?.close();
+    await objectSync?.stop();
     // The server (and the workers it opened) must not keep this process alive.
     process.exitCode = 1;
     setTimeout(() => process.exit(1), 2000).unref();
@@ -165,7 +180,10 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
       takeover?.stop();
       void metricsListener?.close();
       void alerts?.close();
-      server.close((o.shutdownGrace ?? 10) * 1000).then(done, (err: unknown) => {
+      server.close((o.shutdownGrace ?? 10) * 1000).then(async () => {
+        await objectSync?.stop(); // a last metadata point, after the last batch
+        done();
+      }, (err: unknown) => {
         log.error({ err }, 'shutdown failed');
         done();
       });

@@ -165,6 +165,11 @@ archive
   .option('--takeover-lease <s>', 'with --takeover-dir: the takeover mount\'s own lease (default 10)', seconds)
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (docs/operations.md)')
   .option('--on-takeover <cmd>', 'with --takeover-dir: run this (sh -c) once a takeover mount serves; env STRATA_VOLUME, STRATA_MOUNTPOINT, STRATA_EPOCH')
+  .option('--objects <url>', 'keep block packs in S3-compatible object storage, s3://BUCKET[/PREFIX]; the metadata database stays in --data and its copies go to the bucket (docs/object-storage.md); credentials from the AWS environment')
+  .option('--s3-endpoint <url>', 'with --objects: the S3 endpoint (Ceph radosgw, MinIO, ...; default AWS)')
+  .option('--s3-region <region>', 'with --objects: the region (default AWS_REGION, else us-east-1)')
+  .option('--metadata-upload-interval <s>', 'with --objects: upload a metadata copy this often (default 60; also after every volume snapshot)', seconds)
+  .option('--fetch-timeout <s>', 'with --objects: a read of a pack in the bucket fails (EIO at the primary) after this long (default 4)', seconds)
   .action(async (opts: ArchiveServeOptions) => { process.exitCode = await archiveServeCommand(opts); });
 
 program

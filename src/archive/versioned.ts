@@ -37,6 +37,16 @@ export class VersionedTable {
   }
 
   /**
+   * Makes `values` the current row of `key` when the caller knows it has no
+   * current row (a new object, a name just cleared): one INSERT instead of
+   * put's two UPDATEs that find nothing. A current row would make it fail
+   * (primary key), never silently keep two.
+   */
+  insertNew(key: readonly Value[], values: readonly Value[], seq: number): void {
+    this.insert.run(...key, LIVE, seq, ...values);
+  }
+
+  /**
    * Ends the current rows whose key starts with `keyPrefix` (e.g. [vid, id]:
    * every xattr of an object) as of record `seq`. Returns how many ended.
    */

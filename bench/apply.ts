@@ -27,7 +27,9 @@ const GOAL_US = 30;
 
 const T: Time = [1_700_000_000, 1];
 const dirAttrs: Attrs = { mode: 0o040755, uid: 0, gid: 0, size: 4096, atime: T, mtime: T, rdev: 0 };
-const fileAttrs = (size: number): Attrs => ({ mode: 0o100644, uid: 0, gid: 0, size, atime: T, mtime: T, rdev: 0 });
+const fileAttrs = (size: number, t: Time = T): Attrs => ({ mode: 0o100644, uid: 0, gid: 0, size, atime: t, mtime: t, rdev: 0 });
+/** A distinct time per record, as a real untar's parent mtimes and file mtimes are. */
+const tick = (n: number): Time => [T[0] + Math.floor(n / 1000), (n % 1000) * 1000];
 const idOf = (n: number): string => n.toString(16).padStart(32, '0');
 
 /** The untar-like workload: 4 tiers of directories (fan-out 4), files spread over the leaves. */
@@ -50,9 +52,9 @@ function untarRecords(): NewRecord[] {
     const parent = level[f % level.length]!;
     const id = idOf(next++);
     const data = Buffer.alloc(FILE_BYTES, `file ${f} `);
-    out.push({ op: 'create', parent, name: `f${f}.h`, id, attrs: fileAttrs(0), parentMtime: T });
+    out.push({ op: 'create', parent, name: `f${f}.h`, id, attrs: fileAttrs(0, tick(f)), parentMtime: tick(f) });
     out.push({ op: 'write', id, offset: 0, data });
-    out.push({ op: 'setattr', id, attrs: fileAttrs(FILE_BYTES) });
+    out.push({ op: 'setattr', id, attrs: fileAttrs(FILE_BYTES, tick(f + 1)) });
   }
   return out;
 }
@@ -61,9 +63,10 @@ function untarRecords(): NewRecord[] {
 function metaRecords(untar: readonly NewRecord[]): NewRecord[] {
   const out: NewRecord[] = [];
   const files = untar.filter((r): r is Extract<NewRecord, { op: 'create' }> => r.op === 'create' && (r.attrs.mode & 0o170000) === 0o100000);
-  for (const f of files) out.push({ op: 'rename', parent: f.parent, name: f.name, newParent: f.parent, newName: `${f.name}.r`, parentMtime: T, newParentMtime: T });
+  let n = 10_000_000;
+  for (const f of files) out.push({ op: 'rename', parent: f.parent, name: f.name, newParent: f.parent, newName: `${f.name}.r`, parentMtime: tick(n++), newParentMtime: tick(n) });
   for (const f of files) out.push({ op: 'setxattr', id: f.id, name: 'user.tag', value: Buffer.from('x') });
-  files.forEach((f, i) => { if (i % 2 === 0) out.push({ op: 'unlink', parent: f.parent, name: `${f.name}.r`, parentMtime: T }); });
+  files.forEach((f, i) => { if (i % 2 === 0) out.push({ op: 'unlink', parent: f.parent, name: `${f.name}.r`, parentMtime: tick(n++) }); });
   return out;
 }
 
@@ -76,7 +79,8 @@ function batches(records: readonly NewRecord[], firstSeq: number): Buffer[] {
   return out;
 }
 
-interface Phase { records: number; us_per_record: number }
+/** Wall time per record, and this process's CPU time (user + system) per record: less sensitive to other load on the machine. */
+interface Phase { records: number; us_per_record: number; cpu_us_per_record: number }
 
 function applyRun(work: string, untar: readonly NewRecord[], meta: readonly NewRecord[]): { untar: Phase; meta: Phase } {
   const store = ArchiveStore.open(join(work, 'archive'));
@@ -85,12 +89,16 @@ function applyRun(work: string, untar: readonly NewRecord[], meta: readonly NewR
     const phase = (records: readonly NewRecord[], first: number): Phase => {
       const bs = batches(records, first);
       let ns = 0n;
+      let cpuUs = 0;
       for (const b of bs) {
+        const c0 = process.cpuUsage();
         const t0 = process.hrtime.bigint();
         store.applyBatch('bench', st.epoch, b);
         ns += process.hrtime.bigint() - t0;
+        const c = process.cpuUsage(c0);
+        cpuUs += c.user + c.system;
       }
-      return { records: records.length, us_per_record: sig(Number(ns) / 1000 / records.length) };
+      return { records: records.length, us_per_record: sig(Number(ns) / 1000 / records.length), cpu_us_per_record: sig(cpuUs / records.length) };
     };
     const a = phase(untar, st.appliedSeq + 1);
     const m = phase(meta, st.appliedSeq + 1 + untar.length);
@@ -105,17 +113,21 @@ function nativeRun(work: string, records: readonly NewRecord[]): Phase {
   const bs = batches(records, 1);
   const fd = openSync(join(work, 'native.log'), 'w');
   let ns = 0n;
+  let cpuUs = 0;
   try {
     for (const b of bs) {
+      const c0 = process.cpuUsage();
       const t0 = process.hrtime.bigint();
       writeSync(fd, b);
       fdatasyncSync(fd);
       ns += process.hrtime.bigint() - t0;
+      const c = process.cpuUsage(c0);
+      cpuUs += c.user + c.system;
     }
   } finally {
     closeSync(fd);
   }
-  return { records: records.length, us_per_record: sig(Number(ns) / 1000 / records.length) };
+  return { records: records.length, us_per_record: sig(Number(ns) / 1000 / records.length), cpu_us_per_record: sig(cpuUs / records.length) };
 }
 
 function main(): void {
@@ -130,7 +142,8 @@ function main(): void {
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
-    process.stderr.write(`bench:apply run ${i + 1}/${RUNS}: untar ${runs[i]!.untar.us_per_record} µs/record, meta ${runs[i]!.meta.us_per_record}, native ${runs[i]!.native.us_per_record}\n`);
+    const r = runs[i]!;
+    process.stderr.write(`bench:apply run ${i + 1}/${RUNS}: untar ${r.untar.us_per_record} µs/record (cpu ${r.untar.cpu_us_per_record}), meta ${r.meta.us_per_record} (cpu ${r.meta.cpu_us_per_record}), native ${r.native.us_per_record}\n`);
   }
   const med = (f: (r: (typeof runs)[number]) => number): number => sig(median(runs.map(f))!);
   const untarUs = med((r) => r.untar.us_per_record);
@@ -140,7 +153,9 @@ function main(): void {
     config: { files: FILES, file_bytes: FILE_BYTES, records_per_batch: BATCH, runs: RUNS, dir: DIR },
     results: {
       untar_us_per_record: untarUs,
+      untar_cpu_us_per_record: med((r) => r.untar.cpu_us_per_record),
       meta_us_per_record: med((r) => r.meta.us_per_record),
+      meta_cpu_us_per_record: med((r) => r.meta.cpu_us_per_record),
       native_us_per_record: nativeUs,
       ratio_untar_over_native: sig(untarUs / nativeUs, 3),
       spread_untar: sig(spread(runs.map((r) => r.untar.us_per_record)) ?? 0, 3),

@@ -36,6 +36,8 @@ const MAX_DIRTY_BYTES = 32 * 1024 * 1024;
 /** Deeper than any real tree: an ancestor walk this long means a cycle. */
 const MAX_DEPTH = 1_000_000;
 const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
+/** Keys per set-based prefetch query. */
+const PREFETCH_CHUNK = 128;
 /** Block buffers kept for reuse between flushes (zeroing the used part beats allocating 64 KiB per small file). */
 const POOL_BLOCKS = 64;
 
@@ -71,6 +73,12 @@ export class Applier {
   private readonly pool: Buffer[] = [];
   /** Current object rows read or written in this batch (null: none). */
   private readonly objectCache = new Map<string, ObjectRow | null>();
+  /** Objects whose current row this batch has written once: later changes wait for the batch's end (one UPDATE each). */
+  private readonly objectsWritten = new Set<string>();
+  /** Of those, the ones changed again since, with the last record that did. */
+  private readonly objectsDeferred = new Map<string, number>();
+  /** Entry lookups of this batch: `parent/name` -> child (null: no entry). */
+  private readonly entryCache = new Map<string, string | null>();
   /** Counts rows read or changed in this batch. */
   private readonly countsCache = new Map<string, CountsState>();
 
@@ -82,6 +90,8 @@ export class Applier {
     const live = `seq_to = ${LIVE}`;
     this.q = {
       object: db.prepare(`SELECT * FROM objects WHERE vid = ? AND id = ? AND ${live}`),
+      objectsIn: db.prepare(`SELECT * FROM objects WHERE vid = ? AND id IN (${Array(PREFETCH_CHUNK).fill('?').join(', ')}) AND ${live}`),
+      entriesIn: db.prepare(`SELECT parent, name, child FROM entries WHERE vid = ? AND (parent, name) IN (VALUES ${Array(PREFETCH_CHUNK).fill('(?, ?)').join(', ')}) AND ${live}`),
       counts: db.prepare('SELECT nlink, sub_entries, sub_bytes FROM counts WHERE vid = ? AND id = ?'),
       writeCounts: db.prepare('INSERT OR REPLACE INTO counts (vid, id, nlink, sub_entries, sub_bytes) VALUES (?, ?, ?, ?, ?)'),
       deleteCounts: db.prepare('DELETE FROM counts WHERE vid = ? AND id = ?'),
@@ -99,17 +109,22 @@ export class Applier {
     this.vid = vid;
     this.floor = floor;
     try {
+      this.prefetch(records);
       for (const r of records) {
         if (r.op !== 'write') this.flush();
         this.applyOne(r);
         if (this.dirtyBytes > MAX_DIRTY_BYTES) this.flush();
       }
       this.flush();
+      this.writeObjects();
       this.writeCounts();
     } finally {
       this.dirty.clear();
       this.dirtyBytes = 0;
       this.objectCache.clear();
+      this.objectsWritten.clear();
+      this.objectsDeferred.clear();
+      this.entryCache.clear();
       this.countsCache.clear();
     }
   }
@@ -138,6 +153,40 @@ export class Applier {
       case 'removexattr':
         if (this.object(r.id)) this.xattrs.remove([this.vid, r.id, r.name], r.seq, this.floor);
         return;
+    }
+  }
+
+  /**
+   * Reads the current rows of every object and entry the records name with
+   * a few set-based queries (PREFETCH_CHUNK keys each) instead of one point
+   * query each as they are met: what a record creates is known absent
+   * without a query of its own.
+   */
+  private prefetch(records: readonly Record[]): void {
+    const ids = new Set<string>();
+    const names = new Map<string, [string, string]>();
+    const name = (parent: string, n: string): void => { names.set(`${parent}/${n}`, [parent, n]); };
+    for (const r of records) {
+      switch (r.op) {
+        case 'create': case 'link': ids.add(r.parent); ids.add(r.id); name(r.parent, r.name); break;
+        case 'unlink': case 'rmdir': ids.add(r.parent); name(r.parent, r.name); break;
+        case 'rename': ids.add(r.parent); ids.add(r.newParent); name(r.parent, r.name); name(r.newParent, r.newName); break;
+        default: ids.add(r.id);
+      }
+    }
+    const idList = [...ids];
+    for (let i = 0; i < idList.length; i += PREFETCH_CHUNK) {
+      const chunk = idList.slice(i, i + PREFETCH_CHUNK);
+      for (const id of chunk) this.objectCache.set(id, null);
+      while (chunk.length < PREFETCH_CHUNK) chunk.push(chunk[0]!); // one prepared shape
+      for (const o of this.q.objectsIn!.all(this.vid, ...chunk) as ObjectRow[]) this.objectCache.set(o.id, o);
+    }
+    const nameList = [...names.values()];
+    for (let i = 0; i < nameList.length; i += PREFETCH_CHUNK) {
+      const chunk = nameList.slice(i, i + PREFETCH_CHUNK);
+      for (const [p, n] of chunk) this.entryCache.set(`${p}/${n}`, null);
+      while (chunk.length < PREFETCH_CHUNK) chunk.push(chunk[0]!);
+      for (const e of this.q.entriesIn!.all(this.vid, ...chunk.flat()) as { parent: string; name: string; child: string }[]) this.entryCache.set(`${e.parent}/${e.name}`, e.child);
     }
   }
 
@@ -312,6 +361,7 @@ export class Applier {
   /** Adds entry parent/name -> o (the name must be free). */
   private attach(parent: string, name: string, o: ObjectRow, seq: number): void {
     this.entries.insertNew([this.vid, parent, name], [o.id], seq);
+    this.entryCache.set(`${parent}/${name}`, o.id);
     if (isDirMode(o.mode)) {
       if (o.parent !== parent) this.putObject({ ...o, parent }, seq);
       const c = this.counts(o.id);
@@ -328,6 +378,7 @@ export class Applier {
     const id = this.entryOf(parent, name);
     if (id === undefined) return undefined;
     this.entries.remove([this.vid, parent, name], seq, this.floor);
+    this.entryCache.set(`${parent}/${name}`, null);
     const o = this.object(id);
     if (!o) return undefined;
     if (isDirMode(o.mode)) {
@@ -359,6 +410,7 @@ export class Applier {
     for (let x = stack.pop(); x !== undefined; x = stack.pop()) {
       for (const e of this.q.entriesOf.all(this.vid, x) as { name: string; child: string }[]) {
         this.entries.remove([this.vid, x, e.name], seq, this.floor);
+        this.entryCache.set(`${x}/${e.name}`, null);
         const c = this.object(e.child);
         if (!c) continue;
         if (isDirMode(c.mode)) {
@@ -375,6 +427,8 @@ export class Applier {
   private deleteObject(id: string, seq: number): void {
     const key = [this.vid, id];
     this.objects.remove(key, seq, this.floor);
+    this.objectsWritten.delete(id);
+    this.objectsDeferred.delete(id);
     this.xattrs.remove(key, seq, this.floor);
     this.fileBlocks.remove(key, seq, this.floor);
     this.objectCache.set(id, null);
@@ -473,14 +527,40 @@ export class Applier {
   }
 
   private entryOf(parent: string, name: string): string | undefined {
-    return this.q.entry.get(this.vid, parent, name) as string | undefined;
+    const key = `${parent}/${name}`;
+    let child = this.entryCache.get(key);
+    if (child === undefined) {
+      child = (this.q.entry.get(this.vid, parent, name) as string | undefined) ?? null;
+      this.entryCache.set(key, child);
+    }
+    return child ?? undefined;
   }
 
   /** Makes `o` the object's current row; `fresh`: the object has no current row (one INSERT). */
+  //
+  // The first change of an object in a batch is written at once (closing a
+  // row a snapshot pins at that record, as always); after it the current row
+  // has seq_from > floor, so every later change in the batch would rewrite it
+  // in place: those wait in the cache and the last one is written at the
+  // batch's end, with the last changing record as seq_from — the same row the
+  // in-place rewrites would have left.
   private putObject(o: ObjectRow, seq: number, fresh = false): void {
+    this.objectCache.set(o.id, o);
+    if (this.objectsWritten.has(o.id)) {
+      this.objectsDeferred.set(o.id, seq);
+      return;
+    }
     if (fresh) this.objects.insertNew([this.vid, o.id], objectValues(o), seq);
     else this.objects.put([this.vid, o.id], objectValues(o), seq, this.floor);
-    this.objectCache.set(o.id, o);
+    this.objectsWritten.add(o.id);
+  }
+
+  /** Writes the object rows changed more than once in this batch (their last state). */
+  private writeObjects(): void {
+    for (const [id, seq] of this.objectsDeferred) {
+      const o = this.objectCache.get(id);
+      if (o) this.objects.put([this.vid, id], objectValues(o), seq, this.floor);
+    }
   }
 
   private setMtime(dirId: string, t: Time, seq: number): void {

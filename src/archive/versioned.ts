@@ -32,7 +32,8 @@ export class VersionedTable {
   /** Makes `values` the current row of `key` as of record `seq`. */
   put(key: readonly Value[], values: readonly Value[], seq: number, floor: number): void {
     if (this.inPlace.run(...values, seq, ...key, floor).changes > 0) return;
-    this.closeLive.run(seq, ...key); // a row a snapshot pins, if any
+    // A row a snapshot pins, if any (with no snapshot, seq_from > floor holds for every row: none).
+    if (floor >= 0) this.closeLive.run(seq, ...key);
     this.insert.run(...key, LIVE, seq, ...values);
   }
 
@@ -52,7 +53,7 @@ export class VersionedTable {
    */
   remove(keyPrefix: readonly Value[], seq: number, floor: number): number {
     const r = this.remover(keyPrefix.length);
-    const closed = r.close.run(seq, ...keyPrefix, floor).changes;
+    const closed = floor >= 0 ? r.close.run(seq, ...keyPrefix, floor).changes : 0;
     return closed + r.del.run(...keyPrefix).changes;
   }
 

@@ -11,7 +11,7 @@ import { ArchiveError, isArchiveError, type ArchiveClient, type ShipResult } fro
 import type { DirImage, FileBlocks, VolumeState } from '../protocol/images.js';
 import type { FenceOptions, LeaseGrant, LeaseRelease, LeaseRenewal, VolumeLease } from '../protocol/leases.js';
 import type { ObjectId } from '../protocol/records.js';
-import { checkDepth, checkId, checkLength, checkOffset, checkVolume, fromWireError, isArchiveErrorCode, LIMITS } from '../archive/worker-protocol.js';
+import { checkDepth, checkId, checkLength, checkOffset, checkOptionalName, checkVolume, fromWireError, isArchiveErrorCode, LIMITS } from '../archive/worker-protocol.js';
 import { LineSplitter } from './ndjson.js';
 
 const PROTOCOL_VERSION = '1';
@@ -94,6 +94,13 @@ export class RemoteArchiveClient implements ArchiveClient {
 
   async dirImage(volume: string, dirId: ObjectId): Promise<DirImage> {
     return this.json<DirImage>(await this.unary('GET', `${volPath(volume)}/dirs/${checkId(dirId)}`));
+  }
+
+  async deepImages(volume: string, dirId: ObjectId, name?: string): Promise<DirImage[]> {
+    const q = name === undefined ? '' : `?name=${encodeURIComponent(checkOptionalName(name)!)}`;
+    const images = this.json<unknown>(await this.unary('GET', `${volPath(volume)}/dirs/${checkId(dirId)}/deep${q}`));
+    if (!Array.isArray(images) || images.length === 0 || (images[0] as DirImage).id !== dirId) throw new ArchiveError('EARCHIVE', `deep images of ${dirId}: the answer does not start with that directory`);
+    return images as DirImage[];
   }
 
   async readRange(volume: string, id: ObjectId, offset: number, length: number): Promise<Buffer> {

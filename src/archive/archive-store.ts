@@ -27,8 +27,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { ArchiveError } from '../protocol/archive-api.js';
-import type { DirImage, EntryImage, FileBlocks, SubtreeTotals, VolumeState } from '../protocol/images.js';
-import { BLOCK_SIZE, ROOT_ID, decodeFrames, type Record } from '../protocol/records.js';
+import { deepImageSelection, type DirImage, type EntryImage, type FileBlocks, type SubtreeTotals, type VolumeState } from '../protocol/images.js';
+import { BLOCK_SIZE, ROOT_ID, badNameReason, decodeFrames, type Record } from '../protocol/records.js';
 import { Applier } from './apply.js';
 import { FileData } from './file-data.js';
 import { DEFAULT_PACK_LIMIT, Packs } from './packs.js';
@@ -190,6 +190,27 @@ export class ArchiveStore {
       const img = this.image(this.volumeRow(volume).vid, dirId);
       if (img === null) throw new ArchiveError('ENOOBJECT', `volume ${volume} has no directory ${dirId}`);
       return img;
+    }));
+  }
+
+  /**
+   * The image of `dirId` and, below its subdirectory `name` (or below it,
+   * without a name), the images a program walking down will need, within
+   * DEEP_MAX_IMAGES / DEEP_MAX_ENTRIES (deepImageSelection). One read
+   * transaction: the images are of one committed state.
+   */
+  deepImages(volume: string, dirId: string, name?: string): DirImage[] {
+    checkVolume(volume);
+    checkId(dirId);
+    if (name !== undefined) {
+      const why = badNameReason(name);
+      if (why !== null) throw new ArchiveError('EBADREQ', why);
+    }
+    return this.run(() => this.read(() => {
+      const vid = this.volumeRow(volume).vid;
+      const first = this.image(vid, dirId);
+      if (first === null) throw new ArchiveError('ENOOBJECT', `volume ${volume} has no directory ${dirId}`);
+      return deepImageSelection(first, name, (id) => this.image(vid, id));
     }));
   }
 

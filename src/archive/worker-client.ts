@@ -114,6 +114,10 @@ export class WorkerArchiveClient implements ArchiveClient {
     return (await this.call('dirImage', [volume, dirId])) as DirImage;
   }
 
+  async deepImages(volume: string, dirId: ObjectId, name?: string): Promise<DirImage[]> {
+    return (await this.call('deepImages', name === undefined ? [volume, dirId] : [volume, dirId, name])) as DirImage[];
+  }
+
   async readRange(volume: string, id: ObjectId, offset: number, length: number): Promise<Buffer> {
     const msg = await this.send(this.nextId++, [{ type: 'call', id: 0, method: 'readRange', args: [volume, id, offset, length] }]);
     if (msg.type !== 'result' || !msg.bytes) throw new ArchiveError('EARCHIVE', 'readRange answered without data');

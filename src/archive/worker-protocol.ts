@@ -3,7 +3,7 @@
 // call reaches the store. Kept apart so both sides share one definition.
 import type { DirImage } from '../protocol/images.js';
 import { badVolumeNameReason } from '../protocol/images.js';
-import { isObjectId } from '../protocol/records.js';
+import { badNameReason, isObjectId } from '../protocol/records.js';
 import { ArchiveError, type ArchiveErrorCode } from '../protocol/archive-api.js';
 
 /** Bounds every transport enforces, whoever the caller is. */
@@ -20,7 +20,7 @@ export const LIMITS = {
 export const TIER_CHUNK_IMAGES = 64;
 export const TIER_CHUNK_ENTRIES = 4096;
 
-export type UnaryMethod = 'open' | 'volumeState' | 'createVolume' | 'ship' | 'fence' | 'dirImage' | 'readRange' | 'fileBlocks' | 'listVolumes';
+export type UnaryMethod = 'open' | 'volumeState' | 'createVolume' | 'ship' | 'fence' | 'dirImage' | 'deepImages' | 'readRange' | 'fileBlocks' | 'listVolumes';
 
 export type ToWorker =
   | { type: 'call'; id: number; method: UnaryMethod; args: unknown[]; bytes?: ArrayBuffer }
@@ -51,6 +51,14 @@ export function checkVolume(v: unknown): string {
 export function checkId(id: unknown): string {
   if (!isObjectId(id)) throw bad(`bad object id ${JSON.stringify(id)?.slice(0, 80)} (32 lowercase hex digits)`);
   return id;
+}
+
+/** A directory entry name, or undefined (absent). */
+export function checkOptionalName(v: unknown): string | undefined {
+  if (v === undefined) return undefined;
+  const why = badNameReason(v);
+  if (why !== null) throw bad(why);
+  return v as string;
 }
 
 function checkUint(v: unknown, what: string, max: number): number {

@@ -8,7 +8,7 @@ import { ArchiveError } from '../protocol/archive-api.js';
 import type { DirImage } from '../protocol/images.js';
 import { ArchiveStore } from './archive-store.js';
 import {
-  checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkVolume, ownArrayBuffer, shipSizeReason, toWireError,
+  checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkOptionalName, checkVolume, ownArrayBuffer, shipSizeReason, toWireError,
   TIER_CHUNK_ENTRIES, TIER_CHUNK_IMAGES,
   type FromWorker, type ToWorker, type UnaryMethod,
 } from './worker-protocol.js';
@@ -60,6 +60,8 @@ function callStore(method: UnaryMethod, args: unknown[], bytes: ArrayBuffer | un
       return theStore().fence(checkVolume(args[0]));
     case 'dirImage':
       return theStore().dirImage(checkVolume(args[0]), checkId(args[1]));
+    case 'deepImages':
+      return theStore().deepImages(checkVolume(args[0]), checkId(args[1]), checkOptionalName(args[2]));
     case 'readRange':
       return theStore().readRange(checkVolume(args[0]), checkId(args[1]), checkOffset(args[2]), checkLength(args[3]));
     case 'fileBlocks':

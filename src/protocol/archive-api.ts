@@ -77,6 +77,14 @@ export interface ArchiveClient {
   releaseVolume(volume: string): Promise<VolumeLease>;
   /** One directory's image; ENOOBJECT when the id is not a directory of the volume. */
   dirImage(volume: string, dirId: ObjectId): Promise<DirImage>;
+  /**
+   * In one request, the image of directory `dirId` (ENOOBJECT when it is not
+   * one) and the images a program walking down from it will need: of its
+   * subdirectory `name` and the directories below that (without a name:
+   * below `dirId`), breadth first, within DEEP_MAX_IMAGES / DEEP_MAX_ENTRIES
+   * (images.ts, deepImageSelection). The first image is `dirId`'s.
+   */
+  deepImages(volume: string, dirId: ObjectId, name?: string): Promise<DirImage[]>;
   /** Every directory image of tiers 0..depth (root = 0), parents before children, streamed. */
   tierImages(volume: string, depth: number): AsyncIterable<DirImage>;
   /** Up to `length` bytes of a file from `offset` (short at end of file; holes read as zeros). */

@@ -60,3 +60,50 @@ export function badVolumeNameReason(name: unknown): string | null {
   if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/.test(name)) return `bad volume name ${JSON.stringify(name).slice(0, 80)} (1-64 of A-Z a-z 0-9 . _ -, not starting with ".")`;
   return null;
 }
+
+/**
+ * A deep request (`ArchiveClient.deepImages`) returns at most this many
+ * images and entries (the directory asked for and its named subdirectory
+ * always go, whatever their size).
+ */
+export const DEEP_MAX_IMAGES = 64;
+export const DEEP_MAX_ENTRIES = 4096;
+
+const isDirImageEntry = (e: EntryImage): boolean => (e.attrs.mode & 0o170000) === 0o040000;
+
+/**
+ * What a deep request answers, given the image of the directory asked for
+ * (`first`) and a way to read another directory's image: `first`; then, when
+ * `name` is one of its subdirectories, that subdirectory's image and the
+ * directories below it (without a name: the directories below `first`),
+ * breadth first, as long as they fit in DEEP_MAX_IMAGES images and
+ * DEEP_MAX_ENTRIES entries. A program walking down a path from a pending
+ * directory finds every image it needs in one answer while the subtree is
+ * that small, and a name the images lack is absent (ENOENT) with nothing
+ * more to ask.
+ */
+export function deepImageSelection(first: DirImage, name: string | undefined, imageOf: (id: ObjectId) => DirImage | null): DirImage[] {
+  const out = [first];
+  let entries = first.entries.length;
+  let queue: ObjectId[];
+  if (name !== undefined) {
+    const e = first.entries.find((x) => x.name === name);
+    if (e === undefined || !isDirImageEntry(e)) return out;
+    const child = imageOf(e.id);
+    if (child === null) return out;
+    out.push(child);
+    entries += child.entries.length;
+    queue = child.entries.filter(isDirImageEntry).map((x) => x.id);
+  } else {
+    queue = first.entries.filter(isDirImageEntry).map((x) => x.id);
+  }
+  for (let i = 0; i < queue.length && out.length < DEEP_MAX_IMAGES && entries < DEEP_MAX_ENTRIES; i++) {
+    const img = imageOf(queue[i]!);
+    if (img === null) continue;
+    if (entries + img.entries.length > DEEP_MAX_ENTRIES) break;
+    out.push(img);
+    entries += img.entries.length;
+    for (const x of img.entries) if (isDirImageEntry(x)) queue.push(x.id);
+  }
+  return out;
+}

@@ -599,19 +599,40 @@ export class OnDemandRestore implements RestoreHooks {
   /**
    * A directory's image (fetched once for concurrent callers, kept while its
    * directory is pending); `group`: for the background restore.
+   *
+   * A program's fetch is one deep request (`deepImages`): with the image it
+   * brings those of the directories below (below `name`, the entry being
+   * looked up, when given), so a program walking down a path of pending
+   * directories waits for one round trip, not one per tier. They are only
+   * cached: each directory is still materialised one looked-up entry at a
+   * time, as it is met, exactly as with an image fetched alone.
    */
-  private async imageOf(id: ObjectId, group: FetchGroup | null = null): Promise<CachedImage> {
+  private async imageOf(id: ObjectId, group: FetchGroup | null = null, name?: string): Promise<CachedImage> {
     const cached = this.images.get(id);
     if (cached !== undefined) return cached;
     let p = this.imagesInFlight.get(id);
     if (p === undefined) {
-      const fetch = (): Promise<DirImage> => this.bounded(this.client.dirImage(this.volume, id), `directory ${id}`);
-      p = (group === null ? fetch() : this.scheduler.background(IMAGE_FETCH_BYTES, fetch, group)).then((image) => {
-        this.stats.dirFetches++;
+      const keep = (image: DirImage): CachedImage => {
         const c: CachedImage = { image, byName: new Map(image.entries.map((e) => [e.name, e])) };
-        this.images.set(id, c);
+        this.images.set(image.id, c);
         return c;
-      }).finally(() => this.imagesInFlight.delete(id));
+      };
+      if (group === null) {
+        p = this.bounded(this.client.deepImages(this.volume, id, name), `directory ${id}`).then((images) => {
+          this.stats.dirFetches++;
+          const first = images[0];
+          if (first === undefined || first.id !== id) throw new FsError('EIO', `deep images of directory ${id}: the archive answered with another directory`);
+          // Those below are kept unless cached or on their way already (the same archive state: only this primary changes it, and never a pending directory's entries).
+          for (const image of images.slice(1)) if (!this.images.has(image.id) && !this.imagesInFlight.has(image.id)) keep(image);
+          return keep(first);
+        });
+      } else {
+        p = this.scheduler.background(IMAGE_FETCH_BYTES, () => this.bounded(this.client.dirImage(this.volume, id), `directory ${id}`), group).then((image) => {
+          this.stats.dirFetches++;
+          return keep(image);
+        });
+      }
+      p = p.finally(() => this.imagesInFlight.delete(id));
       this.imagesInFlight.set(id, p);
     }
     return p;
@@ -642,7 +663,7 @@ export class OnDemandRestore implements RestoreHooks {
     const id = await this.dirIdOf(parentRel);
     this.promote(id);
     await this.withDir(parentRel, id, async (dir) => {
-      const { image, byName } = await this.imageOf(id);
+      const { image, byName } = await this.imageOf(id, null, name);
       const entry = byName.get(name);
       if (entry === undefined) return;
       if (await materialiseOne(dir.base, entry, {

@@ -54,6 +54,9 @@ const ON_DEMAND = [
   // Depth 1: the root's is the first directory materialised, the next one is on demand.
   { what: 'while a pending directory is materialised on demand', point: 'materialise-dir:2', depth: 1, program: ['ls', 'a'] },
   { what: 'between a block fetch and its block map', point: 'fetch-written:1', depth: 2, program: ['head', '-c', '100', 'a/x/y/large'] },
+  // Depth 1: a is pending; one deep request brings the images of a, x, y and z, and the walk down
+  // materialises x, y, z, h one by one (after a, b, c of the top tier): the daemon dies with z under its temporary name.
+  { what: 'while a deep path is materialised from one deep answer', point: 'materialise-object:6', depth: 1, program: ['cat', 'a/x/y/z/h'] },
 ] as const;
 
 for (const c of ON_DEMAND) {
@@ -65,6 +68,10 @@ for (const c of ON_DEMAND) {
     const run = spawnSync(c.program[0], [...c.program.slice(1, -1), join(r.mnt, c.program[c.program.length - 1]!)], { timeout: 30_000 });
     t.not(run.status, 0, 'the daemon died under the program');
     await waitGone(pid);
+    if (c.point.startsWith('materialise-object')) {
+      // It died with an object half-built: under its temporary name, in the store.
+      t.regex(sh('find . -name ".strata-restoring.*"', r.store).stdout, /strata-restoring/, 'the crash left a half-built object');
+    }
     killDaemon(r.mnt, pid);
     await completes(t, v, r);
   });

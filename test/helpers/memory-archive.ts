@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ArchiveError, type ArchiveClient, type ShipResult } from '../../src/protocol/archive-api.js';
 import { openArchiveClient } from '../../src/archive-client/open-archive.js';
-import type { DirImage, EntryImage, FileBlocks, VolumeState } from '../../src/protocol/images.js';
+import { deepImageSelection, type DirImage, type EntryImage, type FileBlocks, type VolumeState } from '../../src/protocol/images.js';
 import type { LeaseGrant, LeaseRelease, LeaseRenewal, VolumeLease } from '../../src/protocol/leases.js';
 import { BLOCK_SIZE, ROOT_ID, decodeFrames, encodeRecord, type Attrs, type NewRecord, type ObjectId, type Record } from '../../src/protocol/records.js';
 
@@ -105,9 +105,20 @@ export class MemoryArchive implements ArchiveClient {
   }
 
   async dirImage(volume: string, dirId: ObjectId): Promise<DirImage> {
+    const img = this.imageNow(volume, dirId);
+    if (img === null) throw new ArchiveError('ENOOBJECT', `no directory ${dirId}`);
+    return img;
+  }
+
+  async deepImages(volume: string, dirId: ObjectId, name?: string): Promise<DirImage[]> {
+    const first = await this.dirImage(volume, dirId);
+    return deepImageSelection(first, name, (id) => this.imageNow(volume, id));
+  }
+
+  private imageNow(volume: string, dirId: ObjectId): DirImage | null {
     const v = this.vol(volume);
     const d = v.objects.get(dirId);
-    if (!d || !isDir(d)) throw new ArchiveError('ENOOBJECT', `no directory ${dirId}`);
+    if (!d || !isDir(d)) return null;
     const entries: EntryImage[] = [];
     for (const [name, id] of d.children!) {
       const o = v.objects.get(id)!;

@@ -99,6 +99,10 @@ const checks: [string, Check][] = [
     t.is(Buffer.from(e!.xattrs['user.k'] ?? '', 'base64').toString(), 'v');
     await rejectsWith(t, c.ship(v, 1, batch(b.last + 2, [mkfile(ROOT_ID, 'late', newId())]).frames), 'EGAP', 'a batch past a gap');
     await rejectsWith(t, c.dirImage(v, id), 'ENOOBJECT', 'dirImage of a file');
+    t.deepEqual(await c.deepImages(v, ROOT_ID, 'hello.bin'), [root], 'deepImages below a file: the directory alone');
+    t.deepEqual(await c.deepImages(v, ROOT_ID), [root], 'deepImages of a directory without subdirectories');
+    await rejectsWith(t, c.deepImages(v, id), 'ENOOBJECT', 'deepImages of a file');
+    await rejectsWith(t, c.deepImages(v, ROOT_ID, 'a/b'), 'EBADREQ', 'deepImages with a name holding "/"');
     await rejectsWith(t, c.readRange(v, newId(), 0, 10), 'ENOOBJECT', 'read of an unknown object');
   }],
 

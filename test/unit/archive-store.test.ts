@@ -15,7 +15,7 @@ import { crc32 } from 'node:zlib';
 import { ArchiveStore } from '../../src/archive/archive-store.js';
 import { LIVE } from '../../src/archive/schema.js';
 import { isArchiveError, type ArchiveErrorCode } from '../../src/protocol/archive-api.js';
-import type { DirImage } from '../../src/protocol/images.js';
+import { DEEP_MAX_ENTRIES, DEEP_MAX_IMAGES, type DirImage } from '../../src/protocol/images.js';
 import { BLOCK_SIZE, ROOT_ID, encodeRecord, type Attrs, type NewRecord, type Record, type Time } from '../../src/protocol/records.js';
 import { MemoryArchive } from '../helpers/memory-archive.js';
 
@@ -521,6 +521,30 @@ test('tierImages yields tiers 0..depth breadth first, parents before children', 
   const first = [...store.tierImages(VOL, 1)][1]!;
   const { tier: _tier, ...rest } = first;
   t.deepEqual(rest, store.dirImage(VOL, a), 'a tier image is the directory image');
+});
+
+test('deepImages: the directory, then below the named subdirectory breadth first, within the entry and image bounds', (t) => {
+  const { store, ship } = fresh(t);
+  const [a, b, c, d, side, f] = [newId(), newId(), newId(), newId(), newId(), newId()];
+  ship.send(mkdir(ROOT_ID, 'a', a), mkdir(a, 'b', b), mkdir(b, 'c', c), mkdir(c, 'd', d), mkdir(ROOT_ID, 'side', side), mkfile(b, 'f', f));
+  const ids = (imgs: DirImage[]): string[] => imgs.map((i) => i.id);
+  t.deepEqual(ids(store.deepImages(VOL, ROOT_ID, 'a')), [ROOT_ID, a, b, c, d], 'below a only: side is left out');
+  t.deepEqual(store.deepImages(VOL, a, 'b')[0], store.dirImage(VOL, a), 'the first is the directory asked for');
+  t.deepEqual(ids(store.deepImages(VOL, ROOT_ID)), [ROOT_ID, a, side, b, c, d], 'without a name: everything below, breadth first');
+  t.deepEqual(ids(store.deepImages(VOL, ROOT_ID, 'missing')), [ROOT_ID], 'a name it lacks: only the directory');
+  t.deepEqual(ids(store.deepImages(VOL, b, 'f')), [b], 'a file: only the directory');
+  throwsCode(t, () => store.deepImages(VOL, f), 'ENOOBJECT');
+  throwsCode(t, () => store.deepImages(VOL, ROOT_ID, '../x'), 'EBADREQ');
+  throwsCode(t, () => store.deepImages('nope', ROOT_ID, 'a'), 'ENOVOLUME');
+  // Bounds: a wide directory of DEEP_MAX_ENTRIES files stops the walk after it; 100 small directories stop at DEEP_MAX_IMAGES.
+  const wide = newId();
+  const many = newId();
+  const recs: NewRecord[] = [mkdir(ROOT_ID, 'wide', wide), mkdir(wide, 'next', newId()), mkdir(ROOT_ID, 'many', many)];
+  for (let i = 0; i < DEEP_MAX_ENTRIES; i++) recs.push(mkfile(wide, `f${i}`, newId()));
+  for (let i = 0; i < 100; i++) recs.push(mkdir(many, `d${i}`, newId()));
+  for (let i = 0; i < recs.length; i += 1000) ship.send(...recs.slice(i, i + 1000));
+  t.deepEqual(ids(store.deepImages(VOL, ROOT_ID, 'wide')), [ROOT_ID, wide], 'the named directory always goes; nothing past the entry bound');
+  t.is(store.deepImages(VOL, ROOT_ID, 'many').length, DEEP_MAX_IMAGES);
 });
 
 test('reopening sees the same state; packs roll over at the limit', (t) => {

@@ -27,14 +27,14 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { ArchiveError } from '../protocol/archive-api.js';
-import { deepImageSelection, type DirImage, type EntryImage, type FileBlocks, type SubtreeTotals, type VolumeState } from '../protocol/images.js';
+import { deepImageSelection, type DirImage, type EntryImage, type FileBlocks, type RawBlocks, type SubtreeTotals, type VolumeState } from '../protocol/images.js';
 import { BLOCK_SIZE, ROOT_ID, badNameReason, decodeFrames, type Record } from '../protocol/records.js';
 import { Applier } from './apply.js';
 import { FileData } from './file-data.js';
 import { DEFAULT_PACK_LIMIT, Packs } from './packs.js';
 import { LIVE, openDatabase } from './schema.js';
 import { attrsOf, isDirMode, isRegMode, type CountsRow, type ObjectRow } from './rows.js';
-import { LIMITS, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkVolume } from './worker-protocol.js';
+import { LIMITS, checkBlockCount, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkVolume } from './worker-protocol.js';
 
 export interface ArchiveStoreOptions {
   /** Roll over to a new pack file past this size (default 256 MiB; tests use small ones). */
@@ -248,6 +248,29 @@ export class ArchiveStore {
         if (to > from) data.copy(out, from - offset, from - start, to - start);
       }
       return out;
+    }));
+  }
+
+  /**
+   * Blocks first..first+count-1 of a file as stored (holes left out), with
+   * their digests; the bytes are not re-hashed here (pack headers are
+   * checked): the receiver verifies each block against its digest.
+   */
+  readBlocks(volume: string, id: string, first: number, count: number): RawBlocks {
+    checkVolume(volume);
+    checkId(id);
+    checkOffset(first);
+    checkBlockCount(count);
+    return this.run(() => this.read(() => {
+      const v = this.volumeRow(volume);
+      const o = this.regularFile(v, id);
+      const blocks: RawBlocks['blocks'] = [];
+      const parts: Buffer[] = [];
+      for (const b of this.data.readBlocksUnhashed(volume, v.vid, id, first, first + count - 1)) {
+        blocks.push({ index: b.idx, length: b.data.length, digest: b.digest.toString('hex') });
+        parts.push(b.data);
+      }
+      return { id, size: o.size, blocks, data: Buffer.concat(parts) };
     }));
   }
 

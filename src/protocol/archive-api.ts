@@ -2,7 +2,7 @@
 // an archive, whatever the transport: in-process for `file://DIR`, HTTP/2 for
 // `strata://HOST:PORT` and `stratas://HOST:PORT`. Errors carry a `.code`.
 import type { ObjectId } from './records.js';
-import type { DirImage, FileBlocks, VolumeState } from './images.js';
+import type { DirImage, FileBlocks, RawBlocks, VolumeState } from './images.js';
 import type { FenceOptions, LeaseGrant, LeaseRelease, LeaseRenewal, VolumeLease } from './leases.js';
 
 export type ArchiveErrorCode =
@@ -89,6 +89,12 @@ export interface ArchiveClient {
   tierImages(volume: string, depth: number): AsyncIterable<DirImage>;
   /** Up to `length` bytes of a file from `offset` (short at end of file; holes read as zeros). */
   readRange(volume: string, id: ObjectId, offset: number, length: number): Promise<Buffer>;
+  /**
+   * Blocks first..first+count-1 of a file as stored (holes left out) with
+   * their digests, NOT verified by the archive: the caller checks every
+   * block against its digest (`verifiedRange`) before using a byte.
+   */
+  readBlocks(volume: string, id: ObjectId, first: number, count: number): Promise<RawBlocks>;
   /** The block digests of a file. */
   fileBlocks(volume: string, id: ObjectId): Promise<FileBlocks>;
   close(): Promise<void>;

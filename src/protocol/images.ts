@@ -1,7 +1,8 @@
 // What an archive serves about a volume's tree: directory images (one
 // directory's entries with full attributes), block digests of a file, and the
 // state of a volume. Shared by the archive (store, server) and its clients.
-import type { Attrs, ObjectId } from './records.js';
+import { webcrypto } from 'node:crypto';
+import { BLOCK_SIZE, type Attrs, type ObjectId } from './records.js';
 
 /** Entries and bytes in a directory's whole subtree (the directory itself excluded). */
 export interface SubtreeTotals {
@@ -42,6 +43,81 @@ export interface FileBlocks {
   size: number;
   blockSize: number;
   blocks: { index: number; digest: string; length: number }[];
+}
+
+/**
+ * A file's stored blocks as the archive holds them (`ArchiveClient.readBlocks`):
+ * sent without re-hashing, so the receiver MUST check each block's bytes
+ * against its digest (`verifiedRange`) before it uses them.
+ */
+export interface RawBlocks {
+  id: ObjectId;
+  /** The file's size on the archive. */
+  size: number;
+  /** The stored blocks asked for, in order (holes left out); `data` holds their bytes one after the other. */
+  blocks: { index: number; length: number; digest: string }[];
+  data: Buffer;
+}
+
+/** At most this many blocks in one readBlocks (16 MiB). */
+export const MAX_RAW_BLOCKS = 256;
+
+/** RawBlocks on the wire: u32 LE length of the JSON of everything but `data`, that JSON, then `data`. */
+export function encodeRawBlocks(r: RawBlocks): Buffer[] {
+  const { data, ...meta } = r;
+  const json = Buffer.from(JSON.stringify(meta));
+  const head = Buffer.alloc(4);
+  head.writeUInt32LE(json.length, 0);
+  return [head, json, data];
+}
+
+/** The inverse of encodeRawBlocks; throws on a malformed body (the caller makes it EARCHIVE). */
+export function decodeRawBlocks(body: Buffer): RawBlocks {
+  if (body.length < 4) throw new Error('raw blocks answer shorter than its header');
+  const n = body.readUInt32LE(0);
+  if (4 + n > body.length) throw new Error('raw blocks answer shorter than its JSON');
+  const meta = JSON.parse(body.subarray(4, 4 + n).toString('utf8')) as Omit<RawBlocks, 'data'>;
+  if (typeof meta !== 'object' || meta === null || !Array.isArray(meta.blocks) || typeof meta.size !== 'number') throw new Error('raw blocks answer without its block list');
+  return { ...meta, data: body.subarray(4 + n) };
+}
+
+/** A received block whose bytes do not hash to its digest (or do not fit): the caller fails what needs it, never uses the bytes. */
+export class BlockDigestError extends Error {
+  readonly code = 'ECORRUPT';
+  constructor(readonly id: ObjectId, readonly index: number, message: string) {
+    super(message);
+    this.name = 'BlockDigestError';
+  }
+}
+
+/**
+ * Bytes [offset, offset + length) of the file from `raw` (the blocks asked
+ * for), short at the archive's end of file, holes as zeros — after checking
+ * every block's bytes against its sha256 digest (hashed off the calling
+ * thread, on libuv's pool). A mismatch throws BlockDigestError and no byte is
+ * returned.
+ */
+export async function verifiedRange(raw: RawBlocks, offset: number, length: number): Promise<Buffer> {
+  const parts: { index: number; bytes: Buffer }[] = [];
+  let pos = 0;
+  for (const b of raw.blocks) {
+    const bytes = raw.data.subarray(pos, pos + b.length);
+    pos += b.length;
+    if (bytes.length !== b.length || b.length > BLOCK_SIZE) throw new BlockDigestError(raw.id, b.index, `file ${raw.id} block ${b.index}: ${bytes.length} bytes received for ${b.length}`);
+    parts.push({ index: b.index, bytes });
+  }
+  const digests = await Promise.all(parts.map(async (p) => Buffer.from(await webcrypto.subtle.digest('SHA-256', p.bytes)).toString('hex')));
+  const end = Math.min(raw.size, offset + length);
+  const out = Buffer.alloc(Math.max(0, end - offset));
+  parts.forEach((p, i) => {
+    const want = raw.blocks[i]!.digest;
+    if (digests[i] !== want) throw new BlockDigestError(raw.id, p.index, `file ${raw.id} block ${p.index}: the bytes received do not match their sha256 digest ${want}`);
+    const start = p.index * BLOCK_SIZE;
+    const from = Math.max(offset, start);
+    const to = Math.min(end, start + p.bytes.length);
+    if (to > from) p.bytes.copy(out, from - offset, from - start, to - start);
+  });
+  return out;
 }
 
 export interface VolumeState {

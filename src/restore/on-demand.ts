@@ -22,7 +22,7 @@ import { LRUCache } from 'lru-cache';
 import * as native from '../native/index.js';
 import { FsError } from '../core/errno.js';
 import type { RestoreHooks } from '../core/restore-hooks.js';
-import { isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
+import { ArchiveError, isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import { BLOCK_SIZE, ROOT_ID, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import {
@@ -31,7 +31,7 @@ import {
 } from '../store/restore-marks.js';
 import { isZero } from '../mirror/tree-blocks.js';
 import { materialiseEntries, materialiseOne } from './materialise.js';
-import type { DirImage, EntryImage } from '../protocol/images.js';
+import { BlockDigestError, verifiedRange, type DirImage, type EntryImage } from '../protocol/images.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
 import { FetchScheduler, type FetchGroup } from './fetch-scheduler.js';
@@ -551,7 +551,7 @@ export class OnDemandRestore implements RestoreHooks {
   private async wholeFile(entry: EntryImage, group: FetchGroup): Promise<Buffer | null> {
     const data = await this.scheduler.optional(entry.attrs.size, () => {
       this.stats.rangeFetches++;
-      return this.bounded(this.client.readRange(this.volume, entry.id, 0, entry.attrs.size), `file ${entry.id}`);
+      return this.bounded(this.readVerified(entry.id, 0, entry.attrs.size), `file ${entry.id}`);
     }, group);
     if (data === null) return null;
     this.stats.bytesFetched += data.length;
@@ -736,7 +736,7 @@ export class OnDemandRestore implements RestoreHooks {
     const length = Math.min((b + 1) * BLOCK_SIZE, map.remoteSize) - offset;
     const fetch = (): Promise<Buffer> => {
       this.stats.rangeFetches++;
-      return this.bounded(this.client.readRange(this.volume, id, offset, length), `file ${id} bytes ${offset}+${length}`);
+      return this.bounded(this.readVerified(id, offset, length), `file ${id} bytes ${offset}+${length}`);
     };
     // Not durable at once: the background restore's (restoreFileData), in its lane.
     const data = await (durable ? fetch() : this.scheduler.background(length, fetch, group));
@@ -932,6 +932,29 @@ export class OnDemandRestore implements RestoreHooks {
   }
 
   /** The archive's answer within the time bound; EIO (and a warning) otherwise. */
+  /**
+   * Bytes [offset, offset + length) of a file (short at the archive's end of
+   * file, holes as zeros), every block checked here against its sha256
+   * digest: the archive sends pack bytes without re-hashing them. A block
+   * that does not match is ECORRUPT (the read that needs it fails with EIO,
+   * logged; its bytes are never written or returned).
+   */
+  private async readVerified(id: ObjectId, offset: number, length: number): Promise<Buffer> {
+    if (length <= 0) return Buffer.alloc(0);
+    const first = Math.floor(offset / BLOCK_SIZE);
+    const count = Math.floor((offset + length - 1) / BLOCK_SIZE) - first + 1;
+    const raw = await this.client.readBlocks(this.volume, id, first, count);
+    try {
+      return await verifiedRange(raw, offset, length);
+    } catch (err) {
+      if (err instanceof BlockDigestError) {
+        this.log.error({ id, block: err.index, err: err.message }, 'restore: a block from the archive failed its digest check; not used');
+        throw new ArchiveError('ECORRUPT', err.message);
+      }
+      throw err;
+    }
+  }
+
   private async bounded<T>(p: Promise<T>, what: string): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {

@@ -15,7 +15,7 @@ import { crc32 } from 'node:zlib';
 import { ArchiveStore } from '../../src/archive/archive-store.js';
 import { LIVE } from '../../src/archive/schema.js';
 import { isArchiveError, type ArchiveErrorCode } from '../../src/protocol/archive-api.js';
-import { DEEP_MAX_ENTRIES, DEEP_MAX_IMAGES, type DirImage } from '../../src/protocol/images.js';
+import { BlockDigestError, DEEP_MAX_ENTRIES, DEEP_MAX_IMAGES, verifiedRange, type DirImage } from '../../src/protocol/images.js';
 import { BLOCK_SIZE, ROOT_ID, encodeRecord, type Attrs, type NewRecord, type Record, type Time } from '../../src/protocol/records.js';
 import { MemoryArchive } from '../helpers/memory-archive.js';
 
@@ -383,7 +383,7 @@ test('identical blocks are stored once, across files and volumes', (t) => {
   db.close();
 });
 
-test('a corrupted byte in a pack fails the read with ECORRUPT; other files still read', (t) => {
+test('a corrupted byte in a pack fails the read with ECORRUPT (readRange) or the receiver\'s digest check (readBlocks); other files still read', async (t) => {
   const { store, ship, dir } = fresh(t);
   const [f, g] = [newId(), newId()];
   const fData = pattern(BLOCK_SIZE + 1000, 3);
@@ -398,6 +398,15 @@ test('a corrupted byte in a pack fails the read with ECORRUPT; other files still
   const again = ArchiveStore.open(dir);
   t.teardown(() => again.close());
   throwsCode(t, () => again.readRange(VOL, f, 0, 10), 'ECORRUPT', new RegExp(`volume ${VOL} object ${f} block 0`));
+  // readBlocks sends pack bytes without re-hashing them: the corrupt byte goes out, with the
+  // digest it must match, and the receiver's check (verifiedRange) refuses the block.
+  const raw = again.readBlocks(VOL, f, 0, 2);
+  t.deepEqual(raw.blocks.map((b) => [b.index, b.length]), [[0, BLOCK_SIZE], [1, 1000]]);
+  t.not(raw.data[12345], fData[12345], 'the corrupt byte is sent as it is stored');
+  const refused = await t.throwsAsync(verifiedRange(raw, 0, 10));
+  t.true(refused instanceof BlockDigestError && refused.index === 0, String(refused));
+  t.deepEqual(await verifiedRange(again.readBlocks(VOL, f, 1, 1), BLOCK_SIZE, 1000), fData.subarray(BLOCK_SIZE), 'the intact block passes');
+  t.deepEqual(await verifiedRange(again.readBlocks(VOL, g, 0, 1), 0, 5000), gData);
   t.deepEqual(again.readRange(VOL, f, BLOCK_SIZE, 1000), fData.subarray(BLOCK_SIZE), 'the intact block of the same file');
   t.deepEqual(again.readRange(VOL, g, 0, 5000), gData);
   // A partial write onto the corrupt block would mix corrupt bytes in: refused.

@@ -2,7 +2,7 @@
 // path"): what serving file data costs the archive per MiB when it re-hashes
 // every block (readRange, as the restore read before) and when it sends pack
 // bytes with their digests for the receiver to check (readBlocks), plus what
-// the receiver's check (verifiedRange: sha256 on libuv's threads) costs it.
+// the receiver's check (verifiedRange: sha256 on the calling thread) costs it.
 // Straight on an ArchiveStore (no worker, no network); page cache warm (the
 // pack is read once first), so this is CPU, not disk.
 //

@@ -8,10 +8,10 @@
 // keep the process alive (the session is unref'd while no call is in flight).
 import http2, { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { ArchiveError, isArchiveError, type ArchiveClient, type ShipResult } from '../protocol/archive-api.js';
-import type { DirImage, FileBlocks, VolumeState } from '../protocol/images.js';
+import { decodeRawBlocks, type DirImage, type FileBlocks, type RawBlocks, type VolumeState } from '../protocol/images.js';
 import type { FenceOptions, LeaseGrant, LeaseRelease, LeaseRenewal, VolumeLease } from '../protocol/leases.js';
 import type { ObjectId } from '../protocol/records.js';
-import { checkDepth, checkId, checkLength, checkOffset, checkVolume, fromWireError, isArchiveErrorCode, LIMITS } from '../archive/worker-protocol.js';
+import { checkBlockCount, checkDepth, checkId, checkLength, checkOffset, checkOptionalName, checkVolume, fromWireError, isArchiveErrorCode, LIMITS } from '../archive/worker-protocol.js';
 import { LineSplitter } from './ndjson.js';
 
 const PROTOCOL_VERSION = '1';
@@ -96,10 +96,27 @@ export class RemoteArchiveClient implements ArchiveClient {
     return this.json<DirImage>(await this.unary('GET', `${volPath(volume)}/dirs/${checkId(dirId)}`));
   }
 
+  async deepImages(volume: string, dirId: ObjectId, name?: string): Promise<DirImage[]> {
+    const q = name === undefined ? '' : `?name=${encodeURIComponent(checkOptionalName(name)!)}`;
+    const images = this.json<unknown>(await this.unary('GET', `${volPath(volume)}/dirs/${checkId(dirId)}/deep${q}`));
+    if (!Array.isArray(images) || images.length === 0 || (images[0] as DirImage).id !== dirId) throw new ArchiveError('EARCHIVE', `deep images of ${dirId}: the answer does not start with that directory`);
+    return images as DirImage[];
+  }
+
   async readRange(volume: string, id: ObjectId, offset: number, length: number): Promise<Buffer> {
     const q = `offset=${checkOffset(offset)}&length=${checkLength(length)}`;
     const reply = this.checked(await this.unary('GET', `${volPath(volume)}/objects/${checkId(id)}/data?${q}`));
     return reply.body;
+  }
+
+  async readBlocks(volume: string, id: ObjectId, first: number, count: number): Promise<RawBlocks> {
+    const q = `first=${checkOffset(first)}&count=${checkBlockCount(count)}`;
+    const reply = this.checked(await this.unary('GET', `${volPath(volume)}/objects/${checkId(id)}/raw?${q}`));
+    try {
+      return decodeRawBlocks(reply.body);
+    } catch (err) {
+      throw new ArchiveError('EARCHIVE', `readBlocks of ${id}: ${(err as Error).message}`);
+    }
   }
 
   async fileBlocks(volume: string, id: ObjectId): Promise<FileBlocks> {

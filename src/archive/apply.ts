@@ -14,6 +14,15 @@
 // Writes coalesce: a run of `write` records edits blocks in memory (`dirty`)
 // and the blocks are hashed and stored once, before the next other record or
 // at the end of the batch, so sixteen 4 KiB writes store one 64 KiB block.
+//
+// A batch costs a few statements per touched row, not per record: the
+// current object rows a batch reads are kept in memory for the batch (every
+// change of an object goes through here, so the copy is exact), and the
+// counts rows (nlink, subtree totals) are changed in memory and written once
+// each at the end of the batch, so a thousand files created in one directory
+// update that directory's and its ancestors' totals once, not a thousand
+// times. Everything stays inside the caller's one transaction; a throw
+// discards the memory with the rollback.
 import type Database from 'better-sqlite3';
 import { ArchiveError } from '../protocol/archive-api.js';
 import { BLOCK_SIZE, type Attrs, type Record, type Time } from '../protocol/records.js';
@@ -27,9 +36,23 @@ const MAX_DIRTY_BYTES = 32 * 1024 * 1024;
 /** Deeper than any real tree: an ancestor walk this long means a cycle. */
 const MAX_DEPTH = 1_000_000;
 const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
+/** Keys per set-based prefetch query. */
+const PREFETCH_CHUNK = 128;
+/** Block buffers kept for reuse between flushes (zeroing the used part beats allocating 64 KiB per small file). */
+const POOL_BLOCKS = 64;
+
+/** A counts row as the batch sees it; `row` null: no row (absent or deleted). */
+interface CountsState {
+  row: CountsRow | null;
+  /** Changed in this batch: written back at its end. */
+  changed: boolean;
+}
 
 interface DirtyBlock {
+  /** BLOCK_SIZE bytes, zero past `hi`. */
   data: Buffer;
+  /** Bytes [hi, BLOCK_SIZE) are zeros (what must be zeroed to reuse the buffer). */
+  hi: number;
   /** The last record that changed it (becomes the block row's seq_from). */
   seq: number;
 }
@@ -47,6 +70,17 @@ export class Applier {
   private floor = 0;
   private readonly dirty = new Map<string, Map<number, DirtyBlock>>();
   private dirtyBytes = 0;
+  private readonly pool: Buffer[] = [];
+  /** Current object rows read or written in this batch (null: none). */
+  private readonly objectCache = new Map<string, ObjectRow | null>();
+  /** Objects whose current row this batch has written once: later changes wait for the batch's end (one UPDATE each). */
+  private readonly objectsWritten = new Set<string>();
+  /** Of those, the ones changed again since, with the last record that did. */
+  private readonly objectsDeferred = new Map<string, number>();
+  /** Entry lookups of this batch: `parent/name` -> child (null: no entry). */
+  private readonly entryCache = new Map<string, string | null>();
+  /** Counts rows read or changed in this batch. */
+  private readonly countsCache = new Map<string, CountsState>();
 
   constructor(db: Database.Database, private readonly data: FileData) {
     this.objects = new VersionedTable(db, 'objects', ['vid', 'id'], OBJECT_VALUE_COLS);
@@ -56,12 +90,11 @@ export class Applier {
     const live = `seq_to = ${LIVE}`;
     this.q = {
       object: db.prepare(`SELECT * FROM objects WHERE vid = ? AND id = ? AND ${live}`),
-      parentOf: db.prepare(`SELECT parent FROM objects WHERE vid = ? AND id = ? AND ${live}`).pluck(),
+      objectsIn: db.prepare(`SELECT * FROM objects WHERE vid = ? AND id IN (${Array(PREFETCH_CHUNK).fill('?').join(', ')}) AND ${live}`),
+      entriesIn: db.prepare(`SELECT parent, name, child FROM entries WHERE vid = ? AND (parent, name) IN (VALUES ${Array(PREFETCH_CHUNK).fill('(?, ?)').join(', ')}) AND ${live}`),
       counts: db.prepare('SELECT nlink, sub_entries, sub_bytes FROM counts WHERE vid = ? AND id = ?'),
-      insertCounts: db.prepare('INSERT OR REPLACE INTO counts (vid, id, nlink, sub_entries, sub_bytes) VALUES (?, ?, ?, 0, 0)'),
+      writeCounts: db.prepare('INSERT OR REPLACE INTO counts (vid, id, nlink, sub_entries, sub_bytes) VALUES (?, ?, ?, ?, ?)'),
       deleteCounts: db.prepare('DELETE FROM counts WHERE vid = ? AND id = ?'),
-      bumpNlink: db.prepare('UPDATE counts SET nlink = nlink + ? WHERE vid = ? AND id = ?'),
-      bumpTotals: db.prepare('UPDATE counts SET sub_entries = sub_entries + ?, sub_bytes = sub_bytes + ? WHERE vid = ? AND id = ?'),
       entry: db.prepare(`SELECT child FROM entries WHERE vid = ? AND parent = ? AND name = ? AND ${live}`).pluck(),
       entriesOf: db.prepare(`SELECT name, child FROM entries WHERE vid = ? AND parent = ? AND ${live}`),
       namesOf: db.prepare(`SELECT parent, name FROM entries WHERE vid = ? AND child = ? AND ${live}`),
@@ -76,15 +109,23 @@ export class Applier {
     this.vid = vid;
     this.floor = floor;
     try {
+      this.prefetch(records);
       for (const r of records) {
         if (r.op !== 'write') this.flush();
         this.applyOne(r);
         if (this.dirtyBytes > MAX_DIRTY_BYTES) this.flush();
       }
       this.flush();
+      this.writeObjects();
+      this.writeCounts();
     } finally {
       this.dirty.clear();
       this.dirtyBytes = 0;
+      this.objectCache.clear();
+      this.objectsWritten.clear();
+      this.objectsDeferred.clear();
+      this.entryCache.clear();
+      this.countsCache.clear();
     }
   }
 
@@ -115,6 +156,40 @@ export class Applier {
     }
   }
 
+  /**
+   * Reads the current rows of every object and entry the records name with
+   * a few set-based queries (PREFETCH_CHUNK keys each) instead of one point
+   * query each as they are met: what a record creates is known absent
+   * without a query of its own.
+   */
+  private prefetch(records: readonly Record[]): void {
+    const ids = new Set<string>();
+    const names = new Map<string, [string, string]>();
+    const name = (parent: string, n: string): void => { names.set(`${parent}/${n}`, [parent, n]); };
+    for (const r of records) {
+      switch (r.op) {
+        case 'create': case 'link': ids.add(r.parent); ids.add(r.id); name(r.parent, r.name); break;
+        case 'unlink': case 'rmdir': ids.add(r.parent); name(r.parent, r.name); break;
+        case 'rename': ids.add(r.parent); ids.add(r.newParent); name(r.parent, r.name); name(r.newParent, r.newName); break;
+        default: ids.add(r.id);
+      }
+    }
+    const idList = [...ids];
+    for (let i = 0; i < idList.length; i += PREFETCH_CHUNK) {
+      const chunk = idList.slice(i, i + PREFETCH_CHUNK);
+      for (const id of chunk) this.objectCache.set(id, null);
+      while (chunk.length < PREFETCH_CHUNK) chunk.push(chunk[0]!); // one prepared shape
+      for (const o of this.q.objectsIn!.all(this.vid, ...chunk) as ObjectRow[]) this.objectCache.set(o.id, o);
+    }
+    const nameList = [...names.values()];
+    for (let i = 0; i < nameList.length; i += PREFETCH_CHUNK) {
+      const chunk = nameList.slice(i, i + PREFETCH_CHUNK);
+      for (const [p, n] of chunk) this.entryCache.set(`${p}/${n}`, null);
+      while (chunk.length < PREFETCH_CHUNK) chunk.push(chunk[0]!);
+      for (const e of this.q.entriesIn!.all(this.vid, ...chunk.flat()) as { parent: string; name: string; child: string }[]) this.entryCache.set(`${e.parent}/${e.name}`, e.child);
+    }
+  }
+
   // ---- records ---------------------------------------------------------------
 
   private create(r: Extract<Record, { op: 'create' }>): void {
@@ -134,8 +209,8 @@ export class Applier {
         let o = this.object(r.id);
         if (!o) {
           o = withAttrs({ id: r.id, target: r.target ?? null, parent: isDirMode(r.attrs.mode) ? r.parent : null } as ObjectRow, r.attrs);
-          this.putObject(o, r.seq);
-          this.q.insertCounts.run(this.vid, r.id, isDirMode(o.mode) ? 2 : 0);
+          this.putObject(o, r.seq, true);
+          this.countsCache.set(r.id, { row: { nlink: isDirMode(o.mode) ? 2 : 0, sub_entries: 0, sub_bytes: 0 }, changed: true });
         }
         this.attach(r.parent, r.name, o, r.seq);
       });
@@ -196,7 +271,9 @@ export class Applier {
       const n = Math.min(BLOCK_SIZE - inBlock, r.data.length - done);
       // No read when the write covers every byte the block held.
       const coversOld = inBlock === 0 && n >= Math.min(BLOCK_SIZE, oldSize - idx * BLOCK_SIZE);
-      r.data.copy(this.dirtyBlock(r.id, idx, r.seq, !coversOld), inBlock, done, done + n);
+      const d = this.dirtyBlock(r.id, idx, r.seq, !coversOld);
+      r.data.copy(d.data, inBlock, done, done + n);
+      d.hi = Math.max(d.hi, inBlock + n);
       done += n;
     }
   }
@@ -224,7 +301,7 @@ export class Applier {
       const mine = this.dirty.get(o.id);
       for (const idx of [...(mine?.keys() ?? [])]) if (idx >= keep) this.dropDirty(o.id, idx);
       const tail = size % BLOCK_SIZE;
-      if (tail !== 0 && this.hasData(o.id, keep - 1)) this.dirtyBlock(o.id, keep - 1, seq, true).fill(0, tail);
+      if (tail !== 0 && this.hasData(o.id, keep - 1)) this.dirtyBlock(o.id, keep - 1, seq, true).data.fill(0, tail);
     } else if (size > old && old % BLOCK_SIZE !== 0) {
       const last = Math.floor(old / BLOCK_SIZE);
       if (this.hasData(o.id, last)) this.dirtyBlock(o.id, last, seq, true);
@@ -237,19 +314,19 @@ export class Applier {
   }
 
   /** The in-memory copy of a block for this batch (loaded from the store when `load`). */
-  private dirtyBlock(id: string, idx: number, seq: number, load: boolean): Buffer {
+  private dirtyBlock(id: string, idx: number, seq: number, load: boolean): DirtyBlock {
     let mine = this.dirty.get(id);
     if (!mine) this.dirty.set(id, (mine = new Map()));
     const have = mine.get(idx);
     if (have) {
       have.seq = seq;
-      return have.data;
+      return have;
     }
-    const data = Buffer.alloc(BLOCK_SIZE);
-    if (load) this.data.readBlock(this.volume, this.vid, id, idx)?.copy(data);
-    mine.set(idx, { data, seq });
+    const d: DirtyBlock = { data: this.pool.pop() ?? Buffer.alloc(BLOCK_SIZE), hi: 0, seq };
+    if (load) d.hi = this.data.readBlock(this.volume, this.vid, id, idx)?.copy(d.data) ?? 0;
+    mine.set(idx, d);
     this.dirtyBytes += BLOCK_SIZE;
-    return data;
+    return d;
   }
 
   private dropDirty(id: string, idx: number): void {
@@ -272,6 +349,7 @@ export class Applier {
         } else {
           this.fileBlocks.put([this.vid, id, idx], [this.data.store(bytes), len], d.seq, this.floor);
         }
+        if (this.pool.length < POOL_BLOCKS) this.pool.push(d.data.fill(0, 0, d.hi));
       }
     }
     this.dirty.clear();
@@ -282,14 +360,15 @@ export class Applier {
 
   /** Adds entry parent/name -> o (the name must be free). */
   private attach(parent: string, name: string, o: ObjectRow, seq: number): void {
-    this.entries.put([this.vid, parent, name], [o.id], seq, this.floor);
+    this.entries.insertNew([this.vid, parent, name], [o.id], seq);
+    this.entryCache.set(`${parent}/${name}`, o.id);
     if (isDirMode(o.mode)) {
       if (o.parent !== parent) this.putObject({ ...o, parent }, seq);
       const c = this.counts(o.id);
-      this.q.bumpNlink.run(1, this.vid, parent);
+      this.bumpNlink(parent, 1);
       this.addToChain(parent, 1 + c.sub_entries, c.sub_bytes);
     } else {
-      this.q.bumpNlink.run(1, this.vid, o.id);
+      this.bumpNlink(o.id, 1);
       this.addToChain(parent, 1, isRegMode(o.mode) ? o.size : 0);
     }
   }
@@ -299,14 +378,15 @@ export class Applier {
     const id = this.entryOf(parent, name);
     if (id === undefined) return undefined;
     this.entries.remove([this.vid, parent, name], seq, this.floor);
+    this.entryCache.set(`${parent}/${name}`, null);
     const o = this.object(id);
     if (!o) return undefined;
     if (isDirMode(o.mode)) {
       const c = this.counts(o.id);
-      this.q.bumpNlink.run(-1, this.vid, parent);
+      this.bumpNlink(parent, -1);
       this.addToChain(parent, -(1 + c.sub_entries), -c.sub_bytes);
     } else {
-      this.q.bumpNlink.run(-1, this.vid, o.id);
+      this.bumpNlink(o.id, -1);
       this.addToChain(parent, -1, isRegMode(o.mode) ? -o.size : 0);
     }
     return o;
@@ -330,12 +410,13 @@ export class Applier {
     for (let x = stack.pop(); x !== undefined; x = stack.pop()) {
       for (const e of this.q.entriesOf.all(this.vid, x) as { name: string; child: string }[]) {
         this.entries.remove([this.vid, x, e.name], seq, this.floor);
+        this.entryCache.set(`${x}/${e.name}`, null);
         const c = this.object(e.child);
         if (!c) continue;
         if (isDirMode(c.mode)) {
           stack.push(c.id);
         } else {
-          this.q.bumpNlink.run(-1, this.vid, c.id);
+          this.bumpNlink(c.id, -1);
           if (this.counts(c.id).nlink <= 0) this.deleteObject(c.id, seq);
         }
       }
@@ -346,9 +427,12 @@ export class Applier {
   private deleteObject(id: string, seq: number): void {
     const key = [this.vid, id];
     this.objects.remove(key, seq, this.floor);
+    this.objectsWritten.delete(id);
+    this.objectsDeferred.delete(id);
     this.xattrs.remove(key, seq, this.floor);
     this.fileBlocks.remove(key, seq, this.floor);
-    this.q.deleteCounts.run(this.vid, id);
+    this.objectCache.set(id, null);
+    this.countsCache.set(id, { row: null, changed: true });
     const mine = this.dirty.get(id);
     if (mine) {
       this.dirtyBytes -= mine.size * BLOCK_SIZE;
@@ -363,9 +447,9 @@ export class Applier {
    */
   private holding(o: ObjectRow | undefined, fn: () => void): void {
     const hold = o !== undefined && !isDirMode(o.mode);
-    if (hold) this.q.bumpNlink.run(1, this.vid, o.id);
+    if (hold) this.bumpNlink(o.id, 1);
     fn();
-    if (hold) this.q.bumpNlink.run(-1, this.vid, o.id);
+    if (hold) this.bumpNlink(o.id, -1);
   }
 
   /** Adds to the subtree totals of `dirId` and each of its ancestors. */
@@ -374,8 +458,13 @@ export class Applier {
     let cur: string | null | undefined = dirId;
     for (let depth = 0; cur; depth++) {
       if (depth > MAX_DEPTH) throw new ArchiveError('ECORRUPT', `volume ${this.volume}: directory ${dirId} has a cyclic ancestor chain`);
-      this.q.bumpTotals.run(entries, bytes, this.vid, cur);
-      cur = this.q.parentOf.get(this.vid, cur) as string | null | undefined;
+      const c = this.countsState(cur);
+      if (c.row !== null) {
+        c.row.sub_entries += entries;
+        c.row.sub_bytes += bytes;
+        c.changed = true;
+      }
+      cur = this.object(cur)?.parent;
     }
   }
 
@@ -385,7 +474,7 @@ export class Applier {
     for (let depth = 0; cur; depth++) {
       if (cur === ancestor) return true;
       if (depth > MAX_DEPTH) throw new ArchiveError('ECORRUPT', `volume ${this.volume}: directory ${id} has a cyclic ancestor chain`);
-      cur = this.q.parentOf.get(this.vid, cur) as string | null | undefined;
+      cur = this.object(cur)?.parent;
     }
     return false;
   }
@@ -393,7 +482,12 @@ export class Applier {
   // ---- rows -------------------------------------------------------------------
 
   private object(id: string): ObjectRow | undefined {
-    return this.q.object.get(this.vid, id) as ObjectRow | undefined;
+    let o = this.objectCache.get(id);
+    if (o === undefined) {
+      o = (this.q.object.get(this.vid, id) as ObjectRow | undefined) ?? null;
+      this.objectCache.set(id, o);
+    }
+    return o ?? undefined;
   }
 
   private dir(id: string): ObjectRow | undefined {
@@ -402,15 +496,71 @@ export class Applier {
   }
 
   private counts(id: string): CountsRow {
-    return (this.q.counts.get(this.vid, id) as CountsRow | undefined) ?? { nlink: 0, sub_entries: 0, sub_bytes: 0 };
+    return this.countsState(id).row ?? { nlink: 0, sub_entries: 0, sub_bytes: 0 };
+  }
+
+  private countsState(id: string): CountsState {
+    let c = this.countsCache.get(id);
+    if (c === undefined) {
+      const row = this.q.counts.get(this.vid, id) as CountsRow | undefined;
+      c = { row: row === undefined ? null : { nlink: row.nlink, sub_entries: row.sub_entries, sub_bytes: row.sub_bytes }, changed: false };
+      this.countsCache.set(id, c);
+    }
+    return c;
+  }
+
+  /** Adds to an object's link count (no row: nothing, as an UPDATE of no row). */
+  private bumpNlink(id: string, n: number): void {
+    const c = this.countsState(id);
+    if (c.row === null) return;
+    c.row.nlink += n;
+    c.changed = true;
+  }
+
+  /** Writes the counts rows this batch changed: one statement per row. */
+  private writeCounts(): void {
+    for (const [id, c] of this.countsCache) {
+      if (!c.changed) continue;
+      if (c.row === null) this.q.deleteCounts.run(this.vid, id);
+      else this.q.writeCounts.run(this.vid, id, c.row.nlink, c.row.sub_entries, c.row.sub_bytes);
+    }
   }
 
   private entryOf(parent: string, name: string): string | undefined {
-    return this.q.entry.get(this.vid, parent, name) as string | undefined;
+    const key = `${parent}/${name}`;
+    let child = this.entryCache.get(key);
+    if (child === undefined) {
+      child = (this.q.entry.get(this.vid, parent, name) as string | undefined) ?? null;
+      this.entryCache.set(key, child);
+    }
+    return child ?? undefined;
   }
 
-  private putObject(o: ObjectRow, seq: number): void {
-    this.objects.put([this.vid, o.id], objectValues(o), seq, this.floor);
+  /** Makes `o` the object's current row; `fresh`: the object has no current row (one INSERT). */
+  //
+  // The first change of an object in a batch is written at once (closing a
+  // row a snapshot pins at that record, as always); after it the current row
+  // has seq_from > floor, so every later change in the batch would rewrite it
+  // in place: those wait in the cache and the last one is written at the
+  // batch's end, with the last changing record as seq_from — the same row the
+  // in-place rewrites would have left.
+  private putObject(o: ObjectRow, seq: number, fresh = false): void {
+    this.objectCache.set(o.id, o);
+    if (this.objectsWritten.has(o.id)) {
+      this.objectsDeferred.set(o.id, seq);
+      return;
+    }
+    if (fresh) this.objects.insertNew([this.vid, o.id], objectValues(o), seq);
+    else this.objects.put([this.vid, o.id], objectValues(o), seq, this.floor);
+    this.objectsWritten.add(o.id);
+  }
+
+  /** Writes the object rows changed more than once in this batch (their last state). */
+  private writeObjects(): void {
+    for (const [id, seq] of this.objectsDeferred) {
+      const o = this.objectCache.get(id);
+      if (o) this.objects.put([this.vid, id], objectValues(o), seq, this.floor);
+    }
   }
 
   private setMtime(dirId: string, t: Time, seq: number): void {

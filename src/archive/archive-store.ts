@@ -28,15 +28,15 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { ArchiveError } from '../protocol/archive-api.js';
-import type { DirImage, EntryImage, FileBlocks, SubtreeTotals, VolumeState } from '../protocol/images.js';
-import { BLOCK_SIZE, ROOT_ID, decodeFrames, type Record } from '../protocol/records.js';
+import { deepImageSelection, type DirImage, type EntryImage, type FileBlocks, type RawBlocks, type SubtreeTotals, type VolumeState } from '../protocol/images.js';
+import { BLOCK_SIZE, ROOT_ID, badNameReason, decodeFrames, type Record } from '../protocol/records.js';
 import { Applier } from './apply.js';
 import { FileData } from './file-data.js';
 import { DEFAULT_PACK_LIMIT, Packs } from './packs.js';
 import { openSealedPackStore } from './s3-packs.js';
 import { LIVE, openDatabase } from './schema.js';
 import { attrsOf, isDirMode, isRegMode, type CountsRow, type ObjectRow } from './rows.js';
-import { LIMITS, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkVolume } from './worker-protocol.js';
+import { LIMITS, checkBlockCount, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkVolume } from './worker-protocol.js';
 
 export interface ArchiveStoreOptions {
   /** Roll over to a new pack file past this size (default 256 MiB; tests use small ones). */
@@ -196,6 +196,27 @@ export class ArchiveStore {
   }
 
   /**
+   * The image of `dirId` and, below its subdirectory `name` (or below it,
+   * without a name), the images a program walking down will need, within
+   * DEEP_MAX_IMAGES / DEEP_MAX_ENTRIES (deepImageSelection). One read
+   * transaction: the images are of one committed state.
+   */
+  deepImages(volume: string, dirId: string, name?: string): DirImage[] {
+    checkVolume(volume);
+    checkId(dirId);
+    if (name !== undefined) {
+      const why = badNameReason(name);
+      if (why !== null) throw new ArchiveError('EBADREQ', why);
+    }
+    return this.run(() => this.read(() => {
+      const vid = this.volumeRow(volume).vid;
+      const first = this.image(vid, dirId);
+      if (first === null) throw new ArchiveError('ENOOBJECT', `volume ${volume} has no directory ${dirId}`);
+      return deepImageSelection(first, name, (id) => this.image(vid, id));
+    }));
+  }
+
+  /**
    * Every directory of tiers 0..depth (root = 0), breadth first, one image at
    * a time. Each image is read in a transaction of its own (the stream holds
    * no transaction between images), so a directory removed while the stream
@@ -229,6 +250,29 @@ export class ArchiveStore {
         if (to > from) data.copy(out, from - offset, from - start, to - start);
       }
       return out;
+    }));
+  }
+
+  /**
+   * Blocks first..first+count-1 of a file as stored (holes left out), with
+   * their digests; the bytes are not re-hashed here (pack headers are
+   * checked): the receiver verifies each block against its digest.
+   */
+  readBlocks(volume: string, id: string, first: number, count: number): RawBlocks {
+    checkVolume(volume);
+    checkId(id);
+    checkOffset(first);
+    checkBlockCount(count);
+    return this.run(() => this.read(() => {
+      const v = this.volumeRow(volume);
+      const o = this.regularFile(v, id);
+      const blocks: RawBlocks['blocks'] = [];
+      const parts: Buffer[] = [];
+      for (const b of this.data.readBlocksUnhashed(volume, v.vid, id, first, first + count - 1)) {
+        blocks.push({ index: b.idx, length: b.data.length, digest: b.digest.toString('hex') });
+        parts.push(b.data);
+      }
+      return { id, size: o.size, blocks, data: Buffer.concat(parts) };
     }));
   }
 

@@ -19,6 +19,8 @@ export const PACK_MAGIC = 0x314b4253; // "SBK1" read as u32 LE
 export const BLOCK_HEADER_BYTES = 40;
 /** Roll over to a new pack once the current one reaches this size. */
 export const DEFAULT_PACK_LIMIT = 256 * 1024 * 1024;
+/** Appends gathered in memory before one write (a block is at most 64 KiB + header). */
+const STAGE_BYTES = 1024 * 1024;
 /** Read descriptors kept open (least recently used closed first). */
 const MAX_READ_FDS = 32;
 
@@ -64,6 +66,10 @@ export class Packs {
   /** The transaction's append state; null outside a write transaction. */
   private writing: { pack: number; fd: number; position: number; appended: boolean; created: boolean } | null = null;
 
+  /** Appends not written yet (copies), for the file from `stagedAt` on. */
+  private readonly staged = new Staged();
+  private stagedAt = 0;
+
   constructor(readonly dir: string, private readonly limit = DEFAULT_PACK_LIMIT, readonly sealed?: PackStore) {}
 
   /** Starts appending to `pack` (the database's current pack), at its real length. */
@@ -91,9 +97,18 @@ export class Packs {
     header.writeUInt32LE(data.length, 4);
     digest.copy(header, 8);
     const offset = w.position;
-    writeFully(w.fd, header, offset);
-    writeFully(w.fd, data, offset + BLOCK_HEADER_BYTES);
-    w.position += BLOCK_HEADER_BYTES + data.length;
+    // Small appends gather in a buffer written with one call when it fills or
+    // before anything needs them (sync, a read, the next pack): a batch of
+    // small files costs a few writes, not one per block.
+    const size = BLOCK_HEADER_BYTES + data.length;
+    if (this.staged.length + size > STAGE_BYTES) this.writeStaged();
+    if (size > STAGE_BYTES) {
+      writeFully(w.fd, Buffer.concat([header, data]), offset);
+    } else {
+      if (this.staged.length === 0) this.stagedAt = offset;
+      this.staged.push(header, data);
+    }
+    w.position += size;
     w.appended = true;
     return { pack: w.pack, offset, length: data.length };
   }
@@ -113,6 +128,7 @@ export class Packs {
 
   /** Ends the transaction's append state (after COMMIT or ROLLBACK). */
   abort(): void {
+    this.staged.take();
     if (this.writing !== null) fs.closeSync(this.writing.fd);
     this.writing = null;
   }
@@ -120,8 +136,11 @@ export class Packs {
   /**
    * The block at `loc`, verified: header and sha256 must match `digest`.
    * `what` names the block in the error (volume, object, index).
+   * `hash` false: the header is checked, the data is not re-hashed (for a
+   * reader that verifies the bytes against `digest` itself).
    */
-  read(loc: BlockLocation, digest: Buffer, what: string): Buffer {
+  read(loc: BlockLocation, digest: Buffer, what: string, hash = true): Buffer {
+    this.writeStaged(); // a block appended in this transaction may be read back
     const fd = this.readFd(loc.pack, what);
     let buf: Buffer = Buffer.allocUnsafe(BLOCK_HEADER_BYTES + loc.length);
     let got = 0;
@@ -146,7 +165,7 @@ export class Packs {
     if (got < buf.length) throw corrupt('pack ends inside the block');
     if (buf.readUInt32LE(0) !== PACK_MAGIC || buf.readUInt32LE(4) !== loc.length || !buf.subarray(8, 40).equals(digest)) throw corrupt('block header does not match');
     const data = buf.subarray(BLOCK_HEADER_BYTES);
-    if (!sha256(data).equals(digest)) throw corrupt('sha256 mismatch');
+    if (hash && !sha256(data).equals(digest)) throw corrupt('sha256 mismatch');
     return data;
   }
 
@@ -192,7 +211,13 @@ export class Packs {
     return { pack, fd, position: fs.fstatSync(fd).size, appended: false, created };
   }
 
+  private writeStaged(): void {
+    if (this.staged.length === 0 || this.writing === null) return;
+    writeFully(this.writing.fd, this.staged.take(), this.stagedAt);
+  }
+
   private finishPack(w: { fd: number; appended: boolean; created: boolean }): void {
+    this.writeStaged();
     if (w.appended) fs.fsyncSync(w.fd);
     if (w.created) fsyncDir(this.dir);
   }
@@ -221,6 +246,24 @@ export class Packs {
       fs.closeSync(oldFd);
     }
     return fd;
+  }
+}
+
+/** Bytes gathered for one write: copies of what was appended (the caller may reuse its buffers). */
+class Staged {
+  private buf: Buffer | null = null; // allocated on the first append
+  length = 0;
+
+  push(...parts: Buffer[]): void {
+    const buf = (this.buf ??= Buffer.allocUnsafe(STAGE_BYTES));
+    for (const p of parts) this.length += p.copy(buf, this.length);
+  }
+
+  /** The gathered bytes (valid until the next push), and empties it. */
+  take(): Buffer {
+    const out = this.buf === null ? Buffer.alloc(0) : this.buf.subarray(0, this.length);
+    this.length = 0;
+    return out;
   }
 }
 

@@ -1,7 +1,7 @@
 // HTTP/2 plumbing for the archive server: answering with JSON or an error,
 // reading a request body under a bound while it streams in, waiting for a
 // stream to drain, and the table from ArchiveError codes to HTTP statuses.
-import { constants, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { constants, type ServerHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { ArchiveError, type ArchiveErrorCode } from '../protocol/archive-api.js';
 
 /** The wire protocol this server speaks; sent on every response, checked by clients. */
@@ -46,13 +46,14 @@ export function sendJson(stream: ServerHttp2Stream, status: number, body: unknow
   stream.end(data);
 }
 
-export function sendBytes(stream: ServerHttp2Stream, data: Buffer): void {
+export function sendBytes(stream: ServerHttp2Stream, data: Buffer, extra: OutgoingHttpHeaders = {}): void {
   if (!usable(stream)) return;
   stream.respond({
     ':status': 200,
     'content-type': 'application/octet-stream',
     'content-length': data.length,
     [PROTOCOL_HEADER]: PROTOCOL_VERSION,
+    ...extra,
   });
   stream.end(data);
 }

@@ -15,14 +15,14 @@ import http2, { constants, type Http2Session, type Http2Server, type Http2Secure
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log/logger.js';
 import { ArchiveError } from '../protocol/archive-api.js';
-import type { DirImage } from '../protocol/images.js';
+import { encodeRawBlocks, type DirImage } from '../protocol/images.js';
 import type { TokenCheck } from './server-auth.js';
 import { drained, Gate, HttpError, PROTOCOL_HEADER, PROTOCOL_VERSION, readBody, sendBytes, sendError, sendJson, STATUS_OF } from './server-http.js';
 import { WorkerArchiveClient } from './worker-client.js';
 import { WorkerSnapshotClient } from './snapshot-worker-client.js';
 import { parseAlert } from '../alerts/alertmanager.js';
 import { isSnapshotId } from '../protocol/snapshot-api.js';
-import { checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkVolume, LIMITS, toWireError } from './worker-protocol.js';
+import { checkBlockCount, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkOptionalName, checkVolume, LIMITS, toWireError } from './worker-protocol.js';
 import { join } from 'node:path';
 import { isArchiveError } from '../protocol/archive-api.js';
 import { LeaseTable } from './leases.js';
@@ -79,7 +79,7 @@ const EPOCH_CACHE_MS = 5000;
 interface Route {
   volume?: string;
   id?: string;
-  kind: 'hello' | 'volume' | 'journal' | 'fence' | 'dir' | 'tiers' | 'data' | 'blocks' | 'lease' | 'lease-release' | 'release' | 'leases'
+  kind: 'hello' | 'volume' | 'journal' | 'fence' | 'dir' | 'deep' | 'tiers' | 'data' | 'blocks' | 'raw' | 'lease' | 'lease-release' | 'release' | 'leases'
     | 'targets' | 'snapshots' | 'snapshot' | 'snapshot-verify' | 'alerts' | 'gc' | 'vol-snapshots' | 'snapshot-choice' | 'rollback' | 'conditions';
   snapshot?: string;
   query: URLSearchParams;
@@ -417,6 +417,11 @@ export class ArchiveServer {
       case 'dir':
         if (method !== 'GET') throw notAllowed();
         return sendJson(stream, 200, await this.store.dirImage(volume, route.id!));
+      case 'deep': {
+        if (method !== 'GET') throw notAllowed();
+        const name = route.query.get('name');
+        return sendJson(stream, 200, await this.store.deepImages(volume, route.id!, name === null ? undefined : checkOptionalName(name)));
+      }
       case 'blocks':
         if (method !== 'GET') throw notAllowed();
         return sendJson(stream, 200, await this.store.fileBlocks(volume, route.id!));
@@ -425,6 +430,12 @@ export class ArchiveServer {
         const offset = checkOffset(queryInt(route.query, 'offset'));
         const length = checkLength(queryInt(route.query, 'length'));
         return sendBytes(stream, await this.store.readRange(volume, route.id!, offset, length));
+      }
+      case 'raw': {
+        if (method !== 'GET') throw notAllowed();
+        const first = checkOffset(queryInt(route.query, 'first'));
+        const count = checkBlockCount(queryInt(route.query, 'count'));
+        return sendBytes(stream, Buffer.concat(encodeRawBlocks(await this.store.readBlocks(volume, route.id!, first, count))));
       }
       case 'tiers':
         if (method !== 'GET') throw notAllowed();
@@ -602,7 +613,8 @@ export function parseRoute(path: string | undefined): Route {
   if (rest.length === 1 && rest[0] === 'rollback') return { kind: 'rollback', volume, query };
   if (rest.length === 1 && rest[0] === 'conditions') return { kind: 'conditions', volume, query };
   if (rest.length === 2 && rest[0] === 'dirs') return { kind: 'dir', volume, id: checkId(rest[1]), query };
-  if (rest.length === 3 && rest[0] === 'objects' && (rest[2] === 'data' || rest[2] === 'blocks')) {
+  if (rest.length === 3 && rest[0] === 'dirs' && rest[2] === 'deep') return { kind: 'deep', volume, id: checkId(rest[1]), query };
+  if (rest.length === 3 && rest[0] === 'objects' && (rest[2] === 'data' || rest[2] === 'blocks' || rest[2] === 'raw')) {
     return { kind: rest[2], volume, id: checkId(rest[1]), query };
   }
   throw ROUTE_404();

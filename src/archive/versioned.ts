@@ -32,7 +32,18 @@ export class VersionedTable {
   /** Makes `values` the current row of `key` as of record `seq`. */
   put(key: readonly Value[], values: readonly Value[], seq: number, floor: number): void {
     if (this.inPlace.run(...values, seq, ...key, floor).changes > 0) return;
-    this.closeLive.run(seq, ...key); // a row a snapshot pins, if any
+    // A row a snapshot pins, if any (with no snapshot, seq_from > floor holds for every row: none).
+    if (floor >= 0) this.closeLive.run(seq, ...key);
+    this.insert.run(...key, LIVE, seq, ...values);
+  }
+
+  /**
+   * Makes `values` the current row of `key` when the caller knows it has no
+   * current row (a new object, a name just cleared): one INSERT instead of
+   * put's two UPDATEs that find nothing. A current row would make it fail
+   * (primary key), never silently keep two.
+   */
+  insertNew(key: readonly Value[], values: readonly Value[], seq: number): void {
     this.insert.run(...key, LIVE, seq, ...values);
   }
 
@@ -42,7 +53,7 @@ export class VersionedTable {
    */
   remove(keyPrefix: readonly Value[], seq: number, floor: number): number {
     const r = this.remover(keyPrefix.length);
-    const closed = r.close.run(seq, ...keyPrefix, floor).changes;
+    const closed = floor >= 0 ? r.close.run(seq, ...keyPrefix, floor).changes : 0;
     return closed + r.del.run(...keyPrefix).changes;
   }
 

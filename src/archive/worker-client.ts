@@ -5,7 +5,7 @@
 // every pending call with EARCHIVE; the next call starts a new one.
 import { Worker } from 'node:worker_threads';
 import { ArchiveError, type ArchiveClient, type ShipResult } from '../protocol/archive-api.js';
-import type { DirImage, FileBlocks, VolumeState } from '../protocol/images.js';
+import type { DirImage, FileBlocks, RawBlocks, VolumeState } from '../protocol/images.js';
 import type { FenceOptions, LeaseGrant, LeaseRelease, LeaseRenewal, VolumeLease } from '../protocol/leases.js';
 import type { ObjectId } from '../protocol/records.js';
 import type { WorkerData } from './worker.js';
@@ -114,10 +114,20 @@ export class WorkerArchiveClient implements ArchiveClient {
     return (await this.call('dirImage', [volume, dirId])) as DirImage;
   }
 
+  async deepImages(volume: string, dirId: ObjectId, name?: string): Promise<DirImage[]> {
+    return (await this.call('deepImages', name === undefined ? [volume, dirId] : [volume, dirId, name])) as DirImage[];
+  }
+
   async readRange(volume: string, id: ObjectId, offset: number, length: number): Promise<Buffer> {
     const msg = await this.send(this.nextId++, [{ type: 'call', id: 0, method: 'readRange', args: [volume, id, offset, length] }]);
     if (msg.type !== 'result' || !msg.bytes) throw new ArchiveError('EARCHIVE', 'readRange answered without data');
     return Buffer.from(msg.bytes);
+  }
+
+  async readBlocks(volume: string, id: ObjectId, first: number, count: number): Promise<RawBlocks> {
+    const msg = await this.send(this.nextId++, [{ type: 'call', id: 0, method: 'readBlocks', args: [volume, id, first, count] }]);
+    if (msg.type !== 'result' || !msg.bytes) throw new ArchiveError('EARCHIVE', 'readBlocks answered without data');
+    return { ...(msg.result as Omit<RawBlocks, 'data'>), data: Buffer.from(msg.bytes) };
   }
 
   async fileBlocks(volume: string, id: ObjectId): Promise<FileBlocks> {

@@ -2,8 +2,8 @@
 // worker (worker.ts), and the argument checks the worker makes before any
 // call reaches the store. Kept apart so both sides share one definition.
 import type { DirImage } from '../protocol/images.js';
-import { badVolumeNameReason } from '../protocol/images.js';
-import { isObjectId } from '../protocol/records.js';
+import { MAX_RAW_BLOCKS, badVolumeNameReason } from '../protocol/images.js';
+import { badNameReason, isObjectId } from '../protocol/records.js';
 import { ArchiveError, type ArchiveErrorCode } from '../protocol/archive-api.js';
 
 /** Bounds every transport enforces, whoever the caller is. */
@@ -20,7 +20,7 @@ export const LIMITS = {
 export const TIER_CHUNK_IMAGES = 64;
 export const TIER_CHUNK_ENTRIES = 4096;
 
-export type UnaryMethod = 'open' | 'volumeState' | 'createVolume' | 'ship' | 'fence' | 'dirImage' | 'readRange' | 'fileBlocks' | 'listVolumes';
+export type UnaryMethod = 'open' | 'volumeState' | 'createVolume' | 'ship' | 'fence' | 'dirImage' | 'deepImages' | 'readBlocks' | 'readRange' | 'fileBlocks' | 'listVolumes';
 
 export type ToWorker =
   | { type: 'call'; id: number; method: UnaryMethod; args: unknown[]; bytes?: ArrayBuffer }
@@ -53,6 +53,14 @@ export function checkId(id: unknown): string {
   return id;
 }
 
+/** A directory entry name, or undefined (absent). */
+export function checkOptionalName(v: unknown): string | undefined {
+  if (v === undefined) return undefined;
+  const why = badNameReason(v);
+  if (why !== null) throw bad(why);
+  return v as string;
+}
+
 function checkUint(v: unknown, what: string, max: number): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > max) throw bad(`${what} must be an integer 0..${max}`);
   return v;
@@ -62,6 +70,11 @@ export const checkEpoch = (v: unknown): number => checkUint(v, 'epoch', Number.M
 export const checkDepth = (v: unknown): number => checkUint(v, 'depth', LIMITS.maxDepth);
 export const checkOffset = (v: unknown): number => checkUint(v, 'offset', Number.MAX_SAFE_INTEGER);
 export const checkLength = (v: unknown): number => checkUint(v, 'length', LIMITS.maxReadBytes);
+export const checkBlockCount = (v: unknown): number => {
+  const n = checkUint(v, 'block count', MAX_RAW_BLOCKS);
+  if (n === 0) throw bad('block count must be at least 1');
+  return n;
+};
 
 /** Why a ship body cannot be a batch before decoding it, or null. */
 export function shipSizeReason(bytes: number): string | null {

@@ -8,7 +8,7 @@ import { ArchiveError } from '../protocol/archive-api.js';
 import type { DirImage } from '../protocol/images.js';
 import { ArchiveStore } from './archive-store.js';
 import {
-  checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkVolume, ownArrayBuffer, shipSizeReason, toWireError,
+  checkBlockCount, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkOptionalName, checkVolume, ownArrayBuffer, shipSizeReason, toWireError,
   TIER_CHUNK_ENTRIES, TIER_CHUNK_IMAGES,
   type FromWorker, type ToWorker, type UnaryMethod,
 } from './worker-protocol.js';
@@ -37,6 +37,11 @@ function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
   port!.postMessage(msg, transfer);
 }
 
+/** An answer of JSON and bytes: the bytes cross as a transferred ArrayBuffer. */
+class WithBytes {
+  constructor(readonly meta: unknown, readonly bytes: Buffer) {}
+}
+
 function callStore(method: UnaryMethod, args: unknown[], bytes: ArrayBuffer | undefined): unknown {
   switch (method) {
     case 'open':
@@ -60,6 +65,12 @@ function callStore(method: UnaryMethod, args: unknown[], bytes: ArrayBuffer | un
       return theStore().fence(checkVolume(args[0]));
     case 'dirImage':
       return theStore().dirImage(checkVolume(args[0]), checkId(args[1]));
+    case 'deepImages':
+      return theStore().deepImages(checkVolume(args[0]), checkId(args[1]), checkOptionalName(args[2]));
+    case 'readBlocks': {
+      const { data, ...meta } = theStore().readBlocks(checkVolume(args[0]), checkId(args[1]), checkOffset(args[2]), checkBlockCount(args[3]));
+      return new WithBytes(meta, data);
+    }
     case 'readRange':
       return theStore().readRange(checkVolume(args[0]), checkId(args[1]), checkOffset(args[2]), checkLength(args[3]));
     case 'fileBlocks':
@@ -74,7 +85,10 @@ function callStore(method: UnaryMethod, args: unknown[], bytes: ArrayBuffer | un
 function onCall(id: number, method: UnaryMethod, args: unknown[], bytes: ArrayBuffer | undefined): void {
   try {
     const result = callStore(method, args, bytes);
-    if (Buffer.isBuffer(result)) {
+    if (result instanceof WithBytes) {
+      const ab = ownArrayBuffer(result.bytes);
+      post({ type: 'result', id, result: result.meta, bytes: ab }, [ab]);
+    } else if (Buffer.isBuffer(result)) {
       // A copy of our own to transfer: the store may keep the buffer it returned (a cache).
       const ab = ownArrayBuffer(result);
       post({ type: 'result', id, result: null, bytes: ab }, [ab]);

@@ -2,7 +2,7 @@
 // an archive, whatever the transport: in-process for `file://DIR`, HTTP/2 for
 // `strata://HOST:PORT` and `stratas://HOST:PORT`. Errors carry a `.code`.
 import type { ObjectId } from './records.js';
-import type { DirImage, FileBlocks, VolumeState } from './images.js';
+import type { DirImage, FileBlocks, RawBlocks, VolumeState } from './images.js';
 import type { FenceOptions, LeaseGrant, LeaseRelease, LeaseRenewal, VolumeLease } from './leases.js';
 
 export type ArchiveErrorCode =
@@ -77,10 +77,24 @@ export interface ArchiveClient {
   releaseVolume(volume: string): Promise<VolumeLease>;
   /** One directory's image; ENOOBJECT when the id is not a directory of the volume. */
   dirImage(volume: string, dirId: ObjectId): Promise<DirImage>;
+  /**
+   * In one request, the image of directory `dirId` (ENOOBJECT when it is not
+   * one) and the images a program walking down from it will need: of its
+   * subdirectory `name` and the directories below that (without a name:
+   * below `dirId`), breadth first, within DEEP_MAX_IMAGES / DEEP_MAX_ENTRIES
+   * (images.ts, deepImageSelection). The first image is `dirId`'s.
+   */
+  deepImages(volume: string, dirId: ObjectId, name?: string): Promise<DirImage[]>;
   /** Every directory image of tiers 0..depth (root = 0), parents before children, streamed. */
   tierImages(volume: string, depth: number): AsyncIterable<DirImage>;
   /** Up to `length` bytes of a file from `offset` (short at end of file; holes read as zeros). */
   readRange(volume: string, id: ObjectId, offset: number, length: number): Promise<Buffer>;
+  /**
+   * Blocks first..first+count-1 of a file as stored (holes left out) with
+   * their digests, NOT verified by the archive: the caller checks every
+   * block against its digest (`verifiedRange`) before using a byte.
+   */
+  readBlocks(volume: string, id: ObjectId, first: number, count: number): Promise<RawBlocks>;
   /** The block digests of a file. */
   fileBlocks(volume: string, id: ObjectId): Promise<FileBlocks>;
   close(): Promise<void>;

@@ -22,7 +22,7 @@ import { LRUCache } from 'lru-cache';
 import * as native from '../native/index.js';
 import { FsError } from '../core/errno.js';
 import type { RestoreHooks } from '../core/restore-hooks.js';
-import { isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
+import { ArchiveError, isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import { BLOCK_SIZE, ROOT_ID, isZero, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import {
@@ -30,7 +30,7 @@ import {
   removeTimesRecord, settleTimesRecord, timesDir, writeTimesRecord, type BlockMap, type FileTimes,
 } from '../store/restore-marks.js';
 import { materialiseEntries, materialiseOne } from './materialise.js';
-import type { DirImage, EntryImage } from '../protocol/images.js';
+import { BlockDigestError, verifiedRange, type DirImage, type EntryImage } from '../protocol/images.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
 import { FetchScheduler, type FetchGroup } from './fetch-scheduler.js';
@@ -552,7 +552,7 @@ export class OnDemandRestore implements RestoreHooks {
   private async wholeFile(entry: EntryImage, group: FetchGroup): Promise<Buffer | null> {
     const data = await this.scheduler.optional(entry.attrs.size, () => {
       this.stats.rangeFetches++;
-      return this.bounded(this.client.readRange(this.volume, entry.id, 0, entry.attrs.size), `file ${entry.id}`);
+      return this.bounded(this.readVerified(entry.id, 0, entry.attrs.size), `file ${entry.id}`);
     }, group);
     if (data === null) return null;
     this.stats.bytesFetched += data.length;
@@ -600,19 +600,40 @@ export class OnDemandRestore implements RestoreHooks {
   /**
    * A directory's image (fetched once for concurrent callers, kept while its
    * directory is pending); `group`: for the background restore.
+   *
+   * A program's fetch is one deep request (`deepImages`): with the image it
+   * brings those of the directories below (below `name`, the entry being
+   * looked up, when given), so a program walking down a path of pending
+   * directories waits for one round trip, not one per tier. They are only
+   * cached: each directory is still materialised one looked-up entry at a
+   * time, as it is met, exactly as with an image fetched alone.
    */
-  private async imageOf(id: ObjectId, group: FetchGroup | null = null): Promise<CachedImage> {
+  private async imageOf(id: ObjectId, group: FetchGroup | null = null, name?: string): Promise<CachedImage> {
     const cached = this.images.get(id);
     if (cached !== undefined) return cached;
     let p = this.imagesInFlight.get(id);
     if (p === undefined) {
-      const fetch = (): Promise<DirImage> => this.bounded(this.client.dirImage(this.volume, id), `directory ${id}`);
-      p = (group === null ? fetch() : this.scheduler.background(IMAGE_FETCH_BYTES, fetch, group)).then((image) => {
-        this.stats.dirFetches++;
+      const keep = (image: DirImage): CachedImage => {
         const c: CachedImage = { image, byName: new Map(image.entries.map((e) => [e.name, e])) };
-        this.images.set(id, c);
+        this.images.set(image.id, c);
         return c;
-      }).finally(() => this.imagesInFlight.delete(id));
+      };
+      if (group === null) {
+        p = this.bounded(this.client.deepImages(this.volume, id, name), `directory ${id}`).then((images) => {
+          this.stats.dirFetches++;
+          const first = images[0];
+          if (first === undefined || first.id !== id) throw new FsError('EIO', `deep images of directory ${id}: the archive answered with another directory`);
+          // Those below are kept unless cached or on their way already (the same archive state: only this primary changes it, and never a pending directory's entries).
+          for (const image of images.slice(1)) if (!this.images.has(image.id) && !this.imagesInFlight.has(image.id)) keep(image);
+          return keep(first);
+        });
+      } else {
+        p = this.scheduler.background(IMAGE_FETCH_BYTES, () => this.bounded(this.client.dirImage(this.volume, id), `directory ${id}`), group).then((image) => {
+          this.stats.dirFetches++;
+          return keep(image);
+        });
+      }
+      p = p.finally(() => this.imagesInFlight.delete(id));
       this.imagesInFlight.set(id, p);
     }
     return p;
@@ -643,7 +664,7 @@ export class OnDemandRestore implements RestoreHooks {
     const id = await this.dirIdOf(parentRel);
     this.promote(id);
     await this.withDir(parentRel, id, async (dir) => {
-      const { image, byName } = await this.imageOf(id);
+      const { image, byName } = await this.imageOf(id, null, name);
       const entry = byName.get(name);
       if (entry === undefined) return;
       if (await materialiseOne(dir.base, entry, {
@@ -716,7 +737,7 @@ export class OnDemandRestore implements RestoreHooks {
     const length = Math.min((b + 1) * BLOCK_SIZE, map.remoteSize) - offset;
     const fetch = (): Promise<Buffer> => {
       this.stats.rangeFetches++;
-      return this.bounded(this.client.readRange(this.volume, id, offset, length), `file ${id} bytes ${offset}+${length}`);
+      return this.bounded(this.readVerified(id, offset, length), `file ${id} bytes ${offset}+${length}`);
     };
     // Not durable at once: the background restore's (restoreFileData), in its lane.
     const data = await (durable ? fetch() : this.scheduler.background(length, fetch, group));
@@ -909,6 +930,29 @@ export class OnDemandRestore implements RestoreHooks {
     this.locks.set(id, tail);
     void tail.then(() => { if (this.locks.get(id) === tail) this.locks.delete(id); });
     return next;
+  }
+
+  /**
+   * Bytes [offset, offset + length) of a file (short at the archive's end of
+   * file, holes as zeros), every block checked here against its sha256
+   * digest: the archive sends pack bytes without re-hashing them. A block
+   * that does not match is ECORRUPT (the read that needs it fails with EIO,
+   * logged; its bytes are never written or returned).
+   */
+  private async readVerified(id: ObjectId, offset: number, length: number): Promise<Buffer> {
+    if (length <= 0) return Buffer.alloc(0);
+    const first = Math.floor(offset / BLOCK_SIZE);
+    const count = Math.floor((offset + length - 1) / BLOCK_SIZE) - first + 1;
+    const raw = await this.client.readBlocks(this.volume, id, first, count);
+    try {
+      return await verifiedRange(raw, offset, length);
+    } catch (err) {
+      if (err instanceof BlockDigestError) {
+        this.log.error({ id, block: err.index, err: err.message }, 'restore: a block from the archive failed its digest check; not used');
+        throw new ArchiveError('ECORRUPT', err.message);
+      }
+      throw err;
+    }
   }
 
   /** The archive's answer within the time bound; EIO (and a warning) otherwise. */

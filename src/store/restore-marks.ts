@@ -228,7 +228,14 @@ export async function readBlockMap(privateDir: string, id: ObjectId): Promise<Bl
 
 /** Writes a fresh map (no block present) for `id`, replacing any. */
 export async function writeEmptyMap(privateDir: string, id: ObjectId, remoteSize: number): Promise<void> {
-  await fs.promises.writeFile(mapPath(privateDir, id), emptyMapBytes(remoteSize), { mode: 0o600 });
+  // Written aside and renamed into place: a kill -9 mid-write must not leave
+  // a torn map (the recover-times drill found one, from a stub being built
+  // while another crash point fired; a file then created whole never
+  // rewrites it, and a torn map fails every pass of the background restore).
+  // A temporary left by a crash is outside the maps directory: never read.
+  const tmp = join(privateDir, 'restore', `.map-${id}.tmp`);
+  await fs.promises.writeFile(tmp, emptyMapBytes(remoteSize), { mode: 0o600 });
+  await fs.promises.rename(tmp, mapPath(privateDir, id));
 }
 
 /** Marks blocks [first, last] present in the map file (the caller made their bytes durable first). */

@@ -18,7 +18,7 @@ import { crc32 } from 'node:zlib';
 import type { ArchiveStore, ArchiveStoreOptions } from '../../src/archive/archive-store.js';
 import { LIVE } from '../../src/archive/schema.js';
 import { isArchiveError, type ArchiveErrorCode } from '../../src/protocol/archive-api.js';
-import type { DirImage } from '../../src/protocol/images.js';
+import { BlockDigestError, DEEP_MAX_ENTRIES, DEEP_MAX_IMAGES, verifiedRange, type DirImage } from '../../src/protocol/images.js';
 import { BLOCK_SIZE, ROOT_ID, encodeRecord, type Attrs, type NewRecord, type Record, type Time } from '../../src/protocol/records.js';
 import { MemoryArchive } from './memory-archive.js';
 
@@ -408,7 +408,7 @@ test('identical blocks are stored once, across files and volumes', (t) => {
   db.close();
 });
 
-test('a corrupted byte in a pack fails the read with ECORRUPT; other files still read', (t) => {
+test('a corrupted byte in a pack fails the read with ECORRUPT (readRange) or the receiver\'s digest check (readBlocks); other files still read', async (t) => {
   const { store, ship, dir } = fresh(t);
   const [f, g] = [newId(), newId()];
   const fData = pattern(BLOCK_SIZE + 1000, 3);
@@ -420,6 +420,15 @@ test('a corrupted byte in a pack fails the read with ECORRUPT; other files still
   const again = B.open(dir);
   t.teardown(() => again.close());
   throwsCode(t, () => again.readRange(VOL, f, 0, 10), 'ECORRUPT', new RegExp(`volume ${VOL} object ${f} block 0`));
+  // readBlocks sends pack bytes without re-hashing them: the corrupt byte goes out, with the
+  // digest it must match, and the receiver's check (verifiedRange) refuses the block.
+  const raw = again.readBlocks(VOL, f, 0, 2);
+  t.deepEqual(raw.blocks.map((b) => [b.index, b.length]), [[0, BLOCK_SIZE], [1, 1000]]);
+  t.not(raw.data[12345], fData[12345], 'the corrupt byte is sent as it is stored');
+  const refused = await t.throwsAsync(verifiedRange(raw, 0, 10));
+  t.true(refused instanceof BlockDigestError && refused.index === 0, String(refused));
+  t.deepEqual(await verifiedRange(again.readBlocks(VOL, f, 1, 1), BLOCK_SIZE, 1000), fData.subarray(BLOCK_SIZE), 'the intact block passes');
+  t.deepEqual(await verifiedRange(again.readBlocks(VOL, g, 0, 1), 0, 5000), gData);
   t.deepEqual(again.readRange(VOL, f, BLOCK_SIZE, 1000), fData.subarray(BLOCK_SIZE), 'the intact block of the same file');
   t.deepEqual(again.readRange(VOL, g, 0, 5000), gData);
   // A partial write onto the corrupt block would mix corrupt bytes in: refused.
@@ -543,6 +552,30 @@ test('tierImages yields tiers 0..depth breadth first, parents before children', 
   const first = [...store.tierImages(VOL, 1)][1]!;
   const { tier: _tier, ...rest } = first;
   t.deepEqual(rest, store.dirImage(VOL, a), 'a tier image is the directory image');
+});
+
+test('deepImages: the directory, then below the named subdirectory breadth first, within the entry and image bounds', (t) => {
+  const { store, ship } = fresh(t);
+  const [a, b, c, d, side, f] = [newId(), newId(), newId(), newId(), newId(), newId()];
+  ship.send(mkdir(ROOT_ID, 'a', a), mkdir(a, 'b', b), mkdir(b, 'c', c), mkdir(c, 'd', d), mkdir(ROOT_ID, 'side', side), mkfile(b, 'f', f));
+  const ids = (imgs: DirImage[]): string[] => imgs.map((i) => i.id);
+  t.deepEqual(ids(store.deepImages(VOL, ROOT_ID, 'a')), [ROOT_ID, a, b, c, d], 'below a only: side is left out');
+  t.deepEqual(store.deepImages(VOL, a, 'b')[0], store.dirImage(VOL, a), 'the first is the directory asked for');
+  t.deepEqual(ids(store.deepImages(VOL, ROOT_ID)), [ROOT_ID, a, side, b, c, d], 'without a name: everything below, breadth first');
+  t.deepEqual(ids(store.deepImages(VOL, ROOT_ID, 'missing')), [ROOT_ID], 'a name it lacks: only the directory');
+  t.deepEqual(ids(store.deepImages(VOL, b, 'f')), [b], 'a file: only the directory');
+  throwsCode(t, () => store.deepImages(VOL, f), 'ENOOBJECT');
+  throwsCode(t, () => store.deepImages(VOL, ROOT_ID, '../x'), 'EBADREQ');
+  throwsCode(t, () => store.deepImages('nope', ROOT_ID, 'a'), 'ENOVOLUME');
+  // Bounds: a wide directory of DEEP_MAX_ENTRIES files stops the walk after it; 100 small directories stop at DEEP_MAX_IMAGES.
+  const wide = newId();
+  const many = newId();
+  const recs: NewRecord[] = [mkdir(ROOT_ID, 'wide', wide), mkdir(wide, 'next', newId()), mkdir(ROOT_ID, 'many', many)];
+  for (let i = 0; i < DEEP_MAX_ENTRIES; i++) recs.push(mkfile(wide, `f${i}`, newId()));
+  for (let i = 0; i < 100; i++) recs.push(mkdir(many, `d${i}`, newId()));
+  for (let i = 0; i < recs.length; i += 1000) ship.send(...recs.slice(i, i + 1000));
+  t.deepEqual(ids(store.deepImages(VOL, ROOT_ID, 'wide')), [ROOT_ID, wide], 'the named directory always goes; nothing past the entry bound');
+  t.is(store.deepImages(VOL, ROOT_ID, 'many').length, DEEP_MAX_IMAGES);
 });
 
 test('reopening sees the same state; packs roll over at the limit', (t) => {

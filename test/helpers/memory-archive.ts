@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ArchiveError, type ArchiveClient, type ShipResult } from '../../src/protocol/archive-api.js';
 import { openArchiveClient } from '../../src/archive-client/open-archive.js';
-import type { DirImage, EntryImage, FileBlocks, VolumeState } from '../../src/protocol/images.js';
+import { deepImageSelection, type DirImage, type EntryImage, type FileBlocks, type RawBlocks, type VolumeState } from '../../src/protocol/images.js';
 import type { LeaseGrant, LeaseRelease, LeaseRenewal, VolumeLease } from '../../src/protocol/leases.js';
 import { BLOCK_SIZE, ROOT_ID, decodeFrames, encodeRecord, type Attrs, type NewRecord, type ObjectId, type Record } from '../../src/protocol/records.js';
 
@@ -105,9 +105,20 @@ export class MemoryArchive implements ArchiveClient {
   }
 
   async dirImage(volume: string, dirId: ObjectId): Promise<DirImage> {
+    const img = this.imageNow(volume, dirId);
+    if (img === null) throw new ArchiveError('ENOOBJECT', `no directory ${dirId}`);
+    return img;
+  }
+
+  async deepImages(volume: string, dirId: ObjectId, name?: string): Promise<DirImage[]> {
+    const first = await this.dirImage(volume, dirId);
+    return deepImageSelection(first, name, (id) => this.imageNow(volume, id));
+  }
+
+  private imageNow(volume: string, dirId: ObjectId): DirImage | null {
     const v = this.vol(volume);
     const d = v.objects.get(dirId);
-    if (!d || !isDir(d)) throw new ArchiveError('ENOOBJECT', `no directory ${dirId}`);
+    if (!d || !isDir(d)) return null;
     const entries: EntryImage[] = [];
     for (const [name, id] of d.children!) {
       const o = v.objects.get(id)!;
@@ -144,6 +155,25 @@ export class MemoryArchive implements ArchiveClient {
       off += n;
     }
     return out;
+  }
+
+  /**
+   * The stored blocks with the digests of what was stored, their bytes taken
+   * through `readRange` (so a subclass that fails or alters readRange acts
+   * on these too, as an archive that sends unverified pack bytes would).
+   */
+  async readBlocks(volume: string, id: ObjectId, first: number, count: number): Promise<RawBlocks> {
+    const o = this.file(volume, id);
+    const bytes = await this.readRange(volume, id, first * BLOCK_SIZE, Math.max(0, Math.min(count * BLOCK_SIZE, o.attrs.size - first * BLOCK_SIZE)));
+    const blocks: RawBlocks['blocks'] = [];
+    const parts: Buffer[] = [];
+    for (const [index, b] of [...o.blocks!].sort((x, y) => x[0] - y[0])) {
+      const length = Math.min(BLOCK_SIZE, o.attrs.size - index * BLOCK_SIZE);
+      if (index < first || index >= first + count || length <= 0) continue;
+      blocks.push({ index, length, digest: createHash('sha256').update(b.subarray(0, length)).digest('hex') });
+      parts.push(bytes.subarray((index - first) * BLOCK_SIZE, (index - first) * BLOCK_SIZE + length));
+    }
+    return { id, size: o.attrs.size, blocks, data: Buffer.concat(parts) };
   }
 
   async fileBlocks(volume: string, id: ObjectId): Promise<FileBlocks> {

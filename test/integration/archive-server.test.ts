@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openArchiveClient } from '../../src/archive-client/open-archive.js';
 import { isArchiveError, type ArchiveClient, type ArchiveErrorCode } from '../../src/protocol/archive-api.js';
-import type { DirImage } from '../../src/protocol/images.js';
+import { verifiedRange, type DirImage } from '../../src/protocol/images.js';
 import { encodeRecord, ROOT_ID, type Attrs, type NewRecord, type ObjectId, type Record as StrataRecord } from '../../src/protocol/records.js';
 import { startArchiveServer, type ArchiveServer } from '../helpers/archive.js';
 import { strata } from '../helpers/mount.js';
@@ -99,6 +99,15 @@ const checks: [string, Check][] = [
     t.is(Buffer.from(e!.xattrs['user.k'] ?? '', 'base64').toString(), 'v');
     await rejectsWith(t, c.ship(v, 1, batch(b.last + 2, [mkfile(ROOT_ID, 'late', newId())]).frames), 'EGAP', 'a batch past a gap');
     await rejectsWith(t, c.dirImage(v, id), 'ENOOBJECT', 'dirImage of a file');
+    t.deepEqual(await c.deepImages(v, ROOT_ID, 'hello.bin'), [root], 'deepImages below a file: the directory alone');
+    t.deepEqual(await c.deepImages(v, ROOT_ID), [root], 'deepImages of a directory without subdirectories');
+    await rejectsWith(t, c.deepImages(v, id), 'ENOOBJECT', 'deepImages of a file');
+    await rejectsWith(t, c.deepImages(v, ROOT_ID, 'a/b'), 'EBADREQ', 'deepImages with a name holding "/"');
+    const raw = await c.readBlocks(v, id, 1, 3);
+    t.deepEqual(raw.blocks.map((x) => x.index), [1, 2, 3].filter((i) => i * 65536 < data.length), 'readBlocks: the stored blocks asked for');
+    t.true((await verifiedRange(raw, 100_000, 50_000)).equals(data.subarray(100_000, 150_000)), 'readBlocks: verified by the receiver');
+    await rejectsWith(t, c.readBlocks(v, id, 0, 0), 'EBADREQ', 'readBlocks of no block');
+    await rejectsWith(t, c.readBlocks(v, ROOT_ID, 0, 1), 'ENOOBJECT', 'readBlocks of a directory');
     await rejectsWith(t, c.readRange(v, newId(), 0, 10), 'ENOOBJECT', 'read of an unknown object');
   }],
 

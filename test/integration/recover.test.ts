@@ -7,7 +7,7 @@
 // clients of other tests in it would wait for answers.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { sh, strata } from '../helpers/mount.js';
 import { forceUnmount, mount, mirrorStatus, readFromArchive, syncMount } from '../helpers/mirror.js';
@@ -75,10 +75,11 @@ test.serial('on demand: one image fetch per pending directory (shared by concurr
   t.is(two.status, 0, two.stderr);
   t.is(fetches().dirFetches - f0.dirFetches, 1, 'two concurrent ls of one pending directory share one fetch');
 
-  // A deep path: one round trip per pending tier (p1 is at the frontier, 8 directories down to the file).
+  // A deep path: one round trip for all its pending tiers (p1 is at the frontier, 8 directories down to the
+  // file): the root's image is local, the lookup of p1's child brings the images of p1..p8 in one deep request.
   f0 = fetches();
   t.is(readFileSync(join(r.mnt, 'p1/p2/p3/p4/p5/p6/p7/p8/file'), 'utf8'), 'deep\n');
-  t.is(fetches().dirFetches - f0.dirFetches, 8);
+  t.is(fetches().dirFetches - f0.dirFetches, 1);
 
   // The last 4 KiB of a large stub: its last block only.
   t.is(sh('ls files/sub > /dev/null', r.mnt).status, 0);
@@ -123,6 +124,35 @@ test.serial('on demand: one image fetch per pending directory (shared by concurr
   const vr = verifySummary(r);
   t.is(vr.status, 0, vr.out);
   t.true(vr.summary.remoteFiles + vr.summary.pendingDirs > 0, 'the restore is still unfinished');
+});
+
+test.serial('deep lookup: one request for the pending tiers of a path; a missing middle component is ENOENT and materialises nothing of the directory that lacks it', async (t) => {
+  const v = await buildVolume(t, [
+    'mkdir -p p1/p2/p3/p4/p5/p6 && echo deep > p1/p2/p3/p4/p5/p6/file && for i in 1 2 3; do echo $i > p1/p2/p3/s$i; mkdir p1/p2/p3/d$i; done',
+  ]);
+  const r = recover(t, v, ['--depth', '1', '--no-background-restore']);
+  const f0 = restoreStatus(r.mnt).fetch;
+  // p3 exists on the archive, "missing" does not: the walk stops there with ENOENT.
+  const miss = spawnSync('stat', [join(r.mnt, 'p1/p2/p3/missing/p5/p6/file')], { encoding: 'utf8' });
+  t.not(miss.status, 0);
+  t.regex(miss.stderr, /No such file or directory/);
+  t.is(restoreStatus(r.mnt).fetch.dirFetches - f0.dirFetches, 1, 'one deep request for p1, p2, p3 and below');
+  // The store (read directly, not through the mount): p1 and p2 hold only the looked-up names, p3 holds
+  // nothing at all (no half-built object either) and all three are still pending.
+  const store = (rel: string): string[] => readdirSync(join(r.store, rel)).sort();
+  t.deepEqual(store('p1'), ['p2']);
+  t.deepEqual(store('p1/p2'), ['p3']);
+  t.deepEqual(store('p1/p2/p3'), []);
+  for (const d of ['p1', 'p1/p2', 'p1/p2/p3']) t.regex(sh(`getfattr -h -d -m - ${d} 2>/dev/null`, r.store).stdout, /trusted\.strata\.pending/, `${d} is still pending`);
+  // The mount still shows p3's whole listing (hydrated from the cached image, no new fetch), and the
+  // deep file, with no further request.
+  t.is(sh('ls p1/p2/p3 | tr "\\n" " "', r.mnt).stdout, 'd1 d2 d3 p4 s1 s2 s3 ');
+  t.is(readFileSync(join(r.mnt, 'p1/p2/p3/p4/p5/p6/file'), 'utf8'), 'deep\n');
+  t.is(restoreStatus(r.mnt).fetch.dirFetches - f0.dirFetches, 1, 'the images came with the first request');
+  t.is(manifest(r.mnt), v.manifest);
+  syncMount(r);
+  const vr = verifySummary(r);
+  t.is(vr.status, 0, vr.out);
 });
 
 interface RestoreStatusFetch { dirFetches: number; rangeFetches: number; blocksFetched: number }

@@ -141,10 +141,18 @@ export class Rollback {
     const kind = this.view.kind(t0);
     const rec = this.view.attrs(t0.key);
     const locs = (await this.view.locate(t0.key)).filter((p) => p !== path);
-    if (kind !== 'dir' && locs.length > 0) {
-      this.note({ path, action: 'link', from: locs[0]! });
+    // Another live name inside the area, or one it had outside at T0 too (a hard
+    // link across the boundary): the same object. A file moved out since is copied.
+    let linkFrom: string | undefined = locs.find((p) => within(p, this.area));
+    for (const p of locs) {
+      if (linkFrom !== undefined) break;
+      if ((await this.view.resolve(p))?.key === t0.key) linkFrom = p;
+    }
+    if (kind === 'file' && linkFrom === undefined && locs.length > 0) return this.copyOf(t0.key, locs[0]!, path, rec);
+    if (kind !== 'dir' && linkFrom !== undefined) {
+      this.note({ path, action: 'link', from: linkFrom });
       if (this.dryRun) return false;
-      await this.fs.link(locs[0]!, path);
+      await this.fs.link(linkFrom, path);
       this.observer?.added(parentPath(path), baseName(path));
       this.view.noteAdded(path, t0.key);
       return true;
@@ -201,6 +209,31 @@ export class Rollback {
     await this.s.setIdent(ino, t0.key, true);
     this.observer?.added(parentPath(path), baseName(path));
     this.view.noteAdded(path, t0.key);
+    return true;
+  }
+
+  /** A new file at `path` with the contents of the live object at `from` (T0 object `key`, moved out of the area); syncObject then puts back its T0 blocks. */
+  private async copyOf(key: string, from: string, path: string, rec: AttrRec | undefined): Promise<boolean> {
+    const st = await lstatOrThrow(from);
+    this.note({ path, action: 'create', from, bytes: Number(st.size) });
+    this.report.bytesCopied += Number(st.size);
+    if (this.dryRun) return false;
+    const res = await this.fs.create(path, (rec?.mode ?? Number(st.mode)) & 0o7777, C.O_RDWR, ROOT);
+    const src = await openRead(from);
+    try {
+      let off = 0;
+      while (off < Number(st.size)) {
+        const n = await this.fs.copyFrom(res.handle, src, off, off, Math.min(8 * 1024 * 1024, Number(st.size) - off));
+        if (n <= 0) break;
+        off += n;
+      }
+    } finally {
+      fs.close(src, () => {});
+      await this.fs.release(res.handle);
+    }
+    await this.s.setIdent(res.stat.ino, key, true);
+    this.observer?.added(parentPath(path), baseName(path));
+    this.view.noteAdded(path, key);
     return true;
   }
 

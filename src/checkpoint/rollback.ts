@@ -55,6 +55,8 @@ export class Rollback {
   private readonly report: RollbackReport;
   /** The area being worked on (a directory moved inside it is moved back, not copied). */
   private area = '/';
+  /** T0 objects given a name so far: the live inode, so that all their T0 names in the areas end up on one. */
+  private readonly placed = new Map<string, { ino: bigint; path: string }>();
 
   constructor(
     private readonly s: CheckpointState,
@@ -123,13 +125,28 @@ export class Rollback {
       return;
     }
     const kind = this.view.kind(t0);
-    if (live && this.view.keyOf(live) === t0.key && kindOfStat(live) === kind) {
+    const first = this.placed.get(t0.key);
+    if (live && this.view.keyOf(live) === t0.key && kindOfStat(live) === kind && (kind === 'dir' || !first || first.ino === live.ino)) {
+      this.placed.set(t0.key, { ino: live.ino, path });
       await this.syncObject(path, t0.key);
       return;
     }
     if (live) await this.removeTree(path);
+    if (first && kind !== 'dir' && (await lstatPath(first.path))?.ino === first.ino) {
+      // Another T0 name of it is in place already (two copies made by earlier subtree rollbacks become one object again).
+      this.note({ path, action: 'link', from: first.path });
+      if (this.dryRun) return;
+      await this.fs.link(first.path, path);
+      this.observer?.added(parentPath(path), baseName(path));
+      this.view.noteAdded(path, t0.key);
+      return;
+    }
     const placed = await this.place(t0, path);
-    if (placed) await this.syncObject(path, t0.key);
+    if (placed) {
+      const st = await lstatPath(path);
+      if (st) this.placed.set(t0.key, { ino: st.ino, path });
+      await this.syncObject(path, t0.key);
+    }
   }
 
   /**
@@ -139,8 +156,13 @@ export class Rollback {
    */
   private async place(t0: T0Entry, path: string): Promise<boolean> {
     const kind = this.view.kind(t0);
-    const rec = this.view.attrs(t0.key);
     const locs = (await this.view.locate(t0.key)).filter((p) => p !== path);
+    // Never changed since T0 but to be made anew from its live self: its attributes now are its T0 ones.
+    if (this.view.attrs(t0.key) === undefined && locs.length > 0 && kind !== 'dir' && !this.dryRun) {
+      const st = await lstatPath(locs[0]!);
+      if (st) await this.s.ensureAttrs(t0.key, { rel: LocalStore.relative(locs[0]!), st });
+    }
+    const rec = this.view.attrs(t0.key);
     // Another live name inside the area, or one it had outside at T0 too (a hard
     // link across the boundary): the same object. A file moved out since is copied.
     let linkFrom: string | undefined = locs.find((p) => within(p, this.area));
@@ -170,7 +192,9 @@ export class Rollback {
       }
     }
     // Gone (or a directory outside the area): rebuilt from the checkpoint.
-    if (rec === undefined && (kind !== 'dir' || locs.length === 0)) {
+    // A symbolic link or special file moved out is made anew from the live one.
+    const liveSt = rec === undefined && locs.length > 0 ? await lstatPath(locs[0]!) : null;
+    if (rec === undefined && liveSt === null) {
       throw new FsError('EIO', `checkpoint ${this.s.info.name} holds nothing of ${path} (object ${t0.key}): its copy is incomplete`);
     }
     const mode = (rec?.mode ?? 0o755) & 0o7777;
@@ -187,8 +211,8 @@ export class Rollback {
     let ino: bigint;
     switch (kind) {
       case 'dir': ino = (await this.fs.mkdir(path, mode, ROOT)).ino; break;
-      case 'symlink': ino = (await this.fs.symlink(rec!.target ?? '', path, ROOT)).ino; break;
-      case 'other': ino = (await this.fs.mknod(path, rec!.mode, rec!.rdev, ROOT)).ino; break;
+      case 'symlink': ino = (await this.fs.symlink(rec?.target ?? (await this.fs.readlink(locs[0]!)), path, ROOT)).ino; break;
+      case 'other': ino = (await this.fs.mknod(path, rec?.mode ?? Number(liveSt!.mode), rec?.rdev ?? Number(liveSt!.rdev), ROOT)).ino; break;
       case 'file': {
         const res = await this.fs.create(path, mode, C.O_RDWR, ROOT);
         ino = res.stat.ino;

@@ -86,14 +86,16 @@ test.serial('a seeded model: random changes, a checkpoint, more changes, subtree
     // Again after more changes: tracking goes on from the rolled-back state.
     for (let i = 0; i < 30; i++) await randomStep(rng, store.root, [r, s], act);
     await cps.rollback(`m${seed}`, [{ path: r }], false, null);
-    t.deepEqual(await picture(r.slice(1)), p0, `seed ${seed} (second rollback)`);
+    t.deepEqual(brief(await picture(r.slice(1)), p0), [], `seed ${seed} (second rollback)`);
     // A dry run after a full rollback plans nothing.
     const dry = await cps.rollback(`m${seed}`, [{ path: r }], true, null);
     t.deepEqual(dry.changed, [], `seed ${seed}: dry run after rollback`);
     await cps.rollback(`m${seed}`, [{ path: s }], false, null);
-    t.deepEqual(await picture(s.slice(1)), q0, `seed ${seed} (other root)`);
-    // Both roots back: link counts are exact again.
-    t.deepEqual(await picture(r.slice(1), true), n0, `seed ${seed} (link counts)`);
+    t.deepEqual(brief(await picture(s.slice(1)), q0), [], `seed ${seed} (other root)`);
+    // Hard links across the two roots may have become copies (outside an area nothing changes);
+    // a whole-tree rollback makes them one object again: link counts are exact.
+    await cps.rollback(`m${seed}`, [], false, null);
+    t.deepEqual(brief(await picture(r.slice(1), true), n0), [], `seed ${seed} (link counts)`);
     t.true(rep.bytesCopied >= 0);
     await cps.delete(`m${seed}`);
   }

@@ -164,7 +164,9 @@ export class Checkpoints {
     return this.serial(async () => {
       const s = this.valid(name);
       await stat(join(s.info.dir, 'log')).catch(() => { throw new FsError('ENOENT', `copy store of checkpoint ${name} is gone (${s.info.dir})`); });
+      const t0 = process.hrtime.bigint();
       const report = await new Rollback(s, this.fs, await this.rootIno(), observer, dryRun).run(areas);
+      report.elapsedMs = Number(process.hrtime.bigint() - t0) / 1e6;
       this.log.info({ checkpoint: name, areas: report.areas, dryRun, bytesCopied: report.bytesCopied, changes: report.changed.length }, dryRun ? 'rollback planned' : 'rolled back');
       return report;
     });

@@ -46,6 +46,8 @@ export interface RollbackReport {
   areas: string[];
   bytesCopied: number;
   changed: RollbackChange[];
+  /** Time the daemon spent on it, ms. */
+  elapsedMs?: number;
 }
 
 const ROOT: Caller = { uid: 0, gid: 0, pid: 0 };

@@ -66,6 +66,8 @@ export interface LiveObject {
   st: BigIntStats;
   /** An open descriptor of it, when the op came through one. */
   fd?: number;
+  /** Finds `rel` when it is null (only needed to read its attributes the first time). */
+  findRel?: () => Promise<string | null>;
 }
 
 export function kindOf(st: BigIntStats | fs.Stats): ObjectKind {
@@ -255,6 +257,7 @@ async function openForRead(obj: LiveObject): Promise<number> {
 export async function readAttrs(obj: LiveObject): Promise<AttrRec> {
   const st = obj.st;
   const kind = kindOf(st);
+  if (obj.rel === null && obj.findRel) obj.rel = await obj.findRel();
   const rec: AttrRec = {
     kind, mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), size: Number(st.size),
     atimeNs: st.atimeNs.toString(), mtimeNs: st.mtimeNs.toString(), rdev: Number(st.rdev), xattrs: [],

@@ -141,19 +141,19 @@ export class Tracker implements ChangeGuard {
     const st = await new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(target.fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
     // No name left: it was saved whole when it lost its last name (or was not in the tree at T0).
     if (st.nlink === 0n) return null;
-    let rel: string | null = null;
-    try {
-      const p = await fsp.readlink(`/proc/self/fd/${target.fd}`);
-      if (p === this.root) rel = '.';
-      else if (p.startsWith(`${this.root}/`)) {
+    // Its path is read only when its attributes are saved (once per object), not on every write.
+    const findRel = async (): Promise<string | null> => {
+      try {
+        const p = await fsp.readlink(`/proc/self/fd/${target.fd}`);
+        if (p === this.root) return '.';
+        if (!p.startsWith(`${this.root}/`)) return null;
         const r = p.slice(this.root.length + 1);
-        const same = await fsp.lstat(r, { bigint: true }).then((l) => l.ino === st.ino, () => false);
-        if (same) rel = r;
+        return (await fsp.lstat(r, { bigint: true }).then((l) => l.ino === st.ino, () => false)) ? r : null;
+      } catch {
+        return null;
       }
-    } catch {
-      rel = null;
-    }
-    return { rel, st, fd: target.fd };
+    };
+    return { rel: null, st, fd: target.fd, findRel };
   }
 }
 

@@ -197,12 +197,22 @@ export class Checkpoints {
     s.info.status = 'invalid';
     s.info.reason = reason;
     s.info.invalidAt = new Date().toISOString();
-    await this.saveRegistry();
-    if (!this.tracker.active) void this.switcher?.tracking(false);
+    try {
+      await this.saveRegistry();
+    } catch (err) {
+      s.info.status = 'valid';
+      delete s.info.reason;
+      delete s.info.invalidAt;
+      throw err;
+    }
+    // The tracker drops it right after this returns.
+    setImmediate(() => { if (!this.tracker.active) void this.switcher?.tracking(false); });
   }
 
   private async saveRegistry(): Promise<void> {
     await writeFileDurably(join(this.store.privateDir, REGISTRY), JSON.stringify({ checkpoints: this.infos }, null, 2) + '\n');
+    // The rename must be durable too: a checkpoint that lost saves must never come back valid.
+    await fsyncDir(this.store.privateDir);
   }
 
   private serial<T>(f: () => Promise<T>): Promise<T> {

@@ -51,6 +51,8 @@ export interface RollbackReport {
 }
 
 const ROOT: Caller = { uid: 0, gid: 0, pid: 0 };
+/** Saved blocks of one file compared and copied at the same time. */
+const COPY_PARALLEL = 16;
 
 export class Rollback {
   private readonly view: T0View;
@@ -330,15 +332,19 @@ export class Rollback {
     try {
       // A file cut since T0 grows back first: its saved blocks then land inside it.
       if (handle !== null && range === null && liveSize < rec.size) await this.fs.setattr({ handle }, { size: rec.size });
-      for (const [b, w] of blocks) {
-        const start = Math.max(b * BLOCK_SIZE, lo);
-        const end = Math.min(b * BLOCK_SIZE + w.len, hi);
-        const src = w.off + (start - b * BLOCK_SIZE);
-        const len = end - start;
-        const [old, now] = await Promise.all([this.s.log.read(src, len), readAt(readFd, start, len)]);
-        if (old.equals(now)) continue;
-        copied += len;
-        if (handle !== null) {
+      // Blocks are independent: COPY_PARALLEL of them at a time (the disk's queue, not one round trip each).
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < blocks.length) {
+          const [b, w] = blocks[next++]!;
+          const start = Math.max(b * BLOCK_SIZE, lo);
+          const end = Math.min(b * BLOCK_SIZE + w.len, hi);
+          const src = w.off + (start - b * BLOCK_SIZE);
+          const len = end - start;
+          const [old, now] = await Promise.all([this.s.log.read(src, len), readAt(readFd, start, len)]);
+          if (old.equals(now)) continue;
+          copied += len;
+          if (handle === null) continue;
           let done = 0;
           while (done < len) {
             const n = await this.fs.copyFrom(handle, this.s.log.fd, src + done, start + done, len - done);
@@ -346,7 +352,8 @@ export class Rollback {
             done += n;
           }
         }
-      }
+      };
+      await Promise.all(Array.from({ length: Math.min(COPY_PARALLEL, blocks.length) }, worker));
       if (handle !== null && range === null && liveSize > rec.size) await this.fs.setattr({ handle }, { size: rec.size });
     } finally {
       fs.close(readFd, () => {});

@@ -128,9 +128,11 @@ export class Tracker implements ChangeGuard {
       const reason = e.code === 'ENOSPC' || e.code === 'EDQUOT'
         ? `copy store full (${e.code}): the checkpoint no longer holds the tree as it was`
         : `cannot save into the copy store: ${e.code ?? ''} ${e.message}`.trim();
+      // Durably invalid first: until the registry says so, no change may go ahead untracked
+      // (if it cannot be written, the change fails, and the next one tries again).
+      await this.invalidate(s, reason);
       this.remove(s);
       this.log.error({ checkpoint: s.info.name, err: e.message, code: e.code }, `checkpoint invalidated: ${reason}`);
-      await this.invalidate(s, reason);
     }
   }
 

@@ -20,6 +20,9 @@ import { CheckpointLog, type Frame } from './log.js';
 /** Bytes per tracked block: the unit of the change map, of saving and of rollback copies. */
 export const BLOCK_SIZE = 64 * 1024;
 
+/** Blocks saved ahead of a sequential writer (8 MiB). */
+const SAVE_AHEAD = 128;
+
 export const REC_ATTRS = 1;
 export const REC_LISTING = 2;
 export const REC_BLOCK = 3;
@@ -87,6 +90,8 @@ export class CheckpointState {
   /** Live inode number -> key of the T0 object it is (a rollback recreated it), or null (created after T0). */
   readonly ident = new Map<string, string | null>();
   private readonly inflight = new Map<string, Promise<void>>();
+  /** Per file: the block after the last write's range (sequential writers save ahead). */
+  private readonly nextBlock = new Map<string, number>();
 
   private constructor(public info: CheckpointInfo, readonly log: CheckpointLog) {}
 
@@ -183,6 +188,16 @@ export class CheckpointState {
       const running = this.inflight.get(`b${key}:${b}`);
       if (running) waits.push(running);
       else missing.push(b);
+    }
+    // A writer going through the file in order: the blocks it will overwrite next are saved
+    // with these, one fdatasync for SAVE_AHEAD of them (a saved block need not change).
+    const sequential = this.nextBlock.get(key) === first;
+    this.nextBlock.set(key, last + 1);
+    if (sequential && missing.length > 0) {
+      const limit = Math.ceil(rec.size / BLOCK_SIZE);
+      for (let b = last + 1; b < Math.min(last + 1 + SAVE_AHEAD, limit); b++) {
+        if (!map.has(b) && !this.inflight.has(`b${key}:${b}`)) missing.push(b);
+      }
     }
     if (missing.length > 0) {
       const save = this.saveBlocks(key, rec.size, obj, missing);

@@ -104,16 +104,23 @@ async function writeBench(base: string): Promise<unknown> {
     await fsp.writeFile(f, Buffer.alloc(0));
     await fsp.truncate(f, mib * MiB);
     await overwrite(f, mib, 1);
-    const none = await overwrite(f, mib, 2);
-    strata(['checkpoint', 'create', mnt, '--name', 'w']);
-    const first = await overwrite(f, mib, 3);
-    const later = await overwrite(f, mib, 4);
-    strata(['checkpoint', 'delete', mnt, 'w']);
+    // Each round: without a checkpoint, then the first and a later overwrite under a fresh one.
+    const none: number[] = [];
+    const firsts: number[] = [];
+    const laters: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      none.push(await overwrite(f, mib, 2));
+      strata(['checkpoint', 'create', mnt, '--name', `w${i}`]);
+      firsts.push(await overwrite(f, mib, 3));
+      laters.push(await overwrite(f, mib, 4));
+      strata(['checkpoint', 'delete', mnt, `w${i}`]);
+    }
     const after = await overwrite(f, mib, 5);
+    const [n, first, later] = [median(none), median(firsts), median(laters)];
     return {
-      fileMiB: mib, nativeMiBs: round(nativeMiBs), noCheckpointMiBs: round(none), firstOverwriteMiBs: round(first), laterOverwriteMiBs: round(later),
-      afterDeleteMiBs: round(after),
-      firstRatio: round(first / none, 3), laterRatio: round(later / none, 3), noCheckpointVsNative: round(none / nativeMiBs, 3),
+      fileMiB: mib, runs: RUNS, nativeMiBs: round(nativeMiBs), noCheckpointMiBs: round(n), firstOverwriteMiBs: round(first), laterOverwriteMiBs: round(later),
+      afterDeleteMiBs: round(after), firstRatio: round(first / n, 3), laterRatio: round(later / n, 3), noCheckpointVsNative: round(n / nativeMiBs, 3),
+      perRun: { none: none.map((x) => round(x)), first: firsts.map((x) => round(x)), later: laters.map((x) => round(x)) },
     };
   });
 }

@@ -63,7 +63,7 @@ for (const seed of SEEDS) {
     const pid2 = daemonPid(m.mnt);
     const child = spawn(process.execPath, [CLI, 'rollback', m.mnt, '--to', 'ck', join(m.mnt, 't')], { stdio: 'ignore' });
     const exited = new Promise((r) => child.once('exit', r));
-    await new Promise((r) => setTimeout(r, rng.int(0, 300)));
+    await new Promise((r) => setTimeout(r, rng.int(150, 450)));
     try { process.kill(pid2, 'SIGKILL'); } catch { /* gone */ }
     await exited;
     await waitGone(pid2);

@@ -31,16 +31,17 @@ export async function diffCheckpoint(s: CheckpointState, rootIno: bigint, filter
   // The two trees: path -> key.
   const t0 = new Map<string, string>();
   const t0Paths = new Map<string, string[]>();
-  const walkT0 = async (dir: string, key: string): Promise<void> => {
-    for (const [name, k, dtype] of (await view.listing(key, dir)) ?? []) {
+  // `real`: where the directory is in the live tree now (its T0 path may lead elsewhere, or through a symbolic link).
+  const walkT0 = async (dir: string, key: string, real: string | undefined): Promise<void> => {
+    for (const [name, k, dtype] of (await view.listing(key, real)) ?? []) {
       const p = joinPath(dir, name);
       t0.set(p, k);
       const l = t0Paths.get(k);
       if (l) l.push(p); else t0Paths.set(k, [p]);
-      if (dtype === DT_DIR) await walkT0(p, k);
+      if (dtype === DT_DIR) await walkT0(p, k, s.listings.has(k) ? undefined : await view.whereIs(k, real === undefined ? undefined : joinPath(real, name)));
     }
   };
-  await walkT0('/', view.rootKey);
+  await walkT0('/', view.rootKey, '/');
   const live = new Map<string, string | null>();
   const livePaths = new Map<string, string[]>();
   const walkLive = async (dir: string): Promise<void> => {

@@ -100,8 +100,14 @@ export class Rollback {
     const live = await lstatPath(p);
     if (!t0 && !live) throw new FsError('ENOENT', `${p}: neither in checkpoint ${this.s.info.name} nor in the tree now`);
     if (p !== '/') {
-      const parent = await lstatPath(parentPath(p));
-      if (!parent || !parent.isDirectory()) throw new FsError('ENOENT', `${p}: its directory ${parentPath(p)} does not exist now: roll back ${parentPath(p)} instead`);
+      // Every directory on the way is a real one now (a symbolic link there could lead out of the store).
+      const parts = p.split('/').filter((c) => c.length > 0);
+      for (let i = 1; i < parts.length; i++) {
+        const dir = `/${parts.slice(0, i).join('/')}`;
+        const st = await lstatPath(dir);
+        if (st?.isSymbolicLink()) throw new FsError('EINVAL', `${p}: ${dir} is a symbolic link: name the area by its real path`);
+        if (!st || !st.isDirectory()) throw new FsError('ENOENT', `${p}: its directory ${parentPath(p)} does not exist now: roll back ${dir} instead`);
+      }
     }
     if (a.range) {
       const { offset, length } = a.range;

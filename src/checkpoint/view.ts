@@ -143,13 +143,7 @@ export class T0View {
     const rec = this.s.attrs.get(key);
     if (rec && rec.kind !== 'dir') return null;
     // Never changed: its entries are the live ones (the original object, not a rollback's copy of it).
-    let at = livePath;
-    if (at === undefined || !(await this.isOriginal(at, key))) {
-      const locs = await this.locate(key);
-      at = undefined;
-      for (const p of locs) if (await this.isOriginal(p, key)) at = p;
-      at ??= locs[0];
-    }
+    const at = await this.whereIs(key, livePath);
     if (at === undefined) return null;
     const out: ListEntry[] = [];
     for (const e of await liveEntries(at)) {
@@ -157,6 +151,17 @@ export class T0View {
       if (k !== null) out.push([e.name, k, e.type]);
     }
     return out;
+  }
+
+  /**
+   * Where directory `key` is now: `hint` when it is there (every directory on
+   * the way to `hint` must be a real one already), else found in the live tree.
+   */
+  async whereIs(key: string, hint?: string): Promise<string | undefined> {
+    if (hint !== undefined && (await this.isOriginal(hint, key))) return hint;
+    const locs = await this.locate(key);
+    for (const p of locs) if (await this.isOriginal(p, key)) return p;
+    return locs[0];
   }
 
   private async isOriginal(path: string, key: string): Promise<boolean> {
@@ -172,6 +177,8 @@ export class T0View {
     let at = '/';
     for (const name of parts) {
       if (cur.dtype !== DT_DIR) return null;
+      // Children are looked for under where the directory really is (never through a symbolic link).
+      at = (await this.whereIs(cur.key, at)) ?? at;
       const list = await this.listing(cur.key, at);
       const e = list?.find((x) => x[0] === name);
       if (!e) return null;

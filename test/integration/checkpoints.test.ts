@@ -99,10 +99,13 @@ os.pwrite(fds['f'], b'F' * 200000, 100)
 os.fsync(fds['f'])
 print('done', flush=True)
 `;
-  const child = spawn('python3', ['-c', script, m.mnt], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn('python3', ['-c', script, m.mnt], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
+  let err = '';
   child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-  const waitFor = async (word: string): Promise<void> => { while (!out.includes(word)) { if (child.exitCode !== null) throw new Error(`helper exited: ${out}`); await new Promise((r) => setTimeout(r, 20)); } };
+  child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  const waitFor = async (word: string): Promise<void> => { while (!out.includes(word)) { if (child.exitCode !== null) throw new Error(`helper exited (${child.exitCode}): ${out} ${err}`); await new Promise((r) => setTimeout(r, 20)); } };
   await waitFor('open');
   // (`strata status` answers within 5 s or fails; on a loaded machine it is asked again.)
   const fast = (): number => {

@@ -157,6 +157,8 @@ test.serial('bad input: unknown checkpoint, range past the end at T0, missing ar
   t.regex(await err(() => cps.rollback('bad', [{ path: '/bad.bin', range: { offset: 900, length: 200 } }], false, null)), /past the file's end at the checkpoint \(1000 bytes\)/);
   t.regex(await err(() => cps.rollback('bad', [{ path: '/nowhere' }], false, null)), /neither in checkpoint/);
   t.regex(await err(() => cps.rollback('bad', [{ path: '/a/../b' }], false, null)), /not a normalised path/);
+  await core.symlink('/etc', '/bad-link', ROOT);
+  t.regex(await err(() => cps.rollback('bad', [{ path: '/bad-link/passwd' }], false, null)), /is a symbolic link/);
   t.regex(await err(() => cps.create({ name: 'bad' })), /exists/);
   t.regex(await err(() => cps.create({ name: '../x' })), /checkpoint name/);
   t.regex(await err(() => cps.create({ name: 'x', copyStore: join(base, 'missing') })), /not a directory/);

@@ -22,7 +22,7 @@ export type SetattrBit = 'MODE' | 'UID' | 'GID' | 'SIZE' | 'ATIME' | 'MTIME' | '
 export type StatfsField = 'BSIZE' | 'FRSIZE' | 'BLOCKS' | 'BFREE' | 'BAVAIL' | 'FILES' | 'FFREE' | 'FAVAIL' | 'NAMEMAX';
 export type DirentField = 'INO_LO' | 'INO_HI' | 'MODE';
 export type OpenFlag = 'KEEP_CACHE' | 'DIRECT_IO' | 'DIRECT_READ' | 'DIRECT_WRITE';
-export type FastFlag = 'READ' | 'WRITE';
+export type FastFlag = 'READ' | 'WRITE' | 'TRACK';
 
 export interface Constants {
   /** The root's node id (FUSE_ROOT_ID). */
@@ -81,6 +81,14 @@ export function replyDir(req: number, names: string[], entries: Float64Array, fi
 export function noCapabilities(nodeid: number, known: boolean): void;
 export function notifyInvalInode(session: Session, nodeid: number, offset: number, length: number): number;
 export function notifyInvalEntry(session: Session, parent: number, name: string): number;
+/**
+ * notifyInvalInode (or, with `name`, notifyInvalEntry of `name` in directory
+ * `nodeid`) sent from a detached thread, so that the caller never waits for a
+ * lock a pending request holds. Returns 0, or -errno.
+ */
+export function notifyInvalLater(session: Session, nodeid: number, offset: number, length: number, name?: string): number;
+/** Direct writes and fallocates running on FUSE threads right now (0 after fastPaths with TRACK: none goes untracked). */
+export function directChanges(session: Session): number;
 /**
  * Lets the FUSE thread answer requests itself, relative to O_PATH descriptors
  * of the store (constants.fast.READ: getattr, lookup; WRITE: also setattr,

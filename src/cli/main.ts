@@ -1,4 +1,5 @@
 // The `strata` command line.
+import { checkpointCreateCommand, checkpointDeleteCommand, checkpointDiffCommand, checkpointListCommand, rollbackCommand } from './checkpoint-command.js';
 import { Command, InvalidArgumentError } from 'commander';
 import { mountCommand } from './mount-command.js';
 import { unmountCommand, statusCommand, syncCommand } from './operator-commands.js';
@@ -227,6 +228,33 @@ archiveOpts(archive.command('release').description('release a volume: its takeov
   .action(async (volume: string, opts: ArchiveLeaseOptions) => { process.exitCode = await archiveReleaseCommand(volume, opts); });
 archiveOpts(archive.command('gc').description('reclaim blocks no volume head or snapshot references (data directory and targets)'))
   .action(async (opts: ArchiveCliOptions) => { process.exitCode = await gcCommand(opts); });
+
+const checkpoint = program.command('checkpoint').description('local point-in-time copies of a mounted store, with changed-block tracking (docs/checkpoints.md)');
+checkpoint.command('create').description('take a checkpoint of the mounted tree (O(1): blocks are copied on their first change)')
+  .argument('<mountpoint>')
+  .option('--name <name>', 'its name (default ck-DATE-TIME)')
+  .option('--copy-store <dir>', 'where the old blocks go (default STORE/.strata/checkpoints; may be another disk)')
+  .option('--json', 'machine-readable output')
+  .action(async (mountpoint: string, opts: { name?: string; copyStore?: string; json?: boolean }) => { process.exitCode = await checkpointCreateCommand(mountpoint, opts); });
+checkpoint.command('list').description('the checkpoints of a mount: state, changes tracked, copy store use').argument('<mountpoint>')
+  .option('--json', 'machine-readable output')
+  .action(async (mountpoint: string, opts: { json?: boolean }) => { process.exitCode = await checkpointListCommand(mountpoint, opts); });
+checkpoint.command('delete').description('delete a checkpoint and its copy').argument('<mountpoint>').argument('<name>')
+  .action(async (mountpoint: string, name: string) => { process.exitCode = await checkpointDeleteCommand(mountpoint, name); });
+checkpoint.command('diff').description('what changed since the checkpoint: created, removed, renamed, attribute changes, changed byte ranges')
+  .argument('<mountpoint>').argument('<name>').argument('[paths...]', 'only under these paths')
+  .option('--json', 'one JSON object')
+  .action(async (mountpoint: string, name: string, paths: string[], opts: { json?: boolean }) => { process.exitCode = await checkpointDiffCommand(mountpoint, name, paths, opts); });
+
+program
+  .command('rollback')
+  .description('put back the checkpoint\'s state inside the areas (paths, subtrees, FILE:OFFSET+LENGTH), on the live mount; no area: the whole tree')
+  .argument('<mountpoint>')
+  .argument('[areas...]')
+  .requiredOption('--to <name>', 'the checkpoint')
+  .option('--dry-run', 'print what would change and how many bytes would be copied')
+  .option('--json', 'one JSON object: bytesCopied and the changes')
+  .action(async (mountpoint: string, areas: string[], opts: { to: string; dryRun?: boolean; json?: boolean }) => { process.exitCode = await rollbackCommand(mountpoint, areas, opts); });
 
 const snapshot = program.command('snapshot').description('point-in-time copies of a volume on the archive\'s storage targets (docs/snapshots.md)');
 archiveOpts(snapshot.command('create').description('snapshot a volume now (from MOUNTPOINT: after the archive holds every change made so far)'))

@@ -43,6 +43,12 @@ function leaseLine(m: MirrorStatus): string {
   }
 }
 
+/** The checkpoints part of `strata status` (an invalid checkpoint says why). */
+function checkpointLines(list: { name: string; status: string; reason?: string }[]): string[] {
+  if (list.length === 0) return [];
+  return [`checkpoints  ${list.map((c) => (c.status === 'valid' ? c.name : `${c.name} INVALID (${c.reason ?? ''})`)).join(', ')}`];
+}
+
 /** How long `strata unmount` waits for the daemon to exit after it unmounted (it closes its journal and archive link). */
 const DAEMON_EXIT_WAIT_MS = 60_000;
 
@@ -119,6 +125,7 @@ export async function statusCommand(mountpoint: string, opts: { json?: boolean }
     ...(typeof status.readOnly === 'string' ? [`read-only    ${status.readOnly}`] : []),
     ...mirrorLines(status.mirror as MirrorStatus | null),
     ...restoreLines((status.restore ?? null) as RestoreProgress | null),
+    ...checkpointLines((status.checkpoints ?? []) as { name: string; status: string; reason?: string }[]),
     `requests     ${Object.entries((status.requests ?? {}) as Record<string, number>).map(([k, v]) => `${k}=${v}`).join(' ') || '-'}`,
     `  of which answered on the FUSE thread: ${Object.entries((status.requestsOnFuseThread ?? {}) as Record<string, number>).map(([k, v]) => `${k}=${v}`).join(' ') || '-'}`,
   ];

@@ -17,6 +17,7 @@ import * as native from '../native/index.js';
 import type { TimeSpec } from '../native/index.js';
 import type { ChangeSink } from './change-sink.js';
 import type { RestoreHooks } from './restore-hooks.js';
+import type { ChangeGuard, GuardTarget } from './change-guard.js';
 import { attrsFromStat, timeFromNs, MAX_WRITE_BYTES, ROOT_ID, type ObjectId, type Time } from '../protocol/records.js';
 import { isPrivateXattr, newObjectId, readObjectId, writeObjectId } from '../store/object-ids.js';
 
@@ -94,6 +95,12 @@ export class Filesystem {
    */
   constructor(readonly store: LocalStore, readonly sink: ChangeSink | null = null, private restore: RestoreHooks | null = null) {}
 
+  /**
+   * Asked before every change to the store (checkpoints: src/checkpoint);
+   * null when nothing needs to know. Set by the daemon.
+   */
+  guard: ChangeGuard | null = null;
+
   /** A restore is under way: some names and data are still in the archive. */
   get restoring(): boolean {
     return this.restore !== null;
@@ -151,6 +158,11 @@ export class Filesystem {
       if (id !== null) await this.restore.changing(id, f ? f.fd : rel!);
     }
     if (this.restore && ch.size !== undefined) await this.beforeSizeChange(f, rel!, ch.size);
+    if (this.guard) {
+      const target: GuardTarget = f ? { fd: f.fd } : { rel: rel! };
+      await this.guard.attrs(target);
+      if (ch.size !== undefined) await this.guard.size(target, ch.size);
+    }
     if (ch.mode !== undefined) {
       const mode = ch.mode & 0o7777;
       if (f) await new Promise<void>((resolve, reject) => fs.fchmod(f.fd, mode, (err) => (err ? reject(err) : resolve())));
@@ -240,7 +252,9 @@ export class Filesystem {
     const rel = LocalStore.relativeForCreate(path);
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    if (this.guard) await this.guard.names(parentRelOf(rel));
     await fsp.mkdir(rel, mode & 0o7777);
+    if (this.guard) await this.guard.created(rel);
     await this.own(rel, caller, true);
     return this.recordCreated(rel);
   }
@@ -250,7 +264,9 @@ export class Filesystem {
     const rel = LocalStore.relativeForCreate(path);
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    if (this.guard) await this.guard.names(parentRelOf(rel));
     await native.mknod(rel, mode, dev);
+    if (this.guard) await this.guard.created(rel);
     await this.own(rel, caller, true);
     return this.recordCreated(rel);
   }
@@ -259,7 +275,9 @@ export class Filesystem {
     const rel = LocalStore.relativeForCreate(path);
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES + target.length);
+    if (this.guard) await this.guard.names(parentRelOf(rel));
     await fsp.symlink(target, rel);
+    if (this.guard) await this.guard.created(rel);
     await this.own(rel, caller, true);
     return this.recordCreated(rel, target);
   }
@@ -269,6 +287,7 @@ export class Filesystem {
     const rel = LocalStore.relativeForCreate(newPath);
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    if (this.guard) await this.guard.names(parentRelOf(rel));
     await fsp.link(LocalStore.relative(existingPath), rel);
     if (!this.sink) return this.shown(await fsp.lstat(rel, { bigint: true }), rel, null);
     const [st, id, parent] = await Promise.all([fsp.lstat(rel, { bigint: true }), this.idOf(rel), this.parentOf(rel)]);
@@ -282,6 +301,7 @@ export class Filesystem {
     const rel = LocalStore.relative(path);
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    if (this.guard) await this.guard.names(parentRelOf(rel), rel);
     await fsp.unlink(rel);
     await this.recordRemoved('unlink', rel);
   }
@@ -294,6 +314,7 @@ export class Filesystem {
       await this.restore.entries(rel);
     }
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    if (this.guard) await this.guard.names(parentRelOf(rel), rel);
     await fsp.rmdir(rel);
     await this.recordRemoved('rmdir', rel);
   }
@@ -307,6 +328,10 @@ export class Filesystem {
       await this.restore.entries(toRel);
     }
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    if (this.guard) {
+      await this.guard.names(parentRelOf(fromRel));
+      await this.guard.names(parentRelOf(toRel), toRel);
+    }
     await fsp.rename(fromRel, toRel);
     if (!this.sink) return;
     const [p, np] = await Promise.all([this.parentOf(fromRel), this.parentOf(toRel)]);
@@ -332,6 +357,10 @@ export class Filesystem {
     // A read-only (fenced) mount refuses an open for writing, as a read-only ext4 does.
     if (this.sink && (flags & 3 /* O_ACCMODE */) !== C.O_RDONLY) this.sink.writable?.();
     if (this.sink && truncates) await this.sink.admit(META_RECORD_BYTES);
+    if (this.guard && truncates) {
+      await this.guard.attrs({ rel });
+      await this.guard.size({ rel }, 0);
+    }
     // The id (for the records of writes and setattrs through this handle) is read alongside the open.
     const idRead = this.sink || this.restore ? this.idOf(rel).catch(() => null) : Promise.resolve(null);
     const fd = await openFd(rel, (flags & ~OPEN_STRIP) | OPEN_ADD, 0).catch(async (err: unknown) => {
@@ -365,7 +394,9 @@ export class Filesystem {
     const rel = LocalStore.relativeForCreate(path);
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    if (this.guard) await this.guard.names(parentRelOf(rel));
     const fd = await openFd(rel, (flags & ~(C.O_NOCTTY | (C.O_DIRECT ?? 0))) | C.O_CREAT | OPEN_ADD, mode & 0o7777);
+    if (this.guard) await this.guard.created(rel);
     try {
       await this.own(rel, caller, false, fd);
     } catch (err) {
@@ -398,6 +429,7 @@ export class Filesystem {
   async write(handle: number, buf: Buffer, length: number, position: number): Promise<number> {
     const f = this.file(handle);
     if (this.sink) await this.sink.admit(length + 128);
+    if (this.guard) await this.guard.data({ fd: f.fd }, position, length);
     const doWrite = (): Promise<number> => new Promise<number>((resolve, reject) => {
       fs.write(f.fd, buf, 0, length, position, (err, written) => (err ? reject(err) : resolve(written)));
     });
@@ -412,6 +444,23 @@ export class Filesystem {
       await this.sink.committed(seq);
     }
     return n;
+  }
+
+  /**
+   * Copies `length` bytes of the descriptor `srcFd` at `srcOffset` into the
+   * open file `handle` at `position`, as a write would (a rollback putting
+   * back saved blocks): guarded and recorded like one; the native block copy
+   * when nothing records the data.
+   */
+  async copyFrom(handle: number, srcFd: number, srcOffset: number, position: number, length: number): Promise<number> {
+    if (this.sink) {
+      const buf = Buffer.allocUnsafe(length);
+      const n = await new Promise<number>((resolve, reject) => fs.read(srcFd, buf, 0, length, srcOffset, (err, r) => (err ? reject(err) : resolve(r))));
+      return n > 0 ? this.write(handle, buf, n, position) : 0;
+    }
+    const f = this.file(handle);
+    if (this.guard) await this.guard.data({ fd: f.fd }, position, length);
+    return native.copyRange(srcFd, srcOffset, f.fd, position, length);
   }
 
   /** close(2) of one descriptor of the file: records its attributes if it was written. */
@@ -436,6 +485,10 @@ export class Filesystem {
     if (f.remote && this.restore && f.id !== null) {
       await this.restore.fetchAll(f.id, f.fd);
       f.remote = false;
+    }
+    if (this.guard) {
+      if ((mode & (native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_ZERO_RANGE)) !== 0) await this.guard.data({ fd: f.fd }, offset, length);
+      else await this.guard.attrs({ fd: f.fd });
     }
     await native.fallocate(f.fd, mode, offset, length);
     if (!this.sink || f.id === null) return;
@@ -529,6 +582,7 @@ export class Filesystem {
     if (isPrivateXattr(name)) throw new FsError('EPERM', `${name} is reserved by strata`);
     const rel = this.existing(path);
     if (this.sink) await this.sink.admit(META_RECORD_BYTES + value.length);
+    if (this.guard) await this.guard.attrs({ rel });
     await native.setxattr(rel, name, value, flags);
     if (!this.sink) return;
     const id = await this.idOf(rel);
@@ -548,6 +602,7 @@ export class Filesystem {
     if (isPrivateXattr(name)) throw new FsError('EPERM', `${name} is reserved by strata`);
     const rel = this.existing(path);
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    if (this.guard) await this.guard.attrs({ rel });
     await native.removexattr(rel, name);
     if (!this.sink) return;
     const id = await this.idOf(rel);

@@ -24,6 +24,8 @@ import { readRestoreState } from '../restore/state.js';
 import { OnDemandRestore } from '../restore/on-demand.js';
 import { BackgroundRestore, completedProgress, type RestoreProgress } from '../restore/background.js';
 import { hostname } from 'node:os';
+import { Checkpoints, type CheckpointListing } from '../checkpoint/manager.js';
+import { checkpointRequest } from './checkpoint-control.js';
 
 export interface MountConfig {
   store: string;
@@ -96,6 +98,8 @@ export interface DaemonStatus {
    * last complete 10-s window, and the largest since the start.
    */
   eventLoopDelayMs: { p50: number; p99: number; max: number; maxSinceStart: number };
+  /** The store's checkpoints (docs/checkpoints.md); invalid ones say why. */
+  checkpoints: CheckpointListing[];
 }
 
 export class MountDaemon {
@@ -104,6 +108,7 @@ export class MountDaemon {
   private adapter: FuseAdapter | null = null;
   private control: Server | null = null;
   private fs: Filesystem | null = null;
+  private checkpoints: Checkpoints | null = null;
   private readonly startedAt = new Date();
   private state: DaemonStatus['state'] = 'starting';
   private mirror: Mirror | null = null;
@@ -148,9 +153,13 @@ export class MountDaemon {
       throw new Error('this store is a recovered volume: mount it with --archive and --volume (or run `strata recover` again)');
     }
     this.fs = new Filesystem(this.store, this.mirror, this.onDemand);
+    // Tracking is on before the mount serves when checkpoints exist.
+    this.checkpoints = await Checkpoints.load(this.store, this.fs, this.log);
     const adapterLog = this.config.mirror ? tapRequestErrors(this.log.child({}), this.startConditions(this.config.mirror)) : this.log;
     this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options }, adapterLog);
     this.installObservers();
+    const adapter = this.adapter;
+    this.checkpoints.attach({ tracking: (on) => adapter.trackingChanged(on) });
     await this.adapter.mount();
     this.state = 'serving';
     this.timeToServeMs = Date.now() - this.startedAt.getTime();
@@ -199,6 +208,7 @@ export class MountDaemon {
       readOnly: this.mirror?.readOnly ?? null,
       restore: this.background?.progress() ?? this.restoreCompleted,
       eventLoopDelayMs: { ...this.loopWindow, maxSinceStart: this.loopMax },
+      checkpoints: this.checkpoints?.list() ?? [],
     };
   }
 
@@ -366,6 +376,8 @@ export class MountDaemon {
     switch (req.cmd) {
       case 'status':
         return this.status();
+      case 'checkpoint':
+        return checkpointRequest(this.state === 'serving' ? this.checkpoints : null, this.adapter, this.mountpoint, req);
       case 'sync': {
         if (!this.mirror || !this.fs) return { mirrored: false };
         await this.fs.recordDirtyAttrs();

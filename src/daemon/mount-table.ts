@@ -1,6 +1,6 @@
 // What the kernel says about mountpoints: is one mounted, is it a dead FUSE
 // mount left by a killed daemon, and how to detach it.
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, statfs } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 
@@ -37,7 +37,18 @@ export async function probeMountpoint(mountpoint: string): Promise<'free' | 'mou
     if (code === 'ENOENT') return 'missing';
     throw err;
   }
-  return (await mountsAt(mountpoint)).length > 0 ? 'mounted' : 'free';
+  const mounts = await mountsAt(mountpoint);
+  if (mounts.length === 0) return 'free';
+  // The kernel may answer stat from attributes it cached before the daemon died; statfs is never cached.
+  if (mounts.some((m) => m.fstype.startsWith('fuse'))) {
+    try {
+      await statfs(mountpoint);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOTCONN' || code === 'ECONNABORTED') return 'stale';
+    }
+  }
+  return 'mounted';
 }
 
 /** How long an unmount command may take before the mount table decides. */

@@ -176,9 +176,73 @@ export class FuseAdapter {
    */
   enableFastPaths(): void {
     if (!this.session || this.closed || !this.directIo || this.fs.restoring) return;
-    const flags = FAST.READ | (this.fs.sink ? 0 : FAST.WRITE);
+    const flags = FAST.READ | (this.changesThroughCore ? 0 : FAST.WRITE) | (this.tracked ? FAST.TRACK : 0);
     const max = this.opts.nodeTableMax ?? Number(process.env['STRATA_NODE_TABLE_MAX'] ?? 0);
     ll.fastPaths(this.session, this.fs.store.root, flags, this.entryTimeout, this.negativeTimeout, Number.isFinite(max) ? max : 0);
+  }
+
+  /**
+   * Every change must reach the core: the store is journalled (mirror) or
+   * tracked (checkpoints). Then the FUSE thread answers no change itself and
+   * no handle gets a descriptor for direct writes.
+   */
+  private get changesThroughCore(): boolean {
+    return this.fs.sink !== null || this.tracked;
+  }
+
+  /** Changes are tracked (checkpoints), or about to be. */
+  private get tracked(): boolean {
+    return this.trackingOn || (this.fs.guard?.active ?? false);
+  }
+
+  private trackingOn = false;
+
+  /**
+   * Tracking of changes started or stopped (checkpoints): the FUSE thread's
+   * own answers follow; resolves once no direct write of a handle opened
+   * earlier is still running on a FUSE thread (later ones come here).
+   */
+  async trackingChanged(on: boolean): Promise<void> {
+    this.trackingOn = on;
+    this.enableFastPaths();
+    if (!this.session || this.closed || !this.tracked) return;
+    while (ll.directChanges(this.session) > 0) await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+
+  /**
+   * The store changed behind the kernel's back (a rollback): the kernel's
+   * view follows (names in the inode table; cached names, attributes and
+   * data dropped, from a thread of the bridge's own).
+   */
+  storeChanged(ev: { removed?: { parent: string; name: string; survives: boolean }; added?: { parent: string; name: string }; changed?: string }): void {
+    const t = this.inodes;
+    const s = this.session;
+    if (!t || !s || this.closed) return;
+    if (ev.removed) {
+      const parent = this.inodeAt(ev.removed.parent);
+      if (parent && parent.children.has(ev.removed.name)) t.forgetName(parent, ev.removed.name, ev.removed.survives);
+      if (parent) ll.notifyInvalLater(s, parent.nodeid, 0, 0, ev.removed.name);
+    }
+    if (ev.added) {
+      const parent = this.inodeAt(ev.added.parent);
+      if (parent) ll.notifyInvalLater(s, parent.nodeid, 0, 0, ev.added.name);
+    }
+    if (ev.changed !== undefined) {
+      const inode = this.inodeAt(ev.changed);
+      if (inode) ll.notifyInvalLater(s, inode.nodeid, 0, -1);
+    }
+  }
+
+  /** The node the kernel knows at namespace path `path`, if any. */
+  private inodeAt(path: string): Inode | null {
+    const t = this.inodes;
+    if (!t) return null;
+    let cur: Inode | undefined = t.find(FC.ROOT_ID);
+    for (const name of path.split('/').filter((n) => n.length > 0)) {
+      cur = cur?.children.get(name);
+      if (!cur) return null;
+    }
+    return cur ?? null;
   }
 
   /** Mounts; resolves once the kernel has initialised the connection. */
@@ -339,7 +403,7 @@ export class FuseAdapter {
     if (!this.directIo) return { fd: -1, flags: keep };
     // A mirrored store journals every write: writes must come through the core.
     // A file still (partly) in the archive is read through the core, which fetches what is missing.
-    return { fd: res.fd, flags: keep | (res.local ? OPEN.DIRECT_READ : 0) | (this.fs.sink ? 0 : OPEN.DIRECT_WRITE) };
+    return { fd: res.fd, flags: keep | (res.local ? OPEN.DIRECT_READ : 0) | (this.changesThroughCore ? 0 : OPEN.DIRECT_WRITE) };
   }
 
   private async handle(r: Request, answer: (f: () => void) => void): Promise<void> {
@@ -487,7 +551,7 @@ export class FuseAdapter {
       }
       case OP.write: {
         const data = r.data ?? Buffer.alloc(0);
-        const n = await fs.write(r.fh, data, data.length, r.off);
+        const n = await this.withHandle(r, (h) => fs.write(h, data, data.length, r.off));
         this.jsBytes.written += n;
         answer(() => ll.replyWrite(r.req, n));
         return;
@@ -506,7 +570,7 @@ export class FuseAdapter {
         answer(() => ll.replyErr(r.req, 0));
         return;
       case OP.fallocate:
-        await fs.fallocate(r.fh, r.mode, r.off, r.size);
+        await this.withHandle(r, (h) => fs.fallocate(h, r.mode, r.off, r.size));
         answer(() => ll.replyErr(r.req, 0));
         return;
       case OP.opendir: {
@@ -597,6 +661,22 @@ export class FuseAdapter {
       return !st.isDirectory() && st.nlink > 1n;
     } catch {
       return false; // the removal itself reports what is wrong
+    }
+  }
+
+  /**
+   * Runs `f` with the request's handle. A handle the FUSE thread made (0, its
+   * descriptor + 1 in ino2) reaches this thread only once changes are tracked:
+   * it is lent to the core for this one request (the bridge keeps and closes
+   * the descriptor).
+   */
+  private async withHandle<T>(r: Request, f: (handle: number) => Promise<T>): Promise<T> {
+    if (r.fh !== 0 || r.ino2 <= 0) return f(r.fh);
+    const handle = this.fs.handles.add({ kind: 'file', fd: r.ino2 - 1, flags: 2 /* O_RDWR */, id: null, dirty: false, remote: false });
+    try {
+      return await f(handle);
+    } finally {
+      this.fs.handles.remove(handle);
     }
   }
 

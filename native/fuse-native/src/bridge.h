@@ -120,6 +120,10 @@ enum {
 // What fastPaths lets the FUSE thread answer (`constants.fast`).
 #define LL_FAST_READ  1
 #define LL_FAST_WRITE 2
+// Every change must reach JavaScript (checkpoints track it): writes and
+// fallocates of direct-write handles go there too (the handle a create or
+// open on this thread made passes its descriptor in the record's ino2, + 1).
+#define LL_FAST_TRACK 4
 
 // fi->fh: bits 0-31 the JavaScript handle (`constants.HANDLE_MAX`), bits 32-61
 // direct descriptor + 1, bit 62 direct read, bit 63 direct write.
@@ -204,6 +208,7 @@ typedef struct bridge_session {
   uint64_t next_nodeid;    // shared with JavaScript (allocNodeid), __atomic
   uint64_t fast_counts[LL_OP_COUNT]; // requests answered on the FUSE thread, per op
   uint64_t fast_bytes[2];  // bytes of reads (as asked: see fastBytes) and writes the FUSE thread answered
+  int direct_changes;      // direct writes/fallocates running on a FUSE thread right now
   // The node table (nodes.c), under nodes_lock.
   pthread_mutex_t nodes_lock;
   bridge_node_t **buckets;
@@ -320,6 +325,8 @@ napi_value js_alloc_nodeid (napi_env env, napi_callback_info info);
 napi_value js_fast_counts (napi_env env, napi_callback_info info);
 napi_value js_writeback_cache (napi_env env, napi_callback_info info);
 napi_value js_fast_bytes (napi_env env, napi_callback_info info);
+napi_value js_direct_changes (napi_env env, napi_callback_info info);
+napi_value js_notify_inval_later (napi_env env, napi_callback_info info);
 napi_value js_pending_requests (napi_env env, napi_callback_info info);
 napi_value js_reply_err (napi_env env, napi_callback_info info);
 napi_value js_reply_entry (napi_env env, napi_callback_info info);

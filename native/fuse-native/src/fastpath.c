@@ -364,8 +364,25 @@ int fast_read (bridge_session_t *s, fuse_req_t req, size_t size, off_t off, stru
   return 1;
 }
 
+// A direct change (write, fallocate) starts: 0 when every change must reach
+// JavaScript. The count goes up before the check, so once JavaScript has set
+// LL_FAST_TRACK and read directChanges() == 0, none can start unseen.
+static int direct_change_begin (bridge_session_t *s) {
+  __atomic_add_fetch(&s->direct_changes, 1, __ATOMIC_SEQ_CST);
+  if (fast_on(s, LL_FAST_TRACK)) {
+    __atomic_sub_fetch(&s->direct_changes, 1, __ATOMIC_SEQ_CST);
+    return 0;
+  }
+  return 1;
+}
+
+static void direct_change_end (bridge_session_t *s) {
+  __atomic_sub_fetch(&s->direct_changes, 1, __ATOMIC_SEQ_CST);
+}
+
 int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
   if (!(fi->fh & LL_FH_DIRECT_WRITE)) return 0;
+  if (!direct_change_begin(s)) return 0;
   int fd = direct_fd(fi->fh);
   size_t done = 0;
   while (done < size) {
@@ -374,6 +391,7 @@ int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char 
       if (errno == EINTR) continue;
       int err = errno;
       if (done == 0) {
+        direct_change_end(s);
         fuse_reply_err(req, err);
         report_failure(s, LL_WRITE, ino, NULL, err);
         return 1;
@@ -382,6 +400,7 @@ int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char 
     }
     done += (size_t) n;
   }
+  direct_change_end(s);
   fuse_reply_write(req, done);
   fast_count(s, LL_WRITE);
   fast_bytes(s, 1, done);
@@ -431,7 +450,9 @@ int fast_fsync (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int datasyn
 // As fsync: a direct-write handle has nothing to journal.
 int fast_fallocate (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi) {
   if (!(fi->fh & LL_FH_DIRECT_WRITE)) return 0;
+  if (!direct_change_begin(s)) return 0;
   int err = fallocate(direct_fd(fi->fh), mode, offset, length) == 0 ? 0 : errno;
+  direct_change_end(s);
   fuse_reply_err(req, err);
   if (err != 0) report_failure(s, LL_FALLOCATE, ino, NULL, err);
   fast_count(s, LL_FALLOCATE);

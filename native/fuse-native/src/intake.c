@@ -23,6 +23,9 @@ static void set_fi (bridge_req_t *r, struct fuse_file_info *fi) {
   if (fi != NULL) {
     r->fi = *fi;
     r->has_fi = 1;
+    // A handle this thread made (JavaScript handle 0) reaching JavaScript
+    // (LL_FAST_TRACK): its descriptor + 1 in ino2, unused by ops with a handle.
+    if ((fi->fh & LL_HANDLE_MASK) == 0 && ((fi->fh >> 32) & LL_FH_FD_MASK) != 0) r->ino2 = (fuse_ino_t) ((fi->fh >> 32) & LL_FH_FD_MASK);
   }
 }
 

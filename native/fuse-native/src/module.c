@@ -84,6 +84,7 @@ static napi_value constants (napi_env env) {
 
   o = new_object(env);
   set_u32(env, o, "READ", LL_FAST_READ);
+  set_u32(env, o, "TRACK", LL_FAST_TRACK);
   set_u32(env, o, "WRITE", LL_FAST_WRITE);
   napi_set_named_property(env, c, "fast", frozen(env, o));
 
@@ -106,6 +107,7 @@ static napi_value init (napi_env env, napi_value exports) {
   export_fn(env, exports, "fastCounts", js_fast_counts);
   export_fn(env, exports, "writebackCache", js_writeback_cache);
   export_fn(env, exports, "fastBytes", js_fast_bytes);
+  export_fn(env, exports, "directChanges", js_direct_changes);
   export_fn(env, exports, "pendingRequests", js_pending_requests);
   // replies.c
   export_fn(env, exports, "replyErr", js_reply_err);
@@ -121,6 +123,7 @@ static napi_value init (napi_env env, napi_value exports) {
   export_fn(env, exports, "replyDir", js_reply_dir);
   export_fn(env, exports, "noCapabilities", js_no_capabilities);
   export_fn(env, exports, "notifyInvalInode", js_notify_inval_inode);
+  export_fn(env, exports, "notifyInvalLater", js_notify_inval_later);
   export_fn(env, exports, "notifyInvalEntry", js_notify_inval_entry);
 
   napi_value ops = new_object(env);

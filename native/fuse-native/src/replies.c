@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+#include <pthread.h>
 
 static int attr_from_array (napi_env env, napi_value arr, struct stat *st) {
   napi_typedarray_type type;
@@ -291,6 +292,58 @@ napi_value js_notify_inval_inode (napi_env env, napi_callback_info info) {
   if (s->closed) return js_num(env, -ENOTCONN);
   int rc = fuse_lowlevel_notify_inval_inode(s->se, (fuse_ino_t) js_dbl(env, argv[1]), (off_t) js_dbl(env, argv[2]), (off_t) js_dbl(env, argv[3]));
   return js_num(env, rc);
+}
+
+// The same notices sent from a thread of their own (notifyInvalLater): the
+// kernel takes the inode's or the directory's lock for them, which a request
+// waiting for JavaScript may hold, so JavaScript must never wait for them
+// (changes made behind the kernel's back: rollback).
+typedef struct {
+  struct fuse_session *se;
+  fuse_ino_t ino;
+  off_t off, len;
+  char *name;              // entry notice: the name; NULL for an inode notice
+} later_notice_t;
+
+static void *notice_thread (void *arg) {
+  later_notice_t *n = arg;
+  if (n->name != NULL) fuse_lowlevel_notify_inval_entry(n->se, n->ino, n->name, strlen(n->name));
+  else fuse_lowlevel_notify_inval_inode(n->se, n->ino, n->off, n->len);
+  free(n->name);
+  free(n);
+  return NULL;
+}
+
+// notifyInvalLater(session, nodeid, offset, length[, name]): as notifyInvalInode
+// (or, with a name, notifyInvalEntry with nodeid the parent), from a detached
+// thread; returns 0, or -errno when the thread could not start.
+napi_value js_notify_inval_later (napi_env env, napi_callback_info info) {
+  JS_ARGS(5)
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  if (s->closed) return js_num(env, -ENOTCONN);
+  later_notice_t *n = calloc(1, sizeof(*n));
+  if (n == NULL) return js_num(env, -ENOMEM);
+  n->se = s->se;
+  n->ino = (fuse_ino_t) js_dbl(env, argv[1]);
+  n->off = (off_t) js_dbl(env, argv[2]);
+  n->len = (off_t) js_dbl(env, argv[3]);
+  napi_valuetype t = napi_undefined;
+  if (argc >= 5) napi_typeof(env, argv[4], &t);
+  if (t == napi_string) {
+    char name[1024];
+    size_t len = 0;
+    napi_get_value_string_utf8(env, argv[4], name, sizeof(name), &len);
+    n->name = strdup(name);
+  }
+  pthread_t th;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  int rc = pthread_create(&th, &attr, notice_thread, n);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) { free(n->name); free(n); return js_num(env, -rc); }
+  return js_num(env, 0);
 }
 
 // notifyInvalEntry(session, parentNodeid, name): drop a cached name.

@@ -277,6 +277,15 @@ napi_value js_fast_bytes (napi_env env, napi_callback_info info) {
   return arr;
 }
 
+// directChanges(session) -> direct writes and fallocates running on FUSE threads now
+// (after fastPaths(... TRACK ...) JavaScript waits for 0: none of them is untracked).
+napi_value js_direct_changes (napi_env env, napi_callback_info info) {
+  JS_ARGS(1)
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  return js_num(env, (double) __atomic_load_n(&s->direct_changes, __ATOMIC_ACQUIRE));
+}
+
 // pendingRequests() -> requests handed to JavaScript and not answered yet (all sessions).
 napi_value js_pending_requests (napi_env env, napi_callback_info info) {
   (void) info;

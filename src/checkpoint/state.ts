@@ -1,0 +1,292 @@
+// One checkpoint's copy: what it saved of the tree as it was when it was taken
+// (T0), rebuilt from its pre-image log. The copy is lazy: an object's
+// attributes, a directory's listing and a file's blocks are saved on their
+// first change after T0, so anything not saved is still as it was at T0 in
+// the live store.
+//
+// Objects are named by their T0 inode number (a "key"). An inode number is
+// only reused after its object is gone, and every removal that can end an
+// object saves it whole first; the identity map then tells a new object that
+// got an old number apart (`ident`: live inode number -> the key of the T0
+// object it is, or null for an object created after T0).
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import * as native from '../native/index.js';
+import { isPrivateXattr } from '../store/object-ids.js';
+import { RESERVED_NAME } from '../store/local-store.js';
+import { CheckpointLog, type Frame } from './log.js';
+
+/** Bytes per tracked block: the unit of the change map, of saving and of rollback copies. */
+export const BLOCK_SIZE = 64 * 1024;
+
+/** Blocks saved ahead of a sequential writer (8 MiB). */
+const SAVE_AHEAD = 128;
+
+export const REC_ATTRS = 1;
+export const REC_LISTING = 2;
+export const REC_BLOCK = 3;
+export const REC_IDENT = 4;
+
+export type ObjectKind = 'file' | 'dir' | 'symlink' | 'other';
+
+/** An object's attributes at T0. */
+export interface AttrRec {
+  kind: ObjectKind;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  atimeNs: string;
+  mtimeNs: string;
+  rdev: number;
+  /** Extended attributes (strata's own excluded): name, base64 value. */
+  xattrs: [string, string][];
+  /** A symbolic link's target. */
+  target?: string;
+}
+
+/** A directory's entry at T0: name, key of the object, d_type. */
+export type ListEntry = [string, string, number];
+
+/** What the registry keeps of a checkpoint. */
+export interface CheckpointInfo {
+  name: string;
+  id: string;
+  createdAt: string;
+  /** The checkpoint's directory in its copy store. */
+  dir: string;
+  blockSize: number;
+  status: 'valid' | 'invalid';
+  reason?: string;
+  invalidAt?: string;
+}
+
+/** An object about to change, resolved once per op for every checkpoint. */
+export interface LiveObject {
+  /** Store-relative path (null: only known by a descriptor whose path could not be read). */
+  rel: string | null;
+  st: BigIntStats;
+  /** An open descriptor of it, when the op came through one. */
+  fd?: number;
+  /** Finds `rel` when it is null (only needed to read its attributes the first time). */
+  findRel?: () => Promise<string | null>;
+}
+
+export function kindOf(st: BigIntStats | fs.Stats): ObjectKind {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  return 'other';
+}
+
+const O_NOATIME = fs.constants.O_NOATIME ?? 0;
+
+export class CheckpointState {
+  readonly attrs = new Map<string, AttrRec>();
+  readonly listings = new Map<string, ListEntry[]>();
+  /** key -> block number -> where its old contents are in the log. */
+  readonly blocks = new Map<string, Map<number, { off: number; len: number }>>();
+  /** Live inode number -> key of the T0 object it is (a rollback recreated it), or null (created after T0). */
+  readonly ident = new Map<string, string | null>();
+  private readonly inflight = new Map<string, Promise<void>>();
+  /** Per file: the block after the last write's range (sequential writers save ahead). */
+  private readonly nextBlock = new Map<string, number>();
+
+  private constructor(public info: CheckpointInfo, readonly log: CheckpointLog) {}
+
+  static async open(info: CheckpointInfo): Promise<CheckpointState> {
+    const frames: Frame[] = [];
+    const log = await CheckpointLog.open(`${info.dir}/log`, (f) => frames.push(f));
+    const s = new CheckpointState(info, log);
+    for (const f of frames) s.apply(f);
+    return s;
+  }
+
+  private apply(f: Frame): void {
+    const j = f.json as Record<string, unknown>;
+    switch (f.type) {
+      case REC_ATTRS: this.attrs.set(j['key'] as string, j['rec'] as AttrRec); break;
+      case REC_LISTING: this.listings.set(j['key'] as string, j['entries'] as ListEntry[]); break;
+      case REC_BLOCK: this.blockMap(j['key'] as string).set(j['block'] as number, { off: f.dataOffset, len: f.dataLength }); break;
+      case REC_IDENT: this.ident.set(j['ino'] as string, j['key'] as string | null); break;
+      default: break;
+    }
+  }
+
+  blockMap(key: string): Map<number, { off: number; len: number }> {
+    let m = this.blocks.get(key);
+    if (m === undefined) this.blocks.set(key, (m = new Map()));
+    return m;
+  }
+
+  /** The key of the T0 object a live inode is, or null when it was created after T0. */
+  canon(ino: bigint | string): string | null {
+    const k = String(ino);
+    const v = this.ident.get(k);
+    return v === undefined ? k : v;
+  }
+
+  /** Records that live inode `ino` is T0 object `key` (null: a new object); durable before it resolves when `durable`. */
+  async setIdent(ino: bigint | string, key: string | null, durable: boolean): Promise<void> {
+    const k = String(ino);
+    this.ident.set(k, key);
+    const { durable: done } = this.log.append(REC_IDENT, { ino: k, key });
+    if (durable) await done;
+    else done.catch(() => {});
+  }
+
+  // ---- saving pre-images -------------------------------------------------------
+
+  /** Runs `save` once for `id` (concurrent callers wait for the same save). */
+  private async once(id: string, saved: () => boolean, save: () => Promise<void>): Promise<void> {
+    if (saved()) return;
+    const running = this.inflight.get(id);
+    if (running) return running;
+    const p = save().finally(() => this.inflight.delete(id));
+    this.inflight.set(id, p);
+    return p;
+  }
+
+  /** Saves the object's T0 attributes (before anything of it changes). */
+  async ensureAttrs(key: string, obj: LiveObject): Promise<AttrRec> {
+    await this.once(`a${key}`, () => this.attrs.has(key), async () => {
+      const rec = await readAttrs(obj);
+      await this.log.append(REC_ATTRS, { key, rec }).durable;
+      this.attrs.set(key, rec);
+    });
+    return this.attrs.get(key)!;
+  }
+
+  /** Saves the T0 listing of the directory `key` at store path `rel`. */
+  async ensureListing(key: string, rel: string): Promise<void> {
+    await this.once(`l${key}`, () => this.listings.has(key), async () => {
+      const entries: ListEntry[] = [];
+      for (const e of await native.readdirIno(rel)) {
+        if (rel === '.' && e.name === RESERVED_NAME) continue;
+        const k = this.canon(e.ino);
+        if (k !== null) entries.push([e.name, k, e.type]);
+      }
+      await this.log.append(REC_LISTING, { key, entries }).durable;
+      this.listings.set(key, entries);
+    });
+  }
+
+  /** Saves the T0 contents of every block of file `key` that [offset, offset + length) touches. */
+  async ensureBlocks(key: string, obj: LiveObject, offset: number, length: number): Promise<void> {
+    const rec = this.attrs.get(key);
+    if (rec === undefined || rec.kind !== 'file' || length <= 0) return;
+    const end = Math.min(offset + length, rec.size);
+    if (offset >= end) return;
+    const map = this.blockMap(key);
+    const first = Math.floor(offset / BLOCK_SIZE);
+    const last = Math.floor((end - 1) / BLOCK_SIZE);
+    const waits: Promise<void>[] = [];
+    const missing: number[] = [];
+    for (let b = first; b <= last; b++) {
+      if (map.has(b)) continue;
+      const running = this.inflight.get(`b${key}:${b}`);
+      if (running) waits.push(running);
+      else missing.push(b);
+    }
+    // A writer going through the file in order: the blocks it will overwrite next are saved
+    // with these, one fdatasync for SAVE_AHEAD of them (a saved block need not change).
+    const sequential = this.nextBlock.get(key) === first;
+    this.nextBlock.set(key, last + 1);
+    if (sequential && missing.length > 0) {
+      const limit = Math.ceil(rec.size / BLOCK_SIZE);
+      for (let b = last + 1; b < Math.min(last + 1 + SAVE_AHEAD, limit); b++) {
+        if (!map.has(b) && !this.inflight.has(`b${key}:${b}`)) missing.push(b);
+      }
+    }
+    if (missing.length > 0) {
+      const save = this.saveBlocks(key, rec.size, obj, missing);
+      for (const b of missing) {
+        const id = `b${key}:${b}`;
+        const p = save.finally(() => this.inflight.delete(id));
+        p.catch(() => {});
+        this.inflight.set(id, p);
+      }
+      waits.push(save);
+    }
+    await Promise.all(waits);
+  }
+
+  private async saveBlocks(key: string, t0Size: number, obj: LiveObject, blocks: number[]): Promise<void> {
+    const fd = await openForRead(obj);
+    try {
+      const map = this.blockMap(key);
+      const done: Promise<void>[] = [];
+      const placed: [number, { off: number; len: number }][] = [];
+      // Contiguous runs are read with one pread each (at most 1 MiB at a time).
+      let i = 0;
+      while (i < blocks.length) {
+        let j = i;
+        while (j + 1 < blocks.length && blocks[j + 1] === blocks[j]! + 1 && j + 1 - i < 16) j++;
+        const start = blocks[i]! * BLOCK_SIZE;
+        const stop = Math.min((blocks[j]! + 1) * BLOCK_SIZE, t0Size);
+        const buf = Buffer.alloc(stop - start);
+        // Bytes past the live end of file (cut since T0 and saved then, or never there) read as zeros.
+        await new Promise<number>((resolve, reject) => fs.read(fd, buf, 0, buf.length, start, (err, n) => (err ? reject(err) : resolve(n))));
+        for (let b = blocks[i]!; b <= blocks[j]!; b++) {
+          const from = b * BLOCK_SIZE - start;
+          const data = buf.subarray(from, Math.min(from + BLOCK_SIZE, buf.length));
+          const a = this.log.append(REC_BLOCK, { key, block: b }, data);
+          done.push(a.durable);
+          placed.push([b, { off: a.dataOffset, len: data.length }]);
+        }
+        i = j + 1;
+      }
+      await Promise.all(done);
+      for (const [b, where] of placed) map.set(b, where);
+    } finally {
+      fs.close(fd, () => {});
+    }
+  }
+
+  /** Everything of the object that a removal could end (it may lose its last name). */
+  async ensureWhole(key: string, obj: LiveObject): Promise<void> {
+    const rec = await this.ensureAttrs(key, obj);
+    if (rec.kind === 'file') await this.ensureBlocks(key, obj, 0, rec.size);
+    else if (rec.kind === 'dir' && obj.rel !== null) await this.ensureListing(key, obj.rel);
+  }
+
+  /** Blocks saved for `key`, in order. */
+  savedBlocks(key: string): [number, { off: number; len: number }][] {
+    return [...(this.blocks.get(key) ?? new Map<number, { off: number; len: number }>()).entries()].sort((a, b) => a[0] - b[0]);
+  }
+
+  async close(): Promise<void> {
+    await this.log.close();
+  }
+}
+
+/** A read-only descriptor of the object (never updating its atime). */
+async function openForRead(obj: LiveObject): Promise<number> {
+  const path = obj.fd !== undefined ? `/proc/self/fd/${obj.fd}` : obj.rel!;
+  const flags = fs.constants.O_RDONLY | O_NOATIME | (obj.fd !== undefined ? 0 : fs.constants.O_NOFOLLOW);
+  return new Promise((resolve, reject) => fs.open(path, flags, (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+/** The attributes of a live object, as a T0 record. */
+export async function readAttrs(obj: LiveObject): Promise<AttrRec> {
+  const st = obj.st;
+  const kind = kindOf(st);
+  if (obj.rel === null && obj.findRel) obj.rel = await obj.findRel();
+  const rec: AttrRec = {
+    kind, mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), size: Number(st.size),
+    atimeNs: st.atimeNs.toString(), mtimeNs: st.mtimeNs.toString(), rdev: Number(st.rdev), xattrs: [],
+  };
+  if (obj.rel !== null) {
+    for (const name of await native.listxattr(obj.rel)) {
+      if (isPrivateXattr(name)) continue;
+      try {
+        rec.xattrs.push([name, (await native.getxattr(obj.rel, name)).toString('base64')]);
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'ENODATA') throw err;
+      }
+    }
+    if (kind === 'symlink') rec.target = await fsp.readlink(obj.rel);
+  }
+  return rec;
+}

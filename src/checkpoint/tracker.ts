@@ -1,0 +1,169 @@
+// Changed-block tracking for every checkpoint of a store: the core's
+// ChangeGuard. Before each change, each valid checkpoint saves what the change
+// would destroy of its T0 copy (attributes, a directory's listing, the old
+// contents of the blocks about to be overwritten or cut, a file that may lose
+// its last name) and waits until that is durable; only then does the core
+// apply the change. A checkpoint that cannot save (its copy store is full or
+// gone) is marked invalid, durably, and the change goes ahead: live writes
+// never fail because of a checkpoint.
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import type { ChangeGuard, GuardTarget } from '../core/change-guard.js';
+import type { Logger } from '../log/logger.js';
+import { type CheckpointState, type LiveObject } from './state.js';
+
+export class Tracker implements ChangeGuard {
+  private states: CheckpointState[] = [];
+
+  /**
+   * `root`: the store root (absolute). `invalidate` makes a checkpoint's
+   * invalid state durable (it throws when it cannot: the change then fails).
+   */
+  constructor(
+    private readonly root: string,
+    private readonly log: Logger,
+    private readonly invalidate: (state: CheckpointState, reason: string) => Promise<void>,
+  ) {}
+
+  get active(): boolean {
+    return this.states.length > 0;
+  }
+
+  /** The checkpoints being tracked. */
+  get tracked(): readonly CheckpointState[] {
+    return this.states;
+  }
+
+  add(state: CheckpointState): void {
+    this.states.push(state);
+  }
+
+  remove(state: CheckpointState): void {
+    this.states = this.states.filter((s) => s !== state);
+  }
+
+  async attrs(target: GuardTarget): Promise<void> {
+    const obj = await this.resolve(target);
+    if (obj) await this.each(async (s) => { const k = s.canon(obj.st.ino); if (k !== null) await s.ensureAttrs(k, obj); });
+  }
+
+  async data(target: GuardTarget, offset: number, length: number): Promise<void> {
+    const obj = await this.resolve(target);
+    if (obj) {
+      await this.each(async (s) => {
+        const k = s.canon(obj.st.ino);
+        if (k === null) return;
+        await s.ensureAttrs(k, obj);
+        await s.ensureBlocks(k, obj, offset, length);
+      });
+    }
+  }
+
+  async size(target: GuardTarget, size: number): Promise<void> {
+    const obj = await this.resolve(target);
+    if (obj) {
+      await this.each(async (s) => {
+        const k = s.canon(obj.st.ino);
+        if (k === null) return;
+        const rec = await s.ensureAttrs(k, obj);
+        // Everything past the new end goes, and the tail of the block it ends in.
+        if (size < rec.size) await s.ensureBlocks(k, obj, size, rec.size - size);
+      });
+    }
+  }
+
+  async names(parentRel: string, removes?: string): Promise<void> {
+    if (!this.active) return;
+    const parent = await lstatObject(parentRel);
+    const gone = removes !== undefined ? await lstatObject(removes) : null;
+    await this.each(async (s) => {
+      if (parent) {
+        const k = s.canon(parent.st.ino);
+        if (k !== null) {
+          await s.ensureAttrs(k, parent);
+          await s.ensureListing(k, parentRel);
+        }
+      }
+      // A directory, or a file losing its last name: it may end here, so all of it is saved.
+      if (gone && (gone.st.isDirectory() || gone.st.nlink <= 1n)) {
+        const k = s.canon(gone.st.ino);
+        if (k !== null) await s.ensureWhole(k, gone);
+      }
+    });
+  }
+
+  async created(rel: string): Promise<void> {
+    if (!this.active) return;
+    let ino: string;
+    try {
+      ino = String((await fsp.lstat(rel, { bigint: true })).ino);
+    } catch {
+      return;
+    }
+    await this.each(async (s) => {
+      // A number that named a T0 object (now gone) or a recreated one: the new object must never be taken for it.
+      const known = s.ident.get(ino);
+      if (known === null) return;
+      const reused = known !== undefined || s.attrs.has(ino) || s.listings.has(ino);
+      await s.setIdent(ino, null, reused);
+    });
+  }
+
+  /** Runs `f` for every valid checkpoint; one that fails is invalidated (and the change goes on). */
+  private async each(f: (s: CheckpointState) => Promise<void>): Promise<void> {
+    const states = this.states;
+    if (states.length === 1) {
+      await this.guarded(states[0]!, f);
+      return;
+    }
+    await Promise.all(states.map((s) => this.guarded(s, f)));
+  }
+
+  private async guarded(s: CheckpointState, f: (s: CheckpointState) => Promise<void>): Promise<void> {
+    try {
+      await f(s);
+    } catch (err) {
+      if (!this.states.includes(s)) return;
+      const e = err as NodeJS.ErrnoException;
+      const reason = e.code === 'ENOSPC' || e.code === 'EDQUOT'
+        ? `copy store full (${e.code}): the checkpoint no longer holds the tree as it was`
+        : `cannot save into the copy store: ${e.code ?? ''} ${e.message}`.trim();
+      // Durably invalid first: until the registry says so, no change may go ahead untracked
+      // (if it cannot be written, the change fails, and the next one tries again).
+      await this.invalidate(s, reason);
+      this.remove(s);
+      this.log.error({ checkpoint: s.info.name, err: e.message, code: e.code }, `checkpoint invalidated: ${reason}`);
+    }
+  }
+
+  /** The object an op changes (null: nothing is tracked, or it has no name left: not part of any T0 tree that still needs saving). */
+  private async resolve(target: GuardTarget): Promise<LiveObject | null> {
+    if (!this.active) return null;
+    if ('rel' in target) return lstatObject(target.rel);
+    const st = await new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(target.fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
+    // No name left: it was saved whole when it lost its last name (or was not in the tree at T0).
+    if (st.nlink === 0n) return null;
+    // Its path is read only when its attributes are saved (once per object), not on every write.
+    const findRel = async (): Promise<string | null> => {
+      try {
+        const p = await fsp.readlink(`/proc/self/fd/${target.fd}`);
+        if (p === this.root) return '.';
+        if (!p.startsWith(`${this.root}/`)) return null;
+        const r = p.slice(this.root.length + 1);
+        return (await fsp.lstat(r, { bigint: true }).then((l) => l.ino === st.ino, () => false)) ? r : null;
+      } catch {
+        return null;
+      }
+    };
+    return { rel: null, st, fd: target.fd, findRel };
+  }
+}
+
+async function lstatObject(rel: string): Promise<LiveObject | null> {
+  try {
+    return { rel, st: await fsp.lstat(rel, { bigint: true }) };
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT' || (err as { code?: string }).code === 'ENOTDIR') return null;
+    throw err;
+  }
+}

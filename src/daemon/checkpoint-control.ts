@@ -1,0 +1,44 @@
+// The daemon's side of `strata checkpoint ...` and `strata rollback`: control
+// requests handed to the store's Checkpoints, with the FUSE adapter told of
+// what a rollback changed behind the kernel's back.
+import { resolve } from 'node:path';
+import type { Checkpoints } from '../checkpoint/manager.js';
+import type { Area } from '../checkpoint/rollback.js';
+import type { FuseAdapter } from '../fuse/adapter.js';
+import { FsError } from '../core/errno.js';
+
+export type CheckpointRequest =
+  | { cmd: 'checkpoint'; op: 'create'; name?: string; copyStore?: string }
+  | { cmd: 'checkpoint'; op: 'list' }
+  | { cmd: 'checkpoint'; op: 'delete'; name: string }
+  | { cmd: 'checkpoint'; op: 'diff'; name: string; paths?: string[] }
+  | { cmd: 'checkpoint'; op: 'rollback'; name: string; areas?: Area[]; dryRun?: boolean };
+
+export async function checkpointRequest(cps: Checkpoints | null, adapter: FuseAdapter | null, mountpoint: string, req: CheckpointRequest): Promise<unknown> {
+  if (!cps) throw new FsError('EAGAIN', 'the mount is not serving yet');
+  switch (req.op) {
+    case 'create': {
+      if (req.copyStore !== undefined) {
+        const dir = resolve(req.copyStore);
+        // The daemon never touches its own mountpoint.
+        if (dir === mountpoint || dir.startsWith(`${mountpoint}/`)) throw new FsError('EINVAL', `copy store ${dir} lies under the mountpoint ${mountpoint}`);
+      }
+      return cps.create({ ...(req.name !== undefined ? { name: req.name } : {}), ...(req.copyStore !== undefined ? { copyStore: resolve(req.copyStore) } : {}) });
+    }
+    case 'list':
+      return { checkpoints: cps.list() };
+    case 'delete':
+      await cps.delete(req.name);
+      return { deleted: req.name };
+    case 'diff':
+      return cps.diff(req.name, req.paths ?? []);
+    case 'rollback': {
+      const observer = adapter === null ? null : {
+        removed: (parent: string, name: string, survives: boolean) => adapter.storeChanged({ removed: { parent, name, survives } }),
+        added: (parent: string, name: string) => adapter.storeChanged({ added: { parent, name } }),
+        changed: (path: string) => adapter.storeChanged({ changed: path }),
+      };
+      return cps.rollback(req.name, req.areas ?? [], req.dryRun ?? false, observer);
+    }
+  }
+}

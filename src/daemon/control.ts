@@ -6,6 +6,7 @@ import { createServer, createConnection, type Server } from 'node:net';
 import { createHash } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { SwapRequest } from '../swap/controller.js';
 
 export function runDir(): string {
   return process.env.STRATA_RUN_DIR ?? '/run/strata';
@@ -17,7 +18,7 @@ export function controlSocketPath(mountpoint: string): string {
 }
 
 export type ControlRequest = { cmd: 'status' } | { cmd: 'unmount'; lazy?: boolean } | { cmd: 'sync'; timeoutMs?: number }
-  | { cmd: 'release'; timeoutMs?: number; lazy?: boolean };
+  | { cmd: 'release'; timeoutMs?: number; lazy?: boolean } | { cmd: 'swap'; swap: SwapRequest };
 export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string };
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 

@@ -24,6 +24,8 @@ import { readRestoreState } from '../restore/state.js';
 import { OnDemandRestore } from '../restore/on-demand.js';
 import { BackgroundRestore, completedProgress, type RestoreProgress } from '../restore/background.js';
 import { hostname } from 'node:os';
+import { SwapController, type SwapStatus } from '../swap/controller.js';
+import { resolveLiveStore } from '../swap/record.js';
 
 export interface MountConfig {
   store: string;
@@ -68,6 +70,8 @@ export interface DaemonStatus {
    * last complete 10-s window, and the largest since the start.
    */
   eventLoopDelayMs: { p50: number; p99: number; max: number; maxSinceStart: number };
+  /** The spare store and swap (docs/swap.md). */
+  swap: SwapStatus | null;
 }
 
 export class MountDaemon {
@@ -87,6 +91,7 @@ export class MountDaemon {
   /** What status says of a restore that was complete before this daemon started. */
   private restoreCompleted: RestoreProgress | null = null;
   private conditions: ConditionWatcher | null = null;
+  private swap: SwapController | null = null;
   private conditionClient: (() => SnapshotClient | null) | null = null;
   /** Time from start() to the mount serving, ms. */
   timeToServeMs: number | null = null;
@@ -108,8 +113,22 @@ export class MountDaemon {
   /** Prepares everything and mounts; resolves once the mount serves. */
   async start(): Promise<void> {
     await this.prepareMountpoint();
+    // After a swap the live store is the directory the swap record names (src/swap/record.ts).
+    const live = await resolveLiveStore(this.config.store);
+    if (live !== this.store.root) this.store.moveTo(live);
     await checkStore(this.store.root);
     await this.store.init();
+    this.swap = new SwapController({
+      storeArg: resolve(this.config.store), store: this.store, mountpoint: this.mountpoint, log: this.log,
+      adapter: () => this.adapter, fs: () => this.fs,
+      mirror: () => (this.mirror && this.config.mirror ? { mirror: this.mirror, opts: { ...this.config.mirror, mountpoint: this.mountpoint } } : null),
+      setMirror: (m) => { this.mirror = m; },
+      archive: () => {
+        const m = this.config.mirror;
+        return m ? { url: m.archiveUrl, volume: m.volume, ...(m.tokenFile !== undefined ? { tokenFile: m.tokenFile } : {}) } : null;
+      },
+    });
+    await this.swap.load();
     // Modes arrive already masked by the caller's umask; never mask them again.
     process.umask(0);
     this.store.enter();
@@ -168,6 +187,7 @@ export class MountDaemon {
       readOnly: this.mirror?.readOnly ?? null,
       restore: this.background?.progress() ?? this.restoreCompleted,
       eventLoopDelayMs: { ...this.loopWindow, maxSinceStart: this.loopMax },
+      swap: this.swap?.status() ?? null,
     };
   }
 
@@ -291,6 +311,7 @@ export class MountDaemon {
       throw err;
     }
     await Promise.race([this.adapter?.whenExited(), new Promise((r) => setTimeout(r, 5000))]);
+    await this.swap?.stop();
     this.adapter?.release();
     await this.background?.stop();
     await this.fs?.closeAll();
@@ -325,6 +346,9 @@ export class MountDaemon {
         setTimeout(() => process.exit(0), 50);
         return { released: this.mountpoint, volume: st.volume, epoch: st.epoch, appliedSeq: st.ackedSeq, pid: process.pid };
       }
+      case 'swap':
+        if (!this.swap) throw new Error('the daemon is starting');
+        return this.swap.handle(req.swap);
       case 'unmount':
         await this.stop(req.lazy ?? false);
         // Reply first, then leave.

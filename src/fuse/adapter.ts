@@ -10,7 +10,7 @@ import { constants as osConstants } from 'node:os';
 import type { Filesystem, Caller, OpenResult, DirEntryInfo, ObjectRef, SetattrChanges } from '../core/filesystem.js';
 import { errnoOf, isExpectedError, FsError } from '../core/errno.js';
 import type { Logger } from '../log/logger.js';
-import { InodeTable, type Inode } from './inode-table.js';
+import { InodeTable, ROOT_NODEID, type Inode } from './inode-table.js';
 import { encodeAttr, encodeDirEntries, encodeStatfs, inoOfAttrs } from './attr-encoding.js';
 
 /** Open flags of replyOpen/replyCreate, what fastPaths lets the FUSE thread answer, setattr's bits and arguments: all from the bridge's C. */
@@ -24,6 +24,24 @@ const OP = ll.ops;
 /** Asked by the kernel before every write(2); see noCapabilities (native/fuse-native/src/fastpath.c). */
 const CAPS_XATTR = 'security.capability';
 const OP_NAMES: string[] = Object.entries(OP).sort((a, b) => a[1] - b[1]).map(([k]) => k);
+/**
+ * While a swap holds requests (src/swap), reads of open handles and
+ * releasedir go on: they use a descriptor only, never a name, the store root
+ * or the journal, so a file opened before the swap is read without waiting.
+ * Everything else waits; with --busy ebusy everything else is answered EBUSY,
+ * except what closes or syncs a handle (release, flush, fsync), which waits.
+ */
+const PASS_OPS: ReadonlySet<number> = new Set([OP.read, OP.releasedir]);
+const WAIT_ALWAYS: ReadonlySet<number> = new Set([OP.release, OP.flush, OP.fsync]);
+
+/** A swap's hold (src/swap/controller.ts): held requests, or EBUSY for every new one. */
+interface Hold {
+  mode: 'wait' | 'ebusy';
+  queue: { r: Request; at: number }[];
+  /** Longest time a request waited, ms (set by releaseHeld). */
+  longestWaitMs: number;
+  ebusy: number;
+}
 
 export interface MountOptions {
   /** Let other users use the mount (always together with default_permissions). */
@@ -107,6 +125,10 @@ export class FuseAdapter {
   /** The bridge's session has been freed (after the connection ended). */
   private closed = false;
   private lastRequestAt = 0;
+  /** A swap holds requests (see PASS_OPS), or null. */
+  private hold: Hold | null = null;
+  /** Requests not in PASS_OPS handed to the core and not answered yet. */
+  private namedInFlight = 0;
 
   constructor(private readonly fs: Filesystem, readonly mountpoint: string, private readonly opts: MountOptions, log: Logger) {
     this.log = log.child({ component: 'fuse' });
@@ -223,8 +245,24 @@ export class FuseAdapter {
       if (!isExpectedError(errno)) this.log.warn({ op: OP_NAMES[r.rdev] ?? `op${r.rdev}`, ino: r.ino, name: r.name, errno, thread: 'fuse' }, 'request failed');
       return;
     }
+    if (this.hold !== null && !PASS_OPS.has(r.op)) {
+      if (this.hold.mode === 'wait' || WAIT_ALWAYS.has(r.op)) {
+        this.hold.queue.push({ r, at: Date.now() });
+        return;
+      }
+      this.hold.ebusy++;
+      const errno = errnoOf(new FsError('EBUSY', 'the mount is swapping its store'));
+      try { ll.replyErr(r.req, errno); } catch { /* answered */ }
+      return;
+    }
+    this.run(r);
+  }
+
+  private run(r: Request): void {
     const opName = OP_NAMES[r.op] ?? `op${r.op}`;
     let answered = false;
+    const named = !PASS_OPS.has(r.op);
+    if (named) this.namedInFlight++;
     this.unanswered++;
     this.lastRequestAt = Date.now();
     const answer = (f: () => void): void => {
@@ -233,6 +271,7 @@ export class FuseAdapter {
         return;
       }
       answered = true;
+      if (named) this.namedInFlight--;
       this.unanswered--;
       if (this.closed) return; // the session is freed: nobody is listening
       this.opCounts.set(opName, (this.opCounts.get(opName) ?? 0) + 1);
@@ -257,6 +296,66 @@ export class FuseAdapter {
       if (!isExpectedError(errno)) this.log.warn({ op: opName, ino: r.ino, name: r.name, errno, err }, 'request failed');
       answer(() => ll.replyErr(r.req, errno));
     });
+  }
+
+  // ---- swap (src/swap/controller.ts holds the logic; these are its hands) ----
+
+  /**
+   * From now on requests wait (or get EBUSY; see PASS_OPS), and the FUSE
+   * thread answers nothing from the store (reads and writes of the handles it
+   * was given go on there: they use those descriptors only).
+   */
+  holdRequests(mode: 'wait' | 'ebusy'): void {
+    if (this.hold !== null) throw new Error('requests are held already');
+    this.hold = { mode, queue: [], longestWaitMs: 0, ebusy: 0 };
+    if (this.session && !this.closed) ll.fastPaths(this.session, this.fs.store.root, 0, this.entryTimeout, this.negativeTimeout);
+  }
+
+  /** Resolves true once no request (but reads) is under way here or on the FUSE thread, false at `deadline`. */
+  async quiesce(deadline: number): Promise<boolean> {
+    for (;;) {
+      const busy = this.session && !this.closed ? ll.fastBusy(this.session) : 0;
+      if (this.namedInFlight === 0 && busy === 0) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+
+  /**
+   * The store root moved (fs.store now names the new root, the process's
+   * working directory is in it): every object the kernel knows is treated as
+   * renamed away. Node ids stay valid until the kernel forgets them (open
+   * handles keep their descriptors: they read and write the old file), but
+   * no name leads to them any more; the FUSE thread's node table is emptied
+   * and rooted at the new store; the kernel must look every cached name up
+   * again (a new lookup gets a new node id, hence a new kernel inode with no
+   * cached attributes or pages), and the root's attributes are dropped.
+   */
+  switchStore(rootIno: bigint): void {
+    this.table().detachAll(rootIno);
+    this.dirListings.clear();
+    if (!this.session || this.closed) return;
+    ll.resetNodes(this.session, this.fs.store.root);
+    const rc = ll.notifyIncEpoch(this.session);
+    if (rc !== 0) this.log.error({ rc }, 'swap: the kernel refused FUSE_NOTIFY_INC_EPOCH (Linux 6.16+ needed): names it cached may show the old tree until their timeout');
+    ll.notifyInvalInode(this.session, ROOT_NODEID, 0, 0);
+  }
+
+  /** Ends the hold: held requests run (against whichever store is live now). Returns the hold's figures. */
+  releaseHeld(): { held: number; ebusy: number; longestWaitMs: number } {
+    const h = this.hold;
+    if (h === null) return { held: 0, ebusy: 0, longestWaitMs: 0 };
+    this.hold = null;
+    this.enableFastPaths();
+    const now = Date.now();
+    let longest = 0;
+    for (const { r, at } of h.queue) {
+      longest = Math.max(longest, now - at);
+      // A lookup resolved on the FUSE thread before the hold named the store of then: resolve it again.
+      if (r.op === OP.lookup) r.attrs = undefined;
+      this.run(r);
+    }
+    return { held: h.queue.length, ebusy: h.ebusy, longestWaitMs: longest };
   }
 
   /** The FUSE thread created `name` in node `ino` as node `ino2` (attributes in `attrs`). */

@@ -23,7 +23,7 @@ export class Inode {
   readonly handles = new Set<number>();
   nlookup = 0;
 
-  constructor(readonly nodeid: number, readonly ino: bigint) {}
+  constructor(readonly nodeid: number, public ino: bigint) {}
 
   get isNameless(): boolean {
     return this.links.length === 0 && this.nodeid !== ROOT_NODEID;
@@ -171,6 +171,23 @@ export class InodeTable {
       link.name = newName;
     }
     newParent.children.set(newName, inode);
+  }
+
+  /**
+   * The store was swapped (src/swap): every object known so far was renamed
+   * away. Each node keeps its id (the kernel may still name it: open handles,
+   * a working directory) but has no name any more; the root stands for the
+   * new store's root, whose backing inode number is `rootIno`.
+   */
+  detachAll(rootIno: bigint): void {
+    for (const inode of this.byNodeid.values()) {
+      inode.links.length = 0;
+      inode.children.clear();
+    }
+    this.byIno.clear();
+    this.root.ino = rootIno;
+    this.byIno.set(rootIno, this.root);
+    for (const inode of [...this.byNodeid.values()]) this.collect(inode);
   }
 
   /** The kernel dropped `count` lookups; the entry goes when nothing holds it. */

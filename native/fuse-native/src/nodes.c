@@ -121,6 +121,33 @@ void nodes_free (bridge_session_t *s) {
   pthread_mutex_unlock(&s->nodes_lock);
 }
 
+void nodes_reset (bridge_session_t *s, int root_fd) {
+  pthread_mutex_lock(&s->nodes_lock);
+  for (size_t i = 0; s->buckets != NULL && i < s->nbuckets; i++) {
+    bridge_node_t *n = s->buckets[i];
+    while (n != NULL) {
+      bridge_node_t *next = n->next;
+      n->dead = 1;
+      n->lru_prev = n->lru_next = NULL;
+      if (n->refs == 0) { close(n->fd); free(n); }
+      n = next;
+    }
+    s->buckets[i] = NULL;
+  }
+  s->lru_head = s->lru_tail = NULL;
+  s->nnodes = 0;
+  bridge_req_t *announced = s->announced_head;
+  s->announced_head = s->announced_tail = NULL;
+  s->announced = 0;
+  pthread_mutex_unlock(&s->nodes_lock);
+  while (announced != NULL) {
+    bridge_req_t *next = announced->next;
+    req_free(announced);
+    announced = next;
+  }
+  node_learned(s, FUSE_ROOT_ID, root_fd, 1);
+}
+
 // Raises the descriptor limit as far as allowed (the node table holds one per
 // node the kernel knows) and returns how many the table may hold.
 size_t node_table_capacity (void) {

@@ -388,6 +388,7 @@ export class FuseAdapter {
     if (path !== null) return this.fs.getattr(path);
     const any = inode.handles.values().next();
     if (!any.done) return this.fs.fgetattr(any.value);
+    if (inode.stale) throw new FsError('ESTALE', 'the store was swapped since this object was looked up');
     throw new FsError('ENOENT', 'object has no name and no open handle');
   }
 

@@ -22,6 +22,8 @@ export class Inode {
   /** Open file handles on this object. */
   readonly handles = new Set<number>();
   nlookup = 0;
+  /** Known before a swap (detachAll): it stands for an object of the old store; path-based requests get ESTALE. */
+  stale = false;
 
   constructor(readonly nodeid: number, public ino: bigint) {}
 
@@ -95,6 +97,7 @@ export class InodeTable {
   /** Path of an object that must still have a name. */
   requirePath(inode: Inode): string {
     const p = this.pathOf(inode);
+    if (p === null && inode.stale) throw new FsError('ESTALE', 'the store was swapped since this object was looked up');
     if (p === null) throw new FsError('ENOENT', 'object has no name left');
     return p;
   }
@@ -176,13 +179,16 @@ export class InodeTable {
   /**
    * The store was swapped (src/swap): every object known so far was renamed
    * away. Each node keeps its id (the kernel may still name it: open handles,
-   * a working directory) but has no name any more; the root stands for the
-   * new store's root, whose backing inode number is `rootIno`.
+   * a working directory) but has no name any more, and requests that need
+   * its name get ESTALE (the kernel then looks the path up again, LOOKUP_REVAL,
+   * and finds the new store's object); the root stands for the new store's
+   * root, whose backing inode number is `rootIno`.
    */
   detachAll(rootIno: bigint): void {
     for (const inode of this.byNodeid.values()) {
       inode.links.length = 0;
       inode.children.clear();
+      if (inode !== this.root) inode.stale = true;
     }
     this.byIno.clear();
     this.root.ino = rootIno;

@@ -84,9 +84,10 @@ export async function checkSpare(spareArg: string, o: { store: string; live: str
   if (!st.isDirectory()) throw new Error(`the spare ${spare} is not a directory`);
   if (within(o.live, spare) || within(spare, o.live)) throw new Error(`the spare ${spare} overlaps the live store ${o.live}`);
   for (const s of await mountedStores()) {
+    if (resolve(s) === resolve(o.store)) continue; // this mount (its live store is checked above)
     if (within(resolve(s), spare) || within(spare, resolve(s))) throw new Error(`the spare ${spare} is used by the strata mount of store ${s}`);
   }
-  if (existsSync(swapRecordPath(spare))) throw new Error(`the spare ${spare} is the store of another swap (${swapRecordPath(spare)})`);
+  if (spare !== resolve(o.store) && existsSync(swapRecordPath(spare))) throw new Error(`the spare ${spare} is the store of another swap (${swapRecordPath(spare)})`);
   const priv = join(spare, RESERVED_NAME);
   const state = await readSpareState(spare);
   for (const f of state === null ? ['mirror.json', 'restore.json'] : []) {
@@ -101,8 +102,9 @@ export async function checkSpare(spareArg: string, o: { store: string; live: str
       throw new Error(`the spare ${spare} holds ${state.state === 'ready' ? 'a prepared' : 'an unfinished'} tree of ${state.source}, not ${o.source}: \`strata swap discard\` first`);
     }
     resume = true;
-  } else if (names.length > 0 || (existsSync(priv) && (await readdir(priv)).length > 0)) {
-    throw new Error(`the spare ${spare} is not empty (${names.slice(0, 3).join(', ')}${names.length > 3 ? ', ...' : ''}): give an empty directory`);
+  } else if (names.length > 0 || (existsSync(priv) && (await readdir(priv)).some((n) => n !== 'daemon.log'))) {
+    const shown = names.length > 0 ? names : [RESERVED_NAME];
+    throw new Error(`the spare ${spare} is not empty (${shown.slice(0, 3).join(', ')}${shown.length > 3 ? ', ...' : ''}): give an empty directory`);
   }
   const fsInfo = await statfs(spare);
   const free = fsInfo.bavail * fsInfo.bsize;

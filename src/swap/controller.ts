@@ -121,6 +121,8 @@ export class SwapController {
   async load(): Promise<void> {
     await removeSwapRecordTemp(this.host.storeArg);
     this.record = await readSwapRecord(this.host.storeArg);
+    // The live store's own spare state is left over from an exchange that crashed before its bookkeeping.
+    await rm(spareStatePath(this.host.store.root), { force: true });
     const text = await readFileIfExists(join(this.host.store.privateDir, PREPARED_FILE));
     if (text === null) return;
     const p = JSON.parse(text) as { spare: string; source: string };
@@ -243,12 +245,11 @@ export class SwapController {
       spare = job.spare;
       source = job.source;
     } else {
+      // The record is the authority: its spare holds the tree from before the last exchange (until discarded).
       const s = this.record?.spare ?? null;
       if (s === null) throw new Error('there is no pre-swap tree to go back to (no swap yet, or its spare was discarded)');
-      const st = await readSpareState(s);
-      if (st?.state !== 'previous') throw new Error(`the spare ${s} does not hold the pre-swap tree any more`);
       spare = s;
-      source = st.source;
+      source = (await readSpareState(s).catch(() => null))?.source ?? `the tree before swap ${this.record!.generation}`;
     }
     const st = await lstat(spare, { bigint: true });
     this.exclusive(direction);

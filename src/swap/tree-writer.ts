@@ -63,6 +63,7 @@ export async function writeTree(o: TreeWriterOptions): Promise<void> {
   const root = await o.client.dirImage(o.volume, ROOT_ID);
   const links = new Map<ObjectId, string>();
   await writeDir(o, '', root.entries, links);
+  await writeObjectId(o.spare, ROOT_ID);
   await applyAttrs(o.spare, root.attrs, root.xattrs, null);
 }
 

@@ -106,6 +106,7 @@ interface CommitFigures {
   prober_errors: number;
   daemon_longest_held_ms: number;
   hold_ms: number;
+  hold_phases_ms: Record<string, number>;
   held_requests: number;
   baseline_longest_request_ms: number;
   ratio_longest_vs_baseline: number | null;
@@ -114,7 +115,7 @@ interface CommitFigures {
 async function commitUnderLoad(mnt: string, list: string, work: string): Promise<CommitFigures> {
   spawnSync('find', [mnt, '-ls'], { stdio: 'ignore' });
   let holdMs = 0;
-  let result: { longestWaitMs: number; holdMs: number; held: number } = { longestWaitMs: 0, holdMs: 0, held: 0 };
+  let result: { longestWaitMs: number; holdMs: number; held: number; phases: Record<string, number> } = { longestWaitMs: 0, holdMs: 0, held: 0, phases: {} };
   const swapped = await probe(mnt, list, work, () => {
     const out = must(['swap', 'commit', mnt, '--json', '--hold-timeout', '600']);
     result = JSON.parse(out) as typeof result;
@@ -123,7 +124,7 @@ async function commitUnderLoad(mnt: string, list: string, work: string): Promise
   const base = await probe(mnt, list, work, () => new Promise((r) => setTimeout(r, Math.max(100, holdMs))));
   return {
     longest_request_ms: r3(swapped.max), prober_p99_ms: r3(swapped.p99), prober_calls: swapped.n, prober_errors: swapped.errors,
-    daemon_longest_held_ms: result.longestWaitMs, hold_ms: result.holdMs, held_requests: result.held,
+    daemon_longest_held_ms: result.longestWaitMs, hold_ms: result.holdMs, hold_phases_ms: result.phases, held_requests: result.held,
     baseline_longest_request_ms: r3(base.max), ratio_longest_vs_baseline: base.max > 0 ? r1(swapped.max / base.max) : null,
   };
 }

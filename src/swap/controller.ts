@@ -67,6 +67,8 @@ export interface CommitResult {
   rolledBack: string | null;
   /** A mirrored mount: the archive snapshot that keeps the pre-swap head. */
   preSwapSnapshot: string | null;
+  /** Where the hold went, ms: waiting for requests under way; drain, snapshot and the new store's mirror state (mirrored); the record; the switch (with the mirror's handover). */
+  phases: { quiesceMs: number; beforeDecisionMs: number; recordMs: number; switchMs: number };
   at: string;
 }
 
@@ -260,15 +262,21 @@ export class SwapController {
     let committed = false;
     let rolledBack: string | null = null;
     let snapshot: string | null = null;
+    const phases = { quiesceMs: 0, beforeDecisionMs: 0, recordMs: 0, switchMs: 0 };
+    let mark = Date.now();
+    const lap = (): number => { const now = Date.now(); const d = now - mark; mark = now; return d; };
     const generation = (this.record?.generation ?? 0) + 1;
     adapter.holdRequests(busyMode);
     try {
-      if (!(await adapter.quiesce(deadline))) {
+      const quiet = await adapter.quiesce(deadline);
+      phases.quiesceMs = lap();
+      if (!quiet) {
         rolledBack = `requests under way did not finish within the hold timeout (${holdTimeoutMs} ms)`;
       } else {
         swapCrashPoint('swap-held');
         if (STALL_MS > 0) await new Promise((r) => setTimeout(r, STALL_MS));
         if (mirrored !== null) rolledBack = await this.beforeDecision(mirrored.mirror, archive!, spare, deadline, generation, log).then((s) => { snapshot = s; return null; }, (err: unknown) => (err as Error).message);
+        phases.beforeDecisionMs = lap();
         if (rolledBack === null && Date.now() >= deadline) rolledBack = `the exchange was not decided within the hold timeout (${holdTimeoutMs} ms)`;
       }
       if (rolledBack === null) {
@@ -282,6 +290,7 @@ export class SwapController {
           await removeSwapRecordTemp(this.host.storeArg).catch(() => {});
           throw err;
         }
+        phases.recordMs = lap();
         swapCrashPoint('swap-recorded');
         // Decided: from here on only forward.
         committed = true;
@@ -301,6 +310,7 @@ export class SwapController {
             process.exit(1);
           }
         }
+        phases.switchMs = lap();
         swapCrashPoint('swap-switched');
       }
     } finally {
@@ -308,7 +318,7 @@ export class SwapController {
       this.busy = null;
       const result: CommitResult = {
         committed, direction, live: this.host.store.root, spare: this.record?.spare ?? null, generation: this.record?.generation ?? 0,
-        holdMs: Date.now() - t0, held: h.held, longestWaitMs: h.longestWaitMs, ebusy: h.ebusy, rolledBack, preSwapSnapshot: snapshot, at: new Date().toISOString(),
+        holdMs: Date.now() - t0, held: h.held, longestWaitMs: h.longestWaitMs, ebusy: h.ebusy, rolledBack, preSwapSnapshot: snapshot, phases, at: new Date().toISOString(),
       };
       this.lastCommit = result;
       if (committed) log.info(result, 'swap: stores exchanged');

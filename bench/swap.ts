@@ -11,8 +11,10 @@
 //  4. commit while a prober (its own process) stats and reads random files
 //     of the mount in a loop, each call timed; the kernel knows every node
 //     (a `find -ls` of the mount first). Figures: the longest any prober
-//     call took across the commit, the daemon's longest wait of a held request
-//     and its hold; the prober's longest call over a window of the same length
+//     call took across the commit (its calls only read: stat, open, read,
+//     close), the daemon's longest wait of a held request (of any, and of one
+//     that changes nothing: on a mirrored mount those go on while the new store
+//     is re-converged, changes wait for it), the hold and its phases; the prober's longest call over a window of the same length
 //     without a swap (baseline) and the ratio;
 //  5. the same on a mount without an archive (a copy of the store with its
 //     object ids), where the exchange does not include the mirror's handover.
@@ -105,6 +107,7 @@ interface CommitFigures {
   prober_calls: number;
   prober_errors: number;
   daemon_longest_held_ms: number;
+  daemon_longest_held_read_ms: number;
   hold_ms: number;
   hold_phases_ms: Record<string, number>;
   held_requests: number;
@@ -115,7 +118,7 @@ interface CommitFigures {
 async function commitUnderLoad(mnt: string, list: string, work: string): Promise<CommitFigures> {
   spawnSync('find', [mnt, '-ls'], { stdio: 'ignore' });
   let holdMs = 0;
-  let result: { longestWaitMs: number; holdMs: number; held: number; phases: Record<string, number> } = { longestWaitMs: 0, holdMs: 0, held: 0, phases: {} };
+  let result: { longestWaitMs: number; longestReadWaitMs: number; holdMs: number; held: number; phases: Record<string, number> } = { longestWaitMs: 0, longestReadWaitMs: 0, holdMs: 0, held: 0, phases: {} };
   const swapped = await probe(mnt, list, work, () => {
     const out = must(['swap', 'commit', mnt, '--json', '--hold-timeout', '600']);
     result = JSON.parse(out) as typeof result;
@@ -124,7 +127,7 @@ async function commitUnderLoad(mnt: string, list: string, work: string): Promise
   const base = await probe(mnt, list, work, () => new Promise((r) => setTimeout(r, Math.max(100, holdMs))));
   return {
     longest_request_ms: r3(swapped.max), prober_p99_ms: r3(swapped.p99), prober_calls: swapped.n, prober_errors: swapped.errors,
-    daemon_longest_held_ms: result.longestWaitMs, hold_ms: result.holdMs, hold_phases_ms: result.phases, held_requests: result.held,
+    daemon_longest_held_ms: result.longestWaitMs, daemon_longest_held_read_ms: result.longestReadWaitMs, hold_ms: result.holdMs, hold_phases_ms: result.phases, held_requests: result.held,
     baseline_longest_request_ms: r3(base.max), ratio_longest_vs_baseline: base.max > 0 ? r1(swapped.max / base.max) : null,
   };
 }

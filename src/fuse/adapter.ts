@@ -33,14 +33,34 @@ const OP_NAMES: string[] = Object.entries(OP).sort((a, b) => a[1] - b[1]).map(([
  */
 const PASS_OPS: ReadonlySet<number> = new Set([OP.read, OP.releasedir]);
 const WAIT_ALWAYS: ReadonlySet<number> = new Set([OP.release, OP.flush, OP.fsync]);
+/**
+ * Requests that change nothing in the store or the journal (a mirrored swap
+ * lets them go on while the new store is re-converged with the archive; open
+ * only without write access or O_TRUNC, checked in isReadOnly).
+ */
+const READ_OPS: ReadonlySet<number> = new Set([
+  OP.lookup, OP.getattr, OP.readlink, OP.open, OP.read, OP.flush, OP.release, OP.opendir, OP.readdir, OP.releasedir,
+  OP.statfs, OP.access, OP.getxattr, OP.listxattr,
+]);
+const O_ACCMODE = 3;
+const O_TRUNC = 0o1000;
+
+function isReadOnly(r: Request): boolean {
+  if (!READ_OPS.has(r.op)) return false;
+  return r.op !== OP.open || ((r.mode & O_ACCMODE) === 0 && (r.mode & O_TRUNC) === 0);
+}
 
 /** A swap's hold (src/swap/controller.ts): held requests, or EBUSY for every new one. */
 interface Hold {
   mode: 'wait' | 'ebusy';
   queue: { r: Request; at: number }[];
-  /** Longest time a request waited, ms (set by releaseHeld). */
-  longestWaitMs: number;
   ebusy: number;
+  /** Only requests that change something are held (holdWritesOnly). */
+  writesOnly: boolean;
+  /** Held requests already let go by holdWritesOnly. */
+  released: number;
+  /** Longest wait of a request let go by holdWritesOnly, ms. */
+  longestReadWaitMs: number;
 }
 
 export interface MountOptions {
@@ -245,7 +265,7 @@ export class FuseAdapter {
       if (!isExpectedError(errno)) this.log.warn({ op: OP_NAMES[r.rdev] ?? `op${r.rdev}`, ino: r.ino, name: r.name, errno, thread: 'fuse' }, 'request failed');
       return;
     }
-    if (this.hold !== null && !PASS_OPS.has(r.op)) {
+    if (this.hold !== null && !PASS_OPS.has(r.op) && !(this.hold.writesOnly && isReadOnly(r))) {
       if (this.hold.mode === 'wait' || WAIT_ALWAYS.has(r.op)) {
         this.hold.queue.push({ r, at: Date.now() });
         return;
@@ -307,7 +327,7 @@ export class FuseAdapter {
    */
   holdRequests(mode: 'wait' | 'ebusy'): void {
     if (this.hold !== null) throw new Error('requests are held already');
-    this.hold = { mode, queue: [], longestWaitMs: 0, ebusy: 0 };
+    this.hold = { mode, queue: [], ebusy: 0, writesOnly: false, longestReadWaitMs: 0, released: 0 };
     if (this.session && !this.closed) ll.fastPaths(this.session, this.fs.store.root, 0, this.entryTimeout, this.negativeTimeout);
   }
 
@@ -341,21 +361,51 @@ export class FuseAdapter {
     ll.notifyInvalInode(this.session, ROOT_NODEID, 0, 0);
   }
 
-  /** Ends the hold: held requests run (against whichever store is live now). Returns the hold's figures. */
-  releaseHeld(): { held: number; ebusy: number; longestWaitMs: number } {
+  /**
+   * From now on only requests that change the store or the journal are held
+   * (a mirrored swap re-converges the new store with the archive, which needs
+   * the store unchanged); held reads run now, and the FUSE thread answers
+   * what it may again.
+   */
+  holdWritesOnly(): void {
     const h = this.hold;
-    if (h === null) return { held: 0, ebusy: 0, longestWaitMs: 0 };
+    if (h === null || h.writesOnly) return;
+    h.writesOnly = true;
+    this.enableFastPaths();
+    const now = Date.now();
+    const keep: Hold['queue'] = [];
+    for (const q of h.queue) {
+      if (!isReadOnly(q.r)) { keep.push(q); continue; }
+      h.longestReadWaitMs = Math.max(h.longestReadWaitMs, now - q.at);
+      h.released++;
+      this.runHeld(q.r);
+    }
+    h.queue = keep;
+  }
+
+  /** Ends the hold: held requests run (against whichever store is live now). Returns the hold's figures. */
+  releaseHeld(): { held: number; ebusy: number; longestWaitMs: number; longestReadWaitMs: number } {
+    const h = this.hold;
+    if (h === null) return { held: 0, ebusy: 0, longestWaitMs: 0, longestReadWaitMs: 0 };
     this.hold = null;
     this.enableFastPaths();
     const now = Date.now();
-    let longest = 0;
+    let longest = h.longestReadWaitMs;
+    let longestRead = h.longestReadWaitMs;
+    let held = 0;
     for (const { r, at } of h.queue) {
       longest = Math.max(longest, now - at);
-      // A lookup resolved on the FUSE thread before the hold named the store of then: resolve it again.
-      if (r.op === OP.lookup) r.attrs = undefined;
-      this.run(r);
+      if (isReadOnly(r)) longestRead = Math.max(longestRead, now - at);
+      held++;
+      this.runHeld(r);
     }
-    return { held: h.queue.length, ebusy: h.ebusy, longestWaitMs: longest };
+    return { held: held + h.released, ebusy: h.ebusy, longestWaitMs: longest, longestReadWaitMs: longestRead };
+  }
+
+  private runHeld(r: Request): void {
+    // A lookup resolved on the FUSE thread before the hold named the store of then: resolve it again.
+    if (r.op === OP.lookup) r.attrs = undefined;
+    this.run(r);
   }
 
   /** The FUSE thread created `name` in node `ino` as node `ino2` (attributes in `attrs`). */

@@ -61,6 +61,8 @@ export interface CommitResult {
   /** Requests held, and the longest any of them waited, ms. */
   held: number;
   longestWaitMs: number;
+  /** The longest a request that changes nothing waited, ms (a mirrored mount lets them go before the re-convergence). */
+  longestReadWaitMs: number;
   /** Requests answered EBUSY (--busy ebusy). */
   ebusy: number;
   /** Why it was rolled back (committed false). */
@@ -179,7 +181,7 @@ export class SwapController {
       let check;
       try {
         check = await checkSpare(spareArg, {
-          store: this.host.storeArg, live: this.host.store.root, otherSpare: this.record?.spare ?? null, source, treeBytes: reader.totals.bytes,
+          store: this.host.storeArg, live: this.host.store.root, source, treeBytes: reader.totals.bytes,
         });
       } catch (err) {
         await reader.close().catch(() => {});
@@ -300,6 +302,8 @@ export class SwapController {
         fs.detachOpenFiles();
         adapter.switchStore(st.ino);
         if (mirrored !== null) {
+          // Reads go on against the new store while it is re-converged; changes wait for it.
+          adapter.holdWritesOnly();
           try {
             const m = await handOver(mirrored.mirror, archive!, mirrored.opts, spare, this.host.store.privateDir, log);
             fs.setSink(m);
@@ -318,7 +322,7 @@ export class SwapController {
       this.busy = null;
       const result: CommitResult = {
         committed, direction, live: this.host.store.root, spare: this.record?.spare ?? null, generation: this.record?.generation ?? 0,
-        holdMs: Date.now() - t0, held: h.held, longestWaitMs: h.longestWaitMs, ebusy: h.ebusy, rolledBack, preSwapSnapshot: snapshot, phases, at: new Date().toISOString(),
+        holdMs: Date.now() - t0, held: h.held, longestWaitMs: h.longestWaitMs, longestReadWaitMs: h.longestReadWaitMs, ebusy: h.ebusy, rolledBack, preSwapSnapshot: snapshot, phases, at: new Date().toISOString(),
       };
       this.lastCommit = result;
       if (committed) log.info(result, 'swap: stores exchanged');

@@ -71,7 +71,7 @@ export interface SpareCheck {
  * Checks `spareArg` for a prepare of `source` for the mount of `store` whose
  * live store is `live`. Throws an Error whose message says what is wrong.
  */
-export async function checkSpare(spareArg: string, o: { store: string; live: string; otherSpare: string | null; source: string; treeBytes: number }): Promise<SpareCheck> {
+export async function checkSpare(spareArg: string, o: { store: string; live: string; source: string; treeBytes: number }): Promise<SpareCheck> {
   const spare = resolve(spareArg);
   let st;
   try {

@@ -69,7 +69,7 @@ test('the spare: missing, not empty, overlapping, another source, too small are 
   const d = await dir('spare');
   const live = join(d, 'store');
   await fsp.mkdir(live);
-  const o = { store: live, live, otherSpare: null, source: 'archive:5', treeBytes: 1000 };
+  const o = { store: live, live, source: 'archive:5', treeBytes: 1000 };
   await t.throwsAsync(checkSpare(join(d, 'nope'), o), { message: /does not exist/ });
   await t.throwsAsync(checkSpare(join(live, 'inner'), { ...o }), { message: /does not exist|overlaps/ });
   await fsp.mkdir(join(live, 'inner'));

@@ -12,6 +12,7 @@ import { errnoOf, isExpectedError, FsError } from '../core/errno.js';
 import type { Logger } from '../log/logger.js';
 import { InodeTable, ROOT_NODEID, type Inode } from './inode-table.js';
 import { encodeAttr, encodeDirEntries, encodeStatfs, inoOfAttrs } from './attr-encoding.js';
+import { RequestHold, countsAsInFlight, type HoldFigures } from './request-hold.js';
 
 /** Open flags of replyOpen/replyCreate, what fastPaths lets the FUSE thread answer, setattr's bits and arguments: all from the bridge's C. */
 const OPEN = FC.open;
@@ -24,44 +25,6 @@ const OP = ll.ops;
 /** Asked by the kernel before every write(2); see noCapabilities (native/fuse-native/src/fastpath.c). */
 const CAPS_XATTR = 'security.capability';
 const OP_NAMES: string[] = Object.entries(OP).sort((a, b) => a[1] - b[1]).map(([k]) => k);
-/**
- * While a swap holds requests (src/swap), reads of open handles and
- * releasedir go on: they use a descriptor only, never a name, the store root
- * or the journal, so a file opened before the swap is read without waiting.
- * Everything else waits; with --busy ebusy everything else is answered EBUSY,
- * except what closes or syncs a handle (release, flush, fsync), which waits.
- */
-const PASS_OPS: ReadonlySet<number> = new Set([OP.read, OP.releasedir]);
-const WAIT_ALWAYS: ReadonlySet<number> = new Set([OP.release, OP.flush, OP.fsync]);
-/**
- * Requests that change nothing in the store or the journal (a mirrored swap
- * lets them go on while the new store is re-converged with the archive; open
- * only without write access or O_TRUNC, checked in isReadOnly).
- */
-const READ_OPS: ReadonlySet<number> = new Set([
-  OP.lookup, OP.getattr, OP.readlink, OP.open, OP.read, OP.flush, OP.release, OP.opendir, OP.readdir, OP.releasedir,
-  OP.statfs, OP.access, OP.getxattr, OP.listxattr,
-]);
-const O_ACCMODE = 3;
-const O_TRUNC = 0o1000;
-
-function isReadOnly(r: Request): boolean {
-  if (!READ_OPS.has(r.op)) return false;
-  return r.op !== OP.open || ((r.mode & O_ACCMODE) === 0 && (r.mode & O_TRUNC) === 0);
-}
-
-/** A swap's hold (src/swap/controller.ts): held requests, or EBUSY for every new one. */
-interface Hold {
-  mode: 'wait' | 'ebusy';
-  queue: { r: Request; at: number }[];
-  ebusy: number;
-  /** Only requests that change something are held (holdWritesOnly). */
-  writesOnly: boolean;
-  /** Held requests already let go by holdWritesOnly. */
-  released: number;
-  /** Longest wait of a request let go by holdWritesOnly, ms. */
-  longestReadWaitMs: number;
-}
 
 export interface MountOptions {
   /** Let other users use the mount (always together with default_permissions). */
@@ -145,9 +108,9 @@ export class FuseAdapter {
   /** The bridge's session has been freed (after the connection ended). */
   private closed = false;
   private lastRequestAt = 0;
-  /** A swap holds requests (see PASS_OPS), or null. */
-  private hold: Hold | null = null;
-  /** Requests not in PASS_OPS handed to the core and not answered yet. */
+  /** A swap holds requests (src/fuse/request-hold.ts), or null. */
+  private hold: RequestHold<Request> | null = null;
+  /** Requests that countsAsInFlight handed to the core and not answered yet. */
   private namedInFlight = 0;
 
   constructor(private readonly fs: Filesystem, readonly mountpoint: string, private readonly opts: MountOptions, log: Logger) {
@@ -265,23 +228,17 @@ export class FuseAdapter {
       if (!isExpectedError(errno)) this.log.warn({ op: OP_NAMES[r.rdev] ?? `op${r.rdev}`, ino: r.ino, name: r.name, errno, thread: 'fuse' }, 'request failed');
       return;
     }
-    if (this.hold !== null && !PASS_OPS.has(r.op) && !(this.hold.writesOnly && isReadOnly(r))) {
-      if (this.hold.mode === 'wait' || WAIT_ALWAYS.has(r.op)) {
-        this.hold.queue.push({ r, at: Date.now() });
-        return;
-      }
-      this.hold.ebusy++;
-      const errno = errnoOf(new FsError('EBUSY', 'the mount is swapping its store'));
-      try { ll.replyErr(r.req, errno); } catch { /* answered */ }
-      return;
+    const held = this.hold?.decide(r) ?? 'run';
+    if (held === 'ebusy') {
+      try { ll.replyErr(r.req, errnoOf(new FsError('EBUSY', 'the mount is swapping its store'))); } catch { /* answered */ }
     }
-    this.run(r);
+    if (held === 'run') this.run(r);
   }
 
   private run(r: Request): void {
     const opName = OP_NAMES[r.op] ?? `op${r.op}`;
     let answered = false;
-    const named = !PASS_OPS.has(r.op);
+    const named = countsAsInFlight(r.op);
     if (named) this.namedInFlight++;
     this.unanswered++;
     this.lastRequestAt = Date.now();
@@ -321,13 +278,13 @@ export class FuseAdapter {
   // ---- swap (src/swap/controller.ts holds the logic; these are its hands) ----
 
   /**
-   * From now on requests wait (or get EBUSY; see PASS_OPS), and the FUSE
-   * thread answers nothing from the store (reads and writes of the handles it
-   * was given go on there: they use those descriptors only).
+   * From now on requests wait (or get EBUSY; src/fuse/request-hold.ts), and
+   * the FUSE thread answers nothing from the store (reads and writes of the
+   * handles it was given go on there: they use those descriptors only).
    */
   holdRequests(mode: 'wait' | 'ebusy'): void {
     if (this.hold !== null) throw new Error('requests are held already');
-    this.hold = { mode, queue: [], ebusy: 0, writesOnly: false, longestReadWaitMs: 0, released: 0 };
+    this.hold = new RequestHold(mode);
     if (this.session && !this.closed) ll.fastPaths(this.session, this.fs.store.root, 0, this.entryTimeout, this.negativeTimeout);
   }
 
@@ -368,38 +325,20 @@ export class FuseAdapter {
    * what it may again.
    */
   holdWritesOnly(): void {
-    const h = this.hold;
-    if (h === null || h.writesOnly) return;
-    h.writesOnly = true;
+    if (this.hold === null) return;
     this.enableFastPaths();
-    const now = Date.now();
-    const keep: Hold['queue'] = [];
-    for (const q of h.queue) {
-      if (!isReadOnly(q.r)) { keep.push(q); continue; }
-      h.longestReadWaitMs = Math.max(h.longestReadWaitMs, now - q.at);
-      h.released++;
-      this.runHeld(q.r);
-    }
-    h.queue = keep;
+    for (const r of this.hold.holdWritesOnly()) this.runHeld(r);
   }
 
   /** Ends the hold: held requests run (against whichever store is live now). Returns the hold's figures. */
-  releaseHeld(): { held: number; ebusy: number; longestWaitMs: number; longestReadWaitMs: number } {
+  releaseHeld(): HoldFigures {
     const h = this.hold;
     if (h === null) return { held: 0, ebusy: 0, longestWaitMs: 0, longestReadWaitMs: 0 };
     this.hold = null;
     this.enableFastPaths();
-    const now = Date.now();
-    let longest = h.longestReadWaitMs;
-    let longestRead = h.longestReadWaitMs;
-    let held = 0;
-    for (const { r, at } of h.queue) {
-      longest = Math.max(longest, now - at);
-      if (isReadOnly(r)) longestRead = Math.max(longestRead, now - at);
-      held++;
-      this.runHeld(r);
-    }
-    return { held: held + h.released, ebusy: h.ebusy, longestWaitMs: longest, longestReadWaitMs: longestRead };
+    const { run, figures } = h.end();
+    for (const r of run) this.runHeld(r);
+    return figures;
   }
 
   private runHeld(r: Request): void {

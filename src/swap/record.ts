@@ -11,7 +11,7 @@
 // rename leaves the old record (the old store stays live), after it the new
 // one; `strata mount` with the same --store serves whichever the record names
 // (resolveLiveStore), so exactly one store is ever live.
-import { open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { swapCrashPoint } from './crash-points.js';
 
@@ -51,9 +51,21 @@ export async function readSwapRecord(store: string): Promise<SwapRecord | null> 
   return r;
 }
 
-/** The directory that is the live store of `store` (the swap record's, or `store` itself). */
+/**
+ * The directory that is the live store of `store` (the swap record's, or
+ * `store` itself). A record naming a directory that is gone is an error: an
+ * empty store must never be served in its place.
+ */
 export async function resolveLiveStore(store: string): Promise<string> {
-  return (await readSwapRecord(store))?.live ?? resolve(store);
+  const r = await readSwapRecord(store);
+  if (r === null) return resolve(store);
+  try {
+    await stat(r.live);
+  } catch {
+    throw new Error(`the swap record ${swapRecordPath(store)} names ${r.live} as the live store of ${r.store}, and it does not exist ` +
+      '(restore that directory, or remove the record to serve the store itself)');
+  }
+  return r.live;
 }
 
 async function fsyncPath(path: string, flags: string): Promise<void> {

@@ -48,6 +48,8 @@ test('the swap record: without one the store is live; a crash before the rename 
   t.is(await resolveLiveStore(store), store);
   t.is(swapRecordPath(store), join(d, '.store.strata-swap.json'));
   await writeSwapRecord(record(store, join(d, 'spare1'), 1));
+  await t.throwsAsync(resolveLiveStore(store), { message: /does not exist/ }, 'a live store that is gone is never replaced by an empty one');
+  await fsp.mkdir(join(d, 'spare1'));
   t.is(await resolveLiveStore(store), join(d, 'spare1'));
   // A process that dies between the durable temporary record and its rename.
   const script = `import(${JSON.stringify(RECORD_JS)}).then((m) => m.writeSwapRecord(${JSON.stringify(record(store, join(d, 'spare2'), 2))}))`;
@@ -56,6 +58,7 @@ test('the swap record: without one the store is live; a crash before the rename 
   t.true(existsSync(`${swapRecordPath(store)}.tmp`));
   t.is((await readSwapRecord(store))?.generation, 1, 'the old record decides');
   t.is(await resolveLiveStore(store), join(d, 'spare1'));
+  await fsp.mkdir(join(d, 'spare2'));
   await removeSwapRecordTemp(store);
   t.false(existsSync(`${swapRecordPath(store)}.tmp`));
   const done = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, STRATA_CRASH_AT: '' } });

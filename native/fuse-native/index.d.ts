@@ -104,6 +104,19 @@ export function fastCounts(session: Session): Float64Array;
 export function writebackCache(session: Session): boolean;
 /** Bytes of reads (the sizes the kernel asked for) and of writes answered on the FUSE thread so far: [read, written]. */
 export function fastBytes(session: Session): Float64Array;
+/** FUSE threads inside an answer that uses the store (node table, store root) right now. */
+export function fastBusy(session: Session): number;
+/**
+ * The store root moved (swap): drops every node descriptor and every node the
+ * FUSE thread made and has not announced, and opens `storeRoot` as the root's.
+ * Call with the fast paths off and fastBusy() at 0.
+ */
+export function resetNodes(session: Session, storeRoot: string): void;
+/**
+ * Every name the kernel caches for the mount must be looked up again
+ * (FUSE_NOTIFY_INC_EPOCH, Linux 6.16+). Takes no directory lock. 0 or -errno.
+ */
+export function notifyIncEpoch(session: Session): number;
 /** Requests handed to JavaScript and not answered yet (all sessions of the process). */
 export function pendingRequests(): number;
 export const ops: Readonly<Record<OpName, number>>;

@@ -10,6 +10,7 @@ import { archiveServeCommand, type ArchiveServeOptions } from './archive-command
 import { verifyCommand, type VerifyOptions } from './verify-command.js';
 import { installMountHelper, mountArgs, parseHelperArgv } from './mount-helper.js';
 import { spawnSync } from 'node:child_process';
+import { swapDiscardCommand, swapExchangeCommand, swapPrepareCommand, type CommitOptions, type PrepareOptions } from './swap-command.js';
 import { resolve as resolvePath } from 'node:path';
 
 import {
@@ -135,6 +136,38 @@ program
   .option('--json', 'one JSON object per difference, then a summary object')
   .option('--no-content', 'skip the block-by-block comparison of file contents')
   .action(async (opts: VerifyOptions) => { process.exitCode = await verifyCommand(opts); });
+
+const swap = program.command('swap').description('restore a point-in-time tree into a spare store while the mount serves, then exchange the stores in one step (docs/swap.md)');
+swap
+  .command('prepare')
+  .description('write the tree of SOURCE into the empty spare directory in the background (a rerun resumes)')
+  .argument('<mountpoint>')
+  .requiredOption('--spare <dir>', 'an empty directory (on a file system with room for the tree)')
+  .requiredOption('--from <source>', 'snapshot:ID, archive:RECORD, archive:TIME (ISO 8601) or checkpoint:NAME')
+  .option('--archive <url>', 'the archive to read (default: the mirrored mount\'s)')
+  .option('--volume <name>', 'its volume (with --archive)')
+  .option('--token-file <file>', 'token of a remote archive')
+  .option('--no-wait', 'return once started (progress in strata status)')
+  .option('--json', 'machine-readable output')
+  .action(async (mountpoint: string, opts: PrepareOptions) => { process.exitCode = await swapPrepareCommand(mountpoint, opts); });
+for (const direction of ['commit', 'back'] as const) {
+  swap
+    .command(direction)
+    .description(direction === 'commit'
+      ? 'hold requests, exchange the live store with the prepared spare in one durable step, drop the kernel\'s caches, release'
+      : 'the same exchange with the spare that holds the tree from before the last swap')
+    .argument('<mountpoint>')
+    .option('--hold-timeout <s>', 'roll back when the exchange is not decided within this long (default 5)', seconds)
+    .option('--busy <mode>', 'during the hold, requests wait (default) or get EBUSY (ebusy)')
+    .option('--json', 'machine-readable output')
+    .action(async (mountpoint: string, opts: CommitOptions) => { process.exitCode = await swapExchangeCommand(direction, mountpoint, opts); });
+}
+swap
+  .command('discard')
+  .description('empty the spare (a prepared tree, or the tree from before the last swap)')
+  .argument('<mountpoint>')
+  .option('--json', 'machine-readable output')
+  .action(async (mountpoint: string, opts: { json?: boolean }) => { process.exitCode = await swapDiscardCommand(mountpoint, opts); });
 
 program
   .command('demo')

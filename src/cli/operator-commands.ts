@@ -8,6 +8,8 @@ import { probeMountpoint, detach } from '../daemon/mount-table.js';
 import type { MirrorStatus } from '../mirror/mirror.js';
 import type { RestoreProgress } from '../restore/background.js';
 import { restoreLines } from './restore-format.js';
+import { swapLines } from './swap-command.js';
+import type { SwapStatus } from '../swap/controller.js';
 
 function mib(n: number): string {
   return `${(n / 1048576).toFixed(1)} MiB`;
@@ -126,6 +128,7 @@ export async function statusCommand(mountpoint: string, opts: { json?: boolean }
     ...mirrorLines(status.mirror as MirrorStatus | null),
     ...restoreLines((status.restore ?? null) as RestoreProgress | null),
     ...checkpointLines((status.checkpoints ?? []) as { name: string; status: string; reason?: string }[]),
+    ...swapLines(status.swap as SwapStatus | null | undefined),
     `requests     ${Object.entries((status.requests ?? {}) as Record<string, number>).map(([k, v]) => `${k}=${v}`).join(' ') || '-'}`,
     `  of which answered on the FUSE thread: ${Object.entries((status.requestsOnFuseThread ?? {}) as Record<string, number>).map(([k, v]) => `${k}=${v}`).join(' ') || '-'}`,
   ];

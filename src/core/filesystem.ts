@@ -93,7 +93,17 @@ export class Filesystem {
    * `sink` receives a record of every change applied to the store (the
    * mirror's journal); null when the store is not mirrored.
    */
-  constructor(readonly store: LocalStore, readonly sink: ChangeSink | null = null, private restore: RestoreHooks | null = null) {}
+  constructor(readonly store: LocalStore, private changeSink: ChangeSink | null = null, private restore: RestoreHooks | null = null) {}
+
+  /** Where applied changes go (the mirror), or null. */
+  get sink(): ChangeSink | null {
+    return this.changeSink;
+  }
+
+  /** A swap handed the store's mirroring over to the new store's mirror (src/swap). */
+  setSink(sink: ChangeSink): void {
+    this.changeSink = sink;
+  }
 
   /**
    * Asked before every change to the store (checkpoints: src/checkpoint);
@@ -104,6 +114,15 @@ export class Filesystem {
   /** A restore is under way: some names and data are still in the archive. */
   get restoring(): boolean {
     return this.restore !== null;
+  }
+
+  /**
+   * The store was swapped (src/swap): files opened before keep their
+   * descriptors (they read and write the old file, now outside the tree, as
+   * after a rename away) and no longer send changes to the sink.
+   */
+  detachOpenFiles(): void {
+    this.handles.mapFiles((f) => ({ ...f, id: null, dirty: false, remote: false }));
   }
 
   /** The restore is finished (or was never needed): no op asks it anything any more. */

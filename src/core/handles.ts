@@ -52,6 +52,11 @@ export class HandleTable {
     return this.entries.size;
   }
 
+  /** Replaces every open file's entry with `f(entry)` (the store was swapped: src/swap). */
+  mapFiles(f: (entry: OpenFile) => OpenFile): void {
+    for (const [id, e] of this.entries) if (e.kind === 'file') this.entries.set(id, f(e));
+  }
+
   values(): IterableIterator<OpenHandle> {
     return this.entries.values();
   }

@@ -18,6 +18,12 @@ export async function checkpointRequest(cps: Checkpoints | null, adapter: FuseAd
   if (!cps) throw new FsError('EAGAIN', 'the mount is not serving yet');
   switch (req.op) {
     case 'create': {
+      // With the kernel's writeback cache the kernel keeps a file's size itself
+      // and never takes it from strata again, so a rollback that changes a size
+      // behind it would show the wrong one: no checkpoints on such a mount.
+      if (adapter?.writebackCache === true) {
+        throw new FsError('EOPNOTSUPP', 'checkpoints need a mount without --writeback-cache (the kernel would keep its own file sizes across a rollback)');
+      }
       if (req.copyStore !== undefined) {
         const dir = resolve(req.copyStore);
         // The daemon never touches its own mountpoint.

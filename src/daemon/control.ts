@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { CheckpointRequest } from './checkpoint-control.js';
+import type { SwapRequest } from '../swap/controller.js';
 
 export function runDir(): string {
   return process.env.STRATA_RUN_DIR ?? '/run/strata';
@@ -18,7 +19,7 @@ export function controlSocketPath(mountpoint: string): string {
 }
 
 export type ControlRequest = { cmd: 'status' } | { cmd: 'unmount'; lazy?: boolean } | { cmd: 'sync'; timeoutMs?: number }
-  | { cmd: 'release'; timeoutMs?: number; lazy?: boolean } | CheckpointRequest;
+  | { cmd: 'release'; timeoutMs?: number; lazy?: boolean } | CheckpointRequest | { cmd: 'swap'; swap: SwapRequest };
 export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string };
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 

@@ -26,6 +26,8 @@ import { BackgroundRestore, completedProgress, type RestoreProgress } from '../r
 import { hostname } from 'node:os';
 import { Checkpoints, type CheckpointListing } from '../checkpoint/manager.js';
 import { checkpointRequest } from './checkpoint-control.js';
+import { SwapController, type SwapStatus } from '../swap/controller.js';
+import { resolveLiveStore } from '../swap/record.js';
 
 export interface MountConfig {
   store: string;
@@ -100,6 +102,8 @@ export interface DaemonStatus {
   eventLoopDelayMs: { p50: number; p99: number; max: number; maxSinceStart: number };
   /** The store's checkpoints (docs/checkpoints.md); invalid ones say why. */
   checkpoints: CheckpointListing[];
+  /** The spare store and swap (docs/swap.md). */
+  swap: SwapStatus | null;
 }
 
 export class MountDaemon {
@@ -120,6 +124,7 @@ export class MountDaemon {
   /** What status says of a restore that was complete before this daemon started. */
   private restoreCompleted: RestoreProgress | null = null;
   private conditions: ConditionWatcher | null = null;
+  private swap: SwapController | null = null;
   private conditionClient: (() => SnapshotClient | null) | null = null;
   /** Time from start() to the mount serving, ms. */
   timeToServeMs: number | null = null;
@@ -141,8 +146,22 @@ export class MountDaemon {
   /** Prepares everything and mounts; resolves once the mount serves. */
   async start(): Promise<void> {
     await this.prepareMountpoint();
+    // After a swap the live store is the directory the swap record names (src/swap/record.ts).
+    const live = await resolveLiveStore(this.config.store);
+    if (live !== this.store.root) this.store.moveTo(live);
     await checkStore(this.store.root);
     await this.store.init();
+    this.swap = new SwapController({
+      storeArg: resolve(this.config.store), store: this.store, mountpoint: this.mountpoint, log: this.log,
+      adapter: () => this.adapter, fs: () => this.fs,
+      mirror: () => (this.mirror && this.config.mirror ? { mirror: this.mirror, opts: { ...this.config.mirror, mountpoint: this.mountpoint } } : null),
+      setMirror: (m) => { this.mirror = m; },
+      archive: () => {
+        const m = this.config.mirror;
+        return m ? { url: m.archiveUrl, volume: m.volume, ...(m.tokenFile !== undefined ? { tokenFile: m.tokenFile } : {}) } : null;
+      },
+    });
+    await this.swap.load();
     // Modes arrive already masked by the caller's umask; never mask them again.
     process.umask(0);
     this.store.enter();
@@ -209,6 +228,7 @@ export class MountDaemon {
       restore: this.background?.progress() ?? this.restoreCompleted,
       eventLoopDelayMs: { ...this.loopWindow, maxSinceStart: this.loopMax },
       checkpoints: this.checkpoints?.list() ?? [],
+      swap: this.swap?.status() ?? null,
     };
   }
 
@@ -364,6 +384,7 @@ export class MountDaemon {
       throw err;
     }
     await Promise.race([this.adapter?.whenExited(), new Promise((r) => setTimeout(r, 5000))]);
+    await this.swap?.stop();
     this.adapter?.release();
     await this.background?.stop();
     await this.fs?.closeAll();
@@ -399,6 +420,18 @@ export class MountDaemon {
         }
         setTimeout(() => process.exit(0), 50);
         return { released: this.mountpoint, volume: st.volume, epoch: st.epoch, appliedSeq: st.ackedSeq, pid: process.pid };
+      }
+      case 'swap': {
+        if (!this.swap) throw new Error('the daemon is starting');
+        // A checkpoint belongs to the store it was taken of (its pre-images
+        // name that store's inodes): a swap would leave it describing a store
+        // that no longer serves, and a rollback would write old blocks into
+        // other files. So the exchange waits until there are none.
+        const held = this.checkpoints?.list() ?? [];
+        if ((req.swap.action === 'commit' || req.swap.action === 'back') && held.length > 0) {
+          throw new Error(`the store has checkpoints (${held.map((c) => c.name).join(', ')}): delete them (strata checkpoint delete) before a swap; a checkpoint belongs to the store it was taken of`);
+        }
+        return this.swap.handle(req.swap);
       }
       case 'unmount':
         await this.stop(req.lazy ?? false);

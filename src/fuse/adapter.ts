@@ -10,8 +10,9 @@ import { constants as osConstants } from 'node:os';
 import type { Filesystem, Caller, OpenResult, DirEntryInfo, ObjectRef, SetattrChanges } from '../core/filesystem.js';
 import { errnoOf, isExpectedError, FsError } from '../core/errno.js';
 import type { Logger } from '../log/logger.js';
-import { InodeTable, type Inode } from './inode-table.js';
+import { InodeTable, ROOT_NODEID, type Inode } from './inode-table.js';
 import { encodeAttr, encodeDirEntries, encodeStatfs, inoOfAttrs } from './attr-encoding.js';
+import { RequestHold, countsAsInFlight, type HoldFigures } from './request-hold.js';
 
 /** Open flags of replyOpen/replyCreate, what fastPaths lets the FUSE thread answer, setattr's bits and arguments: all from the bridge's C. */
 const OPEN = FC.open;
@@ -123,6 +124,10 @@ export class FuseAdapter {
   /** The bridge's session has been freed (after the connection ended). */
   private closed = false;
   private lastRequestAt = 0;
+  /** A swap holds requests (src/fuse/request-hold.ts), or null. */
+  private hold: RequestHold<Request> | null = null;
+  /** Requests that countsAsInFlight handed to the core and not answered yet. */
+  private namedInFlight = 0;
 
   constructor(private readonly fs: Filesystem, readonly mountpoint: string, private readonly opts: MountOptions, log: Logger) {
     this.log = log.child({ component: 'fuse' });
@@ -318,8 +323,18 @@ export class FuseAdapter {
       if (!isExpectedError(errno)) this.log.warn({ op: OP_NAMES[r.rdev] ?? `op${r.rdev}`, ino: r.ino, name: r.name, errno, thread: 'fuse' }, 'request failed');
       return;
     }
+    const held = this.hold?.decide(r) ?? 'run';
+    if (held === 'ebusy') {
+      try { ll.replyErr(r.req, errnoOf(new FsError('EBUSY', 'the mount is swapping its store'))); } catch { /* answered */ }
+    }
+    if (held === 'run') this.run(r);
+  }
+
+  private run(r: Request): void {
     const opName = OP_NAMES[r.op] ?? `op${r.op}`;
     let answered = false;
+    const named = countsAsInFlight(r.op);
+    if (named) this.namedInFlight++;
     this.unanswered++;
     this.lastRequestAt = Date.now();
     const arrived = this.onAnswered ? process.hrtime.bigint() : 0n;
@@ -329,6 +344,7 @@ export class FuseAdapter {
         return;
       }
       answered = true;
+      if (named) this.namedInFlight--;
       this.unanswered--;
       if (this.closed) return; // the session is freed: nobody is listening
       this.opCounts.set(opName, (this.opCounts.get(opName) ?? 0) + 1);
@@ -354,6 +370,78 @@ export class FuseAdapter {
       if (!isExpectedError(errno)) this.log.warn({ op: opName, ino: r.ino, name: r.name, errno, err }, 'request failed');
       answer(() => ll.replyErr(r.req, errno), errno);
     });
+  }
+
+  // ---- swap (src/swap/controller.ts holds the logic; these are its hands) ----
+
+  /**
+   * From now on requests wait (or get EBUSY; src/fuse/request-hold.ts), and
+   * the FUSE thread answers nothing from the store (reads and writes of the
+   * handles it was given go on there: they use those descriptors only).
+   */
+  holdRequests(mode: 'wait' | 'ebusy'): void {
+    if (this.hold !== null) throw new Error('requests are held already');
+    this.hold = new RequestHold(mode);
+    if (this.session && !this.closed) ll.fastPaths(this.session, this.fs.store.root, 0, this.entryTimeout, this.negativeTimeout);
+  }
+
+  /** Resolves true once no request (but reads) is under way here or on the FUSE thread, false at `deadline`. */
+  async quiesce(deadline: number): Promise<boolean> {
+    for (;;) {
+      const busy = this.session && !this.closed ? ll.fastBusy(this.session) : 0;
+      if (this.namedInFlight === 0 && busy === 0) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+
+  /**
+   * The store root moved (fs.store now names the new root, the process's
+   * working directory is in it): every object the kernel knows is treated as
+   * renamed away. Node ids stay valid until the kernel forgets them (open
+   * handles keep their descriptors: they read and write the old file), but
+   * no name leads to them any more; the FUSE thread's node table is emptied
+   * and rooted at the new store; the kernel must look every cached name up
+   * again (a new lookup gets a new node id, hence a new kernel inode with no
+   * cached attributes or pages), and the root's attributes are dropped.
+   */
+  switchStore(rootIno: bigint): void {
+    this.table().detachAll(rootIno);
+    this.dirListings.clear();
+    if (!this.session || this.closed) return;
+    ll.resetNodes(this.session, this.fs.store.root);
+    const rc = ll.notifyIncEpoch(this.session);
+    if (rc !== 0) this.log.error({ rc }, 'swap: the kernel refused FUSE_NOTIFY_INC_EPOCH (Linux 6.16+ needed): names it cached may show the old tree until their timeout');
+    ll.notifyInvalInode(this.session, ROOT_NODEID, 0, 0);
+  }
+
+  /**
+   * From now on only requests that change the store or the journal are held
+   * (a mirrored swap re-converges the new store with the archive, which needs
+   * the store unchanged); held reads run now, and the FUSE thread answers
+   * what it may again.
+   */
+  holdWritesOnly(): void {
+    if (this.hold === null) return;
+    this.enableFastPaths();
+    for (const r of this.hold.holdWritesOnly()) this.runHeld(r);
+  }
+
+  /** Ends the hold: held requests run (against whichever store is live now). Returns the hold's figures. */
+  releaseHeld(): HoldFigures {
+    const h = this.hold;
+    if (h === null) return { held: 0, ebusy: 0, longestWaitMs: 0, longestReadWaitMs: 0 };
+    this.hold = null;
+    this.enableFastPaths();
+    const { run, figures } = h.end();
+    for (const r of run) this.runHeld(r);
+    return figures;
+  }
+
+  private runHeld(r: Request): void {
+    // A lookup resolved on the FUSE thread before the hold named the store of then: resolve it again.
+    if (r.op === OP.lookup) r.attrs = undefined;
+    this.run(r);
   }
 
   /** The FUSE thread created `name` in node `ino` as node `ino2` (attributes in `attrs`). */
@@ -386,6 +474,7 @@ export class FuseAdapter {
     if (path !== null) return this.fs.getattr(path);
     const any = inode.handles.values().next();
     if (!any.done) return this.fs.fgetattr(any.value);
+    if (inode.stale) throw new FsError('ESTALE', 'the store was swapped since this object was looked up');
     throw new FsError('ENOENT', 'object has no name and no open handle');
   }
 

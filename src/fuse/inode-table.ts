@@ -22,8 +22,17 @@ export class Inode {
   /** Open file handles on this object. */
   readonly handles = new Set<number>();
   nlookup = 0;
+  /** The table's store generation when this node was made (see InodeTable.detachAll). */
+  private readonly born: number;
 
-  constructor(readonly nodeid: number, readonly ino: bigint) {}
+  constructor(readonly nodeid: number, public ino: bigint, private readonly generation: { current: number } = { current: 0 }) {
+    this.born = generation.current;
+  }
+
+  /** Known before a swap (detachAll): it stands for an object of the old store; path-based requests get ESTALE. */
+  get stale(): boolean {
+    return this.nodeid !== ROOT_NODEID && this.born < this.generation.current;
+  }
 
   get isNameless(): boolean {
     return this.links.length === 0 && this.nodeid !== ROOT_NODEID;
@@ -37,7 +46,9 @@ function localNodeids(): () => number {
 
 export class InodeTable {
   private readonly byNodeid = new Map<number, Inode>();
-  private readonly byIno = new Map<bigint, Inode>();
+  private byIno = new Map<bigint, Inode>();
+  /** Bumped by detachAll (a swap): nodes made before are stale. */
+  private readonly generation = { current: 0 };
   readonly root: Inode;
 
   /**
@@ -45,7 +56,7 @@ export class InodeTable {
    * creates nodes itself and announces them through `adopt`).
    */
   constructor(rootIno: bigint, private readonly allocNodeid: () => number = localNodeids()) {
-    this.root = new Inode(ROOT_NODEID, rootIno);
+    this.root = new Inode(ROOT_NODEID, rootIno, this.generation);
     this.byNodeid.set(ROOT_NODEID, this.root);
     this.byIno.set(rootIno, this.root);
   }
@@ -72,6 +83,7 @@ export class InodeTable {
    */
   pathOf(inode: Inode): string | null {
     if (inode === this.root) return '/';
+    if (inode.stale) return null;
     for (const link of inode.links) {
       const dir = this.dirPathOf(link.parent);
       if (dir !== null) return dir === '/' ? `/${link.name}` : `${dir}/${link.name}`;
@@ -85,7 +97,7 @@ export class InodeTable {
     let cur: Inode = dir;
     for (let depth = 0; cur !== this.root; depth++) {
       const link = cur.links[0];
-      if (link === undefined || depth > 4096) return null;
+      if (link === undefined || depth > 4096 || cur.stale) return null;
       parts.push(link.name);
       cur = link.parent;
     }
@@ -95,6 +107,7 @@ export class InodeTable {
   /** Path of an object that must still have a name. */
   requirePath(inode: Inode): string {
     const p = this.pathOf(inode);
+    if (p === null && inode.stale) throw new FsError('ESTALE', 'the store was swapped since this object was looked up');
     if (p === null) throw new FsError('ENOENT', 'object has no name left');
     return p;
   }
@@ -112,7 +125,7 @@ export class InodeTable {
   remember(parent: Inode, name: string, ino: bigint): Inode {
     let inode = this.byIno.get(ino);
     if (inode === undefined) {
-      inode = new Inode(this.allocNodeid(), ino);
+      inode = new Inode(this.allocNodeid(), ino, this.generation);
       this.byNodeid.set(inode.nodeid, inode);
       this.byIno.set(ino, inode);
     }
@@ -131,7 +144,7 @@ export class InodeTable {
    * backing inode number `ino`, already given to the kernel once as `nodeid`).
    */
   adopt(parent: Inode, name: string, ino: bigint, nodeid: number): Inode {
-    const inode = new Inode(nodeid, ino);
+    const inode = new Inode(nodeid, ino, this.generation);
     this.byNodeid.set(nodeid, inode);
     // A new object: whatever this inode number stood for is gone.
     this.byIno.set(ino, inode);
@@ -171,6 +184,24 @@ export class InodeTable {
       link.name = newName;
     }
     newParent.children.set(newName, inode);
+  }
+
+  /**
+   * The store was swapped (src/swap): every object known so far was renamed
+   * away. Each node keeps its id (the kernel may still name it: open handles,
+   * a working directory) but has no name any more, and requests that need
+   * its name get ESTALE (the kernel then looks the path up again, LOOKUP_REVAL,
+   * and finds the new store's object); the root stands for the new store's
+   * root, whose backing inode number is `rootIno`.
+   */
+  detachAll(rootIno: bigint): void {
+    // O(1) in the number of known nodes (it runs while a swap holds requests):
+    // old nodes keep their links among themselves, but are stale, so no path
+    // leads through them; the new root starts with no children.
+    this.generation.current++;
+    this.root.children.clear();
+    this.byIno = new Map([[rootIno, this.root]]);
+    this.root.ino = rootIno;
   }
 
   /** The kernel dropped `count` lookups; the entry goes when nothing holds it. */

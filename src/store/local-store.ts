@@ -10,10 +10,10 @@ import { FsError } from '../core/errno.js';
 export const RESERVED_NAME = '.strata';
 
 export class LocalStore {
-  /** Absolute path of the store root. */
-  readonly root: string;
+  /** Absolute path of the store root (moved only by a swap: moveTo). */
+  root: string;
   /** Absolute path of the private directory (RESERVED_NAME under the root). */
-  readonly privateDir: string;
+  privateDir: string;
 
   constructor(root: string) {
     this.root = resolve(root);
@@ -34,6 +34,15 @@ export class LocalStore {
    */
   enter(): void {
     process.chdir(this.root);
+  }
+
+  /**
+   * Another directory becomes the store (a swap, src/swap; or the live store
+   * a swap record names, at start); call enter() to make it the working directory.
+   */
+  moveTo(root: string): void {
+    this.root = resolve(root);
+    this.privateDir = join(this.root, RESERVED_NAME);
   }
 
   /** True when a namespace path ('/a/b') names the reserved entry or lies under it. */

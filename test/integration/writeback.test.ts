@@ -91,3 +91,19 @@ test('a sync-mode mirror refuses the writeback cache', (t) => {
   t.is(r.status, 2);
   t.regex(r.stderr, /--writeback-cache cannot be used with --mirror sync/);
 });
+
+test('checkpoints are refused on a writeback-cache mount (the kernel keeps its own sizes across a rollback)', (t) => {
+  const m = withMount(t, ['--writeback-cache']);
+  const ck = strata(['checkpoint', 'create', m.mnt, '--name', 'c1']);
+  t.not(ck.status, 0);
+  t.regex(ck.stderr, /--writeback-cache/);
+  t.is(strata(['checkpoint', 'list', m.mnt, '--json']).stdout.includes('c1'), false);
+});
+
+test('a swap is refused while the store has checkpoints (a checkpoint belongs to its store)', (t) => {
+  const m = withMount(t);
+  t.is(strata(['checkpoint', 'create', m.mnt, '--name', 'keep']).status, 0);
+  const r = strata(['swap', 'commit', m.mnt]);
+  t.not(r.status, 0);
+  t.regex(r.stderr, /checkpoints \(keep\)/);
+});

@@ -40,3 +40,29 @@ test('adopt replaces what the name stood for; the replaced node keeps its id unt
   const reuse = table.adopt(table.root, 'y', 10n, 51);
   t.is(table.remember(table.root, 'y', 10n), reuse);
 });
+
+test('a swap (detachAll): known nodes keep their ids but no name (ESTALE), new lookups get new nodes, the root is the new store\'s', (t) => {
+  const table = new InodeTable(100n, counter(2));
+  const dir = table.remember(table.root, 'd', 200n);
+  const file = table.remember(dir, 'f', 300n);
+  file.handles.add(7);
+  const forgotten = table.remember(table.root, 'gone', 400n);
+  table.detachAll(900n);
+  t.is(table.root.ino, 900n);
+  t.is(table.pathOf(table.root), '/');
+  t.is(table.get(dir.nodeid), dir, 'a node the kernel still holds keeps its id');
+  t.is(table.pathOf(dir), null);
+  t.throws(() => table.requirePath(file), { code: 'ESTALE' });
+  t.throws(() => table.childPath(dir, 'x'), { code: 'ESTALE' });
+  t.true(forgotten.stale);
+  table.forget(forgotten.nodeid, 1);
+  t.is(table.find(forgotten.nodeid), undefined, 'a stale node goes once the kernel forgets it');
+  t.is(table.root.children.get('gone'), undefined);
+  // The same names (and even the same backing inode numbers) in the new store are new nodes.
+  const dir2 = table.remember(table.root, 'd', 200n);
+  t.not(dir2.nodeid, dir.nodeid);
+  t.false(dir2.stale);
+  t.is(table.pathOf(table.remember(dir2, 'f', 300n)), '/d/f');
+  table.forget(file.nodeid, 1);
+  t.is(table.find(file.nodeid), file, 'an open handle keeps it');
+});

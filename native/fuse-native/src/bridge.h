@@ -168,6 +168,7 @@ typedef struct bridge_req {
   int pre_fd;              // lookup resolved on the FUSE thread: O_PATH descriptor, or -1
   struct stat pre_st;      // ... and its attributes (also newnode's)
   int has_pre;             // pre_st is set (resolved lookup, newnode)
+  uint64_t node_gen;       // the session's node generation when pre_fd was taken (resetNodes)
   struct bridge_req *next; // in the session's list of announced nodes
 } bridge_req_t;
 
@@ -209,6 +210,8 @@ typedef struct bridge_session {
   uint64_t fast_counts[LL_OP_COUNT]; // requests answered on the FUSE thread, per op
   uint64_t fast_bytes[2];  // bytes of reads (as asked: see fastBytes) and writes the FUSE thread answered
   int direct_changes;      // direct writes/fallocates running on a FUSE thread right now
+  uint64_t fast_busy;      // FUSE threads inside a fast_* answer right now (__atomic, seq_cst)
+  uint64_t node_gen;       // bumped by resetNodes: descriptors taken before belong to another store
   // The node table (nodes.c), under nodes_lock.
   pthread_mutex_t nodes_lock;
   bridge_node_t **buckets;
@@ -254,6 +257,9 @@ void req_call_js (napi_env env, napi_value js_cb, void *context, void *data);
 int nodes_init (bridge_session_t *s, int root_fd, size_t max_nodes);
 void nodes_free (bridge_session_t *s);
 int nodes_ready (bridge_session_t *s);
+// Drops every entry (closed once unused) and the nodes not yet announced, and
+// makes root_fd the root's descriptor (the store root moved: swap).
+void nodes_reset (bridge_session_t *s, int root_fd);
 size_t node_table_capacity (void);
 // Takes a reference on the node's entry, or NULL when it has no descriptor.
 bridge_node_t *node_acquire (bridge_session_t *s, uint64_t nodeid);
@@ -289,8 +295,18 @@ extern const struct fuse_lowlevel_ops bridge_ll_ops;
 
 // Is this part of the FUSE thread's own answers on (LL_FAST_*)?
 static inline int fast_on (bridge_session_t *s, int bit) {
-  return s != NULL && (__atomic_load_n(&s->fast, __ATOMIC_ACQUIRE) & bit) != 0;
+  return s != NULL && (__atomic_load_n(&s->fast, __ATOMIC_SEQ_CST) & bit) != 0;
 }
+
+// Runs a fast_* answer that uses the store (node table, store root) counted in
+// fast_busy, so that JavaScript can wait until none is under way (fastBusy)
+// after turning the fast paths off, before the store root moves (swap).
+#define FAST_COUNTED(sess, call) __extension__ ({ \
+  bridge_session_t *fs_ = (sess); \
+  __atomic_add_fetch(&fs_->fast_busy, 1, __ATOMIC_SEQ_CST); \
+  int fr_ = (call); \
+  __atomic_sub_fetch(&fs_->fast_busy, 1, __ATOMIC_SEQ_CST); \
+  fr_; })
 
 // One more request answered on the FUSE thread (fastCounts).
 static inline void fast_count (bridge_session_t *s, uint32_t op) {
@@ -327,6 +343,9 @@ napi_value js_writeback_cache (napi_env env, napi_callback_info info);
 napi_value js_fast_bytes (napi_env env, napi_callback_info info);
 napi_value js_direct_changes (napi_env env, napi_callback_info info);
 napi_value js_notify_inval_later (napi_env env, napi_callback_info info);
+napi_value js_fast_busy (napi_env env, napi_callback_info info);
+napi_value js_reset_nodes (napi_env env, napi_callback_info info);
+napi_value js_notify_inc_epoch (napi_env env, napi_callback_info info);
 napi_value js_pending_requests (napi_env env, napi_callback_info info);
 napi_value js_reply_err (napi_env env, napi_callback_info info);
 napi_value js_reply_entry (napi_env env, napi_callback_info info);

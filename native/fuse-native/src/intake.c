@@ -87,11 +87,15 @@ static void ll_lookup (fuse_req_t req, fuse_ino_t parent, const char *name) {
   bridge_session_t *s = session_of(req);
   int fd = -1;
   struct stat st;
-  if (fast_lookup(s, req, parent, name, &fd, &st)) return;
+  __atomic_add_fetch(&s->fast_busy, 1, __ATOMIC_SEQ_CST);
+  uint64_t gen = __atomic_load_n(&s->node_gen, __ATOMIC_SEQ_CST);
+  int done = fast_lookup(s, req, parent, name, &fd, &st);
+  __atomic_sub_fetch(&s->fast_busy, 1, __ATOMIC_SEQ_CST);
+  if (done) return;
   bridge_req_t *r = req_new(s, req, LL_LOOKUP, parent);
   if (r) {
     r->name = dup_str(name);
-    if (fd >= 0) { r->pre_fd = fd; r->pre_st = st; r->has_pre = 1; }
+    if (fd >= 0) { r->pre_fd = fd; r->pre_st = st; r->has_pre = 1; r->node_gen = gen; }
   } else if (fd >= 0) {
     close(fd);
   }
@@ -119,13 +123,13 @@ static void ll_forget_multi (fuse_req_t req, size_t count, struct fuse_forget_da
 }
 
 static void ll_getattr (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  if (fast_getattr(session_of(req), req, ino, fi)) return;
+  if (FAST_COUNTED(session_of(req), fast_getattr(fs_, req, ino, fi))) return;
   queue_plain(req, LL_GETATTR, ino, fi);
 }
 
 static void ll_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
   bridge_session_t *s = session_of(req);
-  if (fast_setattr(s, req, ino, attr, to_set, fi)) return;
+  if (FAST_COUNTED(s, fast_setattr(fs_, req, ino, attr, to_set, fi))) return;
   bridge_req_t *r = req_new(s, req, LL_SETATTR, ino);
   if (r) {
     set_fi(r, fi);
@@ -154,7 +158,7 @@ static void ll_mknod (fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 }
 
 static void ll_mkdir (fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
-  if (fast_new(session_of(req), req, parent, name, S_IFDIR | mode, NULL)) return;
+  if (FAST_COUNTED(session_of(req), fast_new(fs_, req, parent, name, S_IFDIR | mode, NULL))) return;
   queue_named(req, LL_MKDIR, parent, name, mode);
 }
 
@@ -209,7 +213,7 @@ static void writeback_flags (bridge_session_t *s, struct fuse_file_info *fi) {
 static void ll_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   bridge_session_t *s = session_of(req);
   writeback_flags(s, fi);
-  if (fast_open(s, req, ino, fi)) return;
+  if (FAST_COUNTED(s, fast_open(fs_, req, ino, fi))) return;
   bridge_req_t *r = req_new(s, req, LL_OPEN, ino);
   if (r) { set_fi(r, fi); r->mode = (uint32_t) fi->flags; }
   req_submit(s, req, r);
@@ -319,7 +323,7 @@ static void ll_access (fuse_req_t req, fuse_ino_t ino, int mask) {
 static void ll_create (fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
   bridge_session_t *s = session_of(req);
   writeback_flags(s, fi);
-  if (fast_new(s, req, parent, name, mode, fi)) return;
+  if (FAST_COUNTED(s, fast_new(fs_, req, parent, name, mode, fi))) return;
   bridge_req_t *r = req_new(s, req, LL_CREATE, parent);
   if (r) { set_fi(r, fi); r->name = dup_str(name); r->mode = mode; r->rdev = (uint32_t) fi->flags; }
   req_submit(s, req, r);

@@ -109,6 +109,9 @@ static napi_value init (napi_env env, napi_value exports) {
   export_fn(env, exports, "fastBytes", js_fast_bytes);
   export_fn(env, exports, "directChanges", js_direct_changes);
   export_fn(env, exports, "pendingRequests", js_pending_requests);
+  export_fn(env, exports, "fastBusy", js_fast_busy);
+  export_fn(env, exports, "resetNodes", js_reset_nodes);
+  export_fn(env, exports, "notifyIncEpoch", js_notify_inc_epoch);
   // replies.c
   export_fn(env, exports, "replyErr", js_reply_err);
   export_fn(env, exports, "replyEntry", js_reply_entry);

@@ -121,6 +121,57 @@ void nodes_free (bridge_session_t *s) {
   pthread_mutex_unlock(&s->nodes_lock);
 }
 
+// Closes and frees a list of entries (linked through `next`) off the caller's
+// thread: a swap empties a table of up to half the descriptor limit while
+// requests are held, and 100k close() calls would hold them ~100 ms.
+static void *nodes_closer (void *arg) {
+  bridge_node_t *n = (bridge_node_t *) arg;
+  while (n != NULL) {
+    bridge_node_t *next = n->next;
+    close(n->fd);
+    free(n);
+    n = next;
+  }
+  return NULL;
+}
+
+void nodes_reset (bridge_session_t *s, int root_fd) {
+  bridge_node_t *unused = NULL;
+  pthread_mutex_lock(&s->nodes_lock);
+  for (size_t i = 0; s->buckets != NULL && i < s->nbuckets; i++) {
+    bridge_node_t *n = s->buckets[i];
+    while (n != NULL) {
+      bridge_node_t *next = n->next;
+      n->dead = 1;
+      n->lru_prev = n->lru_next = NULL;
+      // In use: freed by the last node_release. Else: closed by the closer thread.
+      if (n->refs == 0) { n->next = unused; unused = n; }
+      n = next;
+    }
+    s->buckets[i] = NULL;
+  }
+  s->lru_head = s->lru_tail = NULL;
+  s->nnodes = 0;
+  bridge_req_t *announced = s->announced_head;
+  s->announced_head = s->announced_tail = NULL;
+  s->announced = 0;
+  pthread_mutex_unlock(&s->nodes_lock);
+  while (announced != NULL) {
+    bridge_req_t *next = announced->next;
+    req_free(announced);
+    announced = next;
+  }
+  node_learned(s, FUSE_ROOT_ID, root_fd, 1);
+  if (unused != NULL) {
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, nodes_closer, unused) != 0) nodes_closer(unused);
+    pthread_attr_destroy(&attr);
+  }
+}
+
 // Raises the descriptor limit as far as allowed (the node table holds one per
 // node the kernel knows) and returns how many the table may hold.
 size_t node_table_capacity (void) {

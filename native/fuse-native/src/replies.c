@@ -88,6 +88,8 @@ napi_value js_reply_entry (napi_env env, napi_callback_info info) {
   e.entry_timeout = js_dbl(env, argv[4]);
   bridge_session_t *s = r->s;
   req_take(r);
+  // A descriptor taken before resetNodes belongs to the store that was swapped out.
+  if (r->pre_fd >= 0 && r->node_gen != __atomic_load_n(&s->node_gen, __ATOMIC_SEQ_CST)) { close(r->pre_fd); r->pre_fd = -1; }
   // The descriptor of a lookup resolved on the FUSE thread becomes the node's.
   if (e.ino != 0) node_learned(s, e.ino, r->pre_fd, r->pre_fd >= 0 && S_ISDIR(r->pre_st.st_mode));
   else if (r->pre_fd >= 0) close(r->pre_fd);
@@ -357,4 +359,23 @@ napi_value js_notify_inval_entry (napi_env env, napi_callback_info info) {
   if (s->closed) return js_num(env, -ENOTCONN);
   int rc = fuse_lowlevel_notify_inval_entry(s->se, (fuse_ino_t) js_dbl(env, argv[1]), name, len);
   return js_num(env, rc);
+}
+
+// notifyIncEpoch(session) -> 0 or -errno: every name the kernel has cached for
+// this mount (positive and negative) must be looked up again before its next
+// use (FUSE_NOTIFY_INC_EPOCH, Linux 6.16+; -ENOSYS/-EINVAL on older kernels).
+// Unlike notifyInvalEntry it takes no directory lock, so it cannot wait for a
+// request the caller is holding (swap).
+napi_value js_notify_inc_epoch (napi_env env, napi_callback_info info) {
+  JS_ARGS(1)
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  if (s->closed) return js_num(env, -ENOTCONN);
+  struct { uint32_t len; int32_t error; uint64_t unique; } h; // struct fuse_out_header
+  memset(&h, 0, sizeof(h));
+  h.len = sizeof(h);
+  h.error = 8; // FUSE_NOTIFY_INC_EPOCH (include/uapi/linux/fuse.h 7.44)
+  h.unique = 0;
+  ssize_t n = write(fuse_session_fd(s->se), &h, sizeof(h));
+  return js_num(env, n == (ssize_t) sizeof(h) ? 0 : -errno);
 }

@@ -286,6 +286,41 @@ napi_value js_direct_changes (napi_env env, napi_callback_info info) {
   return js_num(env, (double) __atomic_load_n(&s->direct_changes, __ATOMIC_ACQUIRE));
 }
 
+// fastBusy(session) -> FUSE threads inside an answer that uses the store right now.
+napi_value js_fast_busy (napi_env env, napi_callback_info info) {
+  JS_ARGS(1)
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  return js_num(env, (double) __atomic_load_n(&s->fast_busy, __ATOMIC_SEQ_CST));
+}
+
+// resetNodes(session, storeRoot): the store root moved (swap). Every node
+// descriptor and every node not yet announced belongs to the old store: all
+// go (closed once no request uses them), and storeRoot becomes the root's.
+// Call with the fast paths off and fastBusy() at 0; a lookup resolved before
+// it files no descriptor (node_gen).
+napi_value js_reset_nodes (napi_env env, napi_callback_info info) {
+  JS_ARGS(2)
+  char root[4096];
+  size_t len = 0;
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[1], root, sizeof(root), &len) != napi_ok) {
+    js_throw_type(env, "resetNodes(session, storeRoot)");
+    return NULL;
+  }
+  if (s->closed) return NULL;
+  __atomic_add_fetch(&s->node_gen, 1, __ATOMIC_SEQ_CST);
+  if (!nodes_ready(s)) return NULL;
+  int fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    throw_code(env, "EIO", "cannot open the new store root");
+    return NULL;
+  }
+  nodes_reset(s, fd);
+  return NULL;
+}
+
 // pendingRequests() -> requests handed to JavaScript and not answered yet (all sessions).
 napi_value js_pending_requests (napi_env env, napi_callback_info info) {
   (void) info;

@@ -1,0 +1,384 @@
+// The swap, in the daemon: `strata swap prepare | commit | back | discard`
+// arrive over the control socket and run here. docs/swap.md describes the
+// whole; in short:
+//  - prepare: checks (source, spare), then writes the source's tree into the
+//    spare in the background (tree-writer.ts), resumable, with progress in
+//    `strata status`;
+//  - commit: hold the requests that name objects (the adapter), wait for
+//    those under way, decide the exchange in one durable step (the swap
+//    record, record.ts), switch the daemon to the new store (working
+//    directory, the FUSE thread's node table, the inode table, open handles),
+//    make the kernel drop every cached name and the root's attributes, then
+//    release the held requests. Past --hold-timeout before the decision, the
+//    exchange is rolled back and the held requests run against the old store.
+//  - back: the same exchange with the spare that holds the pre-swap tree;
+//  - discard: empty the spare.
+import { lstat, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { spawn } from 'node:child_process';
+import type { LocalStore } from '../store/local-store.js';
+import type { FuseAdapter } from '../fuse/adapter.js';
+import type { Filesystem } from '../core/filesystem.js';
+import type { Logger } from '../log/logger.js';
+import { readFileIfExists, writeFileDurably } from '../store/durable-file.js';
+import { readSwapRecord, removeSwapRecordTemp, writeSwapRecord, type SwapRecord } from './record.js';
+import { checkSpare, emptySpare, readSpareState, spareStatePath, writeSpareState } from './spare.js';
+import { formatSource, openSource, parseSource, type ArchiveRef } from './source.js';
+import { writeTree, type WriteProgress } from './tree-writer.js';
+import { swapCrashPoint } from './crash-points.js';
+import type { Mirror, MirrorOptions } from '../mirror/mirror.js';
+import { checkSnapshotTarget, handOver, seedMirrorState, snapshotPreSwapHead } from './mirror-handover.js';
+
+export type BusyMode = 'wait' | 'ebusy';
+
+export type SwapRequest =
+  | { action: 'prepare'; spare: string; source: string; archive?: ArchiveRef }
+  | { action: 'commit' | 'back'; holdTimeoutMs?: number; busy?: BusyMode }
+  | { action: 'discard' };
+
+export interface PrepareStatus {
+  spare: string;
+  source: string;
+  /** What the source is (snapshot, record). */
+  describe: string;
+  state: 'writing' | 'ready' | 'failed' | 'interrupted';
+  resumed: boolean;
+  totals: { entries: number; bytes: number };
+  progress: WriteProgress;
+  error: string | null;
+  startedAt: string;
+  finishedAt: string | null;
+}
+
+export interface CommitResult {
+  committed: boolean;
+  direction: 'commit' | 'back';
+  live: string;
+  spare: string | null;
+  generation: number;
+  /** From the hold to the release, ms. */
+  holdMs: number;
+  /** Requests held, and the longest any of them waited, ms. */
+  held: number;
+  longestWaitMs: number;
+  /** The longest a request that changes nothing waited, ms (a mirrored mount lets them go before the re-convergence). */
+  longestReadWaitMs: number;
+  /** Requests answered EBUSY (--busy ebusy). */
+  ebusy: number;
+  /** Why it was rolled back (committed false). */
+  rolledBack: string | null;
+  /** A mirrored mount: the archive snapshot that keeps the pre-swap head. */
+  preSwapSnapshot: string | null;
+  /** Where the hold went, ms: waiting for requests under way; drain, snapshot and the new store's mirror state (mirrored); the record; the switch (with the mirror's handover). */
+  phases: { quiesceMs: number; beforeDecisionMs: number; recordMs: number; switchMs: number };
+  at: string;
+}
+
+export interface SwapStatus {
+  live: string;
+  spare: string | null;
+  generation: number;
+  holding: boolean;
+  prepare: PrepareStatus | null;
+  lastCommit: CommitResult | null;
+}
+
+export interface SwapHost {
+  /** The --store path (the swap record is named after it). */
+  storeArg: string;
+  store: LocalStore;
+  mountpoint: string;
+  adapter(): FuseAdapter | null;
+  fs(): Filesystem | null;
+  /** The mount's archive (a mirrored mount's), or null. */
+  archive(): ArchiveRef | null;
+  /** A mirrored mount's mirror and its options, and how to replace it after an exchange. */
+  mirror(): { mirror: Mirror; opts: MirrorOptions } | null;
+  setMirror(m: Mirror): void;
+  log: Logger;
+}
+
+const PREPARED_FILE = 'swap-prepared.json';
+const DEFAULT_HOLD_MS = 5000;
+/** Fault injection for the rollback test: the exchange stalls this long while requests are held. */
+const STALL_MS = Number(process.env.STRATA_SWAP_STALL_MS ?? 0);
+
+function syncfs(dir: string): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const p = spawn('sync', ['-f', dir], { stdio: 'ignore' });
+    p.on('error', reject);
+    p.on('exit', (code) => (code === 0 ? resolvePromise() : reject(new Error(`sync -f ${dir} exited ${code}`))));
+  });
+}
+
+export class SwapController {
+  private job: PrepareStatus | null = null;
+  private running: Promise<void> | null = null;
+  private cancel = false;
+  private busy: string | null = null;
+  private lastCommit: CommitResult | null = null;
+  private record: SwapRecord | null = null;
+
+  constructor(private readonly host: SwapHost) {}
+
+  /** At start: the swap record, and a prepare this store remembers (ready, or interrupted). */
+  async load(): Promise<void> {
+    await removeSwapRecordTemp(this.host.storeArg);
+    this.record = await readSwapRecord(this.host.storeArg);
+    // The live store's own spare state is left over from an exchange that crashed before its bookkeeping.
+    await rm(spareStatePath(this.host.store.root), { force: true });
+    const text = await readFileIfExists(join(this.host.store.privateDir, PREPARED_FILE));
+    if (text === null) return;
+    const p = JSON.parse(text) as { spare: string; source: string };
+    const st = await readSpareState(p.spare).catch(() => null);
+    if (st === null || st.state === 'previous') return;
+    this.job = {
+      spare: p.spare, source: p.source, describe: st.source, state: st.state === 'ready' ? 'ready' : 'interrupted', resumed: false,
+      totals: st.totals, progress: { entries: 0, bytes: 0, kept: 0, copiedBytes: 0, fetchedBytes: 0 },
+      error: st.state === 'ready' ? null : 'interrupted (the daemon stopped): run `strata swap prepare` again to resume',
+      startedAt: st.updatedAt, finishedAt: st.state === 'ready' ? st.updatedAt : null,
+    };
+  }
+
+  status(): SwapStatus {
+    return {
+      live: this.host.store.root,
+      spare: this.record?.spare ?? null,
+      generation: this.record?.generation ?? 0,
+      holding: this.busy === 'commit' || this.busy === 'back',
+      prepare: this.job,
+      lastCommit: this.lastCommit,
+    };
+  }
+
+  async handle(req: SwapRequest): Promise<unknown> {
+    switch (req.action) {
+      case 'prepare': return this.prepare(req.spare, req.source, req.archive ?? null);
+      case 'commit': case 'back': return this.exchange(req.action, req.holdTimeoutMs ?? DEFAULT_HOLD_MS, req.busy ?? 'wait');
+      case 'discard': return this.discard();
+      default: throw new Error(`unknown swap action ${(req as { action: string }).action}`);
+    }
+  }
+
+  /** Stops a prepare under way (the daemon is stopping). */
+  async stop(): Promise<void> {
+    this.cancel = true;
+    await this.running?.catch(() => {});
+  }
+
+  private exclusive(what: string): void {
+    if (this.busy !== null) throw new Error(`a swap ${this.busy} is under way`);
+    this.busy = what;
+  }
+
+  private async prepare(spareArg: string, sourceText: string, archiveArg: ArchiveRef | null): Promise<PrepareStatus> {
+    if (this.running !== null) throw new Error(`a prepare of ${this.job?.spare ?? 'a spare'} is under way (strata status shows its progress)`);
+    this.exclusive('prepare');
+    try {
+      const src = parseSource(sourceText);
+      const source = formatSource(src);
+      const reader = await openSource(src, archiveArg ?? this.host.archive());
+      let check;
+      try {
+        check = await checkSpare(spareArg, {
+          store: this.host.storeArg, live: this.host.store.root, source, treeBytes: reader.totals.bytes,
+        });
+      } catch (err) {
+        await reader.close().catch(() => {});
+        throw err;
+      }
+      const { spare, resume } = check;
+      const totals = { entries: reader.totals.entries, bytes: reader.totals.bytes };
+      await writeSpareState(spare, { format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'writing', totals, updatedAt: '' });
+      await writeFileDurably(join(this.host.store.privateDir, PREPARED_FILE), `${JSON.stringify({ spare, source })}\n`);
+      const job: PrepareStatus = {
+        spare, source, describe: reader.describe, state: 'writing', resumed: resume, totals,
+        progress: { entries: 0, bytes: 0, kept: 0, copiedBytes: 0, fetchedBytes: 0 },
+        error: null, startedAt: new Date().toISOString(), finishedAt: null,
+      };
+      this.job = job;
+      this.cancel = false;
+      const log = this.host.log.child({ component: 'swap' });
+      log.info({ spare, source: reader.describe, resume, totals }, 'swap: preparing the spare');
+      const started = Date.now();
+      this.running = (async () => {
+        try {
+          await writeTree({
+            client: reader.client, volume: reader.volume, spare, live: this.host.store.root,
+            progress: job.progress, cancelled: () => this.cancel,
+          });
+          await syncfs(spare);
+          await writeSpareState(spare, { format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'ready', totals, updatedAt: '' });
+          job.state = 'ready';
+          job.finishedAt = new Date().toISOString();
+          log.info({ spare, ms: Date.now() - started, ...job.progress }, 'swap: the spare is ready');
+        } catch (err) {
+          job.state = 'failed';
+          job.error = (err as Error).message;
+          job.finishedAt = new Date().toISOString();
+          log.error({ err, spare }, 'swap: prepare failed');
+        } finally {
+          await reader.close().catch(() => {});
+          this.running = null;
+        }
+      })();
+      return job;
+    } finally {
+      this.busy = null;
+    }
+  }
+
+  private async exchange(direction: 'commit' | 'back', holdTimeoutMs: number, busyMode: BusyMode): Promise<CommitResult> {
+    const adapter = this.host.adapter();
+    const fs = this.host.fs();
+    if (adapter === null || fs === null) throw new Error('the mount is not serving yet');
+    if (fs.restoring) throw new Error('this store is still being restored from the archive: swap once `strata status` says the restore is complete');
+    const mirrored = fs.sink !== null ? this.host.mirror() : null;
+    const archive = this.host.archive();
+    if (fs.sink !== null && (mirrored === null || archive === null)) throw new Error('the mirror is not running');
+    if (mirrored !== null) {
+      if (mirrored.mirror.readOnly !== null) throw new Error(`the mount is read-only (${mirrored.mirror.readOnly}): no swap`);
+      await checkSnapshotTarget(archive!);
+    }
+    let spare: string;
+    let source: string;
+    if (direction === 'commit') {
+      const job = this.job;
+      if (job === null) throw new Error('no spare is prepared: run `strata swap prepare` first');
+      if (job.state !== 'ready') throw new Error(`the spare ${job.spare} is not ready (${job.state}${job.error ? `: ${job.error}` : ''})`);
+      spare = job.spare;
+      source = job.source;
+    } else {
+      // The record is the authority: its spare holds the tree from before the last exchange (until discarded).
+      const s = this.record?.spare ?? null;
+      if (s === null) throw new Error('there is no pre-swap tree to go back to (no swap yet, or its spare was discarded)');
+      spare = s;
+      source = (await readSpareState(s).catch(() => null))?.source ?? `the tree before swap ${this.record!.generation}`;
+    }
+    const st = await lstat(spare, { bigint: true });
+    this.exclusive(direction);
+    const log = this.host.log.child({ component: 'swap' });
+    const oldLive = this.host.store.root;
+    const t0 = Date.now();
+    const deadline = t0 + holdTimeoutMs;
+    let committed = false;
+    let rolledBack: string | null = null;
+    let snapshot: string | null = null;
+    const phases = { quiesceMs: 0, beforeDecisionMs: 0, recordMs: 0, switchMs: 0 };
+    let mark = Date.now();
+    const lap = (): number => { const now = Date.now(); const d = now - mark; mark = now; return d; };
+    const generation = (this.record?.generation ?? 0) + 1;
+    adapter.holdRequests(busyMode);
+    try {
+      const quiet = await adapter.quiesce(deadline);
+      phases.quiesceMs = lap();
+      if (!quiet) {
+        rolledBack = `requests under way did not finish within the hold timeout (${holdTimeoutMs} ms)`;
+      } else {
+        swapCrashPoint('swap-held');
+        if (STALL_MS > 0) await new Promise((r) => setTimeout(r, STALL_MS));
+        if (mirrored !== null) rolledBack = await this.beforeDecision(mirrored.mirror, archive!, spare, deadline, generation, log).then((s) => { snapshot = s; return null; }, (err: unknown) => (err as Error).message);
+        phases.beforeDecisionMs = lap();
+        if (rolledBack === null && Date.now() >= deadline) rolledBack = `the exchange was not decided within the hold timeout (${holdTimeoutMs} ms)`;
+      }
+      if (rolledBack === null) {
+        const next: SwapRecord = {
+          format: 1, store: resolve(this.host.storeArg), live: spare, spare: oldLive,
+          generation, at: new Date().toISOString(), source,
+        };
+        try {
+          await writeSwapRecord(next);
+        } catch (err) {
+          await removeSwapRecordTemp(this.host.storeArg).catch(() => {});
+          throw err;
+        }
+        phases.recordMs = lap();
+        swapCrashPoint('swap-recorded');
+        // Decided: from here on only forward.
+        committed = true;
+        this.record = next;
+        this.host.store.moveTo(spare);
+        this.host.store.enter();
+        fs.detachOpenFiles();
+        adapter.switchStore(st.ino);
+        if (mirrored !== null) {
+          // Reads go on against the new store while it is re-converged; changes wait for it.
+          adapter.holdWritesOnly();
+          try {
+            const m = await handOver(mirrored.mirror, archive!, mirrored.opts, spare, this.host.store.privateDir, log);
+            fs.setSink(m);
+            this.host.setMirror(m);
+          } catch (err) {
+            // Decided, but the archive did not take the new tree: the next start re-converges the new store before serving.
+            log.fatal({ err }, 'swap: the new store could not be mirrored after the exchange; exiting (`strata mount` again re-converges it with the archive)');
+            process.exit(1);
+          }
+        }
+        phases.switchMs = lap();
+        swapCrashPoint('swap-switched');
+      }
+    } finally {
+      const h = adapter.releaseHeld();
+      this.busy = null;
+      const result: CommitResult = {
+        committed, direction, live: this.host.store.root, spare: this.record?.spare ?? null, generation: this.record?.generation ?? 0,
+        holdMs: Date.now() - t0, held: h.held, longestWaitMs: h.longestWaitMs, longestReadWaitMs: h.longestReadWaitMs, ebusy: h.ebusy, rolledBack, preSwapSnapshot: snapshot, phases, at: new Date().toISOString(),
+      };
+      this.lastCommit = result;
+      if (committed) log.info(result, 'swap: stores exchanged');
+      else log.warn(result, 'swap: exchange rolled back; the old store serves on');
+    }
+    if (committed) {
+      // Bookkeeping after the decision (a crash here loses nothing: the record decides).
+      await writeSpareState(oldLive, {
+        format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source: `the tree before swap ${this.record!.generation}`,
+        state: 'previous', totals: { entries: 0, bytes: 0 }, updatedAt: '',
+      }).catch((err: unknown) => log.warn({ err }, 'swap: cannot mark the old store as the spare'));
+      await rm(spareStatePath(spare), { force: true });
+      await rm(join(oldLive, '.strata', PREPARED_FILE), { force: true });
+      if (direction === 'commit') this.job = null;
+    }
+    return this.lastCommit!;
+  }
+
+  /**
+   * A mirrored mount, requests held: every change made so far reaches the
+   * archive, the archive keeps that head as a snapshot, and the new store gets
+   * the mirror's state. Resolves with the snapshot's id; rejects (the
+   * exchange is rolled back) with why not.
+   */
+  private async beforeDecision(mirror: Mirror, archive: ArchiveRef, spare: string, deadline: number, generation: number, log: Logger): Promise<string> {
+    const fs = this.host.fs()!;
+    await fs.recordDirtyAttrs();
+    if (!(await mirror.drain(Math.max(1, deadline - Date.now())).catch(() => false))) {
+      throw new Error(`the journal did not drain to the archive within the hold timeout (${mirror.status().lag.records} records left)`);
+    }
+    const snap = await snapshotPreSwapHead(archive, generation, log);
+    log.info({ snapshot: snap.id, record: snap.record }, 'swap: the pre-swap head is kept as a snapshot');
+    await seedMirrorState(this.host.store.privateDir, join(spare, '.strata'));
+    return snap.id;
+  }
+
+  private async discard(): Promise<{ discarded: string }> {
+    const target = this.job?.spare ?? this.record?.spare ?? null;
+    if (target === null) throw new Error('there is no spare to discard');
+    if (resolve(target) === this.host.store.root) throw new Error(`refusing to discard ${target}: it is the live store`);
+    this.exclusive('discard');
+    try {
+      this.cancel = true;
+      await this.running?.catch(() => {});
+      await emptySpare(target);
+      if (this.record?.spare === target) {
+        const next = { ...this.record, spare: null };
+        await writeSwapRecord(next);
+        this.record = next;
+      }
+      await rm(join(this.host.store.privateDir, PREPARED_FILE), { force: true });
+      this.job = null;
+      this.host.log.info({ spare: target }, 'swap: spare discarded');
+      return { discarded: target };
+    } finally {
+      this.busy = null;
+    }
+  }
+}

@@ -147,10 +147,11 @@ test('strata recover --metrics: restore progress, fetch counts and their latency
   const c = sh('cat a/b/c/d/file | wc -c', r.mnt);
   t.is(c.stdout.trim(), '300000');
   const s1 = await scrape(url);
-  t.true(total(s1, 'strata_restore_fetches_total', { kind: 'directory' }) - dirs0 >= 3, 'a, b, c and d were pending below the depth');
+  // a, b, c and d were pending below the depth: one deep request brings them all (deepImages).
+  t.true(total(s1, 'strata_restore_fetches_total', { kind: 'directory' }) - dirs0 >= 1, 'the pending directories of the path were fetched');
   t.true(total(s1, 'strata_restore_fetches_total', { kind: 'range' }) > range0);
   t.true(total(s1, 'strata_restore_fetched_bytes_total') >= 300000);
-  t.true(total(s1, 'strata_restore_fetch_duration_seconds_count', { result: 'ok' }) >= 4);
+  t.true(total(s1, 'strata_restore_fetch_duration_seconds_count', { result: 'ok' }) >= 2, 'the deep directory request and the file data');
   t.true(total(s1, 'strata_restore_entries_materialised_total') > total(s0, 'strata_restore_entries_materialised_total'));
   t.is(total(s1, 'strata_restore_fetch_failures_total'), 0);
   t.is(total(s1, 'strata_daemon_state', { state: 'serving' }), 1);

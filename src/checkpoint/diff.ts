@@ -10,6 +10,7 @@ import { LocalStore } from '../store/local-store.js';
 import { isPrivateXattr } from '../store/object-ids.js';
 import { BLOCK_SIZE, type CheckpointState } from './state.js';
 import { T0View, joinPath, liveEntries, lstatPath, within, DT_DIR } from './view.js';
+import { readAt } from './rollback.js';
 
 export interface DiffReport {
   checkpoint: string;
@@ -143,13 +144,3 @@ async function changedRanges(s: CheckpointState, key: string, path: string, t0Si
   return ranges;
 }
 
-async function readAt(fd: number, pos: number, len: number): Promise<Buffer> {
-  const buf = Buffer.alloc(len);
-  let done = 0;
-  while (done < len) {
-    const n = await new Promise<number>((resolve, reject) => fs.read(fd, buf, done, len - done, pos + done, (err, r) => (err ? reject(err) : resolve(r))));
-    if (n === 0) break;
-    done += n;
-  }
-  return buf;
-}

@@ -436,7 +436,8 @@ function openRead(path: string): Promise<number> {
   return new Promise((resolve, reject) => fs.open(LocalStore.relative(path), C.O_RDONLY | C.O_NOFOLLOW | (C.O_NOATIME ?? 0), (err, fd) => (err ? reject(err) : resolve(fd))));
 }
 
-async function readAt(fd: number, pos: number, len: number): Promise<Buffer> {
+/** Up to `len` bytes at `pos` (fewer at the end of the file; the rest of the buffer stays zero). */
+export async function readAt(fd: number, pos: number, len: number): Promise<Buffer> {
   const buf = Buffer.alloc(len);
   let done = 0;
   while (done < len) {

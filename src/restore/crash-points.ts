@@ -2,10 +2,7 @@
 // STRATA_CRASH_AT=<point>[:<n>] in its environment, the process kills itself
 // with SIGKILL the n-th time (default 1st) it reaches <point>. The variable is
 // read once at load; without it a crash point costs one comparison.
-const spec = process.env.STRATA_CRASH_AT ?? '';
-const [target, nth] = spec.split(':');
-const limit = Math.max(1, Number(nth ?? '1') || 1);
-let reached = 0;
+import { crashAt } from '../store/crash-at.js';
 
 export type CrashPoint =
   /** An object of a directory image is built under its temporary name, not renamed into place yet. */
@@ -58,6 +55,5 @@ export const CRASH_POINTS: readonly CrashPoint[] = [
 ];
 
 export function crashPoint(point: CrashPoint): void {
-  if (target !== point) return;
-  if (++reached >= limit) process.kill(process.pid, 'SIGKILL');
+  crashAt(point);
 }

@@ -2,10 +2,7 @@
 // pattern of src/restore/crash-points.ts: with STRATA_CRASH_AT=<point>[:<n>]
 // in its environment the daemon kills itself with SIGKILL the n-th time it
 // reaches <point>. Read once at load; without it a point costs a comparison.
-const spec = process.env.STRATA_CRASH_AT ?? '';
-const [target, nth] = spec.split(':');
-const limit = Math.max(1, Number(nth ?? '1') || 1);
-let reached = 0;
+import { crashAt } from '../store/crash-at.js';
 
 export type SwapCrashPoint =
   /** Prepare: one more object of the point-in-time tree is in place in the spare. */
@@ -24,6 +21,5 @@ export const SWAP_CRASH_POINTS: readonly SwapCrashPoint[] = [
 ];
 
 export function swapCrashPoint(point: SwapCrashPoint): void {
-  if (target !== point) return;
-  if (++reached >= limit) process.kill(process.pid, 'SIGKILL');
+  crashAt(point);
 }

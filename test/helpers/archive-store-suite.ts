@@ -21,6 +21,7 @@ import { isArchiveError, type ArchiveErrorCode } from '../../src/protocol/archiv
 import { BlockDigestError, DEEP_MAX_ENTRIES, DEEP_MAX_IMAGES, verifiedRange, type DirImage } from '../../src/protocol/images.js';
 import { BLOCK_SIZE, ROOT_ID, encodeRecord, type Attrs, type NewRecord, type Record, type Time } from '../../src/protocol/records.js';
 import { MemoryArchive } from './memory-archive.js';
+import { pattern } from './snapshots.js';
 
 /** Where a store under test keeps its packs. */
 export interface StoreBackend {
@@ -103,19 +104,6 @@ function packBytes(dir: string): number {
   return [...B.packSizes(dir).values()].reduce((n, s) => n + s, 0);
 }
 
-/** Bytes that differ from block to block (no accidental dedup), never zero. */
-function pattern(length: number, seed: number): Buffer {
-  const b = Buffer.alloc(length);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    b[i] = (x & 0xff) || 1;
-  }
-  return b;
-}
 
 /** Registers the suite's tests for `backend` (call once per test file). */
 export function archiveStoreSuite(backend: StoreBackend): void {

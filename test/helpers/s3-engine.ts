@@ -32,7 +32,7 @@ export function s3Engine(): S3Engine | string {
   if (cached !== null) return cached;
   if (process.env.STRATA_S3_ENGINE === 'off') return (cached = 'STRATA_S3_ENGINE=off');
   // Idempotent: prints the env lines of a running engine, or installs and starts one (a few minutes at most).
-  const r = spawnSync('flock', ['/var/tmp/strata-s3-engine.lock', ENGINE_SCRIPT, 'start'], { encoding: 'utf8', timeout: 600_000 });
+  const r = spawnSync('flock', ['--close', '/var/tmp/strata-s3-engine.lock', ENGINE_SCRIPT, 'start'], { encoding: 'utf8', timeout: 600_000 });
   if (r.status !== 0) return (cached = `no S3 engine: scripts/s3-engine.sh start failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`);
   const env: { [k: string]: string } = {};
   for (const line of r.stdout.split('\n')) {

@@ -64,6 +64,9 @@ test('a reader and a writer across swap commit and swap back; the tree is the sn
   t.is(c.status, 0, c.out);
   t.true(c.result?.committed);
   t.truthy(c.result?.preSwapSnapshot, 'the pre-swap head is kept as a snapshot');
+  t.is(c.result?.handover?.kind, 'rollback', `the archive rolled its head back to the snapshot, no comparison walk (${c.result?.handover?.detail ?? ''})`);
+  t.is(c.result?.handover?.records, 0);
+  t.is(swapStatus(m.mnt).lastCommit?.handover?.kind, 'rollback', 'strata status says which handover ran');
   spawnSync('sleep', ['1']);
   const { reader, writer } = await h.stop();
   t.is(reader.code, 0);
@@ -82,6 +85,7 @@ test('a reader and a writer across swap commit and swap back; the tree is the sn
 
   const back = commit(m.mnt, [], 'back');
   t.is(back.status, 0, back.out);
+  t.is(back.result?.handover?.kind, 'reconcile', 'swap back compares (the pre-swap tree may differ from its snapshot)');
   t.is(without(manifest(m.mnt), ['log']), without(damaged, ['log']), 'swap back: the pre-swap tree exactly');
   syncMount(m);
   assertConverged(t, m, 'after swap back');

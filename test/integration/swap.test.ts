@@ -98,6 +98,43 @@ test('a reader and a writer across swap commit and swap back; the tree is the sn
   t.true(snaps.some((s) => s.id === c.result?.preSwapSnapshot), 'the pre-swap snapshot is in the catalog');
 });
 
+test('mirrored, archive:RECORD of the head: the commit needs nothing from the archive while the head is still there; once it moved on, the whole tree is compared', (t) => {
+  const m = withSwapMount(t);
+  run(t, 'mkdir -p a/b && echo one > a/f && echo two > a/b/g && ln a/f h', m.mnt);
+  syncMount(m);
+  const rec = (JSON.parse(strata(['status', '--json', m.mnt]).stdout) as { mirror: { ackedSeq: number } }).mirror.ackedSeq;
+  const atRec = manifest(m.mnt);
+  const spare = join(m.base, 'spare');
+  mkdirSync(spare);
+  let p = prepare(m.mnt, spare, `archive:${rec}`);
+  t.is(p.status, 0, p.out);
+  let c = commit(m.mnt);
+  t.is(c.status, 0, c.out);
+  t.is(c.result?.handover?.kind, 'head', c.result?.handover?.detail);
+  t.is(manifest(m.mnt), atRec);
+  assertConverged(t, { ...m, store: spare }, 'right after the commit (head)');
+  run(t, 'echo three > a/new', m.mnt);
+  syncMount(m);
+  assertConverged(t, { ...m, store: spare }, 'after a change');
+
+  // The head moves on between the prepare and the commit: the fallback.
+  t.is(commit(m.mnt, [], 'back').status, 0);
+  t.is(strata(['swap', 'discard', m.mnt]).status, 0);
+  syncMount(m);
+  const rec2 = (JSON.parse(strata(['status', '--json', m.mnt]).stdout) as { mirror: { ackedSeq: number } }).mirror.ackedSeq;
+  const atRec2 = manifest(m.mnt);
+  p = prepare(m.mnt, spare, `archive:${rec2}`);
+  t.is(p.status, 0, p.out);
+  run(t, 'echo later > later', m.mnt);
+  c = commit(m.mnt);
+  t.is(c.status, 0, c.out);
+  t.is(c.result?.handover?.kind, 'reconcile');
+  t.regex(c.result?.handover?.detail ?? '', /head moved/);
+  t.is(manifest(m.mnt), atRec2);
+  syncMount(m);
+  assertConverged(t, { ...m, store: spare }, 'after the fallback');
+});
+
 test('archive:RECORD and archive:TIME sources on a mount without an archive of its own', (t) => {
   const a = withSwapMount(t);
   run(t, GOOD_TREE, a.mnt);

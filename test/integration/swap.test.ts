@@ -8,7 +8,10 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { sh, strata, withMount } from '../helpers/mount.js';
-import { assertConverged, syncMount } from '../helpers/mirror.js';
+import { assertConverged, syncMount, withMirroredMount } from '../helpers/mirror.js';
+import { startArchiveServer } from '../helpers/archive.js';
+import { openSnapshotClient } from '../../src/archive-client/open-snapshots.js';
+import { isArchiveError } from '../../src/protocol/archive-api.js';
 import { manifest } from '../helpers/recover.js';
 import { background, commit, hammer, prepare, snapshotNow, swapStatus, withSwapMount, without } from '../helpers/swap.js';
 import { swapRecordPath } from '../../src/swap/record.js';
@@ -133,6 +136,40 @@ test('mirrored, archive:RECORD of the head: the commit needs nothing from the ar
   t.is(manifest(m.mnt), atRec2);
   syncMount(m);
   assertConverged(t, { ...m, store: spare }, 'after the fallback');
+});
+
+test('a served archive (strata://): the commit rolls the head back as the lease holder; a rollback that claims another holder is refused', async (t) => {
+  const tdir = mkdtempSync(join(tmpdir(), 'strata-swap-served-'));
+  const server = await startArchiveServer({ extraArgs: ['--target', `A=${join(tdir, 'A')}`] });
+  t.teardown(async () => { await server.stop(); rmSync(tdir, { recursive: true, force: true }); });
+  const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
+  run(t, GOOD_TREE, m.mnt);
+  syncMount(m);
+  const s = strata(['snapshot', 'create', m.mnt, '--token-file', server.tokenFile, '--wait', '--json']);
+  t.is(s.status, 0, s.stderr);
+  const snap = JSON.parse(s.stdout) as { id: string };
+  const good = manifest(m.mnt);
+  run(t, DAMAGE, m.mnt);
+  syncMount(m);
+  const c0 = await openSnapshotClient(server.url, { tokenFile: server.tokenFile });
+  try {
+    const err = await t.throwsAsync(c0.rollback(m.volume, snap.id, { holder: { epoch: 1, storeId: 'not-the-holder' } }));
+    t.true(isArchiveError(err, 'EHELD'), String(err));
+  } finally {
+    await c0.close();
+  }
+  const spare = join(m.base, 'spare');
+  mkdirSync(spare);
+  const p = prepare(m.mnt, spare, `snapshot:${snap.id}`, ['--token-file', server.tokenFile]);
+  t.is(p.status, 0, p.out);
+  const c = commit(m.mnt);
+  t.is(c.status, 0, c.out);
+  t.is(c.result?.handover?.kind, 'rollback', c.result?.handover?.detail);
+  t.is(manifest(m.mnt), good);
+  assertConverged(t, { ...m, store: spare }, 'right after the commit');
+  run(t, 'echo after > after', m.mnt);
+  syncMount(m);
+  assertConverged(t, { ...m, store: spare }, 'after a write (same epoch, not fenced)');
 });
 
 test('archive:RECORD and archive:TIME sources on a mount without an archive of its own', (t) => {

@@ -54,7 +54,8 @@ export interface HandoverInfo {
  * Moves the archive's head of `archive.volume` to `point` (the new tree),
  * keeping the epoch. Returns what it did, or throws why it cannot.
  */
-async function moveArchiveToPoint(archive: ArchiveRef, client: Mirror['client'], point: ArchivePoint, holder: { epoch: number; storeId: string }, keptBy: string | null): Promise<{ kind: 'rollback' | 'head'; detail: string }> {
+async function moveArchiveToPoint(archive: ArchiveRef, client: Mirror['client'], point: ArchivePoint, holder: { epoch: number; storeId: string }, keptBy: string | null,
+  newPrivateDir: string): Promise<{ kind: 'rollback' | 'head'; detail: string }> {
   if (point.archive !== archive.url || point.volume !== archive.volume) {
     throw new Error(`the tree is a point of ${point.volume} on ${point.archive}, this mount mirrors ${archive.volume} on ${archive.url}`);
   }
@@ -68,7 +69,10 @@ async function moveArchiveToPoint(archive: ArchiveRef, client: Mirror['client'],
   const c = await openSnapshotClient(archive.url, archive.tokenFile !== undefined ? { tokenFile: archive.tokenFile } : {});
   try {
     const res = await c.rollback(archive.volume, point.id, { holder, ...(keptBy !== null ? { keptBy } : {}) });
-    if (res.state.epoch !== holder.epoch) throw new Error(`the archive's rollback moved the epoch to ${res.state.epoch} (an archive that cannot keep it)`);
+    if (res.state.epoch !== holder.epoch) {
+      // An archive from before the holder option fenced the volume: the rollback is ours and the new journal is empty, so the new store takes that epoch.
+      await adoptEpoch(newPrivateDir, res.state.epoch);
+    }
     return { kind: 'rollback', detail: `head rolled back to snapshot ${point.id} (record ${point.record}) as record ${res.state.appliedSeq}; the old head is kept by ${res.kept?.id ?? 'no snapshot (it was empty)'}` };
   } finally {
     await c.close().catch(() => {});
@@ -116,6 +120,13 @@ export async function snapshotPreSwapHead(archive: ArchiveRef, generation: numbe
   return info;
 }
 
+/** The new store's mirror state takes `epoch` (its own rollback raised it; nothing is journaled yet). */
+async function adoptEpoch(privateDir: string, epoch: number): Promise<void> {
+  const text = await readFileIfExists(join(privateDir, 'mirror.json'));
+  if (text === null) throw new Error(`no mirror state in ${privateDir}`);
+  await writeFileDurably(join(privateDir, 'mirror.json'), `${JSON.stringify({ ...(JSON.parse(text) as Record<string, unknown>), epoch }, null, 2)}\n`);
+}
+
 /** Writes the mirror state of `fromPrivateDir` into `toPrivateDir`, marked not clean with checkpoint 0. */
 export async function seedMirrorState(fromPrivateDir: string, toPrivateDir: string): Promise<void> {
   const text = await readFileIfExists(join(fromPrivateDir, 'mirror.json'));
@@ -141,7 +152,7 @@ export async function handOver(old: Mirror, archive: ArchiveRef, opts: MirrorOpt
   let why = 'swap back: the pre-swap tree is not known to equal a point of the archive (open files may have written to it)';
   if (point !== null) {
     try {
-      moved = await moveArchiveToPoint(archive, client, point, holder, keptBy);
+      moved = await moveArchiveToPoint(archive, client, point, holder, keptBy, newPrivateDir);
     } catch (err) {
       why = `the archive was not moved to the source point: ${(err as Error).message}`;
       log.warn({ err: (err as Error).message, point }, 'swap: the archive cannot be moved to the source point; comparing the whole tree instead');

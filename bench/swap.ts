@@ -111,6 +111,8 @@ interface CommitFigures {
   hold_ms: number;
   hold_phases_ms: Record<string, number>;
   held_requests: number;
+  /** Mirrored: how the archive was brought to the new tree (rollback / head: moved to the source point; reconcile: a comparison walk), and its ms (changes wait this long). */
+  handover: { kind: string; ms: number; records: number } | null;
   baseline_longest_request_ms: number;
   ratio_longest_vs_baseline: number | null;
 }
@@ -118,7 +120,7 @@ interface CommitFigures {
 async function commitUnderLoad(mnt: string, list: string, work: string): Promise<CommitFigures> {
   spawnSync('find', [mnt, '-ls'], { stdio: 'ignore' });
   let holdMs = 0;
-  let result: { longestWaitMs: number; longestReadWaitMs: number; holdMs: number; held: number; phases: Record<string, number> } = { longestWaitMs: 0, longestReadWaitMs: 0, holdMs: 0, held: 0, phases: {} };
+  let result: { longestWaitMs: number; longestReadWaitMs: number; holdMs: number; held: number; phases: Record<string, number>; handover?: { kind: string; ms: number; records: number } | null } = { longestWaitMs: 0, longestReadWaitMs: 0, holdMs: 0, held: 0, phases: {} };
   const swapped = await probe(mnt, list, work, () => {
     const out = must(['swap', 'commit', mnt, '--json', '--hold-timeout', '600']);
     result = JSON.parse(out) as typeof result;
@@ -128,6 +130,7 @@ async function commitUnderLoad(mnt: string, list: string, work: string): Promise
   return {
     longest_request_ms: r3(swapped.max), prober_p99_ms: r3(swapped.p99), prober_calls: swapped.n, prober_errors: swapped.errors,
     daemon_longest_held_ms: result.longestWaitMs, daemon_longest_held_read_ms: result.longestReadWaitMs, hold_ms: result.holdMs, hold_phases_ms: result.phases, held_requests: result.held,
+    handover: result.handover ? { kind: result.handover.kind, ms: result.handover.ms, records: result.handover.records } : null,
     baseline_longest_request_ms: r3(base.max), ratio_longest_vs_baseline: base.max > 0 ? r1(swapped.max / base.max) : null,
   };
 }

@@ -6,6 +6,7 @@ import { isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ArchiveError, type ArchiveClientOptions } from '../protocol/archive-api.js';
 import type {
+  RollbackOptions,
   AlertDecision, GcResult, IncomingAlert, RollbackResult, SnapshotChoice, SnapshotClient, SnapshotInfo, TargetInfo,
 } from '../protocol/snapshot-api.js';
 import { WorkerSnapshotClient } from '../archive/snapshot-worker-client.js';
@@ -67,8 +68,8 @@ class RemoteSnapshotClient implements SnapshotClient {
     if (opts.before !== undefined) q.set('before', opts.before);
     return this.c.requestJson('GET', `/v1/volumes/${checkVolume(volume)}/snapshot-choice?${q}`);
   }
-  rollback(volume: string, snapshotId: string): Promise<RollbackResult> {
-    return this.c.requestJson('POST', `/v1/volumes/${checkVolume(volume)}/rollback`, { snapshot: snapshotId });
+  rollback(volume: string, snapshotId: string, opts: RollbackOptions = {}): Promise<RollbackResult> {
+    return this.c.requestJson('POST', `/v1/volumes/${checkVolume(volume)}/rollback`, { snapshot: snapshotId, ...opts });
   }
   raise(volume: string, alert: IncomingAlert): Promise<AlertDecision> {
     return this.c.requestJson('POST', `/v1/volumes/${checkVolume(volume)}/conditions`, alert);

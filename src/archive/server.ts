@@ -21,13 +21,13 @@ import { drained, Gate, HttpError, PROTOCOL_HEADER, PROTOCOL_VERSION, readBody, 
 import { WorkerArchiveClient } from './worker-client.js';
 import { WorkerSnapshotClient } from './snapshot-worker-client.js';
 import { parseAlert } from '../alerts/alertmanager.js';
-import { isSnapshotId } from '../protocol/snapshot-api.js';
+import { badRollbackOptionsReason, isSnapshotId, type RollbackOptions } from '../protocol/snapshot-api.js';
 import { checkBlockCount, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkOptionalName, checkVolume, LIMITS, toWireError } from './worker-protocol.js';
 import { join } from 'node:path';
 import { isArchiveError } from '../protocol/archive-api.js';
 import { LeaseTable } from './leases.js';
 import {
-  badFenceOptionsReason, badReleaseReason, badRenewalReason, type FenceOptions, type LeaseHolder, type LeaseRelease, type LeaseRenewal,
+  badFenceOptionsReason, badReleaseReason, badRenewalReason, describeHolder, type FenceOptions, type LeaseHolder, type LeaseRelease, type LeaseRenewal,
   type TakeoverInfo, type VolumeLease,
 } from '../protocol/leases.js';
 import type { VolumeState } from '../protocol/images.js';
@@ -353,11 +353,25 @@ export class ArchiveServer {
       }
       case 'rollback': {
         if (method !== 'POST') throw notAllowed();
-        const body = await readJson(stream, headers) as { snapshot?: unknown } | null;
+        const body = await readJson(stream, headers) as { snapshot?: unknown; holder?: unknown; keptBy?: unknown } | null;
         if (!isSnapshotId(body?.snapshot)) throw new ArchiveError('EBADREQ', 'body must be {"snapshot": ID}');
+        const why = badRollbackOptionsReason({ holder: body.holder, keptBy: body.keptBy });
+        if (why !== null) throw new ArchiveError('EBADREQ', why);
+        const opts = { holder: body.holder, keptBy: body.keptBy } as RollbackOptions;
         stream.setTimeout(0);
+        if (opts.holder !== undefined) {
+          // The volume's own primary keeps its epoch: it must hold the lease at that epoch (the engine checks the volume's epoch).
+          const holder = opts.holder;
+          return sendJson(stream, 200, await this.locked(volume, async () => {
+            const row = this.leases.get(volume);
+            if (row?.holder?.storeId !== holder.storeId || row.holderEpoch !== holder.epoch) {
+              throw new ArchiveError('EHELD', `volume ${volume} is held by ${describeHolder(row?.holder ?? null)} at epoch ${row?.holderEpoch ?? '-'}, not by store ${holder.storeId} at epoch ${holder.epoch}: no rollback that keeps the epoch`);
+            }
+            return snaps.rollback(volume, body.snapshot as string, opts);
+          }));
+        }
         this.epochCache.delete(volume); // a rollback gives the volume a new epoch
-        return sendJson(stream, 200, await snaps.rollback(volume, body.snapshot));
+        return sendJson(stream, 200, await snaps.rollback(volume, body.snapshot, opts));
       }
       case 'conditions': {
         if (method !== 'POST') throw notAllowed();

@@ -5,6 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { ArchiveError } from '../protocol/archive-api.js';
 import type {
+  RollbackOptions,
   AlertDecision, GcResult, IncomingAlert, RollbackResult, SnapshotChoice, SnapshotClient, SnapshotInfo, TargetInfo,
 } from '../protocol/snapshot-api.js';
 import type { FromSnapshotWorker, SnapshotMethod, SnapshotWorkerData, ToSnapshotWorker } from './snapshot-worker.js';
@@ -46,7 +47,7 @@ export class WorkerSnapshotClient implements SnapshotClient {
   deleteSnapshot(id: string): Promise<SnapshotInfo> { return this.call('deleteSnapshot', [id]) as Promise<SnapshotInfo>; }
   verifySnapshot(id: string): Promise<SnapshotInfo> { return this.call('verifySnapshot', [id]) as Promise<SnapshotInfo>; }
   chooseSnapshot(volume: string, opts: { condition: string; before?: string }): Promise<SnapshotChoice> { return this.call('chooseSnapshot', [volume, opts]) as Promise<SnapshotChoice>; }
-  rollback(volume: string, snapshotId: string): Promise<RollbackResult> { return this.call('rollback', [volume, snapshotId]) as Promise<RollbackResult>; }
+  rollback(volume: string, snapshotId: string, opts: RollbackOptions = {}): Promise<RollbackResult> { return this.call('rollback', [volume, snapshotId, opts]) as Promise<RollbackResult>; }
   raise(volume: string, alert: IncomingAlert): Promise<AlertDecision> { return this.call('raise', [volume, alert]) as Promise<AlertDecision>; }
   /** The alerts of one webhook body, already checked (alertmanager.ts). */
   receiveAlerts(alerts: IncomingAlert[]): Promise<AlertDecision[]> { return this.call('receiveAlerts', [alerts]) as Promise<AlertDecision[]>; }

@@ -12,7 +12,7 @@ import { parseAlert } from '../alerts/alertmanager.js';
 import { SnapshotEngine, type EngineLog } from './snapshots.js';
 import type { TargetSpec } from './targets.js';
 import { checkVolume, toWireError } from './worker-protocol.js';
-import type { IncomingAlert } from '../protocol/snapshot-api.js';
+import { badRollbackOptionsReason, type IncomingAlert, type RollbackOptions } from '../protocol/snapshot-api.js';
 
 export interface SnapshotWorkerData {
   dataDir: string;
@@ -97,7 +97,11 @@ function call(method: SnapshotMethod, args: unknown[]): unknown {
       const before = opt(o.before, 'before');
       return e.chooseSnapshot(checkVolume(args[0]), { condition: str(o.condition, 'condition'), ...(before !== undefined ? { before } : {}) });
     }
-    case 'rollback': return e.rollback(checkVolume(args[0]), str(args[1], 'snapshot id'));
+    case 'rollback': {
+      const why = badRollbackOptionsReason(args[2]);
+      if (why !== null) throw new ArchiveError('EBADREQ', why);
+      return e.rollback(checkVolume(args[0]), str(args[1], 'snapshot id'), (args[2] ?? {}) as RollbackOptions);
+    }
     case 'raise': {
       const alert = parseAlert(args[1], 'alert');
       const volume = checkVolume(args[0]);

@@ -28,7 +28,7 @@ import { ArchiveError } from '../protocol/archive-api.js';
 import type { VolumeState } from '../protocol/images.js';
 import { ROOT_ID } from '../protocol/records.js';
 import type {
-  AlertDecision, AlertDecisionKind, GcResult, IncomingAlert, RollbackResult, SnapshotChoice, SnapshotInfo, SnapshotState,
+  AlertDecision, AlertDecisionKind, GcResult, IncomingAlert, RollbackOptions, RollbackResult, SnapshotChoice, SnapshotInfo, SnapshotState,
   SnapshotTrigger, SnapshotVerification, TargetInfo,
 } from '../protocol/snapshot-api.js';
 import { isSnapshotId } from '../protocol/snapshot-api.js';
@@ -967,8 +967,11 @@ export class SnapshotEngine {
    * them for that copy) and the snapshot's rows come in from its target as
    * of a new record; blocks the data directory lacks are copied back from
    * the target; the epoch goes up (a fence: the old primary is refused).
+   * The volume's own primary (a swap) passes `opts.holder`: the epoch must be
+   * that one and stays (the lease holder is checked by the server); and
+   * `opts.keptBy`, a snapshot that already keeps the head (docs/swap.md).
    */
-  rollback(volume: string, snapshotId: string): RollbackResult {
+  rollback(volume: string, snapshotId: string, opts: RollbackOptions = {}): RollbackResult {
     checkVolume(volume);
     const r = this.row(snapshotId);
     if (r.volume !== volume) throw new ArchiveError('EBADREQ', `snapshot ${snapshotId} is of volume ${r.volume}, not ${volume}`);
@@ -979,8 +982,16 @@ export class SnapshotEngine {
       throw new ArchiveError('ENOTARGET', `target ${r.target} does not hold snapshot ${snapshotId} complete`);
     }
     let v = this.db.prepare('SELECT vid, name, epoch, applied_seq, snapshot_floor FROM volumes WHERE name = ?').get(volume) as VolumeRow | undefined;
+    if (opts.holder !== undefined) {
+      if (v === undefined) throw new ArchiveError('ENOVOLUME', `no volume ${volume}`);
+      if (v.epoch !== opts.holder.epoch) throw new ArchiveError('EFENCED', `volume ${volume} is at epoch ${v.epoch}; epoch ${opts.holder.epoch} was fenced`);
+    }
     let kept: SnapshotInfo | null = null;
-    if (v !== undefined && v.applied_seq > 0) {
+    if (v !== undefined && v.applied_seq > 0 && opts.keptBy !== undefined) {
+      const k = this.db.prepare('SELECT * FROM snapshots WHERE id = ?').get(opts.keptBy) as SnapshotRow | undefined;
+      if (k !== undefined && k.volume === volume && k.record === v.applied_seq && (k.state === 'copying' || k.state === 'complete')) kept = this.info(k);
+    }
+    if (kept === null && v !== undefined && v.applied_seq > 0) {
       kept = this.createSnapshot(volume, { trigger: 'rollback', reason: `the head at record ${v.applied_seq}, kept before the rollback to ${snapshotId}` });
     }
     // ATTACH cannot run inside a transaction.
@@ -994,6 +1005,9 @@ export class SnapshotEngine {
           v = { vid, name: volume, epoch: 1, applied_seq: 0, snapshot_floor: NO_SNAPSHOT };
           this.db.prepare('UPDATE snapshots SET vid = ? WHERE volume = ?').run(vid, volume);
         }
+        if (opts.holder !== undefined && v.epoch !== opts.holder.epoch) throw new ArchiveError('EFENCED', `volume ${volume} is at epoch ${v.epoch}; epoch ${opts.holder.epoch} was fenced`);
+        if (opts.keptBy !== undefined && kept !== null && v.applied_seq !== kept.record) throw new ArchiveError('EBADREQ', `volume ${volume} moved from record ${kept.record} to ${v.applied_seq} during the rollback: try again`);
+        const bump = opts.holder === undefined ? 1 : 0;
         const seq = v.applied_seq + 1;
         for (const t of VERSIONED) {
           this.db.prepare(`UPDATE main.${t} SET seq_to = ? WHERE vid = ? AND seq_to = ${LIVE} AND seq_from <= ?`).run(seq, v.vid, v.snapshot_floor);
@@ -1024,10 +1038,10 @@ export class SnapshotEngine {
             this.packs.abort();
           }
         }
-        this.db.prepare('UPDATE volumes SET applied_seq = ?, epoch = epoch + 1 WHERE vid = ?').run(seq, v.vid);
+        this.db.prepare('UPDATE volumes SET applied_seq = ?, epoch = epoch + ? WHERE vid = ?').run(seq, bump, v.vid);
         const root = this.db.prepare('SELECT sub_entries, sub_bytes FROM counts WHERE vid = ? AND id = ?').get(v.vid, ROOT_ID) as { sub_entries: number; sub_bytes: number } | undefined;
-        this.log.info({ volume, snapshot: snapshotId, record: seq, epoch: v.epoch + 1, blocksCopiedBack: missing.length, kept: kept?.id ?? null }, 'volume rolled back to a snapshot');
-        return { name: volume, epoch: v.epoch + 1, appliedSeq: seq, totals: { entries: root?.sub_entries ?? 0, bytes: root?.sub_bytes ?? 0 } };
+        this.log.info({ volume, snapshot: snapshotId, record: seq, epoch: v.epoch + bump, blocksCopiedBack: missing.length, kept: kept?.id ?? null }, 'volume rolled back to a snapshot');
+        return { name: volume, epoch: v.epoch + bump, appliedSeq: seq, totals: { entries: root?.sub_entries ?? 0, bytes: root?.sub_bytes ?? 0 } };
       }).immediate();
     } finally {
       this.db.prepare('DETACH DATABASE snap').run();

@@ -137,6 +137,34 @@ export interface RollbackResult {
   kept: SnapshotInfo | null;
 }
 
+/**
+ * Options of a rollback made by the volume's own primary (a swap, docs/swap.md):
+ * - `holder`: the caller holds the volume's lease at `epoch` (store id
+ *   `storeId`): the epoch is kept (no fence: the caller is the only
+ *   primary and goes on shipping at that epoch); refused with EFENCED when
+ *   the volume is at another epoch, EHELD when another store holds its lease;
+ * - `keptBy`: the head is already kept by this snapshot (of the volume, at
+ *   the head's record, copying or complete): no `rollback` snapshot of the
+ *   same tree is taken (one is taken when it does not qualify).
+ */
+export interface RollbackOptions {
+  holder?: { epoch: number; storeId: string };
+  keptBy?: string;
+}
+
+export function badRollbackOptionsReason(v: unknown): string | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object') return 'options must be an object';
+  const o = v as { holder?: unknown; keptBy?: unknown };
+  if (o.keptBy !== undefined && !isSnapshotId(o.keptBy)) return 'keptBy must be a snapshot id';
+  if (o.holder !== undefined) {
+    const h = o.holder as { epoch?: unknown; storeId?: unknown } | null;
+    if (h === null || typeof h !== 'object' || !Number.isSafeInteger(h.epoch) || (h.epoch as number) < 1 ||
+      typeof h.storeId !== 'string' || h.storeId.length === 0 || h.storeId.length > 128) return 'holder must be {epoch: a positive integer, storeId: a string}';
+  }
+  return null;
+}
+
 export interface GcResult {
   /** Per store (`data` or a target's name): blocks dropped, pack bytes reclaimed, packs rewritten. */
   stores: { store: string; blocksDropped: number; bytesReclaimed: number; packsRewritten: number; rowsPruned: number }[];
@@ -154,8 +182,8 @@ export interface SnapshotClient {
   verifySnapshot(id: string): Promise<SnapshotInfo>;
   /** The newest complete snapshot of `volume` for `condition`, taken before `before` (ISO time), on a readable target. */
   chooseSnapshot(volume: string, opts: { condition: string; before?: string }): Promise<SnapshotChoice>;
-  /** Keeps the head as a `rollback` snapshot, then makes the volume's head the snapshot's tree at a new epoch. */
-  rollback(volume: string, snapshotId: string): Promise<RollbackResult>;
+  /** Keeps the head as a `rollback` snapshot, then makes the volume's head the snapshot's tree at a new epoch (the same epoch with `opts.holder`). */
+  rollback(volume: string, snapshotId: string, opts?: RollbackOptions): Promise<RollbackResult>;
   /** A condition raised by a primary, evaluated by the archive's rules like any alert. */
   raise(volume: string, alert: IncomingAlert): Promise<AlertDecision>;
   /** The newest alert decisions, newest first. */

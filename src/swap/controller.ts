@@ -27,7 +27,8 @@ import { formatSource, openSource, parseSource, type ArchiveRef } from './source
 import { writeTree, type WriteProgress } from './tree-writer.js';
 import { swapCrashPoint } from './crash-points.js';
 import type { Mirror, MirrorOptions } from '../mirror/mirror.js';
-import { checkSnapshotTarget, handOver, seedMirrorState, snapshotPreSwapHead } from './mirror-handover.js';
+import { checkSnapshotTarget, handOver, seedMirrorState, snapshotPreSwapHead, type HandoverInfo } from './mirror-handover.js';
+import type { ArchivePoint } from './spare.js';
 
 export type BusyMode = 'wait' | 'ebusy';
 
@@ -42,6 +43,8 @@ export interface PrepareStatus {
   /** What the source is (snapshot, record). */
   describe: string;
   state: 'writing' | 'ready' | 'failed' | 'interrupted';
+  /** The archive point the tree is (a mirrored commit moves the archive there instead of comparing), null when not known. */
+  point: ArchivePoint | null;
   resumed: boolean;
   totals: { entries: number; bytes: number };
   progress: WriteProgress;
@@ -69,6 +72,8 @@ export interface CommitResult {
   rolledBack: string | null;
   /** A mirrored mount: the archive snapshot that keeps the pre-swap head. */
   preSwapSnapshot: string | null;
+  /** A mirrored mount: how the archive was brought to the new tree (moved to the source point, or a comparison walk). */
+  handover: HandoverInfo | null;
   /** Where the hold went, ms: waiting for requests under way; drain, snapshot and the new store's mirror state (mirrored); the record; the switch (with the mirror's handover). */
   phases: { quiesceMs: number; beforeDecisionMs: number; recordMs: number; switchMs: number };
   at: string;
@@ -133,7 +138,7 @@ export class SwapController {
     const st = await readSpareState(p.spare).catch(() => null);
     if (st === null || st.state === 'previous') return;
     this.job = {
-      spare: p.spare, source: p.source, describe: st.source, state: st.state === 'ready' ? 'ready' : 'interrupted', resumed: false,
+      spare: p.spare, source: p.source, describe: st.source, state: st.state === 'ready' ? 'ready' : 'interrupted', point: st.point ?? null, resumed: false,
       totals: st.totals, progress: { entries: 0, bytes: 0, kept: 0, copiedBytes: 0, fetchedBytes: 0 },
       error: st.state === 'ready' ? null : 'interrupted (the daemon stopped): run `strata swap prepare` again to resume',
       startedAt: st.updatedAt, finishedAt: st.state === 'ready' ? st.updatedAt : null,
@@ -177,7 +182,9 @@ export class SwapController {
     try {
       const src = parseSource(sourceText);
       const source = formatSource(src);
-      const reader = await openSource(src, archiveArg ?? this.host.archive());
+      const archiveRef = archiveArg ?? this.host.archive();
+      const reader = await openSource(src, archiveRef);
+      const point: ArchivePoint | null = archiveRef === null ? null : { ...reader.point, archive: archiveRef.url, volume: archiveRef.volume };
       let check;
       try {
         check = await checkSpare(spareArg, {
@@ -189,10 +196,10 @@ export class SwapController {
       }
       const { spare, resume } = check;
       const totals = { entries: reader.totals.entries, bytes: reader.totals.bytes };
-      await writeSpareState(spare, { format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'writing', totals, updatedAt: '' });
+      await writeSpareState(spare, { format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'writing', totals, ...(point !== null ? { point } : {}), updatedAt: '' });
       await writeFileDurably(join(this.host.store.privateDir, PREPARED_FILE), `${JSON.stringify({ spare, source })}\n`);
       const job: PrepareStatus = {
-        spare, source, describe: reader.describe, state: 'writing', resumed: resume, totals,
+        spare, source, describe: reader.describe, state: 'writing', point, resumed: resume, totals,
         progress: { entries: 0, bytes: 0, kept: 0, copiedBytes: 0, fetchedBytes: 0 },
         error: null, startedAt: new Date().toISOString(), finishedAt: null,
       };
@@ -208,7 +215,7 @@ export class SwapController {
             progress: job.progress, cancelled: () => this.cancel,
           });
           await syncfs(spare);
-          await writeSpareState(spare, { format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'ready', totals, updatedAt: '' });
+          await writeSpareState(spare, { format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'ready', totals, ...(point !== null ? { point } : {}), updatedAt: '' });
           job.state = 'ready';
           job.finishedAt = new Date().toISOString();
           log.info({ spare, ms: Date.now() - started, ...job.progress }, 'swap: the spare is ready');
@@ -242,12 +249,14 @@ export class SwapController {
     }
     let spare: string;
     let source: string;
+    let point: ArchivePoint | null = null;
     if (direction === 'commit') {
       const job = this.job;
       if (job === null) throw new Error('no spare is prepared: run `strata swap prepare` first');
       if (job.state !== 'ready') throw new Error(`the spare ${job.spare} is not ready (${job.state}${job.error ? `: ${job.error}` : ''})`);
       spare = job.spare;
       source = job.source;
+      point = job.point;
     } else {
       // The record is the authority: its spare holds the tree from before the last exchange (until discarded).
       const s = this.record?.spare ?? null;
@@ -264,6 +273,7 @@ export class SwapController {
     let committed = false;
     let rolledBack: string | null = null;
     let snapshot: string | null = null;
+    let handover: HandoverInfo | null = null;
     const phases = { quiesceMs: 0, beforeDecisionMs: 0, recordMs: 0, switchMs: 0 };
     let mark = Date.now();
     const lap = (): number => { const now = Date.now(); const d = now - mark; mark = now; return d; };
@@ -305,9 +315,10 @@ export class SwapController {
           // Reads go on against the new store while it is re-converged; changes wait for it.
           adapter.holdWritesOnly();
           try {
-            const m = await handOver(mirrored.mirror, archive!, mirrored.opts, spare, this.host.store.privateDir, log);
-            fs.setSink(m);
-            this.host.setMirror(m);
+            const h = await handOver(mirrored.mirror, archive!, mirrored.opts, spare, this.host.store.privateDir, log, point, snapshot);
+            handover = h.handover;
+            fs.setSink(h.mirror);
+            this.host.setMirror(h.mirror);
           } catch (err) {
             // Decided, but the archive did not take the new tree: the next start re-converges the new store before serving.
             log.fatal({ err }, 'swap: the new store could not be mirrored after the exchange; exiting (`strata mount` again re-converges it with the archive)');
@@ -322,7 +333,7 @@ export class SwapController {
       this.busy = null;
       const result: CommitResult = {
         committed, direction, live: this.host.store.root, spare: this.record?.spare ?? null, generation: this.record?.generation ?? 0,
-        holdMs: Date.now() - t0, held: h.held, longestWaitMs: h.longestWaitMs, longestReadWaitMs: h.longestReadWaitMs, ebusy: h.ebusy, rolledBack, preSwapSnapshot: snapshot, phases, at: new Date().toISOString(),
+        holdMs: Date.now() - t0, held: h.held, longestWaitMs: h.longestWaitMs, longestReadWaitMs: h.longestReadWaitMs, ebusy: h.ebusy, rolledBack, preSwapSnapshot: snapshot, handover, phases, at: new Date().toISOString(),
       };
       this.lastCommit = result;
       if (committed) log.info(result, 'swap: stores exchanged');

@@ -13,11 +13,13 @@ export type SwapCrashPoint =
   | 'swap-record-temp'
   /** Commit: the new swap record is in place (the exchange is decided); the daemon still serves the old store. */
   | 'swap-recorded'
+  /** Commit, mirrored: decided and switched; the archive was asked to move its head to the source point (snapshot rollback), the new store's mirror is not open yet. */
+  | 'swap-archive-moved'
   /** Commit: the daemon serves the new store, held requests are not released yet. */
   | 'swap-switched';
 
 export const SWAP_CRASH_POINTS: readonly SwapCrashPoint[] = [
-  'swap-prepare-object', 'swap-held', 'swap-record-temp', 'swap-recorded', 'swap-switched',
+  'swap-prepare-object', 'swap-held', 'swap-record-temp', 'swap-recorded', 'swap-archive-moved', 'swap-switched',
 ];
 
 export function swapCrashPoint(point: SwapCrashPoint): void {

@@ -8,9 +8,24 @@
 //     after the decision restarts on the new store, whose start re-converges
 //     it with the archive (a full comparison: checkpoint 0) before serving;
 //  3. handOver (after the decision): the old store's mirror stops without
-//     giving up the lease, a mirror opens on the new store's journal, and
-//     reconcile() turns every difference between the new tree and the
-//     archive's head into journal records (shipped after the release).
+//     giving up the lease; then the archive is brought to the new tree:
+//     - the new tree is exactly a point of the archive's history (the
+//       prepare's source, ArchivePoint), so the archive moves its head there
+//       itself: a snapshot source is a rollback of the head to that snapshot
+//       (keeping the epoch: this primary holds the lease and goes on
+//       shipping; the pre-swap snapshot keeps the old head), and the head
+//       source needs nothing while the head is still at that record. The
+//       objects have the archive's ids (the tree writer gives each object the
+//       id of the source's row, and the rollback copies those rows), so
+//       nothing differs and nothing is walked ("rollback" / "head");
+//     - otherwise (swap back, another archive or volume, the head moved on,
+//       the archive refused) reconcile() turns every difference between the
+//       new tree and the archive's head into journal records ("reconcile").
+//     A mirror opens on the new store's journal, continuing the head's record.
+//     A crash anywhere after the decision restarts on the new store, whose
+//     state says checkpoint 0: its start re-converges it with whatever the
+//     head is then (the pre-swap head or the rolled-back one; the epoch is
+//     the same either way), so no new crash window opens.
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Mirror, type MirrorOptions } from '../mirror/mirror.js';
@@ -21,6 +36,48 @@ import { readFileIfExists, writeFileDurably } from '../store/durable-file.js';
 import type { SnapshotInfo } from '../protocol/snapshot-api.js';
 import type { Logger } from '../log/logger.js';
 import type { ArchiveRef } from './source.js';
+import type { ArchivePoint } from './spare.js';
+import { swapCrashPoint } from './crash-points.js';
+
+/** How the archive was brought to the swapped-in tree (`strata status`: swap.lastCommit.handover). */
+export interface HandoverInfo {
+  /** rollback: the archive rolled its head back to the source snapshot; head: the head was the source already; reconcile: a full comparison walk. */
+  kind: 'rollback' | 'head' | 'reconcile';
+  /** Why a reconcile (no shortcut possible, or what refused it); for a rollback the snapshot and the new record. */
+  detail: string;
+  /** Records the comparison put into the journal (reconcile), else 0. */
+  records: number;
+  ms: number;
+}
+
+/**
+ * Moves the archive's head of `archive.volume` to `point` (the new tree),
+ * keeping the epoch. Returns what it did, or throws why it cannot.
+ */
+async function moveArchiveToPoint(archive: ArchiveRef, client: Mirror['client'], point: ArchivePoint, holder: { epoch: number; storeId: string }, keptBy: string | null,
+  newPrivateDir: string): Promise<{ kind: 'rollback' | 'head'; detail: string }> {
+  if (point.archive !== archive.url || point.volume !== archive.volume) {
+    throw new Error(`the tree is a point of ${point.volume} on ${point.archive}, this mount mirrors ${archive.volume} on ${archive.url}`);
+  }
+  const st = await client.volumeState(archive.volume);
+  if (st === null) throw new Error(`volume ${archive.volume} does not exist on ${archive.url}`);
+  if (st.epoch !== holder.epoch) throw new Error(`the volume is at epoch ${st.epoch}, this mount's is ${holder.epoch}`);
+  if (point.kind === 'head') {
+    if (st.appliedSeq !== point.record) throw new Error(`the head moved from record ${point.record} (the prepared tree) to ${st.appliedSeq}, and no snapshot keeps that record`);
+    return { kind: 'head', detail: `the head is at record ${point.record}, the prepared tree` };
+  }
+  const c = await openSnapshotClient(archive.url, archive.tokenFile !== undefined ? { tokenFile: archive.tokenFile } : {});
+  try {
+    const res = await c.rollback(archive.volume, point.id, { holder, ...(keptBy !== null ? { keptBy } : {}) });
+    if (res.state.epoch !== holder.epoch) {
+      // An archive from before the holder option fenced the volume: the rollback is ours and the new journal is empty, so the new store takes that epoch.
+      await adoptEpoch(newPrivateDir, res.state.epoch);
+    }
+    return { kind: 'rollback', detail: `head rolled back to snapshot ${point.id} (record ${point.record}) as record ${res.state.appliedSeq}; the old head is kept by ${res.kept?.id ?? 'no snapshot (it was empty)'}` };
+  } finally {
+    await c.close().catch(() => {});
+  }
+}
 
 /** Refuses a mirrored swap up front when the archive could not keep the pre-swap head. */
 export async function checkSnapshotTarget(archive: ArchiveRef): Promise<void> {
@@ -63,6 +120,13 @@ export async function snapshotPreSwapHead(archive: ArchiveRef, generation: numbe
   return info;
 }
 
+/** The new store's mirror state takes `epoch` (its own rollback raised it; nothing is journaled yet). */
+async function adoptEpoch(privateDir: string, epoch: number): Promise<void> {
+  const text = await readFileIfExists(join(privateDir, 'mirror.json'));
+  if (text === null) throw new Error(`no mirror state in ${privateDir}`);
+  await writeFileDurably(join(privateDir, 'mirror.json'), `${JSON.stringify({ ...(JSON.parse(text) as Record<string, unknown>), epoch }, null, 2)}\n`);
+}
+
 /** Writes the mirror state of `fromPrivateDir` into `toPrivateDir`, marked not clean with checkpoint 0. */
 export async function seedMirrorState(fromPrivateDir: string, toPrivateDir: string): Promise<void> {
   const text = await readFileIfExists(join(fromPrivateDir, 'mirror.json'));
@@ -72,10 +136,30 @@ export async function seedMirrorState(fromPrivateDir: string, toPrivateDir: stri
   await writeFileDurably(join(toPrivateDir, 'mirror.json'), `${JSON.stringify({ ...state, initialSyncDone: true, clean: false, checkpointNs: '0' }, null, 2)}\n`);
 }
 
-/** Stops `old` (journal drained; the lease stays ours) and returns the new store's running, re-converged mirror. */
-export async function handOver(old: Mirror, archive: ArchiveRef, opts: MirrorOptions, newRoot: string, newPrivateDir: string, log: Logger): Promise<Mirror> {
+/**
+ * Stops `old` (journal drained; the lease stays ours) and returns the new
+ * store's running mirror, with the archive brought to the new tree: moved to
+ * `point` when the new tree is that point of the archive (null: not known to
+ * be one), else re-converged by a comparison of the whole tree.
+ */
+export async function handOver(old: Mirror, archive: ArchiveRef, opts: MirrorOptions, newRoot: string, newPrivateDir: string, log: Logger,
+  point: ArchivePoint | null, keptBy: string | null): Promise<{ mirror: Mirror; handover: HandoverInfo }> {
+  const t0 = Date.now();
+  const holder = { epoch: old.status().epoch, storeId: await Mirror.storeIdOf(newPrivateDir) };
   await old.abandon();
   const client = await openArchiveClient(archive.url, archive.tokenFile !== undefined ? { tokenFile: archive.tokenFile } : {});
+  let moved: { kind: 'rollback' | 'head'; detail: string } | null = null;
+  let why = 'swap back: the pre-swap tree is not known to equal a point of the archive (open files may have written to it)';
+  if (point !== null) {
+    try {
+      moved = await moveArchiveToPoint(archive, client, point, holder, keptBy, newPrivateDir);
+    } catch (err) {
+      why = `the archive was not moved to the source point: ${(err as Error).message}`;
+      log.warn({ err: (err as Error).message, point }, 'swap: the archive cannot be moved to the source point; comparing the whole tree instead');
+    }
+    // The archive may have moved (or not, if the answer was lost); a crash from here restarts on the new store and compares it with the head.
+    swapCrashPoint('swap-archive-moved');
+  }
   let m: Mirror;
   try {
     m = await Mirror.open(newPrivateDir, client, opts, log);
@@ -85,6 +169,14 @@ export async function handOver(old: Mirror, archive: ArchiveRef, opts: MirrorOpt
   }
   await m.acquireLease();
   await m.start();
+  if (moved !== null) {
+    // The new tree is the head: nothing to ship but what changes from now on.
+    await m.reconciled();
+    const handover: HandoverInfo = { kind: moved.kind, detail: moved.detail, records: 0, ms: Date.now() - t0 };
+    log.info(handover, 'swap: the archive\'s head is the new tree (no comparison walk)');
+    return { mirror: m, handover };
+  }
+  const before = m.journal.lastSeq;
   const stats = await reconcile({
     store: newRoot, archive: m.client, volume: opts.volume,
     sink: {
@@ -95,6 +187,7 @@ export async function handOver(old: Mirror, archive: ArchiveRef, opts: MirrorOpt
     },
   });
   await m.reconciled();
-  log.info(stats, 'swap: the new store\'s differences from the archive are in the journal');
-  return m;
+  const handover: HandoverInfo = { kind: 'reconcile', detail: why, records: m.journal.lastSeq - before, ms: Date.now() - t0 };
+  log.info({ ...stats, ...handover }, 'swap: the new store\'s differences from the archive are in the journal');
+  return { mirror: m, handover };
 }

@@ -56,8 +56,18 @@ export interface ArchiveRef {
   tokenFile?: string;
 }
 
+/**
+ * Which point of the archive's history the tree is: a snapshot of the volume,
+ * or the volume's head at a record. A mirrored mount's commit can move the
+ * archive's head to that point itself instead of re-converging (docs/swap.md).
+ */
+export type SourcePoint =
+  | { kind: 'snapshot'; id: string; record: number }
+  | { kind: 'head'; record: number };
+
 /** Where the tree of a source is read: an archive client and the volume in it that holds the tree. */
 export interface TreeReader {
+  point: SourcePoint;
   client: ArchiveClient;
   volume: string;
   /** What it is, for status and logs. */
@@ -79,7 +89,7 @@ async function snapshotReader(snaps: SnapshotClient, info: SnapshotInfo, volume:
   try {
     const st = await client.volumeState(info.id);
     if (st === null) throw new Error(`snapshot ${info.id} is not on its target ${target.path}`);
-    return { client, volume: info.id, describe: `snapshot ${info.id} of ${info.volume} at record ${info.record}`, totals: st.totals, close: () => client.close() };
+    return { point: { kind: 'snapshot', id: info.id, record: info.record }, client, volume: info.id, describe: `snapshot ${info.id} of ${info.volume} at record ${info.record}`, totals: st.totals, close: () => client.close() };
   } catch (err) {
     await client.close().catch(() => {});
     throw err;
@@ -102,7 +112,7 @@ export async function openSource(src: SwapSource, archive: ArchiveRef | null): P
     }
     if (st === null) { await client.close(); throw new Error(`volume ${archive.volume} does not exist on ${archive.url}`); }
     if (st.appliedSeq === src.record) {
-      return { client, volume: archive.volume, describe: `${archive.volume} at record ${src.record} (the head)`, totals: st.totals, close: () => client.close() };
+      return { point: { kind: 'head', record: src.record }, client, volume: archive.volume, describe: `${archive.volume} at record ${src.record} (the head)`, totals: st.totals, close: () => client.close() };
     }
     await client.close();
     const snaps = await openSnapshotClient(archive.url, tokenOpts);

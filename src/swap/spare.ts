@@ -10,6 +10,10 @@ import { RESERVED_NAME } from '../store/local-store.js';
 import { writeFileDurably } from '../store/durable-file.js';
 import { swapRecordPath } from './record.js';
 import { existsSync } from 'node:fs';
+import type { SourcePoint } from './source.js';
+
+/** A source point of one archive's volume. */
+export type ArchivePoint = SourcePoint & { archive: string; volume: string };
 
 export const SPARE_STATE_FILE = 'swap-spare.json';
 
@@ -24,6 +28,8 @@ export interface SpareState {
   state: 'writing' | 'ready' | 'previous';
   /** Entries and regular-file bytes of the tree. */
   totals: { entries: number; bytes: number };
+  /** The archive point the tree is (absent for the pre-swap tree and before this field existed). */
+  point?: ArchivePoint;
   updatedAt: string;
 }
 

@@ -85,7 +85,10 @@ test('kill -9 during prepare: the rerun resumes (keeps what is in place) and the
   t.is(manifest(m.mnt), src.picture);
 });
 
-test('kill -9 after the decision on a mirrored mount: the restart serves the new store and re-converges the archive with it', (t) => {
+// swap-recorded: decided, the archive still at the pre-swap head; swap-archive-moved: the archive's head
+// rolled back to the source snapshot, the new store's mirror not open yet. Either way the restart compares
+// the new store with the head and goes on mirroring at the same epoch (not fenced: a write after it converges).
+for (const point of ['swap-recorded', 'swap-archive-moved'] as SwapCrashPoint[]) test(`kill -9 at ${point} on a mirrored mount: the restart serves the new store and re-converges the archive with it`, (t) => {
   const m = withSwapMount(t);
   sh('mkdir d && echo good > d/f && echo keep > k', m.mnt);
   syncMount(m);
@@ -95,7 +98,7 @@ test('kill -9 after the decision on a mirrored mount: the restart serves the new
   syncMount(m);
   // Restart the daemon with the crash point.
   t.is(strata(['unmount', m.mnt]).status, 0);
-  const r = strata(['mount', ...m.args, m.mnt], { STRATA_CRASH_AT: 'swap-recorded' });
+  const r = strata(['mount', ...m.args, m.mnt], { STRATA_CRASH_AT: point });
   t.is(r.status, 0, r.stderr);
   const spare = join(m.base, 'spare');
   mkdirSync(spare);
@@ -107,4 +110,7 @@ test('kill -9 after the decision on a mirrored mount: the restart serves the new
   t.is(manifest(m.mnt), good);
   syncMount(m);
   assertConverged(t, { ...m, store: spare }, 'after the restart');
+  t.is(sh('echo after > after', m.mnt).status, 0, 'the restarted mount is writable (not fenced)');
+  syncMount(m);
+  assertConverged(t, { ...m, store: spare }, 'after a write following the restart');
 });

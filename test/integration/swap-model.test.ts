@@ -81,6 +81,7 @@ for (let run = 0; run < RUNS; run++) {
     t.is(swapStatus(m.mnt).prepare?.state, 'ready');
     const c = commit(m.mnt);
     t.is(c.status, 0, c.out);
+    t.is(c.result?.handover?.kind, 'rollback', `the archive was moved to the point's snapshot (${c.result?.handover?.detail ?? ''})`);
     log.push('committed');
     t.deepEqual(diffPictures(point, await livePicture(m.mnt, { nlink: true }), 'model at the point', 'after swap commit'), []);
     syncMount(m);

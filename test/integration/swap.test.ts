@@ -8,7 +8,10 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { sh, strata, withMount } from '../helpers/mount.js';
-import { assertConverged, syncMount } from '../helpers/mirror.js';
+import { assertConverged, syncMount, withMirroredMount } from '../helpers/mirror.js';
+import { startArchiveServer } from '../helpers/archive.js';
+import { openSnapshotClient } from '../../src/archive-client/open-snapshots.js';
+import { isArchiveError } from '../../src/protocol/archive-api.js';
 import { manifest } from '../helpers/recover.js';
 import { background, commit, hammer, prepare, snapshotNow, swapStatus, withSwapMount, without } from '../helpers/swap.js';
 import { swapRecordPath } from '../../src/swap/record.js';
@@ -64,6 +67,9 @@ test('a reader and a writer across swap commit and swap back; the tree is the sn
   t.is(c.status, 0, c.out);
   t.true(c.result?.committed);
   t.truthy(c.result?.preSwapSnapshot, 'the pre-swap head is kept as a snapshot');
+  t.is(c.result?.handover?.kind, 'rollback', `the archive rolled its head back to the snapshot, no comparison walk (${c.result?.handover?.detail ?? ''})`);
+  t.is(c.result?.handover?.records, 0);
+  t.is(swapStatus(m.mnt).lastCommit?.handover?.kind, 'rollback', 'strata status says which handover ran');
   spawnSync('sleep', ['1']);
   const { reader, writer } = await h.stop();
   t.is(reader.code, 0);
@@ -82,6 +88,7 @@ test('a reader and a writer across swap commit and swap back; the tree is the sn
 
   const back = commit(m.mnt, [], 'back');
   t.is(back.status, 0, back.out);
+  t.is(back.result?.handover?.kind, 'reconcile', 'swap back compares (the pre-swap tree may differ from its snapshot)');
   t.is(without(manifest(m.mnt), ['log']), without(damaged, ['log']), 'swap back: the pre-swap tree exactly');
   syncMount(m);
   assertConverged(t, m, 'after swap back');
@@ -92,6 +99,77 @@ test('a reader and a writer across swap commit and swap back; the tree is the sn
   t.is(without(manifest(m.mnt), ['log']), without(damaged, ['log']));
   const snaps = JSON.parse(strata(['snapshot', 'list', '--archive', m.archiveUrl, '--volume', m.volume, '--json']).stdout) as { id: string }[];
   t.true(snaps.some((s) => s.id === c.result?.preSwapSnapshot), 'the pre-swap snapshot is in the catalog');
+});
+
+test('mirrored, archive:RECORD of the head: the commit needs nothing from the archive while the head is still there; once it moved on, the whole tree is compared', (t) => {
+  const m = withSwapMount(t);
+  run(t, 'mkdir -p a/b && echo one > a/f && echo two > a/b/g && ln a/f h', m.mnt);
+  syncMount(m);
+  const rec = (JSON.parse(strata(['status', '--json', m.mnt]).stdout) as { mirror: { ackedSeq: number } }).mirror.ackedSeq;
+  const atRec = manifest(m.mnt);
+  const spare = join(m.base, 'spare');
+  mkdirSync(spare);
+  let p = prepare(m.mnt, spare, `archive:${rec}`);
+  t.is(p.status, 0, p.out);
+  let c = commit(m.mnt);
+  t.is(c.status, 0, c.out);
+  t.is(c.result?.handover?.kind, 'head', c.result?.handover?.detail);
+  t.is(manifest(m.mnt), atRec);
+  assertConverged(t, { ...m, store: spare }, 'right after the commit (head)');
+  run(t, 'echo three > a/new', m.mnt);
+  syncMount(m);
+  assertConverged(t, { ...m, store: spare }, 'after a change');
+
+  // The head moves on between the prepare and the commit: the fallback.
+  t.is(commit(m.mnt, [], 'back').status, 0);
+  t.is(strata(['swap', 'discard', m.mnt]).status, 0);
+  syncMount(m);
+  const rec2 = (JSON.parse(strata(['status', '--json', m.mnt]).stdout) as { mirror: { ackedSeq: number } }).mirror.ackedSeq;
+  const atRec2 = manifest(m.mnt);
+  p = prepare(m.mnt, spare, `archive:${rec2}`);
+  t.is(p.status, 0, p.out);
+  run(t, 'echo later > later', m.mnt);
+  c = commit(m.mnt);
+  t.is(c.status, 0, c.out);
+  t.is(c.result?.handover?.kind, 'reconcile');
+  t.regex(c.result?.handover?.detail ?? '', /head moved/);
+  t.is(manifest(m.mnt), atRec2);
+  syncMount(m);
+  assertConverged(t, { ...m, store: spare }, 'after the fallback');
+});
+
+test('a served archive (strata://): the commit rolls the head back as the lease holder; a rollback that claims another holder is refused', async (t) => {
+  const tdir = mkdtempSync(join(tmpdir(), 'strata-swap-served-'));
+  const server = await startArchiveServer({ extraArgs: ['--target', `A=${join(tdir, 'A')}`] });
+  t.teardown(async () => { await server.stop(); rmSync(tdir, { recursive: true, force: true }); });
+  const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
+  run(t, GOOD_TREE, m.mnt);
+  syncMount(m);
+  const s = strata(['snapshot', 'create', m.mnt, '--token-file', server.tokenFile, '--wait', '--json']);
+  t.is(s.status, 0, s.stderr);
+  const snap = JSON.parse(s.stdout) as { id: string };
+  const good = manifest(m.mnt);
+  run(t, DAMAGE, m.mnt);
+  syncMount(m);
+  const c0 = await openSnapshotClient(server.url, { tokenFile: server.tokenFile });
+  try {
+    const err = await t.throwsAsync(c0.rollback(m.volume, snap.id, { holder: { epoch: 1, storeId: 'not-the-holder' } }));
+    t.true(isArchiveError(err, 'EHELD'), String(err));
+  } finally {
+    await c0.close();
+  }
+  const spare = join(m.base, 'spare');
+  mkdirSync(spare);
+  const p = prepare(m.mnt, spare, `snapshot:${snap.id}`, ['--token-file', server.tokenFile]);
+  t.is(p.status, 0, p.out);
+  const c = commit(m.mnt);
+  t.is(c.status, 0, c.out);
+  t.is(c.result?.handover?.kind, 'rollback', c.result?.handover?.detail);
+  t.is(manifest(m.mnt), good);
+  assertConverged(t, { ...m, store: spare }, 'right after the commit');
+  run(t, 'echo after > after', m.mnt);
+  syncMount(m);
+  assertConverged(t, { ...m, store: spare }, 'after a write (same epoch, not fenced)');
 });
 
 test('archive:RECORD and archive:TIME sources on a mount without an archive of its own', (t) => {

@@ -173,6 +173,38 @@ test('rollback: the head becomes the snapshot tree at a new epoch; the old head 
   t.true(w.store.dirImage(VOL, ROOT_ID).entries.some((e) => e.name === 'after'), 'the head continues from the snapshot');
 });
 
+test('rollback by the holder (a swap): the epoch stays, the snapshot that already keeps the head is used, a wrong epoch is refused', (t) => {
+  const w = world(t);
+  build(w, 4);
+  const at = dumpTree(w.store, VOL);
+  const snap = w.engine.createSnapshot(VOL);
+  w.engine.drain();
+  build(w, 5);
+  const head = dumpTree(w.store, VOL);
+  const before = w.store.volumeState(VOL)!;
+  const preSwap = w.engine.createSnapshot(VOL, { reason: 'the head before swap 1' });
+  const holder = { epoch: before.epoch, storeId: 'ab12' };
+  const wrong = t.throws(() => w.engine.rollback(VOL, snap.id, { holder: { ...holder, epoch: before.epoch + 1 } }));
+  t.true(isArchiveError(wrong, 'EFENCED'));
+  t.is(dumpTree(w.store, VOL), head, 'refused: nothing changed');
+  const r = w.engine.rollback(VOL, snap.id, { holder, keptBy: preSwap.id });
+  t.is(r.state.epoch, before.epoch, 'the epoch is kept');
+  t.is(r.state.appliedSeq, before.appliedSeq + 1);
+  t.is(r.kept?.id, preSwap.id, 'the given snapshot keeps the head');
+  t.is(dumpTree(w.store, VOL), at, 'the head is the snapshot tree (ids included)');
+  w.engine.drain();
+  t.deepEqual(w.engine.listSnapshots({ volume: VOL }).map((s) => s.id), [snap.id, preSwap.id], 'no second snapshot of the same head');
+  const kept = w.engine.getSnapshot(preSwap.id);
+  t.is(kept.state, 'complete');
+  t.is(onTarget(kept.target === 'A' ? w.targets.A : w.targets.B, (s) => dumpTree(s, kept.id)), head, 'the old head is kept whole');
+  w.feed.send(mkfile(ROOT_ID, 'after', newId()));
+  t.true(w.store.dirImage(VOL, ROOT_ID).entries.some((e) => e.name === 'after'), 'the holder ships on at the same epoch');
+  // keptBy naming a snapshot of another record: a rollback snapshot is taken as usual.
+  const r2 = w.engine.rollback(VOL, snap.id, { holder, keptBy: preSwap.id });
+  t.not(r2.kept?.id, preSwap.id);
+  t.is(r2.kept?.trigger, 'rollback');
+});
+
 test('the data directory is lost: a new one given the same targets adopts them, lists their snapshots and rolls back from them', (t) => {
   const w = world(t);
   build(w, 6);

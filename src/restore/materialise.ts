@@ -208,7 +208,7 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
   switch (type) {
     case 'dir':
       await fsp.mkdir(path, a.mode & 0o777);
-      if (opts.childDirsPending) await markPending(path, entry.nlink);
+      if (opts.childDirsPending) await markPending(path, entry.nlink, { atime: { sec: a.atime[0], nsec: a.atime[1] }, mtime: { sec: a.mtime[0], nsec: a.mtime[1] } });
       break;
     case 'file': {
       const data = opts.fileData && entry.nlink === 1 && a.size > 0 && a.size <= WHOLE_FILE_MAX_BYTES ? await opts.fileData(entry) : null;

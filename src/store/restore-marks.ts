@@ -160,14 +160,46 @@ export async function isPending(path: string): Promise<boolean> {
 /**
  * Marks the directory at `path` pending. `nlink`: its link count on the
  * archive (2 + its subdirectories), which `stat` shows while it is pending.
+ * `times`: its archive atime and mtime, which `stat` shows while it is
+ * pending (materialising entries in it moves its mtime until they are put
+ * back; a crash in between leaves the mark saying what they are).
+ * The value is "<nlink>" or "<nlink> <asec> <ansec> <msec> <mnsec>".
  */
-export async function markPending(path: string, nlink?: number): Promise<void> {
-  await native.setxattr(path, PENDING_XATTR, Buffer.from(nlink !== undefined && nlink >= 2 ? String(nlink) : '1'), 0);
+export async function markPending(path: string, nlink?: number, times?: FileTimes): Promise<void> {
+  const n = nlink !== undefined && nlink >= 2 ? String(nlink) : '1';
+  const value = times === undefined ? n : `${n} ${times.atime.sec} ${times.atime.nsec} ${times.mtime.sec} ${times.mtime.nsec}`;
+  await native.setxattr(path, PENDING_XATTR, Buffer.from(value, 'latin1'), 0);
+}
+
+/** What a pending directory's mark says. */
+export interface PendingMark {
+  /** Its archive link count (null: not recorded). */
+  nlink: number | null;
+  /** Its archive times (null: not recorded, a mark of an older strata or of the root before its image). */
+  times: FileTimes | null;
+}
+
+/** The pending mark of the directory at `path` (null: not pending; never follows a final symlink). */
+export async function readPendingMark(path: string): Promise<PendingMark | null> {
+  let raw: string;
+  try {
+    raw = (await native.getxattr(path, PENDING_XATTR)).toString('latin1');
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ENODATA' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOENT') return null;
+    throw err;
+  }
+  const parts = raw.split(' ').map(Number);
+  const n = parts[0]!;
+  const nlink = Number.isInteger(n) && n >= 2 ? n : null;
+  const [as, ans, ms, mns] = parts.slice(1);
+  const ok = parts.length === 5 && parts.slice(1).every((x) => Number.isInteger(x)) && ans! >= 0 && ans! < 1e9 && mns! >= 0 && mns! < 1e9;
+  return { nlink, times: ok ? { atime: { sec: as!, nsec: ans! }, mtime: { sec: ms!, nsec: mns! } } : null };
 }
 
 /** The archive's link count of a pending directory (null: not pending, or not recorded). */
-export function pendingNlink(path: string): Promise<number | null> {
-  return numberMark(path, PENDING_XATTR, 2);
+export async function pendingNlink(path: string): Promise<number | null> {
+  return (await readPendingMark(path))?.nlink ?? null;
 }
 
 export async function clearPending(path: string): Promise<void> {

@@ -166,9 +166,15 @@ export async function isPending(path: string): Promise<boolean> {
  * The value is "<nlink>" or "<nlink> <asec> <ansec> <msec> <mnsec>".
  */
 export async function markPending(path: string, nlink?: number, times?: FileTimes): Promise<void> {
+  const [name, value] = pendingMarkXattr(nlink, times);
+  await native.setxattr(path, name, value, 0);
+}
+
+/** The pending mark markPending sets, as an xattr name and value (for native.prepareObject). */
+export function pendingMarkXattr(nlink?: number, times?: FileTimes): [string, Buffer] {
   const n = nlink !== undefined && nlink >= 2 ? String(nlink) : '1';
   const value = times === undefined ? n : `${n} ${times.atime.sec} ${times.atime.nsec} ${times.mtime.sec} ${times.mtime.nsec}`;
-  await native.setxattr(path, PENDING_XATTR, Buffer.from(value, 'latin1'), 0);
+  return [PENDING_XATTR, Buffer.from(value, 'latin1')];
 }
 
 /** What a pending directory's mark says. */

@@ -585,15 +585,17 @@ export class OnDemandRestore implements RestoreHooks {
         fs.open(rel, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW, (err, n) => (err ? reject(err) : resolve(n))));
       const dir = { self: `/proc/self/fd/${fd}/.`, base: `/proc/self/fd/${fd}` };
       try {
-        const mark = await readPendingMark(dir.self);
+        // Both at once (one thread-pool hop of latency, not two): most calls find the directory pending.
+        const [mark, st] = await Promise.all([
+          readPendingMark(dir.self),
+          new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s)))),
+        ]);
         if (mark === null) return;
         // Creating entries moves the directory's times until they are put
         // back: a stat of it waits meanwhile. Should a crash come first, its
         // mark says what they are (shownStat answers them, and the next
         // materialisation puts them back); a mark without times (an older
         // strata's) gets a times record, as a file's fetched bytes do.
-        const st = await new Promise<fs.BigIntStats>((resolve, reject) =>
-          fs.fstat(fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
         if (mark.times !== null && !(await this.loadTimesRecords()).has(id)) {
           await this.timesInMotion(st.ino, () => f(dir));
           return;

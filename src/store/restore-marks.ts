@@ -3,7 +3,11 @@
 //
 //  - A *pending* directory exists locally with its own attributes, but its
 //    entries are still only in the archive: it carries the extended attribute
-//    PENDING_XATTR (on the inode, so it survives renames).
+//    PENDING_XATTR (on the inode, so it survives renames). Its value holds
+//    the archive's link count and times of the directory, which `stat`
+//    shows while it is pending (entries materialised in it move its mtime
+//    until it is put back: the mark says what it is should a crash come
+//    in between, so no times record is needed for a directory).
 //  - A *stub* or *partial* file has its right size and attributes, and a block
 //    map at PRIVATE/restore/maps/<id>: a u64 (LE) of the size the file had in
 //    the archive, then one byte per BLOCK_SIZE block of that size, 1 when the

@@ -435,6 +435,44 @@ class SetxattrWorker : public PromiseWorker {
   int flags_;
 };
 
+class PrepareObjectWorker : public PromiseWorker {
+ public:
+  PrepareObjectWorker(Napi::Env env, std::string path, int create,
+                      uint32_t mode, uint64_t size,
+                      std::vector<std::string> names,
+                      std::vector<std::vector<uint8_t>> values, int64_t uid,
+                      int64_t gid, int64_t chmod_mode)
+      : PromiseWorker(env, "strata:prepareObject"), create_(create),
+        mode_(mode), size_(size), names_(std::move(names)),
+        values_(std::move(values)), uid_(uid), gid_(gid),
+        chmod_mode_(chmod_mode) {
+    path_ = std::move(path);
+  }
+  void Execute() override {
+    std::vector<const char*> names;
+    std::vector<const void*> values;
+    std::vector<size_t> lens;
+    for (size_t i = 0; i < names_.size(); i++) {
+      names.push_back(names_[i].c_str());
+      values.push_back(values_[i].data());
+      lens.push_back(values_[i].size());
+    }
+    sn_prepare_object(path_.c_str(), create_, mode_, size_, names.data(),
+                      values.data(), lens.data(), names_.size(), uid_, gid_,
+                      chmod_mode_, &err_);
+  }
+
+ private:
+  int create_;
+  uint32_t mode_;
+  uint64_t size_;
+  std::vector<std::string> names_;
+  std::vector<std::vector<uint8_t>> values_;  // private copies
+  int64_t uid_;
+  int64_t gid_;
+  int64_t chmod_mode_;
+};
+
 class ListxattrWorker : public PromiseWorker {
  public:
   ListxattrWorker(Napi::Env env, std::string path)
@@ -639,6 +677,64 @@ Napi::Value Setxattr(const Napi::CallbackInfo& info) {
       ->Start();
 }
 
+// prepareObject(path, create, mode, size, names, values, uid, gid, chmodMode)
+// create: 0 none, 1 directory, 2 file; uid/gid/chmodMode: -1 = leave as is.
+Napi::Value PrepareObject(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path;
+  uint32_t create, mode;
+  uint64_t size;
+  if (!GetString(info, 0, "path", &path) ||
+      !GetUint32(info, 1, "create", &create) ||
+      !GetUint32(info, 2, "mode", &mode) || !GetSize(info, 3, "size", &size))
+    return env.Undefined();
+  if (create > 2) {
+    ThrowRangeError(env, "The value of \"create\" must be 0, 1 or 2");
+    return env.Undefined();
+  }
+  if (!info[4].IsArray() || !info[5].IsArray() ||
+      info[4].As<Napi::Array>().Length() != info[5].As<Napi::Array>().Length()) {
+    ThrowTypeError(env, "ERR_INVALID_ARG_TYPE",
+                   "The \"names\" and \"values\" arguments must be arrays of the same length");
+    return env.Undefined();
+  }
+  Napi::Array na = info[4].As<Napi::Array>();
+  Napi::Array va = info[5].As<Napi::Array>();
+  std::vector<std::string> names;
+  std::vector<std::vector<uint8_t>> values;
+  for (uint32_t i = 0; i < na.Length(); i++) {
+    Napi::Value n = na.Get(i);
+    Napi::Value v = va.Get(i);
+    if (!n.IsString() || !v.IsTypedArray() ||
+        v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      ThrowTypeError(env, "ERR_INVALID_ARG_TYPE",
+                     "xattr names must be strings and values Buffers");
+      return env.Undefined();
+    }
+    std::string name = n.As<Napi::String>().Utf8Value();
+    if (name.find('\0') != std::string::npos) {
+      ThrowTypeError(env, "ERR_INVALID_ARG_VALUE",
+                     "xattr names must not contain null bytes");
+      return env.Undefined();
+    }
+    Napi::Uint8Array arr = v.As<Napi::Uint8Array>();
+    names.push_back(std::move(name));
+    values.emplace_back(arr.Data(), arr.Data() + arr.ByteLength());
+  }
+  int64_t ids[3];
+  const char* argn[3] = {"uid", "gid", "chmodMode"};
+  for (int k = 0; k < 3; k++) {
+    double d;
+    if (!CheckInteger(env, info[6 + k], argn[k], -1, 4294967295.0, &d))
+      return env.Undefined();
+    ids[k] = static_cast<int64_t>(d);
+  }
+  return (new PrepareObjectWorker(env, std::move(path), static_cast<int>(create),
+                                  mode, size, std::move(names),
+                                  std::move(values), ids[0], ids[1], ids[2]))
+      ->Start();
+}
+
 // listxattr(path)
 Napi::Value Listxattr(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -677,6 +773,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getxattr", Napi::Function::New(env, Getxattr, "getxattr"));
   exports.Set("setxattr", Napi::Function::New(env, Setxattr, "setxattr"));
   exports.Set("listxattr", Napi::Function::New(env, Listxattr, "listxattr"));
+  exports.Set("prepareObject",
+              Napi::Function::New(env, PrepareObject, "prepareObject"));
   exports.Set("removexattr",
               Napi::Function::New(env, Removexattr, "removexattr"));
   exports.Set("readdirIno", Napi::Function::New(env, ReaddirIno, "readdirIno"));

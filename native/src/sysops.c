@@ -11,6 +11,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 
 int sn_utimens(const char *path, const struct timespec ts[2], int no_follow,
                sn_err *err) {
@@ -38,5 +40,34 @@ int sn_fallocate(int fd, int mode, uint64_t offset, uint64_t len,
     rc = fallocate(fd, mode, (off_t)offset, (off_t)len);
   } while (rc < 0 && errno == EINTR);
   if (rc < 0) return SN_FAIL(err, errno, "fallocate");
+  return 0;
+}
+
+int sn_prepare_object(const char *path, int create, uint32_t mode,
+                      uint64_t size, const char *const *names,
+                      const void *const *values, const size_t *lens,
+                      size_t n, int64_t uid, int64_t gid, int64_t chmod_mode,
+                      sn_err *err) {
+  if (create == SN_CREATE_DIR) {
+    if (mkdir(path, (mode_t)mode) < 0) return SN_FAIL(err, errno, "mkdir");
+  } else if (create == SN_CREATE_FILE) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                  (mode_t)mode);
+    if (fd < 0) return SN_FAIL(err, errno, "open");
+    if (size > 0 && ftruncate(fd, (off_t)size) < 0) {
+      int e = errno;
+      close(fd);
+      return SN_FAIL(err, e, "ftruncate");
+    }
+    if (close(fd) < 0) return SN_FAIL(err, errno, "close");
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (lsetxattr(path, names[i], values[i], lens[i], 0) < 0)
+      return SN_FAIL(err, errno, "lsetxattr");
+  }
+  if (uid >= 0 && lchown(path, (uid_t)uid, (gid_t)gid) < 0)
+    return SN_FAIL(err, errno, "lchown");
+  if (chmod_mode >= 0 && fchmodat(AT_FDCWD, path, (mode_t)chmod_mode, 0) < 0)
+    return SN_FAIL(err, errno, "fchmodat");
   return 0;
 }

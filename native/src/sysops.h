@@ -5,6 +5,8 @@
  *   sn_futimens   futimens(fd, ts)
  *   sn_mknod      mknod(path, mode, dev)
  *   sn_fallocate  fallocate(fd, mode, offset, len)
+ *   sn_prepare_object  create a directory or file (optional), then
+ *                 lsetxattr each attribute, lchown, chmod: one call
  *
  * Timestamps are struct timespec pairs {atime, mtime}; tv_nsec may be
  * UTIME_NOW or UTIME_OMIT as in utimensat(2).
@@ -27,6 +29,22 @@ int sn_utimens(const char *path, const struct timespec ts[2], int no_follow,
 int sn_futimens(int fd, const struct timespec ts[2], sn_err *err);
 int sn_mknod(const char *path, uint32_t mode, uint64_t dev, sn_err *err);
 int sn_fallocate(int fd, int mode, uint64_t offset, uint64_t len, sn_err *err);
+
+/* What sn_prepare_object creates first (SN_CREATE_NONE: the object exists). */
+enum { SN_CREATE_NONE = 0, SN_CREATE_DIR = 1, SN_CREATE_FILE = 2 };
+
+/*
+ * In order, stopping at the first failure: mkdir(path, mode) or
+ * open(path, O_CREAT|O_EXCL|O_NOFOLLOW, mode) + ftruncate(size) + close
+ * (per `create`); lsetxattr(path, names[i], values[i], lens[i], 0) for each
+ * i < n; lchown(path, uid, gid) when uid >= 0; fchmodat(path, chmod_mode)
+ * when chmod_mode >= 0 (follows a symlink: never ask for it on one).
+ */
+int sn_prepare_object(const char *path, int create, uint32_t mode,
+                      uint64_t size, const char *const *names,
+                      const void *const *values, const size_t *lens,
+                      size_t n, int64_t uid, int64_t gid, int64_t chmod_mode,
+                      sn_err *err);
 
 #ifdef __cplusplus
 }

@@ -71,6 +71,7 @@ interface NativeBinding {
   getxattr(path: string, name: string): Promise<Buffer>;
   setxattr(path: string, name: string, value: Uint8Array, flags: number): Promise<void>;
   listxattr(path: string): Promise<string[]>;
+  prepareObject(path: string, create: number, mode: number, size: number, names: string[], values: Buffer[], uid: number, gid: number, chmodMode: number): Promise<void>;
   removexattr(path: string, name: string): Promise<void>;
   readdirIno(path: string): Promise<DirEntry[]>;
   sdNotify(socketPath: string, message: string): Promise<void>;
@@ -216,6 +217,33 @@ export async function getxattr(path: string, name: string): Promise<Buffer> {
 /** lsetxattr(2); `flags` is 0, XATTR_CREATE or XATTR_REPLACE. */
 export async function setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
   return binding.setxattr(path, name, value, flags);
+}
+
+/** What {@link prepareObject} does to an object. */
+export interface PrepareObject {
+  /** Created first: a directory, or a regular file of `size` bytes (a hole), with permission bits `mode` (O_EXCL: EEXIST when the name is taken). */
+  create?: { kind: 'dir' | 'file'; mode: number; size?: number };
+  /** Set in this order with lsetxattr(2). */
+  xattrs?: readonly (readonly [string, Buffer])[];
+  /** lchown(2). */
+  owner?: { uid: number; gid: number };
+  /** chmod(2) (follows a symlink: never give it for one). */
+  mode?: number;
+}
+
+/**
+ * Creation (optional), extended attributes, owner and mode of one object in
+ * one call on the thread pool, in that order, stopping at the first failure
+ * (a Node-style error naming the failing syscall). Saves the hops of
+ * mkdir/open + setxattr × n + lchown + chmod when an object is materialised.
+ */
+export async function prepareObject(path: string, p: PrepareObject): Promise<void> {
+  const kind = p.create === undefined ? 0 : p.create.kind === 'dir' ? 1 : 2;
+  const xs = p.xattrs ?? [];
+  return binding.prepareObject(
+    path, kind, p.create?.mode ?? 0, p.create?.size ?? 0, xs.map(([n]) => n), xs.map(([, v]) => v),
+    p.owner?.uid ?? -1, p.owner?.gid ?? -1, p.mode ?? -1,
+  );
 }
 
 /** llistxattr(2): attribute names. */

@@ -15,9 +15,9 @@ import * as native from '../native/index.js';
 import type { DirImage, EntryImage } from '../protocol/images.js';
 import { ROOT_ID, badNameReason, isZero, typeOfMode, type Attrs, type ObjectId } from '../protocol/records.js';
 import { RESERVED_NAME } from '../store/local-store.js';
-import { ID_XATTR, readObjectId, writeObjectId } from '../store/object-ids.js';
+import { ID_XATTR, readObjectId } from '../store/object-ids.js';
 import {
-  MATERIALISING_PREFIX, linkPath, markPending, readBlockMap, setUnrestoredNames, unrestoredNames, writeEmptyMap,
+  MATERIALISING_PREFIX, linkPath, pendingMarkXattr, readBlockMap, setUnrestoredNames, unrestoredNames, writeEmptyMap, type FileTimes,
 } from '../store/restore-marks.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
@@ -204,26 +204,36 @@ async function createInPlace(dirPath: string, entry: EntryImage, opts: Materiali
 async function createObject(path: string, entry: EntryImage, opts: MaterialiseOptions): Promise<boolean> {
   const a = entry.attrs;
   const type = typeOfMode(a.mode);
+  // In a set-group-ID directory the kernel gives new objects its group (and directories the bit): set everything.
+  const plain = (type === 'dir' || type === 'file') && !opts.parentSetGid;
+  const createdMode = plain ? a.mode & 0o777 : null;
+  const id: [string, Buffer] = [ID_XATTR, Buffer.from(entry.id, 'latin1')];
   let whole = false;
   switch (type) {
-    case 'dir':
-      await fsp.mkdir(path, a.mode & 0o777);
-      if (opts.childDirsPending) await markPending(path, entry.nlink);
-      break;
+    case 'dir': {
+      // One call: the directory, its pending mark (with the archive's times and link count), id, xattrs, owner, mode.
+      const marks: [string, Buffer][] = opts.childDirsPending ? [pendingMarkXattr(entry.nlink, timesOf(a))] : [];
+      await native.prepareObject(path, { create: { kind: 'dir', mode: a.mode & 0o777 }, ...attrsPlan(a, entry.xattrs, createdMode, [...marks, id]) });
+      crashPoint('attrs-before-times');
+      await setTimes(path, a);
+      return false;
+    }
     case 'file': {
       const data = opts.fileData && entry.nlink === 1 && a.size > 0 && a.size <= WHOLE_FILE_MAX_BYTES ? await opts.fileData(entry) : null;
-      const fh = await fsp.open(path, 'wx', a.mode & 0o777);
-      try {
-        if (data !== null && data.length === a.size) {
+      if (data !== null && data.length === a.size) {
+        const fh = await fsp.open(path, 'wx', a.mode & 0o777);
+        try {
           if (!isZero(data)) await fh.write(data, 0, data.length, 0);
-          whole = true;
+          await fh.truncate(a.size);
+        } finally {
+          await fh.close();
         }
-        if (a.size > 0) await fh.truncate(a.size);
-      } finally {
-        await fh.close();
+        whole = true;
+      } else {
+        await native.prepareObject(path, { create: { kind: 'file', mode: a.mode & 0o777, size: a.size } });
+        if (a.size > 0) await writeEmptyMap(opts.privateDir, entry.id, a.size);
+        if (a.size > 0) crashPoint('map-created');
       }
-      if (a.size > 0 && !whole) await writeEmptyMap(opts.privateDir, entry.id, a.size);
-      if (a.size > 0 && !whole) crashPoint('map-created');
       break;
     }
     case 'symlink':
@@ -236,11 +246,37 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
     default:
       throw new Error(`restore: object ${entry.id} has an unknown type (mode 0${a.mode.toString(8)})`);
   }
-  await writeObjectId(path, entry.id);
-  // In a set-group-ID directory the kernel gives new objects its group (and directories the bit): set everything.
-  const plain = (type === 'dir' || type === 'file') && !opts.parentSetGid;
-  await applyAttrs(path, a, entry.xattrs, plain ? a.mode & 0o777 : null);
+  await native.prepareObject(path, attrsPlan(a, entry.xattrs, createdMode, [id]));
+  crashPoint('attrs-before-times');
+  await setTimes(path, a);
   return whole;
+}
+
+function timesOf(a: Attrs): FileTimes {
+  return { atime: { sec: a.atime[0], nsec: a.atime[1] }, mtime: { sec: a.mtime[0], nsec: a.mtime[1] } };
+}
+
+function setTimes(path: string, a: Attrs): Promise<void> {
+  return native.utimens(path, { sec: a.atime[0], nsec: a.atime[1] }, { sec: a.mtime[0], nsec: a.mtime[1] }, { noFollow: true });
+}
+
+/**
+ * What applyAttrs sets before the times, as one native call: strata's
+ * `marks` first, then the archive's extended attributes, owner and mode.
+ * Created by root with its final permission bits (`createdMode`; the
+ * daemon's umask is 0): chown only for another owner, chmod only for set-ID
+ * or sticky bits (chown clears set-ID).
+ */
+function attrsPlan(a: Attrs, xattrs: { readonly [name: string]: string }, createdMode: number | null, marks: [string, Buffer][] = []): native.PrepareObject {
+  const list = [...marks];
+  for (const [name, value] of Object.entries(xattrs)) {
+    if (name === ID_XATTR || name.startsWith('trusted.strata.')) continue;
+    list.push([name, Buffer.from(value, 'base64')]);
+  }
+  const plan: native.PrepareObject = { xattrs: list };
+  if (createdMode === null || a.uid !== DAEMON_UID || a.gid !== DAEMON_GID) plan.owner = { uid: a.uid, gid: a.gid };
+  if (typeOfMode(a.mode) !== 'symlink' && (createdMode === null || (a.mode & 0o7777) !== createdMode)) plan.mode = a.mode & 0o7777;
+  return plan;
 }
 
 /**
@@ -249,15 +285,7 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
  * the times would move ctime-driven tools' view of mtime).
  */
 export async function applyAttrs(path: string, a: Attrs, xattrs: { readonly [name: string]: string }, createdMode: number | null = null): Promise<void> {
-  const type = typeOfMode(a.mode);
-  for (const [name, value] of Object.entries(xattrs)) {
-    if (name === ID_XATTR || name.startsWith('trusted.strata.')) continue;
-    await native.setxattr(path, name, Buffer.from(value, 'base64'), 0);
-  }
-  // Created by root with its final permission bits (the daemon's umask is 0):
-  // chown only for another owner, chmod only for set-ID or sticky bits (chown clears set-ID).
-  if (createdMode === null || a.uid !== DAEMON_UID || a.gid !== DAEMON_GID) await fsp.lchown(path, a.uid, a.gid);
-  if (type !== 'symlink' && (createdMode === null || (a.mode & 0o7777) !== createdMode)) await fsp.chmod(path, a.mode & 0o7777);
+  await native.prepareObject(path, attrsPlan(a, xattrs, createdMode));
   crashPoint('attrs-before-times');
-  await native.utimens(path, { sec: a.atime[0], nsec: a.atime[1] }, { sec: a.mtime[0], nsec: a.mtime[1] }, { noFollow: true });
+  await setTimes(path, a);
 }

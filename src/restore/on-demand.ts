@@ -26,7 +26,7 @@ import { ArchiveError, isArchiveError, type ArchiveClient } from '../protocol/ar
 import { BLOCK_SIZE, ROOT_ID, isZero, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import {
-  clearPending, isPending, linkPath, listTimesRecords, pendingNlink, unrestoredNames, markBlocksPresent, readBlockMap, readTimesRecord, removeBlockMap,
+  clearPending, isPending, linkPath, listTimesRecords, readPendingMark, unrestoredNames, markBlocksPresent, readBlockMap, readTimesRecord, removeBlockMap,
   removeTimesRecord, settleTimesRecord, timesDir, writeTimesRecord, type BlockMap, type FileTimes,
 } from '../store/restore-marks.js';
 import { materialiseEntries, materialiseOne } from './materialise.js';
@@ -366,9 +366,16 @@ export class OnDemandRestore implements RestoreHooks {
       }
     }
     if (st.isDirectory()) {
-      // A pending directory: the archive's count (its subdirectories are not all here).
-      const n = rel === null ? null : await pendingNlink(rel);
-      if (n !== null) st.nlink = BigInt(n);
+      // A pending directory: the archive's count (its subdirectories are not
+      // all here), and the archive's times when its mark has them (a crash
+      // may have left them moved by entries created in it; a times record
+      // left by a crash was settled above).
+      const mark = rel === null ? null : await readPendingMark(rel);
+      if (mark?.nlink != null) st.nlink = BigInt(mark.nlink);
+      if (mark?.times != null) {
+        st.atimeNs = nsOf(mark.times.atime);
+        st.mtimeNs = nsOf(mark.times.mtime);
+      }
       return st;
     }
     if (st.nlink > 1n) {
@@ -578,12 +585,21 @@ export class OnDemandRestore implements RestoreHooks {
         fs.open(rel, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW, (err, n) => (err ? reject(err) : resolve(n))));
       const dir = { self: `/proc/self/fd/${fd}/.`, base: `/proc/self/fd/${fd}` };
       try {
-        if (!(await isPending(dir.self))) return;
+        // Both at once (one thread-pool hop of latency, not two): most calls find the directory pending.
+        const [mark, st] = await Promise.all([
+          readPendingMark(dir.self),
+          new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s)))),
+        ]);
+        if (mark === null) return;
         // Creating entries moves the directory's times until they are put
-        // back: a stat of it waits meanwhile, and a times record (as for a
-        // file's fetched bytes) says what they were should a crash come first.
-        const st = await new Promise<fs.BigIntStats>((resolve, reject) =>
-          fs.fstat(fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
+        // back: a stat of it waits meanwhile. Should a crash come first, its
+        // mark says what they are (shownStat answers them, and the next
+        // materialisation puts them back); a mark without times (an older
+        // strata's) gets a times record, as a file's fetched bytes do.
+        if (mark.times !== null && !(await this.loadTimesRecords()).has(id)) {
+          await this.timesInMotion(st.ino, () => f(dir));
+          return;
+        }
         const times = await this.timesBeforeWrite(id, st);
         await this.timesInMotion(st.ino, async () => {
           await native.utimens(dir.self, times.atime, times.mtime, { noFollow: true });
@@ -1011,6 +1027,10 @@ async function writeAll(fd: number, buf: Buffer, position: number): Promise<void
       fs.write(fd, buf, off, buf.length - off, position + off, (err, w) => (err ? reject(err) : resolve(w))));
     off += n;
   }
+}
+
+function nsOf(t: { sec: number; nsec: number }): bigint {
+  return BigInt(t.sec) * 1_000_000_000n + BigInt(t.nsec);
 }
 
 function timeSpecOf(ns: bigint): { sec: number; nsec: number } {

@@ -120,7 +120,7 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
     // Only the root itself: its attributes; its entries stay in the archive.
     const root = await client.dirImage(volume, ROOT_ID);
     await applyAttrs('.', root.attrs, root.xattrs);
-    await markPending('.', root.nlink);
+    await markPending('.', root.nlink, { atime: { sec: root.attrs.atime[0], nsec: root.attrs.atime[1] }, mtime: { sec: root.attrs.mtime[0], nsec: root.attrs.mtime[1] } });
   } else {
     for await (const image of client.tierImages(volume, depth - 1)) await materialise(image);
   }

@@ -3,7 +3,11 @@
 //
 //  - A *pending* directory exists locally with its own attributes, but its
 //    entries are still only in the archive: it carries the extended attribute
-//    PENDING_XATTR (on the inode, so it survives renames).
+//    PENDING_XATTR (on the inode, so it survives renames). Its value holds
+//    the archive's link count and times of the directory, which `stat`
+//    shows while it is pending (entries materialised in it move its mtime
+//    until it is put back: the mark says what it is should a crash come
+//    in between, so no times record is needed for a directory).
 //  - A *stub* or *partial* file has its right size and attributes, and a block
 //    map at PRIVATE/restore/maps/<id>: a u64 (LE) of the size the file had in
 //    the archive, then one byte per BLOCK_SIZE block of that size, 1 when the
@@ -160,14 +164,52 @@ export async function isPending(path: string): Promise<boolean> {
 /**
  * Marks the directory at `path` pending. `nlink`: its link count on the
  * archive (2 + its subdirectories), which `stat` shows while it is pending.
+ * `times`: its archive atime and mtime, which `stat` shows while it is
+ * pending (materialising entries in it moves its mtime until they are put
+ * back; a crash in between leaves the mark saying what they are).
+ * The value is "<nlink>" or "<nlink> <asec> <ansec> <msec> <mnsec>".
  */
-export async function markPending(path: string, nlink?: number): Promise<void> {
-  await native.setxattr(path, PENDING_XATTR, Buffer.from(nlink !== undefined && nlink >= 2 ? String(nlink) : '1'), 0);
+export async function markPending(path: string, nlink?: number, times?: FileTimes): Promise<void> {
+  const [name, value] = pendingMarkXattr(nlink, times);
+  await native.setxattr(path, name, value, 0);
+}
+
+/** The pending mark markPending sets, as an xattr name and value (for native.prepareObject). */
+export function pendingMarkXattr(nlink?: number, times?: FileTimes): [string, Buffer] {
+  const n = nlink !== undefined && nlink >= 2 ? String(nlink) : '1';
+  const value = times === undefined ? n : `${n} ${times.atime.sec} ${times.atime.nsec} ${times.mtime.sec} ${times.mtime.nsec}`;
+  return [PENDING_XATTR, Buffer.from(value, 'latin1')];
+}
+
+/** What a pending directory's mark says. */
+export interface PendingMark {
+  /** Its archive link count (null: not recorded). */
+  nlink: number | null;
+  /** Its archive times (null: not recorded, a mark of an older strata or of the root before its image). */
+  times: FileTimes | null;
+}
+
+/** The pending mark of the directory at `path` (null: not pending; never follows a final symlink). */
+export async function readPendingMark(path: string): Promise<PendingMark | null> {
+  let raw: string;
+  try {
+    raw = (await native.getxattr(path, PENDING_XATTR)).toString('latin1');
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ENODATA' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOENT') return null;
+    throw err;
+  }
+  const parts = raw.split(' ').map(Number);
+  const n = parts[0]!;
+  const nlink = Number.isInteger(n) && n >= 2 ? n : null;
+  const [as, ans, ms, mns] = parts.slice(1);
+  const ok = parts.length === 5 && parts.slice(1).every((x) => Number.isInteger(x)) && ans! >= 0 && ans! < 1e9 && mns! >= 0 && mns! < 1e9;
+  return { nlink, times: ok ? { atime: { sec: as!, nsec: ans! }, mtime: { sec: ms!, nsec: mns! } } : null };
 }
 
 /** The archive's link count of a pending directory (null: not pending, or not recorded). */
-export function pendingNlink(path: string): Promise<number | null> {
-  return numberMark(path, PENDING_XATTR, 2);
+export async function pendingNlink(path: string): Promise<number | null> {
+  return (await readPendingMark(path))?.nlink ?? null;
 }
 
 export async function clearPending(path: string): Promise<void> {

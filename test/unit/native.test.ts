@@ -23,6 +23,7 @@ import {
   makedev,
   mknod,
   type NativeError,
+  prepareObject,
   readdirIno,
   removexattr,
   setxattr,
@@ -595,6 +596,53 @@ test('xattr calls do not follow symlinks', async (t) => {
   // A dangling link is fine too: nothing is followed.
   await fs.symlink('nowhere', path.join(dir, 'dangling'));
   t.true(Array.isArray(await listxattr(path.join(dir, 'dangling'))));
+});
+
+test('prepareObject: a directory or file created with xattrs, owner and mode in one call; stops at the first failure', async (t) => {
+  const dir = await tmpDir(t);
+  const d = path.join(dir, 'd');
+  await prepareObject(d, {
+    create: { kind: 'dir', mode: 0o750 },
+    xattrs: [['user.strata.a', Buffer.from('one')], ['trusted.strata.t', Buffer.from([0, 255])]],
+    owner: { uid: 1234, gid: 5678 },
+    mode: 0o3750,
+  });
+  const ds = await fs.lstat(d);
+  t.true(ds.isDirectory());
+  t.is(ds.mode & 0o7777, 0o3750);
+  t.is(ds.uid, 1234);
+  t.is(ds.gid, 5678);
+  t.is((await getxattr(d, 'user.strata.a')).toString(), 'one');
+  t.deepEqual(await getxattr(d, 'trusted.strata.t'), Buffer.from([0, 255]));
+
+  const f = path.join(dir, 'f');
+  await prepareObject(f, { create: { kind: 'file', mode: 0o640, size: 3 * MiB + 5 } });
+  const fst = await fs.lstat(f);
+  t.true(fst.isFile());
+  t.is(fst.size, 3 * MiB + 5);
+  t.is(fst.blocks, 0, 'the size is a hole');
+  t.is(fst.mode & 0o7777, 0o640);
+  // An existing object: only the attributes (a symlink's own, never its target's).
+  await fs.symlink('f', path.join(dir, 'l'));
+  await prepareObject(path.join(dir, 'l'), { xattrs: [['trusted.strata.id', Buffer.from('x')]], owner: { uid: 7, gid: 8 } });
+  t.is((await fs.lstat(path.join(dir, 'l'))).uid, 7);
+  t.is((await fs.lstat(f)).uid, 0);
+  t.is((await getxattr(path.join(dir, 'l'), 'trusted.strata.id')).toString(), 'x');
+  await rejectsWith(t, getxattr(f, 'trusted.strata.id'), ['ENODATA'], 'lgetxattr');
+
+  // O_EXCL: a taken name fails, and nothing after the failing step is done.
+  const taken = await rejectsWith(t, prepareObject(f, { create: { kind: 'file', mode: 0o600 }, xattrs: [['user.strata.no', Buffer.from('x')]] }), ['EEXIST'], 'open');
+  t.is(taken.path, f);
+  await rejectsWith(t, prepareObject(d, { create: { kind: 'dir', mode: 0o700 } }), ['EEXIST'], 'mkdir');
+  await rejectsWith(t, getxattr(f, 'user.strata.no'), ['ENODATA'], 'lgetxattr');
+  const g = path.join(dir, 'g');
+  await rejectsWith(t, prepareObject(g, { create: { kind: 'file', mode: 0o600 }, xattrs: [['bogus.ns', Buffer.from('x')]], mode: 0o4755 }), ['EOPNOTSUPP', 'ENOTSUP'], 'lsetxattr');
+  t.is((await fs.lstat(g)).mode & 0o7777, 0o600, 'no chmod after the failed setxattr');
+  await rejectsWith(t, prepareObject(path.join(dir, 'missing', 'x'), { create: { kind: 'dir', mode: 0o700 } }), ['ENOENT'], 'mkdir');
+
+  // Bad arguments: a TypeError rejection, nothing done.
+  await t.throwsAsync(prepareObject(path.join(dir, 'h'), { create: { kind: 'dir', mode: 0o700 }, xattrs: [['user.x', 'not a buffer' as unknown as Buffer]] }), { instanceOf: TypeError });
+  t.false(existsSync(path.join(dir, 'h')));
 });
 
 // --- readdirIno ---------------------------------------------------------------------------------

@@ -8,7 +8,8 @@
 // (record written, bytes written, mtime moved); the kill -9 tests do it for
 // real (test/fault/).
 import test from 'ava';
-import { closeSync, existsSync, openSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryArchive, ShippingSink, VOLUME } from '../helpers/memory-archive.js';
 import { enterTempStore, type EnteredStore } from '../helpers/core-store.js';
@@ -16,7 +17,8 @@ import { prepareRecovery } from '../../src/restore/recover.js';
 import { reconcile } from '../../src/mirror/reconcile.js';
 import { Filesystem } from '../../src/core/filesystem.js';
 import { OnDemandRestore } from '../../src/restore/on-demand.js';
-import { writeTimesRecord } from '../../src/store/restore-marks.js';
+import { PENDING_XATTR, clearPending, markPending, pendingNlink, readPendingMark, writeTimesRecord } from '../../src/store/restore-marks.js';
+import { setxattr } from '../../src/native/index.js';
 import { BLOCK_SIZE, ROOT_ID, type Attrs } from '../../src/protocol/records.js';
 import { createLogger } from '../../src/log/logger.js';
 
@@ -77,4 +79,23 @@ test.serial('a crash between fetched bytes and their times: re-convergence, stat
   await fs.release(o.handle);
   t.is(statSync('d/c', { bigint: true }).mtimeNs, MTIME_NS, 'the next fetch');
   t.false(existsSync(join(entered.store.privateDir, 'restore', 'times', ids.c)));
+});
+
+test('a pending mark keeps the archive link count and times; a mark without times (an older strata\'s) reads as the count alone', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-mark-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const times = { atime: { sec: 978307200, nsec: 123456789 }, mtime: { sec: -5, nsec: 999999999 } };
+  await markPending(dir, 7, times);
+  t.deepEqual(await readPendingMark(dir), { nlink: 7, times });
+  t.is(await pendingNlink(dir), 7);
+  await setxattr(dir, PENDING_XATTR, Buffer.from('4'), 0);
+  t.deepEqual(await readPendingMark(dir), { nlink: 4, times: null });
+  await markPending(dir);
+  t.deepEqual(await readPendingMark(dir), { nlink: null, times: null });
+  await setxattr(dir, PENDING_XATTR, Buffer.from('4 1 2 3'), 0);
+  t.deepEqual(await readPendingMark(dir), { nlink: 4, times: null }, 'a value cut short gives no times');
+  await setxattr(dir, PENDING_XATTR, Buffer.from('4 1 1000000000 3 4'), 0);
+  t.is((await readPendingMark(dir))?.times, null, 'nanoseconds out of range give no times');
+  await clearPending(dir);
+  t.is(await readPendingMark(dir), null);
 });

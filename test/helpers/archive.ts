@@ -56,17 +56,27 @@ interface Running {
 function launch(args: string[], logSink: (s: string) => void): Promise<{ run: Running; port: number }> {
   const proc = spawn(process.execPath, [CLI, 'archive', 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  proc.stderr!.setEncoding('utf8').on('data', logSink);
+  let err = '';
+  proc.stderr!.setEncoding('utf8').on('data', (s: string) => {
+    err = (err + s).slice(-4000);
+    logSink(s);
+  });
   return new Promise((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => {
+    let ready = false;
+    // A test that blocks this worker (a spawnSync of the CLI) can make the
+    // timer fire before the "listening" line already in the pipe is read: the
+    // verdict waits for the loop's poll phase (setImmediate runs after it).
+    const timer = setTimeout(() => setImmediate(() => {
+      if (ready) return;
       proc.kill('SIGKILL');
-      reject(new Error(`archive server not ready after 20 s; stdout: ${out}`));
-    }, 20_000);
+      reject(new Error(`archive server not ready after 60 s; stdout: ${out}; stderr: ${err}`));
+    }), 60_000);
     proc.stdout!.setEncoding('utf8').on('data', (s: string) => {
       out += s;
       const line = out.split('\n').find((l) => l.includes('"listening"'));
-      if (!line) return;
+      if (!line || ready) return;
+      ready = true;
       clearTimeout(timer);
       const listening = (JSON.parse(line) as { listening: string }).listening;
       resolve({ run: { proc, exited }, port: Number(listening.slice(listening.lastIndexOf(':') + 1)) });

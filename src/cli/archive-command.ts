@@ -176,15 +176,21 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
       log.info({ signal }, 'shutting down');
-      void notifySystemd({ STOPPING: '1', STATUS: 'shutting down' }).catch(() => {});
+      // Sent from the addon's thread pool: the exit below waits for it (at most 1 s).
+      const told = Promise.race([
+        notifySystemd({ STOPPING: '1', STATUS: 'shutting down' }).catch(() => false),
+        new Promise<void>((r) => setTimeout(r, 1000).unref()),
+      ]);
       takeover?.stop();
       void metricsListener?.close();
       void alerts?.close();
       server.close((o.shutdownGrace ?? 10) * 1000).then(async () => {
         await objectSync?.stop(); // a last metadata point, after the last batch
+        await told;
         done();
-      }, (err: unknown) => {
+      }, async (err: unknown) => {
         log.error({ err }, 'shutdown failed');
+        await told;
         done();
       });
     };

@@ -27,7 +27,7 @@ import * as native from '../native/index.js';
 import { BLOCK_SIZE, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import { RESERVED_NAME } from '../store/local-store.js';
-import { MATERIALISING_PREFIX, UNRESTORED_NAMES_XATTR, linksDir, mapsDir, timesDir } from '../store/restore-marks.js';
+import { MATERIALISING_PREFIX, UNRESTORED_NAMES_XATTR, linksDir, mapsDir, removeMapTemps, timesDir } from '../store/restore-marks.js';
 import { noFetches, type OnDemandRestore, type FetchStats, type UnreadableObject } from './on-demand.js';
 import { writeRestoreState, type RestoreState, type RestorePhase } from './state.js';
 import type { Logger } from '../log/logger.js';
@@ -390,6 +390,7 @@ export class BackgroundRestore {
     // Files with blocks the archive cannot deliver keep their maps (reads of those blocks fail, and retry).
     const unreadable = this.hooks.unreadableObjects();
     await removeMapsExcept(this.privateDir, new Set(unreadable.map((o) => o.id)));
+    await removeMapTemps(this.privateDir);
     await rm(timesDir(this.privateDir), { recursive: true, force: true });
     await dropLinkRegistry(this.privateDir);
     await this.saving;

@@ -280,6 +280,14 @@ export async function writeEmptyMap(privateDir: string, id: ObjectId, remoteSize
   await fs.promises.rename(tmp, mapPath(privateDir, id));
 }
 
+/** Temporaries of writeEmptyMap that a crash left behind (never read): gone once the restore completes. */
+export async function removeMapTemps(privateDir: string): Promise<void> {
+  const dir = join(privateDir, 'restore');
+  for (const name of await fs.promises.readdir(dir).catch(() => [] as string[])) {
+    if (name.startsWith('.map-') && name.endsWith('.tmp')) await fs.promises.rm(join(dir, name), { force: true });
+  }
+}
+
 /** Marks blocks [first, last] present in the map file (the caller made their bytes durable first). */
 export async function markBlocksPresent(privateDir: string, id: ObjectId, first: number, last: number): Promise<void> {
   const fh = await fs.promises.open(mapPath(privateDir, id), 'r+');

@@ -105,7 +105,10 @@ print('done', flush=True)
   child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
   child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
-  const waitFor = async (word: string): Promise<void> => { while (!out.includes(word)) { if (child.exitCode !== null) throw new Error(`helper exited (${child.exitCode}): ${out} ${err}`); await new Promise((r) => setTimeout(r, 20)); } };
+  // Judged once its output is all read ('close'): its exit may be seen before its last line.
+  let closed = false;
+  child.once('close', () => { closed = true; });
+  const waitFor = async (word: string): Promise<void> => { while (!out.includes(word)) { if (closed) throw new Error(`helper exited (${child.exitCode}): ${out} ${err}`); await new Promise((r) => setTimeout(r, 20)); } };
   await waitFor('open');
   // (`strata status` answers within 5 s or fails; on a loaded machine it is asked again.)
   const fast = (): number => {

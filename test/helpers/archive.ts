@@ -1,6 +1,7 @@
 // A real `strata archive serve` process for tests: temp data dir and token
 // file, port 0 (the port it got is kept across restart()), optional TLS with
 // a self-signed certificate. Register stop() in t.teardown.
+import { createServer } from 'node:net';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -146,4 +147,17 @@ export async function startArchiveServer(opts: StartArchiveOptions = {}): Promis
     },
   };
   return server;
+}
+
+/** A TCP port nobody listens on now (bound and closed: a small race, acceptable on a test machine). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
 }

@@ -2,7 +2,6 @@
 // and a parser of Prometheus' text exposition format (version 0.0.4): every
 // sample line checked against the # TYPE of its family, label values
 // unescaped.
-import { createServer } from 'node:net';
 
 export interface Sample {
   name: string;
@@ -16,18 +15,7 @@ export interface Scrape {
   types: Map<string, string>;
 }
 
-/** A TCP port nobody listens on now (bound and closed: a small race, acceptable on a test machine). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './archive.js';
 
 export async function scrape(url: string): Promise<Scrape> {
   const res = await fetch(url);

@@ -12,11 +12,10 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sh, strata } from '../helpers/mount.js';
-import { startArchiveServer, type ArchiveServer } from '../helpers/archive.js';
+import { freePort, startArchiveServer, type ArchiveServer } from '../helpers/archive.js';
 import { forceUnmount, mount, readFromArchive, syncMount, type MirroredMount } from '../helpers/mirror.js';
 import { manifest, newRecoveryTarget, runRecover, daemonPid, killDaemon, type Volume } from '../helpers/recover.js';
 import type { AlertDecision, SnapshotInfo, TargetInfo } from '../../src/protocol/snapshot-api.js';
@@ -32,17 +31,6 @@ schedules:
   - every: 24h
     keep: 7
 `;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface World {
   base: string;

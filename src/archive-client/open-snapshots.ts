@@ -11,7 +11,7 @@ import type {
 } from '../protocol/snapshot-api.js';
 import { WorkerSnapshotClient } from '../archive/snapshot-worker-client.js';
 import type { EngineLog } from '../archive/snapshots.js';
-import { checkVolume } from '../archive/worker-protocol.js';
+import { checkVolume } from '../protocol/wire-checks.js';
 import { openArchiveClient } from './open-archive.js';
 import { RemoteArchiveClient } from './remote-client.js';
 

@@ -11,7 +11,7 @@ import { ArchiveError, isArchiveError, type ArchiveClient, type ShipResult } fro
 import { decodeRawBlocks, type DirImage, type FileBlocks, type RawBlocks, type VolumeState } from '../protocol/images.js';
 import type { FenceOptions, LeaseGrant, LeaseRelease, LeaseRenewal, VolumeLease } from '../protocol/leases.js';
 import type { ObjectId } from '../protocol/records.js';
-import { checkBlockCount, checkDepth, checkId, checkLength, checkOffset, checkOptionalName, checkVolume, fromWireError, isArchiveErrorCode, LIMITS } from '../archive/worker-protocol.js';
+import { checkBlockCount, checkDepth, checkId, checkLength, checkOffset, checkOptionalName, checkVolume, fromWireError, isArchiveErrorCode, LIMITS } from '../protocol/wire-checks.js';
 import { LineSplitter } from './ndjson.js';
 
 const PROTOCOL_VERSION = '1';

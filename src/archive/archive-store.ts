@@ -36,7 +36,7 @@ import { DEFAULT_PACK_LIMIT, Packs } from './packs.js';
 import { openSealedPackStore } from './s3-packs.js';
 import { LIVE, openDatabase } from './schema.js';
 import { attrsOf, isDirMode, isRegMode, type CountsRow, type ObjectRow } from './rows.js';
-import { LIMITS, checkBlockCount, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkVolume } from './worker-protocol.js';
+import { LIMITS, checkBlockCount, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkVolume } from '../protocol/wire-checks.js';
 
 export interface ArchiveStoreOptions {
   /** Roll over to a new pack file past this size (default 256 MiB; tests use small ones). */

@@ -22,7 +22,7 @@ import { WorkerArchiveClient } from './worker-client.js';
 import { WorkerSnapshotClient } from './snapshot-worker-client.js';
 import { parseAlert } from '../alerts/alertmanager.js';
 import { badRollbackOptionsReason, isSnapshotId, type RollbackOptions } from '../protocol/snapshot-api.js';
-import { checkBlockCount, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkOptionalName, checkVolume, LIMITS, toWireError } from './worker-protocol.js';
+import { checkBlockCount, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkOptionalName, checkVolume, LIMITS, toWireError } from '../protocol/wire-checks.js';
 import { join } from 'node:path';
 import { isArchiveError } from '../protocol/archive-api.js';
 import { LeaseTable } from './leases.js';

@@ -9,7 +9,7 @@ import type {
   AlertDecision, GcResult, IncomingAlert, RollbackResult, SnapshotChoice, SnapshotClient, SnapshotInfo, TargetInfo,
 } from '../protocol/snapshot-api.js';
 import type { FromSnapshotWorker, SnapshotMethod, SnapshotWorkerData, ToSnapshotWorker } from './snapshot-worker.js';
-import { fromWireError } from './worker-protocol.js';
+import { fromWireError } from '../protocol/wire-checks.js';
 import type { EngineLog } from './snapshots.js';
 
 interface Pending {

@@ -11,7 +11,7 @@ import { parseRules, EMPTY_RULES } from '../alerts/rules.js';
 import { parseAlert } from '../alerts/alertmanager.js';
 import { SnapshotEngine, type EngineLog } from './snapshots.js';
 import type { TargetSpec } from './targets.js';
-import { checkVolume, toWireError } from './worker-protocol.js';
+import { checkVolume, toWireError } from '../protocol/wire-checks.js';
 import { badRollbackOptionsReason, type IncomingAlert, type RollbackOptions } from '../protocol/snapshot-api.js';
 
 export interface SnapshotWorkerData {

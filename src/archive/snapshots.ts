@@ -37,7 +37,7 @@ import { Packs, BLOCK_HEADER_BYTES, packName, fsyncDir } from './packs.js';
 import { openSealedPackStore } from './s3-packs.js';
 import { LIVE, NO_SNAPSHOT, openDatabase } from './schema.js';
 import { deviceOf, initialiseTarget, noTarget, probeTarget, readMarker, TargetFailure, TargetStore, type TargetSpec } from './targets.js';
-import { checkVolume } from './worker-protocol.js';
+import { checkVolume } from '../protocol/wire-checks.js';
 
 export interface EngineLog {
   info(obj: object, msg: string): void;

@@ -9,7 +9,8 @@ import type { DirImage, FileBlocks, RawBlocks, VolumeState } from '../protocol/i
 import type { FenceOptions, LeaseGrant, LeaseRelease, LeaseRenewal, VolumeLease } from '../protocol/leases.js';
 import type { ObjectId } from '../protocol/records.js';
 import type { WorkerData } from './worker.js';
-import { fromWireError, LIMITS, ownArrayBuffer, type FromWorker, type ToWorker, type UnaryMethod } from './worker-protocol.js';
+import { fromWireError, LIMITS } from '../protocol/wire-checks.js';
+import { ownArrayBuffer, type FromWorker, type ToWorker, type UnaryMethod } from './worker-protocol.js';
 
 interface Pending {
   resolve(msg: FromWorker): void;

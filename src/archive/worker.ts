@@ -8,10 +8,9 @@ import { ArchiveError } from '../protocol/archive-api.js';
 import type { DirImage } from '../protocol/images.js';
 import { ArchiveStore } from './archive-store.js';
 import {
-  checkBlockCount, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkOptionalName, checkVolume, ownArrayBuffer, shipSizeReason, toWireError,
-  TIER_CHUNK_ENTRIES, TIER_CHUNK_IMAGES,
-  type FromWorker, type ToWorker, type UnaryMethod,
-} from './worker-protocol.js';
+  checkBlockCount, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkOptionalName, checkVolume, shipSizeReason, toWireError,
+} from '../protocol/wire-checks.js';
+import { ownArrayBuffer, TIER_CHUNK_ENTRIES, TIER_CHUNK_IMAGES, type FromWorker, type ToWorker, type UnaryMethod } from './worker-protocol.js';
 
 export interface WorkerData {
   dir: string;

@@ -268,6 +268,7 @@ export class MountDaemon {
         client, volume: cfg.volume, depth: this.config.recover.depth, privateDir: this.store.privateDir,
         log: this.log.child({ component: 'restore' }),
         fence: { holder, ...(leaseMs !== undefined ? { leaseMs } : {}), ...(this.config.recover.force ? { force: true } : {}) },
+        adoptStore: (volume, epoch) => Mirror.adopt(this.store.privateDir, volume, epoch, holder.storeId),
       });
     }
     const restore = await readRestoreState(this.store.privateDir);

@@ -19,7 +19,6 @@ import { readObjectId, writeObjectId } from '../store/object-ids.js';
 import { PENDING_XATTR, clearPending, isPending, markPending, linksDir, mapsDir, timesDir } from '../store/restore-marks.js';
 import * as native from '../native/index.js';
 import { RESERVED_NAME } from '../store/local-store.js';
-import { Mirror } from '../mirror/mirror.js';
 import { applyAttrs, materialiseEntries } from './materialise.js';
 import { readRestoreState, writeRestoreState, type RestoreState } from './state.js';
 import type { Logger } from '../log/logger.js';
@@ -35,6 +34,13 @@ export interface RecoverOptions {
   log: Logger;
   /** The fence's lease options: the recovering store as the new holder; `force` fences even a live lease (docs/takeover.md). */
   fence?: FenceOptions;
+  /**
+   * Hands the store to the mirror from the recovery point on (the daemon
+   * passes Mirror.adopt): called once the volume is fenced, before the top
+   * tiers are materialised, and again when a stopped materialisation resumes.
+   * The restore layer itself knows nothing of mirroring.
+   */
+  adoptStore?: (volume: string, epoch: number) => Promise<void>;
 }
 
 export interface RecoverResult {
@@ -81,7 +87,7 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
     await writeRestoreState(privateDir, state);
   }
   // The store mirrors the volume from the recovery point on.
-  await Mirror.adopt(privateDir, volume, state.epoch, opts.fence?.holder?.storeId);
+  await opts.adoptStore?.(volume, state.epoch);
   await mkdir(mapsDir(privateDir), { recursive: true, mode: 0o700 });
   await mkdir(linksDir(privateDir), { recursive: true, mode: 0o700 });
   await mkdir(timesDir(privateDir), { recursive: true, mode: 0o700 });

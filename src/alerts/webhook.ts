@@ -13,9 +13,14 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http2';
-import type { TokenCheck } from '../archive/server-auth.js';
 import type { AlertDecision, IncomingAlert } from '../protocol/snapshot-api.js';
 import { parseWebhook, PayloadError, WEBHOOK_LIMITS } from './alertmanager.js';
+
+/** The bearer check the listener applies (the archive server's TokenCheck fits it; alerts never import the archive). */
+export interface BearerCheck {
+  /** Null when the request carries the token; otherwise why not (never containing the token). */
+  reject(headers: IncomingHttpHeaders): string | null;
+}
 
 export interface WebhookLog {
   info(obj: object, msg: string): void;
@@ -24,7 +29,7 @@ export interface WebhookLog {
 }
 
 export interface AlertListenerOptions {
-  auth: TokenCheck;
+  auth: BearerCheck;
   log: WebhookLog;
   /** Evaluates a webhook's alerts (the snapshot engine). */
   receive(alerts: IncomingAlert[]): Promise<AlertDecision[]>;

@@ -289,7 +289,7 @@ export class SwapController {
         describe: `checkpoint ${info.name} of ${info.createdAt}`,
         totals: { entries: totals.entries, bytes: totals.bytes },
         point: null,
-        write: (spare, live, progress, cancelled) => writeCheckpointTree({ state: pin.state, rootIno, live, spare, progress, cancelled }, totals.multi),
+        write: (spare, live, progress, cancelled) => writeCheckpointTree({ state: pin.state, rootIno, live, spare, progress, cancelled, parallel: 8 }, totals.multi),
         close: async () => pin.unpin(),
       };
     } catch (err) {

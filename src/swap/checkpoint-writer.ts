@@ -114,6 +114,8 @@ class Writer {
   private view: T0View;
   /** Objects with several T0 names: the spare path of the first one placed. */
   private readonly links = new Map<string, string>();
+  /** Object ids of the files whose T0 contents differ from the live ones (blocks saved since T0). */
+  readonly changed = new Set<ObjectId>();
 
   constructor(private readonly o: CheckpointWriterOptions, private readonly multi: Set<string>) {
     this.view = new T0View(o.state, o.rootIno);
@@ -174,6 +176,10 @@ class Writer {
     const inPlace = await fsp.lstat(final).then(() => true, (err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return false; throw err; });
     const first = this.links.get(it.key);
     if (inPlace) {
+      if (it.kind === 'file' && this.s.blocks.has(it.key)) {
+        const id = await readObjectId(final);
+        if (id !== null) this.changed.add(id);
+      }
       if (it.kind === 'file' && first === undefined) p.bytes += Number((await fsp.lstat(final)).size);
       if (this.multi.has(it.key) && first === undefined) this.links.set(it.key, final);
       p.kept++;
@@ -194,6 +200,7 @@ class Writer {
       case 'file':
         await this.buildFile(it.key, hint, tmp);
         p.bytes += a.attrs.size;
+        if (this.s.blocks.has(it.key)) this.changed.add(a.id);
         break;
       case 'symlink':
         if (a.target === undefined) throw new Error(`prepare: checkpoint ${this.s.info.name} has no target of the symbolic link ${hint}`);
@@ -306,7 +313,14 @@ function derivedId(checkpointId: string, key: string): ObjectId {
   return id === ROOT_ID ? derivedId(checkpointId, `${key}'`) : id;
 }
 
-/** Writes the checkpoint's T0 tree into the spare (resuming a partial one). `multi`: from checkpointTotals. */
-export async function writeCheckpointTree(o: CheckpointWriterOptions, multi: Set<string>): Promise<void> {
-  await new Writer(o, multi).run();
+/**
+ * Writes the checkpoint's T0 tree into the spare (resuming a partial one).
+ * `multi`: from checkpointTotals. Returns the object ids of the files whose
+ * contents changed since the checkpoint: a mirrored commit compares them with
+ * the archive whatever their size and mtime (a program may have put those back).
+ */
+export async function writeCheckpointTree(o: CheckpointWriterOptions, multi: Set<string>): Promise<ObjectId[]> {
+  const w = new Writer(o, multi);
+  await w.run();
+  return [...w.changed].sort();
 }

@@ -121,7 +121,8 @@ interface OpenedSource {
   describe: string;
   totals: { entries: number; bytes: number };
   point: ArchivePoint | null;
-  write(spare: string, live: string, progress: WriteProgress, cancelled: () => boolean): Promise<void>;
+  /** Resolves with the ids of files a mirrored commit must compare whatever their size and mtime (SpareState.compare), if any. */
+  write(spare: string, live: string, progress: WriteProgress, cancelled: () => boolean): Promise<string[] | undefined>;
   close(): Promise<void>;
 }
 
@@ -231,9 +232,12 @@ export class SwapController {
       const started = Date.now();
       this.running = (async () => {
         try {
-          await reader.write(spare, this.host.store.root, job.progress, () => this.cancel);
+          const compare = await reader.write(spare, this.host.store.root, job.progress, () => this.cancel);
           await syncfs(spare);
-          await writeSpareState(spare, { format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'ready', totals, ...(point !== null ? { point } : {}), updatedAt: '' });
+          await writeSpareState(spare, {
+            format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'ready', totals,
+            ...(point !== null ? { point } : {}), ...(compare !== undefined ? { compare } : {}), updatedAt: '',
+          });
           job.state = 'ready';
           job.finishedAt = new Date().toISOString();
           log.info({ spare, ms: Date.now() - started, ...job.progress }, 'swap: the spare is ready');
@@ -260,7 +264,7 @@ export class SwapController {
       describe: reader.describe,
       totals: { entries: reader.totals.entries, bytes: reader.totals.bytes },
       point: archiveRef === null ? null : { ...reader.point, archive: archiveRef.url, volume: archiveRef.volume },
-      write: (spare, live, progress, cancelled) => writeTree({ client: reader.client, volume: reader.volume, spare, live, progress, cancelled }),
+      write: async (spare, live, progress, cancelled) => { await writeTree({ client: reader.client, volume: reader.volume, spare, live, progress, cancelled }); return undefined; },
       close: () => reader.close(),
     };
   }
@@ -331,6 +335,8 @@ export class SwapController {
       source = (await readSpareState(s).catch(() => null))?.source ?? `the tree before swap ${this.record!.generation}`;
     }
     const st = await lstat(spare, { bigint: true });
+    // Files the mirrored handover compares whatever their size and mtime (a checkpoint source's changed files).
+    const compare = direction === 'commit' && mirrored !== null ? new Set((await readSpareState(spare).catch(() => null))?.compare ?? []) : new Set<string>();
     this.exclusive(direction);
     const log = this.host.log.child({ component: 'swap' });
     const oldLive = this.host.store.root;
@@ -383,7 +389,8 @@ export class SwapController {
           // Reads go on against the new store while it is re-converged; changes wait for it.
           adapter.holdWritesOnly();
           try {
-            const h = await handOver(mirrored.mirror, archive!, mirrored.opts, spare, this.host.store.privateDir, log, point, snapshot);
+            const h = await handOver(mirrored.mirror, archive!, mirrored.opts, spare, this.host.store.privateDir, log, point, snapshot,
+              compare.size > 0 ? (_local, a) => compare.has(a.id) : undefined);
             handover = h.handover;
             fs.setSink(h.mirror);
             this.host.setMirror(h.mirror);

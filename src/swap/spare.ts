@@ -30,6 +30,12 @@ export interface SpareState {
   totals: { entries: number; bytes: number };
   /** The archive point the tree is (absent for the pre-swap tree and before this field existed). */
   point?: ArchivePoint;
+  /**
+   * Object ids of files whose contents a mirrored commit compares with the
+   * archive even when their size and mtime are the archive's (a checkpoint
+   * source: the files changed since the checkpoint).
+   */
+  compare?: string[];
   updatedAt: string;
 }
 

@@ -158,3 +158,22 @@ test('bad input: checkpoint:nosuch, an invalid name; a checkpoint being read can
   t.is(commit(m.mnt).status, 0);
   t.is(readFileSync(join(m.mnt, 'a'), 'utf8'), 'a\n');
 });
+
+test('mirrored: a file rewritten after the checkpoint with its size and mtime put back reaches the archive as the checkpoint had it', (t) => {
+  const m = withSwapMount(t);
+  run(t, 'head -c 300000 /dev/urandom > same && touch -d @1700000000 same && echo other > other', m.mnt);
+  syncMount(m);
+  createCheckpoint(m.mnt, 'good');
+  const good = manifest(m.mnt);
+  // What rsync -t or a restore tool does: new bytes, the same size, the old mtime.
+  run(t, 'dd if=/dev/urandom of=same bs=1000 count=3 seek=5 conv=notrunc status=none && touch -d @1700000000 same', m.mnt);
+  syncMount(m);
+  const spare = join(m.base, 'spare');
+  mkdirSync(spare);
+  t.is(prepare(m.mnt, spare, 'checkpoint:good').status, 0);
+  const c = commit(m.mnt);
+  t.is(c.status, 0, c.out);
+  t.is(manifest(m.mnt), good);
+  syncMount(m);
+  assertConverged(t, { ...m, store: spare }, 'after commit');
+});

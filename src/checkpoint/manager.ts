@@ -45,7 +45,11 @@ export class Checkpoints {
   /** Checkpoints read by someone outside (a swap prepare): not deleted meanwhile. */
   private readonly pins = new Map<string, number>();
 
-  private constructor(private readonly store: LocalStore, private readonly fs: Filesystem, private readonly log: Logger) {
+  /** The store these checkpoints are of: its paths when they were loaded (a swap moves the daemon's LocalStore to another directory; they stay with this one). */
+  private readonly store: { readonly root: string; readonly privateDir: string };
+
+  private constructor(store: LocalStore, private readonly fs: Filesystem, private readonly log: Logger) {
+    this.store = { root: store.root, privateDir: store.privateDir };
     this.tracker = new Tracker(store.root, log, (s, reason) => this.markInvalid(s, reason));
   }
 

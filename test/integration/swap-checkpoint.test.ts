@@ -7,7 +7,7 @@
 // through a handle opened before the swap), on an unmirrored and a mirrored
 // mount.
 import test from 'ava';
-import { mkdirSync, readFileSync, readdirSync, openSync, writeSync, closeSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, openSync, writeSync, closeSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -176,4 +176,47 @@ test('mirrored: a file rewritten after the checkpoint with its size and mtime pu
   t.is(manifest(m.mnt), good);
   syncMount(m);
   assertConverged(t, { ...m, store: spare }, 'after commit');
+});
+
+test('checkpoints stay with their store through commit, back and back again; a handle held open across all of them is tracked by its store\'s checkpoint', (t) => {
+  const m = withMount(t);
+  run(t, 'head -c 300000 /dev/urandom > a && echo b > b && mkdir d && echo c > d/c', m.mnt);
+  // A copy store outside the store: discarding the store's tree later discards it too.
+  mkdirSync(join(m.base, 'copies'));
+  createCheckpoint(m.mnt, 'ck', ['--copy-store', join(m.base, 'copies')]);
+  const aAtT0 = digest(join(m.mnt, 'a'));
+  run(t, 'echo changed > b && rm d/c', m.mnt);
+  const spare = join(m.base, 'spare');
+  mkdirSync(spare);
+  t.is(prepare(m.mnt, spare, 'checkpoint:ck').status, 0);
+  const fd = openSync(join(m.mnt, 'a'), 'r+');
+  let ckDir = '';
+  try {
+    t.is(commit(m.mnt).status, 0);
+    // The file opened before the swap is the old store's: this write lands there, and its checkpoint saves what it overwrites.
+    writeSync(fd, Buffer.alloc(1000, 0x42), 0, 1000, 0);
+    t.is(digest(join(m.mnt, 'a')), aAtT0, 'the new tree does not see it');
+    // The new live store can have checkpoints of its own.
+    createCheckpoint(m.mnt, 'on-the-new-store');
+    run(t, 'echo x > new-after-ck', m.mnt);
+    t.deepEqual(checkpoints(m.mnt).map((c) => c.name), ['on-the-new-store']);
+    t.is(commit(m.mnt, [], 'back').status, 0);
+    t.deepEqual(checkpoints(m.mnt).map((c) => [c.name, c.status]), [['ck', 'valid']], 'the old store\'s checkpoint is live again');
+    ckDir = checkpoints(m.mnt)[0]!.dir;
+    // The same handle, its store live again.
+    writeSync(fd, Buffer.alloc(1000, 0x43), 0, 1000, 200000);
+  } finally {
+    closeSync(fd);
+  }
+  rollbackTo(m.mnt, 'ck', [join(m.mnt, 'a')]);
+  t.is(digest(join(m.mnt, 'a')), aAtT0, 'both writes through the held handle were saved by the checkpoint');
+  t.is(commit(m.mnt, [], 'back').status, 0);
+  t.deepEqual(checkpoints(m.mnt).map((c) => [c.name, c.status]), [['on-the-new-store', 'valid']], 'and the other store\'s checkpoint is back with it');
+  rollbackTo(m.mnt, 'on-the-new-store');
+  t.deepEqual(readdirSync(m.mnt).sort(), ['a', 'b', 'd']);
+  // Discarding the spare discards its checkpoints with it.
+  t.true(existsSync(ckDir));
+  t.is(strata(['swap', 'discard', m.mnt]).status, 0);
+  t.false(existsSync(ckDir), 'the discarded tree\'s checkpoint copy store is gone');
+  t.deepEqual(checkpoints(m.mnt).map((c) => c.name), ['on-the-new-store']);
 });

@@ -119,6 +119,8 @@ export interface SwapHost {
 /** A source opened for a prepare: what it is, its totals, and how to write its tree into the spare. */
 interface OpenedSource {
   describe: string;
+  /** Which one of the sources of that name it is (a checkpoint's id: a later checkpoint of the same name is another tree). */
+  sourceId?: string;
   totals: { entries: number; bytes: number };
   point: ArchivePoint | null;
   /** Resolves with the ids of files a mirrored commit must compare whatever their size and mtime (SpareState.compare), if any. */
@@ -211,6 +213,7 @@ export class SwapController {
       try {
         check = await checkSpare(spareArg, {
           store: this.host.storeArg, live: this.host.store.root, source, treeBytes: reader.totals.bytes,
+          ...(reader.sourceId !== undefined ? { sourceId: reader.sourceId } : {}),
         });
       } catch (err) {
         await reader.close().catch(() => {});
@@ -218,8 +221,14 @@ export class SwapController {
       }
       const { spare, resume } = check;
       const totals = { entries: reader.totals.entries, bytes: reader.totals.bytes };
-      await writeSpareState(spare, { format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'writing', totals, ...(point !== null ? { point } : {}), updatedAt: '' });
-      await writeFileDurably(join(this.host.store.privateDir, PREPARED_FILE), `${JSON.stringify({ spare, source })}\n`);
+      const ident = { ...(point !== null ? { point } : {}), ...(reader.sourceId !== undefined ? { sourceId: reader.sourceId } : {}) };
+      try {
+        await writeSpareState(spare, { format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'writing', totals, ...ident, updatedAt: '' });
+        await writeFileDurably(join(this.host.store.privateDir, PREPARED_FILE), `${JSON.stringify({ spare, source })}\n`);
+      } catch (err) {
+        await reader.close().catch(() => {});
+        throw err;
+      }
       const job: PrepareStatus = {
         spare, source, describe: reader.describe, state: 'writing', point, resumed: resume, totals,
         progress: { entries: 0, bytes: 0, kept: 0, copiedBytes: 0, fetchedBytes: 0, logBytes: 0 },
@@ -236,7 +245,7 @@ export class SwapController {
           await syncfs(spare);
           await writeSpareState(spare, {
             format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'ready', totals,
-            ...(point !== null ? { point } : {}), ...(compare !== undefined ? { compare } : {}), updatedAt: '',
+            ...ident, ...(compare !== undefined ? { compare } : {}), updatedAt: '',
           });
           job.state = 'ready';
           job.finishedAt = new Date().toISOString();
@@ -291,6 +300,7 @@ export class SwapController {
       const info = pin.state.info;
       return {
         describe: `checkpoint ${info.name} of ${info.createdAt}`,
+        sourceId: info.id,
         totals: { entries: totals.entries, bytes: totals.bytes },
         point: null,
         write: (spare, live, progress, cancelled) => writeCheckpointTree({ state: pin.state, rootIno, live, spare, progress, cancelled, parallel: 8 }, totals.multi),

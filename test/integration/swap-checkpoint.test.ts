@@ -138,7 +138,7 @@ test('mirrored: prepare from a checkpoint, commit; the archive converges to the 
   t.deepEqual(checkpoints(m.mnt).map((x) => x.name), ['good']);
 });
 
-test('bad input: checkpoint:nosuch, an invalid name; a checkpoint being read cannot be deleted', (t) => {
+test('bad input: checkpoint:nosuch, an empty name, a spare prepared from an earlier checkpoint of the same name', (t) => {
   const m = withMount(t);
   run(t, 'echo a > a', m.mnt);
   const spare = join(m.base, 'spare');
@@ -155,7 +155,14 @@ test('bad input: checkpoint:nosuch, an invalid name; a checkpoint being read can
   createCheckpoint(m.mnt, 'ck');
   t.is(prepare(m.mnt, spare, 'checkpoint:ck').status, 0);
   t.is(strata(['checkpoint', 'delete', m.mnt, 'ck']).status, 0);
+  // Another checkpoint of the same name is another tree: the spare is not taken for it.
+  run(t, 'echo b > b', m.mnt);
+  createCheckpoint(m.mnt, 'ck');
+  const r3 = prepare(m.mnt, spare, 'checkpoint:ck');
+  t.not(r3.status, 0);
+  t.regex(r3.out, /an earlier checkpoint:ck .*swap discard/);
   t.is(commit(m.mnt).status, 0);
+  t.deepEqual(readdirSync(m.mnt), ['a'], 'the first checkpoint\'s tree');
   t.is(readFileSync(join(m.mnt, 'a'), 'utf8'), 'a\n');
 });
 

@@ -208,7 +208,12 @@ export class Checkpoints {
     });
   }
 
+  private closed = false;
+
+  /** Closes every log (once). */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     for (const s of this.states.values()) await s.close();
   }
 

@@ -457,6 +457,8 @@ export class MountDaemon {
     const adapter = this.adapter!;
     const old = this.checkpoints;
     old?.detach();
+    // Never the old store's guard for the new store's objects, even for an instant.
+    fs.guard = null;
     // The new live store's checkpoints may still be open, guarding files of an earlier swap: the same instance (one writer per log).
     const again = this.spareCheckpoints.find((e) => e.store === this.store.root);
     let cps: Checkpoints;
@@ -465,10 +467,17 @@ export class MountDaemon {
       cps = again.cps;
       fs.guard = cps.tracker;
     } else {
-      cps = await Checkpoints.load(this.store, fs, this.log);
+      try {
+        cps = await Checkpoints.load(this.store, fs, this.log);
+      } catch (err) {
+        // Decided, but the new store's checkpoints cannot be tracked: changes must not reach it untracked. The next start loads them (or says why not).
+        this.log.fatal({ err }, 'swap: the new store\'s checkpoints cannot be loaded after the exchange; exiting (`strata mount` again serves the new store)');
+        process.exit(1);
+      }
     }
     this.checkpoints = cps;
-    cps.attach({ tracking: (on) => adapter.trackingChanged(on) });
+    // Files of a former store whose checkpoints guard them keep every change going through the core, whatever the live store's do.
+    cps.attach({ tracking: (on) => adapter.trackingChanged(on || this.spareCheckpoints.length > 0) });
     const oldGuard = old !== null && old.tracker.active ? old.tracker : null;
     const entry = old !== null && oldGuard !== null ? { store: oldRoot, cps: old } : null;
     if (entry !== null) this.spareCheckpoints.push(entry);

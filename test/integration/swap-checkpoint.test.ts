@@ -188,42 +188,46 @@ test('mirrored: a file rewritten after the checkpoint with its size and mtime pu
 test('checkpoints stay with their store through commit, back and back again; a handle held open across all of them is tracked by its store\'s checkpoint', (t) => {
   const m = withMount(t);
   run(t, 'head -c 300000 /dev/urandom > a && echo b > b && mkdir d && echo c > d/c', m.mnt);
-  // A copy store outside the store: discarding the store's tree later discards it too.
-  mkdirSync(join(m.base, 'copies'));
-  createCheckpoint(m.mnt, 'ck', ['--copy-store', join(m.base, 'copies')]);
+  // Copy stores outside the stores: discarding a store's tree later discards its checkpoints' too.
+  const copies = join(m.base, 'copies');
+  mkdirSync(copies);
+  createCheckpoint(m.mnt, 'ck', ['--copy-store', copies]);
   const aAtT0 = digest(join(m.mnt, 'a'));
   run(t, 'echo changed > b && rm d/c', m.mnt);
   const spare = join(m.base, 'spare');
   mkdirSync(spare);
   t.is(prepare(m.mnt, spare, 'checkpoint:ck').status, 0);
   const fd = openSync(join(m.mnt, 'a'), 'r+');
-  let ckDir = '';
+  let newDir = '';
   try {
     t.is(commit(m.mnt).status, 0);
     // The file opened before the swap is the old store's: this write lands there, and its checkpoint saves what it overwrites.
     writeSync(fd, Buffer.alloc(1000, 0x42), 0, 1000, 0);
     t.is(digest(join(m.mnt, 'a')), aAtT0, 'the new tree does not see it');
     // The new live store can have checkpoints of its own.
-    createCheckpoint(m.mnt, 'on-the-new-store');
+    createCheckpoint(m.mnt, 'on-the-new-store', ['--copy-store', copies]);
+    newDir = checkpoints(m.mnt)[0]!.dir;
     run(t, 'echo x > new-after-ck', m.mnt);
     t.deepEqual(checkpoints(m.mnt).map((c) => c.name), ['on-the-new-store']);
     t.is(commit(m.mnt, [], 'back').status, 0);
     t.deepEqual(checkpoints(m.mnt).map((c) => [c.name, c.status]), [['ck', 'valid']], 'the old store\'s checkpoint is live again');
-    ckDir = checkpoints(m.mnt)[0]!.dir;
     // The same handle, its store live again.
     writeSync(fd, Buffer.alloc(1000, 0x43), 0, 1000, 200000);
+    t.is(commit(m.mnt, [], 'back').status, 0);
+    t.deepEqual(checkpoints(m.mnt).map((c) => [c.name, c.status]), [['on-the-new-store', 'valid']], 'the other store\'s checkpoint is back with it');
+    // And once more away from its store: still saved by that store's checkpoint.
+    writeSync(fd, Buffer.alloc(1000, 0x44), 0, 1000, 100000);
+    rollbackTo(m.mnt, 'on-the-new-store');
+    t.deepEqual(readdirSync(m.mnt).sort(), ['a', 'b', 'd']);
   } finally {
     closeSync(fd);
   }
-  rollbackTo(m.mnt, 'ck', [join(m.mnt, 'a')]);
-  t.is(digest(join(m.mnt, 'a')), aAtT0, 'both writes through the held handle were saved by the checkpoint');
   t.is(commit(m.mnt, [], 'back').status, 0);
-  t.deepEqual(checkpoints(m.mnt).map((c) => [c.name, c.status]), [['on-the-new-store', 'valid']], 'and the other store\'s checkpoint is back with it');
-  rollbackTo(m.mnt, 'on-the-new-store');
-  t.deepEqual(readdirSync(m.mnt).sort(), ['a', 'b', 'd']);
+  rollbackTo(m.mnt, 'ck', [join(m.mnt, 'a')]);
+  t.is(digest(join(m.mnt, 'a')), aAtT0, 'all three writes through the held handle were saved by the checkpoint of its store');
   // Discarding the spare discards its checkpoints with it.
-  t.true(existsSync(ckDir));
+  t.true(existsSync(newDir));
   t.is(strata(['swap', 'discard', m.mnt]).status, 0);
-  t.false(existsSync(ckDir), 'the discarded tree\'s checkpoint copy store is gone');
-  t.deepEqual(checkpoints(m.mnt).map((c) => c.name), ['on-the-new-store']);
+  t.false(existsSync(newDir), 'the discarded tree\'s checkpoint copy store is gone');
+  t.deepEqual(checkpoints(m.mnt).map((c) => c.name), ['ck']);
 });

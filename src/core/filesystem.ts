@@ -139,10 +139,14 @@ export class Filesystem {
       if (guard !== null) n++;
       return { ...f, guard };
     });
-    if (n === 0) { onAllClosed(); return; }
     // The same guard may still guard files of an earlier swap (its store was live again in between): one count for all of them.
-    const prev = this.detachedLeft.get(guard!);
-    this.detachedLeft.set(guard!, prev === undefined ? { n, onAllClosed } : { n: prev.n + n, onAllClosed: () => { prev.onAllClosed(); onAllClosed(); } });
+    const prev = guard !== null ? this.detachedLeft.get(guard) : undefined;
+    if (prev !== undefined) {
+      this.detachedLeft.set(guard!, { n: prev.n + n, onAllClosed: () => { prev.onAllClosed(); onAllClosed(); } });
+      return;
+    }
+    if (n === 0) { onAllClosed(); return; }
+    this.detachedLeft.set(guard!, { n, onAllClosed });
   }
 
   /** Files detached by a swap stop being guarded by `guard` (its store is being emptied: swap discard). */

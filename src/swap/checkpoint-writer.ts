@@ -217,6 +217,14 @@ class Writer {
     swapCrashPoint('swap-prepare-object');
   }
 
+  /** Live paths of T0 object `key`; when none, once more with a fresh index of the live tree (a program may have moved it since the index was made). */
+  private async locate(key: string, hint: string): Promise<string[]> {
+    const found = await this.view.locate(key, hint);
+    if (found.length > 0) return found;
+    this.view = new T0View(this.s, this.o.rootIno);
+    return this.view.locate(key, hint);
+  }
+
   /** The live object of T0 `key` (an open descriptor, checked to be that object), or null when it is gone. */
   private async openLive(key: string, hint: string): Promise<fsp.FileHandle | null> {
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -280,9 +288,9 @@ class Writer {
   private async attrsOf(key: string, hint: string): Promise<{ attrs: Attrs; xattrs: Record<string, string>; target?: string; id: ObjectId }> {
     let rec = this.s.attrs.get(key);
     let livePath: string | null = null;
-    if (rec === undefined || (rec.oid === undefined && key !== this.view.rootKey)) {
-      livePath = (await this.view.locate(key, hint))[0] ?? null;
-    }
+    // Never changed (nothing saved): it is alive, maybe moved. Saved without an id (an older log): its live id, if it is alive.
+    if (rec === undefined) livePath = (await this.locate(key, hint))[0] ?? null;
+    else if (rec.oid === undefined && key !== this.view.rootKey) livePath = (await this.view.locate(key, hint))[0] ?? null;
     if (rec === undefined) {
       if (livePath === null) throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) is neither in the live store nor saved in the checkpoint`);
       const rel = LocalStore.relative(livePath);

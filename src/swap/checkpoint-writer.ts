@@ -37,7 +37,7 @@ import type { BigIntStats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import * as native from '../native/index.js';
-import { ROOT_ID, type Attrs, type ObjectId } from '../protocol/records.js';
+import { ROOT_ID, badNameReason, type Attrs, type ObjectId } from '../protocol/records.js';
 import { readObjectId, writeObjectId } from '../store/object-ids.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import { applyAttrs } from '../restore/materialise.js';
@@ -93,7 +93,8 @@ export async function checkpointTotals(state: CheckpointState, rootIno: bigint):
 async function t0Items(view: T0View, key: string, at: string): Promise<T0Item[]> {
   const list = (await view.listing(key, at)) ?? [];
   return list
-    .filter(([name]) => !(key === view.rootKey && name === RESERVED_NAME))
+    // A name that cannot be one entry (never from a real directory) is never joined to a spare path.
+    .filter(([name]) => badNameReason(name) === null && !(key === view.rootKey && name === RESERVED_NAME))
     .map(([name, k, dtype]) => ({ name, key: k, kind: view.attrs(k)?.kind ?? kindOfDtype(dtype) }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

@@ -7,6 +7,10 @@
 # under that program; the drill checks that the tree equals the good point,
 # that the program never failed, that the archive converged (strata verify),
 # then swaps back and checks the damaged tree is exactly what it was.
+# Second round, the same good point from a local checkpoint taken with the
+# snapshot (`--from checkpoint:good`: the live files are block-copied, only the
+# blocks changed since are read from the checkpoint's log): prepare, commit
+# under the program, check, swap back.
 # Run as root (FUSE). Exit 0 when everything held.
 #
 #   STRATA  how to run strata [node $(dirname $0)/../bin/strata.js]
@@ -44,6 +48,7 @@ step "the good point: an archive snapshot"
 $STRATA archive targets --archive "$ARCHIVE" --target A="$WORK/target" >/dev/null
 SNAP=$($STRATA snapshot create "$MNT" --wait --json | node -e 'process.stdin.on("data", d => console.log(JSON.parse(d).id))')
 echo "snapshot $SNAP"
+$STRATA checkpoint create "$MNT" --name good     # the same point, kept locally (docs/checkpoints.md)
 manifest "$MNT" > "$WORK/good.manifest"
 
 step "a processing run damages the volume"
@@ -52,14 +57,19 @@ rm -f "$MNT"/src/lib/mod1[0-9].txt; mv "$MNT/src/lib" "$MNT/src/lib.broken"; ech
 $STRATA sync "$MNT"
 manifest "$MNT" > "$WORK/damaged.manifest"
 
+program() {
+  rm -f "$WORK/stop"
+  ( set +e; n=0
+    while [ ! -e "$WORK/stop" ]; do
+      cat "$MNT"/data/*.bin > /dev/null || echo "read failed" >> "$WORK/errors"
+      echo "line $n" >> "$MNT/log" || echo "append failed" >> "$WORK/errors"
+      n=$((n + 1))
+    done ) &
+  PROG=$!
+}
+
 step "a program keeps using the mount (reads every file, appends to a log)"
-( set +e; n=0
-  while [ ! -e "$WORK/stop" ]; do
-    cat "$MNT"/data/*.bin > /dev/null || echo "read failed" >> "$WORK/errors"
-    echo "line $n" >> "$MNT/log" || echo "append failed" >> "$WORK/errors"
-    n=$((n + 1))
-  done ) &
-PROG=$!
+program
 
 step "prepare a spare from the good point (in the background of the daemon)"
 $STRATA swap prepare "$MNT" --spare "$SPARE" --from "snapshot:$SNAP"
@@ -80,4 +90,22 @@ manifest "$MNT" | diff - "$WORK/damaged.manifest" >/dev/null || fail "swap back 
 $STRATA sync "$MNT"
 $STRATA verify --store "$STORE" --archive "$ARCHIVE" --volume project || fail "the archive did not converge after swap back"
 $STRATA snapshot list --archive "$ARCHIVE" --volume project
+
+step "again from the local checkpoint: the spare still holds the snapshot's tree, discard it first"
+$STRATA checkpoint list "$MNT"          # live again: it belongs to this store
+$STRATA swap discard "$MNT"
+program
+$STRATA swap prepare "$MNT" --spare "$SPARE" --from checkpoint:good
+$STRATA swap commit "$MNT" --hold-timeout 10
+sleep 1; touch "$WORK/stop"; wait "$PROG"; PROG=
+[ -e "$WORK/errors" ] && fail "the program saw errors: $(sort "$WORK/errors" | uniq -c)"
+manifest "$MNT" | diff - "$WORK/good.manifest" >/dev/null || fail "the tree is not the checkpoint's"
+echo "the tree is the checkpoint's; the program never failed"
+$STRATA status --json "$MNT" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const c=JSON.parse(s).swap.lastCommit;console.log("handover: "+c.handover.kind+", hold "+c.holdMs+" ms")})'
+$STRATA sync "$MNT"
+$STRATA verify --store "$SPARE" --archive "$ARCHIVE" --volume project || fail "the archive did not converge to the checkpoint's tree"
+$STRATA swap back "$MNT"
+manifest "$MNT" | diff - "$WORK/damaged.manifest" >/dev/null || fail "swap back did not restore the pre-swap tree"
+$STRATA sync "$MNT"
+$STRATA verify --store "$STORE" --archive "$ARCHIVE" --volume project || fail "the archive did not converge after swap back"
 echo; echo "DRILL OK"

@@ -42,8 +42,14 @@ export class Checkpoints {
   /** One registry change or rollback at a time. */
   private queue: Promise<unknown> = Promise.resolve();
   private switcher: TrackingSwitch | null = null;
+  /** Checkpoints read by someone outside (a swap prepare): not deleted meanwhile. */
+  private readonly pins = new Map<string, number>();
 
-  private constructor(private readonly store: LocalStore, private readonly fs: Filesystem, private readonly log: Logger) {
+  /** The store these checkpoints are of: its paths when they were loaded (a swap moves the daemon's LocalStore to another directory; they stay with this one). */
+  private readonly store: { readonly root: string; readonly privateDir: string };
+
+  private constructor(store: LocalStore, private readonly fs: Filesystem, private readonly log: Logger) {
+    this.store = { root: store.root, privateDir: store.privateDir };
     this.tracker = new Tracker(store.root, log, (s, reason) => this.markInvalid(s, reason));
   }
 
@@ -141,9 +147,39 @@ export class Checkpoints {
     });
   }
 
+  /**
+   * A valid checkpoint's state for a reader outside this class (`strata swap
+   * prepare --from checkpoint:NAME`): it cannot be deleted until `unpin`.
+   */
+  pin(name: string): { state: CheckpointState; rootIno: () => Promise<bigint>; unpin: () => void } {
+    const state = this.valid(name);
+    this.pins.set(name, (this.pins.get(name) ?? 0) + 1);
+    let done = false;
+    const unpin = (): void => {
+      if (done) return;
+      done = true;
+      const n = (this.pins.get(name) ?? 1) - 1;
+      if (n <= 0) this.pins.delete(name);
+      else this.pins.set(name, n);
+    };
+    return { state, rootIno: () => this.rootIno(), unpin };
+  }
+
+  /**
+   * The store stopped being the live one (a swap, src/swap): its tracker goes
+   * on guarding only the files opened before (the daemon hands it to them),
+   * and says nothing to the adapter any more.
+   */
+  detach(): void {
+    this.switcher = null;
+  }
+
   delete(name: string): Promise<void> {
     return this.serial(async () => {
       const info = this.find(name);
+      if ((this.pins.get(name) ?? 0) > 0) {
+        throw new FsError('EBUSY', `checkpoint ${name} is being read by \`strata swap prepare\` (strata status): delete it once the spare is ready, or \`strata swap discard\` first`);
+      }
       const s = this.states.get(name);
       if (s) this.tracker.remove(s);
       this.infos = this.infos.filter((i) => i !== info);
@@ -172,7 +208,12 @@ export class Checkpoints {
     });
   }
 
+  private closed = false;
+
+  /** Closes every log (once). */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     for (const s of this.states.values()) await s.close();
   }
 

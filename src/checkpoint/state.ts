@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import * as native from '../native/index.js';
-import { isPrivateXattr } from '../store/object-ids.js';
+import { isPrivateXattr, readObjectId } from '../store/object-ids.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { CheckpointLog, type Frame } from './log.js';
 
@@ -44,6 +44,8 @@ export interface AttrRec {
   xattrs: [string, string][];
   /** A symbolic link's target. */
   target?: string;
+  /** strata's object id of it (absent: it had none, or saved by a version before this field); a swap prepare from the checkpoint gives it back. */
+  oid?: string;
 }
 
 /** A directory's entry at T0: name, key of the object, d_type. */
@@ -287,6 +289,8 @@ export async function readAttrs(obj: LiveObject): Promise<AttrRec> {
       }
     }
     if (kind === 'symlink') rec.target = await fsp.readlink(obj.rel);
+    const oid = await readObjectId(obj.rel).catch(() => null);
+    if (oid !== null) rec.oid = oid;
   }
   return rec;
 }

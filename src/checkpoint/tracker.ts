@@ -144,13 +144,14 @@ export class Tracker implements ChangeGuard {
     // No name left: it was saved whole when it lost its last name (or was not in the tree at T0).
     if (st.nlink === 0n) return null;
     // Its path is read only when its attributes are saved (once per object), not on every write.
+    // Absolute: after a swap (src/swap) the files opened before write the old store, which is
+    // no longer the working directory, and this store's tracker still guards them.
     const findRel = async (): Promise<string | null> => {
       try {
         const p = await fsp.readlink(`/proc/self/fd/${target.fd}`);
-        if (p === this.root) return '.';
+        if (p === this.root) return p;
         if (!p.startsWith(`${this.root}/`)) return null;
-        const r = p.slice(this.root.length + 1);
-        return (await fsp.lstat(r, { bigint: true }).then((l) => l.ino === st.ino, () => false)) ? r : null;
+        return (await fsp.lstat(p, { bigint: true }).then((l) => l.ino === st.ino, () => false)) ? p : null;
       } catch {
         return null;
       }

@@ -121,19 +121,24 @@ export class T0View {
     return out;
   }
 
-  private async liveIndex(): Promise<void> {
-    if (this.byKey) return;
-    this.byKey = new Map();
-    this.byPath = new Map();
-    this.noteAdded('/', this.rootKey);
-    const walk = async (dir: string): Promise<void> => {
-      for (const e of await liveEntries(dir)) {
-        const p = joinPath(dir, e.name);
-        this.noteAdded(p, this.s.canon(e.ino));
-        if (e.type === DT_DIR) await walk(p);
-      }
-    };
-    await walk('/');
+  /** The index being built (concurrent callers wait for the same walk: a swap prepare locates objects in parallel). */
+  private indexing: Promise<void> | null = null;
+
+  private liveIndex(): Promise<void> {
+    this.indexing ??= (async () => {
+      this.byKey = new Map();
+      this.byPath = new Map();
+      this.noteAdded('/', this.rootKey);
+      const walk = async (dir: string): Promise<void> => {
+        for (const e of await liveEntries(dir)) {
+          const p = joinPath(dir, e.name);
+          this.noteAdded(p, this.s.canon(e.ino));
+          if (e.type === DT_DIR) await walk(p);
+        }
+      };
+      await walk('/');
+    })();
+    return this.indexing;
   }
 
   /** The T0 listing of directory `key`; `livePath` is where it is now, when known. Null: not a directory at T0. */

@@ -33,7 +33,8 @@ export function prepareLine(p: PrepareStatus): string {
   const width = 24;
   const bar = '#'.repeat(Math.round((done / 100) * width)).padEnd(width, '.');
   return `[${bar}] ${String(done).padStart(3)}%  ${p.progress.entries}/${p.totals.entries} entries, ${mib(p.progress.bytes)}/${mib(p.totals.bytes)}` +
-    ` (copied locally ${mib(p.progress.copiedBytes)}, fetched ${mib(p.progress.fetchedBytes)}${p.progress.kept > 0 ? `, ${p.progress.kept} already in place` : ''})`;
+    ` (copied locally ${mib(p.progress.copiedBytes)}, ${p.source.startsWith('checkpoint:') ? `from the checkpoint's log ${mib(p.progress.logBytes ?? 0)}` : `fetched ${mib(p.progress.fetchedBytes)}`}` +
+    `${p.progress.kept > 0 ? `, ${p.progress.kept} already in place` : ''})`;
 }
 
 async function ask(mnt: string, swap: SwapRequest, timeoutMs = 120_000): Promise<unknown> {

@@ -125,6 +125,45 @@ export class Filesystem {
     this.handles.mapFiles((f) => ({ ...f, id: null, dirty: false, remote: false }));
   }
 
+  /**
+   * After detachOpenFiles: the files open now (of the old store) are guarded
+   * by `guard` (the old store's checkpoints, which stay with it) or by
+   * nothing, never by the new store's. `onAllClosed` runs once the last of
+   * them is released (at once when there is none). A file detached by an
+   * earlier swap keeps the guard it has.
+   */
+  guardDetachedFiles(guard: ChangeGuard | null, onAllClosed: () => void): void {
+    let n = 0;
+    this.handles.mapFiles((f) => {
+      if (f.guard !== undefined) return f;
+      if (guard !== null) n++;
+      return { ...f, guard };
+    });
+    // The same guard may still guard files of an earlier swap (its store was live again in between): one count for all of them.
+    const prev = guard !== null ? this.detachedLeft.get(guard) : undefined;
+    if (prev !== undefined) {
+      this.detachedLeft.set(guard!, { n: prev.n + n, onAllClosed: () => { prev.onAllClosed(); onAllClosed(); } });
+      return;
+    }
+    if (n === 0) { onAllClosed(); return; }
+    this.detachedLeft.set(guard!, { n, onAllClosed });
+  }
+
+  /** Files detached by a swap stop being guarded by `guard` (its store is being emptied: swap discard). */
+  unguardDetachedFiles(guard: ChangeGuard): void {
+    this.handles.mapFiles((f) => (f.guard === guard ? { ...f, guard: null } : f));
+    const left = this.detachedLeft.get(guard);
+    this.detachedLeft.delete(guard);
+    left?.onAllClosed();
+  }
+
+  private readonly detachedLeft = new Map<ChangeGuard, { n: number; onAllClosed: () => void }>();
+
+  /** What guards changes through an open file: the store's guard, or the old store's for a file opened before a swap. */
+  private guardOf(f: OpenFile): ChangeGuard | null {
+    return f.guard !== undefined ? f.guard : this.guard;
+  }
+
   /** The restore is finished (or was never needed): no op asks it anything any more. */
   restoreFinished(): void {
     this.restore = null;
@@ -177,10 +216,11 @@ export class Filesystem {
       if (id !== null) await this.restore.changing(id, f ? f.fd : rel!);
     }
     if (this.restore && ch.size !== undefined) await this.beforeSizeChange(f, rel!, ch.size);
-    if (this.guard) {
+    const guard = f ? this.guardOf(f) : this.guard;
+    if (guard) {
       const target: GuardTarget = f ? { fd: f.fd } : { rel: rel! };
-      await this.guard.attrs(target);
-      if (ch.size !== undefined) await this.guard.size(target, ch.size);
+      await guard.attrs(target);
+      if (ch.size !== undefined) await guard.size(target, ch.size);
     }
     if (ch.mode !== undefined) {
       const mode = ch.mode & 0o7777;
@@ -448,7 +488,8 @@ export class Filesystem {
   async write(handle: number, buf: Buffer, length: number, position: number): Promise<number> {
     const f = this.file(handle);
     if (this.sink) await this.sink.admit(length + 128);
-    if (this.guard) await this.guard.data({ fd: f.fd }, position, length);
+    const guard = this.guardOf(f);
+    if (guard) await guard.data({ fd: f.fd }, position, length);
     const doWrite = (): Promise<number> => new Promise<number>((resolve, reject) => {
       fs.write(f.fd, buf, 0, length, position, (err, written) => (err ? reject(err) : resolve(written)));
     });
@@ -478,7 +519,8 @@ export class Filesystem {
       return n > 0 ? this.write(handle, buf, n, position) : 0;
     }
     const f = this.file(handle);
-    if (this.guard) await this.guard.data({ fd: f.fd }, position, length);
+    const guard = this.guardOf(f);
+    if (guard) await guard.data({ fd: f.fd }, position, length);
     return native.copyRange(srcFd, srcOffset, f.fd, position, length);
   }
 
@@ -505,9 +547,10 @@ export class Filesystem {
       await this.restore.fetchAll(f.id, f.fd);
       f.remote = false;
     }
-    if (this.guard) {
-      if ((mode & (native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_ZERO_RANGE)) !== 0) await this.guard.data({ fd: f.fd }, offset, length);
-      else await this.guard.attrs({ fd: f.fd });
+    const guard = this.guardOf(f);
+    if (guard) {
+      if ((mode & (native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_ZERO_RANGE)) !== 0) await guard.data({ fd: f.fd }, offset, length);
+      else await guard.attrs({ fd: f.fd });
     }
     await native.fallocate(f.fd, mode, offset, length);
     if (!this.sink || f.id === null) return;
@@ -532,6 +575,11 @@ export class Filesystem {
     } finally {
       this.handles.remove(handle);
       await new Promise<void>((resolve, reject) => fs.close(entry.fd, (err) => (err ? reject(err) : resolve())));
+      const left = entry.guard ? this.detachedLeft.get(entry.guard) : undefined;
+      if (left !== undefined && --left.n === 0) {
+        this.detachedLeft.delete(entry.guard!);
+        left.onAllClosed();
+      }
     }
   }
 

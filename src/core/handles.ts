@@ -2,6 +2,8 @@
 // op of an open file; the FUSE bridge carries 32 bits of it to JavaScript, so the
 // table hands out small integers and reuses freed ones.
 
+import type { ChangeGuard } from './change-guard.js';
+
 export interface OpenFile {
   readonly kind: 'file';
   /** Backing descriptor in the local store. */
@@ -14,6 +16,11 @@ export interface OpenFile {
   dirty: boolean;
   /** Some of its data may still be only in the archive (an unfinished restore). */
   remote: boolean;
+  /**
+   * Opened before a swap (src/swap): what guards its changes — the old
+   * store's checkpoints, or nothing (null). Absent: the store's guard.
+   */
+  readonly guard?: ChangeGuard | null;
 }
 
 export interface OpenDir {

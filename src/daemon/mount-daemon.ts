@@ -113,6 +113,8 @@ export class MountDaemon {
   private control: Server | null = null;
   private fs: Filesystem | null = null;
   private checkpoints: Checkpoints | null = null;
+  /** Checkpoints of a store that is no longer live, still guarding files opened before the swap (src/swap). */
+  private spareCheckpoints: { store: string; cps: Checkpoints }[] = [];
   private readonly startedAt = new Date();
   private state: DaemonStatus['state'] = 'starting';
   private mirror: Mirror | null = null;
@@ -156,6 +158,11 @@ export class MountDaemon {
       adapter: () => this.adapter, fs: () => this.fs,
       mirror: () => (this.mirror && this.config.mirror ? { mirror: this.mirror, opts: { ...this.config.mirror, mountpoint: this.mountpoint } } : null),
       setMirror: (m) => { this.mirror = m; },
+      checkpoints: () => (this.state === 'serving' ? this.checkpoints : null),
+      storeSwitched: (oldRoot) => this.checkpointsFollowSwap(oldRoot),
+      spareDiscarding: async (dir) => {
+        for (const e of this.spareCheckpoints.filter((x) => x.store === dir)) this.fs?.unguardDetachedFiles(e.cps.tracker);
+      },
       archive: () => {
         const m = this.config.mirror;
         return m ? { url: m.archiveUrl, volume: m.volume, ...(m.tokenFile !== undefined ? { tokenFile: m.tokenFile } : {}) } : null;
@@ -424,14 +431,6 @@ export class MountDaemon {
       }
       case 'swap': {
         if (!this.swap) throw new Error('the daemon is starting');
-        // A checkpoint belongs to the store it was taken of (its pre-images
-        // name that store's inodes): a swap would leave it describing a store
-        // that no longer serves, and a rollback would write old blocks into
-        // other files. So the exchange waits until there are none.
-        const held = this.checkpoints?.list() ?? [];
-        if ((req.swap.action === 'commit' || req.swap.action === 'back') && held.length > 0) {
-          throw new Error(`the store has checkpoints (${held.map((c) => c.name).join(', ')}): delete them (strata checkpoint delete) before a swap; a checkpoint belongs to the store it was taken of`);
-        }
         return this.swap.handle(req.swap);
       }
       case 'unmount':
@@ -442,6 +441,59 @@ export class MountDaemon {
       default:
         throw new Error(`unknown command ${(req as { cmd: string }).cmd}`);
     }
+  }
+
+  /**
+   * A swap switched the daemon to another store (requests are held).
+   * Checkpoints stay with the store they were taken of (their pre-images name
+   * that store's inodes): the new live store's registry is loaded and tracked
+   * from now on (none after a prepare; after `swap back`, the ones taken
+   * before the swap are live again), and the old store's go on guarding only
+   * the files opened before the swap, which write the old store, so that
+   * they are still right when a `swap back` brings them back. Until the last
+   * of those files is closed every change goes through the core.
+   */
+  private async checkpointsFollowSwap(oldRoot: string): Promise<void> {
+    const fs = this.fs!;
+    const adapter = this.adapter!;
+    const old = this.checkpoints;
+    old?.detach();
+    // Never the old store's guard for the new store's objects, even for an instant.
+    fs.guard = null;
+    // The new live store's checkpoints may still be open, guarding files of an earlier swap: the same instance (one writer per log).
+    const again = this.spareCheckpoints.find((e) => e.store === this.store.root);
+    let cps: Checkpoints;
+    if (again !== undefined) {
+      this.spareCheckpoints = this.spareCheckpoints.filter((e) => e !== again);
+      cps = again.cps;
+      fs.guard = cps.tracker;
+    } else {
+      try {
+        cps = await Checkpoints.load(this.store, fs, this.log);
+      } catch (err) {
+        // Decided, but the new store's checkpoints cannot be tracked: changes must not reach it untracked. The next start loads them (or says why not).
+        this.log.fatal({ err }, 'swap: the new store\'s checkpoints cannot be loaded after the exchange; exiting (`strata mount` again serves the new store)');
+        process.exit(1);
+      }
+    }
+    this.checkpoints = cps;
+    // Files of a former store whose checkpoints guard them keep every change going through the core, whatever the live store's do.
+    cps.attach({ tracking: (on) => adapter.trackingChanged(on || this.spareCheckpoints.length > 0) });
+    const oldGuard = old !== null && old.tracker.active ? old.tracker : null;
+    const entry = old !== null && oldGuard !== null ? { store: oldRoot, cps: old } : null;
+    if (entry !== null) this.spareCheckpoints.push(entry);
+    fs.guardDetachedFiles(oldGuard, () => {
+      if (entry !== null) this.spareCheckpoints = this.spareCheckpoints.filter((e) => e !== entry);
+      // Unless a swap back made them live again, the old store's checkpoints need nothing any more.
+      if (old !== null && this.checkpoints !== old && !this.spareCheckpoints.some((e) => e.cps === old)) void old.close();
+      if (!adapter.holding) void adapter.trackingChanged(this.changesTracked());
+    });
+    adapter.setTrackingDuringHold(this.changesTracked());
+  }
+
+  /** Some checkpoints need every change to reach the core: the live store's, or a spare's guarding files opened before a swap. */
+  private changesTracked(): boolean {
+    return (this.checkpoints?.tracker.active ?? false) || this.spareCheckpoints.length > 0;
   }
 
   private async prepareMountpoint(): Promise<void> {

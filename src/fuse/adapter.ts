@@ -215,6 +215,22 @@ export class FuseAdapter {
   }
 
   /**
+   * A swap (src/swap) changed whose checkpoints track changes, while requests
+   * are held: only the flag changes here; the FUSE thread's own answers
+   * follow when the hold ends (releaseHeld). `on` keeps every change going
+   * through the core (files opened before the swap write the old store, and
+   * its checkpoints must see those writes too).
+   */
+  setTrackingDuringHold(on: boolean): void {
+    this.trackingOn = on;
+  }
+
+  /** Requests are held (a swap). */
+  get holding(): boolean {
+    return this.hold !== null;
+  }
+
+  /**
    * The store changed behind the kernel's back (a rollback): the kernel's
    * view follows (names in the inode table; cached names, attributes and
    * data dropped, from a thread of the bridge's own).

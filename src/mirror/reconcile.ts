@@ -156,6 +156,15 @@ class Reconciler {
   private readonly linked = new Map<string, ObjectId>();
   /** Archive entries whose name is gone locally (or set aside), by id: if the object turns up elsewhere, this is its archive state. */
   private readonly gone = new Map<ObjectId, EntryImage>();
+  /**
+   * Objects the archive has at another name, found by id, whose archive
+   * xattrs were not known when their local ones were set (the local path):
+   * an xattr only the archive has is removed once their archive entry turns
+   * up (another name of theirs, a name seen gone, or an archive directory
+   * about to be removed). A swap to an older tree (a checkpoint's) moves
+   * objects back whose xattrs changed since, so this is common there.
+   */
+  private readonly xattrsUnknown = new Map<ObjectId, string>();
   /** Removals emitted at the end, in the order found. */
   private readonly removals: Removal[] = [];
   /** Names for entries set aside: unique per run, never a name a user has. */
@@ -188,6 +197,7 @@ class Reconciler {
     this.done.entries++;
     await this.fixXattrs(ROOT_ID, store, rootImage.xattrs);
     await this.syncDir('/', store, ROOT_ID, st, rootImage, rootImage.attrs, true);
+    await this.settleUnknownXattrs();
     for (const r of this.removals) await this.emit(r);
     this.progress(true);
     return this.stats;
@@ -323,6 +333,7 @@ class Reconciler {
       if (this.linked.has(key)) {
         // Another name of an object this run already brought over.
         if (a === undefined) await this.emit({ op: 'link', parent, name: l.name, id, parentMtime });
+        else await this.knownXattrs(id, a);
         return null;
       }
       this.linked.set(key, id);
@@ -365,10 +376,10 @@ class Reconciler {
         await this.emit({ op: 'link', parent, name: l.name, id, parentMtime });
         await this.shipBlocks(id, l, prior.blocks);
         await this.emit({ op: 'setattr', id, attrs });
-        // Its xattrs on the archive are unknown: set every local one. (A name
-        // only the archive has would stay: the one known gap, for a file that
-        // moved without a record into a directory visited before its old one.)
+        // Its xattrs on the archive are unknown: set every local one now, remove
+        // the archive's others once its archive entry is seen (settleUnknownXattrs).
         await this.fixXattrs(id, l.fsPath, {});
+        this.xattrsUnknown.set(id, l.fsPath);
         return null;
       }
       case 'unknown': {
@@ -378,7 +389,48 @@ class Reconciler {
         await this.emit({ op: 'create', parent, name: l.name, id, attrs, ...(target !== undefined ? { target } : {}), parentMtime });
         await this.emit({ op: 'setattr', id, attrs });
         await this.fixXattrs(id, l.fsPath, {});
+        this.xattrsUnknown.set(id, l.fsPath);
         return null;
+      }
+    }
+  }
+
+  /** The archive entry of an object whose archive xattrs were unknown: its xattrs are made the local ones. */
+  private async knownXattrs(id: ObjectId, a: EntryImage): Promise<void> {
+    const fsPath = this.xattrsUnknown.get(id);
+    if (fsPath === undefined || a.id !== id) return;
+    this.xattrsUnknown.delete(id);
+    await this.fixXattrs(id, fsPath, a.xattrs);
+  }
+
+  /**
+   * Before the removals: the objects whose archive xattrs are still unknown
+   * are looked for among the names seen gone, then in the archive directories
+   * about to be removed (and below them), the only places left where the
+   * archive can have them.
+   */
+  private async settleUnknownXattrs(): Promise<void> {
+    if (this.xattrsUnknown.size === 0) return;
+    for (const id of [...this.xattrsUnknown.keys()]) {
+      const g = this.gone.get(id);
+      if (g !== undefined) await this.knownXattrs(id, g);
+    }
+    const dirs = [...this.gone.values()].filter((e) => typeOfMode(e.attrs.mode) === 'dir').map((e) => e.id);
+    const seen = new Set<ObjectId>();
+    while (this.xattrsUnknown.size > 0 && dirs.length > 0) {
+      const dirId = dirs.pop()!;
+      if (seen.has(dirId)) continue;
+      seen.add(dirId);
+      let img: DirImage;
+      try {
+        img = await this.opts.archive.dirImage(this.opts.volume, dirId);
+      } catch (err) {
+        if (isArchiveError(err, 'ENOOBJECT')) continue;
+        throw err;
+      }
+      for (const e of img.entries) {
+        await this.knownXattrs(e.id, e);
+        if (typeOfMode(e.attrs.mode) === 'dir') dirs.push(e.id);
       }
     }
   }

@@ -29,6 +29,9 @@ import { swapCrashPoint } from './crash-points.js';
 import type { Mirror, MirrorOptions } from '../mirror/mirror.js';
 import { checkSnapshotTarget, handOver, seedMirrorState, snapshotPreSwapHead, type HandoverInfo } from './mirror-handover.js';
 import type { ArchivePoint } from './spare.js';
+import type { Checkpoints } from '../checkpoint/manager.js';
+import { checkpointTotals, writeCheckpointTree } from './checkpoint-writer.js';
+import { readFile } from 'node:fs/promises';
 
 export type BusyMode = 'wait' | 'ebusy';
 
@@ -100,7 +103,29 @@ export interface SwapHost {
   /** A mirrored mount's mirror and its options, and how to replace it after an exchange. */
   mirror(): { mirror: Mirror; opts: MirrorOptions } | null;
   setMirror(m: Mirror): void;
+  /** The live store's checkpoints (a `checkpoint:NAME` source), null before the mount serves. */
+  checkpoints(): Checkpoints | null;
+  /**
+   * Called during the hold, right after the daemon switched to the new store:
+   * checkpoints stay with the store they were taken of (the new live store's
+   * become the tracked ones; the old store's guard the files opened before).
+   */
+  storeSwitched(oldRoot: string): Promise<void>;
+  /** The spare `dir` is about to be emptied (swap discard): nothing may write into it through checkpoints any more. */
+  spareDiscarding(dir: string): Promise<void>;
   log: Logger;
+}
+
+/** A source opened for a prepare: what it is, its totals, and how to write its tree into the spare. */
+interface OpenedSource {
+  describe: string;
+  /** Which one of the sources of that name it is (a checkpoint's id: a later checkpoint of the same name is another tree). */
+  sourceId?: string;
+  totals: { entries: number; bytes: number };
+  point: ArchivePoint | null;
+  /** Resolves with the ids of files a mirrored commit must compare whatever their size and mtime (SpareState.compare), if any. */
+  write(spare: string, live: string, progress: WriteProgress, cancelled: () => boolean): Promise<string[] | undefined>;
+  close(): Promise<void>;
 }
 
 const PREPARED_FILE = 'swap-prepared.json';
@@ -139,7 +164,7 @@ export class SwapController {
     if (st === null || st.state === 'previous') return;
     this.job = {
       spare: p.spare, source: p.source, describe: st.source, state: st.state === 'ready' ? 'ready' : 'interrupted', point: st.point ?? null, resumed: false,
-      totals: st.totals, progress: { entries: 0, bytes: 0, kept: 0, copiedBytes: 0, fetchedBytes: 0 },
+      totals: st.totals, progress: { entries: 0, bytes: 0, kept: 0, copiedBytes: 0, fetchedBytes: 0, logBytes: 0 },
       error: st.state === 'ready' ? null : 'interrupted (the daemon stopped): run `strata swap prepare` again to resume',
       startedAt: st.updatedAt, finishedAt: st.state === 'ready' ? st.updatedAt : null,
     };
@@ -182,13 +207,13 @@ export class SwapController {
     try {
       const src = parseSource(sourceText);
       const source = formatSource(src);
-      const archiveRef = archiveArg ?? this.host.archive();
-      const reader = await openSource(src, archiveRef);
-      const point: ArchivePoint | null = archiveRef === null ? null : { ...reader.point, archive: archiveRef.url, volume: archiveRef.volume };
+      const reader = src.kind === 'checkpoint' ? await this.openCheckpoint(src.name) : await this.openArchive(src, archiveArg ?? this.host.archive());
+      const point = reader.point;
       let check;
       try {
         check = await checkSpare(spareArg, {
           store: this.host.storeArg, live: this.host.store.root, source, treeBytes: reader.totals.bytes,
+          ...(reader.sourceId !== undefined ? { sourceId: reader.sourceId } : {}),
         });
       } catch (err) {
         await reader.close().catch(() => {});
@@ -196,11 +221,17 @@ export class SwapController {
       }
       const { spare, resume } = check;
       const totals = { entries: reader.totals.entries, bytes: reader.totals.bytes };
-      await writeSpareState(spare, { format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'writing', totals, ...(point !== null ? { point } : {}), updatedAt: '' });
-      await writeFileDurably(join(this.host.store.privateDir, PREPARED_FILE), `${JSON.stringify({ spare, source })}\n`);
+      const ident = { ...(point !== null ? { point } : {}), ...(reader.sourceId !== undefined ? { sourceId: reader.sourceId } : {}) };
+      try {
+        await writeSpareState(spare, { format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'writing', totals, ...ident, updatedAt: '' });
+        await writeFileDurably(join(this.host.store.privateDir, PREPARED_FILE), `${JSON.stringify({ spare, source })}\n`);
+      } catch (err) {
+        await reader.close().catch(() => {});
+        throw err;
+      }
       const job: PrepareStatus = {
         spare, source, describe: reader.describe, state: 'writing', point, resumed: resume, totals,
-        progress: { entries: 0, bytes: 0, kept: 0, copiedBytes: 0, fetchedBytes: 0 },
+        progress: { entries: 0, bytes: 0, kept: 0, copiedBytes: 0, fetchedBytes: 0, logBytes: 0 },
         error: null, startedAt: new Date().toISOString(), finishedAt: null,
       };
       this.job = job;
@@ -210,12 +241,12 @@ export class SwapController {
       const started = Date.now();
       this.running = (async () => {
         try {
-          await writeTree({
-            client: reader.client, volume: reader.volume, spare, live: this.host.store.root,
-            progress: job.progress, cancelled: () => this.cancel,
-          });
+          const compare = await reader.write(spare, this.host.store.root, job.progress, () => this.cancel);
           await syncfs(spare);
-          await writeSpareState(spare, { format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'ready', totals, ...(point !== null ? { point } : {}), updatedAt: '' });
+          await writeSpareState(spare, {
+            format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'ready', totals,
+            ...ident, ...(compare !== undefined ? { compare } : {}), updatedAt: '',
+          });
           job.state = 'ready';
           job.finishedAt = new Date().toISOString();
           log.info({ spare, ms: Date.now() - started, ...job.progress }, 'swap: the spare is ready');
@@ -235,7 +266,56 @@ export class SwapController {
     }
   }
 
+  /** An archive source (snapshot, record, time). */
+  private async openArchive(src: ReturnType<typeof parseSource>, archiveRef: ArchiveRef | null): Promise<OpenedSource> {
+    const reader = await openSource(src, archiveRef);
+    return {
+      describe: reader.describe,
+      totals: { entries: reader.totals.entries, bytes: reader.totals.bytes },
+      point: archiveRef === null ? null : { ...reader.point, archive: archiveRef.url, volume: archiveRef.volume },
+      write: async (spare, live, progress, cancelled) => { await writeTree({ client: reader.client, volume: reader.volume, spare, live, progress, cancelled }); return undefined; },
+      close: () => reader.close(),
+    };
+  }
+
+  /**
+   * A local checkpoint of the live store (src/swap/checkpoint-writer.ts): its
+   * T0 tree, read off the live store and the checkpoint's pre-image log. The
+   * checkpoint cannot be deleted while this reads it. Not a point of the
+   * archive's history: a mirrored commit re-converges the archive by
+   * comparison.
+   */
+  private async openCheckpoint(name: string): Promise<OpenedSource> {
+    const cps = this.host.checkpoints();
+    if (cps === null) throw new Error('the mount is not serving yet');
+    let pin;
+    try {
+      pin = cps.pin(name);
+    } catch (err) {
+      throw new Error(`source checkpoint:${name}: ${(err as Error).message} (strata checkpoint list shows this mount's checkpoints)`);
+    }
+    try {
+      const rootIno = await pin.rootIno();
+      const totals = await checkpointTotals(pin.state, rootIno);
+      const info = pin.state.info;
+      return {
+        describe: `checkpoint ${info.name} of ${info.createdAt}`,
+        sourceId: info.id,
+        totals: { entries: totals.entries, bytes: totals.bytes },
+        point: null,
+        write: (spare, live, progress, cancelled) => writeCheckpointTree({ state: pin.state, rootIno, live, spare, progress, cancelled, parallel: 8 }, totals.multi),
+        close: async () => pin.unpin(),
+      };
+    } catch (err) {
+      pin.unpin();
+      throw err;
+    }
+  }
+
   private async exchange(direction: 'commit' | 'back', holdTimeoutMs: number, busyMode: BusyMode): Promise<CommitResult> {
+    if (this.running !== null) {
+      throw new Error(`a prepare of ${this.job?.spare ?? 'a spare'} is under way: wait until \`strata status\` says it is ready (or \`strata swap discard\` it), then swap`);
+    }
     const adapter = this.host.adapter();
     const fs = this.host.fs();
     if (adapter === null || fs === null) throw new Error('the mount is not serving yet');
@@ -265,6 +345,8 @@ export class SwapController {
       source = (await readSpareState(s).catch(() => null))?.source ?? `the tree before swap ${this.record!.generation}`;
     }
     const st = await lstat(spare, { bigint: true });
+    // Files the mirrored handover compares whatever their size and mtime (a checkpoint source's changed files).
+    const compare = direction === 'commit' && mirrored !== null ? new Set((await readSpareState(spare).catch(() => null))?.compare ?? []) : new Set<string>();
     this.exclusive(direction);
     const log = this.host.log.child({ component: 'swap' });
     const oldLive = this.host.store.root;
@@ -311,11 +393,14 @@ export class SwapController {
         this.host.store.enter();
         fs.detachOpenFiles();
         adapter.switchStore(st.ino);
+        // Checkpoints stay with their store: the new store's are tracked from here on (before any change reaches it).
+        await this.host.storeSwitched(oldLive);
         if (mirrored !== null) {
           // Reads go on against the new store while it is re-converged; changes wait for it.
           adapter.holdWritesOnly();
           try {
-            const h = await handOver(mirrored.mirror, archive!, mirrored.opts, spare, this.host.store.privateDir, log, point, snapshot);
+            const h = await handOver(mirrored.mirror, archive!, mirrored.opts, spare, this.host.store.privateDir, log, point, snapshot,
+              compare.size > 0 ? (_local, a) => compare.has(a.id) : undefined);
             handover = h.handover;
             fs.setSink(h.mirror);
             this.host.setMirror(h.mirror);
@@ -378,6 +463,10 @@ export class SwapController {
     try {
       this.cancel = true;
       await this.running?.catch(() => {});
+      await this.host.spareDiscarding(target);
+      // Checkpoints of the tree being discarded: their copy stores go with it (the default one is inside it).
+      const registry = await readFile(join(target, '.strata', 'checkpoints.json'), 'utf8').then((t) => (JSON.parse(t) as { checkpoints: { dir: string }[] }).checkpoints, () => []);
+      for (const c of registry) await rm(c.dir, { recursive: true, force: true }).catch(() => {});
       await emptySpare(target);
       if (this.record?.spare === target) {
         const next = { ...this.record, spare: null };

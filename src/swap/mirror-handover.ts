@@ -29,7 +29,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Mirror, type MirrorOptions } from '../mirror/mirror.js';
-import { reconcile } from '../mirror/reconcile.js';
+import { reconcile, type ReconcileOptions } from '../mirror/reconcile.js';
 import { openArchiveClient } from '../archive-client/open-archive.js';
 import { openSnapshotClient } from '../archive-client/open-snapshots.js';
 import { readFileIfExists, writeFileDurably } from '../store/durable-file.js';
@@ -143,7 +143,7 @@ export async function seedMirrorState(fromPrivateDir: string, toPrivateDir: stri
  * be one), else re-converged by a comparison of the whole tree.
  */
 export async function handOver(old: Mirror, archive: ArchiveRef, opts: MirrorOptions, newRoot: string, newPrivateDir: string, log: Logger,
-  point: ArchivePoint | null, keptBy: string | null): Promise<{ mirror: Mirror; handover: HandoverInfo }> {
+  point: ArchivePoint | null, keptBy: string | null, content?: ReconcileOptions['content']): Promise<{ mirror: Mirror; handover: HandoverInfo }> {
   const t0 = Date.now();
   const holder = { epoch: old.status().epoch, storeId: await Mirror.storeIdOf(newPrivateDir) };
   await old.abandon();
@@ -178,7 +178,7 @@ export async function handOver(old: Mirror, archive: ArchiveRef, opts: MirrorOpt
   }
   const before = m.journal.lastSeq;
   const stats = await reconcile({
-    store: newRoot, archive: m.client, volume: opts.volume,
+    store: newRoot, archive: m.client, volume: opts.volume, ...(content !== undefined ? { content } : {}),
     sink: {
       append: async (rec) => {
         await m.admit(512 + (rec.op === 'write' ? rec.data.length : rec.op === 'setxattr' ? rec.value.length : 0));

@@ -1,5 +1,6 @@
 // SOURCE of `strata swap prepare`: which point-in-time tree goes into the spare.
-//   checkpoint:NAME   a local checkpoint (issue 12; not available in this build)
+//   checkpoint:NAME   a local checkpoint of the live store (read by the daemon's
+//                     Checkpoints: src/swap/checkpoint-writer.ts, not here)
 //   snapshot:ID       an archive snapshot
 //   archive:RECORD    the archive's tree at record RECORD (a number)
 //   archive:TIME      the archive's tree at TIME (ISO 8601)
@@ -98,7 +99,7 @@ async function snapshotReader(snaps: SnapshotClient, info: SnapshotInfo, volume:
 
 /** Opens the tree of `src`; throws a clear Error when it does not exist. */
 export async function openSource(src: SwapSource, archive: ArchiveRef | null): Promise<TreeReader> {
-  if (src.kind === 'checkpoint') throw new Error(`checkpoints are not available in this build of strata (source ${formatSource(src)}): use snapshot:ID or archive:RECORD`);
+  if (src.kind === 'checkpoint') throw new Error(`source ${formatSource(src)} is a local checkpoint, not a tree of the archive (the daemon reads it: src/swap/checkpoint-writer.ts)`);
   if (archive === null) throw new Error(`source ${formatSource(src)} needs an archive: give --archive URL --volume NAME (a mirrored mount uses its own)`);
   const tokenOpts = archive.tokenFile !== undefined ? { tokenFile: archive.tokenFile } : {};
   if (src.kind === 'archive-record') {

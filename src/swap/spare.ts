@@ -30,6 +30,14 @@ export interface SpareState {
   totals: { entries: number; bytes: number };
   /** The archive point the tree is (absent for the pre-swap tree and before this field existed). */
   point?: ArchivePoint;
+  /**
+   * Object ids of files whose contents a mirrored commit compares with the
+   * archive even when their size and mtime are the archive's (a checkpoint
+   * source: the files changed since the checkpoint).
+   */
+  compare?: string[];
+  /** Which source of that name (a checkpoint's id). */
+  sourceId?: string;
   updatedAt: string;
 }
 
@@ -77,7 +85,7 @@ export interface SpareCheck {
  * Checks `spareArg` for a prepare of `source` for the mount of `store` whose
  * live store is `live`. Throws an Error whose message says what is wrong.
  */
-export async function checkSpare(spareArg: string, o: { store: string; live: string; source: string; treeBytes: number }): Promise<SpareCheck> {
+export async function checkSpare(spareArg: string, o: { store: string; live: string; source: string; sourceId?: string; treeBytes: number }): Promise<SpareCheck> {
   const spare = resolve(spareArg);
   let st;
   try {
@@ -106,6 +114,9 @@ export async function checkSpare(spareArg: string, o: { store: string; live: str
     if (state.state === 'previous') throw new Error(`the spare ${spare} holds the tree from before the last swap: \`strata swap back\` to use it, or \`strata swap discard\` first`);
     if (state.source !== o.source) {
       throw new Error(`the spare ${spare} holds ${state.state === 'ready' ? 'a prepared' : 'an unfinished'} tree of ${state.source}, not ${o.source}: \`strata swap discard\` first`);
+    }
+    if (state.sourceId !== o.sourceId) {
+      throw new Error(`the spare ${spare} holds ${state.state === 'ready' ? 'a prepared' : 'an unfinished'} tree of an earlier ${state.source} (${state.sourceId ?? 'unknown'}), not of the one named so now (${o.sourceId ?? 'unknown'}): \`strata swap discard\` first`);
     }
     resume = true;
   } else if (names.length > 0 || (existsSync(priv) && (await readdir(priv)).some((n) => n !== 'daemon.log'))) {

@@ -45,6 +45,8 @@ export interface WriteProgress {
   copiedBytes: number;
   /** Bytes fetched from the archive. */
   fetchedBytes: number;
+  /** Bytes read from a checkpoint's pre-image log (a `checkpoint:NAME` source). */
+  logBytes: number;
 }
 
 export interface TreeWriterOptions {

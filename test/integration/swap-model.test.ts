@@ -4,10 +4,13 @@
 //     xattrs, sparse and multi-block files, symlinks, a fifo, odd names,
 //     modes, owners, ns times) built with the same system calls on a mirrored
 //     mount and in a native directory: the model of the point in time;
-//  2. `strata sync`, an archive snapshot: that record is the point;
+//  2. `strata sync`, an archive snapshot: that record is the point; and a
+//     local checkpoint of the same moment (`strata checkpoint create`);
 //  3. random operations on the mount (test/helpers/model-ops) — the tree
 //     moves on; its picture is the pre-swap model;
-//  4. `strata swap prepare --from archive:<the point's record>`, sometimes
+//  4. `strata swap prepare --from archive:<the point's record>` or, a random
+//     choice, `--from checkpoint:<the checkpoint>` (its T0 tree read off the
+//     live store and its pre-image log), sometimes
 //     with the daemon killed (kill -9, STRATA_CRASH_AT=swap-prepare-object:N)
 //     part-way and the prepare rerun after a restart (it resumes);
 //  5. `strata swap commit`: the mount must equal the native copy of the point
@@ -25,13 +28,14 @@ import { assertConverged, mount, syncMount } from '../helpers/mirror.js';
 import { Rng, applyBuild, diffPictures, livePicture, randomTree } from '../helpers/model-tree.js';
 import { describeOp, outcome, randomOp, scan } from '../helpers/model-ops.js';
 import { commit, prepare, snapshotNow, swapStatus, withSwapMount } from '../helpers/swap.js';
+import { createCheckpoint } from '../helpers/checkpoint.js';
 
 const RUNS = Number(process.env.STRATA_SWAP_MODEL_RUNS ?? 3);
 const FIRST = process.env.STRATA_SWAP_MODEL_SEED !== undefined ? Number(process.env.STRATA_SWAP_MODEL_SEED) : Math.floor(Math.random() * 2 ** 31);
 
 for (let run = 0; run < RUNS; run++) {
   const seed = FIRST + run;
-  test(`model-based: random tree, random ops, swap to a past record and back (seed ${seed})`, async (t) => {
+  test(`model-based: random tree, random ops, swap to a past record or a checkpoint and back (seed ${seed})`, async (t) => {
     t.timeout(600_000);
     const rng = new Rng(seed);
     const log: string[] = [];
@@ -47,6 +51,7 @@ for (let run = 0; run < RUNS; run++) {
     t.deepEqual(diffPictures(point, await livePicture(m.mnt, { nlink: true })), [], 'the build is the same on both sides');
     syncMount(m);
     const snap = snapshotNow(m);
+    createCheckpoint(m.mnt, 'point');
     const ops = rng.int(5, 40);
     for (let i = 0; i < ops; i++) {
       const op = randomOp(rng, await scan(m.mnt));
@@ -57,10 +62,14 @@ for (let run = 0; run < RUNS; run++) {
 
     const spare = join(m.base, 'spare');
     mkdirSync(spare);
-    const from = `archive:${snap.record}`;
+    const fromCheckpoint = rng.chance(0.5);
+    const from = fromCheckpoint ? 'checkpoint:point' : `archive:${snap.record}`;
+    log.push(`source ${from}`);
+    t.log(`source ${from}`);
     if (rng.chance(0.5)) {
       const nth = rng.int(1, 30);
       log.push(`prepare with a crash at swap-prepare-object:${nth}`);
+      t.log(`prepare with a crash at swap-prepare-object:${nth}`);
       t.is(strata(['unmount', m.mnt]).status, 0);
       t.is(strata(['mount', ...m.args, m.mnt], { STRATA_CRASH_AT: `swap-prepare-object:${nth}` }).status, 0);
       const p = prepare(m.mnt, spare, from);
@@ -81,7 +90,8 @@ for (let run = 0; run < RUNS; run++) {
     t.is(swapStatus(m.mnt).prepare?.state, 'ready');
     const c = commit(m.mnt);
     t.is(c.status, 0, c.out);
-    t.is(c.result?.handover?.kind, 'rollback', `the archive was moved to the point's snapshot (${c.result?.handover?.detail ?? ''})`);
+    // A checkpoint is not a point of the archive: the archive is brought to it by comparison.
+    t.is(c.result?.handover?.kind, fromCheckpoint ? 'reconcile' : 'rollback', `how the archive was brought to the point (${c.result?.handover?.detail ?? ''})`);
     log.push('committed');
     t.deepEqual(diffPictures(point, await livePicture(m.mnt, { nlink: true }), 'model at the point', 'after swap commit'), []);
     syncMount(m);

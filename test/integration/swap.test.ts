@@ -285,7 +285,7 @@ test('bad input: clear errors before anything starts', (t) => {
   err(prepare(m.mnt, spare, `archive:${rec + 1000}`, a), /keeps no tree/);
   err(prepare(m.mnt, spare, 'archive:1999-01-01T00:00:00Z', a), /no complete snapshot/);
   err(prepare(m.mnt, spare, 'tape:1', a), /bad source/);
-  err(prepare(m.mnt, spare, 'checkpoint:nightly', a), /checkpoints are not available/);
+  err(prepare(m.mnt, spare, 'checkpoint:nightly', a), /no checkpoint named nightly/);
   err(prepare(m.mnt, spare, `archive:${rec}`), /needs an archive/);
   err(prepare(m.mnt, m.store, `archive:${rec}`, a), /overlaps the live store/);
   err(prepare(m.mnt, src.store, `archive:${rec}`, a), /used by the strata mount|is a strata store/);

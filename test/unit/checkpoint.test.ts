@@ -14,6 +14,8 @@ import { createLogger } from '../../src/log/logger.js';
 import { enterTempStore } from '../helpers/core-store.js';
 import { livePicture, Rng } from '../helpers/model-tree.js';
 import { randomStep, type Actions } from '../helpers/checkpoint-ops.js';
+import { checkpointTotals, writeCheckpointTree } from '../../src/swap/checkpoint-writer.js';
+import type { WriteProgress } from '../../src/swap/tree-writer.js';
 
 const { base, store, leave } = await enterTempStore('strata-ckpt-');
 const core = new Filesystem(store);
@@ -183,6 +185,35 @@ test.serial('several checkpoints each keep their own tracking; a rollback to one
   await cps.delete('two');
   t.false(core.guard?.active ?? false);
 });
+
+for (const seed of [7, 8, 9]) {
+  test.serial(`a swap prepare from a checkpoint writes its T0 tree (seed ${seed}): the spare equals the picture taken at checkpoint time; the checkpoint cannot be deleted while it is read`, async (t) => {
+    const rng = new Rng(seed);
+    const top = `/sw${seed}`;
+    await core.mkdir(top, 0o755, ROOT);
+    for (let i = 0; i < 60; i++) await randomStep(rng, store.root, [top], act);
+    const before = await livePicture(store.root, { nlink: true, ignoreTop: ['.strata'] });
+    const name = `spare-src-${seed}`;
+    await cps.create({ name });
+    for (let i = 0; i < 80; i++) await randomStep(rng, store.root, [top], act);
+    const pin = cps.pin(name);
+    const err = await t.throwsAsync(cps.delete(name));
+    t.regex(err?.message ?? '', /being read by `strata swap prepare`/);
+    const spare = join(base, `spare-${seed}`);
+    await fsp.mkdir(spare);
+    const rootIno = await pin.rootIno();
+    const totals = await checkpointTotals(pin.state, rootIno);
+    const progress: WriteProgress = { entries: 0, bytes: 0, kept: 0, copiedBytes: 0, fetchedBytes: 0, logBytes: 0 };
+    const changed = await writeCheckpointTree({ state: pin.state, rootIno, live: store.root, spare, progress }, totals.multi);
+    pin.unpin();
+    t.deepEqual(await livePicture(spare, { nlink: true, ignoreTop: ['.strata'] }), before);
+    t.is(progress.entries, totals.entries);
+    t.true(progress.logBytes <= pin.state.log.bytes, 'only saved blocks come from the log');
+    t.true(changed.length <= totals.entries);
+    await cps.delete(name);
+    await fsp.rm(spare, { recursive: true, force: true });
+  });
+}
 
 test('the pre-image log: a torn or corrupt tail is cut off at open, whole frames are kept', async (t) => {
   const path = join(base, 'torn.log');

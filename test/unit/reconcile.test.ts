@@ -283,6 +283,27 @@ for (const fx of fixtures) {
     await c.client.close();
   });
 
+  test(`[${fx.name}] an object found by id at another archive name loses the xattrs only the archive has (another name of it, or a removed archive directory)`, async (t) => {
+    const c = await setup(fx);
+    await native.setxattr(join(c.store, 'a/sub/deeper/f2'), 'user.later', Buffer.from('archive only'), 0);
+    await sync(c);
+    t.deepEqual(await diff(c), []);
+    // A hard-linked file moved to a name visited before its archive name, its xattr removed:
+    // the other name (b/f1-hard) is visited later and carries the archive's xattrs.
+    await native.removexattr(join(c.store, 'a/f1'), 'user.color');
+    await fsp.rename(join(c.store, 'a/f1'), join(c.store, 'a0'));
+    // A single-name file moved out of a directory that is then removed: only the removed
+    // archive directory still has its entry.
+    await native.removexattr(join(c.store, 'a/sub/deeper/f2'), 'user.later');
+    await fsp.rename(join(c.store, 'a/sub/deeper/f2'), join(c.store, 'f2-moved'));
+    await fsp.rm(join(c.store, 'a/sub'), { recursive: true });
+    const fix = await sync(c);
+    t.deepEqual(await diff(c), [], `after reconcile (${fix.records.map((r) => r.op).join(' ')})`);
+    t.true(fix.records.filter((r) => r.op === 'removexattr').length >= 2);
+    t.is(fix.writeBytes(), 0, 'nothing shipped again: the objects were found by id');
+    await c.client.close();
+  });
+
   test(`[${fx.name}] reconcile honours an abort signal and a rerun completes`, async (t) => {
     const c = await setup(fx);
     const ac = new AbortController();

@@ -137,7 +137,7 @@ async function mirrored(): Promise<{ live: string; client: MemoryArchive }> {
   return { live, client };
 }
 
-const progress = (): WriteProgress => ({ entries: 0, bytes: 0, kept: 0, copiedBytes: 0, fetchedBytes: 0 });
+const progress = (): WriteProgress => ({ entries: 0, bytes: 0, kept: 0, copiedBytes: 0, fetchedBytes: 0, logBytes: 0 });
 
 test('the tree writer builds the archive\'s tree exactly (fetching everything when nothing is local)', async (t) => {
   const { client } = await mirrored();

@@ -1,0 +1,335 @@
+// `strata swap prepare --from checkpoint:NAME`: writes a local checkpoint's
+// point-in-time tree (T0, docs/checkpoints.md) into the spare.
+//
+// The checkpoint is a lazy copy: what it saved (attributes, directory
+// listings, the old contents of blocks before their first overwrite, whole
+// objects before they lost their last name) is in its pre-image log; all the
+// rest is still as it was at T0 in the live store. So the tree is read off
+// both, with the checkpoint's own reader (src/checkpoint/view.ts):
+//  - directories: the saved T0 listing, or the live one when its names never
+//    changed (an object renamed since is found by its T0 key, a removed one
+//    was saved whole);
+//  - a regular file alive in the live store is copied from there with the
+//    native addon's block copy (FICLONE where the file system shares blocks,
+//    else a copy of its data extents), cut to its T0 size, and then every
+//    block the checkpoint saved for it is copied over from the log
+//    (copy_file_range); a file that is gone is made of its saved blocks;
+//  - attributes and extended attributes: the saved ones, else the live ones.
+// Bytes read from the checkpoint's log scale with what changed since T0;
+// the rest is the block copy of the live files.
+//
+// Safe while programs change the live tree: before any change reaches the
+// live store its pre-image is durable and in the checkpoint's maps (the
+// guard, src/checkpoint/tracker.ts). So a block that differs from T0 in the
+// copy was saved before the copy read it, and is in the map read *after* the
+// copy; a file's attributes looked up after reading the live ones say whether
+// the live ones are still T0's.
+//
+// No half states, resumable, as the archive source's writer (tree-writer.ts):
+// each object is built under `.strata-swap.<id>` and renamed into place when
+// complete; a rerun keeps the names in place with the same object id, removes
+// leftover temporary names and builds the rest. Object ids: the live object's
+// (or the one the checkpoint saved with its attributes), else one derived from
+// the checkpoint and the object's T0 key (the same on a rerun).
+import * as fsp from 'node:fs/promises';
+import { constants as C } from 'node:fs';
+import type { BigIntStats } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import * as native from '../native/index.js';
+import { ROOT_ID, badNameReason, type Attrs, type ObjectId } from '../protocol/records.js';
+import { readObjectId, writeObjectId } from '../store/object-ids.js';
+import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
+import { applyAttrs } from '../restore/materialise.js';
+import { BLOCK_SIZE, readAttrs, type AttrRec, type CheckpointState, type ObjectKind } from '../checkpoint/state.js';
+import { T0View, joinPath, kindOfDtype } from '../checkpoint/view.js';
+import { SWAP_TEMP_PREFIX, type WriteProgress } from './tree-writer.js';
+import { swapCrashPoint } from './crash-points.js';
+
+export interface CheckpointWriterOptions {
+  state: CheckpointState;
+  /** The live store's root inode number (the checkpoint's T0 root). */
+  rootIno: bigint;
+  /** The live store root (absolute); the daemon's working directory is this store. */
+  live: string;
+  /** The spare directory (absolute). */
+  spare: string;
+  progress: WriteProgress;
+  cancelled?: () => boolean;
+  /** Parallel file builds within one directory (default 4). */
+  parallel?: number;
+}
+
+/** One entry of a T0 directory. */
+interface T0Item {
+  name: string;
+  key: string;
+  kind: ObjectKind;
+}
+
+const O_NOATIME = C.O_NOATIME ?? 0;
+
+/** Entries and regular-file bytes of the checkpoint's T0 tree, and the keys of objects with more than one T0 name. */
+export async function checkpointTotals(state: CheckpointState, rootIno: bigint): Promise<{ entries: number; bytes: number; multi: Set<string> }> {
+  const view = new T0View(state, rootIno);
+  const seen = new Set<string>();
+  const multi = new Set<string>();
+  let entries = 0;
+  let bytes = 0;
+  const walk = async (key: string, at: string): Promise<void> => {
+    for (const it of await t0Items(view, key, at)) {
+      entries++;
+      const p = joinPath(at, it.name);
+      if (it.kind === 'dir') { await walk(it.key, (await view.whereIs(it.key, p)) ?? p); continue; }
+      if (seen.has(it.key)) { multi.add(it.key); continue; }
+      seen.add(it.key);
+      if (it.kind === 'file') bytes += await t0Size(view, it.key, p);
+    }
+  };
+  await walk(view.rootKey, '/');
+  return { entries, bytes, multi };
+}
+
+async function t0Items(view: T0View, key: string, at: string): Promise<T0Item[]> {
+  const list = (await view.listing(key, at)) ?? [];
+  return list
+    // A name that cannot be one entry (never from a real directory) is never joined to a spare path.
+    .filter(([name]) => badNameReason(name) === null && !(key === view.rootKey && name === RESERVED_NAME))
+    .map(([name, k, dtype]) => ({ name, key: k, kind: view.attrs(k)?.kind ?? kindOfDtype(dtype) }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+async function t0Size(view: T0View, key: string, hint: string): Promise<number> {
+  const rec = view.attrs(key);
+  if (rec) return rec.size;
+  const at = (await view.locate(key, hint))[0];
+  const st = at === undefined ? null : await fsp.lstat(LocalStore.relative(at), { bigint: true }).catch(() => null);
+  return st ? Number(st.size) : 0;
+}
+
+function cancelledError(): Error {
+  return Object.assign(new Error('prepare cancelled'), { code: 'ECANCELED' });
+}
+
+class Writer {
+  private view: T0View;
+  /** Objects with several T0 names: the spare path of the first one placed. */
+  private readonly links = new Map<string, string>();
+  /** Object ids of the files whose T0 contents differ from the live ones (blocks saved since T0). */
+  readonly changed = new Set<ObjectId>();
+
+  constructor(private readonly o: CheckpointWriterOptions, private readonly multi: Set<string>) {
+    this.view = new T0View(o.state, o.rootIno);
+  }
+
+  private get s(): CheckpointState {
+    return this.o.state;
+  }
+
+  async run(): Promise<void> {
+    await this.writeDir(this.view.rootKey, '/', '');
+    const root = await this.attrsOf(this.view.rootKey, '/');
+    await writeObjectId(this.o.spare, ROOT_ID);
+    await applyAttrs(this.o.spare, root.attrs, root.xattrs, null);
+    if (this.s.info.status !== 'valid') {
+      throw new Error(`checkpoint ${this.s.info.name} became invalid while the spare was written (${this.s.info.reason ?? 'unknown'}): its tree is not complete; \`strata swap discard\` the spare`);
+    }
+  }
+
+  /** Writes the entries of T0 directory `key` (live at `at`) into the spare directory `rel`. */
+  private async writeDir(key: string, at: string, rel: string): Promise<void> {
+    const dirAbs = rel === '' ? this.o.spare : join(this.o.spare, rel);
+    for (const n of await fsp.readdir(dirAbs)) {
+      if (n.startsWith(SWAP_TEMP_PREFIX)) await fsp.rm(join(dirAbs, n), { recursive: true, force: true });
+    }
+    const items = await t0Items(this.view, key, at);
+    const simple = items.filter((i) => i.kind !== 'dir' && !this.multi.has(i.key));
+    const ordered = items.filter((i) => i.kind === 'dir' || this.multi.has(i.key));
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < simple.length) {
+        if (this.o.cancelled?.()) throw cancelledError();
+        const it = simple[next++]!;
+        await this.place(it, at, rel);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, this.o.parallel ?? 4) }, worker));
+    for (const it of ordered) {
+      if (this.o.cancelled?.()) throw cancelledError();
+      await this.place(it, at, rel);
+      if (it.kind === 'dir') {
+        const hint = joinPath(at, it.name);
+        const liveAt = (await this.view.whereIs(it.key, hint)) ?? hint;
+        const subRel = rel === '' ? it.name : `${rel}/${it.name}`;
+        await this.writeDir(it.key, liveAt, subRel);
+        const a = await this.attrsOf(it.key, liveAt);
+        await applyAttrs(join(this.o.spare, subRel), a.attrs, a.xattrs, null);
+      }
+    }
+  }
+
+  private async place(it: T0Item, at: string, rel: string): Promise<void> {
+    const entryRel = rel === '' ? it.name : `${rel}/${it.name}`;
+    const final = join(this.o.spare, entryRel);
+    const hint = joinPath(at, it.name);
+    const p = this.o.progress;
+    p.entries++;
+    const inPlace = await fsp.lstat(final).then(() => true, (err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return false; throw err; });
+    const first = this.links.get(it.key);
+    if (inPlace) {
+      if (it.kind === 'file' && this.s.blocks.has(it.key)) {
+        const id = await readObjectId(final);
+        if (id !== null) this.changed.add(id);
+      }
+      if (it.kind === 'file' && first === undefined) p.bytes += Number((await fsp.lstat(final)).size);
+      if (this.multi.has(it.key) && first === undefined) this.links.set(it.key, final);
+      p.kept++;
+      return;
+    }
+    if (first !== undefined) {
+      await fsp.link(first, final);
+      swapCrashPoint('swap-prepare-object');
+      return;
+    }
+    const a = await this.attrsOf(it.key, hint);
+    const tmp = join(this.o.spare, rel, `${SWAP_TEMP_PREFIX}${a.id}`);
+    await fsp.rm(tmp, { recursive: true, force: true });
+    switch (it.kind) {
+      case 'dir':
+        await fsp.mkdir(tmp, 0o700);
+        break;
+      case 'file':
+        await this.buildFile(it.key, hint, tmp);
+        p.bytes += a.attrs.size;
+        if (this.s.blocks.has(it.key)) this.changed.add(a.id);
+        break;
+      case 'symlink':
+        if (a.target === undefined) throw new Error(`prepare: checkpoint ${this.s.info.name} has no target of the symbolic link ${hint}`);
+        await fsp.symlink(a.target, tmp);
+        break;
+      case 'other':
+        await native.mknod(tmp, a.attrs.mode, a.attrs.rdev);
+        break;
+    }
+    await writeObjectId(tmp, a.id);
+    await applyAttrs(tmp, a.attrs, a.xattrs, null);
+    await fsp.rename(tmp, final);
+    if (this.multi.has(it.key)) this.links.set(it.key, final);
+    swapCrashPoint('swap-prepare-object');
+  }
+
+  /** Live paths of T0 object `key`; when none, once more with a fresh index of the live tree (a program may have moved it since the index was made). */
+  private async locate(key: string, hint: string): Promise<string[]> {
+    const found = await this.view.locate(key, hint);
+    if (found.length > 0) return found;
+    this.view = new T0View(this.s, this.o.rootIno);
+    return this.view.locate(key, hint);
+  }
+
+  /** The live object of T0 `key` (an open descriptor, checked to be that object), or null when it is gone. */
+  private async openLive(key: string, hint: string): Promise<fsp.FileHandle | null> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      // A program may move it between the lookup and the open: look again with a fresh index.
+      if (attempt > 0) this.view = new T0View(this.s, this.o.rootIno);
+      const paths = await this.view.locate(key, hint);
+      if (paths.length === 0) return null;
+      for (const at of paths) {
+        let fh: fsp.FileHandle;
+        try {
+          fh = await fsp.open(LocalStore.relative(at), C.O_RDONLY | C.O_NOFOLLOW | O_NOATIME);
+        } catch {
+          continue;
+        }
+        const st = await fh.stat({ bigint: true });
+        if (st.isFile() && this.s.canon(st.ino) === key) return fh;
+        await fh.close();
+      }
+    }
+    return null;
+  }
+
+  private async buildFile(key: string, hint: string, tmp: string): Promise<void> {
+    const out = await fsp.open(tmp, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+    try {
+      const src = await this.openLive(key, hint);
+      if (src !== null) {
+        try {
+          await native.cloneFile(src.fd, out.fd);
+        } finally {
+          await src.close();
+        }
+      }
+      // Looked up after the copy: a change the copy may have seen was saved before it was made.
+      const rec = this.s.attrs.get(key);
+      if (src === null && rec === undefined) {
+        throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) is neither in the live store nor saved in the checkpoint`);
+      }
+      const copied = src !== null ? Number((await out.stat()).size) : 0;
+      this.o.progress.copiedBytes += copied;
+      const size = rec !== undefined ? rec.size : copied;
+      if (copied !== size) await out.truncate(size);
+      for (const [b, w] of this.s.savedBlocks(key)) {
+        const off = b * BLOCK_SIZE;
+        if (off >= size) continue;
+        const len = Math.min(w.len, size - off);
+        let done = 0;
+        while (done < len) {
+          const n = await native.copyRange(this.s.log.fd, w.off + done, out.fd, off + done, len - done);
+          if (n <= 0) throw new Error(`prepare: short read of checkpoint ${this.s.info.name}'s log (${this.s.log.path})`);
+          done += n;
+        }
+        this.o.progress.logBytes += len;
+      }
+    } finally {
+      await out.close();
+    }
+  }
+
+  /** The T0 attributes, extended attributes, symbolic link target and object id of T0 object `key` (live at `hint` when it never changed). */
+  private async attrsOf(key: string, hint: string): Promise<{ attrs: Attrs; xattrs: Record<string, string>; target?: string; id: ObjectId }> {
+    let rec = this.s.attrs.get(key);
+    let livePath: string | null = null;
+    // Never changed (nothing saved): it is alive, maybe moved. Saved without an id (an older log): its live id, if it is alive.
+    if (rec === undefined) livePath = (await this.locate(key, hint))[0] ?? null;
+    else if (rec.oid === undefined && key !== this.view.rootKey) livePath = (await this.view.locate(key, hint))[0] ?? null;
+    if (rec === undefined) {
+      if (livePath === null) throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) is neither in the live store nor saved in the checkpoint`);
+      const rel = LocalStore.relative(livePath);
+      const st: BigIntStats = await fsp.lstat(rel, { bigint: true });
+      const live = await readAttrs({ rel, st });
+      // Saved meanwhile: the live attributes may already be past T0.
+      rec = this.s.attrs.get(key) ?? live;
+    }
+    let id: ObjectId | null = key === this.view.rootKey ? ROOT_ID : rec.oid ?? null;
+    if (id === null && livePath !== null) id = await readObjectId(LocalStore.relative(livePath)).catch(() => null);
+    if (id === null) id = derivedId(this.s.info.id, key);
+    return { attrs: toAttrs(rec), xattrs: Object.fromEntries(rec.xattrs), ...(rec.target !== undefined ? { target: rec.target } : {}), id };
+  }
+}
+
+function toTime(ns: string): [number, number] {
+  const n = BigInt(ns);
+  return [Number(n / 1_000_000_000n), Number(n % 1_000_000_000n)];
+}
+
+function toAttrs(r: AttrRec): Attrs {
+  return { mode: r.mode, uid: r.uid, gid: r.gid, size: r.size, atime: toTime(r.atimeNs), mtime: toTime(r.mtimeNs), rdev: r.rdev };
+}
+
+/** An object id for a T0 object that has none (the same on every run). */
+function derivedId(checkpointId: string, key: string): ObjectId {
+  const id = createHash('sha256').update(`strata checkpoint ${checkpointId} object ${key}`).digest('hex').slice(0, 32);
+  return id === ROOT_ID ? derivedId(checkpointId, `${key}'`) : id;
+}
+
+/**
+ * Writes the checkpoint's T0 tree into the spare (resuming a partial one).
+ * `multi`: from checkpointTotals. Returns the object ids of the files whose
+ * contents changed since the checkpoint: a mirrored commit compares them with
+ * the archive whatever their size and mtime (a program may have put those back).
+ */
+export async function writeCheckpointTree(o: CheckpointWriterOptions, multi: Set<string>): Promise<ObjectId[]> {
+  const w = new Writer(o, multi);
+  await w.run();
+  return [...w.changed].sort();
+}

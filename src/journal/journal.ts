@@ -11,10 +11,13 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
-import { encodeRecord, readFrame, FRAME_HEADER_BYTES, type NewRecord, type Record } from '../protocol/records.js';
+import { encodeRecordParts, readFrame, FRAME_HEADER_BYTES, type NewRecord, type Record } from '../protocol/records.js';
 import type { Logger } from '../log/logger.js';
 
 const SEGMENT_SUFFIX = '.seg';
+/** Pending bytes that are written on the next event-loop turn; fewer wait up to FLUSH_DELAY_MS. */
+const FLUSH_BYTES = 256 * 1024;
+const FLUSH_DELAY_MS = 2;
 const SEGMENT_NAME_RE = /^(\d{16})\.seg$/;
 
 export interface JournalOptions {
@@ -44,13 +47,20 @@ export interface JournalBatch {
 export class Journal {
   private readonly segments: Segment[] = [];
   private fd = -1;
-  private pending: Buffer[] = [];
+  /** Frames appended and not written yet: a whole frame, or its head and its payload (the caller's buffer, not copied). */
+  private pending: PendingFrame[] = [];
   private pendingBytes = 0;
   private pendingLastSeq = 0;
   private flushScheduled = false;
+  private flushTimer: NodeJS.Timeout | null = null;
   private chain: Promise<void> = Promise.resolve();
-  /** Where the last readAfter stopped: the next record's seq and byte offset. */
-  private cursor: { seg: Segment; nextSeq: number; offset: number } | null = null;
+  /**
+   * Where the last readAfter started and stopped: a record's seq and its byte
+   * offset in its segment. A shipper reads the same batch again after it
+   * waited for more records, or after a failed send: both are found here
+   * without walking the segment's frame headers from its start.
+   */
+  private marks: { seg: Segment; seq: number; offset: number }[] = [];
   private reader: { seg: Segment; fh: fsp.FileHandle } | null = null;
   private nextSeqValue: number;
   /** Every record up to here is in a segment file (written, maybe not durable). */
@@ -143,15 +153,21 @@ export class Journal {
 
   /**
    * Appends a record and returns its sequence number. The frame is encoded
-   * now (so the caller may reuse its buffers) and written on the next turn of
-   * the event loop together with every other record appended meanwhile.
+   * now and written on the next turn of the event loop together with every
+   * other record appended meanwhile. The payload of a write or setxattr is
+   * not copied: it goes from the caller's buffer to the segment in the same
+   * writev as the frame's head, so the caller must leave those bytes alone
+   * until the record is written (`writtenSeq` reaches it; the core's write
+   * buffers are one per request and never reused).
    */
   append(rec: NewRecord): number {
     if (this.failure) throw this.failure;
     const seq = this.nextSeqValue++;
-    const frame = encodeRecord({ ...rec, seq } as Record);
+    const [head, payload] = encodeRecordParts({ ...rec, seq } as Record);
+    const frame: PendingFrame = payload === null || payload.length === 0 ? head : [head, payload];
+    const bytes = payload === null ? head.length : head.length + payload.length;
     this.pending.push(frame);
-    this.pendingBytes += frame.length;
+    this.pendingBytes += bytes;
     this.pendingLastSeq = seq;
     this.scheduleFlush();
     return seq;
@@ -189,19 +205,29 @@ export class Journal {
   private async writePending(): Promise<void> {
     if (this.failure) throw this.failure;
     if (this.pending.length === 0) return;
-    const buffers = this.pending;
-    let seq = this.pendingLastSeq - buffers.length + 1;
+    const frames = this.pending;
+    let seq = this.pendingLastSeq - frames.length + 1;
     this.pending = [];
     this.pendingBytes = 0;
     try {
       // Write in chunks that end where a segment reaches its size, then roll over.
       let i = 0;
-      while (i < buffers.length) {
+      while (i < frames.length) {
         const seg = this.segments[this.segments.length - 1]!;
         let chunkBytes = 0;
         let j = i;
-        while (j < buffers.length && (j === i || seg.bytes + chunkBytes < this.segmentBytes)) chunkBytes += buffers[j++]!.length;
-        await writevAll(this.fd, buffers.slice(i, j));
+        const iov: Buffer[] = [];
+        while (j < frames.length && (j === i || seg.bytes + chunkBytes < this.segmentBytes)) {
+          const f = frames[j++]!;
+          if (Buffer.isBuffer(f)) {
+            iov.push(f);
+            chunkBytes += f.length;
+          } else {
+            iov.push(f[0], f[1]);
+            chunkBytes += f[0].length + f[1].length;
+          }
+        }
+        await writevAll(this.fd, iov);
         seq += j - i;
         seg.bytes += chunkBytes;
         seg.lastSeq = seq - 1;
@@ -227,11 +253,13 @@ export class Journal {
   /**
    * Reads written records with seq > `afterSeq`, up to about `maxBytes` (at
    * least one record), for shipping. Null when there is none yet. Reading on
-   * from where the previous call stopped costs no seek: a cursor remembers
-   * the byte offset of the next record (otherwise the frame headers of the
-   * segment are walked from its start).
+   * from where the previous call stopped, or reading its batch again, costs
+   * no seek (see `marks`; otherwise the frame headers of the segment are
+   * walked from its start). With `into` (a buffer of at least `maxBytes`
+   * that the caller no longer needs) the frames are read into it instead of
+   * a new buffer: the batch is then a view of `into`.
    */
-  async readAfter(afterSeq: number, maxBytes: number): Promise<JournalBatch | null> {
+  async readAfter(afterSeq: number, maxBytes: number, into?: Buffer): Promise<JournalBatch | null> {
     if (afterSeq >= this.writtenSeqValue) return null;
     const idx = this.segments.findIndex((s) => s.lastSeq > afterSeq);
     if (idx < 0) return null;
@@ -239,9 +267,11 @@ export class Journal {
     if (afterSeq + 1 < seg.firstSeq) throw new Error(`journal no longer holds record ${afterSeq + 1} (oldest kept: ${seg.firstSeq})`);
     const fh = await this.readHandle(seg);
     let offset: number;
-    const c = this.cursor;
-    if (c !== null && c.seg === seg && c.nextSeq === afterSeq + 1) {
-      offset = c.offset;
+    const mark = this.marks.find((m) => m.seg === seg && m.seq === afterSeq + 1);
+    if (mark !== undefined) {
+      offset = mark.offset;
+    } else if (afterSeq + 1 === seg.firstSeq) {
+      offset = 0;
     } else {
       offset = 0;
       const header = Buffer.alloc(FRAME_HEADER_BYTES);
@@ -253,7 +283,7 @@ export class Journal {
     // Whole frames only (their checksums were checked when the segment was
     // opened or written; the archive checks them again); at least one.
     const wanted = Math.min(seg.bytes - offset, Math.max(maxBytes, FRAME_HEADER_BYTES));
-    let buf = Buffer.allocUnsafe(wanted);
+    let buf = into !== undefined && into.length >= wanted ? into.subarray(0, wanted) : Buffer.allocUnsafe(wanted);
     buf = buf.subarray(0, (await fh.read(buf, 0, buf.length, offset)).bytesRead);
     let used = 0;
     let count = 0;
@@ -271,7 +301,7 @@ export class Journal {
       used = len;
       count = 1;
     }
-    this.cursor = { seg, nextSeq: afterSeq + count + 1, offset: offset + used };
+    this.marks = [{ seg, seq: afterSeq + 1, offset }, { seg, seq: afterSeq + count + 1, offset: offset + used }];
     return { frames: buf.subarray(0, used), firstSeq: afterSeq + 1, lastSeq: afterSeq + count, count };
   }
 
@@ -314,6 +344,11 @@ export class Journal {
   }
 
   async close(): Promise<void> {
+    if (this.flushTimer !== null) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = null;
+      this.flushScheduled = false;
+    }
     await this.closeReader();
     await this.sync();
     await this.chain;
@@ -324,13 +359,36 @@ export class Journal {
     }
   }
 
+  /**
+   * Small records wait up to FLUSH_DELAY_MS for company, so that a stream of
+   * small ops (an untar: one FUSE request per event-loop turn) costs one
+   * writev per few milliseconds, not one per op; FLUSH_BYTES pending go on
+   * the next turn. Whoever needs the records on disk does not wait for the
+   * timer: `sync()` and `flush()` write at once (an fsync, a sync-mode op and
+   * `strata sync` all go through them), and a crash loses only records whose
+   * op was never promised durable.
+   */
   private scheduleFlush(): void {
+    if (this.pendingBytes >= FLUSH_BYTES) {
+      if (this.flushTimer !== null) {
+        clearTimeout(this.flushTimer);
+        this.flushTimer = null;
+        this.flushScheduled = false;
+      }
+      if (this.flushScheduled) return;
+      this.flushScheduled = true;
+      setImmediate(() => this.flushNow());
+      return;
+    }
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => {
-      this.flushScheduled = false;
-      this.flush().catch(() => {});
-    });
+    this.flushTimer = setTimeout(() => this.flushNow(), FLUSH_DELAY_MS);
+  }
+
+  private flushNow(): void {
+    this.flushTimer = null;
+    this.flushScheduled = false;
+    this.flush().catch(() => {});
   }
 
   private async rollOver(): Promise<void> {
@@ -354,6 +412,9 @@ export class Journal {
     }
   }
 }
+
+/** A frame waiting to be written: whole, or its head and its payload. */
+type PendingFrame = Buffer | [head: Buffer, payload: Buffer];
 
 interface SegmentScan {
   bytes: number;

@@ -18,6 +18,8 @@ const SEGMENT_SUFFIX = '.seg';
 /** Pending bytes that are written on the next event-loop turn; fewer wait up to FLUSH_DELAY_MS. */
 const FLUSH_BYTES = 256 * 1024;
 const FLUSH_DELAY_MS = 2;
+/** The newest written frames kept in memory for the shipper (bytes). */
+const RECENT_BYTES = 16 * 1024 * 1024;
 const SEGMENT_NAME_RE = /^(\d{16})\.seg$/;
 
 export interface JournalOptions {
@@ -61,6 +63,16 @@ export class Journal {
    * without walking the segment's frame headers from its start.
    */
   private marks: { seg: Segment; seq: number; offset: number }[] = [];
+  /**
+   * The newest frames written to a segment and not yet acknowledged (at most
+   * RECENT_BYTES), in sequence order from `recentFirstSeq`: a shipper that
+   * keeps up takes its batches from here, without reading the segment back
+   * (a thread-pool hop and a kernel copy per batch).
+   */
+  private recent: RecentFrame[] = [];
+  private recentHead = 0;
+  private recentFirstSeq = 0;
+  private recentBytes = 0;
   private reader: { seg: Segment; fh: fsp.FileHandle } | null = null;
   private nextSeqValue: number;
   /** Every record up to here is in a segment file (written, maybe not durable). */
@@ -156,9 +168,10 @@ export class Journal {
    * now and written on the next turn of the event loop together with every
    * other record appended meanwhile. The payload of a write or setxattr is
    * not copied: it goes from the caller's buffer to the segment in the same
-   * writev as the frame's head, so the caller must leave those bytes alone
-   * until the record is written (`writtenSeq` reaches it; the core's write
-   * buffers are one per request and never reused).
+   * writev as the frame's head, and the shipper may take it from memory
+   * later (`recent`), so the caller must never change those bytes (the
+   * core's write buffers are one per request and never reused; a changed
+   * payload would fail its checksum at the archive).
    */
   append(rec: NewRecord): number {
     if (this.failure) throw this.failure;
@@ -227,7 +240,9 @@ export class Journal {
             chunkBytes += f[0].length + f[1].length;
           }
         }
+        const base = seg.bytes;
         await writevAll(this.fd, iov);
+        this.remember(frames, i, j, seq, seg, base);
         seq += j - i;
         seg.bytes += chunkBytes;
         seg.lastSeq = seq - 1;
@@ -265,6 +280,8 @@ export class Journal {
     if (idx < 0) return null;
     const seg = this.segments[idx]!;
     if (afterSeq + 1 < seg.firstSeq) throw new Error(`journal no longer holds record ${afterSeq + 1} (oldest kept: ${seg.firstSeq})`);
+    const fromMemory = this.readRecent(seg, afterSeq, maxBytes, into);
+    if (fromMemory !== null) return fromMemory;
     const fh = await this.readHandle(seg);
     let offset: number;
     const mark = this.marks.find((m) => m.seg === seg && m.seq === afterSeq + 1);
@@ -305,6 +322,66 @@ export class Journal {
     return { frames: buf.subarray(0, used), firstSeq: afterSeq + 1, lastSeq: afterSeq + count, count };
   }
 
+  /** Keeps frames [i, j) of a chunk just written at `base` of `seg` (the first is record `firstSeq`). */
+  private remember(frames: PendingFrame[], i: number, j: number, firstSeq: number, seg: Segment, base: number): void {
+    // Kept frames are consecutive records; anything else starts them afresh.
+    if (this.recent.length - this.recentHead === 0 || this.recentFirstSeq + (this.recent.length - this.recentHead) !== firstSeq) {
+      this.recentBytes = 0;
+      this.recent = [];
+      this.recentHead = 0;
+      this.recentFirstSeq = firstSeq;
+    }
+    let offset = base;
+    for (let k = i; k < j; k++) {
+      const frame = frames[k]!;
+      const bytes = Buffer.isBuffer(frame) ? frame.length : frame[0].length + frame[1].length;
+      this.recent.push({ frame, bytes, seg, offset });
+      this.recentBytes += bytes;
+      offset += bytes;
+    }
+    this.forgetRecent(() => this.recentBytes > RECENT_BYTES);
+  }
+
+  /** Drops the oldest kept frames while `drop(their seq)` says so. */
+  private forgetRecent(drop: (seq: number) => boolean): void {
+    while (this.recentHead < this.recent.length && drop(this.recentFirstSeq)) {
+      this.recentBytes -= this.recent[this.recentHead]!.bytes;
+      this.recent[this.recentHead] = undefined as unknown as RecentFrame;
+      this.recentHead++;
+      this.recentFirstSeq++;
+    }
+    if (this.recentHead > 1024 && this.recentHead * 2 > this.recent.length) {
+      this.recent = this.recent.slice(this.recentHead);
+      this.recentHead = 0;
+    }
+  }
+
+  /** The batch readAfter would read, taken from the kept frames; null when they do not hold record afterSeq + 1. */
+  private readRecent(seg: Segment, afterSeq: number, maxBytes: number, into: Buffer | undefined): JournalBatch | null {
+    const i0 = this.recentHead + (afterSeq + 1 - this.recentFirstSeq);
+    if (afterSeq + 1 < this.recentFirstSeq || i0 >= this.recent.length) return null;
+    const first = this.recent[i0]!;
+    if (first.seg !== seg) return null;
+    let total = 0;
+    let j = i0;
+    // Whole frames of this segment only; at least one.
+    while (j < this.recent.length && this.recent[j]!.seg === seg && (j === i0 || total + this.recent[j]!.bytes <= maxBytes)) total += this.recent[j++]!.bytes;
+    const buf = into !== undefined && into.length >= total ? into.subarray(0, total) : Buffer.allocUnsafe(total);
+    let at = 0;
+    for (let k = i0; k < j; k++) {
+      const f = this.recent[k]!.frame;
+      if (Buffer.isBuffer(f)) {
+        at += f.copy(buf, at);
+      } else {
+        at += f[0].copy(buf, at);
+        at += f[1].copy(buf, at);
+      }
+    }
+    const count = j - i0;
+    this.marks = [{ seg, seq: afterSeq + 1, offset: first.offset }, { seg, seq: afterSeq + count + 1, offset: first.offset + total }];
+    return { frames: buf, firstSeq: afterSeq + 1, lastSeq: afterSeq + count, count };
+  }
+
   /** A read descriptor of `seg`, kept open while the shipper reads it. */
   private async readHandle(seg: Segment): Promise<fsp.FileHandle> {
     if (this.reader !== null && this.reader.seg === seg) return this.reader.fh;
@@ -325,6 +402,7 @@ export class Journal {
    * segment being written is kept: it rolls over by size.
    */
   async trim(ackedSeq: number): Promise<void> {
+    this.forgetRecent((seq) => seq <= ackedSeq);
     while (this.segments.length > 1 && this.segments[0]!.lastSeq <= ackedSeq) {
       const seg = this.segments.shift()!;
       if (this.reader?.seg === seg) await this.closeReader();
@@ -415,6 +493,14 @@ export class Journal {
 
 /** A frame waiting to be written: whole, or its head and its payload. */
 type PendingFrame = Buffer | [head: Buffer, payload: Buffer];
+
+/** A frame written to `seg` at `offset`, kept for the shipper. */
+interface RecentFrame {
+  frame: PendingFrame;
+  bytes: number;
+  seg: Segment;
+  offset: number;
+}
 
 interface SegmentScan {
   bytes: number;

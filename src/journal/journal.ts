@@ -1,10 +1,11 @@
 // The primary's journal: an append-only, segmented log of every mutating op,
 // in the frame format of protocol/records.ts (each frame checksummed and
-// numbered). Appends go to memory and reach the segment with one writev per
-// event-loop turn; durability is group commit: every `sync()` waiting at the
-// same time shares one fsync. A torn tail (a crash in the middle of a write)
-// is detected on open and cut. Segments are deleted only once the archive has
-// acknowledged every record in them (`trim`).
+// numbered). Appends go to memory and reach the segment together, in one
+// writev (a write's payload without a copy); durability is group commit:
+// every `sync()` waiting at the same time shares one fsync. A torn tail (a
+// crash in the middle of a write) is detected on open and cut. Segments are
+// deleted only once the archive has acknowledged every record in them
+// (`trim`). The newest frames written stay in memory for the shipper.
 //
 // Files: DIR/NNNNNNNNNNNNNNNN.seg, named by the sequence number of their first
 // record (16 decimal digits, so names sort in order).
@@ -18,8 +19,13 @@ const SEGMENT_SUFFIX = '.seg';
 /** Pending bytes that are written on the next event-loop turn; fewer wait up to FLUSH_DELAY_MS. */
 const FLUSH_BYTES = 256 * 1024;
 const FLUSH_DELAY_MS = 2;
-/** The newest written frames kept in memory for the shipper (bytes). */
+/**
+ * The newest written frames kept in memory for the shipper: their bytes plus
+ * RECENT_ENTRY_COST per frame (the objects that hold it), so that a window of
+ * small records is bounded in memory like one of large ones.
+ */
 const RECENT_BYTES = 16 * 1024 * 1024;
+const RECENT_ENTRY_COST = 256;
 const SEGMENT_NAME_RE = /^(\d{16})\.seg$/;
 
 export interface JournalOptions {
@@ -165,8 +171,8 @@ export class Journal {
 
   /**
    * Appends a record and returns its sequence number. The frame is encoded
-   * now and written on the next turn of the event loop together with every
-   * other record appended meanwhile. The payload of a write or setxattr is
+   * now and written soon (see scheduleFlush) together with every other
+   * record appended meanwhile. The payload of a write or setxattr is
    * not copied: it goes from the caller's buffer to the segment in the same
    * writev as the frame's head, and the shipper may take it from memory
    * later (`recent`), so the caller must never change those bytes (the
@@ -336,7 +342,7 @@ export class Journal {
       const frame = frames[k]!;
       const bytes = Buffer.isBuffer(frame) ? frame.length : frame[0].length + frame[1].length;
       this.recent.push({ frame, bytes, seg, offset });
-      this.recentBytes += bytes;
+      this.recentBytes += bytes + RECENT_ENTRY_COST;
       offset += bytes;
     }
     this.forgetRecent(() => this.recentBytes > RECENT_BYTES);
@@ -345,7 +351,7 @@ export class Journal {
   /** Drops the oldest kept frames while `drop(their seq)` says so. */
   private forgetRecent(drop: (seq: number) => boolean): void {
     while (this.recentHead < this.recent.length && drop(this.recentFirstSeq)) {
-      this.recentBytes -= this.recent[this.recentHead]!.bytes;
+      this.recentBytes -= this.recent[this.recentHead]!.bytes + RECENT_ENTRY_COST;
       this.recent[this.recentHead] = undefined as unknown as RecentFrame;
       this.recentHead++;
       this.recentFirstSeq++;

@@ -10,7 +10,11 @@ export interface ChangeSink {
    * bound is reached and the policy says to fail writers.
    */
   admit(bytes: number): Promise<void>;
-  /** Records a change that has been applied; returns its sequence number. */
+  /**
+   * Records a change that has been applied; returns its sequence number. The
+   * payload of a write or setxattr record is kept by reference, not copied:
+   * its bytes must not change afterwards.
+   */
   append(rec: NewRecord): number;
   /**
    * Called before the op answers the program: in `sync` mode it resolves once

@@ -1,20 +1,31 @@
 // The primary's journal: an append-only, segmented log of every mutating op,
 // in the frame format of protocol/records.ts (each frame checksummed and
-// numbered). Appends go to memory and reach the segment with one writev per
-// event-loop turn; durability is group commit: every `sync()` waiting at the
-// same time shares one fsync. A torn tail (a crash in the middle of a write)
-// is detected on open and cut. Segments are deleted only once the archive has
-// acknowledged every record in them (`trim`).
+// numbered). Appends go to memory and reach the segment together, in one
+// writev (a write's payload without a copy); durability is group commit:
+// every `sync()` waiting at the same time shares one fsync. A torn tail (a
+// crash in the middle of a write) is detected on open and cut. Segments are
+// deleted only once the archive has acknowledged every record in them
+// (`trim`). The newest frames written stay in memory for the shipper.
 //
 // Files: DIR/NNNNNNNNNNNNNNNN.seg, named by the sequence number of their first
 // record (16 decimal digits, so names sort in order).
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
-import { encodeRecord, readFrame, FRAME_HEADER_BYTES, type NewRecord, type Record } from '../protocol/records.js';
+import { encodeRecordParts, readFrame, FRAME_HEADER_BYTES, type NewRecord, type Record } from '../protocol/records.js';
 import type { Logger } from '../log/logger.js';
 
 const SEGMENT_SUFFIX = '.seg';
+/** Pending bytes that are written on the next event-loop turn; fewer wait up to FLUSH_DELAY_MS. */
+const FLUSH_BYTES = 256 * 1024;
+const FLUSH_DELAY_MS = 2;
+/**
+ * The newest written frames kept in memory for the shipper: their bytes plus
+ * RECENT_ENTRY_COST per frame (the objects that hold it), so that a window of
+ * small records is bounded in memory like one of large ones.
+ */
+const RECENT_BYTES = 16 * 1024 * 1024;
+const RECENT_ENTRY_COST = 256;
 const SEGMENT_NAME_RE = /^(\d{16})\.seg$/;
 
 export interface JournalOptions {
@@ -44,13 +55,30 @@ export interface JournalBatch {
 export class Journal {
   private readonly segments: Segment[] = [];
   private fd = -1;
-  private pending: Buffer[] = [];
+  /** Frames appended and not written yet: a whole frame, or its head and its payload (the caller's buffer, not copied). */
+  private pending: PendingFrame[] = [];
   private pendingBytes = 0;
   private pendingLastSeq = 0;
   private flushScheduled = false;
+  private flushTimer: NodeJS.Timeout | null = null;
   private chain: Promise<void> = Promise.resolve();
-  /** Where the last readAfter stopped: the next record's seq and byte offset. */
-  private cursor: { seg: Segment; nextSeq: number; offset: number } | null = null;
+  /**
+   * Where the last readAfter started and stopped: a record's seq and its byte
+   * offset in its segment. A shipper reads the same batch again after it
+   * waited for more records, or after a failed send: both are found here
+   * without walking the segment's frame headers from its start.
+   */
+  private marks: { seg: Segment; seq: number; offset: number }[] = [];
+  /**
+   * The newest frames written to a segment and not yet acknowledged (at most
+   * RECENT_BYTES), in sequence order from `recentFirstSeq`: a shipper that
+   * keeps up takes its batches from here, without reading the segment back
+   * (a thread-pool hop and a kernel copy per batch).
+   */
+  private recent: RecentFrame[] = [];
+  private recentHead = 0;
+  private recentFirstSeq = 0;
+  private recentBytes = 0;
   private reader: { seg: Segment; fh: fsp.FileHandle } | null = null;
   private nextSeqValue: number;
   /** Every record up to here is in a segment file (written, maybe not durable). */
@@ -143,15 +171,22 @@ export class Journal {
 
   /**
    * Appends a record and returns its sequence number. The frame is encoded
-   * now (so the caller may reuse its buffers) and written on the next turn of
-   * the event loop together with every other record appended meanwhile.
+   * now and written soon (see scheduleFlush) together with every other
+   * record appended meanwhile. The payload of a write or setxattr is
+   * not copied: it goes from the caller's buffer to the segment in the same
+   * writev as the frame's head, and the shipper may take it from memory
+   * later (`recent`), so the caller must never change those bytes (the
+   * core's write buffers are one per request and never reused; a changed
+   * payload would fail its checksum at the archive).
    */
   append(rec: NewRecord): number {
     if (this.failure) throw this.failure;
     const seq = this.nextSeqValue++;
-    const frame = encodeRecord({ ...rec, seq } as Record);
+    const [head, payload] = encodeRecordParts({ ...rec, seq } as Record);
+    const frame: PendingFrame = payload === null || payload.length === 0 ? head : [head, payload];
+    const bytes = payload === null ? head.length : head.length + payload.length;
     this.pending.push(frame);
-    this.pendingBytes += frame.length;
+    this.pendingBytes += bytes;
     this.pendingLastSeq = seq;
     this.scheduleFlush();
     return seq;
@@ -189,19 +224,31 @@ export class Journal {
   private async writePending(): Promise<void> {
     if (this.failure) throw this.failure;
     if (this.pending.length === 0) return;
-    const buffers = this.pending;
-    let seq = this.pendingLastSeq - buffers.length + 1;
+    const frames = this.pending;
+    let seq = this.pendingLastSeq - frames.length + 1;
     this.pending = [];
     this.pendingBytes = 0;
     try {
       // Write in chunks that end where a segment reaches its size, then roll over.
       let i = 0;
-      while (i < buffers.length) {
+      while (i < frames.length) {
         const seg = this.segments[this.segments.length - 1]!;
         let chunkBytes = 0;
         let j = i;
-        while (j < buffers.length && (j === i || seg.bytes + chunkBytes < this.segmentBytes)) chunkBytes += buffers[j++]!.length;
-        await writevAll(this.fd, buffers.slice(i, j));
+        const iov: Buffer[] = [];
+        while (j < frames.length && (j === i || seg.bytes + chunkBytes < this.segmentBytes)) {
+          const f = frames[j++]!;
+          if (Buffer.isBuffer(f)) {
+            iov.push(f);
+            chunkBytes += f.length;
+          } else {
+            iov.push(f[0], f[1]);
+            chunkBytes += f[0].length + f[1].length;
+          }
+        }
+        const base = seg.bytes;
+        await writevAll(this.fd, iov);
+        this.remember(frames, i, j, seq, seg, base);
         seq += j - i;
         seg.bytes += chunkBytes;
         seg.lastSeq = seq - 1;
@@ -227,21 +274,27 @@ export class Journal {
   /**
    * Reads written records with seq > `afterSeq`, up to about `maxBytes` (at
    * least one record), for shipping. Null when there is none yet. Reading on
-   * from where the previous call stopped costs no seek: a cursor remembers
-   * the byte offset of the next record (otherwise the frame headers of the
-   * segment are walked from its start).
+   * from where the previous call stopped, or reading its batch again, costs
+   * no seek (see `marks`; otherwise the frame headers of the segment are
+   * walked from its start). With `into` (a buffer of at least `maxBytes`
+   * that the caller no longer needs) the frames are read into it instead of
+   * a new buffer: the batch is then a view of `into`.
    */
-  async readAfter(afterSeq: number, maxBytes: number): Promise<JournalBatch | null> {
+  async readAfter(afterSeq: number, maxBytes: number, into?: Buffer): Promise<JournalBatch | null> {
     if (afterSeq >= this.writtenSeqValue) return null;
     const idx = this.segments.findIndex((s) => s.lastSeq > afterSeq);
     if (idx < 0) return null;
     const seg = this.segments[idx]!;
     if (afterSeq + 1 < seg.firstSeq) throw new Error(`journal no longer holds record ${afterSeq + 1} (oldest kept: ${seg.firstSeq})`);
+    const fromMemory = this.readRecent(seg, afterSeq, maxBytes, into);
+    if (fromMemory !== null) return fromMemory;
     const fh = await this.readHandle(seg);
     let offset: number;
-    const c = this.cursor;
-    if (c !== null && c.seg === seg && c.nextSeq === afterSeq + 1) {
-      offset = c.offset;
+    const mark = this.marks.find((m) => m.seg === seg && m.seq === afterSeq + 1);
+    if (mark !== undefined) {
+      offset = mark.offset;
+    } else if (afterSeq + 1 === seg.firstSeq) {
+      offset = 0;
     } else {
       offset = 0;
       const header = Buffer.alloc(FRAME_HEADER_BYTES);
@@ -253,7 +306,7 @@ export class Journal {
     // Whole frames only (their checksums were checked when the segment was
     // opened or written; the archive checks them again); at least one.
     const wanted = Math.min(seg.bytes - offset, Math.max(maxBytes, FRAME_HEADER_BYTES));
-    let buf = Buffer.allocUnsafe(wanted);
+    let buf = into !== undefined && into.length >= wanted ? into.subarray(0, wanted) : Buffer.allocUnsafe(wanted);
     buf = buf.subarray(0, (await fh.read(buf, 0, buf.length, offset)).bytesRead);
     let used = 0;
     let count = 0;
@@ -271,8 +324,68 @@ export class Journal {
       used = len;
       count = 1;
     }
-    this.cursor = { seg, nextSeq: afterSeq + count + 1, offset: offset + used };
+    this.marks = [{ seg, seq: afterSeq + 1, offset }, { seg, seq: afterSeq + count + 1, offset: offset + used }];
     return { frames: buf.subarray(0, used), firstSeq: afterSeq + 1, lastSeq: afterSeq + count, count };
+  }
+
+  /** Keeps frames [i, j) of a chunk just written at `base` of `seg` (the first is record `firstSeq`). */
+  private remember(frames: PendingFrame[], i: number, j: number, firstSeq: number, seg: Segment, base: number): void {
+    // Kept frames are consecutive records; anything else starts them afresh.
+    if (this.recent.length - this.recentHead === 0 || this.recentFirstSeq + (this.recent.length - this.recentHead) !== firstSeq) {
+      this.recentBytes = 0;
+      this.recent = [];
+      this.recentHead = 0;
+      this.recentFirstSeq = firstSeq;
+    }
+    let offset = base;
+    for (let k = i; k < j; k++) {
+      const frame = frames[k]!;
+      const bytes = Buffer.isBuffer(frame) ? frame.length : frame[0].length + frame[1].length;
+      this.recent.push({ frame, bytes, seg, offset });
+      this.recentBytes += bytes + RECENT_ENTRY_COST;
+      offset += bytes;
+    }
+    this.forgetRecent(() => this.recentBytes > RECENT_BYTES);
+  }
+
+  /** Drops the oldest kept frames while `drop(their seq)` says so. */
+  private forgetRecent(drop: (seq: number) => boolean): void {
+    while (this.recentHead < this.recent.length && drop(this.recentFirstSeq)) {
+      this.recentBytes -= this.recent[this.recentHead]!.bytes + RECENT_ENTRY_COST;
+      this.recent[this.recentHead] = undefined as unknown as RecentFrame;
+      this.recentHead++;
+      this.recentFirstSeq++;
+    }
+    if (this.recentHead > 1024 && this.recentHead * 2 > this.recent.length) {
+      this.recent = this.recent.slice(this.recentHead);
+      this.recentHead = 0;
+    }
+  }
+
+  /** The batch readAfter would read, taken from the kept frames; null when they do not hold record afterSeq + 1. */
+  private readRecent(seg: Segment, afterSeq: number, maxBytes: number, into: Buffer | undefined): JournalBatch | null {
+    const i0 = this.recentHead + (afterSeq + 1 - this.recentFirstSeq);
+    if (afterSeq + 1 < this.recentFirstSeq || i0 >= this.recent.length) return null;
+    const first = this.recent[i0]!;
+    if (first.seg !== seg) return null;
+    let total = 0;
+    let j = i0;
+    // Whole frames of this segment only; at least one.
+    while (j < this.recent.length && this.recent[j]!.seg === seg && (j === i0 || total + this.recent[j]!.bytes <= maxBytes)) total += this.recent[j++]!.bytes;
+    const buf = into !== undefined && into.length >= total ? into.subarray(0, total) : Buffer.allocUnsafe(total);
+    let at = 0;
+    for (let k = i0; k < j; k++) {
+      const f = this.recent[k]!.frame;
+      if (Buffer.isBuffer(f)) {
+        at += f.copy(buf, at);
+      } else {
+        at += f[0].copy(buf, at);
+        at += f[1].copy(buf, at);
+      }
+    }
+    const count = j - i0;
+    this.marks = [{ seg, seq: afterSeq + 1, offset: first.offset }, { seg, seq: afterSeq + count + 1, offset: first.offset + total }];
+    return { frames: buf, firstSeq: afterSeq + 1, lastSeq: afterSeq + count, count };
   }
 
   /** A read descriptor of `seg`, kept open while the shipper reads it. */
@@ -295,6 +408,7 @@ export class Journal {
    * segment being written is kept: it rolls over by size.
    */
   async trim(ackedSeq: number): Promise<void> {
+    this.forgetRecent((seq) => seq <= ackedSeq);
     while (this.segments.length > 1 && this.segments[0]!.lastSeq <= ackedSeq) {
       const seg = this.segments.shift()!;
       if (this.reader?.seg === seg) await this.closeReader();
@@ -314,6 +428,11 @@ export class Journal {
   }
 
   async close(): Promise<void> {
+    if (this.flushTimer !== null) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = null;
+      this.flushScheduled = false;
+    }
     await this.closeReader();
     await this.sync();
     await this.chain;
@@ -324,13 +443,36 @@ export class Journal {
     }
   }
 
+  /**
+   * Small records wait up to FLUSH_DELAY_MS for company, so that a stream of
+   * small ops (an untar: one FUSE request per event-loop turn) costs one
+   * writev per few milliseconds, not one per op; FLUSH_BYTES pending go on
+   * the next turn. Whoever needs the records on disk does not wait for the
+   * timer: `sync()` and `flush()` write at once (an fsync, a sync-mode op and
+   * `strata sync` all go through them), and a crash loses only records whose
+   * op was never promised durable.
+   */
   private scheduleFlush(): void {
+    if (this.pendingBytes >= FLUSH_BYTES) {
+      if (this.flushTimer !== null) {
+        clearTimeout(this.flushTimer);
+        this.flushTimer = null;
+        this.flushScheduled = false;
+      }
+      if (this.flushScheduled) return;
+      this.flushScheduled = true;
+      setImmediate(() => this.flushNow());
+      return;
+    }
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => {
-      this.flushScheduled = false;
-      this.flush().catch(() => {});
-    });
+    this.flushTimer = setTimeout(() => this.flushNow(), FLUSH_DELAY_MS);
+  }
+
+  private flushNow(): void {
+    this.flushTimer = null;
+    this.flushScheduled = false;
+    this.flush().catch(() => {});
   }
 
   private async rollOver(): Promise<void> {
@@ -353,6 +495,17 @@ export class Journal {
       await dirFd.close();
     }
   }
+}
+
+/** A frame waiting to be written: whole, or its head and its payload. */
+type PendingFrame = Buffer | [head: Buffer, payload: Buffer];
+
+/** A frame written to `seg` at `offset`, kept for the shipper. */
+interface RecentFrame {
+  frame: PendingFrame;
+  bytes: number;
+  seg: Segment;
+  offset: number;
 }
 
 interface SegmentScan {

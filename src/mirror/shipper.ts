@@ -74,6 +74,12 @@ export class Shipper {
   private readonly backoffMinMs: number;
   private readonly backoffMaxMs: number;
   private stopWritten: (() => void) | null = null;
+  /**
+   * The buffer batches are read into, reused from one batch to the next (a
+   * new one per batch cost an allocation of batchBytes and its page faults):
+   * dropped after a failed send, whose request might still hold it.
+   */
+  private scratch: Buffer | null = null;
   /** When the request to the archive in flight was sent (null: none). */
   private requestSince: number | null = null;
   /** An idle shipper asks the archive where it stands this often, so that status sees an archive that went away. */
@@ -184,7 +190,8 @@ export class Shipper {
         }
         let batch;
         try {
-          batch = await this.journal.readAfter(this.ackedSeq, this.batchBytes);
+          this.scratch ??= Buffer.allocUnsafe(this.batchBytes);
+          batch = await this.journal.readAfter(this.ackedSeq, this.batchBytes, this.scratch);
         } catch (err) {
           // The journal cannot continue where the archive stands (it lost records
           // the archive never got): retrying cannot help.
@@ -220,6 +227,7 @@ export class Shipper {
           return;
         }
         this.knowsArchive = false;
+        this.scratch = null;
         if (this.state !== 'disconnected') this.log.warn({ err, volume: this.volume }, 'shipper: archive unreachable, retrying');
         this.state = 'disconnected';
         this.lastError = (err as Error).message;

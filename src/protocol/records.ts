@@ -100,6 +100,20 @@ export function badNameReason(name: unknown): string | null {
 
 /** Encodes one record as a frame (header + body). */
 export function encodeRecord(rec: Record): Buffer {
+  const [head, payload] = encodeRecordParts(rec);
+  if (payload === null || payload.length === 0) return head;
+  return Buffer.concat([head, payload], head.length + payload.length);
+}
+
+/**
+ * Encodes one record as the two parts of its frame without copying its
+ * payload: `head` (frame header, seq, op, meta) and the payload itself (the
+ * `data` of a write, the `value` of a setxattr; null for other ops). The
+ * frame is `head` followed by `payload`; the checksum in `head` covers both
+ * (CRC-32 continued over the payload). The caller must not change the
+ * payload's bytes until the frame has been written wherever it goes.
+ */
+export function encodeRecordParts(rec: Record): [head: Buffer, payload: Buffer | null] {
   const { seq, op } = rec;
   let payload: Buffer | undefined;
   let meta: object;
@@ -115,17 +129,19 @@ export function encodeRecord(rec: Record): Buffer {
     const { seq: _s, op: _o, ...rest } = rec;
     meta = rest;
   }
-  const metaBuf = Buffer.from(JSON.stringify(meta));
-  const bodyLen = 13 + metaBuf.length + (payload?.length ?? 0);
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bodyLen);
-  frame.writeUInt32LE(bodyLen, 0);
-  frame.writeBigUInt64LE(BigInt(seq), 8);
-  frame.writeUInt8(OP_CODES[op], 16);
-  frame.writeUInt32LE(metaBuf.length, 17);
-  metaBuf.copy(frame, 21);
-  if (payload) payload.copy(frame, 21 + metaBuf.length);
-  frame.writeUInt32LE(crc32(frame.subarray(FRAME_HEADER_BYTES)), 4);
-  return frame;
+  const metaText = JSON.stringify(meta);
+  const metaLen = Buffer.byteLength(metaText);
+  const bodyLen = 13 + metaLen + (payload?.length ?? 0);
+  const head = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 13 + metaLen);
+  head.writeUInt32LE(bodyLen, 0);
+  head.writeBigUInt64LE(BigInt(seq), 8);
+  head.writeUInt8(OP_CODES[op], 16);
+  head.writeUInt32LE(metaLen, 17);
+  head.write(metaText, 21, 'utf8');
+  let crc = crc32(head.subarray(FRAME_HEADER_BYTES));
+  if (payload !== undefined && payload.length > 0) crc = crc32(payload, crc);
+  head.writeUInt32LE(crc, 4);
+  return [head, payload ?? null];
 }
 
 /** Result of reading one frame from a buffer. */

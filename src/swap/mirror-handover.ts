@@ -66,7 +66,9 @@ async function moveArchiveToPoint(archive: ArchiveRef, client: Mirror['client'],
     if (st.appliedSeq !== point.record) throw new Error(`the head moved from record ${point.record} (the prepared tree) to ${st.appliedSeq}, and no snapshot keeps that record`);
     return { kind: 'head', detail: `the head is at record ${point.record}, the prepared tree` };
   }
-  const c = await openSnapshotClient(archive.url, archive.tokenFile !== undefined ? { tokenFile: archive.tokenFile } : {});
+  // The rollback is decided in one small transaction; the head's rows are rebuilt in the background (on a file:// archive by the
+  // archive worker of the mirror that ships next: this one), while the new store's changes wait in its journal.
+  const c = await openSnapshotClient(archive.url, { ...(archive.tokenFile !== undefined ? { tokenFile: archive.tokenFile } : {}), rebuildInBackground: true });
   try {
     const res = await c.rollback(archive.volume, point.id, { holder, ...(keptBy !== null ? { keptBy } : {}) });
     if (res.state.epoch !== holder.epoch) {

@@ -227,7 +227,7 @@ async function main(): Promise<void> {
         out.push({ entries: n, seconds: secs, median_s: secs[Math.floor(secs.length / 2)]!, plain_recover_seconds: plain, plain_median_s: plain[Math.floor(plain.length / 2)]! });
         log(`  ${JSON.stringify(out[out.length - 1])}`);
       }
-      doc.serve = { sizes: out, note: 'strata recover --snapshot, including the rollback on the archive (metadata rows copied in one transaction) and the kept-head snapshot being taken' };
+      doc.serve = { sizes: out, note: 'strata recover --snapshot, including the rollback on the archive (decided in one small transaction, the kept-head snapshot taken; the head is rebuilt in the background while the restore reads the snapshot on its target)' };
     }
   } finally {
     await sc.close();

@@ -22,7 +22,7 @@ export async function openArchiveClient(url: string, opts: ArchiveClientOptions 
     if (u.host !== '' && u.host !== 'localhost') throw new ArchiveError('EBADREQ', `file:// archive URL must name a local absolute directory, got ${url}`);
     const dir = fileURLToPath(u);
     if (!isAbsolute(dir)) throw new ArchiveError('EBADREQ', `file:// archive URL must name an absolute directory, got ${url}`);
-    return WorkerArchiveClient.open(dir);
+    return WorkerArchiveClient.open(dir, { finishRebuilds: true });
   }
   if (u.protocol === 'strata:' || u.protocol === 'stratas:') {
     if (u.hostname === '' || u.port === '' || (u.pathname !== '' && u.pathname !== '/') || u.search !== '' || u.username !== '') {

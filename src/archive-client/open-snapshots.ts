@@ -23,6 +23,13 @@ const QUIET: EngineLog = { info() {}, warn() {}, error() {} };
 export interface SnapshotClientOptions extends ArchiveClientOptions {
   /** Where the in-process engine of a file:// archive logs (default: nowhere). */
   log?: EngineLog;
+  /**
+   * file://: a rollback returns once decided and leaves its rebuild to the
+   * archive workers of the processes that use the archive (the next one to
+   * ship or open it finishes it: src/archive/worker.ts). Default: a file://
+   * rollback rebuilds before it returns. A server always rebuilds in the background.
+   */
+  rebuildInBackground?: boolean;
 }
 
 export async function openSnapshotClient(url: string, opts: SnapshotClientOptions = {}): Promise<SnapshotClient> {
@@ -35,7 +42,7 @@ export async function openSnapshotClient(url: string, opts: SnapshotClientOption
   if (u.protocol === 'file:') {
     const dir = fileURLToPath(u);
     if (!isAbsolute(dir) || (u.host !== '' && u.host !== 'localhost')) throw new ArchiveError('EBADREQ', `file:// archive URL must name a local absolute directory, got ${url}`);
-    return WorkerSnapshotClient.open({ dataDir: dir, tickMs: 0 }, opts.log ?? QUIET);
+    return WorkerSnapshotClient.open({ dataDir: dir, tickMs: 0, ...(opts.rebuildInBackground === true ? { rebuildInline: false } : {}) }, opts.log ?? QUIET);
   }
   const client = await openArchiveClient(url, { ...opts, requestTimeoutMs: opts.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS });
   if (!(client instanceof RemoteArchiveClient)) throw new ArchiveError('EBADREQ', `unsupported archive URL ${url}`);

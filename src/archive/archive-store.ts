@@ -24,7 +24,7 @@
 // processes): new blocks are appended to the current pack inside it, the
 // pack is fsynced before COMMIT, and a rollback leaves at most unreferenced
 // bytes at a pack's end.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { ArchiveError } from '../protocol/archive-api.js';
@@ -34,7 +34,7 @@ import { Applier } from './apply.js';
 import { FileData } from './file-data.js';
 import { DEFAULT_PACK_LIMIT, Packs } from './packs.js';
 import { openSealedPackStore } from './s3-packs.js';
-import { LIVE, openDatabase } from './schema.js';
+import { HIDDEN_VOLUME_PREFIX, LIVE, openDatabase } from './schema.js';
 import { attrsOf, isDirMode, isRegMode, type CountsRow, type ObjectRow } from './rows.js';
 import { LIMITS, checkBlockCount, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkVolume } from '../protocol/wire-checks.js';
 
@@ -60,6 +60,8 @@ export class ArchiveStore {
   private readonly data: FileData;
   private readonly applier: Applier;
   private readonly q: { [name: string]: Database.Statement };
+  /** Read-only views of storage targets a volume is being rebuilt from (by path), opened on first use. */
+  private readonly sources = new Map<string, ArchiveStore>();
   private closed = false;
 
   static open(dir: string, options: ArchiveStoreOptions = {}): ArchiveStore {
@@ -77,7 +79,9 @@ export class ArchiveStore {
     const live = `seq_to = ${LIVE}`;
     this.q = {
       volume: db.prepare('SELECT vid, name, epoch, applied_seq, snapshot_floor FROM volumes WHERE name = ?'),
-      volumes: db.prepare('SELECT vid, name, epoch, applied_seq, snapshot_floor FROM volumes ORDER BY name'),
+      volumes: db.prepare(`SELECT vid, name, epoch, applied_seq, snapshot_floor FROM volumes WHERE substr(name, 1, 1) != '${HIDDEN_VOLUME_PREFIX}' ORDER BY name`),
+      rebuildOf: db.prepare('SELECT snapshot, target, target_path, rows_copied FROM rebuilds WHERE volume = ?'),
+      rebuildPaths: db.prepare('SELECT target_path FROM rebuilds').pluck(),
       insertVolume: db.prepare('INSERT INTO volumes (name, epoch, applied_seq, created_ms) VALUES (?, 1, 0, ?)'),
       setApplied: db.prepare('UPDATE volumes SET applied_seq = ? WHERE vid = ?'),
       bumpEpoch: db.prepare('UPDATE volumes SET epoch = epoch + 1 WHERE vid = ?'),
@@ -104,10 +108,13 @@ export class ArchiveStore {
 
   volumeState(volume: string): VolumeState | null {
     checkVolume(volume);
-    return this.run(() => this.read(() => {
-      const v = this.q.volume.get(volume) as VolumeRow | undefined;
-      return v === undefined ? null : this.stateOf(v);
-    }));
+    return this.run(() => {
+      const { v, src } = this.read(() => ({ v: this.q.volume.get(volume) as VolumeRow | undefined, src: this.source(volume) }));
+      if (v === undefined) return null;
+      // Rebuilding from a snapshot: the tree (and so its totals) is the snapshot's; epoch and record are the volume's.
+      if (src !== null) return { ...this.stateOf(v), totals: src.store.volumeState(src.name)?.totals ?? { entries: 0, bytes: 0 } };
+      return this.stateOf(v);
+    });
   }
 
   /** Every volume's state, by name. */
@@ -158,6 +165,11 @@ export class ArchiveStore {
       if (epoch > v.epoch) throw new ArchiveError('EBADREQ', `unknown epoch ${epoch} (volume ${volume} is at ${v.epoch})`);
       const pending = records.filter((r) => r.seq > v.applied_seq);
       if (pending.length === 0) return { appliedSeq: v.applied_seq };
+      const rb = this.q.rebuildOf.get(volume) as { snapshot: string; rows_copied: number } | undefined;
+      if (rb !== undefined) {
+        // Retryable (the shipper backs off and sends again; acknowledged records stay in its journal).
+        throw new ArchiveError('EUNAVAILABLE', `volume ${volume} is being rebuilt from snapshot ${rb.snapshot} (${rb.rows_copied} rows so far): its records are taken once that is done; try again`);
+      }
       if (pending[0]!.seq !== v.applied_seq + 1) throw new ArchiveError('EGAP', `volume ${volume} has applied up to ${v.applied_seq}; the batch starts at ${pending[0]!.seq}`);
       const pack = Number(this.q.getMeta.get('current_pack'));
       this.packs.begin(pack);
@@ -188,6 +200,8 @@ export class ArchiveStore {
   dirImage(volume: string, dirId: string): DirImage {
     checkVolume(volume);
     checkId(dirId);
+    const src = this.run(() => this.source(volume));
+    if (src !== null) return src.store.dirImage(src.name, dirId);
     return this.run(() => this.read(() => {
       const img = this.image(this.volumeRow(volume).vid, dirId);
       if (img === null) throw new ArchiveError('ENOOBJECT', `volume ${volume} has no directory ${dirId}`);
@@ -208,6 +222,8 @@ export class ArchiveStore {
       const why = badNameReason(name);
       if (why !== null) throw new ArchiveError('EBADREQ', why);
     }
+    const src = this.run(() => this.source(volume));
+    if (src !== null) return src.store.deepImages(src.name, dirId, name);
     return this.run(() => this.read(() => {
       const vid = this.volumeRow(volume).vid;
       const first = this.image(vid, dirId);
@@ -225,6 +241,8 @@ export class ArchiveStore {
   tierImages(volume: string, depth: number): Iterable<DirImage> {
     checkVolume(volume);
     checkDepth(depth);
+    const src = this.run(() => this.source(volume));
+    if (src !== null) return src.store.tierImages(src.name, depth);
     const vid = this.run(() => this.volumeRow(volume).vid);
     return this.tiers(vid, depth);
   }
@@ -235,6 +253,8 @@ export class ArchiveStore {
     checkId(id);
     checkOffset(offset);
     checkLength(length);
+    const src = this.run(() => this.source(volume));
+    if (src !== null) return src.store.readRange(src.name, id, offset, length);
     return this.run(() => this.read(() => {
       const v = this.volumeRow(volume);
       const o = this.regularFile(v, id);
@@ -263,6 +283,8 @@ export class ArchiveStore {
     checkId(id);
     checkOffset(first);
     checkBlockCount(count);
+    const src = this.run(() => this.source(volume));
+    if (src !== null) return src.store.readBlocks(src.name, id, first, count);
     return this.run(() => this.read(() => {
       const v = this.volumeRow(volume);
       const o = this.regularFile(v, id);
@@ -280,6 +302,8 @@ export class ArchiveStore {
   fileBlocks(volume: string, id: string): FileBlocks {
     checkVolume(volume);
     checkId(id);
+    const src = this.run(() => this.source(volume));
+    if (src !== null) return src.store.fileBlocks(src.name, id);
     return this.run(() => this.read(() => {
       const v = this.volumeRow(volume);
       const o = this.regularFile(v, id);
@@ -291,6 +315,8 @@ export class ArchiveStore {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const s of this.sources.values()) s.close();
+    this.sources.clear();
     this.packs.close();
     this.db.close();
   }
@@ -347,6 +373,43 @@ export class ArchiveStore {
     const c = this.countsOf(v.vid, ROOT_ID);
     const totals: SubtreeTotals = { entries: c.sub_entries, bytes: c.sub_bytes };
     return { name: v.name, epoch: v.epoch, appliedSeq: v.applied_seq, totals };
+  }
+
+  /** Whether some volume's head is being rebuilt from a snapshot (rows in `rebuilds`). */
+  rebuildPending(): boolean {
+    return this.run(() => (this.q.rebuildPaths.all() as string[]).length > 0);
+  }
+
+  /**
+   * Where a volume's tree is read from while its head is being rebuilt from a
+   * snapshot (the snapshot's volume on its target: the same ids, a complete,
+   * immutable tree, blocks verified by digest as everywhere), else null.
+   * Targets no rebuild needs any more are closed here.
+   */
+  private source(volume: string): { store: ArchiveStore; name: string } | null {
+    const rb = this.q.rebuildOf.get(volume) as { snapshot: string; target: string; target_path: string } | undefined;
+    if (rb === undefined) {
+      if (this.sources.size > 0) {
+        const used = new Set(this.q.rebuildPaths.all() as string[]);
+        for (const [path, s] of this.sources) {
+          if (!used.has(path)) {
+            this.sources.delete(path);
+            s.close();
+          }
+        }
+      }
+      return null;
+    }
+    let s = this.sources.get(rb.target_path);
+    if (s === undefined) {
+      // Never create an archive in a directory that is not one (an unmounted disk's empty mountpoint).
+      if (!existsSync(join(rb.target_path, 'archive.db'))) {
+        throw new ArchiveError('EUNAVAILABLE', `volume ${volume} is being rebuilt from snapshot ${rb.snapshot}, and its target ${rb.target} (${rb.target_path}) is not readable`);
+      }
+      s = ArchiveStore.open(rb.target_path);
+      this.sources.set(rb.target_path, s);
+    }
+    return { store: s, name: rb.snapshot };
   }
 
   private volumeRow(volume: string): VolumeRow {

@@ -16,6 +16,14 @@ export const FORMAT_VERSION = 1;
  */
 export const LIVE = Number.MAX_SAFE_INTEGER;
 
+/**
+ * Volume names starting with "." are never a client's (badVolumeNameReason):
+ * the archive's own hidden volumes — a head being rebuilt from a snapshot
+ * (`.rebuild-…`) and a rolled-back head whose rows wait to be dropped
+ * (`.retired-…`). Listings leave them out.
+ */
+export const HIDDEN_VOLUME_PREFIX = '.';
+
 /** `volumes.snapshot_floor` when no snapshot pins any row. */
 export const NO_SNAPSHOT = -1;
 
@@ -92,6 +100,27 @@ CREATE TABLE IF NOT EXISTS counts (
   sub_entries INTEGER NOT NULL,
   sub_bytes   INTEGER NOT NULL,
   PRIMARY KEY (vid, id)
+) WITHOUT ROWID;
+
+-- A volume whose head is being rebuilt from a snapshot (docs/snapshots.md, "Rollback"):
+-- its rows are copied from the snapshot's target into the hidden volume new_vid in
+-- bounded steps; meanwhile reads of the volume are served from the snapshot on its
+-- target and records are refused (EUNAVAILABLE: the shipper retries). The exchange
+-- (new_vid takes the name, the old vid is retired) removes the row.
+CREATE TABLE IF NOT EXISTS rebuilds (
+  volume      TEXT PRIMARY KEY,
+  snapshot    TEXT NOT NULL,
+  target      TEXT NOT NULL,
+  target_path TEXT NOT NULL,
+  new_vid     INTEGER NOT NULL,
+  old_vid     INTEGER NOT NULL,
+  seq         INTEGER NOT NULL,
+  phase       TEXT NOT NULL,
+  cursor      TEXT,
+  rows_copied INTEGER NOT NULL DEFAULT 0,
+  blocks_copied INTEGER NOT NULL DEFAULT 0,
+  started_ms  INTEGER NOT NULL,
+  error       TEXT
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS blocks (

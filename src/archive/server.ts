@@ -312,7 +312,9 @@ export class ArchiveServer {
     const wire = toWireError(err);
     const status = err instanceof HttpError ? err.status : STATUS_OF[wire.code];
     const ctx = { method: headers[':method'], path: String(headers[':path']).slice(0, 200), status, code: wire.code, err: wire.message };
-    if (status >= 500) this.opts.log.error(ctx, 'request failed');
+    // A volume being rebuilt from a snapshot answers its reads' writers "try again" until the rebuild is done: expected, not a failure.
+    if (wire.code === 'EUNAVAILABLE' && /being rebuilt/.test(wire.message)) this.opts.log.debug(ctx, 'request answered: try again after the rebuild');
+    else if (status >= 500) this.opts.log.error(ctx, 'request failed');
     else if (wire.code === 'EAUTH' || wire.code === 'EBADREQ') this.opts.log.warn(ctx, 'request refused');
     else this.opts.log.debug(ctx, 'request answered with an error');
     // An answer sent before the body was read tells the client to stop sending it.

@@ -32,6 +32,13 @@ export interface SnapshotWorkerData {
   copyDuty?: number;
   /** Rows per copy step (default: the engine's). */
   pageRows?: number;
+  /**
+   * Finish a rollback's rebuild inside the rollback call. Default: when
+   * there are no housekeeping ticks (a `file://` tool, gone when it ends).
+   * A `file://` caller that leaves it to the background (a swap's handover)
+   * relies on the archive worker of whoever ships next (worker.ts).
+   */
+  rebuildInline?: boolean;
 }
 
 export type SnapshotMethod =
@@ -64,6 +71,8 @@ function theEngine(): SnapshotEngine {
     rules: data.rulesText !== undefined ? parseRules(data.rulesText, data.rulesFile ?? 'rules') : EMPTY_RULES,
     log,
     ...(data.pageRows !== undefined ? { pageRows: data.pageRows } : {}),
+    // Without housekeeping ticks this is a `file://` tool's engine, gone when the tool ends: a rollback's rebuild finishes inside the call.
+    rebuildInline: data.rebuildInline ?? data.tickMs === 0,
   });
   return engine;
 }

@@ -35,7 +35,7 @@ import { isSnapshotId } from '../protocol/snapshot-api.js';
 import { conditionMatches, EMPTY_RULES, volumeOf, type Rules } from '../alerts/rules.js';
 import { Packs, BLOCK_HEADER_BYTES, packName, fsyncDir } from './packs.js';
 import { openSealedPackStore } from './s3-packs.js';
-import { LIVE, NO_SNAPSHOT, openDatabase } from './schema.js';
+import { HIDDEN_VOLUME_PREFIX, LIVE, NO_SNAPSHOT, openDatabase } from './schema.js';
 import { deviceOf, initialiseTarget, noTarget, probeTarget, readMarker, TargetFailure, TargetStore, type TargetSpec } from './targets.js';
 import { checkVolume } from '../protocol/wire-checks.js';
 
@@ -64,7 +64,16 @@ export interface EngineOptions {
   packGraceMs?: number;
   /** Clock (tests). */
   now?: () => number;
+  /**
+   * Finish a rollback's rebuild inside the rollback call (a `file://`
+   * archive: no server thread goes on with it after the call). Default:
+   * rebuilt in the background by step().
+   */
+  rebuildInline?: boolean;
 }
+
+/** After a rebuild step failed (its target unreadable, say), the next try waits this long. */
+const REBUILD_RETRY_MS = 5_000;
 
 const CATALOG = `
 CREATE TABLE IF NOT EXISTS targets (
@@ -153,6 +162,25 @@ interface VolumeRow {
 
 type Phase = 'start' | 'objects' | 'entries' | 'xattrs' | 'blocks' | 'counts' | 'finish';
 
+type RebuildPhase = 'objects' | 'entries' | 'xattrs' | 'blocks' | 'counts' | 'exchange';
+
+/** A row of `rebuilds` (schema.ts): a volume's head being rebuilt from a snapshot. All of its progress is in the database. */
+interface RebuildRow {
+  volume: string;
+  snapshot: string;
+  target: string;
+  target_path: string;
+  new_vid: number;
+  old_vid: number;
+  seq: number;
+  phase: RebuildPhase;
+  cursor: string | null;
+  rows_copied: number;
+  blocks_copied: number;
+  started_ms: number;
+  error: string | null;
+}
+
 interface CopyJob {
   id: string;
   phase: Phase;
@@ -179,6 +207,9 @@ export class SnapshotEngine {
   archiveId: string;
   private readonly stores = new Map<string, TargetStore>();
   private readonly jobs = new Map<string, CopyJob>();
+  private readonly rebuildInline: boolean;
+  /** No rebuild step before this time (the last one failed). */
+  private rebuildRetryAt = 0;
   private closed = false;
 
   static open(dataDir: string, opts: EngineOptions = {}): SnapshotEngine {
@@ -200,6 +231,7 @@ export class SnapshotEngine {
     this.pageBytes = opts.pageBytes ?? 32 * 1024 * 1024;
     this.packGraceMs = opts.packGraceMs ?? 60_000;
     this.rules = opts.rules ?? EMPTY_RULES;
+    this.rebuildInline = opts.rebuildInline ?? false;
     this.packs = new Packs(join(dataDir, 'packs'), undefined, openSealedPackStore(dataDir));
     this.db.exec(CATALOG);
     this.archiveId = this.db.transaction(() => {
@@ -214,6 +246,9 @@ export class SnapshotEngine {
     for (const r of this.db.prepare(`SELECT id FROM snapshots WHERE state = 'copying' ORDER BY created_ms`).all() as { id: string }[]) {
       this.jobs.set(r.id, { id: r.id, phase: 'start', cursor: null, store: null, tvid: 0, bytes: 0 });
       this.log.info({ snapshot: r.id }, 'snapshot copy interrupted earlier: starting it again');
+    }
+    for (const r of this.db.prepare('SELECT volume, snapshot, phase FROM rebuilds').all() as { volume: string; snapshot: string; phase: string }[]) {
+      this.log.info({ volume: r.volume, snapshot: r.snapshot, phase: r.phase }, 'a rollback\'s rebuild was interrupted earlier: going on with it');
     }
     this.repinAll();
   }
@@ -418,9 +453,11 @@ export class SnapshotEngine {
     if (opts.reason !== undefined && opts.reason !== null && (typeof opts.reason !== 'string' || opts.reason.length > 1000)) throw new ArchiveError('EBADREQ', 'reason must be a string of at most 1000 characters');
     const v = this.db.prepare('SELECT vid, name, epoch, applied_seq, snapshot_floor FROM volumes WHERE name = ?').get(volume) as VolumeRow | undefined;
     if (v === undefined) throw new ArchiveError('ENOVOLUME', `no volume ${volume}`);
+    this.refuseWhileRebuilding(volume, 'a snapshot of it can be taken');
     const target = this.place(volume, trigger, new Set());
     const id = this.newId();
     const info = this.db.transaction(() => {
+      this.refuseWhileRebuilding(volume, 'a snapshot of it can be taken');
       const cur = this.db.prepare('SELECT vid, applied_seq FROM volumes WHERE name = ?').get(volume) as VolumeRow;
       const nowMs = this.now();
       this.db.prepare(`INSERT INTO snapshots (id, volume, vid, record, created_ms, target, trigger, condition, reason, labels, annotations, state)
@@ -502,19 +539,32 @@ export class SnapshotEngine {
 
   // ---- copying ---------------------------------------------------------------
 
-  /** Copies in progress. */
+  /** Copies, rebuilds or retired heads to drop that can go on now. */
   get busy(): boolean {
-    return this.jobs.size > 0;
+    return this.jobs.size > 0 || this.nextRebuild() !== undefined || this.nextRetired() !== undefined;
   }
 
-  /** Does one bounded step of the oldest copy; returns whether copies remain. */
+  /**
+   * Does one bounded step: of a rollback's rebuild first (its volume's
+   * records wait for it), else of the oldest copy, else drops a page of a
+   * retired head. Returns whether work remains.
+   */
   step(): boolean {
+    const rb = this.nextRebuild();
+    if (rb !== undefined) {
+      this.rebuildStep(rb);
+      return this.busy;
+    }
     const job = this.jobs.values().next().value as CopyJob | undefined;
-    if (job === undefined) return false;
+    if (job === undefined) {
+      const vid = this.nextRetired();
+      if (vid !== undefined) this.retireStep(vid);
+      return this.busy;
+    }
     const r = this.db.prepare('SELECT * FROM snapshots WHERE id = ?').get(job.id) as SnapshotRow | undefined;
     if (r === undefined || r.state !== 'copying') {
       this.jobs.delete(job.id); // deleted meanwhile
-      return this.jobs.size > 0;
+      return this.busy;
     }
     try {
       this.copyStep(job, r);
@@ -522,7 +572,7 @@ export class SnapshotEngine {
       if (err instanceof TargetFailure) this.moveOn(job, r, err);
       else this.fail(job, r, err);
     }
-    return this.jobs.size > 0;
+    return this.busy;
   }
 
   /** Runs every copy to its end (the `file://` tools; tests). */
@@ -778,6 +828,8 @@ export class SnapshotEngine {
 
   deleteSnapshot(id: string): SnapshotInfo {
     const r = this.row(id);
+    const rb = this.db.prepare('SELECT volume FROM rebuilds WHERE snapshot = ?').pluck().get(id) as string | undefined;
+    if (rb !== undefined) throw new ArchiveError('EUNAVAILABLE', `snapshot ${id} is the tree volume ${rb} is being rebuilt from: it can be deleted once that is done`);
     const before = this.info(r);
     this.jobs.delete(id);
     let reclaim: string | null = null;
@@ -843,7 +895,7 @@ export class SnapshotEngine {
     const started: string[] = [];
     const nowMs = this.now();
     for (const s of this.rules.schedules) {
-      const vols = s.volumes ?? (this.db.prepare('SELECT name FROM volumes ORDER BY name').pluck().all() as string[]);
+      const vols = s.volumes ?? (this.db.prepare(`SELECT name FROM volumes WHERE substr(name, 1, 1) != '${HIDDEN_VOLUME_PREFIX}' ORDER BY name`).pluck().all() as string[]);
       for (const vol of vols) {
         const last = this.db.prepare(`SELECT MAX(created_ms) FROM snapshots WHERE volume = ? AND trigger = 'schedule' AND condition = ? AND state != 'failed'`).pluck().get(vol, s.name) as number | null;
         if (last !== null && nowMs - last < s.everyMs) continue;
@@ -960,13 +1012,19 @@ export class SnapshotEngine {
   }
 
   /**
-   * Makes the volume's head the snapshot's tree. First the head is kept: a
-   * `rollback` snapshot pins it (and copies it to a target in the
-   * background), so nothing is lost by choosing an old point. Then, in one
-   * transaction, every current row of the volume is closed (the pin keeps
-   * them for that copy) and the snapshot's rows come in from its target as
-   * of a new record; blocks the data directory lacks are copied back from
-   * the target; the epoch goes up (a fence: the old primary is refused).
+   * Makes the volume's head the snapshot's tree, deciding it in one small
+   * transaction and building the new head's rows in the background
+   * (docs/snapshots.md, "Rollback"). First the head is kept: a `rollback`
+   * snapshot pins it (and copies it to a target in the background), so
+   * nothing is lost by choosing an old point. Then one transaction records
+   * the decision: the volume's record goes up by one, its epoch too (a
+   * fence: the old primary is refused), a hidden volume is made for the new
+   * head and a `rebuilds` row says "rebuilding from snapshot S". From then
+   * on reads of the volume are served from the snapshot on its target
+   * (archive-store.ts), and its records are refused as retryable until
+   * step() has copied the snapshot's rows into the hidden volume, page by
+   * page, and exchanged the two (rebuildStep). The old head's rows stay in
+   * their vid, untouched, until no copy needs them (retireStep).
    * The volume's own primary (a swap) passes `opts.holder`: the epoch must be
    * that one and stays (the lease holder is checked by the server); and
    * `opts.keptBy`, a snapshot that already keeps the head (docs/swap.md).
@@ -981,10 +1039,32 @@ export class SnapshotEngine {
     if (tvid === undefined || src.db.prepare('SELECT state FROM snapshot_info WHERE id = ?').pluck().get(snapshotId) !== 'complete') {
       throw new ArchiveError('ENOTARGET', `target ${r.target} does not hold snapshot ${snapshotId} complete`);
     }
-    let v = this.db.prepare('SELECT vid, name, epoch, applied_seq, snapshot_floor FROM volumes WHERE name = ?').get(volume) as VolumeRow | undefined;
-    if (opts.holder !== undefined) {
+    const root = src.db.prepare('SELECT sub_entries, sub_bytes FROM counts WHERE vid = ? AND id = ?').get(tvid, ROOT_ID) as { sub_entries: number; sub_bytes: number } | undefined;
+    const totals = { entries: root?.sub_entries ?? 0, bytes: root?.sub_bytes ?? 0 };
+    const volumeRow = (): VolumeRow | undefined => this.db.prepare('SELECT vid, name, epoch, applied_seq, snapshot_floor FROM volumes WHERE name = ?').get(volume) as VolumeRow | undefined;
+    const checkHolder = (v: VolumeRow | undefined): void => {
+      if (opts.holder === undefined) return;
       if (v === undefined) throw new ArchiveError('ENOVOLUME', `no volume ${volume}`);
       if (v.epoch !== opts.holder.epoch) throw new ArchiveError('EFENCED', `volume ${volume} is at epoch ${v.epoch}; epoch ${opts.holder.epoch} was fenced`);
+    };
+    const bump = opts.holder === undefined ? 1 : 0;
+    let v = volumeRow();
+    checkHolder(v);
+    const ongoing = this.db.prepare('SELECT snapshot FROM rebuilds WHERE volume = ?').pluck().get(volume) as string | undefined;
+    if (ongoing !== undefined) {
+      if (ongoing !== snapshotId) {
+        throw new ArchiveError('EUNAVAILABLE', `volume ${volume} is being rebuilt from snapshot ${ongoing}: a rollback to another snapshot can start once that is done; try again`);
+      }
+      // The same rollback again (a rerun after a failure): the head is that snapshot's tree already; only the fence is new.
+      const state = this.db.transaction(() => {
+        const cur = volumeRow()!;
+        checkHolder(cur);
+        this.db.prepare('UPDATE volumes SET epoch = epoch + ? WHERE vid = ?').run(bump, cur.vid);
+        return { name: volume, epoch: cur.epoch + bump, appliedSeq: cur.applied_seq, totals };
+      }).immediate();
+      this.log.info({ volume, snapshot: snapshotId, epoch: state.epoch }, 'rollback asked again while its rebuild goes on: the head is that snapshot already');
+      if (this.rebuildInline) this.finishRebuild(volume);
+      return { state, from: this.getSnapshot(snapshotId), kept: null };
     }
     let kept: SnapshotInfo | null = null;
     if (v !== undefined && v.applied_seq > 0 && opts.keptBy !== undefined) {
@@ -994,59 +1074,260 @@ export class SnapshotEngine {
     if (kept === null && v !== undefined && v.applied_seq > 0) {
       kept = this.createSnapshot(volume, { trigger: 'rollback', reason: `the head at record ${v.applied_seq}, kept before the rollback to ${snapshotId}` });
     }
-    // ATTACH cannot run inside a transaction.
-    this.db.prepare('ATTACH DATABASE ? AS snap').run(join(src.dir, 'archive.db'));
-    let state: VolumeState;
-    try {
-      state = this.db.transaction(() => {
-        v = this.db.prepare('SELECT vid, name, epoch, applied_seq, snapshot_floor FROM volumes WHERE name = ?').get(volume) as VolumeRow | undefined;
-        if (v === undefined) {
-          const vid = Number(this.db.prepare('INSERT INTO volumes (name, epoch, applied_seq, created_ms) VALUES (?, 1, 0, ?)').run(volume, this.now()).lastInsertRowid);
-          v = { vid, name: volume, epoch: 1, applied_seq: 0, snapshot_floor: NO_SNAPSHOT };
-          this.db.prepare('UPDATE snapshots SET vid = ? WHERE volume = ?').run(vid, volume);
-        }
-        if (opts.holder !== undefined && v.epoch !== opts.holder.epoch) throw new ArchiveError('EFENCED', `volume ${volume} is at epoch ${v.epoch}; epoch ${opts.holder.epoch} was fenced`);
-        if (opts.keptBy !== undefined && kept !== null && v.applied_seq !== kept.record) throw new ArchiveError('EBADREQ', `volume ${volume} moved from record ${kept.record} to ${v.applied_seq} during the rollback: try again`);
-        const bump = opts.holder === undefined ? 1 : 0;
-        const seq = v.applied_seq + 1;
-        for (const t of VERSIONED) {
-          this.db.prepare(`UPDATE main.${t} SET seq_to = ? WHERE vid = ? AND seq_to = ${LIVE} AND seq_from <= ?`).run(seq, v.vid, v.snapshot_floor);
-          this.db.prepare(`DELETE FROM main.${t} WHERE vid = ? AND seq_to = ${LIVE}`).run(v.vid);
-        }
-        this.db.prepare(`INSERT INTO main.objects (vid, id, seq_to, seq_from, ${OBJECT_COLS}) SELECT ?, id, ${LIVE}, ?, ${OBJECT_COLS} FROM snap.objects WHERE vid = ? AND seq_to = ${LIVE}`).run(v.vid, seq, tvid);
-        this.db.prepare(`INSERT INTO main.entries (vid, parent, name, seq_to, seq_from, child) SELECT ?, parent, name, ${LIVE}, ?, child FROM snap.entries WHERE vid = ? AND seq_to = ${LIVE}`).run(v.vid, seq, tvid);
-        this.db.prepare(`INSERT INTO main.xattrs (vid, id, name, seq_to, seq_from, value) SELECT ?, id, name, ${LIVE}, ?, value FROM snap.xattrs WHERE vid = ? AND seq_to = ${LIVE}`).run(v.vid, seq, tvid);
-        this.db.prepare(`INSERT INTO main.file_blocks (vid, id, idx, seq_to, seq_from, digest, length) SELECT ?, id, idx, ${LIVE}, ?, digest, length FROM snap.file_blocks WHERE vid = ? AND seq_to = ${LIVE}`).run(v.vid, seq, tvid);
-        this.db.prepare('DELETE FROM main.counts WHERE vid = ?').run(v.vid);
-        this.db.prepare('INSERT INTO main.counts (vid, id, nlink, sub_entries, sub_bytes) SELECT ?, id, nlink, sub_entries, sub_bytes FROM snap.counts WHERE vid = ?').run(v.vid, tvid);
-        // Blocks the data directory no longer has (collected, or a new data directory) come back from the target.
-        const missing = this.db.prepare(`SELECT DISTINCT fb.digest, b.pack, b.offset, b.length FROM snap.file_blocks fb JOIN snap.blocks b ON b.digest = fb.digest
-          WHERE fb.vid = ? AND NOT EXISTS (SELECT 1 FROM main.blocks m WHERE m.digest = fb.digest)`).all(tvid) as { digest: Buffer; pack: number; offset: number; length: number }[];
-        if (missing.length > 0) {
-          this.packs.begin(Number(this.db.prepare(`SELECT value FROM main.meta WHERE key = 'current_pack'`).pluck().get()));
-          try {
-            const ins = this.db.prepare('INSERT INTO main.blocks (digest, pack, offset, length) VALUES (?, ?, ?, ?)');
-            for (const b of missing) {
-              const data = src.packs.read({ pack: b.pack, offset: b.offset, length: b.length }, b.digest, `snapshot ${snapshotId} block ${b.digest.toString('hex').slice(0, 16)}`);
-              const loc = this.packs.append(b.digest, data);
-              ins.run(b.digest, loc.pack, loc.offset, loc.length);
-            }
-            const cur = this.packs.currentPack;
-            if (cur !== null) this.db.prepare(`UPDATE main.meta SET value = ? WHERE key = 'current_pack'`).run(String(cur));
-            this.packs.sync();
-          } finally {
-            this.packs.abort();
-          }
-        }
-        this.db.prepare('UPDATE volumes SET applied_seq = ?, epoch = epoch + ? WHERE vid = ?').run(seq, bump, v.vid);
-        const root = this.db.prepare('SELECT sub_entries, sub_bytes FROM counts WHERE vid = ? AND id = ?').get(v.vid, ROOT_ID) as { sub_entries: number; sub_bytes: number } | undefined;
-        this.log.info({ volume, snapshot: snapshotId, record: seq, epoch: v.epoch + bump, blocksCopiedBack: missing.length, kept: kept?.id ?? null }, 'volume rolled back to a snapshot');
-        return { name: volume, epoch: v.epoch + bump, appliedSeq: seq, totals: { entries: root?.sub_entries ?? 0, bytes: root?.sub_bytes ?? 0 } };
-      }).immediate();
-    } finally {
-      this.db.prepare('DETACH DATABASE snap').run();
-    }
+    const state = this.db.transaction((): VolumeState => {
+      v = volumeRow();
+      if (v === undefined) {
+        // A new data directory (the old one was lost): the volume comes back from the snapshot alone.
+        const vid = Number(this.db.prepare('INSERT INTO volumes (name, epoch, applied_seq, created_ms) VALUES (?, 1, 0, ?)').run(volume, this.now()).lastInsertRowid);
+        v = { vid, name: volume, epoch: 1, applied_seq: 0, snapshot_floor: NO_SNAPSHOT };
+        this.db.prepare('UPDATE snapshots SET vid = ? WHERE volume = ?').run(vid, volume);
+      }
+      checkHolder(v);
+      if (opts.keptBy !== undefined && kept !== null && v.applied_seq !== kept.record) throw new ArchiveError('EBADREQ', `volume ${volume} moved from record ${kept.record} to ${v.applied_seq} during the rollback: try again`);
+      this.refuseWhileRebuilding(volume, 'it can be rolled back again');
+      const seq = v.applied_seq + 1;
+      const newVid = Number(this.db.prepare('INSERT INTO volumes (name, epoch, applied_seq, created_ms) VALUES (?, 0, ?, ?)')
+        .run(`${HIDDEN_VOLUME_PREFIX}rebuild-${v.vid}-${randomBytes(4).toString('hex')}`, seq, this.now()).lastInsertRowid);
+      this.db.prepare(`INSERT INTO rebuilds (volume, snapshot, target, target_path, new_vid, old_vid, seq, phase, cursor, started_ms)
+        VALUES (?, ?, ?, ?, ?, ?, ?, 'objects', NULL, ?)`).run(volume, snapshotId, r.target, src.dir, newVid, v.vid, seq, this.now());
+      this.db.prepare('UPDATE volumes SET applied_seq = ?, epoch = epoch + ? WHERE vid = ?').run(seq, bump, v.vid);
+      return { name: volume, epoch: v.epoch + bump, appliedSeq: seq, totals };
+    }).immediate();
+    this.rebuildRetryAt = 0;
+    this.log.info({ volume, snapshot: snapshotId, record: state.appliedSeq, epoch: state.epoch, kept: kept?.id ?? null },
+      'volume rolled back to a snapshot: its head is rebuilt in the background, read from the snapshot meanwhile');
+    if (this.rebuildInline) this.finishRebuild(volume);
     return { state, from: this.getSnapshot(snapshotId), kept: kept === null ? null : this.getSnapshot(kept.id) };
+  }
+
+  /**
+   * One step of a rollback's rebuild, nothing else (a `file://` archive's
+   * worker finishing a rebuild it found: worker.ts). Returns whether a
+   * rebuild that can go on now remains.
+   */
+  stepRebuild(): boolean {
+    const rb = this.nextRebuild();
+    if (rb === undefined) return false;
+    this.rebuildStep(rb);
+    return this.nextRebuild() !== undefined;
+  }
+
+  /** Whether any rebuild is recorded (ready or waiting out a failure). */
+  get rebuilding(): boolean {
+    return this.db.prepare('SELECT 1 FROM rebuilds LIMIT 1').get() !== undefined;
+  }
+
+  /** Rebuild state of a volume (null: none going on). */
+  rebuildOf(volume: string): { snapshot: string; phase: string; rowsCopied: number; blocksCopied: number; error: string | null } | null {
+    const r = this.db.prepare('SELECT * FROM rebuilds WHERE volume = ?').get(checkVolume(volume)) as RebuildRow | undefined;
+    return r === undefined ? null : { snapshot: r.snapshot, phase: r.phase, rowsCopied: r.rows_copied, blocksCopied: r.blocks_copied, error: r.error };
+  }
+
+  private refuseWhileRebuilding(volume: string, what: string): void {
+    const snap = this.db.prepare('SELECT snapshot FROM rebuilds WHERE volume = ?').pluck().get(volume) as string | undefined;
+    if (snap !== undefined) throw new ArchiveError('EUNAVAILABLE', `volume ${volume} is being rebuilt from snapshot ${snap}: ${what} once that is done; try again`);
+  }
+
+  private nextRebuild(): RebuildRow | undefined {
+    if (this.rebuildRetryAt > 0 && this.now() < this.rebuildRetryAt) return undefined;
+    return this.db.prepare('SELECT * FROM rebuilds ORDER BY started_ms, volume LIMIT 1').get() as RebuildRow | undefined;
+  }
+
+  /** A retired head (the rows a rollback replaced) that no copy reads any more. */
+  private nextRetired(): number | undefined {
+    return this.db.prepare(`SELECT v.vid FROM volumes v WHERE v.name >= '${HIDDEN_VOLUME_PREFIX}retired-' AND v.name < '${HIDDEN_VOLUME_PREFIX}retired.'
+      AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.vid = v.vid AND s.state = 'copying') LIMIT 1`).pluck().get() as number | undefined;
+  }
+
+  /** Runs the volume's rebuild to its end (a `file://` rollback); a step that fails throws (the rebuild stays recorded and goes on at the next open). */
+  private finishRebuild(volume: string): void {
+    for (;;) {
+      const r = this.db.prepare('SELECT * FROM rebuilds WHERE volume = ?').get(volume) as RebuildRow | undefined;
+      if (r === undefined) return;
+      this.rebuildPage(r);
+    }
+  }
+
+  private rebuildStep(r: RebuildRow): void {
+    try {
+      this.rebuildPage(r);
+      this.rebuildRetryAt = 0;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.rebuildRetryAt = this.now() + REBUILD_RETRY_MS;
+      if (err instanceof TargetFailure) this.dropStore(r.target);
+      try {
+        this.db.prepare('UPDATE rebuilds SET error = ? WHERE volume = ?').run(message, r.volume);
+      } catch { /* recorded next time */ }
+      this.log.warn({ volume: r.volume, snapshot: r.snapshot, phase: r.phase, err: message }, `rebuild from a snapshot could not go on; trying again in ${REBUILD_RETRY_MS / 1000} s`);
+    }
+  }
+
+  /**
+   * One page of a rebuild: rows of the snapshot's volume on its target
+   * (objects, entries, xattrs, file blocks with the blocks the data
+   * directory lacks, counts), keyset by key, written into the hidden volume
+   * in one short transaction together with the new cursor — so a crash
+   * anywhere leaves a cursor that matches the rows, and the next step goes
+   * on from it. The last step is the exchange.
+   */
+  private rebuildPage(r: RebuildRow): void {
+    const s = this.store(r.target);
+    const tvid = s.db.prepare('SELECT vid FROM volumes WHERE name = ?').pluck().get(r.snapshot) as number | undefined;
+    if (tvid === undefined) throw new ArchiveError('ENOTARGET', `target ${r.target} no longer holds snapshot ${r.snapshot}`);
+    const cur = r.cursor === null ? null : JSON.parse(r.cursor) as (string | number)[];
+    const n = this.pageRows;
+    const live = `seq_to = ${LIVE}`;
+    /** Writes a page and moves the cursor, in one transaction; a page another engine wrote already (same phase and cursor moved) is skipped. */
+    const commit = (got: number, last: (string | number)[] | null, done: boolean, next: RebuildPhase, write: () => number): void => {
+      this.db.transaction(() => {
+        const now = this.db.prepare('SELECT phase, cursor FROM rebuilds WHERE volume = ?').get(r.volume) as { phase: string; cursor: string | null } | undefined;
+        if (now === undefined || now.phase !== r.phase || now.cursor !== r.cursor) return;
+        const blocks = write();
+        const finished = done || last === null;
+        this.db.prepare('UPDATE rebuilds SET phase = ?, cursor = ?, rows_copied = rows_copied + ?, blocks_copied = blocks_copied + ?, error = NULL WHERE volume = ?')
+          .run(finished ? next : r.phase, finished ? null : JSON.stringify(last), got, blocks, r.volume);
+      }).immediate();
+    };
+    switch (r.phase) {
+      case 'objects': {
+        const rows = s.db.prepare(`SELECT id, ${OBJECT_COLS} FROM objects WHERE vid = ? AND ${live} ${cur ? 'AND id > ?' : ''} ORDER BY id LIMIT ?`)
+          .all(tvid, ...(cur ?? []), n) as { [k: string]: string | number | null }[];
+        commit(rows.length, rows.length > 0 ? [rows[rows.length - 1]!.id as string] : null, rows.length < n, 'entries', () => {
+          const ins = this.db.prepare(`INSERT INTO objects (vid, id, seq_to, seq_from, ${OBJECT_COLS}) VALUES (?, ?, ${LIVE}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+          for (const o of rows) ins.run(r.new_vid, o.id, r.seq, o.mode, o.uid, o.gid, o.size, o.atime_s, o.atime_ns, o.mtime_s, o.mtime_ns, o.rdev, o.target, o.parent);
+          return 0;
+        });
+        return;
+      }
+      case 'entries': {
+        const rows = s.db.prepare(`SELECT parent, name, child FROM entries WHERE vid = ? AND ${live} ${cur ? 'AND (parent, name) > (?, ?)' : ''} ORDER BY parent, name LIMIT ?`)
+          .all(tvid, ...(cur ?? []), n) as { parent: string; name: string; child: string }[];
+        const last = rows[rows.length - 1];
+        commit(rows.length, last ? [last.parent, last.name] : null, rows.length < n, 'xattrs', () => {
+          const ins = this.db.prepare(`INSERT INTO entries (vid, parent, name, seq_to, seq_from, child) VALUES (?, ?, ?, ${LIVE}, ?, ?)`);
+          for (const e of rows) ins.run(r.new_vid, e.parent, e.name, r.seq, e.child);
+          return 0;
+        });
+        return;
+      }
+      case 'xattrs': {
+        const rows = s.db.prepare(`SELECT id, name, value FROM xattrs WHERE vid = ? AND ${live} ${cur ? 'AND (id, name) > (?, ?)' : ''} ORDER BY id, name LIMIT ?`)
+          .all(tvid, ...(cur ?? []), n) as { id: string; name: string; value: Buffer }[];
+        const last = rows[rows.length - 1];
+        commit(rows.length, last ? [last.id, last.name] : null, rows.length < n, 'blocks', () => {
+          const ins = this.db.prepare(`INSERT INTO xattrs (vid, id, name, seq_to, seq_from, value) VALUES (?, ?, ?, ${LIVE}, ?, ?)`);
+          for (const x of rows) ins.run(r.new_vid, x.id, x.name, r.seq, x.value);
+          return 0;
+        });
+        return;
+      }
+      case 'blocks': {
+        const rows = s.db.prepare(`SELECT fb.id, fb.idx, fb.digest, fb.length, b.pack, b.offset, b.length AS blen
+          FROM file_blocks fb LEFT JOIN blocks b ON b.digest = fb.digest
+          WHERE fb.vid = ? AND fb.${live} ${cur ? 'AND (fb.id, fb.idx) > (?, ?)' : ''} ORDER BY fb.id, fb.idx LIMIT ?`)
+          .all(tvid, ...(cur ?? []), n) as { id: string; idx: number; digest: Buffer; length: number; pack: number | null; offset: number | null; blen: number | null }[];
+        // Blocks the data directory lacks (collected, or a new data directory) come back from the target, verified,
+        // inside the write transaction (a collection cannot drop a block between the check and the rows that use it).
+        this.db.transaction(() => {
+          const now = this.db.prepare('SELECT phase, cursor FROM rebuilds WHERE volume = ?').get(r.volume) as { phase: string; cursor: string | null } | undefined;
+          if (now === undefined || now.phase !== r.phase || now.cursor !== r.cursor) return;
+          const has = this.db.prepare('SELECT 1 FROM blocks WHERE digest = ?').pluck();
+          const fresh = new Map<string, Buffer>();
+          let taken = 0;
+          let bytes = 0;
+          for (const b of rows) {
+            const key = b.digest.toString('hex');
+            if (!fresh.has(key) && has.get(b.digest) === undefined) {
+              if (b.pack === null || b.offset === null || b.blen === null) {
+                throw new ArchiveError('ECORRUPT', `snapshot ${r.snapshot} on target ${r.target}: object ${b.id} block ${b.idx} has no stored block (digest ${key})`);
+              }
+              let data: Buffer;
+              try {
+                data = s.packs.read({ pack: b.pack, offset: b.offset, length: b.blen }, b.digest, `snapshot ${r.snapshot} object ${b.id} block ${b.idx}`);
+              } catch (err) {
+                throw new TargetFailure(r.target, err);
+              }
+              fresh.set(key, data);
+              bytes += data.length;
+            }
+            taken++;
+            if (bytes >= this.pageBytes) break;
+          }
+          const page = rows.slice(0, taken);
+          if (fresh.size > 0) {
+            this.packs.begin(Number(this.db.prepare(`SELECT value FROM meta WHERE key = 'current_pack'`).pluck().get()));
+            try {
+              const insBlock = this.db.prepare('INSERT OR IGNORE INTO blocks (digest, pack, offset, length) VALUES (?, ?, ?, ?)');
+              for (const [key, data] of fresh) {
+                const digest = Buffer.from(key, 'hex');
+                const loc = this.packs.append(digest, data);
+                insBlock.run(digest, loc.pack, loc.offset, loc.length);
+              }
+              const cp = this.packs.currentPack;
+              if (cp !== null) this.db.prepare(`UPDATE meta SET value = ? WHERE key = 'current_pack'`).run(String(cp));
+              this.packs.sync(); // the bytes are durable before the rows that point at them
+            } finally {
+              this.packs.abort();
+            }
+          }
+          const ins = this.db.prepare(`INSERT INTO file_blocks (vid, id, idx, seq_to, seq_from, digest, length) VALUES (?, ?, ?, ${LIVE}, ?, ?, ?)`);
+          for (const b of page) ins.run(r.new_vid, b.id, b.idx, r.seq, b.digest, b.length);
+          const last = page[page.length - 1];
+          const finished = (taken === rows.length && rows.length < n) || last === undefined;
+          this.db.prepare('UPDATE rebuilds SET phase = ?, cursor = ?, rows_copied = rows_copied + ?, blocks_copied = blocks_copied + ?, error = NULL WHERE volume = ?')
+            .run(finished ? 'counts' : r.phase, finished ? null : JSON.stringify([last.id, last.idx]), page.length, fresh.size, r.volume);
+        }).immediate();
+        return;
+      }
+      case 'counts': {
+        const rows = s.db.prepare(`SELECT id, nlink, sub_entries, sub_bytes FROM counts WHERE vid = ? ${cur ? 'AND id > ?' : ''} ORDER BY id LIMIT ?`)
+          .all(tvid, ...(cur ?? []), n) as { id: string; nlink: number; sub_entries: number; sub_bytes: number }[];
+        commit(rows.length, rows.length > 0 ? [rows[rows.length - 1]!.id] : null, rows.length < n, 'exchange', () => {
+          const ins = this.db.prepare('INSERT INTO counts (vid, id, nlink, sub_entries, sub_bytes) VALUES (?, ?, ?, ?, ?)');
+          for (const c of rows) ins.run(r.new_vid, c.id, c.nlink, c.sub_entries, c.sub_bytes);
+          return 0;
+        });
+        return;
+      }
+      case 'exchange': {
+        const done = this.db.transaction(() => {
+          const now = this.db.prepare('SELECT phase FROM rebuilds WHERE volume = ?').pluck().get(r.volume);
+          if (now !== 'exchange') return false;
+          const v = this.db.prepare('SELECT vid, epoch, applied_seq, created_ms FROM volumes WHERE name = ?').get(r.volume) as { vid: number; epoch: number; applied_seq: number; created_ms: number } | undefined;
+          if (v === undefined || v.vid !== r.old_vid) throw new ArchiveError('EARCHIVE', `volume ${r.volume} is not vid ${r.old_vid} any more: the rebuild cannot be exchanged`);
+          // The old head keeps its rows under a hidden name until no copy reads them; the new head takes the name,
+          // the epoch (a fence during the rebuild counts) and the record (no record was taken meanwhile).
+          this.db.prepare('UPDATE volumes SET name = ? WHERE vid = ?').run(`${HIDDEN_VOLUME_PREFIX}retired-${v.vid}`, v.vid);
+          this.db.prepare('UPDATE volumes SET name = ?, epoch = ?, applied_seq = ?, snapshot_floor = ?, created_ms = ? WHERE vid = ?')
+            .run(r.volume, v.epoch, v.applied_seq, NO_SNAPSHOT, v.created_ms, r.new_vid);
+          this.db.prepare('DELETE FROM rebuilds WHERE volume = ?').run(r.volume);
+          return true;
+        }).immediate();
+        if (done) {
+          this.log.info({ volume: r.volume, snapshot: r.snapshot, rows: r.rows_copied, blocksCopiedBack: r.blocks_copied, ms: this.now() - r.started_ms },
+            'volume rebuilt from a snapshot: its head is the snapshot\'s tree, and takes records again');
+        }
+        return;
+      }
+    }
+  }
+
+  /** Drops a page of a retired head's rows (a rollback replaced it and no copy reads it); the last step drops its volume row. */
+  private retireStep(vid: number): void {
+    const keys: { [t: string]: string } = { objects: 'id, seq_to', entries: 'parent, name, seq_to', xattrs: 'id, name, seq_to', file_blocks: 'id, idx, seq_to', counts: 'id' };
+    const page = this.pageRows * 5;
+    this.db.transaction(() => {
+      let left = page;
+      for (const [t, k] of Object.entries(keys)) {
+        if (left <= 0) return;
+        left -= this.db.prepare(`DELETE FROM ${t} WHERE vid = ? AND (${k}) IN (SELECT ${k} FROM ${t} WHERE vid = ? LIMIT ?)`).run(vid, vid, left).changes;
+      }
+      if (left > 0) {
+        this.db.prepare('DELETE FROM volumes WHERE vid = ?').run(vid);
+        this.log.info({ vid }, 'a rolled-back head\'s rows are dropped (its snapshot keeps it)');
+      }
+    }).immediate();
   }
 
   // ---- garbage collection ----------------------------------------------------
@@ -1081,6 +1362,10 @@ export class SnapshotEngine {
   }
 
   private gcTarget(name: string): GcResult['stores'][number] {
+    // A rebuild reads this target (rows and packs, the archive worker too): no collection, no pack rewritten under it.
+    if (this.db.prepare('SELECT 1 FROM rebuilds WHERE target = ?').get(name) !== undefined) {
+      return { store: name, blocksDropped: 0, bytesReclaimed: 0, packsRewritten: 0, rowsPruned: 0 };
+    }
     if (this.busy) {
       // A copy to this target in progress writes rows for blocks it has appended: its blocks are referenced only once the page commits,
       // which happens in the same transaction. Still, keep it simple: no target collection while any copy runs.

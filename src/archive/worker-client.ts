@@ -23,6 +23,11 @@ type Chunk = Extract<FromWorker, { type: 'chunk' }>;
 export interface WorkerClientOptions {
   /** How long close() waits for the store to close before terminating the thread. */
   closeTimeoutMs?: number;
+  /**
+   * A `file://` archive: the worker finishes a rollback's rebuild it finds
+   * (at open, or when a batch is refused for one), since no server does.
+   */
+  finishRebuilds?: boolean;
 }
 
 export class WorkerArchiveClient implements ArchiveClient {
@@ -201,7 +206,7 @@ export class WorkerArchiveClient implements ArchiveClient {
 
   private ensureWorker(): Worker {
     if (this.worker) return this.worker;
-    const data: WorkerData = { dir: this.dir };
+    const data: WorkerData = { dir: this.dir, finishRebuilds: this.opts.finishRebuilds === true };
     // The thread inherits the process's flags, except those that only make sense for a main script (`node --input-type=module -e`).
     const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
     const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: data, execArgv });

@@ -7,6 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ArchiveError } from '../protocol/archive-api.js';
 import type { DirImage } from '../protocol/images.js';
 import { ArchiveStore } from './archive-store.js';
+import { SnapshotEngine } from './snapshots.js';
 import {
   checkBlockCount, checkDepth, checkEpoch, checkId, checkLength, checkOffset, checkOptionalName, checkVolume, shipSizeReason, toWireError,
 } from '../protocol/wire-checks.js';
@@ -14,6 +15,8 @@ import { ownArrayBuffer, TIER_CHUNK_ENTRIES, TIER_CHUNK_IMAGES, type FromWorker,
 
 export interface WorkerData {
   dir: string;
+  /** A `file://` archive (no server): finish a rollback's rebuild found at open or refusing a batch (docs/snapshots.md). */
+  finishRebuilds?: boolean;
 }
 
 /** Open tier streams are bounded: a caller that never drains one cannot pile up iterators. */
@@ -28,9 +31,48 @@ const streams = new Map<number, Iterator<DirImage>>();
 
 /** Opened on first use, so an engine that fails to open reports through a call with its code. */
 function theStore(): ArchiveStore {
-  store ??= ArchiveStore.open(data.dir);
+  if (store === null) {
+    store = ArchiveStore.open(data.dir);
+    if (store.rebuildPending()) finishRebuilds();
+  }
   return store;
 }
+
+/**
+ * A `file://` archive has no server to go on with a rollback's rebuild (a
+ * swap's handover leaves it to the background; a process killed during one
+ * leaves it half done): this worker runs its steps between calls, bounded
+ * pages, until none is left. Another process doing the same is harmless:
+ * each step checks, in its transaction, that the page is still to be done.
+ */
+let rebuilder: SnapshotEngine | null = null;
+function finishRebuilds(): void {
+  if (data.finishRebuilds !== true || rebuilder !== null || closing) return;
+  try {
+    rebuilder = SnapshotEngine.open(data.dir);
+  } catch {
+    return; // a call that needs it reports why (EUNAVAILABLE, retried)
+  }
+  const next = (): void => {
+    if (rebuilder === null) return;
+    let more = false;
+    try {
+      more = !closing && rebuilder.stepRebuild();
+    } catch {
+      more = false;
+    }
+    if (more) {
+      setImmediate(next);
+    } else {
+      const waiting = !closing && rebuilder.rebuilding; // a failed step waits (REBUILD_RETRY_MS) before the next try
+      rebuilder.close();
+      rebuilder = null;
+      if (waiting) setTimeout(finishRebuilds, 5_000).unref();
+    }
+  };
+  setImmediate(next);
+}
+let closing = false;
 
 function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
   port!.postMessage(msg, transfer);
@@ -58,7 +100,12 @@ function callStore(method: UnaryMethod, args: unknown[], bytes: ArrayBuffer | un
       if (why !== null) throw new ArchiveError('EBADREQ', why);
       // The store decodes and checks every frame (checksums, names with '/'
       // or '..', bounds) before its transaction: EBADREQ, nothing applied.
-      return theStore().applyBatch(volume, epoch, frames);
+      try {
+        return theStore().applyBatch(volume, epoch, frames);
+      } catch (err) {
+        if (err instanceof ArchiveError && err.code === 'EUNAVAILABLE') finishRebuilds();
+        throw err;
+      }
     }
     case 'fence':
       return theStore().fence(checkVolume(args[0]));
@@ -144,6 +191,11 @@ function onCancel(id: number): void {
 }
 
 function onClose(): void {
+  closing = true;
+  try {
+    rebuilder?.close();
+  } catch { /* closing anyway */ }
+  rebuilder = null;
   for (const id of [...streams.keys()]) onCancel(id);
   try {
     store?.close();

@@ -15,6 +15,10 @@ import { WorkerSnapshotClient } from '../archive/snapshot-worker-client.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openArchiveClient } from '../archive-client/open-archive.js';
 import { describeHolder } from '../protocol/leases.js';
+import { isArchiveError } from '../protocol/archive-api.js';
+
+/** How long a rollback waits for an earlier rollback's rebuild of the same volume. */
+const REBUILD_WAIT_MS = 600_000;
 
 export interface RollbackRequest {
   archiveUrl: string;
@@ -69,13 +73,25 @@ export async function rollbackBeforeRecovery(r: RollbackRequest): Promise<number
       id = choice.snapshot.id;
       process.stdout.write(`chose snapshot ${id}: ${choice.why}\n`);
     }
-    const res = await c.rollback(r.volume, id);
+    // A rebuild from an earlier rollback of this volume still going on (EUNAVAILABLE): wait for it, then roll back.
+    let res;
+    for (let waited = 0; ; waited += 500) {
+      try {
+        res = await c.rollback(r.volume, id);
+        break;
+      } catch (err) {
+        if (!isArchiveError(err, 'EUNAVAILABLE') || !/being rebuilt/.test((err as Error).message) || waited >= REBUILD_WAIT_MS) throw err;
+        if (waited === 0) process.stdout.write(`waiting: ${(err as Error).message}\n`);
+        await sleep(500);
+      }
+    }
     process.stdout.write(`volume ${r.volume} rolled back to snapshot ${id} (taken ${res.from.createdAt} at record ${res.from.record}); ` +
       `now at record ${res.state.appliedSeq}, epoch ${res.state.epoch}` +
       `${res.kept ? `; the head it replaced (record ${res.kept.record}) is kept as snapshot ${res.kept.id}` : ''}\n`);
-    if (res.kept && c instanceof WorkerSnapshotClient) {
-      // A file:// archive copies in this process: the kept head must be on its target before the process ends.
-      for (let s = res.kept; s.state === 'copying'; s = await c.getSnapshot(s.id)) await sleep(100);
+    if (c instanceof WorkerSnapshotClient) {
+      // A file:// archive copies in this process (the head was rebuilt inside the call): the kept head must be on its target,
+      // and the rows it replaced dropped, before the process ends.
+      while (await c.busy()) await sleep(100);
     }
     return 0;
   } catch (err) {

@@ -228,11 +228,16 @@ export class Shipper {
         }
         this.knowsArchive = false;
         this.scratch = null;
-        if (this.state !== 'disconnected') this.log.warn({ err, volume: this.volume }, 'shipper: archive unreachable, retrying');
+        // The archive is rebuilding this volume's head from a snapshot (a rollback): expected, over in seconds; retried every second at most.
+        const rebuilding = isArchiveError(err, 'EUNAVAILABLE') && /being rebuilt/.test((err as Error).message);
+        if (this.state !== 'disconnected') {
+          if (rebuilding) this.log.info({ err: (err as Error).message, volume: this.volume }, 'shipper: the archive is rebuilding this volume from a snapshot; records wait in the journal');
+          else this.log.warn({ err, volume: this.volume }, 'shipper: archive unreachable, retrying');
+        }
         this.state = 'disconnected';
         this.lastError = (err as Error).message;
         await this.sleep(this.backoffMs);
-        this.backoffMs = Math.min(this.backoffMaxMs, this.backoffMs * 2);
+        this.backoffMs = Math.min(rebuilding ? Math.min(1000, this.backoffMaxMs) : this.backoffMaxMs, this.backoffMs * 2);
       }
     }
   }

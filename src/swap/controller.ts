@@ -27,7 +27,7 @@ import { formatSource, openSource, parseSource, type ArchiveRef } from './source
 import { writeTree, type WriteProgress } from './tree-writer.js';
 import { swapCrashPoint } from './crash-points.js';
 import type { Mirror, MirrorOptions } from '../mirror/mirror.js';
-import { checkSnapshotTarget, handOver, seedMirrorState, snapshotPreSwapHead, type HandoverInfo } from './mirror-handover.js';
+import { checkSnapshotTarget, handOver, HandoverClients, seedMirrorState, snapshotPreSwapHead, type HandoverInfo } from './mirror-handover.js';
 import type { ArchivePoint } from './spare.js';
 import type { Checkpoints } from '../checkpoint/manager.js';
 import { checkpointTotals, writeCheckpointTree } from './checkpoint-writer.js';
@@ -323,10 +323,31 @@ export class SwapController {
     const mirrored = fs.sink !== null ? this.host.mirror() : null;
     const archive = this.host.archive();
     if (fs.sink !== null && (mirrored === null || archive === null)) throw new Error('the mirror is not running');
+    let clients: HandoverClients | null = null;
     if (mirrored !== null) {
       if (mirrored.mirror.readOnly !== null) throw new Error(`the mount is read-only (${mirrored.mirror.readOnly}): no swap`);
-      await checkSnapshotTarget(archive!);
+      // Opened before the hold (worker threads or connections take a while to start); the handover takes them over.
+      clients = await HandoverClients.open(archive!);
+      try {
+        await checkSnapshotTarget(archive!, clients.snapshots);
+      } catch (err) {
+        await clients.abandon();
+        throw err;
+      }
     }
+    let handedOver = false;
+    try {
+      return await this.exchangeWith(direction, holdTimeoutMs, busyMode, clients, () => { handedOver = true; });
+    } finally {
+      if (clients !== null && !handedOver) await clients.abandon();
+    }
+  }
+
+  private async exchangeWith(direction: 'commit' | 'back', holdTimeoutMs: number, busyMode: BusyMode, clients: HandoverClients | null, handingOver: () => void): Promise<CommitResult> {
+    const adapter = this.host.adapter()!;
+    const fs = this.host.fs()!;
+    const mirrored = fs.sink !== null ? this.host.mirror() : null;
+    const archive = this.host.archive();
     let spare: string;
     let source: string;
     let point: ArchivePoint | null = null;
@@ -369,7 +390,7 @@ export class SwapController {
       } else {
         swapCrashPoint('swap-held');
         if (STALL_MS > 0) await new Promise((r) => setTimeout(r, STALL_MS));
-        if (mirrored !== null) rolledBack = await this.beforeDecision(mirrored.mirror, archive!, spare, deadline, generation, log).then((s) => { snapshot = s; return null; }, (err: unknown) => (err as Error).message);
+        if (mirrored !== null) rolledBack = await this.beforeDecision(mirrored.mirror, archive!, clients!, spare, deadline, generation, log).then((s) => { snapshot = s; return null; }, (err: unknown) => (err as Error).message);
         phases.beforeDecisionMs = lap();
         if (rolledBack === null && Date.now() >= deadline) rolledBack = `the exchange was not decided within the hold timeout (${holdTimeoutMs} ms)`;
       }
@@ -399,7 +420,8 @@ export class SwapController {
           // Reads go on against the new store while it is re-converged; changes wait for it.
           adapter.holdWritesOnly();
           try {
-            const h = await handOver(mirrored.mirror, archive!, mirrored.opts, spare, this.host.store.privateDir, log, point, snapshot,
+            handingOver();
+            const h = await handOver(mirrored.mirror, archive!, clients!, mirrored.opts, spare, this.host.store.privateDir, log, point, snapshot,
               compare.size > 0 ? (_local, a) => compare.has(a.id) : undefined);
             handover = h.handover;
             fs.setSink(h.mirror);
@@ -443,13 +465,13 @@ export class SwapController {
    * the mirror's state. Resolves with the snapshot's id; rejects (the
    * exchange is rolled back) with why not.
    */
-  private async beforeDecision(mirror: Mirror, archive: ArchiveRef, spare: string, deadline: number, generation: number, log: Logger): Promise<string> {
+  private async beforeDecision(mirror: Mirror, archive: ArchiveRef, clients: HandoverClients, spare: string, deadline: number, generation: number, log: Logger): Promise<string> {
     const fs = this.host.fs()!;
     await fs.recordDirtyAttrs();
     if (!(await mirror.drain(Math.max(1, deadline - Date.now())).catch(() => false))) {
       throw new Error(`the journal did not drain to the archive within the hold timeout (${mirror.status().lag.records} records left)`);
     }
-    const snap = await snapshotPreSwapHead(archive, generation, log);
+    const snap = await snapshotPreSwapHead(archive, clients, generation, log);
     log.info({ snapshot: snap.id, record: snap.record }, 'swap: the pre-swap head is kept as a snapshot');
     await seedMirrorState(this.host.store.privateDir, join(spare, '.strata'));
     return snap.id;

@@ -7,6 +7,8 @@
 //     epoch and store id; marked not clean) — before the decision too: a crash
 //     after the decision restarts on the new store, whose start re-converges
 //     it with the archive (a full comparison: checkpoint 0) before serving;
+//  (0. HandoverClients, opened before the hold: the snapshot and archive
+//     clients the steps below use, so no worker thread starts inside it.)
 //  3. handOver (after the decision): the old store's mirror stops without
 //     giving up the lease; then the archive is brought to the new tree:
 //     - the new tree is exactly a point of the archive's history (the
@@ -33,7 +35,8 @@ import { reconcile, type ReconcileOptions } from '../mirror/reconcile.js';
 import { openArchiveClient } from '../archive-client/open-archive.js';
 import { openSnapshotClient } from '../archive-client/open-snapshots.js';
 import { readFileIfExists, writeFileDurably } from '../store/durable-file.js';
-import type { SnapshotInfo } from '../protocol/snapshot-api.js';
+import type { SnapshotClient, SnapshotInfo } from '../protocol/snapshot-api.js';
+import type { ArchiveClient } from '../protocol/archive-api.js';
 import type { Logger } from '../log/logger.js';
 import type { ArchiveRef } from './source.js';
 import type { ArchivePoint } from './spare.js';
@@ -51,10 +54,57 @@ export interface HandoverInfo {
 }
 
 /**
+ * The archive clients a mirrored swap needs, opened before requests are held
+ * (each is a worker thread, or a connection, that takes a while to start):
+ * a snapshot client for the pre-swap snapshot and the rollback — a rollback
+ * through it returns once decided and leaves the head's rebuild to the
+ * background — and the archive client the new store's mirror will use. The
+ * snapshot client is shared by the pre-swap snapshot's copy (on `file://` it
+ * copies in this process) and the handover, and closed when both let it go.
+ */
+export class HandoverClients {
+  private users = 1;
+  private archiveTaken = false;
+
+  private constructor(readonly snapshots: SnapshotClient, readonly archive: ArchiveClient) {}
+
+  static async open(ref: ArchiveRef): Promise<HandoverClients> {
+    const tok = ref.tokenFile !== undefined ? { tokenFile: ref.tokenFile } : {};
+    const [s, a] = await Promise.allSettled([openSnapshotClient(ref.url, { ...tok, rebuildInBackground: true }), openArchiveClient(ref.url, tok)]);
+    if (s.status === 'fulfilled' && a.status === 'fulfilled') return new HandoverClients(s.value, a.value);
+    if (s.status === 'fulfilled') await s.value.close().catch(() => {});
+    if (a.status === 'fulfilled') await a.value.close().catch(() => {});
+    throw (s.status === 'rejected' ? s.reason : (a as PromiseRejectedResult).reason) as Error;
+  }
+
+  /** One more user of the snapshot client (the pre-swap snapshot's copy). */
+  retain(): void {
+    this.users++;
+  }
+
+  /** A user is done with the snapshot client; the last one closes it (in the background: nothing waits for a worker to exit). */
+  release(): void {
+    if (--this.users === 0) void this.snapshots.close().catch(() => {});
+  }
+
+  /** The archive client, for the new mirror (it owns it from then on). */
+  takeArchive(): ArchiveClient {
+    this.archiveTaken = true;
+    return this.archive;
+  }
+
+  /** The exchange did not get to the handover: the archive client goes too. */
+  async abandon(): Promise<void> {
+    this.release();
+    if (!this.archiveTaken) await this.archive.close().catch(() => {});
+  }
+}
+
+/**
  * Moves the archive's head of `archive.volume` to `point` (the new tree),
  * keeping the epoch. Returns what it did, or throws why it cannot.
  */
-async function moveArchiveToPoint(archive: ArchiveRef, client: Mirror['client'], point: ArchivePoint, holder: { epoch: number; storeId: string }, keptBy: string | null,
+async function moveArchiveToPoint(archive: ArchiveRef, client: Mirror['client'], c: SnapshotClient, point: ArchivePoint, holder: { epoch: number; storeId: string }, keptBy: string | null,
   newPrivateDir: string): Promise<{ kind: 'rollback' | 'head'; detail: string }> {
   if (point.archive !== archive.url || point.volume !== archive.volume) {
     throw new Error(`the tree is a point of ${point.volume} on ${point.archive}, this mount mirrors ${archive.volume} on ${archive.url}`);
@@ -66,30 +116,22 @@ async function moveArchiveToPoint(archive: ArchiveRef, client: Mirror['client'],
     if (st.appliedSeq !== point.record) throw new Error(`the head moved from record ${point.record} (the prepared tree) to ${st.appliedSeq}, and no snapshot keeps that record`);
     return { kind: 'head', detail: `the head is at record ${point.record}, the prepared tree` };
   }
-  const c = await openSnapshotClient(archive.url, archive.tokenFile !== undefined ? { tokenFile: archive.tokenFile } : {});
-  try {
-    const res = await c.rollback(archive.volume, point.id, { holder, ...(keptBy !== null ? { keptBy } : {}) });
-    if (res.state.epoch !== holder.epoch) {
-      // An archive from before the holder option fenced the volume: the rollback is ours and the new journal is empty, so the new store takes that epoch.
-      await adoptEpoch(newPrivateDir, res.state.epoch);
-    }
-    return { kind: 'rollback', detail: `head rolled back to snapshot ${point.id} (record ${point.record}) as record ${res.state.appliedSeq}; the old head is kept by ${res.kept?.id ?? 'no snapshot (it was empty)'}` };
-  } finally {
-    await c.close().catch(() => {});
+  // Decided in one small transaction; the head's rows are rebuilt from the snapshot's target in the background (on a
+  // file:// archive also by the archive worker of this store's mirror), while this store's changes wait in its journal.
+  const res = await c.rollback(archive.volume, point.id, { holder, ...(keptBy !== null ? { keptBy } : {}) });
+  if (res.state.epoch !== holder.epoch) {
+    // An archive from before the holder option fenced the volume: the rollback is ours and the new journal is empty, so the new store takes that epoch.
+    await adoptEpoch(newPrivateDir, res.state.epoch);
   }
+  return { kind: 'rollback', detail: `head rolled back to snapshot ${point.id} (record ${point.record}) as record ${res.state.appliedSeq} (rebuilt on the archive in the background); the old head is kept by ${res.kept?.id ?? 'no snapshot (it was empty)'}` };
 }
 
 /** Refuses a mirrored swap up front when the archive could not keep the pre-swap head. */
-export async function checkSnapshotTarget(archive: ArchiveRef): Promise<void> {
-  const c = await openSnapshotClient(archive.url, archive.tokenFile !== undefined ? { tokenFile: archive.tokenFile } : {});
-  try {
-    const targets = await c.targets();
-    if (!targets.some((t) => t.healthy)) {
-      throw new Error(`the archive ${archive.url} has no healthy snapshot target to keep the pre-swap head on ` +
-        '(strata archive targets): a swap of a mirrored mount keeps it as a snapshot first');
-    }
-  } finally {
-    await c.close();
+export async function checkSnapshotTarget(archive: ArchiveRef, c: SnapshotClient): Promise<void> {
+  const targets = await c.targets();
+  if (!targets.some((t) => t.healthy)) {
+    throw new Error(`the archive ${archive.url} has no healthy snapshot target to keep the pre-swap head on ` +
+      '(strata archive targets): a swap of a mirrored mount keeps it as a snapshot first');
   }
 }
 
@@ -98,23 +140,18 @@ export async function checkSnapshotTarget(archive: ArchiveRef): Promise<void> {
  * the copy goes on after this returns (`done` resolves when it has finished,
  * closing the client).
  */
-export async function snapshotPreSwapHead(archive: ArchiveRef, generation: number, log: Logger): Promise<SnapshotInfo> {
-  const c = await openSnapshotClient(archive.url, archive.tokenFile !== undefined ? { tokenFile: archive.tokenFile } : {});
-  let info: SnapshotInfo;
-  try {
-    info = await c.createSnapshot(archive.volume, { reason: `the head before swap ${generation}` });
-  } catch (err) {
-    await c.close().catch(() => {});
-    throw err;
-  }
+export async function snapshotPreSwapHead(archive: ArchiveRef, clients: HandoverClients, generation: number, log: Logger): Promise<SnapshotInfo> {
+  const c = clients.snapshots;
+  const info = await c.createSnapshot(archive.volume, { reason: `the head before swap ${generation}` });
   // A file:// archive copies in this process: keep the client until the copy is done.
+  clients.retain();
   void (async () => {
     try {
       for (let s = info; s.state === 'copying'; s = await c.getSnapshot(s.id)) await new Promise((r) => setTimeout(r, 200));
     } catch (err) {
       log.warn({ err: (err as Error).message, snapshot: info.id }, 'swap: cannot follow the pre-swap snapshot\'s copy');
     } finally {
-      await c.close().catch(() => {});
+      clients.release();
     }
   })();
   return info;
@@ -142,23 +179,27 @@ export async function seedMirrorState(fromPrivateDir: string, toPrivateDir: stri
  * `point` when the new tree is that point of the archive (null: not known to
  * be one), else re-converged by a comparison of the whole tree.
  */
-export async function handOver(old: Mirror, archive: ArchiveRef, opts: MirrorOptions, newRoot: string, newPrivateDir: string, log: Logger,
+export async function handOver(old: Mirror, archive: ArchiveRef, clients: HandoverClients, opts: MirrorOptions, newRoot: string, newPrivateDir: string, log: Logger,
   point: ArchivePoint | null, keptBy: string | null, content?: ReconcileOptions['content']): Promise<{ mirror: Mirror; handover: HandoverInfo }> {
   const t0 = Date.now();
   const holder = { epoch: old.status().epoch, storeId: await Mirror.storeIdOf(newPrivateDir) };
   await old.abandon();
-  const client = await openArchiveClient(archive.url, archive.tokenFile !== undefined ? { tokenFile: archive.tokenFile } : {});
+  const client = clients.takeArchive();
   let moved: { kind: 'rollback' | 'head'; detail: string } | null = null;
   let why = 'swap back: the pre-swap tree is not known to equal a point of the archive (open files may have written to it)';
-  if (point !== null) {
-    try {
-      moved = await moveArchiveToPoint(archive, client, point, holder, keptBy, newPrivateDir);
-    } catch (err) {
-      why = `the archive was not moved to the source point: ${(err as Error).message}`;
-      log.warn({ err: (err as Error).message, point }, 'swap: the archive cannot be moved to the source point; comparing the whole tree instead');
+  try {
+    if (point !== null) {
+      try {
+        moved = await moveArchiveToPoint(archive, client, clients.snapshots, point, holder, keptBy, newPrivateDir);
+      } catch (err) {
+        why = `the archive was not moved to the source point: ${(err as Error).message}`;
+        log.warn({ err: (err as Error).message, point }, 'swap: the archive cannot be moved to the source point; comparing the whole tree instead');
+      }
+      // The archive may have moved (or not, if the answer was lost); a crash from here restarts on the new store and compares it with the head.
+      swapCrashPoint('swap-archive-moved');
     }
-    // The archive may have moved (or not, if the answer was lost); a crash from here restarts on the new store and compares it with the head.
-    swapCrashPoint('swap-archive-moved');
+  } finally {
+    clients.release();
   }
   let m: Mirror;
   try {

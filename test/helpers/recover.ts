@@ -28,11 +28,13 @@ export interface Volume {
 /**
  * Types, modes, owners, sizes, mtimes (ns), symlink targets and xattrs of
  * every entry, the sha256 of every file, and which names share an inode: one
- * sorted text. Reading the files through a recovering mount fetches all of it.
+ * sorted text (`mtimes: false`: without times, to compare with a native copy
+ * changed by the same commands at other moments). Reading the files through a recovering mount fetches all of it.
  */
-export function manifest(dir: string): string {
+export function manifest(dir: string, opts: { mtimes?: boolean } = {}): string {
+  const t = opts.mtimes === false ? '' : '|%T@';
   const script = [
-    "find . -mindepth 1 \\( -type d -printf '%p|d|%m|%U|%G|%T@\\n' \\) -o \\( ! -type d -printf '%p|%y|%m|%U|%G|%s|%T@|%l\\n' \\) | LC_ALL=C sort",
+    `find . -mindepth 1 \\( -type d -printf '%p|d|%m|%U|%G${t}\\n' \\) -o \\( ! -type d -printf '%p|%y|%m|%U|%G|%s${t}|%l\\n' \\) | LC_ALL=C sort`,
     'find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum',
     "getfattr -R -P -d -m '^user\\.' . 2>/dev/null | grep -v '^$' | LC_ALL=C sort",
     // Hard links: names grouped by inode, the groups by their first name.

@@ -477,3 +477,130 @@ for (const seed of [1, 2, 3]) {
     for (const x of ['A', 'B']) t.true(packBytes(join(base, `t${x}`)) < 200 * 1024, `target ${x} packs: ${packBytes(join(base, `t${x}`))} bytes left`);
   });
 }
+
+test('rollback is decided at once and the head rebuilt in steps: reads come from the snapshot meanwhile, records and snapshots are refused as retryable, the source cannot be deleted; then the head takes records and the old head\'s rows go', (t) => {
+  const w = world(t);
+  build(w, 7);
+  const at = dumpTree(w.store, VOL);
+  const snap = w.engine.createSnapshot(VOL);
+  w.engine.drain();
+  build(w, 8);
+  w.feed.send(unlink(ROOT_ID, 'dir7')); // the snapshot's blocks of dir7/f: only on its target after a collection
+  w.engine.gc();
+  const head = dumpTree(w.store, VOL);
+  const r = w.engine.rollback(VOL, snap.id);
+  t.is(dumpTree(w.store, VOL), at, 'at once: the volume reads as the snapshot (from its target)');
+  t.deepEqual(w.store.volumeState(VOL), r.state);
+  t.deepEqual(w.store.listVolumes().map((v) => v.name), [VOL], 'the hidden volumes are not listed');
+  w.feed.epoch = r.state.epoch;
+  const refused = t.throws(() => w.feed.send(mkfile(ROOT_ID, 'early', newId())));
+  t.true(isArchiveError(refused, 'EUNAVAILABLE'), 'a record is refused as retryable while the head is rebuilt');
+  t.regex(refused!.message, /being rebuilt from snapshot/);
+  t.true(isArchiveError(t.throws(() => w.engine.createSnapshot(VOL)), 'EUNAVAILABLE'));
+  t.true(isArchiveError(t.throws(() => w.engine.deleteSnapshot(snap.id)), 'EUNAVAILABLE'));
+  t.is(w.engine.rebuildOf(VOL)?.snapshot, snap.id);
+  // A few steps: still the snapshot, however far the rebuild got.
+  for (let i = 0; i < 5; i++) w.engine.step();
+  t.is(dumpTree(w.store, VOL), at);
+  w.engine.drain();
+  t.is(w.engine.rebuildOf(VOL), null);
+  t.is(dumpTree(w.store, VOL), at, 'rebuilt: the head is the snapshot tree, with the blocks copied back');
+  w.feed.send(mkfile(ROOT_ID, 'after', newId()));
+  t.true(w.store.dirImage(VOL, ROOT_ID).entries.some((e) => e.name === 'after'), 'the head takes records again');
+  const kept = w.engine.getSnapshot(r.kept!.id);
+  t.is(kept.state, 'complete');
+  t.is(onTarget(kept.target === 'A' ? w.targets.A : w.targets.B, (s) => dumpTree(s, kept.id)), head);
+  const db = new Database(join(w.data, 'archive.db'), { readonly: true });
+  try {
+    t.deepEqual(db.prepare('SELECT name FROM volumes').pluck().all(), [VOL], 'the old head\'s volume is gone');
+    const vid = db.prepare('SELECT vid FROM volumes WHERE name = ?').pluck().get(VOL) as number;
+    for (const tb of ['objects', 'entries', 'xattrs', 'file_blocks', 'counts']) {
+      t.is(db.prepare(`SELECT COUNT(*) FROM ${tb} WHERE vid != ?`).pluck().get(vid), 0, `no rows of the old head left in ${tb}`);
+    }
+  } finally {
+    db.close();
+  }
+});
+
+for (const seed of [11, 12, 13]) {
+  test(`rebuild against a model (seed ${seed}): random trees, a rollback, crashes (engine and store reopened) at random steps of the rebuild; the head is the snapshot, then the snapshot plus later records`, (t) => {
+    const w = world(t);
+    const refDir = join(w.base, 'ref');
+    const ref = ArchiveStore.open(refDir);
+    ref.createVolume(VOL);
+    t.teardown(() => ref.close());
+    const refFeed = new Feeder(ref, VOL);
+    const rand = rng(seed);
+    const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)]!;
+    const dirs = [ROOT_ID];
+    const files: { parent: string; name: string; id: string }[] = [];
+    let n = 0;
+    const op = (): Parameters<Feeder['send']> => {
+      const r = rand();
+      if (r < 0.2) {
+        const id = newId();
+        const rec = mkdir(pick(dirs), `d${n++}`, id);
+        dirs.push(id);
+        return [rec];
+      }
+      if (r < 0.55 || files.length === 0) {
+        const f = { parent: pick(dirs), name: `f${n++}`, id: newId() };
+        files.push(f);
+        const blocks = Array.from({ length: Math.floor(rand() * 3) }, () => Math.floor(rand() * 8));
+        return [mkfile(f.parent, f.name, f.id), ...(blocks.length > 0 ? [write(f.id, 0, Buffer.concat(blocks.map((b) => pattern(65536, b))))] : [])];
+      }
+      const f = pick(files);
+      if (r < 0.7) return [write(f.id, Math.floor(rand() * 200_000), pattern(1 + Math.floor(rand() * 5000), n++))];
+      if (r < 0.8) return [setxattr(f.id, `user.x${Math.floor(rand() * 3)}`, `v${n++}`)];
+      if (r < 0.9) {
+        const l = { parent: pick(dirs), name: `l${n++}`, id: f.id };
+        files.push(l);
+        return [link(l.parent, l.name, l.id)];
+      }
+      files.splice(files.indexOf(f), 1);
+      return [unlink(f.parent, f.name)];
+    };
+    for (let i = 0; i < 40; i++) {
+      const recs = op();
+      w.feed.send(...recs);
+      refFeed.send(...recs);
+    }
+    const snap = w.engine.createSnapshot(VOL);
+    w.engine.drain();
+    const at = dumpTree(w.store, VOL);
+    t.is(dumpTree(ref, VOL), at, 'the model equals the head at the snapshot');
+    // Later records of the old head, which the rollback discards (the model never sees them); some collected away.
+    const saved = { dirs: [...dirs], files: files.map((f) => ({ ...f })) };
+    for (let i = 0; i < 30; i++) w.feed.send(...op());
+    if (rand() < 0.5) w.engine.gc();
+    dirs.splice(0, dirs.length, ...saved.dirs);
+    files.splice(0, files.length, ...saved.files);
+    const r = w.engine.rollback(VOL, snap.id);
+    w.feed.epoch = r.state.epoch;
+    const crashes = 1 + Math.floor(rand() * 3);
+    for (let c = 0; c < crashes; c++) {
+      const steps = Math.floor(rand() * 40);
+      for (let i = 0; i < steps; i++) w.engine.step();
+      // A crash: every step is one transaction, so a process killed anywhere leaves the database of some step boundary.
+      w.engine.close();
+      w.store.close();
+      w.store = ArchiveStore.open(w.data);
+      w.feed = new Feeder(w.store, VOL, r.state.epoch);
+      w.engine = SnapshotEngine.open(w.data, { targets: [{ name: 'A', path: w.targets.A }, { name: 'B', path: w.targets.B }], pageRows: 7, packGraceMs: 0 });
+      t.is(dumpTree(w.store, VOL), at, `seed ${seed}, crash ${c} after ${steps} steps: the volume reads as the snapshot`);
+      if (w.engine.rebuildOf(VOL) !== null) t.true(isArchiveError(t.throws(() => w.feed.send(mkfile(ROOT_ID, 'refused', newId()))), 'EUNAVAILABLE'));
+    }
+    w.engine.drain();
+    t.is(w.engine.rebuildOf(VOL), null);
+    t.is(dumpTree(w.store, VOL), at, `seed ${seed}: rebuilt`);
+    // The head continues from the snapshot: later records on both.
+    for (let i = 0; i < 30; i++) {
+      const recs = op();
+      w.feed.send(...recs);
+      refFeed.send(...recs);
+    }
+    t.is(dumpTree(w.store, VOL), dumpTree(ref, VOL), `seed ${seed}: the head is the snapshot plus the later records`);
+    const kept = w.engine.getSnapshot(r.kept!.id);
+    t.is(kept.state, 'complete');
+  });
+}

@@ -21,7 +21,7 @@ import { CheckpointLog, type Frame } from './log.js';
 export const BLOCK_SIZE = 64 * 1024;
 
 /** Blocks saved ahead of a sequential writer (8 MiB). */
-const SAVE_AHEAD = 128;
+export const SAVE_AHEAD = 128;
 
 export const REC_ATTRS = 1;
 export const REC_LISTING = 2;
@@ -92,6 +92,8 @@ export class CheckpointState {
   private readonly inflight = new Map<string, Promise<void>>();
   /** Per file: the block after the last write's range (sequential writers save ahead). */
   private readonly nextBlock = new Map<string, number>();
+  /** Told before a live inode number gets another identity (the tracker drops what the FUSE thread may write of it). */
+  onIdent: ((ino: string) => void) | null = null;
 
   private constructor(public info: CheckpointInfo, readonly log: CheckpointLog) {}
 
@@ -130,6 +132,7 @@ export class CheckpointState {
   /** Records that live inode `ino` is T0 object `key` (null: a new object); durable before it resolves when `durable`. */
   async setIdent(ino: bigint | string, key: string | null, durable: boolean): Promise<void> {
     const k = String(ino);
+    this.onIdent?.(k);
     this.ident.set(k, key);
     const { durable: done } = this.log.append(REC_IDENT, { ino: k, key });
     if (durable) await done;

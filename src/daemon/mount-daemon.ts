@@ -102,6 +102,12 @@ export interface DaemonStatus {
   eventLoopDelayMs: { p50: number; p99: number; max: number; maxSinceStart: number };
   /** The store's checkpoints (docs/checkpoints.md); invalid ones say why. */
   checkpoints: CheckpointListing[];
+  /**
+   * Writes of direct handles while checkpoints are tracked: answered on the
+   * FUSE thread (every block they touched already saved) and sent to the core
+   * (a block to save first). Counted since the mount.
+   */
+  checkpointWrites: { direct: number; sentToCore: number };
   /** The spare store and swap (docs/swap.md). */
   swap: SwapStatus | null;
 }
@@ -178,7 +184,7 @@ export class MountDaemon {
     this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options }, adapterLog);
     this.installObservers();
     const adapter = this.adapter;
-    this.checkpoints.attach({ tracking: (on) => adapter.trackingChanged(on) });
+    this.checkpoints.attach({ tracking: (on) => adapter.trackingChanged(on), clearance: adapter.clearance });
     await this.adapter.mount();
     this.state = 'serving';
     this.timeToServeMs = Date.now() - this.startedAt.getTime();
@@ -228,6 +234,7 @@ export class MountDaemon {
       restore: this.background?.progress() ?? this.restoreCompleted,
       eventLoopDelayMs: { ...this.loopWindow, maxSinceStart: this.loopMax },
       checkpoints: this.checkpoints?.list() ?? [],
+      checkpointWrites: this.adapter?.trackCounts() ?? { direct: 0, sentToCore: 0 },
       swap: this.swap?.status() ?? null,
     };
   }

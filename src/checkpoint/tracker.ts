@@ -92,14 +92,16 @@ export class Tracker implements ChangeGuard {
   async data(target: GuardTarget, offset: number, length: number): Promise<void> {
     const obj = await this.resolve(target);
     if (obj) {
+      const first = Math.floor(offset / BLOCK_SIZE);
+      const last = Math.floor((offset + Math.max(length, 1) - 1) / BLOCK_SIZE);
       await this.each(async (s) => {
         const k = s.canon(obj.st.ino);
         if (k === null) return;
         await s.ensureAttrs(k, obj);
-        await s.ensureBlocks(k, obj, offset, length);
+        await s.ensureBlocks(k, obj, offset, length, () => this.publish(obj.st.ino, last + 1, last + 1 + 2 * SAVE_AHEAD));
       });
       // Later writes to these blocks (and to those saved ahead) need no save: the FUSE thread may answer them.
-      if (length > 0) this.publish(obj.st.ino, Math.floor(offset / BLOCK_SIZE), Math.floor((offset + length - 1) / BLOCK_SIZE) + 1 + SAVE_AHEAD);
+      if (length > 0) this.publish(obj.st.ino, first, last + 1 + SAVE_AHEAD);
     }
   }
 
@@ -115,20 +117,20 @@ export class Tracker implements ChangeGuard {
     const c = this.clearance;
     if (c === null || this.adding > 0 || this.states.length === 0) return;
     let allFrom = 0;
-    const maps: (Map<number, unknown> | undefined)[] = [];
+    const keyed: [CheckpointState, string][] = [];
     for (const s of this.states) {
       const k = s.canon(ino);
       if (k === null) continue;
       const rec = s.attrs.get(k);
       if (rec === undefined || rec.kind !== 'file') return;
       allFrom = Math.max(allFrom, Math.ceil(rec.size / BLOCK_SIZE));
-      maps.push(s.blocks.get(k));
+      keyed.push([s, k]);
     }
     const stop = Math.min(end, allFrom);
     let run = -1;
     let marked = false;
     for (let b = first; b <= stop; b++) {
-      const clear = b < stop && maps.every((m) => m !== undefined && m.has(b));
+      const clear = b < stop && keyed.every(([s, k]) => s.blocks.get(k)?.has(b) === true && !s.isTripwire(k, b));
       if (clear && run < 0) run = b;
       if (!clear && run >= 0) {
         c.mark(ino, allFrom, run, b - run);

@@ -46,26 +46,31 @@ for (const seed of SEEDS) {
     for (let i = 0; i < 40; i++) await randomStep(rng, m.mnt, ['/t'], act);
     await fsp.writeFile(join(m.mnt, 't', 'big'), Buffer.alloc(40 * 65536, 3));
     await fsp.writeFile(join(m.mnt, 't', 'hot'), Buffer.alloc(24 * 65536, 5));
+    await fsp.writeFile(join(m.mnt, 't', 'seq'), Buffer.alloc(24 * 1048576, 6));
     // A writer with a handle opened before the checkpoint: after its first write
     // of a block, the FUSE thread answers its writes there without the core.
     const hotBlocks = Array.from({ length: 5 }, () => rng.int(0, 27));
-    const plan = Array.from({ length: 20000 }, (_, i) => [rng.pick(hotBlocks) * 65536 + rng.int(0, 60000), rng.int(1, 5000), i & 0xff]);
+    // Every other write goes through 'seq' in order (256 KiB at a time, round and round): the
+    // blocks ahead of it are saved in the background and its writes answered on the FUSE thread.
+    const plan = Array.from({ length: 20000 }, (_, i) => (i % 2 === 0
+      ? [0, rng.pick(hotBlocks) * 65536 + rng.int(0, 60000), rng.int(1, 5000), i & 0xff]
+      : [1, ((i - 1) / 2 * 262144) % (24 * 1048576), 262144, i & 0xff]));
     const writer = spawn('python3', ['-c', `
 import os, sys, json
-fd = os.open(sys.argv[1], os.O_RDWR)
+fds = [os.open(p, os.O_RDWR) for p in sys.argv[1:]]
 plan = json.loads(sys.stdin.readline())
 print('open', flush=True)
 sys.stdin.readline()
 n = 0
 try:
-    for off, size, fill in plan:
-        os.pwrite(fd, bytes([fill]) * size, off)
+    for f, off, size, fill in plan:
+        os.pwrite(fds[f], bytes([fill]) * size, off)
         n += 1
 except OSError as e:
     print('stopped', n, e.errno, flush=True)
 else:
     print('finished', n, flush=True)
-`, join(m.mnt, 't', 'hot')], { stdio: ['pipe', 'pipe', 'inherit'] });
+`, join(m.mnt, 't', 'hot'), join(m.mnt, 't', 'seq')], { stdio: ['pipe', 'pipe', 'inherit'] });
     t.teardown(() => { if (writer.exitCode === null) writer.kill('SIGKILL'); });
     let said = '';
     writer.stdout.on('data', (c: Buffer) => { said += c.toString(); });

@@ -201,10 +201,13 @@ export class CheckpointState {
     // the first block saved ahead is kept back from it (a "tripwire", `isTripwire`): the writer
     // comes back here when it reaches it, which starts the next background save while it
     // writes the blocks saved before, and so on.
-    const sequential = this.nextBlock.get(key) === first || this.trip.get(key) === first;
+    const tripped = this.trip.get(key) === first;
+    const sequential = this.nextBlock.get(key) === first || tripped;
     this.nextBlock.set(key, last + 1);
     const background: number[] = [];
-    if (sequential) {
+    // (A write whose blocks were all saved and that is not at the tripwire saves nothing ahead:
+    // a rollback putting back adjacent blocks, a write that came here for another reason.)
+    if (sequential && (missing.length > 0 || tripped)) {
       const limit = Math.ceil(rec.size / BLOCK_SIZE);
       const stop = Math.min(last + 1 + 2 * SAVE_AHEAD, limit);
       const withThese = missing.length > 0 ? Math.min(last + 1 + SAVE_AHEAD, stop) : last + 1;

@@ -21,6 +21,7 @@
 //   replies.c   the reply* functions JavaScript answers with, notifications
 //   nodes.c     the node table: node id -> O_PATH descriptor in the store
 //   fastpath.c  what the FUSE thread answers itself (the passthrough_hp model)
+//   track.c     the checkpoints' clearance table (blocks the FUSE thread may overwrite while tracked)
 //   module.c    the module's exports: functions and constants
 //
 // Numbers: node ids, offsets and sizes travel to JavaScript as doubles (exact

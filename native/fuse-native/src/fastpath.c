@@ -17,6 +17,8 @@
 //   mkdir, open of an existing file, and the handles create and open make
 //   here (JavaScript handle 0): release, fsync, fallocate; FLUSH answered
 //   ENOSYS once, after which the kernel sends no more.
+// - LL_FAST_TRACK (checkpoints): a direct write only when the clearance
+//   table (track.c) says every block it touches is saved; fallocate never.
 //
 // JavaScript stays the authority on names and node ids: node ids come from one
 // counter (allocNodeid), and a node made here is announced to JavaScript

@@ -1,6 +1,8 @@
 // Checkpoints on real mounts, with real programs: sqlite3 and git, every write
 // path (including the FUSE thread's own answers for handles opened before the
-// checkpoint, mmap and fallocate), byte-range and subtree rollbacks across
+// checkpoint, mmap and fallocate; the FUSE thread's own writes of blocks
+// already saved, through handles from before and after the checkpoint),
+// byte-range and subtree rollbacks across
 // hard links and renames, a whole-tree rollback against a manifest, and a
 // rollback on a mirrored mount that `strata verify` finds shipped.
 import test from 'ava';

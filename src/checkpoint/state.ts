@@ -222,8 +222,11 @@ export class CheckpointState {
     if (background.length > 0) {
       // The descriptor is opened now: the handle the write came through may be closed before the save runs.
       const fd = await openForRead(obj).catch(() => null);
-      // (Not opened: the blocks are saved when a write needs them.)
-      if (fd !== null) this.startSave(key, rec.size, Promise.resolve(fd), background).then(() => onAhead?.(), () => {});
+      // (Not opened: the blocks are saved when a write needs them.) Another write may have
+      // started saving some of them meanwhile: those are left to it.
+      const still = background.filter((b) => !map.has(b) && !this.inflight.has(`b${key}:${b}`));
+      if (fd !== null && still.length > 0) this.startSave(key, rec.size, Promise.resolve(fd), still).then(() => onAhead?.(), () => {});
+      else if (fd !== null) fs.close(fd, () => {});
     }
     await Promise.all(waits);
   }
@@ -281,7 +284,9 @@ export class CheckpointState {
       i = j + 1;
     }
     await Promise.all(done);
-    for (const [b, where] of placed) map.set(b, where);
+    // The first save of a block is its T0 contents: a later one (two saves raced) may have
+    // read it after a change that the first one allowed, and must not replace it.
+    for (const [b, where] of placed) if (!map.has(b)) map.set(b, where);
   }
 
   /** Everything of the object that a removal could end (it may lose its last name). */

@@ -90,6 +90,23 @@ export function notifyInvalLater(session: Session, nodeid: number, offset: numbe
 /** Direct writes and fallocates running on FUSE threads right now (0 after fastPaths with TRACK: none goes untracked). */
 export function directChanges(session: Session): number;
 /**
+ * Checkpoints' clearance table (src/track.c): nothing is clear any more; blocks
+ * are `blockSize` bytes (a power of two). Call before a checkpoint starts, then
+ * wait for directChanges() to reach 0.
+ */
+export function trackReset(session: Session, blockSize: number): void;
+/**
+ * Blocks [first, first + count) of the store inode inoHi:inoLo, and every block
+ * from `allFrom` on (-1: unknown), have their old contents durable in every
+ * checkpoint: a write touching only clear blocks is answered on the FUSE thread.
+ * False when nothing was recorded (no trackReset yet, closed, out of memory).
+ */
+export function trackMark(session: Session, inoLo: number, inoHi: number, allFrom: number, first: number, count: number): boolean;
+/** Nothing of store inode inoHi:inoLo is clear any more. */
+export function trackForget(session: Session, inoLo: number, inoHi: number): void;
+/** [writes answered on the FUSE thread while tracked, direct-handle writes sent to JavaScript because a block was not clear]. */
+export function trackCounts(session: Session): Float64Array;
+/**
  * Lets the FUSE thread answer requests itself, relative to O_PATH descriptors
  * of the store (constants.fast.READ: getattr, lookup; WRITE: also setattr,
  * create, mkdir, open, flush and the handles it makes), or stops it (0).

@@ -25,7 +25,8 @@ export interface Frame {
 }
 
 interface Pending {
-  buf: Buffer;
+  bufs: Buffer[];
+  bytes: number;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -87,17 +88,20 @@ export class CheckpointLog {
     const j = Buffer.from(JSON.stringify(json), 'utf8');
     const dataLen = data?.length ?? 0;
     const bodyLen = BODY_PREFIX + j.length + dataLen;
-    const buf = Buffer.allocUnsafe(FRAME_HEADER + bodyLen);
-    buf.writeUInt32LE(bodyLen, 0);
-    buf.writeUInt8(type, FRAME_HEADER);
-    buf.writeUInt32LE(j.length, FRAME_HEADER + 1);
-    j.copy(buf, FRAME_HEADER + BODY_PREFIX);
-    if (data) data.copy(buf, FRAME_HEADER + BODY_PREFIX + j.length);
-    buf.writeUInt32LE(crc32(buf.subarray(FRAME_HEADER)), 4);
-    const dataOffset = this.size + FRAME_HEADER + BODY_PREFIX + j.length;
-    this.size += buf.length;
+    // The header and JSON in one small buffer; the data is written from the caller's buffer (no copy).
+    const head = Buffer.allocUnsafe(FRAME_HEADER + BODY_PREFIX + j.length);
+    head.writeUInt32LE(bodyLen, 0);
+    head.writeUInt8(type, FRAME_HEADER);
+    head.writeUInt32LE(j.length, FRAME_HEADER + 1);
+    j.copy(head, FRAME_HEADER + BODY_PREFIX);
+    const headSum = crc32(head.subarray(FRAME_HEADER));
+    head.writeUInt32LE(data && dataLen > 0 ? crc32(data, headSum) : headSum, 4);
+    const bufs = data && dataLen > 0 ? [head, data] : [head];
+    const dataOffset = this.size + head.length;
+    const bytes = head.length + dataLen;
+    this.size += bytes;
     if (this.failure) return { dataOffset, durable: Promise.reject(this.failure) };
-    const durable = new Promise<void>((resolve, reject) => this.pending.push({ buf, resolve, reject }));
+    const durable = new Promise<void>((resolve, reject) => this.pending.push({ bufs, bytes, resolve, reject }));
     if (!this.writing) void this.flush();
     return { dataOffset, durable };
   }
@@ -122,17 +126,21 @@ export class CheckpointLog {
 
   private async flush(): Promise<void> {
     this.writing = true;
-    // The frames of one batch follow each other in the file: one write, one fdatasync.
-    let offset = this.size - this.pending.reduce((n, p) => n + p.buf.length, 0);
+    // The frames of one batch follow each other in the file: one writev, one fdatasync.
+    let offset = this.size - this.pending.reduce((n, p) => n + p.bytes, 0);
     while (this.pending.length > 0) {
       const batch = this.pending;
       this.pending = [];
-      const buf = batch.length === 1 ? batch[0]!.buf : Buffer.concat(batch.map((p) => p.buf));
+      let bufs = batch.flatMap((p) => p.bufs);
+      const total = batch.reduce((n, p) => n + p.bytes, 0);
       try {
         if (this.failure) throw this.failure;
         let done = 0;
-        while (done < buf.length) {
-          done += await new Promise<number>((resolve, reject) => fs.write(this.fd, buf, done, buf.length - done, offset + done, (err, n) => (err ? reject(err) : resolve(n))));
+        while (done < total) {
+          const n = await new Promise<number>((resolve, reject) => fs.writev(this.fd, bufs, offset + done, (err, w) => (err ? reject(err) : resolve(w))));
+          if (n <= 0) throw Object.assign(new Error(`checkpoint log ${this.path}: short write`), { code: 'EIO' });
+          done += n;
+          bufs = skipBytes(bufs, n);
         }
         await new Promise<void>((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
         for (const p of batch) p.resolve();
@@ -140,10 +148,19 @@ export class CheckpointLog {
         this.failure ??= err as Error;
         for (const p of batch) p.reject(this.failure);
       }
-      offset += buf.length;
+      offset += total;
     }
     this.writing = false;
   }
+}
+
+/** `bufs` without its first `n` bytes (after a partial write). */
+function skipBytes(bufs: Buffer[], n: number): Buffer[] {
+  let i = 0;
+  while (i < bufs.length && n >= bufs[i]!.length) n -= bufs[i++]!.length;
+  const rest = bufs.slice(i);
+  if (n > 0 && rest.length > 0) rest[0] = rest[0]!.subarray(n);
+  return rest;
 }
 
 function fstat(fd: number): Promise<fs.Stats> {

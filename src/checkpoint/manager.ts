@@ -13,7 +13,7 @@ import type { Logger } from '../log/logger.js';
 import { readFileIfExists, writeFileDurably } from '../store/durable-file.js';
 import type { LocalStore } from '../store/local-store.js';
 import { BLOCK_SIZE, CheckpointState, type CheckpointInfo } from './state.js';
-import { Tracker } from './tracker.js';
+import { Tracker, type BlockClearance } from './tracker.js';
 import { Rollback, type Area, type RollbackObserver, type RollbackReport } from './rollback.js';
 import { diffCheckpoint, type DiffReport } from './diff.js';
 
@@ -31,8 +31,14 @@ export interface CheckpointListing extends CheckpointInfo {
 
 /** What the daemon does when tracking starts or stops (the FUSE adapter's fast paths). */
 export interface TrackingSwitch {
-  /** Every change must reach the core from now on; resolves once none is in flight elsewhere. */
+  /**
+   * Every change must reach the core from now on, except writes of blocks the
+   * clearance table says are saved; resolves once no change that did not see
+   * the switch (or the table's last reset) is in flight elsewhere.
+   */
   tracking(on: boolean): Promise<void>;
+  /** The FUSE thread's table of blocks it may overwrite itself. */
+  clearance?: BlockClearance;
 }
 
 export class Checkpoints {
@@ -81,6 +87,7 @@ export class Checkpoints {
   /** The daemon's adapter: told when tracking starts and stops. */
   attach(switcher: TrackingSwitch): void {
     this.switcher = switcher;
+    this.tracker.setClearance(switcher.clearance ?? null);
   }
 
   get defaultCopyStore(): string {
@@ -126,12 +133,16 @@ export class Checkpoints {
       const state = await CheckpointState.open(info);
       await fsyncDir(dir);
       await fsyncDir(base);
-      // Every change reaches the core before the checkpoint exists.
-      if (!this.tracker.active) await this.switcher?.tracking(true);
+      // Every change reaches the core before the checkpoint exists: the FUSE
+      // thread's table of saved blocks is emptied (nothing is saved for this
+      // one yet), and no direct write that saw it before is still running.
+      this.tracker.beginAdd();
       try {
+        await this.switcher?.tracking(true);
         this.infos.push(info);
         await this.saveRegistry();
       } catch (err) {
+        this.tracker.endAdd();
         this.infos = this.infos.filter((i) => i !== info);
         await state.close();
         await rm(dir, { recursive: true, force: true });
@@ -141,6 +152,7 @@ export class Checkpoints {
       // No await between the durable registry and this: no change slips in untracked.
       this.states.set(name, state);
       this.tracker.add(state);
+      this.tracker.endAdd();
       const createMs = Number(process.hrtime.bigint() - t0) / 1e6;
       this.log.info({ checkpoint: name, dir, createMs }, 'checkpoint created');
       return { ...info, createMs };
@@ -172,6 +184,9 @@ export class Checkpoints {
    */
   detach(): void {
     this.switcher = null;
+    // The FUSE thread's clearance table speaks of this store's inodes: after a swap nothing of it may clear a write
+    // (another store's inode numbers may collide). The caller resets the table; this tracker stops publishing to it.
+    this.tracker.setClearance(null);
   }
 
   delete(name: string): Promise<void> {

@@ -21,7 +21,7 @@ import { CheckpointLog, type Frame } from './log.js';
 export const BLOCK_SIZE = 64 * 1024;
 
 /** Blocks saved ahead of a sequential writer (8 MiB). */
-const SAVE_AHEAD = 128;
+export const SAVE_AHEAD = 128;
 
 export const REC_ATTRS = 1;
 export const REC_LISTING = 2;
@@ -94,6 +94,10 @@ export class CheckpointState {
   private readonly inflight = new Map<string, Promise<void>>();
   /** Per file: the block after the last write's range (sequential writers save ahead). */
   private readonly nextBlock = new Map<string, number>();
+  /** Per file: the block saved ahead of a sequential writer that the FUSE thread must not answer (see ensureBlocks). */
+  private readonly trip = new Map<string, number>();
+  /** Told before a live inode number gets another identity (the tracker drops what the FUSE thread may write of it). */
+  onIdent: ((ino: string) => void) | null = null;
 
   private constructor(public info: CheckpointInfo, readonly log: CheckpointLog) {}
 
@@ -132,6 +136,7 @@ export class CheckpointState {
   /** Records that live inode `ino` is T0 object `key` (null: a new object); durable before it resolves when `durable`. */
   async setIdent(ino: bigint | string, key: string | null, durable: boolean): Promise<void> {
     const k = String(ino);
+    this.onIdent?.(k);
     this.ident.set(k, key);
     const { durable: done } = this.log.append(REC_IDENT, { ino: k, key });
     if (durable) await done;
@@ -175,7 +180,7 @@ export class CheckpointState {
   }
 
   /** Saves the T0 contents of every block of file `key` that [offset, offset + length) touches. */
-  async ensureBlocks(key: string, obj: LiveObject, offset: number, length: number): Promise<void> {
+  async ensureBlocks(key: string, obj: LiveObject, offset: number, length: number, onAhead?: () => void): Promise<void> {
     const rec = this.attrs.get(key);
     if (rec === undefined || rec.kind !== 'file' || length <= 0) return;
     const end = Math.min(offset + length, rec.size);
@@ -192,58 +197,98 @@ export class CheckpointState {
       else missing.push(b);
     }
     // A writer going through the file in order: the blocks it will overwrite next are saved
-    // with these, one fdatasync for SAVE_AHEAD of them (a saved block need not change).
-    const sequential = this.nextBlock.get(key) === first;
+    // with these, one fdatasync for SAVE_AHEAD of them (a saved block need not change), and
+    // the SAVE_AHEAD after those are saved in the background (published to the FUSE thread by
+    // `onAhead` once durable). The FUSE thread answers the writer's writes of saved blocks, so
+    // the first block saved ahead is kept back from it (a "tripwire", `isTripwire`): the writer
+    // comes back here when it reaches it, which starts the next background save while it
+    // writes the blocks saved before, and so on.
+    const tripped = this.trip.get(key) === first;
+    const sequential = this.nextBlock.get(key) === first || tripped;
     this.nextBlock.set(key, last + 1);
-    if (sequential && missing.length > 0) {
+    const background: number[] = [];
+    // (A write whose blocks were all saved and that is not at the tripwire saves nothing ahead:
+    // a rollback putting back adjacent blocks, a write that came here for another reason.)
+    if (sequential && (missing.length > 0 || tripped)) {
       const limit = Math.ceil(rec.size / BLOCK_SIZE);
-      for (let b = last + 1; b < Math.min(last + 1 + SAVE_AHEAD, limit); b++) {
-        if (!map.has(b) && !this.inflight.has(`b${key}:${b}`)) missing.push(b);
+      const stop = Math.min(last + 1 + 2 * SAVE_AHEAD, limit);
+      const withThese = missing.length > 0 ? Math.min(last + 1 + SAVE_AHEAD, stop) : last + 1;
+      for (let b = last + 1; b < stop; b++) {
+        if (map.has(b) || this.inflight.has(`b${key}:${b}`)) continue;
+        (b < withThese ? missing : background).push(b);
       }
+      if (last + 1 + SAVE_AHEAD < limit) this.trip.set(key, last + 1 + SAVE_AHEAD);
+      else this.trip.delete(key);
     }
-    if (missing.length > 0) {
-      const save = this.saveBlocks(key, rec.size, obj, missing);
-      for (const b of missing) {
-        const id = `b${key}:${b}`;
-        const p = save.finally(() => this.inflight.delete(id));
-        p.catch(() => {});
-        this.inflight.set(id, p);
-      }
-      waits.push(save);
+    if (missing.length > 0) waits.push(this.startSave(key, rec.size, openForRead(obj), missing));
+    if (background.length > 0) {
+      // The descriptor is opened now: the handle the write came through may be closed before the save runs.
+      const fd = await openForRead(obj).catch(() => null);
+      // (Not opened: the blocks are saved when a write needs them.) Another write may have
+      // started saving some of them meanwhile: those are left to it.
+      const still = background.filter((b) => !map.has(b) && !this.inflight.has(`b${key}:${b}`));
+      if (fd !== null && still.length > 0) this.startSave(key, rec.size, Promise.resolve(fd), still).then(() => onAhead?.(), () => {});
+      else if (fd !== null) fs.close(fd, () => {});
     }
     await Promise.all(waits);
   }
 
-  private async saveBlocks(key: string, t0Size: number, obj: LiveObject, blocks: number[]): Promise<void> {
-    const fd = await openForRead(obj);
-    try {
-      const map = this.blockMap(key);
-      const done: Promise<void>[] = [];
-      const placed: [number, { off: number; len: number }][] = [];
-      // Contiguous runs are read with one pread each (at most 1 MiB at a time).
-      let i = 0;
-      while (i < blocks.length) {
-        let j = i;
-        while (j + 1 < blocks.length && blocks[j + 1] === blocks[j]! + 1 && j + 1 - i < 16) j++;
-        const start = blocks[i]! * BLOCK_SIZE;
-        const stop = Math.min((blocks[j]! + 1) * BLOCK_SIZE, t0Size);
-        const buf = Buffer.alloc(stop - start);
-        // Bytes past the live end of file (cut since T0 and saved then, or never there) read as zeros.
-        await new Promise<number>((resolve, reject) => fs.read(fd, buf, 0, buf.length, start, (err, n) => (err ? reject(err) : resolve(n))));
-        for (let b = blocks[i]!; b <= blocks[j]!; b++) {
-          const from = b * BLOCK_SIZE - start;
-          const data = buf.subarray(from, Math.min(from + BLOCK_SIZE, buf.length));
-          const a = this.log.append(REC_BLOCK, { key, block: b }, data);
-          done.push(a.durable);
-          placed.push([b, { off: a.dataOffset, len: data.length }]);
-        }
-        i = j + 1;
+  /** Is block `b` of `key` where a sequential writer must come back to the core (to save further ahead)? */
+  isTripwire(key: string, b: number): boolean {
+    return this.trip.get(key) === b;
+  }
+
+  /** Saves `blocks` of `key` from the descriptor `fd` resolves to (closed after), registered as in flight until durable. */
+  private startSave(key: string, t0Size: number, fd: Promise<number>, blocks: number[]): Promise<void> {
+    const save = fd.then(async (f) => {
+      try {
+        await this.saveBlocks(key, t0Size, f, blocks);
+      } finally {
+        fs.close(f, () => {});
       }
-      await Promise.all(done);
-      for (const [b, where] of placed) map.set(b, where);
-    } finally {
-      fs.close(fd, () => {});
+    });
+    for (const b of blocks) {
+      const id = `b${key}:${b}`;
+      const p = save.finally(() => this.inflight.delete(id));
+      p.catch(() => {});
+      this.inflight.set(id, p);
     }
+    return save;
+  }
+
+  private async saveBlocks(key: string, t0Size: number, fd: number, blocks: number[]): Promise<void> {
+    const map = this.blockMap(key);
+    const done: Promise<void>[] = [];
+    const placed: [number, { off: number; len: number }][] = [];
+    // Contiguous runs are read with one pread each (at most 1 MiB at a time).
+    let i = 0;
+    while (i < blocks.length) {
+      let j = i;
+      while (j + 1 < blocks.length && blocks[j + 1] === blocks[j]! + 1 && j + 1 - i < 16) j++;
+      const start = blocks[i]! * BLOCK_SIZE;
+      const stop = Math.min((blocks[j]! + 1) * BLOCK_SIZE, t0Size);
+      const buf = Buffer.allocUnsafe(stop - start);
+      // Bytes past the live end of file (cut since T0 and saved then, or never there) read as zeros.
+      let got = 0;
+      while (got < buf.length) {
+        const n = await new Promise<number>((resolve, reject) => fs.read(fd, buf, got, buf.length - got, start + got, (err, r) => (err ? reject(err) : resolve(r))));
+        if (n === 0) break;
+        got += n;
+      }
+      buf.fill(0, got);
+      for (let b = blocks[i]!; b <= blocks[j]!; b++) {
+        const from = b * BLOCK_SIZE - start;
+        const data = buf.subarray(from, Math.min(from + BLOCK_SIZE, buf.length));
+        const a = this.log.append(REC_BLOCK, { key, block: b }, data);
+        done.push(a.durable);
+        placed.push([b, { off: a.dataOffset, len: data.length }]);
+      }
+      i = j + 1;
+    }
+    await Promise.all(done);
+    // The first save of a block is its T0 contents: a later one (two saves raced) may have
+    // read it after a change that the first one allowed, and must not replace it.
+    for (const [b, where] of placed) if (!map.has(b)) map.set(b, where);
   }
 
   /** Everything of the object that a removal could end (it may lose its last name). */

@@ -10,10 +10,27 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { ChangeGuard, GuardTarget } from '../core/change-guard.js';
 import type { Logger } from '../log/logger.js';
-import { type CheckpointState, type LiveObject } from './state.js';
+import { BLOCK_SIZE, SAVE_AHEAD, type CheckpointState, type LiveObject } from './state.js';
+
+/**
+ * The FUSE thread's table of blocks it may overwrite itself (the adapter's
+ * `clearance`): per store inode, blocks whose old contents every checkpoint
+ * has saved durably.
+ */
+export interface BlockClearance {
+  /** Nothing is clear any more; blocks of `blockSize` bytes. */
+  reset(blockSize: number): void;
+  /** Blocks [first, first + count) of `ino`, and every block from `allFrom` on (-1: unknown), are clear. */
+  mark(ino: bigint, allFrom: number, first: number, count: number): boolean;
+  /** Nothing of `ino` is clear any more. */
+  forget(ino: bigint): void;
+}
 
 export class Tracker implements ChangeGuard {
   private states: CheckpointState[] = [];
+  private clearance: BlockClearance | null = null;
+  /** Checkpoints being added: nothing is published meanwhile (their saves have not begun). */
+  private adding = 0;
 
   /**
    * `root`: the store root (absolute). `invalidate` makes a checkpoint's
@@ -35,7 +52,32 @@ export class Tracker implements ChangeGuard {
   }
 
   add(state: CheckpointState): void {
+    state.onIdent = (ino) => this.clearance?.forget(BigInt(ino));
     this.states.push(state);
+  }
+
+  /**
+   * The FUSE thread's clearance table: from now on, the blocks every
+   * checkpoint has saved are published to it after each guarded write.
+   */
+  setClearance(c: BlockClearance | null): void {
+    this.clearance = c;
+    c?.reset(BLOCK_SIZE);
+  }
+
+  /**
+   * A checkpoint is about to be added: nothing is clear for it, so the table
+   * is emptied and nothing is published until `endAdd` (after `add`, or on
+   * failure). The caller then waits until no direct write that saw the old
+   * table is still running (the adapter's trackingChanged).
+   */
+  beginAdd(): void {
+    this.adding++;
+    this.clearance?.reset(BLOCK_SIZE);
+  }
+
+  endAdd(): void {
+    this.adding--;
   }
 
   remove(state: CheckpointState): void {
@@ -50,13 +92,53 @@ export class Tracker implements ChangeGuard {
   async data(target: GuardTarget, offset: number, length: number): Promise<void> {
     const obj = await this.resolve(target);
     if (obj) {
+      const first = Math.floor(offset / BLOCK_SIZE);
+      const last = Math.floor((offset + Math.max(length, 1) - 1) / BLOCK_SIZE);
       await this.each(async (s) => {
         const k = s.canon(obj.st.ino);
         if (k === null) return;
         await s.ensureAttrs(k, obj);
-        await s.ensureBlocks(k, obj, offset, length);
+        await s.ensureBlocks(k, obj, offset, length, () => this.publish(obj.st.ino, last + 1, last + 1 + 2 * SAVE_AHEAD));
       });
+      // Later writes to these blocks (and to those saved ahead) need no save: the FUSE thread may answer them.
+      if (length > 0) this.publish(obj.st.ino, first, last + 1 + SAVE_AHEAD);
     }
+  }
+
+  /**
+   * Publishes to the FUSE thread which of blocks [first, end) of live inode
+   * `ino` every checkpoint has saved durably (a block's entry in a state's map
+   * is only made once its save is durable), and from which block on none
+   * needs saving (past every checkpoint's T0 size; 0 for a file created after
+   * every checkpoint). Synchronous: the set of checkpoints cannot change
+   * between the look and the mark.
+   */
+  private publish(ino: bigint, first: number, end: number): void {
+    const c = this.clearance;
+    if (c === null || this.adding > 0 || this.states.length === 0) return;
+    let allFrom = 0;
+    const keyed: [CheckpointState, string][] = [];
+    for (const s of this.states) {
+      const k = s.canon(ino);
+      if (k === null) continue;
+      const rec = s.attrs.get(k);
+      if (rec === undefined || rec.kind !== 'file') return;
+      allFrom = Math.max(allFrom, Math.ceil(rec.size / BLOCK_SIZE));
+      keyed.push([s, k]);
+    }
+    const stop = Math.min(end, allFrom);
+    let run = -1;
+    let marked = false;
+    for (let b = first; b <= stop; b++) {
+      const clear = b < stop && keyed.every(([s, k]) => s.blocks.get(k)?.has(b) === true && !s.isTripwire(k, b));
+      if (clear && run < 0) run = b;
+      if (!clear && run >= 0) {
+        c.mark(ino, allFrom, run, b - run);
+        marked = true;
+        run = -1;
+      }
+    }
+    if (!marked) c.mark(ino, allFrom, 0, 0);
   }
 
   async size(target: GuardTarget, size: number): Promise<void> {

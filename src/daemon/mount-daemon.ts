@@ -25,6 +25,7 @@ import { OnDemandRestore } from '../restore/on-demand.js';
 import { BackgroundRestore, completedProgress, type RestoreProgress } from '../restore/background.js';
 import { hostname } from 'node:os';
 import { Checkpoints, type CheckpointListing } from '../checkpoint/manager.js';
+import { BLOCK_SIZE as CHECKPOINT_BLOCK_SIZE } from '../checkpoint/state.js';
 import { checkpointRequest } from './checkpoint-control.js';
 import { SwapController, type SwapStatus } from '../swap/controller.js';
 import { resolveLiveStore } from '../swap/record.js';
@@ -102,6 +103,12 @@ export interface DaemonStatus {
   eventLoopDelayMs: { p50: number; p99: number; max: number; maxSinceStart: number };
   /** The store's checkpoints (docs/checkpoints.md); invalid ones say why. */
   checkpoints: CheckpointListing[];
+  /**
+   * Writes of direct handles while checkpoints are tracked: answered on the
+   * FUSE thread (every block they touched already saved) and sent to the core
+   * (a block to save first). Counted since the mount.
+   */
+  checkpointWrites: { direct: number; sentToCore: number };
   /** The spare store and swap (docs/swap.md). */
   swap: SwapStatus | null;
 }
@@ -185,7 +192,7 @@ export class MountDaemon {
     this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options }, adapterLog);
     this.installObservers();
     const adapter = this.adapter;
-    this.checkpoints.attach({ tracking: (on) => adapter.trackingChanged(on) });
+    this.checkpoints.attach({ tracking: (on) => adapter.trackingChanged(on), clearance: adapter.clearance });
     await this.adapter.mount();
     this.state = 'serving';
     this.timeToServeMs = Date.now() - this.startedAt.getTime();
@@ -235,6 +242,7 @@ export class MountDaemon {
       restore: this.background?.progress() ?? this.restoreCompleted,
       eventLoopDelayMs: { ...this.loopWindow, maxSinceStart: this.loopMax },
       checkpoints: this.checkpoints?.list() ?? [],
+      checkpointWrites: this.adapter?.trackCounts() ?? { direct: 0, sentToCore: 0 },
       swap: this.swap?.status() ?? null,
     };
   }
@@ -458,6 +466,9 @@ export class MountDaemon {
     const adapter = this.adapter!;
     const old = this.checkpoints;
     old?.detach();
+    // Nothing the old store's checkpoints published may clear a direct write any more: every tracked write goes through the core
+    // after a swap (the new store's checkpoints are attached without the clearance table).
+    adapter.clearance.reset(CHECKPOINT_BLOCK_SIZE);
     // Never the old store's guard for the new store's objects, even for an instant.
     fs.guard = null;
     // The new live store's checkpoints may still be open, guarding files of an earlier swap: the same instance (one writer per log).

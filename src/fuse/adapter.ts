@@ -188,8 +188,10 @@ export class FuseAdapter {
 
   /**
    * Every change must reach the core: the store is journalled (mirror) or
-   * tracked (checkpoints). Then the FUSE thread answers no change itself and
-   * no handle gets a descriptor for direct writes.
+   * tracked (checkpoints). Then the FUSE thread answers no setattr, create,
+   * mkdir or open itself; writes of direct handles are answered there only
+   * when the store is not journalled and, while tracked, only for blocks the
+   * checkpoints have saved (the clearance table, `clearance`).
    */
   private get changesThroughCore(): boolean {
     return this.fs.sink !== null || this.tracked;
@@ -201,11 +203,13 @@ export class FuseAdapter {
   }
 
   private trackingOn = false;
+  private trackBlockSize = 0;
 
   /**
-   * Tracking of changes started or stopped (checkpoints): the FUSE thread's
-   * own answers follow; resolves once no direct write of a handle opened
-   * earlier is still running on a FUSE thread (later ones come here).
+   * Tracking of changes started or stopped (checkpoints), or a checkpoint is
+   * being added (the clearance table was reset): the FUSE thread's own answers
+   * follow; resolves once no direct write that did not see the change is still
+   * running on a FUSE thread (later ones check the table or come here).
    */
   async trackingChanged(on: boolean): Promise<void> {
     this.trackingOn = on;
@@ -228,6 +232,33 @@ export class FuseAdapter {
   /** Requests are held (a swap). */
   get holding(): boolean {
     return this.hold !== null;
+  }
+
+  /**
+   * The checkpoints' clearance table on the FUSE thread (the bridge's
+   * track.c): per store inode, the blocks whose old contents every checkpoint
+   * has saved durably. A write of a direct handle touching only such blocks is
+   * answered there, without this thread (docs/checkpoints.md).
+   */
+  readonly clearance = {
+    /** Nothing is clear any more (a checkpoint is being taken); blocks of `blockSize` bytes. */
+    reset: (blockSize: number): void => {
+      this.trackBlockSize = blockSize;
+      if (this.session && !this.closed) ll.trackReset(this.session, blockSize);
+    },
+    /** Blocks [first, first + count) of store inode `ino`, and all from `allFrom` on (-1: unknown), are saved by every checkpoint. */
+    mark: (ino: bigint, allFrom: number, first: number, count: number): boolean =>
+      this.session !== null && !this.closed && ll.trackMark(this.session, Number(ino & 0xffffffffn), Number(ino >> 32n), allFrom, first, count),
+    /** Nothing of store inode `ino` is clear any more. */
+    forget: (ino: bigint): void => {
+      if (this.session && !this.closed) ll.trackForget(this.session, Number(ino & 0xffffffffn), Number(ino >> 32n));
+    },
+  };
+
+  /** Writes the FUSE thread answered while changes were tracked, and those it sent here because a block was not saved yet. */
+  trackCounts(): { direct: number; sentToCore: number } {
+    const c = this.session && !this.closed ? ll.trackCounts(this.session) : null;
+    return { direct: c?.[0] ?? 0, sentToCore: c?.[1] ?? 0 };
   }
 
   /**
@@ -292,6 +323,7 @@ export class FuseAdapter {
         }
         this.dispatch({ op, req, ino, ino2, name, name2, fh, off, size, mode, toSet, rdev, caller: { uid, gid, pid }, data, attrs, fiFlags });
       }, this.attrTimeout);
+    if (this.trackBlockSize > 0) ll.trackReset(this.session, this.trackBlockSize);
     this.enableFastPaths();
     await ready;
   }
@@ -508,7 +540,8 @@ export class FuseAdapter {
     if (!this.directIo) return { fd: -1, flags: keep };
     // A mirrored store journals every write: writes must come through the core.
     // A file still (partly) in the archive is read through the core, which fetches what is missing.
-    return { fd: res.fd, flags: keep | (res.local ? OPEN.DIRECT_READ : 0) | (this.changesThroughCore ? 0 : OPEN.DIRECT_WRITE) };
+    // Tracked (checkpoints): the FUSE thread writes only blocks already saved (the clearance table).
+    return { fd: res.fd, flags: keep | (res.local ? OPEN.DIRECT_READ : 0) | (this.fs.sink !== null ? 0 : OPEN.DIRECT_WRITE) };
   }
 
   private async handle(r: Request, answer: (f: () => void) => void): Promise<void> {

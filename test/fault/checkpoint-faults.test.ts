@@ -1,6 +1,9 @@
 // Checkpoints under faults: kill -9 of the daemon while programs change the
-// tree and while a rollback runs (seeded random changes; after a remount and a
-// rerun the tree equals a native copy taken at checkpoint time), a copy store
+// tree and while a rollback runs (seeded random changes, and a program that
+// keeps a handle opened before the checkpoint and overwrites the same blocks
+// again and again, most of them on the FUSE thread's direct path; after a
+// remount and a rerun the tree equals a native copy taken at checkpoint
+// time), a copy store
 // that fills up (the checkpoint is invalidated, writes go on), and a copy store
 // that is gone at mount time.
 import test from 'ava';
@@ -42,12 +45,50 @@ for (const seed of SEEDS) {
     await fsp.mkdir(join(m.mnt, 't'));
     for (let i = 0; i < 40; i++) await randomStep(rng, m.mnt, ['/t'], act);
     await fsp.writeFile(join(m.mnt, 't', 'big'), Buffer.alloc(40 * 65536, 3));
+    await fsp.writeFile(join(m.mnt, 't', 'hot'), Buffer.alloc(24 * 65536, 5));
+    await fsp.writeFile(join(m.mnt, 't', 'seq'), Buffer.alloc(24 * 1048576, 6));
+    // A writer with a handle opened before the checkpoint: after its first write
+    // of a block, the FUSE thread answers its writes there without the core.
+    const hotBlocks = Array.from({ length: 5 }, () => rng.int(0, 27));
+    // Every other write goes through 'seq' in order (256 KiB at a time, round and round): the
+    // blocks ahead of it are saved in the background and its writes answered on the FUSE thread.
+    const plan = Array.from({ length: 20000 }, (_, i) => (i % 2 === 0
+      ? [0, rng.pick(hotBlocks) * 65536 + rng.int(0, 60000), rng.int(1, 5000), i & 0xff]
+      : [1, ((i - 1) / 2 * 262144) % (24 * 1048576), 262144, i & 0xff]));
+    const writer = spawn('python3', ['-c', `
+import os, sys, json
+fds = [os.open(p, os.O_RDWR) for p in sys.argv[1:]]
+plan = json.loads(sys.stdin.readline())
+print('open', flush=True)
+sys.stdin.readline()
+n = 0
+try:
+    for f, off, size, fill in plan:
+        os.pwrite(fds[f], bytes([fill]) * size, off)
+        n += 1
+except OSError as e:
+    print('stopped', n, e.errno, flush=True)
+else:
+    print('finished', n, flush=True)
+`, join(m.mnt, 't', 'hot'), join(m.mnt, 't', 'seq')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    t.teardown(() => { if (writer.exitCode === null) writer.kill('SIGKILL'); });
+    let said = '';
+    writer.stdout.on('data', (c: Buffer) => { said += c.toString(); });
+    const writerDone = new Promise((r) => writer.once('close', r));
+    writer.stdin.write(`${JSON.stringify(plan)}\n`);
+    while (!said.includes('open')) await new Promise((r) => setTimeout(r, 10));
     createCheckpoint(m.mnt, 'ck');
     t.is(spawnSync('cp', ['-a', join(m.mnt, 't'), join(m.native, 't0')]).status, 0);
     const expected = await livePicture(join(m.native, 't0'), { nlink: true });
+    writer.stdin.write('go\n');
     // Changes until the daemon dies at a random point.
     const pid = daemonPid(m.mnt);
-    setTimeout(() => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }, 200 + rng.int(0, 1500));
+    let directAtKill = -1;
+    setTimeout(() => {
+      // How many writes the FUSE thread answered itself under the checkpoint, read right before the kill.
+      try { directAtKill = strataJson<{ checkpointWrites: { direct: number } }>(['status', m.mnt]).checkpointWrites.direct; } catch { /* asked again below */ }
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }, 200 + rng.int(0, 1500));
     let steps = 0;
     for (let i = 0; i < 2000; i++) {
       const big = rng.int(0, 3) === 0;
@@ -57,6 +98,7 @@ for (const seed of SEEDS) {
       try { process.kill(pid, 0); } catch { break; }
     }
     await waitGone(pid);
+    await writerDone;
     remount(m);
     t.is(strataJson<{ checkpoints: { name: string; status: string }[] }>(['checkpoint', 'list', m.mnt]).checkpoints[0]?.status, 'valid');
     // A rollback killed part way, then run again.
@@ -69,8 +111,10 @@ for (const seed of SEEDS) {
     await waitGone(pid2);
     remount(m);
     const r = rollbackTo(m.mnt, 'ck', [join(m.mnt, 't')]);
-    t.deepEqual(await livePicture(join(m.mnt, 't'), { nlink: true }), expected, `seed ${seed}: ${steps} steps before the kill; ${r.changed.length} changes in the rerun`);
+    t.deepEqual(await livePicture(join(m.mnt, 't'), { nlink: true }), expected, `seed ${seed}: ${steps} steps before the kill, writer: ${said.trim()}; ${r.changed.length} changes in the rerun`);
     t.deepEqual(rollbackTo(m.mnt, 'ck', [join(m.mnt, 't')], true).changed, []);
+    // The writer's overwrites of saved blocks went by the FUSE thread's direct path.
+    t.true(directAtKill > 0, `writes on the FUSE thread under the checkpoint before the kill: ${directAtKill}`);
   });
 }
 

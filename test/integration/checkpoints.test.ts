@@ -1,6 +1,8 @@
 // Checkpoints on real mounts, with real programs: sqlite3 and git, every write
 // path (including the FUSE thread's own answers for handles opened before the
-// checkpoint, mmap and fallocate), byte-range and subtree rollbacks across
+// checkpoint, mmap and fallocate; the FUSE thread's own writes of blocks
+// already saved, through handles from before and after the checkpoint),
+// byte-range and subtree rollbacks across
 // hard links and renames, a whole-tree rollback against a manifest, and a
 // rollback on a mirrored mount that `strata verify` finds shipped.
 import test from 'ava';
@@ -75,7 +77,7 @@ test('sqlite3 and git: diff lists exactly the changed files and block ranges; ro
   t.false(await fsp.access(join(app, 'repo', 'f30.txt')).then(() => true, () => false));
 });
 
-test('every write path is tracked: handles opened before the checkpoint (FUSE-thread handles), mmap, fallocate, ftruncate, O_TRUNC, renames over files; the FUSE thread writes nothing after it', async (t) => {
+test('every write path is tracked: handles opened before the checkpoint (FUSE-thread handles), mmap, fallocate, ftruncate, O_TRUNC, renames over files; no first write of a block goes by the FUSE thread', async (t) => {
   const m = withMount(t);
   const files = ['a', 'b', 'c', 'd', 'e', 'f'];
   for (const [i, f] of files.entries()) await fsp.writeFile(join(m.mnt, f), Buffer.alloc(4 * BS, i + 1));
@@ -127,7 +129,8 @@ print('done', flush=True)
   child.stdin.end();
   // Changes through new opens too: O_TRUNC, a rename over a file, shell redirection, cp.
   t.is(sh('echo new > victim2 && mv victim2 victim && : > a2 && cp b b.copy && truncate -s 0 e && fallocate -l 1M f', m.mnt).status, 0);
-  t.is(fast(), fastWritesAtCheckpoint, 'the FUSE thread answered no write after the checkpoint');
+  // Every write here is the first of its blocks: each had to reach the core, which saved the block first.
+  t.is(fast(), fastWritesAtCheckpoint, 'the FUSE thread answered no first write of a block after the checkpoint');
   const r = rollbackTo(m.mnt, 'paths');
   t.true(r.bytesCopied > 0);
   t.deepEqual(await livePicture(m.mnt, { nlink: true }), manifest);
@@ -135,6 +138,82 @@ print('done', flush=True)
   t.is(strata(['checkpoint', 'delete', m.mnt, 'paths']).status, 0);
   await fsp.writeFile(join(m.mnt, 'after'), Buffer.alloc(BS));
   t.true(fast() > fastWritesAtCheckpoint);
+});
+
+test('the FUSE thread writes saved blocks itself and only those: handles opened before and after the checkpoint, seeded overwrites of saved and unsaved blocks; diff and a byte-range rollback are exact against a native copy', async (t) => {
+  const m = withMount(t);
+  const rng = new Rng(4242);
+  const T0_BLOCKS = 48;
+  const t0 = Buffer.alloc(T0_BLOCKS * BS);
+  for (let i = 0; i < t0.length; i += 4) t0.writeUInt32LE(rng.next(), i);
+  await fsp.writeFile(join(m.mnt, 'g'), t0);
+  // Writes: [handle (0: opened before the checkpoint, 1: after), offset, length, fill byte];
+  // many land in blocks written before (the FUSE thread's path), some past the T0 end.
+  const plan: [number, number, number, number][] = [];
+  const hot = Array.from({ length: 6 }, () => rng.int(0, T0_BLOCKS - 1));
+  for (let i = 0; i < 300; i++) {
+    const block = rng.int(0, 3) === 0 ? rng.int(0, T0_BLOCKS + 8) : rng.pick(hot);
+    const off = block * BS + rng.int(0, BS - 1);
+    plan.push([rng.int(0, 1), off, rng.int(1, rng.int(0, 4) === 0 ? 3 * BS : 9000), rng.int(1, 255)]);
+  }
+  const script = `
+import os, sys, json
+path, plan = sys.argv[1], json.loads(sys.argv[2])
+fds = [os.open(path, os.O_RDWR)]
+print('open', flush=True)
+sys.stdin.readline()
+fds.append(os.open(path, os.O_RDWR))
+for h, off, n, fill in plan:
+    assert os.pwrite(fds[h], bytes([fill]) * n, off) == n
+print('done', flush=True)
+`;
+  const child = spawn('python3', ['-c', script, join(m.mnt, 'g'), JSON.stringify(plan)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  let closed = false;
+  child.once('close', () => { closed = true; });
+  const waitFor = async (word: string): Promise<void> => { while (!out.includes(word)) { if (closed) throw new Error(`helper exited (${child.exitCode}): ${out} ${err}`); await new Promise((r) => setTimeout(r, 20)); } };
+  await waitFor('open');
+  createCheckpoint(m.mnt, 'direct');
+  // The native copy taken at checkpoint time, and the model of what the writes make of it.
+  t.is(spawnSync('cp', ['-a', join(m.mnt, 'g'), join(m.native, 'g.t0')]).status, 0);
+  t.deepEqual(await fsp.readFile(join(m.native, 'g.t0')), t0);
+  let model = Buffer.from(t0);
+  for (const [, off, n, fill] of plan) {
+    if (off + n > model.length) model = Buffer.concat([model, Buffer.alloc(off + n - model.length)]);
+    model.fill(fill, off, off + n);
+  }
+  const counts = (): { direct: number; sentToCore: number } => strataJson<{ checkpointWrites: { direct: number; sentToCore: number } }>(['status', m.mnt]).checkpointWrites;
+  const before = counts();
+  child.stdin.write('go\n');
+  await waitFor('done');
+  child.stdin.end();
+  const after = counts();
+  t.deepEqual(await fsp.readFile(join(m.mnt, 'g')), model);
+  // The diff is exactly the block-by-block comparison with the native copy.
+  const d = diffOf(m.mnt, 'direct');
+  t.deepEqual(d.data.find((x) => x.path === '/g')?.ranges, blockRanges(t0, model, BS));
+  // A byte range straddling blocks written on both paths: exactly its bytes come back.
+  const lo = Math.min(...hot) * BS + 1000;
+  const hi = Math.min((Math.max(...hot) + 1) * BS - 1000, T0_BLOCKS * BS);
+  rollbackTo(m.mnt, 'direct', [`${join(m.mnt, 'g')}:${lo}+${hi - lo}`]);
+  const expected = Buffer.from(model);
+  t0.copy(expected, lo, lo, hi);
+  const rolled = await fsp.readFile(join(m.mnt, 'g'));
+  const wrong = blockRanges(expected, rolled, BS);
+  t.deepEqual(wrong, [], `range ${lo}+${hi - lo}: blocks that differ from the expected ${JSON.stringify(wrong)}`);
+  // Writes after a rollback are tracked again; the whole file then rolls back to the native copy.
+  const fh = await fsp.open(join(m.mnt, 'g'), 'r+');
+  for (let i = 0; i < 20; i++) await fh.write(Buffer.alloc(5000, 0xab), 0, 5000, rng.pick(hot) * BS + rng.int(0, BS - 5000));
+  await fh.close();
+  rollbackTo(m.mnt, 'direct', [join(m.mnt, 'g')]);
+  t.deepEqual(await fsp.readFile(join(m.mnt, 'g')), await fsp.readFile(join(m.native, 'g.t0')));
+  // Both paths were taken: first writes of blocks through the core, the rest on the FUSE thread.
+  t.true(after.direct - before.direct > 50, `FUSE-thread writes under the checkpoint: ${after.direct - before.direct}`);
+  t.true(after.sentToCore - before.sentToCore > 0, `writes sent to the core: ${after.sentToCore - before.sentToCore}`);
 });
 
 test('byte-range, subtree and whole-tree rollbacks: creates, removes, renames and hard links inside and across the boundary', async (t) => {

@@ -21,6 +21,7 @@
 //   replies.c   the reply* functions JavaScript answers with, notifications
 //   nodes.c     the node table: node id -> O_PATH descriptor in the store
 //   fastpath.c  what the FUSE thread answers itself (the passthrough_hp model)
+//   track.c     the checkpoints' clearance table (blocks the FUSE thread may overwrite while tracked)
 //   module.c    the module's exports: functions and constants
 //
 // Numbers: node ids, offsets and sizes travel to JavaScript as doubles (exact
@@ -120,9 +121,11 @@ enum {
 // What fastPaths lets the FUSE thread answer (`constants.fast`).
 #define LL_FAST_READ  1
 #define LL_FAST_WRITE 2
-// Every change must reach JavaScript (checkpoints track it): writes and
-// fallocates of direct-write handles go there too (the handle a create or
-// open on this thread made passes its descriptor in the record's ino2, + 1).
+// Changes are tracked (checkpoints): a write of a direct-write handle is
+// answered on the FUSE thread only when every block it touches is clear in the
+// clearance table (track.c); other writes and every fallocate go to JavaScript
+// (the handle a create or open on this thread made passes its descriptor in
+// the record's ino2, + 1).
 #define LL_FAST_TRACK 4
 
 // fi->fh: bits 0-31 the JavaScript handle (`constants.HANDLE_MAX`), bits 32-61
@@ -210,6 +213,11 @@ typedef struct bridge_session {
   uint64_t fast_counts[LL_OP_COUNT]; // requests answered on the FUSE thread, per op
   uint64_t fast_bytes[2];  // bytes of reads (as asked: see fastBytes) and writes the FUSE thread answered
   int direct_changes;      // direct writes/fallocates running on a FUSE thread right now
+  // The checkpoints' clearance table (track.c), under track_lock (a leaf lock).
+  pthread_mutex_t track_lock;
+  struct track_table *track;
+  uint64_t track_direct;   // writes answered on the FUSE thread while tracked (__atomic)
+  uint64_t track_sent;     // direct-handle writes sent to JavaScript because a block was not clear (__atomic)
   uint64_t fast_busy;      // FUSE threads inside a fast_* answer right now (__atomic, seq_cst)
   uint64_t node_gen;       // bumped by resetNodes: descriptors taken before belong to another store
   // The node table (nodes.c), under nodes_lock.
@@ -289,6 +297,13 @@ void fill_open (struct fuse_file_info *fi, uint32_t handle, int32_t direct_fd, u
 // Notes (known) or forgets that a node has no security.capability attribute.
 void nocaps_set (uint64_t nodeid, int known);
 
+// ---- track.c ---------------------------------------------------------------------------
+
+int track_init (bridge_session_t *s);
+void track_free (bridge_session_t *s);
+// Is every block of [off, off + size) of store inode `ino` clear (saved by every checkpoint)?
+int track_covers (bridge_session_t *s, uint64_t ino, uint64_t off, uint64_t size);
+
 // ---- intake.c ------------------------------------------------------------------------------
 
 extern const struct fuse_lowlevel_ops bridge_ll_ops;
@@ -342,6 +357,10 @@ napi_value js_fast_counts (napi_env env, napi_callback_info info);
 napi_value js_writeback_cache (napi_env env, napi_callback_info info);
 napi_value js_fast_bytes (napi_env env, napi_callback_info info);
 napi_value js_direct_changes (napi_env env, napi_callback_info info);
+napi_value js_track_reset (napi_env env, napi_callback_info info);
+napi_value js_track_mark (napi_env env, napi_callback_info info);
+napi_value js_track_forget (napi_env env, napi_callback_info info);
+napi_value js_track_counts (napi_env env, napi_callback_info info);
 napi_value js_notify_inval_later (napi_env env, napi_callback_info info);
 napi_value js_fast_busy (napi_env env, napi_callback_info info);
 napi_value js_reset_nodes (napi_env env, napi_callback_info info);

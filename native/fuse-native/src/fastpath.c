@@ -17,6 +17,8 @@
 //   mkdir, open of an existing file, and the handles create and open make
 //   here (JavaScript handle 0): release, fsync, fallocate; FLUSH answered
 //   ENOSYS once, after which the kernel sends no more.
+// - LL_FAST_TRACK (checkpoints): a direct write only when the clearance
+//   table (track.c) says every block it touches is saved; fallocate never.
 //
 // JavaScript stays the authority on names and node ids: node ids come from one
 // counter (allocNodeid), and a node made here is announced to JavaScript
@@ -364,14 +366,23 @@ int fast_read (bridge_session_t *s, fuse_req_t req, size_t size, off_t off, stru
   return 1;
 }
 
-// A direct change (write, fallocate) starts: 0 when every change must reach
-// JavaScript. The count goes up before the check, so once JavaScript has set
-// LL_FAST_TRACK and read directChanges() == 0, none can start unseen.
-static int direct_change_begin (bridge_session_t *s) {
+// A direct change (write, fallocate) starts: 0 when it must reach JavaScript.
+// The count goes up before the check, so once JavaScript has set
+// LL_FAST_TRACK (or reset the clearance table) and then read
+// directChanges() == 0, none can start unseen. While changes are tracked, a
+// write (size > 0) goes on here only when every block it touches is clear
+// (track.c): its old contents are durable in every checkpoint's copy store.
+// A fallocate (size 0) always goes to JavaScript then.
+static int direct_change_begin (bridge_session_t *s, int fd, off_t off, size_t size) {
   __atomic_add_fetch(&s->direct_changes, 1, __ATOMIC_SEQ_CST);
   if (fast_on(s, LL_FAST_TRACK)) {
-    __atomic_sub_fetch(&s->direct_changes, 1, __ATOMIC_SEQ_CST);
-    return 0;
+    struct stat st;
+    if (size == 0 || off < 0 || fstat(fd, &st) != 0 || !track_covers(s, (uint64_t) st.st_ino, (uint64_t) off, (uint64_t) size)) {
+      __atomic_sub_fetch(&s->direct_changes, 1, __ATOMIC_SEQ_CST);
+      if (size != 0) __atomic_fetch_add(&s->track_sent, 1, __ATOMIC_RELAXED);
+      return 0;
+    }
+    __atomic_fetch_add(&s->track_direct, 1, __ATOMIC_RELAXED);
   }
   return 1;
 }
@@ -382,8 +393,8 @@ static void direct_change_end (bridge_session_t *s) {
 
 int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
   if (!(fi->fh & LL_FH_DIRECT_WRITE)) return 0;
-  if (!direct_change_begin(s)) return 0;
   int fd = direct_fd(fi->fh);
+  if (!direct_change_begin(s, fd, off, size)) return 0;
   size_t done = 0;
   while (done < size) {
     ssize_t n = pwrite(fd, buf + done, size - done, off + done);
@@ -450,7 +461,7 @@ int fast_fsync (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int datasyn
 // As fsync: a direct-write handle has nothing to journal.
 int fast_fallocate (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi) {
   if (!(fi->fh & LL_FH_DIRECT_WRITE)) return 0;
-  if (!direct_change_begin(s)) return 0;
+  if (!direct_change_begin(s, direct_fd(fi->fh), 0, 0)) return 0;
   int err = fallocate(direct_fd(fi->fh), mode, offset, length) == 0 ? 0 : errno;
   direct_change_end(s);
   fuse_reply_err(req, err);

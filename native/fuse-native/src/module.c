@@ -108,6 +108,10 @@ static napi_value init (napi_env env, napi_value exports) {
   export_fn(env, exports, "writebackCache", js_writeback_cache);
   export_fn(env, exports, "fastBytes", js_fast_bytes);
   export_fn(env, exports, "directChanges", js_direct_changes);
+  export_fn(env, exports, "trackReset", js_track_reset);
+  export_fn(env, exports, "trackMark", js_track_mark);
+  export_fn(env, exports, "trackForget", js_track_forget);
+  export_fn(env, exports, "trackCounts", js_track_counts);
   export_fn(env, exports, "pendingRequests", js_pending_requests);
   export_fn(env, exports, "fastBusy", js_fast_busy);
   export_fn(env, exports, "resetNodes", js_reset_nodes);

@@ -47,6 +47,8 @@ static void throw_code (napi_env env, const char *code, const char *msg) {
 }
 
 static void session_free_early (bridge_session_t *s) {
+  track_free(s);
+  pthread_mutex_destroy(&s->track_lock);
   pthread_mutex_destroy(&s->nodes_lock);
   free(s->mnt);
   free(s);
@@ -102,6 +104,11 @@ napi_value js_mount (napi_env env, napi_callback_info info) {
   s->mnt = strdup(mnt);
   s->next_nodeid = FUSE_ROOT_ID + 1;
   pthread_mutex_init(&s->nodes_lock, NULL);
+  if (!track_init(s)) {
+    session_free_early(s);
+    throw_code(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
   if (!take_bridge_options(opts, s)) {
     session_free_early(s);
     throw_code(env, "EINVAL", "bad max_write= option");
@@ -169,6 +176,7 @@ napi_value js_close (napi_env env, napi_callback_info info) {
   fuse_session_unmount(s->se);
   fuse_session_destroy(s->se);
   nodes_free(s);
+  track_free(s);
   pthread_mutex_lock(&s->nodes_lock);
   bridge_req_t *nodes = s->announced_head;
   s->announced_head = s->announced_tail = NULL;
@@ -228,7 +236,9 @@ napi_value js_fast_paths (napi_env env, napi_callback_info info) {
     s->daemon_uid = geteuid();
     s->daemon_gid = getegid();
   }
-  __atomic_store_n(&s->fast, (int) flags, __ATOMIC_RELEASE);
+  // seq_cst, as the FUSE thread's count-then-check (direct_change_begin): a
+  // release store could pass JavaScript's later read of directChanges().
+  __atomic_store_n(&s->fast, (int) flags, __ATOMIC_SEQ_CST);
   return NULL;
 }
 
@@ -283,7 +293,7 @@ napi_value js_direct_changes (napi_env env, napi_callback_info info) {
   JS_ARGS(1)
   bridge_session_t *s = js_session(env, argv[0]);
   if (s == NULL) return NULL;
-  return js_num(env, (double) __atomic_load_n(&s->direct_changes, __ATOMIC_ACQUIRE));
+  return js_num(env, (double) __atomic_load_n(&s->direct_changes, __ATOMIC_SEQ_CST));
 }
 
 // fastBusy(session) -> FUSE threads inside an answer that uses the store right now.

@@ -9,6 +9,7 @@
       "src/replies.c",
       "src/nodes.c",
       "src/fastpath.c",
+      "src/settled.c",
       "src/napi_util.c"
     ],
     "cflags": ["<!@(pkg-config --cflags fuse3)"],

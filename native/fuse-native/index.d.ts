@@ -99,7 +99,9 @@ export function directChanges(session: Session): number;
 /**
  * Lets the FUSE thread answer requests itself, relative to O_PATH descriptors
  * of the store (constants.fast.READ: getattr, lookup; WRITE: also setattr,
- * create, mkdir, open, flush and the handles it makes), or stops it (0).
+ * create, mkdir, open, flush and the handles it makes; SETTLED, during a
+ * restore instead of READ: getattr and "no such name" of the nodes vouched
+ * for with settled()), or stops it (0).
  * `maxNodes` caps the node table (default: half the descriptor limit).
  */
 export function fastPaths(session: Session, storeRoot: string, flags: number, entryTimeout: number, negativeTimeout: number, maxNodes?: number): void;

@@ -155,11 +155,15 @@ export class Filesystem {
     if (lookup && this.restore) await this.restore.child(parentRelOf(rel), basename(rel));
     const raw = await fsp.lstat(rel, { bigint: true });
     const restore = this.restore;
-    const settled = rel !== '.' && (restore === null || await restore.settled(rel, raw));
-    const before = settled ? [raw.nlink, raw.size, raw.atimeNs, raw.mtimeNs, raw.ctimeNs, raw.mode] : null;
-    const st = await this.shown(raw, rel, null);
+    const before = [raw.nlink, raw.size, raw.atimeNs, raw.mtimeNs, raw.ctimeNs, raw.mode];
+    // Both at once (no extra wait behind the restore's I/O): settled() reads
+    // what it needs of `raw` before shown() may change it.
+    const [settled, st] = await Promise.all([
+      rel !== '.' && restore !== null ? restore.settled(rel, raw) : Promise.resolve(rel !== '.'),
+      this.shown(raw, rel, null),
+    ]);
     // Settled means shown as stored: anything else is answered here.
-    const same = before !== null && [st.nlink, st.size, st.atimeNs, st.mtimeNs, st.ctimeNs, st.mode].every((v, i) => v === before[i]);
+    const same = settled && [st.nlink, st.size, st.atimeNs, st.mtimeNs, st.ctimeNs, st.mode].every((v, i) => v === before[i]);
     return { st, settled: same };
   }
 

@@ -59,6 +59,8 @@ export interface RestoreHooks {
    * doubt, false.
    */
   settled(rel: string, st: BigIntStats): Promise<boolean>;
+  // (It reads the type, link count and inode number of `st` before its first
+  // wait: the core runs shownStat on the same object meanwhile.)
 }
 
 /**

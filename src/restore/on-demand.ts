@@ -395,7 +395,10 @@ export class OnDemandRestore implements RestoreHooks {
   }
 
   async settled(rel: string, st: fs.BigIntStats): Promise<boolean> {
-    if (rel === '.' || this.moving.has(st.ino)) return false;
+    // What is needed of `st` is read before the first wait (the core's shownStat may change it meanwhile).
+    const ino = st.ino;
+    const isFile = st.isFile();
+    if (rel === '.' || this.moving.has(ino)) return false;
     if (st.isDirectory()) {
       // Pending: its count and times come from its mark, and materialisation changes it.
       if (this.residual === null && (await isPending(rel))) return false;
@@ -407,9 +410,9 @@ export class OnDemandRestore implements RestoreHooks {
     if (id !== null) {
       if ((await this.loadTimesRecords()).has(id)) return false;
       // Fetched bytes are still to be written into it (moving its times meanwhile).
-      if (st.isFile() && (await this.isRemote(id))) return false;
+      if (isFile && (await this.isRemote(id))) return false;
     }
-    return !this.moving.has(st.ino);
+    return !this.moving.has(ino);
   }
 
   /** Told before and after the restore changes an object behind the kernel (the FUSE adapter's vouches for settled objects). */

@@ -22,7 +22,7 @@ export type SetattrBit = 'MODE' | 'UID' | 'GID' | 'SIZE' | 'ATIME' | 'MTIME' | '
 export type StatfsField = 'BSIZE' | 'FRSIZE' | 'BLOCKS' | 'BFREE' | 'BAVAIL' | 'FILES' | 'FFREE' | 'FAVAIL' | 'NAMEMAX';
 export type DirentField = 'INO_LO' | 'INO_HI' | 'MODE';
 export type OpenFlag = 'KEEP_CACHE' | 'DIRECT_IO' | 'DIRECT_READ' | 'DIRECT_WRITE';
-export type FastFlag = 'READ' | 'WRITE' | 'TRACK';
+export type FastFlag = 'READ' | 'WRITE' | 'TRACK' | 'SETTLED';
 
 export interface Constants {
   /** The root's node id (FUSE_ROOT_ID). */
@@ -79,6 +79,13 @@ export function replyStatfs(req: number, statfs: Float64Array): void;
 export function replyDir(req: number, names: string[], entries: Float64Array, firstOffset: number): void;
 /** Notes (true) or forgets (false) that an object has no security.capability xattr. */
 export function noCapabilities(nodeid: number, known: boolean): void;
+/**
+ * Vouches (true) that fstat of the node's descriptor is what programs must
+ * see, so that with constants.fast.SETTLED the FUSE thread answers its getattr
+ * (and "no such name" in it) during a restore; false revokes that, before the
+ * object changes. Returns whether the node has a descriptor (none: no vouch kept).
+ */
+export function settled(session: Session, nodeid: number, known: boolean): boolean;
 export function notifyInvalInode(session: Session, nodeid: number, offset: number, length: number): number;
 export function notifyInvalEntry(session: Session, parent: number, name: string): number;
 /**
@@ -109,7 +116,9 @@ export function trackCounts(session: Session): Float64Array;
 /**
  * Lets the FUSE thread answer requests itself, relative to O_PATH descriptors
  * of the store (constants.fast.READ: getattr, lookup; WRITE: also setattr,
- * create, mkdir, open, flush and the handles it makes), or stops it (0).
+ * create, mkdir, open, flush and the handles it makes; SETTLED, during a
+ * restore instead of READ: getattr and "no such name" of the nodes vouched
+ * for with settled()), or stops it (0).
  * `maxNodes` caps the node table (default: half the descriptor limit).
  */
 export function fastPaths(session: Session, storeRoot: string, flags: number, entryTimeout: number, negativeTimeout: number, maxNodes?: number): void;

@@ -183,6 +183,29 @@ export class Filesystem {
     return this.shown(await fsp.lstat(rel, { bigint: true }), rel, null);
   }
 
+  /**
+   * getattr (or, with `lookup`, lookup) of `path`, and whether the object is
+   * settled (RestoreHooks.settled): the store's own attributes are what a
+   * program sees, so that the FUSE thread may answer for it. Always settled
+   * but the root when no restore is under way.
+   */
+  async attrsSettled(path: string, lookup: boolean): Promise<{ st: fs.BigIntStats; settled: boolean }> {
+    const rel = LocalStore.relative(path);
+    if (lookup && this.restore) await this.restore.child(parentRelOf(rel), basename(rel));
+    const raw = await fsp.lstat(rel, { bigint: true });
+    const restore = this.restore;
+    const before = [raw.nlink, raw.size, raw.atimeNs, raw.mtimeNs, raw.ctimeNs, raw.mode];
+    // Both at once (no extra wait behind the restore's I/O): settled() reads
+    // what it needs of `raw` before shown() may change it.
+    const [settled, st] = await Promise.all([
+      rel !== '.' && restore !== null ? restore.settled(rel, raw) : Promise.resolve(rel !== '.'),
+      this.shown(raw, rel, null),
+    ]);
+    // Settled means shown as stored: anything else is answered here.
+    const same = settled && [st.nlink, st.size, st.atimeNs, st.mtimeNs, st.ctimeNs, st.mode].every((v, i) => v === before[i]);
+    return { st, settled: same };
+  }
+
   async fgetattr(handle: number): Promise<fs.BigIntStats> {
     const f = this.file(handle);
     const st = await new Promise<fs.BigIntStats>((resolve, reject) => {

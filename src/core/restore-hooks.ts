@@ -49,4 +49,28 @@ export interface RestoreHooks {
    * in place.
    */
   shownStat(st: BigIntStats, rel: string | null, id: ObjectId | null, fd?: number): Promise<BigIntStats>;
+  /**
+   * True when the object at store-relative `rel` (`st`: its lstat) is
+   * settled: what a program sees of it is the store's own attributes
+   * (shownStat changes nothing), and nothing but a program's request changes
+   * them until the restore says otherwise (`settleWatch`). A restored
+   * directory, a local file or symlink with one name, neither with a times
+   * record nor being written into by the restore; never the root. When in
+   * doubt, false.
+   */
+  settled(rel: string, st: BigIntStats): Promise<boolean>;
+  // (It reads the type, link count and inode number of `st` before its first
+  // wait: the core runs shownStat on the same object meanwhile.)
+}
+
+/**
+ * Told by the restore before and after it changes an object behind the
+ * kernel (times moved while fetched bytes are written, a block map made
+ * again): whoever vouched for the object as settled takes that back at
+ * `begin`, and vouches made from checks that overlapped the change are not
+ * kept (src/fuse/adapter.ts).
+ */
+export interface SettleWatch {
+  begin(ino: bigint): void;
+  end(ino: bigint): void;
 }

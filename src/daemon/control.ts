@@ -19,7 +19,9 @@ export function controlSocketPath(mountpoint: string): string {
 }
 
 export type ControlRequest = { cmd: 'status' } | { cmd: 'unmount'; lazy?: boolean } | { cmd: 'sync'; timeoutMs?: number }
-  | { cmd: 'release'; timeoutMs?: number; lazy?: boolean } | CheckpointRequest | { cmd: 'swap'; swap: SwapRequest };
+  | { cmd: 'release'; timeoutMs?: number; lazy?: boolean } | CheckpointRequest | { cmd: 'swap'; swap: SwapRequest }
+  /** Test only: the daemon's main thread busy-waits `ms` (at most 10 s); refused unless STRATA_TEST_HOOKS=1 (docs/recovery.md, "The mount's answers during a restore"). */
+  | { cmd: 'test-block'; ms: number };
 export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string };
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 

@@ -190,6 +190,8 @@ export class MountDaemon {
     this.checkpoints = await Checkpoints.load(this.store, this.fs, this.log);
     const adapterLog = this.config.mirror ? tapRequestErrors(this.log.child({}), this.startConditions(this.config.mirror)) : this.log;
     this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options }, adapterLog);
+    // The restore tells the adapter before it changes an object behind the kernel (vouches for settled nodes).
+    if (this.onDemand) this.onDemand.settleWatch = this.adapter.settleWatch;
     this.installObservers();
     const adapter = this.adapter;
     this.checkpoints.attach({ tracking: (on) => adapter.trackingChanged(on), clearance: adapter.clearance });
@@ -440,6 +442,16 @@ export class MountDaemon {
       case 'swap': {
         if (!this.swap) throw new Error('the daemon is starting');
         return this.swap.handle(req.swap);
+      }
+      case 'test-block': {
+        // Test only (STRATA_TEST_HOOKS=1 in the daemon's environment): the
+        // main thread busy-waits, so that tests can tell what the FUSE thread
+        // answers without it.
+        if (process.env['STRATA_TEST_HOOKS'] !== '1') throw new Error('test hooks are off (STRATA_TEST_HOOKS=1 turns them on)');
+        const ms = Math.min(Math.max(0, req.ms), 10_000);
+        const until = performance.now() + ms;
+        while (performance.now() < until) { /* blocked on purpose */ }
+        return { blockedMs: ms };
       }
       case 'unmount':
         await this.stop(req.lazy ?? false);

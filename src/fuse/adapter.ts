@@ -8,6 +8,7 @@ import { ll, FC, type Session } from './bridge.js';
 import type { BigIntStats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Filesystem, Caller, OpenResult, DirEntryInfo, ObjectRef, SetattrChanges } from '../core/filesystem.js';
+import type { SettleWatch } from '../core/restore-hooks.js';
 import { errnoOf, isExpectedError, FsError } from '../core/errno.js';
 import type { Logger } from '../log/logger.js';
 import { InodeTable, ROOT_NODEID, type Inode } from './inode-table.js';
@@ -25,6 +26,13 @@ const OP = ll.ops;
 /** Asked by the kernel before every write(2); see noCapabilities (native/fuse-native/src/fastpath.c). */
 const CAPS_XATTR = 'security.capability';
 const OP_NAMES: string[] = Object.entries(OP).sort((a, b) => a[1] - b[1]).map(([k]) => k);
+
+/** Buckets of inode numbers for the restore's changes (FuseAdapter.settleWatch). */
+const SETTLE_BUCKETS = 4096;
+
+function settleBucket(ino: bigint): number {
+  return Number(ino % BigInt(SETTLE_BUCKETS));
+}
 
 export interface MountOptions {
   /** Let other users use the mount (always together with default_permissions). */
@@ -175,13 +183,17 @@ export class FuseAdapter {
   }
 
   /**
-   * Lets the FUSE thread answer what it can (see MountOptions.directIo). Not
-   * while a restore is under way: names in pending directories come from the
-   * archive. The daemon calls it again once the restore has finished.
+   * Lets the FUSE thread answer what it can (see MountOptions.directIo).
+   * While a restore is under way only for the nodes this thread vouched for
+   * as settled (FAST.SETTLED: names in pending directories come from the
+   * archive, attributes of much of the rest from the restore); the daemon
+   * calls it again once the restore has finished.
    */
   enableFastPaths(): void {
-    if (!this.session || this.closed || !this.directIo || this.fs.restoring) return;
-    const flags = FAST.READ | (this.changesThroughCore ? 0 : FAST.WRITE) | (this.tracked ? FAST.TRACK : 0);
+    if (!this.session || this.closed || !this.directIo) return;
+    const flags = this.fs.restoring
+      ? FAST.SETTLED | (this.tracked ? FAST.TRACK : 0)
+      : FAST.READ | (this.changesThroughCore ? 0 : FAST.WRITE) | (this.tracked ? FAST.TRACK : 0);
     const max = this.opts.nodeTableMax ?? Number(process.env['STRATA_NODE_TABLE_MAX'] ?? 0);
     ll.fastPaths(this.session, this.fs.store.root, flags, this.entryTimeout, this.negativeTimeout, Number.isFinite(max) ? max : 0);
   }
@@ -283,6 +295,52 @@ export class FuseAdapter {
       const inode = this.inodeAt(ev.changed);
       if (inode) ll.notifyInvalLater(s, inode.nodeid, 0, -1);
     }
+  }
+
+  // ---- settled nodes (during a restore; native/fuse-native/src/settled.c) ----
+
+  /**
+   * The vouches for settled objects follow the restore's changes: an object
+   * the restore is about to change loses its vouch (before the change: the
+   * bridge's FUSE threads then answer nothing of it that they read after),
+   * and a vouch is only made from a check that no change of the object
+   * overlapped. Changes are counted per bucket of inode numbers: the last
+   * change's sequence number, and the changes under way.
+   */
+  readonly settleWatch: SettleWatch = {
+    begin: (ino) => {
+      const b = settleBucket(ino);
+      this.settleLast[b] = ++this.settleSeq;
+      this.settleBusy[b]!++;
+      const inode = this.inodes?.findByIno(ino);
+      if (inode && this.session && !this.closed) ll.settled(this.session, inode.nodeid, false);
+    },
+    end: (ino) => {
+      const b = settleBucket(ino);
+      this.settleLast[b] = ++this.settleSeq;
+      this.settleBusy[b]!--;
+    },
+  };
+
+  private settleSeq = 0;
+  private readonly settleLast = new Float64Array(SETTLE_BUCKETS);
+  private readonly settleBusy = new Int32Array(SETTLE_BUCKETS);
+
+  /** Vouches are made (a restore is under way and the FUSE thread may answer). */
+  private get vouching(): boolean {
+    return this.fs.restoring && this.directIo && this.session !== null && !this.closed;
+  }
+
+  /**
+   * After answering `inode` with `st`, which the core found settled in a
+   * check that began at settleSeq `since`: lets the FUSE thread answer it,
+   * unless the restore changed (or is changing) an object of its bucket since.
+   */
+  private vouch(inode: Inode, st: BigIntStats, since: number): void {
+    if (!this.vouching || inode.ino !== st.ino || inode.nodeid === ROOT_NODEID) return;
+    const b = settleBucket(st.ino);
+    if (this.settleBusy[b] !== 0 || this.settleLast[b]! > since) return;
+    ll.settled(this.session!, inode.nodeid, true);
   }
 
   /** The node the kernel knows at namespace path `path`, if any. */
@@ -551,16 +609,20 @@ export class FuseAdapter {
       case OP.lookup: {
         const parent = t.get(r.ino);
         const name = this.name(r, 'name');
-        if (r.attrs !== undefined) {
+        if (r.attrs !== undefined && !fs.restoring) {
           // Resolved on the FUSE thread (its descriptor becomes the node's): only the node id is missing.
           const attrs = r.attrs;
           const inode = t.remember(parent, name, inoOfAttrs(attrs));
           answer(() => ll.replyEntry(r.req, inode.nodeid, attrs, this.attrTimeout, this.entryTimeout));
           return;
         }
-        let st: BigIntStats;
+        // During a restore a lookup resolved on the FUSE thread only brings
+        // the descriptor (filed under the node id if it is the same object):
+        // the attributes are the core's.
+        const since = this.settleSeq;
+        let res: { st: BigIntStats; settled: boolean };
         try {
-          st = await fs.lookup(t.childPath(parent, name));
+          res = await fs.attrsSettled(t.childPath(parent, name), true);
         } catch (err) {
           if ((err as { code?: string }).code === 'ENOENT') {
             answer(() => ll.replyEntry(r.req, 0, null, 0, this.negativeTimeout));
@@ -568,12 +630,24 @@ export class FuseAdapter {
           }
           throw err;
         }
+        const { st, settled } = res;
         const inode = t.remember(parent, name, st.ino);
         answer(() => ll.replyEntry(r.req, inode.nodeid, encodeAttr(st), this.attrTimeout, this.entryTimeout));
+        if (settled) this.vouch(inode, st, since);
         return;
       }
       case OP.getattr: {
-        const st = await this.attrsOf(t.get(r.ino), r.fh);
+        const inode = t.get(r.ino);
+        const path = this.vouching && !(r.fh !== 0 && inode.handles.has(r.fh)) ? t.pathOf(inode) : null;
+        if (path !== null) {
+          // During a restore: a settled object is answered by the FUSE thread from now on.
+          const since = this.settleSeq;
+          const { st, settled } = await fs.attrsSettled(path, false);
+          answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
+          if (settled) this.vouch(inode, st, since);
+          return;
+        }
+        const st = await this.attrsOf(inode, r.fh);
         answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
         return;
       }

@@ -70,6 +70,11 @@ export class InodeTable {
     return this.byNodeid.get(nodeid);
   }
 
+  /** The node of the store object `ino`, if the kernel knows it. */
+  findByIno(ino: bigint): Inode | undefined {
+    return this.byIno.get(ino);
+  }
+
   get(nodeid: number): Inode {
     const inode = this.byNodeid.get(nodeid);
     if (inode === undefined) throw new FsError('ESTALE', `unknown node id ${nodeid}`);

@@ -41,6 +41,12 @@ export interface MaterialiseOptions {
    * never read between the two (`stat` takes the same lock).
    */
   namesLock?: <T>(id: ObjectId, f: () => Promise<T>) => Promise<T>;
+  /**
+   * Runs `f`, which changes the existing object `ino` (a file whose block map
+   * is made again), so that nobody keeps vouching for it as settled
+   * (OnDemandRestore.settleWatch).
+   */
+  unsettling?: <T>(ino: bigint, f: () => Promise<T>) => Promise<T>;
 }
 
 /** Files up to this size may be created whole when `fileData` is given. */
@@ -146,9 +152,13 @@ async function checkInPlace(path: string, entry: EntryImage, opts: MaterialiseOp
   // anyway, the file has no data yet (its directory is still pending).
   if (typeOfMode(entry.attrs.mode) === 'file' && entry.nlink === 1 && entry.attrs.size > 0 &&
       (await readBlockMap(opts.privateDir, entry.id)) === null) {
-    const st = await fsp.lstat(path);
-    if (st.blocks === 0) await writeEmptyMap(opts.privateDir, entry.id, entry.attrs.size);
-    if (st.blocks === 0) crashPoint('map-recreated');
+    const st = await fsp.lstat(path, { bigint: true });
+    if (st.blocks === 0n) {
+      // Its data becomes remote again: no longer settled (the FUSE thread's answers).
+      const remake = async (): Promise<void> => { await writeEmptyMap(opts.privateDir, entry.id, entry.attrs.size); };
+      await (opts.unsettling ? opts.unsettling(st.ino, remake) : remake());
+      crashPoint('map-recreated');
+    }
   }
 }
 

@@ -21,7 +21,7 @@ import { constants as C } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import * as native from '../native/index.js';
 import { FsError } from '../core/errno.js';
-import type { RestoreHooks } from '../core/restore-hooks.js';
+import type { RestoreHooks, SettleWatch } from '../core/restore-hooks.js';
 import { ArchiveError, isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import { BLOCK_SIZE, ROOT_ID, isZero, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
@@ -394,6 +394,41 @@ export class OnDemandRestore implements RestoreHooks {
     return st;
   }
 
+  async settled(rel: string, st: fs.BigIntStats): Promise<boolean> {
+    // What is needed of `st` is read before the first wait (the core's shownStat may change it meanwhile).
+    const ino = st.ino;
+    const isFile = st.isFile();
+    if (rel === '.' || this.moving.has(ino)) return false;
+    if (st.isDirectory()) {
+      // Pending: its count and times come from its mark, and materialisation changes it.
+      if (this.residual === null && (await isPending(rel))) return false;
+    } else if (st.nlink !== 1n) {
+      // Hard-linked: its count may add names still in the archive (the registry name is one of its links).
+      return false;
+    }
+    const id = await readObjectId(rel);
+    if (id !== null) {
+      if ((await this.loadTimesRecords()).has(id)) return false;
+      // Fetched bytes are still to be written into it (moving its times meanwhile).
+      if (isFile && (await this.isRemote(id))) return false;
+    }
+    return !this.moving.has(ino);
+  }
+
+  /** Told before and after the restore changes an object behind the kernel (the FUSE adapter's vouches for settled objects). */
+  settleWatch: SettleWatch | null = null;
+
+  /** Runs `f`, a change of the object `ino` behind the kernel, between settleWatch's begin and end. */
+  private async unsettling<T>(ino: bigint, f: () => Promise<T>): Promise<T> {
+    const w = this.settleWatch;
+    w?.begin(ino);
+    try {
+      return await f();
+    } finally {
+      w?.end(ino);
+    }
+  }
+
   async changing(id: ObjectId, file: string | number): Promise<void> {
     if (!(await this.loadTimesRecords()).has(id)) return;
     await this.withLock(id, () => this.settleTimes(id, file));
@@ -658,7 +693,7 @@ export class OnDemandRestore implements RestoreHooks {
   private async hydrateDirOnce(dir: { self: string; base: string }, id: ObjectId, group: FetchGroup | null): Promise<Set<string>> {
     const { image } = await this.imageOf(id, group);
     const res = await materialiseEntries(dir.base, image, {
-      privateDir: this.privateDir, childDirsPending: true, log: this.log, namesLock: this.namesLock,
+      privateDir: this.privateDir, childDirsPending: true, log: this.log, namesLock: this.namesLock, unsettling: this.unsettlingHook,
       ...(group !== null ? { fileData: (e: EntryImage) => this.wholeFile(e, group) } : {}),
     });
     await this.keepArchiveTimes(dir.self, image);
@@ -684,7 +719,7 @@ export class OnDemandRestore implements RestoreHooks {
       const entry = byName.get(name);
       if (entry === undefined) return;
       if (await materialiseOne(dir.base, entry, {
-        privateDir: this.privateDir, childDirsPending: true, log: this.log, namesLock: this.namesLock, parentSetGid: (image.attrs.mode & 0o2000) !== 0,
+        privateDir: this.privateDir, childDirsPending: true, log: this.log, namesLock: this.namesLock, unsettling: this.unsettlingHook, parentSetGid: (image.attrs.mode & 0o2000) !== 0,
       })) {
         this.stats.entriesMaterialised++;
         await this.keepArchiveTimes(dir.self, image);
@@ -927,7 +962,8 @@ export class OnDemandRestore implements RestoreHooks {
 
   /** Runs `f`, which moves the times of inode `ino` and puts them back; a stat of it waits for `f` (shownStat). */
   private async timesInMotion(ino: bigint, f: () => Promise<void>): Promise<void> {
-    const p = f();
+    // Whoever vouched for the object as settled takes it back first (it may have gained a map since).
+    const p = this.unsettling(ino, f);
     this.moving.set(ino, p);
     try {
       await p;
@@ -935,6 +971,9 @@ export class OnDemandRestore implements RestoreHooks {
       if (this.moving.get(ino) === p) this.moving.delete(ino);
     }
   }
+
+  /** unsettling(), for materialisation. */
+  private readonly unsettlingHook = <T>(ino: bigint, f: () => Promise<T>): Promise<T> => this.unsettling(ino, f);
 
   /** Held while a hard-linked object gains a name by materialisation, and while its link count is read. */
   private readonly namesLock = <T>(id: ObjectId, f: () => Promise<T>): Promise<T> => this.withLock(`names:${id}`, f);

@@ -127,6 +127,10 @@ enum {
 // (the handle a create or open on this thread made passes its descriptor in
 // the record's ino2, + 1).
 #define LL_FAST_TRACK 4
+// During a restore (READ off): getattr, and lookup's "no such name", of the
+// nodes JavaScript has vouched for as settled (settled.c); every lookup is
+// resolved on the FUSE thread so that nodes get their descriptors.
+#define LL_FAST_SETTLED 8
 
 // fi->fh: bits 0-31 the JavaScript handle (`constants.HANDLE_MAX`), bits 32-61
 // direct descriptor + 1, bit 62 direct read, bit 63 direct write.
@@ -185,6 +189,8 @@ typedef struct bridge_node {
   int opens;               // handles the bridge made on it and has not released
   int is_dir;              // directories leave the table last
   int dead;                // out of the table; freed when refs drops to 0
+  int settled;             // JavaScript vouched that fstat is the truth (settled.c)
+  uint32_t settled_seq;    // bumped by every revoke (and when the entry dies)
   struct bridge_node *next;                // hash chain
   struct bridge_node *lru_prev, *lru_next; // recency list
 } bridge_node_t;
@@ -276,6 +282,13 @@ void node_release (bridge_session_t *s, bridge_node_t *n);
 int node_learned (bridge_session_t *s, uint64_t nodeid, int fd, int is_dir);
 void node_pin (bridge_session_t *s, uint64_t nodeid, int delta);
 void node_forget (bridge_session_t *s, uint64_t nodeid, uint64_t count);
+// As node_acquire, also reporting whether the node is vouched for as settled
+// and the vouch's sequence number.
+bridge_node_t *node_acquire_vouched (bridge_session_t *s, uint64_t nodeid, int *settled, uint32_t *seq);
+// node_release; returns whether the vouch with sequence number `seq` still holds.
+int node_release_vouched (bridge_session_t *s, bridge_node_t *n, uint32_t seq);
+// JavaScript vouches for (on) or revokes (off) a node; 1 when it has an entry.
+int node_set_settled (bridge_session_t *s, uint64_t nodeid, int on);
 
 // ---- fastpath.c ------------------------------------------------------------------------
 
@@ -292,6 +305,9 @@ int fast_release (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fu
 int fast_fsync (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 int fast_fallocate (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi);
 int fast_getxattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *name);
+// settled.c: the same answers during a restore, for nodes JavaScript vouched for.
+int fast_settled_getattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino);
+int fast_settled_lookup (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const char *name, int *fd, struct stat *st);
 // fi->fh and the open flags of a reply: JavaScript handle, direct descriptor, LL_OPEN_* bits.
 void fill_open (struct fuse_file_info *fi, uint32_t handle, int32_t direct_fd, uint32_t flags);
 // Notes (known) or forgets that a node has no security.capability attribute.
@@ -378,6 +394,7 @@ napi_value js_reply_xattr_size (napi_env env, napi_callback_info info);
 napi_value js_reply_statfs (napi_env env, napi_callback_info info);
 napi_value js_reply_dir (napi_env env, napi_callback_info info);
 napi_value js_no_capabilities (napi_env env, napi_callback_info info);
+napi_value js_settled (napi_env env, napi_callback_info info);
 napi_value js_notify_inval_inode (napi_env env, napi_callback_info info);
 napi_value js_notify_inval_entry (napi_env env, napi_callback_info info);
 

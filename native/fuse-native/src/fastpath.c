@@ -13,6 +13,8 @@
 //   descriptor; lookup with openat(parent) + fstat, answering "no such name"
 //   itself and handing a found name to JavaScript already resolved (no file
 //   system call there, JavaScript only picks the node id).
+// - LL_FAST_SETTLED (a store being restored, READ off): the same getattr and
+//   "no such name" for nodes JavaScript vouched for as settled (settled.c).
 // - LL_FAST_WRITE (additionally, a store nobody journals): setattr, create,
 //   mkdir, open of an existing file, and the handles create and open make
 //   here (JavaScript handle 0): release, fsync, fallocate; FLUSH answered
@@ -125,7 +127,8 @@ int fast_getxattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const ch
 // *fd/*st for JavaScript to give a node id (0, *fd >= 0); else *fd is -1.
 int fast_lookup (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const char *name, int *fd_out, struct stat *st) {
   *fd_out = -1;
-  if (!fast_on(s, LL_FAST_READ) || name_is_special(parent, name)) return 0;
+  if (name_is_special(parent, name)) return 0;
+  if (!fast_on(s, LL_FAST_READ)) return fast_settled_lookup(s, req, parent, name, fd_out, st);
   bridge_node_t *p = node_acquire(s, parent);
   if (p == NULL) return 0;
   int fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
@@ -156,7 +159,8 @@ int fast_getattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fu
     if (n == NULL) return 0;
     fd = n->fd;
   } else {
-    return 0;
+    // During a restore: a node JavaScript vouched for (settled.c).
+    return fast_settled_getattr(s, req, ino);
   }
   struct stat st;
   int err = fstat(fd, &st) == 0 ? 0 : errno;

@@ -84,6 +84,7 @@ static napi_value constants (napi_env env) {
 
   o = new_object(env);
   set_u32(env, o, "READ", LL_FAST_READ);
+  set_u32(env, o, "SETTLED", LL_FAST_SETTLED);
   set_u32(env, o, "TRACK", LL_FAST_TRACK);
   set_u32(env, o, "WRITE", LL_FAST_WRITE);
   napi_set_named_property(env, c, "fast", frozen(env, o));
@@ -129,6 +130,7 @@ static napi_value init (napi_env env, napi_value exports) {
   export_fn(env, exports, "replyStatfs", js_reply_statfs);
   export_fn(env, exports, "replyDir", js_reply_dir);
   export_fn(env, exports, "noCapabilities", js_no_capabilities);
+  export_fn(env, exports, "settled", js_settled);
   export_fn(env, exports, "notifyInvalInode", js_notify_inval_inode);
   export_fn(env, exports, "notifyInvalLater", js_notify_inval_later);
   export_fn(env, exports, "notifyInvalEntry", js_notify_inval_entry);

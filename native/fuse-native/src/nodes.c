@@ -60,6 +60,8 @@ static void node_unlink_locked (bridge_session_t *s, bridge_node_t *n) {
   lru_remove_locked(s, n);
   s->nnodes--;
   n->dead = 1;
+  n->settled = 0;
+  n->settled_seq++;
   if (n->refs == 0) { close(n->fd); free(n); }
 }
 
@@ -143,6 +145,8 @@ void nodes_reset (bridge_session_t *s, int root_fd) {
     while (n != NULL) {
       bridge_node_t *next = n->next;
       n->dead = 1;
+      n->settled = 0;
+      n->settled_seq++;
       n->lru_prev = n->lru_next = NULL;
       // In use: freed by the last node_release. Else: closed by the closer thread.
       if (n->refs == 0) { n->next = unused; unused = n; }
@@ -266,4 +270,54 @@ void node_forget (bridge_session_t *s, uint64_t nodeid, uint64_t count) {
   bridge_node_t *n = node_find_locked(s, nodeid);
   if (n != NULL && (n->nlookup -= (int64_t) count) <= 0) node_unlink_locked(s, n);
   pthread_mutex_unlock(&s->nodes_lock);
+}
+
+// ---- settled nodes (settled.c) ----------------------------------------------------------
+//
+// A vouch is a flag on the entry; a revoke clears it and bumps settled_seq.
+// A FUSE thread answering from a vouch reads the flag and the sequence number
+// when it takes the entry, makes its system call, and answers only if both are
+// unchanged when it lets go of the entry (all under nodes_lock). JavaScript
+// revokes before the restore changes the object, so an answer that passes saw
+// the object before the change; one that overlaps the revoke goes to
+// JavaScript. An entry that dies (forgotten, evicted, reset) loses its vouch
+// the same way, so a thread holding it never answers from a vouch that a
+// revoke could no longer find.
+
+bridge_node_t *node_acquire_vouched (bridge_session_t *s, uint64_t nodeid, int *settled, uint32_t *seq) {
+  pthread_mutex_lock(&s->nodes_lock);
+  bridge_node_t *n = node_find_locked(s, nodeid);
+  if (n != NULL) {
+    n->refs++;
+    if (n != s->lru_head) { lru_remove_locked(s, n); lru_push_locked(s, n); }
+    *settled = n->settled;
+    *seq = n->settled_seq;
+  }
+  pthread_mutex_unlock(&s->nodes_lock);
+  return n;
+}
+
+int node_release_vouched (bridge_session_t *s, bridge_node_t *n, uint32_t seq) {
+  pthread_mutex_lock(&s->nodes_lock);
+  int holds = n->settled && !n->dead && n->settled_seq == seq;
+  if (--n->refs == 0 && n->dead) { close(n->fd); free(n); }
+  pthread_mutex_unlock(&s->nodes_lock);
+  return holds;
+}
+
+int node_set_settled (bridge_session_t *s, uint64_t nodeid, int on) {
+  // The root hides strata's private directory: JavaScript answers for it.
+  if (nodeid == FUSE_ROOT_ID) return 0;
+  pthread_mutex_lock(&s->nodes_lock);
+  bridge_node_t *n = node_find_locked(s, nodeid);
+  if (n != NULL) {
+    if (on) {
+      n->settled = 1;
+    } else if (n->settled) {
+      n->settled = 0;
+      n->settled_seq++;
+    }
+  }
+  pthread_mutex_unlock(&s->nodes_lock);
+  return n != NULL;
 }

@@ -90,6 +90,9 @@ napi_value js_reply_entry (napi_env env, napi_callback_info info) {
   req_take(r);
   // A descriptor taken before resetNodes belongs to the store that was swapped out.
   if (r->pre_fd >= 0 && r->node_gen != __atomic_load_n(&s->node_gen, __ATOMIC_SEQ_CST)) { close(r->pre_fd); r->pre_fd = -1; }
+  // ... and one of another object than JavaScript answered with (the name
+  // was replaced meanwhile, or a restore materialised it) is not this node's.
+  if (r->pre_fd >= 0 && e.ino != 0 && e.attr.st_ino != r->pre_st.st_ino) { close(r->pre_fd); r->pre_fd = -1; }
   // The descriptor of a lookup resolved on the FUSE thread becomes the node's.
   if (e.ino != 0) node_learned(s, e.ino, r->pre_fd, r->pre_fd >= 0 && S_ISDIR(r->pre_st.st_mode));
   else if (r->pre_fd >= 0) close(r->pre_fd);
@@ -283,6 +286,21 @@ napi_value js_no_capabilities (napi_env env, napi_callback_info info) {
   napi_get_value_bool(env, argv[1], &known);
   nocaps_set(ino, known);
   return NULL;
+}
+
+// settled(session, nodeid, known) -> whether the node has a descriptor: JavaScript
+// vouches (true) that fstat of the node's descriptor is what a program must
+// see, so that the FUSE thread may answer it during a restore (settled.c), or
+// revokes that (false) before anything changes it. A node without a
+// descriptor keeps no vouch.
+napi_value js_settled (napi_env env, napi_callback_info info) {
+  JS_ARGS(3)
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  if (s->closed || !nodes_ready(s)) return js_bool(env, 0);
+  bool on = false;
+  napi_get_value_bool(env, argv[2], &on);
+  return js_bool(env, node_set_settled(s, (uint64_t) js_dbl(env, argv[1]), on));
 }
 
 // notifyInvalInode(session, nodeid, offset, length): drop the kernel's cached

@@ -9,11 +9,11 @@
 // 'model' — the extended swap-model flow (below).
 // Run: npx ava dist/test/integration/swap-walk.test.js; STRATA_SWAP_WALK_RUNS=<n> iterations (default 2);
 // STRATA_SWAP_WALK_SEED=<seed> the first seed of the model variant.
-// Results on 2026-12-02 (Linux 6.18, 2 shared cores): walker 28 runs, after+remount 29, model 30 (19 of
+// Results on 2026-12-02 (Linux 6.18, 2 shared cores): walker 35 runs, after+remount 29, model 30 (19 of
 // them with one-row rebuild pages, the rebuild seen still under way right after the commit in most, once
 // at the kill -9 and resumed after the restart): no error in any walk begun after the commit returned.
 // Walks under way across the exchange get ENOENT on names of the pre-swap tree (listed from the old
-// directory, looked up in the new: expected, as for a tree removed under a walker) and, 3 times in 28
+// directory, looked up in the new: expected, as for a tree removed under a walker) and, 3 times in 35
 // runs, ESTALE from opendir of a directory looked up before the exchange (not asserted; see the report).
 import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';

@@ -49,7 +49,9 @@ let rebuilder: SnapshotEngine | null = null;
 function finishRebuilds(): void {
   if (data.finishRebuilds !== true || rebuilder !== null || closing) return;
   try {
-    rebuilder = SnapshotEngine.open(data.dir);
+    // STRATA_REBUILD_PAGE_ROWS (tests): smaller pages, so that a rebuild lasts while a test looks at the mount.
+    const rows = Number(process.env['STRATA_REBUILD_PAGE_ROWS'] ?? 0);
+    rebuilder = SnapshotEngine.open(data.dir, rows >= 1 ? { pageRows: Math.floor(rows) } : {});
   } catch {
     return; // a call that needs it reports why (EUNAVAILABLE, retried)
   }

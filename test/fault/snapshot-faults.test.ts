@@ -2,7 +2,7 @@
 // the copy starts again from its pinned record (mirroring went on meanwhile)
 // and completes; nothing half-written was ever listed as complete, and the
 // snapshot, recovered, is exactly the tree at its record.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,10 +12,10 @@ import { assertConverged, forceUnmount, mount, readFromArchive, syncMount, type 
 import { daemonPid, killDaemon, manifest, newRecoveryTarget, runRecover, verifySummary, type Volume } from '../helpers/recover.js';
 import type { SnapshotInfo } from '../../src/protocol/snapshot-api.js';
 
-test.serial('kill -9 of the archive during a snapshot copy: the copy resumes on restart and completes with the tree at its record', async (t) => {
-  process.env.STRATA_SNAPSHOT_STEP_PAUSE_MS = '150';
-  process.env.STRATA_SNAPSHOT_PAGE_ROWS = '20';
-  const base = mkdtempSync(join(tmpdir(), 'strata-snapfault-'));
+
+/** An archive server with targets A and B in a new temp dir, and a mirrored mount of volume v1 on it; both go at teardown. */
+async function mountWithTwoTargets(t: ExecutionContext, prefix: string): Promise<{ base: string; server: Awaited<ReturnType<typeof startArchiveServer>>; p: MirroredMount }> {
+  const base = mkdtempSync(join(tmpdir(), prefix));
   const server = await startArchiveServer({ extraArgs: ['--target', `A=${join(base, 'tA')}`, '--target', `B=${join(base, 'tB')}`] });
   t.teardown(async () => {
     await server.stop();
@@ -28,6 +28,13 @@ test.serial('kill -9 of the archive during a snapshot copy: the copy resumes on 
   mkdirSync(p.mnt);
   t.teardown(() => forceUnmount(p.mnt));
   mount(p);
+  return { base, server, p };
+}
+
+test.serial('kill -9 of the archive during a snapshot copy: the copy resumes on restart and completes with the tree at its record', async (t) => {
+  process.env.STRATA_SNAPSHOT_STEP_PAUSE_MS = '150';
+  process.env.STRATA_SNAPSHOT_PAGE_ROWS = '20';
+  const { base, server, p } = await mountWithTwoTargets(t, 'strata-snapfault-');
   const b = sh('for d in $(seq 1 20); do mkdir d$d; for f in $(seq 1 10); do echo "$d/$f" > d$d/f$f; done; done && head -c 4000000 /dev/urandom > big', p.mnt);
   t.is(b.status, 0, b.stderr);
   syncMount(p);
@@ -72,19 +79,7 @@ test.serial('recover --snapshot serves lazily from the target while the head is 
     delete process.env.STRATA_SNAPSHOT_STEP_PAUSE_MS;
     delete process.env.STRATA_SNAPSHOT_PAGE_ROWS;
   });
-  const base = mkdtempSync(join(tmpdir(), 'strata-snaprebuild-'));
-  const server = await startArchiveServer({ extraArgs: ['--target', `A=${join(base, 'tA')}`, '--target', `B=${join(base, 'tB')}`] });
-  t.teardown(async () => {
-    await server.stop();
-    rmSync(base, { recursive: true, force: true });
-  });
-  const p: MirroredMount = {
-    base, store: join(base, 'store'), mnt: join(base, 'mnt'), archiveUrl: server.url, volume: 'v1', tokenFile: server.tokenFile,
-    args: ['--store', join(base, 'store'), '--archive', server.url, '--volume', 'v1', '--token-file', server.tokenFile],
-  };
-  mkdirSync(p.mnt);
-  t.teardown(() => forceUnmount(p.mnt));
-  mount(p);
+  const { base, server, p } = await mountWithTwoTargets(t, 'strata-snaprebuild-');
   const b = sh('for d in $(seq 1 20); do mkdir -p d$d/sub; echo "top $d" > d$d/top; for f in $(seq 1 8); do echo "$d/$f" > d$d/sub/f$f; done; done && ' +
     'head -c 3000000 /dev/urandom > big && ln d2/top d2/top-link && ln -s d3/top sym && setfattr -n user.k -v v d4', p.mnt);
   t.is(b.status, 0, b.stderr);

@@ -41,6 +41,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -342,6 +343,15 @@ static inline int fast_on (bridge_session_t *s, int bit) {
 // One more request answered on the FUSE thread (fastCounts).
 static inline void fast_count (bridge_session_t *s, uint32_t op) {
   __atomic_fetch_add(&s->fast_counts[op], 1, __ATOMIC_RELAXED);
+}
+
+/* A lookup of a name that does not exist, answered on the FUSE thread: a negative entry for the session's negative timeout. */
+static inline void fast_reply_negative (bridge_session_t *s, fuse_req_t req) {
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof(e));
+  e.entry_timeout = s->negative_timeout;
+  fuse_reply_entry(req, &e);
+  fast_count(s, LL_LOOKUP);
 }
 
 // Bytes of a read (0) or write (1) answered on the FUSE thread (fastBytes).

@@ -135,11 +135,7 @@ int fast_lookup (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const c
   int err = fd < 0 ? errno : 0;
   node_release(s, p);
   if (err == ENOENT) {
-    struct fuse_entry_param e;
-    memset(&e, 0, sizeof(e));
-    e.entry_timeout = s->negative_timeout;
-    fuse_reply_entry(req, &e);
-    fast_count(s, LL_LOOKUP);
+    fast_reply_negative(s, req);
     return 1;
   }
   if (fd >= 0 && fstat(fd, st) != 0) { close(fd); fd = -1; }

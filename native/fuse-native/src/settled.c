@@ -57,11 +57,7 @@ int fast_settled_lookup (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent,
   else node_release(s, p);
   if (err == ENOENT) {
     if (!settled) return 0;
-    struct fuse_entry_param e;
-    memset(&e, 0, sizeof(e));
-    e.entry_timeout = s->negative_timeout;
-    fuse_reply_entry(req, &e);
-    fast_count(s, LL_LOOKUP);
+    fast_reply_negative(s, req);
     return 1;
   }
   if (fd >= 0 && fstat(fd, st) != 0) { close(fd); fd = -1; }

@@ -5,8 +5,8 @@
 // byte-range and subtree rollbacks across
 // hard links and renames, a whole-tree rollback against a manifest, and a
 // rollback on a mirrored mount that `strata verify` finds shipped.
-import test from 'ava';
-import { spawn, spawnSync } from 'node:child_process';
+import test, { type ExecutionContext } from 'ava';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,6 +17,29 @@ import { randomStep } from '../helpers/checkpoint-ops.js';
 import { blockRanges, createCheckpoint, diffOf, mountActions, rollbackTo, strataJson } from '../helpers/checkpoint.js';
 
 const BS = 64 * 1024;
+
+/**
+ * A python3 helper program that prints words as it goes (killed at teardown);
+ * `waitFor(word)` resolves once it printed the word and throws once its output
+ * is all read ('close': its exit may be seen before its last line) without it.
+ */
+function pythonHelper(t: ExecutionContext, script: string, args: string[]): { child: ChildProcessWithoutNullStreams; waitFor: (word: string) => Promise<void> } {
+  const child = spawn('python3', ['-c', script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  let closed = false;
+  child.once('close', () => { closed = true; });
+  const waitFor = async (word: string): Promise<void> => {
+    while (!out.includes(word)) {
+      if (closed) throw new Error(`helper exited (${child.exitCode}): ${out} ${err}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  return { child, waitFor };
+}
 
 async function filesUnder(root: string, rel = ''): Promise<Map<string, Buffer>> {
   const out = new Map<string, Buffer>();
@@ -101,16 +124,7 @@ os.pwrite(fds['f'], b'F' * 200000, 100)
 os.fsync(fds['f'])
 print('done', flush=True)
 `;
-  const child = spawn('python3', ['-c', script, m.mnt], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-  child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
-  // Judged once its output is all read ('close'): its exit may be seen before its last line.
-  let closed = false;
-  child.once('close', () => { closed = true; });
-  const waitFor = async (word: string): Promise<void> => { while (!out.includes(word)) { if (closed) throw new Error(`helper exited (${child.exitCode}): ${out} ${err}`); await new Promise((r) => setTimeout(r, 20)); } };
+  const { child, waitFor } = pythonHelper(t, script, [m.mnt]);
   await waitFor('open');
   // (`strata status` answers within 5 s or fails; on a loaded machine it is asked again.)
   const fast = (): number => {
@@ -167,15 +181,7 @@ for h, off, n, fill in plan:
     assert os.pwrite(fds[h], bytes([fill]) * n, off) == n
 print('done', flush=True)
 `;
-  const child = spawn('python3', ['-c', script, join(m.mnt, 'g'), JSON.stringify(plan)], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-  child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
-  let closed = false;
-  child.once('close', () => { closed = true; });
-  const waitFor = async (word: string): Promise<void> => { while (!out.includes(word)) { if (closed) throw new Error(`helper exited (${child.exitCode}): ${out} ${err}`); await new Promise((r) => setTimeout(r, 20)); } };
+  const { child, waitFor } = pythonHelper(t, script, [join(m.mnt, 'g'), JSON.stringify(plan)]);
   await waitFor('open');
   createCheckpoint(m.mnt, 'direct');
   // The native copy taken at checkpoint time, and the model of what the writes make of it.

@@ -99,11 +99,3 @@ test('checkpoints are refused on a writeback-cache mount (the kernel keeps its o
   t.regex(ck.stderr, /--writeback-cache/);
   t.is(strata(['checkpoint', 'list', m.mnt, '--json']).stdout.includes('c1'), false);
 });
-
-test('a swap is refused while the store has checkpoints (a checkpoint belongs to its store)', (t) => {
-  const m = withMount(t);
-  t.is(strata(['checkpoint', 'create', m.mnt, '--name', 'keep']).status, 0);
-  const r = strata(['swap', 'commit', m.mnt]);
-  t.not(r.status, 0);
-  t.regex(r.stderr, /checkpoints \(keep\)/);
-});

@@ -367,6 +367,7 @@ napi_value js_str_or_undefined (napi_env env, const char *str);
 double js_dbl (napi_env env, napi_value v);
 void js_throw_type (napi_env env, const char *msg);
 bridge_session_t *js_session (napi_env env, napi_value v);
+napi_value js_counter_pair (napi_env env, const uint64_t *a, const uint64_t *b);
 
 #define JS_ARGS(n) \
   size_t argc = n; \

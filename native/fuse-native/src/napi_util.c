@@ -39,3 +39,14 @@ bridge_session_t *js_session (napi_env env, napi_value v) {
   }
   return s;
 }
+
+// A Float64Array of two counters, each read atomically (relaxed: figures for status, not synchronisation).
+napi_value js_counter_pair (napi_env env, const uint64_t *a, const uint64_t *b) {
+  napi_value ab, arr;
+  void *data;
+  napi_create_arraybuffer(env, 2 * sizeof(double), &data, &ab);
+  ((double *) data)[0] = (double) __atomic_load_n(a, __ATOMIC_RELAXED);
+  ((double *) data)[1] = (double) __atomic_load_n(b, __ATOMIC_RELAXED);
+  napi_create_typedarray(env, napi_float64_array, 2, ab, 0, &arr);
+  return arr;
+}

@@ -279,12 +279,7 @@ napi_value js_fast_bytes (napi_env env, napi_callback_info info) {
   JS_ARGS(1)
   bridge_session_t *s = js_session(env, argv[0]);
   if (s == NULL) return NULL;
-  napi_value ab, arr;
-  void *data;
-  napi_create_arraybuffer(env, 2 * sizeof(double), &data, &ab);
-  for (int i = 0; i < 2; i++) ((double *) data)[i] = (double) __atomic_load_n(&s->fast_bytes[i], __ATOMIC_RELAXED);
-  napi_create_typedarray(env, napi_float64_array, 2, ab, 0, &arr);
-  return arr;
+  return js_counter_pair(env, &s->fast_bytes[0], &s->fast_bytes[1]);
 }
 
 // directChanges(session) -> direct writes and fallocates running on FUSE threads now

@@ -213,12 +213,5 @@ napi_value js_track_counts (napi_env env, napi_callback_info info) {
   JS_ARGS(1)
   bridge_session_t *s = js_session(env, argv[0]);
   if (s == NULL) return NULL;
-  napi_value ab, arr;
-  void *data;
-  napi_create_arraybuffer(env, 2 * sizeof(double), &data, &ab);
-  double *d = (double *) data;
-  d[0] = (double) __atomic_load_n(&s->track_direct, __ATOMIC_RELAXED);
-  d[1] = (double) __atomic_load_n(&s->track_sent, __ATOMIC_RELAXED);
-  napi_create_typedarray(env, napi_float64_array, 2, ab, 0, &arr);
-  return arr;
+  return js_counter_pair(env, &s->track_direct, &s->track_sent);
 }

@@ -194,8 +194,9 @@ class HoldingArchive extends MemoryArchive {
   }
 }
 
+/** Polls every 10 ms, up to a minute (a loaded CI machine: the background restore yields while the event loop runs late). */
 async function until(f: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 2000 && !f(); i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 6000 && !f(); i++) await new Promise((r) => setTimeout(r, 10));
   if (!f()) throw new Error(`gave up waiting for ${what}`);
 }
 

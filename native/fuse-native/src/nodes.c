@@ -193,13 +193,19 @@ size_t node_table_capacity (void) {
   return (size_t) (want.rlim_cur / 2);
 }
 
-bridge_node_t *node_acquire (bridge_session_t *s, uint64_t nodeid) {
-  pthread_mutex_lock(&s->nodes_lock);
+// The entry of `nodeid` with one more reference, moved to the front of the recency list; NULL when absent. Under nodes_lock.
+static bridge_node_t *acquire_locked (bridge_session_t *s, uint64_t nodeid) {
   bridge_node_t *n = node_find_locked(s, nodeid);
   if (n != NULL) {
     n->refs++;
     if (n != s->lru_head) { lru_remove_locked(s, n); lru_push_locked(s, n); }
   }
+  return n;
+}
+
+bridge_node_t *node_acquire (bridge_session_t *s, uint64_t nodeid) {
+  pthread_mutex_lock(&s->nodes_lock);
+  bridge_node_t *n = acquire_locked(s, nodeid);
   pthread_mutex_unlock(&s->nodes_lock);
   return n;
 }
@@ -286,10 +292,8 @@ void node_forget (bridge_session_t *s, uint64_t nodeid, uint64_t count) {
 
 bridge_node_t *node_acquire_vouched (bridge_session_t *s, uint64_t nodeid, int *settled, uint32_t *seq) {
   pthread_mutex_lock(&s->nodes_lock);
-  bridge_node_t *n = node_find_locked(s, nodeid);
+  bridge_node_t *n = acquire_locked(s, nodeid);
   if (n != NULL) {
-    n->refs++;
-    if (n != s->lru_head) { lru_remove_locked(s, n); lru_push_locked(s, n); }
     *settled = n->settled;
     *seq = n->settled_seq;
   }

@@ -82,6 +82,13 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
   let takeover: TakeoverSupervisor | null = null;
   let metricsListener: MetricsListener | null = null;
   let objectSync: ObjectSync | null = null;
+  let requestStop: (signal: NodeJS.Signals) => void = () => {};
+  const stopRequested = new Promise<NodeJS.Signals>((r) => { requestStop = r; });
+  const onSignal = (signal: NodeJS.Signals): void => {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    requestStop(signal);
+  };
   try {
     const { host, port } = parseListen(o.listen);
     const metricsAt = o.metrics !== undefined ? parseMetricsAddress(o.metrics) : null;
@@ -156,6 +163,11 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
     const metricsAddress = metricsListener?.address;
     log.info({ listening, alerts: alertsListening ?? null, metrics: metricsAddress ?? null, dataDir, tls: tls !== undefined, takeoverDir: o.takeoverDir ?? null }, 'archive server ready');
     process.stdout.write(`${JSON.stringify({ listening, ...(alertsListening !== undefined ? { alerts: alertsListening } : {}), ...(metricsAddress !== undefined ? { metrics: metricsAddress } : {}) })}\n`);
+    // The stop signals are taken before READY=1 goes out: a supervisor that
+    // stops the unit the moment it is ready must get the orderly shutdown
+    // (STOPPING=1, exit 0), not Node's default death by SIGTERM.
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
     // systemd (Type=notify): accepting connections now.
     await notifySystemd({ READY: '1', STATUS: `serving ${dataDir} on ${listening}` })
       .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not tell systemd that the archive serves (NOTIFY_SOCKET)'));
@@ -166,37 +178,30 @@ export async function archiveServeCommand(o: ArchiveServeOptions): Promise<numbe
     await alerts?.close();
     await metricsListener?.close();
     await objectSync?.stop();
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
     // The server (and the workers it opened) must not keep this process alive.
     process.exitCode = 1;
     setTimeout(() => process.exit(1), 2000).unref();
     return 1;
   }
-  await new Promise<void>((done) => {
-    const onSignal = (signal: NodeJS.Signals): void => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      log.info({ signal }, 'shutting down');
-      // Sent from the addon's thread pool: the exit below waits for it (at most 1 s).
-      const told = Promise.race([
-        notifySystemd({ STOPPING: '1', STATUS: 'shutting down' }).catch(() => false),
-        new Promise<void>((r) => setTimeout(r, 1000).unref()),
-      ]);
-      takeover?.stop();
-      void metricsListener?.close();
-      void alerts?.close();
-      server.close((o.shutdownGrace ?? 10) * 1000).then(async () => {
-        await objectSync?.stop(); // a last metadata point, after the last batch
-        await told;
-        done();
-      }, async (err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        await told;
-        done();
-      });
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
+  const signal = await stopRequested;
+  log.info({ signal }, 'shutting down');
+  // Sent from the addon's thread pool: the exit below waits for it (at most 1 s).
+  const told = Promise.race([
+    notifySystemd({ STOPPING: '1', STATUS: 'shutting down' }).catch(() => false),
+    new Promise<void>((r) => setTimeout(r, 1000).unref()),
+  ]);
+  takeover?.stop();
+  void metricsListener?.close();
+  void alerts?.close();
+  try {
+    await server.close((o.shutdownGrace ?? 10) * 1000);
+    await objectSync?.stop(); // a last metadata point, after the last batch
+  } catch (err) {
+    log.error({ err }, 'shutdown failed');
+  }
+  await told;
   log.info('archive server stopped');
   return 0;
 }

@@ -105,3 +105,22 @@ test('strata archive serve: READY=1 once it accepts connections (abstract socket
   t.is(stopping.pid, child.pid!);
   t.is(await exited(child), 0);
 });
+
+test('strata archive serve: a SIGTERM the moment READY=1 arrives still gets STOPPING=1 and exit 0 (the handlers are in place before READY=1 is sent)', async (t) => {
+  const base = mkdtempSync(join(tmpdir(), 'strata-systemd-'));
+  t.teardown(() => rmSync(base, { recursive: true, force: true }));
+  writeFileSync(join(base, 'token'), 'token-of-this-test\n', { mode: 0o600 });
+  const sock = await openNotifySocket(`@strata-test-${process.pid}-${Date.now()}-early`);
+  t.teardown(() => sock.close());
+  const child = spawn(process.execPath, [CLI, 'archive', 'serve', '--data', join(base, 'data'), '--listen', '127.0.0.1:0', '--token-file', join(base, 'token')], {
+    env: { ...process.env, NOTIFY_SOCKET: sock.path }, stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
+  let log = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => { log += d; });
+  await sock.waitFor('READY', '1');
+  child.kill('SIGTERM');
+  const stopping = await sock.waitFor('STOPPING', '1');
+  t.is(stopping.pid, child.pid!);
+  t.is(await exited(child), 0, log);
+});

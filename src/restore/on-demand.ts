@@ -382,13 +382,29 @@ export class OnDemandRestore implements RestoreHooks {
       // A hard-linked file with names still in the archive: the registry name is not one of its names, those are.
       const oid = id ?? (rel === null ? null : await readObjectId(rel));
       if (oid === null) return st;
-      const path = rel ?? linkPath(this.privateDir, oid);
-      // The count and the link count are read together, not between a name's materialisation and its count.
+      const registry = linkPath(this.privateDir, oid);
+      const statObject = (): Promise<fs.BigIntStats | null> => rel !== null
+        ? fs.promises.lstat(rel, { bigint: true }).catch(() => null)
+        : fd !== undefined ? new Promise((resolve) => fs.fstat(fd, { bigint: true }, (err, s) => resolve(err ? null : s)))
+          : fs.promises.lstat(registry, { bigint: true }).catch(() => null);
+      // The count and the link count are read together, not between a name's
+      // materialisation and its count (the lock), nor between the end of the
+      // restore's removal of the count and of the registry name, which takes
+      // no lock: read until the inode did not change (ctime) around the reads.
       await this.namesLock(oid, async () => {
-        const n = await unrestoredNames(path).catch(() => null);
-        if (n === null) return;
-        const now = await fs.promises.lstat(path, { bigint: true }).catch(() => null);
-        if (now !== null) st.nlink = now.nlink - 1n + BigInt(n);
+        for (let attempt = 0; attempt < 8; attempt++) {
+          const before = await statObject();
+          if (before === null) return;
+          const reg = await fs.promises.lstat(registry, { bigint: true }).catch(() => null);
+          const registered = reg !== null && reg.ino === before.ino;
+          const n = registered ? (await unrestoredNames(registry).catch(() => null)) ?? 0 : 0;
+          const after = await statObject();
+          if (after === null) return;
+          if (after.ctimeNs === before.ctimeNs && after.nlink === before.nlink) {
+            st.nlink = after.nlink - (registered ? 1n : 0n) + BigInt(n);
+            return;
+          }
+        }
       });
     }
     return st;

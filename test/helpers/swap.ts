@@ -6,7 +6,9 @@ import { mkdirSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { strata } from './mount.js';
-import { withMirroredMount, type MirroredMount } from './mirror.js';
+import { syncMount, withMirroredMount, type MirroredMount } from './mirror.js';
+import { Rng, applyBuild, randomTree } from './model-tree.js';
+import { createCheckpoint } from './checkpoint.js';
 import type { SnapshotInfo } from '../../src/protocol/snapshot-api.js';
 import type { CommitResult, SwapStatus } from '../../src/swap/controller.js';
 
@@ -118,6 +120,40 @@ export function hammer(base: string, mnt: string, allowed: Record<string, { old:
       return { reader: read('reader.json', rc), writer: read('writer.json', wc) };
     },
   };
+}
+
+/**
+ * The start of the swap model tests: a swap mount and a native model
+ * directory holding the same random tree (from `rng`), mirrored to the
+ * archive, with a snapshot and a checkpoint named `point` of that moment.
+ */
+export async function swapModelStart(t: ExecutionContext, rng: Rng): Promise<{ m: MirroredMount; model: string; snap: SnapshotInfo }> {
+  const m = withSwapMount(t);
+  const model = join(m.base, 'model');
+  mkdirSync(model);
+  const spec = randomTree(rng);
+  await applyBuild(m.mnt, spec.steps);
+  await applyBuild(model, spec.steps);
+  syncMount(m);
+  const snap = snapshotNow(m);
+  createCheckpoint(m.mnt, 'point');
+  return { m, model, snap };
+}
+
+/**
+ * Stops `h` and asserts what every swap under load must give: no read or
+ * append failed, every read was wholly the old or wholly the new tree, and
+ * the reader saw both (so the swap happened while it read).
+ */
+export async function assertHammerClean(t: ExecutionContext, h: Hammer): Promise<void> {
+  const { reader, writer } = await h.stop();
+  t.is(reader.code, 0);
+  t.deepEqual(reader.errors, [], 'no read failed');
+  t.deepEqual(reader.mixed, [], 'every read was wholly old or wholly new');
+  t.true(reader.sawOld > 0 && reader.sawNew > 0, `the reader saw both trees (${reader.sawOld} old, ${reader.sawNew} new)`);
+  t.is(writer.code, 0);
+  t.deepEqual(writer.errors, [], 'no append failed');
+  t.true(writer.iterations > 0, 'the writer appended');
 }
 
 /** Runs `script` (node -e) in the background; its stdout once it exits. */

@@ -25,10 +25,9 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { strata } from '../helpers/mount.js';
 import { assertConverged, mount, syncMount } from '../helpers/mirror.js';
-import { Rng, applyBuild, diffPictures, livePicture, randomTree } from '../helpers/model-tree.js';
+import { Rng, diffPictures, livePicture } from '../helpers/model-tree.js';
 import { describeOp, outcome, randomOp, scan } from '../helpers/model-ops.js';
-import { commit, prepare, snapshotNow, swapStatus, withSwapMount } from '../helpers/swap.js';
-import { createCheckpoint } from '../helpers/checkpoint.js';
+import { commit, prepare, swapModelStart, swapStatus } from '../helpers/swap.js';
 
 const RUNS = Number(process.env.STRATA_SWAP_MODEL_RUNS ?? 3);
 const FIRST = process.env.STRATA_SWAP_MODEL_SEED !== undefined ? Number(process.env.STRATA_SWAP_MODEL_SEED) : Math.floor(Math.random() * 2 ** 31);
@@ -40,18 +39,9 @@ for (let run = 0; run < RUNS; run++) {
     const rng = new Rng(seed);
     const log: string[] = [];
     t.teardown(() => { if (!t.passed) t.log(`seed ${seed}; last steps:\n${log.slice(-30).join('\n')}`); });
-    const m = withSwapMount(t);
-    const model = join(m.base, 'model');
-    mkdirSync(model);
-    const spec = randomTree(rng);
-    await applyBuild(m.mnt, spec.steps);
-    await applyBuild(model, spec.steps);
-    log.push(`built ${spec.steps.length} steps`);
+    const { m, model, snap } = await swapModelStart(t, rng);
     const point = await livePicture(model, { nlink: true });
     t.deepEqual(diffPictures(point, await livePicture(m.mnt, { nlink: true })), [], 'the build is the same on both sides');
-    syncMount(m);
-    const snap = snapshotNow(m);
-    createCheckpoint(m.mnt, 'point');
     const ops = rng.int(5, 40);
     for (let i = 0; i < ops; i++) {
       const op = randomOp(rng, await scan(m.mnt));

@@ -23,11 +23,10 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { strata } from '../helpers/mount.js';
 import { killPrimary, mount, syncMount, type MirroredMount } from '../helpers/mirror.js';
-import { Rng, applyBuild, diffPictures, livePicture, randomTree } from '../helpers/model-tree.js';
+import { Rng, diffPictures, livePicture } from '../helpers/model-tree.js';
 import { outcome, randomOp, scan } from '../helpers/model-ops.js';
-import { createCheckpoint } from '../helpers/checkpoint.js';
 import { setxattr } from '../../src/native/index.js';
-import { commit, prepare, snapshotNow, swapStatus, withSwapMount, sleepMs } from '../helpers/swap.js';
+import { commit, prepare, snapshotNow, swapModelStart, swapStatus, withSwapMount, sleepMs } from '../helpers/swap.js';
 import { walkOnce, type WalkReport } from '../helpers/swap-walker.js';
 
 const RUNS = Number(process.env.STRATA_SWAP_WALK_RUNS ?? 1);
@@ -166,15 +165,7 @@ for (let run = 0; run < RUNS; run++) {
   test.serial(`swap commit, remount, ops, kill -9, restart: every walk sees only names that exist (seed ${seed})`, async (t) => {
     t.timeout(300_000);
     const rng = new Rng(seed);
-    const m = withSwapMount(t);
-    const model = join(m.base, 'model');
-    mkdirSync(model);
-    const spec = randomTree(rng);
-    await applyBuild(m.mnt, spec.steps);
-    await applyBuild(model, spec.steps);
-    syncMount(m);
-    const snap = snapshotNow(m);
-    createCheckpoint(m.mnt, 'point');
+    const { m, model, snap } = await swapModelStart(t, rng);
     for (let i = rng.int(5, 40); i > 0; i--) await outcome(m.mnt, randomOp(rng, await scan(m.mnt)), true);
     await oneWalk(m.mnt, PROBES);
     const spare = join(m.base, 'spare');

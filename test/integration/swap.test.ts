@@ -13,7 +13,7 @@ import { startArchiveServer } from '../helpers/archive.js';
 import { openSnapshotClient } from '../../src/archive-client/open-snapshots.js';
 import { isArchiveError } from '../../src/protocol/archive-api.js';
 import { manifest } from '../helpers/recover.js';
-import { background, commit, hammer, prepare, snapshotNow, swapStatus, withSwapMount, without } from '../helpers/swap.js';
+import { background, commit, hammer, assertHammerClean, prepare, snapshotNow, swapStatus, withSwapMount, without } from '../helpers/swap.js';
 import { swapRecordPath } from '../../src/swap/record.js';
 
 const GOOD_TREE = [
@@ -71,14 +71,7 @@ test('a reader and a writer across swap commit and swap back; the tree is the sn
   t.is(c.result?.handover?.records, 0);
   t.is(swapStatus(m.mnt).lastCommit?.handover?.kind, 'rollback', 'strata status says which handover ran');
   spawnSync('sleep', ['1']);
-  const { reader, writer } = await h.stop();
-  t.is(reader.code, 0);
-  t.deepEqual(reader.errors, [], 'no read failed');
-  t.deepEqual(reader.mixed, [], 'every read was wholly old or wholly new');
-  t.true(reader.sawOld > 0 && reader.sawNew > 0, `the reader saw both trees (${reader.sawOld} old, ${reader.sawNew} new)`);
-  t.is(writer.code, 0);
-  t.deepEqual(writer.errors, [], 'no append failed');
-  t.true(writer.iterations > 0);
+  await assertHammerClean(t, h);
 
   t.is(without(manifest(m.mnt), ['log']), without(good, ['log']), 'the tree is the snapshot\'s');
   syncMount(m);

@@ -140,6 +140,38 @@ interface Removal {
 }
 
 const PROGRESS_INTERVAL_MS = 100;
+/**
+ * The walk is latency-bound (every stat, xattr and read is a trip through
+ * the thread pool): ids are read or given this many at a time, and what a new
+ * object ships (its target, blocks, xattrs) is read this many entries ahead
+ * of the one whose records go out. The records themselves stay in order.
+ */
+const ID_CONCURRENCY = 16;
+const NEW_OBJECT_AHEAD = 16;
+/** Files up to this size are read ahead whole; larger ones are read in turn, block by block. */
+const READ_AHEAD_MAX_BYTES = 1 << 20;
+
+/** What a new object's records carry, read ahead of its turn. */
+interface NewObjectData {
+  target: string | undefined;
+  /** A file's non-zero blocks (null: larger than READ_AHEAD_MAX_BYTES, read in turn). */
+  blocks: { offset: number; data: Buffer }[] | null;
+  xattrs: { [name: string]: string };
+}
+
+/** `f` over `items`, at most `limit` at a time; results in the order of `items`. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, f: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await f(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
 
 function childPath(parent: string, name: string): string {
   return parent === '/' ? `/${name}` : `${parent}/${name}`;
@@ -258,8 +290,7 @@ class Reconciler {
     const locals = (await listLocalDir(fsPath, isRoot)).filter((e) => !(pending && e.name.startsWith(MATERIALISING_PREFIX)));
     const remote = new Map((image?.entries ?? []).map((e) => [e.name, e]));
     const localNames = new Set(locals.map((e) => e.name));
-    const ids: { id: ObjectId; assigned: boolean }[] = [];
-    for (const e of locals) ids.push(await this.idOf(e));
+    const ids = await mapLimit(locals, ID_CONCURRENCY, (e) => this.idOf(e));
 
     // Names gone locally: removed at the end (see the head of this file). In
     // a pending directory a name not here is one not materialised yet.
@@ -279,6 +310,12 @@ class Reconciler {
 
     const subdirs: Subdir[] = [];
     this.inPendingDir = pending;
+    // New objects (the 'new' case of syncEntry): what they ship is read ahead.
+    const isNew = (i: number): boolean => {
+      const l = locals[i]!;
+      return (this.fresh || ids[i]!.assigned) && l.type !== 'dir' && !remote.has(l.name) && !this.timesRecords.has(ids[i]!.id);
+    };
+    const ahead = new Lookahead(locals.map((_, i) => i), (i) => (isNew(i) ? readNewObject(locals[i]!) : null), NEW_OBJECT_AHEAD);
     for (let i = 0; i < locals.length; i++) {
       const l = locals[i]!;
       const { id, assigned } = ids[i]!;
@@ -286,16 +323,17 @@ class Reconciler {
       this.stats.entries++;
       this.done.entries++;
       if (l.type === 'file') this.done.bytes += Number(l.st.size);
-      const sub = await this.syncEntry(nsPath, dirId, parentMtime, l, id, assigned, remote.get(l.name));
+      const pre = await ahead.get(i);
+      const sub = await this.syncEntry(nsPath, dirId, parentMtime, l, id, assigned, remote.get(l.name), pre);
       if (sub) subdirs.push(sub);
       this.progress(false);
     }
     this.inPendingDir = false;
 
-    const ahead = new Lookahead(subdirs, (s) => (s.image === 'fetch' ? this.opts.archive.dirImage(this.opts.volume, s.id) : null), this.opts.lookahead ?? 4);
+    const images = new Lookahead(subdirs, (s) => (s.image === 'fetch' ? this.opts.archive.dirImage(this.opts.volume, s.id) : null), this.opts.lookahead ?? 4);
     for (let i = 0; i < subdirs.length; i++) {
       const s = subdirs[i]!;
-      const fetched = await ahead.get(i);
+      const fetched = await images.get(i);
       const img = s.image === 'fetch' ? fetched! : s.image;
       const attrs = img?.attrs ?? attrsFromStat(s.entry.st);
       await this.syncDir(s.nsPath, s.entry.fsPath, s.id, s.entry.st, img, attrs, false);
@@ -318,7 +356,7 @@ class Reconciler {
   }
 
   /** Brings one local entry to the archive; returns the subdirectory to visit, if it is one. */
-  private async syncEntry(nsPath: string, parent: ObjectId, parentMtime: Time, l: LocalEntry, id: ObjectId, assigned: boolean, a: EntryImage | undefined): Promise<Subdir | null> {
+  private async syncEntry(nsPath: string, parent: ObjectId, parentMtime: Time, l: LocalEntry, id: ObjectId, assigned: boolean, a: EntryImage | undefined, pre: NewObjectData | null): Promise<Subdir | null> {
     if (l.type === 'file' && this.timesRecords.has(id)) {
       // A crash interrupted the writing of restored bytes into this file: its
       // times moved, but nobody changed it. They are put back, not shipped.
@@ -346,14 +384,16 @@ class Reconciler {
     const prior = assigned || this.fresh ? { kind: 'new' as const } : await this.priorOf(l, id);
     switch (prior.kind) {
       case 'new': {
-        const target = l.type === 'symlink' ? await localTarget(l.fsPath) : undefined;
+        const target = l.type === 'symlink' ? (pre !== null ? pre.target : await localTarget(l.fsPath)) : undefined;
         const createAttrs = l.type === 'file' ? { ...attrs, size: 0 } : attrs;
         await this.emit({ op: 'create', parent, name: l.name, id, attrs: createAttrs, ...(target !== undefined ? { target } : {}), parentMtime });
         if (l.type === 'file' && attrs.size > 0) {
-          await this.shipBlocks(id, l, null);
+          if (pre?.blocks != null) await this.shipRuns(id, pre.blocks);
+          else await this.shipBlocks(id, l, null);
           await this.emit({ op: 'setattr', id, attrs });
         }
-        await this.fixXattrs(id, l.fsPath, {});
+        if (pre !== null) await this.emitXattrs(id, pre.xattrs, {});
+        else await this.fixXattrs(id, l.fsPath, {});
         return l.type === 'dir' ? { entry: l, nsPath: path, id, image: null } : null;
       }
       case 'dir':
@@ -485,6 +525,13 @@ class Reconciler {
    * MAX_WRITE_BYTES. Returns the number of write records.
    */
   private async shipBlocks(id: ObjectId, l: LocalEntry, blocks: FileBlocks | null): Promise<number> {
+    // A file still partly in the archive: only its local blocks can differ.
+    const skip = blocks === null ? null : await remoteBlocksOf(this.privateDir, id);
+    return this.shipRuns(id, differingBlocks(l.fsPath, Number(l.st.size), blocks, skip));
+  }
+
+  /** `write` records of `blocks` (in offset order), adjacent ones joined up to MAX_WRITE_BYTES. */
+  private async shipRuns(id: ObjectId, blocks: AsyncIterable<{ offset: number; data: Buffer }> | Iterable<{ offset: number; data: Buffer }>): Promise<number> {
     let records = 0;
     let run: Buffer[] = [];
     let runOffset = 0;
@@ -496,9 +543,7 @@ class Reconciler {
       run = [];
       runBytes = 0;
     };
-    // A file still partly in the archive: only its local blocks can differ.
-    const skip = blocks === null ? null : await remoteBlocksOf(this.privateDir, id);
-    for await (const b of differingBlocks(l.fsPath, Number(l.st.size), blocks, skip)) {
+    for await (const b of blocks) {
       this.opts.signal?.throwIfAborted();
       if (runBytes > 0 && (runOffset + runBytes !== b.offset || runBytes + b.data.length > MAX_WRITE_BYTES)) await flush();
       if (runBytes === 0) runOffset = b.offset;
@@ -511,11 +556,27 @@ class Reconciler {
 
   /** Makes the archive's xattrs of `id` equal to the local object's (strata's own excepted). */
   private async fixXattrs(id: ObjectId, fsPath: string, archive: { readonly [name: string]: string }): Promise<void> {
-    const d = xattrDifferences(await localXattrs(fsPath), archive);
+    await this.emitXattrs(id, await localXattrs(fsPath), archive);
+  }
+
+  private async emitXattrs(id: ObjectId, local: { readonly [name: string]: string }, archive: { readonly [name: string]: string }): Promise<void> {
+    const d = xattrDifferences(local, archive);
     if (d === null) return;
     for (const [name, value] of Object.entries(d.local)) {
       if (value === null) await this.emit({ op: 'removexattr', id, name });
       else await this.emit({ op: 'setxattr', id, name, value: Buffer.from(value, 'base64') });
     }
   }
+}
+
+/** Reads what a new object ships (NewObjectData) ahead of its turn. */
+async function readNewObject(l: LocalEntry): Promise<NewObjectData> {
+  const target = l.type === 'symlink' ? await localTarget(l.fsPath) : undefined;
+  let blocks: { offset: number; data: Buffer }[] | null = [];
+  const size = Number(l.st.size);
+  if (l.type === 'file' && size > 0) {
+    if (size > READ_AHEAD_MAX_BYTES) blocks = null;
+    else for await (const b of differingBlocks(l.fsPath, size, null, null)) blocks.push({ offset: b.offset, data: b.data });
+  }
+  return { target, blocks, xattrs: await localXattrs(l.fsPath) };
 }

@@ -127,6 +127,9 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
     }
     return spawnBackground(mountpoint, o);
   }
+  // Resolved now: the daemon serves from inside its store (it chdirs there), so a relative path means something else afterwards.
+  const storeAbs = resolve(o.store);
+  const mountAbs = resolve(mountpoint);
   let log: Logger;
   try {
     // A log file must neither kill nor hang the daemon when its disk fills up (see DaemonLogFile).
@@ -139,7 +142,7 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
     process.stderr.write(`strata ${cmd}: ${message}\n`);
     return 1;
   }
-  const metrics = o.metrics !== undefined ? new DaemonMetrics({ mountpoint: resolve(mountpoint), ...(mirror ? { volume: mirror.volume } : {}) }) : null;
+  const metrics = o.metrics !== undefined ? new DaemonMetrics({ mountpoint: mountAbs, ...(mirror ? { volume: mirror.volume } : {}) }) : null;
   const daemon = new MountDaemon({
     store: o.store, mountpoint, options: mountOptions(o), ...(mirror ? { mirror } : {}),
     ...(o.depth !== undefined ? { recover: { depth: o.depth, ...(o.force ? { force: true } : {}) } } : {}),
@@ -182,10 +185,10 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
   const metricsUrl = listener !== null ? `http://${listener.address}/metrics` : undefined;
   notify({ type: 'ready', ...(detail !== undefined ? { detail } : {}), ...(metricsUrl !== undefined ? { metrics: metricsUrl } : {}) });
   // systemd (Type=notify): the mount serves now.
-  await notifySystemd({ READY: '1', STATUS: `serving ${resolve(o.store)} at ${resolve(mountpoint)}${detail ? `; ${detail}` : ''}` })
+  await notifySystemd({ READY: '1', STATUS: `serving ${storeAbs} at ${mountAbs}${detail ? `; ${detail}` : ''}` })
     .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not tell systemd that the mount serves (NOTIFY_SOCKET)'));
   if (!o.notifyParent) {
-    process.stderr.write(`strata: serving ${resolve(o.store)} at ${resolve(mountpoint)}${detail ? ` (${detail})` : ''}${metricsUrl ? `, metrics at ${metricsUrl}` : ''} (Ctrl-C or 'strata unmount' to stop)\n`);
+    process.stderr.write(`strata: serving ${storeAbs} at ${mountAbs}${detail ? ` (${detail})` : ''}${metricsUrl ? `, metrics at ${metricsUrl}` : ''} (Ctrl-C or 'strata unmount' to stop)\n`);
     if (restore !== null && restore.phase !== 'complete') showRestoreProgress(daemon);
   }
   return new Promise<number>(() => { /* serve until unmounted or signalled */ });

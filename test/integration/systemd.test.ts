@@ -36,8 +36,9 @@ test('strata mount --foreground: READY=1 from the daemon itself once the mount s
   const { base, store, mnt } = setup(t);
   const sock = await openNotifySocket(join(base, 'notify.sock'));
   t.teardown(() => sock.close());
-  const child = spawn(process.execPath, [CLI, 'mount', '--foreground', '--store', store, mnt], {
-    env: { ...process.env, NOTIFY_SOCKET: sock.path }, stdio: ['ignore', 'ignore', 'pipe'],
+  // Relative paths (from the test's base): the daemon chdirs into its store, yet says where it serves absolutely.
+  const child = spawn(process.execPath, [CLI, 'mount', '--foreground', '--store', 'store', 'mnt'], {
+    cwd: base, env: { ...process.env, NOTIFY_SOCKET: sock.path }, stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => { log += d; });
@@ -49,7 +50,7 @@ test('strata mount --foreground: READY=1 from the daemon itself once the mount s
   t.true(mountpointIsMounted(mnt), 'mounted when READY=1 arrives');
   writeFileSync(join(mnt, 'hello'), 'through the mount\n');
   t.is(readFileSync(join(store, 'hello'), 'utf8'), 'through the mount\n');
-  t.regex(ready.fields['STATUS'] ?? '', /^serving /);
+  t.is(ready.fields['STATUS'], `serving ${store} at ${mnt}`);
   t.is(sock.messages.filter((m) => m.fields['READY'] === '1').length, 1);
   t.is(sock.messages.filter((m) => m.fields['STOPPING'] === '1').length, 0);
   child.kill('SIGTERM');

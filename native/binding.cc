@@ -327,6 +327,49 @@ class ListExtentsWorker : public PromiseWorker {
   size_t count_ = 0;
 };
 
+class ReadFileQuietWorker : public PromiseWorker {
+ public:
+  ReadFileQuietWorker(Napi::Env env, std::string path, uint64_t max)
+      : PromiseWorker(env, "strata:readFileQuiet"), max_(max) {
+    path_ = std::move(path);
+  }
+  ~ReadFileQuietWorker() override {
+    std::free(ext_);
+    std::free(data_);
+  }
+
+  void Execute() override {
+    sn_read_file_quiet(path_.c_str(), max_, &ext_, &count_, &data_, &len_, &err_);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Array arr = Napi::Array::New(env, count_);
+    for (size_t i = 0; i < count_; i++) {
+      Napi::Object e = Napi::Object::New(env);
+      e.Set("offset", Napi::Number::New(env, static_cast<double>(ext_[i].offset)));
+      e.Set("length", Napi::Number::New(env, static_cast<double>(ext_[i].length)));
+      arr.Set(static_cast<uint32_t>(i), e);
+    }
+    o.Set("extents", arr);
+    if (data_ != nullptr && len_ > 0) {
+      // The Buffer takes the malloc'd bytes (no copy) and frees them when collected.
+      char* owned = data_;
+      data_ = nullptr;
+      o.Set("data", Napi::Buffer<char>::New(env, owned, len_, [](Napi::Env, char* p) { std::free(p); }));
+    } else {
+      o.Set("data", Napi::Buffer<char>::New(env, 0));
+    }
+    return o;
+  }
+
+ private:
+  uint64_t max_;
+  sn_extent* ext_ = nullptr;
+  size_t count_ = 0;
+  char* data_ = nullptr;
+  size_t len_ = 0;
+};
+
 class UtimensWorker : public PromiseWorker {
  public:
   // fd >= 0: futimens(fd); otherwise utimensat(AT_FDCWD, path).
@@ -586,6 +629,20 @@ Napi::Value ListExtents(const Napi::CallbackInfo& info) {
   return (new ListExtentsWorker(env, fd))->Start();
 }
 
+// readFileQuiet(path, maxBytes)
+Napi::Value ReadFileQuiet(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path;
+  uint64_t max;
+  if (!GetString(info, 0, "path", &path) || !GetSize(info, 1, "maxBytes", &max))
+    return env.Undefined();
+  if (max > (64u << 20)) {
+    Napi::RangeError::New(env, "readFileQuiet: maxBytes is at most 64 MiB (read larger files in pieces)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return (new ReadFileQuietWorker(env, std::move(path), max))->Start();
+}
+
 // utimens(path, atime, mtime, noFollow?)
 Napi::Value Utimens(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -766,6 +823,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cloneFile", Napi::Function::New(env, CloneFile, "cloneFile"));
   exports.Set("listExtents",
               Napi::Function::New(env, ListExtents, "listExtents"));
+  exports.Set("readFileQuiet",
+              Napi::Function::New(env, ReadFileQuiet, "readFileQuiet"));
   exports.Set("utimens", Napi::Function::New(env, Utimens, "utimens"));
   exports.Set("futimens", Napi::Function::New(env, Futimens, "futimens"));
   exports.Set("mknod", Napi::Function::New(env, Mknod, "mknod"));

@@ -4,6 +4,7 @@
  *   sn_copy_range    copy_file_range(2) loop, optional pread/pwrite fallback
  *   sn_clone_file    FICLONE ioctl, optional hole-preserving copy fallback
  *   sn_list_extents  data extents of a file via lseek SEEK_DATA/SEEK_HOLE
+ *   sn_read_file_quiet  a small file's extents and bytes in one call
  */
 #ifndef STRATA_BLOCKCOPY_H
 #define STRATA_BLOCKCOPY_H
@@ -55,6 +56,17 @@ int sn_clone_file(int fd_in, int fd_out, sn_clone_method method,
  * *count extents (NULL when count is 0) that the caller frees with free().
  */
 int sn_list_extents(int fd, sn_extent **out, size_t *count, sn_err *err);
+
+/*
+ * Open `path` read-only without following a final symlink and, where
+ * allowed, without touching its atime (O_NOATIME; EPERM falls back to a plain
+ * open), list its data extents (sn_list_extents), read up to `max` bytes from
+ * offset 0 (fewer at EOF: *len says how many), and close it: what reading a
+ * small file costs, in one call.  *ext and *data are malloc'd (free both,
+ * also on failure; *data is NULL when max is 0).
+ */
+int sn_read_file_quiet(const char *path, uint64_t max, sn_extent **ext,
+                       size_t *count, char **data, size_t *len, sn_err *err);
 
 #ifdef __cplusplus
 }

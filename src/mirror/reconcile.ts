@@ -51,7 +51,7 @@ import {
   Lookahead, attrDifferences, listLocalDir, localTarget, localXattrs, sameTime, typeOfMode, xattrDifferences,
   type LocalEntry,
 } from './tree-local.js';
-import { differingBlocks } from './tree-blocks.js';
+import { differingBlocks, localBlocksWhole } from './tree-blocks.js';
 import { MATERIALISING_PREFIX, isPending, listTimesRecords, readBlockMap, remoteBlocksOf, settleTimesRecord } from '../store/restore-marks.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { join } from 'node:path';
@@ -575,8 +575,7 @@ async function readNewObject(l: LocalEntry): Promise<NewObjectData> {
   let blocks: { offset: number; data: Buffer }[] | null = [];
   const size = Number(l.st.size);
   if (l.type === 'file' && size > 0) {
-    if (size > READ_AHEAD_MAX_BYTES) blocks = null;
-    else for await (const b of differingBlocks(l.fsPath, size, null, null)) blocks.push({ offset: b.offset, data: b.data });
+    blocks = size > READ_AHEAD_MAX_BYTES ? null : await localBlocksWhole(l.fsPath, size);
   }
   return { target, blocks, xattrs: await localXattrs(l.fsPath) };
 }

@@ -126,3 +126,28 @@ export async function* differingBlocks(
   }
   yield* zerosBefore(nblocks);
 }
+
+/**
+ * differingBlocks(fsPath, size, null) of a small file (one read: at most 64
+ * MiB, see native.readFileQuiet), all at once: its non-zero blocks within
+ * its data extents, in order.
+ */
+export async function localBlocksWhole(fsPath: string, size: number): Promise<DifferingBlock[]> {
+  if (size === 0) return [];
+  const q = await native.readFileQuiet(fsPath, size);
+  // A file shorter than its stat said (it changed under us) reads as zeros.
+  const data = q.data.length === size ? q.data : Buffer.concat([q.data, Buffer.alloc(size - q.data.length)]);
+  const nblocks = Math.ceil(size / BLOCK_SIZE);
+  const out: DifferingBlock[] = [];
+  let next = 0;
+  for (const ext of q.extents) {
+    const first = Math.max(next, Math.floor(ext.offset / BLOCK_SIZE));
+    const end = Math.min(nblocks, Math.ceil((ext.offset + ext.length) / BLOCK_SIZE));
+    for (let i = first; i < end; i++) {
+      const block = data.subarray(i * BLOCK_SIZE, Math.min(size, (i + 1) * BLOCK_SIZE));
+      if (!isZero(block)) out.push({ index: i, offset: i * BLOCK_SIZE, data: block });
+    }
+    next = Math.max(next, end);
+  }
+  return out;
+}

@@ -64,6 +64,7 @@ interface NativeBinding {
   ): Promise<number>;
   cloneFile(fdIn: number, fdOut: number, method: CloneMethod): Promise<'reflink' | 'copy'>;
   listExtents(fd: number): Promise<Extent[]>;
+  readFileQuiet(path: string, maxBytes: number): Promise<QuietRead>;
   utimens(path: string, atime: TimeSpec, mtime: TimeSpec, noFollow: boolean): Promise<void>;
   futimens(fd: number, atime: TimeSpec, mtime: TimeSpec): Promise<void>;
   mknod(path: string, mode: number, dev: number): Promise<void>;
@@ -179,6 +180,23 @@ export async function cloneFile(
  */
 export async function listExtents(fd: number): Promise<Extent[]> {
   return binding.listExtents(fd);
+}
+
+/** What {@link readFileQuiet} gives: the file's data extents and its first bytes. */
+export interface QuietRead {
+  extents: Extent[];
+  /** Up to maxBytes from offset 0 (shorter at EOF). */
+  data: Buffer;
+}
+
+/**
+ * A small file's data extents and its first `maxBytes` (at most 64 MiB) in
+ * one call on the thread pool: open without following a final symlink and
+ * without touching atime where allowed (O_NOATIME), lseek SEEK_DATA/SEEK_HOLE,
+ * pread, close. Saves the hops of open + listExtents + read + close.
+ */
+export async function readFileQuiet(path: string, maxBytes: number): Promise<QuietRead> {
+  return binding.readFileQuiet(path, maxBytes);
 }
 
 // ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
+import { differingBlocks, localBlocksWhole } from '../../src/mirror/tree-blocks.js';
 import {
   cloneFile,
   copyRange,
@@ -24,6 +25,7 @@ import {
   mknod,
   type NativeError,
   prepareObject,
+  readFileQuiet,
   readdirIno,
   removexattr,
   setxattr,
@@ -402,6 +404,61 @@ test('listExtents: empty, dense, sparse, trailing hole; fd position is kept', as
   t.true(next.buffer.equals(dense.subarray(10, 20)));
 
   await rejectsWith(t, listExtents(2_000_000_000), ['EBADF'], 'fstat');
+});
+
+test('readFileQuiet: extents and bytes of a file in one call, atime untouched; errors with their syscall; bad sizes refused', async (t) => {
+  const dir = await tmpDir(t);
+  const dense = randomBytes(100 * KiB + 1);
+  await fs.writeFile(path.join(dir, 'dense'), dense);
+  const q = await readFileQuiet(path.join(dir, 'dense'), dense.length);
+  t.deepEqual(q.extents, [{ offset: 0, length: dense.length }]);
+  t.true(q.data.equals(dense));
+  // Fewer bytes than asked at EOF; none asked, none read.
+  t.is((await readFileQuiet(path.join(dir, 'dense'), dense.length + 5)).data.length, dense.length);
+  t.is((await readFileQuiet(path.join(dir, 'dense'), 0)).data.length, 0);
+  const content = await sparseFile(path.join(dir, 'sparse'), 1 * MiB, [{ at: 256 * KiB, len: 4 * KiB }]);
+  const s = await readFileQuiet(path.join(dir, 'sparse'), 1 * MiB);
+  t.deepEqual(s.extents, [{ offset: 256 * KiB, length: 4 * KiB }]);
+  t.true(s.data.equals(content));
+  const old = new Date('2001-02-03T04:05:06Z');
+  await fs.utimes(path.join(dir, 'dense'), old, old);
+  await readFileQuiet(path.join(dir, 'dense'), dense.length);
+  t.is((await fs.stat(path.join(dir, 'dense'))).atime.getTime(), old.getTime(), 'O_NOATIME (root may use it)');
+  await fs.symlink('dense', path.join(dir, 'link'));
+  await rejectsWith(t, readFileQuiet(path.join(dir, 'link'), 10), ['ELOOP'], 'open');
+  await rejectsWith(t, readFileQuiet(path.join(dir, 'nosuch'), 10), ['ENOENT'], 'open');
+  await rejectsWith(t, readFileQuiet(dir, 10), ['EISDIR'], 'pread');
+  await t.throwsAsync(async () => readFileQuiet(path.join(dir, 'dense'), 65 * MiB), { instanceOf: RangeError });
+  await t.throwsAsync(async () => readFileQuiet(path.join(dir, 'dense'), -1), { instanceOf: RangeError });
+});
+
+test('localBlocksWhole gives exactly what differingBlocks gives for a file the archive does not have (seeded random sparse files)', async (t) => {
+  const dir = await tmpDir(t);
+  let seed = 12345;
+  const rnd = (n: number): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+  for (let f = 0; f < 40; f++) {
+    const size = rnd(4) === 0 ? rnd(300) : rnd(1 * MiB) + 1;
+    const p = path.join(dir, `f${f}`);
+    const fh = await fs.open(p, 'w');
+    await fh.truncate(size);
+    for (let k = rnd(6); k > 0; k--) {
+      const at = rnd(size);
+      const len = Math.min(size - at, rnd(200 * KiB) + 1);
+      // Some chunks are written zeros: allocated, yet not shipped.
+      await fh.write(rnd(3) === 0 ? Buffer.alloc(len) : randomBytes(len), 0, len, at);
+    }
+    await fh.close();
+    const want: { offset: number; data: string }[] = [];
+    for await (const b of differingBlocks(p, size, null)) want.push({ offset: b.offset, data: b.data.toString('hex') });
+    const got = (await localBlocksWhole(p, size)).map((b) => ({ offset: b.offset, data: b.data.toString('hex') }));
+    t.deepEqual(got, want, `file ${f} of ${size} bytes`);
+  }
+  // A file shorter than the size its stat gave: the rest reads as zeros, on both.
+  const p = path.join(dir, 'short');
+  await fs.writeFile(p, randomBytes(70 * KiB));
+  const want: number[] = [];
+  for await (const b of differingBlocks(p, 200 * KiB, null)) want.push(b.offset);
+  t.deepEqual((await localBlocksWhole(p, 200 * KiB)).map((b) => b.offset), want);
 });
 
 // --- utimens / futimens ------------------------------------------------------------------

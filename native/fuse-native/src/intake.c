@@ -106,20 +106,27 @@ static const void *raw_args (uint32_t opcode, size_t need) {
   return in + 1;
 }
 
+// When the raw request is not at hand (libfuse read it through a pipe, which
+// the bridge never asks for: no FUSE_CAP_SPLICE_READ), the caller's uid
+// stands in for CAP_FSETID, as for a fallocate.
+static int raw_missing_kills (fuse_req_t req) {
+  return raw_request() == NULL && fuse_req_ctx(req)->uid != 0;
+}
+
 // A WRITE whose writer lacks CAP_FSETID (FUSE_WRITE_KILL_SUIDGID).
-static int write_kills (bridge_session_t *s) {
+static int write_kills (bridge_session_t *s, fuse_req_t req) {
   if (!s->killpriv_on) return 0;
   const struct kfuse_write_in *w = (const struct kfuse_write_in *) raw_args(KFUSE_WRITE, sizeof(struct kfuse_write_in));
-  return w != NULL && (w->write_flags & KFUSE_WRITE_KILL_SUIDGID) != 0;
+  return w != NULL ? (w->write_flags & KFUSE_WRITE_KILL_SUIDGID) != 0 : raw_missing_kills(req);
 }
 
 // A SETATTR that must drop the bits after it (FATTR_KILL_SUIDGID): a
 // truncation by a caller without CAP_FSETID (a chown's are dropped by the
 // store's kernel).
-static int setattr_kills (bridge_session_t *s) {
+static int setattr_kills (bridge_session_t *s, fuse_req_t req) {
   if (!s->killpriv_on) return 0;
   const struct kfuse_setattr_in *a = (const struct kfuse_setattr_in *) raw_args(KFUSE_SETATTR, sizeof(struct kfuse_setattr_in));
-  return a != NULL && (a->valid & KFATTR_KILL_SUIDGID) != 0;
+  return a != NULL ? (a->valid & KFATTR_KILL_SUIDGID) != 0 : raw_missing_kills(req);
 }
 
 static void ll_lookup (fuse_req_t req, fuse_ino_t parent, const char *name) {
@@ -168,7 +175,7 @@ static void ll_getattr (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 static void ll_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
   bridge_session_t *s = session_of(req);
-  if ((to_set & FUSE_SET_ATTR_SIZE) && setattr_kills(s)) to_set |= LL_SETATTR_KILL_SUIDGID;
+  if ((to_set & FUSE_SET_ATTR_SIZE) && setattr_kills(s, req)) to_set |= LL_SETATTR_KILL_SUIDGID;
   if (FAST_COUNTED(s, fast_setattr(fs_, req, ino, attr, to_set, fi))) return;
   bridge_req_t *r = req_new(s, req, LL_SETATTR, ino);
   if (r) {
@@ -269,7 +276,7 @@ static void ll_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, str
 
 static void ll_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
   bridge_session_t *s = session_of(req);
-  int kill = write_kills(s);
+  int kill = write_kills(s, req);
   if (fast_write(s, req, ino, buf, size, off, fi, kill)) return;
   bridge_req_t *r = req_new(s, req, LL_WRITE, ino);
   if (r) {

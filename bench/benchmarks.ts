@@ -148,6 +148,26 @@ export const seqRead: Benchmark = {
   },
 };
 
+export const seqReadWarm: Benchmark = {
+  name: 'seq_read_warm_store',
+  description: 'fio sequential read, 1 MiB blocks, psync, queue depth 1, of the seq_read_1m file while it is in the page cache of the file system underneath: native reads it warm (invalidate=0); strata drops only the mount\'s own page cache of it first (invalidate=1: POSIX_FADV_DONTNEED of the mount\'s file), so every byte crosses FUSE (or FUSE passthrough) from the store\'s page cache',
+  metric: 'throughput',
+  unit: 'MiB/s',
+  higherIsBetter: true,
+  ratioDefinition: 'strata/native',
+  target: { subject: 'ratio', op: '>=', value: 0.8 },
+  notes: 'What the FUSE path itself costs for a sequential read, without the disk (seq_read_1m reads the disk on both sides). With FUSE passthrough (docs/fuse-bridge.md) no READ request reaches strata; with --no-passthrough the FUSE thread answers each with a splice from the store file. The file is read once in full on both sides beforehand.',
+  alsoReport: ['runtime_ms'],
+  prepare(ctx) {
+    for (const side of ctx.sides) readToNull(ensureReadFile(ctx, side));
+  },
+  runOnce(ctx, side) {
+    const path = join(side.dir, SEQ_READ_FILE);
+    const f = runFio({ name: 'seq_read_warm_store', filename: path, rw: 'read', bs: '1M', size: `${ctx.cfg.seqSizeMiB}m`, invalidate: side.name === 'strata' });
+    return { value: f.bwMiBs, runtime_ms: f.runtimeMs, io_bytes: f.ioBytes, clat_mean_us: f.clatMeanUs };
+  },
+};
+
 export const randRead: Benchmark = {
   name: 'rand_read_4k_latency',
   description: 'fio 4 KiB random reads, psync, queue depth 1, time based with 1 s ramp; completion latency (clat) mean and p50. strata: --direct=1 on the mount, so every read is a FUSE request. native: buffered reads with the file fully in the page cache (invalidate=0)',
@@ -269,4 +289,4 @@ export const untar: Benchmark = {
   },
 };
 
-export const ALL: readonly Benchmark[] = [seqWrite, seqRead, randRead, create10k, statWarm, untar];
+export const ALL: readonly Benchmark[] = [seqWrite, seqRead, seqReadWarm, randRead, create10k, statWarm, untar];

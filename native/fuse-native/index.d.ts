@@ -18,7 +18,7 @@ export type AttrField =
   'INO_LO' | 'INO_HI' | 'MODE' | 'NLINK' | 'UID' | 'GID' | 'RDEV' | 'SIZE' | 'BLKSIZE' | 'BLOCKS' |
   'ATIME_S' | 'ATIME_NS' | 'MTIME_S' | 'MTIME_NS' | 'CTIME_S' | 'CTIME_NS';
 export type SetattrArgField = 'UID' | 'GID' | 'ATIME_S' | 'ATIME_NS' | 'MTIME_S' | 'MTIME_NS';
-export type SetattrBit = 'MODE' | 'UID' | 'GID' | 'SIZE' | 'ATIME' | 'MTIME' | 'ATIME_NOW' | 'MTIME_NOW';
+export type SetattrBit = 'MODE' | 'UID' | 'GID' | 'SIZE' | 'ATIME' | 'MTIME' | 'ATIME_NOW' | 'MTIME_NOW' | 'KILL_SUIDGID';
 export type StatfsField = 'BSIZE' | 'FRSIZE' | 'BLOCKS' | 'BFREE' | 'BAVAIL' | 'FILES' | 'FFREE' | 'FAVAIL' | 'NAMEMAX';
 export type DirentField = 'INO_LO' | 'INO_HI' | 'MODE';
 export type OpenFlag = 'KEEP_CACHE' | 'DIRECT_IO' | 'DIRECT_READ' | 'DIRECT_WRITE';
@@ -33,7 +33,11 @@ export interface Constants {
   readonly attr: Readonly<Record<AttrField | 'LEN', number>>;
   /** Index of each field in a setattr record's array (the handler's `attrs`). */
   readonly setattrArgs: Readonly<Record<SetattrArgField | 'LEN', number>>;
-  /** Bits of a setattr record's `toSet` (libfuse's FUSE_SET_ATTR_*). */
+  /**
+   * Bits of a setattr record's `toSet` (libfuse's FUSE_SET_ATTR_*, and the
+   * bridge's KILL_SUIDGID: with handle_killpriv_v2, drop set-user-ID, and
+   * set-group-ID with group-execute, after the change).
+   */
   readonly setattr: Readonly<Record<SetattrBit, number>>;
   /** Index of each field in replyStatfs's array. */
   readonly statfs: Readonly<Record<StatfsField | 'LEN', number>>;
@@ -43,6 +47,32 @@ export interface Constants {
   readonly open: Readonly<Record<OpenFlag, number>>;
   /** Flags of fastPaths. */
   readonly fast: Readonly<Record<FastFlag, number>>;
+  /**
+   * A write record's `mode`, a fallocate record's `rdev`: the caller has no
+   * CAP_FSETID and set-ID bits must go (handle_killpriv_v2).
+   */
+  readonly WRITE_KILL_SUIDGID: number;
+}
+
+/** What the connection negotiated at INIT (features()), and passthrough's counters. */
+export interface Features {
+  /** The bridge answered the kernel's INIT itself (and could add what libfuse 3.14 does not know). */
+  readonly initSeen: boolean;
+  readonly writebackCache: boolean;
+  /** FUSE_PASSTHROUGH negotiated (asked for with the `passthrough` option, offered by the kernel). */
+  readonly passthrough: boolean;
+  /** FUSE_HANDLE_KILLPRIV_V2 negotiated (the `handle_killpriv_v2` option). */
+  readonly handleKillprivV2: boolean;
+  readonly offeredPassthrough: boolean;
+  readonly offeredKillprivV2: boolean;
+  /** Opens answered with FOPEN_PASSTHROUGH so far. */
+  readonly passthroughOpens: number;
+  /** ... of them, opens that joined an inode already in passthrough (FOPEN_DIRECT_IO: requests as before). */
+  readonly passthroughShared: number;
+  /** Backing files the kernel refused to register. */
+  readonly passthroughRefused: number;
+  /** Backing files registered now. */
+  readonly backingFiles: number;
 }
 
 /**
@@ -128,6 +158,8 @@ export function allocNodeid(session: Session): number;
 export function fastCounts(session: Session): Float64Array;
 /** The kernel caches writes (the writeback_cache option was given and the kernel granted it at init). */
 export function writebackCache(session: Session): boolean;
+/** What the connection negotiated at INIT; passthrough's counters. */
+export function features(session: Session): Features;
 /** Bytes of reads (the sizes the kernel asked for) and of writes answered on the FUSE thread so far: [read, written]. */
 export function fastBytes(session: Session): Float64Array;
 /** FUSE threads inside an answer that uses the store (node table, store root) right now. */

@@ -26,6 +26,10 @@ export interface MountCliOptions {
   negativeTimeout?: number;
   directIo?: boolean;
   writebackCache?: boolean;
+  /** false: --no-passthrough. */
+  passthrough?: boolean;
+  /** false: --no-killpriv-v2. */
+  killprivV2?: boolean;
   debugFuse?: boolean;
   notifyParent?: boolean;
   archive?: string;
@@ -70,6 +74,8 @@ function mountOptions(o: MountCliOptions): MountOptions {
   if (o.negativeTimeout !== undefined) m.negativeTimeout = o.negativeTimeout;
   if (o.directIo === false) m.directIo = false;
   if (o.writebackCache) m.writebackCache = true;
+  if (o.passthrough === false) m.passthrough = false;
+  if (o.killprivV2 === false) m.handleKillprivV2 = false;
   if (o.debugFuse) m.debug = true;
   return m;
 }
@@ -249,6 +255,8 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
   if (o.negativeTimeout !== undefined) args.push('--negative-timeout', String(o.negativeTimeout));
   if (o.directIo === false) args.push('--no-direct-io');
   if (o.writebackCache) args.push('--writeback-cache');
+  if (o.passthrough === false) args.push('--no-passthrough');
+  if (o.killprivV2 === false) args.push('--no-killpriv-v2');
   if (o.archive !== undefined) args.push('--archive', o.archive);
   if (o.volume !== undefined) args.push('--volume', o.volume);
   if (o.mirror !== undefined) args.push('--mirror', o.mirror);

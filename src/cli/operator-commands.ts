@@ -5,6 +5,7 @@ import { processRunning } from '../daemon/process-running.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callControl, controlSocketPath } from '../daemon/control.js';
 import { probeMountpoint, detach } from '../daemon/mount-table.js';
+import type { FuseFeatures } from '../daemon/mount-daemon.js';
 import type { MirrorStatus } from '../mirror/mirror.js';
 import type { RestoreProgress } from '../restore/background.js';
 import { restoreLines } from './restore-format.js';
@@ -124,6 +125,7 @@ export async function statusCommand(mountpoint: string, opts: { json?: boolean }
     `daemon pid   ${String(status.pid)} (up ${String(status.uptimeSeconds)} s)`,
     `open handles ${String(status.openHandles)}`,
     ...(status.writebackCache === true ? ['page cache   writeback (the kernel caches writes)'] : []),
+    ...fuseFeatureLines(status.fuseFeatures as FuseFeatures | null | undefined),
     ...(typeof status.readOnly === 'string' ? [`read-only    ${status.readOnly}`] : []),
     ...mirrorLines(status.mirror as MirrorStatus | null),
     ...restoreLines((status.restore ?? null) as RestoreProgress | null),
@@ -166,4 +168,20 @@ export async function syncCommand(mountpoint: string, opts: { timeout?: number; 
       ` (${reply.connection}${reply.lastError ? `: ${reply.lastError}` : ''})\n`);
   }
   return 1;
+}
+
+/** `strata status`'s line about what the FUSE connection negotiated. */
+function fuseFeatureLines(f: FuseFeatures | null | undefined): string[] {
+  if (!f) return [];
+  const on = [
+    f.writebackCache ? 'writeback cache' : null,
+    `${Math.round(f.maxWriteBytes / 1024)} KiB writes`,
+    f.handleKillprivV2 ? 'handle_killpriv_v2' : null,
+    f.passthrough ? `passthrough (${f.passthroughOpens} opens, ${f.backingFiles} backing files now)` : null,
+  ].filter((x): x is string => x !== null);
+  const off = [
+    !f.handleKillprivV2 ? `handle_killpriv_v2 (${f.offered.handleKillprivV2 ? 'not asked for' : 'kernel lacks it'})` : null,
+    !f.passthrough ? `passthrough (${f.offered.passthrough ? 'not asked for' : 'kernel lacks it'})` : null,
+  ].filter((x): x is string => x !== null);
+  return [`fuse         ${on.join(', ')}${off.length > 0 ? `; off: ${off.join(', ')}` : ''}`];
 }

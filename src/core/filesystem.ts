@@ -59,6 +59,12 @@ export interface SetattrChanges {
   size?: number;
   atime?: TimeSpec;
   mtime?: TimeSpec;
+  /**
+   * After the other changes, drop set-user-ID, and set-group-ID with
+   * group-execute, of a regular file: a truncation by a caller without
+   * CAP_FSETID under handle_killpriv_v2, where the kernel leaves it to strata.
+   */
+  dropSetId?: boolean;
 }
 
 /** The object a setattr acts on: through an open handle, or by path. */
@@ -262,6 +268,10 @@ export class Filesystem {
       if (f) await new Promise<void>((resolve, reject) => fs.ftruncate(f.fd, size, (err) => (err ? reject(err) : resolve())));
       else await fsp.truncate(rel!, size);
       if (this.restore) await this.afterSizeChange(f, rel!, size);
+    }
+    if (ch.dropSetId) {
+      if (f) await dropSetIdBits(f.fd);
+      else await dropSetIdBitsAt(rel!);
     }
     if (ch.atime !== undefined || ch.mtime !== undefined) {
       const a = ch.atime ?? 'omit';
@@ -508,10 +518,16 @@ export class Filesystem {
     });
   }
 
-  async write(handle: number, buf: Buffer, length: number, position: number): Promise<number> {
+  /**
+   * Writes through an open handle. `dropSetId`: the writer has no CAP_FSETID
+   * and the kernel left dropping set-ID bits to strata (handle_killpriv_v2);
+   * they go before the write, as the kernel drops them.
+   */
+  async write(handle: number, buf: Buffer, length: number, position: number, dropSetId = false): Promise<number> {
     const f = this.file(handle);
     if (this.sink) await this.sink.admit(length + 128);
     const guard = this.guardOf(f);
+    if (dropSetId) await this.dropSetIdOf(f);
     if (guard) await guard.data({ fd: f.fd }, position, length);
     const doWrite = (): Promise<number> => new Promise<number>((resolve, reject) => {
       fs.write(f.fd, buf, 0, length, position, (err, written) => (err ? reject(err) : resolve(written)));
@@ -547,6 +563,21 @@ export class Filesystem {
     return native.copyRange(srcFd, srcOffset, f.fd, position, length);
   }
 
+  /**
+   * Drops the set-ID bits of an open file as a change by a process without
+   * CAP_FSETID does (dropSetIdBits), when it has any: saved for the
+   * checkpoints first, recorded with the file's attributes at flush, fsync or
+   * release (as a write's size and mtime are).
+   */
+  private async dropSetIdOf(f: OpenFile): Promise<void> {
+    const st = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(f.fd, (err, s) => (err ? reject(err) : resolve(s))));
+    if (setIdDrop(st) === 0) return;
+    const guard = this.guardOf(f);
+    if (guard) await guard.attrs({ fd: f.fd });
+    await dropSetIdBits(f.fd);
+    f.dirty = true;
+  }
+
   /** close(2) of one descriptor of the file: records its attributes if it was written. */
   async flush(handle: number): Promise<void> {
     await this.recordAttrsIfDirty(this.file(handle));
@@ -563,9 +594,11 @@ export class Filesystem {
     await this.sink.barrier();
   }
 
-  async fallocate(handle: number, mode: number, offset: number, length: number): Promise<void> {
+  /** fallocate(2) through an open handle; `dropSetId` as for write. */
+  async fallocate(handle: number, mode: number, offset: number, length: number, dropSetId = false): Promise<void> {
     const f = this.file(handle);
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    if (dropSetId) await this.dropSetIdOf(f);
     if (f.remote && this.restore && f.id !== null) {
       await this.restore.fetchAll(f.id, f.fd);
       f.remote = false;
@@ -851,12 +884,37 @@ const S_ISGID = 0o2000;
  * group-execute is set.
  */
 async function dropSetIdOnTruncate(fd: number): Promise<void> {
-  const st = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(fd, (err, s) => (err ? reject(err) : resolve(s))));
-  if (!st.isFile()) return;
+  await dropSetIdBits(fd);
+}
+
+/**
+ * The set-ID bits a change by a process without CAP_FSETID drops (the rule
+ * the kernel applies for FUSE, and strata wherever the kernel leaves it to
+ * the filesystem: O_TRUNC opens, and writes, truncations and fallocates under
+ * handle_killpriv_v2): S_ISUID always, S_ISGID when group-execute is set; only
+ * of a regular file.
+ */
+function setIdDrop(st: fs.Stats): number {
+  if (!st.isFile()) return 0;
   let drop = st.mode & S_ISUID;
   if ((st.mode & (S_ISGID | C.S_IXGRP)) === (S_ISGID | C.S_IXGRP)) drop |= S_ISGID;
+  return drop;
+}
+
+/** Drops them (setIdDrop) from the file behind `fd`. */
+async function dropSetIdBits(fd: number): Promise<void> {
+  const st = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(fd, (err, s) => (err ? reject(err) : resolve(s))));
+  const drop = setIdDrop(st);
   if (drop === 0) return;
   await new Promise<void>((resolve, reject) => fs.fchmod(fd, st.mode & 0o7777 & ~drop, (err) => (err ? reject(err) : resolve())));
+}
+
+/** Drops them (setIdDrop) from the file at store path `rel` (not following a symbolic link). */
+async function dropSetIdBitsAt(rel: string): Promise<void> {
+  const st = await fsp.lstat(rel);
+  const drop = setIdDrop(st);
+  if (drop === 0) return;
+  await fsp.chmod(rel, st.mode & 0o7777 & ~drop);
 }
 
 /** Store-relative path of the directory holding `rel`. */

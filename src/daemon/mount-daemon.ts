@@ -9,6 +9,7 @@ import type { Server } from 'node:net';
 import { LocalStore } from '../store/local-store.js';
 import { Filesystem } from '../core/filesystem.js';
 import { FuseAdapter, type MountOptions } from '../fuse/adapter.js';
+import type { Features } from '../fuse/bridge.js';
 import type { Logger } from '../log/logger.js';
 import { serveControl, callControl, type ControlRequest } from './control.js';
 import { probeMountpoint, detach } from './mount-table.js';
@@ -86,6 +87,12 @@ export interface DaemonStatus {
   knownInodes: number;
   /** The kernel caches writes (--writeback-cache, granted by the kernel). */
   writebackCache: boolean;
+  /**
+   * What the FUSE connection negotiated with the kernel (null before init):
+   * each feature strata asked for and the kernel granted, plus passthrough's
+   * counters (docs/fuse-bridge.md).
+   */
+  fuseFeatures: FuseFeatures | null;
   /** Requests answered, per op (by JavaScript and by the FUSE thread). */
   requests: Record<string, number>;
   /** Of those, the ones the FUSE thread answered itself. */
@@ -189,7 +196,11 @@ export class MountDaemon {
     // Tracking is on before the mount serves when checkpoints exist.
     this.checkpoints = await Checkpoints.load(this.store, this.fs, this.log);
     const adapterLog = this.config.mirror ? tapRequestErrors(this.log.child({}), this.startConditions(this.config.mirror)) : this.log;
-    this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options }, adapterLog);
+    // handle_killpriv_v2 only without a mirror: under it the store's own kernel
+    // drops a file capability (security.capability) when the daemon writes,
+    // which no journal record would carry to the archive (docs/fuse-bridge.md).
+    const killpriv = this.config.mirror ? { handleKillprivV2: false } : {};
+    this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options, ...killpriv }, adapterLog);
     // The restore tells the adapter before it changes an object behind the kernel (vouches for settled nodes).
     if (this.onDemand) this.onDemand.settleWatch = this.adapter.settleWatch;
     this.installObservers();
@@ -237,6 +248,7 @@ export class MountDaemon {
       openHandles: this.fs?.handles.size ?? 0,
       knownInodes: this.adapter?.knownInodes ?? 0,
       writebackCache: this.adapter?.writebackCache ?? false,
+      fuseFeatures: this.adapter?.features ? fuseFeaturesOf(this.adapter.features, this.adapter.maxWrite) : null,
       requests: this.adapter?.requestCounts() ?? {},
       requestsOnFuseThread: this.adapter?.bridgeCounts() ?? {},
       mirror: this.mirror?.status() ?? null,
@@ -551,4 +563,33 @@ export async function checkStore(store: string): Promise<void> {
     throw err;
   }
   if (!isDir) throw new Error(`store ${root} exists and is not a directory`);
+}
+
+/** The FUSE connection's negotiated features, as `strata status` reports them. */
+export interface FuseFeatures {
+  writebackCache: boolean;
+  /** Largest write request (max_write; libfuse asks for max_pages to match). */
+  maxWriteBytes: number;
+  passthrough: boolean;
+  handleKillprivV2: boolean;
+  /** What the kernel offered that strata may ask for. */
+  offered: { passthrough: boolean; handleKillprivV2: boolean };
+  passthroughOpens: number;
+  passthroughShared: number;
+  passthroughRefused: number;
+  backingFiles: number;
+}
+
+function fuseFeaturesOf(f: Features, maxWrite: number): FuseFeatures {
+  return {
+    writebackCache: f.writebackCache,
+    maxWriteBytes: maxWrite,
+    passthrough: f.passthrough,
+    handleKillprivV2: f.handleKillprivV2,
+    offered: { passthrough: f.offeredPassthrough, handleKillprivV2: f.offeredKillprivV2 },
+    passthroughOpens: f.passthroughOpens,
+    passthroughShared: f.passthroughShared,
+    passthroughRefused: f.passthroughRefused,
+    backingFiles: f.backingFiles,
+  };
 }

@@ -4,7 +4,7 @@
 // every request exactly once, and maps every error through the one errno
 // table. Reads and writes of plain local files are served by the FUSE thread
 // itself (direct descriptors), so they never reach this thread.
-import { ll, FC, type Session } from './bridge.js';
+import { ll, FC, type Session, type Features } from './bridge.js';
 import type { BigIntStats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Filesystem, Caller, OpenResult, DirEntryInfo, ObjectRef, SetattrChanges } from '../core/filesystem.js';
@@ -72,6 +72,22 @@ export interface MountOptions {
    * sync-mode mirror, where every write must wait for the archive.
    */
   writebackCache?: boolean;
+  /**
+   * Ask the kernel for FUSE passthrough (Linux 6.9+; default true, not with
+   * the writeback cache, which the kernel refuses alongside it): read-only
+   * opens of local files, while nothing journals or tracks the store, are
+   * served by the kernel from the store's file (docs/fuse-bridge.md). The
+   * environment variable STRATA_PASSTHROUGH=0 turns it off too.
+   */
+  passthrough?: boolean;
+  /**
+   * Ask the kernel for handle_killpriv_v2 (default true): it no longer asks
+   * for security.capability before writes, and leaves dropping set-ID bits on
+   * write and truncate to strata. The daemon turns it off on a mirrored mount
+   * (docs/fuse-bridge.md: the store's own kernel would drop a file capability
+   * unjournalled). STRATA_KILLPRIV_V2=0 turns it off too.
+   */
+  handleKillprivV2?: boolean;
   /** Name shown in /proc/mounts. */
   fsname?: string;
   /** libfuse's request trace on stderr. */
@@ -83,6 +99,8 @@ export function fuseOptionString(opts: MountOptions): string {
   if (opts.fsname) list.push(`fsname=${opts.fsname.replace(/[,\\]/g, '_')}`);
   if (opts.allowOther) list.push('allow_other');
   if (opts.writebackCache) list.push('writeback_cache');
+  else if (opts.passthrough !== false && process.env['STRATA_PASSTHROUGH'] !== '0') list.push('passthrough');
+  if (opts.handleKillprivV2 !== false && process.env['STRATA_KILLPRIV_V2'] !== '0') list.push('handle_killpriv_v2');
   if (opts.debug) list.push('debug');
   return list.join(',');
 }
@@ -159,6 +177,21 @@ export class FuseAdapter {
   /** The kernel caches writes (asked for with writebackCache and granted). */
   get writebackCache(): boolean {
     return this.session !== null && !this.closed && ll.writebackCache(this.session);
+  }
+
+  /**
+   * What the connection negotiated with the kernel at INIT (null before it,
+   * or once the session is gone), and passthrough's counters.
+   */
+  /** Largest write the kernel sends in one request (the max_write option). */
+  get maxWrite(): number {
+    return this.opts.maxWrite ?? 1048576;
+  }
+
+  get features(): Features | null {
+    if (this.session === null || this.closed) return null;
+    const f = ll.features(this.session);
+    return f.initSeen || f.writebackCache ? f : null;
   }
 
   /** Requests the FUSE thread answered itself, per op. */
@@ -662,6 +695,8 @@ export class FuseAdapter {
         if (r.toSet & SET.UID) ch.uid = args[SETARG.UID]!;
         if (r.toSet & SET.GID) ch.gid = args[SETARG.GID]!;
         if (r.toSet & SET.SIZE) ch.size = r.off;
+        // handle_killpriv_v2: a truncation by a caller without CAP_FSETID drops set-ID bits.
+        if (r.toSet & SET.KILL_SUIDGID) ch.dropSetId = true;
         if (r.toSet & (SET.ATIME | SET.MTIME | SET.ATIME_NOW | SET.MTIME_NOW)) {
           ch.atime = r.toSet & SET.ATIME_NOW ? 'now' : r.toSet & SET.ATIME ? { sec: args[SETARG.ATIME_S]!, nsec: args[SETARG.ATIME_NS]! } : 'omit';
           ch.mtime = r.toSet & SET.MTIME_NOW ? 'now' : r.toSet & SET.MTIME ? { sec: args[SETARG.MTIME_S]!, nsec: args[SETARG.MTIME_NS]! } : 'omit';
@@ -763,7 +798,9 @@ export class FuseAdapter {
       }
       case OP.write: {
         const data = r.data ?? Buffer.alloc(0);
-        const n = await this.withHandle(r, (h) => fs.write(h, data, data.length, r.off));
+        const kill = (r.mode & FC.WRITE_KILL_SUIDGID) !== 0;
+        const n = await this.withHandle(r, (h) => fs.write(h, data, data.length, r.off, kill));
+        if (kill) this.invalidateAttrs(r.ino);
         this.jsBytes.written += n;
         answer(() => ll.replyWrite(r.req, n));
         return;
@@ -782,7 +819,9 @@ export class FuseAdapter {
         answer(() => ll.replyErr(r.req, 0));
         return;
       case OP.fallocate:
-        await this.withHandle(r, (h) => fs.fallocate(h, r.mode, r.off, r.size));
+        const kill = (r.rdev & FC.WRITE_KILL_SUIDGID) !== 0;
+        await this.withHandle(r, (h) => fs.fallocate(h, r.mode, r.off, r.size, kill));
+        if (kill) this.invalidateAttrs(r.ino);
         answer(() => ll.replyErr(r.req, 0));
         return;
       case OP.opendir: {
@@ -890,6 +929,16 @@ export class FuseAdapter {
     } finally {
       this.fs.handles.remove(handle);
     }
+  }
+
+  /**
+   * After a write or fallocate that may have dropped set-ID bits
+   * (handle_killpriv_v2): the kernel invalidates only the size and times it
+   * caches, so a program asking for the mode alone would see the old one.
+   * Offset -1: attributes only, no lock taken (the writer holds the inode).
+   */
+  private invalidateAttrs(nodeid: number): void {
+    if (this.session && !this.closed) ll.notifyInvalInode(this.session, nodeid, -1, 0);
   }
 
   private async closeHandle(inode: Inode, handle: number): Promise<void> {

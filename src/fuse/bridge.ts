@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import type * as Bridge from 'fuse-native';
 
-export type { Session } from 'fuse-native';
+export type { Session, Features } from 'fuse-native';
 export const ll: typeof Bridge = createRequire(import.meta.url)('fuse-native') as typeof Bridge;
 /** Layouts, flags and bits shared with the bridge's C. */
 export const FC = ll.constants;

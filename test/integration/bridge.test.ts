@@ -90,7 +90,7 @@ test('constants come from the C: every name the types declare has a value, and l
     t.is(layout['LEN'], fields.length, name);
     t.deepEqual(fields.map((f) => layout[f]).sort((a, b) => a! - b!), fields.map((_, i) => i), `${name} is dense`);
   }
-  const setattr: Record<Bridge.SetattrBit, true> = { MODE: true, UID: true, GID: true, SIZE: true, ATIME: true, MTIME: true, ATIME_NOW: true, MTIME_NOW: true };
+  const setattr: Record<Bridge.SetattrBit, true> = { MODE: true, UID: true, GID: true, SIZE: true, ATIME: true, MTIME: true, ATIME_NOW: true, MTIME_NOW: true, KILL_SUIDGID: true };
   t.deepEqual(Object.keys(FC.setattr).sort(), Object.keys(setattr).sort());
   const bits = Object.values(FC.setattr);
   t.is(bits.reduce((a, b) => a | b, 0), bits.reduce((a, b) => a + b, 0), 'setattr bits are distinct single bits');

@@ -12,10 +12,12 @@
 // compared only right after they were set: a read served from the page cache
 // does not reach the store, so relatime updates legitimately differ.
 //
-// Five mounts: the default one (the FUSE thread answers most requests itself),
-// --no-direct-io (every request through the JavaScript core), no kernel caching
-// with a tiny FUSE-thread node table, one where steps run as other users
-// (--allow-other), and --writeback-cache (with another user). A 'forget' step makes the kernel drop
+// Seven mounts: the default one (the FUSE thread answers most requests itself,
+// read-only opens pass through, handle_killpriv_v2), --no-direct-io (every
+// request through the JavaScript core), no kernel caching with a tiny
+// FUSE-thread node table, one where steps run as other users (--allow-other),
+// --writeback-cache (with another user), passthrough with another user and a
+// tiny node table, and the fallbacks --no-passthrough --no-killpriv-v2. A 'forget' step makes the kernel drop
 // every unused dentry and inode (FORGET requests), as memory pressure would.
 //
 // Replay a failure with the seed (and path) fast-check prints:
@@ -29,7 +31,7 @@ import { isDeepStrictEqual } from 'node:util';
 import * as fsp from 'node:fs/promises';
 import { constants as C, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
-import { withMount, type TestMount } from '../helpers/mount.js';
+import { strata, withMount, type TestMount } from '../helpers/mount.js';
 import { pictureOf } from '../helpers/tree.js';
 import { utimens, setxattr, getxattr, removexattr, listxattr, type TimeSpec } from '../../src/native/index.js';
 
@@ -462,6 +464,8 @@ interface Config {
   users: readonly number[];
   /** Environment of the daemon. */
   env?: NodeJS.ProcessEnv;
+  /** The mount must have served read-only opens through FUSE passthrough (checked after the sequences). */
+  passthrough?: boolean;
 }
 
 const CONFIGS: readonly Config[] = [
@@ -478,6 +482,16 @@ const CONFIGS: readonly Config[] = [
   // mtime itself, and reads pages of write-only handles (the bridge opens them
   // read-write and without O_APPEND).
   { title: '--writeback-cache (the kernel caches writes), steps by two users (--allow-other)', args: ['--writeback-cache', '--allow-other'], runs: 120, users: [1000] },
+  // Passthrough and handle_killpriv_v2 are on by default (the configurations
+  // above run with them, but for --writeback-cache, which the kernel does not
+  // combine with passthrough); here with other users' writes (set-ID bits
+  // dropped by strata) and a tiny node table (opens answered by both sides
+  // meet on one inode), checked to have passed opens through.
+  {
+    title: 'FUSE passthrough and handle_killpriv_v2 (the defaults), steps by two users, FUSE-thread node table of 4',
+    args: ['--allow-other'], runs: 100, users: [1000], env: { STRATA_NODE_TABLE_MAX: '4' }, passthrough: true,
+  },
+  { title: 'fallbacks: --no-passthrough --no-killpriv-v2, steps by two users', args: ['--no-passthrough', '--no-killpriv-v2', '--allow-other'], runs: 80, users: [1000] },
 ];
 
 for (const config of CONFIGS) {
@@ -537,6 +551,12 @@ for (const config of CONFIGS) {
     const started = Date.now();
     await fc.assert(property, params);
     t.log(`${tally.total} operations, ${tally.succeeded} succeeded, in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    if (config.passthrough) {
+      const st = JSON.parse(strata(['status', '--json', m.mnt]).stdout) as { fuseFeatures: { passthrough: boolean; handleKillprivV2: boolean; passthroughOpens: number } };
+      t.log(`passthrough opens: ${st.fuseFeatures.passthroughOpens}`);
+      t.true(st.fuseFeatures.passthrough && st.fuseFeatures.handleKillprivV2, 'both negotiated');
+      t.true(st.fuseFeatures.passthroughOpens > 0, 'read-only opens passed through');
+    }
     t.log(tally.toString());
     t.pass();
   });

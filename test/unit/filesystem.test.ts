@@ -923,6 +923,32 @@ test.serial('InodeTable: pathOf uses the first name that still leads to the root
   t.is(tab.pathOf(x), null);
 });
 
+test.serial('handle_killpriv_v2: write, fallocate and truncation with dropSetId drop set-user-ID, and set-group-ID with group-execute; without it nothing goes', async (t) => {
+  // The kernel leaves the drop to strata and flags the request (the adapter passes dropSetId).
+  const modes: ReadonlyArray<[number, number]> = [[0o4755, 0o755], [0o6775, 0o775], [0o2775, 0o775], [0o2745, 0o2745], [0o644, 0o644]];
+  let n = 0;
+  for (const [before, after] of modes) {
+    for (const how of ['write', 'fallocate', 'truncate', 'ftruncate'] as const) {
+      for (const drop of [true, false]) {
+        const path = `/kill${n++}`;
+        await makeFile(path, 'content');
+        await core.chmod(path, before);
+        if (how === 'truncate') {
+          await core.setattr({ path }, { size: 3, dropSetId: drop });
+        } else {
+          const res = await core.open(path, C.O_RDWR, USER);
+          if (how === 'write') t.is(await core.write(res.handle, Buffer.from('x'), 1, 7, drop), 1);
+          else if (how === 'fallocate') await core.fallocate(res.handle, 0, 0, 8192, drop);
+          else await core.setattr({ handle: res.handle }, { size: 3, dropSetId: drop });
+          await core.release(res.handle);
+        }
+        t.is(modeOf(await core.getattr(path)), drop ? after : before, `${before.toString(8)} ${how} dropSetId=${String(drop)}`);
+      }
+    }
+  }
+  noHandlesLeft(t);
+});
+
 test.serial('a truncating open by an unprivileged caller drops set-user-ID, and set-group-ID with group-execute', async (t) => {
   // atomic_o_trunc leaves the truncation to strata, which truncates as root.
   const cases: ReadonlyArray<[number, Caller | undefined, number, number, string]> = [

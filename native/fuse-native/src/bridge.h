@@ -92,7 +92,15 @@ enum {
 #define BRIDGE_SETATTR_BITS(X) \
   X(MODE, FUSE_SET_ATTR_MODE) X(UID, FUSE_SET_ATTR_UID) X(GID, FUSE_SET_ATTR_GID) \
   X(SIZE, FUSE_SET_ATTR_SIZE) X(ATIME, FUSE_SET_ATTR_ATIME) X(MTIME, FUSE_SET_ATTR_MTIME) \
-  X(ATIME_NOW, FUSE_SET_ATTR_ATIME_NOW) X(MTIME_NOW, FUSE_SET_ATTR_MTIME_NOW)
+  X(ATIME_NOW, FUSE_SET_ATTR_ATIME_NOW) X(MTIME_NOW, FUSE_SET_ATTR_MTIME_NOW) \
+  X(KILL_SUIDGID, LL_SETATTR_KILL_SUIDGID)
+// The bridge's own setattr bit (handle_killpriv_v2, FATTR_KILL_SUIDGID): drop
+// set-user-ID, and set-group-ID with group-execute, after the change (a
+// truncation or chown by a caller without CAP_FSETID). Above libfuse's bits.
+#define LL_SETATTR_KILL_SUIDGID (1 << 30)
+// A write record's mode: the writer has no CAP_FSETID and set-ID bits must go
+// (FUSE_WRITE_KILL_SUIDGID). Exported as `constants.WRITE_KILL_SUIDGID`.
+#define LL_WRITE_KILL_SUIDGID 1
 
 // replyStatfs's Float64Array. Exported as `constants.statfs`.
 #define BRIDGE_STATFS_FIELDS(X) \
@@ -133,10 +141,11 @@ enum {
 // resolved on the FUSE thread so that nodes get their descriptors.
 #define LL_FAST_SETTLED 8
 
-// fi->fh: bits 0-31 the JavaScript handle (`constants.HANDLE_MAX`), bits 32-61
-// direct descriptor + 1, bit 62 direct read, bit 63 direct write.
+// fi->fh: bits 0-31 the JavaScript handle (`constants.HANDLE_MAX`), bits 32-60
+// direct descriptor + 1, bit 61 passthrough, bit 62 direct read, bit 63 direct write.
 #define LL_HANDLE_MASK 0xFFFFFFFFULL
-#define LL_FH_FD_MASK 0x3FFFFFFFULL
+#define LL_FH_FD_MASK 0x1FFFFFFFULL
+#define LL_FH_PASSTHROUGH  (1ULL << 61) // answered with FOPEN_PASSTHROUGH (passthrough.c)
 #define LL_FH_DIRECT_READ  (1ULL << 62)
 #define LL_FH_DIRECT_WRITE (1ULL << 63)
 
@@ -165,9 +174,11 @@ typedef struct bridge_req {
   int has_fi;
   double off;              // offset; new size (setattr); nlookup (forget)
   double size;             // requested size (read, readdir, xattr probes); fallocate length
-  uint32_t mode;           // mode; access mask; fallocate mode; datasync; xattr flags; failed: errno
+  uint32_t mode;           // mode; access mask; fallocate mode; datasync; xattr flags; failed: errno;
+                           // write: LL_WRITE_KILL_SUIDGID when set-ID bits must go (handle_killpriv_v2)
   uint32_t to_set;         // setattr: FUSE_SET_ATTR_* bits
-  uint32_t rdev;           // mknod: device; create: open flags; failed: the op (LL_*)
+  uint32_t rdev;           // mknod: device; create: open flags; failed: the op (LL_*);
+                           // fallocate: LL_WRITE_KILL_SUIDGID when set-ID bits must go
   double setattr_args[SETATTR_LEN];
   char *data;              // write payload / xattr value (malloc'd)
   size_t data_len;
@@ -205,6 +216,28 @@ typedef struct bridge_session {
   unsigned max_write;      // bytes per WRITE request (the max_write= option), 0: libfuse's
   int writeback_wanted;    // the writeback_cache option: ask the kernel for its writeback cache
   int writeback_on;        // the kernel granted it (set in init, read by open/create after)
+  // Features libfuse 3.14 does not know, added to the INIT reply by the bridge
+  // (session.c: negotiate_init): asked for with the passthrough and
+  // handle_killpriv_v2 options, on when the kernel offered them.
+  int passthrough_wanted;
+  int killpriv_wanted;
+  int passthrough_on;      // FUSE_PASSTHROUGH negotiated (passthrough.c)
+  int killpriv_on;         // FUSE_HANDLE_KILLPRIV_V2 negotiated
+  uint64_t kernel_offered; // the INIT request's flags (flags2 in the high half)
+  int init_intercepted;    // the INIT reply went through negotiate_init
+  // The receive loop (session.c): worker threads, under loop_lock.
+  pthread_mutex_t loop_lock;
+  pthread_cond_t loop_cond;
+  int loop_threads;        // workers running
+  int loop_idle;           // workers waiting for a request
+  // Passthrough (passthrough.c), under pt_lock (a leaf lock).
+  pthread_mutex_t pt_lock;
+  struct pt_entry **pt_buckets;
+  size_t pt_nbuckets;
+  uint64_t pt_opens;       // opens answered in passthrough (__atomic)
+  uint64_t pt_shared;      // ... of them, opens that only joined an inode in passthrough (FOPEN_DIRECT_IO)
+  uint64_t pt_refused;     // backing registrations the kernel refused (__atomic)
+  int pt_backing;          // backing files registered now
   pthread_t thread;
   int loop_result;
   int loop_done;           // the FUSE loop has ended (the kernel connection is gone)
@@ -300,11 +333,11 @@ int fast_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct st
 int fast_open (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 int fast_new (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi);
 int fast_read (bridge_session_t *s, fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi);
-int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi);
+int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi, int kill_suidgid);
 int fast_flush (bridge_session_t *s, fuse_req_t req, struct fuse_file_info *fi);
 int fast_release (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 int fast_fsync (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
-int fast_fallocate (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi);
+int fast_fallocate (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi, int kill_suidgid);
 int fast_getxattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *name);
 // settled.c: the same answers during a restore, for nodes JavaScript vouched for.
 int fast_settled_getattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino);
@@ -324,6 +357,42 @@ int track_covers (bridge_session_t *s, uint64_t ino, uint64_t off, uint64_t size
 // ---- intake.c ------------------------------------------------------------------------------
 
 extern const struct fuse_lowlevel_ops bridge_ll_ops;
+// The INIT notice for JavaScript, queued by session.c once the reply is sent.
+void intake_init_done (bridge_session_t *s);
+
+// ---- session.c: the raw request -------------------------------------------------------------
+
+// The raw request the calling FUSE thread is processing (its fuse_in_header,
+// then the op's arguments), or NULL (libfuse got it through a pipe, or no
+// request is being processed). Read by intake.c for the flags libfuse 3.14
+// does not pass on (the kill-set-ID flags of handle_killpriv_v2).
+const void *raw_request (void);
+
+// ---- passthrough.c ---------------------------------------------------------------------------
+
+int pt_init (bridge_session_t *s);
+void pt_free (bridge_session_t *s);
+// How an open of node `ino` is answered, decided (and counted) under
+// pt_lock, the same way for the FUSE thread's opens and JavaScript's: the
+// kernel wants every open of an inode in one mode (page cache, or
+// passthrough to one backing file). `eligible`: this open may pass through
+// (passthrough_eligible). Returns PT_NONE (a normal open), PT_FULL (reads
+// and writes go to the backing file) or PT_JOINED (the inode is in
+// passthrough already: FOPEN_PASSTHROUGH | FOPEN_DIRECT_IO, reads and writes
+// come to strata as requests); *backing_id is set for the latter two.
+enum { PT_NONE = 0, PT_FULL = 1, PT_JOINED = 2 };
+int pt_open_decide (bridge_session_t *s, fuse_ino_t ino, int fd, int eligible, int32_t *backing_id);
+// An open decided by pt_open_decide did not reach the kernel (the opener went away): undo it.
+void pt_open_undo (bridge_session_t *s, fuse_ino_t ino, int mode);
+// A RELEASE of a file handle (intake.c, before anyone answers it): the
+// kernel has dropped that file's io mode already (fuse_file_put).
+void pt_release (bridge_session_t *s, fuse_ino_t ino, uint64_t fh);
+// May this open pass through (flags: the open's; fh: the handle it gets)?
+int passthrough_eligible (bridge_session_t *s, int flags, uint64_t fh);
+// Answers an open or create with the handle in fi and the passthrough mode
+// (pt_open_decide); e != NULL: a create. Returns libfuse's result (-ENOENT:
+// the opener went away).
+int pt_reply_open (fuse_req_t req, const struct fuse_entry_param *e, const struct fuse_file_info *fi, int mode, int32_t backing_id);
 
 // Is this part of the FUSE thread's own answers on (LL_FAST_*)?
 static inline int fast_on (bridge_session_t *s, int bit) {
@@ -382,6 +451,7 @@ napi_value js_fast_paths (napi_env env, napi_callback_info info);
 napi_value js_alloc_nodeid (napi_env env, napi_callback_info info);
 napi_value js_fast_counts (napi_env env, napi_callback_info info);
 napi_value js_writeback_cache (napi_env env, napi_callback_info info);
+napi_value js_features (napi_env env, napi_callback_info info);
 napi_value js_fast_bytes (napi_env env, napi_callback_info info);
 napi_value js_direct_changes (napi_env env, napi_callback_info info);
 napi_value js_track_reset (napi_env env, napi_callback_info info);

@@ -92,6 +92,35 @@ void fill_open (struct fuse_file_info *fi, uint32_t handle, int32_t fd, uint32_t
   fi->direct_io = (flags & LL_OPEN_DIRECT_IO) ? 1 : 0;
 }
 
+// ---- set-ID bits (handle_killpriv_v2) -------------------------------------------------------
+
+// The set-ID bits a change by a process without CAP_FSETID drops from `st`
+// (as the kernel does for FUSE: S_ISUID always, S_ISGID with group-execute).
+static mode_t setid_drop (const struct stat *st) {
+  if (!S_ISREG(st->st_mode)) return 0;
+  mode_t drop = st->st_mode & S_ISUID;
+  if ((st->st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) drop |= S_ISGID;
+  return drop;
+}
+
+// Drops them from the file behind descriptor fd (a real one, not O_PATH) of
+// node ino on this thread: 0 when done or nothing to drop, -1 when JavaScript
+// must (only LL_FAST_WRITE lets this thread change attributes: nothing
+// journals or tracks them then), else an errno. The kernel keeps the mode it
+// has cached after such a write (it invalidates only size and times), so a
+// drop also invalidates the node's attributes (offset -1: no page and no
+// inode lock is taken, so this is safe while the writer holds the inode).
+static int kill_suidgid (bridge_session_t *s, int fd, fuse_ino_t ino) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return errno;
+  mode_t drop = setid_drop(&st);
+  if (drop == 0) return 0;
+  if (!fast_on(s, LL_FAST_WRITE)) return -1;
+  if (fchmod(fd, st.st_mode & 07777 & ~drop) != 0) return errno;
+  fuse_lowlevel_notify_inval_inode(s->se, ino, -1, 0);
+  return 0;
+}
+
 // ---- security.capability ----------------------------------------------------------------
 
 // The kernel asks for security.capability before every write(2) (to drop file
@@ -198,6 +227,12 @@ int fast_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct st
   if (err == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
     if ((fd >= 0 ? ftruncate(fd, attr->st_size) : truncate(proc, attr->st_size)) != 0) err = errno;
   }
+  if (err == 0 && (to_set & LL_SETATTR_KILL_SUIDGID)) {
+    // A truncation by a caller without CAP_FSETID (handle_killpriv_v2).
+    if (fstat(fd >= 0 ? fd : pfd, &st) != 0) err = errno;
+    mode_t drop = err == 0 ? setid_drop(&st) : 0;
+    if (drop != 0 && (fd >= 0 ? fchmod(fd, st.st_mode & 07777 & ~drop) : chmod(proc, st.st_mode & 07777 & ~drop)) != 0) err = errno;
+  }
   if (err == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW))) {
     struct timespec ts[2];
     ts[0].tv_sec = 0; ts[0].tv_nsec = UTIME_OMIT;
@@ -302,8 +337,12 @@ int fast_new (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const char
     return 1;
   }
   fill_open(fi, 0, fd, LL_OPEN_KEEP_CACHE | LL_OPEN_DIRECT_READ | LL_OPEN_DIRECT_WRITE);
-  if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+  // A new file: its inode cannot be in passthrough, but the open is counted (passthrough.c).
+  int32_t backing = 0;
+  int pt = pt_open_decide(s, nodeid, fd, 0, &backing);
+  if ((pt != PT_NONE ? pt_reply_open(req, &e, fi, pt, backing) : fuse_reply_create(req, &e, fi)) == -ENOENT) {
     // The creator was interrupted: nobody will release this handle.
+    pt_open_undo(s, nodeid, pt);
     close(fd);
     node_pin(s, nodeid, -1);
     node_forget(s, nodeid, 1);
@@ -344,8 +383,11 @@ int fast_open (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fuse_
     return 1;
   }
   fill_open(fi, 0, fd, (S_ISREG(st.st_mode) && st.st_nlink == 1 ? LL_OPEN_KEEP_CACHE : 0) | LL_OPEN_DIRECT_READ | LL_OPEN_DIRECT_WRITE);
-  if (fuse_reply_open(req, fi) == -ENOENT) {
+  int32_t backing = 0;
+  int pt = pt_open_decide(s, ino, fd, S_ISREG(st.st_mode) && passthrough_eligible(s, fi->flags, fi->fh), &backing);
+  if ((pt != PT_NONE ? pt_reply_open(req, NULL, fi, pt, backing) : fuse_reply_open(req, fi)) == -ENOENT) {
     // The opener was interrupted: nobody will release this handle.
+    pt_open_undo(s, ino, pt);
     close(fd);
     node_pin(s, ino, -1);
   }
@@ -391,9 +433,20 @@ static void direct_change_end (bridge_session_t *s) {
   __atomic_sub_fetch(&s->direct_changes, 1, __ATOMIC_SEQ_CST);
 }
 
-int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi, int kill) {
   if (!(fi->fh & LL_FH_DIRECT_WRITE)) return 0;
   int fd = direct_fd(fi->fh);
+  if (kill) {
+    // The writer has no CAP_FSETID (handle_killpriv_v2): set-ID bits go first,
+    // as the kernel drops them before a write.
+    int err = kill_suidgid(s, fd, ino);
+    if (err < 0) return 0;
+    if (err > 0) {
+      fuse_reply_err(req, err);
+      report_failure(s, LL_WRITE, ino, NULL, err);
+      return 1;
+    }
+  }
   if (!direct_change_begin(s, fd, off, size)) return 0;
   size_t done = 0;
   while (done < size) {
@@ -459,8 +512,17 @@ int fast_fsync (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int datasyn
 }
 
 // As fsync: a direct-write handle has nothing to journal.
-int fast_fallocate (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi) {
+int fast_fallocate (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi, int kill) {
   if (!(fi->fh & LL_FH_DIRECT_WRITE)) return 0;
+  if (kill) {
+    int err = kill_suidgid(s, direct_fd(fi->fh), ino);
+    if (err < 0) return 0;
+    if (err > 0) {
+      fuse_reply_err(req, err);
+      report_failure(s, LL_FALLOCATE, ino, NULL, err);
+      return 1;
+    }
+  }
   if (!direct_change_begin(s, direct_fd(fi->fh), 0, 0)) return 0;
   int err = fallocate(direct_fd(fi->fh), mode, offset, length) == 0 ? 0 : errno;
   direct_change_end(s);

@@ -4,6 +4,7 @@
 // else copies the request into a record (bridge_req_t) and queues it for
 // JavaScript (requests.c). Nothing here waits for JavaScript.
 #include "bridge.h"
+#include "kernel_abi.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -80,7 +81,52 @@ static void ll_init (void *userdata, struct fuse_conn_info *conn) {
   } else {
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   }
+  // JavaScript hears of the init once the reply is out (intake_init_done):
+  // session.c adds to it what libfuse does not know.
+}
+
+void intake_init_done (bridge_session_t *s) {
   req_notify(s, req_new(s, NULL, LL_INIT, 0));
+}
+
+// ---- handle_killpriv_v2 ----------------------------------------------------------------
+//
+// With FUSE_HANDLE_KILLPRIV_V2 the kernel no longer drops set-user-ID and
+// set-group-ID bits itself on write, truncate and chown (nor asks for
+// security.capability first): it flags the request and the filesystem drops
+// them (S_ISUID always, S_ISGID with group-execute, as the kernel did for
+// FUSE). libfuse 3.14 does not pass the flags on, so they are read from the
+// raw request (session.c: raw_request). A chown needs nothing here: the
+// store's own kernel drops the bits when the daemon chowns a regular file.
+
+// The raw request, when it is a `opcode` request with at least `need` bytes of arguments.
+static const void *raw_args (uint32_t opcode, size_t need) {
+  const struct kfuse_in_header *in = (const struct kfuse_in_header *) raw_request();
+  if (in == NULL || in->opcode != opcode || in->len < sizeof(*in) + need) return NULL;
+  return in + 1;
+}
+
+// When the raw request is not at hand (libfuse read it through a pipe, which
+// the bridge never asks for: no FUSE_CAP_SPLICE_READ), the caller's uid
+// stands in for CAP_FSETID, as for a fallocate.
+static int raw_missing_kills (fuse_req_t req) {
+  return raw_request() == NULL && fuse_req_ctx(req)->uid != 0;
+}
+
+// A WRITE whose writer lacks CAP_FSETID (FUSE_WRITE_KILL_SUIDGID).
+static int write_kills (bridge_session_t *s, fuse_req_t req) {
+  if (!s->killpriv_on) return 0;
+  const struct kfuse_write_in *w = (const struct kfuse_write_in *) raw_args(KFUSE_WRITE, sizeof(struct kfuse_write_in));
+  return w != NULL ? (w->write_flags & KFUSE_WRITE_KILL_SUIDGID) != 0 : raw_missing_kills(req);
+}
+
+// A SETATTR that must drop the bits after it (FATTR_KILL_SUIDGID): a
+// truncation by a caller without CAP_FSETID (a chown's are dropped by the
+// store's kernel).
+static int setattr_kills (bridge_session_t *s, fuse_req_t req) {
+  if (!s->killpriv_on) return 0;
+  const struct kfuse_setattr_in *a = (const struct kfuse_setattr_in *) raw_args(KFUSE_SETATTR, sizeof(struct kfuse_setattr_in));
+  return a != NULL ? (a->valid & KFATTR_KILL_SUIDGID) != 0 : raw_missing_kills(req);
 }
 
 static void ll_lookup (fuse_req_t req, fuse_ino_t parent, const char *name) {
@@ -129,6 +175,7 @@ static void ll_getattr (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 static void ll_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
   bridge_session_t *s = session_of(req);
+  if ((to_set & FUSE_SET_ATTR_SIZE) && setattr_kills(s, req)) to_set |= LL_SETATTR_KILL_SUIDGID;
   if (FAST_COUNTED(s, fast_setattr(fs_, req, ino, attr, to_set, fi))) return;
   bridge_req_t *r = req_new(s, req, LL_SETATTR, ino);
   if (r) {
@@ -229,11 +276,13 @@ static void ll_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, str
 
 static void ll_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
   bridge_session_t *s = session_of(req);
-  if (fast_write(s, req, ino, buf, size, off, fi)) return;
+  int kill = write_kills(s, req);
+  if (fast_write(s, req, ino, buf, size, off, fi, kill)) return;
   bridge_req_t *r = req_new(s, req, LL_WRITE, ino);
   if (r) {
     set_fi(r, fi);
     r->off = (double) off;
+    r->mode = kill ? LL_WRITE_KILL_SUIDGID : 0;
     if (!copy_data(r, buf, size)) { req_take(r); req_done(r); fuse_reply_err(req, ENOMEM); return; }
   }
   req_submit(s, req, r);
@@ -245,6 +294,8 @@ static void ll_flush (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 static void ll_release (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  // The kernel has left this file's io mode (page cache or passthrough) already.
+  pt_release(session_of(req), ino, fi->fh);
   if (fast_release(session_of(req), req, ino, fi)) return;
   queue_plain(req, LL_RELEASE, ino, fi);
 }
@@ -329,11 +380,16 @@ static void ll_create (fuse_req_t req, fuse_ino_t parent, const char *name, mode
   req_submit(s, req, r);
 }
 
+// With handle_killpriv_v2 the kernel drops no set-ID bits for a fallocate
+// either, and flags none: as file_modified() would for a caller without
+// CAP_FSETID, they go for any caller but root (the request carries no
+// capabilities).
 static void ll_fallocate (fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi) {
   bridge_session_t *s = session_of(req);
-  if (fast_fallocate(s, req, ino, mode, offset, length, fi)) return;
+  int kill = s->killpriv_on && fuse_req_ctx(req)->uid != 0;
+  if (fast_fallocate(s, req, ino, mode, offset, length, fi, kill)) return;
   bridge_req_t *r = req_new(s, req, LL_FALLOCATE, ino);
-  if (r) { set_fi(r, fi); r->mode = (uint32_t) mode; r->off = (double) offset; r->size = (double) length; }
+  if (r) { set_fi(r, fi); r->mode = (uint32_t) mode; r->off = (double) offset; r->size = (double) length; r->rdev = kill ? LL_WRITE_KILL_SUIDGID : 0; }
   req_submit(s, req, r);
 }
 

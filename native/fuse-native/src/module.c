@@ -89,6 +89,9 @@ static napi_value constants (napi_env env) {
   set_u32(env, o, "WRITE", LL_FAST_WRITE);
   napi_set_named_property(env, c, "fast", frozen(env, o));
 
+  // A write or fallocate record's kill flag (handle_killpriv_v2).
+  set_u32(env, c, "WRITE_KILL_SUIDGID", LL_WRITE_KILL_SUIDGID);
+
   return frozen(env, c);
 }
 
@@ -107,6 +110,7 @@ static napi_value init (napi_env env, napi_value exports) {
   export_fn(env, exports, "allocNodeid", js_alloc_nodeid);
   export_fn(env, exports, "fastCounts", js_fast_counts);
   export_fn(env, exports, "writebackCache", js_writeback_cache);
+  export_fn(env, exports, "features", js_features);
   export_fn(env, exports, "fastBytes", js_fast_bytes);
   export_fn(env, exports, "directChanges", js_direct_changes);
   export_fn(env, exports, "trackReset", js_track_reset);

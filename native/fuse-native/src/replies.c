@@ -123,8 +123,11 @@ napi_value js_reply_create (napi_env env, napi_callback_info info) {
   req_take(r);
   fill_open(&r->fi, handle, direct_fd, flags);
   node_learned(s, e.ino, -1, 0);
-  int rc = fuse_reply_create(r->req, &e, &r->fi);
-  if (rc == -ENOENT) node_forget(s, e.ino, 1);
+  // Counted for passthrough (passthrough.c); an existing file may join one.
+  int32_t backing = 0;
+  int pt = pt_open_decide(s, e.ino, direct_fd, 0, &backing);
+  int rc = pt != PT_NONE ? pt_reply_open(r->req, &e, &r->fi, pt, backing) : fuse_reply_create(r->req, &e, &r->fi);
+  if (rc == -ENOENT) { pt_open_undo(s, e.ino, pt); node_forget(s, e.ino, 1); }
   req_done(r);
   return js_bool(env, rc != -ENOENT);
 }
@@ -141,7 +144,16 @@ napi_value js_reply_open (napi_env env, napi_callback_info info) {
   napi_get_value_uint32(env, argv[3], &flags);
   req_take(r);
   fill_open(&r->fi, handle, direct_fd, flags);
-  int rc = r->op == LL_OPENDIR || r->op == LL_OPEN ? fuse_reply_open(r->req, &r->fi) : fuse_reply_err(r->req, EIO);
+  int rc;
+  if (r->op == LL_OPEN) {
+    // Passthrough (passthrough.c): decided for every open of a file.
+    int32_t backing = 0;
+    int pt = pt_open_decide(r->s, r->ino, direct_fd, passthrough_eligible(r->s, r->fi.flags, r->fi.fh), &backing);
+    rc = pt != PT_NONE ? pt_reply_open(r->req, NULL, &r->fi, pt, backing) : fuse_reply_open(r->req, &r->fi);
+    if (rc == -ENOENT) pt_open_undo(r->s, r->ino, pt);
+  } else {
+    rc = r->op == LL_OPENDIR ? fuse_reply_open(r->req, &r->fi) : fuse_reply_err(r->req, EIO);
+  }
   req_done(r);
   return js_bool(env, rc != -ENOENT);
 }

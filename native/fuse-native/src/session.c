@@ -1,8 +1,9 @@
 // session.c - a mount's life: mount, the FUSE loop thread, close; and the
 // switches JavaScript sets on a live session (fastPaths, allocNodeid).
 //
-// mount() mounts and starts one thread running libfuse's multi-threaded loop
-// (its workers run intake.c). The loop ends when the kernel ends the
+// mount() mounts and starts one loop thread: it answers the kernel's INIT
+// (negotiate_init) and then runs worker threads that receive requests and let
+// libfuse process them (its callbacks are intake.c). The loop ends when the kernel ends the
 // connection (unmount, abort); the thread then queues LL_EXIT. The session is
 // NOT freed there: requests JavaScript has not answered yet belong to it.
 // JavaScript answers what is in flight and calls close(), which answers what
@@ -11,6 +12,7 @@
 // bridge_session_t itself stays allocated (a few hundred bytes per mount), so
 // a late call with the session value finds `closed` instead of freed memory.
 #include "bridge.h"
+#include "kernel_abi.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,17 +27,184 @@
 #define LOOP_MAX_THREADS 64
 #define LOOP_IDLE_THREADS 10
 
+// ---- the receive loop ----------------------------------------------------------------
+//
+// The bridge runs libfuse's receive/process cycle itself instead of
+// fuse_session_loop_mt (the same model: a worker that takes a request when no
+// other is waiting starts another, up to LOOP_MAX_THREADS; more than
+// LOOP_IDLE_THREADS waiting ones end), for two things libfuse 3.14 cannot do:
+// - INIT (negotiate_init): the kernel's first request; libfuse answers it into
+//   a pipe, and the bridge adds what libfuse does not know before the reply
+//   goes to the kernel (handle_killpriv_v2; passthrough, with max_stack_depth);
+// - the raw request (raw_request): while libfuse processes a request on a
+//   worker, the worker's thread-local pointer names its bytes, so intake.c
+//   can read the kill-set-ID flags libfuse drops.
+
+static __thread const void *current_raw;
+
+const void *raw_request (void) {
+  return current_raw;
+}
+
+static void *worker (void *data);
+
+static int start_worker (bridge_session_t *s) {
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  int rc = pthread_create(&t, &attr, worker, s);
+  pthread_attr_destroy(&attr);
+  return rc == 0;
+}
+
+// A worker leaves the pool (under loop_lock): the last one wakes the loop thread.
+static void worker_gone_locked (bridge_session_t *s) {
+  s->loop_threads--;
+  if (s->loop_threads == 0) pthread_cond_broadcast(&s->loop_cond);
+}
+
+static void *worker (void *data) {
+  bridge_session_t *s = (bridge_session_t *) data;
+  struct fuse_buf fbuf;
+  memset(&fbuf, 0, sizeof(fbuf));
+  for (;;) {
+    if (fuse_session_exited(s->se)) break;
+    int res = fuse_session_receive_buf(s->se, &fbuf);
+    if (res == -EINTR || res == -EAGAIN) continue;
+    if (res <= 0) {
+      // 0: the connection ended (libfuse has marked the session exited);
+      // < 0: a read error ends the loop as libfuse's own loop does.
+      if (res < 0) s->loop_result = res;
+      fuse_session_exit(s->se);
+      break;
+    }
+    pthread_mutex_lock(&s->loop_lock);
+    s->loop_idle--;
+    int spawn = s->loop_idle == 0 && s->loop_threads < LOOP_MAX_THREADS;
+    if (spawn) { s->loop_threads++; s->loop_idle++; }
+    pthread_mutex_unlock(&s->loop_lock);
+    if (spawn && !start_worker(s)) {
+      pthread_mutex_lock(&s->loop_lock);
+      s->loop_idle--;
+      worker_gone_locked(s);
+      pthread_mutex_unlock(&s->loop_lock);
+    }
+    current_raw = (fbuf.flags & FUSE_BUF_IS_FD) ? NULL : fbuf.mem;
+    fuse_session_process_buf(s->se, &fbuf);
+    current_raw = NULL;
+    pthread_mutex_lock(&s->loop_lock);
+    int leave = s->loop_idle >= LOOP_IDLE_THREADS;
+    if (leave) worker_gone_locked(s);
+    else s->loop_idle++;
+    pthread_mutex_unlock(&s->loop_lock);
+    if (leave) {
+      free(fbuf.mem);
+      return NULL;
+    }
+  }
+  free(fbuf.mem);
+  pthread_mutex_lock(&s->loop_lock);
+  s->loop_idle--;
+  worker_gone_locked(s);
+  pthread_mutex_unlock(&s->loop_lock);
+  return NULL;
+}
+
+// The kernel's INIT request (fbuf): libfuse answers it (ll_init sets what it
+// knows) with its reply going into a pipe (the session's descriptor number
+// points at the pipe meanwhile; no other thread uses it yet: the workers
+// start after, and JavaScript hears of the init only once the reply is out);
+// then the bridge adds the flags libfuse 3.14 does not know, when asked for
+// and offered, and writes the reply to /dev/fuse itself.
+// - FUSE_HANDLE_KILLPRIV_V2: the kernel stops asking for security.capability
+//   before writes and leaves dropping set-ID bits to the filesystem, telling
+//   it when (intake.c);
+// - FUSE_PASSTHROUGH (flags2, with FUSE_INIT_EXT) and max_stack_depth 1 (the
+//   backing files are on a file system that stacks on nothing, and the mount
+//   may itself be stacked under overlayfs). The kernel refuses passthrough
+//   together with the writeback cache (Linux 6.9+ process_init_reply), so it
+//   is not asked for then.
+// Returns 0, or -errno when the reply could not be sent.
+static int negotiate_init (bridge_session_t *s, struct fuse_buf *fbuf, size_t len) {
+  const struct kfuse_in_header *in = (const struct kfuse_in_header *) fbuf->mem;
+  int fd = fuse_session_fd(s->se);
+  int p[2] = { -1, -1 };
+  int saved = -1;
+  if ((fbuf->flags & FUSE_BUF_IS_FD) || len < sizeof(*in) + 16 || in->opcode != KFUSE_INIT ||
+      (saved = dup(fd)) < 0 || pipe2(p, O_CLOEXEC) != 0 || dup2(p[1], fd) < 0) {
+    // Not what a new connection starts with, or no pipe: libfuse answers alone.
+    if (saved >= 0) close(saved);
+    if (p[0] >= 0) { close(p[0]); close(p[1]); }
+    fuse_session_process_buf(s->se, fbuf);
+    return 0;
+  }
+  const struct kfuse_init_in *arg = (const struct kfuse_init_in *) (in + 1);
+  uint64_t offered = arg->flags;
+  if ((offered & KFUSE_INIT_EXT) && len >= sizeof(*in) + offsetof(struct kfuse_init_in, flags2) + 4) offered |= (uint64_t) arg->flags2 << 32;
+  s->kernel_offered = offered;
+  fuse_session_process_buf(s->se, fbuf);
+  int err = dup2(saved, fd) < 0 ? errno : 0;
+  close(saved);
+  close(p[1]);
+  char out[1024];
+  ssize_t n = err == 0 ? read(p[0], out, sizeof(out)) : -1;
+  close(p[0]);
+  if (err != 0) return -err;
+  if (n < (ssize_t) sizeof(struct kfuse_out_header)) return -EIO;
+  struct kfuse_out_header *oh = (struct kfuse_out_header *) out;
+  if (oh->error == 0 && (size_t) n >= sizeof(*oh) + sizeof(struct kfuse_init_out) && oh->len == (uint32_t) n) {
+    struct kfuse_init_out *o = (struct kfuse_init_out *) (oh + 1);
+    s->init_intercepted = 1;
+    if (s->killpriv_wanted && (offered & KFUSE_HANDLE_KILLPRIV_V2)) {
+      o->flags |= (uint32_t) KFUSE_HANDLE_KILLPRIV_V2;
+      s->killpriv_on = 1;
+    }
+    if (s->passthrough_wanted && (offered & KFUSE_INIT_EXT) && (offered & KFUSE_PASSTHROUGH) &&
+        !(o->flags & KFUSE_WRITEBACK_CACHE)) {
+      o->flags |= (uint32_t) KFUSE_INIT_EXT;
+      o->flags2 |= (uint32_t) (KFUSE_PASSTHROUGH >> 32);
+      o->max_stack_depth = 1;
+      s->passthrough_on = 1;
+    }
+  }
+  ssize_t w;
+  do { w = write(fd, out, (size_t) n); } while (w < 0 && errno == EINTR);
+  if (w != n) {
+    s->killpriv_on = s->passthrough_on = 0;
+    return w < 0 ? -errno : -EIO;
+  }
+  return 0;
+}
+
 static void *loop_thread (void *data) {
   bridge_session_t *s = (bridge_session_t *) data;
-  struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-  if (cfg == NULL) {
-    s->loop_result = -ENOMEM;
+  struct fuse_buf fbuf;
+  memset(&fbuf, 0, sizeof(fbuf));
+  int res;
+  do { res = fuse_session_receive_buf(s->se, &fbuf); } while (res == -EINTR || res == -EAGAIN);
+  if (res > 0) res = negotiate_init(s, &fbuf, (size_t) res);
+  else if (res == 0) res = -ENODEV;
+  free(fbuf.mem);
+  if (res < 0) {
+    s->loop_result = res;
+    fuse_session_exit(s->se);
   } else {
-    fuse_loop_cfg_set_clone_fd(cfg, 0);
-    fuse_loop_cfg_set_max_threads(cfg, LOOP_MAX_THREADS);
-    fuse_loop_cfg_set_idle_threads(cfg, LOOP_IDLE_THREADS);
-    s->loop_result = fuse_session_loop_mt(s->se, cfg);
-    fuse_loop_cfg_destroy(cfg);
+    intake_init_done(s);
+    pthread_mutex_lock(&s->loop_lock);
+    s->loop_threads = 1;
+    s->loop_idle = 1;
+    pthread_mutex_unlock(&s->loop_lock);
+    if (!start_worker(s)) {
+      s->loop_result = -EAGAIN;
+      fuse_session_exit(s->se);
+      pthread_mutex_lock(&s->loop_lock);
+      s->loop_threads = s->loop_idle = 0;
+      pthread_mutex_unlock(&s->loop_lock);
+    }
+    pthread_mutex_lock(&s->loop_lock);
+    while (s->loop_threads > 0) pthread_cond_wait(&s->loop_cond, &s->loop_lock);
+    pthread_mutex_unlock(&s->loop_lock);
   }
   __atomic_store_n(&s->loop_done, 1, __ATOMIC_RELEASE);
   req_notify(s, req_new(s, NULL, LL_EXIT, 0));
@@ -48,6 +217,9 @@ static void throw_code (napi_env env, const char *code, const char *msg) {
 
 static void session_free_early (bridge_session_t *s) {
   track_free(s);
+  pt_free(s);
+  pthread_mutex_destroy(&s->loop_lock);
+  pthread_cond_destroy(&s->loop_cond);
   pthread_mutex_destroy(&s->track_lock);
   pthread_mutex_destroy(&s->nodes_lock);
   free(s->mnt);
@@ -56,7 +228,8 @@ static void session_free_early (bridge_session_t *s) {
 
 // Takes the bridge's own options out of a comma-separated "-o" list (in
 // place): max_write=N and writeback_cache (libfuse 3 sets both in init, not
-// as mount options). Returns 0 for a malformed max_write.
+// as mount options), passthrough and handle_killpriv_v2 (the bridge adds them
+// to the INIT reply: negotiate_init). Returns 0 for a malformed max_write.
 static int take_bridge_options (char *opts, bridge_session_t *s) {
   char *out = opts;
   char *p = opts;
@@ -74,6 +247,10 @@ static int take_bridge_options (char *opts, bridge_session_t *s) {
       s->max_write = (unsigned) v;
     } else if (n == 15 && strncmp(p, "writeback_cache", 15) == 0) {
       s->writeback_wanted = 1;
+    } else if (n == 11 && strncmp(p, "passthrough", 11) == 0) {
+      s->passthrough_wanted = 1;
+    } else if (n == 18 && strncmp(p, "handle_killpriv_v2", 18) == 0) {
+      s->killpriv_wanted = 1;
     } else if (n > 0) {
       if (out != opts) *out++ = ',';
       memmove(out, p, n);
@@ -104,7 +281,9 @@ napi_value js_mount (napi_env env, napi_callback_info info) {
   s->mnt = strdup(mnt);
   s->next_nodeid = FUSE_ROOT_ID + 1;
   pthread_mutex_init(&s->nodes_lock, NULL);
-  if (!track_init(s)) {
+  pthread_mutex_init(&s->loop_lock, NULL);
+  pthread_cond_init(&s->loop_cond, NULL);
+  if (!track_init(s) || !pt_init(s)) {
     session_free_early(s);
     throw_code(env, "ENOMEM", "out of memory");
     return NULL;
@@ -177,6 +356,7 @@ napi_value js_close (napi_env env, napi_callback_info info) {
   fuse_session_destroy(s->se);
   nodes_free(s);
   track_free(s);
+  pt_free(s);
   pthread_mutex_lock(&s->nodes_lock);
   bridge_req_t *nodes = s->announced_head;
   s->announced_head = s->announced_tail = NULL;
@@ -271,6 +451,39 @@ napi_value js_writeback_cache (napi_env env, napi_callback_info info) {
   napi_value v;
   napi_get_boolean(env, __atomic_load_n(&s->writeback_on, __ATOMIC_ACQUIRE) != 0, &v);
   return v;
+}
+
+static void set_bool (napi_env env, napi_value o, const char *name, int v) {
+  napi_value b;
+  napi_get_boolean(env, v != 0, &b);
+  napi_set_named_property(env, o, name, b);
+}
+
+static void set_num (napi_env env, napi_value o, const char *name, double v) {
+  napi_set_named_property(env, o, name, js_num(env, v));
+}
+
+// features(session) -> what the connection negotiated at INIT, and the
+// passthrough counters: { initSeen, writebackCache, passthrough,
+// handleKillprivV2, offeredPassthrough, offeredKillprivV2, passthroughOpens,
+// passthroughShared, passthroughRefused, backingFiles }.
+napi_value js_features (napi_env env, napi_callback_info info) {
+  JS_ARGS(1)
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  napi_value o;
+  napi_create_object(env, &o);
+  set_bool(env, o, "initSeen", s->init_intercepted);
+  set_bool(env, o, "writebackCache", __atomic_load_n(&s->writeback_on, __ATOMIC_ACQUIRE));
+  set_bool(env, o, "passthrough", s->passthrough_on);
+  set_bool(env, o, "handleKillprivV2", s->killpriv_on);
+  set_bool(env, o, "offeredPassthrough", (s->kernel_offered & KFUSE_PASSTHROUGH) != 0 && (s->kernel_offered & KFUSE_INIT_EXT) != 0);
+  set_bool(env, o, "offeredKillprivV2", (s->kernel_offered & KFUSE_HANDLE_KILLPRIV_V2) != 0);
+  set_num(env, o, "passthroughOpens", (double) __atomic_load_n(&s->pt_opens, __ATOMIC_RELAXED));
+  set_num(env, o, "passthroughShared", (double) __atomic_load_n(&s->pt_shared, __ATOMIC_RELAXED));
+  set_num(env, o, "passthroughRefused", (double) __atomic_load_n(&s->pt_refused, __ATOMIC_RELAXED));
+  set_num(env, o, "backingFiles", (double) __atomic_load_n(&s->pt_backing, __ATOMIC_RELAXED));
+  return o;
 }
 
 // fastBytes(session) -> [read, written]: bytes of the reads (the sizes the kernel

@@ -12,7 +12,9 @@
 //   node table's O_PATH descriptors (nodes.c): getattr from the node's
 //   descriptor; lookup with openat(parent) + fstat, answering "no such name"
 //   itself and handing a found name to JavaScript already resolved (no file
-//   system call there, JavaScript only picks the node id).
+//   system call there, JavaScript only picks the node id). A node JavaScript
+//   made (create, mkdir, ... on a journalled store) gets its descriptor when
+//   JavaScript answers with its entry (fast_entry_fd).
 // - LL_FAST_SETTLED (a store being restored, READ off): the same getattr and
 //   "no such name" for nodes JavaScript vouched for as settled (settled.c).
 // - LL_FAST_WRITE (additionally, a store nobody journals): setattr, create,

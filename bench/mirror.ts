@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TarballInfo } from './benchmarks.js';
 import { fioVersion, runFio } from './lib/fio.js';
-import { ArchiveServerProcess, drain, ingest, mirrorLag, openArchiveClient, smallShipRoundTrips, volumeStateRoundTrips, type IngestFigures } from './lib/mirror-archive.js';
+import { ArchiveServerProcess, drain, ingest, mirrorLag, openArchiveClient, requestCounts, requestsBetween, smallShipRoundTrips, volumeStateRoundTrips, type IngestFigures } from './lib/mirror-archive.js';
 import type { LatencySummary } from './lib/mirror-stats.js';
 import { buildTarball, tarballReport } from './lib/tarball.js';
 import { envFlag, envInt } from './lib/env.js';
@@ -290,13 +290,16 @@ async function main(): Promise<number> {
       const tb = tarball;
       if (tb === null) throw new Error('no tarball');
       for (const m of [plain, asyncM]) mkdirSync(join(m.mountpoint, 'untar'), { recursive: true });
+      const requests: Record<string, ReturnType<typeof requestsBetween>> = {};
       const runs = await paired('untar', async (side, m, rep) => {
         const dest = join(m.mountpoint, 'untar', `r${rep}`);
         mkdirSync(dest);
         syncAll();
         if (side === 'mirrored_async') await drain(m.mountpoint, s.drainTimeoutS);
         readToNull(tb.path);
+        const counted = rep === 1 ? await requestCounts(m.mountpoint) : null;
         const t = run('tar', ['-xf', tb.path, '-C', dest], { timeoutMs: 900_000 });
+        if (counted !== null) requests[side] = requestsBetween(counted, await requestCounts(m.mountpoint));
         const out: Figures = { value: t.seconds, tar_s: t.seconds };
         if (side === 'mirrored_async') {
           const lag = await mirrorLag(m.mountpoint);
@@ -330,6 +333,10 @@ async function main(): Promise<number> {
         met: ratio !== null && ratio >= GOAL_RATIO,
         medians: { unmirrored: u, mirrored_async: a },
         spread: { unmirrored: sigOrNull(spread(runs.unmirrored.map((r) => r.value ?? NaN)), 3), mirrored_async: sigOrNull(spread(runs.mirrored_async.map((r) => r.value ?? NaN)), 3) },
+        requests_run1: {
+          description: 'requests of the first untar on each side, per op, from `strata status` before and after tar: to_js = reached the JavaScript core, on_fuse_thread = answered by the bridge\'s FUSE thread',
+          ...requests,
+        },
         runs,
       };
     });

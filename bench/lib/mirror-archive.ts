@@ -178,6 +178,35 @@ export async function mirrorLag(mnt: string): Promise<LagFigures> {
   };
 }
 
+/** Requests the mount has answered so far, per op: all of them, and those the FUSE thread answered itself (`strata status`). */
+export interface RequestCounts { requests: Record<string, number>; onFuseThread: Record<string, number> }
+
+export async function requestCounts(mnt: string): Promise<RequestCounts> {
+  const st = (await callControl(mnt, { cmd: 'status' }, 10_000)) as { requests?: Record<string, number>; requestsOnFuseThread?: Record<string, number> };
+  return { requests: st.requests ?? {}, onFuseThread: st.requestsOnFuseThread ?? {} };
+}
+
+/**
+ * The requests between two readings, per op: those that reached JavaScript
+ * (all less the FUSE thread's) and those the FUSE thread answered, with totals.
+ */
+export function requestsBetween(a: RequestCounts, b: RequestCounts): { to_js: Record<string, number>; on_fuse_thread: Record<string, number>; to_js_total: number; total: number } {
+  const to_js: Record<string, number> = {};
+  const on_fuse_thread: Record<string, number> = {};
+  let jsTotal = 0;
+  let total = 0;
+  for (const op of [...new Set([...Object.keys(a.requests), ...Object.keys(b.requests)])].sort()) {
+    const all = (b.requests[op] ?? 0) - (a.requests[op] ?? 0);
+    if (all === 0) continue;
+    const fast = (b.onFuseThread[op] ?? 0) - (a.onFuseThread[op] ?? 0);
+    if (all - fast !== 0) to_js[op] = all - fast;
+    if (fast !== 0) on_fuse_thread[op] = fast;
+    jsTotal += all - fast;
+    total += all;
+  }
+  return { to_js, on_fuse_thread, to_js_total: jsTotal, total };
+}
+
 // ---------------------------------------------------------------- ingest and round trips
 
 const MiB = 1024 * 1024;

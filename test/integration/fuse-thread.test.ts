@@ -91,3 +91,61 @@ test('a mirrored mount: every create, mkdir and setattr goes through the journal
   const v = verify(m);
   t.is(v.status, 0, v.stdout + v.stderr);
 });
+
+/** Requests that reached JavaScript, per op: all requests less those the FUSE thread answered. */
+function jsCounts(c: Counts): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [op, n] of Object.entries(c.requests)) out[op] = n - (c.requestsOnFuseThread[op] ?? 0);
+  return out;
+}
+
+function delta(after: Record<string, number>, before: Record<string, number>, op: string): number {
+  return (after[op] ?? 0) - (before[op] ?? 0);
+}
+
+test('a mirrored mount: nodes the core created (create, mkdir, mknod, symlink, link) get descriptors, so their getattr and "no such name" in them are answered on the FUSE thread, and stay right after chmod, write, unlink and rename over', (t) => {
+  // No kernel caching: every stat is a lookup of each name and a getattr.
+  const m = withMirroredMount(t, { extraArgs: ['--attr-timeout', '0', '--entry-timeout', '0', '--negative-timeout', '0'] });
+  const native = `${m.base}/native`;
+  t.is(sh(`mkdir ${native}`, m.base).status, 0);
+  const make = 'mkdir d && mkdir d/e && echo hello > d/f && ln -s f d/l && mkfifo d/p && ln d/f d/h && echo x > d/e/g && echo old > d/r';
+  t.is(sh(make, m.mnt).status, 0);
+  t.is(sh(make, native).status, 0);
+  const c0 = counts(m.mnt);
+  for (const op of ['create', 'mkdir', 'mknod', 'symlink', 'link']) t.is(c0.requestsOnFuseThread[op] ?? 0, 0, `${op} bypassed the journal`);
+  const statAll = 'stat -c "%n %F %s %a %h %u:%g" d d/e d/f d/l d/p d/h d/e/g d/r';
+  const missing = 'for n in no1 no2 no3; do stat d/$n d/e/$n 2>/dev/null; done; true';
+  const before = jsCounts(c0);
+  const fastBefore = c0.requestsOnFuseThread;
+  const r = both({ mnt: m.mnt, native }, `${statAll} && ${missing}`);
+  t.is(r.mnt, r.native);
+  const c1 = counts(m.mnt);
+  const after = jsCounts(c1);
+  // Nothing of that stat (or of the misses in the new directories) was a getattr for JavaScript...
+  t.is(delta(after, before, 'getattr'), 0, `getattr reached JavaScript: ${JSON.stringify({ before, after })}`);
+  t.true(delta(c1.requestsOnFuseThread, fastBefore, 'getattr') >= 8, JSON.stringify(c1.requestsOnFuseThread));
+  // ... and the six misses in them were answered on the FUSE thread (a found
+  // name still goes to JavaScript, resolved, for its node id).
+  t.true(delta(c1.requestsOnFuseThread, fastBefore, 'lookup') >= 6, JSON.stringify(c1.requestsOnFuseThread));
+
+  // Changes through the mount show in what the FUSE thread answers next.
+  const change = [
+    'chmod 604 d/f && chmod 711 d/e && echo more >> d/h && truncate -s 3 d/e/g',
+    'rm d/f',
+    'echo replaced-by-rename > d/new && mv d/new d/r',
+    `python3 -c 'import os; fd=os.open("d/e/g",os.O_RDWR); os.unlink("d/e/g"); os.write(fd,b"abcdef"); st=os.fstat(fd); print("open", st.st_nlink, st.st_size); os.close(fd)'`,
+    'stat -c "%n %F %s %a %h" d d/e d/l d/p d/h d/r; stat d/f d/e/g 2>&1 | sed "s/.*: //"',
+    'cat d/h d/r',
+  ].join(' && ');
+  const c2 = counts(m.mnt);
+  const r2 = both({ mnt: m.mnt, native }, change);
+  t.is(r2.mnt, r2.native);
+  t.regex(r2.mnt, /^open 0 6\n/m);
+  const c3 = counts(m.mnt);
+  t.true(delta(c3.requestsOnFuseThread, c2.requestsOnFuseThread, 'getattr') > 0, JSON.stringify(c3.requestsOnFuseThread));
+  t.is(delta(jsCounts(c3), jsCounts(c2), 'getattr'), 0, JSON.stringify({ before: jsCounts(c2), after: jsCounts(c3) }));
+  // Every change went through the journal: the archive has them all.
+  syncMount(m);
+  const v = verify(m);
+  t.is(v.status, 0, v.stdout + v.stderr);
+});

@@ -12,10 +12,11 @@
 // compared only right after they were set: a read served from the page cache
 // does not reach the store, so relatime updates legitimately differ.
 //
-// Seven mounts: the default one (the FUSE thread answers most requests itself,
+// Eight mounts: the default one (the FUSE thread answers most requests itself,
 // read-only opens pass through, handle_killpriv_v2), --no-direct-io (every
 // request through the JavaScript core), no kernel caching with a tiny
-// FUSE-thread node table, one where steps run as other users (--allow-other),
+// FUSE-thread node table, the same mirrored (every change through the journal
+// and the core), one where steps run as other users (--allow-other),
 // --writeback-cache (with another user), passthrough with another user and a
 // tiny node table, and the fallbacks --no-passthrough --no-killpriv-v2. A 'forget' step makes the kernel drop
 // every unused dentry and inode (FORGET requests), as memory pressure would.
@@ -31,6 +32,7 @@ import { isDeepStrictEqual } from 'node:util';
 import * as fsp from 'node:fs/promises';
 import { constants as C, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { strata, withMount, type TestMount } from '../helpers/mount.js';
 import { pictureOf } from '../helpers/tree.js';
 import { utimens, setxattr, getxattr, removexattr, listxattr, type TimeSpec } from '../../src/native/index.js';
@@ -466,6 +468,8 @@ interface Config {
   env?: NodeJS.ProcessEnv;
   /** The mount must have served read-only opens through FUSE passthrough (checked after the sequences). */
   passthrough?: boolean;
+  /** Mirror to a fresh file:// archive: every change goes through the journal and the core. */
+  mirrored?: boolean;
 }
 
 const CONFIGS: readonly Config[] = [
@@ -476,6 +480,13 @@ const CONFIGS: readonly Config[] = [
     // thread and the JavaScript core take turns at answering for the same nodes.
     title: 'no kernel caching (every name looked up, every attribute asked for), FUSE-thread node table of 4',
     args: ['--attr-timeout', '0', '--entry-timeout', '0', '--negative-timeout', '0'], runs: 100, users: [], env: { STRATA_NODE_TABLE_MAX: '4' },
+  },
+  {
+    // Every create, mkdir, symlink, link and setattr goes through the core
+    // (journalled); the nodes it makes get their descriptors from its answers
+    // (fast_entry_fd), and a table of 4 makes them leave it all the time.
+    title: 'mirrored (file:// archive: every change through the journal), no kernel caching, FUSE-thread node table of 4',
+    args: ['--attr-timeout', '0', '--entry-timeout', '0', '--negative-timeout', '0'], runs: 80, users: [], env: { STRATA_NODE_TABLE_MAX: '4' }, mirrored: true,
   },
   { title: 'steps by three users in a sticky world-writable root (--allow-other)', args: ['--allow-other'], runs: 150, users: [1000, 1001] },
   // The kernel caches writes and sends them later in pages, keeps size and
@@ -497,7 +508,13 @@ const CONFIGS: readonly Config[] = [
 for (const config of CONFIGS) {
   // Serial: the steps of other users switch the credentials of the whole process.
   test.serial(`random operation sequences: same outcomes and trees as a native directory; ${config.title}`, async (t) => {
-    const m = withMount(t, config.args, config.env);
+    let args = config.args;
+    if (config.mirrored) {
+      const archive = await fsp.mkdtemp(join(tmpdir(), 'strata-rops-archive-'));
+      t.teardown(() => fsp.rm(archive, { recursive: true, force: true }));
+      args = [...args, '--archive', `file://${archive}`, '--volume', 'random-ops'];
+    }
+    const m = withMount(t, args, config.env);
     if (config.users.length > 0) {
       // Let the users reach both trees (mkdtemp makes the base 0700), and create at the top.
       await fsp.chmod(m.base, 0o711);

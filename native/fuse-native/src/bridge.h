@@ -187,7 +187,7 @@ typedef struct bridge_req {
   int pre_fd;              // lookup resolved on the FUSE thread: O_PATH descriptor, or -1
   struct stat pre_st;      // ... and its attributes (also newnode's)
   int has_pre;             // pre_st is set (resolved lookup, newnode)
-  uint64_t node_gen;       // the session's node generation when pre_fd was taken (resetNodes)
+  uint64_t node_gen;       // the session's node generation when the request came (pre_fd: when it was taken) (resetNodes)
   struct bridge_req *next; // in the session's list of announced nodes
 } bridge_req_t;
 
@@ -339,6 +339,8 @@ int fast_release (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fu
 int fast_fsync (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 int fast_fallocate (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi, int kill_suidgid);
 int fast_getxattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *name);
+// A descriptor for a node JavaScript answers with an entry, when surely of its object (else -1).
+int fast_entry_fd (bridge_session_t *s, uint64_t gen, fuse_ino_t nodeid, fuse_ino_t parent, const char *name, const struct stat *st);
 // settled.c: the same answers during a restore, for nodes JavaScript vouched for.
 int fast_settled_getattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino);
 int fast_settled_lookup (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const char *name, int *fd, struct stat *st);

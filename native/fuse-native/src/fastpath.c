@@ -12,7 +12,9 @@
 //   node table's O_PATH descriptors (nodes.c): getattr from the node's
 //   descriptor; lookup with openat(parent) + fstat, answering "no such name"
 //   itself and handing a found name to JavaScript already resolved (no file
-//   system call there, JavaScript only picks the node id).
+//   system call there, JavaScript only picks the node id). A node JavaScript
+//   made (create, mkdir, ... on a journalled store) gets its descriptor when
+//   JavaScript answers with its entry (fast_entry_fd).
 // - LL_FAST_SETTLED (a store being restored, READ off): the same getattr and
 //   "no such name" for nodes JavaScript vouched for as settled (settled.c).
 // - LL_FAST_WRITE (additionally, a store nobody journals): setattr, create,
@@ -249,6 +251,51 @@ int fast_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct st
   else { hide_private_dir(ino, &st); fuse_reply_attr(req, &st, s->attr_timeout); }
   fast_count(s, LL_SETATTR);
   return 1;
+}
+
+// ---- entries JavaScript answered --------------------------------------------------------
+
+// A descriptor for a node JavaScript answers with an entry (lookup, create,
+// mknod, mkdir, symlink, link) that the FUSE thread did not resolve itself:
+// without one every later getattr of the node, and every lookup in it when it
+// is a directory, would go to JavaScript too (on a journalled store, where
+// every create does, about a quarter of an untar's requests). Runs in the
+// reply, on the JavaScript thread: openat(O_PATH) of a name just made and an
+// fstat, both answered from the kernel's dentry and inode caches.
+//
+// It makes the node what a lookup resolved on the FUSE thread makes it, and
+// nothing more (what the FUSE thread may answer from a descriptor is still
+// decided by the fast-path bits and, during a restore, by JavaScript's
+// vouches); and only when the descriptor is surely of the object JavaScript
+// answered with:
+// - the fast paths are on (off: no node table, or a swap holds requests);
+// - no resetNodes since the request came in (`gen`: JavaScript's object was
+//   made in the store of then; resetNodes runs on this thread too, so none
+//   can come between this check and the filing);
+// - the node has no descriptor yet, the parent has one, the name is one the
+//   FUSE thread resolves;
+// - the object found there has the store inode number and file type of
+//   JavaScript's answer (inode numbers are unique among the live objects of
+//   the store's file system; and the kernel holds the parent's lock across a
+//   create, mkdir, mknod, symlink and link, so no program renamed the name
+//   meanwhile).
+// Returns the descriptor, or -1.
+int fast_entry_fd (bridge_session_t *s, uint64_t gen, fuse_ino_t nodeid, fuse_ino_t parent, const char *name, const struct stat *st) {
+  if (__atomic_load_n(&s->fast, __ATOMIC_SEQ_CST) == 0 || name == NULL || name_is_special(parent, name)) return -1;
+  if (gen != __atomic_load_n(&s->node_gen, __ATOMIC_SEQ_CST)) return -1;
+  bridge_node_t *known = node_acquire(s, nodeid);
+  if (known != NULL) { node_release(s, known); return -1; }
+  bridge_node_t *p = node_acquire(s, parent);
+  if (p == NULL) return -1;
+  int fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  node_release(s, p);
+  if (fd < 0) return -1;
+  struct stat found;
+  if (fstat(fd, &found) != 0 || found.st_ino != st->st_ino || (found.st_mode & S_IFMT) != (st->st_mode & S_IFMT)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 // ---- new objects ------------------------------------------------------------------------

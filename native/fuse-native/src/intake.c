@@ -141,7 +141,8 @@ static void ll_lookup (fuse_req_t req, fuse_ino_t parent, const char *name) {
   bridge_req_t *r = req_new(s, req, LL_LOOKUP, parent);
   if (r) {
     r->name = dup_str(name);
-    if (fd >= 0) { r->pre_fd = fd; r->pre_st = st; r->has_pre = 1; r->node_gen = gen; }
+    r->node_gen = gen;
+    if (fd >= 0) { r->pre_fd = fd; r->pre_st = st; r->has_pre = 1; }
   } else if (fd >= 0) {
     close(fd);
   }

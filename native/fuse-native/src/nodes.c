@@ -3,7 +3,8 @@
 //
 // A descriptor enters the table when the kernel learns a node id from a reply
 // that carries one (a lookup resolved on the FUSE thread, a create or mkdir
-// there) and leaves when the kernel forgets the node (lookup count 0). A node
+// there, or an entry JavaScript answered: fastpath.c, fast_entry_fd) and
+// leaves when the kernel forgets the node (lookup count 0). A node
 // without a descriptor is simply served by JavaScript, so the table may drop
 // entries at will: it holds at most max_nodes (half the descriptor limit) and,
 // when full, lets go of the least recently used non-directory (a directory the

@@ -75,6 +75,17 @@ napi_value js_reply_err (napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// A descriptor for the node an entry reply names, when the FUSE thread did not
+// resolve it (fastpath.c, fast_entry_fd): the object `name` names in the
+// parent (link: the new name in the new parent), or -1.
+static int entry_fd (bridge_session_t *s, const bridge_req_t *r, fuse_ino_t nodeid, const struct stat *st) {
+  if (r->op == LL_LINK) return fast_entry_fd(s, r->node_gen, nodeid, r->ino2, r->name2, st);
+  if (r->op == LL_LOOKUP || r->op == LL_CREATE || r->op == LL_MKNOD || r->op == LL_MKDIR || r->op == LL_SYMLINK) {
+    return fast_entry_fd(s, r->node_gen, nodeid, r->ino, r->name, st);
+  }
+  return -1;
+}
+
 // replyEntry(req, nodeid, attrs, attrTimeout, entryTimeout); nodeid 0 caches a negative entry
 napi_value js_reply_entry (napi_env env, napi_callback_info info) {
   JS_ARGS(5)
@@ -93,9 +104,14 @@ napi_value js_reply_entry (napi_env env, napi_callback_info info) {
   // ... and one of another object than JavaScript answered with (the name
   // was replaced meanwhile, or a restore materialised it) is not this node's.
   if (r->pre_fd >= 0 && e.ino != 0 && e.attr.st_ino != r->pre_st.st_ino) { close(r->pre_fd); r->pre_fd = -1; }
-  // The descriptor of a lookup resolved on the FUSE thread becomes the node's.
-  if (e.ino != 0) node_learned(s, e.ino, r->pre_fd, r->pre_fd >= 0 && S_ISDIR(r->pre_st.st_mode));
-  else if (r->pre_fd >= 0) close(r->pre_fd);
+  // The descriptor of a lookup resolved on the FUSE thread becomes the node's;
+  // for a node JavaScript made or resolved itself, one opened now (entry_fd).
+  if (e.ino != 0) {
+    int fd = r->pre_fd >= 0 ? r->pre_fd : entry_fd(s, r, e.ino, &e.attr);
+    node_learned(s, e.ino, fd, fd >= 0 && S_ISDIR(r->pre_fd >= 0 ? r->pre_st.st_mode : e.attr.st_mode));
+  } else if (r->pre_fd >= 0) {
+    close(r->pre_fd);
+  }
   r->pre_fd = -1;
   if (fuse_reply_entry(r->req, &e) == -ENOENT && e.ino != 0) node_forget(s, e.ino, 1);
   req_done(r);
@@ -122,7 +138,7 @@ napi_value js_reply_create (napi_env env, napi_callback_info info) {
   bridge_session_t *s = r->s;
   req_take(r);
   fill_open(&r->fi, handle, direct_fd, flags);
-  node_learned(s, e.ino, -1, 0);
+  node_learned(s, e.ino, entry_fd(s, r, e.ino, &e.attr), 0);
   // Counted for passthrough (passthrough.c); an existing file may join one.
   int32_t backing = 0;
   int pt = pt_open_decide(s, e.ino, direct_fd, 0, &backing);

@@ -114,6 +114,7 @@ bridge_req_t *req_new (bridge_session_t *s, fuse_req_t req, uint32_t op, fuse_in
   r->op = op;
   r->ino = ino;
   r->pre_fd = -1;
+  r->node_gen = __atomic_load_n(&s->node_gen, __ATOMIC_SEQ_CST);
   if (req != NULL) {
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
     r->uid = ctx->uid;

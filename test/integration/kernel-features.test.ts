@@ -10,20 +10,11 @@ import test from 'ava';
 import { release } from 'node:os';
 import { sh, strata, withMount, type TestMount } from '../helpers/mount.js';
 import { withMirroredMount } from '../helpers/mirror.js';
+import type { FuseFeatures } from '../../src/daemon/mount-daemon.js';
 
-interface Features {
-  writebackCache: boolean;
-  passthrough: boolean;
-  handleKillprivV2: boolean;
-  offered: { passthrough: boolean; handleKillprivV2: boolean };
-  passthroughOpens: number;
-  passthroughShared: number;
-  passthroughRefused: number;
-  backingFiles: number;
-}
-interface Status { fuseFeatures: Features | null; requests: Record<string, number> }
+interface Status { fuseFeatures: FuseFeatures | null; requests: Record<string, number> }
 const status = (mnt: string): Status => JSON.parse(strata(['status', '--json', mnt]).stdout) as Status;
-const features = (mnt: string): Features => {
+const features = (mnt: string): FuseFeatures => {
   const f = status(mnt).fuseFeatures;
   if (f === null) throw new Error('status has no fuseFeatures');
   return f;

@@ -370,6 +370,9 @@ void intake_init_done (bridge_session_t *s);
 // does not pass on (the kill-set-ID flags of handle_killpriv_v2).
 const void *raw_request (void);
 
+// Starts fn(arg) on a detached thread; pthread_create's result (0 or an errno).
+int start_detached (void *(*fn)(void *), void *arg);
+
 // ---- passthrough.c ---------------------------------------------------------------------------
 
 int pt_init (bridge_session_t *s);

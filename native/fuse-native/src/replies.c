@@ -384,12 +384,7 @@ napi_value js_notify_inval_later (napi_env env, napi_callback_info info) {
     napi_get_value_string_utf8(env, argv[4], name, sizeof(name), &len);
     n->name = strdup(name);
   }
-  pthread_t th;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  int rc = pthread_create(&th, &attr, notice_thread, n);
-  pthread_attr_destroy(&attr);
+  int rc = start_detached(notice_thread, n);
   if (rc != 0) { free(n->name); free(n); return js_num(env, -rc); }
   return js_num(env, 0);
 }

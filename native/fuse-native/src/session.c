@@ -48,14 +48,18 @@ const void *raw_request (void) {
 
 static void *worker (void *data);
 
-static int start_worker (bridge_session_t *s) {
+int start_detached (void *(*fn)(void *), void *arg) {
   pthread_t t;
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  int rc = pthread_create(&t, &attr, worker, s);
+  int rc = pthread_create(&t, &attr, fn, arg);
   pthread_attr_destroy(&attr);
-  return rc == 0;
+  return rc;
+}
+
+static int start_worker (bridge_session_t *s) {
+  return start_detached(worker, s) == 0;
 }
 
 // A worker leaves the pool (under loop_lock): the last one wakes the loop thread.

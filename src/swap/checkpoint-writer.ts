@@ -28,17 +28,22 @@
 // No half states, resumable, as the archive source's writer (tree-writer.ts):
 // each object is built under `.strata-swap.<id>` and renamed into place when
 // complete; a rerun keeps the names in place with the same object id, removes
-// leftover temporary names and builds the rest. Object ids: the live object's
+// leftover temporary names and builds the rest. A regular file takes two
+// native calls on the thread pool, not twenty round trips: cloneTo opens the
+// live file and copies it to the temporary name, then (the checkpoint's map
+// read after the copy) finishFile sets its T0 size, copies its saved blocks
+// from the log, sets its id, extended attributes, owner, mode and times and
+// renames it into place, in the order the other objects get them.
+// Object ids: the live object's
 // (or the one the checkpoint saved with its attributes), else one derived from
 // the checkpoint and the object's T0 key (the same on a rerun).
 import * as fsp from 'node:fs/promises';
-import { constants as C } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import * as native from '../native/index.js';
 import { ROOT_ID, badNameReason, type Attrs, type ObjectId } from '../protocol/records.js';
-import { readObjectId, writeObjectId } from '../store/object-ids.js';
+import { ID_XATTR, isPrivateXattr, readObjectId, writeObjectId } from '../store/object-ids.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import { applyAttrs } from '../restore/materialise.js';
 import { BLOCK_SIZE, readAttrs, type AttrRec, type CheckpointState, type ObjectKind } from '../checkpoint/state.js';
@@ -60,6 +65,28 @@ export interface CheckpointWriterOptions {
   parallel?: number;
 }
 
+/** What an object of the spare gets: T0 attributes, extended attributes (values in base64), symbolic link target, object id. */
+interface ObjectAttrs {
+  attrs: Attrs;
+  xattrs: Record<string, string>;
+  target?: string;
+  id: ObjectId;
+}
+
+/**
+ * Runs `create`, which creates `tmp` with O_EXCL; when the name is taken (a
+ * leftover of an object with the same id), removes it and runs it once more.
+ */
+async function withFreeTemp<T>(tmp: string, create: () => Promise<T>): Promise<T> {
+  try {
+    return await create();
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'EEXIST') throw err;
+    await fsp.rm(tmp, { recursive: true, force: true });
+    return create();
+  }
+}
+
 /** One entry of a T0 directory. */
 interface T0Item {
   name: string;
@@ -67,7 +94,6 @@ interface T0Item {
   kind: ObjectKind;
 }
 
-const O_NOATIME = C.O_NOATIME ?? 0;
 
 /** Entries and regular-file bytes of the checkpoint's T0 tree, and the keys of objects with more than one T0 name. */
 export async function checkpointTotals(state: CheckpointState, rootIno: bigint): Promise<{ entries: number; bytes: number; multi: Set<string> }> {
@@ -193,27 +219,29 @@ class Writer {
     }
     const a = await this.attrsOf(it.key, hint);
     const tmp = join(this.o.spare, rel, `${SWAP_TEMP_PREFIX}${a.id}`);
-    await fsp.rm(tmp, { recursive: true, force: true });
-    switch (it.kind) {
-      case 'dir':
-        await fsp.mkdir(tmp, 0o700);
-        break;
-      case 'file':
-        await this.buildFile(it.key, hint, tmp);
-        p.bytes += a.attrs.size;
-        if (this.s.blocks.has(it.key)) this.changed.add(a.id);
-        break;
-      case 'symlink':
-        if (a.target === undefined) throw new Error(`prepare: checkpoint ${this.s.info.name} has no target of the symbolic link ${hint}`);
-        await fsp.symlink(a.target, tmp);
-        break;
-      case 'other':
-        await native.mknod(tmp, a.attrs.mode, a.attrs.rdev);
-        break;
+    if (it.kind === 'file') {
+      // One native call copies the live file, one more finishes it (log blocks, id, attributes, times) and renames it into place.
+      await this.buildFile(it.key, hint, tmp, a, final);
+      p.bytes += a.attrs.size;
+      if (this.s.blocks.has(it.key)) this.changed.add(a.id);
+    } else {
+      await fsp.rm(tmp, { recursive: true, force: true });
+      switch (it.kind) {
+        case 'dir':
+          await fsp.mkdir(tmp, 0o700);
+          break;
+        case 'symlink':
+          if (a.target === undefined) throw new Error(`prepare: checkpoint ${this.s.info.name} has no target of the symbolic link ${hint}`);
+          await fsp.symlink(a.target, tmp);
+          break;
+        case 'other':
+          await native.mknod(tmp, a.attrs.mode, a.attrs.rdev);
+          break;
+      }
+      await writeObjectId(tmp, a.id);
+      await applyAttrs(tmp, a.attrs, a.xattrs, null);
+      await fsp.rename(tmp, final);
     }
-    await writeObjectId(tmp, a.id);
-    await applyAttrs(tmp, a.attrs, a.xattrs, null);
-    await fsp.rename(tmp, final);
     if (this.multi.has(it.key)) this.links.set(it.key, final);
     swapCrashPoint('swap-prepare-object');
   }
@@ -226,67 +254,80 @@ class Writer {
     return this.view.locate(key, hint);
   }
 
-  /** The live object of T0 `key` (an open descriptor, checked to be that object), or null when it is gone. */
-  private async openLive(key: string, hint: string): Promise<fsp.FileHandle | null> {
+  /**
+   * Creates `tmp` as a copy of the live object of T0 `key` (checked to be that
+   * object by its inode), or resolves null when it is gone. The first try is
+   * the T0 path itself (no lookup); then the live paths of the checkpoint's
+   * index, refreshed when a program moved the object meanwhile.
+   */
+  private async cloneLive(key: string, hint: string, tmp: string): Promise<native.CloneToResult | null> {
+    const tryAt = async (at: string): Promise<native.CloneToResult | null> => {
+      const r = await withFreeTemp(tmp, () => native.cloneTo(LocalStore.relative(at), tmp, 0o600));
+      if (r === null || !r.isFile) return null;
+      if (this.s.canon(r.ino) === key) return r;
+      await fsp.unlink(tmp);
+      return null;
+    };
+    const first = await tryAt(hint);
+    if (first !== null) return first;
     for (let attempt = 0; attempt < 3; attempt++) {
       // A program may move it between the lookup and the open: look again with a fresh index.
       if (attempt > 0) this.view = new T0View(this.s, this.o.rootIno);
       const paths = await this.view.locate(key, hint);
       if (paths.length === 0) return null;
       for (const at of paths) {
-        let fh: fsp.FileHandle;
-        try {
-          fh = await fsp.open(LocalStore.relative(at), C.O_RDONLY | C.O_NOFOLLOW | O_NOATIME);
-        } catch {
-          continue;
-        }
-        const st = await fh.stat({ bigint: true });
-        if (st.isFile() && this.s.canon(st.ino) === key) return fh;
-        await fh.close();
+        const r = await tryAt(at);
+        if (r !== null) return r;
       }
     }
     return null;
   }
 
-  private async buildFile(key: string, hint: string, tmp: string): Promise<void> {
-    const out = await fsp.open(tmp, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+  /**
+   * Builds regular file `key` under `tmp` and renames it to `final`, the
+   * order of the other objects (contents, id, extended attributes, owner,
+   * mode, times, rename) in two native calls: the block copy of the live
+   * file, then the rest.
+   */
+  private async buildFile(key: string, hint: string, tmp: string, a: ObjectAttrs, final: string): Promise<void> {
+    const src = await this.cloneLive(key, hint, tmp);
+    // Looked up after the copy: a change the copy may have seen was saved before it was made.
+    const rec = this.s.attrs.get(key);
+    if (src === null && rec === undefined) {
+      throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) is neither in the live store nor saved in the checkpoint`);
+    }
+    const copied = src !== null ? src.size ?? 0 : 0;
+    this.o.progress.copiedBytes += copied;
+    const size = rec !== undefined ? rec.size : copied;
+    const ranges: [number, number, number][] = [];
+    for (const [b, w] of this.s.savedBlocks(key)) {
+      const off = b * BLOCK_SIZE;
+      if (off >= size) continue;
+      ranges.push([w.off, off, Math.min(w.len, size - off)]);
+    }
+    const xattrs: [string, Buffer][] = [[ID_XATTR, Buffer.from(a.id, 'latin1')]];
+    for (const [name, value] of Object.entries(a.xattrs)) {
+      if (!isPrivateXattr(name)) xattrs.push([name, Buffer.from(value, 'base64')]);
+    }
+    const t = a.attrs;
+    const finish = (): Promise<number> => native.finishFile(tmp, {
+      create: src === null, size, log: { fd: this.s.log.fd, ranges }, xattrs,
+      owner: { uid: t.uid, gid: t.gid }, mode: t.mode & 0o7777,
+      times: { atime: { sec: t.atime[0], nsec: t.atime[1] }, mtime: { sec: t.mtime[0], nsec: t.mtime[1] } },
+      rename: final,
+    });
     try {
-      const src = await this.openLive(key, hint);
-      if (src !== null) {
-        try {
-          await native.cloneFile(src.fd, out.fd);
-        } finally {
-          await src.close();
-        }
+      this.o.progress.logBytes += src === null ? await withFreeTemp(tmp, finish) : await finish();
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENODATA' && (err as { syscall?: string }).syscall === 'copy_file_range') {
+        throw new Error(`prepare: short read of checkpoint ${this.s.info.name}'s log (${this.s.log.path})`);
       }
-      // Looked up after the copy: a change the copy may have seen was saved before it was made.
-      const rec = this.s.attrs.get(key);
-      if (src === null && rec === undefined) {
-        throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) is neither in the live store nor saved in the checkpoint`);
-      }
-      const copied = src !== null ? Number((await out.stat()).size) : 0;
-      this.o.progress.copiedBytes += copied;
-      const size = rec !== undefined ? rec.size : copied;
-      if (copied !== size) await out.truncate(size);
-      for (const [b, w] of this.s.savedBlocks(key)) {
-        const off = b * BLOCK_SIZE;
-        if (off >= size) continue;
-        const len = Math.min(w.len, size - off);
-        let done = 0;
-        while (done < len) {
-          const n = await native.copyRange(this.s.log.fd, w.off + done, out.fd, off + done, len - done);
-          if (n <= 0) throw new Error(`prepare: short read of checkpoint ${this.s.info.name}'s log (${this.s.log.path})`);
-          done += n;
-        }
-        this.o.progress.logBytes += len;
-      }
-    } finally {
-      await out.close();
+      throw err;
     }
   }
 
   /** The T0 attributes, extended attributes, symbolic link target and object id of T0 object `key` (live at `hint` when it never changed). */
-  private async attrsOf(key: string, hint: string): Promise<{ attrs: Attrs; xattrs: Record<string, string>; target?: string; id: ObjectId }> {
+  private async attrsOf(key: string, hint: string): Promise<ObjectAttrs> {
     let rec = this.s.attrs.get(key);
     let livePath: string | null = null;
     // Never changed (nothing saved): it is alive, maybe moved. Saved without an id (an older log): its live id, if it is alive.

@@ -19,6 +19,7 @@
 #include <sys/xattr.h>
 #include <dirent.h>
 
+#include <cerrno>
 #include <climits>
 #include <cmath>
 #include <cstdio>
@@ -592,6 +593,57 @@ class FinishFileWorker : public PromiseWorker {
   uint64_t log_bytes_ = 0;
 };
 
+// All extended attributes of one object: llistxattr, then lgetxattr of each
+// name (a name removed in between is left out), in one thread-pool job.
+class ReadXattrsWorker : public PromiseWorker {
+ public:
+  ReadXattrsWorker(Napi::Env env, std::string path)
+      : PromiseWorker(env, "strata:readXattrs") {
+    path_ = std::move(path);
+  }
+  void Execute() override {
+    char* list = nullptr;
+    size_t len = 0;
+    if (sn_listxattr(path_.c_str(), &list, &len, &err_) < 0) return;
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+      if (i < len && list[i] != '\0') continue;
+      if (i > start) {
+        std::string name(list + start, i - start);
+        char* buf = nullptr;
+        size_t n = 0;
+        sn_err e = {0, nullptr};
+        if (sn_getxattr(path_.c_str(), name.c_str(), &buf, &n, &e) < 0) {
+          if (e.code != ENODATA) {
+            err_ = e;
+            break;
+          }
+        } else {
+          names_.push_back(std::move(name));
+          values_.emplace_back(buf, buf + n);
+          std::free(buf);
+        }
+      }
+      start = i + 1;
+    }
+    std::free(list);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Array arr = Napi::Array::New(env, names_.size());
+    for (size_t i = 0; i < names_.size(); i++) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::String::New(env, names_[i]));
+      pair.Set(1u, Napi::Buffer<char>::Copy(env, values_[i].data(), values_[i].size()));
+      arr.Set(static_cast<uint32_t>(i), pair);
+    }
+    return arr;
+  }
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<std::vector<char>> values_;
+};
+
 class ListxattrWorker : public PromiseWorker {
  public:
   ListxattrWorker(Napi::Env env, std::string path)
@@ -979,6 +1031,14 @@ Napi::Value FinishFile(const Napi::CallbackInfo& info) {
       ->Start();
 }
 
+// readXattrs(path)
+Napi::Value ReadXattrs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path;
+  if (!GetString(info, 0, "path", &path)) return env.Undefined();
+  return (new ReadXattrsWorker(env, std::move(path)))->Start();
+}
+
 // listxattr(path)
 Napi::Value Listxattr(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -1021,6 +1081,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("listxattr", Napi::Function::New(env, Listxattr, "listxattr"));
   exports.Set("prepareObject",
               Napi::Function::New(env, PrepareObject, "prepareObject"));
+  exports.Set("readXattrs",
+              Napi::Function::New(env, ReadXattrs, "readXattrs"));
   exports.Set("cloneTo", Napi::Function::New(env, CloneTo, "cloneTo"));
   exports.Set("finishFile",
               Napi::Function::New(env, FinishFile, "finishFile"));

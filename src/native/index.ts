@@ -73,6 +73,7 @@ interface NativeBinding {
   setxattr(path: string, name: string, value: Uint8Array, flags: number): Promise<void>;
   listxattr(path: string): Promise<string[]>;
   prepareObject(path: string, create: number, mode: number, size: number, names: string[], values: Buffer[], uid: number, gid: number, chmodMode: number): Promise<void>;
+  readXattrs(path: string): Promise<[string, Buffer][]>;
   cloneTo(src: string, dst: string, mode: number): Promise<CloneToResult | null>;
   finishFile(
     tmp: string, create: boolean, size: number, logFd: number, ranges: number[], names: string[], values: Buffer[],
@@ -328,6 +329,16 @@ export async function finishFile(tmp: string, f: FinishFile): Promise<number> {
     tmp, f.create === true, f.size ?? -1, f.log?.fd ?? -1, ranges, xs.map(([n]) => n), xs.map(([, v]) => v),
     f.owner?.uid ?? -1, f.owner?.gid ?? -1, f.mode ?? -1, f.times.atime, f.times.mtime, f.rename ?? null,
   );
+}
+
+/**
+ * Every extended attribute of `path` (never following a final symlink) with
+ * its value: llistxattr(2), then lgetxattr(2) of each name, in one call on
+ * the thread pool (a name removed in between is left out). Saves the hops of
+ * listxattr + getxattr × n.
+ */
+export async function readXattrs(path: string): Promise<[string, Buffer][]> {
+  return binding.readXattrs(path);
 }
 
 /** llistxattr(2): attribute names. */

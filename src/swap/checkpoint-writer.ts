@@ -42,12 +42,12 @@ import type { BigIntStats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import * as native from '../native/index.js';
-import { ROOT_ID, badNameReason, type Attrs, type ObjectId } from '../protocol/records.js';
+import { ROOT_ID, badNameReason, isObjectId, type Attrs, type ObjectId } from '../protocol/records.js';
 import { ID_XATTR, isPrivateXattr, readObjectId, writeObjectId } from '../store/object-ids.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import { applyAttrs } from '../restore/materialise.js';
-import { BLOCK_SIZE, readAttrs, type AttrRec, type CheckpointState, type ObjectKind } from '../checkpoint/state.js';
-import { T0View, joinPath, kindOfDtype } from '../checkpoint/view.js';
+import { BLOCK_SIZE, kindOf, readAttrs, type AttrRec, type CheckpointState, type ObjectKind } from '../checkpoint/state.js';
+import { T0View, joinPath, kindOfDtype, lstatPath } from '../checkpoint/view.js';
 import { SWAP_TEMP_PREFIX, type WriteProgress } from './tree-writer.js';
 import { swapCrashPoint } from './crash-points.js';
 
@@ -128,6 +128,9 @@ async function t0Items(view: T0View, key: string, at: string): Promise<T0Item[]>
 async function t0Size(view: T0View, key: string, hint: string): Promise<number> {
   const rec = view.attrs(key);
   if (rec) return rec.size;
+  // The T0 path first (one lstat), then a lookup.
+  const here = await lstatPath(hint);
+  if (here !== null && view.keyOf(here) === key) return Number(here.size);
   const at = (await view.locate(key, hint))[0];
   const st = at === undefined ? null : await fsp.lstat(LocalStore.relative(at), { bigint: true }).catch(() => null);
   return st ? Number(st.size) : 0;
@@ -165,8 +168,11 @@ class Writer {
   /** Writes the entries of T0 directory `key` (live at `at`) into the spare directory `rel`. */
   private async writeDir(key: string, at: string, rel: string): Promise<void> {
     const dirAbs = rel === '' ? this.o.spare : join(this.o.spare, rel);
+    // The names already in place (a rerun): nothing else writes into the spare, so this listing answers for every entry (no lstat each).
+    const present = new Set<string>();
     for (const n of await fsp.readdir(dirAbs)) {
       if (n.startsWith(SWAP_TEMP_PREFIX)) await fsp.rm(join(dirAbs, n), { recursive: true, force: true });
+      else present.add(n);
     }
     const items = await t0Items(this.view, key, at);
     const simple = items.filter((i) => i.kind !== 'dir' && !this.multi.has(i.key));
@@ -176,13 +182,13 @@ class Writer {
       while (next < simple.length) {
         if (this.o.cancelled?.()) throw cancelledError();
         const it = simple[next++]!;
-        await this.place(it, at, rel);
+        await this.place(it, at, rel, present.has(it.name));
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, this.o.parallel ?? 4) }, worker));
     for (const it of ordered) {
       if (this.o.cancelled?.()) throw cancelledError();
-      await this.place(it, at, rel);
+      await this.place(it, at, rel, present.has(it.name));
       if (it.kind === 'dir') {
         const hint = joinPath(at, it.name);
         const liveAt = (await this.view.whereIs(it.key, hint)) ?? hint;
@@ -194,13 +200,12 @@ class Writer {
     }
   }
 
-  private async place(it: T0Item, at: string, rel: string): Promise<void> {
+  private async place(it: T0Item, at: string, rel: string, inPlace: boolean): Promise<void> {
     const entryRel = rel === '' ? it.name : `${rel}/${it.name}`;
     const final = join(this.o.spare, entryRel);
     const hint = joinPath(at, it.name);
     const p = this.o.progress;
     p.entries++;
-    const inPlace = await fsp.lstat(final).then(() => true, (err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return false; throw err; });
     const first = this.links.get(it.key);
     if (inPlace) {
       if (it.kind === 'file' && this.s.blocks.has(it.key)) {
@@ -317,7 +322,9 @@ class Writer {
       rename: final,
     });
     try {
-      this.o.progress.logBytes += src === null ? await withFreeTemp(tmp, finish) : await finish();
+      // Awaited first, then added: `x += await y` would add to the x read before the await (lost updates between parallel builds).
+      const fromLog = src === null ? await withFreeTemp(tmp, finish) : await finish();
+      this.o.progress.logBytes += fromLog;
     } catch (err) {
       if ((err as { code?: string }).code === 'ENODATA' && (err as { syscall?: string }).syscall === 'copy_file_range') {
         throw new Error(`prepare: short read of checkpoint ${this.s.info.name}'s log (${this.s.log.path})`);
@@ -326,13 +333,51 @@ class Writer {
     }
   }
 
+  /**
+   * The live attributes of T0 object `key` read at its T0 path `hint`, as
+   * readAttrs gives them, when that path is still the object and not a
+   * symbolic link (else null: the caller looks it up): lstat, then every
+   * extended attribute and the id in one native call.
+   */
+  private async liveAttrsAt(key: string, hint: string): Promise<AttrRec | null> {
+    const st = await lstatPath(hint);
+    if (st === null || st.isSymbolicLink() || this.view.keyOf(st) !== key) return null;
+    let xs: [string, Buffer][];
+    try {
+      xs = await native.readXattrs(LocalStore.relative(hint));
+    } catch {
+      return null;
+    }
+    const rec: AttrRec = {
+      kind: kindOf(st), mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), size: Number(st.size),
+      atimeNs: st.atimeNs.toString(), mtimeNs: st.mtimeNs.toString(), rdev: Number(st.rdev), xattrs: [],
+    };
+    for (const [name, value] of xs) {
+      if (name === ID_XATTR) {
+        const oid = value.toString('latin1');
+        if (isObjectId(oid)) rec.oid = oid;
+      } else if (!isPrivateXattr(name)) {
+        rec.xattrs.push([name, value.toString('base64')]);
+      }
+    }
+    return rec;
+  }
+
   /** The T0 attributes, extended attributes, symbolic link target and object id of T0 object `key` (live at `hint` when it never changed). */
   private async attrsOf(key: string, hint: string): Promise<ObjectAttrs> {
     let rec = this.s.attrs.get(key);
     let livePath: string | null = null;
     // Never changed (nothing saved): it is alive, maybe moved. Saved without an id (an older log): its live id, if it is alive.
-    if (rec === undefined) livePath = (await this.locate(key, hint))[0] ?? null;
-    else if (rec.oid === undefined && key !== this.view.rootKey) livePath = (await this.view.locate(key, hint))[0] ?? null;
+    if (rec === undefined) {
+      const fast = await this.liveAttrsAt(key, hint);
+      if (fast !== null) {
+        // Saved meanwhile: the live attributes may already be past T0.
+        rec = this.s.attrs.get(key) ?? fast;
+        livePath = hint;
+      } else {
+        livePath = (await this.locate(key, hint))[0] ?? null;
+      }
+    } else if (rec.oid === undefined && key !== this.view.rootKey) livePath = (await this.view.locate(key, hint))[0] ?? null;
     if (rec === undefined) {
       if (livePath === null) throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) is neither in the live store nor saved in the checkpoint`);
       const rel = LocalStore.relative(livePath);

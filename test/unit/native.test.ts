@@ -26,6 +26,7 @@ import {
   type NativeError,
   prepareObject,
   cloneTo,
+  readXattrs,
   finishFile,
   readFileQuiet,
   readdirIno,
@@ -746,6 +747,29 @@ test('cloneTo: a sparse copy checked against cp, the source inode, non-files and
   await t.throwsAsync(cloneTo(src, path.join(dir, 'y'), 0o10000), { instanceOf: RangeError, message: /"mode" is out of range/ });
   await t.throwsAsync(cloneTo(src, path.join(dir, 'y'), -1), { instanceOf: RangeError });
   t.false(existsSync(path.join(dir, 'y')));
+});
+
+test('readXattrs: every name with its value in one call, as listxattr + getxattr give them; a symlink\'s own; errors with their syscall', async (t) => {
+  const dir = await tmpDir(t);
+  const f = path.join(dir, 'f');
+  await fs.writeFile(f, 'x');
+  t.deepEqual(await readXattrs(f), []);
+  await setxattr(f, 'user.a', Buffer.from('one'), 0);
+  await setxattr(f, 'user.empty', Buffer.alloc(0), 0);
+  await setxattr(f, 'trusted.strata.id', Buffer.from([0, 255, 7]), 0);
+  const big = randomBytes(3000);
+  await setxattr(f, 'user.big', big, 0);
+  const got = await readXattrs(f);
+  const expected: [string, Buffer][] = [];
+  for (const name of await listxattr(f)) expected.push([name, await getxattr(f, name)]);
+  t.deepEqual(got, expected);
+  t.deepEqual(new Map(got).get('user.big'), big);
+  await fs.symlink('f', path.join(dir, 'l'));
+  t.deepEqual(await readXattrs(path.join(dir, 'l')), [], 'the link\'s own, not its target\'s');
+  const e = await rejectsWith(t, readXattrs(path.join(dir, 'missing')), ['ENOENT'], 'llistxattr');
+  t.is(e.path, path.join(dir, 'missing'));
+  await t.throwsAsync(readXattrs(5 as unknown as string), { instanceOf: TypeError, message: /"path" argument must be of type string/ });
+  await t.throwsAsync(readXattrs('a\0b'), { instanceOf: TypeError, message: /without null bytes/ });
 });
 
 test('finishFile: size, log ranges, xattrs, owner, mode, times and rename in one call, checked against a native build; stops at the first failure', async (t) => {

@@ -367,12 +367,15 @@ class Writer {
   private async attrsOf(key: string, hint: string): Promise<ObjectAttrs> {
     let rec = this.s.attrs.get(key);
     let livePath: string | null = null;
+    /** The live id was read with the live attributes (readXattrs): none there means none to read again. */
+    let idRead = false;
     // Never changed (nothing saved): it is alive, maybe moved. Saved without an id (an older log): its live id, if it is alive.
     if (rec === undefined) {
       const fast = await this.liveAttrsAt(key, hint);
       if (fast !== null) {
         // Saved meanwhile: the live attributes may already be past T0.
         rec = this.s.attrs.get(key) ?? fast;
+        idRead = rec === fast;
         livePath = hint;
       } else {
         livePath = (await this.locate(key, hint))[0] ?? null;
@@ -387,7 +390,7 @@ class Writer {
       rec = this.s.attrs.get(key) ?? live;
     }
     let id: ObjectId | null = key === this.view.rootKey ? ROOT_ID : rec.oid ?? null;
-    if (id === null && livePath !== null) id = await readObjectId(LocalStore.relative(livePath)).catch(() => null);
+    if (id === null && livePath !== null && !idRead) id = await readObjectId(LocalStore.relative(livePath)).catch(() => null);
     if (id === null) id = derivedId(this.s.info.id, key);
     return { attrs: toAttrs(rec), xattrs: Object.fromEntries(rec.xattrs), ...(rec.target !== undefined ? { target: rec.target } : {}), id };
   }

@@ -19,6 +19,7 @@
 #include <sys/xattr.h>
 #include <dirent.h>
 
+#include <cerrno>
 #include <climits>
 #include <cmath>
 #include <cstdio>
@@ -516,6 +517,133 @@ class PrepareObjectWorker : public PromiseWorker {
   int64_t chmod_mode_;
 };
 
+class CloneToWorker : public PromiseWorker {
+ public:
+  CloneToWorker(Napi::Env env, std::string src, std::string dst, uint32_t mode)
+      : PromiseWorker(env, "strata:cloneTo"), src_(std::move(src)),
+        dst_(std::move(dst)), mode_(mode) {}
+  void Execute() override {
+    sn_clone_to(src_.c_str(), dst_.c_str(), mode_, &res_, &err_);
+    path_ = res_.found && res_.is_file ? dst_ : src_;
+  }
+  Napi::Value Result(Napi::Env env) override {
+    if (!res_.found) return env.Null();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("ino", Napi::BigInt::New(env, res_.ino));
+    o.Set("isFile", Napi::Boolean::New(env, res_.is_file != 0));
+    if (res_.is_file) {
+      o.Set("size", Napi::Number::New(env, static_cast<double>(res_.size)));
+      o.Set("how", Napi::String::New(env, res_.reflinked ? "reflink" : "copy"));
+    }
+    return o;
+  }
+
+ private:
+  std::string src_, dst_;
+  uint32_t mode_;
+  sn_clone_to_result res_ = {0, 0, 0, 0, 0};
+};
+
+class FinishFileWorker : public PromiseWorker {
+ public:
+  FinishFileWorker(Napi::Env env, std::string tmp, bool create, int64_t size,
+                   int log_fd, std::vector<uint64_t> ranges,
+                   std::vector<std::string> names,
+                   std::vector<std::vector<uint8_t>> values, int64_t uid,
+                   int64_t gid, int64_t chmod_mode, struct timespec atime,
+                   struct timespec mtime, std::string final, bool rename)
+      : PromiseWorker(env, "strata:finishFile"), create_(create), size_(size),
+        log_fd_(log_fd), ranges_(std::move(ranges)), names_(std::move(names)),
+        values_(std::move(values)), uid_(uid), gid_(gid),
+        chmod_mode_(chmod_mode), final_(std::move(final)), rename_(rename) {
+    path_ = std::move(tmp);
+    ts_[0] = atime;
+    ts_[1] = mtime;
+  }
+  void Execute() override {
+    std::vector<const char*> names;
+    std::vector<const void*> values;
+    std::vector<size_t> lens;
+    for (size_t i = 0; i < names_.size(); i++) {
+      names.push_back(names_[i].c_str());
+      values.push_back(values_[i].data());
+      lens.push_back(values_[i].size());
+    }
+    sn_finish_file(path_.c_str(), create_ ? 1 : 0, size_, log_fd_,
+                   ranges_.data(), ranges_.size() / 3, names.data(),
+                   values.data(), lens.data(), names_.size(), uid_, gid_,
+                   chmod_mode_, ts_, rename_ ? final_.c_str() : nullptr,
+                   &log_bytes_, &err_);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    return Napi::Number::New(env, static_cast<double>(log_bytes_));
+  }
+
+ private:
+  bool create_;
+  int64_t size_;
+  int log_fd_;
+  std::vector<uint64_t> ranges_;
+  std::vector<std::string> names_;
+  std::vector<std::vector<uint8_t>> values_;  // private copies
+  int64_t uid_, gid_, chmod_mode_;
+  struct timespec ts_[2];
+  std::string final_;
+  bool rename_;
+  uint64_t log_bytes_ = 0;
+};
+
+// All extended attributes of one object: llistxattr, then lgetxattr of each
+// name (a name removed in between is left out), in one thread-pool job.
+class ReadXattrsWorker : public PromiseWorker {
+ public:
+  ReadXattrsWorker(Napi::Env env, std::string path)
+      : PromiseWorker(env, "strata:readXattrs") {
+    path_ = std::move(path);
+  }
+  void Execute() override {
+    char* list = nullptr;
+    size_t len = 0;
+    if (sn_listxattr(path_.c_str(), &list, &len, &err_) < 0) return;
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+      if (i < len && list[i] != '\0') continue;
+      if (i > start) {
+        std::string name(list + start, i - start);
+        char* buf = nullptr;
+        size_t n = 0;
+        sn_err e = {0, nullptr};
+        if (sn_getxattr(path_.c_str(), name.c_str(), &buf, &n, &e) < 0) {
+          if (e.code != ENODATA) {
+            err_ = e;
+            break;
+          }
+        } else {
+          names_.push_back(std::move(name));
+          values_.emplace_back(buf, buf + n);
+          std::free(buf);
+        }
+      }
+      start = i + 1;
+    }
+    std::free(list);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Array arr = Napi::Array::New(env, names_.size());
+    for (size_t i = 0; i < names_.size(); i++) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::String::New(env, names_[i]));
+      pair.Set(1u, Napi::Buffer<char>::Copy(env, values_[i].data(), values_[i].size()));
+      arr.Set(static_cast<uint32_t>(i), pair);
+    }
+    return arr;
+  }
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<std::vector<char>> values_;
+};
+
 class ListxattrWorker : public PromiseWorker {
  public:
   ListxattrWorker(Napi::Env env, std::string path)
@@ -792,6 +920,125 @@ Napi::Value PrepareObject(const Napi::CallbackInfo& info) {
       ->Start();
 }
 
+// Reads names/values arrays of xattrs (strings and Buffers) into vectors.
+bool GetXattrList(Napi::Env env, Napi::Value nv, Napi::Value vv,
+                  std::vector<std::string>* names,
+                  std::vector<std::vector<uint8_t>>* values) {
+  if (!nv.IsArray() || !vv.IsArray() ||
+      nv.As<Napi::Array>().Length() != vv.As<Napi::Array>().Length()) {
+    ThrowTypeError(env, "ERR_INVALID_ARG_TYPE",
+                   "The \"names\" and \"values\" arguments must be arrays of the same length");
+    return false;
+  }
+  Napi::Array na = nv.As<Napi::Array>();
+  Napi::Array va = vv.As<Napi::Array>();
+  for (uint32_t i = 0; i < na.Length(); i++) {
+    Napi::Value n = na.Get(i);
+    Napi::Value v = va.Get(i);
+    if (!n.IsString() || !v.IsTypedArray() ||
+        v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      ThrowTypeError(env, "ERR_INVALID_ARG_TYPE",
+                     "xattr names must be strings and values Buffers");
+      return false;
+    }
+    std::string name = n.As<Napi::String>().Utf8Value();
+    if (name.find('\0') != std::string::npos) {
+      ThrowTypeError(env, "ERR_INVALID_ARG_VALUE",
+                     "xattr names must not contain null bytes");
+      return false;
+    }
+    Napi::Uint8Array arr = v.As<Napi::Uint8Array>();
+    names->push_back(std::move(name));
+    values->emplace_back(arr.Data(), arr.Data() + arr.ByteLength());
+  }
+  return true;
+}
+
+// cloneTo(src, dst, mode)
+Napi::Value CloneTo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string src, dst;
+  uint32_t mode;
+  if (!GetString(info, 0, "src", &src) || !GetString(info, 1, "dst", &dst) ||
+      !GetUint32(info, 2, "mode", &mode))
+    return env.Undefined();
+  if (mode > 07777) {
+    ThrowRangeError(env, "The value of \"mode\" is out of range. It must be >= 0 && <= 4095. Received " + FormatNumber(mode));
+    return env.Undefined();
+  }
+  return (new CloneToWorker(env, std::move(src), std::move(dst), mode))->Start();
+}
+
+// finishFile(tmp, create, size, logFd, ranges, names, values, uid, gid,
+//            chmodMode, atime, mtime, final)
+// size/uid/gid/chmodMode: -1 = leave; logFd: -1 when ranges is empty;
+// ranges: flat [logOff, fileOff, length, ...]; final: null = no rename.
+Napi::Value FinishFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string tmp, final;
+  if (!GetString(info, 0, "tmp", &tmp)) return env.Undefined();
+  bool create = info[1].ToBoolean().Value();
+  double size, log_fd;
+  if (!CheckInteger(env, info[2], "size", -1, kMaxSafeInteger, &size) ||
+      !CheckInteger(env, info[3], "logFd", -1, INT_MAX, &log_fd))
+    return env.Undefined();
+  if (!info[4].IsArray()) {
+    ThrowTypeError(env, "ERR_INVALID_ARG_TYPE",
+                   "The \"ranges\" argument must be an array of numbers");
+    return env.Undefined();
+  }
+  Napi::Array ra = info[4].As<Napi::Array>();
+  if (ra.Length() % 3 != 0) {
+    ThrowTypeError(env, "ERR_INVALID_ARG_VALUE",
+                   "The \"ranges\" argument must hold [logOffset, fileOffset, length] triples");
+    return env.Undefined();
+  }
+  if (ra.Length() > 0 && log_fd < 0) {
+    ThrowRangeError(env, "The value of \"logFd\" must be a descriptor when \"ranges\" is not empty");
+    return env.Undefined();
+  }
+  std::vector<uint64_t> ranges;
+  for (uint32_t i = 0; i < ra.Length(); i++) {
+    double d;
+    if (!CheckInteger(env, ra.Get(i), "ranges[i]", 0, kMaxSafeInteger, &d))
+      return env.Undefined();
+    ranges.push_back(static_cast<uint64_t>(d));
+  }
+  std::vector<std::string> names;
+  std::vector<std::vector<uint8_t>> values;
+  if (!GetXattrList(env, info[5], info[6], &names, &values))
+    return env.Undefined();
+  int64_t ids[3];
+  const char* argn[3] = {"uid", "gid", "chmodMode"};
+  for (int k = 0; k < 3; k++) {
+    double d;
+    if (!CheckInteger(env, info[7 + k], argn[k], -1, 4294967295.0, &d))
+      return env.Undefined();
+    ids[k] = static_cast<int64_t>(d);
+  }
+  struct timespec atime, mtime;
+  if (!GetTimeSpec(info, 10, "atime", &atime) ||
+      !GetTimeSpec(info, 11, "mtime", &mtime))
+    return env.Undefined();
+  bool rename = !info[12].IsNull() && !info[12].IsUndefined();
+  if (rename && !GetString(info, 12, "final", &final)) return env.Undefined();
+  return (new FinishFileWorker(env, std::move(tmp), create,
+                               static_cast<int64_t>(size),
+                               static_cast<int>(log_fd), std::move(ranges),
+                               std::move(names), std::move(values), ids[0],
+                               ids[1], ids[2], atime, mtime, std::move(final),
+                               rename))
+      ->Start();
+}
+
+// readXattrs(path)
+Napi::Value ReadXattrs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path;
+  if (!GetString(info, 0, "path", &path)) return env.Undefined();
+  return (new ReadXattrsWorker(env, std::move(path)))->Start();
+}
+
 // listxattr(path)
 Napi::Value Listxattr(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -834,6 +1081,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("listxattr", Napi::Function::New(env, Listxattr, "listxattr"));
   exports.Set("prepareObject",
               Napi::Function::New(env, PrepareObject, "prepareObject"));
+  exports.Set("readXattrs",
+              Napi::Function::New(env, ReadXattrs, "readXattrs"));
+  exports.Set("cloneTo", Napi::Function::New(env, CloneTo, "cloneTo"));
+  exports.Set("finishFile",
+              Napi::Function::New(env, FinishFile, "finishFile"));
   exports.Set("removexattr",
               Napi::Function::New(env, Removexattr, "removexattr"));
   exports.Set("readdirIno", Napi::Function::New(env, ReaddirIno, "readdirIno"));

@@ -10,10 +10,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h> /* FICLONE */
+#include <stdio.h> /* rename */
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Buffer size for the pread/pwrite fallback. */
@@ -285,5 +288,99 @@ int sn_read_file_quiet(const char *path, uint64_t max, sn_extent **ext,
     }
   }
   close(fd);
+  return rc;
+}
+
+/* Opens a live file quietly (O_NOATIME where allowed, never following a final
+ * symlink); -1 with errno set. */
+static int open_quiet(const char *path) {
+  int fd = open(path, O_RDONLY | O_NOATIME | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && errno == EPERM)
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  return fd;
+}
+
+int sn_clone_to(const char *src, const char *dst, uint32_t mode,
+                sn_clone_to_result *res, sn_err *err) {
+  res->found = 0;
+  res->is_file = 0;
+  res->ino = 0;
+  res->size = 0;
+  res->reflinked = 0;
+  int in = open_quiet(src);
+  if (in < 0) return 0; /* gone or moved: the caller looks elsewhere */
+  struct stat si;
+  if (fstat(in, &si) < 0) {
+    int e = errno;
+    close(in);
+    return SN_FAIL(err, e, "fstat");
+  }
+  res->found = 1;
+  res->ino = (uint64_t)si.st_ino;
+  if (!S_ISREG(si.st_mode)) {
+    close(in);
+    return 0;
+  }
+  res->is_file = 1;
+  int out = open(dst, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                 (mode_t)mode);
+  if (out < 0) {
+    int e = errno;
+    close(in);
+    return SN_FAIL(err, e, "open");
+  }
+  int rc = sn_clone_file(in, out, SN_CLONE_AUTO, &res->reflinked, err);
+  struct stat so;
+  if (rc == 0 && fstat(out, &so) < 0) rc = SN_FAIL(err, errno, "fstat");
+  if (rc == 0) res->size = (uint64_t)so.st_size;
+  close(in);
+  if (close(out) < 0 && rc == 0) rc = SN_FAIL(err, errno, "close");
+  return rc;
+}
+
+int sn_finish_file(const char *tmp, int create, int64_t size, int log_fd,
+                   const uint64_t *ranges, size_t nranges,
+                   const char *const *names, const void *const *values,
+                   const size_t *lens, size_t n, int64_t uid, int64_t gid,
+                   int64_t chmod_mode, const struct timespec ts[2],
+                   const char *final, uint64_t *log_bytes, sn_err *err) {
+  *log_bytes = 0;
+  int flags = O_RDWR | O_NOFOLLOW | O_CLOEXEC;
+  if (create) flags |= O_CREAT | O_EXCL;
+  int fd = open(tmp, flags, 0600);
+  if (fd < 0) return SN_FAIL(err, errno, "open");
+  int rc = 0;
+  if (size >= 0) {
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+      rc = SN_FAIL(err, errno, "fstat");
+    else if (st.st_size != (off_t)size && ftruncate(fd, (off_t)size) < 0)
+      rc = SN_FAIL(err, errno, "ftruncate");
+  }
+  for (size_t i = 0; rc == 0 && i < nranges; i++) {
+    uint64_t log_off = ranges[3 * i], off = ranges[3 * i + 1],
+             len = ranges[3 * i + 2];
+    uint64_t done = 0;
+    while (rc == 0 && done < len) {
+      uint64_t copied;
+      rc = sn_copy_range(log_fd, log_off + done, fd, off + done, len - done,
+                         SN_COPY_AUTO, &copied, err);
+      if (rc == 0 && copied == 0) rc = SN_FAIL(err, ENODATA, "copy_file_range");
+      done += copied;
+    }
+    *log_bytes += done;
+  }
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    if (fsetxattr(fd, names[i], values[i], lens[i], 0) < 0)
+      rc = SN_FAIL(err, errno, "fsetxattr");
+  }
+  if (rc == 0 && uid >= 0 && fchown(fd, (uid_t)uid, (gid_t)gid) < 0)
+    rc = SN_FAIL(err, errno, "fchown");
+  if (rc == 0 && chmod_mode >= 0 && fchmod(fd, (mode_t)chmod_mode) < 0)
+    rc = SN_FAIL(err, errno, "fchmod");
+  if (rc == 0 && futimens(fd, ts) < 0) rc = SN_FAIL(err, errno, "futimens");
+  if (close(fd) < 0 && rc == 0) rc = SN_FAIL(err, errno, "close");
+  if (rc == 0 && final != NULL && rename(tmp, final) < 0)
+    rc = SN_FAIL(err, errno, "rename");
   return rc;
 }

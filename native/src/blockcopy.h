@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "errinfo.h"
 
@@ -67,6 +68,38 @@ int sn_list_extents(int fd, sn_extent **out, size_t *count, sn_err *err);
  */
 int sn_read_file_quiet(const char *path, uint64_t max, sn_extent **ext,
                        size_t *count, char **data, size_t *len, sn_err *err);
+
+
+/* What sn_clone_to found and did. */
+typedef struct sn_clone_to_result {
+  int found;     /* src was opened */
+  int is_file;   /* ... and is a regular file (only then is dst created) */
+  uint64_t ino;  /* its inode number (when found) */
+  uint64_t size; /* dst's size after the copy */
+  int reflinked; /* FICLONE shared the blocks */
+} sn_clone_to_result;
+
+/* Opens src (O_NOATIME where allowed, O_NOFOLLOW); when it is a regular file,
+ * creates dst (O_EXCL, permission bits `mode`) and makes it a copy of src
+ * (sn_clone_file 'auto'). src that cannot be opened is not an error
+ * (found = 0). */
+int sn_clone_to(const char *src, const char *dst, uint32_t mode,
+                sn_clone_to_result *res, sn_err *err);
+
+
+/* Finishes a regular file built under the temporary name `tmp`: opens it
+ * (created with O_EXCL, mode 0600, when `create`), sets its size (size >= 0),
+ * copies `nranges` ranges (log offset, file offset, length triples) from
+ * log_fd, sets the n extended attributes in order, owner (uid >= 0), mode
+ * (chmod_mode >= 0) and times, closes it and renames it to `final` (NULL: no
+ * rename). Stops at the first failure. A range the log cannot give in full
+ * fails with ENODATA. */
+int sn_finish_file(const char *tmp, int create, int64_t size, int log_fd,
+                   const uint64_t *ranges, size_t nranges,
+                   const char *const *names, const void *const *values,
+                   const size_t *lens, size_t n, int64_t uid, int64_t gid,
+                   int64_t chmod_mode, const struct timespec ts[2],
+                   const char *final, uint64_t *log_bytes, sn_err *err);
 
 #ifdef __cplusplus
 }

@@ -73,6 +73,12 @@ interface NativeBinding {
   setxattr(path: string, name: string, value: Uint8Array, flags: number): Promise<void>;
   listxattr(path: string): Promise<string[]>;
   prepareObject(path: string, create: number, mode: number, size: number, names: string[], values: Buffer[], uid: number, gid: number, chmodMode: number): Promise<void>;
+  readXattrs(path: string): Promise<[string, Buffer][]>;
+  cloneTo(src: string, dst: string, mode: number): Promise<CloneToResult | null>;
+  finishFile(
+    tmp: string, create: boolean, size: number, logFd: number, ranges: number[], names: string[], values: Buffer[],
+    uid: number, gid: number, chmodMode: number, atime: TimeSpec, mtime: TimeSpec, final: string | null,
+  ): Promise<number>;
   removexattr(path: string, name: string): Promise<void>;
   readdirIno(path: string): Promise<DirEntry[]>;
   sdNotify(socketPath: string, message: string): Promise<void>;
@@ -262,6 +268,77 @@ export async function prepareObject(path: string, p: PrepareObject): Promise<voi
     path, kind, p.create?.mode ?? 0, p.create?.size ?? 0, xs.map(([n]) => n), xs.map(([, v]) => v),
     p.owner?.uid ?? -1, p.owner?.gid ?? -1, p.mode ?? -1,
   );
+}
+
+/** What {@link cloneTo} found at the source path (null from it: the source could not be opened). */
+export interface CloneToResult {
+  /** The source's inode number. */
+  ino: bigint;
+  /** False: not a regular file, and `dst` was not created. */
+  isFile: boolean;
+  /** The copy's size (when isFile). */
+  size?: number;
+  /** How the blocks were copied (when isFile): FICLONE, or a copy of the data extents. */
+  how?: 'reflink' | 'copy';
+}
+
+/**
+ * Opens `src` without following a final symlink and without touching atime
+ * where allowed; when it is a regular file, creates `dst` (O_EXCL, permission
+ * bits `mode`) and makes it a copy of `src` as {@link cloneFile} 'auto' does,
+ * in one call on the thread pool. Resolves with null when `src` cannot be
+ * opened (gone, moved: not an error), else with its inode number (for the
+ * caller to check that it is the object it meant) and the copy's size.
+ */
+export async function cloneTo(src: string, dst: string, mode: number): Promise<CloneToResult | null> {
+  return binding.cloneTo(src, dst, mode);
+}
+
+/** What {@link finishFile} does to a regular file built under a temporary name. */
+export interface FinishFile {
+  /** Create the file first (O_EXCL, mode 0600) instead of opening the one there. */
+  create?: boolean;
+  /** ftruncate to this size when it has another. */
+  size?: number;
+  /** Ranges copied from `log.fd` (copy_file_range, else pread/pwrite): [log offset, file offset, length]. */
+  log?: { fd: number; ranges: readonly (readonly [number, number, number])[] };
+  /** Set in this order with fsetxattr(2). */
+  xattrs?: readonly (readonly [string, Buffer])[];
+  owner?: { uid: number; gid: number };
+  /** fchmod(2), after the owner (chown clears set-ID bits). */
+  mode?: number;
+  /** futimens(2), after everything else. */
+  times: { atime: TimeSpec; mtime: TimeSpec };
+  /** Renamed to this path last, when given. */
+  rename?: string;
+}
+
+/**
+ * Size, log ranges, extended attributes, owner, mode and times of the
+ * regular file `tmp`, then its rename into place, in that order in one call
+ * on the thread pool, stopping at the first failure (a Node-style error
+ * naming the syscall; a log range that ends early: ENODATA). Resolves with
+ * the bytes copied from the log. Saves the hops of open + truncate + copy ×
+ * n + setxattr × n + chown + chmod + utimens + rename for a file a swap
+ * prepare builds.
+ */
+export async function finishFile(tmp: string, f: FinishFile): Promise<number> {
+  const xs = f.xattrs ?? [];
+  const ranges = (f.log?.ranges ?? []).flatMap((r) => [r[0], r[1], r[2]]);
+  return binding.finishFile(
+    tmp, f.create === true, f.size ?? -1, f.log?.fd ?? -1, ranges, xs.map(([n]) => n), xs.map(([, v]) => v),
+    f.owner?.uid ?? -1, f.owner?.gid ?? -1, f.mode ?? -1, f.times.atime, f.times.mtime, f.rename ?? null,
+  );
+}
+
+/**
+ * Every extended attribute of `path` (never following a final symlink) with
+ * its value: llistxattr(2), then lgetxattr(2) of each name, in one call on
+ * the thread pool (a name removed in between is left out). Saves the hops of
+ * listxattr + getxattr × n.
+ */
+export async function readXattrs(path: string): Promise<[string, Buffer][]> {
+  return binding.readXattrs(path);
 }
 
 /** llistxattr(2): attribute names. */

@@ -28,21 +28,26 @@
 // No half states, resumable, as the archive source's writer (tree-writer.ts):
 // each object is built under `.strata-swap.<id>` and renamed into place when
 // complete; a rerun keeps the names in place with the same object id, removes
-// leftover temporary names and builds the rest. Object ids: the live object's
+// leftover temporary names and builds the rest. A regular file takes two
+// native calls on the thread pool, not twenty round trips: cloneTo opens the
+// live file and copies it to the temporary name, then (the checkpoint's map
+// read after the copy) finishFile sets its T0 size, copies its saved blocks
+// from the log, sets its id, extended attributes, owner, mode and times and
+// renames it into place, in the order the other objects get them.
+// Object ids: the live object's
 // (or the one the checkpoint saved with its attributes), else one derived from
 // the checkpoint and the object's T0 key (the same on a rerun).
 import * as fsp from 'node:fs/promises';
-import { constants as C } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import * as native from '../native/index.js';
-import { ROOT_ID, badNameReason, type Attrs, type ObjectId } from '../protocol/records.js';
-import { readObjectId, writeObjectId } from '../store/object-ids.js';
+import { ROOT_ID, badNameReason, isObjectId, type Attrs, type ObjectId } from '../protocol/records.js';
+import { ID_XATTR, isPrivateXattr, readObjectId, writeObjectId } from '../store/object-ids.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import { applyAttrs } from '../restore/materialise.js';
-import { BLOCK_SIZE, readAttrs, type AttrRec, type CheckpointState, type ObjectKind } from '../checkpoint/state.js';
-import { T0View, joinPath, kindOfDtype } from '../checkpoint/view.js';
+import { BLOCK_SIZE, kindOf, readAttrs, type AttrRec, type CheckpointState, type ObjectKind } from '../checkpoint/state.js';
+import { T0View, joinPath, kindOfDtype, lstatPath } from '../checkpoint/view.js';
 import { SWAP_TEMP_PREFIX, type WriteProgress } from './tree-writer.js';
 import { swapCrashPoint } from './crash-points.js';
 
@@ -60,6 +65,28 @@ export interface CheckpointWriterOptions {
   parallel?: number;
 }
 
+/** What an object of the spare gets: T0 attributes, extended attributes (values in base64), symbolic link target, object id. */
+interface ObjectAttrs {
+  attrs: Attrs;
+  xattrs: Record<string, string>;
+  target?: string;
+  id: ObjectId;
+}
+
+/**
+ * Runs `create`, which creates `tmp` with O_EXCL; when the name is taken (a
+ * leftover of an object with the same id), removes it and runs it once more.
+ */
+async function withFreeTemp<T>(tmp: string, create: () => Promise<T>): Promise<T> {
+  try {
+    return await create();
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'EEXIST') throw err;
+    await fsp.rm(tmp, { recursive: true, force: true });
+    return create();
+  }
+}
+
 /** One entry of a T0 directory. */
 interface T0Item {
   name: string;
@@ -67,7 +94,6 @@ interface T0Item {
   kind: ObjectKind;
 }
 
-const O_NOATIME = C.O_NOATIME ?? 0;
 
 /** Entries and regular-file bytes of the checkpoint's T0 tree, and the keys of objects with more than one T0 name. */
 export async function checkpointTotals(state: CheckpointState, rootIno: bigint): Promise<{ entries: number; bytes: number; multi: Set<string> }> {
@@ -102,6 +128,9 @@ async function t0Items(view: T0View, key: string, at: string): Promise<T0Item[]>
 async function t0Size(view: T0View, key: string, hint: string): Promise<number> {
   const rec = view.attrs(key);
   if (rec) return rec.size;
+  // The T0 path first (one lstat), then a lookup.
+  const here = await lstatPath(hint);
+  if (here !== null && view.keyOf(here) === key) return Number(here.size);
   const at = (await view.locate(key, hint))[0];
   const st = at === undefined ? null : await fsp.lstat(LocalStore.relative(at), { bigint: true }).catch(() => null);
   return st ? Number(st.size) : 0;
@@ -139,8 +168,11 @@ class Writer {
   /** Writes the entries of T0 directory `key` (live at `at`) into the spare directory `rel`. */
   private async writeDir(key: string, at: string, rel: string): Promise<void> {
     const dirAbs = rel === '' ? this.o.spare : join(this.o.spare, rel);
+    // The names already in place (a rerun): nothing else writes into the spare, so this listing answers for every entry (no lstat each).
+    const present = new Set<string>();
     for (const n of await fsp.readdir(dirAbs)) {
       if (n.startsWith(SWAP_TEMP_PREFIX)) await fsp.rm(join(dirAbs, n), { recursive: true, force: true });
+      else present.add(n);
     }
     const items = await t0Items(this.view, key, at);
     const simple = items.filter((i) => i.kind !== 'dir' && !this.multi.has(i.key));
@@ -150,13 +182,13 @@ class Writer {
       while (next < simple.length) {
         if (this.o.cancelled?.()) throw cancelledError();
         const it = simple[next++]!;
-        await this.place(it, at, rel);
+        await this.place(it, at, rel, present.has(it.name));
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, this.o.parallel ?? 4) }, worker));
     for (const it of ordered) {
       if (this.o.cancelled?.()) throw cancelledError();
-      await this.place(it, at, rel);
+      await this.place(it, at, rel, present.has(it.name));
       if (it.kind === 'dir') {
         const hint = joinPath(at, it.name);
         const liveAt = (await this.view.whereIs(it.key, hint)) ?? hint;
@@ -168,13 +200,12 @@ class Writer {
     }
   }
 
-  private async place(it: T0Item, at: string, rel: string): Promise<void> {
+  private async place(it: T0Item, at: string, rel: string, inPlace: boolean): Promise<void> {
     const entryRel = rel === '' ? it.name : `${rel}/${it.name}`;
     const final = join(this.o.spare, entryRel);
     const hint = joinPath(at, it.name);
     const p = this.o.progress;
     p.entries++;
-    const inPlace = await fsp.lstat(final).then(() => true, (err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return false; throw err; });
     const first = this.links.get(it.key);
     if (inPlace) {
       if (it.kind === 'file' && this.s.blocks.has(it.key)) {
@@ -193,27 +224,29 @@ class Writer {
     }
     const a = await this.attrsOf(it.key, hint);
     const tmp = join(this.o.spare, rel, `${SWAP_TEMP_PREFIX}${a.id}`);
-    await fsp.rm(tmp, { recursive: true, force: true });
-    switch (it.kind) {
-      case 'dir':
-        await fsp.mkdir(tmp, 0o700);
-        break;
-      case 'file':
-        await this.buildFile(it.key, hint, tmp);
-        p.bytes += a.attrs.size;
-        if (this.s.blocks.has(it.key)) this.changed.add(a.id);
-        break;
-      case 'symlink':
-        if (a.target === undefined) throw new Error(`prepare: checkpoint ${this.s.info.name} has no target of the symbolic link ${hint}`);
-        await fsp.symlink(a.target, tmp);
-        break;
-      case 'other':
-        await native.mknod(tmp, a.attrs.mode, a.attrs.rdev);
-        break;
+    if (it.kind === 'file') {
+      // One native call copies the live file, one more finishes it (log blocks, id, attributes, times) and renames it into place.
+      await this.buildFile(it.key, hint, tmp, a, final);
+      p.bytes += a.attrs.size;
+      if (this.s.blocks.has(it.key)) this.changed.add(a.id);
+    } else {
+      await fsp.rm(tmp, { recursive: true, force: true });
+      switch (it.kind) {
+        case 'dir':
+          await fsp.mkdir(tmp, 0o700);
+          break;
+        case 'symlink':
+          if (a.target === undefined) throw new Error(`prepare: checkpoint ${this.s.info.name} has no target of the symbolic link ${hint}`);
+          await fsp.symlink(a.target, tmp);
+          break;
+        case 'other':
+          await native.mknod(tmp, a.attrs.mode, a.attrs.rdev);
+          break;
+      }
+      await writeObjectId(tmp, a.id);
+      await applyAttrs(tmp, a.attrs, a.xattrs, null);
+      await fsp.rename(tmp, final);
     }
-    await writeObjectId(tmp, a.id);
-    await applyAttrs(tmp, a.attrs, a.xattrs, null);
-    await fsp.rename(tmp, final);
     if (this.multi.has(it.key)) this.links.set(it.key, final);
     swapCrashPoint('swap-prepare-object');
   }
@@ -226,72 +259,128 @@ class Writer {
     return this.view.locate(key, hint);
   }
 
-  /** The live object of T0 `key` (an open descriptor, checked to be that object), or null when it is gone. */
-  private async openLive(key: string, hint: string): Promise<fsp.FileHandle | null> {
+  /**
+   * Creates `tmp` as a copy of the live object of T0 `key` (checked to be that
+   * object by its inode), or resolves null when it is gone. The first try is
+   * the T0 path itself (no lookup); then the live paths of the checkpoint's
+   * index, refreshed when a program moved the object meanwhile.
+   */
+  private async cloneLive(key: string, hint: string, tmp: string): Promise<native.CloneToResult | null> {
+    const tryAt = async (at: string): Promise<native.CloneToResult | null> => {
+      const r = await withFreeTemp(tmp, () => native.cloneTo(LocalStore.relative(at), tmp, 0o600));
+      if (r === null || !r.isFile) return null;
+      if (this.s.canon(r.ino) === key) return r;
+      await fsp.unlink(tmp);
+      return null;
+    };
+    const first = await tryAt(hint);
+    if (first !== null) return first;
     for (let attempt = 0; attempt < 3; attempt++) {
       // A program may move it between the lookup and the open: look again with a fresh index.
       if (attempt > 0) this.view = new T0View(this.s, this.o.rootIno);
       const paths = await this.view.locate(key, hint);
       if (paths.length === 0) return null;
       for (const at of paths) {
-        let fh: fsp.FileHandle;
-        try {
-          fh = await fsp.open(LocalStore.relative(at), C.O_RDONLY | C.O_NOFOLLOW | O_NOATIME);
-        } catch {
-          continue;
-        }
-        const st = await fh.stat({ bigint: true });
-        if (st.isFile() && this.s.canon(st.ino) === key) return fh;
-        await fh.close();
+        const r = await tryAt(at);
+        if (r !== null) return r;
       }
     }
     return null;
   }
 
-  private async buildFile(key: string, hint: string, tmp: string): Promise<void> {
-    const out = await fsp.open(tmp, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+  /**
+   * Builds regular file `key` under `tmp` and renames it to `final`, the
+   * order of the other objects (contents, id, extended attributes, owner,
+   * mode, times, rename) in two native calls: the block copy of the live
+   * file, then the rest.
+   */
+  private async buildFile(key: string, hint: string, tmp: string, a: ObjectAttrs, final: string): Promise<void> {
+    const src = await this.cloneLive(key, hint, tmp);
+    // Looked up after the copy: a change the copy may have seen was saved before it was made.
+    const rec = this.s.attrs.get(key);
+    if (src === null && rec === undefined) {
+      throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) is neither in the live store nor saved in the checkpoint`);
+    }
+    const copied = src !== null ? src.size ?? 0 : 0;
+    this.o.progress.copiedBytes += copied;
+    const size = rec !== undefined ? rec.size : copied;
+    const ranges: [number, number, number][] = [];
+    for (const [b, w] of this.s.savedBlocks(key)) {
+      const off = b * BLOCK_SIZE;
+      if (off >= size) continue;
+      ranges.push([w.off, off, Math.min(w.len, size - off)]);
+    }
+    const xattrs: [string, Buffer][] = [[ID_XATTR, Buffer.from(a.id, 'latin1')]];
+    for (const [name, value] of Object.entries(a.xattrs)) {
+      if (!isPrivateXattr(name)) xattrs.push([name, Buffer.from(value, 'base64')]);
+    }
+    const t = a.attrs;
+    const finish = (): Promise<number> => native.finishFile(tmp, {
+      create: src === null, size, log: { fd: this.s.log.fd, ranges }, xattrs,
+      owner: { uid: t.uid, gid: t.gid }, mode: t.mode & 0o7777,
+      times: { atime: { sec: t.atime[0], nsec: t.atime[1] }, mtime: { sec: t.mtime[0], nsec: t.mtime[1] } },
+      rename: final,
+    });
     try {
-      const src = await this.openLive(key, hint);
-      if (src !== null) {
-        try {
-          await native.cloneFile(src.fd, out.fd);
-        } finally {
-          await src.close();
-        }
+      // Awaited first, then added: `x += await y` would add to the x read before the await (lost updates between parallel builds).
+      const fromLog = src === null ? await withFreeTemp(tmp, finish) : await finish();
+      this.o.progress.logBytes += fromLog;
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENODATA' && (err as { syscall?: string }).syscall === 'copy_file_range') {
+        throw new Error(`prepare: short read of checkpoint ${this.s.info.name}'s log (${this.s.log.path})`);
       }
-      // Looked up after the copy: a change the copy may have seen was saved before it was made.
-      const rec = this.s.attrs.get(key);
-      if (src === null && rec === undefined) {
-        throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) is neither in the live store nor saved in the checkpoint`);
-      }
-      const copied = src !== null ? Number((await out.stat()).size) : 0;
-      this.o.progress.copiedBytes += copied;
-      const size = rec !== undefined ? rec.size : copied;
-      if (copied !== size) await out.truncate(size);
-      for (const [b, w] of this.s.savedBlocks(key)) {
-        const off = b * BLOCK_SIZE;
-        if (off >= size) continue;
-        const len = Math.min(w.len, size - off);
-        let done = 0;
-        while (done < len) {
-          const n = await native.copyRange(this.s.log.fd, w.off + done, out.fd, off + done, len - done);
-          if (n <= 0) throw new Error(`prepare: short read of checkpoint ${this.s.info.name}'s log (${this.s.log.path})`);
-          done += n;
-        }
-        this.o.progress.logBytes += len;
-      }
-    } finally {
-      await out.close();
+      throw err;
     }
   }
 
+  /**
+   * The live attributes of T0 object `key` read at its T0 path `hint`, as
+   * readAttrs gives them, when that path is still the object and not a
+   * symbolic link (else null: the caller looks it up): lstat, then every
+   * extended attribute and the id in one native call.
+   */
+  private async liveAttrsAt(key: string, hint: string): Promise<AttrRec | null> {
+    const st = await lstatPath(hint);
+    if (st === null || st.isSymbolicLink() || this.view.keyOf(st) !== key) return null;
+    let xs: [string, Buffer][];
+    try {
+      xs = await native.readXattrs(LocalStore.relative(hint));
+    } catch {
+      return null;
+    }
+    const rec: AttrRec = {
+      kind: kindOf(st), mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), size: Number(st.size),
+      atimeNs: st.atimeNs.toString(), mtimeNs: st.mtimeNs.toString(), rdev: Number(st.rdev), xattrs: [],
+    };
+    for (const [name, value] of xs) {
+      if (name === ID_XATTR) {
+        const oid = value.toString('latin1');
+        if (isObjectId(oid)) rec.oid = oid;
+      } else if (!isPrivateXattr(name)) {
+        rec.xattrs.push([name, value.toString('base64')]);
+      }
+    }
+    return rec;
+  }
+
   /** The T0 attributes, extended attributes, symbolic link target and object id of T0 object `key` (live at `hint` when it never changed). */
-  private async attrsOf(key: string, hint: string): Promise<{ attrs: Attrs; xattrs: Record<string, string>; target?: string; id: ObjectId }> {
+  private async attrsOf(key: string, hint: string): Promise<ObjectAttrs> {
     let rec = this.s.attrs.get(key);
     let livePath: string | null = null;
+    /** The live id was read with the live attributes (readXattrs): none there means none to read again. */
+    let idRead = false;
     // Never changed (nothing saved): it is alive, maybe moved. Saved without an id (an older log): its live id, if it is alive.
-    if (rec === undefined) livePath = (await this.locate(key, hint))[0] ?? null;
-    else if (rec.oid === undefined && key !== this.view.rootKey) livePath = (await this.view.locate(key, hint))[0] ?? null;
+    if (rec === undefined) {
+      const fast = await this.liveAttrsAt(key, hint);
+      if (fast !== null) {
+        // Saved meanwhile: the live attributes may already be past T0.
+        rec = this.s.attrs.get(key) ?? fast;
+        idRead = rec === fast;
+        livePath = hint;
+      } else {
+        livePath = (await this.locate(key, hint))[0] ?? null;
+      }
+    } else if (rec.oid === undefined && key !== this.view.rootKey) livePath = (await this.view.locate(key, hint))[0] ?? null;
     if (rec === undefined) {
       if (livePath === null) throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) is neither in the live store nor saved in the checkpoint`);
       const rel = LocalStore.relative(livePath);
@@ -301,7 +390,7 @@ class Writer {
       rec = this.s.attrs.get(key) ?? live;
     }
     let id: ObjectId | null = key === this.view.rootKey ? ROOT_ID : rec.oid ?? null;
-    if (id === null && livePath !== null) id = await readObjectId(LocalStore.relative(livePath)).catch(() => null);
+    if (id === null && livePath !== null && !idRead) id = await readObjectId(LocalStore.relative(livePath)).catch(() => null);
     if (id === null) id = derivedId(this.s.info.id, key);
     return { attrs: toAttrs(rec), xattrs: Object.fromEntries(rec.xattrs), ...(rec.target !== undefined ? { target: rec.target } : {}), id };
   }

@@ -242,14 +242,16 @@ export class SwapController {
       this.running = (async () => {
         try {
           const compare = await reader.write(spare, this.host.store.root, job.progress, () => this.cancel);
+          const wrote = Date.now();
           await syncfs(spare);
+          const synced = Date.now();
           await writeSpareState(spare, {
             format: 1, store: resolve(this.host.storeArg), mountpoint: this.host.mountpoint, source, state: 'ready', totals,
             ...ident, ...(compare !== undefined ? { compare } : {}), updatedAt: '',
           });
           job.state = 'ready';
           job.finishedAt = new Date().toISOString();
-          log.info({ spare, ms: Date.now() - started, ...job.progress }, 'swap: the spare is ready');
+          log.info({ spare, ms: Date.now() - started, writeMs: wrote - started, syncfsMs: synced - wrote, ...job.progress }, 'swap: the spare is ready');
         } catch (err) {
           job.state = 'failed';
           job.error = (err as Error).message;

@@ -25,6 +25,9 @@ import {
   mknod,
   type NativeError,
   prepareObject,
+  cloneTo,
+  readXattrs,
+  finishFile,
   readFileQuiet,
   readdirIno,
   removexattr,
@@ -700,6 +703,147 @@ test('prepareObject: a directory or file created with xattrs, owner and mode in 
   // Bad arguments: a TypeError rejection, nothing done.
   await t.throwsAsync(prepareObject(path.join(dir, 'h'), { create: { kind: 'dir', mode: 0o700 }, xattrs: [['user.x', 'not a buffer' as unknown as Buffer]] }), { instanceOf: TypeError });
   t.false(existsSync(path.join(dir, 'h')));
+});
+
+// --- cloneTo / finishFile (a swap prepare's file in two calls) -------------------------------------
+
+test('cloneTo: a sparse copy checked against cp, the source inode, non-files and gone sources; errors with their syscall; bad arguments refused', async (t) => {
+  const dir = await tmpDir(t);
+  const src = path.join(dir, 'src');
+  const content = await sparseFile(src, 5 * MiB + 100, [{ at: 0, len: 64 * KiB }, { at: 2 * MiB, len: 300 * KiB }, { at: 5 * MiB, len: 100 }]);
+  const r = await cloneTo(src, path.join(dir, 'copy'), 0o640);
+  t.not(r, null);
+  t.is(r!.ino, (await fs.stat(src, { bigint: true })).ino);
+  t.true(r!.isFile);
+  t.is(r!.size, content.length);
+  t.true(r!.how === 'reflink' || r!.how === 'copy');
+  await sameBytes(t, path.join(dir, 'copy'), content);
+  t.is((await fs.stat(path.join(dir, 'copy'))).mode & 0o777, 0o640);
+  // Against the native tool: the same bytes and the same data extents (holes stay holes).
+  await execFile('cp', ['--sparse=always', src, path.join(dir, 'cp')]);
+  await sameBytes(t, path.join(dir, 'copy'), await fs.readFile(path.join(dir, 'cp')));
+  const fc = await openFile(t, path.join(dir, 'copy'), 'r');
+  const fs0 = await openFile(t, src, 'r');
+  t.deepEqual(await listExtents(fc.fd), await listExtents(fs0.fd));
+
+  // A source that is gone: null, nothing created. A directory or symlink: its inode, no copy made.
+  t.is(await cloneTo(path.join(dir, 'gone'), path.join(dir, 'x1'), 0o600), null);
+  t.false(existsSync(path.join(dir, 'x1')));
+  await fs.mkdir(path.join(dir, 'd'));
+  const d = await cloneTo(path.join(dir, 'd'), path.join(dir, 'x2'), 0o600);
+  t.deepEqual(d, { ino: (await fs.stat(path.join(dir, 'd'), { bigint: true })).ino, isFile: false });
+  t.false(existsSync(path.join(dir, 'x2')));
+  await fs.symlink('src', path.join(dir, 'l'));
+  t.is(await cloneTo(path.join(dir, 'l'), path.join(dir, 'x3'), 0o600), null, 'a symlink is never followed');
+  t.false(existsSync(path.join(dir, 'x3')));
+
+  // O_EXCL on the target: EEXIST naming it; a missing target directory: ENOENT.
+  const taken = await rejectsWith(t, cloneTo(src, path.join(dir, 'cp'), 0o600), ['EEXIST'], 'open');
+  t.is(taken.path, path.join(dir, 'cp'));
+  await rejectsWith(t, cloneTo(src, path.join(dir, 'no', 'x'), 0o600), ['ENOENT'], 'open');
+
+  await t.throwsAsync(cloneTo(1 as unknown as string, path.join(dir, 'y'), 0o600), { instanceOf: TypeError, message: /"src" argument must be of type string/ });
+  await t.throwsAsync(cloneTo(src, 'a\0b', 0o600), { instanceOf: TypeError, message: /without null bytes/ });
+  await t.throwsAsync(cloneTo(src, path.join(dir, 'y'), 0o10000), { instanceOf: RangeError, message: /"mode" is out of range/ });
+  await t.throwsAsync(cloneTo(src, path.join(dir, 'y'), -1), { instanceOf: RangeError });
+  t.false(existsSync(path.join(dir, 'y')));
+});
+
+test('readXattrs: every name with its value in one call, as listxattr + getxattr give them; a symlink\'s own; errors with their syscall', async (t) => {
+  const dir = await tmpDir(t);
+  const f = path.join(dir, 'f');
+  await fs.writeFile(f, 'x');
+  t.deepEqual(await readXattrs(f), []);
+  await setxattr(f, 'user.a', Buffer.from('one'), 0);
+  await setxattr(f, 'user.empty', Buffer.alloc(0), 0);
+  await setxattr(f, 'trusted.strata.id', Buffer.from([0, 255, 7]), 0);
+  const big = randomBytes(3000);
+  await setxattr(f, 'user.big', big, 0);
+  const got = await readXattrs(f);
+  const expected: [string, Buffer][] = [];
+  for (const name of await listxattr(f)) expected.push([name, await getxattr(f, name)]);
+  t.deepEqual(got, expected);
+  t.deepEqual(new Map(got).get('user.big'), big);
+  await fs.symlink('f', path.join(dir, 'l'));
+  t.deepEqual(await readXattrs(path.join(dir, 'l')), [], 'the link\'s own, not its target\'s');
+  const e = await rejectsWith(t, readXattrs(path.join(dir, 'missing')), ['ENOENT'], 'llistxattr');
+  t.is(e.path, path.join(dir, 'missing'));
+  await t.throwsAsync(readXattrs(5 as unknown as string), { instanceOf: TypeError, message: /"path" argument must be of type string/ });
+  await t.throwsAsync(readXattrs('a\0b'), { instanceOf: TypeError, message: /without null bytes/ });
+});
+
+test('finishFile: size, log ranges, xattrs, owner, mode, times and rename in one call, checked against a native build; stops at the first failure', async (t) => {
+  const dir = await tmpDir(t);
+  const log = path.join(dir, 'log');
+  const logData = randomBytes(256 * KiB);
+  await fs.writeFile(log, logData);
+  const lfh = await openFile(t, log, 'r');
+  const base = randomBytes(1 * MiB);
+  const tmp = path.join(dir, '.tmp');
+  const final = path.join(dir, 'final');
+  await fs.writeFile(tmp, base);
+  const size = 900 * KiB + 7;
+  const ranges: [number, number, number][] = [[0, 64 * KiB, 64 * KiB], [128 * KiB, 896 * KiB, size - 896 * KiB]];
+  const atime = { sec: 1_600_000_000, nsec: 123_456_789 };
+  const mtime = { sec: 1_500_000_000, nsec: 987_654_321 };
+  const got = await finishFile(tmp, {
+    size, log: { fd: lfh.fd, ranges }, xattrs: [['trusted.strata.id', Buffer.from('abc')], ['user.k', Buffer.from([0, 1, 2])]],
+    owner: { uid: 4321, gid: 8765 }, mode: 0o2751, times: { atime, mtime }, rename: final,
+  });
+  t.is(got, 64 * KiB + (size - 896 * KiB), 'the bytes copied from the log');
+  t.false(existsSync(tmp));
+
+  // The same made natively: truncate, dd the ranges, setfattr, chown, chmod, touch.
+  const ref = path.join(dir, 'ref');
+  await fs.writeFile(ref, base);
+  await fs.truncate(ref, size);
+  const rfh = await fs.open(ref, 'r+');
+  for (const [lo, fo, len] of ranges) await rfh.write(logData, lo, len, fo);
+  await rfh.close();
+  // Stat before reading: the read moves atime (relatime).
+  const st = await fs.lstat(final, { bigint: true });
+  t.is(st.mode & 0o7777n, 0o2751n, 'chmod after chown keeps set-ID');
+  t.is(st.uid, 4321n);
+  t.is(st.gid, 8765n);
+  t.is(st.atimeNs, 1_600_000_000_123_456_789n);
+  t.is(st.mtimeNs, 1_500_000_000_987_654_321n);
+  await sameBytes(t, final, await fs.readFile(ref));
+  t.is((await getxattr(final, 'trusted.strata.id')).toString(), 'abc');
+  t.deepEqual(await getxattr(final, 'user.k'), Buffer.from([0, 1, 2]));
+
+  // create: a file made of log ranges only (a hole before them), no rename.
+  const made = path.join(dir, 'made');
+  t.is(await finishFile(made, { create: true, size: 200 * KiB, log: { fd: lfh.fd, ranges: [[0, 128 * KiB, 72 * KiB]] }, times: { atime, mtime } }), 72 * KiB);
+  const m = await fs.readFile(made);
+  t.true(m.subarray(0, 128 * KiB).equals(Buffer.alloc(128 * KiB)));
+  t.true(m.subarray(128 * KiB).equals(logData.subarray(0, 72 * KiB)));
+  t.is((await fs.stat(made)).mode & 0o777, 0o600);
+  // create on a taken name: EEXIST, the file untouched.
+  await rejectsWith(t, finishFile(made, { create: true, size: 0, times: { atime, mtime } }), ['EEXIST'], 'open');
+  t.is((await fs.stat(made)).size, 200 * KiB);
+
+  // A log range past the log's end: ENODATA from copy_file_range, and no rename.
+  const short = path.join(dir, 'short');
+  await fs.writeFile(short, 'x');
+  await rejectsWith(t, finishFile(short, { log: { fd: lfh.fd, ranges: [[logData.length - 10, 0, 100]] }, times: { atime, mtime }, rename: path.join(dir, 'never') }), ['ENODATA'], 'copy_file_range');
+  t.false(existsSync(path.join(dir, 'never')));
+  t.not((await fs.stat(short, { bigint: true })).mtimeNs, 1_500_000_000_987_654_321n, 'no times after the failed copy');
+  // A bad xattr namespace: the syscall that failed, nothing after it (no chmod, no rename).
+  await rejectsWith(t, finishFile(short, { xattrs: [['bogus.ns', Buffer.from('x')]], mode: 0o4755, times: { atime, mtime }, rename: path.join(dir, 'never') }), ['EOPNOTSUPP', 'ENOTSUP'], 'fsetxattr');
+  t.is((await fs.stat(short)).mode & 0o7777, 0o644);
+  t.false(existsSync(path.join(dir, 'never')));
+  await rejectsWith(t, finishFile(path.join(dir, 'missing'), { times: { atime, mtime } }), ['ENOENT'], 'open');
+  await rejectsWith(t, finishFile(short, { times: { atime, mtime }, rename: path.join(dir, 'no', 'x') }), ['ENOENT'], 'rename');
+  await rejectsWith(t, finishFile(short, { log: { fd: 987654, ranges: [[0, 0, 1]] }, times: { atime, mtime } }), ['EBADF'], 'copy_file_range');
+
+  // Bad arguments: TypeError / RangeError naming the argument, nothing done.
+  const now = { atime: 'now' as const, mtime: 'now' as const };
+  await t.throwsAsync(finishFile(short, { size: -2, times: now }), { instanceOf: RangeError, message: /"size" is out of range/ });
+  await t.throwsAsync(finishFile(short, { log: { fd: lfh.fd, ranges: [[0, -1, 5]] }, times: now }), { instanceOf: RangeError, message: /"ranges\[i\]" is out of range/ });
+  await t.throwsAsync(finishFile(short, { xattrs: [['user.x', 'no' as unknown as Buffer]], times: now }), { instanceOf: TypeError, message: /values Buffers/ });
+  await t.throwsAsync(finishFile(short, { times: { atime: { sec: 1, nsec: 1e9 }, mtime: 'now' } }), { instanceOf: RangeError, message: /"atime.nsec" is out of range/ });
+  await t.throwsAsync(finishFile(short, { times: now, rename: 'a\0b' }), { instanceOf: TypeError, message: /without null bytes/ });
+  t.is((await fs.stat(short)).mode & 0o7777, 0o644, 'no chmod from a refused call');
 });
 
 // --- readdirIno ---------------------------------------------------------------------------------

@@ -1031,20 +1031,13 @@ Napi::Value FinishFile(const Napi::CallbackInfo& info) {
       ->Start();
 }
 
-// readXattrs(path)
-Napi::Value ReadXattrs(const Napi::CallbackInfo& info) {
+// The calls that take one path: readXattrs, listxattr, readdirIno.
+template <class Worker>
+Napi::Value StartOnPath(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path;
   if (!GetString(info, 0, "path", &path)) return env.Undefined();
-  return (new ReadXattrsWorker(env, std::move(path)))->Start();
-}
-
-// listxattr(path)
-Napi::Value Listxattr(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::string path;
-  if (!GetString(info, 0, "path", &path)) return env.Undefined();
-  return (new ListxattrWorker(env, std::move(path)))->Start();
+  return (new Worker(env, std::move(path)))->Start();
 }
 
 // removexattr(path, name)
@@ -1055,14 +1048,6 @@ Napi::Value Removexattr(const Napi::CallbackInfo& info) {
     return env.Undefined();
   return (new RemovexattrWorker(env, std::move(path), std::move(name)))
       ->Start();
-}
-
-// readdirIno(path)
-Napi::Value ReaddirIno(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::string path;
-  if (!GetString(info, 0, "path", &path)) return env.Undefined();
-  return (new ReaddirWorker(env, std::move(path)))->Start();
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -1078,17 +1063,17 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fallocate", Napi::Function::New(env, Fallocate, "fallocate"));
   exports.Set("getxattr", Napi::Function::New(env, Getxattr, "getxattr"));
   exports.Set("setxattr", Napi::Function::New(env, Setxattr, "setxattr"));
-  exports.Set("listxattr", Napi::Function::New(env, Listxattr, "listxattr"));
+  exports.Set("listxattr", Napi::Function::New(env, StartOnPath<ListxattrWorker>, "listxattr"));
   exports.Set("prepareObject",
               Napi::Function::New(env, PrepareObject, "prepareObject"));
   exports.Set("readXattrs",
-              Napi::Function::New(env, ReadXattrs, "readXattrs"));
+              Napi::Function::New(env, StartOnPath<ReadXattrsWorker>, "readXattrs"));
   exports.Set("cloneTo", Napi::Function::New(env, CloneTo, "cloneTo"));
   exports.Set("finishFile",
               Napi::Function::New(env, FinishFile, "finishFile"));
   exports.Set("removexattr",
               Napi::Function::New(env, Removexattr, "removexattr"));
-  exports.Set("readdirIno", Napi::Function::New(env, ReaddirIno, "readdirIno"));
+  exports.Set("readdirIno", Napi::Function::New(env, StartOnPath<ReaddirWorker>, "readdirIno"));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
 
   Napi::Object c = Napi::Object::New(env);

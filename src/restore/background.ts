@@ -27,7 +27,7 @@ import * as native from '../native/index.js';
 import { BLOCK_SIZE, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import { RESERVED_NAME } from '../store/local-store.js';
-import { MATERIALISING_PREFIX, UNRESTORED_NAMES_XATTR, linksDir, mapsDir, removeMapTemps, timesDir } from '../store/restore-marks.js';
+import { MATERIALISING_PREFIX, UNRESTORED_NAMES_XATTR, clearLinking, linksDir, mapsDir, removeMapTemps, timesDir } from '../store/restore-marks.js';
 import { noFetches, type OnDemandRestore, type FetchStats, type UnreadableObject } from './on-demand.js';
 import { writeRestoreState, type RestoreState, type RestorePhase } from './state.js';
 import type { Logger } from '../log/logger.js';
@@ -454,6 +454,7 @@ async function dropLinkRegistry(privateDir: string): Promise<void> {
     await native.removexattr(join(dir, name), UNRESTORED_NAMES_XATTR).catch((err: unknown) => {
       if ((err as { code?: string }).code !== 'ENODATA') throw err;
     });
+    await clearLinking(join(dir, name));
     await rm(join(dir, name), { force: true });
     crashPoint('registry-dropped');
   }

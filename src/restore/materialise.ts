@@ -17,7 +17,7 @@ import { ROOT_ID, badNameReason, isZero, typeOfMode, type Attrs, type ObjectId }
 import { RESERVED_NAME } from '../store/local-store.js';
 import { ID_XATTR, readObjectId } from '../store/object-ids.js';
 import {
-  MATERIALISING_PREFIX, linkPath, pendingMarkXattr, readBlockMap, setUnrestoredNames, unrestoredNames, writeEmptyMap, type FileTimes,
+  MATERIALISING_PREFIX, clearLinking, linkPath, pendingMarkXattr, readBlockMap, setLinking, setUnrestoredNames, settleLinking, unrestoredNames, writeEmptyMap, type FileTimes,
 } from '../store/restore-marks.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
@@ -175,15 +175,23 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
     // its inode (through the registry name, which stays until the restore is
     // complete, so that the object is never created twice).
     const final = `${dirPath}/${entry.name}`;
+    const registry = linkPath(opts.privateDir, entry.id);
+    // The count is lowered with the link as one step a crash cannot split (LINKING_XATTR).
+    await settleLinking(registry);
+    const left = await unrestoredNames(registry);
+    const counted = left !== null && left > 0;
     try {
-      await fsp.link(linkPath(opts.privateDir, entry.id), final);
+      if (counted) await setLinking(registry, left - 1, (await fsp.lstat(registry)).nlink + 1);
+      await fsp.link(registry, final);
       crashPoint('registry-linked');
     } catch (err) {
       if ((err as { code?: string }).code !== 'ENOENT') throw err;
       return createInPlace(dirPath, entry, opts, true);
     }
-    const left = await unrestoredNames(final);
-    if (left !== null && left > 0) await setUnrestoredNames(final, left - 1);
+    if (counted) {
+      await setUnrestoredNames(final, left - 1);
+      await clearLinking(final);
+    }
     return false;
   };
   return opts.namesLock ? opts.namesLock(entry.id, body) : body();
@@ -197,12 +205,20 @@ async function createInPlace(dirPath: string, entry: EntryImage, opts: Materiali
   if (multiLinked) {
     // The archive's other names of the object are all in directories still
     // pending (this is its first name here): the link count `stat` shows
-    // adds them. A crash before the rename leaves at most one too many.
-    await setUnrestoredNames(tmp, entry.nlink - 1);
+    // adds them. None is in place until the rename; the count is lowered
+    // with it as one step a crash cannot split (LINKING_XATTR: the temporary
+    // name and the registry name make the link count 2).
+    await setUnrestoredNames(tmp, entry.nlink);
+    await setLinking(tmp, entry.nlink - 1, 2);
     await fsp.link(tmp, linkPath(opts.privateDir, entry.id));
     crashPoint('registry-created');
   }
-  await fsp.rename(tmp, `${dirPath}/${entry.name}`);
+  const final = `${dirPath}/${entry.name}`;
+  await fsp.rename(tmp, final);
+  if (multiLinked) {
+    await setUnrestoredNames(final, entry.nlink - 1);
+    await clearLinking(final);
+  }
   return whole;
 }
 

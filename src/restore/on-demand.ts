@@ -26,7 +26,7 @@ import { ArchiveError, isArchiveError, type ArchiveClient } from '../protocol/ar
 import { BLOCK_SIZE, ROOT_ID, isZero, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import {
-  clearPending, isPending, linkPath, listTimesRecords, readPendingMark, unrestoredNames, markBlocksPresent, readBlockMap, readTimesRecord, removeBlockMap,
+  clearPending, isPending, linkPath, listTimesRecords, settleLinking, readPendingMark, unrestoredNames, markBlocksPresent, readBlockMap, readTimesRecord, removeBlockMap,
   removeTimesRecord, settleTimesRecord, timesDir, writeTimesRecord, type BlockMap, type FileTimes,
 } from '../store/restore-marks.js';
 import { materialiseEntries, materialiseOne } from './materialise.js';
@@ -392,6 +392,7 @@ export class OnDemandRestore implements RestoreHooks {
       // restore's removal of the count and of the registry name, which takes
       // no lock: read until the inode did not change (ctime) around the reads.
       await this.namesLock(oid, async () => {
+        await settleLinking(registry); // a link a crash interrupted: its count is lowered first
         for (let attempt = 0; attempt < 8; attempt++) {
           const before = await statObject();
           if (before === null) return;

@@ -88,6 +88,53 @@ export async function setUnrestoredNames(path: string, n: number): Promise<void>
   await native.setxattr(path, UNRESTORED_NAMES_XATTR, Buffer.from(String(Math.max(0, n)), 'latin1'), 0);
 }
 
+/**
+ * On a hard-linked file's inode while one more of its names is being put in
+ * place: the count of names still in the archive once it is there, and the
+ * inode's link count (the registry name counted) once it is there. Putting
+ * the name in place and lowering the count are two steps; a crash between
+ * them leaves this mark, and settleLinking finishes the step: the count is
+ * lowered when the link count says the name got there, left when it did not.
+ * (A leftover temporary name is removed before the next materialisation, so
+ * it is never counted.) Without it the count stayed one too high and `stat`
+ * showed one link too many until the restore completed.
+ */
+export const LINKING_XATTR = `${PRIVATE_XATTR_PREFIX}linking`;
+
+export async function setLinking(path: string, after: number, nlinkAfter: number): Promise<void> {
+  await native.setxattr(path, LINKING_XATTR, Buffer.from(`${after}/${nlinkAfter}`, 'latin1'), 0);
+}
+
+export async function clearLinking(path: string): Promise<void> {
+  await native.removexattr(path, LINKING_XATTR).catch((err: unknown) => {
+    const code = (err as { code?: string }).code;
+    if (code !== 'ENODATA' && code !== 'ENOENT') throw err;
+  });
+}
+
+/**
+ * Finishes putting a name in place that a crash interrupted (see
+ * LINKING_XATTR), on the object of the registry name `registry`. The caller
+ * holds the object's names lock, and no program has changed the object's
+ * links since the crash: every access reaches it by a lookup, which settles first.
+ */
+export async function settleLinking(registry: string): Promise<void> {
+  let raw: string;
+  try {
+    raw = (await native.getxattr(registry, LINKING_XATTR)).toString('latin1');
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ENODATA' || code === 'ENOENT' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') return;
+    throw err;
+  }
+  const [after, nlinkAfter] = raw.split('/').map(Number);
+  if (Number.isInteger(after) && after! >= 0 && Number.isInteger(nlinkAfter)) {
+    const reg = await fs.promises.lstat(registry).catch(() => null);
+    if (reg !== null && reg.nlink >= nlinkAfter!) await setUnrestoredNames(registry, after!);
+  }
+  await clearLinking(registry);
+}
+
 /** A file's access and modification times, as a times record keeps them. */
 export interface FileTimes {
   atime: { sec: number; nsec: number };

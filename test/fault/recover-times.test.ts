@@ -212,8 +212,10 @@ async function crashCase(t: ExecutionContext, c: Case): Promise<void> {
     const st = statView(await fsp.lstat(p === '.' ? r.mnt : join(r.mnt, p), { bigint: true }));
     const w = want[p]!;
     const sized = w.type === 'file' && changing?.path !== p;
-    const got = { type: st.type, mode: st.mode, uid: st.uid, gid: st.gid, mtime: st.mtime, ...(sized ? { size: st.size } : {}) };
-    const exp = { type: w.type, mode: w.mode, uid: w.uid, gid: w.gid, mtime: w.mtime, ...(sized ? { size: w.size } : {}) };
+    // A file's link count too: a crash between linking a name and lowering the count of names still in the archive must not show one link too many.
+    const counted = w.type === 'file' && w.nlink !== undefined;
+    const got = { type: st.type, mode: st.mode, uid: st.uid, gid: st.gid, mtime: st.mtime, ...(sized ? { size: st.size } : {}), ...(counted ? { nlink: st.nlink } : {}) };
+    const exp = { type: w.type, mode: w.mode, uid: w.uid, gid: w.gid, mtime: w.mtime, ...(sized ? { size: w.size } : {}), ...(counted ? { nlink: w.nlink } : {}) };
     if (JSON.stringify(got) !== JSON.stringify(exp)) problems.push(`right after the rerun, lstat of ${p}: ${JSON.stringify(got)}, the archive's: ${JSON.stringify(exp)}`);
   }
   syncMount(r);

@@ -20,7 +20,8 @@
 //    the names the archive had, compared with the local link count, is not:
 //    links and unlinks through the mount change the local count). The inode
 //    carries UNRESTORED_NAMES_XATTR: how many of its names are still only in
-//    the archive (at most: a crash may leave it one too high), so that
+//    the archive (a crash between putting a name in place and lowering it is
+//    finished later: LINKING_XATTR), so that
 //    `stat` can show the object's true link count meanwhile.
 //  - A file whose fetched bytes are being written has a times record at
 //    PRIVATE/restore/times/<id> (its atime and mtime before the write),

@@ -479,6 +479,21 @@ class SetxattrWorker : public PromiseWorker {
   int flags_;
 };
 
+// The xattr names and values of a call as the C core takes them: arrays of
+// pointers into the worker's own copies (valid while the worker lives).
+struct XattrArrays {
+  std::vector<const char*> names;
+  std::vector<const void*> values;
+  std::vector<size_t> lens;
+  XattrArrays(const std::vector<std::string>& n, const std::vector<std::vector<uint8_t>>& v) {
+    for (size_t i = 0; i < n.size(); i++) {
+      names.push_back(n[i].c_str());
+      values.push_back(v[i].data());
+      lens.push_back(v[i].size());
+    }
+  }
+};
+
 class PrepareObjectWorker : public PromiseWorker {
  public:
   PrepareObjectWorker(Napi::Env env, std::string path, int create,
@@ -493,16 +508,9 @@ class PrepareObjectWorker : public PromiseWorker {
     path_ = std::move(path);
   }
   void Execute() override {
-    std::vector<const char*> names;
-    std::vector<const void*> values;
-    std::vector<size_t> lens;
-    for (size_t i = 0; i < names_.size(); i++) {
-      names.push_back(names_[i].c_str());
-      values.push_back(values_[i].data());
-      lens.push_back(values_[i].size());
-    }
-    sn_prepare_object(path_.c_str(), create_, mode_, size_, names.data(),
-                      values.data(), lens.data(), names_.size(), uid_, gid_,
+    XattrArrays xa(names_, values_);
+    sn_prepare_object(path_.c_str(), create_, mode_, size_, xa.names.data(),
+                      xa.values.data(), xa.lens.data(), names_.size(), uid_, gid_,
                       chmod_mode_, &err_);
   }
 
@@ -561,17 +569,10 @@ class FinishFileWorker : public PromiseWorker {
     ts_[1] = mtime;
   }
   void Execute() override {
-    std::vector<const char*> names;
-    std::vector<const void*> values;
-    std::vector<size_t> lens;
-    for (size_t i = 0; i < names_.size(); i++) {
-      names.push_back(names_[i].c_str());
-      values.push_back(values_[i].data());
-      lens.push_back(values_[i].size());
-    }
+    XattrArrays xa(names_, values_);
     sn_finish_file(path_.c_str(), create_ ? 1 : 0, size_, log_fd_,
-                   ranges_.data(), ranges_.size() / 3, names.data(),
-                   values.data(), lens.data(), names_.size(), uid_, gid_,
+                   ranges_.data(), ranges_.size() / 3, xa.names.data(),
+                   xa.values.data(), xa.lens.data(), names_.size(), uid_, gid_,
                    chmod_mode_, ts_, rename_ ? final_.c_str() : nullptr,
                    &log_bytes_, &err_);
   }

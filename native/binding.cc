@@ -304,6 +304,18 @@ class CloneFileWorker : public PromiseWorker {
   int reflinked_ = 0;
 };
 
+// Extents as JS sees them: [{ offset, length }, ...].
+static Napi::Array ExtentsArray(Napi::Env env, const sn_extent* ext, size_t count) {
+  Napi::Array arr = Napi::Array::New(env, count);
+  for (size_t i = 0; i < count; i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("offset", Napi::Number::New(env, static_cast<double>(ext[i].offset)));
+    o.Set("length", Napi::Number::New(env, static_cast<double>(ext[i].length)));
+    arr.Set(static_cast<uint32_t>(i), o);
+  }
+  return arr;
+}
+
 class ListExtentsWorker : public PromiseWorker {
  public:
   ListExtentsWorker(Napi::Env env, int fd)
@@ -312,14 +324,7 @@ class ListExtentsWorker : public PromiseWorker {
 
   void Execute() override { sn_list_extents(fd_, &ext_, &count_, &err_); }
   Napi::Value Result(Napi::Env env) override {
-    Napi::Array arr = Napi::Array::New(env, count_);
-    for (size_t i = 0; i < count_; i++) {
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("offset", Napi::Number::New(env, static_cast<double>(ext_[i].offset)));
-      o.Set("length", Napi::Number::New(env, static_cast<double>(ext_[i].length)));
-      arr.Set(static_cast<uint32_t>(i), o);
-    }
-    return arr;
+    return ExtentsArray(env, ext_, count_);
   }
 
  private:
@@ -344,14 +349,7 @@ class ReadFileQuietWorker : public PromiseWorker {
   }
   Napi::Value Result(Napi::Env env) override {
     Napi::Object o = Napi::Object::New(env);
-    Napi::Array arr = Napi::Array::New(env, count_);
-    for (size_t i = 0; i < count_; i++) {
-      Napi::Object e = Napi::Object::New(env);
-      e.Set("offset", Napi::Number::New(env, static_cast<double>(ext_[i].offset)));
-      e.Set("length", Napi::Number::New(env, static_cast<double>(ext_[i].length)));
-      arr.Set(static_cast<uint32_t>(i), e);
-    }
-    o.Set("extents", arr);
+    o.Set("extents", ExtentsArray(env, ext_, count_));
     if (data_ != nullptr && len_ > 0) {
       // The Buffer takes the malloc'd bytes (no copy) and frees them when collected.
       char* owned = data_;

@@ -9,8 +9,7 @@ import * as native from '../native/index.js';
 import { LocalStore } from '../store/local-store.js';
 import { isPrivateXattr } from '../store/object-ids.js';
 import { BLOCK_SIZE, type CheckpointState } from './state.js';
-import { T0View, joinPath, liveEntries, lstatPath, within, DT_DIR } from './view.js';
-import { readAt } from './rollback.js';
+import { T0View, joinPath, liveEntries, lstatPath, readAt, within, DT_DIR } from './view.js';
 
 export interface DiffReport {
   checkpoint: string;

@@ -8,7 +8,7 @@
 // never fail because of a checkpoint.
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import type { ChangeGuard, GuardTarget } from '../core/change-guard.js';
+import type { ChangeGuard, GuardTarget } from '../ports/change-guard.js';
 import type { Logger } from '../log/logger.js';
 import { BLOCK_SIZE, SAVE_AHEAD, type CheckpointState, type LiveObject } from './state.js';
 

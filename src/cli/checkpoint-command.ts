@@ -4,9 +4,9 @@
 // the mountpoint; the daemon gets them as paths inside the mount ('/a/b').
 import { resolve } from 'node:path';
 import { callControl } from '../daemon/control.js';
-import type { CheckpointListing } from '../checkpoint/manager.js';
+import type { CheckpointListing } from '../checkpoint-service/manager.js';
 import type { DiffReport } from '../checkpoint/diff.js';
-import type { Area, RollbackReport } from '../checkpoint/rollback.js';
+import type { Area, RollbackReport } from '../checkpoint-service/rollback.js';
 
 /** Long operations (diff and rollback of big trees) may take this long. */
 const LONG_MS = 24 * 3600 * 1000;

@@ -10,14 +10,14 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { constants as C } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { FsError } from './errno.js';
+import { FsError } from '../errors/errno.js';
 import { HandleTable, type OpenFile, type OpenDir } from './handles.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import * as native from '../native/index.js';
 import type { TimeSpec } from '../native/index.js';
-import type { ChangeSink } from './change-sink.js';
-import type { RestoreHooks } from './restore-hooks.js';
-import type { ChangeGuard, GuardTarget } from './change-guard.js';
+import type { ChangeSink } from '../ports/change-sink.js';
+import type { RestoreHooks } from '../ports/restore-hooks.js';
+import type { ChangeGuard, GuardTarget } from '../ports/change-guard.js';
 import { attrsFromStat, timeFromNs, MAX_WRITE_BYTES, ROOT_ID, type ObjectId, type Time } from '../protocol/records.js';
 import { isPrivateXattr, newObjectId, readObjectId, writeObjectId } from '../store/object-ids.js';
 

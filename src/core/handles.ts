@@ -2,7 +2,7 @@
 // op of an open file; the FUSE bridge carries 32 bits of it to JavaScript, so the
 // table hands out small integers and reuses freed ones.
 
-import type { ChangeGuard } from './change-guard.js';
+import type { ChangeGuard } from '../ports/change-guard.js';
 
 export interface OpenFile {
   readonly kind: 'file';

@@ -2,10 +2,10 @@
 // requests handed to the store's Checkpoints, with the FUSE adapter told of
 // what a rollback changed behind the kernel's back.
 import { resolve } from 'node:path';
-import type { Checkpoints } from '../checkpoint/manager.js';
-import type { Area } from '../checkpoint/rollback.js';
+import type { Checkpoints } from '../checkpoint-service/manager.js';
+import type { Area } from '../checkpoint-service/rollback.js';
 import type { FuseAdapter } from '../fuse/adapter.js';
-import { FsError } from '../core/errno.js';
+import { FsError } from '../errors/errno.js';
 
 export type CheckpointRequest =
   | { cmd: 'checkpoint'; op: 'create'; name?: string; copyStore?: string }

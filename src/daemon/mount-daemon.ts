@@ -25,7 +25,7 @@ import { readRestoreState } from '../restore/state.js';
 import { OnDemandRestore } from '../restore/on-demand.js';
 import { BackgroundRestore, completedProgress, type RestoreProgress } from '../restore/background.js';
 import { hostname } from 'node:os';
-import { Checkpoints, type CheckpointListing } from '../checkpoint/manager.js';
+import { Checkpoints, type CheckpointListing } from '../checkpoint-service/manager.js';
 import { BLOCK_SIZE as CHECKPOINT_BLOCK_SIZE } from '../checkpoint/state.js';
 import { checkpointRequest } from './checkpoint-control.js';
 import { SwapController, type SwapStatus } from '../swap/controller.js';

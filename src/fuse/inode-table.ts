@@ -3,7 +3,7 @@
 // known by, and the kernel's lookup count. A node id stays valid until the
 // kernel forgets it, even after its last name is gone (an unlinked-but-open
 // file); node ids are never reused within a mount.
-import { FsError } from '../core/errno.js';
+import { FsError } from '../errors/errno.js';
 import { FC } from './bridge.js';
 
 /** The root's node id (FUSE_ROOT_ID, from the bridge's C). */

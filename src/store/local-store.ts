@@ -5,7 +5,7 @@
 // store root, which the mount never shows and never lets anyone create.
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { resolve, join } from 'node:path';
-import { FsError } from '../core/errno.js';
+import { FsError } from '../errors/errno.js';
 
 export const RESERVED_NAME = '.strata';
 

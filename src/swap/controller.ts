@@ -29,7 +29,7 @@ import { swapCrashPoint } from './crash-points.js';
 import type { Mirror, MirrorOptions } from '../mirror/mirror.js';
 import { checkSnapshotTarget, handOver, HandoverClients, seedMirrorState, snapshotPreSwapHead, type HandoverInfo } from './mirror-handover.js';
 import type { ArchivePoint } from './spare.js';
-import type { Checkpoints } from '../checkpoint/manager.js';
+import type { Checkpoints } from '../checkpoint-service/manager.js';
 import { checkpointTotals, writeCheckpointTree } from './checkpoint-writer.js';
 import { readFile } from 'node:fs/promises';
 

@@ -9,7 +9,7 @@ import { sh, strata, mountpointIsMounted } from '../helpers/mount.js';
 import { manifest } from '../helpers/recover.js';
 import { commit, prepare, swapStatus } from '../helpers/swap.js';
 import { createCheckpoint, strataJson } from '../helpers/checkpoint.js';
-import type { CheckpointListing } from '../../src/checkpoint/manager.js';
+import type { CheckpointListing } from '../../src/checkpoint-service/manager.js';
 import { withMount } from '../helpers/mount.js';
 
 const TREE = 'mkdir -p a/b c gone && for i in $(seq 1 12); do head -c $((i * 90000)) /dev/urandom > a/f$i; done && ln a/f1 c/l1 && ln a/f2 a/b/l2 && ln -s a/f2 s && echo x > gone/x && mkfifo c/p';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { strata } from './mount.js';
 import type { Actions } from './checkpoint-ops.js';
 import type { DiffReport } from '../../src/checkpoint/diff.js';
-import type { RollbackReport } from '../../src/checkpoint/rollback.js';
+import type { RollbackReport } from '../../src/checkpoint-service/rollback.js';
 
 /** Runs `strata ARGS --json` and parses its output; throws with stderr when it fails. */
 export function strataJson<T>(args: string[]): T {

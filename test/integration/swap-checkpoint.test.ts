@@ -16,7 +16,7 @@ import { assertConverged, syncMount } from '../helpers/mirror.js';
 import { manifest } from '../helpers/recover.js';
 import { commit, hammer, assertHammerClean, prepare, swapStatus, withSwapMount, without } from '../helpers/swap.js';
 import { createCheckpoint, rollbackTo, strataJson } from '../helpers/checkpoint.js';
-import type { CheckpointListing } from '../../src/checkpoint/manager.js';
+import type { CheckpointListing } from '../../src/checkpoint-service/manager.js';
 
 const TREE = [
   'mkdir -p d1/d2 d3 empty db',

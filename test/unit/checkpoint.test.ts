@@ -7,7 +7,7 @@ import { constants as C } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { Filesystem, type Caller } from '../../src/core/filesystem.js';
-import { Checkpoints } from '../../src/checkpoint/manager.js';
+import { Checkpoints } from '../../src/checkpoint-service/manager.js';
 import { CheckpointLog } from '../../src/checkpoint/log.js';
 import { BLOCK_SIZE } from '../../src/checkpoint/state.js';
 import { createLogger } from '../../src/log/logger.js';

@@ -11,8 +11,8 @@ import { existsSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { Filesystem, type Caller } from '../../src/core/filesystem.js';
 import { enterTempStore } from '../helpers/core-store.js';
-import { FsError } from '../../src/core/errno.js';
-import type { ChangeSink } from '../../src/core/change-sink.js';
+import { FsError } from '../../src/errors/errno.js';
+import type { ChangeSink } from '../../src/ports/change-sink.js';
 import { ROOT_ID, isObjectId, type NewRecord } from '../../src/protocol/records.js';
 import { ID_XATTR, readObjectId, writeObjectId } from '../../src/store/object-ids.js';
 

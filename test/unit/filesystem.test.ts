@@ -13,7 +13,7 @@ import * as fsp from 'node:fs/promises';
 import { Filesystem, type Caller } from '../../src/core/filesystem.js';
 import { enterTempStore } from '../helpers/core-store.js';
 import { RESERVED_NAME } from '../../src/store/local-store.js';
-import { FsError, errnoOf, errnoForCode, isExpectedError, EIO } from '../../src/core/errno.js';
+import { FsError, errnoOf, errnoForCode, isExpectedError, EIO } from '../../src/errors/errno.js';
 import { InodeTable, ROOT_NODEID } from '../../src/fuse/inode-table.js';
 import { XATTR_CREATE, XATTR_REPLACE } from '../../src/native/index.js';
 

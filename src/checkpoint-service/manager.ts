@@ -8,14 +8,14 @@ import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import type { Filesystem } from '../core/filesystem.js';
-import { FsError } from '../core/errno.js';
+import { FsError } from '../errors/errno.js';
 import type { Logger } from '../log/logger.js';
 import { readFileIfExists, writeFileDurably } from '../store/durable-file.js';
 import type { LocalStore } from '../store/local-store.js';
-import { BLOCK_SIZE, CheckpointState, type CheckpointInfo } from './state.js';
-import { Tracker, type BlockClearance } from './tracker.js';
+import { BLOCK_SIZE, CheckpointState, type CheckpointInfo } from '../checkpoint/state.js';
+import { Tracker, type BlockClearance } from '../checkpoint/tracker.js';
 import { Rollback, type Area, type RollbackObserver, type RollbackReport } from './rollback.js';
-import { diffCheckpoint, type DiffReport } from './diff.js';
+import { diffCheckpoint, type DiffReport } from '../checkpoint/diff.js';
 
 export const REGISTRY = 'checkpoints.json';
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

@@ -10,10 +10,10 @@
 import * as fs from 'node:fs';
 import { constants as C } from 'node:fs';
 import type { Filesystem, Caller } from '../core/filesystem.js';
-import { FsError } from '../core/errno.js';
+import { FsError } from '../errors/errno.js';
 import * as native from '../native/index.js';
-import { BLOCK_SIZE, type AttrRec, type CheckpointState } from './state.js';
-import { T0View, baseName, joinPath, lstatPath, liveEntries, parentPath, within, type T0Entry } from './view.js';
+import { BLOCK_SIZE, type AttrRec, type CheckpointState } from '../checkpoint/state.js';
+import { T0View, baseName, joinPath, lstatPath, liveEntries, parentPath, readAt, within, type T0Entry } from '../checkpoint/view.js';
 import { LocalStore } from '../store/local-store.js';
 import { isPrivateXattr } from '../store/object-ids.js';
 
@@ -434,16 +434,4 @@ async function lstatOrThrow(path: string): Promise<fs.BigIntStats> {
 
 function openRead(path: string): Promise<number> {
   return new Promise((resolve, reject) => fs.open(LocalStore.relative(path), C.O_RDONLY | C.O_NOFOLLOW | (C.O_NOATIME ?? 0), (err, fd) => (err ? reject(err) : resolve(fd))));
-}
-
-/** Up to `len` bytes at `pos` (fewer at the end of the file; the rest of the buffer stays zero). */
-export async function readAt(fd: number, pos: number, len: number): Promise<Buffer> {
-  const buf = Buffer.alloc(len);
-  let done = 0;
-  while (done < len) {
-    const n = await new Promise<number>((resolve, reject) => fs.read(fd, buf, done, len - done, pos + done, (err, r) => (err ? reject(err) : resolve(r))));
-    if (n === 0) break;
-    done += n;
-  }
-  return buf;
 }

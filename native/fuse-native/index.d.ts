@@ -65,6 +65,11 @@ export interface Features {
   readonly handleKillprivV2: boolean;
   readonly offeredPassthrough: boolean;
   readonly offeredKillprivV2: boolean;
+  /** FUSE_CAP_PARALLEL_DIROPS negotiated (the `parallel_dirops` option): lookups and readdirs of one directory run in parallel. */
+  readonly parallelDirops: boolean;
+  readonly offeredParallelDirops: boolean;
+  /** FUSE_CAP_READDIRPLUS negotiated: never (the bridge has no readdirplus; docs/fuse-bridge.md says why). */
+  readonly readdirplus: boolean;
   /** Opens answered with FOPEN_PASSTHROUGH so far. */
   readonly passthroughOpens: number;
   /** ... of them, opens that joined an inode already in passthrough (FOPEN_DIRECT_IO: requests as before). */

@@ -48,6 +48,7 @@ function daemonOptions(cmd: Command): void {
     .option('--writeback-cache', 'let the kernel cache writes and send them in batches (faster small writes; not with --mirror sync; docs/fuse-bridge.md)')
     .option('--no-passthrough', 'do not ask the kernel for FUSE passthrough (reads of local files served by the kernel from the store; docs/fuse-bridge.md)')
     .option('--no-killpriv-v2', 'do not ask the kernel for handle_killpriv_v2 (strata drops set-ID bits on write and truncate itself; docs/fuse-bridge.md)')
+    .option('--no-parallel-dirops', 'do not ask the kernel for parallel directory operations (lookups and readdirs of one directory one at a time; docs/fuse-bridge.md)')
     .option('--mirror <mode>', 'async (default: fsync waits for the archive) or sync (every change waits)')
     .option('--token-file <file>', 'token of a remote archive')
     .option('--journal-max <bytes>', 'journal bytes not yet acked by the archive before --journal-full applies (default 1 GiB)', bytes)

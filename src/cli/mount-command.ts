@@ -30,6 +30,8 @@ export interface MountCliOptions {
   passthrough?: boolean;
   /** false: --no-killpriv-v2. */
   killprivV2?: boolean;
+  /** false: --no-parallel-dirops. */
+  parallelDirops?: boolean;
   debugFuse?: boolean;
   notifyParent?: boolean;
   archive?: string;
@@ -76,6 +78,7 @@ function mountOptions(o: MountCliOptions): MountOptions {
   if (o.writebackCache) m.writebackCache = true;
   if (o.passthrough === false) m.passthrough = false;
   if (o.killprivV2 === false) m.handleKillprivV2 = false;
+  if (o.parallelDirops === false) m.parallelDirops = false;
   if (o.debugFuse) m.debug = true;
   return m;
 }
@@ -257,6 +260,7 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
   if (o.writebackCache) args.push('--writeback-cache');
   if (o.passthrough === false) args.push('--no-passthrough');
   if (o.killprivV2 === false) args.push('--no-killpriv-v2');
+  if (o.parallelDirops === false) args.push('--no-parallel-dirops');
   if (o.archive !== undefined) args.push('--archive', o.archive);
   if (o.volume !== undefined) args.push('--volume', o.volume);
   if (o.mirror !== undefined) args.push('--mirror', o.mirror);

@@ -572,8 +572,12 @@ export interface FuseFeatures {
   maxWriteBytes: number;
   passthrough: boolean;
   handleKillprivV2: boolean;
+  /** Lookups and readdirs of one directory in parallel (FUSE_CAP_PARALLEL_DIROPS). */
+  parallelDirops: boolean;
+  /** READDIRPLUS: never (no readdirplus in the bridge). */
+  readdirplus: boolean;
   /** What the kernel offered that strata may ask for. */
-  offered: { passthrough: boolean; handleKillprivV2: boolean };
+  offered: { passthrough: boolean; handleKillprivV2: boolean; parallelDirops: boolean };
   passthroughOpens: number;
   passthroughShared: number;
   passthroughRefused: number;
@@ -586,7 +590,9 @@ function fuseFeaturesOf(f: Features, maxWrite: number): FuseFeatures {
     maxWriteBytes: maxWrite,
     passthrough: f.passthrough,
     handleKillprivV2: f.handleKillprivV2,
-    offered: { passthrough: f.offeredPassthrough, handleKillprivV2: f.offeredKillprivV2 },
+    parallelDirops: f.parallelDirops,
+    readdirplus: f.readdirplus,
+    offered: { passthrough: f.offeredPassthrough, handleKillprivV2: f.offeredKillprivV2, parallelDirops: f.offeredParallelDirops },
     passthroughOpens: f.passthroughOpens,
     passthroughShared: f.passthroughShared,
     passthroughRefused: f.passthroughRefused,

@@ -88,6 +88,12 @@ export interface MountOptions {
    * unjournalled). STRATA_KILLPRIV_V2=0 turns it off too.
    */
   handleKillprivV2?: boolean;
+  /**
+   * Ask the kernel for parallel directory operations (default true): lookups
+   * and readdirs of one directory are no longer serialised by the kernel.
+   * STRATA_PARALLEL_DIROPS=0 turns it off too.
+   */
+  parallelDirops?: boolean;
   /** Name shown in /proc/mounts. */
   fsname?: string;
   /** libfuse's request trace on stderr. */
@@ -101,6 +107,7 @@ export function fuseOptionString(opts: MountOptions): string {
   if (opts.writebackCache) list.push('writeback_cache');
   else if (opts.passthrough !== false && process.env['STRATA_PASSTHROUGH'] !== '0') list.push('passthrough');
   if (opts.handleKillprivV2 !== false && process.env['STRATA_KILLPRIV_V2'] !== '0') list.push('handle_killpriv_v2');
+  if (opts.parallelDirops !== false && process.env['STRATA_PARALLEL_DIROPS'] !== '0') list.push('parallel_dirops');
   if (opts.debug) list.push('debug');
   return list.join(',');
 }

@@ -223,6 +223,10 @@ typedef struct bridge_session {
   int killpriv_wanted;
   int passthrough_on;      // FUSE_PASSTHROUGH negotiated (passthrough.c)
   int killpriv_on;         // FUSE_HANDLE_KILLPRIV_V2 negotiated
+  int parallel_dirops_wanted; // the parallel_dirops option
+  int parallel_dirops_on;  // FUSE_CAP_PARALLEL_DIROPS negotiated (ll_init)
+  int parallel_dirops_offered;
+  int readdirplus_on;      // FUSE_CAP_READDIRPLUS negotiated (never: no readdirplus op)
   uint64_t kernel_offered; // the INIT request's flags (flags2 in the high half)
   int init_intercepted;    // the INIT reply went through negotiate_init
   // The receive loop (session.c): worker threads, under loop_lock.

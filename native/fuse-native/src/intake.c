@@ -63,11 +63,21 @@ static int copy_data (bridge_req_t *r, const char *data, size_t size) {
 //   FUSE thread runs as root, which keeps them);
 // - AUTO_INVAL_DATA: the kernel would drop cached pages whenever a getattr
 //   shows another mtime; strata is the only writer (keep_cache decides);
-// - PARALLEL_DIROPS, ASYNC_DIO: lookups and readdir of one directory, and
-//   direct I/O, stay serialised as before.
+// - ASYNC_DIO: direct I/O stays serialised as before;
+// - PARALLEL_DIROPS unless the parallel_dirops option asks for it: then the
+//   kernel no longer serialises the lookups and readdirs of one directory
+//   (they take the directory's lock shared). Nothing in strata relied on it:
+//   the adapter's node table is the JS thread's, the FUSE thread's node table
+//   has its own lock, and the restore materialises a pending directory's
+//   entries under a lock per directory (docs/fuse-bridge.md).
 static void ll_init (void *userdata, struct fuse_conn_info *conn) {
   bridge_session_t *s = (bridge_session_t *) userdata;
   conn->want &= ~(FUSE_CAP_HANDLE_KILLPRIV | FUSE_CAP_AUTO_INVAL_DATA | FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_ASYNC_DIO);
+  s->parallel_dirops_offered = (conn->capable & FUSE_CAP_PARALLEL_DIROPS) != 0;
+  if (s->parallel_dirops_wanted && s->parallel_dirops_offered) {
+    conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    s->parallel_dirops_on = 1;
+  }
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
   if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
@@ -81,6 +91,7 @@ static void ll_init (void *userdata, struct fuse_conn_info *conn) {
   } else {
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   }
+  s->readdirplus_on = (conn->want & FUSE_CAP_READDIRPLUS) != 0;
   // JavaScript hears of the init once the reply is out (intake_init_done):
   // session.c adds to it what libfuse does not know.
 }

@@ -233,7 +233,7 @@ static void session_free_early (bridge_session_t *s) {
 // Takes the bridge's own options out of a comma-separated "-o" list (in
 // place): max_write=N and writeback_cache (libfuse 3 sets both in init, not
 // as mount options), passthrough and handle_killpriv_v2 (the bridge adds them
-// to the INIT reply: negotiate_init). Returns 0 for a malformed max_write.
+// to the INIT reply: negotiate_init), parallel_dirops (asked for in ll_init). Returns 0 for a malformed max_write.
 static int take_bridge_options (char *opts, bridge_session_t *s) {
   char *out = opts;
   char *p = opts;
@@ -255,6 +255,8 @@ static int take_bridge_options (char *opts, bridge_session_t *s) {
       s->passthrough_wanted = 1;
     } else if (n == 18 && strncmp(p, "handle_killpriv_v2", 18) == 0) {
       s->killpriv_wanted = 1;
+    } else if (n == 15 && strncmp(p, "parallel_dirops", 15) == 0) {
+      s->parallel_dirops_wanted = 1;
     } else if (n > 0) {
       if (out != opts) *out++ = ',';
       memmove(out, p, n);
@@ -469,7 +471,8 @@ static void set_num (napi_env env, napi_value o, const char *name, double v) {
 
 // features(session) -> what the connection negotiated at INIT, and the
 // passthrough counters: { initSeen, writebackCache, passthrough,
-// handleKillprivV2, offeredPassthrough, offeredKillprivV2, passthroughOpens,
+// handleKillprivV2, offeredPassthrough, offeredKillprivV2, parallelDirops,
+// offeredParallelDirops, readdirplus, passthroughOpens,
 // passthroughShared, passthroughRefused, backingFiles }.
 napi_value js_features (napi_env env, napi_callback_info info) {
   JS_ARGS(1)
@@ -483,6 +486,9 @@ napi_value js_features (napi_env env, napi_callback_info info) {
   set_bool(env, o, "handleKillprivV2", s->killpriv_on);
   set_bool(env, o, "offeredPassthrough", (s->kernel_offered & KFUSE_PASSTHROUGH) != 0 && (s->kernel_offered & KFUSE_INIT_EXT) != 0);
   set_bool(env, o, "offeredKillprivV2", (s->kernel_offered & KFUSE_HANDLE_KILLPRIV_V2) != 0);
+  set_bool(env, o, "parallelDirops", s->parallel_dirops_on);
+  set_bool(env, o, "offeredParallelDirops", s->parallel_dirops_offered);
+  set_bool(env, o, "readdirplus", s->readdirplus_on);
   set_num(env, o, "passthroughOpens", (double) __atomic_load_n(&s->pt_opens, __ATOMIC_RELAXED));
   set_num(env, o, "passthroughShared", (double) __atomic_load_n(&s->pt_shared, __ATOMIC_RELAXED));
   set_num(env, o, "passthroughRefused", (double) __atomic_load_n(&s->pt_refused, __ATOMIC_RELAXED));

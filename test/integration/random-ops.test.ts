@@ -502,7 +502,7 @@ const CONFIGS: readonly Config[] = [
     title: 'FUSE passthrough and handle_killpriv_v2 (the defaults), steps by two users, FUSE-thread node table of 4',
     args: ['--allow-other'], runs: 100, users: [1000], env: { STRATA_NODE_TABLE_MAX: '4' }, passthrough: true,
   },
-  { title: 'fallbacks: --no-passthrough --no-killpriv-v2, steps by two users', args: ['--no-passthrough', '--no-killpriv-v2', '--allow-other'], runs: 80, users: [1000] },
+  { title: 'fallbacks: --no-passthrough --no-killpriv-v2 --no-parallel-dirops, steps by two users', args: ['--no-passthrough', '--no-killpriv-v2', '--no-parallel-dirops', '--allow-other'], runs: 80, users: [1000] },
 ];
 
 for (const config of CONFIGS) {

@@ -5,6 +5,7 @@
       "sources": [
         "native/src/blockcopy.c",
         "native/src/dirents.c",
+        "native/src/scandir.c",
         "native/src/sysops.c",
         "native/src/notify.c",
         "native/src/xattr.c",

@@ -30,6 +30,7 @@
 
 #include "src/blockcopy.h"
 #include "src/dirents.h"
+#include "src/scandir.h"
 #include "src/sysops.h"
 #include "src/notify.h"
 #include "src/xattr.h"
@@ -714,6 +715,58 @@ class ReaddirWorker : public PromiseWorker {
   size_t count_ = 0;
 };
 
+// scanDir(path, withXattrs): a directory's entries with their lstat and
+// extended attributes, in one thread-pool job (src/scandir.c).
+class ScanDirWorker : public PromiseWorker {
+ public:
+  ScanDirWorker(Napi::Env env, std::string path, bool with_xattrs)
+      : PromiseWorker(env, "strata:scanDir"), with_xattrs_(with_xattrs) {
+    path_ = std::move(path);
+  }
+  ~ScanDirWorker() override { sn_scan_free(ents_, count_); }
+
+  void Execute() override { sn_scandir(path_.c_str(), with_xattrs_ ? 1 : 0, &ents_, &count_, &err_); }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Array arr = Napi::Array::New(env, count_);
+    for (size_t i = 0; i < count_; i++) {
+      const sn_scan_entry& e = ents_[i];
+      const struct stat& st = e.st;
+      Napi::Object s = Napi::Object::New(env);
+      s.Set("dev", Napi::BigInt::New(env, static_cast<uint64_t>(st.st_dev)));
+      s.Set("ino", Napi::BigInt::New(env, static_cast<uint64_t>(st.st_ino)));
+      s.Set("mode", Napi::BigInt::New(env, static_cast<uint64_t>(st.st_mode)));
+      s.Set("nlink", Napi::BigInt::New(env, static_cast<uint64_t>(st.st_nlink)));
+      s.Set("uid", Napi::BigInt::New(env, static_cast<uint64_t>(st.st_uid)));
+      s.Set("gid", Napi::BigInt::New(env, static_cast<uint64_t>(st.st_gid)));
+      s.Set("rdev", Napi::BigInt::New(env, static_cast<uint64_t>(st.st_rdev)));
+      s.Set("size", Napi::BigInt::New(env, static_cast<int64_t>(st.st_size)));
+      s.Set("blocks", Napi::BigInt::New(env, static_cast<int64_t>(st.st_blocks)));
+      s.Set("atimeNs", Napi::BigInt::New(env, static_cast<int64_t>(static_cast<int64_t>(st.st_atim.tv_sec) * 1000000000LL + st.st_atim.tv_nsec)));
+      s.Set("mtimeNs", Napi::BigInt::New(env, static_cast<int64_t>(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec)));
+      s.Set("ctimeNs", Napi::BigInt::New(env, static_cast<int64_t>(static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000LL + st.st_ctim.tv_nsec)));
+      Napi::Array xs = Napi::Array::New(env, e.nxattrs);
+      for (size_t k = 0; k < e.nxattrs; k++) {
+        Napi::Array pair = Napi::Array::New(env, 2);
+        pair.Set(0u, Napi::String::New(env, e.xattrs[k].name));
+        pair.Set(1u, Napi::Buffer<char>::Copy(env, e.xattrs[k].value, e.xattrs[k].len));
+        xs.Set(static_cast<uint32_t>(k), pair);
+      }
+      Napi::Object o = Napi::Object::New(env);
+      // Names are bytes; decode as UTF-8 like fs.readdir (bad bytes -> U+FFFD).
+      o.Set("name", Napi::String::New(env, e.name));
+      o.Set("st", s);
+      o.Set("xattrs", xs);
+      arr.Set(static_cast<uint32_t>(i), o);
+    }
+    return arr;
+  }
+
+ private:
+  bool with_xattrs_;
+  sn_scan_entry* ents_ = nullptr;
+  size_t count_ = 0;
+};
+
 // ---------------------------------------------------------------------------
 // Exported functions
 
@@ -1049,6 +1102,15 @@ Napi::Value Removexattr(const Napi::CallbackInfo& info) {
       ->Start();
 }
 
+// scanDir(path, withXattrs)
+Napi::Value ScanDir(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path;
+  if (!GetString(info, 0, "path", &path)) return env.Undefined();
+  bool with_xattrs = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  return (new ScanDirWorker(env, std::move(path), with_xattrs))->Start();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("copyRange", Napi::Function::New(env, CopyRange, "copyRange"));
   exports.Set("cloneFile", Napi::Function::New(env, CloneFile, "cloneFile"));
@@ -1073,6 +1135,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("removexattr",
               Napi::Function::New(env, Removexattr, "removexattr"));
   exports.Set("readdirIno", Napi::Function::New(env, StartOnPath<ReaddirWorker>, "readdirIno"));
+  exports.Set("scanDir", Napi::Function::New(env, ScanDir, "scanDir"));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
 
   Napi::Object c = Napi::Object::New(env);

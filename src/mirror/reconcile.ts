@@ -41,15 +41,14 @@
 // fetched ahead), the ids of multiply-linked local objects handled so far,
 // and the names to remove at the end (as many as there are removals).
 import { lstat } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { ArchiveError, isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import type { DirImage, EntryImage, FileBlocks } from '../protocol/images.js';
 import { MAX_WRITE_BYTES, ROOT_ID, attrsFromStat, timeFromNs, type Attrs, type NewRecord, type ObjectId, type Time } from '../protocol/records.js';
 import { ensureObjectId, newObjectId, readObjectId, writeObjectId } from '../store/object-ids.js';
 import {
-  Lookahead, attrDifferences, listLocalDir, localTarget, localXattrs, sameTime, typeOfMode, xattrDifferences,
-  type LocalEntry,
+  Lookahead, attrDifferences, entryXattrs, listLocalDir, listedObjectId, localTarget, localXattrs, sameTime, typeOfMode, xattrDifferences,
+  type LocalEntry, type LocalStat,
 } from './tree-local.js';
 import { differingBlocks, localBlocksWhole } from './tree-blocks.js';
 import { MATERIALISING_PREFIX, isPending, listTimesRecords, readBlockMap, remoteBlocksOf, settleTimesRecord } from '../store/restore-marks.js';
@@ -78,7 +77,7 @@ export interface ReconcileOptions {
    * whole). 'changed' (default) adds nothing else; 'all' compares every file;
    * a function adds the files it accepts.
    */
-  content?: 'all' | 'changed' | ((local: BigIntStats, archive: EntryImage) => boolean);
+  content?: 'all' | 'changed' | ((local: LocalStat, archive: EntryImage) => boolean);
   /**
    * After an unclean stop: also compare every file whose ctime is at or after
    * this (ns since the epoch). The kernel updates ctime on every change, so
@@ -271,14 +270,15 @@ class Reconciler {
 
   /** The local object's id, and whether this run just gave it one (then it is new to the archive). */
   private async idOf(e: LocalEntry): Promise<{ id: ObjectId; assigned: boolean }> {
-    const have = await readObjectId(e.fsPath);
+    const listed = listedObjectId(e);
+    const have = listed !== undefined ? listed : await readObjectId(e.fsPath);
     if (have !== null) return { id: have, assigned: false };
     const id = newObjectId();
     await writeObjectId(e.fsPath, id);
     return { id, assigned: true };
   }
 
-  private async syncDir(nsPath: string, fsPath: string, dirId: ObjectId, st: BigIntStats, image: DirImage | null, archiveAttrs: Attrs, isRoot: boolean): Promise<void> {
+  private async syncDir(nsPath: string, fsPath: string, dirId: ObjectId, st: LocalStat, image: DirImage | null, archiveAttrs: Attrs, isRoot: boolean): Promise<void> {
     const parentMtime = timeFromNs(st.mtimeNs);
     // An unfinished restore: a pending directory's names and attributes are
     // the archive's (nothing but materialisation changes them; a crash in the
@@ -287,7 +287,7 @@ class Reconciler {
     // any other: a program may have changed them (a write into a stub) without
     // a durable record. Those are compared; nothing else is.
     const pending = await isPending(fsPath);
-    const locals = (await listLocalDir(fsPath, isRoot)).filter((e) => !(pending && e.name.startsWith(MATERIALISING_PREFIX)));
+    const locals = (await listLocalDir(fsPath, isRoot, true)).filter((e) => !(pending && e.name.startsWith(MATERIALISING_PREFIX)));
     const remote = new Map((image?.entries ?? []).map((e) => [e.name, e]));
     const localNames = new Set(locals.map((e) => e.name));
     const ids = await mapLimit(locals, ID_CONCURRENCY, (e) => this.idOf(e));
@@ -393,20 +393,20 @@ class Reconciler {
           await this.emit({ op: 'setattr', id, attrs });
         }
         if (pre !== null) await this.emitXattrs(id, pre.xattrs, {});
-        else await this.fixXattrs(id, l.fsPath, {});
+        else await this.fixXattrs(id, l, {});
         return l.type === 'dir' ? { entry: l, nsPath: path, id, image: null } : null;
       }
       case 'dir':
         // The archive moves the directory here, with its entries.
         await this.emit({ op: 'create', parent, name: l.name, id, attrs, parentMtime });
-        await this.fixXattrs(id, l.fsPath, prior.image.xattrs);
+        await this.fixXattrs(id, l, prior.image.xattrs);
         return { entry: l, nsPath: path, id, image: prior.image };
       case 'entry':
         if (l.type === 'dir') {
           // Seen gone elsewhere: it exists; its entries come with its image.
           await this.emit({ op: 'create', parent, name: l.name, id, attrs, parentMtime });
           const image = await this.opts.archive.dirImage(this.opts.volume, id);
-          await this.fixXattrs(id, l.fsPath, image.xattrs);
+          await this.fixXattrs(id, l, image.xattrs);
           return { entry: l, nsPath: path, id, image };
         }
         await this.emit({ op: 'link', parent, name: l.name, id, parentMtime });
@@ -418,7 +418,7 @@ class Reconciler {
         await this.emit({ op: 'setattr', id, attrs });
         // Its xattrs on the archive are unknown: set every local one now, remove
         // the archive's others once its archive entry is seen (settleUnknownXattrs).
-        await this.fixXattrs(id, l.fsPath, {});
+        await this.fixXattrs(id, l, {});
         this.xattrsUnknown.set(id, l.fsPath);
         return null;
       }
@@ -428,7 +428,7 @@ class Reconciler {
         const target = l.type === 'symlink' ? await localTarget(l.fsPath) : undefined;
         await this.emit({ op: 'create', parent, name: l.name, id, attrs, ...(target !== undefined ? { target } : {}), parentMtime });
         await this.emit({ op: 'setattr', id, attrs });
-        await this.fixXattrs(id, l.fsPath, {});
+        await this.fixXattrs(id, l, {});
         this.xattrsUnknown.set(id, l.fsPath);
         return null;
       }
@@ -494,7 +494,7 @@ class Reconciler {
   private async update(l: LocalEntry, id: ObjectId, attrs: Attrs, a: EntryImage): Promise<void> {
     if (l.type === 'dir') {
       // Its attributes are set after its entries (which change its mtime).
-      await this.fixXattrs(id, l.fsPath, a.xattrs);
+      await this.fixXattrs(id, l, a.xattrs);
       return;
     }
     let wrote = 0;
@@ -509,10 +509,10 @@ class Reconciler {
       }
     }
     if (wrote > 0 || attrDifferences(l.type, attrs, a.attrs).length > 0) await this.emit({ op: 'setattr', id, attrs });
-    await this.fixXattrs(id, l.fsPath, a.xattrs);
+    await this.fixXattrs(id, l, a.xattrs);
   }
 
-  private wantContent(st: BigIntStats, attrs: Attrs, a: EntryImage): boolean {
+  private wantContent(st: LocalStat, attrs: Attrs, a: EntryImage): boolean {
     const c = this.opts.content ?? 'changed';
     if (c === 'all' || attrs.size !== a.attrs.size || !sameTime(attrs.mtime, a.attrs.mtime)) return true;
     if (this.opts.changedSinceNs !== undefined && st.ctimeNs >= this.opts.changedSinceNs) return true;
@@ -555,8 +555,8 @@ class Reconciler {
   }
 
   /** Makes the archive's xattrs of `id` equal to the local object's (strata's own excepted). */
-  private async fixXattrs(id: ObjectId, fsPath: string, archive: { readonly [name: string]: string }): Promise<void> {
-    await this.emitXattrs(id, await localXattrs(fsPath), archive);
+  private async fixXattrs(id: ObjectId, local: LocalEntry | string, archive: { readonly [name: string]: string }): Promise<void> {
+    await this.emitXattrs(id, await (typeof local === 'string' ? localXattrs(local) : entryXattrs(local)), archive);
   }
 
   private async emitXattrs(id: ObjectId, local: { readonly [name: string]: string }, archive: { readonly [name: string]: string }): Promise<void> {
@@ -577,5 +577,5 @@ async function readNewObject(l: LocalEntry): Promise<NewObjectData> {
   if (l.type === 'file' && size > 0) {
     blocks = size > READ_AHEAD_MAX_BYTES ? null : await localBlocksWhole(l.fsPath, size);
   }
-  return { target, blocks, xattrs: await localXattrs(l.fsPath) };
+  return { target, blocks, xattrs: await entryXattrs(l) };
 }

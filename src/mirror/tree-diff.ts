@@ -16,7 +16,6 @@
 // are compared only when the sizes agree (a size difference already says the
 // data differs, and the blocks past the shorter end would only add noise).
 import { lstat } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
 import { ArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import type { DirImage, EntryImage } from '../protocol/images.js';
 import { ROOT_ID, attrsFromStat, type ObjectId } from '../protocol/records.js';
@@ -25,8 +24,8 @@ import { MATERIALISING_PREFIX, isPending, remoteBlocksOf } from '../store/restor
 import { RESERVED_NAME } from '../store/local-store.js';
 import { join } from 'node:path';
 import {
-  Lookahead, attrDifferences, compareNames, listLocalDir, localTarget, localXattrs, typeOfMode, xattrDifferences,
-  type LocalEntry, type ObjectType,
+  Lookahead, attrDifferences, compareNames, entryXattrs, listLocalDir, listedObjectId, localTarget, localXattrs, typeOfMode, xattrDifferences,
+  type LocalEntry, type LocalStat, type ObjectType,
 } from './tree-local.js';
 import { differingBlocks } from './tree-blocks.js';
 
@@ -47,7 +46,7 @@ export interface Difference {
 }
 
 /** Which regular files get their blocks compared (given the local stat). */
-export type ContentChoice = 'all' | 'none' | ((local: BigIntStats) => boolean);
+export type ContentChoice = 'all' | 'none' | ((local: LocalStat) => boolean);
 
 export interface DiffOptions {
   /** The store directory (the tree's root; its private directory is not part of the tree). */
@@ -95,7 +94,7 @@ class DiffWalk {
   private readonly localFirst = new Map<string, string>();
   /** Archive id of a multiply-linked object → the first path it was compared at. */
   private readonly archiveFirst = new Map<ObjectId, string>();
-  private readonly wantContent: (st: BigIntStats) => boolean;
+  private readonly wantContent: (st: LocalStat) => boolean;
 
   constructor(private readonly opts: DiffOptions) {
     const c = opts.content ?? 'all';
@@ -127,8 +126,8 @@ class DiffWalk {
     else this.result.differences.push(d);
   }
 
-  private async compareXattrs(path: string, fsPath: string, archive: { readonly [name: string]: string }): Promise<void> {
-    const d = xattrDifferences(await localXattrs(fsPath), archive);
+  private async compareXattrs(path: string, local: LocalEntry | string, archive: { readonly [name: string]: string }): Promise<void> {
+    const d = xattrDifferences(await (typeof local === 'string' ? localXattrs(local) : entryXattrs(local)), archive);
     if (d) this.report(path, 'xattrs', d.local, d.archive);
   }
 
@@ -139,7 +138,7 @@ class DiffWalk {
     // written into one), so those are compared, and descended into.
     const pending = await isPending(fsPath);
     if (pending) this.result.pendingDirs++;
-    const listed = await listLocalDir(fsPath, isRoot);
+    const listed = await listLocalDir(fsPath, isRoot, true);
     const locals = new Map(listed.filter((e) => !(pending && e.name.startsWith(MATERIALISING_PREFIX))).map((e) => [e.name, e]));
     const remote = new Map(image.entries.map((e) => [e.name, e]));
     const names = (pending ? [...locals.keys()] : [...new Set([...locals.keys(), ...remote.keys()])]).sort(compareNames);
@@ -170,7 +169,8 @@ class DiffWalk {
       this.report(path, 'type', type, atype);
       return false;
     }
-    const id = await readObjectId(l.fsPath);
+    const listedId = listedObjectId(l);
+    const id = listedId !== undefined ? listedId : await readObjectId(l.fsPath);
     if (id !== a.id) this.report(path, 'id', id, a.id);
     const attrs = attrsFromStat(l.st);
     // A pending directory is the archive's until it is materialised (a crash in the middle of one may have moved its mtime).
@@ -180,7 +180,7 @@ class DiffWalk {
       const target = await localTarget(l.fsPath);
       if (target !== (a.target ?? null)) this.report(path, 'target', target, a.target ?? null);
     }
-    await this.compareXattrs(path, l.fsPath, a.xattrs);
+    await this.compareXattrs(path, l, a.xattrs);
     if (type === 'dir') return true;
     this.compareLinks(path, l, a);
     if (type === 'file' && attrs.size === a.attrs.size && this.wantContent(l.st)) await this.compareContent(path, l, a, inPendingDir);

@@ -2,11 +2,11 @@
 // directory's entries with their bigint stats, an object's xattrs as the
 // archive keeps them, attribute comparison, and a bounded look-ahead for
 // fetching directory images. Read-only: nothing here changes the store.
-import { lstat, readlink } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
+import { readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as native from '../native/index.js';
-import { isPrivateXattr } from '../store/object-ids.js';
+import { ID_XATTR, isPrivateXattr } from '../store/object-ids.js';
+import { isObjectId } from '../protocol/records.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import type { Attrs, Time } from '../protocol/records.js';
 
@@ -14,42 +14,55 @@ import type { Attrs, Time } from '../protocol/records.js';
 import { typeOfMode, type ObjectType } from '../protocol/records.js';
 export { S_IFMT, typeOfMode, type ObjectType } from '../protocol/records.js';
 
+/** An object's lstat: the fields of Node's BigIntStats a comparison uses (a BigIntStats is one). */
+export type LocalStat = native.ScannedStat;
+
 /** One entry of a local directory. */
 export interface LocalEntry {
   name: string;
   /** Path for fs calls: the store path joined with the store-relative path. */
   fsPath: string;
-  st: BigIntStats;
+  st: LocalStat;
   type: ObjectType;
+  /**
+   * Every extended attribute, strata's own included, read with the listing
+   * (listLocalDir with `withXattrs`); undefined when not read then.
+   */
+  xattrs?: readonly [string, Buffer][];
 }
-
-/** How many lstat calls one directory listing keeps in flight. */
-const STAT_PARALLEL = 32;
 
 /**
  * The entries of the local directory at `fsPath`, sorted by name, without
- * the store's private directory when `isRoot`. An entry that vanished between
- * readdir and lstat is left out (the precondition is a quiet store; this only
- * keeps a stray temp file from failing a verify).
+ * the store's private directory when `isRoot`, with their lstat and, when
+ * `withXattrs`, their extended attributes: one native call per directory
+ * (scanDir), not a few thread-pool trips per entry. An entry that vanished
+ * between readdir and lstat is left out (the precondition is a quiet store;
+ * this only keeps a stray temp file from failing a verify).
  */
-export async function listLocalDir(fsPath: string, isRoot: boolean): Promise<LocalEntry[]> {
-  const names = (await native.readdirIno(fsPath))
-    .map((d) => d.name)
-    .filter((n) => !(isRoot && n === RESERVED_NAME))
-    .sort(compareNames);
-  const out: (LocalEntry | null)[] = new Array<LocalEntry | null>(names.length).fill(null);
-  for (let i = 0; i < names.length; i += STAT_PARALLEL) {
-    await Promise.all(names.slice(i, i + STAT_PARALLEL).map(async (name, k) => {
-      const p = join(fsPath, name);
-      try {
-        const st = await lstat(p, { bigint: true });
-        out[i + k] = { name, fsPath: p, st, type: typeOfMode(st.mode) };
-      } catch (err) {
-        if ((err as { code?: string }).code !== 'ENOENT') throw err;
-      }
-    }));
+export async function listLocalDir(fsPath: string, isRoot: boolean, withXattrs = false): Promise<LocalEntry[]> {
+  const out: LocalEntry[] = [];
+  for (const e of await native.scanDir(fsPath, withXattrs)) {
+    if (isRoot && e.name === RESERVED_NAME) continue;
+    out.push({ name: e.name, fsPath: join(fsPath, e.name), st: e.st, type: typeOfMode(e.st.mode), ...(withXattrs ? { xattrs: e.xattrs } : {}) });
   }
-  return out.filter((e): e is LocalEntry => e !== null);
+  return out.sort((a, b) => compareNames(a.name, b.name));
+}
+
+/** The object id among an entry's listed xattrs: null when it has none (or none valid), undefined when they were not read. */
+export function listedObjectId(e: LocalEntry): string | null | undefined {
+  if (e.xattrs === undefined) return undefined;
+  const v = e.xattrs.find(([n]) => n === ID_XATTR)?.[1].toString('latin1');
+  return v !== undefined && isObjectId(v) ? v : null;
+}
+
+/** The entry's extended attributes except strata's own, as localXattrs gives them: from the listing when read with it. */
+export async function entryXattrs(e: LocalEntry): Promise<{ [name: string]: string }> {
+  if (e.xattrs === undefined) return localXattrs(e.fsPath);
+  const out: { [name: string]: string } = {};
+  for (const [name, value] of [...e.xattrs].filter(([n]) => !isPrivateXattr(n)).sort(([a], [b]) => compareNames(a, b))) {
+    out[name] = value.toString('base64');
+  }
+  return out;
 }
 
 /** One order for names on both sides (code units; only needs to be total and stable). */

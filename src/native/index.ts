@@ -81,6 +81,7 @@ interface NativeBinding {
   ): Promise<number>;
   removexattr(path: string, name: string): Promise<void>;
   readdirIno(path: string): Promise<DirEntry[]>;
+  scanDir(path: string, withXattrs: boolean): Promise<ScannedEntry[]>;
   sdNotify(socketPath: string, message: string): Promise<void>;
   readonly constants: NativeConstants;
 }
@@ -354,6 +355,40 @@ export async function removexattr(path: string, name: string): Promise<void> {
 /** opendir/readdir: entries with inode numbers and d_type, without '.' and '..'. */
 export async function readdirIno(path: string): Promise<DirEntry[]> {
   return binding.readdirIno(path);
+}
+
+/** An object's lstat as scanDir gives it: the fields of Node's BigIntStats a tree walk uses. */
+export interface ScannedStat {
+  dev: bigint;
+  ino: bigint;
+  mode: bigint;
+  nlink: bigint;
+  uid: bigint;
+  gid: bigint;
+  rdev: bigint;
+  size: bigint;
+  blocks: bigint;
+  atimeNs: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
+/** One entry of scanDir: its name, lstat and every extended attribute (empty without withXattrs). */
+export interface ScannedEntry {
+  name: string;
+  st: ScannedStat;
+  xattrs: [string, Buffer][];
+}
+
+/**
+ * A directory's entries (without '.' and '..', in readdir order) with the
+ * lstat and, when `withXattrs`, every extended attribute of each (a
+ * symlink's own), in one thread-pool job: a tree walk's stat, id and xattr
+ * reads per entry in one call per directory. An entry that vanished between
+ * readdir and its stat is left out.
+ */
+export async function scanDir(path: string, withXattrs: boolean): Promise<ScannedEntry[]> {
+  return binding.scanDir(path, withXattrs);
 }
 
 /**

@@ -30,6 +30,7 @@ import {
   finishFile,
   readFileQuiet,
   readdirIno,
+  scanDir,
   removexattr,
   setxattr,
   utimens,
@@ -770,6 +771,35 @@ test('readXattrs: every name with its value in one call, as listxattr + getxattr
   t.is(e.path, path.join(dir, 'missing'));
   await t.throwsAsync(readXattrs(5 as unknown as string), { instanceOf: TypeError, message: /"path" argument must be of type string/ });
   await t.throwsAsync(readXattrs('a\0b'), { instanceOf: TypeError, message: /without null bytes/ });
+});
+
+test('scanDir: every entry with the lstat and xattrs Node gives one at a time, in one call; without xattrs none are read; errors with their syscall', async (t) => {
+  const dir = await tmpDir(t);
+  await fs.writeFile(path.join(dir, 'f'), randomBytes(5000));
+  await fs.mkdir(path.join(dir, 'sub'));
+  await fs.symlink('f', path.join(dir, 'link'));
+  await fs.link(path.join(dir, 'f'), path.join(dir, 'hard'));
+  await execFile('mkfifo', [path.join(dir, 'fifo')]);
+  await fs.writeFile(path.join(dir, 'n\u00e9'), '');
+  await setxattr(path.join(dir, 'f'), 'user.a', Buffer.from('one'), 0);
+  await setxattr(path.join(dir, 'sub'), 'trusted.strata.id', Buffer.from('0123456789abcdef0123456789abcdef'), 0);
+  await setxattr(path.join(dir, 'n\u00e9'), 'user.empty', Buffer.alloc(0), 0);
+  await fs.utimes(path.join(dir, 'sub'), new Date(1_000_000_123), new Date(2_000_000_456));
+  const got = await scanDir(dir, true);
+  t.deepEqual(got.map((e) => e.name).sort(), ['f', 'fifo', 'hard', 'link', 'n\u00e9', 'sub']);
+  for (const e of got) {
+    const p = path.join(dir, e.name);
+    const st = await fs.lstat(p, { bigint: true });
+    const fields = ['dev', 'ino', 'mode', 'nlink', 'uid', 'gid', 'rdev', 'size', 'blocks', 'atimeNs', 'mtimeNs', 'ctimeNs'] as const;
+    for (const k of fields) t.is(e.st[k], st[k], `${e.name}: ${k}`);
+    t.deepEqual(e.xattrs, await readXattrs(p), `${e.name}: xattrs`);
+  }
+  t.is(got.find((e) => e.name === 'f')!.st.nlink, 2n);
+  t.deepEqual((await scanDir(dir, false)).map((e) => e.xattrs), got.map(() => []));
+  t.deepEqual(await scanDir(path.join(dir, 'sub'), true), []);
+  await rejectsWith(t, scanDir(path.join(dir, 'missing'), true), ['ENOENT'], 'opendir');
+  await rejectsWith(t, scanDir(path.join(dir, 'f'), true), ['ENOTDIR'], 'opendir');
+  await t.throwsAsync(scanDir('a\0b', true), { instanceOf: TypeError, message: /without null bytes/ });
 });
 
 test('finishFile: size, log ranges, xattrs, owner, mode, times and rename in one call, checked against a native build; stops at the first failure', async (t) => {

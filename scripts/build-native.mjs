@@ -5,12 +5,15 @@
 //     its sources against libfuse 3 (libfuse3-dev, found with pkg-config;
 //     docs/fuse-bridge.md);
 //  2. better-sqlite3 (the archive's metadata database) from its bundled
-//     SQLite sources: its own install script would download a prebuilt binary;
+//     SQLite sources: its own install script would download a prebuilt binary
+//     (an installed tarball carries one built where it was packed, loaded
+//     when better-sqlite3 has no build of its own and its version and Node's
+//     module ABI match: then it is not compiled here);
 //  3. strata's own addon (binding.gyp at the top).
 // npm 11 does not run dependencies' install scripts unless allowed, so this, the
 // root package's own install script, is where all native code gets built.
 import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
@@ -57,9 +60,20 @@ const fuseNativeDir = dirname(require.resolve('fuse-native/package.json'))
 if (prebuilt(fuseNativeDir)) process.stderr.write(`[strata build] FUSE bridge: prebuilt (${join(fuseNativeDir, 'prebuilds', platformDir)})\n`)
 else run('build the FUSE bridge (fuse-native fork)', process.execPath, [nodeGyp, ...gypArgs], fuseNativeDir)
 
+// better-sqlite3: an installed tarball carries the packing checkout's build, named
+// for its version and Node's module ABI (scripts/prebuild.mjs); it is used when
+// both match, and compiled otherwise.
 const sqliteDir = dirname(require.resolve('better-sqlite3/package.json'))
-if (process.env.STRATA_SKIP_SQLITE_BUILD && existsSync(join(sqliteDir, 'build', 'Release', 'better_sqlite3.node'))) {
+const sqliteBuild = join(sqliteDir, 'build', 'Release', 'better_sqlite3.node')
+const sqliteVersion = JSON.parse(readFileSync(join(sqliteDir, 'package.json'), 'utf8')).version
+const sqliteCarried = join(root, 'prebuilds', 'better-sqlite3', `${platformDir}-${sqliteVersion}-node-v${process.versions.modules}.node`)
+if (process.env.STRATA_SKIP_SQLITE_BUILD && existsSync(sqliteBuild)) {
   process.stderr.write('[strata build] better-sqlite3: kept the existing build (STRATA_SKIP_SQLITE_BUILD)\n')
+} else if (prebuilt(root) && existsSync(sqliteCarried)) {
+  // Nothing is written into better-sqlite3's folder: npm may run its own install
+  // script (prebuild-install || node-gyp rebuild) at the same time. Whatever it
+  // builds serves; without it strata loads the carried build (src/archive/sqlite.ts).
+  process.stderr.write(`[strata build] better-sqlite3: prebuilt (${sqliteCarried})\n`)
 } else {
   run('build better-sqlite3', process.execPath, [nodeGyp, ...gypArgs, `--jobs=${Math.max(1, availableParallelism())}`], sqliteDir)
 }

@@ -3,7 +3,7 @@
 // volume snapshot in the catalog (checked every 2 s), on request, and once more
 // at shutdown. Its blocking work (VACUUM INTO, uploads) never stalls the
 // server's event loop. Reports each point, or its failure, to the parent.
-import Database from 'better-sqlite3';
+import { openSqlite } from './sqlite.js';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { syncPoint, type SyncPointResult } from './object-sync.js';
@@ -30,7 +30,7 @@ let stopping = false;
 
 function snapshotMark(): string {
   try {
-    const db = new Database(join(data.dir, 'archive.db'), { readonly: true, fileMustExist: true });
+    const db = openSqlite(join(data.dir, 'archive.db'), { readonly: true, fileMustExist: true });
     try {
       const hasCatalog = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'snapshots'`).get() !== undefined;
       if (!hasCatalog) return '';

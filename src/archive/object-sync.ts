@@ -18,7 +18,8 @@
 //
 // rebuildFromObjects(): a new archive host (empty DIR) takes the newest
 // metadata copy from the bucket and continues after the last pack there.
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openSqlite } from './sqlite.js';
 import { existsSync, readdirSync, rmSync, statSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { packName } from './packs.js';
@@ -43,7 +44,7 @@ function metadataKey(objects: SyncObjects, ms: number): string {
 }
 
 function openLive(dir: string): Database.Database {
-  const db = new Database(join(dir, 'archive.db'), { fileMustExist: true });
+  const db = openSqlite(join(dir, 'archive.db'), { fileMustExist: true });
   db.pragma('busy_timeout = 10000');
   return db;
 }
@@ -60,7 +61,7 @@ export function syncPoint(dir: string, store: S3PackStore): SyncPointResult {
   try {
     takenMs = Date.now();
     db.prepare('VACUUM INTO ?').run(copy);
-    const c = new Database(copy, { readonly: true });
+    const c = openSqlite(copy, { readonly: true });
     try {
       sealedUpTo = Number(c.prepare(`SELECT value FROM meta WHERE key = 'current_pack'`).pluck().get());
       volumes = (c.prepare('SELECT name, applied_seq AS appliedSeq FROM volumes ORDER BY name').all() as { name: string; appliedSeq: number }[]);
@@ -137,7 +138,7 @@ export function rebuildFromObjects(dir: string, store: S3PackStore): RebuildResu
   rmSync(tmp, { force: true });
   objects.download(latest.key, tmp);
   const packs = store.list();
-  const db = new Database(tmp);
+  const db = openSqlite(tmp);
   let currentPack: number;
   let volumes: { name: string; appliedSeq: number }[];
   try {

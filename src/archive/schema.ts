@@ -2,7 +2,8 @@
 // connection settings every opener uses (the archive server and an in-process
 // `file://` opener open the same files, one after the other or at once).
 // docs/archive-format.md describes the tables and the versioning plan.
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openSqlite } from './sqlite.js';
 import { ArchiveError } from '../protocol/archive-api.js';
 
 /** Bumped on any change a reader of the previous version would misread. */
@@ -137,7 +138,7 @@ CREATE TABLE IF NOT EXISTS blocks (
  * and every statement tolerates an existing table.
  */
 export function openDatabase(path: string): Database.Database {
-  const db = new Database(path);
+  const db = openSqlite(path);
   try {
     // Another process may hold the write lock for a batch: wait, don't fail.
     db.pragma('busy_timeout = 10000');

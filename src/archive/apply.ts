@@ -92,6 +92,12 @@ export class Applier {
   private readonly entryCache = new Map<string, string | null>();
   /** Counts rows read or changed in this batch. */
   private readonly countsCache = new Map<string, CountsState>();
+  /**
+   * The names of the objects this batch created (they had no row before it,
+   * so every name they have was attached here): `parent/name` -> parent. A
+   * size change of such a file needs no query for its names.
+   */
+  private readonly freshNames = new Map<string, Map<string, string>>();
 
   constructor(db: Database.Database, private readonly data: FileData) {
     this.objects = new VersionedTable(db, 'objects', ['vid', 'id'], OBJECT_VALUE_COLS);
@@ -138,6 +144,7 @@ export class Applier {
       this.objectsDeferred.clear();
       this.entryCache.clear();
       this.countsCache.clear();
+      this.freshNames.clear();
     }
   }
 
@@ -222,6 +229,7 @@ export class Applier {
         if (!o) {
           o = withAttrs({ id: r.id, target: r.target ?? null, parent: isDirMode(r.attrs.mode) ? r.parent : null } as ObjectRow, r.attrs);
           this.putObject(o, r.seq, true);
+          this.freshNames.set(r.id, new Map());
           this.countsCache.set(r.id, { row: { nlink: isDirMode(o.mode) ? 2 : 0, sub_entries: 0, sub_bytes: 0 }, changed: true });
         }
         this.attach(r.parent, r.name, o, r.seq);
@@ -318,7 +326,9 @@ export class Applier {
       const last = Math.floor(old / BLOCK_SIZE);
       if (this.hasData(o.id, last)) this.dirtyBlock(o.id, last, seq, true);
     }
-    for (const { parent } of this.q.namesOf.all(this.vid, o.id) as { parent: string }[]) this.addToChain(parent, 0, size - old);
+    const fresh = this.freshNames.get(o.id);
+    if (fresh !== undefined) for (const parent of fresh.values()) this.addToChain(parent, 0, size - old);
+    else for (const { parent } of this.q.namesOf.all(this.vid, o.id) as { parent: string }[]) this.addToChain(parent, 0, size - old);
   }
 
   private hasData(id: string, idx: number): boolean {
@@ -374,6 +384,7 @@ export class Applier {
   private attach(parent: string, name: string, o: ObjectRow, seq: number): void {
     this.entries.insertNew([this.vid, parent, name], [o.id], seq);
     this.entryCache.set(`${parent}/${name}`, o.id);
+    this.freshNames.get(o.id)?.set(`${parent}/${name}`, parent);
     if (isDirMode(o.mode)) {
       if (o.parent !== parent) this.putObject({ ...o, parent }, seq);
       const c = this.counts(o.id);
@@ -391,6 +402,7 @@ export class Applier {
     if (id === undefined) return undefined;
     this.entries.remove([this.vid, parent, name], seq, this.floor);
     this.entryCache.set(`${parent}/${name}`, null);
+    this.freshNames.get(id)?.delete(`${parent}/${name}`);
     const o = this.object(id);
     if (!o) return undefined;
     if (isDirMode(o.mode)) {
@@ -423,6 +435,7 @@ export class Applier {
       for (const e of this.q.entriesOf.all(this.vid, x) as { name: string; child: string }[]) {
         this.entries.remove([this.vid, x, e.name], seq, this.floor);
         this.entryCache.set(`${x}/${e.name}`, null);
+        this.freshNames.get(e.child)?.delete(`${x}/${e.name}`);
         const c = this.object(e.child);
         if (!c) continue;
         if (isDirMode(c.mode)) {
@@ -444,6 +457,7 @@ export class Applier {
     this.xattrs.remove(key, seq, this.floor);
     this.fileBlocks.remove(key, seq, this.floor);
     this.objectCache.set(id, null);
+    this.freshNames.delete(id);
     const had = this.countsCache.get(id);
     this.countsCache.set(id, { row: null, changed: true, orig: had?.orig });
     const mine = this.dirty.get(id);

@@ -82,10 +82,26 @@ export class Packs {
    * Appends one block; returns where it went. Rolls to the next pack when this
    * one is full; the caller records the new current pack (`currentPack`).
    */
+  /**
+   * Where `append` of `length` bytes would put them now (the same pack and
+   * offset, unless something else is appended first): lets a caller record a
+   * block's place in the same statement that finds out whether it is new.
+   */
+  nextLocation(length: number): BlockLocation {
+    const w = this.writing;
+    if (w === null) throw new Error('Packs.nextLocation outside a write transaction');
+    if (this.rollsOver(w, length)) return { pack: w.pack + 1, offset: 0, length };
+    return { pack: w.pack, offset: w.position, length };
+  }
+
+  private rollsOver(w: { position: number }, length: number): boolean {
+    return w.position > 0 && w.position + BLOCK_HEADER_BYTES + length > this.limit;
+  }
+
   append(digest: Buffer, data: Buffer): BlockLocation {
     let w = this.writing;
     if (w === null) throw new Error('Packs.append outside a write transaction');
-    if (w.position > 0 && w.position + BLOCK_HEADER_BYTES + data.length > this.limit) {
+    if (this.rollsOver(w, data.length)) {
       // The full pack's appends become durable now; its descriptor is done.
       this.finishPack(w);
       fs.closeSync(w.fd);

@@ -71,7 +71,7 @@ export function applyBatches(seed: number): ApplyBatch[] {
     for (let i = 0; i < n; i++) {
       const k = r();
       const fs = files();
-      if (k < 0.08 || fs.length < 3) {
+      if (k < 0.08) {
         const parent = pick(dirs());
         const id = newId();
         const name = `d${names++}`;
@@ -79,7 +79,7 @@ export function applyBatches(seed: number): ApplyBatch[] {
         children.get(parent)!.set(name, id);
         children.set(id, new Map());
         dirPlace.set(id, { parent, name });
-      } else if (k < 0.3) {
+      } else if (k < 0.3 || fs.length < 3) {
         // A new file, often over an existing file's name; often written and closed in the same batch.
         const parent = pick(dirs());
         const taken = [...children.get(parent)!].filter(([, id]) => fileNames.has(id));
@@ -110,7 +110,7 @@ export function applyBatches(seed: number): ApplyBatch[] {
         const at = pick(fileNames.get(pick(fs))!);
         recs.push({ op: 'unlink', parent: at.parent, name: at.name, parentMtime: now() });
         dropName(at.parent, at.name);
-      } else if (k < 0.72) {
+      } else if (k < 0.70) {
         const ds = dirs().filter((d) => d !== ROOT_ID);
         if (ds.length === 0) continue;
         const at = dirPlace.get(pick(ds))!;

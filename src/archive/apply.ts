@@ -74,6 +74,9 @@ export class Applier {
   private readonly xattrs: VersionedTable;
   private readonly fileBlocks: VersionedTable;
   private readonly q: { [name: string]: Database.Statement };
+  /** Prefetch queries by number of keys (powers of two up to PREFETCH_CHUNK: a batch of one record looks up one key, not 128). */
+  private readonly objectsIn: Database.Statement[] = [];
+  private readonly entriesIn: Database.Statement[] = [];
 
   // The batch being applied.
   private volume = '';
@@ -105,10 +108,12 @@ export class Applier {
     this.xattrs = new VersionedTable(db, 'xattrs', ['vid', 'id', 'name'], ['value']);
     this.fileBlocks = new VersionedTable(db, 'file_blocks', ['vid', 'id', 'idx'], ['digest', 'length']);
     const live = `seq_to = ${LIVE}`;
+    for (let n = 1; n <= PREFETCH_CHUNK; n *= 2) {
+      this.objectsIn[n] = db.prepare(`SELECT * FROM objects WHERE vid = ? AND id IN (${Array(n).fill('?').join(', ')}) AND ${live}`);
+      this.entriesIn[n] = db.prepare(`SELECT parent, name, child FROM entries WHERE vid = ? AND (parent, name) IN (VALUES ${Array(n).fill('(?, ?)').join(', ')}) AND ${live}`);
+    }
     this.q = {
       object: db.prepare(`SELECT * FROM objects WHERE vid = ? AND id = ? AND ${live}`),
-      objectsIn: db.prepare(`SELECT * FROM objects WHERE vid = ? AND id IN (${Array(PREFETCH_CHUNK).fill('?').join(', ')}) AND ${live}`),
-      entriesIn: db.prepare(`SELECT parent, name, child FROM entries WHERE vid = ? AND (parent, name) IN (VALUES ${Array(PREFETCH_CHUNK).fill('(?, ?)').join(', ')}) AND ${live}`),
       counts: db.prepare('SELECT nlink, sub_entries, sub_bytes FROM counts WHERE vid = ? AND id = ?'),
       writeCounts: db.prepare('INSERT OR REPLACE INTO counts (vid, id, nlink, sub_entries, sub_bytes) VALUES (?, ?, ?, ?, ?)'),
       addCounts: db.prepare('UPDATE counts SET nlink = nlink + ?, sub_entries = sub_entries + ?, sub_bytes = sub_bytes + ? WHERE vid = ? AND id = ?'),
@@ -197,15 +202,17 @@ export class Applier {
     for (let i = 0; i < idList.length; i += PREFETCH_CHUNK) {
       const chunk = idList.slice(i, i + PREFETCH_CHUNK);
       for (const id of chunk) this.objectCache.set(id, null);
-      while (chunk.length < PREFETCH_CHUNK) chunk.push(chunk[0]!); // one prepared shape
-      for (const o of this.q.objectsIn!.all(this.vid, ...chunk) as ObjectRow[]) this.objectCache.set(o.id, o);
+      const n = keysFor(chunk.length);
+      while (chunk.length < n) chunk.push(chunk[0]!); // a prepared shape
+      for (const o of this.objectsIn[n]!.all(this.vid, ...chunk) as ObjectRow[]) this.objectCache.set(o.id, o);
     }
     const nameList = [...names.values()];
     for (let i = 0; i < nameList.length; i += PREFETCH_CHUNK) {
       const chunk = nameList.slice(i, i + PREFETCH_CHUNK);
       for (const [p, n] of chunk) this.entryCache.set(`${p}/${n}`, null);
-      while (chunk.length < PREFETCH_CHUNK) chunk.push(chunk[0]!);
-      for (const e of this.q.entriesIn!.all(this.vid, ...chunk.flat()) as { parent: string; name: string; child: string }[]) this.entryCache.set(`${e.parent}/${e.name}`, e.child);
+      const n = keysFor(chunk.length);
+      while (chunk.length < n) chunk.push(chunk[0]!);
+      for (const e of this.entriesIn[n]!.all(this.vid, ...chunk.flat()) as { parent: string; name: string; child: string }[]) this.entryCache.set(`${e.parent}/${e.name}`, e.child);
     }
   }
 
@@ -622,6 +629,13 @@ export class Applier {
     const d = this.dir(dirId);
     if (d && (d.mtime_s !== t[0] || d.mtime_ns !== t[1])) this.putObject({ ...d, mtime_s: t[0], mtime_ns: t[1] }, seq);
   }
+}
+
+/** The prepared prefetch size for `n` keys: the next power of two. */
+function keysFor(n: number): number {
+  let k = 1;
+  while (k < n) k *= 2;
+  return k;
 }
 
 function bad(r: Record, why: string): ArchiveError {

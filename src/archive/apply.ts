@@ -617,7 +617,7 @@ export class Applier {
     this.objectsWritten.add(o.id);
   }
 
-  /** Writes the object rows changed more than once in this batch (their last state). */
+  /** Writes the object rows whose write waited for the batch's end (their last state): all of them with no snapshot floor, else those changed more than once. */
   private writeObjects(): void {
     for (const [id, seq] of this.objectsDeferred) {
       const o = this.objectCache.get(id);

@@ -41,11 +41,22 @@ const PREFETCH_CHUNK = 128;
 /** Block buffers kept for reuse between flushes (zeroing the used part beats allocating 64 KiB per small file). */
 const POOL_BLOCKS = 64;
 
-/** A counts row as the batch sees it; `row` null: no row (absent or deleted). */
+/**
+ * A counts row as the batch sees it; `row` null: no row (absent or deleted);
+ * undefined: not read, and `add` holds what this batch adds to it. Most
+ * changes only add (a file created below a directory adds to its totals and
+ * its ancestors'), so a row is read only when a record needs its value (a
+ * link count reaching zero, a directory moved with its totals); the others
+ * are one `UPDATE … SET n = n + ?` each at the batch's end, or nothing when
+ * their additions cancel out (a rename within a directory).
+ */
 interface CountsState {
-  row: CountsRow | null;
-  /** Changed in this batch: written back at its end. */
+  row: CountsRow | null | undefined;
+  add?: CountsRow;
+  /** Changed in this batch: written back at its end (unless it is back to `orig`). */
   changed: boolean;
+  /** The row as the database holds it (null: none); undefined: not read (written whatever it holds). */
+  orig?: CountsRow | null;
 }
 
 interface DirtyBlock {
@@ -63,6 +74,9 @@ export class Applier {
   private readonly xattrs: VersionedTable;
   private readonly fileBlocks: VersionedTable;
   private readonly q: { [name: string]: Database.Statement };
+  /** Prefetch queries by number of keys (powers of two up to PREFETCH_CHUNK: a batch of one record looks up one key, not 128). */
+  private readonly objectsIn: Database.Statement[] = [];
+  private readonly entriesIn: Database.Statement[] = [];
 
   // The batch being applied.
   private volume = '';
@@ -81,6 +95,12 @@ export class Applier {
   private readonly entryCache = new Map<string, string | null>();
   /** Counts rows read or changed in this batch. */
   private readonly countsCache = new Map<string, CountsState>();
+  /**
+   * The names of the objects this batch created (they had no row before it,
+   * so every name they have was attached here): `parent/name` -> parent. A
+   * size change of such a file needs no query for its names.
+   */
+  private readonly freshNames = new Map<string, Map<string, string>>();
 
   constructor(db: Database.Database, private readonly data: FileData) {
     this.objects = new VersionedTable(db, 'objects', ['vid', 'id'], OBJECT_VALUE_COLS);
@@ -88,12 +108,15 @@ export class Applier {
     this.xattrs = new VersionedTable(db, 'xattrs', ['vid', 'id', 'name'], ['value']);
     this.fileBlocks = new VersionedTable(db, 'file_blocks', ['vid', 'id', 'idx'], ['digest', 'length']);
     const live = `seq_to = ${LIVE}`;
+    for (let n = 1; n <= PREFETCH_CHUNK; n *= 2) {
+      this.objectsIn[n] = db.prepare(`SELECT * FROM objects WHERE vid = ? AND id IN (${Array(n).fill('?').join(', ')}) AND ${live}`);
+      this.entriesIn[n] = db.prepare(`SELECT parent, name, child FROM entries WHERE vid = ? AND (parent, name) IN (VALUES ${Array(n).fill('(?, ?)').join(', ')}) AND ${live}`);
+    }
     this.q = {
       object: db.prepare(`SELECT * FROM objects WHERE vid = ? AND id = ? AND ${live}`),
-      objectsIn: db.prepare(`SELECT * FROM objects WHERE vid = ? AND id IN (${Array(PREFETCH_CHUNK).fill('?').join(', ')}) AND ${live}`),
-      entriesIn: db.prepare(`SELECT parent, name, child FROM entries WHERE vid = ? AND (parent, name) IN (VALUES ${Array(PREFETCH_CHUNK).fill('(?, ?)').join(', ')}) AND ${live}`),
       counts: db.prepare('SELECT nlink, sub_entries, sub_bytes FROM counts WHERE vid = ? AND id = ?'),
       writeCounts: db.prepare('INSERT OR REPLACE INTO counts (vid, id, nlink, sub_entries, sub_bytes) VALUES (?, ?, ?, ?, ?)'),
+      addCounts: db.prepare('UPDATE counts SET nlink = nlink + ?, sub_entries = sub_entries + ?, sub_bytes = sub_bytes + ? WHERE vid = ? AND id = ?'),
       deleteCounts: db.prepare('DELETE FROM counts WHERE vid = ? AND id = ?'),
       entry: db.prepare(`SELECT child FROM entries WHERE vid = ? AND parent = ? AND name = ? AND ${live}`).pluck(),
       entriesOf: db.prepare(`SELECT name, child FROM entries WHERE vid = ? AND parent = ? AND ${live}`),
@@ -126,6 +149,7 @@ export class Applier {
       this.objectsDeferred.clear();
       this.entryCache.clear();
       this.countsCache.clear();
+      this.freshNames.clear();
     }
   }
 
@@ -178,15 +202,17 @@ export class Applier {
     for (let i = 0; i < idList.length; i += PREFETCH_CHUNK) {
       const chunk = idList.slice(i, i + PREFETCH_CHUNK);
       for (const id of chunk) this.objectCache.set(id, null);
-      while (chunk.length < PREFETCH_CHUNK) chunk.push(chunk[0]!); // one prepared shape
-      for (const o of this.q.objectsIn!.all(this.vid, ...chunk) as ObjectRow[]) this.objectCache.set(o.id, o);
+      const n = keysFor(chunk.length);
+      while (chunk.length < n) chunk.push(chunk[0]!); // a prepared shape
+      for (const o of this.objectsIn[n]!.all(this.vid, ...chunk) as ObjectRow[]) this.objectCache.set(o.id, o);
     }
     const nameList = [...names.values()];
     for (let i = 0; i < nameList.length; i += PREFETCH_CHUNK) {
       const chunk = nameList.slice(i, i + PREFETCH_CHUNK);
       for (const [p, n] of chunk) this.entryCache.set(`${p}/${n}`, null);
-      while (chunk.length < PREFETCH_CHUNK) chunk.push(chunk[0]!);
-      for (const e of this.q.entriesIn!.all(this.vid, ...chunk.flat()) as { parent: string; name: string; child: string }[]) this.entryCache.set(`${e.parent}/${e.name}`, e.child);
+      const n = keysFor(chunk.length);
+      while (chunk.length < n) chunk.push(chunk[0]!);
+      for (const e of this.entriesIn[n]!.all(this.vid, ...chunk.flat()) as { parent: string; name: string; child: string }[]) this.entryCache.set(`${e.parent}/${e.name}`, e.child);
     }
   }
 
@@ -210,6 +236,7 @@ export class Applier {
         if (!o) {
           o = withAttrs({ id: r.id, target: r.target ?? null, parent: isDirMode(r.attrs.mode) ? r.parent : null } as ObjectRow, r.attrs);
           this.putObject(o, r.seq, true);
+          this.freshNames.set(r.id, new Map());
           this.countsCache.set(r.id, { row: { nlink: isDirMode(o.mode) ? 2 : 0, sub_entries: 0, sub_bytes: 0 }, changed: true });
         }
         this.attach(r.parent, r.name, o, r.seq);
@@ -306,7 +333,9 @@ export class Applier {
       const last = Math.floor(old / BLOCK_SIZE);
       if (this.hasData(o.id, last)) this.dirtyBlock(o.id, last, seq, true);
     }
-    for (const { parent } of this.q.namesOf.all(this.vid, o.id) as { parent: string }[]) this.addToChain(parent, 0, size - old);
+    const fresh = this.freshNames.get(o.id);
+    if (fresh !== undefined) for (const parent of fresh.values()) this.addToChain(parent, 0, size - old);
+    else for (const { parent } of this.q.namesOf.all(this.vid, o.id) as { parent: string }[]) this.addToChain(parent, 0, size - old);
   }
 
   private hasData(id: string, idx: number): boolean {
@@ -362,6 +391,7 @@ export class Applier {
   private attach(parent: string, name: string, o: ObjectRow, seq: number): void {
     this.entries.insertNew([this.vid, parent, name], [o.id], seq);
     this.entryCache.set(`${parent}/${name}`, o.id);
+    this.freshNames.get(o.id)?.set(`${parent}/${name}`, parent);
     if (isDirMode(o.mode)) {
       if (o.parent !== parent) this.putObject({ ...o, parent }, seq);
       const c = this.counts(o.id);
@@ -379,6 +409,7 @@ export class Applier {
     if (id === undefined) return undefined;
     this.entries.remove([this.vid, parent, name], seq, this.floor);
     this.entryCache.set(`${parent}/${name}`, null);
+    this.freshNames.get(id)?.delete(`${parent}/${name}`);
     const o = this.object(id);
     if (!o) return undefined;
     if (isDirMode(o.mode)) {
@@ -411,6 +442,7 @@ export class Applier {
       for (const e of this.q.entriesOf.all(this.vid, x) as { name: string; child: string }[]) {
         this.entries.remove([this.vid, x, e.name], seq, this.floor);
         this.entryCache.set(`${x}/${e.name}`, null);
+        this.freshNames.get(e.child)?.delete(`${x}/${e.name}`);
         const c = this.object(e.child);
         if (!c) continue;
         if (isDirMode(c.mode)) {
@@ -432,7 +464,9 @@ export class Applier {
     this.xattrs.remove(key, seq, this.floor);
     this.fileBlocks.remove(key, seq, this.floor);
     this.objectCache.set(id, null);
-    this.countsCache.set(id, { row: null, changed: true });
+    this.freshNames.delete(id);
+    const had = this.countsCache.get(id);
+    this.countsCache.set(id, { row: null, changed: true, orig: had?.orig });
     const mine = this.dirty.get(id);
     if (mine) {
       this.dirtyBytes -= mine.size * BLOCK_SIZE;
@@ -458,12 +492,7 @@ export class Applier {
     let cur: string | null | undefined = dirId;
     for (let depth = 0; cur; depth++) {
       if (depth > MAX_DEPTH) throw new ArchiveError('ECORRUPT', `volume ${this.volume}: directory ${dirId} has a cyclic ancestor chain`);
-      const c = this.countsState(cur);
-      if (c.row !== null) {
-        c.row.sub_entries += entries;
-        c.row.sub_bytes += bytes;
-        c.changed = true;
-      }
+      this.addCounts(cur, 0, entries, bytes);
       cur = this.object(cur)?.parent;
     }
   }
@@ -499,30 +528,58 @@ export class Applier {
     return this.countsState(id).row ?? { nlink: 0, sub_entries: 0, sub_bytes: 0 };
   }
 
-  private countsState(id: string): CountsState {
-    let c = this.countsCache.get(id);
-    if (c === undefined) {
-      const row = this.q.counts.get(this.vid, id) as CountsRow | undefined;
-      c = { row: row === undefined ? null : { nlink: row.nlink, sub_entries: row.sub_entries, sub_bytes: row.sub_bytes }, changed: false };
-      this.countsCache.set(id, c);
+  /** The counts state of `id` with its row read (and what the batch added to it applied). */
+  private countsState(id: string): CountsState & { row: CountsRow | null } {
+    const had = this.countsCache.get(id);
+    if (had !== undefined && had.row !== undefined) return had as CountsState & { row: CountsRow | null };
+    const got = this.q.counts.get(this.vid, id) as CountsRow | undefined;
+    const orig = got === undefined ? null : { nlink: got.nlink, sub_entries: got.sub_entries, sub_bytes: got.sub_bytes };
+    const row = orig === null ? null : { ...orig };
+    const add = had?.add;
+    if (row !== null && add !== undefined) {
+      row.nlink += add.nlink;
+      row.sub_entries += add.sub_entries;
+      row.sub_bytes += add.sub_bytes;
     }
+    const c = { row, changed: row !== null && had?.changed === true, orig };
+    this.countsCache.set(id, c);
     return c;
+  }
+
+  /** Adds to an object's counts (no row: nothing, as an UPDATE of no row); reads nothing. */
+  private addCounts(id: string, nlink: number, entries: number, bytes: number): void {
+    let c = this.countsCache.get(id);
+    if (c === undefined) this.countsCache.set(id, (c = { row: undefined, add: { nlink: 0, sub_entries: 0, sub_bytes: 0 }, changed: false }));
+    const r = c.row === undefined ? c.add! : c.row;
+    if (r === null) return;
+    r.nlink += nlink;
+    r.sub_entries += entries;
+    r.sub_bytes += bytes;
+    c.changed = true;
   }
 
   /** Adds to an object's link count (no row: nothing, as an UPDATE of no row). */
   private bumpNlink(id: string, n: number): void {
-    const c = this.countsState(id);
-    if (c.row === null) return;
-    c.row.nlink += n;
-    c.changed = true;
+    this.addCounts(id, n, 0, 0);
   }
 
-  /** Writes the counts rows this batch changed: one statement per row. */
+  /**
+   * Writes the counts rows this batch changed: one statement per row, none
+   * for a row back where it started (a rename within a directory takes an
+   * entry off the directory's totals and adds it again).
+   */
   private writeCounts(): void {
     for (const [id, c] of this.countsCache) {
       if (!c.changed) continue;
-      if (c.row === null) this.q.deleteCounts.run(this.vid, id);
-      else this.q.writeCounts.run(this.vid, id, c.row.nlink, c.row.sub_entries, c.row.sub_bytes);
+      const o = c.orig;
+      if (c.row === undefined) {
+        const a = c.add!;
+        if (a.nlink !== 0 || a.sub_entries !== 0 || a.sub_bytes !== 0) this.q.addCounts.run(a.nlink, a.sub_entries, a.sub_bytes, this.vid, id);
+      } else if (c.row === null) {
+        if (o !== null) this.q.deleteCounts.run(this.vid, id);
+      } else if (o == null || o.nlink !== c.row.nlink || o.sub_entries !== c.row.sub_entries || o.sub_bytes !== c.row.sub_bytes) {
+        this.q.writeCounts.run(this.vid, id, c.row.nlink, c.row.sub_entries, c.row.sub_bytes);
+      }
     }
   }
 
@@ -544,9 +601,14 @@ export class Applier {
   // in place: those wait in the cache and the last one is written at the
   // batch's end, with the last changing record as seq_from — the same row the
   // in-place rewrites would have left.
+  //
+  // With no snapshot floor (-1) nothing is closed, so every change waits for
+  // the batch's end: an object created and changed in a batch (an untar's
+  // create, write and setattr) is one INSERT, a directory whose mtime a
+  // thousand creates set is one UPDATE.
   private putObject(o: ObjectRow, seq: number, fresh = false): void {
     this.objectCache.set(o.id, o);
-    if (this.objectsWritten.has(o.id)) {
+    if (this.floor < 0 || this.objectsWritten.has(o.id)) {
       this.objectsDeferred.set(o.id, seq);
       return;
     }
@@ -555,7 +617,7 @@ export class Applier {
     this.objectsWritten.add(o.id);
   }
 
-  /** Writes the object rows changed more than once in this batch (their last state). */
+  /** Writes the object rows whose write waited for the batch's end (their last state): all of them with no snapshot floor, else those changed more than once. */
   private writeObjects(): void {
     for (const [id, seq] of this.objectsDeferred) {
       const o = this.objectCache.get(id);
@@ -567,6 +629,13 @@ export class Applier {
     const d = this.dir(dirId);
     if (d && (d.mtime_s !== t[0] || d.mtime_ns !== t[1])) this.putObject({ ...d, mtime_s: t[0], mtime_ns: t[1] }, seq);
   }
+}
+
+/** The prepared prefetch size for `n` keys: the next power of two. */
+function keysFor(n: number): number {
+  let k = 1;
+  while (k < n) k *= 2;
+  return k;
 }
 
 function bad(r: Record, why: string): ArchiveError {

@@ -60,6 +60,8 @@ export class ArchiveStore {
   private readonly data: FileData;
   private readonly applier: Applier;
   private readonly q: { [name: string]: Database.Statement };
+  /** applyBatch's transaction, made once (better-sqlite3 builds four wrappers per `transaction()` call). */
+  private readonly applyTx: Database.Transaction<(volume: string, epoch: number, records: Record[]) => { appliedSeq: number }>;
   /** Read-only views of storage targets a volume is being rebuilt from (by path), opened on first use. */
   private readonly sources = new Map<string, ArchiveStore>();
   private closed = false;
@@ -76,6 +78,7 @@ export class ArchiveStore {
     this.packs = new Packs(join(dir, 'packs'), options.packLimitBytes ?? DEFAULT_PACK_LIMIT, openSealedPackStore(dir));
     this.data = new FileData(db, this.packs);
     this.applier = new Applier(db, this.data);
+    this.applyTx = db.transaction((volume: string, epoch: number, records: Record[]) => this.applyRecords(volume, epoch, records));
     const live = `seq_to = ${LIVE}`;
     this.q = {
       volume: db.prepare('SELECT vid, name, epoch, applied_seq, snapshot_floor FROM volumes WHERE name = ?'),
@@ -159,32 +162,35 @@ export class ArchiveStore {
     for (let i = 1; i < records.length; i++) {
       if (records[i]!.seq !== records[0]!.seq + i) throw new ArchiveError('EBADREQ', `record ${records[i]!.seq} follows ${records[i - 1]!.seq}: sequence numbers must be consecutive`);
     }
-    return this.run(() => this.db.transaction(() => {
-      const v = this.volumeRow(volume);
-      if (epoch < v.epoch) throw new ArchiveError('EFENCED', `volume ${volume} is at epoch ${v.epoch}; epoch ${epoch} was fenced`);
-      if (epoch > v.epoch) throw new ArchiveError('EBADREQ', `unknown epoch ${epoch} (volume ${volume} is at ${v.epoch})`);
-      const pending = records.filter((r) => r.seq > v.applied_seq);
-      if (pending.length === 0) return { appliedSeq: v.applied_seq };
-      const rb = this.q.rebuildOf.get(volume) as { snapshot: string; rows_copied: number } | undefined;
-      if (rb !== undefined) {
-        // Retryable (the shipper backs off and sends again; acknowledged records stay in its journal).
-        throw new ArchiveError('EUNAVAILABLE', `volume ${volume} is being rebuilt from snapshot ${rb.snapshot} (${rb.rows_copied} rows so far): its records are taken once that is done; try again`);
-      }
-      if (pending[0]!.seq !== v.applied_seq + 1) throw new ArchiveError('EGAP', `volume ${volume} has applied up to ${v.applied_seq}; the batch starts at ${pending[0]!.seq}`);
-      const pack = Number(this.q.getMeta.get('current_pack'));
-      this.packs.begin(pack);
-      try {
-        this.applier.apply(volume, v.vid, v.snapshot_floor, pending);
-        const now = this.packs.currentPack;
-        if (now !== null && now !== pack) this.q.setMeta.run(String(now), 'current_pack');
-        const last = pending[pending.length - 1]!.seq;
-        this.q.setApplied.run(last, v.vid);
-        this.packs.sync(); // block data durable before the rows that point at it
-        return { appliedSeq: last };
-      } finally {
-        this.packs.abort();
-      }
-    }).immediate());
+    return this.run(() => this.applyTx.immediate(volume, epoch, records));
+  }
+
+  /** applyBatch inside its BEGIN IMMEDIATE transaction. */
+  private applyRecords(volume: string, epoch: number, records: Record[]): { appliedSeq: number } {
+    const v = this.volumeRow(volume);
+    if (epoch < v.epoch) throw new ArchiveError('EFENCED', `volume ${volume} is at epoch ${v.epoch}; epoch ${epoch} was fenced`);
+    if (epoch > v.epoch) throw new ArchiveError('EBADREQ', `unknown epoch ${epoch} (volume ${volume} is at ${v.epoch})`);
+    const pending = records.filter((r) => r.seq > v.applied_seq);
+    if (pending.length === 0) return { appliedSeq: v.applied_seq };
+    const rb = this.q.rebuildOf.get(volume) as { snapshot: string; rows_copied: number } | undefined;
+    if (rb !== undefined) {
+      // Retryable (the shipper backs off and sends again; acknowledged records stay in its journal).
+      throw new ArchiveError('EUNAVAILABLE', `volume ${volume} is being rebuilt from snapshot ${rb.snapshot} (${rb.rows_copied} rows so far): its records are taken once that is done; try again`);
+    }
+    if (pending[0]!.seq !== v.applied_seq + 1) throw new ArchiveError('EGAP', `volume ${volume} has applied up to ${v.applied_seq}; the batch starts at ${pending[0]!.seq}`);
+    const pack = Number(this.q.getMeta.get('current_pack'));
+    this.packs.begin(pack);
+    try {
+      this.applier.apply(volume, v.vid, v.snapshot_floor, pending);
+      const now = this.packs.currentPack;
+      if (now !== null && now !== pack) this.q.setMeta.run(String(now), 'current_pack');
+      const last = pending[pending.length - 1]!.seq;
+      this.q.setApplied.run(last, v.vid);
+      this.packs.sync(); // block data durable before the rows that point at it
+      return { appliedSeq: last };
+    } finally {
+      this.packs.abort();
+    }
   }
 
   /** Raises the volume's epoch by one: a primary shipping with the old one gets EFENCED. */

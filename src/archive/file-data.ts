@@ -19,7 +19,6 @@ interface StoredBlockRow {
 export class FileData {
   private readonly blockAt: Database.Statement;
   private readonly blocksFrom: Database.Statement;
-  private readonly findBlock: Database.Statement;
   private readonly insertBlock: Database.Statement;
 
   constructor(db: Database.Database, readonly packs: Packs) {
@@ -28,8 +27,7 @@ export class FileData {
       WHERE fb.vid = ? AND fb.id = ? AND fb.seq_to = ${LIVE}`;
     this.blockAt = db.prepare(`${select} AND fb.idx = ?`);
     this.blocksFrom = db.prepare(`${select} AND fb.idx >= ? AND fb.idx <= ? ORDER BY fb.idx`);
-    this.findBlock = db.prepare('SELECT 1 FROM blocks WHERE digest = ?').pluck();
-    this.insertBlock = db.prepare('INSERT INTO blocks (digest, pack, offset, length) VALUES (?, ?, ?, ?)');
+    this.insertBlock = db.prepare('INSERT OR IGNORE INTO blocks (digest, pack, offset, length) VALUES (?, ?, ?, ?)');
   }
 
   /** Block `idx` of a file, verified; null for a hole. `volume` names it in errors. */
@@ -54,12 +52,18 @@ export class FileData {
     for (const row of rows) yield { idx: row.idx, digest: row.digest, data: this.load(volume, id, row, false) };
   }
 
-  /** Stores `data` once; returns its digest. Only inside a write transaction. */
+  /**
+   * Stores `data` once; returns its digest. Only inside a write transaction.
+   * One statement: the row goes in with the place the append will take
+   * (`INSERT OR IGNORE`); only when it went in (a new digest) are the bytes
+   * appended there. A throw between the two rolls the transaction back.
+   */
   store(data: Buffer): Buffer {
     const digest = sha256(data);
-    if (this.findBlock.get(digest) === undefined) {
-      const loc = this.packs.append(digest, data);
-      this.insertBlock.run(digest, loc.pack, loc.offset, loc.length);
+    const loc = this.packs.nextLocation(data.length);
+    if (this.insertBlock.run(digest, loc.pack, loc.offset, loc.length).changes > 0) {
+      const got = this.packs.append(digest, data);
+      if (got.pack !== loc.pack || got.offset !== loc.offset) throw new ArchiveError('EARCHIVE', `block appended at pack ${got.pack} offset ${got.offset}, expected ${loc.pack}/${loc.offset}`);
     }
     return digest;
   }

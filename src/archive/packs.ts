@@ -61,10 +61,23 @@ export interface BlockLocation {
   length: number;
 }
 
+/** A write transaction's append state. */
+interface WriteState {
+  pack: number;
+  fd: number;
+  position: number;
+  appended: boolean;
+  created: boolean;
+  /** Opened by a rollover: the next block goes here whatever its size (a killed batch may have left this pack nearly full). */
+  rolled?: boolean;
+}
+
 export class Packs {
   private readonly readFds = new Map<number, number>();
-  /** The transaction's append state; null outside a write transaction. */
-  private writing: { pack: number; fd: number; position: number; appended: boolean; created: boolean } | null = null;
+  /** The transaction's append state; null outside a write transaction, or before its first append. */
+  private writing: WriteState | null = null;
+  /** The pack a write transaction appends to, opened at its first append (a batch of metadata opens none). */
+  private pending: number | null = null;
 
   /** Appends not written yet (copies), for the file from `stagedAt` on. */
   private readonly staged = new Staged();
@@ -75,23 +88,46 @@ export class Packs {
   /** Starts appending to `pack` (the database's current pack), at its real length. */
   begin(pack: number): void {
     this.abort();
-    this.writing = this.openForAppend(pack);
+    this.pending = pack;
+  }
+
+  /** The append state, the pack opened (at its real length) on first use. */
+  private appending(what: string): WriteState {
+    if (this.writing === null) {
+      if (this.pending === null) throw new Error(`Packs.${what} outside a write transaction`);
+      this.writing = this.openForAppend(this.pending);
+    }
+    return this.writing;
   }
 
   /**
    * Appends one block; returns where it went. Rolls to the next pack when this
    * one is full; the caller records the new current pack (`currentPack`).
    */
+  /**
+   * Where `append` of `length` bytes will put them (unless something else is
+   * appended first): lets a caller record a block's place in the same
+   * statement that finds out whether it is new. Rolls over to the next pack
+   * now when this one has no room (the next one's real length decides).
+   */
+  nextLocation(length: number): BlockLocation {
+    const w = this.room(length, 'nextLocation');
+    return { pack: w.pack, offset: w.position, length };
+  }
+
+  /** The append state with room for `length` more bytes: the next pack when this one is full. */
+  private room(length: number, what: string): WriteState {
+    const w = this.appending(what);
+    if (w.position === 0 || w.rolled === true || w.position + BLOCK_HEADER_BYTES + length <= this.limit) return w;
+    // The full pack's appends become durable now; its descriptor is done.
+    this.finishPack(w);
+    fs.closeSync(w.fd);
+    this.writing = null;
+    return (this.writing = { ...this.openForAppend(w.pack + 1), rolled: true });
+  }
+
   append(digest: Buffer, data: Buffer): BlockLocation {
-    let w = this.writing;
-    if (w === null) throw new Error('Packs.append outside a write transaction');
-    if (w.position > 0 && w.position + BLOCK_HEADER_BYTES + data.length > this.limit) {
-      // The full pack's appends become durable now; its descriptor is done.
-      this.finishPack(w);
-      fs.closeSync(w.fd);
-      this.writing = null;
-      w = this.writing = this.openForAppend(w.pack + 1);
-    }
+    const w = this.room(data.length, 'append');
     const header = Buffer.alloc(BLOCK_HEADER_BYTES);
     header.writeUInt32LE(PACK_MAGIC, 0);
     header.writeUInt32LE(data.length, 4);
@@ -110,6 +146,7 @@ export class Packs {
     }
     w.position += size;
     w.appended = true;
+    w.rolled = false;
     return { pack: w.pack, offset, length: data.length };
   }
 
@@ -131,6 +168,7 @@ export class Packs {
     this.staged.take();
     if (this.writing !== null) fs.closeSync(this.writing.fd);
     this.writing = null;
+    this.pending = null;
   }
 
   /**
@@ -197,7 +235,7 @@ export class Packs {
     this.sealed?.close();
   }
 
-  private openForAppend(pack: number): { pack: number; fd: number; position: number; appended: boolean; created: boolean } {
+  private openForAppend(pack: number): WriteState {
     const path = join(this.dir, packName(pack));
     let created = false;
     let fd: number;

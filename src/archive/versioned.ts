@@ -6,6 +6,11 @@
 // otherwise the row is closed (seq_to = the changing record's seq) and a new
 // one inserted, so the snapshot still finds the old one. With no snapshot
 // every change is in place: the tables hold only current rows.
+//
+// With no snapshot (floor < 0) a change is one statement: an upsert on the
+// primary key (which ends in seq_to, so a conflict is exactly "a current row
+// exists"), the same row put's UPDATE-then-INSERT leaves, at half the
+// statements when the row is new.
 import type Database from 'better-sqlite3';
 import { LIVE } from './schema.js';
 
@@ -15,6 +20,7 @@ export class VersionedTable {
   private readonly inPlace: Database.Statement;
   private readonly closeLive: Database.Statement;
   private readonly insert: Database.Statement;
+  private readonly upsert: Database.Statement;
   private readonly removers = new Map<number, { close: Database.Statement; del: Database.Statement }>();
 
   /**
@@ -27,10 +33,17 @@ export class VersionedTable {
     this.closeLive = db.prepare(`UPDATE ${table} SET seq_to = ? WHERE ${where} AND seq_to = ${LIVE}`);
     const cols = [...keyCols, 'seq_to', 'seq_from', ...valueCols];
     this.insert = db.prepare(`INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`);
+    this.upsert = db.prepare(`INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})
+      ON CONFLICT (${keyCols.join(', ')}, seq_to) DO UPDATE SET ${[...valueCols, 'seq_from'].map((c) => `${c} = excluded.${c}`).join(', ')}`);
   }
 
   /** Makes `values` the current row of `key` as of record `seq`. */
   put(key: readonly Value[], values: readonly Value[], seq: number, floor: number): void {
+    if (floor < 0) {
+      // No snapshot: every current row is rewritten in place (seq_from > floor always holds).
+      this.upsert.run(...key, LIVE, seq, ...values);
+      return;
+    }
     if (this.inPlace.run(...values, seq, ...key, floor).changes > 0) return;
     // A row a snapshot pins, if any (with no snapshot, seq_from > floor holds for every row: none).
     if (floor >= 0) this.closeLive.run(seq, ...key);

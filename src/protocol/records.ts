@@ -201,7 +201,10 @@ function decodeBody(body: Buffer): Record {
   }
   if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) throw new RecordError('meta is not an object');
   const payload = body.subarray(13 + metaLen);
-  const rec = { ...meta, seq, op } as { [k: string]: unknown };
+  // The parsed object itself becomes the record (a copy per record costs more than the parse).
+  const rec = meta;
+  rec.seq = seq;
+  rec.op = op;
   if (op === 'write') rec.data = payload; // a view: the frame buffer stays alive as long as the record
   else if (op === 'setxattr') rec.value = payload;
   else if (payload.length !== 0) throw new RecordError(`${op} carries an unexpected payload`);

@@ -839,7 +839,15 @@ export class OnDemandRestore implements RestoreHooks {
           // Until the times are back, a stat of the file waits (it would see, and the kernel cache, the moved mtime).
           await this.timesInMotion(st.ino, async () => {
             crashPoint('fetch-times-recorded');
-            for (const i of writes) await writeAll(wfd, chunkOf(i), i * BLOCK_SIZE);
+            // Blocks next to each other go in one write (their bytes are next to each other in `data`).
+            for (let k = 0; k < writes.length;) {
+              let j = k + 1;
+              while (j < writes.length && writes[j] === writes[j - 1]! + 1 && chunkOf(writes[j - 1]!).length === BLOCK_SIZE) j++;
+              const from = chunkOf(writes[k]!);
+              const to = chunkOf(writes[j - 1]!);
+              await writeAll(wfd, data.subarray(from.byteOffset - data.byteOffset, to.byteOffset - data.byteOffset + to.length), writes[k]! * BLOCK_SIZE);
+              k = j;
+            }
             crashPoint('fetch-before-times');
             await native.futimens(wfd, times.atime, times.mtime);
           });

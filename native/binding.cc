@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "src/blockcopy.h"
+#include "src/digest.h"
 #include "src/dirents.h"
 #include "src/sysops.h"
 #include "src/notify.h"
@@ -392,6 +393,33 @@ class UtimensWorker : public PromiseWorker {
   int fd_;
   bool no_follow_;
   struct timespec ts_[2];
+};
+
+// sha256Blocks(data, lengths): the sha256 of each of the consecutive blocks
+// of `data` (lengths[i] bytes each), on the thread pool; resolves with one
+// Buffer of 32 bytes per block, one after the other. `data` is kept alive
+// (and must not change) until the promise settles.
+class Sha256BlocksWorker : public PromiseWorker {
+ public:
+  Sha256BlocksWorker(Napi::Env env, Napi::Buffer<uint8_t> data, std::vector<size_t> lens)
+      : PromiseWorker(env, "strata:sha256Blocks"), data_(data.Data()), lens_(std::move(lens)),
+        out_(32 * lens_.size()) {
+    keep_ = Napi::Persistent(data);
+  }
+
+  void Execute() override {
+    if (sn_sha256_blocks(data_, lens_.data(), lens_.size(), out_.data()) != 0)
+      SetError("sha256Blocks: OpenSSL failed");
+  }
+  Napi::Value Result(Napi::Env env) override {
+    return Napi::Buffer<uint8_t>::Copy(env, out_.data(), out_.size());
+  }
+
+ private:
+  Napi::Reference<Napi::Buffer<uint8_t>> keep_;
+  const uint8_t* data_;
+  std::vector<size_t> lens_;
+  std::vector<uint8_t> out_;
 };
 
 class MknodWorker : public PromiseWorker {
@@ -1039,6 +1067,30 @@ Napi::Value StartOnPath(const Napi::CallbackInfo& info) {
   return (new Worker(env, std::move(path)))->Start();
 }
 
+// sha256Blocks(data, lengths)
+Napi::Value Sha256Blocks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsBuffer() || !info[1].IsArray()) {
+    Napi::TypeError::New(env, "sha256Blocks(data: Buffer, lengths: number[])").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Buffer<uint8_t> data = info[0].As<Napi::Buffer<uint8_t>>();
+  Napi::Array arr = info[1].As<Napi::Array>();
+  std::vector<size_t> lens(arr.Length());
+  size_t total = 0;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Value v = arr.Get(i);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0) || d != std::floor(d) || d > (double)(data.Length() - total)) {
+      Napi::RangeError::New(env, "sha256Blocks: the lengths must be whole numbers that fit in the buffer").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    lens[i] = (size_t)d;
+    total += lens[i];
+  }
+  return (new Sha256BlocksWorker(env, data, std::move(lens)))->Start();
+}
+
 // removexattr(path, name)
 Napi::Value Removexattr(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -1074,6 +1126,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, Removexattr, "removexattr"));
   exports.Set("readdirIno", Napi::Function::New(env, StartOnPath<ReaddirWorker>, "readdirIno"));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
+  exports.Set("sha256Blocks", Napi::Function::New(env, Sha256Blocks, "sha256Blocks"));
 
   Napi::Object c = Napi::Object::New(env);
   c.Set("FALLOC_FL_KEEP_SIZE", Napi::Number::New(env, FALLOC_FL_KEEP_SIZE));

@@ -82,6 +82,7 @@ interface NativeBinding {
   removexattr(path: string, name: string): Promise<void>;
   readdirIno(path: string): Promise<DirEntry[]>;
   sdNotify(socketPath: string, message: string): Promise<void>;
+  sha256Blocks(data: Buffer, lengths: number[]): Promise<Buffer>;
   readonly constants: NativeConstants;
 }
 
@@ -349,6 +350,15 @@ export async function listxattr(path: string): Promise<string[]> {
 /** lremovexattr(2). */
 export async function removexattr(path: string, name: string): Promise<void> {
   return binding.removexattr(path, name);
+}
+
+/**
+ * The sha256 digests of the consecutive blocks of `data` (`lengths[i]` bytes
+ * each), computed on libuv's thread pool with Node's own OpenSSL: 32 bytes
+ * per block, one after the other. `data` must not change until it resolves.
+ */
+export async function sha256Blocks(data: Buffer, lengths: number[]): Promise<Buffer> {
+  return binding.sha256Blocks(data, lengths);
 }
 
 /** opendir/readdir: entries with inode numbers and d_type, without '.' and '..'. */

@@ -1025,7 +1025,7 @@ export class OnDemandRestore implements RestoreHooks {
     const count = Math.floor((offset + length - 1) / BLOCK_SIZE) - first + 1;
     const raw = await this.client.readBlocks(this.volume, id, first, count);
     try {
-      return await verifiedRange(raw, offset, length);
+      return await verifiedRange(raw, offset, length, native.sha256Blocks);
     } catch (err) {
       if (err instanceof BlockDigestError) {
         this.log.error({ id, block: err.index, err: err.message }, 'restore: a block from the archive failed its digest check; not used');

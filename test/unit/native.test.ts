@@ -1,6 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFile as execFileCb } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsc, existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -27,6 +27,7 @@ import {
   prepareObject,
   cloneTo,
   readXattrs,
+  sha256Blocks,
   finishFile,
   readFileQuiet,
   readdirIno,
@@ -885,4 +886,21 @@ test('readdirIno: inode numbers match lstat, d_type correct, no . or ..', async 
   t.deepEqual(await readdirIno(path.join(dir, 'sub')), []);
   await rejectsWith(t, readdirIno(path.join(dir, 'missing')), ['ENOENT'], 'opendir');
   await rejectsWith(t, readdirIno(path.join(dir, 'file')), ['ENOTDIR'], 'opendir');
+});
+
+test('sha256Blocks: the digest of each consecutive block, as node:crypto computes it; bad lengths are refused', async (t) => {
+  const data = randomBytes(3 * 65536 + 1234);
+  const lengths = [65536, 0, 65536, 1, 65536 + 1233];
+  const got = await sha256Blocks(data, lengths);
+  t.is(got.length, 32 * lengths.length);
+  let at = 0;
+  lengths.forEach((n, i) => {
+    t.is(got.toString('hex', 32 * i, 32 * (i + 1)), createHash('sha256').update(data.subarray(at, at + n)).digest('hex'), `block ${i}`);
+    at += n;
+  });
+  t.is((await sha256Blocks(Buffer.alloc(0), [])).length, 0);
+  await t.throwsAsync(async () => sha256Blocks(data, [data.length + 1]), { instanceOf: RangeError });
+  await t.throwsAsync(async () => sha256Blocks(data, [65536, data.length]), { instanceOf: RangeError });
+  await t.throwsAsync(async () => sha256Blocks(data, [1.5]), { instanceOf: RangeError });
+  await t.throwsAsync(async () => sha256Blocks('x' as unknown as Buffer, [1]), { instanceOf: TypeError });
 });

@@ -585,7 +585,8 @@ class FinishFileWorker : public PromiseWorker {
                    std::vector<std::string> names,
                    std::vector<std::vector<uint8_t>> values, int64_t uid,
                    int64_t gid, int64_t chmod_mode, struct timespec atime,
-                   struct timespec mtime, std::string final, bool rename)
+                   struct timespec mtime, std::string final, bool rename,
+                   Napi::Value data)
       : PromiseWorker(env, "strata:finishFile"), create_(create), size_(size),
         log_fd_(log_fd), ranges_(std::move(ranges)), names_(std::move(names)),
         values_(std::move(values)), uid_(uid), gid_(gid),
@@ -593,6 +594,13 @@ class FinishFileWorker : public PromiseWorker {
     path_ = std::move(tmp);
     ts_[0] = atime;
     ts_[1] = mtime;
+    if (data.IsBuffer()) {
+      // Kept alive (not copied) until the worker is done.
+      Napi::Buffer<uint8_t> b = data.As<Napi::Buffer<uint8_t>>();
+      data_ = b.Data();
+      data_len_ = b.Length();
+      keep_ = Napi::Persistent(b);
+    }
   }
   void Execute() override {
     XattrArrays xa(names_, values_);
@@ -600,7 +608,7 @@ class FinishFileWorker : public PromiseWorker {
                    ranges_.data(), ranges_.size() / 3, xa.names.data(),
                    xa.values.data(), xa.lens.data(), names_.size(), uid_, gid_,
                    chmod_mode_, ts_, rename_ ? final_.c_str() : nullptr,
-                   &log_bytes_, &err_);
+                   data_, data_len_, &log_bytes_, &err_);
   }
   Napi::Value Result(Napi::Env env) override {
     return Napi::Number::New(env, static_cast<double>(log_bytes_));
@@ -617,6 +625,9 @@ class FinishFileWorker : public PromiseWorker {
   struct timespec ts_[2];
   std::string final_;
   bool rename_;
+  const uint8_t* data_ = nullptr;
+  size_t data_len_ = 0;
+  Napi::Reference<Napi::Buffer<uint8_t>> keep_;
   uint64_t log_bytes_ = 0;
 };
 
@@ -1049,12 +1060,16 @@ Napi::Value FinishFile(const Napi::CallbackInfo& info) {
     return env.Undefined();
   bool rename = !info[12].IsNull() && !info[12].IsUndefined();
   if (rename && !GetString(info, 12, "final", &final)) return env.Undefined();
+  if (!info[13].IsNull() && !info[13].IsUndefined() && !info[13].IsBuffer()) {
+    ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"data\" argument must be a Buffer or null");
+    return env.Undefined();
+  }
   return (new FinishFileWorker(env, std::move(tmp), create,
                                static_cast<int64_t>(size),
                                static_cast<int>(log_fd), std::move(ranges),
                                std::move(names), std::move(values), ids[0],
                                ids[1], ids[2], atime, mtime, std::move(final),
-                               rename))
+                               rename, info[13]))
       ->Start();
 }
 

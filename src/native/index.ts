@@ -77,7 +77,7 @@ interface NativeBinding {
   cloneTo(src: string, dst: string, mode: number): Promise<CloneToResult | null>;
   finishFile(
     tmp: string, create: boolean, size: number, logFd: number, ranges: number[], names: string[], values: Buffer[],
-    uid: number, gid: number, chmodMode: number, atime: TimeSpec, mtime: TimeSpec, final: string | null,
+    uid: number, gid: number, chmodMode: number, atime: TimeSpec, mtime: TimeSpec, final: string | null, data: Buffer | null,
   ): Promise<number>;
   removexattr(path: string, name: string): Promise<void>;
   readdirIno(path: string): Promise<DirEntry[]>;
@@ -301,6 +301,8 @@ export interface FinishFile {
   create?: boolean;
   /** ftruncate to this size when it has another. */
   size?: number;
+  /** Written at offset 0 after the size is set (must not change until the call settles). */
+  data?: Buffer;
   /** Ranges copied from `log.fd` (copy_file_range, else pread/pwrite): [log offset, file offset, length]. */
   log?: { fd: number; ranges: readonly (readonly [number, number, number])[] };
   /** Set in this order with fsetxattr(2). */
@@ -315,7 +317,7 @@ export interface FinishFile {
 }
 
 /**
- * Size, log ranges, extended attributes, owner, mode and times of the
+ * Size, data, log ranges, extended attributes, owner, mode and times of the
  * regular file `tmp`, then its rename into place, in that order in one call
  * on the thread pool, stopping at the first failure (a Node-style error
  * naming the syscall; a log range that ends early: ENODATA). Resolves with
@@ -328,7 +330,7 @@ export async function finishFile(tmp: string, f: FinishFile): Promise<number> {
   const ranges = (f.log?.ranges ?? []).flatMap((r) => [r[0], r[1], r[2]]);
   return binding.finishFile(
     tmp, f.create === true, f.size ?? -1, f.log?.fd ?? -1, ranges, xs.map(([n]) => n), xs.map(([, v]) => v),
-    f.owner?.uid ?? -1, f.owner?.gid ?? -1, f.mode ?? -1, f.times.atime, f.times.mtime, f.rename ?? null,
+    f.owner?.uid ?? -1, f.owner?.gid ?? -1, f.mode ?? -1, f.times.atime, f.times.mtime, f.rename ?? null, f.data ?? null,
   );
 }
 

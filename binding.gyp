@@ -4,6 +4,7 @@
       "target_name": "strata_native",
       "sources": [
         "native/src/blockcopy.c",
+        "native/src/digest.c",
         "native/src/dirents.c",
         "native/src/scandir.c",
         "native/src/sysops.c",

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "src/blockcopy.h"
+#include "src/digest.h"
 #include "src/dirents.h"
 #include "src/scandir.h"
 #include "src/sysops.h"
@@ -395,6 +396,33 @@ class UtimensWorker : public PromiseWorker {
   struct timespec ts_[2];
 };
 
+// sha256Blocks(data, lengths): the sha256 of each of the consecutive blocks
+// of `data` (lengths[i] bytes each), on the thread pool; resolves with one
+// Buffer of 32 bytes per block, one after the other. `data` is kept alive
+// (and must not change) until the promise settles.
+class Sha256BlocksWorker : public PromiseWorker {
+ public:
+  Sha256BlocksWorker(Napi::Env env, Napi::Buffer<uint8_t> data, std::vector<size_t> lens)
+      : PromiseWorker(env, "strata:sha256Blocks"), data_(data.Data()), lens_(std::move(lens)),
+        out_(32 * lens_.size()) {
+    keep_ = Napi::Persistent(data);
+  }
+
+  void Execute() override {
+    if (sn_sha256_blocks(data_, lens_.data(), lens_.size(), out_.data()) != 0)
+      SetError("sha256Blocks: OpenSSL failed");
+  }
+  Napi::Value Result(Napi::Env env) override {
+    return Napi::Buffer<uint8_t>::Copy(env, out_.data(), out_.size());
+  }
+
+ private:
+  Napi::Reference<Napi::Buffer<uint8_t>> keep_;
+  const uint8_t* data_;
+  std::vector<size_t> lens_;
+  std::vector<uint8_t> out_;
+};
+
 class MknodWorker : public PromiseWorker {
  public:
   MknodWorker(Napi::Env env, std::string path, uint32_t mode, uint64_t dev)
@@ -558,7 +586,8 @@ class FinishFileWorker : public PromiseWorker {
                    std::vector<std::string> names,
                    std::vector<std::vector<uint8_t>> values, int64_t uid,
                    int64_t gid, int64_t chmod_mode, struct timespec atime,
-                   struct timespec mtime, std::string final, bool rename)
+                   struct timespec mtime, std::string final, bool rename,
+                   Napi::Value data)
       : PromiseWorker(env, "strata:finishFile"), create_(create), size_(size),
         log_fd_(log_fd), ranges_(std::move(ranges)), names_(std::move(names)),
         values_(std::move(values)), uid_(uid), gid_(gid),
@@ -566,6 +595,13 @@ class FinishFileWorker : public PromiseWorker {
     path_ = std::move(tmp);
     ts_[0] = atime;
     ts_[1] = mtime;
+    if (data.IsBuffer()) {
+      // Kept alive (not copied) until the worker is done.
+      Napi::Buffer<uint8_t> b = data.As<Napi::Buffer<uint8_t>>();
+      data_ = b.Data();
+      data_len_ = b.Length();
+      keep_ = Napi::Persistent(b);
+    }
   }
   void Execute() override {
     XattrArrays xa(names_, values_);
@@ -573,7 +609,7 @@ class FinishFileWorker : public PromiseWorker {
                    ranges_.data(), ranges_.size() / 3, xa.names.data(),
                    xa.values.data(), xa.lens.data(), names_.size(), uid_, gid_,
                    chmod_mode_, ts_, rename_ ? final_.c_str() : nullptr,
-                   &log_bytes_, &err_);
+                   data_, data_len_, &log_bytes_, &err_);
   }
   Napi::Value Result(Napi::Env env) override {
     return Napi::Number::New(env, static_cast<double>(log_bytes_));
@@ -590,6 +626,9 @@ class FinishFileWorker : public PromiseWorker {
   struct timespec ts_[2];
   std::string final_;
   bool rename_;
+  const uint8_t* data_ = nullptr;
+  size_t data_len_ = 0;
+  Napi::Reference<Napi::Buffer<uint8_t>> keep_;
   uint64_t log_bytes_ = 0;
 };
 
@@ -1074,12 +1113,16 @@ Napi::Value FinishFile(const Napi::CallbackInfo& info) {
     return env.Undefined();
   bool rename = !info[12].IsNull() && !info[12].IsUndefined();
   if (rename && !GetString(info, 12, "final", &final)) return env.Undefined();
+  if (!info[13].IsNull() && !info[13].IsUndefined() && !info[13].IsBuffer()) {
+    ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"data\" argument must be a Buffer or null");
+    return env.Undefined();
+  }
   return (new FinishFileWorker(env, std::move(tmp), create,
                                static_cast<int64_t>(size),
                                static_cast<int>(log_fd), std::move(ranges),
                                std::move(names), std::move(values), ids[0],
                                ids[1], ids[2], atime, mtime, std::move(final),
-                               rename))
+                               rename, info[13]))
       ->Start();
 }
 
@@ -1090,6 +1133,30 @@ Napi::Value StartOnPath(const Napi::CallbackInfo& info) {
   std::string path;
   if (!GetString(info, 0, "path", &path)) return env.Undefined();
   return (new Worker(env, std::move(path)))->Start();
+}
+
+// sha256Blocks(data, lengths)
+Napi::Value Sha256Blocks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsBuffer() || !info[1].IsArray()) {
+    Napi::TypeError::New(env, "sha256Blocks(data: Buffer, lengths: number[])").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Buffer<uint8_t> data = info[0].As<Napi::Buffer<uint8_t>>();
+  Napi::Array arr = info[1].As<Napi::Array>();
+  std::vector<size_t> lens(arr.Length());
+  size_t total = 0;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Value v = arr.Get(i);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0) || d != std::floor(d) || d > (double)(data.Length() - total)) {
+      Napi::RangeError::New(env, "sha256Blocks: the lengths must be whole numbers that fit in the buffer").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    lens[i] = (size_t)d;
+    total += lens[i];
+  }
+  return (new Sha256BlocksWorker(env, data, std::move(lens)))->Start();
 }
 
 // removexattr(path, name)
@@ -1137,6 +1204,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readdirIno", Napi::Function::New(env, StartOnPath<ReaddirWorker>, "readdirIno"));
   exports.Set("scanDir", Napi::Function::New(env, ScanDir, "scanDir"));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
+  exports.Set("sha256Blocks", Napi::Function::New(env, Sha256Blocks, "sha256Blocks"));
 
   Napi::Object c = Napi::Object::New(env);
   c.Set("FALLOC_FL_KEEP_SIZE", Napi::Number::New(env, FALLOC_FL_KEEP_SIZE));

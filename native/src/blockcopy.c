@@ -343,7 +343,8 @@ int sn_finish_file(const char *tmp, int create, int64_t size, int log_fd,
                    const char *const *names, const void *const *values,
                    const size_t *lens, size_t n, int64_t uid, int64_t gid,
                    int64_t chmod_mode, const struct timespec ts[2],
-                   const char *final, uint64_t *log_bytes, sn_err *err) {
+                   const char *final, const void *data, size_t data_len,
+                   uint64_t *log_bytes, sn_err *err) {
   *log_bytes = 0;
   int flags = O_RDWR | O_NOFOLLOW | O_CLOEXEC;
   if (create) flags |= O_CREAT | O_EXCL;
@@ -356,6 +357,12 @@ int sn_finish_file(const char *tmp, int create, int64_t size, int log_fd,
       rc = SN_FAIL(err, errno, "fstat");
     else if (st.st_size != (off_t)size && ftruncate(fd, (off_t)size) < 0)
       rc = SN_FAIL(err, errno, "ftruncate");
+  }
+  for (size_t done = 0; rc == 0 && done < data_len;) {
+    ssize_t w = pwrite(fd, (const char *)data + done, data_len - done, (off_t)done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) rc = SN_FAIL(err, w < 0 ? errno : EIO, "pwrite");
+    else done += (size_t)w;
   }
   for (size_t i = 0; rc == 0 && i < nranges; i++) {
     uint64_t log_off = ranges[3 * i], off = ranges[3 * i + 1],

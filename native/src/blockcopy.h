@@ -89,17 +89,18 @@ int sn_clone_to(const char *src, const char *dst, uint32_t mode,
 
 /* Finishes a regular file built under the temporary name `tmp`: opens it
  * (created with O_EXCL, mode 0600, when `create`), sets its size (size >= 0),
- * copies `nranges` ranges (log offset, file offset, length triples) from
- * log_fd, sets the n extended attributes in order, owner (uid >= 0), mode
- * (chmod_mode >= 0) and times, closes it and renames it to `final` (NULL: no
- * rename). Stops at the first failure. A range the log cannot give in full
- * fails with ENODATA. */
+ * writes the data_len bytes of `data` at offset 0, copies `nranges` ranges
+ * (log offset, file offset, length triples) from log_fd, sets the n extended
+ * attributes in order, owner (uid >= 0), mode (chmod_mode >= 0) and times,
+ * closes it and renames it to `final` (NULL: no rename). Stops at the first
+ * failure. A range the log cannot give in full fails with ENODATA. */
 int sn_finish_file(const char *tmp, int create, int64_t size, int log_fd,
                    const uint64_t *ranges, size_t nranges,
                    const char *const *names, const void *const *values,
                    const size_t *lens, size_t n, int64_t uid, int64_t gid,
                    int64_t chmod_mode, const struct timespec ts[2],
-                   const char *final, uint64_t *log_bytes, sn_err *err);
+                   const char *final, const void *data, size_t data_len,
+                   uint64_t *log_bytes, sn_err *err);
 
 #ifdef __cplusplus
 }

@@ -294,13 +294,8 @@ export class ArchiveStore {
     return this.run(() => this.read(() => {
       const v = this.volumeRow(volume);
       const o = this.regularFile(v, id);
-      const blocks: RawBlocks['blocks'] = [];
-      const parts: Buffer[] = [];
-      for (const b of this.data.readBlocksUnhashed(volume, v.vid, id, first, first + count - 1)) {
-        blocks.push({ index: b.idx, length: b.data.length, digest: b.digest.toString('hex') });
-        parts.push(b.data);
-      }
-      return { id, size: o.size, blocks, data: Buffer.concat(parts) };
+      const r = this.data.readBlocksUnhashed(volume, v.vid, id, first, first + count - 1);
+      return { id, size: o.size, blocks: r.blocks.map((b) => ({ index: b.idx, length: b.length, digest: b.digest.toString('hex') })), data: r.data };
     }));
   }
 

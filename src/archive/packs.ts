@@ -17,6 +17,8 @@ import { ArchiveError } from '../protocol/archive-api.js';
 
 export const PACK_MAGIC = 0x314b4253; // "SBK1" read as u32 LE
 export const BLOCK_HEADER_BYTES = 40;
+/** At most this many buffers in one preadv (Linux's IOV_MAX is 1024). */
+const MAX_RUN_IOV = 1024;
 /** Roll over to a new pack once the current one reaches this size. */
 export const DEFAULT_PACK_LIMIT = 256 * 1024 * 1024;
 /** Appends gathered in memory before one write (a block is at most 64 KiB + header). */
@@ -205,6 +207,51 @@ export class Packs {
     const data = buf.subarray(BLOCK_HEADER_BYTES);
     if (hash && !sha256(data).equals(digest)) throw corrupt('sha256 mismatch');
     return data;
+  }
+
+  /**
+   * Blocks read as `read(..., hash false)` reads them, each straight into
+   * `out` at its `at`: blocks that follow one another in a local pack come
+   * with one preadv (headers aside, data into `out`), so a run of a file's
+   * blocks costs one system call and no copy. A block whose header does not
+   * match (or a short read) is read again alone, which throws as `read` does.
+   */
+  readInto(items: readonly { loc: BlockLocation; digest: Buffer; what: string; at: number }[], out: Buffer): void {
+    this.writeStaged(); // a block appended in this transaction may be read back
+    let i = 0;
+    while (i < items.length) {
+      const first = items[i]!;
+      const fd = this.readFd(first.loc.pack, first.what);
+      let j = i + 1;
+      if (fd !== null) {
+        while (j < items.length && j - i < MAX_RUN_IOV / 2) {
+          const prev = items[j - 1]!.loc;
+          const next = items[j]!.loc;
+          if (next.pack !== prev.pack || next.offset !== prev.offset + BLOCK_HEADER_BYTES + prev.length) break;
+          j++;
+        }
+      }
+      const run = items.slice(i, j);
+      i = j;
+      if (fd === null) {
+        for (const b of run) this.read(b.loc, b.digest, b.what, false).copy(out, b.at);
+        continue;
+      }
+      const headers = Buffer.allocUnsafe(BLOCK_HEADER_BYTES * run.length);
+      const iov: Buffer[] = [];
+      let want = 0;
+      run.forEach((b, k) => {
+        iov.push(headers.subarray(k * BLOCK_HEADER_BYTES, (k + 1) * BLOCK_HEADER_BYTES), out.subarray(b.at, b.at + b.loc.length));
+        want += BLOCK_HEADER_BYTES + b.loc.length;
+      });
+      const got = fs.readvSync(fd, iov, first.loc.offset);
+      run.forEach((b, k) => {
+        const h = headers.subarray(k * BLOCK_HEADER_BYTES, (k + 1) * BLOCK_HEADER_BYTES);
+        const ok = got === want && h.readUInt32LE(0) === PACK_MAGIC && h.readUInt32LE(4) === b.loc.length && h.subarray(8, 40).equals(b.digest);
+        // Short or not this block: read alone, which says what is wrong (or reads the rest of a short read).
+        if (!ok) this.read(b.loc, b.digest, b.what, false).copy(out, b.at);
+      });
+    }
   }
 
   /** The pack's size, local or sealed in the pack store; null when it is nowhere. */

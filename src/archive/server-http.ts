@@ -58,6 +58,20 @@ export function sendBytes(stream: ServerHttp2Stream, data: Buffer, extra: Outgoi
   stream.end(data);
 }
 
+/** Answers with the bytes of `parts`, one after the other (no copy into one buffer). */
+export function sendParts(stream: ServerHttp2Stream, parts: readonly Buffer[], extra: OutgoingHttpHeaders = {}): void {
+  if (!usable(stream)) return;
+  stream.respond({
+    ':status': 200,
+    'content-type': 'application/octet-stream',
+    'content-length': parts.reduce((n, p) => n + p.length, 0),
+    [PROTOCOL_HEADER]: PROTOCOL_VERSION,
+    ...extra,
+  });
+  for (let i = 0; i < parts.length - 1; i++) stream.write(parts[i]);
+  stream.end(parts[parts.length - 1]);
+}
+
 /**
  * Answers with `{code, message}`. When the answer goes out before the request
  * body has been read (413, 401 on an upload), the stream is then reset with

@@ -17,7 +17,7 @@ import type { Logger } from '../log/logger.js';
 import { ArchiveError } from '../protocol/archive-api.js';
 import { encodeRawBlocks, type DirImage } from '../protocol/images.js';
 import type { TokenCheck } from './server-auth.js';
-import { drained, Gate, HttpError, PROTOCOL_HEADER, PROTOCOL_VERSION, readBody, sendBytes, sendError, sendJson, STATUS_OF } from './server-http.js';
+import { drained, Gate, HttpError, PROTOCOL_HEADER, PROTOCOL_VERSION, readBody, sendBytes, sendError, sendParts, sendJson, STATUS_OF } from './server-http.js';
 import { WorkerArchiveClient } from './worker-client.js';
 import { WorkerSnapshotClient } from './snapshot-worker-client.js';
 import { parseAlert } from '../alerts/alertmanager.js';
@@ -451,7 +451,7 @@ export class ArchiveServer {
         if (method !== 'GET') throw notAllowed();
         const first = checkOffset(queryInt(route.query, 'first'));
         const count = checkBlockCount(queryInt(route.query, 'count'));
-        return sendBytes(stream, Buffer.concat(encodeRawBlocks(await this.store.readBlocks(volume, route.id!, first, count))));
+        return sendParts(stream, encodeRawBlocks(await this.store.readBlocks(volume, route.id!, first, count)));
       }
       case 'tiers':
         if (method !== 'GET') throw notAllowed();

@@ -82,7 +82,8 @@ function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
 
 /** An answer of JSON and bytes: the bytes cross as a transferred ArrayBuffer. */
 class WithBytes {
-  constructor(readonly meta: unknown, readonly bytes: Buffer) {}
+  /** `own`: the bytes are a buffer of their own (nobody keeps it): transferred without a copy. */
+  constructor(readonly meta: unknown, readonly bytes: Buffer, readonly own = false) {}
 }
 
 function callStore(method: UnaryMethod, args: unknown[], bytes: ArrayBuffer | undefined): unknown {
@@ -117,7 +118,8 @@ function callStore(method: UnaryMethod, args: unknown[], bytes: ArrayBuffer | un
       return theStore().deepImages(checkVolume(args[0]), checkId(args[1]), checkOptionalName(args[2]));
     case 'readBlocks': {
       const { data, ...meta } = theStore().readBlocks(checkVolume(args[0]), checkId(args[1]), checkOffset(args[2]), checkBlockCount(args[3]));
-      return new WithBytes(meta, data);
+      // readBlocks reads into a buffer of its own (FileData.readBlocksUnhashed): handed on as it is.
+      return new WithBytes(meta, data, true);
     }
     case 'readRange':
       return theStore().readRange(checkVolume(args[0]), checkId(args[1]), checkOffset(args[2]), checkLength(args[3]));
@@ -134,7 +136,8 @@ function onCall(id: number, method: UnaryMethod, args: unknown[], bytes: ArrayBu
   try {
     const result = callStore(method, args, bytes);
     if (result instanceof WithBytes) {
-      const ab = ownArrayBuffer(result.bytes);
+      const b = result.bytes;
+      const ab = result.own && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer ? b.buffer : ownArrayBuffer(b);
       post({ type: 'result', id, result: result.meta, bytes: ab }, [ab]);
     } else if (Buffer.isBuffer(result)) {
       // A copy of our own to transfer: the store may keep the buffer it returned (a cache).

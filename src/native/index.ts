@@ -77,12 +77,13 @@ interface NativeBinding {
   cloneTo(src: string, dst: string, mode: number): Promise<CloneToResult | null>;
   finishFile(
     tmp: string, create: boolean, size: number, logFd: number, ranges: number[], names: string[], values: Buffer[],
-    uid: number, gid: number, chmodMode: number, atime: TimeSpec, mtime: TimeSpec, final: string | null,
+    uid: number, gid: number, chmodMode: number, atime: TimeSpec, mtime: TimeSpec, final: string | null, data: Buffer | null,
   ): Promise<number>;
   removexattr(path: string, name: string): Promise<void>;
   readdirIno(path: string): Promise<DirEntry[]>;
   scanDir(path: string, withXattrs: boolean): Promise<ScannedEntry[]>;
   sdNotify(socketPath: string, message: string): Promise<void>;
+  sha256Blocks(data: Buffer, lengths: number[]): Promise<Buffer>;
   readonly constants: NativeConstants;
 }
 
@@ -301,6 +302,8 @@ export interface FinishFile {
   create?: boolean;
   /** ftruncate to this size when it has another. */
   size?: number;
+  /** Written at offset 0 after the size is set (must not change until the call settles). */
+  data?: Buffer;
   /** Ranges copied from `log.fd` (copy_file_range, else pread/pwrite): [log offset, file offset, length]. */
   log?: { fd: number; ranges: readonly (readonly [number, number, number])[] };
   /** Set in this order with fsetxattr(2). */
@@ -315,7 +318,7 @@ export interface FinishFile {
 }
 
 /**
- * Size, log ranges, extended attributes, owner, mode and times of the
+ * Size, data, log ranges, extended attributes, owner, mode and times of the
  * regular file `tmp`, then its rename into place, in that order in one call
  * on the thread pool, stopping at the first failure (a Node-style error
  * naming the syscall; a log range that ends early: ENODATA). Resolves with
@@ -328,7 +331,7 @@ export async function finishFile(tmp: string, f: FinishFile): Promise<number> {
   const ranges = (f.log?.ranges ?? []).flatMap((r) => [r[0], r[1], r[2]]);
   return binding.finishFile(
     tmp, f.create === true, f.size ?? -1, f.log?.fd ?? -1, ranges, xs.map(([n]) => n), xs.map(([, v]) => v),
-    f.owner?.uid ?? -1, f.owner?.gid ?? -1, f.mode ?? -1, f.times.atime, f.times.mtime, f.rename ?? null,
+    f.owner?.uid ?? -1, f.owner?.gid ?? -1, f.mode ?? -1, f.times.atime, f.times.mtime, f.rename ?? null, f.data ?? null,
   );
 }
 
@@ -350,6 +353,15 @@ export async function listxattr(path: string): Promise<string[]> {
 /** lremovexattr(2). */
 export async function removexattr(path: string, name: string): Promise<void> {
   return binding.removexattr(path, name);
+}
+
+/**
+ * The sha256 digests of the consecutive blocks of `data` (`lengths[i]` bytes
+ * each), computed on libuv's thread pool with Node's own OpenSSL: 32 bytes
+ * per block, one after the other. `data` must not change until it resolves.
+ */
+export async function sha256Blocks(data: Buffer, lengths: number[]): Promise<Buffer> {
+  return binding.sha256Blocks(data, lengths);
 }
 
 /** opendir/readdir: entries with inode numbers and d_type, without '.' and '..'. */

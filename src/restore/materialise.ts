@@ -200,7 +200,32 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
 /** Creates the object of `entry` under its temporary name, registers a hard-linked one, renames it into place. */
 async function createInPlace(dirPath: string, entry: EntryImage, opts: MaterialiseOptions, multiLinked: boolean): Promise<boolean> {
   const tmp = `${dirPath}/${MATERIALISING_PREFIX}${entry.id}`;
-  const whole = await createObject(tmp, entry, opts);
+  const a = entry.attrs;
+  if (!multiLinked && opts.fileData && typeOfMode(a.mode) === 'file' && entry.nlink === 1 && a.size > 0 && a.size <= WHOLE_FILE_MAX_BYTES) {
+    const data = await opts.fileData(entry);
+    if (data !== null && data.length === a.size) {
+      // A small file whole: created under its temporary name with its data,
+      // id, xattrs, owner, mode and times in one native call, then renamed
+      // into place (a crash before the rename leaves only the temporary
+      // name, which a rerun removes). Its bytes, like a map, reach the disk
+      // no later than the rename that shows it (ext4 data=ordered, xfs).
+      const plan = attrsPlan(a, entry.xattrs, null, [[ID_XATTR, Buffer.from(entry.id, 'latin1')]]);
+      await native.finishFile(tmp, {
+        create: true, size: a.size, ...(isZero(data) ? {} : { data }), xattrs: plan.xattrs ?? [],
+        owner: { uid: a.uid, gid: a.gid }, mode: a.mode & 0o7777, times: timesOf(a),
+      });
+      crashPoint('materialise-object');
+      await fsp.rename(tmp, `${dirPath}/${entry.name}`);
+      return true;
+    }
+    // No data after all (a program waits for the directory): a stub.
+    return createInPlaceAs(tmp, dirPath, entry, { ...opts, fileData: undefined }, multiLinked);
+  }
+  return createInPlaceAs(tmp, dirPath, entry, opts, multiLinked);
+}
+
+async function createInPlaceAs(tmp: string, dirPath: string, entry: EntryImage, opts: MaterialiseOptions, multiLinked: boolean): Promise<boolean> {
+  await createObject(tmp, entry, opts);
   crashPoint('materialise-object');
   if (multiLinked) {
     // The archive's other names of the object are all in directories still
@@ -219,22 +244,17 @@ async function createInPlace(dirPath: string, entry: EntryImage, opts: Materiali
     await setUnrestoredNames(final, entry.nlink - 1);
     await clearLinking(final);
   }
-  return whole;
+  return false;
 }
 
-/**
- * Creates one object at `path` with everything but its final name; true when
- * a file was created whole. A whole file's bytes, like a map, reach the disk
- * no later than the rename that shows it (ext4 data=ordered, xfs).
- */
-async function createObject(path: string, entry: EntryImage, opts: MaterialiseOptions): Promise<boolean> {
+/** Creates one object at `path` with everything but its final name (a file as a stub). */
+async function createObject(path: string, entry: EntryImage, opts: MaterialiseOptions): Promise<void> {
   const a = entry.attrs;
   const type = typeOfMode(a.mode);
   // In a set-group-ID directory the kernel gives new objects its group (and directories the bit): set everything.
   const plain = (type === 'dir' || type === 'file') && !opts.parentSetGid;
   const createdMode = plain ? a.mode & 0o777 : null;
   const id: [string, Buffer] = [ID_XATTR, Buffer.from(entry.id, 'latin1')];
-  let whole = false;
   switch (type) {
     case 'dir': {
       // One call: the directory, its pending mark (with the archive's times and link count), id, xattrs, owner, mode.
@@ -242,24 +262,13 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
       await native.prepareObject(path, { create: { kind: 'dir', mode: a.mode & 0o777 }, ...attrsPlan(a, entry.xattrs, createdMode, [...marks, id]) });
       crashPoint('attrs-before-times');
       await setTimes(path, a);
-      return false;
+      return;
     }
     case 'file': {
-      const data = opts.fileData && entry.nlink === 1 && a.size > 0 && a.size <= WHOLE_FILE_MAX_BYTES ? await opts.fileData(entry) : null;
-      if (data !== null && data.length === a.size) {
-        const fh = await fsp.open(path, 'wx', a.mode & 0o777);
-        try {
-          if (!isZero(data)) await fh.write(data, 0, data.length, 0);
-          await fh.truncate(a.size);
-        } finally {
-          await fh.close();
-        }
-        whole = true;
-      } else {
-        await native.prepareObject(path, { create: { kind: 'file', mode: a.mode & 0o777, size: a.size } });
-        if (a.size > 0) await writeEmptyMap(opts.privateDir, entry.id, a.size);
-        if (a.size > 0) crashPoint('map-created');
-      }
+      // A stub (small files whole are createInPlace's).
+      await native.prepareObject(path, { create: { kind: 'file', mode: a.mode & 0o777, size: a.size } });
+      if (a.size > 0) await writeEmptyMap(opts.privateDir, entry.id, a.size);
+      if (a.size > 0) crashPoint('map-created');
       break;
     }
     case 'symlink':
@@ -275,7 +284,6 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
   await native.prepareObject(path, attrsPlan(a, entry.xattrs, createdMode, [id]));
   crashPoint('attrs-before-times');
   await setTimes(path, a);
-  return whole;
 }
 
 function timesOf(a: Attrs): FileTimes {

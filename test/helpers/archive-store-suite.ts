@@ -396,6 +396,33 @@ test('identical blocks are stored once, across files and volumes', (t) => {
   db.close();
 });
 
+test('readBlocks: runs of blocks across packs, shared blocks and holes come as stored; a bad header inside a run is ECORRUPT', async (t) => {
+  // Small packs: a file's blocks are spread over several, each run read with one call.
+  const { store, ship, dir } = fresh(t, 3 * BLOCK_SIZE);
+  const [f, g, h] = [newId(), newId(), newId()];
+  const fData = pattern(7 * BLOCK_SIZE + 321, 11);
+  // g shares f's blocks 2..3 (stored once), then one of its own; h has holes (blocks 1, 2).
+  const gData = Buffer.concat([fData.subarray(2 * BLOCK_SIZE, 4 * BLOCK_SIZE), pattern(BLOCK_SIZE, 12)]);
+  ship.send(mkfile(ROOT_ID, 'f', f), write(f, 0, fData), mkfile(ROOT_ID, 'g', g), write(g, 0, gData), mkfile(ROOT_ID, 'h', h),
+    write(h, 0, pattern(BLOCK_SIZE, 13)), write(h, 3 * BLOCK_SIZE, pattern(100, 14)));
+  t.true(B.packSizes(dir).size >= 3, 'the blocks are in several packs');
+  for (const [id, data] of [[f, fData], [g, gData], [h, store.readRange(VOL, h, 0, 3 * BLOCK_SIZE + 100)]] as const) {
+    const n = Math.ceil(data.length / BLOCK_SIZE);
+    for (const [first, count] of [[0, n], [1, n - 1], [n - 1, 1], [0, n + 2]]) {
+      const raw = store.readBlocks(VOL, id, first, count);
+      t.deepEqual(await verifiedRange(raw, first * BLOCK_SIZE, count * BLOCK_SIZE), data.subarray(first * BLOCK_SIZE, (first + count) * BLOCK_SIZE), `${id} ${first}+${count}`);
+    }
+  }
+  t.deepEqual(store.readBlocks(VOL, h, 0, 4).blocks.map((b) => b.index), [0, 3], 'holes are left out');
+  store.close();
+  // f's second block's header (in the first pack, right after the first block): its magic number.
+  B.corrupt(dir, Math.min(...B.packSizes(dir).keys()), 40 + BLOCK_SIZE + 1);
+  const again = B.open(dir);
+  t.teardown(() => again.close());
+  throwsCode(t, () => again.readBlocks(VOL, f, 0, 4), 'ECORRUPT', new RegExp(`volume ${VOL} object ${f} block 1: block header does not match`));
+  t.deepEqual(await verifiedRange(again.readBlocks(VOL, f, 2, 5), 2 * BLOCK_SIZE, 5 * BLOCK_SIZE), fData.subarray(2 * BLOCK_SIZE, 7 * BLOCK_SIZE), 'the blocks after it');
+});
+
 test('a corrupted byte in a pack fails the read with ECORRUPT (readRange) or the receiver\'s digest check (readBlocks); other files still read', async (t) => {
   const { store, ship, dir } = fresh(t);
   const [f, g] = [newId(), newId()];

@@ -1,6 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFile as execFileCb } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsc, existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -27,6 +27,7 @@ import {
   prepareObject,
   cloneTo,
   readXattrs,
+  sha256Blocks,
   finishFile,
   readFileQuiet,
   readdirIno,
@@ -915,4 +916,44 @@ test('readdirIno: inode numbers match lstat, d_type correct, no . or ..', async 
   t.deepEqual(await readdirIno(path.join(dir, 'sub')), []);
   await rejectsWith(t, readdirIno(path.join(dir, 'missing')), ['ENOENT'], 'opendir');
   await rejectsWith(t, readdirIno(path.join(dir, 'file')), ['ENOTDIR'], 'opendir');
+});
+
+test('sha256Blocks: the digest of each consecutive block, as node:crypto computes it; bad lengths are refused', async (t) => {
+  const data = randomBytes(3 * 65536 + 1234);
+  const lengths = [65536, 0, 65536, 1, 65536 + 1233];
+  const got = await sha256Blocks(data, lengths);
+  t.is(got.length, 32 * lengths.length);
+  let at = 0;
+  lengths.forEach((n, i) => {
+    t.is(got.toString('hex', 32 * i, 32 * (i + 1)), createHash('sha256').update(data.subarray(at, at + n)).digest('hex'), `block ${i}`);
+    at += n;
+  });
+  t.is((await sha256Blocks(Buffer.alloc(0), [])).length, 0);
+  await t.throwsAsync(async () => sha256Blocks(data, [data.length + 1]), { instanceOf: RangeError });
+  await t.throwsAsync(async () => sha256Blocks(data, [65536, data.length]), { instanceOf: RangeError });
+  await t.throwsAsync(async () => sha256Blocks(data, [1.5]), { instanceOf: RangeError });
+  await t.throwsAsync(async () => sha256Blocks('x' as unknown as Buffer, [1]), { instanceOf: TypeError });
+});
+
+test('finishFile with data: a new file gets the bytes at offset 0 within its size (the rest zeros), then attributes, times and its name', async (t) => {
+  const dir = await tmpDir(t);
+  const tmp = path.join(dir, '.tmp');
+  const final = path.join(dir, 'final');
+  const data = randomBytes(5000);
+  const atime = { sec: 1_600_000_000, nsec: 1 };
+  const mtime = { sec: 1_500_000_000, nsec: 2 };
+  t.is(await finishFile(tmp, { create: true, size: 8192, data, xattrs: [['user.k', Buffer.from('v')]], owner: { uid: 12, gid: 34 }, mode: 0o640, times: { atime, mtime }, rename: final }), 0);
+  t.false(existsSync(tmp));
+  t.deepEqual(await fs.readFile(final), Buffer.concat([data, Buffer.alloc(8192 - 5000)]));
+  const st = await fs.stat(final, { bigint: true });
+  t.is(Number(st.mode & 0o7777n), 0o640);
+  t.is(Number(st.uid), 12);
+  t.is(st.mtimeNs, 1_500_000_000_000_000_002n);
+  t.deepEqual(await getxattr(final, 'user.k'), Buffer.from('v'));
+  // create is O_EXCL: a name already there is EEXIST, and nothing is written.
+  await fs.writeFile(tmp, 'old');
+  const err = await t.throwsAsync(finishFile(tmp, { create: true, data, times: { atime, mtime }, rename: final }));
+  t.is((err as NativeError).code, 'EEXIST');
+  t.is(await fs.readFile(tmp, 'utf8'), 'old');
+  await t.throwsAsync(async () => finishFile(tmp, { data: 'x' as unknown as Buffer, times: { atime, mtime } }), { instanceOf: TypeError });
 });

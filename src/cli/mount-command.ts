@@ -28,6 +28,8 @@ export interface MountCliOptions {
   writebackCache?: boolean;
   /** false: --no-passthrough. */
   passthrough?: boolean;
+  /** false: --no-direct-journal. */
+  directJournal?: boolean;
   /** false: --no-killpriv-v2. */
   killprivV2?: boolean;
   debugFuse?: boolean;
@@ -76,6 +78,7 @@ function mountOptions(o: MountCliOptions): MountOptions {
   if (o.writebackCache) m.writebackCache = true;
   if (o.passthrough === false) m.passthrough = false;
   if (o.killprivV2 === false) m.handleKillprivV2 = false;
+  if (o.directJournal === false) m.directJournal = false;
   if (o.debugFuse) m.debug = true;
   return m;
 }
@@ -257,6 +260,7 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
   if (o.writebackCache) args.push('--writeback-cache');
   if (o.passthrough === false) args.push('--no-passthrough');
   if (o.killprivV2 === false) args.push('--no-killpriv-v2');
+  if (o.directJournal === false) args.push('--no-direct-journal');
   if (o.archive !== undefined) args.push('--archive', o.archive);
   if (o.volume !== undefined) args.push('--volume', o.volume);
   if (o.mirror !== undefined) args.push('--mirror', o.mirror);

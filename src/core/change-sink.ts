@@ -30,4 +30,14 @@ export interface ChangeSink {
    * `admit` too.
    */
   writable?(): void;
+  /**
+   * Journalled direct writes (docs/mirroring.md): reserves `bytes` of the
+   * journal's room for changes applied outside the core, whose records come
+   * later (the FUSE thread's credit). False when none may be made now: sync
+   * mode, a read-only store, or no room (the journal-full policy then
+   * applies to those writes in the core, as to every other change).
+   */
+  reserve?(bytes: number): boolean;
+  /** Gives back reserved room (the record was appended, or the credit was taken back). */
+  unreserve?(bytes: number): void;
 }

@@ -38,6 +38,8 @@ export interface ChangeSink {
    * applies to those writes in the core, as to every other change).
    */
   reserve?(bytes: number): boolean;
+  /** Ops return before the archive has their records (async mode): only then may changes be applied outside the core. */
+  readonly asyncMode?: boolean;
   /** Gives back reserved room (the record was appended, or the credit was taken back). */
   unreserve?(bytes: number): void;
 }

@@ -283,7 +283,7 @@ export class FuseAdapter {
    */
   private get journalling(): boolean {
     const sink = this.fs.sink;
-    return this.directJournal && this.directIo && sink !== null && sink.reserve !== undefined &&
+    return this.directJournal && this.directIo && sink !== null && sink.reserve !== undefined && sink.asyncMode === true &&
       !this.fs.restoring && !this.tracked && this.hold === null && this.session !== null && !this.closed;
   }
 
@@ -808,7 +808,7 @@ export class FuseAdapter {
     // Tracked (checkpoints): the FUSE thread writes only blocks already saved (the clearance table).
     // Journalled direct writes: a local file with an id, on a mirrored store (whether the FUSE
     // thread applies a write itself is decided per write: FAST.JOURNAL, credit).
-    const journal = this.fs.sink !== null && this.directJournal && res.local && res.id !== null && !this.fs.restoring ? OPEN.JOURNAL_WRITE : 0;
+    const journal = this.fs.sink?.asyncMode === true && this.directJournal && res.local && res.id !== null && !this.fs.restoring ? OPEN.JOURNAL_WRITE : 0;
     return { fd: res.fd, flags: keep | (res.local ? OPEN.DIRECT_READ : 0) | (this.fs.sink !== null ? journal : OPEN.DIRECT_WRITE) };
   }
 

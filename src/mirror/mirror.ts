@@ -77,7 +77,8 @@ export interface MirrorStatus {
   ackedSeq: number;
   lastSeq: number;
   lag: { records: number; bytes: number; seconds: number };
-  journal: { bytes: number; limitBytes: number; fullPolicy: JournalFullPolicy; segmentsDir: string; writersBlocked: number };
+  /** reservedBytes: room the FUSE thread holds as credit for journalled direct writes (it counts against limitBytes). */
+  journal: { bytes: number; limitBytes: number; fullPolicy: JournalFullPolicy; segmentsDir: string; writersBlocked: number; reservedBytes: number };
   initialSync: SyncProgress;
   lease: LeaseStatus;
   /** Why every mutating op answers EROFS (fenced: who and when; released; releasing), or null. */
@@ -328,6 +329,10 @@ export class Mirror implements ChangeSink {
     this.reservedBytes = Math.max(0, this.reservedBytes - bytes);
   }
 
+  get asyncMode(): boolean {
+    return this.opts.mode === 'async';
+  }
+
   /** Journal room reserved for journalled direct writes now. */
   get reserved(): number {
     return this.reservedBytes;
@@ -381,12 +386,12 @@ export class Mirror implements ChangeSink {
       lastSeq: this.journal.lastSeq,
       lag: {
         records: lagRecords,
-        bytes: this.unackedBytes(),
+        bytes: this.journal.bytesAfter(acked),
         seconds: lagRecords === 0 || oldest === undefined ? 0 : Math.round((Date.now() - oldest[1]) / 100) / 10,
       },
       journal: {
         bytes: this.journal.bytes, limitBytes: this.limitBytes, fullPolicy: this.fullPolicy,
-        segmentsDir: this.journal.dir, writersBlocked: this.blockedWriters,
+        segmentsDir: this.journal.dir, writersBlocked: this.blockedWriters, reservedBytes: this.reservedBytes,
       },
       initialSync: { ...this.initialSync },
       lease: this.lease.status(),

@@ -305,11 +305,11 @@ export class FuseAdapter {
     const sink = this.fs.sink!;
     const window = this.creditWindow;
     if (this.creditOut > window / 2) return;
-    const want = window - this.creditOut;
-    if (!sink.reserve!(want)) return;
+    const got = sink.reserve!(window - this.creditOut);
+    if (got <= 0) return;
     this.creditSink = sink;
-    this.creditOut += want;
-    ll.journalGrant(this.session!, want);
+    this.creditOut += got;
+    ll.journalGrant(this.session!, got);
     if (this.creditTimer === null) {
       // Room comes back with the archive's acks, and the sink may turn read-only: look again now and then.
       this.creditTimer = setInterval(() => this.refillCredit(), 200);

@@ -95,6 +95,8 @@ export interface SyncProgress {
 
 const STATE_FILE = 'mirror.json';
 const CHECKPOINT_MARGIN_NS = 5_000_000_000n;
+/** Least room reserve() hands out (less is not worth a grant: writes go through the core then). */
+const MIN_RESERVE_BYTES = 64 * 1024;
 
 export class Mirror implements ChangeSink {
   readonly journal: Journal;
@@ -318,11 +320,13 @@ export class Mirror implements ChangeSink {
     }
   }
 
-  reserve(bytes: number): boolean {
-    if (this.opts.mode !== 'async' || this.readOnlyReason !== null || this.blockedWriters > 0) return false;
-    if (this.unackedBytes() + bytes > this.limitBytes) return false;
-    this.reservedBytes += bytes;
-    return true;
+  reserve(maxBytes: number): number {
+    if (this.opts.mode !== 'async' || this.readOnlyReason !== null || this.blockedWriters > 0) return 0;
+    // At most half the room left: the rest stays for the core's own changes.
+    const n = Math.min(maxBytes, Math.floor((this.limitBytes - this.unackedBytes()) / 2));
+    if (n < MIN_RESERVE_BYTES) return 0;
+    this.reservedBytes += n;
+    return n;
   }
 
   unreserve(bytes: number): void {

@@ -154,10 +154,17 @@ async function oneRun(t: ExecutionContext, seed: number): Promise<void> {
   const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
   for (let i = 0; i < 600 && !out.includes('start\n'); i++) await sleep(50);
   t.true(out.includes('start\n'), `the writer did not start: ${err}`);
-  // Mid-way, the counters: journalled direct writes (docs/mirroring.md) must be what the kill interrupts.
-  await sleep(killAfterMs / 2);
-  const status = statusAsync(m.mnt);
-  await sleep(killAfterMs / 2);
+  // The counters, asked once an fsync after a write has returned (so writes were answered before the ask): journalled
+  // direct writes (docs/mirroring.md) must be what the kill interrupts.
+  let status: Promise<{ directWrites: number; sentToCore: number } | null> = Promise.resolve(null);
+  let asked = false;
+  for (const until = Date.now() + killAfterMs; Date.now() < until;) {
+    if (!asked && [...out.matchAll(/^acked (\d+)$/gm)].some((x) => plan.ops.slice(0, Number(x[1])).some((op) => op.kind === 'write'))) {
+      asked = true;
+      status = statusAsync(m.mnt);
+    }
+    await sleep(Math.min(20, Math.max(0, until - Date.now())));
+  }
   t.true(alive(pid), `seed ${seed}: the primary's daemon died by itself during the write`);
   process.kill(pid, 'SIGKILL');
   for (let i = 0; i < 500 && alive(pid); i++) await sleep(10);

@@ -504,7 +504,8 @@ export class Mirror implements ChangeSink {
    * change and its append) has a durable record.
    */
   private async checkpoint(): Promise<void> {
-    if (this.checkpointing) return;
+    // Nothing appended since: the checkpoint stays (writes whose records are still to come keep it there too).
+    if (this.checkpointing || this.journal.lastSeq === this.lastCheckpointSeq) return;
     this.checkpointing = true;
     try {
       const startedNs = BigInt(Date.now()) * 1_000_000n;
@@ -512,7 +513,6 @@ export class Mirror implements ChangeSink {
       // ctime before its record exists: wait until every one that may have
       // started before startedNs is appended (docs/mirroring.md).
       if (this.beforeCheckpoint !== null && !(await this.beforeCheckpoint())) return;
-      if (this.journal.lastSeq === this.lastCheckpointSeq) return;
       const seq = this.journal.lastSeq;
       await this.journal.sync();
       this.lastCheckpointSeq = seq;

@@ -12,7 +12,7 @@ export type OpName =
   'init' | 'lookup' | 'forget' | 'getattr' | 'setattr' | 'readlink' | 'mknod' | 'mkdir' | 'unlink' | 'rmdir' |
   'symlink' | 'rename' | 'link' | 'open' | 'read' | 'write' | 'flush' | 'release' | 'fsync' | 'opendir' |
   'readdir' | 'releasedir' | 'fsyncdir' | 'statfs' | 'setxattr' | 'getxattr' | 'listxattr' | 'removexattr' |
-  'access' | 'create' | 'fallocate' | 'exit' | 'newnode' | 'failed' | 'written' | 'mark';
+  'access' | 'create' | 'fallocate' | 'exit' | 'newnode' | 'failed' | 'written' | 'mark' | 'applied';
 
 export type AttrField =
   'INO_LO' | 'INO_HI' | 'MODE' | 'NLINK' | 'UID' | 'GID' | 'RDEV' | 'SIZE' | 'BLKSIZE' | 'BLOCKS' |
@@ -54,6 +54,8 @@ export interface Constants {
   readonly WRITE_KILL_SUIDGID: number;
   /** Journal bytes a write record takes besides its payload: a journalled direct write takes its size plus this in credit. */
   readonly JOURNAL_WRITE_OVERHEAD: number;
+  /** Journal bytes a setattr record is counted for: the credit a journalled direct setattr takes. */
+  readonly JOURNAL_SETATTR_BYTES: number;
 }
 
 /** What the connection negotiated at INIT (features()), and passthrough's counters. */
@@ -137,6 +139,15 @@ export function directChanges(session: Session): number;
  * the credit taken in size) ahead of its reply.
  */
 export function journalGrant(session: Session, bytes: number): void;
+/**
+ * JavaScript knows (true) the object id of node `nodeid`, or no longer
+ * (false): with constants.fast.JOURNAL the FUSE thread applies the node's
+ * setattrs (mode, owner, times; not size) itself when it is a regular file,
+ * and queues an `applied` notice (node in ino, the attributes after it in
+ * attrs, the credit taken in size) ahead of the reply. Returns whether the
+ * node has a descriptor (none: nothing kept).
+ */
+export function journalNode(session: Session, nodeid: number, known: boolean): boolean;
 /** Takes back the credit no write has taken yet; returns it. */
 export function journalRevoke(session: Session): number;
 /** Writes starting from now count in the other phase; returns the phase they counted in until now. */
@@ -145,7 +156,7 @@ export function journalFlip(session: Session): number;
 export function journalActive(session: Session, phase: number): number;
 /** Queues a `mark` notice (token in off) behind everything queued so far; false when the queue is closed. */
 export function journalMark(session: Session, token: number): boolean;
-/** [writes applied on the FUSE thread and journalled from notices, their bytes, writes of journal-write handles sent as requests, credit left]. */
+/** [writes applied on the FUSE thread and journalled from notices, their bytes, writes of journal-write handles sent as requests, credit left, setattrs applied on the FUSE thread]. */
 export function journalCounts(session: Session): Float64Array;
 /**
  * Checkpoints' clearance table (src/track.c): nothing is clear any more; blocks

@@ -567,6 +567,16 @@ export class Filesystem {
   }
 
   /**
+   * A setattr the FUSE thread applied to the object `id` (journalled direct
+   * setattrs): its record, with the attributes after it, at once.
+   */
+  recordDirectSetattr(id: ObjectId, st: Parameters<typeof attrsFromStat>[0]): boolean {
+    if (!this.changeSink) return false;
+    this.changeSink.append({ op: 'setattr', id, attrs: attrsFromStat(st) });
+    return true;
+  }
+
+  /**
    * Copies `length` bytes of the descriptor `srcFd` at `srcOffset` into the
    * open file `handle` at `position`, as a write would (a rollback putting
    * back saved blocks): guarded and recorded like one; the native block copy

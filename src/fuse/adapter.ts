@@ -13,7 +13,7 @@ import type { SettleWatch } from '../core/restore-hooks.js';
 import { errnoOf, isExpectedError, FsError } from '../core/errno.js';
 import type { Logger } from '../log/logger.js';
 import { InodeTable, ROOT_NODEID, type Inode } from './inode-table.js';
-import { encodeAttr, encodeDirEntries, encodeStatfs, inoOfAttrs } from './attr-encoding.js';
+import { encodeAttr, encodeDirEntries, encodeStatfs, inoOfAttrs, statOfAttrs } from './attr-encoding.js';
 import { RequestHold, countsAsInFlight, type HoldFigures } from './request-hold.js';
 
 /** Open flags of replyOpen/replyCreate, what fastPaths lets the FUSE thread answer, setattr's bits and arguments: all from the bridge's C. */
@@ -127,6 +127,9 @@ export interface DirectJournalStatus {
   sentToCore: number;
   /** Write notices journalled here. */
   journaled: number;
+  /** Setattrs (mode, owner, times) the FUSE thread applied and handed over, and those journalled here. */
+  directSetattrs: number;
+  setattrsJournaled: number;
   /** Credit the FUSE thread has left, and credit out (left + notices not yet journalled). */
   creditBytes: number;
   creditOutBytes: number;
@@ -188,7 +191,7 @@ export class FuseAdapter {
   private creditSink: ChangeSink | null = null;
   private creditTimer: NodeJS.Timeout | null = null;
   /** Writes journalled from the FUSE thread's notices, and their bytes. */
-  private readonly djFigures = { notices: 0, journaled: 0, bytes: 0 };
+  private readonly djFigures = { notices: 0, journaled: 0, bytes: 0, setattrs: 0 };
   /** journalMark tokens waited for. */
   private readonly marks = new Map<number, () => void>();
   private markToken = 0;
@@ -345,6 +348,30 @@ export class FuseAdapter {
     this.refillCredit();
   }
 
+  /** A setattr the FUSE thread applied (an `applied` notice): its record, now. */
+  private journalApplied(r: Request): void {
+    this.djFigures.notices++;
+    this.creditBack(r.size);
+    const id = this.inodes?.find(r.ino)?.journalId ?? null;
+    if (id === null || r.attrs === undefined || !this.fs.recordDirectSetattr(id, statOfAttrs(r.attrs))) {
+      this.log.error({ ino: r.ino, id }, 'a setattr applied on the FUSE thread could not be journalled');
+    } else {
+      this.djFigures.setattrs++;
+    }
+    this.refillCredit();
+  }
+
+  /**
+   * The FUSE thread may apply setattrs of `inode` (whose object id a create
+   * or open through the core gave) and hand over their records.
+   */
+  private journalNode(inode: Inode, res: OpenResult): void {
+    if (res.id === null || !this.directJournal || !this.directIo || this.fs.sink?.asyncMode !== true || !this.session || this.closed) return;
+    if (inode.journalId === res.id) return;
+    inode.journalId = res.id;
+    ll.journalNode(this.session, inode.nodeid, true);
+  }
+
   /**
    * Resolves true once every journalled direct write that may have started
    * before the call has its record appended (for the mirror's checkpoint):
@@ -386,6 +413,8 @@ export class FuseAdapter {
       directBytes: c?.[1] ?? 0,
       sentToCore: c?.[2] ?? 0,
       journaled: this.djFigures.journaled,
+      directSetattrs: c?.[4] ?? 0,
+      setattrsJournaled: this.djFigures.setattrs,
       creditBytes: c?.[3] ?? 0,
       creditOutBytes: this.creditOut,
     };
@@ -620,6 +649,10 @@ export class FuseAdapter {
     }
     if (r.op === OP.written) {
       this.journalWritten(r);
+      return;
+    }
+    if (r.op === OP.applied) {
+      this.journalApplied(r);
       return;
     }
     if (r.op === OP.mark) {
@@ -950,6 +983,7 @@ export class FuseAdapter {
         let delivered = false;
         answer(() => { delivered = ll.replyOpen(r.req, res.handle, fd, flags); });
         if (!delivered) await this.closeHandle(inode, res.handle);
+        else this.journalNode(inode, res);
         return;
       }
       case OP.create: {
@@ -964,6 +998,7 @@ export class FuseAdapter {
         let delivered = false;
         answer(() => { delivered = ll.replyCreate(r.req, inode.nodeid, encodeAttr(st), this.attrTimeout, this.entryTimeout, res.handle, fd, flags); });
         if (!delivered) await this.closeHandle(inode, res.handle);
+        else this.journalNode(inode, res);
         return;
       }
       case OP.read: {

@@ -1,8 +1,9 @@
 // Journalled direct writes (docs/mirroring.md, issue 16): on a mirrored mount
-// in async mode the FUSE thread applies writes itself and hands the core only
-// their records. Seeded random writes, overwrites, truncates, fsyncs and
-// reopens through several handles of several files, the same ops on a native
-// copy; then `strata sync`, and the mount, the store (`strata verify`) and
+// in async mode the FUSE thread applies writes (and setattrs of mode, owner
+// and times) itself and hands the core only their records. Seeded random
+// writes, overwrites, truncates, chmods, chowns, utimes (by name and through
+// the handle), fsyncs and reopens through several handles of several files,
+// the same ops on a native copy; then `strata sync`, and the mount, the store (`strata verify`) and
 // the archive's copy of every file must equal the native copy. The counters
 // in `strata status` must show the direct path was taken — and that it was
 // not with --no-direct-journal, with STRATA_DIRECT_JOURNAL=0, or in sync mode.
@@ -12,8 +13,8 @@
 //
 //   STRATA_DIRECT_JOURNAL_SEED=<seed> npx ava dist/test/integration/mirror-direct-journal.test.js   # replay one seed
 import test, { type ExecutionContext } from 'ava';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { chmod, chown, open, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { withMirroredMount, syncMount, assertConverged, readFromArchive, type MirroredMount } from '../helpers/mirror.js';
 import { strata } from '../helpers/mount.js';
@@ -30,6 +31,8 @@ interface DirectJournal {
   active: boolean;
   directWrites: number;
   directBytes: number;
+  directSetattrs: number;
+  setattrsJournaled: number;
   sentToCore: number;
   journaled: number;
 }
@@ -63,7 +66,7 @@ async function workload(t: ExecutionContext, seed: number, mnt: string, native: 
       const f = rng.int(0, FILES - 1);
       const h = rng.int(0, HANDLES - 1);
       const dice = rng.int(0, 99);
-      if (dice < 70) {
+      if (dice < 60) {
         const off = rng.int(0, MAX_OFF);
         const len = rng.int(1, MAX_LEN);
         const data = Buffer.allocUnsafe(len);
@@ -77,10 +80,25 @@ async function workload(t: ExecutionContext, seed: number, mnt: string, native: 
           if (bytesWritten !== len) throw new Error(`short write at op ${i}`);
         }
         writes++;
-      } else if (dice < 80) {
+      } else if (dice < 70) {
         const size = rng.int(0, MAX_OFF);
         for (let s = 0; s < sides.length; s++) await handles[s]![f]![h]!.truncate(size);
-      } else if (dice < 90) {
+      } else if (dice < 76) {
+        // Attributes (journalled direct setattrs), by name or through the handle.
+        const kind = rng.int(0, 2);
+        const byName = rng.int(0, 1) === 0;
+        const mode = 0o600 | rng.int(0, 0o77);
+        const uid = rng.int(0, 3);
+        const gid = rng.int(0, 3);
+        const when = new Date(Date.UTC(2001, 0, 1) + rng.int(0, 1e9) * 1000);
+        for (let s = 0; s < sides.length; s++) {
+          const path = join(sides[s]!, `f${f}`);
+          const fh = handles[s]![f]![h]!;
+          if (kind === 0) await (byName ? chmod(path, mode) : fh.chmod(mode));
+          else if (kind === 1) await (byName ? chown(path, uid, gid) : fh.chown(uid, gid));
+          else await (byName ? utimes(path, when, when) : fh.utimes(when, when));
+        }
+      } else if (dice < 86) {
         for (let s = 0; s < sides.length; s++) await (rng.int(0, 1) === 0 ? handles[s]![f]![h]!.sync() : handles[s]![f]![h]!.datasync());
       } else {
         // Close and open again (flush and release; a new handle).
@@ -102,6 +120,9 @@ async function compare(t: ExecutionContext, m: MirroredMount, native: string, la
     const want = readFileSync(join(native, `f${f}`));
     const got = readFileSync(join(m.mnt, `f${f}`));
     t.true(got.equals(want), `${label}: f${f} on the mount (${got.length} bytes) differs from the native copy (${want.length})`);
+    const [a, b] = [statSync(join(m.mnt, `f${f}`)), statSync(join(native, `f${f}`))];
+    // (mtimes differ from the native copy's: each side's writes set their own; the archive's are `strata verify`'s.)
+    t.deepEqual([a.mode, a.uid, a.gid, a.size], [b.mode, b.uid, b.gid, b.size], `${label}: f${f} mode, owner, size`);
     const archived = await readFromArchive(m.archiveUrl, m.volume, `f${f}`, m.tokenFile);
     t.true(archived !== null && archived.equals(want), `${label}: f${f} on the archive (${archived?.length ?? 'none'} bytes) differs from the native copy (${want.length})`);
   }
@@ -128,6 +149,8 @@ test('async mirror: writes are applied on the FUSE thread and journalled from it
   t.true(dj.directWrites > 0, 'no write was applied on the FUSE thread');
   t.true(dj.sentToCore > 0, 'no write lacked credit');
   t.is(dj.journaled, dj.directWrites, 'every write applied on the FUSE thread was journalled');
+  t.true(dj.directSetattrs > 0, 'no setattr was applied on the FUSE thread');
+  t.is(dj.setattrsJournaled, dj.directSetattrs, 'every setattr applied on the FUSE thread was journalled');
   // Every write of the workload went one way or the other (a write(2) is one FUSE request here: at most 300 KiB).
   t.true(dj.directWrites + dj.sentToCore >= writes, `${dj.directWrites} direct + ${dj.sentToCore} through the core < ${writes} writes`);
 });
@@ -136,6 +159,7 @@ test('--no-direct-journal: every write goes through the core', async (t) => {
   const { dj } = await run(t, { extraArgs: ['--no-direct-journal'] });
   t.false(dj.enabled);
   t.is(dj.directWrites, 0);
+  t.is(dj.directSetattrs, 0);
 });
 
 test('STRATA_DIRECT_JOURNAL=0: every write goes through the core', async (t) => {
@@ -148,4 +172,5 @@ test('sync mode: every write goes through the core', async (t) => {
   const { dj } = await run(t, { extraArgs: ['--mirror', 'sync'] });
   t.false(dj.active);
   t.is(dj.directWrites, 0);
+  t.is(dj.directSetattrs, 0);
 });

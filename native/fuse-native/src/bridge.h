@@ -53,7 +53,9 @@
 // made; failed: an error the FUSE thread answered; written: a write the FUSE
 // thread applied to a journalled store, for JavaScript to journal (fastpath.c,
 // "journalled direct writes"); mark: a marker JavaScript asked for with
-// journalMark, behind every notice queued before it). Exported as `ops`.
+// journalMark, behind every notice queued before it; applied: a setattr the
+// FUSE thread applied to a journalled store, with the attributes after it).
+// Exported as `ops`.
 #define BRIDGE_OPS(X) \
   X(INIT, init) X(LOOKUP, lookup) X(FORGET, forget) X(GETATTR, getattr) X(SETATTR, setattr) \
   X(READLINK, readlink) X(MKNOD, mknod) X(MKDIR, mkdir) X(UNLINK, unlink) X(RMDIR, rmdir) \
@@ -62,7 +64,7 @@
   X(RELEASEDIR, releasedir) X(FSYNCDIR, fsyncdir) X(STATFS, statfs) X(SETXATTR, setxattr) \
   X(GETXATTR, getxattr) X(LISTXATTR, listxattr) X(REMOVEXATTR, removexattr) X(ACCESS, access) \
   X(CREATE, create) X(FALLOCATE, fallocate) X(EXIT, exit) X(NEWNODE, newnode) X(FAILED, failed) \
-  X(WRITTEN, written) X(MARK, mark)
+  X(WRITTEN, written) X(MARK, mark) X(APPLIED, applied)
 
 enum {
 #define BRIDGE_OP_ENUM(c, n) LL_##c,
@@ -157,6 +159,8 @@ enum {
 // journalled direct write takes is its size plus this). Exported as
 // `constants.JOURNAL_WRITE_OVERHEAD`.
 #define LL_JOURNAL_WRITE_OVERHEAD 128
+// ... and a setattr record (`constants.JOURNAL_SETATTR_BYTES`).
+#define LL_JOURNAL_SETATTR_BYTES 512
 
 // fi->fh: bits 0-31 the JavaScript handle (`constants.HANDLE_MAX`), bits 32-59
 // direct descriptor + 1, bit 60 journalled direct write, bit 61 passthrough,
@@ -222,6 +226,7 @@ typedef struct bridge_node {
   int dead;                // out of the table; freed when refs drops to 0
   int settled;             // JavaScript vouched that fstat is the truth (settled.c)
   uint32_t settled_seq;    // bumped by every revoke (and when the entry dies)
+  int journal;             // JavaScript knows the node's object id: its setattrs may be journalled from notices (journal.c)
   struct bridge_node *next;                // hash chain
   struct bridge_node *lru_prev, *lru_next; // recency list
 } bridge_node_t;
@@ -285,6 +290,7 @@ typedef struct bridge_session {
   uint64_t dj_direct;      // writes applied here and handed to JavaScript as notices
   uint64_t dj_bytes;       // ... their bytes
   uint64_t dj_sent;        // writes of journal-write handles sent to JavaScript as requests (no credit, killpriv, tracked, off)
+  uint64_t dj_setattrs;    // setattrs applied here and handed to JavaScript as notices
   uint64_t node_gen;       // bumped by resetNodes: descriptors taken before belong to another store
   // The node table (nodes.c), under nodes_lock.
   pthread_mutex_t nodes_lock;
@@ -380,6 +386,12 @@ void nocaps_set (uint64_t nodeid, int known);
 // A write of a journal-write handle (LL_FH_JOURNAL_WRITE): 1 when applied here
 // (a `written` notice queued ahead of the reply), 0 when JavaScript must.
 int journal_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi, int kill_suidgid);
+// A setattr (mode, owner, times; no size) of a node JavaScript marked with
+// journalNode: 1 when applied here (an `applied` notice queued ahead of the
+// reply), 0 when JavaScript must.
+int journal_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set);
+// JavaScript knows (on) or forgets the object id of node `nodeid`; 1 when it has an entry.
+int node_set_journal (bridge_session_t *s, uint64_t nodeid, int on);
 
 // ---- track.c ---------------------------------------------------------------------------
 
@@ -497,6 +509,7 @@ napi_value js_journal_flip (napi_env env, napi_callback_info info);
 napi_value js_journal_active (napi_env env, napi_callback_info info);
 napi_value js_journal_mark (napi_env env, napi_callback_info info);
 napi_value js_journal_counts (napi_env env, napi_callback_info info);
+napi_value js_journal_node (napi_env env, napi_callback_info info);
 napi_value js_track_reset (napi_env env, napi_callback_info info);
 napi_value js_track_mark (napi_env env, napi_callback_info info);
 napi_value js_track_forget (napi_env env, napi_callback_info info);

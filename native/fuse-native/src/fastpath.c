@@ -208,7 +208,8 @@ int fast_getattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fu
 // O_PATH descriptor (/proc/self/fd/N for the calls that do not take one). A
 // symbolic link goes to JavaScript.
 int fast_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
-  if (!fast_on(s, LL_FAST_WRITE)) return 0;
+  // A journalled store: applied here and journalled by JavaScript (journal.c), or a request.
+  if (!fast_on(s, LL_FAST_WRITE)) return journal_setattr(s, req, ino, attr, to_set);
   int fd = fh_is_direct(fi) ? direct_fd(fi->fh) : -1;
   bridge_node_t *n = fd < 0 ? node_acquire(s, ino) : NULL;
   if (fd < 0 && n == NULL) return 0;

@@ -1,4 +1,4 @@
-// journal.c - journalled direct writes: the FUSE thread applies a write to a
+// journal.c - journalled direct writes (and setattrs): the FUSE thread applies a write to a
 // journalled (mirrored) store itself and hands JavaScript only what the
 // journal needs (docs/mirroring.md, "Journalled direct writes").
 //
@@ -41,8 +41,11 @@
 #include "bridge.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdbool.h>
 #include <unistd.h>
 
 static int take_credit (bridge_session_t *s, int64_t cost) {
@@ -129,6 +132,93 @@ to_js:
   return 0;
 }
 
+// Setattrs the same way (mode, owner, times; a size change goes to
+// JavaScript, which may have to fetch or discard archive data and records
+// it itself): of a regular file whose object id JavaScript knows (it marked
+// the node with journalNode when a create or open through it gave the id),
+// applied here through the node's descriptor in the core's order (mode,
+// owner, times), then an `applied` notice with the attributes after it (the
+// setattr record's) goes ahead of the reply. Taken as a write: credit
+// (LL_JOURNAL_SETATTR_BYTES), the phase count, one notice per credit taken.
+int journal_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set) {
+  if ((to_set & (FUSE_SET_ATTR_SIZE | LL_SETATTR_KILL_SUIDGID)) != 0 || s->closed || !journal_on(s)) return 0;
+  bridge_node_t *n = node_acquire(s, ino);
+  if (n == NULL) return 0;
+  struct stat st;
+  if (!__atomic_load_n(&n->journal, __ATOMIC_ACQUIRE) || fstat(n->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    node_release(s, n);
+    return 0;
+  }
+  bridge_req_t *r = req_new(s, NULL, LL_APPLIED, ino);
+  if (r == NULL) { node_release(s, n); return 0; }
+  int64_t cost = LL_JOURNAL_SETATTR_BYTES;
+  __atomic_add_fetch(&s->direct_changes, 1, __ATOMIC_SEQ_CST);
+  uint32_t phase = __atomic_load_n(&s->dj_phase, __ATOMIC_SEQ_CST) & 1;
+  __atomic_add_fetch(&s->dj_active[phase], 1, __ATOMIC_SEQ_CST);
+  if (!journal_on(s) || !take_credit(s, cost)) {
+    __atomic_sub_fetch(&s->dj_active[phase], 1, __ATOMIC_SEQ_CST);
+    __atomic_sub_fetch(&s->direct_changes, 1, __ATOMIC_SEQ_CST);
+    node_release(s, n);
+    req_free(r);
+    return 0;
+  }
+  int pfd = n->fd;
+  char proc[64];
+  snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
+  int err = 0;
+  if (to_set & FUSE_SET_ATTR_MODE) {
+    if (chmod(proc, attr->st_mode & 07777) != 0) err = errno;
+  }
+  if (err == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+    uid_t u = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t) -1;
+    gid_t g = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t) -1;
+    if (fchownat(pfd, "", u, g, AT_EMPTY_PATH) != 0) err = errno;
+  }
+  if (err == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW))) {
+    struct timespec ts[2];
+    ts[0].tv_sec = 0; ts[0].tv_nsec = UTIME_OMIT;
+    ts[1] = ts[0];
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) ts[0].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_ATIME) ts[0] = attr->st_atim;
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) ts[1].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_MTIME) ts[1] = attr->st_mtim;
+    if (utimensat(AT_FDCWD, proc, ts, 0) != 0) err = errno;
+  }
+  // The attributes after it, whatever part applied: the record says what the store holds.
+  int serr = fstat(pfd, &st) == 0 ? 0 : errno;
+  node_release(s, n);
+  r->size = (double) cost;
+  if (serr == 0) { r->pre_st = st; r->has_pre = 1; }
+  // Ahead of the reply: every later request is behind it in the queue.
+  req_notify(s, r);
+  __atomic_sub_fetch(&s->dj_active[phase], 1, __ATOMIC_SEQ_CST);
+  __atomic_sub_fetch(&s->direct_changes, 1, __ATOMIC_SEQ_CST);
+  if (err == 0) err = serr;
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    bridge_req_t *f = req_new(s, NULL, LL_FAILED, ino);
+    if (f != NULL) { f->mode = (uint32_t) err; f->rdev = LL_SETATTR; req_notify(s, f); }
+  } else {
+    fuse_reply_attr(req, &st, s->attr_timeout);
+    __atomic_fetch_add(&s->dj_setattrs, 1, __ATOMIC_RELAXED);
+  }
+  fast_count(s, LL_SETATTR);
+  return 1;
+}
+
+// journalNode(session, nodeid, on) -> whether the node has an entry: JavaScript
+// knows (on) the node's object id, so its setattrs may be applied on the FUSE
+// thread and journalled from notices (journal_setattr), or no longer (off).
+napi_value js_journal_node (napi_env env, napi_callback_info info) {
+  JS_ARGS(3)
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  if (s->closed || !nodes_ready(s)) return js_bool(env, 0);
+  bool on = false;
+  napi_get_value_bool(env, argv[2], &on);
+  return js_bool(env, node_set_journal(s, (uint64_t) js_dbl(env, argv[1]), on));
+}
+
 // journalGrant(session, bytes): JavaScript reserved `bytes` of the journal's room for direct writes.
 napi_value js_journal_grant (napi_env env, napi_callback_info info) {
   JS_ARGS(2)
@@ -184,19 +274,20 @@ napi_value js_journal_mark (napi_env env, napi_callback_info info) {
 
 // journalCounts(session) -> [writes applied here and handed over as notices,
 // their bytes, writes of journal-write handles sent to JavaScript as requests,
-// credit left].
+// credit left, setattrs applied here and handed over as notices].
 napi_value js_journal_counts (napi_env env, napi_callback_info info) {
   JS_ARGS(1)
   bridge_session_t *s = js_session(env, argv[0]);
   if (s == NULL) return NULL;
   napi_value ab, arr;
   void *data;
-  napi_create_arraybuffer(env, 4 * sizeof(double), &data, &ab);
+  napi_create_arraybuffer(env, 5 * sizeof(double), &data, &ab);
   double *d = (double *) data;
   d[0] = (double) __atomic_load_n(&s->dj_direct, __ATOMIC_RELAXED);
   d[1] = (double) __atomic_load_n(&s->dj_bytes, __ATOMIC_RELAXED);
   d[2] = (double) __atomic_load_n(&s->dj_sent, __ATOMIC_RELAXED);
   d[3] = (double) __atomic_load_n(&s->dj_credit, __ATOMIC_SEQ_CST);
-  napi_create_typedarray(env, napi_float64_array, 4, ab, 0, &arr);
+  d[4] = (double) __atomic_load_n(&s->dj_setattrs, __ATOMIC_RELAXED);
+  napi_create_typedarray(env, napi_float64_array, 5, ab, 0, &arr);
   return arr;
 }

@@ -94,6 +94,7 @@ static napi_value constants (napi_env env) {
   // A write or fallocate record's kill flag (handle_killpriv_v2).
   set_u32(env, c, "WRITE_KILL_SUIDGID", LL_WRITE_KILL_SUIDGID);
   set_u32(env, c, "JOURNAL_WRITE_OVERHEAD", LL_JOURNAL_WRITE_OVERHEAD);
+  set_u32(env, c, "JOURNAL_SETATTR_BYTES", LL_JOURNAL_SETATTR_BYTES);
 
   return frozen(env, c);
 }
@@ -122,6 +123,7 @@ static napi_value init (napi_env env, napi_value exports) {
   export_fn(env, exports, "journalActive", js_journal_active);
   export_fn(env, exports, "journalMark", js_journal_mark);
   export_fn(env, exports, "journalCounts", js_journal_counts);
+  export_fn(env, exports, "journalNode", js_journal_node);
   export_fn(env, exports, "trackReset", js_track_reset);
   export_fn(env, exports, "trackMark", js_track_mark);
   export_fn(env, exports, "trackForget", js_track_forget);

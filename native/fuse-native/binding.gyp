@@ -10,6 +10,7 @@
       "src/nodes.c",
       "src/fastpath.c",
       "src/track.c",
+      "src/journal.c",
       "src/passthrough.c",
       "src/settled.c",
       "src/napi_util.c"

@@ -12,7 +12,7 @@ export type OpName =
   'init' | 'lookup' | 'forget' | 'getattr' | 'setattr' | 'readlink' | 'mknod' | 'mkdir' | 'unlink' | 'rmdir' |
   'symlink' | 'rename' | 'link' | 'open' | 'read' | 'write' | 'flush' | 'release' | 'fsync' | 'opendir' |
   'readdir' | 'releasedir' | 'fsyncdir' | 'statfs' | 'setxattr' | 'getxattr' | 'listxattr' | 'removexattr' |
-  'access' | 'create' | 'fallocate' | 'exit' | 'newnode' | 'failed';
+  'access' | 'create' | 'fallocate' | 'exit' | 'newnode' | 'failed' | 'written' | 'mark' | 'applied';
 
 export type AttrField =
   'INO_LO' | 'INO_HI' | 'MODE' | 'NLINK' | 'UID' | 'GID' | 'RDEV' | 'SIZE' | 'BLKSIZE' | 'BLOCKS' |
@@ -21,8 +21,8 @@ export type SetattrArgField = 'UID' | 'GID' | 'ATIME_S' | 'ATIME_NS' | 'MTIME_S'
 export type SetattrBit = 'MODE' | 'UID' | 'GID' | 'SIZE' | 'ATIME' | 'MTIME' | 'ATIME_NOW' | 'MTIME_NOW' | 'KILL_SUIDGID';
 export type StatfsField = 'BSIZE' | 'FRSIZE' | 'BLOCKS' | 'BFREE' | 'BAVAIL' | 'FILES' | 'FFREE' | 'FAVAIL' | 'NAMEMAX';
 export type DirentField = 'INO_LO' | 'INO_HI' | 'MODE';
-export type OpenFlag = 'KEEP_CACHE' | 'DIRECT_IO' | 'DIRECT_READ' | 'DIRECT_WRITE';
-export type FastFlag = 'READ' | 'WRITE' | 'TRACK' | 'SETTLED';
+export type OpenFlag = 'KEEP_CACHE' | 'DIRECT_IO' | 'DIRECT_READ' | 'DIRECT_WRITE' | 'JOURNAL_WRITE';
+export type FastFlag = 'READ' | 'WRITE' | 'TRACK' | 'SETTLED' | 'JOURNAL';
 
 export interface Constants {
   /** The root's node id (FUSE_ROOT_ID). */
@@ -52,6 +52,10 @@ export interface Constants {
    * CAP_FSETID and set-ID bits must go (handle_killpriv_v2).
    */
   readonly WRITE_KILL_SUIDGID: number;
+  /** Journal bytes a write record takes besides its payload: a journalled direct write takes its size plus this in credit. */
+  readonly JOURNAL_WRITE_OVERHEAD: number;
+  /** Journal bytes a setattr record is counted for: the credit a journalled direct setattr takes. */
+  readonly JOURNAL_SETATTR_BYTES: number;
 }
 
 /** What the connection negotiated at INIT (features()), and passthrough's counters. */
@@ -131,6 +135,34 @@ export function notifyInvalEntry(session: Session, parent: number, name: string)
 export function notifyInvalLater(session: Session, nodeid: number, offset: number, length: number, name?: string): number;
 /** Direct writes and fallocates running on FUSE threads right now (0 after fastPaths with TRACK: none goes untracked). */
 export function directChanges(session: Session): number;
+/**
+ * Journalled direct writes (src/journal.c): `bytes` more credit (journal room
+ * JavaScript reserved) for writes the FUSE thread applies itself on handles
+ * opened with constants.open.JOURNAL_WRITE while constants.fast.JOURNAL is on.
+ * Each such write takes its size + JOURNAL_WRITE_OVERHEAD and queues a
+ * `written` notice (node in ino, handle in fh, offset in off, bytes in data,
+ * the credit taken in size) ahead of its reply.
+ */
+export function journalGrant(session: Session, bytes: number): void;
+/**
+ * JavaScript knows (true) the object id of node `nodeid`, or no longer
+ * (false): with constants.fast.JOURNAL the FUSE thread applies the node's
+ * setattrs (mode, owner, times; not size) itself when it is a regular file,
+ * and queues an `applied` notice (node in ino, the attributes after it in
+ * attrs, the credit taken in size) ahead of the reply. Returns whether the
+ * node has a descriptor (none: nothing kept).
+ */
+export function journalNode(session: Session, nodeid: number, known: boolean): boolean;
+/** Takes back the credit no write has taken yet; returns it. */
+export function journalRevoke(session: Session): number;
+/** Writes starting from now count in the other phase; returns the phase they counted in until now. */
+export function journalFlip(session: Session): number;
+/** Journalled direct writes of `phase` that have not queued their notice yet. */
+export function journalActive(session: Session, phase: number): number;
+/** Queues a `mark` notice (token in off) behind everything queued so far; false when the queue is closed. */
+export function journalMark(session: Session, token: number): boolean;
+/** [writes applied on the FUSE thread and journalled from notices, their bytes, writes of journal-write handles sent as requests, credit left, setattrs applied on the FUSE thread]. */
+export function journalCounts(session: Session): Float64Array;
 /**
  * Checkpoints' clearance table (src/track.c): nothing is clear any more; blocks
  * are `blockSize` bytes (a power of two). Call before a checkpoint starts, then

@@ -47,6 +47,7 @@ function daemonOptions(cmd: Command): void {
     .option('--allow-other', 'let other users use the mount (always with default_permissions)')
     .option('--writeback-cache', 'let the kernel cache writes and send them in batches (faster small writes; not with --mirror sync; docs/fuse-bridge.md)')
     .option('--no-passthrough', 'do not ask the kernel for FUSE passthrough (reads of local files served by the kernel from the store; docs/fuse-bridge.md)')
+    .option('--no-direct-journal', 'on a mirrored mount, send every write to the core instead of letting the FUSE thread apply it and hand the core its journal record (docs/mirroring.md)')
     .option('--no-killpriv-v2', 'do not ask the kernel for handle_killpriv_v2 (strata drops set-ID bits on write and truncate itself; docs/fuse-bridge.md)')
     .option('--no-parallel-dirops', 'do not ask the kernel for parallel directory operations (lookups and readdirs of one directory one at a time; docs/fuse-bridge.md)')
     .option('--mirror <mode>', 'async (default: fsync waits for the archive) or sync (every change waits)')

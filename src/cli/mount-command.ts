@@ -28,6 +28,8 @@ export interface MountCliOptions {
   writebackCache?: boolean;
   /** false: --no-passthrough. */
   passthrough?: boolean;
+  /** false: --no-direct-journal. */
+  directJournal?: boolean;
   /** false: --no-killpriv-v2. */
   killprivV2?: boolean;
   /** false: --no-parallel-dirops. */
@@ -79,6 +81,7 @@ function mountOptions(o: MountCliOptions): MountOptions {
   if (o.passthrough === false) m.passthrough = false;
   if (o.killprivV2 === false) m.handleKillprivV2 = false;
   if (o.parallelDirops === false) m.parallelDirops = false;
+  if (o.directJournal === false) m.directJournal = false;
   if (o.debugFuse) m.debug = true;
   return m;
 }
@@ -261,6 +264,7 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
   if (o.passthrough === false) args.push('--no-passthrough');
   if (o.killprivV2 === false) args.push('--no-killpriv-v2');
   if (o.parallelDirops === false) args.push('--no-parallel-dirops');
+  if (o.directJournal === false) args.push('--no-direct-journal');
   if (o.archive !== undefined) args.push('--archive', o.archive);
   if (o.volume !== undefined) args.push('--volume', o.volume);
   if (o.mirror !== undefined) args.push('--mirror', o.mirror);

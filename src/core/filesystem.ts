@@ -546,6 +546,37 @@ export class Filesystem {
   }
 
   /**
+   * A write the FUSE thread applied to the store itself through `handle`'s
+   * descriptor (journalled direct writes, docs/mirroring.md): records it as
+   * write() would have, in the order the notices come (the bridge queues each
+   * ahead of its reply, so every later request comes after). Synchronous:
+   * nothing can come between the notice and its record. False when nothing
+   * was recorded (no sink, no such handle, a file with no id: detached by a
+   * swap).
+   */
+  recordDirectWrite(handle: number, position: number, data: Buffer): boolean {
+    const sink = this.changeSink;
+    const f = this.handles.get(handle);
+    if (!sink || f === undefined || f.kind !== 'file' || f.id === null || data.length === 0) return false;
+    for (let off = 0; off < data.length; off += MAX_WRITE_BYTES) {
+      sink.append({ op: 'write', id: f.id, offset: position + off, data: data.subarray(off, Math.min(data.length, off + MAX_WRITE_BYTES)) });
+    }
+    // Size and mtime follow in a setattr at flush, fsync or release.
+    f.dirty = true;
+    return true;
+  }
+
+  /**
+   * A setattr the FUSE thread applied to the object `id` (journalled direct
+   * setattrs): its record, with the attributes after it, at once.
+   */
+  recordDirectSetattr(id: ObjectId, st: Parameters<typeof attrsFromStat>[0]): boolean {
+    if (!this.changeSink) return false;
+    this.changeSink.append({ op: 'setattr', id, attrs: attrsFromStat(st) });
+    return true;
+  }
+
+  /**
    * Copies `length` bytes of the descriptor `srcFd` at `srcOffset` into the
    * open file `handle` at `position`, as a write would (a rollback putting
    * back saved blocks): guarded and recorded like one; the native block copy

@@ -8,7 +8,7 @@ import { LOOP_PROBE_MS, loopLateness } from './loop-lateness.js';
 import type { Server } from 'node:net';
 import { LocalStore } from '../store/local-store.js';
 import { Filesystem } from '../core/filesystem.js';
-import { FuseAdapter, type MountOptions } from '../fuse/adapter.js';
+import { FuseAdapter, type MountOptions, type DirectJournalStatus } from '../fuse/adapter.js';
 import type { Features } from '../fuse/bridge.js';
 import type { Logger } from '../log/logger.js';
 import { serveControl, callControl, type ControlRequest } from './control.js';
@@ -116,6 +116,8 @@ export interface DaemonStatus {
    * (a block to save first). Counted since the mount.
    */
   checkpointWrites: { direct: number; sentToCore: number };
+  /** Journalled direct writes (docs/mirroring.md): on or off, how many writes the FUSE thread journalled through notices, how many went to the core. */
+  directJournal: DirectJournalStatus | null;
   /** The spare store and swap (docs/swap.md). */
   swap: SwapStatus | null;
 }
@@ -171,7 +173,7 @@ export class MountDaemon {
       storeArg: resolve(this.config.store), store: this.store, mountpoint: this.mountpoint, log: this.log,
       adapter: () => this.adapter, fs: () => this.fs,
       mirror: () => (this.mirror && this.config.mirror ? { mirror: this.mirror, opts: { ...this.config.mirror, mountpoint: this.mountpoint } } : null),
-      setMirror: (m) => { this.mirror = m; },
+      setMirror: (m) => { this.mirror = m; this.wireDirectJournal(); },
       checkpoints: () => (this.state === 'serving' ? this.checkpoints : null),
       storeSwitched: (oldRoot) => this.checkpointsFollowSwap(oldRoot),
       spareDiscarding: async (dir) => {
@@ -201,6 +203,7 @@ export class MountDaemon {
     // which no journal record would carry to the archive (docs/fuse-bridge.md).
     const killpriv = this.config.mirror ? { handleKillprivV2: false } : {};
     this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options, ...killpriv }, adapterLog);
+    this.wireDirectJournal();
     // The restore tells the adapter before it changes an object behind the kernel (vouches for settled nodes).
     if (this.onDemand) this.onDemand.settleWatch = this.adapter.settleWatch;
     this.installObservers();
@@ -257,6 +260,7 @@ export class MountDaemon {
       eventLoopDelayMs: { ...this.loopWindow, maxSinceStart: this.loopMax },
       checkpoints: this.checkpoints?.list() ?? [],
       checkpointWrites: this.adapter?.trackCounts() ?? { direct: 0, sentToCore: 0 },
+      directJournal: this.adapter?.directJournalStatus() ?? null,
       swap: this.swap?.status() ?? null,
     };
   }
@@ -268,6 +272,18 @@ export class MountDaemon {
       shipped: { records: this.mirror?.shipper.shippedRecords ?? 0, bytes: this.mirror?.shipper.shippedBytes ?? 0 },
       restoreWalk: this.background?.walkState() ?? { queued: 0, visiting: 0 },
     };
+  }
+
+  /**
+   * Journalled direct writes (docs/mirroring.md): the mirror's checkpoint
+   * waits for the FUSE thread's writes that may precede it, and a full
+   * journal takes the FUSE thread's unused credit back first.
+   */
+  private wireDirectJournal(): void {
+    const m = this.mirror;
+    if (!m) return;
+    m.beforeCheckpoint = () => this.adapter?.directWritesJournaled() ?? Promise.resolve(true);
+    m.reclaimReserved = () => this.adapter?.revokeCredit();
   }
 
   /** Connects config.observers to what exists so far (the adapter, the mirror, the restore). */

@@ -8,11 +8,12 @@ import { ll, FC, type Session, type Features } from './bridge.js';
 import type { BigIntStats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Filesystem, Caller, OpenResult, DirEntryInfo, ObjectRef, SetattrChanges } from '../core/filesystem.js';
+import type { ChangeSink } from '../ports/change-sink.js';
 import type { SettleWatch } from '../ports/restore-hooks.js';
 import { errnoOf, isExpectedError, FsError } from '../errors/errno.js';
 import type { Logger } from '../log/logger.js';
 import { InodeTable, ROOT_NODEID, type Inode } from './inode-table.js';
-import { encodeAttr, encodeDirEntries, encodeStatfs, inoOfAttrs } from './attr-encoding.js';
+import { encodeAttr, encodeDirEntries, encodeStatfs, inoOfAttrs, statOfAttrs } from './attr-encoding.js';
 import { RequestHold, countsAsInFlight, type HoldFigures } from './request-hold.js';
 
 /** Open flags of replyOpen/replyCreate, what fastPaths lets the FUSE thread answer, setattr's bits and arguments: all from the bridge's C. */
@@ -94,6 +95,14 @@ export interface MountOptions {
    * STRATA_PARALLEL_DIROPS=0 turns it off too.
    */
   parallelDirops?: boolean;
+  /**
+   * Journalled direct writes (default true): on a mirrored store in async
+   * mode, with no restore under way and nothing tracked, the FUSE thread
+   * applies the writes of files opened through the core itself and hands
+   * the core only their records, ahead of its reply (docs/mirroring.md).
+   * The environment variable STRATA_DIRECT_JOURNAL=0 turns it off too.
+   */
+  directJournal?: boolean;
   /** Name shown in /proc/mounts. */
   fsname?: string;
   /** libfuse's request trace on stderr. */
@@ -110,6 +119,27 @@ export function fuseOptionString(opts: MountOptions): string {
   if (opts.parallelDirops !== false && process.env['STRATA_PARALLEL_DIROPS'] !== '0') list.push('parallel_dirops');
   if (opts.debug) list.push('debug');
   return list.join(',');
+}
+
+/** Journalled direct writes, for `strata status` (FuseAdapter.directJournalStatus). */
+export interface DirectJournalStatus {
+  /** Asked for (not turned off by --no-direct-journal, STRATA_DIRECT_JOURNAL=0 or --no-direct-io). */
+  enabled: boolean;
+  /** On right now (a mirrored store in async mode, no restore, nothing tracked, no swap hold). */
+  active: boolean;
+  /** Writes the FUSE thread applied and handed over as notices, and their bytes. */
+  directWrites: number;
+  directBytes: number;
+  /** Writes of journal-write handles that went to the core as requests (no credit, path off, killpriv). */
+  sentToCore: number;
+  /** Write notices journalled here. */
+  journaled: number;
+  /** Setattrs (mode, owner, times) the FUSE thread applied and handed over, and those journalled here. */
+  directSetattrs: number;
+  setattrsJournaled: number;
+  /** Credit the FUSE thread has left, and credit out (left + notices not yet journalled). */
+  creditBytes: number;
+  creditOutBytes: number;
 }
 
 interface Request {
@@ -161,6 +191,17 @@ export class FuseAdapter {
   private hold: RequestHold<Request> | null = null;
   /** Requests that countsAsInFlight handed to the core and not answered yet. */
   private namedInFlight = 0;
+  /** Journalled direct writes are wanted (MountOptions.directJournal). */
+  private readonly directJournal: boolean;
+  /** Journal room the FUSE thread holds as credit, or owes notices for (reserved in creditSink). */
+  private creditOut = 0;
+  private creditSink: ChangeSink | null = null;
+  private creditTimer: NodeJS.Timeout | null = null;
+  /** Writes journalled from the FUSE thread's notices, and their bytes. */
+  private readonly djFigures = { notices: 0, journaled: 0, bytes: 0, setattrs: 0 };
+  /** journalMark tokens waited for. */
+  private readonly marks = new Map<number, () => void>();
+  private markToken = 0;
 
   constructor(private readonly fs: Filesystem, readonly mountpoint: string, private readonly opts: MountOptions, log: Logger) {
     this.log = log.child({ component: 'fuse' });
@@ -168,6 +209,7 @@ export class FuseAdapter {
     this.attrTimeout = opts.attrTimeout ?? 60;
     this.entryTimeout = opts.entryTimeout ?? 60;
     this.negativeTimeout = opts.negativeTimeout ?? 60;
+    this.directJournal = opts.directJournal !== false && process.env['STRATA_DIRECT_JOURNAL'] !== '0';
   }
 
   get knownInodes(): number {
@@ -231,11 +273,158 @@ export class FuseAdapter {
    */
   enableFastPaths(): void {
     if (!this.session || this.closed || !this.directIo) return;
+    const journal = this.journalling;
     const flags = this.fs.restoring
       ? FAST.SETTLED | (this.tracked ? FAST.TRACK : 0)
-      : FAST.READ | (this.changesThroughCore ? 0 : FAST.WRITE) | (this.tracked ? FAST.TRACK : 0);
+      : FAST.READ | (this.changesThroughCore ? 0 : FAST.WRITE) | (this.tracked ? FAST.TRACK : 0) | (journal ? FAST.JOURNAL : 0);
     const max = this.opts.nodeTableMax ?? Number(process.env['STRATA_NODE_TABLE_MAX'] ?? 0);
     ll.fastPaths(this.session, this.fs.store.root, flags, this.entryTimeout, this.negativeTimeout, Number.isFinite(max) ? max : 0);
+    this.refillCredit();
+  }
+
+  // ---- journalled direct writes (native/fuse-native/src/journal.c) ----
+
+  /**
+   * The FUSE thread may apply writes of journal-write handles itself: a
+   * mirrored store (in async mode, writable: the sink's reserve says), no
+   * restore under way (a file may still need the archive's data), nothing
+   * tracked (checkpoints keep their own rules), no hold (swap), and the
+   * switch on.
+   */
+  private get journalling(): boolean {
+    const sink = this.fs.sink;
+    return this.directJournal && this.directIo && sink !== null && sink.reserve !== undefined && sink.asyncMode === true &&
+      !this.fs.restoring && !this.tracked && this.hold === null && this.session !== null && !this.closed;
+  }
+
+  /** Credit the FUSE thread keeps at most: journal room it may fill before the core hears of it (I5). */
+  private get creditWindow(): number {
+    const env = Number(process.env['STRATA_DIRECT_JOURNAL_CREDIT'] ?? '');
+    return Number.isFinite(env) && env > 0 ? env : 16 * 1024 * 1024;
+  }
+
+  /**
+   * Tops the FUSE thread's credit up to the window, from the journal's room
+   * (the sink's reserve), or takes it back when the path must be off.
+   */
+  private refillCredit(): void {
+    if (!this.journalling || this.fs.sink !== (this.creditSink ?? this.fs.sink)) {
+      this.revokeCredit();
+      return;
+    }
+    const sink = this.fs.sink!;
+    const window = this.creditWindow;
+    if (this.creditOut > window / 2) return;
+    const got = sink.reserve!(window - this.creditOut);
+    if (got <= 0) return;
+    this.creditSink = sink;
+    this.creditOut += got;
+    ll.journalGrant(this.session!, got);
+    if (this.creditTimer === null) {
+      // Room comes back with the archive's acks, and the sink may turn read-only: look again now and then.
+      this.creditTimer = setInterval(() => this.refillCredit(), 200);
+      this.creditTimer.unref();
+    }
+  }
+
+  /** Takes the FUSE thread's unused credit back (its room goes back to the journal). */
+  revokeCredit(): void {
+    if (this.session === null || this.closed || this.creditOut === 0) return;
+    const left = ll.journalRevoke(this.session);
+    this.creditBack(left);
+  }
+
+  private creditBack(bytes: number): void {
+    this.creditOut = Math.max(0, this.creditOut - bytes);
+    this.creditSink?.unreserve?.(bytes);
+    if (this.creditOut === 0) this.creditSink = null;
+  }
+
+  /** A write the FUSE thread applied (a `written` notice): its record, now. */
+  private journalWritten(r: Request): void {
+    this.djFigures.notices++;
+    this.creditBack(r.size);
+    if (r.data !== undefined && r.data.length > 0) {
+      if (this.fs.recordDirectWrite(r.fh, r.off, r.data)) {
+        this.djFigures.journaled++;
+        this.djFigures.bytes += r.data.length;
+      } else if (this.fs.handles.get(r.fh) === undefined) {
+        this.log.error({ ino: r.ino, fh: r.fh, off: r.off, bytes: r.data.length }, 'a direct write of an unknown handle: not journalled');
+      }
+    }
+    this.refillCredit();
+  }
+
+  /** A setattr the FUSE thread applied (an `applied` notice): its record, now. */
+  private journalApplied(r: Request): void {
+    this.djFigures.notices++;
+    this.creditBack(r.size);
+    const id = this.inodes?.find(r.ino)?.journalId ?? null;
+    if (id === null || r.attrs === undefined || !this.fs.recordDirectSetattr(id, statOfAttrs(r.attrs))) {
+      this.log.error({ ino: r.ino, id }, 'a setattr applied on the FUSE thread could not be journalled');
+    } else {
+      this.djFigures.setattrs++;
+    }
+    this.refillCredit();
+  }
+
+  /**
+   * The FUSE thread may apply setattrs of `inode` (whose object id a create
+   * or open through the core gave) and hand over their records.
+   */
+  private journalNode(inode: Inode, res: OpenResult): void {
+    if (res.id === null || !this.directJournal || !this.directIo || this.fs.sink?.asyncMode !== true || !this.session || this.closed) return;
+    if (inode.journalId === res.id) return;
+    inode.journalId = res.id;
+    ll.journalNode(this.session, inode.nodeid, true);
+  }
+
+  /**
+   * Resolves true once every journalled direct write that may have started
+   * before the call has its record appended (for the mirror's checkpoint):
+   * the writes counted in the phase of before journalFlip have all queued
+   * their notices, and a mark queued after them came out. False after
+   * `timeoutMs` (or when the session is gone and writes were still counted).
+   */
+  async directWritesJournaled(timeoutMs = 2000): Promise<boolean> {
+    const s = this.session;
+    if (s === null || this.closed) return true;
+    const until = Date.now() + timeoutMs;
+    const old = ll.journalFlip(s);
+    while (ll.journalActive(s, old) > 0) {
+      if (Date.now() >= until || this.closed) return false;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    return this.queueDrained(until - Date.now());
+  }
+
+  /** Resolves true once everything queued to this thread before the call has come out; false after `ms`. */
+  private queueDrained(ms: number): Promise<boolean> {
+    const s = this.session;
+    if (s === null || this.closed) return Promise.resolve(true);
+    const token = ++this.markToken;
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => { this.marks.delete(token); resolve(false); }, Math.max(1, ms));
+      this.marks.set(token, () => { clearTimeout(timer); resolve(true); });
+      if (!ll.journalMark(s, token)) { this.marks.delete(token); clearTimeout(timer); resolve(false); }
+    });
+  }
+
+  /** Journalled direct writes: on, counters, credit (`strata status`). */
+  directJournalStatus(): DirectJournalStatus {
+    const c = this.session && !this.closed ? ll.journalCounts(this.session) : null;
+    return {
+      enabled: this.directJournal && this.directIo,
+      active: this.journalling,
+      directWrites: c?.[0] ?? 0,
+      directBytes: c?.[1] ?? 0,
+      sentToCore: c?.[2] ?? 0,
+      journaled: this.djFigures.journaled,
+      directSetattrs: c?.[4] ?? 0,
+      setattrsJournaled: this.djFigures.setattrs,
+      creditBytes: c?.[3] ?? 0,
+      creditOutBytes: this.creditOut,
+    };
   }
 
   /**
@@ -411,6 +600,8 @@ export class FuseAdapter {
           // The kernel connection is gone. Answer what is in flight, then let
           // the bridge free the session: close() answers what is still
           // pending with EIO, and refuses any reply after it.
+          if (this.creditTimer !== null) clearInterval(this.creditTimer);
+          this.creditTimer = null;
           void this.whenIdle(10_000, 0).then(() => {
             this.closed = true;
             const dropped = this.session ? ll.close(this.session) : 0;
@@ -461,6 +652,20 @@ export class FuseAdapter {
     }
     if (r.op === OP.newnode) {
       this.adoptBridgeNode(r);
+      return;
+    }
+    if (r.op === OP.written) {
+      this.journalWritten(r);
+      return;
+    }
+    if (r.op === OP.applied) {
+      this.journalApplied(r);
+      return;
+    }
+    if (r.op === OP.mark) {
+      const done = this.marks.get(r.off);
+      this.marks.delete(r.off);
+      done?.();
       return;
     }
     if (r.op === OP.failed) {
@@ -529,13 +734,15 @@ export class FuseAdapter {
     if (this.hold !== null) throw new Error('requests are held already');
     this.hold = new RequestHold(mode);
     if (this.session && !this.closed) ll.fastPaths(this.session, this.fs.store.root, 0, this.entryTimeout, this.negativeTimeout);
+    this.revokeCredit();
   }
 
   /** Resolves true once no request (but reads) is under way here or on the FUSE thread, false at `deadline`. */
   async quiesce(deadline: number): Promise<boolean> {
     for (;;) {
       const busy = this.session && !this.closed ? ll.fastBusy(this.session) : 0;
-      if (this.namedInFlight === 0 && busy === 0) return true;
+      // Journalled direct writes count in fastBusy until their notices are queued; those must come out too.
+      if (this.namedInFlight === 0 && busy === 0) return this.queueDrained(Math.max(1, deadline - Date.now()));
       if (Date.now() >= deadline) return false;
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
@@ -639,7 +846,10 @@ export class FuseAdapter {
     // A mirrored store journals every write: writes must come through the core.
     // A file still (partly) in the archive is read through the core, which fetches what is missing.
     // Tracked (checkpoints): the FUSE thread writes only blocks already saved (the clearance table).
-    return { fd: res.fd, flags: keep | (res.local ? OPEN.DIRECT_READ : 0) | (this.fs.sink !== null ? 0 : OPEN.DIRECT_WRITE) };
+    // Journalled direct writes: a local file with an id, on a mirrored store (whether the FUSE
+    // thread applies a write itself is decided per write: FAST.JOURNAL, credit).
+    const journal = this.fs.sink?.asyncMode === true && this.directJournal && res.local && res.id !== null && !this.fs.restoring ? OPEN.JOURNAL_WRITE : 0;
+    return { fd: res.fd, flags: keep | (res.local ? OPEN.DIRECT_READ : 0) | (this.fs.sink !== null ? journal : OPEN.DIRECT_WRITE) };
   }
 
   private async handle(r: Request, answer: (f: () => void) => void): Promise<void> {
@@ -780,6 +990,7 @@ export class FuseAdapter {
         let delivered = false;
         answer(() => { delivered = ll.replyOpen(r.req, res.handle, fd, flags); });
         if (!delivered) await this.closeHandle(inode, res.handle);
+        else this.journalNode(inode, res);
         return;
       }
       case OP.create: {
@@ -794,6 +1005,7 @@ export class FuseAdapter {
         let delivered = false;
         answer(() => { delivered = ll.replyCreate(r.req, inode.nodeid, encodeAttr(st), this.attrTimeout, this.entryTimeout, res.handle, fd, flags); });
         if (!delivered) await this.closeHandle(inode, res.handle);
+        else this.journalNode(inode, res);
         return;
       }
       case OP.read: {

@@ -36,6 +36,15 @@ export function encodeAttr(st: BigIntStats): Float64Array {
   return a;
 }
 
+/** What a setattr record needs of an attribute array (attrsFromStat's argument). */
+export function statOfAttrs(a: Float64Array): { mode: bigint; uid: bigint; gid: bigint; size: bigint; rdev: bigint; atimeNs: bigint; mtimeNs: bigint } {
+  const n = (i: number): bigint => BigInt(a[i] ?? 0);
+  return {
+    mode: n(A.MODE), uid: n(A.UID), gid: n(A.GID), size: n(A.SIZE), rdev: n(A.RDEV),
+    atimeNs: n(A.ATIME_S) * NS_PER_S + n(A.ATIME_NS), mtimeNs: n(A.MTIME_S) * NS_PER_S + n(A.MTIME_NS),
+  };
+}
+
 /** The backing inode number in an attribute array. */
 export function inoOfAttrs(attrs: Float64Array): bigint {
   return BigInt(attrs[A.INO_LO] ?? 0) | (BigInt(attrs[A.INO_HI] ?? 0) << 32n);

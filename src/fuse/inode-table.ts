@@ -21,6 +21,12 @@ export class Inode {
   readonly children = new Map<string, Inode>();
   /** Open file handles on this object. */
   readonly handles = new Set<number>();
+  /**
+   * The object's id, once a create or open through the core gave it on a
+   * journalled store: the FUSE thread may then apply its setattrs and hand
+   * over only their records (journalNode; docs/mirroring.md).
+   */
+  journalId: string | null = null;
   nlookup = 0;
   /** The table's store generation when this node was made (see InodeTable.detachAll). */
   private readonly born: number;

@@ -77,7 +77,8 @@ export interface MirrorStatus {
   ackedSeq: number;
   lastSeq: number;
   lag: { records: number; bytes: number; seconds: number };
-  journal: { bytes: number; limitBytes: number; fullPolicy: JournalFullPolicy; segmentsDir: string; writersBlocked: number };
+  /** reservedBytes: room the FUSE thread holds as credit for journalled direct writes (it counts against limitBytes). */
+  journal: { bytes: number; limitBytes: number; fullPolicy: JournalFullPolicy; segmentsDir: string; writersBlocked: number; reservedBytes: number };
   initialSync: SyncProgress;
   lease: LeaseStatus;
   /** Why every mutating op answers EROFS (fenced: who and when; released; releasing), or null. */
@@ -94,6 +95,8 @@ export interface SyncProgress {
 
 const STATE_FILE = 'mirror.json';
 const CHECKPOINT_MARGIN_NS = 5_000_000_000n;
+/** Least room reserve() hands out (less is not worth a grant: writes go through the core then). */
+const MIN_RESERVE_BYTES = 64 * 1024;
 
 export class Mirror implements ChangeSink {
   readonly journal: Journal;
@@ -113,6 +116,18 @@ export class Mirror implements ChangeSink {
   private readOnlyReason: string | null = null;
   /** Told how long each op that waited for the archive's ack (fsync, sync mode) waited, and whether it got it (metrics). */
   onAckWait: ((seconds: number, acked: boolean) => void) | null = null;
+  /** Journal room reserved for changes applied outside the core whose records are still to come (reserve). */
+  private reservedBytes = 0;
+  /**
+   * Asked before the checkpoint moves (set by the daemon): resolves true once
+   * every change applied outside the core before the call has its record
+   * appended (journalled direct writes), false when that could not be made
+   * sure (the checkpoint then stays where it is).
+   */
+  beforeCheckpoint: (() => Promise<boolean>) | null = null;
+  /** Asked to give reserved room back when the journal is full (set by the daemon: the FUSE thread's unused credit). */
+  reclaimReserved: (() => void) | null = null;
+  private checkpointing = false;
   /** Ops waiting for an ack, told at once when the lease runs out or the volume is fenced. */
   private readonly ackWaiters = new Set<(err: Error) => void>();
 
@@ -278,13 +293,18 @@ export class Mirror implements ChangeSink {
   async admit(bytes: number): Promise<void> {
     if (this.readOnlyReason !== null) throw new FsError('EROFS', this.readOnlyReason);
     if (this.unackedBytes() + bytes <= this.limitBytes) return;
+    // Room reserved for direct writes that have not come goes back first.
+    if (this.reservedBytes > 0 && this.reclaimReserved !== null) {
+      this.reclaimReserved();
+      if (this.unackedBytes() + bytes <= this.limitBytes) return;
+    }
     if (this.fullPolicy === 'enospc') {
       throw new FsError('ENOSPC', `journal full (${this.limitBytes} bytes not yet acked by the archive)`);
     }
     this.blockedWriters++;
     if (this.blockedWriters === 1) this.log.warn({ limitBytes: this.limitBytes }, 'journal full: writers wait for the archive');
     try {
-      while (this.unackedBytes() + bytes > this.limitBytes && this.unackedBytes() > 0) {
+      while (this.unackedBytes() + bytes > this.limitBytes && this.journal.bytesAfter(this.shipper.ackedSeq) > 0) {
         const st = this.shipper.state;
         if (st === 'fenced' || st === 'failed') {
           throw new FsError('EIO', `journal full and shipping stopped (${st}): ${this.shipper.lastError ?? ''}`);
@@ -298,6 +318,28 @@ export class Mirror implements ChangeSink {
     } finally {
       this.blockedWriters--;
     }
+  }
+
+  reserve(maxBytes: number): number {
+    if (this.opts.mode !== 'async' || this.readOnlyReason !== null || this.blockedWriters > 0) return 0;
+    // At most half the room left: the rest stays for the core's own changes.
+    const n = Math.min(maxBytes, Math.floor((this.limitBytes - this.unackedBytes()) / 2));
+    if (n < MIN_RESERVE_BYTES) return 0;
+    this.reservedBytes += n;
+    return n;
+  }
+
+  unreserve(bytes: number): void {
+    this.reservedBytes = Math.max(0, this.reservedBytes - bytes);
+  }
+
+  get asyncMode(): boolean {
+    return this.opts.mode === 'async';
+  }
+
+  /** Journal room reserved for journalled direct writes now. */
+  get reserved(): number {
+    return this.reservedBytes;
   }
 
   append(rec: NewRecord): number {
@@ -348,12 +390,12 @@ export class Mirror implements ChangeSink {
       lastSeq: this.journal.lastSeq,
       lag: {
         records: lagRecords,
-        bytes: this.unackedBytes(),
+        bytes: this.journal.bytesAfter(acked),
         seconds: lagRecords === 0 || oldest === undefined ? 0 : Math.round((Date.now() - oldest[1]) / 100) / 10,
       },
       journal: {
         bytes: this.journal.bytes, limitBytes: this.limitBytes, fullPolicy: this.fullPolicy,
-        segmentsDir: this.journal.dir, writersBlocked: this.blockedWriters,
+        segmentsDir: this.journal.dir, writersBlocked: this.blockedWriters, reservedBytes: this.reservedBytes,
       },
       initialSync: { ...this.initialSync },
       lease: this.lease.status(),
@@ -420,8 +462,9 @@ export class Mirror implements ChangeSink {
     await this.client.close();
   }
 
+  /** Bytes the archive has not acked, and the room reserved for records still to come. */
   private unackedBytes(): number {
-    return this.journal.bytesAfter(this.shipper.ackedSeq);
+    return this.journal.bytesAfter(this.shipper.ackedSeq) + this.reservedBytes;
   }
 
   private waitAcked(seq: number): Promise<void> {
@@ -461,13 +504,23 @@ export class Mirror implements ChangeSink {
    * change and its append) has a durable record.
    */
   private async checkpoint(): Promise<void> {
-    if (this.journal.lastSeq === this.lastCheckpointSeq) return;
-    const startedNs = BigInt(Date.now()) * 1_000_000n;
-    const seq = this.journal.lastSeq;
-    await this.journal.sync();
-    this.lastCheckpointSeq = seq;
-    this.state.checkpointNs = String(startedNs - CHECKPOINT_MARGIN_NS);
-    await writeState(this.privateDir, this.state);
+    // Nothing appended since: the checkpoint stays (writes whose records are still to come keep it there too).
+    if (this.checkpointing || this.journal.lastSeq === this.lastCheckpointSeq) return;
+    this.checkpointing = true;
+    try {
+      const startedNs = BigInt(Date.now()) * 1_000_000n;
+      // A change applied outside the core (a journalled direct write) has its
+      // ctime before its record exists: wait until every one that may have
+      // started before startedNs is appended (docs/mirroring.md).
+      if (this.beforeCheckpoint !== null && !(await this.beforeCheckpoint())) return;
+      const seq = this.journal.lastSeq;
+      await this.journal.sync();
+      this.lastCheckpointSeq = seq;
+      this.state.checkpointNs = String(startedNs - CHECKPOINT_MARGIN_NS);
+      await writeState(this.privateDir, this.state);
+    } finally {
+      this.checkpointing = false;
+    }
   }
 }
 

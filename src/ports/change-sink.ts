@@ -30,4 +30,17 @@ export interface ChangeSink {
    * `admit` too.
    */
   writable?(): void;
+  /**
+   * Journalled direct writes (docs/mirroring.md): reserves up to `maxBytes`
+   * of the journal's room for changes applied outside the core, whose
+   * records come later (the FUSE thread's credit); returns how much. 0 when
+   * none may be made now: sync mode, a read-only store, a writer waiting for
+   * room, or little room left (the journal-full policy then applies to those
+   * writes in the core, as to every other change).
+   */
+  reserve?(maxBytes: number): number;
+  /** Ops return before the archive has their records (async mode): only then may changes be applied outside the core. */
+  readonly asyncMode?: boolean;
+  /** Gives back reserved room (the record was appended, or the credit was taken back). */
+  unreserve?(bytes: number): void;
 }

@@ -15,13 +15,13 @@
 //   npx ava dist/test/fault/mirror-write-kill.test.js                 # 3 random seeds
 //   STRATA_WRITE_KILL_SEED=<seed> npx ava dist/test/fault/mirror-write-kill.test.js   # replay one
 import test, { type ExecutionContext } from 'ava';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { withMirroredMount, syncMount, assertConverged, mount, readFromArchive } from '../helpers/mirror.js';
-import { daemonPid } from '../helpers/mount.js';
+import { CLI, daemonPid } from '../helpers/mount.js';
 import { startArchiveServer } from '../helpers/archive.js';
 import { Rng } from '../helpers/model-tree.js';
 import { makePlan, planData, type PlanOp } from '../helpers/write-plan.js';
@@ -114,6 +114,20 @@ function alive(pid: number): boolean {
   }
 }
 
+/** `strata status --json` of the mount, without blocking the test: its directJournal counters, or null (no answer, e.g. killed). */
+function statusAsync(mnt: string): Promise<{ directWrites: number; sentToCore: number } | null> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, 'status', '--json', mnt], { timeout: 20_000 }, (err, stdout) => {
+      if (err) { resolve(null); return; }
+      try {
+        resolve((JSON.parse(stdout) as { directJournal: { directWrites: number; sentToCore: number } }).directJournal);
+      } catch {
+        resolve(null);
+      }
+    });
+  });
+}
+
 function seeds(): number[] {
   const fixed = process.env['STRATA_WRITE_KILL_SEED'];
   if (fixed !== undefined && fixed !== '') return [Number(fixed) >>> 0];
@@ -140,12 +154,34 @@ async function oneRun(t: ExecutionContext, seed: number): Promise<void> {
   const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
   for (let i = 0; i < 600 && !out.includes('start\n'); i++) await sleep(50);
   t.true(out.includes('start\n'), `the writer did not start: ${err}`);
-  await sleep(killAfterMs);
+  // The counters, asked once an fsync after a write has returned (so writes were answered before the ask): journalled
+  // direct writes (docs/mirroring.md) must be what the kill interrupts.
+  let status: Promise<{ directWrites: number; sentToCore: number } | null> = Promise.resolve(null);
+  let asked = false;
+  for (const until = Date.now() + killAfterMs; Date.now() < until;) {
+    if (!asked && [...out.matchAll(/^acked (\d+)$/gm)].some((x) => plan.ops.slice(0, Number(x[1])).some((op) => op.kind === 'write'))) {
+      asked = true;
+      status = statusAsync(m.mnt);
+    }
+    await sleep(Math.min(20, Math.max(0, until - Date.now())));
+  }
+  // The kill waits for the answer (at most 10 s more: a loaded machine starts the CLI slowly); the
+  // writer is still writing then (3000 ops take longer), so the kill still falls among direct writes.
+  let answered: { directWrites: number; sentToCore: number } | null = null;
+  if (asked) answered = await Promise.race([status, sleep(10_000).then(() => null)]);
   t.true(alive(pid), `seed ${seed}: the primary's daemon died by itself during the write`);
   process.kill(pid, 'SIGKILL');
   for (let i = 0; i < 500 && alive(pid); i++) await sleep(10);
   child.kill('SIGKILL');
   await exited;
+
+  const dj = answered;
+  if (dj === null) {
+    t.log(`seed ${seed}: no counters (${asked ? 'strata status did not answer within 10 s' : 'no fsync after a write returned before the kill'})`);
+  } else {
+    t.log(`seed ${seed}: before the kill ${JSON.stringify(dj)}`);
+    if (process.env['STRATA_DIRECT_JOURNAL'] !== '0') t.true(dj.directWrites > 0, `seed ${seed}: no write was applied on the FUSE thread before the kill`);
+  }
 
   // Every op before the last fsync that returned is acknowledged.
   const acks = [...out.matchAll(/^acked (\d+)$/gm)].map((x) => Number(x[1]));

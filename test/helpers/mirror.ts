@@ -20,6 +20,8 @@ export interface MirroredMount {
   tokenFile?: string;
   /** Mount arguments, to mount the same store again. */
   args: string[];
+  /** Environment of the mount command (MirrorOpts.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface MirrorOpts {
@@ -27,6 +29,8 @@ export interface MirrorOpts {
   archiveUrl?: string;
   tokenFile?: string;
   extraArgs?: string[];
+  /** Environment of the mount command (and so of its daemon). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** kill -9 of the primary's daemon; waits until it is gone (its stale mount stays, for the next mount to clear). */
@@ -53,6 +57,7 @@ export function withMirroredMount(t: ExecutionContext, opts: MirrorOpts = {}): M
   const m: MirroredMount = {
     base, store: join(base, 'store'), mnt: join(base, 'mnt'), archiveUrl, volume: 'vol1', args: [],
     ...(opts.tokenFile ? { tokenFile: opts.tokenFile } : {}),
+    ...(opts.env ? { env: opts.env } : {}),
   };
   mkdirSync(m.mnt);
   m.args = ['--store', m.store, '--archive', archiveUrl, '--volume', m.volume, ...(opts.tokenFile ? ['--token-file', opts.tokenFile] : []), ...(opts.extraArgs ?? [])];
@@ -65,7 +70,7 @@ export function withMirroredMount(t: ExecutionContext, opts: MirrorOpts = {}): M
 }
 
 export function mount(m: MirroredMount, extra: string[] = []): void {
-  const r = strata(['mount', ...m.args, ...extra, m.mnt]);
+  const r = strata(['mount', ...m.args, ...extra, m.mnt], m.env ?? {});
   if (r.status !== 0) throw new Error(`strata mount failed: ${r.stderr}${r.stdout}`);
 }
 

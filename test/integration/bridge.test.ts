@@ -94,9 +94,9 @@ test('constants come from the C: every name the types declare has a value, and l
   t.deepEqual(Object.keys(FC.setattr).sort(), Object.keys(setattr).sort());
   const bits = Object.values(FC.setattr);
   t.is(bits.reduce((a, b) => a | b, 0), bits.reduce((a, b) => a + b, 0), 'setattr bits are distinct single bits');
-  const open: Record<Bridge.OpenFlag, true> = { KEEP_CACHE: true, DIRECT_IO: true, DIRECT_READ: true, DIRECT_WRITE: true };
+  const open: Record<Bridge.OpenFlag, true> = { KEEP_CACHE: true, DIRECT_IO: true, DIRECT_READ: true, DIRECT_WRITE: true, JOURNAL_WRITE: true };
   t.deepEqual(Object.keys(FC.open).sort(), Object.keys(open).sort());
-  const fast: Record<Bridge.FastFlag, true> = { READ: true, WRITE: true, TRACK: true, SETTLED: true };
+  const fast: Record<Bridge.FastFlag, true> = { READ: true, WRITE: true, TRACK: true, SETTLED: true, JOURNAL: true };
   t.deepEqual(Object.keys(FC.fast).sort(), Object.keys(fast).sort());
   t.is(FC.ROOT_ID, 1);
   t.is(FC.HANDLE_MAX, 2 ** 32 - 1);

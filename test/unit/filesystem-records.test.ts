@@ -13,7 +13,7 @@ import { Filesystem, type Caller } from '../../src/core/filesystem.js';
 import { enterTempStore } from '../helpers/core-store.js';
 import { FsError } from '../../src/errors/errno.js';
 import type { ChangeSink } from '../../src/ports/change-sink.js';
-import { ROOT_ID, isObjectId, type NewRecord } from '../../src/protocol/records.js';
+import { MAX_WRITE_BYTES, ROOT_ID, isObjectId, type NewRecord } from '../../src/protocol/records.js';
 import { ID_XATTR, readObjectId, writeObjectId } from '../../src/store/object-ids.js';
 
 class RecordingSink implements ChangeSink {
@@ -64,6 +64,30 @@ test.serial('create, write, release: a create with a fresh id, the write with it
   t.is((recs[1] as { data: Buffer }).data.toString(), 'hello world');
   t.like(recs[2], { op: 'setattr', id });
   t.is((recs[2] as { attrs: { size: number } }).attrs.size, 11);
+});
+
+test.serial('a write the FUSE thread applied (journalled direct write) is recorded at once as a write would be, split at 1 MiB; flush then records the attributes', async (t) => {
+  const res = await core.create('/direct', 0o644, 0o2 /* O_RDWR */, ROOT);
+  const id = await readObjectId('direct');
+  sink.take();
+  // The bytes are in the store already (as the FUSE thread's pwrite leaves them).
+  const data = Buffer.alloc(MAX_WRITE_BYTES + 10, 7);
+  await fsp.writeFile('direct', data);
+  t.true(core.recordDirectWrite(res.handle, 0, data));
+  // Synchronous: the records are there before anything else can run.
+  const recs = sink.take();
+  t.deepEqual(recs.map((r) => r.op), ['write', 'write']);
+  t.like(recs[0], { op: 'write', id, offset: 0 });
+  t.like(recs[1], { op: 'write', id, offset: MAX_WRITE_BYTES });
+  t.is((recs[1] as { data: Buffer }).data.length, 10);
+  await core.flush(res.handle);
+  const after = sink.take();
+  t.deepEqual(after.map((r) => r.op), ['setattr'], 'the handle was marked dirty');
+  t.is((after[0] as { attrs: { size: number } }).attrs.size, MAX_WRITE_BYTES + 10);
+  await core.release(res.handle);
+  t.false(core.recordDirectWrite(res.handle, 0, data), 'a released handle records nothing');
+  t.is(sink.take().length, 0);
+  await fsp.unlink('direct');
 });
 
 test.serial('rename keeps the id; a hard link names the same id; unlink and rmdir name the parent', async (t) => {

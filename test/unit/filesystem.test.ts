@@ -1,5 +1,5 @@
 // Unit tests of the filesystem core (src/core/filesystem.ts) without FUSE, of
-// the errno mapping (src/core/errno.ts) and of the kernel-view bookkeeping
+// the errno mapping (src/errors/errno.ts) and of the kernel-view bookkeeping
 // (src/fuse/inode-table.ts).
 //
 // The core works relative to the process's working directory (LocalStore.enter

@@ -21,6 +21,7 @@
 //   replies.c   the reply* functions JavaScript answers with, notifications
 //   nodes.c     the node table: node id -> O_PATH descriptor in the store
 //   fastpath.c  what the FUSE thread answers itself (the passthrough_hp model)
+//   journal.c   journalled direct writes: applied here, journalled by JavaScript from a notice
 //   track.c     the checkpoints' clearance table (blocks the FUSE thread may overwrite while tracked)
 //   module.c    the module's exports: functions and constants
 //
@@ -49,7 +50,12 @@
 
 // Kinds of records JavaScript gets: the kernel's requests, then the bridge's
 // own notices (exit: the connection ended; newnode: a node the FUSE thread
-// made; failed: an error the FUSE thread answered). Exported as `ops`.
+// made; failed: an error the FUSE thread answered; written: a write the FUSE
+// thread applied to a journalled store, for JavaScript to journal (fastpath.c,
+// "journalled direct writes"); mark: a marker JavaScript asked for with
+// journalMark, behind every notice queued before it; applied: a setattr the
+// FUSE thread applied to a journalled store, with the attributes after it).
+// Exported as `ops`.
 #define BRIDGE_OPS(X) \
   X(INIT, init) X(LOOKUP, lookup) X(FORGET, forget) X(GETATTR, getattr) X(SETATTR, setattr) \
   X(READLINK, readlink) X(MKNOD, mknod) X(MKDIR, mkdir) X(UNLINK, unlink) X(RMDIR, rmdir) \
@@ -57,7 +63,8 @@
   X(FLUSH, flush) X(RELEASE, release) X(FSYNC, fsync) X(OPENDIR, opendir) X(READDIR, readdir) \
   X(RELEASEDIR, releasedir) X(FSYNCDIR, fsyncdir) X(STATFS, statfs) X(SETXATTR, setxattr) \
   X(GETXATTR, getxattr) X(LISTXATTR, listxattr) X(REMOVEXATTR, removexattr) X(ACCESS, access) \
-  X(CREATE, create) X(FALLOCATE, fallocate) X(EXIT, exit) X(NEWNODE, newnode) X(FAILED, failed)
+  X(CREATE, create) X(FALLOCATE, fallocate) X(EXIT, exit) X(NEWNODE, newnode) X(FAILED, failed) \
+  X(WRITTEN, written) X(MARK, mark) X(APPLIED, applied)
 
 enum {
 #define BRIDGE_OP_ENUM(c, n) LL_##c,
@@ -126,6 +133,9 @@ enum {
 #define LL_OPEN_DIRECT_IO    2
 #define LL_OPEN_DIRECT_READ  4
 #define LL_OPEN_DIRECT_WRITE 8
+// The handle's writes may be applied on the FUSE thread of a journalled store
+// and handed to JavaScript as `written` notices (LL_FAST_JOURNAL; fastpath.c).
+#define LL_OPEN_JOURNAL_WRITE 16
 
 // What fastPaths lets the FUSE thread answer (`constants.fast`).
 #define LL_FAST_READ  1
@@ -140,11 +150,24 @@ enum {
 // nodes JavaScript has vouched for as settled (settled.c); every lookup is
 // resolved on the FUSE thread so that nodes get their descriptors.
 #define LL_FAST_SETTLED 8
+// A journalled store (mirror, async mode, no restore, nothing tracked): a
+// write of a handle opened with LL_OPEN_JOURNAL_WRITE is applied on the FUSE
+// thread when JavaScript's journal credit covers it, and a `written` notice
+// carrying its bytes goes to JavaScript ahead of the reply (fastpath.c).
+#define LL_FAST_JOURNAL 16
+// Journal bytes a write record takes besides its payload (the credit a
+// journalled direct write takes is its size plus this). Exported as
+// `constants.JOURNAL_WRITE_OVERHEAD`.
+#define LL_JOURNAL_WRITE_OVERHEAD 128
+// ... and a setattr record (`constants.JOURNAL_SETATTR_BYTES`).
+#define LL_JOURNAL_SETATTR_BYTES 512
 
-// fi->fh: bits 0-31 the JavaScript handle (`constants.HANDLE_MAX`), bits 32-60
-// direct descriptor + 1, bit 61 passthrough, bit 62 direct read, bit 63 direct write.
+// fi->fh: bits 0-31 the JavaScript handle (`constants.HANDLE_MAX`), bits 32-59
+// direct descriptor + 1, bit 60 journalled direct write, bit 61 passthrough,
+// bit 62 direct read, bit 63 direct write.
 #define LL_HANDLE_MASK 0xFFFFFFFFULL
-#define LL_FH_FD_MASK 0x1FFFFFFFULL
+#define LL_FH_FD_MASK 0x0FFFFFFFULL
+#define LL_FH_JOURNAL_WRITE (1ULL << 60) // LL_OPEN_JOURNAL_WRITE
 #define LL_FH_PASSTHROUGH  (1ULL << 61) // answered with FOPEN_PASSTHROUGH (passthrough.c)
 #define LL_FH_DIRECT_READ  (1ULL << 62)
 #define LL_FH_DIRECT_WRITE (1ULL << 63)
@@ -203,6 +226,7 @@ typedef struct bridge_node {
   int dead;                // out of the table; freed when refs drops to 0
   int settled;             // JavaScript vouched that fstat is the truth (settled.c)
   uint32_t settled_seq;    // bumped by every revoke (and when the entry dies)
+  int journal;             // JavaScript knows the node's object id: its setattrs may be journalled from notices (journal.c)
   struct bridge_node *next;                // hash chain
   struct bridge_node *lru_prev, *lru_next; // recency list
 } bridge_node_t;
@@ -263,6 +287,14 @@ typedef struct bridge_session {
   uint64_t track_direct;   // writes answered on the FUSE thread while tracked (__atomic)
   uint64_t track_sent;     // direct-handle writes sent to JavaScript because a block was not clear (__atomic)
   uint64_t fast_busy;      // FUSE threads inside a fast_* answer right now (__atomic, seq_cst)
+  // Journalled direct writes (fastpath.c), all __atomic.
+  int64_t dj_credit;       // journal bytes JavaScript granted and no write has taken yet
+  int dj_active[2];        // such writes between taking credit and queueing their notice, per phase
+  uint32_t dj_phase;       // which dj_active a write starting now counts in (journalFlip)
+  uint64_t dj_direct;      // writes applied here and handed to JavaScript as notices
+  uint64_t dj_bytes;       // ... their bytes
+  uint64_t dj_sent;        // writes of journal-write handles sent to JavaScript as requests (no credit, killpriv, tracked, off)
+  uint64_t dj_setattrs;    // setattrs applied here and handed to JavaScript as notices
   uint64_t node_gen;       // bumped by resetNodes: descriptors taken before belong to another store
   // The node table (nodes.c), under nodes_lock.
   pthread_mutex_t nodes_lock;
@@ -352,6 +384,18 @@ int fast_settled_lookup (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent,
 void fill_open (struct fuse_file_info *fi, uint32_t handle, int32_t direct_fd, uint32_t flags);
 // Notes (known) or forgets that a node has no security.capability attribute.
 void nocaps_set (uint64_t nodeid, int known);
+
+// ---- journal.c -------------------------------------------------------------------------
+
+// A write of a journal-write handle (LL_FH_JOURNAL_WRITE): 1 when applied here
+// (a `written` notice queued ahead of the reply), 0 when JavaScript must.
+int journal_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi, int kill_suidgid);
+// A setattr (mode, owner, times; no size) of a node JavaScript marked with
+// journalNode: 1 when applied here (an `applied` notice queued ahead of the
+// reply), 0 when JavaScript must.
+int journal_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set);
+// JavaScript knows (on) or forgets the object id of node `nodeid`; 1 when it has an entry.
+int node_set_journal (bridge_session_t *s, uint64_t nodeid, int on);
 
 // ---- track.c ---------------------------------------------------------------------------
 
@@ -463,6 +507,13 @@ napi_value js_writeback_cache (napi_env env, napi_callback_info info);
 napi_value js_features (napi_env env, napi_callback_info info);
 napi_value js_fast_bytes (napi_env env, napi_callback_info info);
 napi_value js_direct_changes (napi_env env, napi_callback_info info);
+napi_value js_journal_grant (napi_env env, napi_callback_info info);
+napi_value js_journal_revoke (napi_env env, napi_callback_info info);
+napi_value js_journal_flip (napi_env env, napi_callback_info info);
+napi_value js_journal_active (napi_env env, napi_callback_info info);
+napi_value js_journal_mark (napi_env env, napi_callback_info info);
+napi_value js_journal_counts (napi_env env, napi_callback_info info);
+napi_value js_journal_node (napi_env env, napi_callback_info info);
 napi_value js_track_reset (napi_env env, napi_callback_info info);
 napi_value js_track_mark (napi_env env, napi_callback_info info);
 napi_value js_track_forget (napi_env env, napi_callback_info info);

@@ -21,6 +21,9 @@
 //   mkdir, open of an existing file, and the handles create and open make
 //   here (JavaScript handle 0): release, fsync, fallocate; FLUSH answered
 //   ENOSYS once, after which the kernel sends no more.
+// - LL_FAST_JOURNAL (a journalled store in async mode): writes of handles
+//   JavaScript opened with LL_OPEN_JOURNAL_WRITE, applied here and handed to
+//   JavaScript as `written` notices ahead of the reply (journal.c).
 // - LL_FAST_TRACK (checkpoints): a direct write only when the clearance
 //   table (track.c) says every block it touches is saved; fallocate never.
 //
@@ -88,6 +91,7 @@ void fill_open (struct fuse_file_info *fi, uint32_t handle, int32_t fd, uint32_t
     fh |= ((uint64_t) (fd + 1) & LL_FH_FD_MASK) << 32;
     if (flags & LL_OPEN_DIRECT_READ) fh |= LL_FH_DIRECT_READ;
     if (flags & LL_OPEN_DIRECT_WRITE) fh |= LL_FH_DIRECT_WRITE;
+    if (flags & LL_OPEN_JOURNAL_WRITE) fh |= LL_FH_JOURNAL_WRITE;
   }
   fi->fh = fh;
   fi->keep_cache = (flags & LL_OPEN_KEEP_CACHE) ? 1 : 0;
@@ -204,7 +208,8 @@ int fast_getattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fu
 // O_PATH descriptor (/proc/self/fd/N for the calls that do not take one). A
 // symbolic link goes to JavaScript.
 int fast_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
-  if (!fast_on(s, LL_FAST_WRITE)) return 0;
+  // A journalled store: applied here and journalled by JavaScript (journal.c), or a request.
+  if (!fast_on(s, LL_FAST_WRITE)) return journal_setattr(s, req, ino, attr, to_set);
   int fd = fh_is_direct(fi) ? direct_fd(fi->fh) : -1;
   bridge_node_t *n = fd < 0 ? node_acquire(s, ino) : NULL;
   if (fd < 0 && n == NULL) return 0;
@@ -481,7 +486,8 @@ static void direct_change_end (bridge_session_t *s) {
 }
 
 int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi, int kill) {
-  if (!(fi->fh & LL_FH_DIRECT_WRITE)) return 0;
+  // A handle of a journalled store: applied here and journalled by JavaScript (journal.c).
+  if (!(fi->fh & LL_FH_DIRECT_WRITE)) return (fi->fh & LL_FH_JOURNAL_WRITE) ? journal_write(s, req, ino, buf, size, off, fi, kill) : 0;
   int fd = direct_fd(fi->fh);
   if (kill) {
     // The writer has no CAP_FSETID (handle_killpriv_v2): set-ID bits go first,

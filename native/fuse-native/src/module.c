@@ -80,6 +80,7 @@ static napi_value constants (napi_env env) {
   set_u32(env, o, "DIRECT_IO", LL_OPEN_DIRECT_IO);
   set_u32(env, o, "DIRECT_READ", LL_OPEN_DIRECT_READ);
   set_u32(env, o, "DIRECT_WRITE", LL_OPEN_DIRECT_WRITE);
+  set_u32(env, o, "JOURNAL_WRITE", LL_OPEN_JOURNAL_WRITE);
   napi_set_named_property(env, c, "open", frozen(env, o));
 
   o = new_object(env);
@@ -87,10 +88,13 @@ static napi_value constants (napi_env env) {
   set_u32(env, o, "SETTLED", LL_FAST_SETTLED);
   set_u32(env, o, "TRACK", LL_FAST_TRACK);
   set_u32(env, o, "WRITE", LL_FAST_WRITE);
+  set_u32(env, o, "JOURNAL", LL_FAST_JOURNAL);
   napi_set_named_property(env, c, "fast", frozen(env, o));
 
   // A write or fallocate record's kill flag (handle_killpriv_v2).
   set_u32(env, c, "WRITE_KILL_SUIDGID", LL_WRITE_KILL_SUIDGID);
+  set_u32(env, c, "JOURNAL_WRITE_OVERHEAD", LL_JOURNAL_WRITE_OVERHEAD);
+  set_u32(env, c, "JOURNAL_SETATTR_BYTES", LL_JOURNAL_SETATTR_BYTES);
 
   return frozen(env, c);
 }
@@ -113,6 +117,13 @@ static napi_value init (napi_env env, napi_value exports) {
   export_fn(env, exports, "features", js_features);
   export_fn(env, exports, "fastBytes", js_fast_bytes);
   export_fn(env, exports, "directChanges", js_direct_changes);
+  export_fn(env, exports, "journalGrant", js_journal_grant);
+  export_fn(env, exports, "journalRevoke", js_journal_revoke);
+  export_fn(env, exports, "journalFlip", js_journal_flip);
+  export_fn(env, exports, "journalActive", js_journal_active);
+  export_fn(env, exports, "journalMark", js_journal_mark);
+  export_fn(env, exports, "journalCounts", js_journal_counts);
+  export_fn(env, exports, "journalNode", js_journal_node);
   export_fn(env, exports, "trackReset", js_track_reset);
   export_fn(env, exports, "trackMark", js_track_mark);
   export_fn(env, exports, "trackForget", js_track_forget);

@@ -310,6 +310,15 @@ int node_release_vouched (bridge_session_t *s, bridge_node_t *n, uint32_t seq) {
   return holds;
 }
 
+int node_set_journal (bridge_session_t *s, uint64_t nodeid, int on) {
+  if (nodeid == FUSE_ROOT_ID) return 0;
+  pthread_mutex_lock(&s->nodes_lock);
+  bridge_node_t *n = node_find_locked(s, nodeid);
+  if (n != NULL) __atomic_store_n(&n->journal, on ? 1 : 0, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&s->nodes_lock);
+  return n != NULL;
+}
+
 int node_set_settled (bridge_session_t *s, uint64_t nodeid, int on) {
   // The root hides strata's private directory: JavaScript answers for it.
   if (nodeid == FUSE_ROOT_ID) return 0;

@@ -26,7 +26,7 @@ import { evaluateGoals, featureEffects, ratioToNative, REFERENCE_GOALS, type Fea
 import { ReferenceMount } from './lib/reference-mount.js';
 import { median, sig, sigOrNull, spread } from './lib/stats.js';
 import { gitFacts, StrataMount } from './lib/strata.js';
-import { isMountPoint, machineFacts, ownCacheDrops, slabDropCount } from './lib/system.js';
+import { cpuBusyPercent, isMountPoint, machineFacts, ownCacheDrops, slabDropCount } from './lib/system.js';
 import { buildTarball, tarballReport } from './lib/tarball.js';
 
 /** The figures, in the order they run (stat_warm reuses create_10k's first tree). */
@@ -68,6 +68,12 @@ interface FigureReport {
   ratio_definition: string;
   description: string;
   median: Record<string, number | null>;
+  /**
+   * The median of the runs during which no other program wrote drop_caches
+   * (null when every run saw one): the warm figures (stat_warm above all) of a
+   * run that did are not warm. Other helpers' tests do that on this machine.
+   */
+  median_without_foreign_drops: Record<string, number | null>;
   ratio_to_native: Record<string, number | null>;
   spread: Record<string, number | null>;
   extra: Record<string, Record<string, number>>;
@@ -185,6 +191,13 @@ async function main(): Promise<number> {
 
   const machine = machineFacts(work, fioV);
   const loadStart = loadavg().map((x) => sig(x, 3));
+  const interference = {
+    cpu_busy_before_start_pct: cpuBusyPercent(1000),
+    /** drop_caches writes by other programs during measured runs (/proc/vmstat drop_slab minus the harness's own). */
+    foreign_cache_drops: 0,
+    runs_with_foreign_cache_drops: [] as string[],
+    max_load_1m: 0,
+  };
   const reports: Record<string, FigureReport> = {};
   let tarball: ReturnType<typeof buildTarball> | null = null;
   let fatal: string | null = null;
@@ -247,7 +260,13 @@ async function main(): Promise<number> {
             const rec: RunRecord = { rep, position: i + 1 };
             for (const [key, v] of Object.entries(fig)) rec[key] = sig(v, 6);
             rec['load_1m'] = sig(load, 3);
-            rec['foreign_cache_drops'] = slabDropCount() - slab0 - (ownCacheDrops() - own0);
+            const foreign = slabDropCount() - slab0 - (ownCacheDrops() - own0);
+            rec['foreign_cache_drops'] = foreign;
+            interference.max_load_1m = Math.max(interference.max_load_1m, sig(load, 3));
+            if (foreign > 0) {
+              interference.foreign_cache_drops += foreign;
+              interference.runs_with_foreign_cache_drops.push(`${b.name} ${side.name} run ${rep}`);
+            }
             runs[side.name]?.push(rec);
             progress(`${b.name} ${side.name.padEnd(22)} run ${rep}/${cfg.runs}: ${sig(fig.value)} ${b.unit}`);
           } catch (err) {
@@ -266,6 +285,7 @@ async function main(): Promise<number> {
         ratio_definition: b.ratioDefinition.replace('strata', 'side'),
         description: b.description,
         median: med,
+        median_without_foreign_drops: Object.fromEntries(sides.map((s) => [s.name, sigOrNull(median((runs[s.name] ?? []).filter((r) => r['foreign_cache_drops'] === 0).map((r) => r['value']).filter((v): v is number => typeof v === 'number' && Number.isFinite(v))))])),
         ratio_to_native: Object.fromEntries(sides.map((s) => [s.name, sigOrNull(ratioToNative(b, median(values(s.name)), median(values('native'))), 3)])),
         spread: Object.fromEntries(sides.map((s) => [s.name, sigOrNull(spread(values(s.name)), 3)])),
         extra: Object.fromEntries(sides.map((s) => [s.name, medianExtras(runs[s.name] ?? [])])),
@@ -294,10 +314,14 @@ async function main(): Promise<number> {
     complete: fatal === null && !wasInterrupted() && figures.every((b) => reports[b.name] !== undefined && reports[b.name]?.errors === undefined),
     fatal_error: fatal,
     loadavg: { start: loadStart, end: loadavg().map((x) => sig(x, 3)) },
+    interference,
     summary: {
       goals: goals.map((g) => `${g.met === null ? 'not judged' : g.met ? 'met' : 'NOT met'}: ${g.text} (measured ${g.measured === null ? 'n/a' : sig(g.measured, 3)})${g.why ? `; ${g.why}` : ''}`),
       medians: Object.fromEntries(Object.entries(reports).map(([n, r]) => [`${n} (${r.unit})`, r.median])),
       ratio_to_native: Object.fromEntries(Object.entries(reports).map(([n, r]) => [`${n} (${r.ratio_definition})`, r.ratio_to_native])),
+      // A warm stat pass that another program's drop_caches hit is one LOOKUP per file, not warm.
+      stat_warm_without_foreign_drops: reports[statWarm.name]?.median_without_foreign_drops ?? null,
+      foreign_cache_drops: interference.foreign_cache_drops,
     },
     goals: goals.map((g) => ({ ...g, measured: sigOrNull(g.measured, 3) })),
     features: {

@@ -3,6 +3,16 @@
 // run in the foreground as a child of the harness so that it is this harness's
 // own process: mounted before the benchmarks, unmounted and stopped (by its pid)
 // after them, even when they fail.
+//
+// Both keep one descriptor per node the kernel knows (passthrough_hp raises its
+// soft limit to the hard one for that). The hard limit a harness inherits can be
+// low (20,000 in this sandbox: the three create_10k trees alone exhaust it, and
+// every FLUSH then fails with EBADF from close(dup(fh))), while strata's bridge
+// raises its own hard limit to 2^20 as root (native/fuse-native/src/nodes.c). So
+// the references start under `prlimit --nofile=2^20:2^20` (capped at
+// /proc/sys/fs/nr_open), the same limit strata gives itself, where the machine
+// allows it (this sandbox does not: CAP_SYS_RESOURCE is missing, and strata's
+// table makes do with half of the 20,000 by evicting). `nofile()` says what they got.
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -44,10 +54,35 @@ export class ReferenceMount {
     }
   }
 
+  /** The descriptor limit (soft and hard) to start it under: 2^20 if this process may raise its hard limit that far, else null (inherited). */
+  static nofileLimit(): number | null {
+    let max = 1 << 20;
+    try {
+      max = Math.min(max, Number(readFileSync('/proc/sys/fs/nr_open', 'utf8').trim()) || max);
+    } catch {
+      // keep 2^20
+    }
+    return run('prlimit', [`--nofile=${max}:${max}`, '--', 'true'], { allowFailure: true, timeoutMs: 10_000 }).status === 0 ? max : null;
+  }
+
+  /** The running daemon's descriptor limit ("soft:hard"), from /proc. */
+  nofile(): string | null {
+    try {
+      const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(readFileSync(`/proc/${this.pid}/limits`, 'utf8'));
+      return m ? `${m[1]}:${m[2]}` : null;
+    } catch {
+      return null;
+    }
+  }
+
   mount(): void {
     const fd = openSync(this.logPath, 'a');
     try {
-      const child = spawn(this.binary, [...this.args], { stdio: ['ignore', fd, fd], detached: true });
+      const n = ReferenceMount.nofileLimit();
+      // prlimit execs the program: the pid is the reference's own.
+      const child = n === null
+        ? spawn(this.binary, [...this.args], { stdio: ['ignore', fd, fd], detached: true })
+        : spawn('prlimit', [`--nofile=${n}:${n}`, '--', this.binary, ...this.args], { stdio: ['ignore', fd, fd], detached: true });
       child.unref();
       this.pid = child.pid ?? null;
     } finally {

@@ -11,9 +11,12 @@ import { dropCaches, readToNull, syncAll } from './lib/system.js';
 export type SideName = 'native' | 'strata';
 
 export interface Side {
-  name: SideName;
-  /** The directory the benchmark works in: a native directory, or the strata mount point. */
+  /** 'native' and 'strata' in bench/run.ts; bench/reference.ts adds more mounts (strata configurations, C passthroughs). */
+  name: string;
+  /** The directory the benchmark works in: a native directory, or a mount point. */
   dir: string;
+  /** A FUSE mount (strata or a reference file system), not the native directory underneath. */
+  fuse: boolean;
 }
 
 export interface Config {
@@ -40,10 +43,10 @@ export interface TarballInfo {
 
 export interface Ctx {
   cfg: Config;
-  sides: readonly [Side, Side];
+  sides: readonly Side[];
   tarball: TarballInfo;
-  /** Per side: the first tree create_10k made, reused by stat_warm. */
-  smallFileTree: Partial<Record<SideName, string>>;
+  /** Per side name: the first tree create_10k made, reused by stat_warm. */
+  smallFileTree: Record<string, string>;
 }
 
 /** One measured run: `value` is the benchmark's metric, the rest are secondary figures. */
@@ -163,7 +166,7 @@ export const seqReadWarm: Benchmark = {
   },
   runOnce(ctx, side) {
     const path = join(side.dir, SEQ_READ_FILE);
-    const f = runFio({ name: 'seq_read_warm_store', filename: path, rw: 'read', bs: '1M', size: `${ctx.cfg.seqSizeMiB}m`, invalidate: side.name === 'strata' });
+    const f = runFio({ name: 'seq_read_warm_store', filename: path, rw: 'read', bs: '1M', size: `${ctx.cfg.seqSizeMiB}m`, invalidate: side.fuse });
     return { value: f.bwMiBs, runtime_ms: f.runtimeMs, io_bytes: f.ioBytes, clat_mean_us: f.clatMeanUs };
   },
 };
@@ -193,9 +196,9 @@ export const randRead: Benchmark = {
       runtimeS: ctx.cfg.randRuntimeS,
       rampS: 1,
     };
-    const f = runFio({ ...job, direct: side.name === 'strata' });
+    const f = runFio({ ...job, direct: side.fuse });
     const out: RunFigures = { value: f.clatMeanUs, clat_p50_us: f.clatP50Us, clat_p99_us: f.clatP99Us, clat_max_us: f.clatMaxUs, iops: f.iops };
-    if (side.name === 'native') {
+    if (!side.fuse) {
       const d = runFio({ ...job, direct: true });
       out['o_direct_clat_mean_us'] = d.clatMeanUs;
       out['o_direct_clat_p50_us'] = d.clatP50Us;

@@ -5,11 +5,11 @@ import { existsSync, mkdirSync, mkdtempSync, writeFileSync, accessSync, constant
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ALL, type Benchmark, type Config, type Ctx, type RunFigures, type Side, type TarballInfo } from './benchmarks.js';
+import { ALL, type Benchmark, type Config, type Ctx, type RunFigures, type Side, type SideName, type TarballInfo } from './benchmarks.js';
 import { fioVersion } from './lib/fio.js';
 import { checkpoint, installInterruptHandlers, Interrupted, progress, run, wasInterrupted, removeWorkDir } from './lib/proc.js';
 import { median, ratioOf, sig, sigOrNull, spread } from './lib/stats.js';
-import { StrataMount } from './lib/strata.js';
+import { gitFacts, StrataMount } from './lib/strata.js';
 import { buildTarball, tarballReport } from './lib/tarball.js';
 import { envFlag, envInt } from './lib/env.js';
 import { cpuBusyPercent, isMountPoint, machineFacts, ownCacheDrops, slabDropCount, type MachineFacts } from './lib/system.js';
@@ -176,12 +176,6 @@ function preflight(): string {
   }
 }
 
-function gitFacts(): { commit: string; dirty: boolean } {
-  const head = run('git', ['-C', REPO, 'rev-parse', 'HEAD'], { allowFailure: true, timeoutMs: 10_000 });
-  const st = run('git', ['-C', REPO, 'status', '--porcelain'], { allowFailure: true, timeoutMs: 30_000 });
-  return { commit: head.status === 0 ? head.stdout.trim() : 'unknown', dirty: st.stdout.trim() !== '' };
-}
-
 async function runBenchmark(b: Benchmark, ctx: Ctx, strata: StrataMount): Promise<BenchReport> {
   const runs: { native: RunRecord[]; strata: RunRecord[] } = { native: [], strata: [] };
   let remounted: string | null = null;
@@ -194,7 +188,7 @@ async function runBenchmark(b: Benchmark, ctx: Ctx, strata: StrataMount): Promis
     for (let rep = 1; rep <= ctx.cfg.runs; rep++) {
       // Alternate which side goes first, so drift (thermal, host load, dirty
       // writeback) does not always favour the same side.
-      const order: readonly Side[] = rep % 2 === 1 ? ctx.sides : [ctx.sides[1], ctx.sides[0]];
+      const order: readonly Side[] = rep % 2 === 1 ? ctx.sides : [...ctx.sides].reverse();
       for (const [i, side] of order.entries()) {
         await checkpoint();
         const load = loadavg()[0] ?? 0;
@@ -212,7 +206,7 @@ async function runBenchmark(b: Benchmark, ctx: Ctx, strata: StrataMount): Promis
           interference.runs_with_foreign_cache_drops.push(`${b.name} ${side.name} run ${rep}`);
           progress(`warning: another program dropped the kernel caches ${foreign}x during that run`);
         }
-        runs[side.name].push(rec);
+        runs[side.name as SideName].push(rec);
         progress(`${b.name} ${side.name.padEnd(6)} run ${rep}/${ctx.cfg.runs}: ${sig(fig.value)} ${b.unit}`);
       }
     }
@@ -312,8 +306,8 @@ async function main(): Promise<number> {
     const ctx: Ctx = {
       cfg: s.cfg,
       sides: [
-        { name: 'native', dir: layout.native },
-        { name: 'strata', dir: layout.mountpoint },
+        { name: 'native', dir: layout.native, fuse: false },
+        { name: 'strata', dir: layout.mountpoint, fuse: true },
       ],
       tarball: tarball ?? { path: '', source: '', entries: 0, files: 0, directories: 0, symlinks: 0, other: 0, content_bytes: 0, tarball_bytes: 0 },
       smallFileTree: {},

@@ -8,6 +8,16 @@ import { progress, run } from './proc.js';
 /** bin/strata.js, from dist/bench/lib/strata.js. */
 export const STRATA_CLI = fileURLToPath(new URL('../../../bin/strata.js', import.meta.url));
 
+/** The checkout the benchmarks run from. */
+const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** The commit measured, and whether the work tree had uncommitted changes. */
+export function gitFacts(): { commit: string; dirty: boolean } {
+  const head = run('git', ['-C', REPO, 'rev-parse', 'HEAD'], { allowFailure: true, timeoutMs: 10_000 });
+  const st = run('git', ['-C', REPO, 'status', '--porcelain'], { allowFailure: true, timeoutMs: 30_000 });
+  return { commit: head.status === 0 ? head.stdout.trim() : 'unknown', dirty: st.stdout.trim() !== '' };
+}
+
 /** Alive and still our strata daemon (not a recycled pid). */
 function alive(pid: number): boolean {
   try {

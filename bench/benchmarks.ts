@@ -2,7 +2,8 @@
 // and a runOnce that measures one run on one side and returns its figures;
 // run.ts interleaves the sides, takes medians and judges the target.
 import { mkdirSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { envInt } from './lib/env.js';
 import { fileURLToPath } from 'node:url';
 import { runFio } from './lib/fio.js';
 import { run } from './lib/proc.js';
@@ -27,6 +28,19 @@ export interface Config {
   dirs: number;
   fileBytes: number;
   tarSource: string;
+}
+
+/** The sizes of the file-system benchmarks, from BENCH_* (defaults: 1 GiB, 5 s, 10k files of 100 bytes in 10 dirs, /usr/include). */
+export function configFromEnv(defaultRuns: number): Config {
+  return {
+    runs: envInt('BENCH_RUNS', defaultRuns, 1),
+    seqSizeMiB: envInt('BENCH_SEQ_SIZE_MIB', 1024, 1),
+    randRuntimeS: envInt('BENCH_RAND_RUNTIME_S', 5, 1),
+    files: envInt('BENCH_FILES', 10_000, 1),
+    dirs: envInt('BENCH_DIRS', 10, 1),
+    fileBytes: envInt('BENCH_FILE_BYTES', 100, 0),
+    tarSource: resolve(process.env['BENCH_TAR_SOURCE'] || '/usr/include'),
+  };
 }
 
 export interface TarballInfo {

@@ -18,13 +18,13 @@
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
-import { create10k, randRead, seqRead, seqWrite, statWarm, untar, type Benchmark, type Config, type Ctx, type Side } from './benchmarks.js';
-import { envFlag, envInt } from './lib/env.js';
+import { configFromEnv, create10k, randRead, seqRead, seqWrite, statWarm, untar, type Benchmark, type Config, type Ctx, type Side } from './benchmarks.js';
+import { envFlag } from './lib/env.js';
 import { fioVersion } from './lib/fio.js';
 import { checkpoint, installInterruptHandlers, Interrupted, progress, removeWorkDir, wasInterrupted } from './lib/proc.js';
 import { evaluateGoals, featureEffects, ratioToNative, REFERENCE_GOALS, type FeatureSwitch, type Medians } from './lib/reference-goals.js';
 import { ReferenceMount } from './lib/reference-mount.js';
-import { median, sig, sigOrNull, spread } from './lib/stats.js';
+import { median, medianExtras, sig, sigOrNull, spread } from './lib/stats.js';
 import { gitFacts, StrataMount } from './lib/strata.js';
 import { cpuBusyPercent, dropCaches, isMountPoint, machineFacts, ownCacheDrops, slabDropCount } from './lib/system.js';
 import { buildTarball, tarballReport } from './lib/tarball.js';
@@ -100,29 +100,12 @@ function binaryFromEnv(name: string): string | null {
   return p;
 }
 
-function medianExtras(rs: readonly RunRecord[]): Record<string, number> {
-  const keys = new Set(rs.flatMap((r) => Object.keys(r)).filter((k) => !['rep', 'position', 'value', 'load_1m', 'foreign_cache_drops'].includes(k)));
-  const out: Record<string, number> = {};
-  for (const k of keys) {
-    const m = median(rs.map((r) => r[k]).filter((v): v is number => typeof v === 'number' && Number.isFinite(v)));
-    if (m !== null) out[k] = sig(m);
-  }
-  return out;
-}
-
 async function main(): Promise<number> {
   const t0 = Date.now();
   const startedAt = new Date().toISOString();
   const fioV = preflight();
-  const cfg: Config = {
-    runs: envInt('BENCH_RUNS', 3, 1),
-    seqSizeMiB: envInt('BENCH_SEQ_SIZE_MIB', 1024, 1),
-    randRuntimeS: envInt('BENCH_RAND_RUNTIME_S', 5, 1),
-    files: envInt('BENCH_FILES', 10_000, 1),
-    dirs: envInt('BENCH_DIRS', 10, 1),
-    fileBytes: envInt('BENCH_FILE_BYTES', 100, 0),
-    tarSource: resolve(process.env['BENCH_TAR_SOURCE'] || '/usr/include'),
-  };
+  const cfg: Config = configFromEnv(3);
+
   const only = process.env['BENCH_ONLY'] ? process.env['BENCH_ONLY'].split(',').map((s) => s.trim()).filter(Boolean) : null;
   for (const n of only ?? []) if (!FIGURES.some((b) => b.name === n)) throw new Error(`BENCH_ONLY: unknown figure ${n} (known: ${FIGURES.map((b) => b.name).join(', ')})`);
   const figures = FIGURES.filter((b) => only === null || only.includes(b.name));

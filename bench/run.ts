@@ -5,10 +5,10 @@ import { existsSync, mkdirSync, mkdtempSync, writeFileSync, accessSync, constant
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ALL, type Benchmark, type Config, type Ctx, type RunFigures, type Side, type SideName, type TarballInfo } from './benchmarks.js';
+import { ALL, configFromEnv, type Benchmark, type Config, type Ctx, type RunFigures, type Side, type SideName, type TarballInfo } from './benchmarks.js';
 import { fioVersion } from './lib/fio.js';
-import { checkpoint, installInterruptHandlers, Interrupted, progress, run, wasInterrupted, removeWorkDir } from './lib/proc.js';
-import { median, ratioOf, sig, sigOrNull, spread } from './lib/stats.js';
+import { checkpoint, installInterruptHandlers, Interrupted, progress, wasInterrupted, removeWorkDir } from './lib/proc.js';
+import { median, medianExtras, ratioOf, sig, sigOrNull, spread } from './lib/stats.js';
 import { gitFacts, StrataMount } from './lib/strata.js';
 import { buildTarball, tarballReport } from './lib/tarball.js';
 import { envFlag, envInt } from './lib/env.js';
@@ -50,15 +50,8 @@ function settings(): Settings {
   const known = new Set(ALL.map((b) => b.name));
   for (const name of only ?? []) if (!known.has(name)) throw new Error(`BENCH_ONLY: unknown benchmark ${name} (known: ${[...known].join(', ')})`);
   return {
-    cfg: {
-      runs: envInt('BENCH_RUNS', 5, 1),
-      seqSizeMiB: envInt('BENCH_SEQ_SIZE_MIB', 1024, 1),
-      randRuntimeS: envInt('BENCH_RAND_RUNTIME_S', 5, 1),
-      files: envInt('BENCH_FILES', 10_000, 1),
-      dirs: envInt('BENCH_DIRS', 10, 1),
-      fileBytes: envInt('BENCH_FILE_BYTES', 100, 0),
-      tarSource: resolve(process.env['BENCH_TAR_SOURCE'] || '/usr/include'),
-    },
+    cfg: configFromEnv(5),
+
     benchParent: resolve(process.env['BENCH_DIR'] || '/var/tmp'),
     only,
     keep: envFlag('BENCH_KEEP'),
@@ -122,20 +115,11 @@ function summarize(b: Benchmark, runs: { native: RunRecord[]; strata: RunRecord[
   const nat = median(values(runs.native));
   const str = median(values(runs.strata));
   const ratio = b.ratioDefinition === 'strata/native' ? ratioOf(str, nat) : ratioOf(nat, str);
-  const extras = (rs: RunRecord[]): Record<string, number> => {
-    const keys = new Set(rs.flatMap((r) => Object.keys(r)).filter((k) => !['rep', 'position', 'value', 'load_1m', 'foreign_cache_drops'].includes(k)));
-    const out: Record<string, number> = {};
-    for (const k of keys) {
-      const m = median(rs.map((r) => r[k]).filter((v): v is number => typeof v === 'number' && Number.isFinite(v)));
-      if (m !== null) out[k] = sig(m);
-    }
-    return out;
-  };
   const bestOf = (xs: number[]): number | null => (xs.length === 0 ? null : b.higherIsBetter ? Math.max(...xs) : Math.min(...xs));
   const bestN = bestOf(values(runs.native));
   const bestS = bestOf(values(runs.strata));
   const bestRatio = b.ratioDefinition === 'strata/native' ? ratioOf(bestS, bestN) : ratioOf(bestN, bestS);
-  const extra = { native: extras(runs.native), strata: extras(runs.strata) };
+  const extra = { native: medianExtras(runs.native), strata: medianExtras(runs.strata) };
   const also = Object.fromEntries(b.alsoReport.map((k) => [k, { native: extra.native[k] ?? null, strata: extra.strata[k] ?? null }]));
   const report: BenchReport = {
     description: b.description,

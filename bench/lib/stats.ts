@@ -28,3 +28,14 @@ export function spread(xs: readonly number[]): number | null {
   if (m === null || m === 0 || xs.length < 2) return null;
   return (Math.max(...xs) - Math.min(...xs)) / m;
 }
+
+/** Per key, the median of the numeric figures runs recorded besides their value (rep, position, value and load left out). */
+export function medianExtras(rs: readonly Readonly<Record<string, number | string>>[]): Record<string, number> {
+  const keys = new Set(rs.flatMap((r) => Object.keys(r)).filter((k) => !['rep', 'position', 'value', 'load_1m', 'foreign_cache_drops'].includes(k)));
+  const out: Record<string, number> = {};
+  for (const k of keys) {
+    const m = median(rs.map((r) => r[k]).filter((v): v is number => typeof v === 'number' && Number.isFinite(v)));
+    if (m !== null) out[k] = sig(m);
+  }
+  return out;
+}

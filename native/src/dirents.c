@@ -12,6 +12,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+int sn_next_dirent(DIR *dir, struct dirent **de, sn_err *err) {
+  for (;;) {
+    /* readdir returns NULL both at the end and on error; only errno tells
+     * them apart, so clear it first. */
+    errno = 0;
+    struct dirent *d = readdir(dir);
+    if (d == NULL) return errno != 0 ? SN_FAIL(err, errno, "readdir") : 0;
+    if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0) continue;
+    *de = d;
+    return 1;
+  }
+}
+
+int sn_grow(void **arr, size_t *cap, size_t n, size_t elem, sn_err *err) {
+  if (n < *cap) return 0;
+  size_t ncap = *cap ? *cap * 2 : 32;
+  void *grown = realloc(*arr, ncap * elem);
+  if (grown == NULL) return SN_FAIL(err, ENOMEM, "realloc");
+  *arr = grown;
+  *cap = ncap;
+  return 0;
+}
+
 void sn_dirents_free(sn_dirent *ents, size_t count) {
   if (ents == NULL) return;
   for (size_t i = 0; i < count; i++) free(ents[i].name);
@@ -30,26 +53,15 @@ int sn_readdir(const char *path, sn_dirent **out, size_t *count, sn_err *err) {
   int rc = 0;
 
   for (;;) {
-    /* readdir returns NULL both at the end and on error; only errno tells
-     * them apart, so clear it first. */
-    errno = 0;
-    struct dirent *de = readdir(dir);
-    if (de == NULL) {
-      if (errno != 0) rc = SN_FAIL(err, errno, "readdir");
+    struct dirent *de;
+    int got = sn_next_dirent(dir, &de, err);
+    if (got <= 0) {
+      rc = got;
       break;
     }
-    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-      continue;
-
-    if (n == cap) {
-      size_t ncap = cap ? cap * 2 : 32;
-      sn_dirent *grown = realloc(ents, ncap * sizeof *ents);
-      if (grown == NULL) {
-        rc = SN_FAIL(err, ENOMEM, "realloc");
-        break;
-      }
-      ents = grown;
-      cap = ncap;
+    if (sn_grow((void **)&ents, &cap, n, sizeof *ents, err) < 0) {
+      rc = -1;
+      break;
     }
     char *name = strdup(de->d_name);
     if (name == NULL) {

@@ -5,6 +5,7 @@
 #ifndef STRATA_DIRENTS_H
 #define STRATA_DIRENTS_H
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,14 @@ typedef struct sn_dirent {
 int sn_readdir(const char *path, sn_dirent **out, size_t *count, sn_err *err);
 
 void sn_dirents_free(sn_dirent *ents, size_t count);
+
+/* The next entry of `dir` other than "." and "..": 1 with *de set, 0 at the
+ * end, -1 (err filled) when readdir fails. */
+int sn_next_dirent(DIR *dir, struct dirent **de, sn_err *err);
+
+/* Makes room for one more of `elem`-byte items in *arr (n used of *cap):
+ * 0, or -1 with ENOMEM in err (*arr unchanged). */
+int sn_grow(void **arr, size_t *cap, size_t n, size_t elem, sn_err *err);
 
 #ifdef __cplusplus
 }

@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
+#include "dirents.h"
 #include "xattr.h"
 
 static void free_entry(sn_scan_entry *e) {
@@ -77,8 +79,17 @@ static int read_xattrs(const char *path, sn_scan_entry *e, sn_err *err) {
 int sn_scandir(const char *path, int with_xattrs, sn_scan_entry **out, size_t *count, sn_err *err) {
   *out = NULL;
   *count = 0;
-  DIR *dir = opendir(path);
-  if (dir == NULL) return SN_FAIL(err, errno, "opendir");
+  /* O_NOATIME: a walk of the store leaves its directories' atimes alone
+   * (EPERM when the caller owns neither the directory nor CAP_FOWNER). */
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return SN_FAIL(err, errno, "open");
+  DIR *dir = fdopendir(fd);
+  if (dir == NULL) {
+    int saved = errno;
+    close(fd);
+    return SN_FAIL(err, saved, "fdopendir");
+  }
   int dfd = dirfd(dir);
   size_t plen = strlen(path);
   char *full = NULL;
@@ -87,19 +98,15 @@ int sn_scandir(const char *path, int with_xattrs, sn_scan_entry **out, size_t *c
   size_t n = 0, cap = 0;
   int rc = 0;
   for (;;) {
-    errno = 0;
-    struct dirent *de = readdir(dir);
-    if (de == NULL) {
-      if (errno != 0) rc = SN_FAIL(err, errno, "readdir");
+    struct dirent *de;
+    int got = sn_next_dirent(dir, &de, err);
+    if (got <= 0) {
+      rc = got;
       break;
     }
-    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-    if (n == cap) {
-      size_t ncap = cap ? cap * 2 : 32;
-      sn_scan_entry *grown = realloc(ents, ncap * sizeof *ents);
-      if (grown == NULL) { rc = SN_FAIL(err, ENOMEM, "realloc"); break; }
-      ents = grown;
-      cap = ncap;
+    if (sn_grow((void **)&ents, &cap, n, sizeof *ents, err) < 0) {
+      rc = -1;
+      break;
     }
     sn_scan_entry *e = &ents[n];
     memset(e, 0, sizeof *e);

@@ -10,8 +10,8 @@
 //      attributes, nlink, subtree totals, xattrs) and every file's bytes;
 //   2. the rest of the batches applied to it give the model's final state.
 import test from 'ava';
+import { runKilledAfterApplied, seededKillPoint } from '../helpers/applied-child.js';
 import Database from 'better-sqlite3';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,25 +35,9 @@ for (const seed of SEEDS) {
     const dir = mkdtempSync('/var/tmp/strata-apply-crash-');
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     // Seeded kill time: after 1-30 "applied" lines, plus 0-30 ms (mid-batch, mid-fsync, or between batches).
-    let x = seed * 7919;
-    const killAfterLines = 1 + (x % 30);
-    x = (x * 48271) % 2147483647;
-    const extraMs = x % 31;
-    const child = spawn(process.execPath, [CHILD, dir, String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
-    let out = '';
-    let err = '';
-    let lines = 0;
-    child.stderr!.setEncoding('utf8').on('data', (s: string) => { err += s; });
-    child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      out += s;
-      lines = out.split('\n').filter((l) => l.startsWith('applied')).length;
-      if (lines >= killAfterLines) setTimeout(() => child.kill('SIGKILL'), extraMs);
-    });
-    await exited;
+    const { killAfterLines, extraMs } = seededKillPoint(seed, 30, 31);
+    const { err, lines, acked } = await runKilledAfterApplied(CHILD, [dir, String(seed)], killAfterLines, extraMs, (kill) => t.teardown(kill));
     t.is(err, '', 'the child wrote nothing to stderr');
-    const acked = Math.max(0, ...out.split('\n').filter((l) => l.startsWith('applied')).map((l) => Number(l.split(' ')[1])));
     t.log(`killed after ${lines} of ${APPLY_BATCHES} batches (+${extraMs} ms): last acked record ${acked}`);
 
     // 1. reopened where it was killed

@@ -10,7 +10,7 @@
 //   3. the rest of the batches applied to the reopened directory (and another
 //      point) give the model's final state: nothing in the bucket was clobbered.
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { runKilledAfterApplied, seededKillPoint } from '../helpers/applied-child.js';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,23 +39,8 @@ if (typeof engine === 'string') {
       });
       writeObjectsConfig(dir, config);
       // Seeded kill time: after 1-40 "applied" lines, plus 0-150 ms.
-      let x = seed * 7919;
-      const killAfterLines = 1 + (x % 40);
-      x = (x * 48271) % 2147483647;
-      const extraMs = x % 150;
-      const child = spawn(process.execPath, [CHILD, dir, String(seed)], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      let out = '';
-      let lines = 0;
-      let err = '';
-      child.stderr!.setEncoding('utf8').on('data', (s: string) => { err += s; });
-      child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-        out += s;
-        lines = out.split('\n').filter((l) => l.startsWith('applied')).length;
-        if (lines >= killAfterLines) setTimeout(() => child.kill('SIGKILL'), extraMs);
-      });
-      await exited;
-      const acked = Math.max(0, ...out.split('\n').filter((l) => l.startsWith('applied')).map((l) => Number(l.split(' ')[1])));
+      const { killAfterLines, extraMs } = seededKillPoint(seed, 40, 150);
+      const { out, err, lines, acked } = await runKilledAfterApplied(CHILD, [dir, String(seed)], killAfterLines, extraMs);
       const pointed = Math.max(-1, ...out.split('\n').filter((l) => l.startsWith('point')).map((l) => Number(l.split(' ')[1])));
       t.log(`killed after ${lines} batches (+${extraMs} ms): last acked record ${acked}, last completed metadata point ${pointed}${err ? `; stderr: ${err.slice(0, 300)}` : ''}`);
 

@@ -477,6 +477,19 @@ static inline void fast_reply_negative (bridge_session_t *s, fuse_req_t req) {
 }
 
 // Bytes of a read (0) or write (1) answered on the FUSE thread (fastBytes).
+// A setattr's times as utimensat/futimens take them: UTIME_OMIT for what it
+// does not set, UTIME_NOW for "now". 0 when it sets no time.
+static inline int setattr_times (const struct stat *attr, int to_set, struct timespec ts[2]) {
+  if (!(to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW))) return 0;
+  ts[0].tv_sec = 0; ts[0].tv_nsec = UTIME_OMIT;
+  ts[1] = ts[0];
+  if (to_set & FUSE_SET_ATTR_ATIME_NOW) ts[0].tv_nsec = UTIME_NOW;
+  else if (to_set & FUSE_SET_ATTR_ATIME) ts[0] = attr->st_atim;
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW) ts[1].tv_nsec = UTIME_NOW;
+  else if (to_set & FUSE_SET_ATTR_MTIME) ts[1] = attr->st_mtim;
+  return 1;
+}
+
 static inline void fast_bytes (bridge_session_t *s, int which, uint64_t n) {
   __atomic_fetch_add(&s->fast_bytes[which], n, __ATOMIC_RELAXED);
 }
@@ -490,6 +503,7 @@ double js_dbl (napi_env env, napi_value v);
 void js_throw_type (napi_env env, const char *msg);
 bridge_session_t *js_session (napi_env env, napi_value v);
 napi_value js_counter_pair (napi_env env, const uint64_t *a, const uint64_t *b);
+napi_value js_node_flag (napi_env env, napi_callback_info info, int (*set) (bridge_session_t *, uint64_t, int));
 
 #define JS_ARGS(n) \
   size_t argc = n; \

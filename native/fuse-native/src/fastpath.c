@@ -240,14 +240,8 @@ int fast_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct st
     mode_t drop = err == 0 ? setid_drop(&st) : 0;
     if (drop != 0 && (fd >= 0 ? fchmod(fd, st.st_mode & 07777 & ~drop) : chmod(proc, st.st_mode & 07777 & ~drop)) != 0) err = errno;
   }
-  if (err == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW))) {
-    struct timespec ts[2];
-    ts[0].tv_sec = 0; ts[0].tv_nsec = UTIME_OMIT;
-    ts[1] = ts[0];
-    if (to_set & FUSE_SET_ATTR_ATIME_NOW) ts[0].tv_nsec = UTIME_NOW;
-    else if (to_set & FUSE_SET_ATTR_ATIME) ts[0] = attr->st_atim;
-    if (to_set & FUSE_SET_ATTR_MTIME_NOW) ts[1].tv_nsec = UTIME_NOW;
-    else if (to_set & FUSE_SET_ATTR_MTIME) ts[1] = attr->st_mtim;
+  struct timespec ts[2];
+  if (err == 0 && setattr_times(attr, to_set, ts)) {
     if ((fd >= 0 ? futimens(fd, ts) : utimensat(AT_FDCWD, proc, ts, 0)) != 0) err = errno;
   }
   if (err == 0 && fstat(fd >= 0 ? fd : pfd, &st) != 0) err = errno;

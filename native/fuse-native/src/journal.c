@@ -174,14 +174,8 @@ int journal_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct
     gid_t g = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t) -1;
     if (fchownat(pfd, "", u, g, AT_EMPTY_PATH) != 0) err = errno;
   }
-  if (err == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW))) {
-    struct timespec ts[2];
-    ts[0].tv_sec = 0; ts[0].tv_nsec = UTIME_OMIT;
-    ts[1] = ts[0];
-    if (to_set & FUSE_SET_ATTR_ATIME_NOW) ts[0].tv_nsec = UTIME_NOW;
-    else if (to_set & FUSE_SET_ATTR_ATIME) ts[0] = attr->st_atim;
-    if (to_set & FUSE_SET_ATTR_MTIME_NOW) ts[1].tv_nsec = UTIME_NOW;
-    else if (to_set & FUSE_SET_ATTR_MTIME) ts[1] = attr->st_mtim;
+  struct timespec ts[2];
+  if (err == 0 && setattr_times(attr, to_set, ts)) {
     if (utimensat(AT_FDCWD, proc, ts, 0) != 0) err = errno;
   }
   // The attributes after it, whatever part applied: the record says what the store holds.
@@ -210,13 +204,7 @@ int journal_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct
 // knows (on) the node's object id, so its setattrs may be applied on the FUSE
 // thread and journalled from notices (journal_setattr), or no longer (off).
 napi_value js_journal_node (napi_env env, napi_callback_info info) {
-  JS_ARGS(3)
-  bridge_session_t *s = js_session(env, argv[0]);
-  if (s == NULL) return NULL;
-  if (s->closed || !nodes_ready(s)) return js_bool(env, 0);
-  bool on = false;
-  napi_get_value_bool(env, argv[2], &on);
-  return js_bool(env, node_set_journal(s, (uint64_t) js_dbl(env, argv[1]), on));
+  return js_node_flag(env, info, node_set_journal);
 }
 
 // journalGrant(session, bytes): JavaScript reserved `bytes` of the journal's room for direct writes.

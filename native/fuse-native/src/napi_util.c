@@ -40,6 +40,18 @@ bridge_session_t *js_session (napi_env env, napi_value v) {
   return s;
 }
 
+// fn(session, nodeid, on) -> whether the node has an entry: sets one of a node's
+// flags from JavaScript through `set` (node_set_settled, node_set_journal).
+napi_value js_node_flag (napi_env env, napi_callback_info info, int (*set) (bridge_session_t *, uint64_t, int)) {
+  JS_ARGS(3)
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  if (s->closed || !nodes_ready(s)) return js_bool(env, 0);
+  bool on = false;
+  napi_get_value_bool(env, argv[2], &on);
+  return js_bool(env, set(s, (uint64_t) js_dbl(env, argv[1]), on));
+}
+
 // A Float64Array of two counters, each read atomically (relaxed: figures for status, not synchronisation).
 napi_value js_counter_pair (napi_env env, const uint64_t *a, const uint64_t *b) {
   napi_value ab, arr;

@@ -322,13 +322,7 @@ napi_value js_no_capabilities (napi_env env, napi_callback_info info) {
 // revokes that (false) before anything changes it. A node without a
 // descriptor keeps no vouch.
 napi_value js_settled (napi_env env, napi_callback_info info) {
-  JS_ARGS(3)
-  bridge_session_t *s = js_session(env, argv[0]);
-  if (s == NULL) return NULL;
-  if (s->closed || !nodes_ready(s)) return js_bool(env, 0);
-  bool on = false;
-  napi_get_value_bool(env, argv[2], &on);
-  return js_bool(env, node_set_settled(s, (uint64_t) js_dbl(env, argv[1]), on));
+  return js_node_flag(env, info, node_set_settled);
 }
 
 // notifyInvalInode(session, nodeid, offset, length): drop the kernel's cached

@@ -174,6 +174,7 @@ export class Mirror implements ChangeSink {
   /** Every mutating op fails with EROFS from now on (fenced, released, releasing). */
   setReadOnly(reason: string): void {
     this.readOnlyReason ??= reason;
+    this.reclaimReserved?.();
   }
 
   /** Undoes setReadOnly of a planned move that could not drain (never after a fence). */
@@ -187,6 +188,8 @@ export class Mirror implements ChangeSink {
 
   private fence(reason: string): void {
     this.readOnlyReason = `fenced: ${reason}`;
+    // Journal room handed out for direct writes goes back at once: from now on every change meets admit's EROFS.
+    this.reclaimReserved?.();
     this.failAckWaiters(`fenced: ${reason}`);
   }
 
@@ -425,6 +428,7 @@ export class Mirror implements ChangeSink {
       throw err;
     }
     this.readOnlyReason = `released: the lease on ${this.opts.volume} was given up for a planned move`;
+    this.reclaimReserved?.();
   }
 
   /**

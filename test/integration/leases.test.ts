@@ -7,7 +7,7 @@
 // within its lease, the archive takes over, and after the partition heals the
 // old primary finds itself fenced.
 import test from 'ava';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sh, strata } from '../helpers/mount.js';
@@ -37,6 +37,14 @@ test.serial('a volume held by a live lease: a second mount and a recover are ref
   t.regex(refused.out, /EHELD: volume web is held by .* --force/);
   t.is(leaseOf(site, 'web')?.epoch, 1, 'no fence happened');
 
+  // A handle opened for writing before the fence (its writes may be applied on the FUSE thread: journalled direct writes).
+  const held = openSync(join(a.mnt, 'held'), 'w');
+  let heldOpen = true;
+  const closeHeld = (): void => { if (heldOpen) { heldOpen = false; try { closeSync(held); } catch { /* EROFS at flush */ } } };
+  t.teardown(closeHeld);
+  writeSync(held, 'one\n');
+  fsyncSync(held);
+
   // --force: fenced at epoch 2; the old primary learns it within a renewal and turns read-only.
   runRecover(r, ['--force']);
   t.is(leaseOf(site, 'web')?.epoch, 2);
@@ -47,6 +55,9 @@ test.serial('a volume held by a live lease: a second mount and a recover are ref
   t.regex(sh('mkdir d', a.mnt).stderr, /Read-only file system/);
   t.regex(sh('touch before', a.mnt).stderr, /Read-only file system/);
   t.is(sh('cat before', a.mnt).stdout, 'before\n', 'reads still work');
+  t.throws(() => writeSync(held, 'two\n'), { code: 'EROFS' }, 'a handle opened before the fence writes nothing after it');
+  closeHeld();
+  t.is(readFileSync(join(a.mnt, 'held'), 'utf8'), 'one\n');
   const human = strata(['status', a.mnt]).stdout;
   t.regex(human, /read-only +fenced: .*fenced by .*mnt\d+.*\(forced\)/);
   t.regex(human, /lease +FENCED/);

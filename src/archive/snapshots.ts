@@ -126,8 +126,6 @@ CREATE TABLE IF NOT EXISTS alerts (
 
 /** Alert log rows kept (the oldest go first). */
 const MAX_ALERT_ROWS = 100_000;
-const MAX_LABELS = 64;
-const MAX_LABEL_BYTES = 4096;
 
 interface SnapshotRow {
   id: string;

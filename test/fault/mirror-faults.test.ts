@@ -9,8 +9,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { sh, strata } from '../helpers/mount.js';
-import { withMirroredMount, syncMount, assertConverged, mirrorStatus, mount, readFromArchive, killPrimary, type MirroredMount } from '../helpers/mirror.js';
+import { sh } from '../helpers/mount.js';
+import { withMirroredMount, syncMount, assertConverged, mirrorStatus, mount, readFromArchive, killPrimary } from '../helpers/mirror.js';
 import { startArchiveServer, type ArchiveServer } from '../helpers/archive.js';
 
 async function serverFor(t: ExecutionContext): Promise<ArchiveServer> {

@@ -68,7 +68,7 @@ import { forceUnmount, mount, syncMount } from '../helpers/mirror.js';
 import {
   buildVolume, manifest, mountPrimary, newRecoveryTarget, recover, runRecover, verifySummary, waitRestored, type Recovered,
 } from '../helpers/recover.js';
-import { Rng, applyBuild, diffPictures, livePicture, randomTree, type Picture } from '../helpers/model-tree.js';
+import { Rng, applyBuild, diffPictures, livePicture, randomTree } from '../helpers/model-tree.js';
 import { archivePicture, withoutDirNlink } from '../helpers/archive-tree.js';
 import {
   READ_ONLY, compareOutcomes, describeOp, outcome, randomOp, readOnlyOp, scan, touchedPaths, type Op, type Outcome,

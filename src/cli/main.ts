@@ -1,22 +1,18 @@
-// The `strata` command line.
-import { checkpointCreateCommand, checkpointDeleteCommand, checkpointDiffCommand, checkpointListCommand, rollbackCommand } from './checkpoint-command.js';
+// The `strata` command line. Every command's module is loaded when that
+// command runs, not before: `strata recover` (and the daemon it spawns) must
+// not pay for loading the archive server, snapshots, YAML rules or SQLite
+// (docs/recovery.md, "Time to serve").
 import { Command, InvalidArgumentError } from 'commander';
-import { mountCommand } from './mount-command.js';
-import { unmountCommand, statusCommand, syncCommand } from './operator-commands.js';
-import { archiveReleaseCommand, archiveStatusCommand, releaseCommand, type ArchiveLeaseOptions } from './lease-commands.js';
-import { demoCommand } from './demo.js';
-import { standby } from './standby.js';
-import { archiveServeCommand, type ArchiveServeOptions } from './archive-command.js';
-import { verifyCommand, type VerifyOptions } from './verify-command.js';
-import { installMountHelper, mountArgs, parseHelperArgv } from './mount-helper.js';
-import { spawnSync } from 'node:child_process';
-import { swapDiscardCommand, swapExchangeCommand, swapPrepareCommand, type CommitOptions, type PrepareOptions } from './swap-command.js';
 import { resolve as resolvePath } from 'node:path';
-
-import {
-  alertsCommand, gcCommand, snapshotCreateCommand, snapshotDeleteCommand, snapshotListCommand, snapshotShowCommand, snapshotVerifyCommand, targetsCommand,
-  type ArchiveCliOptions, type CreateOptions,
-} from './snapshot-command.js';
+import { spawnSync } from 'node:child_process';
+import { installMountHelper, mountArgs, parseHelperArgv } from './mount-helper.js';
+import { standby } from './standby.js';
+import type { ArchiveLeaseOptions } from './lease-commands.js';
+import type { ArchiveServeOptions } from './archive-command.js';
+import type { VerifyOptions } from './verify-command.js';
+import type { CommitOptions, PrepareOptions } from './swap-command.js';
+import type { ArchiveCliOptions, CreateOptions } from './snapshot-command.js';
+import type { MountCliOptions } from './mount-command.js';
 
 function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
@@ -61,7 +57,7 @@ function daemonOptions(cmd: Command): void {
     .option('--lease <s>', 'the lease on the volume at a strata:// archive: without a renewal for this long, fsync and sync-mode writes fail with EIO (default 10)', seconds)
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (docs/operations.md)')
     .option('--notify-parent', '(internal) report readiness over IPC')
-    .action(async (mountpoint: string, opts) => { process.exitCode = await mountCommand(mountpoint, opts); });
+    .action(async (mountpoint: string, opts) => { process.exitCode = await (await import('./mount-command.js')).mountCommand(mountpoint, opts as MountCliOptions); });
 }
 
 const mount = program
@@ -104,14 +100,14 @@ program
   .description('flush and unmount; the daemon exits. Clears a stale mount left by a dead daemon')
   .argument('<mountpoint>')
   .option('--lazy', 'detach even while programs still use the mount')
-  .action(async (mountpoint: string, opts: { lazy?: boolean }) => { process.exitCode = await unmountCommand(mountpoint, opts); });
+  .action(async (mountpoint: string, opts: { lazy?: boolean }) => { process.exitCode = await (await import('./operator-commands.js')).unmountCommand(mountpoint, opts); });
 
 program
   .command('status')
   .description("report a daemon's state")
   .argument('<mountpoint>')
   .option('--json', 'machine-readable output')
-  .action(async (mountpoint: string, opts: { json?: boolean }) => { process.exitCode = await statusCommand(mountpoint, opts); });
+  .action(async (mountpoint: string, opts: { json?: boolean }) => { process.exitCode = await (await import('./operator-commands.js')).statusCommand(mountpoint, opts); });
 
 program
   .command('sync')
@@ -119,7 +115,7 @@ program
   .argument('<mountpoint>')
   .option('--timeout <s>', 'give up after this long (default 60)', seconds)
   .option('--json', 'machine-readable output')
-  .action(async (mountpoint: string, opts: { timeout?: number; json?: boolean }) => { process.exitCode = await syncCommand(mountpoint, opts); });
+  .action(async (mountpoint: string, opts: { timeout?: number; json?: boolean }) => { process.exitCode = await (await import('./operator-commands.js')).syncCommand(mountpoint, opts); });
 
 program
   .command('release')
@@ -128,7 +124,7 @@ program
   .option('--timeout <s>', 'how long the drain may take; when it does not finish, the mount serves on with its lease (default 60)', seconds)
   .option('--lazy', 'detach even while programs still use the mount')
   .option('--json', 'machine-readable output')
-  .action(async (mountpoint: string, opts: { timeout?: number; lazy?: boolean; json?: boolean }) => { process.exitCode = await releaseCommand(mountpoint, opts); });
+  .action(async (mountpoint: string, opts: { timeout?: number; lazy?: boolean; json?: boolean }) => { process.exitCode = await (await import('./lease-commands.js')).releaseCommand(mountpoint, opts); });
 
 program
   .command('verify')
@@ -139,7 +135,7 @@ program
   .option('--token-file <file>', 'token of a remote archive')
   .option('--json', 'one JSON object per difference, then a summary object')
   .option('--no-content', 'skip the block-by-block comparison of file contents')
-  .action(async (opts: VerifyOptions) => { process.exitCode = await verifyCommand(opts); });
+  .action(async (opts: VerifyOptions) => { process.exitCode = await (await import('./verify-command.js')).verifyCommand(opts); });
 
 const swap = program.command('swap').description('restore a point-in-time tree into a spare store while the mount serves, then exchange the stores in one step (docs/swap.md)');
 swap
@@ -153,7 +149,7 @@ swap
   .option('--token-file <file>', 'token of a remote archive')
   .option('--no-wait', 'return once started (progress in strata status)')
   .option('--json', 'machine-readable output')
-  .action(async (mountpoint: string, opts: PrepareOptions) => { process.exitCode = await swapPrepareCommand(mountpoint, opts); });
+  .action(async (mountpoint: string, opts: PrepareOptions) => { process.exitCode = await (await import('./swap-command.js')).swapPrepareCommand(mountpoint, opts); });
 for (const direction of ['commit', 'back'] as const) {
   swap
     .command(direction)
@@ -164,20 +160,20 @@ for (const direction of ['commit', 'back'] as const) {
     .option('--hold-timeout <s>', 'roll back when the exchange is not decided within this long (default 5)', seconds)
     .option('--busy <mode>', 'during the hold, requests wait (default) or get EBUSY (ebusy)')
     .option('--json', 'machine-readable output')
-    .action(async (mountpoint: string, opts: CommitOptions) => { process.exitCode = await swapExchangeCommand(direction, mountpoint, opts); });
+    .action(async (mountpoint: string, opts: CommitOptions) => { process.exitCode = await (await import('./swap-command.js')).swapExchangeCommand(direction, mountpoint, opts); });
 }
 swap
   .command('discard')
   .description('empty the spare (a prepared tree, or the tree from before the last swap)')
   .argument('<mountpoint>')
   .option('--json', 'machine-readable output')
-  .action(async (mountpoint: string, opts: { json?: boolean }) => { process.exitCode = await swapDiscardCommand(mountpoint, opts); });
+  .action(async (mountpoint: string, opts: { json?: boolean }) => { process.exitCode = await (await import('./swap-command.js')).swapDiscardCommand(mountpoint, opts); });
 
 program
   .command('demo')
   .description('mirror a store to an embedded archive, build a real tree, lose the disk, recover it and verify')
   .option('--keep', 'keep the demo directory')
-  .action(async (opts: { keep?: boolean }) => { process.exitCode = await demoCommand(opts); });
+  .action(async (opts: { keep?: boolean }) => { process.exitCode = await (await import('./demo.js')).demoCommand(opts); });
 
 const archive = program.command('archive').description('the archive node: volumes mirrored from primaries');
 archive
@@ -208,12 +204,16 @@ archive
   .option('--s3-region <region>', 'with --objects: the region (default AWS_REGION, else us-east-1)')
   .option('--metadata-upload-interval <s>', 'with --objects: upload a metadata copy this often (default 60; also after every volume snapshot)', seconds)
   .option('--fetch-timeout <s>', 'with --objects: a read of a pack in the bucket fails (EIO at the primary) after this long (default 4)', seconds)
-  .action(async (opts: ArchiveServeOptions) => { process.exitCode = await archiveServeCommand(opts); });
+  .action(async (opts: ArchiveServeOptions) => { process.exitCode = await (await import('./archive-command.js')).archiveServeCommand(opts); });
 
 program
   .command('standby', { hidden: true })
   .description('(run by the takeover supervisor) wait, warm, for a strata recover command line and become its daemon')
-  .action(async () => { process.exitCode = await standby((argv) => program.parseAsync(argv, { from: 'user' })); });
+  .action(async () => {
+    // Warm: everything a recover's daemon runs is loaded before the supervisor hears "standby".
+    await Promise.all([import('./mount-command.js'), import('./mount-foreground.js'), import('../daemon/metrics.js')]);
+    process.exitCode = await standby((argv) => program.parseAsync(argv, { from: 'user' }));
+  });
 
 program
   .command('install-mount-helper')
@@ -254,17 +254,17 @@ function archiveOpts(cmd: Command): Command {
 
 archiveOpts(archive.command('targets').description('the storage targets: device, free space, health (for file:// archives, --target sets them)'))
   .option('--target <name=dir>', 'file:// archives: the storage targets (repeat; replaces the set)', collect)
-  .action(async (opts: ArchiveCliOptions & { target?: string[] }) => { process.exitCode = await targetsCommand(opts); });
+  .action(async (opts: ArchiveCliOptions & { target?: string[] }) => { process.exitCode = await (await import('./snapshot-command.js')).targetsCommand(opts); });
 archiveOpts(archive.command('alerts').description('the alerts the archive received and what it decided'))
   .option('--limit <n>', 'newest N (default 50)', (v: string) => Number(v))
-  .action(async (opts: ArchiveCliOptions & { limit?: number }) => { process.exitCode = await alertsCommand(opts); });
+  .action(async (opts: ArchiveCliOptions & { limit?: number }) => { process.exitCode = await (await import('./snapshot-command.js')).alertsCommand(opts); });
 archiveOpts(archive.command('status').description('every volume: its lease holder, epoch, lease age, state (active, lapsed, taken over, released, fenced), applied record, lag, takeover'))
   .option('--volume <name>', 'only this volume')
-  .action(async (opts: ArchiveLeaseOptions & { volume?: string }) => { process.exitCode = await archiveStatusCommand(opts); });
+  .action(async (opts: ArchiveLeaseOptions & { volume?: string }) => { process.exitCode = await (await import('./lease-commands.js')).archiveStatusCommand(opts); });
 archiveOpts(archive.command('release').description('release a volume: its takeover mount is drained and unmounted; a lapsed holder\'s lease is cleared (a live one is refused)').argument('<volume>'))
-  .action(async (volume: string, opts: ArchiveLeaseOptions) => { process.exitCode = await archiveReleaseCommand(volume, opts); });
+  .action(async (volume: string, opts: ArchiveLeaseOptions) => { process.exitCode = await (await import('./lease-commands.js')).archiveReleaseCommand(volume, opts); });
 archiveOpts(archive.command('gc').description('reclaim blocks no volume head or snapshot references (data directory and targets)'))
-  .action(async (opts: ArchiveCliOptions) => { process.exitCode = await gcCommand(opts); });
+  .action(async (opts: ArchiveCliOptions) => { process.exitCode = await (await import('./snapshot-command.js')).gcCommand(opts); });
 
 const checkpoint = program.command('checkpoint').description('local point-in-time copies of a mounted store, with changed-block tracking (docs/checkpoints.md)');
 checkpoint.command('create').description('take a checkpoint of the mounted tree (O(1): blocks are copied on their first change)')
@@ -272,16 +272,16 @@ checkpoint.command('create').description('take a checkpoint of the mounted tree 
   .option('--name <name>', 'its name (default ck-DATE-TIME)')
   .option('--copy-store <dir>', 'where the old blocks go (default STORE/.strata/checkpoints; may be another disk)')
   .option('--json', 'machine-readable output')
-  .action(async (mountpoint: string, opts: { name?: string; copyStore?: string; json?: boolean }) => { process.exitCode = await checkpointCreateCommand(mountpoint, opts); });
+  .action(async (mountpoint: string, opts: { name?: string; copyStore?: string; json?: boolean }) => { process.exitCode = await (await import('./checkpoint-command.js')).checkpointCreateCommand(mountpoint, opts); });
 checkpoint.command('list').description('the checkpoints of a mount: state, changes tracked, copy store use').argument('<mountpoint>')
   .option('--json', 'machine-readable output')
-  .action(async (mountpoint: string, opts: { json?: boolean }) => { process.exitCode = await checkpointListCommand(mountpoint, opts); });
+  .action(async (mountpoint: string, opts: { json?: boolean }) => { process.exitCode = await (await import('./checkpoint-command.js')).checkpointListCommand(mountpoint, opts); });
 checkpoint.command('delete').description('delete a checkpoint and its copy').argument('<mountpoint>').argument('<name>')
-  .action(async (mountpoint: string, name: string) => { process.exitCode = await checkpointDeleteCommand(mountpoint, name); });
+  .action(async (mountpoint: string, name: string) => { process.exitCode = await (await import('./checkpoint-command.js')).checkpointDeleteCommand(mountpoint, name); });
 checkpoint.command('diff').description('what changed since the checkpoint: created, removed, renamed, attribute changes, changed byte ranges')
   .argument('<mountpoint>').argument('<name>').argument('[paths...]', 'only under these paths')
   .option('--json', 'one JSON object')
-  .action(async (mountpoint: string, name: string, paths: string[], opts: { json?: boolean }) => { process.exitCode = await checkpointDiffCommand(mountpoint, name, paths, opts); });
+  .action(async (mountpoint: string, name: string, paths: string[], opts: { json?: boolean }) => { process.exitCode = await (await import('./checkpoint-command.js')).checkpointDiffCommand(mountpoint, name, paths, opts); });
 
 program
   .command('rollback')
@@ -291,7 +291,7 @@ program
   .requiredOption('--to <name>', 'the checkpoint')
   .option('--dry-run', 'print what would change and how many bytes would be copied')
   .option('--json', 'one JSON object: bytesCopied and the changes')
-  .action(async (mountpoint: string, areas: string[], opts: { to: string; dryRun?: boolean; json?: boolean }) => { process.exitCode = await rollbackCommand(mountpoint, areas, opts); });
+  .action(async (mountpoint: string, areas: string[], opts: { to: string; dryRun?: boolean; json?: boolean }) => { process.exitCode = await (await import('./checkpoint-command.js')).rollbackCommand(mountpoint, areas, opts); });
 
 const snapshot = program.command('snapshot').description('point-in-time copies of a volume on the archive\'s storage targets (docs/snapshots.md)');
 archiveOpts(snapshot.command('create').description('snapshot a volume now (from MOUNTPOINT: after the archive holds every change made so far)'))
@@ -300,16 +300,16 @@ archiveOpts(snapshot.command('create').description('snapshot a volume now (from 
   .option('--reason <text>', 'why, kept in the catalog')
   .option('--wait', 'return once the copy is complete (file:// archives always wait)')
   .option('--timeout <s>', 'from a mountpoint: how long to wait for the archive to hold every change (default 60)', seconds)
-  .action(async (mountpoint: string | undefined, opts: CreateOptions) => { process.exitCode = await snapshotCreateCommand(mountpoint, opts); });
+  .action(async (mountpoint: string | undefined, opts: CreateOptions) => { process.exitCode = await (await import('./snapshot-command.js')).snapshotCreateCommand(mountpoint, opts); });
 archiveOpts(snapshot.command('list').description('the catalog: snapshots, their state, target, trigger and condition'))
   .option('--volume <name>', 'only this volume')
   .option('--condition <name>', 'only snapshots taken for this condition')
-  .action(async (opts: ArchiveCliOptions & { volume?: string; condition?: string }) => { process.exitCode = await snapshotListCommand(opts); });
+  .action(async (opts: ArchiveCliOptions & { volume?: string; condition?: string }) => { process.exitCode = await (await import('./snapshot-command.js')).snapshotListCommand(opts); });
 archiveOpts(snapshot.command('show').description('one snapshot\'s catalog row').argument('<id>'))
-  .action(async (id: string, opts: ArchiveCliOptions) => { process.exitCode = await snapshotShowCommand(id, opts); });
+  .action(async (id: string, opts: ArchiveCliOptions) => { process.exitCode = await (await import('./snapshot-command.js')).snapshotShowCommand(id, opts); });
 archiveOpts(snapshot.command('delete').description('delete a snapshot (its blocks are reclaimed from its target)').argument('<id>'))
-  .action(async (id: string, opts: ArchiveCliOptions) => { process.exitCode = await snapshotDeleteCommand(id, opts); });
+  .action(async (id: string, opts: ArchiveCliOptions) => { process.exitCode = await (await import('./snapshot-command.js')).snapshotDeleteCommand(id, opts); });
 archiveOpts(snapshot.command('verify').description('re-hash every block of a snapshot on its target; exit 1 when any is damaged').argument('<id>'))
-  .action(async (id: string, opts: ArchiveCliOptions) => { process.exitCode = await snapshotVerifyCommand(id, opts); });
+  .action(async (id: string, opts: ArchiveCliOptions) => { process.exitCode = await (await import('./snapshot-command.js')).snapshotVerifyCommand(id, opts); });
 
 await program.parseAsync(process.argv);

@@ -1,19 +1,14 @@
 // `strata mount`: by default returns once the mount serves and leaves the
 // daemon running in the background (like mount-s3); --foreground stays attached.
+// This module checks the command line and spawns the daemon; the daemon's own
+// modules load only in the process that serves (mount-foreground.ts).
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { pino } from 'pino';
-import { createLogger, type Logger } from '../log/logger.js';
-import { DaemonLogFile } from '../daemon/log-file.js';
-import { MountDaemon, checkStore, type MountConfig } from '../daemon/mount-daemon.js';
+import type { MountConfig } from '../daemon/mount-daemon.js';
+import { checkStore } from '../daemon/store-check.js';
 import { RESERVED_NAME } from '../store/local-store.js';
-import type { MountOptions } from '../fuse/adapter.js';
-import { formatRestoreProgress } from './restore-format.js';
-import { rollbackBeforeRecovery } from './recover-snapshot.js';
-import { DaemonMetrics } from '../daemon/metrics.js';
-import { parseMetricsAddress, serveMetrics, type MetricsListener } from '../metrics-http/listener.js';
-import { notifySystemd } from '../daemon/sd-notify.js';
+import { parseMetricsAddress } from '../metrics-http/listener.js';
 
 export interface MountCliOptions {
   store: string;
@@ -63,27 +58,11 @@ export interface MountCliOptions {
   metrics?: string;
 }
 
-type ParentMessage = { type: 'ready'; detail?: string; metrics?: string } | { type: 'error'; message: string };
+export type ParentMessage = { type: 'ready'; detail?: string; metrics?: string } | { type: 'error'; message: string };
 
 /** The command this process runs as. */
-function commandName(o: MountCliOptions): string {
+export function commandName(o: MountCliOptions): string {
   return o.depth !== undefined ? 'recover' : 'mount';
-}
-
-function mountOptions(o: MountCliOptions): MountOptions {
-  const m: MountOptions = {};
-  if (o.allowOther) m.allowOther = true;
-  if (o.attrTimeout !== undefined) m.attrTimeout = o.attrTimeout;
-  if (o.entryTimeout !== undefined) m.entryTimeout = o.entryTimeout;
-  if (o.negativeTimeout !== undefined) m.negativeTimeout = o.negativeTimeout;
-  if (o.directIo === false) m.directIo = false;
-  if (o.writebackCache) m.writebackCache = true;
-  if (o.passthrough === false) m.passthrough = false;
-  if (o.killprivV2 === false) m.handleKillprivV2 = false;
-  if (o.parallelDirops === false) m.parallelDirops = false;
-  if (o.directJournal === false) m.directJournal = false;
-  if (o.debugFuse) m.debug = true;
-  return m;
 }
 
 /** The mirror settings of the command line; throws a clear message on a bad combination. */
@@ -125,6 +104,7 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
   }
   if (o.depth !== undefined && (o.snapshot !== undefined || o.condition !== undefined || o.before !== undefined)) {
     // The archive makes the volume's head the snapshot's tree (keeping the head as a snapshot); the recovery then restores that head.
+    const { rollbackBeforeRecovery } = await import('./recover-snapshot.js');
     const code = await rollbackBeforeRecovery({ ...mirror!, store: resolve(o.store), snapshot: o.snapshot, condition: o.condition, before: o.before, ...(o.force ? { force: true } : {}) });
     if (code !== 0) return code;
   }
@@ -139,95 +119,8 @@ export async function mountCommand(mountpoint: string, o: MountCliOptions): Prom
     }
     return spawnBackground(mountpoint, o);
   }
-  // Resolved now: the daemon serves from inside its store (it chdirs there), so a relative path means something else afterwards.
-  const storeAbs = resolve(o.store);
-  const mountAbs = resolve(mountpoint);
-  let log: Logger;
-  try {
-    // A log file must neither kill nor hang the daemon when its disk fills up (see DaemonLogFile).
-    log = o.logFile
-      ? pino({ name: 'strata', level: o.logLevel ?? 'info', base: { pid: process.pid } }, new DaemonLogFile(resolve(o.logFile)))
-      : createLogger(o.logLevel ? { level: o.logLevel } : {});
-  } catch (err) {
-    const message = `cannot start logging${o.logFile ? ` to ${resolve(o.logFile)}` : ''}: ${(err as Error).message}`;
-    notify({ type: 'error', message });
-    process.stderr.write(`strata ${cmd}: ${message}\n`);
-    return 1;
-  }
-  const metrics = o.metrics !== undefined ? new DaemonMetrics({ mountpoint: mountAbs, ...(mirror ? { volume: mirror.volume } : {}) }) : null;
-  const daemon = new MountDaemon({
-    store: o.store, mountpoint, options: mountOptions(o), ...(mirror ? { mirror } : {}),
-    ...(o.depth !== undefined ? { recover: { depth: o.depth, ...(o.force ? { force: true } : {}) } } : {}),
-    ...(o.backgroundRestore === false ? { backgroundRestore: false } : {}),
-    ...(metrics !== null ? { observers: metrics.observers } : {}),
-    onStopping: async () => { await notifySystemd({ STOPPING: '1', STATUS: 'unmounting' }); },
-  }, log);
-  let listener: MetricsListener | null = null;
-  if (metrics !== null) {
-    // Before anything is mounted: a port in use refuses the start with nothing to undo.
-    metrics.attach(daemon);
-    try {
-      const at = parseMetricsAddress(o.metrics!);
-      listener = await serveMetrics(metrics.registry, at.host, at.port, (err) => log.warn({ err: err.message }, 'metrics'));
-      log.info({ metrics: `http://${listener.address}/metrics` }, 'metrics served');
-    } catch (err) {
-      const message = (err as Error).message;
-      log.error({ err: message }, 'mount refused');
-      notify({ type: 'error', message });
-      process.stderr.write(`strata ${cmd}: ${message}\n`);
-      return 1;
-    }
-  }
-  try {
-    await daemon.start();
-  } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    log.error({ err }, 'mount failed');
-    notify({ type: 'error', message });
-    process.stderr.write(`strata ${cmd}: ${message}\n`);
-    // Whatever start() had opened (control socket, archive client) must not keep the process alive.
-    await daemon.abort();
-    await listener?.close();
-    return 1;
-  }
-  const restore = daemon.status().restore;
-  const detail = restore !== null && daemon.timeToServeMs !== null
-    ? `serving after ${(daemon.timeToServeMs / 1000).toFixed(2)} s; restore ${restore.phase}: ${restore.entries.done} of ${restore.entries.total} entries local`
-    : undefined;
-  const metricsUrl = listener !== null ? `http://${listener.address}/metrics` : undefined;
-  notify({ type: 'ready', ...(detail !== undefined ? { detail } : {}), ...(metricsUrl !== undefined ? { metrics: metricsUrl } : {}) });
-  // systemd (Type=notify): the mount serves now.
-  await notifySystemd({ READY: '1', STATUS: `serving ${storeAbs} at ${mountAbs}${detail ? `; ${detail}` : ''}` })
-    .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not tell systemd that the mount serves (NOTIFY_SOCKET)'));
-  if (!o.notifyParent) {
-    process.stderr.write(`strata: serving ${storeAbs} at ${mountAbs}${detail ? ` (${detail})` : ''}${metricsUrl ? `, metrics at ${metricsUrl}` : ''} (Ctrl-C or 'strata unmount' to stop)\n`);
-    if (restore !== null && restore.phase !== 'complete') showRestoreProgress(daemon);
-  }
-  return new Promise<number>(() => { /* serve until unmounted or signalled */ });
-}
-
-/** The background restore's progress on stderr: a bar on a terminal, a line every 10 s otherwise. */
-function showRestoreProgress(daemon: MountDaemon): void {
-  const tty = process.stderr.isTTY === true;
-  const timer = setInterval(() => {
-    const p = daemon.status().restore;
-    if (p === null) return;
-    const line = formatRestoreProgress(p);
-    if (tty) process.stderr.write(`\r\x1b[K${line}`);
-    else process.stderr.write(`${line}\n`);
-    if (p.phase === 'complete') {
-      if (tty) process.stderr.write('\n');
-      clearInterval(timer);
-    }
-  }, tty ? 500 : 10_000);
-  timer.unref();
-}
-
-function notify(msg: ParentMessage): void {
-  if (process.send) {
-    process.send(msg);
-    process.disconnect?.();
-  }
+  const { serveForeground } = await import('./mount-foreground.js');
+  return serveForeground(mountpoint, o, mirror);
 }
 
 /**

@@ -2,7 +2,6 @@
 // mounts, serves the control socket, and unmounts cleanly on request or on
 // SIGTERM/SIGINT. The daemon never touches its own mountpoint once mounted.
 import { resolve } from 'node:path';
-import { stat } from 'node:fs/promises';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { LOOP_PROBE_MS, loopLateness } from './loop-lateness.js';
 import type { Server } from 'node:net';
@@ -30,6 +29,8 @@ import { BLOCK_SIZE as CHECKPOINT_BLOCK_SIZE } from '../checkpoint/state.js';
 import { checkpointRequest } from './checkpoint-control.js';
 import { SwapController, type SwapStatus } from '../swap/controller.js';
 import { resolveLiveStore } from '../swap/record.js';
+import { checkStore } from './store-check.js';
+import { PhaseClock, type StartupTimes } from './phase-clock.js';
 
 export interface MountConfig {
   store: string;
@@ -83,6 +84,8 @@ export interface DaemonStatus {
   pid: number;
   startedAt: string;
   uptimeSeconds: number;
+  /** Where the start went: Node and module loading, then each phase of start() (docs/recovery.md, "Time to serve"). */
+  startup: StartupTimes;
   openHandles: number;
   knownInodes: number;
   /** The kernel caches writes (--writeback-cache, granted by the kernel). */
@@ -146,6 +149,8 @@ export class MountDaemon {
   private conditionClient: (() => SnapshotClient | null) | null = null;
   /** Time from start() to the mount serving, ms. */
   timeToServeMs: number | null = null;
+  /** Where the start went (status `startup`). */
+  private readonly startup = new PhaseClock();
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_PROBE_MS });
   private loopWindow = { p50: 0, p99: 0, max: 0 };
   private loopMax = 0;
@@ -185,11 +190,13 @@ export class MountDaemon {
       },
     });
     await this.swap.load();
+    this.startup.mark('store');
     // Modes arrive already masked by the caller's umask; never mask them again.
     process.umask(0);
     this.store.enter();
     // The control socket answers (status) while the store re-converges with its archive.
     this.control = await serveControl(this.mountpoint, (req) => this.onControl(req));
+    this.startup.mark('control');
     if (this.config.mirror) await this.startMirror(this.config.mirror);
     if (!this.mirror && (await readRestoreState(this.store.privateDir)) !== null) {
       throw new Error('this store is a recovered volume: mount it with --archive and --volume (or run `strata recover` again)');
@@ -197,6 +204,7 @@ export class MountDaemon {
     this.fs = new Filesystem(this.store, this.mirror, this.onDemand);
     // Tracking is on before the mount serves when checkpoints exist.
     this.checkpoints = await Checkpoints.load(this.store, this.fs, this.log);
+    this.startup.mark('core');
     const adapterLog = this.config.mirror ? tapRequestErrors(this.log.child({}), this.startConditions(this.config.mirror)) : this.log;
     // handle_killpriv_v2 only without a mirror: under it the store's own kernel
     // drops a file capability (security.capability) when the daemon writes,
@@ -210,6 +218,8 @@ export class MountDaemon {
     const adapter = this.adapter;
     this.checkpoints.attach({ tracking: (on) => adapter.trackingChanged(on), clearance: adapter.clearance });
     await this.adapter.mount();
+    this.startup.mark('mount');
+    this.startup.serving();
     this.state = 'serving';
     this.timeToServeMs = Date.now() - this.startedAt.getTime();
     if (this.config.backgroundRestore !== false) this.background?.start();
@@ -237,7 +247,7 @@ export class MountDaemon {
     };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
-    this.log.info({ mountpoint: this.mountpoint, store: this.store.root, options: this.config.options }, 'mounted');
+    this.log.info({ mountpoint: this.mountpoint, store: this.store.root, options: this.config.options, startup: this.startup.times() }, 'mounted');
   }
 
   status(): DaemonStatus {
@@ -248,6 +258,7 @@ export class MountDaemon {
       pid: process.pid,
       startedAt: this.startedAt.toISOString(),
       uptimeSeconds: Math.round((Date.now() - this.startedAt.getTime()) / 1000),
+      startup: this.startup.times(),
       openHandles: this.fs?.handles.size ?? 0,
       knownInodes: this.adapter?.knownInodes ?? 0,
       writebackCache: this.adapter?.writebackCache ?? false,
@@ -304,6 +315,7 @@ export class MountDaemon {
     const log = this.log.child({ component: 'mirror' });
     const client = await openArchiveClient(cfg.archiveUrl, cfg.tokenFile ? { tokenFile: cfg.tokenFile } : {});
     this.pendingClient = client;
+    this.startup.mark('archive client');
     const leaseMs = cfg.leaseMs;
     if (this.config.recover) {
       this.state = 'recovering';
@@ -315,6 +327,7 @@ export class MountDaemon {
         fence: { holder, ...(leaseMs !== undefined ? { leaseMs } : {}), ...(this.config.recover.force ? { force: true } : {}) },
         adoptStore: (volume, epoch) => Mirror.adopt(this.store.privateDir, volume, epoch, holder.storeId),
       });
+      this.startup.mark('fence and top tiers');
     }
     const restore = await readRestoreState(this.store.privateDir);
     if (restore?.phase === 'materialising') {
@@ -327,6 +340,7 @@ export class MountDaemon {
     const lease = await this.mirror.acquireLease();
     if (lease === 'fenced') this.log.error({ volume: cfg.volume, reason: this.mirror.readOnly }, 'this store was fenced off its volume: serving it read-only');
     await this.mirror.start();
+    this.startup.mark('mirror and lease');
     const unreadable = restore?.unreadable ?? [];
     if (restore !== null && (restore.phase !== 'complete' || unreadable.length > 0)) {
       const rlog = this.log.child({ component: 'restore' });
@@ -351,6 +365,7 @@ export class MountDaemon {
     if (this.mirror.needsReconcile && this.mirror.readOnly === null) {
       this.state = 'syncing';
       await reconcileBeforeServing(this.mirror, this.store.root, cfg.archiveWaitMs ?? 60_000, log);
+      this.startup.mark('reconcile');
     }
   }
 
@@ -560,25 +575,6 @@ export class MountDaemon {
       throw new Error(alive ? `${this.mountpoint} is already served by a strata daemon` : `${this.mountpoint} is already a mountpoint`);
     }
   }
-}
-
-/**
- * Refuses a store path that exists but is not a directory, with a message that
- * says so (instead of "ENOTDIR: mkdir STORE/.strata"). A missing store is fine:
- * it is created.
- */
-export async function checkStore(store: string): Promise<void> {
-  const root = resolve(store);
-  let isDir: boolean;
-  try {
-    isDir = (await stat(root)).isDirectory();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return;
-    if (code === 'ENOTDIR') throw new Error(`store ${root}: a component of the path is not a directory`);
-    throw err;
-  }
-  if (!isDir) throw new Error(`store ${root} exists and is not a directory`);
 }
 
 /** The FUSE connection's negotiated features, as `strata status` reports them. */

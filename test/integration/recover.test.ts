@@ -14,11 +14,22 @@ import { forceUnmount, mount, mirrorStatus, readFromArchive, syncMount } from '.
 import {
   buildVolume, manifest, recover, restoreStatus, verifySummary, waitRestored,
 } from '../helpers/recover.js';
+import type { StartupTimes } from '../../src/daemon/phase-clock.js';
 
 test.serial('I3: a recovered mount equals the archive, first through on-demand access of everything, then after the background restore', async (t) => {
   const v = await buildVolume(t);
   const r = recover(t, v, ['--no-background-restore']);
   t.regex(r.output, /serving after [\d.]+ s/);
+  // Where the time to serve went (status `startup`): Node and modules, then each phase of the daemon's start, adding up.
+  const startup = (JSON.parse(strata(['status', '--json', r.mnt]).stdout) as { startup: StartupTimes }).startup;
+  const names = startup.phases.map((p) => p.name);
+  t.is(names[0], 'store');
+  t.true(names.includes('fence and top tiers'), names.join(', '));
+  t.is(names[names.length - 1], 'mount');
+  t.true(startup.processToDaemonMs > 0);
+  const sum = startup.phases.reduce((n, p) => n + p.ms, 0);
+  t.true(startup.processToServingMs !== null && Math.abs(startup.processToServingMs - startup.processToDaemonMs - sum) < 1 + names.length * 0.1, JSON.stringify(startup));
+  t.regex(strata(['status', r.mnt]).stdout, /startup\s+serving [\d.]+ s after the daemon process started \(Node and modules [\d.]+ s, store [\d.]+ s, .*fence and top tiers [\d.]+ s.*mount [\d.]+ s\)/);
   const s0 = restoreStatus(r.mnt);
   t.is(s0.phase, 'restoring');
   t.true(s0.entries.done < s0.entries.total, `only the top tiers are local: ${JSON.stringify(s0.entries)}`);

@@ -265,9 +265,12 @@ export class Filesystem {
     }
     if (ch.size !== undefined) {
       const size = ch.size;
-      if (f) await new Promise<void>((resolve, reject) => fs.ftruncate(f.fd, size, (err) => (err ? reject(err) : resolve())));
-      else await fsp.truncate(rel!, size);
-      if (this.restore) await this.afterSizeChange(f, rel!, size);
+      const cut = async (): Promise<void> => {
+        if (f) await new Promise<void>((resolve, reject) => fs.ftruncate(f.fd, size, (err) => (err ? reject(err) : resolve())));
+        else await fsp.truncate(rel!, size);
+      };
+      if (this.restore && size === 0) await this.cutDuringRestore(f, rel!, cut);
+      else await cut();
     }
     if (ch.dropSetId) {
       if (f) await dropSetIdBits(f.fd);
@@ -455,7 +458,10 @@ export class Filesystem {
     }
     // The id (for the records of writes and setattrs through this handle) is read alongside the open.
     const idRead = this.sink || this.restore ? this.idOf(rel).catch(() => null) : Promise.resolve(null);
-    const fd = await openFd(rel, (flags & ~OPEN_STRIP) | OPEN_ADD, 0).catch(async (err: unknown) => {
+    const openIt = (): Promise<number> => openFd(rel, (flags & ~OPEN_STRIP) | OPEN_ADD, 0);
+    // During a restore an O_TRUNC open is a cut (restore.cut): no fetch of the file writes between it and the discard.
+    const cutId = this.restore && truncates ? await idRead : null;
+    const fd = await (cutId !== null ? this.restore!.cut(cutId, openIt) : openIt()).catch(async (err: unknown) => {
       await idRead;
       throw err;
     });
@@ -469,9 +475,8 @@ export class Filesystem {
     }
     const res = await this.registerFile(fd, flags, await idRead);
     const id = res.id;
-    if (this.restore && id !== null && res.stat.isFile()) {
-      if (truncates) await this.restore.discard(id);
-      else if (await this.restore.isRemote(id).catch(async (err: unknown) => { await this.release(res.handle); throw err; })) {
+    if (this.restore && id !== null && res.stat.isFile() && !truncates) {
+      if (await this.restore.isRemote(id).catch(async (err: unknown) => { await this.release(res.handle); throw err; })) {
         this.file(res.handle).remote = true;
         res.local = false;
       }
@@ -818,16 +823,16 @@ export class Filesystem {
   }
 
   /**
-   * After a file was cut to size 0 during an unfinished restore: none of the
-   * archive's data is needed any more. Only now: had its block map gone first,
-   * a crash before the cut would leave a stub that reads as zeros and is
+   * A cut of a file to size 0 during an unfinished restore: none of the
+   * archive's data is needed any more, and no fetch of the file may write
+   * between the cut and the discard (restore.cut). The map goes only after the
+   * cut: had it gone first, a crash before the cut would leave a stub that reads as zeros and is
    * taken for local (and shipped so).
    */
-  private async afterSizeChange(f: OpenFile | null, rel: string, size: number): Promise<void> {
-    if (size !== 0) return;
+  private async cutDuringRestore(f: OpenFile | null, rel: string, cut: () => Promise<void>): Promise<void> {
     const id = f ? f.id : await this.idOf(rel);
-    if (id === null) return;
-    await this.restore!.discard(id);
+    if (id === null) return cut();
+    await this.restore!.cut(id, cut);
     if (f !== null) f.remote = false;
   }
 

@@ -33,8 +33,14 @@ export interface RestoreHooks {
    * local after it; no fetch of the same file writes in between.
    */
   write<T>(id: ObjectId, fd: number, offset: number, length: number, write: () => Promise<T>): Promise<T>;
-  /** The file was truncated to size 0: none of the archive's data is needed any more. */
-  discard(id: ObjectId): Promise<void>;
+  /**
+   * Runs `cut` (a program's truncation of the file to size 0: ftruncate, or an
+   * O_TRUNC open) with no fetch of the same file writing in between, then
+   * discards the archive's data: none of it is needed any more, and a fetch
+   * still on its way writes nothing (it would put old bytes, or the archive's
+   * times, over the program's change).
+   */
+  cut<T>(id: ObjectId, cut: () => Promise<T>): Promise<T>;
   /**
    * Before a program changes the attributes of the file (a store path or an
    * open descriptor): whatever the restore itself left unfinished on them

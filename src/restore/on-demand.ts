@@ -305,6 +305,8 @@ export class OnDemandRestore implements RestoreHooks {
       !(offset <= i * BLOCK_SIZE && offset + length >= Math.min((i + 1) * BLOCK_SIZE, map.remoteSize)));
     for (const i of partial) await this.foregroundWork(() => this.fetchRangeNow(id, fd, i * BLOCK_SIZE, 1));
     return this.withLock(id, async () => {
+      // Cut to size 0 by a program meanwhile (cut): nothing of the archive's is left to keep or record.
+      if (this.maps.get(id) !== map) return write();
       await this.settleTimes(id, fd);
       // Blocks the background restore made local but has not recorded yet:
       // durable and recorded first, so that this write's block can never be
@@ -329,13 +331,16 @@ export class OnDemandRestore implements RestoreHooks {
     });
   }
 
-  async discard(id: ObjectId): Promise<void> {
-    await this.withLock(id, async () => {
+  async cut<T>(id: ObjectId, cut: () => Promise<T>): Promise<T> {
+    return this.withLock(id, async () => {
+      // The map goes only after the cut: a crash before it must not leave a stub that reads as zeros.
+      const result = await cut();
       this.maps.delete(id);
       await removeBlockMap(this.privateDir, id);
       crashPoint('discard-map');
       await removeTimesRecord(this.privateDir, id);
       (await this.loadTimesRecords()).delete(id);
+      return result;
     });
   }
 
@@ -524,6 +529,7 @@ export class OnDemandRestore implements RestoreHooks {
       return;
     }
     await this.withLock(id, async () => {
+      if (this.maps.get(id) !== map) return; // cut to size 0 meanwhile (cut)
       const holes: number[] = [];
       for (let i = 0; i < map.present.length; i++) if (map.present[i] !== 1 && !data.has(i)) holes.push(i);
       if (holes.length === 0) return;
@@ -813,6 +819,8 @@ export class OnDemandRestore implements RestoreHooks {
     const data = await (durable ? fetch() : this.scheduler.background(length, fetch, group));
     this.stats.bytesFetched += data.length;
     return this.withLock(id, async () => {
+      // A program cut the file to size 0 while the bytes were on their way (cut): they are not the file's any more.
+      if (this.maps.get(id) !== map) return [];
       // Reopen for writing through the handle's descriptor (it may be read-only).
       const wfd = await openForWriting(fd);
       const done: number[] = [];
@@ -939,6 +947,8 @@ export class OnDemandRestore implements RestoreHooks {
       // What was written is made durable and recorded, even when a fetch failed.
       if (written.length > 0) {
         await this.withLock(id, async () => {
+          // Cut to size 0 by a program meanwhile (cut): its map is gone, and nothing of it is to be recorded.
+          if (this.maps.get(id) !== map) return;
           const wfd = await openForWriting(fd);
           try {
             await fdatasync(wfd);

@@ -205,17 +205,17 @@ async function createInPlace(dirPath: string, entry: EntryImage, opts: Materiali
     const data = await opts.fileData(entry);
     if (data !== null && data.length === a.size) {
       // A small file whole: created under its temporary name with its data,
-      // id, xattrs, owner, mode and times in one native call, then renamed
-      // into place (a crash before the rename leaves only the temporary
+      // id, xattrs, owner, mode and times, and renamed into place, in one
+      // native call (a crash before the rename leaves only the temporary
       // name, which a rerun removes). Its bytes, like a map, reach the disk
       // no later than the rename that shows it (ext4 data=ordered, xfs).
       const plan = attrsPlan(a, entry.xattrs, null, [[ID_XATTR, Buffer.from(entry.id, 'latin1')]]);
+      // The crash point comes first: the rename is part of the one call.
+      crashPoint('materialise-object');
       await native.finishFile(tmp, {
         create: true, size: a.size, ...(isZero(data) ? {} : { data }), xattrs: plan.xattrs ?? [],
-        owner: { uid: a.uid, gid: a.gid }, mode: a.mode & 0o7777, times: timesOf(a),
+        owner: { uid: a.uid, gid: a.gid }, mode: a.mode & 0o7777, times: timesOf(a), rename: `${dirPath}/${entry.name}`,
       });
-      crashPoint('materialise-object');
-      await fsp.rename(tmp, `${dirPath}/${entry.name}`);
       return true;
     }
     // No data after all (a program waits for the directory): a stub.

@@ -191,7 +191,7 @@ function fuseFeatureLines(f: FuseFeatures | null | undefined): string[] {
 }
 
 /** Where the daemon's start went: `startup     serving 0.41 s after the process started (Node and modules 0.20 s, …)`. */
-export function startupLines(t: StartupTimes | undefined): string[] {
+function startupLines(t: StartupTimes | undefined): string[] {
   if (t === undefined || t.processToServingMs === null) return [];
   const parts = [`Node and modules ${(t.processToDaemonMs / 1000).toFixed(2)} s`, ...t.phases.map((p) => `${p.name} ${(p.ms / 1000).toFixed(2)} s`)];
   return [`startup      serving ${(t.processToServingMs / 1000).toFixed(2)} s after the daemon process started (${parts.join(', ')})`];

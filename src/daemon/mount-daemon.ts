@@ -147,8 +147,6 @@ export class MountDaemon {
   private conditions: ConditionWatcher | null = null;
   private swap: SwapController | null = null;
   private conditionClient: (() => SnapshotClient | null) | null = null;
-  /** Time from start() to the mount serving, ms. */
-  timeToServeMs: number | null = null;
   /** Where the start went (status `startup`). */
   private readonly startup = new PhaseClock();
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_PROBE_MS });
@@ -221,7 +219,6 @@ export class MountDaemon {
     this.startup.mark('mount');
     this.startup.serving();
     this.state = 'serving';
-    this.timeToServeMs = Date.now() - this.startedAt.getTime();
     if (this.config.backgroundRestore !== false) this.background?.start();
     else this.background?.trackProgress();
     // Unmounted by someone else (umount, fusermount -u): nothing left to serve.
@@ -248,6 +245,11 @@ export class MountDaemon {
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
     this.log.info({ mountpoint: this.mountpoint, store: this.store.root, options: this.config.options, startup: this.startup.times() }, 'mounted');
+  }
+
+  /** Time from the daemon's construction to the mount serving, ms (null until it serves). */
+  get timeToServeMs(): number | null {
+    return this.startup.sinceCreatedMs();
   }
 
   status(): DaemonStatus {

@@ -30,6 +30,11 @@ export class PhaseClock {
     this.servingAt = performance.now();
   }
 
+  /** From the clock's creation until serving() (null before). */
+  sinceCreatedMs(): number | null {
+    return this.servingAt === null ? null : this.servingAt - this.createdAt;
+  }
+
   times(): StartupTimes {
     return {
       processToDaemonMs: round(this.createdAt),

@@ -305,8 +305,7 @@ export class OnDemandRestore implements RestoreHooks {
       !(offset <= i * BLOCK_SIZE && offset + length >= Math.min((i + 1) * BLOCK_SIZE, map.remoteSize)));
     for (const i of partial) await this.foregroundWork(() => this.fetchRangeNow(id, fd, i * BLOCK_SIZE, 1));
     return this.withLock(id, async () => {
-      // Cut to size 0 by a program meanwhile (cut): nothing of the archive's is left to keep or record.
-      if (this.maps.get(id) !== map) return write();
+      if (this.dropped(id, map)) return write();
       await this.settleTimes(id, fd);
       // Blocks the background restore made local but has not recorded yet:
       // durable and recorded first, so that this write's block can never be
@@ -329,6 +328,16 @@ export class OnDemandRestore implements RestoreHooks {
       if (covered.length > 0) await this.markPresent(id, map, covered);
       return result;
     });
+  }
+
+  /**
+   * True when `map`, read before waiting for the file's lock, is no longer
+   * the file's: a program cut the file to size 0 meanwhile (cut) and nothing
+   * of the archive's is left to write, keep or record (or every block became
+   * local and recorded, which leaves nothing to do either). Under the lock.
+   */
+  private dropped(id: ObjectId, map: BlockMap): boolean {
+    return this.maps.get(id) !== map;
   }
 
   async cut<T>(id: ObjectId, cut: () => Promise<T>): Promise<T> {
@@ -529,7 +538,7 @@ export class OnDemandRestore implements RestoreHooks {
       return;
     }
     await this.withLock(id, async () => {
-      if (this.maps.get(id) !== map) return; // cut to size 0 meanwhile (cut)
+      if (this.dropped(id, map)) return;
       const holes: number[] = [];
       for (let i = 0; i < map.present.length; i++) if (map.present[i] !== 1 && !data.has(i)) holes.push(i);
       if (holes.length === 0) return;
@@ -819,8 +828,7 @@ export class OnDemandRestore implements RestoreHooks {
     const data = await (durable ? fetch() : this.scheduler.background(length, fetch, group));
     this.stats.bytesFetched += data.length;
     return this.withLock(id, async () => {
-      // A program cut the file to size 0 while the bytes were on their way (cut): they are not the file's any more.
-      if (this.maps.get(id) !== map) return [];
+      if (this.dropped(id, map)) return [];
       // Reopen for writing through the handle's descriptor (it may be read-only).
       const wfd = await openForWriting(fd);
       const done: number[] = [];
@@ -947,8 +955,7 @@ export class OnDemandRestore implements RestoreHooks {
       // What was written is made durable and recorded, even when a fetch failed.
       if (written.length > 0) {
         await this.withLock(id, async () => {
-          // Cut to size 0 by a program meanwhile (cut): its map is gone, and nothing of it is to be recorded.
-          if (this.maps.get(id) !== map) return;
+          if (this.dropped(id, map)) return;
           const wfd = await openForWriting(fd);
           try {
             await fdatasync(wfd);

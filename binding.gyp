@@ -3,6 +3,8 @@
     {
       "target_name": "strata_native",
       "sources": [
+        "native/src/atops.c",
+        "native/src/atpath.c",
         "native/src/blockcopy.c",
         "native/src/digest.c",
         "native/src/dirents.c",

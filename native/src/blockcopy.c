@@ -257,14 +257,14 @@ int sn_clone_file(int fd_in, int fd_out, sn_clone_method method,
   return copy_sparse(fd_in, fd_out, err);
 }
 
-int sn_read_file_quiet(const char *path, uint64_t max, sn_extent **ext,
+int sn_read_file_quiet(int at, const char *path, uint64_t max, sn_extent **ext,
                        size_t *count, char **data, size_t *len, sn_err *err) {
   *ext = NULL;
   *count = 0;
   *data = NULL;
   *len = 0;
-  int fd = open(path, O_RDONLY | O_NOATIME | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0 && errno == EPERM) fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  int fd = openat(at, path, O_RDONLY | O_NOATIME | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && errno == EPERM) fd = openat(at, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return SN_FAIL(err, errno, "open");
   int rc = sn_list_extents(fd, ext, count, err);
   if (rc == 0 && max > 0) {
@@ -338,7 +338,7 @@ int sn_clone_to(const char *src, const char *dst, uint32_t mode,
   return rc;
 }
 
-int sn_finish_file(const char *tmp, int create, int64_t size, int log_fd,
+int sn_finish_file(int at, const char *tmp, int create, int64_t size, int log_fd,
                    const uint64_t *ranges, size_t nranges,
                    const char *const *names, const void *const *values,
                    const size_t *lens, size_t n, int64_t uid, int64_t gid,
@@ -348,7 +348,7 @@ int sn_finish_file(const char *tmp, int create, int64_t size, int log_fd,
   *log_bytes = 0;
   int flags = O_RDWR | O_NOFOLLOW | O_CLOEXEC;
   if (create) flags |= O_CREAT | O_EXCL;
-  int fd = open(tmp, flags, 0600);
+  int fd = openat(at, tmp, flags, 0600);
   if (fd < 0) return SN_FAIL(err, errno, "open");
   int rc = 0;
   if (size >= 0) {
@@ -387,7 +387,7 @@ int sn_finish_file(const char *tmp, int create, int64_t size, int log_fd,
     rc = SN_FAIL(err, errno, "fchmod");
   if (rc == 0 && futimens(fd, ts) < 0) rc = SN_FAIL(err, errno, "futimens");
   if (close(fd) < 0 && rc == 0) rc = SN_FAIL(err, errno, "close");
-  if (rc == 0 && final != NULL && rename(tmp, final) < 0)
+  if (rc == 0 && final != NULL && renameat(at, tmp, at, final) < 0)
     rc = SN_FAIL(err, errno, "rename");
   return rc;
 }

@@ -59,14 +59,14 @@ int sn_clone_file(int fd_in, int fd_out, sn_clone_method method,
 int sn_list_extents(int fd, sn_extent **out, size_t *count, sn_err *err);
 
 /*
- * Open `path` read-only without following a final symlink and, where
+ * Open `path` (relative to `at`, as for openat) read-only without following a final symlink and, where
  * allowed, without touching its atime (O_NOATIME; EPERM falls back to a plain
  * open), list its data extents (sn_list_extents), read up to `max` bytes from
  * offset 0 (fewer at EOF: *len says how many), and close it: what reading a
  * small file costs, in one call.  *ext and *data are malloc'd (free both,
  * also on failure; *data is NULL when max is 0).
  */
-int sn_read_file_quiet(const char *path, uint64_t max, sn_extent **ext,
+int sn_read_file_quiet(int at, const char *path, uint64_t max, sn_extent **ext,
                        size_t *count, char **data, size_t *len, sn_err *err);
 
 
@@ -87,14 +87,15 @@ int sn_clone_to(const char *src, const char *dst, uint32_t mode,
                 sn_clone_to_result *res, sn_err *err);
 
 
-/* Finishes a regular file built under the temporary name `tmp`: opens it
+/* Finishes a regular file built under the temporary name `tmp` (relative to
+ * `at`, as is `final`, as for openat): opens it
  * (created with O_EXCL, mode 0600, when `create`), sets its size (size >= 0),
  * writes the data_len bytes of `data` at offset 0, copies `nranges` ranges
  * (log offset, file offset, length triples) from log_fd, sets the n extended
  * attributes in order, owner (uid >= 0), mode (chmod_mode >= 0) and times,
  * closes it and renames it to `final` (NULL: no rename). Stops at the first
  * failure. A range the log cannot give in full fails with ENODATA. */
-int sn_finish_file(const char *tmp, int create, int64_t size, int log_fd,
+int sn_finish_file(int at, const char *tmp, int create, int64_t size, int log_fd,
                    const uint64_t *ranges, size_t nranges,
                    const char *const *names, const void *const *values,
                    const size_t *lens, size_t n, int64_t uid, int64_t gid,

@@ -8,6 +8,8 @@
 #include "dirents.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,12 +43,18 @@ void sn_dirents_free(sn_dirent *ents, size_t count) {
   free(ents);
 }
 
-int sn_readdir(const char *path, sn_dirent **out, size_t *count, sn_err *err) {
+int sn_readdir(int at, const char *path, sn_dirent **out, size_t *count, sn_err *err) {
   *out = NULL;
   *count = 0;
 
-  DIR *dir = opendir(path);
-  if (dir == NULL) return SN_FAIL(err, errno, "opendir");
+  int fd = openat(at, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return SN_FAIL(err, errno, "opendir");
+  DIR *dir = fdopendir(fd);
+  if (dir == NULL) {
+    int saved = errno;
+    close(fd);
+    return SN_FAIL(err, saved, "opendir");
+  }
 
   sn_dirent *ents = NULL;
   size_t n = 0, cap = 0;

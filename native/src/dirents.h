@@ -23,7 +23,8 @@ typedef struct sn_dirent {
 
 /* All entries of `path` except "." and "..", in readdir order.  On success
  * *out has *count entries (NULL when empty); free with sn_dirents_free. */
-int sn_readdir(const char *path, sn_dirent **out, size_t *count, sn_err *err);
+/* `path` relative to `at` (AT_FDCWD: the working directory), as for openat. */
+int sn_readdir(int at, const char *path, sn_dirent **out, size_t *count, sn_err *err);
 
 void sn_dirents_free(sn_dirent *ents, size_t count);
 

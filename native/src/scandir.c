@@ -33,12 +33,12 @@ void sn_scan_free(sn_scan_entry *ents, size_t count) {
   free(ents);
 }
 
-/* Every attribute of `path` into e (0, or -1 with err filled). */
-static int read_xattrs(const char *path, sn_scan_entry *e, sn_err *err) {
+/* Every attribute of dirfd/name into e (0, or -1 with err filled). */
+static int read_xattrs(int dirfd, const char *path, sn_scan_entry *e, sn_err *err) {
   char *list = NULL;
   size_t len = 0;
   sn_err le = {0, NULL};
-  if (sn_listxattr(path, &list, &len, &le) < 0) {
+  if (sn_listxattr(dirfd, path, &list, &len, &le) < 0) {
     /* No support on this filesystem or object type: none.  Gone: none. */
     if (le.code == ENOTSUP || le.code == ENOENT) return 0;
     *err = le;
@@ -59,7 +59,7 @@ static int read_xattrs(const char *path, sn_scan_entry *e, sn_err *err) {
     char *val = NULL;
     size_t vlen = 0;
     sn_err ge = {0, NULL};
-    if (sn_getxattr(path, name, &val, &vlen, &ge) < 0) {
+    if (sn_getxattr(dirfd, path, name, &val, &vlen, &ge) < 0) {
       if (ge.code == ENODATA || ge.code == ENOENT) continue;
       *err = ge;
       rc = -1;
@@ -76,13 +76,13 @@ static int read_xattrs(const char *path, sn_scan_entry *e, sn_err *err) {
   return rc;
 }
 
-int sn_scandir(const char *path, int with_xattrs, sn_scan_entry **out, size_t *count, sn_err *err) {
+int sn_scandir(int at, const char *path, int with_xattrs, sn_scan_entry **out, size_t *count, sn_err *err) {
   *out = NULL;
   *count = 0;
   /* O_NOATIME: a walk of the store leaves its directories' atimes alone
    * (EPERM when the caller owns neither the directory nor CAP_FOWNER). */
-  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOATIME);
-  if (fd < 0 && errno == EPERM) fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = openat(at, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = openat(at, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return SN_FAIL(err, errno, "open");
   DIR *dir = fdopendir(fd);
   if (dir == NULL) {
@@ -91,9 +91,6 @@ int sn_scandir(const char *path, int with_xattrs, sn_scan_entry **out, size_t *c
     return SN_FAIL(err, saved, "fdopendir");
   }
   int dfd = dirfd(dir);
-  size_t plen = strlen(path);
-  char *full = NULL;
-  size_t full_cap = 0;
   sn_scan_entry *ents = NULL;
   size_t n = 0, cap = 0;
   int rc = 0;
@@ -119,20 +116,9 @@ int sn_scandir(const char *path, int with_xattrs, sn_scan_entry **out, size_t *c
     if (e->name == NULL) { rc = SN_FAIL(err, ENOMEM, "strdup"); break; }
     n++;
     if (!with_xattrs) continue;
-    size_t need = plen + 1 + strlen(de->d_name) + 1;
-    if (need > full_cap) {
-      char *grown = realloc(full, need);
-      if (grown == NULL) { rc = SN_FAIL(err, ENOMEM, "realloc"); break; }
-      full = grown;
-      full_cap = need;
-    }
-    memcpy(full, path, plen);
-    full[plen] = '/';
-    strcpy(full + plen + 1, de->d_name);
-    if (read_xattrs(full, e, err) < 0) { rc = -1; break; }
+    if (read_xattrs(dfd, de->d_name, e, err) < 0) { rc = -1; break; }
   }
   closedir(dir); /* errors were saved above */
-  free(full);
   if (rc < 0) {
     sn_scan_free(ents, n);
     return rc;

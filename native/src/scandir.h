@@ -35,7 +35,8 @@ typedef struct sn_scan_entry {
  * support).  An entry that vanished between readdir and its stat, or an
  * attribute removed between its listing and its read, is left out.
  */
-int sn_scandir(const char *path, int with_xattrs, sn_scan_entry **out, size_t *count, sn_err *err);
+/* `path` relative to `at` (AT_FDCWD: the working directory), as for openat. */
+int sn_scandir(int at, const char *path, int with_xattrs, sn_scan_entry **out, size_t *count, sn_err *err);
 
 void sn_scan_free(sn_scan_entry *ents, size_t count);
 

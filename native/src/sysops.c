@@ -6,6 +6,7 @@
 #endif
 
 #include "sysops.h"
+#include "xattr.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,10 +15,10 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-int sn_utimens(const char *path, const struct timespec ts[2], int no_follow,
-               sn_err *err) {
+int sn_utimens(int at, const char *path, const struct timespec ts[2],
+               int no_follow, sn_err *err) {
   int flags = no_follow ? AT_SYMLINK_NOFOLLOW : 0;
-  if (utimensat(AT_FDCWD, path, ts, flags) < 0)
+  if (utimensat(at, path, ts, flags) < 0)
     return SN_FAIL(err, errno, "utimensat");
   return 0;
 }
@@ -27,8 +28,9 @@ int sn_futimens(int fd, const struct timespec ts[2], sn_err *err) {
   return 0;
 }
 
-int sn_mknod(const char *path, uint32_t mode, uint64_t dev, sn_err *err) {
-  if (mknod(path, (mode_t)mode, (dev_t)dev) < 0)
+int sn_mknod(int at, const char *path, uint32_t mode, uint64_t dev,
+             sn_err *err) {
+  if (mknodat(at, path, (mode_t)mode, (dev_t)dev) < 0)
     return SN_FAIL(err, errno, "mknod");
   return 0;
 }
@@ -43,16 +45,16 @@ int sn_fallocate(int fd, int mode, uint64_t offset, uint64_t len,
   return 0;
 }
 
-int sn_prepare_object(const char *path, int create, uint32_t mode,
+int sn_prepare_object(int at, const char *path, int create, uint32_t mode,
                       uint64_t size, const char *const *names,
                       const void *const *values, const size_t *lens,
                       size_t n, int64_t uid, int64_t gid, int64_t chmod_mode,
                       sn_err *err) {
   if (create == SN_CREATE_DIR) {
-    if (mkdir(path, (mode_t)mode) < 0) return SN_FAIL(err, errno, "mkdir");
+    if (mkdirat(at, path, (mode_t)mode) < 0) return SN_FAIL(err, errno, "mkdir");
   } else if (create == SN_CREATE_FILE) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                  (mode_t)mode);
+    int fd = openat(at, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    (mode_t)mode);
     if (fd < 0) return SN_FAIL(err, errno, "open");
     if (size > 0 && ftruncate(fd, (off_t)size) < 0) {
       int e = errno;
@@ -62,12 +64,12 @@ int sn_prepare_object(const char *path, int create, uint32_t mode,
     if (close(fd) < 0) return SN_FAIL(err, errno, "close");
   }
   for (size_t i = 0; i < n; i++) {
-    if (lsetxattr(path, names[i], values[i], lens[i], 0) < 0)
-      return SN_FAIL(err, errno, "lsetxattr");
+    if (sn_setxattr(at, path, names[i], values[i], lens[i], 0, err) < 0)
+      return -1;
   }
-  if (uid >= 0 && lchown(path, (uid_t)uid, (gid_t)gid) < 0)
+  if (uid >= 0 && fchownat(at, path, (uid_t)uid, (gid_t)gid, AT_SYMLINK_NOFOLLOW) < 0)
     return SN_FAIL(err, errno, "lchown");
-  if (chmod_mode >= 0 && fchmodat(AT_FDCWD, path, (mode_t)chmod_mode, 0) < 0)
+  if (chmod_mode >= 0 && fchmodat(at, path, (mode_t)chmod_mode, 0) < 0)
     return SN_FAIL(err, errno, "fchmodat");
   return 0;
 }

@@ -1,9 +1,12 @@
 /*
  * sysops.h - single syscalls Node's fs module lacks (plain C, no N-API).
  *
- *   sn_utimens    utimensat(AT_FDCWD, path, ts, 0 | AT_SYMLINK_NOFOLLOW)
+ * A path is relative to `at` (AT_FDCWD: the working directory), as for the
+ * *at(2) calls.
+ *
+ *   sn_utimens    utimensat(at, path, ts, 0 | AT_SYMLINK_NOFOLLOW)
  *   sn_futimens   futimens(fd, ts)
- *   sn_mknod      mknod(path, mode, dev)
+ *   sn_mknod      mknodat(at, path, mode, dev)
  *   sn_fallocate  fallocate(fd, mode, offset, len)
  *   sn_prepare_object  create a directory or file (optional), then
  *                 lsetxattr each attribute, lchown, chmod: one call
@@ -24,10 +27,10 @@
 extern "C" {
 #endif
 
-int sn_utimens(const char *path, const struct timespec ts[2], int no_follow,
+int sn_utimens(int at, const char *path, const struct timespec ts[2], int no_follow,
                sn_err *err);
 int sn_futimens(int fd, const struct timespec ts[2], sn_err *err);
-int sn_mknod(const char *path, uint32_t mode, uint64_t dev, sn_err *err);
+int sn_mknod(int at, const char *path, uint32_t mode, uint64_t dev, sn_err *err);
 int sn_fallocate(int fd, int mode, uint64_t offset, uint64_t len, sn_err *err);
 
 /* What sn_prepare_object creates first (SN_CREATE_NONE: the object exists). */
@@ -40,7 +43,7 @@ enum { SN_CREATE_NONE = 0, SN_CREATE_DIR = 1, SN_CREATE_FILE = 2 };
  * i < n; lchown(path, uid, gid) when uid >= 0; fchmodat(path, chmod_mode)
  * when chmod_mode >= 0 (follows a symlink: never ask for it on one).
  */
-int sn_prepare_object(const char *path, int create, uint32_t mode,
+int sn_prepare_object(int at, const char *path, int create, uint32_t mode,
                       uint64_t size, const char *const *names,
                       const void *const *values, const size_t *lens,
                       size_t n, int64_t uid, int64_t gid, int64_t chmod_mode,

@@ -3,16 +3,17 @@
 // translates requests into these calls, and the unit tests call them directly.
 //
 // Paths are namespace paths ('/', '/a/b'); the store converts them to paths
-// relative to the store root, which is the process's working directory.
+// relative to the store root, and the local-object layer (store.dir) acts on
+// them relative to the root's descriptor.
 // Permission checks are the kernel's (the mount always uses
 // default_permissions); the core runs as root and sets ownership explicitly.
 import * as fs from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import { constants as C } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { FsError } from '../errors/errno.js';
 import { HandleTable, type OpenFile, type OpenDir } from './handles.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
+import type { StoreDir } from '../store/store-dir.js';
 import * as native from '../native/index.js';
 import type { TimeSpec } from '../native/index.js';
 import type { ChangeSink } from '../ports/change-sink.js';
@@ -179,14 +180,14 @@ export class Filesystem {
 
   async getattr(path: string): Promise<fs.BigIntStats> {
     const rel = LocalStore.relative(path);
-    return this.shown(await fsp.lstat(rel, { bigint: true }), rel, null);
+    return this.shown(await this.dir.lstat(rel), rel, null);
   }
 
   /** Attributes of the entry `path` names, once its directory's entries are in the store. */
   async lookup(path: string): Promise<fs.BigIntStats> {
     const rel = LocalStore.relative(path);
     if (this.restore) await this.restore.child(parentRelOf(rel), basename(rel));
-    return this.shown(await fsp.lstat(rel, { bigint: true }), rel, null);
+    return this.shown(await this.dir.lstat(rel), rel, null);
   }
 
   /**
@@ -198,7 +199,7 @@ export class Filesystem {
   async attrsSettled(path: string, lookup: boolean): Promise<{ st: fs.BigIntStats; settled: boolean }> {
     const rel = LocalStore.relative(path);
     if (lookup && this.restore) await this.restore.child(parentRelOf(rel), basename(rel));
-    const raw = await fsp.lstat(rel, { bigint: true });
+    const raw = await this.dir.lstat(rel);
     const restore = this.restore;
     const before = [raw.nlink, raw.size, raw.atimeNs, raw.mtimeNs, raw.ctimeNs, raw.mode];
     // Both at once (no extra wait behind the restore's I/O): settled() reads
@@ -254,33 +255,33 @@ export class Filesystem {
     if (ch.mode !== undefined) {
       const mode = ch.mode & 0o7777;
       if (f) await new Promise<void>((resolve, reject) => fs.fchmod(f.fd, mode, (err) => (err ? reject(err) : resolve())));
-      else await fsp.chmod(rel!, mode);
+      else await this.dir.chmod(rel!, mode);
     }
     if (ch.uid !== undefined || ch.gid !== undefined) {
       // (uint32)-1 means "leave unchanged", which chown spells -1.
       const u = ch.uid === undefined || ch.uid === 0xffffffff ? -1 : ch.uid;
       const g = ch.gid === undefined || ch.gid === 0xffffffff ? -1 : ch.gid;
       if (f) await new Promise<void>((resolve, reject) => fs.fchown(f.fd, u, g, (err) => (err ? reject(err) : resolve())));
-      else await fsp.lchown(rel!, u, g);
+      else await this.dir.lchown(rel!, u, g);
     }
     if (ch.size !== undefined) {
       const size = ch.size;
       const cut = async (): Promise<void> => {
         if (f) await new Promise<void>((resolve, reject) => fs.ftruncate(f.fd, size, (err) => (err ? reject(err) : resolve())));
-        else await fsp.truncate(rel!, size);
+        else await this.dir.truncate(rel!, size);
       };
       if (this.restore && size === 0) await this.cutDuringRestore(f, rel!, cut);
       else await cut();
     }
     if (ch.dropSetId) {
       if (f) await dropSetIdBits(f.fd);
-      else await dropSetIdBitsAt(rel!);
+      else await this.dropSetIdBitsAt(rel!);
     }
     if (ch.atime !== undefined || ch.mtime !== undefined) {
       const a = ch.atime ?? 'omit';
       const m = ch.mtime ?? 'omit';
       if (f) await native.futimens(f.fd, a, m);
-      else await native.utimens(rel!, a, m, { noFollow: true });
+      else await this.dir.utimens(rel!, a, m, { noFollow: true });
     }
     if (f) {
       const st = await this.fgetattr((ref as { handle: number }).handle);
@@ -290,8 +291,8 @@ export class Filesystem {
       }
       return st;
     }
-    if (!this.sink) return this.shown(await fsp.lstat(rel!, { bigint: true }), rel, null);
-    const [st, id] = await Promise.all([fsp.lstat(rel!, { bigint: true }), this.idOf(rel!)]);
+    if (!this.sink) return this.shown(await this.dir.lstat(rel!), rel, null);
+    const [st, id] = await Promise.all([this.dir.lstat(rel!), this.idOf(rel!)]);
     if (id !== null) await this.sink.committed(this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(st) }));
     return this.shown(st, rel, id);
   }
@@ -329,11 +330,11 @@ export class Filesystem {
   }
 
   async access(path: string, mode: number): Promise<void> {
-    await fsp.access(LocalStore.relative(path), mode);
+    await this.dir.access(LocalStore.relative(path), mode);
   }
 
   async statfs(): Promise<StatfsResult> {
-    const s = await fsp.statfs('.');
+    const s = await this.dir.statfs();
     return {
       bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail,
       files: s.files, ffree: s.ffree, favail: s.ffree, namemax: 255,
@@ -348,7 +349,7 @@ export class Filesystem {
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     if (this.guard) await this.guard.names(parentRelOf(rel));
-    await fsp.mkdir(rel, mode & 0o7777);
+    await this.dir.mkdir(rel, mode & 0o7777);
     if (this.guard) await this.guard.created(rel);
     await this.own(rel, caller, true);
     return this.recordCreated(rel);
@@ -360,7 +361,7 @@ export class Filesystem {
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     if (this.guard) await this.guard.names(parentRelOf(rel));
-    await native.mknod(rel, mode, dev);
+    await this.dir.mknod(rel, mode, dev);
     if (this.guard) await this.guard.created(rel);
     await this.own(rel, caller, true);
     return this.recordCreated(rel);
@@ -371,7 +372,7 @@ export class Filesystem {
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES + target.length);
     if (this.guard) await this.guard.names(parentRelOf(rel));
-    await fsp.symlink(target, rel);
+    await this.dir.symlink(target, rel);
     if (this.guard) await this.guard.created(rel);
     await this.own(rel, caller, true);
     return this.recordCreated(rel, target);
@@ -383,9 +384,9 @@ export class Filesystem {
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     if (this.guard) await this.guard.names(parentRelOf(rel));
-    await fsp.link(LocalStore.relative(existingPath), rel);
-    if (!this.sink) return this.shown(await fsp.lstat(rel, { bigint: true }), rel, null);
-    const [st, id, parent] = await Promise.all([fsp.lstat(rel, { bigint: true }), this.idOf(rel), this.parentOf(rel)]);
+    await this.dir.link(LocalStore.relative(existingPath), rel);
+    if (!this.sink) return this.shown(await this.dir.lstat(rel), rel, null);
+    const [st, id, parent] = await Promise.all([this.dir.lstat(rel), this.idOf(rel), this.parentOf(rel)]);
     if (id !== null) {
       await this.sink.committed(this.sink.append({ op: 'link', parent: parent.id, name: basename(rel), id, parentMtime: parent.mtime }));
     }
@@ -397,7 +398,7 @@ export class Filesystem {
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     if (this.guard) await this.guard.names(parentRelOf(rel), rel);
-    await fsp.unlink(rel);
+    await this.dir.unlink(rel);
     await this.recordRemoved('unlink', rel);
   }
 
@@ -410,7 +411,7 @@ export class Filesystem {
     }
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     if (this.guard) await this.guard.names(parentRelOf(rel), rel);
-    await fsp.rmdir(rel);
+    await this.dir.rmdir(rel);
     await this.recordRemoved('rmdir', rel);
   }
 
@@ -427,7 +428,7 @@ export class Filesystem {
       await this.guard.names(parentRelOf(fromRel));
       await this.guard.names(parentRelOf(toRel), toRel);
     }
-    await fsp.rename(fromRel, toRel);
+    await this.dir.rename(fromRel, toRel);
     if (!this.sink) return;
     const [p, np] = await Promise.all([this.parentOf(fromRel), this.parentOf(toRel)]);
     await this.sink.committed(this.sink.append({
@@ -437,7 +438,7 @@ export class Filesystem {
   }
 
   async readlink(path: string): Promise<string> {
-    return fsp.readlink(LocalStore.relative(path));
+    return this.dir.readlink(LocalStore.relative(path));
   }
 
   // ---- files --------------------------------------------------------------
@@ -458,7 +459,7 @@ export class Filesystem {
     }
     // The id (for the records of writes and setattrs through this handle) is read alongside the open.
     const idRead = this.sink || this.restore ? this.idOf(rel).catch(() => null) : Promise.resolve(null);
-    const openIt = (): Promise<number> => openFd(rel, (flags & ~OPEN_STRIP) | OPEN_ADD, 0);
+    const openIt = (): Promise<number> => this.dir.open(rel, (flags & ~OPEN_STRIP) | OPEN_ADD, 0);
     // During a restore an O_TRUNC open is a cut (restore.cut): no fetch of the file writes between it and the discard.
     const cutId = this.restore && truncates ? await idRead : null;
     const fd = await (cutId !== null ? this.restore!.cut(cutId, openIt) : openIt()).catch(async (err: unknown) => {
@@ -492,7 +493,7 @@ export class Filesystem {
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     if (this.guard) await this.guard.names(parentRelOf(rel));
-    const fd = await openFd(rel, (flags & ~(C.O_NOCTTY | (C.O_DIRECT ?? 0))) | C.O_CREAT | OPEN_ADD, mode & 0o7777);
+    const fd = await this.dir.open(rel, (flags & ~(C.O_NOCTTY | (C.O_DIRECT ?? 0))) | C.O_CREAT | OPEN_ADD, mode & 0o7777);
     if (this.guard) await this.guard.created(rel);
     try {
       await this.own(rel, caller, false, fd);
@@ -507,7 +508,7 @@ export class Filesystem {
     const [res, parent] = await Promise.all([
       this.registerFile(fd, flags, id),
       this.parentOf(rel),
-      writeObjectId(rel, id),
+      writeObjectId(rel, id, this.dir.fd),
     ]);
     await this.sink.committed(this.sink.append({
       op: 'create', parent: parent.id, name: basename(rel), id, attrs: attrsFromStat(res.stat), parentMtime: parent.mtime,
@@ -689,7 +690,7 @@ export class Filesystem {
 
   async opendir(path: string): Promise<number> {
     const rel = LocalStore.relative(path);
-    const st = await fsp.lstat(rel);
+    const st = await this.dir.lstat(rel);
     if (!st.isDirectory()) throw new FsError('ENOTDIR');
     return this.handles.add({ kind: 'dir', path });
   }
@@ -700,9 +701,9 @@ export class Filesystem {
     if (this.restore) await this.restore.entries(rel);
     const parentRel = path === '/' ? '.' : LocalStore.relative(dirname(path));
     const [entries, self, parent] = await Promise.all([
-      native.readdirIno(rel),
-      fsp.lstat(rel, { bigint: true }),
-      fsp.lstat(parentRel, { bigint: true }),
+      this.dir.readdirIno(rel),
+      this.dir.lstat(rel),
+      this.dir.lstat(parentRel),
     ]);
     const out: DirEntryInfo[] = [
       { name: '.', mode: Number(self.mode), ino: self.ino },
@@ -724,7 +725,7 @@ export class Filesystem {
   }
 
   async fsyncdir(handle: number): Promise<void> {
-    const fd = await openFd(LocalStore.relative(this.dir(handle).path), C.O_RDONLY | C.O_DIRECTORY, 0);
+    const fd = await this.dir.open(LocalStore.relative(this.dirHandle(handle).path), C.O_RDONLY | C.O_DIRECTORY, 0);
     try {
       await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
     } finally {
@@ -742,7 +743,7 @@ export class Filesystem {
     const rel = this.existing(path);
     if (this.sink) await this.sink.admit(META_RECORD_BYTES + value.length);
     if (this.guard) await this.guard.attrs({ rel });
-    await native.setxattr(rel, name, value, flags);
+    await this.dir.setxattr(rel, name, value, flags);
     if (!this.sink) return;
     const id = await this.idOf(rel);
     if (id !== null) await this.sink.committed(this.sink.append({ op: 'setxattr', id, name, value }));
@@ -750,11 +751,11 @@ export class Filesystem {
 
   getxattr(path: string, name: string): Promise<Buffer> {
     if (isPrivateXattr(name)) return Promise.reject(new FsError('ENODATA'));
-    return native.getxattr(this.existing(path), name);
+    return this.dir.getxattr(this.existing(path), name);
   }
 
   async listxattr(path: string): Promise<string[]> {
-    return (await native.listxattr(this.existing(path))).filter((n) => !isPrivateXattr(n));
+    return (await this.dir.listxattr(this.existing(path))).filter((n) => !isPrivateXattr(n));
   }
 
   async removexattr(path: string, name: string): Promise<void> {
@@ -762,7 +763,7 @@ export class Filesystem {
     const rel = this.existing(path);
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     if (this.guard) await this.guard.attrs({ rel });
-    await native.removexattr(rel, name);
+    await this.dir.removexattr(rel, name);
     if (!this.sink) return;
     const id = await this.idOf(rel);
     if (id !== null) await this.sink.committed(this.sink.append({ op: 'removexattr', id, name }));
@@ -786,13 +787,26 @@ export class Filesystem {
     return LocalStore.relative(path);
   }
 
+  /** The store's objects (the local-object layer; follows the store through a swap). */
+  private get dir(): StoreDir {
+    return this.store.dir;
+  }
+
+  /** Drops the set-ID bits (setIdDrop) of the file at store path `rel` (not following a symbolic link). */
+  private async dropSetIdBitsAt(rel: string): Promise<void> {
+    const st = await this.dir.lstat(rel);
+    const drop = setIdDrop(st);
+    if (drop === 0) return;
+    await this.dir.chmod(rel, Number(st.mode) & 0o7777 & ~drop);
+  }
+
   private file(handle: number): OpenFile {
     const entry = this.handles.get(handle);
     if (entry === undefined || entry.kind !== 'file') throw new FsError('EBADF', `no open file ${handle}`);
     return entry;
   }
 
-  private dir(handle: number): OpenDir {
+  private dirHandle(handle: number): OpenDir {
     const entry = this.handles.get(handle);
     if (entry === undefined || entry.kind !== 'dir') throw new FsError('EBADF', `no open directory ${handle}`);
     return entry;
@@ -812,7 +826,7 @@ export class Filesystem {
       await restore.fetchAll(id, f.fd);
     } else {
       if (!(await restore.isRemote(id))) return;
-      const fd = await openFd(rel, C.O_RDONLY | OPEN_ADD, 0);
+      const fd = await this.dir.open(rel, C.O_RDONLY | OPEN_ADD, 0);
       try {
         await restore.fetchAll(id, fd);
       } finally {
@@ -839,22 +853,22 @@ export class Filesystem {
   /** The object id stored on `rel`; null (and a warning) when it has none. */
   private async idOf(rel: string): Promise<ObjectId | null> {
     if (rel === '.') return ROOT_ID;
-    return readObjectId(rel);
+    return readObjectId(rel, this.dir.fd);
   }
 
   /** Id and (post-change) mtime of the directory holding `rel`. */
   private async parentOf(rel: string): Promise<{ id: ObjectId; mtime: Time }> {
     const parentRel = rel.includes('/') ? dirname(rel) : '.';
-    const [st, id] = await Promise.all([fsp.lstat(parentRel, { bigint: true }), this.idOf(parentRel)]);
+    const [st, id] = await Promise.all([this.dir.lstat(parentRel), this.idOf(parentRel)]);
     if (id === null) throw new FsError('EIO', `directory ${parentRel} has no object id (changed outside strata?)`);
     return { id, mtime: timeFromNs(st.mtimeNs) };
   }
 
   /** Gives a just-created object its id and records its creation; returns its attributes. */
   private async recordCreated(rel: string, target?: string): Promise<fs.BigIntStats> {
-    if (!this.sink) return fsp.lstat(rel, { bigint: true });
+    if (!this.sink) return this.dir.lstat(rel);
     const id = newObjectId();
-    const [st, parent] = await Promise.all([fsp.lstat(rel, { bigint: true }), this.parentOf(rel), writeObjectId(rel, id)]);
+    const [st, parent] = await Promise.all([this.dir.lstat(rel), this.parentOf(rel), writeObjectId(rel, id, this.dir.fd)]);
     const rec = { op: 'create' as const, parent: parent.id, name: basename(rel), id, attrs: attrsFromStat(st), parentMtime: parent.mtime };
     await this.sink.committed(this.sink.append(target === undefined ? rec : { ...rec, target }));
     return st;
@@ -897,14 +911,14 @@ export class Filesystem {
     // applied set-group-ID inheritance when it created the object).
     if (caller.uid === this.daemonUid && caller.gid === this.daemonGid) return;
     const parentRel = rel.includes('/') ? dirname(rel) : '.';
-    const parent = await fsp.stat(parentRel);
-    const inheritGroup = (parent.mode & 0o2000) !== 0; // S_ISGID
+    const parent = await this.dir.stat(parentRel);
+    const inheritGroup = (Number(parent.mode) & 0o2000) !== 0; // S_ISGID
     const gid = inheritGroup ? -1 : caller.gid;
     if (caller.uid === this.daemonUid && gid === -1) return;
     if (fd !== undefined && !isPathOnly) {
       await new Promise<void>((resolve, reject) => fs.fchown(fd, caller.uid, gid, (err) => (err ? reject(err) : resolve())));
     } else {
-      await fsp.lchown(rel, caller.uid, gid);
+      await this.dir.lchown(rel, caller.uid, gid);
     }
   }
 }
@@ -930,10 +944,11 @@ async function dropSetIdOnTruncate(fd: number): Promise<void> {
  * handle_killpriv_v2): S_ISUID always, S_ISGID when group-execute is set; only
  * of a regular file.
  */
-function setIdDrop(st: fs.Stats): number {
+function setIdDrop(st: fs.Stats | fs.BigIntStats): number {
   if (!st.isFile()) return 0;
-  let drop = st.mode & S_ISUID;
-  if ((st.mode & (S_ISGID | C.S_IXGRP)) === (S_ISGID | C.S_IXGRP)) drop |= S_ISGID;
+  const mode = Number(st.mode);
+  let drop = mode & S_ISUID;
+  if ((mode & (S_ISGID | C.S_IXGRP)) === (S_ISGID | C.S_IXGRP)) drop |= S_ISGID;
   return drop;
 }
 
@@ -945,22 +960,11 @@ async function dropSetIdBits(fd: number): Promise<void> {
   await new Promise<void>((resolve, reject) => fs.fchmod(fd, st.mode & 0o7777 & ~drop, (err) => (err ? reject(err) : resolve())));
 }
 
-/** Drops them (setIdDrop) from the file at store path `rel` (not following a symbolic link). */
-async function dropSetIdBitsAt(rel: string): Promise<void> {
-  const st = await fsp.lstat(rel);
-  const drop = setIdDrop(st);
-  if (drop === 0) return;
-  await fsp.chmod(rel, st.mode & 0o7777 & ~drop);
-}
 
 /** Store-relative path of the directory holding `rel`. */
 function parentRelOf(rel: string): string {
   const i = rel.lastIndexOf('/');
   return i < 0 ? '.' : rel.slice(0, i);
-}
-
-function openFd(rel: string, flags: number, mode: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.open(rel, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
 }
 
 let zeroBuffer = Buffer.alloc(0);

@@ -191,7 +191,7 @@ export class MountDaemon {
     this.startup.mark('store');
     // Modes arrive already masked by the caller's umask; never mask them again.
     process.umask(0);
-    this.store.enter();
+    await this.store.open();
     // The control socket answers (status) while the store re-converges with its archive.
     this.control = await serveControl(this.mountpoint, (req) => this.onControl(req));
     this.startup.mark('control');

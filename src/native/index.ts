@@ -5,7 +5,7 @@
  * (see {@link NativeError}); bad arguments reject with a TypeError or
  * RangeError.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, type BigIntStats } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,6 +50,7 @@ interface NativeConstants {
   readonly DT_REG: number;
   readonly DT_LNK: number;
   readonly DT_SOCK: number;
+  readonly AT_FDCWD: number;
 }
 
 /** Shape of the compiled addon (native/binding.cc). */
@@ -64,24 +65,37 @@ interface NativeBinding {
   ): Promise<number>;
   cloneFile(fdIn: number, fdOut: number, method: CloneMethod): Promise<'reflink' | 'copy'>;
   listExtents(fd: number): Promise<Extent[]>;
-  readFileQuiet(path: string, maxBytes: number): Promise<QuietRead>;
-  utimens(path: string, atime: TimeSpec, mtime: TimeSpec, noFollow: boolean): Promise<void>;
+  readFileQuiet(path: string, maxBytes: number, at?: number): Promise<QuietRead>;
+  utimens(path: string, atime: TimeSpec, mtime: TimeSpec, noFollow: boolean, at?: number): Promise<void>;
   futimens(fd: number, atime: TimeSpec, mtime: TimeSpec): Promise<void>;
-  mknod(path: string, mode: number, dev: number): Promise<void>;
+  mknod(path: string, mode: number, dev: number, at?: number): Promise<void>;
   fallocate(fd: number, mode: number, offset: number, length: number): Promise<void>;
-  getxattr(path: string, name: string): Promise<Buffer>;
-  setxattr(path: string, name: string, value: Uint8Array, flags: number): Promise<void>;
-  listxattr(path: string): Promise<string[]>;
-  prepareObject(path: string, create: number, mode: number, size: number, names: string[], values: Buffer[], uid: number, gid: number, chmodMode: number): Promise<void>;
-  readXattrs(path: string): Promise<[string, Buffer][]>;
+  getxattr(path: string, name: string, at?: number): Promise<Buffer>;
+  setxattr(path: string, name: string, value: Uint8Array, flags: number, at?: number): Promise<void>;
+  listxattr(path: string, at?: number): Promise<string[]>;
+  prepareObject(path: string, create: number, mode: number, size: number, names: string[], values: Buffer[], uid: number, gid: number, chmodMode: number, at?: number): Promise<void>;
+  readXattrs(path: string, at?: number): Promise<[string, Buffer][]>;
   cloneTo(src: string, dst: string, mode: number): Promise<CloneToResult | null>;
   finishFile(
     tmp: string, create: boolean, size: number, logFd: number, ranges: number[], names: string[], values: Buffer[],
-    uid: number, gid: number, chmodMode: number, atime: TimeSpec, mtime: TimeSpec, final: string | null, data: Buffer | null,
+    uid: number, gid: number, chmodMode: number, atime: TimeSpec, mtime: TimeSpec, final: string | null, data: Buffer | null, at?: number,
   ): Promise<number>;
-  removexattr(path: string, name: string): Promise<void>;
-  readdirIno(path: string): Promise<DirEntry[]>;
-  scanDir(path: string, withXattrs: boolean): Promise<ScannedEntry[]>;
+  removexattr(path: string, name: string, at?: number): Promise<void>;
+  readdirIno(path: string, at?: number): Promise<DirEntry[]>;
+  scanDir(path: string, withXattrs: boolean, at?: number): Promise<ScannedEntry[]>;
+  statAt(at: number, path: string, follow: boolean): Promise<BigInt64Array>;
+  openAt(at: number, path: string, flags: number, mode: number): Promise<number>;
+  mkdirAt(at: number, path: string, mode: number): Promise<void>;
+  symlinkAt(at: number, path: string, target: string): Promise<void>;
+  linkAt(at: number, from: string, to: string): Promise<void>;
+  renameAt(at: number, from: string, to: string): Promise<void>;
+  unlinkAt(at: number, path: string, isDir: boolean): Promise<void>;
+  readlinkAt(at: number, path: string): Promise<string>;
+  chmodAt(at: number, path: string, mode: number): Promise<void>;
+  chownAt(at: number, path: string, uid: number, gid: number): Promise<void>;
+  truncateAt(at: number, path: string, size: number): Promise<void>;
+  accessAt(at: number, path: string, mode: number): Promise<void>;
+  statfsAt(at: number, path: string): Promise<StatfsAt>;
   sdNotify(socketPath: string, message: string): Promise<void>;
   sha256Blocks(data: Buffer, lengths: number[]): Promise<Buffer>;
   readonly constants: NativeConstants;
@@ -203,12 +217,15 @@ export interface QuietRead {
  * without touching atime where allowed (O_NOATIME), lseek SEEK_DATA/SEEK_HOLE,
  * pread, close. Saves the hops of open + listExtents + read + close.
  */
-export async function readFileQuiet(path: string, maxBytes: number): Promise<QuietRead> {
-  return binding.readFileQuiet(path, maxBytes);
+export async function readFileQuiet(path: string, maxBytes: number, at?: number): Promise<QuietRead> {
+  return binding.readFileQuiet(path, maxBytes, at);
 }
 
 // ---------------------------------------------------------------------------
-// Syscalls Node lacks
+// Syscalls Node lacks.  A function that takes a path takes last, optionally,
+// the directory descriptor `at` a relative path is relative to (as the *at(2)
+// calls; absent: the working directory). The local-object layer
+// (src/store/store-dir.ts) passes its store root's.
 
 /** utimensat(AT_FDCWD, path): exact nanoseconds, 'now' = UTIME_NOW, 'omit' = UTIME_OMIT. */
 export async function utimens(
@@ -216,8 +233,9 @@ export async function utimens(
   atime: TimeSpec,
   mtime: TimeSpec,
   opts?: { noFollow?: boolean },
+  at?: number,
 ): Promise<void> {
-  return binding.utimens(path, atime, mtime, opts?.noFollow === true);
+  return binding.utimens(path, atime, mtime, opts?.noFollow === true, at);
 }
 
 /** futimens(fd): as {@link utimens} on an open file. */
@@ -226,8 +244,8 @@ export async function futimens(fd: number, atime: TimeSpec, mtime: TimeSpec): Pr
 }
 
 /** mknod(2): `mode` includes the type (S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK, S_IFREG); see {@link makedev}. */
-export async function mknod(path: string, mode: number, dev: number): Promise<void> {
-  return binding.mknod(path, mode, dev);
+export async function mknod(path: string, mode: number, dev: number, at?: number): Promise<void> {
+  return binding.mknod(path, mode, dev, at);
 }
 
 /** fallocate(2); `mode` is 0 or FALLOC_FL_* flags. */
@@ -236,13 +254,13 @@ export async function fallocate(fd: number, mode: number, offset: number, length
 }
 
 /** lgetxattr(2): never follows a final symlink. */
-export async function getxattr(path: string, name: string): Promise<Buffer> {
-  return binding.getxattr(path, name);
+export async function getxattr(path: string, name: string, at?: number): Promise<Buffer> {
+  return binding.getxattr(path, name, at);
 }
 
 /** lsetxattr(2); `flags` is 0, XATTR_CREATE or XATTR_REPLACE. */
-export async function setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
-  return binding.setxattr(path, name, value, flags);
+export async function setxattr(path: string, name: string, value: Buffer, flags: number, at?: number): Promise<void> {
+  return binding.setxattr(path, name, value, flags, at);
 }
 
 /** What {@link prepareObject} does to an object. */
@@ -263,12 +281,12 @@ export interface PrepareObject {
  * (a Node-style error naming the failing syscall). Saves the hops of
  * mkdir/open + setxattr × n + lchown + chmod when an object is materialised.
  */
-export async function prepareObject(path: string, p: PrepareObject): Promise<void> {
+export async function prepareObject(path: string, p: PrepareObject, at?: number): Promise<void> {
   const kind = p.create === undefined ? 0 : p.create.kind === 'dir' ? 1 : 2;
   const xs = p.xattrs ?? [];
   return binding.prepareObject(
     path, kind, p.create?.mode ?? 0, p.create?.size ?? 0, xs.map(([n]) => n), xs.map(([, v]) => v),
-    p.owner?.uid ?? -1, p.owner?.gid ?? -1, p.mode ?? -1,
+    p.owner?.uid ?? -1, p.owner?.gid ?? -1, p.mode ?? -1, at,
   );
 }
 
@@ -326,12 +344,12 @@ export interface FinishFile {
  * n + setxattr × n + chown + chmod + utimens + rename for a file a swap
  * prepare builds.
  */
-export async function finishFile(tmp: string, f: FinishFile): Promise<number> {
+export async function finishFile(tmp: string, f: FinishFile, at?: number): Promise<number> {
   const xs = f.xattrs ?? [];
   const ranges = (f.log?.ranges ?? []).flatMap((r) => [r[0], r[1], r[2]]);
   return binding.finishFile(
     tmp, f.create === true, f.size ?? -1, f.log?.fd ?? -1, ranges, xs.map(([n]) => n), xs.map(([, v]) => v),
-    f.owner?.uid ?? -1, f.owner?.gid ?? -1, f.mode ?? -1, f.times.atime, f.times.mtime, f.rename ?? null, f.data ?? null,
+    f.owner?.uid ?? -1, f.owner?.gid ?? -1, f.mode ?? -1, f.times.atime, f.times.mtime, f.rename ?? null, f.data ?? null, at,
   );
 }
 
@@ -341,18 +359,18 @@ export async function finishFile(tmp: string, f: FinishFile): Promise<number> {
  * the thread pool (a name removed in between is left out). Saves the hops of
  * listxattr + getxattr × n.
  */
-export async function readXattrs(path: string): Promise<[string, Buffer][]> {
-  return binding.readXattrs(path);
+export async function readXattrs(path: string, at?: number): Promise<[string, Buffer][]> {
+  return binding.readXattrs(path, at);
 }
 
 /** llistxattr(2): attribute names. */
-export async function listxattr(path: string): Promise<string[]> {
-  return binding.listxattr(path);
+export async function listxattr(path: string, at?: number): Promise<string[]> {
+  return binding.listxattr(path, at);
 }
 
 /** lremovexattr(2). */
-export async function removexattr(path: string, name: string): Promise<void> {
-  return binding.removexattr(path, name);
+export async function removexattr(path: string, name: string, at?: number): Promise<void> {
+  return binding.removexattr(path, name, at);
 }
 
 /**
@@ -365,8 +383,8 @@ export async function sha256Blocks(data: Buffer, lengths: number[]): Promise<Buf
 }
 
 /** opendir/readdir: entries with inode numbers and d_type, without '.' and '..'. */
-export async function readdirIno(path: string): Promise<DirEntry[]> {
-  return binding.readdirIno(path);
+export async function readdirIno(path: string, at?: number): Promise<DirEntry[]> {
+  return binding.readdirIno(path, at);
 }
 
 /** An object's lstat as scanDir gives it: the fields of Node's BigIntStats a tree walk uses. */
@@ -399,8 +417,8 @@ export interface ScannedEntry {
  * reads per entry in one call per directory. An entry that vanished between
  * readdir and its stat is left out.
  */
-export async function scanDir(path: string, withXattrs: boolean): Promise<ScannedEntry[]> {
-  return binding.scanDir(path, withXattrs);
+export async function scanDir(path: string, withXattrs: boolean, at?: number): Promise<ScannedEntry[]> {
+  return binding.scanDir(path, withXattrs, at);
 }
 
 /**
@@ -410,4 +428,119 @@ export async function scanDir(path: string, withXattrs: boolean): Promise<Scanne
  */
 export async function sdNotify(socketPath: string, message: string): Promise<void> {
   return binding.sdNotify(socketPath, message);
+}
+
+// ---------------------------------------------------------------------------
+// The local-object layer's calls (native/src/atops.h): each relative to the
+// directory descriptor `at`, never following a final symlink unless said.
+// src/store/store-dir.ts is their one user.
+
+/** AT_FDCWD: `at` for a path relative to the working directory (or absolute). */
+export const AT_FDCWD: number = binding.constants.AT_FDCWD;
+
+/** statfsAt's answer: the fields of statfs(2) the core reports. */
+export interface StatfsAt {
+  bsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  namelen: number;
+}
+
+const NS = 1_000_000_000n;
+
+/** fstatat's answer as Node's BigIntStats (birthtime: unknown, 0). */
+class AtStats implements BigIntStats {
+  dev: bigint; mode: bigint; nlink: bigint; uid: bigint; gid: bigint; rdev: bigint;
+  blksize: bigint; ino: bigint; size: bigint; blocks: bigint;
+  atimeNs: bigint; mtimeNs: bigint; ctimeNs: bigint; birthtimeNs = 0n;
+  constructor(v: BigInt64Array) {
+    this.dev = v[0]!; this.mode = v[1]!; this.nlink = v[2]!; this.uid = v[3]!; this.gid = v[4]!; this.rdev = v[5]!;
+    this.blksize = v[6]!; this.ino = v[7]!; this.size = v[8]!; this.blocks = v[9]!;
+    this.atimeNs = v[10]! * NS + v[11]!;
+    this.mtimeNs = v[12]! * NS + v[13]!;
+    this.ctimeNs = v[14]! * NS + v[15]!;
+  }
+  get atimeMs(): bigint { return this.atimeNs / 1_000_000n; }
+  get mtimeMs(): bigint { return this.mtimeNs / 1_000_000n; }
+  get ctimeMs(): bigint { return this.ctimeNs / 1_000_000n; }
+  get birthtimeMs(): bigint { return 0n; }
+  get atime(): Date { return new Date(Number(this.atimeMs)); }
+  get mtime(): Date { return new Date(Number(this.mtimeMs)); }
+  get ctime(): Date { return new Date(Number(this.ctimeMs)); }
+  get birthtime(): Date { return new Date(0); }
+  private type(): number { return Number(this.mode) & 0o170000; }
+  isFile(): boolean { return this.type() === 0o100000; }
+  isDirectory(): boolean { return this.type() === 0o040000; }
+  isSymbolicLink(): boolean { return this.type() === 0o120000; }
+  isBlockDevice(): boolean { return this.type() === 0o060000; }
+  isCharacterDevice(): boolean { return this.type() === 0o020000; }
+  isFIFO(): boolean { return this.type() === 0o010000; }
+  isSocket(): boolean { return this.type() === 0o140000; }
+}
+
+/** fstatat(2); `follow`: follow a final symlink (stat, not lstat). */
+export async function statAt(at: number, path: string, follow = false): Promise<BigIntStats> {
+  return new AtStats(await binding.statAt(at, path, follow));
+}
+
+/** openat(2) (O_CLOEXEC always added); resolves with the descriptor. */
+export async function openAt(at: number, path: string, flags: number, mode = 0): Promise<number> {
+  return binding.openAt(at, path, flags, mode);
+}
+
+export async function mkdirAt(at: number, path: string, mode: number): Promise<void> {
+  return binding.mkdirAt(at, path, mode);
+}
+
+/** symlinkat(2): a symlink at `path` holding `target`. */
+export async function symlinkAt(at: number, path: string, target: string): Promise<void> {
+  return binding.symlinkAt(at, path, target);
+}
+
+/** linkat(2), both paths relative to `at`; never follows `from`. */
+export async function linkAt(at: number, from: string, to: string): Promise<void> {
+  return binding.linkAt(at, from, to);
+}
+
+/** renameat(2), both paths relative to `at`. */
+export async function renameAt(at: number, from: string, to: string): Promise<void> {
+  return binding.renameAt(at, from, to);
+}
+
+/** unlinkat(2); `isDir`: AT_REMOVEDIR (rmdir). */
+export async function unlinkAt(at: number, path: string, isDir: boolean): Promise<void> {
+  return binding.unlinkAt(at, path, isDir);
+}
+
+/** readlinkat(2), whole (any length), as a UTF-8 string. */
+export async function readlinkAt(at: number, path: string): Promise<string> {
+  return binding.readlinkAt(at, path);
+}
+
+/** fchmodat(2) (follows a final symlink: never ask it of one). */
+export async function chmodAt(at: number, path: string, mode: number): Promise<void> {
+  return binding.chmodAt(at, path, mode);
+}
+
+/** fchownat(2) with AT_SYMLINK_NOFOLLOW; -1 leaves the uid or gid as it is. */
+export async function chownAt(at: number, path: string, uid: number, gid: number): Promise<void> {
+  return binding.chownAt(at, path, uid, gid);
+}
+
+/** truncate(2) of a regular file (opened O_WRONLY | O_NOFOLLOW | O_NONBLOCK, then ftruncate). */
+export async function truncateAt(at: number, path: string, size: number): Promise<void> {
+  return binding.truncateAt(at, path, size);
+}
+
+/** faccessat(2) (follows a final symlink, as access(2)). */
+export async function accessAt(at: number, path: string, mode: number): Promise<void> {
+  return binding.accessAt(at, path, mode);
+}
+
+/** statfs(2) of the filesystem holding `path`. */
+export async function statfsAt(at: number, path: string): Promise<StatfsAt> {
+  return binding.statfsAt(at, path);
 }

@@ -1,11 +1,16 @@
 // The local store: a real directory tree on local disk that mirrors the
-// namespace. The daemon makes the store root its working directory and uses
-// store-relative paths, so a path near PATH_MAX on the mount never overflows by
-// a store prefix. The store's private state lives under RESERVED_NAME at the
-// store root, which the mount never shows and never lets anyone create.
+// namespace. Its objects are reached through the local-object layer
+// (StoreDir: *at calls relative to the root's descriptor) by store-relative
+// paths, so a path near PATH_MAX on the mount never overflows by a store
+// prefix, and no process-wide working directory is involved. The store's
+// private state lives under RESERVED_NAME at the store root, which the mount
+// never shows and never lets anyone create.
 import { chmod, mkdir, stat } from 'node:fs/promises';
+import { closeSync, constants as C } from 'node:fs';
+import * as native from '../native/index.js';
 import { resolve, join } from 'node:path';
 import { FsError } from '../errors/errno.js';
+import { StoreDir } from './store-dir.js';
 
 export const RESERVED_NAME = '.strata';
 
@@ -28,17 +33,61 @@ export class LocalStore {
     if (!st.isDirectory()) throw new FsError('ENOTDIR', `store ${this.root} is not a directory`);
   }
 
+  private opened: StoreDir | null = null;
+  /** Descriptors of roots left by a swap (moveTo): closed with the store, never while an op may still use one. */
+  private readonly retired: number[] = [];
+
+  /** The local-object layer over the root (after open()). */
+  get dir(): StoreDir {
+    if (this.opened === null) throw new FsError('EIO', `store ${this.root} is not open`);
+    return this.opened;
+  }
+
   /**
-   * Makes the store root the process's working directory: every path the core
-   * uses afterwards is relative to it. One store per process.
+   * Opens the root's descriptor: every store-relative path the core uses
+   * afterwards is relative to it (store.dir). After a moveTo, the new root's;
+   * the old one stays open until close() (an operation begun before the swap
+   * may still be using it).
    */
-  enter(): void {
+  async open(): Promise<void> {
+    const fd = await native.openAt(native.AT_FDCWD, this.root, C.O_RDONLY | C.O_DIRECTORY);
+    if (this.opened !== null) this.retired.push(this.opened.fd);
+    this.opened = new StoreDir(fd);
+    this.enterForUnmovedModules();
+  }
+
+  /**
+   * TRANSITIONAL: the modules not yet on the local-object layer (restore,
+   * mirror tree walks, checkpoints: docs/architecture.md, "The local-object
+   * layer") still use paths relative to the working directory, so the root
+   * is also made the working directory. Goes when the last of them moves.
+   */
+  private enterForUnmovedModules(): void {
     process.chdir(this.root);
   }
 
   /**
+   * A swap (src/swap): the store becomes `root`, opened first so that the
+   * root's path and its descriptor change together.
+   */
+  async switchTo(root: string): Promise<void> {
+    const fd = await native.openAt(native.AT_FDCWD, resolve(root), C.O_RDONLY | C.O_DIRECTORY);
+    this.moveTo(root);
+    if (this.opened !== null) this.retired.push(this.opened.fd);
+    this.opened = new StoreDir(fd);
+    this.enterForUnmovedModules();
+  }
+
+  /** Closes the root's descriptors (on unmount). */
+  close(): void {
+    for (const fd of this.retired.splice(0)) closeSync(fd);
+    if (this.opened !== null) closeSync(this.opened.fd);
+    this.opened = null;
+  }
+
+  /**
    * Another directory becomes the store (a swap, src/swap; or the live store
-   * a swap record names, at start); call enter() to make it the working directory.
+   * a swap record names, at start, before open()).
    */
   moveTo(root: string): void {
     this.root = resolve(root);

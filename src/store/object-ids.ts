@@ -27,10 +27,13 @@ export function newObjectId(): ObjectId {
   return id === ROOT_ID ? newObjectId() : id;
 }
 
+// A path is relative to the directory descriptor `at` when given (the store
+// root's: store.dir.fd), as in src/native.
+
 /** The id stored on the object at `path` (never follows a final symlink), or null when it has none. */
-export async function readObjectId(path: string): Promise<ObjectId | null> {
+export async function readObjectId(path: string, at?: number): Promise<ObjectId | null> {
   try {
-    const v = (await native.getxattr(path, ID_XATTR)).toString('latin1');
+    const v = (await native.getxattr(path, ID_XATTR, at)).toString('latin1');
     return isObjectId(v) ? v : null;
   } catch (err) {
     if ((err as { code?: string }).code === 'ENODATA') return null;
@@ -39,8 +42,8 @@ export async function readObjectId(path: string): Promise<ObjectId | null> {
 }
 
 /** Stores `id` on the object at `path`. */
-export async function writeObjectId(path: string, id: ObjectId): Promise<void> {
-  await native.setxattr(path, ID_XATTR, Buffer.from(id, 'latin1'), 0);
+export async function writeObjectId(path: string, id: ObjectId, at?: number): Promise<void> {
+  await native.setxattr(path, ID_XATTR, Buffer.from(id, 'latin1'), 0, at);
 }
 
 /**
@@ -48,10 +51,10 @@ export async function writeObjectId(path: string, id: ObjectId): Promise<void> {
  * object that reached the store without strata). `isRoot` gives the store root
  * its fixed id.
  */
-export async function ensureObjectId(path: string, isRoot = false): Promise<ObjectId> {
-  const have = await readObjectId(path);
+export async function ensureObjectId(path: string, isRoot = false, at?: number): Promise<ObjectId> {
+  const have = await readObjectId(path, at);
   if (have !== null) return have;
   const id = isRoot ? ROOT_ID : newObjectId();
-  await writeObjectId(path, id);
+  await writeObjectId(path, id, at);
   return id;
 }

@@ -412,8 +412,7 @@ export class SwapController {
         // Decided: from here on only forward.
         committed = true;
         this.record = next;
-        this.host.store.moveTo(spare);
-        this.host.store.enter();
+        await this.host.store.switchTo(spare);
         fs.detachOpenFiles();
         adapter.switchStore(st.ino);
         // Checkpoints stay with their store: the new store's are tracked from here on (before any change reaches it).

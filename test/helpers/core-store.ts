@@ -1,8 +1,7 @@
-// A store entered as the daemon enters it (chdir into the store root, umask 0),
-// for the unit tests of the filesystem core. The core works relative to the
-// process's working directory, so a test file uses one such store and runs
-// its tests serially; `leave` (a test.after.always hook) restores the process
-// and removes the store.
+// A store opened as the daemon opens it (its root's descriptor, umask 0), for
+// the unit tests of the filesystem core. The umask is the process's, so a
+// test file uses one such store and runs its tests serially; `leave` (a
+// test.after.always hook) restores the umask and removes the store.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,11 +21,12 @@ export async function enterTempStore(prefix: string): Promise<EnteredStore> {
   await store.init();
   // As the daemon does: modes arrive already masked by the caller's umask.
   process.umask(0);
-  store.enter();
+  await store.open();
   return {
     base,
     store,
     leave() {
+      store.close();
       process.chdir(startCwd);
       process.umask(startUmask);
       rmSync(base, { recursive: true, force: true });

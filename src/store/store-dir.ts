@@ -1,0 +1,128 @@
+// The local-object layer: every operation on the store's objects, addressed by
+// a path relative to the store root's directory descriptor (the *at(2) calls,
+// as libfuse's passthrough_hp works relative to its nodes' descriptors). No
+// process-wide working directory is involved, so a process may hold several
+// stores (a swap's spare next to the live one), and a store-relative path is
+// never lengthened by a prefix (PATH_MAX holds as it does on the mount).
+//
+// Paths are store-relative: '.' is the root, 'a/b' below it; an absolute path
+// is taken as it is (the *at calls ignore the descriptor for one).
+import type { BigIntStats } from 'node:fs';
+import * as native from '../native/index.js';
+import type { DirEntry, FinishFile, PrepareObject, QuietRead, ScannedEntry, StatfsAt, TimeSpec } from '../native/index.js';
+
+export class StoreDir {
+  /** `fd`: an open descriptor of the store root (O_DIRECTORY); the caller closes it (close()). */
+  constructor(readonly fd: number) {}
+
+  /** lstat (never follows a final symlink). */
+  lstat(rel: string): Promise<BigIntStats> {
+    return native.statAt(this.fd, rel, false);
+  }
+
+  /** stat (follows a final symlink). */
+  stat(rel: string): Promise<BigIntStats> {
+    return native.statAt(this.fd, rel, true);
+  }
+
+  /** open(2) with `flags` (O_CLOEXEC added); resolves with the descriptor. */
+  open(rel: string, flags: number, mode = 0): Promise<number> {
+    return native.openAt(this.fd, rel, flags, mode);
+  }
+
+  mkdir(rel: string, mode: number): Promise<void> {
+    return native.mkdirAt(this.fd, rel, mode);
+  }
+
+  /** mknod(2): `mode` includes the type. */
+  mknod(rel: string, mode: number, dev: number): Promise<void> {
+    return native.mknod(rel, mode, dev, this.fd);
+  }
+
+  symlink(target: string, rel: string): Promise<void> {
+    return native.symlinkAt(this.fd, rel, target);
+  }
+
+  link(from: string, to: string): Promise<void> {
+    return native.linkAt(this.fd, from, to);
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return native.renameAt(this.fd, from, to);
+  }
+
+  unlink(rel: string): Promise<void> {
+    return native.unlinkAt(this.fd, rel, false);
+  }
+
+  rmdir(rel: string): Promise<void> {
+    return native.unlinkAt(this.fd, rel, true);
+  }
+
+  readlink(rel: string): Promise<string> {
+    return native.readlinkAt(this.fd, rel);
+  }
+
+  /** chmod(2): follows a final symlink (never ask it of one). */
+  chmod(rel: string, mode: number): Promise<void> {
+    return native.chmodAt(this.fd, rel, mode);
+  }
+
+  /** lchown(2); -1 leaves the uid or gid as it is. */
+  lchown(rel: string, uid: number, gid: number): Promise<void> {
+    return native.chownAt(this.fd, rel, uid, gid);
+  }
+
+  truncate(rel: string, size: number): Promise<void> {
+    return native.truncateAt(this.fd, rel, size);
+  }
+
+  access(rel: string, mode: number): Promise<void> {
+    return native.accessAt(this.fd, rel, mode);
+  }
+
+  statfs(rel = '.'): Promise<StatfsAt> {
+    return native.statfsAt(this.fd, rel);
+  }
+
+  utimens(rel: string, atime: TimeSpec, mtime: TimeSpec, opts?: { noFollow?: boolean }): Promise<void> {
+    return native.utimens(rel, atime, mtime, opts, this.fd);
+  }
+
+  getxattr(rel: string, name: string): Promise<Buffer> {
+    return native.getxattr(rel, name, this.fd);
+  }
+
+  setxattr(rel: string, name: string, value: Buffer, flags: number): Promise<void> {
+    return native.setxattr(rel, name, value, flags, this.fd);
+  }
+
+  listxattr(rel: string): Promise<string[]> {
+    return native.listxattr(rel, this.fd);
+  }
+
+  removexattr(rel: string, name: string): Promise<void> {
+    return native.removexattr(rel, name, this.fd);
+  }
+
+  readdirIno(rel: string): Promise<DirEntry[]> {
+    return native.readdirIno(rel, this.fd);
+  }
+
+  scanDir(rel: string, withXattrs: boolean): Promise<ScannedEntry[]> {
+    return native.scanDir(rel, withXattrs, this.fd);
+  }
+
+  readFileQuiet(rel: string, maxBytes: number): Promise<QuietRead> {
+    return native.readFileQuiet(rel, maxBytes, this.fd);
+  }
+
+  prepareObject(rel: string, p: PrepareObject): Promise<void> {
+    return native.prepareObject(rel, p, this.fd);
+  }
+
+  /** native.finishFile, with `tmp` and `f.rename` both store-relative. */
+  finishFile(tmp: string, f: FinishFile): Promise<number> {
+    return native.finishFile(tmp, f, this.fd);
+  }
+}

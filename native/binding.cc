@@ -133,6 +133,10 @@ bool GetAt(const Napi::CallbackInfo& info, size_t i, int* out) {
     *out = AT_FDCWD;
     return true;
   }
+  if (info[i].IsNumber() && info[i].As<Napi::Number>().DoubleValue() == AT_FDCWD) {
+    *out = AT_FDCWD;
+    return true;
+  }
   return GetFd(info, i, "dirfd", out);
 }
 
@@ -579,7 +583,7 @@ class CloneToWorker : public PromiseWorker {
       : PromiseWorker(env, "strata:cloneTo"), src_(std::move(src)),
         dst_(std::move(dst)), mode_(mode) {}
   void Execute() override {
-    sn_clone_to(src_.c_str(), dst_.c_str(), mode_, &res_, &err_);
+    sn_clone_to(at_, src_.c_str(), dst_.c_str(), mode_, &res_, &err_);
     path_ = res_.found && res_.is_file ? dst_ : src_;
   }
   Napi::Value Result(Napi::Env env) override {
@@ -1089,7 +1093,9 @@ Napi::Value CloneTo(const Napi::CallbackInfo& info) {
     ThrowRangeError(env, "The value of \"mode\" is out of range. It must be >= 0 && <= 4095. Received " + FormatNumber(mode));
     return env.Undefined();
   }
-  return (new CloneToWorker(env, std::move(src), std::move(dst), mode))->Start();
+  int at;
+  if (!GetAt(info, 3, &at)) return env.Undefined();
+  return (new CloneToWorker(env, std::move(src), std::move(dst), mode))->At(at)->Start();
 }
 
 // finishFile(tmp, create, size, logFd, ranges, names, values, uid, gid,

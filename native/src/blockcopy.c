@@ -293,21 +293,21 @@ int sn_read_file_quiet(int at, const char *path, uint64_t max, sn_extent **ext,
 
 /* Opens a live file quietly (O_NOATIME where allowed, never following a final
  * symlink); -1 with errno set. */
-static int open_quiet(const char *path) {
-  int fd = open(path, O_RDONLY | O_NOATIME | O_NOFOLLOW | O_CLOEXEC);
+static int open_quiet(int at, const char *path) {
+  int fd = openat(at, path, O_RDONLY | O_NOATIME | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0 && errno == EPERM)
-    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    fd = openat(at, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   return fd;
 }
 
-int sn_clone_to(const char *src, const char *dst, uint32_t mode,
+int sn_clone_to(int at, const char *src, const char *dst, uint32_t mode,
                 sn_clone_to_result *res, sn_err *err) {
   res->found = 0;
   res->is_file = 0;
   res->ino = 0;
   res->size = 0;
   res->reflinked = 0;
-  int in = open_quiet(src);
+  int in = open_quiet(at, src);
   if (in < 0) return 0; /* gone or moved: the caller looks elsewhere */
   struct stat si;
   if (fstat(in, &si) < 0) {
@@ -322,8 +322,8 @@ int sn_clone_to(const char *src, const char *dst, uint32_t mode,
     return 0;
   }
   res->is_file = 1;
-  int out = open(dst, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                 (mode_t)mode);
+  int out = openat(at, dst, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                   (mode_t)mode);
   if (out < 0) {
     int e = errno;
     close(in);

@@ -11,6 +11,7 @@ import type { Filesystem } from '../core/filesystem.js';
 import { FsError } from '../errors/errno.js';
 import type { Logger } from '../log/logger.js';
 import { readFileIfExists, writeFileDurably } from '../store/durable-file.js';
+import type { StoreDir } from '../store/store-dir.js';
 import type { LocalStore } from '../store/local-store.js';
 import { BLOCK_SIZE, CheckpointState, type CheckpointInfo } from '../checkpoint/state.js';
 import { Tracker, type BlockClearance } from '../checkpoint/tracker.js';
@@ -52,11 +53,11 @@ export class Checkpoints {
   private readonly pins = new Map<string, number>();
 
   /** The store these checkpoints are of: its paths when they were loaded (a swap moves the daemon's LocalStore to another directory; they stay with this one). */
-  private readonly store: { readonly root: string; readonly privateDir: string };
+  private readonly store: { readonly root: string; readonly privateDir: string; readonly dir: StoreDir };
 
   private constructor(store: LocalStore, private readonly fs: Filesystem, private readonly log: Logger) {
-    this.store = { root: store.root, privateDir: store.privateDir };
-    this.tracker = new Tracker(store.root, log, (s, reason) => this.markInvalid(s, reason));
+    this.store = { root: store.root, privateDir: store.privateDir, dir: store.dir };
+    this.tracker = new Tracker(store.root, store.dir, log, (s, reason) => this.markInvalid(s, reason));
   }
 
   /** Loads the registry and opens every valid checkpoint's log (before the mount serves). */
@@ -208,7 +209,7 @@ export class Checkpoints {
   }
 
   diff(name: string, paths: string[]): Promise<DiffReport> {
-    return this.serial(async () => diffCheckpoint(this.valid(name), await this.rootIno(), paths));
+    return this.serial(async () => diffCheckpoint(this.valid(name), await this.rootIno(), paths, this.store.dir));
   }
 
   rollback(name: string, areas: Area[], dryRun: boolean, observer: RollbackObserver | null): Promise<RollbackReport> {
@@ -216,7 +217,7 @@ export class Checkpoints {
       const s = this.valid(name);
       await stat(join(s.info.dir, 'log')).catch(() => { throw new FsError('ENOENT', `copy store of checkpoint ${name} is gone (${s.info.dir})`); });
       const t0 = process.hrtime.bigint();
-      const report = await new Rollback(s, this.fs, await this.rootIno(), observer, dryRun).run(areas);
+      const report = await new Rollback(s, this.fs, await this.rootIno(), observer, dryRun, this.store.dir).run(areas);
       report.elapsedMs = Number(process.hrtime.bigint() - t0) / 1e6;
       this.log.info({ checkpoint: name, areas: report.areas, dryRun, bytesCopied: report.bytesCopied, changes: report.changed.length }, dryRun ? 'rollback planned' : 'rolled back');
       return report;
@@ -246,7 +247,7 @@ export class Checkpoints {
   }
 
   private async rootIno(): Promise<bigint> {
-    return (await fs.promises.lstat('.', { bigint: true })).ino;
+    return (await this.store.dir.lstat('.')).ino;
   }
 
   private async markInvalid(s: CheckpointState, reason: string): Promise<void> {

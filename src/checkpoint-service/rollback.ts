@@ -11,9 +11,9 @@ import * as fs from 'node:fs';
 import { constants as C } from 'node:fs';
 import type { Filesystem, Caller } from '../core/filesystem.js';
 import { FsError } from '../errors/errno.js';
-import * as native from '../native/index.js';
 import { BLOCK_SIZE, type AttrRec, type CheckpointState } from '../checkpoint/state.js';
 import { T0View, baseName, joinPath, lstatPath, liveEntries, parentPath, readAt, within, type T0Entry } from '../checkpoint/view.js';
+import type { StoreDir } from '../store/store-dir.js';
 import { LocalStore } from '../store/local-store.js';
 import { isPrivateXattr } from '../store/object-ids.js';
 
@@ -68,8 +68,10 @@ export class Rollback {
     rootIno: bigint,
     private readonly observer: RollbackObserver | null,
     private readonly dryRun: boolean,
+    /** The live store's objects. */
+    private readonly dir: StoreDir,
   ) {
-    this.view = new T0View(s, rootIno);
+    this.view = new T0View(s, rootIno, dir);
     this.report = { checkpoint: s.info.name, dryRun, areas: [], bytesCopied: 0, changed: [] };
   }
 
@@ -97,14 +99,14 @@ export class Rollback {
     }
     if (LocalStore.isReserved(p)) throw new FsError('EINVAL', `${p}: reserved by strata`);
     const t0 = await this.view.resolve(p);
-    const live = await lstatPath(p);
+    const live = await lstatPath(this.dir, p);
     if (!t0 && !live) throw new FsError('ENOENT', `${p}: neither in checkpoint ${this.s.info.name} nor in the tree now`);
     if (p !== '/') {
       // Every directory on the way is a real one now (a symbolic link there could lead out of the store).
       const parts = p.split('/').filter((c) => c.length > 0);
       for (let i = 1; i < parts.length; i++) {
         const dir = `/${parts.slice(0, i).join('/')}`;
-        const st = await lstatPath(dir);
+        const st = await lstatPath(this.dir, dir);
         if (st?.isSymbolicLink()) throw new FsError('EINVAL', `${p}: ${dir} is a symbolic link: name the area by its real path`);
         if (!st || !st.isDirectory()) throw new FsError('ENOENT', `${p}: its directory ${parentPath(p)} does not exist now: roll back ${dir} instead`);
       }
@@ -129,7 +131,7 @@ export class Rollback {
   /** Makes `parent/name` what it was at T0 (`t0` null: it did not exist). */
   private async syncEntry(parent: string, name: string, t0: T0Entry | null): Promise<void> {
     const path = joinPath(parent, name);
-    const live = await lstatPath(path);
+    const live = await lstatPath(this.dir, path);
     if (t0 === null) {
       if (live) await this.removeTree(path);
       return;
@@ -142,7 +144,7 @@ export class Rollback {
       return;
     }
     if (live) await this.removeTree(path);
-    if (first && kind !== 'dir' && (await lstatPath(first.path))?.ino === first.ino) {
+    if (first && kind !== 'dir' && (await lstatPath(this.dir, first.path))?.ino === first.ino) {
       // Another T0 name of it is in place already (two copies made by earlier subtree rollbacks become one object again).
       this.note({ path, action: 'link', from: first.path });
       if (this.dryRun) return;
@@ -153,7 +155,7 @@ export class Rollback {
     }
     const placed = await this.place(t0, path);
     if (placed) {
-      const st = await lstatPath(path);
+      const st = await lstatPath(this.dir, path);
       if (st) this.placed.set(t0.key, { ino: st.ino, path });
       await this.syncObject(path, t0.key);
     }
@@ -169,8 +171,8 @@ export class Rollback {
     const locs = (await this.view.locate(t0.key)).filter((p) => p !== path);
     // Never changed since T0 but to be made anew from its live self: its attributes now are its T0 ones.
     if (this.view.attrs(t0.key) === undefined && locs.length > 0 && kind !== 'dir' && !this.dryRun) {
-      const st = await lstatPath(locs[0]!);
-      if (st) await this.s.ensureAttrs(t0.key, { rel: LocalStore.relative(locs[0]!), st });
+      const st = await lstatPath(this.dir, locs[0]!);
+      if (st) await this.s.ensureAttrs(t0.key, { dir: this.dir, rel: LocalStore.relative(locs[0]!), st });
     }
     const rec = this.view.attrs(t0.key);
     // Another live name inside the area, or one it had outside at T0 too (a hard
@@ -203,7 +205,7 @@ export class Rollback {
     }
     // Gone (or a directory outside the area): rebuilt from the checkpoint.
     // A symbolic link or special file moved out is made anew from the live one.
-    const liveSt = rec === undefined && locs.length > 0 ? await lstatPath(locs[0]!) : null;
+    const liveSt = rec === undefined && locs.length > 0 ? await lstatPath(this.dir, locs[0]!) : null;
     if (rec === undefined && liveSt === null) {
       throw new FsError('EIO', `checkpoint ${this.s.info.name} holds nothing of ${path} (object ${t0.key}): its copy is incomplete`);
     }
@@ -248,12 +250,12 @@ export class Rollback {
 
   /** A new file at `path` with the contents of the live object at `from` (T0 object `key`, moved out of the area); syncObject then puts back its T0 blocks. */
   private async copyOf(key: string, from: string, path: string, rec: AttrRec | undefined): Promise<boolean> {
-    const st = await lstatOrThrow(from);
+    const st = await lstatOrThrow(this.dir, from);
     this.note({ path, action: 'create', from, bytes: Number(st.size) });
     this.report.bytesCopied += Number(st.size);
     if (this.dryRun) return false;
     const res = await this.fs.create(path, (rec?.mode ?? Number(st.mode)) & 0o7777, C.O_RDWR, ROOT);
-    const src = await openRead(from);
+    const src = await openRead(this.dir, from);
     try {
       let off = 0;
       while (off < Number(st.size)) {
@@ -273,10 +275,10 @@ export class Rollback {
 
   /** Removes `path` and everything under it (through the core: other checkpoints save what goes). */
   private async removeTree(path: string): Promise<void> {
-    const st = await lstatPath(path);
+    const st = await lstatPath(this.dir, path);
     if (!st) return;
     if (st.isDirectory()) {
-      for (const e of await liveEntries(path)) await this.removeTree(joinPath(path, e.name));
+      for (const e of await liveEntries(this.dir, path)) await this.removeTree(joinPath(path, e.name));
     }
     this.note({ path, action: 'remove' });
     if (this.dryRun) return;
@@ -289,7 +291,7 @@ export class Rollback {
   // ---- objects --------------------------------------------------------------------
 
   private async syncObject(path: string, key: string): Promise<void> {
-    const st = await lstatPath(path);
+    const st = await lstatPath(this.dir, path);
     if (!st) return;
     if (st.isDirectory()) await this.syncDir(path, key);
     else if (st.isFile()) await this.restoreData(path, key, null);
@@ -306,13 +308,13 @@ export class Rollback {
         t0Names.add(name);
         await this.syncEntry(path, name, { key: k, dtype });
       }
-      for (const e of await liveEntries(path)) {
+      for (const e of await liveEntries(this.dir, path)) {
         if (!t0Names.has(e.name)) await this.removeTree(joinPath(path, e.name));
       }
       return;
     }
     // Its names never changed: only what is under them may have.
-    for (const e of await liveEntries(path)) {
+    for (const e of await liveEntries(this.dir, path)) {
       const k = this.s.canon(e.ino);
       const child = joinPath(path, e.name);
       if (k === null) await this.removeTree(child);
@@ -324,7 +326,7 @@ export class Rollback {
   private async restoreData(path: string, key: string, range: { offset: number; length: number } | null): Promise<void> {
     const rec = this.view.attrs(key);
     if (!rec || rec.kind !== 'file') return;
-    const st = await lstatPath(path);
+    const st = await lstatPath(this.dir, path);
     if (!st) return;
     const liveSize = Number(st.size);
     const lo = range ? range.offset : 0;
@@ -333,7 +335,7 @@ export class Rollback {
     const sizeChange = range === null && liveSize !== rec.size;
     if (blocks.length === 0 && !sizeChange) return;
     const handle = this.dryRun ? null : (await this.fs.open(path, C.O_RDWR)).handle;
-    const readFd = await openRead(path);
+    const readFd = await openRead(this.dir, path);
     let copied = 0;
     try {
       // A file cut since T0 grows back first: its saved blocks then land inside it.
@@ -375,19 +377,19 @@ export class Rollback {
   private async restoreAttrs(path: string, key: string): Promise<void> {
     const rec = this.view.attrs(key);
     if (!rec) return;
-    const st = await lstatPath(path);
+    const st = await lstatPath(this.dir, path);
     if (!st) return;
     const rel = LocalStore.relative(path);
     let changed = false;
     const want = new Map(rec.xattrs.map(([n, v]) => [n, Buffer.from(v, 'base64')]));
-    const have = (await native.listxattr(rel)).filter((n) => !isPrivateXattr(n));
+    const have = (await this.dir.listxattr(rel)).filter((n) => !isPrivateXattr(n));
     for (const n of have) {
       if (want.has(n)) continue;
       changed = true;
       if (!this.dryRun) await this.fs.removexattr(path, n);
     }
     for (const [n, v] of want) {
-      const cur = await native.getxattr(rel, n).catch(() => null);
+      const cur = await this.dir.getxattr(rel, n).catch(() => null);
       if (cur && cur.equals(v)) continue;
       changed = true;
       if (!this.dryRun) await this.fs.setxattr(path, n, v, 0);
@@ -397,12 +399,12 @@ export class Rollback {
       if (!this.dryRun) await this.fs.setattr({ path }, { uid: rec.uid, gid: rec.gid });
     }
     // After the owner (a chown clears set-ID bits); symbolic links have no mode of their own.
-    const now = this.dryRun ? st : await lstatOrThrow(path);
+    const now = this.dryRun ? st : await lstatOrThrow(this.dir, path);
     if (!st.isSymbolicLink() && (Number(now.mode) & 0o7777) !== (rec.mode & 0o7777)) {
       changed = true;
       if (!this.dryRun) await this.fs.setattr({ path }, { mode: rec.mode & 0o7777 });
     }
-    const after = this.dryRun ? st : await lstatOrThrow(path);
+    const after = this.dryRun ? st : await lstatOrThrow(this.dir, path);
     if (after.mtimeNs.toString() !== rec.mtimeNs || after.atimeNs.toString() !== rec.atimeNs) {
       if (after.mtimeNs.toString() !== rec.mtimeNs) changed = true;
       if (!this.dryRun) await this.fs.setattr({ path }, { atime: timeSpec(rec.atimeNs), mtime: timeSpec(rec.mtimeNs) });
@@ -426,12 +428,12 @@ function timeSpec(ns: string): { sec: number; nsec: number } {
   return { sec: Number(n / 1_000_000_000n), nsec: Number(n % 1_000_000_000n) };
 }
 
-async function lstatOrThrow(path: string): Promise<fs.BigIntStats> {
-  const st = await lstatPath(path);
+async function lstatOrThrow(dir: StoreDir, path: string): Promise<fs.BigIntStats> {
+  const st = await lstatPath(dir, path);
   if (!st) throw new FsError('ENOENT', `${path} vanished during the rollback`);
   return st;
 }
 
-function openRead(path: string): Promise<number> {
-  return new Promise((resolve, reject) => fs.open(LocalStore.relative(path), C.O_RDONLY | C.O_NOFOLLOW | (C.O_NOATIME ?? 0), (err, fd) => (err ? reject(err) : resolve(fd))));
+function openRead(dir: StoreDir, path: string): Promise<number> {
+  return dir.open(LocalStore.relative(path), C.O_RDONLY | C.O_NOFOLLOW | (C.O_NOATIME ?? 0));
 }

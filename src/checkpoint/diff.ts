@@ -5,7 +5,7 @@
 // written with the same bytes is not reported), plus a change of size.
 import * as fs from 'node:fs';
 import { constants as C } from 'node:fs';
-import * as native from '../native/index.js';
+import type { StoreDir } from '../store/store-dir.js';
 import { LocalStore } from '../store/local-store.js';
 import { isPrivateXattr } from '../store/object-ids.js';
 import { BLOCK_SIZE, type CheckpointState } from './state.js';
@@ -25,8 +25,8 @@ export interface DiffReport {
   data: { path: string; t0Size: number; size: number; ranges: [number, number][] }[];
 }
 
-export async function diffCheckpoint(s: CheckpointState, rootIno: bigint, filters: string[]): Promise<DiffReport> {
-  const view = new T0View(s, rootIno);
+export async function diffCheckpoint(s: CheckpointState, rootIno: bigint, filters: string[], dir: StoreDir): Promise<DiffReport> {
+  const view = new T0View(s, rootIno, dir);
   const keep = (p: string): boolean => filters.length === 0 || filters.some((f) => within(p, f));
   // The two trees: path -> key.
   const t0 = new Map<string, string>();
@@ -44,9 +44,9 @@ export async function diffCheckpoint(s: CheckpointState, rootIno: bigint, filter
   await walkT0('/', view.rootKey, '/');
   const live = new Map<string, string | null>();
   const livePaths = new Map<string, string[]>();
-  const walkLive = async (dir: string): Promise<void> => {
-    for (const e of await liveEntries(dir)) {
-      const p = joinPath(dir, e.name);
+  const walkLive = async (at: string): Promise<void> => {
+    for (const e of await liveEntries(dir, at)) {
+      const p = joinPath(at, e.name);
       const k = s.canon(e.ino);
       live.set(p, k);
       if (k !== null) {
@@ -87,7 +87,7 @@ export async function diffCheckpoint(s: CheckpointState, rootIno: bigint, filter
     if (!paths || paths.length === 0) continue;
     const path = paths[0]!;
     if (!paths.some(keep)) continue;
-    const st = await lstatPath(path);
+    const st = await lstatPath(dir, path);
     if (!st) continue;
     const fields: string[] = [];
     if (!st.isSymbolicLink() && (Number(st.mode) & 0o7777) !== (rec.mode & 0o7777)) fields.push('mode');
@@ -95,12 +95,12 @@ export async function diffCheckpoint(s: CheckpointState, rootIno: bigint, filter
     if (Number(st.gid) !== rec.gid) fields.push('gid');
     if (st.mtimeNs.toString() !== rec.mtimeNs) fields.push('mtime');
     const rel = LocalStore.relative(path);
-    const have = (await native.listxattr(rel)).filter((n) => !isPrivateXattr(n)).sort();
+    const have = (await dir.listxattr(rel)).filter((n) => !isPrivateXattr(n)).sort();
     const want = rec.xattrs.map(([n]) => n).sort();
     let xattrsDiffer = have.join('\0') !== want.join('\0');
     if (!xattrsDiffer) {
       for (const [n, v] of rec.xattrs) {
-        const cur = await native.getxattr(rel, n).catch(() => null);
+        const cur = await dir.getxattr(rel, n).catch(() => null);
         if (!cur || !cur.equals(Buffer.from(v, 'base64'))) { xattrsDiffer = true; break; }
       }
     }
@@ -108,7 +108,7 @@ export async function diffCheckpoint(s: CheckpointState, rootIno: bigint, filter
     if (fields.length > 0) out.attrs.push({ path, fields });
     if (rec.kind === 'file' && st.isFile()) {
       const size = Number(st.size);
-      const ranges = await changedRanges(s, k, path, rec.size, size);
+      const ranges = await changedRanges(dir, s, k, path, rec.size, size);
       if (ranges.length > 0) out.data.push({ path, t0Size: rec.size, size, ranges });
     }
   }
@@ -119,14 +119,14 @@ export async function diffCheckpoint(s: CheckpointState, rootIno: bigint, filter
 }
 
 /** Byte ranges of the file that differ from T0 (block granularity; merged). */
-async function changedRanges(s: CheckpointState, key: string, path: string, t0Size: number, size: number): Promise<[number, number][]> {
+async function changedRanges(dir: StoreDir, s: CheckpointState, key: string, path: string, t0Size: number, size: number): Promise<[number, number][]> {
   const ranges: [number, number][] = [];
   const add = (off: number, len: number): void => {
     const last = ranges[ranges.length - 1];
     if (last && last[0] + last[1] === off) last[1] += len;
     else ranges.push([off, len]);
   };
-  const fd = await new Promise<number>((resolve, reject) => fs.open(LocalStore.relative(path), C.O_RDONLY | C.O_NOFOLLOW | (C.O_NOATIME ?? 0), (err, f) => (err ? reject(err) : resolve(f))));
+  const fd = await dir.open(LocalStore.relative(path), C.O_RDONLY | C.O_NOFOLLOW | (C.O_NOATIME ?? 0));
   try {
     const common = Math.min(t0Size, size);
     for (const [b, w] of s.savedBlocks(key)) {

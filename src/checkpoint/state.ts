@@ -10,10 +10,9 @@
 // got an old number apart (`ident`: live inode number -> the key of the T0
 // object it is, or null for an object created after T0).
 import * as fs from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
-import * as native from '../native/index.js';
 import { isPrivateXattr, readObjectId } from '../store/object-ids.js';
+import type { StoreDir } from '../store/store-dir.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { CheckpointLog, type Frame } from './log.js';
 
@@ -66,6 +65,8 @@ export interface CheckpointInfo {
 
 /** An object about to change, resolved once per op for every checkpoint. */
 export interface LiveObject {
+  /** The store it is in (its objects; an absolute `rel` is taken as it is). */
+  dir: StoreDir;
   /** Store-relative path (null: only known by a descriptor whose path could not be read). */
   rel: string | null;
   st: BigIntStats;
@@ -165,11 +166,11 @@ export class CheckpointState {
     return this.attrs.get(key)!;
   }
 
-  /** Saves the T0 listing of the directory `key` at store path `rel`. */
-  async ensureListing(key: string, rel: string): Promise<void> {
+  /** Saves the T0 listing of the directory `key` at store path `rel` of the store `dir`. */
+  async ensureListing(key: string, dir: StoreDir, rel: string): Promise<void> {
     await this.once(`l${key}`, () => this.listings.has(key), async () => {
       const entries: ListEntry[] = [];
-      for (const e of await native.readdirIno(rel)) {
+      for (const e of await dir.readdirIno(rel)) {
         if (rel === '.' && e.name === RESERVED_NAME) continue;
         const k = this.canon(e.ino);
         if (k !== null) entries.push([e.name, k, e.type]);
@@ -295,7 +296,7 @@ export class CheckpointState {
   async ensureWhole(key: string, obj: LiveObject): Promise<void> {
     const rec = await this.ensureAttrs(key, obj);
     if (rec.kind === 'file') await this.ensureBlocks(key, obj, 0, rec.size);
-    else if (rec.kind === 'dir' && obj.rel !== null) await this.ensureListing(key, obj.rel);
+    else if (rec.kind === 'dir' && obj.rel !== null) await this.ensureListing(key, obj.dir, obj.rel);
   }
 
   /** Blocks saved for `key`, in order. */
@@ -312,7 +313,7 @@ export class CheckpointState {
 async function openForRead(obj: LiveObject): Promise<number> {
   const path = obj.fd !== undefined ? `/proc/self/fd/${obj.fd}` : obj.rel!;
   const flags = fs.constants.O_RDONLY | O_NOATIME | (obj.fd !== undefined ? 0 : fs.constants.O_NOFOLLOW);
-  return new Promise((resolve, reject) => fs.open(path, flags, (err, fd) => (err ? reject(err) : resolve(fd))));
+  return obj.dir.open(path, flags);
 }
 
 /** The attributes of a live object, as a T0 record. */
@@ -325,16 +326,16 @@ export async function readAttrs(obj: LiveObject): Promise<AttrRec> {
     atimeNs: st.atimeNs.toString(), mtimeNs: st.mtimeNs.toString(), rdev: Number(st.rdev), xattrs: [],
   };
   if (obj.rel !== null) {
-    for (const name of await native.listxattr(obj.rel)) {
+    for (const name of await obj.dir.listxattr(obj.rel)) {
       if (isPrivateXattr(name)) continue;
       try {
-        rec.xattrs.push([name, (await native.getxattr(obj.rel, name)).toString('base64')]);
+        rec.xattrs.push([name, (await obj.dir.getxattr(obj.rel, name)).toString('base64')]);
       } catch (err) {
         if ((err as { code?: string }).code !== 'ENODATA') throw err;
       }
     }
-    if (kind === 'symlink') rec.target = await fsp.readlink(obj.rel);
-    const oid = await readObjectId(obj.rel).catch(() => null);
+    if (kind === 'symlink') rec.target = await obj.dir.readlink(obj.rel);
+    const oid = await readObjectId(obj.rel, obj.dir.fd).catch(() => null);
     if (oid !== null) rec.oid = oid;
   }
   return rec;

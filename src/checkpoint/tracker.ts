@@ -9,6 +9,7 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { ChangeGuard, GuardTarget } from '../ports/change-guard.js';
+import type { StoreDir } from '../store/store-dir.js';
 import type { Logger } from '../log/logger.js';
 import { BLOCK_SIZE, SAVE_AHEAD, type CheckpointState, type LiveObject } from './state.js';
 
@@ -33,11 +34,13 @@ export class Tracker implements ChangeGuard {
   private adding = 0;
 
   /**
-   * `root`: the store root (absolute). `invalidate` makes a checkpoint's
+   * `root`: the store root (absolute), `dir` its objects (they stay this
+   * store's through a swap). `invalidate` makes a checkpoint's
    * invalid state durable (it throws when it cannot: the change then fails).
    */
   constructor(
     private readonly root: string,
+    private readonly dir: StoreDir,
     private readonly log: Logger,
     private readonly invalidate: (state: CheckpointState, reason: string) => Promise<void>,
   ) {}
@@ -156,14 +159,14 @@ export class Tracker implements ChangeGuard {
 
   async names(parentRel: string, removes?: string): Promise<void> {
     if (!this.active) return;
-    const parent = await lstatObject(parentRel);
-    const gone = removes !== undefined ? await lstatObject(removes) : null;
+    const parent = await this.lstatObject(parentRel);
+    const gone = removes !== undefined ? await this.lstatObject(removes) : null;
     await this.each(async (s) => {
       if (parent) {
         const k = s.canon(parent.st.ino);
         if (k !== null) {
           await s.ensureAttrs(k, parent);
-          await s.ensureListing(k, parentRel);
+          await s.ensureListing(k, this.dir, parentRel);
         }
       }
       // A directory, or a file losing its last name: it may end here, so all of it is saved.
@@ -178,7 +181,7 @@ export class Tracker implements ChangeGuard {
     if (!this.active) return;
     let ino: string;
     try {
-      ino = String((await fsp.lstat(rel, { bigint: true })).ino);
+      ino = String((await this.dir.lstat(rel)).ino);
     } catch {
       return;
     }
@@ -221,13 +224,13 @@ export class Tracker implements ChangeGuard {
   /** The object an op changes (null: nothing is tracked, or it has no name left: not part of any T0 tree that still needs saving). */
   private async resolve(target: GuardTarget): Promise<LiveObject | null> {
     if (!this.active) return null;
-    if ('rel' in target) return lstatObject(target.rel);
+    if ('rel' in target) return this.lstatObject(target.rel);
     const st = await new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(target.fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
     // No name left: it was saved whole when it lost its last name (or was not in the tree at T0).
     if (st.nlink === 0n) return null;
     // Its path is read only when its attributes are saved (once per object), not on every write.
     // Absolute: after a swap (src/swap) the files opened before write the old store, which is
-    // no longer the working directory, and this store's tracker still guards them.
+    // no longer the daemon's store, and this store's tracker still guards them.
     const findRel = async (): Promise<string | null> => {
       try {
         const p = await fsp.readlink(`/proc/self/fd/${target.fd}`);
@@ -238,15 +241,15 @@ export class Tracker implements ChangeGuard {
         return null;
       }
     };
-    return { rel: null, st, fd: target.fd, findRel };
+    return { dir: this.dir, rel: null, st, fd: target.fd, findRel };
   }
-}
 
-async function lstatObject(rel: string): Promise<LiveObject | null> {
-  try {
-    return { rel, st: await fsp.lstat(rel, { bigint: true }) };
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ENOENT' || (err as { code?: string }).code === 'ENOTDIR') return null;
-    throw err;
+  private async lstatObject(rel: string): Promise<LiveObject | null> {
+    try {
+      return { dir: this.dir, rel, st: await this.dir.lstat(rel) };
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT' || (err as { code?: string }).code === 'ENOTDIR') return null;
+      throw err;
+    }
   }
 }

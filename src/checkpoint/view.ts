@@ -3,9 +3,9 @@
 // lives now, and what a T0 path named. Used by diff and rollback; it never
 // changes anything.
 import * as fs from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import * as native from '../native/index.js';
+import type { StoreDir } from '../store/store-dir.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import { kindOf, type AttrRec, type CheckpointState, type ListEntry, type ObjectKind } from './state.js';
 
@@ -33,9 +33,10 @@ export function within(path: string, root: string): boolean {
   return root === '/' || path === root || path.startsWith(`${root}/`);
 }
 
-export async function lstatPath(path: string): Promise<BigIntStats | null> {
+/** The live object at namespace path `path` of the store `dir` (null: nothing there). */
+export async function lstatPath(dir: StoreDir, path: string): Promise<BigIntStats | null> {
   try {
-    return await fsp.lstat(LocalStore.relative(path), { bigint: true });
+    return await dir.lstat(LocalStore.relative(path));
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
@@ -43,10 +44,11 @@ export async function lstatPath(path: string): Promise<BigIntStats | null> {
   }
 }
 
-export async function liveEntries(path: string): Promise<native.DirEntry[]> {
+/** The live entries of the directory at namespace path `path` of the store `dir` (the private directory left out). */
+export async function liveEntries(dir: StoreDir, path: string): Promise<native.DirEntry[]> {
   const rel = LocalStore.relative(path);
   try {
-    const all = await native.readdirIno(rel);
+    const all = await dir.readdirIno(rel);
     return rel === '.' ? all.filter((e) => e.name !== RESERVED_NAME) : all;
   } catch (err) {
     const code = (err as { code?: string }).code;
@@ -70,7 +72,8 @@ export class T0View {
   private byPath = new Map<string, string>();
   readonly rootKey: string;
 
-  constructor(readonly s: CheckpointState, rootIno: bigint) {
+  /** `dir`: the live store's objects. */
+  constructor(readonly s: CheckpointState, rootIno: bigint, readonly dir: StoreDir) {
     this.rootKey = s.canon(rootIno) ?? String(rootIno);
   }
 
@@ -109,14 +112,14 @@ export class T0View {
   /** Live paths of T0 object `key` (a guess first: `hint`, then the whole live tree). */
   async locate(key: string, hint?: string): Promise<string[]> {
     if (hint !== undefined) {
-      const st = await lstatPath(hint);
+      const st = await lstatPath(this.dir, hint);
       if (st && this.keyOf(st) === key) return [hint];
     }
     await this.liveIndex();
     const out: string[] = [];
     // Checked again: programs keep changing the tree while a rollback runs.
     for (const p of this.byKey!.get(key) ?? []) {
-      const st = await lstatPath(p);
+      const st = await lstatPath(this.dir, p);
       if (st && this.keyOf(st) === key) out.push(p);
     }
     return out;
@@ -131,7 +134,7 @@ export class T0View {
       this.byPath = new Map();
       this.noteAdded('/', this.rootKey);
       const walk = async (dir: string): Promise<void> => {
-        for (const e of await liveEntries(dir)) {
+        for (const e of await liveEntries(this.dir, dir)) {
           const p = joinPath(dir, e.name);
           this.noteAdded(p, this.s.canon(e.ino));
           if (e.type === DT_DIR) await walk(p);
@@ -152,7 +155,7 @@ export class T0View {
     const at = await this.whereIs(key, livePath);
     if (at === undefined) return null;
     const out: ListEntry[] = [];
-    for (const e of await liveEntries(at)) {
+    for (const e of await liveEntries(this.dir, at)) {
       const k = this.s.canon(e.ino);
       if (k !== null) out.push([e.name, k, e.type]);
     }
@@ -171,7 +174,7 @@ export class T0View {
   }
 
   private async isOriginal(path: string, key: string): Promise<boolean> {
-    const st = await lstatPath(path);
+    const st = await lstatPath(this.dir, path);
     return st !== null && st.isDirectory() && this.keyOf(st) === key;
   }
 
@@ -198,7 +201,7 @@ export class T0View {
   async t0Size(key: string, livePath: string): Promise<number> {
     const rec = this.s.attrs.get(key);
     if (rec) return rec.size;
-    const st = await lstatPath(livePath);
+    const st = await lstatPath(this.dir, livePath);
     return st ? Number(st.size) : 0;
   }
 

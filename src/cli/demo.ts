@@ -25,6 +25,7 @@ import type { DaemonStatus } from '../daemon/mount-daemon.js';
 import type { RestoreProgress } from '../restore/background.js';
 import type { FetchStats } from '../restore/on-demand.js';
 import { isPending, readBlockMap } from '../store/restore-marks.js';
+import * as native from '../native/index.js';
 import { readObjectId } from '../store/object-ids.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { formatRestoreProgress } from './restore-format.js';
@@ -125,7 +126,7 @@ async function localState(store: string, rel: string, isDir: boolean): Promise<s
   let restored = 0;
   for (let i = 1; i <= dirs; i++) {
     const p = join(store, ...parts.slice(0, i));
-    if (!existsSync(p) || (await isPending(p))) break;
+    if (!existsSync(p) || (await isPending(p, native.AT_FDCWD))) break;
     restored++;
   }
   const where = dirs === 0 ? 'in the root directory (restored)' : `${restored} of ${dirs} directories on the path restored`;
@@ -134,7 +135,7 @@ async function localState(store: string, rel: string, isDir: boolean): Promise<s
   let exists = true;
   try { lstatSync(file); } catch { exists = false; }
   if (!exists) return `${where}; the file is not materialised yet`;
-  const id = await readObjectId(file).catch(() => null);
+  const id = await readObjectId(file, native.AT_FDCWD).catch(() => null);
   const map = id !== null ? await readBlockMap(join(store, RESERVED_NAME), id).catch(() => null) : null;
   return map === null ? `${where}; the file is local` : `${where}; the file is a stub (${map.present.length - map.missing} of ${map.present.length} blocks local)`;
 }

@@ -31,7 +31,7 @@ function mountOptions(o: MountCliOptions): MountOptions {
 /** Serves until unmounted or signalled; returns an exit code only when the start fails. */
 export async function serveForeground(mountpoint: string, o: MountCliOptions, mirror: MountConfig['mirror']): Promise<number> {
   const cmd = commandName(o);
-  // Resolved now: the daemon serves from inside its store (it chdirs there), so a relative path means something else afterwards.
+  // Resolved now: every later user of these paths gets them absolute (nothing depends on the working directory).
   const storeAbs = resolve(o.store);
   const mountAbs = resolve(mountpoint);
   let log: Logger;

@@ -324,7 +324,7 @@ export class MountDaemon {
       // The fence names this store as the new holder of the lease; a live lease of another primary refuses it (unless --force).
       const holder = { host: hostname(), storeId: await Mirror.storeIdOf(this.store.privateDir), pid: process.pid, mountpoint: this.mountpoint };
       await prepareRecovery({
-        client, volume: cfg.volume, depth: this.config.recover.depth, privateDir: this.store.privateDir,
+        client, volume: cfg.volume, depth: this.config.recover.depth, dir: this.store.dir, privateDir: this.store.privateDir,
         log: this.log.child({ component: 'restore' }),
         fence: { holder, ...(leaseMs !== undefined ? { leaseMs } : {}), ...(this.config.recover.force ? { force: true } : {}) },
         adoptStore: (volume, epoch) => Mirror.adopt(this.store.privateDir, volume, epoch, holder.storeId),
@@ -347,7 +347,7 @@ export class MountDaemon {
     if (restore !== null && (restore.phase !== 'complete' || unreadable.length > 0)) {
       const rlog = this.log.child({ component: 'restore' });
       this.onDemand = new OnDemandRestore({
-        client, volume: cfg.volume, privateDir: this.store.privateDir, log: rlog,
+        client, volume: cfg.volume, store: this.store, privateDir: this.store.privateDir, log: rlog,
         ...(cfg.fetchTimeoutMs !== undefined ? { fetchTimeoutMs: cfg.fetchTimeoutMs } : {}),
       });
     }

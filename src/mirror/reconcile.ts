@@ -40,6 +40,7 @@
 // Memory: one directory listing and image per level (plus a few images
 // fetched ahead), the ids of multiply-linked local objects handled so far,
 // and the names to remove at the end (as many as there are removals).
+import * as native from '../native/index.js';
 import { lstat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { ArchiveError, isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
@@ -221,7 +222,7 @@ class Reconciler {
     this.fresh = rootImage.entries.length === 0;
     const st = await lstat(store, { bigint: true });
     if (!st.isDirectory()) throw new Error(`store ${store} is not a directory`);
-    await ensureObjectId(store, true);
+    await ensureObjectId(store, native.AT_FDCWD, true);
     this.timesRecords = await listTimesRecords(this.privateDir);
     if (this.opts.onProgress) this.total = await this.estimateTotal(rootImage);
     this.stats.entries++;
@@ -271,10 +272,10 @@ class Reconciler {
   /** The local object's id, and whether this run just gave it one (then it is new to the archive). */
   private async idOf(e: LocalEntry): Promise<{ id: ObjectId; assigned: boolean }> {
     const listed = listedObjectId(e);
-    const have = listed !== undefined ? listed : await readObjectId(e.fsPath);
+    const have = listed !== undefined ? listed : await readObjectId(e.fsPath, native.AT_FDCWD);
     if (have !== null) return { id: have, assigned: false };
     const id = newObjectId();
-    await writeObjectId(e.fsPath, id);
+    await writeObjectId(e.fsPath, id, native.AT_FDCWD);
     return { id, assigned: true };
   }
 
@@ -286,7 +287,7 @@ class Reconciler {
     // puts back). But the entries lookups materialised in it are objects like
     // any other: a program may have changed them (a write into a stub) without
     // a durable record. Those are compared; nothing else is.
-    const pending = await isPending(fsPath);
+    const pending = await isPending(fsPath, native.AT_FDCWD);
     const locals = (await listLocalDir(fsPath, isRoot, true)).filter((e) => !(pending && e.name.startsWith(MATERIALISING_PREFIX)));
     const remote = new Map((image?.entries ?? []).map((e) => [e.name, e]));
     const localNames = new Set(locals.map((e) => e.name));
@@ -360,7 +361,7 @@ class Reconciler {
     if (l.type === 'file' && this.timesRecords.has(id)) {
       // A crash interrupted the writing of restored bytes into this file: its
       // times moved, but nobody changed it. They are put back, not shipped.
-      await settleTimesRecord(this.privateDir, id, l.fsPath);
+      await settleTimesRecord(this.privateDir, id, l.fsPath, native.AT_FDCWD);
       this.timesRecords.delete(id);
       l = { ...l, st: await lstat(l.fsPath, { bigint: true }) };
     }

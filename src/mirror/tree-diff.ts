@@ -15,6 +15,7 @@
 // A subtree missing on one side is reported once, at its top. File contents
 // are compared only when the sizes agree (a size difference already says the
 // data differs, and the blocks past the shorter end would only add noise).
+import * as native from '../native/index.js';
 import { lstat } from 'node:fs/promises';
 import { ArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import type { DirImage, EntryImage } from '../protocol/images.js';
@@ -109,7 +110,7 @@ class DiffWalk {
     const st = await lstat(store, { bigint: true });
     if (!st.isDirectory()) throw new Error(`store ${store} is not a directory`);
     this.result.objects++;
-    const id = await readObjectId(store);
+    const id = await readObjectId(store, native.AT_FDCWD);
     if (id !== ROOT_ID) this.report('/', 'id', id, ROOT_ID);
     for (const d of attrDifferences('dir', attrsFromStat(st), rootImage.attrs)) this.report('/', d.kind, d.local, d.archive);
     await this.compareXattrs('/', store, rootImage.xattrs);
@@ -136,7 +137,7 @@ class DiffWalk {
     // a name not here yet is not a difference. But the entries lookups
     // materialised in it are objects like any other (a program may have
     // written into one), so those are compared, and descended into.
-    const pending = await isPending(fsPath);
+    const pending = await isPending(fsPath, native.AT_FDCWD);
     if (pending) this.result.pendingDirs++;
     const listed = await listLocalDir(fsPath, isRoot, true);
     const locals = new Map(listed.filter((e) => !(pending && e.name.startsWith(MATERIALISING_PREFIX))).map((e) => [e.name, e]));
@@ -170,11 +171,11 @@ class DiffWalk {
       return false;
     }
     const listedId = listedObjectId(l);
-    const id = listedId !== undefined ? listedId : await readObjectId(l.fsPath);
+    const id = listedId !== undefined ? listedId : await readObjectId(l.fsPath, native.AT_FDCWD);
     if (id !== a.id) this.report(path, 'id', id, a.id);
     const attrs = attrsFromStat(l.st);
     // A pending directory is the archive's until it is materialised (a crash in the middle of one may have moved its mtime).
-    const pending = type === 'dir' && (await isPending(l.fsPath));
+    const pending = type === 'dir' && (await isPending(l.fsPath, native.AT_FDCWD));
     if (!pending) for (const d of attrDifferences(type, attrs, a.attrs)) this.report(path, d.kind, d.local, d.archive);
     if (type === 'symlink') {
       const target = await localTarget(l.fsPath);

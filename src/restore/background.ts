@@ -299,7 +299,7 @@ export class BackgroundRestore {
     if (whole !== null) walk.work++;
     let entries: native.DirEntry[];
     try {
-      entries = await native.readdirIno(rel);
+      entries = await this.hooks.dir.readdirIno(rel);
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') return; // moved or removed meanwhile
@@ -354,7 +354,7 @@ export class BackgroundRestore {
   private async restoreFile(rel: string): Promise<boolean> {
     let id: ObjectId | null;
     try {
-      id = await readObjectId(rel);
+      id = await readObjectId(rel, this.hooks.dir.fd);
     } catch (err) {
       if ((err as { code?: string }).code === 'ENOENT') return false;
       throw err;
@@ -369,8 +369,7 @@ export class BackgroundRestore {
     }
     let fd: number;
     try {
-      fd = await new Promise<number>((resolve, reject) =>
-        fs.open(rel, C.O_RDONLY | C.O_NOFOLLOW | C.O_NOATIME, (err, n) => (err ? reject(err) : resolve(n))));
+      fd = await this.hooks.dir.open(rel, C.O_RDONLY | C.O_NOFOLLOW | C.O_NOATIME);
     } catch (err) {
       if ((err as { code?: string }).code === 'ENOENT') return false;
       throw err;
@@ -454,7 +453,7 @@ async function dropLinkRegistry(privateDir: string): Promise<void> {
     await native.removexattr(join(dir, name), UNRESTORED_NAMES_XATTR).catch((err: unknown) => {
       if ((err as { code?: string }).code !== 'ENODATA') throw err;
     });
-    await clearLinking(join(dir, name));
+    await clearLinking(join(dir, name), native.AT_FDCWD);
     await rm(join(dir, name), { force: true });
     crashPoint('registry-dropped');
   }

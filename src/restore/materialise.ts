@@ -10,11 +10,11 @@
 // are already in place (same id) and creates the rest. The directory stays
 // pending until the caller clears the mark after this returns, so nothing
 // but materialisation ever changes a pending directory's entries.
-import * as fsp from 'node:fs/promises';
 import * as native from '../native/index.js';
 import type { DirImage, EntryImage } from '../protocol/images.js';
 import { ROOT_ID, badNameReason, isZero, typeOfMode, type Attrs, type ObjectId } from '../protocol/records.js';
 import { RESERVED_NAME } from '../store/local-store.js';
+import type { StoreDir } from '../store/store-dir.js';
 import { ID_XATTR, readObjectId } from '../store/object-ids.js';
 import {
   MATERIALISING_PREFIX, clearLinking, linkPath, pendingMarkXattr, readBlockMap, setLinking, setUnrestoredNames, settleLinking, unrestoredNames, writeEmptyMap, type FileTimes,
@@ -23,6 +23,8 @@ import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
 
 export interface MaterialiseOptions {
+  /** The store's objects (store-relative paths; absolute ones, such as the link registry's, as they are). */
+  dir: StoreDir;
   /** The store's private directory (block maps, link registry). */
   privateDir: string;
   /** Subdirectories are created pending (true) or as restored, empty directories (false). */
@@ -62,17 +64,17 @@ export interface MaterialiseResult {
 }
 
 /**
- * Creates the entries of `image` inside the directory at `dirPath` (a path the
- * process can use: store-relative, or /proc/self/fd/N of an open directory).
+ * Creates the entries of `image` inside the directory at `dirPath` (a
+ * store-relative path, or /proc/self/fd/N of an open directory).
  */
 export async function materialiseEntries(dirPath: string, image: DirImage, options: MaterialiseOptions): Promise<MaterialiseResult> {
   const opts: MaterialiseOptions = { ...options, parentSetGid: (image.attrs.mode & 0o2000) !== 0 };
-  const present = new Set((await native.readdirIno(dirPath)).map((e) => e.name));
+  const present = new Set((await opts.dir.readdirIno(dirPath)).map((e) => e.name));
   const wanted = new Set(image.entries.map((e) => e.name));
   // Leftovers of a run that crashed between creating an object and renaming it into place.
   for (const name of present) {
     if (name.startsWith(MATERIALISING_PREFIX) && !wanted.has(name)) {
-      await fsp.rm(`${dirPath}/${name}`, { recursive: true, force: true });
+      await opts.dir.rmTree(`${dirPath}/${name}`);
       present.delete(name);
     }
   }
@@ -125,7 +127,7 @@ export async function materialiseOne(dirPath: string, entry: EntryImage, opts: M
   if (badNameReason(entry.name) !== null) return false;
   const path = `${dirPath}/${entry.name}`;
   try {
-    await fsp.lstat(path);
+    await opts.dir.lstat(path);
     await checkInPlace(path, entry, opts);
     return false;
   } catch (err) {
@@ -136,7 +138,7 @@ export async function materialiseOne(dirPath: string, entry: EntryImage, opts: M
   } catch (err) {
     if ((err as { code?: string }).code !== 'EEXIST') throw err;
     // A temporary name left by a crash: away with it, and again.
-    await fsp.rm(`${dirPath}/${MATERIALISING_PREFIX}${entry.id}`, { recursive: true, force: true });
+    await opts.dir.rmTree(`${dirPath}/${MATERIALISING_PREFIX}${entry.id}`);
     await materialiseEntry(dirPath, entry, opts);
   }
   return true;
@@ -144,7 +146,7 @@ export async function materialiseOne(dirPath: string, entry: EntryImage, opts: M
 
 /** A name already in place (an earlier run got this far): it must be this object. */
 async function checkInPlace(path: string, entry: EntryImage, opts: MaterialiseOptions): Promise<void> {
-  const id = await readObjectId(path);
+  const id = await readObjectId(path, opts.dir.fd);
   if (id !== entry.id) {
     throw new Error(`restore: ${path} holds object ${id ?? '(none)'}, the archive says ${entry.id}; the store was changed outside strata`);
   }
@@ -152,7 +154,7 @@ async function checkInPlace(path: string, entry: EntryImage, opts: MaterialiseOp
   // anyway, the file has no data yet (its directory is still pending).
   if (typeOfMode(entry.attrs.mode) === 'file' && entry.nlink === 1 && entry.attrs.size > 0 &&
       (await readBlockMap(opts.privateDir, entry.id)) === null) {
-    const st = await fsp.lstat(path, { bigint: true });
+    const st = await opts.dir.lstat(path);
     if (st.blocks === 0n) {
       // Its data becomes remote again: no longer settled (the FUSE thread's answers).
       const remake = async (): Promise<void> => { await writeEmptyMap(opts.privateDir, entry.id, entry.attrs.size); };
@@ -177,20 +179,21 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
     const final = `${dirPath}/${entry.name}`;
     const registry = linkPath(opts.privateDir, entry.id);
     // The count is lowered with the link as one step a crash cannot split (LINKING_XATTR).
-    await settleLinking(registry);
-    const left = await unrestoredNames(registry);
+    const at = opts.dir.fd;
+    await settleLinking(registry, at);
+    const left = await unrestoredNames(registry, at);
     const counted = left !== null && left > 0;
     try {
-      if (counted) await setLinking(registry, left - 1, (await fsp.lstat(registry)).nlink + 1);
-      await fsp.link(registry, final);
+      if (counted) await setLinking(registry, left - 1, Number((await opts.dir.lstat(registry)).nlink) + 1, at);
+      await opts.dir.link(registry, final);
       crashPoint('registry-linked');
     } catch (err) {
       if ((err as { code?: string }).code !== 'ENOENT') throw err;
       return createInPlace(dirPath, entry, opts, true);
     }
     if (counted) {
-      await setUnrestoredNames(final, left - 1);
-      await clearLinking(final);
+      await setUnrestoredNames(final, left - 1, at);
+      await clearLinking(final, at);
     }
     return false;
   };
@@ -212,7 +215,7 @@ async function createInPlace(dirPath: string, entry: EntryImage, opts: Materiali
       const plan = attrsPlan(a, entry.xattrs, null, [[ID_XATTR, Buffer.from(entry.id, 'latin1')]]);
       // The crash point comes first: the rename is part of the one call.
       crashPoint('materialise-object');
-      await native.finishFile(tmp, {
+      await opts.dir.finishFile(tmp, {
         create: true, size: a.size, ...(isZero(data) ? {} : { data }), xattrs: plan.xattrs ?? [],
         owner: { uid: a.uid, gid: a.gid }, mode: a.mode & 0o7777, times: timesOf(a), rename: `${dirPath}/${entry.name}`,
       });
@@ -233,16 +236,16 @@ async function createInPlaceAs(tmp: string, dirPath: string, entry: EntryImage, 
     // adds them. None is in place until the rename; the count is lowered
     // with it as one step a crash cannot split (LINKING_XATTR: the temporary
     // name and the registry name make the link count 2).
-    await setUnrestoredNames(tmp, entry.nlink);
-    await setLinking(tmp, entry.nlink - 1, 2);
-    await fsp.link(tmp, linkPath(opts.privateDir, entry.id));
+    await setUnrestoredNames(tmp, entry.nlink, opts.dir.fd);
+    await setLinking(tmp, entry.nlink - 1, 2, opts.dir.fd);
+    await opts.dir.link(tmp, linkPath(opts.privateDir, entry.id));
     crashPoint('registry-created');
   }
   const final = `${dirPath}/${entry.name}`;
-  await fsp.rename(tmp, final);
+  await opts.dir.rename(tmp, final);
   if (multiLinked) {
-    await setUnrestoredNames(final, entry.nlink - 1);
-    await clearLinking(final);
+    await setUnrestoredNames(final, entry.nlink - 1, opts.dir.fd);
+    await clearLinking(final, opts.dir.fd);
   }
   return false;
 }
@@ -259,39 +262,39 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
     case 'dir': {
       // One call: the directory, its pending mark (with the archive's times and link count), id, xattrs, owner, mode.
       const marks: [string, Buffer][] = opts.childDirsPending ? [pendingMarkXattr(entry.nlink, timesOf(a))] : [];
-      await native.prepareObject(path, { create: { kind: 'dir', mode: a.mode & 0o777 }, ...attrsPlan(a, entry.xattrs, createdMode, [...marks, id]) });
+      await opts.dir.prepareObject(path, { create: { kind: 'dir', mode: a.mode & 0o777 }, ...attrsPlan(a, entry.xattrs, createdMode, [...marks, id]) });
       crashPoint('attrs-before-times');
-      await setTimes(path, a);
+      await setTimes(opts.dir, path, a);
       return;
     }
     case 'file': {
       // A stub (small files whole are createInPlace's).
-      await native.prepareObject(path, { create: { kind: 'file', mode: a.mode & 0o777, size: a.size } });
+      await opts.dir.prepareObject(path, { create: { kind: 'file', mode: a.mode & 0o777, size: a.size } });
       if (a.size > 0) await writeEmptyMap(opts.privateDir, entry.id, a.size);
       if (a.size > 0) crashPoint('map-created');
       break;
     }
     case 'symlink':
       if (entry.target === undefined) throw new Error(`restore: symlink ${entry.id} has no target in the archive`);
-      await fsp.symlink(entry.target, path);
+      await opts.dir.symlink(entry.target, path);
       break;
     case 'fifo': case 'socket': case 'chardev': case 'blockdev':
-      await native.mknod(path, a.mode, a.rdev);
+      await opts.dir.mknod(path, a.mode, a.rdev);
       break;
     default:
       throw new Error(`restore: object ${entry.id} has an unknown type (mode 0${a.mode.toString(8)})`);
   }
-  await native.prepareObject(path, attrsPlan(a, entry.xattrs, createdMode, [id]));
+  await opts.dir.prepareObject(path, attrsPlan(a, entry.xattrs, createdMode, [id]));
   crashPoint('attrs-before-times');
-  await setTimes(path, a);
+  await setTimes(opts.dir, path, a);
 }
 
 function timesOf(a: Attrs): FileTimes {
   return { atime: { sec: a.atime[0], nsec: a.atime[1] }, mtime: { sec: a.mtime[0], nsec: a.mtime[1] } };
 }
 
-function setTimes(path: string, a: Attrs): Promise<void> {
-  return native.utimens(path, { sec: a.atime[0], nsec: a.atime[1] }, { sec: a.mtime[0], nsec: a.mtime[1] }, { noFollow: true });
+function setTimes(dir: StoreDir, path: string, a: Attrs): Promise<void> {
+  return dir.utimens(path, { sec: a.atime[0], nsec: a.atime[1] }, { sec: a.mtime[0], nsec: a.mtime[1] }, { noFollow: true });
 }
 
 /**
@@ -318,8 +321,8 @@ function attrsPlan(a: Attrs, xattrs: { readonly [name: string]: string }, create
  * and times (in that order: chown clears set-ID bits, and every change before
  * the times would move ctime-driven tools' view of mtime).
  */
-export async function applyAttrs(path: string, a: Attrs, xattrs: { readonly [name: string]: string }, createdMode: number | null = null): Promise<void> {
-  await native.prepareObject(path, attrsPlan(a, xattrs, createdMode));
+export async function applyAttrs(dir: StoreDir, path: string, a: Attrs, xattrs: { readonly [name: string]: string }, createdMode: number | null = null): Promise<void> {
+  await dir.prepareObject(path, attrsPlan(a, xattrs, createdMode));
   crashPoint('attrs-before-times');
-  await setTimes(path, a);
+  await setTimes(dir, path, a);
 }

@@ -25,6 +25,8 @@ import type { RestoreHooks, SettleWatch } from '../ports/restore-hooks.js';
 import { ArchiveError, isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import { BLOCK_SIZE, ROOT_ID, isZero, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
+import type { LocalStore } from '../store/local-store.js';
+import type { StoreDir } from '../store/store-dir.js';
 import {
   clearPending, isPending, linkPath, listTimesRecords, settleLinking, readPendingMark, unrestoredNames, markBlocksPresent, readBlockMap, readTimesRecord, removeBlockMap,
   removeTimesRecord, settleTimesRecord, timesDir, writeTimesRecord, type BlockMap, type FileTimes,
@@ -38,6 +40,8 @@ import { FetchScheduler, type FetchGroup } from './fetch-scheduler.js';
 export interface OnDemandOptions {
   client: ArchiveClient;
   volume: string;
+  /** The store (its objects: store.dir, which follows a swap). */
+  store: LocalStore;
   /** The store's private directory (absolute). */
   privateDir: string;
   /** An op waiting for the archive fails with EIO after this many ms (default 5000). */
@@ -118,6 +122,7 @@ export class OnDemandRestore implements RestoreHooks {
   private readonly client: ArchiveClient;
   private readonly volume: string;
   private readonly privateDir: string;
+  private readonly store: LocalStore;
   private readonly timeoutMs: number;
   private readonly log: Logger;
   /** Directory hydrations in flight, by directory id. */
@@ -156,6 +161,7 @@ export class OnDemandRestore implements RestoreHooks {
     this.client = opts.client;
     this.volume = opts.volume;
     this.privateDir = opts.privateDir;
+    this.store = opts.store;
     this.timeoutMs = opts.fetchTimeoutMs ?? 5000;
     this.log = opts.log;
     this.scheduler = new FetchScheduler({
@@ -173,15 +179,25 @@ export class OnDemandRestore implements RestoreHooks {
     });
   }
 
+  /** The store's objects (the background restore's too). */
+  get dir(): StoreDir {
+    return this.store.dir;
+  }
+
+  /** The descriptor store-relative paths are relative to (for the marks' helpers). */
+  private get at(): number {
+    return this.store.dir.fd;
+  }
+
   // ---- RestoreHooks ------------------------------------------------------------
 
   async entries(rel: string): Promise<void> {
-    if (this.residual !== null || !(await isPending(rel))) return;
+    if (this.residual !== null || !(await isPending(rel, this.at))) return;
     await this.foregroundWork(() => this.hydrateDir(rel));
   }
 
   async child(parentRel: string, name: string): Promise<void> {
-    if (this.residual !== null || !(await isPending(parentRel))) return;
+    if (this.residual !== null || !(await isPending(parentRel, this.at))) return;
     await this.foregroundWork(() => this.materialiseChild(parentRel, name));
   }
 
@@ -359,7 +375,7 @@ export class OnDemandRestore implements RestoreHooks {
       // The restore is writing into it (its times are moved until it is done): what it looks like afterwards.
       await moving.catch(() => {});
       const again = rel !== null
-        ? await fs.promises.lstat(rel, { bigint: true }).catch(() => null)
+        ? await this.dir.lstat(rel).catch(() => null)
         : fd !== undefined ? await new Promise<fs.BigIntStats | null>((resolve) => fs.fstat(fd, { bigint: true }, (err, s) => resolve(err ? null : s))) : null;
       if (again !== null) {
         st.atimeNs = again.atimeNs;
@@ -372,10 +388,10 @@ export class OnDemandRestore implements RestoreHooks {
     }
     if (rel !== null && (await this.loadTimesRecords()).size > 0) {
       // Times a crash left moved (a fetch into a file, entries created in a directory): put back before anyone sees them.
-      const fid = id ?? (await readObjectId(rel));
+      const fid = id ?? (await readObjectId(rel, this.at));
       if (fid !== null && (await this.loadTimesRecords()).has(fid)) {
         await this.changing(fid, rel);
-        const again = await fs.promises.lstat(rel, { bigint: true });
+        const again = await this.dir.lstat(rel);
         st.atimeNs = again.atimeNs;
         st.mtimeNs = again.mtimeNs;
         st.ctimeNs = again.ctimeNs;
@@ -386,7 +402,7 @@ export class OnDemandRestore implements RestoreHooks {
       // all here), and the archive's times when its mark has them (a crash
       // may have left them moved by entries created in it; a times record
       // left by a crash was settled above).
-      const mark = rel === null ? null : await readPendingMark(rel);
+      const mark = rel === null ? null : await readPendingMark(rel, this.at);
       if (mark?.nlink != null) st.nlink = BigInt(mark.nlink);
       if (mark?.times != null) {
         st.atimeNs = nsOf(mark.times.atime);
@@ -396,25 +412,25 @@ export class OnDemandRestore implements RestoreHooks {
     }
     if (st.nlink > 1n) {
       // A hard-linked file with names still in the archive: the registry name is not one of its names, those are.
-      const oid = id ?? (rel === null ? null : await readObjectId(rel));
+      const oid = id ?? (rel === null ? null : await readObjectId(rel, this.at));
       if (oid === null) return st;
       const registry = linkPath(this.privateDir, oid);
       const statObject = (): Promise<fs.BigIntStats | null> => rel !== null
-        ? fs.promises.lstat(rel, { bigint: true }).catch(() => null)
+        ? this.dir.lstat(rel).catch(() => null)
         : fd !== undefined ? new Promise((resolve) => fs.fstat(fd, { bigint: true }, (err, s) => resolve(err ? null : s)))
-          : fs.promises.lstat(registry, { bigint: true }).catch(() => null);
+          : this.dir.lstat(registry).catch(() => null);
       // The count and the link count are read together, not between a name's
       // materialisation and its count (the lock), nor between the end of the
       // restore's removal of the count and of the registry name, which takes
       // no lock: read until the inode did not change (ctime) around the reads.
       await this.namesLock(oid, async () => {
-        await settleLinking(registry); // a link a crash interrupted: its count is lowered first
+        await settleLinking(registry, this.at); // a link a crash interrupted: its count is lowered first
         for (let attempt = 0; attempt < 8; attempt++) {
           const before = await statObject();
           if (before === null) return;
-          const reg = await fs.promises.lstat(registry, { bigint: true }).catch(() => null);
+          const reg = await this.dir.lstat(registry).catch(() => null);
           const registered = reg !== null && reg.ino === before.ino;
-          const n = registered ? (await unrestoredNames(registry).catch(() => null)) ?? 0 : 0;
+          const n = registered ? (await unrestoredNames(registry, this.at).catch(() => null)) ?? 0 : 0;
           const after = await statObject();
           if (after === null) return;
           if (after.ctimeNs === before.ctimeNs && after.nlink === before.nlink) {
@@ -434,12 +450,12 @@ export class OnDemandRestore implements RestoreHooks {
     if (rel === '.' || this.moving.has(ino)) return false;
     if (st.isDirectory()) {
       // Pending: its count and times come from its mark, and materialisation changes it.
-      if (this.residual === null && (await isPending(rel))) return false;
+      if (this.residual === null && (await isPending(rel, this.at))) return false;
     } else if (st.nlink !== 1n) {
       // Hard-linked: its count may add names still in the archive (the registry name is one of its links).
       return false;
     }
-    const id = await readObjectId(rel);
+    const id = await readObjectId(rel, this.at);
     if (id !== null) {
       if ((await this.loadTimesRecords()).has(id)) return false;
       // Fetched bytes are still to be written into it (moving its times meanwhile).
@@ -481,7 +497,7 @@ export class OnDemandRestore implements RestoreHooks {
   private async settleTimes(id: ObjectId, file: string | number): Promise<void> {
     const records = await this.loadTimesRecords();
     if (!records.has(id)) return;
-    await settleTimesRecord(this.privateDir, id, file);
+    await settleTimesRecord(this.privateDir, id, file, this.at);
     records.delete(id);
   }
 
@@ -516,7 +532,7 @@ export class OnDemandRestore implements RestoreHooks {
 
   /** Materialises a pending directory, small files whole (without foreground priority); the names of those files, or null when it was not pending. */
   async restoreDir(rel: string): Promise<Set<string> | null> {
-    if (!(await isPending(rel))) return null;
+    if (!(await isPending(rel, this.at))) return null;
     return this.hydrateDir(rel, true);
   }
 
@@ -637,7 +653,7 @@ export class OnDemandRestore implements RestoreHooks {
   }
 
   private async dirIdOf(rel: string): Promise<ObjectId> {
-    const id = rel === '.' ? ROOT_ID : await readObjectId(rel);
+    const id = rel === '.' ? ROOT_ID : await readObjectId(rel, this.at);
     if (id === null) throw new FsError('EIO', `pending directory ${rel} has no object id`);
     return id;
   }
@@ -650,13 +666,12 @@ export class OnDemandRestore implements RestoreHooks {
    */
   private async withDir(rel: string, id: ObjectId, f: (dir: { self: string; base: string }) => Promise<void>): Promise<void> {
     await this.withLock(`dir:${id}`, async () => {
-      const fd = await new Promise<number>((resolve, reject) =>
-        fs.open(rel, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW, (err, n) => (err ? reject(err) : resolve(n))));
+      const fd = await this.dir.open(rel, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
       const dir = { self: `/proc/self/fd/${fd}/.`, base: `/proc/self/fd/${fd}` };
       try {
         // Both at once (one thread-pool hop of latency, not two): most calls find the directory pending.
         const [mark, st] = await Promise.all([
-          readPendingMark(dir.self),
+          readPendingMark(dir.self, native.AT_FDCWD),
           new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s)))),
         ]);
         if (mark === null) return;
@@ -727,12 +742,12 @@ export class OnDemandRestore implements RestoreHooks {
   private async hydrateDirOnce(dir: { self: string; base: string }, id: ObjectId, group: FetchGroup | null): Promise<Set<string>> {
     const { image } = await this.imageOf(id, group);
     const res = await materialiseEntries(dir.base, image, {
-      privateDir: this.privateDir, childDirsPending: true, log: this.log, namesLock: this.namesLock, unsettling: this.unsettlingHook,
+      dir: this.dir, privateDir: this.privateDir, childDirsPending: true, log: this.log, namesLock: this.namesLock, unsettling: this.unsettlingHook,
       ...(group !== null ? { fileData: (e: EntryImage) => this.wholeFile(e, group) } : {}),
     });
     await this.keepArchiveTimes(dir.self, image);
     crashPoint('materialise-dir');
-    await clearPending(dir.self);
+    await clearPending(dir.self, native.AT_FDCWD);
     this.images.delete(id);
     this.stats.entriesMaterialised += res.created;
     this.log.debug({ dir: id, entries: image.entries.length, created: res.created, whole: res.whole.size }, 'restore: directory materialised');
@@ -753,7 +768,7 @@ export class OnDemandRestore implements RestoreHooks {
       const entry = byName.get(name);
       if (entry === undefined) return;
       if (await materialiseOne(dir.base, entry, {
-        privateDir: this.privateDir, childDirsPending: true, log: this.log, namesLock: this.namesLock, unsettling: this.unsettlingHook, parentSetGid: (image.attrs.mode & 0o2000) !== 0,
+        dir: this.dir, privateDir: this.privateDir, childDirsPending: true, log: this.log, namesLock: this.namesLock, unsettling: this.unsettlingHook, parentSetGid: (image.attrs.mode & 0o2000) !== 0,
       })) {
         this.stats.entriesMaterialised++;
         await this.keepArchiveTimes(dir.self, image);

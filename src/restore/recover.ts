@@ -10,6 +10,7 @@
 // completes the rest (materialise.ts explains why no half-made directory is
 // ever shown).
 import { mkdir, readdir } from 'node:fs/promises';
+import type { StoreDir } from '../store/store-dir.js';
 import { join } from 'node:path';
 import type { ArchiveClient } from '../protocol/archive-api.js';
 import type { FenceOptions } from '../protocol/leases.js';
@@ -17,7 +18,6 @@ import type { DirImage } from '../protocol/images.js';
 import { ROOT_ID, type ObjectId } from '../protocol/records.js';
 import { readObjectId, writeObjectId } from '../store/object-ids.js';
 import { PENDING_XATTR, clearPending, isPending, markPending, linksDir, mapsDir, timesDir } from '../store/restore-marks.js';
-import * as native from '../native/index.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { applyAttrs, materialiseEntries } from './materialise.js';
 import { readRestoreState, writeRestoreState, type RestoreState } from './state.js';
@@ -29,7 +29,9 @@ export interface RecoverOptions {
   volume: string;
   /** Directories at this tier stay pending (root = tier 0). */
   depth: number;
-  /** The store root; the process's working directory is the store root. */
+  /** The store's objects (store-relative paths). */
+  dir: StoreDir;
+  /** The store's private directory (absolute). */
   privateDir: string;
   log: Logger;
   /** The fence's lease options: the recovering store as the new holder; `force` fences even a live lease (docs/takeover.md). */
@@ -54,11 +56,12 @@ export interface RecoverResult {
 }
 
 /**
- * Prepares the store in the working directory to serve `volume`: fences it
+ * Prepares the store to serve `volume`: fences it
  * (first run only) and materialises the top tiers. Returns the restore state.
  */
 export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResult> {
-  const { client, volume, privateDir, log } = opts;
+  const { client, volume, privateDir, dir, log } = opts;
+  const at = dir.fd;
   let state = await readRestoreState(privateDir);
   let fenced = false;
   if (state !== null) {
@@ -72,7 +75,7 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
     if (state.phase !== 'materialising') return { state, dirs: 0, entries: 0, fenced };
     log.info({ volume, epoch: state.epoch }, 'recover: resuming the materialisation of the top tiers');
   } else {
-    await refuseNonEmptyStore(privateDir);
+    await refuseNonEmptyStore(dir, privateDir);
     const before = await client.volumeState(volume);
     if (before === null) throw new Error(`volume "${volume}" does not exist on ${client.url}`);
     // The fence first: from here on, an older primary's shipments are refused.
@@ -96,12 +99,12 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
   // first run the store root may be an emptied directory that kept strata's
   // marks or a user's xattrs (a reused disk's mountpoint): none of it counts.
   if (fenced) {
-    for (const name of await native.listxattr('.')) {
-      if ((name.startsWith('user.') || name.startsWith('trusted.')) && name !== PENDING_XATTR) await native.removexattr('.', name);
+    for (const name of await dir.listxattr('.')) {
+      if ((name.startsWith('user.') || name.startsWith('trusted.')) && name !== PENDING_XATTR) await dir.removexattr('.', name);
     }
-    await markPending('.');
+    await markPending('.', at);
   }
-  if ((await readObjectId('.')) !== ROOT_ID) await writeObjectId('.', ROOT_ID);
+  if ((await readObjectId('.', at)) !== ROOT_ID) await writeObjectId('.', ROOT_ID, at);
   let dirs = 0;
   let entries = 0;
   const depth = state.depth;
@@ -114,19 +117,19 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
     if (tier < depth - 1) {
       for (const e of image.entries) if ((e.attrs.mode & 0o170000) === 0o040000) paths.set(e.id, rel === '.' ? e.name : `${rel}/${e.name}`);
     }
-    if (!(await isPending(rel))) return; // done by an earlier run
-    const res = await materialiseEntries(rel, image, { privateDir, childDirsPending: true, log });
-    await applyAttrs(rel, image.attrs, image.xattrs);
+    if (!(await isPending(rel, at))) return; // done by an earlier run
+    const res = await materialiseEntries(rel, image, { dir, privateDir, childDirsPending: true, log });
+    await applyAttrs(dir, rel, image.attrs, image.xattrs);
     crashPoint('materialise-dir');
-    await clearPending(rel);
+    await clearPending(rel, at);
     dirs++;
     entries += res.created;
   };
   if (depth === 0) {
     // Only the root itself: its attributes; its entries stay in the archive.
     const root = await client.dirImage(volume, ROOT_ID);
-    await applyAttrs('.', root.attrs, root.xattrs);
-    await markPending('.', root.nlink, { atime: { sec: root.attrs.atime[0], nsec: root.attrs.atime[1] }, mtime: { sec: root.attrs.mtime[0], nsec: root.attrs.mtime[1] } });
+    await applyAttrs(dir, '.', root.attrs, root.xattrs);
+    await markPending('.', at, root.nlink, { atime: { sec: root.attrs.atime[0], nsec: root.attrs.atime[1] }, mtime: { sec: root.attrs.mtime[0], nsec: root.attrs.mtime[1] } });
   } else {
     for await (const image of client.tierImages(volume, depth - 1)) await materialise(image);
   }
@@ -139,8 +142,8 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
 }
 
 /** A store that holds anything of its own (files, or a mirror of its own) is not recovered over. */
-async function refuseNonEmptyStore(privateDir: string): Promise<void> {
-  const names = (await readdir('.')).filter((n) => n !== RESERVED_NAME);
+async function refuseNonEmptyStore(dir: StoreDir, privateDir: string): Promise<void> {
+  const names = (await dir.readdirIno('.')).map((e) => e.name).filter((n) => n !== RESERVED_NAME);
   if (names.length > 0) {
     throw new Error(`the store is not empty (${names.slice(0, 3).join(', ')}${names.length > 3 ? ', …' : ''}); recover into an empty store`);
   }

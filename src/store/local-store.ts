@@ -53,17 +53,6 @@ export class LocalStore {
     const fd = await native.openAt(native.AT_FDCWD, this.root, C.O_RDONLY | C.O_DIRECTORY);
     if (this.opened !== null) this.retired.push(this.opened.fd);
     this.opened = new StoreDir(fd);
-    this.enterForUnmovedModules();
-  }
-
-  /**
-   * TRANSITIONAL: the modules not yet on the local-object layer (restore,
-   * mirror tree walks, checkpoints: docs/architecture.md, "The local-object
-   * layer") still use paths relative to the working directory, so the root
-   * is also made the working directory. Goes when the last of them moves.
-   */
-  private enterForUnmovedModules(): void {
-    process.chdir(this.root);
   }
 
   /**
@@ -75,7 +64,6 @@ export class LocalStore {
     this.moveTo(root);
     if (this.opened !== null) this.retired.push(this.opened.fd);
     this.opened = new StoreDir(fd);
-    this.enterForUnmovedModules();
   }
 
   /** Closes the root's descriptors (on unmount). */

@@ -27,11 +27,11 @@ export function newObjectId(): ObjectId {
   return id === ROOT_ID ? newObjectId() : id;
 }
 
-// A path is relative to the directory descriptor `at` when given (the store
-// root's: store.dir.fd), as in src/native.
+// A path is relative to the directory descriptor `at` (the store root's:
+// store.dir.fd; native.AT_FDCWD for an absolute path), as in src/native.
 
 /** The id stored on the object at `path` (never follows a final symlink), or null when it has none. */
-export async function readObjectId(path: string, at?: number): Promise<ObjectId | null> {
+export async function readObjectId(path: string, at: number): Promise<ObjectId | null> {
   try {
     const v = (await native.getxattr(path, ID_XATTR, at)).toString('latin1');
     return isObjectId(v) ? v : null;
@@ -42,7 +42,7 @@ export async function readObjectId(path: string, at?: number): Promise<ObjectId 
 }
 
 /** Stores `id` on the object at `path`. */
-export async function writeObjectId(path: string, id: ObjectId, at?: number): Promise<void> {
+export async function writeObjectId(path: string, id: ObjectId, at: number): Promise<void> {
   await native.setxattr(path, ID_XATTR, Buffer.from(id, 'latin1'), 0, at);
 }
 
@@ -51,7 +51,7 @@ export async function writeObjectId(path: string, id: ObjectId, at?: number): Pr
  * object that reached the store without strata). `isRoot` gives the store root
  * its fixed id.
  */
-export async function ensureObjectId(path: string, isRoot = false, at?: number): Promise<ObjectId> {
+export async function ensureObjectId(path: string, at: number, isRoot = false): Promise<ObjectId> {
   const have = await readObjectId(path, at);
   if (have !== null) return have;
   const id = isRoot ? ROOT_ID : newObjectId();

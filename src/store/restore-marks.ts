@@ -69,9 +69,9 @@ export function timesPath(privateDir: string, id: ObjectId): string {
 export const UNRESTORED_NAMES_XATTR = `${PRIVATE_XATTR_PREFIX}unrestored-names`;
 
 /** A mark's value (a decimal number of at least `min`) on the object at `path`; null when it has none. */
-async function numberMark(path: string, name: string, min: number): Promise<number | null> {
+async function numberMark(path: string, name: string, min: number, at: number): Promise<number | null> {
   try {
-    const n = Number((await native.getxattr(path, name)).toString('latin1'));
+    const n = Number((await native.getxattr(path, name, at)).toString('latin1'));
     return Number.isInteger(n) && n >= min ? n : null;
   } catch (err) {
     const code = (err as { code?: string }).code;
@@ -81,12 +81,12 @@ async function numberMark(path: string, name: string, min: number): Promise<numb
 }
 
 /** Names of the object at `path` still only in the archive (null: all restored, or not recorded). */
-export function unrestoredNames(path: string): Promise<number | null> {
-  return numberMark(path, UNRESTORED_NAMES_XATTR, 0);
+export function unrestoredNames(path: string, at: number): Promise<number | null> {
+  return numberMark(path, UNRESTORED_NAMES_XATTR, 0, at);
 }
 
-export async function setUnrestoredNames(path: string, n: number): Promise<void> {
-  await native.setxattr(path, UNRESTORED_NAMES_XATTR, Buffer.from(String(Math.max(0, n)), 'latin1'), 0);
+export async function setUnrestoredNames(path: string, n: number, at: number): Promise<void> {
+  await native.setxattr(path, UNRESTORED_NAMES_XATTR, Buffer.from(String(Math.max(0, n)), 'latin1'), 0, at);
 }
 
 /**
@@ -102,12 +102,12 @@ export async function setUnrestoredNames(path: string, n: number): Promise<void>
  */
 export const LINKING_XATTR = `${PRIVATE_XATTR_PREFIX}linking`;
 
-export async function setLinking(path: string, after: number, nlinkAfter: number): Promise<void> {
-  await native.setxattr(path, LINKING_XATTR, Buffer.from(`${after}/${nlinkAfter}`, 'latin1'), 0);
+export async function setLinking(path: string, after: number, nlinkAfter: number, at: number): Promise<void> {
+  await native.setxattr(path, LINKING_XATTR, Buffer.from(`${after}/${nlinkAfter}`, 'latin1'), 0, at);
 }
 
-export async function clearLinking(path: string): Promise<void> {
-  await native.removexattr(path, LINKING_XATTR).catch((err: unknown) => {
+export async function clearLinking(path: string, at: number): Promise<void> {
+  await native.removexattr(path, LINKING_XATTR, at).catch((err: unknown) => {
     const code = (err as { code?: string }).code;
     if (code !== 'ENODATA' && code !== 'ENOENT') throw err;
   });
@@ -119,10 +119,10 @@ export async function clearLinking(path: string): Promise<void> {
  * holds the object's names lock, and no program has changed the object's
  * links since the crash: every access reaches it by a lookup, which settles first.
  */
-export async function settleLinking(registry: string): Promise<void> {
+export async function settleLinking(registry: string, at: number): Promise<void> {
   let raw: string;
   try {
-    raw = (await native.getxattr(registry, LINKING_XATTR)).toString('latin1');
+    raw = (await native.getxattr(registry, LINKING_XATTR, at)).toString('latin1');
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === 'ENODATA' || code === 'ENOENT' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') return;
@@ -130,10 +130,10 @@ export async function settleLinking(registry: string): Promise<void> {
   }
   const [after, nlinkAfter] = raw.split('/').map(Number);
   if (Number.isInteger(after) && after! >= 0 && Number.isInteger(nlinkAfter)) {
-    const reg = await fs.promises.lstat(registry).catch(() => null);
-    if (reg !== null && reg.nlink >= nlinkAfter!) await setUnrestoredNames(registry, after!);
+    const reg = await native.statAt(at, registry).catch(() => null);
+    if (reg !== null && Number(reg.nlink) >= nlinkAfter!) await setUnrestoredNames(registry, after!, at);
   }
-  await clearLinking(registry);
+  await clearLinking(registry, at);
 }
 
 /** A file's access and modification times, as a times record keeps them. */
@@ -187,20 +187,20 @@ export async function listTimesRecords(privateDir: string): Promise<Set<ObjectId
  * open descriptor) from the times record of `id`, then drops the record.
  * True when there was one.
  */
-export async function settleTimesRecord(privateDir: string, id: ObjectId, file: string | number): Promise<boolean> {
+export async function settleTimesRecord(privateDir: string, id: ObjectId, file: string | number, at: number): Promise<boolean> {
   const t = await readTimesRecord(privateDir, id);
   if (t !== null) {
     if (typeof file === 'number') await native.futimens(file, t.atime, t.mtime);
-    else await native.utimens(file, t.atime, t.mtime, { noFollow: true });
+    else await native.utimens(file, t.atime, t.mtime, { noFollow: true }, at);
   }
   await removeTimesRecord(privateDir, id);
   return t !== null;
 }
 
 /** True when the directory at `path` is pending (never follows a final symlink; false when nothing is there). */
-export async function isPending(path: string): Promise<boolean> {
+export async function isPending(path: string, at: number): Promise<boolean> {
   try {
-    await native.getxattr(path, PENDING_XATTR);
+    await native.getxattr(path, PENDING_XATTR, at);
     return true;
   } catch (err) {
     const code = (err as { code?: string }).code;
@@ -217,9 +217,9 @@ export async function isPending(path: string): Promise<boolean> {
  * back; a crash in between leaves the mark saying what they are).
  * The value is "<nlink>" or "<nlink> <asec> <ansec> <msec> <mnsec>".
  */
-export async function markPending(path: string, nlink?: number, times?: FileTimes): Promise<void> {
+export async function markPending(path: string, at: number, nlink?: number, times?: FileTimes): Promise<void> {
   const [name, value] = pendingMarkXattr(nlink, times);
-  await native.setxattr(path, name, value, 0);
+  await native.setxattr(path, name, value, 0, at);
 }
 
 /** The pending mark markPending sets, as an xattr name and value (for native.prepareObject). */
@@ -238,10 +238,10 @@ export interface PendingMark {
 }
 
 /** The pending mark of the directory at `path` (null: not pending; never follows a final symlink). */
-export async function readPendingMark(path: string): Promise<PendingMark | null> {
+export async function readPendingMark(path: string, at: number): Promise<PendingMark | null> {
   let raw: string;
   try {
-    raw = (await native.getxattr(path, PENDING_XATTR)).toString('latin1');
+    raw = (await native.getxattr(path, PENDING_XATTR, at)).toString('latin1');
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === 'ENODATA' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOENT') return null;
@@ -256,13 +256,13 @@ export async function readPendingMark(path: string): Promise<PendingMark | null>
 }
 
 /** The archive's link count of a pending directory (null: not pending, or not recorded). */
-export async function pendingNlink(path: string): Promise<number | null> {
-  return (await readPendingMark(path))?.nlink ?? null;
+export async function pendingNlink(path: string, at: number): Promise<number | null> {
+  return (await readPendingMark(path, at))?.nlink ?? null;
 }
 
-export async function clearPending(path: string): Promise<void> {
+export async function clearPending(path: string, at: number): Promise<void> {
   try {
-    await native.removexattr(path, PENDING_XATTR);
+    await native.removexattr(path, PENDING_XATTR, at);
   } catch (err) {
     if ((err as { code?: string }).code !== 'ENODATA') throw err;
   }

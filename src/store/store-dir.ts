@@ -9,9 +9,12 @@
 // is taken as it is (the *at calls ignore the descriptor for one).
 import type { BigIntStats } from 'node:fs';
 import * as native from '../native/index.js';
-import type { DirEntry, FinishFile, PrepareObject, QuietRead, ScannedEntry, StatfsAt, TimeSpec } from '../native/index.js';
+import type { CloneToResult, DirEntry, FinishFile, PrepareObject, QuietRead, ScannedEntry, StatfsAt, TimeSpec } from '../native/index.js';
 
 export class StoreDir {
+  /** The layer for absolute paths (AT_FDCWD): a swap's spare store, the private directory's files. */
+  static readonly ABSOLUTE = new StoreDir(native.AT_FDCWD);
+
   /** `fd`: an open descriptor of the store root (O_DIRECTORY); the caller closes it (close()). */
   constructor(readonly fd: number) {}
 
@@ -121,8 +124,37 @@ export class StoreDir {
     return native.prepareObject(rel, p, this.fd);
   }
 
+  /**
+   * Removes `rel` and, for a directory, everything under it (rm -rf); nothing
+   * there is no error. For leftovers of an interrupted build, never large.
+   */
+  async rmTree(rel: string): Promise<void> {
+    let st: BigIntStats;
+    try {
+      st = await this.lstat(rel);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT') return;
+      throw err;
+    }
+    if (!st.isDirectory()) {
+      await this.unlink(rel).catch(ignoreGone);
+      return;
+    }
+    for (const e of await this.readdirIno(rel)) await this.rmTree(`${rel}/${e.name}`);
+    await this.rmdir(rel).catch(ignoreGone);
+  }
+
+  /** native.cloneTo: `src` store-relative, `dst` store-relative or absolute (a spare store's). */
+  cloneTo(src: string, dst: string, mode: number): Promise<CloneToResult | null> {
+    return native.cloneTo(src, dst, mode, this.fd);
+  }
+
   /** native.finishFile, with `tmp` and `f.rename` both store-relative. */
   finishFile(tmp: string, f: FinishFile): Promise<number> {
     return native.finishFile(tmp, f, this.fd);
   }
+}
+
+function ignoreGone(err: unknown): void {
+  if ((err as { code?: string }).code !== 'ENOENT') throw err;
 }

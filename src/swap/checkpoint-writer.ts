@@ -44,6 +44,7 @@ import { join } from 'node:path';
 import * as native from '../native/index.js';
 import { ROOT_ID, badNameReason, isObjectId, type Attrs, type ObjectId } from '../protocol/records.js';
 import { ID_XATTR, isPrivateXattr, readObjectId, writeObjectId } from '../store/object-ids.js';
+import { StoreDir } from '../store/store-dir.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import { applyAttrs } from '../restore/materialise.js';
 import { BLOCK_SIZE, kindOf, readAttrs, type AttrRec, type CheckpointState, type ObjectKind } from '../checkpoint/state.js';
@@ -55,8 +56,10 @@ export interface CheckpointWriterOptions {
   state: CheckpointState;
   /** The live store's root inode number (the checkpoint's T0 root). */
   rootIno: bigint;
-  /** The live store root (absolute); the daemon's working directory is this store. */
+  /** The live store root (absolute). */
   live: string;
+  /** The live store's objects. */
+  liveDir: StoreDir;
   /** The spare directory (absolute). */
   spare: string;
   progress: WriteProgress;
@@ -96,8 +99,8 @@ interface T0Item {
 
 
 /** Entries and regular-file bytes of the checkpoint's T0 tree, and the keys of objects with more than one T0 name. */
-export async function checkpointTotals(state: CheckpointState, rootIno: bigint): Promise<{ entries: number; bytes: number; multi: Set<string> }> {
-  const view = new T0View(state, rootIno);
+export async function checkpointTotals(state: CheckpointState, rootIno: bigint, liveDir: StoreDir): Promise<{ entries: number; bytes: number; multi: Set<string> }> {
+  const view = new T0View(state, rootIno, liveDir);
   const seen = new Set<string>();
   const multi = new Set<string>();
   let entries = 0;
@@ -129,10 +132,10 @@ async function t0Size(view: T0View, key: string, hint: string): Promise<number> 
   const rec = view.attrs(key);
   if (rec) return rec.size;
   // The T0 path first (one lstat), then a lookup.
-  const here = await lstatPath(hint);
+  const here = await lstatPath(view.dir, hint);
   if (here !== null && view.keyOf(here) === key) return Number(here.size);
   const at = (await view.locate(key, hint))[0];
-  const st = at === undefined ? null : await fsp.lstat(LocalStore.relative(at), { bigint: true }).catch(() => null);
+  const st = at === undefined ? null : await view.dir.lstat(LocalStore.relative(at)).catch(() => null);
   return st ? Number(st.size) : 0;
 }
 
@@ -148,7 +151,7 @@ class Writer {
   readonly changed = new Set<ObjectId>();
 
   constructor(private readonly o: CheckpointWriterOptions, private readonly multi: Set<string>) {
-    this.view = new T0View(o.state, o.rootIno);
+    this.view = new T0View(o.state, o.rootIno, o.liveDir);
   }
 
   private get s(): CheckpointState {
@@ -158,8 +161,8 @@ class Writer {
   async run(): Promise<void> {
     await this.writeDir(this.view.rootKey, '/', '');
     const root = await this.attrsOf(this.view.rootKey, '/');
-    await writeObjectId(this.o.spare, ROOT_ID);
-    await applyAttrs(this.o.spare, root.attrs, root.xattrs, null);
+    await writeObjectId(this.o.spare, ROOT_ID, native.AT_FDCWD);
+    await applyAttrs(StoreDir.ABSOLUTE, this.o.spare, root.attrs, root.xattrs, null);
     if (this.s.info.status !== 'valid') {
       throw new Error(`checkpoint ${this.s.info.name} became invalid while the spare was written (${this.s.info.reason ?? 'unknown'}): its tree is not complete; \`strata swap discard\` the spare`);
     }
@@ -195,7 +198,7 @@ class Writer {
         const subRel = rel === '' ? it.name : `${rel}/${it.name}`;
         await this.writeDir(it.key, liveAt, subRel);
         const a = await this.attrsOf(it.key, liveAt);
-        await applyAttrs(join(this.o.spare, subRel), a.attrs, a.xattrs, null);
+        await applyAttrs(StoreDir.ABSOLUTE, join(this.o.spare, subRel), a.attrs, a.xattrs, null);
       }
     }
   }
@@ -209,7 +212,7 @@ class Writer {
     const first = this.links.get(it.key);
     if (inPlace) {
       if (it.kind === 'file' && this.s.blocks.has(it.key)) {
-        const id = await readObjectId(final);
+        const id = await readObjectId(final, native.AT_FDCWD);
         if (id !== null) this.changed.add(id);
       }
       if (it.kind === 'file' && first === undefined) p.bytes += Number((await fsp.lstat(final)).size);
@@ -243,8 +246,8 @@ class Writer {
           await native.mknod(tmp, a.attrs.mode, a.attrs.rdev);
           break;
       }
-      await writeObjectId(tmp, a.id);
-      await applyAttrs(tmp, a.attrs, a.xattrs, null);
+      await writeObjectId(tmp, a.id, native.AT_FDCWD);
+      await applyAttrs(StoreDir.ABSOLUTE, tmp, a.attrs, a.xattrs, null);
       await fsp.rename(tmp, final);
     }
     if (this.multi.has(it.key)) this.links.set(it.key, final);
@@ -255,7 +258,7 @@ class Writer {
   private async locate(key: string, hint: string): Promise<string[]> {
     const found = await this.view.locate(key, hint);
     if (found.length > 0) return found;
-    this.view = new T0View(this.s, this.o.rootIno);
+    this.view = new T0View(this.s, this.o.rootIno, this.o.liveDir);
     return this.view.locate(key, hint);
   }
 
@@ -267,7 +270,7 @@ class Writer {
    */
   private async cloneLive(key: string, hint: string, tmp: string): Promise<native.CloneToResult | null> {
     const tryAt = async (at: string): Promise<native.CloneToResult | null> => {
-      const r = await withFreeTemp(tmp, () => native.cloneTo(LocalStore.relative(at), tmp, 0o600));
+      const r = await withFreeTemp(tmp, () => this.o.liveDir.cloneTo(LocalStore.relative(at), tmp, 0o600));
       if (r === null || !r.isFile) return null;
       if (this.s.canon(r.ino) === key) return r;
       await fsp.unlink(tmp);
@@ -277,7 +280,7 @@ class Writer {
     if (first !== null) return first;
     for (let attempt = 0; attempt < 3; attempt++) {
       // A program may move it between the lookup and the open: look again with a fresh index.
-      if (attempt > 0) this.view = new T0View(this.s, this.o.rootIno);
+      if (attempt > 0) this.view = new T0View(this.s, this.o.rootIno, this.o.liveDir);
       const paths = await this.view.locate(key, hint);
       if (paths.length === 0) return null;
       for (const at of paths) {
@@ -340,11 +343,11 @@ class Writer {
    * extended attribute and the id in one native call.
    */
   private async liveAttrsAt(key: string, hint: string): Promise<AttrRec | null> {
-    const st = await lstatPath(hint);
+    const st = await lstatPath(this.o.liveDir, hint);
     if (st === null || st.isSymbolicLink() || this.view.keyOf(st) !== key) return null;
     let xs: [string, Buffer][];
     try {
-      xs = await native.readXattrs(LocalStore.relative(hint));
+      xs = await native.readXattrs(LocalStore.relative(hint), this.o.liveDir.fd);
     } catch {
       return null;
     }
@@ -384,13 +387,13 @@ class Writer {
     if (rec === undefined) {
       if (livePath === null) throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) is neither in the live store nor saved in the checkpoint`);
       const rel = LocalStore.relative(livePath);
-      const st: BigIntStats = await fsp.lstat(rel, { bigint: true });
-      const live = await readAttrs({ rel, st });
+      const st: BigIntStats = await this.o.liveDir.lstat(rel);
+      const live = await readAttrs({ dir: this.o.liveDir, rel, st });
       // Saved meanwhile: the live attributes may already be past T0.
       rec = this.s.attrs.get(key) ?? live;
     }
     let id: ObjectId | null = key === this.view.rootKey ? ROOT_ID : rec.oid ?? null;
-    if (id === null && livePath !== null && !idRead) id = await readObjectId(LocalStore.relative(livePath)).catch(() => null);
+    if (id === null && livePath !== null && !idRead) id = await readObjectId(LocalStore.relative(livePath), this.o.liveDir.fd).catch(() => null);
     if (id === null) id = derivedId(this.s.info.id, key);
     return { attrs: toAttrs(rec), xattrs: Object.fromEntries(rec.xattrs), ...(rec.target !== undefined ? { target: rec.target } : {}), id };
   }

@@ -298,14 +298,15 @@ export class SwapController {
     }
     try {
       const rootIno = await pin.rootIno();
-      const totals = await checkpointTotals(pin.state, rootIno);
+      const liveDir = this.host.store.dir;
+      const totals = await checkpointTotals(pin.state, rootIno, liveDir);
       const info = pin.state.info;
       return {
         describe: `checkpoint ${info.name} of ${info.createdAt}`,
         sourceId: info.id,
         totals: { entries: totals.entries, bytes: totals.bytes },
         point: null,
-        write: (spare, live, progress, cancelled) => writeCheckpointTree({ state: pin.state, rootIno, live, spare, progress, cancelled, parallel: 8 }, totals.multi),
+        write: (spare, live, progress, cancelled) => writeCheckpointTree({ state: pin.state, rootIno, live, liveDir, spare, progress, cancelled, parallel: 8 }, totals.multi),
         close: async () => pin.unpin(),
       };
     } catch (err) {

@@ -31,6 +31,7 @@ import { RESERVED_NAME } from '../store/local-store.js';
 import { readObjectId, writeObjectId } from '../store/object-ids.js';
 import { typeOfMode } from '../mirror/tree-local.js';
 import { differingBlocks, zeroDigest } from '../mirror/tree-blocks.js';
+import { StoreDir } from '../store/store-dir.js';
 import { applyAttrs } from '../restore/materialise.js';
 import { swapCrashPoint } from './crash-points.js';
 
@@ -69,8 +70,8 @@ export async function writeTree(o: TreeWriterOptions): Promise<void> {
   const root = await o.client.dirImage(o.volume, ROOT_ID);
   const links = new Map<ObjectId, string>();
   await writeDir(o, '', root.entries, links);
-  await writeObjectId(o.spare, ROOT_ID);
-  await applyAttrs(o.spare, root.attrs, root.xattrs, null);
+  await writeObjectId(o.spare, ROOT_ID, native.AT_FDCWD);
+  await applyAttrs(StoreDir.ABSOLUTE, o.spare, root.attrs, root.xattrs, null);
 }
 
 function cancelledError(): Error {
@@ -108,7 +109,7 @@ async function writeDir(o: TreeWriterOptions, rel: string, entries: EntryImage[]
       const sub = await o.client.dirImage(o.volume, e.id);
       const subRel = rel === '' ? e.name : `${rel}/${e.name}`;
       await writeDir(o, subRel, sub.entries, links);
-      await applyAttrs(join(o.spare, subRel), sub.attrs, sub.xattrs, null);
+      await applyAttrs(StoreDir.ABSOLUTE, join(o.spare, subRel), sub.attrs, sub.xattrs, null);
     }
   }
 }
@@ -127,7 +128,7 @@ async function placeEntry(o: TreeWriterOptions, rel: string, e: EntryImage, link
     if ((err as { code?: string }).code !== 'ENOENT') throw err;
   }
   if (inPlace) {
-    const id = await readObjectId(final);
+    const id = await readObjectId(final, native.AT_FDCWD);
     if (id !== e.id) throw new Error(`prepare: ${final} holds object ${id ?? '(none)'}, the source says ${e.id}: the spare was changed outside strata (discard it)`);
     if (e.nlink > 1 && type !== 'dir' && !links.has(e.id)) links.set(e.id, final);
     o.progress.kept++;
@@ -155,7 +156,7 @@ async function reusable(o: TreeWriterOptions, entryRel: string, id: ObjectId): P
   try {
     const st = await fsp.lstat(p);
     if (!st.isFile()) return null;
-    return (await readObjectId(p)) === id ? p : null;
+    return (await readObjectId(p, native.AT_FDCWD)) === id ? p : null;
   } catch {
     return null;
   }
@@ -180,8 +181,8 @@ async function buildObject(o: TreeWriterOptions, entryRel: string, tmp: string, 
     default:
       throw new Error(`prepare: object ${e.id} has an unknown type (mode 0${a.mode.toString(8)})`);
   }
-  await writeObjectId(tmp, e.id);
-  await applyAttrs(tmp, a, e.xattrs, null);
+  await writeObjectId(tmp, e.id, native.AT_FDCWD);
+  await applyAttrs(StoreDir.ABSOLUTE, tmp, a, e.xattrs, null);
 }
 
 async function buildFile(o: TreeWriterOptions, entryRel: string, tmp: string, e: EntryImage): Promise<void> {

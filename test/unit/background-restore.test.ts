@@ -77,7 +77,7 @@ function wideTree(fanout: number, levels: number, files: number): { path: string
 }
 
 function hooks(a: ArchiveClient, extra: Partial<OnDemandOptions> = {}): OnDemandRestore {
-  return new OnDemandRestore({ client: a, volume: VOLUME, privateDir: entered.store.privateDir, fetchTimeoutMs: 60_000, log, ...extra });
+  return new OnDemandRestore({ client: a, volume: VOLUME, store: entered.store, privateDir: entered.store.privateDir, fetchTimeoutMs: 60_000, log, ...extra });
 }
 
 function readState(): RestoreState {
@@ -108,7 +108,7 @@ async function lastPass(fanout: number, leftoverMap = false): Promise<{ entries:
   const a = new MemoryArchive();
   const objects = wideTree(fanout, 4, 8);
   await volume(a, objects);
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, privateDir: entered.store.privateDir, log });
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
   const first = new BackgroundRestore(hooks(a), entered.store.privateDir, readState(), log);
   first.start();
   await first.whenDone();
@@ -119,7 +119,7 @@ async function lastPass(fanout: number, leftoverMap = false): Promise<{ entries:
     mkdirSync(join(entered.store.privateDir, 'restore', 'maps'), { recursive: true });
     writeFileSync(join(entered.store.privateDir, 'restore', 'maps', 'f'.repeat(32)), Buffer.alloc(9));
   }
-  const h = new CountingHooks({ client: a, volume: VOLUME, privateDir: entered.store.privateDir, log });
+  const h = new CountingHooks({ client: a, volume: VOLUME, store: entered.store, privateDir: entered.store.privateDir, log });
   const last = new BackgroundRestore(h, entered.store.privateDir, state, log);
   let promises = 0;
   const hook = createHook({ init(_id, type) { if (type === 'PROMISE') promises++; } });
@@ -204,7 +204,7 @@ test.serial('progress never goes backwards across a restart', async (t) => {
   await resetStore();
   const a = new HoldingArchive();
   await volume(a, [{ path: 'd' }, ...Array.from({ length: 40 }, (_, i) => ({ path: `d/f${i}`, data: Buffer.alloc(3000, i + 1) }))]);
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, privateDir: entered.store.privateDir, log });
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
   a.holdAfterRanges = 10;
   const h1 = hooks(a);
   const bg1 = new BackgroundRestore(h1, entered.store.privateDir, readState(), log, { saveEveryMs: 20 });
@@ -290,7 +290,7 @@ async function busyVolume(a: InOrderArchive): Promise<Map<string, ObjectId>> {
     for (let i = 0; i < 40; i++) objects.push({ path: `${d}/f${i}`, data: Buffer.from(`${d}/f${i}`) });
   }
   const ids = await volume(a, objects);
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, privateDir: entered.store.privateDir, log });
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
   return ids;
 }
 

@@ -202,9 +202,9 @@ for (const seed of [7, 8, 9]) {
     const spare = join(base, `spare-${seed}`);
     await fsp.mkdir(spare);
     const rootIno = await pin.rootIno();
-    const totals = await checkpointTotals(pin.state, rootIno);
+    const totals = await checkpointTotals(pin.state, rootIno, store.dir);
     const progress: WriteProgress = { entries: 0, bytes: 0, kept: 0, copiedBytes: 0, fetchedBytes: 0, logBytes: 0 };
-    const changed = await writeCheckpointTree({ state: pin.state, rootIno, live: store.root, spare, progress }, totals.multi);
+    const changed = await writeCheckpointTree({ state: pin.state, rootIno, live: store.root, liveDir: store.dir, spare, progress }, totals.multi);
     pin.unpin();
     t.deepEqual(await livePicture(spare, { nlink: true, ignoreTop: ['.strata'] }), before);
     t.is(progress.entries, totals.entries);

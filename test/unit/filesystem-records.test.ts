@@ -4,8 +4,9 @@
 // hidden and refused; the journal bound's ENOSPC fails an op before it
 // touches the store; sync mode waits for the ack before answering.
 //
-// The core works relative to the process's working directory, so this file
-// uses one store and runs its tests serially.
+// The tests' own checks use store-relative paths through the working
+// directory (test/helpers/core-store.ts), so this file uses one store and
+// runs its tests serially.
 import test from 'ava';
 import { existsSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -43,7 +44,7 @@ class RecordingSink implements ChangeSink {
 }
 
 const { store, leave } = await enterTempStore('strata-records-');
-await writeObjectId('.', ROOT_ID);
+await writeObjectId('.', ROOT_ID, store.dir.fd);
 const sink = new RecordingSink();
 const core = new Filesystem(store, sink);
 const ROOT: Caller = { uid: 0, gid: 0, pid: process.pid };
@@ -53,7 +54,7 @@ test.after.always(leave);
 test.serial('create, write, release: a create with a fresh id, the write with its bytes, then the final attributes', async (t) => {
   sink.take();
   const res = await core.create('/f', 0o644, 0o1 /* O_WRONLY */, ROOT);
-  const id = await readObjectId('f');
+  const id = await readObjectId('f', store.dir.fd);
   t.true(isObjectId(id));
   await core.write(res.handle, Buffer.from('hello world'), 11, 0);
   await core.release(res.handle);
@@ -68,7 +69,7 @@ test.serial('create, write, release: a create with a fresh id, the write with it
 
 test.serial('a write the FUSE thread applied (journalled direct write) is recorded at once as a write would be, split at 1 MiB; flush then records the attributes', async (t) => {
   const res = await core.create('/direct', 0o644, 0o2 /* O_RDWR */, ROOT);
-  const id = await readObjectId('direct');
+  const id = await readObjectId('direct', store.dir.fd);
   sink.take();
   // The bytes are in the store already (as the FUSE thread's pwrite leaves them).
   const data = Buffer.alloc(MAX_WRITE_BYTES + 10, 7);
@@ -92,11 +93,11 @@ test.serial('a write the FUSE thread applied (journalled direct write) is record
 
 test.serial('rename keeps the id; a hard link names the same id; unlink and rmdir name the parent', async (t) => {
   await core.mkdir('/d', 0o755, ROOT);
-  const dirId = await readObjectId('d');
-  const fileId = await readObjectId('f');
+  const dirId = await readObjectId('d', store.dir.fd);
+  const fileId = await readObjectId('f', store.dir.fd);
   sink.take();
   await core.rename('/f', '/d/g');
-  t.is(await readObjectId('d/g'), fileId, 'the id travels with the object');
+  t.is(await readObjectId('d/g', store.dir.fd), fileId, 'the id travels with the object');
   await core.link('/d/g', '/h');
   await core.unlink('/h');
   await core.mkdir('/d/e', 0o700, ROOT);
@@ -131,7 +132,7 @@ test.serial("strata's own xattrs are hidden and cannot be set or removed through
   t.is(((await core.getxattr("/d", ID_XATTR).catch((e: FsError) => e)) as FsError).code, "ENODATA");
   t.is((await core.setxattr('/d', ID_XATTR, Buffer.from('0'.repeat(32)), 0).catch((e: FsError) => e) as FsError).code, 'EPERM');
   t.is((await core.removexattr('/d', ID_XATTR).catch((e: FsError) => e) as FsError).code, 'EPERM');
-  t.true(isObjectId(await readObjectId('d')), 'the id is still there');
+  t.true(isObjectId(await readObjectId('d', store.dir.fd)), 'the id is still there');
   const recs = sink.take().filter((r) => r.op === 'setxattr');
   t.true(recs.some((r) => r.op === 'setxattr' && r.name === 'user.k'));
 });

@@ -2,9 +2,9 @@
 // the errno mapping (src/errors/errno.ts) and of the kernel-view bookkeeping
 // (src/fuse/inode-table.ts).
 //
-// The core works relative to the process's working directory (LocalStore.enter
-// does a chdir), so this file uses ONE store for all its tests and runs them
-// serially. Every test works under its own top-level name, so their order does
+// The tests' own checks use store-relative paths through the working
+// directory and the process's umask (test/helpers/core-store.ts), so this
+// file uses ONE store for all its tests and runs them serially. Every test works under its own top-level name, so their order does
 // not matter.
 import test, { type ExecutionContext } from 'ava';
 import { constants as C } from 'node:fs';

@@ -4,6 +4,7 @@
 // diffTree names the change and a second reconcile brings the archive back to
 // equal, shipping only what changed. Runs against every archive client that
 // exists (the in-memory test archive and the real file:// client).
+import { AT_FDCWD } from '../../src/native/index.js';
 import test, { type ExecutionContext } from 'ava';
 import * as fsp from 'node:fs/promises';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -104,9 +105,9 @@ for (const fx of fixtures) {
     const totals: number[] = [];
     const first = await sync(c, { onProgress: (done) => totals.push(done.entries) });
     t.deepEqual(await diff(c), []);
-    t.is(await readObjectId(c.store), ROOT_ID);
-    t.truthy(await readObjectId(join(c.store, 'a/sub/deeper/f2')));
-    t.is(await readObjectId(join(c.store, 'a/f1')), await readObjectId(join(c.store, 'b/f1-hard')));
+    t.is(await readObjectId(c.store, AT_FDCWD), ROOT_ID);
+    t.truthy(await readObjectId(join(c.store, 'a/sub/deeper/f2'), AT_FDCWD));
+    t.is(await readObjectId(join(c.store, 'a/f1'), AT_FDCWD), await readObjectId(join(c.store, 'b/f1-hard'), AT_FDCWD));
     t.is(first.count('link'), 1);
     // Holes are not shipped: big + f2 + f3 + f1 + the two data blocks of sparse (a whole one, then the short last one).
     t.is(first.writeBytes(), 40 * BLOCK_SIZE + 1234 + 3 * BLOCK_SIZE + 100 + 5 + 6 + BLOCK_SIZE + 1000);

@@ -66,8 +66,8 @@ async function recovered(names: string[]): Promise<{ a: Held; h: OnDemandRestore
     await s.append({ op: 'setattr', id, attrs: file(8 * BLOCK_SIZE) });
   }
   await s.ship();
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, privateDir: entered.store.privateDir, log });
-  const h = new OnDemandRestore({ client: a, volume: VOLUME, privateDir: entered.store.privateDir, log });
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
+  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered.store, privateDir: entered.store.privateDir, log });
   return { a, h, core: new Filesystem(entered.store, null, h), ids };
 }
 

@@ -48,8 +48,8 @@ test.serial('programs reading a file while the background restore fetches it: ev
   for (let off = 0; off < SIZE; off += 16 * BLOCK_SIZE) await s.append({ op: 'write', id: 'f'.repeat(32), offset: off, data: data.subarray(off, off + 16 * BLOCK_SIZE) });
   await s.append({ op: 'setattr', id: 'f'.repeat(32), attrs: file });
   await s.ship();
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, privateDir: entered.store.privateDir, log });
-  const h = new OnDemandRestore({ client: a, volume: VOLUME, privateDir: entered.store.privateDir, log });
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
+  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered.store, privateDir: entered.store.privateDir, log });
   const fs = new Filesystem(entered.store, null, h);
   const bg = new BackgroundRestore(h, entered.store.privateDir, (await readRestoreState(entered.store.privateDir))!, log);
   a.served = 0;

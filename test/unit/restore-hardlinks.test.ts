@@ -74,8 +74,8 @@ async function readAll(fs: Filesystem, path: string): Promise<string> {
 
 test.serial('a hard link spanning restored and pending directories stays one inode, with its data and its true link count', async (t) => {
   const a = await archive();
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, privateDir: entered.store.privateDir, log });
-  const h = new OnDemandRestore({ client: a, volume: VOLUME, privateDir: entered.store.privateDir, log });
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
+  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered.store, privateDir: entered.store.privateDir, log });
   const fs = new Filesystem(entered.store, null, h);
 
   // The drill's order: stat, a link into a pending directory, a listing of the first directory.

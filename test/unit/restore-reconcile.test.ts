@@ -39,7 +39,7 @@ test.serial('a pending directory and the missing blocks of a partial file are le
   await build.append({ op: 'setattr', id: f, attrs: file(4 * BLOCK_SIZE) });
   await build.ship();
   // Depth 2: /d restored, /d/sub pending, /d/big a stub.
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, privateDir: entered.store.privateDir, log });
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
   // A program wrote block 1 (as the core would: the bytes, then the map), without its record reaching the journal.
   const fd = openSync('d/big', 'r+');
   writeSync(fd, Buffer.alloc(BLOCK_SIZE, 9), 0, BLOCK_SIZE, BLOCK_SIZE);
@@ -72,7 +72,7 @@ test.serial('a recovery into an emptied store root that kept its id and xattrs r
   const build = new ShippingSink(a, VOLUME);
   await build.append({ op: 'create', parent: ROOT_ID, name: 'kept', id: '9'.repeat(32), attrs: dir, parentMtime: [2, 0] });
   await build.ship();
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, privateDir: entered.store.privateDir, log });
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
   t.deepEqual(readdirSync('.').sort(), ['.strata', 'kept']);
   t.false((await native.listxattr('.')).includes('user.leftover'));
 });
@@ -93,8 +93,8 @@ test.serial('verify compares the entries lookups materialised in a pending direc
   await build.append({ op: 'create', parent: d, name: 'top', id: f, attrs: file(0), parentMtime: [2, 0] });
   await build.ship();
   // Depth 1: /d pending. A lookup of d/sub and of d/sub/seen materialise those two only.
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, privateDir: entered.store.privateDir, log });
-  const opts = { privateDir: entered.store.privateDir, childDirsPending: true, log };
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
+  const opts = { dir: entered.store.dir, privateDir: entered.store.privateDir, childDirsPending: true, log };
   const dImage = await a.dirImage(VOLUME, d);
   t.true(await materialiseOne('d', dImage.entries.find((e) => e.name === 'sub')!, opts));
   const subImage = await a.dirImage(VOLUME, sub);

@@ -42,8 +42,8 @@ test.serial('stat across the end of the restore: the registry name is never coun
   await s.append({ op: 'setattr', id: id('a'), attrs: file(10) });
   await s.append({ op: 'link', parent: id('3'), name: 'g', id: id('a'), parentMtime: pm });
   await s.ship();
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, privateDir: entered.store.privateDir, log });
-  const h = new OnDemandRestore({ client: a, volume: VOLUME, privateDir: entered.store.privateDir, log });
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
+  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered.store, privateDir: entered.store.privateDir, log });
   const fs = new Filesystem(entered.store, null, h);
   for (const p of ['/top/p', '/top/p/f']) await fs.lookup(p);
   t.is(Number((await fs.getattr('/top/p/f')).nlink), 2, 'one name local, one still in the archive');

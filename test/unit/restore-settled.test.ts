@@ -37,8 +37,8 @@ test.serial('settled: a restored directory, a local single-link file; not the ro
   await s.append({ op: 'setattr', id: id('f'), attrs: file(7) });
   await s.append({ op: 'link', parent: id('d'), name: 'h2', id: id('f'), parentMtime: [2, 2] });
   await s.ship();
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, privateDir: entered.store.privateDir, log });
-  const h = new OnDemandRestore({ client: a, volume: VOLUME, privateDir: entered.store.privateDir, log });
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
+  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered.store, privateDir: entered.store.privateDir, log });
   const events: string[] = [];
   h.settleWatch = { begin: (ino) => events.push(`begin ${ino}`), end: (ino) => events.push(`end ${ino}`) };
   const fs = new Filesystem(entered.store, null, h);

@@ -50,8 +50,8 @@ test.serial('a stat while the restore creates a directory\'s entries, or writes 
   await s.append({ op: 'write', id: 'b'.repeat(32), offset: 0, data: Buffer.alloc(8 * BLOCK_SIZE, 7) });
   await s.append({ op: 'setattr', id: 'b'.repeat(32), attrs: file(8 * BLOCK_SIZE) });
   await s.ship();
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, privateDir: entered.store.privateDir, log });
-  const h = new OnDemandRestore({ client: a, volume: VOLUME, privateDir: entered.store.privateDir, log });
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
+  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered.store, privateDir: entered.store.privateDir, log });
   const fs = new Filesystem(entered.store, null, h);
 
   // The background materialises /d with its small files whole (each fetch slow); stats of /d meanwhile.

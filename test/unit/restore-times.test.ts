@@ -7,6 +7,7 @@
 // from the record instead. The state a crash leaves is built here by hand
 // (record written, bytes written, mtime moved); the kill -9 tests do it for
 // real (test/fault/).
+import { AT_FDCWD } from '../../src/native/index.js';
 import test from 'ava';
 import { closeSync, existsSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -54,7 +55,7 @@ test.serial('a crash between fetched bytes and their times: re-convergence, stat
     await build.append({ op: 'setattr', id, attrs: file(DATA.length) });
   }
   await build.ship();
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, privateDir: entered.store.privateDir, log });
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
   for (const [name, id] of [['a', ids.a], ['b', ids.b], ['c', ids.c]] as const) await crashedMidFetch(name, id);
   t.not(statSync('d/a', { bigint: true }).mtimeNs, MTIME_NS, 'the crash moved the mtime');
 
@@ -68,7 +69,7 @@ test.serial('a crash between fetched bytes and their times: re-convergence, stat
   // No re-convergence (a fenced store): a stat puts them back, and so does the next fetch.
   await crashedMidFetch('b', ids.b);
   await crashedMidFetch('c', ids.c);
-  const h = new OnDemandRestore({ client: a, volume: VOLUME, privateDir: entered.store.privateDir, log });
+  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered.store, privateDir: entered.store.privateDir, log });
   const fs = new Filesystem(entered.store, null, h);
   t.is((await fs.getattr('/d/b')).mtimeNs, MTIME_NS, 'stat');
   t.is(statSync('d/b', { bigint: true }).mtimeNs, MTIME_NS);
@@ -85,17 +86,17 @@ test('a pending mark keeps the archive link count and times; a mark without time
   const dir = mkdtempSync(join(tmpdir(), 'strata-mark-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const times = { atime: { sec: 978307200, nsec: 123456789 }, mtime: { sec: -5, nsec: 999999999 } };
-  await markPending(dir, 7, times);
-  t.deepEqual(await readPendingMark(dir), { nlink: 7, times });
-  t.is(await pendingNlink(dir), 7);
+  await markPending(dir, AT_FDCWD, 7, times);
+  t.deepEqual(await readPendingMark(dir, AT_FDCWD), { nlink: 7, times });
+  t.is(await pendingNlink(dir, AT_FDCWD), 7);
   await setxattr(dir, PENDING_XATTR, Buffer.from('4'), 0);
-  t.deepEqual(await readPendingMark(dir), { nlink: 4, times: null });
-  await markPending(dir);
-  t.deepEqual(await readPendingMark(dir), { nlink: null, times: null });
+  t.deepEqual(await readPendingMark(dir, AT_FDCWD), { nlink: 4, times: null });
+  await markPending(dir, AT_FDCWD);
+  t.deepEqual(await readPendingMark(dir, AT_FDCWD), { nlink: null, times: null });
   await setxattr(dir, PENDING_XATTR, Buffer.from('4 1 2 3'), 0);
-  t.deepEqual(await readPendingMark(dir), { nlink: 4, times: null }, 'a value cut short gives no times');
+  t.deepEqual(await readPendingMark(dir, AT_FDCWD), { nlink: 4, times: null }, 'a value cut short gives no times');
   await setxattr(dir, PENDING_XATTR, Buffer.from('4 1 1000000000 3 4'), 0);
-  t.is((await readPendingMark(dir))?.times, null, 'nanoseconds out of range give no times');
-  await clearPending(dir);
-  t.is(await readPendingMark(dir), null);
+  t.is((await readPendingMark(dir, AT_FDCWD))?.times, null, 'nanoseconds out of range give no times');
+  await clearPending(dir, AT_FDCWD);
+  t.is(await readPendingMark(dir, AT_FDCWD), null);
 });

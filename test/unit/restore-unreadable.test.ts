@@ -60,8 +60,8 @@ test.serial('a corrupt block fails only the reads that need it; the background r
     await s.append({ op: 'setattr', id: fid, attrs: file(2 * BLOCK_SIZE) });
   }
   await s.ship();
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, privateDir: entered.store.privateDir, log });
-  const h = new OnDemandRestore({ client: a, volume: VOLUME, privateDir: entered.store.privateDir, log });
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
+  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered.store, privateDir: entered.store.privateDir, log });
   const fs = new Filesystem(entered.store, null, h);
 
   // Block 4, right before the bad one (inside the read-ahead window that holds it): read.
@@ -99,7 +99,7 @@ test.serial('a corrupt block fails only the reads that need it; the background r
   // The state says so for the next daemon.
   t.deepEqual((await readRestoreState(entered.store.privateDir))!.unreadable?.map((u) => [u.id, u.blocks]), [[BAD, [BAD_BLOCK]]]);
   // A daemon started later: only that file is asked about; its bad block still fails, the rest reads.
-  const later = new OnDemandRestore({ client: a, volume: VOLUME, privateDir: entered.store.privateDir, log });
+  const later = new OnDemandRestore({ client: a, volume: VOLUME, store: entered.store, privateDir: entered.store.privateDir, log });
   later.finishWithUnreadable((await readRestoreState(entered.store.privateDir))!.unreadable!);
   const fs2 = new Filesystem(entered.store, null, later);
   const o2 = await fs2.open('/d/bad', 0);

@@ -2,6 +2,7 @@
 // holes with zeros, honours its content option, and reports archive-side
 // changes. The change-by-change behaviour together with reconcile is in
 // reconcile.test.ts. Runs against every archive client that exists.
+import { AT_FDCWD } from '../../src/native/index.js';
 import test from 'ava';
 import * as fsp from 'node:fs/promises';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -63,8 +64,8 @@ for (const fx of archiveFixtures()) {
     t.deepEqual(r.differences.map((d) => `${d.path}:${d.kind}`).sort(), ['/:id', '/:mtime', '/d:missing-on-archive', '/dev:missing-on-archive', '/fifo:missing-on-archive', '/holes:missing-on-archive']);
     t.is(r.count, 6);
     t.is(r.objects, 5);
-    t.is(await readObjectId(store), null);
-    t.is(await readObjectId(join(store, 'd/file')), null);
+    t.is(await readObjectId(store, AT_FDCWD), null);
+    t.is(await readObjectId(join(store, 'd/file'), AT_FDCWD), null);
 
     // After a sync: an atime older than the mtime (relatime would move it on a read) stays.
     const synced2 = await synced(client);
@@ -80,7 +81,7 @@ for (const fx of archiveFixtures()) {
     const store = await synced(client);
     await native.removexattr(join(store, 'd/file'), ID_XATTR);
     const st = await fsp.lstat(join(store, 'dev'), { bigint: true });
-    const id = await readObjectId(join(store, 'dev'));
+    const id = await readObjectId(join(store, 'dev'), AT_FDCWD);
     await fsp.unlink(join(store, 'dev'));
     await native.mknod(join(store, 'dev'), 0o020600, native.makedev(1, 5));
     await native.setxattr(join(store, 'dev'), ID_XATTR, Buffer.from(id!, 'latin1'), 0);
@@ -96,7 +97,7 @@ for (const fx of archiveFixtures()) {
   test(`[${fx.name}] holes equal zeros on either side; the content option chooses the files`, async (t) => {
     const client = await fx.open();
     const store = await synced(client);
-    const id = (await readObjectId(join(store, 'holes')))!;
+    const id = (await readObjectId(join(store, 'holes'), AT_FDCWD))!;
     const st = await fsp.stat(join(store, 'holes'), { bigint: true });
     const attrs = {
       mode: Number(st.mode), uid: 0, gid: 0, size: Number(st.size), rdev: 0,
@@ -127,8 +128,8 @@ for (const fx of archiveFixtures()) {
   test(`[${fx.name}] changes made on the archive side are reported`, async (t) => {
     const client = await fx.open();
     const store = await synced(client);
-    const fileId = (await readObjectId(join(store, 'd/file')))!;
-    const dirId = (await readObjectId(join(store, 'd')))!;
+    const fileId = (await readObjectId(join(store, 'd/file'), AT_FDCWD))!;
+    const dirId = (await readObjectId(join(store, 'd'), AT_FDCWD))!;
     await onArchive(client,
       { op: 'setxattr', id: fileId, name: 'user.extra', value: Buffer.from('v') },
       { op: 'setxattr', id: fileId, name: 'trusted.strata.state', value: Buffer.from('ignored') },

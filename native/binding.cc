@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "src/atops.h"
+#include "fuse-native/src/posix_rules.h"  // the rules the FUSE bridge applies too
 #include "src/blockcopy.h"
 #include "src/digest.h"
 #include "src/dirents.h"
@@ -1418,6 +1419,50 @@ Napi::Value StatfsAt(const Napi::CallbackInfo& info) {
   return (new CallWorker(env, "strata:statfsAt", path, run, done))->Start();
 }
 
+// ---------------------------------------------------------------------------
+// POSIX rules (fuse-native/src/posix_rules.h, shared with the FUSE bridge):
+// synchronous, no I/O.
+
+// setIdDrop(mode, inGroup) -> the set-ID bits a change by a process without CAP_FSETID drops
+Napi::Value SetIdDrop(const Napi::CallbackInfo& info) {
+  uint32_t mode;
+  if (!GetUint32(info, 0, "mode", &mode)) return info.Env().Undefined();
+  int in_group = info[1].ToBoolean().Value() ? 1 : 0;
+  return Napi::Number::New(info.Env(), sr_setid_drop(static_cast<mode_t>(mode), in_group));
+}
+
+// setIdNeedsGroups(mode) -> whether setIdDrop's answer depends on inGroup
+Napi::Value SetIdNeedsGroups(const Napi::CallbackInfo& info) {
+  uint32_t mode;
+  if (!GetUint32(info, 0, "mode", &mode)) return info.Env().Undefined();
+  return Napi::Boolean::New(info.Env(), sr_setid_needs_groups(static_cast<mode_t>(mode)) != 0);
+}
+
+// ownerNeedsParent(callerUid, callerGid, daemonUid, daemonGid) -> boolean
+Napi::Value OwnerNeedsParent(const Napi::CallbackInfo& info) {
+  uint32_t v[4];
+  const char* names[4] = {"callerUid", "callerGid", "daemonUid", "daemonGid"};
+  for (int k = 0; k < 4; k++)
+    if (!GetUint32(info, k, names[k], &v[k])) return info.Env().Undefined();
+  return Napi::Boolean::New(info.Env(), sr_owner_needs_parent(v[0], v[1], v[2], v[3]) != 0);
+}
+
+// newOwner(callerUid, callerGid, parentMode, daemonUid, daemonGid) -> [uid, gid] (gid -1: keep) or null
+Napi::Value NewOwner(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t v[5];
+  const char* names[5] = {"callerUid", "callerGid", "parentMode", "daemonUid", "daemonGid"};
+  for (int k = 0; k < 5; k++)
+    if (!GetUint32(info, k, names[k], &v[k])) return env.Undefined();
+  uid_t uid;
+  gid_t gid;
+  if (!sr_new_owner(v[0], v[1], static_cast<mode_t>(v[2]), v[3], v[4], &uid, &gid)) return env.Null();
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, uid));
+  out.Set(1u, Napi::Number::New(env, gid == static_cast<gid_t>(-1) ? -1.0 : static_cast<double>(gid)));
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("copyRange", Napi::Function::New(env, CopyRange, "copyRange"));
   exports.Set("cloneFile", Napi::Function::New(env, CloneFile, "cloneFile"));
@@ -1445,6 +1490,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("scanDir", Napi::Function::New(env, ScanDir, "scanDir"));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
   exports.Set("sha256Blocks", Napi::Function::New(env, Sha256Blocks, "sha256Blocks"));
+  exports.Set("setIdDrop", Napi::Function::New(env, SetIdDrop, "setIdDrop"));
+  exports.Set("setIdNeedsGroups", Napi::Function::New(env, SetIdNeedsGroups, "setIdNeedsGroups"));
+  exports.Set("ownerNeedsParent", Napi::Function::New(env, OwnerNeedsParent, "ownerNeedsParent"));
+  exports.Set("newOwner", Napi::Function::New(env, NewOwner, "newOwner"));
   exports.Set("statAt", Napi::Function::New(env, StatAt, "statAt"));
   exports.Set("openAt", Napi::Function::New(env, OpenAt, "openAt"));
   exports.Set("mkdirAt", Napi::Function::New(env, MkdirAt, "mkdirAt"));

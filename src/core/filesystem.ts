@@ -12,6 +12,7 @@ import { constants as C } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { FsError } from '../errors/errno.js';
 import { HandleTable, type OpenFile, type OpenDir } from './handles.js';
+import { callerInGroup } from './caller-groups.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import type { StoreDir } from '../store/store-dir.js';
 import * as native from '../native/index.js';
@@ -61,11 +62,11 @@ export interface SetattrChanges {
   atime?: TimeSpec;
   mtime?: TimeSpec;
   /**
-   * After the other changes, drop set-user-ID, and set-group-ID with
-   * group-execute, of a regular file: a truncation by a caller without
-   * CAP_FSETID under handle_killpriv_v2, where the kernel leaves it to strata.
+   * After the other changes, drop the set-ID bits of a regular file as a
+   * truncation by this caller (without CAP_FSETID) does natively
+   * (setIdDropFor): handle_killpriv_v2, where the kernel leaves it to strata.
    */
-  dropSetId?: boolean;
+  dropSetId?: Caller;
 }
 
 /** The object a setattr acts on: through an open handle, or by path. */
@@ -273,9 +274,9 @@ export class Filesystem {
       if (this.restore && size === 0) await this.cutDuringRestore(f, rel!, cut);
       else await cut();
     }
-    if (ch.dropSetId) {
-      if (f) await dropSetIdBits(f.fd);
-      else await this.dropSetIdBitsAt(rel!);
+    if (ch.dropSetId !== undefined) {
+      if (f) await dropSetIdBits(f.fd, ch.dropSetId);
+      else await this.dropSetIdBitsAt(rel!, ch.dropSetId);
     }
     if (ch.atime !== undefined || ch.mtime !== undefined) {
       const a = ch.atime ?? 'omit';
@@ -445,7 +446,9 @@ export class Filesystem {
 
   /**
    * Opens an existing object. With `caller`, an O_TRUNC open by an unprivileged
-   * caller drops the set-ID bits as the kernel would (see dropSetIdOnTruncate).
+   * caller drops the set-ID bits as the kernel would (setIdDropFor: the
+   * kernel leaves O_TRUNC to strata, atomic_o_trunc, and the daemon truncates
+   * as root, which keeps them).
    */
   async open(path: string, flags: number, caller?: Caller): Promise<OpenResult> {
     const rel = LocalStore.relative(path);
@@ -468,7 +471,7 @@ export class Filesystem {
     });
     if (truncates && caller !== undefined && caller.uid !== 0) {
       try {
-        await dropSetIdOnTruncate(fd);
+        await dropSetIdBits(fd, caller);
       } catch (err) {
         fs.close(fd, () => {});
         throw err;
@@ -525,15 +528,15 @@ export class Filesystem {
   }
 
   /**
-   * Writes through an open handle. `dropSetId`: the writer has no CAP_FSETID
-   * and the kernel left dropping set-ID bits to strata (handle_killpriv_v2);
-   * they go before the write, as the kernel drops them.
+   * Writes through an open handle. `dropSetId`: the writer, when it has no
+   * CAP_FSETID and the kernel left dropping set-ID bits to strata
+   * (handle_killpriv_v2); they go before the write, as the kernel drops them.
    */
-  async write(handle: number, buf: Buffer, length: number, position: number, dropSetId = false): Promise<number> {
+  async write(handle: number, buf: Buffer, length: number, position: number, dropSetId?: Caller): Promise<number> {
     const f = this.file(handle);
     if (this.sink) await this.sink.admit(length + 128);
     const guard = this.guardOf(f);
-    if (dropSetId) await this.dropSetIdOf(f);
+    if (dropSetId !== undefined) await this.dropSetIdOf(f, dropSetId);
     if (guard) await guard.data({ fd: f.fd }, position, length);
     const doWrite = (): Promise<number> => new Promise<number>((resolve, reject) => {
       fs.write(f.fd, buf, 0, length, position, (err, written) => (err ? reject(err) : resolve(written)));
@@ -606,12 +609,12 @@ export class Filesystem {
    * checkpoints first, recorded with the file's attributes at flush, fsync or
    * release (as a write's size and mtime are).
    */
-  private async dropSetIdOf(f: OpenFile): Promise<void> {
+  private async dropSetIdOf(f: OpenFile, caller: Caller): Promise<void> {
     const st = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(f.fd, (err, s) => (err ? reject(err) : resolve(s))));
-    if (setIdDrop(st) === 0) return;
+    if ((await setIdDropFor(st, caller)) === 0) return;
     const guard = this.guardOf(f);
     if (guard) await guard.attrs({ fd: f.fd });
-    await dropSetIdBits(f.fd);
+    await dropSetIdBits(f.fd, caller);
     f.dirty = true;
   }
 
@@ -632,10 +635,10 @@ export class Filesystem {
   }
 
   /** fallocate(2) through an open handle; `dropSetId` as for write. */
-  async fallocate(handle: number, mode: number, offset: number, length: number, dropSetId = false): Promise<void> {
+  async fallocate(handle: number, mode: number, offset: number, length: number, dropSetId?: Caller): Promise<void> {
     const f = this.file(handle);
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
-    if (dropSetId) await this.dropSetIdOf(f);
+    if (dropSetId !== undefined) await this.dropSetIdOf(f, dropSetId);
     if (f.remote && this.restore && f.id !== null) {
       await this.restore.fetchAll(f.id, f.fd);
       f.remote = false;
@@ -793,9 +796,9 @@ export class Filesystem {
   }
 
   /** Drops the set-ID bits (setIdDrop) of the file at store path `rel` (not following a symbolic link). */
-  private async dropSetIdBitsAt(rel: string): Promise<void> {
+  private async dropSetIdBitsAt(rel: string, caller: Caller): Promise<void> {
     const st = await this.dir.lstat(rel);
-    const drop = setIdDrop(st);
+    const drop = await setIdDropFor(st, caller);
     if (drop === 0) return;
     await this.dir.chmod(rel, Number(st.mode) & 0o7777 & ~drop);
   }
@@ -907,55 +910,43 @@ export class Filesystem {
    * caller's gid. The daemon creates objects as itself, so this is a chown.
    */
   private async own(rel: string, caller: Caller, isPathOnly: boolean, fd?: number): Promise<void> {
+    // The rule is native/fuse-native/src/posix_rules.h's, which the FUSE thread's own creates follow too.
+    const daemon = { uid: this.daemonUid, gid: this.daemonGid };
     // Created by the daemon's own user and group: already right (the kernel
     // applied set-group-ID inheritance when it created the object).
-    if (caller.uid === this.daemonUid && caller.gid === this.daemonGid) return;
+    if (!native.ownerNeedsParent(caller, daemon)) return;
     const parentRel = rel.includes('/') ? dirname(rel) : '.';
     const parent = await this.dir.stat(parentRel);
-    const inheritGroup = (Number(parent.mode) & 0o2000) !== 0; // S_ISGID
-    const gid = inheritGroup ? -1 : caller.gid;
-    if (caller.uid === this.daemonUid && gid === -1) return;
+    const owner = native.newOwner(caller, Number(parent.mode), daemon);
+    if (owner === null) return;
     if (fd !== undefined && !isPathOnly) {
-      await new Promise<void>((resolve, reject) => fs.fchown(fd, caller.uid, gid, (err) => (err ? reject(err) : resolve())));
+      await new Promise<void>((resolve, reject) => fs.fchown(fd, owner.uid, owner.gid, (err) => (err ? reject(err) : resolve())));
     } else {
-      await this.dir.lchown(rel, caller.uid, gid);
+      await this.dir.lchown(rel, owner.uid, owner.gid);
     }
   }
 }
 
-const S_ISUID = 0o4000;
-const S_ISGID = 0o2000;
 
 /**
- * The kernel leaves O_TRUNC of an open to strata (atomic_o_trunc) and the
- * daemon truncates as root, which keeps the set-ID bits. A truncation by a
- * process without CAP_FSETID drops them natively; as the kernel does for a
- * FUSE setattr that must drop them, S_ISUID always goes and S_ISGID when
- * group-execute is set.
+ * The set-ID bits a change by `caller` (a process without CAP_FSETID) drops,
+ * wherever the kernel leaves that to strata: O_TRUNC opens (the daemon
+ * truncates as root, which keeps them), and writes, truncations and
+ * fallocates under handle_killpriv_v2. The rule is
+ * native/fuse-native/src/posix_rules.h's, which the FUSE thread follows too:
+ * S_ISUID always, S_ISGID with group-execute or when the caller is not in the
+ * file's group; only of a regular file.
  */
-async function dropSetIdOnTruncate(fd: number): Promise<void> {
-  await dropSetIdBits(fd);
-}
-
-/**
- * The set-ID bits a change by a process without CAP_FSETID drops (the rule
- * the kernel applies for FUSE, and strata wherever the kernel leaves it to
- * the filesystem: O_TRUNC opens, and writes, truncations and fallocates under
- * handle_killpriv_v2): S_ISUID always, S_ISGID when group-execute is set; only
- * of a regular file.
- */
-function setIdDrop(st: fs.Stats | fs.BigIntStats): number {
-  if (!st.isFile()) return 0;
+async function setIdDropFor(st: fs.Stats | fs.BigIntStats, caller: Caller): Promise<number> {
   const mode = Number(st.mode);
-  let drop = mode & S_ISUID;
-  if ((mode & (S_ISGID | C.S_IXGRP)) === (S_ISGID | C.S_IXGRP)) drop |= S_ISGID;
-  return drop;
+  const inGroup = native.setIdNeedsGroups(mode) ? await callerInGroup(caller, Number(st.gid)) : true;
+  return native.setIdDrop(mode, inGroup);
 }
 
-/** Drops them (setIdDrop) from the file behind `fd`. */
-async function dropSetIdBits(fd: number): Promise<void> {
+/** Drops them (setIdDropFor) from the file behind `fd`. */
+async function dropSetIdBits(fd: number, caller: Caller): Promise<void> {
   const st = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(fd, (err, s) => (err ? reject(err) : resolve(s))));
-  const drop = setIdDrop(st);
+  const drop = await setIdDropFor(st, caller);
   if (drop === 0) return;
   await new Promise<void>((resolve, reject) => fs.fchmod(fd, st.mode & 0o7777 & ~drop, (err) => (err ? reject(err) : resolve())));
 }

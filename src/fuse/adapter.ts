@@ -913,7 +913,7 @@ export class FuseAdapter {
         if (r.toSet & SET.GID) ch.gid = args[SETARG.GID]!;
         if (r.toSet & SET.SIZE) ch.size = r.off;
         // handle_killpriv_v2: a truncation by a caller without CAP_FSETID drops set-ID bits.
-        if (r.toSet & SET.KILL_SUIDGID) ch.dropSetId = true;
+        if (r.toSet & SET.KILL_SUIDGID) ch.dropSetId = r.caller;
         if (r.toSet & (SET.ATIME | SET.MTIME | SET.ATIME_NOW | SET.MTIME_NOW)) {
           ch.atime = r.toSet & SET.ATIME_NOW ? 'now' : r.toSet & SET.ATIME ? { sec: args[SETARG.ATIME_S]!, nsec: args[SETARG.ATIME_NS]! } : 'omit';
           ch.mtime = r.toSet & SET.MTIME_NOW ? 'now' : r.toSet & SET.MTIME ? { sec: args[SETARG.MTIME_S]!, nsec: args[SETARG.MTIME_NS]! } : 'omit';
@@ -1018,7 +1018,7 @@ export class FuseAdapter {
       case OP.write: {
         const data = r.data ?? Buffer.alloc(0);
         const kill = (r.mode & FC.WRITE_KILL_SUIDGID) !== 0;
-        const n = await this.withHandle(r, (h) => fs.write(h, data, data.length, r.off, kill));
+        const n = await this.withHandle(r, (h) => fs.write(h, data, data.length, r.off, kill ? r.caller : undefined));
         if (kill) this.invalidateAttrs(r.ino);
         this.jsBytes.written += n;
         answer(() => ll.replyWrite(r.req, n));
@@ -1039,7 +1039,7 @@ export class FuseAdapter {
         return;
       case OP.fallocate:
         const kill = (r.rdev & FC.WRITE_KILL_SUIDGID) !== 0;
-        await this.withHandle(r, (h) => fs.fallocate(h, r.mode, r.off, r.size, kill));
+        await this.withHandle(r, (h) => fs.fallocate(h, r.mode, r.off, r.size, kill ? r.caller : undefined));
         if (kill) this.invalidateAttrs(r.ino);
         answer(() => ll.replyErr(r.req, 0));
         return;

@@ -83,6 +83,10 @@ interface NativeBinding {
   removexattr(path: string, name: string, at?: number): Promise<void>;
   readdirIno(path: string, at?: number): Promise<DirEntry[]>;
   scanDir(path: string, withXattrs: boolean, at?: number): Promise<ScannedEntry[]>;
+  setIdDrop(mode: number, inGroup: boolean): number;
+  setIdNeedsGroups(mode: number): boolean;
+  ownerNeedsParent(callerUid: number, callerGid: number, daemonUid: number, daemonGid: number): boolean;
+  newOwner(callerUid: number, callerGid: number, parentMode: number, daemonUid: number, daemonGid: number): [number, number] | null;
   statAt(at: number, path: string, follow: boolean): Promise<BigInt64Array>;
   openAt(at: number, path: string, flags: number, mode: number): Promise<number>;
   mkdirAt(at: number, path: string, mode: number): Promise<void>;
@@ -543,4 +547,40 @@ export async function accessAt(at: number, path: string, mode: number): Promise<
 /** statfs(2) of the filesystem holding `path`. */
 export async function statfsAt(at: number, path: string): Promise<StatfsAt> {
   return binding.statfsAt(at, path);
+}
+
+// ---------------------------------------------------------------------------
+// POSIX rules strata applies itself (the daemon acts as root, so the store's
+// kernel cannot), written once in C (native/fuse-native/src/posix_rules.h)
+// for the FUSE bridge's own answers and the core. Synchronous: no I/O.
+
+/**
+ * The set-ID bits a change by a process without CAP_FSETID drops from an
+ * object of mode `mode`, as Linux (6.2 on) does natively: S_ISUID always;
+ * S_ISGID with group-execute, and without it when the writer is not in the
+ * file's group (`inGroup`); only of a regular file.
+ */
+export function setIdDrop(mode: number, inGroup: boolean): number {
+  return binding.setIdDrop(mode >>> 0, inGroup);
+}
+
+/** Whether setIdDrop's answer for `mode` depends on `inGroup` (set-group-ID without group-execute). */
+export function setIdNeedsGroups(mode: number): boolean {
+  return binding.setIdNeedsGroups(mode >>> 0);
+}
+
+/** A new object made by the daemon for a caller: whether its parent's mode decides anything (see newOwner). */
+export function ownerNeedsParent(caller: { uid: number; gid: number }, daemon: { uid: number; gid: number }): boolean {
+  return binding.ownerNeedsParent(caller.uid, caller.gid, daemon.uid, daemon.gid);
+}
+
+/**
+ * The owner to give a new object the daemon made for `caller` (as ext4
+ * would: the caller's uid, and the caller's gid unless the parent is
+ * set-group-ID, whose group the kernel already gave it: gid -1, keep), or
+ * null when it already has them.
+ */
+export function newOwner(caller: { uid: number; gid: number }, parentMode: number, daemon: { uid: number; gid: number }): { uid: number; gid: number } | null {
+  const o = binding.newOwner(caller.uid, caller.gid, parentMode >>> 0, daemon.uid, daemon.gid);
+  return o === null ? null : { uid: o[0], gid: o[1] };
 }

@@ -8,6 +8,7 @@
 // not matter.
 import test, { type ExecutionContext } from 'ava';
 import { constants as C } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import * as fsp from 'node:fs/promises';
 import { Filesystem, type Caller } from '../../src/core/filesystem.js';
@@ -25,7 +26,8 @@ const core = new Filesystem(store);
 test.after.always(leave);
 
 const ROOT: Caller = { uid: 0, gid: 0, pid: process.pid };
-const USER: Caller = { uid: 1234, gid: 5678, pid: process.pid };
+// pid 0: no process to read supplementary groups from (a caller outside every group but its own).
+const USER: Caller = { uid: 1234, gid: 5678, pid: 0 };
 const S_IFMT = 0o170000;
 
 // ---- helpers --------------------------------------------------------------------
@@ -923,39 +925,51 @@ test.serial('InodeTable: pathOf uses the first name that still leads to the root
   t.is(tab.pathOf(x), null);
 });
 
-test.serial('handle_killpriv_v2: write, fallocate and truncation with dropSetId drop set-user-ID, and set-group-ID with group-execute; without it nothing goes', async (t) => {
-  // The kernel leaves the drop to strata and flags the request (the adapter passes dropSetId).
-  const modes: ReadonlyArray<[number, number]> = [[0o4755, 0o755], [0o6775, 0o775], [0o2775, 0o775], [0o2745, 0o2745], [0o644, 0o644]];
+test.serial('handle_killpriv_v2: write, fallocate and truncation with dropSetId drop set-user-ID, set-group-ID with group-execute, and without it for a writer outside the group; without it nothing goes', async (t) => {
+  // The kernel leaves the drop to strata and flags the request (the adapter passes the caller).
+  // Two real processes as callers: their supplementary groups are read from /proc (the file's group is 0, root's).
+  const outside = spawn('setpriv', ['--reuid=1234', '--regid=5678', '--clear-groups', 'sleep', '60'], { stdio: 'ignore' });
+  const inside = spawn('setpriv', ['--reuid=1234', '--regid=5678', '--groups=0', 'sleep', '60'], { stdio: 'ignore' });
+  t.teardown(() => { outside.kill(); inside.kill(); });
+  await new Promise((r) => setTimeout(r, 200)); // setpriv has become sleep with its groups
+  const callers = { outside: { ...USER, pid: outside.pid! }, inside: { ...USER, pid: inside.pid! } };
+  // [mode, after a drop by a writer outside the file's group, after one by a writer in it]
+  const modes: ReadonlyArray<[number, number, number]> = [
+    [0o4755, 0o755, 0o755], [0o6775, 0o775, 0o775], [0o2775, 0o775, 0o775], [0o2745, 0o745, 0o2745], [0o644, 0o644, 0o644],
+  ];
   let n = 0;
-  for (const [before, after] of modes) {
+  for (const [before, afterOutside, afterInside] of modes) {
     for (const how of ['write', 'fallocate', 'truncate', 'ftruncate'] as const) {
-      for (const drop of [true, false]) {
+      for (const who of ['outside', 'inside', null] as const) {
+        const drop = who === null ? undefined : callers[who];
         const path = `/kill${n++}`;
         await makeFile(path, 'content');
         await core.chmod(path, before);
         if (how === 'truncate') {
-          await core.setattr({ path }, { size: 3, dropSetId: drop });
+          await core.setattr({ path }, { size: 3, ...(drop ? { dropSetId: drop } : {}) });
         } else {
           const res = await core.open(path, C.O_RDWR, USER);
           if (how === 'write') t.is(await core.write(res.handle, Buffer.from('x'), 1, 7, drop), 1);
           else if (how === 'fallocate') await core.fallocate(res.handle, 0, 0, 8192, drop);
-          else await core.setattr({ handle: res.handle }, { size: 3, dropSetId: drop });
+          else await core.setattr({ handle: res.handle }, { size: 3, ...(drop ? { dropSetId: drop } : {}) });
           await core.release(res.handle);
         }
-        t.is(modeOf(await core.getattr(path)), drop ? after : before, `${before.toString(8)} ${how} dropSetId=${String(drop)}`);
+        const want = who === null ? before : who === 'outside' ? afterOutside : afterInside;
+        t.is(modeOf(await core.getattr(path)), want, `${before.toString(8)} ${how} by ${who ?? 'a writer with CAP_FSETID'}`);
       }
     }
   }
   noHandlesLeft(t);
 });
 
-test.serial('a truncating open by an unprivileged caller drops set-user-ID, and set-group-ID with group-execute', async (t) => {
+test.serial('a truncating open by an unprivileged caller drops set-user-ID, set-group-ID with group-execute, and without it when the caller is outside the group', async (t) => {
   // atomic_o_trunc leaves the truncation to strata, which truncates as root.
   const cases: ReadonlyArray<[number, Caller | undefined, number, number, string]> = [
     [0o4755, USER, C.O_WRONLY | C.O_TRUNC, 0o755, 'set-user-ID goes'],
     [0o6775, USER, C.O_WRONLY | C.O_TRUNC, 0o775, 'both go when group-execute is set'],
     [0o2775, USER, C.O_RDWR | C.O_TRUNC, 0o775, 'set-group-ID with group-execute goes'],
-    [0o2745, USER, C.O_WRONLY | C.O_TRUNC, 0o2745, 'set-group-ID without group-execute stays (as the kernel does for FUSE)'],
+    [0o2745, USER, C.O_WRONLY | C.O_TRUNC, 0o745, 'set-group-ID without group-execute goes for a caller outside the file\'s group (as natively, Linux 6.2 on)'],
+    [0o2745, { ...USER, gid: 0 }, C.O_WRONLY | C.O_TRUNC, 0o2745, 'set-group-ID without group-execute stays for a caller in the file\'s group'],
     [0o4755, ROOT, C.O_WRONLY | C.O_TRUNC, 0o4755, 'root (CAP_FSETID) keeps them'],
     [0o4755, USER, C.O_WRONLY, 0o4755, 'no O_TRUNC, nothing dropped'],
     [0o4755, undefined, C.O_WRONLY | C.O_TRUNC, 0o4755, 'no caller, nothing dropped'],

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 
 import { differingBlocks, localBlocksWhole } from '../../src/mirror/tree-blocks.js';
+import * as native from '../../src/native/index.js';
 import {
   cloneFile,
   copyRange,
@@ -958,4 +959,79 @@ test('finishFile with data: a new file gets the bytes at offset 0 within its siz
   t.is((err as NativeError).code, 'EEXIST');
   t.is(await fs.readFile(tmp, 'utf8'), 'old');
   await t.throwsAsync(async () => finishFile(tmp, { data: 'x' as unknown as Buffer, times: { atime, mtime } }), { instanceOf: TypeError });
+});
+
+// ---------------------------------------------------------------------------
+// POSIX rules (native/fuse-native/src/posix_rules.h): checked against the
+// kernel itself on a native directory, not against a second copy of the rule.
+
+const rootOnly = process.getuid?.() === 0 ? test : test.skip;
+if (process.getuid?.() !== 0) console.error('native: the POSIX rule tests are skipped: they need root (to write as another user)');
+
+rootOnly('setIdDrop drops exactly the bits the kernel drops when another user writes to a file natively', async (t) => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'strata-setid-'));
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
+  await fs.chmod(dir, 0o777);
+  // Every combination of set-user-ID, set-group-ID and group-execute, writable by others.
+  const modes = [0o4757, 0o2757, 0o2747, 0o6757, 0o6747, 0o4746, 0o0757, 0o6777, 0o2777, 0o6706];
+  let compared = 0;
+  for (const mode of modes) {
+    const f = path.join(dir, `f${mode.toString(8)}`);
+    await fs.writeFile(f, 'x');
+    await fs.chown(f, 65534, 65534);
+    await fs.chmod(f, mode);
+    // Written by uid/gid 1000, which is neither the owner nor in the group: no CAP_FSETID.
+    await execFile('setpriv', ['--reuid=1000', '--regid=1000', '--clear-groups', 'sh', '-c', `printf y >> '${f}'`]);
+    const after = (await fs.stat(f)).mode & 0o7777;
+    t.is((await fs.readFile(f, 'utf8')), 'xy', `mode ${mode.toString(8)}: the other user's write went through`);
+    // The writer is neither the owner nor in the file's group.
+    t.is(after, mode & ~native.setIdDrop(0o100000 | mode, false), `mode ${mode.toString(8)}: the kernel left ${after.toString(8)}`);
+    compared++;
+  }
+  t.is(compared, modes.length);
+  t.is(native.setIdDrop(0o040000 | 0o6755, false), 0, 'never of a directory');
+});
+
+rootOnly('setIdDrop keeps set-group-ID without group-execute for a writer in the file\'s group, as the kernel does natively', async (t) => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'strata-setid-'));
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
+  await fs.chmod(dir, 0o777);
+  for (const [mode, how] of [[0o2767, ['--regid=65534']], [0o2767, ['--regid=1000', '--groups=65534']], [0o2777, ['--regid=65534']], [0o6767, ['--regid=65534']]] as const) {
+    const f = path.join(dir, `g${mode.toString(8)}-${how.length}`);
+    await fs.writeFile(f, 'x');
+    await fs.chown(f, 65534, 65534);
+    await fs.chmod(f, mode);
+    const groupArgs = how.length === 1 ? [...how, '--clear-groups'] : how;
+    await execFile('setpriv', ['--reuid=1000', ...groupArgs, 'sh', '-c', `printf y >> '${f}'`]);
+    const after = (await fs.stat(f)).mode & 0o7777;
+    t.is(native.setIdNeedsGroups(0o100000 | mode), (mode & 0o010) === 0);
+    t.is(after, mode & ~native.setIdDrop(0o100000 | mode, true), `mode ${mode.toString(8)} (${how.join(' ')}): the kernel left ${after.toString(8)}`);
+  }
+});
+
+rootOnly('newOwner gives a new object the owner and group the kernel gives a file another user creates natively', async (t) => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'strata-owner-'));
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
+  await fs.chmod(dir, 0o755);
+  const daemon = { uid: 0, gid: 0 };
+  for (const [parentMode, parentGid] of [[0o777, 0], [0o2777, 4321], [0o777, 4321], [0o2777, 0]] as const) {
+    const p = path.join(dir, `p${parentMode.toString(8)}-${parentGid}`);
+    await fs.mkdir(p);
+    await fs.chown(p, 0, parentGid);
+    await fs.chmod(p, parentMode);
+    for (const caller of [{ uid: 1000, gid: 1000 }, { uid: 0, gid: 1000 }, { uid: 0, gid: 0 }, { uid: 1000, gid: 0 }]) {
+      const f = path.join(p, `f${caller.uid}-${caller.gid}`);
+      // What the kernel gives a file the caller creates itself ...
+      await execFile('setpriv', [`--reuid=${caller.uid}`, `--regid=${caller.gid}`, '--clear-groups', 'sh', '-c', `: > '${f}'`]);
+      const natively = await fs.stat(f);
+      // ... and what strata gives one the daemon (root) creates for it: created by root, then newOwner.
+      const g = `${f}.strata`;
+      await fs.writeFile(g, '');
+      const st = await fs.stat(g);
+      const o = native.ownerNeedsParent(caller, daemon) ? native.newOwner(caller, (await fs.stat(p)).mode, daemon) : null;
+      if (o !== null) await fs.chown(g, o.uid, o.gid === -1 ? st.gid : o.gid);
+      const made = await fs.stat(g);
+      t.deepEqual([made.uid, made.gid], [natively.uid, natively.gid], `parent ${parentMode.toString(8)} group ${parentGid}, caller ${caller.uid}:${caller.gid}`);
+    }
+  }
 });

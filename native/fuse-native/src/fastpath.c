@@ -33,6 +33,7 @@
 // it that reaches JavaScript finds it known (one FIFO queue). Errors answered
 // here are reported to JavaScript (LL_FAILED) and logged by its rules.
 #include "bridge.h"
+#include "posix_rules.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -100,13 +101,31 @@ void fill_open (struct fuse_file_info *fi, uint32_t handle, int32_t fd, uint32_t
 
 // ---- set-ID bits (handle_killpriv_v2) -------------------------------------------------------
 
-// The set-ID bits a change by a process without CAP_FSETID drops from `st`
-// (as the kernel does for FUSE: S_ISUID always, S_ISGID with group-execute).
-static mode_t setid_drop (const struct stat *st) {
-  if (!S_ISREG(st->st_mode)) return 0;
-  mode_t drop = st->st_mode & S_ISUID;
-  if ((st->st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) drop |= S_ISGID;
-  return drop;
+// Whether the request's caller is in group `gid`: its fsgid, or one of its
+// supplementary groups (libfuse reads them from /proc/PID/task/TID/status). A
+// caller whose groups cannot be read counts as not in it (the bit goes: the
+// safe side).
+static int caller_in_group (fuse_req_t req, gid_t gid) {
+  if (fuse_req_ctx(req)->gid == gid) return 1;
+  gid_t small[64];
+  gid_t *list = small;
+  int n = fuse_req_getgroups(req, 64, small);
+  if (n > 64) {
+    list = malloc(sizeof(gid_t) * (size_t) n);
+    if (list == NULL) return 0;
+    n = fuse_req_getgroups(req, n, list);
+  }
+  int in = 0;
+  for (int i = 0; i < n && !in; i++) in = list[i] == gid;
+  if (list != small) free(list);
+  return in;
+}
+
+// The set-ID bits a change by the request's caller (without CAP_FSETID)
+// drops from `st` (posix_rules.h, the core's rule too).
+static mode_t setid_drop (fuse_req_t req, const struct stat *st) {
+  int in_group = sr_setid_needs_groups(st->st_mode) ? caller_in_group(req, st->st_gid) : 1;
+  return sr_setid_drop(st->st_mode, in_group);
 }
 
 // Drops them from the file behind descriptor fd (a real one, not O_PATH) of
@@ -116,10 +135,10 @@ static mode_t setid_drop (const struct stat *st) {
 // has cached after such a write (it invalidates only size and times), so a
 // drop also invalidates the node's attributes (offset -1: no page and no
 // inode lock is taken, so this is safe while the writer holds the inode).
-static int kill_suidgid (bridge_session_t *s, int fd, fuse_ino_t ino) {
+static int kill_suidgid (bridge_session_t *s, fuse_req_t req, int fd, fuse_ino_t ino) {
   struct stat st;
   if (fstat(fd, &st) != 0) return errno;
-  mode_t drop = setid_drop(&st);
+  mode_t drop = setid_drop(req, &st);
   if (drop == 0) return 0;
   if (!fast_on(s, LL_FAST_WRITE)) return -1;
   if (fchmod(fd, st.st_mode & 07777 & ~drop) != 0) return errno;
@@ -237,7 +256,7 @@ int fast_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct st
   if (err == 0 && (to_set & LL_SETATTR_KILL_SUIDGID)) {
     // A truncation by a caller without CAP_FSETID (handle_killpriv_v2).
     if (fstat(fd >= 0 ? fd : pfd, &st) != 0) err = errno;
-    mode_t drop = err == 0 ? setid_drop(&st) : 0;
+    mode_t drop = err == 0 ? setid_drop(req, &st) : 0;
     if (drop != 0 && (fd >= 0 ? fchmod(fd, st.st_mode & 07777 & ~drop) : chmod(proc, st.st_mode & 07777 & ~drop)) != 0) err = errno;
   }
   struct timespec ts[2];
@@ -299,15 +318,17 @@ int fast_entry_fd (bridge_session_t *s, uint64_t gen, fuse_ino_t nodeid, fuse_in
 
 // ---- new objects ------------------------------------------------------------------------
 
-// Ownership of a new object, as the core's own(): the caller's uid and gid,
-// except that the group of a set-group-ID parent stays (the kernel gave it).
+// Ownership of a new object (posix_rules.h, the core's own() too): the
+// caller's uid and gid, except that the group of a set-group-ID parent stays
+// (the kernel gave it).
 static int fast_own (bridge_session_t *s, const struct fuse_ctx *ctx, int parent_fd, int fd, int path_fd) {
-  if (ctx->uid == s->daemon_uid && ctx->gid == s->daemon_gid) return 0;
+  if (!sr_owner_needs_parent(ctx->uid, ctx->gid, s->daemon_uid, s->daemon_gid)) return 0;
   struct stat pst;
   if (fstat(parent_fd, &pst) != 0) return errno;
-  gid_t gid = (pst.st_mode & S_ISGID) ? (gid_t) -1 : ctx->gid;
-  if (ctx->uid == s->daemon_uid && gid == (gid_t) -1) return 0;
-  int rc = fd >= 0 ? fchown(fd, ctx->uid, gid) : fchownat(path_fd, "", ctx->uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+  uid_t uid;
+  gid_t gid;
+  if (!sr_new_owner(ctx->uid, ctx->gid, pst.st_mode, s->daemon_uid, s->daemon_gid, &uid, &gid)) return 0;
+  int rc = fd >= 0 ? fchown(fd, uid, gid) : fchownat(path_fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
   return rc == 0 ? 0 : errno;
 }
 
@@ -414,9 +435,8 @@ int fast_open (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fuse_
   int err = fd < 0 ? errno : 0;
   struct stat st;
   if (err == 0 && fstat(fd, &st) != 0) err = errno;
-  if (err == 0 && (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY && fuse_req_ctx(req)->uid != 0 && S_ISREG(st.st_mode)) {
-    mode_t drop = st.st_mode & S_ISUID;
-    if ((st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) drop |= S_ISGID;
+  if (err == 0 && (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY && fuse_req_ctx(req)->uid != 0) {
+    mode_t drop = setid_drop(req, &st);
     if (drop != 0 && fchmod(fd, st.st_mode & 07777 & ~drop) != 0) err = errno;
   }
   if (err == 0) node_pin(s, ino, 1);
@@ -486,7 +506,7 @@ int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char 
   if (kill) {
     // The writer has no CAP_FSETID (handle_killpriv_v2): set-ID bits go first,
     // as the kernel drops them before a write.
-    int err = kill_suidgid(s, fd, ino);
+    int err = kill_suidgid(s, req, fd, ino);
     if (err < 0) return 0;
     if (err > 0) {
       fuse_reply_err(req, err);
@@ -562,7 +582,7 @@ int fast_fsync (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int datasyn
 int fast_fallocate (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi, int kill) {
   if (!(fi->fh & LL_FH_DIRECT_WRITE)) return 0;
   if (kill) {
-    int err = kill_suidgid(s, direct_fd(fi->fh), ino);
+    int err = kill_suidgid(s, req, direct_fd(fi->fh), ino);
     if (err < 0) return 0;
     if (err > 0) {
       fuse_reply_err(req, err);

@@ -1,0 +1,56 @@
+// posix_rules.h - the POSIX rules strata applies itself (the store's kernel
+// cannot, because the daemon acts as root), written once for both native
+// parts: the FUSE bridge's own answers (fastpath.c) and strata's addon
+// (native/binding.cc), which hands them to the TypeScript core
+// (src/core/filesystem.ts: setIdDrop, own). Plain C, header only.
+#ifndef STRATA_POSIX_RULES_H
+#define STRATA_POSIX_RULES_H
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+// The set-ID bits a change by a process without CAP_FSETID drops from a
+// regular file of mode `mode` (a write, a truncation, an O_TRUNC open, a
+// fallocate, where the kernel leaves it to the filesystem: handle_killpriv_v2,
+// atomic O_TRUNC), as the kernel's setattr_should_drop_suidgid does (Linux
+// 6.2 on): S_ISUID always; S_ISGID with group-execute, and without it too
+// when the writer is not in the file's group (`in_group`: its fsgid or one of
+// its supplementary groups is the file's gid). Nothing of anything else.
+static inline mode_t sr_setid_drop (mode_t mode, int in_group) {
+  if (!S_ISREG(mode)) return 0;
+  mode_t drop = mode & S_ISUID;
+  if ((mode & S_ISGID) && ((mode & S_IXGRP) || !in_group)) drop |= S_ISGID;
+  return drop;
+}
+
+// Whether sr_setid_drop's answer depends on `in_group` (set-group-ID without
+// group-execute): only then are the writer's groups worth reading.
+static inline int sr_setid_needs_groups (mode_t mode) {
+  return S_ISREG(mode) && (mode & S_ISGID) && !(mode & S_IXGRP);
+}
+
+// A new object, created by the daemon (uid, gid = daemon_*) for a caller,
+// goes to the caller as ext4 would give it: owner the caller's uid; group the
+// caller's gid, except under a set-group-ID parent, whose group the store's
+// kernel already gave it (kept: -1).
+//
+// sr_owner_needs_parent: 0 when nothing is to change whatever the parent is
+// (the caller is the daemon's own user and group), else 1: the parent's mode
+// decides (sr_new_owner).
+static inline int sr_owner_needs_parent (uid_t caller_uid, gid_t caller_gid, uid_t daemon_uid, gid_t daemon_gid) {
+  return !(caller_uid == daemon_uid && caller_gid == daemon_gid);
+}
+
+// 1 with *uid, *gid to give the object (gid (gid_t) -1: keep), or 0 when it
+// already has them.
+static inline int sr_new_owner (uid_t caller_uid, gid_t caller_gid, mode_t parent_mode, uid_t daemon_uid, gid_t daemon_gid,
+                                uid_t *uid, gid_t *gid) {
+  if (!sr_owner_needs_parent(caller_uid, caller_gid, daemon_uid, daemon_gid)) return 0;
+  gid_t g = (parent_mode & S_ISGID) ? (gid_t) -1 : caller_gid;
+  if (caller_uid == daemon_uid && g == (gid_t) -1) return 0;
+  *uid = caller_uid;
+  *gid = g;
+  return 1;
+}
+
+#endif

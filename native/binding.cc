@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "src/atops.h"
+#include "src/atpath.h"
 #include "fuse-native/src/posix_rules.h"  // the rules the FUSE bridge applies too
 #include "src/blockcopy.h"
 #include "src/digest.h"
@@ -1423,6 +1424,13 @@ Napi::Value StatfsAt(const Napi::CallbackInfo& info) {
 // POSIX rules (fuse-native/src/posix_rules.h, shared with the FUSE bridge):
 // synchronous, no I/O.
 
+// xattrAt(enable?) -> whether the xattr calls use the kernel's *at forms
+// (Linux 6.13; atpath.h); with a boolean, turns them on or off first.
+Napi::Value XattrAt(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsBoolean()) sn_xattrat_enable(info[0].As<Napi::Boolean>().Value() ? 1 : 0);
+  return Napi::Boolean::New(info.Env(), sn_xattrat_enabled() != 0);
+}
+
 // setIdDrop(mode, inGroup) -> the set-ID bits a change by a process without CAP_FSETID drops
 Napi::Value SetIdDrop(const Napi::CallbackInfo& info) {
   uint32_t mode;
@@ -1490,6 +1498,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("scanDir", Napi::Function::New(env, ScanDir, "scanDir"));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
   exports.Set("sha256Blocks", Napi::Function::New(env, Sha256Blocks, "sha256Blocks"));
+  exports.Set("xattrAt", Napi::Function::New(env, XattrAt, "xattrAt"));
   exports.Set("setIdDrop", Napi::Function::New(env, SetIdDrop, "setIdDrop"));
   exports.Set("setIdNeedsGroups", Napi::Function::New(env, SetIdNeedsGroups, "setIdNeedsGroups"));
   exports.Set("ownerNeedsParent", Napi::Function::New(env, OwnerNeedsParent, "ownerNeedsParent"));

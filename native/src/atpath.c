@@ -12,19 +12,42 @@
 #include <stdio.h>
 #include <unistd.h>
 
-int sn_at_open(sn_at *a, int dirfd, const char *path, sn_err *err) {
-  a->fd = -1;
-  if (dirfd == AT_FDCWD || path[0] == '/') {
-    a->path = path;
-    a->follow = 0;
-    return 0;
-  }
+/* Set to 0 at the first ENOSYS (a kernel before 6.13), or by a test; a
+ * benign race: every thread that sees 1 at worst tries once more. */
+static volatile int xattrat_on = 1;
+
+void sn_xattrat_enable(int on) { xattrat_on = on; }
+int sn_xattrat_enabled(void) { return xattrat_on; }
+
+static int open_proc(sn_at *a, int dirfd, const char *path, sn_err *err) {
   a->fd = openat(dirfd, path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (a->fd < 0) return SN_FAIL(err, errno, "openat");
   snprintf(a->proc, sizeof a->proc, "/proc/self/fd/%d", a->fd);
   a->path = a->proc;
-  a->follow = 1;
+  a->how = SN_AT_PROC;
   return 0;
+}
+
+int sn_at_open(sn_at *a, int dirfd, const char *path, sn_err *err) {
+  a->fd = -1;
+  a->dirfd = dirfd;
+  a->path = path;
+  if (dirfd == AT_FDCWD || path[0] == '/') {
+    a->how = SN_AT_LCALL;
+    return 0;
+  }
+  if (xattrat_on) {
+    a->how = SN_AT_SYSCALL;
+    return 0;
+  }
+  return open_proc(a, dirfd, path, err);
+}
+
+int sn_at_fall_back(sn_at *a, sn_err *err) {
+  xattrat_on = 0;
+  err->code = 0;
+  err->syscall = NULL;
+  return open_proc(a, a->dirfd, a->path, err);
 }
 
 void sn_at_close(sn_at *a) {

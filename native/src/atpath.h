@@ -1,13 +1,16 @@
 /*
- * atpath.h - a path relative to a directory descriptor, for the calls that
- * have no *at form (the xattr family).  Plain C, no N-API.
+ * atpath.h - a path relative to a directory descriptor, for the xattr
+ * calls, which have an *at form only since Linux 6.13.  Plain C, no N-API.
  *
  * dirfd == AT_FDCWD, or an absolute path: the path itself, used with the
- * l* calls (never following a final symlink).  Otherwise the object is
- * opened O_PATH | O_NOFOLLOW relative to dirfd and reached as
- * /proc/self/fd/N: a magic link, which the following calls resolve to the
- * object itself (a symlink included) and no further.  So a store-relative
- * path never grows by a prefix (PATH_MAX holds as for openat).
+ * l* calls (never following a final symlink).  Otherwise, where the kernel
+ * has them, the *at calls (getxattrat, setxattrat, listxattrat,
+ * removexattrat with AT_SYMLINK_NOFOLLOW: SN_AT_SYSCALL).  Where it has not
+ * (ENOSYS once, or sn_xattrat_enable(0)), the object is opened O_PATH |
+ * O_NOFOLLOW relative to dirfd and reached as /proc/self/fd/N: a magic link,
+ * which the following calls resolve to the object itself (a symlink
+ * included) and no further.  Either way a store-relative path never grows by
+ * a prefix (PATH_MAX holds as for openat).
  */
 #ifndef STRATA_ATPATH_H
 #define STRATA_ATPATH_H
@@ -18,16 +21,27 @@
 extern "C" {
 #endif
 
+enum { SN_AT_LCALL = 0, SN_AT_PROC = 1, SN_AT_SYSCALL = 2 };
+
 typedef struct sn_at {
-  const char *path; /* what to pass to the path call */
-  int follow;       /* 1: use the following call (getxattr), 0: the l* one */
-  int fd;           /* the O_PATH descriptor, or -1 */
+  int how;          /* SN_AT_LCALL: l* call on path; SN_AT_PROC: following call on proc; SN_AT_SYSCALL: *at call */
+  int dirfd;        /* for SN_AT_SYSCALL */
+  const char *path; /* what to pass to the call */
+  int fd;           /* the O_PATH descriptor (SN_AT_PROC), or -1 */
   char proc[40];
 } sn_at;
 
 /* 0, or -1 with err filled (the openat failed: e.g. ENOENT). */
 int sn_at_open(sn_at *a, int dirfd, const char *path, sn_err *err);
 void sn_at_close(sn_at *a);
+
+/* After an *at call failed with ENOSYS: never again in this process, and `a`
+ * reopened the O_PATH way for a retry (0), or -1 with err filled. */
+int sn_at_fall_back(sn_at *a, sn_err *err);
+
+/* Whether the *at calls are tried (default 1; 0: the O_PATH way always). */
+void sn_xattrat_enable(int on);
+int sn_xattrat_enabled(void);
 
 #ifdef __cplusplus
 }

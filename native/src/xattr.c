@@ -13,15 +13,64 @@
 #include "atpath.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
 #include <fcntl.h>
+#include <unistd.h>
 
 #define SN_XATTR_TRIES 8
 
-/* The l* call, or the following one on a /proc/self/fd path (atpath.h). */
-#define XCALL(a, fn, ...) ((a)->follow ? fn(__VA_ARGS__) : l##fn(__VA_ARGS__))
+/* Linux 6.13's *xattrat calls (the same numbers on every architecture);
+ * glibc 2.36 has no wrappers. */
+#ifndef SYS_setxattrat
+#define SYS_setxattrat 463
+#define SYS_getxattrat 464
+#define SYS_listxattrat 465
+#define SYS_removexattrat 466
+#endif
+
+/* struct xattr_args of <linux/xattr.h> (6.13). */
+struct sn_xattr_args {
+  uint64_t value;
+  uint32_t size;
+  uint32_t flags;
+};
+
+/* Each call three ways (atpath.h): the *at call, the following call on a
+ * /proc/self/fd path, or the l* call. */
+static ssize_t x_get(const sn_at *a, const char *name, void *buf, size_t size) {
+  if (a->how == SN_AT_SYSCALL) {
+    struct sn_xattr_args args = {(uint64_t)(uintptr_t)buf, (uint32_t)size, 0};
+    return syscall(SYS_getxattrat, a->dirfd, a->path, AT_SYMLINK_NOFOLLOW, name, &args, sizeof args);
+  }
+  return a->how == SN_AT_PROC ? getxattr(a->path, name, buf, size) : lgetxattr(a->path, name, buf, size);
+}
+
+static ssize_t x_list(const sn_at *a, char *buf, size_t size) {
+  if (a->how == SN_AT_SYSCALL) return syscall(SYS_listxattrat, a->dirfd, a->path, AT_SYMLINK_NOFOLLOW, buf, size);
+  return a->how == SN_AT_PROC ? listxattr(a->path, buf, size) : llistxattr(a->path, buf, size);
+}
+
+static int x_set(const sn_at *a, const char *name, const void *value, size_t len, int flags) {
+  if (a->how == SN_AT_SYSCALL) {
+    struct sn_xattr_args args = {(uint64_t)(uintptr_t)value, (uint32_t)len, (uint32_t)flags};
+    return (int)syscall(SYS_setxattrat, a->dirfd, a->path, AT_SYMLINK_NOFOLLOW, name, &args, sizeof args);
+  }
+  return a->how == SN_AT_PROC ? setxattr(a->path, name, value, len, flags) : lsetxattr(a->path, name, value, len, flags);
+}
+
+static int x_remove(const sn_at *a, const char *name) {
+  if (a->how == SN_AT_SYSCALL) return (int)syscall(SYS_removexattrat, a->dirfd, a->path, AT_SYMLINK_NOFOLLOW, name);
+  return a->how == SN_AT_PROC ? removexattr(a->path, name) : lremovexattr(a->path, name);
+}
+
+/* An *at call the kernel does not have (ENOSYS): the O_PATH way from now on, and once more. */
+static int retry_without_at(sn_at *at, int rc, sn_err *err) {
+  return rc < 0 && at->how == SN_AT_SYSCALL && err->code == ENOSYS && sn_at_fall_back(at, err) == 0;
+}
 
 static int get_at(const sn_at *at, const char *name, char **out, size_t *len,
                   sn_err *err);
@@ -34,15 +83,15 @@ int sn_getxattr(int dirfd, const char *path, const char *name, char **out,
   sn_at at;
   if (sn_at_open(&at, dirfd, path, err) < 0) return -1;
   int rc = get_at(&at, name, out, len, err);
+  if (retry_without_at(&at, rc, err)) rc = get_at(&at, name, out, len, err);
   sn_at_close(&at);
   return rc;
 }
 
 static int get_at(const sn_at *at, const char *name, char **out, size_t *len,
                   sn_err *err) {
-  const char *path = at->path;
   for (int attempt = 0; attempt < SN_XATTR_TRIES; attempt++) {
-    ssize_t size = XCALL(at, getxattr, path, name, NULL, 0);
+    ssize_t size = x_get(at, name, NULL, 0);
     if (size < 0) return SN_FAIL(err, errno, "lgetxattr");
 
     /* +1 so an empty value still gets a non-NULL buffer. */
@@ -53,7 +102,7 @@ static int get_at(const sn_at *at, const char *name, char **out, size_t *len,
       return 0;
     }
 
-    ssize_t n = XCALL(at, getxattr, path, name, buf, (size_t)size);
+    ssize_t n = x_get(at, name, buf, (size_t)size);
     if (n >= 0) {
       *out = buf;
       *len = (size_t)n;
@@ -71,9 +120,8 @@ int sn_setxattr(int dirfd, const char *path, const char *name,
                 const void *value, size_t len, int flags, sn_err *err) {
   sn_at at;
   if (sn_at_open(&at, dirfd, path, err) < 0) return -1;
-  int rc = 0;
-  if (XCALL(&at, setxattr, at.path, name, value, len, flags) < 0)
-    rc = SN_FAIL(err, errno, "lsetxattr");
+  int rc = x_set(&at, name, value, len, flags) < 0 ? SN_FAIL(err, errno, "lsetxattr") : 0;
+  if (retry_without_at(&at, rc, err)) rc = x_set(&at, name, value, len, flags) < 0 ? SN_FAIL(err, errno, "lsetxattr") : 0;
   sn_at_close(&at);
   return rc;
 }
@@ -85,14 +133,14 @@ int sn_listxattr(int dirfd, const char *path, char **out, size_t *len,
   sn_at at;
   if (sn_at_open(&at, dirfd, path, err) < 0) return -1;
   int rc = list_at(&at, out, len, err);
+  if (retry_without_at(&at, rc, err)) rc = list_at(&at, out, len, err);
   sn_at_close(&at);
   return rc;
 }
 
 static int list_at(const sn_at *at, char **out, size_t *len, sn_err *err) {
-  const char *path = at->path;
   for (int attempt = 0; attempt < SN_XATTR_TRIES; attempt++) {
-    ssize_t size = XCALL(at, listxattr, path, NULL, 0);
+    ssize_t size = x_list(at, NULL, 0);
     if (size < 0) return SN_FAIL(err, errno, "llistxattr");
 
     char *buf = malloc((size_t)size + 1);
@@ -102,7 +150,7 @@ static int list_at(const sn_at *at, char **out, size_t *len, sn_err *err) {
       return 0;
     }
 
-    ssize_t n = XCALL(at, listxattr, path, buf, (size_t)size);
+    ssize_t n = x_list(at, buf, (size_t)size);
     if (n >= 0) {
       *out = buf;
       *len = (size_t)n;
@@ -119,9 +167,8 @@ int sn_removexattr(int dirfd, const char *path, const char *name,
                    sn_err *err) {
   sn_at at;
   if (sn_at_open(&at, dirfd, path, err) < 0) return -1;
-  int rc = 0;
-  if (XCALL(&at, removexattr, at.path, name) < 0)
-    rc = SN_FAIL(err, errno, "lremovexattr");
+  int rc = x_remove(&at, name) < 0 ? SN_FAIL(err, errno, "lremovexattr") : 0;
+  if (retry_without_at(&at, rc, err)) rc = x_remove(&at, name) < 0 ? SN_FAIL(err, errno, "lremovexattr") : 0;
   sn_at_close(&at);
   return rc;
 }

@@ -83,6 +83,7 @@ interface NativeBinding {
   removexattr(path: string, name: string, at?: number): Promise<void>;
   readdirIno(path: string, at?: number): Promise<DirEntry[]>;
   scanDir(path: string, withXattrs: boolean, at?: number): Promise<ScannedEntry[]>;
+  xattrAt(enable?: boolean): boolean;
   setIdDrop(mode: number, inGroup: boolean): number;
   setIdNeedsGroups(mode: number): boolean;
   ownerNeedsParent(callerUid: number, callerGid: number, daemonUid: number, daemonGid: number): boolean;
@@ -441,6 +442,18 @@ export async function sdNotify(socketPath: string, message: string): Promise<voi
 
 /** AT_FDCWD: `at` for a path relative to the working directory (or absolute). */
 export const AT_FDCWD: number = binding.constants.AT_FDCWD;
+
+/**
+ * Whether the xattr calls of a path relative to a descriptor use the
+ * kernel's getxattrat/setxattrat/listxattrat/removexattrat (Linux 6.13): on
+ * until the first ENOSYS, which falls back for good to an O_PATH descriptor
+ * reached as /proc/self/fd/N (native/src/atpath.h). `enable` turns them on
+ * or off first (the fallback's tests; STRATA_XATTRAT=0 at start).
+ */
+export function xattrAt(enable?: boolean): boolean {
+  return enable === undefined ? binding.xattrAt() : binding.xattrAt(enable);
+}
+if (process.env['STRATA_XATTRAT'] === '0') binding.xattrAt(false);
 
 /** statfsAt's answer: the fields of statfs(2) the core reports. */
 export interface StatfsAt {

@@ -10,7 +10,8 @@
 //   symlink's own (atpath.h: O_PATH + /proc/self/fd).
 //
 //   STRATA_STORE_DIR_SEED=<n> npx ava dist/test/unit/store-dir.test.js   # replay one seed
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
+import { release } from 'node:os';
 import { constants as C, mkdtempSync, rmSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { createHash } from 'node:crypto';
@@ -217,10 +218,10 @@ async function treeOf(root: string): Promise<Record<string, string>> {
   return out;
 }
 
-test.serial(`two stores in one process, working directory elsewhere: every outcome and both trees as on native directories (seed ${SEED})`, async (t) => {
-  t.log(`seed ${SEED} (replay: STRATA_STORE_DIR_SEED=${SEED})`);
+async function modelRun(t: ExecutionContext, seed: number): Promise<void> {
+  t.log(`seed ${seed} (replay: STRATA_STORE_DIR_SEED=${seed})`);
   process.chdir(elsewhere);
-  const rngs = [new Rng(SEED), new Rng(SEED ^ 0x2545f491)];
+  const rngs = [new Rng(seed), new Rng(seed ^ 0x2545f491)];
   const pairs = [a, b];
   for (let i = 0; i < OPS; i++) {
     // Both stores' ops at once: neither may land in the other's tree.
@@ -237,6 +238,20 @@ test.serial(`two stores in one process, working directory elsewhere: every outco
   t.deepEqual(await treeOf(a.store.root), await treeOf(a.native), 'store a');
   t.deepEqual(await treeOf(b.store.root), await treeOf(b.native), 'store b');
   t.deepEqual(await fsp.readdir(elsewhere), [], 'nothing reached the working directory');
+}
+
+test.serial(`two stores in one process, working directory elsewhere: every outcome and both trees as on native directories (seed ${SEED})`, async (t) => {
+  await modelRun(t, SEED);
+});
+
+test.serial(`the same with the *xattrat calls off (their fallback; seed ${SEED + 1})`, async (t) => {
+  const was = native.xattrAt();
+  native.xattrAt(false);
+  try {
+    await modelRun(t, SEED + 1);
+  } finally {
+    native.xattrAt(was);
+  }
 });
 
 test.serial('a store-relative path near PATH_MAX works through the core (no prefix is added to it)', async (t) => {
@@ -260,19 +275,36 @@ test.serial('a store-relative path near PATH_MAX works through the core (no pref
   t.is(await outcome(() => a.core.getattr(`${path}/${'f'.repeat(252)}`)), 'error ENAMETOOLONG');
 });
 
-test.serial("extended attributes of a symlink reached relative to the root are the symlink's own", async (t) => {
+async function symlinkXattrs(t: ExecutionContext, sub: string): Promise<void> {
   const dir = a.store.dir;
-  await dir.mkdir('xs', 0o755);
-  await fsp.writeFile(join(a.store.root, 'xs/target'), 'x');
-  await dir.symlink('target', 'xs/link');
-  await dir.setxattr('xs/link', 'trusted.strata.test', Buffer.from('on-link'), 0);
-  t.is((await dir.getxattr('xs/link', 'trusted.strata.test')).toString(), 'on-link');
-  t.true((await dir.listxattr('xs/link')).includes('trusted.strata.test'));
-  t.false((await native.listxattr(join(a.store.root, 'xs/target'))).includes('trusted.strata.test'), 'the target has none');
-  t.true((await native.listxattr(join(a.store.root, 'xs/link'))).includes('trusted.strata.test'), 'lgetxattr sees it on the link');
-  await dir.removexattr('xs/link', 'trusted.strata.test');
-  t.is(await outcome(() => dir.getxattr('xs/link', 'trusted.strata.test')), 'error ENODATA');
-  t.is(await outcome(() => dir.getxattr('xs/none', 'user.x')), 'error ENOENT');
+  await dir.mkdir(sub, 0o755);
+  await fsp.writeFile(join(a.store.root, `${sub}/target`), 'x');
+  await dir.symlink('target', `${sub}/link`);
+  await dir.setxattr(`${sub}/link`, 'trusted.strata.test', Buffer.from('on-link'), 0);
+  t.is((await dir.getxattr(`${sub}/link`, 'trusted.strata.test')).toString(), 'on-link');
+  t.true((await dir.listxattr(`${sub}/link`)).includes('trusted.strata.test'));
+  t.false((await native.listxattr(join(a.store.root, `${sub}/target`))).includes('trusted.strata.test'), 'the target has none');
+  t.true((await native.listxattr(join(a.store.root, `${sub}/link`))).includes('trusted.strata.test'), 'lgetxattr sees it on the link');
+  await dir.removexattr(`${sub}/link`, 'trusted.strata.test');
+  t.is(await outcome(() => dir.getxattr(`${sub}/link`, 'trusted.strata.test')), 'error ENODATA');
+  t.is(await outcome(() => dir.getxattr(`${sub}/none`, 'user.x')), 'error ENOENT');
+}
+
+test.serial("extended attributes of a symlink reached relative to the root are the symlink's own (the kernel's *xattrat calls, Linux 6.13 on)", async (t) => {
+  await symlinkXattrs(t, 'xs');
+  const [maj, min] = release().split('.').map(Number) as [number, number];
+  if (maj > 6 || (maj === 6 && min >= 13)) t.true(native.xattrAt(), `this kernel (${release()}) has them: no fallback was taken`);
+});
+
+test.serial('the fallback for a kernel without the *xattrat calls (O_PATH + /proc/self/fd) gives the same answers', async (t) => {
+  const was = native.xattrAt();
+  native.xattrAt(false);
+  try {
+    await symlinkXattrs(t, 'xs-fallback');
+    t.false(native.xattrAt());
+  } finally {
+    native.xattrAt(was);
+  }
 });
 
 test.serial('the layer refuses a bad directory descriptor and names the failing call', async (t) => {

@@ -693,9 +693,11 @@ export class Filesystem {
 
   async opendir(path: string): Promise<number> {
     const rel = LocalStore.relative(path);
-    const st = await this.dir.lstat(rel);
-    if (!st.isDirectory()) throw new FsError('ENOTDIR');
-    return this.handles.add({ kind: 'dir', path });
+    // O_NOFOLLOW: never a symlink's target; ENOTDIR for anything but a directory.
+    const fd = await this.dir.open(rel, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW).catch((err: unknown) => {
+      throw (err as { code?: string }).code === 'ELOOP' ? new FsError('ENOTDIR') : err;
+    });
+    return this.handles.add({ kind: 'dir', path, fd });
   }
 
   /** All entries of a directory, '.' and '..' first, the reserved entry hidden. */
@@ -725,15 +727,43 @@ export class Filesystem {
     // Check the kind before removing: a file handle (and its fd) must stay.
     if (entry === undefined || entry.kind !== 'dir') throw new FsError('EBADF');
     this.handles.remove(handle);
+    await new Promise<void>((resolve) => fs.close(entry.fd, () => resolve()));
   }
 
+  /** fsync(2) of the directory through its handle's own descriptor (wherever it is now). */
   async fsyncdir(handle: number): Promise<void> {
-    const fd = await this.dir.open(LocalStore.relative(this.dirHandle(handle).path), C.O_RDONLY | C.O_DIRECTORY, 0);
-    try {
-      await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
-    } finally {
-      fs.close(fd, () => {});
+    const fd = this.dirHandle(handle).fd;
+    await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** Attributes of an open directory through its descriptor (it may have no name left). */
+  async fgetattrDir(handle: number): Promise<fs.BigIntStats> {
+    const d = this.dirHandle(handle);
+    const st = await new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(d.fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
+    return this.shown(st, null, null, d.fd);
+  }
+
+  /**
+   * setattr of a directory that has no name left, through an open handle's
+   * descriptor (fchmod, fchown, futimens: a size cannot be set on one).
+   * Nothing records or guards it: the archive and the checkpoints let the
+   * directory go with its last name (its rmdir was recorded, and a
+   * checkpoint saved it whole first).
+   */
+  async setattrDir(handle: number, ch: SetattrChanges): Promise<fs.BigIntStats> {
+    const d = this.dirHandle(handle);
+    if (ch.size !== undefined) throw new FsError('EISDIR');
+    if (ch.mode !== undefined) {
+      const mode = ch.mode & 0o7777;
+      await new Promise<void>((resolve, reject) => fs.fchmod(d.fd, mode, (err) => (err ? reject(err) : resolve())));
     }
+    if (ch.uid !== undefined || ch.gid !== undefined) {
+      const u = ch.uid === undefined || ch.uid === 0xffffffff ? -1 : ch.uid;
+      const g = ch.gid === undefined || ch.gid === 0xffffffff ? -1 : ch.gid;
+      await new Promise<void>((resolve, reject) => fs.fchown(d.fd, u, g, (err) => (err ? reject(err) : resolve())));
+    }
+    if (ch.atime !== undefined || ch.mtime !== undefined) await native.futimens(d.fd, ch.atime ?? 'omit', ch.mtime ?? 'omit');
+    return this.fgetattrDir(handle);
   }
 
   // ---- extended attributes --------------------------------------------------
@@ -776,9 +806,7 @@ export class Filesystem {
 
   /** Releases every open handle (on unmount). */
   async closeAll(): Promise<void> {
-    for (const entry of [...this.handles.values()]) {
-      if (entry.kind === 'file') await new Promise<void>((resolve) => fs.close(entry.fd, () => resolve()));
-    }
+    for (const entry of [...this.handles.values()]) await new Promise<void>((resolve) => fs.close(entry.fd, () => resolve()));
   }
 
   /**

@@ -827,6 +827,9 @@ export class FuseAdapter {
     if (path !== null) return this.fs.getattr(path);
     const any = inode.handles.values().next();
     if (!any.done) return this.fs.fgetattr(any.value);
+    // A directory with no name left that a program still has open (the handle's own descriptor).
+    const dir = inode.dirHandles.values().next();
+    if (!dir.done) return this.fs.fgetattrDir(dir.value);
     if (inode.stale) throw new FsError('ESTALE', 'the store was swapped since this object was looked up');
     throw new FsError('ENOENT', 'object has no name and no open handle');
   }
@@ -904,8 +907,11 @@ export class FuseAdapter {
       case OP.setattr: {
         const inode = t.get(r.ino);
         // Through the handle when the kernel gave one, or when no name is left.
-        const handle = r.fh !== 0 && inode.handles.has(r.fh) ? r.fh : (t.pathOf(inode) === null ? inode.handles.values().next().value : undefined);
-        const ref: ObjectRef = handle !== undefined ? { handle } : { path: t.requirePath(inode) };
+        const nameless = t.pathOf(inode) === null;
+        const handle = r.fh !== 0 && inode.handles.has(r.fh) ? r.fh : (nameless ? inode.handles.values().next().value : undefined);
+        // A directory with no name left that a program still has open: through the directory handle's descriptor.
+        const dirHandle = handle === undefined && nameless ? (inode.dirHandles.has(r.fh) ? r.fh : inode.dirHandles.values().next().value) : undefined;
+        const ref: ObjectRef | null = handle !== undefined ? { handle } : dirHandle !== undefined ? null : { path: t.requirePath(inode) };
         const args = r.attrs ?? new Float64Array(SETARG.LEN);
         const ch: SetattrChanges = {};
         if (r.toSet & SET.MODE) ch.mode = r.mode;
@@ -918,7 +924,7 @@ export class FuseAdapter {
           ch.atime = r.toSet & SET.ATIME_NOW ? 'now' : r.toSet & SET.ATIME ? { sec: args[SETARG.ATIME_S]!, nsec: args[SETARG.ATIME_NS]! } : 'omit';
           ch.mtime = r.toSet & SET.MTIME_NOW ? 'now' : r.toSet & SET.MTIME ? { sec: args[SETARG.MTIME_S]!, nsec: args[SETARG.MTIME_NS]! } : 'omit';
         }
-        const st = await fs.setattr(ref, ch);
+        const st = ref !== null ? await fs.setattr(ref, ch) : await fs.setattrDir(dirHandle!, ch);
         answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
         return;
       }
@@ -1044,10 +1050,15 @@ export class FuseAdapter {
         answer(() => ll.replyErr(r.req, 0));
         return;
       case OP.opendir: {
-        const handle = await fs.opendir(t.requirePath(t.get(r.ino)));
+        const inode = t.get(r.ino);
+        const handle = await fs.opendir(t.requirePath(inode));
+        inode.dirHandles.add(handle);
         let delivered = false;
         answer(() => { delivered = ll.replyOpen(r.req, handle, -1, 0); });
-        if (!delivered) await fs.releasedir(handle).catch(() => {});
+        if (!delivered) {
+          inode.dirHandles.delete(handle);
+          await fs.releasedir(handle).catch(() => {});
+        }
         return;
       }
       case OP.readdir: {
@@ -1063,6 +1074,7 @@ export class FuseAdapter {
       }
       case OP.releasedir:
         this.dirListings.delete(r.fh);
+        t.find(r.ino)?.dirHandles.delete(r.fh);
         await fs.releasedir(r.fh);
         answer(() => ll.replyErr(r.req, 0));
         return;

@@ -21,6 +21,8 @@ export class Inode {
   readonly children = new Map<string, Inode>();
   /** Open file handles on this object. */
   readonly handles = new Set<number>();
+  /** Open directory handles on this object (getattr and setattr of a directory with no name left go through one). */
+  readonly dirHandles = new Set<number>();
   /**
    * The object's id, once a create or open through the core gave it on a
    * journalled store: the FUSE thread may then apply its setattrs and hand
@@ -225,7 +227,7 @@ export class InodeTable {
 
   /** Drops an inode nobody references any more (no lookups, no open handles). */
   collect(inode: Inode): void {
-    if (inode === this.root || inode.nlookup > 0 || inode.handles.size > 0) return;
+    if (inode === this.root || inode.nlookup > 0 || inode.handles.size > 0 || inode.dirHandles.size > 0) return;
     this.byNodeid.delete(inode.nodeid);
     if (this.byIno.get(inode.ino) === inode) this.byIno.delete(inode.ino);
     for (const link of inode.links) {

@@ -129,3 +129,21 @@ test('a store that already holds data ships everything at its first mirrored mou
   }
   t.false(lingering, 'the daemon of the refused mount exited');
 });
+
+test('a directory removed while a program has it open: fstat and futimens through its descriptor as on ext4 (the directory handle keeps one), and the archive converges', (t) => {
+  const m = withMirroredMount(t);
+  const native = join(m.base, 'native-removed-dir');
+  mkdirSync(native);
+  // python3: os.open of a directory, then rmdir, then futimes/fstat through the descriptor.
+  const script = 'import os,sys\nos.mkdir("d")\nfd=os.open("d", os.O_RDONLY)\nos.rmdir("d")\nos.utime(fd, ns=(1000000001, 2000000002))\nst=os.fstat(fd)\nprint(st.st_nlink, st.st_mtime_ns, oct(st.st_mode & 0o7777))\nos.close(fd)\n';
+  const run = (dir: string): string => {
+    const r = spawnSync('python3', ['-c', script], { cwd: dir, encoding: 'utf8' });
+    t.is(r.status, 0, r.stderr);
+    return r.stdout;
+  };
+  const want = run(native);
+  t.regex(want, /^0 2000000002 /);
+  t.is(run(m.mnt), want);
+  syncMount(m);
+  assertConverged(t, m, 'after the removed directory');
+});

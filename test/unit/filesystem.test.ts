@@ -992,3 +992,25 @@ test.serial('a truncating open by an unprivileged caller drops set-user-ID, set-
   t.is(modeOf(await core.getattr('/setidfifo')), 0o4644, 'only regular files lose them');
   noHandlesLeft(t);
 });
+
+test.serial('an open directory keeps its own descriptor: fsyncdir after a rename, getattr and setattr after its removal; releasedir closes it', async (t) => {
+  const fdsBefore = (await fsp.readdir('/proc/self/fd')).length;
+  await core.mkdir('/dh', 0o755, ROOT);
+  const h = await core.opendir('/dh');
+  t.is((await fsp.readdir('/proc/self/fd')).length, fdsBefore + 1, 'opendir holds one descriptor');
+  await core.rename('/dh', '/dh-moved');
+  await core.fsyncdir(h); // the directory wherever it is now, not its old path
+  await core.rmdir('/dh-moved');
+  t.is((await core.fgetattrDir(h)).nlink, 0n, 'removed: no links, still reachable through the handle');
+  const st = await core.setattrDir(h, { mode: 0o700, atime: { sec: 11, nsec: 1 }, mtime: { sec: 22, nsec: 2 } });
+  t.is(modeOf(st), 0o700);
+  t.is(st.mtimeNs, 22_000_000_002n);
+  t.is(await codeOf(() => core.setattrDir(h, { size: 0 })), 'EISDIR');
+  t.is(await codeOf(() => core.opendir('/no-such-dir')), 'ENOENT');
+  await core.symlink('x', '/dh-link', ROOT);
+  t.is(await codeOf(() => core.opendir('/dh-link')), 'ENOTDIR', 'a symlink is never followed');
+  await core.releasedir(h);
+  t.is((await fsp.readdir('/proc/self/fd')).length, fdsBefore, 'releasedir closed it');
+  t.is(await codeOf(() => core.fgetattrDir(h)), 'EBADF');
+  noHandlesLeft(t);
+});

@@ -34,7 +34,7 @@ export class LocalStore {
   }
 
   private opened: StoreDir | null = null;
-  /** Descriptors of roots left by a swap (moveTo): closed with the store, never while an op may still use one. */
+  /** Descriptors of roots left by a swap (switchTo): closed with the store, never while an op may still use one. */
   private readonly retired: number[] = [];
 
   /** The local-object layer over the root (after open()). */
@@ -50,9 +50,7 @@ export class LocalStore {
    * may still be using it).
    */
   async open(): Promise<void> {
-    const fd = await native.openAt(native.AT_FDCWD, this.root, C.O_RDONLY | C.O_DIRECTORY);
-    if (this.opened !== null) this.retired.push(this.opened.fd);
-    this.opened = new StoreDir(fd);
+    this.adopt(await openRoot(this.root));
   }
 
   /**
@@ -60,8 +58,12 @@ export class LocalStore {
    * root's path and its descriptor change together.
    */
   async switchTo(root: string): Promise<void> {
-    const fd = await native.openAt(native.AT_FDCWD, resolve(root), C.O_RDONLY | C.O_DIRECTORY);
+    const fd = await openRoot(resolve(root));
     this.moveTo(root);
+    this.adopt(fd);
+  }
+
+  private adopt(fd: number): void {
     if (this.opened !== null) this.retired.push(this.opened.fd);
     this.opened = new StoreDir(fd);
   }
@@ -103,4 +105,8 @@ export class LocalStore {
     if (LocalStore.isReserved(path)) throw new FsError('EPERM', `${RESERVED_NAME} is reserved by strata`);
     return LocalStore.relative(path);
   }
+}
+
+function openRoot(root: string): Promise<number> {
+  return native.openAt(native.AT_FDCWD, root, C.O_RDONLY | C.O_DIRECTORY);
 }

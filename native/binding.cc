@@ -1297,14 +1297,15 @@ Napi::Value OpenAt(const Napi::CallbackInfo& info) {
   return (new CallWorker(env, "strata:openAt", path, run, done))->Start();
 }
 
-// mkdirAt(at, path, mode)
-Napi::Value MkdirAt(const Napi::CallbackInfo& info) {
+// mkdirAt, chmodAt and accessAt(at, path, mode): one path and a mode.
+template <int (*Fn)(int, const char*, uint32_t, sn_err*)>
+Napi::Value PathModeAt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int at;
   std::string path;
   uint32_t mode;
   if (!GetAtPath(info, &at, &path) || !GetUint32(info, 2, "mode", &mode)) return env.Undefined();
-  return (new CallWorker(env, "strata:mkdirAt", path, [at, path, mode](sn_err* err) { sn_mkdir_at(at, path.c_str(), mode, err); }))->Start();
+  return (new CallWorker(env, "strata:pathModeAt", path, [at, path, mode](sn_err* err) { Fn(at, path.c_str(), mode, err); }))->Start();
 }
 
 // symlinkAt(at, path, target)
@@ -1355,16 +1356,6 @@ Napi::Value ReadlinkAt(const Napi::CallbackInfo& info) {
   return (new CallWorker(env, "strata:readlinkAt", path, run, done))->Start();
 }
 
-// chmodAt(at, path, mode)
-Napi::Value ChmodAt(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int at;
-  std::string path;
-  uint32_t mode;
-  if (!GetAtPath(info, &at, &path) || !GetUint32(info, 2, "mode", &mode)) return env.Undefined();
-  return (new CallWorker(env, "strata:chmodAt", path, [at, path, mode](sn_err* err) { sn_chmod_at(at, path.c_str(), mode, err); }))->Start();
-}
-
 // chownAt(at, path, uid, gid): -1 leaves one as it is; never follows.
 Napi::Value ChownAt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -1386,16 +1377,6 @@ Napi::Value TruncateAt(const Napi::CallbackInfo& info) {
   uint64_t size;
   if (!GetAtPath(info, &at, &path) || !GetSize(info, 2, "size", &size)) return env.Undefined();
   return (new CallWorker(env, "strata:truncateAt", path, [at, path, size](sn_err* err) { sn_truncate_at(at, path.c_str(), size, err); }))->Start();
-}
-
-// accessAt(at, path, mode)
-Napi::Value AccessAt(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int at;
-  std::string path;
-  uint32_t mode;
-  if (!GetAtPath(info, &at, &path) || !GetUint32(info, 2, "mode", &mode)) return env.Undefined();
-  return (new CallWorker(env, "strata:accessAt", path, [at, path, mode](sn_err* err) { sn_access_at(at, path.c_str(), (int)mode, err); }))->Start();
 }
 
 // statfsAt(at, path) -> { bsize, blocks, bfree, bavail, files, ffree, namelen }
@@ -1505,16 +1486,16 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("newOwner", Napi::Function::New(env, NewOwner, "newOwner"));
   exports.Set("statAt", Napi::Function::New(env, StatAt, "statAt"));
   exports.Set("openAt", Napi::Function::New(env, OpenAt, "openAt"));
-  exports.Set("mkdirAt", Napi::Function::New(env, MkdirAt, "mkdirAt"));
+  exports.Set("mkdirAt", Napi::Function::New(env, PathModeAt<sn_mkdir_at>, "mkdirAt"));
   exports.Set("symlinkAt", Napi::Function::New(env, SymlinkAt, "symlinkAt"));
   exports.Set("linkAt", Napi::Function::New(env, TwoPathsAt<sn_link_at>, "linkAt"));
   exports.Set("renameAt", Napi::Function::New(env, TwoPathsAt<sn_rename_at>, "renameAt"));
   exports.Set("unlinkAt", Napi::Function::New(env, UnlinkAt, "unlinkAt"));
   exports.Set("readlinkAt", Napi::Function::New(env, ReadlinkAt, "readlinkAt"));
-  exports.Set("chmodAt", Napi::Function::New(env, ChmodAt, "chmodAt"));
+  exports.Set("chmodAt", Napi::Function::New(env, PathModeAt<sn_chmod_at>, "chmodAt"));
   exports.Set("chownAt", Napi::Function::New(env, ChownAt, "chownAt"));
   exports.Set("truncateAt", Napi::Function::New(env, TruncateAt, "truncateAt"));
-  exports.Set("accessAt", Napi::Function::New(env, AccessAt, "accessAt"));
+  exports.Set("accessAt", Napi::Function::New(env, PathModeAt<sn_access_at>, "accessAt"));
   exports.Set("statfsAt", Napi::Function::New(env, StatfsAt, "statfsAt"));
 
   Napi::Object c = Napi::Object::New(env);

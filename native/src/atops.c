@@ -100,8 +100,8 @@ int sn_truncate_at(int at, const char *path, uint64_t size, sn_err *err) {
   return rc;
 }
 
-int sn_access_at(int at, const char *path, int mode, sn_err *err) {
-  if (faccessat(at, path, mode, 0) < 0) return SN_FAIL(err, errno, "access");
+int sn_access_at(int at, const char *path, uint32_t mode, sn_err *err) {
+  if (faccessat(at, path, (int)mode, 0) < 0) return SN_FAIL(err, errno, "access");
   return 0;
 }
 

@@ -42,7 +42,7 @@ int sn_readlink_at(int at, const char *path, char **out, size_t *len, sn_err *er
 int sn_chmod_at(int at, const char *path, uint32_t mode, sn_err *err);
 int sn_chown_at(int at, const char *path, int64_t uid, int64_t gid, sn_err *err);
 int sn_truncate_at(int at, const char *path, uint64_t size, sn_err *err);
-int sn_access_at(int at, const char *path, int mode, sn_err *err);
+int sn_access_at(int at, const char *path, uint32_t mode, sn_err *err);
 int sn_statfs_at(int at, const char *path, struct statfs *sf, sn_err *err);
 
 #ifdef __cplusplus

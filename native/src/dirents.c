@@ -43,18 +43,29 @@ void sn_dirents_free(sn_dirent *ents, size_t count) {
   free(ents);
 }
 
-int sn_readdir(int at, const char *path, sn_dirent **out, size_t *count, sn_err *err) {
-  *out = NULL;
-  *count = 0;
-
-  int fd = openat(at, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return SN_FAIL(err, errno, "opendir");
+DIR *sn_opendir_at(int at, const char *path, int quiet, sn_err *err) {
+  int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+  int fd = openat(at, path, flags | (quiet ? O_NOATIME : 0));
+  if (fd < 0 && quiet && errno == EPERM) fd = openat(at, path, flags);
+  if (fd < 0) {
+    (void)SN_FAIL(err, errno, "opendir");
+    return NULL;
+  }
   DIR *dir = fdopendir(fd);
   if (dir == NULL) {
     int saved = errno;
     close(fd);
-    return SN_FAIL(err, saved, "opendir");
+    (void)SN_FAIL(err, saved, "fdopendir");
   }
+  return dir;
+}
+
+int sn_readdir(int at, const char *path, sn_dirent **out, size_t *count, sn_err *err) {
+  *out = NULL;
+  *count = 0;
+
+  DIR *dir = sn_opendir_at(at, path, 0, err);
+  if (dir == NULL) return -1;
 
   sn_dirent *ents = NULL;
   size_t n = 0, cap = 0;

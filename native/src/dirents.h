@@ -28,6 +28,11 @@ int sn_readdir(int at, const char *path, sn_dirent **out, size_t *count, sn_err 
 
 void sn_dirents_free(sn_dirent *ents, size_t count);
 
+/* Opens the directory `path` (relative to `at`, as for openat) as a stream:
+ * with `quiet`, O_NOATIME where allowed (EPERM when the caller owns neither
+ * the directory nor CAP_FOWNER: then without).  NULL with err filled. */
+DIR *sn_opendir_at(int at, const char *path, int quiet, sn_err *err);
+
 /* The next entry of `dir` other than "." and "..": 1 with *de set, 0 at the
  * end, -1 (err filled) when readdir fails. */
 int sn_next_dirent(DIR *dir, struct dirent **de, sn_err *err);

@@ -79,17 +79,9 @@ static int read_xattrs(int dirfd, const char *path, sn_scan_entry *e, sn_err *er
 int sn_scandir(int at, const char *path, int with_xattrs, sn_scan_entry **out, size_t *count, sn_err *err) {
   *out = NULL;
   *count = 0;
-  /* O_NOATIME: a walk of the store leaves its directories' atimes alone
-   * (EPERM when the caller owns neither the directory nor CAP_FOWNER). */
-  int fd = openat(at, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOATIME);
-  if (fd < 0 && errno == EPERM) fd = openat(at, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return SN_FAIL(err, errno, "open");
-  DIR *dir = fdopendir(fd);
-  if (dir == NULL) {
-    int saved = errno;
-    close(fd);
-    return SN_FAIL(err, saved, "fdopendir");
-  }
+  /* Quietly: a walk of the store leaves its directories' atimes alone. */
+  DIR *dir = sn_opendir_at(at, path, 1, err);
+  if (dir == NULL) return -1;
   int dfd = dirfd(dir);
   sn_scan_entry *ents = NULL;
   size_t n = 0, cap = 0;

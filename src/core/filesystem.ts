@@ -259,9 +259,7 @@ export class Filesystem {
       else await this.dir.chmod(rel!, mode);
     }
     if (ch.uid !== undefined || ch.gid !== undefined) {
-      // (uint32)-1 means "leave unchanged", which chown spells -1.
-      const u = ch.uid === undefined || ch.uid === 0xffffffff ? -1 : ch.uid;
-      const g = ch.gid === undefined || ch.gid === 0xffffffff ? -1 : ch.gid;
+      const [u, g] = chownIds(ch);
       if (f) await new Promise<void>((resolve, reject) => fs.fchown(f.fd, u, g, (err) => (err ? reject(err) : resolve())));
       else await this.dir.lchown(rel!, u, g);
     }
@@ -610,11 +608,11 @@ export class Filesystem {
    * release (as a write's size and mtime are).
    */
   private async dropSetIdOf(f: OpenFile, caller: Caller): Promise<void> {
-    const st = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(f.fd, (err, s) => (err ? reject(err) : resolve(s))));
-    if ((await setIdDropFor(st, caller)) === 0) return;
+    const known = await setIdDropOf(f.fd, caller);
+    if (known.drop === 0) return;
     const guard = this.guardOf(f);
     if (guard) await guard.attrs({ fd: f.fd });
-    await dropSetIdBits(f.fd, caller);
+    await dropSetIdBits(f.fd, caller, known);
     f.dirty = true;
   }
 
@@ -758,8 +756,7 @@ export class Filesystem {
       await new Promise<void>((resolve, reject) => fs.fchmod(d.fd, mode, (err) => (err ? reject(err) : resolve())));
     }
     if (ch.uid !== undefined || ch.gid !== undefined) {
-      const u = ch.uid === undefined || ch.uid === 0xffffffff ? -1 : ch.uid;
-      const g = ch.gid === undefined || ch.gid === 0xffffffff ? -1 : ch.gid;
+      const [u, g] = chownIds(ch);
       await new Promise<void>((resolve, reject) => fs.fchown(d.fd, u, g, (err) => (err ? reject(err) : resolve())));
     }
     if (ch.atime !== undefined || ch.mtime !== undefined) await native.futimens(d.fd, ch.atime ?? 'omit', ch.mtime ?? 'omit');
@@ -955,7 +952,6 @@ export class Filesystem {
   }
 }
 
-
 /**
  * The set-ID bits a change by `caller` (a process without CAP_FSETID) drops,
  * wherever the kernel leaves that to strata: O_TRUNC opens (the daemon
@@ -971,14 +967,23 @@ async function setIdDropFor(st: fs.Stats | fs.BigIntStats, caller: Caller): Prom
   return native.setIdDrop(mode, inGroup);
 }
 
-/** Drops them (setIdDropFor) from the file behind `fd`. */
-async function dropSetIdBits(fd: number, caller: Caller): Promise<void> {
+/** The set-ID bits `caller` drops from the file behind `fd` (setIdDropFor), and the mode they are dropped from. */
+async function setIdDropOf(fd: number, caller: Caller): Promise<{ mode: number; drop: number }> {
   const st = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(fd, (err, s) => (err ? reject(err) : resolve(s))));
-  const drop = await setIdDropFor(st, caller);
-  if (drop === 0) return;
-  await new Promise<void>((resolve, reject) => fs.fchmod(fd, st.mode & 0o7777 & ~drop, (err) => (err ? reject(err) : resolve())));
+  return { mode: st.mode, drop: await setIdDropFor(st, caller) };
 }
 
+/** Drops them from the file behind `fd` (`known`: setIdDropOf's answer, when the caller already has it). */
+async function dropSetIdBits(fd: number, caller: Caller, known?: { mode: number; drop: number }): Promise<void> {
+  const { mode, drop } = known ?? (await setIdDropOf(fd, caller));
+  if (drop === 0) return;
+  await new Promise<void>((resolve, reject) => fs.fchmod(fd, mode & 0o7777 & ~drop, (err) => (err ? reject(err) : resolve())));
+}
+
+/** A setattr's owner change as chown(2) takes it: (uint32)-1, or absent, is "leave unchanged", which chown spells -1. */
+function chownIds(ch: SetattrChanges): [number, number] {
+  return [ch.uid === undefined || ch.uid === 0xffffffff ? -1 : ch.uid, ch.gid === undefined || ch.gid === 0xffffffff ? -1 : ch.gid];
+}
 
 /** Store-relative path of the directory holding `rel`. */
 function parentRelOf(rel: string): string {

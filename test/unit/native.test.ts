@@ -801,8 +801,8 @@ test('scanDir: every entry with the lstat and xattrs Node gives one at a time, i
   t.deepEqual(await scanDir(path.join(dir, 'sub'), true), []);
   // O_NOATIME: an atime from 2001 is older than relatime's day, so a plain readdir would move it.
   t.is((await fs.stat(path.join(dir, 'sub'), { bigint: true })).atimeNs, 1_000_000_123_000_000n, 'the directory\'s atime is untouched');
-  await rejectsWith(t, scanDir(path.join(dir, 'missing'), true), ['ENOENT'], 'open');
-  await rejectsWith(t, scanDir(path.join(dir, 'f'), true), ['ENOTDIR'], 'open');
+  await rejectsWith(t, scanDir(path.join(dir, 'missing'), true), ['ENOENT'], 'opendir');
+  await rejectsWith(t, scanDir(path.join(dir, 'f'), true), ['ENOTDIR'], 'opendir');
   await t.throwsAsync(scanDir('a\0b', true), { instanceOf: TypeError, message: /without null bytes/ });
 });
 

@@ -2,7 +2,6 @@
 // directory (saved, or the live one when it never changed), where a T0 object
 // lives now, and what a T0 path named. Used by diff and rollback; it never
 // changes anything.
-import * as fs from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import * as native from '../native/index.js';
 import type { StoreDir } from '../store/store-dir.js';
@@ -213,15 +212,4 @@ export class T0View {
 }
 
 export { kindOf };
-
-/** Up to `len` bytes at `pos` (fewer at the end of the file; the rest of the buffer stays zero). */
-export async function readAt(fd: number, pos: number, len: number): Promise<Buffer> {
-  const buf = Buffer.alloc(len);
-  let done = 0;
-  while (done < len) {
-    const n = await new Promise<number>((resolve, reject) => fs.read(fd, buf, done, len - done, pos + done, (err, r) => (err ? reject(err) : resolve(r))));
-    if (n === 0) break;
-    done += n;
-  }
-  return buf;
-}
+export { readAt } from '../store/fd-io.js';

@@ -40,8 +40,6 @@
 // Memory: one directory listing and image per level (plus a few images
 // fetched ahead), the ids of multiply-linked local objects handled so far,
 // and the names to remove at the end (as many as there are removals).
-import * as native from '../native/index.js';
-import { lstat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { ArchiveError, isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import type { DirImage, EntryImage, FileBlocks } from '../protocol/images.js';
@@ -54,6 +52,7 @@ import {
 import { differingBlocks, localBlocksWhole } from './tree-blocks.js';
 import { MATERIALISING_PREFIX, isPending, listTimesRecords, readBlockMap, remoteBlocksOf, settleTimesRecord } from '../store/restore-marks.js';
 import { RESERVED_NAME } from '../store/local-store.js';
+import { StoreDir } from '../store/store-dir.js';
 import { join } from 'node:path';
 
 export interface RecordSink {
@@ -108,7 +107,9 @@ export interface ReconcileStats {
 }
 
 export async function reconcile(opts: ReconcileOptions): Promise<ReconcileStats> {
-  return new Reconciler(opts).run();
+  // Every local object is reached relative to the store root's descriptor:
+  // a tree as deep as the mount allows never outgrows PATH_MAX by the store's path.
+  return StoreDir.using(opts.store, (dir) => new Reconciler(opts, dir).run());
 }
 
 /** What the archive holds for a local object that is not at its name there. */
@@ -196,7 +197,7 @@ class Reconciler {
    * about to be removed). A swap to an older tree (a checkpoint's) moves
    * objects back whose xattrs changed since, so this is common there.
    */
-  private readonly xattrsUnknown = new Map<ObjectId, string>();
+  private readonly xattrsUnknown = new Map<ObjectId, string>(); // → store-relative path
   /** Removals emitted at the end, in the order found. */
   private readonly removals: Removal[] = [];
   /** Names for entries set aside: unique per run, never a name a user has. */
@@ -210,7 +211,7 @@ class Reconciler {
   /** Files whose restored bytes a crash interrupted (their times records, see store/restore-marks.ts). */
   private timesRecords = new Set<ObjectId>();
 
-  constructor(private readonly opts: ReconcileOptions) {
+  constructor(private readonly opts: ReconcileOptions, private readonly dir: StoreDir) {
     this.privateDir = join(opts.store, RESERVED_NAME);
   }
 
@@ -220,15 +221,15 @@ class Reconciler {
     if (state === null) throw new ArchiveError('ENOVOLUME', `volume ${volume} does not exist on ${archive.url}`);
     const rootImage = await archive.dirImage(volume, ROOT_ID);
     this.fresh = rootImage.entries.length === 0;
-    const st = await lstat(store, { bigint: true });
+    const st = await this.dir.lstat('.');
     if (!st.isDirectory()) throw new Error(`store ${store} is not a directory`);
-    await ensureObjectId(store, native.AT_FDCWD, true);
+    await ensureObjectId('.', this.dir.fd, true);
     this.timesRecords = await listTimesRecords(this.privateDir);
     if (this.opts.onProgress) this.total = await this.estimateTotal(rootImage);
     this.stats.entries++;
     this.done.entries++;
-    await this.fixXattrs(ROOT_ID, store, rootImage.xattrs);
-    await this.syncDir('/', store, ROOT_ID, st, rootImage, rootImage.attrs, true);
+    await this.fixXattrs(ROOT_ID, '.', rootImage.xattrs);
+    await this.syncDir('/', '.', ROOT_ID, st, rootImage, rootImage.attrs, true);
     await this.settleUnknownXattrs();
     for (const r of this.removals) await this.emit(r);
     this.progress(true);
@@ -257,29 +258,29 @@ class Reconciler {
       return { entries: rootImage.totals.entries + 1, bytes: rootImage.totals.bytes };
     }
     const total: ReconcileProgress = { entries: 1, bytes: 0 };
-    const walk = async (fsPath: string, isRoot: boolean): Promise<void> => {
-      for (const e of await listLocalDir(fsPath, isRoot)) {
+    const walk = async (rel: string, isRoot: boolean): Promise<void> => {
+      for (const e of await listLocalDir(this.dir, rel, isRoot)) {
         this.opts.signal?.throwIfAborted();
         total.entries++;
         if (e.type === 'file') total.bytes += Number(e.st.size);
-        else if (e.type === 'dir') await walk(e.fsPath, false);
+        else if (e.type === 'dir') await walk(e.rel, false);
       }
     };
-    await walk(this.opts.store, true);
+    await walk('.', true);
     return total;
   }
 
   /** The local object's id, and whether this run just gave it one (then it is new to the archive). */
   private async idOf(e: LocalEntry): Promise<{ id: ObjectId; assigned: boolean }> {
     const listed = listedObjectId(e);
-    const have = listed !== undefined ? listed : await readObjectId(e.fsPath, native.AT_FDCWD);
+    const have = listed !== undefined ? listed : await readObjectId(e.rel, this.dir.fd);
     if (have !== null) return { id: have, assigned: false };
     const id = newObjectId();
-    await writeObjectId(e.fsPath, id, native.AT_FDCWD);
+    await writeObjectId(e.rel, id, this.dir.fd);
     return { id, assigned: true };
   }
 
-  private async syncDir(nsPath: string, fsPath: string, dirId: ObjectId, st: LocalStat, image: DirImage | null, archiveAttrs: Attrs, isRoot: boolean): Promise<void> {
+  private async syncDir(nsPath: string, rel: string, dirId: ObjectId, st: LocalStat, image: DirImage | null, archiveAttrs: Attrs, isRoot: boolean): Promise<void> {
     const parentMtime = timeFromNs(st.mtimeNs);
     // An unfinished restore: a pending directory's names and attributes are
     // the archive's (nothing but materialisation changes them; a crash in the
@@ -287,8 +288,8 @@ class Reconciler {
     // puts back). But the entries lookups materialised in it are objects like
     // any other: a program may have changed them (a write into a stub) without
     // a durable record. Those are compared; nothing else is.
-    const pending = await isPending(fsPath, native.AT_FDCWD);
-    const locals = (await listLocalDir(fsPath, isRoot, true)).filter((e) => !(pending && e.name.startsWith(MATERIALISING_PREFIX)));
+    const pending = await isPending(rel, this.dir.fd);
+    const locals = (await listLocalDir(this.dir, rel, isRoot, true)).filter((e) => !(pending && e.name.startsWith(MATERIALISING_PREFIX)));
     const remote = new Map((image?.entries ?? []).map((e) => [e.name, e]));
     const localNames = new Set(locals.map((e) => e.name));
     const ids = await mapLimit(locals, ID_CONCURRENCY, (e) => this.idOf(e));
@@ -316,7 +317,7 @@ class Reconciler {
       const l = locals[i]!;
       return (this.fresh || ids[i]!.assigned) && l.type !== 'dir' && !remote.has(l.name) && !this.timesRecords.has(ids[i]!.id);
     };
-    const ahead = new Lookahead(locals.map((_, i) => i), (i) => (isNew(i) ? readNewObject(locals[i]!) : null), NEW_OBJECT_AHEAD);
+    const ahead = new Lookahead(locals.map((_, i) => i), (i) => (isNew(i) ? readNewObject(this.dir, locals[i]!) : null), NEW_OBJECT_AHEAD);
     for (let i = 0; i < locals.length; i++) {
       const l = locals[i]!;
       const { id, assigned } = ids[i]!;
@@ -337,7 +338,7 @@ class Reconciler {
       const fetched = await images.get(i);
       const img = s.image === 'fetch' ? fetched! : s.image;
       const attrs = img?.attrs ?? attrsFromStat(s.entry.st);
-      await this.syncDir(s.nsPath, s.entry.fsPath, s.id, s.entry.st, img, attrs, false);
+      await this.syncDir(s.nsPath, s.entry.rel, s.id, s.entry.st, img, attrs, false);
     }
 
     const mine = attrsFromStat(st);
@@ -348,7 +349,7 @@ class Reconciler {
   private async replaced(l: LocalEntry, id: ObjectId, a: EntryImage): Promise<boolean> {
     if (a.id !== id || typeOfMode(a.attrs.mode) !== l.type) return true;
     // A symlink's target never changes in place: a different one is another symlink.
-    return l.type === 'symlink' && (await localTarget(l.fsPath)) !== a.target;
+    return l.type === 'symlink' && (await localTarget(this.dir, l.rel)) !== a.target;
   }
 
   private removeLater(parent: ObjectId, name: string, a: EntryImage, parentMtime: Time): void {
@@ -361,9 +362,9 @@ class Reconciler {
     if (l.type === 'file' && this.timesRecords.has(id)) {
       // A crash interrupted the writing of restored bytes into this file: its
       // times moved, but nobody changed it. They are put back, not shipped.
-      await settleTimesRecord(this.privateDir, id, l.fsPath, native.AT_FDCWD);
+      await settleTimesRecord(this.privateDir, id, l.rel, this.dir.fd);
       this.timesRecords.delete(id);
-      l = { ...l, st: await lstat(l.fsPath, { bigint: true }) };
+      l = { ...l, st: await this.dir.lstat(l.rel) };
     }
     const path = childPath(nsPath, l.name);
     const attrs = attrsFromStat(l.st);
@@ -385,7 +386,7 @@ class Reconciler {
     const prior = assigned || this.fresh ? { kind: 'new' as const } : await this.priorOf(l, id);
     switch (prior.kind) {
       case 'new': {
-        const target = l.type === 'symlink' ? (pre !== null ? pre.target : await localTarget(l.fsPath)) : undefined;
+        const target = l.type === 'symlink' ? (pre !== null ? pre.target : await localTarget(this.dir, l.rel)) : undefined;
         const createAttrs = l.type === 'file' ? { ...attrs, size: 0 } : attrs;
         await this.emit({ op: 'create', parent, name: l.name, id, attrs: createAttrs, ...(target !== undefined ? { target } : {}), parentMtime });
         if (l.type === 'file' && attrs.size > 0) {
@@ -420,17 +421,17 @@ class Reconciler {
         // Its xattrs on the archive are unknown: set every local one now, remove
         // the archive's others once its archive entry is seen (settleUnknownXattrs).
         await this.fixXattrs(id, l, {});
-        this.xattrsUnknown.set(id, l.fsPath);
+        this.xattrsUnknown.set(id, l.rel);
         return null;
       }
       case 'unknown': {
         // A create with a known id only adds the name; with the local attrs it
         // is right either way, and the setattr covers an existing object.
-        const target = l.type === 'symlink' ? await localTarget(l.fsPath) : undefined;
+        const target = l.type === 'symlink' ? await localTarget(this.dir, l.rel) : undefined;
         await this.emit({ op: 'create', parent, name: l.name, id, attrs, ...(target !== undefined ? { target } : {}), parentMtime });
         await this.emit({ op: 'setattr', id, attrs });
         await this.fixXattrs(id, l, {});
-        this.xattrsUnknown.set(id, l.fsPath);
+        this.xattrsUnknown.set(id, l.rel);
         return null;
       }
     }
@@ -438,10 +439,10 @@ class Reconciler {
 
   /** The archive entry of an object whose archive xattrs were unknown: its xattrs are made the local ones. */
   private async knownXattrs(id: ObjectId, a: EntryImage): Promise<void> {
-    const fsPath = this.xattrsUnknown.get(id);
-    if (fsPath === undefined || a.id !== id) return;
+    const rel = this.xattrsUnknown.get(id);
+    if (rel === undefined || a.id !== id) return;
     this.xattrsUnknown.delete(id);
-    await this.fixXattrs(id, fsPath, a.xattrs);
+    await this.fixXattrs(id, rel, a.xattrs);
   }
 
   /**
@@ -528,7 +529,7 @@ class Reconciler {
   private async shipBlocks(id: ObjectId, l: LocalEntry, blocks: FileBlocks | null): Promise<number> {
     // A file still partly in the archive: only its local blocks can differ.
     const skip = blocks === null ? null : await remoteBlocksOf(this.privateDir, id);
-    return this.shipRuns(id, differingBlocks(l.fsPath, Number(l.st.size), blocks, skip));
+    return this.shipRuns(id, differingBlocks(this.dir, l.rel, Number(l.st.size), blocks, skip));
   }
 
   /** `write` records of `blocks` (in offset order), adjacent ones joined up to MAX_WRITE_BYTES. */
@@ -556,8 +557,9 @@ class Reconciler {
   }
 
   /** Makes the archive's xattrs of `id` equal to the local object's (strata's own excepted). */
+  /** `local`: the entry, or the store-relative path of an object not listed (the root; one whose archive xattrs were unknown). */
   private async fixXattrs(id: ObjectId, local: LocalEntry | string, archive: { readonly [name: string]: string }): Promise<void> {
-    await this.emitXattrs(id, await (typeof local === 'string' ? localXattrs(local) : entryXattrs(local)), archive);
+    await this.emitXattrs(id, await (typeof local === 'string' ? localXattrs(this.dir, local) : entryXattrs(this.dir, local)), archive);
   }
 
   private async emitXattrs(id: ObjectId, local: { readonly [name: string]: string }, archive: { readonly [name: string]: string }): Promise<void> {
@@ -571,12 +573,12 @@ class Reconciler {
 }
 
 /** Reads what a new object ships (NewObjectData) ahead of its turn. */
-async function readNewObject(l: LocalEntry): Promise<NewObjectData> {
-  const target = l.type === 'symlink' ? await localTarget(l.fsPath) : undefined;
+async function readNewObject(dir: StoreDir, l: LocalEntry): Promise<NewObjectData> {
+  const target = l.type === 'symlink' ? await localTarget(dir, l.rel) : undefined;
   let blocks: { offset: number; data: Buffer }[] | null = [];
   const size = Number(l.st.size);
   if (l.type === 'file' && size > 0) {
-    blocks = size > READ_AHEAD_MAX_BYTES ? null : await localBlocksWhole(l.fsPath, size);
+    blocks = size > READ_AHEAD_MAX_BYTES ? null : await localBlocksWhole(dir, l.rel, size);
   }
-  return { target, blocks, xattrs: await entryXattrs(l) };
+  return { target, blocks, xattrs: await entryXattrs(dir, l) };
 }

@@ -5,9 +5,9 @@
 // shipping their holes. Only the local file's data extents are read (lseek
 // SEEK_DATA/SEEK_HOLE), so a huge sparse file costs what its data costs.
 import { createHash } from 'node:crypto';
-import { constants as C } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
 import * as native from '../native/index.js';
+import type { StoreDir } from '../store/store-dir.js';
+import { closeQuietly, readAt } from '../store/fd-io.js';
 import { BLOCK_SIZE } from '../protocol/records.js';
 import type { FileBlocks } from '../protocol/images.js';
 
@@ -30,19 +30,6 @@ export function zeroDigest(length: number): string {
 
 import { isZero } from '../protocol/records.js';
 export { isZero };
-
-/**
- * Opens a file for reading without touching its atime when allowed
- * (O_NOATIME: a verify must leave the store as it found it).
- */
-export async function openQuiet(fsPath: string): Promise<FileHandle> {
-  try {
-    return await open(fsPath, C.O_RDONLY | C.O_NOATIME | C.O_NOFOLLOW);
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'EPERM') throw err;
-    return open(fsPath, C.O_RDONLY | C.O_NOFOLLOW);
-  }
-}
 
 /**
  * Whether the archive's block holds the local bytes. An archive block shorter
@@ -73,7 +60,8 @@ export interface DifferingBlock {
  * Nor are the blocks `skip` names.
  */
 export async function* differingBlocks(
-  fsPath: string,
+  dir: StoreDir,
+  rel: string,
   size: number,
   archive: FileBlocks | null,
   /** Blocks to leave out (a partly restored file's blocks that are not local yet). */
@@ -96,19 +84,18 @@ export async function* differingBlocks(
     }
   }
   if (size > 0) {
-    const fh = await openQuiet(fsPath);
+    // O_NOATIME where allowed: a verify must leave the store as it found it.
+    const fd = await dir.openQuiet(rel);
     try {
-      const extents = await native.listExtents(fh.fd);
+      const extents = await native.listExtents(fd);
       let next = 0; // first block index not read yet
       for (const ext of extents) {
         const first = Math.max(next, Math.floor(ext.offset / BLOCK_SIZE));
         const end = Math.min(nblocks, Math.ceil((ext.offset + ext.length) / BLOCK_SIZE));
         for (let i = first; i < end; i++) {
           const len = lengthOf(i);
-          const data = Buffer.allocUnsafe(len);
-          const { bytesRead } = await fh.read(data, 0, len, i * BLOCK_SIZE);
           // A file shorter than its stat said (it changed under us) reads as zeros.
-          if (bytesRead < len) data.fill(0, bytesRead);
+          const data = await readAt(fd, i * BLOCK_SIZE, len);
           yield* zerosBefore(i);
           const mine = r < remote.length && remote[r]!.index === i ? remote[r++]! : null;
           if (skip?.(i)) continue;
@@ -121,20 +108,20 @@ export async function* differingBlocks(
         next = Math.max(next, end);
       }
     } finally {
-      await fh.close();
+      await closeQuietly(fd);
     }
   }
   yield* zerosBefore(nblocks);
 }
 
 /**
- * differingBlocks(fsPath, size, null) of a small file (one read: at most 64
+ * differingBlocks(dir, rel, size, null) of a small file (one read: at most 64
  * MiB, see native.readFileQuiet), all at once: its non-zero blocks within
  * its data extents, in order.
  */
-export async function localBlocksWhole(fsPath: string, size: number): Promise<DifferingBlock[]> {
+export async function localBlocksWhole(dir: StoreDir, rel: string, size: number): Promise<DifferingBlock[]> {
   if (size === 0) return [];
-  const q = await native.readFileQuiet(fsPath, size);
+  const q = await dir.readFileQuiet(rel, size);
   // A file shorter than its stat said (it changed under us) reads as zeros.
   const data = q.data.length === size ? q.data : Buffer.concat([q.data, Buffer.alloc(size - q.data.length)]);
   const nblocks = Math.ceil(size / BLOCK_SIZE);

@@ -15,14 +15,13 @@
 // A subtree missing on one side is reported once, at its top. File contents
 // are compared only when the sizes agree (a size difference already says the
 // data differs, and the blocks past the shorter end would only add noise).
-import * as native from '../native/index.js';
-import { lstat } from 'node:fs/promises';
 import { ArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import type { DirImage, EntryImage } from '../protocol/images.js';
 import { ROOT_ID, attrsFromStat, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import { MATERIALISING_PREFIX, isPending, remoteBlocksOf } from '../store/restore-marks.js';
 import { RESERVED_NAME } from '../store/local-store.js';
+import { StoreDir } from '../store/store-dir.js';
 import { join } from 'node:path';
 import {
   Lookahead, attrDifferences, compareNames, entryXattrs, listLocalDir, listedObjectId, localTarget, localXattrs, typeOfMode, xattrDifferences,
@@ -80,8 +79,9 @@ export interface DiffResult {
 const LISTED_BLOCKS = 8;
 
 export async function diffTree(opts: DiffOptions): Promise<DiffResult> {
-  const walk = new DiffWalk(opts);
-  return walk.run();
+  // Every local object is reached relative to the store root's descriptor:
+  // a tree as deep as the mount allows never outgrows PATH_MAX by the store's path.
+  return StoreDir.using(opts.store, (dir) => new DiffWalk(opts, dir).run());
 }
 
 function childPath(parent: string, name: string): string {
@@ -97,7 +97,7 @@ class DiffWalk {
   private readonly archiveFirst = new Map<ObjectId, string>();
   private readonly wantContent: (st: LocalStat) => boolean;
 
-  constructor(private readonly opts: DiffOptions) {
+  constructor(private readonly opts: DiffOptions, private readonly dir: StoreDir) {
     const c = opts.content ?? 'all';
     this.wantContent = c === 'all' ? () => true : c === 'none' ? () => false : c;
     this.privateDir = join(opts.store, RESERVED_NAME);
@@ -107,14 +107,14 @@ class DiffWalk {
     const { archive, volume, store } = this.opts;
     if ((await archive.volumeState(volume)) === null) throw new ArchiveError('ENOVOLUME', `volume ${volume} does not exist on ${archive.url}`);
     const rootImage = await archive.dirImage(volume, ROOT_ID);
-    const st = await lstat(store, { bigint: true });
+    const st = await this.dir.lstat('.');
     if (!st.isDirectory()) throw new Error(`store ${store} is not a directory`);
     this.result.objects++;
-    const id = await readObjectId(store, native.AT_FDCWD);
+    const id = await readObjectId('.', this.dir.fd);
     if (id !== ROOT_ID) this.report('/', 'id', id, ROOT_ID);
     for (const d of attrDifferences('dir', attrsFromStat(st), rootImage.attrs)) this.report('/', d.kind, d.local, d.archive);
-    await this.compareXattrs('/', store, rootImage.xattrs);
-    await this.walkDir('/', store, rootImage, true);
+    await this.compareXattrs('/', '.', rootImage.xattrs);
+    await this.walkDir('/', '.', rootImage, true);
     return this.result;
   }
 
@@ -127,23 +127,24 @@ class DiffWalk {
     else this.result.differences.push(d);
   }
 
+  /** `local`: the entry, or the store-relative path of an object not listed (the root). */
   private async compareXattrs(path: string, local: LocalEntry | string, archive: { readonly [name: string]: string }): Promise<void> {
-    const d = xattrDifferences(await (typeof local === 'string' ? localXattrs(local) : entryXattrs(local)), archive);
+    const d = xattrDifferences(await (typeof local === 'string' ? localXattrs(this.dir, local) : entryXattrs(this.dir, local)), archive);
     if (d) this.report(path, 'xattrs', d.local, d.archive);
   }
 
-  private async walkDir(nsPath: string, fsPath: string, image: DirImage, isRoot: boolean): Promise<void> {
+  private async walkDir(nsPath: string, rel: string, image: DirImage, isRoot: boolean): Promise<void> {
     // A pending directory's names are the archive's until it is materialised:
     // a name not here yet is not a difference. But the entries lookups
     // materialised in it are objects like any other (a program may have
     // written into one), so those are compared, and descended into.
-    const pending = await isPending(fsPath, native.AT_FDCWD);
+    const pending = await isPending(rel, this.dir.fd);
     if (pending) this.result.pendingDirs++;
-    const listed = await listLocalDir(fsPath, isRoot, true);
+    const listed = await listLocalDir(this.dir, rel, isRoot, true);
     const locals = new Map(listed.filter((e) => !(pending && e.name.startsWith(MATERIALISING_PREFIX))).map((e) => [e.name, e]));
     const remote = new Map(image.entries.map((e) => [e.name, e]));
     const names = (pending ? [...locals.keys()] : [...new Set([...locals.keys(), ...remote.keys()])]).sort(compareNames);
-    const subdirs: { nsPath: string; fsPath: string; id: ObjectId }[] = [];
+    const subdirs: { nsPath: string; rel: string; id: ObjectId }[] = [];
     for (const name of names) {
       this.opts.signal?.throwIfAborted();
       this.result.objects++;
@@ -152,13 +153,13 @@ class DiffWalk {
       const a = remote.get(name);
       if (a === undefined) this.report(path, 'missing-on-archive', l!.type);
       else if (l === undefined) this.report(path, 'missing-locally', undefined, typeOfMode(a.attrs.mode));
-      else if (await this.compareEntry(path, l, a, pending)) subdirs.push({ nsPath: path, fsPath: l.fsPath, id: a.id });
+      else if (await this.compareEntry(path, l, a, pending)) subdirs.push({ nsPath: path, rel: l.rel, id: a.id });
     }
     const ahead = new Lookahead(subdirs, (s) => this.opts.archive.dirImage(this.opts.volume, s.id), this.opts.lookahead ?? 4);
     for (let i = 0; i < subdirs.length; i++) {
       const s = subdirs[i]!;
       const img = await ahead.get(i);
-      await this.walkDir(s.nsPath, s.fsPath, img!, false);
+      await this.walkDir(s.nsPath, s.rel, img!, false);
     }
   }
 
@@ -171,14 +172,14 @@ class DiffWalk {
       return false;
     }
     const listedId = listedObjectId(l);
-    const id = listedId !== undefined ? listedId : await readObjectId(l.fsPath, native.AT_FDCWD);
+    const id = listedId !== undefined ? listedId : await readObjectId(l.rel, this.dir.fd);
     if (id !== a.id) this.report(path, 'id', id, a.id);
     const attrs = attrsFromStat(l.st);
     // A pending directory is the archive's until it is materialised (a crash in the middle of one may have moved its mtime).
-    const pending = type === 'dir' && (await isPending(l.fsPath, native.AT_FDCWD));
+    const pending = type === 'dir' && (await isPending(l.rel, this.dir.fd));
     if (!pending) for (const d of attrDifferences(type, attrs, a.attrs)) this.report(path, d.kind, d.local, d.archive);
     if (type === 'symlink') {
-      const target = await localTarget(l.fsPath);
+      const target = await localTarget(this.dir, l.rel);
       if (target !== (a.target ?? null)) this.report(path, 'target', target, a.target ?? null);
     }
     await this.compareXattrs(path, l, a.xattrs);
@@ -223,7 +224,7 @@ class DiffWalk {
     const blocks = await this.opts.archive.fileBlocks(this.opts.volume, a.id);
     const listed: number[] = [];
     let n = 0;
-    for await (const b of differingBlocks(l.fsPath, Number(l.st.size), blocks, skip)) {
+    for await (const b of differingBlocks(this.dir, l.rel, Number(l.st.size), blocks, skip)) {
       if (listed.length < LISTED_BLOCKS) listed.push(b.index);
       n++;
     }

@@ -2,9 +2,8 @@
 // directory's entries with their bigint stats, an object's xattrs as the
 // archive keeps them, attribute comparison, and a bounded look-ahead for
 // fetching directory images. Read-only: nothing here changes the store.
-import { readlink } from 'node:fs/promises';
-import { join } from 'node:path';
-import * as native from '../native/index.js';
+import type { ScannedStat } from '../native/index.js';
+import type { StoreDir } from '../store/store-dir.js';
 import { ID_XATTR, isPrivateXattr } from '../store/object-ids.js';
 import { isObjectId } from '../protocol/records.js';
 import { RESERVED_NAME } from '../store/local-store.js';
@@ -15,13 +14,13 @@ import { typeOfMode, type ObjectType } from '../protocol/records.js';
 export { S_IFMT, typeOfMode, type ObjectType } from '../protocol/records.js';
 
 /** An object's lstat: the fields of Node's BigIntStats a comparison uses (a BigIntStats is one). */
-export type LocalStat = native.ScannedStat;
+export type LocalStat = ScannedStat;
 
 /** One entry of a local directory. */
 export interface LocalEntry {
   name: string;
-  /** Path for fs calls: the store path joined with the store-relative path. */
-  fsPath: string;
+  /** The store-relative path ('.' is the root), for calls through the walk's StoreDir. */
+  rel: string;
   st: LocalStat;
   type: ObjectType;
   /**
@@ -31,19 +30,25 @@ export interface LocalEntry {
   xattrs?: readonly [string, Buffer][];
 }
 
+/** `rel` joined with a name, store-relative ('.' is the root). */
+export function childRel(rel: string, name: string): string {
+  return rel === '.' ? name : `${rel}/${name}`;
+}
+
 /**
- * The entries of the local directory at `fsPath`, sorted by name, without
+ * The entries of the local directory at `rel` (relative to `dir`, so a deep
+ * tree is never lengthened by the store's own path), sorted by name, without
  * the store's private directory when `isRoot`, with their lstat and, when
  * `withXattrs`, their extended attributes: one native call per directory
  * (scanDir), not a few thread-pool trips per entry. An entry that vanished
  * between readdir and lstat is left out (the precondition is a quiet store;
  * this only keeps a stray temp file from failing a verify).
  */
-export async function listLocalDir(fsPath: string, isRoot: boolean, withXattrs = false): Promise<LocalEntry[]> {
+export async function listLocalDir(dir: StoreDir, rel: string, isRoot: boolean, withXattrs = false): Promise<LocalEntry[]> {
   const out: LocalEntry[] = [];
-  for (const e of await native.scanDir(fsPath, withXattrs)) {
+  for (const e of await dir.scanDir(rel, withXattrs)) {
     if (isRoot && e.name === RESERVED_NAME) continue;
-    out.push({ name: e.name, fsPath: join(fsPath, e.name), st: e.st, type: typeOfMode(e.st.mode), ...(withXattrs ? { xattrs: e.xattrs } : {}) });
+    out.push({ name: e.name, rel: childRel(rel, e.name), st: e.st, type: typeOfMode(e.st.mode), ...(withXattrs ? { xattrs: e.xattrs } : {}) });
   }
   return out.sort((a, b) => compareNames(a.name, b.name));
 }
@@ -56,8 +61,8 @@ export function listedObjectId(e: LocalEntry): string | null | undefined {
 }
 
 /** The entry's extended attributes except strata's own, as localXattrs gives them: from the listing when read with it. */
-export async function entryXattrs(e: LocalEntry): Promise<{ [name: string]: string }> {
-  if (e.xattrs === undefined) return localXattrs(e.fsPath);
+export async function entryXattrs(dir: StoreDir, e: LocalEntry): Promise<{ [name: string]: string }> {
+  if (e.xattrs === undefined) return localXattrs(dir, e.rel);
   const out: { [name: string]: string } = {};
   for (const [name, value] of [...e.xattrs].filter(([n]) => !isPrivateXattr(n)).sort(([a], [b]) => compareNames(a, b))) {
     out[name] = value.toString('base64');
@@ -71,11 +76,11 @@ export function compareNames(a: string, b: string): number {
 }
 
 /** The object's extended attributes except strata's own, values base64, as in an EntryImage. */
-export async function localXattrs(fsPath: string): Promise<{ [name: string]: string }> {
+export async function localXattrs(dir: StoreDir, rel: string): Promise<{ [name: string]: string }> {
   const out: { [name: string]: string } = {};
   let names: string[];
   try {
-    names = await native.listxattr(fsPath);
+    names = await dir.listxattr(rel);
   } catch (err) {
     // Filesystems or object types without xattr support have none.
     if ((err as { code?: string }).code === 'ENOTSUP') return out;
@@ -83,7 +88,7 @@ export async function localXattrs(fsPath: string): Promise<{ [name: string]: str
   }
   for (const name of names.filter((n) => !isPrivateXattr(n)).sort(compareNames)) {
     try {
-      out[name] = (await native.getxattr(fsPath, name)).toString('base64');
+      out[name] = (await dir.getxattr(rel, name)).toString('base64');
     } catch (err) {
       if ((err as { code?: string }).code !== 'ENODATA') throw err;
     }
@@ -111,8 +116,8 @@ export function xattrDifferences(
   return any ? { local: l, archive: a } : null;
 }
 
-export async function localTarget(fsPath: string): Promise<string> {
-  return readlink(fsPath);
+export async function localTarget(dir: StoreDir, rel: string): Promise<string> {
+  return dir.readlink(rel);
 }
 
 export function sameTime(a: Time, b: Time): boolean {

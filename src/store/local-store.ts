@@ -6,8 +6,6 @@
 // private state lives under RESERVED_NAME at the store root, which the mount
 // never shows and never lets anyone create.
 import { chmod, mkdir, stat } from 'node:fs/promises';
-import { closeSync, constants as C } from 'node:fs';
-import * as native from '../native/index.js';
 import { resolve, join } from 'node:path';
 import { FsError } from '../errors/errno.js';
 import { StoreDir } from './store-dir.js';
@@ -35,7 +33,7 @@ export class LocalStore {
 
   private opened: StoreDir | null = null;
   /** Descriptors of roots left by a swap (switchTo): closed with the store, never while an op may still use one. */
-  private readonly retired: number[] = [];
+  private readonly retired: StoreDir[] = [];
 
   /** The local-object layer over the root (after open()). */
   get dir(): StoreDir {
@@ -50,7 +48,7 @@ export class LocalStore {
    * may still be using it).
    */
   async open(): Promise<void> {
-    this.adopt(await openRoot(this.root));
+    this.adopt(await StoreDir.openRoot(this.root));
   }
 
   /**
@@ -58,20 +56,20 @@ export class LocalStore {
    * root's path and its descriptor change together.
    */
   async switchTo(root: string): Promise<void> {
-    const fd = await openRoot(resolve(root));
+    const dir = await StoreDir.openRoot(resolve(root));
     this.moveTo(root);
-    this.adopt(fd);
+    this.adopt(dir);
   }
 
-  private adopt(fd: number): void {
-    if (this.opened !== null) this.retired.push(this.opened.fd);
-    this.opened = new StoreDir(fd);
+  private adopt(dir: StoreDir): void {
+    if (this.opened !== null) this.retired.push(this.opened);
+    this.opened = dir;
   }
 
   /** Closes the root's descriptors (on unmount). */
   close(): void {
-    for (const fd of this.retired.splice(0)) closeSync(fd);
-    if (this.opened !== null) closeSync(this.opened.fd);
+    for (const dir of this.retired.splice(0)) dir.close();
+    this.opened?.close();
     this.opened = null;
   }
 
@@ -105,8 +103,4 @@ export class LocalStore {
     if (LocalStore.isReserved(path)) throw new FsError('EPERM', `${RESERVED_NAME} is reserved by strata`);
     return LocalStore.relative(path);
   }
-}
-
-function openRoot(root: string): Promise<number> {
-  return native.openAt(native.AT_FDCWD, root, C.O_RDONLY | C.O_DIRECTORY);
 }

@@ -7,7 +7,7 @@
 //
 // Paths are store-relative: '.' is the root, 'a/b' below it; an absolute path
 // is taken as it is (the *at calls ignore the descriptor for one).
-import type { BigIntStats } from 'node:fs';
+import { closeSync, constants as C, type BigIntStats } from 'node:fs';
 import * as native from '../native/index.js';
 import type { CloneToResult, DirEntry, FinishFile, PrepareObject, QuietRead, ScannedEntry, StatfsAt, TimeSpec } from '../native/index.js';
 
@@ -17,6 +17,26 @@ export class StoreDir {
 
   /** `fd`: an open descriptor of the store root (O_DIRECTORY); the caller closes it (close()). */
   constructor(readonly fd: number) {}
+
+  /** The layer over the directory at `path` (absolute, or relative to the working directory); close() it when done. */
+  static async openRoot(path: string): Promise<StoreDir> {
+    return new StoreDir(await native.openAt(native.AT_FDCWD, path, C.O_RDONLY | C.O_DIRECTORY));
+  }
+
+  /** Runs `fn` with the layer over the directory at `path`, and closes it after. */
+  static async using<T>(path: string, fn: (dir: StoreDir) => Promise<T>): Promise<T> {
+    const dir = await StoreDir.openRoot(path);
+    try {
+      return await fn(dir);
+    } finally {
+      dir.close();
+    }
+  }
+
+  /** Closes the root's descriptor (not for ABSOLUTE). */
+  close(): void {
+    if (this.fd !== native.AT_FDCWD) closeSync(this.fd);
+  }
 
   /** lstat (never follows a final symlink). */
   lstat(rel: string): Promise<BigIntStats> {
@@ -31,6 +51,20 @@ export class StoreDir {
   /** open(2) with `flags` (O_CLOEXEC added); resolves with the descriptor. */
   open(rel: string, flags: number, mode = 0): Promise<number> {
     return native.openAt(this.fd, rel, flags, mode);
+  }
+
+  /**
+   * Opens a file to read without touching its atime where allowed
+   * (O_NOATIME, refused with EPERM to a caller that does not own the file
+   * and lacks CAP_FOWNER: then without it). Never follows a final symlink.
+   */
+  async openQuiet(rel: string): Promise<number> {
+    try {
+      return await this.open(rel, C.O_RDONLY | C.O_NOFOLLOW | C.O_NOATIME);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EPERM') throw err;
+      return this.open(rel, C.O_RDONLY | C.O_NOFOLLOW);
+    }
   }
 
   mkdir(rel: string, mode: number): Promise<void> {

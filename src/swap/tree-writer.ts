@@ -203,7 +203,7 @@ async function buildFile(o: TreeWriterOptions, entryRel: string, tmp: string, e:
       await out.truncate(size);
       o.progress.copiedBytes += size;
       wanted = [];
-      for await (const d of differingBlocks(tmp, size, blocks)) wanted.push(d.index);
+      for await (const d of differingBlocks(StoreDir.ABSOLUTE, tmp, size, blocks)) wanted.push(d.index);
     } else {
       await out.truncate(size);
       wanted = blocks.blocks.filter((b) => b.digest !== zeroDigest(b.length)).map((b) => b.index).sort((x, y) => x - y);

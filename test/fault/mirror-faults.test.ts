@@ -9,7 +9,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { sh } from '../helpers/mount.js';
+import { createHash, randomBytes } from 'node:crypto';
+import { sh, strata } from '../helpers/mount.js';
 import { withMirroredMount, syncMount, assertConverged, mirrorStatus, mount, readFromArchive, killPrimary } from '../helpers/mirror.js';
 import { startArchiveServer, type ArchiveServer } from '../helpers/archive.js';
 
@@ -172,4 +173,52 @@ test.after.always('no mirrored mount is left behind', () => {
   const left = readFileSync('/proc/mounts', 'utf8').split('\n').filter((l) => l.includes('strata-mirror-'));
   for (const l of left) spawnSync('umount', ['-l', l.split(' ')[1]!]);
   rmSync(mkdtempSync(join(tmpdir(), 'strata-check-')), { recursive: true });
+});
+
+// The mirror's whole-store walks (reconcile at a restart, `strata verify`) reach
+// objects relative to the store root's descriptor. When they prefixed the
+// store's path, a tree as deep as the mount allows (its paths just under
+// PATH_MAX on the mount) outgrew PATH_MAX under a longer store path: verify
+// failed with ENAMETOOLONG, and after a kill -9 the store could not be mounted
+// again at all (the reconcile before serving failed).
+test('a tree as deep as the mount allows, under a store path longer than the mount\'s: verify, a restart after kill -9 and a recovery see all of it', async (t) => {
+  const long = 'S'.repeat(250);
+  const m = withMirroredMount(t, { storeSubdir: `${long}/${long}/store` });
+  t.true(m.store.length + 1 + 16 * 241 > 4096, 'the store paths of the deep objects are longer than PATH_MAX');
+  const name = 'n'.repeat(240);
+  const down = `for i in $(seq 1 16); do mkdir -p ${name} && cd ${name} || exit 9; done`;
+  const content = randomBytes(300_000);
+  writeFileSync(join(m.base, 'content.bin'), content);
+  const made = sh(`${down} && cp ${join(m.base, 'content.bin')} f && setfattr -n user.deep -v yes f && ln -s f link && mkfifo p && pwd | wc -c`, m.mnt);
+  t.is(made.status, 0, made.stderr);
+  t.true(Number(made.stdout.trim()) > 3800, `mount path length ${made.stdout.trim()}`);
+  const deep = `/${Array(16).fill(name).join('/')}`;
+  syncMount(m);
+  assertConverged(t, m, 'of the deep tree');
+  t.deepEqual(await readFromArchive(m.archiveUrl, m.volume, `${deep}/f`), content);
+
+  // Changes that may not have reached the archive when the primary dies.
+  const more = randomBytes(70_000);
+  writeFileSync(join(m.base, 'more.bin'), more);
+  const changed = sh(`${down} && dd if=${join(m.base, 'more.bin')} of=f bs=70000 seek=1 conv=notrunc status=none && setfattr -n user.deep -v again f && mkdir -p d2 && echo x > d2/g`, m.mnt);
+  t.is(changed.status, 0, changed.stderr);
+  await killPrimary(m);
+  mount(m);
+  syncMount(m);
+  assertConverged(t, m, 'after the restart');
+  const want = Buffer.concat([content.subarray(0, 70_000), more, content.subarray(140_000)]);
+  t.deepEqual(await readFromArchive(m.archiveUrl, m.volume, `${deep}/f`), want, 'the archive holds the bytes written before the kill');
+
+  // A recovery into another long store path reads the deep file back.
+  const r = sh(`${down}; sha256sum f | cut -c1-64; getfattr --only-values -n user.deep f; echo; readlink link; stat -c %F p`, m.mnt);
+  const store2 = join(m.base, long, long, 'store2');
+  const mnt2 = join(m.base, 'mnt2');
+  sh(`mkdir -p ${mnt2}`, m.base);
+  t.teardown(() => { strata(['unmount', mnt2]); });
+  t.is(strata(['unmount', m.mnt]).status, 0);
+  const rec = strata(['recover', '--store', store2, '--archive', m.archiveUrl, '--volume', m.volume, mnt2]);
+  t.is(rec.status, 0, `${rec.stdout}${rec.stderr}`);
+  const back = sh(`${down}; sha256sum f | cut -c1-64; getfattr --only-values -n user.deep f; echo; readlink link; stat -c %F p`, mnt2);
+  t.is(back.stdout, r.stdout, `${back.stderr}`);
+  t.is(r.stdout.split('\n')[0], createHash('sha256').update(want).digest('hex'));
 });

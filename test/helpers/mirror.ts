@@ -3,7 +3,7 @@
 // process), plus the operator tools the tests use as oracles (`strata sync`,
 // `strata verify`). Everything is unmounted and removed in teardown.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
@@ -31,6 +31,8 @@ export interface MirrorOpts {
   extraArgs?: string[];
   /** Environment of the mount command (and so of its daemon). */
   env?: NodeJS.ProcessEnv;
+  /** Where the store goes, relative to the test's directory (default 'store'); strata creates it. */
+  storeSubdir?: string;
 }
 
 /** kill -9 of the primary's daemon; waits until it is gone (its stale mount stays, for the next mount to clear). */
@@ -55,7 +57,7 @@ export function withMirroredMount(t: ExecutionContext, opts: MirrorOpts = {}): M
   const base = mkdtempSync(join(tmpdir(), 'strata-mirror-'));
   const archiveUrl = opts.archiveUrl ?? `file://${join(base, 'archive')}`;
   const m: MirroredMount = {
-    base, store: join(base, 'store'), mnt: join(base, 'mnt'), archiveUrl, volume: 'vol1', args: [],
+    base, store: join(base, opts.storeSubdir ?? 'store'), mnt: join(base, 'mnt'), archiveUrl, volume: 'vol1', args: [],
     ...(opts.tokenFile ? { tokenFile: opts.tokenFile } : {}),
     ...(opts.env ? { env: opts.env } : {}),
   };
@@ -63,7 +65,8 @@ export function withMirroredMount(t: ExecutionContext, opts: MirrorOpts = {}): M
   m.args = ['--store', m.store, '--archive', archiveUrl, '--volume', m.volume, ...(opts.tokenFile ? ['--token-file', opts.tokenFile] : []), ...(opts.extraArgs ?? [])];
   t.teardown(() => {
     forceUnmount(m.mnt);
-    if (existsSync(base)) rmSync(base, { recursive: true, force: true });
+    // GNU rm walks by descriptor: a tree deeper than PATH_MAX under `base` goes too (Node's rmSync cannot).
+    if (existsSync(base)) spawnSync('rm', ['-rf', base]);
   });
   mount(m);
   return m;

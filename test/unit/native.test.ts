@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 
 import { differingBlocks, localBlocksWhole } from '../../src/mirror/tree-blocks.js';
 import * as native from '../../src/native/index.js';
+import { StoreDir } from '../../src/store/store-dir.js';
 import {
   cloneFile,
   copyRange,
@@ -455,16 +456,16 @@ test('localBlocksWhole gives exactly what differingBlocks gives for a file the a
     }
     await fh.close();
     const want: { offset: number; data: string }[] = [];
-    for await (const b of differingBlocks(p, size, null)) want.push({ offset: b.offset, data: b.data.toString('hex') });
-    const got = (await localBlocksWhole(p, size)).map((b) => ({ offset: b.offset, data: b.data.toString('hex') }));
+    for await (const b of differingBlocks(StoreDir.ABSOLUTE, p, size, null)) want.push({ offset: b.offset, data: b.data.toString('hex') });
+    const got = (await localBlocksWhole(StoreDir.ABSOLUTE, p, size)).map((b) => ({ offset: b.offset, data: b.data.toString('hex') }));
     t.deepEqual(got, want, `file ${f} of ${size} bytes`);
   }
   // A file shorter than the size its stat gave: the rest reads as zeros, on both.
   const p = path.join(dir, 'short');
   await fs.writeFile(p, randomBytes(70 * KiB));
   const want: number[] = [];
-  for await (const b of differingBlocks(p, 200 * KiB, null)) want.push(b.offset);
-  t.deepEqual((await localBlocksWhole(p, 200 * KiB)).map((b) => b.offset), want);
+  for await (const b of differingBlocks(StoreDir.ABSOLUTE, p, 200 * KiB, null)) want.push(b.offset);
+  t.deepEqual((await localBlocksWhole(StoreDir.ABSOLUTE, p, 200 * KiB)).map((b) => b.offset), want);
 });
 
 // --- utimens / futimens ------------------------------------------------------------------

@@ -1,0 +1,21 @@
+// Reads and closes by descriptor, off the event loop (libuv's thread pool):
+// what the walks over a store (mirror compare, checkpoint diff and rollback)
+// do with a descriptor their StoreDir opened.
+import * as fs from 'node:fs';
+
+/** Up to `len` bytes at `pos` (fewer at the end of the file; the rest of the buffer stays zero). */
+export async function readAt(fd: number, pos: number, len: number): Promise<Buffer> {
+  const buf = Buffer.alloc(len);
+  let done = 0;
+  while (done < len) {
+    const n = await new Promise<number>((resolve, reject) => fs.read(fd, buf, done, len - done, pos + done, (err, r) => (err ? reject(err) : resolve(r))));
+    if (n === 0) break;
+    done += n;
+  }
+  return buf;
+}
+
+/** close(2); an error (EIO of a file only read) is not the caller's concern. */
+export function closeQuietly(fd: number): Promise<void> {
+  return new Promise((resolve) => fs.close(fd, () => resolve()));
+}

@@ -581,11 +581,11 @@ class PrepareObjectWorker : public PromiseWorker {
 
 class CloneToWorker : public PromiseWorker {
  public:
-  CloneToWorker(Napi::Env env, std::string src, std::string dst, uint32_t mode)
+  CloneToWorker(Napi::Env env, std::string src, int dst_at, std::string dst, uint32_t mode)
       : PromiseWorker(env, "strata:cloneTo"), src_(std::move(src)),
-        dst_(std::move(dst)), mode_(mode) {}
+        dst_at_(dst_at), dst_(std::move(dst)), mode_(mode) {}
   void Execute() override {
-    sn_clone_to(at_, src_.c_str(), dst_.c_str(), mode_, &res_, &err_);
+    sn_clone_to(at_, src_.c_str(), dst_at_, dst_.c_str(), mode_, &res_, &err_);
     path_ = res_.found && res_.is_file ? dst_ : src_;
   }
   Napi::Value Result(Napi::Env env) override {
@@ -601,7 +601,9 @@ class CloneToWorker : public PromiseWorker {
   }
 
  private:
-  std::string src_, dst_;
+  std::string src_;
+  int dst_at_;
+  std::string dst_;
   uint32_t mode_;
   sn_clone_to_result res_ = {0, 0, 0, 0, 0};
 };
@@ -1083,7 +1085,7 @@ bool GetXattrList(Napi::Env env, Napi::Value nv, Napi::Value vv,
   return true;
 }
 
-// cloneTo(src, dst, mode)
+// cloneTo(src, dst, mode, at?, dstAt?): dstAt defaults to at
 Napi::Value CloneTo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string src, dst;
@@ -1095,9 +1097,11 @@ Napi::Value CloneTo(const Napi::CallbackInfo& info) {
     ThrowRangeError(env, "The value of \"mode\" is out of range. It must be >= 0 && <= 4095. Received " + FormatNumber(mode));
     return env.Undefined();
   }
-  int at;
+  int at, dst_at;
   if (!GetAt(info, 3, &at)) return env.Undefined();
-  return (new CloneToWorker(env, std::move(src), std::move(dst), mode))->At(at)->Start();
+  if (info[4].IsUndefined()) dst_at = at;
+  else if (!GetAt(info, 4, &dst_at)) return env.Undefined();
+  return (new CloneToWorker(env, std::move(src), dst_at, std::move(dst), mode))->At(at)->Start();
 }
 
 // finishFile(tmp, create, size, logFd, ranges, names, values, uid, gid,

@@ -300,7 +300,7 @@ static int open_quiet(int at, const char *path) {
   return fd;
 }
 
-int sn_clone_to(int at, const char *src, const char *dst, uint32_t mode,
+int sn_clone_to(int at, const char *src, int dst_at, const char *dst, uint32_t mode,
                 sn_clone_to_result *res, sn_err *err) {
   res->found = 0;
   res->is_file = 0;
@@ -322,7 +322,7 @@ int sn_clone_to(int at, const char *src, const char *dst, uint32_t mode,
     return 0;
   }
   res->is_file = 1;
-  int out = openat(at, dst, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+  int out = openat(dst_at, dst, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                    (mode_t)mode);
   if (out < 0) {
     int e = errno;

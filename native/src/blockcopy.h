@@ -79,12 +79,12 @@ typedef struct sn_clone_to_result {
   int reflinked; /* FICLONE shared the blocks */
 } sn_clone_to_result;
 
-/* Opens src (relative to `at`, as is dst, as for openat; O_NOATIME where
- * allowed, O_NOFOLLOW); when it is a regular file,
- * creates dst (O_EXCL, permission bits `mode`) and makes it a copy of src
- * (sn_clone_file 'auto'). src that cannot be opened is not an error
- * (found = 0). */
-int sn_clone_to(int at, const char *src, const char *dst, uint32_t mode,
+/* Opens src (relative to `at`, as for openat; O_NOATIME where allowed,
+ * O_NOFOLLOW); when it is a regular file, creates dst (relative to `dst_at`:
+ * another store's root, e.g. a swap's spare; O_EXCL, permission bits `mode`)
+ * and makes it a copy of src (sn_clone_file 'auto'). src that cannot be
+ * opened is not an error (found = 0). */
+int sn_clone_to(int at, const char *src, int dst_at, const char *dst, uint32_t mode,
                 sn_clone_to_result *res, sn_err *err);
 
 

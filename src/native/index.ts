@@ -75,7 +75,7 @@ interface NativeBinding {
   listxattr(path: string, at?: number): Promise<string[]>;
   prepareObject(path: string, create: number, mode: number, size: number, names: string[], values: Buffer[], uid: number, gid: number, chmodMode: number, at?: number): Promise<void>;
   readXattrs(path: string, at?: number): Promise<[string, Buffer][]>;
-  cloneTo(src: string, dst: string, mode: number, at?: number): Promise<CloneToResult | null>;
+  cloneTo(src: string, dst: string, mode: number, at?: number, dstAt?: number): Promise<CloneToResult | null>;
   finishFile(
     tmp: string, create: boolean, size: number, logFd: number, ranges: number[], names: string[], values: Buffer[],
     uid: number, gid: number, chmodMode: number, atime: TimeSpec, mtime: TimeSpec, final: string | null, data: Buffer | null, at?: number,
@@ -314,9 +314,10 @@ export interface CloneToResult {
  * in one call on the thread pool. Resolves with null when `src` cannot be
  * opened (gone, moved: not an error), else with its inode number (for the
  * caller to check that it is the object it meant) and the copy's size.
+ * `src` is relative to `at`, `dst` to `dstAt` (default: `at`).
  */
-export async function cloneTo(src: string, dst: string, mode: number, at?: number): Promise<CloneToResult | null> {
-  return binding.cloneTo(src, dst, mode, at);
+export async function cloneTo(src: string, dst: string, mode: number, at?: number, dstAt?: number): Promise<CloneToResult | null> {
+  return binding.cloneTo(src, dst, mode, at, dstAt);
 }
 
 /** What {@link finishFile} does to a regular file built under a temporary name. */

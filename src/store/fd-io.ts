@@ -1,4 +1,4 @@
-// Reads and closes by descriptor, off the event loop (libuv's thread pool):
+// Reads, writes and closes by descriptor, off the event loop (libuv's thread pool):
 // what the walks over a store (mirror compare, checkpoint diff and rollback)
 // do with a descriptor their StoreDir opened.
 import * as fs from 'node:fs';
@@ -18,4 +18,22 @@ export async function readAt(fd: number, pos: number, len: number): Promise<Buff
 /** close(2); an error (EIO of a file only read) is not the caller's concern. */
 export function closeQuietly(fd: number): Promise<void> {
   return new Promise((resolve) => fs.close(fd, () => resolve()));
+}
+
+/** Writes all of `data` at `pos`. */
+export async function writeAllAt(fd: number, data: Buffer, pos: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    done += await new Promise<number>((resolve, reject) => fs.write(fd, data, done, data.length - done, pos + done, (err, n) => (err ? reject(err) : resolve(n))));
+  }
+}
+
+/** ftruncate(2). */
+export function truncateFd(fd: number, size: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.ftruncate(fd, size, (err) => (err ? reject(err) : resolve())));
+}
+
+/** close(2) of a descriptor written to: its error (EIO, ENOSPC of a delayed write) is the caller's. */
+export function closeFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
 }

@@ -178,9 +178,9 @@ export class StoreDir {
     await this.rmdir(rel).catch(ignoreGone);
   }
 
-  /** native.cloneTo: `src` store-relative, `dst` store-relative or absolute (a spare store's). */
-  cloneTo(src: string, dst: string, mode: number): Promise<CloneToResult | null> {
-    return native.cloneTo(src, dst, mode, this.fd);
+  /** native.cloneTo: `src` store-relative, `dst` relative to `into` (another store's layer, e.g. a swap's spare; default this one). */
+  cloneTo(src: string, dst: string, mode: number, into: StoreDir = this): Promise<CloneToResult | null> {
+    return native.cloneTo(src, dst, mode, this.fd, into.fd);
   }
 
   /** native.finishFile, with `tmp` and `f.rename` both store-relative. */

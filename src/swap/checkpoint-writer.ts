@@ -37,10 +37,8 @@
 // Object ids: the live object's
 // (or the one the checkpoint saved with its attributes), else one derived from
 // the checkpoint and the object's T0 key (the same on a rerun).
-import * as fsp from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
 import * as native from '../native/index.js';
 import { ROOT_ID, badNameReason, isObjectId, type Attrs, type ObjectId } from '../protocol/records.js';
 import { ID_XATTR, isPrivateXattr, readObjectId, writeObjectId } from '../store/object-ids.js';
@@ -49,7 +47,7 @@ import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import { applyAttrs } from '../restore/materialise.js';
 import { BLOCK_SIZE, kindOf, readAttrs, type AttrRec, type CheckpointState, type ObjectKind } from '../checkpoint/state.js';
 import { T0View, joinPath, kindOfDtype, lstatPath } from '../checkpoint/view.js';
-import { SWAP_TEMP_PREFIX, type WriteProgress } from './tree-writer.js';
+import { SWAP_TEMP_PREFIX, childRel, type WriteProgress } from './tree-writer.js';
 import { swapCrashPoint } from './crash-points.js';
 
 export interface CheckpointWriterOptions {
@@ -80,12 +78,12 @@ interface ObjectAttrs {
  * Runs `create`, which creates `tmp` with O_EXCL; when the name is taken (a
  * leftover of an object with the same id), removes it and runs it once more.
  */
-async function withFreeTemp<T>(tmp: string, create: () => Promise<T>): Promise<T> {
+async function withFreeTemp<T>(spare: StoreDir, tmp: string, create: () => Promise<T>): Promise<T> {
   try {
     return await create();
   } catch (err) {
     if ((err as { code?: string }).code !== 'EEXIST') throw err;
-    await fsp.rm(tmp, { recursive: true, force: true });
+    await spare.rmTree(tmp);
     return create();
   }
 }
@@ -145,12 +143,17 @@ function cancelledError(): Error {
 
 class Writer {
   private view: T0View;
-  /** Objects with several T0 names: the spare path of the first one placed. */
+  /** Objects with several T0 names: the spare-relative path of the first one placed. */
   private readonly links = new Map<string, string>();
   /** Object ids of the files whose T0 contents differ from the live ones (blocks saved since T0). */
   readonly changed = new Set<ObjectId>();
 
-  constructor(private readonly o: CheckpointWriterOptions, private readonly multi: Set<string>) {
+  /**
+   * `spare`: the spare's layer (relative to its root's descriptor, so a deep
+   * tree never outgrows PATH_MAX by the spare's path); every spare path below
+   * is relative to it.
+   */
+  constructor(private readonly o: CheckpointWriterOptions, private readonly multi: Set<string>, private readonly spare: StoreDir) {
     this.view = new T0View(o.state, o.rootIno, o.liveDir);
   }
 
@@ -161,8 +164,8 @@ class Writer {
   async run(): Promise<void> {
     await this.writeDir(this.view.rootKey, '/', '');
     const root = await this.attrsOf(this.view.rootKey, '/');
-    await writeObjectId(this.o.spare, ROOT_ID, native.AT_FDCWD);
-    await applyAttrs(StoreDir.ABSOLUTE, this.o.spare, root.attrs, root.xattrs, null);
+    await writeObjectId('.', ROOT_ID, this.spare.fd);
+    await applyAttrs(this.spare, '.', root.attrs, root.xattrs, null);
     if (this.s.info.status !== 'valid') {
       throw new Error(`checkpoint ${this.s.info.name} became invalid while the spare was written (${this.s.info.reason ?? 'unknown'}): its tree is not complete; \`strata swap discard\` the spare`);
     }
@@ -170,11 +173,10 @@ class Writer {
 
   /** Writes the entries of T0 directory `key` (live at `at`) into the spare directory `rel`. */
   private async writeDir(key: string, at: string, rel: string): Promise<void> {
-    const dirAbs = rel === '' ? this.o.spare : join(this.o.spare, rel);
     // The names already in place (a rerun): nothing else writes into the spare, so this listing answers for every entry (no lstat each).
     const present = new Set<string>();
-    for (const n of await fsp.readdir(dirAbs)) {
-      if (n.startsWith(SWAP_TEMP_PREFIX)) await fsp.rm(join(dirAbs, n), { recursive: true, force: true });
+    for (const { name: n } of await this.spare.readdirIno(rel === '' ? '.' : rel)) {
+      if (n.startsWith(SWAP_TEMP_PREFIX)) await this.spare.rmTree(childRel(rel, n));
       else present.add(n);
     }
     const items = await t0Items(this.view, key, at);
@@ -195,60 +197,59 @@ class Writer {
       if (it.kind === 'dir') {
         const hint = joinPath(at, it.name);
         const liveAt = (await this.view.whereIs(it.key, hint)) ?? hint;
-        const subRel = rel === '' ? it.name : `${rel}/${it.name}`;
+        const subRel = childRel(rel, it.name);
         await this.writeDir(it.key, liveAt, subRel);
         const a = await this.attrsOf(it.key, liveAt);
-        await applyAttrs(StoreDir.ABSOLUTE, join(this.o.spare, subRel), a.attrs, a.xattrs, null);
+        await applyAttrs(this.spare, subRel, a.attrs, a.xattrs, null);
       }
     }
   }
 
   private async place(it: T0Item, at: string, rel: string, inPlace: boolean): Promise<void> {
-    const entryRel = rel === '' ? it.name : `${rel}/${it.name}`;
-    const final = join(this.o.spare, entryRel);
+    const final = childRel(rel, it.name);
     const hint = joinPath(at, it.name);
     const p = this.o.progress;
     p.entries++;
     const first = this.links.get(it.key);
     if (inPlace) {
       if (it.kind === 'file' && this.s.blocks.has(it.key)) {
-        const id = await readObjectId(final, native.AT_FDCWD);
+        const id = await readObjectId(final, this.spare.fd);
         if (id !== null) this.changed.add(id);
       }
-      if (it.kind === 'file' && first === undefined) p.bytes += Number((await fsp.lstat(final)).size);
+      if (it.kind === 'file' && first === undefined) p.bytes += Number((await this.spare.lstat(final)).size);
       if (this.multi.has(it.key) && first === undefined) this.links.set(it.key, final);
       p.kept++;
       return;
     }
     if (first !== undefined) {
-      await fsp.link(first, final);
+      await this.spare.link(first, final);
       swapCrashPoint('swap-prepare-object');
       return;
     }
     const a = await this.attrsOf(it.key, hint);
-    const tmp = join(this.o.spare, rel, `${SWAP_TEMP_PREFIX}${a.id}`);
+    const tmp = childRel(rel, `${SWAP_TEMP_PREFIX}${a.id}`);
     if (it.kind === 'file') {
       // One native call copies the live file, one more finishes it (log blocks, id, attributes, times) and renames it into place.
       await this.buildFile(it.key, hint, tmp, a, final);
       p.bytes += a.attrs.size;
       if (this.s.blocks.has(it.key)) this.changed.add(a.id);
     } else {
-      await fsp.rm(tmp, { recursive: true, force: true });
+      await this.spare.rmTree(tmp);
       switch (it.kind) {
         case 'dir':
-          await fsp.mkdir(tmp, 0o700);
+          await this.spare.mkdir(tmp, 0o700);
           break;
         case 'symlink':
           if (a.target === undefined) throw new Error(`prepare: checkpoint ${this.s.info.name} has no target of the symbolic link ${hint}`);
-          await fsp.symlink(a.target, tmp);
+          await this.spare.symlink(a.target, tmp);
           break;
         case 'other':
-          await native.mknod(tmp, a.attrs.mode, a.attrs.rdev);
+          await this.spare.mknod(tmp, a.attrs.mode, a.attrs.rdev);
           break;
       }
-      await writeObjectId(tmp, a.id, native.AT_FDCWD);
-      await applyAttrs(StoreDir.ABSOLUTE, tmp, a.attrs, a.xattrs, null);
-      await fsp.rename(tmp, final);
+      await writeObjectId(tmp, a.id, this.spare.fd);
+      await applyAttrs(this.spare, tmp, a.attrs, a.xattrs, null);
+      await this.spare.rename(tmp, final);
     }
     if (this.multi.has(it.key)) this.links.set(it.key, final);
     swapCrashPoint('swap-prepare-object');
@@ -270,10 +271,10 @@ class Writer {
    */
   private async cloneLive(key: string, hint: string, tmp: string): Promise<native.CloneToResult | null> {
     const tryAt = async (at: string): Promise<native.CloneToResult | null> => {
-      const r = await withFreeTemp(tmp, () => this.o.liveDir.cloneTo(LocalStore.relative(at), tmp, 0o600));
+      const r = await withFreeTemp(this.spare, tmp, () => this.o.liveDir.cloneTo(LocalStore.relative(at), tmp, 0o600, this.spare));
       if (r === null || !r.isFile) return null;
       if (this.s.canon(r.ino) === key) return r;
-      await fsp.unlink(tmp);
+      await this.spare.unlink(tmp);
       return null;
     };
     const first = await tryAt(hint);
@@ -318,7 +319,7 @@ class Writer {
       if (!isPrivateXattr(name)) xattrs.push([name, Buffer.from(value, 'base64')]);
     }
     const t = a.attrs;
-    const finish = (): Promise<number> => native.finishFile(tmp, {
+    const finish = (): Promise<number> => this.spare.finishFile(tmp, {
       create: src === null, size, log: { fd: this.s.log.fd, ranges }, xattrs,
       owner: { uid: t.uid, gid: t.gid }, mode: t.mode & 0o7777,
       times: { atime: { sec: t.atime[0], nsec: t.atime[1] }, mtime: { sec: t.mtime[0], nsec: t.mtime[1] } },
@@ -326,7 +327,7 @@ class Writer {
     });
     try {
       // Awaited first, then added: `x += await y` would add to the x read before the await (lost updates between parallel builds).
-      const fromLog = src === null ? await withFreeTemp(tmp, finish) : await finish();
+      const fromLog = src === null ? await withFreeTemp(this.spare, tmp, finish) : await finish();
       this.o.progress.logBytes += fromLog;
     } catch (err) {
       if ((err as { code?: string }).code === 'ENODATA' && (err as { syscall?: string }).syscall === 'copy_file_range') {
@@ -421,7 +422,9 @@ function derivedId(checkpointId: string, key: string): ObjectId {
  * the archive whatever their size and mtime (a program may have put those back).
  */
 export async function writeCheckpointTree(o: CheckpointWriterOptions, multi: Set<string>): Promise<ObjectId[]> {
-  const w = new Writer(o, multi);
-  await w.run();
-  return [...w.changed].sort();
+  return StoreDir.using(o.spare, async (spare) => {
+    const w = new Writer(o, multi, spare);
+    await w.run();
+    return [...w.changed].sort();
+  });
 }

@@ -4,12 +4,13 @@
 // refuse a spare that is missing, not empty (unless it is this mount's own
 // unfinished prepare of the same source: a rerun resumes it), used by another
 // mount or store, or on a file system too small for the tree.
-import { readdir, readFile, rm, stat, statfs, mkdir } from 'node:fs/promises';
+import { readdir, readFile, stat, statfs, mkdir } from 'node:fs/promises';
 import { join, relative, resolve, isAbsolute } from 'node:path';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { writeFileDurably } from '../store/durable-file.js';
 import { swapRecordPath } from './record.js';
 import { existsSync } from 'node:fs';
+import { StoreDir } from '../store/store-dir.js';
 import type { SourcePoint } from './source.js';
 
 /** A source point of one archive's volume. */
@@ -134,10 +135,13 @@ export async function checkSpare(spareArg: string, o: { store: string; live: str
 
 /** Empties a spare (everything, its state too, but a daemon log: the daemon may still write it); the directory stays. */
 export async function emptySpare(spare: string): Promise<void> {
-  for (const n of await readdir(spare)) {
-    if (n !== RESERVED_NAME) { await rm(join(spare, n), { recursive: true, force: true }); continue; }
-    for (const p of await readdir(join(spare, n))) {
-      if (p !== 'daemon.log') await rm(join(spare, n, p), { recursive: true, force: true });
+  // Relative to the spare's descriptor: a tree as deep as a mount allows never outgrows PATH_MAX by the spare's path.
+  await StoreDir.using(spare, async (dir) => {
+    for (const { name } of await dir.readdirIno('.')) {
+      if (name !== RESERVED_NAME) { await dir.rmTree(name); continue; }
+      for (const p of await dir.readdirIno(name)) {
+        if (p.name !== 'daemon.log') await dir.rmTree(`${name}/${p.name}`);
+      }
     }
-  }
+  });
 }

@@ -20,9 +20,7 @@
 // keeps the names already in place (same id), removes leftover temporary
 // names and builds the rest; directories get their attributes again after
 // their entries (a name created in a directory moves its times).
-import * as fsp from 'node:fs/promises';
 import { constants as C } from 'node:fs';
-import { join } from 'node:path';
 import * as native from '../native/index.js';
 import type { ArchiveClient } from '../protocol/archive-api.js';
 import type { EntryImage } from '../protocol/images.js';
@@ -32,6 +30,7 @@ import { readObjectId, writeObjectId } from '../store/object-ids.js';
 import { typeOfMode } from '../mirror/tree-local.js';
 import { differingBlocks, zeroDigest } from '../mirror/tree-blocks.js';
 import { StoreDir } from '../store/store-dir.js';
+import { closeFd, closeQuietly, truncateFd, writeAllAt } from '../store/fd-io.js';
 import { applyAttrs } from '../restore/materialise.js';
 import { swapCrashPoint } from './crash-points.js';
 
@@ -66,23 +65,40 @@ export interface TreeWriterOptions {
 
 const FETCH_MAX = 1024 * 1024;
 
+/** The spare's and the live store's layers (relative to their roots' descriptors, so a deep tree never outgrows PATH_MAX by their paths). */
+interface Dirs {
+  spare: StoreDir;
+  live: StoreDir | null;
+}
+
 export async function writeTree(o: TreeWriterOptions): Promise<void> {
   const root = await o.client.dirImage(o.volume, ROOT_ID);
   const links = new Map<ObjectId, string>();
-  await writeDir(o, '', root.entries, links);
-  await writeObjectId(o.spare, ROOT_ID, native.AT_FDCWD);
-  await applyAttrs(StoreDir.ABSOLUTE, o.spare, root.attrs, root.xattrs, null);
+  await StoreDir.using(o.spare, async (spare) => {
+    const live = o.live === null ? null : await StoreDir.openRoot(o.live);
+    try {
+      await writeDir(o, { spare, live }, '', root.entries, links);
+    } finally {
+      live?.close();
+    }
+    await writeObjectId('.', ROOT_ID, spare.fd);
+    await applyAttrs(spare, '.', root.attrs, root.xattrs, null);
+  });
+}
+
+/** A spare-relative path: `name` in directory `rel` ('' is the spare's root). */
+export function childRel(rel: string, name: string): string {
+  return rel === '' ? name : `${rel}/${name}`;
 }
 
 function cancelledError(): Error {
   return Object.assign(new Error('prepare cancelled'), { code: 'ECANCELED' });
 }
 
-async function writeDir(o: TreeWriterOptions, rel: string, entries: EntryImage[], links: Map<ObjectId, string>): Promise<void> {
-  const dirAbs = rel === '' ? o.spare : join(o.spare, rel);
+async function writeDir(o: TreeWriterOptions, d: Dirs, rel: string, entries: EntryImage[], links: Map<ObjectId, string>): Promise<void> {
   // Leftovers of an interrupted run.
-  for (const n of await fsp.readdir(dirAbs)) {
-    if (n.startsWith(SWAP_TEMP_PREFIX)) await fsp.rm(join(dirAbs, n), { recursive: true, force: true });
+  for (const { name } of await d.spare.readdirIno(rel === '' ? '.' : rel)) {
+    if (name.startsWith(SWAP_TEMP_PREFIX)) await d.spare.rmTree(childRel(rel, name));
   }
   const sorted = [...entries].filter((e) => badNameReason(e.name) === null && !(rel === '' && e.name === RESERVED_NAME))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -98,38 +114,38 @@ async function writeDir(o: TreeWriterOptions, rel: string, entries: EntryImage[]
     while (next < simple.length) {
       if (o.cancelled?.()) throw cancelledError();
       const e = simple[next++]!;
-      await placeEntry(o, rel, e, links);
+      await placeEntry(o, d, rel, e, links);
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, o.parallel ?? 4) }, worker));
   for (const e of ordered) {
     if (o.cancelled?.()) throw cancelledError();
-    await placeEntry(o, rel, e, links);
+    await placeEntry(o, d, rel, e, links);
     if (typeOfMode(e.attrs.mode) === 'dir') {
       const sub = await o.client.dirImage(o.volume, e.id);
-      const subRel = rel === '' ? e.name : `${rel}/${e.name}`;
-      await writeDir(o, subRel, sub.entries, links);
-      await applyAttrs(StoreDir.ABSOLUTE, join(o.spare, subRel), sub.attrs, sub.xattrs, null);
+      const subRel = childRel(rel, e.name);
+      await writeDir(o, d, subRel, sub.entries, links);
+      await applyAttrs(d.spare, subRel, sub.attrs, sub.xattrs, null);
     }
   }
 }
 
-async function placeEntry(o: TreeWriterOptions, rel: string, e: EntryImage, links: Map<ObjectId, string>): Promise<void> {
-  const entryRel = rel === '' ? e.name : `${rel}/${e.name}`;
-  const final = join(o.spare, entryRel);
+async function placeEntry(o: TreeWriterOptions, d: Dirs, rel: string, e: EntryImage, links: Map<ObjectId, string>): Promise<void> {
+  // Spare-relative paths from here on.
+  const final = childRel(rel, e.name);
   const type = typeOfMode(e.attrs.mode);
   o.progress.entries++;
   if (type === 'file') o.progress.bytes += e.attrs.size;
   let inPlace = false;
   try {
-    await fsp.lstat(final);
+    await d.spare.lstat(final);
     inPlace = true;
   } catch (err) {
     if ((err as { code?: string }).code !== 'ENOENT') throw err;
   }
   if (inPlace) {
-    const id = await readObjectId(final, native.AT_FDCWD);
-    if (id !== e.id) throw new Error(`prepare: ${final} holds object ${id ?? '(none)'}, the source says ${e.id}: the spare was changed outside strata (discard it)`);
+    const id = await readObjectId(final, d.spare.fd);
+    if (id !== e.id) throw new Error(`prepare: ${o.spare}/${final} holds object ${id ?? '(none)'}, the source says ${e.id}: the spare was changed outside strata (discard it)`);
     if (e.nlink > 1 && type !== 'dir' && !links.has(e.id)) links.set(e.id, final);
     o.progress.kept++;
     return;
@@ -137,75 +153,74 @@ async function placeEntry(o: TreeWriterOptions, rel: string, e: EntryImage, link
   const first = e.nlink > 1 && type !== 'dir' ? links.get(e.id) : undefined;
   if (first !== undefined) {
     // Another name of an object already built: one more link (atomic, no temporary name needed).
-    await fsp.link(first, final);
+    await d.spare.link(first, final);
     swapCrashPoint('swap-prepare-object');
     return;
   }
-  const tmp = join(o.spare, rel, `${SWAP_TEMP_PREFIX}${e.id}`);
-  await fsp.rm(tmp, { recursive: true, force: true });
-  await buildObject(o, entryRel, tmp, e);
-  await fsp.rename(tmp, final);
+  const tmp = childRel(rel, `${SWAP_TEMP_PREFIX}${e.id}`);
+  await d.spare.rmTree(tmp);
+  await buildObject(o, d, final, tmp, e);
+  await d.spare.rename(tmp, final);
   if (e.nlink > 1 && type !== 'dir') links.set(e.id, final);
   swapCrashPoint('swap-prepare-object');
 }
 
-/** The same name in the live store, when it holds the same object as a regular file. */
-async function reusable(o: TreeWriterOptions, entryRel: string, id: ObjectId): Promise<string | null> {
-  if (o.live === null) return null;
-  const p = join(o.live, entryRel);
+/** The same name in the live store (store-relative), when it holds the same object as a regular file. */
+async function reusable(live: StoreDir | null, entryRel: string, id: ObjectId): Promise<string | null> {
+  if (live === null) return null;
   try {
-    const st = await fsp.lstat(p);
+    const st = await live.lstat(entryRel);
     if (!st.isFile()) return null;
-    return (await readObjectId(p, native.AT_FDCWD)) === id ? p : null;
+    return (await readObjectId(entryRel, live.fd)) === id ? entryRel : null;
   } catch {
     return null;
   }
 }
 
-async function buildObject(o: TreeWriterOptions, entryRel: string, tmp: string, e: EntryImage): Promise<void> {
+async function buildObject(o: TreeWriterOptions, d: Dirs, entryRel: string, tmp: string, e: EntryImage): Promise<void> {
   const a = e.attrs;
   switch (typeOfMode(a.mode)) {
     case 'dir':
-      await fsp.mkdir(tmp, 0o700);
+      await d.spare.mkdir(tmp, 0o700);
       break;
     case 'file':
-      await buildFile(o, entryRel, tmp, e);
+      await buildFile(o, d, entryRel, tmp, e);
       break;
     case 'symlink':
       if (e.target === undefined) throw new Error(`prepare: symlink ${e.id} has no target in the source`);
-      await fsp.symlink(e.target, tmp);
+      await d.spare.symlink(e.target, tmp);
       break;
     case 'fifo': case 'socket': case 'chardev': case 'blockdev':
-      await native.mknod(tmp, a.mode, a.rdev);
+      await d.spare.mknod(tmp, a.mode, a.rdev);
       break;
     default:
       throw new Error(`prepare: object ${e.id} has an unknown type (mode 0${a.mode.toString(8)})`);
   }
-  await writeObjectId(tmp, e.id, native.AT_FDCWD);
-  await applyAttrs(StoreDir.ABSOLUTE, tmp, a, e.xattrs, null);
+  await writeObjectId(tmp, e.id, d.spare.fd);
+  await applyAttrs(d.spare, tmp, a, e.xattrs, null);
 }
 
-async function buildFile(o: TreeWriterOptions, entryRel: string, tmp: string, e: EntryImage): Promise<void> {
+async function buildFile(o: TreeWriterOptions, d: Dirs, entryRel: string, tmp: string, e: EntryImage): Promise<void> {
   const size = e.attrs.size;
-  const out = await fsp.open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+  const out = await d.spare.open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
   try {
     if (size === 0) return;
     const blocks = await o.client.fileBlocks(o.volume, e.id);
-    const local = await reusable(o, entryRel, e.id);
+    const local = await reusable(d.live, entryRel, e.id);
     let wanted: number[];
-    if (local !== null) {
-      const src = await fsp.open(local, C.O_RDONLY | C.O_NOFOLLOW);
+    if (local !== null && d.live !== null) {
+      const src = await d.live.open(local, C.O_RDONLY | C.O_NOFOLLOW);
       try {
-        await native.cloneFile(src.fd, out.fd);
+        await native.cloneFile(src, out);
       } finally {
-        await src.close();
+        await closeQuietly(src);
       }
-      await out.truncate(size);
+      await truncateFd(out, size);
       o.progress.copiedBytes += size;
       wanted = [];
-      for await (const d of differingBlocks(StoreDir.ABSOLUTE, tmp, size, blocks)) wanted.push(d.index);
+      for await (const b of differingBlocks(d.spare, tmp, size, blocks)) wanted.push(b.index);
     } else {
-      await out.truncate(size);
+      await truncateFd(out, size);
       wanted = blocks.blocks.filter((b) => b.digest !== zeroDigest(b.length)).map((b) => b.index).sort((x, y) => x - y);
     }
     // Fetch runs of consecutive blocks, up to FETCH_MAX bytes a request.
@@ -216,11 +231,11 @@ async function buildFile(o: TreeWriterOptions, entryRel: string, tmp: string, e:
       const length = Math.min(size, wanted[j - 1]! * BLOCK_SIZE + BLOCK_SIZE) - offset;
       const data = await o.client.readRange(o.volume, e.id, offset, length);
       if (data.length !== length) throw new Error(`prepare: the archive gave ${data.length} bytes of ${e.id} at ${offset}, not ${length}`);
-      await out.write(data, 0, length, offset);
+      await writeAllAt(out, data, offset);
       o.progress.fetchedBytes += length;
       i = j;
     }
   } finally {
-    await out.close();
+    await closeFd(out);
   }
 }

@@ -225,3 +225,45 @@ test('checkpoints stay with their store through commit, back and back again; a h
   t.false(existsSync(newDir), 'the discarded tree\'s checkpoint copy store is gone');
   t.deepEqual(checkpoints(m.mnt).map((c) => c.name), ['ck']);
 });
+
+// A swap prepare writes the spare relative to its root's descriptor (and reads
+// the live store relative to its own): when it joined the spare's path to each
+// object's, a tree as deep as the mount allows outgrew PATH_MAX under a longer
+// spare path and the prepare failed with ENAMETOOLONG.
+test('a tree as deep as the mount allows, into a spare path longer than the mount\'s: prepare from a checkpoint and from the archive, commit, back', (t) => {
+  const m = withSwapMount(t);
+  const long = 'S'.repeat(250);
+  const name = 'n'.repeat(240);
+  const down = `for i in $(seq 1 16); do mkdir -p ${name} && cd ${name} || exit 9; done`;
+  run(t, `${down} && head -c 200000 /dev/urandom > f && setfattr -n user.deep -v yes f && ln f hard && ln -s f sym && mkfifo p && chmod 640 f && mkdir d && echo x > d/g`, m.mnt);
+  syncMount(m);
+  createCheckpoint(m.mnt, 'deep');
+  const good = manifest(m.mnt);
+  run(t, `${down} && dd if=/dev/urandom of=f bs=4096 count=3 seek=7 conv=notrunc status=none && setfattr -n user.deep -v changed f && rm sym && echo later > later`, m.mnt);
+  syncMount(m);
+  const damaged = manifest(m.mnt);
+  const spare = join(m.base, long, long, 'spare');
+  mkdirSync(spare, { recursive: true });
+  t.true(spare.length + 1 + 16 * 241 > 4096, 'the spare paths of the deep objects are longer than PATH_MAX');
+  let p = prepare(m.mnt, spare, 'checkpoint:deep');
+  t.is(p.status, 0, p.out.slice(0, 2000));
+  let c = commit(m.mnt);
+  t.is(c.status, 0, c.out.slice(0, 2000));
+  t.is(manifest(m.mnt), good, 'the checkpoint\'s tree');
+  syncMount(m);
+  assertConverged(t, { ...m, store: spare }, 'after the commit');
+  t.is(commit(m.mnt, [], 'back').status, 0);
+  t.is(manifest(m.mnt), damaged, 'swapped back');
+  t.is(strata(['swap', 'discard', m.mnt]).status, 0);
+
+  // From the archive: the head as it is now, built from the archive with the live files reused.
+  syncMount(m);
+  const rec = (JSON.parse(strata(['status', '--json', m.mnt]).stdout) as { mirror: { ackedSeq: number } }).mirror.ackedSeq;
+  p = prepare(m.mnt, spare, `archive:${rec}`);
+  t.is(p.status, 0, p.out.slice(0, 2000));
+  c = commit(m.mnt);
+  t.is(c.status, 0, c.out.slice(0, 2000));
+  t.is(manifest(m.mnt), damaged, 'the archive\'s tree at the head');
+  syncMount(m);
+  assertConverged(t, { ...m, store: spare }, 'after the commit from the archive');
+});

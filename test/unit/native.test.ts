@@ -746,6 +746,24 @@ test('cloneTo: a sparse copy checked against cp, the source inode, non-files and
   t.is(taken.path, path.join(dir, 'cp'));
   await rejectsWith(t, cloneTo(src, path.join(dir, 'no', 'x'), 0o600), ['ENOENT'], 'open');
 
+  // src relative to one directory's descriptor, dst to another's (a swap's spare): the copy lands there, not under the source's.
+  const other = path.join(dir, 'other');
+  await fs.mkdir(other);
+  const srcDir = await StoreDir.openRoot(dir);
+  const dstDir = await StoreDir.openRoot(other);
+  try {
+    const r2 = await srcDir.cloneTo('src', 'copy2', 0o600, dstDir);
+    t.is(r2?.size, content.length);
+    await sameBytes(t, path.join(other, 'copy2'), content);
+    t.false(existsSync(path.join(dir, 'copy2')));
+    t.is((await srcDir.cloneTo('src', 'copy3', 0o600))?.size, content.length, 'without `into`: next to the source');
+    t.true(existsSync(path.join(dir, 'copy3')));
+  } finally {
+    srcDir.close();
+    dstDir.close();
+  }
+  await t.throwsAsync(cloneTo(src, 'x', 0o600, undefined, -5), { instanceOf: RangeError });
+
   await t.throwsAsync(cloneTo(1 as unknown as string, path.join(dir, 'y'), 0o600), { instanceOf: TypeError, message: /"src" argument must be of type string/ });
   await t.throwsAsync(cloneTo(src, 'a\0b', 0o600), { instanceOf: TypeError, message: /without null bytes/ });
   await t.throwsAsync(cloneTo(src, path.join(dir, 'y'), 0o10000), { instanceOf: RangeError, message: /"mode" is out of range/ });

@@ -33,6 +33,11 @@
 #include "src/atops.h"
 #include "src/atpath.h"
 #include "fuse-native/src/posix_rules.h"  // the rules the FUSE bridge applies too
+#include "fuse-native/src/names.h"  // names as bytes <-> strings, as the FUSE bridge maps them
+
+namespace {
+Napi::String NameString(Napi::Env env, const std::string& s);
+}
 #include "src/blockcopy.h"
 #include "src/digest.h"
 #include "src/dirents.h"
@@ -66,7 +71,7 @@ Napi::Error MakeErrnoError(Napi::Env env, const sn_err& e,
   obj.Set("errno", Napi::Number::New(env, -e.code));
   obj.Set("code", Napi::String::New(env, name));
   obj.Set("syscall", Napi::String::New(env, syscall));
-  if (!path.empty()) obj.Set("path", Napi::String::New(env, path));
+  if (!path.empty()) obj.Set("path", NameString(env, path));
   return err;
 }
 
@@ -161,7 +166,29 @@ bool GetUint32(const Napi::CallbackInfo& info, size_t i, const char* name,
   return true;
 }
 
-// A string without NUL bytes (paths and xattr names go to C as char*).
+// The bytes of a name, path, symlink target or xattr name (names.h: the
+// characters U+F780-U+F7FF are the bytes 0x80-0xFF that were not UTF-8).
+std::string NameBytes(const Napi::String& s) {
+  std::u16string u = s.Utf16Value();
+  std::string out(3 * u.size(), '\0');
+  size_t n = sn_name_encode(reinterpret_cast<const uint16_t*>(u.data()), u.size(),
+                            reinterpret_cast<unsigned char*>(&out[0]));
+  out.resize(n);
+  return out;
+}
+
+// The string of a name's (path's, target's) bytes, as the FUSE bridge makes it.
+Napi::String NameString(Napi::Env env, const char* s, size_t len) {
+  napi_value v;
+  if (sn_js_name(env, s, len, &v) != napi_ok) return Napi::String::New(env, "");
+  return Napi::String(env, v);
+}
+
+Napi::String NameString(Napi::Env env, const std::string& s) {
+  return NameString(env, s.data(), s.size());
+}
+
+// A string without NUL bytes (paths and xattr names go to C as char*, as bytes: NameBytes).
 bool GetString(const Napi::CallbackInfo& info, size_t i, const char* name,
                std::string* out) {
   Napi::Env env = info.Env();
@@ -171,7 +198,7 @@ bool GetString(const Napi::CallbackInfo& info, size_t i, const char* name,
                        "\" argument must be of type string");
     return false;
   }
-  *out = info[i].As<Napi::String>().Utf8Value();
+  *out = NameBytes(info[i].As<Napi::String>());
   if (out->find('\0') != std::string::npos) {
     ThrowTypeError(env, "ERR_INVALID_ARG_VALUE",
                    std::string("The argument '") + name +
@@ -700,7 +727,7 @@ class ReadXattrsWorker : public PromiseWorker {
     Napi::Array arr = Napi::Array::New(env, names_.size());
     for (size_t i = 0; i < names_.size(); i++) {
       Napi::Array pair = Napi::Array::New(env, 2);
-      pair.Set(0u, Napi::String::New(env, names_[i]));
+      pair.Set(0u, NameString(env, names_[i]));
       pair.Set(1u, Napi::Buffer<char>::Copy(env, values_[i].data(), values_[i].size()));
       arr.Set(static_cast<uint32_t>(i), pair);
     }
@@ -729,11 +756,11 @@ class ListxattrWorker : public PromiseWorker {
     for (size_t i = 0; i < len_; i++) {
       if (buf_[i] != '\0') continue;
       if (i > start)
-        arr.Set(n++, Napi::String::New(env, buf_ + start, i - start));
+        arr.Set(n++, NameString(env, buf_ + start, i - start));
       start = i + 1;
     }
     if (start < len_)  // unterminated tail (should not happen)
-      arr.Set(n++, Napi::String::New(env, buf_ + start, len_ - start));
+      arr.Set(n++, NameString(env, buf_ + start, len_ - start));
     return arr;
   }
 
@@ -769,8 +796,8 @@ class ReaddirWorker : public PromiseWorker {
     Napi::Array arr = Napi::Array::New(env, count_);
     for (size_t i = 0; i < count_; i++) {
       Napi::Object o = Napi::Object::New(env);
-      // Names are bytes; decode as UTF-8 like fs.readdir (bad bytes -> U+FFFD).
-      o.Set("name", Napi::String::New(env, ents_[i].name));
+      // Names are bytes: names.h maps the ones that are not UTF-8.
+      o.Set("name", NameString(env, ents_[i].name, std::strlen(ents_[i].name)));
       o.Set("ino", Napi::BigInt::New(env, ents_[i].ino));
       o.Set("type", Napi::Number::New(env, ents_[i].type));
       arr.Set(static_cast<uint32_t>(i), o);
@@ -815,13 +842,13 @@ class ScanDirWorker : public PromiseWorker {
       Napi::Array xs = Napi::Array::New(env, e.nxattrs);
       for (size_t k = 0; k < e.nxattrs; k++) {
         Napi::Array pair = Napi::Array::New(env, 2);
-        pair.Set(0u, Napi::String::New(env, e.xattrs[k].name));
+        pair.Set(0u, NameString(env, e.xattrs[k].name, std::strlen(e.xattrs[k].name)));
         pair.Set(1u, Napi::Buffer<char>::Copy(env, e.xattrs[k].value, e.xattrs[k].len));
         xs.Set(static_cast<uint32_t>(k), pair);
       }
       Napi::Object o = Napi::Object::New(env);
-      // Names are bytes; decode as UTF-8 like fs.readdir (bad bytes -> U+FFFD).
-      o.Set("name", Napi::String::New(env, e.name));
+      // Names are bytes: names.h maps the ones that are not UTF-8.
+      o.Set("name", NameString(env, e.name, std::strlen(e.name)));
       o.Set("st", s);
       o.Set("xattrs", xs);
       arr.Set(static_cast<uint32_t>(i), o);
@@ -1025,7 +1052,7 @@ Napi::Value PrepareObject(const Napi::CallbackInfo& info) {
                      "xattr names must be strings and values Buffers");
       return env.Undefined();
     }
-    std::string name = n.As<Napi::String>().Utf8Value();
+    std::string name = NameBytes(n.As<Napi::String>());
     if (name.find('\0') != std::string::npos) {
       ThrowTypeError(env, "ERR_INVALID_ARG_VALUE",
                      "xattr names must not contain null bytes");
@@ -1072,7 +1099,7 @@ bool GetXattrList(Napi::Env env, Napi::Value nv, Napi::Value vv,
                      "xattr names must be strings and values Buffers");
       return false;
     }
-    std::string name = n.As<Napi::String>().Utf8Value();
+    std::string name = NameBytes(n.As<Napi::String>());
     if (name.find('\0') != std::string::npos) {
       ThrowTypeError(env, "ERR_INVALID_ARG_VALUE",
                      "xattr names must not contain null bytes");
@@ -1343,7 +1370,7 @@ Napi::Value UnlinkAt(const Napi::CallbackInfo& info) {
   return (new CallWorker(env, "strata:unlinkAt", path, [at, path, dir](sn_err* err) { sn_unlink_at(at, path.c_str(), dir, err); }))->Start();
 }
 
-// readlinkAt(at, path) -> string (UTF-8, as Node's readlink)
+// readlinkAt(at, path) -> string (the target's bytes as names.h maps them)
 Napi::Value ReadlinkAt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int at;
@@ -1356,7 +1383,7 @@ Napi::Value ReadlinkAt(const Napi::CallbackInfo& info) {
     if (sn_readlink_at(at, path.c_str(), &buf, &len, err) == 0) out->assign(buf, len);
     std::free(buf);
   };
-  auto done = [out](Napi::Env env) -> Napi::Value { return Napi::String::New(env, *out); };
+  auto done = [out](Napi::Env env) -> Napi::Value { return NameString(env, *out); };
   return (new CallWorker(env, "strata:readlinkAt", path, run, done))->Start();
 }
 

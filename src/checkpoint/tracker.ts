@@ -6,6 +6,7 @@
 // apply the change. A checkpoint that cannot save (its copy store is full or
 // gone) is marked invalid, durably, and the change goes ahead: live writes
 // never fail because of a checkpoint.
+import { nameBytes, nameFromBytes } from '../protocol/names.js';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { ChangeGuard, GuardTarget } from '../ports/change-guard.js';
@@ -231,12 +232,14 @@ export class Tracker implements ChangeGuard {
     // Its path is read only when its attributes are saved (once per object), not on every write.
     // Absolute: after a swap (src/swap) the files opened before write the old store, which is
     // no longer the daemon's store, and this store's tracker still guards them.
+    // As bytes: a name that is not UTF-8 must not turn into another (src/protocol/names.ts).
     const findRel = async (): Promise<string | null> => {
       try {
-        const p = await fsp.readlink(`/proc/self/fd/${target.fd}`);
-        if (p === this.root) return p;
-        if (!p.startsWith(`${this.root}/`)) return null;
-        return (await fsp.lstat(p, { bigint: true }).then((l) => l.ino === st.ino, () => false)) ? p : null;
+        const p = await fsp.readlink(`/proc/self/fd/${target.fd}`, { encoding: 'buffer' });
+        const root = nameBytes(this.root);
+        if (p.equals(root)) return this.root;
+        if (!(p.length > root.length && p[root.length] === 0x2f && p.subarray(0, root.length).equals(root))) return null;
+        return (await fsp.lstat(p, { bigint: true }).then((l) => l.ino === st.ino, () => false)) ? nameFromBytes(p) : null;
       } catch {
         return null;
       }

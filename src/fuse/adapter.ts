@@ -4,6 +4,7 @@
 // every request exactly once, and maps every error through the one errno
 // table. Reads and writes of plain local files are served by the FUSE thread
 // itself (direct descriptors), so they never reach this thread.
+import { nameBytes } from '../protocol/names.js';
 import { ll, FC, type Session, type Features } from './bridge.js';
 import type { BigIntStats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -34,6 +35,8 @@ const SETTLE_BUCKETS = 4096;
 function settleBucket(ino: bigint): number {
   return Number(ino % BigInt(SETTLE_BUCKETS));
 }
+
+const NUL = Buffer.of(0);
 
 export interface MountOptions {
   /** Let other users use the mount (always together with default_permissions). */
@@ -1115,7 +1118,7 @@ export class FuseAdapter {
       }
       case OP.listxattr: {
         const names = await fs.listxattr(t.requirePath(t.get(r.ino)));
-        const list = Buffer.from(names.map((n) => `${n}\0`).join(''));
+        const list = Buffer.concat(names.flatMap((n) => [nameBytes(n), NUL]));
         if (r.size === 0) answer(() => ll.replyXattrSize(r.req, list.length));
         else if (list.length > r.size) answer(() => ll.replyErr(r.req, ERANGE));
         else answer(() => ll.replyBuf(r.req, list, list.length));

@@ -7,6 +7,7 @@
 // A body:    u64 seq | u8 op | u32 metaLength | meta (JSON, UTF-8) | payload
 // `payload` is the written bytes of a `write` and the value of a `setxattr`;
 // everything else lives in `meta`.
+import { nameByteLength } from './names.js';
 import { crc32 } from 'node:zlib';
 
 /** A stable object id: 128 bits as 32 lowercase hex digits. */
@@ -94,7 +95,7 @@ export function badNameReason(name: unknown): string | null {
   if (name === '.' || name === '..') return `name "${name}" is not allowed`;
   if (name.includes('/')) return 'name contains "/"';
   if (name.includes('\0')) return 'name contains NUL';
-  if (Buffer.byteLength(name) > MAX_NAME_BYTES) return `name longer than ${MAX_NAME_BYTES} bytes`;
+  if (nameByteLength(name) > MAX_NAME_BYTES) return `name longer than ${MAX_NAME_BYTES} bytes`;
   return null;
 }
 
@@ -243,7 +244,7 @@ export function invalidRecordReason(r: { [k: string]: unknown }): string | null 
     case 'create': {
       const base = first(idOk('parent'), nameOk('name'), idOk('id'), attrsReason(r.attrs), timeOk('parentMtime'));
       if (base) return base;
-      if (r.target !== undefined && (typeof r.target !== 'string' || Buffer.byteLength(r.target) > MAX_TARGET_BYTES || r.target.length === 0)) return 'bad symlink target';
+      if (r.target !== undefined && (typeof r.target !== 'string' || nameByteLength(r.target) > MAX_TARGET_BYTES || r.target.length === 0)) return 'bad symlink target';
       return null;
     }
     case 'link':
@@ -263,7 +264,7 @@ export function invalidRecordReason(r: { [k: string]: unknown }): string | null 
     case 'removexattr': {
       const base = idOk('id');
       if (base) return base;
-      if (typeof r.name !== 'string' || r.name.length === 0 || Buffer.byteLength(r.name) > MAX_XATTR_NAME_BYTES || r.name.includes('\0')) return 'bad xattr name';
+      if (typeof r.name !== 'string' || r.name.length === 0 || nameByteLength(r.name) > MAX_XATTR_NAME_BYTES || r.name.includes('\0')) return 'bad xattr name';
       if (r.op === 'setxattr' && (!Buffer.isBuffer(r.value) || r.value.length > MAX_XATTR_VALUE_BYTES)) return 'bad xattr value';
       return null;
     }

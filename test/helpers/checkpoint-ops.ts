@@ -5,7 +5,7 @@
 // part of the game: only the trees are compared afterwards.
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
-import { Rng } from './model-tree.js';
+import { Rng, byteName, readdirNames } from './model-tree.js';
 
 export interface Actions {
   write(path: string, offset: number, data: Buffer): Promise<void>;
@@ -32,13 +32,13 @@ export async function listTree(base: string, roots: string[]): Promise<Entry[]> 
   const walk = async (p: string): Promise<void> => {
     let st;
     try {
-      st = await fsp.lstat(join(base, p));
+      st = await fsp.lstat(byteName(join(base, p)));
     } catch {
       return;
     }
     const kind = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'file';
     out.push({ path: p, kind });
-    if (kind === 'dir') for (const n of (await fsp.readdir(join(base, p))).sort()) await walk(`${p}/${n}`);
+    if (kind === 'dir') for (const n of (await readdirNames(join(base, p))).sort()) await walk(`${p}/${n}`);
   };
   for (const r of roots) await walk(r);
   return out;

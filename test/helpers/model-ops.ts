@@ -12,7 +12,7 @@ import { join, posix } from 'node:path';
 import { getxattr, listxattr, removexattr, setxattr, utimens } from '../../src/native/index.js';
 import { typeOfMode } from '../../src/protocol/records.js';
 import {
-  BLOCK, DIR_MODES, FILE_MODES, ODD_NAMES, OWNERS, XATTR_NAMES, fillBytes, randomTime, tierOf, type Fill, type Rng,
+  BLOCK, DIR_MODES, FILE_MODES, ODD_NAMES, OWNERS, XATTR_NAMES, byteName, fillBytes, readdirNames, readlinkName, randomTime, tierOf, type Fill, type Rng,
 } from './model-tree.js';
 
 type Time = { sec: number; nsec: number };
@@ -61,10 +61,12 @@ const DROP_CACHES = '/proc/sys/vm/drop_caches';
 
 /** Runs `op` in the tree at `root`. */
 export async function apply(root: string, op: Op, mounted: boolean): Promise<unknown> {
+  // Native calls take the string (the addon maps it to bytes); Node's fs takes the bytes.
   const p = (rel: string): string => (rel === '' ? root : join(root, rel));
+  const pb = (rel: string): Buffer => byteName(p(rel));
   switch (op.op) {
     case 'read': {
-      const fh = await fsp.open(p(op.path), C.O_RDONLY | C.O_NOFOLLOW);
+      const fh = await fsp.open(pb(op.path), C.O_RDONLY | C.O_NOFOLLOW);
       try {
         if (op.offset === undefined) return await fh.readFile();
         const buf = Buffer.alloc(op.length ?? 0);
@@ -79,9 +81,9 @@ export async function apply(root: string, op: Op, mounted: boolean): Promise<unk
         await fh.close();
       }
     }
-    case 'stat': return statView(await fsp.lstat(p(op.path), { bigint: true }));
-    case 'readdir': return (await fsp.readdir(p(op.path))).sort();
-    case 'readlink': return fsp.readlink(p(op.path));
+    case 'stat': return statView(await fsp.lstat(pb(op.path), { bigint: true }));
+    case 'readdir': return (await readdirNames(p(op.path))).sort();
+    case 'readlink': return readlinkName(p(op.path));
     case 'xattrs': {
       const names = (await listxattr(p(op.path))).filter((n) => n.startsWith('user.')).sort();
       const out: Record<string, string> = {};
@@ -91,7 +93,7 @@ export async function apply(root: string, op: Op, mounted: boolean): Promise<unk
     case 'write': case 'append': case 'otrunc': case 'create': {
       const flags = op.op === 'write' ? C.O_WRONLY : op.op === 'append' ? C.O_WRONLY | C.O_APPEND
         : op.op === 'otrunc' ? C.O_WRONLY | C.O_TRUNC : C.O_WRONLY | C.O_CREAT | C.O_EXCL;
-      const fh = await fsp.open(p(op.path), flags | C.O_NOFOLLOW, 0o644);
+      const fh = await fsp.open(pb(op.path), flags | C.O_NOFOLLOW, 0o644);
       try {
         const data = fillBytes(op.seed, op.length, op.op === 'write' ? op.fill : 'random');
         let off = 0;
@@ -105,15 +107,15 @@ export async function apply(root: string, op: Op, mounted: boolean): Promise<unk
       }
       return undefined;
     }
-    case 'truncate': return fsp.truncate(p(op.path), op.size);
-    case 'mkdir': return fsp.mkdir(p(op.path), op.mode);
-    case 'symlink': return fsp.symlink(op.target, p(op.path));
-    case 'link': return fsp.link(p(op.from), p(op.to));
-    case 'unlink': return fsp.unlink(p(op.path));
-    case 'rename': return fsp.rename(p(op.from), p(op.to));
-    case 'rmdir': return fsp.rmdir(p(op.path));
-    case 'chmod': return fsp.chmod(p(op.path), op.mode);
-    case 'chown': return fsp.lchown(p(op.path), op.uid, op.gid);
+    case 'truncate': return fsp.truncate(pb(op.path), op.size);
+    case 'mkdir': return fsp.mkdir(pb(op.path), op.mode);
+    case 'symlink': return fsp.symlink(byteName(op.target), pb(op.path));
+    case 'link': return fsp.link(pb(op.from), pb(op.to));
+    case 'unlink': return fsp.unlink(pb(op.path));
+    case 'rename': return fsp.rename(pb(op.from), pb(op.to));
+    case 'rmdir': return fsp.rmdir(pb(op.path));
+    case 'chmod': return fsp.chmod(pb(op.path), op.mode);
+    case 'chown': return fsp.lchown(pb(op.path), op.uid, op.gid);
     case 'utimes': return utimens(p(op.path), op.atime, op.mtime, { noFollow: true });
     case 'setxattr': return setxattr(p(op.path), op.name, Buffer.from(op.value, 'base64'), 0);
     case 'removexattr': return removexattr(p(op.path), op.name);
@@ -200,11 +202,11 @@ export interface Scan {
 export async function scan(root: string): Promise<Scan> {
   const s: Scan = { files: [], dirs: [''], symlinks: [], others: [], names: new Map() };
   const walk = async (rel: string): Promise<void> => {
-    const names = (await fsp.readdir(rel === '' ? root : join(root, rel))).sort();
+    const names = (await readdirNames(rel === '' ? root : join(root, rel))).sort();
     s.names.set(rel, new Set(names));
     for (const n of names) {
       const path = rel === '' ? n : `${rel}/${n}`;
-      const st = await fsp.lstat(join(root, path));
+      const st = await fsp.lstat(byteName(join(root, path)));
       if (st.isDirectory()) {
         s.dirs.push(path);
         await walk(path);

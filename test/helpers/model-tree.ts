@@ -6,6 +6,7 @@
 // mount and on a native directory), and an exact picture of a live tree
 // (names, types, modes, owners, sizes, mtimes in ns, symlink targets, xattrs,
 // sha256 of every file, which names share an inode, link counts).
+import { nameByteLength, nameBytes, nameFromBytes } from '../../src/protocol/names.js';
 import * as fsp from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join, posix } from 'node:path';
@@ -108,17 +109,41 @@ export type BuildStep =
   | { k: 'mode'; path: string; mode: number }
   | { k: 'times'; path: string; atime: { sec: number; nsec: number }; mtime: { sec: number; nsec: number } };
 
-/** Names a program may meet: spaces, unicode, leading dashes, quotes, dots, shell characters. */
+/**
+ * A name's bytes, for Node's fs (which would turn the bytes that are not UTF-8
+ * into U+FFFD): strata's mapping, src/protocol/names.ts.
+ */
+export function byteName(path: string): Buffer {
+  return nameBytes(path);
+}
+
+/** readdir as strata's strings (names.ts), byte for byte. */
+export async function readdirNames(path: string): Promise<string[]> {
+  return (await fsp.readdir(byteName(path), { encoding: 'buffer' })).map((b) => nameFromBytes(b));
+}
+
+/** readlink as strata's string (names.ts), byte for byte. */
+export async function readlinkName(path: string): Promise<string> {
+  return nameFromBytes(await fsp.readlink(byteName(path), { encoding: 'buffer' }));
+}
+
+/**
+ * Names a program may meet: spaces, unicode, leading dashes, quotes, dots, shell
+ * characters, and bytes that are not UTF-8 (a Latin-1 name, lone 0xff/0xfe, the
+ * UTF-8 of U+F780, which strata's mapping takes as three bytes), written as
+ * strata holds them (src/protocol/names.ts: U+F700 + the byte).
+ */
 export const ODD_NAMES = [
   'plain', 'with space', ' leading space', 'trailing space ', 'café', 'naïve ünïcödé', '日本語のファイル', 'emoji-🙂',
   '-rf', '--help', '-', '.hidden', '..dots', 'a.b.c', "it's", 'quote"d', 'back\\slash', '$HOME', 'star*', 'q?', '#hash',
   'tab\there', 'percent%s', '[brackets]', 'semi;colon', 'x'.repeat(200), 'Ω≈ç√', 'UPPER', 'ümlaut-ß',
+  'caf\uf7e9-latin1', '\uf7ff', '\uf7fe', 'bad-\uf7c3\uf728', 'esc-\uf7ef\uf79e\uf780', '\uf7ff'.repeat(255),
 ] as const;
 
 export const FILE_MODES = [0o644, 0o600, 0o755, 0o640, 0o444, 0o000, 0o4755, 0o2750, 0o1644, 0o664] as const;
 export const DIR_MODES = [0o755, 0o700, 0o775, 0o1777, 0o2775, 0o555, 0o711] as const;
 export const OWNERS = [[0, 0], [1000, 1000], [1234, 5678], [0, 5678]] as const;
-export const XATTR_NAMES = ['user.a', 'user.color', 'user.ünï', 'user.long.name.with.dots', 'user.empty'] as const;
+export const XATTR_NAMES = ['user.a', 'user.color', 'user.ünï', 'user.long.name.with.dots', 'user.empty', 'user.latin1-\uf7e9'] as const;
 
 export const BLOCK = 64 * 1024;
 
@@ -194,7 +219,7 @@ export function randomTree(rng: Rng): TreeSpec {
     for (;;) {
       const base = rng.chance(0.45) ? rng.pick(ODD_NAMES) : `${prefix}${rng.int(0, 99)}`;
       const name = names.has(base) ? `${base}~${rng.int(0, 999)}` : base;
-      if (names.has(name) || name === '.strata' || name.length > 250) continue;
+      if (names.has(name) || name === '.strata' || nameByteLength(name) > 255) continue;
       names.add(name);
       return dir === '' ? name : `${dir}/${name}`;
     }
@@ -307,13 +332,15 @@ export async function writeContent(fh: fsp.FileHandle, content: Content): Promis
 
 /** Builds a tree in `root` (a strata mount or a native directory) with the same system calls. */
 export async function applyBuild(root: string, steps: readonly BuildStep[]): Promise<void> {
+  // Native calls take the string (the addon maps it to bytes); Node's fs takes the bytes (byteName).
   const p = (rel: string): string => (rel === '' ? root : join(root, rel));
+  const pb = (rel: string): Buffer => byteName(p(rel));
   for (const s of steps) {
     try {
       switch (s.k) {
-        case 'mkdir': await fsp.mkdir(p(s.path), 0o755); break;
+        case 'mkdir': await fsp.mkdir(pb(s.path), 0o755); break;
         case 'file': {
-          const fh = await fsp.open(p(s.path), 'wx', 0o644);
+          const fh = await fsp.open(pb(s.path), 'wx', 0o644);
           try {
             await writeContent(fh, s.content);
           } finally {
@@ -321,12 +348,12 @@ export async function applyBuild(root: string, steps: readonly BuildStep[]): Pro
           }
           break;
         }
-        case 'symlink': await fsp.symlink(s.target, p(s.path)); break;
+        case 'symlink': await fsp.symlink(byteName(s.target), pb(s.path)); break;
         case 'fifo': await mknod(p(s.path), 0o010644, 0); break;
-        case 'link': await fsp.link(p(s.from), p(s.to)); break;
+        case 'link': await fsp.link(pb(s.from), pb(s.to)); break;
         case 'xattr': await setxattr(p(s.path), s.name, Buffer.from(s.value, 'base64'), 0); break;
-        case 'own': await fsp.lchown(p(s.path), s.uid, s.gid); break;
-        case 'mode': await fsp.chmod(p(s.path), s.mode); break;
+        case 'own': await fsp.lchown(pb(s.path), s.uid, s.gid); break;
+        case 'mode': await fsp.chmod(pb(s.path), s.mode); break;
         case 'times': await utimens(p(s.path), s.atime, s.mtime, { noFollow: true }); break;
       }
     } catch (err) {
@@ -370,7 +397,7 @@ export function timeNs(t: TimeSpec | { sec: number; nsec: number }): string {
 
 async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
-  const fh = await fsp.open(path, 'r');
+  const fh = await fsp.open(byteName(path), 'r');
   try {
     const buf = Buffer.alloc(1024 * 1024);
     let pos = 0;
@@ -392,7 +419,7 @@ export async function livePicture(root: string, opts: LivePictureOptions = {}): 
   const byIno = new Map<bigint, string[]>();
   async function visit(rel: string): Promise<void> {
     const abs = rel === '.' ? root : join(root, rel);
-    const st = await fsp.lstat(abs, { bigint: true });
+    const st = await fsp.lstat(byteName(abs), { bigint: true });
     const type = typeOfMode(st.mode);
     const e: ObjectPicture = {
       type, mode: (Number(st.mode) & 0o7777).toString(8), uid: Number(st.uid), gid: Number(st.gid), mtime: st.mtimeNs.toString(),
@@ -403,7 +430,7 @@ export async function livePicture(root: string, opts: LivePictureOptions = {}): 
       const names = byIno.get(st.ino);
       if (names) names.push(rel); else byIno.set(st.ino, [rel]);
     }
-    if (type === 'symlink') e.target = await fsp.readlink(abs);
+    if (type === 'symlink') e.target = await readlinkName(abs);
     // (Not the root's: a store root's count includes strata's private directory.)
     if (opts.nlink && (type === 'file' || (type === 'dir' && rel !== '.'))) e.nlink = Number(st.nlink);
     if (type !== 'symlink') {
@@ -415,7 +442,7 @@ export async function livePicture(root: string, opts: LivePictureOptions = {}): 
     }
     out[rel] = e;
     if (type === 'dir') {
-      const names = (await fsp.readdir(abs)).sort();
+      const names = (await readdirNames(abs)).sort();
       for (const name of names) {
         if (rel === '.' && opts.ignoreTop?.includes(name)) continue;
         await visit(rel === '.' ? name : `${rel}/${name}`);

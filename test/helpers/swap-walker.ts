@@ -8,7 +8,8 @@
 // the exchange may list the old tree's names and look them up in the new one).
 // Usage: node swap-walker.js ROOT STOP_FILE OUT_FILE [--once|--loop] [PROBES (newline-separated)] [MARK_FILE]
 import { existsSync, writeFileSync } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
+import { byteName, readdirNames } from './model-tree.js';
 import { join } from 'node:path';
 import { listxattr } from '../../src/native/index.js';
 
@@ -25,7 +26,7 @@ export interface WalkReport {
 /** `probes`: paths (relative to root) lstat'ed first on every walk, whose ENOENT is fine (they leave negative dentries). */
 export async function walkOnce(root: string, rep: WalkReport, t0: number, probes: readonly string[] = [], after = true): Promise<void> {
   if (after) rep.walksAfter++;
-  for (const p of probes) await lstat(join(root, p)).catch(() => {});
+  for (const p of probes) await lstat(byteName(join(root, p))).catch(() => {});
   const err = (op: string, p: string, e: unknown): void => {
     const line = `${op} ${p}: ${(e as NodeJS.ErrnoException).code ?? String(e)} (walk ${rep.walks}, ${Date.now() - t0} ms)`;
     const list = after ? rep.errorsAfter : rep.errors;
@@ -36,7 +37,7 @@ export async function walkOnce(root: string, rep: WalkReport, t0: number, probes
     const d = dirs.pop()!;
     let names: string[];
     try {
-      names = await readdir(d);
+      names = await readdirNames(d);
     } catch (e) {
       err('scandir', d, e);
       continue;
@@ -45,7 +46,7 @@ export async function walkOnce(root: string, rep: WalkReport, t0: number, probes
       const p = join(d, n);
       rep.names++;
       try {
-        const st = await lstat(p);
+        const st = await lstat(byteName(p));
         if (st.isDirectory()) dirs.push(p);
       } catch (e) {
         err('lstat', p, e);

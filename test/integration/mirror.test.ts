@@ -147,3 +147,35 @@ test('a directory removed while a program has it open: fstat and futimens throug
   syncMount(m);
   assertConverged(t, m, 'after the removed directory');
 });
+
+// Names are bytes (src/protocol/names.ts): before, every byte that was not
+// UTF-8 became U+FFFD on its way to JavaScript, so a listing showed "\xff" and
+// "\xfe" as one unreachable name, and the archive kept one file for the two.
+test('names that are not UTF-8: listings, reads, symlinks and xattrs as on a native directory, on the archive, and after a recovery', (t) => {
+  const m = withMirroredMount(t);
+  const native = join(m.base, 'native');
+  mkdirSync(native);
+  const make = [
+    `echo one > $'\\xff'`, `echo two > $'\\xfe'`, `mkdir $'caf\\xe9' && echo three > $'caf\\xe9/f\\xef\\x9e\\x80'`,
+    `ln -s $'t\\xff\\xc3' $'l\\xfe'`, `setfattr -n $'user.x\\xff' -v 1 $'\\xff'`, `ln $'\\xfe' $'hard\\xed\\xa0\\x80'`,
+    `mv $'\\xff' $'moved\\xc0\\xaf'`, `head -c $((255)) /dev/zero | tr '\\0' '\\377' | xargs -0 -I{} touch {}`,
+  ].join(' && ');
+  const look = `find . -mindepth 1 -printf '%p|%y|%n|%s|%l\\n' | LC_ALL=C sort | od -An -tx1; cat ./* 2>/dev/null; cat ./*/*; getfattr -d -m 'user\\.' $'moved\\xc0\\xaf' | od -An -tx1`;
+  for (const dir of [native, m.mnt]) {
+    const r = sh(make, dir);
+    t.is(r.status, 0, `${dir}: ${r.stderr}`);
+  }
+  const want = sh(look, native);
+  t.is(want.status, 0, want.stderr);
+  t.is(sh(look, m.mnt).stdout, want.stdout, 'the mount lists and reads what the native directory does');
+  syncMount(m);
+  assertConverged(t, m);
+  t.is(strata(['unmount', m.mnt]).status, 0);
+  const store2 = join(m.base, 'store2');
+  const mnt2 = join(m.base, 'mnt2');
+  mkdirSync(mnt2);
+  t.teardown(() => forceUnmount(mnt2));
+  const rec = strata(['recover', '--store', store2, '--archive', m.archiveUrl, '--volume', m.volume, mnt2]);
+  t.is(rec.status, 0, `${rec.stdout}${rec.stderr}`);
+  t.is(sh(look, mnt2).stdout, want.stdout, 'a recovery from the archive gives every name back byte for byte');
+});

@@ -68,7 +68,7 @@ import { forceUnmount, mount, syncMount } from '../helpers/mirror.js';
 import {
   buildVolume, manifest, mountPrimary, newRecoveryTarget, recover, runRecover, verifySummary, waitRestored, type Recovered,
 } from '../helpers/recover.js';
-import { Rng, applyBuild, diffPictures, livePicture, randomTree } from '../helpers/model-tree.js';
+import { Rng, applyBuild, byteName, diffPictures, livePicture, randomTree } from '../helpers/model-tree.js';
 import { archivePicture, withoutDirNlink } from '../helpers/archive-tree.js';
 import {
   READ_ONLY, compareOutcomes, describeOp, outcome, randomOp, readOnlyOp, scan, touchedPaths, type Op, type Outcome,
@@ -533,7 +533,7 @@ function brief(o: Outcome): string {
 
 async function lstatNs(path: string): Promise<bigint | null> {
   try {
-    return (await fsp.lstat(path, { bigint: true })).mtimeNs;
+    return (await fsp.lstat(byteName(path), { bigint: true })).mtimeNs;
   } catch {
     return null;
   }

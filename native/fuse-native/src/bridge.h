@@ -498,7 +498,7 @@ static inline void fast_bytes (bridge_session_t *s, int which, uint64_t n) {
 
 napi_value js_num (napi_env env, double d);
 napi_value js_bool (napi_env env, int b);
-napi_value js_str_or_undefined (napi_env env, const char *str);
+napi_value js_name_or_undefined (napi_env env, const char *str);
 double js_dbl (napi_env env, napi_value v);
 void js_throw_type (napi_env env, const char *msg);
 bridge_session_t *js_session (napi_env env, napi_value v);

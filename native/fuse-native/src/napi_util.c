@@ -1,5 +1,7 @@
 // napi_util.c - small N-API helpers shared by the JavaScript-callable functions.
 #include "bridge.h"
+#include <string.h>
+#include "names.h"
 
 napi_value js_num (napi_env env, double d) {
   napi_value v;
@@ -13,10 +15,10 @@ napi_value js_bool (napi_env env, int b) {
   return v;
 }
 
-napi_value js_str_or_undefined (napi_env env, const char *str) {
+// A name (or symlink target) of a request: its bytes as names.h maps them.
+napi_value js_name_or_undefined (napi_env env, const char *str) {
   napi_value v;
-  if (str == NULL) napi_get_undefined(env, &v);
-  else napi_create_string_utf8(env, str, NAPI_AUTO_LENGTH, &v);
+  if (str == NULL || sn_js_name(env, str, strlen(str), &v) != napi_ok) napi_get_undefined(env, &v);
   return v;
 }
 

@@ -8,6 +8,7 @@
 // Error whose code is ERR_FUSE_REQUEST_ANSWERED (requests.c): the kernel never
 // gets two answers and nothing is read from freed memory.
 #include "bridge.h"
+#include "names.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -193,11 +194,11 @@ napi_value js_reply_readlink (napi_env env, napi_callback_info info) {
   bridge_req_t *r = req_peek(env, argv[0]);
   if (r == NULL) return NULL;
   size_t len = 0;
-  if (napi_get_value_string_utf8(env, argv[1], NULL, 0, &len) != napi_ok) { js_throw_type(env, "target must be a string"); return NULL; }
-  char *target = malloc(len + 1);
+  char *target = NULL;
+  napi_status st = sn_js_name_bytes(env, argv[1], &target, &len);
+  if (st == napi_string_expected) { js_throw_type(env, "target must be a string"); return NULL; }
   req_take(r);
-  if (target == NULL) { fuse_reply_err(r->req, ENOMEM); req_done(r); return NULL; }
-  napi_get_value_string_utf8(env, argv[1], target, len + 1, &len);
+  if (st != napi_ok) { fuse_reply_err(r->req, ENOMEM); req_done(r); return NULL; }
   fuse_reply_readlink(r->req, target);
   free(target);
   req_done(r);
@@ -284,12 +285,14 @@ napi_value js_reply_dir (napi_env env, napi_callback_info info) {
   req_take(r);
   if (buf == NULL) { fuse_reply_err(r->req, ENOMEM); req_done(r); return NULL; }
   size_t used = 0;
-  char name[1024];
+  char *name = NULL;
   for (uint32_t i = 0; i < count; i++) {
     napi_value v;
     size_t nlen = 0;
     napi_get_element(env, argv[1], i, &v);
-    if (napi_get_value_string_utf8(env, v, name, sizeof(name), &nlen) != napi_ok) continue;
+    free(name);
+    name = NULL;
+    if (sn_js_name_bytes(env, v, &name, &nlen) != napi_ok) continue;
     const double *d = a + (size_t) i * DIRENT_LEN;
     struct stat st;
     memset(&st, 0, sizeof(st));
@@ -299,6 +302,7 @@ napi_value js_reply_dir (napi_env env, napi_callback_info info) {
     if (need > cap - used) break;
     used += need;
   }
+  free(name);
   fuse_reply_buf(r->req, buf, used);
   free(buf);
   req_done(r);
@@ -373,10 +377,8 @@ napi_value js_notify_inval_later (napi_env env, napi_callback_info info) {
   napi_valuetype t = napi_undefined;
   if (argc >= 5) napi_typeof(env, argv[4], &t);
   if (t == napi_string) {
-    char name[1024];
     size_t len = 0;
-    napi_get_value_string_utf8(env, argv[4], name, sizeof(name), &len);
-    n->name = strdup(name);
+    if (sn_js_name_bytes(env, argv[4], &n->name, &len) != napi_ok) n->name = NULL;
   }
   int rc = start_detached(notice_thread, n);
   if (rc != 0) { free(n->name); free(n); return js_num(env, -rc); }
@@ -387,12 +389,13 @@ napi_value js_notify_inval_later (napi_env env, napi_callback_info info) {
 napi_value js_notify_inval_entry (napi_env env, napi_callback_info info) {
   JS_ARGS(3)
   bridge_session_t *s = js_session(env, argv[0]);
-  char name[1024];
+  char *name = NULL;
   size_t len = 0;
   if (s == NULL) return NULL;
-  if (napi_get_value_string_utf8(env, argv[2], name, sizeof(name), &len) != napi_ok) { js_throw_type(env, "name must be a string"); return NULL; }
-  if (s->closed) return js_num(env, -ENOTCONN);
+  if (sn_js_name_bytes(env, argv[2], &name, &len) != napi_ok) { js_throw_type(env, "name must be a string"); return NULL; }
+  if (s->closed) { free(name); return js_num(env, -ENOTCONN); }
   int rc = fuse_lowlevel_notify_inval_entry(s->se, (fuse_ino_t) js_dbl(env, argv[1]), name, len);
+  free(name);
   return js_num(env, rc);
 }
 

@@ -255,8 +255,8 @@ static void deliver (napi_env env, napi_value js_cb, bridge_req_t *r) {
   argv[1] = js_num(env, r->req == NULL ? 0 : r->handle);
   argv[2] = js_num(env, (double) r->ino);
   argv[3] = js_num(env, (double) r->ino2);
-  argv[4] = js_str_or_undefined(env, r->name);
-  argv[5] = js_str_or_undefined(env, r->name2);
+  argv[4] = js_name_or_undefined(env, r->name);
+  argv[5] = js_name_or_undefined(env, r->name2);
   argv[6] = js_num(env, r->has_fi ? (double) (uint32_t) (r->fi.fh & LL_HANDLE_MASK) : 0);
   argv[7] = js_num(env, r->off);
   argv[8] = js_num(env, r->size);

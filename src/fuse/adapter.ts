@@ -15,7 +15,8 @@ import { errnoOf, isExpectedError, FsError } from '../errors/errno.js';
 import type { Logger } from '../log/logger.js';
 import { InodeTable, ROOT_NODEID, type Inode } from './inode-table.js';
 import { encodeAttr, encodeDirEntries, encodeStatfs, inoOfAttrs, statOfAttrs } from './attr-encoding.js';
-import { RequestHold, countsAsInFlight, type HoldFigures } from './request-hold.js';
+import { RequestHold, countsAsInFlight, namespaceModeOf, type HoldFigures } from './request-hold.js';
+import { NamespaceLock } from './namespace-lock.js';
 
 /** Open flags of replyOpen/replyCreate, what fastPaths lets the FUSE thread answer, setattr's bits and arguments: all from the bridge's C. */
 const OPEN = FC.open;
@@ -185,6 +186,8 @@ export class FuseAdapter {
    * error path (0 otherwise). For the metrics (src/daemon/metrics.ts).
    */
   onAnswered: ((op: string, seconds: number, errno: number) => void) | null = null;
+  /** Renames against requests that resolve paths (namespace-lock.ts). */
+  private readonly namespace = new NamespaceLock();
   /** Requests handed to JavaScript and not answered yet, and when the last one came. */
   private unanswered = 0;
   /** The bridge's session has been freed (after the connection ended). */
@@ -713,12 +716,8 @@ export class FuseAdapter {
         try { ll.replyErr(r.req, EIO); } catch { /* answered */ }
       }
     };
-    let work: Promise<void>;
-    try {
-      work = this.handle(r, answer);
-    } catch (err) {
-      work = Promise.reject(err);
-    }
+    // Requests that name objects run under the namespace lock (renames alone): namespace-lock.ts.
+    const work = this.namespace.run(namespaceModeOf(r.op), async () => this.handle(r, answer));
     work.catch((err: unknown) => {
       const errno = errnoOf(err, (e) => this.log.error({ op: opName, ino: r.ino, name: r.name, err: e }, 'unexpected error, answered EIO'));
       if (!isExpectedError(errno)) this.log.warn({ op: opName, ino: r.ino, name: r.name, errno, err }, 'request failed');

@@ -3,6 +3,7 @@
 // the figures of the wait. Kept out of adapter.ts; the adapter asks decide()
 // for every request while a hold is on.
 import { ll } from './bridge.js';
+import type { NamespaceMode } from './namespace-lock.js';
 
 const OP = ll.ops;
 
@@ -30,6 +31,15 @@ const O_TRUNC = 0o1000;
 export interface HeldRequest {
   op: number;
   mode: number;
+}
+
+/** Requests that use a handle's descriptor only: they never take the namespace lock (namespace-lock.ts). */
+const HANDLE_OPS: ReadonlySet<number> = new Set([OP.read, OP.write, OP.flush, OP.release, OP.fsync, OP.fallocate, OP.releasedir, OP.fsyncdir]);
+
+/** How a request holds the namespace lock: a rename alone, requests that name objects shared, handle-only ones not at all. */
+export function namespaceModeOf(op: number): NamespaceMode {
+  if (op === OP.rename) return 'exclusive';
+  return HANDLE_OPS.has(op) ? 'none' : 'shared';
 }
 
 /** Counted as under way (quiesce waits for it): everything but PASS_OPS. */

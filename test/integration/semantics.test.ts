@@ -2,10 +2,12 @@
 // (programs.test.ts) do not already make, each against a live mount and,
 // where the claim is "as on ext4", against a native directory too.
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { withMount, sh } from '../helpers/mount.js';
+import { withMirroredMount } from '../helpers/mirror.js';
+import { renameRace } from '../helpers/rename-race.js';
 
 function both(m: { mnt: string; native: string }, script: string): { mnt: string; native: string } {
   const a = sh(script, m.mnt);
@@ -89,14 +91,30 @@ test('long symlink targets and dangling symlinks', (t) => {
   t.is(r.mnt, r.native);
 });
 
-test('known limitation: names that are not valid UTF-8 are not preserved', (t) => {
+test('names that are not valid UTF-8 keep their bytes (listing, open, rename, xattr names, symlink targets)', (t) => {
   const m = withMount(t);
-  // The bridge hands names to JavaScript as UTF-8 strings; an invalid byte
-  // becomes U+FFFD, so the stored name differs (docs/SEMANTICS.md).
-  const r = sh("touch $'bad\\xffname' && ls | od -An -c | tr -d ' \\n'", m.mnt);
-  t.is(r.status, 0, r.stderr);
-  t.false(r.stdout.includes('377'), 'if this fails, non-UTF-8 names now work: update docs/SEMANTICS.md');
+  // A Latin-1 name, lone 0xff/0xfe (which Node's own decoding would both turn into U+FFFD: one name), and the UTF-8 of U+F780 (strata's escape range, src/protocol/names.ts).
+  const r = both(m, "touch $'bad\\xffname' $'\\xfe' $'\\xff' && mkdir $'caf\\xe9' && echo x > $'caf\\xe9/\\xef\\x9e\\x80' && mv $'\\xfe' $'caf\\xe9/moved\\xc3' && ln -s $'t\\xff' $'l\\xe9' && setfattr -n $'user.\\xff' -v 1 $'\\xff' && " +
+    "find . -mindepth 1 -printf '%p %y %l\\n' | LC_ALL=C sort | od -An -tx1 && cat $'caf\\xe9/\\xef\\x9e\\x80' && getfattr -d $'\\xff' | od -An -tx1");
+  t.is(r.mnt, r.native);
+  t.true(r.native.includes(' ff'), 'the listing holds the raw byte');
 });
+
+// A program working inside a directory (relative to it) while another renames
+// it: before the namespace lock (src/fuse/namespace-lock.ts), a request that
+// resolved the directory's old path reached the store after the rename and
+// got ENOENT, which a native directory (working by inode) never gives.
+for (const mirrored of [false, true]) {
+  test(`a program working in a directory another one renames back and forth sees no error, as on a native directory${mirrored ? ' (mirrored)' : ''}`, async (t) => {
+    const m = mirrored ? withMirroredMount(t) : withMount(t);
+    for (const root of [join(m.base, 'native-race'), m.mnt]) {
+      mkdirSync(join(root, 'p', 'd'), { recursive: true });
+      const res = await renameRace(root, 3000);
+      t.true(res.iterations > 50, `${root}: ${res.iterations} iterations`);
+      t.deepEqual(res.errors, [], `${root}: ${res.iterations} iterations`);
+    }
+  });
+}
 
 test('the root\'s link count is as on ext4: strata\'s private directory is not counted (FUSE thread and core alike)', (t) => {
   for (const args of [[], ['--no-direct-io']]) {

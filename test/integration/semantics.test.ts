@@ -2,7 +2,7 @@
 // (programs.test.ts) do not already make, each against a live mount and,
 // where the claim is "as on ext4", against a native directory too.
 import test from 'ava';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { withMount, sh } from '../helpers/mount.js';
@@ -98,6 +98,21 @@ test('names that are not valid UTF-8 keep their bytes (listing, open, rename, xa
     "find . -mindepth 1 -printf '%p %y %l\\n' | LC_ALL=C sort | od -An -tx1 && cat $'caf\\xe9/\\xef\\x9e\\x80' && getfattr -d $'\\xff' | od -An -tx1");
   t.is(r.mnt, r.native);
   t.true(r.native.includes(' ff'), 'the listing holds the raw byte');
+});
+
+test('O_TMPFILE is refused with EOPNOTSUPP (the kernel\'s FUSE has no tmpfile operation), where a native directory makes one', (t) => {
+  const m = withMount(t);
+  const O_TMPFILE = 0o20200000; // __O_TMPFILE | O_DIRECTORY (x86_64, arm64)
+  const tryTmpfile = (dir: string): string => {
+    try {
+      closeSync(openSync(dir, O_TMPFILE | constants.O_WRONLY, 0o600));
+      return 'ok';
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code ?? String(err);
+    }
+  };
+  t.is(tryTmpfile(m.native), 'ok');
+  t.is(tryTmpfile(m.mnt), 'ENOTSUP', 'errno 95 (EOPNOTSUPP, libuv names it ENOTSUP); if this fails, the kernel gained FUSE tmpfile support: update docs/SEMANTICS.md');
 });
 
 // A program working inside a directory (relative to it) while another renames

@@ -6,6 +6,7 @@
 // Run it when the journal is drained and the store is quiet (unmounted, or
 // after `strata sync` with no writers): otherwise it reports changes that are
 // still on their way.
+import { displayName } from '../protocol/names.js';
 import { resolve } from 'node:path';
 import { diffTree, type Difference, type DiffValue } from '../mirror/tree-diff.js';
 import { isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
@@ -37,10 +38,12 @@ function show(v: DiffValue | undefined): string {
 
 /** One readable line: `path: kind (local …, archive …)`. */
 export function formatDifference(d: Difference): string {
-  if (d.kind === 'missing-on-archive') return `${d.path}: missing-on-archive (local ${show(d.local)})`;
-  if (d.kind === 'missing-locally') return `${d.path}: missing-locally (archive ${show(d.archive)})`;
-  if (d.kind === 'content') return `${d.path}: content (${show(d.local)})`;
-  return `${d.path}: ${d.kind} (local ${show(d.local)}, archive ${show(d.archive)})`;
+  // Bytes of a name that are not UTF-8 as \xNN (src/protocol/names.ts); --json keeps strata's strings.
+  const path = displayName(d.path);
+  if (d.kind === 'missing-on-archive') return `${path}: missing-on-archive (local ${show(d.local)})`;
+  if (d.kind === 'missing-locally') return `${path}: missing-locally (archive ${show(d.archive)})`;
+  if (d.kind === 'content') return `${path}: content (${show(d.local)})`;
+  return `${path}: ${d.kind} (local ${show(d.local)}, archive ${show(d.archive)})`;
 }
 
 export async function verifyCommand(opts: VerifyOptions): Promise<number> {

@@ -82,3 +82,19 @@ export function nameFromBytes(b: Uint8Array): string {
   }
   return out;
 }
+
+/**
+ * A name for people to read (strata verify's text output): the bytes that are
+ * not UTF-8 as \xNN, a backslash doubled (so the form is unambiguous),
+ * everything else as it is.
+ */
+export function displayName(name: string): string {
+  let out = '';
+  for (const ch of name) {
+    const code = ch.codePointAt(0)!;
+    if (isEscape(code)) out += `\\x${(code - 0xf700).toString(16)}`;
+    else if (ch === '\\') out += '\\\\';
+    else out += ch;
+  }
+  return out;
+}

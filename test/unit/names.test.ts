@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nameByteLength, nameBytes, nameFromBytes } from '../../src/protocol/names.js';
+import { displayName, nameByteLength, nameBytes, nameFromBytes } from '../../src/protocol/names.js';
 import { StoreDir } from '../../src/store/store-dir.js';
 import { Rng } from '../helpers/model-tree.js';
 
@@ -48,6 +48,8 @@ test(`names: bytes → string → bytes is the identity, and the byte length is 
   }
   t.is(nameFromBytes(Buffer.from([0x63, 0x61, 0x66, 0xe9])), 'caf\uf7e9', 'a Latin-1 byte is U+F700 + the byte');
   t.is(nameFromBytes(Buffer.from([0xef, 0x9e, 0x80])), '\uf7ef\uf79e\uf780', 'the UTF-8 of U+F780 is three bytes, not the character');
+  t.is(displayName(nameFromBytes(Buffer.from('caf\xe9-\\-é', 'latin1'))), 'caf\\xe9-\\\\-\\xe9', 'for people: \\xNN, a backslash doubled');
+  t.is(displayName('café'), 'café');
 });
 
 test(`names: the addon gives and takes the same strings for the same bytes, against the kernel (seed ${SEED})`, async (t) => {

@@ -16,7 +16,7 @@ import type { Logger } from '../log/logger.js';
 import { InodeTable, ROOT_NODEID, type Inode } from './inode-table.js';
 import { encodeAttr, encodeDirEntries, encodeStatfs, inoOfAttrs, statOfAttrs } from './attr-encoding.js';
 import { RequestHold, countsAsInFlight, namespaceModeOf, type HoldFigures } from './request-hold.js';
-import { NamespaceLock } from './namespace-lock.js';
+import { NamespaceLock, type NamespaceMode, type NamespacePaths } from './namespace-lock.js';
 
 /** Open flags of replyOpen/replyCreate, what fastPaths lets the FUSE thread answer, setattr's bits and arguments: all from the bridge's C. */
 const OPEN = FC.open;
@@ -716,8 +716,9 @@ export class FuseAdapter {
         try { ll.replyErr(r.req, EIO); } catch { /* answered */ }
       }
     };
-    // Requests that name objects run under the namespace lock (renames alone): namespace-lock.ts.
-    const work = this.namespace.run(namespaceModeOf(r.op), async () => this.handle(r, answer));
+    // Requests that name objects run under the namespace lock, on the paths they name; renames exclude them (namespace-lock.ts).
+    const mode = namespaceModeOf(r.op);
+    const work = this.namespace.run(mode, this.namespacePaths(r, mode), async () => this.handle(r, answer));
     work.catch((err: unknown) => {
       const errno = errnoOf(err, (e) => this.log.error({ op: opName, ino: r.ino, name: r.name, err: e }, 'unexpected error, answered EIO'));
       if (!isExpectedError(errno)) this.log.warn({ op: opName, ino: r.ino, name: r.name, errno, err }, 'request failed');
@@ -813,6 +814,29 @@ export class FuseAdapter {
   private table(): InodeTable {
     if (!this.inodes) throw new FsError('EIO', 'not mounted');
     return this.inodes;
+  }
+
+  /**
+   * The paths a request holds the namespace lock on, as the node table has them
+   * now: a rename's source and target names; another request's node (and the
+   * second node of a link). 'all' when they cannot be told (then the request
+   * fails in its handler anyway, after every rename before it).
+   */
+  private namespacePaths(r: Request, mode: NamespaceMode): NamespacePaths {
+    if (mode === 'none') return [];
+    try {
+      const t = this.table();
+      if (mode === 'exclusive') return [t.childPath(t.get(r.ino), this.name(r, 'name')), t.childPath(t.get(r.ino2), this.name(r, 'name2'))];
+      const paths: string[] = [];
+      for (const ino of r.op === OP.link ? [r.ino, r.ino2] : [r.ino]) {
+        const inode = t.find(ino);
+        const p = inode === undefined ? null : t.pathOf(inode);
+        if (p !== null) paths.push(p);
+      }
+      return paths;
+    } catch {
+      return 'all';
+    }
   }
 
   private name(r: Request, which: 'name' | 'name2'): string {

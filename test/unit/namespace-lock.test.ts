@@ -1,84 +1,98 @@
 // The adapter's namespace lock (src/fuse/namespace-lock.ts), against a model:
-// seeded random mixes of shared and exclusive holders with random durations.
-// An exclusive holder never overlaps anyone, shared ones overlap freely, every
-// holder runs, a holder that throws releases the lock, and neither kind
-// starves: a rename waits only for the requests under way or let go before it,
-// and a request that came after a rename runs after it, unless it was let go
-// with the others waiting at the end of an earlier rename.
+// seeded random mixes of requests (shared, on a path) and renames (exclusive,
+// on a source and a target) with random durations over a small tree. Checked:
+// a rename never runs beside a request at or below its names or beside
+// another rename; two holders that conflict run in arrival order (the later
+// one starts after the earlier one ends); a request that conflicts with no
+// earlier holder starts at once (requests elsewhere never wait for a rename);
+// every holder runs, also when one throws.
 import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NamespaceLock, type NamespaceMode } from '../../src/fuse/namespace-lock.js';
+import { NamespaceLock, type NamespaceMode, type NamespacePaths } from '../../src/fuse/namespace-lock.js';
 import { Rng } from '../helpers/model-tree.js';
 
 const SEED = Number(process.env.STRATA_NSLOCK_SEED ?? Date.now() % 1_000_000_007);
+const PATHS = ['/', '/a', '/a/b', '/a/b/c', '/a/d', '/e', '/e/f', '/ab', '/a/bc'];
 
-test(`namespace lock: exclusive alone, shared together, in arrival order around each exclusive holder (seed ${SEED})`, async (t) => {
+function within(p: string, q: string): boolean {
+  return p === q || p.startsWith(q === '/' ? '/' : `${q}/`);
+}
+
+/** The model's conflict rule, written out independently of the lock's. */
+function conflict(a: { mode: NamespaceMode; paths: NamespacePaths }, b: { mode: NamespaceMode; paths: NamespacePaths }): boolean {
+  if (a.mode === 'none' || b.mode === 'none') return false;
+  if (a.mode === 'exclusive' && b.mode === 'exclusive') return true;
+  if (a.mode === 'shared' && b.mode === 'shared') return false;
+  if (a.paths === 'all' || b.paths === 'all') return true;
+  const [s, x] = a.mode === 'shared' ? [a.paths, b.paths as readonly string[]] : [b.paths, a.paths as readonly string[]];
+  return s.some((p) => x.some((q) => within(p, q)));
+}
+
+test(`namespace lock against a model: exclusion by path, arrival order among conflicting holders, no wait elsewhere (seed ${SEED})`, async (t) => {
   const rng = new Rng(SEED);
-  for (let round = 0; round < 20; round++) {
+  for (let round = 0; round < 30; round++) {
     const lock = new NamespaceLock();
-    let readers = 0;
-    let writers = 0;
-    let maxReaders = 0;
-    const events: string[] = [];
+    type H = { i: number; mode: NamespaceMode; paths: NamespacePaths; start?: number; end?: number; immediate?: boolean };
+    const holders: H[] = [];
+    const running = new Set<H>();
+    let clock = 0;
     const runs: Promise<unknown>[] = [];
-    const modes: NamespaceMode[] = [];
-    for (let i = 0; i < 40; i++) {
-      const mode: NamespaceMode = rng.chance(0.25) ? 'exclusive' : rng.chance(0.1) ? 'none' : 'shared';
-      modes.push(mode);
+    for (let i = 0; i < 50; i++) {
+      const kind = rng.int(0, 9);
+      const mode: NamespaceMode = kind < 2 ? 'exclusive' : kind < 3 ? 'none' : 'shared';
+      const paths: NamespacePaths = mode === 'exclusive'
+        ? [rng.pick(PATHS.slice(1)), rng.pick(PATHS.slice(1))]
+        : rng.chance(0.03) ? 'all' : Array.from({ length: rng.int(1, 2) }, () => rng.pick(PATHS));
+      const h: H = { i, mode, paths };
+      holders.push(h);
+      const mustWait = holders.slice(0, i).some((o) => o.end === undefined && conflict(h, o));
       const hold = rng.int(0, 3);
       const fails = rng.chance(0.1);
-      runs.push(lock.run(mode, async () => {
-        if (mode === 'exclusive') {
-          t.is(readers, 0, `round ${round}: a rename ran beside a request`);
-          t.is(writers, 0, `round ${round}: two renames at once`);
-          writers++;
-        } else if (mode === 'shared') {
-          t.is(writers, 0, `round ${round}: a request ran beside a rename`);
-          readers++;
-          maxReaders = Math.max(maxReaders, readers);
-        }
-        events.push(`start ${i}`);
+      let startedSync = false;
+      const p = lock.run(mode, paths, async () => {
+        startedSync = true;
+        h.start = clock++;
+        for (const o of running) t.false(conflict(h, o), `round ${round}: ${h.mode} ${JSON.stringify(h.paths)} ran beside ${o.mode} ${JSON.stringify(o.paths)}`);
+        running.add(h);
         await sleep(hold);
-        if (mode === 'exclusive') writers--;
-        else if (mode === 'shared') readers--;
-        events.push(`end ${i}`);
+        running.delete(h);
+        h.end = clock++;
         if (fails) throw new Error('holder failed');
-      }).catch(() => undefined));
+      }).catch(() => undefined);
+      // The lock starts a holder within run()'s first microtasks when nothing before it conflicts.
+      await Promise.resolve();
+      await Promise.resolve();
+      h.immediate = startedSync;
+      if (!mustWait) t.true(h.immediate, `round ${round}: holder ${i} (${mode} ${JSON.stringify(paths)}) conflicts with nothing before it, yet waited`);
+      runs.push(p);
       if (rng.chance(0.5)) await sleep(rng.int(0, 2));
     }
     await Promise.all(runs);
-    t.is(events.filter((e) => e.startsWith('end')).length, 40, 'every holder ran');
-    // Order around exclusive holders: a holder that came after rename i starts after it, except a
-    // request let go, with the others waiting then, at the end of a rename that came before i.
-    const startAt = new Map(events.flatMap((e, k) => (e.startsWith('start') ? [[Number(e.slice(6)), k] as const] : [])));
-    for (let i = 0; i < 40; i++) {
-      if (modes[i] !== 'exclusive') continue;
-      for (let j = i + 1; j < 40; j++) {
-        if (modes[j] === 'none' || startAt.get(j)! > startAt.get(i)!) continue;
-        const lastEnd = events.slice(0, startAt.get(j)!).reverse().find((e) => e.startsWith('end'));
-        const k = lastEnd === undefined ? -1 : Number(lastEnd.slice(4));
-        t.true(modes[j] === 'shared' && k >= 0 && k < i && modes[k] === 'exclusive',
-          `round ${round}: holder ${j} (${modes[j]}) started before the rename ${i} that came first (after ${lastEnd ?? 'nothing'})`);
+    t.deepEqual(lock.size, { active: 0, waiting: 0 });
+    for (const h of holders) t.true(h.end !== undefined, `round ${round}: holder ${h.i} never ran`);
+    for (const a of holders) {
+      for (const b of holders) {
+        if (b.i <= a.i || !conflict(a, b)) continue;
+        t.true(b.start! > a.end!, `round ${round}: holder ${b.i} (${b.mode} ${JSON.stringify(b.paths)}) started before the earlier conflicting ${a.i} (${a.mode} ${JSON.stringify(a.paths)}) ended`);
       }
     }
-    t.true(maxReaders >= 1);
   }
 });
 
-test('namespace lock: a shared holder that never ends keeps a rename waiting, and requests after that rename wait too; they all go once it ends', async (t) => {
+test('namespace lock: a request that never ends holds up a rename of its directory and requests below it, not requests elsewhere', async (t) => {
   const lock = new NamespaceLock();
   let release!: () => void;
-  const long = lock.run('shared', () => new Promise<void>((r) => { release = r; }));
+  const long = lock.run('shared', ['/a/b'], () => new Promise<void>((r) => { release = r; }));
   let renamed = false;
-  let after = false;
-  const rename = lock.run('exclusive', async () => { renamed = true; });
-  const later = lock.run('shared', async () => { after = true; t.true(renamed, 'the later request ran after the rename'); });
-  const handleOnly = lock.run('none', async () => 'read');
-  t.is(await handleOnly, 'read', 'a handle-only request is never held');
+  const rename = lock.run('exclusive', ['/a', '/z'], async () => { renamed = true; });
+  let below = false;
+  const underA = lock.run('shared', ['/a/c'], async () => { below = true; t.true(renamed, 'a request below the rename ran after it'); });
+  t.is(await lock.run('shared', ['/e'], async () => 'elsewhere'), 'elsewhere', 'a request elsewhere runs at once');
+  t.is(await lock.run('none', [], async () => 'read'), 'read', 'a handle-only request is never held');
   await sleep(20);
   t.false(renamed);
-  t.false(after);
+  t.false(below);
   release();
-  await Promise.all([long, rename, later]);
-  t.true(renamed && after);
+  await Promise.all([long, rename, underA]);
+  t.true(renamed && below);
 });

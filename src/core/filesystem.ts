@@ -414,7 +414,8 @@ export class Filesystem {
     await this.recordRemoved('rmdir', rel);
   }
 
-  async rename(from: string, to: string): Promise<void> {
+  /** rename(2); `noReplace`: renameat2's RENAME_NOREPLACE (EEXIST when `to` exists, nothing changed). */
+  async rename(from: string, to: string, noReplace = false): Promise<void> {
     const fromRel = LocalStore.relative(from);
     const toRel = LocalStore.relativeForCreate(to);
     if (this.restore) {
@@ -427,7 +428,7 @@ export class Filesystem {
       await this.guard.names(parentRelOf(fromRel));
       await this.guard.names(parentRelOf(toRel), toRel);
     }
-    await this.dir.rename(fromRel, toRel);
+    await this.dir.rename(fromRel, toRel, noReplace);
     if (!this.sink) return;
     const [p, np] = await Promise.all([this.parentOf(fromRel), this.parentOf(toRel)]);
     await this.sink.committed(this.sink.append({

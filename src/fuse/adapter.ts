@@ -38,6 +38,8 @@ function settleBucket(ino: bigint): number {
 }
 
 const NUL = Buffer.of(0);
+/** renameat2 flag (<linux/fs.h>). */
+const RENAME_NOREPLACE = 1;
 
 export interface MountOptions {
   /** Let other users use the mount (always together with default_permissions). */
@@ -1009,7 +1011,8 @@ export class FuseAdapter {
         const newName = this.name(r, 'name2');
         const to = t.childPath(newParent, newName);
         const targetSurvives = await this.hasOtherNames(to);
-        await fs.rename(t.childPath(parent, name), to);
+        // renameat2's RENAME_NOREPLACE (the only flag the bridge lets through), in `mode`.
+        await fs.rename(t.childPath(parent, name), to, (r.mode & RENAME_NOREPLACE) !== 0);
         t.moveName(parent, name, newParent, newName, targetSurvives);
         answer(() => ll.replyErr(r.req, 0));
         return;

@@ -94,6 +94,7 @@ interface NativeBinding {
   symlinkAt(at: number, path: string, target: string): Promise<void>;
   linkAt(at: number, from: string, to: string): Promise<void>;
   renameAt(at: number, from: string, to: string): Promise<void>;
+  renameNoReplaceAt(at: number, from: string, to: string): Promise<void>;
   unlinkAt(at: number, path: string, isDir: boolean): Promise<void>;
   readlinkAt(at: number, path: string): Promise<string>;
   chmodAt(at: number, path: string, mode: number): Promise<void>;
@@ -526,6 +527,11 @@ export async function linkAt(at: number, from: string, to: string): Promise<void
 /** renameat(2), both paths relative to `at`. */
 export async function renameAt(at: number, from: string, to: string): Promise<void> {
   return binding.renameAt(at, from, to);
+}
+
+/** renameat2(RENAME_NOREPLACE): EEXIST when `to` exists, atomically. */
+export async function renameNoReplaceAt(at: number, from: string, to: string): Promise<void> {
+  return binding.renameNoReplaceAt(at, from, to);
 }
 
 /** unlinkat(2); `isDir`: AT_REMOVEDIR (rmdir). */

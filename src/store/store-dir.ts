@@ -84,8 +84,9 @@ export class StoreDir {
     return native.linkAt(this.fd, from, to);
   }
 
-  rename(from: string, to: string): Promise<void> {
-    return native.renameAt(this.fd, from, to);
+  /** rename(2); with `noReplace`, renameat2(RENAME_NOREPLACE): EEXIST when `to` exists. */
+  rename(from: string, to: string, noReplace = false): Promise<void> {
+    return noReplace ? native.renameNoReplaceAt(this.fd, from, to) : native.renameAt(this.fd, from, to);
   }
 
   unlink(rel: string): Promise<void> {

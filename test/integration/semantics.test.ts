@@ -6,7 +6,7 @@ import { closeSync, constants, mkdirSync, mkdtempSync, openSync, rmSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { withMount, sh } from '../helpers/mount.js';
-import { withMirroredMount } from '../helpers/mirror.js';
+import { assertConverged, syncMount, withMirroredMount } from '../helpers/mirror.js';
 import { renameRace } from '../helpers/rename-race.js';
 
 function both(m: { mnt: string; native: string }, script: string): { mnt: string; native: string } {
@@ -114,6 +114,42 @@ test('O_TMPFILE is refused with EOPNOTSUPP (the kernel\'s FUSE has no tmpfile op
   t.is(tryTmpfile(m.native), 'ok');
   t.is(tryTmpfile(m.mnt), 'ENOTSUP', 'errno 95 (EOPNOTSUPP, libuv names it ENOTSUP); if this fails, the kernel gained FUSE tmpfile support: update docs/SEMANTICS.md');
 });
+
+// renameat2 through python3's ctypes (Node has no renameat2): RENAME_NOREPLACE
+// is strata's; RENAME_EXCHANGE is EINVAL, and refusing it must not make the
+// kernel refuse RENAME_NOREPLACE afterwards (ENOSYS would).
+const RENAMEAT2 = [
+  'import ctypes, os, sys',
+  'libc = ctypes.CDLL(None, use_errno=True)',
+  'def r2(a, b, flags):',
+  '    rc = libc.renameat2(-100, a.encode(), -100, b.encode(), flags)',
+  '    return "ok" if rc == 0 else os.strerror(ctypes.get_errno())',
+  'open("a", "w").write("a"); open("b", "w").write("b"); os.mkdir("d")',
+  'print("noreplace onto a file:", r2("a", "b", 1))',
+  'print("noreplace onto a directory:", r2("a", "d", 1))',
+  'print("exchange:", r2("a", "b", 2))',
+  'print("noreplace to a new name:", r2("a", "c", 1))',
+  'print("noreplace of a directory:", r2("d", "e", 1))',
+  'print(sorted(os.listdir(".")), open("b").read(), open("c").read())',
+].join('\n');
+
+for (const mirrored of [false, true]) {
+  test(`renameat2: RENAME_NOREPLACE as on a native directory (EEXIST, nothing changed; a new name works); RENAME_EXCHANGE is EINVAL${mirrored ? ' (mirrored: the archive converges)' : ''}`, (t) => {
+    const m = mirrored ? withMirroredMount(t) : withMount(t);
+    const native = join(m.base, 'native-r2');
+    mkdirSync(native, { recursive: true });
+    const want = sh(`python3 -c '${RENAMEAT2}'`, native);
+    t.is(want.status, 0, want.stderr);
+    t.regex(want.stdout, /exchange: ok/, 'ext4 exchanges');
+    const got = sh(`python3 -c '${RENAMEAT2}'`, m.mnt);
+    t.is(got.status, 0, got.stderr);
+    t.is(got.stdout, want.stdout.replace('exchange: ok', 'exchange: Invalid argument').replace("['b', 'c', 'e'] a b", "['b', 'c', 'e'] b a"));
+    if ('archiveUrl' in m) {
+      syncMount(m);
+      assertConverged(t, m);
+    }
+  });
+}
 
 // A program working inside a directory (relative to it) while another renames
 // it: before the namespace lock (src/fuse/namespace-lock.ts), a request that

@@ -197,7 +197,7 @@ typedef struct bridge_req {
   int has_fi;
   double off;              // offset; new size (setattr); nlookup (forget)
   double size;             // requested size (read, readdir, xattr probes); fallocate length
-  uint32_t mode;           // mode; access mask; fallocate mode; datasync; xattr flags; failed: errno;
+  uint32_t mode;           // mode; access mask; fallocate mode; datasync; xattr flags; rename flags; failed: errno;
                            // write: LL_WRITE_KILL_SUIDGID when set-ID bits must go (handle_killpriv_v2)
   uint32_t to_set;         // setattr: FUSE_SET_ATTR_* bits
   uint32_t rdev;           // mknod: device; create: open flags; failed: the op (LL_*);

@@ -103,6 +103,16 @@ const checks: [string, Check][] = [
     t.deepEqual(await c.deepImages(v, ROOT_ID), [root], 'deepImages of a directory without subdirectories');
     await rejectsWith(t, c.deepImages(v, id), 'ENOOBJECT', 'deepImages of a file');
     await rejectsWith(t, c.deepImages(v, ROOT_ID, 'a/b'), 'EBADREQ', 'deepImages with a name holding "/"');
+    // A 255-byte name whose bytes are not UTF-8 (src/protocol/names.ts): 255 characters, 2,295 percent-encoded in the query.
+    const odd = '\uf7ff'.repeat(255);
+    const dirId = newId();
+    const subId = newId();
+    const b2 = batch(b.last + 1, [mkdir(ROOT_ID, odd, dirId), mkdir(dirId, 'sub', subId)]);
+    t.deepEqual(await c.ship(v, 1, b2.frames), { appliedSeq: b2.last });
+    const deep = await c.deepImages(v, ROOT_ID, odd);
+    t.deepEqual(deep.map((img) => img.id).slice(0, 2), [ROOT_ID, dirId], 'deepImages below a 255-byte non-UTF-8 name');
+    t.true(deep[0]!.entries.some((x) => x.name === odd && x.id === dirId), 'the name comes back as it went');
+    await rejectsWith(t, c.deepImages(v, ROOT_ID, '\uf7ff'.repeat(256)), 'EBADREQ', 'a 256-byte name');
     const raw = await c.readBlocks(v, id, 1, 3);
     t.deepEqual(raw.blocks.map((x) => x.index), [1, 2, 3].filter((i) => i * 65536 < data.length), 'readBlocks: the stored blocks asked for');
     t.true((await verifiedRange(raw, 100_000, 50_000)).equals(data.subarray(100_000, 150_000)), 'readBlocks: verified by the receiver');

@@ -34,10 +34,6 @@
 #include "src/atpath.h"
 #include "fuse-native/src/posix_rules.h"  // the rules the FUSE bridge applies too
 #include "fuse-native/src/names.h"  // names as bytes <-> strings, as the FUSE bridge maps them
-
-namespace {
-Napi::String NameString(Napi::Env env, const std::string& s);
-}
 #include "src/blockcopy.h"
 #include "src/digest.h"
 #include "src/dirents.h"
@@ -49,6 +45,31 @@ Napi::String NameString(Napi::Env env, const std::string& s);
 namespace {
 
 constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1
+
+// ---------------------------------------------------------------------------
+// Names
+
+// The bytes of a name, path, symlink target or xattr name (names.h: the
+// characters U+F780-U+F7FF are the bytes 0x80-0xFF that were not UTF-8).
+std::string NameBytes(const Napi::String& s) {
+  std::u16string u = s.Utf16Value();
+  std::string out(3 * u.size(), '\0');
+  size_t n = sn_name_encode(reinterpret_cast<const uint16_t*>(u.data()), u.size(),
+                            reinterpret_cast<unsigned char*>(&out[0]));
+  out.resize(n);
+  return out;
+}
+
+// The string of a name's (path's, target's) bytes, as the FUSE bridge makes it.
+Napi::String NameString(Napi::Env env, const char* s, size_t len) {
+  napi_value v;
+  if (sn_js_name(env, s, len, &v) != napi_ok) return Napi::String::New(env, "");
+  return Napi::String(env, v);
+}
+
+Napi::String NameString(Napi::Env env, const std::string& s) {
+  return NameString(env, s.data(), s.size());
+}
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -164,28 +185,6 @@ bool GetUint32(const Napi::CallbackInfo& info, size_t i, const char* name,
     return false;
   *out = static_cast<uint32_t>(d);
   return true;
-}
-
-// The bytes of a name, path, symlink target or xattr name (names.h: the
-// characters U+F780-U+F7FF are the bytes 0x80-0xFF that were not UTF-8).
-std::string NameBytes(const Napi::String& s) {
-  std::u16string u = s.Utf16Value();
-  std::string out(3 * u.size(), '\0');
-  size_t n = sn_name_encode(reinterpret_cast<const uint16_t*>(u.data()), u.size(),
-                            reinterpret_cast<unsigned char*>(&out[0]));
-  out.resize(n);
-  return out;
-}
-
-// The string of a name's (path's, target's) bytes, as the FUSE bridge makes it.
-Napi::String NameString(Napi::Env env, const char* s, size_t len) {
-  napi_value v;
-  if (sn_js_name(env, s, len, &v) != napi_ok) return Napi::String::New(env, "");
-  return Napi::String(env, v);
-}
-
-Napi::String NameString(Napi::Env env, const std::string& s) {
-  return NameString(env, s.data(), s.size());
 }
 
 // A string without NUL bytes (paths and xattr names go to C as char*, as bytes: NameBytes).

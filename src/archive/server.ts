@@ -594,7 +594,6 @@ function queryInt(q: URLSearchParams, name: string): number {
 
 const ROUTE_404 = (): HttpError => new HttpError(404, 'EBADREQ', 'no such route');
 
-/** Path → route, with the volume name and object id checked before anything touches storage. */
 /**
  * The longest request path: a deep-images query names a directory entry, and a
  * 255-byte name whose bytes are not UTF-8 is 255 characters U+F780-U+F7FF
@@ -602,6 +601,7 @@ const ROUTE_404 = (): HttpError => new HttpError(404, 'EBADREQ', 'no such route'
  */
 export const MAX_ROUTE_CHARS = 4096;
 
+/** Path → route, with the volume name and object id checked before anything touches storage. */
 export function parseRoute(path: string | undefined): Route {
   if (typeof path !== 'string' || !path.startsWith('/') || path.length > MAX_ROUTE_CHARS) throw ROUTE_404();
   // Split by hand rather than with URL: no dot-segment or percent normalisation, so

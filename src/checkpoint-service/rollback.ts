@@ -12,7 +12,8 @@ import { constants as C } from 'node:fs';
 import type { Filesystem, Caller } from '../core/filesystem.js';
 import { FsError } from '../errors/errno.js';
 import { BLOCK_SIZE, type AttrRec, type CheckpointState } from '../checkpoint/state.js';
-import { T0View, baseName, joinPath, lstatPath, liveEntries, parentPath, readAt, within, type T0Entry } from '../checkpoint/view.js';
+import { T0View, baseName, joinPath, lstatPath, liveEntries, parentPath, within, type T0Entry } from '../checkpoint/view.js';
+import { readAt } from '../store/fd-io.js';
 import type { StoreDir } from '../store/store-dir.js';
 import { LocalStore } from '../store/local-store.js';
 import { isPrivateXattr } from '../store/object-ids.js';
@@ -435,5 +436,5 @@ async function lstatOrThrow(dir: StoreDir, path: string): Promise<fs.BigIntStats
 }
 
 function openRead(dir: StoreDir, path: string): Promise<number> {
-  return dir.open(LocalStore.relative(path), C.O_RDONLY | C.O_NOFOLLOW | (C.O_NOATIME ?? 0));
+  return dir.openQuiet(LocalStore.relative(path));
 }

@@ -4,12 +4,12 @@
 // from the saved blocks, each compared with the live block (a block that was
 // written with the same bytes is not reported), plus a change of size.
 import * as fs from 'node:fs';
-import { constants as C } from 'node:fs';
 import type { StoreDir } from '../store/store-dir.js';
 import { LocalStore } from '../store/local-store.js';
 import { isPrivateXattr } from '../store/object-ids.js';
 import { BLOCK_SIZE, type CheckpointState } from './state.js';
-import { T0View, joinPath, liveEntries, lstatPath, readAt, within, DT_DIR } from './view.js';
+import { T0View, joinPath, liveEntries, lstatPath, within, DT_DIR } from './view.js';
+import { readAt } from '../store/fd-io.js';
 
 export interface DiffReport {
   checkpoint: string;
@@ -126,7 +126,7 @@ async function changedRanges(dir: StoreDir, s: CheckpointState, key: string, pat
     if (last && last[0] + last[1] === off) last[1] += len;
     else ranges.push([off, len]);
   };
-  const fd = await dir.open(LocalStore.relative(path), C.O_RDONLY | C.O_NOFOLLOW | (C.O_NOATIME ?? 0));
+  const fd = await dir.openQuiet(LocalStore.relative(path));
   try {
     const common = Math.min(t0Size, size);
     for (const [b, w] of s.savedBlocks(key)) {

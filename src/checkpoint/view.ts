@@ -212,4 +212,3 @@ export class T0View {
 }
 
 export { kindOf };
-export { readAt } from '../store/fd-io.js';

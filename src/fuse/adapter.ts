@@ -720,7 +720,7 @@ export class FuseAdapter {
     };
     // Requests that name objects run under the namespace lock, on the paths they name; renames exclude them (namespace-lock.ts).
     const mode = namespaceModeOf(r.op);
-    const work = this.namespace.run(mode, this.namespacePaths(r, mode), async () => this.handle(r, answer));
+    const work = this.namespace.run(mode, () => this.namespacePaths(r, mode), async () => this.handle(r, answer));
     work.catch((err: unknown) => {
       const errno = errnoOf(err, (e) => this.log.error({ op: opName, ino: r.ino, name: r.name, err: e }, 'unexpected error, answered EIO'));
       if (!isExpectedError(errno)) this.log.warn({ op: opName, ino: r.ino, name: r.name, errno, err }, 'request failed');
@@ -820,7 +820,8 @@ export class FuseAdapter {
 
   /**
    * The paths a request holds the namespace lock on, as the node table has them
-   * now: a rename's source and target names; another request's node (and the
+   * when the lock asks (only while a rename is there to compare them with): a
+   * rename's source and target names; another request's node (and the
    * second node of a link). 'all' when they cannot be told (then the request
    * fails in its handler anyway, after every rename before it).
    */

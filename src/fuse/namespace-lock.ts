@@ -20,6 +20,13 @@
 //
 // In arrival order: a request waits for every conflicting one that came
 // before it, running or waiting, and for none that came after it.
+//
+// A holder's paths are asked for (from the node table) only when a rename is
+// there to compare them with, so requests pay nothing while no rename runs;
+// and again after it is let go, since a rename it waited for may have moved
+// them. Asked later than the request's start, they are still
+// the ones its handler resolved: only a rename changes them, and a rename
+// compares them before it changes anything.
 
 /** How a request holds the lock (request-hold.ts decides it per op: namespaceModeOf). */
 export type NamespaceMode = 'none' | 'shared' | 'exclusive';
@@ -32,8 +39,14 @@ export type NamespacePaths = readonly string[] | 'all';
 
 interface Holder {
   mode: 'shared' | 'exclusive';
-  paths: NamespacePaths;
+  pathsOf: () => NamespacePaths;
+  /** pathsOf's answer, once asked (cleared when the holder is let go). */
+  known: NamespacePaths | undefined;
   start: () => void;
+}
+
+function pathsOf(h: Holder): NamespacePaths {
+  return (h.known ??= h.pathsOf());
 }
 
 function within(p: string, q: string): boolean {
@@ -43,21 +56,21 @@ function within(p: string, q: string): boolean {
 function conflicts(a: Holder, b: Holder): boolean {
   if (a.mode === 'shared' && b.mode === 'shared') return false;
   if (a.mode === 'exclusive' && b.mode === 'exclusive') return true;
-  const [shared, rename] = a.mode === 'shared' ? [a, b] : [b, a];
-  if (shared.paths === 'all' || rename.paths === 'all') return true;
-  return shared.paths.some((p) => (rename.paths as readonly string[]).some((q) => within(p, q)));
+  const [s, x] = a.mode === 'shared' ? [pathsOf(a), pathsOf(b)] : [pathsOf(b), pathsOf(a)];
+  if (s === 'all' || x === 'all') return true;
+  return s.some((p) => x.some((q) => within(p, q)));
 }
 
 export class NamespaceLock {
   private readonly active = new Set<Holder>();
   private readonly waiting: Holder[] = [];
 
-  /** Runs `fn` holding the lock in `mode` on `paths`; releases it however `fn` ends. */
-  async run<T>(mode: NamespaceMode, paths: NamespacePaths, fn: () => Promise<T>): Promise<T> {
+  /** Runs `fn` holding the lock in `mode` on the paths `paths` gives (asked when needed); releases it however `fn` ends. */
+  async run<T>(mode: NamespaceMode, paths: NamespacePaths | (() => NamespacePaths), fn: () => Promise<T>): Promise<T> {
     if (mode === 'none') return fn();
     let start!: () => void;
     const started = new Promise<void>((resolve) => { start = resolve; });
-    const h: Holder = { mode, paths, start };
+    const h: Holder = { mode, pathsOf: typeof paths === 'function' ? paths : () => paths, known: undefined, start };
     this.waiting.push(h);
     this.pump();
     await started;
@@ -65,6 +78,8 @@ export class NamespaceLock {
       return await fn();
     } finally {
       this.active.delete(h);
+      // A rename moved names: the paths the waiting ones gave may be old.
+      if (mode === 'exclusive') for (const w of this.waiting) w.known = undefined;
       this.pump();
     }
   }
@@ -87,6 +102,8 @@ export class NamespaceLock {
       }
       this.waiting.splice(i, 1);
       this.active.add(h);
+      // Asked again when next needed: a rename it waited for may have moved them.
+      h.known = undefined;
       h.start();
     }
   }

@@ -3,7 +3,7 @@
 // archive keeps them, attribute comparison, and a bounded look-ahead for
 // fetching directory images. Read-only: nothing here changes the store.
 import type { ScannedStat } from '../native/index.js';
-import type { StoreDir } from '../store/store-dir.js';
+import { childRel, type StoreDir } from '../store/store-dir.js';
 import { ID_XATTR, isPrivateXattr } from '../store/object-ids.js';
 import { isObjectId } from '../protocol/records.js';
 import { RESERVED_NAME } from '../store/local-store.js';
@@ -28,11 +28,6 @@ export interface LocalEntry {
    * (listLocalDir with `withXattrs`); undefined when not read then.
    */
   xattrs?: readonly [string, Buffer][];
-}
-
-/** `rel` joined with a name, store-relative ('.' is the root). */
-export function childRel(rel: string, name: string): string {
-  return rel === '.' ? name : `${rel}/${name}`;
 }
 
 /**

@@ -22,7 +22,6 @@
 import * as fs from 'node:fs';
 import { opendir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { constants as C } from 'node:fs';
 import * as native from '../native/index.js';
 import { BLOCK_SIZE, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
@@ -369,7 +368,7 @@ export class BackgroundRestore {
     }
     let fd: number;
     try {
-      fd = await this.hooks.dir.open(rel, C.O_RDONLY | C.O_NOFOLLOW | C.O_NOATIME);
+      fd = await this.hooks.dir.openQuiet(rel);
     } catch (err) {
       if ((err as { code?: string }).code === 'ENOENT') return false;
       throw err;

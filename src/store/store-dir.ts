@@ -11,6 +11,11 @@ import { closeSync, constants as C, type BigIntStats } from 'node:fs';
 import * as native from '../native/index.js';
 import type { CloneToResult, DirEntry, FinishFile, PrepareObject, QuietRead, ScannedEntry, StatfsAt, TimeSpec } from '../native/index.js';
 
+/** A store-relative path: `name` in the directory `rel` ('.' or '' is the root). */
+export function childRel(rel: string, name: string): string {
+  return rel === '.' || rel === '' ? name : `${rel}/${name}`;
+}
+
 export class StoreDir {
   /** The layer for absolute paths (AT_FDCWD): a swap's spare store, the private directory's files. */
   static readonly ABSOLUTE = new StoreDir(native.AT_FDCWD);

@@ -42,12 +42,12 @@ import { createHash } from 'node:crypto';
 import * as native from '../native/index.js';
 import { ROOT_ID, badNameReason, isObjectId, type Attrs, type ObjectId } from '../protocol/records.js';
 import { ID_XATTR, isPrivateXattr, readObjectId, writeObjectId } from '../store/object-ids.js';
-import { StoreDir } from '../store/store-dir.js';
+import { StoreDir, childRel } from '../store/store-dir.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import { applyAttrs } from '../restore/materialise.js';
 import { BLOCK_SIZE, kindOf, readAttrs, type AttrRec, type CheckpointState, type ObjectKind } from '../checkpoint/state.js';
 import { T0View, joinPath, kindOfDtype, lstatPath } from '../checkpoint/view.js';
-import { SWAP_TEMP_PREFIX, childRel, type WriteProgress } from './tree-writer.js';
+import { SWAP_TEMP_PREFIX, type WriteProgress } from './tree-writer.js';
 import { swapCrashPoint } from './crash-points.js';
 
 export interface CheckpointWriterOptions {

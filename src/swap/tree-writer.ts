@@ -29,7 +29,7 @@ import { RESERVED_NAME } from '../store/local-store.js';
 import { readObjectId, writeObjectId } from '../store/object-ids.js';
 import { typeOfMode } from '../mirror/tree-local.js';
 import { differingBlocks, zeroDigest } from '../mirror/tree-blocks.js';
-import { StoreDir } from '../store/store-dir.js';
+import { StoreDir, childRel } from '../store/store-dir.js';
 import { closeFd, closeQuietly, truncateFd, writeAllAt } from '../store/fd-io.js';
 import { applyAttrs } from '../restore/materialise.js';
 import { swapCrashPoint } from './crash-points.js';
@@ -86,10 +86,6 @@ export async function writeTree(o: TreeWriterOptions): Promise<void> {
   });
 }
 
-/** A spare-relative path: `name` in directory `rel` ('' is the spare's root). */
-export function childRel(rel: string, name: string): string {
-  return rel === '' ? name : `${rel}/${name}`;
-}
 
 function cancelledError(): Error {
   return Object.assign(new Error('prepare cancelled'), { code: 'ECANCELED' });

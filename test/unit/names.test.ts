@@ -76,9 +76,11 @@ test(`names: the addon gives and takes the same strings for the same bytes, agai
       const st = await dir.lstat(s);
       if (st.isSymbolicLink()) t.is(await dir.readlink(s), s, 'readlink target');
       if (st.isFile()) {
-        await dir.setxattr(s, `user.${s}`.slice(0, 200), Buffer.from('v'), 0);
+        // An xattr name of the name's first 100 bytes (a cut inside a UTF-8 sequence leaves bytes that are not UTF-8: fine).
+        const xname = nameFromBytes(Buffer.concat([Buffer.from('user.'), b.subarray(0, 100)]));
+        await dir.setxattr(s, xname, Buffer.from('v'), 0);
         const names = await dir.listxattr(s);
-        t.true(names.includes(`user.${s}`.slice(0, 200)), 'listxattr name');
+        t.true(names.includes(xname), 'listxattr name');
         // The kernel saw the bytes: Node's Buffer path reads the xattr'd file's content.
         t.true((await fsp.readFile(Buffer.concat([Buffer.from(`${base}/`), b]))).equals(b));
       }

@@ -96,3 +96,34 @@ test('namespace lock: a request that never ends holds up a rename of its directo
   await Promise.all([long, rename, underA]);
   t.true(renamed && below);
 });
+
+test('namespace lock: paths are asked for only when a rename is there, and again after a rename moved them', async (t) => {
+  const lock = new NamespaceLock();
+  // A node table in miniature: the request's node is /A/x until the rename of /A to /B ends.
+  let where = '/A/x';
+  let asked = 0;
+  const nodePath = (): readonly string[] => { asked++; return [where]; };
+  await lock.run('shared', nodePath, async () => undefined);
+  t.is(asked, 0, 'no rename: the paths are never asked for');
+
+  let releaseR1!: () => void;
+  const r1 = lock.run('exclusive', ['/A', '/B'], () => new Promise<void>((r) => { releaseR1 = r; }));
+  let releaseH!: () => void;
+  let hRunning = false;
+  const h = lock.run('shared', nodePath, () => { hRunning = true; return new Promise<void>((r) => { releaseH = r; }); });
+  await sleep(5);
+  t.false(hRunning, 'the request below the rename waits for it');
+  where = '/B/x';
+  releaseR1();
+  await r1;
+  await sleep(5);
+  t.true(hRunning);
+  // A rename of /B must now wait for the request: its paths are asked again, and are /B/x.
+  let r2Ran = false;
+  const r2 = lock.run('exclusive', ['/B', '/C'], async () => { r2Ran = true; });
+  await sleep(5);
+  t.false(r2Ran, 'a rename of where the request now is waits for it');
+  releaseH();
+  await Promise.all([h, r2]);
+  t.true(r2Ran);
+});

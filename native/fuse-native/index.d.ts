@@ -52,6 +52,7 @@ export interface Constants {
    * CAP_FSETID and set-ID bits must go (handle_killpriv_v2).
    */
   readonly WRITE_KILL_SUIDGID: number;
+  readonly RENAME_NOREPLACE: number;
   /** Journal bytes a write record takes besides its payload: a journalled direct write takes its size plus this in credit. */
   readonly JOURNAL_WRITE_OVERHEAD: number;
   /** Journal bytes a setattr record is counted for: the credit a journalled direct setattr takes. */

@@ -38,8 +38,6 @@ function settleBucket(ino: bigint): number {
 }
 
 const NUL = Buffer.of(0);
-/** renameat2 flag (<linux/fs.h>). */
-const RENAME_NOREPLACE = 1;
 
 export interface MountOptions {
   /** Let other users use the mount (always together with default_permissions). */
@@ -1013,7 +1011,7 @@ export class FuseAdapter {
         const to = t.childPath(newParent, newName);
         const targetSurvives = await this.hasOtherNames(to);
         // renameat2's RENAME_NOREPLACE (the only flag the bridge lets through), in `mode`.
-        await fs.rename(t.childPath(parent, name), to, (r.mode & RENAME_NOREPLACE) !== 0);
+        await fs.rename(t.childPath(parent, name), to, (r.mode & FC.RENAME_NOREPLACE) !== 0);
         t.moveName(parent, name, newParent, newName, targetSurvives);
         answer(() => ll.replyErr(r.req, 0));
         return;

@@ -42,6 +42,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>   // RENAME_NOREPLACE (glibc, _GNU_SOURCE)
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>

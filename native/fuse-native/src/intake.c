@@ -236,15 +236,13 @@ static void ll_symlink (fuse_req_t req, const char *link, fuse_ino_t parent, con
   req_submit(s, req, r);
 }
 
-#define STRATA_RENAME_NOREPLACE 1u /* <linux/fs.h> RENAME_NOREPLACE */
-
 static void ll_rename (fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags) {
   bridge_session_t *s = session_of(req);
   // renameat2 flags: RENAME_NOREPLACE is strata's (EEXIST when the target
   // exists, atomically: renameat2 in the store; in `mode`). RENAME_EXCHANGE and
   // RENAME_WHITEOUT are not: EINVAL for them alone (ENOSYS would make the
   // kernel refuse every later flag too, fc->no_rename2).
-  if ((flags & ~(unsigned int) STRATA_RENAME_NOREPLACE) != 0) {
+  if ((flags & ~(unsigned int) RENAME_NOREPLACE) != 0) {
     fuse_reply_err(req, EINVAL);
     return;
   }

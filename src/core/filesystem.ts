@@ -729,10 +729,17 @@ export class Filesystem {
     await new Promise<void>((resolve) => fs.close(entry.fd, () => resolve()));
   }
 
-  /** fsync(2) of the directory through its handle's own descriptor (wherever it is now). */
+  /**
+   * fsync(2) of the directory through its handle's own descriptor (wherever
+   * it is now); on a mirrored store it then waits, as a file's fsync does,
+   * until the archive has every record so far: programs fsync a directory to
+   * make a create or rename in it durable (write, fsync, rename, fsync the
+   * directory), and I1 holds for that fsync too.
+   */
   async fsyncdir(handle: number): Promise<void> {
     const fd = this.dirHandle(handle).fd;
     await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
+    if (this.sink) await this.sink.barrier();
   }
 
   /** Attributes of an open directory through its descriptor (it may have no name left). */

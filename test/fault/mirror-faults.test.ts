@@ -112,6 +112,52 @@ test('I1 async: every fsync that returned is on the archive, even when the prima
   }
 });
 
+/**
+ * Runs a python3 program in `cwd` while the archive server is stopped (SIGSTOP): whether it
+ * printed anything within `holdMs` (it should not, when it waits for the archive's ack), then its
+ * exit status and output once the server runs again.
+ */
+async function whileArchiveStopped(server: ArchiveServer, cwd: string, py: string, holdMs = 2000): Promise<{ early: string; status: number | null; out: string }> {
+  process.kill(server.pid, 'SIGSTOP');
+  const child = spawn('python3', ['-c', py], { cwd });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  let early: string;
+  try {
+    await sleep(holdMs);
+    early = out;
+  } finally {
+    process.kill(server.pid, 'SIGCONT');
+  }
+  return { early, status: await exited, out };
+}
+
+test('I1 async: fsync of a directory, O_DSYNC and O_SYNC writes wait for the archive; a rename made durable so survives the primary\'s death; syncfs does not wait', async (t) => {
+  const server = await serverFor(t);
+  const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
+  t.is(sh('printf old > cfg && printf new > cfg.tmp && sync cfg cfg.tmp', m.mnt).status, 0);
+  syncMount(m);
+  // The editor's pattern: the new file is durable; now the rename over the old one, then fsync of the directory.
+  const renamed = await whileArchiveStopped(server, m.mnt, 'import os\nos.rename("cfg.tmp","cfg")\nfd=os.open(".",os.O_RDONLY)\nos.fsync(fd)\nprint("done",flush=True)\n');
+  t.is(renamed.early, '', 'fsync of the directory did not return while the archive could not acknowledge the rename');
+  t.is(renamed.status, 0);
+  t.is(renamed.out.trim(), 'done');
+  // A write through O_DSYNC or O_SYNC is a write and an fdatasync/fsync (the kernel sends the FSYNC).
+  for (const flag of ['O_DSYNC', 'O_SYNC']) {
+    const w = await whileArchiveStopped(server, m.mnt, `import os\nfd=os.open("${flag}",os.O_WRONLY|os.O_CREAT|os.${flag},0o644)\nos.write(fd,b"${flag}")\nprint("done",flush=True)\n`, 1500);
+    t.is(w.early, '', `a write through ${flag} did not return while the archive could not acknowledge it`);
+    t.is(w.status, 0);
+  }
+  // Known limitation (docs/SEMANTICS.md): the kernel sends syncfs(2) to no FUSE file system but virtiofs, so it returns at once.
+  const syncfs = await whileArchiveStopped(server, m.mnt, 'import ctypes,os\nfd=os.open(".",os.O_RDONLY)\nassert ctypes.CDLL(None).syncfs(fd)==0\nprint("done",flush=True)\n', 1500);
+  t.is(syncfs.early.trim(), 'done', 'syncfs returned at once: when this fails the kernel sends it to strata, and it must then wait as fsync does');
+  await killPrimary(m);
+  t.is((await readFromArchive(m.archiveUrl, m.volume, 'cfg', m.tokenFile))?.toString(), 'new', 'the renamed file is on the archive');
+  t.is(await readFromArchive(m.archiveUrl, m.volume, 'cfg.tmp', m.tokenFile), null, 'and its old name is gone');
+  for (const flag of ['O_DSYNC', 'O_SYNC']) t.is((await readFromArchive(m.archiveUrl, m.volume, flag, m.tokenFile))?.toString(), flag);
+});
+
 test('I1 sync: every op that returned is on the archive when the primary dies right after', async (t) => {
   const m = withMirroredMount(t, { extraArgs: ['--mirror', 'sync'] });
   const r = sh('mkdir dir && echo one > dir/one && mv dir/one dir/two && ln -s two dir/link', m.mnt);

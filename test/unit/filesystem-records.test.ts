@@ -176,6 +176,15 @@ test.serial('sync mode: an op answers only once its record is committed; fsync w
   await core.release(res.handle);
 });
 
+test.serial('fsync of a directory waits for the barrier too (a rename made durable by it, I1)', async (t) => {
+  await core.mkdir('/fsd', 0o755, ROOT);
+  const dir = await core.opendir('/fsd');
+  const before = sink.barriers;
+  await core.fsyncdir(dir);
+  t.is(sink.barriers, before + 1);
+  await core.releasedir(dir);
+});
+
 test.serial('O_TRUNC on open is recorded as the new attributes', async (t) => {
   sink.take();
   const res = await core.open('/d/g', 0o1001 /* O_WRONLY|O_TRUNC */);

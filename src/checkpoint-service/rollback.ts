@@ -333,14 +333,19 @@ export class Rollback {
     const lo = range ? range.offset : 0;
     const hi = range ? range.offset + range.length : rec.size;
     const blocks = this.s.savedBlocks(key).filter(([b, w]) => b * BLOCK_SIZE < hi && b * BLOCK_SIZE + w.len > lo);
-    const sizeChange = range === null && liveSize !== rec.size;
+    // The whole file: its T0 size. A range: a file cut since T0 to less than
+    // the range's end grows to that end (the range then reads as at T0; its
+    // T0 zeros too, which no copy would bring back); a longer one keeps its size.
+    const newSize = range === null ? rec.size : Math.max(liveSize, hi);
+    const sizeChange = liveSize !== newSize;
     if (blocks.length === 0 && !sizeChange) return;
     const handle = this.dryRun ? null : (await this.fs.open(path, C.O_RDWR)).handle;
     const readFd = await openRead(this.dir, path);
     let copied = 0;
     try {
-      // A file cut since T0 grows back first: its saved blocks then land inside it.
-      if (handle !== null && range === null && liveSize < rec.size) await this.fs.setattr({ handle }, { size: rec.size });
+      // A file cut since T0 grows back first: its saved blocks then land inside
+      // it, and the comparison below (which reads zeros past the end) holds.
+      if (handle !== null && liveSize < newSize) await this.fs.setattr({ handle }, { size: newSize });
       // Blocks are independent: COPY_PARALLEL of them at a time (the disk's queue, not one round trip each).
       let next = 0;
       const worker = async (): Promise<void> => {
@@ -363,14 +368,14 @@ export class Rollback {
         }
       };
       await Promise.all(Array.from({ length: Math.min(COPY_PARALLEL, blocks.length) }, worker));
-      if (handle !== null && range === null && liveSize > rec.size) await this.fs.setattr({ handle }, { size: rec.size });
+      if (handle !== null && liveSize > newSize) await this.fs.setattr({ handle }, { size: newSize });
     } finally {
       fs.close(readFd, () => {});
       if (handle !== null) await this.fs.release(handle);
     }
     this.report.bytesCopied += copied;
     if (copied > 0) this.note({ path, action: 'data', bytes: copied });
-    if (sizeChange) this.note({ path, action: 'size', bytes: rec.size });
+    if (sizeChange) this.note({ path, action: 'size', bytes: newSize });
     if (copied > 0 || sizeChange) this.observer?.changed(path);
   }
 

@@ -349,6 +349,8 @@ export class MountDaemon {
       this.onDemand = new OnDemandRestore({
         client, volume: cfg.volume, store: this.store, privateDir: this.store.privateDir, log: rlog,
         ...(cfg.fetchTimeoutMs !== undefined ? { fetchTimeoutMs: cfg.fetchTimeoutMs } : {}),
+        // Tests run the restore with a tiny block-map cache (maps let go and found again all the time).
+        ...(Number(process.env['STRATA_MAP_CACHE_BYTES'] ?? 0) > 0 ? { mapCacheBytes: Number(process.env['STRATA_MAP_CACHE_BYTES']) } : {}),
       });
     }
     if (restore !== null && restore.phase !== 'complete') {

@@ -112,6 +112,12 @@ const READAHEAD_BLOCKS = 16;
 const READAHEAD_SEQUENTIAL_BLOCKS = 64;
 /** The background restore fetches a file 1 MiB at a time (a program's fetch never waits behind much). */
 const BACKGROUND_RUN_BLOCKS = 16;
+/**
+ * Per-file work of the background restore is bounded, not proportional to the
+ * file: holes are recorded, and fetched blocks made durable and recorded, this
+ * many blocks (4 GiB) at a time (a sparse 8 TiB file has 134 million blocks).
+ */
+const BACKGROUND_RECORD_BLOCKS = 65536;
 /** What a directory image request counts for against the background's byte budget. */
 const IMAGE_FETCH_BYTES = 64 * 1024;
 /** Fetched blocks of at least this many bytes are checked against their digests on libuv's pool (native.sha256Blocks). */
@@ -137,7 +143,22 @@ export class OnDemandRestore implements RestoreHooks {
    * these files are still remote.
    */
   private residual: Set<ObjectId> | null = null;
+  /**
+   * Block maps in memory: exactly one copy per file at any time, because a
+   * fetch, a write or the background restore holds its map across waits and
+   * decides from it what to write. The cache is bounded by bytes; a map it
+   * lets go while something still holds it stays the file's (a weak
+   * reference finds it again, so no second copy is read from disk beside
+   * it), and a map larger than the whole cache is kept aside until the file
+   * is local or cut (a file over 2 TiB with the default 32 MiB: one byte per
+   * 64 KiB block).
+   */
   private readonly maps: LRUCache<ObjectId, BlockMap>;
+  private readonly mapsLetGo = new Map<ObjectId, WeakRef<BlockMap>>();
+  private readonly mapsLetGoGone = new FinalizationRegistry<{ id: ObjectId; ref: WeakRef<BlockMap> }>(({ id, ref }) => {
+    if (this.mapsLetGo.get(id) === ref) this.mapsLetGo.delete(id);
+  });
+  private readonly mapsOversize = new Map<ObjectId, BlockMap>();
   private readonly mapsLoading = new Map<ObjectId, Promise<BlockMap | null>>();
   /** Images of pending directories, for lookups (bounded by bytes; dropped once a directory is materialised). */
   private readonly images: LRUCache<ObjectId, CachedImage>;
@@ -176,6 +197,13 @@ export class OnDemandRestore implements RestoreHooks {
     this.maps = new LRUCache<ObjectId, BlockMap>({
       maxSize: opts.mapCacheBytes ?? 32 * 1024 * 1024,
       sizeCalculation: (m) => m.present.length + 64,
+      // Let go for room, not discarded: whoever still holds it keeps using the file's one copy.
+      dispose: (map, id, reason) => {
+        if (reason !== 'evict' || map.discarded === true) return;
+        const ref = new WeakRef(map);
+        this.mapsLetGo.set(id, ref);
+        this.mapsLetGoGone.register(map, { id, ref });
+      },
     });
   }
 
@@ -352,15 +380,41 @@ export class OnDemandRestore implements RestoreHooks {
    * of the archive's is left to write, keep or record (or every block became
    * local and recorded, which leaves nothing to do either). Under the lock.
    */
-  private dropped(id: ObjectId, map: BlockMap): boolean {
-    return this.maps.get(id) !== map;
+  private dropped(_id: ObjectId, map: BlockMap): boolean {
+    return map.discarded === true;
+  }
+
+  /** The file's map if one is in memory (cached, let go but still held, or oversize); kept in the cache again. */
+  private mapInMemory(id: ObjectId): BlockMap | undefined {
+    const cached = this.maps.get(id) ?? this.mapsOversize.get(id);
+    if (cached !== undefined) return cached;
+    const held = this.mapsLetGo.get(id)?.deref();
+    if (held === undefined) return undefined;
+    this.mapsLetGo.delete(id);
+    this.keepMap(id, held);
+    return held;
+  }
+
+  private keepMap(id: ObjectId, map: BlockMap): void {
+    this.maps.set(id, map);
+    if (!this.maps.has(id)) this.mapsOversize.set(id, map);
+  }
+
+  /** The file's map is no longer the file's (cut, or every block local and recorded): no holder writes or records with it. */
+  private discardMap(id: ObjectId, map?: BlockMap): void {
+    const current = this.mapInMemory(id);
+    if (current !== undefined) current.discarded = true;
+    if (map !== undefined) map.discarded = true;
+    this.maps.delete(id);
+    this.mapsOversize.delete(id);
+    this.mapsLetGo.delete(id);
   }
 
   async cut<T>(id: ObjectId, cut: () => Promise<T>): Promise<T> {
     return this.withLock(id, async () => {
       // The map goes only after the cut: a crash before it must not leave a stub that reads as zeros.
       const result = await cut();
-      this.maps.delete(id);
+      this.discardMap(id);
       await removeBlockMap(this.privateDir, id);
       crashPoint('discard-map');
       await removeTimesRecord(this.privateDir, id);
@@ -553,20 +607,24 @@ export class OnDemandRestore implements RestoreHooks {
     } catch {
       return;
     }
-    await this.withLock(id, async () => {
-      if (this.dropped(id, map)) return;
-      const holes: number[] = [];
-      for (let i = 0; i < map.present.length; i++) if (map.present[i] !== 1 && !data.has(i)) holes.push(i);
-      if (holes.length === 0) return;
-      this.stats.holesSkipped += holes.length;
-      crashPoint('holes-before-map');
-      await this.markPresent(id, map, holes);
-    });
+    for (let from = 0; from < map.present.length; from += BACKGROUND_RECORD_BLOCKS) {
+      const stop = await this.withLock(id, async () => {
+        if (this.dropped(id, map)) return true;
+        const holes: number[] = [];
+        for (let i = from; i < Math.min(from + BACKGROUND_RECORD_BLOCKS, map.present.length); i++) if (map.present[i] !== 1 && !data.has(i)) holes.push(i);
+        if (holes.length === 0) return false;
+        this.stats.holesSkipped += holes.length;
+        crashPoint('holes-before-map');
+        await this.markPresent(id, map, holes);
+        return false;
+      });
+      if (stop) return;
+    }
   }
 
   /** The block map of a file (null: local). */
   async mapOf(id: ObjectId): Promise<BlockMap | null> {
-    const cached = this.maps.get(id);
+    const cached = this.mapInMemory(id);
     // A file is local once no block is missing and every block is recorded.
     if (cached !== undefined) return cached.missing === 0 && !(cached.unrecorded?.size) ? null : cached;
     // One load for concurrent callers: two copies of a map would each miss what the other's fetches made local.
@@ -579,7 +637,7 @@ export class OnDemandRestore implements RestoreHooks {
           await removeBlockMap(this.privateDir, id);
           return null;
         }
-        this.maps.set(id, map);
+        this.keepMap(id, map);
         return map;
       })().finally(() => this.mapsLoading.delete(id));
       this.mapsLoading.set(id, loading);
@@ -917,16 +975,37 @@ export class OnDemandRestore implements RestoreHooks {
     const map = await this.mapOf(id);
     if (map === null) return 0;
     const bad = new Set(this.unreadable.get(id)?.blocks ?? []);
-    const runs: [number, number][] = [];
-    for (let i = 0; i < map.present.length; i++) {
-      if (map.present[i] === 1 || bad.has(i)) continue;
-      const last = runs[runs.length - 1];
-      if (last !== undefined && last[1] === i - 1 && i - last[0] < BACKGROUND_RUN_BLOCKS) last[1] = i;
-      else runs.push([i, i]);
-    }
+    // Runs of missing blocks, found as the workers go (not listed up front: memory stays bounded).
+    const runs = (function* missingRuns(): Generator<[number, number]> {
+      let a = -1;
+      let b = -1;
+      for (let i = 0; i < map.present.length; i++) {
+        if (map.present[i] === 1 || bad.has(i)) continue;
+        if (a >= 0 && b === i - 1 && i - a < BACKGROUND_RUN_BLOCKS) { b = i; continue; }
+        if (a >= 0) yield [a, b];
+        a = b = i;
+      }
+      if (a >= 0) yield [a, b];
+    })();
     const before = this.stats.bytesFetched;
-    const written: number[] = [];
-    let next = 0;
+    let written: number[] = [];
+    /** What was written is made durable and recorded. */
+    const record = async (): Promise<void> => {
+      if (written.length === 0) return;
+      const blocks = written;
+      written = [];
+      await this.withLock(id, async () => {
+        if (this.dropped(id, map)) return;
+        const wfd = await openForWriting(fd);
+        try {
+          await fdatasync(wfd);
+        } finally {
+          fs.close(wfd, () => {});
+        }
+        crashPoint('background-before-map');
+        await this.persistPresent(id, map, blocks);
+      });
+    };
     /** Fetches [a, b] (blocks a program is fetching meanwhile are waited for, not fetched twice). */
     const fetchRun = async (a: number, b: number): Promise<void> => {
       const waits: Promise<void>[] = [];
@@ -945,8 +1024,11 @@ export class OnDemandRestore implements RestoreHooks {
       await Promise.all(waits);
     };
     const worker = async (): Promise<void> => {
-      while (next < runs.length) {
-        const [a, b] = runs[next++]!;
+      for (;;) {
+        const run = runs.next();
+        if (run.done === true) return;
+        const [a, b] = run.value;
+        if (written.length >= BACKGROUND_RECORD_BLOCKS) await record();
         try {
           await fetchRun(a, b);
         } catch (err) {
@@ -967,20 +1049,8 @@ export class OnDemandRestore implements RestoreHooks {
     try {
       await Promise.all([worker(), worker()]);
     } finally {
-      // What was written is made durable and recorded, even when a fetch failed.
-      if (written.length > 0) {
-        await this.withLock(id, async () => {
-          if (this.dropped(id, map)) return;
-          const wfd = await openForWriting(fd);
-          try {
-            await fdatasync(wfd);
-          } finally {
-            fs.close(wfd, () => {});
-          }
-          crashPoint('background-before-map');
-          await this.persistPresent(id, map, written);
-        });
-      }
+      // Even when a fetch failed.
+      await record();
     }
     return this.stats.bytesFetched - before;
   }
@@ -1002,7 +1072,7 @@ export class OnDemandRestore implements RestoreHooks {
       // Every caller made the whole file durable first (fdatasync): nothing is left unrecorded.
       map.unrecorded?.clear();
       await removeBlockMap(this.privateDir, id);
-      this.maps.delete(id);
+      this.discardMap(id, map);
       return;
     }
     // Contiguous runs, one write each.

@@ -282,6 +282,12 @@ export interface BlockMap {
   /** Blocks still missing. */
   missing: number;
   /**
+   * Set when the map stopped being the file's while someone may still hold
+   * it: a program cut the file (nothing of the archive's is left to write),
+   * or every block became local and recorded. Never because a cache let go.
+   */
+  discarded?: boolean;
+  /**
    * Blocks marked present in memory whose bytes are not durable and not
    * recorded in the map file yet (the background restore records them once
    * per file, after one fdatasync).

@@ -8,7 +8,8 @@
 // every read of such a file returned zeros. Seeded: programs read and write
 // several files at random places while the background restore runs, with a
 // cache that holds about two maps, and with one smaller than any map; every
-// byte read and the files at the end equal a model.
+// byte read and the files at the end equal a model. And directory images
+// larger than their whole cache: fetched once for many lookups, not once each.
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { constants as C } from 'node:fs';
@@ -112,3 +113,28 @@ for (const [label, cacheBytes] of [['a cache of about two maps', 2 * (BLOCKS + 6
     });
   }
 }
+
+test.serial('a pending directory whose image is larger than the whole image cache: its lookups fetch it once, not once each', async (t) => {
+  const entered: EnteredStore = await enterTempStore('strata-restore-images-');
+  try {
+    const a = new MemoryArchive();
+    await a.createVolume(VOLUME);
+    const s = new ShippingSink(a, VOLUME);
+    const dir: Attrs = { mode: 0o040755, uid: 0, gid: 0, size: 0, atime: [1, 0], mtime: [2, 0], rdev: 0 };
+    await s.append({ op: 'create', parent: ROOT_ID, name: 'd', id: 'd'.repeat(32), attrs: dir, parentMtime: [2, 0] });
+    const file: Attrs = { mode: 0o100644, uid: 0, gid: 0, size: 0, atime: [1, 0], mtime: [3, 0], rdev: 0 };
+    for (let i = 0; i < 200; i++) {
+      await s.append({ op: 'create', parent: 'd'.repeat(32), name: `f${i}`, id: (0x1000 + i).toString(16).repeat(8), attrs: file, parentMtime: [2, 0] });
+    }
+    await s.ship();
+    await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
+    // 200 entries are about 80 KB by the cache's estimate: more than the whole cache.
+    const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered.store, privateDir: entered.store.privateDir, log, imageCacheBytes: 16 * 1024 });
+    const fs = new Filesystem(entered.store, null, h);
+    for (let i = 0; i < 200; i += 7) t.is(Number((await fs.lookup(`/d/f${i}`)).size), 0);
+    await t.throwsAsync(fs.lookup('/d/none'), { code: 'ENOENT' });
+    t.is(h.stats.dirFetches, 1, 'one fetch of the directory for 30 lookups');
+  } finally {
+    entered.leave();
+  }
+});

@@ -784,8 +784,12 @@ export class OnDemandRestore implements RestoreHooks {
         if (!this.images.has(image.id)) this.imagesLarge.set(image.id, c);
         return c;
       };
+      // The time bound applies to each waiter (below), not to the fetch: an
+      // image that takes longer than --fetch-timeout to arrive (a directory of
+      // a few hundred thousand entries) is still kept when it comes, and the
+      // next lookup joins the fetch instead of starting it over.
       if (group === null) {
-        p = this.bounded(this.client.deepImages(this.volume, id, name), `directory ${id}`).then((images) => {
+        p = this.client.deepImages(this.volume, id, name).then((images) => {
           this.stats.dirFetches++;
           const first = images[0];
           if (first === undefined || first.id !== id) throw new FsError('EIO', `deep images of directory ${id}: the archive answered with another directory`);
@@ -794,15 +798,16 @@ export class OnDemandRestore implements RestoreHooks {
           return keep(first);
         });
       } else {
-        p = this.scheduler.background(IMAGE_FETCH_BYTES, () => this.bounded(this.client.dirImage(this.volume, id), `directory ${id}`), group).then((image) => {
+        p = this.scheduler.background(IMAGE_FETCH_BYTES, () => this.client.dirImage(this.volume, id), group).then((image) => {
           this.stats.dirFetches++;
           return keep(image);
         });
       }
       p = p.finally(() => this.imagesInFlight.delete(id));
+      p.catch(() => {});
       this.imagesInFlight.set(id, p);
     }
-    return p;
+    return this.bounded(p, `directory ${id}`);
   }
 
   private async hydrateDirOnce(dir: { self: string; base: string }, id: ObjectId, group: FetchGroup | null): Promise<Set<string>> {

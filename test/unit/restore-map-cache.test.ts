@@ -138,3 +138,34 @@ test.serial('a pending directory whose image is larger than the whole image cach
     entered.leave();
   }
 });
+
+test.serial('a directory image that takes longer than the fetch timeout: the lookup fails with EIO, the fetch goes on, and the next lookup finds it (one fetch)', async (t) => {
+  const entered: EnteredStore = await enterTempStore('strata-restore-slow-image-');
+  try {
+    let calls = 0;
+    class SlowImages extends MemoryArchive {
+      override async deepImages(volume: string, dirId: ObjectId, name?: string): ReturnType<MemoryArchive['deepImages']> {
+        calls++;
+        await sleep(400);
+        return super.deepImages(volume, dirId, name);
+      }
+    }
+    const a = new SlowImages();
+    await a.createVolume(VOLUME);
+    const s = new ShippingSink(a, VOLUME);
+    const dir: Attrs = { mode: 0o040755, uid: 0, gid: 0, size: 0, atime: [1, 0], mtime: [2, 0], rdev: 0 };
+    await s.append({ op: 'create', parent: ROOT_ID, name: 'd', id: 'd'.repeat(32), attrs: dir, parentMtime: [2, 0] });
+    await s.append({ op: 'create', parent: 'd'.repeat(32), name: 'f', id: 'f'.repeat(32), attrs: { ...dir, mode: 0o100644 }, parentMtime: [2, 0] });
+    await s.ship();
+    await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
+    const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered.store, privateDir: entered.store.privateDir, log, fetchTimeoutMs: 150 });
+    const fs = new Filesystem(entered.store, null, h);
+    await t.throwsAsync(fs.lookup('/d/f'), { code: 'EIO' });
+    await t.throwsAsync(fs.lookup('/d/f'), { code: 'EIO' }, 'a second lookup while the fetch is on its way waits for it too');
+    await sleep(500);
+    t.is(Number((await fs.lookup('/d/f')).mode) & 0o170000, 0o100000, 'the image that came late is used');
+    t.is(calls, 1, 'one request for the directory');
+  } finally {
+    entered.leave();
+  }
+});

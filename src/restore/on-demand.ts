@@ -169,7 +169,8 @@ export class OnDemandRestore implements RestoreHooks {
    * each for 60,000 entries from a file:// archive).
    */
   private readonly imagesLarge = new LRUCache<ObjectId, CachedImage>({ max: 2 });
-  private readonly imagesInFlight = new Map<ObjectId, Promise<CachedImage>>();
+  /** The latest fetch of each directory's image, and when it started (imageOf). */
+  private readonly imagesInFlight = new Map<ObjectId, { p: Promise<CachedImage>; started: number }>();
   private readonly locks = new Map<ObjectId, Promise<unknown>>();
   /** Where the last read of a file ended (sequential reads get a larger window). */
   private readonly readEnds = new LRUCache<ObjectId, number>({ max: 4096 });
@@ -776,7 +777,12 @@ export class OnDemandRestore implements RestoreHooks {
   private async imageOf(id: ObjectId, group: FetchGroup | null = null, name?: string): Promise<CachedImage> {
     const cached = this.images.get(id) ?? this.imagesLarge.get(id);
     if (cached !== undefined) return cached;
-    let p = this.imagesInFlight.get(id);
+    // A fetch younger than the time bound is joined. An older one is kept (it
+    // may be a large directory on its way, and is cached when it comes) but
+    // another is started beside it (it may hang on a connection that is gone):
+    // the waiter takes whichever answers first.
+    const earlier = this.imagesInFlight.get(id);
+    let p: Promise<CachedImage> | undefined = earlier !== undefined && Date.now() - earlier.started < this.timeoutMs ? earlier.p : undefined;
     if (p === undefined) {
       const keep = (image: DirImage): CachedImage => {
         const c: CachedImage = { image, byName: new Map(image.entries.map((e) => [e.name, e])) };
@@ -803,9 +809,11 @@ export class OnDemandRestore implements RestoreHooks {
           return keep(image);
         });
       }
-      p = p.finally(() => this.imagesInFlight.delete(id));
-      p.catch(() => {});
-      this.imagesInFlight.set(id, p);
+      const entry = { p, started: Date.now() };
+      entry.p = p.finally(() => { if (this.imagesInFlight.get(id) === entry) this.imagesInFlight.delete(id); });
+      entry.p.catch(() => {});
+      this.imagesInFlight.set(id, entry);
+      p = earlier === undefined ? entry.p : Promise.any([earlier.p, entry.p]).catch(() => entry.p);
     }
     return this.bounded(p, `directory ${id}`);
   }

@@ -357,7 +357,7 @@ export class OnDemandRestore implements RestoreHooks {
       !(offset <= i * BLOCK_SIZE && offset + length >= Math.min((i + 1) * BLOCK_SIZE, map.remoteSize)));
     for (const i of partial) await this.foregroundWork(() => this.fetchRangeNow(id, fd, i * BLOCK_SIZE, 1));
     return this.withLock(id, async () => {
-      if (this.dropped(id, map)) return write();
+      if (this.dropped(map)) return write();
       await this.settleTimes(id, fd);
       // Blocks the background restore made local but has not recorded yet:
       // durable and recorded first, so that this write's block can never be
@@ -388,7 +388,7 @@ export class OnDemandRestore implements RestoreHooks {
    * of the archive's is left to write, keep or record (or every block became
    * local and recorded, which leaves nothing to do either). Under the lock.
    */
-  private dropped(_id: ObjectId, map: BlockMap): boolean {
+  private dropped(map: BlockMap): boolean {
     return map.discarded === true;
   }
 
@@ -617,7 +617,7 @@ export class OnDemandRestore implements RestoreHooks {
     }
     for (let from = 0; from < map.present.length; from += BACKGROUND_RECORD_BLOCKS) {
       const stop = await this.withLock(id, async () => {
-        if (this.dropped(id, map)) return true;
+        if (this.dropped(map)) return true;
         const holes: number[] = [];
         for (let i = from; i < Math.min(from + BACKGROUND_RECORD_BLOCKS, map.present.length); i++) if (map.present[i] !== 1 && !data.has(i)) holes.push(i);
         if (holes.length === 0) return false;
@@ -792,8 +792,7 @@ export class OnDemandRestore implements RestoreHooks {
       };
       // The time bound applies to each waiter (below), not to the fetch: an
       // image that takes longer than --fetch-timeout to arrive (a directory of
-      // a few hundred thousand entries) is still kept when it comes, and the
-      // next lookup joins the fetch instead of starting it over.
+      // a few hundred thousand entries) is still kept when it comes.
       if (group === null) {
         p = this.client.deepImages(this.volume, id, name).then((images) => {
           this.stats.dirFetches++;
@@ -923,7 +922,7 @@ export class OnDemandRestore implements RestoreHooks {
     const data = await (durable ? fetch() : this.scheduler.background(length, fetch, group));
     this.stats.bytesFetched += data.length;
     return this.withLock(id, async () => {
-      if (this.dropped(id, map)) return [];
+      if (this.dropped(map)) return [];
       // Reopen for writing through the handle's descriptor (it may be read-only).
       const wfd = await openForWriting(fd);
       const done: number[] = [];
@@ -1017,7 +1016,7 @@ export class OnDemandRestore implements RestoreHooks {
       const blocks = written;
       written = [];
       await this.withLock(id, async () => {
-        if (this.dropped(id, map)) return;
+        if (this.dropped(map)) return;
         const wfd = await openForWriting(fd);
         try {
           await fdatasync(wfd);

@@ -346,11 +346,12 @@ export class MountDaemon {
     const unreadable = restore?.unreadable ?? [];
     if (restore !== null && (restore.phase !== 'complete' || unreadable.length > 0)) {
       const rlog = this.log.child({ component: 'restore' });
+      const mapCacheBytes = Number(process.env['STRATA_MAP_CACHE_BYTES'] ?? 0);
       this.onDemand = new OnDemandRestore({
         client, volume: cfg.volume, store: this.store, privateDir: this.store.privateDir, log: rlog,
         ...(cfg.fetchTimeoutMs !== undefined ? { fetchTimeoutMs: cfg.fetchTimeoutMs } : {}),
         // Tests run the restore with a tiny block-map cache (maps let go and found again all the time).
-        ...(Number(process.env['STRATA_MAP_CACHE_BYTES'] ?? 0) > 0 ? { mapCacheBytes: Number(process.env['STRATA_MAP_CACHE_BYTES']) } : {}),
+        ...(mapCacheBytes > 0 ? { mapCacheBytes } : {}),
       });
     }
     if (restore !== null && restore.phase !== 'complete') {

@@ -207,7 +207,7 @@ export class OnDemandRestore implements RestoreHooks {
       sizeCalculation: (m) => m.present.length + 64,
       // Let go for room, not discarded: whoever still holds it keeps using the file's one copy.
       dispose: (map, id, reason) => {
-        if (reason !== 'evict' || map.discarded === true) return;
+        if (reason !== 'evict') return;
         const ref = new WeakRef(map);
         this.mapsLetGo.set(id, ref);
         this.mapsLetGoGone.register(map, { id, ref });
@@ -365,12 +365,7 @@ export class OnDemandRestore implements RestoreHooks {
       const unrecorded: number[] = [];
       for (let i = first; i <= Math.min(last, nblocks - 1); i++) if (map.unrecorded?.has(i)) unrecorded.push(i);
       if (unrecorded.length > 0) {
-        const wfd = await openForWriting(fd);
-        try {
-          await fdatasync(wfd);
-        } finally {
-          fs.close(wfd, () => {});
-        }
+        await fdatasyncThrough(fd);
         await this.persistPresent(id, map, unrecorded);
       }
       const result = await write();
@@ -410,7 +405,8 @@ export class OnDemandRestore implements RestoreHooks {
 
   /** The file's map is no longer the file's (cut, or every block local and recorded): no holder writes or records with it. */
   private discardMap(id: ObjectId, map?: BlockMap): void {
-    const current = this.mapInMemory(id);
+    // Not mapInMemory: putting a let-go map back in the cache could push others out.
+    const current = this.maps.peek(id) ?? this.mapsOversize.get(id) ?? this.mapsLetGo.get(id)?.deref();
     if (current !== undefined) current.discarded = true;
     if (map !== undefined) map.discarded = true;
     this.maps.delete(id);
@@ -794,7 +790,7 @@ export class OnDemandRestore implements RestoreHooks {
       // image that takes longer than --fetch-timeout to arrive (a directory of
       // a few hundred thousand entries) is still kept when it comes.
       if (group === null) {
-        p = this.client.deepImages(this.volume, id, name).then((images) => {
+        p = this.observed(this.client.deepImages(this.volume, id, name)).then((images) => {
           this.stats.dirFetches++;
           const first = images[0];
           if (first === undefined || first.id !== id) throw new FsError('EIO', `deep images of directory ${id}: the archive answered with another directory`);
@@ -803,7 +799,7 @@ export class OnDemandRestore implements RestoreHooks {
           return keep(first);
         });
       } else {
-        p = this.scheduler.background(IMAGE_FETCH_BYTES, () => this.client.dirImage(this.volume, id), group).then((image) => {
+        p = this.scheduler.background(IMAGE_FETCH_BYTES, () => this.observed(this.client.dirImage(this.volume, id)), group).then((image) => {
           this.stats.dirFetches++;
           return keep(image);
         });
@@ -814,7 +810,8 @@ export class OnDemandRestore implements RestoreHooks {
       this.imagesInFlight.set(id, entry);
       p = earlier === undefined ? entry.p : Promise.any([earlier.p, entry.p]).catch(() => entry.p);
     }
-    return this.bounded(p, `directory ${id}`);
+    // Observed above, once per request; waiters joining it are not requests.
+    return this.bounded(p, `directory ${id}`, false);
   }
 
   private async hydrateDirOnce(dir: { self: string; base: string }, id: ObjectId, group: FetchGroup | null): Promise<Set<string>> {
@@ -1017,12 +1014,7 @@ export class OnDemandRestore implements RestoreHooks {
       written = [];
       await this.withLock(id, async () => {
         if (this.dropped(map)) return;
-        const wfd = await openForWriting(fd);
-        try {
-          await fdatasync(wfd);
-        } finally {
-          fs.close(wfd, () => {});
-        }
+        await fdatasyncThrough(fd);
         crashPoint('background-before-map');
         await this.persistPresent(id, map, blocks);
       });
@@ -1162,13 +1154,19 @@ export class OnDemandRestore implements RestoreHooks {
   }
 
   /** The archive's answer within the time bound; EIO (and a warning) otherwise. */
-  private async bounded<T>(p: Promise<T>, what: string): Promise<T> {
+  /** Tells onFetch (metrics) when the request `p` answers: once per request to the archive. */
+  private observed<T>(p: Promise<T>): Promise<T> {
     const observe = this.onFetch;
     if (observe !== null) {
       const t0 = process.hrtime.bigint();
       const secs = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
       p.then(() => observe(secs(), true), () => observe(secs(), false));
     }
+    return p;
+  }
+
+  private async bounded<T>(p: Promise<T>, what: string, observe = true): Promise<T> {
+    if (observe) this.observed(p);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new FsError('EIO', `the archive did not answer for ${what} within ${this.timeoutMs} ms`)), this.timeoutMs);
@@ -1204,6 +1202,16 @@ function setPresent(map: BlockMap, blocks: number[]): void {
 function openForWriting(fd: number): Promise<number> {
   return new Promise<number>((resolve, reject) =>
     fs.open(`/proc/self/fd/${fd}`, C.O_WRONLY, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+/** fdatasync of the file open on `fd`, through a descriptor opened for writing (`fd` may be read-only). */
+async function fdatasyncThrough(fd: number): Promise<void> {
+  const wfd = await openForWriting(fd);
+  try {
+    await fdatasync(wfd);
+  } finally {
+    fs.close(wfd, () => {});
+  }
 }
 
 function fdatasync(fd: number): Promise<void> {

@@ -154,7 +154,7 @@ test('I1 async: fsync of a directory, O_DSYNC and O_SYNC writes wait for the arc
   }
   // Known limitation (docs/SEMANTICS.md): the kernel sends syncfs(2) to no FUSE file system but virtiofs, so it returns at once.
   const syncfs = await whileArchiveStopped(server, m.mnt, 'import ctypes,os\nfd=os.open(".",os.O_RDONLY)\nassert ctypes.CDLL(None).syncfs(fd)==0\nprint("done",flush=True)\n', 8000, true);
-  t.is(syncfs.early.trim(), 'done', 'syncfs returned at once: when this fails the kernel sends it to strata, and it must then wait as fsync does');
+  t.is(syncfs.early.trim(), 'done', 'syncfs returned while the archive was stopped (the documented limitation); if it now waits, strata gets syncfs and the limitation row must go');
   await killPrimary(m);
   t.is((await readFromArchive(m.archiveUrl, m.volume, 'cfg', m.tokenFile))?.toString(), 'new', 'the renamed file is on the archive');
   t.is(await readFromArchive(m.archiveUrl, m.volume, 'cfg.tmp', m.tokenFile), null, 'and its old name is gone');

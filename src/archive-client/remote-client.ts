@@ -46,6 +46,8 @@ export class RemoteArchiveClient implements ArchiveClient {
   /** Calls in flight: the session keeps the process alive only while this is > 0. */
   private active = 0;
   private closed = false;
+  /** When bytes of any answer last arrived (performance.now()): a probe does not drop a session that is busy delivering. */
+  private lastDataAt = 0;
 
   constructor(private readonly target: RemoteTarget) {
     this.url = target.url;
@@ -259,7 +261,7 @@ export class RemoteArchiveClient implements ArchiveClient {
   /** One request with its whole answer, bounded by the time limit. */
   private unary(method: string, path: string, body?: Buffer, extra: OutgoingHttpHeaders = {}, timeoutMs?: number): Promise<Reply> {
     this.begin();
-    return this.bounded<Reply>((settle, onReq) => {
+    return this.bounded<Reply>((settle, onReq, progressed) => {
       void this.connect().then((s) => {
         const req = this.startRequest(s, method, path, body, extra, settle);
         if (req === null) return;
@@ -268,6 +270,7 @@ export class RemoteArchiveClient implements ArchiveClient {
           const chunks: Buffer[] = [];
           let n = 0;
           req.on('data', (c: Buffer) => {
+            progressed();
             n += c.length;
             if (n > MAX_ANSWER_BYTES) {
               req.close(constants.NGHTTP2_CANCEL);
@@ -276,7 +279,12 @@ export class RemoteArchiveClient implements ArchiveClient {
               chunks.push(c);
             }
           });
-          req.once('end', () => settle(null, { status: Number(headers[':status']), headers, body: Buffer.concat(chunks, n) }));
+          req.once('end', () => {
+            // A session destroyed under a stream (our probe, a reset connection) ends it as if its answer were complete.
+            const declared = declaredLength(headers);
+            if (declared !== null && declared !== n) settle(unavailable(`${this.url} cut the answer short (${n} of ${declared} bytes)`));
+            else settle(null, { status: Number(headers[':status']), headers, body: Buffer.concat(chunks, n) });
+          });
         });
       }, (err: unknown) => settle(asArchiveError(err)));
     }, timeoutMs).finally(() => this.end());
@@ -307,12 +315,14 @@ export class RemoteArchiveClient implements ArchiveClient {
   }
 
   /**
-   * Runs `start` with a deadline: when no settlement comes in time the request
-   * is cancelled, the session is probed (and dropped if the peer is gone), and
-   * the call fails with EUNAVAILABLE. A stream that closes or errors before
-   * settling fails the call too, so nothing ever waits forever.
+   * Runs `start` with a deadline on progress: when neither the settlement nor
+   * a byte of the answer comes for `timeoutMs`, the request is cancelled, the
+   * session is probed (and dropped if the peer is gone), and the call fails
+   * with EUNAVAILABLE. A stream that closes or errors before settling fails
+   * the call too, so nothing ever waits forever.
    */
-  private bounded<T>(start: (settle: (err: Error | null, v?: T) => void, onReq: (req: ClientHttp2Stream) => void) => void, timeoutMs = this.target.timeoutMs): Promise<T> {
+  private bounded<T>(start: (settle: (err: Error | null, v?: T) => void, onReq: (req: ClientHttp2Stream) => void, progressed: () => void) => void,
+    timeoutMs = this.target.timeoutMs): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let settled = false;
       let req: ClientHttp2Stream | undefined;
@@ -329,14 +339,18 @@ export class RemoteArchiveClient implements ArchiveClient {
       };
       const timer = setTimeout(() => {
         this.probe();
-        settle(unavailable(`no answer from ${this.url} within ${timeoutMs} ms`));
+        settle(unavailable(`no answer from ${this.url} for ${timeoutMs} ms`));
       }, timeoutMs);
+      const progressed = (): void => {
+        this.lastDataAt = performance.now();
+        if (!settled) timer.refresh();
+      };
       start(settle, (r) => {
         req = r;
         r.on('error', (err: Error) => settle(unavailable(`request to ${this.url} failed: ${err.message}`)));
         // Every request closes, mostly after its answer: no error (and its stack) is made then.
         r.once('close', () => { if (!settled) settle(unavailable(`${this.url} closed the request (code ${r.rstCode ?? 'none'}) before answering`)); });
-      });
+      }, progressed);
     });
   }
 
@@ -346,21 +360,32 @@ export class RemoteArchiveClient implements ArchiveClient {
       this.probe();
       req.destroy(unavailable(`no data from ${this.url} within ${this.target.timeoutMs} ms`));
     }, this.target.timeoutMs);
-    return p.finally(() => clearTimeout(timer));
+    return p.finally(() => {
+      clearTimeout(timer);
+      this.lastDataAt = performance.now();
+    });
   }
 
-  /** After a timeout: a session whose peer does not answer a ping is dropped, so the next call reconnects. */
+  /**
+   * After a timeout: a session whose peer does not answer a ping is dropped,
+   * so the next call reconnects. A session that received bytes of any answer
+   * meanwhile is kept: over a slow, full link the ping waits its turn behind
+   * them, and dropping the session would cut every answer on it short.
+   */
   private probe(): void {
     const s = this.session;
     if (!s || s.destroyed) return;
-    const t = setTimeout(() => s.destroy(), Math.min(this.target.timeoutMs, 5000));
+    const sent = performance.now();
+    const t = setTimeout(() => {
+      if (this.lastDataAt <= sent) s.destroy();
+    }, Math.min(this.target.timeoutMs, 5000));
     t.unref();
     try {
-      const sent = s.ping((err) => {
+      const pinged = s.ping((err) => {
         clearTimeout(t);
         if (err) s.destroy();
       });
-      if (!sent) {
+      if (!pinged) {
         clearTimeout(t);
         s.destroy();
       }
@@ -411,6 +436,12 @@ export class RemoteArchiveClient implements ArchiveClient {
   private json<T>(reply: Reply): T {
     return parseJson(this.checked(reply).body) as T;
   }
+}
+
+/** The answer's content-length (every strata server answer but a stream has one), or null. */
+function declaredLength(headers: IncomingHttpHeaders): number | null {
+  const v = headers['content-length'];
+  return typeof v === 'string' && /^\d{1,16}$/.test(v) ? Number(v) : null;
 }
 
 function volPath(volume: string): string {

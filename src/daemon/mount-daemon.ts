@@ -141,6 +141,12 @@ export class MountDaemon {
   private pendingClient: ArchiveClient | null = null;
   private stopping: Promise<void> | null = null;
   private onDemand: OnDemandRestore | null = null;
+  /**
+   * The restore's own connection to a remote archive: its bulk data must not
+   * queue the lease renewals and journal batches of the mirror's connection
+   * behind it (over a slow link the lease expired while a file was fetched).
+   */
+  private restoreClient: ArchiveClient | null = null;
   private background: BackgroundRestore | null = null;
   /** What status says of a restore that was complete before this daemon started. */
   private restoreCompleted: RestoreProgress | null = null;
@@ -347,8 +353,10 @@ export class MountDaemon {
     if (restore !== null && (restore.phase !== 'complete' || unreadable.length > 0)) {
       const rlog = this.log.child({ component: 'restore' });
       const mapCacheBytes = Number(process.env['STRATA_MAP_CACHE_BYTES'] ?? 0);
+      // An embedded (file://) archive is this process's worker: one is enough.
+      if (!cfg.archiveUrl.startsWith('file:')) this.restoreClient = await openArchiveClient(cfg.archiveUrl, cfg.tokenFile ? { tokenFile: cfg.tokenFile } : {});
       this.onDemand = new OnDemandRestore({
-        client, volume: cfg.volume, store: this.store, privateDir: this.store.privateDir, log: rlog,
+        client: this.restoreClient ?? client, volume: cfg.volume, store: this.store, privateDir: this.store.privateDir, log: rlog,
         ...(cfg.fetchTimeoutMs !== undefined ? { fetchTimeoutMs: cfg.fetchTimeoutMs } : {}),
         // Tests run the restore with a tiny block-map cache (maps let go and found again all the time).
         ...(mapCacheBytes > 0 ? { mapCacheBytes } : {}),
@@ -402,6 +410,8 @@ export class MountDaemon {
   private async stopMirror(): Promise<void> {
     this.conditions?.stop();
     await this.conditionClient?.()?.close().catch(() => {});
+    await this.restoreClient?.close().catch(() => {});
+    this.restoreClient = null;
     const m = this.mirror;
     if (!m) return;
     this.mirror = null;
@@ -428,6 +438,8 @@ export class MountDaemon {
     this.mirror = null;
     if (m) await m.abandon().catch(() => {});
     else await this.pendingClient?.close().catch(() => {});
+    await this.restoreClient?.close().catch(() => {});
+    this.restoreClient = null;
   }
 
   /** Unmounts (lazily when asked: on a signal the process is going away anyway). */

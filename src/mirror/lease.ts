@@ -1,6 +1,10 @@
 // The primary's side of its lease (issue 15, docs/takeover.md): renews the
 // lease on its volume about every second over the mirror's archive
-// connection, and says whether durability may still be promised:
+// connection, and says whether durability may still be promised. A renewal
+// may take up to the lease to be answered, and the next ones go out
+// meanwhile (a few at once): over a slow, full link a round trip can take
+// longer than a third of the lease, and every renewal then still counts from
+// when it was sent.
 //
 //  - held: renewed within the lease (measured from when the renewal that
 //    succeeded was *sent*, on the monotonic clock, so this side always gives
@@ -16,6 +20,9 @@ import { performance } from 'node:perf_hooks';
 import { isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import type { LeaseHolder } from '../protocol/leases.js';
 import type { Logger } from '../log/logger.js';
+
+/** Renewals out at once: about a lease's worth at the default pace (one a second, 10 s lease) is more than a slow link needs. */
+const MAX_RENEWALS_IN_FLIGHT = 8;
 
 export type LeaseState = 'acquiring' | 'held' | 'expired' | 'fenced' | 'released' | 'local';
 
@@ -50,7 +57,8 @@ export class LeaseKeeper {
   private releasedFlag = false;
   private lastError: string | null = null;
   private timer: NodeJS.Timeout | null = null;
-  private inFlight: Promise<void> | null = null;
+  /** Renewals sent and not answered yet (at most MAX_RENEWALS_IN_FLIGHT). */
+  private readonly inFlight = new Set<Promise<void>>();
   private lastReported: LeaseState = 'acquiring';
   private readonly now: () => number;
   private readonly renewMs: number;
@@ -122,7 +130,7 @@ export class LeaseKeeper {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    await this.inFlight;
+    await Promise.all([...this.inFlight]);
   }
 
   /** Gives the lease up (after the caller drained); the mount stays read-only. */
@@ -162,9 +170,10 @@ export class LeaseKeeper {
 
   private tick(): void {
     this.report();
-    if (this.inFlight !== null || this.fencedReason !== null || this.releasedFlag) return;
+    if (this.inFlight.size >= MAX_RENEWALS_IN_FLIGHT || this.fencedReason !== null || this.releasedFlag) return;
     if (this.now() - this.lastSentAt < this.renewMs) return;
-    this.inFlight = this.renewOnce(false).catch(() => {}).finally(() => { this.inFlight = null; });
+    const p: Promise<void> = this.renewOnce(false).catch(() => {}).finally(() => { this.inFlight.delete(p); });
+    this.inFlight.add(p);
   }
 
   private async renewOnce(first: boolean): Promise<void> {
@@ -172,9 +181,9 @@ export class LeaseKeeper {
     this.lastSentAt = sentAt;
     const p = this.opts.progress();
     try {
-      // A renewal waits at most a third of the lease (a hung link must not hold the next one back).
+      // An answer later than the lease is of no use (it counts from when it was sent); the next renewals do not wait for this one.
       const grant = await this.client.renewLease(this.volume, { holder: this.holder, epoch: this.epoch, leaseMs: this.opts.leaseMs, ackedSeq: p.ackedSeq, lastSeq: p.lastSeq },
-        Math.max(500, Math.min(5000, Math.floor(this.opts.leaseMs / 3))));
+        Math.max(500, this.opts.leaseMs));
       if (this.fencedReason !== null || this.releasedFlag) return;
       this.enforced = grant.enforced;
       if (this.grantedAt === null || sentAt > this.grantedAt) this.grantedAt = sentAt;

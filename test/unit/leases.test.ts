@@ -149,3 +149,38 @@ test('primary: another holder refuses the first renewal (EHELD)', async (t) => {
   const err = await t.throwsAsync(k.acquire());
   t.regex(err!.message, /held by b/);
 });
+
+test('primary: renewals answered later than a third of the lease (a slow, full link) keep it held; they go out while earlier ones wait', async (t) => {
+  // Each answer takes 600 ms, a lease is 1500 ms: one renewal at a time, each given a third of the lease (at least 500 ms), would never be answered in time.
+  const rttMs = 600;
+  let outstanding = 0;
+  let most = 0;
+  const client = {
+    url: 'strata://fake:1',
+    renewLease: (_v: string, _r: LeaseRenewal, timeoutMs?: number) => new Promise((resolve, reject) => {
+      outstanding++;
+      most = Math.max(most, outstanding);
+      const done = (): void => { outstanding--; };
+      if (timeoutMs !== undefined && timeoutMs < rttMs) setTimeout(() => { done(); reject(new ArchiveError('EUNAVAILABLE', `no answer for ${timeoutMs} ms`)); }, timeoutMs);
+      else setTimeout(() => { done(); resolve({ epoch: 1, leaseMs: 1500, enforced: true }); }, rttMs);
+    }),
+    releaseLease: async () => ({}),
+  } as unknown as ArchiveClient;
+  const states: string[] = [];
+  const k = new LeaseKeeper(client, 'v', 1, A, log, { leaseMs: 1500, renewMs: 100, progress: () => ({ ackedSeq: 0, lastSeq: 0 }), onFenced: () => {}, onChange: (s) => states.push(s) });
+  t.is(await k.acquire(), 'held');
+  k.start();
+  try {
+    const seen = new Set<string>();
+    for (let i = 0; i < 25; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      seen.add(k.state);
+    }
+    t.deepEqual([...seen], ['held'], `states seen over 2.5 s: ${[...seen].join(', ')}`);
+    t.false(states.includes('expired'));
+    t.true(most > 1, 'renewals overlap');
+    t.true(most <= 8, `at most 8 renewals out at once (saw ${most})`);
+  } finally {
+    await k.stop();
+  }
+});

@@ -171,9 +171,10 @@ interface WarnLogger {
 export function tapRequestErrors<L extends WarnLogger>(logger: L, watcher: ConditionWatcher): L {
   const warn = logger.warn.bind(logger) as (...args: unknown[]) => void;
   const tapped = (...args: unknown[]): void => {
-    const o = args[0] as { errno?: unknown } | null | undefined;
+    const o = args[0] as { errno?: unknown; archive?: unknown } | null | undefined;
     if (o !== null && typeof o === 'object') {
-      if (o.errno === -5) watcher.noteError('EIO');
+      // An EIO because the archive did not deliver a restore's data is not the local disk's.
+      if (o.errno === -5 && o.archive !== true) watcher.noteError('EIO');
       else if (o.errno === -28) watcher.noteError('ENOSPC');
     }
     warn(...args);

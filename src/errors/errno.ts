@@ -17,6 +17,18 @@ export class FsError extends Error {
   }
 }
 
+/**
+ * EIO because the archive did not deliver what a restore needed (it did not
+ * answer in time, or answered with data it cannot vouch for): not the local
+ * disk's failure, so it raises no StrataStoreIOError.
+ */
+export class ArchiveDataError extends FsError {
+  readonly fromArchive = true;
+  constructor(message: string) {
+    super('EIO', message);
+  }
+}
+
 export const EIO = -(ERRNO.EIO ?? 5);
 
 /** Negative errno for a POSIX code name, or undefined when the name is unknown. */

@@ -11,7 +11,7 @@ import { constants as osConstants } from 'node:os';
 import type { Filesystem, Caller, OpenResult, DirEntryInfo, ObjectRef, SetattrChanges } from '../core/filesystem.js';
 import type { ChangeSink } from '../ports/change-sink.js';
 import type { SettleWatch } from '../ports/restore-hooks.js';
-import { errnoOf, isExpectedError, FsError } from '../errors/errno.js';
+import { ArchiveDataError, errnoOf, isExpectedError, FsError } from '../errors/errno.js';
 import type { Logger } from '../log/logger.js';
 import { InodeTable, ROOT_NODEID, type Inode } from './inode-table.js';
 import { encodeAttr, encodeDirEntries, encodeStatfs, inoOfAttrs, statOfAttrs } from './attr-encoding.js';
@@ -721,7 +721,8 @@ export class FuseAdapter {
     const work = this.namespace.run(mode, () => this.namespacePaths(r, mode), async () => this.handle(r, answer));
     work.catch((err: unknown) => {
       const errno = errnoOf(err, (e) => this.log.error({ op: opName, ino: r.ino, name: r.name, err: e }, 'unexpected error, answered EIO'));
-      if (!isExpectedError(errno)) this.log.warn({ op: opName, ino: r.ino, name: r.name, errno, err }, 'request failed');
+      // An EIO of a restore the archive did not serve says so (it is not the local disk's: primary-conditions.ts).
+      if (!isExpectedError(errno)) this.log.warn({ op: opName, ino: r.ino, name: r.name, errno, err, ...(err instanceof ArchiveDataError ? { archive: true } : {}) }, 'request failed');
       answer(() => ll.replyErr(r.req, errno), errno);
     });
   }

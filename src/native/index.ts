@@ -85,6 +85,7 @@ interface NativeBinding {
   scanDir(path: string, withXattrs: boolean, at?: number): Promise<ScannedEntry[]>;
   xattrAt(enable?: boolean): boolean;
   setIdDrop(mode: number, inGroup: boolean): number;
+  dupFd(fd: number): number;
   setIdNeedsGroups(mode: number): boolean;
   ownerNeedsParent(callerUid: number, callerGid: number, daemonUid: number, daemonGid: number): boolean;
   newOwner(callerUid: number, callerGid: number, parentMode: number, daemonUid: number, daemonGid: number): [number, number] | null;
@@ -573,6 +574,16 @@ export async function statfsAt(at: number, path: string): Promise<StatfsAt> {
 // POSIX rules strata applies itself (the daemon acts as root, so the store's
 // kernel cannot), written once in C (native/fuse-native/src/posix_rules.h)
 // for the FUSE bridge's own answers and the core. Synchronous: no I/O.
+
+/**
+ * A new descriptor (close-on-exec) of the file open on `fd`, synchronously:
+ * one fcntl(F_DUPFD_CLOEXEC), no disk I/O. For work that may outlive the
+ * caller's use of `fd` (the caller may close it, and the number may then
+ * name another file): it owns the copy, and closes it.
+ */
+export function dupFd(fd: number): number {
+  return binding.dupFd(fd);
+}
 
 /**
  * The set-ID bits a change by a process without CAP_FSETID drops from an

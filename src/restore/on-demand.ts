@@ -4,8 +4,15 @@
 // fetch); a file's missing blocks are fetched before a read needs them, by
 // range; a write first makes the blocks it covers only in part local.
 //
-// Every fetch is bounded in time (fetchTimeoutMs): when the archive does not
-// answer, the op fails with EIO and the next op tries again. Programs'
+// Every wait for the archive is bounded in time (fetchTimeoutMs): when what
+// an op waits for does not come, the op fails with EIO and the next op tries
+// again. The bound is on the op, not on the fetch: a block fetch goes on
+// after its waiter gave up (the archive client ends it when its answer makes
+// no progress), its blocks are kept, and the next read joins it instead of
+// asking again; such a fetch owns a copy of the file's descriptor (OwnedFd).
+// A read waits for its own blocks; its read-ahead goes in a request of its
+// own, sized (like TCP's slow start) to arrive well within the bound, so a
+// read over a slow link waits for about its own bytes. Programs'
 // fetches go first; the background restore's go through the background lane
 // of the fetch scheduler (fetch-scheduler.ts).
 //
@@ -20,7 +27,7 @@ import * as fs from 'node:fs';
 import { constants as C } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import * as native from '../native/index.js';
-import { FsError } from '../errors/errno.js';
+import { ArchiveDataError, FsError } from '../errors/errno.js';
 import type { RestoreHooks, SettleWatch } from '../ports/restore-hooks.js';
 import { ArchiveError, isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import { BLOCK_SIZE, ROOT_ID, isZero, type ObjectId } from '../protocol/records.js';
@@ -89,11 +96,7 @@ export interface UnreadableObject {
 }
 
 /** The archive cannot deliver the data (corrupt or missing there): trying again does not help, other blocks may still come. */
-export class UnreadableError extends FsError {
-  constructor(message: string) {
-    super('EIO', message);
-  }
-}
+export class UnreadableError extends ArchiveDataError {}
 
 interface CachedImage {
   image: DirImage;
@@ -110,6 +113,16 @@ const MAX_RUN_BLOCKS = 64;
 /** Blocks fetched from where a read starts (1 MiB), and when reads are sequential (4 MiB). */
 const READAHEAD_BLOCKS = 16;
 const READAHEAD_SEQUENTIAL_BLOCKS = 64;
+/**
+ * A block fetch in flight is joined by later reads while it is younger than
+ * this; an older one (an archive that stopped answering without the client
+ * noticing) is left to end by itself, and the blocks are asked for again.
+ */
+const FLIGHT_JOIN_MS = 60_000;
+/** A readahead fetch should arrive within this share of the time bound (a read that joins it waits that long at most). */
+const FETCH_SHARE_OF_BOUND = 0.25;
+/** Blocks in the first readahead fetches, before any arrived (the window doubles from here). */
+const FIRST_WINDOW_BLOCKS = 2;
 /** The background restore fetches a file 1 MiB at a time (a program's fetch never waits behind much). */
 const BACKGROUND_RUN_BLOCKS = 16;
 /**
@@ -134,7 +147,15 @@ export class OnDemandRestore implements RestoreHooks {
   /** Directory hydrations in flight, by directory id. */
   private readonly dirsInFlight = new Map<ObjectId, Promise<Set<string>>>();
   /** Block fetches in flight, by `${id}:${index}`, with the number of blocks their request covers. */
-  private readonly blocksInFlight = new Map<string, { p: Promise<void>; blocks: number; group: FetchGroup | null }>();
+  private readonly blocksInFlight = new Map<string, { p: Promise<void>; blocks: number; group: FetchGroup | null; started: number }>();
+  /**
+   * Blocks a readahead fetch may ask for: doubles while fetches of that size
+   * arrive within FETCH_SHARE_OF_BOUND of the time bound, shrinks to what
+   * did arrive in it when one is slower (TCP's slow start, on whole
+   * fetches). A rate measured from one answer is no guide: a link's first
+   * bytes come at once from buffers, the rest at its real pace.
+   */
+  private window = FIRST_WINDOW_BLOCKS;
   /** Objects with blocks the archive cannot deliver (corrupt or missing there), by id. */
   private readonly unreadable = new Map<ObjectId, UnreadableObject>();
   /**
@@ -289,31 +310,66 @@ export class OnDemandRestore implements RestoreHooks {
   }
 
   /**
-   * For a read: the blocks it covers, and a window of what is missing ahead
-   * (1 MiB, 4 MiB when the reads are sequential), so a program reading a
-   * large file does not wait one round trip per read.
+   * For a read: the blocks it covers (what the read waits for), and a window
+   * of what is missing ahead (1 MiB, 4 MiB when the reads are sequential),
+   * fetched without the read waiting for it, so that a program reading a
+   * large file does not wait one round trip per read. Ahead is fetched again
+   * when the reader comes within half a window of where the blocks local or
+   * on their way end (Linux's asynchronous readahead does the same), so the
+   * requests stay long; the windows shrink to what the link delivers well
+   * within the time bound (sized()).
    */
   fetchRange(id: ObjectId, fd: number, offset: number, length: number): Promise<boolean> {
     // The kernel's readahead sends several reads at once, not always in order: near the last one counts as sequential.
     const lastEnd = this.readEnds.get(id);
     const sequential = lastEnd !== undefined && Math.abs(offset - lastEnd) <= READAHEAD_BLOCKS * BLOCK_SIZE;
     this.readEnds.set(id, offset + length);
-    return this.foregroundWork(async () => {
+    // The work may outlive this read (its wait is bounded; the program may then close the file): it owns a descriptor.
+    const mine = new OwnedFd(fd);
+    const work = this.foregroundWork(async () => {
       const map = await this.mapOf(id);
       if (map === null) return false;
-      // The window starts at the first block neither local nor on its way, so concurrent reads make long requests.
-      let from = Math.floor(offset / BLOCK_SIZE);
-      while (from < map.present.length && (map.present[from] === 1 || this.blocksInFlight.has(`${id}:${from}`))) from++;
-      const window = sequential ? READAHEAD_SEQUENTIAL_BLOCKS : READAHEAD_BLOCKS;
-      const end = Math.max(offset + length, (from + window) * BLOCK_SIZE);
+      const own = this.fetchRangeNow(id, mine.fd, offset, length);
+      own.catch(() => {});
+      const goAhead = (): void => {
+        const after = Math.floor((offset + Math.max(length, 1) - 1) / BLOCK_SIZE) + 1;
+        let frontier = after;
+        while (frontier < map.present.length && (map.present[frontier] === 1 || this.joinable(id, frontier) !== undefined)) frontier++;
+        const window = this.sized(sequential ? READAHEAD_SEQUENTIAL_BLOCKS : READAHEAD_BLOCKS);
+        if (frontier < map.present.length && frontier - after < Math.max(1, window / 2)) {
+          // Its failure fails no read: a read that needs those blocks joins or asks again.
+          mine.hold(this.fetchRangeNow(id, mine.fd, frontier * BLOCK_SIZE, window * BLOCK_SIZE, this.sized(MAX_RUN_BLOCKS)));
+        }
+      };
+      goAhead();
       try {
-        return await this.fetchRangeNow(id, fd, offset, end - offset);
+        return await own;
       } catch (err) {
         if (!(err instanceof UnreadableError)) throw err;
         // A bad block fails only the reads that need it: the blocks of this read, one by one.
-        return this.fetchEachBlock(id, fd, offset, length);
+        return this.fetchEachBlock(id, mine.fd, offset, length);
       }
     });
+    mine.hold(work);
+    return this.waited(work, `file ${id} bytes ${offset}+${length}`);
+  }
+
+  /** At most `max` blocks, and no more than the window (see `window`). */
+  private sized(max: number): number {
+    return Math.min(max, this.window);
+  }
+
+  /** A fetch of `blocks` blocks arrived after `ms`: the window grows or shrinks. */
+  private noteFetch(blocks: number, ms: number): void {
+    const budget = this.timeoutMs * FETCH_SHARE_OF_BOUND;
+    if (ms > budget) this.window = Math.max(1, Math.min(this.window, Math.floor((blocks * budget) / ms)));
+    else if (blocks >= this.window) this.window = Math.min(MAX_RUN_BLOCKS, this.window * 2);
+  }
+
+  /** The fetch in flight for block `index` of `id` that a waiter may join (not one that has been going for too long). */
+  private joinable(id: ObjectId, index: number): { p: Promise<void>; blocks: number; group: FetchGroup | null; started: number } | undefined {
+    const flight = this.blocksInFlight.get(`${id}:${index}`);
+    return flight !== undefined && performance.now() - flight.started < FLIGHT_JOIN_MS ? flight : undefined;
   }
 
   /**
@@ -340,10 +396,34 @@ export class OnDemandRestore implements RestoreHooks {
     return map.missing > 0;
   }
 
+  /**
+   * The whole file, in order, two requests at a time, each sized to arrive
+   * within the time bound: the op fails with EIO only when one of them does
+   * not (a large file over a slow link takes long, but never waits without
+   * progress); what came stays local for the next try.
+   */
   async fetchAll(id: ObjectId, fd: number): Promise<void> {
     const map = await this.mapOf(id);
     if (map === null) return;
-    await this.foregroundWork(() => this.fetchRangeNow(id, fd, 0, map.remoteSize));
+    // A fetch this op stops waiting for goes on: it owns a descriptor (the program may close the file).
+    const mine = new OwnedFd(fd);
+    const work = this.foregroundWork(async () => {
+      let previous: Promise<boolean> | null = null;
+      for (let i = 0; i < map.present.length;) {
+        while (i < map.present.length && map.present[i] === 1) i++;
+        if (i >= map.present.length) break;
+        const run = this.sized(MAX_RUN_BLOCKS);
+        const fetching = mine.hold(this.fetchRangeNow(id, mine.fd, i * BLOCK_SIZE, run * BLOCK_SIZE, run));
+        const current = this.waited(fetching, `file ${id} bytes ${i * BLOCK_SIZE}+${run * BLOCK_SIZE}`);
+        current.catch(() => {});
+        if (previous !== null) await previous;
+        previous = current;
+        i += run;
+      }
+      if (previous !== null) await previous;
+    });
+    mine.hold(work);
+    await work;
   }
 
   async write<T>(id: ObjectId, fd: number, offset: number, length: number, write: () => Promise<T>): Promise<T> {
@@ -355,7 +435,13 @@ export class OnDemandRestore implements RestoreHooks {
     // Blocks the write covers only in part keep bytes of the archive's.
     const partial = [first, last].filter((i, k, all) => all.indexOf(i) === k && i < nblocks && map.present[i] !== 1 &&
       !(offset <= i * BLOCK_SIZE && offset + length >= Math.min((i + 1) * BLOCK_SIZE, map.remoteSize)));
-    for (const i of partial) await this.foregroundWork(() => this.fetchRangeNow(id, fd, i * BLOCK_SIZE, 1));
+    for (const i of partial) {
+      // A fetch this write stops waiting for goes on: it owns a descriptor (the program may close the file).
+      const mine = new OwnedFd(fd);
+      const fetching = this.foregroundWork(() => this.fetchRangeNow(id, mine.fd, i * BLOCK_SIZE, 1));
+      mine.hold(fetching);
+      await this.waited(fetching, `file ${id} block ${i}`);
+    }
     return this.withLock(id, async () => {
       if (this.dropped(map)) return write();
       await this.settleTimes(id, fd);
@@ -793,7 +879,7 @@ export class OnDemandRestore implements RestoreHooks {
         p = this.observed(this.client.deepImages(this.volume, id, name)).then((images) => {
           this.stats.dirFetches++;
           const first = images[0];
-          if (first === undefined || first.id !== id) throw new FsError('EIO', `deep images of directory ${id}: the archive answered with another directory`);
+          if (first === undefined || first.id !== id) throw new ArchiveDataError(`deep images of directory ${id}: the archive answered with another directory`);
           // Those below are kept unless cached or on their way already (the same archive state: only this primary changes it, and never a pending directory's entries).
           for (const image of images.slice(1)) if (!this.images.has(image.id) && !this.imagesLarge.has(image.id) && !this.imagesInFlight.has(image.id)) keep(image);
           return keep(first);
@@ -873,7 +959,7 @@ export class OnDemandRestore implements RestoreHooks {
     };
     for (let i = first; i <= last + 1; i++) {
       const need = i <= last && map.present[i] !== 1;
-      const flight = need ? this.blocksInFlight.get(`${id}:${i}`) : undefined;
+      const flight = need ? this.joinable(id, i) : undefined;
       const inFlight = flight !== undefined && flight.blocks <= maxRun ? flight.p : undefined;
       // A program now waits for it: a background fetch still in its lane is sent at once.
       if (inFlight !== undefined && flight!.group !== null) this.scheduler.promote(flight!.group);
@@ -889,13 +975,19 @@ export class OnDemandRestore implements RestoreHooks {
     return map.missing > 0;
   }
 
-  /** fetchBlocks(a, b), known as in flight for each block until it settles. */
+  /**
+   * fetchBlocks(a, b), known as in flight for each block until it settles.
+   * It owns a descriptor of the file (from `fd`, open now): whoever started
+   * it may stop waiting and close theirs, and others join it meanwhile.
+   */
   private startFetch(id: ObjectId, map: BlockMap, fd: number, a: number, b: number, durable: boolean): Promise<number[]> {
     // A background fetch (not durable at once) waits in its lane; a program that joins it promotes it.
     const group = durable ? null : this.scheduler.group();
-    const fetched = this.fetchBlocks(id, map, fd, a, b, durable, group);
+    const mine = native.dupFd(fd);
+    const fetched = this.fetchBlocks(id, map, mine, a, b, durable, group);
+    void fetched.catch(() => {}).finally(() => fs.close(mine, () => {}));
     const p = fetched.then(() => {});
-    const flight = { p, blocks: b - a + 1, group };
+    const flight = { p, blocks: b - a + 1, group, started: performance.now() };
     for (let i = a; i <= b; i++) this.blocksInFlight.set(`${id}:${i}`, flight);
     void p.finally(() => { for (let i = a; i <= b; i++) if (this.blocksInFlight.get(`${id}:${i}`) === flight) this.blocksInFlight.delete(`${id}:${i}`); }).catch(() => {});
     return fetched;
@@ -911,9 +1003,13 @@ export class OnDemandRestore implements RestoreHooks {
   private async fetchBlocks(id: ObjectId, map: BlockMap, fd: number, a: number, b: number, durable = true, group: FetchGroup | null = null): Promise<number[]> {
     const offset = a * BLOCK_SIZE;
     const length = Math.min((b + 1) * BLOCK_SIZE, map.remoteSize) - offset;
-    const fetch = (): Promise<Buffer> => {
+    // Not bounded by the time bound (its waiters are): it ends when the archive client ends it.
+    const fetch = async (): Promise<Buffer> => {
       this.stats.rangeFetches++;
-      return this.bounded(this.readVerified(id, offset, length), `file ${id} bytes ${offset}+${length}`);
+      const started = performance.now();
+      const data = await this.translated(this.observed(this.readVerified(id, offset, length)), `file ${id} bytes ${offset}+${length}`);
+      this.noteFetch(b - a + 1, performance.now() - started);
+      return data;
     };
     // Not durable at once: the background restore's (restoreFileData), in its lane.
     const data = await (durable ? fetch() : this.scheduler.background(length, fetch, group));
@@ -1165,26 +1261,78 @@ export class OnDemandRestore implements RestoreHooks {
     return p;
   }
 
-  private async bounded<T>(p: Promise<T>, what: string, observe = true): Promise<T> {
+  /** The archive's answer within the time bound; EIO otherwise. */
+  private bounded<T>(p: Promise<T>, what: string, observe = true): Promise<T> {
     if (observe) this.observed(p);
+    return this.waited(this.translated(p, what), what);
+  }
+
+  /**
+   * The archive's answer, its failure as the core's: data the archive cannot
+   * deliver (ECORRUPT, ENOOBJECT) as UnreadableError, any other archive error
+   * as EIO; each failure counted and logged.
+   */
+  private async translated<T>(p: Promise<T>, what: string): Promise<T> {
+    try {
+      return await p;
+    } catch (err) {
+      this.failed(err, what);
+      if (err instanceof FsError) throw err;
+      if (isArchiveError(err, 'ECORRUPT') || isArchiveError(err, 'ENOOBJECT')) throw new UnreadableError((err as Error).message);
+      if (isArchiveError(err)) throw new ArchiveDataError((err as Error).message);
+      throw err;
+    }
+  }
+
+  /**
+   * An op's wait for `p`, bounded by the time bound: EIO when it does not
+   * settle in time. `p` goes on (a fetch keeps what it brings for the next op).
+   */
+  private async waited<T>(p: Promise<T>, what: string): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new FsError('EIO', `the archive did not answer for ${what} within ${this.timeoutMs} ms`)), this.timeoutMs);
+      timer = setTimeout(() => {
+        const err = new ArchiveDataError(`the archive did not answer for ${what} within ${this.timeoutMs} ms`);
+        this.failed(err, what);
+        reject(err);
+      }, this.timeoutMs);
     });
     p.catch(() => {});
     try {
       return await Promise.race([p, timeout]);
-    } catch (err) {
-      this.stats.failures++;
-      this.stats.lastError = (err as Error).message;
-      this.log.warn({ err: (err as Error).message, what }, 'restore: fetch failed');
-      if (err instanceof FsError) throw err;
-      if (isArchiveError(err, 'ECORRUPT') || isArchiveError(err, 'ENOOBJECT')) throw new UnreadableError((err as Error).message);
-      if (isArchiveError(err)) throw new FsError('EIO', (err as Error).message);
-      throw err;
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  private failed(err: unknown, what: string): void {
+    this.stats.failures++;
+    this.stats.lastError = (err as Error).message;
+    this.log.warn({ err: (err as Error).message, what }, 'restore: fetch failed');
+  }
+}
+
+/**
+ * A descriptor owned by fetches that may outlive the op that started them
+ * (an op's wait is bounded; the program may then close its file, and the
+ * number may come to name another file): a copy of the op's, taken at once
+ * while that is surely open, closed when the last fetch holding it settles.
+ */
+class OwnedFd {
+  readonly fd: number;
+  private holders = 0;
+
+  constructor(fd: number) {
+    this.fd = native.dupFd(fd);
+  }
+
+  /** `p` uses the descriptor until it settles (the op's own work holds it first, and what it starts holds it before the work settles). Returns `p`. */
+  hold<T>(p: Promise<T>): Promise<T> {
+    this.holders++;
+    void p.catch(() => {}).finally(() => {
+      if (--this.holders === 0) fs.close(this.fd, () => {});
+    });
+    return p;
   }
 }
 

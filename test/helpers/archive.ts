@@ -16,6 +16,10 @@ export interface StartArchiveOptions {
   token?: string;
   logLevel?: string;
   extraArgs?: string[];
+  /** Address to listen on (default 127.0.0.1; the URL names it). */
+  host?: string;
+  /** Run the server in this network namespace (`ip netns exec`). */
+  netns?: string;
 }
 
 export interface ArchiveServer {
@@ -54,8 +58,11 @@ interface Running {
   exited: Promise<number | null>;
 }
 
-function launch(args: string[], logSink: (s: string) => void): Promise<{ run: Running; port: number }> {
-  const proc = spawn(process.execPath, [CLI, 'archive', 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function launch(args: string[], logSink: (s: string) => void, netns?: string): Promise<{ run: Running; port: number }> {
+  const argv = [process.execPath, CLI, 'archive', 'serve', ...args];
+  // `ip netns exec` execs the command: the child's pid is the server's.
+  const proc = netns === undefined ? spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   let err = '';
   proc.stderr!.setEncoding('utf8').on('data', (s: string) => {
@@ -98,13 +105,13 @@ export async function startArchiveServer(opts: StartArchiveOptions = {}): Promis
   const tls = opts.tls ? makeSelfSignedCert(base) : undefined;
   let logText = '';
   const args = (port: number): string[] => [
-    '--data', dataDir, '--listen', `127.0.0.1:${port}`, '--token-file', tokenFile, '--log-level', opts.logLevel ?? 'info',
+    '--data', dataDir, '--listen', `${opts.host ?? '127.0.0.1'}:${port}`, '--token-file', tokenFile, '--log-level', opts.logLevel ?? 'info',
     ...(tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : []), ...(opts.extraArgs ?? []),
   ];
-  let { run, port } = await launch(args(0), (s) => { logText += s; });
+  let { run, port } = await launch(args(0), (s) => { logText += s; }, opts.netns);
   let stopped = false;
   const server: ArchiveServer = {
-    url: tls ? `stratas://localhost:${port}` : `strata://127.0.0.1:${port}`,
+    url: tls ? `stratas://localhost:${port}` : `strata://${opts.host ?? '127.0.0.1'}:${port}`,
     tokenFile,
     token,
     dataDir,
@@ -137,7 +144,7 @@ export async function startArchiveServer(opts: StartArchiveOptions = {}): Promis
       // The port was ours a moment ago; another process could take it in between (rare), so retry briefly.
       for (let i = 0; ; i++) {
         try {
-          run = (await launch(args(port), (s) => { logText += s; })).run;
+          run = (await launch(args(port), (s) => { logText += s; }, opts.netns)).run;
           return;
         } catch (err) {
           if (i >= 20) throw err;

@@ -10,5 +10,5 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  libfuse3-3 libfuse3-dev pkg-config fuse fio sqlite3 rsync git attr xfsprogs python3 tar coreutils util-linux procps openssl g++ make >/dev/null
+  libfuse3-3 libfuse3-dev pkg-config fuse fio sqlite3 rsync git attr xfsprogs python3 tar coreutils util-linux procps iproute2 openssl g++ make >/dev/null
 npm ci --no-audit --no-fund

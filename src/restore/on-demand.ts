@@ -314,10 +314,10 @@ export class OnDemandRestore implements RestoreHooks {
    * of what is missing ahead (1 MiB, 4 MiB when the reads are sequential),
    * fetched without the read waiting for it, so that a program reading a
    * large file does not wait one round trip per read. Ahead is fetched again
-   * when the reader comes within half a window of where the blocks local or
-   * on their way end (Linux's asynchronous readahead does the same), so the
-   * requests stay long; the windows shrink to what the link delivers well
-   * within the time bound (sized()).
+   * when the reader comes within a window of where the blocks local or on
+   * their way end (Linux's asynchronous readahead does the same), so the
+   * requests stay long and about two are in flight; the windows shrink to
+   * what the link delivers well within the time bound (sized()).
    */
   fetchRange(id: ObjectId, fd: number, offset: number, length: number): Promise<boolean> {
     // The kernel's readahead sends several reads at once, not always in order: near the last one counts as sequential.
@@ -336,7 +336,7 @@ export class OnDemandRestore implements RestoreHooks {
         let frontier = after;
         while (frontier < map.present.length && (map.present[frontier] === 1 || this.joinable(id, frontier) !== undefined)) frontier++;
         const window = this.sized(sequential ? READAHEAD_SEQUENTIAL_BLOCKS : READAHEAD_BLOCKS);
-        if (frontier < map.present.length && frontier - after < Math.max(1, window / 2)) {
+        if (frontier < map.present.length && frontier - after < window) {
           // Its failure fails no read: a read that needs those blocks joins or asks again.
           mine.hold(this.fetchRangeNow(id, mine.fd, frontier * BLOCK_SIZE, window * BLOCK_SIZE, this.sized(MAX_RUN_BLOCKS)));
         }

@@ -98,6 +98,9 @@ export interface UnreadableObject {
 /** The archive cannot deliver the data (corrupt or missing there): trying again does not help, other blocks may still come. */
 export class UnreadableError extends ArchiveDataError {}
 
+/** What an op waited for did not come within the time bound (it may still come: the next op tries again). */
+class WaitTimeout extends ArchiveDataError {}
+
 interface CachedImage {
   image: DirImage;
   byName: Map<string, EntryImage>;
@@ -787,12 +790,20 @@ export class OnDemandRestore implements RestoreHooks {
 
   /**
    * A small file's whole content (counted as fetched), for the background
-   * restore; null (a stub, fetched later) once a program waits for the directory.
+   * restore; null (a stub, fetched later) once a program waits for the
+   * directory, or when it does not arrive within the time bound (over a
+   * slow link a 1 MiB file can take longer: failing the directory instead
+   * made the background restore retry it forever).
    */
   private async wholeFile(entry: EntryImage, group: FetchGroup): Promise<Buffer | null> {
-    const data = await this.scheduler.optional(entry.attrs.size, () => {
+    const data = await this.scheduler.optional(entry.attrs.size, async () => {
       this.stats.rangeFetches++;
-      return this.bounded(this.readVerified(entry.id, 0, entry.attrs.size), `file ${entry.id}`);
+      try {
+        return await this.bounded(this.readVerified(entry.id, 0, entry.attrs.size), `file ${entry.id}`);
+      } catch (err) {
+        if (err instanceof WaitTimeout) return null;
+        throw err;
+      }
     }, group);
     if (data === null) return null;
     this.stats.bytesFetched += data.length;
@@ -1292,7 +1303,7 @@ export class OnDemandRestore implements RestoreHooks {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        const err = new ArchiveDataError(`the archive did not answer for ${what} within ${this.timeoutMs} ms`);
+        const err = new WaitTimeout(`the archive did not answer for ${what} within ${this.timeoutMs} ms`);
         this.failed(err, what);
         reject(err);
       }, this.timeoutMs);

@@ -16,6 +16,8 @@ import { enterTempStore, type EnteredStore } from '../helpers/core-store.js';
 import { Filesystem } from '../../src/core/filesystem.js';
 import { OnDemandRestore } from '../../src/restore/on-demand.js';
 import { prepareRecovery } from '../../src/restore/recover.js';
+import { BackgroundRestore } from '../../src/restore/background.js';
+import { readRestoreState } from '../../src/restore/state.js';
 import { BLOCK_SIZE, ROOT_ID, type Attrs, type ObjectId } from '../../src/protocol/records.js';
 import { createLogger } from '../../src/log/logger.js';
 
@@ -169,4 +171,31 @@ test.serial('a fetch that outlives its read writes only into its own file, never
   for (let off = 0; off < data.length; off += BLOCK_SIZE) await fs.read(o2.handle, all.subarray(off), BLOCK_SIZE, off);
   await fs.release(o2.handle);
   t.true(all.equals(data), 'the restored file is the archive\'s');
+});
+
+test.serial('the background restore over a link slower than a small file per time bound: it completes, every file the archive\'s', async (t) => {
+  // 100 ms per block, a 300 ms bound: a small file of 8 blocks (fetched whole with its directory) takes 800 ms.
+  const a = new SlowLink(100);
+  await a.createVolume(VOLUME);
+  const files = [pattern(8 * BLOCK_SIZE, 21), pattern(5 * BLOCK_SIZE + 17, 22), pattern(100, 23)];
+  const s = new ShippingSink(a, VOLUME);
+  await s.append({ op: 'create', parent: ROOT_ID, name: 'd', id: 'd'.repeat(32), attrs: dirAttrs, parentMtime: [2, 0] });
+  await s.append({ op: 'create', parent: 'd'.repeat(32), name: 'e', id: 'e'.repeat(32), attrs: dirAttrs, parentMtime: [2, 0] });
+  for (const [k, data] of files.entries()) {
+    const id = String(k + 1).repeat(32);
+    const file: Attrs = { mode: 0o100644, uid: 0, gid: 0, size: data.length, atime: [1, 0], mtime: [3, 0], rdev: 0 };
+    await s.append({ op: 'create', parent: 'e'.repeat(32), name: `f${k}`, id, attrs: { ...file, size: 0 }, parentMtime: [2, 0] });
+    await s.append({ op: 'write', id, offset: 0, data });
+    await s.append({ op: 'setattr', id, attrs: file });
+  }
+  await s.ship();
+  // Depth 1: d/e is pending, its files come with it (whole) in the background.
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered!.store.dir, privateDir: entered!.store.privateDir, log });
+  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered!.store, privateDir: entered!.store.privateDir, log, fetchTimeoutMs: 300 });
+  const bg = new BackgroundRestore(h, entered!.store.privateDir, (await readRestoreState(entered!.store.privateDir))!, log);
+  bg.start();
+  const done = await Promise.race([bg.whenDone().then(() => true), sleep(30_000).then(() => false)]);
+  await bg.stop();
+  t.true(done, 'the background restore completed within 30 s');
+  for (const [k, data] of files.entries()) t.true(readFileSync(`d/e/f${k}`).equals(data), `f${k}`);
 });

@@ -19,6 +19,8 @@ const PROTOCOL_HEADER = 'strata-protocol';
 /** A JSON answer (a directory image of a huge directory) or one streamed line. */
 const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
 const STREAM_WINDOW_BYTES = 1024 * 1024;
+/** A request body larger than this is sent in chunks of it, each a sign of progress. */
+const UPLOAD_CHUNK_BYTES = 256 * 1024;
 const CONNECTION_WINDOW_BYTES = 32 * 1024 * 1024;
 
 export interface RemoteTarget {
@@ -263,7 +265,7 @@ export class RemoteArchiveClient implements ArchiveClient {
     this.begin();
     return this.bounded<Reply>((settle, onReq, progressed) => {
       void this.connect().then((s) => {
-        const req = this.startRequest(s, method, path, body, extra, settle);
+        const req = this.startRequest(s, method, path, body, extra, settle, progressed);
         if (req === null) return;
         onReq(req);
         req.once('response', (headers) => {
@@ -296,9 +298,9 @@ export class RemoteArchiveClient implements ArchiveClient {
    * reconnects, and this call fails with EUNAVAILABLE (null returned).
    */
   private startRequest<T>(s: ClientHttp2Session, method: string, path: string, body: Buffer | undefined, extra: OutgoingHttpHeaders,
-    settle: (err: Error | null, v?: T) => void): ClientHttp2Stream | null {
+    settle: (err: Error | null, v?: T) => void, progressed?: () => void): ClientHttp2Stream | null {
     try {
-      return this.request(s, method, path, body, extra);
+      return this.request(s, method, path, body, extra, progressed);
     } catch (err) {
       if (this.session === s) this.session = null;
       settle(unavailable(`cannot start a request to ${this.url}: ${(err as Error).message}`));
@@ -306,11 +308,38 @@ export class RemoteArchiveClient implements ArchiveClient {
     }
   }
 
-  private request(s: ClientHttp2Session, method: string, path: string, body: Buffer | undefined, extra: OutgoingHttpHeaders): ClientHttp2Stream {
+  /**
+   * Starts a request and sends its body. A large body goes in chunks, each
+   * one sent (taken by HTTP/2 flow control, so as fast as the server reads)
+   * counting as progress: a 4 MiB journal batch over a 2 Mbit/s uplink takes
+   * 16 s, longer than the time limit, and must not time out while it moves.
+   */
+  private request(s: ClientHttp2Session, method: string, path: string, body: Buffer | undefined, extra: OutgoingHttpHeaders,
+    progressed?: () => void): ClientHttp2Stream {
     const headers: OutgoingHttpHeaders = { ':method': method, ':path': path, [PROTOCOL_HEADER]: PROTOCOL_VERSION, ...extra };
     if (this.target.token !== undefined) headers.authorization = `Bearer ${this.target.token}`;
     const req = s.request(headers, { endStream: body === undefined });
-    if (body !== undefined) req.end(body);
+    if (body === undefined) return req;
+    if (body.length <= UPLOAD_CHUNK_BYTES || progressed === undefined) {
+      req.end(body);
+      return req;
+    }
+    let off = 0;
+    const more = (): void => {
+      while (off < body.length && !req.destroyed) {
+        const chunk = body.subarray(off, Math.min(body.length, off + UPLOAD_CHUNK_BYTES));
+        off += chunk.length;
+        if (off >= body.length) {
+          req.end(chunk, progressed);
+          return;
+        }
+        if (!req.write(chunk, progressed)) {
+          req.once('drain', more);
+          return;
+        }
+      }
+    };
+    more();
     return req;
   }
 

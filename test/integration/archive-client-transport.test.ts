@@ -7,6 +7,8 @@
 //  - An answer cut short (the connection goes away mid-answer: Node ends the
 //    stream as if it were complete) fails with EUNAVAILABLE; its bytes are
 //    never handed out as the whole answer.
+//  - A request body the server takes in slowly (a journal batch over a slow
+//    uplink) is not cut off either while it moves.
 import test from 'ava';
 import http2, { type Http2Server, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
@@ -17,8 +19,8 @@ const PROTOCOL = { 'strata-protocol': '1' };
 const ID = 'a'.repeat(32);
 
 /** A server answering every request with `answer`; `cut()` drops its connections (their sockets, as a lost link would). */
-async function scripted(answer: (stream: ServerHttp2Stream, cut: () => void) => void): Promise<{ server: Http2Server; url: string }> {
-  const server = http2.createServer();
+async function scripted(answer: (stream: ServerHttp2Stream, cut: () => void) => void, settings: http2.Settings = {}): Promise<{ server: Http2Server; url: string }> {
+  const server = http2.createServer({ settings });
   const sockets = new Set<Socket>();
   server.on('connection', (sock: Socket) => sockets.add(sock));
   const cut = (): void => { for (const sock of sockets) sock.destroy(); };
@@ -91,6 +93,37 @@ test('an answer cut short by a lost connection fails with EUNAVAILABLE; its byte
   try {
     const err = await t.throwsAsync(client.readRange('v', ID, 0, 8192));
     t.true(isArchiveError(err, 'EUNAVAILABLE'), String(err));
+  } finally {
+    await closeAll(client, server);
+  }
+});
+
+test('a request body the server takes in slowly is sent as long as it moves: the time limit is on progress both ways', async (t) => {
+  // The server reads 16 KiB (its whole window) every 50 ms: 2 MiB take about 6.5 s, the limit is 1.5 s.
+  let received = 0;
+  const { server, url } = await scripted((s) => {
+    s.pause();
+    const timer = setInterval(() => {
+      s.resume();
+      setImmediate(() => s.pause());
+    }, 50);
+    s.on('data', (c: Buffer) => { received += c.length; });
+    s.on('end', () => {
+      clearInterval(timer);
+      const body = Buffer.from(JSON.stringify({ appliedSeq: 1 }));
+      s.respond({ ':status': 200, 'content-type': 'application/json', 'content-length': body.length, ...PROTOCOL });
+      s.end(body);
+    });
+    s.on('close', () => clearInterval(timer));
+  }, { initialWindowSize: 16 * 1024 });
+  const client = await openArchiveClient(url, { requestTimeoutMs: 1500 });
+  try {
+    const started = Date.now();
+    const result = await client.ship('v', 1, Buffer.alloc(2 * 1024 * 1024, 3));
+    t.is(result.appliedSeq, 1);
+    t.is(received, 2 * 1024 * 1024);
+    t.log(`2 MiB sent in ${Date.now() - started} ms`);
+    t.true(Date.now() - started > 1500, 'it did take longer than the limit');
   } finally {
     await closeAll(client, server);
   }

@@ -2,10 +2,14 @@
 // the routes of src/archive/server.ts over one HTTP/2 session.
 //
 // The session is opened on demand and dropped on any failure; the next call
-// opens a new one. There is no retry loop here: a call whose connection fails
-// or that gets no answer within requestTimeoutMs fails with EUNAVAILABLE, and
-// the caller (the shipper, with its backoff) decides. An idle client does not
-// keep the process alive (the session is unref'd while no call is in flight).
+// opens a new one. There is no retry loop here: a call whose connection
+// fails, or that makes no progress for requestTimeoutMs (its body not taken,
+// no response, no byte of the response), or whose answer is cut short, fails
+// with EUNAVAILABLE, and the caller (the shipper, with its backoff) decides.
+// The limit is on progress, not on the whole call: over a slow link a 16 MiB
+// answer or a 4 MiB journal batch takes longer than 10 s, and arrives. An
+// idle client does not keep the process alive (the session is unref'd while
+// no call is in flight).
 import http2, { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { ArchiveError, isArchiveError, type ArchiveClient, type ShipResult } from '../protocol/archive-api.js';
 import { decodeRawBlocks, type DirImage, type FileBlocks, type RawBlocks, type VolumeState } from '../protocol/images.js';

@@ -35,6 +35,15 @@ export type BridgeReply =
   | { id: number; ok: true; data?: Uint8Array; size?: number | null; list?: { key: string; size: number }[] }
   | { id: number; ok: false; failure: BridgeFailure };
 
+/** Bytes of the answer to request `id` are arriving (a ranged GET): the caller's wait starts over. */
+export interface BridgeProgress {
+  id: number;
+  progress: true;
+}
+
+/** How often at most a GET in progress tells its caller so. */
+const PROGRESS_EVERY_MS = 250;
+
 export interface BridgeWorkerData {
   config: BridgeConfig;
   port: MessagePort;
@@ -66,14 +75,29 @@ export function failureOf(err: unknown): BridgeFailure {
   return { kind: 'unavailable', message };
 }
 
-export async function runRequest(client: S3Client, bucket: string, req: BridgeRequest): Promise<BridgeReply> {
-  const abortSignal = AbortSignal.timeout(req.timeoutMs);
+/**
+ * Runs one request. A ranged GET is bounded on progress: it fails when no
+ * byte of it arrives for `timeoutMs` (an 8 MiB window from a store 1 MB/s
+ * away takes 8 s, and arrives); `progressed` is told as bytes come. The
+ * other requests are bounded as a whole.
+ */
+export async function runRequest(client: S3Client, bucket: string, req: BridgeRequest, progressed?: () => void): Promise<BridgeReply> {
+  const idle = new AbortController();
+  const idleTimer = setTimeout(() => idle.abort(new Error(`no bytes for ${req.timeoutMs} ms`)), req.timeoutMs);
+  const abortSignal = req.op === 'get' ? idle.signal : AbortSignal.timeout(req.timeoutMs);
   try {
     switch (req.op) {
       case 'get': {
         const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: req.key, Range: `bytes=${req.start}-${req.end - 1}` }), { abortSignal });
-        const data = await r.Body!.transformToByteArray();
-        return { id: req.id, ok: true, data };
+        const chunks: Buffer[] = [];
+        let n = 0;
+        for await (const chunk of r.Body as AsyncIterable<Uint8Array>) {
+          idleTimer.refresh();
+          progressed?.();
+          chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+          n += chunk.byteLength;
+        }
+        return { id: req.id, ok: true, data: new Uint8Array(Buffer.concat(chunks, n)) };
       }
       case 'download': {
         const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: req.key }), { abortSignal });
@@ -111,7 +135,9 @@ export async function runRequest(client: S3Client, bucket: string, req: BridgeRe
         return { id: req.id, ok: true };
     }
   } catch (err) {
-    return { id: req.id, ok: false, failure: failureOf(err) };
+    return { id: req.id, ok: false, failure: idle.signal.aborted ? { kind: 'unavailable', message: `no bytes for ${req.timeoutMs} ms` } : failureOf(err) };
+  } finally {
+    clearTimeout(idleTimer);
   }
 }
 
@@ -125,23 +151,39 @@ if (workerData !== null && typeof workerData === 'object' && 'counter' in (worke
   const count = new Int32Array(counter);
   // Read-ahead: GETs of the ranges after a ranged GET, started at once and kept (a few) until asked for, so a
   // caller reading a pack in order finds the next window on its way. A failed one is not kept.
-  const ahead = new Map<string, Promise<BridgeReply>>();
+  // Each tells the callers waiting for it that its bytes are arriving.
+  const ahead = new Map<string, { reply: Promise<BridgeReply>; waiting: Set<() => void> }>();
   const MAX_AHEAD = 8;
+  /** Tells the caller of request `id`, at most every PROGRESS_EVERY_MS, that its answer is arriving. */
+  const progressOf = (id: number): (() => void) => {
+    let last = 0;
+    return () => {
+      const now = Date.now();
+      if (now - last < PROGRESS_EVERY_MS) return;
+      last = now;
+      port.postMessage({ id, progress: true } satisfies BridgeProgress);
+      Atomics.add(count, 0, 1);
+      Atomics.notify(count, 0);
+    };
+  };
   const getOf = (req: Extract<BridgeRequest, { op: 'get' }>): Promise<BridgeReply> => {
     const k = `${req.key}\0${req.start}\0${req.end}`;
     const early = ahead.get(k);
     ahead.delete(k);
+    const progressed = progressOf(req.id);
+    if (early !== undefined) early.waiting.add(progressed);
     const reply = early !== undefined
-      ? early.then((r) => (r.ok ? { ...r, id: req.id } : runRequest(client, config.bucket, req)))
-      : runRequest(client, config.bucket, req);
+      ? early.reply.then((r) => (r.ok ? { ...r, id: req.id } : runRequest(client, config.bucket, req, progressed)))
+      : runRequest(client, config.bucket, req, progressed);
     const size = req.end - req.start;
     for (let i = 1; i <= (req.ahead ?? 0); i++) {
       const next = { ...req, id: -1, start: req.start + i * size, end: req.end + i * size, ahead: 0 };
       const nk = `${next.key}\0${next.start}\0${next.end}`;
       if (ahead.has(nk)) continue;
-      const pr = runRequest(client, config.bucket, next);
-      ahead.set(nk, pr);
-      void pr.then((r) => { if (!r.ok) ahead.delete(nk); });
+      const waiting = new Set<() => void>();
+      const pr = runRequest(client, config.bucket, next, () => { for (const f of waiting) f(); });
+      ahead.set(nk, { reply: pr, waiting });
+      void pr.then((r) => { if (!r.ok && ahead.get(nk)?.reply === pr) ahead.delete(nk); });
       while (ahead.size > MAX_AHEAD) ahead.delete(ahead.keys().next().value as string);
     }
     return reply;

@@ -8,13 +8,14 @@
 // pack in order makes one request per window); every block is still verified
 // against its digest by Packs.read. The calls are synchronous, like the rest
 // of the store: they run on a bridge thread (s3-bridge.ts) and this thread
-// waits for the answer, at most the fetch timeout.
+// waits for the answer, at most the fetch timeout without progress (a ranged
+// GET whose bytes keep arriving is waited for as long as it takes).
 import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { LRUCache } from 'lru-cache';
 import { ArchiveError } from '../protocol/archive-api.js';
-import type { BridgeConfig, BridgeReply, BridgeRequest } from './s3-bridge.js';
+import type { BridgeConfig, BridgeProgress, BridgeReply, BridgeRequest } from './s3-bridge.js';
 import { packName, type PackStore } from './packs.js';
 
 /** What `strata archive serve --objects` records in DIR/objects.json (no credentials: those come from the AWS environment). */
@@ -132,13 +133,16 @@ export class SyncObjects {
     const id = this.nextId++;
     const timeoutMs = req.timeoutMs as number;
     this.port.postMessage({ ...req, id });
-    const deadline = Date.now() + timeoutMs + 500;
+    let deadline = Date.now() + timeoutMs + 500;
     for (;;) {
       let m = receiveMessageOnPort(this.port);
       while (m !== undefined) {
-        const reply = m.message as BridgeReply;
+        const reply = m.message as BridgeReply | BridgeProgress;
         this.seen++;
-        if (reply.id === id) {
+        if ('progress' in reply) {
+          // Bytes of this answer are arriving: the wait starts over (another call's progress is old news).
+          if (reply.id === id) deadline = Date.now() + timeoutMs + 500;
+        } else if (reply.id === id) {
           if (reply.ok) return reply;
           const what = `${req.op} ${this.where(String(req.key ?? req.prefix ?? ''))}`;
           const code = reply.failure.kind === 'missing' ? 'ENOOBJECT' : reply.failure.kind === 'unavailable' ? 'EUNAVAILABLE' : 'EARCHIVE';
@@ -147,7 +151,7 @@ export class SyncObjects {
         m = receiveMessageOnPort(this.port); // the late answer of a call that timed out
       }
       const left = deadline - Date.now();
-      if (left <= 0) throw new ArchiveError('EUNAVAILABLE', `object store: ${req.op} ${this.where(String(req.key ?? req.prefix ?? ''))}: no answer within ${timeoutMs} ms`);
+      if (left <= 0) throw new ArchiveError('EUNAVAILABLE', `object store: ${req.op} ${this.where(String(req.key ?? req.prefix ?? ''))}: no progress for ${timeoutMs} ms`);
       // The bridge bumps the counter after posting each answer: sleep while it still equals the answers taken.
       Atomics.wait(this.count, 0, this.seen | 0, left);
     }

@@ -23,7 +23,6 @@ export class FsError extends Error {
  * disk's failure, so it raises no StrataStoreIOError.
  */
 export class ArchiveDataError extends FsError {
-  readonly fromArchive = true;
   constructor(message: string) {
     super('EIO', message);
   }

@@ -127,10 +127,23 @@ export class LeaseKeeper {
     this.timer.unref();
   }
 
+  /**
+   * No more renewals. Waits for those in flight (a release must not be
+   * overtaken by one), but at most a third of the lease (3 s at most), as
+   * long as one renewal used to take: an unmount with the archive hung waits
+   * no longer than before. A release sent after that goes over the same
+   * connection, behind them, and the archive takes requests in order.
+   */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    await Promise.all([...this.inFlight]);
+    if (this.inFlight.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all([...this.inFlight]),
+      new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.min(3000, Math.floor(this.opts.leaseMs / 3))); }),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Gives the lease up (after the caller drained); the mount stays read-only. */

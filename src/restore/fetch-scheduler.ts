@@ -25,6 +25,15 @@
 // the work can do without (a small file's data: the file is then made a stub
 // and fetched later), which are dropped.
 //
+// Over a slow link, what the background has in flight is what a program's
+// fetch waits behind (in the archive's socket and the network's queues, not
+// just at the archive): 4 MiB at 0.5 MB/s is 8 s. With a `targetMs`, the
+// bytes in flight are a budget steered by how long background fetches take
+// (TCP's way, on whole fetches): one that arrives within targetMs adds its
+// bytes to the budget (up to `bytes`), a slower one shrinks it to what would
+// have arrived in time. It starts at FIRST_BUDGET_BYTES, so a slow link is
+// never flooded before the first answer says how slow it is.
+//
 // Memory: the queue holds the background restore's waiting fetches, which
 // its own concurrency bounds (a few directories, a few files at a time).
 
@@ -51,7 +60,13 @@ export interface FetchSchedulerOptions {
   maxLagMs?: number;
   /** Bytes of background requests in flight at most (default 4 MiB; a larger request goes alone). */
   bytes?: number;
+  /** A background fetch should arrive within this (ms): the bytes in flight are steered by it (see above). 0 or absent: always `bytes`. */
+  targetMs?: number;
 }
+
+/** The budget of bytes in flight before any background fetch arrived, and its floor (one block). */
+const FIRST_BUDGET_BYTES = 128 * 1024;
+const MIN_BUDGET_BYTES = 64 * 1024;
 
 /** The lag probe's interval, and the longest hold one late run causes (ms). */
 const LAG_PROBE_MS = 10;
@@ -72,6 +87,9 @@ export class FetchScheduler {
   private head = 0;
   private readonly maxRequests: number;
   private readonly maxBytes: number;
+  private readonly targetMs: number;
+  /** Bytes of background fetches in flight at most now (see targetMs). */
+  private budget: number;
   private readonly maxLagMs: number;
   private lagProbe: NodeJS.Timeout | null = null;
   private lastProbe = 0;
@@ -87,6 +105,8 @@ export class FetchScheduler {
   constructor(opts: FetchSchedulerOptions = {}) {
     this.maxRequests = Math.max(1, opts.requests ?? 8);
     this.maxBytes = Math.max(1, opts.bytes ?? 4 * 1024 * 1024);
+    this.targetMs = Math.max(0, opts.targetMs ?? 0);
+    this.budget = this.targetMs > 0 ? Math.min(this.maxBytes, FIRST_BUDGET_BYTES) : this.maxBytes;
     this.quietMs = Math.max(0, opts.quietMs ?? 50);
     this.maxLagMs = Math.max(0, opts.maxLagMs ?? 5);
   }
@@ -197,13 +217,17 @@ export class FetchScheduler {
         start: () => {
           this.inFlight++;
           this.inFlightBytes += bytes;
+          const started = performance.now();
           let p: Promise<T>;
           try {
             p = f();
           } catch (err) {
             p = Promise.reject(err);
           }
-          p.then(resolve, reject).finally(() => {
+          p.then((v) => {
+            this.steer(bytes, performance.now() - started);
+            resolve(v);
+          }, reject).finally(() => {
             this.lastBackground = performance.now();
             this.inFlight--;
             this.inFlightBytes -= bytes;
@@ -218,6 +242,18 @@ export class FetchScheduler {
         this.pump();
       }
     });
+  }
+
+  /** Bytes of background fetches allowed in flight now: a single fetch larger than this keeps a program waiting behind it too long. */
+  get budgetBytes(): number {
+    return this.budget;
+  }
+
+  /** A background fetch of `bytes` arrived after `ms`: the budget grows by it, or shrinks to what arrives within targetMs. */
+  private steer(bytes: number, ms: number): void {
+    if (this.targetMs === 0) return;
+    if (ms <= this.targetMs) this.budget = Math.min(this.maxBytes, this.budget + bytes);
+    else this.budget = Math.max(MIN_BUDGET_BYTES, Math.min(this.budget, Math.floor((bytes * this.targetMs) / ms)));
   }
 
   /** A program waits for `group`'s work: its fetches go now (or are dropped, if optional). */
@@ -250,7 +286,7 @@ export class FetchScheduler {
   private pump(): void {
     while (this.idle() && this.head < this.queue.length && this.inFlight < this.maxRequests) {
       const job = this.queue[this.head]!;
-      if (this.inFlight > 0 && this.inFlightBytes + job.bytes > this.maxBytes) return;
+      if (this.inFlight > 0 && this.inFlightBytes + job.bytes > this.budget) return;
       this.queue[this.head++] = undefined as unknown as Job;
       if (this.head > 1024 && this.head * 2 > this.queue.length) {
         this.queue = this.queue.slice(this.head);

@@ -218,6 +218,8 @@ export class OnDemandRestore implements RestoreHooks {
     this.timeoutMs = opts.fetchTimeoutMs ?? 5000;
     this.log = opts.log;
     this.scheduler = new FetchScheduler({
+      // What the background has in flight is what a program's fetch waits behind: steered to arrive within a share of the bound.
+      targetMs: this.timeoutMs * FETCH_SHARE_OF_BOUND,
       ...(opts.backgroundRequests !== undefined ? { requests: opts.backgroundRequests } : {}),
       ...(opts.backgroundBytes !== undefined ? { bytes: opts.backgroundBytes } : {}),
     });
@@ -791,11 +793,14 @@ export class OnDemandRestore implements RestoreHooks {
   /**
    * A small file's whole content (counted as fetched), for the background
    * restore; null (a stub, fetched later) once a program waits for the
-   * directory, or when it does not arrive within the time bound (over a
-   * slow link a 1 MiB file can take longer: failing the directory instead
-   * made the background restore retry it forever).
+   * directory, when it is larger than the background may have in flight
+   * (FetchScheduler's budget: a slow link), or when it does not arrive within
+   * the time bound (failing the directory instead made the background
+   * restore retry it forever).
    */
   private async wholeFile(entry: EntryImage, group: FetchGroup): Promise<Buffer | null> {
+    // Larger than the background may have in flight (a slow link): a stub, its data by range later.
+    if (entry.attrs.size > this.scheduler.budgetBytes) return null;
     const data = await this.scheduler.optional(entry.attrs.size, async () => {
       this.stats.rangeFetches++;
       try {
@@ -1100,13 +1105,15 @@ export class OnDemandRestore implements RestoreHooks {
     const map = await this.mapOf(id);
     if (map === null) return 0;
     const bad = new Set(this.unreadable.get(id)?.blocks ?? []);
+    // No longer than the background's budget allows (a slow link: see FetchScheduler).
+    const runBlocks = (): number => Math.max(1, Math.min(BACKGROUND_RUN_BLOCKS, Math.floor(this.scheduler.budgetBytes / BLOCK_SIZE)));
     // Runs of missing blocks, found as the workers go (not listed up front: memory stays bounded).
     const runs = (function* missingRuns(): Generator<[number, number]> {
       let a = -1;
       let b = -1;
       for (let i = 0; i < map.present.length; i++) {
         if (map.present[i] === 1 || bad.has(i)) continue;
-        if (a >= 0 && b === i - 1 && i - a < BACKGROUND_RUN_BLOCKS) { b = i; continue; }
+        if (a >= 0 && b === i - 1 && i - a < runBlocks()) { b = i; continue; }
         if (a >= 0) yield [a, b];
         a = b = i;
       }

@@ -199,3 +199,48 @@ test.serial('the background restore over a link slower than a small file per tim
   t.true(done, 'the background restore completed within 30 s');
   for (const [k, data] of files.entries()) t.true(readFileSync(`d/e/f${k}`).equals(data), `f${k}`);
 });
+
+test.serial('a program reading while the background restore runs over a slow link: the background keeps little enough in flight that no read fails', async (t) => {
+  // 100 ms per block, an 800 ms bound: a read may wait about 200 ms behind the background (2 blocks), not 1 MiB (1.6 s) or more.
+  const a = new SlowLink(100);
+  await a.createVolume(VOLUME);
+  const big = pattern(48 * BLOCK_SIZE, 31);
+  const other = pattern(16 * BLOCK_SIZE + 99, 32);
+  const s = new ShippingSink(a, VOLUME);
+  await s.append({ op: 'create', parent: ROOT_ID, name: 'd', id: 'd'.repeat(32), attrs: dirAttrs, parentMtime: [2, 0] });
+  for (const [name, id, data] of [['big', 'b'.repeat(32), big], ['other', 'c'.repeat(32), other]] as const) {
+    const file: Attrs = { mode: 0o100644, uid: 0, gid: 0, size: data.length, atime: [1, 0], mtime: [3, 0], rdev: 0 };
+    await s.append({ op: 'create', parent: 'd'.repeat(32), name, id, attrs: { ...file, size: 0 }, parentMtime: [2, 0] });
+    for (let off = 0; off < data.length; off += 16 * BLOCK_SIZE) await s.append({ op: 'write', id, offset: off, data: data.subarray(off, off + 16 * BLOCK_SIZE) });
+    await s.append({ op: 'setattr', id, attrs: file });
+  }
+  await s.ship();
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, dir: entered!.store.dir, privateDir: entered!.store.privateDir, log });
+  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered!.store, privateDir: entered!.store.privateDir, log, fetchTimeoutMs: 800 });
+  const fs = new Filesystem(entered!.store, null, h);
+  const bg = new BackgroundRestore(h, entered!.store.privateDir, (await readRestoreState(entered!.store.privateDir))!, log);
+  bg.start();
+  await sleep(300); // the background is well under way
+  const o = await fs.open('/d/other', 0);
+  const buf = Buffer.alloc(2 * BLOCK_SIZE);
+  const failures: string[] = [];
+  let slowest = 0;
+  for (let off = 0; off < other.length; off += buf.length) {
+    const started = Date.now();
+    try {
+      const n = await fs.read(o.handle, buf, buf.length, off);
+      t.true(buf.subarray(0, n).equals(other.subarray(off, off + n)), `bytes at ${off}`);
+    } catch (err) {
+      failures.push(`${off}: ${(err as Error).message}`);
+    }
+    slowest = Math.max(slowest, Date.now() - started);
+  }
+  await fs.release(o.handle);
+  t.log(`slowest read ${slowest} ms; bytes served ${a.served}; asked ${JSON.stringify(a.asked.slice(0, 12))}`);
+  t.deepEqual(failures, [], 'no read failed');
+  const done = await Promise.race([bg.whenDone().then(() => true), sleep(60_000).then(() => false)]);
+  await bg.stop();
+  t.true(done, 'the background restore completed');
+  t.true(readFileSync('d/big').equals(big));
+  t.true(readFileSync('d/other').equals(other));
+});

@@ -225,7 +225,7 @@ export class FetchScheduler {
             p = Promise.reject(err);
           }
           p.then((v) => {
-            this.steer(bytes, performance.now() - started);
+            this.noteDelivery(bytes, performance.now() - started);
             resolve(v);
           }, reject).finally(() => {
             this.lastBackground = performance.now();
@@ -249,8 +249,13 @@ export class FetchScheduler {
     return this.budget;
   }
 
-  /** A background fetch of `bytes` arrived after `ms`: the budget grows by it, or shrinks to what arrives within targetMs. */
-  private steer(bytes: number, ms: number): void {
+  /**
+   * A fetch of `bytes` arrived after `ms` (the background's, measured here;
+   * a program's, told by the restore: one link, one pace): the budget grows
+   * by it, or shrinks to what arrives within targetMs. The restore sizes its
+   * read-ahead by the same budget.
+   */
+  noteDelivery(bytes: number, ms: number): void {
     if (this.targetMs === 0) return;
     if (ms <= this.targetMs) this.budget = Math.min(this.maxBytes, this.budget + bytes);
     else this.budget = Math.max(MIN_BUDGET_BYTES, Math.min(this.budget, Math.floor((bytes * this.targetMs) / ms)));

@@ -124,8 +124,6 @@ const READAHEAD_SEQUENTIAL_BLOCKS = 64;
 const FLIGHT_JOIN_MS = 60_000;
 /** A readahead fetch should arrive within this share of the time bound (a read that joins it waits that long at most). */
 const FETCH_SHARE_OF_BOUND = 0.25;
-/** Blocks in the first readahead fetches, before any arrived (the window doubles from here). */
-const FIRST_WINDOW_BLOCKS = 2;
 /** The background restore fetches a file 1 MiB at a time (a program's fetch never waits behind much). */
 const BACKGROUND_RUN_BLOCKS = 16;
 /**
@@ -151,14 +149,6 @@ export class OnDemandRestore implements RestoreHooks {
   private readonly dirsInFlight = new Map<ObjectId, Promise<Set<string>>>();
   /** Block fetches in flight, by `${id}:${index}`, with the number of blocks their request covers. */
   private readonly blocksInFlight = new Map<string, { p: Promise<void>; blocks: number; group: FetchGroup | null; started: number }>();
-  /**
-   * Blocks a readahead fetch may ask for: doubles while fetches of that size
-   * arrive within FETCH_SHARE_OF_BOUND of the time bound, shrinks to what
-   * did arrive in it when one is slower (TCP's slow start, on whole
-   * fetches). A rate measured from one answer is no guide: a link's first
-   * bytes come at once from buffers, the rest at its real pace.
-   */
-  private window = FIRST_WINDOW_BLOCKS;
   /** Objects with blocks the archive cannot deliver (corrupt or missing there), by id. */
   private readonly unreadable = new Map<ObjectId, UnreadableObject>();
   /**
@@ -329,46 +319,42 @@ export class OnDemandRestore implements RestoreHooks {
     const lastEnd = this.readEnds.get(id);
     const sequential = lastEnd !== undefined && Math.abs(offset - lastEnd) <= READAHEAD_BLOCKS * BLOCK_SIZE;
     this.readEnds.set(id, offset + length);
-    // The work may outlive this read (its wait is bounded; the program may then close the file): it owns a descriptor.
-    const mine = new OwnedFd(fd);
-    const work = this.foregroundWork(async () => {
+    return this.foregroundWork(async () => {
       const map = await this.mapOf(id);
       if (map === null) return false;
-      const own = this.fetchRangeNow(id, mine.fd, offset, length);
-      own.catch(() => {});
-      const goAhead = (): void => {
-        const after = Math.floor((offset + Math.max(length, 1) - 1) / BLOCK_SIZE) + 1;
-        let frontier = after;
-        while (frontier < map.present.length && (map.present[frontier] === 1 || this.joinable(id, frontier) !== undefined)) frontier++;
-        const window = this.sized(sequential ? READAHEAD_SEQUENTIAL_BLOCKS : READAHEAD_BLOCKS);
-        if (frontier < map.present.length && frontier - after < window) {
-          // Its failure fails no read: a read that needs those blocks joins or asks again.
-          mine.hold(this.fetchRangeNow(id, mine.fd, frontier * BLOCK_SIZE, window * BLOCK_SIZE, this.sized(MAX_RUN_BLOCKS)));
+      const nblocks = map.present.length;
+      const first = Math.floor(offset / BLOCK_SIZE);
+      const after = Math.min(nblocks, Math.floor((offset + Math.max(length, 1) - 1) / BLOCK_SIZE) + 1);
+      let ownMissing = false;
+      for (let i = first; i < after && !ownMissing; i++) ownMissing = map.present[i] !== 1;
+      let frontier = after;
+      while (frontier < nblocks && (map.present[frontier] === 1 || this.joinable(id, frontier) !== undefined)) frontier++;
+      const window = this.sized(sequential ? READAHEAD_SEQUENTIAL_BLOCKS : READAHEAD_BLOCKS);
+      const ahead = frontier < nblocks && frontier - after < window;
+      // Most reads of a file being restored find their blocks local and the read-ahead on its way: nothing to do.
+      if (!ownMissing && !ahead) return map.missing > 0;
+      // From here the work may outlive this read (its wait is bounded; the program may then close the file): it owns
+      // a descriptor, taken before the wait starts, while the read's is surely open.
+      const mine = new OwnedFd(fd);
+      // Its failure fails no read: a read that needs those blocks joins or asks again.
+      if (ahead) mine.hold(this.fetchRangeNow(id, mine.fd, frontier * BLOCK_SIZE, window * BLOCK_SIZE, this.sized(MAX_RUN_BLOCKS)));
+      const work = (async (): Promise<boolean> => {
+        try {
+          return await this.fetchRangeNow(id, mine.fd, offset, length);
+        } catch (err) {
+          if (!(err instanceof UnreadableError)) throw err;
+          // A bad block fails only the reads that need it: the blocks of this read, one by one.
+          return this.fetchEachBlock(id, mine.fd, offset, length);
         }
-      };
-      goAhead();
-      try {
-        return await own;
-      } catch (err) {
-        if (!(err instanceof UnreadableError)) throw err;
-        // A bad block fails only the reads that need it: the blocks of this read, one by one.
-        return this.fetchEachBlock(id, mine.fd, offset, length);
-      }
+      })();
+      mine.hold(work);
+      return this.waited(work, `file ${id} bytes ${offset}+${length}`);
     });
-    mine.hold(work);
-    return this.waited(work, `file ${id} bytes ${offset}+${length}`);
   }
 
-  /** At most `max` blocks, and no more than the window (see `window`). */
+  /** At most `max` blocks, and no more than the link delivers within a share of the bound (the scheduler's budget), at least 1. */
   private sized(max: number): number {
-    return Math.min(max, this.window);
-  }
-
-  /** A fetch of `blocks` blocks arrived after `ms`: the window grows or shrinks. */
-  private noteFetch(blocks: number, ms: number): void {
-    const budget = this.timeoutMs * FETCH_SHARE_OF_BOUND;
-    if (ms > budget) this.window = Math.max(1, Math.min(this.window, Math.floor((blocks * budget) / ms)));
-    else if (blocks >= this.window) this.window = Math.min(MAX_RUN_BLOCKS, this.window * 2);
+    return Math.max(1, Math.min(max, Math.floor(this.scheduler.budgetBytes / BLOCK_SIZE)));
   }
 
   /** The fetch in flight for block `index` of `id` that a waiter may join (not one that has been going for too long). */
@@ -440,12 +426,14 @@ export class OnDemandRestore implements RestoreHooks {
     // Blocks the write covers only in part keep bytes of the archive's.
     const partial = [first, last].filter((i, k, all) => all.indexOf(i) === k && i < nblocks && map.present[i] !== 1 &&
       !(offset <= i * BLOCK_SIZE && offset + length >= Math.min((i + 1) * BLOCK_SIZE, map.remoteSize)));
-    for (const i of partial) {
+    if (partial.length > 0) {
       // A fetch this write stops waiting for goes on: it owns a descriptor (the program may close the file).
       const mine = new OwnedFd(fd);
-      const fetching = this.foregroundWork(() => this.fetchRangeNow(id, mine.fd, i * BLOCK_SIZE, 1));
+      const fetching = this.foregroundWork(async () => {
+        for (const i of partial) await this.fetchRangeNow(id, mine.fd, i * BLOCK_SIZE, 1);
+      });
       mine.hold(fetching);
-      await this.waited(fetching, `file ${id} block ${i}`);
+      await this.waited(fetching, `file ${id} blocks ${partial.join(', ')}`);
     }
     return this.withLock(id, async () => {
       if (this.dropped(map)) return write();
@@ -993,15 +981,13 @@ export class OnDemandRestore implements RestoreHooks {
 
   /**
    * fetchBlocks(a, b), known as in flight for each block until it settles.
-   * It owns a descriptor of the file (from `fd`, open now): whoever started
-   * it may stop waiting and close theirs, and others join it meanwhile.
+   * `fd` stays open until then: it is an OwnedFd's (an op's fetches) or the
+   * background restore's own descriptor, and both wait for what they start.
    */
   private startFetch(id: ObjectId, map: BlockMap, fd: number, a: number, b: number, durable: boolean): Promise<number[]> {
     // A background fetch (not durable at once) waits in its lane; a program that joins it promotes it.
     const group = durable ? null : this.scheduler.group();
-    const mine = native.dupFd(fd);
-    const fetched = this.fetchBlocks(id, map, mine, a, b, durable, group);
-    void fetched.catch(() => {}).finally(() => fs.close(mine, () => {}));
+    const fetched = this.fetchBlocks(id, map, fd, a, b, durable, group);
     const p = fetched.then(() => {});
     const flight = { p, blocks: b - a + 1, group, started: performance.now() };
     for (let i = a; i <= b; i++) this.blocksInFlight.set(`${id}:${i}`, flight);
@@ -1024,7 +1010,8 @@ export class OnDemandRestore implements RestoreHooks {
       this.stats.rangeFetches++;
       const started = performance.now();
       const data = await this.translated(this.observed(this.readVerified(id, offset, length)), `file ${id} bytes ${offset}+${length}`);
-      this.noteFetch(b - a + 1, performance.now() - started);
+      // The background's are measured by the scheduler (its job); a program's here. One pace for both: one link.
+      if (durable) this.scheduler.noteDelivery(data.length, performance.now() - started);
       return data;
     };
     // Not durable at once: the background restore's (restoreFileData), in its lane.

@@ -16,16 +16,16 @@
 // again on the same store, with the background restore, gives the program the
 // file's bytes, and the restore completes equal to the archive.
 // Needs root, `ip` and `tc` (iproute2) and the tbf qdisc; skipped otherwise, saying why.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startArchiveServer } from '../helpers/archive.js';
-import { forceUnmount, mount, syncMount, type MirroredMount } from '../helpers/mirror.js';
+import { startArchiveServer, type ArchiveServer } from '../helpers/archive.js';
+import { forceUnmount, syncMount } from '../helpers/mirror.js';
 import { daemonPid, strata } from '../helpers/mount.js';
-import { killDaemon, waitRestored } from '../helpers/recover.js';
+import { killDaemon, mountPrimary, waitRestored } from '../helpers/recover.js';
 
 const NS = `strata-slow-${process.pid}`;
 const HOST_IF = `sl${process.pid % 100000}h`;
@@ -84,6 +84,29 @@ function shape(on: boolean, rate = '4mbit'): void {
   }
 }
 
+/**
+ * An archive server in the namespace, and a volume on it holding d/big of
+ * `size` random bytes, written by a mirrored primary before the link is
+ * shaped (the primary unmounted again). Teardown unshapes and removes all.
+ */
+async function volumeWithBigFile(t: ExecutionContext, volume: string, size: number): Promise<{ server: ArchiveServer; base: string; data: Buffer }> {
+  const server = await startArchiveServer({ netns: NS, host: `${NET}.2` });
+  const base = mkdtempSync(join(tmpdir(), `strata-${volume}-`));
+  t.teardown(async () => {
+    shape(false);
+    await server.stop();
+    rmSync(base, { recursive: true, force: true });
+  });
+  const primary = mountPrimary(t, base, server, volume);
+  const data = randomBytes(size);
+  mkdirSync(join(primary.mnt, 'd'));
+  writeFileSync(join(primary.mnt, 'd', 'big'), data);
+  syncMount(primary);
+  const u = strata(['unmount', primary.mnt]);
+  if (u.status !== 0) throw new Error(`unmount: ${u.stderr}`);
+  return { server, base, data };
+}
+
 const why = cannotRun();
 if (why !== null) {
   test.skip(`slow-link recovery skipped: ${why}`, () => {});
@@ -91,26 +114,7 @@ if (why !== null) {
   test.after.always(removeLink);
   test.serial('a recovered file read by a real program over a 4 Mbit/s link with --fetch-timeout 2: the right bytes, the lease held, no local-disk alert; 5 MiB written then mirrored over 2 Mbit/s', async (t) => {
     t.timeout(180_000);
-    const server = await startArchiveServer({ netns: NS, host: `${NET}.2` });
-    const base = mkdtempSync(join(tmpdir(), 'strata-slow-'));
-    t.teardown(async () => {
-      await server.stop();
-      rmSync(base, { recursive: true, force: true });
-    });
-    // The volume, written before the link is shaped.
-    const primary: MirroredMount = {
-      base, store: join(base, 'primary'), mnt: join(base, 'primary-mnt'), archiveUrl: server.url, volume: 'slow', tokenFile: server.tokenFile, args: [],
-    };
-    primary.args = ['--store', primary.store, '--archive', server.url, '--volume', 'slow', '--token-file', server.tokenFile];
-    mkdirSync(primary.mnt);
-    t.teardown(() => forceUnmount(primary.mnt));
-    mount(primary);
-    const data = randomBytes(6 * 1024 * 1024 + 777);
-    mkdirSync(join(primary.mnt, 'd'));
-    writeFileSync(join(primary.mnt, 'd', 'big'), data);
-    syncMount(primary);
-    const u = strata(['unmount', primary.mnt]);
-    t.is(u.status, 0, u.stderr);
+    const { server, base, data } = await volumeWithBigFile(t, 'slow', 6 * 1024 * 1024 + 777);
 
     shape(true);
     const store = join(base, 'recovered');
@@ -152,25 +156,7 @@ if (why !== null) {
 
   test.serial('kill -9 of the daemon while a program reads over the 4 Mbit/s link: a rerun of strata recover serves the file\'s bytes and completes equal', async (t) => {
     t.timeout(240_000);
-    const server = await startArchiveServer({ netns: NS, host: `${NET}.2` });
-    const base = mkdtempSync(join(tmpdir(), 'strata-slow-kill-'));
-    t.teardown(async () => {
-      shape(false);
-      await server.stop();
-      rmSync(base, { recursive: true, force: true });
-    });
-    const primary: MirroredMount = {
-      base, store: join(base, 'primary'), mnt: join(base, 'primary-mnt'), archiveUrl: server.url, volume: 'slowkill', tokenFile: server.tokenFile, args: [],
-    };
-    primary.args = ['--store', primary.store, '--archive', server.url, '--volume', 'slowkill', '--token-file', server.tokenFile];
-    mkdirSync(primary.mnt);
-    t.teardown(() => forceUnmount(primary.mnt));
-    mount(primary);
-    const data = randomBytes(4 * 1024 * 1024 + 4321);
-    mkdirSync(join(primary.mnt, 'd'));
-    writeFileSync(join(primary.mnt, 'd', 'big'), data);
-    syncMount(primary);
-    t.is(strata(['unmount', primary.mnt]).status, 0);
+    const { server, base, data } = await volumeWithBigFile(t, 'slowkill', 4 * 1024 * 1024 + 4321);
 
     shape(true);
     const store = join(base, 'recovered');

@@ -73,6 +73,13 @@ async function volumeWithFile(a: SlowLink, name: string, data: Buffer): Promise<
   await s.ship();
 }
 
+/** The volume on `a` recovered into the test's store (top tiers to `depth`), its restore hooks with bound `fetchTimeoutMs`, and a core over them. */
+async function recovered(a: SlowLink, depth: number, fetchTimeoutMs: number): Promise<{ h: OnDemandRestore; fs: Filesystem }> {
+  await prepareRecovery({ client: a, volume: VOLUME, depth, dir: entered!.store.dir, privateDir: entered!.store.privateDir, log });
+  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered!.store, privateDir: entered!.store.privateDir, log, fetchTimeoutMs });
+  return { h, fs: new Filesystem(entered!.store, null, h) };
+}
+
 function pattern(size: number, seed: number): Buffer {
   const b = Buffer.alloc(size);
   let x = seed >>> 0;
@@ -89,9 +96,7 @@ test.serial('a file read through, 128 KiB at a time, over a link slower than a 1
   await a.createVolume(VOLUME);
   const data = pattern(40 * BLOCK_SIZE + 1234, 11);
   await volumeWithFile(a, 'f', data);
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, dir: entered!.store.dir, privateDir: entered!.store.privateDir, log });
-  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered!.store, privateDir: entered!.store.privateDir, log, fetchTimeoutMs: 400 });
-  const fs = new Filesystem(entered!.store, null, h);
+  const { fs } = await recovered(a, 2, 400);
   a.served = 0;
   const o = await fs.open('/d/f', 0);
   const buf = Buffer.alloc(2 * BLOCK_SIZE);
@@ -115,9 +120,7 @@ test.serial('a read that gives up on a stalled answer keeps it: the next read jo
   await a.createVolume(VOLUME);
   const data = pattern(8 * BLOCK_SIZE, 5);
   await volumeWithFile(a, 'g', data);
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, dir: entered!.store.dir, privateDir: entered!.store.privateDir, log });
-  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered!.store, privateDir: entered!.store.privateDir, log, fetchTimeoutMs: 300 });
-  const fs = new Filesystem(entered!.store, null, h);
+  const { fs } = await recovered(a, 2, 300);
   const o = await fs.open('/d/g', 0);
   const buf = Buffer.alloc(BLOCK_SIZE);
   a.asked = [];
@@ -144,9 +147,7 @@ test.serial('a fetch that outlives its read writes only into its own file, never
   await a.createVolume(VOLUME);
   const data = pattern(4 * BLOCK_SIZE, 9);
   await volumeWithFile(a, 'h', data);
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, dir: entered!.store.dir, privateDir: entered!.store.privateDir, log });
-  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered!.store, privateDir: entered!.store.privateDir, log, fetchTimeoutMs: 200 });
-  const fs = new Filesystem(entered!.store, null, h);
+  const { fs } = await recovered(a, 2, 200);
   const o = await fs.open('/d/h', 0);
   const fdOfRead = fs.handles.get(o.handle)!.fd;
   const buf = Buffer.alloc(BLOCK_SIZE);
@@ -190,8 +191,7 @@ test.serial('the background restore over a link slower than a small file per tim
   }
   await s.ship();
   // Depth 1: d/e is pending, its files come with it (whole) in the background.
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered!.store.dir, privateDir: entered!.store.privateDir, log });
-  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered!.store, privateDir: entered!.store.privateDir, log, fetchTimeoutMs: 300 });
+  const { h } = await recovered(a, 1, 300);
   const bg = new BackgroundRestore(h, entered!.store.privateDir, (await readRestoreState(entered!.store.privateDir))!, log);
   bg.start();
   const done = await Promise.race([bg.whenDone().then(() => true), sleep(30_000).then(() => false)]);
@@ -215,9 +215,7 @@ test.serial('a program reading while the background restore runs over a slow lin
     await s.append({ op: 'setattr', id, attrs: file });
   }
   await s.ship();
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 2, dir: entered!.store.dir, privateDir: entered!.store.privateDir, log });
-  const h = new OnDemandRestore({ client: a, volume: VOLUME, store: entered!.store, privateDir: entered!.store.privateDir, log, fetchTimeoutMs: 800 });
-  const fs = new Filesystem(entered!.store, null, h);
+  const { h, fs } = await recovered(a, 2, 800);
   const bg = new BackgroundRestore(h, entered!.store.privateDir, (await readRestoreState(entered!.store.privateDir))!, log);
   bg.start();
   await sleep(300); // the background is well under way

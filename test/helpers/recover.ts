@@ -74,7 +74,7 @@ export function mountPrimary(t: ExecutionContext, base: string, server: ArchiveS
   return primary;
 }
 
-export async function buildVolume(t: ExecutionContext, steps: string[] = DEFAULT_TREE, opts: { picture?: boolean } = {}): Promise<Volume> {
+export async function buildVolume(t: ExecutionContext, steps: string[] = DEFAULT_TREE, opts: { picture?: boolean; syncEachStep?: boolean } = {}): Promise<Volume> {
   const base = mkdtempSync(join(tmpdir(), 'strata-recover-'));
   const server = await startArchiveServer();
   t.teardown(async () => {
@@ -85,6 +85,8 @@ export async function buildVolume(t: ExecutionContext, steps: string[] = DEFAULT
   for (const s of steps) {
     const r = sh(s, primary.mnt);
     if (r.status !== 0) throw new Error(`${s}: ${r.stderr}`);
+    // Each step's changes reach the archive before the next: a block a later step changes is stored in both versions.
+    if (opts.syncEachStep) syncMount(primary);
   }
   syncMount(primary);
   const m = manifest(primary.mnt);

@@ -580,18 +580,18 @@ class PrepareObjectWorker : public PromiseWorker {
                       uint32_t mode, uint64_t size,
                       std::vector<std::string> names,
                       std::vector<std::vector<uint8_t>> values, int64_t uid,
-                      int64_t gid, int64_t chmod_mode)
+                      int64_t gid, int64_t chmod_mode, bool drop_acls)
       : PromiseWorker(env, "strata:prepareObject"), create_(create),
         mode_(mode), size_(size), names_(std::move(names)),
         values_(std::move(values)), uid_(uid), gid_(gid),
-        chmod_mode_(chmod_mode) {
+        chmod_mode_(chmod_mode), drop_acls_(drop_acls) {
     path_ = std::move(path);
   }
   void Execute() override {
     XattrArrays xa(names_, values_);
     sn_prepare_object(at_, path_.c_str(), create_, mode_, size_, xa.names.data(),
                       xa.values.data(), xa.lens.data(), names_.size(), uid_, gid_,
-                      chmod_mode_, &err_);
+                      chmod_mode_, drop_acls_ ? 1 : 0, &err_);
   }
 
  private:
@@ -603,6 +603,7 @@ class PrepareObjectWorker : public PromiseWorker {
   int64_t uid_;
   int64_t gid_;
   int64_t chmod_mode_;
+  bool drop_acls_;
 };
 
 class CloneToWorker : public PromiseWorker {
@@ -642,11 +643,12 @@ class FinishFileWorker : public PromiseWorker {
                    std::vector<std::vector<uint8_t>> values, int64_t uid,
                    int64_t gid, int64_t chmod_mode, struct timespec atime,
                    struct timespec mtime, std::string final, bool rename,
-                   Napi::Value data)
+                   Napi::Value data, bool drop_acls)
       : PromiseWorker(env, "strata:finishFile"), create_(create), size_(size),
         log_fd_(log_fd), ranges_(std::move(ranges)), names_(std::move(names)),
         values_(std::move(values)), uid_(uid), gid_(gid),
-        chmod_mode_(chmod_mode), final_(std::move(final)), rename_(rename) {
+        chmod_mode_(chmod_mode), final_(std::move(final)), rename_(rename),
+        drop_acls_(drop_acls) {
     path_ = std::move(tmp);
     ts_[0] = atime;
     ts_[1] = mtime;
@@ -664,7 +666,7 @@ class FinishFileWorker : public PromiseWorker {
                    ranges_.data(), ranges_.size() / 3, xa.names.data(),
                    xa.values.data(), xa.lens.data(), names_.size(), uid_, gid_,
                    chmod_mode_, ts_, rename_ ? final_.c_str() : nullptr,
-                   data_, data_len_, &log_bytes_, &err_);
+                   data_, data_len_, drop_acls_ ? 1 : 0, &log_bytes_, &err_);
   }
   Napi::Value Result(Napi::Env env) override {
     return Napi::Number::New(env, static_cast<double>(log_bytes_));
@@ -681,6 +683,7 @@ class FinishFileWorker : public PromiseWorker {
   struct timespec ts_[2];
   std::string final_;
   bool rename_;
+  bool drop_acls_;
   const uint8_t* data_ = nullptr;
   size_t data_len_ = 0;
   Napi::Reference<Napi::Buffer<uint8_t>> keep_;
@@ -1071,9 +1074,10 @@ Napi::Value PrepareObject(const Napi::CallbackInfo& info) {
   }
   int at;
   if (!GetAt(info, 9, &at)) return env.Undefined();
+  bool drop_acls = info.Length() > 10 && info[10].ToBoolean().Value();
   return (new PrepareObjectWorker(env, std::move(path), static_cast<int>(create),
                                   mode, size, std::move(names),
-                                  std::move(values), ids[0], ids[1], ids[2]))
+                                  std::move(values), ids[0], ids[1], ids[2], drop_acls))
       ->At(at)->Start();
 }
 
@@ -1189,12 +1193,13 @@ Napi::Value FinishFile(const Napi::CallbackInfo& info) {
   }
   int at;
   if (!GetAt(info, 14, &at)) return env.Undefined();
+  bool drop_acls = info.Length() > 15 && info[15].ToBoolean().Value();
   return (new FinishFileWorker(env, std::move(tmp), create,
                                static_cast<int64_t>(size),
                                static_cast<int>(log_fd), std::move(ranges),
                                std::move(names), std::move(values), ids[0],
                                ids[1], ids[2], atime, mtime, std::move(final),
-                               rename, info[13]))
+                               rename, info[13], drop_acls))
       ->At(at)->Start();
 }
 
@@ -1482,6 +1487,14 @@ Napi::Value OwnerNeedsParent(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), sr_owner_needs_parent(v[0], v[1], v[2], v[3]) != 0);
 }
 
+// creationMode(mode, umask, parentDefaultAcl) -> the mode to create with
+Napi::Value CreationMode(const Napi::CallbackInfo& info) {
+  uint32_t mode, umask;
+  if (!GetUint32(info, 0, "mode", &mode) || !GetUint32(info, 1, "umask", &umask)) return info.Env().Undefined();
+  bool acl = info.Length() > 2 && info[2].ToBoolean().Value();
+  return Napi::Number::New(info.Env(), sr_creation_mode(static_cast<mode_t>(mode), static_cast<mode_t>(umask), acl ? 1 : 0));
+}
+
 // newOwner(callerUid, callerGid, parentMode, daemonUid, daemonGid) -> [uid, gid] (gid -1: keep) or null
 Napi::Value NewOwner(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -1531,6 +1544,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setIdNeedsGroups", Napi::Function::New(env, SetIdNeedsGroups, "setIdNeedsGroups"));
   exports.Set("ownerNeedsParent", Napi::Function::New(env, OwnerNeedsParent, "ownerNeedsParent"));
   exports.Set("newOwner", Napi::Function::New(env, NewOwner, "newOwner"));
+  exports.Set("creationMode", Napi::Function::New(env, CreationMode, "creationMode"));
   exports.Set("statAt", Napi::Function::New(env, StatAt, "statAt"));
   exports.Set("openAt", Napi::Function::New(env, OpenAt, "openAt"));
   exports.Set("mkdirAt", Napi::Function::New(env, PathModeAt<sn_mkdir_at>, "mkdirAt"));

@@ -75,6 +75,10 @@ export interface Features {
   readonly offeredParallelDirops: boolean;
   /** FUSE_CAP_READDIRPLUS negotiated: never (the bridge has no readdirplus; docs/fuse-bridge.md says why). */
   readonly readdirplus: boolean;
+  /** FUSE_CAP_POSIX_ACL with FUSE_CAP_DONT_MASK negotiated (the posix_acl option): the kernel enforces POSIX ACLs and leaves the umask to strata. */
+  readonly posixAcl: boolean;
+  /** The kernel offered both. */
+  readonly offeredPosixAcl: boolean;
   /** Opens answered with FOPEN_PASSTHROUGH so far. */
   readonly passthroughOpens: number;
   /** ... of them, opens that joined an inode already in passthrough (FOPEN_DIRECT_IO: requests as before). */
@@ -91,11 +95,14 @@ export interface Features {
  * setattr record's arguments (constants.setattrArgs), or the attributes of a
  * lookup resolved on the FUSE thread or of a node it made (constants.attr).
  * A failed record carries the op in `rdev` and the errno in `mode`.
+ * `umask`: a create, mkdir or mknod's caller's umask when POSIX ACLs are on
+ * (strata applies it: creationMode), else 0 (the kernel applied it).
  */
 export type RequestHandler = (
   op: number, req: number, ino: number, ino2: number, name: string | undefined, name2: string | undefined,
   fh: number, off: number, size: number, mode: number, toSet: number, rdev: number,
   uid: number, gid: number, pid: number, data: Buffer | undefined, attrs: Float64Array | undefined, fiFlags: number,
+  umask: number,
 ) => void;
 
 export function mount(mountpoint: string, options: string, onRequest: RequestHandler, attrTimeout: number): Session;

@@ -32,6 +32,13 @@ int sn_at_open(sn_at *a, int dirfd, const char *path, sn_err *err) {
   a->fd = -1;
   a->dirfd = dirfd;
   a->path = path;
+  if (path[0] == '\0' && dirfd >= 0) {
+    /* The object of dirfd itself, whatever its kind (an open file). */
+    snprintf(a->proc, sizeof a->proc, "/proc/self/fd/%d", dirfd);
+    a->path = a->proc;
+    a->how = SN_AT_PROC;
+    return 0;
+  }
   if (dirfd == AT_FDCWD || path[0] == '/') {
     a->how = SN_AT_LCALL;
     return 0;

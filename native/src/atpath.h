@@ -9,7 +9,8 @@
  * (ENOSYS once, or sn_xattrat_enable(0)), the object is opened O_PATH |
  * O_NOFOLLOW relative to dirfd and reached as /proc/self/fd/N: a magic link,
  * which the following calls resolve to the object itself (a symlink
- * included) and no further.  Either way a store-relative path never grows by
+ * included) and no further.  An empty path names dirfd's own object (any
+ * kind of descriptor), reached the /proc/self/fd way.  Either way a store-relative path never grows by
  * a prefix (PATH_MAX holds as for openat).
  */
 #ifndef STRATA_ATPATH_H

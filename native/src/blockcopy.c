@@ -6,6 +6,7 @@
 #endif
 
 #include "blockcopy.h"
+#include "sysops.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -344,7 +345,7 @@ int sn_finish_file(int at, const char *tmp, int create, int64_t size, int log_fd
                    const size_t *lens, size_t n, int64_t uid, int64_t gid,
                    int64_t chmod_mode, const struct timespec ts[2],
                    const char *final, const void *data, size_t data_len,
-                   uint64_t *log_bytes, sn_err *err) {
+                   int drop_acls, uint64_t *log_bytes, sn_err *err) {
   *log_bytes = 0;
   int flags = O_RDWR | O_NOFOLLOW | O_CLOEXEC;
   if (create) flags |= O_CREAT | O_EXCL;
@@ -376,6 +377,10 @@ int sn_finish_file(int at, const char *tmp, int create, int64_t size, int log_fd
       done += copied;
     }
     *log_bytes += done;
+  }
+  for (int k = 0; rc == 0 && drop_acls && k < 2; k++) {
+    if (fremovexattr(fd, sn_acl_names[k]) < 0 && errno != ENODATA && errno != EOPNOTSUPP)
+      rc = SN_FAIL(err, errno, "fremovexattr");
   }
   for (size_t i = 0; rc == 0 && i < n; i++) {
     if (fsetxattr(fd, names[i], values[i], lens[i], 0) < 0)

@@ -92,7 +92,8 @@ int sn_clone_to(int at, const char *src, int dst_at, const char *dst, uint32_t m
  * `at`, as is `final`, as for openat): opens it
  * (created with O_EXCL, mode 0600, when `create`), sets its size (size >= 0),
  * writes the data_len bytes of `data` at offset 0, copies `nranges` ranges
- * (log offset, file offset, length triples) from log_fd, sets the n extended
+ * (log offset, file offset, length triples) from log_fd, with drop_acls
+ * removes its POSIX ACLs (as sn_prepare_object does), sets the n extended
  * attributes in order, owner (uid >= 0), mode (chmod_mode >= 0) and times,
  * closes it and renames it to `final` (NULL: no rename). Stops at the first
  * failure. A range the log cannot give in full fails with ENODATA. */
@@ -102,7 +103,7 @@ int sn_finish_file(int at, const char *tmp, int create, int64_t size, int log_fd
                    const size_t *lens, size_t n, int64_t uid, int64_t gid,
                    int64_t chmod_mode, const struct timespec ts[2],
                    const char *final, const void *data, size_t data_len,
-                   uint64_t *log_bytes, sn_err *err);
+                   int drop_acls, uint64_t *log_bytes, sn_err *err);
 
 #ifdef __cplusplus
 }

@@ -45,11 +45,13 @@ int sn_fallocate(int fd, int mode, uint64_t offset, uint64_t len,
   return 0;
 }
 
+const char *const sn_acl_names[2] = {"system.posix_acl_access", "system.posix_acl_default"};
+
 int sn_prepare_object(int at, const char *path, int create, uint32_t mode,
                       uint64_t size, const char *const *names,
                       const void *const *values, const size_t *lens,
                       size_t n, int64_t uid, int64_t gid, int64_t chmod_mode,
-                      sn_err *err) {
+                      int drop_acls, sn_err *err) {
   if (create == SN_CREATE_DIR) {
     if (mkdirat(at, path, (mode_t)mode) < 0) return SN_FAIL(err, errno, "mkdir");
   } else if (create == SN_CREATE_FILE) {
@@ -62,6 +64,13 @@ int sn_prepare_object(int at, const char *path, int create, uint32_t mode,
       return SN_FAIL(err, e, "ftruncate");
     }
     if (close(fd) < 0) return SN_FAIL(err, errno, "close");
+  }
+  for (int k = 0; drop_acls && k < 2; k++) {
+    sn_err e = {0, NULL};
+    if (sn_removexattr(at, path, sn_acl_names[k], &e) < 0 && e.code != ENODATA && e.code != EOPNOTSUPP) {
+      *err = e;
+      return -1;
+    }
   }
   for (size_t i = 0; i < n; i++) {
     if (sn_setxattr(at, path, names[i], values[i], lens[i], 0, err) < 0)

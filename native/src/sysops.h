@@ -8,8 +8,9 @@
  *   sn_futimens   futimens(fd, ts)
  *   sn_mknod      mknodat(at, path, mode, dev)
  *   sn_fallocate  fallocate(fd, mode, offset, len)
- *   sn_prepare_object  create a directory or file (optional), then
- *                 lsetxattr each attribute, lchown, chmod: one call
+ *   sn_prepare_object  create a directory or file (optional), then drop
+ *                 its ACLs (optional), lsetxattr each attribute, lchown,
+ *                 chmod: one call
  *
  * Timestamps are struct timespec pairs {atime, mtime}; tv_nsec may be
  * UTIME_NOW or UTIME_OMIT as in utimensat(2).
@@ -39,15 +40,21 @@ enum { SN_CREATE_NONE = 0, SN_CREATE_DIR = 1, SN_CREATE_FILE = 2 };
 /*
  * In order, stopping at the first failure: mkdir(path, mode) or
  * open(path, O_CREAT|O_EXCL|O_NOFOLLOW, mode) + ftruncate(size) + close
- * (per `create`); lsetxattr(path, names[i], values[i], lens[i], 0) for each
- * i < n; lchown(path, uid, gid) when uid >= 0; fchmodat(path, chmod_mode)
+ * (per `create`); with drop_acls, lremovexattr of system.posix_acl_access
+ * and system.posix_acl_default (absent or unsupported is no failure: what an
+ * object created in a directory with a default ACL inherits goes, and the
+ * attributes that follow give it the ACLs it should have);
+ * lsetxattr(path, names[i], values[i], lens[i], 0) for each i < n; lchown(path, uid, gid) when uid >= 0; fchmodat(path, chmod_mode)
  * when chmod_mode >= 0 (follows a symlink: never ask for it on one).
  */
 int sn_prepare_object(int at, const char *path, int create, uint32_t mode,
                       uint64_t size, const char *const *names,
                       const void *const *values, const size_t *lens,
                       size_t n, int64_t uid, int64_t gid, int64_t chmod_mode,
-                      sn_err *err);
+                      int drop_acls, sn_err *err);
+
+/* The two POSIX ACL attributes, for those who drop them. */
+extern const char *const sn_acl_names[2];
 
 #ifdef __cplusplus
 }

@@ -46,6 +46,7 @@ function daemonOptions(cmd: Command): void {
     .option('--no-direct-journal', 'on a mirrored mount, send every write to the core instead of letting the FUSE thread apply it and hand the core its journal record (docs/mirroring.md)')
     .option('--no-killpriv-v2', 'do not ask the kernel for handle_killpriv_v2 (strata drops set-ID bits on write and truncate itself; docs/fuse-bridge.md)')
     .option('--no-parallel-dirops', 'do not ask the kernel for parallel directory operations (lookups and readdirs of one directory one at a time; docs/fuse-bridge.md)')
+    .option('--no-posix-acl', 'do not ask the kernel to enforce POSIX ACLs (they are still kept and mirrored; the kernel checks mode bits only; docs/SEMANTICS.md)')
     .option('--mirror <mode>', 'async (default: fsync waits for the archive) or sync (every change waits)')
     .option('--token-file <file>', 'token of a remote archive')
     .option('--journal-max <bytes>', 'journal bytes not yet acked by the archive before --journal-full applies (default 1 GiB)', bytes)

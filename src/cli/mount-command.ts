@@ -29,6 +29,8 @@ export interface MountCliOptions {
   killprivV2?: boolean;
   /** false: --no-parallel-dirops. */
   parallelDirops?: boolean;
+  /** false: --no-posix-acl. */
+  posixAcl?: boolean;
   debugFuse?: boolean;
   notifyParent?: boolean;
   archive?: string;
@@ -157,6 +159,7 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
   if (o.passthrough === false) args.push('--no-passthrough');
   if (o.killprivV2 === false) args.push('--no-killpriv-v2');
   if (o.parallelDirops === false) args.push('--no-parallel-dirops');
+  if (o.posixAcl === false) args.push('--no-posix-acl');
   if (o.directJournal === false) args.push('--no-direct-journal');
   if (o.archive !== undefined) args.push('--archive', o.archive);
   if (o.volume !== undefined) args.push('--volume', o.volume);

@@ -23,6 +23,7 @@ function mountOptions(o: MountCliOptions): MountOptions {
   if (o.passthrough === false) m.passthrough = false;
   if (o.killprivV2 === false) m.handleKillprivV2 = false;
   if (o.parallelDirops === false) m.parallelDirops = false;
+  if (o.posixAcl === false) m.posixAcl = false;
   if (o.directJournal === false) m.directJournal = false;
   if (o.debugFuse) m.debug = true;
   return m;

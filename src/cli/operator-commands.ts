@@ -180,12 +180,14 @@ function fuseFeatureLines(f: FuseFeatures | null | undefined): string[] {
     `${Math.round(f.maxWriteBytes / 1024)} KiB writes`,
     f.handleKillprivV2 ? 'handle_killpriv_v2' : null,
     f.parallelDirops ? 'parallel dirops' : null,
+    f.posixAcl ? 'POSIX ACLs' : null,
     f.passthrough ? `passthrough (${f.passthroughOpens} opens, ${f.backingFiles} backing files now)` : null,
   ].filter((x): x is string => x !== null);
   const off = [
     !f.handleKillprivV2 ? `handle_killpriv_v2 (${f.offered.handleKillprivV2 ? 'not asked for' : 'kernel lacks it'})` : null,
     !f.passthrough ? `passthrough (${f.offered.passthrough ? 'not asked for' : 'kernel lacks it'})` : null,
     f.parallelDirops === false ? `parallel dirops (${f.offered?.parallelDirops ? 'not asked for' : 'kernel lacks it'})` : null,
+    f.posixAcl === false ? `POSIX ACLs (${f.offered?.posixAcl ? 'not asked for' : 'kernel lacks it'})` : null,
   ].filter((x): x is string => x !== null);
   return [`fuse         ${on.join(', ')}${off.length > 0 ? `; off: ${off.join(', ')}` : ''}`];
 }

@@ -22,12 +22,19 @@ import type { RestoreHooks } from '../ports/restore-hooks.js';
 import type { ChangeGuard, GuardTarget } from '../ports/change-guard.js';
 import { attrsFromStat, timeFromNs, MAX_WRITE_BYTES, ROOT_ID, type ObjectId, type Time } from '../protocol/records.js';
 import { isPrivateXattr, newObjectId, readObjectId, writeObjectId } from '../store/object-ids.js';
+import { ACL_ACCESS, ACL_DEFAULT, aclAt, aclOfFd, inheritedAcls, isAclXattr } from '../store/posix-acl.js';
 
 /** The process on whose behalf an operation runs (from the FUSE request). */
 export interface Caller {
   uid: number;
   gid: number;
   pid: number;
+  /**
+   * A create, mkdir or mknod's umask, when the mount enforces POSIX ACLs (the
+   * kernel then leaves it to strata: applied unless the parent directory has
+   * a default ACL). Absent or 0: nothing to apply (the kernel did).
+   */
+  umask?: number;
 }
 
 /** One directory entry: its name, type bits (S_IFMT part of a mode) and inode number. */
@@ -282,17 +289,24 @@ export class Filesystem {
       if (f) await native.futimens(f.fd, a, m);
       else await this.dir.utimens(rel!, a, m, { noFollow: true });
     }
+    // A chmod rewrote the access ACL's mask too, when the object has one: recorded after the mode.
+    const aclAfter = (): Promise<Buffer | null> => (ch.mode === undefined ? Promise.resolve(null) : f ? aclOfFd(f.fd, ACL_ACCESS) : aclAt(this.dir, rel!, ACL_ACCESS));
     if (f) {
       const st = await this.fgetattr((ref as { handle: number }).handle);
       if (this.sink && f.id !== null) {
         f.dirty = false;
-        await this.sink.committed(this.sink.append({ op: 'setattr', id: f.id, attrs: attrsFromStat(st) }));
+        const acl = await aclAfter();
+        const seq = this.sink.append({ op: 'setattr', id: f.id, attrs: attrsFromStat(st) });
+        await this.sink.committed(this.appendAcls(seq, f.id, acl === null ? [] : [[ACL_ACCESS, acl]]));
       }
       return st;
     }
     if (!this.sink) return this.shown(await this.dir.lstat(rel!), rel, null);
-    const [st, id] = await Promise.all([this.dir.lstat(rel!), this.idOf(rel!)]);
-    if (id !== null) await this.sink.committed(this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(st) }));
+    const [st, id, acl] = await Promise.all([this.dir.lstat(rel!), this.idOf(rel!), aclAfter()]);
+    if (id !== null) {
+      const seq = this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(st) });
+      await this.sink.committed(this.appendAcls(seq, id, acl === null ? [] : [[ACL_ACCESS, acl]]));
+    }
     return this.shown(st, rel, id);
   }
 
@@ -348,10 +362,11 @@ export class Filesystem {
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     if (this.guard) await this.guard.names(parentRelOf(rel));
-    await this.dir.mkdir(rel, mode & 0o7777);
+    const inherits = await this.inheritsAcl(rel, caller);
+    await this.dir.mkdir(rel, this.creationMode(mode, caller, inherits) & 0o7777);
     if (this.guard) await this.guard.created(rel);
     await this.own(rel, caller, true);
-    return this.recordCreated(rel);
+    return this.recordCreated(rel, undefined, inherits);
   }
 
   /** Creates a fifo, socket or device node owned by the caller; returns its attributes. */
@@ -360,10 +375,11 @@ export class Filesystem {
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     if (this.guard) await this.guard.names(parentRelOf(rel));
-    await this.dir.mknod(rel, mode, dev);
+    const inherits = await this.inheritsAcl(rel, caller);
+    await this.dir.mknod(rel, this.creationMode(mode, caller, inherits), dev);
     if (this.guard) await this.guard.created(rel);
     await this.own(rel, caller, true);
-    return this.recordCreated(rel);
+    return this.recordCreated(rel, undefined, inherits);
   }
 
   async symlink(target: string, path: string, caller: Caller): Promise<fs.BigIntStats> {
@@ -495,7 +511,8 @@ export class Filesystem {
     if (this.restore) await this.restore.entries(parentRelOf(rel));
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     if (this.guard) await this.guard.names(parentRelOf(rel));
-    const fd = await this.dir.open(rel, (flags & ~(C.O_NOCTTY | (C.O_DIRECT ?? 0))) | C.O_CREAT | OPEN_ADD, mode & 0o7777);
+    const inherits = await this.inheritsAcl(rel, caller);
+    const fd = await this.dir.open(rel, (flags & ~(C.O_NOCTTY | (C.O_DIRECT ?? 0))) | C.O_CREAT | OPEN_ADD, this.creationMode(mode, caller, inherits) & 0o7777);
     if (this.guard) await this.guard.created(rel);
     try {
       await this.own(rel, caller, false, fd);
@@ -507,14 +524,16 @@ export class Filesystem {
     // is the only writer of its store: the file is new.
     if (!this.sink) return { ...(await this.registerFile(fd, flags, null)), created: true };
     const id = newObjectId();
-    const [res, parent] = await Promise.all([
+    const [res, parent, acls] = await Promise.all([
       this.registerFile(fd, flags, id),
       this.parentOf(rel),
+      inherits ? inheritedAcls(this.dir, rel, false) : [],
       writeObjectId(rel, id, this.dir.fd),
     ]);
-    await this.sink.committed(this.sink.append({
+    const seq = this.sink.append({
       op: 'create', parent: parent.id, name: basename(rel), id, attrs: attrsFromStat(res.stat), parentMtime: parent.mtime,
-    }));
+    });
+    await this.sink.committed(this.appendAcls(seq, id, acls));
     return { ...res, created: true };
   }
 
@@ -784,7 +803,18 @@ export class Filesystem {
     await this.dir.setxattr(rel, name, value, flags);
     if (!this.sink) return;
     const id = await this.idOf(rel);
-    if (id !== null) await this.sink.committed(this.sink.append({ op: 'setxattr', id, name, value }));
+    if (id === null) return;
+    // An ACL is recorded as the store's file system keeps it: an ACL the mode bits say in full is kept as no ACL at all.
+    const kept = isAclXattr(name) ? await aclAt(this.dir, rel, name) : value;
+    const seq = this.sink.append(kept === null ? { op: 'removexattr', id, name } : { op: 'setxattr', id, name, value: kept });
+    await this.sink.committed(await this.recordModeAfterAcl(seq, id, rel, name));
+  }
+
+  /** After the access ACL of `rel` was set or removed: its mode as the store's file system left it, recorded after record `seq`. */
+  private async recordModeAfterAcl(seq: number, id: ObjectId, rel: string, name: string): Promise<number> {
+    if (name !== ACL_ACCESS) return seq;
+    const st = await this.dir.lstat(rel);
+    return this.sink!.append({ op: 'setattr', id, attrs: attrsFromStat(st) });
   }
 
   getxattr(path: string, name: string): Promise<Buffer> {
@@ -804,7 +834,9 @@ export class Filesystem {
     await this.dir.removexattr(rel, name);
     if (!this.sink) return;
     const id = await this.idOf(rel);
-    if (id !== null) await this.sink.committed(this.sink.append({ op: 'removexattr', id, name }));
+    if (id === null) return;
+    const seq = this.sink.append({ op: 'removexattr', id, name });
+    await this.sink.committed(await this.recordModeAfterAcl(seq, id, rel, name));
   }
 
   // ---- helpers ----------------------------------------------------------------
@@ -901,13 +933,39 @@ export class Filesystem {
   }
 
   /** Gives a just-created object its id and records its creation; returns its attributes. */
-  private async recordCreated(rel: string, target?: string): Promise<fs.BigIntStats> {
+  /**
+   * Records a new object (`inherits`: its parent has a default ACL, which
+   * gave it ACLs of its own: recorded after it).
+   */
+  private async recordCreated(rel: string, target?: string, inherits = false): Promise<fs.BigIntStats> {
     if (!this.sink) return this.dir.lstat(rel);
     const id = newObjectId();
     const [st, parent] = await Promise.all([this.dir.lstat(rel), this.parentOf(rel), writeObjectId(rel, id, this.dir.fd)]);
+    const acls = inherits && target === undefined ? await inheritedAcls(this.dir, rel, st.isDirectory()) : [];
     const rec = { op: 'create' as const, parent: parent.id, name: basename(rel), id, attrs: attrsFromStat(st), parentMtime: parent.mtime };
-    await this.sink.committed(this.sink.append(target === undefined ? rec : { ...rec, target }));
+    const seq = this.sink.append(target === undefined ? rec : { ...rec, target });
+    await this.sink.committed(this.appendAcls(seq, id, acls));
     return st;
+  }
+
+  /**
+   * Whether an object created at `rel` gets its parent's default ACL, when
+   * anything depends on it (a umask to apply, records to write); else false.
+   */
+  private async inheritsAcl(rel: string, caller: Caller): Promise<boolean> {
+    if (!this.sink && !caller.umask) return false;
+    return (await aclAt(this.dir, parentRelOf(rel), ACL_DEFAULT)) !== null;
+  }
+
+  /** The mode to create with: the caller's umask is strata's to apply when it carries one (posix_rules.h). */
+  private creationMode(mode: number, caller: Caller, inherits: boolean): number {
+    return caller.umask ? native.creationMode(mode, caller.umask, inherits) : mode;
+  }
+
+  /** Appends setxattr records of `acls` for object `id` after record `seq`; returns the last one's sequence number. */
+  private appendAcls(seq: number, id: ObjectId, acls: readonly (readonly [string, Buffer])[]): number {
+    for (const [name, value] of acls) seq = this.sink!.append({ op: 'setxattr', id, name, value });
+    return seq;
   }
 
   private async recordRemoved(op: 'unlink' | 'rmdir', rel: string): Promise<void> {

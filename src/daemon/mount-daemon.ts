@@ -605,8 +605,10 @@ export interface FuseFeatures {
   parallelDirops: boolean;
   /** READDIRPLUS: never (no readdirplus in the bridge). */
   readdirplus: boolean;
+  /** POSIX ACLs enforced by the kernel (FUSE_CAP_POSIX_ACL, strata applying the umask). */
+  posixAcl: boolean;
   /** What the kernel offered that strata may ask for. */
-  offered: { passthrough: boolean; handleKillprivV2: boolean; parallelDirops: boolean };
+  offered: { passthrough: boolean; handleKillprivV2: boolean; parallelDirops: boolean; posixAcl: boolean };
   passthroughOpens: number;
   passthroughShared: number;
   passthroughRefused: number;
@@ -621,7 +623,8 @@ function fuseFeaturesOf(f: Features, maxWrite: number): FuseFeatures {
     handleKillprivV2: f.handleKillprivV2,
     parallelDirops: f.parallelDirops,
     readdirplus: f.readdirplus,
-    offered: { passthrough: f.offeredPassthrough, handleKillprivV2: f.offeredKillprivV2, parallelDirops: f.offeredParallelDirops },
+    posixAcl: f.posixAcl,
+    offered: { passthrough: f.offeredPassthrough, handleKillprivV2: f.offeredKillprivV2, parallelDirops: f.offeredParallelDirops, posixAcl: f.offeredPosixAcl },
     passthroughOpens: f.passthroughOpens,
     passthroughShared: f.passthroughShared,
     passthroughRefused: f.passthroughRefused,

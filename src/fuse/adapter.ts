@@ -100,6 +100,13 @@ export interface MountOptions {
    */
   parallelDirops?: boolean;
   /**
+   * Ask the kernel to enforce POSIX ACLs (default true; FUSE_CAP_POSIX_ACL,
+   * with FUSE_CAP_DONT_MASK: strata applies the umask, unless the parent
+   * has a default ACL). Off, the ACLs are still kept and mirrored, but the
+   * kernel checks mode bits only. STRATA_POSIX_ACL=0 turns it off too.
+   */
+  posixAcl?: boolean;
+  /**
    * Journalled direct writes (default true): on a mirrored store in async
    * mode, with no restore under way and nothing tracked, the FUSE thread
    * applies the writes of files opened through the core itself and hands
@@ -121,6 +128,7 @@ export function fuseOptionString(opts: MountOptions): string {
   else if (opts.passthrough !== false && process.env['STRATA_PASSTHROUGH'] !== '0') list.push('passthrough');
   if (opts.handleKillprivV2 !== false && process.env['STRATA_KILLPRIV_V2'] !== '0') list.push('handle_killpriv_v2');
   if (opts.parallelDirops !== false && process.env['STRATA_PARALLEL_DIROPS'] !== '0') list.push('parallel_dirops');
+  if (opts.posixAcl !== false && process.env['STRATA_POSIX_ACL'] !== '0') list.push('posix_acl');
   if (opts.debug) list.push('debug');
   return list.join(',');
 }
@@ -601,7 +609,7 @@ export class FuseAdapter {
     this.exited = new Promise((resolve) => { exitedResolve = resolve; });
     const ready = new Promise<void>((resolve) => { this.onInit = resolve; });
     this.session = ll.mount(this.mountpoint, fuseOptionString(this.opts),
-      (op, req, ino, ino2, name, name2, fh, off, size, mode, toSet, rdev, uid, gid, pid, data, attrs, fiFlags) => {
+      (op, req, ino, ino2, name, name2, fh, off, size, mode, toSet, rdev, uid, gid, pid, data, attrs, fiFlags, umask) => {
         if (op === OP.exit) {
           // The kernel connection is gone. Answer what is in flight, then let
           // the bridge free the session: close() answers what is still
@@ -616,7 +624,7 @@ export class FuseAdapter {
           });
           return;
         }
-        this.dispatch({ op, req, ino, ino2, name, name2, fh, off, size, mode, toSet, rdev, caller: { uid, gid, pid }, data, attrs, fiFlags });
+        this.dispatch({ op, req, ino, ino2, name, name2, fh, off, size, mode, toSet, rdev, caller: umask ? { uid, gid, pid, umask } : { uid, gid, pid }, data, attrs, fiFlags });
       }, this.attrTimeout);
     if (this.trackBlockSize > 0) ll.trackReset(this.session, this.trackBlockSize);
     this.enableFastPaths();

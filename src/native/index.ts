@@ -73,12 +73,13 @@ interface NativeBinding {
   getxattr(path: string, name: string, at?: number): Promise<Buffer>;
   setxattr(path: string, name: string, value: Uint8Array, flags: number, at?: number): Promise<void>;
   listxattr(path: string, at?: number): Promise<string[]>;
-  prepareObject(path: string, create: number, mode: number, size: number, names: string[], values: Buffer[], uid: number, gid: number, chmodMode: number, at?: number): Promise<void>;
+  prepareObject(path: string, create: number, mode: number, size: number, names: string[], values: Buffer[], uid: number, gid: number, chmodMode: number, at?: number, dropAcls?: boolean): Promise<void>;
   readXattrs(path: string, at?: number): Promise<[string, Buffer][]>;
   cloneTo(src: string, dst: string, mode: number, at?: number, dstAt?: number): Promise<CloneToResult | null>;
   finishFile(
     tmp: string, create: boolean, size: number, logFd: number, ranges: number[], names: string[], values: Buffer[],
     uid: number, gid: number, chmodMode: number, atime: TimeSpec, mtime: TimeSpec, final: string | null, data: Buffer | null, at?: number,
+    dropAcls?: boolean,
   ): Promise<number>;
   removexattr(path: string, name: string, at?: number): Promise<void>;
   readdirIno(path: string, at?: number): Promise<DirEntry[]>;
@@ -89,6 +90,7 @@ interface NativeBinding {
   setIdNeedsGroups(mode: number): boolean;
   ownerNeedsParent(callerUid: number, callerGid: number, daemonUid: number, daemonGid: number): boolean;
   newOwner(callerUid: number, callerGid: number, parentMode: number, daemonUid: number, daemonGid: number): [number, number] | null;
+  creationMode(mode: number, umask: number, parentDefaultAcl: boolean): number;
   statAt(at: number, path: string, follow: boolean): Promise<BigInt64Array>;
   openAt(at: number, path: string, flags: number, mode: number): Promise<number>;
   mkdirAt(at: number, path: string, mode: number): Promise<void>;
@@ -260,7 +262,7 @@ export async function fallocate(fd: number, mode: number, offset: number, length
   return binding.fallocate(fd, mode, offset, length);
 }
 
-/** lgetxattr(2): never follows a final symlink. */
+/** lgetxattr(2): never follows a final symlink. An empty `path` with `at`: the object of descriptor `at` itself (an open file). */
 export async function getxattr(path: string, name: string, at?: number): Promise<Buffer> {
   return binding.getxattr(path, name, at);
 }
@@ -274,6 +276,12 @@ export async function setxattr(path: string, name: string, value: Buffer, flags:
 export interface PrepareObject {
   /** Created first: a directory, or a regular file of `size` bytes (a hole), with permission bits `mode` (O_EXCL: EEXIST when the name is taken). */
   create?: { kind: 'dir' | 'file'; mode: number; size?: number };
+  /**
+   * Its POSIX ACLs (system.posix_acl_access/default) removed before `xattrs`
+   * are set (absent is no failure): an object created in a directory with a
+   * default ACL inherits ACLs; `xattrs` then give it exactly its own.
+   */
+  dropAcls?: boolean;
   /** Set in this order with lsetxattr(2). */
   xattrs?: readonly (readonly [string, Buffer])[];
   /** lchown(2). */
@@ -293,7 +301,7 @@ export async function prepareObject(path: string, p: PrepareObject, at?: number)
   const xs = p.xattrs ?? [];
   return binding.prepareObject(
     path, kind, p.create?.mode ?? 0, p.create?.size ?? 0, xs.map(([n]) => n), xs.map(([, v]) => v),
-    p.owner?.uid ?? -1, p.owner?.gid ?? -1, p.mode ?? -1, at,
+    p.owner?.uid ?? -1, p.owner?.gid ?? -1, p.mode ?? -1, at, p.dropAcls === true,
   );
 }
 
@@ -332,6 +340,8 @@ export interface FinishFile {
   data?: Buffer;
   /** Ranges copied from `log.fd` (copy_file_range, else pread/pwrite): [log offset, file offset, length]. */
   log?: { fd: number; ranges: readonly (readonly [number, number, number])[] };
+  /** Its POSIX ACLs removed before `xattrs` are set (as PrepareObject's). */
+  dropAcls?: boolean;
   /** Set in this order with fsetxattr(2). */
   xattrs?: readonly (readonly [string, Buffer])[];
   owner?: { uid: number; gid: number };
@@ -358,6 +368,7 @@ export async function finishFile(tmp: string, f: FinishFile, at?: number): Promi
   return binding.finishFile(
     tmp, f.create === true, f.size ?? -1, f.log?.fd ?? -1, ranges, xs.map(([n]) => n), xs.map(([, v]) => v),
     f.owner?.uid ?? -1, f.owner?.gid ?? -1, f.mode ?? -1, f.times.atime, f.times.mtime, f.rename ?? null, f.data ?? null, at,
+    f.dropAcls === true,
   );
 }
 
@@ -614,4 +625,14 @@ export function ownerNeedsParent(caller: { uid: number; gid: number }, daemon: {
 export function newOwner(caller: { uid: number; gid: number }, parentMode: number, daemon: { uid: number; gid: number }): { uid: number; gid: number } | null {
   const o = binding.newOwner(caller.uid, caller.gid, parentMode >>> 0, daemon.uid, daemon.gid);
   return o === null ? null : { uid: o[0], gid: o[1] };
+}
+
+/**
+ * The mode to create an object with, from the mode a caller asked for and
+ * its umask (mounts with POSIX ACLs: the kernel leaves the umask to strata),
+ * as a file system with ACLs does: the umask applies only when the parent
+ * directory has no default ACL.
+ */
+export function creationMode(mode: number, umask: number, parentDefaultAcl: boolean): number {
+  return binding.creationMode(mode >>> 0, umask >>> 0, parentDefaultAcl);
 }

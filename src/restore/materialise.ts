@@ -16,6 +16,7 @@ import { ROOT_ID, badNameReason, isZero, typeOfMode, type Attrs, type ObjectId }
 import { RESERVED_NAME } from '../store/local-store.js';
 import type { StoreDir } from '../store/store-dir.js';
 import { ID_XATTR, readObjectId } from '../store/object-ids.js';
+import { ACL_DEFAULT } from '../store/posix-acl.js';
 import {
   MATERIALISING_PREFIX, clearLinking, linkPath, pendingMarkXattr, readBlockMap, setLinking, setUnrestoredNames, settleLinking, unrestoredNames, writeEmptyMap, type FileTimes,
 } from '../store/restore-marks.js';
@@ -32,6 +33,12 @@ export interface MaterialiseOptions {
   log: Logger;
   /** The directory the objects go into is set-group-ID (its image's mode says so). */
   parentSetGid?: boolean;
+  /**
+   * The directory the objects go into has a default ACL (its image's xattrs
+   * say so): what is created there inherits ACLs from it, which go again
+   * unless the archive lists them for the object.
+   */
+  parentDefaultAcl?: boolean;
   /**
    * The data of a small single-link file, to create it whole instead of as a
    * stub (the background restore); null: a stub after all.
@@ -68,7 +75,7 @@ export interface MaterialiseResult {
  * store-relative path, or /proc/self/fd/N of an open directory).
  */
 export async function materialiseEntries(dirPath: string, image: DirImage, options: MaterialiseOptions): Promise<MaterialiseResult> {
-  const opts: MaterialiseOptions = { ...options, parentSetGid: (image.attrs.mode & 0o2000) !== 0 };
+  const opts: MaterialiseOptions = { ...options, ...parentTraits(image) };
   const present = new Set((await opts.dir.readdirIno(dirPath)).map((e) => e.name));
   const wanted = new Set(image.entries.map((e) => e.name));
   // Leftovers of a run that crashed between creating an object and renaming it into place.
@@ -103,6 +110,11 @@ export async function materialiseEntries(dirPath: string, image: DirImage, optio
   await forEachLimited(single, MATERIALISE_PARALLEL, one);
   for (const entry of multi) await one(entry);
   return out;
+}
+
+/** What the directory of `image` gives the objects created in it (set-group-ID, a default ACL). */
+export function parentTraits(image: DirImage): Pick<MaterialiseOptions, 'parentSetGid' | 'parentDefaultAcl'> {
+  return { parentSetGid: (image.attrs.mode & 0o2000) !== 0, parentDefaultAcl: ACL_DEFAULT in image.xattrs };
 }
 
 const DAEMON_UID = process.geteuid?.() ?? 0;
@@ -216,7 +228,7 @@ async function createInPlace(dirPath: string, entry: EntryImage, opts: Materiali
       // The crash point comes first: the rename is part of the one call.
       crashPoint('materialise-object');
       await opts.dir.finishFile(tmp, {
-        create: true, size: a.size, ...(isZero(data) ? {} : { data }), xattrs: plan.xattrs ?? [],
+        create: true, size: a.size, ...(isZero(data) ? {} : { data }), dropAcls: true, xattrs: plan.xattrs ?? [],
         owner: { uid: a.uid, gid: a.gid }, mode: a.mode & 0o7777, times: timesOf(a), rename: `${dirPath}/${entry.name}`,
       });
       return true;
@@ -254,8 +266,9 @@ async function createInPlaceAs(tmp: string, dirPath: string, entry: EntryImage, 
 async function createObject(path: string, entry: EntryImage, opts: MaterialiseOptions): Promise<void> {
   const a = entry.attrs;
   const type = typeOfMode(a.mode);
-  // In a set-group-ID directory the kernel gives new objects its group (and directories the bit): set everything.
-  const plain = (type === 'dir' || type === 'file') && !opts.parentSetGid;
+  // In a set-group-ID directory the kernel gives new objects its group (and directories the bit), under a default ACL
+  // a mode of the ACL's: set everything.
+  const plain = (type === 'dir' || type === 'file') && !opts.parentSetGid && !opts.parentDefaultAcl;
   const createdMode = plain ? a.mode & 0o777 : null;
   const id: [string, Buffer] = [ID_XATTR, Buffer.from(entry.id, 'latin1')];
   switch (type) {
@@ -310,7 +323,8 @@ function attrsPlan(a: Attrs, xattrs: { readonly [name: string]: string }, create
     if (name === ID_XATTR || name.startsWith('trusted.strata.')) continue;
     list.push([name, Buffer.from(value, 'base64')]);
   }
-  const plan: native.PrepareObject = { xattrs: list };
+  // Exactly the archive's ACLs: none inherited from a default ACL of the directory it is created in (symlinks have none).
+  const plan: native.PrepareObject = { xattrs: list, dropAcls: typeOfMode(a.mode) !== 'symlink' };
   if (createdMode === null || a.uid !== DAEMON_UID || a.gid !== DAEMON_GID) plan.owner = { uid: a.uid, gid: a.gid };
   if (typeOfMode(a.mode) !== 'symlink' && (createdMode === null || (a.mode & 0o7777) !== createdMode)) plan.mode = a.mode & 0o7777;
   return plan;

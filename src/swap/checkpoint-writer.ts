@@ -320,7 +320,8 @@ class Writer {
     }
     const t = a.attrs;
     const finish = (): Promise<number> => this.spare.finishFile(tmp, {
-      create: src === null, size, log: { fd: this.s.log.fd, ranges }, xattrs,
+      // Exactly the checkpoint's ACLs: none inherited from a default ACL of the spare's directory.
+      create: src === null, size, log: { fd: this.s.log.fd, ranges }, dropAcls: true, xattrs,
       owner: { uid: t.uid, gid: t.gid }, mode: t.mode & 0o7777,
       times: { atime: { sec: t.atime[0], nsec: t.atime[1] }, mtime: { sec: t.mtime[0], nsec: t.mtime[1] } },
       rename: final,

@@ -434,7 +434,7 @@ export async function livePicture(root: string, opts: LivePictureOptions = {}): 
     // (Not the root's: a store root's count includes strata's private directory.)
     if (opts.nlink && (type === 'file' || (type === 'dir' && rel !== '.'))) e.nlink = Number(st.nlink);
     if (type !== 'symlink') {
-      const names = (await listxattr(abs)).filter((n) => n.startsWith('user.')).sort();
+      const names = (await listxattr(abs)).filter((n) => n.startsWith('user.') || n.startsWith('system.posix_acl_')).sort();
       if (names.length > 0) {
         e.xattrs = {};
         for (const n of names) e.xattrs[n] = (await getxattr(abs, n)).toString('base64');

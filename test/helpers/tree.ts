@@ -57,7 +57,7 @@ export async function pictureOf(root: string, opts: PictureOptions = {}): Promis
       if (type === 'symlink') e.target = await readlink(abs);
       if ((type !== 'dir' && opts.mtimes === true) || (type === 'dir' && opts.dirMtimes)) e.mtimeNs = st.mtimeNs.toString();
       if (type !== 'symlink') {
-        const names = (await listxattr(abs)).filter((n) => n.startsWith('user.')).sort();
+        const names = (await listxattr(abs)).filter((n) => n.startsWith('user.') || n.startsWith('system.posix_acl_')).sort();
         if (names.length) {
           e.xattrs = {};
           for (const n of names) e.xattrs[n] = (await getxattr(abs, n)).toString('base64');

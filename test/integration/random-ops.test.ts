@@ -35,6 +35,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { strata, withMount, type TestMount } from '../helpers/mount.js';
 import { pictureOf } from '../helpers/tree.js';
+import { ACL_ACCESS, ACL_DEFAULT, aclXattr, type AclSpec } from '../helpers/acl.js';
 import { utimens, setxattr, getxattr, removexattr, listxattr, type TimeSpec } from '../../src/native/index.js';
 
 // ---- the operations -----------------------------------------------------------------------
@@ -73,6 +74,10 @@ type Op =
   | { op: 'getxattr'; path: Name; name: string }
   | { op: 'removexattr'; path: Name; name: string }
   | { op: 'listxattr'; path: Name }
+  /** POSIX ACLs: set (the xattr), read and remove an access or default ACL. */
+  | { op: 'setacl'; path: Name; kind: AclKind; acl: AclSpec }
+  | { op: 'getacl'; path: Name; kind: AclKind }
+  | { op: 'rmacl'; path: Name; kind: AclKind }
   | { op: 'read'; path: Name }
   | { op: 'readdir'; path: string }
   | { op: 'stat'; path: Name; noFollow: boolean }
@@ -86,6 +91,19 @@ type Op =
   | { op: 'close'; slot: Slot }
   /** The kernel drops every unused dentry and inode (FORGET to strata), as memory pressure would. */
   | { op: 'forget' };
+
+type AclKind = 'access' | 'default';
+const aclName = (k: AclKind): string => (k === 'access' ? ACL_ACCESS : ACL_DEFAULT);
+const perm = fc.integer({ min: 0, max: 7 });
+/** Named entries for the users the steps run as (and one nobody is), so that they decide outcomes. */
+const aclSpec: fc.Arbitrary<AclSpec> = fc.record({
+  user: perm, group: perm, other: perm,
+  users: fc.uniqueArray(fc.tuple(fc.constantFrom(...OWNERS.filter((o) => o !== 0), 1001), perm), { maxLength: 2, selector: ([id]) => id }),
+  groups: fc.uniqueArray(fc.tuple(fc.constantFrom(1000, 1001), perm), { maxLength: 2, selector: ([id]) => id }),
+  // Named entries need a mask (EINVAL without one, on both sides).
+  mask: fc.oneof({ arbitrary: perm, weight: 6 }, { arbitrary: fc.constant(null), weight: 1 }),
+});
+const aclKind = fc.constantFrom<AclKind>('access', 'default');
 
 const name = fc.constantFrom(...NAMES);
 /** A name that the prelude (below) creates, more often than chance would pick one. */
@@ -119,8 +137,15 @@ const time: fc.Arbitrary<TimeSpec> = fc.oneof(
  */
 const modeSgidWithGx = mode.map((m) => ((m & 0o2000) !== 0 && (m & 0o010) === 0 ? m | 0o010 : m));
 
-function opArbWith(mode: fc.Arbitrary<number>): fc.Arbitrary<Op> {
+/** `acl`: POSIX ACL steps too (not on a mount that leaves them unenforced). */
+function opArbWith(mode: fc.Arbitrary<number>, acl = true): fc.Arbitrary<Op> {
+  const aclOps = acl ? [
+    { arbitrary: fc.record({ op: fc.constant('setacl' as const), path: existing, kind: aclKind, acl: aclSpec }), weight: 3 },
+    { arbitrary: fc.record({ op: fc.constant('getacl' as const), path: existing, kind: aclKind }), weight: 1 },
+    { arbitrary: fc.record({ op: fc.constant('rmacl' as const), path: existing, kind: aclKind }), weight: 1 },
+  ] : [];
   return fc.oneof(
+    ...aclOps,
     { arbitrary: fc.record({ op: fc.constant('write' as const), path: name, data, offset }), weight: 6 },
     { arbitrary: fc.record({ op: fc.constant('append' as const), path: name, data }), weight: 2 },
     { arbitrary: fc.record({ op: fc.constant('truncate' as const), path: name, size }), weight: 2 },
@@ -169,10 +194,10 @@ const PRELUDE: readonly Op[] = [
 /** An operation, run as the user `as` (uid and gid) when given, else as root. */
 type Step = Op & { as?: number };
 
-function stepArb(users: readonly number[]): fc.Arbitrary<Step> {
-  if (users.length === 0) return opArbWith(mode);
+function stepArb(users: readonly number[], acl: boolean): fc.Arbitrary<Step> {
+  if (users.length === 0) return opArbWith(mode, acl);
   // A 'forget' step writes to /proc as root, whoever asks.
-  return fc.tuple(opArbWith(modeSgidWithGx), fc.constantFrom(0, ...users))
+  return fc.tuple(opArbWith(modeSgidWithGx, acl), fc.constantFrom(0, ...users))
     .map(([op, uid]): Step => (uid === 0 || op.op === 'forget' ? op : { ...op, as: uid }));
 }
 
@@ -182,9 +207,9 @@ interface Run {
   checkEveryStep: boolean;
 }
 
-function runArb(users: readonly number[]): fc.Arbitrary<Run> {
+function runArb(users: readonly number[], acl: boolean): fc.Arbitrary<Run> {
   return fc.record({
-    ops: fc.tuple(fc.subarray([...PRELUDE]), fc.array(stepArb(users), { minLength: 1, maxLength: 60, size: 'max' }))
+    ops: fc.tuple(fc.subarray([...PRELUDE]), fc.array(stepArb(users, acl), { minLength: 1, maxLength: 60, size: 'max' }))
       .map(([prelude, rest]): Step[] => [...prelude, ...rest]),
     checkEveryStep: fc.boolean(),
   });
@@ -273,7 +298,10 @@ async function apply(side: Side, op: Op): Promise<unknown> {
     case 'setxattr': return setxattr(p(op.path), op.name, Buffer.from(op.value), 0);
     case 'getxattr': return (await getxattr(p(op.path), op.name)).toString();
     case 'removexattr': return removexattr(p(op.path), op.name);
-    case 'listxattr': return (await listxattr(p(op.path))).filter((n) => n.startsWith('user.')).sort();
+    case 'listxattr': return (await listxattr(p(op.path))).filter((n) => n.startsWith('user.') || n.startsWith('system.posix_acl_')).sort();
+    case 'setacl': return setxattr(p(op.path), aclName(op.kind), aclXattr(op.acl), 0);
+    case 'getacl': return (await getxattr(p(op.path), aclName(op.kind))).toString('base64');
+    case 'rmacl': return removexattr(p(op.path), aclName(op.kind));
     case 'read': return (await fsp.readFile(p(op.path))).toString('base64');
     case 'readdir': {
       const entries = await fsp.readdir(p(op.path), { withFileTypes: true });
@@ -470,6 +498,8 @@ interface Config {
   passthrough?: boolean;
   /** Mirror to a fresh file:// archive: every change goes through the journal and the core. */
   mirrored?: boolean;
+  /** No POSIX ACL steps (a mount that does not enforce them: --no-posix-acl). */
+  noAcl?: boolean;
 }
 
 const CONFIGS: readonly Config[] = [
@@ -502,17 +532,23 @@ const CONFIGS: readonly Config[] = [
     title: 'FUSE passthrough and handle_killpriv_v2 (the defaults), steps by two users, FUSE-thread node table of 4',
     args: ['--allow-other'], runs: 100, users: [1000], env: { STRATA_NODE_TABLE_MAX: '4' }, passthrough: true,
   },
-  { title: 'fallbacks: --no-passthrough --no-killpriv-v2 --no-parallel-dirops, steps by two users', args: ['--no-passthrough', '--no-killpriv-v2', '--no-parallel-dirops', '--allow-other'], runs: 80, users: [1000] },
+  {
+    // Without POSIX ACLs the kernel checks mode bits only, unlike ext4 once an ACL is set: no ACL steps here.
+    title: 'fallbacks: --no-passthrough --no-killpriv-v2 --no-parallel-dirops --no-posix-acl, steps by two users',
+    args: ['--no-passthrough', '--no-killpriv-v2', '--no-parallel-dirops', '--no-posix-acl', '--allow-other'], runs: 80, users: [1000], noAcl: true,
+  },
 ];
 
 for (const config of CONFIGS) {
   // Serial: the steps of other users switch the credentials of the whole process.
   test.serial(`random operation sequences: same outcomes and trees as a native directory; ${config.title}`, async (t) => {
     let args = config.args;
+    let archiveUrl: string | null = null;
     if (config.mirrored) {
       const archive = await fsp.mkdtemp(join(tmpdir(), 'strata-rops-archive-'));
       t.teardown(() => fsp.rm(archive, { recursive: true, force: true }));
-      args = [...args, '--archive', `file://${archive}`, '--volume', 'random-ops'];
+      archiveUrl = `file://${archive}`;
+      args = [...args, '--archive', archiveUrl, '--volume', 'random-ops'];
     }
     const m = withMount(t, args, config.env);
     if (config.users.length > 0) {
@@ -536,8 +572,10 @@ for (const config of CONFIGS) {
     const numRuns = envInt('STRATA_FC_RUNS') ?? config.runs;
     t.log(`fast-check seed ${seed}${path ? ` path ${path}` : ''}, ${numRuns} runs (replay: STRATA_FC_SEED=${seed})`);
     const tally = new Tally();
+    let sequences = 0;
+    let verified = 0;
 
-    const property = fc.asyncProperty(runArb(config.users), async ({ ops, checkEveryStep }) => {
+    const property = fc.asyncProperty(runArb(config.users, config.noAcl !== true), async ({ ops, checkEveryStep }) => {
       await reset(native, mounted, m.store);
       for (const [i, op] of ops.entries()) {
         const a = await outcome(native, op);
@@ -557,6 +595,15 @@ for (const config of CONFIGS) {
       if (!isDeepStrictEqual(wa, wb)) mismatch('tree after the sequence (stat)', wa, wb);
       const [pa, pb] = [await pictureOf(native.root), await pictureOf(mounted.root)];
       if (!isDeepStrictEqual(pa, pb)) mismatch('tree after the sequence (picture)', pa, pb);
+      // Mirrored: every 8th sequence, the archive holds the store's tree, what the store's file system changed
+      // unasked included (the mode an ACL sets, the mask a chmod sets, ACLs inherited from a default ACL).
+      if (archiveUrl !== null && ++sequences % 8 === 0) {
+        const synced = strata(['sync', m.mnt]);
+        if (synced.status !== 0) throw new Error(`strata sync: ${synced.stdout}${synced.stderr}`);
+        const v = strata(['verify', '--store', m.store, '--archive', archiveUrl, '--volume', 'random-ops']);
+        if (v.status !== 0) mismatch('strata verify after the sequence', 'equal', v.stdout + v.stderr);
+        verified++;
+      }
       // Removing everything (rm -rf) is part of the run: it must work on the mount too.
       const [ca, cb] = [await clearOutcome(native), await clearOutcome(mounted)];
       if (!isDeepStrictEqual(ca, cb)) mismatch('rm -rf of everything after the sequence', ca, cb);
@@ -574,6 +621,7 @@ for (const config of CONFIGS) {
       t.true(st.fuseFeatures.passthrough && st.fuseFeatures.handleKillprivV2, 'both negotiated');
       t.true(st.fuseFeatures.passthroughOpens > 0, 'read-only opens passed through');
     }
+    if (archiveUrl !== null) t.log(`strata verify equal after ${verified} sequences`);
     t.log(tally.toString());
     t.pass();
   });

@@ -207,6 +207,7 @@ typedef struct bridge_req {
   char *data;              // write payload / xattr value (malloc'd)
   size_t data_len;
   uint32_t uid, gid, pid;  // the caller
+  uint32_t umask;          // create, mkdir, mknod with POSIX ACLs on: the caller's umask, strata's to apply (else 0: the kernel did)
   int delivered;           // JavaScript has been called with it (requests.c)
   int pre_fd;              // lookup resolved on the FUSE thread: O_PATH descriptor, or -1
   struct stat pre_st;      // ... and its attributes (also newnode's)
@@ -251,6 +252,9 @@ typedef struct bridge_session {
   int parallel_dirops_wanted; // the parallel_dirops option
   int parallel_dirops_on;  // FUSE_CAP_PARALLEL_DIROPS negotiated (ll_init)
   int parallel_dirops_offered;
+  int posix_acl_wanted;    // the posix_acl option
+  int posix_acl_on;        // FUSE_CAP_POSIX_ACL (with FUSE_CAP_DONT_MASK) negotiated (ll_init)
+  int posix_acl_offered;
   int readdirplus_on;      // FUSE_CAP_READDIRPLUS negotiated (never: no readdirplus op)
   uint64_t kernel_offered; // the INIT request's flags (flags2 in the high half)
   int init_intercepted;    // the INIT reply went through negotiate_init

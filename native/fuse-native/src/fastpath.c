@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 // ---- helpers -------------------------------------------------------------------------
@@ -355,11 +356,21 @@ static int announce_node (bridge_session_t *s, fuse_ino_t parent, const char *na
   return 1;
 }
 
+// Whether the directory of descriptor `dirfd` (O_PATH) has a default ACL.
+static int has_default_acl (int dirfd) {
+  char proc[64];
+  snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
+  return getxattr(proc, "system.posix_acl_default", NULL, 0) > 0;
+}
+
 // create (fi != NULL) or mkdir on this thread.
 int fast_new (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
   if (!fast_on(s, LL_FAST_WRITE) || name_is_special(parent, name)) return 0;
   bridge_node_t *p = node_acquire(s, parent);
   if (p == NULL) return 0;
+  // POSIX ACLs on: the caller's umask is ours to apply (posix_rules.h).
+  mode_t um = s->posix_acl_on ? (fuse_req_ctx(req)->umask & 0777) : 0;
+  if (um != 0) mode = sr_creation_mode(mode, um, has_default_acl(p->fd));
   int fd = -1, path_fd = -1, err = 0;
   if (fi != NULL) {
     int flags = (fi->flags & ~(O_NOCTTY | O_DIRECT)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC;

@@ -78,6 +78,20 @@ static void ll_init (void *userdata, struct fuse_conn_info *conn) {
     conn->want |= FUSE_CAP_PARALLEL_DIROPS;
     s->parallel_dirops_on = 1;
   }
+  // POSIX ACLs (the posix_acl option): the kernel enforces them (with
+  // default_permissions, always on) and asks for them as the xattrs
+  // system.posix_acl_access/default, which the store's own file system
+  // keeps and applies (a chmod updates the ACL, an ACL the mode, a default
+  // ACL is inherited by what the daemon creates). With them the kernel must
+  // not apply the umask (FUSE_CAP_DONT_MASK): an object created in a
+  // directory with a default ACL ignores it; strata applies it otherwise
+  // (posix_rules.h: sr_creation_mode). Off: the kernel checks mode bits only.
+  conn->want &= ~(FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK);
+  s->posix_acl_offered = (conn->capable & FUSE_CAP_POSIX_ACL) != 0 && (conn->capable & FUSE_CAP_DONT_MASK) != 0;
+  if (s->posix_acl_wanted && s->posix_acl_offered) {
+    conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+    s->posix_acl_on = 1;
+  }
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
   if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;

@@ -53,4 +53,14 @@ static inline int sr_new_owner (uid_t caller_uid, gid_t caller_gid, mode_t paren
   return 1;
 }
 
+// The permission bits of an object a caller creates, from the mode it asked
+// for, its umask, and whether the parent directory has a default ACL, as the
+// kernel's posix_acl_create does on a file system with POSIX ACLs: the umask
+// applies only without a default ACL (with one, the store's kernel makes the
+// new object's ACL and mode from it and the mode asked for, the daemon's
+// umask being 0). The file type bits stay.
+static inline mode_t sr_creation_mode (mode_t mode, mode_t umask, int parent_default_acl) {
+  return parent_default_acl ? mode : (mode & ~(umask & 0777));
+}
+
 #endif

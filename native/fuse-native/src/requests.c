@@ -120,6 +120,8 @@ bridge_req_t *req_new (bridge_session_t *s, fuse_req_t req, uint32_t op, fuse_in
     r->uid = ctx->uid;
     r->gid = ctx->gid;
     r->pid = ctx->pid;
+    // Only create, mkdir and mknod carry one (libfuse leaves it 0 elsewhere).
+    r->umask = s->posix_acl_on ? (uint32_t) (ctx->umask & 0777) : 0;
     if (!table_add(r)) { free(r); return NULL; }
   }
   return r;
@@ -247,10 +249,10 @@ static napi_value float64_array (napi_env env, const double *values, size_t n) {
 }
 
 // Calls onRequest(op, req, ino, ino2, name, name2, fh, off, size, mode, toSet,
-// rdev, uid, gid, pid, data, attrs, fiFlags) and frees a notice; a request
+// rdev, uid, gid, pid, data, attrs, fiFlags, umask) and frees a notice; a request
 // with a reply due stays in the table for JavaScript's reply.
 static void deliver (napi_env env, napi_value js_cb, bridge_req_t *r) {
-  napi_value argv[18];
+  napi_value argv[19];
   napi_create_uint32(env, r->op, &argv[0]);
   argv[1] = js_num(env, r->req == NULL ? 0 : r->handle);
   argv[2] = js_num(env, (double) r->ino);
@@ -283,6 +285,7 @@ static void deliver (napi_env env, napi_value js_cb, bridge_req_t *r) {
     napi_get_undefined(env, &argv[16]);
   }
   napi_create_uint32(env, r->has_fi ? (uint32_t) r->fi.flags : 0, &argv[17]);
+  napi_create_uint32(env, r->umask, &argv[18]);
 
   // After the call `r` may be freed already (JavaScript replied): only its
   // handle is used from here on.
@@ -291,7 +294,7 @@ static void deliver (napi_env env, napi_value js_cb, bridge_req_t *r) {
   r->delivered = 1;
   napi_value global, result;
   napi_get_global(env, &global);
-  napi_status st = napi_call_function(env, global, js_cb, 18, argv, &result);
+  napi_status st = napi_call_function(env, global, js_cb, 19, argv, &result);
   if (notice) {
     req_free(r);
   } else if (st != napi_ok) {

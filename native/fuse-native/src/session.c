@@ -257,6 +257,8 @@ static int take_bridge_options (char *opts, bridge_session_t *s) {
       s->killpriv_wanted = 1;
     } else if (n == 15 && strncmp(p, "parallel_dirops", 15) == 0) {
       s->parallel_dirops_wanted = 1;
+    } else if (n == 9 && strncmp(p, "posix_acl", 9) == 0) {
+      s->posix_acl_wanted = 1;
     } else if (n > 0) {
       if (out != opts) *out++ = ',';
       memmove(out, p, n);
@@ -472,7 +474,7 @@ static void set_num (napi_env env, napi_value o, const char *name, double v) {
 // features(session) -> what the connection negotiated at INIT, and the
 // passthrough counters: { initSeen, writebackCache, passthrough,
 // handleKillprivV2, offeredPassthrough, offeredKillprivV2, parallelDirops,
-// offeredParallelDirops, readdirplus, passthroughOpens,
+// offeredParallelDirops, readdirplus, posixAcl, offeredPosixAcl, passthroughOpens,
 // passthroughShared, passthroughRefused, backingFiles }.
 napi_value js_features (napi_env env, napi_callback_info info) {
   JS_ARGS(1)
@@ -489,6 +491,8 @@ napi_value js_features (napi_env env, napi_callback_info info) {
   set_bool(env, o, "parallelDirops", s->parallel_dirops_on);
   set_bool(env, o, "offeredParallelDirops", s->parallel_dirops_offered);
   set_bool(env, o, "readdirplus", s->readdirplus_on);
+  set_bool(env, o, "posixAcl", s->posix_acl_on);
+  set_bool(env, o, "offeredPosixAcl", s->posix_acl_offered);
   set_num(env, o, "passthroughOpens", (double) __atomic_load_n(&s->pt_opens, __ATOMIC_RELAXED));
   set_num(env, o, "passthroughShared", (double) __atomic_load_n(&s->pt_shared, __ATOMIC_RELAXED));
   set_num(env, o, "passthroughRefused", (double) __atomic_load_n(&s->pt_refused, __ATOMIC_RELAXED));

@@ -8,7 +8,7 @@ import { openArchiveClient } from '../../src/archive-client/open-archive.js';
 import { ROOT_ID, type Attrs, type ObjectId } from '../../src/protocol/records.js';
 import type { ArchiveClient } from '../../src/protocol/archive-api.js';
 import { typeOfMode } from '../../src/protocol/records.js';
-import type { ObjectPicture, Picture } from './model-tree.js';
+import { pictured, type ObjectPicture, type Picture } from './model-tree.js';
 
 const CHUNK = 4 * 1024 * 1024;
 
@@ -17,7 +17,7 @@ function ns(t: readonly [number, number]): string {
 }
 
 function userXattrs(x: { readonly [name: string]: string }): Record<string, string> | undefined {
-  const names = Object.keys(x).filter((n) => n.startsWith('user.')).sort();
+  const names = Object.keys(x).filter(pictured).sort();
   if (names.length === 0) return undefined;
   const out: Record<string, string> = {};
   for (const n of names) out[n] = x[n]!;

@@ -12,8 +12,9 @@ import { join, posix } from 'node:path';
 import { getxattr, listxattr, removexattr, setxattr, utimens } from '../../src/native/index.js';
 import { typeOfMode } from '../../src/protocol/records.js';
 import {
-  BLOCK, DIR_MODES, FILE_MODES, ODD_NAMES, OWNERS, XATTR_NAMES, byteName, fillBytes, readdirNames, readlinkName, randomTime, tierOf, type Fill, type Rng,
+  BLOCK, DIR_MODES, pictured, randomAcl, FILE_MODES, ODD_NAMES, OWNERS, XATTR_NAMES, byteName, fillBytes, readdirNames, readlinkName, randomTime, tierOf, type Fill, type Rng,
 } from './model-tree.js';
+import { ACL_ACCESS, ACL_DEFAULT } from './acl.js';
 
 type Time = { sec: number; nsec: number };
 
@@ -85,7 +86,7 @@ export async function apply(root: string, op: Op, mounted: boolean): Promise<unk
     case 'readdir': return (await readdirNames(p(op.path))).sort();
     case 'readlink': return readlinkName(p(op.path));
     case 'xattrs': {
-      const names = (await listxattr(p(op.path))).filter((n) => n.startsWith('user.')).sort();
+      const names = (await listxattr(p(op.path))).filter(pictured).sort();
       const out: Record<string, string> = {};
       for (const n of names) out[n] = (await getxattr(p(op.path), n)).toString('base64');
       return out;
@@ -356,12 +357,14 @@ export function randomOp(rng: Rng, s: Scan): Op {
     case 'utimes': return { op: 'utimes', path: rng.chance(0.1) ? '' : all.length > 0 ? rng.pick(all) : '', atime: randomTime(rng), mtime: randomTime(rng) };
     case 'setxattr': {
       const targets = [...s.files.map((f) => f.path), ...s.dirs];
+      // A POSIX ACL a third of the time (a default ACL of a file: EACCES on both sides).
+      if (rng.chance(0.33)) return { op: 'setxattr', path: rng.pick(targets), name: rng.pick([ACL_ACCESS, ACL_DEFAULT]), value: randomAcl(rng).toString('base64') };
       const value = rng.chance(0.5) ? Buffer.from(`v${rng.int(0, 1e6)}`) : fillBytes(rng.seed(), rng.int(0, 300), 'random');
       return { op: 'setxattr', path: rng.pick(targets), name: rng.pick(XATTR_NAMES), value: value.toString('base64') };
     }
     case 'removexattr': {
       const targets = [...s.files.map((f) => f.path), ...s.dirs];
-      return { op: 'removexattr', path: rng.pick(targets), name: rng.pick(XATTR_NAMES) };
+      return { op: 'removexattr', path: rng.pick(targets), name: rng.chance(0.25) ? rng.pick([ACL_ACCESS, ACL_DEFAULT]) : rng.pick(XATTR_NAMES) };
     }
     case 'forget': return { op: 'forget' };
   }

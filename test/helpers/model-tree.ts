@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { join, posix } from 'node:path';
 import { getxattr, listxattr, mknod, setxattr, utimens, type TimeSpec } from '../../src/native/index.js';
 import { typeOfMode } from '../../src/protocol/records.js';
+import { ACL_ACCESS, ACL_DEFAULT, aclXattr } from './acl.js';
 
 // ---- a seeded PRNG (sfc32) ----------------------------------------------------------------
 
@@ -144,6 +145,21 @@ export const FILE_MODES = [0o644, 0o600, 0o755, 0o640, 0o444, 0o000, 0o4755, 0o2
 export const DIR_MODES = [0o755, 0o700, 0o775, 0o1777, 0o2775, 0o555, 0o711] as const;
 export const OWNERS = [[0, 0], [1000, 1000], [1234, 5678], [0, 5678]] as const;
 export const XATTR_NAMES = ['user.a', 'user.color', 'user.ünï', 'user.long.name.with.dots', 'user.empty', 'user.latin1-\uf7e9'] as const;
+
+/** Extended attributes a picture shows: users', and POSIX ACLs. */
+export function pictured(name: string): boolean {
+  return name.startsWith('user.') || name.startsWith('system.posix_acl_');
+}
+
+/** A random valid POSIX ACL (the xattr value): base entries, sometimes named users and groups with a mask. */
+export function randomAcl(rng: Rng): Buffer {
+  const perm = (): number => rng.int(0, 7);
+  const named = rng.chance(0.7);
+  return aclXattr({
+    user: perm(), group: perm(), other: perm(),
+    ...(named ? { users: rng.chance(0.7) ? [[1000, perm()]] : [], groups: rng.chance(0.5) ? [[5678, perm()]] : [], mask: perm() } : {}),
+  });
+}
 
 export const BLOCK = 64 * 1024;
 
@@ -296,6 +312,16 @@ export function randomTree(rng: Rng): TreeSpec {
       steps.push({ k: 'xattr', path: o.path, name, value: value.toString('base64') });
     }
   }
+  // POSIX ACLs (not on symlinks), before the modes (a chmod then moves the mask); default ACLs of directories set
+  // after their entries exist, which a restore that creates those entries there must not let them inherit.
+  for (const o of objects) {
+    if (o.k === 'symlink' || !rng.chance(0.15)) continue;
+    steps.push({ k: 'xattr', path: o.path, name: ACL_ACCESS, value: randomAcl(rng).toString('base64') });
+  }
+  for (const o of objects) {
+    if (o.k !== 'mkdir' || !rng.chance(0.25)) continue;
+    steps.push({ k: 'xattr', path: o.path, name: ACL_DEFAULT, value: randomAcl(rng).toString('base64') });
+  }
   // Owners and modes (after every object exists: no set-group-ID inheritance at build time).
   for (const o of objects) {
     if (rng.chance(0.35)) {
@@ -434,7 +460,7 @@ export async function livePicture(root: string, opts: LivePictureOptions = {}): 
     // (Not the root's: a store root's count includes strata's private directory.)
     if (opts.nlink && (type === 'file' || (type === 'dir' && rel !== '.'))) e.nlink = Number(st.nlink);
     if (type !== 'symlink') {
-      const names = (await listxattr(abs)).filter((n) => n.startsWith('user.') || n.startsWith('system.posix_acl_')).sort();
+      const names = (await listxattr(abs)).filter(pictured).sort();
       if (names.length > 0) {
         e.xattrs = {};
         for (const n of names) e.xattrs[n] = (await getxattr(abs, n)).toString('base64');

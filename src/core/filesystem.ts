@@ -795,12 +795,18 @@ export class Filesystem {
   // Attributes under trusted.strata. are strata's own (object ids): the mount
   // neither shows them nor lets anyone set them.
 
-  async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
+  /**
+   * setxattr(2). `caller`: who sets it, when known (an access ACL set by a
+   * caller outside the object's group drops S_ISGID, as the kernel's
+   * posix_acl_update_mode does; the daemon, as root, keeps it).
+   */
+  async setxattr(path: string, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
     if (isPrivateXattr(name)) throw new FsError('EPERM', `${name} is reserved by strata`);
     const rel = this.existing(path);
     if (this.sink) await this.sink.admit(META_RECORD_BYTES + value.length);
     if (this.guard) await this.guard.attrs({ rel });
     await this.dir.setxattr(rel, name, value, flags);
+    if (name === ACL_ACCESS && caller !== undefined && caller.uid !== 0) await this.dropSetGidAfterAcl(rel, caller);
     if (!this.sink) return;
     const id = await this.idOf(rel);
     if (id === null) return;
@@ -861,6 +867,14 @@ export class Filesystem {
   }
 
   /** Drops the set-ID bits (setIdDrop) of the file at store path `rel` (not following a symbolic link). */
+  /** S_ISGID goes when an access ACL is set by a caller outside the object's group (without CAP_FSETID: not root). */
+  private async dropSetGidAfterAcl(rel: string, caller: Caller): Promise<void> {
+    const st = await this.dir.lstat(rel);
+    const mode = Number(st.mode);
+    if ((mode & 0o2000) === 0 || st.isSymbolicLink() || (await callerInGroup(caller, Number(st.gid)))) return;
+    await this.dir.chmod(rel, mode & 0o7777 & ~0o2000);
+  }
+
   private async dropSetIdBitsAt(rel: string, caller: Caller): Promise<void> {
     const st = await this.dir.lstat(rel);
     const drop = await setIdDropFor(st, caller);

@@ -1131,7 +1131,7 @@ export class FuseAdapter {
       case OP.setxattr: {
         const name = r.name ?? '';
         if (name === CAPS_XATTR) ll.noCapabilities(r.ino, false);
-        await fs.setxattr(t.requirePath(t.get(r.ino)), name, r.data ?? Buffer.alloc(0), r.mode);
+        await fs.setxattr(t.requirePath(t.get(r.ino)), name, r.data ?? Buffer.alloc(0), r.mode, r.caller);
         answer(() => ll.replyErr(r.req, 0));
         return;
       }

@@ -42,6 +42,7 @@ mkdir e && setfacl -m u:nobody:x e && chmod 700 e && echo in-e > e/g && chmod 64
 setfacl -m m::- e && A cat e/g
 chmod 711 e && A cat e/g
 setfacl -k d && touch d/after && stat -c '%n %a' d/after && getfacl -c d/after
+touch sg sg2 && chown nobody:root sg && chown nobody:nogroup sg2 && chmod 2770 sg sg2 && A setfacl -m u::rwx,g::rx sg && A setfacl -m u::rwx sg2 && stat -c '%n %a' sg sg2
 `;
 
 aclTest('POSIX ACLs through the mount as on a native directory: enforced for another user, mode and mask in step, default ACLs inherited (the umask ignored under one)', (t) => {

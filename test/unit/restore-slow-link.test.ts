@@ -91,12 +91,13 @@ function pattern(size: number, seed: number): Buffer {
 }
 
 test.serial('a file read through, 128 KiB at a time, over a link slower than a 1 MiB window per time bound: no read fails, every byte is right', async (t) => {
-  // 50 ms per block: 1 MiB (the first window before) takes 800 ms, twice the 400 ms bound.
-  const a = new SlowLink(50);
+  // 100 ms per block: 1 MiB (the first window before) takes 1.6 s, twice the 800 ms bound. (Long enough that a
+  // loaded machine's timer delays, tens of ms, stay small against the bound.)
+  const a = new SlowLink(100);
   await a.createVolume(VOLUME);
   const data = pattern(40 * BLOCK_SIZE + 1234, 11);
   await volumeWithFile(a, 'f', data);
-  const { fs } = await recovered(a, 2, 400);
+  const { fs } = await recovered(a, 2, 800);
   a.served = 0;
   const o = await fs.open('/d/f', 0);
   const buf = Buffer.alloc(2 * BLOCK_SIZE);
@@ -201,8 +202,9 @@ test.serial('the background restore over a link slower than a small file per tim
 });
 
 test.serial('a program reading while the background restore runs over a slow link: the background keeps little enough in flight that no read fails', async (t) => {
-  // 100 ms per block, an 800 ms bound: a read may wait about 200 ms behind the background (2 blocks), not 1 MiB (1.6 s) or more.
-  const a = new SlowLink(100);
+  // 200 ms per block, a 1.6 s bound: a read may wait about 400 ms behind the background (2 blocks), not 1 MiB (3.2 s)
+  // or more. (Long enough that a loaded machine's timer delays, tens of ms, stay small against the bound.)
+  const a = new SlowLink(200);
   await a.createVolume(VOLUME);
   const big = pattern(48 * BLOCK_SIZE, 31);
   const other = pattern(16 * BLOCK_SIZE + 99, 32);
@@ -215,10 +217,10 @@ test.serial('a program reading while the background restore runs over a slow lin
     await s.append({ op: 'setattr', id, attrs: file });
   }
   await s.ship();
-  const { h, fs } = await recovered(a, 2, 800);
+  const { h, fs } = await recovered(a, 2, 1600);
   const bg = new BackgroundRestore(h, entered!.store.privateDir, (await readRestoreState(entered!.store.privateDir))!, log);
   bg.start();
-  await sleep(300); // the background is well under way
+  await sleep(600); // the background is well under way
   const o = await fs.open('/d/other', 0);
   const buf = Buffer.alloc(2 * BLOCK_SIZE);
   const failures: string[] = [];

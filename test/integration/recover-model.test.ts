@@ -350,7 +350,7 @@ class Sequence {
           await clearDead(this.mnt, pid);
           const env = { STRATA_CRASH_AT: `${ev.point}:${ev.n}` };
           const st = this.start(ev.via, ev.bg, env);
-          this.note(`kill -9 ${pid} after strata sync; restart (${ev.via}${ev.bg ? '' : ' --no-background-restore'}) with STRATA_CRASH_AT=${ev.point}:${ev.n} -> ${st === 0 ? 'serving' : 'died before serving'}`);
+          this.note(`kill -9 ${pid} after strata sync; restart (${ev.via}${ev.bg ? '' : ' --no-background-restore'}) with STRATA_CRASH_AT=${ev.point}:${ev.n} -> ${st === 0 ? 'serving' : `died before serving: ${this.lastStartOutput.trim().split('\n').slice(-2).join(' / ')}`}`);
           if (st === 0) await this.probeUntilDeath(ev.point, ev.probes, (rec as Extract<Event, { ev: 'crash' }>).probes);
           else {
             this.countDeath(ev.point);
@@ -390,19 +390,27 @@ class Sequence {
     await clearDead(this.mnt, pid);
   }
 
-  /** `strata recover` again, or `strata mount` with the archive; returns its exit status. */
+  /** `strata recover` again, or `strata mount` with the archive; returns its exit status (and what it printed: `lastStartOutput`). */
   private start(via: Via, bg: boolean, env: NodeJS.ProcessEnv = {}): number | null {
     const r = this.r!;
     const flags = bg ? [] : ['--no-background-restore'];
-    if (via === 'recover') return runRecover(r, flags, env, false).status;
-    return strata(['mount', ...r.args, ...flags, r.mnt], env).status;
+    if (via === 'recover') {
+      const res = runRecover(r, flags, env, false);
+      this.lastStartOutput = res.out;
+      return res.status;
+    }
+    const res = strata(['mount', ...r.args, ...flags, r.mnt], env);
+    this.lastStartOutput = `${res.stdout}${res.stderr}`;
+    return res.status;
   }
+
+  private lastStartOutput = '';
 
   private async restart(via: Via, bg: boolean): Promise<void> {
     const st = this.start(via, bg);
     if (st !== 0) {
       const log = readFileIfThere(join(this.r!.store, '.strata', 'daemon.log'));
-      this.fail('restart', `strata ${via} after the kill failed (${st}): ${this.r!.output}\n${log.slice(-3000)}`);
+      this.fail('restart', `strata ${via} after the kill failed (${st}): ${this.lastStartOutput}\n${log.slice(-3000)}`);
     }
     this.note(`restarted: strata ${via}${bg ? '' : ' --no-background-restore'}`);
   }

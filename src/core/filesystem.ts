@@ -823,9 +823,15 @@ export class Filesystem {
     return this.sink!.append({ op: 'setattr', id, attrs: attrsFromStat(st) });
   }
 
-  getxattr(path: string, name: string): Promise<Buffer> {
-    if (isPrivateXattr(name)) return Promise.reject(new FsError('ENODATA'));
-    return this.dir.getxattr(this.existing(path), name);
+  async getxattr(path: string, name: string): Promise<Buffer> {
+    if (isPrivateXattr(name)) throw new FsError('ENODATA');
+    const rel = this.existing(path);
+    if (!isAclXattr(name)) return this.dir.getxattr(rel, name);
+    // A store on a file system without ACLs has none: "no ACL" (the kernel, which asks before it checks a
+    // permission, would take EOPNOTSUPP for a failed check).
+    const acl = await aclAt(this.dir, rel, name);
+    if (acl === null) throw new FsError('ENODATA');
+    return acl;
   }
 
   async listxattr(path: string): Promise<string[]> {

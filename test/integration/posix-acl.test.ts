@@ -128,3 +128,27 @@ aclTest('a mirrored mount records what the store\'s file system changes unasked 
   t.is(res.status, 0, res.out);
   t.is(res.summary.differences, 0);
 });
+
+aclTest('a store on a file system without ACLs (ramfs): another user reads by mode bits as before, setfacl is refused as not supported', (t) => {
+  const m = withMount(t, ['--allow-other']);
+  chmodSync(m.base, 0o711);
+  strata(['unmount', m.mnt]);
+  const disk = `${m.base}/ramfs`;
+  sh(`mkdir -p ${disk}`, m.base);
+  const mounted = spawnSync('mount', ['-t', 'ramfs', 'ramfs', disk], { encoding: 'utf8' });
+  if (mounted.status !== 0) {
+    t.log(`ramfs could not be mounted (${mounted.stderr.trim()}): nothing to check`);
+    t.pass();
+    return;
+  }
+  t.teardown(() => { spawnSync('umount', ['-l', disk]); });
+  chmodSync(disk, 0o755);
+  const r = strata(['mount', '--allow-other', '--store', `${disk}/store`, m.mnt]);
+  t.is(r.status, 0, r.stderr);
+  t.teardown(() => { strata(['unmount', m.mnt]); });
+  const out = sh("echo hi > f && chmod 644 f && chown 1000 f && setpriv --reuid=65534 --regid=65534 --clear-groups cat f; setfacl -m u:nobody:r f; getfacl -c f", m.mnt);
+  // Before: the kernel asked for the ACL, the store answered EOPNOTSUPP, and every permission check failed with it.
+  t.regex(out.stdout, /^hi\n/, `nobody reads a 0644 file: ${out.stderr}`);
+  t.regex(out.stderr, /setfacl: f: Operation not supported/);
+  t.notRegex(out.stderr, /cat:/);
+});

@@ -42,6 +42,7 @@ mkdir e && setfacl -m u:nobody:x e && chmod 700 e && echo in-e > e/g && chmod 64
 setfacl -m m::- e && A cat e/g
 chmod 711 e && A cat e/g
 setfacl -k d && touch d/after && stat -c '%n %a' d/after && getfacl -c d/after
+(umask 027 && mkfifo pf && mkdir pd && touch pt && ln -s pt pl && stat -c '%n %a' pf pd pt) && (umask 0 && touch p0 && stat -c '%n %a' p0)
 touch sg sg2 && chown nobody:root sg && chown nobody:nogroup sg2 && chmod 2770 sg sg2 && A setfacl -m u::rwx,g::rx sg && A setfacl -m u::rwx sg2 && stat -c '%n %a' sg sg2
 `;
 

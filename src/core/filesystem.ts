@@ -872,7 +872,6 @@ export class Filesystem {
     return this.store.dir;
   }
 
-  /** Drops the set-ID bits (setIdDrop) of the file at store path `rel` (not following a symbolic link). */
   /** S_ISGID goes when an access ACL is set by a caller outside the object's group (without CAP_FSETID: not root). */
   private async dropSetGidAfterAcl(rel: string, caller: Caller): Promise<void> {
     const st = await this.dir.lstat(rel);
@@ -881,6 +880,7 @@ export class Filesystem {
     await this.dir.chmod(rel, mode & 0o7777 & ~0o2000);
   }
 
+  /** Drops the set-ID bits (setIdDrop) of the file at store path `rel` (not following a symbolic link). */
   private async dropSetIdBitsAt(rel: string, caller: Caller): Promise<void> {
     const st = await this.dir.lstat(rel);
     const drop = await setIdDropFor(st, caller);
@@ -952,10 +952,10 @@ export class Filesystem {
     return { id, mtime: timeFromNs(st.mtimeNs) };
   }
 
-  /** Gives a just-created object its id and records its creation; returns its attributes. */
   /**
-   * Records a new object (`inherits`: its parent has a default ACL, which
-   * gave it ACLs of its own: recorded after it).
+   * Gives a just-created object its id and records its creation; returns its
+   * attributes. `inherits`: its parent has a default ACL, which gave it ACLs
+   * of its own: recorded after it.
    */
   private async recordCreated(rel: string, target?: string, inherits = false): Promise<fs.BigIntStats> {
     if (!this.sink) return this.dir.lstat(rel);

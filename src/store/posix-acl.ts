@@ -55,20 +55,3 @@ export async function inheritedAcls(dir: StoreDir, rel: string, isDir: boolean):
   names.forEach((n, i) => { if (values[i] !== null) out.push([n, values[i]!]); });
   return out;
 }
-
-/**
- * Removes the ACL attributes of the object at `rel` that `wanted` lacks:
- * those an object created in a directory with a default ACL got from it,
- * where the object being rebuilt had none. After its mode is set: removing
- * an ACL leaves the mode as it is.
- */
-export async function dropAclsNotIn(dir: StoreDir, rel: string, wanted: { readonly [name: string]: unknown }): Promise<void> {
-  for (const name of [ACL_ACCESS, ACL_DEFAULT]) {
-    if (name in wanted) continue;
-    try {
-      await dir.removexattr(rel, name);
-    } catch (err) {
-      if (!absent(err)) throw err;
-    }
-  }
-}

@@ -1552,6 +1552,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linkAt", Napi::Function::New(env, TwoPathsAt<sn_link_at>, "linkAt"));
   exports.Set("renameAt", Napi::Function::New(env, TwoPathsAt<sn_rename_at>, "renameAt"));
   exports.Set("renameNoReplaceAt", Napi::Function::New(env, TwoPathsAt<sn_rename_noreplace_at>, "renameNoReplaceAt"));
+  exports.Set("renameExchangeAt", Napi::Function::New(env, TwoPathsAt<sn_rename_exchange_at>, "renameExchangeAt"));
   exports.Set("unlinkAt", Napi::Function::New(env, UnlinkAt, "unlinkAt"));
   exports.Set("readlinkAt", Napi::Function::New(env, ReadlinkAt, "readlinkAt"));
   exports.Set("chmodAt", Napi::Function::New(env, PathModeAt<sn_chmod_at>, "chmodAt"));

@@ -53,6 +53,7 @@ export interface Constants {
    */
   readonly WRITE_KILL_SUIDGID: number;
   readonly RENAME_NOREPLACE: number;
+  readonly RENAME_EXCHANGE: number;
   /** Journal bytes a write record takes besides its payload: a journalled direct write takes its size plus this in credit. */
   readonly JOURNAL_WRITE_OVERHEAD: number;
   /** Journal bytes a setattr record is counted for: the credit a journalled direct setattr takes. */

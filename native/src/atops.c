@@ -54,6 +54,11 @@ int sn_rename_noreplace_at(int at, const char *from, const char *to, sn_err *err
   return 0;
 }
 
+int sn_rename_exchange_at(int at, const char *from, const char *to, sn_err *err) {
+  if (renameat2(at, from, at, to, RENAME_EXCHANGE) < 0) return SN_FAIL(err, errno, "rename");
+  return 0;
+}
+
 int sn_unlink_at(int at, const char *path, int dir, sn_err *err) {
   if (unlinkat(at, path, dir ? AT_REMOVEDIR : 0) < 0)
     return SN_FAIL(err, errno, dir ? "rmdir" : "unlink");

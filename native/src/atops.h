@@ -10,6 +10,7 @@
  *   sn_link_at      linkat(at, from, at, to, 0)
  *   sn_rename_at    renameat(at, from, at, to)
  *   sn_rename_noreplace_at  renameat2(at, from, at, to, RENAME_NOREPLACE): EEXIST when `to` exists
+ *   sn_rename_exchange_at   renameat2(at, from, at, to, RENAME_EXCHANGE): the two names swap objects, atomically
  *   sn_unlink_at    unlinkat(at, path, 0 | AT_REMOVEDIR)
  *   sn_readlink_at  readlinkat, into a malloc'd buffer of any length
  *   sn_chmod_at     fchmodat(at, path, mode, 0) (follows: never on a symlink)
@@ -39,6 +40,7 @@ int sn_symlink_at(const char *target, int at, const char *path, sn_err *err);
 int sn_link_at(int at, const char *from, const char *to, sn_err *err);
 int sn_rename_at(int at, const char *from, const char *to, sn_err *err);
 int sn_rename_noreplace_at(int at, const char *from, const char *to, sn_err *err);
+int sn_rename_exchange_at(int at, const char *from, const char *to, sn_err *err);
 int sn_unlink_at(int at, const char *path, int dir, sn_err *err);
 int sn_readlink_at(int at, const char *path, char **out, size_t *len, sn_err *err);
 int sn_chmod_at(int at, const char *path, uint32_t mode, sn_err *err);

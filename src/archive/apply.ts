@@ -165,6 +165,7 @@ export class Applier {
         return;
       }
       case 'rename': return this.rename(r);
+      case 'exchange': return this.exchange(r);
       case 'setattr': {
         const o = this.object(r.id);
         if (o) this.setAttrs(o, r.attrs, r.seq, r);
@@ -194,7 +195,7 @@ export class Applier {
       switch (r.op) {
         case 'create': case 'link': ids.add(r.parent); ids.add(r.id); name(r.parent, r.name); break;
         case 'unlink': case 'rmdir': ids.add(r.parent); name(r.parent, r.name); break;
-        case 'rename': ids.add(r.parent); ids.add(r.newParent); name(r.parent, r.name); name(r.newParent, r.newName); break;
+        case 'rename': case 'exchange': ids.add(r.parent); ids.add(r.newParent); name(r.parent, r.name); name(r.newParent, r.newName); break;
         default: ids.add(r.id);
       }
     }
@@ -275,6 +276,29 @@ export class Applier {
         this.dropName(r.newParent, r.newName, r.seq);
         this.attach(r.newParent, r.newName, this.object(o.id)!, r.seq);
       });
+    }
+    this.setMtime(r.parent, r.parentMtime, r.seq);
+    this.setMtime(r.newParent, r.newParentMtime, r.seq);
+  }
+
+  /** The objects of two names swap (renameat2's RENAME_EXCHANGE); both names exist, nothing is removed. */
+  private exchange(r: Extract<Record, { op: 'exchange' }>): void {
+    if (!this.dir(r.parent) || !this.dir(r.newParent)) return;
+    const aId = this.entryOf(r.parent, r.name);
+    const bId = this.entryOf(r.newParent, r.newName);
+    const a = aId === undefined ? undefined : this.object(aId);
+    const b = bId === undefined ? undefined : this.object(bId);
+    if (!a || !b) return;
+    // Two names of one file, or one name twice: the exchange changes nothing.
+    if (a.id !== b.id) {
+      if (isDirMode(a.mode) && this.isWithin(r.newParent, a.id)) throw bad(r, `would move directory ${a.id} into its own subtree`);
+      if (isDirMode(b.mode) && this.isWithin(r.parent, b.id)) throw bad(r, `would move directory ${b.id} into its own subtree`);
+      this.holding(a, () => this.holding(b, () => {
+        this.detach(r.parent, r.name, r.seq);
+        this.detach(r.newParent, r.newName, r.seq);
+        this.attach(r.parent, r.name, this.object(b.id)!, r.seq);
+        this.attach(r.newParent, r.newName, this.object(a.id)!, r.seq);
+      }));
     }
     this.setMtime(r.parent, r.parentMtime, r.seq);
     this.setMtime(r.newParent, r.newParentMtime, r.seq);

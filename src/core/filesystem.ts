@@ -453,6 +453,30 @@ export class Filesystem {
     }));
   }
 
+  /**
+   * renameat2(RENAME_EXCHANGE): the objects named `a` and `b` swap names,
+   * atomically (ENOENT when either is missing; EINVAL when a directory would
+   * go into its own subtree). Nothing is removed.
+   */
+  async exchange(a: string, b: string): Promise<void> {
+    const aRel = LocalStore.relative(a);
+    const bRel = LocalStore.relative(b);
+    // Both directories' entries first (the names are the archive's until then).
+    if (this.restore) await Promise.all([this.restore.entries(parentRelOf(aRel)), this.restore.entries(parentRelOf(bRel))]);
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    if (this.guard) {
+      await this.guard.names(parentRelOf(aRel));
+      await this.guard.names(parentRelOf(bRel));
+    }
+    await this.dir.exchange(aRel, bRel);
+    if (!this.sink) return;
+    const [p, np] = await Promise.all([this.parentOf(aRel), this.parentOf(bRel)]);
+    await this.sink.committed(this.sink.append({
+      op: 'exchange', parent: p.id, name: basename(aRel), newParent: np.id, newName: basename(bRel),
+      parentMtime: p.mtime, newParentMtime: np.mtime,
+    }));
+  }
+
   async readlink(path: string): Promise<string> {
     return this.dir.readlink(LocalStore.relative(path));
   }

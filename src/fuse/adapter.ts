@@ -1018,8 +1018,14 @@ export class FuseAdapter {
         const name = this.name(r, 'name');
         const newName = this.name(r, 'name2');
         const to = t.childPath(newParent, newName);
+        // renameat2's flags (the bridge lets RENAME_NOREPLACE and RENAME_EXCHANGE through), in `mode`.
+        if ((r.mode & FC.RENAME_EXCHANGE) !== 0) {
+          await fs.exchange(t.childPath(parent, name), to);
+          t.exchangeNames(parent, name, newParent, newName);
+          answer(() => ll.replyErr(r.req, 0));
+          return;
+        }
         const targetSurvives = await this.hasOtherNames(to);
-        // renameat2's RENAME_NOREPLACE (the only flag the bridge lets through), in `mode`.
         await fs.rename(t.childPath(parent, name), to, (r.mode & FC.RENAME_NOREPLACE) !== 0);
         t.moveName(parent, name, newParent, newName, targetSurvives);
         answer(() => ll.replyErr(r.req, 0));

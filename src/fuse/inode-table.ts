@@ -200,6 +200,31 @@ export class InodeTable {
   }
 
   /**
+   * Two names swapped objects (renameat2's RENAME_EXCHANGE): what the kernel
+   * knows through `parent/name` is now at `newParent/newName`, and the other
+   * way round. Either side may be unknown to the table (not looked up).
+   */
+  exchangeNames(parent: Inode, name: string, newParent: Inode, newName: string): void {
+    const a = parent.children.get(name);
+    const b = newParent.children.get(newName);
+    if (a === b) return;
+    const relink = (inode: Inode | undefined, from: Inode, fromName: string, to: Inode, toName: string): void => {
+      if (inode === undefined) return;
+      const link = inode.links.find((l) => l.parent === from && l.name === fromName);
+      if (link) {
+        link.parent = to;
+        link.name = toName;
+      }
+    };
+    relink(a, parent, name, newParent, newName);
+    relink(b, newParent, newName, parent, name);
+    if (b === undefined) parent.children.delete(name);
+    else parent.children.set(name, b);
+    if (a === undefined) newParent.children.delete(newName);
+    else newParent.children.set(newName, a);
+  }
+
+  /**
    * The store was swapped (src/swap): every object known so far was renamed
    * away. Each node keeps its id (the kernel may still name it: open handles,
    * a working directory) but has no name any more, and requests that need

@@ -98,6 +98,7 @@ interface NativeBinding {
   linkAt(at: number, from: string, to: string): Promise<void>;
   renameAt(at: number, from: string, to: string): Promise<void>;
   renameNoReplaceAt(at: number, from: string, to: string): Promise<void>;
+  renameExchangeAt(at: number, from: string, to: string): Promise<void>;
   unlinkAt(at: number, path: string, isDir: boolean): Promise<void>;
   readlinkAt(at: number, path: string): Promise<string>;
   chmodAt(at: number, path: string, mode: number): Promise<void>;
@@ -544,6 +545,11 @@ export async function renameAt(at: number, from: string, to: string): Promise<vo
 /** renameat2(RENAME_NOREPLACE): EEXIST when `to` exists, atomically. */
 export async function renameNoReplaceAt(at: number, from: string, to: string): Promise<void> {
   return binding.renameNoReplaceAt(at, from, to);
+}
+
+/** renameat2(RENAME_EXCHANGE) relative to `at`: the objects of `a` and `b` swap names, atomically (ENOENT when either is missing). */
+export async function renameExchangeAt(at: number, a: string, b: string): Promise<void> {
+  return binding.renameExchangeAt(at, a, b);
 }
 
 /** unlinkat(2); `isDir`: AT_REMOVEDIR (rmdir). */

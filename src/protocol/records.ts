@@ -51,6 +51,8 @@ export type Record =
   | { op: 'unlink'; seq: number; parent: ObjectId; name: string; parentMtime: Time }
   | { op: 'rmdir'; seq: number; parent: ObjectId; name: string; parentMtime: Time }
   | { op: 'rename'; seq: number; parent: ObjectId; name: string; newParent: ObjectId; newName: string; parentMtime: Time; newParentMtime: Time }
+  /** renameat2(RENAME_EXCHANGE): the objects of the two names swap, atomically (both names exist). */
+  | { op: 'exchange'; seq: number; parent: ObjectId; name: string; newParent: ObjectId; newName: string; parentMtime: Time; newParentMtime: Time }
   /** Sets every attribute; a size change truncates or extends (with a hole) the data. */
   | { op: 'setattr'; seq: number; id: ObjectId; attrs: Attrs }
   | { op: 'write'; seq: number; id: ObjectId; offset: number; data: Buffer }
@@ -62,7 +64,7 @@ export type RecordOp = Record['op'];
 export type NewRecord = Record extends infer R ? (R extends Record ? Omit<R, 'seq'> : never) : never;
 
 const OP_CODES: Readonly<{ [K in RecordOp]: number }> = {
-  create: 1, link: 2, unlink: 3, rmdir: 4, rename: 5, setattr: 6, write: 7, setxattr: 8, removexattr: 9,
+  create: 1, link: 2, unlink: 3, rmdir: 4, rename: 5, setattr: 6, write: 7, setxattr: 8, removexattr: 9, exchange: 10,
 };
 const OP_BY_CODE: readonly (RecordOp | undefined)[] = (() => {
   const out: (RecordOp | undefined)[] = [];
@@ -253,6 +255,7 @@ export function invalidRecordReason(r: { [k: string]: unknown }): string | null 
     case 'rmdir':
       return first(idOk('parent'), nameOk('name'), timeOk('parentMtime'));
     case 'rename':
+    case 'exchange':
       return first(idOk('parent'), nameOk('name'), idOk('newParent'), nameOk('newName'), timeOk('parentMtime'), timeOk('newParentMtime'));
     case 'setattr':
       return first(idOk('id'), attrsReason(r.attrs));

@@ -94,6 +94,11 @@ export class StoreDir {
     return noReplace ? native.renameNoReplaceAt(this.fd, from, to) : native.renameAt(this.fd, from, to);
   }
 
+  /** renameat2(RENAME_EXCHANGE): the objects at `a` and `b` swap names, atomically. */
+  exchange(a: string, b: string): Promise<void> {
+    return native.renameExchangeAt(this.fd, a, b);
+  }
+
   unlink(rel: string): Promise<void> {
     return native.unlinkAt(this.fd, rel, false);
   }

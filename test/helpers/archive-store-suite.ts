@@ -61,6 +61,8 @@ const rmdir = (parent: string, name: string): NewRecord => ({ op: 'rmdir', paren
 const link = (parent: string, name: string, id: string): NewRecord => ({ op: 'link', parent, name, id, parentMtime: T2 });
 const rename = (parent: string, name: string, newParent: string, newName: string): NewRecord =>
   ({ op: 'rename', parent, name, newParent, newName, parentMtime: T2, newParentMtime: T2 });
+const exchange = (parent: string, name: string, newParent: string, newName: string): NewRecord =>
+  ({ op: 'exchange', parent, name, newParent, newName, parentMtime: T2, newParentMtime: T2 });
 
 function tempDir(t: ExecutionContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'strata-archive-store-'));
@@ -269,6 +271,42 @@ test('rename over a file and over a directory deletes what it replaces', (t) => 
   // An absent source is a no-op.
   ship.send(rename(ROOT_ID, 'absent', ROOT_ID, 'x'));
   t.is(store.dirImage(VOL, ROOT_ID).entries.length, 4);
+});
+
+test('exchange swaps the objects of two names: ids, subtrees, totals and link counts follow, nothing is deleted', (t) => {
+  const { store, ship } = fresh(t);
+  const [a, b, c, f, g, h] = [newId(), newId(), newId(), newId(), newId(), newId()];
+  ship.send(
+    mkdir(ROOT_ID, 'a', a), mkdir(ROOT_ID, 'b', b), mkdir(a, 'c', c), mkfile(c, 'f', f), write(f, 0, Buffer.alloc(1000, 7)),
+    mkfile(b, 'g', g), write(g, 0, Buffer.from('gg')), mkfile(ROOT_ID, 'h', h), link(b, 'h2', h),
+  );
+  const before = store.volumeState(VOL)!.totals;
+  t.deepEqual(before, { entries: 7, bytes: 1002 });
+  // A directory and a file in two directories swap.
+  ship.send(exchange(a, 'c', b, 'g'));
+  t.is(entry(store.dirImage(VOL, a), 'c')!.id, g);
+  t.is(entry(store.dirImage(VOL, b), 'g')!.id, c);
+  t.deepEqual(store.dirImage(VOL, a).totals, { entries: 1, bytes: 2 });
+  t.deepEqual(store.dirImage(VOL, b).totals, { entries: 3, bytes: 1000 });
+  t.is(store.dirImage(VOL, a).nlink, 2, 'a lost its subdirectory');
+  t.is(store.dirImage(VOL, b).nlink, 3, 'b gained one');
+  t.is(store.dirImage(VOL, c).entries[0]!.id, f);
+  t.deepEqual(store.readRange(VOL, g, 0, 10), Buffer.from('gg'));
+  t.deepEqual(store.volumeState(VOL)!.totals, before, 'nothing deleted');
+  // Two directories swap; a hard-linked file keeps both names and its count.
+  ship.send(exchange(ROOT_ID, 'a', ROOT_ID, 'b'), exchange(ROOT_ID, 'h', b, 'h2'));
+  const root = store.dirImage(VOL, ROOT_ID);
+  t.is(entry(root, 'a')!.id, b);
+  t.is(entry(root, 'b')!.id, a);
+  t.is(entry(root, 'h')!.id, h);
+  t.is(entry(root, 'h')!.nlink, 2);
+  // An absent name: nothing changes.
+  ship.send(exchange(ROOT_ID, 'absent', ROOT_ID, 'h'));
+  t.is(entry(store.dirImage(VOL, ROOT_ID), 'h')!.id, h);
+  t.deepEqual(store.volumeState(VOL)!.totals, before);
+  // A directory into its own subtree is a bad record (the primary's kernel refuses it: EINVAL).
+  throwsCode(t, () => ship.send(exchange(ROOT_ID, 'a', c, 'f')), 'EBADREQ', /into its own subtree/);
+  t.is(entry(store.dirImage(VOL, ROOT_ID), 'a')!.id, b, 'the refused batch changed nothing');
 });
 
 test('rmdir takes a whole subtree; create over an existing name replaces the entry', (t) => {

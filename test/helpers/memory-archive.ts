@@ -314,6 +314,19 @@ export class MemoryArchive implements ArchiveClient {
         np.attrs.mtime = r.newParentMtime;
         return;
       }
+      case 'exchange': {
+        const p = this.dir(v, r.parent);
+        const np = this.dir(v, r.newParent);
+        if (!p || !np) return;
+        const a = p.children!.get(r.name);
+        const b = np.children!.get(r.newName);
+        if (a === undefined || b === undefined) return;
+        p.children!.set(r.name, b);
+        np.children!.set(r.newName, a);
+        p.attrs.mtime = r.parentMtime;
+        np.attrs.mtime = r.newParentMtime;
+        return;
+      }
       case 'setattr': {
         const o = v.objects.get(r.id);
         if (!o) return;

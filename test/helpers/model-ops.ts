@@ -9,7 +9,7 @@ import { constants as C, type BigIntStats } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { createHash } from 'node:crypto';
 import { join, posix } from 'node:path';
-import { getxattr, listxattr, removexattr, setxattr, utimens } from '../../src/native/index.js';
+import { AT_FDCWD, getxattr, listxattr, removexattr, renameExchangeAt, setxattr, utimens } from '../../src/native/index.js';
 import { typeOfMode } from '../../src/protocol/records.js';
 import {
   BLOCK, DIR_MODES, pictured, randomAcl, FILE_MODES, ODD_NAMES, OWNERS, XATTR_NAMES, byteName, fillBytes, readdirNames, readlinkName, randomTime, tierOf, type Fill, type Rng,
@@ -34,6 +34,8 @@ export type Op =
   | { op: 'link'; from: string; to: string }
   | { op: 'unlink'; path: string }
   | { op: 'rename'; from: string; to: string }
+  /** renameat2(RENAME_EXCHANGE): two existing names swap objects. */
+  | { op: 'exchange'; from: string; to: string }
   | { op: 'rmdir'; path: string }
   | { op: 'chmod'; path: string; mode: number }
   | { op: 'chown'; path: string; uid: number; gid: number }
@@ -114,6 +116,7 @@ export async function apply(root: string, op: Op, mounted: boolean): Promise<unk
     case 'link': return fsp.link(pb(op.from), pb(op.to));
     case 'unlink': return fsp.unlink(pb(op.path));
     case 'rename': return fsp.rename(pb(op.from), pb(op.to));
+    case 'exchange': return renameExchangeAt(AT_FDCWD, p(op.from), p(op.to));
     case 'rmdir': return fsp.rmdir(pb(op.path));
     case 'chmod': return fsp.chmod(pb(op.path), op.mode);
     case 'chown': return fsp.lchown(pb(op.path), op.uid, op.gid);
@@ -184,6 +187,7 @@ export function touchedPaths(op: Op): string[] {
     case 'link': return [parent(op.to)];
     case 'unlink': case 'rmdir': return [parent(op.path)];
     case 'rename': return [parent(op.from), parent(op.to), op.to];
+    case 'exchange': return [parent(op.from), parent(op.to), op.from, op.to];
     default: return [];
   }
 }
@@ -291,7 +295,7 @@ export function readOnlyOp(rng: Rng, s: Scan): Op {
 export function randomOp(rng: Rng, s: Scan): Op {
   const kind = rng.weighted([
     ['ro', 14], ['write', 6], ['append', 3], ['truncate', 2], ['otrunc', 1], ['create', 2], ['mkdir', 2], ['symlink', 1],
-    ['link', 6], ['unlink', 3], ['rename', 5], ['rmdir', 1], ['chmod', 2], ['chown', 1], ['utimes', 2], ['setxattr', 2],
+    ['link', 6], ['unlink', 3], ['rename', 5], ['exchange', 2], ['rmdir', 1], ['chmod', 2], ['chown', 1], ['utimes', 2], ['setxattr', 2],
     ['removexattr', 1], ['forget', 1],
   ] as const);
   const file = pickFile(rng, s);
@@ -336,6 +340,12 @@ export function randomOp(rng: Rng, s: Scan): Op {
       const from = what === 'dir' && dirs.length > 0 ? rng.pick(dirs) : what === 'symlink' && s.symlinks.length > 0 ? rng.pick(s.symlinks) : file;
       if (from === null) break;
       return { op: 'rename', from, to: newName(rng, s, pickDir(rng, s), 0.15) };
+    }
+    case 'exchange': {
+      // Two existing names, files, directories or symlinks, anywhere (a directory into its own subtree: EINVAL on both sides).
+      const all = [...s.files.map((f) => f.path), ...s.dirs.filter((d) => d !== ''), ...s.symlinks];
+      if (all.length < 2) break;
+      return { op: 'exchange', from: rng.pick(all), to: rng.pick(all) };
     }
     case 'rmdir': {
       const dirs = s.dirs.filter((d) => d !== '');

@@ -36,7 +36,7 @@ import { tmpdir } from 'node:os';
 import { strata, withMount, type TestMount } from '../helpers/mount.js';
 import { pictureOf } from '../helpers/tree.js';
 import { ACL_ACCESS, ACL_DEFAULT, aclXattr, type AclSpec } from '../helpers/acl.js';
-import { utimens, setxattr, getxattr, removexattr, listxattr, type TimeSpec } from '../../src/native/index.js';
+import { AT_FDCWD, renameExchangeAt, utimens, setxattr, getxattr, removexattr, listxattr, type TimeSpec } from '../../src/native/index.js';
 
 // ---- the operations -----------------------------------------------------------------------
 
@@ -64,6 +64,8 @@ type Op =
   | { op: 'rmdir'; path: Name }
   | { op: 'unlink'; path: Name }
   | { op: 'rename'; from: Name; to: Name }
+  /** renameat2(RENAME_EXCHANGE) */
+  | { op: 'exchange'; from: Name; to: Name }
   | { op: 'link'; from: Name; to: Name }
   | { op: 'symlink'; target: string; path: Name }
   | { op: 'readlink'; path: Name }
@@ -160,6 +162,7 @@ function opArbWith(mode: fc.Arbitrary<number>, acl = true): fc.Arbitrary<Op> {
     { arbitrary: fc.record({ op: fc.constant('rmdir' as const), path: name }), weight: 2 },
     { arbitrary: fc.record({ op: fc.constant('unlink' as const), path: name }), weight: 3 },
     { arbitrary: fc.record({ op: fc.constant('rename' as const), from: existing, to: name }), weight: 4 },
+    { arbitrary: fc.record({ op: fc.constant('exchange' as const), from: existing, to: existing }), weight: 2 },
     { arbitrary: fc.record({ op: fc.constant('link' as const), from: existing, to: name }), weight: 3 },
     { arbitrary: fc.record({ op: fc.constant('symlink' as const), target: fc.constantFrom(...TARGETS), path: linkName }), weight: 2 },
     { arbitrary: fc.record({ op: fc.constant('readlink' as const), path: linkName }), weight: 1 },
@@ -293,6 +296,7 @@ async function apply(side: Side, op: Op): Promise<unknown> {
     case 'rmdir': return fsp.rmdir(p(op.path));
     case 'unlink': return fsp.unlink(p(op.path));
     case 'rename': return fsp.rename(p(op.from), p(op.to));
+    case 'exchange': return renameExchangeAt(AT_FDCWD, p(op.from), p(op.to));
     case 'link': return fsp.link(p(op.from), p(op.to));
     case 'symlink': return fsp.symlink(op.target, p(op.path));
     case 'readlink': return fsp.readlink(p(op.path));

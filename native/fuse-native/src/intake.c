@@ -252,11 +252,13 @@ static void ll_symlink (fuse_req_t req, const char *link, fuse_ino_t parent, con
 
 static void ll_rename (fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags) {
   bridge_session_t *s = session_of(req);
-  // renameat2 flags: RENAME_NOREPLACE is strata's (EEXIST when the target
-  // exists, atomically: renameat2 in the store; in `mode`). RENAME_EXCHANGE and
-  // RENAME_WHITEOUT are not: EINVAL for them alone (ENOSYS would make the
-  // kernel refuse every later flag too, fc->no_rename2).
-  if ((flags & ~(unsigned int) RENAME_NOREPLACE) != 0) {
+  // renameat2 flags (in `mode`): RENAME_NOREPLACE (EEXIST when the target
+  // exists) and RENAME_EXCHANGE (the two names swap objects), each done
+  // atomically by renameat2 in the store. RENAME_WHITEOUT is not: EINVAL for
+  // it alone (ENOSYS would make the kernel refuse every later flag too,
+  // fc->no_rename2); so is NOREPLACE with EXCHANGE, as the kernel says itself.
+  if ((flags & ~(unsigned int) (RENAME_NOREPLACE | RENAME_EXCHANGE)) != 0 ||
+      (flags & (RENAME_NOREPLACE | RENAME_EXCHANGE)) == (RENAME_NOREPLACE | RENAME_EXCHANGE)) {
     fuse_reply_err(req, EINVAL);
     return;
   }

@@ -13,7 +13,8 @@
 //   constants.dirent       replyDir's per-name layout, and LEN
 //   constants.open         replyOpen/replyCreate flags
 //   constants.fast         fastPaths flags
-//   constants.RENAME_NOREPLACE  the renameat2 flag a rename record may carry (in mode)
+//   constants.RENAME_NOREPLACE  the renameat2 flags a rename record may carry (in mode)
+//   constants.RENAME_EXCHANGE
 #include "bridge.h"
 
 const char *const bridge_op_names[LL_OP_COUNT] = {
@@ -96,6 +97,7 @@ static napi_value constants (napi_env env) {
   set_u32(env, c, "WRITE_KILL_SUIDGID", LL_WRITE_KILL_SUIDGID);
   // A rename record's renameat2 flag (in mode): the only one the bridge passes on.
   set_u32(env, c, "RENAME_NOREPLACE", RENAME_NOREPLACE);
+  set_u32(env, c, "RENAME_EXCHANGE", RENAME_EXCHANGE);
   set_u32(env, c, "JOURNAL_WRITE_OVERHEAD", LL_JOURNAL_WRITE_OVERHEAD);
   set_u32(env, c, "JOURNAL_SETATTR_BYTES", LL_JOURNAL_SETATTR_BYTES);
 

@@ -822,6 +822,35 @@ test.serial('InodeTable: moveName renames, carries the subtree, and replaces the
   t.is(tab.root.children.get('x2'), x);
 });
 
+test.serial('InodeTable: exchangeNames swaps two names\' objects with their subtrees; an unknown side leaves its name unknown', (t) => {
+  const tab = new InodeTable(10n);
+  const d = tab.remember(tab.root, 'd', 11n);
+  const f = tab.remember(d, 'f', 12n);
+  const e = tab.remember(tab.root, 'e', 13n);
+  const g = tab.remember(e, 'g', 14n);
+  tab.exchangeNames(tab.root, 'd', e, 'g');
+  t.is(tab.pathOf(d), '/e/g');
+  t.is(tab.pathOf(f), '/e/g/f');
+  t.is(tab.pathOf(g), '/d');
+  t.is(tab.root.children.get('d'), g);
+  t.is(e.children.get('g'), d);
+  t.deepEqual([d.links.length, g.links.length], [1, 1]);
+  // One side never looked up: the known one moves, the other name is left for a lookup.
+  tab.exchangeNames(tab.root, 'd', tab.root, 'unknown');
+  t.is(tab.pathOf(g), '/unknown');
+  t.false(tab.root.children.has('d'));
+  // One of two hard links swaps with another file: the other link stays.
+  const x = tab.remember(tab.root, 'x', 16n);
+  tab.remember(tab.root, 'x2', 16n);
+  tab.exchangeNames(tab.root, 'x', tab.root, 'unknown');
+  t.deepEqual(x.links.map((l) => l.name).sort(), ['unknown', 'x2']);
+  t.is(tab.root.children.get('x'), g);
+  t.is(tab.pathOf(g), '/x');
+  // Two names of one object: nothing changes.
+  tab.exchangeNames(tab.root, 'unknown', tab.root, 'x2');
+  t.deepEqual(x.links.map((l) => l.name).sort(), ['unknown', 'x2']);
+});
+
 test.serial('InodeTable: moveName to the same name keeps the object named', (t) => {
   // The kernel answers rename(a, a) itself, but the table must stay sound anyway.
   const tab = new InodeTable(10n);

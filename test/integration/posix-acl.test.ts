@@ -63,6 +63,9 @@ aclTest('POSIX ACLs through the mount as on a native directory: enforced for ano
   t.regex(native.stdout, /Permission denied/);
   const list = (dir: string): string => sh('find . -printf "%p %m %U %G\\n" | sort; getfacl -R -p -c . 2>&1', dir).stdout;
   t.is(list(m.mnt), list(m.native));
+  // The kernel's ACL queries (one per inode it checks for anyone but the owner) were answered on the FUSE thread.
+  const st = JSON.parse(strata(['status', '--json', m.mnt]).stdout) as { requestsOnFuseThread: { getxattr?: number } };
+  t.true((st.requestsOnFuseThread.getxattr ?? 0) > 0, JSON.stringify(st.requestsOnFuseThread));
 });
 
 aclTest('fallback --no-posix-acl and STRATA_POSIX_ACL=0: status says off; ACLs are kept, the kernel checks mode bits only', (t) => {

@@ -377,7 +377,7 @@ static void ll_setxattr (fuse_req_t req, fuse_ino_t ino, const char *name, const
 
 static void ll_getxattr (fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
   bridge_session_t *s = session_of(req);
-  if (fast_getxattr(s, req, ino, name)) return;
+  if (fast_getxattr(s, req, ino, name, size)) return;
   bridge_req_t *r = req_new(s, req, LL_GETXATTR, ino);
   if (r) { r->name = dup_str(name); r->size = (double) size; }
   req_submit(s, req, r);

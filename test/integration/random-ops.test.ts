@@ -541,6 +541,12 @@ const CONFIGS: readonly Config[] = [
     title: 'mirrored, steps by two users (--allow-other), sync mode',
     args: ['--allow-other', '--mirror', 'sync'], runs: 64, users: [1000], mirrored: true, verifyEvery: 1, noSgid: true,
   },
+  {
+    // The kernel keeps size and mtime and sends writes late, in pages; what reaches the journal must still be the
+    // store's tree (strata verify after every sequence). No set-group-ID modes (as above).
+    title: 'mirrored with --writeback-cache, steps by two users (--allow-other)',
+    args: ['--writeback-cache', '--allow-other'], runs: 60, users: [1000], mirrored: true, verifyEvery: 1, noSgid: true,
+  },
   { title: 'steps by three users in a sticky world-writable root (--allow-other)', args: ['--allow-other'], runs: 150, users: [1000, 1001] },
   // The kernel caches writes and sends them later in pages, keeps size and
   // mtime itself, and reads pages of write-only handles (the bridge opens them

@@ -7,20 +7,28 @@ import { callControl } from '../daemon/control.js';
 import type { CheckpointListing } from '../checkpoint-service/manager.js';
 import type { DiffReport } from '../checkpoint/diff.js';
 import type { Area, RollbackReport } from '../checkpoint-service/rollback.js';
+import { exactArg } from './exact-argv.js';
+import { nameBytes } from '../protocol/names.js';
+
+/** Text naming paths, written with the names' own bytes (strata's form of a byte that is not UTF-8 back to that byte). */
+function writeNames(text: string): void {
+  process.stdout.write(nameBytes(text));
+}
 
 /** Long operations (diff and rollback of big trees) may take this long. */
 const LONG_MS = 24 * 3600 * 1000;
 
-/** The path inside the mount for a user's path; throws for one outside it. */
+/** The path inside the mount for a user's path (its bytes as given: exactArg); throws for one outside it. */
 export function mountPath(mnt: string, p: string): string {
-  const abs = resolve(p);
+  const abs = resolve(exactArg(p));
   if (abs === mnt) return '/';
   if (abs.startsWith(`${mnt}/`)) return abs.slice(mnt.length);
   throw new Error(`${p} is outside the mount ${mnt}`);
 }
 
 /** AREA: a path, or FILE:OFFSET+LENGTH (bytes). */
-export function parseArea(mnt: string, a: string): Area {
+export function parseArea(mnt: string, given: string): Area {
+  const a = exactArg(given);
   const m = /^(.*):(\d+)\+(\d+)$/.exec(a);
   if (m) return { path: mountPath(mnt, m[1]!), range: { offset: Number(m[2]), length: Number(m[3]) } };
   return { path: mountPath(mnt, a) };
@@ -96,7 +104,7 @@ export function checkpointDiffCommand(mountpoint: string, name: string, paths: s
       const ranges = x.ranges.map(([o, l]) => `${o}+${l}`).join(' ');
       lines.push(`D ${x.path} ${ranges}${x.size !== x.t0Size ? ` (size ${x.t0Size} -> ${x.size})` : ''}`);
     }
-    process.stdout.write(lines.length === 0 ? `no changes since checkpoint ${name}\n` : lines.join('\n') + '\n');
+    writeNames(lines.length === 0 ? `no changes since checkpoint ${name}\n` : lines.join('\n') + '\n');
   });
 }
 
@@ -111,8 +119,8 @@ export function rollbackCommand(mountpoint: string, areas: string[], opts: { to:
     }
     const verb = r.dryRun ? 'would ' : '';
     for (const c of r.changed) {
-      process.stdout.write(`${verb}${c.action} ${c.path}${c.from ? ` (from ${c.from})` : ''}${c.bytes !== undefined && c.action !== 'size' ? ` ${c.bytes} bytes` : ''}${c.action === 'size' ? ` to ${c.bytes}` : ''}\n`);
+      writeNames(`${verb}${c.action} ${c.path}${c.from ? ` (from ${c.from})` : ''}${c.bytes !== undefined && c.action !== 'size' ? ` ${c.bytes} bytes` : ''}${c.action === 'size' ? ` to ${c.bytes}` : ''}\n`);
     }
-    process.stdout.write(`${r.dryRun ? 'dry run: ' : ''}${r.changed.length} changes, ${r.bytesCopied} bytes ${r.dryRun ? 'to copy' : 'copied'} from checkpoint ${r.checkpoint} (${r.areas.join(' ')})\n`);
+    writeNames(`${r.dryRun ? 'dry run: ' : ''}${r.changed.length} changes, ${r.bytesCopied} bytes ${r.dryRun ? 'to copy' : 'copied'} from checkpoint ${r.checkpoint} (${r.areas.join(' ')})\n`);
   });
 }

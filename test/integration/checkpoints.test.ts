@@ -10,7 +10,7 @@ import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:chil
 import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
-import { withMount, sh, strata } from '../helpers/mount.js';
+import { CLI, withMount, sh, strata } from '../helpers/mount.js';
 import { withMirroredMount, syncMount, assertConverged } from '../helpers/mirror.js';
 import { livePicture, Rng } from '../helpers/model-tree.js';
 import { randomStep } from '../helpers/checkpoint-ops.js';
@@ -269,6 +269,24 @@ test('byte-range, subtree and whole-tree rollbacks: creates, removes, renames an
   t.regex(strata(['rollback', m.mnt, '--to', 'ck', '/etc']).stderr, /outside the mount/);
   t.regex(strata(['rollback', m.mnt, '--to', 'nope']).stderr, /no checkpoint named nope/);
   t.regex(strata(['rollback', m.mnt, '--to', 'ck', `${join(m.mnt, 'big')}:${8 * BS - 1}+2`]).stderr, /past the file's end at the checkpoint/);
+});
+
+test('checkpoint diff and rollback take a name that is not UTF-8 on the command line, byte for byte, and print it so', (t) => {
+  // Node decodes argv as UTF-8 (0xe9 alone becomes U+FFFD); strata takes such an argument from /proc/self/cmdline.
+  const m = withMount(t);
+  const cli = `"${process.execPath}" "${CLI}"`;
+  const setup = sh("mkdir d && printf original > \"$(printf 'd/caf\\xe9')\" && printf other > d/cafe", m.mnt);
+  t.is(setup.status, 0, setup.stderr);
+  createCheckpoint(m.mnt, 'c1');
+  t.is(sh("printf changed > \"$(printf 'd/caf\\xe9')\" && printf changed > d/cafe", m.mnt).status, 0);
+  const diff = sh(`${cli} checkpoint diff ${m.mnt} c1 "$(printf '${m.mnt}/d/caf\\xe9')" | od -An -c`, m.mnt);
+  t.is(diff.status, 0, diff.stderr);
+  const shown = diff.stdout.replace(/\s+/g, ' ');
+  t.regex(shown, /D \/ d \/ c a f 351 0 \+ 8/, 'the Latin-1 name, printed with its own byte (octal 351)');
+  t.notRegex(shown, /c a f e/, 'and only it (the path given was its own)');
+  const rb = sh(`${cli} rollback --to c1 ${m.mnt} "$(printf '${m.mnt}/d/caf\\xe9')"`, m.mnt);
+  t.is(rb.status, 0, rb.stderr);
+  t.is(sh("cat \"$(printf 'd/caf\\xe9')\"; echo; cat d/cafe", m.mnt).stdout, 'original\nchanged', 'that file rolled back, the UTF-8 one next to it not');
 });
 
 test('on a mirrored mount the rollback reaches the archive like any other change', async (t) => {

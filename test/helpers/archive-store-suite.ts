@@ -844,6 +844,8 @@ test('tier images of a volume with 20,000 entries stream quickly', (t) => {
   const ms = performance.now() - start;
   t.is(entries, 20_000);
   t.deepEqual(store.volumeState(VOL)!.totals, { entries: 20_000, bytes: 199_000 });
-  t.true(ms < 3000, `took ${ms.toFixed(0)} ms`);
+  // Not a benchmark: a loose bound that only a per-entry query (or worse) misses; a loaded CI machine stays far inside it.
+  t.true(ms < 10_000, `took ${ms.toFixed(0)} ms`);
+  t.log(`tier images of 20,000 entries in ${ms.toFixed(0)} ms`);
 });
 }

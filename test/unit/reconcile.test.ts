@@ -19,6 +19,7 @@ import { BLOCK_SIZE, ROOT_ID } from '../../src/protocol/records.js';
 import * as native from '../../src/native/index.js';
 import type { ArchiveClient } from '../../src/protocol/archive-api.js';
 import { ShippingSink, VOLUME, archiveFixtures, removeArchiveFixtures, type ArchiveFixture } from '../helpers/memory-archive.js';
+import { aclXattr } from '../helpers/acl.js';
 
 const base = mkdtempSync(join(tmpdir(), 'strata-reconcile-'));
 test.after.always(() => rmSync(base, { recursive: true, force: true }));
@@ -144,6 +145,30 @@ for (const fx of fixtures) {
       name: 'move a directory with its subtree',
       change: async (r) => { await fsp.rename(join(r, 'a/sub'), join(r, 'b/sub-moved')); },
       expect: ['/a/sub:missing-locally', '/a:mtime', '/b/sub-moved:missing-on-archive', '/b:mtime'],
+      writeBytes: 0,
+    },
+    {
+      // renameat2(RENAME_EXCHANGE) whose record a crash lost: two objects swapped names.
+      name: 'exchange two files, and a directory with a fifo, across directories',
+      change: async (r) => {
+        await native.renameExchangeAt(AT_FDCWD, join(r, 'a/f1'), join(r, 'b/empty-sparse'));
+        await native.renameExchangeAt(AT_FDCWD, join(r, 'a/sub'), join(r, 'b/fifo'));
+      },
+      expect: [
+        '/a/f1:id', '/a/f1:mtime', '/a/f1:size', '/a/f1:xattrs', '/a/sub:type', '/a:mtime',
+        '/b/empty-sparse:id', '/b/empty-sparse:mtime', '/b/empty-sparse:size', '/b/empty-sparse:xattrs',
+        '/b/f1-hard:hard-link', '/b/fifo:type', '/b:mtime',
+      ],
+      writeBytes: 0,
+    },
+    {
+      // A setfacl, and a chmod that moved its mask, whose records a crash lost.
+      name: 'a POSIX ACL set and its mask moved by a chmod',
+      change: async (r) => {
+        await native.setxattr(join(r, 'a/f1'), 'system.posix_acl_access', aclXattr({ user: 6, group: 4, other: 4, users: [[4242, 7]], mask: 7 }), 0);
+        await fsp.chmod(join(r, 'a/f1'), 0o640);
+      },
+      expect: ['/a/f1:mode', '/a/f1:xattrs', '/b/f1-hard:mode', '/b/f1-hard:xattrs'],
       writeBytes: 0,
     },
     {

@@ -84,6 +84,21 @@ function shape(on: boolean, rate = '4mbit'): void {
   }
 }
 
+/** The link shaped (4 Mbit/s), and a fresh store and mountpoint under `base` for a recovery (unmounted in teardown). */
+function recoveryOverTheLink(t: ExecutionContext, base: string, server: ArchiveServer, volume: string): { store: string; mnt: string } {
+  shape(true);
+  const store = join(base, 'recovered');
+  const mnt = join(base, 'recovered-mnt');
+  mkdirSync(mnt);
+  t.teardown(() => forceUnmount(mnt));
+  return { store, mnt };
+}
+
+/** `strata recover` of `volume` into `store`, top tier only, with a 2 s fetch timeout (the mountpoint and flags follow). */
+function recoverArgs(server: ArchiveServer, volume: string, store: string): string[] {
+  return ['recover', '--archive', server.url, '--token-file', server.tokenFile, '--volume', volume, '--store', store, '--depth', '1', '--fetch-timeout', '2'];
+}
+
 /**
  * An archive server in the namespace, and a volume on it holding d/big of
  * `size` random bytes, written by a mirrored primary before the link is
@@ -115,14 +130,8 @@ if (why !== null) {
   test.serial('a recovered file read by a real program over a 4 Mbit/s link with --fetch-timeout 2: the right bytes, the lease held, no local-disk alert; 5 MiB written then mirrored over 2 Mbit/s', async (t) => {
     t.timeout(180_000);
     const { server, base, data } = await volumeWithBigFile(t, 'slow', 6 * 1024 * 1024 + 777);
-
-    shape(true);
-    const store = join(base, 'recovered');
-    const mnt = join(base, 'recovered-mnt');
-    mkdirSync(mnt);
-    t.teardown(() => forceUnmount(mnt));
-    const rec = strata(['recover', '--archive', server.url, '--token-file', server.tokenFile, '--volume', 'slow', '--store', store,
-      '--depth', '1', '--no-background-restore', '--fetch-timeout', '2', mnt]);
+    const { store, mnt } = recoveryOverTheLink(t, base, server, 'slow');
+    const rec = strata([...recoverArgs(server, 'slow', store), '--no-background-restore', mnt]);
     t.is(rec.status, 0, `${rec.stdout}${rec.stderr}`);
     const started = Date.now();
     const sum = spawnSync('sha256sum', [join(mnt, 'd', 'big')], { encoding: 'utf8' });
@@ -157,13 +166,8 @@ if (why !== null) {
   test.serial('kill -9 of the daemon while a program reads over the 4 Mbit/s link: a rerun of strata recover serves the file\'s bytes and completes equal', async (t) => {
     t.timeout(240_000);
     const { server, base, data } = await volumeWithBigFile(t, 'slowkill', 4 * 1024 * 1024 + 4321);
-
-    shape(true);
-    const store = join(base, 'recovered');
-    const mnt = join(base, 'recovered-mnt');
-    mkdirSync(mnt);
-    t.teardown(() => forceUnmount(mnt));
-    const args = ['recover', '--archive', server.url, '--token-file', server.tokenFile, '--volume', 'slowkill', '--store', store, '--depth', '1', '--fetch-timeout', '2'];
+    const { store, mnt } = recoveryOverTheLink(t, base, server, 'slowkill');
+    const args = recoverArgs(server, 'slowkill', store);
     const first = strata([...args, '--no-background-restore', mnt]);
     t.is(first.status, 0, `${first.stdout}${first.stderr}`);
     const reader = spawn('sha256sum', [join(mnt, 'd', 'big')], { stdio: 'ignore' });

@@ -380,6 +380,8 @@ int fast_release (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fu
 int fast_fsync (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 int fast_fallocate (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi, int kill_suidgid);
 int fast_getxattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+// Whether the object open on `fd` (O_PATH too) has extended attribute `name` with a value.
+int fd_has_xattr (int fd, const char *name);
 // A descriptor for a node JavaScript answers with an entry, when surely of its object (else -1).
 int fast_entry_fd (bridge_session_t *s, uint64_t gen, fuse_ino_t nodeid, fuse_ino_t parent, const char *name, const struct stat *st);
 // settled.c: the same answers during a restore, for nodes JavaScript vouched for.

@@ -73,6 +73,12 @@ static void proc_path (char *buf, size_t len, int fd) {
   snprintf(buf, len, "/proc/self/fd/%d", fd);
 }
 
+int fd_has_xattr (int fd, const char *name) {
+  char proc[64];
+  proc_path(proc, sizeof(proc), fd);
+  return getxattr(proc, name, NULL, 0) > 0;
+}
+
 static int direct_fd (uint64_t fh) {
   return (int) ((fh >> 32) & LL_FH_FD_MASK) - 1;
 }
@@ -185,7 +191,7 @@ static int fast_acl (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const 
     return 0;
   }
   char proc[64];
-  snprintf(proc, sizeof(proc), "/proc/self/fd/%d", n->fd);
+  proc_path(proc, sizeof(proc), n->fd);
   char *buf = size > 0 ? malloc(size) : NULL;
   if (size > 0 && buf == NULL) {
     node_release(s, n);
@@ -393,13 +399,6 @@ static int announce_node (bridge_session_t *s, fuse_ino_t parent, const char *na
   return 1;
 }
 
-// Whether the directory of descriptor `dirfd` (O_PATH) has a default ACL.
-static int has_default_acl (int dirfd) {
-  char proc[64];
-  snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
-  return getxattr(proc, "system.posix_acl_default", NULL, 0) > 0;
-}
-
 // create (fi != NULL) or mkdir on this thread.
 int fast_new (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
   if (!fast_on(s, LL_FAST_WRITE) || name_is_special(parent, name)) return 0;
@@ -407,7 +406,7 @@ int fast_new (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const char
   if (p == NULL) return 0;
   // POSIX ACLs on: the caller's umask is ours to apply (posix_rules.h).
   mode_t um = s->posix_acl_on ? (fuse_req_ctx(req)->umask & 0777) : 0;
-  if (um != 0) mode = sr_creation_mode(mode, um, has_default_acl(p->fd));
+  if (um != 0) mode = sr_creation_mode(mode, um, fd_has_xattr(p->fd, "system.posix_acl_default"));
   int fd = -1, path_fd = -1, err = 0;
   if (fi != NULL) {
     int flags = (fi->flags & ~(O_NOCTTY | O_DIRECT)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC;

@@ -46,7 +46,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdbool.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 static int take_credit (bridge_session_t *s, int64_t cost) {
@@ -133,14 +132,6 @@ to_js:
   return 0;
 }
 
-// Whether the object of descriptor `fd` has an access ACL: a chmod changes it
-// too (its mask), which the core records (src/core/filesystem.ts: setattr).
-static int has_access_acl (int fd) {
-  char proc[64];
-  snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-  return getxattr(proc, "system.posix_acl_access", NULL, 0) > 0;
-}
-
 // Setattrs the same way (mode, owner, times; a size change goes to
 // JavaScript, which may have to fetch or discard archive data and records
 // it itself, as does a chmod of a file with an ACL): of a regular file whose object id JavaScript knows (it marked
@@ -155,7 +146,8 @@ int journal_setattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct
   if (n == NULL) return 0;
   struct stat st;
   if (!__atomic_load_n(&n->journal, __ATOMIC_ACQUIRE) || fstat(n->fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-      ((to_set & FUSE_SET_ATTR_MODE) && has_access_acl(n->fd))) {
+      // A chmod changes an access ACL too (its mask), which the core records (src/core/filesystem.ts: setattr).
+      ((to_set & FUSE_SET_ATTR_MODE) && fd_has_xattr(n->fd, "system.posix_acl_access"))) {
     node_release(s, n);
     return 0;
   }

@@ -1,0 +1,120 @@
+// Disaster drills with real programs (test/fault/program-drills.test.ts):
+// sqlite3 (WAL and rollback journal), git and rename-over-with-fsync writers,
+// and optionally in-place edits of a source tree, run on a strata mount by
+// program-drill.sh until the daemon under them is killed. What they were
+// told is durable is logged in a native directory; checkPrograms compares a
+// mount (after a restart, a recovery or a takeover) with those logs, with
+// the programs' own checkers (sqlite's integrity_check, git fsck) and with a
+// native copy of the edited tree.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, openSync, readFileSync, closeSync, writeSync, fstatSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ExecutionContext } from 'ava';
+
+const SCRIPT = fileURLToPath(new URL('../../../test/helpers/program-drill.sh', import.meta.url));
+
+export interface Programs {
+  /** Resolves when every program has stopped (they stop at their first failure); kills them after `timeoutMs`. */
+  exited(timeoutMs?: number): Promise<void>;
+}
+
+/** Starts the programs on `mnt`, logging what they were told is durable in `log` (continuing an earlier run's logs). */
+export function startPrograms(t: ExecutionContext, mnt: string, log: string, edit?: { root: string; list: string }): Programs {
+  const args = [SCRIPT, mnt, log, ...(edit ? [edit.root, edit.list] : [])];
+  // Its own process group: a stuck program is killed with the group.
+  const p: ChildProcess = spawn('bash', args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  let stderr = '';
+  p.stderr!.on('data', (d: Buffer) => { if (stderr.length < 4000) stderr += d.toString(); });
+  const done = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+  const killGroup = (): void => { try { process.kill(-p.pid!, 'SIGKILL'); } catch { /* gone */ } };
+  t.teardown(async () => { killGroup(); await done; });
+  return {
+    async exited(timeoutMs = 60_000): Promise<void> {
+      const timer = setTimeout(killGroup, timeoutMs);
+      await done;
+      clearTimeout(timer);
+    },
+  };
+}
+
+function lines(path: string): string[] {
+  return existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((l) => l.length > 0) : [];
+}
+
+function run(cmd: string, args: string[], cwd: string): { status: number | null; out: string } {
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout: 120_000 });
+  return { status: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}`.trim() };
+}
+
+/** Applies the edits program-drill.sh made (the acked ones) to a native copy of the tree, as it made them. */
+export function applyEdits(nativeRoot: string, log: string): void {
+  for (const line of lines(join(log, 'acked-edit'))) {
+    const sp = line.indexOf(' ');
+    const i = Number(line.slice(0, sp));
+    const fd = openSync(join(nativeRoot, line.slice(sp + 1)), 'r+');
+    try {
+      const size = fstatSync(fd).size;
+      writeSync(fd, Buffer.from(`X${i}X`), 0, undefined, Math.floor(size / 2));
+      const end = fstatSync(fd).size;
+      writeSync(fd, Buffer.from(`\nappended ${i}\n`), 0, undefined, end);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+/**
+ * Checks the programs' data on `mnt` against the logs in `log`: every
+ * acknowledged row, commit, rename and edit is there, the databases and the
+ * repository pass their own checks, and the edited tree equals its native
+ * copy `nativeRoot` (after applyEdits) but for the one edit that was under
+ * way, which may be there or not. `label` names the stage in messages.
+ */
+export function checkPrograms(t: ExecutionContext, mnt: string, log: string, label: string, edited?: { root: string; nativeRoot: string }): void {
+  const dbDir = join(mnt, 'a/b/c');
+  for (const [db, acked] of [['db.sq', 'acked-wal'], ['dbr.sq', 'acked-rb']] as const) {
+    const ids = lines(join(log, acked)).map(Number);
+    const last = ids.length > 0 ? ids[ids.length - 1]! : 0;
+    const ic = run('sqlite3', [db, 'PRAGMA integrity_check;'], dbDir);
+    t.is(ic.out, 'ok', `${label}: ${db} integrity_check`);
+    const q = run('sqlite3', [db, 'SELECT coalesce(max(i), 0), count(*) FROM t;'], dbDir);
+    const [max, count] = q.out.split('|').map(Number);
+    t.true(max! >= last, `${label}: ${db} has rows up to ${max}, but ${last} was committed`);
+    t.is(count, max, `${label}: ${db} has ${count} rows for ids up to ${max} (a committed row is missing)`);
+  }
+  const repo = join(mnt, 'a/g');
+  const commits = lines(join(log, 'acked-git'));
+  if (existsSync(repo)) {
+    const fsck = run('git', ['fsck', '--no-dangling'], repo);
+    t.is(fsck.status, 0, `${label}: git fsck: ${fsck.out}`);
+    const missing = commits.filter((c) => run('git', ['cat-file', '-e', c], repo).status !== 0);
+    t.deepEqual(missing, [], `${label}: commits made with core.fsync=all are missing`);
+    if (commits.length > 0) {
+      const anc = run('git', ['merge-base', '--is-ancestor', commits[commits.length - 1]!, 'HEAD'], repo);
+      t.is(anc.status, 0, `${label}: the last committed commit is not in HEAD's history`);
+    }
+  } else {
+    t.is(commits.length, 0, `${label}: the repository is gone but commits were made`);
+  }
+  const moves = lines(join(log, 'acked-mv')).map((l) => l.split(' ').map(Number) as [number, number]);
+  if (moves.length > 0) {
+    const inFlight = (moves[moves.length - 1]![0] + 1) % 5;
+    for (const k of new Set(moves.map(([, k]) => k))) {
+      const got = readFileSync(join(mnt, 'a', `x${k}`));
+      const acked = readFileSync(join(log, `native-x${k}`));
+      // The replacement under way when the daemon died may have landed (its bytes are still in ntmp).
+      const ok = got.equals(acked) || (k === inFlight && existsSync(join(log, 'ntmp')) && got.equals(readFileSync(join(log, 'ntmp'))));
+      t.true(ok, `${label}: a/x${k} is neither its last acknowledged replacement nor the one under way`);
+    }
+  }
+  if (edited) {
+    const begun = lines(join(log, 'begun-edit'));
+    const ackedN = lines(join(log, 'acked-edit')).length;
+    const underWay = begun.length > ackedN ? begun[begun.length - 1]!.slice(begun[begun.length - 1]!.indexOf(' ') + 1) : null;
+    const diff = run('diff', ['-rq', '--no-dereference', edited.nativeRoot, edited.root], '/');
+    const differing = diff.out.split('\n').filter((l) => l.length > 0);
+    const allowed = underWay === null ? [] : [`Files ${join(edited.nativeRoot, underWay)} and ${join(edited.root, underWay)} differ`];
+    t.deepEqual(differing.filter((l) => !allowed.includes(l)), [], `${label}: the edited tree differs from its native copy (${ackedN} edits acknowledged)`);
+  }
+}

@@ -10,6 +10,7 @@
 //   strata_no_killpriv_v2  --no-killpriv-v2
 //   strata_no_fast_paths   --no-direct-io (every request answered in JavaScript)
 //   strata_writeback       --writeback-cache (opt-in)
+//   strata_passthrough_writes --passthrough-writes (opt-in)
 //   passthrough_hp         libfuse's C++ example (when PASSTHROUGH_HP names the binary)
 //   passthrough_ll         libfuse's C example (when PASSTHROUGH_LL names the binary)
 // Figures: the benchmarks of bench/benchmarks.ts (the same code `npm run bench`
@@ -47,6 +48,7 @@ const STRATA_CONFIGS: readonly StrataConfig[] = [
   { name: 'strata_no_killpriv_v2', args: ['--no-killpriv-v2'], feature: 'handle_killpriv_v2', defaultOn: true, note: 'the kernel asks for security.capability before writes and drops set-ID bits itself' },
   { name: 'strata_no_fast_paths', args: ['--no-direct-io'], feature: 'fuse_thread_answers', defaultOn: true, note: 'every request answered in JavaScript; this also leaves out the direct read/write handles, so no passthrough either (overlaps the passthrough switch)' },
   { name: 'strata_writeback', args: ['--writeback-cache'], feature: 'writeback_cache', defaultOn: false, note: 'opt-in: the kernel caches writes; strata does not ask for passthrough with it (the kernel refuses both)' },
+  { name: 'strata_passthrough_writes', args: ['--passthrough-writes'], feature: 'passthrough_writes', defaultOn: false, note: 'opt-in: writable opens pass through too (the kernel writes the store file); handle_killpriv_v2 is then not asked for' },
 ];
 
 interface SideInfo {

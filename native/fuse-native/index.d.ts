@@ -88,6 +88,12 @@ export interface Features {
   readonly passthroughRefused: number;
   /** Backing files registered now. */
   readonly backingFiles: number;
+  /** Writable opens may pass through (FUSE_PASSTHROUGH negotiated and the passthrough_writes option). */
+  readonly passthroughWrites: boolean;
+  /** Writable opens answered with FOPEN_PASSTHROUGH alone so far (their writes go to the store's file). */
+  readonly passthroughWriteOpens: number;
+  /** ... of them, handles open now (checkpoint create waits for 0). */
+  readonly passthroughWriters: number;
 }
 
 /**

@@ -31,6 +31,9 @@ export interface CheckpointListing extends CheckpointInfo {
 }
 
 /** What the daemon does when tracking starts or stops (the FUSE adapter's fast paths). */
+/** How long `checkpoint create` waits for files open for writing in FUSE passthrough to close. */
+export const DEFAULT_WAIT_WRITERS_MS = 10_000;
+
 export interface TrackingSwitch {
   /**
    * Every change must reach the core from now on, except writes of blocks the
@@ -38,6 +41,12 @@ export interface TrackingSwitch {
    * the switch (or the table's last reset) is in flight elsewhere.
    */
   tracking(on: boolean): Promise<void>;
+  /**
+   * After tracking(true): resolves once no file is open for writing in FUSE
+   * passthrough (`--passthrough-writes`: the kernel writes those to the store
+   * itself, unseen), waiting up to `timeoutMs`; fails with EBUSY after it.
+   */
+  passthroughWritersClosed?(timeoutMs: number): Promise<void>;
   /** The FUSE thread's table of blocks it may overwrite itself. */
   clearance?: BlockClearance;
 }
@@ -109,7 +118,8 @@ export class Checkpoints {
     return this.infos.filter((i) => i.status !== 'valid').map((i) => ({ name: i.name, reason: i.reason ?? 'invalid' }));
   }
 
-  create(opts: { name?: string; copyStore?: string }): Promise<CheckpointInfo & { createMs: number }> {
+  /** `waitWritersMs`: how long to wait for files open for writing in FUSE passthrough to close (default 10 s). */
+  create(opts: { name?: string; copyStore?: string; waitWritersMs?: number }): Promise<CheckpointInfo & { createMs: number }> {
     return this.serial(async () => {
       const t0 = process.hrtime.bigint();
       const name = opts.name ?? defaultName();
@@ -140,6 +150,8 @@ export class Checkpoints {
       this.tracker.beginAdd();
       try {
         await this.switcher?.tracking(true);
+        // New opens no longer pass through; the writers that do must be gone before T0.
+        await this.switcher?.passthroughWritersClosed?.(opts.waitWritersMs ?? DEFAULT_WAIT_WRITERS_MS);
         this.infos.push(info);
         await this.saveRegistry();
       } catch (err) {

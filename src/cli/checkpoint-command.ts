@@ -54,10 +54,10 @@ async function run(cmd: string, f: () => Promise<void>): Promise<number> {
   }
 }
 
-export function checkpointCreateCommand(mountpoint: string, opts: { name?: string; copyStore?: string; json?: boolean }): Promise<number> {
+export function checkpointCreateCommand(mountpoint: string, opts: { name?: string; copyStore?: string; waitWriters?: number; json?: boolean }): Promise<number> {
   return run('checkpoint create', async () => {
     const mnt = resolve(mountpoint);
-    const r = (await call(mnt, { cmd: 'checkpoint', op: 'create', ...(opts.name ? { name: opts.name } : {}), ...(opts.copyStore ? { copyStore: resolve(opts.copyStore) } : {}) }, 'create')) as CheckpointListing & { createMs: number };
+    const r = (await call(mnt, { cmd: 'checkpoint', op: 'create', ...(opts.name ? { name: opts.name } : {}), ...(opts.copyStore ? { copyStore: resolve(opts.copyStore) } : {}), ...(opts.waitWriters !== undefined ? { waitWritersMs: opts.waitWriters * 1000 } : {}) }, 'create')) as CheckpointListing & { createMs: number };
     process.stdout.write(opts.json ? JSON.stringify(r) + '\n' : `checkpoint ${r.name} of ${mnt} taken in ${r.createMs.toFixed(1)} ms (copy store ${r.dir})\n`);
   });
 }

@@ -43,6 +43,7 @@ function daemonOptions(cmd: Command): void {
     .option('--allow-other', 'let other users use the mount (always with default_permissions)')
     .option('--writeback-cache', 'let the kernel cache writes and send them in batches (faster small writes; not with --mirror sync; docs/fuse-bridge.md)')
     .option('--no-passthrough', 'do not ask the kernel for FUSE passthrough (reads of local files served by the kernel from the store; docs/fuse-bridge.md)')
+    .option('--passthrough-writes', 'let writable opens pass through too on a mount nothing mirrors, tracks or restores (the kernel writes the store\'s file; a checkpoint waits for such files to close; docs/fuse-bridge.md)')
     .option('--no-direct-journal', 'on a mirrored mount, send every write to the core instead of letting the FUSE thread apply it and hand the core its journal record (docs/mirroring.md)')
     .option('--no-killpriv-v2', 'do not ask the kernel for handle_killpriv_v2 (strata drops set-ID bits on write and truncate itself; docs/fuse-bridge.md)')
     .option('--no-parallel-dirops', 'do not ask the kernel for parallel directory operations (lookups and readdirs of one directory one at a time; docs/fuse-bridge.md)')
@@ -272,8 +273,9 @@ checkpoint.command('create').description('take a checkpoint of the mounted tree 
   .argument('<mountpoint>')
   .option('--name <name>', 'its name (default ck-DATE-TIME)')
   .option('--copy-store <dir>', 'where the old blocks go (default STORE/.strata/checkpoints; may be another disk)')
+  .option('--wait-writers <s>', 'on a --passthrough-writes mount: seconds to wait for files open for writing in passthrough to close (default 10)', parseFloat)
   .option('--json', 'machine-readable output')
-  .action(async (mountpoint: string, opts: { name?: string; copyStore?: string; json?: boolean }) => { process.exitCode = await (await import('./checkpoint-command.js')).checkpointCreateCommand(mountpoint, opts); });
+  .action(async (mountpoint: string, opts: { name?: string; copyStore?: string; waitWriters?: number; json?: boolean }) => { process.exitCode = await (await import('./checkpoint-command.js')).checkpointCreateCommand(mountpoint, opts); });
 checkpoint.command('list').description('the checkpoints of a mount: state, changes tracked, copy store use').argument('<mountpoint>')
   .option('--json', 'machine-readable output')
   .action(async (mountpoint: string, opts: { json?: boolean }) => { process.exitCode = await (await import('./checkpoint-command.js')).checkpointListCommand(mountpoint, opts); });

@@ -23,6 +23,8 @@ export interface MountCliOptions {
   writebackCache?: boolean;
   /** false: --no-passthrough. */
   passthrough?: boolean;
+  /** --passthrough-writes. */
+  passthroughWrites?: boolean;
   /** false: --no-direct-journal. */
   directJournal?: boolean;
   /** false: --no-killpriv-v2. */
@@ -157,6 +159,7 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
   if (o.directIo === false) args.push('--no-direct-io');
   if (o.writebackCache) args.push('--writeback-cache');
   if (o.passthrough === false) args.push('--no-passthrough');
+  if (o.passthroughWrites) args.push('--passthrough-writes');
   if (o.killprivV2 === false) args.push('--no-killpriv-v2');
   if (o.parallelDirops === false) args.push('--no-parallel-dirops');
   if (o.posixAcl === false) args.push('--no-posix-acl');

@@ -21,6 +21,7 @@ function mountOptions(o: MountCliOptions): MountOptions {
   if (o.directIo === false) m.directIo = false;
   if (o.writebackCache) m.writebackCache = true;
   if (o.passthrough === false) m.passthrough = false;
+  if (o.passthroughWrites) m.passthroughWrites = true;
   if (o.killprivV2 === false) m.handleKillprivV2 = false;
   if (o.parallelDirops === false) m.parallelDirops = false;
   if (o.posixAcl === false) m.posixAcl = false;

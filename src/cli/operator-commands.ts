@@ -182,6 +182,7 @@ function fuseFeatureLines(f: FuseFeatures | null | undefined): string[] {
     f.parallelDirops ? 'parallel dirops' : null,
     f.posixAcl ? 'POSIX ACLs' : null,
     f.passthrough ? `passthrough (${f.passthroughOpens} opens, ${f.backingFiles} backing files now)` : null,
+    f.passthroughWrites === true ? `passthrough writes (${f.passthroughWriteOpens} opens, ${f.passthroughWriters} open for writing now)` : null,
   ].filter((x): x is string => x !== null);
   const off = [
     !f.handleKillprivV2 ? `handle_killpriv_v2 (${f.offered.handleKillprivV2 ? 'not asked for' : 'kernel lacks it'})` : null,

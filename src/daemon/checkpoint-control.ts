@@ -8,7 +8,7 @@ import type { FuseAdapter } from '../fuse/adapter.js';
 import { FsError } from '../errors/errno.js';
 
 export type CheckpointRequest =
-  | { cmd: 'checkpoint'; op: 'create'; name?: string; copyStore?: string }
+  | { cmd: 'checkpoint'; op: 'create'; name?: string; copyStore?: string; waitWritersMs?: number }
   | { cmd: 'checkpoint'; op: 'list' }
   | { cmd: 'checkpoint'; op: 'delete'; name: string }
   | { cmd: 'checkpoint'; op: 'diff'; name: string; paths?: string[] }
@@ -29,7 +29,14 @@ export async function checkpointRequest(cps: Checkpoints | null, adapter: FuseAd
         // The daemon never touches its own mountpoint.
         if (dir === mountpoint || dir.startsWith(`${mountpoint}/`)) throw new FsError('EINVAL', `copy store ${dir} lies under the mountpoint ${mountpoint}`);
       }
-      return cps.create({ ...(req.name !== undefined ? { name: req.name } : {}), ...(req.copyStore !== undefined ? { copyStore: resolve(req.copyStore) } : {}) });
+      const waitWritersMs = req.waitWritersMs;
+      if (waitWritersMs !== undefined && (!Number.isFinite(waitWritersMs) || waitWritersMs < 0 || waitWritersMs > 86_400_000)) {
+        throw new FsError('EINVAL', `--wait-writers: ${String(waitWritersMs)} ms is not a time from 0 to a day`);
+      }
+      return cps.create({
+        ...(req.name !== undefined ? { name: req.name } : {}), ...(req.copyStore !== undefined ? { copyStore: resolve(req.copyStore) } : {}),
+        ...(waitWritersMs !== undefined ? { waitWritersMs } : {}),
+      });
     }
     case 'list':
       return { checkpoints: cps.list() };

@@ -7,7 +7,7 @@ import { LOOP_PROBE_MS, loopLateness } from './loop-lateness.js';
 import type { Server } from 'node:net';
 import { LocalStore } from '../store/local-store.js';
 import { Filesystem } from '../core/filesystem.js';
-import { FuseAdapter, type MountOptions, type DirectJournalStatus } from '../fuse/adapter.js';
+import { FuseAdapter, passthroughWritesWanted, type MountOptions, type DirectJournalStatus } from '../fuse/adapter.js';
 import type { Features } from '../fuse/bridge.js';
 import type { Logger } from '../log/logger.js';
 import { serveControl, callControl, type ControlRequest } from './control.js';
@@ -213,14 +213,16 @@ export class MountDaemon {
     // handle_killpriv_v2 only without a mirror: under it the store's own kernel
     // drops a file capability (security.capability) when the daemon writes,
     // which no journal record would carry to the archive (docs/fuse-bridge.md).
-    const killpriv = this.config.mirror ? { handleKillprivV2: false } : {};
+    // Nor with passthrough writes: under it the kernel leaves dropping set-ID
+    // bits on write to strata, which never sees a passthrough write.
+    const killpriv = this.config.mirror || passthroughWritesWanted(this.config.options) ? { handleKillprivV2: false } : {};
     this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options, ...killpriv }, adapterLog);
     this.wireDirectJournal();
     // The restore tells the adapter before it changes an object behind the kernel (vouches for settled nodes).
     if (this.onDemand) this.onDemand.settleWatch = this.adapter.settleWatch;
     this.installObservers();
     const adapter = this.adapter;
-    this.checkpoints.attach({ tracking: (on) => adapter.trackingChanged(on), clearance: adapter.clearance });
+    this.checkpoints.attach({ tracking: (on) => adapter.trackingChanged(on), passthroughWritersClosed: (ms) => adapter.passthroughWritersClosed(ms), clearance: adapter.clearance });
     await this.adapter.mount();
     this.startup.mark('mount');
     this.startup.serving();
@@ -561,7 +563,7 @@ export class MountDaemon {
     }
     this.checkpoints = cps;
     // Files of a former store whose checkpoints guard them keep every change going through the core, whatever the live store's do.
-    cps.attach({ tracking: (on) => adapter.trackingChanged(on || this.spareCheckpoints.length > 0) });
+    cps.attach({ tracking: (on) => adapter.trackingChanged(on || this.spareCheckpoints.length > 0), passthroughWritersClosed: (ms) => adapter.passthroughWritersClosed(ms) });
     const oldGuard = old !== null && old.tracker.active ? old.tracker : null;
     const entry = old !== null && oldGuard !== null ? { store: oldRoot, cps: old } : null;
     if (entry !== null) this.spareCheckpoints.push(entry);
@@ -613,6 +615,11 @@ export interface FuseFeatures {
   passthroughShared: number;
   passthroughRefused: number;
   backingFiles: number;
+  /** Writable opens pass through too (--passthrough-writes, with passthrough granted). */
+  passthroughWrites: boolean;
+  passthroughWriteOpens: number;
+  /** Files open for writing in passthrough right now. */
+  passthroughWriters: number;
 }
 
 function fuseFeaturesOf(f: Features, maxWrite: number): FuseFeatures {
@@ -629,5 +636,8 @@ function fuseFeaturesOf(f: Features, maxWrite: number): FuseFeatures {
     passthroughShared: f.passthroughShared,
     passthroughRefused: f.passthroughRefused,
     backingFiles: f.backingFiles,
+    passthroughWrites: f.passthroughWrites,
+    passthroughWriteOpens: f.passthroughWriteOpens,
+    passthroughWriters: f.passthroughWriters,
   };
 }

@@ -86,6 +86,16 @@ export interface MountOptions {
    */
   passthrough?: boolean;
   /**
+   * With passthrough: writable opens pass through too (default false), under
+   * the same conditions (nothing journals, tracks or restores the store) and
+   * with handle_killpriv_v2 off (the daemon turns it off: the kernel must drop
+   * set-ID bits and file capabilities itself before such a write). The kernel
+   * then writes the store's file itself: no WRITE request reaches strata. A
+   * checkpoint waits until such handles are closed (docs/fuse-bridge.md).
+   * STRATA_PASSTHROUGH_WRITES=1 turns it on too.
+   */
+  passthroughWrites?: boolean;
+  /**
    * Ask the kernel for handle_killpriv_v2 (default true): it no longer asks
    * for security.capability before writes, and leaves dropping set-ID bits on
    * write and truncate to strata. The daemon turns it off on a mirrored mount
@@ -120,12 +130,19 @@ export interface MountOptions {
   debug?: boolean;
 }
 
+/** Writable opens may pass through (MountOptions.passthroughWrites, or STRATA_PASSTHROUGH_WRITES=1), with passthrough asked for. */
+export function passthroughWritesWanted(opts: MountOptions): boolean {
+  return !opts.writebackCache && opts.passthrough !== false && process.env['STRATA_PASSTHROUGH'] !== '0' &&
+    (opts.passthroughWrites === true || process.env['STRATA_PASSTHROUGH_WRITES'] === '1');
+}
+
 export function fuseOptionString(opts: MountOptions): string {
   const list = ['default_permissions', `max_write=${opts.maxWrite ?? 1048576}`, 'subtype=strata'];
   if (opts.fsname) list.push(`fsname=${opts.fsname.replace(/[,\\]/g, '_')}`);
   if (opts.allowOther) list.push('allow_other');
   if (opts.writebackCache) list.push('writeback_cache');
   else if (opts.passthrough !== false && process.env['STRATA_PASSTHROUGH'] !== '0') list.push('passthrough');
+  if (passthroughWritesWanted(opts)) list.push('passthrough_writes');
   if (opts.handleKillprivV2 !== false && process.env['STRATA_KILLPRIV_V2'] !== '0') list.push('handle_killpriv_v2');
   if (opts.parallelDirops !== false && process.env['STRATA_PARALLEL_DIROPS'] !== '0') list.push('parallel_dirops');
   if (opts.posixAcl !== false && process.env['STRATA_POSIX_ACL'] !== '0') list.push('posix_acl');
@@ -471,6 +488,25 @@ export class FuseAdapter {
     this.enableFastPaths();
     if (!this.session || this.closed || !this.tracked) return;
     while (ll.directChanges(this.session) > 0) await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+
+  /**
+   * After trackingChanged(true) (no new open passes through for writing any
+   * more): waits until the files open for writing in FUSE passthrough
+   * (`passthroughWrites`) are all closed, since the kernel writes those to the
+   * store without a request; EBUSY after `timeoutMs`.
+   */
+  async passthroughWritersClosed(timeoutMs: number): Promise<void> {
+    if (!this.session || this.closed) return;
+    const until = Date.now() + timeoutMs;
+    for (let step = 1; ; step = Math.min(step * 2, 50)) {
+      const open = ll.features(this.session).passthroughWriters;
+      if (open <= 0) return;
+      if (Date.now() >= until) {
+        throw new FsError('EBUSY', `${open} file${open === 1 ? ' is' : 's are'} open for writing in FUSE passthrough (--passthrough-writes), whose writes a checkpoint cannot see: close ${open === 1 ? 'it' : 'them'} (or wait longer: --wait-writers), or mount without --passthrough-writes`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, step));
+    }
   }
 
   /**

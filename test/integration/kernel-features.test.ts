@@ -7,9 +7,13 @@
 // and the fallback (the feature off, or not negotiated where strata must not
 // use it) is correct too.
 import test from 'ava';
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
-import { sh, strata, withMount, type TestMount } from '../helpers/mount.js';
-import { withMirroredMount } from '../helpers/mirror.js';
+import { join } from 'node:path';
+import { CLI, sh, strata, withMount, type TestMount } from '../helpers/mount.js';
+import { withMirroredMount, syncMount, assertConverged } from '../helpers/mirror.js';
+import { waitFor } from '../helpers/takeover.js';
 import { buildVolume, newRecoveryTarget, runRecover } from '../helpers/recover.js';
 import type { FuseFeatures } from '../../src/daemon/mount-daemon.js';
 
@@ -21,6 +25,18 @@ const features = (mnt: string): FuseFeatures => {
   return f;
 };
 const requests = (mnt: string, op: string): number => status(mnt).requests[op] ?? 0;
+
+/** The CLI without blocking this process (a command that waits while the test acts). */
+function strataAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    p.once('exit', (status) => resolve({ status, stdout, stderr }));
+  });
+}
 
 const [major = 0, minor = 0] = release().split('.').map((x) => Number.parseInt(x, 10));
 const atLeast = (a: number, b: number): boolean => major > a || (major === a && minor >= b);
@@ -148,6 +164,144 @@ passthroughTest('no passthrough where strata must see the I/O: a mirrored mount,
   t.true(features(m.mnt).passthroughOpens > opens, 'passthrough again once no checkpoint exists');
 });
 
+// ---- passthrough writes (--passthrough-writes) ----------------------------------------
+
+const writeRequests = (mnt: string): number => requests(mnt, 'write');
+
+passthroughTest('--passthrough-writes: writable opens pass through, their writes never reach strata, and the file, its size and times are the store\'s', (t) => {
+  const m = withMount(t, ['--passthrough-writes']);
+  const f = features(m.mnt);
+  t.true(f.passthroughWrites, 'status says passthrough writes');
+  t.false(f.handleKillprivV2, 'handle_killpriv_v2 is left off: the kernel must drop set-ID bits itself');
+  const writes = writeRequests(m.mnt);
+  // The same program in the mount and in a native directory: create, writes, an append, pwrites past the end, a truncate.
+  const prog = [
+    'import os, hashlib',
+    'fd=os.open("f",os.O_CREAT|os.O_WRONLY|os.O_TRUNC,0o644)',
+    'for i in range(64): os.write(fd,bytes([i])*65536)',
+    'os.pwrite(fd,b"hole",9000000)',
+    'os.fsync(fd); os.close(fd)',
+    'fd=os.open("f",os.O_WRONLY|os.O_APPEND)',
+    'os.write(fd,b"appended")',
+    'os.ftruncate(fd,5000000)',
+    'os.close(fd)',
+    'fd=os.open("f",os.O_RDWR)',
+    'os.pwrite(fd,b"X"*10,4999995)',
+    'os.close(fd)',
+    'st=os.stat("f")',
+    'print(st.st_size, hashlib.md5(open("f","rb").read()).hexdigest())',
+  ].join('\n');
+  const out = py(prog, m.mnt);
+  t.is(out, py(prog, m.native), 'the mount ends as the native directory does');
+  t.is(writeRequests(m.mnt), writes, 'no write request reached strata');
+  const after = features(m.mnt);
+  t.true(after.passthroughWriteOpens >= 3, `writable opens passed through: ${after.passthroughWriteOpens}`);
+  t.is(after.passthroughWriters, 0, 'none open any more');
+  t.is(after.backingFiles, 0, 'every backing file closed with its last handle');
+  // What stat shows is the store's file: size and mtime.
+  t.is(sh('stat -c "%s %Y" f', m.mnt).stdout, sh('stat -c "%s %Y" f', m.store).stdout);
+  t.is(sh('md5sum < f', m.mnt).stdout, sh('md5sum < f', m.store).stdout);
+});
+
+for (const args of [['--passthrough-writes'], ['--no-killpriv-v2']]) {
+passthroughTest(`${args[0]!}: another user's writes drop set-ID bits as on ext4 (set-group-ID without group execute too), also of a file made set-ID while it is open for writing`, (t) => {
+  const m = withMount(t, [...args, '--allow-other']);
+  // Coordination files outside the mount, writable by the other user.
+  const sync = join(m.base, 'sync');
+  mkdirSync(sync);
+  chmodSync(sync, 0o777);
+  chmodSync(m.base, 0o755);
+  const setup = 'chmod 777 . && for f in u g k; do rm -f $f; : > $f; done && chmod 4777 u && chmod 2777 g && chmod 2767 k && : > late && chmod 666 late';
+  // The other user opens `late` for writing, root makes it set-user-ID, then the other user writes through the open handle.
+  const writer = [
+    'import os, sys, time',
+    'd=sys.argv[1]; tag=sys.argv[2]',
+    'for n in ("u","g","k"):',
+    '  fd=os.open(n,os.O_WRONLY); os.write(fd,b"w"); os.close(fd)',
+    'fd=os.open("late",os.O_WRONLY)',
+    'os.write(fd,b"a")',
+    'open(os.path.join(d,"ready-"+tag),"w").close()',
+    'while not os.path.exists(os.path.join(d,"go-"+tag)): time.sleep(0.01)',
+    'os.write(fd,b"b"); os.close(fd)',
+  ].join('\n');
+  const script = join(m.base, 'writer.py');
+  writeFileSync(script, writer);
+  chmodSync(script, 0o644);
+  const modes: Record<string, string> = {};
+  for (const [tag, dir] of [['mount', m.mnt], ['native', m.native]] as const) {
+    t.is(sh(setup, dir).status, 0);
+    const r = sh([
+      `setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 ${script} ${sync} ${tag} &`,
+      `for i in $(seq 200); do [ -e ${sync}/ready-${tag} ] && break; sleep 0.05; done`,
+      `chmod 4777 late && touch ${sync}/go-${tag} && wait $!`,
+      'stat -c "%n %a %s" u g k late',
+    ].join('\n'), dir);
+    t.is(r.status, 0, r.stderr);
+    modes[tag] = r.stdout;
+  }
+  t.is(modes['mount'], modes['native']);
+  t.is(modes['native'], 'u 777 1\ng 777 1\nk 767 1\nlate 777 2\n', 'what ext4 does');
+  if (args[0] === '--passthrough-writes') t.true(features(m.mnt).passthroughWriteOpens >= 2, 'the writes of u and late passed through (a set-group-ID file does not)');
+});
+}
+
+passthroughTest('--passthrough-writes and checkpoints: create waits for files open for writing in passthrough (EBUSY after --wait-writers), then tracks every write, which a rollback undoes', async (t) => {
+  const m = withMount(t, ['--passthrough-writes']);
+  // A writer holding a file open for writing (in passthrough) for about 1.5 s.
+  const holder = spawn('bash', ['-c', 'exec 3>held; echo one >&3; sleep 1.5; echo two >&3; exec 3>&-'], { cwd: m.mnt, stdio: 'ignore' });
+  const closed = new Promise<void>((resolve) => holder.once('exit', () => resolve()));
+  t.teardown(() => { holder.kill('SIGKILL'); });
+  await waitFor('the writer to open its file', () => features(m.mnt).passthroughWriters === 1, 10_000, 20);
+  const refused = await strataAsync(['checkpoint', 'create', m.mnt, '--name', 'c0', '--wait-writers', '0.2']);
+  t.not(refused.status, 0);
+  t.regex(refused.stderr, /EBUSY: 1 file is open for writing in FUSE passthrough/);
+  t.true(features(m.mnt).passthroughWrites);
+  // Waiting long enough: taken once the writer has closed it; it has the writer's whole content.
+  const taken = await strataAsync(['checkpoint', 'create', m.mnt, '--name', 'c1', '--wait-writers', '30']);
+  await closed;
+  t.is(taken.status, 0, taken.stderr);
+  t.is(readFileSync(join(m.mnt, 'held'), 'utf8'), 'one\ntwo\n');
+  t.is(features(m.mnt).passthroughWriters, 0);
+  // While the checkpoint exists no writable open passes through: the change is tracked, and rolled back.
+  const opens = features(m.mnt).passthroughWriteOpens;
+  t.is(sh('echo three >> held && echo new > other', m.mnt).status, 0);
+  t.is(features(m.mnt).passthroughWriteOpens, opens, 'no writable open passed through while tracked');
+  const rb = strata(['rollback', m.mnt, '--to', 'c1', join(m.mnt, 'held')]);
+  t.is(rb.status, 0, rb.stderr);
+  t.is(readFileSync(join(m.mnt, 'held'), 'utf8'), 'one\ntwo\n', 'the rollback put back what the checkpoint saw');
+  t.is(strata(['checkpoint', 'delete', m.mnt, 'c1']).status, 0);
+  t.is(sh('echo four >> held', m.mnt).status, 0);
+  t.true(features(m.mnt).passthroughWriteOpens > opens, 'writable opens pass through again once no checkpoint exists');
+});
+
+passthroughTest('fallbacks of --passthrough-writes: off by default (handle_killpriv_v2 on, writes are requests); STRATA_PASSTHROUGH_WRITES=1 turns it on; not without passthrough, nor on a mirrored mount', (t) => {
+  const plain = withMount(t);
+  const f = features(plain.mnt);
+  t.false(f.passthroughWrites);
+  t.true(f.handleKillprivV2);
+  const w = writeRequests(plain.mnt);
+  t.is(sh('head -c 200000 /dev/urandom > f', plain.mnt).status, 0);
+  t.true(writeRequests(plain.mnt) > w, 'writes reach strata');
+  t.is(features(plain.mnt).passthroughWriteOpens, 0);
+
+  const env = withMount(t, [], { STRATA_PASSTHROUGH_WRITES: '1' });
+  t.true(features(env.mnt).passthroughWrites, 'STRATA_PASSTHROUGH_WRITES=1');
+  t.is(sh('echo x > f', env.mnt).status, 0);
+  t.true(features(env.mnt).passthroughWriteOpens > 0);
+
+  const off = withMount(t, ['--passthrough-writes', '--no-passthrough']);
+  t.false(features(off.mnt).passthroughWrites, 'not without passthrough');
+  t.is(sh('echo x > f && cat f', off.mnt).stdout, 'x\n');
+
+  const mm = withMirroredMount(t, { extraArgs: ['--passthrough-writes'] });
+  const w2 = writeRequests(mm.mnt);
+  t.is(sh('head -c 200000 /dev/urandom > f && md5sum < f', mm.mnt).status, 0);
+  t.true(writeRequests(mm.mnt) > w2, 'a journalled store sees every write');
+  t.is(features(mm.mnt).passthroughWriteOpens, 0);
+  syncMount(mm);
+  assertConverged(t, mm);
+});
+
 // Eight programs at once, each looking up every name of one directory (in its
 // own order, with misses among them) and listing it: one JSON line per program
 // with what it saw, sorted, so the lines compare with a native directory's.
@@ -246,13 +400,9 @@ for (const args of [[], ['--no-direct-io'], ['--no-killpriv-v2']] as readonly (r
     const native = sh(SETID_SCRIPT, m.native);
     t.is(mounted.stderr, '');
     t.is(native.stdout, 'w 777 1\na 777 2\nt 777 0\nf 777 8192\no 777 0\nk 2767 2\ngw 767 1\nga 767 2\ngt 767 0\ngf 767 8192\ngo 767 0\n');
-    if (v2) {
-      t.is(mounted.stdout, native.stdout);
-    } else {
-      // Without handle_killpriv_v2 the kernel's FUSE rule decides writes, truncations and fallocates:
-      // set-group-ID goes only with group-execute (docs/SEMANTICS.md). The truncating open is strata's: as natively.
-      t.is(mounted.stdout, native.stdout.replace(/^(g[watf]) 767 /gm, '$1 2767 '));
-    }
+    // Without handle_killpriv_v2 the kernel's FUSE rule drops set-group-ID only with group execute; strata drops
+    // what it leaves after writes, truncations and fallocates by a caller but root (the bridge's write_kills).
+    t.is(mounted.stdout, native.stdout);
     // The store has the bits the mount shows (nothing only in the kernel's cache).
     t.is(sh('stat -c "%n %a" w a t f o k gw ga gt gf go', m.store).stdout, sh('stat -c "%n %a" w a t f o k gw ga gt gf go', m.mnt).stdout);
   });

@@ -509,6 +509,8 @@ interface Config {
   env?: NodeJS.ProcessEnv;
   /** The mount must have served read-only opens through FUSE passthrough (checked after the sequences). */
   passthrough?: boolean;
+  /** The mount must have passed writable opens through (--passthrough-writes; checked after the sequences). */
+  passthroughWrites?: boolean;
   /** Mirror to a fresh file:// archive: every change goes through the journal and the core. */
   mirrored?: boolean;
   /** No POSIX ACL steps (a mount that does not enforce them: --no-posix-acl). */
@@ -537,9 +539,10 @@ const CONFIGS: readonly Config[] = [
   },
   {
     // What the store's file system changes unasked when other users act (set-ID bits dropped, ACLs), recorded:
-    // strata verify every 8th sequence.
+    // strata verify after every sequence. Set-group-ID modes included: a mirrored mount has no handle_killpriv_v2,
+    // and strata drops what the kernel's FUSE rule leaves (set-group-ID without group execute).
     title: 'mirrored, steps by two users (--allow-other), sync mode',
-    args: ['--allow-other', '--mirror', 'sync'], runs: 64, users: [1000], mirrored: true, verifyEvery: 1, noSgid: true,
+    args: ['--allow-other', '--mirror', 'sync'], runs: 64, users: [1000], mirrored: true, verifyEvery: 1,
   },
   {
     // The kernel keeps size and mtime and sends writes late, in pages; what reaches the journal must still be the
@@ -560,6 +563,13 @@ const CONFIGS: readonly Config[] = [
   {
     title: 'FUSE passthrough and handle_killpriv_v2 (the defaults), steps by two users, FUSE-thread node table of 4',
     args: ['--allow-other'], runs: 100, users: [1000], env: { STRATA_NODE_TABLE_MAX: '4' }, passthrough: true,
+  },
+  {
+    // Writable opens pass through too: the kernel writes the store's files
+    // itself, and drops set-ID bits before other users' writes (with
+    // handle_killpriv_v2 off, as the daemon has it with this option).
+    title: '--passthrough-writes (the kernel writes local files), steps by two users, FUSE-thread node table of 4',
+    args: ['--allow-other', '--passthrough-writes'], runs: 100, users: [1000], env: { STRATA_NODE_TABLE_MAX: '4' }, passthroughWrites: true,
   },
   {
     // Without POSIX ACLs the kernel checks mode bits only, unlike ext4 once an ACL is set: no ACL steps here.
@@ -649,6 +659,12 @@ for (const config of CONFIGS) {
       t.log(`passthrough opens: ${st.fuseFeatures.passthroughOpens}`);
       t.true(st.fuseFeatures.passthrough && st.fuseFeatures.handleKillprivV2, 'both negotiated');
       t.true(st.fuseFeatures.passthroughOpens > 0, 'read-only opens passed through');
+    }
+    if (config.passthroughWrites) {
+      const st = JSON.parse(strata(['status', '--json', m.mnt]).stdout) as { fuseFeatures: { passthroughWrites: boolean; handleKillprivV2: boolean; passthroughWriteOpens: number } };
+      t.log(`passthrough write opens: ${st.fuseFeatures.passthroughWriteOpens}`);
+      t.true(st.fuseFeatures.passthroughWrites && !st.fuseFeatures.handleKillprivV2, 'passthrough writes on, handle_killpriv_v2 off');
+      t.true(st.fuseFeatures.passthroughWriteOpens > 0, 'writable opens passed through');
     }
     if (archiveUrl !== null) t.log(`strata verify equal after ${verified} sequences`);
     t.log(tally.toString());

@@ -167,7 +167,8 @@ enum {
 // direct descriptor + 1, bit 60 journalled direct write, bit 61 passthrough,
 // bit 62 direct read, bit 63 direct write.
 #define LL_HANDLE_MASK 0xFFFFFFFFULL
-#define LL_FH_FD_MASK 0x0FFFFFFFULL
+#define LL_FH_FD_MASK 0x07FFFFFFULL
+#define LL_FH_PT_WRITE (1ULL << 59)     // a writable open answered with FOPEN_PASSTHROUGH alone: its writes go to the store's file (passthrough.c)
 #define LL_FH_JOURNAL_WRITE (1ULL << 60) // LL_OPEN_JOURNAL_WRITE
 #define LL_FH_PASSTHROUGH  (1ULL << 61) // answered with FOPEN_PASSTHROUGH (passthrough.c)
 #define LL_FH_DIRECT_READ  (1ULL << 62)
@@ -248,6 +249,7 @@ typedef struct bridge_session {
   int passthrough_wanted;
   int killpriv_wanted;
   int passthrough_on;      // FUSE_PASSTHROUGH negotiated (passthrough.c)
+  int passthrough_writes_wanted; // the passthrough_writes option: writable opens may pass through too (passthrough_eligible)
   int killpriv_on;         // FUSE_HANDLE_KILLPRIV_V2 negotiated
   int parallel_dirops_wanted; // the parallel_dirops option
   int parallel_dirops_on;  // FUSE_CAP_PARALLEL_DIROPS negotiated (ll_init)
@@ -271,6 +273,8 @@ typedef struct bridge_session {
   uint64_t pt_shared;      // ... of them, opens that only joined an inode in passthrough (FOPEN_DIRECT_IO)
   uint64_t pt_refused;     // backing registrations the kernel refused (__atomic)
   int pt_backing;          // backing files registered now
+  int64_t pt_writers;      // writable handles in passthrough (LL_FH_PT_WRITE) open now (__atomic)
+  uint64_t pt_write_opens; // writable opens answered in passthrough (__atomic)
   pthread_t thread;
   int loop_result;
   int loop_done;           // the FUSE loop has ended (the kernel connection is gone)
@@ -440,14 +444,18 @@ void pt_free (bridge_session_t *s);
 // and writes go to the backing file) or PT_JOINED (the inode is in
 // passthrough already: FOPEN_PASSTHROUGH | FOPEN_DIRECT_IO, reads and writes
 // come to strata as requests); *backing_id is set for the latter two.
-enum { PT_NONE = 0, PT_FULL = 1, PT_JOINED = 2 };
+// PT_FULL_WRITE: PT_FULL for a writable open (`eligible` was PT_ELIGIBLE_WRITE): its
+// writes go to the backing file too, and it is counted until released (pt_writers).
+enum { PT_NONE = 0, PT_FULL = 1, PT_JOINED = 2, PT_FULL_WRITE = 3 };
+enum { PT_ELIGIBLE_READ = 1, PT_ELIGIBLE_WRITE = 2 };
 int pt_open_decide (bridge_session_t *s, fuse_ino_t ino, int fd, int eligible, int32_t *backing_id);
 // An open decided by pt_open_decide did not reach the kernel (the opener went away): undo it.
 void pt_open_undo (bridge_session_t *s, fuse_ino_t ino, int mode);
 // A RELEASE of a file handle (intake.c, before anyone answers it): the
 // kernel has dropped that file's io mode already (fuse_file_put).
 void pt_release (bridge_session_t *s, fuse_ino_t ino, uint64_t fh);
-// May this open pass through (flags: the open's; fh: the handle it gets)?
+// May this open pass through (flags: the open's; fh: the handle it gets)? 0, or
+// PT_ELIGIBLE_READ / PT_ELIGIBLE_WRITE (a writable open, with the passthrough_writes option).
 int passthrough_eligible (bridge_session_t *s, int flags, uint64_t fh);
 // Answers an open or create with the handle in fi and the passthrough mode
 // (pt_open_decide); e != NULL: a create. Returns libfuse's result (-ENOENT:

@@ -451,9 +451,9 @@ int fast_new (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const char
     return 1;
   }
   fill_open(fi, 0, fd, LL_OPEN_KEEP_CACHE | LL_OPEN_DIRECT_READ | LL_OPEN_DIRECT_WRITE);
-  // A new file: its inode cannot be in passthrough, but the open is counted (passthrough.c).
+  // A new file: it passes through only with the passthrough_writes option (passthrough.c); the open is counted either way.
   int32_t backing = 0;
-  int pt = pt_open_decide(s, nodeid, fd, 0, &backing);
+  int pt = pt_open_decide(s, nodeid, fd, passthrough_eligible(s, fi->flags, fi->fh), &backing);
   if ((pt != PT_NONE ? pt_reply_open(req, &e, fi, pt, backing) : fuse_reply_create(req, &e, fi)) == -ENOENT) {
     // The creator was interrupted: nobody will release this handle.
     pt_open_undo(s, nodeid, pt);
@@ -497,7 +497,7 @@ int fast_open (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fuse_
   }
   fill_open(fi, 0, fd, (S_ISREG(st.st_mode) && st.st_nlink == 1 ? LL_OPEN_KEEP_CACHE : 0) | LL_OPEN_DIRECT_READ | LL_OPEN_DIRECT_WRITE);
   int32_t backing = 0;
-  int pt = pt_open_decide(s, ino, fd, S_ISREG(st.st_mode) && passthrough_eligible(s, fi->flags, fi->fh), &backing);
+  int pt = pt_open_decide(s, ino, fd, S_ISREG(st.st_mode) ? passthrough_eligible(s, fi->flags, fi->fh) : 0, &backing);
   if ((pt != PT_NONE ? pt_reply_open(req, NULL, fi, pt, backing) : fuse_reply_open(req, fi)) == -ENOENT) {
     // The opener was interrupted: nobody will release this handle.
     pt_open_undo(s, ino, pt);

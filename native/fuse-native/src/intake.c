@@ -138,18 +138,29 @@ static int raw_missing_kills (fuse_req_t req) {
   return raw_request() == NULL && fuse_req_ctx(req)->uid != 0;
 }
 
-// A WRITE whose writer lacks CAP_FSETID (FUSE_WRITE_KILL_SUIDGID).
+// A WRITE whose writer lacks CAP_FSETID (FUSE_WRITE_KILL_SUIDGID). Without
+// handle_killpriv_v2 the kernel drops set-user-ID, and set-group-ID with
+// group execute, itself (a SETATTR before the write), but keeps set-group-ID
+// without group execute, which ext4 drops for a writer outside the file's
+// group: strata applies its rule (posix_rules.h) after any write by a caller
+// but root then, which finds only that case left. Not for the writeback
+// cache's delayed writes: they do not come as the writer (the kernel dealt
+// with the bits at write(2)).
 static int write_kills (bridge_session_t *s, fuse_req_t req) {
-  if (!s->killpriv_on) return 0;
   const struct kfuse_write_in *w = (const struct kfuse_write_in *) raw_args(KFUSE_WRITE, sizeof(struct kfuse_write_in));
+  if (!s->killpriv_on) {
+    int delayed = w != NULL ? (w->write_flags & KFUSE_WRITE_CACHE) != 0 : __atomic_load_n(&s->writeback_on, __ATOMIC_ACQUIRE);
+    return !delayed && fuse_req_ctx(req)->uid != 0;
+  }
   return w != NULL ? (w->write_flags & KFUSE_WRITE_KILL_SUIDGID) != 0 : raw_missing_kills(req);
 }
 
 // A SETATTR that must drop the bits after it (FATTR_KILL_SUIDGID): a
 // truncation by a caller without CAP_FSETID (a chown's are dropped by the
-// store's kernel).
+// store's kernel). Without handle_killpriv_v2, by any caller but root, for
+// what the kernel leaves (write_kills).
 static int setattr_kills (bridge_session_t *s, fuse_req_t req) {
-  if (!s->killpriv_on) return 0;
+  if (!s->killpriv_on) return fuse_req_ctx(req)->uid != 0;
   const struct kfuse_setattr_in *a = (const struct kfuse_setattr_in *) raw_args(KFUSE_SETATTR, sizeof(struct kfuse_setattr_in));
   return a != NULL ? (a->valid & KFATTR_KILL_SUIDGID) != 0 : raw_missing_kills(req);
 }
@@ -413,10 +424,10 @@ static void ll_create (fuse_req_t req, fuse_ino_t parent, const char *name, mode
 // With handle_killpriv_v2 the kernel drops no set-ID bits for a fallocate
 // either, and flags none: as file_modified() would for a caller without
 // CAP_FSETID, they go for any caller but root (the request carries no
-// capabilities).
+// capabilities). Without it, as for a write (write_kills).
 static void ll_fallocate (fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi) {
   bridge_session_t *s = session_of(req);
-  int kill = s->killpriv_on && fuse_req_ctx(req)->uid != 0;
+  int kill = fuse_req_ctx(req)->uid != 0;
   if (fast_fallocate(s, req, ino, mode, offset, length, fi, kill)) return;
   bridge_req_t *r = req_new(s, req, LL_FALLOCATE, ino);
   if (r) { set_fi(r, fi); r->mode = (uint32_t) mode; r->off = (double) offset; r->size = (double) length; r->rdev = kill ? LL_WRITE_KILL_SUIDGID : 0; }

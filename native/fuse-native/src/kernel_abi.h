@@ -28,6 +28,7 @@
 #define KFUSE_PASSTHROUGH          (1ULL << 37)
 
 // Kill set-user-ID / set-group-ID (handle_killpriv_v2).
+#define KFUSE_WRITE_CACHE          (1U << 0)   // fuse_write_in.write_flags: a delayed write from the page cache
 #define KFUSE_WRITE_KILL_SUIDGID   (1U << 2)   // fuse_write_in.write_flags
 #define KFATTR_KILL_SUIDGID        (1U << 11)  // fuse_setattr_in.valid
 #define KFUSE_OPEN_KILL_SUIDGID    (1U << 0)   // fuse_open_in/fuse_create_in.open_flags

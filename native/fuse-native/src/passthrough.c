@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -86,16 +87,56 @@ static void pt_drop_if_unused (pt_entry_t **p) {
 // store's descriptor (JavaScript or the FUSE thread gave it a direct-read
 // handle: no stub, nothing to fetch), and only while nothing journals or
 // tracks the store (LL_FAST_WRITE without LL_FAST_TRACK: no mirror, no
-// checkpoint, no restore). Writes never pass through.
+// checkpoint, no restore).
+// With the passthrough_writes option a writable open of a regular file passes
+// through as well, under the same conditions, when its handle also writes the
+// store's file directly (a direct-write handle), and only while
+// handle_killpriv_v2 is off: the kernel writes a passthrough file as the
+// daemon (root), which keeps the set-ID bits and file capability a write by
+// the program drops, and under handle_killpriv_v2 it leaves that drop to the
+// daemon, which never sees the write. Without it the kernel drops them itself
+// before each such write (file_remove_privs: a SETATTR or REMOVEXATTR to
+// strata), as for any other write (the daemon leaves handle_killpriv_v2 off
+// with passthrough_writes: src/daemon/mount-daemon.ts). But FUSE's own rule
+// drops set-group-ID only with group execute, where ext4 also drops it for a
+// writer outside the file's group: a set-group-ID file stays with strata,
+// whose rule is ext4's (posix_rules.h).
+// A checkpoint waits for writable passthrough handles to close
+// (pt_writers: src/checkpoint-service), since their writes are not seen.
 int passthrough_eligible (bridge_session_t *s, int flags, uint64_t fh) {
   if (!s->passthrough_on) return 0;
-  if ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_DIRECT | O_TRUNC)) != 0) return 0;
+  if ((flags & O_DIRECT) != 0) return 0;
   if (!(fh & LL_FH_DIRECT_READ) || ((fh >> 32) & LL_FH_FD_MASK) == 0) return 0;
   int fast = __atomic_load_n(&s->fast, __ATOMIC_SEQ_CST);
-  return (fast & LL_FAST_WRITE) != 0 && (fast & LL_FAST_TRACK) == 0;
+  if ((fast & LL_FAST_WRITE) == 0 || (fast & LL_FAST_TRACK) != 0) return 0;
+  if ((flags & O_ACCMODE) == O_RDONLY) return (flags & O_TRUNC) == 0 ? PT_ELIGIBLE_READ : 0;
+  if (!s->passthrough_writes_wanted || s->killpriv_on || !(fh & LL_FH_DIRECT_WRITE)) return 0;
+  struct stat st;
+  if (fstat((int) ((fh >> 32) & LL_FH_FD_MASK) - 1, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & S_ISGID)) return 0;
+  // Counted before the flags are looked at again: a checkpoint sets TRACK,
+  // then waits for pt_writers to reach 0 (both seq_cst), so either it sees
+  // this open, or this open sees TRACK and stays out. pt_open_decide takes
+  // the count back unless the open ends in passthrough.
+  __atomic_add_fetch(&s->pt_writers, 1, __ATOMIC_SEQ_CST);
+  fast = __atomic_load_n(&s->fast, __ATOMIC_SEQ_CST);
+  if ((fast & LL_FAST_WRITE) == 0 || (fast & LL_FAST_TRACK) != 0) {
+    __atomic_sub_fetch(&s->pt_writers, 1, __ATOMIC_SEQ_CST);
+    return 0;
+  }
+  return PT_ELIGIBLE_WRITE;
 }
 
+static int pt_decide (bridge_session_t *s, fuse_ino_t ino, int fd, int eligible, int32_t *backing_id);
+
 int pt_open_decide (bridge_session_t *s, fuse_ino_t ino, int fd, int eligible, int32_t *backing_id) {
+  int mode = pt_decide(s, ino, fd, eligible, backing_id);
+  // A writable open was counted by passthrough_eligible: kept only when it passes through.
+  if (eligible == PT_ELIGIBLE_WRITE && mode != PT_FULL_WRITE) __atomic_sub_fetch(&s->pt_writers, 1, __ATOMIC_SEQ_CST);
+  if (mode == PT_FULL_WRITE) __atomic_add_fetch(&s->pt_write_opens, 1, __ATOMIC_RELAXED);
+  return mode;
+}
+
+static int pt_decide (bridge_session_t *s, fuse_ino_t ino, int fd, int eligible, int32_t *backing_id) {
   if (!s->passthrough_on) return PT_NONE;
   pthread_mutex_lock(&s->pt_lock);
   pt_entry_t **p = pt_slot(s, ino);
@@ -115,7 +156,7 @@ int pt_open_decide (bridge_session_t *s, fuse_ino_t ino, int fd, int eligible, i
   if (e->pt > 0) {
     e->pt++;
     *backing_id = e->backing_id;
-    mode = eligible ? PT_FULL : PT_JOINED;
+    mode = eligible == PT_ELIGIBLE_WRITE ? PT_FULL_WRITE : eligible ? PT_FULL : PT_JOINED;
   } else if (!eligible || e->cached > 0 || fd < 0) {
     e->cached++;
   } else {
@@ -127,7 +168,7 @@ int pt_open_decide (bridge_session_t *s, fuse_ino_t ino, int fd, int eligible, i
       e->pt = 1;
       e->backing_id = id;
       *backing_id = id;
-      mode = PT_FULL;
+      mode = eligible == PT_ELIGIBLE_WRITE ? PT_FULL_WRITE : PT_FULL;
       __atomic_add_fetch(&s->pt_backing, 1, __ATOMIC_RELAXED);
     } else {
       __atomic_add_fetch(&s->pt_refused, 1, __ATOMIC_RELAXED);
@@ -163,11 +204,13 @@ static void pt_put (bridge_session_t *s, fuse_ino_t ino, int was_pt) {
 void pt_open_undo (bridge_session_t *s, fuse_ino_t ino, int mode) {
   if (!s->passthrough_on) return;
   pt_put(s, ino, mode != PT_NONE);
+  if (mode == PT_FULL_WRITE) __atomic_sub_fetch(&s->pt_writers, 1, __ATOMIC_SEQ_CST);
 }
 
 void pt_release (bridge_session_t *s, fuse_ino_t ino, uint64_t fh) {
   if (!s->passthrough_on) return;
   pt_put(s, ino, (fh & LL_FH_PASSTHROUGH) != 0);
+  if (fh & LL_FH_PT_WRITE) __atomic_sub_fetch(&s->pt_writers, 1, __ATOMIC_SEQ_CST);
 }
 
 // fuse_entry_out/fuse_attr as the kernel reads them (include/uapi/linux/fuse.h).
@@ -194,7 +237,7 @@ static void timeout_parts (double t, uint64_t *sec, uint32_t *nsec) {
 int pt_reply_open (fuse_req_t req, const struct fuse_entry_param *e, const struct fuse_file_info *fi, int mode, int32_t backing_id) {
   struct kfuse_open_out o;
   memset(&o, 0, sizeof(o));
-  o.fh = fi->fh | LL_FH_PASSTHROUGH;
+  o.fh = fi->fh | LL_FH_PASSTHROUGH | (mode == PT_FULL_WRITE ? LL_FH_PT_WRITE : 0);
   o.open_flags = KFOPEN_PASSTHROUGH | (mode == PT_JOINED ? KFOPEN_DIRECT_IO : 0);
   o.backing_id = backing_id;
   if (e == NULL) {

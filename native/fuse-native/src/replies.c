@@ -140,9 +140,10 @@ napi_value js_reply_create (napi_env env, napi_callback_info info) {
   req_take(r);
   fill_open(&r->fi, handle, direct_fd, flags);
   node_learned(s, e.ino, entry_fd(s, r, e.ino, &e.attr), 0);
-  // Counted for passthrough (passthrough.c); an existing file may join one.
+  // Counted for passthrough (passthrough.c); an existing file may join one, and with
+  // the passthrough_writes option the creator's handle may pass through itself.
   int32_t backing = 0;
-  int pt = pt_open_decide(s, e.ino, direct_fd, 0, &backing);
+  int pt = pt_open_decide(s, e.ino, direct_fd, passthrough_eligible(s, r->fi.flags, r->fi.fh), &backing);
   int rc = pt != PT_NONE ? pt_reply_open(r->req, &e, &r->fi, pt, backing) : fuse_reply_create(r->req, &e, &r->fi);
   if (rc == -ENOENT) { pt_open_undo(s, e.ino, pt); node_forget(s, e.ino, 1); }
   req_done(r);

@@ -253,6 +253,8 @@ static int take_bridge_options (char *opts, bridge_session_t *s) {
       s->writeback_wanted = 1;
     } else if (n == 11 && strncmp(p, "passthrough", 11) == 0) {
       s->passthrough_wanted = 1;
+    } else if (n == 18 && strncmp(p, "passthrough_writes", 18) == 0) {
+      s->passthrough_writes_wanted = 1;
     } else if (n == 18 && strncmp(p, "handle_killpriv_v2", 18) == 0) {
       s->killpriv_wanted = 1;
     } else if (n == 15 && strncmp(p, "parallel_dirops", 15) == 0) {
@@ -497,6 +499,9 @@ napi_value js_features (napi_env env, napi_callback_info info) {
   set_num(env, o, "passthroughShared", (double) __atomic_load_n(&s->pt_shared, __ATOMIC_RELAXED));
   set_num(env, o, "passthroughRefused", (double) __atomic_load_n(&s->pt_refused, __ATOMIC_RELAXED));
   set_num(env, o, "backingFiles", (double) __atomic_load_n(&s->pt_backing, __ATOMIC_RELAXED));
+  set_bool(env, o, "passthroughWrites", s->passthrough_on && s->passthrough_writes_wanted);
+  set_num(env, o, "passthroughWriteOpens", (double) __atomic_load_n(&s->pt_write_opens, __ATOMIC_RELAXED));
+  set_num(env, o, "passthroughWriters", (double) __atomic_load_n(&s->pt_writers, __ATOMIC_SEQ_CST));
   return o;
 }
 

@@ -572,13 +572,15 @@ export class Filesystem {
   /**
    * Writes through an open handle. `dropSetId`: the writer, when it has no
    * CAP_FSETID and the kernel left dropping set-ID bits to strata
-   * (handle_killpriv_v2); they go before the write, as the kernel drops them.
+   * (handle_killpriv_v2, or without it what the kernel's FUSE rule leaves);
+   * they go before the write, as the kernel drops them. `onDropped` runs when
+   * bits went.
    */
-  async write(handle: number, buf: Buffer, length: number, position: number, dropSetId?: Caller): Promise<number> {
+  async write(handle: number, buf: Buffer, length: number, position: number, dropSetId?: Caller, onDropped?: () => void): Promise<number> {
     const f = this.file(handle);
     if (this.sink) await this.sink.admit(length + 128);
     const guard = this.guardOf(f);
-    if (dropSetId !== undefined) await this.dropSetIdOf(f, dropSetId);
+    if (dropSetId !== undefined && await this.dropSetIdOf(f, dropSetId)) onDropped?.();
     if (guard) await guard.data({ fd: f.fd }, position, length);
     const doWrite = (): Promise<number> => new Promise<number>((resolve, reject) => {
       fs.write(f.fd, buf, 0, length, position, (err, written) => (err ? reject(err) : resolve(written)));
@@ -649,15 +651,16 @@ export class Filesystem {
    * Drops the set-ID bits of an open file as a change by a process without
    * CAP_FSETID does (dropSetIdBits), when it has any: saved for the
    * checkpoints first, recorded with the file's attributes at flush, fsync or
-   * release (as a write's size and mtime are).
+   * release (as a write's size and mtime are). True when bits went.
    */
-  private async dropSetIdOf(f: OpenFile, caller: Caller): Promise<void> {
+  private async dropSetIdOf(f: OpenFile, caller: Caller): Promise<boolean> {
     const known = await setIdDropOf(f.fd, caller);
-    if (known.drop === 0) return;
+    if (known.drop === 0) return false;
     const guard = this.guardOf(f);
     if (guard) await guard.attrs({ fd: f.fd });
     await dropSetIdBits(f.fd, caller, known);
     f.dirty = true;
+    return true;
   }
 
   /** close(2) of one descriptor of the file: records its attributes if it was written. */
@@ -676,11 +679,11 @@ export class Filesystem {
     await this.sink.barrier();
   }
 
-  /** fallocate(2) through an open handle; `dropSetId` as for write. */
-  async fallocate(handle: number, mode: number, offset: number, length: number, dropSetId?: Caller): Promise<void> {
+  /** fallocate(2) through an open handle; `dropSetId` and `onDropped` as for write. */
+  async fallocate(handle: number, mode: number, offset: number, length: number, dropSetId?: Caller, onDropped?: () => void): Promise<void> {
     const f = this.file(handle);
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
-    if (dropSetId !== undefined) await this.dropSetIdOf(f, dropSetId);
+    if (dropSetId !== undefined && await this.dropSetIdOf(f, dropSetId)) onDropped?.();
     if (f.remote && this.restore && f.id !== null) {
       await this.restore.fetchAll(f.id, f.fd);
       f.remote = false;

@@ -1103,8 +1103,8 @@ export class FuseAdapter {
       case OP.write: {
         const data = r.data ?? Buffer.alloc(0);
         const kill = (r.mode & FC.WRITE_KILL_SUIDGID) !== 0;
-        const n = await this.withHandle(r, (h) => fs.write(h, data, data.length, r.off, kill ? r.caller : undefined));
-        if (kill) this.invalidateAttrs(r.ino);
+        // The kernel keeps the mode it cached: told when bits went.
+        const n = await this.withHandle(r, (h) => fs.write(h, data, data.length, r.off, kill ? r.caller : undefined, () => this.invalidateAttrs(r.ino)));
         this.jsBytes.written += n;
         answer(() => ll.replyWrite(r.req, n));
         return;
@@ -1124,8 +1124,7 @@ export class FuseAdapter {
         return;
       case OP.fallocate:
         const kill = (r.rdev & FC.WRITE_KILL_SUIDGID) !== 0;
-        await this.withHandle(r, (h) => fs.fallocate(h, r.mode, r.off, r.size, kill ? r.caller : undefined));
-        if (kill) this.invalidateAttrs(r.ino);
+        await this.withHandle(r, (h) => fs.fallocate(h, r.mode, r.off, r.size, kill ? r.caller : undefined, () => this.invalidateAttrs(r.ino)));
         answer(() => ll.replyErr(r.req, 0));
         return;
       case OP.opendir: {

@@ -163,9 +163,9 @@ enum {
 // ... and a setattr record (`constants.JOURNAL_SETATTR_BYTES`).
 #define LL_JOURNAL_SETATTR_BYTES 512
 
-// fi->fh: bits 0-31 the JavaScript handle (`constants.HANDLE_MAX`), bits 32-59
-// direct descriptor + 1, bit 60 journalled direct write, bit 61 passthrough,
-// bit 62 direct read, bit 63 direct write.
+// fi->fh: bits 0-31 the JavaScript handle (`constants.HANDLE_MAX`), bits 32-58
+// direct descriptor + 1, bit 59 writable passthrough, bit 60 journalled direct
+// write, bit 61 passthrough, bit 62 direct read, bit 63 direct write.
 #define LL_HANDLE_MASK 0xFFFFFFFFULL
 #define LL_FH_FD_MASK 0x07FFFFFFULL
 #define LL_FH_PT_WRITE (1ULL << 59)     // a writable open answered with FOPEN_PASSTHROUGH alone: its writes go to the store's file (passthrough.c)

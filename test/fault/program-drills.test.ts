@@ -11,16 +11,16 @@
 //   STRATA_DRILL_RUNS=<n> ...                                              # n seeds per drill
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { withMirroredMount, killPrimary, forceUnmount, mount, syncMount, assertConverged, type MirroredMount } from '../helpers/mirror.js';
-import { strata } from '../helpers/mount.js';
+import { strata, withMount } from '../helpers/mount.js';
 import { startArchiveServer } from '../helpers/archive.js';
 import { waitRestored } from '../helpers/recover.js';
 import { startSite, primary, leaseOf, waitFor } from '../helpers/takeover.js';
 import { Rng } from '../helpers/model-tree.js';
-import { startPrograms, checkPrograms, applyEdits } from '../helpers/program-drill.js';
+import { startPrograms, checkPrograms, applyEdits, run } from '../helpers/program-drill.js';
 
 function seeds(): number[] {
   const fixed = process.env['STRATA_DRILL_SEED'];
@@ -34,6 +34,12 @@ function seeds(): number[] {
 function loseStore(m: MirroredMount): void {
   forceUnmount(m.mnt);
   rmSync(m.store, { recursive: true, force: true });
+}
+
+/** A plain mount (no archive), in the shape the mirrored helpers take (mount again, kill). */
+function unmirrored(t: ExecutionContext): MirroredMount {
+  const p = withMount(t);
+  return { base: p.base, store: p.store, mnt: p.mnt, archiveUrl: '', volume: '', args: ['--store', p.store] };
 }
 
 function recoverInto(t: ExecutionContext, m: MirroredMount, seed: number, extra: string[] = []): void {
@@ -149,6 +155,48 @@ for (const mode of ['async', 'sync'] as const) {
       await waitFor('the takeover', () => leaseOf(site, 'drill')?.takeover?.state === 'serving', 60_000, 100);
       const tmnt = join(site.takeoverDir, 'drill', 'mnt');
       checkPrograms(t, tmnt, log, `seed ${seed}, on the takeover mount`);
+    }
+  });
+}
+
+for (const mirrored of [false, true]) {
+  test.serial(`checkpoint under sqlite3, git and rename-over writers, kill -9 of the daemon while they go on, restart, rollback of one database and then of the tree (${mirrored ? 'mirrored' : 'unmirrored'}): the tree is the native copy taken at checkpoint time`, async (t) => {
+    for (const seed of seeds()) {
+      const rng = new Rng(seed);
+      const beforeMs = rng.int(800, 2000);
+      const afterMs = rng.int(300, 3000);
+      t.log(`seed ${seed}: programs ${beforeMs} ms, killed; checkpoint; programs ${afterMs} ms, kill -9 of the daemon (replay: STRATA_DRILL_SEED=${seed})`);
+      const m: MirroredMount = mirrored ? withMirroredMount(t) : unmirrored(t);
+      const log = join(m.base, 'acked');
+      // The programs die mid-transaction (a hot journal, a WAL) right before the checkpoint: its tree is that crash state.
+      let programs = startPrograms(t, m.mnt, log);
+      await sleep(beforeMs);
+      await programs.stop();
+      const native = join(m.base, 'native-a');
+      t.is(spawnSync('cp', ['-a', join(m.mnt, 'a'), native]).status, 0);
+      const ck = strata(['checkpoint', 'create', m.mnt, '--name', 'ck']);
+      t.is(ck.status, 0, ck.stderr);
+      programs = startPrograms(t, m.mnt, log);
+      await sleep(afterMs);
+      await killPrimary(m);
+      await programs.exited();
+      forceUnmount(m.mnt);
+      mount(m);
+      // One file first (a partial rollback), then everything under a/.
+      const one = 'b/c/dbr.sq';
+      const r1 = strata(['rollback', m.mnt, '--to', 'ck', join(m.mnt, 'a', one)]);
+      t.is(r1.status, 0, r1.stderr);
+      t.true(readFileSync(join(m.mnt, 'a', one)).equals(readFileSync(join(native, one))), `seed ${seed}: ${one} after its rollback`);
+      const r2 = strata(['rollback', m.mnt, '--to', 'ck', join(m.mnt, 'a')]);
+      t.is(r2.status, 0, r2.stderr);
+      const diff = spawnSync('diff', ['-r', '--no-dereference', native, join(m.mnt, 'a')], { encoding: 'utf8' });
+      t.is(diff.status, 0, `seed ${seed}: the rolled-back tree differs from the checkpoint-time copy: ${diff.stdout.slice(0, 2000)}`);
+      // The programs' own checks (sqlite rolls a hot journal back, as it would on the native copy).
+      for (const db of ['db.sq', 'dbr.sq']) t.is(run('sqlite3', [db, 'PRAGMA integrity_check;'], join(m.mnt, 'a/b/c')).out, 'ok', `seed ${seed}: ${db}`);
+      const fsck = run('git', ['fsck', '--no-dangling'], join(m.mnt, 'a/g'));
+      t.is(fsck.status, 0, `seed ${seed}: git fsck: ${fsck.out}`);
+      if (mirrored) { syncMount(m); assertConverged(t, m, `seed ${seed}`); }
+      forceUnmount(m.mnt);
     }
   });
 }

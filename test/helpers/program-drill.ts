@@ -17,6 +17,8 @@ const SCRIPT = fileURLToPath(new URL('../../../test/helpers/program-drill.sh', i
 export interface Programs {
   /** Resolves when every program has stopped (they stop at their first failure); kills them after `timeoutMs`. */
   exited(timeoutMs?: number): Promise<void>;
+  /** kill -9 of every program (mid-transaction, as a crash of the programs would leave their files). */
+  stop(): Promise<void>;
 }
 
 /**
@@ -40,6 +42,10 @@ export function startPrograms(t: ExecutionContext, mnt: string, log: string, edi
       await done;
       clearTimeout(timer);
     },
+    async stop(): Promise<void> {
+      killGroup();
+      await done;
+    },
   };
 }
 
@@ -47,7 +53,7 @@ function lines(path: string): string[] {
   return existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((l) => l.length > 0) : [];
 }
 
-function run(cmd: string, args: string[], cwd: string): { status: number | null; out: string } {
+export function run(cmd: string, args: string[], cwd: string): { status: number | null; out: string } {
   // git as root in a repository another user made: no "dubious ownership" refusal.
   const argv = cmd === 'git' ? ['-c', 'safe.directory=*', ...args] : args;
   const r = spawnSync(cmd, argv, { cwd, encoding: 'utf8', timeout: 120_000 });

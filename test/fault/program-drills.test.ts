@@ -11,7 +11,8 @@
 //   STRATA_DRILL_RUNS=<n> ...                                              # n seeds per drill
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { withMirroredMount, killPrimary, forceUnmount, mount, syncMount, assertConverged, type MirroredMount } from '../helpers/mirror.js';
@@ -200,3 +201,38 @@ for (const mirrored of [false, true]) {
     }
   });
 }
+
+test.serial('snapshot on the archive right after the programs died mid-transaction, the programs again, the disk lost: strata recover --snapshot gives the native copy taken then', async (t) => {
+  for (const seed of seeds()) {
+    const rng = new Rng(seed);
+    const beforeMs = rng.int(800, 2000);
+    const afterMs = rng.int(300, 3000);
+    t.log(`seed ${seed}: programs ${beforeMs} ms, killed; snapshot; programs ${afterMs} ms, kill -9 of the primary, disk lost (replay: STRATA_DRILL_SEED=${seed})`);
+    const targets = mkdtempSync(join(tmpdir(), 'strata-drill-targets-'));
+    const server = await startArchiveServer({ extraArgs: ['--target', `A=${join(targets, 'A')}`] });
+    t.teardown(async () => { await server.stop(); rmSync(targets, { recursive: true, force: true }); });
+    const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
+    const log = join(m.base, 'acked');
+    let programs = startPrograms(t, m.mnt, log);
+    await sleep(beforeMs);
+    await programs.stop();
+    const native = join(m.base, 'native-a');
+    t.is(spawnSync('cp', ['-a', join(m.mnt, 'a'), native]).status, 0);
+    const s = strata(['snapshot', 'create', m.mnt, '--token-file', server.tokenFile, '--wait', '--json']);
+    t.is(s.status, 0, s.stderr);
+    const snap = JSON.parse(s.stdout) as { id: string };
+    programs = startPrograms(t, m.mnt, log);
+    await sleep(afterMs);
+    await killPrimary(m);
+    await programs.exited();
+    loseStore(m);
+    recoverInto(t, m, seed, ['--force', '--snapshot', snap.id]);
+    const diff = spawnSync('diff', ['-r', '--no-dereference', native, join(m.mnt, 'a')], { encoding: 'utf8' });
+    t.is(diff.status, 0, `seed ${seed}: the recovered tree differs from the copy taken at the snapshot: ${diff.stdout.slice(0, 2000)}`);
+    for (const db of ['db.sq', 'dbr.sq']) t.is(run('sqlite3', [db, 'PRAGMA integrity_check;'], join(m.mnt, 'a/b/c')).out, 'ok', `seed ${seed}: ${db}`);
+    const fsck = run('git', ['fsck', '--no-dangling'], join(m.mnt, 'a/g'));
+    t.is(fsck.status, 0, `seed ${seed}: git fsck: ${fsck.out}`);
+    await converged(t, m, `seed ${seed}, recovered from the snapshot`);
+    forceUnmount(m.mnt);
+  }
+});

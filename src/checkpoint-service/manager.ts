@@ -30,10 +30,10 @@ export interface CheckpointListing extends CheckpointInfo {
   blocks: number;
 }
 
-/** What the daemon does when tracking starts or stops (the FUSE adapter's fast paths). */
 /** How long `checkpoint create` waits for files open for writing in FUSE passthrough to close. */
 export const DEFAULT_WAIT_WRITERS_MS = 10_000;
 
+/** What the daemon does when tracking starts or stops (the FUSE adapter's fast paths). */
 export interface TrackingSwitch {
   /**
    * Every change must reach the core from now on, except writes of blocks the

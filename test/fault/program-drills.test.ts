@@ -89,14 +89,16 @@ for (const [mode, uid] of [['async', undefined], ['sync', undefined], ['async', 
   });
 }
 
-test.serial('kill -9 during a restore while programs edit the tree it restores: the restart and a second disk loss keep every acknowledged change', async (t) => {
+for (const uid of [undefined, 65534]) {
+  const who = uid === undefined ? '' : ' (the programs run by another user)';
+  test.serial(`kill -9 during a restore while programs edit the tree it restores${who}: the restart and a second disk loss keep every acknowledged change`, async (t) => {
   for (const seed of seeds()) {
     const rng = new Rng(seed);
     const firstRunMs = rng.int(500, 2500);
     const secondRunMs = rng.int(300, 4000);
     const restart = rng.pick(['recover', 'mount'] as const);
     t.log(`seed ${seed}: programs ${firstRunMs} ms, loss, recover (on demand only), programs and edits ${secondRunMs} ms, kill -9, restart by strata ${restart}, second loss (replay: STRATA_DRILL_SEED=${seed})`);
-    const m = withMirroredMount(t);
+    const m = withMirroredMount(t, uid === undefined ? {} : { extraArgs: ['--allow-other'] });
     const log = join(m.base, 'acked');
     // A source tree, and its native copy that the acknowledged edits are applied to.
     const tarball = join(m.base, 'src.tar');
@@ -109,19 +111,29 @@ test.serial('kill -9 during a restore while programs edit the tree it restores: 
     t.is(spawnSync('tar', ['-C', nativeSrc, '-xf', tarball]).status, 0);
     const list = join(m.base, 'files');
     writeFileSync(list, spawnSync('find', ['.', '-type', 'f'], { cwd: nativeSrc, encoding: 'utf8' }).stdout.split('\n').filter((l) => l.length > 0).sort().join('\n') + '\n');
+    if (uid !== undefined) {
+      // The other user's tree: its writes during the restore take the set-ID checks (no handle_killpriv_v2 when mirrored).
+      t.is(spawnSync('chown', ['-R', `${uid}:${uid}`, src]).status, 0);
+      mkdirSync(log);
+      chmodSync(m.base, 0o755);
+      chmodSync(log, 0o777);
+      chmodSync(m.mnt, 0o777);
+      chmodSync(join(m.mnt, 'a'), 0o777);
+    }
 
-    let programs = startPrograms(t, m.mnt, log);
+    let programs = startPrograms(t, m.mnt, log, undefined, uid);
     await sleep(firstRunMs);
     await killPrimary(m);
     await programs.exited();
     loseStore(m);
     // No background restore yet: the edits land in files whose data is still only in the archive.
     recoverInto(t, m, seed, ['--no-background-restore']);
-    programs = startPrograms(t, m.mnt, log, { root: src, list });
+    programs = startPrograms(t, m.mnt, log, { root: src, list }, uid);
     await sleep(secondRunMs);
     await killPrimary(m);
     await programs.exited();
     applyEdits(nativeSrc, log);
+    t.log(`seed ${seed}: ${readFileSync(join(log, 'acked-edit'), { encoding: 'utf8', flag: 'a+' }).split('\n').filter((l) => l.length > 0).length} edits acknowledged during the restore`);
     forceUnmount(m.mnt);
     if (restart === 'recover') recoverInto(t, m, seed);
     else mount(m);
@@ -138,6 +150,7 @@ test.serial('kill -9 during a restore while programs edit the tree it restores: 
     forceUnmount(m.mnt);
   }
 });
+}
 
 for (const mode of ['async', 'sync'] as const) {
   test.serial(`the archive host takes over a primary killed under sqlite3, git and rename-over writers (${mode} mirror): every acknowledged change is there`, async (t) => {

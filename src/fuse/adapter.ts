@@ -130,10 +130,14 @@ export interface MountOptions {
   debug?: boolean;
 }
 
+/** Passthrough is asked for (not with the writeback cache, which the kernel refuses alongside it). */
+function passthroughWanted(opts: MountOptions): boolean {
+  return !opts.writebackCache && opts.passthrough !== false && process.env['STRATA_PASSTHROUGH'] !== '0';
+}
+
 /** Writable opens may pass through (MountOptions.passthroughWrites, or STRATA_PASSTHROUGH_WRITES=1), with passthrough asked for. */
 export function passthroughWritesWanted(opts: MountOptions): boolean {
-  return !opts.writebackCache && opts.passthrough !== false && process.env['STRATA_PASSTHROUGH'] !== '0' &&
-    (opts.passthroughWrites === true || process.env['STRATA_PASSTHROUGH_WRITES'] === '1');
+  return passthroughWanted(opts) && (opts.passthroughWrites === true || process.env['STRATA_PASSTHROUGH_WRITES'] === '1');
 }
 
 export function fuseOptionString(opts: MountOptions): string {
@@ -141,7 +145,7 @@ export function fuseOptionString(opts: MountOptions): string {
   if (opts.fsname) list.push(`fsname=${opts.fsname.replace(/[,\\]/g, '_')}`);
   if (opts.allowOther) list.push('allow_other');
   if (opts.writebackCache) list.push('writeback_cache');
-  else if (opts.passthrough !== false && process.env['STRATA_PASSTHROUGH'] !== '0') list.push('passthrough');
+  if (passthroughWanted(opts)) list.push('passthrough');
   if (passthroughWritesWanted(opts)) list.push('passthrough_writes');
   if (opts.handleKillprivV2 !== false && process.env['STRATA_KILLPRIV_V2'] !== '0') list.push('handle_killpriv_v2');
   if (opts.parallelDirops !== false && process.env['STRATA_PARALLEL_DIROPS'] !== '0') list.push('parallel_dirops');

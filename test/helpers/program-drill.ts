@@ -53,7 +53,7 @@ function lines(path: string): string[] {
   return existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((l) => l.length > 0) : [];
 }
 
-export function run(cmd: string, args: string[], cwd: string): { status: number | null; out: string } {
+function run(cmd: string, args: string[], cwd: string): { status: number | null; out: string } {
   // git as root in a repository another user made: no "dubious ownership" refusal.
   const argv = cmd === 'git' ? ['-c', 'safe.directory=*', ...args] : args;
   const r = spawnSync(cmd, argv, { cwd, encoding: 'utf8', timeout: 120_000 });
@@ -104,12 +104,10 @@ export function checkPrograms(t: ExecutionContext, mnt: string, log: string, lab
   if (existsSync(repo)) {
     const fsck = run('git', ['fsck', '--no-dangling'], repo);
     t.is(fsck.status, 0, `${label}: git fsck: ${fsck.out}`);
-    const missing = commits.filter((c) => run('git', ['cat-file', '-e', c], repo).status !== 0);
-    t.deepEqual(missing, [], `${label}: commits made with core.fsync=all are missing`);
-    if (commits.length > 0) {
-      const anc = run('git', ['merge-base', '--is-ancestor', commits[commits.length - 1]!, 'HEAD'], repo);
-      t.is(anc.status, 0, `${label}: the last committed commit is not in HEAD's history`);
-    }
+    // One listing of HEAD's history instead of a git process per commit (the history is linear).
+    const history = new Set(run('git', ['rev-list', 'HEAD'], repo).out.split('\n'));
+    const missing = commits.filter((c) => !history.has(c));
+    t.deepEqual(missing, [], `${label}: commits made with core.fsync=all are not in HEAD's history`);
   } else {
     t.is(commits.length, 0, `${label}: the repository is gone but commits were made`);
   }
@@ -133,4 +131,26 @@ export function checkPrograms(t: ExecutionContext, mnt: string, log: string, lab
     const allowed = underWay === null ? [] : [`Files ${join(edited.nativeRoot, underWay)} and ${join(edited.root, underWay)} differ`];
     t.deepEqual(differing.filter((l) => !allowed.includes(l)), [], `${label}: the edited tree differs from its native copy (${ackedN} edits acknowledged)`);
   }
+}
+
+/**
+ * Runs the programs on `mnt` for `ms`, kills them (mid-transaction: a hot
+ * journal, a WAL) and copies their tree `a/` natively to `native`: the
+ * crash state a checkpoint or snapshot taken right after must give back.
+ */
+export async function programsThenCopy(t: ExecutionContext, mnt: string, log: string, ms: number, native: string): Promise<void> {
+  const programs = startPrograms(t, mnt, log);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  await programs.stop();
+  t.is(spawnSync('cp', ['-a', join(mnt, 'a'), native]).status, 0);
+}
+
+/** The tree `a/` on `mnt` is the native copy `native` (diff -r), and the programs' own checks pass on it. */
+export function checkEqualsCopy(t: ExecutionContext, mnt: string, native: string, label: string): void {
+  const diff = spawnSync('diff', ['-r', '--no-dereference', native, join(mnt, 'a')], { encoding: 'utf8' });
+  t.is(diff.status, 0, `${label}: the tree differs from the native copy: ${diff.stdout.slice(0, 2000)}`);
+  // sqlite rolls a hot journal back, as it would on the native copy.
+  for (const db of ['db.sq', 'dbr.sq']) t.is(run('sqlite3', [db, 'PRAGMA integrity_check;'], join(mnt, 'a/b/c')).out, 'ok', `${label}: ${db}`);
+  const fsck = run('git', ['fsck', '--no-dangling'], join(mnt, 'a/g'));
+  t.is(fsck.status, 0, `${label}: git fsck: ${fsck.out}`);
 }

@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
-import { CLI, sh, strata, withMount, type TestMount } from '../helpers/mount.js';
+import { sh, strata, strataAsync, withMount, type TestMount } from '../helpers/mount.js';
 import { withMirroredMount, syncMount, assertConverged } from '../helpers/mirror.js';
 import { waitFor } from '../helpers/takeover.js';
 import { buildVolume, newRecoveryTarget, runRecover } from '../helpers/recover.js';
@@ -26,17 +26,6 @@ const features = (mnt: string): FuseFeatures => {
 };
 const requests = (mnt: string, op: string): number => status(mnt).requests[op] ?? 0;
 
-/** The CLI without blocking this process (a command that waits while the test acts). */
-function strataAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    p.once('exit', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 const [major = 0, minor = 0] = release().split('.').map((x) => Number.parseInt(x, 10));
 const atLeast = (a: number, b: number): boolean => major > a || (major === a && minor >= b);

@@ -1294,8 +1294,22 @@ bool GetAtPath(const Napi::CallbackInfo& info, int* at, std::string* path) {
   return GetString(info, 1, "path", path);
 }
 
-// statAt(at, path, follow) -> BigInt64Array [dev, mode, nlink, uid, gid, rdev,
-// blksize, ino, size, blocks, atime s, ns, mtime s, ns, ctime s, ns]
+// The stat array statAt and statAtSync answer with: BigInt64Array [dev, mode,
+// nlink, uid, gid, rdev, blksize, ino, size, blocks, atime s, ns, mtime s, ns,
+// ctime s, ns]
+Napi::Value StatArray(Napi::Env env, const struct stat* st) {
+  const int64_t v[16] = {
+      (int64_t)st->st_dev, (int64_t)st->st_mode, (int64_t)st->st_nlink, (int64_t)st->st_uid,
+      (int64_t)st->st_gid, (int64_t)st->st_rdev, (int64_t)st->st_blksize, (int64_t)st->st_ino,
+      (int64_t)st->st_size, (int64_t)st->st_blocks, (int64_t)st->st_atim.tv_sec, (int64_t)st->st_atim.tv_nsec,
+      (int64_t)st->st_mtim.tv_sec, (int64_t)st->st_mtim.tv_nsec, (int64_t)st->st_ctim.tv_sec, (int64_t)st->st_ctim.tv_nsec,
+  };
+  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, sizeof v);
+  std::memcpy(buf.Data(), v, sizeof v);
+  return Napi::TypedArrayOf<int64_t>::New(env, 16, buf, 0, napi_bigint64_array);
+}
+
+// statAt(at, path, follow) -> Promise<stat array>
 Napi::Value StatAt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int at;
@@ -1304,18 +1318,27 @@ Napi::Value StatAt(const Napi::CallbackInfo& info) {
   int follow = info[2].ToBoolean().Value() ? 1 : 0;
   auto st = std::make_shared<struct stat>();
   auto run = [at, path, follow, st](sn_err* err) { sn_stat_at(at, path.c_str(), follow, st.get(), err); };
-  auto done = [st](Napi::Env env) -> Napi::Value {
-    const int64_t v[16] = {
-        (int64_t)st->st_dev, (int64_t)st->st_mode, (int64_t)st->st_nlink, (int64_t)st->st_uid,
-        (int64_t)st->st_gid, (int64_t)st->st_rdev, (int64_t)st->st_blksize, (int64_t)st->st_ino,
-        (int64_t)st->st_size, (int64_t)st->st_blocks, (int64_t)st->st_atim.tv_sec, (int64_t)st->st_atim.tv_nsec,
-        (int64_t)st->st_mtim.tv_sec, (int64_t)st->st_mtim.tv_nsec, (int64_t)st->st_ctim.tv_sec, (int64_t)st->st_ctim.tv_nsec,
-    };
-    Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, sizeof v);
-    std::memcpy(buf.Data(), v, sizeof v);
-    return Napi::TypedArrayOf<int64_t>::New(env, 16, buf, 0, napi_bigint64_array);
-  };
+  auto done = [st](Napi::Env env) -> Napi::Value { return StatArray(env, st.get()); };
   return (new CallWorker(env, "strata:statAt", path, run, done))->Start();
+}
+
+// statAtSync(at, path, follow) -> stat array, on the calling thread: for the
+// attributes of an object the caller has just changed (its inode is in
+// memory), read at the moment they are recorded.
+Napi::Value StatAtSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int at;
+  std::string path;
+  if (!GetAtPath(info, &at, &path)) return env.Undefined();
+  int follow = info[2].ToBoolean().Value() ? 1 : 0;
+  struct stat st;
+  sn_err e = {0, nullptr};
+  sn_stat_at(at, path.c_str(), follow, &st, &e);
+  if (e.code != 0) {
+    MakeErrnoError(env, e, path).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return StatArray(env, &st);
 }
 
 // openAt(at, path, flags, mode) -> fd (O_CLOEXEC always added)
@@ -1546,6 +1569,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("newOwner", Napi::Function::New(env, NewOwner, "newOwner"));
   exports.Set("creationMode", Napi::Function::New(env, CreationMode, "creationMode"));
   exports.Set("statAt", Napi::Function::New(env, StatAt, "statAt"));
+  exports.Set("statAtSync", Napi::Function::New(env, StatAtSync, "statAtSync"));
   exports.Set("openAt", Napi::Function::New(env, OpenAt, "openAt"));
   exports.Set("mkdirAt", Napi::Function::New(env, PathModeAt<sn_mkdir_at>, "mkdirAt"));
   exports.Set("symlinkAt", Napi::Function::New(env, SymlinkAt, "symlinkAt"));

@@ -20,7 +20,7 @@ import type { TimeSpec } from '../native/index.js';
 import type { ChangeSink } from '../ports/change-sink.js';
 import type { RestoreHooks } from '../ports/restore-hooks.js';
 import type { ChangeGuard, GuardTarget } from '../ports/change-guard.js';
-import { attrsFromStat, timeFromNs, MAX_WRITE_BYTES, ROOT_ID, type ObjectId, type Time } from '../protocol/records.js';
+import { attrsFromStat, timeFromNs, MAX_WRITE_BYTES, ROOT_ID, type Attrs, type ObjectId, type Time } from '../protocol/records.js';
 import { isPrivateXattr, newObjectId, readObjectId, writeObjectId } from '../store/object-ids.js';
 import { ACL_ACCESS, ACL_DEFAULT, aclAt, aclOfFd, inheritedAcls, isAclXattr } from '../store/posix-acl.js';
 
@@ -296,7 +296,7 @@ export class Filesystem {
       if (this.sink && f.id !== null) {
         f.dirty = false;
         const acl = await aclAfter();
-        const seq = this.sink.append({ op: 'setattr', id: f.id, attrs: attrsFromStat(st) });
+        const seq = this.sink.append({ op: 'setattr', id: f.id, attrs: attrsNow(f.fd) });
         await this.sink.committed(this.appendAcls(seq, f.id, acl === null ? [] : [[ACL_ACCESS, acl]]));
       }
       return st;
@@ -304,7 +304,7 @@ export class Filesystem {
     if (!this.sink) return this.shown(await this.dir.lstat(rel!), rel, null);
     const [st, id, acl] = await Promise.all([this.dir.lstat(rel!), this.idOf(rel!), aclAfter()]);
     if (id !== null) {
-      const seq = this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(st) });
+      const seq = this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(this.dir.lstatNow(rel!)) });
       await this.sink.committed(this.appendAcls(seq, id, acl === null ? [] : [[ACL_ACCESS, acl]]));
     }
     return this.shown(st, rel, id);
@@ -525,7 +525,7 @@ export class Filesystem {
       }
     }
     if (this.sink && truncates && id !== null) {
-      await this.sink.committed(this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(res.stat) }));
+      await this.sink.committed(this.sink.append({ op: 'setattr', id, attrs: attrsNow(res.fd) }));
     }
     return res;
   }
@@ -695,7 +695,7 @@ export class Filesystem {
     }
     await native.fallocate(f.fd, mode, offset, length);
     if (!this.sink || f.id === null) return;
-    const st = await this.fgetattr(handle);
+    const st = fs.fstatSync(f.fd, { bigint: true });
     if ((mode & (native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_ZERO_RANGE)) !== 0) {
       // The range now reads as zeros: ship it as written zeros.
       const end = Math.min(offset + length, Number(st.size));
@@ -846,8 +846,7 @@ export class Filesystem {
   /** After the access ACL of `rel` was set or removed: its mode as the store's file system left it, recorded after record `seq`. */
   private async recordModeAfterAcl(seq: number, id: ObjectId, rel: string, name: string): Promise<number> {
     if (name !== ACL_ACCESS) return seq;
-    const st = await this.dir.lstat(rel);
-    return this.sink!.append({ op: 'setattr', id, attrs: attrsFromStat(st) });
+    return this.sink!.append({ op: 'setattr', id, attrs: attrsFromStat(this.dir.lstatNow(rel)) });
   }
 
   async getxattr(path: string, name: string): Promise<Buffer> {
@@ -1024,8 +1023,7 @@ export class Filesystem {
   private async recordAttrsIfDirty(f: OpenFile): Promise<void> {
     if (!this.sink || !f.dirty || f.id === null) return;
     f.dirty = false;
-    const st = await new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(f.fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
-    await this.sink.committed(this.sink.append({ op: 'setattr', id: f.id, attrs: attrsFromStat(st) }));
+    await this.sink.committed(this.sink.append({ op: 'setattr', id: f.id, attrs: attrsNow(f.fd) }));
   }
 
   private async registerFile(fd: number, flags: number, id: ObjectId | null): Promise<OpenResult> {
@@ -1091,6 +1089,21 @@ async function dropSetIdBits(fd: number, caller: Caller, known?: { mode: number;
   const { mode, drop } = known ?? (await setIdDropOf(fd, caller));
   if (drop === 0) return;
   await new Promise<void>((resolve, reject) => fs.fchmod(fd, mode & 0o7777 & ~drop, (err) => (err ? reject(err) : resolve())));
+}
+
+/**
+ * The attributes of the file behind `fd`, read on the event loop for a record
+ * appended in the same turn (an fstat of an open file: no disk I/O). So a
+ * record of attributes says what the store held at its place in the journal:
+ * read before an await, another program's write could be recorded in between
+ * (the FUSE thread's journalled writes, writes through the core, the
+ * writeback cache's), and the older size behind it would cut the archive's
+ * file (test/fault/concurrent-writers.test.ts). Every later record then
+ * describes a later change; an earlier one that reached the store before
+ * this read is applied again behind it, which changes nothing.
+ */
+function attrsNow(fd: number): Attrs {
+  return attrsFromStat(fs.fstatSync(fd, { bigint: true }));
 }
 
 /** A setattr's owner change as chown(2) takes it: (uint32)-1, or absent, is "leave unchanged", which chown spells -1. */

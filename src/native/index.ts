@@ -92,6 +92,7 @@ interface NativeBinding {
   newOwner(callerUid: number, callerGid: number, parentMode: number, daemonUid: number, daemonGid: number): [number, number] | null;
   creationMode(mode: number, umask: number, parentDefaultAcl: boolean): number;
   statAt(at: number, path: string, follow: boolean): Promise<BigInt64Array>;
+  statAtSync(at: number, path: string, follow: boolean): BigInt64Array;
   openAt(at: number, path: string, flags: number, mode: number): Promise<number>;
   mkdirAt(at: number, path: string, mode: number): Promise<void>;
   symlinkAt(at: number, path: string, target: string): Promise<void>;
@@ -516,6 +517,15 @@ class AtStats implements BigIntStats {
 /** fstatat(2); `follow`: follow a final symlink (stat, not lstat). */
 export async function statAt(at: number, path: string, follow = false): Promise<BigIntStats> {
   return new AtStats(await binding.statAt(at, path, follow));
+}
+
+/**
+ * fstatat(2) on the calling thread. Only for what must be read at one exact
+ * moment on the event loop: the attributes of an object just changed (its
+ * inode is in memory, no disk I/O), as a journal record takes its place.
+ */
+export function statAtSync(at: number, path: string, follow = false): BigIntStats {
+  return new AtStats(binding.statAtSync(at, path, follow));
 }
 
 /** openat(2) (O_CLOEXEC always added); resolves with the descriptor. */

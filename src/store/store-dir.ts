@@ -48,6 +48,11 @@ export class StoreDir {
     return native.statAt(this.fd, rel, false);
   }
 
+  /** lstat on the calling thread (native.statAtSync: only for attributes read as their record is appended). */
+  lstatNow(rel: string): BigIntStats {
+    return native.statAtSync(this.fd, rel, false);
+  }
+
   /** stat (follows a final symlink). */
   stat(rel: string): Promise<BigIntStats> {
     return native.statAt(this.fd, rel, true);

@@ -7,7 +7,7 @@
 // mtime, compared with a native copy taken before the loss — and `strata
 // verify` must find the archive equal to the store.
 //
-// Before 2026-12-05 the attributes recorded at a close were read before the
+// Until 2026-12-04 the attributes recorded at a close were read before the
 // record took its place in the journal: another program's write in between
 // came first in the journal, and the stale size behind it truncated the
 // archive's file (its bytes read as zeros after recovery). Seen with four
@@ -16,80 +16,28 @@
 //   npx ava dist/test/fault/concurrent-writers.test.js
 //   STRATA_CONCURRENT_SEED=<seed> npx ava dist/test/fault/concurrent-writers.test.js   # replay one
 import test, { type ExecutionContext } from 'ava';
-import { spawn } from 'node:child_process';
 import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { withMirroredMount, syncMount, killPrimary, forceUnmount, assertConverged, type MirroredMount } from '../helpers/mirror.js';
+import { withMirroredMount, syncMount, killPrimary, forceUnmount, assertConverged, mount, type MirroredMount } from '../helpers/mirror.js';
 import { strata, withMount } from '../helpers/mount.js';
 import { createCheckpoint, rollbackTo } from '../helpers/checkpoint.js';
 import { startArchiveServer } from '../helpers/archive.js';
 import { Rng } from '../helpers/model-tree.js';
+import { prepare, commit, withSwapMount } from '../helpers/swap.js';
+import { seedOf, startPrograms, whileStopped, type Programs } from '../helpers/concurrent.js';
 
 const CHILD = fileURLToPath(new URL('../helpers/concurrent-writer-child.js', import.meta.url));
 const WRITERS = 4;
 const FILES = 3;
 const ITERATIONS = Number(process.env['STRATA_CONCURRENT_ITERATIONS'] ?? 150);
 
-function seedOf(label: string): number {
-  const fixed = process.env['STRATA_CONCURRENT_SEED'];
-  if (fixed !== undefined && fixed !== '') return Number(fixed) >>> 0;
-  let h = (Date.now() ^ Math.floor(Math.random() * 0x7fffffff)) >>> 0;
-  for (const c of label) h = (Math.imul(h, 31) + c.charCodeAt(0)) >>> 0;
-  return h;
-}
-
-interface Writers {
-  pids: number[];
-  /** Resolves with the total count of writes once every writer finished (rejects when one failed). */
-  done: Promise<number>;
-  /** How many writers have not exited yet. */
-  running: () => number;
-}
-
 /** Starts the writers in `dir`. */
-function startWriters(t: ExecutionContext, dir: string, seed: number): Writers {
-  const pids: number[] = [];
-  let exited = 0;
-  const runs = Array.from({ length: WRITERS }, (_, i) => new Promise<number>((resolve, reject) => {
-    const child = spawn(process.execPath, [CHILD, String((seed + i * 7919) >>> 0), dir, String(FILES), String(ITERATIONS)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    pids.push(child.pid!);
-    t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-    child.on('close', (code) => {
-      exited++;
-      const m = /^done (\d+)$/m.exec(out);
-      if (code !== 0 || m === null) reject(new Error(`writer ${i} failed (${code}): ${err.slice(0, 2000)}`));
-      else resolve(Number(m[1]));
-    });
-  }));
-  const done = Promise.all(runs).then((counts) => {
-    const total = counts.reduce((a, b) => a + b, 0);
-    t.log(`seed ${seed}: ${total} writes by ${WRITERS} programs`);
-    return total;
-  });
-  return { pids, done, running: () => WRITERS - exited };
-}
-
-/**
- * Stops the writers where they are (SIGSTOP: a request in flight is answered
- * first, so the mount is still after it), runs `fn`, and lets them go on.
- */
-async function whileStopped<T>(w: Writers, fn: () => T): Promise<T> {
-  for (const pid of w.pids) process.kill(pid, 'SIGSTOP');
-  try {
-    await sleep(300);
-    if (w.running() < WRITERS) throw new Error(`only ${w.running()} of ${WRITERS} writers were still running when stopped`);
-    return fn();
-  } finally {
-    for (const pid of w.pids) process.kill(pid, 'SIGCONT');
-  }
+function startWriters(t: ExecutionContext, dir: string, seed: number, mayFail = false): Programs {
+  return startPrograms(t, CHILD, WRITERS, (i) => [String((seed + i * 7919) >>> 0), dir, String(FILES), String(ITERATIONS)], `seed ${seed}`, mayFail);
 }
 
 interface FilePicture { size: number; mode: number; mtimeNs: bigint }
@@ -127,12 +75,12 @@ function checkAgainstCopy(t: ExecutionContext, mnt: string, native: string, befo
   }
 }
 
-/** kill -9 of the primary, its store gone, `strata recover` into an empty one (on demand only unless `extra` says more). */
-async function loseDiskAndRecover(t: ExecutionContext, m: MirroredMount, extra: string[], label: string): Promise<void> {
+/** kill -9 of the primary, its store gone, `strata recover` into an empty one (on demand only, unless `background`). */
+async function loseDiskAndRecover(t: ExecutionContext, m: MirroredMount, extra: string[], label: string, background = false): Promise<void> {
   await killPrimary(m);
   forceUnmount(m.mnt);
   spawnSync('rm', ['-rf', m.store]);
-  const r = strata(['recover', ...m.args, '--depth', '1', '--no-background-restore', ...extra, m.mnt]);
+  const r = strata(['recover', ...m.args, '--depth', '1', ...(background ? [] : ['--no-background-restore']), ...extra, m.mnt]);
   t.is(r.status, 0, `${label}: strata recover: ${r.stdout}${r.stderr}`);
 }
 
@@ -214,3 +162,89 @@ test.serial('archive snapshot while concurrent writers are stopped with files op
   await loseDiskAndRecover(t, m, ['--force', '--snapshot', id], `seed ${seed}`);
   checkAgainstCopy(t, m.mnt, native, before, `seed ${seed}, recovered from the snapshot`);
 });
+
+// The same programs write files that are still only in the archive (recovered
+// on demand; the background restore fills them meanwhile, or not), then the
+// disk is lost again.
+for (const background of [false, true]) {
+  test.serial(`concurrent writers into files still being restored (${background ? 'with' : 'without'} the background restore), then a second disk loss: the native copy`, async (t) => {
+    t.timeout(300_000);
+    const seed = seedOf(`restore ${background}`);
+    const m: MirroredMount = withMirroredMount(t);
+    await startWriters(t, m.mnt, seed).done;
+    syncMount(m);
+    await loseDiskAndRecover(t, m, [], `seed ${seed}, first loss`, background);
+    const w = startWriters(t, m.mnt, (seed ^ 0x9e3779b9) >>> 0);
+    await w.done;
+    syncMount(m);
+    const native = join(m.base, 'native');
+    const before = copyOut(m.mnt, native);
+    await loseDiskAndRecover(t, m, [], `seed ${seed}, second loss`);
+    checkAgainstCopy(t, m.mnt, native, before, `seed ${seed}, recovered after writes during the restore`);
+    syncMount(m);
+    assertConverged(t, m, `seed ${seed}, after the second recovery`);
+  });
+}
+
+// kill -9 of the daemon at a random moment among the writers and closes; the
+// store survives (no disk loss): the next mount reconciles, and the archive
+// must then equal the store, byte for byte and attribute for attribute.
+for (const [label, args] of CONFIGS) {
+  test.serial(`kill -9 among concurrent writers and closes, restart: the archive converges to the store (${label})`, async (t) => {
+    t.timeout(240_000);
+    const seed = seedOf(`kill ${label}`);
+    const m: MirroredMount = withMirroredMount(t, { extraArgs: [...args] });
+    const w = startWriters(t, m.mnt, seed, true);
+    await sleep(new Rng(seed).int(200, 1500));
+    t.true(w.running() > 0, `seed ${seed}: the writers finished before the kill`);
+    await killPrimary(m);
+    await w.done;
+    forceUnmount(m.mnt);
+    mount(m);
+    syncMount(m);
+    assertConverged(t, m, `seed ${seed}, after the restart`);
+    const native = join(m.base, 'native');
+    const before = copyOut(m.mnt, native);
+    await loseDiskAndRecover(t, m, [], `seed ${seed}`);
+    checkAgainstCopy(t, m.mnt, native, before, `seed ${seed}, recovered`);
+  });
+}
+
+// A spare prepared from a checkpoint while the writers go on (the prepare
+// reads the live store and the checkpoint's saved blocks as they change),
+// committed once they finished: the mount is the tree at the checkpoint.
+for (const mirrored of [false, true]) {
+  test.serial(`swap prepared from a checkpoint while concurrent writers go on, committed after: the native copy taken at the checkpoint (${mirrored ? 'mirrored' : 'unmirrored'})`, async (t) => {
+    t.timeout(300_000);
+    const seed = seedOf(`swap ${mirrored}`);
+    const m = mirrored ? withSwapMount(t) : withMount(t);
+    const native = join(m.base, 'native');
+    const spare = join(m.base, 'spare');
+    mkdirSync(spare);
+    const w = startWriters(t, m.mnt, seed);
+    await sleep(new Rng(seed).int(150, 700));
+    const before = await whileStopped(w, () => {
+      const pic = copyOut(m.mnt, native);
+      createCheckpoint(m.mnt, 'ck');
+      return pic;
+    });
+    const p = prepare(m.mnt, spare, 'checkpoint:ck');
+    t.is(p.status, 0, `seed ${seed}: swap prepare: ${p.out}`);
+    t.log(`seed ${seed}: ${w.running()} of ${WRITERS} writers still running when the prepare returned`);
+    await w.done;
+    const c = commit(m.mnt);
+    if (c.status !== 0) t.log(readFileSync(join(m.store, '.strata', 'daemon.log'), 'utf8').split('\n').slice(-30).join('\n'));
+    t.is(c.status, 0, `seed ${seed}: swap commit: ${c.out}`);
+    checkAgainstCopy(t, m.mnt, native, before, `seed ${seed}, swapped to the checkpoint`);
+    if (mirrored) {
+      // The spare is the live store now.
+      const mm: MirroredMount = { ...(m as MirroredMount), store: spare };
+      syncMount(mm);
+      assertConverged(t, mm, `seed ${seed}, after the swap`);
+      // The disk under both (the pre-swap tree is the spare now) is lost, and the swap record beside them.
+      spawnSync('rm', ['-rf', m.store, join(m.base, '.store.strata-swap.json')]);
+      await loseDiskAndRecover(t, mm, [], `seed ${seed}`);
+      checkAgainstCopy(t, mm.mnt, native, before, `seed ${seed}, recovered after the swap`);
+    }
+  });
+}

@@ -60,8 +60,8 @@ for (const [mode, uid] of [['async', undefined], ['sync', undefined], ['async', 
   test.serial(`disk loss under sqlite3, git and rename-over writers (${mode} mirror${who}): every acknowledged change is recovered`, async (t) => {
     for (const seed of seeds()) {
       const rng = new Rng(seed);
-      const killAfterMs = rng.int(1500, 6000);
-      t.log(`seed ${seed}: kill -9 after ${killAfterMs} ms (replay: STRATA_DRILL_SEED=${seed})`);
+      const killAfterMs = rng.int(300, 4000);
+      t.log(`seed ${seed}: kill -9 ${killAfterMs} ms after every program acknowledged a change (replay: STRATA_DRILL_SEED=${seed})`);
       // async to an embedded file:// archive; sync to a real `strata archive serve`.
       const server = mode === 'sync' ? await startArchiveServer() : null;
       if (server) t.teardown(() => server.stop());
@@ -75,15 +75,16 @@ for (const [mode, uid] of [['async', undefined], ['sync', undefined], ['async', 
         chmodSync(m.mnt, 0o777);
       }
       const programs = startPrograms(t, m.mnt, log, undefined, uid);
+      await programs.acknowledged();
       await sleep(killAfterMs);
       await killPrimary(m);
       await programs.exited();
       loseStore(m);
       // The dead primary's lease on the server has not lapsed yet: the operator fences it (--force).
       recoverInto(t, m, seed, server ? ['--force'] : []);
-      checkPrograms(t, m.mnt, log, `seed ${seed}, recovered on demand`);
+      checkPrograms(t, m.mnt, log, `seed ${seed}, recovered on demand`, undefined, mode);
       await converged(t, m, `seed ${seed}`);
-      checkPrograms(t, m.mnt, log, `seed ${seed}, restore complete`);
+      checkPrograms(t, m.mnt, log, `seed ${seed}, restore complete`, undefined, mode);
       forceUnmount(m.mnt);
     }
   });
@@ -94,10 +95,10 @@ for (const uid of [undefined, 65534]) {
   test.serial(`kill -9 during a restore while programs edit the tree it restores${who}: the restart and a second disk loss keep every acknowledged change`, async (t) => {
   for (const seed of seeds()) {
     const rng = new Rng(seed);
-    const firstRunMs = rng.int(500, 2500);
+    const firstRunMs = rng.int(200, 2000);
     const secondRunMs = rng.int(300, 4000);
     const restart = rng.pick(['recover', 'mount'] as const);
-    t.log(`seed ${seed}: programs ${firstRunMs} ms, loss, recover (on demand only), programs and edits ${secondRunMs} ms, kill -9, restart by strata ${restart}, second loss (replay: STRATA_DRILL_SEED=${seed})`);
+    t.log(`seed ${seed}: programs ${firstRunMs} ms after their first acknowledgements, loss, recover (on demand only), programs and edits ${secondRunMs} ms, kill -9, restart by strata ${restart}, second loss (replay: STRATA_DRILL_SEED=${seed})`);
     const m = withMirroredMount(t, uid === undefined ? {} : { extraArgs: ['--allow-other'] });
     const log = join(m.base, 'acked');
     // A source tree, and its native copy that the acknowledged edits are applied to.
@@ -122,6 +123,7 @@ for (const uid of [undefined, 65534]) {
     }
 
     let programs = startPrograms(t, m.mnt, log, undefined, uid);
+    await programs.acknowledged();
     await sleep(firstRunMs);
     await killPrimary(m);
     await programs.exited();
@@ -156,19 +158,20 @@ for (const mode of ['async', 'sync'] as const) {
   test.serial(`the archive host takes over a primary killed under sqlite3, git and rename-over writers (${mode} mirror): every acknowledged change is there`, async (t) => {
     for (const seed of seeds()) {
       const rng = new Rng(seed);
-      const killAfterMs = rng.int(1000, 5000);
-      t.log(`seed ${seed}: kill -9 after ${killAfterMs} ms (replay: STRATA_DRILL_SEED=${seed})`);
+      const killAfterMs = rng.int(300, 3500);
+      t.log(`seed ${seed}: kill -9 ${killAfterMs} ms after every program acknowledged a change (replay: STRATA_DRILL_SEED=${seed})`);
       const site = await startSite(t, { takeoverAfter: 3, depth: 1 });
       const p = primary(t, site, 'drill', { lease: 2, extra: ['--mirror', mode] });
       const log = join(site.base, 'acked');
       const programs = startPrograms(t, p.mnt, log);
+      await programs.acknowledged();
       await sleep(killAfterMs);
       await killPrimary(p);
       await programs.exited();
       loseStore(p);
       await waitFor('the takeover', () => leaseOf(site, 'drill')?.takeover?.state === 'serving', 60_000, 100);
       const tmnt = join(site.takeoverDir, 'drill', 'mnt');
-      checkPrograms(t, tmnt, log, `seed ${seed}, on the takeover mount`);
+      checkPrograms(t, tmnt, log, `seed ${seed}, on the takeover mount`, undefined, mode);
     }
   });
 }

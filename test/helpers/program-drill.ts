@@ -19,7 +19,17 @@ export interface Programs {
   exited(timeoutMs?: number): Promise<void>;
   /** kill -9 of every program (mid-transaction, as a crash of the programs would leave their files). */
   stop(): Promise<void>;
+  /**
+   * Resolves once every program has acknowledged a change (or they stopped,
+   * or after `timeoutMs`): a kill timed from then falls among acknowledged
+   * work however slowly the machine started them (sync mode under load: git's
+   * first commit alone may take seconds).
+   */
+  acknowledged(timeoutMs?: number): Promise<void>;
 }
+
+/** The logs each program appends what it was told is durable to. */
+const ACK_LOGS = ['acked-wal', 'acked-rb', 'acked-git', 'acked-mv'] as const;
 
 /**
  * Starts the programs on `mnt`, logging what they were told is durable in
@@ -33,7 +43,8 @@ export function startPrograms(t: ExecutionContext, mnt: string, log: string, edi
   const p: ChildProcess = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], detached: true, env: { ...process.env, HOME: '/tmp' } });
   let stderr = '';
   p.stderr!.on('data', (d: Buffer) => { if (stderr.length < 4000) stderr += d.toString(); });
-  const done = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+  let running = true;
+  const done = new Promise<void>((resolve) => p.once('exit', () => { running = false; resolve(); }));
   const killGroup = (): void => { try { process.kill(-p.pid!, 'SIGKILL'); } catch { /* gone */ } };
   t.teardown(async () => { killGroup(); await done; });
   return {
@@ -45,6 +56,12 @@ export function startPrograms(t: ExecutionContext, mnt: string, log: string, edi
     async stop(): Promise<void> {
       killGroup();
       await done;
+    },
+    async acknowledged(timeoutMs = 60_000): Promise<void> {
+      for (const until = Date.now() + timeoutMs; running && Date.now() < until;) {
+        if (ACK_LOGS.every((f) => lines(join(log, f)).length > 0)) return;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
     },
   };
 }
@@ -84,9 +101,9 @@ export function applyEdits(nativeRoot: string, log: string): void {
  * copy `nativeRoot` (after applyEdits) but for the one edit that was under
  * way, which may be there or not. `label` names the stage in messages.
  */
-export function checkPrograms(t: ExecutionContext, mnt: string, log: string, label: string, edited?: { root: string; nativeRoot: string }): void {
+export function checkPrograms(t: ExecutionContext, mnt: string, log: string, label: string, edited?: { root: string; nativeRoot: string }, mirror: 'async' | 'sync' = 'async'): void {
   // A drill whose programs acknowledged nothing would prove nothing.
-  const acked = ['acked-wal', 'acked-rb', 'acked-git', 'acked-mv'].map((f) => lines(join(log, f)).length);
+  const acked = ACK_LOGS.map((f) => lines(join(log, f)).length);
   t.true(acked.every((n) => n > 0), `${label}: every program acknowledged changes (rows, rows, commits, renames: ${acked.join(', ')})`);
   const dbDir = join(mnt, 'a/b/c');
   for (const [db, acked] of [['db.sq', 'acked-wal'], ['dbr.sq', 'acked-rb']] as const) {
@@ -107,7 +124,16 @@ export function checkPrograms(t: ExecutionContext, mnt: string, log: string, lab
     // One listing of HEAD's history instead of a git process per commit (the history is linear).
     const history = new Set(run('git', ['rev-list', 'HEAD'], repo).out.split('\n'));
     const missing = commits.filter((c) => !history.has(c));
-    t.deepEqual(missing, [], `${label}: commits made with core.fsync=all are not in HEAD's history`);
+    // git ends a commit by renaming the branch's lock file over the ref, with no fsync after it (not
+    // of the directory either: strace of git 2.39 with core.fsync=all). In async mode only an fsync
+    // waits for the archive (docs/mirroring.md), so the last commit's ref may be lost with the disk,
+    // as on ext4 after a power cut; the next commit's first fsync makes it durable. So in async mode
+    // the last acknowledged commit may be missing, with HEAD at the one before it.
+    const head = run('git', ['rev-parse', '--verify', '-q', 'HEAD'], repo).out;
+    const lastRefLost = mirror === 'async' && missing.length === 1 && missing[0] === commits[commits.length - 1] &&
+      (commits.length === 1 ? head === '' : head === commits[commits.length - 2]);
+    if (lastRefLost) t.log(`${label}: the last commit's ref update (a rename git does not sync) did not survive: HEAD is the commit before it`);
+    else t.deepEqual(missing, [], `${label}: commits made with core.fsync=all are not in HEAD's history`);
   } else {
     t.is(commits.length, 0, `${label}: the repository is gone but commits were made`);
   }

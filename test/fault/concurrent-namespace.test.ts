@@ -1,0 +1,87 @@
+// Several programs change the names under the same directories at once on a
+// mirrored mount: files created in place or written under a unique name and
+// renamed into place (as a mail delivery does), renames of files and
+// directories across directories and over other names, removals, hard links,
+// symlinks, chmods; they race each other (ENOENT, EEXIST, ENOTEMPTY are
+// skipped). Then the disk is lost, or the daemon is killed -9 among them and
+// restarted: the tree that comes back must be the one the programs left on
+// the mount — names, types, modes, sizes, content digests, symlink targets,
+// hard-link groups, and the mtimes of files and of directories — and `strata
+// verify` must find the archive equal to the store.
+//
+//   npx ava dist/test/fault/concurrent-namespace.test.js
+//   STRATA_CONCURRENT_SEED=<seed> npx ava dist/test/fault/concurrent-namespace.test.js   # replay one plan
+import test, { type ExecutionContext } from 'ava';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { withMirroredMount, syncMount, killPrimary, forceUnmount, assertConverged, mount, type MirroredMount } from '../helpers/mirror.js';
+import { strata } from '../helpers/mount.js';
+import { pictureOf } from '../helpers/tree.js';
+import { Rng } from '../helpers/model-tree.js';
+import { seedOf, startPrograms, type Programs } from '../helpers/concurrent.js';
+
+const CHILD = fileURLToPath(new URL('../helpers/concurrent-namespace-child.js', import.meta.url));
+const PROGRAMS = 4;
+const ITERATIONS = Number(process.env['STRATA_CONCURRENT_ITERATIONS'] ?? 400);
+const PICTURE = { mtimes: true, dirMtimes: true } as const;
+
+function start(t: ExecutionContext, m: MirroredMount, seed: number, mayFail = false): Programs {
+  return startPrograms(t, CHILD, PROGRAMS, (i) => [String((seed + i * 7919) >>> 0), m.mnt, String(ITERATIONS), String(i)], `seed ${seed}`, mayFail);
+}
+
+function makeTop(m: MirroredMount): void {
+  for (const d of ['d0', 'd1', 'd2']) mkdirSync(join(m.mnt, d));
+}
+
+async function loseDiskAndRecover(t: ExecutionContext, m: MirroredMount, label: string): Promise<void> {
+  await killPrimary(m);
+  forceUnmount(m.mnt);
+  spawnSync('rm', ['-rf', m.store]);
+  const r = strata(['recover', ...m.args, '--depth', '1', '--no-background-restore', m.mnt]);
+  t.is(r.status, 0, `${label}: strata recover: ${r.stdout}${r.stderr}`);
+}
+
+const CONFIGS: readonly (readonly [string, readonly string[]])[] = [
+  ['async mode', []],
+  ['sync mode', ['--mirror', 'sync']],
+];
+
+for (const [label, args] of CONFIGS) {
+  test.serial(`concurrent renames, creates and removals, then disk loss: the tree the programs left (${label})`, async (t) => {
+    t.timeout(240_000);
+    const seed = seedOf(`namespace ${label}`);
+    const m = withMirroredMount(t, { extraArgs: [...args] });
+    makeTop(m);
+    const changes = await start(t, m, seed).done;
+    t.true(changes > 0, `seed ${seed}: no change succeeded`);
+    syncMount(m);
+    const before = await pictureOf(m.mnt, PICTURE);
+    assertConverged(t, m, `seed ${seed}, before the loss`);
+    await loseDiskAndRecover(t, m, `seed ${seed}`);
+    t.deepEqual(await pictureOf(m.mnt, PICTURE), before, `seed ${seed}: the recovered tree`);
+    syncMount(m);
+    assertConverged(t, m, `seed ${seed}, after the recovery`);
+  });
+
+  test.serial(`kill -9 among concurrent renames, creates and removals, restart, then disk loss: the archive converges and gives the tree back (${label})`, async (t) => {
+    t.timeout(240_000);
+    const seed = seedOf(`namespace kill ${label}`);
+    const m = withMirroredMount(t, { extraArgs: [...args] });
+    makeTop(m);
+    const p = start(t, m, seed, true);
+    await sleep(new Rng(seed).int(200, 1500));
+    t.true(p.running() > 0, `seed ${seed}: the programs finished before the kill`);
+    await killPrimary(m);
+    await p.done;
+    forceUnmount(m.mnt);
+    mount(m);
+    syncMount(m);
+    assertConverged(t, m, `seed ${seed}, after the restart`);
+    const before = await pictureOf(m.mnt, PICTURE);
+    await loseDiskAndRecover(t, m, `seed ${seed}`);
+    t.deepEqual(await pictureOf(m.mnt, PICTURE), before, `seed ${seed}: the recovered tree`);
+  });
+}

@@ -1,0 +1,72 @@
+// Several programs at once on one mount, for the concurrent fault tests
+// (test/fault/concurrent-writers.test.ts, concurrent-namespace.test.ts):
+// start them, stop them where they are, let them finish.
+import type { ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface Programs {
+  pids: number[];
+  /** Resolves with the sum of what the programs counted (`done N`) once every one finished (rejects when one failed). */
+  done: Promise<number>;
+  /** How many have not exited yet. */
+  running: () => number;
+}
+
+/** A seed from STRATA_CONCURRENT_SEED, or a fresh one (mixed with `label`, so each test gets its own). */
+export function seedOf(label: string): number {
+  const fixed = process.env['STRATA_CONCURRENT_SEED'];
+  if (fixed !== undefined && fixed !== '') return Number(fixed) >>> 0;
+  let h = (Date.now() ^ Math.floor(Math.random() * 0x7fffffff)) >>> 0;
+  for (const c of label) h = (Math.imul(h, 31) + c.charCodeAt(0)) >>> 0;
+  return h;
+}
+
+/**
+ * Starts `count` node programs (`script` with argsOf(i)), each printing
+ * `done N` at the end. `mayFail`: a program that fails (its mount died
+ * under it) counts nothing instead of failing the test.
+ */
+export function startPrograms(t: ExecutionContext, script: string, count: number, argsOf: (i: number) => string[], label: string, mayFail = false): Programs {
+  const pids: number[] = [];
+  let exited = 0;
+  const runs = Array.from({ length: count }, (_, i) => new Promise<number>((resolve, reject) => {
+    const child = spawn(process.execPath, [script, ...argsOf(i)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    pids.push(child.pid!);
+    t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    child.on('close', (code) => {
+      exited++;
+      const m = /^done (\d+)$/m.exec(out);
+      if (m !== null && code === 0) resolve(Number(m[1]));
+      else if (mayFail) resolve(-1);
+      else reject(new Error(`program ${i} failed (${code}): ${err.slice(0, 2000)}`));
+    });
+  }));
+  const done = Promise.all(runs).then((counts) => {
+    const finished = counts.filter((n) => n >= 0);
+    const total = finished.reduce((a, b) => a + b, 0);
+    t.log(`${label}: ${finished.length} of ${count} programs finished${finished.length > 0 ? `, ${total} changes` : ''}`);
+    return total;
+  });
+  return { pids, done, running: () => count - exited };
+}
+
+/**
+ * Stops the programs where they are (SIGSTOP: a request in flight is answered
+ * first, so the mount is after it), runs `fn`, and lets them go on. Throws
+ * when one had already finished (the moment would not be "among them").
+ */
+export async function whileStopped<T>(p: Programs, fn: () => T): Promise<T> {
+  for (const pid of p.pids) process.kill(pid, 'SIGSTOP');
+  try {
+    await sleep(300);
+    if (p.running() < p.pids.length) throw new Error(`only ${p.running()} of ${p.pids.length} programs were still running when stopped`);
+    return fn();
+  } finally {
+    for (const pid of p.pids) process.kill(pid, 'SIGCONT');
+  }
+}

@@ -248,3 +248,22 @@ for (const mirrored of [false, true]) {
     }
   });
 }
+
+// Several primaries on one archive server, each with its own writers at the
+// same time (async and sync mode side by side): every volume recovers to what
+// its own programs left, nothing of another's.
+test.serial('three primaries on one archive server, each under concurrent writers, all disks lost: each volume is its own native copy', async (t) => {
+  t.timeout(300_000);
+  const seed = seedOf('three primaries');
+  const server = await startArchiveServer();
+  t.teardown(() => server.stop());
+  const modes = ['async', 'sync', 'async'] as const;
+  const mounts = modes.map((mode, i) => withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile, extraArgs: ['--mirror', mode], volume: `vol${i + 1}` }));
+  await Promise.all(mounts.map((m, i) => startWriters(t, m.mnt, (seed + i * 104729) >>> 0).done));
+  const copies = mounts.map((m) => {
+    syncMount(m);
+    return copyOut(m.mnt, join(m.base, 'native'));
+  });
+  for (const m of mounts) await loseDiskAndRecover(t, m, ['--force'], `seed ${seed}, ${m.volume}`);
+  mounts.forEach((m, i) => checkAgainstCopy(t, m.mnt, join(m.base, 'native'), copies[i]!, `seed ${seed}, ${m.volume} recovered`));
+});

@@ -33,6 +33,8 @@ export interface MirrorOpts {
   env?: NodeJS.ProcessEnv;
   /** Where the store goes, relative to the test's directory (default 'store'); strata creates it. */
   storeSubdir?: string;
+  /** The volume's name on the archive (default vol1). */
+  volume?: string;
 }
 
 /** kill -9 of the primary's daemon; waits until it is gone (its stale mount stays, for the next mount to clear). */
@@ -57,7 +59,7 @@ export function withMirroredMount(t: ExecutionContext, opts: MirrorOpts = {}): M
   const base = mkdtempSync(join(tmpdir(), 'strata-mirror-'));
   const archiveUrl = opts.archiveUrl ?? `file://${join(base, 'archive')}`;
   const m: MirroredMount = {
-    base, store: join(base, opts.storeSubdir ?? 'store'), mnt: join(base, 'mnt'), archiveUrl, volume: 'vol1', args: [],
+    base, store: join(base, opts.storeSubdir ?? 'store'), mnt: join(base, 'mnt'), archiveUrl, volume: opts.volume ?? 'vol1', args: [],
     ...(opts.tokenFile ? { tokenFile: opts.tokenFile } : {}),
     ...(opts.env ? { env: opts.env } : {}),
   };

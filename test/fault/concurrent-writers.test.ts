@@ -5,7 +5,11 @@
 // among the others' writes and setattrs. Then the disk is lost: the recovered
 // files must be what the programs left on the mount — content, size, mode and
 // mtime, compared with a native copy taken before the loss — and `strata
-// verify` must find the archive equal to the store.
+// verify` must find the archive equal to the store. The same programs also
+// run under a checkpoint and rollback, an archive snapshot and `recover
+// --snapshot`, a swap prepared from a checkpoint (each taken while they are
+// stopped with files open, or running), into files still being restored,
+// under kill -9 of the daemon, and on three primaries sharing one archive.
 //
 // Until 2026-12-04 the attributes recorded at a close were read before the
 // record took its place in the journal: another program's write in between

@@ -22,6 +22,19 @@ test('fallocate (allocate, punch hole) behaves as on ext4', (t) => {
   t.is(r.mnt, '1048576\n1048576\n1048576\n');
 });
 
+test('fallocate collapse and insert range: EOPNOTSUPP and the file unchanged (the kernel\'s FUSE refuses them); zero range and keep size as on ext4', (t) => {
+  const m = withMount(t);
+  const mk = 'head -c 1048576 /dev/zero | tr "\\0" "a" > f && ';
+  for (const flag of ['-c', '-i']) {
+    const r = sh(`${mk}fallocate ${flag} -o 65536 -l 65536 f; echo rc=$?; stat -c %s f; tr -d a < f | wc -c`, m.mnt);
+    t.regex(r.stderr, /Operation not supported/, `fallocate ${flag}`);
+    t.is(r.stdout, 'rc=1\n1048576\n0\n', `fallocate ${flag}: the file is unchanged`);
+  }
+  const ok = both(m, `${mk}fallocate -z -o 4096 -l 8192 f && fallocate -n -o 2097152 -l 65536 f && stat -c %s f && tr -d a < f | wc -c`);
+  t.is(ok.mnt, ok.native);
+  t.is(ok.mnt, '1048576\n8192\n');
+});
+
 test('flock and fcntl locks work (kept in the kernel)', (t) => {
   const m = withMount(t);
   const r = sh('touch f && flock f -c "echo locked" && python3 -c "import fcntl,os; fd=os.open(\'f\',os.O_RDWR); fcntl.lockf(fd, fcntl.LOCK_EX|fcntl.LOCK_NB); print(\'lockf\')"', m.mnt);

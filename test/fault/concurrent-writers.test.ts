@@ -63,12 +63,17 @@ function copyOut(mnt: string, native: string): Map<string, FilePicture> {
   return pic;
 }
 
-/** The files under `mnt` are those of the native copy: names, size, mode, mtime and every byte. */
-function checkAgainstCopy(t: ExecutionContext, mnt: string, native: string, before: Map<string, FilePicture>, label: string): void {
+/**
+ * The files under `mnt` are those of the native copy: names, size, mode, mtime
+ * and every byte (`mtimes` false: all but the mtime).
+ */
+function checkAgainstCopy(t: ExecutionContext, mnt: string, native: string, before: Map<string, FilePicture>, label: string, mtimes = true): void {
   const after = picture(mnt);
   t.deepEqual([...after.keys()], [...before.keys()], `${label}: the names`);
   for (const [name, want] of before) {
-    t.deepEqual(after.get(name), want, `${label}: ${name}'s size, mode and mtime`);
+    const got = after.get(name);
+    if (mtimes) t.deepEqual(got, want, `${label}: ${name}'s size, mode and mtime`);
+    else t.deepEqual(got === undefined ? got : { ...got, mtimeNs: 0n }, { ...want, mtimeNs: 0n }, `${label}: ${name}'s size and mode`);
     const bytes = readFileSync(join(mnt, name));
     const expected = readFileSync(join(native, name));
     if (!bytes.equals(expected)) {
@@ -100,7 +105,10 @@ async function oneRun(t: ExecutionContext, label: string, extraArgs: string[]): 
   assertConverged(t, m, `seed ${seed}, before the loss`);
   // The disk is lost; recover on demand (the files are read from the archive as they are compared).
   await loseDiskAndRecover(t, m, [], `seed ${seed}`);
-  checkAgainstCopy(t, m.mnt, native, before, `seed ${seed}, recovered`);
+  // With the writeback cache the kernel keeps the mtime programs see and sends it at close; a
+  // write-back of pages after its last send moves the store's later (docs/SEMANTICS.md).
+  const writeback = extraArgs.includes('--writeback-cache');
+  checkAgainstCopy(t, m.mnt, native, before, `seed ${seed}, recovered`, !writeback);
   syncMount(m);
   assertConverged(t, m, `seed ${seed}, after the recovery`);
 }
@@ -180,7 +188,12 @@ for (const background of [false, true]) {
     await loseDiskAndRecover(t, m, [], `seed ${seed}, first loss`, background);
     const w = startWriters(t, m.mnt, (seed ^ 0x9e3779b9) >>> 0);
     await w.done;
-    syncMount(m);
+    try {
+      syncMount(m);
+    } catch (err) {
+      t.log(readFileSync(join(m.store, '.strata', 'daemon.log'), 'utf8').split('\n').slice(-40).join('\n'));
+      throw err;
+    }
     const native = join(m.base, 'native');
     const before = copyOut(m.mnt, native);
     await loseDiskAndRecover(t, m, [], `seed ${seed}, second loss`);

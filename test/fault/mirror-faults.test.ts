@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import { sh, strata } from '../helpers/mount.js';
-import { withMirroredMount, syncMount, assertConverged, mirrorStatus, mount, readFromArchive, killPrimary } from '../helpers/mirror.js';
+import { withMirroredMount, syncMount, assertConverged, mirrorStatus, mount, readFromArchive, killPrimary, mirroredBasesMade } from '../helpers/mirror.js';
 import { startArchiveServer, type ArchiveServer } from '../helpers/archive.js';
 
 async function serverFor(t: ExecutionContext): Promise<ArchiveServer> {
@@ -219,7 +219,9 @@ test('fenced: after the volume is fenced on the archive, the old primary cannot 
 });
 
 test.after.always('no mirrored mount is left behind', () => {
-  const left = readFileSync('/proc/mounts', 'utf8').split('\n').filter((l) => l.includes('strata-mirror-'));
+  // Only this file's: other test files' mounts (also under strata-mirror-*) may still be serving their tests.
+  const mine = mirroredBasesMade();
+  const left = readFileSync('/proc/mounts', 'utf8').split('\n').filter((l) => mine.some((b) => l.includes(` ${b}/`)));
   for (const l of left) spawnSync('umount', ['-l', l.split(' ')[1]!]);
   rmSync(mkdtempSync(join(tmpdir(), 'strata-check-')), { recursive: true });
 });

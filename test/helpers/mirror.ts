@@ -55,8 +55,21 @@ export function forceUnmount(mnt: string): void {
   if (mountpointIsMounted(mnt)) spawnSync('umount', ['-l', mnt]);
 }
 
+/** The directories withMirroredMount made in this process (ava runs each test file in its own). */
+const basesMade: string[] = [];
+
+/**
+ * The directories withMirroredMount made in this test file: an after-hook
+ * that sweeps leftover mounts must take only these, never another file's
+ * (test files run at the same time, all under strata-mirror-*).
+ */
+export function mirroredBasesMade(): readonly string[] {
+  return basesMade;
+}
+
 export function withMirroredMount(t: ExecutionContext, opts: MirrorOpts = {}): MirroredMount {
   const base = mkdtempSync(join(tmpdir(), 'strata-mirror-'));
+  basesMade.push(base);
   const archiveUrl = opts.archiveUrl ?? `file://${join(base, 'archive')}`;
   const m: MirroredMount = {
     base, store: join(base, opts.storeSubdir ?? 'store'), mnt: join(base, 'mnt'), archiveUrl, volume: opts.volume ?? 'vol1', args: [],

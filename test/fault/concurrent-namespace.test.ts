@@ -8,6 +8,9 @@
 // the mount — names, types, modes, sizes, content digests, symlink targets,
 // hard-link groups, and the mtimes of files and of directories — and `strata
 // verify` must find the archive equal to the store.
+// The same programs also run in directories still being restored (recovered
+// with --depth 1, with and without the background restore, and killed -9
+// there), then a second disk loss.
 //
 //   npx ava dist/test/fault/concurrent-namespace.test.js
 //   STRATA_CONCURRENT_SEED=<seed> npx ava dist/test/fault/concurrent-namespace.test.js   # replay one plan
@@ -85,3 +88,58 @@ for (const [label, args] of CONFIGS) {
     t.deepEqual(await pictureOf(m.mnt, PICTURE), before, `seed ${seed}: the recovered tree`);
   });
 }
+
+// The same programs run again on a recovered mount whose directories are
+// still only in the archive (recovered with --depth 1: d0, d1 and d2 and
+// everything under them pending), with and without the background restore
+// filling them in meanwhile; then a second disk loss.
+for (const background of [false, true]) {
+  test.serial(`concurrent renames, creates and removals in directories still being restored (${background ? 'with' : 'without'} the background restore), then a second disk loss: the tree the programs left`, async (t) => {
+    t.timeout(300_000);
+    const seed = seedOf(`namespace restore ${background}`);
+    const m = withMirroredMount(t);
+    makeTop(m);
+    await start(t, m, seed).done;
+    syncMount(m);
+    await killPrimary(m);
+    forceUnmount(m.mnt);
+    spawnSync('rm', ['-rf', m.store]);
+    const r = strata(['recover', ...m.args, '--depth', '1', ...(background ? [] : ['--no-background-restore']), m.mnt]);
+    t.is(r.status, 0, `seed ${seed}: strata recover: ${r.stdout}${r.stderr}`);
+    const changes = await start(t, m, (seed ^ 0x9e3779b9) >>> 0).done;
+    t.true(changes > 0, `seed ${seed}: no change succeeded during the restore`);
+    syncMount(m);
+    const before = await pictureOf(m.mnt, PICTURE);
+    assertConverged(t, m, `seed ${seed}, before the second loss`);
+    await loseDiskAndRecover(t, m, `seed ${seed}, second loss`);
+    t.deepEqual(await pictureOf(m.mnt, PICTURE), before, `seed ${seed}: the tree recovered after the second loss`);
+  });
+}
+
+// And killed -9 among them while the restore is still under way: `strata
+// mount` continues the restore, and the archive converges to the store.
+test.serial('kill -9 among concurrent renames, creates and removals in directories still being restored, restart, second disk loss: the archive converges and gives the tree back', async (t) => {
+  t.timeout(300_000);
+  const seed = seedOf('namespace restore kill');
+  const m = withMirroredMount(t);
+  makeTop(m);
+  await start(t, m, seed).done;
+  syncMount(m);
+  await killPrimary(m);
+  forceUnmount(m.mnt);
+  spawnSync('rm', ['-rf', m.store]);
+  const r = strata(['recover', ...m.args, '--depth', '1', '--no-background-restore', m.mnt]);
+  t.is(r.status, 0, `seed ${seed}: strata recover: ${r.stdout}${r.stderr}`);
+  const p = start(t, m, (seed ^ 0x9e3779b9) >>> 0, true);
+  await sleep(new Rng(seed).int(200, 1200));
+  t.true(p.running() > 0, `seed ${seed}: the programs finished before the kill`);
+  await killPrimary(m);
+  await p.done;
+  forceUnmount(m.mnt);
+  mount(m);
+  syncMount(m);
+  assertConverged(t, m, `seed ${seed}, after the restart`);
+  const before = await pictureOf(m.mnt, PICTURE);
+  await loseDiskAndRecover(t, m, `seed ${seed}, second loss`);
+  t.deepEqual(await pictureOf(m.mnt, PICTURE), before, `seed ${seed}: the tree recovered after the second loss`);
+});

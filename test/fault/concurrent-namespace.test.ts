@@ -18,33 +18,29 @@ import test, { type ExecutionContext } from 'ava';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { withMirroredMount, syncMount, killPrimary, forceUnmount, assertConverged, mount, type MirroredMount } from '../helpers/mirror.js';
-import { strata } from '../helpers/mount.js';
 import { pictureOf } from '../helpers/tree.js';
 import { Rng } from '../helpers/model-tree.js';
-import { seedOf, startPrograms, type Programs } from '../helpers/concurrent.js';
+import { loseDiskAndRecover, seedOf, startPrograms, type Programs } from '../helpers/concurrent.js';
 
 const CHILD = fileURLToPath(new URL('../helpers/concurrent-namespace-child.js', import.meta.url));
 const PROGRAMS = 4;
 const ITERATIONS = Number(process.env['STRATA_CONCURRENT_ITERATIONS'] ?? 400);
 const PICTURE = { mtimes: true, dirMtimes: true } as const;
 
-function start(t: ExecutionContext, m: MirroredMount, seed: number, mayFail = false): Programs {
-  return startPrograms(t, CHILD, PROGRAMS, (i) => [String((seed + i * 7919) >>> 0), m.mnt, String(ITERATIONS), String(i)], `seed ${seed}`, mayFail);
+/**
+ * Starts the programs on `m`. `untilKilled`: they may fail (their mount dies
+ * under them), and they run ten times as long, so the kill finds them busy
+ * however fast the machine is.
+ */
+function start(t: ExecutionContext, m: MirroredMount, seed: number, untilKilled = false): Programs {
+  const iterations = untilKilled ? ITERATIONS * 10 : ITERATIONS;
+  return startPrograms(t, CHILD, PROGRAMS, (i) => [String((seed + i * 7919) >>> 0), m.mnt, String(iterations), String(i)], `seed ${seed}`, untilKilled);
 }
 
 function makeTop(m: MirroredMount): void {
   for (const d of ['d0', 'd1', 'd2']) mkdirSync(join(m.mnt, d));
-}
-
-async function loseDiskAndRecover(t: ExecutionContext, m: MirroredMount, label: string): Promise<void> {
-  await killPrimary(m);
-  forceUnmount(m.mnt);
-  spawnSync('rm', ['-rf', m.store]);
-  const r = strata(['recover', ...m.args, '--depth', '1', '--no-background-restore', m.mnt]);
-  t.is(r.status, 0, `${label}: strata recover: ${r.stdout}${r.stderr}`);
 }
 
 const CONFIGS: readonly (readonly [string, readonly string[]])[] = [
@@ -101,11 +97,7 @@ for (const background of [false, true]) {
     makeTop(m);
     await start(t, m, seed).done;
     syncMount(m);
-    await killPrimary(m);
-    forceUnmount(m.mnt);
-    spawnSync('rm', ['-rf', m.store]);
-    const r = strata(['recover', ...m.args, '--depth', '1', ...(background ? [] : ['--no-background-restore']), m.mnt]);
-    t.is(r.status, 0, `seed ${seed}: strata recover: ${r.stdout}${r.stderr}`);
+    await loseDiskAndRecover(t, m, `seed ${seed}, first loss`, { background });
     const changes = await start(t, m, (seed ^ 0x9e3779b9) >>> 0).done;
     t.true(changes > 0, `seed ${seed}: no change succeeded during the restore`);
     syncMount(m);
@@ -125,11 +117,7 @@ test.serial('kill -9 among concurrent renames, creates and removals in directori
   makeTop(m);
   await start(t, m, seed).done;
   syncMount(m);
-  await killPrimary(m);
-  forceUnmount(m.mnt);
-  spawnSync('rm', ['-rf', m.store]);
-  const r = strata(['recover', ...m.args, '--depth', '1', '--no-background-restore', m.mnt]);
-  t.is(r.status, 0, `seed ${seed}: strata recover: ${r.stdout}${r.stderr}`);
+  await loseDiskAndRecover(t, m, `seed ${seed}, first loss`);
   const p = start(t, m, (seed ^ 0x9e3779b9) >>> 0, true);
   await sleep(new Rng(seed).int(200, 1200));
   t.true(p.running() > 0, `seed ${seed}: the programs finished before the kill`);

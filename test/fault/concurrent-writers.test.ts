@@ -32,16 +32,21 @@ import { createCheckpoint, rollbackTo } from '../helpers/checkpoint.js';
 import { startArchiveServer } from '../helpers/archive.js';
 import { Rng } from '../helpers/model-tree.js';
 import { prepare, commit, withSwapMount } from '../helpers/swap.js';
-import { seedOf, startPrograms, whileStopped, type Programs } from '../helpers/concurrent.js';
+import { loseDiskAndRecover, seedOf, startPrograms, whileStopped, type Programs } from '../helpers/concurrent.js';
 
 const CHILD = fileURLToPath(new URL('../helpers/concurrent-writer-child.js', import.meta.url));
 const WRITERS = 4;
 const FILES = 3;
 const ITERATIONS = Number(process.env['STRATA_CONCURRENT_ITERATIONS'] ?? 150);
 
-/** Starts the writers in `dir`. */
-function startWriters(t: ExecutionContext, dir: string, seed: number, mayFail = false): Programs {
-  return startPrograms(t, CHILD, WRITERS, (i) => [String((seed + i * 7919) >>> 0), dir, String(FILES), String(ITERATIONS)], `seed ${seed}`, mayFail);
+/**
+ * Starts the writers in `dir`. `untilKilled`: they may fail (their mount dies
+ * under them), and they run ten times as long, so the kill finds them busy
+ * however fast the machine is.
+ */
+function startWriters(t: ExecutionContext, dir: string, seed: number, untilKilled = false): Programs {
+  const iterations = untilKilled ? ITERATIONS * 10 : ITERATIONS;
+  return startPrograms(t, CHILD, WRITERS, (i) => [String((seed + i * 7919) >>> 0), dir, String(FILES), String(iterations)], `seed ${seed}`, untilKilled);
 }
 
 interface FilePicture { size: number; mode: number; mtimeNs: bigint }
@@ -84,15 +89,6 @@ function checkAgainstCopy(t: ExecutionContext, mnt: string, native: string, befo
   }
 }
 
-/** kill -9 of the primary, its store gone, `strata recover` into an empty one (on demand only, unless `background`). */
-async function loseDiskAndRecover(t: ExecutionContext, m: MirroredMount, extra: string[], label: string, background = false): Promise<void> {
-  await killPrimary(m);
-  forceUnmount(m.mnt);
-  spawnSync('rm', ['-rf', m.store]);
-  const r = strata(['recover', ...m.args, '--depth', '1', ...(background ? [] : ['--no-background-restore']), ...extra, m.mnt]);
-  t.is(r.status, 0, `${label}: strata recover: ${r.stdout}${r.stderr}`);
-}
-
 async function oneRun(t: ExecutionContext, label: string, extraArgs: string[]): Promise<void> {
   const seed = seedOf(label);
   const m: MirroredMount = withMirroredMount(t, { extraArgs });
@@ -104,7 +100,7 @@ async function oneRun(t: ExecutionContext, label: string, extraArgs: string[]): 
   t.is(before.size, FILES, `seed ${seed}: every file was written`);
   assertConverged(t, m, `seed ${seed}, before the loss`);
   // The disk is lost; recover on demand (the files are read from the archive as they are compared).
-  await loseDiskAndRecover(t, m, [], `seed ${seed}`);
+  await loseDiskAndRecover(t, m, `seed ${seed}`);
   // With the writeback cache the kernel keeps the mtime programs see and sends it at close; a
   // write-back of pages after its last send moves the store's later (docs/SEMANTICS.md).
   const writeback = extraArgs.includes('--writeback-cache');
@@ -171,7 +167,7 @@ test.serial('archive snapshot while concurrent writers are stopped with files op
     return { before: pic, id: (JSON.parse(s.stdout) as { id: string }).id };
   });
   await w.done;
-  await loseDiskAndRecover(t, m, ['--force', '--snapshot', id], `seed ${seed}`);
+  await loseDiskAndRecover(t, m, `seed ${seed}`, { extra: ['--force', '--snapshot', id] });
   checkAgainstCopy(t, m.mnt, native, before, `seed ${seed}, recovered from the snapshot`);
 });
 
@@ -185,7 +181,7 @@ for (const background of [false, true]) {
     const m: MirroredMount = withMirroredMount(t);
     await startWriters(t, m.mnt, seed).done;
     syncMount(m);
-    await loseDiskAndRecover(t, m, [], `seed ${seed}, first loss`, background);
+    await loseDiskAndRecover(t, m, `seed ${seed}, first loss`, { background });
     const w = startWriters(t, m.mnt, (seed ^ 0x9e3779b9) >>> 0);
     await w.done;
     try {
@@ -196,7 +192,7 @@ for (const background of [false, true]) {
     }
     const native = join(m.base, 'native');
     const before = copyOut(m.mnt, native);
-    await loseDiskAndRecover(t, m, [], `seed ${seed}, second loss`);
+    await loseDiskAndRecover(t, m, `seed ${seed}, second loss`);
     checkAgainstCopy(t, m.mnt, native, before, `seed ${seed}, recovered after writes during the restore`);
     syncMount(m);
     assertConverged(t, m, `seed ${seed}, after the second recovery`);
@@ -222,7 +218,7 @@ for (const [label, args] of CONFIGS) {
     assertConverged(t, m, `seed ${seed}, after the restart`);
     const native = join(m.base, 'native');
     const before = copyOut(m.mnt, native);
-    await loseDiskAndRecover(t, m, [], `seed ${seed}`);
+    await loseDiskAndRecover(t, m, `seed ${seed}`);
     checkAgainstCopy(t, m.mnt, native, before, `seed ${seed}, recovered`);
   });
 }
@@ -260,7 +256,7 @@ for (const mirrored of [false, true]) {
       assertConverged(t, mm, `seed ${seed}, after the swap`);
       // The disk under both (the pre-swap tree is the spare now) is lost, and the swap record beside them.
       spawnSync('rm', ['-rf', m.store, join(m.base, '.store.strata-swap.json')]);
-      await loseDiskAndRecover(t, mm, [], `seed ${seed}`);
+      await loseDiskAndRecover(t, mm, `seed ${seed}`);
       checkAgainstCopy(t, mm.mnt, native, before, `seed ${seed}, recovered after the swap`);
     }
   });
@@ -281,6 +277,6 @@ test.serial('three primaries on one archive server, each under concurrent writer
     syncMount(m);
     return copyOut(m.mnt, join(m.base, 'native'));
   });
-  for (const m of mounts) await loseDiskAndRecover(t, m, ['--force'], `seed ${seed}, ${m.volume}`);
+  for (const m of mounts) await loseDiskAndRecover(t, m, `seed ${seed}, ${m.volume}`, { extra: ['--force'] });
   mounts.forEach((m, i) => checkAgainstCopy(t, m.mnt, join(m.base, 'native'), copies[i]!, `seed ${seed}, ${m.volume} recovered`));
 });

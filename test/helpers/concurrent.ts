@@ -2,8 +2,10 @@
 // (test/fault/concurrent-writers.test.ts, concurrent-namespace.test.ts):
 // start them, stop them where they are, let them finish.
 import type { ExecutionContext } from 'ava';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { forceUnmount, killPrimary, type MirroredMount } from './mirror.js';
+import { strata } from './mount.js';
 
 export interface Programs {
   pids: number[];
@@ -69,4 +71,17 @@ export async function whileStopped<T>(p: Programs, fn: () => T): Promise<T> {
   } finally {
     for (const pid of p.pids) process.kill(pid, 'SIGCONT');
   }
+}
+
+/**
+ * The disk under a primary is lost: kill -9 of its daemon, its stale mount
+ * cleared, its store gone; then `strata recover --depth 1` into an empty one
+ * (on demand only unless `background`; `extra`: more options).
+ */
+export async function loseDiskAndRecover(t: ExecutionContext, m: MirroredMount, label: string, opts: { extra?: string[]; background?: boolean } = {}): Promise<void> {
+  await killPrimary(m);
+  forceUnmount(m.mnt);
+  spawnSync('rm', ['-rf', m.store]);
+  const r = strata(['recover', ...m.args, '--depth', '1', ...(opts.background === true ? [] : ['--no-background-restore']), ...(opts.extra ?? []), m.mnt]);
+  t.is(r.status, 0, `${label}: strata recover: ${r.stdout}${r.stderr}`);
 }

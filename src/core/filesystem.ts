@@ -291,20 +291,21 @@ export class Filesystem {
     }
     // A chmod rewrote the access ACL's mask too, when the object has one: recorded after the mode.
     const aclAfter = (): Promise<Buffer | null> => (ch.mode === undefined ? Promise.resolve(null) : f ? aclOfFd(f.fd, ACL_ACCESS) : aclAt(this.dir, rel!, ACL_ACCESS));
+    // Recorded: the attributes are read as the record is appended (attrsNow), and answered from that one read.
     if (f) {
-      const st = await this.fgetattr((ref as { handle: number }).handle);
-      if (this.sink && f.id !== null) {
-        f.dirty = false;
-        const acl = await aclAfter();
-        const seq = this.sink.append({ op: 'setattr', id: f.id, attrs: attrsNow(f.fd) });
-        await this.sink.committed(this.appendAcls(seq, f.id, acl === null ? [] : [[ACL_ACCESS, acl]]));
-      }
-      return st;
+      if (!this.sink || f.id === null) return this.fgetattr((ref as { handle: number }).handle);
+      f.dirty = false;
+      const acl = await aclAfter();
+      const st = fs.fstatSync(f.fd, { bigint: true });
+      const seq = this.sink.append({ op: 'setattr', id: f.id, attrs: attrsFromStat(st) });
+      await this.sink.committed(this.appendAcls(seq, f.id, acl === null ? [] : [[ACL_ACCESS, acl]]));
+      return this.shown(st, null, f.id, f.fd);
     }
     if (!this.sink) return this.shown(await this.dir.lstat(rel!), rel, null);
-    const [st, id, acl] = await Promise.all([this.dir.lstat(rel!), this.idOf(rel!), aclAfter()]);
+    const [id, acl] = await Promise.all([this.idOf(rel!), aclAfter()]);
+    const st = this.dir.lstatNow(rel!);
     if (id !== null) {
-      const seq = this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(this.dir.lstatNow(rel!)) });
+      const seq = this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(st) });
       await this.sink.committed(this.appendAcls(seq, id, acl === null ? [] : [[ACL_ACCESS, acl]]));
     }
     return this.shown(st, rel, id);

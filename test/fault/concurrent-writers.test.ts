@@ -26,13 +26,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { withMirroredMount, syncMount, killPrimary, forceUnmount, assertConverged, mount, type MirroredMount } from '../helpers/mirror.js';
+import { withMirroredMount, syncMount, assertConverged, type MirroredMount } from '../helpers/mirror.js';
 import { strata, withMount } from '../helpers/mount.js';
 import { createCheckpoint, rollbackTo } from '../helpers/checkpoint.js';
 import { startArchiveServer } from '../helpers/archive.js';
 import { Rng } from '../helpers/model-tree.js';
 import { prepare, commit, withSwapMount } from '../helpers/swap.js';
-import { loseDiskAndRecover, seedOf, startPrograms, whileStopped, type Programs } from '../helpers/concurrent.js';
+import { killAmongAndRestart, loseDiskAndRecover, seedOf, startPrograms, whileStopped, type Programs } from '../helpers/concurrent.js';
 
 const CHILD = fileURLToPath(new URL('../helpers/concurrent-writer-child.js', import.meta.url));
 const WRITERS = 4;
@@ -66,6 +66,18 @@ function copyOut(mnt: string, native: string): Map<string, FilePicture> {
   const pic = picture(mnt);
   for (const name of pic.keys()) writeFileSync(join(native, name), readFileSync(join(mnt, name)));
   return pic;
+}
+
+/**
+ * Starts the writers on `mnt`, stops them at a seeded moment with their files
+ * open, copies the files to `native` and runs `take` (the point-in-time copy
+ * under test: a checkpoint, a snapshot), then lets them go on.
+ */
+async function takeAmongWriters<T>(t: ExecutionContext, mnt: string, native: string, seed: number, take: () => T): Promise<{ w: Programs; before: Map<string, FilePicture>; taken: T }> {
+  const w = startWriters(t, mnt, seed);
+  await sleep(new Rng(seed).int(150, 700));
+  const { before, taken } = await whileStopped(w, () => ({ before: copyOut(mnt, native), taken: take() }));
+  return { w, before, taken };
 }
 
 /**
@@ -133,13 +145,7 @@ for (const mirrored of [false, true]) {
     const seed = seedOf(`checkpoint ${mirrored}`);
     const m = mirrored ? withMirroredMount(t) : withMount(t);
     const native = join(m.base, 'native');
-    const w = startWriters(t, m.mnt, seed);
-    await sleep(new Rng(seed).int(150, 700));
-    const before = await whileStopped(w, () => {
-      const pic = copyOut(m.mnt, native);
-      createCheckpoint(m.mnt, 'ck');
-      return pic;
-    });
+    const { w, before } = await takeAmongWriters(t, m.mnt, native, seed, () => createCheckpoint(m.mnt, 'ck'));
     await w.done;
     rollbackTo(m.mnt, 'ck');
     checkAgainstCopy(t, m.mnt, native, before, `seed ${seed}, rolled back`);
@@ -158,13 +164,10 @@ test.serial('archive snapshot while concurrent writers are stopped with files op
   t.teardown(async () => { await server.stop(); rmSync(targets, { recursive: true, force: true }); });
   const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
   const native = join(m.base, 'native');
-  const w = startWriters(t, m.mnt, seed);
-  await sleep(new Rng(seed).int(150, 700));
-  const { before, id } = await whileStopped(w, () => {
-    const pic = copyOut(m.mnt, native);
+  const { w, before, taken: id } = await takeAmongWriters(t, m.mnt, native, seed, () => {
     const s = strata(['snapshot', 'create', m.mnt, '--token-file', server.tokenFile, '--wait', '--json']);
     if (s.status !== 0) throw new Error(`strata snapshot create: ${s.stdout}${s.stderr}`);
-    return { before: pic, id: (JSON.parse(s.stdout) as { id: string }).id };
+    return (JSON.parse(s.stdout) as { id: string }).id;
   });
   await w.done;
   await loseDiskAndRecover(t, m, `seed ${seed}`, { extra: ['--force', '--snapshot', id] });
@@ -207,15 +210,7 @@ for (const [label, args] of CONFIGS) {
     t.timeout(240_000);
     const seed = seedOf(`kill ${label}`);
     const m: MirroredMount = withMirroredMount(t, { extraArgs: [...args] });
-    const w = startWriters(t, m.mnt, seed, true);
-    await sleep(new Rng(seed).int(200, 1500));
-    t.true(w.running() > 0, `seed ${seed}: the writers finished before the kill`);
-    await killPrimary(m);
-    await w.done;
-    forceUnmount(m.mnt);
-    mount(m);
-    syncMount(m);
-    assertConverged(t, m, `seed ${seed}, after the restart`);
+    await killAmongAndRestart(t, m, startWriters(t, m.mnt, seed, true), seed, `seed ${seed}`);
     const native = join(m.base, 'native');
     const before = copyOut(m.mnt, native);
     await loseDiskAndRecover(t, m, `seed ${seed}`);
@@ -234,13 +229,7 @@ for (const mirrored of [false, true]) {
     const native = join(m.base, 'native');
     const spare = join(m.base, 'spare');
     mkdirSync(spare);
-    const w = startWriters(t, m.mnt, seed);
-    await sleep(new Rng(seed).int(150, 700));
-    const before = await whileStopped(w, () => {
-      const pic = copyOut(m.mnt, native);
-      createCheckpoint(m.mnt, 'ck');
-      return pic;
-    });
+    const { w, before } = await takeAmongWriters(t, m.mnt, native, seed, () => createCheckpoint(m.mnt, 'ck'));
     const p = prepare(m.mnt, spare, 'checkpoint:ck');
     t.is(p.status, 0, `seed ${seed}: swap prepare: ${p.out}`);
     t.log(`seed ${seed}: ${w.running()} of ${WRITERS} writers still running when the prepare returned`);

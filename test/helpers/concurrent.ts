@@ -4,7 +4,8 @@
 import type { ExecutionContext } from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { forceUnmount, killPrimary, type MirroredMount } from './mirror.js';
+import { assertConverged, forceUnmount, killPrimary, mount, syncMount, type MirroredMount } from './mirror.js';
+import { Rng } from './model-tree.js';
 import { strata } from './mount.js';
 
 export interface Programs {
@@ -84,4 +85,20 @@ export async function loseDiskAndRecover(t: ExecutionContext, m: MirroredMount, 
   spawnSync('rm', ['-rf', m.store]);
   const r = strata(['recover', ...m.args, '--depth', '1', ...(opts.background === true ? [] : ['--no-background-restore']), ...(opts.extra ?? []), m.mnt]);
   t.is(r.status, 0, `${label}: strata recover: ${r.stdout}${r.stderr}`);
+}
+
+/**
+ * kill -9 of `m`'s daemon at a seeded moment among the programs `p` (started
+ * to be killed: startPrograms' `mayFail`), then `strata mount` of the same
+ * store, `strata sync`, and the archive must equal the store.
+ */
+export async function killAmongAndRestart(t: ExecutionContext, m: MirroredMount, p: Programs, seed: number, label: string): Promise<void> {
+  await sleep(new Rng(seed).int(200, 1200));
+  t.true(p.running() > 0, `${label}: the programs finished before the kill`);
+  await killPrimary(m);
+  await p.done;
+  forceUnmount(m.mnt);
+  mount(m);
+  syncMount(m);
+  assertConverged(t, m, `${label}, after the restart`);
 }

@@ -26,7 +26,6 @@ const features = (mnt: string): FuseFeatures => {
 };
 const requests = (mnt: string, op: string): number => status(mnt).requests[op] ?? 0;
 
-
 const [major = 0, minor = 0] = release().split('.').map((x) => Number.parseInt(x, 10));
 const atLeast = (a: number, b: number): boolean => major > a || (major === a && minor >= b);
 // Passthrough came with Linux 6.9, handle_killpriv_v2 with 5.11.

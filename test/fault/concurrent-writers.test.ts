@@ -18,7 +18,7 @@
 // programs appending to one file in about one run in three.
 //
 //   npx ava dist/test/fault/concurrent-writers.test.js
-//   STRATA_CONCURRENT_SEED=<seed> npx ava dist/test/fault/concurrent-writers.test.js   # replay one
+//   STRATA_CONCURRENT_SEED=<seed> npx ava dist/test/fault/concurrent-writers.test.js   # replay one plan (not the interleaving)
 import test, { type ExecutionContext } from 'ava';
 import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -504,6 +504,42 @@ class FallocateWorker : public PromiseWorker {
   uint64_t len_;
 };
 
+// appendWrite(fd, data, length): a write of a program's O_APPEND file
+// (posix_rules.h, sr_append, as the FUSE bridge's own writes do), on the
+// thread pool; resolves with [written, offset]: where the bytes landed.
+class AppendWriteWorker : public PromiseWorker {
+ public:
+  AppendWriteWorker(Napi::Env env, int fd, Napi::Buffer<uint8_t> data, size_t len)
+      : PromiseWorker(env, "strata:appendWrite"), fd_(fd), data_(data.Data()), len_(len) {
+    keep_ = Napi::Persistent(data);
+  }
+
+  void Execute() override {
+    off_t landed = 0;
+    ssize_t n = sr_append(fd_, data_, len_, &landed);
+    if (n < 0) {
+      SN_FAIL(&err_, errno, "pwritev2");
+      return;
+    }
+    written_ = static_cast<size_t>(n);
+    landed_ = landed;
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Array out = Napi::Array::New(env, 2);
+    out.Set(0u, Napi::Number::New(env, static_cast<double>(written_)));
+    out.Set(1u, Napi::Number::New(env, static_cast<double>(landed_)));
+    return out;
+  }
+
+ private:
+  Napi::Reference<Napi::Buffer<uint8_t>> keep_;
+  int fd_;
+  const uint8_t* data_;
+  size_t len_;
+  size_t written_ = 0;
+  off_t landed_ = 0;
+};
+
 class NotifyWorker : public PromiseWorker {
  public:
   NotifyWorker(Napi::Env env, std::string socket, std::string msg)
@@ -973,6 +1009,25 @@ Napi::Value Fallocate(const Napi::CallbackInfo& info) {
     return env.Undefined();
   return (new FallocateWorker(env, fd, static_cast<int>(mode), offset, len))
       ->Start();
+}
+
+// appendWrite(fd, data, length)
+Napi::Value AppendWrite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  uint64_t len;
+  if (!GetFd(info, 0, "fd", &fd)) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsBuffer()) {
+    Napi::TypeError::New(env, "appendWrite(fd, data: Buffer, length)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Buffer<uint8_t> data = info[1].As<Napi::Buffer<uint8_t>>();
+  if (!GetSize(info, 2, "length", &len)) return env.Undefined();
+  if (len > data.Length()) {
+    Napi::RangeError::New(env, "appendWrite: length is larger than the buffer").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return (new AppendWriteWorker(env, fd, data, static_cast<size_t>(len)))->Start();
 }
 
 // sdNotify(socketPath, message): one datagram to systemd's NOTIFY_SOCKET.
@@ -1545,6 +1600,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("futimens", Napi::Function::New(env, Futimens, "futimens"));
   exports.Set("mknod", Napi::Function::New(env, Mknod, "mknod"));
   exports.Set("fallocate", Napi::Function::New(env, Fallocate, "fallocate"));
+  exports.Set("appendWrite", Napi::Function::New(env, AppendWrite, "appendWrite"));
   exports.Set("getxattr", Napi::Function::New(env, Getxattr, "getxattr"));
   exports.Set("setxattr", Napi::Function::New(env, Setxattr, "setxattr"));
   exports.Set("listxattr", Napi::Function::New(env, StartOnPath<ListxattrWorker>, "listxattr"));

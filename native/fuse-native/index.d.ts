@@ -80,6 +80,8 @@ export interface Features {
   readonly posixAcl: boolean;
   /** The kernel offered both. */
   readonly offeredPosixAcl: boolean;
+  /** FUSE_CAP_ATOMIC_O_TRUNC negotiated (off with the no_atomic_o_trunc option): O_TRUNC comes with the open, not as a SETATTR. */
+  readonly atomicOTrunc: boolean;
   /** Opens answered with FOPEN_PASSTHROUGH so far. */
   readonly passthroughOpens: number;
   /** ... of them, opens that joined an inode already in passthrough (FOPEN_DIRECT_IO: requests as before). */

@@ -95,7 +95,12 @@ export interface StatfsResult {
 }
 
 /** Flags that only make sense to the kernel's side of an open, never the backing one. */
-const OPEN_STRIP = C.O_CREAT | C.O_EXCL | C.O_NOCTTY | (C.O_DIRECT ?? 0);
+/**
+ * Never O_APPEND either: a program may clear or set it with fcntl after its
+ * open, which the store's descriptor would not learn; each write says whether
+ * it appends (write's `append`, native.appendWrite).
+ */
+const OPEN_STRIP = C.O_CREAT | C.O_EXCL | C.O_NOCTTY | (C.O_DIRECT ?? 0) | C.O_APPEND;
 /** Flags every backing open gets: never follow a symlink, never leak into children. */
 const OPEN_ADD = C.O_NOFOLLOW | 0o2000000; /* O_CLOEXEC */
 
@@ -537,7 +542,7 @@ export class Filesystem {
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     if (this.guard) await this.guard.names(parentRelOf(rel));
     const inherits = await this.inheritsAcl(rel, caller);
-    const fd = await this.dir.open(rel, (flags & ~(C.O_NOCTTY | (C.O_DIRECT ?? 0))) | C.O_CREAT | OPEN_ADD, this.creationMode(mode, caller, inherits) & 0o7777);
+    const fd = await this.dir.open(rel, (flags & ~(C.O_NOCTTY | (C.O_DIRECT ?? 0) | C.O_APPEND)) | C.O_CREAT | OPEN_ADD, this.creationMode(mode, caller, inherits) & 0o7777);
     if (this.guard) await this.guard.created(rel);
     try {
       await this.own(rel, caller, false, fd);
@@ -575,22 +580,33 @@ export class Filesystem {
    * CAP_FSETID and the kernel left dropping set-ID bits to strata
    * (handle_killpriv_v2, or without it what the kernel's FUSE rule leaves);
    * they go before the write, as the kernel drops them. `onDropped` runs when
-   * bits went.
+   * bits went. `append`: the program's file is O_APPEND (and the kernel keeps
+   * no size of its own: no writeback cache), so the bytes go at the store
+   * file's end, atomically, which `position` (the kernel's idea of the size)
+   * may not be when another handle truncated the file meanwhile; they are
+   * recorded where they landed.
    */
-  async write(handle: number, buf: Buffer, length: number, position: number, dropSetId?: Caller, onDropped?: () => void): Promise<number> {
+  async write(handle: number, buf: Buffer, length: number, position: number, dropSetId?: Caller, onDropped?: () => void, append = false): Promise<number> {
     const f = this.file(handle);
     if (this.sink) await this.sink.admit(length + 128);
     const guard = this.guardOf(f);
     if (dropSetId !== undefined && await this.dropSetIdOf(f, dropSetId)) onDropped?.();
     if (guard) await guard.data({ fd: f.fd }, position, length);
-    const doWrite = (): Promise<number> => new Promise<number>((resolve, reject) => {
-      fs.write(f.fd, buf, 0, length, position, (err, written) => (err ? reject(err) : resolve(written)));
-    });
+    let landed = position;
+    const doWrite = append
+      ? async (): Promise<number> => {
+        const r = await native.appendWrite(f.fd, buf, length);
+        landed = r.offset;
+        return r.written;
+      }
+      : (): Promise<number> => new Promise<number>((resolve, reject) => {
+        fs.write(f.fd, buf, 0, length, position, (err, written) => (err ? reject(err) : resolve(written)));
+      });
     const n = f.remote && this.restore && f.id !== null ? await this.restore.write(f.id, f.fd, position, length, doWrite) : await doWrite();
     if (this.sink && f.id !== null && n > 0) {
       let seq = 0;
       for (let off = 0; off < n; off += MAX_WRITE_BYTES) {
-        seq = this.sink.append({ op: 'write', id: f.id, offset: position + off, data: buf.subarray(off, Math.min(n, off + MAX_WRITE_BYTES)) });
+        seq = this.sink.append({ op: 'write', id: f.id, offset: landed + off, data: buf.subarray(off, Math.min(n, off + MAX_WRITE_BYTES)) });
       }
       // Size and mtime follow in a setattr at flush, fsync or release.
       f.dirty = true;

@@ -216,7 +216,10 @@ export class MountDaemon {
     // Nor with passthrough writes: under it the kernel leaves dropping set-ID
     // bits on write to strata, which never sees a passthrough write.
     const killpriv = this.config.mirror || passthroughWritesWanted(this.config.options) ? { handleKillprivV2: false } : {};
-    this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options, ...killpriv }, adapterLog);
+    // Nor atomic O_TRUNC on a mirrored mount: the truncation then comes as a
+    // SETATTR under the inode's lock, ordered with every write (docs/mirroring.md).
+    const truncation = this.config.mirror ? { atomicOTrunc: false } : {};
+    this.adapter = new FuseAdapter(this.fs, this.mountpoint, { fsname: `strata:${this.store.root}`, ...this.config.options, ...killpriv, ...truncation }, adapterLog);
     this.wireDirectJournal();
     // The restore tells the adapter before it changes an object behind the kernel (vouches for settled nodes).
     if (this.onDemand) this.onDemand.settleWatch = this.adapter.settleWatch;
@@ -609,6 +612,8 @@ export interface FuseFeatures {
   readdirplus: boolean;
   /** POSIX ACLs enforced by the kernel (FUSE_CAP_POSIX_ACL, strata applying the umask). */
   posixAcl: boolean;
+  /** O_TRUNC comes with the open (off on a mirrored mount). */
+  atomicOTrunc: boolean;
   /** What the kernel offered that strata may ask for. */
   offered: { passthrough: boolean; handleKillprivV2: boolean; parallelDirops: boolean; posixAcl: boolean };
   passthroughOpens: number;
@@ -631,6 +636,7 @@ function fuseFeaturesOf(f: Features, maxWrite: number): FuseFeatures {
     parallelDirops: f.parallelDirops,
     readdirplus: f.readdirplus,
     posixAcl: f.posixAcl,
+    atomicOTrunc: f.atomicOTrunc,
     offered: { passthrough: f.offeredPassthrough, handleKillprivV2: f.offeredKillprivV2, parallelDirops: f.offeredParallelDirops, posixAcl: f.offeredPosixAcl },
     passthroughOpens: f.passthroughOpens,
     passthroughShared: f.passthroughShared,

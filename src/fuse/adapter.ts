@@ -6,7 +6,7 @@
 // itself (direct descriptors), so they never reach this thread.
 import { nameBytes } from '../protocol/names.js';
 import { ll, FC, type Session, type Features } from './bridge.js';
-import type { BigIntStats } from 'node:fs';
+import { constants as fsConstants, type BigIntStats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Filesystem, Caller, OpenResult, DirEntryInfo, ObjectRef, SetattrChanges } from '../core/filesystem.js';
 import type { ChangeSink } from '../ports/change-sink.js';
@@ -104,6 +104,14 @@ export interface MountOptions {
    */
   handleKillprivV2?: boolean;
   /**
+   * Let O_TRUNC come with the open (FUSE_CAP_ATOMIC_O_TRUNC, default true).
+   * The daemon turns it off on a mirrored mount: the kernel then truncates
+   * with a SETATTR under the inode's lock, which keeps another handle's
+   * write from reaching the store between the truncation and its journal
+   * record (docs/mirroring.md).
+   */
+  atomicOTrunc?: boolean;
+  /**
    * Ask the kernel for parallel directory operations (default true): lookups
    * and readdirs of one directory are no longer serialised by the kernel.
    * STRATA_PARALLEL_DIROPS=0 turns it off too.
@@ -150,6 +158,7 @@ export function fuseOptionString(opts: MountOptions): string {
   if (opts.handleKillprivV2 !== false && process.env['STRATA_KILLPRIV_V2'] !== '0') list.push('handle_killpriv_v2');
   if (opts.parallelDirops !== false && process.env['STRATA_PARALLEL_DIROPS'] !== '0') list.push('parallel_dirops');
   if (opts.posixAcl !== false && process.env['STRATA_POSIX_ACL'] !== '0') list.push('posix_acl');
+  if (opts.atomicOTrunc === false) list.push('no_atomic_o_trunc');
   if (opts.debug) list.push('debug');
   return list.join(',');
 }
@@ -1108,7 +1117,9 @@ export class FuseAdapter {
         const data = r.data ?? Buffer.alloc(0);
         const kill = (r.mode & FC.WRITE_KILL_SUIDGID) !== 0;
         // The kernel keeps the mode it cached: told when bits went.
-        const n = await this.withHandle(r, (h) => fs.write(h, data, data.length, r.off, kill ? r.caller : undefined, () => this.invalidateAttrs(r.ino)));
+        // An O_APPEND file's write goes to the store file's end (posix_rules.h, sr_append), unless the kernel keeps the size (writeback cache).
+        const append = (r.fiFlags & fsConstants.O_APPEND) !== 0 && !this.writebackCache;
+        const n = await this.withHandle(r, (h) => fs.write(h, data, data.length, r.off, kill ? r.caller : undefined, () => this.invalidateAttrs(r.ino), append));
         this.jsBytes.written += n;
         answer(() => ll.replyWrite(r.req, n));
         return;

@@ -70,6 +70,7 @@ interface NativeBinding {
   futimens(fd: number, atime: TimeSpec, mtime: TimeSpec): Promise<void>;
   mknod(path: string, mode: number, dev: number, at?: number): Promise<void>;
   fallocate(fd: number, mode: number, offset: number, length: number): Promise<void>;
+  appendWrite(fd: number, data: Buffer, length: number): Promise<[number, number]>;
   getxattr(path: string, name: string, at?: number): Promise<Buffer>;
   setxattr(path: string, name: string, value: Uint8Array, flags: number, at?: number): Promise<void>;
   listxattr(path: string, at?: number): Promise<string[]>;
@@ -257,6 +258,18 @@ export async function futimens(fd: number, atime: TimeSpec, mtime: TimeSpec): Pr
 /** mknod(2): `mode` includes the type (S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK, S_IFREG); see {@link makedev}. */
 export async function mknod(path: string, mode: number, dev: number, at?: number): Promise<void> {
   return binding.mknod(path, mode, dev, at);
+}
+
+/**
+ * A write of a program's O_APPEND file: the first `length` bytes of `data` at
+ * the end of the file `fd` refers to, atomically at its size at that moment
+ * (RWF_APPEND; native/fuse-native/src/posix_rules.h, sr_append). Resolves with
+ * the bytes written and the offset they landed at, which the FUSE kernel's
+ * offset may not say (another handle truncated the file meanwhile).
+ */
+export async function appendWrite(fd: number, data: Buffer, length: number): Promise<{ written: number; offset: number }> {
+  const [written, offset] = await binding.appendWrite(fd, data, length);
+  return { written, offset };
 }
 
 /** fallocate(2); `mode` is 0 or FALLOC_FL_* flags. */

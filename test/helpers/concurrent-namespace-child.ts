@@ -7,13 +7,21 @@
 // removes a subdirectory, links, symlinks or chmods. The others race it, so
 // ENOENT, EEXIST, ENOTEMPTY and the like are expected and skipped. Prints
 // `done N` (N changes that succeeded) at the end.
-import { chmodSync, closeSync, linkSync, mkdirSync, openSync, renameSync, rmdirSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
+//
+// With a fifth argument `hold`, the program is a holder instead: each
+// iteration opens one file (creating it when missing) and keeps it open
+// across several writes at seeded offsets, truncates, fchmods, futimes and
+// fsyncs, while the others rename it or its directory, replace it with
+// another file or remove it; then it closes it. What it wrote belongs to
+// the file it opened, under whatever name that file has by then (or to no
+// name at all).
+import { chmodSync, constants, closeSync, fchmodSync, fsyncSync, ftruncateSync, futimesSync, linkSync, mkdirSync, openSync, renameSync, rmdirSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from './model-tree.js';
 
-const [seedArg, dir, itersArg, id] = process.argv.slice(2);
+const [seedArg, dir, itersArg, id, role] = process.argv.slice(2);
 if (seedArg === undefined || dir === undefined || itersArg === undefined || id === undefined) {
-  throw new Error('usage: concurrent-namespace-child SEED DIR ITERATIONS ID');
+  throw new Error('usage: concurrent-namespace-child SEED DIR ITERATIONS ID [hold]');
 }
 const rng = new Rng(Number(seedArg) >>> 0);
 const RACES = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'EISDIR', 'ENOTDIR', 'EINVAL', 'EBUSY']);
@@ -39,7 +47,35 @@ function writeFile(path: string): void {
   }
 }
 
+/** One holder iteration: a file kept open across several changes through its descriptor. */
+function hold(): void {
+  const { O_RDWR, O_CREAT, O_APPEND, O_TRUNC } = constants;
+  const flags = O_RDWR | O_CREAT | (rng.chance(0.3) ? O_APPEND : 0) | (rng.chance(0.2) ? O_TRUNC : 0);
+  const fd = openSync(join(dir, file()), flags, 0o644);
+  try {
+    for (let step = 0, steps = rng.int(2, 12); step < steps; step++) {
+      const roll = rng.int(0, 99);
+      if (roll < 70) writeSync(fd, data(rng.int(1, 5000)), 0, undefined, rng.chance(0.3) ? null : rng.int(0, 20_000));
+      else if (roll < 78) ftruncateSync(fd, rng.int(0, 12_000));
+      else if (roll < 85) fchmodSync(fd, rng.pick([0o600, 0o640, 0o644, 0o755]));
+      else if (roll < 92) futimesSync(fd, rng.int(1, 2e9), rng.int(1, 2e9));
+      else fsyncSync(fd);
+      done++;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
 for (let it = 0, n = Number(itersArg); it < n; it++) {
+  if (role === 'hold') {
+    try {
+      hold();
+    } catch (err) {
+      if (!RACES.has((err as { code?: string }).code ?? '')) throw err;
+    }
+    continue;
+  }
   const roll = rng.int(0, 99);
   try {
     if (roll < 25) writeFile(file());

@@ -196,3 +196,60 @@ test('the root\'s link count is as on ext4: strata\'s private directory is not c
     t.is(r.mnt, r.native, `with ${args.join(' ') || 'defaults'}`);
   }
 });
+
+// O_APPEND belongs to the program's open file, not to strata's descriptor of
+// the store file: a program may clear or set it with fcntl(F_SETFL) after
+// its open, and another handle may truncate the file under an appender. Until
+// 2026-12-05 the store's descriptor was opened O_APPEND when the program's
+// was: after F_SETFL cleared it, a pwrite at offset 0 still went to the end
+// of the store's file; and a journalled append was recorded at the offset the
+// kernel sent, not where the store put it (the archive's copy then differed
+// after another handle's truncation).
+const APPENDS = [
+  'import os, fcntl',
+  'def show(label): print(label, open("f", "rb").read())',
+  'open("f", "wb").write(b"0123456789")',
+  'fd = os.open("f", os.O_WRONLY | os.O_APPEND)',
+  'fcntl.fcntl(fd, fcntl.F_SETFL, 0)',
+  'os.pwrite(fd, b"AB", 0); os.write(fd, b"CD"); os.close(fd)',
+  'show("O_APPEND cleared by F_SETFL, then pwrite at 0 and write at the position:")',
+  'fd = os.open("f", os.O_WRONLY)',
+  'fcntl.fcntl(fd, fcntl.F_SETFL, os.O_APPEND)',
+  'os.write(fd, b"EF"); os.pwrite(fd, b"GH", 0); os.close(fd)',
+  'show("O_APPEND set by F_SETFL, then write and pwrite at 0 (both append on Linux):")',
+  'a = os.open("f", os.O_WRONLY | os.O_APPEND)',
+  'os.write(a, b"IJ")',
+  'b = os.open("f", os.O_WRONLY | os.O_TRUNC); os.write(b, b"xyz"); os.close(b)',
+  'os.write(a, b"KL")',
+  'show("an appender after another handle\\x27s O_TRUNC open and write:")',
+  'c = os.open("f", os.O_RDWR); os.ftruncate(c, 1); os.close(c)',
+  'os.write(a, b"MN"); os.close(a)',
+  'show("an appender after another handle\\x27s ftruncate:")',
+].join('\n');
+
+const APPEND_MOUNTS: readonly (readonly [string, readonly string[], boolean])[] = [
+  ['the FUSE thread\'s answers', [], false],
+  ['every request in JavaScript (--no-direct-io)', ['--no-direct-io'], false],
+  ['the writeback cache', ['--writeback-cache'], false],
+  ['mirrored, async: appends journalled on the FUSE thread', [], true],
+  ['mirrored, async: appends through the core (--no-direct-journal)', ['--no-direct-journal'], true],
+  ['mirrored, sync', ['--mirror', 'sync'], true],
+];
+
+for (const [label, args, mirrored] of APPEND_MOUNTS) {
+  test(`O_APPEND follows the program's file flags as they are at each write (set or cleared with fcntl) and appends at the end another handle left: as on a native directory (${label})`, (t) => {
+    const m = mirrored ? withMirroredMount(t, { extraArgs: [...args] }) : withMount(t, [...args]);
+    const native = join(m.base, 'native-append');
+    mkdirSync(native, { recursive: true });
+    const want = sh(`python3 -c '${APPENDS}'`, native);
+    t.is(want.status, 0, want.stderr);
+    t.regex(want.stdout, /cleared by F_SETFL.*b'CD23456789'/, 'ext4 writes where the program says once O_APPEND is off');
+    const got = sh(`python3 -c '${APPENDS}'`, m.mnt);
+    t.is(got.status, 0, got.stderr);
+    t.is(got.stdout, want.stdout);
+    if ('archiveUrl' in m) {
+      syncMount(m);
+      assertConverged(t, m);
+    }
+  });
+}

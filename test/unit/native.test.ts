@@ -1054,3 +1054,29 @@ rootOnly('newOwner gives a new object the owner and group the kernel gives a fil
     }
   }
 });
+
+test('appendWrite: atomically at the end of a file whose descriptor is not O_APPEND, wherever another descriptor left it; resolves with where the bytes landed; errors with their syscall', async (t) => {
+  const dir = await tmpDir(t);
+  const file = path.join(dir, 'log');
+  await fs.writeFile(file, '0123456789');
+  const fh = await fs.open(file, fsc.O_RDWR);
+  const other = await fs.open(file, fsc.O_RDWR);
+  try {
+    t.deepEqual(await native.appendWrite(fh.fd, Buffer.from('ab'), 2), { written: 2, offset: 10 });
+    await other.truncate(3);
+    t.deepEqual(await native.appendWrite(fh.fd, Buffer.from('cdXX'), 2), { written: 2, offset: 3 }, 'only `length` bytes, at the end the truncation left');
+    await other.write(Buffer.from('zz'), 0, 2, 8);
+    t.deepEqual(await native.appendWrite(fh.fd, Buffer.from('ef'), 2), { written: 2, offset: 10 });
+    t.is(await fs.readFile(file, 'latin1'), '012cd\0\0\0zzef');
+    // A plain pwrite through the same descriptor still goes where it says: the descriptor is not O_APPEND.
+    await fh.write(Buffer.from('Q'), 0, 1, 0);
+    t.is((await fs.readFile(file, 'latin1'))[0], 'Q');
+  } finally {
+    await fh.close();
+    await other.close();
+  }
+  const bad = await t.throwsAsync(native.appendWrite(99999, Buffer.from('x'), 1));
+  t.is((bad as NodeJS.ErrnoException).code, 'EBADF');
+  t.is((bad as NodeJS.ErrnoException).syscall, 'pwritev2');
+  await t.throwsAsync(native.appendWrite(1, Buffer.from('x'), 5), { instanceOf: RangeError });
+});

@@ -254,6 +254,8 @@ typedef struct bridge_session {
   int parallel_dirops_wanted; // the parallel_dirops option
   int parallel_dirops_on;  // FUSE_CAP_PARALLEL_DIROPS negotiated (ll_init)
   int parallel_dirops_offered;
+  int atomic_o_trunc_off;  // the no_atomic_o_trunc option (a mirrored store: intake.c, ll_init)
+  int atomic_o_trunc_on;   // FUSE_CAP_ATOMIC_O_TRUNC negotiated (ll_init)
   int posix_acl_wanted;    // the posix_acl option
   int posix_acl_on;        // FUSE_CAP_POSIX_ACL (with FUSE_CAP_DONT_MASK) negotiated (ll_init)
   int posix_acl_offered;
@@ -503,6 +505,14 @@ static inline int setattr_times (const struct stat *attr, int to_set, struct tim
   if (to_set & FUSE_SET_ATTR_MTIME_NOW) ts[1].tv_nsec = UTIME_NOW;
   else if (to_set & FUSE_SET_ATTR_MTIME) ts[1] = attr->st_mtim;
   return 1;
+}
+
+// Does this write append (posix_rules.h, sr_append)? The program's file is
+// O_APPEND now (the request carries its flags), and the kernel chose no
+// position of its own: without the writeback cache, which keeps the size and
+// writes cached pages back where they belong.
+static inline int write_appends (bridge_session_t *s, const struct fuse_file_info *fi) {
+  return (fi->flags & O_APPEND) != 0 && !fi->writepage && !__atomic_load_n(&s->writeback_on, __ATOMIC_ACQUIRE);
 }
 
 static inline void fast_bytes (bridge_session_t *s, int which, uint64_t n) {

@@ -409,7 +409,7 @@ int fast_new (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const char
   if (um != 0) mode = sr_creation_mode(mode, um, fd_has_xattr(p->fd, "system.posix_acl_default"));
   int fd = -1, path_fd = -1, err = 0;
   if (fi != NULL) {
-    int flags = (fi->flags & ~(O_NOCTTY | O_DIRECT)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+    int flags = sr_store_open_flags(fi->flags & ~(O_NOCTTY | O_DIRECT)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
     fd = openat(p->fd, name, flags, mode & 07777);
     if (fd < 0) err = errno;
   } else if (mkdirat(p->fd, name, mode & 07777) != 0) {
@@ -478,7 +478,7 @@ int fast_open (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fuse_
   if (n == NULL) return 0;
   char proc[64];
   proc_path(proc, sizeof(proc), n->fd);
-  int fd = open(proc, (fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOFOLLOW)) | O_CLOEXEC);
+  int fd = open(proc, sr_store_open_flags(fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOFOLLOW)) | O_CLOEXEC);
   int err = fd < 0 ? errno : 0;
   struct stat st;
   if (err == 0 && fstat(fd, &st) != 0) err = errno;
@@ -561,10 +561,14 @@ int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char 
       return 1;
     }
   }
+  int append = write_appends(s, fi);
+  // Where an append lands is known after it: with checkpoints to keep, JavaScript saves first.
+  if (append && fast_on(s, LL_FAST_TRACK)) return 0;
   if (!direct_change_begin(s, fd, off, size)) return 0;
   size_t done = 0;
   while (done < size) {
-    ssize_t n = pwrite(fd, buf + done, size - done, off + done);
+    off_t landed; // nothing records it here
+    ssize_t n = append ? sr_append(fd, buf + done, size - done, &landed) : pwrite(fd, buf + done, size - done, off + done);
     if (n < 0) {
       if (errno == EINTR) continue;
       int err = errno;

@@ -92,7 +92,16 @@ static void ll_init (void *userdata, struct fuse_conn_info *conn) {
     conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
     s->posix_acl_on = 1;
   }
-  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  // O_TRUNC with the open (one request less), unless the no_atomic_o_trunc
+  // option says the store is mirrored: the kernel then truncates with a
+  // SETATTR under the inode's lock, which its writes hold too, so no write
+  // of another handle reaches the store between the truncation and its
+  // journal record (an O_TRUNC open holds no such lock: a write recorded
+  // before the truncation's record but made after it would leave the
+  // archive's copy untruncated; docs/mirroring.md).
+  if (!s->atomic_o_trunc_off && (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  else conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+  s->atomic_o_trunc_on = (conn->want & FUSE_CAP_ATOMIC_O_TRUNC) != 0;
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
   if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
   // Locks stay local to this kernel (strata is the only writer of its store).

@@ -97,15 +97,26 @@ int journal_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const ch
   int fd = (int) ((fi->fh >> 32) & LL_FH_FD_MASK) - 1;
   size_t done = 0;
   int err = 0;
-  while (done < size) {
-    ssize_t n = pwrite(fd, buf + done, size - done, off + done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      err = errno;
-      break;
+  if (write_appends(s, fi)) {
+    // Recorded where it landed, which the kernel's offset may not say (posix_rules.h).
+    off_t landed;
+    ssize_t n = sr_append(fd, buf, size, &landed);
+    if (n < 0) err = errno;
+    else {
+      done = (size_t) n;
+      off = landed;
     }
-    if (n == 0) break;
-    done += (size_t) n;
+  } else {
+    while (done < size) {
+      ssize_t n = pwrite(fd, buf + done, size - done, off + done);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        err = errno;
+        break;
+      }
+      if (n == 0) break;
+      done += (size_t) n;
+    }
   }
   r->fi = *fi;
   r->has_fi = 1;

@@ -6,8 +6,12 @@
 #ifndef STRATA_POSIX_RULES_H
 #define STRATA_POSIX_RULES_H
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 // The set-ID bits a change by a process without CAP_FSETID drops from a
 // regular file of mode `mode` (a write, a truncation, an O_TRUNC open, a
@@ -61,6 +65,37 @@ static inline int sr_new_owner (uid_t caller_uid, gid_t caller_gid, mode_t paren
 // umask being 0). The file type bits stay.
 static inline mode_t sr_creation_mode (mode_t mode, mode_t umask, int parent_default_acl) {
   return parent_default_acl ? mode : (mode & ~(umask & 0777));
+}
+
+// The flags of the store's own descriptor for a program's open: never
+// O_APPEND. A program may clear (or set) O_APPEND with fcntl(F_SETFL) after
+// its open, which the daemon's descriptor would not learn: its pwrite at the
+// offset the program chose would still go to the end. Each write says whether
+// it appends (the request carries the program's file flags as they are at
+// that write), and an append is asked for then (sr_append).
+static inline int sr_store_open_flags (int flags) {
+  return flags & ~O_APPEND;
+}
+
+// A write of a program's O_APPEND file: `size` bytes of `buf` at the end of
+// the file, atomically at the size it has at that moment whatever else
+// changes it (a truncation through another handle, an O_TRUNC open), as the
+// store's kernel does for an O_APPEND descriptor (RWF_APPEND, Linux 4.16).
+// The offset the FUSE kernel sent is its own idea of the size, which such a
+// change can leave stale: *landed is where the bytes really went, for the
+// journal record and anything else that must say the same (the descriptor's
+// file position after the write, less what was written; nothing else uses a
+// store descriptor's position, and the FUSE kernel sends one write of an
+// inode at a time). Returns the bytes written, or -1 with errno.
+static inline ssize_t sr_append (int fd, const void *buf, size_t size, off_t *landed) {
+  struct iovec iov = { (void *) buf, size };
+  ssize_t n;
+  do n = pwritev2(fd, &iov, 1, -1, RWF_APPEND); while (n < 0 && errno == EINTR);
+  if (n < 0) return -1;
+  off_t end = lseek(fd, 0, SEEK_CUR);
+  if (end < 0) return -1;
+  *landed = end - n;
+  return n;
 }
 
 #endif

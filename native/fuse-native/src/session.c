@@ -259,6 +259,8 @@ static int take_bridge_options (char *opts, bridge_session_t *s) {
       s->killpriv_wanted = 1;
     } else if (n == 15 && strncmp(p, "parallel_dirops", 15) == 0) {
       s->parallel_dirops_wanted = 1;
+    } else if (n == 17 && strncmp(p, "no_atomic_o_trunc", 17) == 0) {
+      s->atomic_o_trunc_off = 1;
     } else if (n == 9 && strncmp(p, "posix_acl", 9) == 0) {
       s->posix_acl_wanted = 1;
     } else if (n > 0) {
@@ -476,7 +478,7 @@ static void set_num (napi_env env, napi_value o, const char *name, double v) {
 // features(session) -> what the connection negotiated at INIT, and the
 // passthrough counters: { initSeen, writebackCache, passthrough,
 // handleKillprivV2, offeredPassthrough, offeredKillprivV2, parallelDirops,
-// offeredParallelDirops, readdirplus, posixAcl, offeredPosixAcl, passthroughOpens,
+// offeredParallelDirops, readdirplus, posixAcl, offeredPosixAcl, atomicOTrunc, passthroughOpens,
 // passthroughShared, passthroughRefused, backingFiles }.
 napi_value js_features (napi_env env, napi_callback_info info) {
   JS_ARGS(1)
@@ -494,6 +496,7 @@ napi_value js_features (napi_env env, napi_callback_info info) {
   set_bool(env, o, "offeredParallelDirops", s->parallel_dirops_offered);
   set_bool(env, o, "readdirplus", s->readdirplus_on);
   set_bool(env, o, "posixAcl", s->posix_acl_on);
+  set_bool(env, o, "atomicOTrunc", s->atomic_o_trunc_on);
   set_bool(env, o, "offeredPosixAcl", s->posix_acl_offered);
   set_num(env, o, "passthroughOpens", (double) __atomic_load_n(&s->pt_opens, __ATOMIC_RELAXED));
   set_num(env, o, "passthroughShared", (double) __atomic_load_n(&s->pt_shared, __ATOMIC_RELAXED));

@@ -52,6 +52,8 @@ export interface Constants {
    * CAP_FSETID and set-ID bits must go (handle_killpriv_v2).
    */
   readonly WRITE_KILL_SUIDGID: number;
+  /** A write request's `mode` bit: the write appends (the program's file is O_APPEND; no writeback cache, no page write-back). */
+  readonly WRITE_APPEND: number;
   readonly RENAME_NOREPLACE: number;
   readonly RENAME_EXCHANGE: number;
   /** Journal bytes a write record takes besides its payload: a journalled direct write takes its size plus this in credit. */

@@ -6,7 +6,7 @@
 // itself (direct descriptors), so they never reach this thread.
 import { nameBytes } from '../protocol/names.js';
 import { ll, FC, type Session, type Features } from './bridge.js';
-import { constants as fsConstants, type BigIntStats } from 'node:fs';
+import type { BigIntStats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Filesystem, Caller, OpenResult, DirEntryInfo, ObjectRef, SetattrChanges } from '../core/filesystem.js';
 import type { ChangeSink } from '../ports/change-sink.js';
@@ -1117,8 +1117,8 @@ export class FuseAdapter {
         const data = r.data ?? Buffer.alloc(0);
         const kill = (r.mode & FC.WRITE_KILL_SUIDGID) !== 0;
         // The kernel keeps the mode it cached: told when bits went.
-        // An O_APPEND file's write goes to the store file's end (posix_rules.h, sr_append), unless the kernel keeps the size (writeback cache).
-        const append = (r.fiFlags & fsConstants.O_APPEND) !== 0 && !this.writebackCache;
+        // An O_APPEND file's write goes to the store file's end (the bridge decides: write_appends, posix_rules.h sr_append).
+        const append = (r.mode & FC.WRITE_APPEND) !== 0;
         const n = await this.withHandle(r, (h) => fs.write(h, data, data.length, r.off, kill ? r.caller : undefined, () => this.invalidateAttrs(r.ino), append));
         this.jsBytes.written += n;
         answer(() => ll.replyWrite(r.req, n));

@@ -25,9 +25,13 @@ import test, { type ExecutionContext } from 'ava';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { withMirroredMount, syncMount, assertConverged, type MirroredMount } from '../helpers/mirror.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { withMirroredMount, syncMount, assertConverged } from '../helpers/mirror.js';
+import { withMount } from '../helpers/mount.js';
+import { createCheckpoint, rollbackTo } from '../helpers/checkpoint.js';
+import { Rng } from '../helpers/model-tree.js';
 import { pictureOf } from '../helpers/tree.js';
-import { killAmongAndRestart, loseDiskAndRecover, seedOf, startPrograms, type Programs } from '../helpers/concurrent.js';
+import { killAmongAndRestart, loseDiskAndRecover, seedOf, startPrograms, whileStopped, type Programs } from '../helpers/concurrent.js';
 
 const CHILD = fileURLToPath(new URL('../helpers/concurrent-namespace-child.js', import.meta.url));
 const PROGRAMS = 4;
@@ -41,12 +45,12 @@ const PICTURE = { mtimes: true, dirMtimes: true } as const;
  * under them), and they run ten times as long, so the kill finds them busy
  * however fast the machine is.
  */
-function start(t: ExecutionContext, m: MirroredMount, seed: number, untilKilled = false, holders = HOLDERS): Programs {
+function start(t: ExecutionContext, m: { mnt: string }, seed: number, untilKilled = false, holders = HOLDERS): Programs {
   const iterations = untilKilled ? ITERATIONS * 10 : ITERATIONS;
   return startPrograms(t, CHILD, PROGRAMS + holders, (i) => [String((seed + i * 7919) >>> 0), m.mnt, String(iterations), String(i), ...(i >= PROGRAMS ? ['hold'] : [])], `seed ${seed}`, untilKilled);
 }
 
-function makeTop(m: MirroredMount): void {
+function makeTop(m: { mnt: string }): void {
   for (const d of ['d0', 'd1', 'd2']) mkdirSync(join(m.mnt, d));
 }
 
@@ -122,3 +126,31 @@ test.serial('kill -9 among concurrent renames, creates and removals in directori
   await loseDiskAndRecover(t, m, `seed ${seed}, second loss`);
   t.deepEqual(await pictureOf(m.mnt, PICTURE), before, `seed ${seed}: the tree recovered after the second loss`);
 });
+
+// A checkpoint taken while the programs are stopped mid-work (holders with
+// files open and written, renames and removals half-way through the plan),
+// rolled back after they all finished: the tree must be the one at the
+// checkpoint — names, types, modes, sizes, content, symlink targets, hard-link
+// groups, mtimes of files and directories.
+for (const mirrored of [false, true]) {
+  test.serial(`checkpoint while concurrent renames, creates, removals and open files are stopped, rollback after they finished: the tree at the checkpoint (${mirrored ? 'mirrored' : 'unmirrored'})`, async (t) => {
+    t.timeout(240_000);
+    const seed = seedOf(`namespace checkpoint ${mirrored}`);
+    const m = mirrored ? withMirroredMount(t) : withMount(t);
+    makeTop(m);
+    const p = start(t, m, seed);
+    await sleep(new Rng(seed).int(150, 700));
+    const before = await whileStopped(p, async () => {
+      const pic = await pictureOf(m.mnt, PICTURE);
+      createCheckpoint(m.mnt, 'ck');
+      return pic;
+    });
+    t.true(await p.done > 0, `seed ${seed}: no change succeeded`);
+    rollbackTo(m.mnt, 'ck');
+    t.deepEqual(await pictureOf(m.mnt, PICTURE), before, `seed ${seed}: the tree rolled back to the checkpoint`);
+    if ('archiveUrl' in m) {
+      syncMount(m);
+      assertConverged(t, m, `seed ${seed}, rolled back`);
+    }
+  });
+}

@@ -1,7 +1,8 @@
 // One of several programs writing the same few files at once (the
 // concurrent-writers fault test): `node concurrent-writer-child.js SEED DIR
 // FILES ITERATIONS`. Each iteration opens one of the files (appending, or
-// read-write at random offsets), writes 1 to 30 times (mostly small writes, as a log does), sometimes
+// read-write at random offsets; now and then truncating it as it opens, as
+// a log rotation's `> log` does under appenders), writes 1 to 30 times (mostly small writes, as a log does), sometimes
 // fsyncs, truncates, changes the mode or the times, and closes it: so one
 // program's close (a FLUSH and a RELEASE) falls among the others' writes.
 // Prints `done N` (N writes) at the end. The data is random from the seed.
@@ -26,7 +27,8 @@ function data(n: number): Buffer {
 for (let it = 0, n = Number(itersArg); it < n; it++) {
   const path = join(dir, `f${rng.int(0, files - 1)}`);
   const append = rng.chance(0.5);
-  const fd = openSync(path, (append ? C.O_WRONLY | C.O_APPEND : C.O_RDWR) | C.O_CREAT, 0o644);
+  const truncating = !append && rng.chance(0.05);
+  const fd = openSync(path, (append ? C.O_WRONLY | C.O_APPEND : C.O_RDWR) | C.O_CREAT | (truncating ? C.O_TRUNC : 0), 0o644);
   for (let w = rng.int(1, 30); w > 0; w--) {
     const len = rng.chance(0.03) ? rng.int(20_000, 200_000) : rng.int(1, 600);
     const buf = data(len);

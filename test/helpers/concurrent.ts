@@ -63,12 +63,12 @@ export function startPrograms(t: ExecutionContext, script: string, count: number
  * first, so the mount is after it), runs `fn`, and lets them go on. Throws
  * when one had already finished (the moment would not be "among them").
  */
-export async function whileStopped<T>(p: Programs, fn: () => T): Promise<T> {
+export async function whileStopped<T>(p: Programs, fn: () => T | Promise<T>): Promise<T> {
   for (const pid of p.pids) process.kill(pid, 'SIGSTOP');
   try {
     await sleep(300);
     if (p.running() < p.pids.length) throw new Error(`only ${p.running()} of ${p.pids.length} programs were still running when stopped`);
-    return fn();
+    return await fn();
   } finally {
     for (const pid of p.pids) process.kill(pid, 'SIGCONT');
   }

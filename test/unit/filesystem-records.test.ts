@@ -67,6 +67,25 @@ test.serial('create, write, release: a create with a fresh id, the write with it
   t.is((recs[2] as { attrs: { size: number } }).attrs.size, 11);
 });
 
+test.serial('an O_APPEND open leaves the store descriptor without O_APPEND; an appending write lands at the end another handle left and is recorded there, a plain one where it says', async (t) => {
+  const made = await core.create('/appended', 0o644, 0o2 | 0o2000 /* O_RDWR | O_APPEND */, ROOT);
+  const id = await readObjectId('appended', store.dir.fd);
+  await core.write(made.handle, Buffer.from('0123456789'), 10, 0, undefined, undefined, true);
+  const other = await core.open('/appended', 0o2 /* O_RDWR */, ROOT);
+  await core.setattr({ handle: other.handle }, { size: 4 });
+  sink.take();
+  // The kernel's idea of the size (10) is stale: the bytes go to 4, and the record says 4.
+  t.is(await core.write(made.handle, Buffer.from('ab'), 2, 10, undefined, undefined, true), 2);
+  // Without `append` (the program cleared O_APPEND with fcntl) a write goes where it says.
+  t.is(await core.write(made.handle, Buffer.from('Z'), 1, 0), 1);
+  t.is(await fsp.readFile('appended', 'latin1'), 'Z123ab');
+  const recs = sink.take();
+  t.like(recs[0], { op: 'write', id, offset: 4 });
+  t.like(recs[1], { op: 'write', id, offset: 0 });
+  await core.release(other.handle);
+  await core.release(made.handle);
+});
+
 test.serial('a write the FUSE thread applied (journalled direct write) is recorded at once as a write would be, split at 1 MiB; flush then records the attributes', async (t) => {
   const res = await core.create('/direct', 0o644, 0o2 /* O_RDWR */, ROOT);
   const id = await readObjectId('direct', store.dir.fd);

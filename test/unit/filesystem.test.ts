@@ -168,18 +168,22 @@ test.serial('open and create with O_TRUNC empty the file', async (t) => {
   t.is((await core.getattr('/trunc')).size, 0n);
 });
 
-test.serial('O_APPEND writes go to the end whatever the position asked for', async (t) => {
+test.serial('a write that appends (the request says the file is O_APPEND) goes to the end whatever the position asked for; the store descriptor itself is not O_APPEND', async (t) => {
   await makeFile('/append', '0123456789');
   const res = await core.open('/append', C.O_WRONLY | C.O_APPEND);
   const end = Buffer.from('END');
-  t.is(await core.write(res.handle, end, end.length, 0), 3);
-  t.is(await core.write(res.handle, end, 1, 2), 1);
-  await core.release(res.handle);
+  t.is(await core.write(res.handle, end, end.length, 0, undefined, undefined, true), 3);
+  t.is(await core.write(res.handle, end, 1, 2, undefined, undefined, true), 1);
   t.is(await readAll('/append'), '0123456789ENDE');
+  // The program cleared O_APPEND (fcntl F_SETFL): its next write goes where it says.
+  t.is(await core.write(res.handle, Buffer.from('x'), 1, 0), 1);
+  await core.release(res.handle);
+  t.is(await readAll('/append'), 'x123456789ENDE');
   const c = await core.create('/append', 0o644, C.O_WRONLY | C.O_APPEND, ROOT);
-  await core.write(c.handle, Buffer.from('!'), 1, 0);
+  await core.write(c.handle, Buffer.from('!'), 1, 0, undefined, undefined, true);
+  await core.write(c.handle, Buffer.from('y'), 1, 1);
   await core.release(c.handle);
-  t.is(await readAll('/append'), '0123456789ENDE!');
+  t.is(await readAll('/append'), 'xy23456789ENDE!');
 });
 
 test.serial('open never follows a symlink (O_NOFOLLOW): ELOOP', async (t) => {

@@ -109,6 +109,10 @@ enum {
 // A write record's mode: the writer has no CAP_FSETID and set-ID bits must go
 // (FUSE_WRITE_KILL_SUIDGID). Exported as `constants.WRITE_KILL_SUIDGID`.
 #define LL_WRITE_KILL_SUIDGID 1
+// A write record's mode: the write appends (write_appends: the program's file
+// is O_APPEND, no writeback cache, no page write-back). Exported as
+// `constants.WRITE_APPEND`.
+#define LL_WRITE_APPEND 2
 
 // replyStatfs's Float64Array. Exported as `constants.statfs`.
 #define BRIDGE_STATFS_FIELDS(X) \

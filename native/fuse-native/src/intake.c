@@ -332,7 +332,7 @@ static void ll_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
   if (r) {
     set_fi(r, fi);
     r->off = (double) off;
-    r->mode = kill ? LL_WRITE_KILL_SUIDGID : 0;
+    r->mode = (kill ? LL_WRITE_KILL_SUIDGID : 0) | (write_appends(s, fi) ? LL_WRITE_APPEND : 0);
     if (!copy_data(r, buf, size)) { req_take(r); req_done(r); fuse_reply_err(req, ENOMEM); return; }
   }
   req_submit(s, req, r);

@@ -95,6 +95,7 @@ static napi_value constants (napi_env env) {
 
   // A write or fallocate record's kill flag (handle_killpriv_v2).
   set_u32(env, c, "WRITE_KILL_SUIDGID", LL_WRITE_KILL_SUIDGID);
+  set_u32(env, c, "WRITE_APPEND", LL_WRITE_APPEND);
   // A rename record's renameat2 flags (in mode): the two the bridge passes on.
   set_u32(env, c, "RENAME_NOREPLACE", RENAME_NOREPLACE);
   set_u32(env, c, "RENAME_EXCHANGE", RENAME_EXCHANGE);

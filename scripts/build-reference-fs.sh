@@ -4,8 +4,9 @@
 #   passthrough_ll  always: libfuse's C example, from Debian's libfuse3-dev
 #                   (/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c).
 #   passthrough_hp  when SRC_DIR holds libfuse's example/passthrough_hp.cc and
-#                   example/cxxopts.hpp of the libfuse 3.14 era (Debian does
-#                   not ship them; bench/README.md says where to get them).
+#                   example/cxxopts.hpp of the libfuse 3.14 era (Debian's binary
+#                   packages do not ship them; scripts/fetch-libfuse-examples.sh
+#                   takes them from Debian's source package of fuse3).
 #
 # Usage: scripts/build-reference-fs.sh SRC_DIR OUT_DIR
 # Then:  PASSTHROUGH_LL=OUT_DIR/passthrough_ll PASSTHROUGH_HP=OUT_DIR/passthrough_hp npm run bench:reference

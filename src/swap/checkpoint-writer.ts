@@ -39,6 +39,7 @@
 // the checkpoint and the object's T0 key (the same on a rerun).
 import type { BigIntStats } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as native from '../native/index.js';
 import { ROOT_ID, badNameReason, isObjectId, type Attrs, type ObjectId } from '../protocol/records.js';
 import { ID_XATTR, isPrivateXattr, readObjectId, writeObjectId } from '../store/object-ids.js';
@@ -118,7 +119,10 @@ export async function checkpointTotals(state: CheckpointState, rootIno: bigint, 
 }
 
 async function t0Items(view: T0View, key: string, at: string): Promise<T0Item[]> {
-  const list = (await view.listing(key, at)) ?? [];
+  return itemsOf(view, key, (await view.listing(key, at)) ?? []);
+}
+
+function itemsOf(view: T0View, key: string, list: readonly (readonly [string, string, number])[]): T0Item[] {
   return list
     // A name that cannot be one entry (never from a real directory) is never joined to a spare path.
     .filter(([name]) => badNameReason(name) === null && !(key === view.rootKey && name === RESERVED_NAME))
@@ -136,6 +140,9 @@ async function t0Size(view: T0View, key: string, hint: string): Promise<number> 
   const st = at === undefined ? null : await view.dir.lstat(LocalStore.relative(at)).catch(() => null);
   return st ? Number(st.size) : 0;
 }
+
+/** How long a live object the index missed is looked for (doubling waits from 10 ms, about 5 s in all). */
+const MISSED_WAIT_MS = 2560;
 
 function cancelledError(): Error {
   return Object.assign(new Error('prepare cancelled'), { code: 'ECANCELED' });
@@ -179,7 +186,7 @@ class Writer {
       if (n.startsWith(SWAP_TEMP_PREFIX)) await this.spare.rmTree(childRel(rel, n));
       else present.add(n);
     }
-    const items = await t0Items(this.view, key, at);
+    const items = await this.items(key, at);
     const simple = items.filter((i) => i.kind !== 'dir' && !this.multi.has(i.key));
     const ordered = items.filter((i) => i.kind === 'dir' || this.multi.has(i.key));
     let next = 0;
@@ -255,6 +262,59 @@ class Writer {
     swapCrashPoint('swap-prepare-object');
   }
 
+  /**
+   * The T0 entries of directory `key` (live at `at`, or moved). A directory
+   * the checkpoint has no listing of never changed its names, so it is alive
+   * somewhere: when the index of the live tree misses it (a program moved it,
+   * or a directory above it, while the index was made), looked for again with
+   * a fresh one, a little later each time; an error, never an empty
+   * directory, when it stays unfound.
+   */
+  private async items(key: string, at: string): Promise<T0Item[]> {
+    for (let wait = 10; ; wait *= 2) {
+      const list = await this.view.listing(key, at);
+      if (list !== null) return itemsOf(this.view, key, list);
+      if (wait > MISSED_WAIT_MS) {
+        throw new Error(`prepare: the directory ${at} (object ${key} of checkpoint ${this.s.info.name}) was not found in the live store and the checkpoint has no listing of it (programs kept moving it while prepare looked): run prepare again`);
+      }
+      await sleep(wait);
+      this.view = new T0View(this.s, this.o.rootIno, this.o.liveDir);
+    }
+  }
+
+  /**
+   * Every block of T0 file `key` is in the checkpoint's log: the file can be
+   * made of the log alone. An object is saved whole before it loses its last
+   * name, so a file not found alive is gone only when this holds.
+   */
+  private savedWhole(key: string): boolean {
+    const rec = this.s.attrs.get(key);
+    if (rec === undefined) return false;
+    const map = this.s.blocks.get(key);
+    for (let b = 0, n = Math.ceil(rec.size / BLOCK_SIZE); b < n; b++) if (map?.has(b) !== true) return false;
+    return true;
+  }
+
+  /**
+   * A live path of T0 object `key`, whose attributes the checkpoint has not
+   * saved: it never changed, so it is alive somewhere, unless it was saved
+   * meanwhile (null then: the saved attributes answer). Looked for again
+   * with a fresh index of the live tree, a little later each time, when
+   * programs keep moving it; an error when it stays unfound.
+   */
+  private async findMoved(key: string, hint: string): Promise<string | null> {
+    for (let wait = 10; ; wait *= 2) {
+      const at = (await this.locate(key, hint))[0];
+      if (at !== undefined) return at;
+      if (this.s.attrs.has(key)) return null;
+      if (wait > MISSED_WAIT_MS) {
+        throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) was not found in the live store and the checkpoint has not saved it (programs kept moving it while prepare looked): run prepare again`);
+      }
+      await sleep(wait);
+      this.view = new T0View(this.s, this.o.rootIno, this.o.liveDir);
+    }
+  }
+
   /** Live paths of T0 object `key`; when none, once more with a fresh index of the live tree (a program may have moved it since the index was made). */
   private async locate(key: string, hint: string): Promise<string[]> {
     const found = await this.view.locate(key, hint);
@@ -299,7 +359,17 @@ class Writer {
    * file, then the rest.
    */
   private async buildFile(key: string, hint: string, tmp: string, a: ObjectAttrs, final: string): Promise<void> {
-    const src = await this.cloneLive(key, hint, tmp);
+    let src = await this.cloneLive(key, hint, tmp);
+    // Not found alive: gone only when saved whole (before it lost its last name). Otherwise a
+    // program kept moving it while the live tree was indexed: looked for again, a little later
+    // each time. Until 2026-12-05 such a file was made of the blocks saved so far (zeros).
+    for (let wait = 10; src === null && !this.savedWhole(key); wait *= 2) {
+      if (wait > MISSED_WAIT_MS) {
+        throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) was not found in the live store and the checkpoint has not saved it whole (programs kept moving it while prepare looked): run prepare again`);
+      }
+      await sleep(wait);
+      src = await this.cloneLive(key, hint, tmp);
+    }
     // Looked up after the copy: a change the copy may have seen was saved before it was made.
     const rec = this.s.attrs.get(key);
     if (src === null && rec === undefined) {
@@ -383,13 +453,22 @@ class Writer {
         idRead = rec === fast;
         livePath = hint;
       } else {
-        livePath = (await this.locate(key, hint))[0] ?? null;
+        livePath = await this.findMoved(key, hint);
       }
     } else if (rec.oid === undefined && key !== this.view.rootKey) livePath = (await this.view.locate(key, hint))[0] ?? null;
-    if (rec === undefined) {
+    for (let tries = 0; rec === undefined; tries++) {
+      // Saved meanwhile (findMoved found it gone from the live tree): the saved attributes.
+      if (livePath === null) rec = this.s.attrs.get(key);
+      if (rec !== undefined) break;
       if (livePath === null) throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) is neither in the live store nor saved in the checkpoint`);
       const rel = LocalStore.relative(livePath);
-      const st: BigIntStats = await this.o.liveDir.lstat(rel);
+      const st: BigIntStats | null = await this.o.liveDir.lstat(rel).catch(() => null);
+      // Moved again (or replaced) since it was found: looked for once more.
+      if (st === null || this.view.keyOf(st) !== key) {
+        if (tries >= 8) throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) kept moving while prepare read its attributes: run prepare again`);
+        livePath = await this.findMoved(key, hint);
+        continue;
+      }
       const live = await readAttrs({ dir: this.o.liveDir, rel, st });
       // Saved meanwhile: the live attributes may already be past T0.
       rec = this.s.attrs.get(key) ?? live;

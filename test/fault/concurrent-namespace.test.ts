@@ -17,17 +17,24 @@
 // verify` must find the archive equal to the store.
 // The same programs also run in directories still being restored (recovered
 // with --depth 1, with and without the background restore, and killed -9
-// there), then a second disk loss.
+// there), then a second disk loss; and under the point-in-time copies, each
+// taken while they are stopped mid-work: a checkpoint rolled back, an archive
+// snapshot recovered with `recover --snapshot`, a swap prepared from a
+// checkpoint and committed after they finished.
 //
 //   npx ava dist/test/fault/concurrent-namespace.test.js
 //   STRATA_CONCURRENT_SEED=<seed> npx ava dist/test/fault/concurrent-namespace.test.js   # replay one plan
 import test, { type ExecutionContext } from 'ava';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { withMirroredMount, syncMount, assertConverged } from '../helpers/mirror.js';
-import { withMount } from '../helpers/mount.js';
+import { withMirroredMount, syncMount, assertConverged, type MirroredMount } from '../helpers/mirror.js';
+import { strata, withMount } from '../helpers/mount.js';
+import { startArchiveServer } from '../helpers/archive.js';
+import { prepare, commit, withSwapMount } from '../helpers/swap.js';
 import { createCheckpoint, rollbackTo } from '../helpers/checkpoint.js';
 import { Rng } from '../helpers/model-tree.js';
 import { pictureOf } from '../helpers/tree.js';
@@ -151,6 +158,64 @@ for (const mirrored of [false, true]) {
     if ('archiveUrl' in m) {
       syncMount(m);
       assertConverged(t, m, `seed ${seed}, rolled back`);
+    }
+  });
+}
+
+// An archive snapshot taken while they are stopped mid-work, the disk lost
+// after they finished: `strata recover --snapshot` gives the tree of then.
+test.serial('archive snapshot while concurrent renames, creates, removals and open files are stopped, disk lost after they finished: strata recover --snapshot gives the tree of then', async (t) => {
+  t.timeout(240_000);
+  const seed = seedOf('namespace snapshot');
+  const targets = mkdtempSync(join(tmpdir(), 'strata-namespace-targets-'));
+  const server = await startArchiveServer({ extraArgs: ['--target', `A=${join(targets, 'A')}`] });
+  t.teardown(async () => { await server.stop(); rmSync(targets, { recursive: true, force: true }); });
+  const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
+  makeTop(m);
+  const p = start(t, m, seed);
+  await sleep(new Rng(seed).int(150, 700));
+  const { before, id } = await whileStopped(p, async () => {
+    const pic = await pictureOf(m.mnt, PICTURE);
+    const r = strata(['snapshot', 'create', m.mnt, '--token-file', server.tokenFile, '--wait', '--json']);
+    if (r.status !== 0) throw new Error(`strata snapshot create: ${r.stdout}${r.stderr}`);
+    return { before: pic, id: (JSON.parse(r.stdout) as { id: string }).id };
+  });
+  await p.done;
+  await loseDiskAndRecover(t, m, `seed ${seed}`, { extra: ['--force', '--snapshot', id] });
+  t.deepEqual(await pictureOf(m.mnt, PICTURE), before, `seed ${seed}: the tree recovered from the snapshot`);
+});
+
+// A swap prepared from a checkpoint taken among them, committed after they
+// finished: the live tree becomes the one at the checkpoint (mirrored: the
+// archive follows, and a disk loss after the swap gives it back).
+for (const mirrored of [false, true]) {
+  test.serial(`swap prepared from a checkpoint taken among concurrent renames, creates, removals and open files, committed after: the tree at the checkpoint (${mirrored ? 'mirrored' : 'unmirrored'})`, async (t) => {
+    t.timeout(300_000);
+    const seed = seedOf(`namespace swap ${mirrored}`);
+    const m = mirrored ? withSwapMount(t) : withMount(t);
+    const spare = join(m.base, 'spare');
+    mkdirSync(spare);
+    makeTop(m);
+    const p = start(t, m, seed);
+    await sleep(new Rng(seed).int(150, 700));
+    const before = await whileStopped(p, async () => {
+      const pic = await pictureOf(m.mnt, PICTURE);
+      createCheckpoint(m.mnt, 'ck');
+      return pic;
+    });
+    const prep = prepare(m.mnt, spare, 'checkpoint:ck');
+    t.is(prep.status, 0, `seed ${seed}: swap prepare: ${prep.out}`);
+    await p.done;
+    const c = commit(m.mnt);
+    t.is(c.status, 0, `seed ${seed}: swap commit: ${c.out}`);
+    t.deepEqual(await pictureOf(m.mnt, PICTURE), before, `seed ${seed}: the tree swapped to the checkpoint`);
+    if (mirrored) {
+      const mm: MirroredMount = { ...(m as MirroredMount), store: spare };
+      syncMount(mm);
+      assertConverged(t, mm, `seed ${seed}, after the swap`);
+      spawnSync('rm', ['-rf', m.store, join(m.base, '.store.strata-swap.json')]);
+      await loseDiskAndRecover(t, mm, `seed ${seed}`);
+      t.deepEqual(await pictureOf(mm.mnt, PICTURE), before, `seed ${seed}: the tree recovered after the swap`);
     }
   });
 }

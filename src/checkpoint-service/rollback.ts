@@ -204,6 +204,12 @@ export class Rollback {
         return true;
       }
     }
+    // A file found nowhere is gone only when the checkpoint saved it whole (before it lost its
+    // last name); else a program moved it while the live tree was looked through: an error
+    // (run the rollback again), never a file made of the blocks saved so far.
+    if (kind === 'file' && locs.length === 0 && !this.s.savedWhole(t0.key)) {
+      throw new FsError('EAGAIN', `${path} (object ${t0.key} of checkpoint ${this.s.info.name}) was not found in the live tree and the checkpoint has not saved it whole: a program moved it while the rollback looked; run the rollback again`);
+    }
     // Gone (or a directory outside the area): rebuilt from the checkpoint.
     // A symbolic link or special file moved out is made anew from the live one.
     const liveSt = rec === undefined && locs.length > 0 ? await lstatPath(this.dir, locs[0]!) : null;

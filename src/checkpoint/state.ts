@@ -299,6 +299,20 @@ export class CheckpointState {
     else if (rec.kind === 'dir' && obj.rel !== null) await this.ensureListing(key, obj.dir, obj.rel);
   }
 
+  /**
+   * Every block of T0 file `key` is saved: the file can be made of the log
+   * alone. A file is saved whole before it loses its last name, so a T0 file
+   * not found in the live tree is gone only when this holds (else a program
+   * moved it while the tree was looked through).
+   */
+  savedWhole(key: string): boolean {
+    const rec = this.attrs.get(key);
+    if (rec === undefined || rec.kind !== 'file') return false;
+    const map = this.blocks.get(key);
+    for (let b = 0, n = Math.ceil(rec.size / BLOCK_SIZE); b < n; b++) if (map?.has(b) !== true) return false;
+    return true;
+  }
+
   /** Blocks saved for `key`, in order. */
   savedBlocks(key: string): [number, { off: number; len: number }][] {
     return [...(this.blocks.get(key) ?? new Map<number, { off: number; len: number }>()).entries()].sort((a, b) => a[0] - b[0]);

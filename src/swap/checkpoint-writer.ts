@@ -283,19 +283,6 @@ class Writer {
   }
 
   /**
-   * Every block of T0 file `key` is in the checkpoint's log: the file can be
-   * made of the log alone. An object is saved whole before it loses its last
-   * name, so a file not found alive is gone only when this holds.
-   */
-  private savedWhole(key: string): boolean {
-    const rec = this.s.attrs.get(key);
-    if (rec === undefined) return false;
-    const map = this.s.blocks.get(key);
-    for (let b = 0, n = Math.ceil(rec.size / BLOCK_SIZE); b < n; b++) if (map?.has(b) !== true) return false;
-    return true;
-  }
-
-  /**
    * A live path of T0 object `key`, whose attributes the checkpoint has not
    * saved: it never changed, so it is alive somewhere, unless it was saved
    * meanwhile (null then: the saved attributes answer). Looked for again
@@ -363,7 +350,7 @@ class Writer {
     // Not found alive: gone only when saved whole (before it lost its last name). Otherwise a
     // program kept moving it while the live tree was indexed: looked for again, a little later
     // each time. Until 2026-12-05 such a file was made of the blocks saved so far (zeros).
-    for (let wait = 10; src === null && !this.savedWhole(key); wait *= 2) {
+    for (let wait = 10; src === null && !this.s.savedWhole(key); wait *= 2) {
       if (wait > MISSED_WAIT_MS) {
         throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) was not found in the live store and the checkpoint has not saved it whole (programs kept moving it while prepare looked): run prepare again`);
       }

@@ -52,8 +52,10 @@ const PICTURE = { mtimes: true, dirMtimes: true } as const;
  * under them), and they run ten times as long, so the kill finds them busy
  * however fast the machine is.
  */
-function start(t: ExecutionContext, m: { mnt: string }, seed: number, untilKilled = false, holders = HOLDERS): Programs {
-  const iterations = untilKilled ? ITERATIONS * 10 : ITERATIONS;
+function start(t: ExecutionContext, m: { mnt: string }, seed: number, untilKilled = false, holders = HOLDERS, long = false): Programs {
+  const iterations = untilKilled ? ITERATIONS * 10 : long ? ITERATIONS * 4 : ITERATIONS;
+  // Said first: a test that fails before its programs end still names the plan to replay.
+  t.log(`programs of seed ${seed}: ${PROGRAMS} changing names, ${holders} holding files open, ${iterations} iterations each`);
   return startPrograms(t, CHILD, PROGRAMS + holders, (i) => [String((seed + i * 7919) >>> 0), m.mnt, String(iterations), String(i), ...(i >= PROGRAMS ? ['hold'] : [])], `seed ${seed}`, untilKilled);
 }
 
@@ -145,7 +147,8 @@ for (const mirrored of [false, true]) {
     const seed = seedOf(`namespace checkpoint ${mirrored}`);
     const m = mirrored ? withMirroredMount(t) : withMount(t);
     makeTop(m);
-    const p = start(t, m, seed);
+    // Four times as long: they must still be running when stopped, however fast the machine is.
+    const p = start(t, m, seed, false, HOLDERS, true);
     await sleep(new Rng(seed).int(150, 700));
     const before = await whileStopped(p, async () => {
       const pic = await pictureOf(m.mnt, PICTURE);
@@ -172,7 +175,7 @@ test.serial('archive snapshot while concurrent renames, creates, removals and op
   t.teardown(async () => { await server.stop(); rmSync(targets, { recursive: true, force: true }); });
   const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
   makeTop(m);
-  const p = start(t, m, seed);
+  const p = start(t, m, seed, false, HOLDERS, true);
   await sleep(new Rng(seed).int(150, 700));
   const { before, id } = await whileStopped(p, async () => {
     const pic = await pictureOf(m.mnt, PICTURE);
@@ -196,7 +199,8 @@ for (const mirrored of [false, true]) {
     const spare = join(m.base, 'spare');
     mkdirSync(spare);
     makeTop(m);
-    const p = start(t, m, seed);
+    // Four times as long: they must still be running when stopped, however fast the machine is.
+    const p = start(t, m, seed, false, HOLDERS, true);
     await sleep(new Rng(seed).int(150, 700));
     const before = await whileStopped(p, async () => {
       const pic = await pictureOf(m.mnt, PICTURE);

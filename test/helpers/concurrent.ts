@@ -55,6 +55,9 @@ export function startPrograms(t: ExecutionContext, script: string, count: number
     t.log(`${label}: ${finished.length} of ${count} programs finished${finished.length > 0 ? `, ${total} changes` : ''}`);
     return total;
   });
+  // A test that failed before awaiting it (its programs then killed by the teardown) must not
+  // leave an unhandled rejection behind, which would fail whatever test runs next.
+  done.catch(() => {});
   return { pids, done, running: () => count - exited };
 }
 
@@ -64,13 +67,22 @@ export function startPrograms(t: ExecutionContext, script: string, count: number
  * when one had already finished (the moment would not be "among them").
  */
 export async function whileStopped<T>(p: Programs, fn: () => T | Promise<T>): Promise<T> {
-  for (const pid of p.pids) process.kill(pid, 'SIGSTOP');
+  for (const pid of p.pids) signal(pid, 'SIGSTOP');
   try {
     await sleep(300);
     if (p.running() < p.pids.length) throw new Error(`only ${p.running()} of ${p.pids.length} programs were still running when stopped`);
     return await fn();
   } finally {
-    for (const pid of p.pids) process.kill(pid, 'SIGCONT');
+    for (const pid of p.pids) signal(pid, 'SIGCONT');
+  }
+}
+
+/** kill(2), where a program that has already exited (ESRCH) is no error: whileStopped counts them. */
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
   }
 }
 

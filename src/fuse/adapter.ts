@@ -1009,7 +1009,11 @@ export class FuseAdapter {
           ch.atime = r.toSet & SET.ATIME_NOW ? 'now' : r.toSet & SET.ATIME ? { sec: args[SETARG.ATIME_S]!, nsec: args[SETARG.ATIME_NS]! } : 'omit';
           ch.mtime = r.toSet & SET.MTIME_NOW ? 'now' : r.toSet & SET.MTIME ? { sec: args[SETARG.MTIME_S]!, nsec: args[SETARG.MTIME_NS]! } : 'omit';
         }
-        const st = ref !== null ? await fs.setattr(ref, ch) : await fs.setattrDir(dirHandle!, ch);
+        const work = ref !== null ? fs.setattr(ref, ch) : fs.setattrDir(dirHandle!, ch);
+        // Another program's handle, taken for a request that names none of its own (a
+        // truncating open's SETATTR carries no handle): its release waits for this work.
+        const borrowed = handle !== undefined && handle !== r.fh ? handle : dirHandle !== undefined && dirHandle !== r.fh ? dirHandle : undefined;
+        const st = await (borrowed !== undefined ? this.borrow(borrowed, work) : work);
         answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
         return;
       }
@@ -1168,6 +1172,7 @@ export class FuseAdapter {
       case OP.releasedir:
         this.dirListings.delete(r.fh);
         t.find(r.ino)?.dirHandles.delete(r.fh);
+        await this.borrows.get(r.fh);
         await fs.releasedir(r.fh);
         answer(() => ll.replyErr(r.req, 0));
         return;
@@ -1265,8 +1270,27 @@ export class FuseAdapter {
     if (this.session && !this.closed) ll.notifyInvalInode(this.session, nodeid, -1, 0);
   }
 
+  /**
+   * `work` uses handle `h`, taken from another program for a request that
+   * named no handle of its own (an object with no name left): the handle's
+   * release waits for it (closeHandle, releasedir), so its descriptor is not
+   * closed under the work. Until 2026-12-05 it could be: the work's fstat got
+   * EBADF, which a truncating open (O_TRUNC) gave the program.
+   */
+  private borrow<T>(h: number, work: Promise<T>): Promise<T> {
+    const all = Promise.allSettled([this.borrows.get(h), work]);
+    this.borrows.set(h, all);
+    void all.then(() => { if (this.borrows.get(h) === all) this.borrows.delete(h); });
+    return work;
+  }
+
+  /** Handles lent to requests of other programs (borrow): what their release waits for. */
+  private readonly borrows = new Map<number, Promise<unknown>>();
+
   private async closeHandle(inode: Inode, handle: number): Promise<void> {
     inode.handles.delete(handle);
+    // A request that borrowed it (taken before the delete above) finishes first.
+    await this.borrows.get(handle);
     try {
       await this.fs.release(handle);
     } finally {

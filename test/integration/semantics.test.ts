@@ -231,6 +231,7 @@ const APPEND_MOUNTS: readonly (readonly [string, readonly string[], boolean])[] 
   ['the FUSE thread\'s answers', [], false],
   ['every request in JavaScript (--no-direct-io)', ['--no-direct-io'], false],
   ['the writeback cache', ['--writeback-cache'], false],
+  ['passthrough writes (an O_APPEND open does not pass through)', ['--passthrough-writes'], false],
   ['mirrored, async: appends journalled on the FUSE thread', [], true],
   ['mirrored, async: appends through the core (--no-direct-journal)', ['--no-direct-journal'], true],
   ['mirrored, sync', ['--mirror', 'sync'], true],

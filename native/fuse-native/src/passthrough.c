@@ -111,6 +111,10 @@ int passthrough_eligible (bridge_session_t *s, int flags, uint64_t fh) {
   if ((fast & LL_FAST_WRITE) == 0 || (fast & LL_FAST_TRACK) != 0) return 0;
   if ((flags & O_ACCMODE) == O_RDONLY) return (flags & O_TRUNC) == 0 ? PT_ELIGIBLE_READ : 0;
   if (!s->passthrough_writes_wanted || s->killpriv_on || !(fh & LL_FH_DIRECT_WRITE)) return 0;
+  // The kernel's backing file keeps the O_APPEND of the open: a program that
+  // clears it with fcntl(F_SETFL) would still append. Such opens stay with
+  // strata's own writes, which follow the flag of each write (posix_rules.h).
+  if (flags & O_APPEND) return 0;
   struct stat st;
   if (fstat((int) ((fh >> 32) & LL_FH_FD_MASK) - 1, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & S_ISGID)) return 0;
   // Counted before the flags are looked at again: a checkpoint sets TRACK,

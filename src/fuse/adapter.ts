@@ -993,7 +993,7 @@ export class FuseAdapter {
         const inode = t.get(r.ino);
         // Through the handle when the kernel gave one, or when no name is left.
         const nameless = t.pathOf(inode) === null;
-        const handle = r.fh !== 0 && inode.handles.has(r.fh) ? r.fh : (nameless ? inode.handles.values().next().value : undefined);
+        const handle = r.fh !== 0 && inode.handles.has(r.fh) ? r.fh : (nameless ? this.lentHandle(inode, (r.toSet & SET.SIZE) !== 0) : undefined);
         // A directory with no name left that a program still has open: through the directory handle's descriptor.
         const dirHandle = handle === undefined && nameless ? (inode.dirHandles.has(r.fh) ? r.fh : inode.dirHandles.values().next().value) : undefined;
         const ref: ObjectRef | null = handle !== undefined ? { handle } : dirHandle !== undefined ? null : { path: t.requirePath(inode) };
@@ -1282,6 +1282,22 @@ export class FuseAdapter {
     this.borrows.set(h, all);
     void all.then(() => { if (this.borrows.get(h) === all) this.borrows.delete(h); });
     return work;
+  }
+
+  /**
+   * An open file handle of `inode` to act through for a request that names
+   * none (the object has no name left): for a size change one open for
+   * writing when there is one (ftruncate needs it), else any.
+   */
+  private lentHandle(inode: Inode, writing: boolean): number | undefined {
+    let any: number | undefined;
+    for (const h of inode.handles) {
+      const e = this.fs.handles.get(h);
+      if (e === undefined || e.kind !== 'file') continue;
+      if (!writing || (e.flags & 3 /* O_ACCMODE */) !== 0 /* O_RDONLY */) return h;
+      any ??= h;
+    }
+    return any;
   }
 
   /** Handles lent to requests of other programs (borrow): what their release waits for. */

@@ -101,6 +101,8 @@ export interface StatfsResult {
  * it appends (write's `append`, native.appendWrite).
  */
 const OPEN_STRIP = C.O_CREAT | C.O_EXCL | C.O_NOCTTY | (C.O_DIRECT ?? 0) | C.O_APPEND;
+/** A create keeps O_EXCL (and gets O_CREAT); the rest goes as for an open. */
+const CREATE_STRIP = OPEN_STRIP & ~(C.O_CREAT | C.O_EXCL);
 /** Flags every backing open gets: never follow a symlink, never leak into children. */
 const OPEN_ADD = C.O_NOFOLLOW | 0o2000000; /* O_CLOEXEC */
 
@@ -542,7 +544,7 @@ export class Filesystem {
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     if (this.guard) await this.guard.names(parentRelOf(rel));
     const inherits = await this.inheritsAcl(rel, caller);
-    const fd = await this.dir.open(rel, (flags & ~(C.O_NOCTTY | (C.O_DIRECT ?? 0) | C.O_APPEND)) | C.O_CREAT | OPEN_ADD, this.creationMode(mode, caller, inherits) & 0o7777);
+    const fd = await this.dir.open(rel, (flags & ~CREATE_STRIP) | C.O_CREAT | OPEN_ADD, this.creationMode(mode, caller, inherits) & 0o7777);
     if (this.guard) await this.guard.created(rel);
     try {
       await this.own(rel, caller, false, fd);

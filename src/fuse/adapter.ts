@@ -1172,7 +1172,8 @@ export class FuseAdapter {
       case OP.releasedir:
         this.dirListings.delete(r.fh);
         t.find(r.ino)?.dirHandles.delete(r.fh);
-        await this.borrows.get(r.fh);
+        const lent = this.borrows.get(r.fh);
+        if (lent !== undefined) await lent;
         await fs.releasedir(r.fh);
         answer(() => ll.replyErr(r.req, 0));
         return;
@@ -1306,7 +1307,8 @@ export class FuseAdapter {
   private async closeHandle(inode: Inode, handle: number): Promise<void> {
     inode.handles.delete(handle);
     // A request that borrowed it (taken before the delete above) finishes first.
-    await this.borrows.get(handle);
+    const lent = this.borrows.get(handle);
+    if (lent !== undefined) await lent;
     try {
       await this.fs.release(handle);
     } finally {

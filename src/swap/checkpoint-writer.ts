@@ -271,12 +271,22 @@ class Writer {
    * directory, when it stays unfound.
    */
   private async items(key: string, at: string): Promise<T0Item[]> {
+    const list = await this.lookAgain(`the directory ${at} (object ${key} of checkpoint ${this.s.info.name}) was not found in the live store and the checkpoint has no listing of it`,
+      async () => (await this.view.listing(key, at)) ?? undefined);
+    return itemsOf(this.view, key, list);
+  }
+
+  /**
+   * Runs `look` until it gives an answer (not undefined), with a fresh index
+   * of the live tree and a doubling wait (10 ms on, about 5 s in all) between
+   * tries: programs may be moving what it looks for. An error saying `what`
+   * when it never does (run prepare again), never a guess.
+   */
+  private async lookAgain<T>(what: string, look: () => Promise<T | undefined>): Promise<T> {
     for (let wait = 10; ; wait *= 2) {
-      const list = await this.view.listing(key, at);
-      if (list !== null) return itemsOf(this.view, key, list);
-      if (wait > MISSED_WAIT_MS) {
-        throw new Error(`prepare: the directory ${at} (object ${key} of checkpoint ${this.s.info.name}) was not found in the live store and the checkpoint has no listing of it (programs kept moving it while prepare looked): run prepare again`);
-      }
+      const found = await look();
+      if (found !== undefined) return found;
+      if (wait > MISSED_WAIT_MS) throw new Error(`prepare: ${what} (programs kept moving it while prepare looked): run prepare again`);
       await sleep(wait);
       this.view = new T0View(this.s, this.o.rootIno, this.o.liveDir);
     }
@@ -289,17 +299,11 @@ class Writer {
    * with a fresh index of the live tree, a little later each time, when
    * programs keep moving it; an error when it stays unfound.
    */
-  private async findMoved(key: string, hint: string): Promise<string | null> {
-    for (let wait = 10; ; wait *= 2) {
+  private findMoved(key: string, hint: string): Promise<string | null> {
+    return this.lookAgain(`${hint} (object ${key} of checkpoint ${this.s.info.name}) was not found in the live store and the checkpoint has not saved it`, async () => {
       const at = (await this.locate(key, hint))[0];
-      if (at !== undefined) return at;
-      if (this.s.attrs.has(key)) return null;
-      if (wait > MISSED_WAIT_MS) {
-        throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) was not found in the live store and the checkpoint has not saved it (programs kept moving it while prepare looked): run prepare again`);
-      }
-      await sleep(wait);
-      this.view = new T0View(this.s, this.o.rootIno, this.o.liveDir);
-    }
+      return at !== undefined ? at : this.s.attrs.has(key) ? null : undefined;
+    });
   }
 
   /** Live paths of T0 object `key`; when none, once more with a fresh index of the live tree (a program may have moved it since the index was made). */
@@ -346,17 +350,13 @@ class Writer {
    * file, then the rest.
    */
   private async buildFile(key: string, hint: string, tmp: string, a: ObjectAttrs, final: string): Promise<void> {
-    let src = await this.cloneLive(key, hint, tmp);
     // Not found alive: gone only when saved whole (before it lost its last name). Otherwise a
     // program kept moving it while the live tree was indexed: looked for again, a little later
     // each time. Until 2026-12-05 such a file was made of the blocks saved so far (zeros).
-    for (let wait = 10; src === null && !this.s.savedWhole(key); wait *= 2) {
-      if (wait > MISSED_WAIT_MS) {
-        throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) was not found in the live store and the checkpoint has not saved it whole (programs kept moving it while prepare looked): run prepare again`);
-      }
-      await sleep(wait);
-      src = await this.cloneLive(key, hint, tmp);
-    }
+    const src = await this.lookAgain(`${hint} (object ${key} of checkpoint ${this.s.info.name}) was not found in the live store and the checkpoint has not saved it whole`, async () => {
+      const r = await this.cloneLive(key, hint, tmp);
+      return r !== null || this.s.savedWhole(key) ? r : undefined;
+    });
     // Looked up after the copy: a change the copy may have seen was saved before it was made.
     const rec = this.s.attrs.get(key);
     if (src === null && rec === undefined) {

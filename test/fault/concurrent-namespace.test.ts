@@ -25,15 +25,13 @@
 //   npx ava dist/test/fault/concurrent-namespace.test.js
 //   STRATA_CONCURRENT_SEED=<seed> npx ava dist/test/fault/concurrent-namespace.test.js   # replay one plan
 import test, { type ExecutionContext } from 'ava';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { withMirroredMount, syncMount, assertConverged, type MirroredMount } from '../helpers/mirror.js';
-import { strata, withMount } from '../helpers/mount.js';
-import { startArchiveServer } from '../helpers/archive.js';
+import { withMirroredMount, withSnapshotMount, syncMount, assertConverged, type MirroredMount } from '../helpers/mirror.js';
+import { withMount } from '../helpers/mount.js';
 import { prepare, commit, withSwapMount } from '../helpers/swap.js';
 import { createCheckpoint, rollbackTo } from '../helpers/checkpoint.js';
 import { Rng } from '../helpers/model-tree.js';
@@ -136,6 +134,20 @@ test.serial('kill -9 among concurrent renames, creates and removals in directori
   t.deepEqual(await pictureOf(m.mnt, PICTURE), before, `seed ${seed}: the tree recovered after the second loss`);
 });
 
+/**
+ * Makes the top directories, starts the programs on `m` (four times as long:
+ * they must still be running when stopped, however fast the machine is),
+ * stops them at a seeded moment mid-work, takes the tree's picture and runs
+ * `take` (the point-in-time copy under test), and lets them go on.
+ */
+async function takeAmongPrograms<T>(t: ExecutionContext, m: { mnt: string }, seed: number, take: () => T): Promise<{ p: Programs; before: Awaited<ReturnType<typeof pictureOf>>; taken: T }> {
+  makeTop(m);
+  const p = start(t, m, seed, false, HOLDERS, true);
+  await sleep(new Rng(seed).int(150, 700));
+  const { before, taken } = await whileStopped(p, async () => ({ before: await pictureOf(m.mnt, PICTURE), taken: take() }));
+  return { p, before, taken };
+}
+
 // A checkpoint taken while the programs are stopped mid-work (holders with
 // files open and written, renames and removals half-way through the plan),
 // rolled back after they all finished: the tree must be the one at the
@@ -146,15 +158,7 @@ for (const mirrored of [false, true]) {
     t.timeout(240_000);
     const seed = seedOf(`namespace checkpoint ${mirrored}`);
     const m = mirrored ? withMirroredMount(t) : withMount(t);
-    makeTop(m);
-    // Four times as long: they must still be running when stopped, however fast the machine is.
-    const p = start(t, m, seed, false, HOLDERS, true);
-    await sleep(new Rng(seed).int(150, 700));
-    const before = await whileStopped(p, async () => {
-      const pic = await pictureOf(m.mnt, PICTURE);
-      createCheckpoint(m.mnt, 'ck');
-      return pic;
-    });
+    const { p, before } = await takeAmongPrograms(t, m, seed, () => createCheckpoint(m.mnt, 'ck'));
     t.true(await p.done > 0, `seed ${seed}: no change succeeded`);
     rollbackTo(m.mnt, 'ck');
     t.deepEqual(await pictureOf(m.mnt, PICTURE), before, `seed ${seed}: the tree rolled back to the checkpoint`);
@@ -170,19 +174,8 @@ for (const mirrored of [false, true]) {
 test.serial('archive snapshot while concurrent renames, creates, removals and open files are stopped, disk lost after they finished: strata recover --snapshot gives the tree of then', async (t) => {
   t.timeout(240_000);
   const seed = seedOf('namespace snapshot');
-  const targets = mkdtempSync(join(tmpdir(), 'strata-namespace-targets-'));
-  const server = await startArchiveServer({ extraArgs: ['--target', `A=${join(targets, 'A')}`] });
-  t.teardown(async () => { await server.stop(); rmSync(targets, { recursive: true, force: true }); });
-  const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
-  makeTop(m);
-  const p = start(t, m, seed, false, HOLDERS, true);
-  await sleep(new Rng(seed).int(150, 700));
-  const { before, id } = await whileStopped(p, async () => {
-    const pic = await pictureOf(m.mnt, PICTURE);
-    const r = strata(['snapshot', 'create', m.mnt, '--token-file', server.tokenFile, '--wait', '--json']);
-    if (r.status !== 0) throw new Error(`strata snapshot create: ${r.stdout}${r.stderr}`);
-    return { before: pic, id: (JSON.parse(r.stdout) as { id: string }).id };
-  });
+  const { m, snapshot } = await withSnapshotMount(t);
+  const { p, before, taken: id } = await takeAmongPrograms(t, m, seed, snapshot);
   await p.done;
   await loseDiskAndRecover(t, m, `seed ${seed}`, { extra: ['--force', '--snapshot', id] });
   t.deepEqual(await pictureOf(m.mnt, PICTURE), before, `seed ${seed}: the tree recovered from the snapshot`);
@@ -198,15 +191,7 @@ for (const mirrored of [false, true]) {
     const m = mirrored ? withSwapMount(t) : withMount(t);
     const spare = join(m.base, 'spare');
     mkdirSync(spare);
-    makeTop(m);
-    // Four times as long: they must still be running when stopped, however fast the machine is.
-    const p = start(t, m, seed, false, HOLDERS, true);
-    await sleep(new Rng(seed).int(150, 700));
-    const before = await whileStopped(p, async () => {
-      const pic = await pictureOf(m.mnt, PICTURE);
-      createCheckpoint(m.mnt, 'ck');
-      return pic;
-    });
+    const { p, before } = await takeAmongPrograms(t, m, seed, () => createCheckpoint(m.mnt, 'ck'));
     const prep = prepare(m.mnt, spare, 'checkpoint:ck');
     t.is(prep.status, 0, `seed ${seed}: swap prepare: ${prep.out}`);
     await p.done;

@@ -20,14 +20,13 @@
 //   npx ava dist/test/fault/concurrent-writers.test.js
 //   STRATA_CONCURRENT_SEED=<seed> npx ava dist/test/fault/concurrent-writers.test.js   # replay one plan (not the interleaving)
 import test, { type ExecutionContext } from 'ava';
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { lstatSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { withMirroredMount, syncMount, assertConverged, type MirroredMount } from '../helpers/mirror.js';
-import { strata, withMount } from '../helpers/mount.js';
+import { withMirroredMount, withSnapshotMount, syncMount, assertConverged, type MirroredMount } from '../helpers/mirror.js';
+import { withMount } from '../helpers/mount.js';
 import { createCheckpoint, rollbackTo } from '../helpers/checkpoint.js';
 import { startArchiveServer } from '../helpers/archive.js';
 import { Rng } from '../helpers/model-tree.js';
@@ -159,16 +158,9 @@ for (const mirrored of [false, true]) {
 test.serial('archive snapshot while concurrent writers are stopped with files open, disk lost after they finished: strata recover --snapshot gives the native copy taken then', async (t) => {
   t.timeout(240_000);
   const seed = seedOf('snapshot');
-  const targets = mkdtempSync(join(tmpdir(), 'strata-concurrent-targets-'));
-  const server = await startArchiveServer({ extraArgs: ['--target', `A=${join(targets, 'A')}`] });
-  t.teardown(async () => { await server.stop(); rmSync(targets, { recursive: true, force: true }); });
-  const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
+  const { m, snapshot } = await withSnapshotMount(t);
   const native = join(m.base, 'native');
-  const { w, before, taken: id } = await takeAmongWriters(t, m.mnt, native, seed, () => {
-    const s = strata(['snapshot', 'create', m.mnt, '--token-file', server.tokenFile, '--wait', '--json']);
-    if (s.status !== 0) throw new Error(`strata snapshot create: ${s.stdout}${s.stderr}`);
-    return (JSON.parse(s.stdout) as { id: string }).id;
-  });
+  const { w, before, taken: id } = await takeAmongWriters(t, m.mnt, native, seed, snapshot);
   await w.done;
   await loseDiskAndRecover(t, m, `seed ${seed}`, { extra: ['--force', '--snapshot', id] });
   checkAgainstCopy(t, m.mnt, native, before, `seed ${seed}, recovered from the snapshot`);

@@ -11,11 +11,10 @@
 //   STRATA_DRILL_RUNS=<n> ...                                              # n seeds per drill
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { withMirroredMount, killPrimary, forceUnmount, mount, syncMount, assertConverged, type MirroredMount } from '../helpers/mirror.js';
+import { withMirroredMount, withSnapshotMount, killPrimary, forceUnmount, mount, syncMount, assertConverged, type MirroredMount } from '../helpers/mirror.js';
 import { strata, withMount } from '../helpers/mount.js';
 import { startArchiveServer } from '../helpers/archive.js';
 import { waitRestored } from '../helpers/recover.js';
@@ -215,16 +214,11 @@ test.serial('snapshot on the archive right after the programs died mid-transacti
     const beforeMs = rng.int(800, 2000);
     const afterMs = rng.int(300, 3000);
     t.log(`seed ${seed}: programs ${beforeMs} ms, killed; snapshot; programs ${afterMs} ms, kill -9 of the primary, disk lost (replay: STRATA_DRILL_SEED=${seed})`);
-    const targets = mkdtempSync(join(tmpdir(), 'strata-drill-targets-'));
-    const server = await startArchiveServer({ extraArgs: ['--target', `A=${join(targets, 'A')}`] });
-    t.teardown(async () => { await server.stop(); rmSync(targets, { recursive: true, force: true }); });
-    const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
+    const { m, snapshot } = await withSnapshotMount(t);
     const log = join(m.base, 'acked');
     const native = join(m.base, 'native-a');
     await programsThenCopy(t, m.mnt, log, beforeMs, native);
-    const s = strata(['snapshot', 'create', m.mnt, '--token-file', server.tokenFile, '--wait', '--json']);
-    t.is(s.status, 0, s.stderr);
-    const snap = JSON.parse(s.stdout) as { id: string };
+    const snap = { id: snapshot() };
     const programs = startPrograms(t, m.mnt, log);
     await sleep(afterMs);
     await killPrimary(m);

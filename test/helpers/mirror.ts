@@ -3,11 +3,12 @@
 // process), plus the operator tools the tests use as oracles (`strata sync`,
 // `strata verify`). Everything is unmounted and removed in teardown.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { daemonPid, strata, mountpointIsMounted, type ShResult } from './mount.js';
+import { startArchiveServer } from './archive.js';
 import { openArchiveClient } from '../../src/archive-client/open-archive.js';
 import { ROOT_ID } from '../../src/protocol/records.js';
 
@@ -85,6 +86,24 @@ export function withMirroredMount(t: ExecutionContext, opts: MirrorOpts = {}): M
   });
   mount(m);
   return m;
+}
+
+/**
+ * A mirrored mount on a real `strata archive serve` with one snapshot target
+ * (A, in a temporary directory; server and target gone at the test's end),
+ * and `snapshot()`: `strata snapshot create --wait` of it, its id.
+ */
+export async function withSnapshotMount(t: ExecutionContext): Promise<{ m: MirroredMount; snapshot: () => string }> {
+  const targets = mkdtempSync(join(tmpdir(), 'strata-targets-'));
+  const server = await startArchiveServer({ extraArgs: ['--target', `A=${join(targets, 'A')}`] });
+  t.teardown(async () => { await server.stop(); rmSync(targets, { recursive: true, force: true }); });
+  const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
+  const snapshot = (): string => {
+    const r = strata(['snapshot', 'create', m.mnt, '--token-file', server.tokenFile, '--wait', '--json']);
+    if (r.status !== 0) throw new Error(`strata snapshot create: ${r.stdout}${r.stderr}`);
+    return (JSON.parse(r.stdout) as { id: string }).id;
+  };
+  return { m, snapshot };
 }
 
 export function mount(m: MirroredMount, extra: string[] = []): void {

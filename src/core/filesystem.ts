@@ -103,8 +103,9 @@ export interface StatfsResult {
 const OPEN_STRIP = C.O_CREAT | C.O_EXCL | C.O_NOCTTY | (C.O_DIRECT ?? 0) | C.O_APPEND;
 /** A create keeps O_EXCL (and gets O_CREAT); the rest goes as for an open. */
 const CREATE_STRIP = OPEN_STRIP & ~(C.O_CREAT | C.O_EXCL);
-/** Flags every backing open gets: never follow a symlink, never leak into children. */
-const OPEN_ADD = C.O_NOFOLLOW | 0o2000000; /* O_CLOEXEC */
+const OPEN_CLOEXEC = 0o2000000;
+/** Flags every backing open by name gets: never follow a symlink, never leak into children. */
+const OPEN_ADD = C.O_NOFOLLOW | OPEN_CLOEXEC;
 
 export class Filesystem {
   readonly handles = new HandleTable();
@@ -499,17 +500,36 @@ export class Filesystem {
    */
   async open(path: string, flags: number, caller?: Caller): Promise<OpenResult> {
     const rel = LocalStore.relative(path);
+    // The id (for the records of writes and setattrs through this handle) is read alongside the open.
+    const idRead = this.sink || this.restore ? this.idOf(rel).catch(() => null) : Promise.resolve(null);
+    return this.openObject({ rel }, idRead, (f) => this.dir.open(rel, f | OPEN_ADD, 0), flags, caller);
+  }
+
+  /**
+   * Opens again a file whose last name is gone, through the descriptor of
+   * `source`, one of its open handles: what open(2) of /proc/PID/fd/N of a
+   * program holding it gives natively (the kernel asks for the node, which
+   * has no path left to open by).
+   */
+  async reopen(source: number, flags: number, caller?: Caller): Promise<OpenResult> {
+    const f = this.file(source);
+    // Opened before a swap: the object is the old store's.
+    if (f.guard !== undefined) throw new FsError('ENOENT', 'the file has no name left and belongs to the store before a swap');
+    const fd = f.fd;
+    return this.openObject({ fd }, Promise.resolve(f.id), (fl) => this.dir.reopen(fd, fl | OPEN_CLOEXEC), flags, caller);
+  }
+
+  /** open and reopen: `openWith` opens the object with the flags it is given. */
+  private async openObject(target: GuardTarget, idRead: Promise<ObjectId | null>, openWith: (flags: number) => Promise<number>, flags: number, caller?: Caller): Promise<OpenResult> {
     const truncates = (flags & C.O_TRUNC) !== 0 && (flags & 3 /* O_ACCMODE */) !== C.O_RDONLY;
     // A read-only (fenced) mount refuses an open for writing, as a read-only ext4 does.
     if (this.sink && (flags & 3 /* O_ACCMODE */) !== C.O_RDONLY) this.sink.writable?.();
     if (this.sink && truncates) await this.sink.admit(META_RECORD_BYTES);
     if (this.guard && truncates) {
-      await this.guard.attrs({ rel });
-      await this.guard.size({ rel }, 0);
+      await this.guard.attrs(target);
+      await this.guard.size(target, 0);
     }
-    // The id (for the records of writes and setattrs through this handle) is read alongside the open.
-    const idRead = this.sink || this.restore ? this.idOf(rel).catch(() => null) : Promise.resolve(null);
-    const openIt = (): Promise<number> => this.dir.open(rel, (flags & ~OPEN_STRIP) | OPEN_ADD, 0);
+    const openIt = (): Promise<number> => openWith(flags & ~OPEN_STRIP);
     // During a restore an O_TRUNC open is a cut (restore.cut): no fetch of the file writes between it and the discard.
     const cutId = this.restore && truncates ? await idRead : null;
     const fd = await (cutId !== null ? this.restore!.cut(cutId, openIt) : openIt()).catch(async (err: unknown) => {

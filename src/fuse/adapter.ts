@@ -6,7 +6,7 @@
 // itself (direct descriptors), so they never reach this thread.
 import { nameBytes } from '../protocol/names.js';
 import { ll, FC, type Session, type Features } from './bridge.js';
-import type { BigIntStats } from 'node:fs';
+import { constants as C, type BigIntStats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Filesystem, Caller, OpenResult, DirEntryInfo, ObjectRef, SetattrChanges } from '../core/filesystem.js';
 import type { ChangeSink } from '../ports/change-sink.js';
@@ -993,29 +993,37 @@ export class FuseAdapter {
         const inode = t.get(r.ino);
         // Through the handle when the kernel gave one, or when no name is left.
         const nameless = t.pathOf(inode) === null;
-        const handle = r.fh !== 0 && inode.handles.has(r.fh) ? r.fh : (nameless ? this.lentHandle(inode, (r.toSet & SET.SIZE) !== 0) : undefined);
-        // A directory with no name left that a program still has open: through the directory handle's descriptor.
-        const dirHandle = handle === undefined && nameless ? (inode.dirHandles.has(r.fh) ? r.fh : inode.dirHandles.values().next().value) : undefined;
-        const ref: ObjectRef | null = handle !== undefined ? { handle } : dirHandle !== undefined ? null : { path: t.requirePath(inode) };
-        const args = r.attrs ?? new Float64Array(SETARG.LEN);
-        const ch: SetattrChanges = {};
-        if (r.toSet & SET.MODE) ch.mode = r.mode;
-        if (r.toSet & SET.UID) ch.uid = args[SETARG.UID]!;
-        if (r.toSet & SET.GID) ch.gid = args[SETARG.GID]!;
-        if (r.toSet & SET.SIZE) ch.size = r.off;
-        // handle_killpriv_v2: a truncation by a caller without CAP_FSETID drops set-ID bits.
-        if (r.toSet & SET.KILL_SUIDGID) ch.dropSetId = r.caller;
-        if (r.toSet & (SET.ATIME | SET.MTIME | SET.ATIME_NOW | SET.MTIME_NOW)) {
-          ch.atime = r.toSet & SET.ATIME_NOW ? 'now' : r.toSet & SET.ATIME ? { sec: args[SETARG.ATIME_S]!, nsec: args[SETARG.ATIME_NS]! } : 'omit';
-          ch.mtime = r.toSet & SET.MTIME_NOW ? 'now' : r.toSet & SET.MTIME ? { sec: args[SETARG.MTIME_S]!, nsec: args[SETARG.MTIME_NS]! } : 'omit';
+        const lent = r.fh !== 0 && inode.handles.has(r.fh) ? undefined : (nameless ? this.lentHandle(inode, (r.toSet & SET.SIZE) !== 0) : undefined);
+        // A size change (truncate(2) of /proc/PID/fd/N) where every handle is read-only
+        // (ftruncate needs a writable descriptor): through a writable one opened for it.
+        const writable = lent !== undefined && (r.toSet & SET.SIZE) !== 0 && this.readOnly(lent) ? await this.borrow(lent, fs.reopen(lent, C.O_WRONLY, r.caller)) : undefined;
+        try {
+          const handle = r.fh !== 0 && inode.handles.has(r.fh) ? r.fh : writable?.handle ?? lent;
+          // A directory with no name left that a program still has open: through the directory handle's descriptor.
+          const dirHandle = handle === undefined && nameless ? (inode.dirHandles.has(r.fh) ? r.fh : inode.dirHandles.values().next().value) : undefined;
+          const ref: ObjectRef | null = handle !== undefined ? { handle } : dirHandle !== undefined ? null : { path: t.requirePath(inode) };
+          const args = r.attrs ?? new Float64Array(SETARG.LEN);
+          const ch: SetattrChanges = {};
+          if (r.toSet & SET.MODE) ch.mode = r.mode;
+          if (r.toSet & SET.UID) ch.uid = args[SETARG.UID]!;
+          if (r.toSet & SET.GID) ch.gid = args[SETARG.GID]!;
+          if (r.toSet & SET.SIZE) ch.size = r.off;
+          // handle_killpriv_v2: a truncation by a caller without CAP_FSETID drops set-ID bits.
+          if (r.toSet & SET.KILL_SUIDGID) ch.dropSetId = r.caller;
+          if (r.toSet & (SET.ATIME | SET.MTIME | SET.ATIME_NOW | SET.MTIME_NOW)) {
+            ch.atime = r.toSet & SET.ATIME_NOW ? 'now' : r.toSet & SET.ATIME ? { sec: args[SETARG.ATIME_S]!, nsec: args[SETARG.ATIME_NS]! } : 'omit';
+            ch.mtime = r.toSet & SET.MTIME_NOW ? 'now' : r.toSet & SET.MTIME ? { sec: args[SETARG.MTIME_S]!, nsec: args[SETARG.MTIME_NS]! } : 'omit';
+          }
+          const work = ref !== null ? fs.setattr(ref, ch) : fs.setattrDir(dirHandle!, ch);
+          // Another program's handle, taken for a request that names none of its own (a
+          // truncating open's SETATTR carries no handle): its release waits for this work.
+          const borrowed = handle !== undefined && handle !== r.fh && handle !== writable?.handle ? handle : dirHandle !== undefined && dirHandle !== r.fh ? dirHandle : undefined;
+          const st = await (borrowed !== undefined ? this.borrow(borrowed, work) : work);
+          answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
+          return;
+        } finally {
+          if (writable !== undefined) await fs.release(writable.handle);
         }
-        const work = ref !== null ? fs.setattr(ref, ch) : fs.setattrDir(dirHandle!, ch);
-        // Another program's handle, taken for a request that names none of its own (a
-        // truncating open's SETATTR carries no handle): its release waits for this work.
-        const borrowed = handle !== undefined && handle !== r.fh ? handle : dirHandle !== undefined && dirHandle !== r.fh ? dirHandle : undefined;
-        const st = await (borrowed !== undefined ? this.borrow(borrowed, work) : work);
-        answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
-        return;
       }
       case OP.readlink: {
         const target = await fs.readlink(t.requirePath(t.get(r.ino)));
@@ -1086,7 +1094,10 @@ export class FuseAdapter {
       }
       case OP.open: {
         const inode = t.get(r.ino);
-        const res = await fs.open(t.requirePath(inode), r.mode, r.caller);
+        // No name left (open of /proc/PID/fd/N of a program holding it): through a handle of its own, borrowed.
+        const path = t.pathOf(inode);
+        const source = path === null ? this.lentHandle(inode, false) : undefined;
+        const res = await (source !== undefined ? this.borrow(source, fs.reopen(source, r.mode, r.caller)) : fs.open(path ?? t.requirePath(inode), r.mode, r.caller));
         inode.handles.add(res.handle);
         const { fd, flags } = this.openFlags(res);
         let delivered = false;
@@ -1299,6 +1310,12 @@ export class FuseAdapter {
       any ??= h;
     }
     return any;
+  }
+
+  /** Whether file handle `h` was opened read-only. */
+  private readOnly(h: number): boolean {
+    const e = this.fs.handles.get(h);
+    return e !== undefined && e.kind === 'file' && (e.flags & 3 /* O_ACCMODE */) === C.O_RDONLY;
   }
 
   /** Handles lent to requests of other programs (borrow): what their release waits for. */

@@ -64,6 +64,16 @@ export class StoreDir {
   }
 
   /**
+   * open(2) of the object open as `fd` (`/proc/self/fd/N`, as libfuse's
+   * passthrough_hp opens a node): it needs no name, so it works for a file
+   * whose last name is gone. `flags` as given (no O_NOFOLLOW: the link in
+   * /proc is how it is reached).
+   */
+  reopen(fd: number, flags: number): Promise<number> {
+    return native.openAt(native.AT_FDCWD, `/proc/self/fd/${fd}`, flags, 0);
+  }
+
+  /**
    * Opens a file to read without touching its atime where allowed
    * (O_NOATIME, refused with EPERM to a caller that does not own the file
    * and lacks CAP_FOWNER: then without it). Never follows a final symlink.

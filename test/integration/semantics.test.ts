@@ -254,3 +254,50 @@ for (const [label, args, mirrored] of APPEND_MOUNTS) {
     }
   });
 }
+
+// A file whose last name is gone while a program holds it open can be opened
+// again through /proc/PID/fd/N (the kernel asks for the node; there is no path
+// left), written through the new descriptor, truncated by that path with only
+// a read-only descriptor left (ftruncate needs a writable one), and opened
+// O_TRUNC. Until 2026-12-05 a mount whose opens go through the core (mirrored,
+// --no-direct-io, checkpoints, a restore) gave ENOENT: the core opened by
+// store-relative path only (filesystem.ts reopen, store-dir.ts reopen).
+const NAMELESS = [
+  'import os',
+  'fd = os.open("f", os.O_RDWR | os.O_CREAT, 0o644); os.write(fd, b"0123456789"); os.unlink("f")',
+  'p = "/proc/self/fd/%d" % fd',
+  'g = os.open(p, os.O_RDWR); os.pwrite(g, b"AB", 2); print("reopened read-write, written:", os.pread(fd, 20, 0))',
+  'r = os.open(p, os.O_RDONLY); print("reopened read-only:", os.pread(r, 20, 0))',
+  'os.close(fd); os.close(g)',
+  'os.truncate("/proc/self/fd/%d" % r, 4); print("truncated by path, only a read-only handle left:", os.pread(r, 20, 0), os.fstat(r).st_size)',
+  'w = os.open("/proc/self/fd/%d" % r, os.O_WRONLY | os.O_TRUNC); os.write(w, b"xy"); print("an O_TRUNC open of it, written:", os.pread(r, 20, 0))',
+  'os.fchmod(w, 0o600); print("mode:", oct(os.fstat(r).st_mode & 0o777), "links:", os.fstat(r).st_nlink)',
+  'os.close(w); os.close(r); print("names:", sorted(os.listdir(".")))',
+].join('\n');
+
+const NAMELESS_MOUNTS: readonly (readonly [string, readonly string[], boolean])[] = [
+  ['the FUSE thread\'s answers', [], false],
+  ['every request in JavaScript (--no-direct-io)', ['--no-direct-io'], false],
+  ['mirrored, async', [], true],
+  ['mirrored, async, writes through the core (--no-direct-journal)', ['--no-direct-journal'], true],
+  ['mirrored, async, writeback cache', ['--writeback-cache'], true],
+  ['mirrored, sync', ['--mirror', 'sync'], true],
+];
+
+for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
+  test(`a file with no name left is opened again through /proc/PID/fd/N, truncated by that path and O_TRUNC-opened: as on a native directory (${label})`, (t) => {
+    const m = mirrored ? withMirroredMount(t, { extraArgs: [...args] }) : withMount(t, [...args]);
+    const native = join(m.base, 'native-nameless');
+    mkdirSync(native, { recursive: true });
+    const want = sh(`python3 -c '${NAMELESS}'`, native);
+    t.is(want.status, 0, want.stderr);
+    t.regex(want.stdout, /O_TRUNC open of it, written: b'xy'/, 'ext4 opens it again');
+    const got = sh(`python3 -c '${NAMELESS}'`, m.mnt);
+    t.is(got.status, 0, got.stderr);
+    t.is(got.stdout, want.stdout);
+    if ('archiveUrl' in m) {
+      syncMount(m);
+      assertConverged(t, m);
+    }
+  });
+}

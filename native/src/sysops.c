@@ -76,9 +76,20 @@ int sn_prepare_object(int at, const char *path, int create, uint32_t mode,
     if (sn_setxattr(at, path, names[i], values[i], lens[i], 0, err) < 0)
       return -1;
   }
-  if (uid >= 0 && fchownat(at, path, (uid_t)uid, (gid_t)gid, AT_SYMLINK_NOFOLLOW) < 0)
-    return SN_FAIL(err, errno, "lchown");
-  if (chmod_mode >= 0 && fchmodat(at, path, (mode_t)chmod_mode, 0) < 0)
+  /* Only what differs: the object may have been given another group, set-ID
+   * bits or permission bits by its directory (set-group-ID, a default ACL)
+   * than whoever asked knew of when it asked. */
+  struct stat st;
+  if (uid < 0 && chmod_mode < 0) return 0;
+  if (fstatat(at, path, &st, AT_SYMLINK_NOFOLLOW) < 0) return SN_FAIL(err, errno, "lstat");
+  if (uid >= 0 && (st.st_uid != (uid_t)uid || st.st_gid != (gid_t)gid)) {
+    if (fchownat(at, path, (uid_t)uid, (gid_t)gid, AT_SYMLINK_NOFOLLOW) < 0)
+      return SN_FAIL(err, errno, "lchown");
+    /* chown drops set-ID bits: the mode to compare is the one it left. */
+    if (chmod_mode >= 0 && fstatat(at, path, &st, AT_SYMLINK_NOFOLLOW) < 0) return SN_FAIL(err, errno, "lstat");
+  }
+  if (chmod_mode >= 0 && (st.st_mode & 07777) != ((mode_t)chmod_mode & 07777) &&
+      fchmodat(at, path, (mode_t)chmod_mode, 0) < 0)
     return SN_FAIL(err, errno, "fchmodat");
   return 0;
 }

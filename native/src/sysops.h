@@ -44,8 +44,10 @@ enum { SN_CREATE_NONE = 0, SN_CREATE_DIR = 1, SN_CREATE_FILE = 2 };
  * and system.posix_acl_default (absent or unsupported is no failure: what an
  * object created in a directory with a default ACL inherits goes, and the
  * attributes that follow give it the ACLs it should have);
- * lsetxattr(path, names[i], values[i], lens[i], 0) for each i < n; lchown(path, uid, gid) when uid >= 0; fchmodat(path, chmod_mode)
- * when chmod_mode >= 0 (follows a symlink: never ask for it on one).
+ * lsetxattr(path, names[i], values[i], lens[i], 0) for each i < n; lchown(path, uid, gid) when uid >= 0
+ * and the object's owner or group differs; fchmodat(path, chmod_mode) when chmod_mode >= 0 and its
+ * mode (after the chown) differs (follows a symlink: never ask for it on one). So the caller gives the
+ * owner and mode it wants, and need not know what the directory gave a new object.
  */
 int sn_prepare_object(int at, const char *path, int create, uint32_t mode,
                       uint64_t size, const char *const *names,

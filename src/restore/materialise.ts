@@ -16,7 +16,6 @@ import { ROOT_ID, badNameReason, isZero, typeOfMode, type Attrs, type ObjectId }
 import { RESERVED_NAME } from '../store/local-store.js';
 import type { StoreDir } from '../store/store-dir.js';
 import { ID_XATTR, readObjectId } from '../store/object-ids.js';
-import { ACL_DEFAULT } from '../store/posix-acl.js';
 import {
   MATERIALISING_PREFIX, clearLinking, linkPath, pendingMarkXattr, readBlockMap, setLinking, setUnrestoredNames, settleLinking, unrestoredNames, writeEmptyMap, type FileTimes,
 } from '../store/restore-marks.js';
@@ -31,14 +30,6 @@ export interface MaterialiseOptions {
   /** Subdirectories are created pending (true) or as restored, empty directories (false). */
   childDirsPending: boolean;
   log: Logger;
-  /** The directory the objects go into is set-group-ID (its image's mode says so). */
-  parentSetGid?: boolean;
-  /**
-   * The directory the objects go into has a default ACL (its image's xattrs
-   * say so): what is created there inherits ACLs from it, which go again
-   * unless the archive lists them for the object.
-   */
-  parentDefaultAcl?: boolean;
   /**
    * The data of a small single-link file, to create it whole instead of as a
    * stub (the background restore); null: a stub after all.
@@ -75,7 +66,7 @@ export interface MaterialiseResult {
  * store-relative path, or /proc/self/fd/N of an open directory).
  */
 export async function materialiseEntries(dirPath: string, image: DirImage, options: MaterialiseOptions): Promise<MaterialiseResult> {
-  const opts: MaterialiseOptions = { ...options, ...parentTraits(image) };
+  const opts = options;
   const present = new Set((await opts.dir.readdirIno(dirPath)).map((e) => e.name));
   const wanted = new Set(image.entries.map((e) => e.name));
   // Leftovers of a run that crashed between creating an object and renaming it into place.
@@ -111,14 +102,6 @@ export async function materialiseEntries(dirPath: string, image: DirImage, optio
   for (const entry of multi) await one(entry);
   return out;
 }
-
-/** What the directory of `image` gives the objects created in it (set-group-ID, a default ACL). */
-export function parentTraits(image: DirImage): Pick<MaterialiseOptions, 'parentSetGid' | 'parentDefaultAcl'> {
-  return { parentSetGid: (image.attrs.mode & 0o2000) !== 0, parentDefaultAcl: ACL_DEFAULT in image.xattrs };
-}
-
-const DAEMON_UID = process.geteuid?.() ?? 0;
-const DAEMON_GID = process.getegid?.() ?? 0;
 
 /** Objects of one directory built at the same time. */
 const MATERIALISE_PARALLEL = 16;
@@ -224,7 +207,7 @@ async function createInPlace(dirPath: string, entry: EntryImage, opts: Materiali
       // native call (a crash before the rename leaves only the temporary
       // name, which a rerun removes). Its bytes, like a map, reach the disk
       // no later than the rename that shows it (ext4 data=ordered, xfs).
-      const plan = attrsPlan(a, entry.xattrs, null, [[ID_XATTR, Buffer.from(entry.id, 'latin1')]]);
+      const plan = attrsPlan(a, entry.xattrs, [[ID_XATTR, Buffer.from(entry.id, 'latin1')]]);
       // The crash point comes first: the rename is part of the one call.
       crashPoint('materialise-object');
       await opts.dir.finishFile(tmp, {
@@ -266,16 +249,12 @@ async function createInPlaceAs(tmp: string, dirPath: string, entry: EntryImage, 
 async function createObject(path: string, entry: EntryImage, opts: MaterialiseOptions): Promise<void> {
   const a = entry.attrs;
   const type = typeOfMode(a.mode);
-  // In a set-group-ID directory the kernel gives new objects its group (and directories the bit), under a default ACL
-  // a mode of the ACL's: set everything.
-  const plain = (type === 'dir' || type === 'file') && !opts.parentSetGid && !opts.parentDefaultAcl;
-  const createdMode = plain ? a.mode & 0o777 : null;
   const id: [string, Buffer] = [ID_XATTR, Buffer.from(entry.id, 'latin1')];
   switch (type) {
     case 'dir': {
       // One call: the directory, its pending mark (with the archive's times and link count), id, xattrs, owner, mode.
       const marks: [string, Buffer][] = opts.childDirsPending ? [pendingMarkXattr(entry.nlink, timesOf(a))] : [];
-      await opts.dir.prepareObject(path, { create: { kind: 'dir', mode: a.mode & 0o777 }, ...attrsPlan(a, entry.xattrs, createdMode, [...marks, id]) });
+      await opts.dir.prepareObject(path, { create: { kind: 'dir', mode: a.mode & 0o777 }, ...attrsPlan(a, entry.xattrs, [...marks, id]) });
       crashPoint('attrs-before-times');
       await setTimes(opts.dir, path, a);
       return;
@@ -297,7 +276,7 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
     default:
       throw new Error(`restore: object ${entry.id} has an unknown type (mode 0${a.mode.toString(8)})`);
   }
-  await opts.dir.prepareObject(path, attrsPlan(a, entry.xattrs, createdMode, [id]));
+  await opts.dir.prepareObject(path, attrsPlan(a, entry.xattrs, [id]));
   crashPoint('attrs-before-times');
   await setTimes(opts.dir, path, a);
 }
@@ -313,11 +292,15 @@ function setTimes(dir: StoreDir, path: string, a: Attrs): Promise<void> {
 /**
  * What applyAttrs sets before the times, as one native call: strata's
  * `marks` first, then the archive's extended attributes, owner and mode.
- * Created by root with its final permission bits (`createdMode`; the
- * daemon's umask is 0): chown only for another owner, chmod only for set-ID
- * or sticky bits (chown clears set-ID).
+ * The owner and mode are always given: the native call changes only what
+ * differs from what the object has. What the kernel gave a new object comes
+ * from the live directory it was created in (its set-group-ID bit, its
+ * default ACL), which a program may have changed since the archive's image
+ * of it was read: until 2026-12-05 a restore judged from the image that a
+ * new object already had its mode, and after `setfacl -d` on a directory
+ * still pending its entries came back with the ACL's mode (0004 for 0444).
  */
-function attrsPlan(a: Attrs, xattrs: { readonly [name: string]: string }, createdMode: number | null, marks: [string, Buffer][] = []): native.PrepareObject {
+function attrsPlan(a: Attrs, xattrs: { readonly [name: string]: string }, marks: [string, Buffer][] = []): native.PrepareObject {
   const list = [...marks];
   for (const [name, value] of Object.entries(xattrs)) {
     if (name === ID_XATTR || name.startsWith('trusted.strata.')) continue;
@@ -325,8 +308,8 @@ function attrsPlan(a: Attrs, xattrs: { readonly [name: string]: string }, create
   }
   // Exactly the archive's ACLs: none inherited from a default ACL of the directory it is created in (symlinks have none).
   const plan: native.PrepareObject = { xattrs: list, dropAcls: typeOfMode(a.mode) !== 'symlink' };
-  if (createdMode === null || a.uid !== DAEMON_UID || a.gid !== DAEMON_GID) plan.owner = { uid: a.uid, gid: a.gid };
-  if (typeOfMode(a.mode) !== 'symlink' && (createdMode === null || (a.mode & 0o7777) !== createdMode)) plan.mode = a.mode & 0o7777;
+  plan.owner = { uid: a.uid, gid: a.gid };
+  if (typeOfMode(a.mode) !== 'symlink') plan.mode = a.mode & 0o7777;
   return plan;
 }
 
@@ -335,8 +318,8 @@ function attrsPlan(a: Attrs, xattrs: { readonly [name: string]: string }, create
  * and times (in that order: chown clears set-ID bits, and every change before
  * the times would move ctime-driven tools' view of mtime).
  */
-export async function applyAttrs(dir: StoreDir, path: string, a: Attrs, xattrs: { readonly [name: string]: string }, createdMode: number | null = null): Promise<void> {
-  await dir.prepareObject(path, attrsPlan(a, xattrs, createdMode));
+export async function applyAttrs(dir: StoreDir, path: string, a: Attrs, xattrs: { readonly [name: string]: string }): Promise<void> {
+  await dir.prepareObject(path, attrsPlan(a, xattrs));
   crashPoint('attrs-before-times');
   await setTimes(dir, path, a);
 }

@@ -38,7 +38,7 @@ import {
   clearPending, isPending, linkPath, listTimesRecords, settleLinking, readPendingMark, unrestoredNames, markBlocksPresent, readBlockMap, readTimesRecord, removeBlockMap,
   removeTimesRecord, settleTimesRecord, timesDir, writeTimesRecord, type BlockMap, type FileTimes,
 } from '../store/restore-marks.js';
-import { materialiseEntries, materialiseOne, parentTraits } from './materialise.js';
+import { materialiseEntries, materialiseOne } from './materialise.js';
 import { BlockDigestError, verifiedRange, type DirImage, type EntryImage } from '../protocol/images.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
@@ -934,7 +934,7 @@ export class OnDemandRestore implements RestoreHooks {
       const entry = byName.get(name);
       if (entry === undefined) return;
       if (await materialiseOne(dir.base, entry, {
-        dir: this.dir, privateDir: this.privateDir, childDirsPending: true, log: this.log, namesLock: this.namesLock, unsettling: this.unsettlingHook, ...parentTraits(image),
+        dir: this.dir, privateDir: this.privateDir, childDirsPending: true, log: this.log, namesLock: this.namesLock, unsettling: this.unsettlingHook,
       })) {
         this.stats.entriesMaterialised++;
         await this.keepArchiveTimes(dir.self, image);

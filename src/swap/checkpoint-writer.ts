@@ -172,7 +172,7 @@ class Writer {
     await this.writeDir(this.view.rootKey, '/', '');
     const root = await this.attrsOf(this.view.rootKey, '/');
     await writeObjectId('.', ROOT_ID, this.spare.fd);
-    await applyAttrs(this.spare, '.', root.attrs, root.xattrs, null);
+    await applyAttrs(this.spare, '.', root.attrs, root.xattrs);
     if (this.s.info.status !== 'valid') {
       throw new Error(`checkpoint ${this.s.info.name} became invalid while the spare was written (${this.s.info.reason ?? 'unknown'}): its tree is not complete; \`strata swap discard\` the spare`);
     }
@@ -207,7 +207,7 @@ class Writer {
         const subRel = childRel(rel, it.name);
         await this.writeDir(it.key, liveAt, subRel);
         const a = await this.attrsOf(it.key, liveAt);
-        await applyAttrs(this.spare, subRel, a.attrs, a.xattrs, null);
+        await applyAttrs(this.spare, subRel, a.attrs, a.xattrs);
       }
     }
   }
@@ -255,7 +255,7 @@ class Writer {
           break;
       }
       await writeObjectId(tmp, a.id, this.spare.fd);
-      await applyAttrs(this.spare, tmp, a.attrs, a.xattrs, null);
+      await applyAttrs(this.spare, tmp, a.attrs, a.xattrs);
       await this.spare.rename(tmp, final);
     }
     if (this.multi.has(it.key)) this.links.set(it.key, final);

@@ -82,7 +82,7 @@ export async function writeTree(o: TreeWriterOptions): Promise<void> {
       live?.close();
     }
     await writeObjectId('.', ROOT_ID, spare.fd);
-    await applyAttrs(spare, '.', root.attrs, root.xattrs, null);
+    await applyAttrs(spare, '.', root.attrs, root.xattrs);
   });
 }
 
@@ -121,7 +121,7 @@ async function writeDir(o: TreeWriterOptions, d: Dirs, rel: string, entries: Ent
       const sub = await o.client.dirImage(o.volume, e.id);
       const subRel = childRel(rel, e.name);
       await writeDir(o, d, subRel, sub.entries, links);
-      await applyAttrs(d.spare, subRel, sub.attrs, sub.xattrs, null);
+      await applyAttrs(d.spare, subRel, sub.attrs, sub.xattrs);
     }
   }
 }
@@ -193,7 +193,7 @@ async function buildObject(o: TreeWriterOptions, d: Dirs, entryRel: string, tmp:
       throw new Error(`prepare: object ${e.id} has an unknown type (mode 0${a.mode.toString(8)})`);
   }
   await writeObjectId(tmp, e.id, d.spare.fd);
-  await applyAttrs(d.spare, tmp, a, e.xattrs, null);
+  await applyAttrs(d.spare, tmp, a, e.xattrs);
 }
 
 async function buildFile(o: TreeWriterOptions, d: Dirs, entryRel: string, tmp: string, e: EntryImage): Promise<void> {

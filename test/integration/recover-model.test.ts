@@ -708,3 +708,30 @@ function readdirNames(dir: string): string[] {
     return [];
   }
 }
+
+test.serial('regression: a default ACL, a group and set-group-ID given to a pending directory do not change the modes and groups its entries come back with', async (t) => {
+  // Seen as `mode local 0004, archive 0444` (seed 2055196686): `setfacl -d` on
+  // a directory still pending, then a lookup in it. The restore judged from
+  // the archive's image of the directory (no default ACL yet) that a new
+  // object was created with its final mode and set none; the kernel had given
+  // it the default ACL's. The same held for a group and set-group-ID bit
+  // given to the directory (the kernel gives new objects its group, and
+  // subdirectories the bit).
+  const v = await buildVolume(t, ['mkdir -p d/s && chmod 755 d/s && echo x > d/f && chmod 444 d/f && echo y > d/g && chmod 640 d/g && chown 1234:1234 d/g && mkdir e && echo z > e/h && chmod 604 e/h']);
+  const r = recover(t, v, ['--depth', '1', '--no-background-restore']);
+  const p = (rel: string): string => join(r.mnt, rel);
+  const acl = spawnSync('setfacl', ['-d', '-m', 'u::r,g::-,o::-', p('d')], { encoding: 'utf8' });
+  t.is(acl.status, 0, acl.stderr);
+  await fsp.chown(p('e'), 0, 4321);
+  await fsp.chmod(p('e'), 0o2755);
+  const seen = async (rel: string): Promise<string> => {
+    const st = await fsp.lstat(p(rel));
+    return `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
+  };
+  t.deepEqual(await Promise.all(['d/f', 'd/g', 'd/s', 'e/h'].map(seen)), ['444 0:0', '640 1234:1234', '755 0:0', '604 0:0']);
+  const access = spawnSync('getfacl', ['--omit-header', '--skip-base', p('d/f'), p('d/s')], { encoding: 'utf8' });
+  t.is(access.stdout.trim(), '', 'no access ACL inherited (d/s keeps only what the archive lists)');
+  syncMount(r);
+  const v2 = verifySummary(r);
+  t.is(v2.summary.differences, 0, v2.out);
+});

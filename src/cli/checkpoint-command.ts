@@ -8,6 +8,7 @@ import type { CheckpointListing } from '../checkpoint-service/manager.js';
 import type { DiffReport } from '../checkpoint/diff.js';
 import type { Area, RollbackReport } from '../checkpoint-service/rollback.js';
 import { exactArg } from './exact-argv.js';
+import { flushMount } from './flush-mount.js';
 import { nameBytes } from '../protocol/names.js';
 
 /** Text naming paths, written with the names' own bytes (strata's form of a byte that is not UTF-8 back to that byte). */
@@ -57,6 +58,8 @@ async function run(cmd: string, f: () => Promise<void>): Promise<number> {
 export function checkpointCreateCommand(mountpoint: string, opts: { name?: string; copyStore?: string; waitWriters?: number; json?: boolean }): Promise<number> {
   return run('checkpoint create', async () => {
     const mnt = resolve(mountpoint);
+    // The checkpoint holds what programs wrote through shared mappings too.
+    await flushMount(mnt, 'checkpoint create');
     const r = (await call(mnt, { cmd: 'checkpoint', op: 'create', ...(opts.name ? { name: opts.name } : {}), ...(opts.copyStore ? { copyStore: resolve(opts.copyStore) } : {}), ...(opts.waitWriters !== undefined ? { waitWritersMs: opts.waitWriters * 1000 } : {}) }, 'create')) as CheckpointListing & { createMs: number };
     process.stdout.write(opts.json ? JSON.stringify(r) + '\n' : `checkpoint ${r.name} of ${mnt} taken in ${r.createMs.toFixed(1)} ms (copy store ${r.dir})\n`);
   });

@@ -9,10 +9,12 @@ import { processRunning } from '../daemon/process-running.js';
 import { openArchiveClient } from '../archive-client/open-archive.js';
 import { describeHolder, type VolumeLease } from '../protocol/leases.js';
 import type { ArchiveClient } from '../protocol/archive-api.js';
+import { flushMount } from './flush-mount.js';
 
 export async function releaseCommand(mountpoint: string, o: { timeout?: number; lazy?: boolean; json?: boolean }): Promise<number> {
   const mnt = resolve(mountpoint);
   const timeoutMs = Math.round((o.timeout ?? 60) * 1000);
+  await flushMount(mnt, 'release');
   let reply: { released?: string; volume?: string; epoch?: number; appliedSeq?: number; pid?: number };
   try {
     reply = (await callControl(mnt, { cmd: 'release', timeoutMs, lazy: o.lazy ?? false }, timeoutMs + 30_000)) as typeof reply;

@@ -12,6 +12,7 @@ import type { RestoreProgress } from '../restore/background.js';
 import { restoreLines } from './restore-format.js';
 import { swapLines } from './swap-command.js';
 import type { SwapStatus } from '../swap/controller.js';
+import { flushMount } from './flush-mount.js';
 
 function mib(n: number): string {
   return `${(n / 1048576).toFixed(1)} MiB`;
@@ -144,6 +145,7 @@ export async function statusCommand(mountpoint: string, opts: { json?: boolean }
 export async function syncCommand(mountpoint: string, opts: { timeout?: number; json?: boolean }): Promise<number> {
   const mnt = resolve(mountpoint);
   const timeoutMs = Math.round((opts.timeout ?? 60) * 1000);
+  await flushMount(mnt, 'sync');
   let reply: { mirrored?: boolean; drained?: boolean; ackedSeq?: number; lastSeq?: number; connection?: string; lastError?: string | null };
   try {
     reply = (await callControl(mnt, { cmd: 'sync', timeoutMs }, timeoutMs + 5000)) as typeof reply;

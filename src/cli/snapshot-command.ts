@@ -11,6 +11,7 @@ import type { AlertDecision, SnapshotClient, SnapshotInfo, TargetInfo } from '..
 import { parseTargetSpec } from '../archive/targets.js';
 import { WorkerSnapshotClient } from '../archive/snapshot-worker-client.js';
 import { fileURLToPath } from 'node:url';
+import { flushMount } from './flush-mount.js';
 
 export interface ArchiveCliOptions {
   archive?: string;
@@ -92,6 +93,8 @@ export async function snapshotCreateCommand(mountpoint: string | undefined, o: C
     }
     const mnt = resolve(mountpoint);
     const timeoutMs = Math.round((o.timeout ?? 60) * 1000);
+    // What programs stored through shared mappings (or a writeback cache) reaches strata first.
+    await flushMount(mnt, 'snapshot create');
     try {
       // Every change acknowledged so far must be in the archive first, so the snapshot holds it.
       const r = await callControl(mnt, { cmd: 'sync', timeoutMs }, timeoutMs + 5000) as { mirrored?: boolean; drained?: boolean; ackedSeq?: number; lastSeq?: number; connection?: string };

@@ -15,7 +15,7 @@
 //  - discard: empty the spare.
 import { lstat, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { spawn } from 'node:child_process';
+import { syncfs } from '../store/syncfs.js';
 import type { LocalStore } from '../store/local-store.js';
 import type { FuseAdapter } from '../fuse/adapter.js';
 import type { Filesystem } from '../core/filesystem.js';
@@ -133,13 +133,6 @@ const DEFAULT_HOLD_MS = 5000;
 /** Fault injection for the rollback test: the exchange stalls this long while requests are held. */
 const STALL_MS = Number(process.env.STRATA_SWAP_STALL_MS ?? 0);
 
-function syncfs(dir: string): Promise<void> {
-  return new Promise((resolvePromise, reject) => {
-    const p = spawn('sync', ['-f', dir], { stdio: 'ignore' });
-    p.on('error', reject);
-    p.on('exit', (code) => (code === 0 ? resolvePromise() : reject(new Error(`sync -f ${dir} exited ${code}`))));
-  });
-}
 
 export class SwapController {
   private job: PrepareStatus | null = null;

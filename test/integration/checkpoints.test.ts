@@ -339,3 +339,37 @@ test.serial('a 2 GiB file with 1% of its blocks changed: the rollback copies exa
   for await (const c of (await fsp.open(f)).createReadStream()) h1.update(c as Buffer);
   t.is(h1.digest('hex'), sum0);
 });
+
+// A program's stores into a shared writable mapping reach strata when the
+// kernel writes the dirty pages back (msync, close, or its periodic write-back
+// up to half a minute later). `strata checkpoint create` has the kernel write
+// them back first (syncfs of the mount, from the CLI: src/cli/flush-mount.ts),
+// so the checkpoint holds what the program had written when it was taken.
+// Until 2026-12-05 it held the file as of the last write-back.
+for (const mirrored of [false, true]) {
+  test.serial(`a checkpoint holds what a program stored through a shared mapping it has not synced yet (${mirrored ? 'mirrored' : 'unmirrored'})`, async (t) => {
+    const m = mirrored ? withMirroredMount(t) : withMount(t);
+    const file = join(m.mnt, 'mapped');
+    await fsp.writeFile(file, Buffer.alloc(8192, 'o'));
+    // Stores "NEW" through a mapping, says so, and holds the mapping (no msync) until killed.
+    const script = 'import mmap,os,sys,time\nfd=os.open(sys.argv[1],os.O_RDWR)\nm=mmap.mmap(fd,8192)\nm[4096:4099]=b"NEW"\nprint("stored",flush=True)\ntime.sleep(600)';
+    const holder = spawn('python3', ['-c', script, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.teardown(() => { holder.kill('SIGKILL'); });
+    await new Promise<void>((resolveStored, reject) => {
+      holder.stdout.on('data', (d: Buffer) => { if (d.toString().includes('stored')) resolveStored(); });
+      holder.on('exit', (code) => reject(new Error(`the mapping program exited (${code}) before it stored`)));
+    });
+    createCheckpoint(m.mnt, 'ck');
+    holder.kill('SIGKILL');
+    await new Promise((r) => holder.once('close', r));
+    await fsp.writeFile(file, Buffer.alloc(8192, 'L'));
+    rollbackTo(m.mnt, 'ck');
+    const want = Buffer.alloc(8192, 'o');
+    want.write('NEW', 4096);
+    t.true((await fsp.readFile(file)).equals(want), 'the file as the program had left it when the checkpoint was taken');
+    if (mirrored) {
+      syncMount(m as Parameters<typeof syncMount>[0]);
+      assertConverged(t, m as Parameters<typeof assertConverged>[1]);
+    }
+  });
+}

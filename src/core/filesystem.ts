@@ -109,6 +109,8 @@ const OPEN_ADD = C.O_NOFOLLOW | OPEN_CLOEXEC;
 
 export class Filesystem {
   readonly handles = new HandleTable();
+  /** Sync mode: per object, the store's writes of records that went first (writeArchiveFirst), chained in record order. */
+  private readonly archiveFirst = new Map<ObjectId, Promise<void>>();
   private readonly daemonUid = process.geteuid?.() ?? 0;
   private readonly daemonGid = process.getegid?.() ?? 0;
 
@@ -255,6 +257,8 @@ export class Filesystem {
     const f = 'handle' in ref ? this.file(ref.handle) : null;
     const rel = 'path' in ref ? this.existing(ref.path) : null;
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    // Writes recorded before it reach the store first (sync mode: its record reads their size and mtime).
+    if (this.archiveFirst.size > 0) await this.applied(f ? f.id : await this.idOf(rel!).catch(() => null));
     // A pending directory's entries come first (they would move its times afterwards).
     if (this.restore && rel !== null) await this.restore.entries(rel);
     if (this.restore) {
@@ -614,6 +618,8 @@ export class Filesystem {
     const guard = this.guardOf(f);
     if (dropSetId !== undefined && await this.dropSetIdOf(f, dropSetId)) onDropped?.();
     if (guard) await guard.data({ fd: f.fd }, position, length);
+    // Sync mode: the archive first, then the store (writeArchiveFirst).
+    if (this.sink && this.sink.asyncMode === false && !append && f.id !== null && length > 0) return this.writeArchiveFirst(f, f.id, buf, length, position);
     let landed = position;
     const doWrite = append
       ? async (): Promise<number> => {
@@ -635,6 +641,73 @@ export class Filesystem {
       await this.sink.committed(seq);
     }
     return n;
+  }
+
+  /**
+   * A write on a sync-mode mount: its records are in the archive before the
+   * store has the bytes, and the reply follows the store's write at once.
+   * Applied first, the store's file would show the write (a larger size, to
+   * a GETATTR of another program) for the whole round trip to the archive
+   * while the kernel, which learns of it only from the reply, still has the
+   * old size: a program that mapped the file with the size it was told got
+   * SIGBUS, and a page it stored into past the kernel's size was never
+   * written back (the store then differed from what programs read; found by
+   * the concurrent-writers test's mappers, 2026-12-05). Should the store's
+   * write then fail or fall short, what the store has of the range, and its
+   * size, are recorded after it, so that the archive equals the store again.
+   */
+  private async writeArchiveFirst(f: OpenFile, id: ObjectId, buf: Buffer, length: number, position: number): Promise<number> {
+    const sink = this.sink!;
+    let seq = 0;
+    for (let off = 0; off < length; off += MAX_WRITE_BYTES) {
+      seq = sink.append({ op: 'write', id, offset: position + off, data: buf.subarray(off, Math.min(length, off + MAX_WRITE_BYTES)) });
+    }
+    // Size and mtime follow in a setattr at flush, fsync or release.
+    f.dirty = true;
+    const before = this.archiveFirst.get(id);
+    const apply = (async (): Promise<number> => {
+      // Not acknowledged (the mount was fenced, or is closing): the record is in the journal, so the store gets the bytes too.
+      let ackError: unknown = null;
+      await sink.committed(seq).catch((err: unknown) => { ackError = err; });
+      // The store takes the writes of one object in the order of their records.
+      await before;
+      const doWrite = (): Promise<number> => new Promise<number>((resolve, reject) => {
+        fs.write(f.fd, buf, 0, length, position, (err, written) => (err ? reject(err) : resolve(written)));
+      });
+      let n = 0;
+      try {
+        n = f.remote && this.restore ? await this.restore.write(id, f.fd, position, length, doWrite) : await doWrite();
+      } finally {
+        if (n < length) await this.recordStoreRange(id, f.fd, position + n, length - n);
+      }
+      if (ackError !== null) throw ackError;
+      return n;
+    })();
+    const tail = apply.then(() => {}, () => {});
+    this.archiveFirst.set(id, tail);
+    void tail.then(() => { if (this.archiveFirst.get(id) === tail) this.archiveFirst.delete(id); });
+    return apply;
+  }
+
+  /**
+   * Resolves once every write to `id` recorded so far is in the store (sync
+   * mode, writeArchiveFirst): what an op records after it — the attributes it
+   * reads, a change it applies — then comes after those writes in the store
+   * as in the journal. At once when none is pending (always in async mode).
+   */
+  private async applied(id: ObjectId | null): Promise<void> {
+    if (id !== null) await this.archiveFirst.get(id);
+  }
+
+  /** The store's bytes of [offset, offset + length) of the file open as `fd`, and its attributes, recorded (they may differ from what was recorded for it). */
+  private async recordStoreRange(id: ObjectId, fd: number, offset: number, length: number): Promise<void> {
+    const sink = this.sink!;
+    const back = Buffer.alloc(length);
+    const got = await new Promise<number>((resolve) => fs.read(fd, back, 0, length, offset, (err, n) => resolve(err ? 0 : n)));
+    for (let off = 0; off < got; off += MAX_WRITE_BYTES) {
+      sink.append({ op: 'write', id, offset: offset + off, data: back.subarray(off, Math.min(got, off + MAX_WRITE_BYTES)) });
+    }
+    await sink.committed(sink.append({ op: 'setattr', id, attrs: attrsNow(fd) }));
   }
 
   /**
@@ -722,6 +795,7 @@ export class Filesystem {
   async fallocate(handle: number, mode: number, offset: number, length: number, dropSetId?: Caller, onDropped?: () => void): Promise<void> {
     const f = this.file(handle);
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    await this.applied(f.id);
     if (dropSetId !== undefined && await this.dropSetIdOf(f, dropSetId)) onDropped?.();
     if (f.remote && this.restore && f.id !== null) {
       await this.restore.fetchAll(f.id, f.fd);
@@ -1061,6 +1135,7 @@ export class Filesystem {
 
   private async recordAttrsIfDirty(f: OpenFile): Promise<void> {
     if (!this.sink || !f.dirty || f.id === null) return;
+    await this.applied(f.id);
     f.dirty = false;
     await this.sink.committed(this.sink.append({ op: 'setattr', id: f.id, attrs: attrsNow(f.fd) }));
   }

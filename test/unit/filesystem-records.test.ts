@@ -23,6 +23,8 @@ class RecordingSink implements ChangeSink {
   /** When set, committed() waits for release(). */
   hold: { resolve: () => void; promise: Promise<void> } | null = null;
   barriers = 0;
+  /** false: a sync-mode sink (the core then writes the archive first). */
+  asyncMode: boolean | undefined = undefined;
   async admit(): Promise<void> {
     if (this.full) throw new FsError('ENOSPC', 'journal full');
   }
@@ -210,4 +212,38 @@ test.serial('O_TRUNC on open is recorded as the new attributes', async (t) => {
   await core.release(res.handle);
   const recs = sink.take();
   t.like(recs[0], { op: 'setattr', attrs: { size: 0 } });
+});
+
+test.serial('sync mode: a write reaches the store only once the archive has its record; one the store refuses is recorded again as the store has it', async (t) => {
+  sink.asyncMode = false;
+  try {
+    const res = await core.create('/archive-first', 0o644, 0o2 /* O_RDWR */, ROOT);
+    const id = await readObjectId('archive-first', store.dir.fd);
+    await core.write(res.handle, Buffer.from('0123'), 4, 0);
+    sink.take();
+    let release!: () => void;
+    const promise = new Promise<void>((resolve) => { release = resolve; });
+    sink.hold = { resolve: release, promise };
+    const writing = core.write(res.handle, Buffer.from('abcdefgh'), 8, 2);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Another program's GETATTR meanwhile sees the old size, as the kernel still has it.
+    t.is((await fsp.stat('archive-first')).size, 4, 'the store has nothing of the write before the archive acknowledged it');
+    t.deepEqual(sink.records.map((r) => r.op), ['write']);
+    sink.hold = null;
+    release();
+    t.is(await writing, 8);
+    t.is(await fsp.readFile('archive-first', 'utf8'), '01abcdefgh');
+    sink.take();
+    // Past the largest file ext4 keeps: the record went first, so the store's part and size follow it.
+    const err = await t.throwsAsync(core.write(res.handle, Buffer.from('zz'), 2, 2 ** 50));
+    t.is((err as NodeJS.ErrnoException).code, 'EFBIG');
+    const recs = sink.take();
+    t.deepEqual(recs.map((r) => r.op), ['write', 'setattr']);
+    t.like(recs[0], { op: 'write', id, offset: 2 ** 50 });
+    t.like(recs[1], { op: 'setattr', id });
+    t.is((recs[1] as { attrs: { size: number } }).attrs.size, 10, 'the size the store kept');
+    await core.release(res.handle);
+  } finally {
+    sink.asyncMode = undefined;
+  }
 });

@@ -26,15 +26,15 @@ export function seedOf(label: string): number {
 }
 
 /**
- * Starts `count` node programs (`script` with argsOf(i)), each printing
- * `done N` at the end. `mayFail`: a program that fails (its mount died
- * under it) counts nothing instead of failing the test.
+ * Starts `count` programs (`script` with argsOf(i), run by `interpreter`:
+ * node unless said), each printing `done N` at the end. `mayFail`: a program
+ * that fails (its mount died under it) counts nothing instead of failing the test.
  */
-export function startPrograms(t: ExecutionContext, script: string, count: number, argsOf: (i: number) => string[], label: string, mayFail = false): Programs {
+export function startPrograms(t: ExecutionContext, script: string, count: number, argsOf: (i: number) => string[], label: string, mayFail = false, interpreter = process.execPath): Programs {
   const pids: number[] = [];
   let exited = 0;
   const runs = Array.from({ length: count }, (_, i) => new Promise<number>((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...argsOf(i)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(interpreter, [script, ...argsOf(i)], { stdio: ['ignore', 'pipe', 'pipe'] });
     pids.push(child.pid!);
     t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
     let out = '';
@@ -59,6 +59,13 @@ export function startPrograms(t: ExecutionContext, script: string, count: number
   // leave an unhandled rejection behind, which would fail whatever test runs next.
   done.catch(() => {});
   return { pids, done, running: () => count - exited };
+}
+
+/** Several groups of programs as one (their counts added). */
+export function allPrograms(...groups: Programs[]): Programs {
+  const done = Promise.all(groups.map((g) => g.done)).then((counts) => counts.reduce((a, b) => a + b, 0));
+  done.catch(() => {}); // as startPrograms' own
+  return { pids: groups.flatMap((g) => g.pids), done, running: () => groups.reduce((a, g) => a + g.running(), 0) };
 }
 
 /**

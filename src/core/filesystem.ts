@@ -272,6 +272,9 @@ export class Filesystem {
       await guard.attrs(target);
       if (ch.size !== undefined) await guard.size(target, ch.size);
     }
+    // Sync mode, a truncation that grows the object: the archive has the new size before the store
+    // (the kernel learns it from the answer; writeArchiveFirst says why). The kernel runs no write of it meanwhile.
+    if (ch.size !== undefined && this.sink && this.sink.asyncMode === false) await this.growArchiveFirst(f, rel, ch.size);
     if (ch.mode !== undefined) {
       const mode = ch.mode & 0o7777;
       if (f) await new Promise<void>((resolve, reject) => fs.fchmod(f.fd, mode, (err) => (err ? reject(err) : resolve())));
@@ -664,13 +667,7 @@ export class Filesystem {
     }
     // Size and mtime follow in a setattr at flush, fsync or release.
     f.dirty = true;
-    const before = this.archiveFirst.get(id);
-    const apply = (async (): Promise<number> => {
-      // Not acknowledged (the mount was fenced, or is closing): the record is in the journal, so the store gets the bytes too.
-      let ackError: unknown = null;
-      await sink.committed(seq).catch((err: unknown) => { ackError = err; });
-      // The store takes the writes of one object in the order of their records.
-      await before;
+    return this.afterRecords(id, seq, async () => {
       const doWrite = (): Promise<number> => new Promise<number>((resolve, reject) => {
         fs.write(f.fd, buf, 0, length, position, (err, written) => (err ? reject(err) : resolve(written)));
       });
@@ -680,13 +677,41 @@ export class Filesystem {
       } finally {
         if (n < length) await this.recordStoreRange(id, f.fd, position + n, length - n);
       }
-      if (ackError !== null) throw ackError;
       return n;
+    });
+  }
+
+  /**
+   * Sync mode: runs `apply` (the change to `id` that records up to `seq`
+   * describe) once the archive acknowledged them and every change of `id`
+   * recorded before is in the store, so the store takes one object's changes
+   * in the order of their records. Not acknowledged (the mount was fenced, or
+   * is closing): the records are in the journal, so the store gets the
+   * change too, and the error follows.
+   */
+  private afterRecords<T>(id: ObjectId, seq: number, apply: () => Promise<T>): Promise<T> {
+    const before = this.archiveFirst.get(id);
+    const run = (async (): Promise<T> => {
+      let ackError: unknown = null;
+      await this.sink!.committed(seq).catch((err: unknown) => { ackError = err; });
+      await before;
+      const out = await apply();
+      if (ackError !== null) throw ackError;
+      return out;
     })();
-    const tail = apply.then(() => {}, () => {});
+    const tail = run.then(() => {}, () => {});
     this.archiveFirst.set(id, tail);
     void tail.then(() => { if (this.archiveFirst.get(id) === tail) this.archiveFirst.delete(id); });
-    return apply;
+    return run;
+  }
+
+  /** setattr's: when `size` grows the object, a record of its attributes with that size, acknowledged. */
+  private async growArchiveFirst(f: OpenFile | null, rel: string | null, size: number): Promise<void> {
+    const id = f ? f.id : await this.idOf(rel!).catch(() => null);
+    if (id === null) return;
+    const st = f ? fs.fstatSync(f.fd, { bigint: true }) : this.dir.lstatNow(rel!);
+    if (size <= Number(st.size)) return;
+    await this.sink!.committed(this.sink!.append({ op: 'setattr', id, attrs: { ...attrsFromStat(st), size } }));
   }
 
   /**
@@ -699,13 +724,14 @@ export class Filesystem {
     if (id !== null) await this.archiveFirst.get(id);
   }
 
-  /** The store's bytes of [offset, offset + length) of the file open as `fd`, and its attributes, recorded (they may differ from what was recorded for it). */
+  /** The store's bytes of [offset, offset + length) of the file open as `fd` (up to its end), and its attributes, recorded (they may differ from what was recorded for it). */
   private async recordStoreRange(id: ObjectId, fd: number, offset: number, length: number): Promise<void> {
     const sink = this.sink!;
-    const back = Buffer.alloc(length);
-    const got = await new Promise<number>((resolve) => fs.read(fd, back, 0, length, offset, (err, n) => resolve(err ? 0 : n)));
-    for (let off = 0; off < got; off += MAX_WRITE_BYTES) {
-      sink.append({ op: 'write', id, offset: offset + off, data: back.subarray(off, Math.min(got, off + MAX_WRITE_BYTES)) });
+    const end = Math.min(offset + length, Number(fs.fstatSync(fd).size));
+    for (let off = offset; off < end; off += MAX_WRITE_BYTES) {
+      const back = Buffer.alloc(Math.min(MAX_WRITE_BYTES, end - off));
+      const got = await new Promise<number>((resolve) => fs.read(fd, back, 0, back.length, off, (err, n) => resolve(err ? 0 : n)));
+      if (got > 0) sink.append({ op: 'write', id, offset: off, data: back.subarray(0, got) });
     }
     await sink.committed(sink.append({ op: 'setattr', id, attrs: attrsNow(fd) }));
   }
@@ -805,6 +831,33 @@ export class Filesystem {
     if (guard) {
       if ((mode & (native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_ZERO_RANGE)) !== 0) await guard.data({ fd: f.fd }, offset, length);
       else await guard.attrs({ fd: f.fd });
+    }
+    // Sync mode, a fallocate that grows the file or zeroes a range: its records first (afterRecords), as a write's.
+    const zeroes = (mode & (native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_ZERO_RANGE)) !== 0;
+    const sizeNow = this.sink && this.sink.asyncMode === false && f.id !== null ? fs.fstatSync(f.fd, { bigint: true }) : null;
+    const grows = sizeNow !== null && (mode & native.FALLOC_FL_KEEP_SIZE) === 0 && offset + length > Number(sizeNow.size);
+    if (sizeNow !== null && (zeroes || grows)) {
+      const sizeAfter = grows ? offset + length : Number(sizeNow.size);
+      let seq = 0;
+      if (zeroes) {
+        for (let off = offset, end = Math.min(offset + length, sizeAfter); off < end; off += MAX_WRITE_BYTES) {
+          seq = this.sink!.append({ op: 'write', id: f.id!, offset: off, data: zeros(Math.min(MAX_WRITE_BYTES, end - off)) });
+        }
+      }
+      if (grows) seq = this.sink!.append({ op: 'setattr', id: f.id!, attrs: { ...attrsFromStat(sizeNow), size: sizeAfter } });
+      await this.afterRecords(f.id!, seq, async () => {
+        try {
+          await native.fallocate(f.fd, mode, offset, length);
+        } catch (err) {
+          // Refused (EOPNOTSUPP, ENOSPC): the archive has what the store does not; it gets the store's range and size again.
+          await this.recordStoreRange(f.id!, f.fd, offset, length);
+          throw err;
+        }
+      });
+      f.dirty = false;
+      // Then the attributes it left (its times).
+      await this.sink!.committed(this.sink!.append({ op: 'setattr', id: f.id!, attrs: attrsNow(f.fd) }));
+      return;
     }
     await native.fallocate(f.fd, mode, offset, length);
     if (!this.sink || f.id === null) return;

@@ -49,13 +49,11 @@ const ITERATIONS = Number(process.env['STRATA_CONCURRENT_ITERATIONS'] ?? 150);
  * under them), and they run ten times as long, so the kill finds them busy
  * however fast the machine is.
  */
-function startWriters(t: ExecutionContext, dir: string, seed: number, untilKilled = false, syncMode = false): Programs {
+function startWriters(t: ExecutionContext, dir: string, seed: number, untilKilled = false): Programs {
   const iterations = untilKilled ? ITERATIONS * 10 : ITERATIONS;
-  // Sync mode: no fallocate that grows a file (docs/SEMANTICS.md, "Does not hold").
-  const mapperArgs = syncMode ? ['--keep-size'] : [];
   return allPrograms(
     startPrograms(t, CHILD, WRITERS, (i) => [String((seed + i * 7919) >>> 0), dir, String(FILES), String(iterations)], `seed ${seed}, writers`, untilKilled),
-    startPrograms(t, MAPPER, MAPPERS, (i) => [String((seed + i * 104_723) >>> 0), dir, String(MAPPED_FILES), String(iterations), ...mapperArgs], `seed ${seed}, mappers`, untilKilled, 'python3'),
+    startPrograms(t, MAPPER, MAPPERS, (i) => [String((seed + i * 104_723) >>> 0), dir, String(MAPPED_FILES), String(iterations)], `seed ${seed}, mappers`, untilKilled, 'python3'),
   );
 }
 
@@ -120,7 +118,7 @@ function checkAgainstCopy(t: ExecutionContext, mnt: string, native: string, befo
 async function oneRun(t: ExecutionContext, label: string, extraArgs: string[]): Promise<void> {
   const seed = seedOf(label);
   const m: MirroredMount = withMirroredMount(t, { extraArgs });
-  await startWriters(t, m.mnt, seed, false, extraArgs.includes('sync')).done;
+  await startWriters(t, m.mnt, seed).done;
   syncMount(m);
   // The native copy: what the programs left, read through the mount.
   const native = join(m.base, 'native');
@@ -219,7 +217,7 @@ for (const [label, args] of CONFIGS) {
     t.timeout(240_000);
     const seed = seedOf(`kill ${label}`);
     const m: MirroredMount = withMirroredMount(t, { extraArgs: [...args] });
-    await killAmongAndRestart(t, m, startWriters(t, m.mnt, seed, true, args.includes('sync')), seed, `seed ${seed}`);
+    await killAmongAndRestart(t, m, startWriters(t, m.mnt, seed, true), seed, `seed ${seed}`);
     const native = join(m.base, 'native');
     const before = copyOut(m.mnt, native);
     await loseDiskAndRecover(t, m, `seed ${seed}`);
@@ -270,7 +268,7 @@ test.serial('three primaries on one archive server, each under concurrent writer
   t.teardown(() => server.stop());
   const modes = ['async', 'sync', 'async'] as const;
   const mounts = modes.map((mode, i) => withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile, extraArgs: ['--mirror', mode], volume: `vol${i + 1}` }));
-  await Promise.all(mounts.map((m, i) => startWriters(t, m.mnt, (seed + i * 104729) >>> 0, false, modes[i] === 'sync').done));
+  await Promise.all(mounts.map((m, i) => startWriters(t, m.mnt, (seed + i * 104729) >>> 0).done));
   const copies = mounts.map((m) => {
     syncMount(m);
     return copyOut(m.mnt, join(m.base, 'native'));

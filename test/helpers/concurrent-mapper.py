@@ -9,8 +9,6 @@
 # now and then fsync. Nothing here ever shrinks a file: a
 # mapping of a range another mapper cut would kill the program (SIGBUS).
 # A mode the store's filesystem refuses (EOPNOTSUPP) is skipped, as natively.
-# --keep-size: every fallocate keeps the size (a sync-mode mount: docs/SEMANTICS.md,
-# a size grown by fallocate is visible to other programs before the kernel has it).
 # Prints `done N` (N changes) at the end. The data is random from the seed.
 import ctypes
 import errno
@@ -35,9 +33,8 @@ def fallocate(fd, mode, offset, length):
 
 
 def main():
-    if len(sys.argv) not in (5, 6) or sys.argv[5:] not in ([], ['--keep-size']):
-        raise SystemExit('usage: concurrent-mapper.py SEED DIR FILES ITERATIONS [--keep-size]')
-    keep_size = sys.argv[5:] == ['--keep-size']
+    if len(sys.argv) != 5:
+        raise SystemExit('usage: concurrent-mapper.py SEED DIR FILES ITERATIONS')
     rng = random.Random(int(sys.argv[1]))
     folder, files, iterations = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     changes = 0
@@ -68,8 +65,6 @@ def main():
                     os.pwrite(fd, rng.randbytes(rng.randint(1, 2 * PAGE)), rng.randint(0, size + PAGE))
                 elif what < 0.85:
                     mode = rng.choice([0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, FALLOC_FL_ZERO_RANGE, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE])
-                    if keep_size:
-                        mode |= FALLOC_FL_KEEP_SIZE
                     fallocate(fd, mode, rng.randint(0, size + PAGE), rng.randint(1, 4 * PAGE))
                 else:
                     src_path = os.path.join(folder, 'm%d' % rng.randint(0, files - 1))

@@ -137,6 +137,8 @@ export function replyStatfs(req: number, statfs: Float64Array): void;
 export function replyDir(req: number, names: string[], entries: Float64Array, firstOffset: number): void;
 /** Notes (true) or forgets (false) that an object has no security.capability xattr. */
 export function noCapabilities(nodeid: number, known: boolean): void;
+/** JavaScript starts (+1) or has answered (-1) a size change of `nodeid`: getattr goes to JavaScript meanwhile. */
+export function sizeChanging(nodeid: number, delta: number): void;
 /**
  * Vouches (true) that fstat of the node's descriptor is what programs must
  * see, so that with constants.fast.SETTLED the FUSE thread answers its getattr

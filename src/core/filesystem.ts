@@ -81,6 +81,12 @@ export type ObjectRef = { handle: number } | { path: string };
 
 /** Bytes a record of a namespace or attribute change takes, for the journal bound. */
 const META_RECORD_BYTES = 512;
+/**
+ * Fault injection for the semantics test of a stat during another program's
+ * write: a write (through the core) waits this long after the store has it
+ * and before it returns (its reply), as a slow journal would.
+ */
+const WRITE_STALL_MS = Number(process.env['STRATA_WRITE_STALL_MS'] ?? 0);
 
 export interface StatfsResult {
   bsize: number;
@@ -634,6 +640,7 @@ export class Filesystem {
         fs.write(f.fd, buf, 0, length, position, (err, written) => (err ? reject(err) : resolve(written)));
       });
     const n = f.remote && this.restore && f.id !== null ? await this.restore.write(f.id, f.fd, position, length, doWrite) : await doWrite();
+    if (WRITE_STALL_MS > 0) await new Promise((resolve) => setTimeout(resolve, WRITE_STALL_MS));
     if (this.sink && f.id !== null && n > 0) {
       let seq = 0;
       for (let off = 0; off < n; off += MAX_WRITE_BYTES) {

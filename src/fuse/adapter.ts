@@ -752,12 +752,15 @@ export class FuseAdapter {
     this.unanswered++;
     this.lastRequestAt = Date.now();
     const arrived = this.onAnswered ? process.hrtime.bigint() : 0n;
+    const sized = this.startSizeChange(r);
     const answer = (f: () => void, errno = 0): void => {
       if (answered) {
         this.log.error({ op: opName, ino: r.ino }, 'request answered twice (ignored)');
         return;
       }
       answered = true;
+      // After the reply (below): a getattr waiting for this size change answers then.
+      if (sized !== null) queueMicrotask(sized);
       if (named) this.namedInFlight--;
       this.unanswered--;
       if (this.closed) return; // the session is freed: nobody is listening
@@ -775,13 +778,43 @@ export class FuseAdapter {
     };
     // Requests that name objects run under the namespace lock, on the paths they name; renames exclude them (namespace-lock.ts).
     const mode = namespaceModeOf(r.op);
-    const work = this.namespace.run(mode, () => this.namespacePaths(r, mode), async () => this.handle(r, answer));
+    const locked = (): Promise<void> => this.namespace.run(mode, () => this.namespacePaths(r, mode), async () => this.handle(r, answer));
+    // A getattr during a size change of its node: after that change's reply (startSizeChange), outside the namespace lock.
+    const sizing = r.op === OP.getattr ? this.sizeChanges.get(r.ino) : undefined;
+    const work = sizing !== undefined ? sizing.then(locked) : locked();
     work.catch((err: unknown) => {
       const errno = errnoOf(err, (e) => this.log.error({ op: opName, ino: r.ino, name: r.name, err: e }, 'unexpected error, answered EIO'));
       // An EIO of a restore the archive did not serve says so (it is not the local disk's: primary-conditions.ts).
       if (!isExpectedError(errno)) this.log.warn({ op: opName, ino: r.ino, name: r.name, errno, err, ...(err instanceof ArchiveDataError ? { archive: true } : {}) }, 'request failed');
       answer(() => ll.replyErr(r.req, errno), errno);
     });
+  }
+
+  /** Per node: the size changes (writes, fallocates, truncations) JavaScript is answering, as one promise (startSizeChange). */
+  private readonly sizeChanges = new Map<number, Promise<unknown>>();
+
+  /**
+   * A request that may change a file's size: until it is answered, a getattr
+   * of the node waits for it here, and the FUSE thread sends it here
+   * (fastpath.c, sizing). The store has the new size before the kernel has
+   * the reply; told it early, a program mapped the file past the kernel's
+   * end of file (SIGBUS), and its stores there were cropped from the
+   * write-back (the page cache then differed from the store; found
+   * 2026-12-05 by the concurrent-writers test's mappers). Returns what ends it.
+   */
+  private startSizeChange(r: Request): (() => void) | null {
+    if (r.op !== OP.write && r.op !== OP.fallocate && !(r.op === OP.setattr && (r.toSet & SET.SIZE) !== 0)) return null;
+    const ino = r.ino;
+    let end!: () => void;
+    const mine = new Promise<void>((resolve) => { end = resolve; });
+    const all = Promise.all([this.sizeChanges.get(ino), mine]);
+    this.sizeChanges.set(ino, all);
+    ll.sizeChanging(ino, 1);
+    return () => {
+      ll.sizeChanging(ino, -1);
+      end();
+      void all.then(() => { if (this.sizeChanges.get(ino) === all) this.sizeChanges.delete(ino); });
+    };
   }
 
   // ---- swap (src/swap/controller.ts holds the logic; these are its hands) ----

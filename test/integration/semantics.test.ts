@@ -301,3 +301,35 @@ for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
     }
   });
 }
+
+// A stat while another program's write that grows a file is under way is
+// answered once the write is (the kernel learns the new size from the
+// write's reply, the store has it before): until 2026-12-05 a getattr told
+// the new size early, and a program that mapped the file to that size got
+// SIGBUS past the kernel's end of file, and its stores in the last page past
+// that end were cropped from the write-back (found by the concurrent-writers
+// test's mappers). STRATA_WRITE_STALL_MS holds each write through the core
+// between the store and its reply.
+const DURING_GROWTH = [
+  'set -e',
+  'python3 -c "open(\'f\', \'wb\').write(b\'a\' * 4096)"',
+  'python3 -c "import os; fd = os.open(\'f\', os.O_WRONLY); os.pwrite(fd, b\'x\' * 10000, 4096); os.close(fd)" &',
+  'sleep 0.2',
+  'python3 -c "',
+  'import os, mmap',
+  'size = os.stat(\'f\').st_size',
+  'print(\'during the write:\', size)',
+  'fd = os.open(\'f\', os.O_RDWR); m = mmap.mmap(fd, size); m[size - 1:size] = b\'y\'; m.close(); os.close(fd)"',
+  'wait',
+  'python3 -c "import os; d = open(\'f\', \'rb\').read(); print(\'after:\', len(d), d[-2:])"',
+].join('\n');
+
+for (const [label, args] of [['every request in JavaScript', ['--no-direct-io']], ['mirrored, writes through the core', ['--no-direct-journal']]] as const) {
+  test(`a stat during another program's write that grows a file is answered after the write; a mapping of the size it gives works (${label})`, (t) => {
+    const env = { STRATA_WRITE_STALL_MS: '600' };
+    const m = label.startsWith('mirrored') ? withMirroredMount(t, { extraArgs: [...args, '--attr-timeout', '0'], env }) : withMount(t, [...args, '--attr-timeout', '0'], env);
+    const r = sh(DURING_GROWTH, m.mnt);
+    t.is(r.status, 0, `${r.stdout}${r.stderr}`);
+    t.is(r.stdout, "during the write: 14096\nafter: 14096 b'xy'\n");
+  });
+}

@@ -401,6 +401,7 @@ int fast_settled_lookup (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent,
 void fill_open (struct fuse_file_info *fi, uint32_t handle, int32_t direct_fd, uint32_t flags);
 // Notes (known) or forgets that a node has no security.capability attribute.
 void nocaps_set (uint64_t nodeid, int known);
+void sizing_add (uint64_t nodeid, int delta);
 
 // ---- journal.c -------------------------------------------------------------------------
 
@@ -578,6 +579,7 @@ napi_value js_reply_xattr_size (napi_env env, napi_callback_info info);
 napi_value js_reply_statfs (napi_env env, napi_callback_info info);
 napi_value js_reply_dir (napi_env env, napi_callback_info info);
 napi_value js_no_capabilities (napi_env env, napi_callback_info info);
+napi_value js_size_changing (napi_env env, napi_callback_info info);
 napi_value js_settled (napi_env env, napi_callback_info info);
 napi_value js_notify_inval_inode (napi_env env, napi_callback_info info);
 napi_value js_notify_inval_entry (napi_env env, napi_callback_info info);

@@ -175,6 +175,27 @@ void nocaps_set (uint64_t nodeid, int known) {
   }
 }
 
+// Size changes JavaScript is answering (writes, fallocates, truncations), per
+// slot of node ids (node id mod size; a collision only sends more getattrs to
+// JavaScript). The store has such a change before the kernel has its reply,
+// and with it the new size; a getattr meanwhile would tell another program
+// that size while the kernel's file still ends before it (FUSE keeps
+// FUSE_I_SIZE_UNSTABLE out of the inode, not out of stat's answer): a program
+// that maps the file with it gets SIGBUS past the kernel's end, and its
+// stores past that end in the last page are cropped from the write-back. So
+// while a slot counts one, getattr goes to JavaScript, which answers after
+// that change's reply (adapter.ts, sizeChanges).
+#define SIZING_SLOTS 4096
+static uint32_t sizing[SIZING_SLOTS];
+
+void sizing_add (uint64_t nodeid, int delta) {
+  __atomic_add_fetch(&sizing[nodeid % SIZING_SLOTS], (uint32_t) delta, __ATOMIC_ACQ_REL);
+}
+
+static int sizing_now (uint64_t nodeid) {
+  return __atomic_load_n(&sizing[nodeid % SIZING_SLOTS], __ATOMIC_ACQUIRE) != 0;
+}
+
 // A POSIX ACL of a node (LL_FAST_READ): with FUSE_POSIX_ACL the kernel asks
 // for it before it checks a permission of anyone but the owner, once per
 // inode it loads, so a user reading other users' files cost one JavaScript
@@ -242,6 +263,7 @@ int fast_lookup (bridge_session_t *s, fuse_req_t req, fuse_ino_t parent, const c
 }
 
 int fast_getattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (sizing_now(ino)) return 0;
   int fd = -1;
   bridge_node_t *n = NULL;
   if (fh_is_direct(fi)) {
@@ -565,6 +587,8 @@ int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char 
   // Where an append lands is known after it: with checkpoints to keep, JavaScript saves first.
   if (append && fast_on(s, LL_FAST_TRACK)) return 0;
   if (!direct_change_begin(s, fd, off, size)) return 0;
+  // Until the reply, a getattr of the node goes to JavaScript (sizing, above).
+  sizing_add(ino, 1);
   size_t done = 0;
   while (done < size) {
     off_t landed; // nothing records it here
@@ -575,6 +599,7 @@ int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char 
       if (done == 0) {
         direct_change_end(s);
         fuse_reply_err(req, err);
+        sizing_add(ino, -1);
         report_failure(s, LL_WRITE, ino, NULL, err);
         return 1;
       }
@@ -584,6 +609,7 @@ int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char 
   }
   direct_change_end(s);
   fuse_reply_write(req, done);
+  sizing_add(ino, -1);
   fast_count(s, LL_WRITE);
   fast_bytes(s, 1, done);
   return 1;
@@ -642,9 +668,11 @@ int fast_fallocate (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int mod
     }
   }
   if (!direct_change_begin(s, direct_fd(fi->fh), 0, 0)) return 0;
+  sizing_add(ino, 1);
   int err = fallocate(direct_fd(fi->fh), mode, offset, length) == 0 ? 0 : errno;
   direct_change_end(s);
   fuse_reply_err(req, err);
+  sizing_add(ino, -1);
   if (err != 0) report_failure(s, LL_FALLOCATE, ino, NULL, err);
   fast_count(s, LL_FALLOCATE);
   return 1;

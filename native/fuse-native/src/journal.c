@@ -97,6 +97,8 @@ int journal_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const ch
   int fd = (int) ((fi->fh >> 32) & LL_FH_FD_MASK) - 1;
   size_t done = 0;
   int err = 0;
+  // Until the reply, a getattr of the node goes to JavaScript (fastpath.c, sizing).
+  sizing_add(ino, 1);
   if (write_appends(s, fi)) {
     // Recorded where it landed, which the kernel's offset may not say (posix_rules.h).
     off_t landed;
@@ -144,6 +146,7 @@ int journal_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const ch
     __atomic_fetch_add(&s->dj_bytes, done, __ATOMIC_RELAXED);
     fast_bytes(s, 1, done);
   }
+  sizing_add(ino, -1);
   fast_count(s, LL_WRITE);
   return 1;
 to_js:

@@ -151,6 +151,7 @@ static napi_value init (napi_env env, napi_value exports) {
   export_fn(env, exports, "replyStatfs", js_reply_statfs);
   export_fn(env, exports, "replyDir", js_reply_dir);
   export_fn(env, exports, "noCapabilities", js_no_capabilities);
+  export_fn(env, exports, "sizeChanging", js_size_changing);
   export_fn(env, exports, "settled", js_settled);
   export_fn(env, exports, "notifyInvalInode", js_notify_inval_inode);
   export_fn(env, exports, "notifyInvalLater", js_notify_inval_later);

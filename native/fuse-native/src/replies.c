@@ -321,6 +321,17 @@ napi_value js_no_capabilities (napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// sizeChanging(nodeid, delta): JavaScript starts (+1) or has answered (-1) a
+// size change of the node: getattr goes to JavaScript meanwhile (fastpath.c, sizing).
+napi_value js_size_changing (napi_env env, napi_callback_info info) {
+  JS_ARGS(2)
+  uint64_t ino = (uint64_t) js_dbl(env, argv[0]);
+  int32_t delta = 0;
+  napi_get_value_int32(env, argv[1], &delta);
+  sizing_add(ino, delta);
+  return NULL;
+}
+
 // settled(session, nodeid, known) -> whether the node has a descriptor: JavaScript
 // vouches (true) that fstat of the node's descriptor is what a program must
 // see, so that the FUSE thread may answer it during a restore (settled.c), or

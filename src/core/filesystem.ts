@@ -267,11 +267,19 @@ export class Filesystem {
     if (this.archiveFirst.size > 0) await this.applied(f ? f.id : await this.idOf(rel!).catch(() => null));
     // A pending directory's entries come first (they would move its times afterwards).
     if (this.restore && rel !== null) await this.restore.entries(rel);
-    if (this.restore) {
-      const id = f ? f.id : await this.idOf(rel!);
-      if (id !== null) await this.restore.changing(id, f ? f.fd : rel!);
-    }
+    const restoreId = this.restore ? (f ? f.id : await this.idOf(rel!)) : null;
+    if (restoreId !== null) await this.restore!.changing(restoreId, f ? f.fd : rel!);
     if (this.restore && ch.size !== undefined) await this.beforeSizeChange(f, rel!, ch.size);
+    // New times while no fetch writes into the file (a fetch puts the file's times back after its bytes,
+    // and put them over the program's: recover-model, 2026-12-05). A size change has its own order (beforeSizeChange).
+    if (restoreId !== null && ch.size === undefined && (ch.atime !== undefined || ch.mtime !== undefined)) {
+      return this.restore!.exclusive(restoreId, () => this.applySetattr(ref, f, rel, ch));
+    }
+    return this.applySetattr(ref, f, rel, ch);
+  }
+
+  /** setattr's changes, applied and recorded. */
+  private async applySetattr(ref: ObjectRef, f: OpenFile | null, rel: string | null, ch: SetattrChanges): Promise<fs.BigIntStats> {
     const guard = f ? this.guardOf(f) : this.guard;
     if (guard) {
       const target: GuardTarget = f ? { fd: f.fd } : { rel: rel! };

@@ -48,6 +48,12 @@ export interface RestoreHooks {
    */
   changing(id: ObjectId, file: string | number): Promise<void>;
   /**
+   * Runs `f` (a program's change of the file's times) while no fetch writes
+   * into the file: a fetch puts the file's times back after its bytes, and
+   * would put them over the program's.
+   */
+  exclusive<T>(id: ObjectId, f: () => Promise<T>): Promise<T>;
+  /**
    * The attributes a program sees of the object at store-relative `rel`
    * (null: known only by its id and the descriptor `fd` of an open handle):
    * times as they are once the restore's own writes into it are done, and

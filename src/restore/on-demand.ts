@@ -615,6 +615,10 @@ export class OnDemandRestore implements RestoreHooks {
     }
   }
 
+  exclusive<T>(id: ObjectId, f: () => Promise<T>): Promise<T> {
+    return this.withLock(id, f);
+  }
+
   async changing(id: ObjectId, file: string | number): Promise<void> {
     if (!(await this.loadTimesRecords()).has(id)) return;
     await this.withLock(id, () => this.settleTimes(id, file));

@@ -759,8 +759,9 @@ export class FuseAdapter {
         return;
       }
       answered = true;
-      // After the reply (below): a getattr waiting for this size change answers then.
-      if (sized !== null) queueMicrotask(sized);
+      // Just before the reply, so that a program's next getattr stays on the FUSE thread; one
+      // waiting here runs after the reply (a promise's continuation, after this function).
+      if (sized !== null) sized();
       if (named) this.namedInFlight--;
       this.unanswered--;
       if (this.closed) return; // the session is freed: nobody is listening

@@ -184,7 +184,9 @@ void nocaps_set (uint64_t nodeid, int known) {
 // that maps the file with it gets SIGBUS past the kernel's end, and its
 // stores past that end in the last page are cropped from the write-back. So
 // while a slot counts one, getattr goes to JavaScript, which answers after
-// that change's reply (adapter.ts, sizeChanges).
+// that change's reply (adapter.ts, sizeChanges). The count drops just before
+// the reply (so the writer's own next getattr stays here): a getattr in
+// those microseconds is the window left.
 #define SIZING_SLOTS 4096
 static uint32_t sizing[SIZING_SLOTS];
 
@@ -598,8 +600,8 @@ int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char 
       int err = errno;
       if (done == 0) {
         direct_change_end(s);
-        fuse_reply_err(req, err);
         sizing_add(ino, -1);
+        fuse_reply_err(req, err);
         report_failure(s, LL_WRITE, ino, NULL, err);
         return 1;
       }
@@ -608,8 +610,9 @@ int fast_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const char 
     done += (size_t) n;
   }
   direct_change_end(s);
-  fuse_reply_write(req, done);
+  // Just before the reply: the writer's next getattr stays on this thread.
   sizing_add(ino, -1);
+  fuse_reply_write(req, done);
   fast_count(s, LL_WRITE);
   fast_bytes(s, 1, done);
   return 1;
@@ -671,8 +674,8 @@ int fast_fallocate (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, int mod
   sizing_add(ino, 1);
   int err = fallocate(direct_fd(fi->fh), mode, offset, length) == 0 ? 0 : errno;
   direct_change_end(s);
-  fuse_reply_err(req, err);
   sizing_add(ino, -1);
+  fuse_reply_err(req, err);
   if (err != 0) report_failure(s, LL_FALLOCATE, ino, NULL, err);
   fast_count(s, LL_FALLOCATE);
   return 1;

@@ -136,6 +136,7 @@ int journal_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const ch
   __atomic_sub_fetch(&s->dj_active[phase], 1, __ATOMIC_SEQ_CST);
   __atomic_sub_fetch(&s->direct_changes, 1, __ATOMIC_SEQ_CST);
   __atomic_sub_fetch(&s->fast_busy, 1, __ATOMIC_SEQ_CST);
+  sizing_add(ino, -1);
   if (done == 0 && err != 0) {
     fuse_reply_err(req, err);
     bridge_req_t *f = req_new(s, NULL, LL_FAILED, ino);
@@ -146,7 +147,6 @@ int journal_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const ch
     __atomic_fetch_add(&s->dj_bytes, done, __ATOMIC_RELAXED);
     fast_bytes(s, 1, done);
   }
-  sizing_add(ino, -1);
   fast_count(s, LL_WRITE);
   return 1;
 to_js:

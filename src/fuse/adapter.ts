@@ -793,6 +793,12 @@ export class FuseAdapter {
 
   /** Per node: the size changes (writes, fallocates, truncations) JavaScript is answering, as one promise (startSizeChange). */
   private readonly sizeChanges = new Map<number, Promise<unknown>>();
+  /**
+   * The same, writes and fallocates only: a getattr that read attributes while
+   * one began waits for it and reads again, under the namespace lock (these
+   * take none, so they cannot wait for the getattr).
+   */
+  private readonly sizeWrites = new Map<number, Promise<unknown>>();
 
   /**
    * A request that may change a file's size: until it is answered, a getattr
@@ -808,13 +814,17 @@ export class FuseAdapter {
     const ino = r.ino;
     let end!: () => void;
     const mine = new Promise<void>((resolve) => { end = resolve; });
-    const all = Promise.all([this.sizeChanges.get(ino), mine]);
-    this.sizeChanges.set(ino, all);
+    const maps = r.op === OP.setattr ? [this.sizeChanges] : [this.sizeChanges, this.sizeWrites];
+    const alls = maps.map((m) => {
+      const all = Promise.all([m.get(ino), mine]);
+      m.set(ino, all);
+      return all;
+    });
     ll.sizeChanging(ino, 1);
     return () => {
       ll.sizeChanging(ino, -1);
       end();
-      void all.then(() => { if (this.sizeChanges.get(ino) === all) this.sizeChanges.delete(ino); });
+      maps.forEach((m, i) => { void alls[i]!.then(() => { if (m.get(ino) === alls[i]) m.delete(ino); }); });
     };
   }
 
@@ -1019,7 +1029,13 @@ export class FuseAdapter {
           if (settled) this.vouch(inode, st, since);
           return;
         }
-        const st = await this.attrsOf(inode, r.fh);
+        let st = await this.attrsOf(inode, r.fh);
+        // A write or fallocate of it began while they were read: they may show a size the
+        // kernel does not have yet (startSizeChange). Read again after it; a few times at most.
+        for (let again = 0, w = this.sizeWrites.get(r.ino); w !== undefined && again < 5; again++, w = this.sizeWrites.get(r.ino)) {
+          await w;
+          st = await this.attrsOf(inode, r.fh);
+        }
         answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
         return;
       }

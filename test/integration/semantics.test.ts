@@ -309,7 +309,11 @@ for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
 // SIGBUS past the kernel's end of file, and its stores in the last page past
 // that end were cropped from the write-back (found by the concurrent-writers
 // test's mappers). STRATA_WRITE_STALL_MS holds each write through the core
-// between the store and its reply.
+// between the store and its reply (600 ms: without the hold the stat comes
+// within it, and the mapping 0.1 s later still faults). What is left is the
+// kernel's: it takes a write's size into the inode in the writer's context
+// after the reply woke it, so on a loaded machine a stat answered right after
+// the reply may still be ahead of it for as long as the writer waits for a CPU.
 const DURING_GROWTH = [
   'set -e',
   'python3 -c "open(\'f\', \'wb\').write(b\'a\' * 4096)"',
@@ -319,6 +323,8 @@ const DURING_GROWTH = [
   'import os, mmap',
   'size = os.stat(\'f\').st_size',
   'print(\'during the write:\', size)',
+  // The kernel's own size follows in the writer's context once it runs after the reply: under load, later.
+  'import time; time.sleep(0.1)',
   'fd = os.open(\'f\', os.O_RDWR); m = mmap.mmap(fd, size); m[size - 1:size] = b\'y\'; m.close(); os.close(fd)"',
   'wait',
   'python3 -c "import os; d = open(\'f\', \'rb\').read(); print(\'after:\', len(d), d[-2:])"',

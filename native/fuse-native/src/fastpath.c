@@ -283,6 +283,8 @@ int fast_getattr (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, struct fu
   struct stat st;
   int err = fstat(fd, &st) == 0 ? 0 : errno;
   node_release(s, n);
+  // A size change began meanwhile: the size read may be one the kernel does not have yet.
+  if (sizing_now(ino)) return 0;
   hide_private_dir(ino, &st);
   if (err == 0) fuse_reply_attr(req, &st, s->attr_timeout);
   else { fuse_reply_err(req, err); report_failure(s, LL_GETATTR, ino, NULL, err); }

@@ -3,8 +3,7 @@
 // reaches strata only when the kernel writes it back: at msync, close, or its
 // periodic write-back, up to half a minute later. Commands that stand for
 // "what programs have written so far" (`checkpoint create`, `snapshot create
-// MOUNTPOINT`, `sync`, `release`, and `swap commit`/`back`, so that it goes to
-// the store it was written on) have the kernel write it back first:
+// MOUNTPOINT`, `sync`, `release`) have the kernel write it back first:
 // syncfs(2) of the mount, from the CLI's process (the daemon never touches
 // its own mountpoint).
 import { syncfs } from '../store/syncfs.js';

@@ -6,7 +6,6 @@ import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callControl } from '../daemon/control.js';
 import type { BusyMode, CommitResult, PrepareStatus, SwapRequest, SwapStatus } from '../swap/controller.js';
-import { flushMount } from './flush-mount.js';
 
 export interface PrepareOptions {
   spare: string;
@@ -94,8 +93,6 @@ export async function swapExchangeCommand(direction: 'commit' | 'back', mountpoi
   const mnt = resolve(mountpoint);
   if (o.busy !== undefined && o.busy !== 'wait' && o.busy !== 'ebusy') return fail(direction, `--busy takes wait or ebusy, not ${JSON.stringify(o.busy)}`);
   const holdMs = Math.round((o.holdTimeout ?? 5) * 1000);
-  // What programs stored through shared mappings goes to the store it was written on, not to the one swapped in.
-  await flushMount(mnt, `swap ${direction}`);
   let r: CommitResult;
   try {
     r = await ask(mnt, { action: direction, holdTimeoutMs: holdMs, busy: (o.busy ?? 'wait') as BusyMode }, holdMs + 60_000) as CommitResult;

@@ -9,9 +9,11 @@
 # now and then fsync. Nothing here ever shrinks a file: a
 # mapping of a range another mapper cut would kill the program (SIGBUS).
 # A mode the store's filesystem refuses (EOPNOTSUPP) is skipped, as natively.
+# The mappers take flock around each change (shared to map, exclusive to grow).
 # Prints `done N` (N changes) at the end. The data is random from the seed.
 import ctypes
 import errno
+import fcntl
 import mmap
 import os
 import random
@@ -43,13 +45,21 @@ def main():
         path = os.path.join(folder, 'm%d' % rng.randint(0, files - 1))
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         for _ in range(rng.randint(1, 8)):
-            size = os.fstat(fd).st_size
             what = rng.random()
+            # A mapping is made and stored into under a shared lock, every other change under an
+            # exclusive one: the kernel takes a grown size into its inode only once the grower's
+            # call returns (after strata's reply), so a mapping of a size another mapper's
+            # unfinished call made could fault past the kernel's end (docs/SEMANTICS.md).
+            mapping = 0.12 <= what < 0.45
+            fcntl.flock(fd, fcntl.LOCK_SH if mapping else fcntl.LOCK_EX)
+            size = os.fstat(fd).st_size
             try:
-                if size < PAGE or what < 0.12:
+                if mapping and size < PAGE:
+                    pass  # nothing to map yet
+                elif size < PAGE or what < 0.12:
                     # Grows it (never ftruncate: another mapper may have grown it past `size` meanwhile).
                     os.pwrite(fd, rng.randbytes(rng.randint(1, 3 * PAGE)), size)
-                elif what < 0.45:
+                elif mapping:
                     mm = mmap.mmap(fd, size)
                     for _ in range(rng.randint(1, 6)):
                         at = rng.randint(0, size - 1)
@@ -84,6 +94,8 @@ def main():
             except OSError as e:
                 if e.errno not in (errno.EOPNOTSUPP, errno.EXDEV):
                     raise
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
             if kept is not None and rng.random() < 0.2:
                 kept[0].close()
                 os.close(kept[1])

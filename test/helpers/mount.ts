@@ -73,3 +73,21 @@ export function sh(script: string, cwd: string, opts: { uid?: number; gid?: numb
   const r = spawnSync(argv[0]!, argv.slice(1), { cwd, encoding: 'utf8', timeout: 120_000, env: { ...process.env, HOME: cwd, GIT_CONFIG_NOSYSTEM: '1' } });
   return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
+
+/**
+ * A program that stores "NEW" at byte 4096 of `file` (8 KiB) through a shared
+ * writable mapping, never msyncs, and holds the mapping until killed (the
+ * kernel keeps the page dirty). Resolves once it stored; `kill()` ends it and
+ * resolves once it is gone. Killed at the test's end in any case.
+ */
+export async function holdDirtyMapping(t: ExecutionContext, file: string): Promise<{ kill: () => Promise<void> }> {
+  const script = 'import mmap,os,sys,time\nfd=os.open(sys.argv[1],os.O_RDWR)\nm=mmap.mmap(fd,8192)\nm[4096:4099]=b"NEW"\nprint("stored",flush=True)\ntime.sleep(600)';
+  const holder = spawn('python3', ['-c', script, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => { holder.kill('SIGKILL'); });
+  await new Promise<void>((resolveStored, reject) => {
+    holder.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('stored')) resolveStored(); });
+    holder.on('exit', (code) => reject(new Error(`the mapping program exited (${code}) before it stored`)));
+  });
+  const gone = new Promise((r) => holder.once('close', r));
+  return { kill: async () => { holder.kill('SIGKILL'); await gone; } };
+}

@@ -10,7 +10,7 @@ import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:chil
 import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
-import { CLI, withMount, sh, strata } from '../helpers/mount.js';
+import { CLI, holdDirtyMapping, withMount, sh, strata } from '../helpers/mount.js';
 import { withMirroredMount, syncMount, assertConverged } from '../helpers/mirror.js';
 import { livePicture, Rng } from '../helpers/model-tree.js';
 import { randomStep } from '../helpers/checkpoint-ops.js';
@@ -351,17 +351,9 @@ for (const mirrored of [false, true]) {
     const m = mirrored ? withMirroredMount(t) : withMount(t);
     const file = join(m.mnt, 'mapped');
     await fsp.writeFile(file, Buffer.alloc(8192, 'o'));
-    // Stores "NEW" through a mapping, says so, and holds the mapping (no msync) until killed.
-    const script = 'import mmap,os,sys,time\nfd=os.open(sys.argv[1],os.O_RDWR)\nm=mmap.mmap(fd,8192)\nm[4096:4099]=b"NEW"\nprint("stored",flush=True)\ntime.sleep(600)';
-    const holder = spawn('python3', ['-c', script, file], { stdio: ['ignore', 'pipe', 'inherit'] });
-    t.teardown(() => { holder.kill('SIGKILL'); });
-    await new Promise<void>((resolveStored, reject) => {
-      holder.stdout.on('data', (d: Buffer) => { if (d.toString().includes('stored')) resolveStored(); });
-      holder.on('exit', (code) => reject(new Error(`the mapping program exited (${code}) before it stored`)));
-    });
+    const holder = await holdDirtyMapping(t, file);
     createCheckpoint(m.mnt, 'ck');
-    holder.kill('SIGKILL');
-    await new Promise((r) => holder.once('close', r));
+    await holder.kill();
     await fsp.writeFile(file, Buffer.alloc(8192, 'L'));
     rollbackTo(m.mnt, 'ck');
     const want = Buffer.alloc(8192, 'o');

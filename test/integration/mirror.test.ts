@@ -4,10 +4,10 @@
 // targets, xattrs, hard links, mtimes.
 import test from 'ava';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
-import { sh, strata } from '../helpers/mount.js';
+import { holdDirtyMapping, sh, strata } from '../helpers/mount.js';
 import { withMirroredMount, syncMount, assertConverged, verify, mirrorStatus, forceUnmount, mount } from '../helpers/mirror.js';
 import { loseDiskAndRecover } from '../helpers/concurrent.js';
 
@@ -193,16 +193,10 @@ for (const [label, args] of [['mapping', []], ['mapping, writeback cache', ['--w
     const file = join(m.mnt, 'mapped');
     writeFileSync(file, Buffer.alloc(8192, 'o'));
     syncMount(m);
-    const script = 'import mmap,os,sys,time\nfd=os.open(sys.argv[1],os.O_RDWR)\nm=mmap.mmap(fd,8192)\nm[4096:4099]=b"NEW"\nprint("stored",flush=True)\ntime.sleep(600)';
-    const holder = spawn('python3', ['-c', script, file], { stdio: ['ignore', 'pipe', 'inherit'] });
-    t.teardown(() => { holder.kill('SIGKILL'); });
-    await new Promise<void>((resolveStored, reject) => {
-      holder.stdout.on('data', (d: Buffer) => { if (d.toString().includes('stored')) resolveStored(); });
-      holder.on('exit', (code) => reject(new Error(`the mapping program exited (${code}) before it stored`)));
-    });
+    const holder = await holdDirtyMapping(t, file);
     syncMount(m);
     await loseDiskAndRecover(t, m, label);
-    holder.kill('SIGKILL');
+    await holder.kill();
     const want = Buffer.alloc(8192, 'o');
     want.write('NEW', 4096);
     t.true(readFileSync(file).equals(want), 'the recovered file holds what the program stored before strata sync');

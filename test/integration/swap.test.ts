@@ -6,8 +6,8 @@ import { mkdirSync, readFileSync, existsSync, mkdtempSync, rmSync } from 'node:f
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { spawn, spawnSync } from 'node:child_process';
-import { sh, strata, withMount } from '../helpers/mount.js';
+import { spawnSync } from 'node:child_process';
+import { holdDirtyMapping, sh, strata, withMount } from '../helpers/mount.js';
 import { assertConverged, syncMount, withMirroredMount } from '../helpers/mirror.js';
 import { startArchiveServer } from '../helpers/archive.js';
 import { openSnapshotClient } from '../../src/archive-client/open-snapshots.js';
@@ -304,21 +304,14 @@ test('stores through a shared mapping made before swap commit stay with the stor
   const file = join(m.mnt, 'mapped');
   sh('head -c 8192 /dev/zero | tr "\\\\0" o > mapped', m.mnt);
   t.is(strata(['checkpoint', 'create', m.mnt, '--name', 'ck']).status, 0);
-  const script = 'import mmap,os,sys,time\nfd=os.open(sys.argv[1],os.O_RDWR)\nm=mmap.mmap(fd,8192)\nm[4096:4099]=b"NEW"\nprint("stored",flush=True)\ntime.sleep(600)';
-  const holder = spawn('python3', ['-c', script, file], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(() => { holder.kill('SIGKILL'); });
-  await new Promise<void>((resolveStored, reject) => {
-    holder.stdout.on('data', (d: Buffer) => { if (d.toString().includes('stored')) resolveStored(); });
-    holder.on('exit', (code) => reject(new Error(`the mapping program exited (${code}) before it stored`)));
-  });
+  const holder = await holdDirtyMapping(t, file);
   const spare = join(m.base, 'spare');
   mkdirSync(spare);
   const p = prepare(m.mnt, spare, 'checkpoint:ck');
   t.is(p.status, 0, p.out);
   const c = commit(m.mnt);
   t.is(c.status, 0, c.out);
-  holder.kill('SIGKILL');
-  await new Promise((r) => holder.once('close', r));
+  await holder.kill();
   const plain = Buffer.alloc(8192, 'o');
   const stored = Buffer.from(plain);
   stored.write('NEW', 4096);

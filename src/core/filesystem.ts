@@ -263,23 +263,25 @@ export class Filesystem {
     const f = 'handle' in ref ? this.file(ref.handle) : null;
     const rel = 'path' in ref ? this.existing(ref.path) : null;
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    // The object's id, read once (the namespace lock keeps the path on it); only what records or restores needs it.
+    const id = f ? f.id : this.sink || this.restore ? await this.idOf(rel!) : null;
     // Writes recorded before it reach the store first (sync mode: its record reads their size and mtime).
-    if (this.archiveFirst.size > 0) await this.applied(f ? f.id : await this.idOf(rel!).catch(() => null));
+    if (this.archiveFirst.size > 0) await this.applied(id);
     // A pending directory's entries come first (they would move its times afterwards).
     if (this.restore && rel !== null) await this.restore.entries(rel);
-    const restoreId = this.restore ? (f ? f.id : await this.idOf(rel!)) : null;
+    const restoreId = this.restore ? id : null;
     if (restoreId !== null) await this.restore!.changing(restoreId, f ? f.fd : rel!);
-    if (this.restore && ch.size !== undefined) await this.beforeSizeChange(f, rel!, ch.size);
+    if (this.restore && ch.size !== undefined) await this.beforeSizeChange(f, rel!, id, ch.size);
     // New times while no fetch writes into the file (a fetch puts the file's times back after its bytes,
     // and put them over the program's: recover-model, 2026-12-05). A size change has its own order (beforeSizeChange).
     if (restoreId !== null && ch.size === undefined && (ch.atime !== undefined || ch.mtime !== undefined)) {
-      return this.restore!.exclusive(restoreId, () => this.applySetattr(ref, f, rel, ch));
+      return this.restore!.exclusive(restoreId, () => this.applySetattr(ref, f, rel, id, ch));
     }
-    return this.applySetattr(ref, f, rel, ch);
+    return this.applySetattr(ref, f, rel, id, ch);
   }
 
-  /** setattr's changes, applied and recorded. */
-  private async applySetattr(ref: ObjectRef, f: OpenFile | null, rel: string | null, ch: SetattrChanges): Promise<fs.BigIntStats> {
+  /** setattr's changes to the object `id` (null: not tracked), applied and recorded. */
+  private async applySetattr(ref: ObjectRef, f: OpenFile | null, rel: string | null, id: ObjectId | null, ch: SetattrChanges): Promise<fs.BigIntStats> {
     const guard = f ? this.guardOf(f) : this.guard;
     if (guard) {
       const target: GuardTarget = f ? { fd: f.fd } : { rel: rel! };
@@ -288,7 +290,7 @@ export class Filesystem {
     }
     // Sync mode, a truncation that grows the object: the archive has the new size before the store
     // (the kernel learns it from the answer; writeArchiveFirst says why). The kernel runs no write of it meanwhile.
-    if (ch.size !== undefined && this.sink && this.sink.asyncMode === false) await this.growArchiveFirst(f, rel, ch.size);
+    if (ch.size !== undefined && this.sink && this.sink.asyncMode === false) await this.growArchiveFirst(f, rel, id, ch.size);
     if (ch.mode !== undefined) {
       const mode = ch.mode & 0o7777;
       if (f) await new Promise<void>((resolve, reject) => fs.fchmod(f.fd, mode, (err) => (err ? reject(err) : resolve())));
@@ -331,7 +333,7 @@ export class Filesystem {
       return this.shown(st, null, f.id, f.fd);
     }
     if (!this.sink) return this.shown(await this.dir.lstat(rel!), rel, null);
-    const [id, acl] = await Promise.all([this.idOf(rel!), aclAfter()]);
+    const acl = await aclAfter();
     const st = this.dir.lstatNow(rel!);
     if (id !== null) {
       const seq = this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(st) });
@@ -721,8 +723,7 @@ export class Filesystem {
   }
 
   /** setattr's: when `size` grows the object, a record of its attributes with that size, acknowledged. */
-  private async growArchiveFirst(f: OpenFile | null, rel: string | null, size: number): Promise<void> {
-    const id = f ? f.id : await this.idOf(rel!).catch(() => null);
+  private async growArchiveFirst(f: OpenFile | null, rel: string | null, id: ObjectId | null, size: number): Promise<void> {
     if (id === null) return;
     const st = f ? fs.fstatSync(f.fd, { bigint: true }) : this.dir.lstatNow(rel!);
     if (size <= Number(st.size)) return;
@@ -1112,9 +1113,8 @@ export class Filesystem {
    * the archive's data is needed any more; to any other size the file is
    * fetched whole first (its blocks past the cut or the extension are then right).
    */
-  private async beforeSizeChange(f: OpenFile | null, rel: string, size: number): Promise<void> {
+  private async beforeSizeChange(f: OpenFile | null, rel: string, id: ObjectId | null, size: number): Promise<void> {
     const restore = this.restore!;
-    const id = f ? f.id : await this.idOf(rel);
     // To 0: nothing is needed; the archive's data is discarded once the file is cut (afterSizeChange).
     if (id === null || (f !== null && !f.remote) || size === 0) return;
     if (f !== null) {

@@ -64,6 +64,7 @@ function makeTop(m: { mnt: string }): void {
 const CONFIGS: readonly (readonly [string, readonly string[]])[] = [
   ['async mode', []],
   ['sync mode', ['--mirror', 'sync']],
+  ['async mode with the writeback cache', ['--writeback-cache']],
 ];
 
 for (const [label, args] of CONFIGS) {

@@ -22,7 +22,7 @@ export type SetattrBit = 'MODE' | 'UID' | 'GID' | 'SIZE' | 'ATIME' | 'MTIME' | '
 export type StatfsField = 'BSIZE' | 'FRSIZE' | 'BLOCKS' | 'BFREE' | 'BAVAIL' | 'FILES' | 'FFREE' | 'FAVAIL' | 'NAMEMAX';
 export type DirentField = 'INO_LO' | 'INO_HI' | 'MODE';
 export type OpenFlag = 'KEEP_CACHE' | 'DIRECT_IO' | 'DIRECT_READ' | 'DIRECT_WRITE' | 'JOURNAL_WRITE';
-export type FastFlag = 'READ' | 'WRITE' | 'TRACK' | 'SETTLED' | 'JOURNAL';
+export type FastFlag = 'READ' | 'WRITE' | 'TRACK' | 'SETTLED' | 'JOURNAL' | 'NODES';
 
 export interface Constants {
   /** The root's node id (FUSE_ROOT_ID). */
@@ -146,6 +146,13 @@ export function sizeChanging(nodeid: number, delta: number): void;
  * object changes. Returns whether the node has a descriptor (none: no vouch kept).
  */
 export function settled(session: Session, nodeid: number, known: boolean): boolean;
+/**
+ * A descriptor of node `nodeid`'s object (a close-on-exec duplicate of the
+ * node table's O_PATH one; the caller closes it), or -1 when the table holds
+ * none. For opens of a node whose last name is gone (renamed over, unlinked)
+ * after the kernel looked it up.
+ */
+export function nodeDescriptor(session: Session, nodeid: number): number;
 export function notifyInvalInode(session: Session, nodeid: number, offset: number, length: number): number;
 export function notifyInvalEntry(session: Session, parent: number, name: string): number;
 /**
@@ -206,7 +213,8 @@ export function trackCounts(session: Session): Float64Array;
  * of the store (constants.fast.READ: getattr, lookup; WRITE: also setattr,
  * create, mkdir, open, flush and the handles it makes; SETTLED, during a
  * restore instead of READ: getattr and "no such name" of the nodes vouched
- * for with settled()), or stops it (0).
+ * for with settled(); NODES: nothing, but the node table keeps descriptors,
+ * as with any other bit, for nodeDescriptor), or stops it (0).
  * `maxNodes` caps the node table (default: half the descriptor limit).
  */
 export function fastPaths(session: Session, storeRoot: string, flags: number, entryTimeout: number, negativeTimeout: number, maxNodes?: number): void;

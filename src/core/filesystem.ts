@@ -207,6 +207,20 @@ export class Filesystem {
     return this.shown(await this.dir.lstat(rel), rel, null);
   }
 
+  /**
+   * Attributes of an object whose last name is gone (a rename over it, an
+   * unlink) and that nothing here holds open, through `pathFd`, a descriptor
+   * of it (O_PATH will do), which this takes over and closes. The kernel may
+   * still ask for such a node it looked up before; natively the answer is
+   * the object's, not ENOENT.
+   */
+  async getattrOf(pathFd: number): Promise<fs.BigIntStats> {
+    return this.closingAfter(pathFd, async () => {
+      const st = await new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(pathFd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
+      return this.shown(st, null, null, pathFd);
+    });
+  }
+
   /** Attributes of the entry `path` names, once its directory's entries are in the store. */
   async lookup(path: string): Promise<fs.BigIntStats> {
     const rel = LocalStore.relative(path);
@@ -513,6 +527,11 @@ export class Filesystem {
     return this.dir.readlink(LocalStore.relative(path));
   }
 
+  /** readlink of a symbolic link whose last name is gone, through `pathFd` (taken over and closed; see getattrOf). */
+  async readlinkOf(pathFd: number): Promise<string> {
+    return this.closingAfter(pathFd, () => native.readlinkAt(pathFd, ''));
+  }
+
   // ---- files --------------------------------------------------------------
 
   /**
@@ -542,7 +561,25 @@ export class Filesystem {
     return this.openObject({ fd }, Promise.resolve(f.id), (fl) => this.dir.reopen(fd, fl | OPEN_CLOEXEC), flags, caller);
   }
 
-  /** open and reopen: `openWith` opens the object with the flags it is given. */
+  /**
+   * Opens a file whose last name is gone through `pathFd`, a descriptor of the
+   * object (an O_PATH one will do), which this takes over and closes: the node
+   * the kernel looked up just before a rename over its name, or an unlink,
+   * that no program holds open here (natively the open succeeds: the kernel
+   * holds the inode).
+   */
+  async openDescriptor(pathFd: number, flags: number, caller?: Caller): Promise<OpenResult> {
+    return this.closingAfter(pathFd, async () => {
+      // A descriptor that reads: the id's xattr and a checkpoint's saves go through it.
+      const fd = await this.dir.reopen(pathFd, C.O_RDONLY | OPEN_CLOEXEC);
+      return this.closingAfter(fd, () => {
+        const idRead = this.sink || this.restore ? readObjectId('', fd).catch(() => null) : Promise.resolve(null);
+        return this.openObject({ fd }, idRead, (fl) => this.dir.reopen(fd, fl | OPEN_CLOEXEC), flags, caller);
+      });
+    });
+  }
+
+  /** open, reopen and openDescriptor: `openWith` opens the object with the flags it is given. */
   private async openObject(target: GuardTarget, idRead: Promise<ObjectId | null>, openWith: (flags: number) => Promise<number>, flags: number, caller?: Caller): Promise<OpenResult> {
     const truncates = (flags & C.O_TRUNC) !== 0 && (flags & 3 /* O_ACCMODE */) !== C.O_RDONLY;
     // A read-only (fenced) mount refuses an open for writing, as a read-only ext4 does.
@@ -1034,16 +1071,43 @@ export class Filesystem {
   async getxattr(path: string, name: string): Promise<Buffer> {
     if (isPrivateXattr(name)) throw new FsError('ENODATA');
     const rel = this.existing(path);
-    if (!isAclXattr(name)) return this.dir.getxattr(rel, name);
+    return this.xattrValue(name, () => this.dir.getxattr(rel, name), () => aclAt(this.dir, rel, name));
+  }
+
+  /** getxattr of an object whose last name is gone, through `pathFd` (taken over and closed; see getattrOf). */
+  async getxattrOf(pathFd: number, name: string): Promise<Buffer> {
+    return this.closingAfter(pathFd, async () => {
+      if (isPrivateXattr(name)) throw new FsError('ENODATA');
+      return this.xattrValue(name, () => native.getxattr('', name, pathFd), () => aclOfFd(pathFd, name));
+    });
+  }
+
+  /** An attribute's value, read by `read`; an ACL's by `readAcl`, which gives null for none. */
+  private async xattrValue(name: string, read: () => Promise<Buffer>, readAcl: () => Promise<Buffer | null>): Promise<Buffer> {
+    if (!isAclXattr(name)) return read();
     // A store on a file system without ACLs has none: "no ACL" (the kernel, which asks before it checks a
     // permission, would take EOPNOTSUPP for a failed check).
-    const acl = await aclAt(this.dir, rel, name);
+    const acl = await readAcl();
     if (acl === null) throw new FsError('ENODATA');
     return acl;
   }
 
   async listxattr(path: string): Promise<string[]> {
     return (await this.dir.listxattr(this.existing(path))).filter((n) => !isPrivateXattr(n));
+  }
+
+  /** listxattr of an object whose last name is gone, through `pathFd` (taken over and closed; see getattrOf). */
+  async listxattrOf(pathFd: number): Promise<string[]> {
+    return this.closingAfter(pathFd, async () => (await native.listxattr('', pathFd)).filter((n) => !isPrivateXattr(n)));
+  }
+
+  /** `work`, then `fd` closed (whatever the outcome). */
+  private async closingAfter<T>(fd: number, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } finally {
+      fs.close(fd, () => {});
+    }
   }
 
   async removexattr(path: string, name: string): Promise<void> {

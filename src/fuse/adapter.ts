@@ -309,18 +309,22 @@ export class FuseAdapter {
   }
 
   /**
-   * Lets the FUSE thread answer what it can (see MountOptions.directIo).
+   * Lets the FUSE thread answer what it can (see MountOptions.directIo;
+   * without it nothing, but its node table keeps descriptors).
    * While a restore is under way only for the nodes this thread vouched for
    * as settled (FAST.SETTLED: names in pending directories come from the
    * archive, attributes of much of the rest from the restore); the daemon
    * calls it again once the restore has finished.
    */
   enableFastPaths(): void {
-    if (!this.session || this.closed || !this.directIo) return;
+    if (!this.session || this.closed) return;
     const journal = this.journalling;
-    const flags = this.fs.restoring
-      ? FAST.SETTLED | (this.tracked ? FAST.TRACK : 0)
-      : FAST.READ | (this.changesThroughCore ? 0 : FAST.WRITE) | (this.tracked ? FAST.TRACK : 0) | (journal ? FAST.JOURNAL : 0);
+    // NODES: the node table keeps a descriptor per node even when the FUSE thread answers nothing (nodeDescriptor).
+    const flags = !this.directIo
+      ? FAST.NODES
+      : this.fs.restoring
+        ? FAST.SETTLED | (this.tracked ? FAST.TRACK : 0)
+        : FAST.READ | (this.changesThroughCore ? 0 : FAST.WRITE) | (this.tracked ? FAST.TRACK : 0) | (journal ? FAST.JOURNAL : 0);
     const max = this.opts.nodeTableMax ?? Number(process.env['STRATA_NODE_TABLE_MAX'] ?? 0);
     ll.fastPaths(this.session, this.fs.store.root, flags, this.entryTimeout, this.negativeTimeout, Number.isFinite(max) ? max : 0);
     this.refillCredit();
@@ -959,8 +963,8 @@ export class FuseAdapter {
     // A directory with no name left that a program still has open (the handle's own descriptor).
     const dir = inode.dirHandles.values().next();
     if (!dir.done) return this.fs.fgetattrDir(dir.value);
-    if (inode.stale) throw new FsError('ESTALE', 'the store was swapped since this object was looked up');
-    throw new FsError('ENOENT', 'object has no name and no open handle');
+    // No handle either (a rename over its name or an unlink came after the kernel's lookup): the node table's descriptor.
+    return this.fs.getattrOf(this.nodeDescriptor(inode));
   }
 
   /** Replies with the new entry `parent/name` (after a create-like op), whose attributes are `st`. */
@@ -1076,7 +1080,9 @@ export class FuseAdapter {
         }
       }
       case OP.readlink: {
-        const target = await fs.readlink(t.requirePath(t.get(r.ino)));
+        const link = t.get(r.ino);
+        const linkPath = t.pathOf(link);
+        const target = await (linkPath !== null ? fs.readlink(linkPath) : fs.readlinkOf(this.nodeDescriptor(link)));
         answer(() => ll.replyReadlink(r.req, target));
         return;
       }
@@ -1144,10 +1150,14 @@ export class FuseAdapter {
       }
       case OP.open: {
         const inode = t.get(r.ino);
-        // No name left (open of /proc/PID/fd/N of a program holding it): through a handle of its own, borrowed.
+        // No name left: through a handle of its own, borrowed (open of /proc/PID/fd/N of a program holding
+        // it), else through the node table's descriptor (a rename over its name or an unlink came between
+        // the kernel's lookup and this open; natively the open succeeds).
         const path = t.pathOf(inode);
         const source = path === null ? this.lentHandle(inode, false) : undefined;
-        const res = await (source !== undefined ? this.borrow(source, fs.reopen(source, r.mode, r.caller)) : fs.open(path ?? t.requirePath(inode), r.mode, r.caller));
+        const res = await (source !== undefined
+          ? this.borrow(source, fs.reopen(source, r.mode, r.caller))
+          : path === null ? fs.openDescriptor(this.nodeDescriptor(inode), r.mode, r.caller) : fs.open(path, r.mode, r.caller));
         inode.handles.add(res.handle);
         const { fd, flags } = this.openFlags(res);
         let delivered = false;
@@ -1262,7 +1272,9 @@ export class FuseAdapter {
         const name = r.name ?? '';
         let value: Buffer;
         try {
-          value = await fs.getxattr(t.requirePath(t.get(r.ino)), name);
+          const inode = t.get(r.ino);
+          const path = t.pathOf(inode);
+          value = await (path !== null ? fs.getxattr(path, name) : fs.getxattrOf(this.nodeDescriptor(inode), name));
         } catch (err) {
           // Let the bridge answer the kernel's per-write capability probe itself.
           if (name === CAPS_XATTR && (err as { code?: string }).code === 'ENODATA') ll.noCapabilities(r.ino, true);
@@ -1274,7 +1286,9 @@ export class FuseAdapter {
         return;
       }
       case OP.listxattr: {
-        const names = await fs.listxattr(t.requirePath(t.get(r.ino)));
+        const inode = t.get(r.ino);
+        const path = t.pathOf(inode);
+        const names = await (path !== null ? fs.listxattr(path) : fs.listxattrOf(this.nodeDescriptor(inode)));
         const list = Buffer.concat(names.flatMap((n) => [nameBytes(n), NUL]));
         if (r.size === 0) answer(() => ll.replyXattrSize(r.req, list.length));
         else if (list.length > r.size) answer(() => ll.replyErr(r.req, ERANGE));
@@ -1360,6 +1374,19 @@ export class FuseAdapter {
       any ??= h;
     }
     return any;
+  }
+
+  /**
+   * A descriptor of `inode`'s object from the bridge's node table (the
+   * caller's to close), for a node with no name left; ESTALE after a swap,
+   * ENOENT when the table holds none (evicted, or a mount without fast paths).
+   */
+  private nodeDescriptor(inode: Inode): number {
+    const fd = this.session && !this.closed && !inode.stale ? ll.nodeDescriptor(this.session, inode.nodeid) : -1;
+    // None: as before (ESTALE after a swap, else ENOENT).
+    if (fd < 0) this.inodes!.requirePath(inode);
+    if (fd < 0) throw new FsError('ENOENT', `node ${inode.nodeid} has no name left and no descriptor in the node table`);
+    return fd;
   }
 
   /** Whether file handle `h` was opened read-only. */

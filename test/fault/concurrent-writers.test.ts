@@ -2,7 +2,9 @@
 // opening and closing them over and over (appending, or writing at random
 // offsets; sometimes fsync, truncate, chmod, utimes); two more change two
 // other files through shared writable mappings, fallocate (punching holes,
-// zeroing ranges) and copy_file_range (test/helpers/concurrent-mapper.py). One program's close
+// zeroing ranges) and copy_file_range, and swap their names or replace one with
+// a copy renamed over it while the other holds it open or mapped
+// (test/helpers/concurrent-mapper.py). One program's close
 // (FLUSH, RELEASE: the attributes after its writes are recorded then) falls
 // among the others' writes and setattrs. Then the disk is lost: the recovered
 // files must be what the programs left on the mount — content, size, mode and

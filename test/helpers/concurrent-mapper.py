@@ -6,7 +6,10 @@
 # back at munmap or later by the kernel, and sometimes kept mapped across the
 # next changes), pwrite, fallocate (allocate, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE,
 # with and without KEEP_SIZE) and copy_file_range from another of the files;
-# now and then fsync. Nothing here ever shrinks a file: a
+# now and then fsync. Between iterations, now and then, it swaps the names of
+# two of the files (three renames) or replaces one with a copy renamed over it
+# (as editors and rsync do): what the other mappers hold open or mapped then
+# has another name, or none. Nothing here ever shrinks a file: a
 # mapping of a range another mapper cut would kill the program (SIGBUS).
 # A mode the store's filesystem refuses (EOPNOTSUPP) is skipped, as natively.
 # The mappers take flock around each change (shared to map, exclusive to grow).
@@ -32,6 +35,51 @@ def fallocate(fd, mode, offset, length):
     if libc.fallocate(fd, mode, offset, length) != 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
+
+
+def rename_quietly(a, b):
+    try:
+        os.rename(a, b)
+        return True
+    except FileNotFoundError:
+        return False  # another mapper's swap holds it under its own name right now
+
+
+def swap_names(folder, pair):
+    """m{a} and m{b} trade names (three renames; undone when the other is away)."""
+    a, b = (os.path.join(folder, 'm%d' % i) for i in pair)
+    if a == b:
+        return
+    parked = os.path.join(folder, '.swap-%d' % os.getpid())
+    if not rename_quietly(a, parked):
+        return
+    if not rename_quietly(b, a):
+        os.rename(parked, a)
+        return
+    os.rename(parked, b)
+
+
+def replace_with_copy(path):
+    """A copy of `path` renamed over it: the old file, maybe open or mapped elsewhere, loses its name."""
+    tmp = '%s.new-%d' % (path, os.getpid())
+    try:
+        src = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            while True:
+                chunk = os.read(src, 1 << 16)
+                if not chunk:
+                    break
+                os.write(dst, chunk)
+            os.fchmod(dst, os.fstat(src).st_mode & 0o7777)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+    os.rename(tmp, path)
 
 
 def main():
@@ -85,8 +133,8 @@ def main():
                             at = rng.randint(0, src_size - 1)
                             os.copy_file_range(src, fd, rng.randint(1, 3 * PAGE), at, rng.randint(0, size + PAGE))
                     except OSError as e:
-                        # Overlapping ranges of one file: EINVAL, as natively.
-                        if not (e.errno == errno.EINVAL and src_path == path):
+                        # Overlapping ranges of one file (under any of its names): EINVAL, as natively.
+                        if not (e.errno == errno.EINVAL and os.fstat(src).st_ino == os.fstat(fd).st_ino):
                             raise
                     finally:
                         os.close(src)
@@ -103,6 +151,11 @@ def main():
         if rng.random() < 0.1:
             os.fsync(fd)
         os.close(fd)
+        what = rng.random()
+        if what < 0.04:
+            swap_names(folder, rng.sample(range(files), 2) if files > 1 else [0, 0])
+        elif what < 0.08:
+            replace_with_copy(os.path.join(folder, 'm%d' % rng.randint(0, files - 1)))
     if kept is not None:
         kept[0].close()
         os.close(kept[1])

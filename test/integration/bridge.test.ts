@@ -96,7 +96,7 @@ test('constants come from the C: every name the types declare has a value, and l
   t.is(bits.reduce((a, b) => a | b, 0), bits.reduce((a, b) => a + b, 0), 'setattr bits are distinct single bits');
   const open: Record<Bridge.OpenFlag, true> = { KEEP_CACHE: true, DIRECT_IO: true, DIRECT_READ: true, DIRECT_WRITE: true, JOURNAL_WRITE: true };
   t.deepEqual(Object.keys(FC.open).sort(), Object.keys(open).sort());
-  const fast: Record<Bridge.FastFlag, true> = { READ: true, WRITE: true, TRACK: true, SETTLED: true, JOURNAL: true };
+  const fast: Record<Bridge.FastFlag, true> = { READ: true, WRITE: true, TRACK: true, SETTLED: true, JOURNAL: true, NODES: true };
   t.deepEqual(Object.keys(FC.fast).sort(), Object.keys(fast).sort());
   t.is(FC.ROOT_ID, 1);
   t.is(FC.HANDLE_MAX, 2 ** 32 - 1);

@@ -160,6 +160,10 @@ enum {
 // thread when JavaScript's journal credit covers it, and a `written` notice
 // carrying its bytes goes to JavaScript ahead of the reply (fastpath.c).
 #define LL_FAST_JOURNAL 16
+// Nothing answered here, but the node table keeps a descriptor per node (as
+// every other bit does): what JavaScript reaches a node through once its last
+// name is gone (nodeDescriptor), with every request in JavaScript.
+#define LL_FAST_NODES 32
 // Journal bytes a write record takes besides its payload (the credit a
 // journalled direct write takes is its size plus this). Exported as
 // `constants.JOURNAL_WRITE_OVERHEAD`.
@@ -579,6 +583,7 @@ napi_value js_reply_xattr_size (napi_env env, napi_callback_info info);
 napi_value js_reply_statfs (napi_env env, napi_callback_info info);
 napi_value js_reply_dir (napi_env env, napi_callback_info info);
 napi_value js_no_capabilities (napi_env env, napi_callback_info info);
+napi_value js_node_descriptor (napi_env env, napi_callback_info info);
 napi_value js_size_changing (napi_env env, napi_callback_info info);
 napi_value js_settled (napi_env env, napi_callback_info info);
 napi_value js_notify_inval_inode (napi_env env, napi_callback_info info);

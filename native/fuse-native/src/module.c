@@ -91,6 +91,7 @@ static napi_value constants (napi_env env) {
   set_u32(env, o, "TRACK", LL_FAST_TRACK);
   set_u32(env, o, "WRITE", LL_FAST_WRITE);
   set_u32(env, o, "JOURNAL", LL_FAST_JOURNAL);
+  set_u32(env, o, "NODES", LL_FAST_NODES);
   napi_set_named_property(env, c, "fast", frozen(env, o));
 
   // A write or fallocate record's kill flag (handle_killpriv_v2).
@@ -151,6 +152,7 @@ static napi_value init (napi_env env, napi_value exports) {
   export_fn(env, exports, "replyStatfs", js_reply_statfs);
   export_fn(env, exports, "replyDir", js_reply_dir);
   export_fn(env, exports, "noCapabilities", js_no_capabilities);
+  export_fn(env, exports, "nodeDescriptor", js_node_descriptor);
   export_fn(env, exports, "sizeChanging", js_size_changing);
   export_fn(env, exports, "settled", js_settled);
   export_fn(env, exports, "notifyInvalInode", js_notify_inval_inode);

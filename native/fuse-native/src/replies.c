@@ -11,6 +11,7 @@
 #include "names.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,6 +331,24 @@ napi_value js_size_changing (napi_env env, napi_callback_info info) {
   napi_get_value_int32(env, argv[1], &delta);
   sizing_add(ino, delta);
   return NULL;
+}
+
+// nodeDescriptor(session, nodeid) -> a descriptor of the node's object (a
+// close-on-exec duplicate of the table's O_PATH one, the caller's to close), or
+// -1 when the table holds none (evicted, or the fast paths are off). What an
+// open through JavaScript of a node whose last name went reopens (through
+// /proc/self/fd/N): the kernel looked it up before a rename over it or an
+// unlink, and still holds it, as the table's descriptor keeps the store's.
+napi_value js_node_descriptor (napi_env env, napi_callback_info info) {
+  JS_ARGS(2)
+  bridge_session_t *s = js_session(env, argv[0]);
+  if (s == NULL) return NULL;
+  if (s->closed || !nodes_ready(s)) return js_num(env, -1);
+  bridge_node_t *n = node_acquire(s, (uint64_t) js_dbl(env, argv[1]));
+  if (n == NULL) return js_num(env, -1);
+  int fd = fcntl(n->fd, F_DUPFD_CLOEXEC, 0);
+  node_release(s, n);
+  return js_num(env, fd);
 }
 
 // settled(session, nodeid, known) -> whether the node has a descriptor: JavaScript

@@ -44,6 +44,15 @@ const ITERATIONS = Number(process.env['STRATA_CONCURRENT_ITERATIONS'] ?? 400);
 /** Programs that hold files open across the others' renames and removals (the child's `hold` role). */
 const HOLDERS = Number(process.env['STRATA_CONCURRENT_HOLDERS'] ?? 2);
 const PICTURE = { mtimes: true, dirMtimes: true } as const;
+/**
+ * With the writeback cache the kernel keeps a file's mtime and sends it at
+ * close; pages another holder dirtied may be written back after that, and
+ * the store's file system then sets a later one (a few ms: docs/SEMANTICS.md):
+ * there, file mtimes are left out (directories' are compared).
+ */
+function pictureFor(args: readonly string[]): { mtimes: boolean; dirMtimes: boolean } {
+  return args.includes('--writeback-cache') ? { mtimes: false, dirMtimes: true } : PICTURE;
+}
 
 /**
  * Starts the programs on `m`. `untilKilled`: they may fail (their mount dies
@@ -76,10 +85,10 @@ for (const [label, args] of CONFIGS) {
     const changes = await start(t, m, seed).done;
     t.true(changes > 0, `seed ${seed}: no change succeeded`);
     syncMount(m);
-    const before = await pictureOf(m.mnt, PICTURE);
+    const before = await pictureOf(m.mnt, pictureFor(args));
     assertConverged(t, m, `seed ${seed}, before the loss`);
     await loseDiskAndRecover(t, m, `seed ${seed}`);
-    t.deepEqual(await pictureOf(m.mnt, PICTURE), before, `seed ${seed}: the recovered tree`);
+    t.deepEqual(await pictureOf(m.mnt, pictureFor(args)), before, `seed ${seed}: the recovered tree`);
     syncMount(m);
     assertConverged(t, m, `seed ${seed}, after the recovery`);
   });
@@ -90,9 +99,9 @@ for (const [label, args] of CONFIGS) {
     const m = withMirroredMount(t, { extraArgs: [...args] });
     makeTop(m);
     await killAmongAndRestart(t, m, start(t, m, seed, true), seed, `seed ${seed}`);
-    const before = await pictureOf(m.mnt, PICTURE);
+    const before = await pictureOf(m.mnt, pictureFor(args));
     await loseDiskAndRecover(t, m, `seed ${seed}`);
-    t.deepEqual(await pictureOf(m.mnt, PICTURE), before, `seed ${seed}: the recovered tree`);
+    t.deepEqual(await pictureOf(m.mnt, pictureFor(args)), before, `seed ${seed}: the recovered tree`);
   });
 }
 

@@ -5,7 +5,7 @@
 // right after and reading the archive.
 import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,6 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { sh, strata } from '../helpers/mount.js';
 import { withMirroredMount, syncMount, assertConverged, mirrorStatus, mount, readFromArchive, killPrimary, mirroredBasesMade } from '../helpers/mirror.js';
 import { startArchiveServer, type ArchiveServer } from '../helpers/archive.js';
+import { loseDiskAndRecover } from '../helpers/concurrent.js';
 
 async function serverFor(t: ExecutionContext): Promise<ArchiveServer> {
   const server = await startArchiveServer();
@@ -45,6 +46,44 @@ test('archive server killed -9 while records ship, away for a while: the mount s
   await server.restart();
   syncMount(m, 90);
   assertConverged(t, m, 'after the archive came back');
+});
+
+// The archive's own disk fills up (its data directory on an 8 MiB tmpfs):
+// its answers fail with ENOSPC, the primary keeps serving and keeps the
+// records in its journal, and says why in status. The archive is killed -9
+// while full, comes back with room, and the primary ships the rest: equal,
+// and a recovery from it after a disk loss gives the native copy.
+test('the archive\'s disk fills up: the mount serves on and says why; killed -9 while full and back with room, it converges and a recovery gives the native copy', async (t) => {
+  const base = mkdtempSync(join(tmpdir(), 'strata-archive-full-'));
+  const data = join(base, 'data');
+  mkdirSync(data);
+  t.is(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', data]).status, 0, 'mount a small tmpfs');
+  // Registered first, so it runs last (ava runs teardowns in reverse): after the server stopped.
+  t.teardown(() => { spawnSync('umount', ['-l', data]); rmSync(base, { recursive: true, force: true }); });
+  const server = await startArchiveServer({ dataDir: data });
+  t.teardown(() => server.stop());
+  const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
+  const w = sh('for i in $(seq 1 20); do head -c 1000000 /dev/urandom > f$i || exit 1; done; mkdir d && echo small > d/s', m.mnt);
+  t.is(w.status, 0, `the writes succeed while the archive's disk is full: ${w.stderr}`);
+  let status = strata(['status', m.mnt]).stdout;
+  for (let i = 0; i < 200 && !/ENOSPC/.test(status); i++) {
+    await sleep(50);
+    status = strata(['status', m.mnt]).stdout;
+  }
+  t.regex(status, /mirror +async, disconnected \(.*ENOSPC/, 'status says the archive has no room');
+  t.true(mirrorStatus(m).mirror.lag.records > 0);
+  t.is(sh('cat d/s', m.mnt).stdout, 'small\n', 'the mount serves on');
+  await server.kill();
+  t.is(spawnSync('mount', ['-o', 'remount,size=256m', data]).status, 0, 'room on the archive');
+  await server.restart();
+  syncMount(m, 90);
+  assertConverged(t, m, 'after the archive got room');
+  const native = join(base, 'native');
+  t.is(spawnSync('cp', ['-a', `${m.mnt}/.`, `${native}/`]).status, 0);
+  // The dead primary's lease is still live: the operator, who knows it is dead, forces the fence.
+  await loseDiskAndRecover(t, m, 'archive full', { extra: ['--force'] });
+  const diff = spawnSync('diff', ['-r', native, m.mnt], { encoding: 'utf8' });
+  t.is(diff.status, 0, `the recovered tree is the native copy: ${diff.stdout}${diff.stderr}`);
 });
 
 test('journal full with --journal-full enospc: writers fail with ENOSPC, records are never dropped, it converges later', async (t) => {

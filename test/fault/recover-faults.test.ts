@@ -2,7 +2,8 @@
 // materialised, while a pending directory is materialised on demand, between
 // a block fetch and its block map, during the background restore. A rerun of
 // `strata recover` must complete the job, show no half-made directory or file
-// at any time, and end with the archive's tree, byte for byte.
+// at any time, and end with the archive's tree, byte for byte. Also: a corrupted block
+// on the archive, and a recovery into a store without room for the volume.
 // Serial: the helpers block the test process (spawnSync).
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
@@ -152,4 +153,47 @@ test.serial('a corrupted block on the archive is caught by the client: EIO, logg
   };
   t.true(await logged(), 'the daemon logged the block that failed its digest check');
   t.not(sh('cat a/x/victim | sha256sum', r.mnt).stdout, want, 'a whole read fails too (cat stops at the bad block)');
+});
+
+// A recovery into a store too small for the volume (a 16 MiB tmpfs for ~28
+// MiB): the background restore waits with ENOSPC and says so in status; a
+// program reading a file not yet local gets ENOSPC or the right bytes, never
+// other bytes; once the store has room the restore finishes by itself, with
+// the archive's tree byte for byte.
+test.serial('recovery into a store without room for the volume: ENOSPC in status and to readers (never wrong bytes); with room it completes by itself', async (t) => {
+  const v = await buildVolume(t, ['mkdir -p a/b && for i in $(seq 1 28); do head -c 1000000 /dev/urandom > a/b/f$i; done && echo top > top.txt']);
+  const r = newRecoveryTarget(t, v);
+  const small = join(v.base, 'small');
+  spawnSync('mkdir', ['-p', small]);
+  t.is(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', small]).status, 0, 'mount a small tmpfs');
+  // Registered after newRecoveryTarget's (ava runs teardowns in reverse order): the mount goes before the tmpfs.
+  t.teardown(() => { strata(['unmount', '--lazy', r.mnt]); spawnSync('umount', ['-l', small]); });
+  r.store = join(small, 'store');
+  r.args = ['--store', r.store, '--archive', r.archiveUrl, '--volume', r.volume, '--token-file', v.server.tokenFile];
+  runRecover(r, ['--depth', '2']);
+  t.is(sh('cat top.txt', r.mnt).stdout, 'top\n');
+  let status = strata(['status', r.mnt]).stdout;
+  for (let i = 0; i < 300 && !/ENOSPC/.test(status); i++) {
+    await new Promise((res) => setTimeout(res, 100));
+    status = strata(['status', r.mnt]).stdout;
+  }
+  t.regex(status, /waiting: ENOSPC/, 'status says the store has no room');
+  // Every file either reads as the archive has it or fails with ENOSPC.
+  const sums = new Map(v.manifest.split('\n').filter((l) => / \.\/a\/b\/f\d+$/.test(l)).map((l) => [l.split('  ')[1]!.slice(2), l.split('  ')[0]!] as const));
+  t.is(sums.size, 28);
+  let failed = 0;
+  for (const [name, sum] of sums) {
+    const got = sh(`sha256sum ${name}`, r.mnt);
+    if (got.status === 0) t.is(got.stdout.split(' ')[0], sum, `${name} reads as the archive has it`);
+    else {
+      t.regex(got.stderr, /No space left on device/, `${name}: ENOSPC`);
+      failed++;
+    }
+  }
+  t.true(failed > 0, 'some file could not be made local');
+  t.is(spawnSync('mount', ['-o', 'remount,size=128m', small]).status, 0, 'room in the store');
+  await waitRestored(r.mnt);
+  t.is(manifest(r.mnt), v.manifest);
+  const res = verifySummary(r);
+  t.is(res.status, 0, res.out);
 });

@@ -1050,9 +1050,14 @@ export class FuseAdapter {
         const lent = r.fh !== 0 && inode.handles.has(r.fh) ? undefined : (nameless ? this.lentHandle(inode, (r.toSet & SET.SIZE) !== 0) : undefined);
         // A size change (truncate(2) of /proc/PID/fd/N) where every handle is read-only
         // (ftruncate needs a writable descriptor): through a writable one opened for it.
-        const writable = lent !== undefined && (r.toSet & SET.SIZE) !== 0 && this.readOnly(lent) ? await this.borrow(lent, fs.reopen(lent, C.O_WRONLY, r.caller)) : undefined;
+        // No name and nothing open (a rename over its name or an unlink came after the kernel's lookup): a file
+        // through a handle opened for it from the node table's descriptor.
+        const noneOpen = nameless && !inode.stale && lent === undefined && !(r.fh !== 0 && inode.handles.has(r.fh)) && inode.dirHandles.size === 0;
+        const opened = lent !== undefined && (r.toSet & SET.SIZE) !== 0 && this.readOnly(lent)
+          ? await this.borrow(lent, fs.reopen(lent, C.O_WRONLY, r.caller))
+          : noneOpen ? await this.openNamelessFile(inode, (r.toSet & SET.SIZE) !== 0 ? C.O_WRONLY : C.O_RDONLY, r.caller) : undefined;
         try {
-          const handle = r.fh !== 0 && inode.handles.has(r.fh) ? r.fh : writable?.handle ?? lent;
+          const handle = r.fh !== 0 && inode.handles.has(r.fh) ? r.fh : opened?.handle ?? lent;
           // A directory with no name left that a program still has open: through the directory handle's descriptor.
           const dirHandle = handle === undefined && nameless ? (inode.dirHandles.has(r.fh) ? r.fh : inode.dirHandles.values().next().value) : undefined;
           const ref: ObjectRef | null = handle !== undefined ? { handle } : dirHandle !== undefined ? null : { path: t.requirePath(inode) };
@@ -1071,12 +1076,12 @@ export class FuseAdapter {
           const work = ref !== null ? fs.setattr(ref, ch) : fs.setattrDir(dirHandle!, ch);
           // Another program's handle, taken for a request that names none of its own (a
           // truncating open's SETATTR carries no handle): its release waits for this work.
-          const borrowed = handle !== undefined && handle !== r.fh && handle !== writable?.handle ? handle : dirHandle !== undefined && dirHandle !== r.fh ? dirHandle : undefined;
+          const borrowed = handle !== undefined && handle !== r.fh && handle !== opened?.handle ? handle : dirHandle !== undefined && dirHandle !== r.fh ? dirHandle : undefined;
           const st = await (borrowed !== undefined ? this.borrow(borrowed, work) : work);
           answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
           return;
         } finally {
-          if (writable !== undefined) await fs.release(writable.handle);
+          if (opened !== undefined) await fs.release(opened.handle);
         }
       }
       case OP.readlink: {
@@ -1387,6 +1392,13 @@ export class FuseAdapter {
     if (fd < 0) this.inodes!.requirePath(inode);
     if (fd < 0) throw new FsError('ENOENT', `node ${inode.nodeid} has no name left and no descriptor in the node table`);
     return fd;
+  }
+
+  /** A handle of the regular file `inode`, which has no name left, opened through the node table's descriptor; ENOENT for any other kind. */
+  private async openNamelessFile(inode: Inode, flags: number, caller: Caller): Promise<OpenResult> {
+    // Its kind first (opening a FIFO would wait for a writer).
+    if (!(await this.fs.getattrOf(this.nodeDescriptor(inode))).isFile()) throw new FsError('ENOENT', 'object has no name left');
+    return this.fs.openDescriptor(this.nodeDescriptor(inode), flags, caller);
   }
 
   /** Whether file handle `h` was opened read-only. */

@@ -329,6 +329,43 @@ for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
   });
 }
 
+// The same with nothing open at all: a program holds the file by an O_PATH
+// descriptor (no FUSE open), removes its name and works through
+// /proc/self/fd/N, so every request names a node with no name and no handle.
+// Before 2026-12-05 the chmod answered ENOENT on mirrored mounts and on
+// --no-direct-io (the FUSE thread's own setattr works by node descriptor).
+const OPATH = [
+  'import os',
+  'open("f", "w").write("hello world")',
+  'os.setxattr("f", "user.k", b"v")',
+  'fd = os.open("f", os.O_PATH); p = "/proc/self/fd/%d" % fd',
+  'os.unlink("f")',
+  'os.chmod(p, 0o600); print("mode:", oct(os.stat(p).st_mode & 0o777), "links:", os.stat(p).st_nlink)',
+  'os.utime(p, (1000000000, 1000000000)); print("mtime:", os.stat(p).st_mtime)',
+  'print("xattr:", os.getxattr(p, "user.k"), sorted(x for x in os.listxattr(p) if x.startswith("user.")))',
+  'os.truncate(p, 5); print("size:", os.stat(p).st_size)',
+  'r = os.open(p, os.O_RDONLY); print("read:", os.read(r, 20)); os.close(r)',
+  'os.close(fd); print("names:", sorted(os.listdir(".")))',
+].join('\n');
+
+for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
+  test(`a file with no name left and no open handle (an O_PATH descriptor, /proc/self/fd/N): chmod, utime, xattrs, truncate and open as on a native directory (${label})`, (t) => {
+    const m = mirrored ? withMirroredMount(t, { extraArgs: [...args] }) : withMount(t, [...args]);
+    const native = join(m.base, 'native-opath');
+    mkdirSync(native, { recursive: true });
+    const want = sh(`python3 -c '${OPATH}'`, native);
+    t.is(want.status, 0, want.stderr);
+    t.regex(want.stdout, /read: b'hello'/);
+    const got = sh(`python3 -c '${OPATH}'`, m.mnt);
+    t.is(got.status, 0, got.stderr);
+    t.is(got.stdout, want.stdout);
+    if ('archiveUrl' in m) {
+      syncMount(m);
+      assertConverged(t, m);
+    }
+  });
+}
+
 // A stat while another program's write that grows a file is under way is
 // answered once the write is (the kernel learns the new size from the
 // write's reply, the store has it before): until 2026-12-05 a getattr told

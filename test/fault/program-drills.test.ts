@@ -54,8 +54,9 @@ async function converged(t: ExecutionContext, m: MirroredMount, label: string): 
   assertConverged(t, m, label);
 }
 
-for (const [mode, uid] of [['async', undefined], ['sync', undefined], ['async', 65534]] as const) {
-  const who = uid === undefined ? '' : ', the programs run by another user';
+// The writeback cache: the kernel holds written pages until an fsync (or close) sends them.
+for (const [mode, uid, extra] of [['async', undefined, []], ['sync', undefined, []], ['async', 65534, []], ['async', undefined, ['--writeback-cache']]] as const) {
+  const who = `${uid === undefined ? '' : ', the programs run by another user'}${extra.length > 0 ? `, ${extra.join(' ')}` : ''}`;
   test.serial(`disk loss under sqlite3, git and rename-over writers (${mode} mirror${who}): every acknowledged change is recovered`, async (t) => {
     for (const seed of seeds()) {
       const rng = new Rng(seed);
@@ -64,7 +65,7 @@ for (const [mode, uid] of [['async', undefined], ['sync', undefined], ['async', 
       // async to an embedded file:// archive; sync to a real `strata archive serve`.
       const server = mode === 'sync' ? await startArchiveServer() : null;
       if (server) t.teardown(() => server.stop());
-      const m = withMirroredMount(t, { extraArgs: ['--mirror', mode, ...(uid !== undefined ? ['--allow-other'] : [])], ...(server ? { archiveUrl: server.url, tokenFile: server.tokenFile } : {}) });
+      const m = withMirroredMount(t, { extraArgs: ['--mirror', mode, ...extra, ...(uid !== undefined ? ['--allow-other'] : [])], ...(server ? { archiveUrl: server.url, tokenFile: server.tokenFile } : {}) });
       const log = join(m.base, 'acked');
       if (uid !== undefined) {
         // Writes by a caller but root take the set-ID checks (no handle_killpriv_v2 on a mirrored mount).

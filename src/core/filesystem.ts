@@ -115,8 +115,6 @@ const OPEN_ADD = C.O_NOFOLLOW | OPEN_CLOEXEC;
 
 export class Filesystem {
   readonly handles = new HandleTable();
-  /** Sync mode: per object, the store's writes of records that went first (writeArchiveFirst), chained in record order. */
-  private readonly archiveFirst = new Map<ObjectId, Promise<void>>();
   private readonly daemonUid = process.geteuid?.() ?? 0;
   private readonly daemonGid = process.getegid?.() ?? 0;
 
@@ -279,8 +277,6 @@ export class Filesystem {
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     // The object's id, read once (the namespace lock keeps the path on it); only what records or restores needs it.
     const id = f ? f.id : this.sink || this.restore ? await this.idOf(rel!) : null;
-    // Writes recorded before it reach the store first (sync mode: its record reads their size and mtime).
-    if (this.archiveFirst.size > 0) await this.applied(id);
     // A pending directory's entries come first (they would move its times afterwards).
     if (this.restore && rel !== null) await this.restore.entries(rel);
     const restoreId = this.restore ? id : null;
@@ -302,9 +298,6 @@ export class Filesystem {
       await guard.attrs(target);
       if (ch.size !== undefined) await guard.size(target, ch.size);
     }
-    // Sync mode, a truncation that grows the object: the archive has the new size before the store
-    // (the kernel learns it from the answer; writeArchiveFirst says why). The kernel runs no write of it meanwhile.
-    if (ch.size !== undefined && this.sink && this.sink.asyncMode === false) await this.growArchiveFirst(f, rel, id, ch.size);
     if (ch.mode !== undefined) {
       const mode = ch.mode & 0o7777;
       if (f) await new Promise<void>((resolve, reject) => fs.fchmod(f.fd, mode, (err) => (err ? reject(err) : resolve())));
@@ -674,8 +667,6 @@ export class Filesystem {
     const guard = this.guardOf(f);
     if (dropSetId !== undefined && await this.dropSetIdOf(f, dropSetId)) onDropped?.();
     if (guard) await guard.data({ fd: f.fd }, position, length);
-    // Sync mode: the archive first, then the store (writeArchiveFirst).
-    if (this.sink && this.sink.asyncMode === false && !append && f.id !== null && length > 0) return this.writeArchiveFirst(f, f.id, buf, length, position);
     let landed = position;
     const doWrite = append
       ? async (): Promise<number> => {
@@ -698,95 +689,6 @@ export class Filesystem {
       await this.sink.committed(seq);
     }
     return n;
-  }
-
-  /**
-   * A write on a sync-mode mount: its records are in the archive before the
-   * store has the bytes, and the reply follows the store's write at once.
-   * Applied first, the store's file would show the write (a larger size, to
-   * a GETATTR of another program) for the whole round trip to the archive
-   * while the kernel, which learns of it only from the reply, still has the
-   * old size: a program that mapped the file with the size it was told got
-   * SIGBUS, and a page it stored into past the kernel's size was never
-   * written back (the store then differed from what programs read; found by
-   * the concurrent-writers test's mappers, 2026-12-05). Should the store's
-   * write then fail or fall short, what the store has of the range, and its
-   * size, are recorded after it, so that the archive equals the store again.
-   */
-  private async writeArchiveFirst(f: OpenFile, id: ObjectId, buf: Buffer, length: number, position: number): Promise<number> {
-    const sink = this.sink!;
-    let seq = 0;
-    for (let off = 0; off < length; off += MAX_WRITE_BYTES) {
-      seq = sink.append({ op: 'write', id, offset: position + off, data: buf.subarray(off, Math.min(length, off + MAX_WRITE_BYTES)) });
-    }
-    // Size and mtime follow in a setattr at flush, fsync or release.
-    f.dirty = true;
-    return this.afterRecords(id, seq, async () => {
-      const doWrite = (): Promise<number> => new Promise<number>((resolve, reject) => {
-        fs.write(f.fd, buf, 0, length, position, (err, written) => (err ? reject(err) : resolve(written)));
-      });
-      let n = 0;
-      try {
-        n = f.remote && this.restore ? await this.restore.write(id, f.fd, position, length, doWrite) : await doWrite();
-      } finally {
-        if (n < length) await this.recordStoreRange(id, f.fd, position + n, length - n);
-      }
-      return n;
-    });
-  }
-
-  /**
-   * Sync mode: runs `apply` (the change to `id` that records up to `seq`
-   * describe) once the archive acknowledged them and every change of `id`
-   * recorded before is in the store, so the store takes one object's changes
-   * in the order of their records. Not acknowledged (the mount was fenced, or
-   * is closing): the records are in the journal, so the store gets the
-   * change too, and the error follows.
-   */
-  private afterRecords<T>(id: ObjectId, seq: number, apply: () => Promise<T>): Promise<T> {
-    const before = this.archiveFirst.get(id);
-    const run = (async (): Promise<T> => {
-      let ackError: unknown = null;
-      await this.sink!.committed(seq).catch((err: unknown) => { ackError = err; });
-      await before;
-      const out = await apply();
-      if (ackError !== null) throw ackError;
-      return out;
-    })();
-    const tail = run.then(() => {}, () => {});
-    this.archiveFirst.set(id, tail);
-    void tail.then(() => { if (this.archiveFirst.get(id) === tail) this.archiveFirst.delete(id); });
-    return run;
-  }
-
-  /** setattr's: when `size` grows the object, a record of its attributes with that size, acknowledged. */
-  private async growArchiveFirst(f: OpenFile | null, rel: string | null, id: ObjectId | null, size: number): Promise<void> {
-    if (id === null) return;
-    const st = f ? fs.fstatSync(f.fd, { bigint: true }) : this.dir.lstatNow(rel!);
-    if (size <= Number(st.size)) return;
-    await this.sink!.committed(this.sink!.append({ op: 'setattr', id, attrs: { ...attrsFromStat(st), size } }));
-  }
-
-  /**
-   * Resolves once every write to `id` recorded so far is in the store (sync
-   * mode, writeArchiveFirst): what an op records after it — the attributes it
-   * reads, a change it applies — then comes after those writes in the store
-   * as in the journal. At once when none is pending (always in async mode).
-   */
-  private async applied(id: ObjectId | null): Promise<void> {
-    if (id !== null) await this.archiveFirst.get(id);
-  }
-
-  /** The store's bytes of [offset, offset + length) of the file open as `fd` (up to its end), and its attributes, recorded (they may differ from what was recorded for it). */
-  private async recordStoreRange(id: ObjectId, fd: number, offset: number, length: number): Promise<void> {
-    const sink = this.sink!;
-    const end = Math.min(offset + length, Number(fs.fstatSync(fd).size));
-    for (let off = offset; off < end; off += MAX_WRITE_BYTES) {
-      const back = Buffer.alloc(Math.min(MAX_WRITE_BYTES, end - off));
-      const got = await new Promise<number>((resolve) => fs.read(fd, back, 0, back.length, off, (err, n) => resolve(err ? 0 : n)));
-      if (got > 0) sink.append({ op: 'write', id, offset: off, data: back.subarray(0, got) });
-    }
-    await sink.committed(sink.append({ op: 'setattr', id, attrs: attrsNow(fd) }));
   }
 
   /**
@@ -874,7 +776,6 @@ export class Filesystem {
   async fallocate(handle: number, mode: number, offset: number, length: number, dropSetId?: Caller, onDropped?: () => void): Promise<void> {
     const f = this.file(handle);
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
-    await this.applied(f.id);
     if (dropSetId !== undefined && await this.dropSetIdOf(f, dropSetId)) onDropped?.();
     if (f.remote && this.restore && f.id !== null) {
       await this.restore.fetchAll(f.id, f.fd);
@@ -884,33 +785,6 @@ export class Filesystem {
     if (guard) {
       if ((mode & (native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_ZERO_RANGE)) !== 0) await guard.data({ fd: f.fd }, offset, length);
       else await guard.attrs({ fd: f.fd });
-    }
-    // Sync mode, a fallocate that grows the file or zeroes a range: its records first (afterRecords), as a write's.
-    const zeroes = (mode & (native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_ZERO_RANGE)) !== 0;
-    const sizeNow = this.sink && this.sink.asyncMode === false && f.id !== null ? fs.fstatSync(f.fd, { bigint: true }) : null;
-    const grows = sizeNow !== null && (mode & native.FALLOC_FL_KEEP_SIZE) === 0 && offset + length > Number(sizeNow.size);
-    if (sizeNow !== null && (zeroes || grows)) {
-      const sizeAfter = grows ? offset + length : Number(sizeNow.size);
-      let seq = 0;
-      if (zeroes) {
-        for (let off = offset, end = Math.min(offset + length, sizeAfter); off < end; off += MAX_WRITE_BYTES) {
-          seq = this.sink!.append({ op: 'write', id: f.id!, offset: off, data: zeros(Math.min(MAX_WRITE_BYTES, end - off)) });
-        }
-      }
-      if (grows) seq = this.sink!.append({ op: 'setattr', id: f.id!, attrs: { ...attrsFromStat(sizeNow), size: sizeAfter } });
-      await this.afterRecords(f.id!, seq, async () => {
-        try {
-          await native.fallocate(f.fd, mode, offset, length);
-        } catch (err) {
-          // Refused (EOPNOTSUPP, ENOSPC): the archive has what the store does not; it gets the store's range and size again.
-          await this.recordStoreRange(f.id!, f.fd, offset, length);
-          throw err;
-        }
-      });
-      f.dirty = false;
-      // Then the attributes it left (its times).
-      await this.sink!.committed(this.sink!.append({ op: 'setattr', id: f.id!, attrs: attrsNow(f.fd) }));
-      return;
     }
     await native.fallocate(f.fd, mode, offset, length);
     if (!this.sink || f.id === null) return;
@@ -1267,7 +1141,6 @@ export class Filesystem {
 
   private async recordAttrsIfDirty(f: OpenFile): Promise<void> {
     if (!this.sink || !f.dirty || f.id === null) return;
-    await this.applied(f.id);
     f.dirty = false;
     await this.sink.committed(this.sink.append({ op: 'setattr', id: f.id, attrs: attrsNow(f.fd) }));
   }

@@ -23,8 +23,6 @@ class RecordingSink implements ChangeSink {
   /** When set, committed() waits for release(). */
   hold: { resolve: () => void; promise: Promise<void> } | null = null;
   barriers = 0;
-  /** false: a sync-mode sink (the core then writes the archive first). */
-  asyncMode: boolean | undefined = undefined;
   async admit(): Promise<void> {
     if (this.full) throw new FsError('ENOSPC', 'journal full');
   }
@@ -214,76 +212,26 @@ test.serial('O_TRUNC on open is recorded as the new attributes', async (t) => {
   t.like(recs[0], { op: 'setattr', attrs: { size: 0 } });
 });
 
-test.serial('sync mode: a write reaches the store only once the archive has its record; one the store refuses is recorded again as the store has it', async (t) => {
-  sink.asyncMode = false;
-  try {
-    const res = await core.create('/archive-first', 0o644, 0o2 /* O_RDWR */, ROOT);
-    const id = await readObjectId('archive-first', store.dir.fd);
-    await core.write(res.handle, Buffer.from('0123'), 4, 0);
-    sink.take();
-    let release!: () => void;
-    const promise = new Promise<void>((resolve) => { release = resolve; });
-    sink.hold = { resolve: release, promise };
-    const writing = core.write(res.handle, Buffer.from('abcdefgh'), 8, 2);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    // Another program's GETATTR meanwhile sees the old size, as the kernel still has it.
-    t.is((await fsp.stat('archive-first')).size, 4, 'the store has nothing of the write before the archive acknowledged it');
-    t.deepEqual(sink.records.map((r) => r.op), ['write']);
-    sink.hold = null;
-    release();
-    t.is(await writing, 8);
-    t.is(await fsp.readFile('archive-first', 'utf8'), '01abcdefgh');
-    sink.take();
-    // Past the largest file ext4 keeps: the record went first, so the store's part and size follow it.
-    const err = await t.throwsAsync(core.write(res.handle, Buffer.from('zz'), 2, 2 ** 50));
-    t.is((err as NodeJS.ErrnoException).code, 'EFBIG');
-    const recs = sink.take();
-    t.deepEqual(recs.map((r) => r.op), ['write', 'setattr']);
-    t.like(recs[0], { op: 'write', id, offset: 2 ** 50 });
-    t.like(recs[1], { op: 'setattr', id });
-    t.is((recs[1] as { attrs: { size: number } }).attrs.size, 10, 'the size the store kept');
-    await core.release(res.handle);
-  } finally {
-    sink.asyncMode = undefined;
-  }
-});
-
-test.serial('sync mode: a fallocate or truncation that grows a file, or a fallocate that zeroes, reaches the store only once the archive has its records; a refused one is recorded again as the store has it', async (t) => {
-  sink.asyncMode = false;
-  try {
-    const res = await core.create('/grown-first', 0o644, 0o2 /* O_RDWR */, ROOT);
-    const id = await readObjectId('grown-first', store.dir.fd);
-    await core.write(res.handle, Buffer.from('0123456789'), 10, 0);
-    const held = async (op: () => Promise<unknown>, label: string, sizeBefore: number): Promise<void> => {
-      sink.take();
-      let release!: () => void;
-      const promise = new Promise<void>((resolve) => { release = resolve; });
-      sink.hold = { resolve: release, promise };
-      const running = op();
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      t.is((await fsp.stat('grown-first')).size, sizeBefore, `${label}: the store keeps its size until the archive acknowledged`);
-      t.true(sink.records.length > 0, `${label}: recorded first`);
-      sink.hold = null;
-      release();
-      await running;
-    };
-    await held(() => core.fallocate(res.handle, 0, 0, 100), 'fallocate to 100 bytes', 10);
-    t.is((await fsp.stat('grown-first')).size, 100);
-    await held(() => core.setattr({ handle: res.handle }, { size: 300 }), 'ftruncate to 300 bytes', 100);
-    t.is((await fsp.stat('grown-first')).size, 300);
-    await held(() => core.fallocate(res.handle, 0x10 /* ZERO_RANGE */, 2, 3), 'zero range', 300);
-    t.is((await fsp.readFile('grown-first')).subarray(0, 6).toString('latin1'), '01\0\0\0' + '5');
-    // FALLOC_FL_PUNCH_HOLE without FALLOC_FL_KEEP_SIZE: EOPNOTSUPP from Linux, after its zeros were recorded.
-    sink.take();
-    const err = await t.throwsAsync(core.fallocate(res.handle, 0x02, 6, 2));
-    t.true(['EOPNOTSUPP', 'ENOTSUP'].includes((err as NodeJS.ErrnoException).code ?? ''), String((err as NodeJS.ErrnoException).code)); // the same number on Linux
-    const recs = sink.take();
-    t.deepEqual(recs.map((r) => r.op), ['write', 'write', 'setattr'], 'the zeros, then the store\'s bytes of the range and its attributes');
-    t.is((recs[1] as { data: Buffer }).data.toString(), '67');
-    t.like(recs[2], { op: 'setattr', id });
-    t.is((await fsp.readFile('grown-first')).subarray(6, 8).toString(), '67');
-    await core.release(res.handle);
-  } finally {
-    sink.asyncMode = undefined;
-  }
+test.serial('a write: in the store first, answered once its record is committed; one the store refuses (EFBIG) records nothing', async (t) => {
+  const res = await core.create('/store-first', 0o644, 0o2 /* O_RDWR */, ROOT);
+  await core.write(res.handle, Buffer.from('0123'), 4, 0);
+  sink.take();
+  let release!: () => void;
+  const promise = new Promise<void>((resolve) => { release = resolve; });
+  sink.hold = { resolve: release, promise };
+  let answered = false;
+  const writing = core.write(res.handle, Buffer.from('abcdefgh'), 8, 2).then((n) => { answered = true; return n; });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.is(await fsp.readFile('store-first', 'utf8'), '01abcdefgh', 'applied locally');
+  t.false(answered, 'not answered before the ack');
+  t.deepEqual(sink.records.map((r) => r.op), ['write']);
+  sink.hold = null;
+  release();
+  t.is(await writing, 8);
+  sink.take();
+  // Past the largest file ext4 keeps.
+  const err = await t.throwsAsync(core.write(res.handle, Buffer.from('zz'), 2, 2 ** 50));
+  t.is((err as NodeJS.ErrnoException).code, 'EFBIG');
+  t.deepEqual(sink.take(), [], 'nothing recorded');
+  await core.release(res.handle);
 });

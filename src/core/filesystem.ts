@@ -44,6 +44,20 @@ export interface DirEntryInfo {
   ino: bigint;
 }
 
+/** One object as the xattr operations reach it: by store path, or by a descriptor of it. */
+interface XattrObject {
+  target: GuardTarget;
+  set(name: string, value: Buffer, flags: number): Promise<void>;
+  remove(name: string): Promise<void>;
+  /** An ACL attribute, or null for none. */
+  acl(name: string): Promise<Buffer | null>;
+  stat(): Promise<fs.BigIntStats>;
+  /** Attributes read as a record is appended (synchronously: nothing comes between). */
+  statNow(): fs.BigIntStats;
+  chmod(mode: number): Promise<void>;
+  id(): Promise<ObjectId | null>;
+}
+
 export interface OpenResult {
   handle: number;
   /** Attributes of the opened object, taken right after the open. */
@@ -922,24 +936,63 @@ export class Filesystem {
    */
   async setxattr(path: string, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
     if (isPrivateXattr(name)) throw new FsError('EPERM', `${name} is reserved by strata`);
-    const rel = this.existing(path);
-    if (this.sink) await this.sink.admit(META_RECORD_BYTES + value.length);
-    if (this.guard) await this.guard.attrs({ rel });
-    await this.dir.setxattr(rel, name, value, flags);
-    if (name === ACL_ACCESS && caller !== undefined && caller.uid !== 0) await this.dropSetGidAfterAcl(rel, caller);
-    if (!this.sink) return;
-    const id = await this.idOf(rel);
-    if (id === null) return;
-    // An ACL is recorded as the store's file system keeps it: an ACL the mode bits say in full is kept as no ACL at all.
-    const kept = isAclXattr(name) ? await aclAt(this.dir, rel, name) : value;
-    const seq = this.sink.append(kept === null ? { op: 'removexattr', id, name } : { op: 'setxattr', id, name, value: kept });
-    await this.sink.committed(await this.recordModeAfterAcl(seq, id, rel, name));
+    return this.setxattrAt(this.xattrObjectAt(this.existing(path)), name, value, flags, caller);
   }
 
-  /** After the access ACL of `rel` was set or removed: its mode as the store's file system left it, recorded after record `seq`. */
-  private async recordModeAfterAcl(seq: number, id: ObjectId, rel: string, name: string): Promise<number> {
+  /** setxattr of an object whose last name is gone, through `pathFd` (taken over and closed; see getattrOf). */
+  async setxattrOf(pathFd: number, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
+    return this.closingAfter(pathFd, async () => {
+      if (isPrivateXattr(name)) throw new FsError('EPERM', `${name} is reserved by strata`);
+      return this.setxattrAt(this.xattrObjectOf(pathFd), name, value, flags, caller);
+    });
+  }
+
+  private async setxattrAt(o: XattrObject, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES + value.length);
+    if (this.guard) await this.guard.attrs(o.target);
+    await o.set(name, value, flags);
+    if (name === ACL_ACCESS && caller !== undefined && caller.uid !== 0) await this.dropSetGidAfterAcl(o, caller);
+    if (!this.sink) return;
+    const id = await o.id();
+    if (id === null) return;
+    // An ACL is recorded as the store's file system keeps it: an ACL the mode bits say in full is kept as no ACL at all.
+    const kept = isAclXattr(name) ? await o.acl(name) : value;
+    const seq = this.sink.append(kept === null ? { op: 'removexattr', id, name } : { op: 'setxattr', id, name, value: kept });
+    await this.sink.committed(this.recordModeAfterAcl(seq, id, o, name));
+  }
+
+  /** After the access ACL of `o` was set or removed: its mode as the store's file system left it, recorded after record `seq`. */
+  private recordModeAfterAcl(seq: number, id: ObjectId, o: XattrObject, name: string): number {
     if (name !== ACL_ACCESS) return seq;
-    return this.sink!.append({ op: 'setattr', id, attrs: attrsFromStat(this.dir.lstatNow(rel)) });
+    return this.sink!.append({ op: 'setattr', id, attrs: attrsFromStat(o.statNow()) });
+  }
+
+  /** The object at store path `rel`, for the xattr operations. */
+  private xattrObjectAt(rel: string): XattrObject {
+    return {
+      target: { rel },
+      set: (name, value, flags) => this.dir.setxattr(rel, name, value, flags),
+      remove: (name) => this.dir.removexattr(rel, name),
+      acl: (name) => aclAt(this.dir, rel, name),
+      stat: () => this.dir.lstat(rel),
+      statNow: () => this.dir.lstatNow(rel),
+      chmod: (mode) => this.dir.chmod(rel, mode),
+      id: () => this.idOf(rel),
+    };
+  }
+
+  /** The object of descriptor `fd` (O_PATH will do: the calls go through /proc/self/fd/N), for the xattr operations. */
+  private xattrObjectOf(fd: number): XattrObject {
+    return {
+      target: { fd },
+      set: (name, value, flags) => native.setxattr('', name, value, flags, fd),
+      remove: (name) => native.removexattr('', name, fd),
+      acl: (name) => aclOfFd(fd, name),
+      stat: () => new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st)))),
+      statNow: () => fs.fstatSync(fd, { bigint: true }),
+      chmod: (mode) => new Promise<void>((resolve, reject) => fs.chmod(`/proc/self/fd/${fd}`, mode, (err) => (err ? reject(err) : resolve()))),
+      id: () => readObjectId('', fd),
+    };
   }
 
   async getxattr(path: string, name: string): Promise<Buffer> {
@@ -986,15 +1039,26 @@ export class Filesystem {
 
   async removexattr(path: string, name: string): Promise<void> {
     if (isPrivateXattr(name)) throw new FsError('EPERM', `${name} is reserved by strata`);
-    const rel = this.existing(path);
+    return this.removexattrAt(this.xattrObjectAt(this.existing(path)), name);
+  }
+
+  /** removexattr of an object whose last name is gone, through `pathFd` (taken over and closed; see getattrOf). */
+  async removexattrOf(pathFd: number, name: string): Promise<void> {
+    return this.closingAfter(pathFd, async () => {
+      if (isPrivateXattr(name)) throw new FsError('EPERM', `${name} is reserved by strata`);
+      return this.removexattrAt(this.xattrObjectOf(pathFd), name);
+    });
+  }
+
+  private async removexattrAt(o: XattrObject, name: string): Promise<void> {
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
-    if (this.guard) await this.guard.attrs({ rel });
-    await this.dir.removexattr(rel, name);
+    if (this.guard) await this.guard.attrs(o.target);
+    await o.remove(name);
     if (!this.sink) return;
-    const id = await this.idOf(rel);
+    const id = await o.id();
     if (id === null) return;
     const seq = this.sink.append({ op: 'removexattr', id, name });
-    await this.sink.committed(await this.recordModeAfterAcl(seq, id, rel, name));
+    await this.sink.committed(this.recordModeAfterAcl(seq, id, o, name));
   }
 
   // ---- helpers ----------------------------------------------------------------
@@ -1019,11 +1083,11 @@ export class Filesystem {
   }
 
   /** S_ISGID goes when an access ACL is set by a caller outside the object's group (without CAP_FSETID: not root). */
-  private async dropSetGidAfterAcl(rel: string, caller: Caller): Promise<void> {
-    const st = await this.dir.lstat(rel);
+  private async dropSetGidAfterAcl(o: XattrObject, caller: Caller): Promise<void> {
+    const st = await o.stat();
     const mode = Number(st.mode);
     if ((mode & 0o2000) === 0 || st.isSymbolicLink() || (await callerInGroup(caller, Number(st.gid)))) return;
-    await this.dir.chmod(rel, mode & 0o7777 & ~0o2000);
+    await o.chmod(mode & 0o7777 & ~0o2000);
   }
 
   /** Drops the set-ID bits (setIdDrop) of the file at store path `rel` (not following a symbolic link). */

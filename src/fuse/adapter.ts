@@ -1269,7 +1269,10 @@ export class FuseAdapter {
       case OP.setxattr: {
         const name = r.name ?? '';
         if (name === CAPS_XATTR) ll.noCapabilities(r.ino, false);
-        await fs.setxattr(t.requirePath(t.get(r.ino)), name, r.data ?? Buffer.alloc(0), r.mode, r.caller);
+        const inode = t.get(r.ino);
+        const path = t.pathOf(inode);
+        const value = r.data ?? Buffer.alloc(0);
+        await (path !== null ? fs.setxattr(path, name, value, r.mode, r.caller) : fs.setxattrOf(this.nodeDescriptor(inode), name, value, r.mode, r.caller));
         answer(() => ll.replyErr(r.req, 0));
         return;
       }
@@ -1300,11 +1303,14 @@ export class FuseAdapter {
         else answer(() => ll.replyBuf(r.req, list, list.length));
         return;
       }
-      case OP.removexattr:
+      case OP.removexattr: {
         if (r.name === CAPS_XATTR) ll.noCapabilities(r.ino, false);
-        await fs.removexattr(t.requirePath(t.get(r.ino)), r.name ?? '');
+        const inode = t.get(r.ino);
+        const path = t.pathOf(inode);
+        await (path !== null ? fs.removexattr(path, r.name ?? '') : fs.removexattrOf(this.nodeDescriptor(inode), r.name ?? ''));
         answer(() => ll.replyErr(r.req, 0));
         return;
+      }
       default:
         answer(() => ll.replyErr(r.req, ENOSYS));
     }

@@ -333,7 +333,8 @@ for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
 // descriptor (no FUSE open), removes its name and works through
 // /proc/self/fd/N, so every request names a node with no name and no handle.
 // Before 2026-12-05 the chmod answered ENOENT on mirrored mounts and on
-// --no-direct-io (the FUSE thread's own setattr works by node descriptor).
+// --no-direct-io (the FUSE thread's own setattr works by node descriptor),
+// and setxattr and removexattr on every mount.
 const OPATH = [
   'import os',
   'open("f", "w").write("hello world")',
@@ -342,14 +343,15 @@ const OPATH = [
   'os.unlink("f")',
   'os.chmod(p, 0o600); print("mode:", oct(os.stat(p).st_mode & 0o777), "links:", os.stat(p).st_nlink)',
   'os.utime(p, (1000000000, 1000000000)); print("mtime:", os.stat(p).st_mtime)',
-  'print("xattr:", os.getxattr(p, "user.k"), sorted(x for x in os.listxattr(p) if x.startswith("user.")))',
+  'os.setxattr(p, "user.n", b"new"); os.removexattr(p, "user.k")',
+  'print("xattr:", os.getxattr(p, "user.n"), sorted(x for x in os.listxattr(p) if x.startswith("user.")))',
   'os.truncate(p, 5); print("size:", os.stat(p).st_size)',
   'r = os.open(p, os.O_RDONLY); print("read:", os.read(r, 20)); os.close(r)',
   'os.close(fd); print("names:", sorted(os.listdir(".")))',
 ].join('\n');
 
 for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
-  test(`a file with no name left and no open handle (an O_PATH descriptor, /proc/self/fd/N): chmod, utime, xattrs, truncate and open as on a native directory (${label})`, (t) => {
+  test(`a file with no name left and no open handle (an O_PATH descriptor, /proc/self/fd/N): chmod, utime, xattrs (get, list, set, remove), truncate and open as on a native directory (${label})`, (t) => {
     const m = mirrored ? withMirroredMount(t, { extraArgs: [...args] }) : withMount(t, [...args]);
     const native = join(m.base, 'native-opath');
     mkdirSync(native, { recursive: true });

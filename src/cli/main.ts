@@ -130,14 +130,19 @@ program
 
 program
   .command('verify')
-  .description('compare a store with its archive volume; exit 0 when equal, 1 when different, 2 on error')
-  .requiredOption('--store <dir>', 'the local store')
-  .requiredOption('--archive <url>', 'file:///DIR, strata://HOST:PORT or stratas://HOST:PORT')
-  .requiredOption('--volume <name>', 'the archive volume of this store')
+  .description('compare a store with its archive volume; exit 0 when equal, 1 when different, 2 on error. With MOUNTPOINT: the mount\'s store, archive and volume, after `strata sync` of it')
+  .argument('[mountpoint]', 'a mirrored mount (instead of --store, --archive, --volume, --token-file)')
+  .option('--store <dir>', 'the local store')
+  .option('--archive <url>', 'file:///DIR, strata://HOST:PORT or stratas://HOST:PORT')
+  .option('--volume <name>', 'the archive volume of this store')
   .option('--token-file <file>', 'token of a remote archive')
+  .option('--timeout <s>', 'with MOUNTPOINT: how long `strata sync` may wait (default 60)', parseFloat)
   .option('--json', 'one JSON object per difference, then a summary object')
   .option('--no-content', 'skip the block-by-block comparison of file contents')
-  .action(async (opts: VerifyOptions) => { process.exitCode = await (await import('./verify-command.js')).verifyCommand(opts); });
+  .action(async (mountpoint: string | undefined, opts: Partial<VerifyOptions> & { timeout?: number }) => {
+    const verify = await import('./verify-command.js');
+    process.exitCode = mountpoint !== undefined ? await verify.verifyMountCommand(mountpoint, opts) : await verify.verifyStoreCommand(opts);
+  });
 
 const swap = program.command('swap').description('restore a point-in-time tree into a spare store while the mount serves, then exchange the stores in one step (docs/swap.md)');
 swap

@@ -141,9 +141,10 @@ export async function statusCommand(mountpoint: string, opts: { json?: boolean }
   return 0;
 }
 
-/** `strata sync`: exit 0 once the archive holds every change so far, 1 on timeout, 2 when unreachable. */
-export async function syncCommand(mountpoint: string, opts: { timeout?: number; json?: boolean }): Promise<number> {
+/** `strata sync`: exit 0 once the archive holds every change so far, 1 on timeout, 2 when unreachable. `out`: where its report goes (stdout). */
+export async function syncCommand(mountpoint: string, opts: { timeout?: number; json?: boolean; out?: NodeJS.WritableStream }): Promise<number> {
   const mnt = resolve(mountpoint);
+  const out = opts.out ?? process.stdout;
   const timeoutMs = Math.round((opts.timeout ?? 60) * 1000);
   await flushMount(mnt, 'sync');
   let reply: { mirrored?: boolean; drained?: boolean; ackedSeq?: number; lastSeq?: number; connection?: string; lastError?: string | null };
@@ -153,22 +154,22 @@ export async function syncCommand(mountpoint: string, opts: { timeout?: number; 
     process.stderr.write(`strata sync: ${mnt} is not served by a strata daemon (${(err as Error).message})\n`);
     return 2;
   }
-  if (opts.json) process.stdout.write(JSON.stringify(reply) + '\n');
+  if (opts.json) out.write(JSON.stringify(reply) + '\n');
   if (reply.mirrored === false) {
-    if (!opts.json) process.stdout.write(`${mnt}: not mirrored (no archive configured)\n`);
+    if (!opts.json) out.write(`${mnt}: not mirrored (no archive configured)\n`);
     return 0;
   }
   if (reply.drained) {
-    if (!opts.json) process.stdout.write(`${mnt}: the archive holds every change (record ${reply.ackedSeq})\n`);
+    if (!opts.json) out.write(`${mnt}: the archive holds every change (record ${reply.ackedSeq})\n`);
     return 0;
   }
   if (!opts.json && reply.connection === 'fenced') {
-    process.stdout.write(`${mnt}: fenced off its volume (another primary recovered it); ${(reply.lastSeq ?? 0) - (reply.ackedSeq ?? 0)} records ` +
+    out.write(`${mnt}: fenced off its volume (another primary recovered it); ${(reply.lastSeq ?? 0) - (reply.ackedSeq ?? 0)} records ` +
       `will never reach the archive (${reply.lastError ?? 'EFENCED'})\n`);
     return 1;
   }
   if (!opts.json) {
-    process.stdout.write(`${mnt}: not drained after ${timeoutMs / 1000} s: archive has ${reply.ackedSeq} of ${reply.lastSeq} records` +
+    out.write(`${mnt}: not drained after ${timeoutMs / 1000} s: archive has ${reply.ackedSeq} of ${reply.lastSeq} records` +
       ` (${reply.connection}${reply.lastError ? `: ${reply.lastError}` : ''})\n`);
   }
   return 1;

@@ -12,6 +12,8 @@ import { diffTree, type Difference, type DiffValue } from '../mirror/tree-diff.j
 import { isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import { openArchiveClient } from '../archive-client/open-archive.js';
 import { badVolumeNameReason } from '../protocol/images.js';
+import { callControl } from '../daemon/control.js';
+import { syncCommand } from './operator-commands.js';
 
 export interface VerifyOptions {
   store: string;
@@ -44,6 +46,51 @@ export function formatDifference(d: Difference): string {
   if (d.kind === 'missing-locally') return `${path}: missing-locally (archive ${show(d.archive)})`;
   if (d.kind === 'content') return `${path}: content (${show(d.local)})`;
   return `${path}: ${d.kind} (local ${show(d.local)}, archive ${show(d.archive)})`;
+}
+
+/** `strata verify --store S --archive URL --volume V`: each of the three is required. */
+export async function verifyStoreCommand(opts: Partial<VerifyOptions>): Promise<number> {
+  const missing = (['store', 'archive', 'volume'] as const).filter((k) => opts[k] === undefined);
+  if (missing.length > 0) {
+    process.stderr.write(`strata verify: give a MOUNTPOINT, or ${missing.map((k) => `--${k}`).join(', ')} (see strata verify --help)\n`);
+    return 2;
+  }
+  return verifyCommand(opts as VerifyOptions);
+}
+
+/**
+ * `strata verify MOUNTPOINT`: the store, archive, volume and token file the
+ * mount's daemon reports, compared once `strata sync` of it returned (the
+ * kernel's dirty pages written back, the journal drained); quiet programs
+ * make a clean comparison.
+ */
+export async function verifyMountCommand(mountpoint: string, opts: Partial<VerifyOptions> & { timeout?: number }): Promise<number> {
+  const mnt = resolve(mountpoint);
+  if (opts.store !== undefined || opts.archive !== undefined || opts.volume !== undefined || opts.tokenFile !== undefined) {
+    process.stderr.write('strata verify: a MOUNTPOINT names the store, archive, volume and token file itself: give no --store, --archive, --volume or --token-file with it\n');
+    return 2;
+  }
+  let status: { store?: string; mirror?: { archive: string; volume: string; tokenFile?: string } | null };
+  try {
+    status = (await callControl(mnt, { cmd: 'status' }, 10_000)) as typeof status;
+  } catch (err) {
+    process.stderr.write(`strata verify: ${mnt} is not served by a strata daemon (${(err as Error).message})\n`);
+    return 2;
+  }
+  const m = status.mirror;
+  if (m === null || m === undefined || status.store === undefined) {
+    process.stderr.write(`strata verify: ${mnt} is not mirrored (no archive to compare with)\n`);
+    return 2;
+  }
+  // Its report on stderr: stdout is the comparison's (JSON with --json).
+  const synced = await syncCommand(mnt, { out: process.stderr, ...(opts.timeout !== undefined ? { timeout: opts.timeout } : {}) });
+  if (synced !== 0) return 2;
+  return verifyCommand({
+    store: status.store, archive: m.archive, volume: m.volume,
+    ...(m.tokenFile !== undefined ? { tokenFile: m.tokenFile } : {}),
+    ...(opts.json !== undefined ? { json: opts.json } : {}),
+    ...(opts.content !== undefined ? { content: opts.content } : {}),
+  });
 }
 
 export async function verifyCommand(opts: VerifyOptions): Promise<number> {

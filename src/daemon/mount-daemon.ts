@@ -100,7 +100,8 @@ export interface DaemonStatus {
   requests: Record<string, number>;
   /** Of those, the ones the FUSE thread answered itself. */
   requestsOnFuseThread: Record<string, number>;
-  mirror: MirrorStatus | null;
+  /** With the archive's token file, when one is configured (`strata verify MOUNTPOINT` reads it). */
+  mirror: (MirrorStatus & { tokenFile?: string }) | null;
   /** Why the mount answers EROFS to every change (fenced: by whom and when; released), or null. */
   readOnly: string | null;
   /** The restore after a recovery, while one is known to this store. */
@@ -278,7 +279,7 @@ export class MountDaemon {
       fuseFeatures: this.adapter?.features ? fuseFeaturesOf(this.adapter.features, this.adapter.maxWrite) : null,
       requests: this.adapter?.requestCounts() ?? {},
       requestsOnFuseThread: this.adapter?.bridgeCounts() ?? {},
-      mirror: this.mirror?.status() ?? null,
+      mirror: this.mirror ? { ...this.mirror.status(), ...(this.config.mirror?.tokenFile !== undefined ? { tokenFile: this.config.mirror.tokenFile } : {}) } : null,
       readOnly: this.mirror?.readOnly ?? null,
       restore: this.background?.progress() ?? this.restoreCompleted,
       eventLoopDelayMs: { ...this.loopWindow, maxSinceStart: this.loopMax },

@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
-import { holdDirtyMapping, sh, strata } from '../helpers/mount.js';
+import { holdDirtyMapping, sh, strata, withMount } from '../helpers/mount.js';
+import { startArchiveServer } from '../helpers/archive.js';
 import { withMirroredMount, withSnapshotMount, syncMount, assertConverged, verify, mirrorStatus, forceUnmount, mount } from '../helpers/mirror.js';
 import { loseDiskAndRecover } from '../helpers/concurrent.js';
 
@@ -224,4 +225,34 @@ test.serial('strata snapshot create MOUNTPOINT holds what a program stored throu
   const want = Buffer.alloc(8192, 'o');
   want.write('NEW', 4096);
   t.true(readFileSync(file).equals(want), 'the file recovered from the snapshot holds the program\'s stores, and not the later write');
+});
+
+// `strata verify MOUNTPOINT`: the store, archive, volume and token file come
+// from the mount's daemon (a real `strata archive serve` with a token here),
+// after `strata sync` of it; its report goes to stderr, the comparison to
+// stdout. A change made in the store behind the daemon's back is a
+// difference (exit 1); an unmirrored mount has nothing to compare (exit 2).
+test.serial('strata verify MOUNTPOINT compares the mount\'s store with its archive volume after a sync', async (t) => {
+  const server = await startArchiveServer();
+  t.teardown(() => server.stop());
+  const m = withMirroredMount(t, { archiveUrl: server.url, tokenFile: server.tokenFile });
+  t.is(sh('mkdir d && echo one > d/f && echo two > g', m.mnt).status, 0);
+  const ok = strata(['verify', m.mnt]);
+  t.is(ok.status, 0, ok.stderr);
+  t.regex(ok.stdout, /^\d+ objects compared, 0 differences\n$/);
+  t.regex(ok.stderr, /the archive holds every change/);
+  const json = strata(['verify', '--json', m.mnt]);
+  t.is(json.status, 0, json.stderr);
+  t.like(JSON.parse(json.stdout) as object, { differences: 0 });
+  writeFileSync(join(m.store, 'g'), 'changed behind strata\n');
+  const diff = strata(['verify', m.mnt]);
+  t.is(diff.status, 1, diff.stderr);
+  t.regex(diff.stdout, /\/g: size \(local 22, archive 4\)/);
+  const both = strata(['verify', '--store', m.store, m.mnt]);
+  t.is(both.status, 2);
+  t.regex(both.stderr, /give no --store/);
+  const plain = withMount(t);
+  const none = strata(['verify', plain.mnt]);
+  t.is(none.status, 2);
+  t.regex(none.stderr, /is not mirrored/);
 });

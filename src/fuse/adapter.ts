@@ -1085,9 +1085,7 @@ export class FuseAdapter {
         }
       }
       case OP.readlink: {
-        const link = t.get(r.ino);
-        const linkPath = t.pathOf(link);
-        const target = await (linkPath !== null ? fs.readlink(linkPath) : fs.readlinkOf(this.nodeDescriptor(link)));
+        const target = await this.byNode(t.get(r.ino), (path) => fs.readlink(path), (fd) => fs.readlinkOf(fd));
         answer(() => ll.replyReadlink(r.req, target));
         return;
       }
@@ -1269,10 +1267,8 @@ export class FuseAdapter {
       case OP.setxattr: {
         const name = r.name ?? '';
         if (name === CAPS_XATTR) ll.noCapabilities(r.ino, false);
-        const inode = t.get(r.ino);
-        const path = t.pathOf(inode);
         const value = r.data ?? Buffer.alloc(0);
-        await (path !== null ? fs.setxattr(path, name, value, r.mode, r.caller) : fs.setxattrOf(this.nodeDescriptor(inode), name, value, r.mode, r.caller));
+        await this.byNode(t.get(r.ino), (path) => fs.setxattr(path, name, value, r.mode, r.caller), (fd) => fs.setxattrOf(fd, name, value, r.mode, r.caller));
         answer(() => ll.replyErr(r.req, 0));
         return;
       }
@@ -1280,9 +1276,7 @@ export class FuseAdapter {
         const name = r.name ?? '';
         let value: Buffer;
         try {
-          const inode = t.get(r.ino);
-          const path = t.pathOf(inode);
-          value = await (path !== null ? fs.getxattr(path, name) : fs.getxattrOf(this.nodeDescriptor(inode), name));
+          value = await this.byNode(t.get(r.ino), (path) => fs.getxattr(path, name), (fd) => fs.getxattrOf(fd, name));
         } catch (err) {
           // Let the bridge answer the kernel's per-write capability probe itself.
           if (name === CAPS_XATTR && (err as { code?: string }).code === 'ENODATA') ll.noCapabilities(r.ino, true);
@@ -1294,9 +1288,7 @@ export class FuseAdapter {
         return;
       }
       case OP.listxattr: {
-        const inode = t.get(r.ino);
-        const path = t.pathOf(inode);
-        const names = await (path !== null ? fs.listxattr(path) : fs.listxattrOf(this.nodeDescriptor(inode)));
+        const names = await this.byNode(t.get(r.ino), (path) => fs.listxattr(path), (fd) => fs.listxattrOf(fd));
         const list = Buffer.concat(names.flatMap((n) => [nameBytes(n), NUL]));
         if (r.size === 0) answer(() => ll.replyXattrSize(r.req, list.length));
         else if (list.length > r.size) answer(() => ll.replyErr(r.req, ERANGE));
@@ -1304,10 +1296,9 @@ export class FuseAdapter {
         return;
       }
       case OP.removexattr: {
-        if (r.name === CAPS_XATTR) ll.noCapabilities(r.ino, false);
-        const inode = t.get(r.ino);
-        const path = t.pathOf(inode);
-        await (path !== null ? fs.removexattr(path, r.name ?? '') : fs.removexattrOf(this.nodeDescriptor(inode), r.name ?? ''));
+        const name = r.name ?? '';
+        if (name === CAPS_XATTR) ll.noCapabilities(r.ino, false);
+        await this.byNode(t.get(r.ino), (path) => fs.removexattr(path, name), (fd) => fs.removexattrOf(fd, name));
         answer(() => ll.replyErr(r.req, 0));
         return;
       }
@@ -1388,6 +1379,16 @@ export class FuseAdapter {
   }
 
   /**
+   * `byPath` with the node's store path, or, when its last name is gone (a
+   * rename over it or an unlink after the kernel's lookup), `byDescriptor`
+   * with a descriptor of it from the node table (which it takes over).
+   */
+  private byNode<T>(inode: Inode, byPath: (path: string) => Promise<T>, byDescriptor: (fd: number) => Promise<T>): Promise<T> {
+    const path = this.table().pathOf(inode);
+    return path !== null ? byPath(path) : byDescriptor(this.nodeDescriptor(inode));
+  }
+
+  /**
    * A descriptor of `inode`'s object from the bridge's node table (the
    * caller's to close), for a node with no name left; ESTALE after a swap,
    * ENOENT when the table holds none (evicted, or a mount without fast paths).
@@ -1395,7 +1396,7 @@ export class FuseAdapter {
   private nodeDescriptor(inode: Inode): number {
     const fd = this.session && !this.closed && !inode.stale ? ll.nodeDescriptor(this.session, inode.nodeid) : -1;
     // None: as before (ESTALE after a swap, else ENOENT).
-    if (fd < 0) this.inodes!.requirePath(inode);
+    if (fd < 0) this.table().requirePath(inode);
     if (fd < 0) throw new FsError('ENOENT', `node ${inode.nodeid} has no name left and no descriptor in the node table`);
     return fd;
   }

@@ -1,15 +1,45 @@
 // One check per claim of docs/SEMANTICS.md that the program tests
 // (programs.test.ts) do not already make, each against a live mount and,
 // where the claim is "as on ext4", against a native directory too.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { closeSync, constants, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { withMount, sh } from '../helpers/mount.js';
-import { assertConverged, syncMount, withMirroredMount } from '../helpers/mirror.js';
+import { assertConverged, syncMount, withMirroredMount, type MirroredMount } from '../helpers/mirror.js';
 import { renameRace } from '../helpers/rename-race.js';
+
+/** A plain mount with `args`, or a mirrored one (MOUNTS tables: label, args, mirrored). */
+function mountOf(t: ExecutionContext, args: readonly string[], mirrored: boolean): { mnt: string; base: string } & Partial<MirroredMount> {
+  return mirrored ? withMirroredMount(t, { extraArgs: [...args] }) : withMount(t, [...args]);
+}
+
+/** A mirrored mount's archive equals its store (after strata sync); nothing for a plain one. */
+function convergedIfMirrored(t: ExecutionContext, m: { mnt: string } & Partial<MirroredMount>): void {
+  if ('archiveUrl' in m) {
+    syncMount(m as MirroredMount);
+    assertConverged(t, m as MirroredMount);
+  }
+}
+
+/**
+ * Runs the Python `script` in a new native directory `m.base/<dir>` and on
+ * the mount: the native run succeeds and prints `nativeShows` (so the test
+ * checks what it means to), the mount's prints the same; then convergedIfMirrored.
+ */
+function sameAsNative(t: ExecutionContext, m: { mnt: string; base: string } & Partial<MirroredMount>, dir: string, script: string, nativeShows: RegExp, why: string): void {
+  const native = join(m.base, dir);
+  mkdirSync(native, { recursive: true });
+  const want = sh(`python3 -c '${script}'`, native);
+  t.is(want.status, 0, want.stderr);
+  t.regex(want.stdout, nativeShows, why);
+  const got = sh(`python3 -c '${script}'`, m.mnt);
+  t.is(got.status, 0, got.stderr);
+  t.is(got.stdout, want.stdout);
+  convergedIfMirrored(t, m);
+}
 
 function both(m: { mnt: string; native: string }, script: string): { mnt: string; native: string } {
   const a = sh(script, m.mnt);
@@ -158,20 +188,7 @@ const RENAMEAT2 = [
 
 for (const mirrored of [false, true]) {
   test(`renameat2: RENAME_NOREPLACE and RENAME_EXCHANGE as on a native directory (EEXIST, nothing changed; a new name works; names swap objects, errors as ext4's)${mirrored ? ' (mirrored: the archive converges)' : ''}`, (t) => {
-    const m = mirrored ? withMirroredMount(t) : withMount(t);
-    const native = join(m.base, 'native-r2');
-    mkdirSync(native, { recursive: true });
-    const want = sh(`python3 -c '${RENAMEAT2}'`, native);
-    t.is(want.status, 0, want.stderr);
-    t.regex(want.stdout, /exchange: ok/, 'ext4 exchanges');
-    const got = sh(`python3 -c '${RENAMEAT2}'`, m.mnt);
-    t.is(got.status, 0, got.stderr);
-    t.is(got.stdout, want.stdout);
-    t.regex(want.stdout, /exchange a directory and a file: ok/);
-    if ('archiveUrl' in m) {
-      syncMount(m);
-      assertConverged(t, m);
-    }
+    sameAsNative(t, mountOf(t, [], mirrored), 'native-r2', RENAMEAT2, /exchange: ok[^]*exchange a directory and a file: ok/, 'ext4 exchanges');
   });
 }
 
@@ -241,19 +258,7 @@ const APPEND_MOUNTS: readonly (readonly [string, readonly string[], boolean])[] 
 
 for (const [label, args, mirrored] of APPEND_MOUNTS) {
   test(`O_APPEND follows the program's file flags as they are at each write (set or cleared with fcntl) and appends at the end another handle left: as on a native directory (${label})`, (t) => {
-    const m = mirrored ? withMirroredMount(t, { extraArgs: [...args] }) : withMount(t, [...args]);
-    const native = join(m.base, 'native-append');
-    mkdirSync(native, { recursive: true });
-    const want = sh(`python3 -c '${APPENDS}'`, native);
-    t.is(want.status, 0, want.stderr);
-    t.regex(want.stdout, /cleared by F_SETFL.*b'CD23456789'/, 'ext4 writes where the program says once O_APPEND is off');
-    const got = sh(`python3 -c '${APPENDS}'`, m.mnt);
-    t.is(got.status, 0, got.stderr);
-    t.is(got.stdout, want.stdout);
-    if ('archiveUrl' in m) {
-      syncMount(m);
-      assertConverged(t, m);
-    }
+    sameAsNative(t, mountOf(t, args, mirrored), 'native-append', APPENDS, /cleared by F_SETFL.*b'CD23456789'/, 'ext4 writes where the program says once O_APPEND is off');
   });
 }
 
@@ -288,19 +293,7 @@ const NAMELESS_MOUNTS: readonly (readonly [string, readonly string[], boolean])[
 
 for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
   test(`a file with no name left is opened again through /proc/PID/fd/N, truncated by that path and O_TRUNC-opened: as on a native directory (${label})`, (t) => {
-    const m = mirrored ? withMirroredMount(t, { extraArgs: [...args] }) : withMount(t, [...args]);
-    const native = join(m.base, 'native-nameless');
-    mkdirSync(native, { recursive: true });
-    const want = sh(`python3 -c '${NAMELESS}'`, native);
-    t.is(want.status, 0, want.stderr);
-    t.regex(want.stdout, /O_TRUNC open of it, written: b'xy'/, 'ext4 opens it again');
-    const got = sh(`python3 -c '${NAMELESS}'`, m.mnt);
-    t.is(got.status, 0, got.stderr);
-    t.is(got.stdout, want.stdout);
-    if ('archiveUrl' in m) {
-      syncMount(m);
-      assertConverged(t, m);
-    }
+    sameAsNative(t, mountOf(t, args, mirrored), 'native-nameless', NAMELESS, /O_TRUNC open of it, written: b'xy'/, 'ext4 opens it again');
   });
 }
 
@@ -317,15 +310,12 @@ for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
 const REPLACER = fileURLToPath(new URL('../../../test/helpers/replace-race.py', import.meta.url));
 for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
   test(`a file and a symlink replaced by rename over their names while another program opens, reads xattrs, stats and reads the link: nothing fails, as natively (${label})`, (t) => {
-    const m = mirrored ? withMirroredMount(t, { extraArgs: [...args] }) : withMount(t, [...args]);
+    const m = mountOf(t, args, mirrored);
     const r = spawnSync('python3', [REPLACER, m.mnt, '300'], { encoding: 'utf8', timeout: 120_000 });
     t.is(r.status, 0, r.stderr);
     t.log(r.stderr.trim());
     t.deepEqual(JSON.parse(r.stdout) as Record<string, number>, {}, 'failures by operation and errno');
-    if ('archiveUrl' in m) {
-      syncMount(m);
-      assertConverged(t, m);
-    }
+    convergedIfMirrored(t, m);
   });
 }
 
@@ -352,19 +342,7 @@ const OPATH = [
 
 for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
   test(`a file with no name left and no open handle (an O_PATH descriptor, /proc/self/fd/N): chmod, utime, xattrs (get, list, set, remove), truncate and open as on a native directory (${label})`, (t) => {
-    const m = mirrored ? withMirroredMount(t, { extraArgs: [...args] }) : withMount(t, [...args]);
-    const native = join(m.base, 'native-opath');
-    mkdirSync(native, { recursive: true });
-    const want = sh(`python3 -c '${OPATH}'`, native);
-    t.is(want.status, 0, want.stderr);
-    t.regex(want.stdout, /read: b'hello'/);
-    const got = sh(`python3 -c '${OPATH}'`, m.mnt);
-    t.is(got.status, 0, got.stderr);
-    t.is(got.stdout, want.stdout);
-    if ('archiveUrl' in m) {
-      syncMount(m);
-      assertConverged(t, m);
-    }
+    sameAsNative(t, mountOf(t, args, mirrored), 'native-opath', OPATH, /read: b'hello'/, 'ext4 works through the O_PATH descriptor');
   });
 }
 

@@ -658,7 +658,15 @@ export class Filesystem {
 
   async read(handle: number, buf: Buffer, length: number, position: number): Promise<number> {
     const f = this.file(handle);
-    if (f.remote && this.restore && f.id !== null) f.remote = await this.restore.fetchRange(f.id, f.fd, position, length);
+    if (f.remote && this.restore && f.id !== null) {
+      try {
+        f.remote = await this.restore.fetchRange(f.id, f.fd, position, length);
+      } catch (err) {
+        // No room in the store for the blocks: the read is answered from the archive all the same (a read never needs room).
+        if (!isNoRoom(err)) throw err;
+        return this.restore.readThrough(f.id, f.fd, buf, length, position);
+      }
+    }
     return new Promise((resolve, reject) => {
       fs.read(f.fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n)));
     });
@@ -1310,3 +1318,9 @@ function zeros(n: number): Buffer {
 const DT_TO_MODE: Readonly<Record<number, number>> = {
   1: C.S_IFIFO, 2: C.S_IFCHR, 4: C.S_IFDIR, 6: C.S_IFBLK, 8: C.S_IFREG, 10: C.S_IFLNK, 12: C.S_IFSOCK,
 };
+
+/** The store has no room (ENOSPC, or the quota's EDQUOT). */
+function isNoRoom(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}

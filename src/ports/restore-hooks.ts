@@ -25,6 +25,13 @@ export interface RestoreHooks {
    * Resolves with whether any of the file is still remote afterwards.
    */
   fetchRange(id: ObjectId, fd: number, offset: number, length: number): Promise<boolean>;
+  /**
+   * For a read whose fetch failed with ENOSPC (no room in the store): bytes
+   * [offset, offset + length) of the file into `buf`, local blocks from `fd`
+   * and the missing ones straight from the archive, nothing written. Returns
+   * the bytes read.
+   */
+  readThrough(id: ObjectId, fd: number, buf: Buffer, length: number, offset: number): Promise<number>;
   /** Makes the whole file local (before a size change other than to 0, a fallocate). */
   fetchAll(id: ObjectId, fd: number): Promise<void>;
   /**

@@ -32,6 +32,7 @@ import type { RestoreHooks, SettleWatch } from '../ports/restore-hooks.js';
 import { ArchiveError, isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import { BLOCK_SIZE, ROOT_ID, isZero, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
+import { readInto } from '../store/fd-io.js';
 import type { LocalStore } from '../store/local-store.js';
 import type { StoreDir } from '../store/store-dir.js';
 import {
@@ -81,6 +82,8 @@ export interface FetchStats {
   failures: number;
   /** Blocks the archive could not deliver (corrupt or missing there). */
   unreadableBlocks: number;
+  /** Reads answered straight from the archive, the store having no room for their blocks (readThrough). */
+  readsThrough: number;
   lastError: string | null;
 }
 
@@ -108,7 +111,7 @@ interface CachedImage {
 
 /** Counters before any fetch. */
 export function noFetches(): FetchStats {
-  return { dirFetches: 0, rangeFetches: 0, blocksFetched: 0, bytesFetched: 0, holesSkipped: 0, entriesMaterialised: 0, failures: 0, unreadableBlocks: 0, lastError: null };
+  return { dirFetches: 0, rangeFetches: 0, blocksFetched: 0, bytesFetched: 0, holesSkipped: 0, entriesMaterialised: 0, failures: 0, unreadableBlocks: 0, readsThrough: 0, lastError: null };
 }
 
 /** At most this many blocks in one readRange (4 MiB). */
@@ -349,6 +352,45 @@ export class OnDemandRestore implements RestoreHooks {
       })();
       mine.hold(work);
       return this.waited(work, `file ${id} bytes ${offset}+${length}`);
+    });
+  }
+
+  /**
+   * A read the store has no room to make local (its fetch failed with ENOSPC):
+   * bytes [offset, offset + length) of the file as a program sees them, into
+   * `buf`, the local blocks from `fd` and the missing ones straight from the
+   * archive, nothing written. Returns the bytes read (short at the file's
+   * end: the store file's size is the file's).
+   */
+  async readThrough(id: ObjectId, fd: number, buf: Buffer, length: number, offset: number): Promise<number> {
+    const map = await this.mapOf(id);
+    if (map === null || length <= 0) return readInto(fd, buf, length, offset);
+    const first = Math.floor(offset / BLOCK_SIZE);
+    let a = first;
+    let b = Math.min(map.present.length - 1, Math.floor((offset + length - 1) / BLOCK_SIZE));
+    while (a <= b && map.present[a] === 1) a++;
+    while (b >= a && map.present[b] === 1) b--;
+    // The archive's bytes of the missing blocks, fetched before the file's lock (no write waits for the link).
+    const what = `file ${id} bytes ${a * BLOCK_SIZE}+${(b - a + 1) * BLOCK_SIZE} (read through: no room in the store)`;
+    const start = a * BLOCK_SIZE;
+    const remote = a <= b
+      ? await this.waited(this.translated(this.observed(this.readVerified(id, start, Math.min((b + 1) * BLOCK_SIZE, map.remoteSize) - start)), what), what)
+      : Buffer.alloc(0);
+    return this.withLock(id, async () => {
+      const n = await readInto(fd, buf, length, offset);
+      // Cut meanwhile, or every block local and recorded: the store's bytes are the file's.
+      if (this.dropped(map)) return n;
+      for (let i = a; i <= b; i++) {
+        if (map.present[i] === 1) continue; // written or fetched meanwhile
+        const s = Math.max(i * BLOCK_SIZE, offset);
+        const e = Math.min((i + 1) * BLOCK_SIZE, offset + n);
+        if (s >= e) continue;
+        // Past the archive's end of file (a missing block the file grew over): zeros, as the store's hole reads.
+        buf.fill(0, s - offset, e - offset);
+        if (s - start < remote.length) remote.copy(buf, s - offset, s - start, Math.min(remote.length, e - start));
+      }
+      this.stats.readsThrough++;
+      return n;
     });
   }
 

@@ -15,6 +15,17 @@ export async function readAt(fd: number, pos: number, len: number): Promise<Buff
   return buf;
 }
 
+/** Up to `len` bytes at `pos` into `buf` (from its start); returns how many (fewer only at the end of the file). */
+export async function readInto(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
+  let done = 0;
+  while (done < len) {
+    const n = await new Promise<number>((resolve, reject) => fs.read(fd, buf, done, len - done, pos + done, (err, r) => (err ? reject(err) : resolve(r))));
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
 /** close(2); an error (EIO of a file only read) is not the caller's concern. */
 export function closeQuietly(fd: number): Promise<void> {
   return new Promise((resolve) => fs.close(fd, () => resolve()));

@@ -93,6 +93,18 @@ export interface SetattrChanges {
 /** The object a setattr acts on: through an open handle, or by path. */
 export type ObjectRef = { handle: number } | { path: string };
 
+/** A change of names, as the core prepares for it (Filesystem.beforeNames). */
+interface NameChange {
+  /** Store-relative paths of the directories whose entries change (the source's first for a rename). */
+  dirs: string[];
+  /** The entry the change removes or replaces, if any: in the last of `dirs`. */
+  removes?: string;
+  /** `removes` may be a directory that goes: it must be empty (rmdir, a rename over a directory). */
+  emptied?: boolean;
+  /** Bytes the record takes beyond a namespace change's (a symlink's target). */
+  extraBytes?: number;
+}
+
 /** Bytes a record of a namespace or attribute change takes, for the journal bound. */
 const META_RECORD_BYTES = 512;
 /**
@@ -236,7 +248,7 @@ export class Filesystem {
   /** Attributes of the entry `path` names, once its directory's entries are in the store. */
   async lookup(path: string): Promise<fs.BigIntStats> {
     const rel = LocalStore.relative(path);
-    if (this.restore) await this.restore.child(parentRelOf(rel), basename(rel));
+    await this.localEntry(rel);
     return this.shown(await this.dir.lstat(rel), rel, null);
   }
 
@@ -248,7 +260,7 @@ export class Filesystem {
    */
   async attrsSettled(path: string, lookup: boolean): Promise<{ st: fs.BigIntStats; settled: boolean }> {
     const rel = LocalStore.relative(path);
-    if (lookup && this.restore) await this.restore.child(parentRelOf(rel), basename(rel));
+    if (lookup) await this.localEntry(rel);
     const raw = await this.dir.lstat(rel);
     const restore = this.restore;
     const before = [raw.nlink, raw.size, raw.atimeNs, raw.mtimeNs, raw.ctimeNs, raw.mode];
@@ -292,7 +304,7 @@ export class Filesystem {
     // The object's id, read once (the namespace lock keeps the path on it); only what records or restores needs it.
     const id = f ? f.id : this.sink || this.restore ? await this.idOf(rel!) : null;
     // A pending directory's entries come first (they would move its times afterwards).
-    if (this.restore && rel !== null) await this.restore.entries(rel);
+    if (rel !== null) await this.localEntries(rel);
     const restoreId = this.restore ? id : null;
     if (restoreId !== null) await this.restore!.changing(restoreId, f ? f.fd : rel!);
     if (this.restore && ch.size !== undefined) await this.beforeSizeChange(f, rel!, id, ch.size);
@@ -409,12 +421,49 @@ export class Filesystem {
 
   // ---- namespace --------------------------------------------------------
 
+  /**
+   * With localEntries, the one place the core asks an unfinished restore for
+   * names: before a lookup of the entry at `rel`, resolves once it is in the
+   * store if its directory has it (a pending directory's other entries may
+   * stay in the archive: a lookup is answered without them).
+   */
+  private async localEntry(rel: string): Promise<void> {
+    if (this.restore !== null) await this.restore.child(parentRelOf(rel), basename(rel));
+  }
+
+  /**
+   * Resolves once the entries of each directory in `rels` are in the store:
+   * before a listing, a change of names in it (beforeNames), or of a
+   * directory's own attributes (its entries would move its times after).
+   * A no-op when no restore is under way or the directories are restored.
+   */
+  private async localEntries(...rels: string[]): Promise<void> {
+    if (this.restore === null) return;
+    await Promise.all(rels.map((rel) => this.restore!.entries(rel)));
+  }
+
+  /**
+   * Before a change of names (create, mkdir, mknod, symlink, link, unlink,
+   * rmdir, rename, exchange), in this order: the directories' entries are in
+   * the store (until then the names are the archive's to say), and with
+   * `emptied` also those of the directory `removes` names (after its
+   * parent's: whether it is empty is the archive's to say too); the journal
+   * has room for the record; the checkpoint guard has saved each directory,
+   * and the entry the change removes or replaces with the last of them.
+   */
+  private async beforeNames(c: NameChange): Promise<void> {
+    await this.localEntries(...c.dirs);
+    if (c.emptied && c.removes !== undefined) await this.localEntries(c.removes);
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES + (c.extraBytes ?? 0));
+    if (this.guard) {
+      for (let i = 0; i < c.dirs.length; i++) await this.guard.names(c.dirs[i]!, i === c.dirs.length - 1 ? c.removes : undefined);
+    }
+  }
+
   /** Creates a directory owned by the caller; returns its attributes. */
   async mkdir(path: string, mode: number, caller: Caller): Promise<fs.BigIntStats> {
     const rel = LocalStore.relativeForCreate(path);
-    if (this.restore) await this.restore.entries(parentRelOf(rel));
-    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
-    if (this.guard) await this.guard.names(parentRelOf(rel));
+    await this.beforeNames({ dirs: [parentRelOf(rel)] });
     const inherits = await this.inheritsAcl(rel, caller);
     await this.dir.mkdir(rel, this.creationMode(mode, caller, inherits) & 0o7777);
     if (this.guard) await this.guard.created(rel);
@@ -425,9 +474,7 @@ export class Filesystem {
   /** Creates a fifo, socket or device node owned by the caller; returns its attributes. */
   async mknod(path: string, mode: number, dev: number, caller: Caller): Promise<fs.BigIntStats> {
     const rel = LocalStore.relativeForCreate(path);
-    if (this.restore) await this.restore.entries(parentRelOf(rel));
-    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
-    if (this.guard) await this.guard.names(parentRelOf(rel));
+    await this.beforeNames({ dirs: [parentRelOf(rel)] });
     const inherits = await this.inheritsAcl(rel, caller);
     await this.dir.mknod(rel, this.creationMode(mode, caller, inherits), dev);
     if (this.guard) await this.guard.created(rel);
@@ -437,9 +484,7 @@ export class Filesystem {
 
   async symlink(target: string, path: string, caller: Caller): Promise<fs.BigIntStats> {
     const rel = LocalStore.relativeForCreate(path);
-    if (this.restore) await this.restore.entries(parentRelOf(rel));
-    if (this.sink) await this.sink.admit(META_RECORD_BYTES + target.length);
-    if (this.guard) await this.guard.names(parentRelOf(rel));
+    await this.beforeNames({ dirs: [parentRelOf(rel)], extraBytes: target.length });
     await this.dir.symlink(target, rel);
     if (this.guard) await this.guard.created(rel);
     await this.own(rel, caller, true);
@@ -449,9 +494,7 @@ export class Filesystem {
   /** Gives `existingPath`'s object the name `newPath`; returns its attributes. */
   async link(existingPath: string, newPath: string): Promise<fs.BigIntStats> {
     const rel = LocalStore.relativeForCreate(newPath);
-    if (this.restore) await this.restore.entries(parentRelOf(rel));
-    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
-    if (this.guard) await this.guard.names(parentRelOf(rel));
+    await this.beforeNames({ dirs: [parentRelOf(rel)] });
     await this.dir.link(LocalStore.relative(existingPath), rel);
     if (!this.sink) return this.shown(await this.dir.lstat(rel), rel, null);
     const [st, id, parent] = await Promise.all([this.dir.lstat(rel), this.idOf(rel), this.parentOf(rel)]);
@@ -463,22 +506,14 @@ export class Filesystem {
 
   async unlink(path: string): Promise<void> {
     const rel = LocalStore.relative(path);
-    if (this.restore) await this.restore.entries(parentRelOf(rel));
-    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
-    if (this.guard) await this.guard.names(parentRelOf(rel), rel);
+    await this.beforeNames({ dirs: [parentRelOf(rel)], removes: rel });
     await this.dir.unlink(rel);
     await this.recordRemoved('unlink', rel);
   }
 
   async rmdir(path: string): Promise<void> {
     const rel = LocalStore.relative(path);
-    if (this.restore) {
-      // Its own entries too (after its parent's): whether it is empty is the archive's to say until then.
-      await this.restore.entries(parentRelOf(rel));
-      await this.restore.entries(rel);
-    }
-    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
-    if (this.guard) await this.guard.names(parentRelOf(rel), rel);
+    await this.beforeNames({ dirs: [parentRelOf(rel)], removes: rel, emptied: true });
     await this.dir.rmdir(rel);
     await this.recordRemoved('rmdir', rel);
   }
@@ -487,16 +522,8 @@ export class Filesystem {
   async rename(from: string, to: string, noReplace = false): Promise<void> {
     const fromRel = LocalStore.relative(from);
     const toRel = LocalStore.relativeForCreate(to);
-    if (this.restore) {
-      // Both directories, and a directory replaced by the rename (it must be empty).
-      await Promise.all([this.restore.entries(parentRelOf(fromRel)), this.restore.entries(parentRelOf(toRel))]);
-      await this.restore.entries(toRel);
-    }
-    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
-    if (this.guard) {
-      await this.guard.names(parentRelOf(fromRel));
-      await this.guard.names(parentRelOf(toRel), toRel);
-    }
+    // A directory the rename replaces must be empty.
+    await this.beforeNames({ dirs: [parentRelOf(fromRel), parentRelOf(toRel)], removes: toRel, emptied: true });
     await this.dir.rename(fromRel, toRel, noReplace);
     if (!this.sink) return;
     const [p, np] = await Promise.all([this.parentOf(fromRel), this.parentOf(toRel)]);
@@ -514,13 +541,7 @@ export class Filesystem {
   async exchange(a: string, b: string): Promise<void> {
     const aRel = LocalStore.relative(a);
     const bRel = LocalStore.relative(b);
-    // Both directories' entries first (the names are the archive's until then).
-    if (this.restore) await Promise.all([this.restore.entries(parentRelOf(aRel)), this.restore.entries(parentRelOf(bRel))]);
-    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
-    if (this.guard) {
-      await this.guard.names(parentRelOf(aRel));
-      await this.guard.names(parentRelOf(bRel));
-    }
+    await this.beforeNames({ dirs: [parentRelOf(aRel), parentRelOf(bRel)] });
     await this.dir.exchange(aRel, bRel);
     if (!this.sink) return;
     const [p, np] = await Promise.all([this.parentOf(aRel), this.parentOf(bRel)]);
@@ -627,9 +648,7 @@ export class Filesystem {
 
   async create(path: string, mode: number, flags: number, caller: Caller): Promise<OpenResult> {
     const rel = LocalStore.relativeForCreate(path);
-    if (this.restore) await this.restore.entries(parentRelOf(rel));
-    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
-    if (this.guard) await this.guard.names(parentRelOf(rel));
+    await this.beforeNames({ dirs: [parentRelOf(rel)] });
     const inherits = await this.inheritsAcl(rel, caller);
     const fd = await this.dir.open(rel, (flags & ~CREATE_STRIP) | C.O_CREAT | OPEN_ADD, this.creationMode(mode, caller, inherits) & 0o7777);
     if (this.guard) await this.guard.created(rel);
@@ -863,7 +882,7 @@ export class Filesystem {
   /** All entries of a directory, '.' and '..' first, the reserved entry hidden. */
   async readdir(path: string): Promise<DirEntryInfo[]> {
     const rel = this.existing(path);
-    if (this.restore) await this.restore.entries(rel);
+    await this.localEntries(rel);
     const parentRel = path === '/' ? '.' : LocalStore.relative(dirname(path));
     const [entries, self, parent] = await Promise.all([
       this.dir.readdirIno(rel),

@@ -219,6 +219,7 @@ export class DaemonMetrics {
     counter('strata_restore_fetched_blocks_total', 'Blocks made local by fetching, by this daemon', ['volume'], (st) => (st.restore ? [[{}, st.restore.fetch.blocksFetched]] : null));
     counter('strata_restore_entries_materialised_total', 'Objects created from directory images by this daemon', ['volume'], (st) => (st.restore ? [[{}, st.restore.fetch.entriesMaterialised]] : null));
     counter('strata_restore_unreadable_blocks_total', 'Blocks the archive could not deliver, met by this daemon', ['volume'], (st) => (st.restore ? [[{}, st.restore.fetch.unreadableBlocks]] : null));
+    counter('strata_restore_reads_through_total', 'Reads answered straight from the archive because the store had no room for their blocks (ENOSPC), by this daemon', ['volume'], (st) => (st.restore ? [[{}, st.restore.fetch.readsThrough]] : null));
   }
 }
 

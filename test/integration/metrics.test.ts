@@ -145,6 +145,7 @@ test('strata recover --metrics: restore progress, fetch counts and their latency
   t.true(total(s0, 'strata_restore_volume_bytes') >= 300000);
   t.is(series(s0, 'strata_restore_directories_queued').length, 1);
   t.is(series(s0, 'strata_restore_unreadable_objects').length, 1);
+  t.deepEqual(series(s0, 'strata_restore_reads_through_total').map((s) => s.value), [0], 'no read needed the archive for want of room');
   const range0 = total(s0, 'strata_restore_fetches_total', { kind: 'range' });
   const dirs0 = total(s0, 'strata_restore_fetches_total', { kind: 'directory' });
   const c = sh('cat a/b/c/d/file | wc -c', r.mnt);

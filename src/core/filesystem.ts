@@ -876,7 +876,20 @@ export class Filesystem {
     const fd = await this.dir.open(rel, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW).catch((err: unknown) => {
       throw (err as { code?: string }).code === 'ELOOP' ? new FsError('ENOTDIR') : err;
     });
-    return this.handles.add({ kind: 'dir', path, fd });
+    return this.handles.add({ kind: 'dir', fd });
+  }
+
+  /**
+   * opendir of a directory whose last name is gone (an rmdir, or a rename
+   * over it, after the kernel's lookup), through `pathFd` (taken over and
+   * closed; see getattrOf): natively the open succeeds (listing it then
+   * fails with ENOENT, in the kernel).
+   */
+  async opendirOf(pathFd: number): Promise<number> {
+    return this.closingAfter(pathFd, async () => {
+      const fd = await this.dir.reopen(pathFd, C.O_RDONLY | C.O_DIRECTORY | OPEN_CLOEXEC);
+      return this.handles.add({ kind: 'dir', fd });
+    });
   }
 
   /** All entries of a directory, '.' and '..' first, the reserved entry hidden. */

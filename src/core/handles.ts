@@ -25,8 +25,6 @@ export interface OpenFile {
 
 export interface OpenDir {
   readonly kind: 'dir';
-  /** Namespace path the directory had when it was opened. */
-  readonly path: string;
   /**
    * A descriptor of the directory (O_RDONLY | O_DIRECTORY), taken at opendir:
    * fsyncdir, and getattr and setattr once it has no name left, act on it.

@@ -1222,7 +1222,8 @@ export class FuseAdapter {
         return;
       case OP.opendir: {
         const inode = t.get(r.ino);
-        const handle = await fs.opendir(t.requirePath(inode));
+        // No name left (an rmdir or a rename over it came after the kernel's lookup): through the node table's descriptor.
+        const handle = await this.byNode(inode, (path) => fs.opendir(path), (fd) => fs.opendirOf(fd));
         inode.dirHandles.add(handle);
         let delivered = false;
         answer(() => { delivered = ll.replyOpen(r.req, handle, -1, 0); });

@@ -337,11 +337,20 @@ const OPATH = [
   'print("xattr:", os.getxattr(p, "user.n"), sorted(x for x in os.listxattr(p) if x.startswith("user.")))',
   'os.truncate(p, 5); print("size:", os.stat(p).st_size)',
   'r = os.open(p, os.O_RDONLY); print("read:", os.read(r, 20)); os.close(r)',
-  'os.close(fd); print("names:", sorted(os.listdir(".")))',
+  'os.close(fd)',
+  // A directory renamed over (it was empty) after the lookup: open succeeds natively; listing it is the kernel's ENOENT.
+  'os.mkdir("d"); os.mkdir("e"); dfd = os.open("d", os.O_PATH); os.rename("e", "d")',
+  'o = os.open("/proc/self/fd/%d" % dfd, os.O_RDONLY | os.O_DIRECTORY); os.fchmod(o, 0o711)',
+  'print("dir:", oct(os.fstat(o).st_mode & 0o777))',
+  'try:',
+  '    os.listdir(o)',
+  'except OSError as e:',
+  '    print("listing:", e.errno)',
+  'os.close(o); os.close(dfd); print("names:", sorted(os.listdir(".")))',
 ].join('\n');
 
 for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
-  test(`a file with no name left and no open handle (an O_PATH descriptor, /proc/self/fd/N): chmod, utime, xattrs (get, list, set, remove), truncate and open as on a native directory (${label})`, (t) => {
+  test(`a file with no name left and no open handle (an O_PATH descriptor, /proc/self/fd/N): chmod, utime, xattrs (get, list, set, remove), truncate and open, and opendir of a directory renamed over, as on a native directory (${label})`, (t) => {
     sameAsNative(t, mountOf(t, args, mirrored), 'native-opath', OPATH, /read: b'hello'/, 'ext4 works through the O_PATH descriptor');
   });
 }

@@ -5,7 +5,9 @@
 // owner, mode, times and extended attributes.
 //
 // No half states (I4): each object is built under a temporary name
-// (MATERIALISING_PREFIX + id) and renamed to its name only once complete; a
+// (MATERIALISING_PREFIX + id; a hard-linked one beside its registry name in
+// the private directory, every name of it a link) and renamed to its name
+// only once complete; a
 // rerun after a crash removes leftover temporary names, keeps the names that
 // are already in place (same id) and creates the rest. The directory stays
 // pending until the caller clears the mark after this returns, so nothing
@@ -162,30 +164,26 @@ async function checkInPlace(path: string, entry: EntryImage, opts: MaterialiseOp
 /** Creates one entry under its temporary name, then renames it into place; true when a file was created whole. */
 async function materialiseEntry(dirPath: string, entry: EntryImage, opts: MaterialiseOptions): Promise<boolean> {
   const type = typeOfMode(entry.attrs.mode);
-  if (type === 'dir' || entry.nlink <= 1) return createInPlace(dirPath, entry, opts, false);
+  if (type === 'dir' || entry.nlink <= 1) return createInPlace(dirPath, entry, opts);
   // A hard-linked object: its names in different directories may be
   // materialised at the same time (a rename between two pending directories,
   // the background restore's directories): one at a time, so that exactly one
   // of them creates the object and the others link to it.
   const body = async (): Promise<boolean> => {
-    // Another name of this object may be restored already: add this name to
-    // its inode (through the registry name, which stays until the restore is
-    // complete, so that the object is never created twice).
+    // Every name of this object, the first one too, is a link of the
+    // registry name, which stays until the restore is complete, so that the
+    // object is never created twice. The first name's lookup makes it.
     const final = `${dirPath}/${entry.name}`;
     const registry = linkPath(opts.privateDir, entry.id);
-    // The count is lowered with the link as one step a crash cannot split (LINKING_XATTR).
     const at = opts.dir.fd;
+    if ((await opts.dir.lstat(registry).catch(ifGone(null))) === null) await createRegistered(registry, entry, opts);
+    // The count is lowered with the link as one step a crash cannot split (LINKING_XATTR).
     await settleLinking(registry, at);
     const left = await unrestoredNames(registry, at);
     const counted = left !== null && left > 0;
-    try {
-      if (counted) await setLinking(registry, left - 1, Number((await opts.dir.lstat(registry)).nlink) + 1, at);
-      await opts.dir.link(registry, final);
-      crashPoint('registry-linked');
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'ENOENT') throw err;
-      return createInPlace(dirPath, entry, opts, true);
-    }
+    if (counted) await setLinking(registry, left - 1, Number((await opts.dir.lstat(registry)).nlink) + 1, at);
+    await opts.dir.link(registry, final);
+    crashPoint('registry-linked');
     if (counted) {
       await setUnrestoredNames(final, left - 1, at);
       await clearLinking(final, at);
@@ -195,11 +193,43 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
   return opts.namesLock ? opts.namesLock(entry.id, body) : body();
 }
 
-/** Creates the object of `entry` under its temporary name, registers a hard-linked one, renames it into place. */
-async function createInPlace(dirPath: string, entry: EntryImage, opts: MaterialiseOptions, multiLinked: boolean): Promise<boolean> {
+/**
+ * The object of a hard-linked entry, made under the registry name `registry`
+ * with none of its names in place yet: all `entry.nlink` of them are still
+ * only in the archive, which its count of unrestored names says (`stat`
+ * adds them). Built under a temporary name beside the registry name and
+ * renamed to it once complete: a crash leaves either nothing but that
+ * temporary name (removed when the object is made again) or the registry
+ * name alone, never a name of the object in a directory. (Until 2026-12-05
+ * the object was built under a temporary name in the name's directory and
+ * linked to the registry before its rename into place: a crash between the
+ * two left a temporary name that was one more link of the object, and `stat`
+ * showed one link too many, or once it was removed one too few, until the
+ * restore completed; recover-model, seed 715425772.)
+ */
+async function createRegistered(registry: string, entry: EntryImage, opts: MaterialiseOptions): Promise<void> {
+  const tmp = `${registry.slice(0, registry.lastIndexOf('/') + 1)}${MATERIALISING_PREFIX}${entry.id}`;
+  await opts.dir.rmTree(tmp);
+  await createObject(tmp, entry, opts);
+  crashPoint('materialise-object');
+  await setUnrestoredNames(tmp, entry.nlink, opts.dir.fd);
+  await opts.dir.rename(tmp, registry);
+  crashPoint('registry-created');
+}
+
+/** A lookup's or lstat's ENOENT as `value`; any other error as it is. */
+function ifGone<T>(value: T): (err: unknown) => T {
+  return (err: unknown) => {
+    if ((err as { code?: string }).code !== 'ENOENT') throw err;
+    return value;
+  };
+}
+
+/** Creates the object of a single-link entry (or a directory) under its temporary name and renames it into place. */
+async function createInPlace(dirPath: string, entry: EntryImage, opts: MaterialiseOptions): Promise<boolean> {
   const tmp = `${dirPath}/${MATERIALISING_PREFIX}${entry.id}`;
   const a = entry.attrs;
-  if (!multiLinked && opts.fileData && typeOfMode(a.mode) === 'file' && entry.nlink === 1 && a.size > 0 && a.size <= WHOLE_FILE_MAX_BYTES) {
+  if (opts.fileData && typeOfMode(a.mode) === 'file' && entry.nlink === 1 && a.size > 0 && a.size <= WHOLE_FILE_MAX_BYTES) {
     const data = await opts.fileData(entry);
     if (data !== null && data.length === a.size) {
       // A small file whole: created under its temporary name with its data,
@@ -216,32 +246,11 @@ async function createInPlace(dirPath: string, entry: EntryImage, opts: Materiali
       });
       return true;
     }
-    // No data after all (a program waits for the directory): a stub.
-    return createInPlaceAs(tmp, dirPath, entry, { ...opts, fileData: undefined }, multiLinked);
   }
-  return createInPlaceAs(tmp, dirPath, entry, opts, multiLinked);
-}
-
-async function createInPlaceAs(tmp: string, dirPath: string, entry: EntryImage, opts: MaterialiseOptions, multiLinked: boolean): Promise<boolean> {
+  // A stub (or no data after all: a program waits for the directory).
   await createObject(tmp, entry, opts);
   crashPoint('materialise-object');
-  if (multiLinked) {
-    // The archive's other names of the object are all in directories still
-    // pending (this is its first name here): the link count `stat` shows
-    // adds them. None is in place until the rename; the count is lowered
-    // with it as one step a crash cannot split (LINKING_XATTR: the temporary
-    // name and the registry name make the link count 2).
-    await setUnrestoredNames(tmp, entry.nlink, opts.dir.fd);
-    await setLinking(tmp, entry.nlink - 1, 2, opts.dir.fd);
-    await opts.dir.link(tmp, linkPath(opts.privateDir, entry.id));
-    crashPoint('registry-created');
-  }
-  const final = `${dirPath}/${entry.name}`;
-  await opts.dir.rename(tmp, final);
-  if (multiLinked) {
-    await setUnrestoredNames(final, entry.nlink - 1, opts.dir.fd);
-    await clearLinking(final, opts.dir.fd);
-  }
+  await opts.dir.rename(tmp, `${dirPath}/${entry.name}`);
   return false;
 }
 

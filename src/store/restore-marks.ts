@@ -14,7 +14,9 @@
 //    block's local bytes are the file's (fetched, or written through the mount).
 //    Keyed by object id, so hard links share it. A file without a map is local.
 //  - A hard-linked file whose names are not all restored yet has one more name
-//    at PRIVATE/restore/links/<id>, through which later names are linked. The
+//    at PRIVATE/restore/links/<id>: the object is made there (under a
+//    temporary name beside it, then renamed), and each of its names is a link
+//    of it. The
 //    registry name stays until the restore is complete: only then is it sure
 //    that no pending directory still holds a name of the object (a count of
 //    the names the archive had, compared with the local link count, is not:

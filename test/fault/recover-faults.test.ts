@@ -83,6 +83,33 @@ for (const c of ON_DEMAND) {
   });
 }
 
+// A hard-linked file's object is made under the registry name before any of
+// its names is in place. Until 2026-12-05 it was made under a temporary name
+// in the directory of the name looked up and linked to the registry before
+// its rename into place: a kill -9 in between left that temporary name as
+// one more link of the object, and until the restore completed `stat` showed
+// one link too many (recover-model, seed 715425772: 4 for 3).
+test.serial('kill -9 after a hard-linked file\'s object is made, before its first name is in place: every name shows the right link count', async (t) => {
+  const v = await buildVolume(t, ['mkdir -p p/a p/b p/c && echo data > p/a/f && ln p/a/f p/b/g && ln p/a/f p/c/h && echo o > p/a/other']);
+  const r = newRecoveryTarget(t, v);
+  // Depth 2: p is restored, a, b and c are pending; the lookup of p/a/f makes the object, and the daemon dies.
+  runRecover(r, ['--depth', '2', '--no-background-restore'], { STRATA_CRASH_AT: 'registry-created:1' });
+  const pid = daemonPid(r.mnt);
+  t.not(spawnSync('stat', [join(r.mnt, 'p/a/f')], { timeout: 30_000 }).status, 0, 'the daemon died under the lookup');
+  await waitGone(pid);
+  killDaemon(r.mnt, pid);
+  runRecover(r, ['--no-background-restore']);
+  t.deepEqual(readdirSync(join(r.store, 'p/a')).filter((n) => n.startsWith('.strata-restoring.')), [], 'no temporary name in the directory');
+  // Each name looked up in turn (each one a link of the registry name), then all of them again.
+  const counts = (): number[] => ['p/b/g', 'p/a/f', 'p/c/h'].map((n) => Number(sh(`stat -c %h ${n}`, r.mnt).stdout.trim()));
+  t.deepEqual(counts(), [3, 3, 3]);
+  t.deepEqual(counts(), [3, 3, 3]);
+  t.deepEqual(sh('ls -a p/a', r.mnt).stdout.split('\n').filter(Boolean), ['.', '..', 'f', 'other']);
+  t.is(strata(['unmount', r.mnt]).status, 0);
+  await completes(t, v, r);
+  t.deepEqual(counts(), [3, 3, 3], 'and once the restore is complete');
+});
+
 // In the background: after a large file is made local, and while a directory's small files are created whole.
 for (const point of ['background-file:1', 'materialise-object:20'] as const) {
   test.serial(`kill -9 during the background restore (${point}): a rerun completes`, async (t) => {

@@ -80,11 +80,13 @@ const CASES: Case[] = [
   { point: 'materialise-dir', n: 2, depth: 2, trigger: { kind: 'recover' }, what: 'a top-tier directory has its entries, its pending mark is still set', probes: ['.', 'a', 'b', 'c'] },
   { point: 'map-created', n: 2, depth: 2, trigger: { kind: 'recover' }, what: 'a stub has its block map, nothing else yet', probes: ['a', 'a/f1', 'a/f2'] },
   { point: 'registry-created', n: 1, depth: 2, trigger: { kind: 'recover' }, what: 'the first name of a hard-linked file got its registry name', probes: ['a', 'a/f1', 'a/f2'] },
-  { point: 'registry-linked', n: 1, depth: 2, trigger: { kind: 'recover' }, what: 'a second top-tier name of a hard-linked file was linked from the registry', probes: ['a/f2', 'b', 'b/f2-link'] },
+  // Every name of a hard-linked file is a link of its registry name, the first too (a/f1, a/f2, then b/f2-link).
+  { point: 'registry-linked', n: 1, depth: 2, trigger: { kind: 'recover' }, what: 'the first name of a hard-linked file was linked from its registry name', probes: ['a', 'a/f1', 'a/f2'] },
+  { point: 'registry-linked', n: 3, depth: 2, trigger: { kind: 'recover' }, what: 'a second top-tier name of a hard-linked file was linked from the registry', probes: ['a/f2', 'b', 'b/f2-link'] },
   { point: 'attrs-before-times', n: 1, depth: 2, trigger: { kind: 'recover' }, what: 'the first top-tier object has xattrs, owner and mode, not its times', probes: ['.', 'a', 'b', 'c'] },
   { point: 'attrs-before-times', n: 4, depth: 2, trigger: { kind: 'recover' }, what: 'the root has its entries, xattrs, owner and mode, not its times', probes: ['.', 'a', 'b', 'c'] },
   // On demand (on-demand.ts, materialise.ts).
-  { point: 'registry-linked', n: 2, depth: 2, trigger: { kind: 'program', script: 'ls b/x' }, what: 'a pending directory\'s name of a hard-linked file was linked from the registry', probes: ['a/f1', 'b/x', 'b/x/link-to-a-f1'] },
+  { point: 'registry-linked', n: 4, depth: 2, trigger: { kind: 'program', script: 'ls b/x' }, what: 'a pending directory\'s name of a hard-linked file was linked from the registry', probes: ['a/f1', 'b/x', 'b/x/link-to-a-f1'] },
   { point: 'registry-dropped', n: 1, depth: 2, trigger: { kind: 'background' }, what: 'the restore is complete and the registry name of a hard-linked file was removed (the registry stays until then)', probes: ['a/f1', 'b/x', 'b/x/link-to-a-f1'] },
   { point: 'dir-before-times', n: 1, depth: 1, trigger: { kind: 'program', script: 'ls a' }, what: 'a pending directory\'s entries were all created (readdir), its times not put back', probes: ['a', 'a/x'] },
   { point: 'dir-before-times', n: 1, depth: 1, trigger: { kind: 'program', script: 'stat a/f3' }, what: 'one entry of a pending directory was created (lookup), its times not put back', probes: ['a', 'a/f3'] },

@@ -105,6 +105,9 @@ interface NameChange {
   extraBytes?: number;
 }
 
+/** After a fetch for a read found no room in the store, reads go to the archive directly this long before a fetch is tried again. */
+const NO_ROOM_RETRY_MS = 1000;
+
 /** Bytes a record of a namespace or attribute change takes, for the journal bound. */
 const META_RECORD_BYTES = 512;
 /**
@@ -675,14 +678,20 @@ export class Filesystem {
     return { ...res, created: true };
   }
 
+  /** Until then (performance.now()), reads of files still in the archive are answered through it without a fetch: the store had no room. */
+  private noRoomUntil = 0;
+
   async read(handle: number, buf: Buffer, length: number, position: number): Promise<number> {
     const f = this.file(handle);
     if (f.remote && this.restore && f.id !== null) {
+      // The store had no room a moment ago: straight from the archive, not fetched (and refused) twice.
+      if (performance.now() < this.noRoomUntil) return this.restore.readThrough(f.id, f.fd, buf, length, position);
       try {
         f.remote = await this.restore.fetchRange(f.id, f.fd, position, length);
       } catch (err) {
         // No room in the store for the blocks: the read is answered from the archive all the same (a read never needs room).
         if (!isNoRoom(err)) throw err;
+        this.noRoomUntil = performance.now() + NO_ROOM_RETRY_MS;
         return this.restore.readThrough(f.id, f.fd, buf, length, position);
       }
     }

@@ -7,9 +7,9 @@
 // No half states (I4): each object is built under a temporary name
 // (MATERIALISING_PREFIX + id; a hard-linked one beside its registry name in
 // the private directory, every name of it a link) and renamed to its name
-// only once complete; a
-// rerun after a crash removes leftover temporary names, keeps the names that
-// are already in place (same id) and creates the rest. The directory stays
+// only once complete; a rerun after a crash removes leftover temporary
+// names, keeps the names that are already in place (same id) and creates
+// the rest. The directory stays
 // pending until the caller clears the mark after this returns, so nothing
 // but materialisation ever changes a pending directory's entries.
 import * as native from '../native/index.js';

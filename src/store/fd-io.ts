@@ -6,12 +6,7 @@ import * as fs from 'node:fs';
 /** Up to `len` bytes at `pos` (fewer at the end of the file; the rest of the buffer stays zero). */
 export async function readAt(fd: number, pos: number, len: number): Promise<Buffer> {
   const buf = Buffer.alloc(len);
-  let done = 0;
-  while (done < len) {
-    const n = await new Promise<number>((resolve, reject) => fs.read(fd, buf, done, len - done, pos + done, (err, r) => (err ? reject(err) : resolve(r))));
-    if (n === 0) break;
-    done += n;
-  }
+  await readInto(fd, buf, len, pos);
   return buf;
 }
 

@@ -37,7 +37,7 @@
 // Object ids: the live object's
 // (or the one the checkpoint saved with its attributes), else one derived from
 // the checkpoint and the object's T0 key (the same on a rerun).
-import type { BigIntStats } from 'node:fs';
+import { close, constants as C, fstat, type BigIntStats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as native from '../native/index.js';
@@ -46,7 +46,7 @@ import { ID_XATTR, isPrivateXattr, readObjectId, writeObjectId } from '../store/
 import { StoreDir, childRel } from '../store/store-dir.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import { applyAttrs } from '../restore/materialise.js';
-import { BLOCK_SIZE, kindOf, readAttrs, type AttrRec, type CheckpointState, type ObjectKind } from '../checkpoint/state.js';
+import { BLOCK_SIZE, kindOf, type AttrRec, type CheckpointState, type ObjectKind } from '../checkpoint/state.js';
 import { T0View, joinPath, kindOfDtype, lstatPath } from '../checkpoint/view.js';
 import { SWAP_TEMP_PREFIX, type WriteProgress } from './tree-writer.js';
 import { swapCrashPoint } from './crash-points.js';
@@ -143,6 +143,9 @@ async function t0Size(view: T0View, key: string, hint: string): Promise<number> 
 
 /** How long a live object the index missed is looked for (doubling waits from 10 ms, about 5 s in all). */
 const MISSED_WAIT_MS = 2560;
+const O_PATH = 0o10000000;
+const O_CLOEXEC = 0o2000000;
+const O_NOFOLLOW = C.O_NOFOLLOW;
 
 function cancelledError(): Error {
   return Object.assign(new Error('prepare cancelled'), { code: 'ECANCELED' });
@@ -396,33 +399,44 @@ class Writer {
   }
 
   /**
-   * The live attributes of T0 object `key` read at its T0 path `hint`, as
-   * readAttrs gives them, when that path is still the object and not a
-   * symbolic link (else null: the caller looks it up): lstat, then every
-   * extended attribute and the id in one native call.
+   * The live attributes of T0 object `key` at namespace path `path` (its
+   * extended attributes, id and link target too), or null when the name is
+   * gone or holds another object now. Read through one O_PATH descriptor of
+   * what the name holds, its key checked on that descriptor: a rename between
+   * a look at the name and the reads by name could otherwise give another
+   * object's extended attributes, id or link target, or fail with ENOENT
+   * (concurrent-namespace, seed 1925438298, 2026-12-05: `readlink 'd1/n0'`).
    */
-  private async liveAttrsAt(key: string, hint: string): Promise<AttrRec | null> {
-    const st = await lstatPath(this.o.liveDir, hint);
-    if (st === null || st.isSymbolicLink() || this.view.keyOf(st) !== key) return null;
-    let xs: [string, Buffer][];
+  private async liveAttrsAt(key: string, path: string): Promise<AttrRec | null> {
+    let fd: number;
     try {
-      xs = await native.readXattrs(LocalStore.relative(hint), this.o.liveDir.fd);
-    } catch {
-      return null;
+      fd = await this.o.liveDir.open(LocalStore.relative(path), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+      throw err;
     }
-    const rec: AttrRec = {
-      kind: kindOf(st), mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), size: Number(st.size),
-      atimeNs: st.atimeNs.toString(), mtimeNs: st.mtimeNs.toString(), rdev: Number(st.rdev), xattrs: [],
-    };
-    for (const [name, value] of xs) {
-      if (name === ID_XATTR) {
-        const oid = value.toString('latin1');
-        if (isObjectId(oid)) rec.oid = oid;
-      } else if (!isPrivateXattr(name)) {
-        rec.xattrs.push([name, value.toString('base64')]);
+    try {
+      const st = await new Promise<BigIntStats>((resolve, reject) => fstat(fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
+      if (this.view.keyOf(st) !== key) return null;
+      const [xs, target] = await Promise.all([native.readXattrs('', fd), st.isSymbolicLink() ? native.readlinkAt(fd, '') : undefined]);
+      const rec: AttrRec = {
+        kind: kindOf(st), mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), size: Number(st.size),
+        atimeNs: st.atimeNs.toString(), mtimeNs: st.mtimeNs.toString(), rdev: Number(st.rdev), xattrs: [],
+      };
+      for (const [name, value] of xs) {
+        if (name === ID_XATTR) {
+          const oid = value.toString('latin1');
+          if (isObjectId(oid)) rec.oid = oid;
+        } else if (!isPrivateXattr(name)) {
+          rec.xattrs.push([name, value.toString('base64')]);
+        }
       }
+      if (target !== undefined) rec.target = target;
+      return rec;
+    } finally {
+      close(fd, () => {});
     }
-    return rec;
   }
 
   /** The T0 attributes, extended attributes, symbolic link target and object id of T0 object `key` (live at `hint` when it never changed). */
@@ -448,17 +462,16 @@ class Writer {
       if (livePath === null) rec = this.s.attrs.get(key);
       if (rec !== undefined) break;
       if (livePath === null) throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) is neither in the live store nor saved in the checkpoint`);
-      const rel = LocalStore.relative(livePath);
-      const st: BigIntStats | null = await this.o.liveDir.lstat(rel).catch(() => null);
+      const live = await this.liveAttrsAt(key, livePath);
       // Moved again (or replaced) since it was found: looked for once more.
-      if (st === null || this.view.keyOf(st) !== key) {
+      if (live === null) {
         if (tries >= 8) throw new Error(`prepare: ${hint} (object ${key} of checkpoint ${this.s.info.name}) kept moving while prepare read its attributes: run prepare again`);
         livePath = await this.findMoved(key, hint);
         continue;
       }
-      const live = await readAttrs({ dir: this.o.liveDir, rel, st });
       // Saved meanwhile: the live attributes may already be past T0.
       rec = this.s.attrs.get(key) ?? live;
+      idRead = rec === live;
     }
     let id: ObjectId | null = key === this.view.rootKey ? ROOT_ID : rec.oid ?? null;
     if (id === null && livePath !== null && !idRead) id = await readObjectId(LocalStore.relative(livePath), this.o.liveDir.fd).catch(() => null);

@@ -10,7 +10,7 @@ import test from 'ava';
 import { mkdirSync, readFileSync, readdirSync, openSync, writeSync, closeSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { sh, strata, withMount } from '../helpers/mount.js';
 import { assertConverged, syncMount } from '../helpers/mirror.js';
 import { manifest } from '../helpers/recover.js';
@@ -99,6 +99,51 @@ test('unmirrored: prepare from a checkpoint after a program changed the tree, co
   // A second prepare from the same checkpoint, now with everything else reverted by a rollback: the same tree.
   rollbackTo(m.mnt, 'good');
   t.is(without(manifest(m.mnt), ['log']), without(good, ['log']), 'a whole-tree rollback to the checkpoint gives the same tree');
+});
+
+/** Exchanges the names of random pairs of x/s0..3 (symbolic links) and of x/f0..3 (files) until killed: renameat2(RENAME_EXCHANGE), so every name always holds some object, each a different one every few hundred microseconds. */
+const EXCHANGER = `
+import ctypes, os, random, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
+os.chdir(sys.argv[1])
+rng = random.Random(int(sys.argv[2]))
+n = 0
+while True:
+    kind = rng.choice("sf")
+    a, b = rng.sample(range(4), 2)
+    if libc.renameat2(AT_FDCWD, f"x/{kind}{a}".encode(), AT_FDCWD, f"x/{kind}{b}".encode(), RENAME_EXCHANGE) != 0:
+        sys.exit("renameat2: " + os.strerror(ctypes.get_errno()))
+    n += 1
+    if n == 200:
+        open("started", "w").close()
+`;
+
+test('prepare from a checkpoint while a program keeps exchanging the names of symbolic links and of files: each comes with its own target and extended attributes', async (t) => {
+  // Until 2026-12-05 the prepare read a live object's extended attributes and link target by name after
+  // looking at the name: a rename in between gave it another object's (or ENOENT: concurrent-namespace, seed 1925438298).
+  const m = withMount(t);
+  run(t, 'mkdir x && for i in $(seq 0 3); do ln -s target-$i x/s$i; echo "file $i" > x/f$i; setfattr -n user.n -v v$i x/f$i; done', m.mnt);
+  createCheckpoint(m.mnt, 'ck');
+  const good = manifest(m.mnt);
+  const exchanger = spawn('python3', ['-c', EXCHANGER, m.mnt, '7'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  exchanger.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  t.teardown(() => { exchanger.kill('SIGKILL'); });
+  for (let i = 0; i < 100 && !existsSync(join(m.mnt, 'started')) && exchanger.exitCode === null; i++) spawnSync('sleep', ['0.05']);
+  t.true(existsSync(join(m.mnt, 'started')), `the exchanger runs: ${stderr}`);
+  const spare = join(m.base, 'spare');
+  mkdirSync(spare);
+  const p = prepare(m.mnt, spare, 'checkpoint:ck');
+  const running = exchanger.exitCode === null;
+  exchanger.kill('SIGKILL');
+  await new Promise((resolve) => (exchanger.exitCode !== null ? resolve(null) : exchanger.once('exit', resolve)));
+  t.true(running, `the exchanger ran through the prepare: ${stderr}`);
+  t.is(p.status, 0, p.out);
+  const c = commit(m.mnt);
+  t.is(c.status, 0, c.out);
+  t.is(without(manifest(m.mnt), ['started']), without(good, ['started']), 'the tree is the checkpoint\'s, exactly');
 });
 
 test('mirrored: prepare from a checkpoint, commit; the archive converges to the swapped-in tree, and again after swap back', (t) => {

@@ -11,7 +11,9 @@
 // object it is, or null for an object created after T0).
 import * as fs from 'node:fs';
 import type { BigIntStats } from 'node:fs';
-import { isPrivateXattr, readObjectId } from '../store/object-ids.js';
+import { ID_XATTR, isPrivateXattr } from '../store/object-ids.js';
+import * as native from '../native/index.js';
+import { isObjectId } from '../protocol/records.js';
 import type { StoreDir } from '../store/store-dir.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { CheckpointLog, type Frame } from './log.js';
@@ -332,25 +334,33 @@ async function openForRead(obj: LiveObject): Promise<number> {
 
 /** The attributes of a live object, as a T0 record. */
 export async function readAttrs(obj: LiveObject): Promise<AttrRec> {
-  const st = obj.st;
-  const kind = kindOf(st);
   if (obj.rel === null && obj.findRel) obj.rel = await obj.findRel();
+  if (obj.rel === null) return attrRecOf(obj.st, []);
+  const [xattrs, target] = await Promise.all([
+    native.readXattrs(obj.rel, obj.dir.fd),
+    kindOf(obj.st) === 'symlink' ? obj.dir.readlink(obj.rel) : undefined,
+  ]);
+  return attrRecOf(obj.st, xattrs, target);
+}
+
+/**
+ * A T0 record of an object from its lstat, all its extended attributes (as
+ * native.readXattrs gives them; its id among them, strata's other private
+ * ones left out) and a symbolic link's target.
+ */
+export function attrRecOf(st: BigIntStats, xattrs: readonly [string, Buffer][], target?: string): AttrRec {
   const rec: AttrRec = {
-    kind, mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), size: Number(st.size),
+    kind: kindOf(st), mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), size: Number(st.size),
     atimeNs: st.atimeNs.toString(), mtimeNs: st.mtimeNs.toString(), rdev: Number(st.rdev), xattrs: [],
   };
-  if (obj.rel !== null) {
-    for (const name of await obj.dir.listxattr(obj.rel)) {
-      if (isPrivateXattr(name)) continue;
-      try {
-        rec.xattrs.push([name, (await obj.dir.getxattr(obj.rel, name)).toString('base64')]);
-      } catch (err) {
-        if ((err as { code?: string }).code !== 'ENODATA') throw err;
-      }
+  for (const [name, value] of xattrs) {
+    if (name === ID_XATTR) {
+      const oid = value.toString('latin1');
+      if (isObjectId(oid)) rec.oid = oid;
+    } else if (!isPrivateXattr(name)) {
+      rec.xattrs.push([name, value.toString('base64')]);
     }
-    if (kind === 'symlink') rec.target = await obj.dir.readlink(obj.rel);
-    const oid = await readObjectId(obj.rel, obj.dir.fd).catch(() => null);
-    if (oid !== null) rec.oid = oid;
   }
+  if (target !== undefined) rec.target = target;
   return rec;
 }

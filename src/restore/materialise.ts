@@ -176,7 +176,11 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
     const final = `${dirPath}/${entry.name}`;
     const registry = linkPath(opts.privateDir, entry.id);
     const at = opts.dir.fd;
-    if ((await opts.dir.lstat(registry).catch(ifGone(null))) === null) await createRegistered(registry, entry, opts);
+    const registered = await opts.dir.lstat(registry).then(() => true, (err: unknown) => {
+      if ((err as { code?: string }).code !== 'ENOENT') throw err;
+      return false;
+    });
+    if (!registered) await createRegistered(registry, entry, opts);
     // The count is lowered with the link as one step a crash cannot split (LINKING_XATTR).
     await settleLinking(registry, at);
     const left = await unrestoredNames(registry, at);
@@ -215,14 +219,6 @@ async function createRegistered(registry: string, entry: EntryImage, opts: Mater
   await setUnrestoredNames(tmp, entry.nlink, opts.dir.fd);
   await opts.dir.rename(tmp, registry);
   crashPoint('registry-created');
-}
-
-/** A lookup's or lstat's ENOENT as `value`; any other error as it is. */
-function ifGone<T>(value: T): (err: unknown) => T {
-  return (err: unknown) => {
-    if ((err as { code?: string }).code !== 'ENOENT') throw err;
-    return value;
-  };
 }
 
 /** Creates the object of a single-link entry (or a directory) under its temporary name and renames it into place. */

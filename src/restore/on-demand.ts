@@ -365,8 +365,7 @@ export class OnDemandRestore implements RestoreHooks {
   async readThrough(id: ObjectId, fd: number, buf: Buffer, length: number, offset: number): Promise<number> {
     const map = await this.mapOf(id);
     if (map === null || length <= 0) return readInto(fd, buf, length, offset);
-    const first = Math.floor(offset / BLOCK_SIZE);
-    let a = first;
+    let a = Math.floor(offset / BLOCK_SIZE);
     let b = Math.min(map.present.length - 1, Math.floor((offset + length - 1) / BLOCK_SIZE));
     while (a <= b && map.present[a] === 1) a++;
     while (b >= a && map.present[b] === 1) b--;
@@ -374,7 +373,7 @@ export class OnDemandRestore implements RestoreHooks {
     const what = `file ${id} bytes ${a * BLOCK_SIZE}+${(b - a + 1) * BLOCK_SIZE} (read through: no room in the store)`;
     const start = a * BLOCK_SIZE;
     const remote = a <= b
-      ? await this.waited(this.translated(this.observed(this.readVerified(id, start, Math.min((b + 1) * BLOCK_SIZE, map.remoteSize) - start)), what), what)
+      ? await this.bounded(this.readVerified(id, start, Math.min((b + 1) * BLOCK_SIZE, map.remoteSize) - start), what)
       : Buffer.alloc(0);
     return this.withLock(id, async () => {
       const n = await readInto(fd, buf, length, offset);

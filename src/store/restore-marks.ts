@@ -16,8 +16,7 @@
 //  - A hard-linked file whose names are not all restored yet has one more name
 //    at PRIVATE/restore/links/<id>: the object is made there (under a
 //    temporary name beside it, then renamed), and each of its names is a link
-//    of it. The
-//    registry name stays until the restore is complete: only then is it sure
+//    of it. The registry name stays until the restore is complete: only then is it sure
 //    that no pending directory still holds a name of the object (a count of
 //    the names the archive had, compared with the local link count, is not:
 //    links and unlinks through the mount change the local count). The inode

@@ -41,12 +41,12 @@ import { close, constants as C, fstat, type BigIntStats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as native from '../native/index.js';
-import { ROOT_ID, badNameReason, isObjectId, type Attrs, type ObjectId } from '../protocol/records.js';
+import { ROOT_ID, badNameReason, type Attrs, type ObjectId } from '../protocol/records.js';
 import { ID_XATTR, isPrivateXattr, readObjectId, writeObjectId } from '../store/object-ids.js';
 import { StoreDir, childRel } from '../store/store-dir.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import { applyAttrs } from '../restore/materialise.js';
-import { BLOCK_SIZE, kindOf, type AttrRec, type CheckpointState, type ObjectKind } from '../checkpoint/state.js';
+import { BLOCK_SIZE, attrRecOf, type AttrRec, type CheckpointState, type ObjectKind } from '../checkpoint/state.js';
 import { T0View, joinPath, kindOfDtype, lstatPath } from '../checkpoint/view.js';
 import { SWAP_TEMP_PREFIX, type WriteProgress } from './tree-writer.js';
 import { swapCrashPoint } from './crash-points.js';
@@ -420,20 +420,7 @@ class Writer {
       const st = await new Promise<BigIntStats>((resolve, reject) => fstat(fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
       if (this.view.keyOf(st) !== key) return null;
       const [xs, target] = await Promise.all([native.readXattrs('', fd), st.isSymbolicLink() ? native.readlinkAt(fd, '') : undefined]);
-      const rec: AttrRec = {
-        kind: kindOf(st), mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), size: Number(st.size),
-        atimeNs: st.atimeNs.toString(), mtimeNs: st.mtimeNs.toString(), rdev: Number(st.rdev), xattrs: [],
-      };
-      for (const [name, value] of xs) {
-        if (name === ID_XATTR) {
-          const oid = value.toString('latin1');
-          if (isObjectId(oid)) rec.oid = oid;
-        } else if (!isPrivateXattr(name)) {
-          rec.xattrs.push([name, value.toString('base64')]);
-        }
-      }
-      if (target !== undefined) rec.target = target;
-      return rec;
+      return attrRecOf(st, xs, target);
     } finally {
       close(fd, () => {});
     }

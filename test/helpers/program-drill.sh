@@ -6,7 +6,9 @@
 #   acked-rb    ids of rows committed to a rollback-journal database (synchronous=EXTRA:
 #               the journal's unlink is synced too; and `sync .` of the directory after
 #               each commit, since SQLite skips its own when it cannot open the directory)
-#   acked-git   commits made with core.fsync=all
+#   acked-git   numbers i of commits "c<i>" made with core.fsync=all (the number, not a hash:
+#               a `git rev-parse HEAD` after the commit fails when the daemon dies in between,
+#               and it prints "HEAD" then; the commit was acknowledged all the same)
 #   acked-mv    "i k": file a/xK replaced by rename over it after an fsync of the new
 #               file and of the directory; its bytes are LOG/native-xK
 #   begun-edit / acked-edit  "i path": an in-place pwrite + append + fsync of a file of
@@ -43,7 +45,7 @@ next() { local n; n=$(tail -n 1 "$1" 2>/dev/null | cut -d' ' -f1); echo $(( ${n:
     head -c $(( (i * 7919) % 60000 )) /dev/urandom > "f$((i % 7))" 2>/dev/null || break
     echo "$i" >> log 2>/dev/null || break
     git add -A 2>/dev/null && git commit -qm "c$i" 2>/dev/null || break
-    git rev-parse HEAD >> "$LOG/acked-git"
+    echo "$i" >> "$LOG/acked-git"
   done ) &
 
 ( i=$(next "$LOG/acked-mv")

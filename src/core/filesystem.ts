@@ -44,9 +44,17 @@ export interface DirEntryInfo {
   ino: bigint;
 }
 
-/** One object as the xattr operations reach it: by store path, or by a descriptor of it. */
-interface XattrObject {
+/**
+ * One object as setattr and the xattr operations reach it: by store path, or
+ * through a descriptor of it (an open file's or directory's, or an O_PATH one
+ * of a node with no name left). Each operation is written once against this.
+ */
+interface StoreObject {
   target: GuardTarget;
+  /** Its store path; null when reached through a descriptor. */
+  rel: string | null;
+  /** The descriptor it is reached through, if any (for shown). */
+  fd?: number;
   set(name: string, value: Buffer, flags: number): Promise<void>;
   remove(name: string): Promise<void>;
   /** An ACL attribute, or null for none. */
@@ -55,6 +63,15 @@ interface XattrObject {
   /** Attributes read as a record is appended (synchronously: nothing comes between). */
   statNow(): fs.BigIntStats;
   chmod(mode: number): Promise<void>;
+  /** -1 leaves the uid or gid as it is; never follows a symbolic link. */
+  chown(uid: number, gid: number): Promise<void>;
+  truncate(size: number): Promise<void>;
+  /** Never follows a symbolic link. */
+  utimens(atime: TimeSpec, mtime: TimeSpec): Promise<void>;
+  /** A descriptor of it that reads (the restore's fetch writes through it); the caller closes it. */
+  openToRead(): Promise<number>;
+  /** What the restore is told is about to change (RestoreHooks.changing). */
+  restoreRef: string | number;
   id(): Promise<ObjectId | null>;
 }
 
@@ -90,8 +107,12 @@ export interface SetattrChanges {
   dropSetId?: Caller;
 }
 
-/** The object a setattr acts on: through an open handle, or by path. */
-export type ObjectRef = { handle: number } | { path: string };
+/**
+ * The object a setattr acts on: through an open handle, by path, or through
+ * `descriptor`, a descriptor of a node with no name left (an O_PATH one will
+ * do), which the setattr takes over and closes (see getattrOf).
+ */
+export type ObjectRef = { handle: number } | { path: string } | { descriptor: number };
 
 /** A change of names, as the core prepares for it (Filesystem.beforeNames). */
 interface NameChange {
@@ -301,81 +322,76 @@ export class Filesystem {
    * times) and returns the resulting attributes; records them as one change.
    */
   async setattr(ref: ObjectRef, ch: SetattrChanges): Promise<fs.BigIntStats> {
+    if ('descriptor' in ref) {
+      const pathFd = ref.descriptor;
+      return this.closingAfter(pathFd, async () => {
+        // A regular file through a descriptor that reads (the restore's hooks and the f* calls need one; O_PATH will not do).
+        const st = await fstatOf(pathFd);
+        if (!st.isFile()) return this.setattrObject(this.objectOf(pathFd, false), null, ch);
+        const fd = await this.dir.reopen(pathFd, C.O_RDONLY | OPEN_CLOEXEC);
+        const o = this.objectOf(fd, true);
+        // It reads only: a size is set through the O_PATH one (truncate opens it for writing).
+        return this.closingAfter(fd, () => this.setattrObject({ ...o, truncate: this.objectOf(pathFd, false).truncate }, null, ch));
+      });
+    }
     const f = 'handle' in ref ? this.file(ref.handle) : null;
-    const rel = 'path' in ref ? this.existing(ref.path) : null;
+    return this.setattrObject(f ? this.objectOfOpen(f.fd, f.id) : this.objectAt(this.existing((ref as { path: string }).path)), f, ch);
+  }
+
+  /** setattr of `o`, reached through the open file `f` when given: its one body for every way of reaching an object. */
+  private async setattrObject(o: StoreObject, f: OpenFile | null, ch: SetattrChanges): Promise<fs.BigIntStats> {
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
-    // The object's id, read once (the namespace lock keeps the path on it); only what records or restores needs it.
-    const id = f ? f.id : this.sink || this.restore ? await this.idOf(rel!) : null;
+    // The object's id, read once (the namespace lock keeps a path on it); only what records or restores needs it.
+    const id = f ? f.id : this.sink || this.restore ? await o.id() : null;
     // A pending directory's entries come first (they would move its times afterwards).
-    if (rel !== null) await this.localEntries(rel);
+    if (o.rel !== null) await this.localEntries(o.rel);
     const restoreId = this.restore ? id : null;
-    if (restoreId !== null) await this.restore!.changing(restoreId, f ? f.fd : rel!);
-    if (this.restore && ch.size !== undefined) await this.beforeSizeChange(f, rel!, id, ch.size);
+    if (restoreId !== null) await this.restore!.changing(restoreId, o.restoreRef);
+    if (this.restore && ch.size !== undefined) await this.beforeSizeChange(f, o, id, ch.size);
     // New times while no fetch writes into the file (a fetch puts the file's times back after its bytes,
     // and put them over the program's: recover-model, 2026-12-05). A size change has its own order (beforeSizeChange).
     if (restoreId !== null && ch.size === undefined && (ch.atime !== undefined || ch.mtime !== undefined)) {
-      return this.restore!.exclusive(restoreId, () => this.applySetattr(ref, f, rel, id, ch));
+      return this.restore!.exclusive(restoreId, () => this.applySetattr(o, f, id, ch));
     }
-    return this.applySetattr(ref, f, rel, id, ch);
+    return this.applySetattr(o, f, id, ch);
   }
 
-  /** setattr's changes to the object `id` (null: not tracked), applied and recorded. */
-  private async applySetattr(ref: ObjectRef, f: OpenFile | null, rel: string | null, id: ObjectId | null, ch: SetattrChanges): Promise<fs.BigIntStats> {
+  /** setattr's changes to `o`, whose id is `id` (null: not tracked), applied and recorded. */
+  private async applySetattr(o: StoreObject, f: OpenFile | null, id: ObjectId | null, ch: SetattrChanges): Promise<fs.BigIntStats> {
     const guard = f ? this.guardOf(f) : this.guard;
     if (guard) {
-      const target: GuardTarget = f ? { fd: f.fd } : { rel: rel! };
-      await guard.attrs(target);
-      if (ch.size !== undefined) await guard.size(target, ch.size);
+      await guard.attrs(o.target);
+      if (ch.size !== undefined) await guard.size(o.target, ch.size);
     }
-    if (ch.mode !== undefined) {
-      const mode = ch.mode & 0o7777;
-      if (f) await new Promise<void>((resolve, reject) => fs.fchmod(f.fd, mode, (err) => (err ? reject(err) : resolve())));
-      else await this.dir.chmod(rel!, mode);
-    }
-    if (ch.uid !== undefined || ch.gid !== undefined) {
-      const [u, g] = chownIds(ch);
-      if (f) await new Promise<void>((resolve, reject) => fs.fchown(f.fd, u, g, (err) => (err ? reject(err) : resolve())));
-      else await this.dir.lchown(rel!, u, g);
-    }
+    if (ch.mode !== undefined) await o.chmod(ch.mode & 0o7777);
+    if (ch.uid !== undefined || ch.gid !== undefined) await o.chown(...chownIds(ch));
     if (ch.size !== undefined) {
       const size = ch.size;
-      const cut = async (): Promise<void> => {
-        if (f) await new Promise<void>((resolve, reject) => fs.ftruncate(f.fd, size, (err) => (err ? reject(err) : resolve())));
-        else await this.dir.truncate(rel!, size);
-      };
-      if (this.restore && size === 0) await this.cutDuringRestore(f, rel!, cut);
-      else await cut();
+      if (this.restore && size === 0 && id !== null) {
+        // During a restore a cut to 0 is restore.cut: no fetch of the file writes between the cut and the discard.
+        // The map goes only after the cut: had it gone first, a crash before the cut would leave a stub that reads
+        // as zeros and is taken for local (and shipped so).
+        await this.restore.cut(id, () => o.truncate(0));
+        if (f !== null) f.remote = false;
+      } else {
+        await o.truncate(size);
+      }
     }
     if (ch.dropSetId !== undefined) {
-      if (f) await dropSetIdBits(f.fd, ch.dropSetId);
-      else await this.dropSetIdBitsAt(rel!, ch.dropSetId);
+      const st = await o.stat();
+      const drop = await setIdDropFor(st, ch.dropSetId);
+      if (drop !== 0) await o.chmod(Number(st.mode) & 0o7777 & ~drop);
     }
-    if (ch.atime !== undefined || ch.mtime !== undefined) {
-      const a = ch.atime ?? 'omit';
-      const m = ch.mtime ?? 'omit';
-      if (f) await native.futimens(f.fd, a, m);
-      else await this.dir.utimens(rel!, a, m, { noFollow: true });
-    }
+    if (ch.atime !== undefined || ch.mtime !== undefined) await o.utimens(ch.atime ?? 'omit', ch.mtime ?? 'omit');
+    if (!this.sink || id === null) return this.shown(await o.stat(), o.rel, id, o.fd);
     // A chmod rewrote the access ACL's mask too, when the object has one: recorded after the mode.
-    const aclAfter = (): Promise<Buffer | null> => (ch.mode === undefined ? Promise.resolve(null) : f ? aclOfFd(f.fd, ACL_ACCESS) : aclAt(this.dir, rel!, ACL_ACCESS));
+    const acl = ch.mode === undefined ? null : await o.acl(ACL_ACCESS);
+    if (f) f.dirty = false;
     // Recorded: the attributes are read as the record is appended (attrsNow), and answered from that one read.
-    if (f) {
-      if (!this.sink || f.id === null) return this.fgetattr((ref as { handle: number }).handle);
-      f.dirty = false;
-      const acl = await aclAfter();
-      const st = fs.fstatSync(f.fd, { bigint: true });
-      const seq = this.sink.append({ op: 'setattr', id: f.id, attrs: attrsFromStat(st) });
-      await this.sink.committed(this.appendAcls(seq, f.id, acl === null ? [] : [[ACL_ACCESS, acl]]));
-      return this.shown(st, null, f.id, f.fd);
-    }
-    if (!this.sink) return this.shown(await this.dir.lstat(rel!), rel, null);
-    const acl = await aclAfter();
-    const st = this.dir.lstatNow(rel!);
-    if (id !== null) {
-      const seq = this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(st) });
-      await this.sink.committed(this.appendAcls(seq, id, acl === null ? [] : [[ACL_ACCESS, acl]]));
-    }
-    return this.shown(st, rel, id);
+    const st = o.statNow();
+    const seq = this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(st) });
+    await this.sink.committed(this.appendAcls(seq, id, acl === null ? [] : [[ACL_ACCESS, acl]]));
+    return this.shown(st, o.rel, id, o.fd);
   }
 
   async chmod(path: string, mode: number): Promise<void> {
@@ -961,16 +977,7 @@ export class Filesystem {
   async setattrDir(handle: number, ch: SetattrChanges): Promise<fs.BigIntStats> {
     const d = this.dirHandle(handle);
     if (ch.size !== undefined) throw new FsError('EISDIR');
-    if (ch.mode !== undefined) {
-      const mode = ch.mode & 0o7777;
-      await new Promise<void>((resolve, reject) => fs.fchmod(d.fd, mode, (err) => (err ? reject(err) : resolve())));
-    }
-    if (ch.uid !== undefined || ch.gid !== undefined) {
-      const [u, g] = chownIds(ch);
-      await new Promise<void>((resolve, reject) => fs.fchown(d.fd, u, g, (err) => (err ? reject(err) : resolve())));
-    }
-    if (ch.atime !== undefined || ch.mtime !== undefined) await native.futimens(d.fd, ch.atime ?? 'omit', ch.mtime ?? 'omit');
-    return this.fgetattrDir(handle);
+    return this.setattrObject(this.objectOf(d.fd, true), null, ch);
   }
 
   // ---- extended attributes --------------------------------------------------
@@ -985,18 +992,18 @@ export class Filesystem {
    */
   async setxattr(path: string, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
     if (isPrivateXattr(name)) throw new FsError('EPERM', `${name} is reserved by strata`);
-    return this.setxattrAt(this.xattrObjectAt(this.existing(path)), name, value, flags, caller);
+    return this.setxattrAt(this.objectAt(this.existing(path)), name, value, flags, caller);
   }
 
   /** setxattr of an object whose last name is gone, through `pathFd` (taken over and closed; see getattrOf). */
   async setxattrOf(pathFd: number, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
     return this.closingAfter(pathFd, async () => {
       if (isPrivateXattr(name)) throw new FsError('EPERM', `${name} is reserved by strata`);
-      return this.setxattrAt(this.xattrObjectOf(pathFd), name, value, flags, caller);
+      return this.setxattrAt(this.objectOf(pathFd, false), name, value, flags, caller);
     });
   }
 
-  private async setxattrAt(o: XattrObject, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
+  private async setxattrAt(o: StoreObject, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
     if (this.sink) await this.sink.admit(META_RECORD_BYTES + value.length);
     if (this.guard) await this.guard.attrs(o.target);
     await o.set(name, value, flags);
@@ -1011,37 +1018,63 @@ export class Filesystem {
   }
 
   /** After the access ACL of `o` was set or removed: its mode as the store's file system left it, recorded after record `seq`. */
-  private recordModeAfterAcl(seq: number, id: ObjectId, o: XattrObject, name: string): number {
+  private recordModeAfterAcl(seq: number, id: ObjectId, o: StoreObject, name: string): number {
     if (name !== ACL_ACCESS) return seq;
     return this.sink!.append({ op: 'setattr', id, attrs: attrsFromStat(o.statNow()) });
   }
 
-  /** The object at store path `rel`, for the xattr operations. */
-  private xattrObjectAt(rel: string): XattrObject {
+  /** The object at store path `rel`. */
+  private objectAt(rel: string): StoreObject {
     return {
       target: { rel },
+      rel,
       set: (name, value, flags) => this.dir.setxattr(rel, name, value, flags),
       remove: (name) => this.dir.removexattr(rel, name),
       acl: (name) => aclAt(this.dir, rel, name),
       stat: () => this.dir.lstat(rel),
       statNow: () => this.dir.lstatNow(rel),
       chmod: (mode) => this.dir.chmod(rel, mode),
+      chown: (uid, gid) => this.dir.lchown(rel, uid, gid),
+      truncate: (size) => this.dir.truncate(rel, size),
+      utimens: (atime, mtime) => this.dir.utimens(rel, atime, mtime, { noFollow: true }),
+      openToRead: () => this.dir.open(rel, C.O_RDONLY | OPEN_ADD, 0),
+      restoreRef: rel,
       id: () => this.idOf(rel),
     };
   }
 
-  /** The object of descriptor `fd` (O_PATH will do: the calls go through /proc/self/fd/N), for the xattr operations. */
-  private xattrObjectOf(fd: number): XattrObject {
+  /**
+   * The object of descriptor `fd`. `opened`: `fd` is an open file's or
+   * directory's, and the f* calls take it; else (O_PATH) the calls go through
+   * /proc/self/fd/N, which reaches the object itself, a symbolic link too
+   * (as libfuse's passthrough_hp does).
+   */
+  private objectOf(fd: number, opened: boolean): StoreObject {
+    const proc = `/proc/self/fd/${fd}`;
+    const done = (resolve: () => void, reject: (e: unknown) => void) => (err: NodeJS.ErrnoException | null): void => (err ? reject(err) : resolve());
     return {
       target: { fd },
+      rel: null,
+      fd,
       set: (name, value, flags) => native.setxattr('', name, value, flags, fd),
       remove: (name) => native.removexattr('', name, fd),
       acl: (name) => aclOfFd(fd, name),
-      stat: () => new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st)))),
+      stat: () => fstatOf(fd),
       statNow: () => fs.fstatSync(fd, { bigint: true }),
-      chmod: (mode) => new Promise<void>((resolve, reject) => fs.chmod(`/proc/self/fd/${fd}`, mode, (err) => (err ? reject(err) : resolve()))),
+      chmod: (mode) => new Promise<void>((resolve, reject) => (opened ? fs.fchmod(fd, mode, done(resolve, reject)) : fs.chmod(proc, mode, done(resolve, reject)))),
+      chown: (uid, gid) => new Promise<void>((resolve, reject) => (opened ? fs.fchown(fd, uid, gid, done(resolve, reject)) : fs.chown(proc, uid, gid, done(resolve, reject)))),
+      // ftruncate needs a descriptor open for writing: an open file's is (the adapter sees to it); else through a new one.
+      truncate: (size) => new Promise<void>((resolve, reject) => (opened ? fs.ftruncate(fd, size, done(resolve, reject)) : fs.truncate(proc, size, done(resolve, reject)))),
+      utimens: (atime, mtime) => (opened ? native.futimens(fd, atime, mtime) : native.utimens(proc, atime, mtime)),
+      openToRead: () => this.dir.reopen(fd, C.O_RDONLY | OPEN_CLOEXEC),
+      restoreRef: fd,
       id: () => readObjectId('', fd),
     };
+  }
+
+  /** The object of an open file's descriptor `fd`, whose id is known (`id`). */
+  private objectOfOpen(fd: number, id: ObjectId | null): StoreObject {
+    return { ...this.objectOf(fd, true), id: () => Promise.resolve(id) };
   }
 
   async getxattr(path: string, name: string): Promise<Buffer> {
@@ -1088,18 +1121,18 @@ export class Filesystem {
 
   async removexattr(path: string, name: string): Promise<void> {
     if (isPrivateXattr(name)) throw new FsError('EPERM', `${name} is reserved by strata`);
-    return this.removexattrAt(this.xattrObjectAt(this.existing(path)), name);
+    return this.removexattrAt(this.objectAt(this.existing(path)), name);
   }
 
   /** removexattr of an object whose last name is gone, through `pathFd` (taken over and closed; see getattrOf). */
   async removexattrOf(pathFd: number, name: string): Promise<void> {
     return this.closingAfter(pathFd, async () => {
       if (isPrivateXattr(name)) throw new FsError('EPERM', `${name} is reserved by strata`);
-      return this.removexattrAt(this.xattrObjectOf(pathFd), name);
+      return this.removexattrAt(this.objectOf(pathFd, false), name);
     });
   }
 
-  private async removexattrAt(o: XattrObject, name: string): Promise<void> {
+  private async removexattrAt(o: StoreObject, name: string): Promise<void> {
     if (this.sink) await this.sink.admit(META_RECORD_BYTES);
     if (this.guard) await this.guard.attrs(o.target);
     await o.remove(name);
@@ -1132,19 +1165,11 @@ export class Filesystem {
   }
 
   /** S_ISGID goes when an access ACL is set by a caller outside the object's group (without CAP_FSETID: not root). */
-  private async dropSetGidAfterAcl(o: XattrObject, caller: Caller): Promise<void> {
+  private async dropSetGidAfterAcl(o: StoreObject, caller: Caller): Promise<void> {
     const st = await o.stat();
     const mode = Number(st.mode);
     if ((mode & 0o2000) === 0 || st.isSymbolicLink() || (await callerInGroup(caller, Number(st.gid)))) return;
     await o.chmod(mode & 0o7777 & ~0o2000);
-  }
-
-  /** Drops the set-ID bits (setIdDrop) of the file at store path `rel` (not following a symbolic link). */
-  private async dropSetIdBitsAt(rel: string, caller: Caller): Promise<void> {
-    const st = await this.dir.lstat(rel);
-    const drop = await setIdDropFor(st, caller);
-    if (drop === 0) return;
-    await this.dir.chmod(rel, Number(st.mode) & 0o7777 & ~drop);
   }
 
   private file(handle: number): OpenFile {
@@ -1164,36 +1189,18 @@ export class Filesystem {
    * the archive's data is needed any more; to any other size the file is
    * fetched whole first (its blocks past the cut or the extension are then right).
    */
-  private async beforeSizeChange(f: OpenFile | null, rel: string, id: ObjectId | null, size: number): Promise<void> {
+  private async beforeSizeChange(f: OpenFile | null, o: StoreObject, id: ObjectId | null, size: number): Promise<void> {
     const restore = this.restore!;
-    // To 0: nothing is needed; the archive's data is discarded once the file is cut (afterSizeChange).
+    // To 0: nothing is needed; the archive's data is discarded once the file is cut (applySetattr).
     if (id === null || (f !== null && !f.remote) || size === 0) return;
     if (f !== null) {
       await restore.fetchAll(id, f.fd);
-    } else {
-      if (!(await restore.isRemote(id))) return;
-      const fd = await this.dir.open(rel, C.O_RDONLY | OPEN_ADD, 0);
-      try {
-        await restore.fetchAll(id, fd);
-      } finally {
-        fs.close(fd, () => {});
-      }
+      f.remote = false;
+      return;
     }
-    if (f !== null) f.remote = false;
-  }
-
-  /**
-   * A cut of a file to size 0 during an unfinished restore: none of the
-   * archive's data is needed any more, and no fetch of the file may write
-   * between the cut and the discard (restore.cut). The map goes only after the
-   * cut: had it gone first, a crash before the cut would leave a stub that reads as zeros and is
-   * taken for local (and shipped so).
-   */
-  private async cutDuringRestore(f: OpenFile | null, rel: string, cut: () => Promise<void>): Promise<void> {
-    const id = f ? f.id : await this.idOf(rel);
-    if (id === null) return cut();
-    await this.restore!.cut(id, cut);
-    if (f !== null) f.remote = false;
+    if (!(await restore.isRemote(id))) return;
+    const fd = await o.openToRead();
+    await this.closingAfter(fd, () => restore.fetchAll(id, fd));
   }
 
   /** The object id stored on `rel`; null (and a warning) when it has none. */
@@ -1308,6 +1315,11 @@ async function setIdDropFor(st: fs.Stats | fs.BigIntStats, caller: Caller): Prom
   const mode = Number(st.mode);
   const inGroup = native.setIdNeedsGroups(mode) ? await callerInGroup(caller, Number(st.gid)) : true;
   return native.setIdDrop(mode, inGroup);
+}
+
+/** fstat(2) of `fd` (O_PATH will do). */
+function fstatOf(fd: number): Promise<fs.BigIntStats> {
+  return new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st))));
 }
 
 /** The set-ID bits `caller` drops from the file behind `fd` (setIdDropFor), and the mode they are dropped from. */

@@ -1050,17 +1050,18 @@ export class FuseAdapter {
         const lent = r.fh !== 0 && inode.handles.has(r.fh) ? undefined : (nameless ? this.lentHandle(inode, (r.toSet & SET.SIZE) !== 0) : undefined);
         // A size change (truncate(2) of /proc/PID/fd/N) where every handle is read-only
         // (ftruncate needs a writable descriptor): through a writable one opened for it.
-        // No name and nothing open (a rename over its name or an unlink came after the kernel's lookup): a file
-        // through a handle opened for it from the node table's descriptor.
+        // No name and nothing open (a rename over its name or an unlink came after the kernel's lookup): through
+        // the node table's descriptor of it, whatever its kind.
         const noneOpen = nameless && !inode.stale && lent === undefined && !(r.fh !== 0 && inode.handles.has(r.fh)) && inode.dirHandles.size === 0;
         const opened = lent !== undefined && (r.toSet & SET.SIZE) !== 0 && this.readOnly(lent)
           ? await this.borrow(lent, fs.reopen(lent, C.O_WRONLY, r.caller))
-          : noneOpen ? await this.openNamelessFile(inode, (r.toSet & SET.SIZE) !== 0 ? C.O_WRONLY : C.O_RDONLY, r.caller) : undefined;
+          : undefined;
         try {
           const handle = r.fh !== 0 && inode.handles.has(r.fh) ? r.fh : opened?.handle ?? lent;
           // A directory with no name left that a program still has open: through the directory handle's descriptor.
           const dirHandle = handle === undefined && nameless ? (inode.dirHandles.has(r.fh) ? r.fh : inode.dirHandles.values().next().value) : undefined;
-          const ref: ObjectRef | null = handle !== undefined ? { handle } : dirHandle !== undefined ? null : { path: t.requirePath(inode) };
+          const ref: ObjectRef | null = handle !== undefined ? { handle } : dirHandle !== undefined ? null
+            : noneOpen ? { descriptor: this.nodeDescriptor(inode) } : { path: t.requirePath(inode) };
           const args = r.attrs ?? new Float64Array(SETARG.LEN);
           const ch: SetattrChanges = {};
           if (r.toSet & SET.MODE) ch.mode = r.mode;
@@ -1400,13 +1401,6 @@ export class FuseAdapter {
     if (fd < 0) this.table().requirePath(inode);
     if (fd < 0) throw new FsError('ENOENT', `node ${inode.nodeid} has no name left and no descriptor in the node table`);
     return fd;
-  }
-
-  /** A handle of the regular file `inode`, which has no name left, opened through the node table's descriptor; ENOENT for any other kind. */
-  private async openNamelessFile(inode: Inode, flags: number, caller: Caller): Promise<OpenResult> {
-    // Its kind first (opening a FIFO would wait for a writer).
-    if (!(await this.fs.getattrOf(this.nodeDescriptor(inode))).isFile()) throw new FsError('ENOENT', 'object has no name left');
-    return this.fs.openDescriptor(this.nodeDescriptor(inode), flags, caller);
   }
 
   /** Whether file handle `h` was opened read-only. */

@@ -203,6 +203,28 @@ test.serial('writes during recovery, into restored, pending and stub parts, conv
   t.is(readFileSync(join(r.mnt, 'a/b/stub')).subarray(70000, 70003).toString(), 'ABC');
 });
 
+// A setattr of a node with no name left and nothing open goes through the node
+// table's descriptor (Filesystem.setattr's `descriptor`); during a recovery a
+// cut of a stub to a size other than 0 needs the archive's bytes below it first.
+test.serial('during a recovery, a stub with no name left and nothing open (an O_PATH descriptor) is cut, extended and chmodded through /proc/self/fd/N: the archive\'s bytes up to the cut, zeros after it', async (t) => {
+  const v = await buildVolume(t, ['mkdir -p a/b && head -c 1000000 /dev/urandom > a/b/stub']);
+  // Cut inside a block, then extended past it: the cut bytes read as zeros, not as the archive's.
+  const want = Buffer.concat([readFileSync(join(v.primary.store, 'a/b/stub')).subarray(0, 70000), Buffer.alloc(70000)]);
+  const r = recover(t, v, ['--depth', '2', '--no-background-restore']);
+  const script = [
+    'import os, sys',
+    'fd = os.open("a/b/stub", os.O_PATH); p = "/proc/self/fd/%d" % fd',
+    'os.unlink("a/b/stub")',
+    'os.truncate(p, 70000); os.truncate(p, 140000); os.chmod(p, 0o600)',
+    'r = os.open(p, os.O_RDONLY); data = os.read(r, 200000); os.close(r)',
+    'sys.stdout.buffer.write(b"%o " % (os.stat(p).st_mode & 0o777) + data)',
+  ].join('\n');
+  const out = spawnSync('python3', ['-c', script], { cwd: r.mnt, timeout: 60_000 });
+  t.is(out.status, 0, out.stderr.toString());
+  t.is(out.stdout.subarray(0, 4).toString(), '600 ');
+  t.true(out.stdout.subarray(4).equals(want), `read ${out.stdout.length - 4} bytes; the archive's first 70000 and 70000 zeros expected`);
+});
+
 test.serial('archive away during on-demand access: EIO within the fetch timeout, and it works again once the archive is back', async (t) => {
   const v = await buildVolume(t, ['mkdir -p a/b/c && echo hello > a/b/c/f && head -c 300000 /dev/urandom > a/b/c/g']);
   const r = recover(t, v, ['--depth', '1', '--fetch-timeout', '1', '--no-background-restore']);

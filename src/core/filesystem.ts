@@ -325,9 +325,10 @@ export class Filesystem {
     if ('descriptor' in ref) {
       const pathFd = ref.descriptor;
       return this.closingAfter(pathFd, async () => {
-        // A regular file through a descriptor that reads (the restore's hooks and the f* calls need one; O_PATH will not do).
+        // A file or directory through a descriptor that reads (the restore's hooks, which may put times back,
+        // and the f* calls need one; O_PATH will not do). Other kinds have no data and no times records.
         const st = await fstatOf(pathFd);
-        if (!st.isFile()) return this.setattrObject(this.objectOf(pathFd, false), null, ch);
+        if (!st.isFile() && !st.isDirectory()) return this.setattrObject(this.objectOf(pathFd, false), null, ch);
         const fd = await this.dir.reopen(pathFd, C.O_RDONLY | OPEN_CLOEXEC);
         const o = this.objectOf(fd, true);
         // It reads only: a size is set through the O_PATH one (truncate opens it for writing).

@@ -6,6 +6,7 @@
 #endif
 
 #include "atops.h"
+#include "atpath.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,12 +15,14 @@
 #include <unistd.h>
 
 int sn_stat_at(int at, const char *path, int follow, struct stat *st, sn_err *err) {
+  SN_LONG_PATH(lp, at, path, err);
   if (fstatat(at, path, st, follow ? 0 : AT_SYMLINK_NOFOLLOW) < 0)
     return SN_FAIL(err, errno, follow ? "stat" : "lstat");
   return 0;
 }
 
 int sn_open_at(int at, const char *path, int flags, uint32_t mode, int *fd, sn_err *err) {
+  SN_LONG_PATH(lp, at, path, err);
   int r;
   do {
     r = openat(at, path, flags | O_CLOEXEC, (mode_t)mode);
@@ -30,42 +33,64 @@ int sn_open_at(int at, const char *path, int flags, uint32_t mode, int *fd, sn_e
 }
 
 int sn_mkdir_at(int at, const char *path, uint32_t mode, sn_err *err) {
+  SN_LONG_PATH(lp, at, path, err);
   if (mkdirat(at, path, (mode_t)mode) < 0) return SN_FAIL(err, errno, "mkdir");
   return 0;
 }
 
 int sn_symlink_at(const char *target, int at, const char *path, sn_err *err) {
+  SN_LONG_PATH(lp, at, path, err);
   if (symlinkat(target, at, path) < 0) return SN_FAIL(err, errno, "symlink");
   return 0;
 }
 
 int sn_link_at(int at, const char *from, const char *to, sn_err *err) {
-  if (linkat(at, from, at, to, 0) < 0) return SN_FAIL(err, errno, "link");
+  int to_at = at;
+  SN_LONG_PATH(lf, at, from, err);
+  sn_long lt __attribute__((cleanup(sn_long_close))) = {-1};
+  if (sn_long_open(&lt, &to_at, &to, err) < 0) {
+    /* linkat looks the source up whole before the new name's directory: its error comes first. */
+    struct stat st;
+    if (fstatat(at, from, &st, AT_SYMLINK_NOFOLLOW) < 0) return SN_FAIL(err, errno, "link");
+    return -1;
+  }
+  if (linkat(at, from, to_at, to, 0) < 0) return SN_FAIL(err, errno, "link");
   return 0;
 }
 
 int sn_rename_at(int at, const char *from, const char *to, sn_err *err) {
-  if (renameat(at, from, at, to) < 0) return SN_FAIL(err, errno, "rename");
+  int to_at = at;
+  SN_LONG_PATH(lf, at, from, err);
+  SN_LONG_PATH(lt, to_at, to, err);
+  if (renameat(at, from, to_at, to) < 0) return SN_FAIL(err, errno, "rename");
   return 0;
 }
 
 int sn_rename_noreplace_at(int at, const char *from, const char *to, sn_err *err) {
-  if (renameat2(at, from, at, to, RENAME_NOREPLACE) < 0) return SN_FAIL(err, errno, "rename");
+  int to_at = at;
+  SN_LONG_PATH(lf, at, from, err);
+  SN_LONG_PATH(lt, to_at, to, err);
+  if (renameat2(at, from, to_at, to, RENAME_NOREPLACE) < 0) return SN_FAIL(err, errno, "rename");
   return 0;
 }
 
 int sn_rename_exchange_at(int at, const char *from, const char *to, sn_err *err) {
-  if (renameat2(at, from, at, to, RENAME_EXCHANGE) < 0) return SN_FAIL(err, errno, "rename");
+  int to_at = at;
+  SN_LONG_PATH(lf, at, from, err);
+  SN_LONG_PATH(lt, to_at, to, err);
+  if (renameat2(at, from, to_at, to, RENAME_EXCHANGE) < 0) return SN_FAIL(err, errno, "rename");
   return 0;
 }
 
 int sn_unlink_at(int at, const char *path, int dir, sn_err *err) {
+  SN_LONG_PATH(lp, at, path, err);
   if (unlinkat(at, path, dir ? AT_REMOVEDIR : 0) < 0)
     return SN_FAIL(err, errno, dir ? "rmdir" : "unlink");
   return 0;
 }
 
 int sn_readlink_at(int at, const char *path, char **out, size_t *len, sn_err *err) {
+  SN_LONG_PATH(lp, at, path, err);
   *out = NULL;
   *len = 0;
   for (size_t cap = 256;; cap *= 2) {
@@ -88,11 +113,13 @@ int sn_readlink_at(int at, const char *path, char **out, size_t *len, sn_err *er
 }
 
 int sn_chmod_at(int at, const char *path, uint32_t mode, sn_err *err) {
+  SN_LONG_PATH(lp, at, path, err);
   if (fchmodat(at, path, (mode_t)mode, 0) < 0) return SN_FAIL(err, errno, "chmod");
   return 0;
 }
 
 int sn_chown_at(int at, const char *path, int64_t uid, int64_t gid, sn_err *err) {
+  SN_LONG_PATH(lp, at, path, err);
   if (fchownat(at, path, (uid_t)uid, (gid_t)gid, AT_SYMLINK_NOFOLLOW) < 0)
     return SN_FAIL(err, errno, "lchown");
   return 0;
@@ -111,6 +138,7 @@ int sn_truncate_at(int at, const char *path, uint64_t size, sn_err *err) {
 }
 
 int sn_access_at(int at, const char *path, uint32_t mode, sn_err *err) {
+  SN_LONG_PATH(lp, at, path, err);
   if (faccessat(at, path, (int)mode, 0) < 0) return SN_FAIL(err, errno, "access");
   return 0;
 }

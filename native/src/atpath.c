@@ -9,7 +9,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 /* Set to 0 at the first ENOSYS (a kernel before 6.13), or by a test; a
@@ -30,6 +32,7 @@ static int open_proc(sn_at *a, int dirfd, const char *path, sn_err *err) {
 
 int sn_at_open(sn_at *a, int dirfd, const char *path, sn_err *err) {
   a->fd = -1;
+  if (sn_long_open(&a->lp, &dirfd, &path, err) < 0) return -1;
   a->dirfd = dirfd;
   a->path = path;
   if (path[0] == '\0' && dirfd >= 0) {
@@ -47,7 +50,11 @@ int sn_at_open(sn_at *a, int dirfd, const char *path, sn_err *err) {
     a->how = SN_AT_SYSCALL;
     return 0;
   }
-  return open_proc(a, dirfd, path, err);
+  if (open_proc(a, dirfd, path, err) < 0) {
+    sn_long_close(&a->lp);
+    return -1;
+  }
+  return 0;
 }
 
 int sn_at_fall_back(sn_at *a, sn_err *err) {
@@ -60,4 +67,43 @@ int sn_at_fall_back(sn_at *a, sn_err *err) {
 void sn_at_close(sn_at *a) {
   if (a->fd >= 0) close(a->fd);
   a->fd = -1;
+  sn_long_close(&a->lp);
+}
+
+int sn_long_open(sn_long *l, int *at, const char **path, sn_err *err) {
+  l->fd = -1;
+  const char *p = *path;
+  if (p[0] == '/' || strlen(p) < PATH_MAX) return 0;
+  const char *last = strrchr(p, '/');
+  if (last == NULL) return 0; /* one name that long: the call says ENAMETOOLONG */
+  char piece[PATH_MAX];
+  int cur = *at;
+  for (const char *s = p; s < last;) {
+    /* As many whole names as fit below PATH_MAX, up to the last one. */
+    const char *end = last;
+    if ((size_t)(end - s) >= PATH_MAX) {
+      end = s + PATH_MAX - 1;
+      while (end > s && *end != '/') end--;
+      if (end == s) {
+        sn_long_close(l);
+        return SN_FAIL(err, ENAMETOOLONG, "openat");
+      }
+    }
+    memcpy(piece, s, (size_t)(end - s));
+    piece[end - s] = '\0';
+    int fd = openat(cur, piece, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int e = errno;
+    sn_long_close(l);
+    if (fd < 0) return SN_FAIL(err, e, "openat");
+    l->fd = cur = fd;
+    s = end + 1;
+  }
+  *at = cur;
+  *path = last + 1;
+  return 0;
+}
+
+void sn_long_close(sn_long *l) {
+  if (l->fd >= 0) close(l->fd);
+  l->fd = -1;
 }

@@ -6,6 +6,7 @@
 #endif
 
 #include "blockcopy.h"
+#include "atpath.h"
 #include "sysops.h"
 
 #include <errno.h>
@@ -260,6 +261,7 @@ int sn_clone_file(int fd_in, int fd_out, sn_clone_method method,
 
 int sn_read_file_quiet(int at, const char *path, uint64_t max, sn_extent **ext,
                        size_t *count, char **data, size_t *len, sn_err *err) {
+  SN_LONG_PATH(lp, at, path, err);
   *ext = NULL;
   *count = 0;
   *data = NULL;
@@ -303,6 +305,8 @@ static int open_quiet(int at, const char *path) {
 
 int sn_clone_to(int at, const char *src, int dst_at, const char *dst, uint32_t mode,
                 sn_clone_to_result *res, sn_err *err) {
+  SN_LONG_PATH(ls, at, src, err);
+  SN_LONG_PATH(ld, dst_at, dst, err);
   res->found = 0;
   res->is_file = 0;
   res->ino = 0;
@@ -347,6 +351,10 @@ int sn_finish_file(int at, const char *tmp, int create, int64_t size, int log_fd
                    const char *final, const void *data, size_t data_len,
                    int drop_acls, uint64_t *log_bytes, sn_err *err) {
   *log_bytes = 0;
+  int final_at = at;
+  SN_LONG_PATH(lt, at, tmp, err);
+  sn_long lf __attribute__((cleanup(sn_long_close))) = {-1};
+  if (final != NULL && sn_long_open(&lf, &final_at, &final, err) < 0) return -1;
   int flags = O_RDWR | O_NOFOLLOW | O_CLOEXEC;
   if (create) flags |= O_CREAT | O_EXCL;
   int fd = openat(at, tmp, flags, 0600);
@@ -392,7 +400,7 @@ int sn_finish_file(int at, const char *tmp, int create, int64_t size, int log_fd
     rc = SN_FAIL(err, errno, "fchmod");
   if (rc == 0 && futimens(fd, ts) < 0) rc = SN_FAIL(err, errno, "futimens");
   if (close(fd) < 0 && rc == 0) rc = SN_FAIL(err, errno, "close");
-  if (rc == 0 && final != NULL && renameat(at, tmp, at, final) < 0)
+  if (rc == 0 && final != NULL && renameat(at, tmp, final_at, final) < 0)
     rc = SN_FAIL(err, errno, "rename");
   return rc;
 }

@@ -6,6 +6,7 @@
 #endif
 
 #include "dirents.h"
+#include "atpath.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -44,6 +45,8 @@ void sn_dirents_free(sn_dirent *ents, size_t count) {
 }
 
 DIR *sn_opendir_at(int at, const char *path, int quiet, sn_err *err) {
+  sn_long lp __attribute__((cleanup(sn_long_close))) = {-1};
+  if (sn_long_open(&lp, &at, &path, err) < 0) return NULL;
   int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
   int fd = openat(at, path, flags | (quiet ? O_NOATIME : 0));
   if (fd < 0 && quiet && errno == EPERM) fd = openat(at, path, flags);

@@ -6,6 +6,7 @@
 #endif
 
 #include "sysops.h"
+#include "atpath.h"
 #include "xattr.h"
 
 #include <errno.h>
@@ -17,6 +18,7 @@
 
 int sn_utimens(int at, const char *path, const struct timespec ts[2],
                int no_follow, sn_err *err) {
+  SN_LONG_PATH(lp, at, path, err);
   int flags = no_follow ? AT_SYMLINK_NOFOLLOW : 0;
   if (utimensat(at, path, ts, flags) < 0)
     return SN_FAIL(err, errno, "utimensat");
@@ -30,6 +32,7 @@ int sn_futimens(int fd, const struct timespec ts[2], sn_err *err) {
 
 int sn_mknod(int at, const char *path, uint32_t mode, uint64_t dev,
              sn_err *err) {
+  SN_LONG_PATH(lp, at, path, err);
   if (mknodat(at, path, (mode_t)mode, (dev_t)dev) < 0)
     return SN_FAIL(err, errno, "mknod");
   return 0;
@@ -52,6 +55,7 @@ int sn_prepare_object(int at, const char *path, int create, uint32_t mode,
                       const void *const *values, const size_t *lens,
                       size_t n, int64_t uid, int64_t gid, int64_t chmod_mode,
                       int drop_acls, sn_err *err) {
+  SN_LONG_PATH(lp, at, path, err);
   if (create == SN_CREATE_DIR) {
     if (mkdirat(at, path, (mode_t)mode) < 0) return SN_FAIL(err, errno, "mkdir");
   } else if (create == SN_CREATE_FILE) {

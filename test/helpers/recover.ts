@@ -74,7 +74,8 @@ export function mountPrimary(t: ExecutionContext, base: string, server: ArchiveS
   return primary;
 }
 
-export async function buildVolume(t: ExecutionContext, steps: string[] = DEFAULT_TREE, opts: { picture?: boolean; syncEachStep?: boolean } = {}): Promise<Volume> {
+/** `opts.manifest` false: none is taken (manifest's sha256sum and getfattr take whole paths: not for a tree deeper than PATH_MAX); `manifest` is then ''. */
+export async function buildVolume(t: ExecutionContext, steps: string[] = DEFAULT_TREE, opts: { picture?: boolean; syncEachStep?: boolean; manifest?: boolean } = {}): Promise<Volume> {
   const base = mkdtempSync(join(tmpdir(), 'strata-recover-'));
   const server = await startArchiveServer();
   t.teardown(async () => {
@@ -89,7 +90,7 @@ export async function buildVolume(t: ExecutionContext, steps: string[] = DEFAULT
     if (opts.syncEachStep) syncMount(primary);
   }
   syncMount(primary);
-  const m = manifest(primary.mnt);
+  const m = opts.manifest === false ? '' : manifest(primary.mnt);
   const picture = opts.picture ? await livePicture(primary.mnt, { nlink: true }) : undefined;
   const u = strata(['unmount', primary.mnt]);
   if (u.status !== 0) throw new Error(`unmount: ${u.stderr}`);

@@ -364,6 +364,63 @@ for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
   });
 }
 
+// A tree deeper than PATH_MAX: natively a program reaches it through
+// relative paths (a chdir at a time, or *at calls), and the kernel's FUSE
+// hands strata one name at a time; strata addresses its store by
+// store-relative paths, which then exceed what one system call takes. Until
+// 2026-12-05 every operation answered in JavaScript failed there with
+// ENAMETOOLONG (rename, link, symlink, mknod, xattrs, readdir, unlink, rmdir;
+// those the FUSE thread answers by node descriptor worked): now the
+// local-object layer opens the directory part in pieces (native/src/atpath.h).
+const DEEP = [
+  'import os, shutil',
+  'name = "e" * 200',
+  'for i in range(24):',
+  '    os.mkdir(name); os.chdir(name)',
+  'res = []',
+  'def t(label, f):',
+  '    try:',
+  '        v = f(); res.append((label, "ok" if v is None else v))',
+  '    except OSError as e:',
+  '        res.append((label, e.strerror))',
+  't("create", lambda: open("f", "w").write("deep") and None)',
+  't("chmod", lambda: os.chmod("f", 0o640))',
+  't("utime", lambda: os.utime("f", (1000000000, 1000000000)))',
+  't("setxattr", lambda: os.setxattr("f", "user.a", b"1"))',
+  't("getxattr", lambda: os.getxattr("f", "user.a").decode())',
+  't("link", lambda: os.link("f", "h"))',
+  't("symlink", lambda: os.symlink("f", "s"))',
+  't("readlink", lambda: os.readlink("s"))',
+  't("mkfifo", lambda: os.mkfifo("p"))',
+  't("mkdir", lambda: os.mkdir("sub"))',
+  't("rename", lambda: os.rename("h", "sub/h2"))',
+  't("exchange-like rename over", lambda: os.rename("sub/h2", "f"))',
+  't("listdir", lambda: " ".join(sorted(os.listdir("."))))',
+  't("stat", lambda: "%o %d %d" % (os.stat("f").st_mode, os.stat("f").st_nlink, os.stat("f").st_mtime))',
+  't("read", lambda: open("f").read())',
+  't("unlink", lambda: os.unlink("p"))',
+  't("rmdir", lambda: os.rmdir("sub"))',
+  'print(res)',
+].join('\n');
+
+for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
+  test(`a tree deeper than PATH_MAX, reached through relative paths: every operation as on a native directory, and removed whole (${label})`, (t) => {
+    const m = mountOf(t, args, mirrored);
+    const native = join(m.base, 'native-deep');
+    mkdirSync(native, { recursive: true });
+    const want = sh(`python3 -c '${DEEP}'`, native);
+    t.is(want.status, 0, want.stderr);
+    t.notRegex(want.stdout, /too long|No such/, 'ext4 does all of it');
+    const got = sh(`python3 -c '${DEEP}'`, m.mnt);
+    t.is(got.status, 0, got.stderr);
+    t.is(got.stdout, want.stdout);
+    convergedIfMirrored(t, m);
+    // rm -rf walks it relative to each directory (fts), as shutil.rmtree does: both empty again.
+    for (const dir of [native, m.mnt]) t.is(sh('rm -rf ' + 'e'.repeat(200) + ' && ls -A | wc -l', dir).stdout.trim(), '0');
+    convergedIfMirrored(t, m);
+  });
+}
+
 // A stat while another program's write that grows a file is under way is
 // answered once the write is (the kernel learns the new size from the
 // write's reply, the store has it before): until 2026-12-05 a getattr told

@@ -848,6 +848,17 @@ class ReaddirWorker : public PromiseWorker {
   size_t count_ = 0;
 };
 
+// Nanoseconds since the epoch of `t` as a BigInt: seconds * 1e9 overflows int64
+// past 2262-04-11, and ext4 keeps times up to 2446 (touch -d 2500 gives its
+// largest); verify read such a file's mtime as a time in 1861.
+static Napi::BigInt NsBigInt(Napi::Env env, const struct timespec& t) {
+  __int128 ns = static_cast<__int128>(t.tv_sec) * 1000000000 + t.tv_nsec;
+  int negative = ns < 0 ? 1 : 0;
+  unsigned __int128 mag = negative ? -static_cast<unsigned __int128>(ns) : static_cast<unsigned __int128>(ns);
+  const uint64_t words[2] = {static_cast<uint64_t>(mag), static_cast<uint64_t>(mag >> 64)};
+  return Napi::BigInt::New(env, negative, 2, words);
+}
+
 // scanDir(path, withXattrs): a directory's entries with their lstat and
 // extended attributes, in one thread-pool job (src/scandir.c).
 class ScanDirWorker : public PromiseWorker {
@@ -874,9 +885,9 @@ class ScanDirWorker : public PromiseWorker {
       s.Set("rdev", Napi::BigInt::New(env, static_cast<uint64_t>(st.st_rdev)));
       s.Set("size", Napi::BigInt::New(env, static_cast<int64_t>(st.st_size)));
       s.Set("blocks", Napi::BigInt::New(env, static_cast<int64_t>(st.st_blocks)));
-      s.Set("atimeNs", Napi::BigInt::New(env, static_cast<int64_t>(static_cast<int64_t>(st.st_atim.tv_sec) * 1000000000LL + st.st_atim.tv_nsec)));
-      s.Set("mtimeNs", Napi::BigInt::New(env, static_cast<int64_t>(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec)));
-      s.Set("ctimeNs", Napi::BigInt::New(env, static_cast<int64_t>(static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000LL + st.st_ctim.tv_nsec)));
+      s.Set("atimeNs", NsBigInt(env, st.st_atim));
+      s.Set("mtimeNs", NsBigInt(env, st.st_mtim));
+      s.Set("ctimeNs", NsBigInt(env, st.st_ctim));
       Napi::Array xs = Napi::Array::New(env, e.nxattrs);
       for (size_t k = 0; k < e.nxattrs; k++) {
         Napi::Array pair = Napi::Array::New(env, 2);

@@ -312,3 +312,33 @@ test('a tree as deep as the mount allows, under a store path longer than the mou
   t.is(back.stdout, r.stdout, `${back.stderr}`);
   t.is(r.stdout.split('\n')[0], createHash('sha256').update(want).digest('hex'));
 });
+
+// Until 2026-12-05 the store walk read an mtime past 2262 (ext4 keeps them to
+// 2446) as one in 1861 (seconds times 1e9 overflowed int64 in the native
+// scanDir): the re-convergence after a kill -9 shipped it, and a recovery
+// then gave the file an mtime of 1901 (measured: -2147483648 s).
+test('times before 1970 and past 2262: a restart after kill -9 re-converges without changing them, and a recovery gives them back exactly', async (t) => {
+  const m = withMirroredMount(t);
+  const set = sh(`python3 -c 'import os
+for name, ns in (("old", -315619199876543211), ("late", 2**62 + 7), ("ext4-end", 15032385535 * 10**9)):
+    open(name, "w").close(); os.utime(name, ns=(ns, ns))'`, m.mnt);
+  t.is(set.status, 0, set.stderr);
+  const times = `python3 -c 'import os
+for name in ("old", "late", "ext4-end"):
+    st = os.stat(name); print(name, st.st_atime_ns, st.st_mtime_ns)'`;
+  const want = sh(times, m.mnt).stdout;
+  t.regex(want, /ext4-end 15032385535000000000 15032385535000000000/);
+  syncMount(m);
+  await killPrimary(m);
+  mount(m);
+  syncMount(m);
+  assertConverged(t, m, 'after the restart');
+  t.is(sh(times, m.mnt).stdout, want);
+  const mnt2 = join(m.base, 'mnt2');
+  mkdirSync(mnt2);
+  t.teardown(() => { strata(['unmount', mnt2]); });
+  t.is(strata(['unmount', m.mnt]).status, 0);
+  const rec = strata(['recover', '--store', join(m.base, 'store2'), '--archive', m.archiveUrl, '--volume', m.volume, mnt2]);
+  t.is(rec.status, 0, `${rec.stdout}${rec.stderr}`);
+  t.is(sh(times, mnt2).stdout, want);
+});

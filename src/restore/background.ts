@@ -26,7 +26,7 @@ import * as native from '../native/index.js';
 import { BLOCK_SIZE, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import { RESERVED_NAME } from '../store/local-store.js';
-import { MATERIALISING_PREFIX, UNRESTORED_NAMES_XATTR, clearLinking, linksDir, mapsDir, removeMapTemps, timesDir } from '../store/restore-marks.js';
+import { UNRESTORED_NAMES_XATTR, clearLinking, linksDir, mapsDir, removeMapTemps, timesDir } from '../store/restore-marks.js';
 import { noFetches, type OnDemandRestore, type FetchStats, type UnreadableObject } from './on-demand.js';
 import { writeRestoreState, type RestoreState, type RestorePhase } from './state.js';
 import type { Logger } from '../log/logger.js';
@@ -314,7 +314,9 @@ export class BackgroundRestore {
       if (i > 0 && i % LISTING_SLICE === 0) await new Promise<void>((resolve) => setImmediate(resolve));
       const e = entries[i]!;
       if (rel === '.' && e.name === RESERVED_NAME) continue;
-      if (e.name.startsWith(MATERIALISING_PREFIX)) continue;
+      // A name that starts like a materialisation's temporary one (MATERIALISING_PREFIX) is walked like any
+      // other: it may be a program's file (until 2026-12-05 one such was never fetched, and read as zeros once
+      // the restore said complete), and a temporary one that is renamed or removed meanwhile is ENOENT below.
       const child = rel === '.' ? e.name : `${rel}/${e.name}`;
       if (e.type === DT_DIR) {
         subdirs.push(child);

@@ -259,6 +259,24 @@ test.serial('a tree deeper than PATH_MAX recovers: on demand through relative pa
   t.is(sh(DEEP_READ, r.mnt).stdout, want.stdout);
 });
 
+// Names that start as the restore's own temporary ones do (`.strata-restoring.`)
+// are a program's like any other: until 2026-12-05 the background restore
+// skipped them, said it was complete, and such a file read as zeros.
+test.serial('files and directories named like the restore\'s temporary entries are restored by the background restore, every byte', async (t) => {
+  const v = await buildVolume(t, [
+    'mkdir -p d/e/.strata-restoring.dir && head -c 3000000 /dev/urandom > d/e/.strata-restoring.abc && head -c 2000000 /dev/urandom > d/e/.strata-restoring.dir/inner',
+  ]);
+  const sums = 'sha256sum d/e/.strata-restoring.abc d/e/.strata-restoring.dir/inner';
+  const want = sh(sums, v.primary.store);
+  t.is(want.status, 0, want.stderr);
+  const r = recover(t, v, ['--depth', '1']);
+  await waitRestored(r.mnt);
+  t.is(sh(sums, r.mnt).stdout, want.stdout);
+  const end = verifySummary(r);
+  t.is(end.status, 0, end.out);
+  t.is(end.summary.pendingDirs + end.summary.remoteFiles, 0);
+});
+
 test.serial('archive away during on-demand access: EIO within the fetch timeout, and it works again once the archive is back', async (t) => {
   const v = await buildVolume(t, ['mkdir -p a/b/c && echo hello > a/b/c/f && head -c 300000 /dev/urandom > a/b/c/g']);
   const r = recover(t, v, ['--depth', '1', '--fetch-timeout', '1', '--no-background-restore']);

@@ -9,6 +9,7 @@
 #include "atpath.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <errno.h>
@@ -93,6 +94,13 @@ int sn_readdir(int at, const char *path, sn_dirent **out, size_t *count, sn_err 
     ents[n].name = name;
     ents[n].ino = (uint64_t)de->d_ino;
     ents[n].type = de->d_type;
+    if (de->d_type == DT_UNKNOWN) {
+      /* A file system that does not say (XFS with ftype=0, some network ones):
+       * its lstat does. An entry gone meanwhile stays DT_UNKNOWN (the caller's
+       * next call on it says ENOENT). */
+      struct stat st;
+      if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) == 0) ents[n].type = IFTODT(st.st_mode);
+    }
     n++;
   }
 

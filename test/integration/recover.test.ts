@@ -5,17 +5,17 @@
 // going away during on-demand access, and the epoch fence.
 // Serial: the helpers block the test process (spawnSync) while archive
 // clients of other tests in it would wait for answers.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { sh, strata } from '../helpers/mount.js';
 import { forceUnmount, mount, mirrorStatus, readFromArchive, syncMount } from '../helpers/mirror.js';
 import {
-  buildVolume, manifest, newRecoveryTarget, recover, restoreStatus, runRecover, verifySummary, waitRestored,
+  buildVolume, manifest, newRecoveryTarget, recover, restoreStatus, runRecover, verifySummary, waitRestored, type Volume,
 } from '../helpers/recover.js';
 import type { StartupTimes } from '../../src/daemon/phase-clock.js';
+import { buildDtypeUnknownShim } from '../helpers/dtype-shim.js';
 
 test.serial('I3: a recovered mount equals the archive, first through on-demand access of everything, then after the background restore', async (t) => {
   const v = await buildVolume(t);
@@ -267,15 +267,7 @@ test.serial('files and directories named like the restore\'s temporary entries a
   const v = await buildVolume(t, [
     'mkdir -p d/e/.strata-restoring.dir && head -c 3000000 /dev/urandom > d/e/.strata-restoring.abc && head -c 2000000 /dev/urandom > d/e/.strata-restoring.dir/inner',
   ]);
-  const sums = 'sha256sum d/e/.strata-restoring.abc d/e/.strata-restoring.dir/inner';
-  const want = sh(sums, v.primary.store);
-  t.is(want.status, 0, want.stderr);
-  const r = recover(t, v, ['--depth', '1']);
-  await waitRestored(r.mnt);
-  t.is(sh(sums, r.mnt).stdout, want.stdout);
-  const end = verifySummary(r);
-  t.is(end.status, 0, end.out);
-  t.is(end.summary.pendingDirs + end.summary.remoteFiles, 0);
+  await restoredAsOnPrimary(t, v, 'sha256sum d/e/.strata-restoring.abc d/e/.strata-restoring.dir/inner');
 });
 
 // A store on a file system that gives no entry types in readdir (XFS with
@@ -285,20 +277,26 @@ test.serial('files and directories named like the restore\'s temporary entries a
 // directories was missing (readdirIno now takes the type from lstat).
 test.serial('a store whose file system reports no entry types (DT_UNKNOWN): the background restore still restores every file', async (t) => {
   const v = await buildVolume(t, ['mkdir -p d/e && head -c 3000000 /dev/urandom > d/e/big && echo small > d/s']);
-  const sums = 'sha256sum d/e/big d/s';
-  const want = sh(sums, v.primary.store);
+  await restoredAsOnPrimary(t, v, 'sha256sum d/e/big d/s', { LD_PRELOAD: buildDtypeUnknownShim(v.base) });
+});
+
+/**
+ * Recovers `v` (--depth 1; `env` added to the daemon's environment), waits for
+ * the background restore, and checks that the shell command `check` prints on
+ * the mount what it printed on the primary's store, and that verify finds
+ * nothing pending and no difference.
+ */
+async function restoredAsOnPrimary(t: ExecutionContext, v: Volume, check: string, env: NodeJS.ProcessEnv = {}): Promise<void> {
+  const want = sh(check, v.primary.store);
   t.is(want.status, 0, want.stderr);
-  const so = join(v.base, 'dtype-unknown.so');
-  const cc = spawnSync('g++', ['-x', 'c', '-shared', '-fPIC', '-o', so, fileURLToPath(new URL('../../../test/helpers/dtype-unknown.c', import.meta.url)), '-ldl'], { encoding: 'utf8' });
-  t.is(cc.status, 0, cc.stderr);
   const r = newRecoveryTarget(t, v);
-  runRecover(r, ['--depth', '1'], { LD_PRELOAD: so });
+  runRecover(r, ['--depth', '1'], env);
   await waitRestored(r.mnt);
-  t.is(sh(sums, r.mnt).stdout, want.stdout);
+  t.is(sh(check, r.mnt).stdout, want.stdout);
   const end = verifySummary(r);
   t.is(end.status, 0, end.out);
   t.is(end.summary.pendingDirs + end.summary.remoteFiles, 0);
-});
+}
 
 test.serial('archive away during on-demand access: EIO within the fetch timeout, and it works again once the archive is back', async (t) => {
   const v = await buildVolume(t, ['mkdir -p a/b/c && echo hello > a/b/c/f && head -c 300000 /dev/urandom > a/b/c/g']);

@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DirentType, mknod } from '../../src/native/index.js';
+import { buildDtypeUnknownShim } from '../helpers/dtype-shim.js';
 
-const SHIM = fileURLToPath(new URL('../../../test/helpers/dtype-unknown.c', import.meta.url));
 const NATIVE = pathToFileURL(fileURLToPath(new URL('../../src/native/index.js', import.meta.url))).href;
 
 test('readdirIno gives each entry\'s type where the file system reports DT_UNKNOWN', async (t) => {
@@ -24,9 +24,7 @@ test('readdirIno gives each entry\'s type where the file system reports DT_UNKNO
   writeFileSync(join(tree, 'file'), 'x');
   symlinkSync('file', join(tree, 'link'));
   await mknod(join(tree, 'fifo'), 0o10644, 0);
-  const so = join(base, 'dtype-unknown.so');
-  const cc = spawnSync('g++', ['-x', 'c', '-shared', '-fPIC', '-o', so, SHIM, '-ldl'], { encoding: 'utf8' });
-  t.is(cc.status, 0, cc.stderr);
+  const so = buildDtypeUnknownShim(base);
   const script = `
     import { readFileSync } from 'node:fs';
     const n = await import(${JSON.stringify(NATIVE)});

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { sh, strata } from '../helpers/mount.js';
 import { forceUnmount, mount, mirrorStatus, readFromArchive, syncMount } from '../helpers/mirror.js';
 import {
-  buildVolume, manifest, newRecoveryTarget, recover, restoreStatus, runRecover, verifySummary, waitRestored, type Volume,
+  buildVolume, manifest, newRecoveryTarget, recover, restoreStatus, runRecover, verifySummary, waitRestored, type Recovered, type Volume,
 } from '../helpers/recover.js';
 import type { StartupTimes } from '../../src/daemon/phase-clock.js';
 import { buildDtypeUnknownShim } from '../helpers/dtype-shim.js';
@@ -192,13 +192,7 @@ test.serial('writes during recovery, into restored, pending and stub parts, conv
   const mid = verifySummary(r);
   t.is(mid.status, 0, mid.out);
   // Finish the restore, then everything must match.
-  t.is(strata(['unmount', r.mnt]).status, 0);
-  mount(r);
-  await waitRestored(r.mnt);
-  syncMount(r);
-  const end = verifySummary(r);
-  t.is(end.status, 0, end.out);
-  t.is(end.summary.pendingDirs + end.summary.remoteFiles, 0);
+  await restartedAndComplete(t, r);
   t.is(readFileSync(join(r.mnt, 'a/topfile'), 'utf8'), 'top\nrestored\n');
   t.is(readFileSync(join(r.mnt, 'a/b/c2/f'), 'utf8'), 'one\n');
   t.is(readFileSync(join(r.mnt, 'a/b/stub')).subarray(70000, 70003).toString(), 'ABC');
@@ -250,13 +244,7 @@ test.serial('a tree deeper than PATH_MAX recovers: on demand through relative pa
   const onDemand = sh(DEEP_READ, r.mnt);
   t.is(onDemand.status, 0, onDemand.stderr);
   t.is(onDemand.stdout, want.stdout);
-  t.is(strata(['unmount', r.mnt]).status, 0);
-  mount(r);
-  await waitRestored(r.mnt);
-  syncMount(r);
-  const end = verifySummary(r);
-  t.is(end.status, 0, end.out);
-  t.is(end.summary.pendingDirs + end.summary.remoteFiles, 0);
+  await restartedAndComplete(t, r);
   t.is(sh(DEEP_READ, r.mnt).stdout, want.stdout);
 });
 
@@ -293,6 +281,20 @@ async function restoredAsOnPrimary(t: ExecutionContext, v: Volume, check: string
   runRecover(r, ['--depth', '1'], env);
   await waitRestored(r.mnt);
   t.is(sh(check, r.mnt).stdout, want.stdout);
+  verifiedComplete(t, r);
+}
+
+/** Unmounts `r` and mounts it again (the background restore goes on), waits until it is complete, then verifiedComplete. */
+async function restartedAndComplete(t: ExecutionContext, r: Recovered): Promise<void> {
+  t.is(strata(['unmount', r.mnt]).status, 0);
+  mount(r);
+  await waitRestored(r.mnt);
+  syncMount(r);
+  verifiedComplete(t, r);
+}
+
+/** `strata verify` of `r`: no difference, nothing pending, nothing remote. */
+function verifiedComplete(t: ExecutionContext, r: Recovered): void {
   const end = verifySummary(r);
   t.is(end.status, 0, end.out);
   t.is(end.summary.pendingDirs + end.summary.remoteFiles, 0);

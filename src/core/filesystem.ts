@@ -970,10 +970,10 @@ export class Filesystem {
 
   /**
    * setattr of a directory that has no name left, through an open handle's
-   * descriptor (fchmod, fchown, futimens: a size cannot be set on one).
-   * Nothing records or guards it: the archive and the checkpoints let the
-   * directory go with its last name (its rmdir was recorded, and a
-   * checkpoint saved it whole first).
+   * descriptor (fchmod, fchown, futimens: a size cannot be set on one), by
+   * setattr's one body: its record names an object the archive let go with
+   * its rmdir (the archive skips it), and a checkpoint saved the directory
+   * whole when it lost its last name.
    */
   async setattrDir(handle: number, ch: SetattrChanges): Promise<fs.BigIntStats> {
     const d = this.dirHandle(handle);

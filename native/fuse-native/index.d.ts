@@ -56,6 +56,8 @@ export interface Constants {
   readonly WRITE_APPEND: number;
   readonly RENAME_NOREPLACE: number;
   readonly RENAME_EXCHANGE: number;
+  /** The largest file strata keeps (2^50 bytes): a write, fallocate or size past it is EFBIG, a read past it reads nothing. */
+  readonly MAX_FILE_BYTES: number;
   /** Journal bytes a write record takes besides its payload: a journalled direct write takes its size plus this in credit. */
   readonly JOURNAL_WRITE_OVERHEAD: number;
   /** Journal bytes a setattr record is counted for: the credit a journalled direct setattr takes. */

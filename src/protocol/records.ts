@@ -27,6 +27,12 @@ export const MAX_XATTR_VALUE_BYTES = 64 * 1024;
 export const MAX_META_BYTES = 16 * 1024;
 /** Largest `write` payload in one record (writes larger than this are split). */
 export const MAX_WRITE_BYTES = 1024 * 1024;
+/**
+ * The largest file strata keeps, in bytes (1 PiB): a write record past it is
+ * malformed. The FUSE bridge refuses writes, fallocates and sizes past it with
+ * EFBIG (its `constants.MAX_FILE_BYTES`, checked equal by test/unit/bridge-limits).
+ */
+export const MAX_FILE_BYTES = 2 ** 50;
 export const MAX_BODY_BYTES = 13 + MAX_META_BYTES + MAX_WRITE_BYTES;
 export const FRAME_HEADER_BYTES = 8;
 
@@ -260,7 +266,7 @@ export function invalidRecordReason(r: { [k: string]: unknown }): string | null 
     case 'setattr':
       return first(idOk('id'), attrsReason(r.attrs));
     case 'write':
-      if (!isUint(r.offset) || (r.offset as number) > 2 ** 50) return 'bad offset';
+      if (!isUint(r.offset) || (r.offset as number) > MAX_FILE_BYTES) return 'bad offset';
       if (!Buffer.isBuffer(r.data) || r.data.length > MAX_WRITE_BYTES) return 'bad data';
       return idOk('id');
     case 'setxattr':

@@ -2,7 +2,7 @@
 // (programs.test.ts) do not already make, each against a live mount and,
 // where the claim is "as on ext4", against a native directory too.
 import test, { type ExecutionContext } from 'ava';
-import { closeSync, constants, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -363,6 +363,55 @@ for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
     sameAsNative(t, mountOf(t, args, mirrored), 'native-opath', OPATH, /read: b'hello'/, 'ext4 works through the O_PATH descriptor');
   });
 }
+
+// Offsets past what the store and the archive keep: as natively (ext4 says
+// EFBIG past 16 TiB; the bridge past 1 PiB, MAX_FILE_BYTES, where a double
+// stops carrying offsets exactly). Until 2026-12-05 a pwrite at 2^53 + 1
+// answered in JavaScript landed at offset 0 (Node took the inexact position
+// for "the current one") and its record stopped the shipper for good (the
+// archive refused the offset): nothing more was mirrored.
+const HUGE_OFFSETS = [
+  'import os',
+  'f = os.open("f", os.O_CREAT | os.O_RDWR, 0o644); os.write(f, b"start")',
+  'def t(label, call):',
+  '    try:',
+  '        print(label, call())',
+  '    except OSError as e:',
+  '        print(label, e.strerror)',
+  'for off in (2**44 - 10, 2**50 + 1, 2**53 + 1, 2**62):',
+  '    t("pwrite %d" % off, lambda: os.pwrite(f, b"abc", off))',
+  '    t("ftruncate %d" % off, lambda: os.ftruncate(f, off))',
+  '    t("fallocate %d" % off, lambda: os.posix_fallocate(f, off, 10))',
+  '    t("pread %d" % off, lambda: os.pread(f, 10, off))',
+  't("content", lambda: (os.fstat(f).st_size, os.pread(f, 100, 0)))',
+  'os.close(f)',
+].join('\n');
+
+for (const [label, args, mirrored] of NAMELESS_MOUNTS.filter(([, a]) => !a.includes('--writeback-cache'))) {
+  test(`writes, sizes and reads at offsets past the largest file are refused or empty as natively, and mirroring goes on (${label})`, (t) => {
+    sameAsNative(t, mountOf(t, args, mirrored), 'native-huge-offsets', HUGE_OFFSETS, /pwrite 9007199254740993 File too large/, 'ext4 refuses it');
+  });
+}
+
+// With the writeback cache the kernel takes such a write into its page cache
+// (its limit for a FUSE file is 2^63 - 1) and the refusal comes at write-back:
+// fsync says EFBIG, the store's file is unchanged, mirroring goes on
+// (docs/SEMANTICS.md).
+test('with the writeback cache, a write past the largest file fails at write-back (fsync: EFBIG); the store keeps its bytes and mirroring goes on', (t) => {
+  const m = mountOf(t, ['--writeback-cache'], true);
+  const r = sh(`python3 -c 'import os
+f = os.open("f", os.O_CREAT | os.O_RDWR, 0o644); os.write(f, b"start"); os.fsync(f)
+os.pwrite(f, b"abc", 2**53 + 1)
+try:
+    os.fsync(f); print("fsync ok")
+except OSError as e:
+    print("fsync", e.strerror)
+os.close(f)'`, m.mnt);
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout, 'fsync File too large\n');
+  t.is(readFileSync(join(m.store!, 'f'), 'utf8'), 'start');
+  convergedIfMirrored(t, m);
+});
 
 // Times before 1970 and past 2262 (int64 nanoseconds end on 2262-04-11; ext4
 // keeps times up to 2446 and clamps later ones there): as native, and on a

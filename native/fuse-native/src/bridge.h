@@ -102,6 +102,13 @@ enum {
   X(SIZE, FUSE_SET_ATTR_SIZE) X(ATIME, FUSE_SET_ATTR_ATIME) X(MTIME, FUSE_SET_ATTR_MTIME) \
   X(ATIME_NOW, FUSE_SET_ATTR_ATIME_NOW) X(MTIME_NOW, FUSE_SET_ATTR_MTIME_NOW) \
   X(KILL_SUIDGID, LL_SETATTR_KILL_SUIDGID)
+// The largest file strata keeps, in bytes (1 PiB): what the archive accepts
+// (src/protocol/records.ts, `MAX_FILE_BYTES`, checked equal by a unit test)
+// and well inside a double's exact integers, which carry offsets to
+// JavaScript. The kernel's FUSE allows any offset up to 2^63 - 1; a write,
+// fallocate or size past this is EFBIG here, as past a store's own limit
+// (ext4: 16 TiB). Exported as `constants.MAX_FILE_BYTES`.
+#define BRIDGE_MAX_FILE_BYTES ((off_t) 1 << 50)
 // The bridge's own setattr bit (handle_killpriv_v2, FATTR_KILL_SUIDGID): drop
 // set-user-ID, and set-group-ID with group-execute, after the change (a
 // truncation or chown by a caller without CAP_FSETID). Above libfuse's bits.

@@ -221,6 +221,7 @@ static void ll_getattr (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 static void ll_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
   bridge_session_t *s = session_of(req);
+  if ((to_set & FUSE_SET_ATTR_SIZE) && attr->st_size > BRIDGE_MAX_FILE_BYTES) { fuse_reply_err(req, EFBIG); return; }
   if ((to_set & FUSE_SET_ATTR_SIZE) && setattr_kills(s, req)) to_set |= LL_SETATTR_KILL_SUIDGID;
   if (FAST_COUNTED(s, fast_setattr(fs_, req, ino, attr, to_set, fi))) return;
   bridge_req_t *r = req_new(s, req, LL_SETATTR, ino);
@@ -318,6 +319,8 @@ static void ll_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
 
 static void ll_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   bridge_session_t *s = session_of(req);
+  // Past the largest file nothing is there (and JavaScript's doubles would not carry the offset exactly).
+  if (off >= BRIDGE_MAX_FILE_BYTES) { fuse_reply_buf(req, NULL, 0); return; }
   if (fast_read(s, req, size, off, fi)) return;
   bridge_req_t *r = req_new(s, req, LL_READ, ino);
   if (r) { set_fi(r, fi); r->size = (double) size; r->off = (double) off; }
@@ -326,6 +329,9 @@ static void ll_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, str
 
 static void ll_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
   bridge_session_t *s = session_of(req);
+  // Past the largest file (BRIDGE_MAX_FILE_BYTES): EFBIG, as a store's own limit gives. (An O_APPEND
+  // write's offset is the kernel's idea of the end; the store's append lands at its own.)
+  if (off < 0 || (off_t) size > BRIDGE_MAX_FILE_BYTES - off) { fuse_reply_err(req, EFBIG); return; }
   int kill = write_kills(s, req);
   if (fast_write(s, req, ino, buf, size, off, fi, kill)) return;
   bridge_req_t *r = req_new(s, req, LL_WRITE, ino);
@@ -436,6 +442,7 @@ static void ll_create (fuse_req_t req, fuse_ino_t parent, const char *name, mode
 // capabilities). Without it, as for a write (write_kills).
 static void ll_fallocate (fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi) {
   bridge_session_t *s = session_of(req);
+  if (offset < 0 || length < 0 || length > BRIDGE_MAX_FILE_BYTES - offset) { fuse_reply_err(req, EFBIG); return; }
   int kill = fuse_req_ctx(req)->uid != 0;
   if (fast_fallocate(s, req, ino, mode, offset, length, fi, kill)) return;
   bridge_req_t *r = req_new(s, req, LL_FALLOCATE, ino);

@@ -15,6 +15,7 @@
 //   constants.fast         fastPaths flags
 //   constants.RENAME_NOREPLACE  the renameat2 flags a rename record may carry (in mode)
 //   constants.RENAME_EXCHANGE
+//   constants.MAX_FILE_BYTES  the largest file strata keeps (BRIDGE_MAX_FILE_BYTES)
 #include "bridge.h"
 
 const char *const bridge_op_names[LL_OP_COUNT] = {
@@ -94,6 +95,10 @@ static napi_value constants (napi_env env) {
   set_u32(env, o, "NODES", LL_FAST_NODES);
   napi_set_named_property(env, c, "fast", frozen(env, o));
 
+  // The largest file strata keeps (BRIDGE_MAX_FILE_BYTES): 2^50, exact in a double.
+  napi_value max_file;
+  napi_create_double(env, (double) BRIDGE_MAX_FILE_BYTES, &max_file);
+  napi_set_named_property(env, c, "MAX_FILE_BYTES", max_file);
   // A write or fallocate record's kill flag (handle_killpriv_v2).
   set_u32(env, c, "WRITE_KILL_SUIDGID", LL_WRITE_KILL_SUIDGID);
   set_u32(env, c, "WRITE_APPEND", LL_WRITE_APPEND);

@@ -8,6 +8,8 @@
 // Permission checks are the kernel's (the mount always uses
 // default_permissions); the core runs as root and sets ownership explicitly.
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { constants as C } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { FsError } from '../errors/errno.js';
@@ -23,6 +25,7 @@ import type { ChangeGuard, GuardTarget } from '../ports/change-guard.js';
 import { attrsFromStat, timeFromNs, MAX_WRITE_BYTES, ROOT_ID, type Attrs, type ObjectId, type Time } from '../protocol/records.js';
 import { isPrivateXattr, newObjectId, readObjectId, writeObjectId } from '../store/object-ids.js';
 import { ACL_ACCESS, ACL_DEFAULT, aclAt, aclOfFd, inheritedAcls, isAclXattr } from '../store/posix-acl.js';
+import { truncateFd } from '../store/fd-io.js';
 
 /** The process on whose behalf an operation runs (from the FUSE request). */
 export interface Caller {
@@ -264,7 +267,7 @@ export class Filesystem {
    */
   async getattrOf(pathFd: number): Promise<fs.BigIntStats> {
     return this.closingAfter(pathFd, async () => {
-      const st = await new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(pathFd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
+      const st = await fstatOf(pathFd);
       return this.shown(st, null, null, pathFd);
     });
   }
@@ -301,10 +304,7 @@ export class Filesystem {
 
   async fgetattr(handle: number): Promise<fs.BigIntStats> {
     const f = this.file(handle);
-    const st = await new Promise<fs.BigIntStats>((resolve, reject) => {
-      fs.fstat(f.fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s)));
-    });
-    return this.shown(st, null, f.id, f.fd);
+    return this.shown(await fstatOf(f.fd), null, f.id, f.fd);
   }
 
   /**
@@ -964,7 +964,7 @@ export class Filesystem {
   /** Attributes of an open directory through its descriptor (it may have no name left). */
   async fgetattrDir(handle: number): Promise<fs.BigIntStats> {
     const d = this.dirHandle(handle);
-    const st = await new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(d.fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
+    const st = await fstatOf(d.fd);
     return this.shown(st, null, null, d.fd);
   }
 
@@ -1052,7 +1052,6 @@ export class Filesystem {
    */
   private objectOf(fd: number, opened: boolean): StoreObject {
     const proc = `/proc/self/fd/${fd}`;
-    const done = (resolve: () => void, reject: (e: unknown) => void) => (err: NodeJS.ErrnoException | null): void => (err ? reject(err) : resolve());
     return {
       target: { fd },
       rel: null,
@@ -1062,10 +1061,10 @@ export class Filesystem {
       acl: (name) => aclOfFd(fd, name),
       stat: () => fstatOf(fd),
       statNow: () => fs.fstatSync(fd, { bigint: true }),
-      chmod: (mode) => new Promise<void>((resolve, reject) => (opened ? fs.fchmod(fd, mode, done(resolve, reject)) : fs.chmod(proc, mode, done(resolve, reject)))),
-      chown: (uid, gid) => new Promise<void>((resolve, reject) => (opened ? fs.fchown(fd, uid, gid, done(resolve, reject)) : fs.chown(proc, uid, gid, done(resolve, reject)))),
+      chmod: (mode) => (opened ? fchmodAsync(fd, mode) : fsp.chmod(proc, mode)),
+      chown: (uid, gid) => (opened ? fchownAsync(fd, uid, gid) : fsp.chown(proc, uid, gid)),
       // ftruncate needs a descriptor open for writing: an open file's is (the adapter sees to it); else through a new one.
-      truncate: (size) => new Promise<void>((resolve, reject) => (opened ? fs.ftruncate(fd, size, done(resolve, reject)) : fs.truncate(proc, size, done(resolve, reject)))),
+      truncate: (size) => (opened ? truncateFd(fd, size) : fsp.truncate(proc, size)),
       utimens: (atime, mtime) => (opened ? native.futimens(fd, atime, mtime) : native.utimens(proc, atime, mtime)),
       openToRead: () => this.dir.reopen(fd, C.O_RDONLY | OPEN_CLOEXEC),
       restoreRef: fd,
@@ -1269,7 +1268,7 @@ export class Filesystem {
   private async registerFile(fd: number, flags: number, id: ObjectId | null): Promise<OpenResult> {
     let stat: fs.BigIntStats;
     try {
-      stat = await new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s))));
+      stat = await fstatOf(fd);
     } catch (err) {
       fs.close(fd, () => {});
       throw err;
@@ -1318,6 +1317,9 @@ async function setIdDropFor(st: fs.Stats | fs.BigIntStats, caller: Caller): Prom
   return native.setIdDrop(mode, inGroup);
 }
 
+const fchmodAsync = promisify(fs.fchmod);
+const fchownAsync = promisify(fs.fchown);
+
 /** fstat(2) of `fd` (O_PATH will do). */
 function fstatOf(fd: number): Promise<fs.BigIntStats> {
   return new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st))));
@@ -1325,8 +1327,8 @@ function fstatOf(fd: number): Promise<fs.BigIntStats> {
 
 /** The set-ID bits `caller` drops from the file behind `fd` (setIdDropFor), and the mode they are dropped from. */
 async function setIdDropOf(fd: number, caller: Caller): Promise<{ mode: number; drop: number }> {
-  const st = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(fd, (err, s) => (err ? reject(err) : resolve(s))));
-  return { mode: st.mode, drop: await setIdDropFor(st, caller) };
+  const st = await fstatOf(fd);
+  return { mode: Number(st.mode), drop: await setIdDropFor(st, caller) };
 }
 
 /** Drops them from the file behind `fd` (`known`: setIdDropOf's answer, when the caller already has it). */

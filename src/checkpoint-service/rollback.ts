@@ -24,14 +24,22 @@ export interface Area {
   range?: { offset: number; length: number };
 }
 
-/** What a rollback tells the kernel side (the FUSE adapter) about the store changing behind it. */
+/**
+ * What a rollback tells the kernel side (the FUSE adapter) about the store
+ * changing behind it. Objects are named by their store inode numbers, not by
+ * paths: the kernel may know an object through a name the rollback has just
+ * taken away or not know the name it has just made (a file whose other name
+ * was replaced, a directory put back under its old name).
+ */
 export interface RollbackObserver {
-  /** The name `name` in `parent` went (`survives`: the object keeps other names). */
-  removed(parent: string, name: string, survives: boolean): void;
-  /** A name appeared (drop a cached "no such name"). */
-  added(parent: string, name: string): void;
+  /** The name `name` in directory `parent` went; it named `ino` (`survives`: that keeps other names, its link count fell). */
+  removed(parent: bigint, name: string, ino: bigint, survives: boolean): void;
+  /** The name `name` in `parent` now names `ino` (drop a cached "no such name"; a new link: its link count rose). */
+  added(parent: bigint, name: string, ino: bigint): void;
+  /** Directory `ino` moved from `from` to `to` (a directory put back where it was at the checkpoint). */
+  moved(from: { parent: bigint; name: string }, to: { parent: bigint; name: string }, ino: bigint): void;
   /** The object's data or attributes changed: drop the kernel's caches of it. */
-  changed(path: string): void;
+  changed(ino: bigint): void;
 }
 
 export interface RollbackChange {
@@ -150,7 +158,7 @@ export class Rollback {
       this.note({ path, action: 'link', from: first.path });
       if (this.dryRun) return;
       await this.fs.link(first.path, path);
-      this.observer?.added(parentPath(path), baseName(path));
+      await this.announceAdded(path);
       this.view.noteAdded(path, t0.key);
       return;
     }
@@ -188,7 +196,7 @@ export class Rollback {
       this.note({ path, action: 'link', from: linkFrom });
       if (this.dryRun) return false;
       await this.fs.link(linkFrom, path);
-      this.observer?.added(parentPath(path), baseName(path));
+      await this.announceAdded(path);
       this.view.noteAdded(path, t0.key);
       return true;
     }
@@ -198,8 +206,7 @@ export class Rollback {
         this.note({ path, action: 'rename', from: inside });
         if (this.dryRun) return false;
         await this.fs.rename(inside, path);
-        this.observer?.removed(parentPath(inside), baseName(inside), false);
-        this.observer?.added(parentPath(path), baseName(path));
+        await this.announceMoved(inside, path);
         this.view.noteRenamed(inside, path);
         return true;
       }
@@ -250,7 +257,7 @@ export class Rollback {
     }
     // From now on this new object is the checkpoint's object (durably, before anything relies on it).
     await this.s.setIdent(ino, t0.key, true);
-    this.observer?.added(parentPath(path), baseName(path));
+    await this.announceAdded(path);
     this.view.noteAdded(path, t0.key);
     return true;
   }
@@ -275,7 +282,7 @@ export class Rollback {
       await this.fs.release(res.handle);
     }
     await this.s.setIdent(res.stat.ino, key, true);
-    this.observer?.added(parentPath(path), baseName(path));
+    await this.announceAdded(path);
     this.view.noteAdded(path, key);
     return true;
   }
@@ -291,7 +298,7 @@ export class Rollback {
     if (this.dryRun) return;
     if (st.isDirectory()) await this.fs.rmdir(path);
     else await this.fs.unlink(path);
-    this.observer?.removed(parentPath(path), baseName(path), !st.isDirectory() && st.nlink > 1n);
+    await this.announceRemoved(path, st);
     this.view.noteRemoved(path);
   }
 
@@ -382,7 +389,34 @@ export class Rollback {
     this.report.bytesCopied += copied;
     if (copied > 0) this.note({ path, action: 'data', bytes: copied });
     if (sizeChange) this.note({ path, action: 'size', bytes: newSize });
-    if (copied > 0 || sizeChange) this.observer?.changed(path);
+    if (copied > 0 || sizeChange) await this.announceChanged(path);
+  }
+
+  // ---- what the kernel side hears (the store inode numbers of what changed) ----
+
+  private async announceAdded(path: string): Promise<void> {
+    if (!this.observer) return;
+    const [parent, st] = await Promise.all([lstatPath(this.dir, parentPath(path)), lstatPath(this.dir, path)]);
+    if (parent && st) this.observer.added(parent.ino, baseName(path), st.ino);
+  }
+
+  /** `st`: the object's attributes before its name went. */
+  private async announceRemoved(path: string, st: fs.BigIntStats): Promise<void> {
+    if (!this.observer) return;
+    const parent = await lstatPath(this.dir, parentPath(path));
+    if (parent) this.observer.removed(parent.ino, baseName(path), st.ino, !st.isDirectory() && st.nlink > 1n);
+  }
+
+  private async announceMoved(from: string, to: string): Promise<void> {
+    if (!this.observer) return;
+    const [fromParent, toParent, st] = await Promise.all([parentPath(from), parentPath(to), to].map((p) => lstatPath(this.dir, p)));
+    if (fromParent && toParent && st) this.observer.moved({ parent: fromParent.ino, name: baseName(from) }, { parent: toParent.ino, name: baseName(to) }, st.ino);
+  }
+
+  private async announceChanged(path: string): Promise<void> {
+    if (!this.observer) return;
+    const st = await lstatPath(this.dir, path);
+    if (st) this.observer.changed(st.ino);
   }
 
   /** Owner, mode, extended attributes, then times (last: everything before moves them). */
@@ -423,7 +457,7 @@ export class Rollback {
     }
     if (changed) {
       this.note({ path, action: 'attrs' });
-      this.observer?.changed(path);
+      await this.announceChanged(path);
     }
   }
 }

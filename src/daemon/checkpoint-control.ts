@@ -3,7 +3,7 @@
 // what a rollback changed behind the kernel's back.
 import { resolve } from 'node:path';
 import type { Checkpoints } from '../checkpoint-service/manager.js';
-import type { Area } from '../checkpoint-service/rollback.js';
+import type { Area, RollbackObserver } from '../checkpoint-service/rollback.js';
 import type { FuseAdapter } from '../fuse/adapter.js';
 import { FsError } from '../errors/errno.js';
 
@@ -46,10 +46,11 @@ export async function checkpointRequest(cps: Checkpoints | null, adapter: FuseAd
     case 'diff':
       return cps.diff(req.name, req.paths ?? []);
     case 'rollback': {
-      const observer = adapter === null ? null : {
-        removed: (parent: string, name: string, survives: boolean) => adapter.storeChanged({ removed: { parent, name, survives } }),
-        added: (parent: string, name: string) => adapter.storeChanged({ added: { parent, name } }),
-        changed: (path: string) => adapter.storeChanged({ changed: path }),
+      const observer: RollbackObserver | null = adapter === null ? null : {
+        removed: (parent, name, ino, survives) => adapter.storeChanged({ kind: 'removed', parent, name, ino, survives }),
+        added: (parent, name, ino) => adapter.storeChanged({ kind: 'added', parent, name, ino }),
+        moved: (from, to, ino) => adapter.storeChanged({ kind: 'moved', from, to, ino }),
+        changed: (ino) => adapter.storeChanged({ kind: 'changed', ino }),
       };
       return cps.rollback(req.name, req.areas ?? [], req.dryRun ?? false, observer);
     }

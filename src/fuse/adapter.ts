@@ -164,6 +164,13 @@ export function fuseOptionString(opts: MountOptions): string {
 }
 
 /** Journalled direct writes, for `strata status` (FuseAdapter.directJournalStatus). */
+/** A change a rollback made to the store behind the kernel's back (store inode numbers; see Adapter.storeChanged). */
+export type StoreChange =
+  | { kind: 'removed'; parent: bigint; name: string; ino: bigint; survives: boolean }
+  | { kind: 'added'; parent: bigint; name: string; ino: bigint }
+  | { kind: 'moved'; from: { parent: bigint; name: string }; to: { parent: bigint; name: string }; ino: bigint }
+  | { kind: 'changed'; ino: bigint };
+
 export interface DirectJournalStatus {
   /** Asked for (not turned off by --no-direct-journal, STRATA_DIRECT_JOURNAL=0 or --no-direct-io). */
   enabled: boolean;
@@ -572,24 +579,45 @@ export class FuseAdapter {
   /**
    * The store changed behind the kernel's back (a rollback): the kernel's
    * view follows (names in the inode table; cached names, attributes and
-   * data dropped, from a thread of the bridge's own).
+   * data dropped, from a thread of the bridge's own). Objects come as store
+   * inode numbers: the kernel may know one by a name the store no longer has.
    */
-  storeChanged(ev: { removed?: { parent: string; name: string; survives: boolean }; added?: { parent: string; name: string }; changed?: string }): void {
+  storeChanged(ev: StoreChange): void {
     const t = this.inodes;
     const s = this.session;
     if (!t || !s || this.closed) return;
-    if (ev.removed) {
-      const parent = this.inodeAt(ev.removed.parent);
-      if (parent && parent.children.has(ev.removed.name)) t.forgetName(parent, ev.removed.name, ev.removed.survives);
-      if (parent) ll.notifyInvalLater(s, parent.nodeid, 0, 0, ev.removed.name);
-    }
-    if (ev.added) {
-      const parent = this.inodeAt(ev.added.parent);
-      if (parent) ll.notifyInvalLater(s, parent.nodeid, 0, 0, ev.added.name);
-    }
-    if (ev.changed !== undefined) {
-      const inode = this.inodeAt(ev.changed);
+    const dropEntry = (parent: Inode | undefined, name: string): void => {
+      if (parent) ll.notifyInvalLater(s, parent.nodeid, 0, 0, name);
+    };
+    const dropAttrs = (ino: bigint): void => {
+      const inode = t.findByIno(ino);
       if (inode) ll.notifyInvalLater(s, inode.nodeid, 0, -1);
+    };
+    switch (ev.kind) {
+      case 'removed': {
+        const parent = t.findByIno(ev.parent);
+        if (parent && parent.children.has(ev.name)) t.forgetName(parent, ev.name, ev.survives);
+        dropEntry(parent, ev.name);
+        if (ev.survives) dropAttrs(ev.ino);
+        break;
+      }
+      case 'added':
+        dropEntry(t.findByIno(ev.parent), ev.name);
+        dropAttrs(ev.ino);
+        break;
+      case 'moved': {
+        const from = t.findByIno(ev.from.parent);
+        const to = t.findByIno(ev.to.parent);
+        if (from && to) t.moveName(from, ev.from.name, to, ev.to.name);
+        else if (from && from.children.has(ev.from.name)) t.forgetName(from, ev.from.name, true);
+        dropEntry(from, ev.from.name);
+        dropEntry(to, ev.to.name);
+        dropAttrs(ev.ino);
+        break;
+      }
+      case 'changed':
+        dropAttrs(ev.ino);
+        break;
     }
   }
 
@@ -637,18 +665,6 @@ export class FuseAdapter {
     const b = settleBucket(st.ino);
     if (this.settleBusy[b] !== 0 || this.settleLast[b]! > since) return;
     ll.settled(this.session!, inode.nodeid, true);
-  }
-
-  /** The node the kernel knows at namespace path `path`, if any. */
-  private inodeAt(path: string): Inode | null {
-    const t = this.inodes;
-    if (!t) return null;
-    let cur: Inode | undefined = t.find(FC.ROOT_ID);
-    for (const name of path.split('/').filter((n) => n.length > 0)) {
-      cur = cur?.children.get(name);
-      if (!cur) return null;
-    }
-    return cur ?? null;
   }
 
   /** Mounts; resolves once the kernel has initialised the connection. */

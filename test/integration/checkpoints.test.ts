@@ -271,6 +271,39 @@ test('byte-range, subtree and whole-tree rollbacks: creates, removes, renames an
   t.regex(strata(['rollback', m.mnt, '--to', 'ck', `${join(m.mnt, 'big')}:${8 * BS - 1}+2`]).stderr, /past the file's end at the checkpoint/);
 });
 
+test('right after a rollback the kernel shows what it made, not what it had cached: a file whose other name was replaced, a directory put back under its old name', async (t) => {
+  // The rollback changes the store behind the kernel; it names what it changed
+  // by store inode number, so the kernel's caches of an object are dropped even
+  // when the kernel knows it by another name than the rollback used.
+  const m = withMount(t);
+  const at = (...p: string[]): string => join(m.mnt, ...p);
+  const a0 = Buffer.alloc(200000);
+  for (let i = 0; i < a0.length; i++) a0[i] = (i * 31 + (i >> 11)) & 0xff;
+  const f0 = Buffer.alloc(3 * BS, 4);
+  await fsp.mkdir(at('out'));
+  await fsp.writeFile(at('out', 'a0'), a0);
+  await fsp.link(at('out', 'a0'), at('out', 'dir2'));
+  await fsp.mkdir(at('d'));
+  await fsp.writeFile(at('d', 'f'), f0);
+  createCheckpoint(m.mnt, 'ck');
+  // dir2 now names another file; a0, cut, keeps one name. d is e now, and its f changed.
+  await fsp.writeFile(at('out', 'c1'), 'x');
+  await fsp.rename(at('out', 'c1'), at('out', 'dir2'));
+  await fsp.truncate(at('out', 'a0'), 65536);
+  await fsp.rename(at('d'), at('e'));
+  await fsp.writeFile(at('e', 'f'), 'changed');
+  // The kernel caches what it saw.
+  t.like(await fsp.stat(at('out', 'a0')), { size: 65536, nlink: 1 });
+  t.is((await fsp.readFile(at('e', 'f'))).toString(), 'changed');
+  rollbackTo(m.mnt, 'ck');
+  t.like(await fsp.stat(at('out', 'a0')), { size: a0.length, nlink: 2 }, 'a0: the rollback linked dir2 to it and put its bytes back');
+  t.true((await fsp.readFile(at('out', 'a0'))).equals(a0));
+  t.true((await fsp.readFile(at('out', 'dir2'))).equals(a0));
+  t.like(await fsp.stat(at('d', 'f')), { size: f0.length });
+  t.true((await fsp.readFile(at('d', 'f'))).equals(f0), 'f through the directory moved back');
+  await t.throwsAsync(fsp.stat(at('e')), { code: 'ENOENT' });
+});
+
 test('checkpoint diff and rollback take a name that is not UTF-8 on the command line, byte for byte, and print it so', (t) => {
   // Node decodes argv as UTF-8 (0xe9 alone becomes U+FFFD); strata takes such an argument from /proc/self/cmdline.
   const m = withMount(t);

@@ -17,6 +17,7 @@ import { readAt } from '../store/fd-io.js';
 import type { StoreDir } from '../store/store-dir.js';
 import { LocalStore } from '../store/local-store.js';
 import { isPrivateXattr } from '../store/object-ids.js';
+import { timeFromNs } from '../protocol/records.js';
 
 /** A path (a file, or a directory and everything under it), or a byte range of a file. */
 export interface Area {
@@ -470,8 +471,8 @@ function kindOfStat(st: fs.BigIntStats): AttrRec['kind'] {
 }
 
 function timeSpec(ns: string): { sec: number; nsec: number } {
-  const n = BigInt(ns);
-  return { sec: Number(n / 1_000_000_000n), nsec: Number(n % 1_000_000_000n) };
+  const [sec, nsec] = timeFromNs(BigInt(ns));
+  return { sec, nsec };
 }
 
 async function lstatOrThrow(dir: StoreDir, path: string): Promise<fs.BigIntStats> {

@@ -30,7 +30,7 @@ import * as native from '../native/index.js';
 import { ArchiveDataError, FsError } from '../errors/errno.js';
 import type { RestoreHooks, SettleWatch } from '../ports/restore-hooks.js';
 import { ArchiveError, isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
-import { BLOCK_SIZE, ROOT_ID, isZero, type ObjectId } from '../protocol/records.js';
+import { BLOCK_SIZE, ROOT_ID, isZero, timeFromNs, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import { readInto } from '../store/fd-io.js';
 import type { LocalStore } from '../store/local-store.js';
@@ -1430,5 +1430,6 @@ function nsOf(t: { sec: number; nsec: number }): bigint {
 }
 
 function timeSpecOf(ns: bigint): { sec: number; nsec: number } {
-  return { sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) };
+  const [sec, nsec] = timeFromNs(ns);
+  return { sec, nsec };
 }

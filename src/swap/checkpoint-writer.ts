@@ -41,7 +41,7 @@ import { close, constants as C, fstat, type BigIntStats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as native from '../native/index.js';
-import { ROOT_ID, badNameReason, type Attrs, type ObjectId } from '../protocol/records.js';
+import { ROOT_ID, badNameReason, timeFromNs, type Attrs, type Time, type ObjectId } from '../protocol/records.js';
 import { ID_XATTR, isPrivateXattr, readObjectId, writeObjectId } from '../store/object-ids.js';
 import { StoreDir, childRel } from '../store/store-dir.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
@@ -467,9 +467,8 @@ class Writer {
   }
 }
 
-function toTime(ns: string): [number, number] {
-  const n = BigInt(ns);
-  return [Number(n / 1_000_000_000n), Number(n % 1_000_000_000n)];
+function toTime(ns: string): Time {
+  return timeFromNs(BigInt(ns));
 }
 
 function toAttrs(r: AttrRec): Attrs {

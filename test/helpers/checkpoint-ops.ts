@@ -5,7 +5,7 @@
 // part of the game: only the trees are compared afterwards.
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
-import { Rng, byteName, readdirNames } from './model-tree.js';
+import { Rng, byteName, randomTime, readdirNames } from './model-tree.js';
 
 export interface Actions {
   write(path: string, offset: number, data: Buffer): Promise<void>;
@@ -151,9 +151,9 @@ export async function randomStep(rng: Rng, base: string, roots: string[], act: A
       case 14: {
         if (any.length === 0) return null;
         const p = rng.pick(any.filter((x) => x.kind !== 'symlink').concat(dirs)).path;
-        const sec = 900_000_000 + rng.int(0, 1_000_000 - 1);
-        desc = `utimes ${p} ${sec}`;
-        await act.utimes(p, sec, rng.int(0, 1_000_000_000 - 1));
+        const { sec, nsec } = randomTime(rng);
+        desc = `utimes ${p} ${sec}.${nsec}`;
+        await act.utimes(p, sec, nsec);
         break;
       }
       case 15: {

@@ -165,7 +165,13 @@ export const BLOCK = 64 * 1024;
 
 /** An explicit time: between 2000 and 2017, with nanoseconds (sometimes 0). */
 export function randomTime(rng: Rng): { sec: number; nsec: number } {
-  return { sec: rng.int(946_684_800, 1_500_000_000), nsec: rng.chance(0.15) ? 0 : rng.int(0, 999_999_999) };
+  // Mostly this century; sometimes before 1970 (negative seconds: a time's
+  // nanoseconds stay in [0, 1e9) and its seconds round down) or past 2038.
+  const sec = rng.weighted([['now', 8], ['before-1970', 1], ['after-2038', 1]] as const);
+  return {
+    sec: sec === 'now' ? rng.int(946_684_800, 1_500_000_000) : sec === 'before-1970' ? rng.int(-2_147_483_648, -1) : rng.int(2_147_483_648, 16_000_000_000),
+    nsec: rng.chance(0.15) ? 0 : rng.int(0, 999_999_999),
+  };
 }
 
 export function randomContent(rng: Rng, kind?: 'small' | 'medium' | 'large' | 'sparse' | 'empty'): Content {

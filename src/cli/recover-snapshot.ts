@@ -10,6 +10,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSnapshotClient } from '../archive-client/open-snapshots.js';
 import { RESERVED_NAME } from '../store/local-store.js';
+import { StoreDir } from '../store/store-dir.js';
+import { removeFreshFsDir } from '../store/fresh-disk.js';
 import type { SnapshotClient } from '../protocol/snapshot-api.js';
 import { WorkerSnapshotClient } from '../archive/snapshot-worker-client.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -57,6 +59,7 @@ export async function rollbackBeforeRecovery(r: RollbackRequest): Promise<number
     return fail(`${r.store} is being restored already; run strata recover without --snapshot/--condition to resume it, or recover a snapshot into an empty store`);
   }
   if (existsSync(r.store)) {
+    await StoreDir.using(r.store, removeFreshFsDir);
     const names = readdirSync(r.store).filter((n) => n !== RESERVED_NAME);
     if (names.length > 0 || existsSync(join(r.store, RESERVED_NAME, 'mirror.json'))) return fail(`the store ${r.store} is not empty; recover a snapshot into an empty store`);
   }

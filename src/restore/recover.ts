@@ -19,6 +19,7 @@ import { ROOT_ID, type ObjectId } from '../protocol/records.js';
 import { readObjectId, writeObjectId } from '../store/object-ids.js';
 import { PENDING_XATTR, clearPending, isPending, markPending, linksDir, mapsDir, timesDir } from '../store/restore-marks.js';
 import { RESERVED_NAME } from '../store/local-store.js';
+import { FRESH_FS_DIR, removeFreshFsDir } from '../store/fresh-disk.js';
 import { applyAttrs, materialiseEntries } from './materialise.js';
 import { readRestoreState, writeRestoreState, type RestoreState } from './state.js';
 import type { Logger } from '../log/logger.js';
@@ -75,7 +76,7 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
     if (state.phase !== 'materialising') return { state, dirs: 0, entries: 0, fenced };
     log.info({ volume, epoch: state.epoch }, 'recover: resuming the materialisation of the top tiers');
   } else {
-    await refuseNonEmptyStore(dir, privateDir);
+    await refuseNonEmptyStore(dir, privateDir, log);
     const before = await client.volumeState(volume);
     if (before === null) throw new Error(`volume "${volume}" does not exist on ${client.url}`);
     // The fence first: from here on, an older primary's shipments are refused.
@@ -142,7 +143,8 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
 }
 
 /** A store that holds anything of its own (files, or a mirror of its own) is not recovered over. */
-async function refuseNonEmptyStore(dir: StoreDir, privateDir: string): Promise<void> {
+async function refuseNonEmptyStore(dir: StoreDir, privateDir: string, log: Logger): Promise<void> {
+  if (await removeFreshFsDir(dir)) log.info({ removed: FRESH_FS_DIR }, `recover: removed the empty ${FRESH_FS_DIR} of a new file system from the store's root`);
   const names = (await dir.readdirIno('.')).map((e) => e.name).filter((n) => n !== RESERVED_NAME);
   if (names.length > 0) {
     throw new Error(`the store is not empty (${names.slice(0, 3).join(', ')}${names.length > 3 ? ', …' : ''}); recover into an empty store`);

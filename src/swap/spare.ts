@@ -11,6 +11,7 @@ import { writeFileDurably } from '../store/durable-file.js';
 import { swapRecordPath } from './record.js';
 import { existsSync } from 'node:fs';
 import { StoreDir } from '../store/store-dir.js';
+import { removeFreshFsDir } from '../store/fresh-disk.js';
 import type { SourcePoint } from './source.js';
 
 /** A source point of one archive's volume. */
@@ -108,6 +109,8 @@ export async function checkSpare(spareArg: string, o: { store: string; live: str
   for (const f of state === null ? ['mirror.json', 'restore.json'] : []) {
     if (existsSync(join(priv, f))) throw new Error(`the spare ${spare} is a strata store (${join(priv, f)}): choose an empty directory`);
   }
+  // A new disk mounted as the spare: its empty lost+found is not a tree.
+  if (state === null) await StoreDir.using(spare, removeFreshFsDir);
   const names = (await readdir(spare)).filter((n) => n !== RESERVED_NAME);
   let resume = false;
   if (state !== null) {

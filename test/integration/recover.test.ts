@@ -7,7 +7,7 @@
 // clients of other tests in it would wait for answers.
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sh, strata } from '../helpers/mount.js';
 import { forceUnmount, mount, mirrorStatus, readFromArchive, syncMount } from '../helpers/mirror.js';
@@ -256,6 +256,24 @@ test.serial('files and directories named like the restore\'s temporary entries a
     'mkdir -p d/e/.strata-restoring.dir && head -c 3000000 /dev/urandom > d/e/.strata-restoring.abc && head -c 2000000 /dev/urandom > d/e/.strata-restoring.dir/inner',
   ]);
   await restoredAsOnPrimary(t, v, 'sha256sum d/e/.strata-restoring.abc d/e/.strata-restoring.dir/inner');
+});
+
+// A new disk mounted as the store (mkfs.ext4 makes an empty lost+found at its
+// root): until 2026-12-06 `strata recover` refused it as "not empty".
+test.serial('a new disk as the store: its empty lost+found is no content (removed; the volume\'s own lost+found comes back), one with something in it is refused', async (t) => {
+  const v = await buildVolume(t, ['mkdir -m 700 lost+found && echo kept > "lost+found/#1234"']);
+  const kept = newRecoveryTarget(t, v);
+  mkdirSync(join(kept.store, 'lost+found'), { recursive: true, mode: 0o700 });
+  writeFileSync(join(kept.store, 'lost+found', '#99'), 'the disk\'s own\n');
+  const refused = runRecover(kept, [], {}, false);
+  t.not(refused.status, 0);
+  t.regex(refused.out, /not empty \(lost\+found\)/);
+  t.deepEqual(readdirSync(join(kept.store, 'lost+found')), ['#99'], 'left as it was');
+  const r = newRecoveryTarget(t, v);
+  mkdirSync(join(r.store, 'lost+found'), { recursive: true, mode: 0o700 });
+  runRecover(r);
+  t.is(readFileSync(join(r.mnt, 'lost+found', '#1234'), 'utf8'), 'kept\n');
+  t.is(manifest(r.mnt), v.manifest);
 });
 
 // A store on a file system that gives no entry types in readdir (XFS with

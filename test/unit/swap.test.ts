@@ -81,6 +81,14 @@ test('the spare: missing, not empty, overlapping, another source, too small are 
   await fsp.mkdir(spare);
   t.deepEqual(await checkSpare(spare, o), { spare, resume: false });
   await t.throwsAsync(checkSpare(spare, { ...o, treeBytes: 2 ** 60 }), { message: /bytes free, the tree needs/ });
+  // A new disk mounted as the spare: its empty lost+found goes, one with something in it is a tree.
+  await fsp.mkdir(join(spare, 'lost+found'), { mode: 0o700 });
+  t.deepEqual(await checkSpare(spare, o), { spare, resume: false });
+  t.deepEqual(await fsp.readdir(spare), []);
+  await fsp.mkdir(join(spare, 'lost+found'), { mode: 0o700 });
+  await fsp.writeFile(join(spare, 'lost+found', '#12'), 'x');
+  await t.throwsAsync(checkSpare(spare, o), { message: /is not empty \(lost\+found\)/ });
+  await fsp.rm(join(spare, 'lost+found'), { recursive: true });
   await fsp.writeFile(join(spare, 'x'), 'x');
   await t.throwsAsync(checkSpare(spare, o), { message: /is not empty \(x\)/ });
   await writeSpareState(spare, { format: 1, store: live, mountpoint: '/mnt', source: 'archive:5', state: 'writing', totals: { entries: 1, bytes: 1 }, updatedAt: '' });

@@ -334,6 +334,9 @@ async function openForRead(obj: LiveObject): Promise<number> {
 
 /** The attributes of a live object, as a T0 record. */
 export async function readAttrs(obj: LiveObject): Promise<AttrRec> {
+  // An open file's through its descriptor: no path is needed (its path may be
+  // longer than the kernel can give back through /proc, and then none is found).
+  if (obj.fd !== undefined && kindOf(obj.st) === 'file') return attrRecOf(obj.st, await native.readXattrs('', obj.fd));
   if (obj.rel === null && obj.findRel) obj.rel = await obj.findRel();
   if (obj.rel === null) return attrRecOf(obj.st, []);
   const [xattrs, target] = await Promise.all([

@@ -3,11 +3,11 @@
 // process), plus the operator tools the tests use as oracles (`strata sync`,
 // `strata verify`). Everything is unmounted and removed in teardown.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { daemonPid, strata, mountpointIsMounted, type ShResult } from './mount.js';
+import { daemonPid, removeTree, strata, mountpointIsMounted, type ShResult } from './mount.js';
 import { startArchiveServer } from './archive.js';
 import { openArchiveClient } from '../../src/archive-client/open-archive.js';
 import { ROOT_ID } from '../../src/protocol/records.js';
@@ -81,8 +81,7 @@ export function withMirroredMount(t: ExecutionContext, opts: MirrorOpts = {}): M
   m.args = ['--store', m.store, '--archive', archiveUrl, '--volume', m.volume, ...(opts.tokenFile ? ['--token-file', opts.tokenFile] : []), ...(opts.extraArgs ?? [])];
   t.teardown(() => {
     forceUnmount(m.mnt);
-    // GNU rm walks by descriptor: a tree deeper than PATH_MAX under `base` goes too (Node's rmSync cannot).
-    if (existsSync(base)) spawnSync('rm', ['-rf', base]);
+    removeTree(base);
   });
   mount(m);
   return m;

@@ -1,11 +1,16 @@
 // Real mounts for the integration tests: `strata mount` as a user runs it,
 // always unmounted in teardown, even when the test fails.
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
+
+/** Removes `base` and everything under it. GNU rm walks by descriptor: a tree deeper than PATH_MAX goes too (Node's rmSync cannot). */
+export function removeTree(base: string): void {
+  if (existsSync(base)) spawnSync('rm', ['-rf', base]);
+}
 
 export const CLI = fileURLToPath(new URL('../../../bin/strata.js', import.meta.url));
 
@@ -55,7 +60,7 @@ export function withMount(t: ExecutionContext, extraArgs: string[] = [], env: No
       if (r.status !== 0 && mountpointIsMounted(m.mnt)) strata(['unmount', '--lazy', m.mnt]);
       if (mountpointIsMounted(m.mnt)) spawnSync('umount', ['-l', m.mnt]);
     }
-    if (existsSync(base)) rmSync(base, { recursive: true, force: true });
+    removeTree(base);
   });
   const r = strata(['mount', '--store', m.store, ...extraArgs, m.mnt], env);
   if (r.status !== 0) throw new Error(`strata mount failed: ${r.stderr}${r.stdout}`);

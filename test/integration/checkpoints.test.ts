@@ -304,6 +304,36 @@ test('right after a rollback the kernel shows what it made, not what it had cach
   await t.throwsAsync(fsp.stat(at('e')), { code: 'ENOENT' });
 });
 
+test('a file deeper than PATH_MAX changed through a descriptor after the checkpoint: the rollback puts back its bytes, mode and extended attributes', (t) => {
+  // The kernel gives no path through /proc for an object this deep: its T0
+  // attributes are read through the descriptor (until 2026-12-06 they were
+  // saved without its extended attributes, and the rollback removed them).
+  const m = withMount(t);
+  const script = `
+import os, sys, subprocess
+mnt, node, cli = sys.argv[1:4]
+os.chdir(mnt)
+for i in range(25):
+    n = 'd%02d' % i + 'x' * 200
+    os.mkdir(n); os.chdir(n)
+with open('f', 'wb') as f: f.write(b'a' * 100000)
+os.setxattr('f', 'user.k', b'value')
+os.chmod('f', 0o640)
+fd = os.open('f', os.O_RDWR)
+subprocess.run([node, cli, 'checkpoint', 'create', '--name', 'deep', mnt], check=True, stdout=subprocess.DEVNULL)
+os.pwrite(fd, b'B' * 10, 5000)
+os.fchmod(fd, 0o600)
+os.setxattr(fd, 'user.k', b'changed')
+os.close(fd)
+subprocess.run([node, cli, 'rollback', '--to', 'deep', mnt], check=True, stdout=subprocess.DEVNULL)
+data = open('f', 'rb').read()
+print(len(os.getcwd()) > 4096, os.getxattr('f', 'user.k').decode(), oct(os.stat('f').st_mode & 0o777), data == b'a' * 100000)
+`;
+  const r = spawnSync('python3', ['-c', script, m.mnt, process.execPath, CLI], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout.trim(), 'True value 0o640 True');
+});
+
 test('checkpoint diff and rollback take a name that is not UTF-8 on the command line, byte for byte, and print it so', (t) => {
   // Node decodes argv as UTF-8 (0xe9 alone becomes U+FFFD); strata takes such an argument from /proc/self/cmdline.
   const m = withMount(t);

@@ -62,7 +62,7 @@ export interface MountCliOptions {
   metrics?: string;
 }
 
-export type ParentMessage = { type: 'ready'; detail?: string; metrics?: string } | { type: 'error'; message: string };
+export type ParentMessage = { type: 'ready'; detail?: string; warning?: string; metrics?: string } | { type: 'error'; message: string };
 
 /** The command this process runs as. */
 export function commandName(o: MountCliOptions): string {
@@ -189,6 +189,7 @@ function spawnBackground(mountpoint: string, o: MountCliOptions): Promise<number
       if (msg.type === 'ready') {
         process.stdout.write(`${o.depth !== undefined ? 'recovered' : 'mounted'} ${resolve(o.store)} at ${resolve(mountpoint)} (daemon pid ${child.pid}, log ${logFile})\n`);
         if (msg.detail) process.stdout.write(`${msg.detail}\n`);
+        if (msg.warning) process.stderr.write(`strata ${commandName(o)}: warning: ${msg.warning}\n`);
         if (msg.metrics) process.stdout.write(`metrics at ${msg.metrics}\n`);
         child.unref();
         child.disconnect();

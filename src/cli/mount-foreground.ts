@@ -90,12 +90,14 @@ export async function serveForeground(mountpoint: string, o: MountCliOptions, mi
     ? `serving after ${(daemon.timeToServeMs / 1000).toFixed(2)} s; restore ${restore.phase}: ${restore.entries.done} of ${restore.entries.total} entries local`
     : undefined;
   const metricsUrl = listener !== null ? `http://${listener.address}/metrics` : undefined;
-  notify({ type: 'ready', ...(detail !== undefined ? { detail } : {}), ...(metricsUrl !== undefined ? { metrics: metricsUrl } : {}) });
+  const warning = restore?.room ?? undefined;
+  notify({ type: 'ready', ...(detail !== undefined ? { detail } : {}), ...(warning !== undefined ? { warning } : {}), ...(metricsUrl !== undefined ? { metrics: metricsUrl } : {}) });
   // systemd (Type=notify): the mount serves now.
   await notifySystemd({ READY: '1', STATUS: `serving ${storeAbs} at ${mountAbs}${detail ? `; ${detail}` : ''}` })
     .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not tell systemd that the mount serves (NOTIFY_SOCKET)'));
   if (!o.notifyParent) {
     process.stderr.write(`strata: serving ${storeAbs} at ${mountAbs}${detail ? ` (${detail})` : ''}${metricsUrl ? `, metrics at ${metricsUrl}` : ''} (Ctrl-C or 'strata unmount' to stop)\n`);
+    if (warning !== undefined) process.stderr.write(`strata ${cmd}: warning: ${warning}\n`);
     if (restore !== null && restore.phase !== 'complete') showRestoreProgress(daemon);
   }
   return new Promise<number>(() => { /* serve until unmounted or signalled */ });

@@ -230,6 +230,8 @@ export class MountDaemon {
     await this.adapter.mount();
     this.startup.mark('mount');
     this.startup.serving();
+    // Whether the store has room for the rest of the volume: said with "serving" (and in status).
+    await this.background?.checkRoom().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'restore: cannot tell the store\'s free room'));
     this.state = 'serving';
     if (this.config.backgroundRestore !== false) this.background?.start();
     else this.background?.trackProgress();

@@ -31,6 +31,7 @@ import { noFetches, type OnDemandRestore, type FetchStats, type UnreadableObject
 import { writeRestoreState, type RestoreState, type RestorePhase } from './state.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
+import { freeRoomAt, roomShortfall } from './room.js';
 
 const DT_DIR = 4;
 const DT_REG = 8;
@@ -56,6 +57,8 @@ export interface RestoreProgress {
   passes: number;
   /** Why the background restore is waiting (the archive is away), if it is. */
   lastError: string | null;
+  /** What the store lacks to hold what is not local yet, as last checked (room.ts); null: it has room. */
+  room: string | null;
   fetch: FetchStats;
   /** Files with blocks the archive could not deliver (corrupt or missing there): reads of those blocks fail with EIO. */
   unreadable: UnreadableObject[];
@@ -79,6 +82,7 @@ export class BackgroundRestore {
   private running: Promise<void> | null = null;
   private passes = 0;
   private lastError: string | null = null;
+  private room: string | null = null;
   /** The pass under way (its stack of directories), for walkState(). */
   private walk: Walk | null = null;
   /** Progress saved before this daemon started (restore.json), which this run adds to. */
@@ -156,6 +160,7 @@ export class BackgroundRestore {
       etaSeconds: complete ? 0 : rate > 0 ? Math.round((total.bytes - bytes) / rate) : null,
       passes: this.passes,
       lastError: this.lastError,
+      room: complete ? null : this.room,
       fetch: { ...s },
       unreadable: complete ? (this.state.unreadable ?? []) : this.hooks.unreadableObjects(),
       servingAt: this.state.servingAt,
@@ -208,10 +213,26 @@ export class BackgroundRestore {
     return this.saving;
   }
 
+  /**
+   * Checks whether the store has room for what is not local yet (at the start
+   * and before every pass); logs a change. Returns what it lacks (null: room).
+   */
+  async checkRoom(): Promise<string | null> {
+    const total = this.state.totals;
+    const done = this.state.done;
+    const need = { bytes: Math.max(0, total.bytes - done.bytes), entries: Math.max(0, total.entries - done.entries) };
+    const room = roomShortfall(await freeRoomAt(this.privateDir), need);
+    if (room !== null && this.room === null) this.log.warn({ room }, `restore: ${room}`);
+    if (room === null && this.room !== null) this.log.info('restore: the store has room for the rest of the volume now');
+    this.room = room;
+    return room;
+  }
+
   private async run(): Promise<void> {
     let backoff = 1000;
     while (!this.stopping) {
       this.passes++;
+      await this.checkRoom().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'restore: cannot tell the store\'s free room'));
       let work: number;
       try {
         work = await this.pass();
@@ -510,7 +531,7 @@ export function completedProgress(state: RestoreState): RestoreProgress {
     phase: state.phase, volume: state.volume, epoch: state.epoch, depth: state.depth, recoveredSeq: state.recoveredSeq,
     entries: { done: state.totals.entries, total: state.totals.entries },
     bytes: { done: state.totals.bytes, total: state.totals.bytes },
-    rate: 0, etaSeconds: 0, passes: 0, lastError: null, fetch: noFetches(), unreadable: state.unreadable ?? [],
+    rate: 0, etaSeconds: 0, passes: 0, lastError: null, room: null, fetch: noFetches(), unreadable: state.unreadable ?? [],
     servingAt: state.servingAt, completedAt: state.completedAt,
   };
 }

@@ -228,6 +228,8 @@ test.serial('recovery into a store without room for the volume: ENOSPC in status
   r.store = join(small, 'store');
   r.args = ['--store', r.store, '--archive', r.archiveUrl, '--volume', r.volume, '--token-file', v.server.tokenFile];
   runRecover(r, ['--depth', '2']);
+  t.regex(r.output, /warning: the store has [\d.]+ MiB and \d+ inodes free; what is not local yet needs up to 2[6-9]\.\d MiB/, 'the recovery says the store is too small');
+  t.regex(strata(['status', r.mnt]).stdout, /^room {9}the store has/m);
   t.is(sh('cat top.txt', r.mnt).stdout, 'top\n');
   let status = strata(['status', r.mnt]).stdout;
   for (let i = 0; i < 300 && !/ENOSPC/.test(status); i++) {
@@ -249,6 +251,7 @@ test.serial('recovery into a store without room for the volume: ENOSPC in status
   t.regex(strata(['status', r.mnt]).stdout, /reads answered from the archive \(no room in the store\)/, 'status counts the reads answered from the archive');
   t.is(spawnSync('mount', ['-o', 'remount,size=128m', small]).status, 0, 'room in the store');
   await waitRestored(r.mnt);
+  t.notRegex(strata(['status', r.mnt]).stdout, /^room /m, 'with room, nothing said');
   t.is(manifest(r.mnt), v.manifest);
   const res = verifySummary(r);
   t.is(res.status, 0, res.out);

@@ -163,7 +163,6 @@ export function fuseOptionString(opts: MountOptions): string {
   return list.join(',');
 }
 
-/** Journalled direct writes, for `strata status` (FuseAdapter.directJournalStatus). */
 /** A change a rollback made to the store behind the kernel's back (store inode numbers; see Adapter.storeChanged). */
 export type StoreChange =
   | { kind: 'removed'; parent: bigint; name: string; ino: bigint; survives: boolean }
@@ -171,6 +170,7 @@ export type StoreChange =
   | { kind: 'moved'; from: { parent: bigint; name: string }; to: { parent: bigint; name: string }; ino: bigint }
   | { kind: 'changed'; ino: bigint };
 
+/** Journalled direct writes, for `strata status` (FuseAdapter.directJournalStatus). */
 export interface DirectJournalStatus {
   /** Asked for (not turned off by --no-direct-journal, STRATA_DIRECT_JOURNAL=0 or --no-direct-io). */
   enabled: boolean;

@@ -50,7 +50,7 @@ import {
   type LocalEntry, type LocalStat,
 } from './tree-local.js';
 import { differingBlocks, localBlocksWhole } from './tree-blocks.js';
-import { MATERIALISING_PREFIX, isPending, listTimesRecords, readBlockMap, remoteBlocksOf, settleTimesRecord } from '../store/restore-marks.js';
+import { isMaterialisingTemp, isPending, listTimesRecords, readBlockMap, remoteBlocksOf, settleTimesRecord } from '../store/restore-marks.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { StoreDir } from '../store/store-dir.js';
 import { join } from 'node:path';
@@ -289,8 +289,8 @@ class Reconciler {
     // any other: a program may have changed them (a write into a stub) without
     // a durable record. Those are compared; nothing else is.
     const pending = await isPending(rel, this.dir.fd);
-    const locals = (await listLocalDir(this.dir, rel, isRoot, true)).filter((e) => !(pending && e.name.startsWith(MATERIALISING_PREFIX)));
     const remote = new Map((image?.entries ?? []).map((e) => [e.name, e]));
+    const locals = (await listLocalDir(this.dir, rel, isRoot, true)).filter((e) => !(pending && isMaterialisingTemp(e.name, remote)));
     const localNames = new Set(locals.map((e) => e.name));
     const ids = await mapLimit(locals, ID_CONCURRENCY, (e) => this.idOf(e));
 

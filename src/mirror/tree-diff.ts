@@ -19,7 +19,7 @@ import { ArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import type { DirImage, EntryImage } from '../protocol/images.js';
 import { ROOT_ID, attrsFromStat, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
-import { MATERIALISING_PREFIX, isPending, remoteBlocksOf } from '../store/restore-marks.js';
+import { isMaterialisingTemp, isPending, remoteBlocksOf } from '../store/restore-marks.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { StoreDir } from '../store/store-dir.js';
 import { join } from 'node:path';
@@ -146,8 +146,8 @@ class DiffWalk {
     const pending = await isPending(rel, this.dir.fd);
     if (pending) this.result.pendingDirs++;
     const listed = await listLocalDir(this.dir, rel, isRoot, true);
-    const locals = new Map(listed.filter((e) => !(pending && e.name.startsWith(MATERIALISING_PREFIX))).map((e) => [e.name, e]));
     const remote = new Map(image.entries.map((e) => [e.name, e]));
+    const locals = new Map(listed.filter((e) => !(pending && isMaterialisingTemp(e.name, remote))).map((e) => [e.name, e]));
     const names = (pending ? [...locals.keys()] : [...new Set([...locals.keys(), ...remote.keys()])]).sort(compareNames);
     const subdirs: { nsPath: string; rel: string; id: ObjectId }[] = [];
     for (const name of names) {

@@ -19,7 +19,7 @@ import { RESERVED_NAME } from '../store/local-store.js';
 import type { StoreDir } from '../store/store-dir.js';
 import { ID_XATTR, readObjectId } from '../store/object-ids.js';
 import {
-  MATERIALISING_PREFIX, clearLinking, linkPath, pendingMarkXattr, readBlockMap, setLinking, setUnrestoredNames, settleLinking, unrestoredNames, writeEmptyMap, type FileTimes,
+  MATERIALISING_PREFIX, clearLinking, isMaterialisingTemp, linkPath, pendingMarkXattr, readBlockMap, setLinking, setUnrestoredNames, settleLinking, unrestoredNames, writeEmptyMap, type FileTimes,
 } from '../store/restore-marks.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
@@ -73,7 +73,7 @@ export async function materialiseEntries(dirPath: string, image: DirImage, optio
   const wanted = new Set(image.entries.map((e) => e.name));
   // Leftovers of a run that crashed between creating an object and renaming it into place.
   for (const name of present) {
-    if (name.startsWith(MATERIALISING_PREFIX) && !wanted.has(name)) {
+    if (isMaterialisingTemp(name, wanted)) {
       await opts.dir.rmTree(`${dirPath}/${name}`);
       present.delete(name);
     }

@@ -38,12 +38,23 @@
 import { join } from 'node:path';
 import * as fs from 'node:fs';
 import * as native from '../native/index.js';
-import { BLOCK_SIZE, type ObjectId } from '../protocol/records.js';
+import { BLOCK_SIZE, isObjectId, type ObjectId } from '../protocol/records.js';
 import { PRIVATE_XATTR_PREFIX } from './object-ids.js';
 
 export const PENDING_XATTR = `${PRIVATE_XATTR_PREFIX}pending`;
 /** Names given to objects while they are being materialised, before their rename into place. */
 export const MATERIALISING_PREFIX = '.strata-restoring.';
+
+/**
+ * Whether `name`, found in a directory whose names the archive gives as
+ * `archived`, is a materialisation's temporary entry: the prefix and an
+ * object id, and not a name of the archive's. A program's own name of that
+ * shape is in the archive once mirrored; one of another shape is never a
+ * temporary.
+ */
+export function isMaterialisingTemp(name: string, archived: { has(name: string): boolean }): boolean {
+  return name.startsWith(MATERIALISING_PREFIX) && isObjectId(name.slice(MATERIALISING_PREFIX.length)) && !archived.has(name);
+}
 
 const MAP_HEADER_BYTES = 8;
 

@@ -113,3 +113,31 @@ test.serial('verify compares the entries lookups materialised in a pending direc
   const dirty = await diffTree({ store: entered.store.root, archive: a, volume: VOLUME });
   t.deepEqual(dirty.differences.map((x) => `${x.path}:${x.kind}`).sort(), ['/d/sub/seen:content', '/d/sub/seen:mtime', '/d/sub/seen:xattrs']);
 });
+
+test.serial('in a pending directory, a program\'s name that starts like the restore\'s temporaries is compared; only a temporary (prefix and object id, not in the archive) is left out', async (t) => {
+  for (const name of readdirSync('.')) rmSync(name, { recursive: true, force: true });
+  mkdirSync(entered.store.privateDir, { mode: 0o700 });
+  const a = new MemoryArchive();
+  await a.createVolume(VOLUME);
+  const build = new ShippingSink(a, VOLUME);
+  const [d, g, h] = ['6', '7', '8'].map((c) => c.repeat(32)) as [string, string, string];
+  await build.append({ op: 'create', parent: ROOT_ID, name: 'd', id: d, attrs: dir, parentMtime: [2, 0] });
+  await build.append({ op: 'create', parent: d, name: '.strata-restoring.mine', id: g, attrs: file(0), parentMtime: [2, 0] });
+  await build.append({ op: 'create', parent: d, name: 'other', id: h, attrs: file(0), parentMtime: [2, 0] });
+  await build.ship();
+  // Depth 1: /d pending; a lookup materialised the program's file only.
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
+  const opts = { dir: entered.store.dir, privateDir: entered.store.privateDir, childDirsPending: true, log };
+  const dImage = await a.dirImage(VOLUME, d);
+  t.true(await materialiseOne('d', dImage.entries.find((e) => e.name === '.strata-restoring.mine')!, opts));
+  // A temporary a crash left (the prefix and an object id): not the program's, not a difference.
+  writeFileSync(`d/.strata-restoring.${'9'.repeat(32)}`, 'half made');
+  t.deepEqual((await diffTree({ store: entered.store.root, archive: a, volume: VOLUME })).differences, []);
+  // The program's file changed with its record lost: verify sees it, and the re-convergence ships it.
+  await native.setxattr('d/.strata-restoring.mine', 'user.added', Buffer.from('x'), 0);
+  const dirty = await diffTree({ store: entered.store.root, archive: a, volume: VOLUME });
+  t.deepEqual(dirty.differences.map((x) => `${x.path}:${x.kind}`), ['/d/.strata-restoring.mine:xattrs']);
+  const sink = new ShippingSink(a, VOLUME);
+  await reconcile({ store: entered.store.root, archive: a, volume: VOLUME, sink, content: 'all' });
+  t.deepEqual(sink.records.map((r) => r.op), ['setxattr']);
+});

@@ -26,6 +26,24 @@ test.after.always(() => entered.leave());
 const dir: Attrs = { mode: 0o040755, uid: 0, gid: 0, size: 0, atime: [1, 0], mtime: [2, 0], rdev: 0 };
 const file = (size: number): Attrs => ({ mode: 0o100644, uid: 0, gid: 0, size, atime: [1, 0], mtime: [3, 0], rdev: 0 });
 
+/** The store emptied again (as a reused disk's mountpoint), and a new archive volume with a sink to build it. */
+async function emptiedStore(): Promise<{ a: MemoryArchive; build: ShippingSink }> {
+  for (const name of readdirSync('.')) rmSync(name, { recursive: true, force: true });
+  mkdirSync(entered.store.privateDir, { mode: 0o700 });
+  const a = new MemoryArchive();
+  await a.createVolume(VOLUME);
+  return { a, build: new ShippingSink(a, VOLUME) };
+}
+
+/** Recovers at depth 1 (every directory below the root pending), then materialises each [dir path, dir id, name] as a lookup does. */
+async function recoverAndLookUp(a: MemoryArchive, lookups: [string, string, string][]): Promise<boolean[]> {
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
+  const opts = { dir: entered.store.dir, privateDir: entered.store.privateDir, childDirsPending: true, log };
+  const made: boolean[] = [];
+  for (const [rel, id, name] of lookups) made.push(await materialiseOne(rel, (await a.dirImage(VOLUME, id)).entries.find((e) => e.name === name)!, opts));
+  return made;
+}
+
 test.serial('a pending directory and the missing blocks of a partial file are left alone; a locally written block is shipped', async (t) => {
   const a = new MemoryArchive();
   await a.createVolume(VOLUME);
@@ -64,12 +82,8 @@ test.serial('a pending directory and the missing blocks of a partial file are le
 
 test.serial('a recovery into an emptied store root that kept its id and xattrs restores the root\'s entries', async (t) => {
   // The store of the test above, emptied as a reused disk's mountpoint would be: its root keeps its xattrs.
-  for (const name of readdirSync('.')) rmSync(name, { recursive: true, force: true });
-  mkdirSync(entered.store.privateDir, { mode: 0o700 });
+  const { a, build } = await emptiedStore();
   await native.setxattr('.', 'user.leftover', Buffer.from('x'), 0);
-  const a = new MemoryArchive();
-  await a.createVolume(VOLUME);
-  const build = new ShippingSink(a, VOLUME);
   await build.append({ op: 'create', parent: ROOT_ID, name: 'kept', id: '9'.repeat(32), attrs: dir, parentMtime: [2, 0] });
   await build.ship();
   await prepareRecovery({ client: a, volume: VOLUME, depth: 2, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
@@ -78,11 +92,7 @@ test.serial('a recovery into an emptied store root that kept its id and xattrs r
 });
 
 test.serial('verify compares the entries lookups materialised in a pending directory, and nothing else there', async (t) => {
-  for (const name of readdirSync('.')) rmSync(name, { recursive: true, force: true });
-  mkdirSync(entered.store.privateDir, { mode: 0o700 });
-  const a = new MemoryArchive();
-  await a.createVolume(VOLUME);
-  const build = new ShippingSink(a, VOLUME);
+  const { a, build } = await emptiedStore();
   const [d, sub, f, g, h] = ['1', '2', '3', '4', '5'].map((c) => c.repeat(32)) as [string, string, string, string, string];
   await build.append({ op: 'create', parent: ROOT_ID, name: 'd', id: d, attrs: dir, parentMtime: [2, 0] });
   await build.append({ op: 'create', parent: d, name: 'sub', id: sub, attrs: dir, parentMtime: [2, 0] });
@@ -93,12 +103,7 @@ test.serial('verify compares the entries lookups materialised in a pending direc
   await build.append({ op: 'create', parent: d, name: 'top', id: f, attrs: file(0), parentMtime: [2, 0] });
   await build.ship();
   // Depth 1: /d pending. A lookup of d/sub and of d/sub/seen materialise those two only.
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
-  const opts = { dir: entered.store.dir, privateDir: entered.store.privateDir, childDirsPending: true, log };
-  const dImage = await a.dirImage(VOLUME, d);
-  t.true(await materialiseOne('d', dImage.entries.find((e) => e.name === 'sub')!, opts));
-  const subImage = await a.dirImage(VOLUME, sub);
-  t.true(await materialiseOne('d/sub', subImage.entries.find((e) => e.name === 'seen')!, opts));
+  t.deepEqual(await recoverAndLookUp(a, [['d', d, 'sub'], ['d/sub', sub, 'seen']]), [true, true]);
 
   const clean = await diffTree({ store: entered.store.root, archive: a, volume: VOLUME });
   t.deepEqual(clean.differences, [], 'names not materialised yet are not differences');
@@ -115,21 +120,14 @@ test.serial('verify compares the entries lookups materialised in a pending direc
 });
 
 test.serial('in a pending directory, a program\'s name that starts like the restore\'s temporaries is compared; only a temporary (prefix and object id, not in the archive) is left out', async (t) => {
-  for (const name of readdirSync('.')) rmSync(name, { recursive: true, force: true });
-  mkdirSync(entered.store.privateDir, { mode: 0o700 });
-  const a = new MemoryArchive();
-  await a.createVolume(VOLUME);
-  const build = new ShippingSink(a, VOLUME);
+  const { a, build } = await emptiedStore();
   const [d, g, h] = ['6', '7', '8'].map((c) => c.repeat(32)) as [string, string, string];
   await build.append({ op: 'create', parent: ROOT_ID, name: 'd', id: d, attrs: dir, parentMtime: [2, 0] });
   await build.append({ op: 'create', parent: d, name: '.strata-restoring.mine', id: g, attrs: file(0), parentMtime: [2, 0] });
   await build.append({ op: 'create', parent: d, name: 'other', id: h, attrs: file(0), parentMtime: [2, 0] });
   await build.ship();
   // Depth 1: /d pending; a lookup materialised the program's file only.
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 1, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
-  const opts = { dir: entered.store.dir, privateDir: entered.store.privateDir, childDirsPending: true, log };
-  const dImage = await a.dirImage(VOLUME, d);
-  t.true(await materialiseOne('d', dImage.entries.find((e) => e.name === '.strata-restoring.mine')!, opts));
+  t.deepEqual(await recoverAndLookUp(a, [['d', d, '.strata-restoring.mine']]), [true]);
   // A temporary a crash left (the prefix and an object id): not the program's, not a difference.
   writeFileSync(`d/.strata-restoring.${'9'.repeat(32)}`, 'half made');
   t.deepEqual((await diffTree({ store: entered.store.root, archive: a, volume: VOLUME })).differences, []);

@@ -26,7 +26,7 @@ import * as native from '../native/index.js';
 import { BLOCK_SIZE, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import { RESERVED_NAME } from '../store/local-store.js';
-import { UNRESTORED_NAMES_XATTR, clearLinking, linksDir, mapsDir, removeMapTemps, timesDir } from '../store/restore-marks.js';
+import { clearLinking, clearUnrestoredNames, linksDir, mapsDir, removeMapTemps, timesDir } from '../store/restore-marks.js';
 import { noFetches, type OnDemandRestore, type FetchStats, type UnreadableObject } from './on-demand.js';
 import { writeRestoreState, type RestoreState, type RestorePhase } from './state.js';
 import type { Logger } from '../log/logger.js';
@@ -472,9 +472,7 @@ async function dropLinkRegistry(privateDir: string): Promise<void> {
     throw err;
   }
   for (const name of names) {
-    await native.removexattr(join(dir, name), UNRESTORED_NAMES_XATTR).catch((err: unknown) => {
-      if ((err as { code?: string }).code !== 'ENODATA') throw err;
-    });
+    await clearUnrestoredNames(join(dir, name), native.AT_FDCWD);
     await clearLinking(join(dir, name), native.AT_FDCWD);
     await rm(join(dir, name), { force: true });
     crashPoint('registry-dropped');

@@ -19,7 +19,7 @@ import { RESERVED_NAME } from '../store/local-store.js';
 import type { StoreDir } from '../store/store-dir.js';
 import { ID_XATTR, readObjectId } from '../store/object-ids.js';
 import {
-  MATERIALISING_PREFIX, clearLinking, isMaterialisingTemp, linkPath, pendingMarkXattr, readBlockMap, setLinking, setUnrestoredNames, settleLinking, unrestoredNames, writeEmptyMap, type FileTimes,
+  MATERIALISING_PREFIX, clearLinking, clearUnrestoredNames, isMaterialisingTemp, linkPath, pendingMarkXattr, readBlockMap, setLinking, setUnrestoredNames, settleLinking, unrestoredNames, writeEmptyMap, type FileTimes,
 } from '../store/restore-marks.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
@@ -186,7 +186,13 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
     const left = await unrestoredNames(registry, at);
     const counted = left !== null && left > 0;
     if (counted) await setLinking(registry, left - 1, Number((await opts.dir.lstat(registry)).nlink) + 1, at);
-    await opts.dir.link(registry, final);
+    try {
+      await opts.dir.link(registry, final);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EMLINK') throw err;
+      await lastNameAtLinkLimit(registry, final, entry, left, opts);
+      return false;
+    }
     crashPoint('registry-linked');
     if (counted) {
       await setUnrestoredNames(final, left - 1, at);
@@ -195,6 +201,28 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
     return false;
   };
   return opts.namesLock ? opts.namesLock(entry.id, body) : body();
+}
+
+/**
+ * A hard-linked object's last name when its link count is at the store's
+ * file system's limit (ext4: 65 000; the registry name is one link more than
+ * the object's names): the registry name itself becomes that name, which it
+ * would have stopped being needed for anyway. Until 2026-12-06 the link
+ * failed with EMLINK and a volume with a file of 65 000 names could not be
+ * recovered at all. A crash before the rename leaves the registry name and
+ * its count as they were (the link did not happen); after it, the registry
+ * name is gone and stat counts the object's own links.
+ */
+async function lastNameAtLinkLimit(registry: string, final: string, entry: EntryImage, left: number | null, opts: MaterialiseOptions): Promise<void> {
+  const at = opts.dir.fd;
+  if (left === null || left > 1) {
+    const max = Number((await opts.dir.lstat(registry)).nlink) - 1;
+    throw Object.assign(new Error(`restore: ${final}: the store's file system allows ${max} names of one file, and object ${entry.id} has ${entry.nlink} in the archive`), { code: 'EMLINK' });
+  }
+  await clearLinking(registry, at);
+  await opts.dir.rename(registry, final, true);
+  crashPoint('registry-linked');
+  await clearUnrestoredNames(final, at);
 }
 
 /**

@@ -101,6 +101,14 @@ export async function setUnrestoredNames(path: string, n: number, at: number): P
   await native.setxattr(path, UNRESTORED_NAMES_XATTR, Buffer.from(String(Math.max(0, n)), 'latin1'), 0, at);
 }
 
+/** Removes the count of names still in the archive (the object needs no registry name any more). */
+export async function clearUnrestoredNames(path: string, at: number): Promise<void> {
+  await native.removexattr(path, UNRESTORED_NAMES_XATTR, at).catch((err: unknown) => {
+    const code = (err as { code?: string }).code;
+    if (code !== 'ENODATA' && code !== 'ENOENT') throw err;
+  });
+}
+
 /**
  * On a hard-linked file's inode while one more of its names is being put in
  * place: the count of names still in the archive once it is there, and the

@@ -17,7 +17,7 @@ import { readAt } from '../store/fd-io.js';
 import type { StoreDir } from '../store/store-dir.js';
 import { LocalStore } from '../store/local-store.js';
 import { isPrivateXattr } from '../store/object-ids.js';
-import { timeFromNs } from '../protocol/records.js';
+import { timeSpecFromNs } from '../protocol/records.js';
 
 /** A path (a file, or a directory and everything under it), or a byte range of a file. */
 export interface Area {
@@ -454,7 +454,7 @@ export class Rollback {
     const after = this.dryRun ? st : await lstatOrThrow(this.dir, path);
     if (after.mtimeNs.toString() !== rec.mtimeNs || after.atimeNs.toString() !== rec.atimeNs) {
       if (after.mtimeNs.toString() !== rec.mtimeNs) changed = true;
-      if (!this.dryRun) await this.fs.setattr({ path }, { atime: timeSpec(rec.atimeNs), mtime: timeSpec(rec.mtimeNs) });
+      if (!this.dryRun) await this.fs.setattr({ path }, { atime: timeSpecFromNs(BigInt(rec.atimeNs)), mtime: timeSpecFromNs(BigInt(rec.mtimeNs)) });
     }
     if (changed) {
       this.note({ path, action: 'attrs' });
@@ -468,11 +468,6 @@ function kindOfStat(st: fs.BigIntStats): AttrRec['kind'] {
   if (st.isDirectory()) return 'dir';
   if (st.isSymbolicLink()) return 'symlink';
   return 'other';
-}
-
-function timeSpec(ns: string): { sec: number; nsec: number } {
-  const [sec, nsec] = timeFromNs(BigInt(ns));
-  return { sec, nsec };
 }
 
 async function lstatOrThrow(dir: StoreDir, path: string): Promise<fs.BigIntStats> {

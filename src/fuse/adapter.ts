@@ -596,7 +596,7 @@ export class FuseAdapter {
     switch (ev.kind) {
       case 'removed': {
         const parent = t.findByIno(ev.parent);
-        if (parent && parent.children.has(ev.name)) t.forgetName(parent, ev.name, ev.survives);
+        if (parent) t.forgetName(parent, ev.name, ev.survives);
         dropEntry(parent, ev.name);
         if (ev.survives) dropAttrs(ev.ino);
         break;
@@ -609,7 +609,7 @@ export class FuseAdapter {
         const from = t.findByIno(ev.from.parent);
         const to = t.findByIno(ev.to.parent);
         if (from && to) t.moveName(from, ev.from.name, to, ev.to.name);
-        else if (from && from.children.has(ev.from.name)) t.forgetName(from, ev.from.name, true);
+        else if (from) t.forgetName(from, ev.from.name, true);
         dropEntry(from, ev.from.name);
         dropEntry(to, ev.to.name);
         dropAttrs(ev.ino);

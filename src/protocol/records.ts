@@ -282,6 +282,12 @@ export function invalidRecordReason(r: { [k: string]: unknown }): string | null 
   }
 }
 
+/** timeFromNs as `{ sec, nsec }` (the shape the native calls' times take). */
+export function timeSpecFromNs(ns: bigint): { sec: number; nsec: number } {
+  const [sec, nsec] = timeFromNs(ns);
+  return { sec, nsec };
+}
+
 /** Converts a bigint nanosecond timestamp (fs.BigIntStats.*timeNs) to a Time. */
 export function timeFromNs(ns: bigint): Time {
   let sec = ns / 1_000_000_000n;

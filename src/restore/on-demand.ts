@@ -30,7 +30,7 @@ import * as native from '../native/index.js';
 import { ArchiveDataError, FsError } from '../errors/errno.js';
 import type { RestoreHooks, SettleWatch } from '../ports/restore-hooks.js';
 import { ArchiveError, isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
-import { BLOCK_SIZE, ROOT_ID, isZero, timeFromNs, type ObjectId } from '../protocol/records.js';
+import { BLOCK_SIZE, ROOT_ID, isZero, timeSpecFromNs, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import { readInto } from '../store/fd-io.js';
 import type { LocalStore } from '../store/local-store.js';
@@ -694,7 +694,7 @@ export class OnDemandRestore implements RestoreHooks {
       const t = await readTimesRecord(this.privateDir, id);
       if (t !== null) return t;
     }
-    const t = { atime: timeSpecOf(st.atimeNs), mtime: timeSpecOf(st.mtimeNs) };
+    const t = { atime: timeSpecFromNs(st.atimeNs), mtime: timeSpecFromNs(st.mtimeNs) };
     await writeTimesRecord(this.privateDir, id, t);
     records.add(id);
     return t;
@@ -1429,7 +1429,3 @@ function nsOf(t: { sec: number; nsec: number }): bigint {
   return BigInt(t.sec) * 1_000_000_000n + BigInt(t.nsec);
 }
 
-function timeSpecOf(ns: bigint): { sec: number; nsec: number } {
-  const [sec, nsec] = timeFromNs(ns);
-  return { sec, nsec };
-}

@@ -8,21 +8,14 @@ import type { StoreDir } from './store-dir.js';
 
 export const FRESH_FS_DIR = 'lost+found';
 
-/** Removes an empty `lost+found` at the root of `dir`; true when it did. A non-empty one stays (it is content). */
+/** Removes an empty `lost+found` directory at the root of `dir`; true when it did. Anything else of that name stays (it is content). */
 export async function removeFreshFsDir(dir: StoreDir): Promise<boolean> {
-  let st;
-  try {
-    st = await dir.lstat(FRESH_FS_DIR);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
-  if (!st.isDirectory()) return false;
   try {
     await dir.rmdir(FRESH_FS_DIR);
     return true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOTEMPTY' || (err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    // None, not a directory, or not empty.
+    if (['ENOENT', 'ENOTDIR', 'ENOTEMPTY', 'EEXIST'].includes((err as NodeJS.ErrnoException).code ?? '')) return false;
     throw err;
   }
 }

@@ -103,10 +103,17 @@ export async function setUnrestoredNames(path: string, n: number, at: number): P
 
 /** Removes the count of names still in the archive (the object needs no registry name any more). */
 export async function clearUnrestoredNames(path: string, at: number): Promise<void> {
-  await native.removexattr(path, UNRESTORED_NAMES_XATTR, at).catch((err: unknown) => {
+  await removeMark(path, UNRESTORED_NAMES_XATTR, at, true);
+}
+
+/** Removes the mark `name` of `path`; one already gone is fine, and so is a gone `path` when `pathMayBeGone`. */
+async function removeMark(path: string, name: string, at: number, pathMayBeGone: boolean): Promise<void> {
+  try {
+    await native.removexattr(path, name, at);
+  } catch (err) {
     const code = (err as { code?: string }).code;
-    if (code !== 'ENODATA' && code !== 'ENOENT') throw err;
-  });
+    if (code !== 'ENODATA' && !(pathMayBeGone && code === 'ENOENT')) throw err;
+  }
 }
 
 /**
@@ -127,10 +134,7 @@ export async function setLinking(path: string, after: number, nlinkAfter: number
 }
 
 export async function clearLinking(path: string, at: number): Promise<void> {
-  await native.removexattr(path, LINKING_XATTR, at).catch((err: unknown) => {
-    const code = (err as { code?: string }).code;
-    if (code !== 'ENODATA' && code !== 'ENOENT') throw err;
-  });
+  await removeMark(path, LINKING_XATTR, at, true);
 }
 
 /**
@@ -281,11 +285,7 @@ export async function pendingNlink(path: string, at: number): Promise<number | n
 }
 
 export async function clearPending(path: string, at: number): Promise<void> {
-  try {
-    await native.removexattr(path, PENDING_XATTR, at);
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'ENODATA') throw err;
-  }
+  await removeMark(path, PENDING_XATTR, at, false);
 }
 
 /** Number of blocks of a file of `size` bytes. */

@@ -126,7 +126,7 @@ async function localState(store: string, rel: string, isDir: boolean): Promise<s
   let restored = 0;
   for (let i = 1; i <= dirs; i++) {
     const p = join(store, ...parts.slice(0, i));
-    if (!existsSync(p) || (await isPending(p, native.AT_FDCWD))) break;
+    if (!existsSync(p) || (await isPending(join(store, RESERVED_NAME), p, native.AT_FDCWD))) break;
     restored++;
   }
   const where = dirs === 0 ? 'in the root directory (restored)' : `${restored} of ${dirs} directories on the path restored`;

@@ -1007,7 +1007,11 @@ export class Filesystem {
   private async setxattrAt(o: StoreObject, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
     if (this.sink) await this.sink.admit(META_RECORD_BYTES + value.length);
     if (this.guard) await this.guard.attrs(o.target);
-    await o.set(name, value, flags);
+    await o.set(name, value, flags).catch(async (err: unknown) => {
+      // During a restore the restore's marks may take the room the program's attribute had on the primary.
+      if (!isNoRoom(err) || this.restore === null || !(await this.restore.makeXattrRoom(o.restoreRef))) throw err;
+      await o.set(name, value, flags);
+    });
     if (name === ACL_ACCESS && caller !== undefined && caller.uid !== 0) await this.dropSetGidAfterAcl(o, caller);
     if (!this.sink) return;
     const id = await o.id();

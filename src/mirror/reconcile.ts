@@ -288,7 +288,7 @@ class Reconciler {
     // puts back). But the entries lookups materialised in it are objects like
     // any other: a program may have changed them (a write into a stub) without
     // a durable record. Those are compared; nothing else is.
-    const pending = await isPending(rel, this.dir.fd);
+    const pending = await isPending(this.privateDir, rel, this.dir.fd);
     const remote = new Map((image?.entries ?? []).map((e) => [e.name, e]));
     const locals = (await listLocalDir(this.dir, rel, isRoot, true)).filter((e) => !(pending && isMaterialisingTemp(e.name, remote)));
     const localNames = new Set(locals.map((e) => e.name));

@@ -115,7 +115,7 @@ class DiffWalk {
     // A pending root is the archive's until it is materialised, as any pending directory (compareEntry): a crash in
     // the middle of its materialisation may have moved its mtime (recover-model, seed 1596257687: a kill -9 while a
     // readdir of a pending root linked a hard-linked file's name, then lookups that found their names in place).
-    if (!(await isPending('.', this.dir.fd))) {
+    if (!(await isPending(this.privateDir, '.', this.dir.fd))) {
       for (const d of attrDifferences('dir', attrsFromStat(st), rootImage.attrs)) this.report('/', d.kind, d.local, d.archive);
     }
     await this.compareXattrs('/', '.', rootImage.xattrs);
@@ -143,7 +143,7 @@ class DiffWalk {
     // a name not here yet is not a difference. But the entries lookups
     // materialised in it are objects like any other (a program may have
     // written into one), so those are compared, and descended into.
-    const pending = await isPending(rel, this.dir.fd);
+    const pending = await isPending(this.privateDir, rel, this.dir.fd);
     if (pending) this.result.pendingDirs++;
     const listed = await listLocalDir(this.dir, rel, isRoot, true);
     const remote = new Map(image.entries.map((e) => [e.name, e]));
@@ -181,7 +181,7 @@ class DiffWalk {
     if (id !== a.id) this.report(path, 'id', id, a.id);
     const attrs = attrsFromStat(l.st);
     // A pending directory is the archive's until it is materialised (a crash in the middle of one may have moved its mtime).
-    const pending = type === 'dir' && (await isPending(l.rel, this.dir.fd));
+    const pending = type === 'dir' && (await isPending(this.privateDir, l.rel, this.dir.fd));
     if (!pending) for (const d of attrDifferences(type, attrs, a.attrs)) this.report(path, d.kind, d.local, d.archive);
     if (type === 'symlink') {
       const target = await localTarget(this.dir, l.rel);

@@ -55,6 +55,13 @@ export interface RestoreHooks {
    */
   changing(id: ObjectId, file: string | number): Promise<void>;
   /**
+   * The object (a store path, or a descriptor) has no room for a program's
+   * extended attribute: the restore's own marks on it, which take room the
+   * object did not need on the primary, move aside (store/restore-marks.ts).
+   * True when some did (the program's setxattr is tried again).
+   */
+  makeXattrRoom(file: string | number): Promise<boolean>;
+  /**
    * Runs `f` (a program's change of the file's times) while no fetch writes
    * into the file: a fetch puts the file's times back after its bytes, and
    * would put them over the program's.

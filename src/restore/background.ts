@@ -26,7 +26,7 @@ import * as native from '../native/index.js';
 import { BLOCK_SIZE, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import { RESERVED_NAME } from '../store/local-store.js';
-import { clearLinking, clearUnrestoredNames, linksDir, mapsDir, removeMapTemps, timesDir } from '../store/restore-marks.js';
+import { clearLinking, clearUnrestoredNames, forgetSideMarks, linksDir, mapsDir, removeMapTemps, sideMarksDir, timesDir } from '../store/restore-marks.js';
 import { noFetches, type OnDemandRestore, type FetchStats, type UnreadableObject } from './on-demand.js';
 import { writeRestoreState, type RestoreState, type RestorePhase } from './state.js';
 import type { Logger } from '../log/logger.js';
@@ -414,6 +414,9 @@ export class BackgroundRestore {
     await removeMapTemps(this.privateDir);
     await rm(timesDir(this.privateDir), { recursive: true, force: true });
     await dropLinkRegistry(this.privateDir);
+    // No directory is pending and no registry name is left: no side mark is anybody's.
+    await rm(sideMarksDir(this.privateDir), { recursive: true, force: true });
+    forgetSideMarks(this.privateDir);
     await this.saving;
     crashPoint('finish-before-state');
     this.state.phase = 'complete';
@@ -472,8 +475,8 @@ async function dropLinkRegistry(privateDir: string): Promise<void> {
     throw err;
   }
   for (const name of names) {
-    await clearUnrestoredNames(join(dir, name), native.AT_FDCWD);
-    await clearLinking(join(dir, name), native.AT_FDCWD);
+    await clearUnrestoredNames(privateDir, join(dir, name), native.AT_FDCWD);
+    await clearLinking(privateDir, join(dir, name), native.AT_FDCWD);
     await rm(join(dir, name), { force: true });
     crashPoint('registry-dropped');
   }

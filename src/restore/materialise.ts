@@ -19,7 +19,7 @@ import { RESERVED_NAME } from '../store/local-store.js';
 import type { StoreDir } from '../store/store-dir.js';
 import { ID_XATTR, readObjectId } from '../store/object-ids.js';
 import {
-  MATERIALISING_PREFIX, clearLinking, clearUnrestoredNames, isMaterialisingTemp, linkPath, pendingMarkXattr, readBlockMap, setLinking, setUnrestoredNames, settleLinking, unrestoredNames, writeEmptyMap, type FileTimes,
+  MATERIALISING_PREFIX, clearLinking, clearUnrestoredNames, isMaterialisingTemp, isXattrSpaceFull, linkPath, markPendingAside, moveMarksAside, pendingMarkXattr, readBlockMap, setLinking, setUnrestoredNames, settleLinking, unrestoredNames, writeEmptyMap, type FileTimes,
 } from '../store/restore-marks.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
@@ -182,10 +182,10 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
     });
     if (!registered) await createRegistered(registry, entry, opts);
     // The count is lowered with the link as one step a crash cannot split (LINKING_XATTR).
-    await settleLinking(registry, at);
-    const left = await unrestoredNames(registry, at);
+    await settleLinking(opts.privateDir, registry, at);
+    const left = await unrestoredNames(opts.privateDir, registry, at);
     const counted = left !== null && left > 0;
-    if (counted) await setLinking(registry, left - 1, Number((await opts.dir.lstat(registry)).nlink) + 1, at);
+    if (counted) await setLinking(opts.privateDir, registry, left - 1, Number((await opts.dir.lstat(registry)).nlink) + 1, at);
     try {
       await opts.dir.link(registry, final);
     } catch (err) {
@@ -195,8 +195,8 @@ async function materialiseEntry(dirPath: string, entry: EntryImage, opts: Materi
     }
     crashPoint('registry-linked');
     if (counted) {
-      await setUnrestoredNames(final, left - 1, at);
-      await clearLinking(final, at);
+      await setUnrestoredNames(opts.privateDir, final, left - 1, at);
+      await clearLinking(opts.privateDir, final, at);
     }
     return false;
   };
@@ -219,10 +219,10 @@ async function lastNameAtLinkLimit(registry: string, final: string, entry: Entry
     const max = Number((await opts.dir.lstat(registry)).nlink) - 1;
     throw Object.assign(new Error(`restore: ${final}: the store's file system allows ${max} names of one file, and object ${entry.id} has ${entry.nlink} in the archive`), { code: 'EMLINK' });
   }
-  await clearLinking(registry, at);
+  await clearLinking(opts.privateDir, registry, at);
   await opts.dir.rename(registry, final, true);
   crashPoint('registry-linked');
-  await clearUnrestoredNames(final, at);
+  await clearUnrestoredNames(opts.privateDir, final, at);
 }
 
 /**
@@ -244,7 +244,7 @@ async function createRegistered(registry: string, entry: EntryImage, opts: Mater
   await opts.dir.rmTree(tmp);
   await createObject(tmp, entry, opts);
   crashPoint('materialise-object');
-  await setUnrestoredNames(tmp, entry.nlink, opts.dir.fd);
+  await setUnrestoredNames(opts.privateDir, tmp, entry.nlink, opts.dir.fd, entry.id);
   await opts.dir.rename(tmp, registry);
   crashPoint('registry-created');
 }
@@ -285,9 +285,18 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
   const id: [string, Buffer] = [ID_XATTR, Buffer.from(entry.id, 'latin1')];
   switch (type) {
     case 'dir': {
-      // One call: the directory, its pending mark (with the archive's times and link count), id, xattrs, owner, mode.
+      // One call: the directory, its id, pending mark (with the archive's times and link count), xattrs, owner, mode.
+      // The id first, as on the primary: where ext4 puts an attribute (the inode, or its block) depends on the order.
       const marks: [string, Buffer][] = opts.childDirsPending ? [pendingMarkXattr(entry.nlink, timesOf(a))] : [];
-      await opts.dir.prepareObject(path, { create: { kind: 'dir', mode: a.mode & 0o777 }, ...attrsPlan(a, entry.xattrs, [...marks, id]) });
+      try {
+        await opts.dir.prepareObject(path, { create: { kind: 'dir', mode: a.mode & 0o777 }, ...attrsPlan(a, entry.xattrs, [id, ...marks]) });
+      } catch (err) {
+        if (marks.length === 0 || !isXattrSpaceFull(err)) throw err;
+        // Its own xattrs fill the space (as they did on the primary): the mark goes aside, made before the directory.
+        await opts.dir.rmTree(path);
+        await markPendingAside(opts.privateDir, entry.id, entry.nlink, timesOf(a));
+        await opts.dir.prepareObject(path, { create: { kind: 'dir', mode: a.mode & 0o777 }, ...attrsPlan(a, entry.xattrs, [id]) });
+      }
       crashPoint('attrs-before-times');
       await setTimes(opts.dir, path, a);
       return;
@@ -351,8 +360,21 @@ function attrsPlan(a: Attrs, xattrs: { readonly [name: string]: string }, marks:
  * and times (in that order: chown clears set-ID bits, and every change before
  * the times would move ctime-driven tools' view of mtime).
  */
-export async function applyAttrs(dir: StoreDir, path: string, a: Attrs, xattrs: { readonly [name: string]: string }): Promise<void> {
-  await dir.prepareObject(path, attrsPlan(a, xattrs));
+export async function applyAttrs(dir: StoreDir, path: string, a: Attrs, xattrs: { readonly [name: string]: string }, marksOf?: { privateDir: string }): Promise<void> {
+  try {
+    await dir.prepareObject(path, attrsPlan(a, xattrs));
+  } catch (err) {
+    // The object's marks (`marksOf`: it may have some) take room its own xattrs need: the marks go aside.
+    if (marksOf === undefined || !isXattrSpaceFull(err) || !(await moveMarksAside(marksOf.privateDir, path, dir.fd))) throw err;
+    // Set again from the start, in the archive's order: where ext4 puts each attribute (in the inode, or its block) depends on the order.
+    const plan = attrsPlan(a, xattrs);
+    for (const [name] of plan.xattrs ?? []) {
+      await dir.removexattr(path, name).catch((e: unknown) => {
+        if ((e as { code?: string }).code !== 'ENODATA') throw e;
+      });
+    }
+    await dir.prepareObject(path, plan);
+  }
   crashPoint('attrs-before-times');
   await setTimes(dir, path, a);
 }

@@ -36,7 +36,7 @@ import { readInto } from '../store/fd-io.js';
 import type { LocalStore } from '../store/local-store.js';
 import type { StoreDir } from '../store/store-dir.js';
 import {
-  clearPending, isPending, linkPath, listTimesRecords, settleLinking, readPendingMark, unrestoredNames, markBlocksPresent, readBlockMap, readTimesRecord, removeBlockMap,
+  clearPending, isPending, linkPath, moveMarksAside, listTimesRecords, settleLinking, readPendingMark, unrestoredNames, markBlocksPresent, readBlockMap, readTimesRecord, removeBlockMap,
   removeTimesRecord, settleTimesRecord, timesDir, writeTimesRecord, type BlockMap, type FileTimes,
 } from '../store/restore-marks.js';
 import { materialiseEntries, materialiseOne } from './materialise.js';
@@ -247,12 +247,12 @@ export class OnDemandRestore implements RestoreHooks {
   // ---- RestoreHooks ------------------------------------------------------------
 
   async entries(rel: string): Promise<void> {
-    if (this.residual !== null || !(await isPending(rel, this.at))) return;
+    if (this.residual !== null || !(await isPending(this.privateDir, rel, this.at))) return;
     await this.foregroundWork(() => this.hydrateDir(rel));
   }
 
   async child(parentRel: string, name: string): Promise<void> {
-    if (this.residual !== null || !(await isPending(parentRel, this.at))) return;
+    if (this.residual !== null || !(await isPending(this.privateDir, parentRel, this.at))) return;
     await this.foregroundWork(() => this.materialiseChild(parentRel, name));
   }
 
@@ -580,7 +580,7 @@ export class OnDemandRestore implements RestoreHooks {
       // all here), and the archive's times when its mark has them (a crash
       // may have left them moved by entries created in it; a times record
       // left by a crash was settled above).
-      const mark = rel === null ? null : await readPendingMark(rel, this.at);
+      const mark = rel === null ? null : await readPendingMark(this.privateDir, rel, this.at);
       if (mark?.nlink != null) st.nlink = BigInt(mark.nlink);
       if (mark?.times != null) {
         st.atimeNs = nsOf(mark.times.atime);
@@ -602,13 +602,13 @@ export class OnDemandRestore implements RestoreHooks {
       // restore's removal of the count and of the registry name, which takes
       // no lock: read until the inode did not change (ctime) around the reads.
       await this.namesLock(oid, async () => {
-        await settleLinking(registry, this.at); // a link a crash interrupted: its count is lowered first
+        await settleLinking(this.privateDir, registry, this.at); // a link a crash interrupted: its count is lowered first
         for (let attempt = 0; attempt < 8; attempt++) {
           const before = await statObject();
           if (before === null) return;
           const reg = await this.dir.lstat(registry).catch(() => null);
           const registered = reg !== null && reg.ino === before.ino;
-          const n = registered ? (await unrestoredNames(registry, this.at).catch(() => null)) ?? 0 : 0;
+          const n = registered ? (await unrestoredNames(this.privateDir, registry, this.at).catch(() => null)) ?? 0 : 0;
           const after = await statObject();
           if (after === null) return;
           if (after.ctimeNs === before.ctimeNs && after.nlink === before.nlink) {
@@ -628,7 +628,7 @@ export class OnDemandRestore implements RestoreHooks {
     if (rel === '.' || this.moving.has(ino)) return false;
     if (st.isDirectory()) {
       // Pending: its count and times come from its mark, and materialisation changes it.
-      if (this.residual === null && (await isPending(rel, this.at))) return false;
+      if (this.residual === null && (await isPending(this.privateDir, rel, this.at))) return false;
     } else if (st.nlink !== 1n) {
       // Hard-linked: its count may add names still in the archive (the registry name is one of its links).
       return false;
@@ -654,6 +654,14 @@ export class OnDemandRestore implements RestoreHooks {
     } finally {
       w?.end(ino);
     }
+  }
+
+  async makeXattrRoom(file: string | number): Promise<boolean> {
+    const [path, at] = typeof file === 'number' ? ['', file] : [file, this.at];
+    const id = await readObjectId(path, at);
+    if (id === null) return false;
+    // Under the locks of the directory's materialisation and of the file's names (whose marks these are).
+    return this.withLock(`dir:${id}`, () => this.namesLock(id, () => moveMarksAside(this.privateDir, path, at)));
   }
 
   exclusive<T>(id: ObjectId, f: () => Promise<T>): Promise<T> {
@@ -714,7 +722,7 @@ export class OnDemandRestore implements RestoreHooks {
 
   /** Materialises a pending directory, small files whole (without foreground priority); the names of those files, or null when it was not pending. */
   async restoreDir(rel: string): Promise<Set<string> | null> {
-    if (!(await isPending(rel, this.at))) return null;
+    if (!(await isPending(this.privateDir, rel, this.at))) return null;
     return this.hydrateDir(rel, true);
   }
 
@@ -868,7 +876,7 @@ export class OnDemandRestore implements RestoreHooks {
       try {
         // Both at once (one thread-pool hop of latency, not two): most calls find the directory pending.
         const [mark, st] = await Promise.all([
-          readPendingMark(dir.self, native.AT_FDCWD),
+          readPendingMark(this.privateDir, dir.self, native.AT_FDCWD),
           new Promise<fs.BigIntStats>((resolve, reject) => fs.fstat(fd, { bigint: true }, (err, s) => (err ? reject(err) : resolve(s)))),
         ]);
         if (mark === null) return;
@@ -957,7 +965,7 @@ export class OnDemandRestore implements RestoreHooks {
     });
     await this.keepArchiveTimes(dir.self, image);
     crashPoint('materialise-dir');
-    await clearPending(dir.self, native.AT_FDCWD);
+    await clearPending(this.privateDir, dir.self, native.AT_FDCWD);
     this.images.delete(id);
     this.imagesLarge.delete(id);
     this.stats.entriesMaterialised += res.created;

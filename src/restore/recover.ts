@@ -9,7 +9,7 @@
 // its epoch (no second fence), skips the directories already restored and
 // completes the rest (materialise.ts explains why no half-made directory is
 // ever shown).
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import type { StoreDir } from '../store/store-dir.js';
 import { join } from 'node:path';
 import type { ArchiveClient } from '../protocol/archive-api.js';
@@ -17,7 +17,7 @@ import type { FenceOptions } from '../protocol/leases.js';
 import type { DirImage } from '../protocol/images.js';
 import { ROOT_ID, type ObjectId } from '../protocol/records.js';
 import { readObjectId, writeObjectId } from '../store/object-ids.js';
-import { PENDING_XATTR, clearPending, isPending, markPending, linksDir, mapsDir, timesDir } from '../store/restore-marks.js';
+import { PENDING_XATTR, clearPending, forgetSideMarks, isPending, markPending, linksDir, mapsDir, sideMarksDir, timesDir } from '../store/restore-marks.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { FRESH_FS_DIR, removeFreshFsDir } from '../store/fresh-disk.js';
 import { applyAttrs, materialiseEntries } from './materialise.js';
@@ -100,10 +100,14 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
   // first run the store root may be an emptied directory that kept strata's
   // marks or a user's xattrs (a reused disk's mountpoint): none of it counts.
   if (fenced) {
+    await rm(sideMarksDir(privateDir), { recursive: true, force: true });
+    forgetSideMarks(privateDir);
     for (const name of await dir.listxattr('.')) {
       if ((name.startsWith('user.') || name.startsWith('trusted.')) && name !== PENDING_XATTR) await dir.removexattr('.', name);
     }
-    await markPending('.', at);
+    // The id first, as on the primary (where ext4 puts an attribute depends on the order; see applyAttrs).
+    await writeObjectId('.', ROOT_ID, at);
+    await markPending(privateDir, '.', at);
   }
   if ((await readObjectId('.', at)) !== ROOT_ID) await writeObjectId('.', ROOT_ID, at);
   let dirs = 0;
@@ -118,19 +122,19 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
     if (tier < depth - 1) {
       for (const e of image.entries) if ((e.attrs.mode & 0o170000) === 0o040000) paths.set(e.id, rel === '.' ? e.name : `${rel}/${e.name}`);
     }
-    if (!(await isPending(rel, at))) return; // done by an earlier run
+    if (!(await isPending(privateDir, rel, at))) return; // done by an earlier run
     const res = await materialiseEntries(rel, image, { dir, privateDir, childDirsPending: true, log });
-    await applyAttrs(dir, rel, image.attrs, image.xattrs);
+    await applyAttrs(dir, rel, image.attrs, image.xattrs, { privateDir });
     crashPoint('materialise-dir');
-    await clearPending(rel, at);
+    await clearPending(privateDir, rel, at);
     dirs++;
     entries += res.created;
   };
   if (depth === 0) {
     // Only the root itself: its attributes; its entries stay in the archive.
     const root = await client.dirImage(volume, ROOT_ID);
-    await applyAttrs(dir, '.', root.attrs, root.xattrs);
-    await markPending('.', at, root.nlink, { atime: { sec: root.attrs.atime[0], nsec: root.attrs.atime[1] }, mtime: { sec: root.attrs.mtime[0], nsec: root.attrs.mtime[1] } });
+    await applyAttrs(dir, '.', root.attrs, root.xattrs, { privateDir });
+    await markPending(privateDir, '.', at, root.nlink, { atime: { sec: root.attrs.atime[0], nsec: root.attrs.atime[1] }, mtime: { sec: root.attrs.mtime[0], nsec: root.attrs.mtime[1] } });
   } else {
     for await (const image of client.tierImages(volume, depth - 1)) await materialise(image);
   }

@@ -24,6 +24,15 @@
 //    the archive (a crash between putting a name in place and lowering it is
 //    finished later: LINKING_XATTR), so that
 //    `stat` can show the object's true link count meanwhile.
+//  - A mark (PENDING_XATTR, UNRESTORED_NAMES_XATTR, LINKING_XATTR) that does
+//    not fit beside the object's own extended attributes (ext4 keeps about
+//    4 KiB of them per inode; a program on the primary may have filled them)
+//    is a *side mark* instead: PRIVATE/restore/marks/<id>.<mark>, holding the
+//    value the xattr would. The object's xattrs are the user's: strata's
+//    marks make room for them (moveMarksAside), never the other way round.
+//    Until 2026-12-06 a directory whose xattrs filled ext4's space could not
+//    be restored (its pending mark failed with ENOSPC, and its parent could
+//    never be listed). Reads look at side marks only when the store has any.
 //  - A file whose fetched bytes are being written has a times record at
 //    PRIVATE/restore/times/<id> (its atime and mtime before the write),
 //    written before the bytes and removed after the times are put back. A
@@ -39,7 +48,7 @@ import { join } from 'node:path';
 import * as fs from 'node:fs';
 import * as native from '../native/index.js';
 import { BLOCK_SIZE, isObjectId, type ObjectId } from '../protocol/records.js';
-import { PRIVATE_XATTR_PREFIX } from './object-ids.js';
+import { PRIVATE_XATTR_PREFIX, readObjectId } from './object-ids.js';
 
 export const PENDING_XATTR = `${PRIVATE_XATTR_PREFIX}pending`;
 /** Names given to objects while they are being materialised, before their rename into place. */
@@ -81,39 +90,181 @@ export function timesPath(privateDir: string, id: ObjectId): string {
 export const UNRESTORED_NAMES_XATTR = `${PRIVATE_XATTR_PREFIX}unrestored-names`;
 
 /** A mark's value (a decimal number of at least `min`) on the object at `path`; null when it has none. */
-async function numberMark(path: string, name: string, min: number, at: number): Promise<number | null> {
+async function numberMark(privateDir: string, path: string, name: string, min: number, at: number): Promise<number | null> {
+  const raw = await readMark(privateDir, path, name, at);
+  if (raw === null) return null;
+  const n = Number(raw.toString('latin1'));
+  return Number.isInteger(n) && n >= min ? n : null;
+}
+
+/** Names of the object at `path` still only in the archive (null: all restored, or not recorded). */
+export function unrestoredNames(privateDir: string, path: string, at: number): Promise<number | null> {
+  return numberMark(privateDir, path, UNRESTORED_NAMES_XATTR, 0, at);
+}
+
+/** Sets the count of names still in the archive; `id`: the object's, when its id xattr may not be set yet. */
+export async function setUnrestoredNames(privateDir: string, path: string, n: number, at: number, id?: ObjectId): Promise<void> {
+  await writeMark(privateDir, path, UNRESTORED_NAMES_XATTR, Buffer.from(String(Math.max(0, n)), 'latin1'), at, id);
+}
+
+/** Removes the count of names still in the archive (the object needs no registry name any more). */
+export async function clearUnrestoredNames(privateDir: string, path: string, at: number): Promise<void> {
+  await removeMark(privateDir, path, UNRESTORED_NAMES_XATTR, at, true);
+}
+
+/** Errors of getxattr that mean "no such mark here". */
+const NO_MARK = new Set(['ENODATA', 'ENOTSUP', 'EOPNOTSUPP', 'ENOENT']);
+
+/** The object's xattr space has no room for one more (ext4: ENOSPC; a value over the space's size: E2BIG). */
+export function isXattrSpaceFull(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'ENOSPC' || code === 'E2BIG';
+}
+
+export function sideMarksDir(privateDir: string): string {
+  return join(privateDir, 'restore', 'marks');
+}
+
+function sideMarkName(id: ObjectId, mark: string): string {
+  return `${id}.${mark.slice(PRIVATE_XATTR_PREFIX.length)}`;
+}
+
+/**
+ * The side marks of each store in this process (by private directory), as
+ * names `<id>.<mark>`: read from the directory once, then kept up to date
+ * by writeSideMark and removeMark, the only writers (a store is restored by
+ * one process). Empty for almost every store: then a mark is an xattr or
+ * nothing, and reads cost what they did before side marks.
+ */
+const sideMarkSets = new Map<string, Promise<Set<string>>>();
+
+function sideMarks(privateDir: string): Promise<Set<string>> {
+  let set = sideMarkSets.get(privateDir);
+  if (set === undefined) {
+    set = fs.promises.readdir(sideMarksDir(privateDir)).then(
+      (names) => new Set(names.filter((n) => !n.startsWith('.'))),
+      (err: unknown) => {
+        if ((err as { code?: string }).code === 'ENOENT') return new Set<string>();
+        sideMarkSets.delete(privateDir);
+        throw err;
+      },
+    );
+    sideMarkSets.set(privateDir, set);
+  }
+  return set;
+}
+
+/** Forgets what this process knew of the store's side marks (a restore starts, or its restore directory went). */
+export function forgetSideMarks(privateDir: string): void {
+  sideMarkSets.delete(privateDir);
+}
+
+/** Writes mark `name` of object `id` as a side mark (aside and renamed into place: never torn). */
+async function writeSideMark(privateDir: string, id: ObjectId, name: string, value: Buffer): Promise<void> {
+  const set = await sideMarks(privateDir);
+  const file = sideMarkName(id, name);
+  await fs.promises.mkdir(sideMarksDir(privateDir), { recursive: true, mode: 0o700 });
+  const tmp = join(sideMarksDir(privateDir), `.${file}.tmp`);
+  await fs.promises.writeFile(tmp, value, { mode: 0o600 });
+  await fs.promises.rename(tmp, join(sideMarksDir(privateDir), file));
+  set.add(file);
+}
+
+/** The value of mark `name` of the object at `path`: its xattr, else its side mark; null when it has neither. */
+async function readMark(privateDir: string, path: string, name: string, at: number): Promise<Buffer | null> {
   try {
-    const n = Number((await native.getxattr(path, name, at)).toString('latin1'));
-    return Number.isInteger(n) && n >= min ? n : null;
+    return await native.getxattr(path, name, at);
   } catch (err) {
     const code = (err as { code?: string }).code;
-    if (code === 'ENODATA' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOENT') return null;
+    if (code === undefined || !NO_MARK.has(code)) throw err;
+    if (code === 'ENOENT') return null;
+  }
+  const set = await sideMarks(privateDir);
+  if (set.size === 0) return null;
+  const id = await objectIdOrNull(path, at);
+  if (id === null || !set.has(sideMarkName(id, name))) return null;
+  try {
+    return await fs.promises.readFile(join(sideMarksDir(privateDir), sideMarkName(id, name)));
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') return null;
     throw err;
   }
 }
 
-/** Names of the object at `path` still only in the archive (null: all restored, or not recorded). */
-export function unrestoredNames(path: string, at: number): Promise<number | null> {
-  return numberMark(path, UNRESTORED_NAMES_XATTR, 0, at);
+async function objectIdOrNull(path: string, at: number): Promise<ObjectId | null> {
+  try {
+    return await readObjectId(path, at);
+  } catch (err) {
+    if (NO_MARK.has((err as { code?: string }).code ?? '')) return null;
+    throw err;
+  }
 }
 
-export async function setUnrestoredNames(path: string, n: number, at: number): Promise<void> {
-  await native.setxattr(path, UNRESTORED_NAMES_XATTR, Buffer.from(String(Math.max(0, n)), 'latin1'), 0, at);
+/**
+ * Sets mark `name` of the object at `path` to `value`: an xattr, or a side
+ * mark when the object's xattrs leave it no room. `id`: the object's, when
+ * its id xattr may not be set yet.
+ */
+async function writeMark(privateDir: string, path: string, name: string, value: Buffer, at: number, id?: ObjectId): Promise<void> {
+  try {
+    await native.setxattr(path, name, value, 0, at);
+    return;
+  } catch (err) {
+    if (!isXattrSpaceFull(err)) throw err;
+  }
+  const oid = id ?? (await readObjectId(path, at));
+  if (oid === null) throw Object.assign(new Error(`restore: ${path} has no room for strata's mark ${name} and no object id`), { code: 'EIO' });
+  await writeSideMark(privateDir, oid, name, value);
+  // An older value of the mark as an xattr (a longer value did not fit) would hide the side mark.
+  await removeXattrMark(path, name, at, false);
 }
 
-/** Removes the count of names still in the archive (the object needs no registry name any more). */
-export async function clearUnrestoredNames(path: string, at: number): Promise<void> {
-  await removeMark(path, UNRESTORED_NAMES_XATTR, at, true);
+/** Removes mark `name` of `path` (its xattr and its side mark); one already gone is fine, and so is a gone `path` when `pathMayBeGone`. */
+async function removeMark(privateDir: string, path: string, name: string, at: number, pathMayBeGone: boolean): Promise<void> {
+  await removeXattrMark(path, name, at, pathMayBeGone);
+  const set = await sideMarks(privateDir);
+  if (set.size === 0) return;
+  const id = await objectIdOrNull(path, at);
+  if (id === null || !set.has(sideMarkName(id, name))) return;
+  await fs.promises.rm(join(sideMarksDir(privateDir), sideMarkName(id, name)), { force: true });
+  set.delete(sideMarkName(id, name));
 }
 
-/** Removes the mark `name` of `path`; one already gone is fine, and so is a gone `path` when `pathMayBeGone`. */
-async function removeMark(path: string, name: string, at: number, pathMayBeGone: boolean): Promise<void> {
+async function removeXattrMark(path: string, name: string, at: number, pathMayBeGone: boolean): Promise<void> {
   try {
     await native.removexattr(path, name, at);
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code !== 'ENODATA' && !(pathMayBeGone && code === 'ENOENT')) throw err;
   }
+}
+
+/** strata's marks an object can carry. */
+const MARKS = (): string[] => [PENDING_XATTR, UNRESTORED_NAMES_XATTR, LINKING_XATTR];
+
+/**
+ * Makes room among the xattrs of the object at `path` for the user's: its
+ * marks become side marks. False when it had none (the space is the user's
+ * already).
+ */
+export async function moveMarksAside(privateDir: string, path: string, at: number): Promise<boolean> {
+  let moved = false;
+  let id: ObjectId | null | undefined;
+  for (const name of MARKS()) {
+    let value: Buffer;
+    try {
+      value = await native.getxattr(path, name, at);
+    } catch (err) {
+      if (NO_MARK.has((err as { code?: string }).code ?? '')) continue;
+      throw err;
+    }
+    id ??= await readObjectId(path, at);
+    if (id === null) return moved;
+    await writeSideMark(privateDir, id, name, value);
+    await removeXattrMark(path, name, at, false);
+    moved = true;
+  }
+  return moved;
 }
 
 /**
@@ -129,12 +280,12 @@ async function removeMark(path: string, name: string, at: number, pathMayBeGone:
  */
 export const LINKING_XATTR = `${PRIVATE_XATTR_PREFIX}linking`;
 
-export async function setLinking(path: string, after: number, nlinkAfter: number, at: number): Promise<void> {
-  await native.setxattr(path, LINKING_XATTR, Buffer.from(`${after}/${nlinkAfter}`, 'latin1'), 0, at);
+export async function setLinking(privateDir: string, path: string, after: number, nlinkAfter: number, at: number): Promise<void> {
+  await writeMark(privateDir, path, LINKING_XATTR, Buffer.from(`${after}/${nlinkAfter}`, 'latin1'), at);
 }
 
-export async function clearLinking(path: string, at: number): Promise<void> {
-  await removeMark(path, LINKING_XATTR, at, true);
+export async function clearLinking(privateDir: string, path: string, at: number): Promise<void> {
+  await removeMark(privateDir, path, LINKING_XATTR, at, true);
 }
 
 /**
@@ -143,21 +294,15 @@ export async function clearLinking(path: string, at: number): Promise<void> {
  * holds the object's names lock, and no program has changed the object's
  * links since the crash: every access reaches it by a lookup, which settles first.
  */
-export async function settleLinking(registry: string, at: number): Promise<void> {
-  let raw: string;
-  try {
-    raw = (await native.getxattr(registry, LINKING_XATTR, at)).toString('latin1');
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code === 'ENODATA' || code === 'ENOENT' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') return;
-    throw err;
-  }
+export async function settleLinking(privateDir: string, registry: string, at: number): Promise<void> {
+  const raw = (await readMark(privateDir, registry, LINKING_XATTR, at))?.toString('latin1');
+  if (raw === undefined) return;
   const [after, nlinkAfter] = raw.split('/').map(Number);
   if (Number.isInteger(after) && after! >= 0 && Number.isInteger(nlinkAfter)) {
     const reg = await native.statAt(at, registry).catch(() => null);
-    if (reg !== null && Number(reg.nlink) >= nlinkAfter!) await setUnrestoredNames(registry, after!, at);
+    if (reg !== null && Number(reg.nlink) >= nlinkAfter!) await setUnrestoredNames(privateDir, registry, after!, at);
   }
-  await clearLinking(registry, at);
+  await clearLinking(privateDir, registry, at);
 }
 
 /** A file's access and modification times, as a times record keeps them. */
@@ -222,15 +367,8 @@ export async function settleTimesRecord(privateDir: string, id: ObjectId, file: 
 }
 
 /** True when the directory at `path` is pending (never follows a final symlink; false when nothing is there). */
-export async function isPending(path: string, at: number): Promise<boolean> {
-  try {
-    await native.getxattr(path, PENDING_XATTR, at);
-    return true;
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code === 'ENODATA' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOENT') return false;
-    throw err;
-  }
+export async function isPending(privateDir: string, path: string, at: number): Promise<boolean> {
+  return (await readMark(privateDir, path, PENDING_XATTR, at)) !== null;
 }
 
 /**
@@ -241,16 +379,25 @@ export async function isPending(path: string, at: number): Promise<boolean> {
  * back; a crash in between leaves the mark saying what they are).
  * The value is "<nlink>" or "<nlink> <asec> <ansec> <msec> <mnsec>".
  */
-export async function markPending(path: string, at: number, nlink?: number, times?: FileTimes): Promise<void> {
+export async function markPending(privateDir: string, path: string, at: number, nlink?: number, times?: FileTimes): Promise<void> {
   const [name, value] = pendingMarkXattr(nlink, times);
-  await native.setxattr(path, name, value, 0, at);
+  await writeMark(privateDir, path, name, value, at);
 }
 
-/** The pending mark markPending sets, as an xattr name and value (for native.prepareObject). */
+/**
+ * The pending mark markPending sets, as an xattr name and value (for
+ * native.prepareObject; should it not fit, markPendingAside).
+ */
 export function pendingMarkXattr(nlink?: number, times?: FileTimes): [string, Buffer] {
   const n = nlink !== undefined && nlink >= 2 ? String(nlink) : '1';
   const value = times === undefined ? n : `${n} ${times.atime.sec} ${times.atime.nsec} ${times.mtime.sec} ${times.mtime.nsec}`;
   return [PENDING_XATTR, Buffer.from(value, 'latin1')];
+}
+
+/** Marks object `id` pending with a side mark (its xattrs leave the mark no room; see pendingMarkXattr). */
+export async function markPendingAside(privateDir: string, id: ObjectId, nlink?: number, times?: FileTimes): Promise<void> {
+  const [name, value] = pendingMarkXattr(nlink, times);
+  await writeSideMark(privateDir, id, name, value);
 }
 
 /** What a pending directory's mark says. */
@@ -262,15 +409,9 @@ export interface PendingMark {
 }
 
 /** The pending mark of the directory at `path` (null: not pending; never follows a final symlink). */
-export async function readPendingMark(path: string, at: number): Promise<PendingMark | null> {
-  let raw: string;
-  try {
-    raw = (await native.getxattr(path, PENDING_XATTR, at)).toString('latin1');
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code === 'ENODATA' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOENT') return null;
-    throw err;
-  }
+export async function readPendingMark(privateDir: string, path: string, at: number): Promise<PendingMark | null> {
+  const raw = (await readMark(privateDir, path, PENDING_XATTR, at))?.toString('latin1');
+  if (raw === undefined) return null;
   const parts = raw.split(' ').map(Number);
   const n = parts[0]!;
   const nlink = Number.isInteger(n) && n >= 2 ? n : null;
@@ -280,12 +421,12 @@ export async function readPendingMark(path: string, at: number): Promise<Pending
 }
 
 /** The archive's link count of a pending directory (null: not pending, or not recorded). */
-export async function pendingNlink(path: string, at: number): Promise<number | null> {
-  return (await readPendingMark(path, at))?.nlink ?? null;
+export async function pendingNlink(privateDir: string, path: string, at: number): Promise<number | null> {
+  return (await readPendingMark(privateDir, path, at))?.nlink ?? null;
 }
 
-export async function clearPending(path: string, at: number): Promise<void> {
-  await removeMark(path, PENDING_XATTR, at, false);
+export async function clearPending(privateDir: string, path: string, at: number): Promise<void> {
+  await removeMark(privateDir, path, PENDING_XATTR, at, false);
 }
 
 /** Number of blocks of a file of `size` bytes. */

@@ -156,11 +156,14 @@ test('I1 async: every fsync that returned is on the archive, even when the prima
  * within `holdMs` (nothing, when it waits for the archive's ack; with `untilExit` the server stays
  * stopped only until the program ends), then its exit status and output once the server runs again.
  */
-async function whileArchiveStopped(server: ArchiveServer, cwd: string, py: string, holdMs = 2000, untilExit = false): Promise<{ early: string; status: number | null; out: string }> {
+async function whileArchiveStopped(server: ArchiveServer, cwd: string, py: string, holdMs = 2000, untilExit = false): Promise<{ early: string; status: number | null; out: string; err: string }> {
   process.kill(server.pid, 'SIGSTOP');
   const child = spawn('python3', ['-c', py], { cwd });
   let out = '';
+  let err = '';
   child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  // Its traceback, for the assertion's message (a CI run once saw exit status 1 and nothing else).
+  child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
   // 'close', not 'exit': its output is all read by then.
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   let early: string;
@@ -172,7 +175,7 @@ async function whileArchiveStopped(server: ArchiveServer, cwd: string, py: strin
   } finally {
     process.kill(server.pid, 'SIGCONT');
   }
-  return { early, status: await exited, out };
+  return { early, status: await exited, out, err };
 }
 
 test('I1 async: fsync of a directory, O_DSYNC and O_SYNC writes wait for the archive; a rename made durable so survives the primary\'s death; syncfs does not wait', async (t) => {
@@ -183,13 +186,13 @@ test('I1 async: fsync of a directory, O_DSYNC and O_SYNC writes wait for the arc
   // The editor's pattern: the new file is durable; now the rename over the old one, then fsync of the directory.
   const renamed = await whileArchiveStopped(server, m.mnt, 'import os\nos.rename("cfg.tmp","cfg")\nfd=os.open(".",os.O_RDONLY)\nos.fsync(fd)\nprint("done",flush=True)\n');
   t.is(renamed.early, '', 'fsync of the directory did not return while the archive could not acknowledge the rename');
-  t.is(renamed.status, 0);
-  t.is(renamed.out.trim(), 'done');
+  t.is(renamed.status, 0, renamed.err);
+  t.is(renamed.out.trim(), 'done', renamed.err);
   // A write through O_DSYNC or O_SYNC is a write and an fdatasync/fsync (the kernel sends the FSYNC).
   for (const flag of ['O_DSYNC', 'O_SYNC']) {
     const w = await whileArchiveStopped(server, m.mnt, `import os\nfd=os.open("${flag}",os.O_WRONLY|os.O_CREAT|os.${flag},0o644)\nos.write(fd,b"${flag}")\nprint("done",flush=True)\n`, 1500);
     t.is(w.early, '', `a write through ${flag} did not return while the archive could not acknowledge it`);
-    t.is(w.status, 0);
+    t.is(w.status, 0, w.err);
   }
   // Known limitation (docs/SEMANTICS.md): the kernel sends syncfs(2) to no FUSE file system but virtiofs, so it returns at once.
   const syncfs = await whileArchiveStopped(server, m.mnt, 'import ctypes,os\nfd=os.open(".",os.O_RDONLY)\nassert ctypes.CDLL(None).syncfs(fd)==0\nprint("done",flush=True)\n', 8000, true);

@@ -12,7 +12,7 @@ import { join, posix } from 'node:path';
 import { AT_FDCWD, getxattr, listxattr, removexattr, renameExchangeAt, setxattr, utimens } from '../../src/native/index.js';
 import { typeOfMode } from '../../src/protocol/records.js';
 import {
-  BLOCK, DIR_MODES, pictured, randomAcl, FILE_MODES, ODD_NAMES, OWNERS, XATTR_NAMES, byteName, fillBytes, readdirNames, readlinkName, randomTime, tierOf, type Fill, type Rng,
+  BLOCK, DIR_MODES, FULL_XATTR, pictured, randomAcl, FILE_MODES, ODD_NAMES, OWNERS, XATTR_NAMES, byteName, fillBytes, readdirNames, readlinkName, randomTime, tierOf, type Fill, type Rng,
 } from './model-tree.js';
 import { ACL_ACCESS, ACL_DEFAULT } from './acl.js';
 
@@ -202,10 +202,15 @@ export interface Scan {
   others: string[];
   /** Entries per directory. */
   names: Map<string, Set<string>>;
+  /** Files and directories whose xattrs fill their space (FULL_XATTR): no room for another on a strata store. */
+  full: Set<string>;
 }
 
 export async function scan(root: string): Promise<Scan> {
-  const s: Scan = { files: [], dirs: [''], symlinks: [], others: [], names: new Map() };
+  const s: Scan = { files: [], dirs: [''], symlinks: [], others: [], names: new Map(), full: new Set() };
+  const noteFull = async (path: string): Promise<void> => {
+    if (await getxattr(join(root, path), FULL_XATTR).then(() => true, () => false)) s.full.add(path);
+  };
   const walk = async (rel: string): Promise<void> => {
     const names = (await readdirNames(rel === '' ? root : join(root, rel))).sort();
     s.names.set(rel, new Set(names));
@@ -214,8 +219,12 @@ export async function scan(root: string): Promise<Scan> {
       const st = await fsp.lstat(byteName(join(root, path)));
       if (st.isDirectory()) {
         s.dirs.push(path);
+        await noteFull(path);
         await walk(path);
-      } else if (st.isFile()) s.files.push({ path, size: st.size, nlink: st.nlink });
+      } else if (st.isFile()) {
+        s.files.push({ path, size: st.size, nlink: st.nlink });
+        await noteFull(path);
+      }
       else if (st.isSymbolicLink()) s.symlinks.push(path);
       else s.others.push(path);
     }
@@ -366,7 +375,8 @@ export function randomOp(rng: Rng, s: Scan): Op {
     }
     case 'utimes': return { op: 'utimes', path: rng.chance(0.1) ? '' : all.length > 0 ? rng.pick(all) : '', atime: randomTime(rng), mtime: randomTime(rng) };
     case 'setxattr': {
-      const targets = [...s.files.map((f) => f.path), ...s.dirs];
+      const targets = [...s.files.map((f) => f.path), ...s.dirs].filter((p) => !s.full.has(p));
+      if (targets.length === 0) break;
       // A POSIX ACL a third of the time (a default ACL of a file: EACCES on both sides).
       if (rng.chance(0.33)) return { op: 'setxattr', path: rng.pick(targets), name: rng.pick([ACL_ACCESS, ACL_DEFAULT]), value: randomAcl(rng).toString('base64') };
       const value = rng.chance(0.5) ? Buffer.from(`v${rng.int(0, 1e6)}`) : fillBytes(rng.seed(), rng.int(0, 300), 'random');

@@ -12,6 +12,10 @@ import { createHash } from 'node:crypto';
 import { join, posix } from 'node:path';
 import { getxattr, listxattr, mknod, setxattr, utimens, type TimeSpec } from '../../src/native/index.js';
 import { typeOfMode } from '../../src/protocol/records.js';
+import { ID_XATTR } from '../../src/store/object-ids.js';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { ACL_ACCESS, ACL_DEFAULT, aclXattr } from './acl.js';
 
 // ---- a seeded PRNG (sfc32) ----------------------------------------------------------------
@@ -106,6 +110,8 @@ export type BuildStep =
   | { k: 'fifo'; path: string }
   | { k: 'link'; from: string; to: string }
   | { k: 'xattr'; path: string; name: string; value: string /* base64 */ }
+  /** Extended attributes that fill the object's xattr space on a strata store (fillingXattrs). */
+  | { k: 'fill'; path: string; kind: 'dir' | 'file' }
   | { k: 'own'; path: string; uid: number; gid: number }
   | { k: 'mode'; path: string; mode: number }
   | { k: 'times'; path: string; atime: { sec: number; nsec: number }; mtime: { sec: number; nsec: number } };
@@ -344,7 +350,58 @@ export function randomTree(rng: Rng): TreeSpec {
   for (let tier = 5; tier >= 0; tier--) {
     for (const d of dirsByTier[tier]!) steps.push({ k: 'times', path: d, atime: randomTime(rng), mtime: randomTime(rng) });
   }
+  // Last (older seeds keep their steps): sometimes an object or two whose xattrs fill ext4's space,
+  // as a program may leave them: the restore's own marks must make room (store/restore-marks.ts).
+  if (rng.chance(0.35)) {
+    const withXattrs = new Set(steps.filter((st) => st.k === 'xattr').map((st) => (st as { path: string }).path));
+    const candidates = objects.filter((o) => (o.k === 'mkdir' || o.k === 'file') && !withXattrs.has(o.path));
+    for (let i = rng.int(1, 2); i > 0 && candidates.length > 0; i--) {
+      const o = candidates.splice(rng.int(0, candidates.length - 1), 1)[0]!;
+      steps.push({ k: 'fill', path: o.path, kind: o.k === 'mkdir' ? 'dir' : 'file' });
+    }
+  }
   return { steps, dirsByTier, files };
+}
+
+/** The xattr a filled object carries first: random ops leave such objects' xattrs alone (no room on a strata store). */
+export const FULL_XATTR = 'user.full';
+
+const fillingLists = new Map<'dir' | 'file', [string, Buffer][]>();
+
+/**
+ * The user xattrs (FULL_XATTR first) that fill a new object's xattr space
+ * on this machine's temporary file system, measured on a scratch object that
+ * carries a strata object id first, as a store's object does: set in this
+ * order on a strata mount's object, every one fits and the space is full.
+ * (Where ext4 puts each attribute, in the inode or its block, depends on the
+ * order.) A file system without a small bound gets them all (100 per size).
+ */
+export function fillingXattrs(kind: 'dir' | 'file'): [string, Buffer][] {
+  const known = fillingLists.get(kind);
+  if (known !== undefined) return known;
+  const d = mkdtempSync(join(tmpdir(), 'strata-fill-'));
+  try {
+    const p = join(d, 'o');
+    if (kind === 'dir') mkdirSync(p);
+    else writeFileSync(p, '');
+    const out: [string, Buffer][] = [];
+    const set = (name: string, value: Buffer): boolean => spawnSync('setfattr', ['-n', name, '-v', `0x${value.toString('hex')}`, p]).status === 0;
+    if (!set(ID_XATTR, Buffer.from('f'.repeat(32)))) throw new Error(`cannot set ${ID_XATTR} in ${tmpdir()}`);
+    if (!set(FULL_XATTR, Buffer.from('1'))) throw new Error(`cannot set user xattrs in ${tmpdir()}`);
+    out.push([FULL_XATTR, Buffer.from('1')]);
+    for (const size of [200, 50, 10, 1]) {
+      for (let i = 0; i < 100; i++) {
+        const name = `user.fill${size}_${i}`;
+        const value = Buffer.alloc(size, 0x61 + (i % 26));
+        if (!set(name, value)) break;
+        out.push([name, value]);
+      }
+    }
+    fillingLists.set(kind, out);
+    return out;
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
 }
 
 /** Tier of an object at `path` (an entry of the root is at tier 1). */
@@ -384,6 +441,7 @@ export async function applyBuild(root: string, steps: readonly BuildStep[]): Pro
         case 'fifo': await mknod(p(s.path), 0o010644, 0); break;
         case 'link': await fsp.link(pb(s.from), pb(s.to)); break;
         case 'xattr': await setxattr(p(s.path), s.name, Buffer.from(s.value, 'base64'), 0); break;
+        case 'fill': for (const [name, value] of fillingXattrs(s.kind)) await setxattr(p(s.path), name, value, 0); break;
         case 'own': await fsp.lchown(pb(s.path), s.uid, s.gid); break;
         case 'mode': await fsp.chmod(pb(s.path), s.mode); break;
         case 'times': await utimens(p(s.path), s.atime, s.mtime, { noFollow: true }); break;

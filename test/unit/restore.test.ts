@@ -82,7 +82,7 @@ test.serial('recover with depth 1 materialises the root, leaves /d pending; the 
   t.true(prep.fenced);
   t.is(prep.state.epoch, 2, 'the volume was fenced');
   t.is((await a.volumeState(VOLUME))!.epoch, 2);
-  t.true(await isPending('d', entered.store.dir.fd));
+  t.true(await isPending(entered.store.privateDir, 'd', entered.store.dir.fd));
   t.false(existsSync('d/big'));
 
   const h = hooks(a);
@@ -92,20 +92,20 @@ test.serial('recover with depth 1 materialises the root, leaves /d pending; the 
   t.is(Number((await fs.lookup('/d2/x')).uid), 12);
   t.true(existsSync('d2/x'));
   t.false(existsSync('d2/y'), 'the other entries stay in the archive');
-  t.true(await isPending('d2', entered.store.dir.fd));
+  t.true(await isPending(entered.store.privateDir, 'd2', entered.store.dir.fd));
   t.is(((await t.throwsAsync(fs.lookup('/d2/nope'))) as { code?: string } | undefined)?.code, 'ENOENT');
   t.is((await fs.getattr('/d2')).mtimeNs, 2000_000_000_002n, "materialising an entry keeps the directory's times");
   t.is(a.dirImages - before, 1, 'one image fetch for both lookups');
   t.deepEqual((await fs.readdir('/d2')).map((e) => e.name).sort(), ['.', '..', 'x', 'y']);
   t.is(a.dirImages - before, 1, 'readdir materialised the rest from the same image');
-  t.false(await isPending('d2', entered.store.dir.fd));
+  t.false(await isPending(entered.store.privateDir, 'd2', entered.store.dir.fd));
   before = a.dirImages;
   const [l1, l2] = await Promise.all([fs.readdir('/d'), fs.readdir('/d')]);
   t.is(a.dirImages - before, 1, 'two concurrent readdirs share one fetch');
   t.deepEqual(l1.map((e) => e.name).sort(), ['.', '..', 'big', 'small', 'sparse', 'sub']);
   t.deepEqual(l2.map((e) => e.name).sort(), ['.', '..', 'big', 'small', 'sparse', 'sub']);
-  t.false(await isPending('d', entered.store.dir.fd));
-  t.true(await isPending('d/sub', entered.store.dir.fd), 'the next tier is pending');
+  t.false(await isPending(entered.store.privateDir, 'd', entered.store.dir.fd));
+  t.true(await isPending(entered.store.privateDir, 'd/sub', entered.store.dir.fd), 'the next tier is pending');
   const st = await fs.getattr('/d/big');
   t.is(Number(st.size), bigData.length, 'a stub has its size');
   t.is(Number(st.uid), 12);
@@ -155,7 +155,7 @@ test.serial('an archive that does not answer: EIO after the bound; the backgroun
   const h = hooks(a, 100);
   const fs = new Filesystem(entered.store, null, h);
   // The store of the previous test: d/sub is still pending.
-  t.true(await isPending('d/sub', entered.store.dir.fd));
+  t.true(await isPending(entered.store.privateDir, 'd/sub', entered.store.dir.fd));
   a.hang = true;
   const err = await t.throwsAsync(fs.readdir('/d/sub'));
   t.is((err as { code?: string }).code, 'EIO');

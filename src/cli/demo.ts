@@ -24,7 +24,7 @@ import { processRunning } from '../daemon/process-running.js';
 import type { DaemonStatus } from '../daemon/mount-daemon.js';
 import type { RestoreProgress } from '../restore/background.js';
 import type { FetchStats } from '../restore/on-demand.js';
-import { isPending, readBlockMap } from '../store/restore-marks.js';
+import { forgetSideMarks, isPending, readBlockMap } from '../store/restore-marks.js';
 import * as native from '../native/index.js';
 import { readObjectId } from '../store/object-ids.js';
 import { RESERVED_NAME } from '../store/local-store.js';
@@ -124,6 +124,7 @@ async function localState(store: string, rel: string, isDir: boolean): Promise<s
   const parts = rel.split('/');
   const dirs = isDir ? parts.length : parts.length - 1;
   let restored = 0;
+  forgetSideMarks(join(store, RESERVED_NAME)); // the daemon (another process) may have made some since the last look
   for (let i = 1; i <= dirs; i++) {
     const p = join(store, ...parts.slice(0, i));
     if (!existsSync(p) || (await isPending(join(store, RESERVED_NAME), p, native.AT_FDCWD))) break;

@@ -355,20 +355,35 @@ function attrsPlan(a: Attrs, xattrs: { readonly [name: string]: string }, marks:
   return plan;
 }
 
+/** What else applyAttrs sees to. */
+export interface ApplyAttrsOptions {
+  /**
+   * The object's id, set first (after the ACLs a new object inherited are
+   * dropped): where ext4 puts an attribute, in the inode or its block,
+   * depends on the order, and on the primary the id came first. Set apart
+   * from the rest (an inherited default ACL in the inode) it took room in the
+   * block that the object's own attributes needed (swap-model, seed 1004).
+   */
+  id?: ObjectId;
+  /** The store's private directory, when the object may carry restore marks (they make room for its own attributes). */
+  privateDir?: string;
+}
+
 /**
  * Gives the object at `path` the archive's extended attributes, owner, mode
  * and times (in that order: chown clears set-ID bits, and every change before
  * the times would move ctime-driven tools' view of mtime).
  */
-export async function applyAttrs(dir: StoreDir, path: string, a: Attrs, xattrs: { readonly [name: string]: string }, marksOf?: { privateDir: string }): Promise<void> {
+export async function applyAttrs(dir: StoreDir, path: string, a: Attrs, xattrs: { readonly [name: string]: string }, options: ApplyAttrsOptions = {}): Promise<void> {
+  const plan = attrsPlan(a, xattrs, options.id === undefined ? [] : [[ID_XATTR, Buffer.from(options.id, 'latin1')]]);
   try {
-    await dir.prepareObject(path, attrsPlan(a, xattrs));
+    await dir.prepareObject(path, plan);
   } catch (err) {
-    // The object's marks (`marksOf`: it may have some) take room its own xattrs need: the marks go aside.
-    if (marksOf === undefined || !isXattrSpaceFull(err) || !(await moveMarksAside(marksOf.privateDir, path, dir.fd))) throw err;
+    // The object's marks (it may have some) take room its own xattrs need: the marks go aside.
+    if (options.privateDir === undefined || !isXattrSpaceFull(err) || !(await moveMarksAside(options.privateDir, path, dir.fd))) throw err;
     // Set again from the start, in the archive's order: where ext4 puts each attribute (in the inode, or its block) depends on the order.
-    const plan = attrsPlan(a, xattrs);
     for (const [name] of plan.xattrs ?? []) {
+      if (name === ID_XATTR) continue;
       await dir.removexattr(path, name).catch((e: unknown) => {
         if ((e as { code?: string }).code !== 'ENODATA') throw e;
       });

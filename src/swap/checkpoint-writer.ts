@@ -42,7 +42,7 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as native from '../native/index.js';
 import { ROOT_ID, badNameReason, timeFromNs, type Attrs, type Time, type ObjectId } from '../protocol/records.js';
-import { ID_XATTR, isPrivateXattr, readObjectId, writeObjectId } from '../store/object-ids.js';
+import { ID_XATTR, isPrivateXattr, readObjectId } from '../store/object-ids.js';
 import { StoreDir, childRel } from '../store/store-dir.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import { applyAttrs } from '../restore/materialise.js';
@@ -174,8 +174,7 @@ class Writer {
   async run(): Promise<void> {
     await this.writeDir(this.view.rootKey, '/', '');
     const root = await this.attrsOf(this.view.rootKey, '/');
-    await writeObjectId('.', ROOT_ID, this.spare.fd);
-    await applyAttrs(this.spare, '.', root.attrs, root.xattrs);
+    await applyAttrs(this.spare, '.', root.attrs, root.xattrs, { id: ROOT_ID });
     if (this.s.info.status !== 'valid') {
       throw new Error(`checkpoint ${this.s.info.name} became invalid while the spare was written (${this.s.info.reason ?? 'unknown'}): its tree is not complete; \`strata swap discard\` the spare`);
     }
@@ -257,8 +256,7 @@ class Writer {
           await this.spare.mknod(tmp, a.attrs.mode, a.attrs.rdev);
           break;
       }
-      await writeObjectId(tmp, a.id, this.spare.fd);
-      await applyAttrs(this.spare, tmp, a.attrs, a.xattrs);
+      await applyAttrs(this.spare, tmp, a.attrs, a.xattrs, { id: a.id });
       await this.spare.rename(tmp, final);
     }
     if (this.multi.has(it.key)) this.links.set(it.key, final);

@@ -26,7 +26,7 @@ import type { ArchiveClient } from '../protocol/archive-api.js';
 import type { EntryImage } from '../protocol/images.js';
 import { ROOT_ID, BLOCK_SIZE, badNameReason, type ObjectId } from '../protocol/records.js';
 import { RESERVED_NAME } from '../store/local-store.js';
-import { readObjectId, writeObjectId } from '../store/object-ids.js';
+import { readObjectId } from '../store/object-ids.js';
 import { typeOfMode } from '../mirror/tree-local.js';
 import { differingBlocks, zeroDigest } from '../mirror/tree-blocks.js';
 import { StoreDir, childRel } from '../store/store-dir.js';
@@ -81,8 +81,7 @@ export async function writeTree(o: TreeWriterOptions): Promise<void> {
     } finally {
       live?.close();
     }
-    await writeObjectId('.', ROOT_ID, spare.fd);
-    await applyAttrs(spare, '.', root.attrs, root.xattrs);
+    await applyAttrs(spare, '.', root.attrs, root.xattrs, { id: ROOT_ID });
   });
 }
 
@@ -192,8 +191,7 @@ async function buildObject(o: TreeWriterOptions, d: Dirs, entryRel: string, tmp:
     default:
       throw new Error(`prepare: object ${e.id} has an unknown type (mode 0${a.mode.toString(8)})`);
   }
-  await writeObjectId(tmp, e.id, d.spare.fd);
-  await applyAttrs(d.spare, tmp, a, e.xattrs);
+  await applyAttrs(d.spare, tmp, a, e.xattrs, { id: e.id });
 }
 
 async function buildFile(o: TreeWriterOptions, d: Dirs, entryRel: string, tmp: string, e: EntryImage): Promise<void> {

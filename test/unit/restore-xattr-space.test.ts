@@ -10,8 +10,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import * as native from '../../src/native/index.js';
 import { MemoryArchive, ShippingSink, VOLUME } from '../helpers/memory-archive.js';
 import { enterTempStore, type EnteredStore } from '../helpers/core-store.js';
@@ -20,7 +19,7 @@ import { OnDemandRestore } from '../../src/restore/on-demand.js';
 import { prepareRecovery } from '../../src/restore/recover.js';
 import { BackgroundRestore } from '../../src/restore/background.js';
 import { readRestoreState } from '../../src/restore/state.js';
-import { ID_XATTR } from '../../src/store/object-ids.js';
+import { fillingXattrs } from '../helpers/model-tree.js';
 import { isPending, sideMarksDir } from '../../src/store/restore-marks.js';
 import { ROOT_ID, type Attrs, type NewRecord, type ObjectId } from '../../src/protocol/records.js';
 import { createLogger } from '../../src/log/logger.js';
@@ -32,35 +31,6 @@ const ext4Test = (title: string, f: (t: ExecutionContext) => Promise<void>): voi
   if (onExt4) test.serial(title, f);
   else test.skip(`${title} (skipped: ${tmpdir()} is ${fsType}, not ext4, whose xattr space is bounded)`, () => {});
 };
-
-/**
- * The user xattrs that, with strata's id, fill a new ext4 object's xattr
- * space (as a program on the primary could), measured on an object of
- * `kind`; `leave`: bytes of values left unset at the end (room for a
- * program's last attribute).
- */
-function fillingXattrs(kind: 'dir' | 'file'): [string, Buffer][] {
-  const d = mkdtempSync(join(tmpdir(), 'strata-xattr-space-'));
-  try {
-    const p = join(d, 'o');
-    if (kind === 'dir') spawnSync('mkdir', [p]);
-    else writeFileSync(p, '');
-    const out: [string, Buffer][] = [];
-    const set = (name: string, value: Buffer): boolean => spawnSync('setfattr', ['-n', name, '-v', `0x${value.toString('hex')}`, p]).status === 0;
-    if (!set(ID_XATTR, Buffer.from('f'.repeat(32)))) throw new Error('cannot set trusted xattrs here');
-    for (const size of [200, 50, 10, 1]) {
-      for (let i = 0; i < 100; i++) {
-        const name = `user.s${size}_${i}`;
-        const value = Buffer.alloc(size, 0x61 + (i % 26));
-        if (!set(name, value)) break;
-        out.push([name, value]);
-      }
-    }
-    return out;
-  } finally {
-    rmSync(d, { recursive: true, force: true });
-  }
-}
 
 const dirAttrs: Attrs = { mode: 0o040755, uid: 0, gid: 0, size: 0, atime: [1000, 1], mtime: [2000, 2], rdev: 0 };
 const fileAttrs = (size: number): Attrs => ({ mode: 0o100644, uid: 0, gid: 0, size, atime: [1000, 5], mtime: [3000, 6], rdev: 0 });

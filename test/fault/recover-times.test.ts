@@ -40,6 +40,7 @@ import type { CrashPoint } from '../../src/restore/crash-points.js';
 /**
  * Tiers: a b c (1); a/f1..f5, a/x (2); a/x/g1..g5, a/x/y, a/x/sparse (3); a/x/y/large (4); a/x/y/z/h (5).
  * Hard links: a/f1 + b/x/link-to-a-f1 (tiers 2 and 3); a/f2 + b/f2-link + c/x/y/f2-deep (tiers 2, 2 and 4).
+ * b/x and a/f2 have xattrs that fill ext4's space (the restore's marks on them are side marks).
  * Every object gets its own explicit time (ns), so a time a crash leaves behind cannot pass for it.
  */
 const TREE = [
@@ -48,6 +49,8 @@ const TREE = [
   'truncate -s 5M a/x/sparse && printf data | dd of=a/x/sparse bs=1 seek=200000 conv=notrunc status=none && printf more | dd of=a/x/sparse bs=1 seek=4000000 conv=notrunc status=none',
   'ln a/f1 b/x/link-to-a-f1 && ln a/f2 b/f2-link && ln a/f2 c/x/y/f2-deep',
   'ln -s ../f2 c/x/sym && setfattr -n user.k -v v b/x && setfattr -n user.f -v w a/x/g1 && chmod 640 a/f3 && chmod 2775 c/x',
+  // Filled xattr spaces (a directory at tier 2, the hard-linked file of three names): the restore's marks become side marks.
+  'fill() { for s in 200 50 10 1; do v=$(head -c $s /dev/zero | tr "\\0" a); i=0; while [ $i -lt 100 ] && setfattr -n user.fill${s}_$i -v "$v" "$1" 2>/dev/null; do i=$((i+1)); done; done; }; fill b/x && fill a/f2 && [ "$(getfattr -d b/x | grep -c fill)" -gt 10 ]',
   'i=0; find . -depth -print0 | while IFS= read -r -d "" p; do i=$((i+1)); touch -h -d "@$((1000000000 + i * 1000)).$(printf %09d $((i * 7919)))" "$p"; done',
 ];
 

@@ -160,7 +160,19 @@ export async function randomStep(rng: Rng, base: string, roots: string[], act: A
         const e = all.filter((x) => x.kind !== 'symlink');
         const p = rng.pick(e).path;
         const name = rng.pick(['user.a', 'user.b']);
-        if (rng.int(0, 3 - 1) === 0) {
+        const kind = rng.int(0, 6 - 1);
+        if (kind === 4) {
+          // Its xattr space filled, as a program may fill it (the first ENOSPC of each size ends that size):
+          // a rollback must put back exactly the set it had, and ext4 packs them by the order they are set in.
+          desc = `fill xattrs of ${p}`;
+          await fillXattrs(act, p, rng.int(0, 255));
+        } else if (kind === 5) {
+          // Room made differently: one 200-byte attribute gone, others of smaller sizes in its place.
+          const k = rng.int(0, 20);
+          desc = `refill xattrs of ${p} (user.f200_${k})`;
+          await act.removexattr(p, `user.f200_${k}`).catch(() => {});
+          for (let i = 0; i < 6; i++) await act.setxattr(p, `user.r${k}_${i}`, bytes(rng, rng.pick([1, 10, 30]))).catch(() => {});
+        } else if (kind < 2) {
           desc = `removexattr ${p} ${name}`;
           await act.removexattr(p, name);
         } else {
@@ -174,4 +186,17 @@ export async function randomStep(rng: Rng, base: string, roots: string[], act: A
     return null;
   }
   return desc;
+}
+
+/** Sets `user.f<size>_<i>` xattrs of 200, 50, 10 and 1 bytes on `path` until the file system has no room for one more of each size. */
+async function fillXattrs(act: Actions, path: string, byte: number): Promise<void> {
+  for (const size of [200, 50, 10, 1]) {
+    for (let i = 0; i < 40; i++) {
+      try {
+        await act.setxattr(path, `user.f${size}_${i}`, Buffer.alloc(size, byte));
+      } catch {
+        break;
+      }
+    }
+  }
 }

@@ -41,9 +41,22 @@ export async function readObjectId(path: string, at: number): Promise<ObjectId |
   }
 }
 
-/** Stores `id` on the object at `path`. */
+/**
+ * Stores `id` on the object at `path`. An object whose own extended
+ * attributes fill the file system's space for them (ext4: about 4 KiB per
+ * inode; one that reached the store without strata) has no room for it: a
+ * clear ENOSPC error that names it and says what to do.
+ */
 export async function writeObjectId(path: string, id: ObjectId, at: number): Promise<void> {
-  await native.setxattr(path, ID_XATTR, Buffer.from(id, 'latin1'), 0, at);
+  try {
+    await native.setxattr(path, ID_XATTR, Buffer.from(id, 'latin1'), 0, at);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code !== 'ENOSPC' && code !== 'E2BIG') throw err;
+    throw Object.assign(new Error(
+      `${path}: its extended attributes leave no room for strata's object id (${ID_XATTR}, ${id.length} bytes) on the store's file system; remove one of them (getfattr -d -m - shows them) and try again`,
+    ), { code: 'ENOSPC', path });
+  }
 }
 
 /**

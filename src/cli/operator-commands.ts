@@ -29,6 +29,9 @@ function mirrorLines(m: MirrorStatus | null): string[] {
     `lag          ${m.lag.records} records, ${mib(m.lag.bytes)}, ${m.lag.seconds} s (acked ${m.ackedSeq} of ${m.lastSeq})`,
     `journal      ${mib(m.journal.bytes)} on disk; at most ${mib(m.journal.limitBytes)} not yet acked, then ${m.journal.fullPolicy === 'block' ? 'writers wait' : 'writers get ENOSPC'}` +
       (m.journal.writersBlocked > 0 ? `, ${m.journal.writersBlocked} writers waiting` : ''),
+    ...(m.journal.noRoom === null ? [] : [
+      `             NO ROOM on the store's disk since ${m.journal.noRoom.since} (${m.journal.noRoom.message}): ${m.journal.noRoom.records} records (${mib(m.journal.noRoom.bytes)}) wait in memory; changes that need room get ENOSPC, removals are taken`,
+    ]),
     `initial sync ${sync.state}${sync.state === 'done' ? '' : `: ${sync.entries} entries, ${mib(sync.bytes)}${total}`}`,
     leaseLine(m),
   ];

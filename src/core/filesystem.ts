@@ -127,6 +127,8 @@ interface NameChange {
   emptied?: boolean;
   /** Bytes the record takes beyond a namespace change's (a symlink's target). */
   extraBytes?: number;
+  /** The change takes no room on the store (a removal, a rename): taken while the store's disk is full (ChangeSink.admit). */
+  takesNoRoom?: boolean;
 }
 
 /** After a fetch for a read found no room in the store, reads go to the archive directly this long before a fetch is tried again. */
@@ -341,7 +343,8 @@ export class Filesystem {
 
   /** setattr of `o`, reached through the open file `f` when given: its one body for every way of reaching an object. */
   private async setattrObject(o: StoreObject, f: OpenFile | null, ch: SetattrChanges): Promise<fs.BigIntStats> {
-    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    // Owner, mode, times and size take no room on the store (a size past the end is a hole).
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES, true);
     // The object's id, read once (the namespace lock keeps a path on it); only what records or restores needs it.
     const id = f ? f.id : this.sink || this.restore ? await o.id() : null;
     // A pending directory's entries come first (they would move its times afterwards).
@@ -474,7 +477,7 @@ export class Filesystem {
   private async beforeNames(c: NameChange): Promise<void> {
     await this.localEntries(...c.dirs);
     if (c.emptied && c.removes !== undefined) await this.localEntries(c.removes);
-    if (this.sink) await this.sink.admit(META_RECORD_BYTES + (c.extraBytes ?? 0));
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES + (c.extraBytes ?? 0), c.takesNoRoom === true);
     if (this.guard) {
       for (let i = 0; i < c.dirs.length; i++) await this.guard.names(c.dirs[i]!, i === c.dirs.length - 1 ? c.removes : undefined);
     }
@@ -526,14 +529,14 @@ export class Filesystem {
 
   async unlink(path: string): Promise<void> {
     const rel = LocalStore.relative(path);
-    await this.beforeNames({ dirs: [parentRelOf(rel)], removes: rel });
+    await this.beforeNames({ dirs: [parentRelOf(rel)], removes: rel, takesNoRoom: true });
     await this.dir.unlink(rel);
     await this.recordRemoved('unlink', rel);
   }
 
   async rmdir(path: string): Promise<void> {
     const rel = LocalStore.relative(path);
-    await this.beforeNames({ dirs: [parentRelOf(rel)], removes: rel, emptied: true });
+    await this.beforeNames({ dirs: [parentRelOf(rel)], removes: rel, emptied: true, takesNoRoom: true });
     await this.dir.rmdir(rel);
     await this.recordRemoved('rmdir', rel);
   }
@@ -543,7 +546,7 @@ export class Filesystem {
     const fromRel = LocalStore.relative(from);
     const toRel = LocalStore.relativeForCreate(to);
     // A directory the rename replaces must be empty.
-    await this.beforeNames({ dirs: [parentRelOf(fromRel), parentRelOf(toRel)], removes: toRel, emptied: true });
+    await this.beforeNames({ dirs: [parentRelOf(fromRel), parentRelOf(toRel)], removes: toRel, emptied: true, takesNoRoom: true });
     await this.dir.rename(fromRel, toRel, noReplace);
     if (!this.sink) return;
     const [p, np] = await Promise.all([this.parentOf(fromRel), this.parentOf(toRel)]);
@@ -561,7 +564,7 @@ export class Filesystem {
   async exchange(a: string, b: string): Promise<void> {
     const aRel = LocalStore.relative(a);
     const bRel = LocalStore.relative(b);
-    await this.beforeNames({ dirs: [parentRelOf(aRel), parentRelOf(bRel)] });
+    await this.beforeNames({ dirs: [parentRelOf(aRel), parentRelOf(bRel)], takesNoRoom: true });
     await this.dir.exchange(aRel, bRel);
     if (!this.sink) return;
     const [p, np] = await Promise.all([this.parentOf(aRel), this.parentOf(bRel)]);
@@ -632,7 +635,7 @@ export class Filesystem {
     const truncates = (flags & C.O_TRUNC) !== 0 && (flags & 3 /* O_ACCMODE */) !== C.O_RDONLY;
     // A read-only (fenced) mount refuses an open for writing, as a read-only ext4 does.
     if (this.sink && (flags & 3 /* O_ACCMODE */) !== C.O_RDONLY) this.sink.writable?.();
-    if (this.sink && truncates) await this.sink.admit(META_RECORD_BYTES);
+    if (this.sink && truncates) await this.sink.admit(META_RECORD_BYTES, true);
     if (this.guard && truncates) {
       await this.guard.attrs(target);
       await this.guard.size(target, 0);
@@ -842,7 +845,8 @@ export class Filesystem {
   /** fallocate(2) through an open handle; `dropSetId` and `onDropped` as for write. */
   async fallocate(handle: number, mode: number, offset: number, length: number, dropSetId?: Caller, onDropped?: () => void): Promise<void> {
     const f = this.file(handle);
-    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    // Punching a hole takes no room on the store.
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES, (mode & native.FALLOC_FL_PUNCH_HOLE) !== 0);
     if (dropSetId !== undefined && await this.dropSetIdOf(f, dropSetId)) onDropped?.();
     if (f.remote && this.restore && f.id !== null) {
       await this.restore.fetchAll(f.id, f.fd);
@@ -1137,7 +1141,7 @@ export class Filesystem {
   }
 
   private async removexattrAt(o: StoreObject, name: string): Promise<void> {
-    if (this.sink) await this.sink.admit(META_RECORD_BYTES);
+    if (this.sink) await this.sink.admit(META_RECORD_BYTES, true);
     if (this.guard) await this.guard.attrs(o.target);
     await o.remove(name);
     if (!this.sink) return;

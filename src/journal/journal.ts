@@ -9,6 +9,16 @@
 //
 // Files: DIR/NNNNNNNNNNNNNNNN.seg, named by the sequence number of their first
 // record (16 decimal digits, so names sort in order).
+//
+// No room on the store's disk (ENOSPC, EDQUOT) is not a failure: the part of
+// the write that got there is cut off again (ftruncate frees, it never needs
+// room), the frames stay in memory in order, and they are written again once
+// there is room (a retry each NO_ROOM_RETRY_MS, and with every later flush).
+// Meanwhile `noRoom` says so; the mirror refuses changes that need room
+// (ENOSPC before they are made) and lets the ones that make room through.
+// Until 2026-12-06 the first ENOSPC failed the journal for good: every later
+// change failed, removals too, so the disk could not be freed through the
+// mount, and the shipper stopped until a restart.
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
@@ -27,6 +37,22 @@ const FLUSH_DELAY_MS = 2;
 const RECENT_BYTES = 16 * 1024 * 1024;
 const RECENT_ENTRY_COST = 256;
 const SEGMENT_NAME_RE = /^(\d{16})\.seg$/;
+/** How often frames kept in memory for want of room are tried again. */
+const NO_ROOM_RETRY_MS = 1000;
+
+/** The store's disk has no room (or the user's quota is used up). */
+export function isNoRoomError(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/** The journal could not write for want of room: since when, what it said, and how much waits in memory. */
+export interface JournalNoRoom {
+  since: Date;
+  message: string;
+  records: number;
+  bytes: number;
+}
 
 export interface JournalOptions {
   /** Roll over to a new segment past this size (default 64 MiB). */
@@ -88,6 +114,9 @@ export class Journal {
   private readonly segmentBytes: number;
   private readonly writtenListeners = new Set<() => void>();
   private failure: Error | null = null;
+  /** Set while frames wait in memory because the last write found no room. */
+  private noRoomState: { since: Date; message: string } | null = null;
+  private noRoomTimer: NodeJS.Timeout | null = null;
 
   private constructor(readonly dir: string, private readonly log: Logger, opts: JournalOptions, lastSeq: number) {
     this.segmentBytes = opts.segmentBytes ?? 64 * 1024 * 1024;
@@ -155,6 +184,12 @@ export class Journal {
 
   get durableSeq(): number {
     return this.durableSeqValue;
+  }
+
+  /** Null while the journal writes; else it is waiting for room on the store's disk (see the header). */
+  get noRoom(): JournalNoRoom | null {
+    if (this.noRoomState === null) return null;
+    return { ...this.noRoomState, records: this.pending.length, bytes: this.pendingBytes };
   }
 
   /** Bytes in segment files plus bytes not written yet. */
@@ -228,9 +263,10 @@ export class Journal {
     let seq = this.pendingLastSeq - frames.length + 1;
     this.pending = [];
     this.pendingBytes = 0;
+    // Frames before `i` are in a segment.
+    let i = 0;
     try {
       // Write in chunks that end where a segment reaches its size, then roll over.
-      let i = 0;
       while (i < frames.length) {
         const seg = this.segments[this.segments.length - 1]!;
         let chunkBytes = 0;
@@ -257,12 +293,51 @@ export class Journal {
         if (seg.bytes >= this.segmentBytes) await this.rollOver();
       }
       for (const l of [...this.writtenListeners]) l();
+      if (this.noRoomState !== null) this.roomAgain();
     } catch (err) {
+      if (i > 0) for (const l of [...this.writtenListeners]) l();
+      if (isNoRoomError(err) && await this.keepForLater(frames.slice(i), err as Error)) throw err;
       // The journal can no longer promise anything: fail every later append.
       this.failure = err as Error;
       this.log.error({ err }, 'journal write failed');
       throw err;
     }
+  }
+
+  /**
+   * A write found no room: the part of it that got into the segment is cut
+   * off (a torn frame must never be followed by whole ones), and `frames`
+   * (not written) go back in front of the ones appended since, in order.
+   * False when the segment could not be cut back (then the journal fails).
+   */
+  private async keepForLater(frames: PendingFrame[], err: Error): Promise<boolean> {
+    const seg = this.segments[this.segments.length - 1];
+    if (seg === undefined) return false;
+    try {
+      await new Promise<void>((resolve, reject) => fs.ftruncate(this.fd, seg.bytes, (e) => (e ? reject(e) : resolve())));
+    } catch (e) {
+      this.log.error({ err: e, segment: seg.path }, 'journal: no room, and the segment could not be cut back to its last whole frame');
+      return false;
+    }
+    let bytes = 0;
+    for (const f of frames) bytes += Buffer.isBuffer(f) ? f.length : f[0].length + f[1].length;
+    this.pending = frames.concat(this.pending);
+    this.pendingBytes += bytes;
+    if (this.noRoomState === null) {
+      this.noRoomState = { since: new Date(), message: err.message };
+      this.log.warn({ err, records: this.pending.length, bytes: this.pendingBytes }, 'journal: no room on the store\'s disk; records wait in memory, changes that need room fail with ENOSPC until there is room');
+    }
+    this.noRoomTimer ??= setInterval(() => { this.flush().catch(() => {}); }, NO_ROOM_RETRY_MS);
+    this.noRoomTimer.unref();
+    return true;
+  }
+
+  private roomAgain(): void {
+    const since = this.noRoomState?.since;
+    this.noRoomState = null;
+    if (this.noRoomTimer !== null) clearInterval(this.noRoomTimer);
+    this.noRoomTimer = null;
+    this.log.warn({ since }, 'journal: room again on the store\'s disk; every waiting record is written');
   }
 
   /** Calls `listener` whenever more records have been written to a segment. */
@@ -428,19 +503,23 @@ export class Journal {
   }
 
   async close(): Promise<void> {
+    if (this.noRoomTimer !== null) clearInterval(this.noRoomTimer);
+    this.noRoomTimer = null;
     if (this.flushTimer !== null) {
       clearTimeout(this.flushTimer);
       this.flushTimer = null;
       this.flushScheduled = false;
     }
     await this.closeReader();
-    await this.sync();
+    // Without room the records in memory are not written: the error is the caller's, the segment is closed anyway.
+    const synced = await this.sync().then(() => null, (err: unknown) => err as Error);
     await this.chain;
     if (this.fd >= 0) {
       const fd = this.fd;
       this.fd = -1;
       await new Promise<void>((resolve) => fs.close(fd, () => resolve()));
     }
+    if (synced !== null) throw synced;
   }
 
   /**

@@ -16,7 +16,7 @@ import { hostname } from 'node:os';
 import { LeaseKeeper, type LeaseState, type LeaseStatus } from './lease.js';
 import { describeHolder, type LeaseHolder } from '../protocol/leases.js';
 import { isArchiveError } from '../protocol/archive-api.js';
-import { Journal } from '../journal/journal.js';
+import { Journal, isNoRoomError, type JournalNoRoom } from '../journal/journal.js';
 import { Shipper, type ShipperState } from './shipper.js';
 import { FsError } from '../errors/errno.js';
 import type { ChangeSink } from '../ports/change-sink.js';
@@ -78,7 +78,11 @@ export interface MirrorStatus {
   lastSeq: number;
   lag: { records: number; bytes: number; seconds: number };
   /** reservedBytes: room the FUSE thread holds as credit for journalled direct writes (it counts against limitBytes). */
-  journal: { bytes: number; limitBytes: number; fullPolicy: JournalFullPolicy; segmentsDir: string; writersBlocked: number; reservedBytes: number };
+  journal: {
+    bytes: number; limitBytes: number; fullPolicy: JournalFullPolicy; segmentsDir: string; writersBlocked: number; reservedBytes: number;
+    /** Set while the store's disk has no room for the journal: records wait in memory, changes that need room fail (ENOSPC). */
+    noRoom: { since: string; message: string; records: number; bytes: number } | null;
+  };
   initialSync: SyncProgress;
   lease: LeaseStatus;
   /** Why every mutating op answers EROFS (fenced: who and when; released; releasing), or null. */
@@ -293,8 +297,13 @@ export class Mirror implements ChangeSink {
     if (this.readOnlyReason !== null) throw new FsError('EROFS', this.readOnlyReason);
   }
 
-  async admit(bytes: number): Promise<void> {
+  async admit(bytes: number, takesNoRoom = false): Promise<void> {
     if (this.readOnlyReason !== null) throw new FsError('EROFS', this.readOnlyReason);
+    const noRoom = this.journal.noRoom;
+    if (noRoom !== null && !takesNoRoom) {
+      // Refused before the store changes: the program sees ENOSPC, as on a full disk, and nothing is half done.
+      throw new FsError('ENOSPC', `the store's disk is full: the journal has had no room since ${noRoom.since.toISOString()} (${noRoom.records} records wait in memory); only changes that take no room (removals, renames, attributes) are taken until there is room`);
+    }
     if (this.unackedBytes() + bytes <= this.limitBytes) return;
     // Room reserved for direct writes that have not come goes back first.
     if (this.reservedBytes > 0 && this.reclaimReserved !== null) {
@@ -324,7 +333,7 @@ export class Mirror implements ChangeSink {
   }
 
   reserve(maxBytes: number): number {
-    if (this.opts.mode !== 'async' || this.readOnlyReason !== null || this.blockedWriters > 0) return 0;
+    if (this.opts.mode !== 'async' || this.readOnlyReason !== null || this.blockedWriters > 0 || this.journal.noRoom !== null) return 0;
     // At most half the room left: the rest stays for the core's own changes.
     const n = Math.min(maxBytes, Math.floor((this.limitBytes - this.unackedBytes()) / 2));
     if (n < MIN_RESERVE_BYTES) return 0;
@@ -358,6 +367,11 @@ export class Mirror implements ChangeSink {
   }
 
   barrier(): Promise<void> {
+    const noRoom = this.journal.noRoom;
+    if (noRoom !== null) {
+      // Records that cannot reach the journal cannot be made durable now: the fsync fails (as a delayed write's would) rather than hang.
+      return Promise.reject(new FsError('ENOSPC', `the store's disk is full: ${noRoom.records} records wait in memory for room in the journal`));
+    }
     return this.waitAcked(this.journal.lastSeq);
   }
 
@@ -399,6 +413,7 @@ export class Mirror implements ChangeSink {
       journal: {
         bytes: this.journal.bytes, limitBytes: this.limitBytes, fullPolicy: this.fullPolicy,
         segmentsDir: this.journal.dir, writersBlocked: this.blockedWriters, reservedBytes: this.reservedBytes,
+        noRoom: noRoomStatus(this.journal.noRoom),
       },
       initialSync: { ...this.initialSync },
       lease: this.lease.status(),
@@ -447,10 +462,17 @@ export class Mirror implements ChangeSink {
       await this.lease.release(this.journal.lastSeq).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'lease not released at unmount; it lapses'));
     }
     await this.lease.stop();
-    await this.journal.close();
-    this.state.clean = true;
-    await writeState(this.privateDir, this.state);
-    this.log.info({ drained, ackedSeq: this.shipper.ackedSeq, lastSeq: this.journal.lastSeq }, 'mirror stopped');
+    const closed = await this.journal.close().then(() => true, (err: unknown) => {
+      if (!isNoRoomError(err)) throw err;
+      // Not clean: the next start re-converges, and ships what the store has of these changes.
+      this.log.warn({ err: (err as Error).message, records: this.journal.noRoom?.records ?? 0 }, 'mirror stopped without room on the store\'s disk for every record: the next start re-converges');
+      return false;
+    });
+    if (closed) {
+      this.state.clean = true;
+      await writeState(this.privateDir, this.state);
+    }
+    this.log.info({ drained, ackedSeq: this.shipper.ackedSeq, lastSeq: this.journal.lastSeq, clean: closed }, 'mirror stopped');
     await this.client.close();
   }
 
@@ -462,7 +484,7 @@ export class Mirror implements ChangeSink {
     if (this.checkpointTimer) clearInterval(this.checkpointTimer);
     await this.lease.stop();
     await this.shipper.stop();
-    await this.journal.close();
+    await this.journal.close().catch((err: unknown) => { if (!isNoRoomError(err)) throw err; });
     await this.client.close();
   }
 
@@ -509,7 +531,8 @@ export class Mirror implements ChangeSink {
    */
   private async checkpoint(): Promise<void> {
     // Nothing appended since: the checkpoint stays (writes whose records are still to come keep it there too).
-    if (this.checkpointing || this.journal.lastSeq === this.lastCheckpointSeq) return;
+    // Records waiting for room are not durable: the checkpoint stays where it is (a crash re-converges from it).
+    if (this.checkpointing || this.journal.lastSeq === this.lastCheckpointSeq || this.journal.noRoom !== null) return;
     this.checkpointing = true;
     try {
       const startedNs = BigInt(Date.now()) * 1_000_000n;
@@ -526,6 +549,10 @@ export class Mirror implements ChangeSink {
       this.checkpointing = false;
     }
   }
+}
+
+function noRoomStatus(n: JournalNoRoom | null): MirrorStatus['journal']['noRoom'] {
+  return n === null ? null : { since: n.since.toISOString(), message: n.message, records: n.records, bytes: n.bytes };
 }
 
 async function readState(privateDir: string): Promise<MirrorState | null> {

@@ -7,9 +7,13 @@ export interface ChangeSink {
   /**
    * Called before a mutating op touches the store, with the bytes its record
    * will take: resolves when the journal has room, or throws (ENOSPC) when its
-   * bound is reached and the policy says to fail writers.
+   * bound is reached and the policy says to fail writers. While the store's
+   * disk has no room for the journal, only changes that take no room on the
+   * store (`takesNoRoom`: removals, renames, attributes) are taken, so that a
+   * full disk can be freed through the mount; the rest fail with ENOSPC
+   * before they are made.
    */
-  admit(bytes: number): Promise<void>;
+  admit(bytes: number, takesNoRoom?: boolean): Promise<void>;
   /**
    * Records a change that has been applied; returns its sequence number. The
    * payload of a write or setxattr record is kept by reference, not copied:

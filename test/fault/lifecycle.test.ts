@@ -579,6 +579,98 @@ for (const variant of [[], ['--no-direct-io']]) {
   });
 }
 
+/** The mirror part of `strata status --json` of `mnt`. */
+function mirrorJson(mnt: string): { journal: { noRoom: { records: number } | null } } {
+  const r = strata(['status', '--json', mnt]);
+  if (r.status !== 0) throw new Error(`strata status: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { mirror: { journal: { noRoom: { records: number } | null } } }).mirror;
+}
+
+/** Names, types, modes and contents (sha256) of the tree at `root`, the private directory left out. */
+function treeOf(root: string): string[] {
+  const r = spawnSync('bash', ['-c', 'find . -path ./.strata -prune -o -printf "%p %y %m\\n" | sort; find . -path ./.strata -prune -o -type f -print0 | sort -z | xargs -0 -r sha256sum'], { cwd: root, encoding: 'utf8' });
+  return r.stdout.split('\n').filter((l) => l !== '');
+}
+
+// A mirrored store whose disk fills up behind the journal (another program on the same disk). Until
+// 2026-12-06 the first journal write without room failed the journal for good: every later change
+// failed, removals too (the disk could not be freed through the mount), and nothing shipped until a
+// restart. Now the records wait in memory, changes that need room fail with ENOSPC before they are
+// made, removals, renames and attributes are taken, and the journal writes them once there is room.
+test.serial('a full disk under a mirrored store: changes that need room get ENOSPC and are not made, removals and renames work, it converges when room returns; killed -9 meanwhile, it re-converges and a recovery equals the store', async (t) => {
+  const s = scratch(t);
+  const disk = join(s.base, 'disk');
+  mkdirSync(disk);
+  const tm = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', disk], { encoding: 'utf8' });
+  if (tm.status !== 0) { t.fail(`cannot mount a tmpfs: ${tm.stderr}`); return; }
+  const store = join(disk, 'store');
+  const archive = ['--archive', `file://${join(s.base, 'archive')}`, '--volume', 'v'];
+  let m = await mountBg(t, s, archive, s.mnt, store);
+  t.is(m.status, 0, m.stderr);
+  writeFileSync(join(s.mnt, 'keep'), 'kept\n');
+  t.is(strata(['sync', s.mnt]).status, 0);
+  const fill = (): void => { spawnSync('dd', ['if=/dev/zero', `of=${join(disk, 'filler')}`, 'bs=64k'], { encoding: 'utf8' }); };
+
+  fill();
+  // Through the mount (in a child: a hung daemon must fail the test, not hang it).
+  const py = shLimited(`python3 - <<'EOF'
+import os, errno, json
+def code(f):
+    try: f(); return 'ok'
+    except OSError as e: return errno.errorcode[e.errno]
+n = 0
+while n < 5000 and code(lambda: open(f'c{n}', 'wb').close()) == 'ok': n += 1
+def fsync():
+    fd = os.open('keep', os.O_RDONLY)
+    try: os.fsync(fd)
+    finally: os.close(fd)
+out = {'created': n, 'mkdir': code(lambda: os.mkdir('dir')), 'chmod': code(lambda: os.chmod('keep', 0o600)),
+       'rename': code(lambda: os.rename('c0', 'c0-renamed')), 'fsync': code(fsync), 'unlink': code(lambda: os.unlink('c1'))}
+print(json.dumps(out))
+EOF`, s.mnt, 30);
+  t.is(py.status, 0, py.stderr);
+  const r = JSON.parse(py.stdout) as { created: number; mkdir: string; chmod: string; rename: string; fsync: string; unlink: string };
+  t.true(r.created >= 2, `creates before the journal had no room: ${r.created}`);
+  t.like(r, { mkdir: 'ENOSPC', chmod: 'ok', rename: 'ok', fsync: 'ENOSPC', unlink: 'ok' });
+  t.false(existsSync(join(store, `c${r.created}`)), 'the create that failed was not made');
+  t.false(existsSync(join(store, 'dir')), 'nor the mkdir');
+  t.not(mirrorJson(s.mnt).journal.noRoom, null);
+  t.regex(strata(['status', s.mnt]).stdout, /NO ROOM on the store's disk since/);
+
+  // Room again: the waiting records are written, changes are taken again, the archive converges.
+  rmSync(join(disk, 'filler'));
+  await waitFor('the journal to have room again', () => mirrorJson(s.mnt).journal.noRoom === null, 10_000);
+  writeFileSync(join(s.mnt, 'after'), 'room again\n');
+  t.is(strata(['sync', s.mnt]).status, 0);
+  t.regex(strata(['verify', s.mnt]).stdout, / 0 differences/);
+
+  // Full again, records waiting in memory, and the daemon killed -9: the next mount re-converges.
+  fill();
+  const more = shLimited('for i in $(seq 1 200); do : > d$i 2>/dev/null || break; done; mv after after-renamed; chmod 640 keep; true', s.mnt, 20);
+  t.is(more.status, 0, more.stderr);
+  t.not(mirrorJson(s.mnt).journal.noRoom, null, 'records wait in memory');
+  process.kill(m.pid, 'SIGKILL');
+  await m.exit();
+  rmSync(join(disk, 'filler'));
+  t.is(strata(['unmount', s.mnt]).status, 0);
+  m = await mountBg(t, s, archive, s.mnt, store);
+  t.is(m.status, 0, m.stderr);
+  t.is(strata(['sync', s.mnt]).status, 0);
+  t.regex(strata(['verify', s.mnt]).stdout, / 0 differences/);
+  t.is(strata(['unmount', s.mnt]).status, 0);
+  t.is(await m.exit(), 0);
+  // A recovery (no restore code but the archive's) gives what the store has.
+  const mnt2 = join(s.base, 'mnt2');
+  mkdirSync(mnt2);
+  s.strataMounts.push(mnt2);
+  const rec = strata(['recover', '--store', join(s.base, 'store2'), ...archive, '--force', mnt2]);
+  t.is(rec.status, 0, rec.stderr);
+  t.deepEqual(treeOf(mnt2), treeOf(store));
+  t.is(strata(['unmount', mnt2]).status, 0);
+  const ut = spawnSync('umount', [disk], { encoding: 'utf8' });
+  t.is(ut.status, 0, ut.stderr);
+});
+
 // ---- 8. nothing left behind -----------------------------------------------------------------------
 
 test.serial('no leftovers: no mount and no daemon of this file remains', async (t) => {

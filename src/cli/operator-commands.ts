@@ -150,7 +150,7 @@ export async function syncCommand(mountpoint: string, opts: { timeout?: number; 
   const out = opts.out ?? process.stdout;
   const timeoutMs = Math.round((opts.timeout ?? 60) * 1000);
   await flushMount(mnt, 'sync');
-  let reply: { mirrored?: boolean; drained?: boolean; ackedSeq?: number; lastSeq?: number; connection?: string; lastError?: string | null };
+  let reply: { mirrored?: boolean; drained?: boolean; ackedSeq?: number; lastSeq?: number; connection?: string; lastError?: string | null; journal?: { noRoom?: { records: number } | null } };
   try {
     reply = (await callControl(mnt, { cmd: 'sync', timeoutMs }, timeoutMs + 5000)) as typeof reply;
   } catch (err) {
@@ -172,8 +172,10 @@ export async function syncCommand(mountpoint: string, opts: { timeout?: number; 
     return 1;
   }
   if (!opts.json) {
+    const noRoom = reply.journal?.noRoom ?? null;
     out.write(`${mnt}: not drained after ${timeoutMs / 1000} s: archive has ${reply.ackedSeq} of ${reply.lastSeq} records` +
-      ` (${reply.connection}${reply.lastError ? `: ${reply.lastError}` : ''})\n`);
+      ` (${reply.connection}${reply.lastError ? `: ${reply.lastError}` : ''})` +
+      (noRoom === null ? '' : `; the store's disk is full: ${noRoom.records} records wait in memory for room in the journal (removals are taken: free some room)`) + '\n');
   }
   return 1;
 }

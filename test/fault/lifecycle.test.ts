@@ -636,6 +636,9 @@ EOF`, s.mnt, 30);
   t.false(existsSync(join(store, 'dir')), 'nor the mkdir');
   t.not(mirrorJson(s.mnt).journal.noRoom, null);
   t.regex(strata(['status', s.mnt]).stdout, /NO ROOM on the store's disk since/);
+  const sy = strata(['sync', '--timeout', '1', s.mnt]);
+  t.is(sy.status, 1);
+  t.regex(sy.stdout, /the store's disk is full: \d+ records wait in memory/);
 
   // Room again: the waiting records are written, changes are taken again, the archive converges.
   rmSync(join(disk, 'filler'));

@@ -117,6 +117,9 @@ export class Journal {
   /** Set while frames wait in memory because the last write found no room. */
   private noRoomState: { since: Date; message: string } | null = null;
   private noRoomTimer: NodeJS.Timeout | null = null;
+  private readonly noRoomListeners = new Set<() => void>();
+  /** The archive holds every record up to here (the last trim's word). */
+  private ackedSeqKnown = 0;
 
   private constructor(readonly dir: string, private readonly log: Logger, opts: JournalOptions, lastSeq: number) {
     this.segmentBytes = opts.segmentBytes ?? 64 * 1024 * 1024;
@@ -259,6 +262,7 @@ export class Journal {
   private async writePending(): Promise<void> {
     if (this.failure) throw this.failure;
     if (this.pending.length === 0) return;
+    if (this.noRoomState !== null) await this.dropAckedSegment();
     const frames = this.pending;
     let seq = this.pendingLastSeq - frames.length + 1;
     this.pending = [];
@@ -326,10 +330,40 @@ export class Journal {
     if (this.noRoomState === null) {
       this.noRoomState = { since: new Date(), message: err.message };
       this.log.warn({ err, records: this.pending.length, bytes: this.pendingBytes }, 'journal: no room on the store\'s disk; records wait in memory, changes that need room fail with ENOSPC until there is room');
+      for (const l of [...this.noRoomListeners]) l();
     }
     this.noRoomTimer ??= setInterval(() => { this.flush().catch(() => {}); }, NO_ROOM_RETRY_MS);
     this.noRoomTimer.unref();
     return true;
+  }
+
+  /**
+   * Drops the segment being written when the archive holds all of it
+   * (`ackedSeq`): a start after its drain does, so that a disk the journal
+   * filled has its room back before the re-convergence needs some.
+   */
+  dropAcked(ackedSeq: number): Promise<void> {
+    this.ackedSeqKnown = Math.max(this.ackedSeqKnown, ackedSeq);
+    return this.exclusive(() => this.dropAckedSegment());
+  }
+
+  /**
+   * Without room, the segment being written may be mostly records the
+   * archive already holds (a segment goes only once a newer one exists, and
+   * one is 64 MiB): when it holds nothing else, a new segment starts and the
+   * old one goes, which gives its room back.
+   */
+  private async dropAckedSegment(): Promise<void> {
+    const seg = this.segments[this.segments.length - 1];
+    if (seg === undefined || seg.bytes === 0 || this.ackedSeqKnown < seg.lastSeq) return;
+    try {
+      await this.rollOver();
+    } catch (err) {
+      if (!isNoRoomError(err)) throw err;
+      return;
+    }
+    this.log.info({ segment: seg.path, bytes: seg.bytes }, 'journal: a segment the archive holds entirely was dropped early (its room goes back to the store)');
+    await this.trim(this.ackedSeqKnown);
   }
 
   private roomAgain(): void {
@@ -338,6 +372,12 @@ export class Journal {
     if (this.noRoomTimer !== null) clearInterval(this.noRoomTimer);
     this.noRoomTimer = null;
     this.log.warn({ since }, 'journal: room again on the store\'s disk; every waiting record is written');
+  }
+
+  /** Calls `listener` each time a write finds no room (see `noRoom`). */
+  onNoRoom(listener: () => void): () => void {
+    this.noRoomListeners.add(listener);
+    return () => this.noRoomListeners.delete(listener);
   }
 
   /** Calls `listener` whenever more records have been written to a segment. */
@@ -483,6 +523,7 @@ export class Journal {
    * segment being written is kept: it rolls over by size.
    */
   async trim(ackedSeq: number): Promise<void> {
+    this.ackedSeqKnown = Math.max(this.ackedSeqKnown, ackedSeq);
     this.forgetRecent((seq) => seq <= ackedSeq);
     while (this.segments.length > 1 && this.segments[0]!.lastSeq <= ackedSeq) {
       const seg = this.segments.shift()!;

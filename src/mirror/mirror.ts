@@ -158,6 +158,8 @@ export class Mirror implements ChangeSink {
       onChange: (st) => { if (st === 'expired') this.failAckWaiters(`the lease on ${opts.volume} expired (no renewal within ${(opts.leaseMs ?? DEFAULT_LEASE_MS) / 1000} s): durability is not promised`); },
     });
     this.shipper.onStop = (st, reason) => { if (st === 'fenced') this.lease.markFenced(reason); };
+    // Records that cannot reach the journal cannot be acked: whoever waits for an ack (fsync, a sync-mode op) is told so, not kept waiting for room.
+    journal.onNoRoom(() => this.failAckWaiters('the store\'s disk is full: records wait in memory for room in the journal, and cannot be made durable now', 'ENOSPC'));
   }
 
   /** A random store id, or the one mirror.json keeps. */
@@ -197,8 +199,8 @@ export class Mirror implements ChangeSink {
     this.failAckWaiters(`fenced: ${reason}`);
   }
 
-  private failAckWaiters(message: string): void {
-    const err = new FsError('EIO', message);
+  private failAckWaiters(message: string, code: 'EIO' | 'ENOSPC' = 'EIO'): void {
+    const err = new FsError(code, message);
     for (const w of [...this.ackWaiters]) w(err);
     this.ackWaiters.clear();
   }

@@ -28,6 +28,8 @@ export async function reconcileBeforeServing(mirror: Mirror, storeRoot: string, 
     throw new Error(`the archive ${st.archive} did not take the journal within ${Math.round(archiveWaitMs / 1000)} s ` +
       `(${st.connection}${st.lastError ? `: ${st.lastError}` : ''}); this store must re-converge with it before serving`);
   }
+  // The archive holds the whole journal: its room goes back to the store before the comparison needs some.
+  await mirror.journal.dropAcked(mirror.shipper.ackedSeq);
   const started = Date.now();
   mirror.initialSync.state = 'running';
   let lastLog = 0;

@@ -124,10 +124,11 @@ async function localState(store: string, rel: string, isDir: boolean): Promise<s
   const parts = rel.split('/');
   const dirs = isDir ? parts.length : parts.length - 1;
   let restored = 0;
-  forgetSideMarks(join(store, RESERVED_NAME)); // the daemon (another process) may have made some since the last look
+  const privateDir = join(store, RESERVED_NAME);
+  forgetSideMarks(privateDir); // the daemon (another process) may have made some since the last look
   for (let i = 1; i <= dirs; i++) {
     const p = join(store, ...parts.slice(0, i));
-    if (!existsSync(p) || (await isPending(join(store, RESERVED_NAME), p, native.AT_FDCWD))) break;
+    if (!existsSync(p) || (await isPending(privateDir, p, native.AT_FDCWD))) break;
     restored++;
   }
   const where = dirs === 0 ? 'in the root directory (restored)' : `${restored} of ${dirs} directories on the path restored`;

@@ -12,7 +12,7 @@ import * as fsp from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { constants as C } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { FsError } from '../errors/errno.js';
+import { FsError, isNoRoomError } from '../errors/errno.js';
 import { HandleTable, type OpenFile, type OpenDir } from './handles.js';
 import { callerInGroup } from './caller-groups.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
@@ -23,7 +23,7 @@ import type { ChangeSink } from '../ports/change-sink.js';
 import type { RestoreHooks } from '../ports/restore-hooks.js';
 import type { ChangeGuard, GuardTarget } from '../ports/change-guard.js';
 import { attrsFromStat, timeFromNs, MAX_WRITE_BYTES, ROOT_ID, type Attrs, type ObjectId, type Time } from '../protocol/records.js';
-import { isPrivateXattr, newObjectId, readObjectId, writeObjectId } from '../store/object-ids.js';
+import { isPrivateXattr, isXattrSpaceFull, newObjectId, readObjectId, writeObjectId } from '../store/object-ids.js';
 import { ACL_ACCESS, ACL_DEFAULT, aclAt, aclOfFd, inheritedAcls, isAclXattr } from '../store/posix-acl.js';
 import { truncateFd } from '../store/fd-io.js';
 
@@ -710,7 +710,7 @@ export class Filesystem {
         f.remote = await this.restore.fetchRange(f.id, f.fd, position, length);
       } catch (err) {
         // No room in the store for the blocks: the read is answered from the archive all the same (a read never needs room).
-        if (!isNoRoom(err)) throw err;
+        if (!isNoRoomError(err)) throw err;
         this.noRoomUntil = performance.now() + NO_ROOM_RETRY_MS;
         return this.restore.readThrough(f.id, f.fd, buf, length, position);
       }
@@ -1013,7 +1013,7 @@ export class Filesystem {
     if (this.guard) await this.guard.attrs(o.target);
     await o.set(name, value, flags).catch(async (err: unknown) => {
       // During a restore the restore's marks may take the room the program's attribute had on the primary.
-      if (!isNoRoom(err) || this.restore === null || !(await this.restore.makeXattrRoom(o.restoreRef))) throw err;
+      if (!isXattrSpaceFull(err) || this.restore === null || !(await this.restore.makeXattrRoom(o.restoreRef))) throw err;
       await o.set(name, value, flags);
     });
     if (name === ACL_ACCESS && caller !== undefined && caller.uid !== 0) await this.dropSetGidAfterAcl(o, caller);
@@ -1382,9 +1382,3 @@ function zeros(n: number): Buffer {
 const DT_TO_MODE: Readonly<Record<number, number>> = {
   1: C.S_IFIFO, 2: C.S_IFCHR, 4: C.S_IFDIR, 6: C.S_IFBLK, 8: C.S_IFREG, 10: C.S_IFLNK, 12: C.S_IFSOCK,
 };
-
-/** The store has no room (ENOSPC, or the quota's EDQUOT). */
-function isNoRoom(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | null)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT';
-}

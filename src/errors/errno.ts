@@ -17,6 +17,12 @@ export class FsError extends Error {
   }
 }
 
+/** The disk has no room (ENOSPC, or the quota's EDQUOT). */
+export function isNoRoomError(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
 /**
  * EIO because the archive did not deliver what a restore needed (it did not
  * answer in time, or answered with data it cannot vouch for): not the local

@@ -24,6 +24,7 @@ import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodeRecordParts, readFrame, FRAME_HEADER_BYTES, type NewRecord, type Record } from '../protocol/records.js';
 import type { Logger } from '../log/logger.js';
+import { isNoRoomError } from '../errors/errno.js';
 
 const SEGMENT_SUFFIX = '.seg';
 /** Pending bytes that are written on the next event-loop turn; fewer wait up to FLUSH_DELAY_MS. */
@@ -39,12 +40,6 @@ const RECENT_ENTRY_COST = 256;
 const SEGMENT_NAME_RE = /^(\d{16})\.seg$/;
 /** How often frames kept in memory for want of room are tried again. */
 const NO_ROOM_RETRY_MS = 1000;
-
-/** The store's disk has no room (or the user's quota is used up). */
-export function isNoRoomError(err: unknown): boolean {
-  const code = (err as { code?: string } | null)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT';
-}
 
 /** The journal could not write for want of room: since when, what it said, and how much waits in memory. */
 export interface JournalNoRoom {

@@ -17,9 +17,9 @@ import type { DirImage, EntryImage } from '../protocol/images.js';
 import { ROOT_ID, badNameReason, isZero, typeOfMode, type Attrs, type ObjectId } from '../protocol/records.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import type { StoreDir } from '../store/store-dir.js';
-import { ID_XATTR, readObjectId } from '../store/object-ids.js';
+import { ID_XATTR, isXattrSpaceFull, readObjectId } from '../store/object-ids.js';
 import {
-  MATERIALISING_PREFIX, clearLinking, clearUnrestoredNames, isMaterialisingTemp, isXattrSpaceFull, linkPath, markPendingAside, moveMarksAside, pendingMarkXattr, readBlockMap, setLinking, setUnrestoredNames, settleLinking, unrestoredNames, writeEmptyMap, type FileTimes,
+  MATERIALISING_PREFIX, clearLinking, clearUnrestoredNames, isMaterialisingTemp, linkPath, markPendingAside, moveMarksAside, pendingMarkXattr, readBlockMap, setLinking, setUnrestoredNames, settleLinking, unrestoredNames, writeEmptyMap, type FileTimes,
 } from '../store/restore-marks.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';

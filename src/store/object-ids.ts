@@ -41,6 +41,12 @@ export async function readObjectId(path: string, at: number): Promise<ObjectId |
   }
 }
 
+/** The object's xattr space has no room for one more (ext4: ENOSPC; a value over the space's size: E2BIG). */
+export function isXattrSpaceFull(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code === 'ENOSPC' || code === 'E2BIG';
+}
+
 /**
  * Stores `id` on the object at `path`. An object whose own extended
  * attributes fill the file system's space for them (ext4: about 4 KiB per
@@ -51,8 +57,7 @@ export async function writeObjectId(path: string, id: ObjectId, at: number): Pro
   try {
     await native.setxattr(path, ID_XATTR, Buffer.from(id, 'latin1'), 0, at);
   } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code !== 'ENOSPC' && code !== 'E2BIG') throw err;
+    if (!isXattrSpaceFull(err)) throw err;
     throw Object.assign(new Error(
       `${path}: its extended attributes leave no room for strata's object id (${ID_XATTR}, ${id.length} bytes) on the store's file system; remove one of them (getfattr -d -m - shows them) and try again`,
     ), { code: 'ENOSPC', path });

@@ -48,7 +48,7 @@ import { join } from 'node:path';
 import * as fs from 'node:fs';
 import * as native from '../native/index.js';
 import { BLOCK_SIZE, isObjectId, type ObjectId } from '../protocol/records.js';
-import { PRIVATE_XATTR_PREFIX, readObjectId } from './object-ids.js';
+import { PRIVATE_XATTR_PREFIX, isXattrSpaceFull, readObjectId } from './object-ids.js';
 
 export const PENDING_XATTR = `${PRIVATE_XATTR_PREFIX}pending`;
 /** Names given to objects while they are being materialised, before their rename into place. */
@@ -114,12 +114,6 @@ export async function clearUnrestoredNames(privateDir: string, path: string, at:
 
 /** Errors of getxattr that mean "no such mark here". */
 const NO_MARK = new Set(['ENODATA', 'ENOTSUP', 'EOPNOTSUPP', 'ENOENT']);
-
-/** The object's xattr space has no room for one more (ext4: ENOSPC; a value over the space's size: E2BIG). */
-export function isXattrSpaceFull(err: unknown): boolean {
-  const code = (err as { code?: string }).code;
-  return code === 'ENOSPC' || code === 'E2BIG';
-}
 
 export function sideMarksDir(privateDir: string): string {
   return join(privateDir, 'restore', 'marks');

@@ -33,6 +33,20 @@ import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
 import { freeRoomAt, roomShortfall } from './room.js';
 
+/*
+ * NAMES_FIRST. On a store without room for the rest of the volume (checkRoom),
+ * the first pass makes every directory local and no file's data (small files
+ * become stubs too), and only then do passes fetch data. Otherwise the walk,
+ * which fetches each directory's files as it goes, filled the disk with data
+ * while directories deeper down were still pending, and a pending directory
+ * cannot be made local on a full disk (its entries, stubs and block maps need
+ * room): `ls` of it, and `cat` of a file in it, said ENOSPC for as long as the
+ * store was full, where the reads of files are answered from the archive
+ * (found 2026-12-06 by a hand probe: a 22 MiB volume recovered into a 12 MiB
+ * store; fault recover-faults *a store too small for the volume…*). With room
+ * for everything the order does not matter, and small files are still made
+ * whole as their directory is (one write each, no map).
+ */
 const DT_DIR = 4;
 const DT_REG = 8;
 /** Directories worked on at the same time by the background restore. */
@@ -230,14 +244,25 @@ export class BackgroundRestore {
 
   private async run(): Promise<void> {
     let backoff = 1000;
+    // Names first on a store short of room: see NAMES_FIRST below.
+    let namesLocal = false;
     while (!this.stopping) {
       this.passes++;
-      await this.checkRoom().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'restore: cannot tell the store\'s free room'));
+      const room = await this.checkRoom().catch((err: unknown) => {
+        this.log.warn({ err: (err as Error).message }, 'restore: cannot tell the store\'s free room');
+        return null;
+      });
+      const namesOnly = room !== null && !namesLocal;
       let work: number;
       try {
-        work = await this.pass();
+        work = await this.pass(namesOnly);
         this.lastError = null;
         backoff = 1000;
+        if (namesOnly) {
+          namesLocal = true;
+          this.log.info({ directories: work }, 'restore: every directory is local (names first: the store is short of room); now the files\' data');
+          continue;
+        }
       } catch (err) {
         if (this.stopping) return;
         this.lastError = (err as Error).message;
@@ -264,10 +289,12 @@ export class BackgroundRestore {
   /**
    * One walk of the tree; returns how many directories and files it restored.
    * A depth-first stack of directories, DIRS_AT_ONCE workers taking from it;
-   * files go through one pool of `concurrency`.
+   * files go through one pool of `concurrency`. `namesOnly`: directories
+   * only, every file a stub (NAMES_FIRST).
    */
-  private async pass(): Promise<number> {
+  private async pass(namesOnly = false): Promise<number> {
     const walk: Walk = this.walk = {
+      namesOnly,
       stack: ['.'],
       busy: 0,
       idle: [],
@@ -315,7 +342,7 @@ export class BackgroundRestore {
   private async visit(rel: string, walk: Walk): Promise<void> {
     // Programs first: while one waits for the archive, no new step starts.
     await this.hooks.whenIdle();
-    const whole = await this.hooks.restoreDir(rel);
+    const whole = await this.hooks.restoreDir(rel, !walk.namesOnly);
     if (whole !== null) walk.work++;
     let entries: native.DirEntry[];
     try {
@@ -341,7 +368,7 @@ export class BackgroundRestore {
       const child = rel === '.' ? e.name : `${rel}/${e.name}`;
       if (e.type === DT_DIR) {
         subdirs.push(child);
-      } else if (e.type === DT_REG && !(whole?.has(e.name) ?? false)) {
+      } else if (e.type === DT_REG && !walk.namesOnly && !(whole?.has(e.name) ?? false)) {
         checkFiles ??= await this.anyBlockMaps();
         if (!checkFiles) continue;
         await walk.files.acquire();
@@ -438,6 +465,8 @@ export class BackgroundRestore {
 
 /** The state of one pass. */
 interface Walk {
+  /** Directories only (NAMES_FIRST): no file's data is fetched, small files too are stubs. */
+  namesOnly: boolean;
   /** Directories still to visit (store-relative paths), depth first. */
   stack: string[];
   /** Workers inside a directory (they may push more). */

@@ -720,10 +720,16 @@ export class OnDemandRestore implements RestoreHooks {
     this.scheduler.cancelQueued(new FsError('EIO', 'the background restore stopped'));
   }
 
-  /** Materialises a pending directory, small files whole (without foreground priority); the names of those files, or null when it was not pending. */
-  async restoreDir(rel: string): Promise<Set<string> | null> {
+  /**
+   * Materialises a pending directory for the background restore (without
+   * foreground priority), small files whole unless `withData` is false (all
+   * its files stubs: the background restore's names-first pass on a store
+   * short of room); the names of the files created whole, or null when it was
+   * not pending.
+   */
+  async restoreDir(rel: string, withData = true): Promise<Set<string> | null> {
     if (!(await isPending(this.privateDir, rel, this.at))) return null;
-    return this.hydrateDir(rel, true);
+    return this.hydrateDir(rel, true, withData);
   }
 
 
@@ -794,26 +800,26 @@ export class OnDemandRestore implements RestoreHooks {
   }
 
   /**
-   * Materialises all of a pending directory's entries (`withData`: small
-   * files whole, for the background restore). Resolves with the names of the
-   * files created whole.
+   * Materialises all of a pending directory's entries (`background`: for
+   * the background restore, small files whole when `withData`). Resolves
+   * with the names of the files created whole.
    */
-  private async hydrateDir(rel: string, withData = false): Promise<Set<string>> {
+  private async hydrateDir(rel: string, background = false, withData = background): Promise<Set<string>> {
     const id = await this.dirIdOf(rel);
     let p = this.dirsInFlight.get(id);
     if (p === undefined) {
       let whole = new Set<string>();
       // The background's fetches for this directory wait their turn, unless a program comes to wait for it.
-      const group = withData ? this.scheduler.group() : null;
+      const group = background ? this.scheduler.group() : null;
       if (group !== null) this.backgroundDirs.set(id, group);
-      p = this.withDir(rel, id, async (dir) => { whole = await this.hydrateDirOnce(dir, id, group); })
+      p = this.withDir(rel, id, async (dir) => { whole = await this.hydrateDirOnce(dir, id, group, withData); })
         .then(() => whole)
         .finally(() => {
           this.dirsInFlight.delete(id);
           if (group !== null && this.backgroundDirs.get(id) === group) this.backgroundDirs.delete(id);
         });
       this.dirsInFlight.set(id, p);
-    } else if (!withData) {
+    } else if (!background) {
       this.promote(id);
     }
     return p;
@@ -957,11 +963,11 @@ export class OnDemandRestore implements RestoreHooks {
     return this.bounded(p, `directory ${id}`, false);
   }
 
-  private async hydrateDirOnce(dir: { self: string; base: string }, id: ObjectId, group: FetchGroup | null): Promise<Set<string>> {
+  private async hydrateDirOnce(dir: { self: string; base: string }, id: ObjectId, group: FetchGroup | null, withData: boolean): Promise<Set<string>> {
     const { image } = await this.imageOf(id, group);
     const res = await materialiseEntries(dir.base, image, {
       dir: this.dir, privateDir: this.privateDir, childDirsPending: true, log: this.log, namesLock: this.namesLock, unsettling: this.unsettlingHook,
-      ...(group !== null ? { fileData: (e: EntryImage) => this.wholeFile(e, group) } : {}),
+      ...(group !== null && withData ? { fileData: (e: EntryImage) => this.wholeFile(e, group) } : {}),
     });
     await this.keepArchiveTimes(dir.self, image);
     crashPoint('materialise-dir');

@@ -219,24 +219,12 @@ test.serial('recovery into a store without room for the volume: ENOSPC in status
   t.teardown(() => rmSync(native, { recursive: true, force: true }));
   sh('mkdir -p a/b && for i in $(seq 1 28); do head -c 1000000 /dev/urandom > a/b/f$i; done', native);
   const v = await buildVolume(t, [`cp -r ${native}/a . && echo top > top.txt`]);
-  const r = newRecoveryTarget(t, v);
-  const small = join(v.base, 'small');
-  spawnSync('mkdir', ['-p', small]);
-  t.is(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', small]).status, 0, 'mount a small tmpfs');
-  // Registered after newRecoveryTarget's (ava runs teardowns in reverse order): the mount goes before the tmpfs.
-  t.teardown(() => { strata(['unmount', '--lazy', r.mnt]); spawnSync('umount', ['-l', small]); });
-  r.store = join(small, 'store');
-  r.args = ['--store', r.store, '--archive', r.archiveUrl, '--volume', r.volume, '--token-file', v.server.tokenFile];
+  const { r, small } = smallStoreTarget(t, v, '16m');
   runRecover(r, ['--depth', '2']);
   t.regex(r.output, /warning: the store has [\d.]+ MiB and \d+ inodes free; what is not local yet needs up to 2[6-9]\.\d MiB/, 'the recovery says the store is too small');
   t.regex(strata(['status', r.mnt]).stdout, /^room {9}the store has/m);
   t.is(sh('cat top.txt', r.mnt).stdout, 'top\n');
-  let status = strata(['status', r.mnt]).stdout;
-  for (let i = 0; i < 300 && !/ENOSPC/.test(status); i++) {
-    await new Promise((res) => setTimeout(res, 100));
-    status = strata(['status', r.mnt]).stdout;
-  }
-  t.regex(status, /waiting: ENOSPC/, 'status says the store has no room');
+  t.regex(await noRoomStatus(r.mnt), /waiting: ENOSPC/, 'status says the store has no room');
   // Every file reads as the archive has it: whole, and in ranges that cross blocks made local before the store filled and blocks still missing.
   const sums = new Map(v.manifest.split('\n').filter((l) => / \.\/a\/b\/f\d+$/.test(l)).map((l) => [l.split('  ')[1]!.slice(2), l.split('  ')[0]!] as const));
   t.is(sums.size, 28);
@@ -252,6 +240,54 @@ test.serial('recovery into a store without room for the volume: ENOSPC in status
   t.is(spawnSync('mount', ['-o', 'remount,size=128m', small]).status, 0, 'room in the store');
   await waitRestored(r.mnt);
   t.notRegex(strata(['status', r.mnt]).stdout, /^room /m, 'with room, nothing said');
+  t.is(manifest(r.mnt), v.manifest);
+  const res = verifySummary(r);
+  t.is(res.status, 0, res.out);
+});
+
+/** A recovery target whose store is on a tmpfs of `size` (unmounted after the mount, in teardown). */
+function smallStoreTarget(t: import('ava').ExecutionContext, v: Volume, size: string): { r: Recovered; small: string } {
+  const r = newRecoveryTarget(t, v);
+  const small = join(v.base, 'small');
+  spawnSync('mkdir', ['-p', small]);
+  t.is(spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', small]).status, 0, 'mount a small tmpfs');
+  // Registered after newRecoveryTarget's (ava runs teardowns in reverse order): the mount goes before the tmpfs.
+  t.teardown(() => { strata(['unmount', '--lazy', r.mnt]); spawnSync('umount', ['-l', small]); });
+  r.store = join(small, 'store');
+  r.args = ['--store', r.store, '--archive', r.archiveUrl, '--volume', r.volume, '--token-file', v.server.tokenFile];
+  return { r, small };
+}
+
+/** `strata status` once the restore waits for room (up to 30 s). */
+async function noRoomStatus(mnt: string): Promise<string> {
+  let status = strata(['status', mnt]).stdout;
+  for (let i = 0; i < 300 && !/ENOSPC/.test(status); i++) {
+    await new Promise((res) => setTimeout(res, 100));
+    status = strata(['status', mnt]).stdout;
+  }
+  return status;
+}
+
+// Directories below the top tiers, and more data than the store holds. Until 2026-12-06 the background
+// restore fetched each directory's files as it walked, so the data filled the disk while deeper
+// directories were still pending; on the full store `ls` of those, and `cat` of a file in them, said
+// ENOSPC. Now, on a store short of room, every directory is made local first (NAMES_FIRST,
+// src/restore/background.ts): the whole tree lists and reads, on the full store, as the archive has it.
+test.serial('a store too small for the volume, with directories below the top tiers: every directory is made local before data fills the disk; on the full store the whole tree lists and reads as the archive has it', async (t) => {
+  const v = await buildVolume(t, [
+    'for d in 1 2 3 4 5 6; do for e in 1 2 3; do mkdir -p d$d/e$e/g; for f in 1 2 3; do head -c 300000 /dev/urandom > d$d/e$e/g/f$f; head -c 1000 /dev/urandom > d$d/e$e/s$f; done; done; head -c 900000 /dev/urandom > d$d/big; done',
+    'ln d1/e1/s1 d6/e3/g/link && setfattr -n user.k -v v d5/e2/g && chmod 700 d4/e1/g',
+  ]);
+  const { r, small } = smallStoreTarget(t, v, '12m');
+  runRecover(r, ['--depth', '1']);
+  t.regex(r.output, /warning: the store has [\d.]+ MiB/, 'the recovery says the store is too small');
+  t.regex(await noRoomStatus(r.mnt), /waiting: ENOSPC/, 'the data filled the store');
+  t.regex(readFileSync(join(r.store, '.strata/daemon.log'), 'utf8'), /every directory is local \(names first/);
+  const full = spawnSync('df', ['--output=avail', small], { encoding: 'utf8' }).stdout;
+  t.log(`free on the store: ${full.replace(/\s+/g, ' ').trim()}`);
+  t.is(manifest(r.mnt), v.manifest, 'on the full store: every name, attribute, link and byte the archive has');
+  t.is(spawnSync('mount', ['-o', 'remount,size=128m', small]).status, 0, 'room in the store');
+  await waitRestored(r.mnt);
   t.is(manifest(r.mnt), v.manifest);
   const res = verifySummary(r);
   t.is(res.status, 0, res.out);

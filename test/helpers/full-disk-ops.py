@@ -1,7 +1,7 @@
 # Applies a list of file operations (JSON on stdin) in the current directory
 # and prints each one's outcome (JSON list on stdout): "ok", an errno name, or
 # for a write {"n": bytes written, "err": errno name or null}. Used by the
-# full-disk model test (test/fault/lifecycle.test.ts): the test applies to
+# full-disk model tests (test/fault/lifecycle.test.ts): the test applies to
 # its native model exactly what the mount acknowledged.
 import errno, json, os, sys
 
@@ -30,6 +30,15 @@ def run(op):
             flags = os.O_WRONLY | (os.O_CREAT | os.O_TRUNC if k == "create" else os.O_APPEND)
             fd = os.open(op["path"], flags, 0o644)
             try:
+                return write_all(fd, pattern(op["seed"], op["size"]))
+            finally:
+                os.close(fd)
+        if k == "overwrite":
+            # Bytes written in place at an offset (no O_TRUNC, no O_APPEND): on a
+            # recovering store, into a file whose data may still be in the archive.
+            fd = os.open(op["path"], os.O_WRONLY)
+            try:
+                os.lseek(fd, op["offset"], os.SEEK_SET)
                 return write_all(fd, pattern(op["seed"], op["size"]))
             finally:
                 os.close(fd)

@@ -37,6 +37,9 @@ export function restoreLines(p: RestoreProgress | null): string[] {
       (f.failures > 0 ? `, ${f.failures} failed (last: ${f.lastError ?? '?'})` : '') +
       (f.readsThrough > 0 ? `; ${f.readsThrough} reads answered from the archive (no room in the store)` : ''),
     ...(p.room !== null ? [`room         ${p.room}`] : []),
+    ...(p.heldXattrObjects > 0
+      ? [`xattrs       ${p.heldXattrObjects} object${p.heldXattrObjects === 1 ? ' has' : 's have'} extended attributes this store's file system cannot hold: restored without them, the archive keeps them (the log names them; docs/recovery.md)`]
+      : []),
     ...p.unreadable.slice(0, 20).map((o) =>
       `unreadable   ${o.path ?? `object ${o.id}`}: ${o.blocks.length} block${o.blocks.length === 1 ? '' : 's'} (from byte ${o.blocks[0]! * BLOCK_SIZE}) the archive cannot deliver: ${o.error}`),
     ...(p.unreadable.length > 20 ? [`             … and ${p.unreadable.length - 20} more (strata status --json)`] : []),

@@ -121,9 +121,12 @@ export async function verifyCommand(opts: VerifyOptions): Promise<number> {
     const unfinished = result.pendingDirs + result.remoteFiles > 0
       ? ` (restore unfinished: ${result.pendingDirs} pending directories (only their materialised entries compared), ${result.remoteFiles} files compared only where local)`
       : '';
+    const held = result.heldXattrs > 0
+      ? `; ${result.heldXattrs} extended attribute${result.heldXattrs === 1 ? '' : 's'} only the archive holds (this store's file system cannot: docs/recovery.md)`
+      : '';
     process.stdout.write(opts.json
-      ? `${JSON.stringify({ objects: result.objects, differences: result.count, pendingDirs: result.pendingDirs, remoteFiles: result.remoteFiles })}\n`
-      : `${result.objects} objects compared, ${result.count} difference${result.count === 1 ? '' : 's'}${unfinished}\n`);
+      ? `${JSON.stringify({ objects: result.objects, differences: result.count, pendingDirs: result.pendingDirs, remoteFiles: result.remoteFiles, heldXattrs: result.heldXattrs })}\n`
+      : `${result.objects} objects compared, ${result.count} difference${result.count === 1 ? '' : 's'}${unfinished}${held}\n`);
     return result.count === 0 ? 0 : 1;
   } catch (err) {
     if (isArchiveError(err, 'ENOVOLUME')) return fail(`volume ${opts.volume} does not exist on ${opts.archive}`);

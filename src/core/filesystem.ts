@@ -15,6 +15,7 @@ import { basename, dirname } from 'node:path';
 import { FsError, isNoRoomError } from '../errors/errno.js';
 import { HandleTable, type OpenFile, type OpenDir } from './handles.js';
 import { callerInGroup } from './caller-groups.js';
+import { dropHeldXattr } from '../store/held-xattrs.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
 import type { StoreDir } from '../store/store-dir.js';
 import * as native from '../native/index.js';
@@ -1143,7 +1144,14 @@ export class Filesystem {
   private async removexattrAt(o: StoreObject, name: string): Promise<void> {
     if (this.sink) await this.sink.admit(META_RECORD_BYTES, true);
     if (this.guard) await this.guard.attrs(o.target);
-    await o.remove(name);
+    try {
+      await o.remove(name);
+    } catch (err) {
+      // A name the archive holds and this store cannot (store/held-xattrs.ts): the removal is the archive's.
+      if (!this.sink || (err as { code?: string }).code !== 'ENODATA') throw err;
+      const heldId = await o.id();
+      if (heldId === null || !(await dropHeldXattr(this.store.privateDir, heldId, name))) throw err;
+    }
     if (!this.sink) return;
     const id = await o.id();
     if (id === null) return;

@@ -23,6 +23,7 @@ import type { SnapshotClient } from '../protocol/snapshot-api.js';
 import { readRestoreState } from '../restore/state.js';
 import { OnDemandRestore } from '../restore/on-demand.js';
 import { BackgroundRestore, completedProgress, type RestoreProgress } from '../restore/background.js';
+import { countHeldXattrObjects } from '../store/held-xattrs.js';
 import { hostname } from 'node:os';
 import { Checkpoints, type CheckpointListing } from '../checkpoint-service/manager.js';
 import { BLOCK_SIZE as CHECKPOINT_BLOCK_SIZE } from '../checkpoint/state.js';
@@ -381,7 +382,7 @@ export class MountDaemon {
     } else if (restore !== null) {
       // Complete; files with unreadable blocks (if any) keep failing only the reads of those blocks.
       if (unreadable.length > 0) this.onDemand!.finishWithUnreadable(unreadable);
-      this.restoreCompleted = completedProgress(restore);
+      this.restoreCompleted = completedProgress(restore, await countHeldXattrObjects(this.store.privateDir).catch(() => 0));
     }
     if (this.mirror.needsReconcile && this.mirror.readOnly === null) {
       this.state = 'syncing';

@@ -51,6 +51,7 @@ import {
 } from './tree-local.js';
 import { differingBlocks, localBlocksWhole } from './tree-blocks.js';
 import { isMaterialisingTemp, isPending, listTimesRecords, readBlockMap, remoteBlocksOf, settleTimesRecord } from '../store/restore-marks.js';
+import { allHeldXattrs } from '../store/held-xattrs.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { StoreDir } from '../store/store-dir.js';
 import { join } from 'node:path';
@@ -206,6 +207,8 @@ class Reconciler {
 
   /** Where an unfinished restore keeps its block maps. */
   private readonly privateDir: string;
+  /** Xattrs the archive holds and the store cannot, by object (loaded at the first comparison). */
+  private held: Map<ObjectId, Set<string>> | null = null;
   /** The entries being compared are those lookups materialised in a pending directory. */
   private inPendingDir = false;
   /** Files whose restored bytes a crash interrupted (their times records, see store/restore-marks.ts). */
@@ -563,7 +566,8 @@ class Reconciler {
   }
 
   private async emitXattrs(id: ObjectId, local: { readonly [name: string]: string }, archive: { readonly [name: string]: string }): Promise<void> {
-    const d = xattrDifferences(local, archive);
+    // A name the archive holds and the store cannot (store/held-xattrs.ts) is not a removal to ship.
+    const d = xattrDifferences(local, archive, (this.held ??= await allHeldXattrs(this.privateDir)).get(id));
     if (d === null) return;
     for (const [name, value] of Object.entries(d.local)) {
       if (value === null) await this.emit({ op: 'removexattr', id, name });

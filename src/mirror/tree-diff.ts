@@ -20,6 +20,7 @@ import type { DirImage, EntryImage } from '../protocol/images.js';
 import { ROOT_ID, attrsFromStat, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
 import { isMaterialisingTemp, isPending, remoteBlocksOf } from '../store/restore-marks.js';
+import { allHeldXattrs } from '../store/held-xattrs.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { StoreDir } from '../store/store-dir.js';
 import { join } from 'node:path';
@@ -71,6 +72,8 @@ export interface DiffResult {
   pendingDirs: number;
   /** Files not fully local yet: only their local blocks were compared. */
   remoteFiles: number;
+  /** Xattrs the archive holds and this store's file system cannot (store/held-xattrs.ts): not compared. */
+  heldXattrs: number;
   /** The differences, unless `onDifference` took them. */
   differences: Difference[];
 }
@@ -89,7 +92,9 @@ function childPath(parent: string, name: string): string {
 }
 
 class DiffWalk {
-  private readonly result: DiffResult = { objects: 0, count: 0, pendingDirs: 0, remoteFiles: 0, differences: [] };
+  private readonly result: DiffResult = { objects: 0, count: 0, pendingDirs: 0, remoteFiles: 0, heldXattrs: 0, differences: [] };
+  /** Xattrs the archive holds and the store cannot, by object (loaded at the first comparison). */
+  private held: Map<ObjectId, Set<string>> | null = null;
   private readonly privateDir: string;
   /** dev:ino of a multiply-linked local object → the first path it was compared at. */
   private readonly localFirst = new Map<string, string>();
@@ -118,7 +123,7 @@ class DiffWalk {
     if (!(await isPending(this.privateDir, '.', this.dir.fd))) {
       for (const d of attrDifferences('dir', attrsFromStat(st), rootImage.attrs)) this.report('/', d.kind, d.local, d.archive);
     }
-    await this.compareXattrs('/', '.', rootImage.xattrs);
+    await this.compareXattrs('/', '.', rootImage.xattrs, ROOT_ID);
     await this.walkDir('/', '.', rootImage, true);
     return this.result;
   }
@@ -132,10 +137,12 @@ class DiffWalk {
     else this.result.differences.push(d);
   }
 
-  /** `local`: the entry, or the store-relative path of an object not listed (the root). */
-  private async compareXattrs(path: string, local: LocalEntry | string, archive: { readonly [name: string]: string }): Promise<void> {
-    const d = xattrDifferences(await (typeof local === 'string' ? localXattrs(this.dir, local) : entryXattrs(this.dir, local)), archive);
+  /** `local`: the entry, or the store-relative path of an object not listed (the root); `id`: the archive's object. */
+  private async compareXattrs(path: string, local: LocalEntry | string, archive: { readonly [name: string]: string }, id: ObjectId): Promise<void> {
+    const held = (this.held ??= await allHeldXattrs(this.privateDir)).get(id);
+    const d = xattrDifferences(await (typeof local === 'string' ? localXattrs(this.dir, local) : entryXattrs(this.dir, local)), archive, held);
     if (d) this.report(path, 'xattrs', d.local, d.archive);
+    if (held !== undefined) this.result.heldXattrs += [...held].filter((n) => n in archive).length;
   }
 
   private async walkDir(nsPath: string, rel: string, image: DirImage, isRoot: boolean): Promise<void> {
@@ -187,7 +194,7 @@ class DiffWalk {
       const target = await localTarget(this.dir, l.rel);
       if (target !== (a.target ?? null)) this.report(path, 'target', target, a.target ?? null);
     }
-    await this.compareXattrs(path, l, a.xattrs);
+    await this.compareXattrs(path, l, a.xattrs, a.id);
     if (type === 'dir') return true;
     this.compareLinks(path, l, a);
     if (type === 'file' && attrs.size === a.attrs.size && this.wantContent(l.st)) await this.compareContent(path, l, a, inPendingDir);

@@ -91,10 +91,15 @@ export async function localXattrs(dir: StoreDir, rel: string): Promise<{ [name: 
   return out;
 }
 
-/** Names whose value differs between two xattr maps (present on one side only included). */
+/**
+ * Names whose value differs between two xattr maps (present on one side only
+ * included). `held`: names the archive holds that this store cannot
+ * (store/held-xattrs.ts): one the store lacks is no difference.
+ */
 export function xattrDifferences(
   local: { readonly [name: string]: string },
   archive: { readonly [name: string]: string },
+  held?: ReadonlySet<string>,
 ): { local: { [name: string]: string | null }; archive: { [name: string]: string | null } } | null {
   const l: { [name: string]: string | null } = {};
   const a: { [name: string]: string | null } = {};
@@ -102,6 +107,7 @@ export function xattrDifferences(
   for (const name of new Set([...Object.keys(local), ...Object.keys(archive).filter((n) => !isPrivateXattr(n))])) {
     const lv = local[name] ?? null;
     const av = archive[name] ?? null;
+    if (lv === null && held?.has(name) === true) continue;
     if (lv !== av) {
       l[name] = lv;
       a[name] = av;

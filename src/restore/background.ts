@@ -32,6 +32,7 @@ import { writeRestoreState, type RestoreState, type RestorePhase } from './state
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
 import { freeRoomAt, roomShortfall } from './room.js';
+import { countHeldXattrObjects } from '../store/held-xattrs.js';
 
 /*
  * NAMES_FIRST. On a store without room for the rest of the volume (checkRoom),
@@ -76,6 +77,8 @@ export interface RestoreProgress {
   fetch: FetchStats;
   /** Files with blocks the archive could not deliver (corrupt or missing there): reads of those blocks fail with EIO. */
   unreadable: UnreadableObject[];
+  /** Objects restored without xattrs this store's file system cannot hold (the archive keeps them: store/held-xattrs.ts). */
+  heldXattrObjects: number;
   servingAt: string | null;
   completedAt: string | null;
 }
@@ -97,6 +100,8 @@ export class BackgroundRestore {
   private passes = 0;
   private lastError: string | null = null;
   private room: string | null = null;
+  /** Objects with xattrs only the archive holds, as last counted (every save and pass). */
+  private heldXattrObjects = 0;
   /** The pass under way (its stack of directories), for walkState(). */
   private walk: Walk | null = null;
   /** Progress saved before this daemon started (restore.json), which this run adds to. */
@@ -177,6 +182,7 @@ export class BackgroundRestore {
       room: complete ? null : this.room,
       fetch: { ...s },
       unreadable: complete ? (this.state.unreadable ?? []) : this.hooks.unreadableObjects(),
+      heldXattrObjects: this.heldXattrObjects,
       servingAt: this.state.servingAt,
       completedAt: this.state.completedAt,
     };
@@ -213,6 +219,7 @@ export class BackgroundRestore {
     // One write at a time: a slow disk must not pile up writers of one file.
     this.saving ??= (async () => {
       try {
+        this.heldXattrObjects = await countHeldXattrObjects(this.privateDir).catch(() => this.heldXattrObjects);
         if (this.state.phase === 'complete') return;
         const entries = Math.max(this.state.done.entries, this.base.entries + this.hooks.stats.entriesMaterialised);
         const bytes = Math.max(this.state.done.bytes, this.base.bytes + this.bytesMadeLocal());
@@ -235,6 +242,7 @@ export class BackgroundRestore {
     const total = this.state.totals;
     const done = this.state.done;
     const need = { bytes: Math.max(0, total.bytes - done.bytes), entries: Math.max(0, total.entries - done.entries) };
+    this.heldXattrObjects = await countHeldXattrObjects(this.privateDir).catch(() => this.heldXattrObjects);
     const room = roomShortfall(await freeRoomAt(this.privateDir), need);
     if (room !== null && this.room === null) this.log.warn({ room }, `restore: ${room}`);
     if (room === null && this.room !== null) this.log.info('restore: the store has room for the rest of the volume now');
@@ -556,12 +564,12 @@ class Pool {
 }
 
 /** The progress of a restore that was complete before this daemon started. */
-export function completedProgress(state: RestoreState): RestoreProgress {
+export function completedProgress(state: RestoreState, heldXattrObjects = 0): RestoreProgress {
   return {
     phase: state.phase, volume: state.volume, epoch: state.epoch, depth: state.depth, recoveredSeq: state.recoveredSeq,
     entries: { done: state.totals.entries, total: state.totals.entries },
     bytes: { done: state.totals.bytes, total: state.totals.bytes },
-    rate: 0, etaSeconds: 0, passes: 0, lastError: null, room: null, fetch: noFetches(), unreadable: state.unreadable ?? [],
+    rate: 0, etaSeconds: 0, passes: 0, lastError: null, room: null, fetch: noFetches(), unreadable: state.unreadable ?? [], heldXattrObjects,
     servingAt: state.servingAt, completedAt: state.completedAt,
   };
 }

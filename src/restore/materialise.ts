@@ -21,6 +21,7 @@ import { ID_XATTR, isXattrSpaceFull, readObjectId } from '../store/object-ids.js
 import {
   MATERIALISING_PREFIX, clearLinking, clearUnrestoredNames, isMaterialisingTemp, linkPath, markPendingAside, moveMarksAside, pendingMarkXattr, readBlockMap, setLinking, setUnrestoredNames, settleLinking, unrestoredNames, writeEmptyMap, type FileTimes,
 } from '../store/restore-marks.js';
+import { writeHeldXattrs } from '../store/held-xattrs.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
 
@@ -264,11 +265,17 @@ async function createInPlace(dirPath: string, entry: EntryImage, opts: Materiali
       const plan = attrsPlan(a, entry.xattrs, [[ID_XATTR, Buffer.from(entry.id, 'latin1')]]);
       // The crash point comes first: the rename is part of the one call.
       crashPoint('materialise-object');
-      await opts.dir.finishFile(tmp, {
-        create: true, size: a.size, ...(isZero(data) ? {} : { data }), dropAcls: true, xattrs: plan.xattrs ?? [],
-        owner: { uid: a.uid, gid: a.gid }, mode: a.mode & 0o7777, times: timesOf(a), rename: `${dirPath}/${entry.name}`,
-      });
-      return true;
+      try {
+        await opts.dir.finishFile(tmp, {
+          create: true, size: a.size, ...(isZero(data) ? {} : { data }), dropAcls: true, xattrs: plan.xattrs ?? [],
+          owner: { uid: a.uid, gid: a.gid }, mode: a.mode & 0o7777, times: timesOf(a), rename: `${dirPath}/${entry.name}`,
+        });
+        return true;
+      } catch (err) {
+        // Its xattrs do not all fit this store (held-xattrs.ts): made as a stub below, with those that do.
+        if (!isXattrSpaceFull(err)) throw err;
+        await opts.dir.rmTree(tmp);
+      }
     }
   }
   // A stub (or no data after all: a program waits for the directory).
@@ -291,11 +298,12 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
       try {
         await opts.dir.prepareObject(path, { create: { kind: 'dir', mode: a.mode & 0o777 }, ...attrsPlan(a, entry.xattrs, [id, ...marks]) });
       } catch (err) {
-        if (marks.length === 0 || !isXattrSpaceFull(err)) throw err;
-        // Its own xattrs fill the space (as they did on the primary): the mark goes aside, made before the directory.
+        if (!isXattrSpaceFull(err)) throw err;
+        // Its own xattrs fill the space (as they did on the primary): the mark goes aside, made before the
+        // directory; and what does not fit even then is held by the archive (prepareHolding).
         await opts.dir.rmTree(path);
-        await markPendingAside(opts.privateDir, entry.id, entry.nlink, timesOf(a));
-        await opts.dir.prepareObject(path, { create: { kind: 'dir', mode: a.mode & 0o777 }, ...attrsPlan(a, entry.xattrs, [id]) });
+        if (marks.length > 0) await markPendingAside(opts.privateDir, entry.id, entry.nlink, timesOf(a));
+        await prepareHolding(opts, path, { create: { kind: 'dir', mode: a.mode & 0o777 }, ...attrsPlan(a, entry.xattrs, [id]) }, entry.id, entry.name);
       }
       crashPoint('attrs-before-times');
       await setTimes(opts.dir, path, a);
@@ -318,9 +326,76 @@ async function createObject(path: string, entry: EntryImage, opts: MaterialiseOp
     default:
       throw new Error(`restore: object ${entry.id} has an unknown type (mode 0${a.mode.toString(8)})`);
   }
-  await opts.dir.prepareObject(path, attrsPlan(a, entry.xattrs, [id]));
+  await prepareHolding(opts, path, attrsPlan(a, entry.xattrs, [id]), entry.id, entry.name);
   crashPoint('attrs-before-times');
   await setTimes(opts.dir, path, a);
+}
+
+/**
+ * prepareObject, and when the object's xattrs do not all fit this store's
+ * file system (ENOSPC or E2BIG from setxattr while the disk has room: a
+ * volume from an XFS primary on ext4), the object gets strata's own marks,
+ * then as many of its xattrs as fit, in the archive's order, then its owner
+ * and mode; the names of the others are recorded durably before it gets its
+ * name (held-xattrs.ts), and logged as an error. Until 2026-12-06 such an
+ * object failed its whole directory: `ls` said ENOSPC, files beside it could
+ * not be opened, and the background restore retried forever.
+ */
+async function prepareHolding(opts: Pick<MaterialiseOptions, 'dir' | 'privateDir' | 'log'>, path: string, plan: native.PrepareObject, id: ObjectId, name?: string): Promise<void> {
+  try {
+    await opts.dir.prepareObject(path, plan);
+    return;
+  } catch (err) {
+    if (!isXattrSpaceFull(err) || !(await objectExists(opts.dir, path)) || !(await hasRoomFor(opts.dir))) throw err;
+  }
+  const own = (name: string): boolean => name === ID_XATTR || name.startsWith('trusted.strata.');
+  // What the failed call set goes, so that they are set again in the archive's order.
+  for (const name of await opts.dir.listxattr(path)) {
+    if (!own(name)) await opts.dir.removexattr(path, name).catch(ignoreNoData);
+  }
+  const xattrs = plan.xattrs ?? [];
+  await opts.dir.prepareObject(path, { xattrs: xattrs.filter(([n]) => own(n)), dropAcls: plan.dropAcls ?? false });
+  const held: string[] = [];
+  for (const [name, value] of xattrs) {
+    if (own(name)) continue;
+    try {
+      await opts.dir.setxattr(path, name, value, 0);
+    } catch (err) {
+      if (!isXattrSpaceFull(err)) throw err;
+      held.push(name);
+    }
+  }
+  await writeHeldXattrs(opts.privateDir, id, held);
+  if (held.length > 0) {
+    opts.log.error({ object: id, ...(name !== undefined ? { name } : { path }), held, bytes: xattrs.filter(([n]) => held.includes(n)).reduce((t, [, v]) => t + v.length, 0) },
+      'restore: extended attributes this store cannot hold: the archive keeps them, the object is restored without them (docs/recovery.md)');
+  }
+  const rest: native.PrepareObject = {};
+  if (plan.owner !== undefined) rest.owner = plan.owner;
+  if (plan.mode !== undefined) rest.mode = plan.mode;
+  await opts.dir.prepareObject(path, rest);
+}
+
+async function objectExists(dir: StoreDir, path: string): Promise<boolean> {
+  try {
+    await dir.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Room enough that an ENOSPC from setxattr is the object's xattr space, not the disk (root may use ext4's reserved blocks). */
+async function hasRoomFor(dir: StoreDir): Promise<boolean> {
+  const s = await dir.statfs();
+  return s.bfree * s.bsize >= HELD_ROOM_BYTES;
+}
+
+/** Free bytes (reserved ones included) under which an ENOSPC is taken for a full disk. */
+const HELD_ROOM_BYTES = 1024 * 1024;
+
+function ignoreNoData(err: unknown): void {
+  if ((err as { code?: string }).code !== 'ENODATA') throw err;
 }
 
 function timesOf(a: Attrs): FileTimes {
@@ -367,6 +442,11 @@ export interface ApplyAttrsOptions {
   id?: ObjectId;
   /** The store's private directory, when the object may carry restore marks (they make room for its own attributes). */
   privateDir?: string;
+  /**
+   * A restore: xattrs this store cannot hold are left to the archive and
+   * recorded under the object's id (prepareHolding); without it they fail.
+   */
+  hold?: { privateDir: string; id: ObjectId; log: Logger };
 }
 
 /**
@@ -379,16 +459,19 @@ export async function applyAttrs(dir: StoreDir, path: string, a: Attrs, xattrs: 
   try {
     await dir.prepareObject(path, plan);
   } catch (err) {
+    if (!isXattrSpaceFull(err)) throw err;
     // The object's marks (it may have some) take room its own xattrs need: the marks go aside.
-    if (options.privateDir === undefined || !isXattrSpaceFull(err) || !(await moveMarksAside(options.privateDir, path, dir.fd))) throw err;
-    // Set again from the start, in the archive's order: where ext4 puts each attribute (in the inode, or its block) depends on the order.
-    for (const [name] of plan.xattrs ?? []) {
-      if (name === ID_XATTR) continue;
-      await dir.removexattr(path, name).catch((e: unknown) => {
-        if ((e as { code?: string }).code !== 'ENODATA') throw e;
-      });
+    const marksAside = options.privateDir !== undefined && await moveMarksAside(options.privateDir, path, dir.fd);
+    if (!marksAside && options.hold === undefined) throw err;
+    if (marksAside) {
+      // Set again from the start, in the archive's order: where ext4 puts each attribute (in the inode, or its block) depends on the order.
+      for (const [name] of plan.xattrs ?? []) {
+        if (name === ID_XATTR) continue;
+        await dir.removexattr(path, name).catch(ignoreNoData);
+      }
     }
-    await dir.prepareObject(path, plan);
+    if (options.hold !== undefined) await prepareHolding({ dir, ...options.hold }, path, plan, options.hold.id);
+    else await dir.prepareObject(path, plan);
   }
   crashPoint('attrs-before-times');
   await setTimes(dir, path, a);

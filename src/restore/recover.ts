@@ -124,7 +124,7 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
     }
     if (!(await isPending(privateDir, rel, at))) return; // done by an earlier run
     const res = await materialiseEntries(rel, image, { dir, privateDir, childDirsPending: true, log });
-    await applyAttrs(dir, rel, image.attrs, image.xattrs, { privateDir });
+    await applyAttrs(dir, rel, image.attrs, image.xattrs, { privateDir, hold: { privateDir, id: image.id, log } });
     crashPoint('materialise-dir');
     await clearPending(privateDir, rel, at);
     dirs++;
@@ -133,7 +133,7 @@ export async function prepareRecovery(opts: RecoverOptions): Promise<RecoverResu
   if (depth === 0) {
     // Only the root itself: its attributes; its entries stay in the archive.
     const root = await client.dirImage(volume, ROOT_ID);
-    await applyAttrs(dir, '.', root.attrs, root.xattrs, { privateDir });
+    await applyAttrs(dir, '.', root.attrs, root.xattrs, { privateDir, hold: { privateDir, id: ROOT_ID, log } });
     await markPending(privateDir, '.', at, root.nlink, { atime: { sec: root.attrs.atime[0], nsec: root.attrs.atime[1] }, mtime: { sec: root.attrs.mtime[0], nsec: root.attrs.mtime[1] } });
   } else {
     for await (const image of client.tierImages(volume, depth - 1)) await materialise(image);

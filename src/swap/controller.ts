@@ -268,7 +268,7 @@ export class SwapController {
       describe: reader.describe,
       totals: { entries: reader.totals.entries, bytes: reader.totals.bytes },
       point: archiveRef === null ? null : { ...reader.point, archive: archiveRef.url, volume: archiveRef.volume },
-      write: async (spare, live, progress, cancelled) => { await writeTree({ client: reader.client, volume: reader.volume, spare, live, progress, cancelled }); return undefined; },
+      write: async (spare, live, progress, cancelled) => { await writeTree({ client: reader.client, volume: reader.volume, spare, live, progress, cancelled, log: this.host.log.child({ component: 'swap' }) }); return undefined; },
       close: () => reader.close(),
     };
   }

@@ -31,7 +31,9 @@ import { typeOfMode } from '../mirror/tree-local.js';
 import { differingBlocks, zeroDigest } from '../mirror/tree-blocks.js';
 import { StoreDir, childRel } from '../store/store-dir.js';
 import { closeFd, closeQuietly, truncateFd, writeAllAt } from '../store/fd-io.js';
-import { applyAttrs } from '../restore/materialise.js';
+import { applyAttrs, type ApplyAttrsOptions } from '../restore/materialise.js';
+import type { Logger } from '../log/logger.js';
+import { join } from 'node:path';
 import { swapCrashPoint } from './crash-points.js';
 
 export const SWAP_TEMP_PREFIX = '.strata-swap.';
@@ -61,6 +63,13 @@ export interface TreeWriterOptions {
   cancelled?: () => boolean;
   /** Parallel file builds within one directory (default 4). */
   parallel?: number;
+  /** Where an object's xattrs that the spare's file system cannot hold are logged (they stay on the archive: store/held-xattrs.ts). */
+  log: Logger;
+}
+
+/** applyAttrs's `hold` for object `id` of the spare: its record goes to the spare's private directory, which the swap makes the store's. */
+function holdIn(o: TreeWriterOptions, id: ObjectId): ApplyAttrsOptions['hold'] {
+  return { privateDir: join(o.spare, RESERVED_NAME), id, log: o.log };
 }
 
 const FETCH_MAX = 1024 * 1024;
@@ -81,7 +90,7 @@ export async function writeTree(o: TreeWriterOptions): Promise<void> {
     } finally {
       live?.close();
     }
-    await applyAttrs(spare, '.', root.attrs, root.xattrs, { id: ROOT_ID });
+    await applyAttrs(spare, '.', root.attrs, root.xattrs, { id: ROOT_ID, hold: holdIn(o, ROOT_ID) });
   });
 }
 
@@ -120,7 +129,7 @@ async function writeDir(o: TreeWriterOptions, d: Dirs, rel: string, entries: Ent
       const sub = await o.client.dirImage(o.volume, e.id);
       const subRel = childRel(rel, e.name);
       await writeDir(o, d, subRel, sub.entries, links);
-      await applyAttrs(d.spare, subRel, sub.attrs, sub.xattrs);
+      await applyAttrs(d.spare, subRel, sub.attrs, sub.xattrs, { hold: holdIn(o, sub.id) });
     }
   }
 }
@@ -191,7 +200,7 @@ async function buildObject(o: TreeWriterOptions, d: Dirs, entryRel: string, tmp:
     default:
       throw new Error(`prepare: object ${e.id} has an unknown type (mode 0${a.mode.toString(8)})`);
   }
-  await applyAttrs(d.spare, tmp, a, e.xattrs, { id: e.id });
+  await applyAttrs(d.spare, tmp, a, e.xattrs, { id: e.id, hold: holdIn(o, e.id) });
 }
 
 async function buildFile(o: TreeWriterOptions, d: Dirs, entryRel: string, tmp: string, e: EntryImage): Promise<void> {

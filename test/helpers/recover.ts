@@ -159,10 +159,10 @@ export async function waitRestored(mnt: string, timeoutMs = 120_000): Promise<Re
 }
 
 /** `strata verify --json` of a recovered store: exit status and the summary object. */
-export function verifySummary(r: MirroredMount): { status: number | null; summary: { objects: number; differences: number; pendingDirs: number; remoteFiles: number }; out: string } {
+export function verifySummary(r: MirroredMount): { status: number | null; summary: { objects: number; differences: number; pendingDirs: number; remoteFiles: number; heldXattrs: number }; out: string } {
   const res = strata(['verify', '--json', '--store', r.store, '--archive', r.archiveUrl, '--volume', r.volume, ...(r.tokenFile ? ['--token-file', r.tokenFile] : [])]);
   const lines = res.stdout.trim().split('\n');
-  const summary = JSON.parse(lines[lines.length - 1] ?? '{}') as { objects: number; differences: number; pendingDirs: number; remoteFiles: number };
+  const summary = JSON.parse(lines[lines.length - 1] ?? '{}') as { objects: number; differences: number; pendingDirs: number; remoteFiles: number; heldXattrs: number };
   return { status: res.status, summary, out: `${res.stdout}${res.stderr}` };
 }
 

@@ -20,6 +20,9 @@ import { MemoryArchive, ShippingSink, VOLUME } from '../helpers/memory-archive.j
 import { fillingXattrs } from '../helpers/model-tree.js';
 import { ACL_DEFAULT, aclXattr } from '../helpers/acl.js';
 import { newObjectId, writeObjectId } from '../../src/store/object-ids.js';
+import { createLogger } from '../../src/log/logger.js';
+
+const log = createLogger({ level: 'silent' });
 
 const base = mkdtempSync(join(tmpdir(), 'strata-swap-unit-'));
 test.after.always(() => rmSync(base, { recursive: true, force: true }));
@@ -154,7 +157,7 @@ test('the tree writer builds the archive\'s tree exactly (fetching everything wh
   const { client } = await mirrored();
   const spare = await dir('spare');
   const p = progress();
-  await writeTree({ client, volume: VOLUME, spare, live: null, progress: p });
+  await writeTree({ client, volume: VOLUME, spare, live: null, progress: p, log });
   t.deepEqual((await diffTree({ store: spare, archive: client, volume: VOLUME })).differences, []);
   t.is(p.copiedBytes, 0);
   t.true(p.fetchedBytes > 20 * BLOCK_SIZE);
@@ -171,7 +174,7 @@ test('the tree writer copies unchanged files from the live store and fetches onl
   await fh.close();
   const spare = await dir('spare');
   const p = progress();
-  await writeTree({ client, volume: VOLUME, spare, live, progress: p });
+  await writeTree({ client, volume: VOLUME, spare, live, progress: p, log });
   t.deepEqual((await diffTree({ store: spare, archive: client, volume: VOLUME })).differences, []);
   t.true(p.copiedBytes > 20 * BLOCK_SIZE);
   t.is(p.fetchedBytes, 2 * BLOCK_SIZE, 'only the two changed blocks are fetched');
@@ -182,18 +185,18 @@ test('an interrupted write resumes: what is in place stays, leftovers go, the re
   const spare = await dir('spare');
   const first = progress();
   let calls = 0;
-  await t.throwsAsync(writeTree({ client, volume: VOLUME, spare, live, progress: first, parallel: 1, cancelled: () => ++calls > 8 }), { message: /cancelled/ });
+  await t.throwsAsync(writeTree({ client, volume: VOLUME, spare, live, progress: first, log, parallel: 1, cancelled: () => ++calls > 8 }), { message: /cancelled/ });
   // A leftover temporary object, as a kill -9 leaves it.
   await fsp.writeFile(join(spare, '.strata-swap.0123456789abcdef0123456789abcdef'), 'half');
   const again = progress();
-  await writeTree({ client, volume: VOLUME, spare, live, progress: again });
+  await writeTree({ client, volume: VOLUME, spare, live, progress: again, log });
   t.true(again.kept > 0, `kept ${again.kept}`);
   t.deepEqual((await diffTree({ store: spare, archive: client, volume: VOLUME })).differences, []);
   t.deepEqual((await fsp.readdir(spare)).filter((x) => x.startsWith('.strata-swap.')), []);
   // A spare changed outside strata is refused, not overwritten.
   await fsp.rm(join(spare, 'a/f1'));
   await fsp.writeFile(join(spare, 'a/f1'), 'intruder');
-  await t.throwsAsync(writeTree({ client, volume: VOLUME, spare, live, progress: progress() }), { message: /changed outside strata/ });
+  await t.throwsAsync(writeTree({ client, volume: VOLUME, spare, live, progress: progress(), log }), { message: /changed outside strata/ });
 });
 
 // The spare's objects get their id first, after the ACLs they inherited are dropped: where ext4
@@ -217,7 +220,7 @@ const fillTitle = 'the tree writer builds a directory whose xattrs filled its sp
   await reconcile({ store: live, archive: client, volume: VOLUME, sink });
   await sink.ship();
   const spare = await dir('spare');
-  await writeTree({ client, volume: VOLUME, spare, live: null, progress: progress() });
+  await writeTree({ client, volume: VOLUME, spare, live: null, progress: progress(), log });
   t.deepEqual((await diffTree({ store: spare, archive: client, volume: VOLUME })).differences, []);
   t.is((await native.listxattr(join(spare, 'p/full'))).filter((x) => x.startsWith('user.')).length, xattrs.length);
 });

@@ -50,6 +50,9 @@ import { BLOCK_SIZE, attrRecOf, type AttrRec, type CheckpointState, type ObjectK
 import { T0View, joinPath, kindOfDtype, lstatPath } from '../checkpoint/view.js';
 import { SWAP_TEMP_PREFIX, type WriteProgress } from './tree-writer.js';
 import { swapCrashPoint } from './crash-points.js';
+import { heldXattrsDir } from '../store/held-xattrs.js';
+import { cp } from 'node:fs/promises';
+import { join } from 'node:path';
 
 export interface CheckpointWriterOptions {
   state: CheckpointState;
@@ -494,6 +497,10 @@ function derivedId(checkpointId: string, key: string): ObjectId {
  * the archive whatever their size and mtime (a program may have put those back).
  */
 export async function writeCheckpointTree(o: CheckpointWriterOptions, multi: Set<string>): Promise<ObjectId[]> {
+  // The live objects' xattrs that only the archive holds (a store whose file system cannot: store/held-xattrs.ts)
+  // are not in the checkpoint either: the spare keeps their records, or the commit would remove them from the archive.
+  await cp(heldXattrsDir(join(o.live, RESERVED_NAME)), heldXattrsDir(join(o.spare, RESERVED_NAME)), { recursive: true, force: true })
+    .catch((err: unknown) => { if ((err as { code?: string }).code !== 'ENOENT') throw err; });
   return StoreDir.using(o.spare, async (spare) => {
     const w = new Writer(o, multi, spare);
     await w.run();

@@ -75,9 +75,11 @@ export function mountPrimary(t: ExecutionContext, base: string, server: ArchiveS
 }
 
 /** `opts.manifest` false: none is taken (manifest's sha256sum and getfattr take whole paths: not for a tree deeper than PATH_MAX); `manifest` is then ''. */
-export async function buildVolume(t: ExecutionContext, steps: string[] = DEFAULT_TREE, opts: { picture?: boolean; syncEachStep?: boolean; manifest?: boolean } = {}): Promise<Volume> {
+export async function buildVolume(t: ExecutionContext, steps: string[] = DEFAULT_TREE, opts: { picture?: boolean; syncEachStep?: boolean; manifest?: boolean; snapshotTarget?: boolean } = {}): Promise<Volume> {
   const base = mkdtempSync(join(tmpdir(), 'strata-recover-'));
-  const server = await startArchiveServer();
+  // A snapshot target (BASE/targetA): what a mirrored swap commit keeps the pre-swap head on.
+  if (opts.snapshotTarget) mkdirSync(join(base, 'targetA'));
+  const server = await startArchiveServer(opts.snapshotTarget ? { extraArgs: ['--target', `A=${join(base, 'targetA')}`] } : {});
   t.teardown(async () => {
     await server.stop();
     if (existsSync(base)) rmSync(base, { recursive: true, force: true });

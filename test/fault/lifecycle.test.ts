@@ -757,6 +757,23 @@ function applyToModel(model: string, op: DiskOp, out: DiskOutcome): void {
   }
 }
 
+/**
+ * Runs `ops` through the mount at `mnt` (test/helpers/full-disk-ops.py: a child with a time limit, so a
+ * hung mount fails the test), applies to the native `model` what the mount acknowledged and logs
+ * the round; how many ops met ENOSPC, or null (the test failed) when the ops did not finish.
+ */
+function runDiskOps(t: ExecutionContext, mnt: string, model: string, ops: DiskOp[], round: number): number | null {
+  const r = shLimited(`python3 ${JSON.stringify(FULL_DISK_OPS)} <<'EOF'\n${JSON.stringify(ops)}\nEOF`, mnt, 120);
+  if (r.status !== 0) {
+    t.fail(`round ${round}: the ops did not finish: ${r.stderr}`);
+    return null;
+  }
+  const outs = JSON.parse(r.stdout) as DiskOutcome[];
+  ops.forEach((op, i) => applyToModel(model, op, outs[i]!));
+  t.log(`round ${round}: ${ops.map((op, i) => `${describeDiskOp(op)} = ${JSON.stringify(outs[i])}`).join('; ')}`);
+  return outs.filter((o) => o === 'ENOSPC' || (typeof o === 'object' && o.err === 'ENOSPC')).length;
+}
+
 /** One op, short, for a log. */
 function describeDiskOp(op: DiskOp): string {
   switch (op.op) {
@@ -816,11 +833,9 @@ test.serial('seeded model: random ops on a mirrored store whose disk fills and f
   let enospc = 0;
   for (let round = 0; round < 4; round++) {
     const ops = diskOps(rng, 40, filler);
-    const r = shLimited(`python3 ${JSON.stringify(FULL_DISK_OPS)} <<'EOF'\n${JSON.stringify(ops)}\nEOF`, s.mnt, 120);
-    if (r.status !== 0) { t.fail(`round ${round}: the ops did not finish: ${r.stderr}`); return; }
-    const outs = JSON.parse(r.stdout) as DiskOutcome[];
-    ops.forEach((op, i) => applyToModel(model, op, outs[i]!));
-    enospc += outs.filter((o) => o === 'ENOSPC' || (typeof o === 'object' && o.err === 'ENOSPC')).length;
+    const met = runDiskOps(t, s.mnt, model, ops, round);
+    if (met === null) return;
+    enospc += met;
     t.is(pictureOf(s.mnt), pictureOf(model), `round ${round}: the mount equals the model`);
     // The daemon killed -9 (records may wait in memory), the disk freed, a new mount re-converges.
     process.kill(m.pid, 'SIGKILL');
@@ -877,12 +892,9 @@ test.serial('seeded model: random ops on a store being recovered whose disk fill
   let enospc = 0;
   for (let round = 0; round < 4; round++) {
     const ops = diskOps(rng, 40, filler);
-    const r = shLimited(`python3 ${JSON.stringify(FULL_DISK_OPS)} <<'EOF'\n${JSON.stringify(ops)}\nEOF`, s.mnt, 120);
-    if (r.status !== 0) { t.fail(`round ${round}: the ops did not finish: ${r.stderr}`); return; }
-    const outs = JSON.parse(r.stdout) as DiskOutcome[];
-    ops.forEach((op, i) => applyToModel(model, op, outs[i]!));
-    enospc += outs.filter((o) => o === 'ENOSPC' || (typeof o === 'object' && o.err === 'ENOSPC')).length;
-    t.log(`round ${round}: ${ops.map((op, i) => `${describeDiskOp(op)} = ${JSON.stringify(outs[i])}`).join('; ')}`);
+    const met = runDiskOps(t, s.mnt, model, ops, round);
+    if (met === null) return;
+    enospc += met;
     // Room first: a directory not made local yet cannot be while the disk is full (looking in it
     // fails with ENOSPC; docs/recovery.md), and the picture looks in every one.
     rmSync(filler, { force: true });

@@ -16,6 +16,7 @@ import {
 } from '../helpers/recover.js';
 import type { StartupTimes } from '../../src/daemon/phase-clock.js';
 import { buildDtypeUnknownShim } from '../helpers/dtype-shim.js';
+import { smallXattrDisk } from '../helpers/disks.js';
 
 test.serial('I3: a recovered mount equals the archive, first through on-demand access of everything, then after the background restore', async (t) => {
   const v = await buildVolume(t);
@@ -298,17 +299,10 @@ test.serial('a store whose file system cannot hold some objects\' xattrs: everyt
   ], { snapshotTarget: true });
   const dump = (dir: string): string => sh("getfattr -R -d -m '^user\\.' . 2>/dev/null | grep -v '^$' | LC_ALL=C sort", dir).stdout;
   const primaryXattrs = dump(v.primary.store);
-  const img = join(v.base, 'ext4-1k.img');
-  const disk = join(v.base, 'ext4-1k');
-  mkdirSync(disk);
-  t.is(spawnSync('truncate', ['-s', '64M', img]).status, 0);
-  const mkfs = spawnSync('mkfs.ext4', ['-q', '-F', '-b', '1024', img], { encoding: 'utf8' });
-  t.is(mkfs.status, 0, mkfs.stderr);
-  const lo = spawnSync('mount', ['-o', 'loop', img, disk], { encoding: 'utf8' });
-  if (lo.status !== 0) { t.fail(`cannot mount a loop device: ${lo.stderr}`); return; }
   const r = newRecoveryTarget(t, v);
   // Registered after newRecoveryTarget's (ava runs teardowns in reverse order): the mount goes before the disk.
-  t.teardown(() => { strata(['unmount', '--lazy', r.mnt]); spawnSync('umount', ['-l', disk]); });
+  const disk = smallXattrDisk(t, v.base, () => { strata(['unmount', '--lazy', r.mnt]); });
+  if (disk === null) return;
   r.store = join(disk, 'store');
   r.args = ['--store', r.store, '--archive', r.archiveUrl, '--volume', r.volume, '--token-file', v.server.tokenFile];
   runRecover(r, ['--depth', '1']);

@@ -15,6 +15,7 @@ import { isArchiveError } from '../../src/protocol/archive-api.js';
 import { manifest } from '../helpers/recover.js';
 import { background, commit, hammer, assertHammerClean, prepare, snapshotNow, swapStatus, withSwapMount, without } from '../helpers/swap.js';
 import { swapRecordPath } from '../../src/swap/record.js';
+import { smallXattrDisk } from '../helpers/disks.js';
 
 const GOOD_TREE = [
   'mkdir -p d1/d2 d3 empty',
@@ -333,16 +334,9 @@ test('a spare whose file system cannot hold some objects\' xattrs: prepared with
   syncMount(m);
   const rec = (JSON.parse(strata(['status', '--json', m.mnt]).stdout) as { mirror: { ackedSeq: number } }).mirror.ackedSeq;
   const names = sh('find . -path ./.strata -prune -o -print | sort; cat d/plain', m.mnt).stdout;
-  const img = join(m.base, 'ext4-1k.img');
-  const disk = join(m.base, 'ext4-1k');
-  mkdirSync(disk);
-  t.is(spawnSync('truncate', ['-s', '64M', img]).status, 0);
-  const mkfs = spawnSync('mkfs.ext4', ['-q', '-F', '-b', '1024', img], { encoding: 'utf8' });
-  t.is(mkfs.status, 0, mkfs.stderr);
-  const lo = spawnSync('mount', ['-o', 'loop', img, disk], { encoding: 'utf8' });
-  if (lo.status !== 0) { t.fail(`cannot mount a loop device: ${lo.stderr}`); return; }
   // Registered after the mount's (ava runs teardowns in reverse order): the strata mount goes before the disk.
-  t.teardown(() => { strata(['unmount', '--lazy', m.mnt]); spawnSync('umount', ['-l', disk]); });
+  const disk = smallXattrDisk(t, m.base, () => { strata(['unmount', '--lazy', m.mnt]); });
+  if (disk === null) return;
   const spare = join(disk, 'spare');
   mkdirSync(spare);
   const p = prepare(m.mnt, spare, `archive:${rec}`);

@@ -43,6 +43,7 @@ import { materialiseEntries, materialiseOne } from './materialise.js';
 import { BlockDigestError, verifiedRange, type DirImage, type EntryImage } from '../protocol/images.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
+import { CacheRoom } from './cache-room.js';
 import { FetchScheduler, type FetchGroup } from './fetch-scheduler.js';
 
 export interface OnDemandOptions {
@@ -147,6 +148,8 @@ export class OnDemandRestore implements RestoreHooks {
   private readonly privateDir: string;
   private readonly store: LocalStore;
   private readonly timeoutMs: number;
+  /** Room the restore's copies of archive data may take (cache-room.ts: they leave the store's last room free). */
+  private readonly cacheRoom: CacheRoom;
   private readonly log: Logger;
   /** Directory hydrations in flight, by directory id. */
   private readonly dirsInFlight = new Map<ObjectId, Promise<Set<string>>>();
@@ -210,6 +213,7 @@ export class OnDemandRestore implements RestoreHooks {
     this.store = opts.store;
     this.timeoutMs = opts.fetchTimeoutMs ?? 5000;
     this.log = opts.log;
+    this.cacheRoom = new CacheRoom(opts.privateDir);
     this.scheduler = new FetchScheduler({
       // What the background has in flight is what a program's fetch waits behind: steered to arrive within a share of the bound.
       targetMs: this.timeoutMs * FETCH_SHARE_OF_BOUND,
@@ -336,11 +340,17 @@ export class OnDemandRestore implements RestoreHooks {
       const ahead = frontier < nblocks && frontier - after < window;
       // Most reads of a file being restored find their blocks local and the read-ahead on its way: nothing to do.
       if (!ownMissing && !ahead) return map.missing > 0;
+      // The store's last room is not for copies (cache-room.ts): this read goes through the archive (the core's readThrough).
+      const room = ownMissing ? await this.cacheRoom.take(Math.max(length, BLOCK_SIZE)) : null;
+      if (ownMissing && room === null) throw this.cacheRoom.refusal();
       // From here the work may outlive this read (its wait is bounded; the program may then close the file): it owns
       // a descriptor, taken before the wait starts, while the read's is surely open.
       const mine = new OwnedFd(fd);
       // Its failure fails no read: a read that needs those blocks joins or asks again.
-      if (ahead) mine.hold(this.fetchRangeNow(id, mine.fd, frontier * BLOCK_SIZE, window * BLOCK_SIZE, this.sized(MAX_RUN_BLOCKS)));
+      const aheadRoom = ahead ? await this.cacheRoom.take(window * BLOCK_SIZE) : null;
+      if (aheadRoom !== null) {
+        mine.hold(this.fetchRangeNow(id, mine.fd, frontier * BLOCK_SIZE, window * BLOCK_SIZE, this.sized(MAX_RUN_BLOCKS)).finally(aheadRoom));
+      }
       const work = (async (): Promise<boolean> => {
         try {
           return await this.fetchRangeNow(id, mine.fd, offset, length);
@@ -349,7 +359,7 @@ export class OnDemandRestore implements RestoreHooks {
           // A bad block fails only the reads that need it: the blocks of this read, one by one.
           return this.fetchEachBlock(id, mine.fd, offset, length);
         }
-      })();
+      })().finally(() => room?.());
       mine.hold(work);
       return this.waited(work, `file ${id} bytes ${offset}+${length}`);
     });
@@ -845,9 +855,13 @@ export class OnDemandRestore implements RestoreHooks {
    * the time bound (failing the directory instead made the background
    * restore retry it forever).
    */
-  private async wholeFile(entry: EntryImage, group: FetchGroup): Promise<Buffer | null> {
+  private async wholeFile(entry: EntryImage, group: FetchGroup, taken: (() => void)[]): Promise<Buffer | null> {
     // Larger than the background may have in flight (a slow link): a stub, its data by range later.
     if (entry.attrs.size > this.scheduler.budgetBytes) return null;
+    // The store's last room is not for copies (cache-room.ts): a stub. Taken until the directory is materialised.
+    const room = await this.cacheRoom.take(entry.attrs.size);
+    if (room === null) return null;
+    taken.push(room);
     const data = await this.scheduler.optional(entry.attrs.size, async () => {
       this.stats.rangeFetches++;
       try {
@@ -965,10 +979,12 @@ export class OnDemandRestore implements RestoreHooks {
 
   private async hydrateDirOnce(dir: { self: string; base: string }, id: ObjectId, group: FetchGroup | null, withData: boolean): Promise<Set<string>> {
     const { image } = await this.imageOf(id, group);
+    /** Room taken for the small files made whole (cache-room.ts), given back once they are written. */
+    const taken: (() => void)[] = [];
     const res = await materialiseEntries(dir.base, image, {
       dir: this.dir, privateDir: this.privateDir, childDirsPending: true, log: this.log, namesLock: this.namesLock, unsettling: this.unsettlingHook,
-      ...(group !== null && withData ? { fileData: (e: EntryImage) => this.wholeFile(e, group) } : {}),
-    });
+      ...(group !== null && withData ? { fileData: (e: EntryImage) => this.wholeFile(e, group, taken) } : {}),
+    }).finally(() => { for (const release of taken) release(); });
     await this.keepArchiveTimes(dir.self, image);
     crashPoint('materialise-dir');
     await clearPending(this.privateDir, dir.self, native.AT_FDCWD);
@@ -1034,7 +1050,9 @@ export class OnDemandRestore implements RestoreHooks {
       if (runStart >= 0) { startRun(runStart, i - 1); runStart = -1; }
       if (inFlight !== undefined) waits.push(inFlight);
     }
-    await Promise.all(waits);
+    // Every fetch started here writes through `fd`: all settle before a failure goes up (the owner of `fd`
+    // closes it once this settles; a fetch still writing would write into whatever gets the number next).
+    for (const s of await Promise.allSettled(waits)) if (s.status === 'rejected') throw s.reason;
     return map.missing > 0;
   }
 
@@ -1181,6 +1199,16 @@ export class OnDemandRestore implements RestoreHooks {
     };
     /** Fetches [a, b] (blocks a program is fetching meanwhile are waited for, not fetched twice). */
     const fetchRun = async (a: number, b: number): Promise<void> => {
+      // The store's last room is not for copies (cache-room.ts): the pass fails with ENOSPC and waits.
+      const room = await this.cacheRoom.take((b - a + 1) * BLOCK_SIZE);
+      if (room === null) throw this.cacheRoom.refusal();
+      try {
+        await fetchRunWithin(a, b);
+      } finally {
+        room();
+      }
+    };
+    const fetchRunWithin = async (a: number, b: number): Promise<void> => {
       const waits: Promise<void>[] = [];
       let start = -1;
       for (let i = a; i <= b + 1; i++) {
@@ -1194,10 +1222,13 @@ export class OnDemandRestore implements RestoreHooks {
         }
         if (flight !== undefined) waits.push(flight.p.catch(() => {}));
       }
-      await Promise.all(waits);
+      // Every fetch writing through `fd` settles before a failure goes up (see below: the caller closes it).
+      for (const s of await Promise.allSettled(waits)) if (s.status === 'rejected') throw s.reason;
     };
+    /** The first failure: the other worker starts nothing more. */
+    let failure: { err: unknown } | null = null;
     const worker = async (): Promise<void> => {
-      for (;;) {
+      while (failure === null) {
         const run = runs.next();
         if (run.done === true) return;
         const [a, b] = run.value;
@@ -1219,12 +1250,15 @@ export class OnDemandRestore implements RestoreHooks {
         }
       }
     };
-    try {
-      await Promise.all([worker(), worker()]);
-    } finally {
-      // Even when a fetch failed.
-      await record();
-    }
+    // Both workers settle before this returns, even when one fails: the caller closes `fd` then, and a fetch
+    // still writing through it would write into whatever the descriptor number was given to next. (Until
+    // 2026-12-06 Promise.all returned at the first failure, an ENOSPC or an archive that timed out: the
+    // other worker's blocks went into another file, and were marked local in this one, which then read
+    // zeros: fault lifecycle *random ops on a store being recovered…*, seed 2003436728.)
+    const settled = await Promise.allSettled([worker(), worker()].map((w) => w.catch((err: unknown) => { failure ??= { err }; throw err; })));
+    // Even when a fetch failed.
+    await record();
+    for (const s of settled) if (s.status === 'rejected') throw s.reason;
     return this.stats.bytesFetched - before;
   }
 

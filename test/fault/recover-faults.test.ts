@@ -221,7 +221,7 @@ test.serial('recovery into a store without room for the volume: ENOSPC in status
   const v = await buildVolume(t, [`cp -r ${native}/a . && echo top > top.txt`]);
   const { r, small } = smallStoreTarget(t, v, '16m');
   runRecover(r, ['--depth', '2']);
-  t.regex(r.output, /warning: the store has [\d.]+ MiB and \d+ inodes free; what is not local yet needs up to 2[6-9]\.\d MiB/, 'the recovery says the store is too small');
+  t.regex(r.output, /warning: the store has [\d.]+ MiB and \d+ inodes \(the restore leaves [\d.]+ MiB of it free\) free; what is not local yet needs up to 2[6-9]\.\d MiB/, 'the recovery says the store is too small');
   t.regex(strata(['status', r.mnt]).stdout, /^room {9}the store has/m);
   t.is(sh('cat top.txt', r.mnt).stdout, 'top\n');
   t.regex(await noRoomStatus(r.mnt), /waiting: ENOSPC/, 'status says the store has no room');

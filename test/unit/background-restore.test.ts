@@ -7,7 +7,7 @@
 // archive that answers in order served before it, not in time).
 import test from 'ava';
 import { createHook } from 'node:async_hooks';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MemoryArchive, ShippingSink, VOLUME } from '../helpers/memory-archive.js';
 import { enterTempStore, type EnteredStore } from '../helpers/core-store.js';
@@ -354,4 +354,55 @@ test.serial('a lookup in a directory the background restore is materialising wai
   t.true(others.length <= 4, `${others.length} requests for other directories were answered before the lookup's directory was done: ${others.join(' ')}`);
   await bg.whenDone();
   t.is(bg.progress().phase, 'complete');
+});
+
+/** Fails the first range read of a file at once (not an unreadable block: the archive is away) and answers the others after `delayMs`. */
+class FirstRangeFails extends MemoryArchive {
+  ranges = 0;
+  lastAnswered = 0;
+  constructor(private readonly delayMs: number) { super(); }
+  override async readRange(volume: string, id: ObjectId, offset: number, length: number): Promise<Buffer> {
+    if (this.ranges++ === 0) throw Object.assign(new Error('the archive is away'), { code: 'ECONNRESET' });
+    await new Promise((r) => setTimeout(r, this.delayMs));
+    this.lastAnswered = Date.now();
+    return super.readRange(volume, id, offset, length);
+  }
+}
+
+// Until 2026-12-06 the background restore of one file returned at its first failed request (Promise.all)
+// while its other request was still on its way; its caller then closed the file's descriptor, and the
+// late request wrote through the descriptor number, given meanwhile to another file, and marked its
+// blocks local in the first: that file read zeros there, the other was overwritten (fault lifecycle
+// *random ops on a store being recovered…*, seed 2003436728).
+test.serial('a failed request of the background restore of a file returns only once its other requests are done: nothing is written after it, into any file', async (t) => {
+  await resetStore();
+  const a = new FirstRangeFails(300);
+  const data = Buffer.alloc(40 * 64 * 1024);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 31 + 7) % 251;
+  const ids = await volume(a, [{ path: 'big', data }]);
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 0, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
+  const h = hooks(a);
+  await h.restoreDir('.');
+  const fd = await entered.store.dir.openQuiet('big');
+  await t.throwsAsync(h.restoreFileData(ids.get('big')!, fd), { message: /away/ });
+  const settledAt = Date.now();
+  closeSync(fd);
+  // What the descriptor number goes to next: a file that nothing may write into.
+  writeFileSync('bystander', Buffer.alloc(data.length, 0xee));
+  const other = openSync('bystander', 'r+');
+  try {
+    await new Promise((r) => setTimeout(r, 600));
+    t.true(a.lastAnswered <= settledAt, 'every request was answered before the failure was');
+    t.deepEqual(readFileSync('bystander'), Buffer.alloc(data.length, 0xee), 'nothing was written into another file');
+  } finally {
+    closeSync(other);
+  }
+  // And what it did fetch is right: the file reads as the archive's once restored.
+  const again = await entered.store.dir.openQuiet('big');
+  try {
+    await h.restoreFileData(ids.get('big')!, again);
+  } finally {
+    closeSync(again);
+  }
+  t.deepEqual(readFileSync('big'), data);
 });

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freeRoomAt, roomShortfall } from '../../src/restore/room.js';
+import { cacheReserveBytes } from '../../src/restore/cache-room.js';
 
 const MiB = 1048576;
 
@@ -18,6 +19,16 @@ test('room: none said when the store has room; bytes short, inodes short, both',
   t.notRegex(bytes, /ENOSPC/);
   const inodes = roomShortfall({ bytes: 100 * MiB, inodes: 16 }, { bytes: MiB, entries: 607 })!;
   t.regex(inodes, /and 16 inodes free.*a directory not restored yet fails with ENOSPC once no inode is left/);
+  // What the restore leaves free (cache-room.ts) is not room for it.
+  t.is(roomShortfall({ bytes: 30 * MiB, reserve: MiB, inodes: 1000 }, { bytes: 29 * MiB, entries: 10 }), null);
+  t.regex(roomShortfall({ bytes: 30 * MiB, reserve: 2 * MiB, inodes: 1000 }, { bytes: 29 * MiB, entries: 10 })!,
+    /^the store has 30\.0 MiB and 1000 inodes \(the restore leaves 2\.0 MiB of it free\) free; /);
+});
+
+test('room: the restore\'s copies leave 2% of the disk free, 1 MiB to 256 MiB', (t) => {
+  t.is(cacheReserveBytes(12 * MiB), MiB);
+  t.is(cacheReserveBytes(1024 * MiB), Math.floor(1024 * MiB / 50));
+  t.is(cacheReserveBytes(1024 * 1024 * MiB), 256 * MiB);
 });
 
 test('room: the free room of a real file system', async (t) => {

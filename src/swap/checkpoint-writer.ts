@@ -45,7 +45,7 @@ import { ROOT_ID, badNameReason, timeFromNs, type Attrs, type Time, type ObjectI
 import { ID_XATTR, isPrivateXattr, readObjectId } from '../store/object-ids.js';
 import { StoreDir, childRel } from '../store/store-dir.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
-import { applyAttrs } from '../restore/materialise.js';
+import { applyAttrs, forEachLimited } from '../restore/materialise.js';
 import { BLOCK_SIZE, attrRecOf, type AttrRec, type CheckpointState, type ObjectKind } from '../checkpoint/state.js';
 import { T0View, joinPath, kindOfDtype, lstatPath } from '../checkpoint/view.js';
 import { SWAP_TEMP_PREFIX, type WriteProgress } from './tree-writer.js';
@@ -201,15 +201,10 @@ class Writer {
     const items = await this.items(key, at);
     const simple = items.filter((i) => i.kind !== 'dir' && !this.multi.has(i.key));
     const ordered = items.filter((i) => i.kind === 'dir' || this.multi.has(i.key));
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < simple.length) {
-        if (this.o.cancelled?.()) throw cancelledError();
-        const it = simple[next++]!;
-        await this.place(it, at, rel, present.has(it.name));
-      }
-    };
-    await Promise.all(Array.from({ length: Math.max(1, this.o.parallel ?? 4) }, worker));
+    await forEachLimited(simple, Math.max(1, this.o.parallel ?? 4), async (it) => {
+      if (this.o.cancelled?.()) throw cancelledError();
+      await this.place(it, at, rel, present.has(it.name));
+    });
     for (const it of ordered) {
       if (this.o.cancelled?.()) throw cancelledError();
       await this.place(it, at, rel, present.has(it.name));

@@ -31,7 +31,7 @@ import { typeOfMode } from '../mirror/tree-local.js';
 import { differingBlocks, zeroDigest } from '../mirror/tree-blocks.js';
 import { StoreDir, childRel } from '../store/store-dir.js';
 import { closeFd, closeQuietly, truncateFd, writeAllAt } from '../store/fd-io.js';
-import { applyAttrs, type ApplyAttrsOptions } from '../restore/materialise.js';
+import { applyAttrs, forEachLimited, type ApplyAttrsOptions } from '../restore/materialise.js';
 import type { Logger } from '../log/logger.js';
 import { join } from 'node:path';
 import { swapCrashPoint } from './crash-points.js';
@@ -113,15 +113,10 @@ async function writeDir(o: TreeWriterOptions, d: Dirs, rel: string, entries: Ent
     else ordered.push(e);
   }
   // Single-link non-directories in parallel; hard links and directories in order (deterministic on a rerun).
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < simple.length) {
-      if (o.cancelled?.()) throw cancelledError();
-      const e = simple[next++]!;
-      await placeEntry(o, d, rel, e, links);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, o.parallel ?? 4) }, worker));
+  await forEachLimited(simple, Math.max(1, o.parallel ?? 4), async (e) => {
+    if (o.cancelled?.()) throw cancelledError();
+    await placeEntry(o, d, rel, e, links);
+  });
   for (const e of ordered) {
     if (o.cancelled?.()) throw cancelledError();
     await placeEntry(o, d, rel, e, links);

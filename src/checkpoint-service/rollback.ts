@@ -7,6 +7,7 @@
 // A rollback is a convergence, not a script: each step looks at the live
 // state and does only what is still different. Killed in the middle (kill -9
 // of the daemon), the same command run again finishes the job.
+import { forEachLimited } from '../util/each-limited.js';
 import * as fs from 'node:fs';
 import { constants as C } from 'node:fs';
 import type { Filesystem, Caller } from '../core/filesystem.js';
@@ -361,27 +362,23 @@ export class Rollback {
       // it, and the comparison below (which reads zeros past the end) holds.
       if (handle !== null && liveSize < newSize) await this.fs.setattr({ handle }, { size: newSize });
       // Blocks are independent: COPY_PARALLEL of them at a time (the disk's queue, not one round trip each).
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        while (next < blocks.length) {
-          const [b, w] = blocks[next++]!;
-          const start = Math.max(b * BLOCK_SIZE, lo);
-          const end = Math.min(b * BLOCK_SIZE + w.len, hi);
-          const src = w.off + (start - b * BLOCK_SIZE);
-          const len = end - start;
-          const [old, now] = await Promise.all([this.s.log.read(src, len), readAt(readFd, start, len)]);
-          if (old.equals(now)) continue;
-          copied += len;
-          if (handle === null) continue;
-          let done = 0;
-          while (done < len) {
-            const n = await this.fs.copyFrom(handle, this.s.log.fd, src + done, start + done, len - done);
-            if (n <= 0) throw new FsError('EIO', `short copy from the checkpoint log into ${path}`);
-            done += n;
-          }
+      // Every copy settles before a failure goes up: the descriptor and the handle are closed then.
+      await forEachLimited(blocks, COPY_PARALLEL, async ([b, w]) => {
+        const start = Math.max(b * BLOCK_SIZE, lo);
+        const end = Math.min(b * BLOCK_SIZE + w.len, hi);
+        const src = w.off + (start - b * BLOCK_SIZE);
+        const len = end - start;
+        const [old, now] = await Promise.all([this.s.log.read(src, len), readAt(readFd, start, len)]);
+        if (old.equals(now)) return;
+        copied += len;
+        if (handle === null) return;
+        let done = 0;
+        while (done < len) {
+          const n = await this.fs.copyFrom(handle, this.s.log.fd, src + done, start + done, len - done);
+          if (n <= 0) throw new FsError('EIO', `short copy from the checkpoint log into ${path}`);
+          done += n;
         }
-      };
-      await Promise.all(Array.from({ length: Math.min(COPY_PARALLEL, blocks.length) }, worker));
+      });
       if (handle !== null && liveSize > newSize) await this.fs.setattr({ handle }, { size: newSize });
     } finally {
       fs.close(readFd, () => {});

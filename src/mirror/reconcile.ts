@@ -52,6 +52,7 @@ import {
 import { differingBlocks, localBlocksWhole } from './tree-blocks.js';
 import { isMaterialisingTemp, isPending, listTimesRecords, readBlockMap, remoteBlocksOf, settleTimesRecord } from '../store/restore-marks.js';
 import { allHeldXattrs } from '../store/held-xattrs.js';
+import { forEachLimited } from '../util/each-limited.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { StoreDir } from '../store/store-dir.js';
 import { join } from 'node:path';
@@ -164,14 +165,7 @@ interface NewObjectData {
 /** `f` over `items`, at most `limit` at a time; results in the order of `items`. */
 async function mapLimit<T, R>(items: readonly T[], limit: number, f: (item: T) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await f(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  await forEachLimited(items.map((item, i) => [item, i] as const), limit, async ([item, i]) => { out[i] = await f(item); });
   return out;
 }
 

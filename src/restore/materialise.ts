@@ -24,6 +24,7 @@ import {
 import { writeHeldXattrs } from '../store/held-xattrs.js';
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
+import { forEachLimited } from '../util/each-limited.js';
 
 export interface MaterialiseOptions {
   /** The store's objects (store-relative paths; absolute ones, such as the link registry's, as they are). */
@@ -109,29 +110,6 @@ export async function materialiseEntries(dirPath: string, image: DirImage, optio
 /** Objects of one directory built at the same time. */
 const MATERIALISE_PARALLEL = 16;
 
-/**
- * `f` on every item, `limit` at a time. At the first failure no more start,
- * and it goes up only once those under way are done: the directory is then
- * retried (by a program or the next background pass; a swap's prepare is
- * resumed), and an object still being built under its temporary name would
- * meet the retry's.
- */
-export async function forEachLimited<T>(items: readonly T[], limit: number, f: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const worker = async (): Promise<void> => {
-    while (!failed && next < items.length) {
-      try {
-        await f(items[next++]!);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  const settled = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker));
-  for (const s of settled) if (s.status === 'rejected') throw s.reason;
-}
 
 /**
  * Materialises one entry of a pending directory (a lookup's): false when its

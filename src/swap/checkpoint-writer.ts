@@ -45,7 +45,8 @@ import { ROOT_ID, badNameReason, timeFromNs, type Attrs, type Time, type ObjectI
 import { ID_XATTR, isPrivateXattr, readObjectId } from '../store/object-ids.js';
 import { StoreDir, childRel } from '../store/store-dir.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
-import { applyAttrs, forEachLimited } from '../restore/materialise.js';
+import { applyAttrs } from '../restore/materialise.js';
+import { forEachLimited } from '../util/each-limited.js';
 import { BLOCK_SIZE, attrRecOf, type AttrRec, type CheckpointState, type ObjectKind } from '../checkpoint/state.js';
 import { T0View, joinPath, kindOfDtype, lstatPath } from '../checkpoint/view.js';
 import { SWAP_TEMP_PREFIX, type WriteProgress } from './tree-writer.js';

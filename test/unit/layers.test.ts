@@ -10,7 +10,7 @@ import { dirname, join, normalize, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 // Folders anyone may import: they import nothing of strata's (checked below too).
-const BASE = ['errors', 'log', 'native', 'protocol', 'metrics-http'];
+const BASE = ['errors', 'log', 'native', 'protocol', 'metrics-http', 'util'];
 
 /** For each folder of src/, the other folders its files may import (besides BASE). */
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
@@ -20,6 +20,7 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   native: [],
   protocol: [],
   'metrics-http': [],
+  util: [],
   alerts: [],
   // what the core calls through, implemented by the layers below it
   ports: [],

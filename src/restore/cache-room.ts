@@ -41,8 +41,11 @@ export class CacheRoom {
   async take(bytes: number): Promise<(() => void) | null> {
     const now = performance.now();
     if (now - this.seen.at >= this.refreshMs) {
-      const s = await statfs(this.path);
-      this.seen = { at: now, free: s.bavail * s.bsize, reserve: cacheReserveBytes(s.blocks * s.bsize) };
+      // A disk that cannot be asked is no reason to fail a read: the fetch's own write says whether there is room.
+      const s = await statfs(this.path).catch(() => null);
+      this.seen = s === null
+        ? { at: now, free: Infinity, reserve: 0 }
+        : { at: now, free: s.bavail * s.bsize, reserve: cacheReserveBytes(s.blocks * s.bsize) };
     }
     if (this.seen.free - this.inFlight - bytes < this.seen.reserve) return null;
     this.inFlight += bytes;

@@ -110,7 +110,6 @@ export async function materialiseEntries(dirPath: string, image: DirImage, optio
 /** Objects of one directory built at the same time. */
 const MATERIALISE_PARALLEL = 16;
 
-
 /**
  * Materialises one entry of a pending directory (a lookup's): false when its
  * name is already in place. A temporary name left by a crash goes when met.

@@ -345,7 +345,13 @@ export class OnDemandRestore implements RestoreHooks {
       if (ownMissing && room === null) throw this.cacheRoom.refusal();
       // From here the work may outlive this read (its wait is bounded; the program may then close the file): it owns
       // a descriptor, taken before the wait starts, while the read's is surely open.
-      const mine = new OwnedFd(fd);
+      let mine: OwnedFd;
+      try {
+        mine = new OwnedFd(fd);
+      } catch (err) {
+        room?.();
+        throw err;
+      }
       // Its failure fails no read: a read that needs those blocks joins or asks again.
       const aheadRoom = ahead ? await this.cacheRoom.take(window * BLOCK_SIZE) : null;
       if (aheadRoom !== null) {

@@ -24,29 +24,27 @@ export function cacheReserveBytes(diskBytes: number): number {
 }
 
 export class CacheRoom {
-  /** The last look at the disk, and when. */
-  private seen = { at: -Infinity, free: 0, reserve: 0 };
+  /** The last look at the disk (free: bytes an ordinary user could use), and when. */
+  private seen = { at: -Infinity, free: Infinity, reserve: 0 };
   /** Bytes taken and not written yet (given back by the release take() returned). */
   private inFlight = 0;
+  private looking: Promise<void> | null = null;
 
-  /** `path`: on the store's disk. */
-  constructor(private readonly path: string, private readonly refreshMs = 250) {}
+  /** `path`: on the store's disk. The first look starts at once. */
+  constructor(private readonly path: string, private readonly refreshMs = 250) {
+    this.look();
+  }
 
   /**
    * When `bytes` more of the archive's data may be written into the store: a
    * release to call once they are written (or not: the fetch failed), until
-   * which they count as taken; null when they may not. The disk is looked at
-   * at most every `refreshMs` (and after each release).
+   * which they count as taken; null when they may not. Answers at once from
+   * the last look at the disk (a program's read must not wait for statfs),
+   * and starts a new look when that one is older than `refreshMs` or a
+   * release came since.
    */
-  async take(bytes: number): Promise<(() => void) | null> {
-    const now = performance.now();
-    if (now - this.seen.at >= this.refreshMs) {
-      // A disk that cannot be asked is no reason to fail a read: the fetch's own write says whether there is room.
-      const s = await statfs(this.path).catch(() => null);
-      this.seen = s === null
-        ? { at: now, free: Infinity, reserve: 0 }
-        : { at: now, free: s.bavail * s.bsize, reserve: cacheReserveBytes(s.blocks * s.bsize) };
-    }
+  take(bytes: number): (() => void) | null {
+    if (performance.now() - this.seen.at >= this.refreshMs) this.look();
     if (this.seen.free - this.inFlight - bytes < this.seen.reserve) return null;
     this.inFlight += bytes;
     let released = false;
@@ -54,8 +52,18 @@ export class CacheRoom {
       if (released) return;
       released = true;
       this.inFlight -= bytes;
+      // Taken as written until the next look says what was (a failed fetch gives it back then).
+      this.seen.free -= bytes;
       this.seen.at = -Infinity;
     };
+  }
+
+  private look(): void {
+    // A disk that cannot be asked is no reason to hold a fetch back: the fetch's own write says whether there is room.
+    this.looking ??= statfs(this.path).then(
+      (s) => { this.seen = { at: performance.now(), free: s.bavail * s.bsize, reserve: cacheReserveBytes(s.blocks * s.bsize) }; },
+      () => { this.seen = { at: performance.now(), free: Infinity, reserve: 0 }; },
+    ).finally(() => { this.looking = null; });
   }
 
   /** What a fetch fails with when take() said no: a read is then answered from the archive, the background waits. */

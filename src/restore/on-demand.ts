@@ -341,7 +341,7 @@ export class OnDemandRestore implements RestoreHooks {
       // Most reads of a file being restored find their blocks local and the read-ahead on its way: nothing to do.
       if (!ownMissing && !ahead) return map.missing > 0;
       // The store's last room is not for copies (cache-room.ts): this read goes through the archive (the core's readThrough).
-      const room = ownMissing ? await this.cacheRoom.take(Math.max(length, BLOCK_SIZE)) : null;
+      const room = ownMissing ? this.cacheRoom.take(Math.max(length, BLOCK_SIZE)) : null;
       if (ownMissing && room === null) throw this.cacheRoom.refusal();
       // From here the work may outlive this read (its wait is bounded; the program may then close the file): it owns
       // a descriptor, taken before the wait starts, while the read's is surely open.
@@ -353,7 +353,7 @@ export class OnDemandRestore implements RestoreHooks {
         throw err;
       }
       // Its failure fails no read: a read that needs those blocks joins or asks again.
-      const aheadRoom = ahead ? await this.cacheRoom.take(window * BLOCK_SIZE) : null;
+      const aheadRoom = ahead ? this.cacheRoom.take(window * BLOCK_SIZE) : null;
       if (aheadRoom !== null) {
         mine.hold(this.fetchRangeNow(id, mine.fd, frontier * BLOCK_SIZE, window * BLOCK_SIZE, this.sized(MAX_RUN_BLOCKS)).finally(aheadRoom));
       }
@@ -865,7 +865,7 @@ export class OnDemandRestore implements RestoreHooks {
     // Larger than the background may have in flight (a slow link): a stub, its data by range later.
     if (entry.attrs.size > this.scheduler.budgetBytes) return null;
     // The store's last room is not for copies (cache-room.ts): a stub. Taken until the directory is materialised.
-    const room = await this.cacheRoom.take(entry.attrs.size);
+    const room = this.cacheRoom.take(entry.attrs.size);
     if (room === null) return null;
     taken.push(room);
     const data = await this.scheduler.optional(entry.attrs.size, async () => {
@@ -1206,7 +1206,7 @@ export class OnDemandRestore implements RestoreHooks {
     /** Fetches [a, b] (blocks a program is fetching meanwhile are waited for, not fetched twice). */
     const fetchRun = async (a: number, b: number): Promise<void> => {
       // The store's last room is not for copies (cache-room.ts): the pass fails with ENOSPC and waits.
-      const room = await this.cacheRoom.take((b - a + 1) * BLOCK_SIZE);
+      const room = this.cacheRoom.take((b - a + 1) * BLOCK_SIZE);
       if (room === null) throw this.cacheRoom.refusal();
       try {
         await fetchRunWithin(a, b);

@@ -7,7 +7,9 @@
 // archive that answers in order served before it, not in time).
 import test from 'ava';
 import { createHook } from 'node:async_hooks';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { LocalStore } from '../../src/store/local-store.js';
 import { join } from 'node:path';
 import { MemoryArchive, ShippingSink, VOLUME } from '../helpers/memory-archive.js';
 import { enterTempStore, type EnteredStore } from '../helpers/core-store.js';
@@ -375,34 +377,40 @@ class FirstRangeFails extends MemoryArchive {
 // blocks local in the first: that file read zeros there, the other was overwritten (fault lifecycle
 // *random ops on a store being recovered…*, seed 2003436728).
 test.serial('a failed request of the background restore of a file returns only once its other requests are done: nothing is written after it, into any file', async (t) => {
-  await resetStore();
+  // A store of its own: nothing another test left running may touch it.
+  const base = mkdtempSync(join(tmpdir(), 'strata-fetch-failure-'));
+  const store = new LocalStore(join(base, 'store'));
+  await store.init();
+  await store.open();
+  t.teardown(() => { store.close(); rmSync(base, { recursive: true, force: true }); });
   const a = new FirstRangeFails(300);
   const data = Buffer.alloc(40 * 64 * 1024);
   for (let i = 0; i < data.length; i++) data[i] = (i * 31 + 7) % 251;
   const ids = await volume(a, [{ path: 'big', data }]);
-  await prepareRecovery({ client: a, volume: VOLUME, depth: 0, dir: entered.store.dir, privateDir: entered.store.privateDir, log });
-  const h = hooks(a);
+  await prepareRecovery({ client: a, volume: VOLUME, depth: 0, dir: store.dir, privateDir: store.privateDir, log });
+  const h = new OnDemandRestore({ client: a, volume: VOLUME, store, privateDir: store.privateDir, fetchTimeoutMs: 60_000, log });
   await h.restoreDir('.');
-  const fd = await entered.store.dir.openQuiet('big');
+  const fd = await store.dir.openQuiet('big');
   await t.throwsAsync(h.restoreFileData(ids.get('big')!, fd), { message: /away/ });
   const settledAt = Date.now();
   closeSync(fd);
   // What the descriptor number goes to next: a file that nothing may write into.
-  writeFileSync('bystander', Buffer.alloc(data.length, 0xee));
-  const other = openSync('bystander', 'r+');
+  const bystander = join(base, 'bystander');
+  writeFileSync(bystander, Buffer.alloc(data.length, 0xee));
+  const other = openSync(bystander, 'r+');
   try {
     await new Promise((r) => setTimeout(r, 600));
     t.true(a.lastAnswered <= settledAt, 'every request was answered before the failure was');
-    t.deepEqual(readFileSync('bystander'), Buffer.alloc(data.length, 0xee), 'nothing was written into another file');
+    t.deepEqual(readFileSync(bystander), Buffer.alloc(data.length, 0xee), 'nothing was written into another file');
   } finally {
     closeSync(other);
   }
   // And what it did fetch is right: the file reads as the archive's once restored.
-  const again = await entered.store.dir.openQuiet('big');
+  const again = await store.dir.openQuiet('big');
   try {
     await h.restoreFileData(ids.get('big')!, again);
   } finally {
     closeSync(again);
   }
-  t.deepEqual(readFileSync('big'), data);
+  t.deepEqual(readFileSync(join(store.root, 'big')), data);
 });

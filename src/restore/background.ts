@@ -252,7 +252,7 @@ export class BackgroundRestore {
 
   private async run(): Promise<void> {
     let backoff = 1000;
-    // Names first on a store short of room: see NAMES_FIRST below.
+    // Names first on a store short of room: see NAMES_FIRST at the top of this file.
     let namesLocal = false;
     while (!this.stopping) {
       this.passes++;

@@ -809,6 +809,22 @@ async function runDiskOpsKilled(t: ExecutionContext, mnt: string, model: string,
   return { met: outs.slice(0, acked).filter((o) => o === 'ENOSPC' || (typeof o === 'object' && o.err === 'ENOSPC')).length, unknown };
 }
 
+/** The store-relative path of the regular file that takes the most room on disk (its private directory left out), or null. */
+function largestFile(store: string): string | null {
+  let best: { rel: string; blocks: number } | null = null;
+  const walk = (rel: string): void => {
+    for (const name of readdirSync(join(store, rel))) {
+      if (rel === '' && name === '.strata') continue;
+      const child = rel === '' ? name : `${rel}/${name}`;
+      const st = statSync(join(store, child));
+      if (st.isDirectory()) walk(child);
+      else if (st.isFile() && (best === null || st.blocks > best.blocks)) best = { rel: child, blocks: st.blocks };
+    }
+  };
+  walk('');
+  return best === null ? null : (best as { rel: string }).rel;
+}
+
 /** The model takes the mount's version of `rel` (a file, a directory, or nothing). */
 function adoptFromMount(mnt: string, model: string, rel: string): void {
   rmSync(join(model, rel), { recursive: true, force: true });
@@ -959,14 +975,13 @@ test.serial('seeded model: random ops on a store being recovered whose disk fill
     const again = rng.int(0, 1) === 0 ? 'recover' : 'mount';
     const restart = (): Promise<BgMount> => mountBg(t, s, again === 'recover' ? [...archive, '--depth', depth, ...background] : archive, s.mnt, store, again);
     m = await restart();
-    if (m.status !== 0 && /the journal has had no room since/.test(m.stderr)) {
+    for (let tries = 0; tries < 3 && m.status !== 0 && /the journal has had no room since/.test(m.stderr); tries++) {
       // The documented limit (SEMANTICS, "a mirrored store's disk full"): programs' files filled the disk,
       // and the re-convergence after the kill has no room for its records. What an operator does: free
-      // room in the store (the largest file at its top goes, here and in the model), and start again.
-      const largest = readdirSync(store).filter((n) => n !== '.strata' && statSync(join(store, n)).isFile())
-        .sort((x, y) => statSync(join(store, y)).size - statSync(join(store, x)).size)[0];
+      // room in the store (the file taking the most room goes, here and in the model), and start again.
+      const largest = largestFile(store);
       t.log(`round ${round}: strata ${again} found no room for the re-convergence (${m.stderr.trim()}); ${largest ?? 'nothing'} removed from the store`);
-      if (largest !== undefined) {
+      if (largest !== null) {
         rmSync(join(store, largest));
         rmSync(join(model, largest), { force: true });
       }

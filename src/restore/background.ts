@@ -100,7 +100,7 @@ export class BackgroundRestore {
   private passes = 0;
   private lastError: string | null = null;
   private room: string | null = null;
-  /** Objects with xattrs only the archive holds, as last counted (every save and pass). */
+  /** Objects with xattrs only the archive holds, as last counted (every save, once a second, and at the end). */
   private heldXattrObjects = 0;
   /** The pass under way (its stack of directories), for walkState(). */
   private walk: Walk | null = null;
@@ -242,7 +242,6 @@ export class BackgroundRestore {
     const total = this.state.totals;
     const done = this.state.done;
     const need = { bytes: Math.max(0, total.bytes - done.bytes), entries: Math.max(0, total.entries - done.entries) };
-    this.heldXattrObjects = await countHeldXattrObjects(this.privateDir).catch(() => this.heldXattrObjects);
     const room = roomShortfall(await freeRoomAt(this.privateDir), need);
     if (room !== null && this.room === null) this.log.warn({ room }, `restore: ${room}`);
     if (room === null && this.room !== null) this.log.info('restore: the store has room for the rest of the volume now');
@@ -453,6 +452,8 @@ export class BackgroundRestore {
     await rm(sideMarksDir(this.privateDir), { recursive: true, force: true });
     forgetSideMarks(this.privateDir);
     await this.saving;
+    // What the last pass held (the saves stop with the restore).
+    this.heldXattrObjects = await countHeldXattrObjects(this.privateDir).catch(() => this.heldXattrObjects);
     crashPoint('finish-before-state');
     this.state.phase = 'complete';
     this.state.completedAt = new Date().toISOString();

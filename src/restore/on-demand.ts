@@ -44,6 +44,7 @@ import { BlockDigestError, verifiedRange, type DirImage, type EntryImage } from 
 import type { Logger } from '../log/logger.js';
 import { crashPoint } from './crash-points.js';
 import { CacheRoom } from './cache-room.js';
+import { forEachLimited, settleAll } from '../util/each-limited.js';
 import { FetchScheduler, type FetchGroup } from './fetch-scheduler.js';
 
 export interface OnDemandOptions {
@@ -1058,7 +1059,7 @@ export class OnDemandRestore implements RestoreHooks {
     }
     // Every fetch started here writes through `fd`: all settle before a failure goes up (the owner of `fd`
     // closes it once this settles; a fetch still writing would write into whatever gets the number next).
-    for (const s of await Promise.allSettled(waits)) if (s.status === 'rejected') throw s.reason;
+    await settleAll(waits);
     return map.missing > 0;
   }
 
@@ -1228,16 +1229,16 @@ export class OnDemandRestore implements RestoreHooks {
         }
         if (flight !== undefined) waits.push(flight.p.catch(() => {}));
       }
-      // Every fetch writing through `fd` settles before a failure goes up (see below: the caller closes it).
-      for (const s of await Promise.allSettled(waits)) if (s.status === 'rejected') throw s.reason;
+      // Every fetch writing through `fd` settles before a failure goes up (the caller closes it then).
+      await settleAll(waits);
     };
-    /** The first failure: the other worker starts nothing more. */
-    let failure: { err: unknown } | null = null;
-    const worker = async (): Promise<void> => {
-      while (failure === null) {
-        const run = runs.next();
-        if (run.done === true) return;
-        const [a, b] = run.value;
+    // Two runs at a time; both settle before this returns, even when one fails: the caller closes `fd`
+    // then, and a fetch still writing through it would write into whatever the descriptor number was
+    // given to next. (Until 2026-12-06 Promise.all returned at the first failure, an ENOSPC or an archive
+    // that timed out: the other run's blocks went into another file, and were marked local in this one,
+    // which then read zeros: fault lifecycle *random ops on a store being recovered…*, seed 2003436728.)
+    try {
+      await forEachLimited(runs, 2, async ([a, b]) => {
         if (written.length >= BACKGROUND_RECORD_BLOCKS) await record();
         try {
           await fetchRun(a, b);
@@ -1254,17 +1255,11 @@ export class OnDemandRestore implements RestoreHooks {
             }
           }
         }
-      }
-    };
-    // Both workers settle before this returns, even when one fails: the caller closes `fd` then, and a fetch
-    // still writing through it would write into whatever the descriptor number was given to next. (Until
-    // 2026-12-06 Promise.all returned at the first failure, an ENOSPC or an archive that timed out: the
-    // other worker's blocks went into another file, and were marked local in this one, which then read
-    // zeros: fault lifecycle *random ops on a store being recovered…*, seed 2003436728.)
-    const settled = await Promise.allSettled([worker(), worker()].map((w) => w.catch((err: unknown) => { failure ??= { err }; throw err; })));
-    // Even when a fetch failed.
-    await record();
-    for (const s of settled) if (s.status === 'rejected') throw s.reason;
+      });
+    } finally {
+      // Even when a fetch failed.
+      await record();
+    }
     return this.stats.bytesFetched - before;
   }
 

@@ -27,8 +27,12 @@ function mirrorLines(m: MirrorStatus | null): string[] {
     `archive      ${m.archive} volume ${m.volume} (epoch ${m.epoch})`,
     `mirror       ${m.mode}, ${m.connection}${m.lastError ? ` (${m.lastError})` : ''}${m.lastAckAt ? `, last ack ${m.lastAckAt}` : ''}`,
     `lag          ${m.lag.records} records, ${mib(m.lag.bytes)}, ${m.lag.seconds} s (acked ${m.ackedSeq} of ${m.lastSeq})`,
-    `journal      ${mib(m.journal.bytes)} on disk; at most ${mib(m.journal.limitBytes)} not yet acked, then ${m.journal.fullPolicy === 'block' ? 'writers wait' : 'writers get ENOSPC'}` +
+    `journal      ${mib(m.journal.bytes)} on disk` + (m.journal.roomAhead > 0 ? ` (and ${mib(m.journal.roomAhead)} kept ahead)` : '') +
+      `; at most ${mib(m.journal.limitBytes)} not yet acked, then ${m.journal.fullPolicy === 'block' ? 'writers wait' : 'writers get ENOSPC'}` +
       (m.journal.writersBlocked > 0 ? `, ${m.journal.writersBlocked} writers waiting` : ''),
+    ...(m.journal.roomShort === null ? [] : [
+      `             ROOM SHORT on the store's disk since ${m.journal.roomShort.since} (${m.journal.roomShort.message}): ${mib(m.journal.roomShort.aheadBytes)} left ahead of the journal; changes that need room get ENOSPC, removals, renames and attributes are taken and durable`,
+    ]),
     ...(m.journal.noRoom === null ? [] : [
       `             NO ROOM on the store's disk since ${m.journal.noRoom.since} (${m.journal.noRoom.message}): ${m.journal.noRoom.records} records (${mib(m.journal.noRoom.bytes)}) wait in memory; changes that need room get ENOSPC, removals are taken`,
     ]),

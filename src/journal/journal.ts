@@ -19,12 +19,25 @@
 // Until 2026-12-06 the first ENOSPC failed the journal for good: every later
 // change failed, removals too, so the disk could not be freed through the
 // mount, and the shipper stopped until a restart.
+//
+// Room kept ahead: the segment being written has blocks allocated past its
+// end (fallocate with FALLOC_FL_KEEP_SIZE: the file's size, and so what a
+// reader sees, is its whole frames only), `roomAhead` bytes of them, topped
+// up whenever less than half is left. Records go into blocks the disk
+// already gave, so a disk that something else fills does not stop them:
+// when a top-up finds no room, `roomShort` says so, the mirror refuses
+// changes that need room from then on (ENOSPC before they are made, as with
+// `noRoom`), and the removals, renames and attribute changes it still takes
+// are written and made durable in the room kept (an fsync succeeds). A start
+// after a kill -9 finds that room too: the re-convergence's records go there.
+// Only once it is used up do frames wait in memory (`noRoom`, above).
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodeRecordParts, readFrame, FRAME_HEADER_BYTES, type NewRecord, type Record } from '../protocol/records.js';
 import type { Logger } from '../log/logger.js';
 import { isNoRoomError } from '../errors/errno.js';
+import * as native from '../native/index.js';
 
 const SEGMENT_SUFFIX = '.seg';
 /** Pending bytes that are written on the next event-loop turn; fewer wait up to FLUSH_DELAY_MS. */
@@ -38,8 +51,27 @@ const FLUSH_DELAY_MS = 2;
 const RECENT_BYTES = 16 * 1024 * 1024;
 const RECENT_ENTRY_COST = 256;
 const SEGMENT_NAME_RE = /^(\d{16})\.seg$/;
-/** How often frames kept in memory for want of room are tried again. */
+/** How often frames kept in memory for want of room, or a top-up of the room kept ahead, are tried again. */
 const NO_ROOM_RETRY_MS = 1000;
+const MIB = 1024 * 1024;
+
+/**
+ * The room a journal keeps allocated ahead of its last record on a disk of
+ * `diskBytes`: 1% of it, at least 1 MiB and at most 64 MiB, and never more
+ * than an eighth of a small disk.
+ */
+export function roomAheadFor(diskBytes: number): number {
+  const bytes = Math.min(64 * MIB, Math.max(MIB, Math.round(diskBytes / 100)), Math.floor(diskBytes / 8));
+  return Math.max(0, Math.floor(bytes / 4096) * 4096);
+}
+
+/** The room kept ahead could not be topped up: since when, what the disk said, and how much is left of it. */
+export interface JournalRoomShort {
+  since: Date;
+  message: string;
+  /** Bytes allocated past the last record now (records still go there). */
+  aheadBytes: number;
+}
 
 /** The journal could not write for want of room: since when, what it said, and how much waits in memory. */
 export interface JournalNoRoom {
@@ -54,6 +86,11 @@ export interface JournalOptions {
   segmentBytes?: number;
   /** The archive already holds every record up to here: a new journal starts after it. */
   startAfterSeq?: number;
+  /**
+   * Bytes kept allocated past the last record (see the header); default
+   * roomAheadFor(the size of the journal's disk); 0 keeps none.
+   */
+  roomAhead?: number;
 }
 
 interface Segment {
@@ -63,6 +100,8 @@ interface Segment {
   bytes: number;
   /** Sequence number of its last record (firstSeq - 1 when empty). */
   lastSeq: number;
+  /** Bytes from its start that have blocks on disk: `bytes` plus the room kept ahead (an estimate for a segment opened again). */
+  allocated: number;
 }
 
 /** A position in the journal from which records are read for shipping. */
@@ -115,6 +154,11 @@ export class Journal {
   private readonly noRoomListeners = new Set<() => void>();
   /** The archive holds every record up to here (the last trim's word). */
   private ackedSeqKnown = 0;
+  /** Bytes kept allocated ahead of the last record (0: none, or the file system cannot). */
+  private roomAheadBytes = 0;
+  /** Set while a top-up of the room kept ahead finds no room on the disk. */
+  private roomShortState: { since: Date; message: string } | null = null;
+  private roomShortTimer: NodeJS.Timeout | null = null;
 
   private constructor(readonly dir: string, private readonly log: Logger, opts: JournalOptions, lastSeq: number) {
     this.segmentBytes = opts.segmentBytes ?? 64 * 1024 * 1024;
@@ -145,7 +189,7 @@ export class Journal {
       if (segments.length > 0 && firstSeq !== segments[segments.length - 1]!.lastSeq + 1) {
         throw new Error(`journal segment ${name} does not continue the previous one (expected seq ${segments[segments.length - 1]!.lastSeq + 1})`);
       }
-      segments.push({ firstSeq, path, bytes: scan.bytes, lastSeq: scan.lastSeq });
+      segments.push({ firstSeq, path, bytes: scan.bytes, lastSeq: scan.lastSeq, allocated: scan.bytes });
     }
     // Drop empty segments except the last (a crash right after a roll-over).
     while (segments.length > 1 && segments[0]!.bytes === 0) {
@@ -159,11 +203,16 @@ export class Journal {
     const last = segments[segments.length - 1];
     if (last !== undefined && last.lastSeq === lastSeq) {
       j.fd = await openAppend(last.path);
+      // What it kept ahead before (a crash or a stop leaves it allocated).
+      const st = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(j.fd, (err, s) => (err ? reject(err) : resolve(s))));
+      last.allocated = Math.max(last.bytes, st.blocks * 512);
     } else {
       // No segment, or the archive is ahead of every segment (a journal that
       // was trimmed and then lost its newest empty segment): start a new one.
       await j.startSegment(lastSeq + 1);
     }
+    j.roomAheadBytes = opts.roomAhead ?? roomAheadFor(await diskBytesOf(dir));
+    await j.exclusive(() => j.keepRoomAhead());
     return j;
   }
 
@@ -188,6 +237,22 @@ export class Journal {
   get noRoom(): JournalNoRoom | null {
     if (this.noRoomState === null) return null;
     return { ...this.noRoomState, records: this.pending.length, bytes: this.pendingBytes };
+  }
+
+  /**
+   * Null while the room kept ahead is whole (or none is kept); else the disk
+   * had no room for a top-up, and the mirror takes only changes that need
+   * none (see the header).
+   */
+  get roomShort(): JournalRoomShort | null {
+    if (this.roomShortState === null) return null;
+    const seg = this.segments[this.segments.length - 1];
+    return { ...this.roomShortState, aheadBytes: seg === undefined ? 0 : Math.max(0, seg.allocated - seg.bytes) };
+  }
+
+  /** The room this journal keeps allocated ahead of its last record (0: none). */
+  get roomAhead(): number {
+    return this.roomAheadBytes;
   }
 
   /** Bytes in segment files plus bytes not written yet. */
@@ -293,6 +358,7 @@ export class Journal {
       }
       for (const l of [...this.writtenListeners]) l();
       if (this.noRoomState !== null) this.roomAgain();
+      await this.keepRoomAhead();
     } catch (err) {
       if (i > 0) for (const l of [...this.writtenListeners]) l();
       if (isNoRoomError(err) && await this.keepForLater(frames.slice(i), err as Error)) throw err;
@@ -318,6 +384,8 @@ export class Journal {
       this.log.error({ err: e, segment: seg.path }, 'journal: no room, and the segment could not be cut back to its last whole frame');
       return false;
     }
+    // The room kept ahead is used up (or the cut gave back what was left).
+    seg.allocated = seg.bytes;
     let bytes = 0;
     for (const f of frames) bytes += Buffer.isBuffer(f) ? f.length : f[0].length + f[1].length;
     this.pending = frames.concat(this.pending);
@@ -359,6 +427,95 @@ export class Journal {
     }
     this.log.info({ segment: seg.path, bytes: seg.bytes }, 'journal: a segment the archive holds entirely was dropped early (its room goes back to the store)');
     await this.trim(this.ackedSeqKnown);
+  }
+
+  /**
+   * Tops up the room kept ahead of the segment being written when less than
+   * half of it is left (or while short: each time it is asked). No room is
+   * not a failure: `roomShort` says so, and a retry runs each
+   * NO_ROOM_RETRY_MS until a top-up succeeds. A file system without
+   * fallocate keeps none.
+   */
+  private async keepRoomAhead(): Promise<void> {
+    const seg = this.segments[this.segments.length - 1];
+    if (this.roomAheadBytes === 0 || seg === undefined || this.fd < 0) return;
+    const left = seg.allocated - seg.bytes;
+    if (left >= this.roomAheadBytes / 2 && this.roomShortState === null) return;
+    if (left >= this.roomAheadBytes) {
+      this.roomShortEnds();
+      return;
+    }
+    const from = Math.max(seg.allocated, seg.bytes);
+    const length = seg.bytes + this.roomAheadBytes - from;
+    try {
+      await native.fallocate(this.fd, native.FALLOC_FL_KEEP_SIZE, from, length);
+      seg.allocated = from + length;
+      this.roomShortEnds();
+    } catch (err) {
+      if (isNoRoomError(err)) {
+        if (this.roomShortState === null) {
+          this.roomShortState = { since: new Date(), message: (err as Error).message };
+          this.log.warn({ err, aheadBytes: Math.max(0, left), roomAhead: this.roomAheadBytes }, 'journal: the store\'s disk has no room to keep ahead of the journal; changes that need room fail with ENOSPC, removals, renames and attributes are taken and written to the room kept');
+        }
+        this.roomShortTimer ??= setInterval(() => { this.exclusive(() => this.keepRoomAhead()).catch(() => {}); }, NO_ROOM_RETRY_MS);
+        this.roomShortTimer.unref();
+        return;
+      }
+      const code = (err as { code?: string }).code;
+      if (code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'ENOSYS') {
+        this.log.warn({ err: (err as Error).message }, 'journal: the store\'s file system cannot allocate ahead (fallocate); no room is kept ahead of the journal');
+        this.roomAheadBytes = 0;
+        this.roomShortEnds();
+        return;
+      }
+      // Anything else: the records are not at stake (they are written as before); said, and tried again with the next write.
+      this.log.warn({ err: (err as Error).message }, 'journal: the room kept ahead could not be topped up');
+    }
+  }
+
+  private roomShortEnds(): void {
+    if (this.roomShortTimer !== null) clearInterval(this.roomShortTimer);
+    this.roomShortTimer = null;
+    if (this.roomShortState === null) return;
+    const since = this.roomShortState.since;
+    this.roomShortState = null;
+    this.log.warn({ since, roomAhead: this.roomAheadBytes }, 'journal: room again ahead of the journal on the store\'s disk; changes that need room are taken again');
+  }
+
+  /**
+   * Lends up to `bytes` (whole 64 KiB pieces) of the room kept ahead back to
+   * the disk, for the store's small state files on a full disk
+   * (store/durable-file.ts); a later top-up takes it again. True when some
+   * was given.
+   */
+  giveBackRoom(bytes: number): Promise<boolean> {
+    return this.exclusive(async () => {
+      const seg = this.segments[this.segments.length - 1];
+      if (seg === undefined) return false;
+      const piece = 64 * 1024;
+      const n = Math.min(Math.ceil(bytes / piece) * piece, Math.floor((seg.allocated - seg.bytes) / piece) * piece);
+      if (n <= 0) return false;
+      // After close (the mirror's last state file) through a descriptor of its own.
+      const fd = this.fd >= 0 ? this.fd : await native.openAt(native.AT_FDCWD, seg.path, fs.constants.O_WRONLY);
+      try {
+        await native.fallocate(fd, native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_KEEP_SIZE, seg.allocated - n, n);
+      } finally {
+        if (fd !== this.fd) fs.closeSync(fd);
+      }
+      seg.allocated -= n;
+      this.log.info({ bytes: n, aheadBytes: seg.allocated - seg.bytes }, 'journal: room kept ahead lent to a state file on a full disk');
+      return true;
+    });
+  }
+
+  /**
+   * Gives back what a segment no longer written keeps past its end (a hole
+   * punched past EOF; the file's size does not change).
+   */
+  private async releaseRoomAhead(fd: number, seg: Segment): Promise<void> {
+    if (seg.allocated <= seg.bytes) return;
+    await native.fallocate(fd, native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_KEEP_SIZE, seg.bytes, seg.allocated - seg.bytes).catch(() => {});
+    seg.allocated = seg.bytes;
   }
 
   private roomAgain(): void {
@@ -525,6 +682,8 @@ export class Journal {
       if (this.reader?.seg === seg) await this.closeReader();
       await fsp.rm(seg.path, { force: true });
     }
+    // What a deleted segment gave back may be the room the journal lacked ahead (not awaited: a trim may run inside the chain).
+    if (this.roomShortState !== null) this.exclusive(() => this.keepRoomAhead()).catch(() => {});
   }
 
   /** Bytes of the records after `ackedSeq` (an estimate within one segment's granularity). */
@@ -541,6 +700,8 @@ export class Journal {
   async close(): Promise<void> {
     if (this.noRoomTimer !== null) clearInterval(this.noRoomTimer);
     this.noRoomTimer = null;
+    if (this.roomShortTimer !== null) clearInterval(this.roomShortTimer);
+    this.roomShortTimer = null;
     if (this.flushTimer !== null) {
       clearTimeout(this.flushTimer);
       this.flushTimer = null;
@@ -594,14 +755,18 @@ export class Journal {
     await fdatasync(this.fd);
     this.durableSeqValue = Math.max(this.durableSeqValue, this.writtenSeqValue);
     const old = this.fd;
+    const oldSeg = this.segments[this.segments.length - 1]!;
+    // Its room kept ahead goes to the new segment (released first: the disk may have no other).
+    await this.releaseRoomAhead(old, oldSeg);
     await this.startSegment(this.writtenSeqValue + 1);
     await new Promise<void>((resolve) => fs.close(old, () => resolve()));
+    await this.keepRoomAhead();
   }
 
   private async startSegment(firstSeq: number): Promise<void> {
     const path = join(this.dir, `${String(firstSeq).padStart(16, '0')}${SEGMENT_SUFFIX}`);
     this.fd = await openAppend(path);
-    this.segments.push({ firstSeq, path, bytes: 0, lastSeq: firstSeq - 1 });
+    this.segments.push({ firstSeq, path, bytes: 0, lastSeq: firstSeq - 1, allocated: 0 });
     // The new name must survive a crash before any record in it is durable.
     const dirFd = await fsp.open(this.dir, 'r');
     try {
@@ -643,6 +808,12 @@ async function scanSegment(path: string, firstSeq: number): Promise<SegmentScan>
     expect++;
   }
   return { bytes: off, lastSeq: expect - 1, damage: null };
+}
+
+/** The size of the disk holding `dir`, in bytes. */
+async function diskBytesOf(dir: string): Promise<number> {
+  const s = await native.statfsAt(native.AT_FDCWD, dir);
+  return Number(s.blocks) * Number(s.bsize);
 }
 
 function openAppend(path: string): Promise<number> {

@@ -9,14 +9,14 @@
 // Journal full (un-acked bytes past the bound, the archive being away): the
 // policy either blocks writers until the archive catches up, or fails them
 // with ENOSPC. Records are never dropped.
-import { readFileIfExists, writeFileDurably } from '../store/durable-file.js';
+import { lendRoom, readFileIfExists, writeFileDurably } from '../store/durable-file.js';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { LeaseKeeper, type LeaseState, type LeaseStatus } from './lease.js';
 import { describeHolder, type LeaseHolder } from '../protocol/leases.js';
 import { isArchiveError } from '../protocol/archive-api.js';
-import { Journal, type JournalNoRoom } from '../journal/journal.js';
+import { Journal, type JournalNoRoom, type JournalRoomShort } from '../journal/journal.js';
 import { Shipper, type ShipperState } from './shipper.js';
 import { FsError, isNoRoomError } from '../errors/errno.js';
 import type { ChangeSink } from '../ports/change-sink.js';
@@ -82,6 +82,10 @@ export interface MirrorStatus {
     bytes: number; limitBytes: number; fullPolicy: JournalFullPolicy; segmentsDir: string; writersBlocked: number; reservedBytes: number;
     /** Set while the store's disk has no room for the journal: records wait in memory, changes that need room fail (ENOSPC). */
     noRoom: { since: string; message: string; records: number; bytes: number } | null;
+    /** Bytes the journal keeps allocated ahead of its last record (src/journal: "Room kept ahead"); 0: none. */
+    roomAhead: number;
+    /** Set while the disk has no room to top that up: changes that need room fail (ENOSPC), the rest are written to the room kept. */
+    roomShort: { since: string; message: string; aheadBytes: number } | null;
   };
   initialSync: SyncProgress;
   lease: LeaseStatus;
@@ -160,7 +164,11 @@ export class Mirror implements ChangeSink {
     this.shipper.onStop = (st, reason) => { if (st === 'fenced') this.lease.markFenced(reason); };
     // Records that cannot reach the journal cannot be acked: whoever waits for an ack (fsync, a sync-mode op) is told so, not kept waiting for room.
     journal.onNoRoom(() => this.failAckWaiters('the store\'s disk is full: records wait in memory for room in the journal, and cannot be made durable now', 'ENOSPC'));
+    // The store's state files (this mirror's among them) get room from the journal's on a full disk.
+    this.endLending = lendRoom(privateDir, (bytes) => journal.giveBackRoom(bytes));
   }
+
+  private readonly endLending: () => void;
 
   /** A random store id, or the one mirror.json keeps. */
   static async storeIdOf(privateDir: string): Promise<string> {
@@ -280,7 +288,10 @@ export class Mirror implements ChangeSink {
       this.state.clean = false;
       await writeState(this.privateDir, this.state);
     }
-    this.checkpointTimer = setInterval(() => { this.checkpoint().catch((err: unknown) => this.log.warn({ err }, 'checkpoint failed')); }, 2000);
+    this.checkpointTimer = setInterval(() => {
+      // On a full disk the state file cannot be replaced: the checkpoint stays where it was (status says why the disk is full).
+      this.checkpoint().catch((err: unknown) => (isNoRoomError(err) ? this.log.debug({ err }, 'checkpoint not moved: no room for the state file') : this.log.warn({ err }, 'checkpoint failed')));
+    }, 2000);
     this.checkpointTimer.unref();
   }
 
@@ -305,6 +316,10 @@ export class Mirror implements ChangeSink {
     if (noRoom !== null && !takesNoRoom) {
       // Refused before the store changes: the program sees ENOSPC, as on a full disk, and nothing is half done.
       throw new FsError('ENOSPC', `the store's disk is full: the journal has had no room since ${noRoom.since.toISOString()} (${noRoom.records} records wait in memory); only changes that take no room (removals, renames, attributes) are taken until there is room`);
+    }
+    const short = this.journal.roomShort;
+    if (short !== null && !takesNoRoom) {
+      throw new FsError('ENOSPC', `the store's disk is full: since ${short.since.toISOString()} it has had less free than the ${mib(this.journal.roomAhead)} the journal keeps ahead for its records; only changes that take no room (removals, renames, attributes) are taken until there is room`);
     }
     if (this.unackedBytes() + bytes <= this.limitBytes) return;
     // Room reserved for direct writes that have not come goes back first.
@@ -335,7 +350,7 @@ export class Mirror implements ChangeSink {
   }
 
   reserve(maxBytes: number): number {
-    if (this.opts.mode !== 'async' || this.readOnlyReason !== null || this.blockedWriters > 0 || this.journal.noRoom !== null) return 0;
+    if (this.opts.mode !== 'async' || this.readOnlyReason !== null || this.blockedWriters > 0 || this.journal.noRoom !== null || this.journal.roomShort !== null) return 0;
     // At most half the room left: the rest stays for the core's own changes.
     const n = Math.min(maxBytes, Math.floor((this.limitBytes - this.unackedBytes()) / 2));
     if (n < MIN_RESERVE_BYTES) return 0;
@@ -416,6 +431,8 @@ export class Mirror implements ChangeSink {
         bytes: this.journal.bytes, limitBytes: this.limitBytes, fullPolicy: this.fullPolicy,
         segmentsDir: this.journal.dir, writersBlocked: this.blockedWriters, reservedBytes: this.reservedBytes,
         noRoom: noRoomStatus(this.journal.noRoom),
+        roomAhead: this.journal.roomAhead,
+        roomShort: roomShortStatus(this.journal.roomShort),
       },
       initialSync: { ...this.initialSync },
       lease: this.lease.status(),
@@ -474,6 +491,7 @@ export class Mirror implements ChangeSink {
       this.state.clean = true;
       await writeState(this.privateDir, this.state);
     }
+    this.endLending();
     this.log.info({ drained, ackedSeq: this.shipper.ackedSeq, lastSeq: this.journal.lastSeq, clean: closed }, 'mirror stopped');
     await this.client.close();
   }
@@ -555,6 +573,14 @@ export class Mirror implements ChangeSink {
 
 function noRoomStatus(n: JournalNoRoom | null): MirrorStatus['journal']['noRoom'] {
   return n === null ? null : { since: n.since.toISOString(), message: n.message, records: n.records, bytes: n.bytes };
+}
+
+function roomShortStatus(n: JournalRoomShort | null): MirrorStatus['journal']['roomShort'] {
+  return n === null ? null : { since: n.since.toISOString(), message: n.message, aheadBytes: n.aheadBytes };
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
 async function readState(privateDir: string): Promise<MirrorState | null> {

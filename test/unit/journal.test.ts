@@ -1,11 +1,13 @@
 // The journal on its own: group commit, torn and corrupt tails, reading for
-// shipping, trimming, reopening.
-import test from 'ava';
-import { mkdtemp, readdir, rm, stat, truncate, readFile, writeFile, appendFile } from 'node:fs/promises';
+// shipping, trimming, reopening, and the room it keeps ahead on a full disk.
+import test, { type ExecutionContext } from 'ava';
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, rm, stat, truncate, readFile, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { Journal } from '../../src/journal/journal.js';
+import { Journal, roomAheadFor } from '../../src/journal/journal.js';
+import { lendRoom, writeFileDurably } from '../../src/store/durable-file.js';
 import { decodeFrames, encodeRecord, encodeRecordParts, readFrame, type NewRecord, type Record } from '../../src/protocol/records.js';
 
 const log = pino({ level: 'silent' });
@@ -278,4 +280,124 @@ test('batches taken from the frames kept in memory are the bytes the segment hol
   await j2.trim(30);
   t.is(decodeFrames((await j2.readAfter(30, 1 << 20))!.frames)[0]!.seq, 31);
   await j2.close();
+});
+
+// ---- a full disk (a small tmpfs of its own) ------------------------------------------------------
+
+/** A tmpfs of `size` (its own disk, which the test fills), unmounted after; null (and a skip reason) when none can be mounted. */
+async function smallDisk(t: ExecutionContext, size: string): Promise<string | null> {
+  const dir = await tempDir(t);
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { encoding: 'utf8' });
+  if (m.status !== 0) return null;
+  t.teardown(() => { spawnSync('umount', ['-l', dir]); });
+  return dir;
+}
+const diskWhy = process.getuid?.() === 0 ? '' : ' (skipped: mounting a tmpfs needs root)';
+const diskTest = diskWhy === '' ? test.serial : test.skip;
+
+/** Fills the disk holding `dir` (a file of zeros until ENOSPC); returns its path. */
+async function fill(dir: string): Promise<string> {
+  const path = join(dir, 'filler');
+  const chunk = Buffer.alloc(64 * 1024);
+  try {
+    for (;;) await appendFile(path, chunk);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+  }
+  return path;
+}
+
+async function waitUntil(what: string, cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+diskTest(`room kept ahead: on a disk something else filled, records are still written and made durable, roomShort says so, a reopen after a crash reads every one, and it ends when room returns${diskWhy}`, async (t) => {
+  const disk = await smallDisk(t, '4m');
+  if (disk === null) return t.fail('cannot mount a tmpfs');
+  const dir = join(disk, 'journal');
+  const j = await Journal.open(dir, log, { roomAhead: 512 * 1024 });
+  t.is(j.roomAhead, 512 * 1024);
+  const seg = join(dir, (await readdir(dir))[0]!);
+  t.true((await stat(seg)).blocks * 512 >= 512 * 1024, 'the room is allocated at open');
+  t.is((await stat(seg)).size, 0, 'past the end of the segment (a reader sees no frame there)');
+  const filler = await fill(disk);
+  // About 350 KiB of records (~180 bytes each): past half the room kept, so a top-up is tried, and finds none.
+  const n = 2600;
+  for (let i = 0; i < n; i++) {
+    j.append(write(i, `${i}:${'x'.repeat(40)}`));
+    if (i % 500 === 499) await j.sync();
+  }
+  await j.sync();
+  t.log(`${j.bytes} bytes of records in 512 KiB kept ahead`);
+  t.is(j.durableSeq, n, 'every record durable on a full disk');
+  t.is(j.noRoom, null, 'nothing waits in memory');
+  t.not(j.roomShort, null, 'the top-up found no room');
+  t.true(j.roomShort!.aheadBytes > 0 && j.roomShort!.aheadBytes < 256 * 1024);
+  // A crash (no close): a second journal opened on the directory reads every record.
+  const again = await Journal.open(dir, log, { roomAhead: 512 * 1024 });
+  const recs = await allRecords(again);
+  t.deepEqual(recs.map((r) => r.seq), Array.from({ length: n }, (_, i) => i + 1));
+  t.true(recs.every((r, i) => r.op === 'write' && r.data.toString() === `${i}:${'x'.repeat(40)}`));
+  await again.close();
+  // Room again: the next retry tops up, and the state ends.
+  await rm(filler);
+  await waitUntil('the room kept ahead to be whole again', () => j.roomShort === null, 5000);
+  t.true((await stat(seg)).blocks * 512 - (await stat(seg)).size >= 512 * 1024);
+  await j.close();
+});
+
+diskTest(`past the room kept ahead, records wait in memory (noRoom) and are written in order, none twice, once there is room${diskWhy}`, async (t) => {
+  const disk = await smallDisk(t, '4m');
+  if (disk === null) return t.fail('cannot mount a tmpfs');
+  const dir = join(disk, 'journal');
+  const j = await Journal.open(dir, log, { roomAhead: 64 * 1024 });
+  const filler = await fill(disk);
+  const n = 2000;
+  for (let i = 0; i < n; i++) j.append(write(i, `${i}:${'y'.repeat(200)}`));
+  await t.throwsAsync(j.sync(), { code: 'ENOSPC' }, 'more than the room kept cannot be made durable');
+  // (A scheduled flush may be trying again meanwhile, the frames out of the queue: the next try settles it.)
+  await t.throwsAsync(j.flush(), { code: 'ENOSPC' });
+  t.not(j.noRoom, null);
+  t.true(j.noRoom!.records > 0 && j.noRoom!.records <= n, JSON.stringify(j.noRoom));
+  await rm(filler);
+  await j.sync();
+  t.is(j.noRoom, null);
+  t.is(j.durableSeq, n);
+  const recs = await allRecords(j);
+  t.deepEqual(recs.map((r) => r.seq), Array.from({ length: n }, (_, i) => i + 1), 'in order, none twice, none torn');
+  await j.close();
+});
+
+diskTest(`a state file on a full disk borrows from the journal's room kept ahead; the journal goes on writing${diskWhy}`, async (t) => {
+  const disk = await smallDisk(t, '4m');
+  if (disk === null) return t.fail('cannot mount a tmpfs');
+  const j = await Journal.open(join(disk, 'journal'), log, { roomAhead: 512 * 1024 });
+  const privateDir = join(disk, 'private');
+  await mkdir(privateDir);
+  await fill(disk);
+  const state = join(privateDir, 'state.json');
+  await t.throwsAsync(writeFileDurably(state, '{"a":1}\n'), { code: 'ENOSPC' }, 'without a lender the disk has no room');
+  const end = lendRoom(privateDir, (bytes) => j.giveBackRoom(bytes));
+  t.teardown(end);
+  await writeFileDurably(state, '{"a":2}\n');
+  t.is(await readFile(state, 'utf8'), '{"a":2}\n');
+  await writeFileDurably(state, '{"a":3}\n');
+  t.is(await readFile(state, 'utf8'), '{"a":3}\n', 'and again');
+  for (let i = 0; i < 100; i++) j.append(write(i, `after ${i}`));
+  await j.sync();
+  t.is(j.durableSeq, 100);
+  t.is((await allRecords(j)).length, 100);
+  await j.close();
+});
+
+test('the room kept ahead: 1% of the disk, at least 1 MiB, at most 64 MiB, never more than an eighth of a small disk', (t) => {
+  const MiB = 1024 * 1024;
+  t.is(roomAheadFor(12 * MiB), MiB);
+  t.is(roomAheadFor(4 * MiB), 512 * 1024);
+  t.is(roomAheadFor(1000 * MiB), 10 * MiB);
+  t.is(roomAheadFor(2 ** 40), 64 * MiB);
 });

@@ -73,6 +73,22 @@ export interface JournalRoomShort {
   aheadBytes: number;
 }
 
+/**
+ * What opening the journal found damaged, and cut: the first bad frame
+ * (`segment`, `atByte`, `reason`), the last record kept before it, and the
+ * later segments set aside (renamed `*.seg.damaged`; removed by
+ * `dropSetAside` once the store has re-converged). A torn tail after a crash
+ * is damage too: whether records the archive lacks were lost is the
+ * mirror's to judge (it knows which records were durable).
+ */
+export interface JournalDamage {
+  segment: string;
+  atByte: number;
+  reason: string;
+  lastGoodSeq: number;
+  setAside: string[];
+}
+
 /** The journal could not write for want of room: since when, what it said, and how much waits in memory. */
 export interface JournalNoRoom {
   since: Date;
@@ -154,6 +170,8 @@ export class Journal {
   private readonly noRoomListeners = new Set<() => void>();
   /** The archive holds every record up to here (the last trim's word). */
   private ackedSeqKnown = 0;
+  /** What open() found damaged and cut (null: nothing). */
+  damage: JournalDamage | null = null;
   /** Bytes kept allocated ahead of the last record (0: none, or the file system cannot). */
   private roomAheadBytes = 0;
   /** Set while a top-up of the room kept ahead finds no room on the disk. */
@@ -175,21 +193,32 @@ export class Journal {
     await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
     const names = (await fsp.readdir(dir)).filter((n) => SEGMENT_NAME_RE.test(n)).sort();
     const segments: Segment[] = [];
+    let damage: JournalDamage | null = null;
     for (let i = 0; i < names.length; i++) {
       const name = names[i]!;
       const path = join(dir, name);
       const firstSeq = Number(SEGMENT_NAME_RE.exec(name)![1]);
-      const isLast = i === names.length - 1;
+      const prev = segments[segments.length - 1];
+      if (prev !== undefined && firstSeq !== prev.lastSeq + 1) {
+        // A segment lost, or one cut short before a later one: what follows cannot continue the journal.
+        damage = { segment: path, atByte: 0, reason: `it does not continue the previous segment (seq ${firstSeq} where ${prev.lastSeq + 1} was expected)`, lastGoodSeq: prev.lastSeq, setAside: [] };
+        damage.setAside = await setAside(dir, names.slice(i));
+        break;
+      }
       const scan = await scanSegment(path, firstSeq);
       if (scan.damage !== null) {
-        if (!isLast) throw new Error(`journal segment ${path} is damaged at byte ${scan.bytes} (${scan.damage}) and is not the last one`);
-        log.warn({ segment: path, validBytes: scan.bytes, damage: scan.damage }, 'journal: cutting a torn tail');
+        // Frames after a bad one cannot be trusted to follow it: the segment is cut there, and any later segment is set aside.
         await fsp.truncate(path, scan.bytes);
-      }
-      if (segments.length > 0 && firstSeq !== segments[segments.length - 1]!.lastSeq + 1) {
-        throw new Error(`journal segment ${name} does not continue the previous one (expected seq ${segments[segments.length - 1]!.lastSeq + 1})`);
+        damage = { segment: path, atByte: scan.bytes, reason: scan.damage, lastGoodSeq: scan.lastSeq, setAside: await setAside(dir, names.slice(i + 1)) };
       }
       segments.push({ firstSeq, path, bytes: scan.bytes, lastSeq: scan.lastSeq, allocated: scan.bytes });
+      if (damage !== null) break;
+    }
+    if (damage !== null) {
+      const tornTail = damage.setAside.length === 0 && damage.segment === segments[segments.length - 1]?.path;
+      (tornTail ? log.warn.bind(log) : log.error.bind(log))({ ...damage }, tornTail
+        ? 'journal: cutting a torn or damaged tail'
+        : 'journal: damaged in the middle; cut at the damage, the segments after it set aside (the mirror re-compares the store with the archive)');
     }
     // Drop empty segments except the last (a crash right after a roll-over).
     while (segments.length > 1 && segments[0]!.bytes === 0) {
@@ -200,6 +229,7 @@ export class Journal {
     const lastSeq = segments.length > 0 ? Math.max(segments[segments.length - 1]!.lastSeq, floor) : floor;
     const j = new Journal(dir, log, opts, lastSeq);
     j.segments.push(...segments);
+    j.damage = damage;
     const last = segments[segments.length - 1];
     if (last !== undefined && last.lastSeq === lastSeq) {
       j.fd = await openAppend(last.path);
@@ -480,6 +510,16 @@ export class Journal {
     const since = this.roomShortState.since;
     this.roomShortState = null;
     this.log.warn({ since, roomAhead: this.roomAheadBytes }, 'journal: room again ahead of the journal on the store\'s disk; changes that need room are taken again');
+  }
+
+  /**
+   * Removes the segments an open set aside (`damage.setAside`): called once
+   * the store has been compared with the archive, which no longer needs them.
+   */
+  async dropSetAside(): Promise<void> {
+    // Those of an earlier open too (a start that failed before its re-comparison was done).
+    for (const name of await fsp.readdir(this.dir)) if (name.endsWith('.seg.damaged')) await fsp.rm(join(this.dir, name), { force: true });
+    this.damage = null;
   }
 
   /**
@@ -808,6 +848,16 @@ async function scanSegment(path: string, firstSeq: number): Promise<SegmentScan>
     expect++;
   }
   return { bytes: off, lastSeq: expect - 1, damage: null };
+}
+
+/** Renames segment files `names` of `dir` to `NAME.damaged` (never read again); returns the new names. */
+async function setAside(dir: string, names: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of names) {
+    await fsp.rename(join(dir, name), join(dir, `${name}.damaged`));
+    out.push(`${name}.damaged`);
+  }
+  return out;
 }
 
 /** The size of the disk holding `dir`, in bytes. */

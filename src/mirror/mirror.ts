@@ -64,6 +64,28 @@ export interface MirrorState {
   checkpointNs: string;
   /** A random id of this store: the archive knows the lease holder by it (absent before issue 15: made at the next start). */
   storeId?: string;
+  /**
+   * Every journal record up to here was durable when this state was written
+   * (at each checkpoint, a re-convergence's end and a clean stop; absent in
+   * state written before 2026-12-06). A journal that opens with fewer lost
+   * durable records (damage: journal.ts JournalDamage), which the checkpoint
+   * no longer covers.
+   */
+  durableSeq?: number;
+  /**
+   * The next start compares the store with the archive from `archivedNs` on
+   * (content too, for every file changed since), not only from the
+   * checkpoint: set when the journal lost durable records the archive lacks
+   * (only their changes' ctimes can say where they are); cleared once done.
+   */
+  fullCompare?: boolean;
+  /**
+   * A checkpoint whose records the archive had all acked (ns since the epoch,
+   * as a string): every change older than it is on the archive whatever
+   * happens to the journal. Absent: none known (a comparison from it reads
+   * every file).
+   */
+  archivedNs?: string;
 }
 
 export interface MirrorStatus {
@@ -247,6 +269,17 @@ export class Mirror implements ChangeSink {
       segmentBytes: opts.segmentBytes,
       startAfterSeq: remote?.appliedSeq ?? 0,
     });
+    // Records that were durable, that the archive lacks, and that the journal no longer has (a damaged
+    // segment): their changes are in the store, but neither the journal nor the checkpoint's window
+    // holds them any more. Only a comparison of the whole store finds them.
+    const lost = state.durableSeq !== undefined ? journal.lastSeq < state.durableSeq : journal.damage !== null;
+    if (lost && state.fullCompare !== true) {
+      log.error({ durableSeq: state.durableSeq ?? null, journalLastSeq: journal.lastSeq, appliedSeq: remote?.appliedSeq ?? 0, damage: journal.damage },
+        'mirror: the journal lost records the archive does not have; before it serves, the store is compared with the archive, content too, for everything changed since the newest checkpoint the archive holds');
+      state.fullCompare = true;
+      state.clean = false;
+      await writeState(privateDir, state);
+    }
     const mirror = new Mirror(privateDir, client, state, journal, opts, log);
     mirror.lastCheckpointSeq = journal.lastSeq;
     return mirror;
@@ -268,12 +301,18 @@ export class Mirror implements ChangeSink {
 
   /** The store may hold changes the archive lacks beyond the journal: re-compare before serving. */
   get needsReconcile(): boolean {
-    return !this.state.initialSyncDone || !this.openedClean;
+    return !this.state.initialSyncDone || !this.openedClean || this.state.fullCompare === true;
   }
 
-  /** First time: everything; after an unclean stop: what changed since the checkpoint. */
-  get reconcileScope(): { kind: 'initial' } | { kind: 'since'; ctimeNs: bigint } {
-    return this.state.initialSyncDone ? { kind: 'since', ctimeNs: BigInt(this.state.checkpointNs) } : { kind: 'initial' };
+  /**
+   * First time: everything; after an unclean stop: what changed since the
+   * checkpoint; after the journal lost durable records: what changed since
+   * the newest checkpoint the archive had acked (MirrorState.archivedNs).
+   */
+  get reconcileScope(): { kind: 'initial' } | { kind: 'since' | 'since-archived'; ctimeNs: bigint } {
+    if (!this.state.initialSyncDone) return { kind: 'initial' };
+    if (this.state.fullCompare === true) return { kind: 'since-archived', ctimeNs: BigInt(this.state.archivedNs ?? '0') };
+    return { kind: 'since', ctimeNs: BigInt(this.state.checkpointNs) };
   }
 
   get mode(): MirrorMode {
@@ -297,11 +336,16 @@ export class Mirror implements ChangeSink {
 
   /** Records that the initial sync or a re-convergence has put every change into the journal. */
   async reconciled(): Promise<void> {
+    const seq = this.journal.lastSeq;
     await this.journal.sync();
     this.state.initialSyncDone = true;
     this.state.checkpointNs = String(BigInt(Date.now()) * 1_000_000n - CHECKPOINT_MARGIN_NS);
+    this.state.durableSeq = seq;
+    this.checkpointsNotArchived.push({ seq, ns: this.state.checkpointNs });
+    delete this.state.fullCompare;
     this.initialSync.state = 'done';
     await writeState(this.privateDir, this.state);
+    await this.journal.dropSetAside();
   }
 
   // ---- ChangeSink ------------------------------------------------------------
@@ -489,6 +533,9 @@ export class Mirror implements ChangeSink {
     });
     if (closed) {
       this.state.clean = true;
+      this.state.durableSeq = this.journal.lastSeq;
+      const archivedNs = drained ? String(BigInt(Date.now()) * 1_000_000n - CHECKPOINT_MARGIN_NS) : this.archivedCheckpointNs();
+      if (archivedNs !== undefined) this.state.archivedNs = archivedNs;
       await writeState(this.privateDir, this.state);
     }
     this.endLending();
@@ -550,24 +597,47 @@ export class Mirror implements ChangeSink {
    * change and its append) has a durable record.
    */
   private async checkpoint(): Promise<void> {
-    // Nothing appended since: the checkpoint stays (writes whose records are still to come keep it there too).
     // Records waiting for room are not durable: the checkpoint stays where it is (a crash re-converges from it).
-    if (this.checkpointing || this.journal.lastSeq === this.lastCheckpointSeq || this.journal.noRoom !== null) return;
+    if (this.checkpointing || this.journal.noRoom !== null) return;
+    // Nothing appended since: the checkpoint stays (writes whose records are still to come keep it there too);
+    // the state is written again only when the archive has acked a newer checkpoint.
+    const moves = this.journal.lastSeq !== this.lastCheckpointSeq;
+    if (!moves && this.archivedCheckpointNs() === this.state.archivedNs) return;
     this.checkpointing = true;
     try {
-      const startedNs = BigInt(Date.now()) * 1_000_000n;
-      // A change applied outside the core (a journalled direct write) has its
-      // ctime before its record exists: wait until every one that may have
-      // started before startedNs is appended (docs/mirroring.md).
-      if (this.beforeCheckpoint !== null && !(await this.beforeCheckpoint())) return;
-      const seq = this.journal.lastSeq;
-      await this.journal.sync();
-      this.lastCheckpointSeq = seq;
-      this.state.checkpointNs = String(startedNs - CHECKPOINT_MARGIN_NS);
+      if (moves) {
+        const startedNs = BigInt(Date.now()) * 1_000_000n;
+        // A change applied outside the core (a journalled direct write) has its
+        // ctime before its record exists: wait until every one that may have
+        // started before startedNs is appended (docs/mirroring.md).
+        if (this.beforeCheckpoint !== null && !(await this.beforeCheckpoint())) return;
+        const seq = this.journal.lastSeq;
+        await this.journal.sync();
+        this.lastCheckpointSeq = seq;
+        this.state.checkpointNs = String(startedNs - CHECKPOINT_MARGIN_NS);
+        this.state.durableSeq = seq;
+        this.checkpointsNotArchived.push({ seq, ns: this.state.checkpointNs });
+      }
+      const archivedNs = this.archivedCheckpointNs();
+      if (archivedNs !== undefined) this.state.archivedNs = archivedNs;
       await writeState(this.privateDir, this.state);
     } finally {
       this.checkpointing = false;
     }
+  }
+
+  /** Checkpoints whose records the archive had not all acked when last looked at (oldest first). */
+  private readonly checkpointsNotArchived: { seq: number; ns: string }[] = [];
+
+  /**
+   * The newest checkpoint the archive holds every record of (MirrorState.archivedNs),
+   * from the acks so far; the state's when none is newer.
+   */
+  private archivedCheckpointNs(): string | undefined {
+    const acked = this.shipper.ackedSeq;
+    let ns = this.state.archivedNs;
+    while (this.checkpointsNotArchived.length > 0 && this.checkpointsNotArchived[0]!.seq <= acked) ns = this.checkpointsNotArchived.shift()!.ns;
+    return ns;
   }
 }
 

@@ -37,7 +37,7 @@ export async function reconcileBeforeServing(mirror: Mirror, storeRoot: string, 
     store: storeRoot,
     archive: mirror.client,
     volume: mirror.opts.volume,
-    ...(scope.kind === 'since' ? { changedSinceNs: scope.ctimeNs } : {}),
+    ...(scope.kind !== 'initial' ? { changedSinceNs: scope.ctimeNs } : {}),
     sink: {
       append: async (rec) => {
         // Room in the journal: an estimate, as the core's (encoding the frame twice would be exact, and wasted).
@@ -52,7 +52,7 @@ export async function reconcileBeforeServing(mirror: Mirror, storeRoot: string, 
       });
       if (Date.now() - lastLog >= 2000) {
         lastLog = Date.now();
-        log.info({ done, total }, scope.kind === 'initial' ? 'initial sync: progress' : 're-convergence: progress');
+        log.info({ done, total }, scope.kind === 'initial' ? 'initial sync: progress' : scope.kind === 'since-archived' ? 're-convergence (since the newest checkpoint the archive holds): progress' : 're-convergence: progress');
       }
     },
   });

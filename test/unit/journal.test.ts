@@ -95,7 +95,7 @@ test('a corrupt last frame (bad checksum) is cut too; garbage after it never shi
   await j2.close();
 });
 
-test('damage in a segment that is not the last one refuses to open (never silently drops records)', async (t) => {
+test('damage in a segment that is not the last one: cut there, the later segments set aside (never read as if they followed), and said (journal.damage); dropSetAside removes them', async (t) => {
   const dir = await tempDir(t);
   const j = await Journal.open(dir, log, { segmentBytes: 200 });
   for (let i = 0; i < 20; i++) j.append(write(i, 'y'.repeat(60)));
@@ -104,9 +104,45 @@ test('damage in a segment that is not the last one refuses to open (never silent
   t.true(segs.length > 2);
   const first = join(dir, segs[0]!);
   const buf = await readFile(first);
-  buf[20] ^= 0xff;
+  const firstFrame = readFrame(buf, 0);
+  t.is(firstFrame.kind, 'record');
+  // The second frame of the first segment is damaged: the first record stays, every later one is cut or set aside.
+  const second = firstFrame.kind === 'record' ? firstFrame.bytes : 0;
+  buf[second + 20] ^= 0xff;
   await writeFile(first, buf);
-  await t.throwsAsync(Journal.open(dir, log), { message: /damaged/ });
+  const k = await Journal.open(dir, log, { segmentBytes: 200 });
+  t.like(k.damage, { segment: first, atByte: second, lastGoodSeq: 1 });
+  t.is(k.damage!.setAside.length, segs.length - 1);
+  t.is(k.lastSeq, 1, 'the journal ends at the last record before the damage');
+  t.deepEqual((await allRecords(k)).map((r) => r.seq), [1]);
+  t.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.damaged')).sort(), segs.slice(1).map((n) => `${n}.damaged`));
+  // New records continue after it (the mirror has the store re-compared whole: src/mirror/mirror.ts).
+  t.is(k.append(write(99, 'after')), 2);
+  await k.sync();
+  await k.dropSetAside();
+  t.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.damaged')), []);
+  t.is(k.damage, null);
+  await k.close();
+  const again = await Journal.open(dir, log, { segmentBytes: 200 });
+  t.is(again.damage, null);
+  t.deepEqual((await allRecords(again)).map((r) => r.seq), [1, 2]);
+  await again.close();
+});
+
+test('a segment missing between others: the ones after the gap are set aside, not read as following', async (t) => {
+  const dir = await tempDir(t);
+  const j = await Journal.open(dir, log, { segmentBytes: 200 });
+  for (let i = 0; i < 20; i++) j.append(write(i, 'y'.repeat(60)));
+  await j.close();
+  const segs = (await readdir(dir)).sort();
+  t.true(segs.length > 3);
+  await rm(join(dir, segs[1]!));
+  const k = await Journal.open(dir, log, { segmentBytes: 200 });
+  t.not(k.damage, null);
+  t.regex(k.damage!.reason, /does not continue/);
+  t.is(k.damage!.setAside.length, segs.length - 2);
+  t.deepEqual((await allRecords(k)).map((r) => r.seq), Array.from({ length: k.lastSeq }, (_, i) => i + 1));
+  await k.close();
 });
 
 test('segments roll over by size, batches stop at segment ends, trim removes only acked segments', async (t) => {

@@ -95,12 +95,17 @@ test('a corrupt last frame (bad checksum) is cut too; garbage after it never shi
   await j2.close();
 });
 
-test('damage in a segment that is not the last one: cut there, the later segments set aside (never read as if they followed), and said (journal.damage); dropSetAside removes them', async (t) => {
+/** A closed journal of 20 records in segments of about three records each: its directory and segment names, in order. */
+async function smallSegments(t: { teardown(fn: () => Promise<void>): void }): Promise<{ dir: string; segs: string[] }> {
   const dir = await tempDir(t);
   const j = await Journal.open(dir, log, { segmentBytes: 200 });
   for (let i = 0; i < 20; i++) j.append(write(i, 'y'.repeat(60)));
   await j.close();
-  const segs = (await readdir(dir)).sort();
+  return { dir, segs: (await readdir(dir)).sort() };
+}
+
+test('damage in a segment that is not the last one: cut there, the later segments set aside (never read as if they followed), and said (journal.damage); dropSetAside removes them', async (t) => {
+  const { dir, segs } = await smallSegments(t);
   t.true(segs.length > 2);
   const first = join(dir, segs[0]!);
   const buf = await readFile(first);
@@ -116,7 +121,7 @@ test('damage in a segment that is not the last one: cut there, the later segment
   t.is(k.lastSeq, 1, 'the journal ends at the last record before the damage');
   t.deepEqual((await allRecords(k)).map((r) => r.seq), [1]);
   t.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.damaged')).sort(), segs.slice(1).map((n) => `${n}.damaged`));
-  // New records continue after it (the mirror has the store re-compared whole: src/mirror/mirror.ts).
+  // New records continue after it (the mirror has the store re-compared: src/mirror/mirror.ts, durableSeq).
   t.is(k.append(write(99, 'after')), 2);
   await k.sync();
   await k.dropSetAside();
@@ -130,11 +135,7 @@ test('damage in a segment that is not the last one: cut there, the later segment
 });
 
 test('a segment missing between others: the ones after the gap are set aside, not read as following', async (t) => {
-  const dir = await tempDir(t);
-  const j = await Journal.open(dir, log, { segmentBytes: 200 });
-  for (let i = 0; i < 20; i++) j.append(write(i, 'y'.repeat(60)));
-  await j.close();
-  const segs = (await readdir(dir)).sort();
+  const { dir, segs } = await smallSegments(t);
   t.true(segs.length > 3);
   await rm(join(dir, segs[1]!));
   const k = await Journal.open(dir, log, { segmentBytes: 200 });

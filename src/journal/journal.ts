@@ -466,21 +466,22 @@ export class Journal {
    * NO_ROOM_RETRY_MS until a top-up succeeds. A file system without
    * fallocate keeps none.
    */
-  private async keepRoomAhead(): Promise<void> {
+  private async keepRoomAhead(extra = 0): Promise<boolean> {
     const seg = this.segments[this.segments.length - 1];
-    if (this.roomAheadBytes === 0 || seg === undefined || this.fd < 0) return;
-    const left = seg.allocated - seg.bytes;
-    if (left >= this.roomAheadBytes / 2 && this.roomShortState === null) return;
+    if (this.roomAheadBytes === 0 || seg === undefined || this.fd < 0) return true;
+    const left = seg.allocated - seg.bytes - extra;
+    if (left >= this.roomAheadBytes / 2 && this.roomShortState === null) return true;
     if (left >= this.roomAheadBytes) {
       this.roomShortEnds();
-      return;
+      return true;
     }
     const from = Math.max(seg.allocated, seg.bytes);
-    const length = seg.bytes + this.roomAheadBytes - from;
+    const length = seg.bytes + extra + this.roomAheadBytes - from;
     try {
       await native.fallocate(this.fd, native.FALLOC_FL_KEEP_SIZE, from, length);
       seg.allocated = from + length;
       this.roomShortEnds();
+      return true;
     } catch (err) {
       if (isNoRoomError(err)) {
         if (this.roomShortState === null) {
@@ -489,18 +490,41 @@ export class Journal {
         }
         this.roomShortTimer ??= setInterval(() => { this.exclusive(() => this.keepRoomAhead()).catch(() => {}); }, NO_ROOM_RETRY_MS);
         this.roomShortTimer.unref();
-        return;
+        return false;
       }
       const code = (err as { code?: string }).code;
       if (code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'ENOSYS') {
         this.log.warn({ err: (err as Error).message }, 'journal: the store\'s file system cannot allocate ahead (fallocate); no room is kept ahead of the journal');
         this.roomAheadBytes = 0;
         this.roomShortEnds();
-        return;
+        return true;
       }
       // Anything else: the records are not at stake (they are written as before); said, and tried again with the next write.
       this.log.warn({ err: (err as Error).message }, 'journal: the room kept ahead could not be topped up');
+      return true;
     }
+  }
+
+  /**
+   * Bytes of the room kept ahead that records written or waiting have not
+   * taken (Infinity when none is kept: nothing to count).
+   */
+  get roomLeft(): number {
+    const seg = this.segments[this.segments.length - 1];
+    if (this.roomAheadBytes === 0 || seg === undefined) return Infinity;
+    return seg.allocated - seg.bytes - this.pendingBytes;
+  }
+
+  /**
+   * Before a change that needs room on the disk and whose record takes
+   * `bytes`: tops the room kept ahead up so that the record fits with half of
+   * it still left for the changes that take none. False when the disk has no
+   * room for that (`roomShort` then says so): the change must be refused
+   * before it is made, or its record could find no room.
+   */
+  makeRoomFor(bytes: number): Promise<boolean> {
+    if (this.roomAheadBytes === 0) return Promise.resolve(true);
+    return this.exclusive(() => this.keepRoomAhead(this.pendingBytes + bytes));
   }
 
   private roomShortEnds(): void {

@@ -361,6 +361,9 @@ export class Mirror implements ChangeSink {
       // Refused before the store changes: the program sees ENOSPC, as on a full disk, and nothing is half done.
       throw new FsError('ENOSPC', `the store's disk is full: the journal has had no room since ${noRoom.since.toISOString()} (${noRoom.records} records wait in memory); only changes that take no room (removals, renames, attributes) are taken until there is room`);
     }
+    // A change that needs room: its record must fit in the room kept ahead with half of it left for the
+    // changes that take none (a large overwrite on a disk another program filled would otherwise use it up).
+    if (!takesNoRoom && this.journal.roomShort === null && this.journal.roomLeft - bytes < this.journal.roomAhead / 2) await this.journal.makeRoomFor(bytes);
     const short = this.journal.roomShort;
     if (short !== null && !takesNoRoom) {
       throw new FsError('ENOSPC', `the store's disk is full: since ${short.since.toISOString()} it has had less free than the ${mib(this.journal.roomAhead)} the journal keeps ahead for its records; only changes that take no room (removals, renames, attributes) are taken until there is room`);

@@ -41,7 +41,10 @@ export async function reconcileBeforeServing(mirror: Mirror, storeRoot: string, 
     sink: {
       append: async (rec) => {
         // Room in the journal: an estimate, as the core's (encoding the frame twice would be exact, and wasted).
-        await mirror.admit(512 + (rec.op === 'write' ? rec.data.length : rec.op === 'setxattr' ? rec.value.length : 0));
+        // The store already holds what these records say: they need room in the journal only, and the room it
+        // keeps ahead is for them as much as for removals (journal.ts, "Room kept ahead"). Once even that is
+        // used up (records would wait in memory), the start fails as a change that needs room would.
+        await mirror.admit(512 + (rec.op === 'write' ? rec.data.length : rec.op === 'setxattr' ? rec.value.length : 0), mirror.journal.noRoom === null);
         mirror.append(rec);
       },
     },

@@ -409,6 +409,25 @@ diskTest(`past the room kept ahead, records wait in memory (noRoom) and are writ
   await j.close();
 });
 
+diskTest(`makeRoomFor: a record that fits with half the room kept left is let through; a larger one on a full disk is refused first (roomShort), and removals' records still fit after${diskWhy}`, async (t) => {
+  const disk = await smallDisk(t, '4m');
+  if (disk === null) return t.fail('cannot mount a tmpfs');
+  const j = await Journal.open(join(disk, 'journal'), log, { roomAhead: 512 * 1024 });
+  await fill(disk);
+  t.is(j.roomLeft, 512 * 1024);
+  t.true(await j.makeRoomFor(100 * 1024), 'fits, half the room still left: nothing to allocate');
+  t.is(j.roomShort, null);
+  // An overwrite of 400 KiB of existing blocks (needs no room on the store): its record would leave less than half.
+  t.false(await j.makeRoomFor(400 * 1024), 'refused: the disk has no room to top up');
+  t.not(j.roomShort, null);
+  // What the room kept is for: records of changes that take none.
+  for (let i = 0; i < 1000; i++) j.append({ op: 'unlink', parent: ID, name: `n${i}`, parentMtime: [1, 0] });
+  await j.sync();
+  t.is(j.durableSeq, 1000);
+  t.is(j.noRoom, null);
+  await j.close();
+});
+
 diskTest(`a state file on a full disk borrows from the journal's room kept ahead; the journal goes on writing${diskWhy}`, async (t) => {
   const disk = await smallDisk(t, '4m');
   if (disk === null) return t.fail('cannot mount a tmpfs');

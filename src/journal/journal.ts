@@ -466,7 +466,7 @@ export class Journal {
    * NO_ROOM_RETRY_MS until a top-up succeeds. A file system without
    * fallocate keeps none.
    */
-  private async keepRoomAhead(extra = 0): Promise<boolean> {
+  private async keepRoomAhead(extra = 0, retried = false): Promise<boolean> {
     const seg = this.segments[this.segments.length - 1];
     if (this.roomAheadBytes === 0 || seg === undefined || this.fd < 0) return true;
     const left = seg.allocated - seg.bytes - extra;
@@ -484,6 +484,11 @@ export class Journal {
       return true;
     } catch (err) {
       if (isNoRoomError(err)) {
+        // The segment being written may hold only records the archive has: it goes, and its room with it.
+        if (!retried && seg.bytes > 0 && this.ackedSeqKnown >= seg.lastSeq) {
+          await this.dropAckedSegment();
+          return this.keepRoomAhead(extra, true);
+        }
         if (this.roomShortState === null) {
           this.roomShortState = { since: new Date(), message: (err as Error).message };
           this.log.warn({ err, aheadBytes: Math.max(0, left), roomAhead: this.roomAheadBytes }, 'journal: the store\'s disk has no room to keep ahead of the journal; changes that need room fail with ENOSPC, removals, renames and attributes are taken and written to the room kept');
@@ -746,8 +751,10 @@ export class Journal {
       if (this.reader?.seg === seg) await this.closeReader();
       await fsp.rm(seg.path, { force: true });
     }
-    // What a deleted segment gave back may be the room the journal lacked ahead (not awaited: a trim may run inside the chain).
-    if (this.roomShortState !== null) this.exclusive(() => this.keepRoomAhead()).catch(() => {});
+    // Short of room: the segment being written may be all acked now, and can go (its room back), and
+    // what a deleted segment gave back may be the room the journal lacked ahead. Not awaited: a trim
+    // may run inside the chain (dropAckedSegment's own).
+    if (this.roomShortState !== null) this.exclusive(async () => { await this.dropAckedSegment(); await this.keepRoomAhead(); }).catch(() => {});
   }
 
   /** Bytes of the records after `ackedSeq` (an estimate within one segment's granularity). */

@@ -428,6 +428,30 @@ diskTest(`makeRoomFor: a record that fits with half the room kept left is let th
   await j.close();
 });
 
+diskTest(`a disk the journal's own records filled: once the archive has them all, the segment goes early and the room kept ahead is whole again (not short for good)${diskWhy}`, async (t) => {
+  const disk = await smallDisk(t, '4m');
+  if (disk === null) return t.fail('cannot mount a tmpfs');
+  const dir = join(disk, 'journal');
+  const j = await Journal.open(dir, log, { roomAhead: 512 * 1024 });
+  // 64 KiB records until the top-up finds no room: the segment (64 MiB by default) holds them all.
+  let n = 0;
+  while (j.roomShort === null && n < 100) {
+    j.append({ op: 'write', id: ID, offset: n * 65536, data: Buffer.alloc(65536, n) });
+    n++;
+    await j.sync().catch(() => {});
+  }
+  t.not(j.roomShort, null, `short after ${n} records`);
+  // The archive acks everything (as the shipper's trim says): the segment being written can go.
+  await j.trim(j.lastSeq);
+  await waitUntil('the room kept ahead to be whole again', () => j.roomShort === null, 5000);
+  t.is(j.noRoom, null);
+  // And it goes on: more records, read back after the ones acked.
+  const first = j.append(write(1, 'after'));
+  await j.sync();
+  t.deepEqual((await allRecords(j, first - 1)).map((r) => r.seq), [first]);
+  await j.close();
+});
+
 diskTest(`a state file on a full disk borrows from the journal's room kept ahead; the journal goes on writing${diskWhy}`, async (t) => {
   const disk = await smallDisk(t, '4m');
   if (disk === null) return t.fail('cannot mount a tmpfs');

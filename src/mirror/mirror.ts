@@ -271,7 +271,7 @@ export class Mirror implements ChangeSink {
     });
     // Records that were durable, that the archive lacks, and that the journal no longer has (a damaged
     // segment): their changes are in the store, but neither the journal nor the checkpoint's window
-    // holds them any more. Only a comparison of the whole store finds them.
+    // holds them any more. A comparison from the newest checkpoint the archive holds finds them.
     const lost = state.durableSeq !== undefined ? journal.lastSeq < state.durableSeq : journal.damage !== null;
     if (lost && state.fullCompare !== true) {
       log.error({ durableSeq: state.durableSeq ?? null, journalLastSeq: journal.lastSeq, appliedSeq: remote?.appliedSeq ?? 0, damage: journal.damage },
@@ -638,10 +638,12 @@ export class Mirror implements ChangeSink {
    */
   private archivedCheckpointNs(): string | undefined {
     const acked = this.shipper.ackedSeq;
-    let ns = this.state.archivedNs;
-    while (this.checkpointsNotArchived.length > 0 && this.checkpointsNotArchived[0]!.seq <= acked) ns = this.checkpointsNotArchived.shift()!.ns;
-    return ns;
+    while (this.checkpointsNotArchived.length > 0 && this.checkpointsNotArchived[0]!.seq <= acked) this.archivedNsSeen = this.checkpointsNotArchived.shift()!.ns;
+    return this.archivedNsSeen ?? this.state.archivedNs;
   }
+
+  /** The newest checkpoint seen acked in this process (archivedCheckpointNs), until the state keeps it. */
+  private archivedNsSeen: string | undefined = undefined;
 }
 
 function noRoomStatus(n: JournalNoRoom | null): MirrorStatus['journal']['noRoom'] {

@@ -363,6 +363,11 @@ test('a damaged journal (a flipped byte in records the archive never got): the n
   writeFileSync(join(m.mnt, 'gone.txt'), 'x');
   writeFileSync(join(m.mnt, 'moved.txt'), 'moved');
   syncMount(m);
+  // Once the archive holds every record, the next checkpoint tick (2 s) says so in the state: the
+  // checkpoint is then also the newest one archived.
+  const state = (): { checkpointNs: string; archivedNs?: string } => JSON.parse(readFileSync(join(m.store, '.strata', 'mirror.json'), 'utf8')) as { checkpointNs: string; archivedNs?: string };
+  for (let i = 0; i < 60 && state().archivedNs !== state().checkpointNs; i++) await sleep(100);
+  t.is(state().archivedNs, state().checkpointNs, 'the state says which checkpoint the archive holds');
   const jdir = join(m.store, '.strata', 'journal');
   const newest = (): string => readdirSync(jdir).filter((n) => n.endsWith('.seg')).sort().at(-1)!;
   const seg = newest();

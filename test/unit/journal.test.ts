@@ -472,6 +472,10 @@ diskTest(`a state file on a full disk borrows from the journal's room kept ahead
   t.is(j.durableSeq, 100);
   t.is((await allRecords(j)).length, 100);
   await j.close();
+  // Closed (a clean stop writes its last state after the journal closes): it still lends.
+  await fill(disk);
+  await writeFileDurably(state, '{"a":4}\n');
+  t.is(await readFile(state, 'utf8'), '{"a":4}\n', 'after close');
 });
 
 test('the room kept ahead: 1% of the disk, at least 1 MiB, at most 64 MiB, never more than an eighth of a small disk', (t) => {

@@ -754,7 +754,17 @@ export class Journal {
     // Short of room: the segment being written may be all acked now, and can go (its room back), and
     // what a deleted segment gave back may be the room the journal lacked ahead. Not awaited: a trim
     // may run inside the chain (dropAckedSegment's own).
-    if (this.roomShortState !== null) this.exclusive(async () => { await this.dropAckedSegment(); await this.keepRoomAhead(); }).catch(() => {});
+    if (this.roomShortState !== null) {
+      this.exclusive(async () => { await this.dropAckedSegment(); await this.keepRoomAhead(); }).catch(() => {});
+      return;
+    }
+    // On a small disk (the room kept ahead, 1% of it, is under a quarter of a segment) a segment the
+    // archive holds entirely goes once it is twice that room, without waiting for the disk to fill:
+    // otherwise acked records would hold up to 64 MiB of a disk of a few hundred.
+    const seg = this.segments[this.segments.length - 1];
+    if (seg !== undefined && this.roomAheadBytes > 0 && this.roomAheadBytes * 4 <= this.segmentBytes && seg.bytes >= 2 * this.roomAheadBytes && ackedSeq >= seg.lastSeq) {
+      this.exclusive(() => this.dropAckedSegment()).catch(() => {});
+    }
   }
 
   /** Bytes of the records after `ackedSeq` (an estimate within one segment's granularity). */

@@ -452,6 +452,27 @@ diskTest(`a disk the journal's own records filled: once the archive has them all
   await j.close();
 });
 
+test('on a small disk (room kept ahead under a quarter of a segment) a segment the archive holds entirely goes once it is twice that room, disk full or not', async (t) => {
+  const dir = await tempDir(t);
+  const j = await Journal.open(dir, log, { roomAhead: 256 * 1024 });
+  for (let i = 0; i < 8; i++) j.append({ op: 'write', id: ID, offset: i * 65536, data: Buffer.alloc(65536, i) });
+  await j.sync();
+  const first = (await readdir(dir)).filter((n) => n.endsWith('.seg'));
+  t.is(first.length, 1);
+  await j.trim(j.lastSeq - 1);
+  await j.flush();
+  t.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.seg')), first, 'not while a record is not acked');
+  await j.trim(j.lastSeq);
+  await j.flush(); // the drop runs in the journal's chain, behind the trim
+  const after = (await readdir(dir)).filter((n) => n.endsWith('.seg'));
+  t.is(after.length, 1);
+  t.not(after[0], first[0], 'a new segment; the acked one is gone');
+  t.is(j.append(write(1, 'more')), 9);
+  await j.sync();
+  t.deepEqual((await allRecords(j, 8)).map((r) => r.seq), [9]);
+  await j.close();
+});
+
 diskTest(`a state file on a full disk borrows from the journal's room kept ahead; the journal goes on writing${diskWhy}`, async (t) => {
   const disk = await smallDisk(t, '4m');
   if (disk === null) return t.fail('cannot mount a tmpfs');

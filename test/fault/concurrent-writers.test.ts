@@ -89,8 +89,17 @@ async function takeAmongWriters<T>(t: ExecutionContext, mnt: string, native: str
   const { before, taken } = await whileStopped(w, () => {
     // The mappers' stores still in dirty pages are written back first: the store's mtime of
     // a file written through a mapping is that of the write-back (docs/SEMANTICS.md), which
-    // `take` (checkpoint, snapshot create) would otherwise cause after the copy was made.
+    // `take` (checkpoint, snapshot create: each does a syncfs of its own) would otherwise
+    // cause after the copy was made. Once under CI load (2026-12-06, seed 729543465) one syncfs
+    // left a page that the checkpoint's wrote back 0.56 s later (same bytes, a later mtime):
+    // again until a pass moves no file's mtime.
     spawnSync('sync', ['-f', mnt]);
+    for (let pass = 0; pass < 5; pass++) {
+      const seen = picture(mnt);
+      spawnSync('sync', ['-f', mnt]);
+      const now = picture(mnt);
+      if ([...seen].every(([name, p]) => now.get(name)?.mtimeNs === p.mtimeNs)) break;
+    }
     return { before: copyOut(mnt, native), taken: take() };
   });
   return { w, before, taken };

@@ -29,6 +29,7 @@ import * as native from '../native/index.js';
 import { readObjectId } from '../store/object-ids.js';
 import { RESERVED_NAME } from '../store/local-store.js';
 import { formatRestoreProgress } from './restore-format.js';
+import { mib } from '../util/units.js';
 
 const cli = fileURLToPath(new URL('../../../bin/strata.js', import.meta.url));
 const VOLUME = 'demo';
@@ -83,10 +84,6 @@ function strata(args: string): string {
 
 function has(program: string): boolean {
   return spawnSync('bash', ['-c', `command -v ${program}`]).status === 0;
-}
-
-function mib(n: number): string {
-  return `${(n / 1048576).toFixed(1)} MiB`;
 }
 
 function inMountTable(mnt: string): boolean {

@@ -13,10 +13,7 @@ import { restoreLines } from './restore-format.js';
 import { swapLines } from './swap-command.js';
 import type { SwapStatus } from '../swap/controller.js';
 import { flushMount } from './flush-mount.js';
-
-function mib(n: number): string {
-  return `${(n / 1048576).toFixed(1)} MiB`;
-}
+import { mib } from '../util/units.js';
 
 /** The mirror part of `strata status`, for people. */
 function mirrorLines(m: MirrorStatus | null): string[] {

@@ -1,10 +1,7 @@
 // The background restore's progress for people: one line, with a bar.
 import type { RestoreProgress } from '../restore/background.js';
 import { BLOCK_SIZE } from '../protocol/records.js';
-
-function mib(n: number): string {
-  return `${(n / 1048576).toFixed(1)} MiB`;
-}
+import { mib } from '../util/units.js';
 
 function duration(s: number): string {
   if (s < 60) return `${s} s`;

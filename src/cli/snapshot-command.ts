@@ -12,14 +12,13 @@ import { parseTargetSpec } from '../archive/targets.js';
 import { WorkerSnapshotClient } from '../archive/snapshot-worker-client.js';
 import { fileURLToPath } from 'node:url';
 import { flushMount } from './flush-mount.js';
+import { mib } from '../util/units.js';
 
 export interface ArchiveCliOptions {
   archive?: string;
   tokenFile?: string;
   json?: boolean;
 }
-
-const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
 
 function out(line: string): void {
   process.stdout.write(`${line}\n`);

@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callControl } from '../daemon/control.js';
 import type { BusyMode, CommitResult, PrepareStatus, SwapRequest, SwapStatus } from '../swap/controller.js';
+import { mib } from '../util/units.js';
 
 export interface PrepareOptions {
   spare: string;
@@ -22,10 +23,6 @@ export interface CommitOptions {
   holdTimeout?: number;
   busy?: string;
   json?: boolean;
-}
-
-function mib(n: number): string {
-  return `${(n / 1048576).toFixed(1)} MiB`;
 }
 
 export function prepareLine(p: PrepareStatus): string {

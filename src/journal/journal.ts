@@ -567,11 +567,10 @@ export class Journal {
       // After close (the mirror's last state file) through a descriptor of its own.
       const fd = this.fd >= 0 ? this.fd : await native.openAt(native.AT_FDCWD, seg.path, fs.constants.O_WRONLY);
       try {
-        await native.fallocate(fd, native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_KEEP_SIZE, seg.allocated - n, n);
+        await punchAhead(fd, seg, n);
       } finally {
-        if (fd !== this.fd) fs.closeSync(fd);
+        if (fd !== this.fd) await new Promise<void>((resolve) => fs.close(fd, () => resolve()));
       }
-      seg.allocated -= n;
       this.log.info({ bytes: n, aheadBytes: seg.allocated - seg.bytes }, 'journal: room kept ahead lent to a state file on a full disk');
       return true;
     });
@@ -582,8 +581,7 @@ export class Journal {
    * punched past EOF; the file's size does not change).
    */
   private async releaseRoomAhead(fd: number, seg: Segment): Promise<void> {
-    if (seg.allocated <= seg.bytes) return;
-    await native.fallocate(fd, native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_KEEP_SIZE, seg.bytes, seg.allocated - seg.bytes).catch(() => {});
+    if (seg.allocated > seg.bytes) await punchAhead(fd, seg, seg.allocated - seg.bytes).catch(() => {});
     seg.allocated = seg.bytes;
   }
 
@@ -889,6 +887,12 @@ async function scanSegment(path: string, firstSeq: number): Promise<SegmentScan>
     expect++;
   }
   return { bytes: off, lastSeq: expect - 1, damage: null };
+}
+
+/** Gives the disk back the last `n` bytes of what `seg` (open on `fd`) keeps allocated past its end: a hole punched there, its size unchanged. */
+async function punchAhead(fd: number, seg: Segment, n: number): Promise<void> {
+  await native.fallocate(fd, native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_KEEP_SIZE, seg.allocated - n, n);
+  seg.allocated -= n;
 }
 
 /** Renames segment files `names` of `dir` to `NAME.damaged` (never read again); returns the new names. */

@@ -23,6 +23,7 @@ import type { ChangeSink } from '../ports/change-sink.js';
 import type { ArchiveClient } from '../protocol/archive-api.js';
 import type { NewRecord } from '../protocol/records.js';
 import type { Logger } from '../log/logger.js';
+import { mib } from '../util/units.js';
 
 export type MirrorMode = 'async' | 'sync';
 export type JournalFullPolicy = 'block' | 'enospc';
@@ -652,10 +653,6 @@ function noRoomStatus(n: JournalNoRoom | null): MirrorStatus['journal']['noRoom'
 
 function roomShortStatus(n: JournalRoomShort | null): MirrorStatus['journal']['roomShort'] {
   return n === null ? null : { since: n.since.toISOString(), message: n.message, aheadBytes: n.aheadBytes };
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
 async function readState(privateDir: string): Promise<MirrorState | null> {

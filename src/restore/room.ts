@@ -9,6 +9,7 @@
 import { statfs } from 'node:fs/promises';
 import type { SubtreeTotals } from '../protocol/images.js';
 import { cacheReserveBytes } from './cache-room.js';
+import { mib } from '../util/units.js';
 
 export interface FreeRoom {
   /** Free bytes as an ordinary user sees them. */
@@ -17,10 +18,6 @@ export interface FreeRoom {
   reserve?: number;
   /** Free inodes; null when the file system does not count them (btrfs says 0 of 0). */
   inodes: number | null;
-}
-
-function mib(n: number): string {
-  return `${(n / 1048576).toFixed(1)} MiB`;
 }
 
 /** What the store lacks for `need` (what is not local yet), said for an operator; null when it has room. */

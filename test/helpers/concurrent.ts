@@ -3,6 +3,7 @@
 // start them, stop them where they are, let them finish.
 import type { ExecutionContext } from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { assertConverged, forceUnmount, killPrimary, mount, syncMount, type MirroredMount } from './mirror.js';
 import { Rng } from './model-tree.js';
@@ -77,11 +78,36 @@ export async function whileStopped<T>(p: Programs, fn: () => T | Promise<T>): Pr
   for (const pid of p.pids) signal(pid, 'SIGSTOP');
   try {
     await sleep(300);
+    // A thread in the middle of a request to the mount stops only once the daemon has answered it (a
+    // SIGSTOP does not interrupt it): under CI load that took longer than the 300 ms, and a rename or a
+    // create landed while the native copy was being made (2026-12-06: a directory's mtime older than the
+    // entry made in it). Every thread of every program is stopped before `fn` runs.
+    for (let i = 0; i < 200 && !p.pids.every(isStopped); i++) await sleep(50);
     if (p.running() < p.pids.length) throw new Error(`only ${p.running()} of ${p.pids.length} programs were still running when stopped`);
     return await fn();
   } finally {
     for (const pid of p.pids) signal(pid, 'SIGCONT');
   }
+}
+
+/** Every thread of `pid` is stopped (state T or t), or the process is gone. */
+function isStopped(pid: number): boolean {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return true;
+  }
+  return tasks.every((tid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      // The state follows the command name's closing parenthesis.
+      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      return state === 'T' || state === 't' || state === 'Z' || state === 'X';
+    } catch {
+      return true;
+    }
+  });
 }
 
 /** kill(2), where a program that has already exited (ESRCH) is no error: whileStopped counts them. */

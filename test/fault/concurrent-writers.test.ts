@@ -107,14 +107,19 @@ async function takeAmongWriters<T>(t: ExecutionContext, mnt: string, native: str
 
 /**
  * The files under `mnt` are those of the native copy: names, size, mode, mtime
- * and every byte (`mtimes` false: all but the mtime).
+ * and every byte (`mtimes` false: all but the mtime; mapped files never by mtime).
  */
 function checkAgainstCopy(t: ExecutionContext, mnt: string, native: string, before: Map<string, FilePicture>, label: string, mtimes = true): void {
   const after = picture(mnt);
   t.deepEqual([...after.keys()], [...before.keys()], `${label}: the names`);
   for (const [name, want] of before) {
     const got = after.get(name);
-    if (mtimes) t.deepEqual(got, want, `${label}: ${name}'s size, mode and mtime`);
+    // m*: written through shared mappings. Their mtime is the write-back's (docs/SEMANTICS.md), and when
+    // the kernel writes back relative to a copy taken while the programs are stopped is the kernel's
+    // choice: twice in this file's swap test under CI load (2026-12-06, seeds 729543465 and 1591529805)
+    // the checkpoint held an mtime 0.5 s later than the copy, with the same bytes. Their bytes, size and
+    // mode are still compared exactly.
+    if (mtimes && !name.startsWith('m')) t.deepEqual(got, want, `${label}: ${name}'s size, mode and mtime`);
     else t.deepEqual(got === undefined ? got : { ...got, mtimeNs: 0n }, { ...want, mtimeNs: 0n }, `${label}: ${name}'s size and mode`);
     const bytes = readFileSync(join(mnt, name));
     const expected = readFileSync(join(native, name));

@@ -1,19 +1,20 @@
 // The FUSE adapter: translates kernel requests (libfuse 3's low-level API,
 // through strata's FUSE bridge, native/fuse-native) into filesystem-core calls.
-// It owns the kernel's view (node ids, lookup counts: InodeTable), answers
-// every request exactly once, and maps every error through the one errno
-// table. Reads and writes of plain local files are served by the FUSE thread
+// Requests name objects by node id, and so does the core's node-addressed API
+// (src/core/nodes.ts, which keeps the node table): the adapter maps one onto
+// the other, answers every request exactly once, and maps every error through
+// the one errno table. Reads and writes of plain local files are served by the FUSE thread
 // itself (direct descriptors), so they never reach this thread.
 import { nameBytes } from '../protocol/names.js';
 import { ll, FC, type Session, type Features } from './bridge.js';
-import { constants as C, type BigIntStats } from 'node:fs';
+import type { BigIntStats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import type { Filesystem, Caller, OpenResult, DirEntryInfo, ObjectRef, SetattrChanges } from '../core/filesystem.js';
+import type { Filesystem, Caller, OpenResult, DirEntryInfo, SetattrChanges } from '../core/filesystem.js';
 import type { ChangeSink } from '../ports/change-sink.js';
 import type { SettleWatch } from '../ports/restore-hooks.js';
 import { ArchiveDataError, errnoOf, isExpectedError, FsError } from '../errors/errno.js';
 import type { Logger } from '../log/logger.js';
-import { InodeTable, ROOT_NODEID, type Inode } from './inode-table.js';
+import { Nodes, ROOT_NODEID, type Inode, type RenameFlag } from '../core/nodes.js';
 import { encodeAttr, encodeDirEntries, encodeStatfs, inoOfAttrs, statOfAttrs } from './attr-encoding.js';
 import { RequestHold, countsAsInFlight, namespaceModeOf, type HoldFigures } from './request-hold.js';
 import { NamespaceLock, type NamespaceMode, type NamespacePaths } from './namespace-lock.js';
@@ -212,7 +213,8 @@ interface Request {
 
 export class FuseAdapter {
   private session: Session | null = null;
-  private inodes: InodeTable | null = null;
+  /** The core's nodes of this mount (node table included): from mount() on. */
+  private nodes: Nodes | null = null;
   private readonly log: Logger;
   private readonly directIo: boolean;
   private readonly attrTimeout: number;
@@ -264,7 +266,7 @@ export class FuseAdapter {
   }
 
   get knownInodes(): number {
-    return this.inodes?.size ?? 0;
+    return this.nodes?.size ?? 0;
   }
 
   /** Requests answered so far, per op: by this thread and by the FUSE thread. */
@@ -414,7 +416,7 @@ export class FuseAdapter {
   private journalApplied(r: Request): void {
     this.djFigures.notices++;
     this.creditBack(r.size);
-    const id = this.inodes?.find(r.ino)?.journalId ?? null;
+    const id = this.nodes?.table.find(r.ino)?.journalId ?? null;
     if (id === null || r.attrs === undefined || !this.fs.recordDirectSetattr(id, statOfAttrs(r.attrs))) {
       this.log.error({ ino: r.ino, id }, 'a setattr applied on the FUSE thread could not be journalled');
     } else {
@@ -583,7 +585,7 @@ export class FuseAdapter {
    * inode numbers: the kernel may know one by a name the store no longer has.
    */
   storeChanged(ev: StoreChange): void {
-    const t = this.inodes;
+    const t = this.nodes?.table;
     const s = this.session;
     if (!t || !s || this.closed) return;
     const dropEntry = (parent: Inode | undefined, name: string): void => {
@@ -636,7 +638,7 @@ export class FuseAdapter {
       const b = settleBucket(ino);
       this.settleLast[b] = ++this.settleSeq;
       this.settleBusy[b]!++;
-      const inode = this.inodes?.findByIno(ino);
+      const inode = this.nodes?.table.findByIno(ino);
       if (inode && this.session && !this.closed) ll.settled(this.session, inode.nodeid, false);
     },
     end: (ino) => {
@@ -669,11 +671,12 @@ export class FuseAdapter {
 
   /** Mounts; resolves once the kernel has initialised the connection. */
   async mount(): Promise<void> {
-    const rootStat = await this.fs.getattr('/');
-    this.inodes = new InodeTable(rootStat.ino, () => {
+    // The core numbers the root as the kernel's ABI does; the bridge's C says which that is.
+    if (FC.ROOT_ID !== ROOT_NODEID) throw new Error(`the bridge's FUSE_ROOT_ID is ${FC.ROOT_ID}, the core's root node ${ROOT_NODEID}`);
+    this.nodes = await Nodes.open(this.fs, () => {
       if (!this.session) throw new FsError('EIO', 'not mounted');
       return ll.allocNodeid(this.session);
-    });
+    }, { descriptorOf: (nodeid) => (this.session && !this.closed ? ll.nodeDescriptor(this.session, nodeid) : -1) });
     let exitedResolve!: () => void;
     this.exited = new Promise((resolve) => { exitedResolve = resolve; });
     const ready = new Promise<void>((resolve) => { this.onInit = resolve; });
@@ -730,7 +733,7 @@ export class FuseAdapter {
       return;
     }
     if (r.op === OP.forget) {
-      this.inodes?.forget(r.ino, r.off);
+      this.nodes?.forget(r.ino, r.off);
       return;
     }
     if (r.op === OP.newnode) {
@@ -884,7 +887,7 @@ export class FuseAdapter {
    * cached attributes or pages), and the root's attributes are dropped.
    */
   switchStore(rootIno: bigint): void {
-    this.table().detachAll(rootIno);
+    this.node().detachAll(rootIno);
     this.dirListings.clear();
     if (!this.session || this.closed) return;
     ll.resetNodes(this.session, this.fs.store.root);
@@ -924,18 +927,13 @@ export class FuseAdapter {
 
   /** The FUSE thread created `name` in node `ino` as node `ino2` (attributes in `attrs`). */
   private adoptBridgeNode(r: Request): void {
-    const t = this.inodes;
-    const parent = t?.find(r.ino);
-    if (!t || !parent || r.name === undefined || r.attrs === undefined) {
-      this.log.error({ parent: r.ino, name: r.name, nodeid: r.ino2 }, 'node created by the FUSE thread in an unknown directory');
-      return;
-    }
-    t.adopt(parent, r.name, inoOfAttrs(r.attrs), r.ino2);
+    const made = this.nodes !== null && r.name !== undefined && r.attrs !== undefined ? this.nodes.adopt(r.ino, r.name, inoOfAttrs(r.attrs), r.ino2) : null;
+    if (made === null) this.log.error({ parent: r.ino, name: r.name, nodeid: r.ino2 }, 'node created by the FUSE thread in an unknown directory');
   }
 
-  private table(): InodeTable {
-    if (!this.inodes) throw new FsError('EIO', 'not mounted');
-    return this.inodes;
+  private node(): Nodes {
+    if (!this.nodes) throw new FsError('EIO', 'not mounted');
+    return this.nodes;
   }
 
   /**
@@ -948,7 +946,7 @@ export class FuseAdapter {
   private namespacePaths(r: Request, mode: NamespaceMode): NamespacePaths {
     if (mode === 'none') return [];
     try {
-      const t = this.table();
+      const t = this.node().table;
       if (mode === 'exclusive') return [t.childPath(t.get(r.ino), this.name(r, 'name')), t.childPath(t.get(r.ino2), this.name(r, 'name2'))];
       const paths: string[] = [];
       for (const ino of r.op === OP.link ? [r.ino, r.ino2] : [r.ino]) {
@@ -968,25 +966,8 @@ export class FuseAdapter {
     return n;
   }
 
-  /** Attributes of an object: through an open handle when it has no name left. */
-  private async attrsOf(inode: Inode, fh: number): Promise<BigIntStats> {
-    const t = this.table();
-    if (fh !== 0 && inode.handles.has(fh)) return this.fs.fgetattr(fh);
-    const path = t.pathOf(inode);
-    if (path !== null) return this.fs.getattr(path);
-    const any = inode.handles.values().next();
-    if (!any.done) return this.fs.fgetattr(any.value);
-    // A directory with no name left that a program still has open (the handle's own descriptor).
-    const dir = inode.dirHandles.values().next();
-    if (!dir.done) return this.fs.fgetattrDir(dir.value);
-    // No handle either (a rename over its name or an unlink came after the kernel's lookup): the node table's descriptor.
-    return this.fs.getattrOf(this.nodeDescriptor(inode));
-  }
-
-  /** Replies with the new entry `parent/name` (after a create-like op), whose attributes are `st`. */
-  private replyNewEntry(r: Request, parent: Inode, name: string, st: BigIntStats, answer: (f: () => void) => void): void {
-    const t = this.table();
-    const inode = t.remember(parent, name, st.ino);
+  /** Replies with the new entry `inode` (after a create-like op), whose attributes are `st`. */
+  private replyNewEntry(r: Request, { node: inode, st }: { node: Inode; st: BigIntStats }, answer: (f: () => void) => void): void {
     // Just created through the mount: it has no security.capability.
     if (r.op !== OP.link) ll.noCapabilities(inode.nodeid, true);
     answer(() => ll.replyEntry(r.req, inode.nodeid, encodeAttr(st), this.attrTimeout, this.entryTimeout));
@@ -1005,16 +986,15 @@ export class FuseAdapter {
   }
 
   private async handle(r: Request, answer: (f: () => void) => void): Promise<void> {
-    const t = this.table();
+    const nodes = this.node();
     const fs = this.fs;
     switch (r.op) {
       case OP.lookup: {
-        const parent = t.get(r.ino);
         const name = this.name(r, 'name');
         if (r.attrs !== undefined && !fs.restoring) {
           // Resolved on the FUSE thread (its descriptor becomes the node's): only the node id is missing.
           const attrs = r.attrs;
-          const inode = t.remember(parent, name, inoOfAttrs(attrs));
+          const inode = nodes.resolved(r.ino, name, inoOfAttrs(attrs));
           answer(() => ll.replyEntry(r.req, inode.nodeid, attrs, this.attrTimeout, this.entryTimeout));
           return;
         }
@@ -1022,182 +1002,99 @@ export class FuseAdapter {
         // the descriptor (filed under the node id if it is the same object):
         // the attributes are the core's.
         const since = this.settleSeq;
-        let res: { st: BigIntStats; settled: boolean };
-        try {
-          res = await fs.attrsSettled(t.childPath(parent, name), true);
-        } catch (err) {
-          if ((err as { code?: string }).code === 'ENOENT') {
-            answer(() => ll.replyEntry(r.req, 0, null, 0, this.negativeTimeout));
-            return;
-          }
-          throw err;
+        const found = await nodes.lookup(r.ino, name);
+        if (found === null) {
+          answer(() => ll.replyEntry(r.req, 0, null, 0, this.negativeTimeout));
+          return;
         }
-        const { st, settled } = res;
-        const inode = t.remember(parent, name, st.ino);
+        const { node: inode, st, settled } = found;
         answer(() => ll.replyEntry(r.req, inode.nodeid, encodeAttr(st), this.attrTimeout, this.entryTimeout));
         if (settled) this.vouch(inode, st, since);
         return;
       }
       case OP.getattr: {
-        const inode = t.get(r.ino);
-        const path = this.vouching && !(r.fh !== 0 && inode.handles.has(r.fh)) ? t.pathOf(inode) : null;
-        if (path !== null) {
-          // During a restore: a settled object is answered by the FUSE thread from now on.
-          const since = this.settleSeq;
-          const { st, settled } = await fs.attrsSettled(path, false);
-          answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
-          if (settled) this.vouch(inode, st, since);
-          return;
-        }
-        let st = await this.attrsOf(inode, r.fh);
-        // A write or fallocate of it began while they were read: they may show a size the
-        // kernel does not have yet (startSizeChange). Read again after it; a few times at most.
-        for (let again = 0, w = this.sizeWrites.get(r.ino); w !== undefined && again < 5; again++, w = this.sizeWrites.get(r.ino)) {
-          await w;
-          st = await this.attrsOf(inode, r.fh);
+        const inode = nodes.get(r.ino);
+        // During a restore: a settled object is answered by the FUSE thread from now on.
+        const since = this.settleSeq;
+        let { st, settled } = await nodes.getattr(r.ino, r.fh, this.vouching);
+        if (settled === null) {
+          // A write or fallocate of it began while they were read: they may show a size the
+          // kernel does not have yet (startSizeChange). Read again after it; a few times at most.
+          for (let again = 0, w = this.sizeWrites.get(r.ino); w !== undefined && again < 5; again++, w = this.sizeWrites.get(r.ino)) {
+            await w;
+            st = (await nodes.getattr(r.ino, r.fh, false)).st;
+          }
         }
         answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
+        if (settled === true) this.vouch(inode, st, since);
         return;
       }
       case OP.setattr: {
-        const inode = t.get(r.ino);
-        // Through the handle when the kernel gave one, or when no name is left.
-        const nameless = t.pathOf(inode) === null;
-        const lent = r.fh !== 0 && inode.handles.has(r.fh) ? undefined : (nameless ? this.lentHandle(inode, (r.toSet & SET.SIZE) !== 0) : undefined);
-        // A size change (truncate(2) of /proc/PID/fd/N) where every handle is read-only
-        // (ftruncate needs a writable descriptor): through a writable one opened for it.
-        // No name and nothing open (a rename over its name or an unlink came after the kernel's lookup): through
-        // the node table's descriptor of it, whatever its kind.
-        const noneOpen = nameless && !inode.stale && lent === undefined && !(r.fh !== 0 && inode.handles.has(r.fh)) && inode.dirHandles.size === 0;
-        const opened = lent !== undefined && (r.toSet & SET.SIZE) !== 0 && this.readOnly(lent)
-          ? await this.borrow(lent, fs.reopen(lent, C.O_WRONLY, r.caller))
-          : undefined;
-        try {
-          const handle = r.fh !== 0 && inode.handles.has(r.fh) ? r.fh : opened?.handle ?? lent;
-          // A directory with no name left that a program still has open: through the directory handle's descriptor.
-          const dirHandle = handle === undefined && nameless ? (inode.dirHandles.has(r.fh) ? r.fh : inode.dirHandles.values().next().value) : undefined;
-          const ref: ObjectRef | null = handle !== undefined ? { handle } : dirHandle !== undefined ? null
-            : noneOpen ? { descriptor: this.nodeDescriptor(inode) } : { path: t.requirePath(inode) };
-          const args = r.attrs ?? new Float64Array(SETARG.LEN);
-          const ch: SetattrChanges = {};
-          if (r.toSet & SET.MODE) ch.mode = r.mode;
-          if (r.toSet & SET.UID) ch.uid = args[SETARG.UID]!;
-          if (r.toSet & SET.GID) ch.gid = args[SETARG.GID]!;
-          if (r.toSet & SET.SIZE) ch.size = r.off;
-          // handle_killpriv_v2: a truncation by a caller without CAP_FSETID drops set-ID bits.
-          if (r.toSet & SET.KILL_SUIDGID) ch.dropSetId = r.caller;
-          if (r.toSet & (SET.ATIME | SET.MTIME | SET.ATIME_NOW | SET.MTIME_NOW)) {
-            ch.atime = r.toSet & SET.ATIME_NOW ? 'now' : r.toSet & SET.ATIME ? { sec: args[SETARG.ATIME_S]!, nsec: args[SETARG.ATIME_NS]! } : 'omit';
-            ch.mtime = r.toSet & SET.MTIME_NOW ? 'now' : r.toSet & SET.MTIME ? { sec: args[SETARG.MTIME_S]!, nsec: args[SETARG.MTIME_NS]! } : 'omit';
-          }
-          const work = ref !== null ? fs.setattr(ref, ch) : fs.setattrDir(dirHandle!, ch);
-          // Another program's handle, taken for a request that names none of its own (a
-          // truncating open's SETATTR carries no handle): its release waits for this work.
-          const borrowed = handle !== undefined && handle !== r.fh && handle !== opened?.handle ? handle : dirHandle !== undefined && dirHandle !== r.fh ? dirHandle : undefined;
-          const st = await (borrowed !== undefined ? this.borrow(borrowed, work) : work);
-          answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
-          return;
-        } finally {
-          if (opened !== undefined) await fs.release(opened.handle);
+        const args = r.attrs ?? new Float64Array(SETARG.LEN);
+        const ch: SetattrChanges = {};
+        if (r.toSet & SET.MODE) ch.mode = r.mode;
+        if (r.toSet & SET.UID) ch.uid = args[SETARG.UID]!;
+        if (r.toSet & SET.GID) ch.gid = args[SETARG.GID]!;
+        if (r.toSet & SET.SIZE) ch.size = r.off;
+        // handle_killpriv_v2: a truncation by a caller without CAP_FSETID drops set-ID bits.
+        if (r.toSet & SET.KILL_SUIDGID) ch.dropSetId = r.caller;
+        if (r.toSet & (SET.ATIME | SET.MTIME | SET.ATIME_NOW | SET.MTIME_NOW)) {
+          ch.atime = r.toSet & SET.ATIME_NOW ? 'now' : r.toSet & SET.ATIME ? { sec: args[SETARG.ATIME_S]!, nsec: args[SETARG.ATIME_NS]! } : 'omit';
+          ch.mtime = r.toSet & SET.MTIME_NOW ? 'now' : r.toSet & SET.MTIME ? { sec: args[SETARG.MTIME_S]!, nsec: args[SETARG.MTIME_NS]! } : 'omit';
         }
+        const st = await nodes.setattr(r.ino, r.fh, ch, r.caller);
+        answer(() => ll.replyAttr(r.req, encodeAttr(st), this.attrTimeout));
+        return;
       }
       case OP.readlink: {
-        const target = await this.byNode(t.get(r.ino), (path) => fs.readlink(path), (fd) => fs.readlinkOf(fd));
+        const target = await nodes.readlink(r.ino);
         answer(() => ll.replyReadlink(r.req, target));
         return;
       }
-      case OP.mknod: {
-        const parent = t.get(r.ino);
-        const name = this.name(r, 'name');
-        const st = await fs.mknod(t.childPath(parent, name), r.mode, r.rdev, r.caller);
-        return this.replyNewEntry(r, parent, name, st, answer);
-      }
-      case OP.mkdir: {
-        const parent = t.get(r.ino);
-        const name = this.name(r, 'name');
-        const st = await fs.mkdir(t.childPath(parent, name), r.mode, r.caller);
-        return this.replyNewEntry(r, parent, name, st, answer);
-      }
+      case OP.mknod:
+        return this.replyNewEntry(r, await nodes.mknod(r.ino, this.name(r, 'name'), r.mode, r.rdev, r.caller), answer);
+      case OP.mkdir:
+        return this.replyNewEntry(r, await nodes.mkdir(r.ino, this.name(r, 'name'), r.mode, r.caller), answer);
       case OP.symlink: {
-        const parent = t.get(r.ino);
         const name = this.name(r, 'name');
         if (r.name2 === undefined) throw new FsError('EINVAL');
-        const st = await fs.symlink(r.name2, t.childPath(parent, name), r.caller);
-        return this.replyNewEntry(r, parent, name, st, answer);
+        return this.replyNewEntry(r, await nodes.symlink(r.ino, name, r.name2, r.caller), answer);
       }
-      case OP.link: {
-        const inode = t.get(r.ino);
-        const parent = t.get(r.ino2);
-        const name = this.name(r, 'name2');
-        const st = await fs.link(t.requirePath(inode), t.childPath(parent, name));
-        return this.replyNewEntry(r, parent, name, st, answer);
-      }
+      case OP.link:
+        return this.replyNewEntry(r, await nodes.link(r.ino, r.ino2, this.name(r, 'name2')), answer);
       case OP.unlink:
       case OP.rmdir: {
-        const parent = t.get(r.ino);
         const name = this.name(r, 'name');
-        const path = t.childPath(parent, name);
-        let survives = false;
-        if (r.op === OP.unlink) {
-          // Other names of a hard-linked file must keep finding this node.
-          survives = await this.hasOtherNames(path);
-          await fs.unlink(path);
-        } else {
-          await fs.rmdir(path);
-        }
-        t.forgetName(parent, name, survives);
+        await (r.op === OP.unlink ? nodes.unlink(r.ino, name) : nodes.rmdir(r.ino, name));
         answer(() => ll.replyErr(r.req, 0));
         return;
       }
       case OP.rename: {
-        const parent = t.get(r.ino);
-        const newParent = t.get(r.ino2);
         const name = this.name(r, 'name');
         const newName = this.name(r, 'name2');
-        const to = t.childPath(newParent, newName);
         // renameat2's flags (the bridge lets RENAME_NOREPLACE and RENAME_EXCHANGE through), in `mode`.
-        if ((r.mode & FC.RENAME_EXCHANGE) !== 0) {
-          await fs.exchange(t.childPath(parent, name), to);
-          t.exchangeNames(parent, name, newParent, newName);
-          answer(() => ll.replyErr(r.req, 0));
-          return;
-        }
-        const targetSurvives = await this.hasOtherNames(to);
-        await fs.rename(t.childPath(parent, name), to, (r.mode & FC.RENAME_NOREPLACE) !== 0);
-        t.moveName(parent, name, newParent, newName, targetSurvives);
+        const flag: RenameFlag = (r.mode & FC.RENAME_EXCHANGE) !== 0 ? 'exchange' : (r.mode & FC.RENAME_NOREPLACE) !== 0 ? 'noreplace' : null;
+        await nodes.rename(r.ino, name, r.ino2, newName, flag);
         answer(() => ll.replyErr(r.req, 0));
         return;
       }
       case OP.open: {
-        const inode = t.get(r.ino);
-        // No name left: through a handle of its own, borrowed (open of /proc/PID/fd/N of a program holding
-        // it), else through the node table's descriptor (a rename over its name or an unlink came between
-        // the kernel's lookup and this open; natively the open succeeds).
-        const path = t.pathOf(inode);
-        const source = path === null ? this.lentHandle(inode, false) : undefined;
-        const res = await (source !== undefined
-          ? this.borrow(source, fs.reopen(source, r.mode, r.caller))
-          : path === null ? fs.openDescriptor(this.nodeDescriptor(inode), r.mode, r.caller) : fs.open(path, r.mode, r.caller));
-        inode.handles.add(res.handle);
+        const { node: inode, res } = await nodes.open(r.ino, r.mode, r.caller);
         const { fd, flags } = this.openFlags(res);
         let delivered = false;
         answer(() => { delivered = ll.replyOpen(r.req, res.handle, fd, flags); });
-        if (!delivered) await this.closeHandle(inode, res.handle);
+        if (!delivered) await nodes.release(inode.nodeid, res.handle);
         else this.journalNode(inode, res);
         return;
       }
       case OP.create: {
-        const parent = t.get(r.ino);
-        const name = this.name(r, 'name');
-        const res = await fs.create(t.childPath(parent, name), r.mode, r.fiFlags, r.caller);
+        const { node: inode, res } = await nodes.create(r.ino, this.name(r, 'name'), r.mode, r.fiFlags, r.caller);
         const st = res.stat;
-        const inode = t.remember(parent, name, st.ino);
-        inode.handles.add(res.handle);
         if (res.created) ll.noCapabilities(inode.nodeid, true);
         const { fd, flags } = this.openFlags(res);
         let delivered = false;
         answer(() => { delivered = ll.replyCreate(r.req, inode.nodeid, encodeAttr(st), this.attrTimeout, this.entryTimeout, res.handle, fd, flags); });
-        if (!delivered) await this.closeHandle(inode, res.handle);
+        if (!delivered) await nodes.release(inode.nodeid, res.handle);
         else this.journalNode(inode, res);
         return;
       }
@@ -1224,7 +1121,7 @@ export class FuseAdapter {
         answer(() => ll.replyErr(r.req, 0));
         return;
       case OP.release: {
-        await this.closeHandle(t.get(r.ino), r.fh);
+        await nodes.release(r.ino, r.fh);
         answer(() => ll.replyErr(r.req, 0));
         return;
       }
@@ -1238,22 +1135,17 @@ export class FuseAdapter {
         answer(() => ll.replyErr(r.req, 0));
         return;
       case OP.opendir: {
-        const inode = t.get(r.ino);
-        // No name left (an rmdir or a rename over it came after the kernel's lookup): through the node table's descriptor.
-        const handle = await this.byNode(inode, (path) => fs.opendir(path), (fd) => fs.opendirOf(fd));
-        inode.dirHandles.add(handle);
+        // No name left (an rmdir or a rename over it came after the kernel's lookup): through the node's descriptor.
+        const handle = await nodes.opendir(r.ino);
         let delivered = false;
         answer(() => { delivered = ll.replyOpen(r.req, handle, -1, 0); });
-        if (!delivered) {
-          inode.dirHandles.delete(handle);
-          await fs.releasedir(handle).catch(() => {});
-        }
+        if (!delivered) await nodes.releasedir(r.ino, handle).catch(() => {});
         return;
       }
       case OP.readdir: {
         let entries = this.dirListings.get(r.fh);
         if (entries === undefined || r.off === 0) {
-          entries = await fs.readdir(t.requirePath(t.get(r.ino)));
+          entries = await nodes.readdir(r.ino);
           this.dirListings.set(r.fh, entries);
         }
         const slice = entries.slice(r.off);
@@ -1263,10 +1155,7 @@ export class FuseAdapter {
       }
       case OP.releasedir:
         this.dirListings.delete(r.fh);
-        t.find(r.ino)?.dirHandles.delete(r.fh);
-        const lent = this.borrows.get(r.fh);
-        if (lent !== undefined) await lent;
-        await fs.releasedir(r.fh);
+        await nodes.releasedir(r.ino, r.fh);
         answer(() => ll.replyErr(r.req, 0));
         return;
       case OP.fsyncdir:
@@ -1279,14 +1168,13 @@ export class FuseAdapter {
         return;
       }
       case OP.access:
-        await fs.access(t.requirePath(t.get(r.ino)), r.mode);
+        await nodes.access(r.ino, r.mode);
         answer(() => ll.replyErr(r.req, 0));
         return;
       case OP.setxattr: {
         const name = r.name ?? '';
         if (name === CAPS_XATTR) ll.noCapabilities(r.ino, false);
-        const value = r.data ?? Buffer.alloc(0);
-        await this.byNode(t.get(r.ino), (path) => fs.setxattr(path, name, value, r.mode, r.caller), (fd) => fs.setxattrOf(fd, name, value, r.mode, r.caller));
+        await nodes.setxattr(r.ino, name, r.data ?? Buffer.alloc(0), r.mode, r.caller);
         answer(() => ll.replyErr(r.req, 0));
         return;
       }
@@ -1294,7 +1182,7 @@ export class FuseAdapter {
         const name = r.name ?? '';
         let value: Buffer;
         try {
-          value = await this.byNode(t.get(r.ino), (path) => fs.getxattr(path, name), (fd) => fs.getxattrOf(fd, name));
+          value = await nodes.getxattr(r.ino, name);
         } catch (err) {
           // Let the bridge answer the kernel's per-write capability probe itself.
           if (name === CAPS_XATTR && (err as { code?: string }).code === 'ENODATA') ll.noCapabilities(r.ino, true);
@@ -1306,7 +1194,7 @@ export class FuseAdapter {
         return;
       }
       case OP.listxattr: {
-        const names = await this.byNode(t.get(r.ino), (path) => fs.listxattr(path), (fd) => fs.listxattrOf(fd));
+        const names = await nodes.listxattr(r.ino);
         const list = Buffer.concat(names.flatMap((n) => [nameBytes(n), NUL]));
         if (r.size === 0) answer(() => ll.replyXattrSize(r.req, list.length));
         else if (list.length > r.size) answer(() => ll.replyErr(r.req, ERANGE));
@@ -1316,27 +1204,12 @@ export class FuseAdapter {
       case OP.removexattr: {
         const name = r.name ?? '';
         if (name === CAPS_XATTR) ll.noCapabilities(r.ino, false);
-        await this.byNode(t.get(r.ino), (path) => fs.removexattr(path, name), (fd) => fs.removexattrOf(fd, name));
+        await nodes.removexattr(r.ino, name);
         answer(() => ll.replyErr(r.req, 0));
         return;
       }
       default:
         answer(() => ll.replyErr(r.req, ENOSYS));
-    }
-  }
-
-  /**
-   * True when the non-directory at `path` has more than one name in the store,
-   * so that removing `path` leaves it alive. The kernel holds the object's inode
-   * lock across the removal, so the count cannot change in between through the
-   * mount.
-   */
-  private async hasOtherNames(path: string): Promise<boolean> {
-    try {
-      const st = await this.fs.getattr(path);
-      return !st.isDirectory() && st.nlink > 1n;
-    } catch {
-      return false; // the removal itself reports what is wrong
     }
   }
 
@@ -1364,79 +1237,5 @@ export class FuseAdapter {
    */
   private invalidateAttrs(nodeid: number): void {
     if (this.session && !this.closed) ll.notifyInvalInode(this.session, nodeid, -1, 0);
-  }
-
-  /**
-   * `work` uses handle `h`, taken from another program for a request that
-   * named no handle of its own (an object with no name left): the handle's
-   * release waits for it (closeHandle, releasedir), so its descriptor is not
-   * closed under the work. Until 2026-12-05 it could be: the work's fstat got
-   * EBADF, which a truncating open (O_TRUNC) gave the program.
-   */
-  private borrow<T>(h: number, work: Promise<T>): Promise<T> {
-    const all = Promise.allSettled([this.borrows.get(h), work]);
-    this.borrows.set(h, all);
-    void all.then(() => { if (this.borrows.get(h) === all) this.borrows.delete(h); });
-    return work;
-  }
-
-  /**
-   * An open file handle of `inode` to act through for a request that names
-   * none (the object has no name left): for a size change one open for
-   * writing when there is one (ftruncate needs it), else any.
-   */
-  private lentHandle(inode: Inode, writing: boolean): number | undefined {
-    let any: number | undefined;
-    for (const h of inode.handles) {
-      const e = this.fs.handles.get(h);
-      if (e === undefined || e.kind !== 'file') continue;
-      if (!writing || (e.flags & 3 /* O_ACCMODE */) !== 0 /* O_RDONLY */) return h;
-      any ??= h;
-    }
-    return any;
-  }
-
-  /**
-   * `byPath` with the node's store path, or, when its last name is gone (a
-   * rename over it or an unlink after the kernel's lookup), `byDescriptor`
-   * with a descriptor of it from the node table (which it takes over).
-   */
-  private byNode<T>(inode: Inode, byPath: (path: string) => Promise<T>, byDescriptor: (fd: number) => Promise<T>): Promise<T> {
-    const path = this.table().pathOf(inode);
-    return path !== null ? byPath(path) : byDescriptor(this.nodeDescriptor(inode));
-  }
-
-  /**
-   * A descriptor of `inode`'s object from the bridge's node table (the
-   * caller's to close), for a node with no name left; ESTALE after a swap,
-   * ENOENT when the table holds none (evicted, or a mount without fast paths).
-   */
-  private nodeDescriptor(inode: Inode): number {
-    const fd = this.session && !this.closed && !inode.stale ? ll.nodeDescriptor(this.session, inode.nodeid) : -1;
-    // None: as before (ESTALE after a swap, else ENOENT).
-    if (fd < 0) this.table().requirePath(inode);
-    if (fd < 0) throw new FsError('ENOENT', `node ${inode.nodeid} has no name left and no descriptor in the node table`);
-    return fd;
-  }
-
-  /** Whether file handle `h` was opened read-only. */
-  private readOnly(h: number): boolean {
-    const e = this.fs.handles.get(h);
-    return e !== undefined && e.kind === 'file' && (e.flags & 3 /* O_ACCMODE */) === C.O_RDONLY;
-  }
-
-  /** Handles lent to requests of other programs (borrow): what their release waits for. */
-  private readonly borrows = new Map<number, Promise<unknown>>();
-
-  private async closeHandle(inode: Inode, handle: number): Promise<void> {
-    inode.handles.delete(handle);
-    // A request that borrowed it (taken before the delete above) finishes first.
-    const lent = this.borrows.get(handle);
-    if (lent !== undefined) await lent;
-    try {
-      await this.fs.release(handle);
-    } finally {
-      this.table().collect(inode);
-    }
   }
 }

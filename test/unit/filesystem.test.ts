@@ -1,6 +1,6 @@
 // Unit tests of the filesystem core (src/core/filesystem.ts) without FUSE, of
 // the errno mapping (src/errors/errno.ts) and of the kernel-view bookkeeping
-// (src/fuse/inode-table.ts).
+// (src/core/node-table.ts).
 //
 // The tests' own checks use store-relative paths through the working
 // directory and the process's umask (test/helpers/core-store.ts), so this
@@ -15,7 +15,7 @@ import { Filesystem, type Caller } from '../../src/core/filesystem.js';
 import { enterTempStore } from '../helpers/core-store.js';
 import { RESERVED_NAME } from '../../src/store/local-store.js';
 import { FsError, errnoOf, errnoForCode, isExpectedError, EIO } from '../../src/errors/errno.js';
-import { InodeTable, ROOT_NODEID } from '../../src/fuse/inode-table.js';
+import { InodeTable, ROOT_NODEID } from '../../src/core/node-table.js';
 import { XATTR_CREATE, XATTR_REPLACE } from '../../src/native/index.js';
 
 // ---- one store for the whole file ---------------------------------------------

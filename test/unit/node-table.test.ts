@@ -1,7 +1,7 @@
-// The adapter's inode table: one node per object, names, lookup counts, and
+// The core's node table: one node per object, names, lookup counts, and
 // nodes the FUSE bridge made itself (adopt).
 import test from 'ava';
-import { InodeTable, ROOT_NODEID } from '../../src/fuse/inode-table.js';
+import { InodeTable, ROOT_NODEID } from '../../src/core/node-table.js';
 
 function counter(start: number): () => number {
   let next = start;

@@ -1,13 +1,17 @@
-// The kernel's view of the namespace: one node id per object (not per name, so
-// hard links share one kernel inode, as on ext4), the names each object is
-// known by, and the kernel's lookup count. A node id stays valid until the
-// kernel forgets it, even after its last name is gone (an unlinked-but-open
-// file); node ids are never reused within a mount.
+// The core's node table: one node id per object (not per name, so hard links
+// share one node, as they share one inode on ext4), the names each object is
+// known by, and how many lookups of it are outstanding. A node id stays valid
+// until it is forgotten, even after its last name is gone (an
+// unlinked-but-open file); node ids are never reused within a mount. The
+// core's node-addressed API (nodes.ts) keeps it; the FUSE adapter maps the
+// kernel's node ids onto it one to one.
 import { FsError } from '../errors/errno.js';
-import { FC } from './bridge.js';
 
-/** The root's node id (FUSE_ROOT_ID, from the bridge's C). */
-export const ROOT_NODEID: number = FC.ROOT_ID;
+/**
+ * The root's node id: 1, as FUSE_ROOT_ID is in the kernel's FUSE ABI (the
+ * adapter checks that the bridge's C says the same before it mounts).
+ */
+export const ROOT_NODEID = 1;
 
 export interface NameLink {
   parent: Inode;

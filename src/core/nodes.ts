@@ -1,0 +1,394 @@
+// The core's node-addressed API: every operation a mount makes names its
+// objects by node id (and a name inside a directory node), as the kernel
+// does, never by path. It keeps the node table (node-table.ts): which object
+// each node stands for, the names it is known by, its lookups and open
+// handles; and it decides how to reach a node's object: by the name the
+// table has for it, through one of its open handles, or, when its last name
+// is gone (an unlink or a rename over it after the kernel's lookup), through
+// a descriptor the mount keeps per node (NodeDescriptors). The FUSE adapter
+// maps requests onto these calls one to one and keeps only the FUSE-specific
+// rest (replies, the FUSE thread's fast paths, the request hold).
+//
+// Underneath, the Filesystem core still reaches a named object by its
+// store-relative path, which the node table gives; requests that change names
+// run under the adapter's namespace lock, so a path stays right while it is
+// used (docs/architecture.md, "Nodes and paths").
+import { constants as C, type BigIntStats } from 'node:fs';
+import { FsError } from '../errors/errno.js';
+import type { Caller, DirEntryInfo, Filesystem, ObjectRef, OpenResult, SetattrChanges } from './filesystem.js';
+import { InodeTable, type Inode } from './node-table.js';
+
+export { ROOT_NODEID, type Inode } from './node-table.js';
+
+/** open(2)'s access mode bits (O_ACCMODE; node:fs does not export it). */
+const O_ACCMODE = 3;
+
+/** How the mount reaches the object of a node that has no name left. */
+export interface NodeDescriptors {
+  /**
+   * A descriptor of node `nodeid`'s object (O_PATH will do; the caller's to
+   * close), or -1 when none is kept for it (evicted, or not mounted).
+   */
+  descriptorOf(nodeid: number): number;
+}
+
+/** renameat2's two flags strata takes. */
+export type RenameFlag = 'noreplace' | 'exchange' | null;
+
+/** A node a create-like call made or found, and the object's attributes. */
+export interface NewEntry {
+  node: Inode;
+  st: BigIntStats;
+}
+
+export class Nodes {
+  /** Handles lent to requests of other programs (borrow): what their release waits for. */
+  private readonly borrows = new Map<number, Promise<unknown>>();
+
+  private constructor(private readonly fs: Filesystem, readonly table: InodeTable, private readonly descriptors: NodeDescriptors) {}
+
+  /**
+   * The node table of a mount of `fs`'s store, rooted at its root; node ids
+   * from `allocNodeid` (the FUSE bridge shares its counter: it makes nodes
+   * of its own and announces them, adopt).
+   */
+  static async open(fs: Filesystem, allocNodeid: () => number, descriptors: NodeDescriptors): Promise<Nodes> {
+    const root = await fs.getattr('/');
+    return new Nodes(fs, new InodeTable(root.ino, allocNodeid), descriptors);
+  }
+
+  get size(): number {
+    return this.table.size;
+  }
+
+  /** The node, or ESTALE when it was forgotten. */
+  get(nodeid: number): Inode {
+    return this.table.get(nodeid);
+  }
+
+  // ---- the kernel's view ------------------------------------------------------
+
+  /** Looks `name` up in directory node `parent`; null when there is no such entry. Remembers the node (one more lookup). */
+  async lookup(parent: number, name: string): Promise<{ node: Inode; st: BigIntStats; settled: boolean } | null> {
+    const dir = this.table.get(parent);
+    let res: { st: BigIntStats; settled: boolean };
+    try {
+      res = await this.fs.attrsSettled(this.table.childPath(dir, name), true);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT') return null;
+      throw err;
+    }
+    return { node: this.table.remember(dir, name, res.st.ino), ...res };
+  }
+
+  /** A lookup of `name` in `parent` was resolved elsewhere (the FUSE thread) as the object with inode number `ino`: remembered. */
+  resolved(parent: number, name: string, ino: bigint): Inode {
+    return this.table.remember(this.table.get(parent), name, ino);
+  }
+
+  /** The FUSE bridge made node `nodeid` for a new object `name` in `parent`; null when `parent` is unknown. */
+  adopt(parent: number, name: string, ino: bigint, nodeid: number): Inode | null {
+    const dir = this.table.find(parent);
+    return dir === undefined ? null : this.table.adopt(dir, name, ino, nodeid);
+  }
+
+  /** `count` lookups of `nodeid` were dropped. */
+  forget(nodeid: number, count: number): void {
+    this.table.forget(nodeid, count);
+  }
+
+  /** The store was swapped: every node known so far stands for an object of the old store (InodeTable.detachAll). */
+  detachAll(rootIno: bigint): void {
+    this.table.detachAll(rootIno);
+  }
+
+  // ---- attributes ---------------------------------------------------------------
+
+  /**
+   * Attributes of `nodeid` (through handle `fh` when it is one of the
+   * node's). With `settle` (a restore under way) and a name to check it by,
+   * also whether the object is settled (Filesystem.attrsSettled); `settled`
+   * is null when that was not checked.
+   */
+  async getattr(nodeid: number, fh: number, settle: boolean): Promise<{ st: BigIntStats; settled: boolean | null }> {
+    const node = this.table.get(nodeid);
+    const path = settle && !(fh !== 0 && node.handles.has(fh)) ? this.table.pathOf(node) : null;
+    if (path !== null) return this.fs.attrsSettled(path, false);
+    return { st: await this.attrsOf(node, fh), settled: null };
+  }
+
+  /**
+   * Applies one setattr to `nodeid`: through handle `fh` when it is the
+   * node's, else by name, else (no name left) through a handle a program
+   * holds on it or the node's descriptor.
+   */
+  async setattr(nodeid: number, fh: number, ch: SetattrChanges, caller: Caller): Promise<BigIntStats> {
+    const fs = this.fs;
+    const node = this.table.get(nodeid);
+    const own = fh !== 0 && node.handles.has(fh);
+    const nameless = this.table.pathOf(node) === null;
+    const sizing = ch.size !== undefined;
+    const lent = own ? undefined : (nameless ? this.lentHandle(node, sizing) : undefined);
+    // A size change (truncate(2) of /proc/PID/fd/N) where every handle is read-only
+    // (ftruncate needs a writable descriptor): through a writable one opened for it.
+    // No name and nothing open (a rename over its name or an unlink came after the kernel's lookup): through
+    // the node table's descriptor of it, whatever its kind.
+    const noneOpen = nameless && !node.stale && lent === undefined && !own && node.dirHandles.size === 0;
+    const opened = lent !== undefined && sizing && this.readOnly(lent)
+      ? await this.borrow(lent, fs.reopen(lent, C.O_WRONLY, caller))
+      : undefined;
+    try {
+      const handle = own ? fh : opened?.handle ?? lent;
+      // A directory with no name left that a program still has open: through the directory handle's descriptor.
+      const dirHandle = handle === undefined && nameless ? (node.dirHandles.has(fh) ? fh : node.dirHandles.values().next().value) : undefined;
+      const ref: ObjectRef | null = handle !== undefined ? { handle } : dirHandle !== undefined ? null
+        : noneOpen ? { descriptor: this.nodeDescriptor(node) } : { path: this.table.requirePath(node) };
+      const work = ref !== null ? fs.setattr(ref, ch) : fs.setattrDir(dirHandle!, ch);
+      // Another program's handle, taken for a request that names none of its own (a
+      // truncating open's SETATTR carries no handle): its release waits for this work.
+      const borrowed = handle !== undefined && handle !== fh && handle !== opened?.handle ? handle : dirHandle !== undefined && dirHandle !== fh ? dirHandle : undefined;
+      return await (borrowed !== undefined ? this.borrow(borrowed, work) : work);
+    } finally {
+      if (opened !== undefined) await fs.release(opened.handle);
+    }
+  }
+
+  async readlink(nodeid: number): Promise<string> {
+    return this.byNode(this.table.get(nodeid), (path) => this.fs.readlink(path), (fd) => this.fs.readlinkOf(fd));
+  }
+
+  async access(nodeid: number, mode: number): Promise<void> {
+    return this.fs.access(this.table.requirePath(this.table.get(nodeid)), mode);
+  }
+
+  // ---- names ----------------------------------------------------------------------
+
+  async mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Promise<NewEntry> {
+    return this.made(parent, name, (path) => this.fs.mknod(path, mode, rdev, caller));
+  }
+
+  async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<NewEntry> {
+    return this.made(parent, name, (path) => this.fs.mkdir(path, mode, caller));
+  }
+
+  async symlink(parent: number, name: string, target: string, caller: Caller): Promise<NewEntry> {
+    return this.made(parent, name, (path) => this.fs.symlink(target, path, caller));
+  }
+
+  /** Gives node `nodeid`'s object the name `name` in `parent`. */
+  async link(nodeid: number, parent: number, name: string): Promise<NewEntry> {
+    const existing = this.table.requirePath(this.table.get(nodeid));
+    return this.made(parent, name, (path) => this.fs.link(existing, path));
+  }
+
+  async unlink(parent: number, name: string): Promise<void> {
+    const dir = this.table.get(parent);
+    const path = this.table.childPath(dir, name);
+    // Other names of a hard-linked file must keep finding this node.
+    const survives = await this.hasOtherNames(path);
+    await this.fs.unlink(path);
+    this.table.forgetName(dir, name, survives);
+  }
+
+  async rmdir(parent: number, name: string): Promise<void> {
+    const dir = this.table.get(parent);
+    await this.fs.rmdir(this.table.childPath(dir, name));
+    this.table.forgetName(dir, name);
+  }
+
+  async rename(parent: number, name: string, newParent: number, newName: string, flag: RenameFlag): Promise<void> {
+    const from = this.table.get(parent);
+    const to = this.table.get(newParent);
+    const toPath = this.table.childPath(to, newName);
+    if (flag === 'exchange') {
+      await this.fs.exchange(this.table.childPath(from, name), toPath);
+      this.table.exchangeNames(from, name, to, newName);
+      return;
+    }
+    const targetSurvives = await this.hasOtherNames(toPath);
+    await this.fs.rename(this.table.childPath(from, name), toPath, flag === 'noreplace');
+    this.table.moveName(from, name, to, newName, targetSurvives);
+  }
+
+  // ---- open files and directories --------------------------------------------------
+
+  /**
+   * Opens node `nodeid`'s object. With no name left: through a handle of its
+   * own, borrowed (open of /proc/PID/fd/N of a program holding it), else
+   * through the node's descriptor (a rename over its name or an unlink came
+   * between the kernel's lookup and this open; natively the open succeeds).
+   */
+  async open(nodeid: number, flags: number, caller: Caller): Promise<{ node: Inode; res: OpenResult }> {
+    const node = this.table.get(nodeid);
+    const path = this.table.pathOf(node);
+    const source = path === null ? this.lentHandle(node, false) : undefined;
+    const res = await (source !== undefined
+      ? this.borrow(source, this.fs.reopen(source, flags, caller))
+      : path === null ? this.fs.openDescriptor(this.nodeDescriptor(node), flags, caller) : this.fs.open(path, flags, caller));
+    node.handles.add(res.handle);
+    return { node, res };
+  }
+
+  /** Creates (or, without O_EXCL, opens) `name` in `parent`; the node is remembered and holds the handle. */
+  async create(parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<{ node: Inode; res: OpenResult }> {
+    const dir = this.table.get(parent);
+    const res = await this.fs.create(this.table.childPath(dir, name), mode, flags, caller);
+    const node = this.table.remember(dir, name, res.stat.ino);
+    node.handles.add(res.handle);
+    return { node, res };
+  }
+
+  /** Closes file handle `handle` of `nodeid` (a release, or an open the kernel never got); the node goes when nothing holds it. */
+  async release(nodeid: number, handle: number): Promise<void> {
+    const node = this.table.find(nodeid);
+    node?.handles.delete(handle);
+    // A request that borrowed it (taken before the delete above) finishes first.
+    const lent = this.borrows.get(handle);
+    if (lent !== undefined) await lent;
+    try {
+      await this.fs.release(handle);
+    } finally {
+      if (node !== undefined) this.table.collect(node);
+    }
+  }
+
+  /** Opens directory node `nodeid` (no name left: through its descriptor). */
+  async opendir(nodeid: number): Promise<number> {
+    const node = this.table.get(nodeid);
+    const handle = await this.byNode(node, (path) => this.fs.opendir(path), (fd) => this.fs.opendirOf(fd));
+    node.dirHandles.add(handle);
+    return handle;
+  }
+
+  async readdir(nodeid: number): Promise<DirEntryInfo[]> {
+    return this.fs.readdir(this.table.requirePath(this.table.get(nodeid)));
+  }
+
+  /** Closes directory handle `handle` of `nodeid` once whatever borrowed it is done. */
+  async releasedir(nodeid: number, handle: number): Promise<void> {
+    const node = this.table.find(nodeid);
+    node?.dirHandles.delete(handle);
+    const lent = this.borrows.get(handle);
+    if (lent !== undefined) await lent;
+    try {
+      await this.fs.releasedir(handle);
+    } finally {
+      if (node !== undefined) this.table.collect(node);
+    }
+  }
+
+  // ---- extended attributes ------------------------------------------------------------
+
+  async setxattr(nodeid: number, name: string, value: Buffer, flags: number, caller: Caller): Promise<void> {
+    return this.byNode(this.table.get(nodeid), (path) => this.fs.setxattr(path, name, value, flags, caller), (fd) => this.fs.setxattrOf(fd, name, value, flags, caller));
+  }
+
+  async getxattr(nodeid: number, name: string): Promise<Buffer> {
+    return this.byNode(this.table.get(nodeid), (path) => this.fs.getxattr(path, name), (fd) => this.fs.getxattrOf(fd, name));
+  }
+
+  async listxattr(nodeid: number): Promise<string[]> {
+    return this.byNode(this.table.get(nodeid), (path) => this.fs.listxattr(path), (fd) => this.fs.listxattrOf(fd));
+  }
+
+  async removexattr(nodeid: number, name: string): Promise<void> {
+    return this.byNode(this.table.get(nodeid), (path) => this.fs.removexattr(path, name), (fd) => this.fs.removexattrOf(fd, name));
+  }
+
+  // ---- how a node's object is reached -----------------------------------------------------
+
+  /** A create-like op made `name` in `parent` (its attributes from `make`, given the new name's path): remembered. */
+  private async made(parent: number, name: string, make: (path: string) => Promise<BigIntStats>): Promise<NewEntry> {
+    const dir = this.table.get(parent);
+    const st = await make(this.table.childPath(dir, name));
+    return { node: this.table.remember(dir, name, st.ino), st };
+  }
+
+  /** Attributes of an object: through an open handle when it has no name left. */
+  private async attrsOf(node: Inode, fh: number): Promise<BigIntStats> {
+    if (fh !== 0 && node.handles.has(fh)) return this.fs.fgetattr(fh);
+    const path = this.table.pathOf(node);
+    if (path !== null) return this.fs.getattr(path);
+    const any = node.handles.values().next();
+    if (!any.done) return this.fs.fgetattr(any.value);
+    // A directory with no name left that a program still has open (the handle's own descriptor).
+    const dir = node.dirHandles.values().next();
+    if (!dir.done) return this.fs.fgetattrDir(dir.value);
+    // No handle either (a rename over its name or an unlink came after the kernel's lookup): the node's descriptor.
+    return this.fs.getattrOf(this.nodeDescriptor(node));
+  }
+
+  /**
+   * True when the non-directory at `path` has more than one name in the store,
+   * so that removing `path` leaves it alive. The kernel holds the object's inode
+   * lock across the removal, so the count cannot change in between through the
+   * mount.
+   */
+  private async hasOtherNames(path: string): Promise<boolean> {
+    try {
+      const st = await this.fs.getattr(path);
+      return !st.isDirectory() && st.nlink > 1n;
+    } catch {
+      return false; // the removal itself reports what is wrong
+    }
+  }
+
+  /**
+   * `work` uses handle `h`, taken from another program for a request that
+   * named no handle of its own (an object with no name left): the handle's
+   * release waits for it (release, releasedir), so its descriptor is not
+   * closed under the work. Until 2026-12-05 it could be: the work's fstat got
+   * EBADF, which a truncating open (O_TRUNC) gave the program.
+   */
+  private borrow<T>(h: number, work: Promise<T>): Promise<T> {
+    const all = Promise.allSettled([this.borrows.get(h), work]);
+    this.borrows.set(h, all);
+    void all.then(() => { if (this.borrows.get(h) === all) this.borrows.delete(h); });
+    return work;
+  }
+
+  /**
+   * An open file handle of `node` to act through for a request that names
+   * none (the object has no name left): for a size change one open for
+   * writing when there is one (ftruncate needs it), else any.
+   */
+  private lentHandle(node: Inode, writing: boolean): number | undefined {
+    let any: number | undefined;
+    for (const h of node.handles) {
+      const e = this.fs.handles.get(h);
+      if (e === undefined || e.kind !== 'file') continue;
+      if (!writing || (e.flags & O_ACCMODE) !== C.O_RDONLY) return h;
+      any ??= h;
+    }
+    return any;
+  }
+
+  /** Whether file handle `h` was opened read-only. */
+  private readOnly(h: number): boolean {
+    const e = this.fs.handles.get(h);
+    return e !== undefined && e.kind === 'file' && (e.flags & O_ACCMODE) === C.O_RDONLY;
+  }
+
+  /**
+   * `byPath` with the node's store path, or, when its last name is gone (a
+   * rename over it or an unlink after the kernel's lookup), `byDescriptor`
+   * with a descriptor of it (which it takes over).
+   */
+  private byNode<T>(node: Inode, byPath: (path: string) => Promise<T>, byDescriptor: (fd: number) => Promise<T>): Promise<T> {
+    const path = this.table.pathOf(node);
+    return path !== null ? byPath(path) : byDescriptor(this.nodeDescriptor(node));
+  }
+
+  /**
+   * A descriptor of `node`'s object (the caller's to close), for a node with
+   * no name left; ESTALE after a swap, ENOENT when the mount keeps none
+   * (evicted, or a mount without the FUSE thread's node table).
+   */
+  private nodeDescriptor(node: Inode): number {
+    const fd = node.stale ? -1 : this.descriptors.descriptorOf(node.nodeid);
+    // None: as before (ESTALE after a swap, else ENOENT).
+    if (fd < 0) this.table.requirePath(node);
+    if (fd < 0) throw new FsError('ENOENT', `node ${node.nodeid} has no name left and no descriptor in the node table`);
+    return fd;
+  }
+}

@@ -699,6 +699,23 @@ export class Filesystem {
     return { ...res, created: true };
   }
 
+  /**
+   * Runs `change` (a write into the store that takes `bytes` of room); when
+   * it meets a full disk that the sink's own records may be filling (a
+   * mirrored store's journal, whose records go once the archive has them),
+   * runs it again each time the sink says some of their room came back.
+   * Otherwise the ENOSPC is the program's, as natively.
+   */
+  private async withRoom<T>(bytes: number, change: () => Promise<T>): Promise<T> {
+    for (;;) {
+      try {
+        return await change();
+      } catch (err) {
+        if (!isNoRoomError(err) || this.sink?.waitForRoom === undefined || !(await this.sink.waitForRoom(bytes))) throw err;
+      }
+    }
+  }
+
   /** Until then (performance.now()), reads of files still in the archive are answered through it without a fetch: the store had no room. */
   private noRoomUntil = 0;
 
@@ -748,7 +765,8 @@ export class Filesystem {
       : (): Promise<number> => new Promise<number>((resolve, reject) => {
         fs.write(f.fd, buf, 0, length, position, (err, written) => (err ? reject(err) : resolve(written)));
       });
-    const n = f.remote && this.restore && f.id !== null ? await this.restore.write(f.id, f.fd, position, length, doWrite) : await doWrite();
+    const roomy = (): Promise<number> => this.withRoom(length, doWrite);
+    const n = f.remote && this.restore && f.id !== null ? await this.restore.write(f.id, f.fd, position, length, roomy) : await roomy();
     if (WRITE_STALL_MS > 0) await new Promise((resolve) => setTimeout(resolve, WRITE_STALL_MS));
     if (this.sink && f.id !== null && n > 0) {
       let seq = 0;

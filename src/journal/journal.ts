@@ -280,6 +280,19 @@ export class Journal {
     return { ...this.roomShortState, aheadBytes: seg === undefined ? 0 : Math.max(0, seg.allocated - seg.bytes) };
   }
 
+  /**
+   * The size at which a segment rolls over: `segmentBytes`, or on a small
+   * disk (where the room kept ahead, 1% of it, is under a quarter of that)
+   * four times the room kept ahead. A segment goes only once the archive
+   * holds all of it and a newer one exists, so on a disk of a few dozen MiB a
+   * stream of writes kept its records (the whole 64 MiB segment's worth) on
+   * the disk until the stream paused, and the next write met ENOSPC though
+   * the archive had acked them (a second 7 MiB cp on a 24 MiB store).
+   */
+  private get rollBytes(): number {
+    return this.roomAheadBytes > 0 && this.roomAheadBytes * 4 < this.segmentBytes ? this.roomAheadBytes * 4 : this.segmentBytes;
+  }
+
   /** The room this journal keeps allocated ahead of its last record (0: none). */
   get roomAhead(): number {
     return this.roomAheadBytes;
@@ -366,7 +379,7 @@ export class Journal {
         let chunkBytes = 0;
         let j = i;
         const iov: Buffer[] = [];
-        while (j < frames.length && (j === i || seg.bytes + chunkBytes < this.segmentBytes)) {
+        while (j < frames.length && (j === i || seg.bytes + chunkBytes < this.rollBytes)) {
           const f = frames[j++]!;
           if (Buffer.isBuffer(f)) {
             iov.push(f);
@@ -384,7 +397,7 @@ export class Journal {
         seg.lastSeq = seq - 1;
         this.writtenSeqValue = seq - 1;
         i = j;
-        if (seg.bytes >= this.segmentBytes) await this.rollOver();
+        if (seg.bytes >= this.rollBytes) await this.rollOver();
       }
       for (const l of [...this.writtenListeners]) l();
       if (this.noRoomState !== null) this.roomAgain();

@@ -128,6 +128,8 @@ const STATE_FILE = 'mirror.json';
 const CHECKPOINT_MARGIN_NS = 5_000_000_000n;
 /** Least room reserve() hands out (less is not worth a grant: writes go through the core then). */
 const MIN_RESERVE_BYTES = 64 * 1024;
+/** How long a writer waits for the archive to take the journal's records off a full disk without any ack (waitForRoom). */
+const ROOM_WAIT_MS = 10_000;
 
 export class Mirror implements ChangeSink {
   readonly journal: Journal;
@@ -357,14 +359,21 @@ export class Mirror implements ChangeSink {
 
   async admit(bytes: number, takesNoRoom = false): Promise<void> {
     if (this.readOnlyReason !== null) throw new FsError('EROFS', this.readOnlyReason);
-    const noRoom = this.journal.noRoom;
-    if (noRoom !== null && !takesNoRoom) {
-      // Refused before the store changes: the program sees ENOSPC, as on a full disk, and nothing is half done.
-      throw new FsError('ENOSPC', `the store's disk is full: the journal has had no room since ${noRoom.since.toISOString()} (${noRoom.records} records wait in memory); only changes that take no room (removals, renames, attributes) are taken until there is room`);
-    }
     // A change that needs room: its record must fit in the room kept ahead with half of it left for the
     // changes that take none (a large overwrite on a disk another program filled would otherwise use it up).
-    if (!takesNoRoom && this.journal.roomShort === null && this.journal.roomLeft - bytes < this.journal.roomAhead / 2) await this.journal.makeRoomFor(bytes);
+    // When the journal's own records are what fills the disk, the writer waits for the archive to take them.
+    // Short of room, each such change first tries again (something may have freed room a moment ago).
+    while (!takesNoRoom) {
+      // Records waiting in memory are written now if there is room for them.
+      if (this.journal.noRoom !== null) await this.journal.sync().catch(() => {});
+      if (this.journal.noRoom === null && (this.journal.roomShort !== null || this.journal.roomLeft - bytes < this.journal.roomAhead / 2)) await this.journal.makeRoomFor(bytes);
+      if ((this.journal.noRoom === null && this.journal.roomShort === null) || !(await this.waitForRoom(bytes))) break;
+    }
+    if (this.journal.noRoom !== null && !takesNoRoom) {
+      // Refused before the store changes: the program sees ENOSPC, as on a full disk, and nothing is half done.
+      const n = this.journal.noRoom;
+      throw new FsError('ENOSPC', `the store's disk is full: the journal has had no room since ${n.since.toISOString()} (${n.records} records wait in memory); only changes that take no room (removals, renames, attributes) are taken until there is room`);
+    }
     const short = this.journal.roomShort;
     if (short !== null && !takesNoRoom) {
       throw new FsError('ENOSPC', `the store's disk is full: since ${short.since.toISOString()} it has had less free than the ${mib(this.journal.roomAhead)} the journal keeps ahead for its records; only changes that take no room (removals, renames, attributes) are taken until there is room`);
@@ -391,6 +400,49 @@ export class Mirror implements ChangeSink {
           const timer = setTimeout(() => { off(); resolve(); }, 1000);
           const off = this.shipper.onAck(() => { clearTimeout(timer); off(); resolve(); });
         });
+      }
+    } finally {
+      this.blockedWriters--;
+    }
+  }
+
+  /**
+   * The store's disk is full and the journal's own records may be what
+   * fills it (a stream of writes on a small disk: the records of the last
+   * seconds are on the disk until the archive holds them): waits for the
+   * archive's acks, after which the segments they complete go (journal.trim,
+   * dropAcked), and resolves true once the journal takes less of the disk
+   * than before. False at once when waiting cannot help: the journal holds
+   * less than a piece of room worth waiting for (another program filled the
+   * disk), or the archive is not connected; false too after ROOM_WAIT_MS
+   * with no ack. Writers wait here as they wait at the journal's bound.
+   */
+  async waitForRoom(_bytes: number): Promise<boolean> {
+    const started = this.journal.bytes;
+    if (started < MIN_RESERVE_BYTES) return false;
+    let lastAck = this.shipper.ackedSeq;
+    let progressAt = Date.now();
+    this.blockedWriters++;
+    try {
+      for (;;) {
+        if (this.shipper.connection.state !== 'connected' || this.readOnlyReason !== null) return false;
+        const allAcked = this.shipper.ackedSeq >= this.journal.lastSeq;
+        if (!allAcked) {
+          // Woken by the next ack, or after a moment to look again.
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(() => { off(); resolve(); }, 250);
+            const off = this.shipper.onAck(() => { clearTimeout(timer); off(); resolve(); });
+          });
+        }
+        if (this.shipper.ackedSeq > lastAck) {
+          lastAck = this.shipper.ackedSeq;
+          progressAt = Date.now();
+        }
+        // The segment being written goes too once the archive holds all of it.
+        await this.journal.dropAcked(this.shipper.ackedSeq);
+        if (this.journal.bytes < started) return true;
+        // The archive holds every record and no room came back: not the journal's to give.
+        if (allAcked || Date.now() - progressAt > ROOM_WAIT_MS) return false;
       }
     } finally {
       this.blockedWriters--;

@@ -47,4 +47,12 @@ export interface ChangeSink {
   readonly asyncMode?: boolean;
   /** Gives back reserved room (the record was appended, or the credit was taken back). */
   unreserve?(bytes: number): void;
+  /**
+   * A change found the store's disk full (ENOSPC from the store) while the
+   * sink's own records may be what fills it (a journal whose records go once
+   * the archive holds them): resolves true once some of their room came back
+   * (the change is worth trying again), false when waiting cannot help (the
+   * change fails with ENOSPC, as natively).
+   */
+  waitForRoom?(bytes: number): Promise<boolean>;
 }

@@ -719,6 +719,43 @@ EOF`, s.mnt, 60);
   t.is(ut.status, 0, ut.stderr);
 });
 
+// A mirrored store on a small disk that its own writes fill, the archive taking every record at once.
+// Until 2026-12-06 the journal's records of a stream of writes stayed on the disk until the stream
+// paused (a segment went only once the archive held all of it and a newer one existed, and a segment
+// was 64 MiB), so on a 24 MiB store a second 7 MiB cp right after a first failed with ENOSPC part-way
+// though natively both fit. Now a small disk's segments roll over at four times the room kept ahead,
+// and a write that meets a full disk while the journal's own records are what fills it waits for the
+// archive to take them (the FUSE thread hands such a write to the core instead of answering ENOSPC).
+// A file that does not fit beside the others still gets ENOSPC, as natively.
+for (const variant of [[], ['--no-direct-journal']]) {
+  test.serial(`a small mirrored store that its own writes fill: writes wait for the archive to take the journal's records instead of failing${variant.length ? ` (${variant.join(' ')})` : ''}`, async (t) => {
+    const s = scratch(t);
+    const disk = join(s.base, 'disk');
+    if (!smallDisk(t, disk, '24m')) return;
+    const store = join(disk, 'store');
+    const archive = ['--archive', `file://${join(s.base, 'archive')}`, '--volume', 'v'];
+    const m = await mountBg(t, s, [...archive, ...variant], s.mnt, store);
+    t.is(m.status, 0, m.stderr);
+    const sources = [0, 1, 2].map((i) => {
+      const path = join(s.base, `src${i}`);
+      writeFileSync(path, randomBytes(7 * 1024 * 1024));
+      return path;
+    });
+    // One after another, no pause: 21 MiB of data on a 24 MiB disk.
+    const cp = shLimited(sources.map((src, i) => `cp ${src} f${i} || exit ${i + 1}`).join('\n'), s.mnt, 120);
+    t.is(cp.status, 0, `cp number ${cp.status} failed: ${cp.stderr}`);
+    for (const [i, src] of sources.entries()) t.true(readFileSync(join(s.mnt, `f${i}`)).equals(readFileSync(src)), `f${i} as written`);
+    // What does not fit beside them fails as natively, and takes nothing with it.
+    const big = shLimited(`head -c 4194304 ${sources[0]} > big`, s.mnt, 60);
+    t.regex(big.stderr, /No space left on device/);
+    rmSync(join(s.mnt, 'big'));
+    writeFileSync(join(s.mnt, 'after'), 'room again\n');
+    t.is(await syncVerifyRecover(t, s, m, archive), pictureOf(store));
+    const ut = spawnSync('umount', [disk], { encoding: 'utf8' });
+    t.is(ut.status, 0, ut.stderr);
+  });
+}
+
 /** A file's bytes as test/helpers/full-disk-ops.py writes them. */
 function opBytes(seed: number, size: number): Buffer {
   const b = Buffer.alloc(size);

@@ -473,6 +473,23 @@ test('on a small disk (room kept ahead under a quarter of a segment) a segment t
   await j.close();
 });
 
+test('on a small disk a segment rolls over at four times the room kept: a stream never acked whole leaves only its last segment once the archive holds the rest', async (t) => {
+  const dir = await tempDir(t);
+  const j = await Journal.open(dir, log, { roomAhead: 256 * 1024 });
+  for (let i = 0; i < 40; i++) j.append({ op: 'write', id: ID, offset: i * 65536, data: Buffer.alloc(65536, i) });
+  await j.sync();
+  const segs = (await readdir(dir)).filter((n) => n.endsWith('.seg'));
+  t.true(segs.length >= 3, `2.5 MiB of records in segments of 1 MiB: ${segs.length}`);
+  // Every record but the last acked (a stream goes on): all but the last segment go.
+  await j.trim(j.lastSeq - 1);
+  await j.flush();
+  const left = (await readdir(dir)).filter((n) => n.endsWith('.seg'));
+  t.is(left.length, 1);
+  t.true(j.bytes <= 1024 * 1024 + 2 * 65536, `bytes the journal still takes: ${j.bytes}`);
+  t.deepEqual((await allRecords(j, j.lastSeq - 1)).map((r) => r.seq), [j.lastSeq]);
+  await j.close();
+});
+
 diskTest(`a state file on a full disk borrows from the journal's room kept ahead; the journal goes on writing${diskWhy}`, async (t) => {
   const disk = await smallDisk(t, '4m');
   if (disk === null) return t.fail('cannot mount a tmpfs');

@@ -137,6 +137,10 @@ int journal_write (bridge_session_t *s, fuse_req_t req, fuse_ino_t ino, const ch
   __atomic_sub_fetch(&s->direct_changes, 1, __ATOMIC_SEQ_CST);
   __atomic_sub_fetch(&s->fast_busy, 1, __ATOMIC_SEQ_CST);
   sizing_add(ino, -1);
+  // A full disk: the journal's own records may be what fills it (they go
+  // once the archive has them), which JavaScript can wait for; the write goes
+  // there (its notice, queued above, gave the credit back).
+  if (done == 0 && err == ENOSPC) goto to_js;
   if (done == 0 && err != 0) {
     fuse_reply_err(req, err);
     bridge_req_t *f = req_new(s, NULL, LL_FAILED, ino);

@@ -240,16 +240,7 @@ export class Nodes {
 
   /** Closes file handle `handle` of `nodeid` (a release, or an open the kernel never got); the node goes when nothing holds it. */
   async release(nodeid: number, handle: number): Promise<void> {
-    const node = this.table.find(nodeid);
-    node?.handles.delete(handle);
-    // A request that borrowed it (taken before the delete above) finishes first.
-    const lent = this.borrows.get(handle);
-    if (lent !== undefined) await lent;
-    try {
-      await this.fs.release(handle);
-    } finally {
-      if (node !== undefined) this.table.collect(node);
-    }
+    return this.closeHandle(nodeid, handle, 'handles', (h) => this.fs.release(h));
   }
 
   /** Opens directory node `nodeid` (no name left: through its descriptor). */
@@ -264,17 +255,9 @@ export class Nodes {
     return this.fs.readdir(this.table.requirePath(this.table.get(nodeid)));
   }
 
-  /** Closes directory handle `handle` of `nodeid` once whatever borrowed it is done. */
+  /** Closes directory handle `handle` of `nodeid`, as release does a file handle. */
   async releasedir(nodeid: number, handle: number): Promise<void> {
-    const node = this.table.find(nodeid);
-    node?.dirHandles.delete(handle);
-    const lent = this.borrows.get(handle);
-    if (lent !== undefined) await lent;
-    try {
-      await this.fs.releasedir(handle);
-    } finally {
-      if (node !== undefined) this.table.collect(node);
-    }
+    return this.closeHandle(nodeid, handle, 'dirHandles', (h) => this.fs.releasedir(h));
   }
 
   // ---- extended attributes ------------------------------------------------------------
@@ -296,6 +279,24 @@ export class Nodes {
   }
 
   // ---- how a node's object is reached -----------------------------------------------------
+
+  /**
+   * Closes `handle` (one of the node's `kind`) once a request that borrowed
+   * it (taken before it left the node) is done; then the node goes from the
+   * table if nothing else holds it. A node the table no longer has still
+   * gets its handle closed.
+   */
+  private async closeHandle(nodeid: number, handle: number, kind: 'handles' | 'dirHandles', close: (h: number) => Promise<void>): Promise<void> {
+    const node = this.table.find(nodeid);
+    node?.[kind].delete(handle);
+    const lent = this.borrows.get(handle);
+    if (lent !== undefined) await lent;
+    try {
+      await close(handle);
+    } finally {
+      if (node !== undefined) this.table.collect(node);
+    }
+  }
 
   /** A create-like op made `name` in `parent` (its attributes from `make`, given the new name's path): remembered. */
   private async made(parent: number, name: string, make: (path: string) => Promise<BigIntStats>): Promise<NewEntry> {

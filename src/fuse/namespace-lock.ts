@@ -1,5 +1,5 @@
-// The adapter's namespace lock. The core addresses objects by store-relative
-// path, taken from the adapter's node table when a request starts; a rename
+// The adapter's namespace lock. The core reaches named objects by store-relative
+// path, taken from its node table (src/core/nodes.ts) when a request starts; a rename
 // changes the path of the object it moves and of everything below it. So a
 // request that resolved a path while a rename ran could reach the store after
 // the rename and find nothing there (ENOENT where a native directory, which

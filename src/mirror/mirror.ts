@@ -451,8 +451,13 @@ export class Mirror implements ChangeSink {
 
   reserve(maxBytes: number): number {
     if (this.opts.mode !== 'async' || this.readOnlyReason !== null || this.blockedWriters > 0 || this.journal.noRoom !== null || this.journal.roomShort !== null) return 0;
-    // At most half the room left: the rest stays for the core's own changes.
-    const n = Math.min(maxBytes, Math.floor((this.limitBytes - this.unackedBytes()) / 2));
+    // At most half the room left: the rest stays for the core's own changes. And never more than the
+    // room the journal keeps allocated ahead can take with half of it left (the bound admit sets the
+    // core's changes): the records of writes applied outside the core then always find room on the
+    // disk, even one another program filled, and never wait in memory (where an fsync fails and a
+    // kill -9 needs room freed to start). Past it writes go through the core.
+    const ahead = this.journal.roomLeft - this.journal.roomAhead / 2 - this.reservedBytes;
+    const n = Math.min(maxBytes, Math.floor((this.limitBytes - this.unackedBytes()) / 2), Math.floor(ahead));
     if (n < MIN_RESERVE_BYTES) return 0;
     this.reservedBytes += n;
     return n;

@@ -719,6 +719,69 @@ EOF`, s.mnt, 60);
   t.is(ut.status, 0, ut.stderr);
 });
 
+// Overwrites of existing blocks on a disk another program filled take no room for their data, only
+// for their records. The FUSE thread applies a mirrored mount's writes under a credit of journal room;
+// until 2026-12-06 that credit could exceed the room the journal keeps allocated ahead, so a run of
+// overwrites on a full disk left records waiting in memory (fsync failed with ENOSPC, and a kill -9
+// then needed room freed to start). Now the credit is never more than the room kept ahead holds with
+// half of it left (Mirror.reserve): past it the writes go through the core, which refuses them with
+// ENOSPC before they are made (natively an overwrite succeeds: docs/SEMANTICS.md) or waits for the
+// archive when the journal's own records fill the disk.
+test.serial('overwrites on a full disk under a mirrored store: their records stay in the room kept ahead (none waits in memory), fsync works, and a kill -9 there starts again with what was acknowledged', async (t) => {
+  const s = scratch(t);
+  const disk = join(s.base, 'disk');
+  if (!smallDisk(t, disk, '24m')) return;
+  const store = join(disk, 'store');
+  const server = await startArchiveServer();
+  t.teardown(() => server.stop());
+  const archive = ['--archive', server.url, '--token-file', server.tokenFile, '--volume', 'v'];
+  let m = await mountBg(t, s, archive, s.mnt, store);
+  t.is(m.status, 0, m.stderr);
+  const old = randomBytes(6 * 1024 * 1024);
+  const fresh = randomBytes(old.length);
+  writeFileSync(join(s.mnt, 'big'), old);
+  writeFileSync(join(s.base, 'fresh'), fresh);
+  t.is(strata(['sync', s.mnt]).status, 0);
+  // Nothing is acked from now on (the journal cannot give back a segment), and the disk is full.
+  process.kill(server.pid, 'SIGSTOP');
+  spawnSync('dd', ['if=/dev/zero', `of=${join(disk, 'filler')}`, 'bs=64k'], { encoding: 'utf8' });
+  const py = shLimited(`python3 - <<'EOF'
+import os, errno, json
+new = open(${JSON.stringify(join(s.base, 'fresh'))}, 'rb').read()
+fd = os.open('big', os.O_WRONLY)
+n, err = 0, None
+while n < len(new):
+    try:
+        n += os.pwrite(fd, new[n:n + 65536], n)
+    except OSError as e:
+        err = errno.errorcode[e.errno]
+        break
+os.close(fd)
+print(json.dumps({'n': n, 'err': err}))
+EOF`, s.mnt, 60);
+  t.is(py.status, 0, py.stderr);
+  const r = JSON.parse(py.stdout) as { n: number; err: string | null };
+  t.true(r.n > 0, 'some overwrites were taken');
+  t.is(r.err, 'ENOSPC', `overwritten ${r.n} of ${fresh.length} bytes`);
+  t.is(mirrorJson(s.mnt).journal.noRoom, null, 'no record waits in memory');
+  const expected = Buffer.concat([fresh.subarray(0, r.n), old.subarray(r.n)]);
+  t.true(readFileSync(join(s.mnt, 'big')).equals(expected), 'the file holds what was acknowledged');
+  process.kill(server.pid, 'SIGCONT');
+  const fsync = shLimited(`python3 -c "import os; fd = os.open('big', os.O_RDONLY); os.fsync(fd)"`, s.mnt, 30);
+  t.is(fsync.status, 0, `fsync on the full disk: ${fsync.stderr}`);
+  // Killed -9 on the still-full disk: it starts again without room freed, with every byte acknowledged.
+  process.kill(m.pid, 'SIGKILL');
+  await m.exit();
+  t.is(strata(['unmount', s.mnt]).status, 0);
+  m = await mountBg(t, s, archive, s.mnt, store);
+  t.is(m.status, 0, m.stderr);
+  t.true(readFileSync(join(s.mnt, 'big')).equals(expected), 'after the restart too');
+  rmSync(join(disk, 'filler'));
+  t.is(await syncVerifyRecover(t, s, m, archive), pictureOf(store));
+  const ut = spawnSync('umount', [disk], { encoding: 'utf8' });
+  t.is(ut.status, 0, ut.stderr);
+});
+
 // A mirrored store on a small disk that its own writes fill, the archive taking every record at once.
 // Until 2026-12-06 the journal's records of a stream of writes stayed on the disk until the stream
 // paused (a segment went only once the archive held all of it and a newer one existed, and a segment

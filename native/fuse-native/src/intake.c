@@ -67,7 +67,7 @@ static int copy_data (bridge_req_t *r, const char *data, size_t size) {
 // - PARALLEL_DIROPS unless the parallel_dirops option asks for it: then the
 //   kernel no longer serialises the lookups and readdirs of one directory
 //   (they take the directory's lock shared). Nothing in strata relied on it:
-//   the adapter's node table is the JS thread's, the FUSE thread's node table
+//   the core's node table is the JS thread's, the FUSE thread's node table
 //   has its own lock, and the restore materialises a pending directory's
 //   entries under a lock per directory (docs/fuse-bridge.md).
 static void ll_init (void *userdata, struct fuse_conn_info *conn) {

@@ -67,7 +67,11 @@ export class InodeTable {
    * `allocNodeid` hands out node ids; the FUSE bridge shares its counter (it
    * creates nodes itself and announces them through `adopt`).
    */
-  constructor(rootIno: bigint, private readonly allocNodeid: () => number = localNodeids()) {
+  /**
+   * `dropped` is told of each node that leaves the table (collect: forgotten
+   * and nothing open), so that what is kept per node can go with it.
+   */
+  constructor(rootIno: bigint, private readonly allocNodeid: () => number = localNodeids(), private readonly dropped: (inode: Inode) => void = () => {}) {
     this.root = new Inode(ROOT_NODEID, rootIno, this.generation);
     this.byNodeid.set(ROOT_NODEID, this.root);
     this.byIno.set(rootIno, this.root);
@@ -257,7 +261,8 @@ export class InodeTable {
   /** Drops an inode nobody references any more (no lookups, no open handles). */
   collect(inode: Inode): void {
     if (inode === this.root || inode.nlookup > 0 || inode.handles.size > 0 || inode.dirHandles.size > 0) return;
-    this.byNodeid.delete(inode.nodeid);
+    if (!this.byNodeid.delete(inode.nodeid)) return;
+    this.dropped(inode);
     if (this.byIno.get(inode.ino) === inode) this.byIno.delete(inode.ino);
     for (const link of inode.links) {
       if (link.parent.children.get(link.name) === inode) link.parent.children.delete(link.name);

@@ -13,8 +13,10 @@
 // store-relative path, which the node table gives; requests that change names
 // run under the adapter's namespace lock, so a path stays right while it is
 // used (docs/architecture.md, "Nodes and paths").
-import { constants as C, type BigIntStats } from 'node:fs';
+import { close, constants as C, type BigIntStats } from 'node:fs';
 import { FsError } from '../errors/errno.js';
+import { LocalStore } from '../store/local-store.js';
+import * as native from '../native/index.js';
 import type { Caller, DirEntryInfo, Filesystem, ObjectRef, OpenResult, SetattrChanges } from './filesystem.js';
 import { InodeTable, type Inode } from './node-table.js';
 
@@ -22,6 +24,8 @@ export { ROOT_NODEID, type Inode } from './node-table.js';
 
 /** open(2)'s access mode bits (O_ACCMODE; node:fs does not export it). */
 const O_ACCMODE = 3;
+/** O_PATH (Linux; node:fs does not export it). */
+const O_PATH = 0o10000000;
 
 /** How the mount reaches the object of a node that has no name left. */
 export interface NodeDescriptors {
@@ -45,6 +49,16 @@ export class Nodes {
   /** Handles lent to requests of other programs (borrow): what their release waits for. */
   private readonly borrows = new Map<number, Promise<unknown>>();
 
+  /**
+   * O_PATH descriptors the core keeps itself, by node id: of directories
+   * whose last name went while the kernel still held them (a program's
+   * working directory), so that they stay reachable when the mount's node
+   * table has let its own descriptor go (it keeps at most half the
+   * descriptor limit: `STRATA_NODE_TABLE_MAX`). Closed when the node leaves
+   * the table.
+   */
+  private readonly keptDirs = new Map<number, number>();
+
   private constructor(private readonly fs: Filesystem, readonly table: InodeTable, private readonly descriptors: NodeDescriptors) {}
 
   /**
@@ -54,7 +68,10 @@ export class Nodes {
    */
   static async open(fs: Filesystem, allocNodeid: () => number, descriptors: NodeDescriptors): Promise<Nodes> {
     const root = await fs.getattr('/');
-    return new Nodes(fs, new InodeTable(root.ino, allocNodeid), descriptors);
+    let nodes: Nodes | null = null;
+    const table = new InodeTable(root.ino, allocNodeid, (inode) => nodes?.letGo(inode.nodeid));
+    nodes = new Nodes(fs, table, descriptors);
+    return nodes;
   }
 
   get size(): number {
@@ -142,7 +159,7 @@ export class Nodes {
       // A directory with no name left that a program still has open: through the directory handle's descriptor.
       const dirHandle = handle === undefined && nameless ? (node.dirHandles.has(fh) ? fh : node.dirHandles.values().next().value) : undefined;
       const ref: ObjectRef | null = handle !== undefined ? { handle } : dirHandle !== undefined ? null
-        : noneOpen ? { descriptor: this.nodeDescriptor(node) } : { path: this.table.requirePath(node) };
+        : noneOpen ? { descriptor: await this.nodeDescriptor(node) } : { path: this.table.requirePath(node) };
       const work = ref !== null ? fs.setattr(ref, ch) : fs.setattrDir(dirHandle!, ch);
       // Another program's handle, taken for a request that names none of its own (a
       // truncating open's SETATTR carries no handle): its release waits for this work.
@@ -192,7 +209,14 @@ export class Nodes {
 
   async rmdir(parent: number, name: string): Promise<void> {
     const dir = this.table.get(parent);
-    await this.fs.rmdir(this.table.childPath(dir, name));
+    const path = this.table.childPath(dir, name);
+    const kept = await this.keepDir(dir, name, path);
+    try {
+      await this.fs.rmdir(path);
+    } catch (err) {
+      if (kept !== undefined) this.letGo(kept);
+      throw err;
+    }
     this.table.forgetName(dir, name);
   }
 
@@ -206,7 +230,14 @@ export class Nodes {
       return;
     }
     const targetSurvives = await this.hasOtherNames(toPath);
-    await this.fs.rename(this.table.childPath(from, name), toPath, flag === 'noreplace');
+    // A directory renamed over (an empty one) loses its last name like an rmdir.
+    const kept = flag === null ? await this.keepDir(to, newName, toPath) : undefined;
+    try {
+      await this.fs.rename(this.table.childPath(from, name), toPath, flag === 'noreplace');
+    } catch (err) {
+      if (kept !== undefined) this.letGo(kept);
+      throw err;
+    }
     this.table.moveName(from, name, to, newName, targetSurvives);
   }
 
@@ -224,7 +255,7 @@ export class Nodes {
     const source = path === null ? this.lentHandle(node, false) : undefined;
     const res = await (source !== undefined
       ? this.borrow(source, this.fs.reopen(source, flags, caller))
-      : path === null ? this.fs.openDescriptor(this.nodeDescriptor(node), flags, caller) : this.fs.open(path, flags, caller));
+      : path === null ? this.nodeDescriptor(node).then((fd) => this.fs.openDescriptor(fd, flags, caller)) : this.fs.open(path, flags, caller));
     node.handles.add(res.handle);
     return { node, res };
   }
@@ -298,6 +329,32 @@ export class Nodes {
     }
   }
 
+  /**
+   * Before the directory node `dir/name` (store path `path`) may lose its
+   * name: keeps a descriptor of it (keptDirs), when the table knows it as a
+   * directory. Returns the node id it was kept for, if one was.
+   */
+  private async keepDir(dir: Inode, name: string, path: string): Promise<number | undefined> {
+    const node = dir.children.get(name);
+    if (node === undefined || node.links.length !== 1 || this.keptDirs.has(node.nodeid)) return undefined;
+    let fd: number;
+    try {
+      fd = await native.openAt(this.fs.store.dir.fd, LocalStore.relative(path), O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW);
+    } catch {
+      return undefined; // not a directory (or gone): the removal says what is wrong
+    }
+    this.keptDirs.set(node.nodeid, fd);
+    return node.nodeid;
+  }
+
+  /** Closes the descriptor kept for `nodeid`, if any. */
+  private letGo(nodeid: number): void {
+    const fd = this.keptDirs.get(nodeid);
+    if (fd === undefined) return;
+    this.keptDirs.delete(nodeid);
+    close(fd, () => {});
+  }
+
   /** A create-like op made `name` in `parent` (its attributes from `make`, given the new name's path): remembered. */
   private async made(parent: number, name: string, make: (path: string) => Promise<BigIntStats>): Promise<NewEntry> {
     const dir = this.table.get(parent);
@@ -316,7 +373,7 @@ export class Nodes {
     const dir = node.dirHandles.values().next();
     if (!dir.done) return this.fs.fgetattrDir(dir.value);
     // No handle either (a rename over its name or an unlink came after the kernel's lookup): the node's descriptor.
-    return this.fs.getattrOf(this.nodeDescriptor(node));
+    return this.fs.getattrOf(await this.nodeDescriptor(node));
   }
 
   /**
@@ -377,7 +434,7 @@ export class Nodes {
    */
   private byNode<T>(node: Inode, byPath: (path: string) => Promise<T>, byDescriptor: (fd: number) => Promise<T>): Promise<T> {
     const path = this.table.pathOf(node);
-    return path !== null ? byPath(path) : byDescriptor(this.nodeDescriptor(node));
+    return path !== null ? byPath(path) : this.nodeDescriptor(node).then(byDescriptor);
   }
 
   /**
@@ -385,7 +442,9 @@ export class Nodes {
    * no name left; ESTALE after a swap, ENOENT when the mount keeps none
    * (evicted, or a mount without the FUSE thread's node table).
    */
-  private nodeDescriptor(node: Inode): number {
+  private async nodeDescriptor(node: Inode): Promise<number> {
+    const kept = node.stale ? undefined : this.keptDirs.get(node.nodeid);
+    if (kept !== undefined) return native.openAt(native.AT_FDCWD, `/proc/self/fd/${kept}`, O_PATH);
     const fd = node.stale ? -1 : this.descriptors.descriptorOf(node.nodeid);
     // None: as before (ESTALE after a swap, else ENOENT).
     if (fd < 0) this.table.requirePath(node);

@@ -297,6 +297,45 @@ for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
   });
 }
 
+// A program whose working directory is removed (rmdir from elsewhere, or a rename of an empty directory
+// over it) goes on using it: natively stat, listing (empty), chmod work, a create gets ENOENT. Strata
+// reaches such a node through a descriptor: the mount's node table keeps one per node, but only up to
+// half the descriptor limit (a tiny one here, STRATA_NODE_TABLE_MAX=4, pushes it out). Until 2026-12-06
+// a directory pushed out of the table answered ENOENT to everything (ls: "cannot open directory '.'");
+// now the core keeps a descriptor of a directory that loses its last name while the kernel holds it
+// (src/core/nodes.ts, keptDirs).
+const REMOVED_CWD = [
+  'import os',
+  'base = os.getcwd()',
+  'os.mkdir("d"); os.mkdir("e")',
+  'for i in range(12):',
+  '    os.makedirs("x%d/y" % i); open("x%d/y/f" % i, "w").close()',
+  'res = []',
+  'def t(label, f):',
+  '    try:',
+  '        v = f(); res.append((label, "ok" if v is None else v))',
+  '    except OSError as e:',
+  '        res.append((label, e.strerror))',
+  'for which in ("d", "e"):',
+  '    os.chdir(base + "/" + which)',
+  '    if which == "d": os.rmdir(base + "/d")',
+  '    else: os.mkdir(base + "/g"); os.rename(base + "/g", base + "/e")',
+  '    for i in range(12): os.stat(base + "/x%d/y/f" % i)',
+  '    t(which + " list", lambda: os.listdir("."))',
+  '    t(which + " chmod", lambda: os.chmod(".", 0o711))',
+  '    t(which + " stat", lambda: "%o %d" % (os.stat(".").st_mode & 0o7777, os.stat(".").st_nlink))',
+  '    t(which + " create", lambda: open("f", "w").close())',
+  'os.chdir(base)',
+  'print(res)',
+].join('\n');
+
+for (const [label, args] of [['the FUSE thread\'s answers', []], ['every request in JavaScript (--no-direct-io)', ['--no-direct-io']]] as const) {
+  test(`a working directory removed or renamed over, pushed out of a tiny node table: stat, listing and chmod work, a create gets ENOENT, as natively (${label})`, (t) => {
+    const m = withMount(t, [...args], { STRATA_NODE_TABLE_MAX: '4' });
+    sameAsNative(t, m, 'native-removed-cwd', REMOVED_CWD, /\('d list', \[\]\), \('d chmod', 'ok'\), \('d stat', '711 0'\), \('d create', 'No such file or directory'\)/, 'ext4 keeps a removed directory usable through a reference');
+  });
+}
+
 // A file and a symbolic link replaced over and over by a rename over their
 // names (test/helpers/replace-race.py: as editors, rsync and deploy scripts
 // replace them) while another program opens and reads the file, reads its

@@ -370,3 +370,32 @@ test.serial('a hard-linked file keeps its node when one name goes, though the ot
   await nodes.unlink(top.node.nodeid, 'b');
   await t.throwsAsync(nodes.getattr(node.nodeid, 0, false), { code: 'ENOENT' });
 });
+
+test.serial('a directory removed while the kernel holds it (a working directory) stays reachable with no descriptor from the mount; its descriptor goes with the node', async (t) => {
+  const core = new Filesystem(store);
+  const nodes = await Nodes.open(core, (() => { let next = 2000; return () => next++; })(), { descriptorOf: () => -1 });
+  const top = await nodes.mkdir(ROOT_NODEID, 'cwd-removed', 0o755, ROOT);
+  const d = await nodes.mkdir(top.node.nodeid, 'd', 0o755, ROOT);
+  const e = await nodes.mkdir(top.node.nodeid, 'e', 0o700, ROOT);
+  await nodes.rmdir(top.node.nodeid, 'd');
+  // As natively: stat and opendir of the removed directory work (a link count of 0).
+  const st = (await nodes.getattr(d.node.nodeid, 0, false)).st;
+  t.true(st.isDirectory());
+  t.is(st.nlink, 0n);
+  const h = await nodes.opendir(d.node.nodeid);
+  await nodes.releasedir(d.node.nodeid, h);
+  t.is((await nodes.setattr(d.node.nodeid, 0, { mode: 0o711 }, ROOT)).mode & 0o7777n, 0o711n);
+  // Renamed over by another (empty) directory: the same.
+  await nodes.mkdir(top.node.nodeid, 'f', 0o755, ROOT);
+  await nodes.rename(top.node.nodeid, 'f', top.node.nodeid, 'e', null);
+  t.is((await nodes.getattr(e.node.nodeid, 0, false)).st.mode & 0o7777n, 0o700n);
+  // A failed rmdir keeps nothing: the directory still has its name.
+  await nodes.mkdir(top.node.nodeid, 'g', 0o755, ROOT);
+  const g = await nodes.lookup(top.node.nodeid, 'g');
+  await nodes.mknod(g!.node.nodeid, 'inside', 0o100644, 0, ROOT);
+  await t.throwsAsync(nodes.rmdir(top.node.nodeid, 'g'), { code: 'ENOTEMPTY' });
+  // Forgotten: gone from the table (with its descriptor).
+  nodes.forget(d.node.nodeid, d.node.nlookup);
+  t.is(nodes.table.find(d.node.nodeid), undefined);
+  await t.throwsAsync(nodes.getattr(d.node.nodeid, 0, false), { code: 'ESTALE' });
+});

@@ -700,18 +700,24 @@ export class Filesystem {
   }
 
   /**
-   * Runs `change` (a write into the store that takes `bytes` of room); when
-   * it meets a full disk that the sink's own records may be filling (a
-   * mirrored store's journal, whose records go once the archive has them),
-   * runs it again each time the sink says some of their room came back.
-   * Otherwise the ENOSPC is the program's, as natively.
+   * Runs `change` (a write into the store, admitted with `recordBytes` for
+   * its record); when it meets a full disk that the sink's own records may
+   * be filling (a mirrored store's journal, whose records go once the
+   * archive has them), runs it again each time the sink says some of their
+   * room came back, admitted again first: the record's room is made before
+   * the data takes what came back (else the data took it, and the record
+   * then waited in memory with no room to be written: a kernel's write-back
+   * of a whole file at close did that). Otherwise the ENOSPC is the
+   * program's, as natively.
    */
-  private async withRoom<T>(bytes: number, change: () => Promise<T>): Promise<T> {
+  private async withRoom<T>(recordBytes: number, change: () => Promise<T>): Promise<T> {
     for (;;) {
       try {
         return await change();
       } catch (err) {
-        if (!isNoRoomError(err) || this.sink?.waitForRoom === undefined || !(await this.sink.waitForRoom(bytes))) throw err;
+        const sink = this.sink;
+        if (!isNoRoomError(err) || sink?.waitForRoom === undefined || !(await sink.waitForRoom(recordBytes))) throw err;
+        await sink.admit(recordBytes);
       }
     }
   }
@@ -765,7 +771,7 @@ export class Filesystem {
       : (): Promise<number> => new Promise<number>((resolve, reject) => {
         fs.write(f.fd, buf, 0, length, position, (err, written) => (err ? reject(err) : resolve(written)));
       });
-    const roomy = (): Promise<number> => this.withRoom(length, doWrite);
+    const roomy = (): Promise<number> => this.withRoom(length + 128, doWrite);
     const n = f.remote && this.restore && f.id !== null ? await this.restore.write(f.id, f.fd, position, length, roomy) : await roomy();
     if (WRITE_STALL_MS > 0) await new Promise((resolve) => setTimeout(resolve, WRITE_STALL_MS));
     if (this.sink && f.id !== null && n > 0) {

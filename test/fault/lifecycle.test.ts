@@ -790,7 +790,10 @@ EOF`, s.mnt, 60);
 // and a write that meets a full disk while the journal's own records are what fills it waits for the
 // archive to take them (the FUSE thread hands such a write to the core instead of answering ENOSPC).
 // A file that does not fit beside the others still gets ENOSPC, as natively.
-for (const variant of [[], ['--no-direct-journal']]) {
+// With the writeback cache the kernel writes a whole file back at close: until the same day's later fix
+// the data of a write tried again took the room that came back, and its record then waited in memory
+// with no room to be written (cp's close failed with ENOSPC, the archive could not converge).
+for (const variant of [[], ['--no-direct-journal'], ['--writeback-cache']]) {
   test.serial(`a small mirrored store that its own writes fill: writes wait for the archive to take the journal's records instead of failing${variant.length ? ` (${variant.join(' ')})` : ''}`, async (t) => {
     const s = scratch(t);
     const disk = join(s.base, 'disk');

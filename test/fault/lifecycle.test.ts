@@ -611,6 +611,23 @@ function smallDisk(t: ExecutionContext, dir: string, size: string): boolean {
 }
 
 /**
+ * A mirrored mount whose store is on a tmpfs of `size` and whose archive is a real server (so that
+ * a test can stop it: SIGSTOP); null (and a failed test) when the tmpfs cannot be made.
+ */
+async function mirroredOnSmallDisk(t: ExecutionContext, size: string): Promise<{ s: Scratch; disk: string; store: string; server: Awaited<ReturnType<typeof startArchiveServer>>; archive: string[]; m: BgMount } | null> {
+  const s = scratch(t);
+  const disk = join(s.base, 'disk');
+  if (!smallDisk(t, disk, size)) return null;
+  const store = join(disk, 'store');
+  const server = await startArchiveServer();
+  t.teardown(() => server.stop());
+  const archive = ['--archive', server.url, '--token-file', server.tokenFile, '--volume', 'v'];
+  const m = await mountBg(t, s, archive, s.mnt, store);
+  t.is(m.status, 0, m.stderr);
+  return { s, disk, store, server, archive, m };
+}
+
+/**
  * The end of a full-disk test: `strata sync` and `strata verify` (0
  * differences), unmount, then `strata recover` into another store; returns
  * the recovered tree's picture (the archive's, through no code of the
@@ -641,17 +658,12 @@ async function syncVerifyRecover(t: ExecutionContext, s: Scratch, m: BgMount, ar
 // removals, renames and attributes are taken *and durable* (an fsync succeeds), and a start after a
 // kill -9 on the still-full disk serves again with nothing freed.
 test.serial('a full disk under a mirrored store: changes that need room get ENOSPC and are not made, removals, renames and fsync work, it converges when room returns; killed -9 on the full disk, it starts again without room freed, and a recovery equals the store', async (t) => {
-  const s = scratch(t);
-  const disk = join(s.base, 'disk');
-  if (!smallDisk(t, disk, '8m')) return;
-  const store = join(disk, 'store');
   // A real archive server, stopped (SIGSTOP) while the disk is full: nothing is acked meanwhile, so the
   // journal cannot give back a segment the archive holds, and the disk stays full until the test frees it.
-  const server = await startArchiveServer();
-  t.teardown(() => server.stop());
-  const archive = ['--archive', server.url, '--token-file', server.tokenFile, '--volume', 'v'];
-  let m = await mountBg(t, s, archive, s.mnt, store);
-  t.is(m.status, 0, m.stderr);
+  const setup = await mirroredOnSmallDisk(t, '8m');
+  if (setup === null) return;
+  const { s, disk, store, server, archive } = setup;
+  let m = setup.m;
   t.regex(strata(['status', s.mnt]).stdout, /journal .* on disk \(and 1\.0 MiB kept ahead\)/);
   writeFileSync(join(s.mnt, 'keep'), 'kept\n');
   t.is(strata(['sync', s.mnt]).status, 0);
@@ -732,15 +744,10 @@ EOF`, s.mnt, 60);
 // ENOSPC before they are made (natively an overwrite succeeds: docs/SEMANTICS.md) or waits for the
 // archive when the journal's own records fill the disk.
 test.serial('overwrites on a full disk under a mirrored store: their records stay in the room kept ahead (none waits in memory), fsync works, and a kill -9 there starts again with what was acknowledged', async (t) => {
-  const s = scratch(t);
-  const disk = join(s.base, 'disk');
-  if (!smallDisk(t, disk, '24m')) return;
-  const store = join(disk, 'store');
-  const server = await startArchiveServer();
-  t.teardown(() => server.stop());
-  const archive = ['--archive', server.url, '--token-file', server.tokenFile, '--volume', 'v'];
-  let m = await mountBg(t, s, archive, s.mnt, store);
-  t.is(m.status, 0, m.stderr);
+  const setup = await mirroredOnSmallDisk(t, '24m');
+  if (setup === null) return;
+  const { s, disk, store, server, archive } = setup;
+  let m = setup.m;
   const old = randomBytes(6 * 1024 * 1024);
   const fresh = randomBytes(old.length);
   writeFileSync(join(s.mnt, 'big'), old);

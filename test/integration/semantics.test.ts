@@ -297,6 +297,16 @@ for (const [label, args, mirrored] of NAMELESS_MOUNTS) {
   });
 }
 
+/** Python lines that define t(label, f): f's value, "ok", or its error's strerror, appended to res (printed at the end). */
+const PY_OUTCOMES = [
+  'res = []',
+  'def t(label, f):',
+  '    try:',
+  '        v = f(); res.append((label, "ok" if v is None else v))',
+  '    except OSError as e:',
+  '        res.append((label, e.strerror))',
+];
+
 // A program whose working directory is removed (rmdir from elsewhere, or a rename of an empty directory
 // over it) goes on using it: natively stat, listing (empty), chmod work, a create gets ENOENT. Strata
 // reaches such a node through a descriptor: the mount's node table keeps one per node, but only up to
@@ -310,12 +320,7 @@ const REMOVED_CWD = [
   'os.mkdir("d"); os.mkdir("e")',
   'for i in range(12):',
   '    os.makedirs("x%d/y" % i); open("x%d/y/f" % i, "w").close()',
-  'res = []',
-  'def t(label, f):',
-  '    try:',
-  '        v = f(); res.append((label, "ok" if v is None else v))',
-  '    except OSError as e:',
-  '        res.append((label, e.strerror))',
+  ...PY_OUTCOMES,
   'for which in ("d", "e"):',
   '    os.chdir(base + "/" + which)',
   '    if which == "d": os.rmdir(base + "/d")',
@@ -485,12 +490,7 @@ const DEEP = [
   'name = "e" * 200',
   'for i in range(24):',
   '    os.mkdir(name); os.chdir(name)',
-  'res = []',
-  'def t(label, f):',
-  '    try:',
-  '        v = f(); res.append((label, "ok" if v is None else v))',
-  '    except OSError as e:',
-  '        res.append((label, e.strerror))',
+  ...PY_OUTCOMES,
   't("create", lambda: open("f", "w").write("deep") and None)',
   't("chmod", lambda: os.chmod("f", 0o640))',
   't("utime", lambda: os.utime("f", (1000000000, 1000000000)))',

@@ -194,7 +194,7 @@ export class DaemonMetrics {
     vgauge('strata_mirror_last_ack_timestamp_seconds', 'Unix time of the last ack from the archive', (st) => (st.mirror?.lastAckAt ? Date.parse(st.mirror.lastAckAt) / 1000 : null));
     vgauge('strata_journal_bytes', 'Bytes of the journal\'s segments on disk (acked records are trimmed)', (st) => st.mirror?.journal.bytes ?? null);
     vgauge('strata_journal_limit_bytes', 'The journal bound (--journal-max): un-acked bytes past it block writers or fail them with ENOSPC', (st) => st.mirror?.journal.limitBytes ?? null);
-    vgauge('strata_journal_writers_blocked', 'Writers waiting for room in the journal (--journal-full block)', (st) => st.mirror?.journal.writersBlocked ?? null);
+    vgauge('strata_journal_writers_blocked', 'Writers waiting for the archive: for room in the journal (--journal-full block), or on a full disk for its records to go', (st) => st.mirror?.journal.writersBlocked ?? null);
     vgauge('strata_journal_room_short', 'Whether the store\'s disk has too little room for what the journal keeps allocated ahead of its records (1: changes that need room fail with ENOSPC; removals, renames and attributes are still taken and durable)', (st) => (st.mirror ? (st.mirror.journal.roomShort === null ? 0 : 1) : null));
     vgauge('strata_journal_no_room_records', 'Journal records waiting in memory because the store\'s disk has no room for them (0: it has room); meanwhile changes that need room fail with ENOSPC', (st) => (st.mirror ? st.mirror.journal.noRoom?.records ?? 0 : null));
     counter('strata_mirror_shipped_records_total', 'Journal records the archive acked from this daemon', ['volume'], (st, fig) => (st.mirror ? [[{}, fig.shipped.records]] : null));

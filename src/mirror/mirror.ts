@@ -422,10 +422,14 @@ export class Mirror implements ChangeSink {
     if (started < MIN_RESERVE_BYTES) return false;
     let lastAck = this.shipper.ackedSeq;
     let progressAt = Date.now();
+    if (this.blockedWriters === 0) this.log.info({ journalBytes: started }, 'the store\'s disk is full and the journal\'s records take some of it: writers wait for the archive to take them');
     this.blockedWriters++;
     try {
       for (;;) {
-        if (this.shipper.connection.state !== 'connected' || this.readOnlyReason !== null) return false;
+        if (this.shipper.connection.state !== 'connected' || this.readOnlyReason !== null) {
+          this.log.info({ shipper: this.shipper.connection.state, readOnly: this.readOnlyReason }, 'a writer stops waiting for room: the archive is not taking records');
+          return false;
+        }
         const allAcked = this.shipper.ackedSeq >= this.journal.lastSeq;
         if (!allAcked) {
           // Woken by the next ack, or after a moment to look again.
@@ -442,7 +446,10 @@ export class Mirror implements ChangeSink {
         await this.journal.dropAcked(this.shipper.ackedSeq);
         if (this.journal.bytes < started) return true;
         // The archive holds every record and no room came back: not the journal's to give.
-        if (allAcked || Date.now() - progressAt > ROOM_WAIT_MS) return false;
+        if (allAcked || Date.now() - progressAt > ROOM_WAIT_MS) {
+          this.log.info({ allAcked, journalBytes: this.journal.bytes, sinceAckMs: Date.now() - progressAt }, 'a writer stops waiting for room: the journal has no more to give back');
+          return false;
+        }
       }
     } finally {
       this.blockedWriters--;

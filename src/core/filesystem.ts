@@ -716,7 +716,7 @@ export class Filesystem {
         return await change();
       } catch (err) {
         const sink = this.sink;
-        if (!isNoRoomError(err) || sink?.waitForRoom === undefined || !(await sink.waitForRoom(recordBytes))) throw err;
+        if (!isNoRoomError(err) || sink?.waitForRoom === undefined || !(await sink.waitForRoom())) throw err;
         await sink.admit(recordBytes);
       }
     }

@@ -36,6 +36,16 @@ export interface NodeDescriptors {
   descriptorOf(nodeid: number): number;
 }
 
+/**
+ * True when removing one name of the object `st` leaves it alive: a
+ * non-directory with more than one name in the store. The kernel holds the
+ * object's inode lock across the removal, so the count cannot change in
+ * between through the mount.
+ */
+function survivesRemoval(st: BigIntStats): boolean {
+  return !st.isDirectory() && st.nlink > 1n;
+}
+
 /** renameat2's two flags strata takes. */
 export type RenameFlag = 'noreplace' | 'exchange' | null;
 
@@ -202,7 +212,8 @@ export class Nodes {
     const dir = this.table.get(parent);
     const path = this.table.childPath(dir, name);
     // Other names of a hard-linked file must keep finding this node.
-    const survives = await this.hasOtherNames(path);
+    const target = await this.statOrNull(path);
+    const survives = target !== null && survivesRemoval(target);
     await this.fs.unlink(path);
     this.table.forgetName(dir, name, survives);
   }
@@ -229,9 +240,10 @@ export class Nodes {
       this.table.exchangeNames(from, name, to, newName);
       return;
     }
-    const targetSurvives = await this.hasOtherNames(toPath);
+    const target = await this.statOrNull(toPath);
+    const targetSurvives = target !== null && survivesRemoval(target);
     // A directory renamed over (an empty one) loses its last name like an rmdir.
-    const kept = flag === null ? await this.keepDir(to, newName, toPath) : undefined;
+    const kept = flag === null && target?.isDirectory() === true ? await this.keepDir(to, newName, toPath) : undefined;
     try {
       await this.fs.rename(this.table.childPath(from, name), toPath, flag === 'noreplace');
     } catch (err) {
@@ -376,18 +388,12 @@ export class Nodes {
     return this.fs.getattrOf(await this.nodeDescriptor(node));
   }
 
-  /**
-   * True when the non-directory at `path` has more than one name in the store,
-   * so that removing `path` leaves it alive. The kernel holds the object's inode
-   * lock across the removal, so the count cannot change in between through the
-   * mount.
-   */
-  private async hasOtherNames(path: string): Promise<boolean> {
+  /** The attributes of the object at `path` before a removal of that name, or null (the removal itself reports what is wrong). */
+  private async statOrNull(path: string): Promise<BigIntStats | null> {
     try {
-      const st = await this.fs.getattr(path);
-      return !st.isDirectory() && st.nlink > 1n;
+      return await this.fs.getattr(path);
     } catch {
-      return false; // the removal itself reports what is wrong
+      return null;
     }
   }
 

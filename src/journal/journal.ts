@@ -290,7 +290,12 @@ export class Journal {
    * the archive had acked them (a second 7 MiB cp on a 24 MiB store).
    */
   private get rollBytes(): number {
-    return this.roomAheadBytes > 0 && this.roomAheadBytes * 4 < this.segmentBytes ? this.roomAheadBytes * 4 : this.segmentBytes;
+    return this.smallDisk ? this.roomAheadBytes * 4 : this.segmentBytes;
+  }
+
+  /** A small disk: the room kept ahead (1% of it) is under a quarter of a segment (disks under ~1.6 GiB). */
+  private get smallDisk(): boolean {
+    return this.roomAheadBytes > 0 && this.roomAheadBytes * 4 < this.segmentBytes;
   }
 
   /** The room this journal keeps allocated ahead of its last record (0: none). */
@@ -773,7 +778,7 @@ export class Journal {
     // archive holds entirely goes once it is twice that room, without waiting for the disk to fill:
     // otherwise acked records would hold up to 64 MiB of a disk of a few hundred.
     const seg = this.segments[this.segments.length - 1];
-    if (seg !== undefined && this.roomAheadBytes > 0 && this.roomAheadBytes * 4 <= this.segmentBytes && seg.bytes >= 2 * this.roomAheadBytes && ackedSeq >= seg.lastSeq) {
+    if (seg !== undefined && this.smallDisk && seg.bytes >= 2 * this.roomAheadBytes && ackedSeq >= seg.lastSeq) {
       this.exclusive(() => this.dropAckedSegment()).catch(() => {});
     }
   }

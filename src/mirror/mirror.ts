@@ -367,7 +367,7 @@ export class Mirror implements ChangeSink {
       // Records waiting in memory are written now if there is room for them.
       if (this.journal.noRoom !== null) await this.journal.sync().catch(() => {});
       if (this.journal.noRoom === null && (this.journal.roomShort !== null || this.journal.roomLeft - bytes < this.journal.roomAhead / 2)) await this.journal.makeRoomFor(bytes);
-      if ((this.journal.noRoom === null && this.journal.roomShort === null) || !(await this.waitForRoom(bytes))) break;
+      if ((this.journal.noRoom === null && this.journal.roomShort === null) || !(await this.waitForRoom())) break;
     }
     if (this.journal.noRoom !== null && !takesNoRoom) {
       // Refused before the store changes: the program sees ENOSPC, as on a full disk, and nothing is half done.
@@ -417,7 +417,7 @@ export class Mirror implements ChangeSink {
    * disk), or the archive is not connected; false too after ROOM_WAIT_MS
    * with no ack. Writers wait here as they wait at the journal's bound.
    */
-  async waitForRoom(_bytes: number): Promise<boolean> {
+  async waitForRoom(): Promise<boolean> {
     const started = this.journal.bytes;
     if (started < MIN_RESERVE_BYTES) return false;
     let lastAck = this.shipper.ackedSeq;

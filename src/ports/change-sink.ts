@@ -54,5 +54,5 @@ export interface ChangeSink {
    * (the change is worth trying again), false when waiting cannot help (the
    * change fails with ENOSPC, as natively).
    */
-  waitForRoom?(bytes: number): Promise<boolean>;
+  waitForRoom?(): Promise<boolean>;
 }

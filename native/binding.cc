@@ -1443,14 +1443,25 @@ Napi::Value SymlinkAt(const Napi::CallbackInfo& info) {
   }))->Start();
 }
 
-// linkAt(at, from, to) and renameAt(at, from, to): both paths relative to at.
-template <int (*Fn)(int, const char*, const char*, sn_err*)>
+// linkAt(at, from, to[, toAt]) and renameAt(at, from, to[, toAt]): `from`
+// relative to at, `to` relative to toAt (default: at as well).
+template <int (*Fn)(int, const char*, int, const char*, sn_err*)>
 Napi::Value TwoPathsAt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int at;
   std::string from, to;
   if (!GetAtPath(info, &at, &from) || !GetString(info, 2, "to", &to)) return env.Undefined();
-  return (new CallWorker(env, "strata:twoPathsAt", from, [at, from, to](sn_err* err) { Fn(at, from.c_str(), to.c_str(), err); }))->Start();
+  int toAt = at;
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    double d;
+    if (!CheckInteger(env, info[3], "toAt", -100, INT_MAX, &d)) return env.Undefined();
+    if (d < 0 && d != AT_FDCWD) {
+      ThrowRangeError(env, "The value of \"toAt\" must be a descriptor or AT_FDCWD");
+      return env.Undefined();
+    }
+    toAt = static_cast<int>(d);
+  }
+  return (new CallWorker(env, "strata:twoPathsAt", from, [at, from, toAt, to](sn_err* err) { Fn(at, from.c_str(), toAt, to.c_str(), err); }))->Start();
 }
 
 // unlinkAt(at, path, isDir)

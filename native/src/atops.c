@@ -44,8 +44,7 @@ int sn_symlink_at(const char *target, int at, const char *path, sn_err *err) {
   return 0;
 }
 
-int sn_link_at(int at, const char *from, const char *to, sn_err *err) {
-  int to_at = at;
+int sn_link_at(int at, const char *from, int to_at, const char *to, sn_err *err) {
   SN_LONG_PATH(lf, at, from, err);
   sn_long lt __attribute__((cleanup(sn_long_close))) = {-1};
   if (sn_long_open(&lt, &to_at, &to, err) < 0) {
@@ -58,28 +57,25 @@ int sn_link_at(int at, const char *from, const char *to, sn_err *err) {
   return 0;
 }
 
-int sn_rename_at(int at, const char *from, const char *to, sn_err *err) {
-  int to_at = at;
+/* renameat2 with `flags` (0, RENAME_NOREPLACE, RENAME_EXCHANGE): renameat when 0. */
+static int rename2(int at, const char *from, int to_at, const char *to, unsigned flags, sn_err *err) {
   SN_LONG_PATH(lf, at, from, err);
   SN_LONG_PATH(lt, to_at, to, err);
-  if (renameat(at, from, to_at, to) < 0) return SN_FAIL(err, errno, "rename");
+  int r = flags == 0 ? renameat(at, from, to_at, to) : renameat2(at, from, to_at, to, flags);
+  if (r < 0) return SN_FAIL(err, errno, "rename");
   return 0;
 }
 
-int sn_rename_noreplace_at(int at, const char *from, const char *to, sn_err *err) {
-  int to_at = at;
-  SN_LONG_PATH(lf, at, from, err);
-  SN_LONG_PATH(lt, to_at, to, err);
-  if (renameat2(at, from, to_at, to, RENAME_NOREPLACE) < 0) return SN_FAIL(err, errno, "rename");
-  return 0;
+int sn_rename_at(int at, const char *from, int to_at, const char *to, sn_err *err) {
+  return rename2(at, from, to_at, to, 0, err);
 }
 
-int sn_rename_exchange_at(int at, const char *from, const char *to, sn_err *err) {
-  int to_at = at;
-  SN_LONG_PATH(lf, at, from, err);
-  SN_LONG_PATH(lt, to_at, to, err);
-  if (renameat2(at, from, to_at, to, RENAME_EXCHANGE) < 0) return SN_FAIL(err, errno, "rename");
-  return 0;
+int sn_rename_noreplace_at(int at, const char *from, int to_at, const char *to, sn_err *err) {
+  return rename2(at, from, to_at, to, RENAME_NOREPLACE, err);
+}
+
+int sn_rename_exchange_at(int at, const char *from, int to_at, const char *to, sn_err *err) {
+  return rename2(at, from, to_at, to, RENAME_EXCHANGE, err);
 }
 
 int sn_unlink_at(int at, const char *path, int dir, sn_err *err) {

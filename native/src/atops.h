@@ -7,10 +7,10 @@
  *   sn_open_at      openat(at, path, flags, mode), retried on EINTR
  *   sn_mkdir_at     mkdirat
  *   sn_symlink_at   symlinkat(target, at, path)
- *   sn_link_at      linkat(at, from, at, to, 0)
- *   sn_rename_at    renameat(at, from, at, to)
- *   sn_rename_noreplace_at  renameat2(at, from, at, to, RENAME_NOREPLACE): EEXIST when `to` exists
- *   sn_rename_exchange_at   renameat2(at, from, at, to, RENAME_EXCHANGE): the two names swap objects, atomically
+ *   sn_link_at      linkat(at, from, to_at, to, 0)
+ *   sn_rename_at    renameat(at, from, to_at, to)
+ *   sn_rename_noreplace_at  renameat2(at, from, to_at, to, RENAME_NOREPLACE): EEXIST when `to` exists
+ *   sn_rename_exchange_at   renameat2(at, from, to_at, to, RENAME_EXCHANGE): the two names swap objects, atomically
  *   sn_unlink_at    unlinkat(at, path, 0 | AT_REMOVEDIR)
  *   sn_readlink_at  readlinkat, into a malloc'd buffer of any length
  *   sn_chmod_at     fchmodat(at, path, mode, 0) (follows: never on a symlink)
@@ -37,10 +37,10 @@ int sn_stat_at(int at, const char *path, int follow, struct stat *st, sn_err *er
 int sn_open_at(int at, const char *path, int flags, uint32_t mode, int *fd, sn_err *err);
 int sn_mkdir_at(int at, const char *path, uint32_t mode, sn_err *err);
 int sn_symlink_at(const char *target, int at, const char *path, sn_err *err);
-int sn_link_at(int at, const char *from, const char *to, sn_err *err);
-int sn_rename_at(int at, const char *from, const char *to, sn_err *err);
-int sn_rename_noreplace_at(int at, const char *from, const char *to, sn_err *err);
-int sn_rename_exchange_at(int at, const char *from, const char *to, sn_err *err);
+int sn_link_at(int at, const char *from, int to_at, const char *to, sn_err *err);
+int sn_rename_at(int at, const char *from, int to_at, const char *to, sn_err *err);
+int sn_rename_noreplace_at(int at, const char *from, int to_at, const char *to, sn_err *err);
+int sn_rename_exchange_at(int at, const char *from, int to_at, const char *to, sn_err *err);
 int sn_unlink_at(int at, const char *path, int dir, sn_err *err);
 int sn_readlink_at(int at, const char *path, char **out, size_t *len, sn_err *err);
 int sn_chmod_at(int at, const char *path, uint32_t mode, sn_err *err);

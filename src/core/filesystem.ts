@@ -2,9 +2,13 @@
 // store with real syscalls. It knows nothing of FUSE: the adapter in src/fuse
 // translates requests into these calls, and the unit tests call them directly.
 //
-// Paths are namespace paths ('/', '/a/b'); the store converts them to paths
-// relative to the store root, and the local-object layer (store.dir) acts on
-// them relative to the root's descriptor.
+// The namespace operations (create, mkdir, mknod, symlink, link, unlink,
+// rmdir, rename, exchange, lookup) take a Place: a directory's descriptor and
+// a name in it (the node layer, nodes.ts, passes its nodes' descriptors). The
+// rest, and every operation when given a namespace path ('/', '/a/b': the unit
+// tests, a rollback), reach an object by its path relative to the store
+// root's descriptor (the local-object layer, store.dir); a path's directory
+// is opened first for a namespace operation, which then goes the same way.
 // Permission checks are the kernel's (the mount always uses
 // default_permissions); the core runs as root and sets ownership explicitly.
 import * as fs from 'node:fs';
@@ -17,11 +21,12 @@ import { HandleTable, type OpenFile, type OpenDir } from './handles.js';
 import { callerInGroup } from './caller-groups.js';
 import { dropHeldXattr } from '../store/held-xattrs.js';
 import { LocalStore, RESERVED_NAME } from '../store/local-store.js';
-import type { StoreDir } from '../store/store-dir.js';
+import { StoreDir } from '../store/store-dir.js';
 import * as native from '../native/index.js';
 import type { TimeSpec } from '../native/index.js';
 import type { ChangeSink } from '../ports/change-sink.js';
-import type { RestoreHooks } from '../ports/restore-hooks.js';
+import type { ObjectAt, RestoreHooks } from '../ports/restore-hooks.js';
+import { dirAt, objectAt, parentRelOf, type Place } from './place.js';
 import type { ChangeGuard, GuardTarget } from '../ports/change-guard.js';
 import { attrsFromStat, timeFromNs, MAX_WRITE_BYTES, ROOT_ID, type Attrs, type ObjectId, type Time } from '../protocol/records.js';
 import { isPrivateXattr, isXattrSpaceFull, newObjectId, readObjectId, writeObjectId } from '../store/object-ids.js';
@@ -118,12 +123,15 @@ export interface SetattrChanges {
  */
 export type ObjectRef = { handle: number } | { path: string } | { descriptor: number };
 
+/** A name a namespace operation acts on: a Place, or a namespace path ('/a/b'; its directory is opened for the operation). */
+export type Where = Place | string;
+
 /** A change of names, as the core prepares for it (Filesystem.beforeNames). */
 interface NameChange {
-  /** Store-relative paths of the directories whose entries change (the source's first for a rename). */
-  dirs: string[];
+  /** The directories whose entries change (the source's first for a rename). */
+  dirs: ObjectAt[];
   /** The entry the change removes or replaces, if any: in the last of `dirs`. */
-  removes?: string;
+  removes?: ObjectAt;
   /** `removes` may be a directory that goes: it must be empty (rmdir, a rename over a directory). */
   emptied?: boolean;
   /** Bytes the record takes beyond a namespace change's (a symlink's target). */
@@ -166,6 +174,8 @@ const OPEN_STRIP = C.O_CREAT | C.O_EXCL | C.O_NOCTTY | (C.O_DIRECT ?? 0) | C.O_A
 /** A create keeps O_EXCL (and gets O_CREAT); the rest goes as for an open. */
 const CREATE_STRIP = OPEN_STRIP & ~(C.O_CREAT | C.O_EXCL);
 const OPEN_CLOEXEC = 0o2000000;
+/** O_PATH (Linux; node:fs does not export it). */
+const O_PATH = 0o10000000;
 /** Flags every backing open by name gets: never follow a symlink, never leak into children. */
 const OPEN_ADD = C.O_NOFOLLOW | OPEN_CLOEXEC;
 
@@ -258,7 +268,7 @@ export class Filesystem {
 
   async getattr(path: string): Promise<fs.BigIntStats> {
     const rel = LocalStore.relative(path);
-    return this.shown(await this.dir.lstat(rel), rel, null);
+    return this.shown(await this.dir.lstat(rel), this.inStore(rel), null);
   }
 
   /**
@@ -275,30 +285,38 @@ export class Filesystem {
     });
   }
 
-  /** Attributes of the entry `path` names, once its directory's entries are in the store. */
-  async lookup(path: string): Promise<fs.BigIntStats> {
-    const rel = LocalStore.relative(path);
-    await this.localEntry(rel);
-    return this.shown(await this.dir.lstat(rel), rel, null);
+  /** Attributes of the entry `where` names, once its directory's entries are in the store. */
+  async lookup(where: Where): Promise<fs.BigIntStats> {
+    return (await this.attrsSettled(where, true)).st;
   }
 
   /**
-   * getattr (or, with `lookup`, lookup) of `path`, and whether the object is
-   * settled (RestoreHooks.settled): the store's own attributes are what a
-   * program sees, so that the FUSE thread may answer for it. Always settled
-   * but the root when no restore is under way.
+   * getattr (or, with `lookup`, lookup: the restore is asked for the entry
+   * first) of the name `where`, and whether the object is settled
+   * (RestoreHooks.settled): the store's own attributes are what a program
+   * sees, so that the FUSE thread may answer for it. Always settled but the
+   * root when no restore is under way.
    */
-  async attrsSettled(path: string, lookup: boolean): Promise<{ st: fs.BigIntStats; settled: boolean }> {
-    const rel = LocalStore.relative(path);
-    if (lookup) await this.localEntry(rel);
-    const raw = await this.dir.lstat(rel);
+  async attrsSettled(where: Where, lookup: boolean): Promise<{ st: fs.BigIntStats; settled: boolean }> {
+    if (typeof where === 'string') {
+      const rel = LocalStore.relative(where);
+      if (rel === '.') return this.attrsSettledOf(this.inStore('.'));
+      return this.placed(where, false, (p) => this.attrsSettled(p, lookup));
+    }
+    if (lookup && this.restore !== null) await this.restore.child(dirAt(where), where.name);
+    return this.attrsSettledOf(objectAt(where));
+  }
+
+  private async attrsSettledOf(obj: ObjectAt): Promise<{ st: fs.BigIntStats; settled: boolean }> {
+    const rel = obj.rel;
+    const raw = await native.statAt(obj.at, obj.path);
     const restore = this.restore;
     const before = [raw.nlink, raw.size, raw.atimeNs, raw.mtimeNs, raw.ctimeNs, raw.mode];
     // Both at once (no extra wait behind the restore's I/O): settled() reads
     // what it needs of `raw` before shown() may change it.
     const [settled, st] = await Promise.all([
-      rel !== '.' && restore !== null ? restore.settled(rel, raw) : Promise.resolve(rel !== '.'),
-      this.shown(raw, rel, null),
+      rel !== '.' && restore !== null ? restore.settled(obj, raw) : Promise.resolve(rel !== '.'),
+      this.shown(raw, obj, null),
     ]);
     // Settled means shown as stored: anything else is answered here.
     const same = settled && [st.nlink, st.size, st.atimeNs, st.mtimeNs, st.ctimeNs, st.mode].every((v, i) => v === before[i]);
@@ -315,9 +333,14 @@ export class Filesystem {
    * private directory among its subdirectories, and during a restore link
    * counts include the names still only in the archive.
    */
-  private async shown(st: fs.BigIntStats, rel: string | null, id: ObjectId | null, fd?: number): Promise<fs.BigIntStats> {
-    if (rel === '.' && st.nlink > 2n) st.nlink -= 1n;
-    return this.restore ? this.restore.shownStat(st, rel, id, fd) : st;
+  private async shown(st: fs.BigIntStats, obj: ObjectAt | null, id: ObjectId | null, fd?: number): Promise<fs.BigIntStats> {
+    if (obj?.rel === '.' && st.nlink > 2n) st.nlink -= 1n;
+    return this.restore ? this.restore.shownStat(st, obj, id, fd) : st;
+  }
+
+  /** The object at store-relative `rel`, reached from the store root's descriptor. */
+  private inStore(rel: string): ObjectAt {
+    return { at: this.dir.fd, path: rel, rel };
   }
 
   /**
@@ -349,7 +372,7 @@ export class Filesystem {
     // The object's id, read once (the namespace lock keeps a path on it); only what records or restores needs it.
     const id = f ? f.id : this.sink || this.restore ? await o.id() : null;
     // A pending directory's entries come first (they would move its times afterwards).
-    if (o.rel !== null) await this.localEntries(o.rel);
+    if (o.rel !== null) await this.localEntries(this.inStore(o.rel));
     const restoreId = this.restore ? id : null;
     if (restoreId !== null) await this.restore!.changing(restoreId, o.restoreRef);
     if (this.restore && ch.size !== undefined) await this.beforeSizeChange(f, o, id, ch.size);
@@ -388,7 +411,7 @@ export class Filesystem {
       if (drop !== 0) await o.chmod(Number(st.mode) & 0o7777 & ~drop);
     }
     if (ch.atime !== undefined || ch.mtime !== undefined) await o.utimens(ch.atime ?? 'omit', ch.mtime ?? 'omit');
-    if (!this.sink || id === null) return this.shown(await o.stat(), o.rel, id, o.fd);
+    if (!this.sink || id === null) return this.shown(await o.stat(), o.rel === null ? null : this.inStore(o.rel), id, o.fd);
     // A chmod rewrote the access ACL's mask too, when the object has one: recorded after the mode.
     const acl = ch.mode === undefined ? null : await o.acl(ACL_ACCESS);
     if (f) f.dirty = false;
@@ -396,7 +419,7 @@ export class Filesystem {
     const st = o.statNow();
     const seq = this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(st) });
     await this.sink.committed(this.appendAcls(seq, id, acl === null ? [] : [[ACL_ACCESS, acl]]));
-    return this.shown(st, o.rel, id, o.fd);
+    return this.shown(st, o.rel === null ? null : this.inStore(o.rel), id, o.fd);
   }
 
   async chmod(path: string, mode: number): Promise<void> {
@@ -446,24 +469,16 @@ export class Filesystem {
   // ---- namespace --------------------------------------------------------
 
   /**
-   * With localEntries, the one place the core asks an unfinished restore for
-   * names: before a lookup of the entry at `rel`, resolves once it is in the
-   * store if its directory has it (a pending directory's other entries may
-   * stay in the archive: a lookup is answered without them).
-   */
-  private async localEntry(rel: string): Promise<void> {
-    if (this.restore !== null) await this.restore.child(parentRelOf(rel), basename(rel));
-  }
-
-  /**
-   * Resolves once the entries of each directory in `rels` are in the store:
+   * Resolves once the entries of each directory in `dirs` are in the store:
    * before a listing, a change of names in it (beforeNames), or of a
    * directory's own attributes (its entries would move its times after).
-   * A no-op when no restore is under way or the directories are restored.
+   * With attrsSettled's ask for one entry at a lookup, the only places the
+   * core asks an unfinished restore for names. A no-op when no restore is
+   * under way or the directories are restored.
    */
-  private async localEntries(...rels: string[]): Promise<void> {
+  private async localEntries(...dirs: ObjectAt[]): Promise<void> {
     if (this.restore === null) return;
-    await Promise.all(rels.map((rel) => this.restore!.entries(rel)));
+    await Promise.all(dirs.map((d) => this.restore!.entries(d)));
   }
 
   /**
@@ -480,80 +495,109 @@ export class Filesystem {
     if (c.emptied && c.removes !== undefined) await this.localEntries(c.removes);
     if (this.sink) await this.sink.admit(META_RECORD_BYTES + (c.extraBytes ?? 0), c.takesNoRoom === true);
     if (this.guard) {
-      for (let i = 0; i < c.dirs.length; i++) await this.guard.names(c.dirs[i]!, i === c.dirs.length - 1 ? c.removes : undefined);
+      for (let i = 0; i < c.dirs.length; i++) await this.guard.names(c.dirs[i]!.rel, i === c.dirs.length - 1 ? c.removes?.rel : undefined);
+    }
+  }
+
+  /**
+   * Runs `op` on the place `where` names: a Place as it is; for a namespace
+   * path, its directory opened (O_PATH) from the store root for the
+   * operation (a missing one: ENOENT, as natively), and closed after.
+   * `forCreate`: the name is about to be made (strata's reserved name is
+   * refused with EPERM, not ENOENT).
+   */
+  async placed<T>(where: Where, forCreate: boolean, op: (p: Place) => Promise<T>): Promise<T> {
+    if (typeof where !== 'string') return op(where);
+    const rel = forCreate ? LocalStore.relativeForCreate(where) : LocalStore.relative(where);
+    // The root has no directory of its own: its place is itself (every name-changing op on it fails, as natively).
+    if (rel === '.') return op({ dirFd: this.dir.fd, name: '.', rel });
+    const dirFd = await native.openAt(this.dir.fd, parentRelOf(rel), O_PATH | C.O_DIRECTORY);
+    try {
+      return await op({ dirFd, name: basename(rel), rel });
+    } finally {
+      fs.close(dirFd, () => {});
     }
   }
 
   /** Creates a directory owned by the caller; returns its attributes. */
-  async mkdir(path: string, mode: number, caller: Caller): Promise<fs.BigIntStats> {
-    const rel = LocalStore.relativeForCreate(path);
-    await this.beforeNames({ dirs: [parentRelOf(rel)] });
-    const inherits = await this.inheritsAcl(rel, caller);
-    await this.dir.mkdir(rel, this.creationMode(mode, caller, inherits) & 0o7777);
-    if (this.guard) await this.guard.created(rel);
-    await this.own(rel, caller, true);
-    return this.recordCreated(rel, undefined, inherits);
+  async mkdir(where: Where, mode: number, caller: Caller): Promise<fs.BigIntStats> {
+    return this.placed(where, true, async (p) => {
+      await this.beforeNames({ dirs: [dirAt(p)] });
+      const inherits = await this.inheritsAcl(p, caller);
+      await native.mkdirAt(p.dirFd, p.name, this.creationMode(mode, caller, inherits) & 0o7777);
+      if (this.guard) await this.guard.created(p.rel);
+      await this.own(p, caller, true);
+      return this.recordCreated(p, undefined, inherits);
+    });
   }
 
   /** Creates a fifo, socket or device node owned by the caller; returns its attributes. */
-  async mknod(path: string, mode: number, dev: number, caller: Caller): Promise<fs.BigIntStats> {
-    const rel = LocalStore.relativeForCreate(path);
-    await this.beforeNames({ dirs: [parentRelOf(rel)] });
-    const inherits = await this.inheritsAcl(rel, caller);
-    await this.dir.mknod(rel, this.creationMode(mode, caller, inherits), dev);
-    if (this.guard) await this.guard.created(rel);
-    await this.own(rel, caller, true);
-    return this.recordCreated(rel, undefined, inherits);
+  async mknod(where: Where, mode: number, dev: number, caller: Caller): Promise<fs.BigIntStats> {
+    return this.placed(where, true, async (p) => {
+      await this.beforeNames({ dirs: [dirAt(p)] });
+      const inherits = await this.inheritsAcl(p, caller);
+      await native.mknod(p.name, this.creationMode(mode, caller, inherits), dev, p.dirFd);
+      if (this.guard) await this.guard.created(p.rel);
+      await this.own(p, caller, true);
+      return this.recordCreated(p, undefined, inherits);
+    });
   }
 
-  async symlink(target: string, path: string, caller: Caller): Promise<fs.BigIntStats> {
-    const rel = LocalStore.relativeForCreate(path);
-    await this.beforeNames({ dirs: [parentRelOf(rel)], extraBytes: target.length });
-    await this.dir.symlink(target, rel);
-    if (this.guard) await this.guard.created(rel);
-    await this.own(rel, caller, true);
-    return this.recordCreated(rel, target);
+  async symlink(target: string, where: Where, caller: Caller): Promise<fs.BigIntStats> {
+    return this.placed(where, true, async (p) => {
+      await this.beforeNames({ dirs: [dirAt(p)], extraBytes: target.length });
+      await native.symlinkAt(p.dirFd, p.name, target);
+      if (this.guard) await this.guard.created(p.rel);
+      await this.own(p, caller, true);
+      return this.recordCreated(p, target);
+    });
   }
 
-  /** Gives `existingPath`'s object the name `newPath`; returns its attributes. */
-  async link(existingPath: string, newPath: string): Promise<fs.BigIntStats> {
-    const rel = LocalStore.relativeForCreate(newPath);
-    await this.beforeNames({ dirs: [parentRelOf(rel)] });
-    await this.dir.link(LocalStore.relative(existingPath), rel);
-    if (!this.sink) return this.shown(await this.dir.lstat(rel), rel, null);
-    const [st, id, parent] = await Promise.all([this.dir.lstat(rel), this.idOf(rel), this.parentOf(rel)]);
-    if (id !== null) {
-      await this.sink.committed(this.sink.append({ op: 'link', parent: parent.id, name: basename(rel), id, parentMtime: parent.mtime }));
-    }
-    return this.shown(st, rel, id);
+  /** Gives `existingPath`'s object the name `where`; returns its attributes. */
+  async link(existingPath: string, where: Where): Promise<fs.BigIntStats> {
+    const existing = LocalStore.relative(existingPath);
+    let placed = false;
+    return this.placed(where, true, async (p) => {
+      placed = true;
+      await this.beforeNames({ dirs: [dirAt(p)] });
+      await native.linkAt(this.dir.fd, existing, p.name, p.dirFd);
+      const obj = objectAt(p);
+      if (!this.sink) return this.shown(await native.statAt(p.dirFd, p.name), obj, null);
+      const [st, id, parent] = await Promise.all([native.statAt(p.dirFd, p.name), readObjectId(p.name, p.dirFd), this.parentOf(p)]);
+      if (id !== null) {
+        await this.sink.committed(this.sink.append({ op: 'link', parent: parent.id, name: p.name, id, parentMtime: parent.mtime }));
+      }
+      return this.shown(st, obj, id);
+    }).catch(async (err: unknown) => {
+      // linkat looks the source up whole before the new name's directory: its error comes first.
+      if (!placed) await this.dir.lstat(existing);
+      throw err;
+    });
   }
 
-  async unlink(path: string): Promise<void> {
-    const rel = LocalStore.relative(path);
-    await this.beforeNames({ dirs: [parentRelOf(rel)], removes: rel, takesNoRoom: true });
-    await this.dir.unlink(rel);
-    await this.recordRemoved('unlink', rel);
+  async unlink(where: Where): Promise<void> {
+    return this.placed(where, false, async (p) => {
+      await this.beforeNames({ dirs: [dirAt(p)], removes: objectAt(p), takesNoRoom: true });
+      await native.unlinkAt(p.dirFd, p.name, false);
+      await this.recordRemoved('unlink', p);
+    });
   }
 
-  async rmdir(path: string): Promise<void> {
-    const rel = LocalStore.relative(path);
-    await this.beforeNames({ dirs: [parentRelOf(rel)], removes: rel, emptied: true, takesNoRoom: true });
-    await this.dir.rmdir(rel);
-    await this.recordRemoved('rmdir', rel);
+  async rmdir(where: Where): Promise<void> {
+    return this.placed(where, false, async (p) => {
+      await this.beforeNames({ dirs: [dirAt(p)], removes: objectAt(p), emptied: true, takesNoRoom: true });
+      await native.unlinkAt(p.dirFd, p.name, true);
+      await this.recordRemoved('rmdir', p);
+    });
   }
 
   /** rename(2); `noReplace`: renameat2's RENAME_NOREPLACE (EEXIST when `to` exists, nothing changed). */
-  async rename(from: string, to: string, noReplace = false): Promise<void> {
-    const fromRel = LocalStore.relative(from);
-    const toRel = LocalStore.relativeForCreate(to);
-    // A directory the rename replaces must be empty.
-    await this.beforeNames({ dirs: [parentRelOf(fromRel), parentRelOf(toRel)], removes: toRel, emptied: true, takesNoRoom: true });
-    await this.dir.rename(fromRel, toRel, noReplace);
-    if (!this.sink) return;
-    const [p, np] = await Promise.all([this.parentOf(fromRel), this.parentOf(toRel)]);
-    await this.sink.committed(this.sink.append({
-      op: 'rename', parent: p.id, name: basename(fromRel), newParent: np.id, newName: basename(toRel),
-      parentMtime: p.mtime, newParentMtime: np.mtime,
+  async rename(from: Where, to: Where, noReplace = false): Promise<void> {
+    return this.placed(from, false, (f) => this.placed(to, true, async (t) => {
+      // A directory the rename replaces must be empty.
+      await this.beforeNames({ dirs: [dirAt(f), dirAt(t)], removes: objectAt(t), emptied: true, takesNoRoom: true });
+      await (noReplace ? native.renameNoReplaceAt(f.dirFd, f.name, t.name, t.dirFd) : native.renameAt(f.dirFd, f.name, t.name, t.dirFd));
+      await this.recordMoved('rename', f, t);
     }));
   }
 
@@ -562,16 +606,20 @@ export class Filesystem {
    * atomically (ENOENT when either is missing; EINVAL when a directory would
    * go into its own subtree). Nothing is removed.
    */
-  async exchange(a: string, b: string): Promise<void> {
-    const aRel = LocalStore.relative(a);
-    const bRel = LocalStore.relative(b);
-    await this.beforeNames({ dirs: [parentRelOf(aRel), parentRelOf(bRel)], takesNoRoom: true });
-    await this.dir.exchange(aRel, bRel);
+  async exchange(a: Where, b: Where): Promise<void> {
+    return this.placed(a, false, (pa) => this.placed(b, false, async (pb) => {
+      await this.beforeNames({ dirs: [dirAt(pa), dirAt(pb)], takesNoRoom: true });
+      await native.renameExchangeAt(pa.dirFd, pa.name, pb.name, pb.dirFd);
+      await this.recordMoved('exchange', pa, pb);
+    }));
+  }
+
+  /** Records a rename or an exchange of `from` and `to` (done). */
+  private async recordMoved(op: 'rename' | 'exchange', from: Place, to: Place): Promise<void> {
     if (!this.sink) return;
-    const [p, np] = await Promise.all([this.parentOf(aRel), this.parentOf(bRel)]);
+    const [p, np] = await Promise.all([this.parentOf(from), this.parentOf(to)]);
     await this.sink.committed(this.sink.append({
-      op: 'exchange', parent: p.id, name: basename(aRel), newParent: np.id, newName: basename(bRel),
-      parentMtime: p.mtime, newParentMtime: np.mtime,
+      op, parent: p.id, name: from.name, newParent: np.id, newName: to.name, parentMtime: p.mtime, newParentMtime: np.mtime,
     }));
   }
 
@@ -670,33 +718,34 @@ export class Filesystem {
     return res;
   }
 
-  async create(path: string, mode: number, flags: number, caller: Caller): Promise<OpenResult> {
-    const rel = LocalStore.relativeForCreate(path);
-    await this.beforeNames({ dirs: [parentRelOf(rel)] });
-    const inherits = await this.inheritsAcl(rel, caller);
-    const fd = await this.dir.open(rel, (flags & ~CREATE_STRIP) | C.O_CREAT | OPEN_ADD, this.creationMode(mode, caller, inherits) & 0o7777);
-    if (this.guard) await this.guard.created(rel);
-    try {
-      await this.own(rel, caller, false, fd);
-    } catch (err) {
-      fs.close(fd, () => {});
-      throw err;
-    }
-    // The kernel only sends create for a name it knows is absent, and strata
-    // is the only writer of its store: the file is new.
-    if (!this.sink) return { ...(await this.registerFile(fd, flags, null)), created: true };
-    const id = newObjectId();
-    const [res, parent, acls] = await Promise.all([
-      this.registerFile(fd, flags, id),
-      this.parentOf(rel),
-      inherits ? inheritedAcls(this.dir, rel, false) : [],
-      writeObjectId(rel, id, this.dir.fd),
-    ]);
-    const seq = this.sink.append({
-      op: 'create', parent: parent.id, name: basename(rel), id, attrs: attrsFromStat(res.stat), parentMtime: parent.mtime,
+  async create(where: Where, mode: number, flags: number, caller: Caller): Promise<OpenResult> {
+    return this.placed(where, true, async (p) => {
+      await this.beforeNames({ dirs: [dirAt(p)] });
+      const inherits = await this.inheritsAcl(p, caller);
+      const fd = await native.openAt(p.dirFd, p.name, (flags & ~CREATE_STRIP) | C.O_CREAT | OPEN_ADD, this.creationMode(mode, caller, inherits) & 0o7777);
+      if (this.guard) await this.guard.created(p.rel);
+      try {
+        await this.own(p, caller, false, fd);
+      } catch (err) {
+        fs.close(fd, () => {});
+        throw err;
+      }
+      // The kernel only sends create for a name it knows is absent, and strata
+      // is the only writer of its store: the file is new.
+      if (!this.sink) return { ...(await this.registerFile(fd, flags, null)), created: true };
+      const id = newObjectId();
+      const [res, parent, acls] = await Promise.all([
+        this.registerFile(fd, flags, id),
+        this.parentOf(p),
+        inherits ? inheritedAcls(new StoreDir(p.dirFd), p.name, false) : [],
+        writeObjectId(p.name, id, p.dirFd),
+      ]);
+      const seq = this.sink.append({
+        op: 'create', parent: parent.id, name: p.name, id, attrs: attrsFromStat(res.stat), parentMtime: parent.mtime,
+      });
+      await this.sink.committed(this.appendAcls(seq, id, acls));
+      return { ...res, created: true };
     });
-    await this.sink.committed(this.appendAcls(seq, id, acls));
-    return { ...res, created: true };
   }
 
   /**
@@ -950,7 +999,7 @@ export class Filesystem {
   /** All entries of a directory, '.' and '..' first, the reserved entry hidden. */
   async readdir(path: string): Promise<DirEntryInfo[]> {
     const rel = this.existing(path);
-    await this.localEntries(rel);
+    await this.localEntries(this.inStore(rel));
     const parentRel = path === '/' ? '.' : LocalStore.relative(dirname(path));
     const [entries, self, parent] = await Promise.all([
       this.dir.readdirIno(rel),
@@ -1249,10 +1298,10 @@ export class Filesystem {
     return readObjectId(rel, this.dir.fd);
   }
 
-  /** Id and (post-change) mtime of the directory holding `rel`. */
-  private async parentOf(rel: string): Promise<{ id: ObjectId; mtime: Time }> {
-    const parentRel = rel.includes('/') ? dirname(rel) : '.';
-    const [st, id] = await Promise.all([this.dir.lstat(parentRel), this.idOf(parentRel)]);
+  /** Id and (post-change) mtime of the directory `p` is in, through its descriptor. */
+  private async parentOf(p: Place): Promise<{ id: ObjectId; mtime: Time }> {
+    const parentRel = parentRelOf(p.rel);
+    const [st, id] = await Promise.all([native.statAt(p.dirFd, '.'), parentRel === '.' ? ROOT_ID : readObjectId('.', p.dirFd)]);
     if (id === null) throw new FsError('EIO', `directory ${parentRel} has no object id (changed outside strata?)`);
     return { id, mtime: timeFromNs(st.mtimeNs) };
   }
@@ -1262,24 +1311,24 @@ export class Filesystem {
    * attributes. `inherits`: its parent has a default ACL, which gave it ACLs
    * of its own: recorded after it.
    */
-  private async recordCreated(rel: string, target?: string, inherits = false): Promise<fs.BigIntStats> {
-    if (!this.sink) return this.dir.lstat(rel);
+  private async recordCreated(p: Place, target?: string, inherits = false): Promise<fs.BigIntStats> {
+    if (!this.sink) return native.statAt(p.dirFd, p.name);
     const id = newObjectId();
-    const [st, parent] = await Promise.all([this.dir.lstat(rel), this.parentOf(rel), writeObjectId(rel, id, this.dir.fd)]);
-    const acls = inherits && target === undefined ? await inheritedAcls(this.dir, rel, st.isDirectory()) : [];
-    const rec = { op: 'create' as const, parent: parent.id, name: basename(rel), id, attrs: attrsFromStat(st), parentMtime: parent.mtime };
+    const [st, parent] = await Promise.all([native.statAt(p.dirFd, p.name), this.parentOf(p), writeObjectId(p.name, id, p.dirFd)]);
+    const acls = inherits && target === undefined ? await inheritedAcls(new StoreDir(p.dirFd), p.name, st.isDirectory()) : [];
+    const rec = { op: 'create' as const, parent: parent.id, name: p.name, id, attrs: attrsFromStat(st), parentMtime: parent.mtime };
     const seq = this.sink.append(target === undefined ? rec : { ...rec, target });
     await this.sink.committed(this.appendAcls(seq, id, acls));
     return st;
   }
 
   /**
-   * Whether an object created at `rel` gets its parent's default ACL, when
+   * Whether an object created at `p` gets its directory's default ACL, when
    * anything depends on it (a umask to apply, records to write); else false.
    */
-  private async inheritsAcl(rel: string, caller: Caller): Promise<boolean> {
+  private async inheritsAcl(p: Place, caller: Caller): Promise<boolean> {
     if (!this.sink && !caller.umask) return false;
-    return (await aclAt(this.dir, parentRelOf(rel), ACL_DEFAULT)) !== null;
+    return (await aclAt(new StoreDir(p.dirFd), '.', ACL_DEFAULT)) !== null;
   }
 
   /** The mode to create with: the caller's umask is strata's to apply when it carries one (posix_rules.h). */
@@ -1293,10 +1342,10 @@ export class Filesystem {
     return seq;
   }
 
-  private async recordRemoved(op: 'unlink' | 'rmdir', rel: string): Promise<void> {
+  private async recordRemoved(op: 'unlink' | 'rmdir', p: Place): Promise<void> {
     if (!this.sink) return;
-    const parent = await this.parentOf(rel);
-    await this.sink.committed(this.sink.append({ op, parent: parent.id, name: basename(rel), parentMtime: parent.mtime }));
+    const parent = await this.parentOf(p);
+    await this.sink.committed(this.sink.append({ op, parent: parent.id, name: p.name, parentMtime: parent.mtime }));
   }
 
   private async recordAttrsIfDirty(f: OpenFile): Promise<void> {
@@ -1324,20 +1373,19 @@ export class Filesystem {
    * group = the parent directory's group when it is set-group-ID, else the
    * caller's gid. The daemon creates objects as itself, so this is a chown.
    */
-  private async own(rel: string, caller: Caller, isPathOnly: boolean, fd?: number): Promise<void> {
+  private async own(p: Place, caller: Caller, isPathOnly: boolean, fd?: number): Promise<void> {
     // The rule is native/fuse-native/src/posix_rules.h's, which the FUSE thread's own creates follow too.
     const daemon = { uid: this.daemonUid, gid: this.daemonGid };
     // Created by the daemon's own user and group: already right (the kernel
     // applied set-group-ID inheritance when it created the object).
     if (!native.ownerNeedsParent(caller, daemon)) return;
-    const parentRel = rel.includes('/') ? dirname(rel) : '.';
-    const parent = await this.dir.stat(parentRel);
+    const parent = await native.statAt(p.dirFd, '.');
     const owner = native.newOwner(caller, Number(parent.mode), daemon);
     if (owner === null) return;
     if (fd !== undefined && !isPathOnly) {
       await new Promise<void>((resolve, reject) => fs.fchown(fd, owner.uid, owner.gid, (err) => (err ? reject(err) : resolve())));
     } else {
-      await this.dir.lchown(rel, owner.uid, owner.gid);
+      await native.chownAt(p.dirFd, p.name, owner.uid, owner.gid);
     }
   }
 }
@@ -1396,12 +1444,6 @@ function attrsNow(fd: number): Attrs {
 /** A setattr's owner change as chown(2) takes it: (uint32)-1, or absent, is "leave unchanged", which chown spells -1. */
 function chownIds(ch: SetattrChanges): [number, number] {
   return [ch.uid === undefined || ch.uid === 0xffffffff ? -1 : ch.uid, ch.gid === undefined || ch.gid === 0xffffffff ? -1 : ch.gid];
-}
-
-/** Store-relative path of the directory holding `rel`. */
-function parentRelOf(rel: string): string {
-  const i = rel.lastIndexOf('/');
-  return i < 0 ? '.' : rel.slice(0, i);
 }
 
 let zeroBuffer = Buffer.alloc(0);

@@ -9,8 +9,14 @@
 // maps requests onto these calls one to one and keeps only the FUSE-specific
 // rest (replies, the FUSE thread's fast paths, the request hold).
 //
-// Underneath, the Filesystem core still reaches a named object by its
-// store-relative path, which the node table gives; requests that change names
+// A name in a directory node reaches the Filesystem core as a Place: the
+// directory through its node's descriptor (the mount keeps one per node,
+// NodeDescriptors; where it kept none, the directory opened by its path for
+// the request), and the name in it, as libfuse's passthrough_hp works. The
+// store-relative path comes along only to name the object to the checkpoint
+// guard. Operations on a node itself (getattr, setattr, open, xattrs) reach a
+// named node's object by its store-relative path, which the node table gives,
+// and one with no name left through a descriptor; requests that change names
 // run under the adapter's namespace lock, so a path stays right while it is
 // used (docs/architecture.md, "Nodes and paths").
 import { close, constants as C, type BigIntStats } from 'node:fs';
@@ -18,6 +24,7 @@ import { FsError } from '../errors/errno.js';
 import { LocalStore } from '../store/local-store.js';
 import * as native from '../native/index.js';
 import type { Caller, DirEntryInfo, Filesystem, ObjectRef, OpenResult, SetattrChanges } from './filesystem.js';
+import type { Place } from './place.js';
 import { InodeTable, type Inode } from './node-table.js';
 
 export { ROOT_NODEID, type Inode } from './node-table.js';
@@ -100,7 +107,7 @@ export class Nodes {
     const dir = this.table.get(parent);
     let res: { st: BigIntStats; settled: boolean };
     try {
-      res = await this.fs.attrsSettled(this.table.childPath(dir, name), true);
+      res = await this.at(dir, name, false, (p) => this.fs.attrsSettled(p, true));
     } catch (err) {
       if ((err as { code?: string }).code === 'ENOENT') return null;
       throw err;
@@ -191,66 +198,69 @@ export class Nodes {
   // ---- names ----------------------------------------------------------------------
 
   async mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Promise<NewEntry> {
-    return this.made(parent, name, (path) => this.fs.mknod(path, mode, rdev, caller));
+    return this.made(parent, name, (p) => this.fs.mknod(p, mode, rdev, caller));
   }
 
   async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<NewEntry> {
-    return this.made(parent, name, (path) => this.fs.mkdir(path, mode, caller));
+    return this.made(parent, name, (p) => this.fs.mkdir(p, mode, caller));
   }
 
   async symlink(parent: number, name: string, target: string, caller: Caller): Promise<NewEntry> {
-    return this.made(parent, name, (path) => this.fs.symlink(target, path, caller));
+    return this.made(parent, name, (p) => this.fs.symlink(target, p, caller));
   }
 
   /** Gives node `nodeid`'s object the name `name` in `parent`. */
   async link(nodeid: number, parent: number, name: string): Promise<NewEntry> {
     const existing = this.table.requirePath(this.table.get(nodeid));
-    return this.made(parent, name, (path) => this.fs.link(existing, path));
+    return this.made(parent, name, (p) => this.fs.link(existing, p));
   }
 
   async unlink(parent: number, name: string): Promise<void> {
     const dir = this.table.get(parent);
-    const path = this.table.childPath(dir, name);
-    // Other names of a hard-linked file must keep finding this node.
-    const target = await this.statOrNull(path);
-    const survives = target !== null && survivesRemoval(target);
-    await this.fs.unlink(path);
-    this.table.forgetName(dir, name, survives);
+    await this.at(dir, name, false, async (p) => {
+      // Other names of a hard-linked file must keep finding this node.
+      const target = await this.statOrNull(p);
+      const survives = target !== null && survivesRemoval(target);
+      await this.fs.unlink(p);
+      this.table.forgetName(dir, name, survives);
+    });
   }
 
   async rmdir(parent: number, name: string): Promise<void> {
     const dir = this.table.get(parent);
-    const path = this.table.childPath(dir, name);
-    const kept = await this.keepDir(dir, name, path);
-    try {
-      await this.fs.rmdir(path);
-    } catch (err) {
-      if (kept !== undefined) this.letGo(kept);
-      throw err;
-    }
-    this.table.forgetName(dir, name);
+    await this.at(dir, name, false, async (p) => {
+      const kept = await this.keepDir(dir, p);
+      try {
+        await this.fs.rmdir(p);
+      } catch (err) {
+        if (kept !== undefined) this.letGo(kept);
+        throw err;
+      }
+      this.table.forgetName(dir, name);
+    });
   }
 
   async rename(parent: number, name: string, newParent: number, newName: string, flag: RenameFlag): Promise<void> {
     const from = this.table.get(parent);
     const to = this.table.get(newParent);
-    const toPath = this.table.childPath(to, newName);
-    if (flag === 'exchange') {
-      await this.fs.exchange(this.table.childPath(from, name), toPath);
-      this.table.exchangeNames(from, name, to, newName);
-      return;
-    }
-    const target = await this.statOrNull(toPath);
-    const targetSurvives = target !== null && survivesRemoval(target);
-    // A directory renamed over (an empty one) loses its last name like an rmdir.
-    const kept = flag === null && target?.isDirectory() === true ? await this.keepDir(to, newName, toPath) : undefined;
-    try {
-      await this.fs.rename(this.table.childPath(from, name), toPath, flag === 'noreplace');
-    } catch (err) {
-      if (kept !== undefined) this.letGo(kept);
-      throw err;
-    }
-    this.table.moveName(from, name, to, newName, targetSurvives);
+    await this.at(from, name, false, (f) => this.at(to, newName, flag !== 'exchange', async (t) => {
+      if (flag === 'exchange') {
+        await this.fs.exchange(f, t);
+        this.table.exchangeNames(from, name, to, newName);
+        return;
+      }
+      const target = await this.statOrNull(t);
+      const targetSurvives = target !== null && survivesRemoval(target);
+      // A directory renamed over (an empty one) loses its last name like an rmdir.
+      const kept = flag === null && target?.isDirectory() === true ? await this.keepDir(to, t) : undefined;
+      try {
+        await this.fs.rename(f, t, flag === 'noreplace');
+      } catch (err) {
+        if (kept !== undefined) this.letGo(kept);
+        throw err;
+      }
+      this.table.moveName(from, name, to, newName, targetSurvives);
+    }));
   }
 
   // ---- open files and directories --------------------------------------------------
@@ -275,7 +285,7 @@ export class Nodes {
   /** Creates (or, without O_EXCL, opens) `name` in `parent`; the node is remembered and holds the handle. */
   async create(parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<{ node: Inode; res: OpenResult }> {
     const dir = this.table.get(parent);
-    const res = await this.fs.create(this.table.childPath(dir, name), mode, flags, caller);
+    const res = await this.at(dir, name, true, (p) => this.fs.create(p, mode, flags, caller));
     const node = this.table.remember(dir, name, res.stat.ino);
     node.handles.add(res.handle);
     return { node, res };
@@ -342,16 +352,16 @@ export class Nodes {
   }
 
   /**
-   * Before the directory node `dir/name` (store path `path`) may lose its
+   * Before the directory node at `p` (a name in `dir`) may lose its
    * name: keeps a descriptor of it (keptDirs), when the table knows it as a
    * directory. Returns the node id it was kept for, if one was.
    */
-  private async keepDir(dir: Inode, name: string, path: string): Promise<number | undefined> {
-    const node = dir.children.get(name);
+  private async keepDir(dir: Inode, p: Place): Promise<number | undefined> {
+    const node = dir.children.get(p.name);
     if (node === undefined || node.links.length !== 1 || this.keptDirs.has(node.nodeid)) return undefined;
     let fd: number;
     try {
-      fd = await native.openAt(this.fs.store.dir.fd, LocalStore.relative(path), O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW);
+      fd = await native.openAt(p.dirFd, p.name, O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW);
     } catch {
       return undefined; // not a directory (or gone): the removal says what is wrong
     }
@@ -367,11 +377,38 @@ export class Nodes {
     close(fd, () => {});
   }
 
-  /** A create-like op made `name` in `parent` (its attributes from `make`, given the new name's path): remembered. */
-  private async made(parent: number, name: string, make: (path: string) => Promise<BigIntStats>): Promise<NewEntry> {
+  /** A create-like op made `name` in `parent` (its attributes from `make`, given the new name's place): remembered. */
+  private async made(parent: number, name: string, make: (p: Place) => Promise<BigIntStats>): Promise<NewEntry> {
     const dir = this.table.get(parent);
-    const st = await make(this.table.childPath(dir, name));
+    const st = await this.at(dir, name, true, make);
     return { node: this.table.remember(dir, name, st.ino), st };
+  }
+
+  /**
+   * Runs `op` on the place of `name` in directory node `dir`: the directory
+   * through the descriptor the mount keeps for its node (or the one kept for
+   * a directory that lost its last name); where there is none (evicted from
+   * the mount's table, no FUSE thread, a node from before a swap), by the
+   * directory's path, which the core opens for the op (ESTALE after a swap,
+   * ENOENT with no name left, as before). `forCreate`: the name is to be made.
+   */
+  private async at<T>(dir: Inode, name: string, forCreate: boolean, op: (p: Place) => Promise<T>): Promise<T> {
+    const path = this.table.childPath(dir, name);
+    const rel = forCreate ? LocalStore.relativeForCreate(path) : LocalStore.relative(path);
+    const fd = dir.stale ? -1 : this.dirDescriptor(dir);
+    if (fd < 0) return this.fs.placed(path, forCreate, op);
+    try {
+      return await op({ dirFd: fd, name, rel });
+    } finally {
+      close(fd, () => {});
+    }
+  }
+
+  /** A descriptor of directory node `dir` (the caller's to close), or -1 when none is kept for it. */
+  private dirDescriptor(dir: Inode): number {
+    const kept = this.keptDirs.get(dir.nodeid);
+    if (kept !== undefined) return native.dupFd(kept);
+    return this.descriptors.descriptorOf(dir.nodeid);
   }
 
   /** Attributes of an object: through an open handle when it has no name left. */
@@ -388,10 +425,10 @@ export class Nodes {
     return this.fs.getattrOf(await this.nodeDescriptor(node));
   }
 
-  /** The attributes of the object at `path` before a removal of that name, or null (the removal itself reports what is wrong). */
-  private async statOrNull(path: string): Promise<BigIntStats | null> {
+  /** The attributes of the object at `p` before a removal of that name, or null (the removal itself reports what is wrong). */
+  private async statOrNull(p: Place): Promise<BigIntStats | null> {
     try {
-      return await this.fs.getattr(path);
+      return (await this.fs.attrsSettled(p, false)).st;
     } catch {
       return null;
     }

@@ -97,10 +97,10 @@ interface NativeBinding {
   openAt(at: number, path: string, flags: number, mode: number): Promise<number>;
   mkdirAt(at: number, path: string, mode: number): Promise<void>;
   symlinkAt(at: number, path: string, target: string): Promise<void>;
-  linkAt(at: number, from: string, to: string): Promise<void>;
-  renameAt(at: number, from: string, to: string): Promise<void>;
-  renameNoReplaceAt(at: number, from: string, to: string): Promise<void>;
-  renameExchangeAt(at: number, from: string, to: string): Promise<void>;
+  linkAt(at: number, from: string, to: string, toAt?: number): Promise<void>;
+  renameAt(at: number, from: string, to: string, toAt?: number): Promise<void>;
+  renameNoReplaceAt(at: number, from: string, to: string, toAt?: number): Promise<void>;
+  renameExchangeAt(at: number, from: string, to: string, toAt?: number): Promise<void>;
   unlinkAt(at: number, path: string, isDir: boolean): Promise<void>;
   readlinkAt(at: number, path: string): Promise<string>;
   chmodAt(at: number, path: string, mode: number): Promise<void>;
@@ -555,24 +555,24 @@ export async function symlinkAt(at: number, path: string, target: string): Promi
   return binding.symlinkAt(at, path, target);
 }
 
-/** linkat(2), both paths relative to `at`; never follows `from`. */
-export async function linkAt(at: number, from: string, to: string): Promise<void> {
-  return binding.linkAt(at, from, to);
+/** linkat(2): `from` relative to `at`, `to` relative to `toAt` (default `at`); never follows `from`. */
+export async function linkAt(at: number, from: string, to: string, toAt = at): Promise<void> {
+  return binding.linkAt(at, from, to, toAt);
 }
 
-/** renameat(2), both paths relative to `at`. */
-export async function renameAt(at: number, from: string, to: string): Promise<void> {
-  return binding.renameAt(at, from, to);
+/** renameat(2): `from` relative to `at`, `to` relative to `toAt` (default `at`). */
+export async function renameAt(at: number, from: string, to: string, toAt = at): Promise<void> {
+  return binding.renameAt(at, from, to, toAt);
 }
 
-/** renameat2(RENAME_NOREPLACE): EEXIST when `to` exists, atomically. */
-export async function renameNoReplaceAt(at: number, from: string, to: string): Promise<void> {
-  return binding.renameNoReplaceAt(at, from, to);
+/** renameat2(RENAME_NOREPLACE): EEXIST when `to` exists, atomically (paths as renameAt). */
+export async function renameNoReplaceAt(at: number, from: string, to: string, toAt = at): Promise<void> {
+  return binding.renameNoReplaceAt(at, from, to, toAt);
 }
 
-/** renameat2(RENAME_EXCHANGE) relative to `at`: the objects of `a` and `b` swap names, atomically (ENOENT when either is missing). */
-export async function renameExchangeAt(at: number, a: string, b: string): Promise<void> {
-  return binding.renameExchangeAt(at, a, b);
+/** renameat2(RENAME_EXCHANGE): the objects of `a` (relative to `at`) and `b` (relative to `bAt`, default `at`) swap names, atomically (ENOENT when either is missing). */
+export async function renameExchangeAt(at: number, a: string, b: string, bAt = at): Promise<void> {
+  return binding.renameExchangeAt(at, a, b, bAt);
 }
 
 /** unlinkat(2); `isDir`: AT_REMOVEDIR (rmdir). */

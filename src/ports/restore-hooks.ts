@@ -5,19 +5,33 @@
 import type { BigIntStats } from 'node:fs';
 import type { ObjectId } from '../protocol/records.js';
 
+/**
+ * An object as the core reaches it: `path` relative to the descriptor `at`
+ * (a node's directory descriptor and a name in it, or the directory itself
+ * as '.'), and its store-relative path `rel`, which only says which object
+ * it is (the root is '.') and names it in logs: nothing is reached through
+ * `rel`. The descriptor is the caller's and stays open until the call's
+ * promise settles.
+ */
+export interface ObjectAt {
+  at: number;
+  path: string;
+  rel: string;
+}
+
 export interface RestoreHooks {
   /**
-   * Resolves once the directory at store-relative `rel` has its entries in
-   * the store (at once for a restored directory or a non-directory). Fails
-   * with EIO when the archive does not answer in time.
+   * Resolves once the directory `dir` has its entries in the store (at once
+   * for a restored directory or a non-directory). Fails with EIO when the
+   * archive does not answer in time.
    */
-  entries(rel: string): Promise<void>;
+  entries(dir: ObjectAt): Promise<void>;
   /**
-   * Before a lookup of `name` in the directory at `parentRel`: resolves once
-   * that entry is in the store, if the directory has it (a pending
-   * directory's other entries may stay in the archive).
+   * Before a lookup of `name` in the directory `dir`: resolves once that
+   * entry is in the store, if the directory has it (a pending directory's
+   * other entries may stay in the archive).
    */
-  child(parentRel: string, name: string): Promise<void>;
+  child(dir: ObjectAt, name: string): Promise<void>;
   /** True while some of the file's data is still only in the archive. */
   isRemote(id: ObjectId): Promise<boolean>;
   /**
@@ -49,11 +63,11 @@ export interface RestoreHooks {
    */
   cut<T>(id: ObjectId, cut: () => Promise<T>): Promise<T>;
   /**
-   * Before a program changes the attributes of the file (a store path or an
-   * open descriptor): whatever the restore itself left unfinished on them
+   * Before a program changes the attributes of the file (a store path, an
+   * open descriptor, or a name relative to one): whatever the restore itself left unfinished on them
    * (times moved by a crash during a fetch) is put right first.
    */
-  changing(id: ObjectId, file: string | number): Promise<void>;
+  changing(id: ObjectId, file: string | number | ObjectAt): Promise<void>;
   /**
    * The object (a store path, or a descriptor) has no room for a program's
    * extended attribute: the restore's own marks on it, which take room the
@@ -68,15 +82,15 @@ export interface RestoreHooks {
    */
   exclusive<T>(id: ObjectId, f: () => Promise<T>): Promise<T>;
   /**
-   * The attributes a program sees of the object at store-relative `rel`
-   * (null: known only by its id and the descriptor `fd` of an open handle):
+   * The attributes a program sees of the object `obj` (null: known only by
+   * its id and the descriptor `fd` of an open handle):
    * times as they are once the restore's own writes into it are done, and
    * link counts that count the names still only in the archive. Changes `st`
    * in place.
    */
-  shownStat(st: BigIntStats, rel: string | null, id: ObjectId | null, fd?: number): Promise<BigIntStats>;
+  shownStat(st: BigIntStats, obj: ObjectAt | null, id: ObjectId | null, fd?: number): Promise<BigIntStats>;
   /**
-   * True when the object at store-relative `rel` (`st`: its lstat) is
+   * True when the object `obj` (`st`: its lstat) is
    * settled: what a program sees of it is the store's own attributes
    * (shownStat changes nothing), and nothing but a program's request changes
    * them until the restore says otherwise (`settleWatch`). A restored
@@ -84,7 +98,7 @@ export interface RestoreHooks {
    * record nor being written into by the restore; never the root. When in
    * doubt, false.
    */
-  settled(rel: string, st: BigIntStats): Promise<boolean>;
+  settled(obj: ObjectAt, st: BigIntStats): Promise<boolean>;
   // (It reads the type, link count and inode number of `st` before its first
   // wait: the core runs shownStat on the same object meanwhile.)
 }

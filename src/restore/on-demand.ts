@@ -28,7 +28,7 @@ import { constants as C } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import * as native from '../native/index.js';
 import { ArchiveDataError, FsError } from '../errors/errno.js';
-import type { RestoreHooks, SettleWatch } from '../ports/restore-hooks.js';
+import type { ObjectAt, RestoreHooks, SettleWatch } from '../ports/restore-hooks.js';
 import { ArchiveError, isArchiveError, type ArchiveClient } from '../protocol/archive-api.js';
 import { BLOCK_SIZE, ROOT_ID, isZero, timeSpecFromNs, type ObjectId } from '../protocol/records.js';
 import { readObjectId } from '../store/object-ids.js';
@@ -251,14 +251,14 @@ export class OnDemandRestore implements RestoreHooks {
 
   // ---- RestoreHooks ------------------------------------------------------------
 
-  async entries(rel: string): Promise<void> {
-    if (this.residual !== null || !(await isPending(this.privateDir, rel, this.at))) return;
-    await this.foregroundWork(() => this.hydrateDir(rel));
+  async entries(dir: ObjectAt): Promise<void> {
+    if (this.residual !== null || !(await isPending(this.privateDir, dir.path, dir.at))) return;
+    await this.foregroundWork(() => this.hydrateDir(dir));
   }
 
-  async child(parentRel: string, name: string): Promise<void> {
-    if (this.residual !== null || !(await isPending(this.privateDir, parentRel, this.at))) return;
-    await this.foregroundWork(() => this.materialiseChild(parentRel, name));
+  async child(dir: ObjectAt, name: string): Promise<void> {
+    if (this.residual !== null || !(await isPending(this.privateDir, dir.path, dir.at))) return;
+    await this.foregroundWork(() => this.materialiseChild(dir, name));
   }
 
   async isRemote(id: ObjectId): Promise<boolean> {
@@ -564,13 +564,13 @@ export class OnDemandRestore implements RestoreHooks {
     });
   }
 
-  async shownStat(st: fs.BigIntStats, rel: string | null, id: ObjectId | null, fd?: number): Promise<fs.BigIntStats> {
+  async shownStat(st: fs.BigIntStats, obj: ObjectAt | null, id: ObjectId | null, fd?: number): Promise<fs.BigIntStats> {
     const moving = this.moving.get(st.ino);
     if (moving !== undefined) {
       // The restore is writing into it (its times are moved until it is done): what it looks like afterwards.
       await moving.catch(() => {});
-      const again = rel !== null
-        ? await this.dir.lstat(rel).catch(() => null)
+      const again = obj !== null
+        ? await native.statAt(obj.at, obj.path).catch(() => null)
         : fd !== undefined ? await new Promise<fs.BigIntStats | null>((resolve) => fs.fstat(fd, { bigint: true }, (err, s) => resolve(err ? null : s))) : null;
       if (again !== null) {
         st.atimeNs = again.atimeNs;
@@ -581,12 +581,12 @@ export class OnDemandRestore implements RestoreHooks {
         st.blocks = again.blocks;
       }
     }
-    if (rel !== null && (await this.loadTimesRecords()).size > 0) {
+    if (obj !== null && (await this.loadTimesRecords()).size > 0) {
       // Times a crash left moved (a fetch into a file, entries created in a directory): put back before anyone sees them.
-      const fid = id ?? (await readObjectId(rel, this.at));
+      const fid = id ?? (await readObjectId(obj.path, obj.at));
       if (fid !== null && (await this.loadTimesRecords()).has(fid)) {
-        await this.changing(fid, rel);
-        const again = await this.dir.lstat(rel);
+        await this.changing(fid, obj);
+        const again = await native.statAt(obj.at, obj.path);
         st.atimeNs = again.atimeNs;
         st.mtimeNs = again.mtimeNs;
         st.ctimeNs = again.ctimeNs;
@@ -597,7 +597,7 @@ export class OnDemandRestore implements RestoreHooks {
       // all here), and the archive's times when its mark has them (a crash
       // may have left them moved by entries created in it; a times record
       // left by a crash was settled above).
-      const mark = rel === null ? null : await readPendingMark(this.privateDir, rel, this.at);
+      const mark = obj === null ? null : await readPendingMark(this.privateDir, obj.path, obj.at);
       if (mark?.nlink != null) st.nlink = BigInt(mark.nlink);
       if (mark?.times != null) {
         st.atimeNs = nsOf(mark.times.atime);
@@ -607,11 +607,11 @@ export class OnDemandRestore implements RestoreHooks {
     }
     if (st.nlink > 1n) {
       // A hard-linked file with names still in the archive: the registry name is not one of its names, those are.
-      const oid = id ?? (rel === null ? null : await readObjectId(rel, this.at));
+      const oid = id ?? (obj === null ? null : await readObjectId(obj.path, obj.at));
       if (oid === null) return st;
       const registry = linkPath(this.privateDir, oid);
-      const statObject = (): Promise<fs.BigIntStats | null> => rel !== null
-        ? this.dir.lstat(rel).catch(() => null)
+      const statObject = (): Promise<fs.BigIntStats | null> => obj !== null
+        ? native.statAt(obj.at, obj.path).catch(() => null)
         : fd !== undefined ? new Promise((resolve) => fs.fstat(fd, { bigint: true }, (err, s) => resolve(err ? null : s)))
           : this.dir.lstat(registry).catch(() => null);
       // The count and the link count are read together, not between a name's
@@ -638,19 +638,19 @@ export class OnDemandRestore implements RestoreHooks {
     return st;
   }
 
-  async settled(rel: string, st: fs.BigIntStats): Promise<boolean> {
+  async settled(obj: ObjectAt, st: fs.BigIntStats): Promise<boolean> {
     // What is needed of `st` is read before the first wait (the core's shownStat may change it meanwhile).
     const ino = st.ino;
     const isFile = st.isFile();
-    if (rel === '.' || this.moving.has(ino)) return false;
+    if (obj.rel === '.' || this.moving.has(ino)) return false;
     if (st.isDirectory()) {
       // Pending: its count and times come from its mark, and materialisation changes it.
-      if (this.residual === null && (await isPending(this.privateDir, rel, this.at))) return false;
+      if (this.residual === null && (await isPending(this.privateDir, obj.path, obj.at))) return false;
     } else if (st.nlink !== 1n) {
       // Hard-linked: its count may add names still in the archive (the registry name is one of its links).
       return false;
     }
-    const id = await readObjectId(rel, this.at);
+    const id = await readObjectId(obj.path, obj.at);
     if (id !== null) {
       if ((await this.loadTimesRecords()).has(id)) return false;
       // Fetched bytes are still to be written into it (moving its times meanwhile).
@@ -685,7 +685,7 @@ export class OnDemandRestore implements RestoreHooks {
     return this.withLock(id, f);
   }
 
-  async changing(id: ObjectId, file: string | number): Promise<void> {
+  async changing(id: ObjectId, file: string | number | ObjectAt): Promise<void> {
     if (!(await this.loadTimesRecords()).has(id)) return;
     await this.withLock(id, () => this.settleTimes(id, file));
   }
@@ -701,10 +701,11 @@ export class OnDemandRestore implements RestoreHooks {
   }
 
   /** Puts back the times a crash left moved (from the file's times record), before a program changes the file. Under the file's lock. */
-  private async settleTimes(id: ObjectId, file: string | number): Promise<void> {
+  private async settleTimes(id: ObjectId, file: string | number | ObjectAt): Promise<void> {
     const records = await this.loadTimesRecords();
     if (!records.has(id)) return;
-    await settleTimesRecord(this.privateDir, id, file, this.at);
+    if (typeof file === 'object') await settleTimesRecord(this.privateDir, id, file.path, file.at);
+    else await settleTimesRecord(this.privateDir, id, file, this.at);
     records.delete(id);
   }
 
@@ -746,7 +747,7 @@ export class OnDemandRestore implements RestoreHooks {
    */
   async restoreDir(rel: string, withData = true): Promise<Set<string> | null> {
     if (!(await isPending(this.privateDir, rel, this.at))) return null;
-    return this.hydrateDir(rel, true, withData);
+    return this.hydrateDir({ at: this.at, path: rel, rel }, true, withData);
   }
 
 
@@ -821,15 +822,15 @@ export class OnDemandRestore implements RestoreHooks {
    * the background restore, small files whole when `withData`). Resolves
    * with the names of the files created whole.
    */
-  private async hydrateDir(rel: string, background = false, withData = background): Promise<Set<string>> {
-    const id = await this.dirIdOf(rel);
+  private async hydrateDir(obj: ObjectAt, background = false, withData = background): Promise<Set<string>> {
+    const id = await this.dirIdOf(obj);
     let p = this.dirsInFlight.get(id);
     if (p === undefined) {
       let whole = new Set<string>();
       // The background's fetches for this directory wait their turn, unless a program comes to wait for it.
       const group = background ? this.scheduler.group() : null;
       if (group !== null) this.backgroundDirs.set(id, group);
-      p = this.withDir(rel, id, async (dir) => { whole = await this.hydrateDirOnce(dir, id, group, withData); })
+      p = this.withDir(obj, id, async (dir) => { whole = await this.hydrateDirOnce(dir, id, group, withData); })
         .then(() => whole)
         .finally(() => {
           this.dirsInFlight.delete(id);
@@ -884,21 +885,23 @@ export class OnDemandRestore implements RestoreHooks {
     return data;
   }
 
-  private async dirIdOf(rel: string): Promise<ObjectId> {
-    const id = rel === '.' ? ROOT_ID : await readObjectId(rel, this.at);
-    if (id === null) throw new FsError('EIO', `pending directory ${rel} has no object id`);
+  private async dirIdOf(obj: ObjectAt): Promise<ObjectId> {
+    const id = obj.rel === '.' ? ROOT_ID : await readObjectId(obj.path, obj.at);
+    if (id === null) throw new FsError('EIO', `pending directory ${obj.rel} has no object id`);
     return id;
   }
 
   /**
-   * Runs `f` on the directory at `rel` through a descriptor (a rename of the
-   * directory or an ancestor meanwhile changes nothing), holding the
-   * directory's lock (one materialisation in it at a time), when it is still
-   * pending. `f` gets paths for the directory itself and for its entries.
+   * Runs `f` on the directory `obj` through a descriptor of its own, opened
+   * at once (a rename of the directory or an ancestor meanwhile changes
+   * nothing, and the caller's descriptor `obj.at` is not used after this
+   * returns), holding the directory's lock (one materialisation in it at a
+   * time), when it is still pending. `f` gets paths for the directory itself
+   * and for its entries.
    */
-  private async withDir(rel: string, id: ObjectId, f: (dir: { self: string; base: string }) => Promise<void>): Promise<void> {
+  private async withDir(obj: ObjectAt, id: ObjectId, f: (dir: { self: string; base: string }) => Promise<void>): Promise<void> {
+    const fd = await native.openAt(obj.at, obj.path, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
     await this.withLock(`dir:${id}`, async () => {
-      const fd = await this.dir.open(rel, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
       const dir = { self: `/proc/self/fd/${fd}/.`, base: `/proc/self/fd/${fd}` };
       try {
         // Both at once (one thread-pool hop of latency, not two): most calls find the directory pending.
@@ -1003,15 +1006,15 @@ export class OnDemandRestore implements RestoreHooks {
   }
 
   /**
-   * A lookup of `name` in the pending directory `parentRel`: answered from the
+   * A lookup of `name` in the pending directory `parent`: answered from the
    * directory's image, materialising that one entry (the directory stays
    * pending; its other entries come when an op needs them all). A name the
    * image lacks is left absent (the lookup answers ENOENT).
    */
-  private async materialiseChild(parentRel: string, name: string): Promise<void> {
-    const id = await this.dirIdOf(parentRel);
+  private async materialiseChild(parent: ObjectAt, name: string): Promise<void> {
+    const id = await this.dirIdOf(parent);
     this.promote(id);
-    await this.withDir(parentRel, id, async (dir) => {
+    await this.withDir(parent, id, async (dir) => {
       const { image, byName } = await this.imageOf(id, null, name);
       const entry = byName.get(name);
       if (entry === undefined) return;

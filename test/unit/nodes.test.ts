@@ -399,3 +399,33 @@ test.serial('a directory removed while the kernel holds it (a working directory)
   t.is(nodes.table.find(d.node.nodeid), undefined);
   await t.throwsAsync(nodes.getattr(d.node.nodeid, 0, false), { code: 'ESTALE' });
 });
+
+test.serial('a name in a directory node is reached through the node\'s descriptor (its path only where the mount keeps none)', async (t) => {
+  const core = new Filesystem(store);
+  const fds = new Map<number, number>();
+  let useDescriptors = true;
+  const nodes = await Nodes.open(core, (() => { let next = 3000; return () => next++; })(), {
+    descriptorOf: (nodeid) => {
+      const fd = fds.get(nodeid);
+      return useDescriptors && fd !== undefined ? openSync(`/proc/self/fd/${fd}`, O_PATH) : -1;
+    },
+  });
+  const top = await nodes.mkdir(ROOT_NODEID, 'by-descriptor', 0o755, ROOT);
+  const d = await nodes.mkdir(top.node.nodeid, 'd', 0o755, ROOT);
+  fds.set(d.node.nodeid, openSync(join(store.root, 'by-descriptor', 'd'), O_PATH));
+  // Moved behind the table's back: its path ('by-descriptor/d') names nothing now; its descriptor still names it.
+  renameSync(join(store.root, 'by-descriptor', 'd'), join(store.root, 'by-descriptor', 'moved'));
+  const made = await nodes.mkdir(d.node.nodeid, 'x', 0o755, ROOT);
+  t.is(lstatSync(join(store.root, 'by-descriptor', 'moved', 'x')).ino, Number(made.st.ino));
+  const { node: f, res } = await nodes.create(d.node.nodeid, 'f', 0o644, C.O_RDWR | C.O_CREAT, ROOT);
+  await nodes.release(f.nodeid, res.handle);
+  t.true((await nodes.lookup(d.node.nodeid, 'f')) !== null);
+  await nodes.rename(d.node.nodeid, 'f', d.node.nodeid, 'g', null);
+  await nodes.unlink(d.node.nodeid, 'g');
+  await nodes.rmdir(d.node.nodeid, 'x');
+  t.deepEqual(readdirSync(join(store.root, 'by-descriptor', 'moved')), []);
+  // Without the descriptor, the path: nothing there.
+  useDescriptors = false;
+  await t.throwsAsync(nodes.mkdir(d.node.nodeid, 'y', 0o755, ROOT), { code: 'ENOENT' });
+  closeSync(fds.get(d.node.nodeid)!);
+});

@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { constants as C } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { basename } from 'node:path';
 import { FsError, isNoRoomError } from '../errors/errno.js';
 import { HandleTable, type OpenFile, type OpenDir } from './handles.js';
 import { callerInGroup } from './caller-groups.js';
@@ -60,8 +60,8 @@ export interface DirEntryInfo {
  */
 interface StoreObject {
   target: GuardTarget;
-  /** Its store path; null when reached through a descriptor. */
-  rel: string | null;
+  /** It by name (a path relative to a directory's descriptor); null when reached through a descriptor of its own. */
+  named: ObjectAt | null;
   /** The descriptor it is reached through, if any (for shown). */
   fd?: number;
   set(name: string, value: Buffer, flags: number): Promise<void>;
@@ -80,7 +80,7 @@ interface StoreObject {
   /** A descriptor of it that reads (the restore's fetch writes through it); the caller closes it. */
   openToRead(): Promise<number>;
   /** What the restore is told is about to change (RestoreHooks.changing). */
-  restoreRef: string | number;
+  restoreRef: number | ObjectAt;
   id(): Promise<ObjectId | null>;
 }
 
@@ -121,10 +121,13 @@ export interface SetattrChanges {
  * `descriptor`, a descriptor of a node with no name left (an O_PATH one will
  * do), which the setattr takes over and closes (see getattrOf).
  */
-export type ObjectRef = { handle: number } | { path: string } | { descriptor: number };
+export type ObjectRef = { handle: number } | { path: Named } | { descriptor: number };
 
 /** A name a namespace operation acts on: a Place, or a namespace path ('/a/b'; its directory is opened for the operation). */
 export type Where = Place | string;
+
+/** An existing object by name: relative to a directory's descriptor (ObjectAt), or a namespace path ('/a/b', from the store root's). */
+export type Named = ObjectAt | string;
 
 /** A change of names, as the core prepares for it (Filesystem.beforeNames). */
 interface NameChange {
@@ -266,9 +269,9 @@ export class Filesystem {
 
   // ---- attributes -------------------------------------------------------
 
-  async getattr(path: string): Promise<fs.BigIntStats> {
-    const rel = LocalStore.relative(path);
-    return this.shown(await this.dir.lstat(rel), this.inStore(rel), null);
+  async getattr(named: Named): Promise<fs.BigIntStats> {
+    const o = this.named(named);
+    return this.shown(await native.statAt(o.at, o.path), o, null);
   }
 
   /**
@@ -299,15 +302,16 @@ export class Filesystem {
    */
   async attrsSettled(where: Where, lookup: boolean): Promise<{ st: fs.BigIntStats; settled: boolean }> {
     if (typeof where === 'string') {
-      const rel = LocalStore.relative(where);
-      if (rel === '.') return this.attrsSettledOf(this.inStore('.'));
+      if (!lookup || LocalStore.relative(where) === '.') return this.attrsSettledOf(where);
       return this.placed(where, false, (p) => this.attrsSettled(p, lookup));
     }
     if (lookup && this.restore !== null) await this.restore.child(dirAt(where), where.name);
     return this.attrsSettledOf(objectAt(where));
   }
 
-  private async attrsSettledOf(obj: ObjectAt): Promise<{ st: fs.BigIntStats; settled: boolean }> {
+  /** attrsSettled of the existing object `named` (a getattr). */
+  async attrsSettledOf(named: Named): Promise<{ st: fs.BigIntStats; settled: boolean }> {
+    const obj = this.named(named);
     const rel = obj.rel;
     const raw = await native.statAt(obj.at, obj.path);
     const restore = this.restore;
@@ -343,6 +347,11 @@ export class Filesystem {
     return { at: this.dir.fd, path: rel, rel };
   }
 
+  /** `named` as an ObjectAt (a namespace path: from the store root's descriptor). */
+  private named(named: Named): ObjectAt {
+    return typeof named === 'string' ? this.inStore(this.existing(named)) : named;
+  }
+
   /**
    * Applies the changes of one FUSE setattr in order (mode, owner, size,
    * times) and returns the resulting attributes; records them as one change.
@@ -362,7 +371,7 @@ export class Filesystem {
       });
     }
     const f = 'handle' in ref ? this.file(ref.handle) : null;
-    return this.setattrObject(f ? this.objectOfOpen(f.fd, f.id) : this.objectAt(this.existing((ref as { path: string }).path)), f, ch);
+    return this.setattrObject(f ? this.objectOfOpen(f.fd, f.id) : this.objectAt(this.named((ref as { path: Named }).path)), f, ch);
   }
 
   /** setattr of `o`, reached through the open file `f` when given: its one body for every way of reaching an object. */
@@ -372,7 +381,7 @@ export class Filesystem {
     // The object's id, read once (the namespace lock keeps a path on it); only what records or restores needs it.
     const id = f ? f.id : this.sink || this.restore ? await o.id() : null;
     // A pending directory's entries come first (they would move its times afterwards).
-    if (o.rel !== null) await this.localEntries(this.inStore(o.rel));
+    if (o.named !== null) await this.localEntries(o.named);
     const restoreId = this.restore ? id : null;
     if (restoreId !== null) await this.restore!.changing(restoreId, o.restoreRef);
     if (this.restore && ch.size !== undefined) await this.beforeSizeChange(f, o, id, ch.size);
@@ -411,7 +420,7 @@ export class Filesystem {
       if (drop !== 0) await o.chmod(Number(st.mode) & 0o7777 & ~drop);
     }
     if (ch.atime !== undefined || ch.mtime !== undefined) await o.utimens(ch.atime ?? 'omit', ch.mtime ?? 'omit');
-    if (!this.sink || id === null) return this.shown(await o.stat(), o.rel === null ? null : this.inStore(o.rel), id, o.fd);
+    if (!this.sink || id === null) return this.shown(await o.stat(), o.named, id, o.fd);
     // A chmod rewrote the access ACL's mask too, when the object has one: recorded after the mode.
     const acl = ch.mode === undefined ? null : await o.acl(ACL_ACCESS);
     if (f) f.dirty = false;
@@ -419,7 +428,7 @@ export class Filesystem {
     const st = o.statNow();
     const seq = this.sink.append({ op: 'setattr', id, attrs: attrsFromStat(st) });
     await this.sink.committed(this.appendAcls(seq, id, acl === null ? [] : [[ACL_ACCESS, acl]]));
-    return this.shown(st, o.rel === null ? null : this.inStore(o.rel), id, o.fd);
+    return this.shown(st, o.named, id, o.fd);
   }
 
   async chmod(path: string, mode: number): Promise<void> {
@@ -454,8 +463,9 @@ export class Filesystem {
     await this.setattr({ handle }, { size });
   }
 
-  async access(path: string, mode: number): Promise<void> {
-    await this.dir.access(LocalStore.relative(path), mode);
+  async access(named: Named, mode: number): Promise<void> {
+    const o = this.named(named);
+    await native.accessAt(o.at, o.path, mode);
   }
 
   async statfs(): Promise<StatfsResult> {
@@ -553,14 +563,14 @@ export class Filesystem {
     });
   }
 
-  /** Gives `existingPath`'s object the name `where`; returns its attributes. */
-  async link(existingPath: string, where: Where): Promise<fs.BigIntStats> {
-    const existing = LocalStore.relative(existingPath);
+  /** Gives the object `existingNamed` names the name `where`; returns its attributes. */
+  async link(existingNamed: Named, where: Where): Promise<fs.BigIntStats> {
+    const existing = this.named(existingNamed);
     let placed = false;
     return this.placed(where, true, async (p) => {
       placed = true;
       await this.beforeNames({ dirs: [dirAt(p)] });
-      await native.linkAt(this.dir.fd, existing, p.name, p.dirFd);
+      await native.linkAt(existing.at, existing.path, p.name, p.dirFd);
       const obj = objectAt(p);
       if (!this.sink) return this.shown(await native.statAt(p.dirFd, p.name), obj, null);
       const [st, id, parent] = await Promise.all([native.statAt(p.dirFd, p.name), readObjectId(p.name, p.dirFd), this.parentOf(p)]);
@@ -570,7 +580,7 @@ export class Filesystem {
       return this.shown(st, obj, id);
     }).catch(async (err: unknown) => {
       // linkat looks the source up whole before the new name's directory: its error comes first.
-      if (!placed) await this.dir.lstat(existing);
+      if (!placed) await native.statAt(existing.at, existing.path);
       throw err;
     });
   }
@@ -623,8 +633,9 @@ export class Filesystem {
     }));
   }
 
-  async readlink(path: string): Promise<string> {
-    return this.dir.readlink(LocalStore.relative(path));
+  async readlink(named: Named): Promise<string> {
+    const o = this.named(named);
+    return native.readlinkAt(o.at, o.path);
   }
 
   /** readlink of a symbolic link whose last name is gone, through `pathFd` (taken over and closed; see getattrOf). */
@@ -640,11 +651,11 @@ export class Filesystem {
    * kernel leaves O_TRUNC to strata, atomic_o_trunc, and the daemon truncates
    * as root, which keeps them).
    */
-  async open(path: string, flags: number, caller?: Caller): Promise<OpenResult> {
-    const rel = LocalStore.relative(path);
+  async open(named: Named, flags: number, caller?: Caller): Promise<OpenResult> {
+    const o = this.named(named);
     // The id (for the records of writes and setattrs through this handle) is read alongside the open.
-    const idRead = this.sink || this.restore ? this.idOf(rel).catch(() => null) : Promise.resolve(null);
-    return this.openObject({ rel }, idRead, (f) => this.dir.open(rel, f | OPEN_ADD, 0), flags, caller);
+    const idRead = this.sink || this.restore ? this.idOf(o).catch(() => null) : Promise.resolve(null);
+    return this.openObject({ rel: o.rel }, idRead, (f) => native.openAt(o.at, o.path, f | OPEN_ADD, 0), flags, caller);
   }
 
   /**
@@ -974,10 +985,10 @@ export class Filesystem {
 
   // ---- directories ----------------------------------------------------------
 
-  async opendir(path: string): Promise<number> {
-    const rel = LocalStore.relative(path);
+  async opendir(named: Named): Promise<number> {
+    const o = this.named(named);
     // O_NOFOLLOW: never a symlink's target; ENOTDIR for anything but a directory.
-    const fd = await this.dir.open(rel, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW).catch((err: unknown) => {
+    const fd = await native.openAt(o.at, o.path, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW).catch((err: unknown) => {
       throw (err as { code?: string }).code === 'ELOOP' ? new FsError('ENOTDIR') : err;
     });
     return this.handles.add({ kind: 'dir', fd });
@@ -997,20 +1008,20 @@ export class Filesystem {
   }
 
   /** All entries of a directory, '.' and '..' first, the reserved entry hidden. */
-  async readdir(path: string): Promise<DirEntryInfo[]> {
-    const rel = this.existing(path);
-    await this.localEntries(this.inStore(rel));
-    const parentRel = path === '/' ? '.' : LocalStore.relative(dirname(path));
+  async readdir(named: Named): Promise<DirEntryInfo[]> {
+    const o = this.named(named);
+    await this.localEntries(o);
+    const atRoot = o.rel === '.';
     const [entries, self, parent] = await Promise.all([
-      this.dir.readdirIno(rel),
-      this.dir.lstat(rel),
-      this.dir.lstat(parentRel),
+      native.readdirIno(o.path, o.at),
+      native.statAt(o.at, o.path),
+      // The root's '..' is itself, as on a mount's root.
+      native.statAt(o.at, atRoot ? o.path : `${o.path}/..`),
     ]);
     const out: DirEntryInfo[] = [
       { name: '.', mode: Number(self.mode), ino: self.ino },
       { name: '..', mode: Number(parent.mode), ino: parent.ino },
     ];
-    const atRoot = path === '/';
     for (const e of entries) {
       if (atRoot && e.name === RESERVED_NAME) continue;
       out.push({ name: e.name, mode: DT_TO_MODE[e.type] ?? 0, ino: e.ino });
@@ -1069,9 +1080,9 @@ export class Filesystem {
    * caller outside the object's group drops S_ISGID, as the kernel's
    * posix_acl_update_mode does; the daemon, as root, keeps it).
    */
-  async setxattr(path: string, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
+  async setxattr(named: Named, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
     if (isPrivateXattr(name)) throw new FsError('EPERM', `${name} is reserved by strata`);
-    return this.setxattrAt(this.objectAt(this.existing(path)), name, value, flags, caller);
+    return this.setxattrAt(this.objectAt(this.named(named)), name, value, flags, caller);
   }
 
   /** setxattr of an object whose last name is gone, through `pathFd` (taken over and closed; see getattrOf). */
@@ -1106,23 +1117,25 @@ export class Filesystem {
     return this.sink!.append({ op: 'setattr', id, attrs: attrsFromStat(o.statNow()) });
   }
 
-  /** The object at store path `rel`. */
-  private objectAt(rel: string): StoreObject {
+  /** The object `o` names (by a path relative to a directory's descriptor). */
+  private objectAt(o: ObjectAt): StoreObject {
+    const dir = new StoreDir(o.at);
+    const path = o.path;
     return {
-      target: { rel },
-      rel,
-      set: (name, value, flags) => this.dir.setxattr(rel, name, value, flags),
-      remove: (name) => this.dir.removexattr(rel, name),
-      acl: (name) => aclAt(this.dir, rel, name),
-      stat: () => this.dir.lstat(rel),
-      statNow: () => this.dir.lstatNow(rel),
-      chmod: (mode) => this.dir.chmod(rel, mode),
-      chown: (uid, gid) => this.dir.lchown(rel, uid, gid),
-      truncate: (size) => this.dir.truncate(rel, size),
-      utimens: (atime, mtime) => this.dir.utimens(rel, atime, mtime, { noFollow: true }),
-      openToRead: () => this.dir.open(rel, C.O_RDONLY | OPEN_ADD, 0),
-      restoreRef: rel,
-      id: () => this.idOf(rel),
+      target: { rel: o.rel },
+      named: o,
+      set: (name, value, flags) => dir.setxattr(path, name, value, flags),
+      remove: (name) => dir.removexattr(path, name),
+      acl: (name) => aclAt(dir, path, name),
+      stat: () => dir.lstat(path),
+      statNow: () => dir.lstatNow(path),
+      chmod: (mode) => dir.chmod(path, mode),
+      chown: (uid, gid) => dir.lchown(path, uid, gid),
+      truncate: (size) => dir.truncate(path, size),
+      utimens: (atime, mtime) => dir.utimens(path, atime, mtime, { noFollow: true }),
+      openToRead: () => dir.open(path, C.O_RDONLY | OPEN_ADD, 0),
+      restoreRef: o,
+      id: () => this.idOf(o),
     };
   }
 
@@ -1136,7 +1149,7 @@ export class Filesystem {
     const proc = `/proc/self/fd/${fd}`;
     return {
       target: { fd },
-      rel: null,
+      named: null,
       fd,
       set: (name, value, flags) => native.setxattr('', name, value, flags, fd),
       remove: (name) => native.removexattr('', name, fd),
@@ -1159,10 +1172,10 @@ export class Filesystem {
     return { ...this.objectOf(fd, true), id: () => Promise.resolve(id) };
   }
 
-  async getxattr(path: string, name: string): Promise<Buffer> {
+  async getxattr(named: Named, name: string): Promise<Buffer> {
     if (isPrivateXattr(name)) throw new FsError('ENODATA');
-    const rel = this.existing(path);
-    return this.xattrValue(name, () => this.dir.getxattr(rel, name), () => aclAt(this.dir, rel, name));
+    const o = this.named(named);
+    return this.xattrValue(name, () => native.getxattr(o.path, name, o.at), () => aclAt(new StoreDir(o.at), o.path, name));
   }
 
   /** getxattr of an object whose last name is gone, through `pathFd` (taken over and closed; see getattrOf). */
@@ -1183,8 +1196,9 @@ export class Filesystem {
     return acl;
   }
 
-  async listxattr(path: string): Promise<string[]> {
-    return (await this.dir.listxattr(this.existing(path))).filter((n) => !isPrivateXattr(n));
+  async listxattr(named: Named): Promise<string[]> {
+    const o = this.named(named);
+    return (await native.listxattr(o.path, o.at)).filter((n) => !isPrivateXattr(n));
   }
 
   /** listxattr of an object whose last name is gone, through `pathFd` (taken over and closed; see getattrOf). */
@@ -1201,9 +1215,9 @@ export class Filesystem {
     }
   }
 
-  async removexattr(path: string, name: string): Promise<void> {
+  async removexattr(named: Named, name: string): Promise<void> {
     if (isPrivateXattr(name)) throw new FsError('EPERM', `${name} is reserved by strata`);
-    return this.removexattrAt(this.objectAt(this.existing(path)), name);
+    return this.removexattrAt(this.objectAt(this.named(named)), name);
   }
 
   /** removexattr of an object whose last name is gone, through `pathFd` (taken over and closed; see getattrOf). */
@@ -1292,10 +1306,10 @@ export class Filesystem {
     await this.closingAfter(fd, () => restore.fetchAll(id, fd));
   }
 
-  /** The object id stored on `rel`; null (and a warning) when it has none. */
-  private async idOf(rel: string): Promise<ObjectId | null> {
-    if (rel === '.') return ROOT_ID;
-    return readObjectId(rel, this.dir.fd);
+  /** The object id stored on `o`; null (and a warning) when it has none. */
+  private async idOf(o: ObjectAt): Promise<ObjectId | null> {
+    if (o.rel === '.') return ROOT_ID;
+    return readObjectId(o.path, o.at);
   }
 
   /** Id and (post-change) mtime of the directory `p` is in, through its descriptor. */

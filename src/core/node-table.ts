@@ -104,10 +104,19 @@ export class InodeTable {
    */
   pathOf(inode: Inode): string | null {
     if (inode === this.root) return '/';
-    if (inode.stale) return null;
+    return this.linkOf(inode)?.path ?? null;
+  }
+
+  /**
+   * The name an object is reached by: the first of its links whose directory
+   * still leads to the root (that directory's node, the name in it, and the
+   * namespace path), or null when it has none left (and for the root).
+   */
+  linkOf(inode: Inode): { parent: Inode; name: string; path: string } | null {
+    if (inode === this.root || inode.stale) return null;
     for (const link of inode.links) {
       const dir = this.dirPathOf(link.parent);
-      if (dir !== null) return dir === '/' ? `/${link.name}` : `${dir}/${link.name}`;
+      if (dir !== null) return { parent: link.parent, name: link.name, path: dir === '/' ? `/${link.name}` : `${dir}/${link.name}` };
     }
     return null;
   }

@@ -14,18 +14,19 @@
 // NodeDescriptors; where it kept none, the directory opened by its path for
 // the request), and the name in it, as libfuse's passthrough_hp works. The
 // store-relative path comes along only to name the object to the checkpoint
-// guard. Operations on a node itself (getattr, setattr, open, xattrs) reach a
-// named node's object by its store-relative path, which the node table gives,
-// and one with no name left through a descriptor; requests that change names
-// run under the adapter's namespace lock, so a path stays right while it is
-// used (docs/architecture.md, "Nodes and paths").
+// guard. Operations on a node itself (getattr, setattr, open, readdir, xattrs,
+// ...) reach a named node's object the same way: its name relative to its
+// directory node's descriptor; one with no name left through a descriptor of
+// its own. Requests that change names run under the adapter's namespace lock,
+// so the names the table gives (and the paths, where no descriptor is kept)
+// stay right while they are used (docs/architecture.md, "Nodes and paths").
 import { close, constants as C, type BigIntStats } from 'node:fs';
 import { FsError } from '../errors/errno.js';
 import { LocalStore } from '../store/local-store.js';
 import * as native from '../native/index.js';
-import type { Caller, DirEntryInfo, Filesystem, ObjectRef, OpenResult, SetattrChanges } from './filesystem.js';
+import type { Caller, DirEntryInfo, Filesystem, Named, ObjectRef, OpenResult, SetattrChanges } from './filesystem.js';
 import type { Place } from './place.js';
-import { InodeTable, type Inode } from './node-table.js';
+import { InodeTable, ROOT_NODEID, type Inode } from './node-table.js';
 
 export { ROOT_NODEID, type Inode } from './node-table.js';
 
@@ -146,8 +147,7 @@ export class Nodes {
    */
   async getattr(nodeid: number, fh: number, settle: boolean): Promise<{ st: BigIntStats; settled: boolean | null }> {
     const node = this.table.get(nodeid);
-    const path = settle && !(fh !== 0 && node.handles.has(fh)) ? this.table.pathOf(node) : null;
-    if (path !== null) return this.fs.attrsSettled(path, false);
+    if (settle && !(fh !== 0 && node.handles.has(fh)) && this.table.pathOf(node) !== null) return this.named(node, (o) => this.fs.attrsSettledOf(o));
     return { st: await this.attrsOf(node, fh), settled: null };
   }
 
@@ -175,9 +175,9 @@ export class Nodes {
       const handle = own ? fh : opened?.handle ?? lent;
       // A directory with no name left that a program still has open: through the directory handle's descriptor.
       const dirHandle = handle === undefined && nameless ? (node.dirHandles.has(fh) ? fh : node.dirHandles.values().next().value) : undefined;
-      const ref: ObjectRef | null = handle !== undefined ? { handle } : dirHandle !== undefined ? null
-        : noneOpen ? { descriptor: await this.nodeDescriptor(node) } : { path: this.table.requirePath(node) };
-      const work = ref !== null ? fs.setattr(ref, ch) : fs.setattrDir(dirHandle!, ch);
+      const ref: ObjectRef | null = handle !== undefined ? { handle } : noneOpen ? { descriptor: await this.nodeDescriptor(node) } : null;
+      const work = ref !== null ? fs.setattr(ref, ch)
+        : dirHandle !== undefined ? fs.setattrDir(dirHandle, ch) : this.named(node, (o) => fs.setattr({ path: o }, ch));
       // Another program's handle, taken for a request that names none of its own (a
       // truncating open's SETATTR carries no handle): its release waits for this work.
       const borrowed = handle !== undefined && handle !== fh && handle !== opened?.handle ? handle : dirHandle !== undefined && dirHandle !== fh ? dirHandle : undefined;
@@ -188,11 +188,11 @@ export class Nodes {
   }
 
   async readlink(nodeid: number): Promise<string> {
-    return this.byNode(this.table.get(nodeid), (path) => this.fs.readlink(path), (fd) => this.fs.readlinkOf(fd));
+    return this.byNode(this.table.get(nodeid), (o) => this.fs.readlink(o), (fd) => this.fs.readlinkOf(fd));
   }
 
   async access(nodeid: number, mode: number): Promise<void> {
-    return this.fs.access(this.table.requirePath(this.table.get(nodeid)), mode);
+    return this.named(this.table.get(nodeid), (o) => this.fs.access(o, mode));
   }
 
   // ---- names ----------------------------------------------------------------------
@@ -211,8 +211,7 @@ export class Nodes {
 
   /** Gives node `nodeid`'s object the name `name` in `parent`. */
   async link(nodeid: number, parent: number, name: string): Promise<NewEntry> {
-    const existing = this.table.requirePath(this.table.get(nodeid));
-    return this.made(parent, name, (p) => this.fs.link(existing, p));
+    return this.named(this.table.get(nodeid), (existing) => this.made(parent, name, (p) => this.fs.link(existing, p)));
   }
 
   async unlink(parent: number, name: string): Promise<void> {
@@ -277,7 +276,7 @@ export class Nodes {
     const source = path === null ? this.lentHandle(node, false) : undefined;
     const res = await (source !== undefined
       ? this.borrow(source, this.fs.reopen(source, flags, caller))
-      : path === null ? this.nodeDescriptor(node).then((fd) => this.fs.openDescriptor(fd, flags, caller)) : this.fs.open(path, flags, caller));
+      : path === null ? this.nodeDescriptor(node).then((fd) => this.fs.openDescriptor(fd, flags, caller)) : this.named(node, (o) => this.fs.open(o, flags, caller)));
     node.handles.add(res.handle);
     return { node, res };
   }
@@ -299,13 +298,13 @@ export class Nodes {
   /** Opens directory node `nodeid` (no name left: through its descriptor). */
   async opendir(nodeid: number): Promise<number> {
     const node = this.table.get(nodeid);
-    const handle = await this.byNode(node, (path) => this.fs.opendir(path), (fd) => this.fs.opendirOf(fd));
+    const handle = await this.byNode(node, (o) => this.fs.opendir(o), (fd) => this.fs.opendirOf(fd));
     node.dirHandles.add(handle);
     return handle;
   }
 
   async readdir(nodeid: number): Promise<DirEntryInfo[]> {
-    return this.fs.readdir(this.table.requirePath(this.table.get(nodeid)));
+    return this.named(this.table.get(nodeid), (o) => this.fs.readdir(o));
   }
 
   /** Closes directory handle `handle` of `nodeid`, as release does a file handle. */
@@ -316,19 +315,19 @@ export class Nodes {
   // ---- extended attributes ------------------------------------------------------------
 
   async setxattr(nodeid: number, name: string, value: Buffer, flags: number, caller: Caller): Promise<void> {
-    return this.byNode(this.table.get(nodeid), (path) => this.fs.setxattr(path, name, value, flags, caller), (fd) => this.fs.setxattrOf(fd, name, value, flags, caller));
+    return this.byNode(this.table.get(nodeid), (o) => this.fs.setxattr(o, name, value, flags, caller), (fd) => this.fs.setxattrOf(fd, name, value, flags, caller));
   }
 
   async getxattr(nodeid: number, name: string): Promise<Buffer> {
-    return this.byNode(this.table.get(nodeid), (path) => this.fs.getxattr(path, name), (fd) => this.fs.getxattrOf(fd, name));
+    return this.byNode(this.table.get(nodeid), (o) => this.fs.getxattr(o, name), (fd) => this.fs.getxattrOf(fd, name));
   }
 
   async listxattr(nodeid: number): Promise<string[]> {
-    return this.byNode(this.table.get(nodeid), (path) => this.fs.listxattr(path), (fd) => this.fs.listxattrOf(fd));
+    return this.byNode(this.table.get(nodeid), (o) => this.fs.listxattr(o), (fd) => this.fs.listxattrOf(fd));
   }
 
   async removexattr(nodeid: number, name: string): Promise<void> {
-    return this.byNode(this.table.get(nodeid), (path) => this.fs.removexattr(path, name), (fd) => this.fs.removexattrOf(fd, name));
+    return this.byNode(this.table.get(nodeid), (o) => this.fs.removexattr(o, name), (fd) => this.fs.removexattrOf(fd, name));
   }
 
   // ---- how a node's object is reached -----------------------------------------------------
@@ -414,8 +413,7 @@ export class Nodes {
   /** Attributes of an object: through an open handle when it has no name left. */
   private async attrsOf(node: Inode, fh: number): Promise<BigIntStats> {
     if (fh !== 0 && node.handles.has(fh)) return this.fs.fgetattr(fh);
-    const path = this.table.pathOf(node);
-    if (path !== null) return this.fs.getattr(path);
+    if (this.table.pathOf(node) !== null) return this.named(node, (o) => this.fs.getattr(o));
     const any = node.handles.values().next();
     if (!any.done) return this.fs.fgetattr(any.value);
     // A directory with no name left that a program still has open (the handle's own descriptor).
@@ -471,13 +469,32 @@ export class Nodes {
   }
 
   /**
-   * `byPath` with the node's store path, or, when its last name is gone (a
-   * rename over it or an unlink after the kernel's lookup), `byDescriptor`
-   * with a descriptor of it (which it takes over).
+   * `byName` with the node's object by name (named), or, when its last name
+   * is gone (a rename over it or an unlink after the kernel's lookup),
+   * `byDescriptor` with a descriptor of it (which it takes over).
    */
-  private byNode<T>(node: Inode, byPath: (path: string) => Promise<T>, byDescriptor: (fd: number) => Promise<T>): Promise<T> {
-    const path = this.table.pathOf(node);
-    return path !== null ? byPath(path) : this.nodeDescriptor(node).then(byDescriptor);
+  private byNode<T>(node: Inode, byName: (o: Named) => Promise<T>, byDescriptor: (fd: number) => Promise<T>): Promise<T> {
+    return this.table.pathOf(node) !== null ? this.named(node, byName) : this.nodeDescriptor(node).then(byDescriptor);
+  }
+
+  /**
+   * Runs `op` on node `node`'s object by name: the name the table has for it,
+   * relative to its directory node's descriptor (as the namespace ops reach
+   * a name, at); the root as the store root's own; where the mount keeps no
+   * descriptor of the directory, by the namespace path (from the store
+   * root's descriptor). With no name left: ESTALE after a swap, else ENOENT.
+   */
+  private async named<T>(node: Inode, op: (o: Named) => Promise<T>): Promise<T> {
+    if (node.nodeid === ROOT_NODEID) return op('/');
+    const link = this.table.linkOf(node);
+    if (link === null) return op(this.table.requirePath(node));
+    const fd = link.parent.stale ? -1 : this.dirDescriptor(link.parent);
+    if (fd < 0) return op(link.path);
+    try {
+      return await op({ at: fd, path: link.name, rel: LocalStore.relative(link.path) });
+    } finally {
+      close(fd, () => {});
+    }
   }
 
   /**

@@ -69,12 +69,12 @@ export interface RestoreHooks {
    */
   changing(id: ObjectId, file: string | number | ObjectAt): Promise<void>;
   /**
-   * The object (a store path, or a descriptor) has no room for a program's
+   * The object (a store path, a descriptor, or a name relative to one) has no room for a program's
    * extended attribute: the restore's own marks on it, which take room the
    * object did not need on the primary, move aside (store/restore-marks.ts).
    * True when some did (the program's setxattr is tried again).
    */
-  makeXattrRoom(file: string | number): Promise<boolean>;
+  makeXattrRoom(file: string | number | ObjectAt): Promise<boolean>;
   /**
    * Runs `f` (a program's change of the file's times) while no fetch writes
    * into the file: a fetch puts the file's times back after its bytes, and

@@ -673,8 +673,8 @@ export class OnDemandRestore implements RestoreHooks {
     }
   }
 
-  async makeXattrRoom(file: string | number): Promise<boolean> {
-    const [path, at] = typeof file === 'number' ? ['', file] : [file, this.at];
+  async makeXattrRoom(file: string | number | ObjectAt): Promise<boolean> {
+    const [path, at] = typeof file === 'number' ? ['', file] : typeof file === 'object' ? [file.path, file.at] : [file, this.at];
     const id = await readObjectId(path, at);
     if (id === null) return false;
     // Under the locks of the directory's materialisation and of the file's names (whose marks these are).

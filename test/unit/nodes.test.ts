@@ -400,7 +400,7 @@ test.serial('a directory removed while the kernel holds it (a working directory)
   await t.throwsAsync(nodes.getattr(d.node.nodeid, 0, false), { code: 'ESTALE' });
 });
 
-test.serial('a name in a directory node is reached through the node\'s descriptor (its path only where the mount keeps none)', async (t) => {
+test.serial('a name in a directory node, and the node it names, are reached through the directory node\'s descriptor (its path only where the mount keeps none)', async (t) => {
   const core = new Filesystem(store);
   const fds = new Map<number, number>();
   let useDescriptors = true;
@@ -420,6 +420,21 @@ test.serial('a name in a directory node is reached through the node\'s descripto
   const { node: f, res } = await nodes.create(d.node.nodeid, 'f', 0o644, C.O_RDWR | C.O_CREAT, ROOT);
   await nodes.release(f.nodeid, res.handle);
   t.true((await nodes.lookup(d.node.nodeid, 'f')) !== null);
+  // The nodes in it too: by their names relative to its descriptor.
+  t.is((await nodes.setattr(f.nodeid, 0, { mode: 0o600 }, ROOT)).mode & 0o7777n, 0o600n);
+  t.is((await nodes.getattr(f.nodeid, 0, false)).st.mode & 0o7777n, 0o600n);
+  await nodes.setxattr(f.nodeid, 'user.k', Buffer.from('v'), 0, ROOT);
+  t.deepEqual(await nodes.getxattr(f.nodeid, 'user.k'), Buffer.from('v'));
+  t.deepEqual(await nodes.listxattr(f.nodeid), ['user.k']);
+  await nodes.removexattr(f.nodeid, 'user.k');
+  const opened = await nodes.open(f.nodeid, C.O_RDONLY, ROOT);
+  await nodes.release(f.nodeid, opened.res.handle);
+  await nodes.access(f.nodeid, C.R_OK);
+  t.deepEqual((await nodes.readdir(made.node.nodeid)).map((e) => e.name), ['.', '..']);
+  const linked = await nodes.link(f.nodeid, d.node.nodeid, 'f2');
+  t.is(linked.st.nlink, 2n);
+  await nodes.unlink(d.node.nodeid, 'f2');
+  t.is(lstatSync(join(store.root, 'by-descriptor', 'moved', 'f')).mode & 0o7777, 0o600);
   await nodes.rename(d.node.nodeid, 'f', d.node.nodeid, 'g', null);
   await nodes.unlink(d.node.nodeid, 'g');
   await nodes.rmdir(d.node.nodeid, 'x');

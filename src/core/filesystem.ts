@@ -4,11 +4,13 @@
 //
 // The namespace operations (create, mkdir, mknod, symlink, link, unlink,
 // rmdir, rename, exchange, lookup) take a Place: a directory's descriptor and
-// a name in it (the node layer, nodes.ts, passes its nodes' descriptors). The
-// rest, and every operation when given a namespace path ('/', '/a/b': the unit
-// tests, a rollback), reach an object by its path relative to the store
-// root's descriptor (the local-object layer, store.dir); a path's directory
-// is opened first for a namespace operation, which then goes the same way.
+// a name in it (the node layer, nodes.ts, passes its nodes' descriptors); the
+// operations on an existing object by name take an ObjectAt: a path relative
+// to a directory's descriptor (nodes.ts: its name in its directory node).
+// Either may also be a namespace path ('/', '/a/b': the unit tests, a
+// rollback): an object is then reached by its path relative to the store
+// root's descriptor (the local-object layer, store.dir), and for a namespace
+// operation the path's directory is opened first.
 // Permission checks are the kernel's (the mount always uses
 // default_permissions); the core runs as root and sets ownership explicitly.
 import * as fs from 'node:fs';

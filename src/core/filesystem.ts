@@ -28,7 +28,7 @@ import * as native from '../native/index.js';
 import type { TimeSpec } from '../native/index.js';
 import type { ChangeSink } from '../ports/change-sink.js';
 import type { ObjectAt, RestoreHooks } from '../ports/restore-hooks.js';
-import { dirAt, objectAt, parentRelOf, type Place } from './place.js';
+import { parentRelOf, placeDir, placeEntry, type Place } from './place.js';
 import type { ChangeGuard, GuardTarget } from '../ports/change-guard.js';
 import { attrsFromStat, timeFromNs, MAX_WRITE_BYTES, ROOT_ID, type Attrs, type ObjectId, type Time } from '../protocol/records.js';
 import { isPrivateXattr, isXattrSpaceFull, newObjectId, readObjectId, writeObjectId } from '../store/object-ids.js';
@@ -273,7 +273,7 @@ export class Filesystem {
 
   async getattr(named: Named): Promise<fs.BigIntStats> {
     const o = this.named(named);
-    return this.shown(await native.statAt(o.at, o.path), o, null);
+    return this.shown(await this.layer(o).lstat(o.path), o, null);
   }
 
   /**
@@ -307,15 +307,15 @@ export class Filesystem {
       if (!lookup || LocalStore.relative(where) === '.') return this.attrsSettledOf(where);
       return this.placed(where, false, (p) => this.attrsSettled(p, lookup));
     }
-    if (lookup && this.restore !== null) await this.restore.child(dirAt(where), where.name);
-    return this.attrsSettledOf(objectAt(where));
+    if (lookup && this.restore !== null) await this.restore.child(placeDir(where), where.name);
+    return this.attrsSettledOf(placeEntry(where));
   }
 
   /** attrsSettled of the existing object `named` (a getattr). */
   async attrsSettledOf(named: Named): Promise<{ st: fs.BigIntStats; settled: boolean }> {
     const obj = this.named(named);
     const rel = obj.rel;
-    const raw = await native.statAt(obj.at, obj.path);
+    const raw = await this.layer(obj).lstat(obj.path);
     const restore = this.restore;
     const before = [raw.nlink, raw.size, raw.atimeNs, raw.mtimeNs, raw.ctimeNs, raw.mode];
     // Both at once (no extra wait behind the restore's I/O): settled() reads
@@ -352,6 +352,11 @@ export class Filesystem {
   /** `named` as an ObjectAt (a namespace path: from the store root's descriptor). */
   private named(named: Named): ObjectAt {
     return typeof named === 'string' ? this.inStore(this.existing(named)) : named;
+  }
+
+  /** The local-object layer `o`'s path is relative to. */
+  private layer(o: ObjectAt): StoreDir {
+    return o.at === this.dir.fd ? this.dir : new StoreDir(o.at);
   }
 
   /**
@@ -467,7 +472,7 @@ export class Filesystem {
 
   async access(named: Named, mode: number): Promise<void> {
     const o = this.named(named);
-    await native.accessAt(o.at, o.path, mode);
+    await this.layer(o).access(o.path, mode);
   }
 
   async statfs(): Promise<StatfsResult> {
@@ -522,21 +527,21 @@ export class Filesystem {
     if (typeof where !== 'string') return op(where);
     const rel = forCreate ? LocalStore.relativeForCreate(where) : LocalStore.relative(where);
     // The root has no directory of its own: its place is itself (every name-changing op on it fails, as natively).
-    if (rel === '.') return op({ dirFd: this.dir.fd, name: '.', rel });
-    const dirFd = await native.openAt(this.dir.fd, parentRelOf(rel), O_PATH | C.O_DIRECTORY);
+    if (rel === '.') return op({ dir: this.dir, name: '.', rel });
+    const dir = new StoreDir(await this.dir.open(parentRelOf(rel), O_PATH | C.O_DIRECTORY));
     try {
-      return await op({ dirFd, name: basename(rel), rel });
+      return await op({ dir, name: basename(rel), rel });
     } finally {
-      fs.close(dirFd, () => {});
+      dir.close();
     }
   }
 
   /** Creates a directory owned by the caller; returns its attributes. */
   async mkdir(where: Where, mode: number, caller: Caller): Promise<fs.BigIntStats> {
     return this.placed(where, true, async (p) => {
-      await this.beforeNames({ dirs: [dirAt(p)] });
+      await this.beforeNames({ dirs: [placeDir(p)] });
       const inherits = await this.inheritsAcl(p, caller);
-      await native.mkdirAt(p.dirFd, p.name, this.creationMode(mode, caller, inherits) & 0o7777);
+      await p.dir.mkdir(p.name, this.creationMode(mode, caller, inherits) & 0o7777);
       if (this.guard) await this.guard.created(p.rel);
       await this.own(p, caller, true);
       return this.recordCreated(p, undefined, inherits);
@@ -546,9 +551,9 @@ export class Filesystem {
   /** Creates a fifo, socket or device node owned by the caller; returns its attributes. */
   async mknod(where: Where, mode: number, dev: number, caller: Caller): Promise<fs.BigIntStats> {
     return this.placed(where, true, async (p) => {
-      await this.beforeNames({ dirs: [dirAt(p)] });
+      await this.beforeNames({ dirs: [placeDir(p)] });
       const inherits = await this.inheritsAcl(p, caller);
-      await native.mknod(p.name, this.creationMode(mode, caller, inherits), dev, p.dirFd);
+      await p.dir.mknod(p.name, this.creationMode(mode, caller, inherits), dev);
       if (this.guard) await this.guard.created(p.rel);
       await this.own(p, caller, true);
       return this.recordCreated(p, undefined, inherits);
@@ -557,8 +562,8 @@ export class Filesystem {
 
   async symlink(target: string, where: Where, caller: Caller): Promise<fs.BigIntStats> {
     return this.placed(where, true, async (p) => {
-      await this.beforeNames({ dirs: [dirAt(p)], extraBytes: target.length });
-      await native.symlinkAt(p.dirFd, p.name, target);
+      await this.beforeNames({ dirs: [placeDir(p)], extraBytes: target.length });
+      await p.dir.symlink(target, p.name);
       if (this.guard) await this.guard.created(p.rel);
       await this.own(p, caller, true);
       return this.recordCreated(p, target);
@@ -571,34 +576,34 @@ export class Filesystem {
     let placed = false;
     return this.placed(where, true, async (p) => {
       placed = true;
-      await this.beforeNames({ dirs: [dirAt(p)] });
-      await native.linkAt(existing.at, existing.path, p.name, p.dirFd);
-      const obj = objectAt(p);
-      if (!this.sink) return this.shown(await native.statAt(p.dirFd, p.name), obj, null);
-      const [st, id, parent] = await Promise.all([native.statAt(p.dirFd, p.name), readObjectId(p.name, p.dirFd), this.parentOf(p)]);
+      await this.beforeNames({ dirs: [placeDir(p)] });
+      await this.layer(existing).link(existing.path, p.name, p.dir);
+      const obj = placeEntry(p);
+      if (!this.sink) return this.shown(await p.dir.lstat(p.name), obj, null);
+      const [st, id, parent] = await Promise.all([p.dir.lstat(p.name), readObjectId(p.name, p.dir.fd), this.parentOf(p)]);
       if (id !== null) {
         await this.sink.committed(this.sink.append({ op: 'link', parent: parent.id, name: p.name, id, parentMtime: parent.mtime }));
       }
       return this.shown(st, obj, id);
     }).catch(async (err: unknown) => {
       // linkat looks the source up whole before the new name's directory: its error comes first.
-      if (!placed) await native.statAt(existing.at, existing.path);
+      if (!placed) await this.layer(existing).lstat(existing.path);
       throw err;
     });
   }
 
   async unlink(where: Where): Promise<void> {
     return this.placed(where, false, async (p) => {
-      await this.beforeNames({ dirs: [dirAt(p)], removes: objectAt(p), takesNoRoom: true });
-      await native.unlinkAt(p.dirFd, p.name, false);
+      await this.beforeNames({ dirs: [placeDir(p)], removes: placeEntry(p), takesNoRoom: true });
+      await p.dir.unlink(p.name);
       await this.recordRemoved('unlink', p);
     });
   }
 
   async rmdir(where: Where): Promise<void> {
     return this.placed(where, false, async (p) => {
-      await this.beforeNames({ dirs: [dirAt(p)], removes: objectAt(p), emptied: true, takesNoRoom: true });
-      await native.unlinkAt(p.dirFd, p.name, true);
+      await this.beforeNames({ dirs: [placeDir(p)], removes: placeEntry(p), emptied: true, takesNoRoom: true });
+      await p.dir.rmdir(p.name);
       await this.recordRemoved('rmdir', p);
     });
   }
@@ -607,8 +612,8 @@ export class Filesystem {
   async rename(from: Where, to: Where, noReplace = false): Promise<void> {
     return this.placed(from, false, (f) => this.placed(to, true, async (t) => {
       // A directory the rename replaces must be empty.
-      await this.beforeNames({ dirs: [dirAt(f), dirAt(t)], removes: objectAt(t), emptied: true, takesNoRoom: true });
-      await (noReplace ? native.renameNoReplaceAt(f.dirFd, f.name, t.name, t.dirFd) : native.renameAt(f.dirFd, f.name, t.name, t.dirFd));
+      await this.beforeNames({ dirs: [placeDir(f), placeDir(t)], removes: placeEntry(t), emptied: true, takesNoRoom: true });
+      await f.dir.rename(f.name, t.name, noReplace, t.dir);
       await this.recordMoved('rename', f, t);
     }));
   }
@@ -620,8 +625,8 @@ export class Filesystem {
    */
   async exchange(a: Where, b: Where): Promise<void> {
     return this.placed(a, false, (pa) => this.placed(b, false, async (pb) => {
-      await this.beforeNames({ dirs: [dirAt(pa), dirAt(pb)], takesNoRoom: true });
-      await native.renameExchangeAt(pa.dirFd, pa.name, pb.name, pb.dirFd);
+      await this.beforeNames({ dirs: [placeDir(pa), placeDir(pb)], takesNoRoom: true });
+      await pa.dir.exchange(pa.name, pb.name, pb.dir);
       await this.recordMoved('exchange', pa, pb);
     }));
   }
@@ -637,7 +642,7 @@ export class Filesystem {
 
   async readlink(named: Named): Promise<string> {
     const o = this.named(named);
-    return native.readlinkAt(o.at, o.path);
+    return this.layer(o).readlink(o.path);
   }
 
   /** readlink of a symbolic link whose last name is gone, through `pathFd` (taken over and closed; see getattrOf). */
@@ -657,7 +662,7 @@ export class Filesystem {
     const o = this.named(named);
     // The id (for the records of writes and setattrs through this handle) is read alongside the open.
     const idRead = this.sink || this.restore ? this.idOf(o).catch(() => null) : Promise.resolve(null);
-    return this.openObject({ rel: o.rel }, idRead, (f) => native.openAt(o.at, o.path, f | OPEN_ADD, 0), flags, caller);
+    return this.openObject({ rel: o.rel }, idRead, (f) => this.layer(o).open(o.path, f | OPEN_ADD, 0), flags, caller);
   }
 
   /**
@@ -733,9 +738,9 @@ export class Filesystem {
 
   async create(where: Where, mode: number, flags: number, caller: Caller): Promise<OpenResult> {
     return this.placed(where, true, async (p) => {
-      await this.beforeNames({ dirs: [dirAt(p)] });
+      await this.beforeNames({ dirs: [placeDir(p)] });
       const inherits = await this.inheritsAcl(p, caller);
-      const fd = await native.openAt(p.dirFd, p.name, (flags & ~CREATE_STRIP) | C.O_CREAT | OPEN_ADD, this.creationMode(mode, caller, inherits) & 0o7777);
+      const fd = await p.dir.open(p.name, (flags & ~CREATE_STRIP) | C.O_CREAT | OPEN_ADD, this.creationMode(mode, caller, inherits) & 0o7777);
       if (this.guard) await this.guard.created(p.rel);
       try {
         await this.own(p, caller, false, fd);
@@ -750,8 +755,8 @@ export class Filesystem {
       const [res, parent, acls] = await Promise.all([
         this.registerFile(fd, flags, id),
         this.parentOf(p),
-        inherits ? inheritedAcls(new StoreDir(p.dirFd), p.name, false) : [],
-        writeObjectId(p.name, id, p.dirFd),
+        inherits ? inheritedAcls(p.dir, p.name, false) : [],
+        writeObjectId(p.name, id, p.dir.fd),
       ]);
       const seq = this.sink.append({
         op: 'create', parent: parent.id, name: p.name, id, attrs: attrsFromStat(res.stat), parentMtime: parent.mtime,
@@ -990,7 +995,7 @@ export class Filesystem {
   async opendir(named: Named): Promise<number> {
     const o = this.named(named);
     // O_NOFOLLOW: never a symlink's target; ENOTDIR for anything but a directory.
-    const fd = await native.openAt(o.at, o.path, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW).catch((err: unknown) => {
+    const fd = await this.layer(o).open(o.path, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW).catch((err: unknown) => {
       throw (err as { code?: string }).code === 'ELOOP' ? new FsError('ENOTDIR') : err;
     });
     return this.handles.add({ kind: 'dir', fd });
@@ -1014,11 +1019,12 @@ export class Filesystem {
     const o = this.named(named);
     await this.localEntries(o);
     const atRoot = o.rel === '.';
+    const dir = this.layer(o);
     const [entries, self, parent] = await Promise.all([
-      native.readdirIno(o.path, o.at),
-      native.statAt(o.at, o.path),
+      dir.readdirIno(o.path),
+      dir.lstat(o.path),
       // The root's '..' is itself, as on a mount's root.
-      native.statAt(o.at, atRoot ? o.path : `${o.path}/..`),
+      dir.lstat(atRoot ? o.path : `${o.path}/..`),
     ]);
     const out: DirEntryInfo[] = [
       { name: '.', mode: Number(self.mode), ino: self.ino },
@@ -1121,7 +1127,7 @@ export class Filesystem {
 
   /** The object `o` names (by a path relative to a directory's descriptor). */
   private objectAt(o: ObjectAt): StoreObject {
-    const dir = new StoreDir(o.at);
+    const dir = this.layer(o);
     const path = o.path;
     return {
       target: { rel: o.rel },
@@ -1177,7 +1183,8 @@ export class Filesystem {
   async getxattr(named: Named, name: string): Promise<Buffer> {
     if (isPrivateXattr(name)) throw new FsError('ENODATA');
     const o = this.named(named);
-    return this.xattrValue(name, () => native.getxattr(o.path, name, o.at), () => aclAt(new StoreDir(o.at), o.path, name));
+    const dir = this.layer(o);
+    return this.xattrValue(name, () => dir.getxattr(o.path, name), () => aclAt(dir, o.path, name));
   }
 
   /** getxattr of an object whose last name is gone, through `pathFd` (taken over and closed; see getattrOf). */
@@ -1200,7 +1207,7 @@ export class Filesystem {
 
   async listxattr(named: Named): Promise<string[]> {
     const o = this.named(named);
-    return (await native.listxattr(o.path, o.at)).filter((n) => !isPrivateXattr(n));
+    return (await this.layer(o).listxattr(o.path)).filter((n) => !isPrivateXattr(n));
   }
 
   /** listxattr of an object whose last name is gone, through `pathFd` (taken over and closed; see getattrOf). */
@@ -1317,7 +1324,7 @@ export class Filesystem {
   /** Id and (post-change) mtime of the directory `p` is in, through its descriptor. */
   private async parentOf(p: Place): Promise<{ id: ObjectId; mtime: Time }> {
     const parentRel = parentRelOf(p.rel);
-    const [st, id] = await Promise.all([native.statAt(p.dirFd, '.'), parentRel === '.' ? ROOT_ID : readObjectId('.', p.dirFd)]);
+    const [st, id] = await Promise.all([p.dir.lstat('.'), parentRel === '.' ? ROOT_ID : readObjectId('.', p.dir.fd)]);
     if (id === null) throw new FsError('EIO', `directory ${parentRel} has no object id (changed outside strata?)`);
     return { id, mtime: timeFromNs(st.mtimeNs) };
   }
@@ -1328,10 +1335,10 @@ export class Filesystem {
    * of its own: recorded after it.
    */
   private async recordCreated(p: Place, target?: string, inherits = false): Promise<fs.BigIntStats> {
-    if (!this.sink) return native.statAt(p.dirFd, p.name);
+    if (!this.sink) return p.dir.lstat(p.name);
     const id = newObjectId();
-    const [st, parent] = await Promise.all([native.statAt(p.dirFd, p.name), this.parentOf(p), writeObjectId(p.name, id, p.dirFd)]);
-    const acls = inherits && target === undefined ? await inheritedAcls(new StoreDir(p.dirFd), p.name, st.isDirectory()) : [];
+    const [st, parent] = await Promise.all([p.dir.lstat(p.name), this.parentOf(p), writeObjectId(p.name, id, p.dir.fd)]);
+    const acls = inherits && target === undefined ? await inheritedAcls(p.dir, p.name, st.isDirectory()) : [];
     const rec = { op: 'create' as const, parent: parent.id, name: p.name, id, attrs: attrsFromStat(st), parentMtime: parent.mtime };
     const seq = this.sink.append(target === undefined ? rec : { ...rec, target });
     await this.sink.committed(this.appendAcls(seq, id, acls));
@@ -1344,7 +1351,7 @@ export class Filesystem {
    */
   private async inheritsAcl(p: Place, caller: Caller): Promise<boolean> {
     if (!this.sink && !caller.umask) return false;
-    return (await aclAt(new StoreDir(p.dirFd), '.', ACL_DEFAULT)) !== null;
+    return (await aclAt(p.dir, '.', ACL_DEFAULT)) !== null;
   }
 
   /** The mode to create with: the caller's umask is strata's to apply when it carries one (posix_rules.h). */
@@ -1395,13 +1402,13 @@ export class Filesystem {
     // Created by the daemon's own user and group: already right (the kernel
     // applied set-group-ID inheritance when it created the object).
     if (!native.ownerNeedsParent(caller, daemon)) return;
-    const parent = await native.statAt(p.dirFd, '.');
+    const parent = await p.dir.lstat('.');
     const owner = native.newOwner(caller, Number(parent.mode), daemon);
     if (owner === null) return;
     if (fd !== undefined && !isPathOnly) {
       await new Promise<void>((resolve, reject) => fs.fchown(fd, owner.uid, owner.gid, (err) => (err ? reject(err) : resolve())));
     } else {
-      await native.chownAt(p.dirFd, p.name, owner.uid, owner.gid);
+      await p.dir.lchown(p.name, owner.uid, owner.gid);
     }
   }
 }

@@ -20,12 +20,13 @@
 // its own. Requests that change names run under the adapter's namespace lock,
 // so the names the table gives (and the paths, where no descriptor is kept)
 // stay right while they are used (docs/architecture.md, "Nodes and paths").
-import { close, closeSync, constants as C, type BigIntStats } from 'node:fs';
+import { close, constants as C, type BigIntStats } from 'node:fs';
 import { FsError } from '../errors/errno.js';
 import { LocalStore } from '../store/local-store.js';
 import * as native from '../native/index.js';
 import type { Caller, DirEntryInfo, Filesystem, Named, ObjectRef, OpenResult, SetattrChanges } from './filesystem.js';
-import type { Place } from './place.js';
+import { placeEntry, type Place } from './place.js';
+import { StoreDir } from '../store/store-dir.js';
 import { InodeTable, ROOT_NODEID, type Inode } from './node-table.js';
 
 export { ROOT_NODEID, type Inode } from './node-table.js';
@@ -360,7 +361,7 @@ export class Nodes {
     if (node === undefined || node.links.length !== 1 || this.keptDirs.has(node.nodeid)) return undefined;
     let fd: number;
     try {
-      fd = await native.openAt(p.dirFd, p.name, O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW);
+      fd = await p.dir.open(p.name, O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW);
     } catch {
       return undefined; // not a directory (or gone): the removal says what is wrong
     }
@@ -385,29 +386,36 @@ export class Nodes {
 
   /**
    * Runs `op` on the place of `name` in directory node `dir`: the directory
-   * through the descriptor the mount keeps for its node (or the one kept for
-   * a directory that lost its last name); where there is none (evicted from
-   * the mount's table, no FUSE thread, a node from before a swap), by the
-   * directory's path, which the core opens for the op (ESTALE after a swap,
-   * ENOENT with no name left, as before). `forCreate`: the name is to be made.
+   * through the descriptor the mount keeps for its node; where there is none
+   * (evicted from the mount's table, no FUSE thread), by the directory's
+   * path, which the core opens for the op. A directory with no name left
+   * (ENOENT, as natively for a name in it) or from before a swap (ESTALE) is
+   * refused by its path first. `forCreate`: the name is to be made.
    */
   private async at<T>(dir: Inode, name: string, forCreate: boolean, op: (p: Place) => Promise<T>): Promise<T> {
     const path = this.table.childPath(dir, name);
     const rel = forCreate ? LocalStore.relativeForCreate(path) : LocalStore.relative(path);
-    const fd = dir.stale ? -1 : this.dirDescriptor(dir);
-    if (fd < 0) return this.fs.placed(path, forCreate, op);
+    const layer = this.dirLayer(dir);
+    if (layer === null) return this.fs.placed(path, forCreate, op);
     try {
-      return await op({ dirFd: fd, name, rel });
+      return await op({ dir: layer, name, rel });
     } finally {
-      closeDescriptor(fd);
+      layer.close();
     }
   }
 
-  /** A descriptor of directory node `dir` (the caller's to close), or -1 when none is kept for it. */
-  private dirDescriptor(dir: Inode): number {
-    const kept = this.keptDirs.get(dir.nodeid);
-    if (kept !== undefined) return native.dupFd(kept);
-    return this.descriptors.descriptorOf(dir.nodeid);
+  /**
+   * The local-object layer over a duplicate of the descriptor the mount keeps
+   * for directory node `dir` (the caller closes it: StoreDir.close, at once,
+   * not queued on the thread pool the request's own calls wait in; an O_PATH
+   * close does no I/O. Measured with bench/mirror.ts op_latency, mirrored:
+   * with an asynchronous close the median was 302 µs against 276 µs by
+   * paths; closed at once, 281 µs against 303 µs, alternating runs), or null
+   * when it keeps none.
+   */
+  private dirLayer(dir: Inode): StoreDir | null {
+    const fd = dir.stale ? -1 : this.descriptors.descriptorOf(dir.nodeid);
+    return fd < 0 ? null : new StoreDir(fd);
   }
 
   /** Attributes of an object: through an open handle when it has no name left. */
@@ -426,7 +434,7 @@ export class Nodes {
   /** The attributes of the object at `p` before a removal of that name, or null (the removal itself reports what is wrong). */
   private async statOrNull(p: Place): Promise<BigIntStats | null> {
     try {
-      return (await this.fs.attrsSettled(p, false)).st;
+      return await this.fs.getattr(placeEntry(p));
     } catch {
       return null;
     }
@@ -488,12 +496,12 @@ export class Nodes {
     if (node.nodeid === ROOT_NODEID) return op('/');
     const link = this.table.linkOf(node);
     if (link === null) return op(this.table.requirePath(node));
-    const fd = link.parent.stale ? -1 : this.dirDescriptor(link.parent);
-    if (fd < 0) return op(link.path);
+    const layer = this.dirLayer(link.parent);
+    if (layer === null) return op(link.path);
     try {
-      return await op({ at: fd, path: link.name, rel: LocalStore.relative(link.path) });
+      return await op({ at: layer.fd, path: link.name, rel: LocalStore.relative(link.path) });
     } finally {
-      closeDescriptor(fd);
+      layer.close();
     }
   }
 
@@ -510,21 +518,5 @@ export class Nodes {
     if (fd < 0) this.table.requirePath(node);
     if (fd < 0) throw new FsError('ENOENT', `node ${node.nodeid} has no name left and no descriptor in the node table`);
     return fd;
-  }
-}
-
-/**
- * Closes a directory node's descriptor taken for one request (an O_PATH
- * duplicate: closing it releases no file and does no I/O, so it is done at
- * once rather than queued behind the thread pool's work, which the
- * request's own calls wait in (bench/mirror.ts op_latency, mirrored: with an
- * asynchronous close the median was 302 µs against 276 µs by paths; with
- * this one 281 µs against 303 µs, alternating runs).
- */
-function closeDescriptor(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // EBADF cannot happen for a descriptor this request owns; nothing to do either way.
   }
 }

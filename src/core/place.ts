@@ -5,10 +5,11 @@
 // which keeps copies by path, in logs and errors, and to tell the root): the
 // object is never reached through it.
 import type { ObjectAt } from '../ports/restore-hooks.js';
+import type { StoreDir } from '../store/store-dir.js';
 
 export interface Place {
-  /** A descriptor of the directory (O_PATH will do); the caller's, open until the operation settles. */
-  readonly dirFd: number;
+  /** The local-object layer over a descriptor of the directory (O_PATH will do); the caller's, open until the operation settles. */
+  readonly dir: StoreDir;
   /** The name in it (never '', '.', '..', or containing '/', but for the root's own place: '.'). */
   readonly name: string;
   /** The name's store-relative path ('a/b'; '.' the root). */
@@ -21,12 +22,12 @@ export function parentRelOf(rel: string): string {
   return i < 0 ? '.' : rel.slice(0, i);
 }
 
-/** The directory `p` is in, as the restore reaches it. */
-export function dirAt(p: Place): ObjectAt {
-  return { at: p.dirFd, path: '.', rel: parentRelOf(p.rel) };
+/** The directory `p` is in, as an ObjectAt (how the restore and the core's by-name ops take it). */
+export function placeDir(p: Place): ObjectAt {
+  return { at: p.dir.fd, path: '.', rel: parentRelOf(p.rel) };
 }
 
-/** The object named at `p`, as the restore reaches it. */
-export function objectAt(p: Place): ObjectAt {
-  return { at: p.dirFd, path: p.name, rel: p.rel };
+/** The object named at `p`, as an ObjectAt. */
+export function placeEntry(p: Place): ObjectAt {
+  return { at: p.dir.fd, path: p.name, rel: p.rel };
 }

@@ -100,18 +100,19 @@ export class StoreDir {
     return native.symlinkAt(this.fd, rel, target);
   }
 
-  link(from: string, to: string): Promise<void> {
-    return native.linkAt(this.fd, from, to);
+  /** linkat(2): `to` relative to `into` (another directory's layer; default this one). */
+  link(from: string, to: string, into: StoreDir = this): Promise<void> {
+    return native.linkAt(this.fd, from, to, into.fd);
   }
 
-  /** rename(2); with `noReplace`, renameat2(RENAME_NOREPLACE): EEXIST when `to` exists. */
-  rename(from: string, to: string, noReplace = false): Promise<void> {
-    return noReplace ? native.renameNoReplaceAt(this.fd, from, to) : native.renameAt(this.fd, from, to);
+  /** rename(2), `to` relative to `into` (default this layer); with `noReplace`, renameat2(RENAME_NOREPLACE): EEXIST when `to` exists. */
+  rename(from: string, to: string, noReplace = false, into: StoreDir = this): Promise<void> {
+    return noReplace ? native.renameNoReplaceAt(this.fd, from, to, into.fd) : native.renameAt(this.fd, from, to, into.fd);
   }
 
-  /** renameat2(RENAME_EXCHANGE): the objects at `a` and `b` swap names, atomically. */
-  exchange(a: string, b: string): Promise<void> {
-    return native.renameExchangeAt(this.fd, a, b);
+  /** renameat2(RENAME_EXCHANGE): the objects at `a` and `b` (relative to `bIn`, default this layer) swap names, atomically. */
+  exchange(a: string, b: string, bIn: StoreDir = this): Promise<void> {
+    return native.renameExchangeAt(this.fd, a, b, bIn.fd);
   }
 
   unlink(rel: string): Promise<void> {

@@ -673,7 +673,7 @@ test.serial('a full disk under a mirrored store: changes that need room get ENOS
   fill();
   // Through the mount (in a child: a hung daemon must fail the test, not hang it). Empty files take no
   // room on a tmpfs, only journal records: the creates go on until the journal's room kept ahead is half used.
-  const py = shLimited(`python3 - <<'EOF'
+  const py = shLimited(`${PYTHON} - <<'EOF'
 import os, errno, json
 def code(f):
     try: f(); return 'ok'
@@ -698,7 +698,7 @@ EOF`, s.mnt, 60);
   // The archive back, the disk still full: every record is on disk, so an fsync (which waits for the
   // archive in async mode) succeeds; before, the records waited in memory and it failed with ENOSPC.
   process.kill(server.pid, 'SIGCONT');
-  const fsync = shLimited(`python3 -c "import os; fd = os.open('keep', os.O_RDONLY); os.fsync(fd)"`, s.mnt, 30);
+  const fsync = shLimited(`${PYTHON} -c "import os; fd = os.open('keep', os.O_RDONLY); os.fsync(fd)"`, s.mnt, 30);
   t.is(fsync.status, 0, `fsync on the full disk: ${fsync.stderr}`);
   t.is(strata(['sync', s.mnt]).status, 0);
 
@@ -756,7 +756,7 @@ test.serial('overwrites on a full disk under a mirrored store: their records sta
   // Nothing is acked from now on (the journal cannot give back a segment), and the disk is full.
   process.kill(server.pid, 'SIGSTOP');
   spawnSync('dd', ['if=/dev/zero', `of=${join(disk, 'filler')}`, 'bs=64k'], { encoding: 'utf8' });
-  const py = shLimited(`python3 - <<'EOF'
+  const py = shLimited(`${PYTHON} - <<'EOF'
 import os, errno, json
 new = open(${JSON.stringify(join(s.base, 'fresh'))}, 'rb').read()
 fd = os.open('big', os.O_WRONLY)
@@ -778,7 +778,7 @@ EOF`, s.mnt, 60);
   const expected = Buffer.concat([fresh.subarray(0, r.n), old.subarray(r.n)]);
   t.true(readFileSync(join(s.mnt, 'big')).equals(expected), 'the file holds what was acknowledged');
   process.kill(server.pid, 'SIGCONT');
-  const fsync = shLimited(`python3 -c "import os; fd = os.open('big', os.O_RDONLY); os.fsync(fd)"`, s.mnt, 30);
+  const fsync = shLimited(`${PYTHON} -c "import os; fd = os.open('big', os.O_RDONLY); os.fsync(fd)"`, s.mnt, 30);
   t.is(fsync.status, 0, `fsync on the full disk: ${fsync.stderr}`);
   // Killed -9 on the still-full disk: it starts again without room freed, with every byte acknowledged.
   process.kill(m.pid, 'SIGKILL');
@@ -894,7 +894,7 @@ function applyToModel(model: string, op: DiskOp, out: DiskOutcome): void {
  * the round; how many ops met ENOSPC, or null (the test failed) when the ops did not finish.
  */
 function runDiskOps(t: ExecutionContext, mnt: string, model: string, ops: DiskOp[], round: number): number | null {
-  const r = shLimited(`python3 ${JSON.stringify(FULL_DISK_OPS)} <<'EOF'\n${JSON.stringify(ops)}\nEOF`, mnt, 120);
+  const r = shLimited(`${PYTHON} ${JSON.stringify(FULL_DISK_OPS)} <<'EOF'\n${JSON.stringify(ops)}\nEOF`, mnt, 120);
   if (r.status !== 0) {
     t.fail(`round ${round}: the ops did not finish: ${r.stderr}`);
     return null;
@@ -914,7 +914,10 @@ const DIED = new Set(['ENOTCONN', 'ECONNABORTED', 'EIO']);
  * as unknown (it may or may not have happened), and the rest met the dead mount (nothing happened).
  */
 async function runDiskOpsKilled(t: ExecutionContext, mnt: string, model: string, ops: DiskOp[], round: number, pid: number, killAfterMs: number): Promise<{ met: number | null; unknown: string[] }> {
-  const child = spawn('timeout', ['-s', 'KILL', '120', 'python3', FULL_DISK_OPS], { cwd: mnt, stdio: ['pipe', 'pipe', 'pipe'] });
+  // The interpreter itself, not a wrapper found on PATH (pyenv's shim is a shell script that changes
+  // into its working directory first: with the daemon killed before that, it failed, and so did the
+  // test, though no op had run; seed 961216402 of the recovery model, killed 0-400 ms in).
+  const child = spawn('timeout', ['-s', 'KILL', '120', PYTHON, FULL_DISK_OPS], { cwd: mnt, stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
